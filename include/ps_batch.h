@@ -1,0 +1,169 @@
+/* Kafka record batch v2 (magic 2): header layout, validation and record parsing.
+ *
+ * Layout of the 61-byte header, big-endian:
+ *   0 baseOffset int64 | 8 batchLength int32 | 12 partitionLeaderEpoch int32 | 16 magic int8
+ *   17 crc uint32 (CRC-32C of bytes 21..end) | 21 attributes int16 | 23 lastOffsetDelta int32
+ *   27 baseTimestamp int64 | 35 maxTimestamp int64 | 43 producerId int64 | 51 producerEpoch int16
+ *   53 baseSequence int32 | 57 recordCount int32 | 61 records...
+ * baseOffset, batchLength and partitionLeaderEpoch sit before the CRC'd range, so the
+ * broker can assign offsets without recomputing the checksum.
+ *
+ * Every function returns a ps_status and, on failure, the byte position of the fault
+ * in *errpos. The check order is a contract shared with pstream/record/reference.py.
+ */
+#ifndef PS_BATCH_H
+#define PS_BATCH_H
+#include <stddef.h>
+#include <stdint.h>
+#include "ps_status.h"
+#include "ps_endian.h"
+#include "ps_varint.h"
+#include "ps_crc32c.h"
+
+#define PS_BATCH_HEADER_SIZE 61
+#define PS_BATCH_LOG_OVERHEAD 12  /* baseOffset + batchLength */
+#define PS_MAGIC_V2 2
+
+#define PS_OFF_BASE_OFFSET 0
+#define PS_OFF_LENGTH 8
+#define PS_OFF_LEADER_EPOCH 12
+#define PS_OFF_MAGIC 16
+#define PS_OFF_CRC 17
+#define PS_OFF_ATTRIBUTES 21
+#define PS_OFF_LAST_OFFSET_DELTA 23
+#define PS_OFF_BASE_TIMESTAMP 27
+#define PS_OFF_MAX_TIMESTAMP 35
+#define PS_OFF_PRODUCER_ID 43
+#define PS_OFF_PRODUCER_EPOCH 51
+#define PS_OFF_BASE_SEQUENCE 53
+#define PS_OFF_RECORD_COUNT 57
+
+#define PS_ATTR_COMPRESSION_MASK 0x07
+#define PS_ATTR_TIMESTAMP_TYPE 0x08
+#define PS_ATTR_TRANSACTIONAL 0x10
+#define PS_ATTR_CONTROL 0x20
+
+typedef struct {
+    int64_t base_offset;
+    int32_t batch_length;
+    int32_t partition_leader_epoch;
+    int8_t magic;
+    uint32_t crc;
+    int16_t attributes;
+    int32_t last_offset_delta;
+    int64_t base_timestamp;
+    int64_t max_timestamp;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int32_t record_count;
+} ps_batch_header;
+
+static inline void ps_batch_read_header(const uint8_t *p, ps_batch_header *h) {
+    h->base_offset = (int64_t)ps_load_be64(p + PS_OFF_BASE_OFFSET);
+    h->batch_length = (int32_t)ps_load_be32(p + PS_OFF_LENGTH);
+    h->partition_leader_epoch = (int32_t)ps_load_be32(p + PS_OFF_LEADER_EPOCH);
+    h->magic = (int8_t)p[PS_OFF_MAGIC];
+    h->crc = ps_load_be32(p + PS_OFF_CRC);
+    h->attributes = (int16_t)ps_load_be16(p + PS_OFF_ATTRIBUTES);
+    h->last_offset_delta = (int32_t)ps_load_be32(p + PS_OFF_LAST_OFFSET_DELTA);
+    h->base_timestamp = (int64_t)ps_load_be64(p + PS_OFF_BASE_TIMESTAMP);
+    h->max_timestamp = (int64_t)ps_load_be64(p + PS_OFF_MAX_TIMESTAMP);
+    h->producer_id = (int64_t)ps_load_be64(p + PS_OFF_PRODUCER_ID);
+    h->producer_epoch = (int16_t)ps_load_be16(p + PS_OFF_PRODUCER_EPOCH);
+    h->base_sequence = (int32_t)ps_load_be32(p + PS_OFF_BASE_SEQUENCE);
+    h->record_count = (int32_t)ps_load_be32(p + PS_OFF_RECORD_COUNT);
+}
+
+/* Checks a-f of the contract: sizes, magic, CRC (when check_crc), record count sign. */
+static inline int ps_batch_validate(const uint8_t *p, size_t n, int check_crc, ps_batch_header *h, size_t *errpos) {
+    if (n < PS_BATCH_HEADER_SIZE) { *errpos = n; return PS_ERR_SHORT_BUFFER; }
+    ps_batch_read_header(p, h);
+    if (h->batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD) { *errpos = PS_OFF_LENGTH; return PS_ERR_LENGTH_MISMATCH; }
+    size_t total = (size_t)h->batch_length + PS_BATCH_LOG_OVERHEAD;
+    if (n < total) { *errpos = n; return PS_ERR_SHORT_BUFFER; }
+    if (h->magic != PS_MAGIC_V2) { *errpos = PS_OFF_MAGIC; return PS_ERR_BAD_MAGIC; }
+    if (check_crc && ps_crc32c(0, p + PS_OFF_ATTRIBUTES, total - PS_OFF_ATTRIBUTES) != h->crc) {
+        *errpos = PS_OFF_CRC; return PS_ERR_CRC_MISMATCH;
+    }
+    if (h->record_count < 0) { *errpos = PS_OFF_RECORD_COUNT; return PS_ERR_RECORD_COUNT; }
+    return PS_OK;
+}
+
+/* One parsed record: positions are relative to the start of the records section. */
+typedef struct {
+    int8_t attributes;
+    int64_t timestamp_delta;
+    int32_t offset_delta;
+    int32_t key_len;      /* -1: null */
+    size_t key_pos;
+    int32_t value_len;    /* -1: null */
+    size_t value_pos;
+    int32_t header_count;
+    size_t headers_pos;   /* first header */
+    size_t end;           /* position after the record */
+} ps_record;
+
+/* Reads a length-prefixed byte field inside [.., end): *len may be -1 (null) when nullable. */
+static inline int ps_read_bytes_field(const uint8_t *s, size_t end, size_t *pos, int nullable,
+                                      int32_t *len, size_t *data_pos, size_t *errpos) {
+    size_t start = *pos;
+    int st = ps_read_varint(s, end, pos, len);
+    if (st) { *errpos = start; return st; }
+    if (*len < (nullable ? -1 : 0)) { *errpos = start; return PS_ERR_BAD_RECORD; }
+    *data_pos = *pos;
+    if (*len > 0) {
+        if ((size_t)*len > end - *pos) { *errpos = *pos; return PS_ERR_BAD_RECORD; }
+        *pos += (size_t)*len;
+    }
+    return PS_OK;
+}
+
+/* Parses the record starting at *pos of the section s[0:n]; on success advances *pos.
+ * Header keys are checked for UTF-8 by the caller (it decodes them). */
+static inline int ps_record_parse(const uint8_t *s, size_t n, size_t *pos, ps_record *r, size_t *errpos) {
+    size_t start = *pos, p = *pos;
+    int32_t length;
+    int st = ps_read_varint(s, n, &p, &length);
+    if (st) { *errpos = start; return st; }
+    if (length < 0 || (size_t)length > n - p) { *errpos = start; return PS_ERR_BAD_RECORD; }
+    size_t end = p + (size_t)length;
+    size_t at;
+    if (p >= end) { *errpos = p; return PS_ERR_BAD_RECORD; }
+    r->attributes = (int8_t)s[p++];
+    at = p;
+    if ((st = ps_read_varlong(s, end, &p, &r->timestamp_delta))) { *errpos = at; return st; }
+    at = p;
+    if ((st = ps_read_varint(s, end, &p, &r->offset_delta))) { *errpos = at; return st; }
+    if ((st = ps_read_bytes_field(s, end, &p, 1, &r->key_len, &r->key_pos, errpos))) return st;
+    if ((st = ps_read_bytes_field(s, end, &p, 1, &r->value_len, &r->value_pos, errpos))) return st;
+    at = p;
+    if ((st = ps_read_varint(s, end, &p, &r->header_count))) { *errpos = at; return st; }
+    if (r->header_count < 0) { *errpos = at; return PS_ERR_BAD_RECORD; }
+    r->headers_pos = p;
+    for (int32_t i = 0; i < r->header_count; i++) {
+        int32_t hlen; size_t hpos;
+        if ((st = ps_read_bytes_field(s, end, &p, 0, &hlen, &hpos, errpos))) return st;
+        if ((st = ps_read_bytes_field(s, end, &p, 1, &hlen, &hpos, errpos))) return st;
+    }
+    if (p != end) { *errpos = start; return PS_ERR_BAD_RECORD; }
+    r->end = end;
+    *pos = end;
+    return PS_OK;
+}
+
+/* Checks h-i of the contract over an (uncompressed) records section, without
+ * building anything. UTF-8 of header keys is not checked here. */
+static inline int ps_records_validate(const uint8_t *s, size_t n, int32_t count, size_t *errpos) {
+    size_t pos = 0;
+    ps_record r;
+    for (int32_t i = 0; i < count; i++) {
+        if (pos >= n) { *errpos = pos; return PS_ERR_RECORD_COUNT; }
+        int st = ps_record_parse(s, n, &pos, &r, errpos);
+        if (st) return st;
+    }
+    if (pos != n) { *errpos = pos; return PS_ERR_RECORD_COUNT; }
+    return PS_OK;
+}
+
+#endif

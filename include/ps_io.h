@@ -1,0 +1,125 @@
+/* File and memory helpers for the segment writer: O_DIRECT opens, aligned
+ * buffers, page arithmetic, and an eventfd-or-pipe doorbell for the event loop. */
+#ifndef PS_IO_H
+#define PS_IO_H
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#define PS_PAGE 4096
+
+#ifndef O_DIRECT
+#define O_DIRECT 0
+#define PS_HAVE_O_DIRECT 0
+#else
+#define PS_HAVE_O_DIRECT 1
+#endif
+
+static inline int64_t ps_page_floor(int64_t v) { return v & ~(int64_t)(PS_PAGE - 1); }
+static inline int64_t ps_page_ceil(int64_t v) { return (v + PS_PAGE - 1) & ~(int64_t)(PS_PAGE - 1); }
+
+static inline void *ps_aligned_alloc(size_t size) {
+    void *p = NULL;
+    if (posix_memalign(&p, PS_PAGE, (size_t)ps_page_ceil((int64_t)size)) != 0) return NULL;
+    return p;
+}
+
+/* Opens a segment for writing. With want_direct, tries O_DIRECT first and reports
+ * in *direct whether it stuck; EINVAL means the filesystem refuses it. */
+static inline int ps_open_for_write(const char *path, int want_direct, int *direct) {
+    int fd = -1;
+    *direct = 0;
+    if (want_direct && PS_HAVE_O_DIRECT) {
+        fd = open(path, O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
+        if (fd >= 0) { *direct = 1; return fd; }
+        if (errno != EINVAL) return -1;
+    }
+    return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+}
+
+/* Preallocates [offset, offset+len); filesystems without fallocate just skip it. */
+static inline int ps_preallocate(int fd, int64_t offset, int64_t len) {
+#ifdef __linux__
+    if (fallocate(fd, 0, offset, len) == 0) return 0;
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return 0;
+    return -1;
+#else
+    (void)fd; (void)offset; (void)len;
+    return 0;
+#endif
+}
+
+static inline int ps_fdatasync(int fd) {
+#ifdef __APPLE__
+    return fsync(fd);
+#else
+    return fdatasync(fd);
+#endif
+}
+
+/* Writes all of buf at offset, retrying short writes and EINTR. */
+static inline int ps_pwrite_all(int fd, const char *buf, size_t len, int64_t offset) {
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)offset);
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        buf += n; len -= (size_t)n; offset += n;
+    }
+    return 0;
+}
+
+/* Reads up to len bytes at offset; returns bytes read (short at end of file) or -1. */
+static inline ssize_t ps_pread_all(int fd, char *buf, size_t len, int64_t offset) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, (off_t)(offset + (int64_t)done));
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        if (n == 0) break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+static inline int64_t ps_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t ps_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A doorbell the asyncio loop watches: an eventfd on Linux, else a pipe.
+ * fds[0] is read by the loop, fds[1] written by shard threads. */
+static inline int ps_doorbell_open(int fds[2]) {
+#ifdef __linux__
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd >= 0) { fds[0] = fds[1] = fd; return 0; }
+#endif
+    if (pipe(fds) != 0) return -1;
+    fcntl(fds[0], F_SETFL, O_NONBLOCK); fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC); fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+static inline void ps_doorbell_ring(int fd) {
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof one);  /* EAGAIN: already ringing, fine */
+    (void)r;
+}
+
+static inline void ps_doorbell_drain(int fd) {
+    char buf[64];
+    while (read(fd, buf, sizeof buf) > 0) {}
+}
+
+#endif

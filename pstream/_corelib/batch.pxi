@@ -1,0 +1,504 @@
+# Record batch v2 as Python sees it: Record, BatchHeader, encode, decode, validate.
+#
+# The byte layout and the order of checks are a contract shared with the pure-Python
+# oracle in pstream/record/reference.py; include/ps_batch.h holds the nogil parts.
+
+cimport cython
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+from pstream.record import compression as _compression
+
+cdef int64_t MAX_DECOMPRESSED = 64 << 20
+
+
+@cython.freelist(256)
+cdef class Record:
+    """One record as read back: offset, timestamp_ms, key, value, headers."""
+    cdef readonly int64_t offset
+    cdef readonly int64_t timestamp_ms
+    cdef readonly object key
+    cdef readonly object value
+    cdef readonly list headers
+
+    def __init__(self, int64_t offset, int64_t timestamp_ms, key, value, headers=()):
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.key = key
+        self.value = value
+        self.headers = list(headers)
+
+    def __eq__(self, other):
+        if not isinstance(other, Record):
+            return NotImplemented
+        cdef Record o = other
+        return (self.offset == o.offset and self.timestamp_ms == o.timestamp_ms and self.key == o.key
+                and self.value == o.value and self.headers == o.headers)
+
+    def __repr__(self):
+        return (f"Record(offset={self.offset}, timestamp_ms={self.timestamp_ms}, key={self.key!r}, "
+                f"value={self.value!r}, headers={self.headers!r})")
+
+    def __reduce__(self):
+        return (Record, (self.offset, self.timestamp_ms, self.key, self.value, self.headers))
+
+
+cdef class BatchHeader:
+    """Every field of the 61-byte record batch v2 header."""
+    cdef ps_batch_header h
+
+    @staticmethod
+    cdef BatchHeader wrap(const ps_batch_header *h):
+        cdef BatchHeader self = BatchHeader.__new__(BatchHeader)
+        self.h = h[0]
+        return self
+
+    @property
+    def base_offset(self): return self.h.base_offset
+    @property
+    def batch_length(self): return self.h.batch_length
+    @property
+    def partition_leader_epoch(self): return self.h.partition_leader_epoch
+    @property
+    def magic(self): return self.h.magic
+    @property
+    def crc(self): return self.h.crc
+    @property
+    def attributes(self): return self.h.attributes
+    @property
+    def last_offset_delta(self): return self.h.last_offset_delta
+    @property
+    def base_timestamp(self): return self.h.base_timestamp
+    @property
+    def max_timestamp(self): return self.h.max_timestamp
+    @property
+    def producer_id(self): return self.h.producer_id
+    @property
+    def producer_epoch(self): return self.h.producer_epoch
+    @property
+    def base_sequence(self): return self.h.base_sequence
+    @property
+    def record_count(self): return self.h.record_count
+    @property
+    def compression(self): return self.h.attributes & PS_ATTR_COMPRESSION_MASK
+    @property
+    def timestamp_type(self): return 1 if self.h.attributes & PS_ATTR_TIMESTAMP_TYPE else 0
+    @property
+    def is_transactional(self): return bool(self.h.attributes & PS_ATTR_TRANSACTIONAL)
+    @property
+    def is_control(self): return bool(self.h.attributes & PS_ATTR_CONTROL)
+    @property
+    def last_offset(self): return self.h.base_offset + self.h.last_offset_delta
+    @property
+    def size(self): return <int64_t>self.h.batch_length + PS_BATCH_LOG_OVERHEAD
+
+    def __repr__(self):
+        return (f"BatchHeader(base_offset={self.h.base_offset}, batch_length={self.h.batch_length}, "
+                f"record_count={self.h.record_count}, attributes={self.h.attributes}, "
+                f"base_timestamp={self.h.base_timestamp}, max_timestamp={self.h.max_timestamp}, "
+                f"producer_id={self.h.producer_id}, crc={self.h.crc})")
+
+
+# --- CRC -----------------------------------------------------------------------
+
+def crc32c(data, uint32_t value=0):
+    """CRC-32C (Castagnoli) of data, continuing from value (0 to start)."""
+    cdef Py_buffer view
+    cdef uint32_t result
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if view.len >= 65536:
+            with nogil:
+                result = ps_crc32c(value, view.buf, <size_t>view.len)
+        else:
+            result = ps_crc32c(value, view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return result
+
+
+def crc32c_implementation():
+    """Which CRC-32C kernel is active: 'sse4.2+pclmul' or 'software'."""
+    return ps_crc32c_impl().decode()
+
+
+# --- encoding --------------------------------------------------------------------
+
+cdef struct RecordSpec:
+    const uint8_t *key
+    Py_ssize_t key_len          # -1: null
+    const uint8_t *value
+    Py_ssize_t value_len        # -1: null
+    const uint8_t *headers      # pre-encoded header entries (without the count)
+    Py_ssize_t headers_len
+    int32_t header_count
+    int64_t timestamp
+    Py_ssize_t body_len         # record length, without its own length varint
+
+
+cdef inline object as_bytes(object obj, str what):
+    """bytes stay as they are; other bytes-like objects are copied once; None stays None."""
+    if obj is None or PyBytes_CheckExact(obj):
+        return obj
+    if isinstance(obj, str):
+        raise TypeError(f"{what} must be bytes-like or None, not str (encode it first)")
+    try:
+        return bytes(memoryview(obj))
+    except TypeError:
+        raise TypeError(f"{what} must be bytes-like or None, not {type(obj).__name__}") from None
+
+
+cdef bytes encode_headers(object headers, int32_t *count):
+    """Header entries (key varint + UTF-8 key, value varint + value), concatenated."""
+    cdef bytearray out = bytearray()
+    cdef uint8_t tmp[10]
+    cdef Py_ssize_t n
+    cdef int32_t c = 0
+    for item in headers:
+        hkey, hvalue = item
+        if isinstance(hkey, str):
+            kb = (<str>hkey).encode("utf-8")
+        elif isinstance(hkey, (bytes, bytearray)):
+            kb = bytes(hkey)
+            kb.decode("utf-8")  # header keys are strings on the wire
+        else:
+            raise TypeError(f"header key must be str, not {type(hkey).__name__}")
+        hv = as_bytes(hvalue, "header value")
+        n = ps_write_varint(tmp, <int32_t>len(kb))
+        out += tmp[:n]
+        out += kb
+        if hv is None:
+            n = ps_write_varint(tmp, -1)
+            out += tmp[:n]
+        else:
+            n = ps_write_varint(tmp, <int32_t>len(hv))
+            out += tmp[:n]
+            out += hv
+        c += 1
+    count[0] = c
+    return bytes(out)
+
+
+cdef inline Py_ssize_t record_body_len(RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:
+    cdef Py_ssize_t n = 1  # attributes
+    n += ps_sizeof_varlong(r.timestamp - base_ts)
+    n += ps_sizeof_varint(delta)
+    n += ps_sizeof_varint(<int32_t>r.key_len) + (r.key_len if r.key_len > 0 else 0)
+    n += ps_sizeof_varint(<int32_t>r.value_len) + (r.value_len if r.value_len > 0 else 0)
+    n += ps_sizeof_varint(r.header_count) + r.headers_len
+    return n
+
+
+cdef inline Py_ssize_t write_record(uint8_t *dst, RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:
+    cdef Py_ssize_t p = ps_write_varint(dst, <int32_t>r.body_len)
+    dst[p] = 0
+    p += 1
+    p += ps_write_varlong(dst + p, r.timestamp - base_ts)
+    p += ps_write_varint(dst + p, delta)
+    p += ps_write_varint(dst + p, <int32_t>r.key_len)
+    if r.key_len > 0:
+        memcpy(dst + p, r.key, r.key_len)
+        p += r.key_len
+    p += ps_write_varint(dst + p, <int32_t>r.value_len)
+    if r.value_len > 0:
+        memcpy(dst + p, r.value, r.value_len)
+        p += r.value_len
+    p += ps_write_varint(dst + p, r.header_count)
+    if r.headers_len > 0:
+        memcpy(dst + p, r.headers, r.headers_len)
+        p += r.headers_len
+    return p
+
+
+cdef inline void write_batch_header(uint8_t *dst, Py_ssize_t total, int64_t base_offset, int32_t leader_epoch,
+                                    int16_t attributes, int32_t last_offset_delta, int64_t base_ts, int64_t max_ts,
+                                    int64_t producer_id, int16_t producer_epoch, int32_t base_sequence,
+                                    int32_t count) noexcept nogil:
+    ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base_offset)
+    ps_store_be32(dst + PS_OFF_LENGTH, <uint32_t>(total - PS_BATCH_LOG_OVERHEAD))
+    ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>leader_epoch)
+    dst[PS_OFF_MAGIC] = PS_MAGIC_V2
+    ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>attributes)
+    ps_store_be32(dst + PS_OFF_LAST_OFFSET_DELTA, <uint32_t>last_offset_delta)
+    ps_store_be64(dst + PS_OFF_BASE_TIMESTAMP, <uint64_t>base_ts)
+    ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>max_ts)
+    ps_store_be64(dst + PS_OFF_PRODUCER_ID, <uint64_t>producer_id)
+    ps_store_be16(dst + PS_OFF_PRODUCER_EPOCH, <uint16_t>producer_epoch)
+    ps_store_be32(dst + PS_OFF_BASE_SEQUENCE, <uint32_t>base_sequence)
+    ps_store_be32(dst + PS_OFF_RECORD_COUNT, <uint32_t>count)
+
+
+cdef inline void seal_batch_crc(uint8_t *dst, Py_ssize_t total) noexcept nogil:
+    ps_store_be32(dst + PS_OFF_CRC, ps_crc32c(0, dst + PS_OFF_ATTRIBUTES, <size_t>(total - PS_OFF_ATTRIBUTES)))
+
+
+cdef class BatchBuilder:
+    """Collects Python records into RecordSpecs, then writes one v2 batch.
+
+    The specs point into the Python objects kept alive in `self.keep`, so the write
+    itself needs no Python objects and can run anywhere (into a bytes object, or
+    straight into a segment's write buffer).
+    """
+    cdef RecordSpec *specs
+    cdef Py_ssize_t n, cap
+    cdef list keep
+    cdef int64_t base_ts, max_ts
+    cdef Py_ssize_t records_len    # uncompressed records section
+
+    def __cinit__(self):
+        self.specs = NULL
+        self.n = 0
+        self.cap = 0
+        self.keep = []
+
+    def __dealloc__(self):
+        free(self.specs)
+
+    cdef int reserve(self, Py_ssize_t count) except -1:
+        cdef RecordSpec *grown
+        if count > self.cap:
+            grown = <RecordSpec *>realloc(self.specs, count * sizeof(RecordSpec))
+            if grown == NULL:
+                raise MemoryError()
+            self.specs = grown
+            self.cap = count
+        return 0
+
+    cdef int add(self, object key, object value, object headers, object timestamp_ms, int64_t now_ms) except -1:
+        cdef RecordSpec *r
+        cdef int32_t hcount = 0
+        if self.n == self.cap:
+            self.reserve(self.cap * 2 if self.cap else 8)
+        r = &self.specs[self.n]
+        key = as_bytes(key, "key")
+        value = as_bytes(value, "value")
+        if key is None:
+            r.key = NULL
+            r.key_len = -1
+        else:
+            self.keep.append(key)
+            r.key = <const uint8_t *>PyBytes_AS_STRING(key)
+            r.key_len = PyBytes_GET_SIZE(key)
+        if value is None:
+            r.value = NULL
+            r.value_len = -1
+        else:
+            self.keep.append(value)
+            r.value = <const uint8_t *>PyBytes_AS_STRING(value)
+            r.value_len = PyBytes_GET_SIZE(value)
+        if headers:
+            hb = encode_headers(headers, &hcount)
+            self.keep.append(hb)
+            r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
+            r.headers_len = PyBytes_GET_SIZE(hb)
+        else:
+            r.headers = NULL
+            r.headers_len = 0
+        r.header_count = hcount
+        r.timestamp = now_ms if timestamp_ms is None else <int64_t>timestamp_ms
+        if self.n == 0:
+            self.base_ts = r.timestamp
+            self.max_ts = r.timestamp
+        elif r.timestamp > self.max_ts:
+            self.max_ts = r.timestamp
+        self.n += 1
+        return 0
+
+    cdef int add_records(self, object records, int64_t now_ms) except -1:
+        """records: an iterable of (key, value) or (key, value, headers) or (key, value, headers, ts)."""
+        cdef Py_ssize_t size
+        for rec in records:
+            size = len(rec)
+            if size == 2:
+                self.add(rec[0], rec[1], None, None, now_ms)
+            elif size == 3:
+                self.add(rec[0], rec[1], rec[2], None, now_ms)
+            elif size == 4:
+                self.add(rec[0], rec[1], rec[2], rec[3], now_ms)
+            else:
+                raise ValueError(f"a record is (key, value[, headers[, timestamp_ms]]), got {size} fields")
+        return 0
+
+    cdef Py_ssize_t measure(self) except -1:
+        """Computes every record's length; returns the uncompressed records section size."""
+        cdef Py_ssize_t i, total = 0
+        cdef RecordSpec *r
+        if self.n == 0:
+            self.base_ts = -1
+            self.max_ts = -1
+        for i in range(self.n):
+            r = &self.specs[i]
+            if r.key_len > 0x7fffffff or r.value_len > 0x7fffffff:
+                raise _errors.BatchTooLargeError("a key or value is larger than 2 GiB")
+            r.body_len = record_body_len(r, self.base_ts, <int32_t>i)
+            total += ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
+        self.records_len = total
+        return total
+
+    cdef void write_records(self, uint8_t *dst) noexcept nogil:
+        cdef Py_ssize_t i, p = 0
+        for i in range(self.n):
+            p += write_record(dst + p, &self.specs[i], self.base_ts, <int32_t>i)
+
+    cdef bytes build(self, int64_t base_offset, int codec, int timestamp_type, int64_t producer_id,
+                     int16_t producer_epoch, int32_t base_sequence, int32_t leader_epoch,
+                     bint transactional, bint control):
+        cdef Py_ssize_t records_len = self.measure()
+        cdef Py_ssize_t total
+        cdef int16_t attributes = <int16_t>(codec & PS_ATTR_COMPRESSION_MASK)
+        cdef bytes out, raw
+        cdef uint8_t *dst
+        if timestamp_type:
+            attributes |= PS_ATTR_TIMESTAMP_TYPE
+        if transactional:
+            attributes |= PS_ATTR_TRANSACTIONAL
+        if control:
+            attributes |= PS_ATTR_CONTROL
+        if codec == 0:
+            total = PS_BATCH_HEADER_SIZE + records_len
+            out = PyBytes_FromStringAndSize(NULL, total)
+            dst = <uint8_t *>PyBytes_AS_STRING(out)
+            self.write_records(dst + PS_BATCH_HEADER_SIZE)
+        else:
+            raw = PyBytes_FromStringAndSize(NULL, records_len)
+            self.write_records(<uint8_t *>PyBytes_AS_STRING(raw))
+            packed = _compression.compress(codec, raw)
+            total = PS_BATCH_HEADER_SIZE + len(packed)
+            out = PyBytes_FromStringAndSize(NULL, total)
+            dst = <uint8_t *>PyBytes_AS_STRING(out)
+            memcpy(dst + PS_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))
+        if total - PS_BATCH_LOG_OVERHEAD > 0x7fffffff:
+            raise _errors.BatchTooLargeError(f"batch of {total} bytes exceeds the 2 GiB v2 limit")
+        write_batch_header(dst, total, base_offset, leader_epoch, attributes, <int32_t>(self.n - 1),
+                           self.base_ts, self.max_ts, producer_id, producer_epoch, base_sequence, <int32_t>self.n)
+        seal_batch_crc(dst, total)
+        return out
+
+
+def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,
+                 int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+                 bint is_transactional=False, bint is_control=False, now_ms=None):
+    """Encodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.
+
+    A timestamp of None becomes now_ms (or the current time, taken once per batch).
+    """
+    cdef int codec = _compression.codec_id(compression)
+    cdef BatchBuilder builder = BatchBuilder()
+    cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
+    for rec in records:
+        key, value, headers, ts = rec
+        builder.add(key, value, headers, ts, now)
+    return builder.build(base_offset, codec, timestamp_type, producer_id, producer_epoch, base_sequence,
+                         partition_leader_epoch, is_transactional, is_control)
+
+
+# --- validation and decoding -------------------------------------------------------
+
+cdef class _BufferView:
+    """Holds a Py_buffer for the duration of a call (released on dealloc)."""
+    cdef Py_buffer view
+    cdef bint held
+
+    def __cinit__(self, obj):
+        PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE)
+        self.held = True
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+
+def validate_batch(buf):
+    """Checks one batch's sizes, magic, CRC and record count sign; returns its BatchHeader."""
+    cdef _BufferView b = _BufferView(buf)
+    cdef ps_batch_header h
+    cdef size_t errpos = 0
+    cdef int st
+    with nogil:
+        st = ps_batch_validate(<const uint8_t *>b.view.buf, <size_t>b.view.len, 1, &h, &errpos)
+    if st != PS_OK:
+        raise_status(st, errpos)
+    return BatchHeader.wrap(&h)
+
+
+cdef list decode_records(const uint8_t *s, size_t n, const ps_batch_header *h, size_t pos_base):
+    """Builds Record objects from an uncompressed records section."""
+    cdef list out = []
+    cdef size_t pos = 0, errpos = 0, hp, hend, hkey_pos, hval_pos
+    cdef int32_t i, j, hkey_len, hval_len
+    cdef int st
+    cdef ps_record r
+    cdef Record rec
+    cdef list headers
+    cdef bint log_append_time = (h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
+    for i in range(h.record_count):
+        if pos >= n:
+            raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{i} of {h.record_count} records present")
+        st = ps_record_parse(s, n, &pos, &r, &errpos)
+        if st != PS_OK:
+            raise_status(st, pos_base + errpos)
+        rec = Record.__new__(Record)
+        rec.offset = h.base_offset + r.offset_delta
+        rec.timestamp_ms = h.max_timestamp if log_append_time else h.base_timestamp + r.timestamp_delta
+        rec.key = None if r.key_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.key_pos, r.key_len)
+        rec.value = None if r.value_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.value_pos, r.value_len)
+        headers = []
+        if r.header_count:
+            hp = r.headers_pos
+            hend = r.end
+            for j in range(r.header_count):
+                ps_read_bytes_field(s, hend, &hp, 0, &hkey_len, &hkey_pos, &errpos)
+                ps_read_bytes_field(s, hend, &hp, 1, &hval_len, &hval_pos, &errpos)
+                try:
+                    hkey = PyUnicode_DecodeUTF8(<const char *>s + hkey_pos, hkey_len, NULL)
+                except UnicodeDecodeError:
+                    raise_status(PS_ERR_BAD_RECORD, pos_base + hkey_pos, "header key is not valid UTF-8")
+                hval = None if hval_len < 0 else PyBytes_FromStringAndSize(<const char *>s + hval_pos, hval_len)
+                headers.append((hkey, hval))
+        rec.headers = headers
+        out.append(rec)
+    if pos != n:
+        raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{n - pos} bytes left after {h.record_count} records")
+    return out
+
+
+def decode_batch(buf):
+    """Validates one batch and decodes it: returns (BatchHeader, [Record, ...])."""
+    cdef _BufferView b = _BufferView(buf)
+    cdef ps_batch_header h
+    cdef size_t errpos = 0, total
+    cdef int st, codec
+    cdef const uint8_t *p = <const uint8_t *>b.view.buf
+    with nogil:
+        st = ps_batch_validate(p, <size_t>b.view.len, 1, &h, &errpos)
+    if st != PS_OK:
+        raise_status(st, errpos)
+    header = BatchHeader.wrap(&h)
+    total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+    codec = h.attributes & PS_ATTR_COMPRESSION_MASK
+    if codec == 0:
+        return header, decode_records(p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, PS_BATCH_HEADER_SIZE)
+    if codec > 4:
+        raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")
+    section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
+    try:
+        raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
+    except _errors.CompressionError as exc:
+        raise _errors.CompressionError(exc.message, position=PS_BATCH_HEADER_SIZE) from None
+    return header, decode_records(<const uint8_t *>PyBytes_AS_STRING(raw), <size_t>PyBytes_GET_SIZE(raw), &h,
+                                  PS_BATCH_HEADER_SIZE)
+
+
+def iter_batches(data):
+    """Decodes back-to-back batches (as read_batches returns them): yields (BatchHeader, records)."""
+    cdef Py_ssize_t pos = 0, n
+    view = memoryview(data)
+    n = len(view)
+    while pos < n:
+        try:
+            header, records = decode_batch(view[pos:])
+        except _errors.CorruptBatchError as exc:
+            raise type(exc)(exc.message, position=pos + (exc.position or 0)) from None
+        yield header, records
+        pos += header.size

@@ -1,0 +1,185 @@
+# C declarations used by the core: only what is used, in one place.
+
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_MAX
+from libc.string cimport memcpy, memmove, memset, strlen
+from libc.stdio cimport snprintf
+from libc.stdlib cimport malloc, calloc, free, realloc
+from libc.errno cimport errno, EINVAL, EINTR, ETIMEDOUT, EIO
+from posix.unistd cimport close, unlink
+from posix.types cimport off_t
+
+
+cdef extern from "<sys/types.h>" nogil:
+    ctypedef long ssize_t
+
+
+cdef extern from "ps_status.h" nogil:
+    ctypedef enum ps_status:
+        PS_OK
+        PS_ERR_SHORT_BUFFER
+        PS_ERR_BAD_MAGIC
+        PS_ERR_LENGTH_MISMATCH
+        PS_ERR_CRC_MISMATCH
+        PS_ERR_BAD_VARINT
+        PS_ERR_RECORD_COUNT
+        PS_ERR_COMPRESSION
+        PS_ERR_BAD_RECORD
+        PS_ERR_IO
+        PS_ERR_NO_MEMORY
+        PS_ERR_TOO_LARGE
+        PS_ERR_CLOSED
+
+
+cdef extern from "ps_endian.h" nogil:
+    uint16_t ps_load_be16(const uint8_t *p)
+    uint32_t ps_load_be32(const uint8_t *p)
+    uint64_t ps_load_be64(const uint8_t *p)
+    void ps_store_be16(uint8_t *p, uint16_t v)
+    void ps_store_be32(uint8_t *p, uint32_t v)
+    void ps_store_be64(uint8_t *p, uint64_t v)
+
+
+cdef extern from "ps_varint.h" nogil:
+    int ps_read_varint(const uint8_t *buf, size_t end, size_t *pos, int32_t *out)
+    int ps_read_varlong(const uint8_t *buf, size_t end, size_t *pos, int64_t *out)
+    size_t ps_sizeof_varint(int32_t v)
+    size_t ps_sizeof_varlong(int64_t v)
+    size_t ps_write_varint(uint8_t *buf, int32_t v)
+    size_t ps_write_varlong(uint8_t *buf, int64_t v)
+
+
+cdef extern from "ps_crc32c.h" nogil:
+    void ps_crc32c_init()
+    uint32_t ps_crc32c(uint32_t crc, const void *buf, size_t length)
+    uint32_t ps_crc32c_sw(uint32_t crc, const void *buf, size_t length)
+    const char *ps_crc32c_impl()
+
+
+cdef extern from "ps_batch.h" nogil:
+    enum:
+        PS_BATCH_HEADER_SIZE
+        PS_BATCH_LOG_OVERHEAD
+        PS_MAGIC_V2
+        PS_OFF_BASE_OFFSET
+        PS_OFF_LENGTH
+        PS_OFF_LEADER_EPOCH
+        PS_OFF_MAGIC
+        PS_OFF_CRC
+        PS_OFF_ATTRIBUTES
+        PS_OFF_LAST_OFFSET_DELTA
+        PS_OFF_BASE_TIMESTAMP
+        PS_OFF_MAX_TIMESTAMP
+        PS_OFF_PRODUCER_ID
+        PS_OFF_PRODUCER_EPOCH
+        PS_OFF_BASE_SEQUENCE
+        PS_OFF_RECORD_COUNT
+        PS_ATTR_COMPRESSION_MASK
+        PS_ATTR_TIMESTAMP_TYPE
+        PS_ATTR_TRANSACTIONAL
+        PS_ATTR_CONTROL
+
+    ctypedef struct ps_batch_header:
+        int64_t base_offset
+        int32_t batch_length
+        int32_t partition_leader_epoch
+        int8_t magic
+        uint32_t crc
+        int16_t attributes
+        int32_t last_offset_delta
+        int64_t base_timestamp
+        int64_t max_timestamp
+        int64_t producer_id
+        int16_t producer_epoch
+        int32_t base_sequence
+        int32_t record_count
+
+    ctypedef struct ps_record:
+        int8_t attributes
+        int64_t timestamp_delta
+        int32_t offset_delta
+        int32_t key_len
+        size_t key_pos
+        int32_t value_len
+        size_t value_pos
+        int32_t header_count
+        size_t headers_pos
+        size_t end
+
+    void ps_batch_read_header(const uint8_t *p, ps_batch_header *h)
+    int ps_batch_validate(const uint8_t *p, size_t n, int check_crc, ps_batch_header *h, size_t *errpos)
+    int ps_read_bytes_field(const uint8_t *s, size_t end, size_t *pos, int nullable,
+                            int32_t *length, size_t *data_pos, size_t *errpos)
+    int ps_record_parse(const uint8_t *s, size_t n, size_t *pos, ps_record *r, size_t *errpos)
+    int ps_records_validate(const uint8_t *s, size_t n, int32_t count, size_t *errpos)
+
+
+cdef extern from "ps_io.h" nogil:
+    enum:
+        PS_PAGE
+        PS_HAVE_O_DIRECT
+    int64_t ps_page_floor(int64_t v)
+    int64_t ps_page_ceil(int64_t v)
+    void *ps_aligned_alloc(size_t size)
+    int ps_open_for_write(const char *path, int want_direct, int *direct)
+    int ps_preallocate(int fd, int64_t offset, int64_t length)
+    int ps_fdatasync(int fd)
+    int ps_pwrite_all(int fd, const char *buf, size_t length, int64_t offset)
+    ssize_t ps_pread_all(int fd, char *buf, size_t length, int64_t offset)
+    int64_t ps_now_ms()
+    int64_t ps_monotonic_ns()
+    int ps_doorbell_open(int fds[2])
+    void ps_doorbell_ring(int fd)
+    void ps_doorbell_drain(int fd)
+    int ftruncate(int fd, off_t length)
+    off_t lseek(int fd, off_t offset, int whence)
+    int c_open "open"(const char *path, int flags, ...)
+    int O_RDONLY
+    int O_WRONLY
+    int O_CREAT
+    int O_CLOEXEC
+    int fcntl(int fd, int cmd, ...)
+    int F_GETFL
+    int O_DIRECT
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_t:
+        pass
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    ctypedef struct pthread_condattr_t:
+        pass
+    int pthread_create(pthread_t *thread, void *attr, void *(*start)(void *) noexcept nogil, void *arg)
+    int pthread_join(pthread_t thread, void **retval)
+    int pthread_mutex_init(pthread_mutex_t *m, void *attr)
+    int pthread_mutex_destroy(pthread_mutex_t *m)
+    int pthread_mutex_lock(pthread_mutex_t *m)
+    int pthread_mutex_unlock(pthread_mutex_t *m)
+    int pthread_condattr_init(pthread_condattr_t *a)
+    int pthread_condattr_setclock(pthread_condattr_t *a, int clock)
+    int pthread_cond_init(pthread_cond_t *c, pthread_condattr_t *a)
+    int pthread_cond_destroy(pthread_cond_t *c)
+    int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+    int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const timespec *t)
+    int pthread_cond_signal(pthread_cond_t *c)
+    int pthread_cond_broadcast(pthread_cond_t *c)
+
+
+cdef extern from "<time.h>" nogil:
+    cdef struct timespec:
+        long tv_sec
+        long tv_nsec
+    int CLOCK_MONOTONIC
+
+
+from cpython.ref cimport PyObject, Py_XDECREF
+
+cdef extern from "Python.h":
+    PyObject *new_bytes_ptr "PyBytes_FromStringAndSize"(const char *data, Py_ssize_t size)
+    char *bytes_ptr_data "PyBytes_AS_STRING"(PyObject *obj) nogil
+    int _PyBytes_Resize(PyObject **obj, Py_ssize_t size)
+
+cdef extern from "<string.h>" nogil:
+    char *strdup(const char *s)

@@ -1,0 +1,897 @@
+# One partition's log: its segments, the append paths, reads, rolls and retention.
+#
+# The segments and offsets live in a C struct (PartState) shared with the owning shard
+# thread under the shard's mutex. Appends run in the caller's thread: reserve room in
+# the active segment's buffer (mutex held), write the batch there, commit, and leave
+# writes and fdatasyncs to the shard. Nothing on this path creates per-record Python
+# objects. Rule that keeps the GIL and the mutex from deadlocking: never wait for the
+# GIL while holding the mutex (waits unlock it before taking the GIL back).
+
+import logging as _logging
+import os as _os
+import threading as _threading
+
+_log = _logging.getLogger("pstream.storage")
+
+cdef int64_t DEFAULT_READ_BYTES = 1 << 20
+
+
+cdef inline void mutex_wait_then_unlock(Shard *sh) noexcept nogil:
+    """Waits on `done` (mutex held) and returns with the mutex released."""
+    pthread_cond_wait(&sh.done, &sh.mu)
+    pthread_mutex_unlock(&sh.mu)
+
+
+cdef int part_add_segment(PartState *p, Segment *s) noexcept nogil:
+    cdef Segment **grown
+    if p.n_segs == p.cap_segs:
+        grown = <Segment **>realloc(p.segs, (p.cap_segs * 2 + 4) * sizeof(Segment *))
+        if grown == NULL:
+            return PS_ERR_NO_MEMORY
+        p.segs = grown
+        p.cap_segs = p.cap_segs * 2 + 4
+    p.segs[p.n_segs] = s
+    p.n_segs += 1
+    return PS_OK
+
+
+cdef size_t part_find_segment(PartState *p, int64_t offset) noexcept nogil:
+    """Index of the last segment whose base offset is <= offset (0 if none)."""
+    cdef size_t lo = 0, hi = p.n_segs, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if p.segs[mid].base_offset <= offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1 if lo else 0
+
+
+cdef void segment_release(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+    """Drops a reader's reference; frees a deleted segment once nobody reads it."""
+    cdef bint free_it
+    pthread_mutex_lock(mu)
+    s.refs -= 1
+    free_it = s.deleted and s.refs == 0
+    pthread_mutex_unlock(mu)
+    if free_it:
+        segment_free(s)
+
+
+cdef int fsync_directory(const char *path) noexcept nogil:
+    cdef int fd = c_open(path, O_RDONLY | O_CLOEXEC)
+    cdef int rc
+    if fd < 0:
+        return PS_ERR_IO
+    rc = ps_fdatasync(fd)
+    close(fd)
+    return PS_OK if rc == 0 else PS_ERR_IO
+
+
+def segment_bases(str directory):
+    """Base offsets of the .log files in a partition directory, ascending."""
+    bases = []
+    for name in _os.listdir(directory):
+        stem = name.removesuffix(".log")
+        if stem != name and stem.isdigit():
+            bases.append(int(stem))
+    return sorted(bases)
+
+
+cdef class Partition:
+    """The log of one partition of one topic: append, read, roll, retain.
+
+    Thread-safe: any Python thread may append or read; writes and fsyncs happen on the
+    owning shard thread. Offsets are assigned here, in append order.
+    """
+    cdef PartState *p
+    cdef Shard *sh
+    cdef ShardPool pool
+    cdef readonly str topic
+    cdef readonly int number
+    cdef readonly str path
+    cdef bytes path_bytes
+    cdef object roll_lock
+    cdef int64_t segment_bytes
+    cdef int64_t segment_ms
+    cdef int64_t retention_bytes
+    cdef int64_t retention_ms
+    cdef int64_t index_interval
+    cdef int64_t buffer_bytes
+    cdef int64_t prealloc_bytes
+    cdef int64_t max_message_bytes
+    cdef readonly int timestamp_type
+    cdef public int32_t leader_epoch
+    cdef bint want_direct
+    cdef bint fallback_logged
+    cdef bint closed
+
+    def __cinit__(self):
+        self.p = NULL
+
+    def __init__(self, ShardPool pool, int shard_index, str topic, int number, str path, *,
+                 str flush="always", int64_t flush_ms=10, int64_t flush_bytes=1 << 20,
+                 int64_t segment_bytes=1 << 30, segment_ms=None, retention_bytes=None, retention_ms=None,
+                 int64_t index_interval_bytes=4096, int64_t write_buffer_bytes=1 << 20,
+                 int64_t preallocate_bytes=32 << 20, int64_t max_message_bytes=1048588,
+                 int timestamp_type=0, bint direct_io=True):
+        modes = {"always": FLUSH_ALWAYS, "interval": FLUSH_INTERVAL, "bytes": FLUSH_BYTES}
+        if flush not in modes:
+            raise _errors.ConfigError(f"flush must be one of always, interval, bytes; got {flush!r}")
+        self.pool = pool
+        self.sh = pool.shard_for(shard_index)
+        self.topic = topic
+        self.number = number
+        self.path = path
+        self.path_bytes = _os.fsencode(path)
+        self.roll_lock = _threading.Lock()
+        self.segment_bytes = segment_bytes
+        self.segment_ms = -1 if segment_ms is None else segment_ms
+        self.retention_bytes = -1 if retention_bytes is None else retention_bytes
+        self.retention_ms = -1 if retention_ms is None else retention_ms
+        self.index_interval = index_interval_bytes
+        self.buffer_bytes = write_buffer_bytes
+        self.prealloc_bytes = preallocate_bytes
+        self.max_message_bytes = max_message_bytes
+        self.timestamp_type = timestamp_type
+        self.leader_epoch = 0
+        self.want_direct = direct_io
+        self.p = <PartState *>calloc(1, sizeof(PartState))
+        if self.p == NULL:
+            raise MemoryError()
+        self.p.shard = self.sh
+        self.p.flush_mode = modes[flush]
+        self.p.flush_ms = flush_ms
+        self.p.flush_bytes = flush_bytes
+        self.p.watch_offset = -1
+        self.p.watch_durable = -1
+        self.p.directory = strdup(self.path_bytes)
+        _os.makedirs(path, exist_ok=True)
+        self._load()
+
+    # --- opening ------------------------------------------------------------------
+
+    cdef int _load(self) except -1:
+        cdef list bases = segment_bases(self.path)
+        cdef Segment *s
+        cdef ScanResult res
+        cdef int64_t start, base
+        cdef int st
+        cdef size_t i, loaded_n, loaded_tn
+        cdef int64_t checkpoint = self._read_log_start_checkpoint()
+        if not bases:
+            bases = [max(checkpoint, 0)]
+        for i in range(len(bases)):
+            base = bases[i]
+            s = segment_new(self.p.directory, base, self.index_interval)
+            if s == NULL:
+                raise MemoryError()
+            if part_add_segment(self.p, s) != PS_OK:
+                segment_free(s)
+                raise MemoryError()
+            s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC | O_CREAT, 0o644)
+            if s.rfd < 0:
+                raise_os_error(errno, "cannot open segment", s.log_path.decode())
+            with nogil:
+                st = index_load_files(&s.index, s.index_path, s.time_path)
+                loaded_n = s.index.n
+                loaded_tn = s.index.tn
+                if st == PS_OK:
+                    start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+                    st = segment_scan(s, start, &res)
+            if st != PS_OK:
+                raise_os_error(errno, "cannot read segment", s.log_path.decode())
+            s.size = res.valid_end
+            s.written = s.synced = s.size
+            s.written_offset = s.synced_offset = s.next_offset
+            s.sealed = s.finalized = True
+            if res.valid_end < res.file_size:
+                self._cut_tail(s, &res, i, len(bases))
+                if i + 1 < len(bases):
+                    break  # everything after a cut inside an older segment is unreachable
+            if s.index.n != loaded_n or s.index.tn != loaded_tn:
+                with nogil:  # the index was rebuilt or trimmed: replace the files
+                    index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
+        # The last segment becomes the active one again.
+        s = part_active(self.p)
+        s.sealed = s.finalized = False
+        s.created_ms = ps_now_ms()
+        s.index_persisted = s.index.n
+        s.time_persisted = s.index.tn
+        if segment_open_writer(s, self.want_direct, self.buffer_bytes, self.prealloc_bytes) != PS_OK:
+            raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+        if self.want_direct and not s.direct:
+            _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
+                         self.topic, self.number, s.log_path.decode())
+            self.fallback_logged = True
+        self.p.next_offset = s.next_offset
+        self.p.durable_offset = s.next_offset
+        self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
+        if self.p.log_start_offset > self.p.next_offset:
+            self.p.log_start_offset = self.p.next_offset
+        return 0
+
+    cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:
+        """Truncates a segment at its last valid batch; says so unless only padding went."""
+        cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
+        if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
+            if fd >= 0:
+                close(fd)
+            raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
+        close(fd)
+        index_truncate_to_position(&s.index, res.valid_end)
+        if not res.tail_is_zeros:
+            reason = status_error(res.status, res.bad_position)
+            _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
+                         "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
+                         res.file_size - res.valid_end, res.valid_end, reason)
+        if index + 1 < count:
+            # An older segment was cut: later segments would leave a gap; remove them.
+            for base in segment_bases(self.path):
+                if base > s.base_offset:
+                    _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
+                                 self.topic, self.number, base)
+                    for suffix in (".log", ".index", ".timeindex"):
+                        try:
+                            _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
+                        except FileNotFoundError:
+                            pass
+        return 0
+
+    cdef int64_t _read_log_start_checkpoint(self) except -2:
+        try:
+            with open(_os.path.join(self.path, "log-start-offset")) as f:
+                return int(f.read().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)
+            return 0
+
+    def _write_log_start_checkpoint(self, int64_t value):
+        tmp = _os.path.join(self.path, "log-start-offset.tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{value}\n")
+            f.flush()
+            _os.fsync(f.fileno())
+        _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
+        with nogil:
+            fsync_directory(self.p.directory)
+
+    # --- properties --------------------------------------------------------------
+
+    @property
+    def high_watermark(self):
+        """One past the last readable offset (the log end offset on a single node)."""
+        return self.p.next_offset
+
+    @property
+    def log_start_offset(self):
+        return self.p.log_start_offset
+
+    @property
+    def durable_offset(self):
+        """Offsets below this are fdatasync'ed."""
+        return self.p.durable_offset
+
+    @property
+    def direct_io(self):
+        """Whether the active segment writes with O_DIRECT."""
+        return bool(part_active(self.p).direct)
+
+    @property
+    def flush_policy(self):
+        return ("always", "interval", "bytes")[self.p.flush_mode]
+
+    def _watch(self, int64_t offset):
+        """Rings the pool's doorbell once the log passes offset; True if it already has."""
+        pthread_mutex_lock(&self.sh.mu)
+        if self.p.next_offset > offset:
+            pthread_mutex_unlock(&self.sh.mu)
+            return True
+        if self.p.watch_offset < 0 or offset < self.p.watch_offset:
+            self.p.watch_offset = offset
+        pthread_mutex_unlock(&self.sh.mu)
+        return False
+
+    def segments(self):
+        """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
+        cdef size_t i
+        cdef Segment *s
+        out = []
+        pthread_mutex_lock(&self.sh.mu)
+        for i in range(self.p.n_segs):
+            s = self.p.segs[i]
+            out.append((s.base_offset, s.next_offset, s.size, s.log_path))
+        pthread_mutex_unlock(&self.sh.mu)
+        return [(b, n, size, path.decode()) for b, n, size, path in out]
+
+    def size_bytes(self):
+        return sum(seg[2] for seg in self.segments())
+
+    # --- appending ---------------------------------------------------------------
+
+    cdef int _check_open(self) except -1:
+        """Raises for a closed log or a failed write (mutex held on entry, released on raise)."""
+        cdef int err
+        if self.closed:
+            pthread_mutex_unlock(&self.sh.mu)
+            raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+        if self.p.io_errno:
+            err = self.p.io_errno
+            pthread_mutex_unlock(&self.sh.mu)
+            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
+                                         topic=self.topic, partition=self.number)
+        return 0
+
+    cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:
+        if a.size == 0:
+            return False
+        if a.size + total > self.segment_bytes:
+            return True
+        if self.segment_ms >= 0 and ps_now_ms() - a.created_ms >= self.segment_ms:
+            return True
+        return self.p.next_offset + count - a.base_offset > 0x7fffffff
+
+    cdef int64_t _begin(self, int64_t total, int64_t count, uint8_t **dst) except -1:
+        """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD."""
+        cdef Segment *a
+        cdef int st
+        while True:
+            pthread_mutex_lock(&self.sh.mu)
+            self._check_open()
+            a = part_active(self.p)
+            if self.p.rolling or self._needs_roll(a, total, count):
+                pthread_mutex_unlock(&self.sh.mu)
+                self._roll(total, count)
+                continue
+            if segment_room(a) < total:
+                if total + PS_PAGE > a.buf_cap:
+                    st = segment_grow_buffer(a, total + (a.size - a.buf_start))
+                    if st != PS_OK:
+                        pthread_mutex_unlock(&self.sh.mu)
+                        raise MemoryError("cannot grow the segment write buffer")
+                else:
+                    # Wait for the shard to write the buffer out (it swaps in the spare).
+                    self.p.write_requested = True
+                    shard_enqueue(self.sh, self.p)
+                    with nogil:
+                        mutex_wait_then_unlock(self.sh)
+                    continue
+            dst[0] = a.buf + (a.size - a.buf_start)
+            return self.p.next_offset
+
+    cdef void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
+        """Publishes a written batch and tells the shard per the flush policy; releases the mutex."""
+        cdef Segment *a = part_active(self.p)
+        cdef PartState *p = self.p
+        cdef int64_t position = a.size
+        a.size += total
+        segment_note_batch(a, position, total, last_offset, max_timestamp)
+        p.next_offset = last_offset + 1
+        if p.dirty_since_ns == 0:
+            p.dirty_since_ns = ps_monotonic_ns()
+            if p.flush_mode == FLUSH_INTERVAL:
+                shard_enqueue(self.sh, p)
+        if p.flush_mode == FLUSH_ALWAYS:
+            p.sync_requested = True
+            shard_enqueue(self.sh, p)
+        elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:
+            p.sync_requested = True
+            shard_enqueue(self.sh, p)
+        if segment_room(a) < a.buf_cap // 2 and not p.write_requested:
+            p.write_requested = True  # buffer half full: start writing it out early
+            shard_enqueue(self.sh, p)
+        if p.watch_offset >= 0:
+            shard_watch_check(self.sh, p)
+        pthread_mutex_unlock(&self.sh.mu)
+
+    cdef int _after_append(self, int64_t last_offset) except -1:
+        """With flush='always', returns only after the fdatasync that covers last_offset."""
+        cdef Segment *a
+        if not self.fallback_logged and part_active(self.p).direct_fallback:
+            self.fallback_logged = True
+            _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
+                         self.topic, self.number)
+        if self.p.flush_mode != FLUSH_ALWAYS:
+            return 0
+        while True:
+            pthread_mutex_lock(&self.sh.mu)
+            if self.p.durable_offset > last_offset:
+                pthread_mutex_unlock(&self.sh.mu)
+                return 0
+            self._check_open_io()
+            with nogil:
+                mutex_wait_then_unlock(self.sh)
+
+    cdef int _check_open_io(self) except -1:
+        cdef int err
+        if self.p.io_errno:
+            err = self.p.io_errno
+            pthread_mutex_unlock(&self.sh.mu)
+            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
+                                         topic=self.topic, partition=self.number)
+        return 0
+
+    def append(self, value, key=None, headers=None, timestamp_ms=None):
+        """Appends one record as its own batch; returns its offset."""
+        cdef RecordSpec r
+        cdef int64_t total, base, now
+        cdef uint8_t *dst
+        cdef int32_t hcount = 0
+        cdef bytes hb = None
+        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
+        if not PyBytes_CheckExact(value):
+            value = as_bytes(value, "value")
+        if key is not None and not PyBytes_CheckExact(key):
+            key = as_bytes(key, "key")
+        if value is None:
+            r.value = NULL
+            r.value_len = -1
+        else:
+            r.value = <const uint8_t *>PyBytes_AS_STRING(value)
+            r.value_len = PyBytes_GET_SIZE(value)
+        if key is None:
+            r.key = NULL
+            r.key_len = -1
+        else:
+            r.key = <const uint8_t *>PyBytes_AS_STRING(key)
+            r.key_len = PyBytes_GET_SIZE(key)
+        if headers:
+            hb = encode_headers(headers, &hcount)
+            r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
+            r.headers_len = PyBytes_GET_SIZE(hb)
+        else:
+            r.headers = NULL
+            r.headers_len = 0
+        r.header_count = hcount
+        now = ps_now_ms()
+        r.timestamp = now if timestamp_ms is None or self.timestamp_type else <int64_t>timestamp_ms
+        r.body_len = record_body_len(&r, r.timestamp, 0)
+        total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
+        if total > self.max_message_bytes:
+            raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
+                                             f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
+        base = self._begin(total, 1, &dst)
+        write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
+        write_batch_header(dst, total, base, self.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
+                           -1, -1, -1, 1)
+        seal_batch_crc(dst, total)
+        self._commit(total, base, r.timestamp)
+        self._after_append(base)
+        return base
+
+    def append_many(self, records, compression=0):
+        """Appends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.
+
+        Returns the first offset. An empty iterable appends nothing and returns None.
+        """
+        cdef BatchBuilder b = BatchBuilder()
+        cdef int codec = _compression.codec_id(compression)
+        cdef int64_t now = ps_now_ms(), total, base
+        cdef uint8_t *dst
+        cdef Py_ssize_t i
+        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
+        b.add_records(records, now)
+        if b.n == 0:
+            return None
+        if self.timestamp_type:
+            for i in range(b.n):
+                b.specs[i].timestamp = now
+            b.base_ts = b.max_ts = now
+        if codec != 0:
+            batch = b.build(0, codec, self.timestamp_type, -1, -1, -1, self.leader_epoch, False, False)
+            return self._append_raw(batch, False)
+        total = PS_BATCH_HEADER_SIZE + b.measure()
+        if total > self.max_message_bytes:
+            raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
+                                             f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
+        base = self._begin(total, b.n, &dst)
+        b.write_records(dst + PS_BATCH_HEADER_SIZE)
+        write_batch_header(dst, total, base, self.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
+                           b.max_ts, -1, -1, -1, <int32_t>b.n)
+        seal_batch_crc(dst, total)
+        self._commit(total, base + b.n - 1, b.max_ts)
+        self._after_append(base + b.n - 1)
+        return base
+
+    def append_batch(self, batch):
+        """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
+
+        The batch is validated (sizes, magic, CRC) and stored as it is, with its base
+        offset and leader epoch assigned here. Returns the assigned base offset.
+        """
+        return self._append_raw(batch, True)
+
+    cdef object _append_raw(self, object batch, bint validate):
+        cdef _BufferView b = _BufferView(batch)
+        cdef const uint8_t *src = <const uint8_t *>b.view.buf
+        cdef ps_batch_header h
+        cdef size_t errpos = 0
+        cdef int st
+        cdef int64_t total, base, now
+        cdef uint8_t *dst
+        with nogil:
+            st = ps_batch_validate(src, <size_t>b.view.len, validate, &h, &errpos)
+        if st != PS_OK:
+            raise status_error(st, errpos, None, self.topic, self.number)
+        total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+        if total != b.view.len:
+            raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",
+                                              position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
+        if total > self.max_message_bytes:
+            raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
+                                             f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
+        if h.record_count == 0 or h.last_offset_delta < 0:
+            raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",
+                                                   position=PS_OFF_RECORD_COUNT, topic=self.topic,
+                                                   partition=self.number)
+        now = ps_now_ms()
+        base = self._begin(total, h.last_offset_delta + 1, &dst)
+        with nogil:
+            memcpy(dst, src, total)
+        ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)
+        ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>self.leader_epoch)
+        if self.timestamp_type:
+            # LogAppendTime: the broker's clock replaces the timestamps, so the CRC changes.
+            ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
+            ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now)
+            seal_batch_crc(dst, total)
+            h.max_timestamp = now
+        self._commit(total, base + h.last_offset_delta, h.max_timestamp)
+        self._after_append(base + h.last_offset_delta)
+        return base
+
+    # --- rolling ------------------------------------------------------------------
+
+    cdef int _roll(self, int64_t total, int64_t count) except -1:
+        """Starts a new active segment at the log end offset (total/count: the pending append)."""
+        cdef Segment *old
+        cdef Segment *s
+        cdef int64_t base
+        cdef int st
+        with self.roll_lock:
+            pthread_mutex_lock(&self.sh.mu)
+            self._check_open()
+            old = part_active(self.p)
+            if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:
+                pthread_mutex_unlock(&self.sh.mu)
+                return 0
+            if count < 0 and old.size == 0:
+                pthread_mutex_unlock(&self.sh.mu)
+                return 0
+            self.p.rolling = True
+            base = self.p.next_offset
+            pthread_mutex_unlock(&self.sh.mu)
+            with nogil:
+                s = segment_new(self.p.directory, base, self.index_interval)
+                st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, self.want_direct, self.buffer_bytes,
+                                                                           self.prealloc_bytes)
+                if st == PS_OK:
+                    st = fsync_directory(self.p.directory)
+            pthread_mutex_lock(&self.sh.mu)
+            self.p.rolling = False
+            if st == PS_OK:
+                st = part_add_segment(self.p, s)
+            if st != PS_OK:
+                pthread_mutex_unlock(&self.sh.mu)
+                segment_free(s)
+                raise_os_error(errno, "cannot create a new segment", self.path)
+            s.created_ms = ps_now_ms()
+            old.sealed = True
+            self.p.write_requested = True
+            shard_enqueue(self.sh, self.p)
+            pthread_cond_broadcast(&self.sh.done)
+            pthread_mutex_unlock(&self.sh.mu)
+        return 0
+
+    def roll(self):
+        """Closes the active segment (if it holds data) and starts a new one."""
+        self._roll(0, -1)
+
+    def flush(self):
+        """Writes and fdatasyncs everything appended so far, whatever the policy."""
+        cdef int64_t target
+        pthread_mutex_lock(&self.sh.mu)
+        target = self.p.next_offset
+        self.p.sync_requested = True
+        shard_enqueue(self.sh, self.p)
+        pthread_mutex_unlock(&self.sh.mu)
+        while True:
+            pthread_mutex_lock(&self.sh.mu)
+            if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
+                pthread_mutex_unlock(&self.sh.mu)
+                return
+            self._check_open_io()
+            self.p.sync_requested = True
+            shard_enqueue(self.sh, self.p)
+            with nogil:
+                mutex_wait_then_unlock(self.sh)
+
+    # --- reading --------------------------------------------------------------------
+
+    def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):
+        """Whole batches as bytes, starting with the batch that contains `offset`.
+
+        Returns at most max_bytes of whole batches, but always the first batch even if it
+        is larger (KIP-74). b"" at the log end. Every batch's CRC is checked: corrupt data
+        raises CorruptSegmentError naming the file and position, never comes back as data.
+        """
+        cdef Segment *s
+        cdef size_t i
+        cdef int64_t pos, start, end, got, want, seg_next
+        cdef ps_batch_header h
+        cdef PyObject *raw = NULL
+        pthread_mutex_lock(&self.sh.mu)
+        if offset < self.p.log_start_offset or offset > self.p.next_offset:
+            lo, hi = self.p.log_start_offset, self.p.next_offset
+            pthread_mutex_unlock(&self.sh.mu)
+            raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
+                                                topic=self.topic, partition=self.number, offset=offset)
+        if offset == self.p.next_offset:
+            pthread_mutex_unlock(&self.sh.mu)
+            return b""
+        i = part_find_segment(self.p, offset)
+        while True:
+            s = self.p.segs[i]
+            s.refs += 1
+            seg_next = s.next_offset
+            pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
+            pthread_mutex_unlock(&self.sh.mu)
+            try:
+                start = self._find_batch(s, pos, offset, &h)
+                if start >= 0:
+                    want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+                    if want < max_bytes:
+                        want = max_bytes
+                    # Read into a fresh bytes and shrink it in place to the whole batches:
+                    # one copy from the file or buffer, none to trim.
+                    raw = new_bytes_ptr(NULL, want)
+                    if raw == NULL:
+                        raise MemoryError()
+                    try:
+                        with nogil:
+                            got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
+                        if got < 0:
+                            raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
+                                                         position=start)
+                        end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+                        if end != want and _PyBytes_Resize(&raw, end) != 0:
+                            raw = NULL
+                            raise MemoryError()
+                        return <object>raw
+                    finally:
+                        Py_XDECREF(raw)
+            finally:
+                segment_release(s, &self.sh.mu)
+            # The offset lies past this segment's last batch: continue in the next one.
+            pthread_mutex_lock(&self.sh.mu)
+            i = part_find_segment(self.p, seg_next)
+            if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
+                pthread_mutex_unlock(&self.sh.mu)
+                return b""
+
+    cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:
+        """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first."""
+        cdef uint8_t window[16384]
+        cdef int64_t got, at, size
+        while True:
+            with nogil:
+                got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
+            if got < 0:
+                raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
+            if got == 0:
+                return -1
+            at = 0
+            while at + PS_BATCH_HEADER_SIZE <= got:
+                ps_batch_read_header(window + at, h)
+                if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+                    raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
+                                                      position=pos + at, topic=self.topic, partition=self.number,
+                                                      offset=offset)
+                if h.base_offset + h.last_offset_delta >= offset:
+                    return pos + at
+                at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+            if at == 0:
+                raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
+                                                  position=pos, topic=self.topic, partition=self.number)
+            pos += at
+
+    cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,
+                                int64_t offset) except -1:
+        """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
+        cdef int64_t pos = 0, size
+        cdef ps_batch_header h
+        cdef size_t errpos
+        cdef int st
+        while pos + PS_BATCH_LOG_OVERHEAD <= length:
+            size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
+            if pos + size > length:
+                if pos == 0:
+                    st = PS_ERR_SHORT_BUFFER
+                    errpos = length
+                    raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
+                                                      position=file_pos + pos, topic=self.topic,
+                                                      partition=self.number, offset=offset)
+                break
+            with nogil:
+                st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
+            if st != PS_OK:
+                reason = status_error(st, None)
+                raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
+                                                  position=file_pos + pos, topic=self.topic,
+                                                  partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
+            pos += size
+        return pos
+
+    def offset_for_timestamp(self, int64_t timestamp_ms):
+        """The first offset whose record timestamp is >= timestamp_ms, or None if there is none."""
+        cdef size_t i
+        cdef Segment *s
+        cdef int64_t rel = 0, found = -1
+        pthread_mutex_lock(&self.sh.mu)
+        for i in range(self.p.n_segs):
+            s = self.p.segs[i]
+            if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
+                rel = time_index_rel_for(&s.index, timestamp_ms)
+                found = s.base_offset + rel
+                break
+        if found < self.p.log_start_offset and found >= 0:
+            found = self.p.log_start_offset
+        pthread_mutex_unlock(&self.sh.mu)
+        if found < 0:
+            return None
+        # Scan records from there for the first timestamp at or past the target.
+        from pstream.record import decode_batches
+        offset = found
+        while offset < self.p.next_offset:
+            data = self.read_batches(offset)
+            if not data:
+                return None
+            for header, records in decode_batches(data):
+                if header.max_timestamp < timestamp_ms:
+                    continue
+                for rec in records:
+                    if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
+                        return rec.offset
+            offset = header.last_offset + 1
+        return None
+
+    def max_timestamp(self):
+        """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
+        cdef size_t i
+        cdef int64_t ts = -1, off = -1
+        pthread_mutex_lock(&self.sh.mu)
+        for i in range(self.p.n_segs):
+            if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
+                ts = self.p.segs[i].max_timestamp
+                off = self.p.segs[i].max_timestamp_offset
+        pthread_mutex_unlock(&self.sh.mu)
+        return ts, off
+
+    # --- retention --------------------------------------------------------------------
+
+    def delete_records(self, int64_t before_offset):
+        """Moves the log start offset to before_offset (records below it are gone); returns it."""
+        pthread_mutex_lock(&self.sh.mu)
+        if before_offset > self.p.next_offset or before_offset < 0:
+            hi = self.p.next_offset
+            pthread_mutex_unlock(&self.sh.mu)
+            raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
+                                                topic=self.topic, partition=self.number, offset=before_offset)
+        if before_offset <= self.p.log_start_offset:
+            before_offset = self.p.log_start_offset
+            pthread_mutex_unlock(&self.sh.mu)
+            return before_offset
+        pthread_mutex_unlock(&self.sh.mu)
+        self._write_log_start_checkpoint(before_offset)
+        pthread_mutex_lock(&self.sh.mu)
+        if before_offset > self.p.log_start_offset:
+            self.p.log_start_offset = before_offset
+        pthread_mutex_unlock(&self.sh.mu)
+        self.apply_retention()
+        return before_offset
+
+    def apply_retention(self, now_ms=None):
+        """Deletes whole old segments per retention_bytes, retention_ms and the log start offset.
+
+        Returns the number of segments deleted. The active segment is rolled first when
+        everything in it has expired, as Kafka does.
+        """
+        cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
+        cdef int64_t total = 0
+        cdef size_t i, n_delete = 0, j
+        cdef Segment *s
+        cdef list doomed = []
+        cdef list to_free = []
+        cdef int64_t new_start
+        if self.retention_ms >= 0:
+            pthread_mutex_lock(&self.sh.mu)
+            s = part_active(self.p)
+            expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
+            pthread_mutex_unlock(&self.sh.mu)
+            if expired_active:
+                self.roll()
+                self.flush()
+        pthread_mutex_lock(&self.sh.mu)
+        for i in range(self.p.n_segs):
+            total += self.p.segs[i].size
+        while n_delete + 1 < self.p.n_segs:
+            s = self.p.segs[n_delete]
+            if not s.finalized:
+                break
+            if s.next_offset <= self.p.log_start_offset:
+                pass
+            elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
+                pass
+            elif self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:
+                pass
+            else:
+                break
+            total -= s.size
+            n_delete += 1
+        if n_delete:
+            for i in range(n_delete):
+                s = self.p.segs[i]
+                s.deleted = True
+                doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
+                if s.refs == 0:
+                    to_free.append(<size_t>s)  # no reader holds it; readers free the others
+            new_start = self.p.segs[n_delete].base_offset
+            memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
+            self.p.n_segs -= n_delete
+        pthread_mutex_unlock(&self.sh.mu)
+        for addr in to_free:
+            segment_free(<Segment *><size_t>addr)
+        if n_delete:
+            if new_start > self.p.log_start_offset:
+                self._write_log_start_checkpoint(new_start)
+                pthread_mutex_lock(&self.sh.mu)
+                if new_start > self.p.log_start_offset:
+                    self.p.log_start_offset = new_start
+                pthread_mutex_unlock(&self.sh.mu)
+            for paths in doomed:
+                for path in paths:
+                    try:
+                        _os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+        return n_delete
+
+    # --- closing ---------------------------------------------------------------------
+
+    def close(self):
+        """Writes and syncs everything, finalizes the active segment (indexes written)."""
+        cdef Segment *a
+        cdef int st = PS_OK
+        if self.closed:
+            return
+        self.flush()
+        pthread_mutex_lock(&self.sh.mu)
+        self.closed = True
+        pthread_mutex_unlock(&self.sh.mu)
+        while True:
+            # Finalize here once the shard is done with this partition (it is off the dirty list).
+            pthread_mutex_lock(&self.sh.mu)
+            if not self.p.queued:
+                a = part_active(self.p)
+                with nogil:
+                    st = segment_finalize(a, &self.sh.mu)
+                pthread_mutex_unlock(&self.sh.mu)
+                break
+            with nogil:
+                mutex_wait_then_unlock(self.sh)
+        if st != PS_OK:
+            raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",
+                                         topic=self.topic, partition=self.number, file=a.log_path.decode())
+
+    def __dealloc__(self):
+        cdef size_t i
+        if self.p != NULL:
+            for i in range(self.p.n_segs):
+                if self.p.segs[i].refs == 0:
+                    segment_free(self.p.segs[i])
+            free(self.p.segs)
+            free(self.p.directory)
+            free(self.p)
+            self.p = NULL

@@ -1,0 +1,105 @@
+# Loading segments at open: trust what checks out, scan the rest, cut a torn tail.
+#
+# For every segment the scan starts at the last offset-index entry that points at a
+# valid batch (0 when the index is missing, short or inconsistent), walks batches
+# with their CRC checked, and rebuilds index entries past that point. The first batch
+# that fails a length or CRC check (or goes backwards in offsets) ends the segment.
+
+cdef struct ScanResult:
+    int64_t valid_end           # end of the last good batch
+    int64_t file_size
+    int status                  # why the scan stopped early (PS_OK: clean end)
+    int64_t bad_position
+    bint tail_is_zeros          # the bytes past valid_end are only zero padding
+
+
+cdef int segment_scan(Segment *s, int64_t start, ScanResult *out) noexcept nogil:
+    """Walks batches from `start` to the end of the file, updating s's index and offsets."""
+    cdef int64_t window_cap = 1 << 20
+    cdef uint8_t *window = <uint8_t *>malloc(window_cap)
+    cdef uint8_t *grown
+    cdef int64_t wstart = 0, wend = 0, pos = start, size, want
+    cdef ssize_t got
+    cdef ps_batch_header h
+    cdef size_t errpos
+    cdef int st = PS_OK
+    cdef int64_t i
+    if window == NULL:
+        return PS_ERR_NO_MEMORY
+    out.file_size = lseek(s.rfd, 0, 2)
+    out.status = PS_OK
+    out.tail_is_zeros = True
+    while pos + PS_BATCH_LOG_OVERHEAD <= out.file_size:
+        # Make sure the window holds the header and, once its length is known, the batch.
+        want = PS_BATCH_HEADER_SIZE
+        if pos >= wstart and pos + PS_BATCH_HEADER_SIZE <= wend:
+            size = <int64_t><int32_t>ps_load_be32(window + (pos - wstart) + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
+            if size > want:
+                want = size if size < out.file_size - pos else out.file_size - pos
+        if pos < wstart or pos + want > wend:
+            if want > window_cap:
+                if want > (<int64_t>1 << 31):
+                    want = <int64_t>1 << 31
+                grown = <uint8_t *>realloc(window, want)
+                if grown == NULL:
+                    st = PS_ERR_NO_MEMORY
+                    break
+                window = grown
+                window_cap = want
+            got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
+            if got < 0:
+                st = PS_ERR_IO
+                break
+            wstart = pos
+            wend = pos + got
+        st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
+        if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+            st = PS_ERR_BAD_RECORD
+        if st != PS_OK:
+            out.status = st
+            out.bad_position = pos
+            st = PS_OK
+            break
+        size = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+        segment_note_batch(s, pos, size, h.base_offset + h.last_offset_delta, h.max_timestamp)
+        pos += size
+    out.valid_end = pos
+    # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
+    if st == PS_OK and pos < out.file_size:
+        while pos < out.file_size and out.tail_is_zeros:
+            got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
+            if got <= 0:
+                break
+            for i in range(got):
+                if window[i] != 0:
+                    out.tail_is_zeros = False
+                    break
+            pos += got
+    free(window)
+    return st
+
+
+cdef int64_t segment_trusted_start(Segment *s, int64_t file_size) noexcept nogil:
+    """Where to start scanning: the last index entry whose batch header checks out."""
+    cdef uint8_t header[PS_BATCH_HEADER_SIZE]
+    cdef ps_batch_header h
+    cdef size_t errpos
+    if not index_is_monotonic(&s.index, file_size):
+        s.index.n = 0
+        s.index.tn = 0
+    while s.index.n:
+        if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
+            ps_batch_read_header(header, &h)
+            if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+                break
+        s.index.n -= 1
+    if s.index.n == 0:
+        s.index.tn = 0
+        return 0
+    index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
+    if s.index.tn:
+        s.max_timestamp = s.index.ts[s.index.tn - 1]
+        s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
+    # The batch at the entry is scanned again (its CRC checked): position the offsets before it.
+    s.next_offset = s.base_offset
+    return s.index.pos[s.index.n - 1]

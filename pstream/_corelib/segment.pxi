@@ -1,0 +1,340 @@
+# One segment: a .log file written through a 4 KiB-aligned double buffer.
+#
+# Appenders copy batches into `buf` under the shard mutex. The shard thread flushes:
+# it swaps `buf` and `spare` (carrying the last partial page over, so it is
+# rewritten whole next time), drops the mutex, writes the old buffer with O_DIRECT
+# (zero-padded to a page; the logical end is `size`, not the file size) and, per the
+# flush policy, calls fdatasync. The file is preallocated in steps so writes never
+# land in holes. Where O_DIRECT is refused (EINVAL at open or first write) the same
+# code writes through the page cache and `direct_fallback` is set for Python to log.
+
+cdef struct Segment:
+    int64_t base_offset
+    int64_t next_offset         # one past the last offset appended here
+    int wfd                     # write fd (O_DIRECT when direct), -1 once finalized
+    int rfd                     # buffered read fd
+    bint direct
+    bint direct_fallback        # O_DIRECT was refused at the first write
+    int64_t size                # logical end: end of the last batch
+    int64_t written             # bytes handed to the file
+    int64_t written_offset      # next_offset as of `written`
+    int64_t synced              # bytes covered by fdatasync
+    int64_t synced_offset       # next_offset as of `synced`
+    int64_t allocated           # preallocated file length
+    int64_t prealloc_step
+    uint8_t *buf                # active buffer: file bytes [buf_start, size)
+    int64_t buf_start
+    int64_t buf_cap
+    uint8_t *spare
+    int64_t spare_cap
+    uint8_t *inflight           # buffer being written by the shard, or NULL
+    int64_t inflight_start
+    int64_t inflight_len
+    SparseIndex index
+    int64_t index_interval
+    int64_t bytes_since_index
+    size_t index_persisted      # offset entries already in the .index file
+    size_t time_persisted       # time entries already in the .timeindex file
+    int64_t max_timestamp       # greatest timestamp in the segment, -1 when none
+    int64_t max_timestamp_offset
+    int64_t created_ms          # wall time of the first append (segment_ms rolls)
+    bint sealed                 # no more appends; waits for the shard to finalize
+    bint finalized              # flushed, truncated to size, indexes written
+    bint deleted
+    int refs                    # readers holding it outside the mutex
+    int io_errno                # first write/sync error, reported to appenders
+    char *log_path
+    char *index_path
+    char *time_path
+
+
+cdef char *path_for(const char *directory, int64_t base_offset, const char *suffix) noexcept nogil:
+    cdef size_t n = strlen(directory) + 40
+    cdef char *out = <char *>malloc(n)
+    if out != NULL:
+        snprintf(out, n, "%s/%020lld%s", directory, <long long>base_offset, suffix)
+    return out
+
+
+cdef Segment *segment_new(const char *directory, int64_t base_offset, int64_t index_interval) noexcept nogil:
+    cdef Segment *s = <Segment *>calloc(1, sizeof(Segment))
+    if s == NULL:
+        return NULL
+    s.base_offset = base_offset
+    s.next_offset = base_offset
+    s.written_offset = base_offset
+    s.synced_offset = base_offset
+    s.wfd = -1
+    s.rfd = -1
+    s.index_interval = index_interval
+    s.max_timestamp = -1
+    s.max_timestamp_offset = -1
+    s.log_path = path_for(directory, base_offset, ".log")
+    s.index_path = path_for(directory, base_offset, ".index")
+    s.time_path = path_for(directory, base_offset, ".timeindex")
+    if s.log_path == NULL or s.index_path == NULL or s.time_path == NULL:
+        segment_free(s)
+        return NULL
+    return s
+
+
+cdef void segment_free_buffers(Segment *s) noexcept nogil:
+    free(s.buf)
+    free(s.spare)
+    s.buf = NULL
+    s.spare = NULL
+    s.buf_cap = 0
+    s.spare_cap = 0
+
+
+cdef void segment_free(Segment *s) noexcept nogil:
+    if s == NULL:
+        return
+    if s.wfd >= 0:
+        close(s.wfd)
+    if s.rfd >= 0:
+        close(s.rfd)
+    segment_free_buffers(s)
+    index_free(&s.index)
+    free(s.log_path)
+    free(s.index_path)
+    free(s.time_path)
+    free(s)
+
+
+cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes, int64_t prealloc_step) noexcept nogil:
+    """Opens the write side at the segment's current size; the first page is loaded into the buffer."""
+    cdef int direct = 0
+    cdef int64_t tail
+    s.wfd = ps_open_for_write(s.log_path, want_direct, &direct)
+    if s.wfd < 0:
+        return PS_ERR_IO
+    s.direct = direct != 0
+    if s.rfd < 0:
+        s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
+        if s.rfd < 0:
+            return PS_ERR_IO
+    s.prealloc_step = prealloc_step
+    s.buf_cap = ps_page_ceil(buffer_bytes if buffer_bytes > PS_PAGE * 2 else PS_PAGE * 2)
+    s.spare_cap = s.buf_cap
+    s.buf = <uint8_t *>ps_aligned_alloc(s.buf_cap)
+    s.spare = <uint8_t *>ps_aligned_alloc(s.spare_cap)
+    if s.buf == NULL or s.spare == NULL:
+        return PS_ERR_NO_MEMORY
+    # Reopening a segment with data: keep its last partial page in memory.
+    s.buf_start = ps_page_floor(s.size)
+    tail = s.size - s.buf_start
+    if tail and ps_pread_all(s.rfd, <char *>s.buf, tail, s.buf_start) != tail:
+        return PS_ERR_IO
+    s.written = s.size
+    s.synced = s.size
+    s.written_offset = s.next_offset
+    s.synced_offset = s.next_offset
+    s.allocated = lseek(s.wfd, 0, 2)
+    if s.allocated < 0:
+        return PS_ERR_IO
+    return PS_OK
+
+
+cdef int segment_grow_buffer(Segment *s, int64_t need) noexcept nogil:
+    """Makes the active buffer hold `need` bytes past buf_start (a batch bigger than the buffer)."""
+    cdef int64_t cap = ps_page_ceil(need + PS_PAGE)
+    cdef uint8_t *grown = <uint8_t *>ps_aligned_alloc(cap)
+    if grown == NULL:
+        return PS_ERR_NO_MEMORY
+    memcpy(grown, s.buf, s.size - s.buf_start)
+    free(s.buf)
+    s.buf = grown
+    s.buf_cap = cap
+    return PS_OK
+
+
+cdef inline int64_t segment_room(const Segment *s) noexcept nogil:
+    return s.buf_cap - (s.size - s.buf_start)
+
+
+cdef inline void segment_note_batch(Segment *s, int64_t position, int64_t size, int64_t last_offset,
+                                    int64_t max_timestamp) noexcept nogil:
+    """Index bookkeeping after a batch of `size` bytes landed at `position` (Kafka's rule)."""
+    if max_timestamp > s.max_timestamp:
+        s.max_timestamp = max_timestamp
+        s.max_timestamp_offset = last_offset
+    if s.bytes_since_index > s.index_interval:
+        index_add(&s.index, <uint32_t>(last_offset - s.base_offset), <uint32_t>position)
+        time_index_add(&s.index, s.max_timestamp, <uint32_t>(s.max_timestamp_offset - s.base_offset))
+        s.bytes_since_index = 0
+    s.bytes_since_index += size
+    s.next_offset = last_offset + 1
+
+
+cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+    """Writes everything appended so far. Called and returns with mu held; drops it for the I/O."""
+    cdef uint8_t *old
+    cdef int64_t start, length, end, end_offset, tail, padded, old_cap, grow
+    cdef int rc = 0, err = 0, direct = 0
+    if s.size == s.written or s.inflight != NULL:
+        return PS_OK
+    old = s.buf
+    old_cap = s.buf_cap
+    start = s.buf_start
+    end = s.size
+    end_offset = s.next_offset
+    length = end - start
+    tail = end - ps_page_floor(end)
+    if s.spare_cap < tail + PS_PAGE:
+        return PS_ERR_NO_MEMORY
+    memcpy(s.spare, old + (length - tail), tail)
+    s.buf = s.spare
+    s.buf_cap = s.spare_cap
+    s.buf_start = end - tail
+    s.spare = NULL
+    s.spare_cap = 0
+    s.inflight = old
+    s.inflight_start = start
+    s.inflight_len = length
+    pthread_mutex_unlock(mu)
+
+    padded = ps_page_ceil(length) if s.direct else length
+    if padded > length:
+        memset(old + length, 0, padded - length)
+    if start + padded > s.allocated and s.prealloc_step > 0:
+        # Preallocate in steps: writing into holes of a sparse file halves throughput here.
+        grow = ps_page_ceil(start + padded - s.allocated)
+        if grow < s.prealloc_step:
+            grow = s.prealloc_step
+        if ps_preallocate(s.wfd, s.allocated, grow) == 0:
+            s.allocated += grow
+    rc = ps_pwrite_all(s.wfd, <const char *>old, padded, start)
+    if rc != 0 and errno == EINVAL and s.direct:
+        # The filesystem accepted O_DIRECT at open but refuses the write: go buffered.
+        close(s.wfd)
+        s.wfd = ps_open_for_write(s.log_path, 0, &direct)
+        s.direct = False
+        s.direct_fallback = True
+        rc = -1 if s.wfd < 0 else ps_pwrite_all(s.wfd, <const char *>old, length, start)
+    if rc != 0:
+        err = errno
+
+    pthread_mutex_lock(mu)
+    s.inflight = NULL
+    s.spare = old
+    s.spare_cap = old_cap
+    if err:
+        if not s.io_errno:
+            s.io_errno = err
+        return PS_ERR_IO
+    if end > s.written:
+        s.written = end
+        s.written_offset = end_offset
+    return PS_OK
+
+
+cdef int segment_sync(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+    """fdatasync what is written. Called and returns with mu held; drops it for the sync."""
+    cdef int64_t target = s.written, target_offset = s.written_offset
+    cdef int rc
+    if s.synced >= target or s.wfd < 0:
+        return PS_OK
+    pthread_mutex_unlock(mu)
+    rc = ps_fdatasync(s.wfd)
+    pthread_mutex_lock(mu)
+    if rc != 0:
+        if not s.io_errno:
+            s.io_errno = errno
+        return PS_ERR_IO
+    if target > s.synced:
+        s.synced = target
+        s.synced_offset = target_offset
+    return PS_OK
+
+
+cdef int segment_persist_index(Segment *s, pthread_mutex_t *mu, bint whole) noexcept nogil:
+    """Appends the index entries that cover synced bytes to the index files (whole: rewrite all)."""
+    cdef SparseIndex snap
+    cdef size_t n = s.index.n, tn = s.index.tn, i
+    cdef size_t from_n = 0 if whole else s.index_persisted
+    cdef size_t from_tn = 0 if whole else s.time_persisted
+    cdef int st
+    if not whole:
+        while n > from_n and s.index.pos[n - 1] >= s.synced:
+            n -= 1
+        while tn > from_tn and s.index.trel[tn - 1] + s.base_offset >= s.synced_offset:
+            tn -= 1
+        if n == from_n and tn == from_tn:
+            return PS_OK
+    # Copy under the mutex: appenders may realloc the arrays while we write.
+    memset(&snap, 0, sizeof(SparseIndex))
+    if index_reserve(&snap, n + 1, tn + 1) != PS_OK:
+        index_free(&snap)
+        return PS_ERR_NO_MEMORY
+    memcpy(snap.rel, s.index.rel, n * sizeof(uint32_t))
+    memcpy(snap.pos, s.index.pos, n * sizeof(uint32_t))
+    memcpy(snap.ts, s.index.ts, tn * sizeof(int64_t))
+    memcpy(snap.trel, s.index.trel, tn * sizeof(uint32_t))
+    snap.n = n
+    snap.tn = tn
+    pthread_mutex_unlock(mu)
+    st = index_write_files(&snap, s.index_path, s.time_path, from_n, from_tn, whole)
+    pthread_mutex_lock(mu)
+    index_free(&snap)
+    if st == PS_OK:
+        s.index_persisted = n
+        s.time_persisted = tn
+    return st
+
+
+cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+    """Seals a rolled or closing segment: write, sync, trim the preallocation, write indexes."""
+    cdef int st = segment_write_out(s, mu)
+    if st == PS_OK:
+        st = segment_sync(s, mu)
+    if st != PS_OK:
+        return st
+    if s.wfd >= 0:
+        if ftruncate(s.wfd, s.size) != 0 or ps_fdatasync(s.wfd) != 0:
+            return PS_ERR_IO
+        close(s.wfd)
+        s.wfd = -1
+    st = segment_persist_index(s, mu, True)
+    if st != PS_OK:
+        return st
+    segment_free_buffers(s)
+    s.finalized = True
+    return PS_OK
+
+
+cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int64_t length, uint8_t *dst) noexcept nogil:
+    """Copies [pos, pos+length) of the segment into dst (clipped at its end); returns the byte count or -1.
+
+    Bytes already in the file are pread without the mutex (they never change); the
+    unwritten tail is copied from the in-flight or active buffer under it.
+    """
+    cdef int64_t end, from_file, b, n, written
+    pthread_mutex_lock(mu)
+    end = pos + length
+    if end > s.size:
+        end = s.size
+    if end <= pos:
+        pthread_mutex_unlock(mu)
+        return 0
+    written = s.written
+    b = pos if pos > written else written
+    while b < end:
+        if b >= s.buf_start:
+            memcpy(dst + (b - pos), s.buf + (b - s.buf_start), end - b)
+            b = end
+        elif s.inflight == NULL:
+            pthread_mutex_unlock(mu)  # a failed write left a gap: nothing to serve
+            return -1
+        else:
+            n = s.buf_start - b
+            if n > end - b:
+                n = end - b
+            memcpy(dst + (b - pos), s.inflight + (b - s.inflight_start), n)
+            b += n
+    pthread_mutex_unlock(mu)
+    if pos < written:
+        from_file = (end if end < written else written) - pos
+        if ps_pread_all(s.rfd, <char *>dst, from_file, pos) != from_file:
+            return -1
+    return end - pos

@@ -1,0 +1,268 @@
+# Shard threads: one per core, each owning a fixed set of partitions.
+#
+# A shard is a pthread that never takes the GIL. Appenders (Python threads, or the
+# broker's loop) copy batches into a partition's segment buffer under the shard's
+# mutex and put the partition on the shard's dirty list; the shard writes buffers
+# out, fdatasyncs per the flush policy and wakes whoever waits: threads on `done`,
+# the asyncio loop through the doorbell (an eventfd). Every appender waiting on the
+# same partition is covered by one fdatasync (group commit).
+
+cdef enum FlushMode:
+    FLUSH_ALWAYS = 0
+    FLUSH_INTERVAL = 1
+    FLUSH_BYTES = 2
+
+
+cdef struct PartState:
+    Shard *shard
+    char *directory
+    Segment **segs              # ascending base offsets; the last one is active
+    size_t n_segs
+    size_t cap_segs
+    int64_t log_start_offset
+    int64_t next_offset         # log end offset: readable up to here
+    int64_t durable_offset      # offsets below this are fdatasync'ed
+    int flush_mode
+    int64_t flush_ms
+    int64_t flush_bytes
+    # shard bookkeeping (under the shard mutex)
+    bint queued
+    PartState *next_dirty
+    int64_t dirty_since_ns      # first append not yet synced, 0 when clean
+    bint sync_requested
+    bint write_requested
+    bint rolling
+    int io_errno
+    int64_t watch_offset        # ring the doorbell when next_offset passes it (-1: nobody)
+    int64_t watch_durable       # ring the doorbell when durable_offset passes it (-1: nobody)
+
+
+cdef struct Shard:
+    pthread_t thread
+    pthread_mutex_t mu
+    pthread_cond_t work         # the shard waits here for dirty partitions
+    pthread_cond_t done         # appenders wait here for durability or buffer room
+    PartState *dirty_head
+    PartState *dirty_tail
+    bint running
+    bint started
+    int doorbell                # fd to ring for the asyncio loop, -1 for none
+    int64_t writes
+    int64_t syncs
+    int64_t busy_ns
+
+
+cdef inline Segment *part_active(PartState *p) noexcept nogil:
+    return p.segs[p.n_segs - 1]
+
+
+cdef inline void shard_enqueue(Shard *sh, PartState *p) noexcept nogil:
+    """Puts p on the dirty list (mutex held) and wakes the shard."""
+    if not p.queued:
+        p.queued = True
+        p.next_dirty = NULL
+        if sh.dirty_tail == NULL:
+            sh.dirty_head = p
+        else:
+            sh.dirty_tail.next_dirty = p
+        sh.dirty_tail = p
+    pthread_cond_signal(&sh.work)
+
+
+cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
+    if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \
+            (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+        p.watch_offset = -1
+        p.watch_durable = -1
+        if sh.doorbell >= 0:
+            ps_doorbell_ring(sh.doorbell)
+
+
+cdef bint part_needs_service(PartState *p, int64_t now_ns, int64_t *deadline, bint stopping) noexcept nogil:
+    cdef Segment *a = part_active(p)
+    cdef int64_t due
+    if stopping and a.size > a.synced:
+        p.sync_requested = True
+    if p.sync_requested or p.write_requested or p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized:
+        return True
+    if a.size == a.synced:
+        return False
+    if p.flush_mode == FLUSH_ALWAYS:
+        return True
+    if p.flush_mode == FLUSH_BYTES:
+        return a.size - a.synced >= p.flush_bytes
+    due = p.dirty_since_ns + p.flush_ms * 1000000
+    if now_ns >= due:
+        return True
+    if due < deadline[0]:
+        deadline[0] = due
+    return False
+
+
+cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
+    """Finalizes sealed segments, writes the active buffer, and syncs per policy (mutex held)."""
+    cdef Segment *a
+    cdef Segment *s
+    cdef size_t i
+    cdef int st
+    cdef bint sync
+    cdef int64_t t0 = ps_monotonic_ns()
+    a = part_active(p)
+    sync = (p.sync_requested or p.flush_mode == FLUSH_ALWAYS
+            or (p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns and now_ns >= p.dirty_since_ns + p.flush_ms * 1000000)
+            or (p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes))
+    p.sync_requested = False
+    p.write_requested = False
+    for i in range(p.n_segs - 1):
+        s = p.segs[i]
+        if s.sealed and not s.finalized:
+            st = segment_finalize(s, &sh.mu)
+            if st != PS_OK and not p.io_errno:
+                p.io_errno = s.io_errno if s.io_errno else EIO
+    a = part_active(p)              # a roll may have happened while the mutex was dropped
+    st = segment_write_out(a, &sh.mu)
+    sh.writes += 1
+    if st == PS_OK and sync:
+        if a.synced < a.written:
+            sh.syncs += 1
+        st = segment_sync(a, &sh.mu)
+        if st == PS_OK:
+            if a == part_active(p) and a.synced_offset > p.durable_offset:
+                p.durable_offset = a.synced_offset
+            segment_persist_index(a, &sh.mu, False)
+    if st != PS_OK and not p.io_errno:
+        p.io_errno = a.io_errno if a.io_errno else EIO
+    a = part_active(p)
+    if a.size == a.synced:
+        p.dirty_since_ns = 0
+    sh.busy_ns += ps_monotonic_ns() - t0
+    shard_watch_check(sh, p)
+    pthread_cond_broadcast(&sh.done)
+
+
+cdef void *shard_main(void *arg) noexcept nogil:
+    cdef Shard *sh = <Shard *>arg
+    cdef PartState *p
+    cdef PartState *batch
+    cdef PartState *nxt
+    cdef int64_t now, deadline
+    cdef timespec ts
+    pthread_mutex_lock(&sh.mu)
+    while True:
+        now = ps_monotonic_ns()
+        deadline = INT64_MAX
+        batch = sh.dirty_head
+        sh.dirty_head = NULL
+        sh.dirty_tail = NULL
+        while batch != NULL:
+            p = batch
+            batch = p.next_dirty
+            p.next_dirty = NULL
+            if part_needs_service(p, now, &deadline, not sh.running):
+                part_service(sh, p, now)
+                now = ps_monotonic_ns()
+            # Still holding unsynced data? Keep it listed for its deadline.
+            p.queued = False
+            if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \
+                    or p.sync_requested or p.write_requested:
+                shard_enqueue(sh, p)
+                if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:
+                    if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:
+                        deadline = p.dirty_since_ns + p.flush_ms * 1000000
+        if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):
+            continue
+        if not sh.running and sh.dirty_head == NULL:
+            break
+        if deadline == INT64_MAX:
+            if sh.dirty_head != NULL and not sh.running:
+                continue
+            pthread_cond_wait(&sh.work, &sh.mu)
+        else:
+            ts.tv_sec = deadline // 1000000000
+            ts.tv_nsec = deadline % 1000000000
+            pthread_cond_timedwait(&sh.work, &sh.mu, &ts)
+    pthread_mutex_unlock(&sh.mu)
+    return NULL
+
+
+cdef class ShardPool:
+    """The shard threads of one Log; partitions are assigned by a stable hash."""
+    cdef Shard *shards
+    cdef int n
+    cdef int doorbell_fds[2]
+
+    def __cinit__(self, int count):
+        cdef pthread_condattr_t attr
+        cdef int i
+        if count < 1:
+            raise _errors.ConfigError(f"shards must be at least 1, got {count}")
+        self.n = 0
+        self.doorbell_fds[0] = -1
+        self.doorbell_fds[1] = -1
+        if ps_doorbell_open(self.doorbell_fds) != 0:
+            raise_os_error(errno, "cannot create the completion doorbell")
+        self.shards = <Shard *>calloc(count, sizeof(Shard))
+        if self.shards == NULL:
+            raise MemoryError()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        for i in range(count):
+            pthread_mutex_init(&self.shards[i].mu, NULL)
+            pthread_cond_init(&self.shards[i].work, &attr)
+            pthread_cond_init(&self.shards[i].done, NULL)
+            self.shards[i].doorbell = self.doorbell_fds[1]
+            self.shards[i].running = True
+            if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:
+                self.shards[i].running = False
+                self.n = i
+                raise_os_error(errno, "cannot start a shard thread")
+            self.shards[i].started = True
+            self.n = i + 1
+
+    @property
+    def count(self):
+        return self.n
+
+    @property
+    def doorbell_fd(self):
+        """The fd an event loop watches (readable when a watched partition moved)."""
+        return self.doorbell_fds[0]
+
+    def drain_doorbell(self):
+        ps_doorbell_drain(self.doorbell_fds[0])
+
+    cdef Shard *shard_for(self, int index):
+        return &self.shards[index % self.n]
+
+    def stats(self):
+        """Per-shard counters: writes, fdatasyncs, busy seconds."""
+        return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,
+                     busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]
+
+    def stop(self):
+        """Drains every dirty list, then joins the threads."""
+        cdef int i
+        for i in range(self.n):
+            if self.shards[i].started:
+                with nogil:
+                    pthread_mutex_lock(&self.shards[i].mu)
+                    self.shards[i].running = False
+                    pthread_cond_signal(&self.shards[i].work)
+                    pthread_mutex_unlock(&self.shards[i].mu)
+                    pthread_join(self.shards[i].thread, NULL)
+                self.shards[i].started = False
+
+    def __dealloc__(self):
+        cdef int i
+        if self.shards != NULL:
+            self.stop()
+            for i in range(self.n):
+                pthread_mutex_destroy(&self.shards[i].mu)
+                pthread_cond_destroy(&self.shards[i].work)
+                pthread_cond_destroy(&self.shards[i].done)
+            free(self.shards)
+            self.shards = NULL
+        if self.doorbell_fds[0] >= 0:
+            close(self.doorbell_fds[0])
+        if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:
+            close(self.doorbell_fds[1])

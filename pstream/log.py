@@ -1,0 +1,313 @@
+"""The embedded log: Log -> Topic -> Partition, in-process, no server.
+
+    with pstream.Log("/var/lib/app/events", shards=2, flush="interval", flush_ms=10) as log:
+        part = log.topic("orders", partitions=4).partition(0)
+        offset = part.append(b"value", key=b"k")
+        for rec in part.read(offset=0, max_records=100): ...
+        await part.wait_for(offset)      # asyncio: wake when that offset exists
+
+A Log owns a data directory, a pool of shard threads (one per core by default) and
+the topics in it. Each partition is pinned to one shard by a stable hash of topic and
+partition number. The broker holds the same Log and uses the raw-batch methods
+(`append_batch`, `read_batches`); applications use the record-level ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import threading
+import uuid
+import zlib
+from typing import Iterable, Iterator
+
+from pstream import _core
+from pstream.errors import ConfigError, LogClosedError, UnknownPartitionError, UnknownTopicError
+from pstream.storage import layout
+from pstream.storage.config import TopicConfig
+
+_log = logging.getLogger("pstream.log")
+
+
+def shard_for(topic: str, partition: int, shards: int) -> int:
+    """Stable across runs and machines (unlike hash()): CRC-32 of 'topic/partition'."""
+    return zlib.crc32(f"{topic}/{partition}".encode()) % shards
+
+
+class Partition(_core.Partition):
+    """One partition's log. Append and read from any thread; await new data in asyncio."""
+
+    def read(self, offset: int = 0, max_records: int | None = None,
+             max_bytes: int = 1 << 20) -> Iterator[_core.Record]:
+        """Records from `offset` on (rec.offset, .key, .value, .headers, .timestamp_ms).
+
+        Stops at the end of the log as it was when each batch was read, or after
+        max_records. Raises OffsetOutOfRangeError below the log start or past the end.
+        """
+        remaining = -1 if max_records is None else max_records
+        while remaining != 0:
+            data = self.read_batches(offset, max_bytes)
+            if not data:
+                return
+            for _header, records in _core.iter_batches(data):
+                for rec in records:
+                    if rec.offset < offset:
+                        continue
+                    yield rec
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+                offset = _header.last_offset + 1
+
+    async def wait_for(self, offset: int) -> int:
+        """Returns (the high watermark) once `offset` exists, i.e. high_watermark > offset."""
+        if self.high_watermark > offset:
+            return self.high_watermark
+        return await self._log._waiters.wait(self, offset)
+
+
+class Topic:
+    """A named set of partitions sharing one configuration."""
+
+    def __init__(self, log: "Log", name: str, meta: dict):
+        self._log = log
+        self.name = name
+        self.topic_id = uuid.UUID(meta["topic_id"])
+        self.config = TopicConfig.from_kwargs(**meta["config"])
+        self._partitions: list[Partition] = []
+        for number in range(meta["partitions"]):
+            self._open_partition(number)
+
+    def _open_partition(self, number: int) -> None:
+        log = self._log
+        part = Partition(log._pool, shard_for(self.name, number, log.shards), self.name, number,
+                         layout.partition_dir(log.path, self.name, number),
+                         direct_io=log.direct_io, **self.config.partition_kwargs())
+        part._log = log
+        self._partitions.append(part)
+
+    @property
+    def partitions(self) -> int:
+        return len(self._partitions)
+
+    def partition(self, number: int) -> Partition:
+        if not 0 <= number < len(self._partitions):
+            raise UnknownPartitionError(f"partition {number} does not exist (the topic has {len(self._partitions)})",
+                                        topic=self.name, partition=number)
+        return self._partitions[number]
+
+    def __iter__(self) -> Iterator[Partition]:
+        return iter(self._partitions)
+
+    def _meta(self) -> dict:
+        return {"partitions": len(self._partitions), "config": self.config.to_dict(), "topic_id": str(self.topic_id)}
+
+    def add_partitions(self, total: int) -> None:
+        """Grows the topic to `total` partitions (partitions are never removed, as in Kafka)."""
+        if total <= len(self._partitions):
+            raise ConfigError(f"topic {self.name} has {len(self._partitions)} partitions; "
+                              f"the new count must be larger, got {total}")
+        with self._log._lock:
+            for number in range(len(self._partitions), total):
+                self._open_partition(number)
+            self._log._save_topic(self)
+
+    def set_config(self, **settings) -> None:
+        """Changes settings; they apply to partitions when the log is next opened."""
+        with self._log._lock:
+            self.config = TopicConfig.from_kwargs(self.config, **settings)
+            self._log._save_topic(self)
+
+    def apply_retention(self) -> int:
+        return sum(part.apply_retention() for part in self._partitions)
+
+    def _close(self) -> None:
+        errors = []
+        for part in self._partitions:
+            try:
+                part.close()
+            except Exception as exc:  # close the rest, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+class _Waiters:
+    """Futures waiting for offsets, woken through the shard pool's doorbell fd."""
+
+    def __init__(self, pool: _core.ShardPool):
+        self._pool = pool
+        self._waiting: dict[Partition, list[tuple[int, asyncio.Future]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def wait(self, part: Partition, offset: int) -> int:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed() and self._waiting:
+                raise RuntimeError("a Log's waiters belong to one event loop at a time")
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._pool.doorbell_fd)
+            self._loop = loop
+            loop.add_reader(self._pool.doorbell_fd, self._wake)
+        fut = loop.create_future()
+        self._waiting.setdefault(part, []).append((offset, fut))
+        self._arm(part)
+        try:
+            return await fut
+        finally:
+            entries = self._waiting.get(part)
+            if entries is not None:
+                entries[:] = [(o, f) for o, f in entries if f is not fut]
+                if not entries:
+                    del self._waiting[part]
+
+    def _arm(self, part: Partition) -> None:
+        entries = self._waiting.get(part)
+        if entries and part._watch(min(o for o, _ in entries)):
+            self._resolve(part)
+
+    def _resolve(self, part: Partition) -> None:
+        hw = part.high_watermark
+        for offset, fut in self._waiting.get(part, ()):
+            if offset < hw and not fut.done():
+                fut.set_result(hw)
+
+    def _wake(self) -> None:
+        self._pool.drain_doorbell()
+        for part in list(self._waiting):
+            self._resolve(part)
+            self._arm(part)
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._pool.doorbell_fd)
+        for entries in self._waiting.values():
+            for _, fut in entries:
+                if not fut.done():
+                    fut.get_loop().call_soon_threadsafe(
+                        lambda f=fut: f.done() or f.set_exception(LogClosedError("the log was closed")))
+        self._waiting.clear()
+
+
+class Log:
+    """A data directory of topics, served by `shards` shard threads (default: one per core).
+
+    Settings given here (flush, flush_ms, segment_bytes, ...) are the defaults of new
+    topics; `topic(name, **settings)` overrides them per topic.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
+                 **topic_defaults):
+        self.path = os.fspath(path)
+        self.shards = shards if shards is not None else (os.cpu_count() or 1)
+        if not isinstance(self.shards, int) or self.shards < 1:
+            raise ConfigError(f"setting shards must be a positive integer, got {shards!r}")
+        self.direct_io = direct_io
+        self.defaults = TopicConfig.from_kwargs(**topic_defaults)
+        os.makedirs(self.path, exist_ok=True)
+        self._lock = threading.RLock()
+        self._pool = _core.ShardPool(self.shards)
+        self._waiters = _Waiters(self._pool)
+        self._topics: dict[str, Topic] = {}
+        self._closed = False
+        try:
+            for name in layout.list_topics(self.path):
+                self._topics[name] = Topic(self, name, layout.read_json(
+                    os.path.join(layout.topic_dir(self.path, name), layout.TOPIC_META)))
+        except BaseException:
+            self._pool.stop()
+            raise
+
+    # --- topics ---------------------------------------------------------------------
+
+    def topic(self, name: str, partitions: int | None = None, **settings) -> Topic:
+        """The topic `name`, created with `partitions` (default 1) and settings if missing.
+
+        An existing topic keeps its configuration: settings given here are ignored for it
+        (use Topic.set_config to change them).
+        """
+        self._check_open()
+        with self._lock:
+            existing = self._topics.get(name)
+            if existing is not None:
+                return existing
+            layout.check_topic_name(name)
+            count = 1 if partitions is None else partitions
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"partitions must be a positive integer, got {partitions!r}", topic=name)
+            config = TopicConfig.from_kwargs(self.defaults, **settings)
+            meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4())}
+            directory = layout.topic_dir(self.path, name)
+            os.makedirs(directory, exist_ok=True)
+            layout.write_json_atomic(os.path.join(directory, layout.TOPIC_META), meta)
+            layout.fsync_dir(self.path)
+            topic = Topic(self, name, meta)
+            self._topics[name] = topic
+            return topic
+
+    def get_topic(self, name: str) -> Topic:
+        """The existing topic `name`; UnknownTopicError if there is none."""
+        self._check_open()
+        try:
+            return self._topics[name]
+        except KeyError:
+            raise UnknownTopicError(f"topic {name!r} does not exist", topic=name) from None
+
+    def topics(self) -> list[str]:
+        return sorted(self._topics)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._topics
+
+    def delete_topic(self, name: str) -> None:
+        """Closes the topic's partitions and removes its data."""
+        with self._lock:
+            topic = self.get_topic(name)
+            del self._topics[name]
+            topic._close()
+            directory = layout.topic_dir(self.path, name)
+            doomed = f"{directory}.{uuid.uuid4().hex}-delete"
+            os.rename(directory, doomed)  # the topic is gone even if removal is interrupted
+            layout.fsync_dir(self.path)
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def _save_topic(self, topic: Topic) -> None:
+        layout.write_json_atomic(os.path.join(layout.topic_dir(self.path, topic.name), layout.TOPIC_META),
+                                 topic._meta())
+
+    def apply_retention(self) -> int:
+        """Applies retention to every partition; returns the number of segments deleted."""
+        return sum(topic.apply_retention() for topic in list(self._topics.values()))
+
+    def shard_stats(self) -> list[dict]:
+        return self._pool.stats()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError("the log is closed")
+
+    def close(self) -> None:
+        """Writes and syncs everything, writes the indexes, stops the shard threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._waiters.close()
+            try:
+                for topic in self._topics.values():
+                    topic._close()
+            finally:
+                self._pool.stop()
+
+    def __enter__(self) -> "Log":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Log({self.path!r}, shards={self.shards}, topics={len(self._topics)})"

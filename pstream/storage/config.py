@@ -1,0 +1,93 @@
+"""Topic settings: names (Kafka's topic configs in snake_case), defaults, validation.
+
+`TopicConfig.from_kwargs` is the one place that accepts settings from users: an
+unknown or invalid setting raises ConfigError naming it. Kafka's dotted names
+(`retention.ms`) are accepted too, so configs can come straight from Kafka tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from pstream.errors import ConfigError
+
+FLUSH_POLICIES = ("always", "interval", "bytes")
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+CLEANUP_POLICIES = ("delete",)
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """Per-topic settings; None means unlimited / disabled where Kafka uses -1."""
+
+    segment_bytes: int = 1 << 30
+    segment_ms: int | None = 7 * 24 * 3600 * 1000
+    retention_bytes: int | None = None
+    retention_ms: int | None = 7 * 24 * 3600 * 1000
+    index_interval_bytes: int = 4096
+    max_message_bytes: int = 1048588
+    message_timestamp_type: str = "CreateTime"
+    cleanup_policy: str = "delete"
+    flush: str = "always"
+    flush_ms: int = 10
+    flush_bytes: int = 1 << 20
+    write_buffer_bytes: int = 1 << 20
+    preallocate_bytes: int = 32 << 20
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_kwargs(cls, base: "TopicConfig | None" = None, **settings) -> "TopicConfig":
+        values = asdict(base) if base is not None else {}
+        known = set(cls.names())
+        for raw_name, value in settings.items():
+            name = raw_name.replace(".", "_")
+            if name not in known:
+                raise ConfigError(f"unknown topic setting {raw_name!r}; known: {', '.join(sorted(known))}")
+            values[name] = value
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def need_int(name, minimum, allow_none=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                limit = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+                raise ConfigError(f"setting {name} must be {limit}, got {value!r}")
+
+        need_int("segment_bytes", 14)
+        need_int("segment_ms", 1, allow_none=True)
+        need_int("retention_bytes", 0, allow_none=True)
+        need_int("retention_ms", 0, allow_none=True)
+        need_int("index_interval_bytes", 0)
+        need_int("max_message_bytes", 0)
+        need_int("flush_ms", 0)
+        need_int("flush_bytes", 1)
+        need_int("write_buffer_bytes", 8192)
+        need_int("preallocate_bytes", 0)
+        if self.segment_bytes > (1 << 32) - 1:
+            raise ConfigError(f"setting segment_bytes must be below 4 GiB (index positions are 32-bit), "
+                              f"got {self.segment_bytes}")
+        for name, allowed in (("flush", FLUSH_POLICIES), ("message_timestamp_type", TIMESTAMP_TYPES),
+                              ("cleanup_policy", CLEANUP_POLICIES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"setting {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def partition_kwargs(self) -> dict:
+        """Keyword arguments for pstream._core.Partition."""
+        return dict(
+            flush=self.flush, flush_ms=self.flush_ms, flush_bytes=self.flush_bytes,
+            segment_bytes=self.segment_bytes, segment_ms=self.segment_ms,
+            retention_bytes=self.retention_bytes, retention_ms=self.retention_ms,
+            index_interval_bytes=self.index_interval_bytes, write_buffer_bytes=self.write_buffer_bytes,
+            preallocate_bytes=self.preallocate_bytes, max_message_bytes=self.max_message_bytes,
+            timestamp_type=TIMESTAMP_TYPES.index(self.message_timestamp_type),
+        )
