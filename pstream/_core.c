@@ -1988,7 +1988,7 @@ struct __pyx_obj_7pstream_5_core_BatchHeader {
 };
 
 
-/* "pstream/_corelib/batch.pxi":236
+/* "pstream/_corelib/batch.pxi":233
  * 
  * 
  * cdef class BatchBuilder:             # <<<<<<<<<<<<<<
@@ -2008,7 +2008,7 @@ struct __pyx_obj_7pstream_5_core_BatchBuilder {
 };
 
 
-/* "pstream/_corelib/batch.pxi":398
+/* "pstream/_corelib/batch.pxi":411
  * # --- validation and decoding -------------------------------------------------------
  * 
  * cdef class _BufferView:             # <<<<<<<<<<<<<<
@@ -2022,7 +2022,7 @@ struct __pyx_obj_7pstream_5_core__BufferView {
 };
 
 
-/* "pstream/_corelib/shard.pxi":188
+/* "pstream/_corelib/shard.pxi":190
  * 
  * 
  * cdef class ShardPool:             # <<<<<<<<<<<<<<
@@ -2072,7 +2072,7 @@ struct __pyx_obj_7pstream_5_core_Partition {
 };
 
 
-/* "pstream/_corelib/batch.pxi":493
+/* "pstream/_corelib/batch.pxi":506
  * 
  * 
  * def iter_batches(data):             # <<<<<<<<<<<<<<
@@ -2123,7 +2123,7 @@ struct __pyx_vtabstruct_7pstream_5_core_BatchHeader {
 static struct __pyx_vtabstruct_7pstream_5_core_BatchHeader *__pyx_vtabptr_7pstream_5_core_BatchHeader;
 
 
-/* "pstream/_corelib/batch.pxi":236
+/* "pstream/_corelib/batch.pxi":233
  * 
  * 
  * cdef class BatchBuilder:             # <<<<<<<<<<<<<<
@@ -2142,7 +2142,7 @@ struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder {
 static struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *__pyx_vtabptr_7pstream_5_core_BatchBuilder;
 
 
-/* "pstream/_corelib/shard.pxi":188
+/* "pstream/_corelib/shard.pxi":190
  * 
  * 
  * cdef class ShardPool:             # <<<<<<<<<<<<<<
@@ -2887,32 +2887,6 @@ static int __Pyx__GetException(PyThreadState *tstate, PyObject **type, PyObject 
 static int __Pyx_GetException(PyObject **type, PyObject **value, PyObject **tb);
 #endif
 
-/* decode_c_bytes.proto (used by decode_bytes) */
-static CYTHON_INLINE PyObject* __Pyx_decode_c_bytes(
-         const char* cstring, Py_ssize_t length, Py_ssize_t start, Py_ssize_t stop,
-         const char* encoding, const char* errors,
-         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors));
-
-/* decode_bytes.proto */
-static CYTHON_INLINE PyObject* __Pyx_decode_bytes(
-         PyObject* string, Py_ssize_t start, Py_ssize_t stop,
-         const char* encoding, const char* errors,
-         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors)) {
-    char* as_c_string;
-    Py_ssize_t size;
-#if CYTHON_ASSUME_SAFE_MACROS && CYTHON_ASSUME_SAFE_SIZE
-    as_c_string = PyBytes_AS_STRING(string);
-    size = PyBytes_GET_SIZE(string);
-#else
-    if (PyBytes_AsStringAndSize(string, &as_c_string, &size) < 0) {
-        return NULL;
-    }
-#endif
-    return __Pyx_decode_c_bytes(
-        as_c_string, size,
-        start, stop, encoding, errors, decode_func);
-}
-
 /* ListAppend.proto */
 #if CYTHON_USE_PYLIST_INTERNALS && CYTHON_ASSUME_SAFE_MACROS && CYTHON_ASSUME_SAFE_SIZE
 static CYTHON_INLINE int __Pyx_PyList_Append(PyObject* list, PyObject* x);
@@ -2999,6 +2973,15 @@ static CYTHON_INLINE PyObject *__Pyx_GetItemInt_Fast(PyObject *o, Py_ssize_t i,
     )
 static CYTHON_INLINE PyObject* __Pyx_uchar___Pyx_PyUnicode_From_Py_ssize_t(Py_ssize_t value, Py_ssize_t width, char padding_char);
 static CYTHON_INLINE PyObject* __Pyx____Pyx_PyUnicode_From_Py_ssize_t(Py_ssize_t value, Py_ssize_t width, char padding_char, char format_char);
+
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLe_object_object(PyObject *op1, PyObject *op2, int pyop);
+
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLt_object_object(PyObject *op1, PyObject *op2, int pyop);
+
+/* PyLongCompare.proto */
+static CYTHON_INLINE int __Pyx_PyLong_BoolNeObjC(PyObject *op1, PyObject *op2, long intval, long inplace);
 
 /* PyUnicodeDecodeError_Check.proto */
 #define __Pyx_PyExc_UnicodeDecodeError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_UnicodeDecodeError)
@@ -3456,20 +3439,11 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_uint32_t(uint32_t value);
 /* CIntFromPy.proto */
 static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *);
 
-/* CIntFromPy.proto */
-static CYTHON_INLINE int16_t __Pyx_PyLong_As_int16_t(PyObject *);
-
-/* CIntFromPy.proto */
-static CYTHON_INLINE int32_t __Pyx_PyLong_As_int32_t(PyObject *);
-
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value);
-
-/* CIntToPy.proto */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int16_t(int16_t value);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int32_t(int32_t value);
@@ -3478,7 +3452,16 @@ static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int32_t(int32_t value);
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int8_t(int8_t value);
 
 /* CIntToPy.proto */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int16_t(int16_t value);
+
+/* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value);
+
+/* CIntFromPy.proto */
+static CYTHON_INLINE int16_t __Pyx_PyLong_As_int16_t(PyObject *);
+
+/* CIntFromPy.proto */
+static CYTHON_INLINE int32_t __Pyx_PyLong_As_int32_t(PyObject *);
 
 /* CIntToPy.proto */
 static CYTHON_INLINE PyObject* __Pyx_PyLong_From___pyx_anon_enum(int value);
@@ -3758,6 +3741,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
 static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *, struct __pyx_t_7pstream_5_core_RecordSpec *, int64_t, int32_t); /*proto*/
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *, Py_ssize_t, int64_t, int32_t, int16_t, int32_t, int64_t, int64_t, int64_t, int16_t, int32_t, int32_t); /*proto*/
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_seal_batch_crc(uint8_t *, Py_ssize_t); /*proto*/
+static PyObject *__pyx_f_7pstream_5_core_checked_int(PyObject *, PyObject *, int); /*proto*/
 static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *, size_t, ps_batch_header const *, size_t); /*proto*/
 static int __pyx_f_7pstream_5_core_index_reserve(struct __pyx_t_7pstream_5_core_SparseIndex *, size_t, size_t); /*proto*/
 static void __pyx_f_7pstream_5_core_index_free(struct __pyx_t_7pstream_5_core_SparseIndex *); /*proto*/
@@ -3851,7 +3835,7 @@ static int __pyx_pf_7pstream_5_core_12BatchBuilder___cinit__(struct __pyx_obj_7p
 static void __pyx_pf_7pstream_5_core_12BatchBuilder_2__dealloc__(struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_12BatchBuilder_4__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_12BatchBuilder_6__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_records, int64_t __pyx_v_base_offset, PyObject *__pyx_v_compression, int __pyx_v_timestamp_type, int64_t __pyx_v_producer_id, int16_t __pyx_v_producer_epoch, int32_t __pyx_v_base_sequence, int32_t __pyx_v_partition_leader_epoch, int __pyx_v_is_transactional, int __pyx_v_is_control, PyObject *__pyx_v_now_ms); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_records, PyObject *__pyx_v_base_offset, PyObject *__pyx_v_compression, PyObject *__pyx_v_timestamp_type, PyObject *__pyx_v_producer_id, PyObject *__pyx_v_producer_epoch, PyObject *__pyx_v_base_sequence, PyObject *__pyx_v_partition_leader_epoch, int __pyx_v_is_transactional, int __pyx_v_is_control, PyObject *__pyx_v_now_ms); /* proto */
 static int __pyx_pf_7pstream_5_core_11_BufferView___cinit__(struct __pyx_obj_7pstream_5_core__BufferView *__pyx_v_self, PyObject *__pyx_v_obj); /* proto */
 static void __pyx_pf_7pstream_5_core_11_BufferView_2__dealloc__(struct __pyx_obj_7pstream_5_core__BufferView *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_11_BufferView_4__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core__BufferView *__pyx_v_self); /* proto */
@@ -4140,11 +4124,11 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_items;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
-    int64_t __pyx_k__5;
+    int64_t __pyx_k__6;
     PyObject *__pyx_tuple[16];
     PyObject *__pyx_codeobj_tab[37];
-    PyObject *__pyx_string_tab[383];
-    PyObject *__pyx_number_tab[2];
+    PyObject *__pyx_string_tab[388];
+    PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
 #if CYTHON_COMPILING_IN_LIMITED_API
@@ -4216,391 +4200,397 @@ static __pyx_mstatetype __pyx_mstate_global_static =
 static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_static;
 #endif
 /* #### Code section: constant_name_defines ### */
-#define __pyx_kp_u__4 __pyx_string_tab[0]
-#define __pyx_kp_u_errno __pyx_string_tab[1]
-#define __pyx_kp_u_bytes_but_the_batch_declares __pyx_string_tab[2]
-#define __pyx_kp_u_bytes_exceeds_max_message_bytes __pyx_string_tab[3]
-#define __pyx_kp_u_bytes_exceeds_the_2_GiB_v2_limi __pyx_string_tab[4]
-#define __pyx_kp_u_bytes_left_after __pyx_string_tab[5]
-#define __pyx_kp_u_fields __pyx_string_tab[6]
-#define __pyx_kp_u_is_outside __pyx_string_tab[7]
-#define __pyx_kp_u_must_be_bytes_like_or_None_not_2 __pyx_string_tab[8]
-#define __pyx_kp_u_must_be_bytes_like_or_None_not __pyx_string_tab[9]
-#define __pyx_kp_u_of __pyx_string_tab[10]
-#define __pyx_kp_u_records_2 __pyx_string_tab[11]
-#define __pyx_kp_u_records_present __pyx_string_tab[12]
-#define __pyx_kp_u_s_d_removing_segment_020d_after __pyx_string_tab[13]
-#define __pyx_kp_u_s_d_the_filesystem_refused_O_DI __pyx_string_tab[14]
-#define __pyx_kp_u_s_d_the_filesystem_refused_an_O __pyx_string_tab[15]
-#define __pyx_kp_u_s_d_torn_or_corrupt_tail_in_s_l __pyx_string_tab[16]
-#define __pyx_kp_u_s_d_unreadable_log_start_offset __pyx_string_tab[17]
-#define __pyx_kp_u_tree_fragment __pyx_string_tab[18]
-#define __pyx_kp_u__2 __pyx_string_tab[19]
-#define __pyx_kp_u__6 __pyx_string_tab[20]
-#define __pyx_kp_u_attributes __pyx_string_tab[21]
-#define __pyx_kp_u_base_timestamp __pyx_string_tab[22]
-#define __pyx_kp_u_batch_length __pyx_string_tab[23]
-#define __pyx_kp_u_crc __pyx_string_tab[24]
-#define __pyx_kp_u_headers_2 __pyx_string_tab[25]
-#define __pyx_kp_u_key_2 __pyx_string_tab[26]
-#define __pyx_kp_u_max_timestamp __pyx_string_tab[27]
-#define __pyx_kp_u_producer_id __pyx_string_tab[28]
-#define __pyx_kp_u_record_count __pyx_string_tab[29]
-#define __pyx_kp_u_timestamp_ms_2 __pyx_string_tab[30]
-#define __pyx_kp_u_value_2 __pyx_string_tab[31]
-#define __pyx_kp_u__9 __pyx_string_tab[32]
-#define __pyx_kp_u_index __pyx_string_tab[33]
-#define __pyx_kp_u_log __pyx_string_tab[34]
-#define __pyx_kp_u_timeindex __pyx_string_tab[35]
-#define __pyx_kp_u_020d __pyx_string_tab[36]
-#define __pyx_kp_u_ __pyx_string_tab[37]
-#define __pyx_kp_u_the_log_ends_at __pyx_string_tab[38]
-#define __pyx_kp_u__3 __pyx_string_tab[39]
-#define __pyx_kp_u_BatchHeader_base_offset __pyx_string_tab[40]
-#define __pyx_kp_u_CRC_32C_mismatch __pyx_string_tab[41]
-#define __pyx_kp_u_None __pyx_string_tab[42]
-#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[43]
-#define __pyx_kp_u_Pickling_of_struct_members_such __pyx_string_tab[44]
-#define __pyx_kp_u_Record_offset __pyx_string_tab[45]
-#define __pyx_kp_u__7 __pyx_string_tab[46]
-#define __pyx_kp_u_a_batch_to_append_must_hold_at_l __pyx_string_tab[47]
-#define __pyx_kp_u_a_key_or_value_is_larger_than_2 __pyx_string_tab[48]
-#define __pyx_kp_u_a_record_is_key_value_headers_ti __pyx_string_tab[49]
-#define __pyx_kp_u_a_write_to_this_partition_failed __pyx_string_tab[50]
-#define __pyx_kp_u_add_note __pyx_string_tab[51]
-#define __pyx_kp_u_batch_is_larger_than_the_maximum __pyx_string_tab[52]
-#define __pyx_kp_u_batch_is_shorter_than_its_header __pyx_string_tab[53]
-#define __pyx_kp_u_batch_length_is_smaller_than_a_v __pyx_string_tab[54]
-#define __pyx_kp_u_batch_of __pyx_string_tab[55]
-#define __pyx_kp_u_buffer_holds __pyx_string_tab[56]
-#define __pyx_kp_u_cannot_create_a_new_segment __pyx_string_tab[57]
-#define __pyx_kp_u_cannot_create_the_completion_doo __pyx_string_tab[58]
-#define __pyx_kp_u_cannot_delete_records_before __pyx_string_tab[59]
-#define __pyx_kp_u_cannot_grow_the_segment_write_bu __pyx_string_tab[60]
-#define __pyx_kp_u_cannot_open_segment __pyx_string_tab[61]
-#define __pyx_kp_u_cannot_open_segment_for_writing __pyx_string_tab[62]
-#define __pyx_kp_u_cannot_read_segment __pyx_string_tab[63]
-#define __pyx_kp_u_cannot_start_a_shard_thread __pyx_string_tab[64]
-#define __pyx_kp_u_cannot_truncate_segment __pyx_string_tab[65]
-#define __pyx_kp_u_closing_the_active_segment_faile __pyx_string_tab[66]
-#define __pyx_kp_u_compressed_records_cannot_be_dec __pyx_string_tab[67]
-#define __pyx_kp_u_corrupt_batch_in_segment __pyx_string_tab[68]
-#define __pyx_kp_u_disable __pyx_string_tab[69]
-#define __pyx_kp_u_enable __pyx_string_tab[70]
-#define __pyx_kp_u_flush_must_be_one_of_always_inte __pyx_string_tab[71]
-#define __pyx_kp_u_gc __pyx_string_tab[72]
-#define __pyx_kp_u_header_key_is_not_valid_UTF_8 __pyx_string_tab[73]
-#define __pyx_kp_u_header_key_must_be_str_not __pyx_string_tab[74]
-#define __pyx_kp_u_header_value __pyx_string_tab[75]
-#define __pyx_kp_u_internal_error_status __pyx_string_tab[76]
-#define __pyx_kp_u_invalid_batch_header_in_segment __pyx_string_tab[77]
-#define __pyx_kp_u_isenabled __pyx_string_tab[78]
-#define __pyx_kp_u_log_start_offset __pyx_string_tab[79]
-#define __pyx_kp_u_log_start_offset_tmp __pyx_string_tab[80]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[81]
-#define __pyx_kp_u_offset_2 __pyx_string_tab[82]
-#define __pyx_kp_u_pstream_storage __pyx_string_tab[83]
-#define __pyx_kp_u_pstream__corelib_batch_pxi __pyx_string_tab[84]
-#define __pyx_kp_u_pstream__corelib_partition_pxi __pyx_string_tab[85]
-#define __pyx_kp_u_pstream__corelib_shard_pxi __pyx_string_tab[86]
-#define __pyx_kp_u_record_batch_of __pyx_string_tab[87]
-#define __pyx_kp_u_record_count_does_not_match_the __pyx_string_tab[88]
-#define __pyx_kp_u_record_fields_are_inconsistent_w __pyx_string_tab[89]
-#define __pyx_kp_u_segment_ends_inside_a_batch __pyx_string_tab[90]
-#define __pyx_kp_u_segment_ends_inside_a_batch_head __pyx_string_tab[91]
-#define __pyx_kp_u_shards_must_be_at_least_1_got __pyx_string_tab[92]
-#define __pyx_kp_u_the_log_is_closed __pyx_string_tab[93]
-#define __pyx_kp_u_truncated_or_overlong_varint __pyx_string_tab[94]
-#define __pyx_kp_u_unknown_compression_codec __pyx_string_tab[95]
-#define __pyx_kp_u_unsupported_magic_byte_only_reco __pyx_string_tab[96]
-#define __pyx_n_u_BadMagicError __pyx_string_tab[97]
-#define __pyx_n_u_BadRecordError __pyx_string_tab[98]
-#define __pyx_n_u_BadVarintError __pyx_string_tab[99]
-#define __pyx_n_u_BatchBuilder __pyx_string_tab[100]
-#define __pyx_n_u_BatchBuilder___reduce_cython __pyx_string_tab[101]
-#define __pyx_n_u_BatchBuilder___setstate_cython __pyx_string_tab[102]
-#define __pyx_n_u_BatchHeader __pyx_string_tab[103]
-#define __pyx_n_u_BatchHeader___reduce_cython __pyx_string_tab[104]
-#define __pyx_n_u_BatchHeader___setstate_cython __pyx_string_tab[105]
-#define __pyx_n_u_BatchTooLargeError __pyx_string_tab[106]
-#define __pyx_n_u_CompressionError __pyx_string_tab[107]
-#define __pyx_n_u_ConfigError __pyx_string_tab[108]
-#define __pyx_n_u_CorruptBatchError __pyx_string_tab[109]
-#define __pyx_n_u_CorruptSegmentError __pyx_string_tab[110]
-#define __pyx_n_u_CrcMismatchError __pyx_string_tab[111]
-#define __pyx_n_u_LengthMismatchError __pyx_string_tab[112]
-#define __pyx_n_u_Lock __pyx_string_tab[113]
-#define __pyx_n_u_LogClosedError __pyx_string_tab[114]
-#define __pyx_n_u_NotImplemented __pyx_string_tab[115]
-#define __pyx_n_u_OffsetOutOfRangeError __pyx_string_tab[116]
-#define __pyx_n_u_PStreamError __pyx_string_tab[117]
-#define __pyx_n_u_Partition __pyx_string_tab[118]
-#define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[119]
-#define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[120]
-#define __pyx_n_u_Partition__watch __pyx_string_tab[121]
-#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[122]
-#define __pyx_n_u_Partition_append __pyx_string_tab[123]
-#define __pyx_n_u_Partition_append_batch __pyx_string_tab[124]
-#define __pyx_n_u_Partition_append_many __pyx_string_tab[125]
-#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[126]
-#define __pyx_n_u_Partition_close __pyx_string_tab[127]
-#define __pyx_n_u_Partition_delete_records __pyx_string_tab[128]
-#define __pyx_n_u_Partition_flush __pyx_string_tab[129]
-#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[130]
-#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[131]
-#define __pyx_n_u_Partition_read_batches __pyx_string_tab[132]
-#define __pyx_n_u_Partition_roll __pyx_string_tab[133]
-#define __pyx_n_u_Partition_segments __pyx_string_tab[134]
-#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[135]
-#define __pyx_n_u_Record __pyx_string_tab[136]
-#define __pyx_n_u_Record___reduce __pyx_string_tab[137]
-#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[138]
-#define __pyx_n_u_ShardPool __pyx_string_tab[139]
-#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[140]
-#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[141]
-#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[142]
-#define __pyx_n_u_ShardPool_stats __pyx_string_tab[143]
-#define __pyx_n_u_ShardPool_stop __pyx_string_tab[144]
-#define __pyx_n_u_ShortBufferError __pyx_string_tab[145]
-#define __pyx_n_u_StorageIOError __pyx_string_tab[146]
-#define __pyx_n_u_BufferView __pyx_string_tab[147]
-#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[148]
-#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[149]
-#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[150]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[151]
-#define __pyx_n_u_annotate __pyx_string_tab[152]
-#define __pyx_n_u_enter __pyx_string_tab[153]
-#define __pyx_n_u_exit __pyx_string_tab[154]
-#define __pyx_n_u_func __pyx_string_tab[155]
-#define __pyx_n_u_getstate __pyx_string_tab[156]
-#define __pyx_n_u_main __pyx_string_tab[157]
-#define __pyx_n_u_module __pyx_string_tab[158]
-#define __pyx_n_u_name __pyx_string_tab[159]
-#define __pyx_n_u_pyx_state __pyx_string_tab[160]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[161]
-#define __pyx_n_u_qualname __pyx_string_tab[162]
-#define __pyx_n_u_reduce __pyx_string_tab[163]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[164]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[165]
-#define __pyx_n_u_set_name __pyx_string_tab[166]
-#define __pyx_n_u_setstate __pyx_string_tab[167]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[168]
-#define __pyx_n_u_test __pyx_string_tab[169]
-#define __pyx_n_u_compression __pyx_string_tab[170]
-#define __pyx_n_u_errors __pyx_string_tab[171]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[172]
-#define __pyx_n_u_log_2 __pyx_string_tab[173]
-#define __pyx_n_u_logging_2 __pyx_string_tab[174]
-#define __pyx_n_u_os_2 __pyx_string_tab[175]
-#define __pyx_n_u_threading __pyx_string_tab[176]
-#define __pyx_n_u_watch __pyx_string_tab[177]
-#define __pyx_n_u_write_log_start_checkpoint __pyx_string_tab[178]
-#define __pyx_n_u_a_2 __pyx_string_tab[179]
-#define __pyx_n_u_addr __pyx_string_tab[180]
-#define __pyx_n_u_always __pyx_string_tab[181]
-#define __pyx_n_u_append __pyx_string_tab[182]
-#define __pyx_n_u_append_batch __pyx_string_tab[183]
-#define __pyx_n_u_append_many __pyx_string_tab[184]
-#define __pyx_n_u_apply_retention __pyx_string_tab[185]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[186]
-#define __pyx_n_u_attributes_2 __pyx_string_tab[187]
-#define __pyx_n_u_b __pyx_string_tab[188]
-#define __pyx_n_u_base __pyx_string_tab[189]
-#define __pyx_n_u_base_offset __pyx_string_tab[190]
-#define __pyx_n_u_base_sequence __pyx_string_tab[191]
-#define __pyx_n_u_bases __pyx_string_tab[192]
-#define __pyx_n_u_batch __pyx_string_tab[193]
-#define __pyx_n_u_before_offset __pyx_string_tab[194]
-#define __pyx_n_u_buf __pyx_string_tab[195]
-#define __pyx_n_u_builder __pyx_string_tab[196]
-#define __pyx_n_u_busy_s __pyx_string_tab[197]
-#define __pyx_n_u_bytes __pyx_string_tab[198]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[199]
-#define __pyx_n_u_close __pyx_string_tab[200]
-#define __pyx_n_u_codec __pyx_string_tab[201]
-#define __pyx_n_u_codec_id __pyx_string_tab[202]
-#define __pyx_n_u_compress __pyx_string_tab[203]
-#define __pyx_n_u_compression_2 __pyx_string_tab[204]
-#define __pyx_n_u_count __pyx_string_tab[205]
-#define __pyx_n_u_crc32c __pyx_string_tab[206]
-#define __pyx_n_u_crc32c_implementation __pyx_string_tab[207]
-#define __pyx_n_u_data __pyx_string_tab[208]
-#define __pyx_n_u_decode __pyx_string_tab[209]
-#define __pyx_n_u_decode_batch __pyx_string_tab[210]
-#define __pyx_n_u_decode_batches __pyx_string_tab[211]
-#define __pyx_n_u_decompress __pyx_string_tab[212]
-#define __pyx_n_u_delete_records __pyx_string_tab[213]
-#define __pyx_n_u_direct_io __pyx_string_tab[214]
-#define __pyx_n_u_directory __pyx_string_tab[215]
-#define __pyx_n_u_doomed __pyx_string_tab[216]
-#define __pyx_n_u_drain_doorbell __pyx_string_tab[217]
-#define __pyx_n_u_dst __pyx_string_tab[218]
-#define __pyx_n_u_encode_batch __pyx_string_tab[219]
-#define __pyx_n_u_end __pyx_string_tab[220]
-#define __pyx_n_u_errors_2 __pyx_string_tab[221]
-#define __pyx_n_u_errpos __pyx_string_tab[222]
-#define __pyx_n_u_exc __pyx_string_tab[223]
-#define __pyx_n_u_exist_ok __pyx_string_tab[224]
-#define __pyx_n_u_expired_active __pyx_string_tab[225]
-#define __pyx_n_u_f __pyx_string_tab[226]
-#define __pyx_n_u_file __pyx_string_tab[227]
-#define __pyx_n_u_fileno __pyx_string_tab[228]
-#define __pyx_n_u_flush __pyx_string_tab[229]
-#define __pyx_n_u_flush_bytes __pyx_string_tab[230]
-#define __pyx_n_u_flush_ms __pyx_string_tab[231]
-#define __pyx_n_u_found __pyx_string_tab[232]
-#define __pyx_n_u_fsencode __pyx_string_tab[233]
-#define __pyx_n_u_fsync __pyx_string_tab[234]
-#define __pyx_n_u_genexpr __pyx_string_tab[235]
-#define __pyx_n_u_get __pyx_string_tab[236]
-#define __pyx_n_u_getLogger __pyx_string_tab[237]
-#define __pyx_n_u_got __pyx_string_tab[238]
-#define __pyx_n_u_h __pyx_string_tab[239]
-#define __pyx_n_u_hb __pyx_string_tab[240]
-#define __pyx_n_u_hcount __pyx_string_tab[241]
-#define __pyx_n_u_header __pyx_string_tab[242]
-#define __pyx_n_u_headers __pyx_string_tab[243]
-#define __pyx_n_u_hi __pyx_string_tab[244]
-#define __pyx_n_u_i __pyx_string_tab[245]
-#define __pyx_n_u_index_interval_bytes __pyx_string_tab[246]
-#define __pyx_n_u_interval __pyx_string_tab[247]
-#define __pyx_n_u_is_control __pyx_string_tab[248]
-#define __pyx_n_u_is_transactional __pyx_string_tab[249]
-#define __pyx_n_u_isdigit __pyx_string_tab[250]
-#define __pyx_n_u_items __pyx_string_tab[251]
-#define __pyx_n_u_iter_batches __pyx_string_tab[252]
-#define __pyx_n_u_j __pyx_string_tab[253]
-#define __pyx_n_u_join __pyx_string_tab[254]
-#define __pyx_n_u_key __pyx_string_tab[255]
-#define __pyx_n_u_last_offset __pyx_string_tab[256]
-#define __pyx_n_u_listdir __pyx_string_tab[257]
-#define __pyx_n_u_lo __pyx_string_tab[258]
-#define __pyx_n_u_logging __pyx_string_tab[259]
-#define __pyx_n_u_makedirs __pyx_string_tab[260]
-#define __pyx_n_u_max_bytes __pyx_string_tab[261]
-#define __pyx_n_u_max_message_bytes __pyx_string_tab[262]
-#define __pyx_n_u_max_size __pyx_string_tab[263]
-#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[264]
-#define __pyx_n_u_message __pyx_string_tab[265]
-#define __pyx_n_u_n __pyx_string_tab[266]
-#define __pyx_n_u_n_delete __pyx_string_tab[267]
-#define __pyx_n_u_name_2 __pyx_string_tab[268]
-#define __pyx_n_u_new_start __pyx_string_tab[269]
-#define __pyx_n_u_next __pyx_string_tab[270]
-#define __pyx_n_u_now __pyx_string_tab[271]
-#define __pyx_n_u_now_ms __pyx_string_tab[272]
-#define __pyx_n_u_number __pyx_string_tab[273]
-#define __pyx_n_u_obj __pyx_string_tab[274]
-#define __pyx_n_u_off __pyx_string_tab[275]
-#define __pyx_n_u_offset __pyx_string_tab[276]
-#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[277]
-#define __pyx_n_u_open __pyx_string_tab[278]
-#define __pyx_n_u_os __pyx_string_tab[279]
-#define __pyx_n_u_out __pyx_string_tab[280]
-#define __pyx_n_u_p __pyx_string_tab[281]
-#define __pyx_n_u_partition __pyx_string_tab[282]
-#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[283]
-#define __pyx_n_u_path __pyx_string_tab[284]
-#define __pyx_n_u_paths __pyx_string_tab[285]
-#define __pyx_n_u_pool __pyx_string_tab[286]
-#define __pyx_n_u_pop __pyx_string_tab[287]
-#define __pyx_n_u_pos __pyx_string_tab[288]
-#define __pyx_n_u_position __pyx_string_tab[289]
-#define __pyx_n_u_preallocate_bytes __pyx_string_tab[290]
-#define __pyx_n_u_producer_epoch __pyx_string_tab[291]
-#define __pyx_n_u_producer_id_2 __pyx_string_tab[292]
-#define __pyx_n_u_pstream __pyx_string_tab[293]
-#define __pyx_n_u_pstream__core __pyx_string_tab[294]
-#define __pyx_n_u_pstream_record __pyx_string_tab[295]
-#define __pyx_n_u_r __pyx_string_tab[296]
-#define __pyx_n_u_raw __pyx_string_tab[297]
-#define __pyx_n_u_read __pyx_string_tab[298]
-#define __pyx_n_u_read_batches __pyx_string_tab[299]
-#define __pyx_n_u_rec __pyx_string_tab[300]
-#define __pyx_n_u_records __pyx_string_tab[301]
-#define __pyx_n_u_rel __pyx_string_tab[302]
-#define __pyx_n_u_removesuffix __pyx_string_tab[303]
-#define __pyx_n_u_replace __pyx_string_tab[304]
-#define __pyx_n_u_result __pyx_string_tab[305]
-#define __pyx_n_u_retention_bytes __pyx_string_tab[306]
-#define __pyx_n_u_retention_ms __pyx_string_tab[307]
-#define __pyx_n_u_roll __pyx_string_tab[308]
-#define __pyx_n_u_s __pyx_string_tab[309]
-#define __pyx_n_u_section __pyx_string_tab[310]
-#define __pyx_n_u_seg __pyx_string_tab[311]
-#define __pyx_n_u_seg_next __pyx_string_tab[312]
-#define __pyx_n_u_segment_bases __pyx_string_tab[313]
-#define __pyx_n_u_segment_bytes __pyx_string_tab[314]
-#define __pyx_n_u_segment_ms __pyx_string_tab[315]
-#define __pyx_n_u_segments __pyx_string_tab[316]
-#define __pyx_n_u_self __pyx_string_tab[317]
-#define __pyx_n_u_send __pyx_string_tab[318]
-#define __pyx_n_u_setdefault __pyx_string_tab[319]
-#define __pyx_n_u_shard_index __pyx_string_tab[320]
-#define __pyx_n_u_size __pyx_string_tab[321]
-#define __pyx_n_u_size_bytes __pyx_string_tab[322]
-#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[323]
-#define __pyx_n_u_st __pyx_string_tab[324]
-#define __pyx_n_u_start __pyx_string_tab[325]
-#define __pyx_n_u_stats __pyx_string_tab[326]
-#define __pyx_n_u_stem __pyx_string_tab[327]
-#define __pyx_n_u_stop __pyx_string_tab[328]
-#define __pyx_n_u_strerror __pyx_string_tab[329]
-#define __pyx_n_u_strip __pyx_string_tab[330]
-#define __pyx_n_u_sum __pyx_string_tab[331]
-#define __pyx_n_u_syncs __pyx_string_tab[332]
-#define __pyx_n_u_target __pyx_string_tab[333]
-#define __pyx_n_u_threading_2 __pyx_string_tab[334]
-#define __pyx_n_u_throw __pyx_string_tab[335]
-#define __pyx_n_u_timestamp_ms __pyx_string_tab[336]
-#define __pyx_n_u_timestamp_type __pyx_string_tab[337]
-#define __pyx_n_u_tmp __pyx_string_tab[338]
-#define __pyx_n_u_to_free __pyx_string_tab[339]
-#define __pyx_n_u_topic __pyx_string_tab[340]
-#define __pyx_n_u_total __pyx_string_tab[341]
-#define __pyx_n_u_ts __pyx_string_tab[342]
-#define __pyx_n_u_unlink __pyx_string_tab[343]
-#define __pyx_n_u_validate_batch __pyx_string_tab[344]
-#define __pyx_n_u_value __pyx_string_tab[345]
-#define __pyx_n_u_values __pyx_string_tab[346]
-#define __pyx_n_u_view __pyx_string_tab[347]
-#define __pyx_n_u_w __pyx_string_tab[348]
-#define __pyx_n_u_want __pyx_string_tab[349]
-#define __pyx_n_u_warning __pyx_string_tab[350]
-#define __pyx_n_u_write __pyx_string_tab[351]
-#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[352]
-#define __pyx_n_u_writes __pyx_string_tab[353]
-#define __pyx_kp_b__8 __pyx_string_tab[354]
-#define __pyx_kp_b_iso88591__10 __pyx_string_tab[355]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[356]
-#define __pyx_kp_b_iso88591_7 __pyx_string_tab[357]
-#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[358]
-#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[359]
-#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[360]
-#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[361]
-#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[362]
-#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[363]
-#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[364]
-#define __pyx_kp_b_iso88591_A_F_4q __pyx_string_tab[365]
-#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[366]
-#define __pyx_kp_b_iso88591_A_1D_1_4r_b_c_1_4r_r_3gRt2Q_AQd __pyx_string_tab[367]
-#define __pyx_kp_b_iso88591_A_1D_1_4r_c_r_Rq_c_q0OqPppqqr06d __pyx_string_tab[368]
-#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[369]
-#define __pyx_kp_b_iso88591_A_a_4q_F_1D_1_Ja_AQd_Q_aq_Cq_t4r __pyx_string_tab[370]
-#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[371]
-#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[372]
-#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[373]
-#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[374]
-#define __pyx_kp_b_iso88591_A_t_q_q __pyx_string_tab[375]
-#define __pyx_kp_b_iso88591_a __pyx_string_tab[376]
-#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[377]
-#define __pyx_kp_b_iso88591_4OCYYZ_Fa_EQ_1_A_y_gS_1_q_WIU_t __pyx_string_tab[378]
-#define __pyx_kp_b_iso88591_A_a_D_UUV_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[379]
-#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[380]
-#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_UUV_Qiq_1Cs_1_4q_U __pyx_string_tab[381]
-#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[382]
+#define __pyx_kp_u__5 __pyx_string_tab[0]
+#define __pyx_kp_u__4 __pyx_string_tab[1]
+#define __pyx_kp_u_errno __pyx_string_tab[2]
+#define __pyx_kp_u_bytes_but_the_batch_declares __pyx_string_tab[3]
+#define __pyx_kp_u_bytes_exceeds_max_message_bytes __pyx_string_tab[4]
+#define __pyx_kp_u_bytes_exceeds_the_2_GiB_v2_limi __pyx_string_tab[5]
+#define __pyx_kp_u_bytes_left_after __pyx_string_tab[6]
+#define __pyx_kp_u_does_not_fit_a_signed __pyx_string_tab[7]
+#define __pyx_kp_u_fields __pyx_string_tab[8]
+#define __pyx_kp_u_is_outside __pyx_string_tab[9]
+#define __pyx_kp_u_must_be_an_int_not __pyx_string_tab[10]
+#define __pyx_kp_u_must_be_bytes_like_or_None_not_2 __pyx_string_tab[11]
+#define __pyx_kp_u_must_be_bytes_like_or_None_not __pyx_string_tab[12]
+#define __pyx_kp_u_of __pyx_string_tab[13]
+#define __pyx_kp_u_records_2 __pyx_string_tab[14]
+#define __pyx_kp_u_records_present __pyx_string_tab[15]
+#define __pyx_kp_u_s_d_removing_segment_020d_after __pyx_string_tab[16]
+#define __pyx_kp_u_s_d_the_filesystem_refused_O_DI __pyx_string_tab[17]
+#define __pyx_kp_u_s_d_the_filesystem_refused_an_O __pyx_string_tab[18]
+#define __pyx_kp_u_s_d_torn_or_corrupt_tail_in_s_l __pyx_string_tab[19]
+#define __pyx_kp_u_s_d_unreadable_log_start_offset __pyx_string_tab[20]
+#define __pyx_kp_u_tree_fragment __pyx_string_tab[21]
+#define __pyx_kp_u__2 __pyx_string_tab[22]
+#define __pyx_kp_u__7 __pyx_string_tab[23]
+#define __pyx_kp_u_attributes __pyx_string_tab[24]
+#define __pyx_kp_u_base_timestamp __pyx_string_tab[25]
+#define __pyx_kp_u_batch_length __pyx_string_tab[26]
+#define __pyx_kp_u_crc __pyx_string_tab[27]
+#define __pyx_kp_u_headers_2 __pyx_string_tab[28]
+#define __pyx_kp_u_key_2 __pyx_string_tab[29]
+#define __pyx_kp_u_max_timestamp __pyx_string_tab[30]
+#define __pyx_kp_u_producer_id __pyx_string_tab[31]
+#define __pyx_kp_u_record_count __pyx_string_tab[32]
+#define __pyx_kp_u_timestamp_ms_2 __pyx_string_tab[33]
+#define __pyx_kp_u_value_2 __pyx_string_tab[34]
+#define __pyx_kp_u_bit_field __pyx_string_tab[35]
+#define __pyx_kp_u__10 __pyx_string_tab[36]
+#define __pyx_kp_u_index __pyx_string_tab[37]
+#define __pyx_kp_u_log __pyx_string_tab[38]
+#define __pyx_kp_u_timeindex __pyx_string_tab[39]
+#define __pyx_kp_u_020d __pyx_string_tab[40]
+#define __pyx_kp_u_ __pyx_string_tab[41]
+#define __pyx_kp_u_the_log_ends_at __pyx_string_tab[42]
+#define __pyx_kp_u__3 __pyx_string_tab[43]
+#define __pyx_kp_u_BatchHeader_base_offset __pyx_string_tab[44]
+#define __pyx_kp_u_CRC_32C_mismatch __pyx_string_tab[45]
+#define __pyx_kp_u_None __pyx_string_tab[46]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[47]
+#define __pyx_kp_u_Pickling_of_struct_members_such __pyx_string_tab[48]
+#define __pyx_kp_u_Record_offset __pyx_string_tab[49]
+#define __pyx_kp_u__8 __pyx_string_tab[50]
+#define __pyx_kp_u_a_batch_to_append_must_hold_at_l __pyx_string_tab[51]
+#define __pyx_kp_u_a_key_or_value_is_larger_than_2 __pyx_string_tab[52]
+#define __pyx_kp_u_a_record_is_key_value_headers_ti __pyx_string_tab[53]
+#define __pyx_kp_u_a_write_to_this_partition_failed __pyx_string_tab[54]
+#define __pyx_kp_u_add_note __pyx_string_tab[55]
+#define __pyx_kp_u_batch_is_larger_than_the_maximum __pyx_string_tab[56]
+#define __pyx_kp_u_batch_is_shorter_than_its_header __pyx_string_tab[57]
+#define __pyx_kp_u_batch_length_is_smaller_than_a_v __pyx_string_tab[58]
+#define __pyx_kp_u_batch_of __pyx_string_tab[59]
+#define __pyx_kp_u_buffer_holds __pyx_string_tab[60]
+#define __pyx_kp_u_cannot_create_a_new_segment __pyx_string_tab[61]
+#define __pyx_kp_u_cannot_create_the_completion_doo __pyx_string_tab[62]
+#define __pyx_kp_u_cannot_delete_records_before __pyx_string_tab[63]
+#define __pyx_kp_u_cannot_grow_the_segment_write_bu __pyx_string_tab[64]
+#define __pyx_kp_u_cannot_open_segment __pyx_string_tab[65]
+#define __pyx_kp_u_cannot_open_segment_for_writing __pyx_string_tab[66]
+#define __pyx_kp_u_cannot_read_segment __pyx_string_tab[67]
+#define __pyx_kp_u_cannot_start_a_shard_thread __pyx_string_tab[68]
+#define __pyx_kp_u_cannot_truncate_segment __pyx_string_tab[69]
+#define __pyx_kp_u_closing_the_active_segment_faile __pyx_string_tab[70]
+#define __pyx_kp_u_compressed_records_cannot_be_dec __pyx_string_tab[71]
+#define __pyx_kp_u_corrupt_batch_in_segment __pyx_string_tab[72]
+#define __pyx_kp_u_disable __pyx_string_tab[73]
+#define __pyx_kp_u_enable __pyx_string_tab[74]
+#define __pyx_kp_u_flush_must_be_one_of_always_inte __pyx_string_tab[75]
+#define __pyx_kp_u_gc __pyx_string_tab[76]
+#define __pyx_kp_u_header_key_is_not_valid_UTF_8 __pyx_string_tab[77]
+#define __pyx_kp_u_header_key_must_be_str_not __pyx_string_tab[78]
+#define __pyx_kp_u_header_value __pyx_string_tab[79]
+#define __pyx_kp_u_internal_error_status __pyx_string_tab[80]
+#define __pyx_kp_u_invalid_batch_header_in_segment __pyx_string_tab[81]
+#define __pyx_kp_u_isenabled __pyx_string_tab[82]
+#define __pyx_kp_u_log_start_offset __pyx_string_tab[83]
+#define __pyx_kp_u_log_start_offset_tmp __pyx_string_tab[84]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[85]
+#define __pyx_kp_u_offset_2 __pyx_string_tab[86]
+#define __pyx_kp_u_pstream_storage __pyx_string_tab[87]
+#define __pyx_kp_u_pstream__corelib_batch_pxi __pyx_string_tab[88]
+#define __pyx_kp_u_pstream__corelib_partition_pxi __pyx_string_tab[89]
+#define __pyx_kp_u_pstream__corelib_shard_pxi __pyx_string_tab[90]
+#define __pyx_kp_u_record_batch_of __pyx_string_tab[91]
+#define __pyx_kp_u_record_count_does_not_match_the __pyx_string_tab[92]
+#define __pyx_kp_u_record_fields_are_inconsistent_w __pyx_string_tab[93]
+#define __pyx_kp_u_segment_ends_inside_a_batch __pyx_string_tab[94]
+#define __pyx_kp_u_segment_ends_inside_a_batch_head __pyx_string_tab[95]
+#define __pyx_kp_u_shards_must_be_at_least_1_got __pyx_string_tab[96]
+#define __pyx_kp_u_the_log_is_closed __pyx_string_tab[97]
+#define __pyx_kp_u_timestamp_type_must_be_0_CreateT __pyx_string_tab[98]
+#define __pyx_kp_u_truncated_or_overlong_varint __pyx_string_tab[99]
+#define __pyx_kp_u_unknown_compression_codec __pyx_string_tab[100]
+#define __pyx_kp_u_unsupported_magic_byte_only_reco __pyx_string_tab[101]
+#define __pyx_n_u_BadMagicError __pyx_string_tab[102]
+#define __pyx_n_u_BadRecordError __pyx_string_tab[103]
+#define __pyx_n_u_BadVarintError __pyx_string_tab[104]
+#define __pyx_n_u_BatchBuilder __pyx_string_tab[105]
+#define __pyx_n_u_BatchBuilder___reduce_cython __pyx_string_tab[106]
+#define __pyx_n_u_BatchBuilder___setstate_cython __pyx_string_tab[107]
+#define __pyx_n_u_BatchHeader __pyx_string_tab[108]
+#define __pyx_n_u_BatchHeader___reduce_cython __pyx_string_tab[109]
+#define __pyx_n_u_BatchHeader___setstate_cython __pyx_string_tab[110]
+#define __pyx_n_u_BatchTooLargeError __pyx_string_tab[111]
+#define __pyx_n_u_CompressionError __pyx_string_tab[112]
+#define __pyx_n_u_ConfigError __pyx_string_tab[113]
+#define __pyx_n_u_CorruptBatchError __pyx_string_tab[114]
+#define __pyx_n_u_CorruptSegmentError __pyx_string_tab[115]
+#define __pyx_n_u_CrcMismatchError __pyx_string_tab[116]
+#define __pyx_n_u_LengthMismatchError __pyx_string_tab[117]
+#define __pyx_n_u_Lock __pyx_string_tab[118]
+#define __pyx_n_u_LogClosedError __pyx_string_tab[119]
+#define __pyx_n_u_NotImplemented __pyx_string_tab[120]
+#define __pyx_n_u_OffsetOutOfRangeError __pyx_string_tab[121]
+#define __pyx_n_u_PStreamError __pyx_string_tab[122]
+#define __pyx_n_u_Partition __pyx_string_tab[123]
+#define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[124]
+#define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[125]
+#define __pyx_n_u_Partition__watch __pyx_string_tab[126]
+#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[127]
+#define __pyx_n_u_Partition_append __pyx_string_tab[128]
+#define __pyx_n_u_Partition_append_batch __pyx_string_tab[129]
+#define __pyx_n_u_Partition_append_many __pyx_string_tab[130]
+#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[131]
+#define __pyx_n_u_Partition_close __pyx_string_tab[132]
+#define __pyx_n_u_Partition_delete_records __pyx_string_tab[133]
+#define __pyx_n_u_Partition_flush __pyx_string_tab[134]
+#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[135]
+#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[136]
+#define __pyx_n_u_Partition_read_batches __pyx_string_tab[137]
+#define __pyx_n_u_Partition_roll __pyx_string_tab[138]
+#define __pyx_n_u_Partition_segments __pyx_string_tab[139]
+#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[140]
+#define __pyx_n_u_Record __pyx_string_tab[141]
+#define __pyx_n_u_Record___reduce __pyx_string_tab[142]
+#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[143]
+#define __pyx_n_u_ShardPool __pyx_string_tab[144]
+#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[145]
+#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[146]
+#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[147]
+#define __pyx_n_u_ShardPool_stats __pyx_string_tab[148]
+#define __pyx_n_u_ShardPool_stop __pyx_string_tab[149]
+#define __pyx_n_u_ShortBufferError __pyx_string_tab[150]
+#define __pyx_n_u_StorageIOError __pyx_string_tab[151]
+#define __pyx_n_u_BufferView __pyx_string_tab[152]
+#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[153]
+#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[154]
+#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[155]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[156]
+#define __pyx_n_u_annotate __pyx_string_tab[157]
+#define __pyx_n_u_enter __pyx_string_tab[158]
+#define __pyx_n_u_exit __pyx_string_tab[159]
+#define __pyx_n_u_func __pyx_string_tab[160]
+#define __pyx_n_u_getstate __pyx_string_tab[161]
+#define __pyx_n_u_main __pyx_string_tab[162]
+#define __pyx_n_u_module __pyx_string_tab[163]
+#define __pyx_n_u_name __pyx_string_tab[164]
+#define __pyx_n_u_pyx_state __pyx_string_tab[165]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[166]
+#define __pyx_n_u_qualname __pyx_string_tab[167]
+#define __pyx_n_u_reduce __pyx_string_tab[168]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[169]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[170]
+#define __pyx_n_u_set_name __pyx_string_tab[171]
+#define __pyx_n_u_setstate __pyx_string_tab[172]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[173]
+#define __pyx_n_u_test __pyx_string_tab[174]
+#define __pyx_n_u_compression __pyx_string_tab[175]
+#define __pyx_n_u_errors __pyx_string_tab[176]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[177]
+#define __pyx_n_u_log_2 __pyx_string_tab[178]
+#define __pyx_n_u_logging_2 __pyx_string_tab[179]
+#define __pyx_n_u_os_2 __pyx_string_tab[180]
+#define __pyx_n_u_threading __pyx_string_tab[181]
+#define __pyx_n_u_watch __pyx_string_tab[182]
+#define __pyx_n_u_write_log_start_checkpoint __pyx_string_tab[183]
+#define __pyx_n_u_a_2 __pyx_string_tab[184]
+#define __pyx_n_u_addr __pyx_string_tab[185]
+#define __pyx_n_u_always __pyx_string_tab[186]
+#define __pyx_n_u_append __pyx_string_tab[187]
+#define __pyx_n_u_append_batch __pyx_string_tab[188]
+#define __pyx_n_u_append_many __pyx_string_tab[189]
+#define __pyx_n_u_apply_retention __pyx_string_tab[190]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[191]
+#define __pyx_n_u_attributes_2 __pyx_string_tab[192]
+#define __pyx_n_u_b __pyx_string_tab[193]
+#define __pyx_n_u_base __pyx_string_tab[194]
+#define __pyx_n_u_base_offset __pyx_string_tab[195]
+#define __pyx_n_u_base_sequence __pyx_string_tab[196]
+#define __pyx_n_u_bases __pyx_string_tab[197]
+#define __pyx_n_u_batch __pyx_string_tab[198]
+#define __pyx_n_u_before_offset __pyx_string_tab[199]
+#define __pyx_n_u_buf __pyx_string_tab[200]
+#define __pyx_n_u_builder __pyx_string_tab[201]
+#define __pyx_n_u_busy_s __pyx_string_tab[202]
+#define __pyx_n_u_bytes __pyx_string_tab[203]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[204]
+#define __pyx_n_u_close __pyx_string_tab[205]
+#define __pyx_n_u_codec __pyx_string_tab[206]
+#define __pyx_n_u_codec_id __pyx_string_tab[207]
+#define __pyx_n_u_compress __pyx_string_tab[208]
+#define __pyx_n_u_compression_2 __pyx_string_tab[209]
+#define __pyx_n_u_count __pyx_string_tab[210]
+#define __pyx_n_u_crc32c __pyx_string_tab[211]
+#define __pyx_n_u_crc32c_implementation __pyx_string_tab[212]
+#define __pyx_n_u_data __pyx_string_tab[213]
+#define __pyx_n_u_decode __pyx_string_tab[214]
+#define __pyx_n_u_decode_batch __pyx_string_tab[215]
+#define __pyx_n_u_decode_batches __pyx_string_tab[216]
+#define __pyx_n_u_decompress __pyx_string_tab[217]
+#define __pyx_n_u_delete_records __pyx_string_tab[218]
+#define __pyx_n_u_direct_io __pyx_string_tab[219]
+#define __pyx_n_u_directory __pyx_string_tab[220]
+#define __pyx_n_u_doomed __pyx_string_tab[221]
+#define __pyx_n_u_drain_doorbell __pyx_string_tab[222]
+#define __pyx_n_u_dst __pyx_string_tab[223]
+#define __pyx_n_u_encode_batch __pyx_string_tab[224]
+#define __pyx_n_u_end __pyx_string_tab[225]
+#define __pyx_n_u_errors_2 __pyx_string_tab[226]
+#define __pyx_n_u_errpos __pyx_string_tab[227]
+#define __pyx_n_u_exc __pyx_string_tab[228]
+#define __pyx_n_u_exist_ok __pyx_string_tab[229]
+#define __pyx_n_u_expired_active __pyx_string_tab[230]
+#define __pyx_n_u_f __pyx_string_tab[231]
+#define __pyx_n_u_file __pyx_string_tab[232]
+#define __pyx_n_u_fileno __pyx_string_tab[233]
+#define __pyx_n_u_flush __pyx_string_tab[234]
+#define __pyx_n_u_flush_bytes __pyx_string_tab[235]
+#define __pyx_n_u_flush_ms __pyx_string_tab[236]
+#define __pyx_n_u_found __pyx_string_tab[237]
+#define __pyx_n_u_fsencode __pyx_string_tab[238]
+#define __pyx_n_u_fsync __pyx_string_tab[239]
+#define __pyx_n_u_genexpr __pyx_string_tab[240]
+#define __pyx_n_u_get __pyx_string_tab[241]
+#define __pyx_n_u_getLogger __pyx_string_tab[242]
+#define __pyx_n_u_got __pyx_string_tab[243]
+#define __pyx_n_u_h __pyx_string_tab[244]
+#define __pyx_n_u_hb __pyx_string_tab[245]
+#define __pyx_n_u_hcount __pyx_string_tab[246]
+#define __pyx_n_u_header __pyx_string_tab[247]
+#define __pyx_n_u_headers __pyx_string_tab[248]
+#define __pyx_n_u_hi __pyx_string_tab[249]
+#define __pyx_n_u_i __pyx_string_tab[250]
+#define __pyx_n_u_index_interval_bytes __pyx_string_tab[251]
+#define __pyx_n_u_interval __pyx_string_tab[252]
+#define __pyx_n_u_is_control __pyx_string_tab[253]
+#define __pyx_n_u_is_transactional __pyx_string_tab[254]
+#define __pyx_n_u_isdigit __pyx_string_tab[255]
+#define __pyx_n_u_items __pyx_string_tab[256]
+#define __pyx_n_u_iter_batches __pyx_string_tab[257]
+#define __pyx_n_u_j __pyx_string_tab[258]
+#define __pyx_n_u_join __pyx_string_tab[259]
+#define __pyx_n_u_key __pyx_string_tab[260]
+#define __pyx_n_u_last_offset __pyx_string_tab[261]
+#define __pyx_n_u_listdir __pyx_string_tab[262]
+#define __pyx_n_u_lo __pyx_string_tab[263]
+#define __pyx_n_u_logging __pyx_string_tab[264]
+#define __pyx_n_u_makedirs __pyx_string_tab[265]
+#define __pyx_n_u_max_bytes __pyx_string_tab[266]
+#define __pyx_n_u_max_message_bytes __pyx_string_tab[267]
+#define __pyx_n_u_max_size __pyx_string_tab[268]
+#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[269]
+#define __pyx_n_u_message __pyx_string_tab[270]
+#define __pyx_n_u_n __pyx_string_tab[271]
+#define __pyx_n_u_n_delete __pyx_string_tab[272]
+#define __pyx_n_u_name_2 __pyx_string_tab[273]
+#define __pyx_n_u_new_start __pyx_string_tab[274]
+#define __pyx_n_u_next __pyx_string_tab[275]
+#define __pyx_n_u_now __pyx_string_tab[276]
+#define __pyx_n_u_now_ms __pyx_string_tab[277]
+#define __pyx_n_u_number __pyx_string_tab[278]
+#define __pyx_n_u_obj __pyx_string_tab[279]
+#define __pyx_n_u_off __pyx_string_tab[280]
+#define __pyx_n_u_offset __pyx_string_tab[281]
+#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[282]
+#define __pyx_n_u_open __pyx_string_tab[283]
+#define __pyx_n_u_os __pyx_string_tab[284]
+#define __pyx_n_u_out __pyx_string_tab[285]
+#define __pyx_n_u_p __pyx_string_tab[286]
+#define __pyx_n_u_partition __pyx_string_tab[287]
+#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[288]
+#define __pyx_n_u_path __pyx_string_tab[289]
+#define __pyx_n_u_paths __pyx_string_tab[290]
+#define __pyx_n_u_pool __pyx_string_tab[291]
+#define __pyx_n_u_pop __pyx_string_tab[292]
+#define __pyx_n_u_pos __pyx_string_tab[293]
+#define __pyx_n_u_position __pyx_string_tab[294]
+#define __pyx_n_u_preallocate_bytes __pyx_string_tab[295]
+#define __pyx_n_u_producer_epoch __pyx_string_tab[296]
+#define __pyx_n_u_producer_id_2 __pyx_string_tab[297]
+#define __pyx_n_u_pstream __pyx_string_tab[298]
+#define __pyx_n_u_pstream__core __pyx_string_tab[299]
+#define __pyx_n_u_pstream_record __pyx_string_tab[300]
+#define __pyx_n_u_r __pyx_string_tab[301]
+#define __pyx_n_u_raw __pyx_string_tab[302]
+#define __pyx_n_u_read __pyx_string_tab[303]
+#define __pyx_n_u_read_batches __pyx_string_tab[304]
+#define __pyx_n_u_rec __pyx_string_tab[305]
+#define __pyx_n_u_records __pyx_string_tab[306]
+#define __pyx_n_u_rel __pyx_string_tab[307]
+#define __pyx_n_u_removesuffix __pyx_string_tab[308]
+#define __pyx_n_u_replace __pyx_string_tab[309]
+#define __pyx_n_u_result __pyx_string_tab[310]
+#define __pyx_n_u_retention_bytes __pyx_string_tab[311]
+#define __pyx_n_u_retention_ms __pyx_string_tab[312]
+#define __pyx_n_u_roll __pyx_string_tab[313]
+#define __pyx_n_u_s __pyx_string_tab[314]
+#define __pyx_n_u_section __pyx_string_tab[315]
+#define __pyx_n_u_seg __pyx_string_tab[316]
+#define __pyx_n_u_seg_next __pyx_string_tab[317]
+#define __pyx_n_u_segment_bases __pyx_string_tab[318]
+#define __pyx_n_u_segment_bytes __pyx_string_tab[319]
+#define __pyx_n_u_segment_ms __pyx_string_tab[320]
+#define __pyx_n_u_segments __pyx_string_tab[321]
+#define __pyx_n_u_self __pyx_string_tab[322]
+#define __pyx_n_u_send __pyx_string_tab[323]
+#define __pyx_n_u_setdefault __pyx_string_tab[324]
+#define __pyx_n_u_shard_index __pyx_string_tab[325]
+#define __pyx_n_u_size __pyx_string_tab[326]
+#define __pyx_n_u_size_bytes __pyx_string_tab[327]
+#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[328]
+#define __pyx_n_u_st __pyx_string_tab[329]
+#define __pyx_n_u_start __pyx_string_tab[330]
+#define __pyx_n_u_stats __pyx_string_tab[331]
+#define __pyx_n_u_stem __pyx_string_tab[332]
+#define __pyx_n_u_stop __pyx_string_tab[333]
+#define __pyx_n_u_strerror __pyx_string_tab[334]
+#define __pyx_n_u_strip __pyx_string_tab[335]
+#define __pyx_n_u_sum __pyx_string_tab[336]
+#define __pyx_n_u_syncs __pyx_string_tab[337]
+#define __pyx_n_u_target __pyx_string_tab[338]
+#define __pyx_n_u_threading_2 __pyx_string_tab[339]
+#define __pyx_n_u_throw __pyx_string_tab[340]
+#define __pyx_n_u_timestamp_ms __pyx_string_tab[341]
+#define __pyx_n_u_timestamp_type __pyx_string_tab[342]
+#define __pyx_n_u_tmp __pyx_string_tab[343]
+#define __pyx_n_u_to_free __pyx_string_tab[344]
+#define __pyx_n_u_topic __pyx_string_tab[345]
+#define __pyx_n_u_total __pyx_string_tab[346]
+#define __pyx_n_u_ts __pyx_string_tab[347]
+#define __pyx_n_u_unlink __pyx_string_tab[348]
+#define __pyx_n_u_validate_batch __pyx_string_tab[349]
+#define __pyx_n_u_value __pyx_string_tab[350]
+#define __pyx_n_u_values __pyx_string_tab[351]
+#define __pyx_n_u_view __pyx_string_tab[352]
+#define __pyx_n_u_w __pyx_string_tab[353]
+#define __pyx_n_u_want __pyx_string_tab[354]
+#define __pyx_n_u_warning __pyx_string_tab[355]
+#define __pyx_n_u_write __pyx_string_tab[356]
+#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[357]
+#define __pyx_n_u_writes __pyx_string_tab[358]
+#define __pyx_kp_b__9 __pyx_string_tab[359]
+#define __pyx_kp_b_iso88591__11 __pyx_string_tab[360]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[361]
+#define __pyx_kp_b_iso88591_7 __pyx_string_tab[362]
+#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[363]
+#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[364]
+#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[365]
+#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[366]
+#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[367]
+#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[368]
+#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[369]
+#define __pyx_kp_b_iso88591_A_F_4q __pyx_string_tab[370]
+#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[371]
+#define __pyx_kp_b_iso88591_A_1D_1_4r_b_c_1_4r_r_3gRt2Q_AQd __pyx_string_tab[372]
+#define __pyx_kp_b_iso88591_A_1D_1_4r_c_r_Rq_c_q0OqPppqqr06d __pyx_string_tab[373]
+#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[374]
+#define __pyx_kp_b_iso88591_A_a_4q_F_1D_1_Ja_AQd_Q_aq_Cq_t4r __pyx_string_tab[375]
+#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[376]
+#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[377]
+#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[378]
+#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[379]
+#define __pyx_kp_b_iso88591_A_t_q_q __pyx_string_tab[380]
+#define __pyx_kp_b_iso88591_a __pyx_string_tab[381]
+#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[382]
+#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[383]
+#define __pyx_kp_b_iso88591_A_a_D_UUV_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[384]
+#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[385]
+#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_UUV_Qiq_1Cs_1_4q_U __pyx_string_tab[386]
+#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[387]
 #define __pyx_int_0 __pyx_number_tab[0]
-#define __pyx_int_1 __pyx_number_tab[1]
+#define __pyx_int_neg_1 __pyx_number_tab[1]
+#define __pyx_int_1 __pyx_number_tab[2]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -4637,8 +4627,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<16; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<37; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<383; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<2; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<388; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
 Py_CLEAR(clear_module_state->__pyx_CommonTypesMetaclassType);
@@ -4686,8 +4676,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<16; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<37; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<383; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<2; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<388; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
 Py_VISIT(traverse_module_state->__pyx_CommonTypesMetaclassType);
@@ -8755,9 +8745,8 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
   PyObject *__pyx_t_7 = NULL;
   PyObject *(*__pyx_t_8)(PyObject *);
   int __pyx_t_9;
-  int __pyx_t_10;
-  PyObject *__pyx_t_11 = NULL;
-  Py_ssize_t __pyx_t_12;
+  PyObject *__pyx_t_10 = NULL;
+  Py_ssize_t __pyx_t_11;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -8915,18 +8904,18 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
  *         hkey, hvalue = item
  *         if isinstance(hkey, str):             # <<<<<<<<<<<<<<
  *             kb = (<str>hkey).encode("utf-8")
- *         elif isinstance(hkey, (bytes, bytearray)):
+ *         else:
 */
     __pyx_t_9 = PyUnicode_Check(__pyx_v_hkey); 
-    if (__pyx_t_9) {
+    if (likely(__pyx_t_9)) {
 
 
       /* "pstream/_corelib/batch.pxi":161
  *         hkey, hvalue = item
  *         if isinstance(hkey, str):
  *             kb = (<str>hkey).encode("utf-8")             # <<<<<<<<<<<<<<
- *         elif isinstance(hkey, (bytes, bytearray)):
- *             kb = bytes(hkey)
+ *         else:
+ *             raise TypeError(f"header key must be str, not {type(hkey).__name__}")
 */
       if (unlikely(__pyx_v_hkey == Py_None)) {
         PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "encode");
@@ -8942,77 +8931,13 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
  *         hkey, hvalue = item
  *         if isinstance(hkey, str):             # <<<<<<<<<<<<<<
  *             kb = (<str>hkey).encode("utf-8")
- *         elif isinstance(hkey, (bytes, bytearray)):
+ *         else:
 */
       goto __pyx_L7;
     }
 
-    /* "pstream/_corelib/batch.pxi":162
- *         if isinstance(hkey, str):
+    /* "pstream/_corelib/batch.pxi":163
  *             kb = (<str>hkey).encode("utf-8")
- *         elif isinstance(hkey, (bytes, bytearray)):             # <<<<<<<<<<<<<<
- *             kb = bytes(hkey)
- *             kb.decode("utf-8")  # header keys are strings on the wire
-*/
-    __pyx_t_10 = PyBytes_Check(__pyx_v_hkey); 
-    if (!__pyx_t_10) {
-
-    } else {
-
-      __pyx_t_9 = __pyx_t_10;
-
-      goto __pyx_L8_bool_binop_done;
-    }
-    __pyx_t_10 = PyByteArray_Check(__pyx_v_hkey); 
-
-    __pyx_t_9 = __pyx_t_10;
-
-    __pyx_L8_bool_binop_done:;
-    if (likely(__pyx_t_9)) {
-
-
-      /* "pstream/_corelib/batch.pxi":163
- *             kb = (<str>hkey).encode("utf-8")
- *         elif isinstance(hkey, (bytes, bytearray)):
- *             kb = bytes(hkey)             # <<<<<<<<<<<<<<
- *             kb.decode("utf-8")  # header keys are strings on the wire
- *         else:
-*/
-      __pyx_t_2 = NULL;
-      __pyx_t_3 = 1;
-      {
-        PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_hkey};
-        __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 163, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_6);
-      }
-      __Pyx_XDECREF_SET(__pyx_v_kb, ((PyObject*)__pyx_t_6));
-      __pyx_t_6 = 0;
-
-      /* "pstream/_corelib/batch.pxi":164
- *         elif isinstance(hkey, (bytes, bytearray)):
- *             kb = bytes(hkey)
- *             kb.decode("utf-8")  # header keys are strings on the wire             # <<<<<<<<<<<<<<
- *         else:
- *             raise TypeError(f"header key must be str, not {type(hkey).__name__}")
-*/
-      __pyx_t_6 = __Pyx_decode_bytes(__pyx_v_kb, 0, PY_SSIZE_T_MAX, NULL, NULL, PyUnicode_DecodeUTF8); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 164, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_6);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-
-      /* "pstream/_corelib/batch.pxi":162
- *         if isinstance(hkey, str):
- *             kb = (<str>hkey).encode("utf-8")
- *         elif isinstance(hkey, (bytes, bytearray)):             # <<<<<<<<<<<<<<
- *             kb = bytes(hkey)
- *             kb.decode("utf-8")  # header keys are strings on the wire
-*/
-      goto __pyx_L7;
-    }
-
-    /* "pstream/_corelib/batch.pxi":166
- *             kb.decode("utf-8")  # header keys are strings on the wire
  *         else:
  *             raise TypeError(f"header key must be str, not {type(hkey).__name__}")             # <<<<<<<<<<<<<<
  *         hv = as_bytes(hvalue, "header value")
@@ -9020,80 +8945,80 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
 */
     /*else*/ {
       __pyx_t_2 = NULL;
-      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_hkey)), __pyx_mstate_global->__pyx_n_u_name); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 166, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_hkey)), __pyx_mstate_global->__pyx_n_u_name); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 163, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_11 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_11)) __PYX_ERR(1, 166, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_11);
+      __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(1, 163, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __pyx_t_7 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_header_key_must_be_str_not, __pyx_t_11); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 166, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_header_key_must_be_str_not, __pyx_t_10); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 163, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
+      __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __pyx_t_3 = 1;
       {
         PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_t_7};
         __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 166, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 163, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       __Pyx_Raise(__pyx_t_6, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __PYX_ERR(1, 166, __pyx_L1_error)
+      __PYX_ERR(1, 163, __pyx_L1_error)
     }
     __pyx_L7:;
 
-    /* "pstream/_corelib/batch.pxi":167
+    /* "pstream/_corelib/batch.pxi":164
  *         else:
  *             raise TypeError(f"header key must be str, not {type(hkey).__name__}")
  *         hv = as_bytes(hvalue, "header value")             # <<<<<<<<<<<<<<
  *         n = ps_write_varint(tmp, <int32_t>len(kb))
  *         out += tmp[:n]
 */
-    __pyx_t_6 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_hvalue, __pyx_mstate_global->__pyx_kp_u_header_value); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 167, __pyx_L1_error)
+    __pyx_t_6 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_hvalue, __pyx_mstate_global->__pyx_kp_u_header_value); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 164, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_XDECREF_SET(__pyx_v_hv, __pyx_t_6);
     __pyx_t_6 = 0;
 
-    /* "pstream/_corelib/batch.pxi":168
+    /* "pstream/_corelib/batch.pxi":165
  *             raise TypeError(f"header key must be str, not {type(hkey).__name__}")
  *         hv = as_bytes(hvalue, "header value")
  *         n = ps_write_varint(tmp, <int32_t>len(kb))             # <<<<<<<<<<<<<<
  *         out += tmp[:n]
  *         out += kb
 */
-    __pyx_t_12 = __Pyx_PyBytes_GET_SIZE(__pyx_v_kb); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(1, 168, __pyx_L1_error)
-    __pyx_v_n = ps_write_varint(__pyx_v_tmp, ((int32_t)__pyx_t_12));
+    __pyx_t_11 = __Pyx_PyBytes_GET_SIZE(__pyx_v_kb); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(1, 165, __pyx_L1_error)
+    __pyx_v_n = ps_write_varint(__pyx_v_tmp, ((int32_t)__pyx_t_11));
 
 
-    /* "pstream/_corelib/batch.pxi":169
+    /* "pstream/_corelib/batch.pxi":166
  *         hv = as_bytes(hvalue, "header value")
  *         n = ps_write_varint(tmp, <int32_t>len(kb))
  *         out += tmp[:n]             # <<<<<<<<<<<<<<
  *         out += kb
  *         if hv is None:
 */
-    __pyx_t_6 = __Pyx_PyBytes_FromStringAndSize(((char const *)__pyx_v_tmp) + 0, __pyx_v_n - 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 169, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyBytes_FromStringAndSize(((char const *)__pyx_v_tmp) + 0, __pyx_v_n - 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 166, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_6); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 169, __pyx_L1_error)
+    __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_6); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 166, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_7));
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":170
+    /* "pstream/_corelib/batch.pxi":167
  *         n = ps_write_varint(tmp, <int32_t>len(kb))
  *         out += tmp[:n]
  *         out += kb             # <<<<<<<<<<<<<<
  *         if hv is None:
  *             n = ps_write_varint(tmp, -1)
 */
-    __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_v_kb); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 170, __pyx_L1_error)
+    __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_v_kb); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 167, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_7));
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":171
+    /* "pstream/_corelib/batch.pxi":168
  *         out += tmp[:n]
  *         out += kb
  *         if hv is None:             # <<<<<<<<<<<<<<
@@ -9104,7 +9029,7 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
     if (__pyx_t_9) {
 
 
-      /* "pstream/_corelib/batch.pxi":172
+      /* "pstream/_corelib/batch.pxi":169
  *         out += kb
  *         if hv is None:
  *             n = ps_write_varint(tmp, -1)             # <<<<<<<<<<<<<<
@@ -9113,32 +9038,32 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
 */
       __pyx_v_n = ps_write_varint(__pyx_v_tmp, -1);
 
-      /* "pstream/_corelib/batch.pxi":173
+      /* "pstream/_corelib/batch.pxi":170
  *         if hv is None:
  *             n = ps_write_varint(tmp, -1)
  *             out += tmp[:n]             # <<<<<<<<<<<<<<
  *         else:
  *             n = ps_write_varint(tmp, <int32_t>len(hv))
 */
-      __pyx_t_7 = __Pyx_PyBytes_FromStringAndSize(((char const *)__pyx_v_tmp) + 0, __pyx_v_n - 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 173, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyBytes_FromStringAndSize(((char const *)__pyx_v_tmp) + 0, __pyx_v_n - 0); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 170, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_6 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 173, __pyx_L1_error)
+      __pyx_t_6 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 170, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_6));
       __pyx_t_6 = 0;
 
-      /* "pstream/_corelib/batch.pxi":171
+      /* "pstream/_corelib/batch.pxi":168
  *         out += tmp[:n]
  *         out += kb
  *         if hv is None:             # <<<<<<<<<<<<<<
  *             n = ps_write_varint(tmp, -1)
  *             out += tmp[:n]
 */
-      goto __pyx_L10;
+      goto __pyx_L8;
     }
 
-    /* "pstream/_corelib/batch.pxi":175
+    /* "pstream/_corelib/batch.pxi":172
  *             out += tmp[:n]
  *         else:
  *             n = ps_write_varint(tmp, <int32_t>len(hv))             # <<<<<<<<<<<<<<
@@ -9146,41 +9071,41 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
  *             out += hv
 */
     /*else*/ {
-      __pyx_t_12 = PyObject_Length(__pyx_v_hv); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(1, 175, __pyx_L1_error)
-      __pyx_v_n = ps_write_varint(__pyx_v_tmp, ((int32_t)__pyx_t_12));
+      __pyx_t_11 = PyObject_Length(__pyx_v_hv); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(1, 172, __pyx_L1_error)
+      __pyx_v_n = ps_write_varint(__pyx_v_tmp, ((int32_t)__pyx_t_11));
 
 
-      /* "pstream/_corelib/batch.pxi":176
+      /* "pstream/_corelib/batch.pxi":173
  *         else:
  *             n = ps_write_varint(tmp, <int32_t>len(hv))
  *             out += tmp[:n]             # <<<<<<<<<<<<<<
  *             out += hv
  *         c += 1
 */
-      __pyx_t_6 = __Pyx_PyBytes_FromStringAndSize(((char const *)__pyx_v_tmp) + 0, __pyx_v_n - 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 176, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyBytes_FromStringAndSize(((char const *)__pyx_v_tmp) + 0, __pyx_v_n - 0); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 173, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_6); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 176, __pyx_L1_error)
+      __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_t_6); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 173, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_7));
       __pyx_t_7 = 0;
 
-      /* "pstream/_corelib/batch.pxi":177
+      /* "pstream/_corelib/batch.pxi":174
  *             n = ps_write_varint(tmp, <int32_t>len(hv))
  *             out += tmp[:n]
  *             out += hv             # <<<<<<<<<<<<<<
  *         c += 1
  *     count[0] = c
 */
-      __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_v_hv); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 177, __pyx_L1_error)
+      __pyx_t_7 = PyNumber_InPlaceAdd(__pyx_v_out, __pyx_v_hv); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 174, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      if (!(likely(PyByteArray_CheckExact(__pyx_t_7))||((__pyx_t_7) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytearray", __pyx_t_7))) __PYX_ERR(1, 177, __pyx_L1_error)
+      if (!(likely(PyByteArray_CheckExact(__pyx_t_7))||((__pyx_t_7) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytearray", __pyx_t_7))) __PYX_ERR(1, 174, __pyx_L1_error)
       __Pyx_DECREF_SET(__pyx_v_out, ((PyObject*)__pyx_t_7));
       __pyx_t_7 = 0;
     }
-    __pyx_L10:;
+    __pyx_L8:;
 
-    /* "pstream/_corelib/batch.pxi":178
+    /* "pstream/_corelib/batch.pxi":175
  *             out += tmp[:n]
  *             out += hv
  *         c += 1             # <<<<<<<<<<<<<<
@@ -9199,7 +9124,7 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":179
+  /* "pstream/_corelib/batch.pxi":176
  *             out += hv
  *         c += 1
  *     count[0] = c             # <<<<<<<<<<<<<<
@@ -9208,7 +9133,7 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
 */
   (__pyx_v_count[0]) = __pyx_v_c;
 
-  /* "pstream/_corelib/batch.pxi":180
+  /* "pstream/_corelib/batch.pxi":177
  *         c += 1
  *     count[0] = c
  *     return bytes(out)             # <<<<<<<<<<<<<<
@@ -9221,7 +9146,7 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
     PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_v_out};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 180, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 177, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -9249,7 +9174,7 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
   __Pyx_XDECREF(__pyx_t_2);
   __Pyx_XDECREF(__pyx_t_6);
   __Pyx_XDECREF(__pyx_t_7);
-  __Pyx_XDECREF(__pyx_t_11);
+  __Pyx_XDECREF(__pyx_t_10);
   __Pyx_AddTraceback("pstream._core.encode_headers", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = 0;
   __pyx_L0:;
@@ -9267,7 +9192,7 @@ static PyObject *__pyx_f_7pstream_5_core_encode_headers(PyObject *__pyx_v_header
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":183
+/* "pstream/_corelib/batch.pxi":180
  * 
  * 
  * cdef inline Py_ssize_t record_body_len(RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -9281,7 +9206,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
   size_t __pyx_t_1;
   int __pyx_t_2;
 
-  /* "pstream/_corelib/batch.pxi":184
+  /* "pstream/_corelib/batch.pxi":181
  * 
  * cdef inline Py_ssize_t record_body_len(RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:
  *     cdef Py_ssize_t n = 1  # attributes             # <<<<<<<<<<<<<<
@@ -9290,7 +9215,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
 */
   __pyx_v_n = 1;
 
-  /* "pstream/_corelib/batch.pxi":185
+  /* "pstream/_corelib/batch.pxi":182
  * cdef inline Py_ssize_t record_body_len(RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:
  *     cdef Py_ssize_t n = 1  # attributes
  *     n += ps_sizeof_varlong(r.timestamp - base_ts)             # <<<<<<<<<<<<<<
@@ -9299,7 +9224,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
 */
   __pyx_v_n = (__pyx_v_n + ps_sizeof_varlong((__pyx_v_r->timestamp - __pyx_v_base_ts)));
 
-  /* "pstream/_corelib/batch.pxi":186
+  /* "pstream/_corelib/batch.pxi":183
  *     cdef Py_ssize_t n = 1  # attributes
  *     n += ps_sizeof_varlong(r.timestamp - base_ts)
  *     n += ps_sizeof_varint(delta)             # <<<<<<<<<<<<<<
@@ -9308,7 +9233,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
 */
   __pyx_v_n = (__pyx_v_n + ps_sizeof_varint(__pyx_v_delta));
 
-  /* "pstream/_corelib/batch.pxi":187
+  /* "pstream/_corelib/batch.pxi":184
  *     n += ps_sizeof_varlong(r.timestamp - base_ts)
  *     n += ps_sizeof_varint(delta)
  *     n += ps_sizeof_varint(<int32_t>r.key_len) + (r.key_len if r.key_len > 0 else 0)             # <<<<<<<<<<<<<<
@@ -9328,7 +9253,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
   __pyx_v_n = (__pyx_v_n + (ps_sizeof_varint(((int32_t)__pyx_v_r->key_len)) + __pyx_t_1));
 
 
-  /* "pstream/_corelib/batch.pxi":188
+  /* "pstream/_corelib/batch.pxi":185
  *     n += ps_sizeof_varint(delta)
  *     n += ps_sizeof_varint(<int32_t>r.key_len) + (r.key_len if r.key_len > 0 else 0)
  *     n += ps_sizeof_varint(<int32_t>r.value_len) + (r.value_len if r.value_len > 0 else 0)             # <<<<<<<<<<<<<<
@@ -9348,7 +9273,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
   __pyx_v_n = (__pyx_v_n + (ps_sizeof_varint(((int32_t)__pyx_v_r->value_len)) + __pyx_t_1));
 
 
-  /* "pstream/_corelib/batch.pxi":189
+  /* "pstream/_corelib/batch.pxi":186
  *     n += ps_sizeof_varint(<int32_t>r.key_len) + (r.key_len if r.key_len > 0 else 0)
  *     n += ps_sizeof_varint(<int32_t>r.value_len) + (r.value_len if r.value_len > 0 else 0)
  *     n += ps_sizeof_varint(r.header_count) + r.headers_len             # <<<<<<<<<<<<<<
@@ -9357,7 +9282,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
 */
   __pyx_v_n = (__pyx_v_n + (ps_sizeof_varint(__pyx_v_r->header_count) + __pyx_v_r->headers_len));
 
-  /* "pstream/_corelib/batch.pxi":190
+  /* "pstream/_corelib/batch.pxi":187
  *     n += ps_sizeof_varint(<int32_t>r.value_len) + (r.value_len if r.value_len > 0 else 0)
  *     n += ps_sizeof_varint(r.header_count) + r.headers_len
  *     return n             # <<<<<<<<<<<<<<
@@ -9370,7 +9295,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":183
+  /* "pstream/_corelib/batch.pxi":180
  * 
  * 
  * cdef inline Py_ssize_t record_body_len(RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -9384,7 +9309,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_record_body_len(struct _
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":193
+/* "pstream/_corelib/batch.pxi":190
  * 
  * 
  * cdef inline Py_ssize_t write_record(uint8_t *dst, RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -9397,7 +9322,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
   Py_ssize_t __pyx_r;
   int __pyx_t_1;
 
-  /* "pstream/_corelib/batch.pxi":194
+  /* "pstream/_corelib/batch.pxi":191
  * 
  * cdef inline Py_ssize_t write_record(uint8_t *dst, RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:
  *     cdef Py_ssize_t p = ps_write_varint(dst, <int32_t>r.body_len)             # <<<<<<<<<<<<<<
@@ -9406,7 +9331,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = ps_write_varint(__pyx_v_dst, ((int32_t)__pyx_v_r->body_len));
 
-  /* "pstream/_corelib/batch.pxi":195
+  /* "pstream/_corelib/batch.pxi":192
  * cdef inline Py_ssize_t write_record(uint8_t *dst, RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:
  *     cdef Py_ssize_t p = ps_write_varint(dst, <int32_t>r.body_len)
  *     dst[p] = 0             # <<<<<<<<<<<<<<
@@ -9415,7 +9340,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   (__pyx_v_dst[__pyx_v_p]) = 0;
 
-  /* "pstream/_corelib/batch.pxi":196
+  /* "pstream/_corelib/batch.pxi":193
  *     cdef Py_ssize_t p = ps_write_varint(dst, <int32_t>r.body_len)
  *     dst[p] = 0
  *     p += 1             # <<<<<<<<<<<<<<
@@ -9424,7 +9349,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = (__pyx_v_p + 1);
 
-  /* "pstream/_corelib/batch.pxi":197
+  /* "pstream/_corelib/batch.pxi":194
  *     dst[p] = 0
  *     p += 1
  *     p += ps_write_varlong(dst + p, r.timestamp - base_ts)             # <<<<<<<<<<<<<<
@@ -9433,7 +9358,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = (__pyx_v_p + ps_write_varlong((__pyx_v_dst + __pyx_v_p), (__pyx_v_r->timestamp - __pyx_v_base_ts)));
 
-  /* "pstream/_corelib/batch.pxi":198
+  /* "pstream/_corelib/batch.pxi":195
  *     p += 1
  *     p += ps_write_varlong(dst + p, r.timestamp - base_ts)
  *     p += ps_write_varint(dst + p, delta)             # <<<<<<<<<<<<<<
@@ -9442,7 +9367,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = (__pyx_v_p + ps_write_varint((__pyx_v_dst + __pyx_v_p), __pyx_v_delta));
 
-  /* "pstream/_corelib/batch.pxi":199
+  /* "pstream/_corelib/batch.pxi":196
  *     p += ps_write_varlong(dst + p, r.timestamp - base_ts)
  *     p += ps_write_varint(dst + p, delta)
  *     p += ps_write_varint(dst + p, <int32_t>r.key_len)             # <<<<<<<<<<<<<<
@@ -9451,7 +9376,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = (__pyx_v_p + ps_write_varint((__pyx_v_dst + __pyx_v_p), ((int32_t)__pyx_v_r->key_len)));
 
-  /* "pstream/_corelib/batch.pxi":200
+  /* "pstream/_corelib/batch.pxi":197
  *     p += ps_write_varint(dst + p, delta)
  *     p += ps_write_varint(dst + p, <int32_t>r.key_len)
  *     if r.key_len > 0:             # <<<<<<<<<<<<<<
@@ -9463,7 +9388,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":201
+    /* "pstream/_corelib/batch.pxi":198
  *     p += ps_write_varint(dst + p, <int32_t>r.key_len)
  *     if r.key_len > 0:
  *         memcpy(dst + p, r.key, r.key_len)             # <<<<<<<<<<<<<<
@@ -9472,7 +9397,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
     (void)(memcpy((__pyx_v_dst + __pyx_v_p), __pyx_v_r->key, __pyx_v_r->key_len));
 
-    /* "pstream/_corelib/batch.pxi":202
+    /* "pstream/_corelib/batch.pxi":199
  *     if r.key_len > 0:
  *         memcpy(dst + p, r.key, r.key_len)
  *         p += r.key_len             # <<<<<<<<<<<<<<
@@ -9481,7 +9406,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
     __pyx_v_p = (__pyx_v_p + __pyx_v_r->key_len);
 
-    /* "pstream/_corelib/batch.pxi":200
+    /* "pstream/_corelib/batch.pxi":197
  *     p += ps_write_varint(dst + p, delta)
  *     p += ps_write_varint(dst + p, <int32_t>r.key_len)
  *     if r.key_len > 0:             # <<<<<<<<<<<<<<
@@ -9490,7 +9415,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":203
+  /* "pstream/_corelib/batch.pxi":200
  *         memcpy(dst + p, r.key, r.key_len)
  *         p += r.key_len
  *     p += ps_write_varint(dst + p, <int32_t>r.value_len)             # <<<<<<<<<<<<<<
@@ -9499,7 +9424,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = (__pyx_v_p + ps_write_varint((__pyx_v_dst + __pyx_v_p), ((int32_t)__pyx_v_r->value_len)));
 
-  /* "pstream/_corelib/batch.pxi":204
+  /* "pstream/_corelib/batch.pxi":201
  *         p += r.key_len
  *     p += ps_write_varint(dst + p, <int32_t>r.value_len)
  *     if r.value_len > 0:             # <<<<<<<<<<<<<<
@@ -9511,7 +9436,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":205
+    /* "pstream/_corelib/batch.pxi":202
  *     p += ps_write_varint(dst + p, <int32_t>r.value_len)
  *     if r.value_len > 0:
  *         memcpy(dst + p, r.value, r.value_len)             # <<<<<<<<<<<<<<
@@ -9520,7 +9445,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
     (void)(memcpy((__pyx_v_dst + __pyx_v_p), __pyx_v_r->value, __pyx_v_r->value_len));
 
-    /* "pstream/_corelib/batch.pxi":206
+    /* "pstream/_corelib/batch.pxi":203
  *     if r.value_len > 0:
  *         memcpy(dst + p, r.value, r.value_len)
  *         p += r.value_len             # <<<<<<<<<<<<<<
@@ -9529,7 +9454,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
     __pyx_v_p = (__pyx_v_p + __pyx_v_r->value_len);
 
-    /* "pstream/_corelib/batch.pxi":204
+    /* "pstream/_corelib/batch.pxi":201
  *         p += r.key_len
  *     p += ps_write_varint(dst + p, <int32_t>r.value_len)
  *     if r.value_len > 0:             # <<<<<<<<<<<<<<
@@ -9538,7 +9463,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":207
+  /* "pstream/_corelib/batch.pxi":204
  *         memcpy(dst + p, r.value, r.value_len)
  *         p += r.value_len
  *     p += ps_write_varint(dst + p, r.header_count)             # <<<<<<<<<<<<<<
@@ -9547,7 +9472,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   __pyx_v_p = (__pyx_v_p + ps_write_varint((__pyx_v_dst + __pyx_v_p), __pyx_v_r->header_count));
 
-  /* "pstream/_corelib/batch.pxi":208
+  /* "pstream/_corelib/batch.pxi":205
  *         p += r.value_len
  *     p += ps_write_varint(dst + p, r.header_count)
  *     if r.headers_len > 0:             # <<<<<<<<<<<<<<
@@ -9559,7 +9484,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":209
+    /* "pstream/_corelib/batch.pxi":206
  *     p += ps_write_varint(dst + p, r.header_count)
  *     if r.headers_len > 0:
  *         memcpy(dst + p, r.headers, r.headers_len)             # <<<<<<<<<<<<<<
@@ -9568,7 +9493,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
     (void)(memcpy((__pyx_v_dst + __pyx_v_p), __pyx_v_r->headers, __pyx_v_r->headers_len));
 
-    /* "pstream/_corelib/batch.pxi":210
+    /* "pstream/_corelib/batch.pxi":207
  *     if r.headers_len > 0:
  *         memcpy(dst + p, r.headers, r.headers_len)
  *         p += r.headers_len             # <<<<<<<<<<<<<<
@@ -9577,7 +9502,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
     __pyx_v_p = (__pyx_v_p + __pyx_v_r->headers_len);
 
-    /* "pstream/_corelib/batch.pxi":208
+    /* "pstream/_corelib/batch.pxi":205
  *         p += r.value_len
  *     p += ps_write_varint(dst + p, r.header_count)
  *     if r.headers_len > 0:             # <<<<<<<<<<<<<<
@@ -9586,7 +9511,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":211
+  /* "pstream/_corelib/batch.pxi":208
  *         memcpy(dst + p, r.headers, r.headers_len)
  *         p += r.headers_len
  *     return p             # <<<<<<<<<<<<<<
@@ -9599,7 +9524,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":193
+  /* "pstream/_corelib/batch.pxi":190
  * 
  * 
  * cdef inline Py_ssize_t write_record(uint8_t *dst, RecordSpec *r, int64_t base_ts, int32_t delta) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -9613,7 +9538,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":214
+/* "pstream/_corelib/batch.pxi":211
  * 
  * 
  * cdef inline void write_batch_header(uint8_t *dst, Py_ssize_t total, int64_t base_offset, int32_t leader_epoch,             # <<<<<<<<<<<<<<
@@ -9623,7 +9548,7 @@ static CYTHON_INLINE Py_ssize_t __pyx_f_7pstream_5_core_write_record(uint8_t *__
 
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__pyx_v_dst, Py_ssize_t __pyx_v_total, int64_t __pyx_v_base_offset, int32_t __pyx_v_leader_epoch, int16_t __pyx_v_attributes, int32_t __pyx_v_last_offset_delta, int64_t __pyx_v_base_ts, int64_t __pyx_v_max_ts, int64_t __pyx_v_producer_id, int16_t __pyx_v_producer_epoch, int32_t __pyx_v_base_sequence, int32_t __pyx_v_count) {
 
-  /* "pstream/_corelib/batch.pxi":218
+  /* "pstream/_corelib/batch.pxi":215
  *                                     int64_t producer_id, int16_t producer_epoch, int32_t base_sequence,
  *                                     int32_t count) noexcept nogil:
  *     ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base_offset)             # <<<<<<<<<<<<<<
@@ -9632,7 +9557,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be64((__pyx_v_dst + PS_OFF_BASE_OFFSET), ((uint64_t)__pyx_v_base_offset));
 
-  /* "pstream/_corelib/batch.pxi":219
+  /* "pstream/_corelib/batch.pxi":216
  *                                     int32_t count) noexcept nogil:
  *     ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base_offset)
  *     ps_store_be32(dst + PS_OFF_LENGTH, <uint32_t>(total - PS_BATCH_LOG_OVERHEAD))             # <<<<<<<<<<<<<<
@@ -9641,7 +9566,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_LENGTH), ((uint32_t)(__pyx_v_total - PS_BATCH_LOG_OVERHEAD)));
 
-  /* "pstream/_corelib/batch.pxi":220
+  /* "pstream/_corelib/batch.pxi":217
  *     ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base_offset)
  *     ps_store_be32(dst + PS_OFF_LENGTH, <uint32_t>(total - PS_BATCH_LOG_OVERHEAD))
  *     ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>leader_epoch)             # <<<<<<<<<<<<<<
@@ -9650,7 +9575,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_LEADER_EPOCH), ((uint32_t)__pyx_v_leader_epoch));
 
-  /* "pstream/_corelib/batch.pxi":221
+  /* "pstream/_corelib/batch.pxi":218
  *     ps_store_be32(dst + PS_OFF_LENGTH, <uint32_t>(total - PS_BATCH_LOG_OVERHEAD))
  *     ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>leader_epoch)
  *     dst[PS_OFF_MAGIC] = PS_MAGIC_V2             # <<<<<<<<<<<<<<
@@ -9659,7 +9584,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   (__pyx_v_dst[PS_OFF_MAGIC]) = PS_MAGIC_V2;
 
-  /* "pstream/_corelib/batch.pxi":222
+  /* "pstream/_corelib/batch.pxi":219
  *     ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>leader_epoch)
  *     dst[PS_OFF_MAGIC] = PS_MAGIC_V2
  *     ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>attributes)             # <<<<<<<<<<<<<<
@@ -9668,7 +9593,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be16((__pyx_v_dst + PS_OFF_ATTRIBUTES), ((uint16_t)__pyx_v_attributes));
 
-  /* "pstream/_corelib/batch.pxi":223
+  /* "pstream/_corelib/batch.pxi":220
  *     dst[PS_OFF_MAGIC] = PS_MAGIC_V2
  *     ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>attributes)
  *     ps_store_be32(dst + PS_OFF_LAST_OFFSET_DELTA, <uint32_t>last_offset_delta)             # <<<<<<<<<<<<<<
@@ -9677,7 +9602,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_LAST_OFFSET_DELTA), ((uint32_t)__pyx_v_last_offset_delta));
 
-  /* "pstream/_corelib/batch.pxi":224
+  /* "pstream/_corelib/batch.pxi":221
  *     ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>attributes)
  *     ps_store_be32(dst + PS_OFF_LAST_OFFSET_DELTA, <uint32_t>last_offset_delta)
  *     ps_store_be64(dst + PS_OFF_BASE_TIMESTAMP, <uint64_t>base_ts)             # <<<<<<<<<<<<<<
@@ -9686,7 +9611,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be64((__pyx_v_dst + PS_OFF_BASE_TIMESTAMP), ((uint64_t)__pyx_v_base_ts));
 
-  /* "pstream/_corelib/batch.pxi":225
+  /* "pstream/_corelib/batch.pxi":222
  *     ps_store_be32(dst + PS_OFF_LAST_OFFSET_DELTA, <uint32_t>last_offset_delta)
  *     ps_store_be64(dst + PS_OFF_BASE_TIMESTAMP, <uint64_t>base_ts)
  *     ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>max_ts)             # <<<<<<<<<<<<<<
@@ -9695,7 +9620,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be64((__pyx_v_dst + PS_OFF_MAX_TIMESTAMP), ((uint64_t)__pyx_v_max_ts));
 
-  /* "pstream/_corelib/batch.pxi":226
+  /* "pstream/_corelib/batch.pxi":223
  *     ps_store_be64(dst + PS_OFF_BASE_TIMESTAMP, <uint64_t>base_ts)
  *     ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>max_ts)
  *     ps_store_be64(dst + PS_OFF_PRODUCER_ID, <uint64_t>producer_id)             # <<<<<<<<<<<<<<
@@ -9704,7 +9629,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be64((__pyx_v_dst + PS_OFF_PRODUCER_ID), ((uint64_t)__pyx_v_producer_id));
 
-  /* "pstream/_corelib/batch.pxi":227
+  /* "pstream/_corelib/batch.pxi":224
  *     ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>max_ts)
  *     ps_store_be64(dst + PS_OFF_PRODUCER_ID, <uint64_t>producer_id)
  *     ps_store_be16(dst + PS_OFF_PRODUCER_EPOCH, <uint16_t>producer_epoch)             # <<<<<<<<<<<<<<
@@ -9713,7 +9638,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be16((__pyx_v_dst + PS_OFF_PRODUCER_EPOCH), ((uint16_t)__pyx_v_producer_epoch));
 
-  /* "pstream/_corelib/batch.pxi":228
+  /* "pstream/_corelib/batch.pxi":225
  *     ps_store_be64(dst + PS_OFF_PRODUCER_ID, <uint64_t>producer_id)
  *     ps_store_be16(dst + PS_OFF_PRODUCER_EPOCH, <uint16_t>producer_epoch)
  *     ps_store_be32(dst + PS_OFF_BASE_SEQUENCE, <uint32_t>base_sequence)             # <<<<<<<<<<<<<<
@@ -9722,7 +9647,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_BASE_SEQUENCE), ((uint32_t)__pyx_v_base_sequence));
 
-  /* "pstream/_corelib/batch.pxi":229
+  /* "pstream/_corelib/batch.pxi":226
  *     ps_store_be16(dst + PS_OFF_PRODUCER_EPOCH, <uint16_t>producer_epoch)
  *     ps_store_be32(dst + PS_OFF_BASE_SEQUENCE, <uint32_t>base_sequence)
  *     ps_store_be32(dst + PS_OFF_RECORD_COUNT, <uint32_t>count)             # <<<<<<<<<<<<<<
@@ -9731,7 +9656,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_RECORD_COUNT), ((uint32_t)__pyx_v_count));
 
-  /* "pstream/_corelib/batch.pxi":214
+  /* "pstream/_corelib/batch.pxi":211
  * 
  * 
  * cdef inline void write_batch_header(uint8_t *dst, Py_ssize_t total, int64_t base_offset, int32_t leader_epoch,             # <<<<<<<<<<<<<<
@@ -9742,7 +9667,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
   /* function exit code */
 }
 
-/* "pstream/_corelib/batch.pxi":232
+/* "pstream/_corelib/batch.pxi":229
  * 
  * 
  * cdef inline void seal_batch_crc(uint8_t *dst, Py_ssize_t total) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -9752,7 +9677,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_write_batch_header(uint8_t *__
 
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_seal_batch_crc(uint8_t *__pyx_v_dst, Py_ssize_t __pyx_v_total) {
 
-  /* "pstream/_corelib/batch.pxi":233
+  /* "pstream/_corelib/batch.pxi":230
  * 
  * cdef inline void seal_batch_crc(uint8_t *dst, Py_ssize_t total) noexcept nogil:
  *     ps_store_be32(dst + PS_OFF_CRC, ps_crc32c(0, dst + PS_OFF_ATTRIBUTES, <size_t>(total - PS_OFF_ATTRIBUTES)))             # <<<<<<<<<<<<<<
@@ -9761,7 +9686,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_seal_batch_crc(uint8_t *__pyx_
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_CRC), ps_crc32c(0, (__pyx_v_dst + PS_OFF_ATTRIBUTES), ((size_t)(__pyx_v_total - PS_OFF_ATTRIBUTES))));
 
-  /* "pstream/_corelib/batch.pxi":232
+  /* "pstream/_corelib/batch.pxi":229
  * 
  * 
  * cdef inline void seal_batch_crc(uint8_t *dst, Py_ssize_t total) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -9772,7 +9697,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_seal_batch_crc(uint8_t *__pyx_
   /* function exit code */
 }
 
-/* "pstream/_corelib/batch.pxi":249
+/* "pstream/_corelib/batch.pxi":246
  *     cdef Py_ssize_t records_len    # uncompressed records section
  * 
  *     def __cinit__(self):             # <<<<<<<<<<<<<<
@@ -9830,7 +9755,7 @@ static int __pyx_pf_7pstream_5_core_12BatchBuilder___cinit__(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "pstream/_corelib/batch.pxi":250
+  /* "pstream/_corelib/batch.pxi":247
  * 
  *     def __cinit__(self):
  *         self.specs = NULL             # <<<<<<<<<<<<<<
@@ -9839,7 +9764,7 @@ static int __pyx_pf_7pstream_5_core_12BatchBuilder___cinit__(struct __pyx_obj_7p
 */
   __pyx_v_self->specs = NULL;
 
-  /* "pstream/_corelib/batch.pxi":251
+  /* "pstream/_corelib/batch.pxi":248
  *     def __cinit__(self):
  *         self.specs = NULL
  *         self.n = 0             # <<<<<<<<<<<<<<
@@ -9848,7 +9773,7 @@ static int __pyx_pf_7pstream_5_core_12BatchBuilder___cinit__(struct __pyx_obj_7p
 */
   __pyx_v_self->n = 0;
 
-  /* "pstream/_corelib/batch.pxi":252
+  /* "pstream/_corelib/batch.pxi":249
  *         self.specs = NULL
  *         self.n = 0
  *         self.cap = 0             # <<<<<<<<<<<<<<
@@ -9857,21 +9782,21 @@ static int __pyx_pf_7pstream_5_core_12BatchBuilder___cinit__(struct __pyx_obj_7p
 */
   __pyx_v_self->cap = 0;
 
-  /* "pstream/_corelib/batch.pxi":253
+  /* "pstream/_corelib/batch.pxi":250
  *         self.n = 0
  *         self.cap = 0
  *         self.keep = []             # <<<<<<<<<<<<<<
  * 
  *     def __dealloc__(self):
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 253, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 250, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_1);
   __Pyx_GOTREF(__pyx_v_self->keep);
   __Pyx_DECREF_SET(__pyx_v_self->keep, ((PyObject*)__pyx_t_1));
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":249
+  /* "pstream/_corelib/batch.pxi":246
  *     cdef Py_ssize_t records_len    # uncompressed records section
  * 
  *     def __cinit__(self):             # <<<<<<<<<<<<<<
@@ -9892,7 +9817,7 @@ static int __pyx_pf_7pstream_5_core_12BatchBuilder___cinit__(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":255
+/* "pstream/_corelib/batch.pxi":252
  *         self.keep = []
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -9915,7 +9840,7 @@ static void __pyx_pw_7pstream_5_core_12BatchBuilder_3__dealloc__(PyObject *__pyx
 
 static void __pyx_pf_7pstream_5_core_12BatchBuilder_2__dealloc__(struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_self) {
 
-  /* "pstream/_corelib/batch.pxi":256
+  /* "pstream/_corelib/batch.pxi":253
  * 
  *     def __dealloc__(self):
  *         free(self.specs)             # <<<<<<<<<<<<<<
@@ -9924,7 +9849,7 @@ static void __pyx_pf_7pstream_5_core_12BatchBuilder_2__dealloc__(struct __pyx_ob
 */
   free(__pyx_v_self->specs);
 
-  /* "pstream/_corelib/batch.pxi":255
+  /* "pstream/_corelib/batch.pxi":252
  *         self.keep = []
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -9936,7 +9861,7 @@ static void __pyx_pf_7pstream_5_core_12BatchBuilder_2__dealloc__(struct __pyx_ob
 
 }
 
-/* "pstream/_corelib/batch.pxi":258
+/* "pstream/_corelib/batch.pxi":255
  *         free(self.specs)
  * 
  *     cdef int reserve(self, Py_ssize_t count) except -1:             # <<<<<<<<<<<<<<
@@ -9952,7 +9877,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "pstream/_corelib/batch.pxi":260
+  /* "pstream/_corelib/batch.pxi":257
  *     cdef int reserve(self, Py_ssize_t count) except -1:
  *         cdef RecordSpec *grown
  *         if count > self.cap:             # <<<<<<<<<<<<<<
@@ -9964,7 +9889,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":261
+    /* "pstream/_corelib/batch.pxi":258
  *         cdef RecordSpec *grown
  *         if count > self.cap:
  *             grown = <RecordSpec *>realloc(self.specs, count * sizeof(RecordSpec))             # <<<<<<<<<<<<<<
@@ -9973,7 +9898,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
 */
     __pyx_v_grown = ((struct __pyx_t_7pstream_5_core_RecordSpec *)realloc(__pyx_v_self->specs, (__pyx_v_count * (sizeof(struct __pyx_t_7pstream_5_core_RecordSpec)))));
 
-    /* "pstream/_corelib/batch.pxi":262
+    /* "pstream/_corelib/batch.pxi":259
  *         if count > self.cap:
  *             grown = <RecordSpec *>realloc(self.specs, count * sizeof(RecordSpec))
  *             if grown == NULL:             # <<<<<<<<<<<<<<
@@ -9985,16 +9910,16 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/batch.pxi":263
+      /* "pstream/_corelib/batch.pxi":260
  *             grown = <RecordSpec *>realloc(self.specs, count * sizeof(RecordSpec))
  *             if grown == NULL:
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *             self.specs = grown
  *             self.cap = count
 */
-      PyErr_NoMemory(); __PYX_ERR(1, 263, __pyx_L1_error)
+      PyErr_NoMemory(); __PYX_ERR(1, 260, __pyx_L1_error)
 
-      /* "pstream/_corelib/batch.pxi":262
+      /* "pstream/_corelib/batch.pxi":259
  *         if count > self.cap:
  *             grown = <RecordSpec *>realloc(self.specs, count * sizeof(RecordSpec))
  *             if grown == NULL:             # <<<<<<<<<<<<<<
@@ -10003,7 +9928,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
 */
     }
 
-    /* "pstream/_corelib/batch.pxi":264
+    /* "pstream/_corelib/batch.pxi":261
  *             if grown == NULL:
  *                 raise MemoryError()
  *             self.specs = grown             # <<<<<<<<<<<<<<
@@ -10012,7 +9937,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
 */
     __pyx_v_self->specs = __pyx_v_grown;
 
-    /* "pstream/_corelib/batch.pxi":265
+    /* "pstream/_corelib/batch.pxi":262
  *                 raise MemoryError()
  *             self.specs = grown
  *             self.cap = count             # <<<<<<<<<<<<<<
@@ -10021,7 +9946,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
 */
     __pyx_v_self->cap = __pyx_v_count;
 
-    /* "pstream/_corelib/batch.pxi":260
+    /* "pstream/_corelib/batch.pxi":257
  *     cdef int reserve(self, Py_ssize_t count) except -1:
  *         cdef RecordSpec *grown
  *         if count > self.cap:             # <<<<<<<<<<<<<<
@@ -10030,7 +9955,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":266
+  /* "pstream/_corelib/batch.pxi":263
  *             self.specs = grown
  *             self.cap = count
  *         return 0             # <<<<<<<<<<<<<<
@@ -10043,7 +9968,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":258
+  /* "pstream/_corelib/batch.pxi":255
  *         free(self.specs)
  * 
  *     cdef int reserve(self, Py_ssize_t count) except -1:             # <<<<<<<<<<<<<<
@@ -10061,7 +9986,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_reserve(struct __pyx_obj_7pstr
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":268
+/* "pstream/_corelib/batch.pxi":265
  *         return 0
  * 
  *     cdef int add(self, object key, object value, object headers, object timestamp_ms, int64_t now_ms) except -1:             # <<<<<<<<<<<<<<
@@ -10089,7 +10014,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   __Pyx_INCREF(__pyx_v_key);
   __Pyx_INCREF(__pyx_v_value);
 
-  /* "pstream/_corelib/batch.pxi":270
+  /* "pstream/_corelib/batch.pxi":267
  *     cdef int add(self, object key, object value, object headers, object timestamp_ms, int64_t now_ms) except -1:
  *         cdef RecordSpec *r
  *         cdef int32_t hcount = 0             # <<<<<<<<<<<<<<
@@ -10098,7 +10023,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
   __pyx_v_hcount = 0;
 
-  /* "pstream/_corelib/batch.pxi":271
+  /* "pstream/_corelib/batch.pxi":268
  *         cdef RecordSpec *r
  *         cdef int32_t hcount = 0
  *         if self.n == self.cap:             # <<<<<<<<<<<<<<
@@ -10110,7 +10035,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":272
+    /* "pstream/_corelib/batch.pxi":269
  *         cdef int32_t hcount = 0
  *         if self.n == self.cap:
  *             self.reserve(self.cap * 2 if self.cap else 8)             # <<<<<<<<<<<<<<
@@ -10127,11 +10052,11 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
       __pyx_t_2 = 8;
     }
 
-    __pyx_t_3 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->reserve(__pyx_v_self, __pyx_t_2); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(1, 272, __pyx_L1_error)
+    __pyx_t_3 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->reserve(__pyx_v_self, __pyx_t_2); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(1, 269, __pyx_L1_error)
 
 
 
-    /* "pstream/_corelib/batch.pxi":271
+    /* "pstream/_corelib/batch.pxi":268
  *         cdef RecordSpec *r
  *         cdef int32_t hcount = 0
  *         if self.n == self.cap:             # <<<<<<<<<<<<<<
@@ -10140,7 +10065,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":273
+  /* "pstream/_corelib/batch.pxi":270
  *         if self.n == self.cap:
  *             self.reserve(self.cap * 2 if self.cap else 8)
  *         r = &self.specs[self.n]             # <<<<<<<<<<<<<<
@@ -10149,31 +10074,31 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
   __pyx_v_r = (&(__pyx_v_self->specs[__pyx_v_self->n]));
 
-  /* "pstream/_corelib/batch.pxi":274
+  /* "pstream/_corelib/batch.pxi":271
  *             self.reserve(self.cap * 2 if self.cap else 8)
  *         r = &self.specs[self.n]
  *         key = as_bytes(key, "key")             # <<<<<<<<<<<<<<
  *         value = as_bytes(value, "value")
  *         if key is None:
 */
-  __pyx_t_4 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 274, __pyx_L1_error)
+  __pyx_t_4 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 271, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF_SET(__pyx_v_key, __pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/batch.pxi":275
+  /* "pstream/_corelib/batch.pxi":272
  *         r = &self.specs[self.n]
  *         key = as_bytes(key, "key")
  *         value = as_bytes(value, "value")             # <<<<<<<<<<<<<<
  *         if key is None:
  *             r.key = NULL
 */
-  __pyx_t_4 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 275, __pyx_L1_error)
+  __pyx_t_4 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 272, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF_SET(__pyx_v_value, __pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/batch.pxi":276
+  /* "pstream/_corelib/batch.pxi":273
  *         key = as_bytes(key, "key")
  *         value = as_bytes(value, "value")
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -10184,7 +10109,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":277
+    /* "pstream/_corelib/batch.pxi":274
  *         value = as_bytes(value, "value")
  *         if key is None:
  *             r.key = NULL             # <<<<<<<<<<<<<<
@@ -10193,7 +10118,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->key = NULL;
 
-    /* "pstream/_corelib/batch.pxi":278
+    /* "pstream/_corelib/batch.pxi":275
  *         if key is None:
  *             r.key = NULL
  *             r.key_len = -1             # <<<<<<<<<<<<<<
@@ -10202,7 +10127,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->key_len = -1L;
 
-    /* "pstream/_corelib/batch.pxi":276
+    /* "pstream/_corelib/batch.pxi":273
  *         key = as_bytes(key, "key")
  *         value = as_bytes(value, "value")
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -10212,7 +10137,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
     goto __pyx_L4;
   }
 
-  /* "pstream/_corelib/batch.pxi":280
+  /* "pstream/_corelib/batch.pxi":277
  *             r.key_len = -1
  *         else:
  *             self.keep.append(key)             # <<<<<<<<<<<<<<
@@ -10222,12 +10147,12 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   /*else*/ {
     if (unlikely(__pyx_v_self->keep == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-      __PYX_ERR(1, 280, __pyx_L1_error)
+      __PYX_ERR(1, 277, __pyx_L1_error)
     }
-    __pyx_t_5 = __Pyx_PyList_Append(__pyx_v_self->keep, __pyx_v_key); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 280, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyList_Append(__pyx_v_self->keep, __pyx_v_key); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 277, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/batch.pxi":281
+    /* "pstream/_corelib/batch.pxi":278
  *         else:
  *             self.keep.append(key)
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)             # <<<<<<<<<<<<<<
@@ -10236,7 +10161,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->key = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_key));
 
-    /* "pstream/_corelib/batch.pxi":282
+    /* "pstream/_corelib/batch.pxi":279
  *             self.keep.append(key)
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)             # <<<<<<<<<<<<<<
@@ -10247,7 +10172,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   }
   __pyx_L4:;
 
-  /* "pstream/_corelib/batch.pxi":283
+  /* "pstream/_corelib/batch.pxi":280
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -10258,7 +10183,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":284
+    /* "pstream/_corelib/batch.pxi":281
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if value is None:
  *             r.value = NULL             # <<<<<<<<<<<<<<
@@ -10267,7 +10192,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->value = NULL;
 
-    /* "pstream/_corelib/batch.pxi":285
+    /* "pstream/_corelib/batch.pxi":282
  *         if value is None:
  *             r.value = NULL
  *             r.value_len = -1             # <<<<<<<<<<<<<<
@@ -10276,7 +10201,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->value_len = -1L;
 
-    /* "pstream/_corelib/batch.pxi":283
+    /* "pstream/_corelib/batch.pxi":280
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -10286,7 +10211,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
     goto __pyx_L5;
   }
 
-  /* "pstream/_corelib/batch.pxi":287
+  /* "pstream/_corelib/batch.pxi":284
  *             r.value_len = -1
  *         else:
  *             self.keep.append(value)             # <<<<<<<<<<<<<<
@@ -10296,12 +10221,12 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   /*else*/ {
     if (unlikely(__pyx_v_self->keep == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-      __PYX_ERR(1, 287, __pyx_L1_error)
+      __PYX_ERR(1, 284, __pyx_L1_error)
     }
-    __pyx_t_5 = __Pyx_PyList_Append(__pyx_v_self->keep, __pyx_v_value); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 287, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyList_Append(__pyx_v_self->keep, __pyx_v_value); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 284, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/batch.pxi":288
+    /* "pstream/_corelib/batch.pxi":285
  *         else:
  *             self.keep.append(value)
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)             # <<<<<<<<<<<<<<
@@ -10310,7 +10235,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->value = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_value));
 
-    /* "pstream/_corelib/batch.pxi":289
+    /* "pstream/_corelib/batch.pxi":286
  *             self.keep.append(value)
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)             # <<<<<<<<<<<<<<
@@ -10321,30 +10246,30 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   }
   __pyx_L5:;
 
-  /* "pstream/_corelib/batch.pxi":290
+  /* "pstream/_corelib/batch.pxi":287
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if headers:             # <<<<<<<<<<<<<<
  *             hb = encode_headers(headers, &hcount)
  *             self.keep.append(hb)
 */
-  __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(1, 290, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(1, 287, __pyx_L1_error)
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":291
+    /* "pstream/_corelib/batch.pxi":288
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if headers:
  *             hb = encode_headers(headers, &hcount)             # <<<<<<<<<<<<<<
  *             self.keep.append(hb)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
 */
-    __pyx_t_4 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 291, __pyx_L1_error)
+    __pyx_t_4 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 288, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_v_hb = ((PyObject*)__pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "pstream/_corelib/batch.pxi":292
+    /* "pstream/_corelib/batch.pxi":289
  *         if headers:
  *             hb = encode_headers(headers, &hcount)
  *             self.keep.append(hb)             # <<<<<<<<<<<<<<
@@ -10353,12 +10278,12 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     if (unlikely(__pyx_v_self->keep == Py_None)) {
       PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "append");
-      __PYX_ERR(1, 292, __pyx_L1_error)
+      __PYX_ERR(1, 289, __pyx_L1_error)
     }
-    __pyx_t_5 = __Pyx_PyList_Append(__pyx_v_self->keep, __pyx_v_hb); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 292, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyList_Append(__pyx_v_self->keep, __pyx_v_hb); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 289, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/batch.pxi":293
+    /* "pstream/_corelib/batch.pxi":290
  *             hb = encode_headers(headers, &hcount)
  *             self.keep.append(hb)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)             # <<<<<<<<<<<<<<
@@ -10367,7 +10292,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->headers = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_hb));
 
-    /* "pstream/_corelib/batch.pxi":294
+    /* "pstream/_corelib/batch.pxi":291
  *             self.keep.append(hb)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)             # <<<<<<<<<<<<<<
@@ -10376,7 +10301,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
     __pyx_v_r->headers_len = PyBytes_GET_SIZE(__pyx_v_hb);
 
-    /* "pstream/_corelib/batch.pxi":290
+    /* "pstream/_corelib/batch.pxi":287
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if headers:             # <<<<<<<<<<<<<<
@@ -10386,7 +10311,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
     goto __pyx_L6;
   }
 
-  /* "pstream/_corelib/batch.pxi":296
+  /* "pstream/_corelib/batch.pxi":293
  *             r.headers_len = PyBytes_GET_SIZE(hb)
  *         else:
  *             r.headers = NULL             # <<<<<<<<<<<<<<
@@ -10396,7 +10321,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   /*else*/ {
     __pyx_v_r->headers = NULL;
 
-    /* "pstream/_corelib/batch.pxi":297
+    /* "pstream/_corelib/batch.pxi":294
  *         else:
  *             r.headers = NULL
  *             r.headers_len = 0             # <<<<<<<<<<<<<<
@@ -10407,7 +10332,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   }
   __pyx_L6:;
 
-  /* "pstream/_corelib/batch.pxi":298
+  /* "pstream/_corelib/batch.pxi":295
  *             r.headers = NULL
  *             r.headers_len = 0
  *         r.header_count = hcount             # <<<<<<<<<<<<<<
@@ -10416,7 +10341,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
   __pyx_v_r->header_count = __pyx_v_hcount;
 
-  /* "pstream/_corelib/batch.pxi":299
+  /* "pstream/_corelib/batch.pxi":296
  *             r.headers_len = 0
  *         r.header_count = hcount
  *         r.timestamp = now_ms if timestamp_ms is None else <int64_t>timestamp_ms             # <<<<<<<<<<<<<<
@@ -10428,7 +10353,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 
     __pyx_t_6 = __pyx_v_now_ms;
   } else {
-    __pyx_t_7 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_7 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 299, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_7 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 296, __pyx_L1_error)
 
     __pyx_t_6 = ((int64_t)__pyx_t_7);
 
@@ -10436,7 +10361,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 
   __pyx_v_r->timestamp = __pyx_t_6;
 
-  /* "pstream/_corelib/batch.pxi":300
+  /* "pstream/_corelib/batch.pxi":297
  *         r.header_count = hcount
  *         r.timestamp = now_ms if timestamp_ms is None else <int64_t>timestamp_ms
  *         if self.n == 0:             # <<<<<<<<<<<<<<
@@ -10448,7 +10373,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":301
+    /* "pstream/_corelib/batch.pxi":298
  *         r.timestamp = now_ms if timestamp_ms is None else <int64_t>timestamp_ms
  *         if self.n == 0:
  *             self.base_ts = r.timestamp             # <<<<<<<<<<<<<<
@@ -10459,7 +10384,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 
     __pyx_v_self->base_ts = __pyx_t_6;
 
-    /* "pstream/_corelib/batch.pxi":302
+    /* "pstream/_corelib/batch.pxi":299
  *         if self.n == 0:
  *             self.base_ts = r.timestamp
  *             self.max_ts = r.timestamp             # <<<<<<<<<<<<<<
@@ -10470,7 +10395,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 
     __pyx_v_self->max_ts = __pyx_t_6;
 
-    /* "pstream/_corelib/batch.pxi":300
+    /* "pstream/_corelib/batch.pxi":297
  *         r.header_count = hcount
  *         r.timestamp = now_ms if timestamp_ms is None else <int64_t>timestamp_ms
  *         if self.n == 0:             # <<<<<<<<<<<<<<
@@ -10480,7 +10405,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
     goto __pyx_L7;
   }
 
-  /* "pstream/_corelib/batch.pxi":303
+  /* "pstream/_corelib/batch.pxi":300
  *             self.base_ts = r.timestamp
  *             self.max_ts = r.timestamp
  *         elif r.timestamp > self.max_ts:             # <<<<<<<<<<<<<<
@@ -10492,7 +10417,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":304
+    /* "pstream/_corelib/batch.pxi":301
  *             self.max_ts = r.timestamp
  *         elif r.timestamp > self.max_ts:
  *             self.max_ts = r.timestamp             # <<<<<<<<<<<<<<
@@ -10503,7 +10428,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 
     __pyx_v_self->max_ts = __pyx_t_6;
 
-    /* "pstream/_corelib/batch.pxi":303
+    /* "pstream/_corelib/batch.pxi":300
  *             self.base_ts = r.timestamp
  *             self.max_ts = r.timestamp
  *         elif r.timestamp > self.max_ts:             # <<<<<<<<<<<<<<
@@ -10513,7 +10438,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   }
   __pyx_L7:;
 
-  /* "pstream/_corelib/batch.pxi":305
+  /* "pstream/_corelib/batch.pxi":302
  *         elif r.timestamp > self.max_ts:
  *             self.max_ts = r.timestamp
  *         self.n += 1             # <<<<<<<<<<<<<<
@@ -10522,7 +10447,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
 */
   __pyx_v_self->n = (__pyx_v_self->n + 1);
 
-  /* "pstream/_corelib/batch.pxi":306
+  /* "pstream/_corelib/batch.pxi":303
  *             self.max_ts = r.timestamp
  *         self.n += 1
  *         return 0             # <<<<<<<<<<<<<<
@@ -10535,7 +10460,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":268
+  /* "pstream/_corelib/batch.pxi":265
  *         return 0
  * 
  *     cdef int add(self, object key, object value, object headers, object timestamp_ms, int64_t now_ms) except -1:             # <<<<<<<<<<<<<<
@@ -10559,7 +10484,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add(struct __pyx_obj_7pstream_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":308
+/* "pstream/_corelib/batch.pxi":305
  *         return 0
  * 
  *     cdef int add_records(self, object records, int64_t now_ms) except -1:             # <<<<<<<<<<<<<<
@@ -10588,7 +10513,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("add_records", 0);
 
-  /* "pstream/_corelib/batch.pxi":311
+  /* "pstream/_corelib/batch.pxi":308
  *         """records: an iterable of (key, value) or (key, value, headers) or (key, value, headers, ts)."""
  *         cdef Py_ssize_t size
  *         for rec in records:             # <<<<<<<<<<<<<<
@@ -10600,9 +10525,9 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 311, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 308, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 311, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 308, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -10610,7 +10535,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 311, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 308, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -10620,7 +10545,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 311, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 308, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -10631,13 +10556,13 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 311, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 308, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(1, 311, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(1, 308, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -10647,17 +10572,17 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
     __Pyx_XDECREF_SET(__pyx_v_rec, __pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "pstream/_corelib/batch.pxi":312
+    /* "pstream/_corelib/batch.pxi":309
  *         cdef Py_ssize_t size
  *         for rec in records:
  *             size = len(rec)             # <<<<<<<<<<<<<<
  *             if size == 2:
  *                 self.add(rec[0], rec[1], None, None, now_ms)
 */
-    __pyx_t_5 = PyObject_Length(__pyx_v_rec); if (unlikely(__pyx_t_5 == ((Py_ssize_t)-1))) __PYX_ERR(1, 312, __pyx_L1_error)
+    __pyx_t_5 = PyObject_Length(__pyx_v_rec); if (unlikely(__pyx_t_5 == ((Py_ssize_t)-1))) __PYX_ERR(1, 309, __pyx_L1_error)
     __pyx_v_size = __pyx_t_5;
 
-    /* "pstream/_corelib/batch.pxi":313
+    /* "pstream/_corelib/batch.pxi":310
  *         for rec in records:
  *             size = len(rec)
  *             if size == 2:             # <<<<<<<<<<<<<<
@@ -10667,23 +10592,23 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
     switch (__pyx_v_size) {
       case 2:
 
-      /* "pstream/_corelib/batch.pxi":314
+      /* "pstream/_corelib/batch.pxi":311
  *             size = len(rec)
  *             if size == 2:
  *                 self.add(rec[0], rec[1], None, None, now_ms)             # <<<<<<<<<<<<<<
  *             elif size == 3:
  *                 self.add(rec[0], rec[1], rec[2], None, now_ms)
 */
-      __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_rec, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 314, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_rec, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 311, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_rec, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 314, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_rec, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 311, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_7 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->add(__pyx_v_self, __pyx_t_4, __pyx_t_6, Py_None, Py_None, __pyx_v_now_ms); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(1, 314, __pyx_L1_error)
+      __pyx_t_7 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->add(__pyx_v_self, __pyx_t_4, __pyx_t_6, Py_None, Py_None, __pyx_v_now_ms); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(1, 311, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
 
-      /* "pstream/_corelib/batch.pxi":313
+      /* "pstream/_corelib/batch.pxi":310
  *         for rec in records:
  *             size = len(rec)
  *             if size == 2:             # <<<<<<<<<<<<<<
@@ -10693,26 +10618,26 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
       break;
       case 3:
 
-      /* "pstream/_corelib/batch.pxi":316
+      /* "pstream/_corelib/batch.pxi":313
  *                 self.add(rec[0], rec[1], None, None, now_ms)
  *             elif size == 3:
  *                 self.add(rec[0], rec[1], rec[2], None, now_ms)             # <<<<<<<<<<<<<<
  *             elif size == 4:
  *                 self.add(rec[0], rec[1], rec[2], rec[3], now_ms)
 */
-      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_rec, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 316, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_rec, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 313, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_rec, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 316, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_rec, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 313, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_8 = __Pyx_GetItemInt(__pyx_v_rec, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 316, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_GetItemInt(__pyx_v_rec, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 313, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_7 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->add(__pyx_v_self, __pyx_t_6, __pyx_t_4, __pyx_t_8, Py_None, __pyx_v_now_ms); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(1, 316, __pyx_L1_error)
+      __pyx_t_7 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->add(__pyx_v_self, __pyx_t_6, __pyx_t_4, __pyx_t_8, Py_None, __pyx_v_now_ms); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(1, 313, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
 
-      /* "pstream/_corelib/batch.pxi":315
+      /* "pstream/_corelib/batch.pxi":312
  *             if size == 2:
  *                 self.add(rec[0], rec[1], None, None, now_ms)
  *             elif size == 3:             # <<<<<<<<<<<<<<
@@ -10722,29 +10647,29 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
       break;
       case 4:
 
-      /* "pstream/_corelib/batch.pxi":318
+      /* "pstream/_corelib/batch.pxi":315
  *                 self.add(rec[0], rec[1], rec[2], None, now_ms)
  *             elif size == 4:
  *                 self.add(rec[0], rec[1], rec[2], rec[3], now_ms)             # <<<<<<<<<<<<<<
  *             else:
  *                 raise ValueError(f"a record is (key, value[, headers[, timestamp_ms]]), got {size} fields")
 */
-      __pyx_t_8 = __Pyx_GetItemInt(__pyx_v_rec, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 318, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_GetItemInt(__pyx_v_rec, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 315, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_rec, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 318, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_GetItemInt(__pyx_v_rec, 1, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 315, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_rec, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 318, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_GetItemInt(__pyx_v_rec, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 315, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_9 = __Pyx_GetItemInt(__pyx_v_rec, 3, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 318, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_GetItemInt(__pyx_v_rec, 3, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 315, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_7 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->add(__pyx_v_self, __pyx_t_8, __pyx_t_4, __pyx_t_6, __pyx_t_9, __pyx_v_now_ms); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(1, 318, __pyx_L1_error)
+      __pyx_t_7 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->add(__pyx_v_self, __pyx_t_8, __pyx_t_4, __pyx_t_6, __pyx_t_9, __pyx_v_now_ms); if (unlikely(__pyx_t_7 == ((int)-1))) __PYX_ERR(1, 315, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
 
-      /* "pstream/_corelib/batch.pxi":317
+      /* "pstream/_corelib/batch.pxi":314
  *             elif size == 3:
  *                 self.add(rec[0], rec[1], rec[2], None, now_ms)
  *             elif size == 4:             # <<<<<<<<<<<<<<
@@ -10754,7 +10679,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
       break;
       default:
 
-      /* "pstream/_corelib/batch.pxi":320
+      /* "pstream/_corelib/batch.pxi":317
  *                 self.add(rec[0], rec[1], rec[2], rec[3], now_ms)
  *             else:
  *                 raise ValueError(f"a record is (key, value[, headers[, timestamp_ms]]), got {size} fields")             # <<<<<<<<<<<<<<
@@ -10762,7 +10687,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
  * 
 */
       __pyx_t_6 = NULL;
-      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_size, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 320, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_size, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 317, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_10[0] = __pyx_mstate_global->__pyx_kp_u_a_record_is_key_value_headers_ti;
       __pyx_t_10[1] = __pyx_t_4;
@@ -10773,7 +10698,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
       #endif
       __pyx_t_7 = 0;
       __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_10, 3, __pyx_t_5, __pyx_t_7);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 320, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 317, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __pyx_t_11 = 1;
@@ -10782,16 +10707,16 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
         __pyx_t_9 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 320, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 317, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_9);
       }
       __Pyx_Raise(__pyx_t_9, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      __PYX_ERR(1, 320, __pyx_L1_error)
+      __PYX_ERR(1, 317, __pyx_L1_error)
       break;
     }
 
-    /* "pstream/_corelib/batch.pxi":311
+    /* "pstream/_corelib/batch.pxi":308
  *         """records: an iterable of (key, value) or (key, value, headers) or (key, value, headers, ts)."""
  *         cdef Py_ssize_t size
  *         for rec in records:             # <<<<<<<<<<<<<<
@@ -10801,7 +10726,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":321
+  /* "pstream/_corelib/batch.pxi":318
  *             else:
  *                 raise ValueError(f"a record is (key, value[, headers[, timestamp_ms]]), got {size} fields")
  *         return 0             # <<<<<<<<<<<<<<
@@ -10814,7 +10739,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":308
+  /* "pstream/_corelib/batch.pxi":305
  *         return 0
  * 
  *     cdef int add_records(self, object records, int64_t now_ms) except -1:             # <<<<<<<<<<<<<<
@@ -10839,7 +10764,7 @@ static int __pyx_f_7pstream_5_core_12BatchBuilder_add_records(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":323
+/* "pstream/_corelib/batch.pxi":320
  *         return 0
  * 
  *     cdef Py_ssize_t measure(self) except -1:             # <<<<<<<<<<<<<<
@@ -10868,7 +10793,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("measure", 0);
 
-  /* "pstream/_corelib/batch.pxi":325
+  /* "pstream/_corelib/batch.pxi":322
  *     cdef Py_ssize_t measure(self) except -1:
  *         """Computes every record's length; returns the uncompressed records section size."""
  *         cdef Py_ssize_t i, total = 0             # <<<<<<<<<<<<<<
@@ -10877,7 +10802,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
   __pyx_v_total = 0;
 
-  /* "pstream/_corelib/batch.pxi":327
+  /* "pstream/_corelib/batch.pxi":324
  *         cdef Py_ssize_t i, total = 0
  *         cdef RecordSpec *r
  *         if self.n == 0:             # <<<<<<<<<<<<<<
@@ -10889,7 +10814,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/batch.pxi":328
+    /* "pstream/_corelib/batch.pxi":325
  *         cdef RecordSpec *r
  *         if self.n == 0:
  *             self.base_ts = -1             # <<<<<<<<<<<<<<
@@ -10898,7 +10823,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
     __pyx_v_self->base_ts = -1L;
 
-    /* "pstream/_corelib/batch.pxi":329
+    /* "pstream/_corelib/batch.pxi":326
  *         if self.n == 0:
  *             self.base_ts = -1
  *             self.max_ts = -1             # <<<<<<<<<<<<<<
@@ -10907,7 +10832,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
     __pyx_v_self->max_ts = -1L;
 
-    /* "pstream/_corelib/batch.pxi":327
+    /* "pstream/_corelib/batch.pxi":324
  *         cdef Py_ssize_t i, total = 0
  *         cdef RecordSpec *r
  *         if self.n == 0:             # <<<<<<<<<<<<<<
@@ -10916,7 +10841,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":330
+  /* "pstream/_corelib/batch.pxi":327
  *             self.base_ts = -1
  *             self.max_ts = -1
  *         for i in range(self.n):             # <<<<<<<<<<<<<<
@@ -10930,7 +10855,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "pstream/_corelib/batch.pxi":331
+    /* "pstream/_corelib/batch.pxi":328
  *             self.max_ts = -1
  *         for i in range(self.n):
  *             r = &self.specs[i]             # <<<<<<<<<<<<<<
@@ -10939,7 +10864,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
     __pyx_v_r = (&(__pyx_v_self->specs[__pyx_v_i]));
 
-    /* "pstream/_corelib/batch.pxi":332
+    /* "pstream/_corelib/batch.pxi":329
  *         for i in range(self.n):
  *             r = &self.specs[i]
  *             if r.key_len > 0x7fffffff or r.value_len > 0x7fffffff:             # <<<<<<<<<<<<<<
@@ -10965,7 +10890,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/batch.pxi":333
+      /* "pstream/_corelib/batch.pxi":330
  *             r = &self.specs[i]
  *             if r.key_len > 0x7fffffff or r.value_len > 0x7fffffff:
  *                 raise _errors.BatchTooLargeError("a key or value is larger than 2 GiB")             # <<<<<<<<<<<<<<
@@ -10973,9 +10898,9 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
  *             total += ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
 */
       __pyx_t_7 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 333, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 330, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 333, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 330, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __pyx_t_10 = 1;
@@ -10995,14 +10920,14 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
         __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_9, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
         __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 333, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 330, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       __Pyx_Raise(__pyx_t_6, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __PYX_ERR(1, 333, __pyx_L1_error)
+      __PYX_ERR(1, 330, __pyx_L1_error)
 
-      /* "pstream/_corelib/batch.pxi":332
+      /* "pstream/_corelib/batch.pxi":329
  *         for i in range(self.n):
  *             r = &self.specs[i]
  *             if r.key_len > 0x7fffffff or r.value_len > 0x7fffffff:             # <<<<<<<<<<<<<<
@@ -11011,7 +10936,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
     }
 
-    /* "pstream/_corelib/batch.pxi":334
+    /* "pstream/_corelib/batch.pxi":331
  *             if r.key_len > 0x7fffffff or r.value_len > 0x7fffffff:
  *                 raise _errors.BatchTooLargeError("a key or value is larger than 2 GiB")
  *             r.body_len = record_body_len(r, self.base_ts, <int32_t>i)             # <<<<<<<<<<<<<<
@@ -11020,7 +10945,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
     __pyx_v_r->body_len = __pyx_f_7pstream_5_core_record_body_len(__pyx_v_r, __pyx_v_self->base_ts, ((int32_t)__pyx_v_i));
 
-    /* "pstream/_corelib/batch.pxi":335
+    /* "pstream/_corelib/batch.pxi":332
  *                 raise _errors.BatchTooLargeError("a key or value is larger than 2 GiB")
  *             r.body_len = record_body_len(r, self.base_ts, <int32_t>i)
  *             total += ps_sizeof_varint(<int32_t>r.body_len) + r.body_len             # <<<<<<<<<<<<<<
@@ -11031,7 +10956,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
   }
 
 
-  /* "pstream/_corelib/batch.pxi":336
+  /* "pstream/_corelib/batch.pxi":333
  *             r.body_len = record_body_len(r, self.base_ts, <int32_t>i)
  *             total += ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         self.records_len = total             # <<<<<<<<<<<<<<
@@ -11040,7 +10965,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
 */
   __pyx_v_self->records_len = __pyx_v_total;
 
-  /* "pstream/_corelib/batch.pxi":337
+  /* "pstream/_corelib/batch.pxi":334
  *             total += ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         self.records_len = total
  *         return total             # <<<<<<<<<<<<<<
@@ -11053,7 +10978,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":323
+  /* "pstream/_corelib/batch.pxi":320
  *         return 0
  * 
  *     cdef Py_ssize_t measure(self) except -1:             # <<<<<<<<<<<<<<
@@ -11078,7 +11003,7 @@ static Py_ssize_t __pyx_f_7pstream_5_core_12BatchBuilder_measure(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":339
+/* "pstream/_corelib/batch.pxi":336
  *         return total
  * 
  *     cdef void write_records(self, uint8_t *dst) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -11093,7 +11018,7 @@ static void __pyx_f_7pstream_5_core_12BatchBuilder_write_records(struct __pyx_ob
   Py_ssize_t __pyx_t_2;
   Py_ssize_t __pyx_t_3;
 
-  /* "pstream/_corelib/batch.pxi":340
+  /* "pstream/_corelib/batch.pxi":337
  * 
  *     cdef void write_records(self, uint8_t *dst) noexcept nogil:
  *         cdef Py_ssize_t i, p = 0             # <<<<<<<<<<<<<<
@@ -11102,7 +11027,7 @@ static void __pyx_f_7pstream_5_core_12BatchBuilder_write_records(struct __pyx_ob
 */
   __pyx_v_p = 0;
 
-  /* "pstream/_corelib/batch.pxi":341
+  /* "pstream/_corelib/batch.pxi":338
  *     cdef void write_records(self, uint8_t *dst) noexcept nogil:
  *         cdef Py_ssize_t i, p = 0
  *         for i in range(self.n):             # <<<<<<<<<<<<<<
@@ -11116,7 +11041,7 @@ static void __pyx_f_7pstream_5_core_12BatchBuilder_write_records(struct __pyx_ob
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/batch.pxi":342
+    /* "pstream/_corelib/batch.pxi":339
  *         cdef Py_ssize_t i, p = 0
  *         for i in range(self.n):
  *             p += write_record(dst + p, &self.specs[i], self.base_ts, <int32_t>i)             # <<<<<<<<<<<<<<
@@ -11127,7 +11052,7 @@ static void __pyx_f_7pstream_5_core_12BatchBuilder_write_records(struct __pyx_ob
   }
 
 
-  /* "pstream/_corelib/batch.pxi":339
+  /* "pstream/_corelib/batch.pxi":336
  *         return total
  * 
  *     cdef void write_records(self, uint8_t *dst) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -11140,7 +11065,7 @@ static void __pyx_f_7pstream_5_core_12BatchBuilder_write_records(struct __pyx_ob
 
 }
 
-/* "pstream/_corelib/batch.pxi":344
+/* "pstream/_corelib/batch.pxi":341
  *             p += write_record(dst + p, &self.specs[i], self.base_ts, <int32_t>i)
  * 
  *     cdef bytes build(self, int64_t base_offset, int codec, int timestamp_type, int64_t producer_id,             # <<<<<<<<<<<<<<
@@ -11173,17 +11098,17 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("build", 0);
 
-  /* "pstream/_corelib/batch.pxi":347
+  /* "pstream/_corelib/batch.pxi":344
  *                      int16_t producer_epoch, int32_t base_sequence, int32_t leader_epoch,
  *                      bint transactional, bint control):
  *         cdef Py_ssize_t records_len = self.measure()             # <<<<<<<<<<<<<<
  *         cdef Py_ssize_t total
  *         cdef int16_t attributes = <int16_t>(codec & PS_ATTR_COMPRESSION_MASK)
 */
-  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->measure(__pyx_v_self); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1L))) __PYX_ERR(1, 347, __pyx_L1_error)
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->measure(__pyx_v_self); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1L))) __PYX_ERR(1, 344, __pyx_L1_error)
   __pyx_v_records_len = __pyx_t_1;
 
-  /* "pstream/_corelib/batch.pxi":349
+  /* "pstream/_corelib/batch.pxi":346
  *         cdef Py_ssize_t records_len = self.measure()
  *         cdef Py_ssize_t total
  *         cdef int16_t attributes = <int16_t>(codec & PS_ATTR_COMPRESSION_MASK)             # <<<<<<<<<<<<<<
@@ -11192,7 +11117,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   __pyx_v_attributes = ((int16_t)(__pyx_v_codec & PS_ATTR_COMPRESSION_MASK));
 
-  /* "pstream/_corelib/batch.pxi":352
+  /* "pstream/_corelib/batch.pxi":349
  *         cdef bytes out, raw
  *         cdef uint8_t *dst
  *         if timestamp_type:             # <<<<<<<<<<<<<<
@@ -11204,7 +11129,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/batch.pxi":353
+    /* "pstream/_corelib/batch.pxi":350
  *         cdef uint8_t *dst
  *         if timestamp_type:
  *             attributes |= PS_ATTR_TIMESTAMP_TYPE             # <<<<<<<<<<<<<<
@@ -11213,7 +11138,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     __pyx_v_attributes = (__pyx_v_attributes | PS_ATTR_TIMESTAMP_TYPE);
 
-    /* "pstream/_corelib/batch.pxi":352
+    /* "pstream/_corelib/batch.pxi":349
  *         cdef bytes out, raw
  *         cdef uint8_t *dst
  *         if timestamp_type:             # <<<<<<<<<<<<<<
@@ -11222,7 +11147,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":354
+  /* "pstream/_corelib/batch.pxi":351
  *         if timestamp_type:
  *             attributes |= PS_ATTR_TIMESTAMP_TYPE
  *         if transactional:             # <<<<<<<<<<<<<<
@@ -11231,7 +11156,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   if (__pyx_v_transactional) {
 
-    /* "pstream/_corelib/batch.pxi":355
+    /* "pstream/_corelib/batch.pxi":352
  *             attributes |= PS_ATTR_TIMESTAMP_TYPE
  *         if transactional:
  *             attributes |= PS_ATTR_TRANSACTIONAL             # <<<<<<<<<<<<<<
@@ -11240,7 +11165,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     __pyx_v_attributes = (__pyx_v_attributes | PS_ATTR_TRANSACTIONAL);
 
-    /* "pstream/_corelib/batch.pxi":354
+    /* "pstream/_corelib/batch.pxi":351
  *         if timestamp_type:
  *             attributes |= PS_ATTR_TIMESTAMP_TYPE
  *         if transactional:             # <<<<<<<<<<<<<<
@@ -11249,7 +11174,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":356
+  /* "pstream/_corelib/batch.pxi":353
  *         if transactional:
  *             attributes |= PS_ATTR_TRANSACTIONAL
  *         if control:             # <<<<<<<<<<<<<<
@@ -11258,7 +11183,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   if (__pyx_v_control) {
 
-    /* "pstream/_corelib/batch.pxi":357
+    /* "pstream/_corelib/batch.pxi":354
  *             attributes |= PS_ATTR_TRANSACTIONAL
  *         if control:
  *             attributes |= PS_ATTR_CONTROL             # <<<<<<<<<<<<<<
@@ -11267,7 +11192,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     __pyx_v_attributes = (__pyx_v_attributes | PS_ATTR_CONTROL);
 
-    /* "pstream/_corelib/batch.pxi":356
+    /* "pstream/_corelib/batch.pxi":353
  *         if transactional:
  *             attributes |= PS_ATTR_TRANSACTIONAL
  *         if control:             # <<<<<<<<<<<<<<
@@ -11276,7 +11201,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":358
+  /* "pstream/_corelib/batch.pxi":355
  *         if control:
  *             attributes |= PS_ATTR_CONTROL
  *         if codec == 0:             # <<<<<<<<<<<<<<
@@ -11288,7 +11213,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/batch.pxi":359
+    /* "pstream/_corelib/batch.pxi":356
  *             attributes |= PS_ATTR_CONTROL
  *         if codec == 0:
  *             total = PS_BATCH_HEADER_SIZE + records_len             # <<<<<<<<<<<<<<
@@ -11297,19 +11222,19 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     __pyx_v_total = (PS_BATCH_HEADER_SIZE + __pyx_v_records_len);
 
-    /* "pstream/_corelib/batch.pxi":360
+    /* "pstream/_corelib/batch.pxi":357
  *         if codec == 0:
  *             total = PS_BATCH_HEADER_SIZE + records_len
  *             out = PyBytes_FromStringAndSize(NULL, total)             # <<<<<<<<<<<<<<
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
  *             self.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_3 = PyBytes_FromStringAndSize(NULL, __pyx_v_total); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 360, __pyx_L1_error)
+    __pyx_t_3 = PyBytes_FromStringAndSize(NULL, __pyx_v_total); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 357, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __pyx_v_out = ((PyObject*)__pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/batch.pxi":361
+    /* "pstream/_corelib/batch.pxi":358
  *             total = PS_BATCH_HEADER_SIZE + records_len
  *             out = PyBytes_FromStringAndSize(NULL, total)
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)             # <<<<<<<<<<<<<<
@@ -11318,7 +11243,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     __pyx_v_dst = ((uint8_t *)PyBytes_AS_STRING(__pyx_v_out));
 
-    /* "pstream/_corelib/batch.pxi":362
+    /* "pstream/_corelib/batch.pxi":359
  *             out = PyBytes_FromStringAndSize(NULL, total)
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
  *             self.write_records(dst + PS_BATCH_HEADER_SIZE)             # <<<<<<<<<<<<<<
@@ -11327,7 +11252,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->write_records(__pyx_v_self, (__pyx_v_dst + PS_BATCH_HEADER_SIZE));
 
-    /* "pstream/_corelib/batch.pxi":358
+    /* "pstream/_corelib/batch.pxi":355
  *         if control:
  *             attributes |= PS_ATTR_CONTROL
  *         if codec == 0:             # <<<<<<<<<<<<<<
@@ -11337,7 +11262,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
     goto __pyx_L6;
   }
 
-  /* "pstream/_corelib/batch.pxi":364
+  /* "pstream/_corelib/batch.pxi":361
  *             self.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         else:
  *             raw = PyBytes_FromStringAndSize(NULL, records_len)             # <<<<<<<<<<<<<<
@@ -11345,12 +11270,12 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
  *             packed = _compression.compress(codec, raw)
 */
   /*else*/ {
-    __pyx_t_3 = PyBytes_FromStringAndSize(NULL, __pyx_v_records_len); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 364, __pyx_L1_error)
+    __pyx_t_3 = PyBytes_FromStringAndSize(NULL, __pyx_v_records_len); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __pyx_v_raw = ((PyObject*)__pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/batch.pxi":365
+    /* "pstream/_corelib/batch.pxi":362
  *         else:
  *             raw = PyBytes_FromStringAndSize(NULL, records_len)
  *             self.write_records(<uint8_t *>PyBytes_AS_STRING(raw))             # <<<<<<<<<<<<<<
@@ -11359,7 +11284,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_self->__pyx_vtab)->write_records(__pyx_v_self, ((uint8_t *)PyBytes_AS_STRING(__pyx_v_raw)));
 
-    /* "pstream/_corelib/batch.pxi":366
+    /* "pstream/_corelib/batch.pxi":363
  *             raw = PyBytes_FromStringAndSize(NULL, records_len)
  *             self.write_records(<uint8_t *>PyBytes_AS_STRING(raw))
  *             packed = _compression.compress(codec, raw)             # <<<<<<<<<<<<<<
@@ -11367,12 +11292,12 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
  *             out = PyBytes_FromStringAndSize(NULL, total)
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 366, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_compress); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 366, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_compress); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_codec); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 366, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_codec); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_7 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -11392,36 +11317,36 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 366, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 363, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __pyx_v_packed = __pyx_t_3;
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/batch.pxi":367
+    /* "pstream/_corelib/batch.pxi":364
  *             self.write_records(<uint8_t *>PyBytes_AS_STRING(raw))
  *             packed = _compression.compress(codec, raw)
  *             total = PS_BATCH_HEADER_SIZE + len(packed)             # <<<<<<<<<<<<<<
  *             out = PyBytes_FromStringAndSize(NULL, total)
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
 */
-    __pyx_t_1 = PyObject_Length(__pyx_v_packed); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(1, 367, __pyx_L1_error)
+    __pyx_t_1 = PyObject_Length(__pyx_v_packed); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(1, 364, __pyx_L1_error)
     __pyx_v_total = (PS_BATCH_HEADER_SIZE + __pyx_t_1);
 
 
-    /* "pstream/_corelib/batch.pxi":368
+    /* "pstream/_corelib/batch.pxi":365
  *             packed = _compression.compress(codec, raw)
  *             total = PS_BATCH_HEADER_SIZE + len(packed)
  *             out = PyBytes_FromStringAndSize(NULL, total)             # <<<<<<<<<<<<<<
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
  *             memcpy(dst + PS_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))
 */
-    __pyx_t_3 = PyBytes_FromStringAndSize(NULL, __pyx_v_total); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 368, __pyx_L1_error)
+    __pyx_t_3 = PyBytes_FromStringAndSize(NULL, __pyx_v_total); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 365, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __pyx_v_out = ((PyObject*)__pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/batch.pxi":369
+    /* "pstream/_corelib/batch.pxi":366
  *             total = PS_BATCH_HEADER_SIZE + len(packed)
  *             out = PyBytes_FromStringAndSize(NULL, total)
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)             # <<<<<<<<<<<<<<
@@ -11430,20 +11355,20 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
     __pyx_v_dst = ((uint8_t *)PyBytes_AS_STRING(__pyx_v_out));
 
-    /* "pstream/_corelib/batch.pxi":370
+    /* "pstream/_corelib/batch.pxi":367
  *             out = PyBytes_FromStringAndSize(NULL, total)
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
  *             memcpy(dst + PS_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))             # <<<<<<<<<<<<<<
  *         if total - PS_BATCH_LOG_OVERHEAD > 0x7fffffff:
  *             raise _errors.BatchTooLargeError(f"batch of {total} bytes exceeds the 2 GiB v2 limit")
 */
-    __pyx_t_1 = PyObject_Length(__pyx_v_packed); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(1, 370, __pyx_L1_error)
+    __pyx_t_1 = PyObject_Length(__pyx_v_packed); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(1, 367, __pyx_L1_error)
     (void)(memcpy((__pyx_v_dst + PS_BATCH_HEADER_SIZE), PyBytes_AS_STRING(__pyx_v_packed), __pyx_t_1));
 
   }
   __pyx_L6:;
 
-  /* "pstream/_corelib/batch.pxi":371
+  /* "pstream/_corelib/batch.pxi":368
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
  *             memcpy(dst + PS_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))
  *         if total - PS_BATCH_LOG_OVERHEAD > 0x7fffffff:             # <<<<<<<<<<<<<<
@@ -11455,7 +11380,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/batch.pxi":372
+    /* "pstream/_corelib/batch.pxi":369
  *             memcpy(dst + PS_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))
  *         if total - PS_BATCH_LOG_OVERHEAD > 0x7fffffff:
  *             raise _errors.BatchTooLargeError(f"batch of {total} bytes exceeds the 2 GiB v2 limit")             # <<<<<<<<<<<<<<
@@ -11463,12 +11388,12 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
  *                            self.base_ts, self.max_ts, producer_id, producer_epoch, base_sequence, <int32_t>self.n)
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 372, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 369, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 372, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 369, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 372, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(1, 369, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_8[0] = __pyx_mstate_global->__pyx_kp_u_batch_of;
     __pyx_t_8[1] = __pyx_t_5;
@@ -11479,7 +11404,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
     #endif
     __pyx_t_9 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_8, 3, __pyx_t_1, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(1, 372, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(1, 369, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_7 = 1;
@@ -11500,14 +11425,14 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 372, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 369, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(1, 372, __pyx_L1_error)
+    __PYX_ERR(1, 369, __pyx_L1_error)
 
-    /* "pstream/_corelib/batch.pxi":371
+    /* "pstream/_corelib/batch.pxi":368
  *             dst = <uint8_t *>PyBytes_AS_STRING(out)
  *             memcpy(dst + PS_BATCH_HEADER_SIZE, PyBytes_AS_STRING(packed), len(packed))
  *         if total - PS_BATCH_LOG_OVERHEAD > 0x7fffffff:             # <<<<<<<<<<<<<<
@@ -11516,7 +11441,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":373
+  /* "pstream/_corelib/batch.pxi":370
  *         if total - PS_BATCH_LOG_OVERHEAD > 0x7fffffff:
  *             raise _errors.BatchTooLargeError(f"batch of {total} bytes exceeds the 2 GiB v2 limit")
  *         write_batch_header(dst, total, base_offset, leader_epoch, attributes, <int32_t>(self.n - 1),             # <<<<<<<<<<<<<<
@@ -11525,7 +11450,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base_offset, __pyx_v_leader_epoch, __pyx_v_attributes, ((int32_t)(__pyx_v_self->n - 1)), __pyx_v_self->base_ts, __pyx_v_self->max_ts, __pyx_v_producer_id, __pyx_v_producer_epoch, __pyx_v_base_sequence, ((int32_t)__pyx_v_self->n));
 
-  /* "pstream/_corelib/batch.pxi":375
+  /* "pstream/_corelib/batch.pxi":372
  *         write_batch_header(dst, total, base_offset, leader_epoch, attributes, <int32_t>(self.n - 1),
  *                            self.base_ts, self.max_ts, producer_id, producer_epoch, base_sequence, <int32_t>self.n)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -11534,7 +11459,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/batch.pxi":376
+  /* "pstream/_corelib/batch.pxi":373
  *                            self.base_ts, self.max_ts, producer_id, producer_epoch, base_sequence, <int32_t>self.n)
  *         seal_batch_crc(dst, total)
  *         return out             # <<<<<<<<<<<<<<
@@ -11552,7 +11477,7 @@ static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":344
+  /* "pstream/_corelib/batch.pxi":341
  *             p += write_record(dst + p, &self.specs[i], self.base_ts, <int32_t>i)
  * 
  *     cdef bytes build(self, int64_t base_offset, int codec, int timestamp_type, int64_t producer_id,             # <<<<<<<<<<<<<<
@@ -11788,11 +11713,256 @@ static PyObject *__pyx_pf_7pstream_5_core_12BatchBuilder_6__setstate_cython__(CY
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":379
+/* "pstream/_corelib/batch.pxi":376
  * 
  * 
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,             # <<<<<<<<<<<<<<
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+ * cdef object checked_int(object value, str name, int bits):             # <<<<<<<<<<<<<<
+ *     """value as an int that fits a signed field of `bits` bits, else ValueError naming it."""
+ *     cdef object limit = (<object>1) << (bits - 1)
+*/
+
+static PyObject *__pyx_f_7pstream_5_core_checked_int(PyObject *__pyx_v_value, PyObject *__pyx_v_name, int __pyx_v_bits) {
+  PyObject *__pyx_v_limit = 0;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  int __pyx_t_3;
+  int __pyx_t_4;
+  int __pyx_t_5;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9[3];
+  Py_ssize_t __pyx_t_10;
+  int __pyx_t_11;
+  size_t __pyx_t_12;
+  PyObject *__pyx_t_13[6];
+  PyObject *__pyx_t_14 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("checked_int", 0);
+
+  /* "pstream/_corelib/batch.pxi":378
+ * cdef object checked_int(object value, str name, int bits):
+ *     """value as an int that fits a signed field of `bits` bits, else ValueError naming it."""
+ *     cdef object limit = (<object>1) << (bits - 1)             # <<<<<<<<<<<<<<
+ *     if not isinstance(value, int) or isinstance(value, bool):
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+*/
+  __pyx_t_1 = __Pyx_PyLong_From_long((__pyx_v_bits - 1)); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 378, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_2 = PyNumber_Lshift(__pyx_mstate_global->__pyx_int_1, __pyx_t_1); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 378, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __pyx_v_limit = __pyx_t_2;
+  __pyx_t_2 = 0;
+
+  /* "pstream/_corelib/batch.pxi":379
+ *     """value as an int that fits a signed field of `bits` bits, else ValueError naming it."""
+ *     cdef object limit = (<object>1) << (bits - 1)
+ *     if not isinstance(value, int) or isinstance(value, bool):             # <<<<<<<<<<<<<<
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+ *     if not -limit <= value < limit:
+*/
+  __pyx_t_4 = PyLong_Check(__pyx_v_value); 
+  __pyx_t_5 = (!__pyx_t_4);
+
+
+  if (!__pyx_t_5) {
+
+  } else {
+
+    __pyx_t_3 = __pyx_t_5;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_5 = PyBool_Check(__pyx_v_value); 
+
+  __pyx_t_3 = __pyx_t_5;
+
+  __pyx_L4_bool_binop_done:;
+  if (unlikely(__pyx_t_3)) {
+
+
+    /* "pstream/_corelib/batch.pxi":380
+ *     cdef object limit = (<object>1) << (bits - 1)
+ *     if not isinstance(value, int) or isinstance(value, bool):
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")             # <<<<<<<<<<<<<<
+ *     if not -limit <= value < limit:
+ *         raise ValueError(f"{name} {value} does not fit a signed {bits}-bit field")
+*/
+    __pyx_t_1 = NULL;
+    __pyx_t_6 = __Pyx_PyUnicode_Unicode(__pyx_v_name); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 380, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(((PyObject *)Py_TYPE(__pyx_v_value)), __pyx_mstate_global->__pyx_n_u_name); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 380, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 380, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __pyx_t_9[0] = __pyx_t_6;
+    __pyx_t_9[1] = __pyx_mstate_global->__pyx_kp_u_must_be_an_int_not;
+    __pyx_t_9[2] = __pyx_t_8;
+    __pyx_t_10 = 21;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_10 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_9[0]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_9[2]);
+    #endif
+    __pyx_t_11 = 0;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_11 |= __Pyx_PyUnicode_KIND_04(__pyx_t_9[0]) | __Pyx_PyUnicode_KIND_04(__pyx_t_9[2]);
+    #endif
+    __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 3, __pyx_t_10, __pyx_t_11);
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 380, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_7);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __pyx_t_12 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_1, __pyx_t_7};
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_TypeError)), __pyx_callargs+__pyx_t_12, (2-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
+      __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 380, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+    }
+    __Pyx_Raise(__pyx_t_2, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __PYX_ERR(1, 380, __pyx_L1_error)
+
+    /* "pstream/_corelib/batch.pxi":379
+ *     """value as an int that fits a signed field of `bits` bits, else ValueError naming it."""
+ *     cdef object limit = (<object>1) << (bits - 1)
+ *     if not isinstance(value, int) or isinstance(value, bool):             # <<<<<<<<<<<<<<
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+ *     if not -limit <= value < limit:
+*/
+  }
+
+  /* "pstream/_corelib/batch.pxi":381
+ *     if not isinstance(value, int) or isinstance(value, bool):
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+ *     if not -limit <= value < limit:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"{name} {value} does not fit a signed {bits}-bit field")
+ *     return value
+*/
+  __pyx_t_2 = PyNumber_Negative(__pyx_v_limit); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 381, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolLe_object_object(__pyx_t_2, __pyx_v_value, Py_LE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(1, 381, __pyx_L1_error)
+  if (__pyx_t_3) {
+    __pyx_t_3 = __Pyx_PyObject_CompareBoolLt_object_object(__pyx_v_value, __pyx_v_limit, Py_LT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(1, 381, __pyx_L1_error)
+  }
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+  __pyx_t_5 = (!__pyx_t_3);
+
+
+  if (unlikely(__pyx_t_5)) {
+
+
+    /* "pstream/_corelib/batch.pxi":382
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+ *     if not -limit <= value < limit:
+ *         raise ValueError(f"{name} {value} does not fit a signed {bits}-bit field")             # <<<<<<<<<<<<<<
+ *     return value
+ * 
+*/
+    __pyx_t_7 = NULL;
+    __pyx_t_1 = __Pyx_PyUnicode_Unicode(__pyx_v_name); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 382, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_v_value, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 382, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_8);
+    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_bits, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 382, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_13[0] = __pyx_t_1;
+    __pyx_t_13[1] = __pyx_mstate_global->__pyx_kp_u__4;
+    __pyx_t_13[2] = __pyx_t_8;
+    __pyx_t_13[3] = __pyx_mstate_global->__pyx_kp_u_does_not_fit_a_signed;
+    __pyx_t_13[4] = __pyx_t_6;
+    __pyx_t_13[5] = __pyx_mstate_global->__pyx_kp_u_bit_field;
+    __pyx_t_10 = 34;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_10 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[0]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[2]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[4]);
+    #endif
+    __pyx_t_11 = 0;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_11 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[0]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[2]);
+    #endif
+    __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_13, 6, __pyx_t_10, __pyx_t_11);
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 382, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_14);
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_12 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_7, __pyx_t_14};
+      __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_12, (2-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
+      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 382, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+    }
+    __Pyx_Raise(__pyx_t_2, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __PYX_ERR(1, 382, __pyx_L1_error)
+
+    /* "pstream/_corelib/batch.pxi":381
+ *     if not isinstance(value, int) or isinstance(value, bool):
+ *         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+ *     if not -limit <= value < limit:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"{name} {value} does not fit a signed {bits}-bit field")
+ *     return value
+*/
+  }
+
+  /* "pstream/_corelib/batch.pxi":383
+ *     if not -limit <= value < limit:
+ *         raise ValueError(f"{name} {value} does not fit a signed {bits}-bit field")
+ *     return value             # <<<<<<<<<<<<<<
+ * 
+ * 
+*/
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __Pyx_INCREF(__pyx_v_value);
+      __pyx_r = __pyx_v_value;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  goto __pyx_L0;
+
+  /* "pstream/_corelib/batch.pxi":376
+ * 
+ * 
+ * cdef object checked_int(object value, str name, int bits):             # <<<<<<<<<<<<<<
+ *     """value as an int that fits a signed field of `bits` bits, else ValueError naming it."""
+ *     cdef object limit = (<object>1) << (bits - 1)
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_14);
+  __Pyx_AddTraceback("pstream._core.checked_int", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = 0;
+  __pyx_L0:;
+  __Pyx_XDECREF(__pyx_v_limit);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "pstream/_corelib/batch.pxi":386
+ * 
+ * 
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,             # <<<<<<<<<<<<<<
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):
 */
 
@@ -11804,7 +11974,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_4encode_batch, "encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1, int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1, bool is_transactional=False, bool is_control=False, now_ms=None)\n\nEncodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.\n\nA timestamp of None becomes now_ms (or the current time, taken once per batch).");
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_4encode_batch, "encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1, producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1, bool is_transactional=False, bool is_control=False, now_ms=None)\n\nEncodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.\n\nA timestamp of None becomes now_ms (or the current time, taken once per batch).");
 static PyMethodDef __pyx_mdef_7pstream_5_core_5encode_batch = {"encode_batch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_5encode_batch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_4encode_batch};
 static PyObject *__pyx_pw_7pstream_5_core_5encode_batch(PyObject *__pyx_self, 
 #if CYTHON_VECTORCALL
@@ -11814,13 +11984,13 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ) {
   PyObject *__pyx_v_records = 0;
-  int64_t __pyx_v_base_offset;
+  PyObject *__pyx_v_base_offset = 0;
   PyObject *__pyx_v_compression = 0;
-  int __pyx_v_timestamp_type;
-  int64_t __pyx_v_producer_id;
-  int16_t __pyx_v_producer_epoch;
-  int32_t __pyx_v_base_sequence;
-  int32_t __pyx_v_partition_leader_epoch;
+  PyObject *__pyx_v_timestamp_type = 0;
+  PyObject *__pyx_v_producer_id = 0;
+  PyObject *__pyx_v_producer_epoch = 0;
+  PyObject *__pyx_v_base_sequence = 0;
+  PyObject *__pyx_v_partition_leader_epoch = 0;
   int __pyx_v_is_transactional;
   int __pyx_v_is_control;
   PyObject *__pyx_v_now_ms = 0;
@@ -11846,78 +12016,66 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_records,&__pyx_mstate_global->__pyx_n_u_base_offset,&__pyx_mstate_global->__pyx_n_u_compression_2,&__pyx_mstate_global->__pyx_n_u_timestamp_type,&__pyx_mstate_global->__pyx_n_u_producer_id_2,&__pyx_mstate_global->__pyx_n_u_producer_epoch,&__pyx_mstate_global->__pyx_n_u_base_sequence,&__pyx_mstate_global->__pyx_n_u_partition_leader_epoch,&__pyx_mstate_global->__pyx_n_u_is_transactional,&__pyx_mstate_global->__pyx_n_u_is_control,&__pyx_mstate_global->__pyx_n_u_now_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 379, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 386, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 379, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 386, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode_batch", 0) < (0)) __PYX_ERR(1, 379, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "encode_batch", 0) < (0)) __PYX_ERR(1, 386, __pyx_L3_error)
+      if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_0)));
       if (!values[2]) values[2] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_0)));
+      if (!values[3]) values[3] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_0)));
+      if (!values[4]) values[4] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
+      if (!values[5]) values[5] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
+      if (!values[6]) values[6] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
+      if (!values[7]) values[7] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
 
-      /* "pstream/_corelib/batch.pxi":381
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+      /* "pstream/_corelib/batch.pxi":388
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):             # <<<<<<<<<<<<<<
  *     """Encodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.
  * 
 */
       if (!values[10]) values[10] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode_batch", 1, 1, 1, i); __PYX_ERR(1, 379, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("encode_batch", 1, 1, 1, i); __PYX_ERR(1, 386, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 379, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 386, __pyx_L3_error)
+      if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_0)));
       if (!values[2]) values[2] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_0)));
+      if (!values[3]) values[3] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_0)));
+      if (!values[4]) values[4] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
+      if (!values[5]) values[5] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
+      if (!values[6]) values[6] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
+      if (!values[7]) values[7] = __Pyx_NewRef(((PyObject *)((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)));
       if (!values[10]) values[10] = __Pyx_NewRef(((PyObject *)Py_None));
     }
     __pyx_v_records = values[0];
-    if (values[1]) {
-      __pyx_v_base_offset = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_base_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 379, __pyx_L3_error)
-    } else {
-      __pyx_v_base_offset = ((int64_t)((int64_t)0));
-    }
+    __pyx_v_base_offset = values[1];
     __pyx_v_compression = values[2];
-    if (values[3]) {
-      __pyx_v_timestamp_type = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_timestamp_type == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 379, __pyx_L3_error)
-    } else {
-      __pyx_v_timestamp_type = ((int)((int)0));
-    }
-    if (values[4]) {
-      __pyx_v_producer_id = __Pyx_PyLong_As_int64_t(values[4]); if (unlikely((__pyx_v_producer_id == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 379, __pyx_L3_error)
-    } else {
-      __pyx_v_producer_id = ((int64_t)((int64_t)-1L));
-    }
-    if (values[5]) {
-      __pyx_v_producer_epoch = __Pyx_PyLong_As_int16_t(values[5]); if (unlikely((__pyx_v_producer_epoch == ((int16_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 380, __pyx_L3_error)
-    } else {
-      __pyx_v_producer_epoch = ((int16_t)((int16_t)-1));
-    }
-    if (values[6]) {
-      __pyx_v_base_sequence = __Pyx_PyLong_As_int32_t(values[6]); if (unlikely((__pyx_v_base_sequence == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 380, __pyx_L3_error)
-    } else {
-      __pyx_v_base_sequence = ((int32_t)((int32_t)-1));
-    }
-    if (values[7]) {
-      __pyx_v_partition_leader_epoch = __Pyx_PyLong_As_int32_t(values[7]); if (unlikely((__pyx_v_partition_leader_epoch == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 380, __pyx_L3_error)
-    } else {
-      __pyx_v_partition_leader_epoch = ((int32_t)((int32_t)-1));
-    }
+    __pyx_v_timestamp_type = values[3];
+    __pyx_v_producer_id = values[4];
+    __pyx_v_producer_epoch = values[5];
+    __pyx_v_base_sequence = values[6];
+    __pyx_v_partition_leader_epoch = values[7];
     if (values[8]) {
-      __pyx_v_is_transactional = __Pyx_PyObject_IsTrue(values[8]); if (unlikely((__pyx_v_is_transactional == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 381, __pyx_L3_error)
+      __pyx_v_is_transactional = __Pyx_PyObject_IsTrue(values[8]); if (unlikely((__pyx_v_is_transactional == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 388, __pyx_L3_error)
     } else {
       __pyx_v_is_transactional = ((int)((int)0));
     }
     if (values[9]) {
-      __pyx_v_is_control = __Pyx_PyObject_IsTrue(values[9]); if (unlikely((__pyx_v_is_control == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 381, __pyx_L3_error)
+      __pyx_v_is_control = __Pyx_PyObject_IsTrue(values[9]); if (unlikely((__pyx_v_is_control == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 388, __pyx_L3_error)
     } else {
       __pyx_v_is_control = ((int)((int)0));
     }
@@ -11925,7 +12083,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("encode_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 379, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("encode_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 386, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -11938,11 +12096,11 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __pyx_L4_argument_unpacking_done:;
   __pyx_r = __pyx_pf_7pstream_5_core_4encode_batch(__pyx_self, __pyx_v_records, __pyx_v_base_offset, __pyx_v_compression, __pyx_v_timestamp_type, __pyx_v_producer_id, __pyx_v_producer_epoch, __pyx_v_base_sequence, __pyx_v_partition_leader_epoch, __pyx_v_is_transactional, __pyx_v_is_control, __pyx_v_now_ms);
 
-  /* "pstream/_corelib/batch.pxi":379
+  /* "pstream/_corelib/batch.pxi":386
  * 
  * 
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,             # <<<<<<<<<<<<<<
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,             # <<<<<<<<<<<<<<
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):
 */
 
@@ -11952,17 +12110,11 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
 
 
-
-
-
-
-
-
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_records, int64_t __pyx_v_base_offset, PyObject *__pyx_v_compression, int __pyx_v_timestamp_type, int64_t __pyx_v_producer_id, int16_t __pyx_v_producer_epoch, int32_t __pyx_v_base_sequence, int32_t __pyx_v_partition_leader_epoch, int __pyx_v_is_transactional, int __pyx_v_is_control, PyObject *__pyx_v_now_ms) {
+static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_records, PyObject *__pyx_v_base_offset, PyObject *__pyx_v_compression, PyObject *__pyx_v_timestamp_type, PyObject *__pyx_v_producer_id, PyObject *__pyx_v_producer_epoch, PyObject *__pyx_v_base_sequence, PyObject *__pyx_v_partition_leader_epoch, int __pyx_v_is_transactional, int __pyx_v_is_control, PyObject *__pyx_v_now_ms) {
   int __pyx_v_codec;
   struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_builder = 0;
   int64_t __pyx_v_now;
@@ -11982,27 +12134,31 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
   int64_t __pyx_t_7;
   int __pyx_t_8;
   int64_t __pyx_t_9;
-  Py_ssize_t __pyx_t_10;
-  PyObject *(*__pyx_t_11)(PyObject *);
-  PyObject *__pyx_t_12 = NULL;
+  int __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
+  PyObject *(*__pyx_t_12)(PyObject *);
   PyObject *__pyx_t_13 = NULL;
-  PyObject *(*__pyx_t_14)(PyObject *);
+  PyObject *__pyx_t_14 = NULL;
+  PyObject *(*__pyx_t_15)(PyObject *);
+  int16_t __pyx_t_16;
+  int32_t __pyx_t_17;
+  int32_t __pyx_t_18;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("encode_batch", 0);
 
-  /* "pstream/_corelib/batch.pxi":386
+  /* "pstream/_corelib/batch.pxi":393
  *     A timestamp of None becomes now_ms (or the current time, taken once per batch).
  *     """
  *     cdef int codec = _compression.codec_id(compression)             # <<<<<<<<<<<<<<
  *     cdef BatchBuilder builder = BatchBuilder()
- *     cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
+ *     cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 386, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 393, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 386, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 393, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_5 = 1;
@@ -12022,19 +12178,19 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 386, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 393, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 386, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 393, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_codec = __pyx_t_6;
 
-  /* "pstream/_corelib/batch.pxi":387
+  /* "pstream/_corelib/batch.pxi":394
  *     """
  *     cdef int codec = _compression.codec_id(compression)
  *     cdef BatchBuilder builder = BatchBuilder()             # <<<<<<<<<<<<<<
- *     cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
- *     for rec in records:
+ *     cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)
+ *     if timestamp_type not in (0, 1):
 */
   __pyx_t_4 = NULL;
   __pyx_t_5 = 1;
@@ -12042,97 +12198,163 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_BatchBuilder, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 387, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 394, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_builder = ((struct __pyx_obj_7pstream_5_core_BatchBuilder *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":388
+  /* "pstream/_corelib/batch.pxi":395
  *     cdef int codec = _compression.codec_id(compression)
  *     cdef BatchBuilder builder = BatchBuilder()
- *     cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms             # <<<<<<<<<<<<<<
- *     for rec in records:
- *         key, value, headers, ts = rec
+ *     cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)             # <<<<<<<<<<<<<<
+ *     if timestamp_type not in (0, 1):
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
 */
   __pyx_t_8 = (__pyx_v_now_ms == Py_None);
   if (__pyx_t_8) {
 
     __pyx_t_7 = ps_now_ms();
   } else {
-    __pyx_t_9 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_9 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 388, __pyx_L1_error)
-
-    __pyx_t_7 = ((int64_t)__pyx_t_9);
-
+    __pyx_t_1 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_now_ms, __pyx_mstate_global->__pyx_n_u_now_ms, 64); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 395, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+    __pyx_t_9 = __Pyx_PyLong_As_int64_t(__pyx_t_1); if (unlikely((__pyx_t_9 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 395, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __pyx_t_7 = __pyx_t_9;
   }
 
   __pyx_v_now = __pyx_t_7;
 
-  /* "pstream/_corelib/batch.pxi":389
+  /* "pstream/_corelib/batch.pxi":396
  *     cdef BatchBuilder builder = BatchBuilder()
- *     cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
+ *     cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)
+ *     if timestamp_type not in (0, 1):             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
+ *     for rec in records:
+*/
+  __Pyx_INCREF(__pyx_v_timestamp_type);
+  __pyx_t_1 = __pyx_v_timestamp_type;
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_0, 0, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(1, 396, __pyx_L1_error)
+  if (__pyx_t_10) {
+
+  } else {
+
+    __pyx_t_8 = __pyx_t_10;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_10 = (__Pyx_PyLong_BoolNeObjC(__pyx_t_1, __pyx_mstate_global->__pyx_int_1, 1, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(1, 396, __pyx_L1_error)
+
+  __pyx_t_8 = __pyx_t_10;
+
+  __pyx_L4_bool_binop_done:;
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __pyx_t_10 = __pyx_t_8;
+
+
+  if (unlikely(__pyx_t_10)) {
+
+
+    /* "pstream/_corelib/batch.pxi":397
+ *     cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)
+ *     if timestamp_type not in (0, 1):
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")             # <<<<<<<<<<<<<<
+ *     for rec in records:
+ *         key, value, headers, ts = rec
+*/
+    __pyx_t_4 = NULL;
+    __pyx_t_2 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_timestamp_type), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 397, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+    __pyx_t_3 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_timestamp_type_must_be_0_CreateT, __pyx_t_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 397, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_3);
+    __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+    __pyx_t_5 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_t_3};
+      __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 397, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+    }
+    __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __PYX_ERR(1, 397, __pyx_L1_error)
+
+    /* "pstream/_corelib/batch.pxi":396
+ *     cdef BatchBuilder builder = BatchBuilder()
+ *     cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)
+ *     if timestamp_type not in (0, 1):             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
+ *     for rec in records:
+*/
+  }
+
+  /* "pstream/_corelib/batch.pxi":398
+ *     if timestamp_type not in (0, 1):
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
  *     for rec in records:             # <<<<<<<<<<<<<<
  *         key, value, headers, ts = rec
- *         builder.add(key, value, headers, ts, now)
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
 */
   if (likely(PyList_CheckExact(__pyx_v_records)) || PyTuple_CheckExact(__pyx_v_records)) {
     __pyx_t_1 = __pyx_v_records; __Pyx_INCREF(__pyx_t_1);
-    __pyx_t_10 = 0;
-    __pyx_t_11 = NULL;
+    __pyx_t_11 = 0;
+    __pyx_t_12 = NULL;
   } else {
-    __pyx_t_10 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 389, __pyx_L1_error)
+    __pyx_t_11 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 398, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_11)) __PYX_ERR(1, 389, __pyx_L1_error)
+    __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 398, __pyx_L1_error)
   }
   for (;;) {
-    if (likely(!__pyx_t_11)) {
+    if (likely(!__pyx_t_12)) {
       if (likely(PyList_CheckExact(__pyx_t_1))) {
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 389, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 398, __pyx_L1_error)
           #endif
-          if (__pyx_t_10 >= __pyx_temp) break;
+          if (__pyx_t_11 >= __pyx_temp) break;
         }
-        __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_10, __Pyx_ReferenceSharing_OwnStrongReference);
-        ++__pyx_t_10;
+        __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
+        ++__pyx_t_11;
       } else {
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 389, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(1, 398, __pyx_L1_error)
           #endif
-          if (__pyx_t_10 >= __pyx_temp) break;
+          if (__pyx_t_11 >= __pyx_temp) break;
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-        __pyx_t_4 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_1, __pyx_t_10));
+        __pyx_t_3 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_1, __pyx_t_11));
         #else
-        __pyx_t_4 = __Pyx_PySequence_ITEM(__pyx_t_1, __pyx_t_10);
+        __pyx_t_3 = __Pyx_PySequence_ITEM(__pyx_t_1, __pyx_t_11);
         #endif
-        ++__pyx_t_10;
+        ++__pyx_t_11;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 389, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 398, __pyx_L1_error)
     } else {
-      __pyx_t_4 = __pyx_t_11(__pyx_t_1);
-      if (unlikely(!__pyx_t_4)) {
+      __pyx_t_3 = __pyx_t_12(__pyx_t_1);
+      if (unlikely(!__pyx_t_3)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(1, 389, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(1, 398, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
       }
     }
-    __Pyx_GOTREF(__pyx_t_4);
-    __Pyx_XDECREF_SET(__pyx_v_rec, __pyx_t_4);
-    __pyx_t_4 = 0;
+    __Pyx_GOTREF(__pyx_t_3);
+    __Pyx_XDECREF_SET(__pyx_v_rec, __pyx_t_3);
+    __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/batch.pxi":390
- *     cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
+    /* "pstream/_corelib/batch.pxi":399
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
  *     for rec in records:
  *         key, value, headers, ts = rec             # <<<<<<<<<<<<<<
- *         builder.add(key, value, headers, ts, now)
- *     return builder.build(base_offset, codec, timestamp_type, producer_id, producer_epoch, base_sequence,
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
+ *     return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,
 */
     if ((likely(PyTuple_CheckExact(__pyx_v_rec))) || (PyList_CheckExact(__pyx_v_rec))) {
       PyObject* sequence = __pyx_v_rec;
@@ -12140,38 +12362,38 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
       if (unlikely(size != 4)) {
         if (size > 4) __Pyx_RaiseTooManyValuesError(4);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(1, 390, __pyx_L1_error)
+        __PYX_ERR(1, 399, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
-        __pyx_t_4 = PyTuple_GET_ITEM(sequence, 0);
-        __Pyx_INCREF(__pyx_t_4);
-        __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
-        __Pyx_INCREF(__pyx_t_2);
-        __pyx_t_3 = PyTuple_GET_ITEM(sequence, 2);
+        __pyx_t_3 = PyTuple_GET_ITEM(sequence, 0);
         __Pyx_INCREF(__pyx_t_3);
-        __pyx_t_12 = PyTuple_GET_ITEM(sequence, 3);
-        __Pyx_INCREF(__pyx_t_12);
+        __pyx_t_4 = PyTuple_GET_ITEM(sequence, 1);
+        __Pyx_INCREF(__pyx_t_4);
+        __pyx_t_2 = PyTuple_GET_ITEM(sequence, 2);
+        __Pyx_INCREF(__pyx_t_2);
+        __pyx_t_13 = PyTuple_GET_ITEM(sequence, 3);
+        __Pyx_INCREF(__pyx_t_13);
       } else {
-        __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 390, __pyx_L1_error)
-        __Pyx_XGOTREF(__pyx_t_4);
-        __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 390, __pyx_L1_error)
-        __Pyx_XGOTREF(__pyx_t_2);
-        __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 390, __pyx_L1_error)
+        __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(1, 399, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_3);
-        __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 390, __pyx_L1_error)
-        __Pyx_XGOTREF(__pyx_t_12);
+        __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 399, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_4);
+        __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 399, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_2);
+        __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(1, 399, __pyx_L1_error)
+        __Pyx_XGOTREF(__pyx_t_13);
       }
       #else
       {
         Py_ssize_t i;
-        PyObject** temps[4] = {&__pyx_t_4,&__pyx_t_2,&__pyx_t_3,&__pyx_t_12};
+        PyObject** temps[4] = {&__pyx_t_3,&__pyx_t_4,&__pyx_t_2,&__pyx_t_13};
         for (i=0; i < 4; i++) {
-          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(1, 390, __pyx_L1_error)
+          PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(1, 399, __pyx_L1_error)
           __Pyx_GOTREF(item);
           *(temps[i]) = item;
         }
@@ -12179,64 +12401,143 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
       #endif
     } else {
       Py_ssize_t index = -1;
-      PyObject** temps[4] = {&__pyx_t_4,&__pyx_t_2,&__pyx_t_3,&__pyx_t_12};
-      __pyx_t_13 = PyObject_GetIter(__pyx_v_rec); if (unlikely(!__pyx_t_13)) __PYX_ERR(1, 390, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
+      PyObject** temps[4] = {&__pyx_t_3,&__pyx_t_4,&__pyx_t_2,&__pyx_t_13};
+      __pyx_t_14 = PyObject_GetIter(__pyx_v_rec); if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 399, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_14);
+      __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
       for (index=0; index < 4; index++) {
-        PyObject* item = __pyx_t_14(__pyx_t_13); if (unlikely(!item)) goto __pyx_L5_unpacking_failed;
+        PyObject* item = __pyx_t_15(__pyx_t_14); if (unlikely(!item)) goto __pyx_L8_unpacking_failed;
         __Pyx_GOTREF(item);
         *(temps[index]) = item;
       }
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(1, 390, __pyx_L1_error)
-      __pyx_t_14 = NULL;
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      goto __pyx_L6_unpacking_done;
-      __pyx_L5_unpacking_failed:;
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-      __pyx_t_14 = NULL;
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(1, 399, __pyx_L1_error)
+      __pyx_t_15 = NULL;
+      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+      goto __pyx_L9_unpacking_done;
+      __pyx_L8_unpacking_failed:;
+      __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+      __pyx_t_15 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(1, 390, __pyx_L1_error)
-      __pyx_L6_unpacking_done:;
+      __PYX_ERR(1, 399, __pyx_L1_error)
+      __pyx_L9_unpacking_done:;
     }
-    __Pyx_XDECREF_SET(__pyx_v_key, __pyx_t_4);
-    __pyx_t_4 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_2);
-    __pyx_t_2 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_headers, __pyx_t_3);
+    __Pyx_XDECREF_SET(__pyx_v_key, __pyx_t_3);
     __pyx_t_3 = 0;
-    __Pyx_XDECREF_SET(__pyx_v_ts, __pyx_t_12);
-    __pyx_t_12 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_4);
+    __pyx_t_4 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_headers, __pyx_t_2);
+    __pyx_t_2 = 0;
+    __Pyx_XDECREF_SET(__pyx_v_ts, __pyx_t_13);
+    __pyx_t_13 = 0;
 
-    /* "pstream/_corelib/batch.pxi":391
+    /* "pstream/_corelib/batch.pxi":400
  *     for rec in records:
  *         key, value, headers, ts = rec
- *         builder.add(key, value, headers, ts, now)             # <<<<<<<<<<<<<<
- *     return builder.build(base_offset, codec, timestamp_type, producer_id, producer_epoch, base_sequence,
- *                          partition_leader_epoch, is_transactional, is_control)
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)             # <<<<<<<<<<<<<<
+ *     return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,
+ *                          checked_int(producer_id, "producer_id", 64),
 */
-    __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_builder->__pyx_vtab)->add(__pyx_v_builder, __pyx_v_key, __pyx_v_value, __pyx_v_headers, __pyx_v_ts, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(1, 391, __pyx_L1_error)
+    __pyx_t_10 = (__pyx_v_ts == Py_None);
+    if (__pyx_t_10) {
+      __Pyx_INCREF(Py_None);
+      __pyx_t_13 = Py_None;
+    } else {
+      __pyx_t_2 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_ts, __pyx_mstate_global->__pyx_n_u_timestamp_ms, 64); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 400, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_2);
+      __pyx_t_13 = __pyx_t_2;
+      __pyx_t_2 = 0;
+    }
+
+    __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_builder->__pyx_vtab)->add(__pyx_v_builder, __pyx_v_key, __pyx_v_value, __pyx_v_headers, __pyx_t_13, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(1, 400, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-    /* "pstream/_corelib/batch.pxi":389
- *     cdef BatchBuilder builder = BatchBuilder()
- *     cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
+    /* "pstream/_corelib/batch.pxi":398
+ *     if timestamp_type not in (0, 1):
+ *         raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
  *     for rec in records:             # <<<<<<<<<<<<<<
  *         key, value, headers, ts = rec
- *         builder.add(key, value, headers, ts, now)
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
 */
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":392
+  /* "pstream/_corelib/batch.pxi":401
  *         key, value, headers, ts = rec
- *         builder.add(key, value, headers, ts, now)
- *     return builder.build(base_offset, codec, timestamp_type, producer_id, producer_epoch, base_sequence,             # <<<<<<<<<<<<<<
- *                          partition_leader_epoch, is_transactional, is_control)
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
+ *     return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,             # <<<<<<<<<<<<<<
+ *                          checked_int(producer_id, "producer_id", 64),
+ *                          checked_int(producer_epoch, "producer_epoch", 16),
+*/
+  __pyx_t_1 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_base_offset, __pyx_mstate_global->__pyx_n_u_base_offset, 64); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 401, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_7 = __Pyx_PyLong_As_int64_t(__pyx_t_1); if (unlikely((__pyx_t_7 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 401, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_v_timestamp_type); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(1, 401, __pyx_L1_error)
+
+  /* "pstream/_corelib/batch.pxi":402
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
+ *     return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,
+ *                          checked_int(producer_id, "producer_id", 64),             # <<<<<<<<<<<<<<
+ *                          checked_int(producer_epoch, "producer_epoch", 16),
+ *                          checked_int(base_sequence, "base_sequence", 32),
+*/
+  __pyx_t_1 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_producer_id, __pyx_mstate_global->__pyx_n_u_producer_id_2, 64); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 402, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_9 = __Pyx_PyLong_As_int64_t(__pyx_t_1); if (unlikely((__pyx_t_9 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 402, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+  /* "pstream/_corelib/batch.pxi":403
+ *     return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,
+ *                          checked_int(producer_id, "producer_id", 64),
+ *                          checked_int(producer_epoch, "producer_epoch", 16),             # <<<<<<<<<<<<<<
+ *                          checked_int(base_sequence, "base_sequence", 32),
+ *                          checked_int(partition_leader_epoch, "partition_leader_epoch", 32),
+*/
+  __pyx_t_1 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_producer_epoch, __pyx_mstate_global->__pyx_n_u_producer_epoch, 16); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 403, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_16 = __Pyx_PyLong_As_int16_t(__pyx_t_1); if (unlikely((__pyx_t_16 == ((int16_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 403, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+  /* "pstream/_corelib/batch.pxi":404
+ *                          checked_int(producer_id, "producer_id", 64),
+ *                          checked_int(producer_epoch, "producer_epoch", 16),
+ *                          checked_int(base_sequence, "base_sequence", 32),             # <<<<<<<<<<<<<<
+ *                          checked_int(partition_leader_epoch, "partition_leader_epoch", 32),
+ *                          is_transactional, is_control)
+*/
+  __pyx_t_1 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_base_sequence, __pyx_mstate_global->__pyx_n_u_base_sequence, 32); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 404, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_17 = __Pyx_PyLong_As_int32_t(__pyx_t_1); if (unlikely((__pyx_t_17 == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 404, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+  /* "pstream/_corelib/batch.pxi":405
+ *                          checked_int(producer_epoch, "producer_epoch", 16),
+ *                          checked_int(base_sequence, "base_sequence", 32),
+ *                          checked_int(partition_leader_epoch, "partition_leader_epoch", 32),             # <<<<<<<<<<<<<<
+ *                          is_transactional, is_control)
  * 
 */
-  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_builder->__pyx_vtab)->build(__pyx_v_builder, __pyx_v_base_offset, __pyx_v_codec, __pyx_v_timestamp_type, __pyx_v_producer_id, __pyx_v_producer_epoch, __pyx_v_base_sequence, __pyx_v_partition_leader_epoch, __pyx_v_is_transactional, __pyx_v_is_control); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 392, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_7pstream_5_core_checked_int(__pyx_v_partition_leader_epoch, __pyx_mstate_global->__pyx_n_u_partition_leader_epoch, 32); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 405, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_18 = __Pyx_PyLong_As_int32_t(__pyx_t_1); if (unlikely((__pyx_t_18 == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(1, 405, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+
+  /* "pstream/_corelib/batch.pxi":401
+ *         key, value, headers, ts = rec
+ *         builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
+ *     return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,             # <<<<<<<<<<<<<<
+ *                          checked_int(producer_id, "producer_id", 64),
+ *                          checked_int(producer_epoch, "producer_epoch", 16),
+*/
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_builder->__pyx_vtab)->build(__pyx_v_builder, __pyx_t_7, __pyx_v_codec, __pyx_t_6, __pyx_t_9, __pyx_t_16, __pyx_t_17, __pyx_t_18, __pyx_v_is_transactional, __pyx_v_is_control); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 401, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+
+
+
+
+
+
   {
     PyObject *__pyx_temp;
     {
@@ -12248,11 +12549,11 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":379
+  /* "pstream/_corelib/batch.pxi":386
  * 
  * 
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,             # <<<<<<<<<<<<<<
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,             # <<<<<<<<<<<<<<
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):
 */
 
@@ -12262,8 +12563,8 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
   __Pyx_XDECREF(__pyx_t_2);
   __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_XDECREF(__pyx_t_12);
   __Pyx_XDECREF(__pyx_t_13);
+  __Pyx_XDECREF(__pyx_t_14);
   __Pyx_AddTraceback("pstream._core.encode_batch", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -12280,7 +12581,7 @@ static PyObject *__pyx_pf_7pstream_5_core_4encode_batch(CYTHON_UNUSED PyObject *
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":403
+/* "pstream/_corelib/batch.pxi":416
  *     cdef bint held
  * 
  *     def __cinit__(self, obj):             # <<<<<<<<<<<<<<
@@ -12326,32 +12627,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_obj,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 403, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 416, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 403, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(1, 403, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(1, 416, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(1, 403, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(1, 416, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 403, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 416, __pyx_L3_error)
     }
     __pyx_v_obj = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 403, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 416, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -12379,17 +12680,17 @@ static int __pyx_pf_7pstream_5_core_11_BufferView___cinit__(struct __pyx_obj_7ps
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "pstream/_corelib/batch.pxi":404
+  /* "pstream/_corelib/batch.pxi":417
  * 
  *     def __cinit__(self, obj):
  *         PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE)             # <<<<<<<<<<<<<<
  *         self.held = True
  * 
 */
-  __pyx_t_1 = PyObject_GetBuffer(__pyx_v_obj, (&__pyx_v_self->view), PyBUF_SIMPLE); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(1, 404, __pyx_L1_error)
+  __pyx_t_1 = PyObject_GetBuffer(__pyx_v_obj, (&__pyx_v_self->view), PyBUF_SIMPLE); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(1, 417, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/batch.pxi":405
+  /* "pstream/_corelib/batch.pxi":418
  *     def __cinit__(self, obj):
  *         PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE)
  *         self.held = True             # <<<<<<<<<<<<<<
@@ -12398,7 +12699,7 @@ static int __pyx_pf_7pstream_5_core_11_BufferView___cinit__(struct __pyx_obj_7ps
 */
   __pyx_v_self->held = 1;
 
-  /* "pstream/_corelib/batch.pxi":403
+  /* "pstream/_corelib/batch.pxi":416
  *     cdef bint held
  * 
  *     def __cinit__(self, obj):             # <<<<<<<<<<<<<<
@@ -12417,7 +12718,7 @@ static int __pyx_pf_7pstream_5_core_11_BufferView___cinit__(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":407
+/* "pstream/_corelib/batch.pxi":420
  *         self.held = True
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -12440,7 +12741,7 @@ static void __pyx_pw_7pstream_5_core_11_BufferView_3__dealloc__(PyObject *__pyx_
 
 static void __pyx_pf_7pstream_5_core_11_BufferView_2__dealloc__(struct __pyx_obj_7pstream_5_core__BufferView *__pyx_v_self) {
 
-  /* "pstream/_corelib/batch.pxi":408
+  /* "pstream/_corelib/batch.pxi":421
  * 
  *     def __dealloc__(self):
  *         if self.held:             # <<<<<<<<<<<<<<
@@ -12449,7 +12750,7 @@ static void __pyx_pf_7pstream_5_core_11_BufferView_2__dealloc__(struct __pyx_obj
 */
   if (__pyx_v_self->held) {
 
-    /* "pstream/_corelib/batch.pxi":409
+    /* "pstream/_corelib/batch.pxi":422
  *     def __dealloc__(self):
  *         if self.held:
  *             PyBuffer_Release(&self.view)             # <<<<<<<<<<<<<<
@@ -12458,7 +12759,7 @@ static void __pyx_pf_7pstream_5_core_11_BufferView_2__dealloc__(struct __pyx_obj
 */
     PyBuffer_Release((&__pyx_v_self->view));
 
-    /* "pstream/_corelib/batch.pxi":408
+    /* "pstream/_corelib/batch.pxi":421
  * 
  *     def __dealloc__(self):
  *         if self.held:             # <<<<<<<<<<<<<<
@@ -12467,7 +12768,7 @@ static void __pyx_pf_7pstream_5_core_11_BufferView_2__dealloc__(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":407
+  /* "pstream/_corelib/batch.pxi":420
  *         self.held = True
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -12685,7 +12986,7 @@ static PyObject *__pyx_pf_7pstream_5_core_11_BufferView_6__setstate_cython__(CYT
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":412
+/* "pstream/_corelib/batch.pxi":425
  * 
  * 
  * def validate_batch(buf):             # <<<<<<<<<<<<<<
@@ -12733,32 +13034,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buf,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 412, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 425, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 412, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 425, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "validate_batch", 0) < (0)) __PYX_ERR(1, 412, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "validate_batch", 0) < (0)) __PYX_ERR(1, 425, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("validate_batch", 1, 1, 1, i); __PYX_ERR(1, 412, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("validate_batch", 1, 1, 1, i); __PYX_ERR(1, 425, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 412, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 425, __pyx_L3_error)
     }
     __pyx_v_buf = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("validate_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 412, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("validate_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 425, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -12797,7 +13098,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("validate_batch", 0);
 
-  /* "pstream/_corelib/batch.pxi":414
+  /* "pstream/_corelib/batch.pxi":427
  * def validate_batch(buf):
  *     """Checks one batch's sizes, magic, CRC and record count sign; returns its BatchHeader."""
  *     cdef _BufferView b = _BufferView(buf)             # <<<<<<<<<<<<<<
@@ -12810,13 +13111,13 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_buf};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core__BufferView, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 414, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 427, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core__BufferView *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":416
+  /* "pstream/_corelib/batch.pxi":429
  *     cdef _BufferView b = _BufferView(buf)
  *     cdef ps_batch_header h
  *     cdef size_t errpos = 0             # <<<<<<<<<<<<<<
@@ -12825,7 +13126,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
 */
   __pyx_v_errpos = 0;
 
-  /* "pstream/_corelib/batch.pxi":418
+  /* "pstream/_corelib/batch.pxi":431
  *     cdef size_t errpos = 0
  *     cdef int st
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -12838,7 +13139,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/batch.pxi":419
+        /* "pstream/_corelib/batch.pxi":432
  *     cdef int st
  *     with nogil:
  *         st = ps_batch_validate(<const uint8_t *>b.view.buf, <size_t>b.view.len, 1, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -12848,7 +13149,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
         __pyx_v_st = ps_batch_validate(((uint8_t const *)__pyx_v_b->view.buf), ((size_t)__pyx_v_b->view.len), 1, (&__pyx_v_h), (&__pyx_v_errpos));
       }
 
-      /* "pstream/_corelib/batch.pxi":418
+      /* "pstream/_corelib/batch.pxi":431
  *     cdef size_t errpos = 0
  *     cdef int st
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -12865,7 +13166,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
       }
   }
 
-  /* "pstream/_corelib/batch.pxi":420
+  /* "pstream/_corelib/batch.pxi":433
  *     with nogil:
  *         st = ps_batch_validate(<const uint8_t *>b.view.buf, <size_t>b.view.len, 1, &h, &errpos)
  *     if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -12877,22 +13178,22 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/batch.pxi":421
+    /* "pstream/_corelib/batch.pxi":434
  *         st = ps_batch_validate(<const uint8_t *>b.view.buf, <size_t>b.view.len, 1, &h, &errpos)
  *     if st != PS_OK:
  *         raise_status(st, errpos)             # <<<<<<<<<<<<<<
  *     return BatchHeader.wrap(&h)
  * 
 */
-    __pyx_t_1 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 421, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 434, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_t_6.__pyx_n = 1;
     __pyx_t_6.position = __pyx_t_1;
-    __pyx_t_5 = __pyx_f_7pstream_5_core_raise_status(__pyx_v_st, &__pyx_t_6); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 421, __pyx_L1_error)
+    __pyx_t_5 = __pyx_f_7pstream_5_core_raise_status(__pyx_v_st, &__pyx_t_6); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 434, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
 
-    /* "pstream/_corelib/batch.pxi":420
+    /* "pstream/_corelib/batch.pxi":433
  *     with nogil:
  *         st = ps_batch_validate(<const uint8_t *>b.view.buf, <size_t>b.view.len, 1, &h, &errpos)
  *     if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -12901,14 +13202,14 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":422
+  /* "pstream/_corelib/batch.pxi":435
  *     if st != PS_OK:
  *         raise_status(st, errpos)
  *     return BatchHeader.wrap(&h)             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_1 = ((PyObject *)__pyx_f_7pstream_5_core_11BatchHeader_wrap((&__pyx_v_h))); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 422, __pyx_L1_error)
+  __pyx_t_1 = ((PyObject *)__pyx_f_7pstream_5_core_11BatchHeader_wrap((&__pyx_v_h))); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 435, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -12921,7 +13222,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":412
+  /* "pstream/_corelib/batch.pxi":425
  * 
  * 
  * def validate_batch(buf):             # <<<<<<<<<<<<<<
@@ -12945,7 +13246,7 @@ static PyObject *__pyx_pf_7pstream_5_core_6validate_batch(CYTHON_UNUSED PyObject
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":425
+/* "pstream/_corelib/batch.pxi":438
  * 
  * 
  * cdef list decode_records(const uint8_t *s, size_t n, const ps_batch_header *h, size_t pos_base):             # <<<<<<<<<<<<<<
@@ -13000,19 +13301,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("decode_records", 0);
 
-  /* "pstream/_corelib/batch.pxi":427
+  /* "pstream/_corelib/batch.pxi":440
  * cdef list decode_records(const uint8_t *s, size_t n, const ps_batch_header *h, size_t pos_base):
  *     """Builds Record objects from an uncompressed records section."""
  *     cdef list out = []             # <<<<<<<<<<<<<<
  *     cdef size_t pos = 0, errpos = 0, hp, hend, hkey_pos, hval_pos
  *     cdef int32_t i, j, hkey_len, hval_len
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 427, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 440, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":428
+  /* "pstream/_corelib/batch.pxi":441
  *     """Builds Record objects from an uncompressed records section."""
  *     cdef list out = []
  *     cdef size_t pos = 0, errpos = 0, hp, hend, hkey_pos, hval_pos             # <<<<<<<<<<<<<<
@@ -13022,7 +13323,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
   __pyx_v_pos = 0;
   __pyx_v_errpos = 0;
 
-  /* "pstream/_corelib/batch.pxi":434
+  /* "pstream/_corelib/batch.pxi":447
  *     cdef Record rec
  *     cdef list headers
  *     cdef bint log_append_time = (h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0             # <<<<<<<<<<<<<<
@@ -13031,7 +13332,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
   __pyx_v_log_append_time = ((__pyx_v_h->attributes & PS_ATTR_TIMESTAMP_TYPE) != 0);
 
-  /* "pstream/_corelib/batch.pxi":435
+  /* "pstream/_corelib/batch.pxi":448
  *     cdef list headers
  *     cdef bint log_append_time = (h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
  *     for i in range(h.record_count):             # <<<<<<<<<<<<<<
@@ -13045,7 +13346,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "pstream/_corelib/batch.pxi":436
+    /* "pstream/_corelib/batch.pxi":449
  *     cdef bint log_append_time = (h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
  *     for i in range(h.record_count):
  *         if pos >= n:             # <<<<<<<<<<<<<<
@@ -13057,20 +13358,20 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     if (__pyx_t_5) {
 
 
-      /* "pstream/_corelib/batch.pxi":437
+      /* "pstream/_corelib/batch.pxi":450
  *     for i in range(h.record_count):
  *         if pos >= n:
  *             raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{i} of {h.record_count} records present")             # <<<<<<<<<<<<<<
  *         st = ps_record_parse(s, n, &pos, &r, &errpos)
  *         if st != PS_OK:
 */
-      __pyx_t_1 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_pos)); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 437, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_pos)); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 450, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_6 = __Pyx_PyUnicode_From_int32_t(__pyx_v_i, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 437, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyUnicode_From_int32_t(__pyx_v_i, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 450, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      __pyx_t_7 = __Pyx_PyLong_From_int32_t(__pyx_v_h->record_count); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 437, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_From_int32_t(__pyx_v_h->record_count); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 450, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 437, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 450, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __pyx_t_9[0] = __pyx_t_6;
@@ -13086,19 +13387,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
       __pyx_t_11 |= __Pyx_PyUnicode_KIND_04(__pyx_t_9[2]);
       #endif
       __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 437, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 450, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __pyx_t_12.__pyx_n = 2;
       __pyx_t_12.position = __pyx_t_1;
       __pyx_t_12.detail = ((PyObject*)__pyx_t_7);
-      __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_RECORD_COUNT, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 437, __pyx_L1_error)
+      __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_RECORD_COUNT, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 450, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
 
-      /* "pstream/_corelib/batch.pxi":436
+      /* "pstream/_corelib/batch.pxi":449
  *     cdef bint log_append_time = (h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
  *     for i in range(h.record_count):
  *         if pos >= n:             # <<<<<<<<<<<<<<
@@ -13107,7 +13408,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
     }
 
-    /* "pstream/_corelib/batch.pxi":438
+    /* "pstream/_corelib/batch.pxi":451
  *         if pos >= n:
  *             raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{i} of {h.record_count} records present")
  *         st = ps_record_parse(s, n, &pos, &r, &errpos)             # <<<<<<<<<<<<<<
@@ -13116,7 +13417,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
     __pyx_v_st = ps_record_parse(__pyx_v_s, __pyx_v_n, (&__pyx_v_pos), (&__pyx_v_r), (&__pyx_v_errpos));
 
-    /* "pstream/_corelib/batch.pxi":439
+    /* "pstream/_corelib/batch.pxi":452
  *             raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{i} of {h.record_count} records present")
  *         st = ps_record_parse(s, n, &pos, &r, &errpos)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -13128,22 +13429,22 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     if (__pyx_t_5) {
 
 
-      /* "pstream/_corelib/batch.pxi":440
+      /* "pstream/_corelib/batch.pxi":453
  *         st = ps_record_parse(s, n, &pos, &r, &errpos)
  *         if st != PS_OK:
  *             raise_status(st, pos_base + errpos)             # <<<<<<<<<<<<<<
  *         rec = Record.__new__(Record)
  *         rec.offset = h.base_offset + r.offset_delta
 */
-      __pyx_t_7 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_errpos)); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 440, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_errpos)); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 453, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __pyx_t_12.__pyx_n = 1;
       __pyx_t_12.position = __pyx_t_7;
-      __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(__pyx_v_st, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 440, __pyx_L1_error)
+      __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(__pyx_v_st, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 453, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
 
-      /* "pstream/_corelib/batch.pxi":439
+      /* "pstream/_corelib/batch.pxi":452
  *             raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{i} of {h.record_count} records present")
  *         st = ps_record_parse(s, n, &pos, &r, &errpos)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -13152,19 +13453,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
     }
 
-    /* "pstream/_corelib/batch.pxi":441
+    /* "pstream/_corelib/batch.pxi":454
  *         if st != PS_OK:
  *             raise_status(st, pos_base + errpos)
  *         rec = Record.__new__(Record)             # <<<<<<<<<<<<<<
  *         rec.offset = h.base_offset + r.offset_delta
  *         rec.timestamp_ms = h.max_timestamp if log_append_time else h.base_timestamp + r.timestamp_delta
 */
-    __pyx_t_7 = ((PyObject *)__pyx_tp_new_7pstream_5_core_Record(((PyTypeObject *)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Record), __pyx_mstate_global->__pyx_empty_tuple, NULL)); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 441, __pyx_L1_error)
+    __pyx_t_7 = ((PyObject *)__pyx_tp_new_7pstream_5_core_Record(((PyTypeObject *)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Record), __pyx_mstate_global->__pyx_empty_tuple, NULL)); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 454, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_XDECREF_SET(__pyx_v_rec, ((struct __pyx_obj_7pstream_5_core_Record *)__pyx_t_7));
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":442
+    /* "pstream/_corelib/batch.pxi":455
  *             raise_status(st, pos_base + errpos)
  *         rec = Record.__new__(Record)
  *         rec.offset = h.base_offset + r.offset_delta             # <<<<<<<<<<<<<<
@@ -13173,7 +13474,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
     __pyx_v_rec->offset = (__pyx_v_h->base_offset + __pyx_v_r.offset_delta);
 
-    /* "pstream/_corelib/batch.pxi":443
+    /* "pstream/_corelib/batch.pxi":456
  *         rec = Record.__new__(Record)
  *         rec.offset = h.base_offset + r.offset_delta
  *         rec.timestamp_ms = h.max_timestamp if log_append_time else h.base_timestamp + r.timestamp_delta             # <<<<<<<<<<<<<<
@@ -13189,7 +13490,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     }
     __pyx_v_rec->timestamp_ms = __pyx_t_13;
 
-    /* "pstream/_corelib/batch.pxi":444
+    /* "pstream/_corelib/batch.pxi":457
  *         rec.offset = h.base_offset + r.offset_delta
  *         rec.timestamp_ms = h.max_timestamp if log_append_time else h.base_timestamp + r.timestamp_delta
  *         rec.key = None if r.key_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.key_pos, r.key_len)             # <<<<<<<<<<<<<<
@@ -13202,7 +13503,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
       __Pyx_INCREF(Py_None);
       __pyx_t_7 = Py_None;
     } else {
-      __pyx_t_1 = PyBytes_FromStringAndSize((((char const *)__pyx_v_s) + __pyx_v_r.key_pos), __pyx_v_r.key_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 444, __pyx_L1_error)
+      __pyx_t_1 = PyBytes_FromStringAndSize((((char const *)__pyx_v_s) + __pyx_v_r.key_pos), __pyx_v_r.key_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 457, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       __pyx_t_7 = __pyx_t_1;
       __pyx_t_1 = 0;
@@ -13213,7 +13514,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     __Pyx_DECREF_SET(__pyx_v_rec->key, __pyx_t_7);
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":445
+    /* "pstream/_corelib/batch.pxi":458
  *         rec.timestamp_ms = h.max_timestamp if log_append_time else h.base_timestamp + r.timestamp_delta
  *         rec.key = None if r.key_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.key_pos, r.key_len)
  *         rec.value = None if r.value_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.value_pos, r.value_len)             # <<<<<<<<<<<<<<
@@ -13226,7 +13527,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
       __Pyx_INCREF(Py_None);
       __pyx_t_7 = Py_None;
     } else {
-      __pyx_t_1 = PyBytes_FromStringAndSize((((char const *)__pyx_v_s) + __pyx_v_r.value_pos), __pyx_v_r.value_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 445, __pyx_L1_error)
+      __pyx_t_1 = PyBytes_FromStringAndSize((((char const *)__pyx_v_s) + __pyx_v_r.value_pos), __pyx_v_r.value_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 458, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       __pyx_t_7 = __pyx_t_1;
       __pyx_t_1 = 0;
@@ -13237,19 +13538,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     __Pyx_DECREF_SET(__pyx_v_rec->value, __pyx_t_7);
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":446
+    /* "pstream/_corelib/batch.pxi":459
  *         rec.key = None if r.key_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.key_pos, r.key_len)
  *         rec.value = None if r.value_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.value_pos, r.value_len)
  *         headers = []             # <<<<<<<<<<<<<<
  *         if r.header_count:
  *             hp = r.headers_pos
 */
-    __pyx_t_7 = PyList_New(0); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 446, __pyx_L1_error)
+    __pyx_t_7 = PyList_New(0); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 459, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_XDECREF_SET(__pyx_v_headers, ((PyObject*)__pyx_t_7));
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":447
+    /* "pstream/_corelib/batch.pxi":460
  *         rec.value = None if r.value_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.value_pos, r.value_len)
  *         headers = []
  *         if r.header_count:             # <<<<<<<<<<<<<<
@@ -13261,7 +13562,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     if (__pyx_t_5) {
 
 
-      /* "pstream/_corelib/batch.pxi":448
+      /* "pstream/_corelib/batch.pxi":461
  *         headers = []
  *         if r.header_count:
  *             hp = r.headers_pos             # <<<<<<<<<<<<<<
@@ -13272,7 +13573,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 
       __pyx_v_hp = __pyx_t_14;
 
-      /* "pstream/_corelib/batch.pxi":449
+      /* "pstream/_corelib/batch.pxi":462
  *         if r.header_count:
  *             hp = r.headers_pos
  *             hend = r.end             # <<<<<<<<<<<<<<
@@ -13283,7 +13584,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 
       __pyx_v_hend = __pyx_t_14;
 
-      /* "pstream/_corelib/batch.pxi":450
+      /* "pstream/_corelib/batch.pxi":463
  *             hp = r.headers_pos
  *             hend = r.end
  *             for j in range(r.header_count):             # <<<<<<<<<<<<<<
@@ -13297,7 +13598,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
       for (__pyx_t_17 = 0; __pyx_t_17 < __pyx_t_16; __pyx_t_17+=1) {
         __pyx_v_j = __pyx_t_17;
 
-        /* "pstream/_corelib/batch.pxi":451
+        /* "pstream/_corelib/batch.pxi":464
  *             hend = r.end
  *             for j in range(r.header_count):
  *                 ps_read_bytes_field(s, hend, &hp, 0, &hkey_len, &hkey_pos, &errpos)             # <<<<<<<<<<<<<<
@@ -13306,7 +13607,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
         (void)(ps_read_bytes_field(__pyx_v_s, __pyx_v_hend, (&__pyx_v_hp), 0, (&__pyx_v_hkey_len), (&__pyx_v_hkey_pos), (&__pyx_v_errpos)));
 
-        /* "pstream/_corelib/batch.pxi":452
+        /* "pstream/_corelib/batch.pxi":465
  *             for j in range(r.header_count):
  *                 ps_read_bytes_field(s, hend, &hp, 0, &hkey_len, &hkey_pos, &errpos)
  *                 ps_read_bytes_field(s, hend, &hp, 1, &hval_len, &hval_pos, &errpos)             # <<<<<<<<<<<<<<
@@ -13315,7 +13616,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
         (void)(ps_read_bytes_field(__pyx_v_s, __pyx_v_hend, (&__pyx_v_hp), 1, (&__pyx_v_hval_len), (&__pyx_v_hval_pos), (&__pyx_v_errpos)));
 
-        /* "pstream/_corelib/batch.pxi":453
+        /* "pstream/_corelib/batch.pxi":466
  *                 ps_read_bytes_field(s, hend, &hp, 0, &hkey_len, &hkey_pos, &errpos)
  *                 ps_read_bytes_field(s, hend, &hp, 1, &hval_len, &hval_pos, &errpos)
  *                 try:             # <<<<<<<<<<<<<<
@@ -13331,19 +13632,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
           __Pyx_XGOTREF(__pyx_t_20);
           /*try:*/ {
 
-            /* "pstream/_corelib/batch.pxi":454
+            /* "pstream/_corelib/batch.pxi":467
  *                 ps_read_bytes_field(s, hend, &hp, 1, &hval_len, &hval_pos, &errpos)
  *                 try:
  *                     hkey = PyUnicode_DecodeUTF8(<const char *>s + hkey_pos, hkey_len, NULL)             # <<<<<<<<<<<<<<
  *                 except UnicodeDecodeError:
  *                     raise_status(PS_ERR_BAD_RECORD, pos_base + hkey_pos, "header key is not valid UTF-8")
 */
-            __pyx_t_7 = PyUnicode_DecodeUTF8((((char const *)__pyx_v_s) + __pyx_v_hkey_pos), __pyx_v_hkey_len, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 454, __pyx_L10_error)
+            __pyx_t_7 = PyUnicode_DecodeUTF8((((char const *)__pyx_v_s) + __pyx_v_hkey_pos), __pyx_v_hkey_len, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 467, __pyx_L10_error)
             __Pyx_GOTREF(__pyx_t_7);
             __Pyx_XDECREF_SET(__pyx_v_hkey, ((PyObject*)__pyx_t_7));
             __pyx_t_7 = 0;
 
-            /* "pstream/_corelib/batch.pxi":453
+            /* "pstream/_corelib/batch.pxi":466
  *                 ps_read_bytes_field(s, hend, &hp, 0, &hkey_len, &hkey_pos, &errpos)
  *                 ps_read_bytes_field(s, hend, &hp, 1, &hval_len, &hval_pos, &errpos)
  *                 try:             # <<<<<<<<<<<<<<
@@ -13361,7 +13662,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
           __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
           __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-          /* "pstream/_corelib/batch.pxi":455
+          /* "pstream/_corelib/batch.pxi":468
  *                 try:
  *                     hkey = PyUnicode_DecodeUTF8(<const char *>s + hkey_pos, hkey_len, NULL)
  *                 except UnicodeDecodeError:             # <<<<<<<<<<<<<<
@@ -13371,24 +13672,24 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
           __pyx_t_11 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_UnicodeDecodeError))));
           if (__pyx_t_11) {
             __Pyx_AddTraceback("pstream._core.decode_records", __pyx_clineno, __pyx_lineno, __pyx_filename);
-            if (__Pyx_GetException(&__pyx_t_7, &__pyx_t_1, &__pyx_t_8) < 0) __PYX_ERR(1, 455, __pyx_L12_except_error)
+            if (__Pyx_GetException(&__pyx_t_7, &__pyx_t_1, &__pyx_t_8) < 0) __PYX_ERR(1, 468, __pyx_L12_except_error)
             __Pyx_XGOTREF(__pyx_t_7);
             __Pyx_XGOTREF(__pyx_t_1);
             __Pyx_XGOTREF(__pyx_t_8);
 
-            /* "pstream/_corelib/batch.pxi":456
+            /* "pstream/_corelib/batch.pxi":469
  *                     hkey = PyUnicode_DecodeUTF8(<const char *>s + hkey_pos, hkey_len, NULL)
  *                 except UnicodeDecodeError:
  *                     raise_status(PS_ERR_BAD_RECORD, pos_base + hkey_pos, "header key is not valid UTF-8")             # <<<<<<<<<<<<<<
  *                 hval = None if hval_len < 0 else PyBytes_FromStringAndSize(<const char *>s + hval_pos, hval_len)
  *                 headers.append((hkey, hval))
 */
-            __pyx_t_6 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_hkey_pos)); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 456, __pyx_L12_except_error)
+            __pyx_t_6 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_hkey_pos)); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 469, __pyx_L12_except_error)
             __Pyx_GOTREF(__pyx_t_6);
             __pyx_t_12.__pyx_n = 2;
             __pyx_t_12.position = __pyx_t_6;
             __pyx_t_12.detail = __pyx_mstate_global->__pyx_kp_u_header_key_is_not_valid_UTF_8;
-            __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_BAD_RECORD, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 456, __pyx_L12_except_error)
+            __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_BAD_RECORD, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 469, __pyx_L12_except_error)
             __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
             __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -13398,7 +13699,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
           }
           goto __pyx_L12_except_error;
 
-          /* "pstream/_corelib/batch.pxi":453
+          /* "pstream/_corelib/batch.pxi":466
  *                 ps_read_bytes_field(s, hend, &hp, 0, &hkey_len, &hkey_pos, &errpos)
  *                 ps_read_bytes_field(s, hend, &hp, 1, &hval_len, &hval_pos, &errpos)
  *                 try:             # <<<<<<<<<<<<<<
@@ -13419,7 +13720,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
           __pyx_L17_try_end:;
         }
 
-        /* "pstream/_corelib/batch.pxi":457
+        /* "pstream/_corelib/batch.pxi":470
  *                 except UnicodeDecodeError:
  *                     raise_status(PS_ERR_BAD_RECORD, pos_base + hkey_pos, "header key is not valid UTF-8")
  *                 hval = None if hval_len < 0 else PyBytes_FromStringAndSize(<const char *>s + hval_pos, hval_len)             # <<<<<<<<<<<<<<
@@ -13432,7 +13733,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
           __Pyx_INCREF(Py_None);
           __pyx_t_8 = Py_None;
         } else {
-          __pyx_t_1 = PyBytes_FromStringAndSize((((char const *)__pyx_v_s) + __pyx_v_hval_pos), __pyx_v_hval_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 457, __pyx_L1_error)
+          __pyx_t_1 = PyBytes_FromStringAndSize((((char const *)__pyx_v_s) + __pyx_v_hval_pos), __pyx_v_hval_len); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 470, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_1);
           __pyx_t_8 = __pyx_t_1;
           __pyx_t_1 = 0;
@@ -13441,29 +13742,29 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
         __Pyx_XDECREF_SET(__pyx_v_hval, __pyx_t_8);
         __pyx_t_8 = 0;
 
-        /* "pstream/_corelib/batch.pxi":458
+        /* "pstream/_corelib/batch.pxi":471
  *                     raise_status(PS_ERR_BAD_RECORD, pos_base + hkey_pos, "header key is not valid UTF-8")
  *                 hval = None if hval_len < 0 else PyBytes_FromStringAndSize(<const char *>s + hval_pos, hval_len)
  *                 headers.append((hkey, hval))             # <<<<<<<<<<<<<<
  *         rec.headers = headers
  *         out.append(rec)
 */
-        if (unlikely(!__pyx_v_hkey)) { __Pyx_RaiseUnboundLocalError("hkey"); __PYX_ERR(1, 458, __pyx_L1_error) }
-        __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 458, __pyx_L1_error)
+        if (unlikely(!__pyx_v_hkey)) { __Pyx_RaiseUnboundLocalError("hkey"); __PYX_ERR(1, 471, __pyx_L1_error) }
+        __pyx_t_8 = PyTuple_New(2); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 471, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_INCREF(__pyx_v_hkey);
         __Pyx_GIVEREF(__pyx_v_hkey);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_v_hkey) != (0)) __PYX_ERR(1, 458, __pyx_L1_error);
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_v_hkey) != (0)) __PYX_ERR(1, 471, __pyx_L1_error);
         __Pyx_INCREF(__pyx_v_hval);
         __Pyx_GIVEREF(__pyx_v_hval);
-        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_v_hval) != (0)) __PYX_ERR(1, 458, __pyx_L1_error);
-        __pyx_t_21 = __Pyx_PyList_Append(__pyx_v_headers, __pyx_t_8); if (unlikely(__pyx_t_21 == ((int)-1))) __PYX_ERR(1, 458, __pyx_L1_error)
+        if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_v_hval) != (0)) __PYX_ERR(1, 471, __pyx_L1_error);
+        __pyx_t_21 = __Pyx_PyList_Append(__pyx_v_headers, __pyx_t_8); if (unlikely(__pyx_t_21 == ((int)-1))) __PYX_ERR(1, 471, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
       }
 
 
-      /* "pstream/_corelib/batch.pxi":447
+      /* "pstream/_corelib/batch.pxi":460
  *         rec.value = None if r.value_len < 0 else PyBytes_FromStringAndSize(<const char *>s + r.value_pos, r.value_len)
  *         headers = []
  *         if r.header_count:             # <<<<<<<<<<<<<<
@@ -13472,7 +13773,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
     }
 
-    /* "pstream/_corelib/batch.pxi":459
+    /* "pstream/_corelib/batch.pxi":472
  *                 hval = None if hval_len < 0 else PyBytes_FromStringAndSize(<const char *>s + hval_pos, hval_len)
  *                 headers.append((hkey, hval))
  *         rec.headers = headers             # <<<<<<<<<<<<<<
@@ -13484,19 +13785,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     __Pyx_GOTREF(__pyx_v_rec->headers);
     __Pyx_DECREF_SET(__pyx_v_rec->headers, __pyx_v_headers);
 
-    /* "pstream/_corelib/batch.pxi":460
+    /* "pstream/_corelib/batch.pxi":473
  *                 headers.append((hkey, hval))
  *         rec.headers = headers
  *         out.append(rec)             # <<<<<<<<<<<<<<
  *     if pos != n:
  *         raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{n - pos} bytes left after {h.record_count} records")
 */
-    __pyx_t_21 = __Pyx_PyList_Append(__pyx_v_out, ((PyObject *)__pyx_v_rec)); if (unlikely(__pyx_t_21 == ((int)-1))) __PYX_ERR(1, 460, __pyx_L1_error)
+    __pyx_t_21 = __Pyx_PyList_Append(__pyx_v_out, ((PyObject *)__pyx_v_rec)); if (unlikely(__pyx_t_21 == ((int)-1))) __PYX_ERR(1, 473, __pyx_L1_error)
 
   }
 
 
-  /* "pstream/_corelib/batch.pxi":461
+  /* "pstream/_corelib/batch.pxi":474
  *         rec.headers = headers
  *         out.append(rec)
  *     if pos != n:             # <<<<<<<<<<<<<<
@@ -13508,20 +13809,20 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
   if (__pyx_t_5) {
 
 
-    /* "pstream/_corelib/batch.pxi":462
+    /* "pstream/_corelib/batch.pxi":475
  *         out.append(rec)
  *     if pos != n:
  *         raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{n - pos} bytes left after {h.record_count} records")             # <<<<<<<<<<<<<<
  *     return out
  * 
 */
-    __pyx_t_8 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 462, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_FromSize_t((__pyx_v_pos_base + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_1 = __Pyx_PyUnicode_From_size_t((__pyx_v_n - __pyx_v_pos), 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 462, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyUnicode_From_size_t((__pyx_v_n - __pyx_v_pos), 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_7 = __Pyx_PyLong_From_int32_t(__pyx_v_h->record_count); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 462, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int32_t(__pyx_v_h->record_count); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 462, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_FormatSimple(__pyx_t_7, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(1, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __pyx_t_9[0] = __pyx_t_1;
@@ -13537,19 +13838,19 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
     __pyx_t_11 |= __Pyx_PyUnicode_KIND_04(__pyx_t_9[2]);
     #endif
     __pyx_t_7 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 462, __pyx_L1_error)
+    if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 475, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_12.__pyx_n = 2;
     __pyx_t_12.position = __pyx_t_8;
     __pyx_t_12.detail = ((PyObject*)__pyx_t_7);
-    __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_RECORD_COUNT, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 462, __pyx_L1_error)
+    __pyx_t_11 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_RECORD_COUNT, &__pyx_t_12); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(1, 475, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
 
-    /* "pstream/_corelib/batch.pxi":461
+    /* "pstream/_corelib/batch.pxi":474
  *         rec.headers = headers
  *         out.append(rec)
  *     if pos != n:             # <<<<<<<<<<<<<<
@@ -13558,7 +13859,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":463
+  /* "pstream/_corelib/batch.pxi":476
  *     if pos != n:
  *         raise_status(PS_ERR_RECORD_COUNT, pos_base + pos, f"{n - pos} bytes left after {h.record_count} records")
  *     return out             # <<<<<<<<<<<<<<
@@ -13576,7 +13877,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":425
+  /* "pstream/_corelib/batch.pxi":438
  * 
  * 
  * cdef list decode_records(const uint8_t *s, size_t n, const ps_batch_header *h, size_t pos_base):             # <<<<<<<<<<<<<<
@@ -13616,7 +13917,7 @@ static PyObject *__pyx_f_7pstream_5_core_decode_records(uint8_t const *__pyx_v_s
   return __pyx_r;
 }
 
-/* "pstream/_corelib/batch.pxi":466
+/* "pstream/_corelib/batch.pxi":479
  * 
  * 
  * def decode_batch(buf):             # <<<<<<<<<<<<<<
@@ -13664,32 +13965,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buf,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 466, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 479, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 466, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 479, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode_batch", 0) < (0)) __PYX_ERR(1, 466, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "decode_batch", 0) < (0)) __PYX_ERR(1, 479, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode_batch", 1, 1, 1, i); __PYX_ERR(1, 466, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("decode_batch", 1, 1, 1, i); __PYX_ERR(1, 479, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 466, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 479, __pyx_L3_error)
     }
     __pyx_v_buf = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("decode_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 466, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("decode_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 479, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -13753,7 +14054,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("decode_batch", 0);
 
-  /* "pstream/_corelib/batch.pxi":468
+  /* "pstream/_corelib/batch.pxi":481
  * def decode_batch(buf):
  *     """Validates one batch and decodes it: returns (BatchHeader, [Record, ...])."""
  *     cdef _BufferView b = _BufferView(buf)             # <<<<<<<<<<<<<<
@@ -13766,13 +14067,13 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_buf};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core__BufferView, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 468, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 481, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core__BufferView *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":470
+  /* "pstream/_corelib/batch.pxi":483
  *     cdef _BufferView b = _BufferView(buf)
  *     cdef ps_batch_header h
  *     cdef size_t errpos = 0, total             # <<<<<<<<<<<<<<
@@ -13781,7 +14082,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   __pyx_v_errpos = 0;
 
-  /* "pstream/_corelib/batch.pxi":472
+  /* "pstream/_corelib/batch.pxi":485
  *     cdef size_t errpos = 0, total
  *     cdef int st, codec
  *     cdef const uint8_t *p = <const uint8_t *>b.view.buf             # <<<<<<<<<<<<<<
@@ -13790,7 +14091,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   __pyx_v_p = ((uint8_t const *)__pyx_v_b->view.buf);
 
-  /* "pstream/_corelib/batch.pxi":473
+  /* "pstream/_corelib/batch.pxi":486
  *     cdef int st, codec
  *     cdef const uint8_t *p = <const uint8_t *>b.view.buf
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -13803,7 +14104,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/batch.pxi":474
+        /* "pstream/_corelib/batch.pxi":487
  *     cdef const uint8_t *p = <const uint8_t *>b.view.buf
  *     with nogil:
  *         st = ps_batch_validate(p, <size_t>b.view.len, 1, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -13813,7 +14114,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
         __pyx_v_st = ps_batch_validate(__pyx_v_p, ((size_t)__pyx_v_b->view.len), 1, (&__pyx_v_h), (&__pyx_v_errpos));
       }
 
-      /* "pstream/_corelib/batch.pxi":473
+      /* "pstream/_corelib/batch.pxi":486
  *     cdef int st, codec
  *     cdef const uint8_t *p = <const uint8_t *>b.view.buf
  *     with nogil:             # <<<<<<<<<<<<<<
@@ -13830,7 +14131,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
       }
   }
 
-  /* "pstream/_corelib/batch.pxi":475
+  /* "pstream/_corelib/batch.pxi":488
  *     with nogil:
  *         st = ps_batch_validate(p, <size_t>b.view.len, 1, &h, &errpos)
  *     if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -13842,22 +14143,22 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/batch.pxi":476
+    /* "pstream/_corelib/batch.pxi":489
  *         st = ps_batch_validate(p, <size_t>b.view.len, 1, &h, &errpos)
  *     if st != PS_OK:
  *         raise_status(st, errpos)             # <<<<<<<<<<<<<<
  *     header = BatchHeader.wrap(&h)
  *     total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
 */
-    __pyx_t_1 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 476, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 489, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_t_6.__pyx_n = 1;
     __pyx_t_6.position = __pyx_t_1;
-    __pyx_t_5 = __pyx_f_7pstream_5_core_raise_status(__pyx_v_st, &__pyx_t_6); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 476, __pyx_L1_error)
+    __pyx_t_5 = __pyx_f_7pstream_5_core_raise_status(__pyx_v_st, &__pyx_t_6); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 489, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
 
-    /* "pstream/_corelib/batch.pxi":475
+    /* "pstream/_corelib/batch.pxi":488
  *     with nogil:
  *         st = ps_batch_validate(p, <size_t>b.view.len, 1, &h, &errpos)
  *     if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -13866,19 +14167,19 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":477
+  /* "pstream/_corelib/batch.pxi":490
  *     if st != PS_OK:
  *         raise_status(st, errpos)
  *     header = BatchHeader.wrap(&h)             # <<<<<<<<<<<<<<
  *     total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *     codec = h.attributes & PS_ATTR_COMPRESSION_MASK
 */
-  __pyx_t_1 = ((PyObject *)__pyx_f_7pstream_5_core_11BatchHeader_wrap((&__pyx_v_h))); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 477, __pyx_L1_error)
+  __pyx_t_1 = ((PyObject *)__pyx_f_7pstream_5_core_11BatchHeader_wrap((&__pyx_v_h))); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 490, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_header = ((struct __pyx_obj_7pstream_5_core_BatchHeader *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":478
+  /* "pstream/_corelib/batch.pxi":491
  *         raise_status(st, errpos)
  *     header = BatchHeader.wrap(&h)
  *     total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -13887,7 +14188,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   __pyx_v_total = (((size_t)__pyx_v_h.batch_length) + PS_BATCH_LOG_OVERHEAD);
 
-  /* "pstream/_corelib/batch.pxi":479
+  /* "pstream/_corelib/batch.pxi":492
  *     header = BatchHeader.wrap(&h)
  *     total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *     codec = h.attributes & PS_ATTR_COMPRESSION_MASK             # <<<<<<<<<<<<<<
@@ -13896,7 +14197,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   __pyx_v_codec = (__pyx_v_h.attributes & PS_ATTR_COMPRESSION_MASK);
 
-  /* "pstream/_corelib/batch.pxi":480
+  /* "pstream/_corelib/batch.pxi":493
  *     total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *     codec = h.attributes & PS_ATTR_COMPRESSION_MASK
  *     if codec == 0:             # <<<<<<<<<<<<<<
@@ -13908,22 +14209,22 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/batch.pxi":481
+    /* "pstream/_corelib/batch.pxi":494
  *     codec = h.attributes & PS_ATTR_COMPRESSION_MASK
  *     if codec == 0:
  *         return header, decode_records(p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, PS_BATCH_HEADER_SIZE)             # <<<<<<<<<<<<<<
  *     if codec > 4:
  *         raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")
 */
-    __pyx_t_1 = __pyx_f_7pstream_5_core_decode_records((__pyx_v_p + PS_BATCH_HEADER_SIZE), (__pyx_v_total - PS_BATCH_HEADER_SIZE), (&__pyx_v_h), PS_BATCH_HEADER_SIZE); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 481, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_7pstream_5_core_decode_records((__pyx_v_p + PS_BATCH_HEADER_SIZE), (__pyx_v_total - PS_BATCH_HEADER_SIZE), (&__pyx_v_h), PS_BATCH_HEADER_SIZE); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 494, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 481, __pyx_L1_error)
+    __pyx_t_2 = PyTuple_New(2); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 494, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_INCREF((PyObject *)__pyx_v_header);
     __Pyx_GIVEREF((PyObject *)__pyx_v_header);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, ((PyObject *)__pyx_v_header)) != (0)) __PYX_ERR(1, 481, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 0, ((PyObject *)__pyx_v_header)) != (0)) __PYX_ERR(1, 494, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_1) != (0)) __PYX_ERR(1, 481, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_2, 1, __pyx_t_1) != (0)) __PYX_ERR(1, 494, __pyx_L1_error);
     __pyx_t_1 = 0;
     {
       PyObject *__pyx_temp;
@@ -13936,7 +14237,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     __pyx_t_2 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/batch.pxi":480
+    /* "pstream/_corelib/batch.pxi":493
  *     total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *     codec = h.attributes & PS_ATTR_COMPRESSION_MASK
  *     if codec == 0:             # <<<<<<<<<<<<<<
@@ -13945,7 +14246,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":482
+  /* "pstream/_corelib/batch.pxi":495
  *     if codec == 0:
  *         return header, decode_records(p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, PS_BATCH_HEADER_SIZE)
  *     if codec > 4:             # <<<<<<<<<<<<<<
@@ -13957,29 +14258,29 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/batch.pxi":483
+    /* "pstream/_corelib/batch.pxi":496
  *         return header, decode_records(p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, PS_BATCH_HEADER_SIZE)
  *     if codec > 4:
  *         raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")             # <<<<<<<<<<<<<<
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
  *     try:
 */
-    __pyx_t_2 = __Pyx_PyLong_From___pyx_anon_enum(PS_OFF_ATTRIBUTES); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 483, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From___pyx_anon_enum(PS_OFF_ATTRIBUTES); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_1 = __Pyx_PyUnicode_From_int(__pyx_v_codec, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 483, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyUnicode_From_int(__pyx_v_codec, 0, ' ', 'd'); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_7 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_unknown_compression_codec, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 483, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_unknown_compression_codec, __pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 496, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __pyx_t_6.__pyx_n = 2;
     __pyx_t_6.position = __pyx_t_2;
     __pyx_t_6.detail = ((PyObject*)__pyx_t_7);
-    __pyx_t_5 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_COMPRESSION, &__pyx_t_6); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 483, __pyx_L1_error)
+    __pyx_t_5 = __pyx_f_7pstream_5_core_raise_status(PS_ERR_COMPRESSION, &__pyx_t_6); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(1, 496, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
 
-    /* "pstream/_corelib/batch.pxi":482
+    /* "pstream/_corelib/batch.pxi":495
  *     if codec == 0:
  *         return header, decode_records(p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, PS_BATCH_HEADER_SIZE)
  *     if codec > 4:             # <<<<<<<<<<<<<<
@@ -13988,22 +14289,22 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 */
   }
 
-  /* "pstream/_corelib/batch.pxi":484
+  /* "pstream/_corelib/batch.pxi":497
  *     if codec > 4:
  *         raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]             # <<<<<<<<<<<<<<
  *     try:
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
 */
-  __pyx_t_7 = PyMemoryView_FromObject(__pyx_v_buf); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 484, __pyx_L1_error)
+  __pyx_t_7 = PyMemoryView_FromObject(__pyx_v_buf); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 497, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_2 = PySequence_GetSlice(__pyx_t_7, PS_BATCH_HEADER_SIZE, __pyx_v_total); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 484, __pyx_L1_error)
+  __pyx_t_2 = PySequence_GetSlice(__pyx_t_7, PS_BATCH_HEADER_SIZE, __pyx_v_total); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 497, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
   __pyx_v_section = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "pstream/_corelib/batch.pxi":485
+  /* "pstream/_corelib/batch.pxi":498
  *         raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
  *     try:             # <<<<<<<<<<<<<<
@@ -14019,7 +14320,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     __Pyx_XGOTREF(__pyx_t_10);
     /*try:*/ {
 
-      /* "pstream/_corelib/batch.pxi":486
+      /* "pstream/_corelib/batch.pxi":499
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
  *     try:
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)             # <<<<<<<<<<<<<<
@@ -14027,14 +14328,14 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
  *         raise _errors.CompressionError(exc.message, position=PS_BATCH_HEADER_SIZE) from None
 */
       __pyx_t_7 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 486, __pyx_L9_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 499, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_decompress); if (unlikely(!__pyx_t_11)) __PYX_ERR(1, 486, __pyx_L9_error)
+      __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_decompress); if (unlikely(!__pyx_t_11)) __PYX_ERR(1, 499, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_11);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_codec); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 486, __pyx_L9_error)
+      __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_codec); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 499, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_1);
-      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_MAX_DECOMPRESSED); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 486, __pyx_L9_error)
+      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_MAX_DECOMPRESSED); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 499, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_12);
       #if CYTHON_VECTORCALL
       #endif
@@ -14054,13 +14355,13 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
         PyObject *__pyx_callargs[4] = {__pyx_t_7, __pyx_t_1, __pyx_v_section, __pyx_t_12};
         #if CYTHON_VECTORCALL
         __pyx_t_13 = __pyx_mstate_global->__pyx_tuple[2];
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(1, 486, __pyx_L9_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(1, 499, __pyx_L9_error)
         __Pyx_INCREF(__pyx_t_13);
         #else
         {
           PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_max_size};
           __pyx_t_13 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+3, 1);
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(1, 486, __pyx_L9_error)
+          if (unlikely(!__pyx_t_13)) __PYX_ERR(1, 499, __pyx_L9_error)
           __Pyx_GOTREF(__pyx_t_13);
         }
         #endif
@@ -14072,13 +14373,13 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 486, __pyx_L9_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 499, __pyx_L9_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __pyx_v_raw = __pyx_t_2;
       __pyx_t_2 = 0;
 
-      /* "pstream/_corelib/batch.pxi":485
+      /* "pstream/_corelib/batch.pxi":498
  *         raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
  *     try:             # <<<<<<<<<<<<<<
@@ -14098,7 +14399,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/batch.pxi":487
+    /* "pstream/_corelib/batch.pxi":500
  *     try:
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
  *     except _errors.CompressionError as exc:             # <<<<<<<<<<<<<<
@@ -14106,9 +14407,9 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
  *     return header, decode_records(<const uint8_t *>PyBytes_AS_STRING(raw), <size_t>PyBytes_GET_SIZE(raw), &h,
 */
     __Pyx_ErrFetch(&__pyx_t_2, &__pyx_t_11, &__pyx_t_13);
-    __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 487, __pyx_L11_except_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 500, __pyx_L11_except_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CompressionError); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 487, __pyx_L11_except_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CompressionError); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 500, __pyx_L11_except_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
     __pyx_t_5 = __Pyx_PyErr_GivenExceptionMatches(__pyx_t_2, __pyx_t_1);
@@ -14117,7 +14418,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     __pyx_t_2 = 0; __pyx_t_11 = 0; __pyx_t_13 = 0;
     if (__pyx_t_5) {
       __Pyx_AddTraceback("pstream._core.decode_batch", __pyx_clineno, __pyx_lineno, __pyx_filename);
-      if (__Pyx_GetException(&__pyx_t_13, &__pyx_t_11, &__pyx_t_2) < 0) __PYX_ERR(1, 487, __pyx_L11_except_error)
+      if (__Pyx_GetException(&__pyx_t_13, &__pyx_t_11, &__pyx_t_2) < 0) __PYX_ERR(1, 500, __pyx_L11_except_error)
       __Pyx_XGOTREF(__pyx_t_13);
       __Pyx_XGOTREF(__pyx_t_11);
       __Pyx_XGOTREF(__pyx_t_2);
@@ -14125,7 +14426,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
       __pyx_v_exc = __pyx_t_11;
       /*try:*/ {
 
-        /* "pstream/_corelib/batch.pxi":488
+        /* "pstream/_corelib/batch.pxi":501
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
  *     except _errors.CompressionError as exc:
  *         raise _errors.CompressionError(exc.message, position=PS_BATCH_HEADER_SIZE) from None             # <<<<<<<<<<<<<<
@@ -14133,14 +14434,14 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
  *                                   PS_BATCH_HEADER_SIZE)
 */
         __pyx_t_12 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 488, __pyx_L20_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 501, __pyx_L20_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_CompressionError); if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 488, __pyx_L20_error)
+        __pyx_t_14 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_CompressionError); if (unlikely(!__pyx_t_14)) __PYX_ERR(1, 501, __pyx_L20_error)
         __Pyx_GOTREF(__pyx_t_14);
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_exc, __pyx_mstate_global->__pyx_n_u_message); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 488, __pyx_L20_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_exc, __pyx_mstate_global->__pyx_n_u_message); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 501, __pyx_L20_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_15 = __Pyx_PyLong_From___pyx_anon_enum(PS_BATCH_HEADER_SIZE); if (unlikely(!__pyx_t_15)) __PYX_ERR(1, 488, __pyx_L20_error)
+        __pyx_t_15 = __Pyx_PyLong_From___pyx_anon_enum(PS_BATCH_HEADER_SIZE); if (unlikely(!__pyx_t_15)) __PYX_ERR(1, 501, __pyx_L20_error)
         __Pyx_GOTREF(__pyx_t_15);
         #if CYTHON_VECTORCALL
         #endif
@@ -14160,13 +14461,13 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
           PyObject *__pyx_callargs[3] = {__pyx_t_12, __pyx_t_7, __pyx_t_15};
           #if CYTHON_VECTORCALL
           __pyx_t_16 = __pyx_mstate_global->__pyx_tuple[3];
-          if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 488, __pyx_L20_error)
+          if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 501, __pyx_L20_error)
           __Pyx_INCREF(__pyx_t_16);
           #else
           {
             PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_position};
             __pyx_t_16 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-            if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 488, __pyx_L20_error)
+            if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 501, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_16);
           }
           #endif
@@ -14178,15 +14479,15 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
           __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
           __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
           __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-          if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 488, __pyx_L20_error)
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 501, __pyx_L20_error)
           __Pyx_GOTREF(__pyx_t_1);
         }
         __Pyx_Raise(__pyx_t_1, 0, 0, Py_None);
         __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-        __PYX_ERR(1, 488, __pyx_L20_error)
+        __PYX_ERR(1, 501, __pyx_L20_error)
       }
 
-      /* "pstream/_corelib/batch.pxi":487
+      /* "pstream/_corelib/batch.pxi":500
  *     try:
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
  *     except _errors.CompressionError as exc:             # <<<<<<<<<<<<<<
@@ -14233,7 +14534,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     }
     goto __pyx_L11_except_error;
 
-    /* "pstream/_corelib/batch.pxi":485
+    /* "pstream/_corelib/batch.pxi":498
  *         raise_status(PS_ERR_COMPRESSION, PS_OFF_ATTRIBUTES, f"unknown compression codec {codec}")
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
  *     try:             # <<<<<<<<<<<<<<
@@ -14249,22 +14550,22 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
     __pyx_L14_try_end:;
   }
 
-  /* "pstream/_corelib/batch.pxi":489
+  /* "pstream/_corelib/batch.pxi":502
  *     except _errors.CompressionError as exc:
  *         raise _errors.CompressionError(exc.message, position=PS_BATCH_HEADER_SIZE) from None
  *     return header, decode_records(<const uint8_t *>PyBytes_AS_STRING(raw), <size_t>PyBytes_GET_SIZE(raw), &h,             # <<<<<<<<<<<<<<
  *                                   PS_BATCH_HEADER_SIZE)
  * 
 */
-  __pyx_t_2 = __pyx_f_7pstream_5_core_decode_records(((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), ((size_t)PyBytes_GET_SIZE(__pyx_v_raw)), (&__pyx_v_h), PS_BATCH_HEADER_SIZE); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 489, __pyx_L1_error)
+  __pyx_t_2 = __pyx_f_7pstream_5_core_decode_records(((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), ((size_t)PyBytes_GET_SIZE(__pyx_v_raw)), (&__pyx_v_h), PS_BATCH_HEADER_SIZE); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_11 = PyTuple_New(2); if (unlikely(!__pyx_t_11)) __PYX_ERR(1, 489, __pyx_L1_error)
+  __pyx_t_11 = PyTuple_New(2); if (unlikely(!__pyx_t_11)) __PYX_ERR(1, 502, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_11);
   __Pyx_INCREF((PyObject *)__pyx_v_header);
   __Pyx_GIVEREF((PyObject *)__pyx_v_header);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_11, 0, ((PyObject *)__pyx_v_header)) != (0)) __PYX_ERR(1, 489, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_11, 0, ((PyObject *)__pyx_v_header)) != (0)) __PYX_ERR(1, 502, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_11, 1, __pyx_t_2) != (0)) __PYX_ERR(1, 489, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_11, 1, __pyx_t_2) != (0)) __PYX_ERR(1, 502, __pyx_L1_error);
   __pyx_t_2 = 0;
   {
     PyObject *__pyx_temp;
@@ -14277,7 +14578,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
   __pyx_t_11 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/batch.pxi":466
+  /* "pstream/_corelib/batch.pxi":479
  * 
  * 
  * def decode_batch(buf):             # <<<<<<<<<<<<<<
@@ -14316,7 +14617,7 @@ static PyObject *__pyx_pf_7pstream_5_core_8decode_batch(CYTHON_UNUSED PyObject *
 }
 static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "pstream/_corelib/batch.pxi":493
+/* "pstream/_corelib/batch.pxi":506
  * 
  * 
  * def iter_batches(data):             # <<<<<<<<<<<<<<
@@ -14364,32 +14665,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_data,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 493, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(1, 506, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 493, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 506, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "iter_batches", 0) < (0)) __PYX_ERR(1, 493, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "iter_batches", 0) < (0)) __PYX_ERR(1, 506, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("iter_batches", 1, 1, 1, i); __PYX_ERR(1, 493, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("iter_batches", 1, 1, 1, i); __PYX_ERR(1, 506, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 493, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(1, 506, __pyx_L3_error)
     }
     __pyx_v_data = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("iter_batches", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 493, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("iter_batches", 1, 1, 1, __pyx_nargs); __PYX_ERR(1, 506, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -14422,7 +14723,7 @@ static PyObject *__pyx_pf_7pstream_5_core_10iter_batches(CYTHON_UNUSED PyObject 
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_7pstream_5_core___pyx_scope_struct__iter_batches *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(1, 493, __pyx_L1_error)
+    __PYX_ERR(1, 506, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -14430,7 +14731,7 @@ static PyObject *__pyx_pf_7pstream_5_core_10iter_batches(CYTHON_UNUSED PyObject 
   __Pyx_INCREF(__pyx_cur_scope->__pyx_v_data);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_v_data);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_12generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_iter_batches, __pyx_mstate_global->__pyx_n_u_iter_batches, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(1, 493, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_12generator, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_iter_batches, __pyx_mstate_global->__pyx_n_u_iter_batches, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(1, 506, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -14491,10 +14792,10 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(1, 493, __pyx_L1_error)
+    __PYX_ERR(1, 506, __pyx_L1_error)
   }
 
-  /* "pstream/_corelib/batch.pxi":495
+  /* "pstream/_corelib/batch.pxi":508
  * def iter_batches(data):
  *     """Decodes back-to-back batches (as read_batches returns them): yields (BatchHeader, records)."""
  *     cdef Py_ssize_t pos = 0, n             # <<<<<<<<<<<<<<
@@ -14503,30 +14804,30 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
 */
   __pyx_cur_scope->__pyx_v_pos = 0;
 
-  /* "pstream/_corelib/batch.pxi":496
+  /* "pstream/_corelib/batch.pxi":509
  *     """Decodes back-to-back batches (as read_batches returns them): yields (BatchHeader, records)."""
  *     cdef Py_ssize_t pos = 0, n
  *     view = memoryview(data)             # <<<<<<<<<<<<<<
  *     n = len(view)
  *     while pos < n:
 */
-  __pyx_t_1 = PyMemoryView_FromObject(__pyx_cur_scope->__pyx_v_data); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 496, __pyx_L1_error)
+  __pyx_t_1 = PyMemoryView_FromObject(__pyx_cur_scope->__pyx_v_data); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_1);
   __pyx_cur_scope->__pyx_v_view = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/batch.pxi":497
+  /* "pstream/_corelib/batch.pxi":510
  *     cdef Py_ssize_t pos = 0, n
  *     view = memoryview(data)
  *     n = len(view)             # <<<<<<<<<<<<<<
  *     while pos < n:
  *         try:
 */
-  __pyx_t_2 = PyObject_Length(__pyx_cur_scope->__pyx_v_view); if (unlikely(__pyx_t_2 == ((Py_ssize_t)-1))) __PYX_ERR(1, 497, __pyx_L1_error)
+  __pyx_t_2 = PyObject_Length(__pyx_cur_scope->__pyx_v_view); if (unlikely(__pyx_t_2 == ((Py_ssize_t)-1))) __PYX_ERR(1, 510, __pyx_L1_error)
   __pyx_cur_scope->__pyx_v_n = __pyx_t_2;
 
-  /* "pstream/_corelib/batch.pxi":498
+  /* "pstream/_corelib/batch.pxi":511
  *     view = memoryview(data)
  *     n = len(view)
  *     while pos < n:             # <<<<<<<<<<<<<<
@@ -14539,7 +14840,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
 
     if (!__pyx_t_3) break;
 
-    /* "pstream/_corelib/batch.pxi":499
+    /* "pstream/_corelib/batch.pxi":512
  *     n = len(view)
  *     while pos < n:
  *         try:             # <<<<<<<<<<<<<<
@@ -14553,7 +14854,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
       __Pyx_XGOTREF(__pyx_t_6);
       /*try:*/ {
 
-        /* "pstream/_corelib/batch.pxi":500
+        /* "pstream/_corelib/batch.pxi":513
  *     while pos < n:
  *         try:
  *             header, records = decode_batch(view[pos:])             # <<<<<<<<<<<<<<
@@ -14561,9 +14862,9 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
  *             raise type(exc)(exc.message, position=pos + (exc.position or 0)) from None
 */
         __pyx_t_7 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_decode_batch); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 500, __pyx_L6_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_decode_batch); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 513, __pyx_L6_error)
         __Pyx_GOTREF(__pyx_t_8);
-        __pyx_t_9 = PySequence_GetSlice(__pyx_cur_scope->__pyx_v_view, __pyx_cur_scope->__pyx_v_pos, PY_SSIZE_T_MAX); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 500, __pyx_L6_error)
+        __pyx_t_9 = PySequence_GetSlice(__pyx_cur_scope->__pyx_v_view, __pyx_cur_scope->__pyx_v_pos, PY_SSIZE_T_MAX); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 513, __pyx_L6_error)
         __Pyx_GOTREF(__pyx_t_9);
         __pyx_t_10 = 1;
         #if CYTHON_UNPACK_METHODS
@@ -14583,7 +14884,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
           __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 500, __pyx_L6_error)
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 513, __pyx_L6_error)
           __Pyx_GOTREF(__pyx_t_1);
         }
         if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
@@ -14592,7 +14893,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
           if (unlikely(size != 2)) {
             if (size > 2) __Pyx_RaiseTooManyValuesError(2);
             else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-            __PYX_ERR(1, 500, __pyx_L6_error)
+            __PYX_ERR(1, 513, __pyx_L6_error)
           }
           #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
           if (likely(PyTuple_CheckExact(sequence))) {
@@ -14602,22 +14903,22 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
             __Pyx_INCREF(__pyx_t_9);
           } else {
             __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-            if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 500, __pyx_L6_error)
+            if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 513, __pyx_L6_error)
             __Pyx_XGOTREF(__pyx_t_8);
             __pyx_t_9 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-            if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 500, __pyx_L6_error)
+            if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 513, __pyx_L6_error)
             __Pyx_XGOTREF(__pyx_t_9);
           }
           #else
-          __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 500, __pyx_L6_error)
+          __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 513, __pyx_L6_error)
           __Pyx_GOTREF(__pyx_t_8);
-          __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 500, __pyx_L6_error)
+          __pyx_t_9 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 513, __pyx_L6_error)
           __Pyx_GOTREF(__pyx_t_9);
           #endif
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
         } else {
           Py_ssize_t index = -1;
-          __pyx_t_7 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 500, __pyx_L6_error)
+          __pyx_t_7 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 513, __pyx_L6_error)
           __Pyx_GOTREF(__pyx_t_7);
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
           __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -14625,7 +14926,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
           __Pyx_GOTREF(__pyx_t_8);
           index = 1; __pyx_t_9 = __pyx_t_11(__pyx_t_7); if (unlikely(!__pyx_t_9)) goto __pyx_L14_unpacking_failed;
           __Pyx_GOTREF(__pyx_t_9);
-          if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_7), 2) < (0)) __PYX_ERR(1, 500, __pyx_L6_error)
+          if (__Pyx_IternextUnpackEndCheck(__pyx_t_11(__pyx_t_7), 2) < (0)) __PYX_ERR(1, 513, __pyx_L6_error)
           __pyx_t_11 = NULL;
           __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
           goto __pyx_L15_unpacking_done;
@@ -14633,7 +14934,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
           __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
           __pyx_t_11 = NULL;
           if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-          __PYX_ERR(1, 500, __pyx_L6_error)
+          __PYX_ERR(1, 513, __pyx_L6_error)
           __pyx_L15_unpacking_done:;
         }
         __Pyx_XGOTREF(__pyx_cur_scope->__pyx_v_header);
@@ -14645,7 +14946,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
         __Pyx_GIVEREF(__pyx_t_9);
         __pyx_t_9 = 0;
 
-        /* "pstream/_corelib/batch.pxi":499
+        /* "pstream/_corelib/batch.pxi":512
  *     n = len(view)
  *     while pos < n:
  *         try:             # <<<<<<<<<<<<<<
@@ -14663,7 +14964,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-      /* "pstream/_corelib/batch.pxi":501
+      /* "pstream/_corelib/batch.pxi":514
  *         try:
  *             header, records = decode_batch(view[pos:])
  *         except _errors.CorruptBatchError as exc:             # <<<<<<<<<<<<<<
@@ -14671,9 +14972,9 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
  *         yield header, records
 */
       __Pyx_ErrFetch(&__pyx_t_1, &__pyx_t_9, &__pyx_t_8);
-      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 501, __pyx_L8_except_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(1, 514, __pyx_L8_except_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_CorruptBatchError); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 501, __pyx_L8_except_error)
+      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_CorruptBatchError); if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 514, __pyx_L8_except_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __pyx_t_13 = __Pyx_PyErr_GivenExceptionMatches(__pyx_t_1, __pyx_t_12);
@@ -14682,7 +14983,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
       __pyx_t_1 = 0; __pyx_t_9 = 0; __pyx_t_8 = 0;
       if (__pyx_t_13) {
         __Pyx_AddTraceback("pstream._core.iter_batches", __pyx_clineno, __pyx_lineno, __pyx_filename);
-        if (__Pyx_GetException(&__pyx_t_8, &__pyx_t_9, &__pyx_t_1) < 0) __PYX_ERR(1, 501, __pyx_L8_except_error)
+        if (__Pyx_GetException(&__pyx_t_8, &__pyx_t_9, &__pyx_t_1) < 0) __PYX_ERR(1, 514, __pyx_L8_except_error)
         __Pyx_XGOTREF(__pyx_t_8);
         __Pyx_XGOTREF(__pyx_t_9);
         __Pyx_XGOTREF(__pyx_t_1);
@@ -14691,7 +14992,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
         __pyx_cur_scope->__pyx_v_exc = __pyx_t_9;
         /*try:*/ {
 
-          /* "pstream/_corelib/batch.pxi":502
+          /* "pstream/_corelib/batch.pxi":515
  *             header, records = decode_batch(view[pos:])
  *         except _errors.CorruptBatchError as exc:
  *             raise type(exc)(exc.message, position=pos + (exc.position or 0)) from None             # <<<<<<<<<<<<<<
@@ -14701,13 +15002,13 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
           __pyx_t_7 = NULL;
           __Pyx_INCREF(((PyObject *)Py_TYPE(__pyx_cur_scope->__pyx_v_exc)));
           __pyx_t_14 = ((PyObject *)Py_TYPE(__pyx_cur_scope->__pyx_v_exc)); 
-          __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_cur_scope->__pyx_v_exc, __pyx_mstate_global->__pyx_n_u_message); if (unlikely(!__pyx_t_15)) __PYX_ERR(1, 502, __pyx_L21_error)
+          __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_cur_scope->__pyx_v_exc, __pyx_mstate_global->__pyx_n_u_message); if (unlikely(!__pyx_t_15)) __PYX_ERR(1, 515, __pyx_L21_error)
           __Pyx_GOTREF(__pyx_t_15);
-          __pyx_t_16 = PyLong_FromSsize_t(__pyx_cur_scope->__pyx_v_pos); if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 502, __pyx_L21_error)
+          __pyx_t_16 = PyLong_FromSsize_t(__pyx_cur_scope->__pyx_v_pos); if (unlikely(!__pyx_t_16)) __PYX_ERR(1, 515, __pyx_L21_error)
           __Pyx_GOTREF(__pyx_t_16);
-          __pyx_t_18 = __Pyx_PyObject_GetAttrStr(__pyx_cur_scope->__pyx_v_exc, __pyx_mstate_global->__pyx_n_u_position); if (unlikely(!__pyx_t_18)) __PYX_ERR(1, 502, __pyx_L21_error)
+          __pyx_t_18 = __Pyx_PyObject_GetAttrStr(__pyx_cur_scope->__pyx_v_exc, __pyx_mstate_global->__pyx_n_u_position); if (unlikely(!__pyx_t_18)) __PYX_ERR(1, 515, __pyx_L21_error)
           __Pyx_GOTREF(__pyx_t_18);
-          __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_18); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(1, 502, __pyx_L21_error)
+          __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_18); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(1, 515, __pyx_L21_error)
           if (!__pyx_t_3) {
             __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
           } else {
@@ -14716,12 +15017,12 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
             __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
             goto __pyx_L23_bool_binop_done;
           }
-          __pyx_t_18 = __Pyx_PyLong_From_long(0); if (unlikely(!__pyx_t_18)) __PYX_ERR(1, 502, __pyx_L21_error)
+          __pyx_t_18 = __Pyx_PyLong_From_long(0); if (unlikely(!__pyx_t_18)) __PYX_ERR(1, 515, __pyx_L21_error)
           __Pyx_GOTREF(__pyx_t_18);
           __pyx_t_17 = __pyx_t_18;
           __pyx_t_18 = 0;
           __pyx_L23_bool_binop_done:;
-          __pyx_t_18 = __Pyx_PyNumber_Add_int_object(__pyx_t_16, __pyx_t_17); if (unlikely(!__pyx_t_18)) __PYX_ERR(1, 502, __pyx_L21_error)
+          __pyx_t_18 = __Pyx_PyNumber_Add_int_object(__pyx_t_16, __pyx_t_17); if (unlikely(!__pyx_t_18)) __PYX_ERR(1, 515, __pyx_L21_error)
           __Pyx_GOTREF(__pyx_t_18);
           __Pyx_DECREF(__pyx_t_16); __pyx_t_16 = 0;
           __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
@@ -14743,13 +15044,13 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
             PyObject *__pyx_callargs[3] = {__pyx_t_7, __pyx_t_15, __pyx_t_18};
             #if CYTHON_VECTORCALL
             __pyx_t_17 = __pyx_mstate_global->__pyx_tuple[3];
-            if (unlikely(!__pyx_t_17)) __PYX_ERR(1, 502, __pyx_L21_error)
+            if (unlikely(!__pyx_t_17)) __PYX_ERR(1, 515, __pyx_L21_error)
             __Pyx_INCREF(__pyx_t_17);
             #else
             {
               PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_position};
               __pyx_t_17 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 1);
-              if (unlikely(!__pyx_t_17)) __PYX_ERR(1, 502, __pyx_L21_error)
+              if (unlikely(!__pyx_t_17)) __PYX_ERR(1, 515, __pyx_L21_error)
               __Pyx_GOTREF(__pyx_t_17);
             }
             #endif
@@ -14761,15 +15062,15 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
             __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
             __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
             __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-            if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 502, __pyx_L21_error)
+            if (unlikely(!__pyx_t_12)) __PYX_ERR(1, 515, __pyx_L21_error)
             __Pyx_GOTREF(__pyx_t_12);
           }
           __Pyx_Raise(__pyx_t_12, 0, 0, Py_None);
           __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-          __PYX_ERR(1, 502, __pyx_L21_error)
+          __PYX_ERR(1, 515, __pyx_L21_error)
         }
 
-        /* "pstream/_corelib/batch.pxi":501
+        /* "pstream/_corelib/batch.pxi":514
  *         try:
  *             header, records = decode_batch(view[pos:])
  *         except _errors.CorruptBatchError as exc:             # <<<<<<<<<<<<<<
@@ -14817,7 +15118,7 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
       }
       goto __pyx_L8_except_error;
 
-      /* "pstream/_corelib/batch.pxi":499
+      /* "pstream/_corelib/batch.pxi":512
  *     n = len(view)
  *     while pos < n:
  *         try:             # <<<<<<<<<<<<<<
@@ -14833,20 +15134,20 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
       __pyx_L13_try_end:;
     }
 
-    /* "pstream/_corelib/batch.pxi":503
+    /* "pstream/_corelib/batch.pxi":516
  *         except _errors.CorruptBatchError as exc:
  *             raise type(exc)(exc.message, position=pos + (exc.position or 0)) from None
  *         yield header, records             # <<<<<<<<<<<<<<
  *         pos += header.size
 */
-    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 503, __pyx_L1_error)
+    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 516, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_INCREF(__pyx_cur_scope->__pyx_v_header);
     __Pyx_GIVEREF(__pyx_cur_scope->__pyx_v_header);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_cur_scope->__pyx_v_header) != (0)) __PYX_ERR(1, 503, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_cur_scope->__pyx_v_header) != (0)) __PYX_ERR(1, 516, __pyx_L1_error);
     __Pyx_INCREF(__pyx_cur_scope->__pyx_v_records);
     __Pyx_GIVEREF(__pyx_cur_scope->__pyx_v_records);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_cur_scope->__pyx_v_records) != (0)) __PYX_ERR(1, 503, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_cur_scope->__pyx_v_records) != (0)) __PYX_ERR(1, 516, __pyx_L1_error);
     __pyx_r = __pyx_t_1;
     __pyx_t_1 = 0;
     __Pyx_XGIVEREF(__pyx_r);
@@ -14856,28 +15157,28 @@ static PyObject *__pyx_gb_7pstream_5_core_12generator(__pyx_CoroutineObject *__p
     __pyx_generator->resume_label = 1;
     return __pyx_r;
     __pyx_L29_resume_from_yield:;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(1, 503, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(1, 516, __pyx_L1_error)
 
-    /* "pstream/_corelib/batch.pxi":504
+    /* "pstream/_corelib/batch.pxi":517
  *             raise type(exc)(exc.message, position=pos + (exc.position or 0)) from None
  *         yield header, records
  *         pos += header.size             # <<<<<<<<<<<<<<
 */
-    __pyx_t_1 = PyLong_FromSsize_t(__pyx_cur_scope->__pyx_v_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 504, __pyx_L1_error)
+    __pyx_t_1 = PyLong_FromSsize_t(__pyx_cur_scope->__pyx_v_pos); if (unlikely(!__pyx_t_1)) __PYX_ERR(1, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_cur_scope->__pyx_v_header, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 504, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_cur_scope->__pyx_v_header, __pyx_mstate_global->__pyx_n_u_size); if (unlikely(!__pyx_t_9)) __PYX_ERR(1, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_8 = __Pyx_PyNumber_InPlaceAdd_int_object(__pyx_t_1, __pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 504, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyNumber_InPlaceAdd_int_object(__pyx_t_1, __pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(1, 517, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_2 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_2 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(1, 504, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_2 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(1, 517, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_cur_scope->__pyx_v_pos = __pyx_t_2;
   }
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
 
-  /* "pstream/_corelib/batch.pxi":493
+  /* "pstream/_corelib/batch.pxi":506
  * 
  * 
  * def iter_batches(data):             # <<<<<<<<<<<<<<
@@ -23080,7 +23381,7 @@ static void __pyx_f_7pstream_5_core_part_service(struct __pyx_t_7pstream_5_core_
  *     a = part_active(p)
  *     if a.size == a.synced:             # <<<<<<<<<<<<<<
  *         p.dirty_since_ns = 0
- *     sh.busy_ns += ps_monotonic_ns() - t0
+ *     elif sync:
 */
   __pyx_t_1 = (__pyx_v_a->size == __pyx_v_a->synced);
 
@@ -23091,8 +23392,8 @@ static void __pyx_f_7pstream_5_core_part_service(struct __pyx_t_7pstream_5_core_
  *     a = part_active(p)
  *     if a.size == a.synced:
  *         p.dirty_since_ns = 0             # <<<<<<<<<<<<<<
- *     sh.busy_ns += ps_monotonic_ns() - t0
- *     shard_watch_check(sh, p)
+ *     elif sync:
+ *         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
 */
     __pyx_v_p->dirty_since_ns = 0;
 
@@ -23101,21 +23402,50 @@ static void __pyx_f_7pstream_5_core_part_service(struct __pyx_t_7pstream_5_core_
  *     a = part_active(p)
  *     if a.size == a.synced:             # <<<<<<<<<<<<<<
  *         p.dirty_since_ns = 0
- *     sh.busy_ns += ps_monotonic_ns() - t0
+ *     elif sync:
 */
+    goto __pyx_L29;
   }
 
   /* "pstream/_corelib/shard.pxi":138
  *     if a.size == a.synced:
  *         p.dirty_since_ns = 0
+ *     elif sync:             # <<<<<<<<<<<<<<
+ *         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
+ *     sh.busy_ns += ps_monotonic_ns() - t0
+*/
+  if (__pyx_v_sync) {
+
+    /* "pstream/_corelib/shard.pxi":139
+ *         p.dirty_since_ns = 0
+ *     elif sync:
+ *         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began             # <<<<<<<<<<<<<<
+ *     sh.busy_ns += ps_monotonic_ns() - t0
+ *     shard_watch_check(sh, p)
+*/
+    __pyx_v_p->dirty_since_ns = __pyx_v_t0;
+
+    /* "pstream/_corelib/shard.pxi":138
+ *     if a.size == a.synced:
+ *         p.dirty_since_ns = 0
+ *     elif sync:             # <<<<<<<<<<<<<<
+ *         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
+ *     sh.busy_ns += ps_monotonic_ns() - t0
+*/
+  }
+  __pyx_L29:;
+
+  /* "pstream/_corelib/shard.pxi":140
+ *     elif sync:
+ *         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
  *     sh.busy_ns += ps_monotonic_ns() - t0             # <<<<<<<<<<<<<<
  *     shard_watch_check(sh, p)
  *     pthread_cond_broadcast(&sh.done)
 */
   __pyx_v_sh->busy_ns = (__pyx_v_sh->busy_ns + (ps_monotonic_ns() - __pyx_v_t0));
 
-  /* "pstream/_corelib/shard.pxi":139
- *         p.dirty_since_ns = 0
+  /* "pstream/_corelib/shard.pxi":141
+ *         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
  *     sh.busy_ns += ps_monotonic_ns() - t0
  *     shard_watch_check(sh, p)             # <<<<<<<<<<<<<<
  *     pthread_cond_broadcast(&sh.done)
@@ -23123,7 +23453,7 @@ static void __pyx_f_7pstream_5_core_part_service(struct __pyx_t_7pstream_5_core_
 */
   __pyx_f_7pstream_5_core_shard_watch_check(__pyx_v_sh, __pyx_v_p);
 
-  /* "pstream/_corelib/shard.pxi":140
+  /* "pstream/_corelib/shard.pxi":142
  *     sh.busy_ns += ps_monotonic_ns() - t0
  *     shard_watch_check(sh, p)
  *     pthread_cond_broadcast(&sh.done)             # <<<<<<<<<<<<<<
@@ -23149,7 +23479,7 @@ static void __pyx_f_7pstream_5_core_part_service(struct __pyx_t_7pstream_5_core_
 
 }
 
-/* "pstream/_corelib/shard.pxi":143
+/* "pstream/_corelib/shard.pxi":145
  * 
  * 
  * cdef void *shard_main(void *arg) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23169,7 +23499,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
   int __pyx_t_2;
   int __pyx_t_3;
 
-  /* "pstream/_corelib/shard.pxi":144
+  /* "pstream/_corelib/shard.pxi":146
  * 
  * cdef void *shard_main(void *arg) noexcept nogil:
  *     cdef Shard *sh = <Shard *>arg             # <<<<<<<<<<<<<<
@@ -23178,7 +23508,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
   __pyx_v_sh = ((struct __pyx_t_7pstream_5_core_Shard *)__pyx_v_arg);
 
-  /* "pstream/_corelib/shard.pxi":150
+  /* "pstream/_corelib/shard.pxi":152
  *     cdef int64_t now, deadline
  *     cdef timespec ts
  *     pthread_mutex_lock(&sh.mu)             # <<<<<<<<<<<<<<
@@ -23187,7 +23517,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
   (void)(pthread_mutex_lock((&__pyx_v_sh->mu)));
 
-  /* "pstream/_corelib/shard.pxi":151
+  /* "pstream/_corelib/shard.pxi":153
  *     cdef timespec ts
  *     pthread_mutex_lock(&sh.mu)
  *     while True:             # <<<<<<<<<<<<<<
@@ -23196,7 +23526,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
   while (1) {
 
-    /* "pstream/_corelib/shard.pxi":152
+    /* "pstream/_corelib/shard.pxi":154
  *     pthread_mutex_lock(&sh.mu)
  *     while True:
  *         now = ps_monotonic_ns()             # <<<<<<<<<<<<<<
@@ -23205,7 +23535,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
     __pyx_v_now = ps_monotonic_ns();
 
-    /* "pstream/_corelib/shard.pxi":153
+    /* "pstream/_corelib/shard.pxi":155
  *     while True:
  *         now = ps_monotonic_ns()
  *         deadline = INT64_MAX             # <<<<<<<<<<<<<<
@@ -23214,7 +23544,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
     __pyx_v_deadline = INT64_MAX;
 
-    /* "pstream/_corelib/shard.pxi":154
+    /* "pstream/_corelib/shard.pxi":156
  *         now = ps_monotonic_ns()
  *         deadline = INT64_MAX
  *         batch = sh.dirty_head             # <<<<<<<<<<<<<<
@@ -23225,7 +23555,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 
     __pyx_v_batch = __pyx_t_1;
 
-    /* "pstream/_corelib/shard.pxi":155
+    /* "pstream/_corelib/shard.pxi":157
  *         deadline = INT64_MAX
  *         batch = sh.dirty_head
  *         sh.dirty_head = NULL             # <<<<<<<<<<<<<<
@@ -23234,7 +23564,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
     __pyx_v_sh->dirty_head = NULL;
 
-    /* "pstream/_corelib/shard.pxi":156
+    /* "pstream/_corelib/shard.pxi":158
  *         batch = sh.dirty_head
  *         sh.dirty_head = NULL
  *         sh.dirty_tail = NULL             # <<<<<<<<<<<<<<
@@ -23243,7 +23573,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
     __pyx_v_sh->dirty_tail = NULL;
 
-    /* "pstream/_corelib/shard.pxi":157
+    /* "pstream/_corelib/shard.pxi":159
  *         sh.dirty_head = NULL
  *         sh.dirty_tail = NULL
  *         while batch != NULL:             # <<<<<<<<<<<<<<
@@ -23256,7 +23586,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 
       if (!__pyx_t_2) break;
 
-      /* "pstream/_corelib/shard.pxi":158
+      /* "pstream/_corelib/shard.pxi":160
  *         sh.dirty_tail = NULL
  *         while batch != NULL:
  *             p = batch             # <<<<<<<<<<<<<<
@@ -23265,7 +23595,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       __pyx_v_p = __pyx_v_batch;
 
-      /* "pstream/_corelib/shard.pxi":159
+      /* "pstream/_corelib/shard.pxi":161
  *         while batch != NULL:
  *             p = batch
  *             batch = p.next_dirty             # <<<<<<<<<<<<<<
@@ -23276,7 +23606,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 
       __pyx_v_batch = __pyx_t_1;
 
-      /* "pstream/_corelib/shard.pxi":160
+      /* "pstream/_corelib/shard.pxi":162
  *             p = batch
  *             batch = p.next_dirty
  *             p.next_dirty = NULL             # <<<<<<<<<<<<<<
@@ -23285,7 +23615,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       __pyx_v_p->next_dirty = NULL;
 
-      /* "pstream/_corelib/shard.pxi":161
+      /* "pstream/_corelib/shard.pxi":163
  *             batch = p.next_dirty
  *             p.next_dirty = NULL
  *             if part_needs_service(p, now, &deadline, not sh.running):             # <<<<<<<<<<<<<<
@@ -23297,7 +23627,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/shard.pxi":162
+        /* "pstream/_corelib/shard.pxi":164
  *             p.next_dirty = NULL
  *             if part_needs_service(p, now, &deadline, not sh.running):
  *                 part_service(sh, p, now)             # <<<<<<<<<<<<<<
@@ -23306,7 +23636,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
         __pyx_f_7pstream_5_core_part_service(__pyx_v_sh, __pyx_v_p, __pyx_v_now);
 
-        /* "pstream/_corelib/shard.pxi":163
+        /* "pstream/_corelib/shard.pxi":165
  *             if part_needs_service(p, now, &deadline, not sh.running):
  *                 part_service(sh, p, now)
  *                 now = ps_monotonic_ns()             # <<<<<<<<<<<<<<
@@ -23315,7 +23645,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
         __pyx_v_now = ps_monotonic_ns();
 
-        /* "pstream/_corelib/shard.pxi":161
+        /* "pstream/_corelib/shard.pxi":163
  *             batch = p.next_dirty
  *             p.next_dirty = NULL
  *             if part_needs_service(p, now, &deadline, not sh.running):             # <<<<<<<<<<<<<<
@@ -23324,7 +23654,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       }
 
-      /* "pstream/_corelib/shard.pxi":165
+      /* "pstream/_corelib/shard.pxi":167
  *                 now = ps_monotonic_ns()
  *             # Still holding unsynced data? Keep it listed for its deadline.
  *             p.queued = False             # <<<<<<<<<<<<<<
@@ -23333,7 +23663,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       __pyx_v_p->queued = 0;
 
-      /* "pstream/_corelib/shard.pxi":166
+      /* "pstream/_corelib/shard.pxi":168
  *             # Still holding unsynced data? Keep it listed for its deadline.
  *             p.queued = False
  *             if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \             # <<<<<<<<<<<<<<
@@ -23360,7 +23690,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       }
       __pyx_L10_next_or:;
 
-      /* "pstream/_corelib/shard.pxi":167
+      /* "pstream/_corelib/shard.pxi":169
  *             p.queued = False
  *             if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \
  *                     or p.sync_requested or p.write_requested:             # <<<<<<<<<<<<<<
@@ -23377,7 +23707,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       __pyx_t_2 = __pyx_v_p->write_requested;
       __pyx_L9_bool_binop_done:;
 
-      /* "pstream/_corelib/shard.pxi":166
+      /* "pstream/_corelib/shard.pxi":168
  *             # Still holding unsynced data? Keep it listed for its deadline.
  *             p.queued = False
  *             if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \             # <<<<<<<<<<<<<<
@@ -23387,7 +23717,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/shard.pxi":168
+        /* "pstream/_corelib/shard.pxi":170
  *             if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \
  *                     or p.sync_requested or p.write_requested:
  *                 shard_enqueue(sh, p)             # <<<<<<<<<<<<<<
@@ -23396,7 +23726,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
         __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_sh, __pyx_v_p);
 
-        /* "pstream/_corelib/shard.pxi":169
+        /* "pstream/_corelib/shard.pxi":171
  *                     or p.sync_requested or p.write_requested:
  *                 shard_enqueue(sh, p)
  *                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:             # <<<<<<<<<<<<<<
@@ -23422,7 +23752,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
         if (__pyx_t_2) {
 
 
-          /* "pstream/_corelib/shard.pxi":170
+          /* "pstream/_corelib/shard.pxi":172
  *                 shard_enqueue(sh, p)
  *                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:
  *                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:             # <<<<<<<<<<<<<<
@@ -23434,7 +23764,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
           if (__pyx_t_2) {
 
 
-            /* "pstream/_corelib/shard.pxi":171
+            /* "pstream/_corelib/shard.pxi":173
  *                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:
  *                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:
  *                         deadline = p.dirty_since_ns + p.flush_ms * 1000000             # <<<<<<<<<<<<<<
@@ -23443,7 +23773,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
             __pyx_v_deadline = (__pyx_v_p->dirty_since_ns + (__pyx_v_p->flush_ms * 0xF4240));
 
-            /* "pstream/_corelib/shard.pxi":170
+            /* "pstream/_corelib/shard.pxi":172
  *                 shard_enqueue(sh, p)
  *                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:
  *                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:             # <<<<<<<<<<<<<<
@@ -23452,7 +23782,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
           }
 
-          /* "pstream/_corelib/shard.pxi":169
+          /* "pstream/_corelib/shard.pxi":171
  *                     or p.sync_requested or p.write_requested:
  *                 shard_enqueue(sh, p)
  *                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:             # <<<<<<<<<<<<<<
@@ -23461,7 +23791,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
         }
 
-        /* "pstream/_corelib/shard.pxi":166
+        /* "pstream/_corelib/shard.pxi":168
  *             # Still holding unsynced data? Keep it listed for its deadline.
  *             p.queued = False
  *             if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \             # <<<<<<<<<<<<<<
@@ -23471,7 +23801,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       }
     }
 
-    /* "pstream/_corelib/shard.pxi":172
+    /* "pstream/_corelib/shard.pxi":174
  *                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:
  *                         deadline = p.dirty_since_ns + p.flush_ms * 1000000
  *         if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):             # <<<<<<<<<<<<<<
@@ -23500,7 +23830,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/shard.pxi":173
+      /* "pstream/_corelib/shard.pxi":175
  *                         deadline = p.dirty_since_ns + p.flush_ms * 1000000
  *         if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):
  *             continue             # <<<<<<<<<<<<<<
@@ -23509,7 +23839,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       goto __pyx_L3_continue;
 
-      /* "pstream/_corelib/shard.pxi":172
+      /* "pstream/_corelib/shard.pxi":174
  *                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:
  *                         deadline = p.dirty_since_ns + p.flush_ms * 1000000
  *         if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):             # <<<<<<<<<<<<<<
@@ -23518,7 +23848,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
     }
 
-    /* "pstream/_corelib/shard.pxi":174
+    /* "pstream/_corelib/shard.pxi":176
  *         if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):
  *             continue
  *         if not sh.running and sh.dirty_head == NULL:             # <<<<<<<<<<<<<<
@@ -23544,7 +23874,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/shard.pxi":175
+      /* "pstream/_corelib/shard.pxi":177
  *             continue
  *         if not sh.running and sh.dirty_head == NULL:
  *             break             # <<<<<<<<<<<<<<
@@ -23553,7 +23883,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/shard.pxi":174
+      /* "pstream/_corelib/shard.pxi":176
  *         if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):
  *             continue
  *         if not sh.running and sh.dirty_head == NULL:             # <<<<<<<<<<<<<<
@@ -23562,7 +23892,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
     }
 
-    /* "pstream/_corelib/shard.pxi":176
+    /* "pstream/_corelib/shard.pxi":178
  *         if not sh.running and sh.dirty_head == NULL:
  *             break
  *         if deadline == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -23574,7 +23904,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/shard.pxi":177
+      /* "pstream/_corelib/shard.pxi":179
  *             break
  *         if deadline == INT64_MAX:
  *             if sh.dirty_head != NULL and not sh.running:             # <<<<<<<<<<<<<<
@@ -23600,7 +23930,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/shard.pxi":178
+        /* "pstream/_corelib/shard.pxi":180
  *         if deadline == INT64_MAX:
  *             if sh.dirty_head != NULL and not sh.running:
  *                 continue             # <<<<<<<<<<<<<<
@@ -23609,7 +23939,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
         goto __pyx_L3_continue;
 
-        /* "pstream/_corelib/shard.pxi":177
+        /* "pstream/_corelib/shard.pxi":179
  *             break
  *         if deadline == INT64_MAX:
  *             if sh.dirty_head != NULL and not sh.running:             # <<<<<<<<<<<<<<
@@ -23618,7 +23948,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       }
 
-      /* "pstream/_corelib/shard.pxi":179
+      /* "pstream/_corelib/shard.pxi":181
  *             if sh.dirty_head != NULL and not sh.running:
  *                 continue
  *             pthread_cond_wait(&sh.work, &sh.mu)             # <<<<<<<<<<<<<<
@@ -23627,7 +23957,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       (void)(pthread_cond_wait((&__pyx_v_sh->work), (&__pyx_v_sh->mu)));
 
-      /* "pstream/_corelib/shard.pxi":176
+      /* "pstream/_corelib/shard.pxi":178
  *         if not sh.running and sh.dirty_head == NULL:
  *             break
  *         if deadline == INT64_MAX:             # <<<<<<<<<<<<<<
@@ -23637,7 +23967,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
       goto __pyx_L24;
     }
 
-    /* "pstream/_corelib/shard.pxi":181
+    /* "pstream/_corelib/shard.pxi":183
  *             pthread_cond_wait(&sh.work, &sh.mu)
  *         else:
  *             ts.tv_sec = deadline // 1000000000             # <<<<<<<<<<<<<<
@@ -23647,7 +23977,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
     /*else*/ {
       __pyx_v_ts.tv_sec = (__pyx_v_deadline / 0x3B9ACA00);
 
-      /* "pstream/_corelib/shard.pxi":182
+      /* "pstream/_corelib/shard.pxi":184
  *         else:
  *             ts.tv_sec = deadline // 1000000000
  *             ts.tv_nsec = deadline % 1000000000             # <<<<<<<<<<<<<<
@@ -23656,7 +23986,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
       __pyx_v_ts.tv_nsec = (__pyx_v_deadline % 0x3B9ACA00);
 
-      /* "pstream/_corelib/shard.pxi":183
+      /* "pstream/_corelib/shard.pxi":185
  *             ts.tv_sec = deadline // 1000000000
  *             ts.tv_nsec = deadline % 1000000000
  *             pthread_cond_timedwait(&sh.work, &sh.mu, &ts)             # <<<<<<<<<<<<<<
@@ -23670,7 +24000,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
   }
   __pyx_L4_break:;
 
-  /* "pstream/_corelib/shard.pxi":184
+  /* "pstream/_corelib/shard.pxi":186
  *             ts.tv_nsec = deadline % 1000000000
  *             pthread_cond_timedwait(&sh.work, &sh.mu, &ts)
  *     pthread_mutex_unlock(&sh.mu)             # <<<<<<<<<<<<<<
@@ -23679,7 +24009,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
 */
   (void)(pthread_mutex_unlock((&__pyx_v_sh->mu)));
 
-  /* "pstream/_corelib/shard.pxi":185
+  /* "pstream/_corelib/shard.pxi":187
  *             pthread_cond_timedwait(&sh.work, &sh.mu, &ts)
  *     pthread_mutex_unlock(&sh.mu)
  *     return NULL             # <<<<<<<<<<<<<<
@@ -23692,7 +24022,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/shard.pxi":143
+  /* "pstream/_corelib/shard.pxi":145
  * 
  * 
  * cdef void *shard_main(void *arg) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -23711,7 +24041,7 @@ static void *__pyx_f_7pstream_5_core_shard_main(void *__pyx_v_arg) {
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":194
+/* "pstream/_corelib/shard.pxi":196
  *     cdef int doorbell_fds[2]
  * 
  *     def __cinit__(self, int count):             # <<<<<<<<<<<<<<
@@ -23757,32 +24087,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_count,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(5, 194, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(5, 196, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(5, 194, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(5, 196, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(5, 194, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(5, 196, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(5, 194, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, i); __PYX_ERR(5, 196, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(5, 194, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(5, 196, __pyx_L3_error)
     }
-    __pyx_v_count = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_count == (int)-1) && PyErr_Occurred())) __PYX_ERR(5, 194, __pyx_L3_error)
+    __pyx_v_count = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_count == (int)-1) && PyErr_Occurred())) __PYX_ERR(5, 196, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(5, 194, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 1, 1, __pyx_nargs); __PYX_ERR(5, 196, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -23825,7 +24155,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "pstream/_corelib/shard.pxi":197
+  /* "pstream/_corelib/shard.pxi":199
  *         cdef pthread_condattr_t attr
  *         cdef int i
  *         if count < 1:             # <<<<<<<<<<<<<<
@@ -23837,7 +24167,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/shard.pxi":198
+    /* "pstream/_corelib/shard.pxi":200
  *         cdef int i
  *         if count < 1:
  *             raise _errors.ConfigError(f"shards must be at least 1, got {count}")             # <<<<<<<<<<<<<<
@@ -23845,14 +24175,14 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
  *         self.doorbell_fds[0] = -1
 */
     __pyx_t_3 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 198, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 200, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_ConfigError); if (unlikely(!__pyx_t_5)) __PYX_ERR(5, 198, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_ConfigError); if (unlikely(!__pyx_t_5)) __PYX_ERR(5, 200, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyUnicode_From_int(__pyx_v_count, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 198, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_int(__pyx_v_count, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 200, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_shards_must_be_at_least_1_got, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 198, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_shards_must_be_at_least_1_got, __pyx_t_4); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 200, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_t_7 = 1;
@@ -23873,14 +24203,14 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(5, 198, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(5, 200, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(5, 198, __pyx_L1_error)
+    __PYX_ERR(5, 200, __pyx_L1_error)
 
-    /* "pstream/_corelib/shard.pxi":197
+    /* "pstream/_corelib/shard.pxi":199
  *         cdef pthread_condattr_t attr
  *         cdef int i
  *         if count < 1:             # <<<<<<<<<<<<<<
@@ -23889,7 +24219,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   }
 
-  /* "pstream/_corelib/shard.pxi":199
+  /* "pstream/_corelib/shard.pxi":201
  *         if count < 1:
  *             raise _errors.ConfigError(f"shards must be at least 1, got {count}")
  *         self.n = 0             # <<<<<<<<<<<<<<
@@ -23898,7 +24228,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   __pyx_v_self->n = 0;
 
-  /* "pstream/_corelib/shard.pxi":200
+  /* "pstream/_corelib/shard.pxi":202
  *             raise _errors.ConfigError(f"shards must be at least 1, got {count}")
  *         self.n = 0
  *         self.doorbell_fds[0] = -1             # <<<<<<<<<<<<<<
@@ -23907,7 +24237,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   (__pyx_v_self->doorbell_fds[0]) = -1;
 
-  /* "pstream/_corelib/shard.pxi":201
+  /* "pstream/_corelib/shard.pxi":203
  *         self.n = 0
  *         self.doorbell_fds[0] = -1
  *         self.doorbell_fds[1] = -1             # <<<<<<<<<<<<<<
@@ -23916,7 +24246,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   (__pyx_v_self->doorbell_fds[1]) = -1;
 
-  /* "pstream/_corelib/shard.pxi":202
+  /* "pstream/_corelib/shard.pxi":204
  *         self.doorbell_fds[0] = -1
  *         self.doorbell_fds[1] = -1
  *         if ps_doorbell_open(self.doorbell_fds) != 0:             # <<<<<<<<<<<<<<
@@ -23928,17 +24258,17 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/shard.pxi":203
+    /* "pstream/_corelib/shard.pxi":205
  *         self.doorbell_fds[1] = -1
  *         if ps_doorbell_open(self.doorbell_fds) != 0:
  *             raise_os_error(errno, "cannot create the completion doorbell")             # <<<<<<<<<<<<<<
  *         self.shards = <Shard *>calloc(count, sizeof(Shard))
  *         if self.shards == NULL:
 */
-    __pyx_t_8 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_the_completion_doo, NULL); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(5, 203, __pyx_L1_error)
+    __pyx_t_8 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_the_completion_doo, NULL); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(5, 205, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/shard.pxi":202
+    /* "pstream/_corelib/shard.pxi":204
  *         self.doorbell_fds[0] = -1
  *         self.doorbell_fds[1] = -1
  *         if ps_doorbell_open(self.doorbell_fds) != 0:             # <<<<<<<<<<<<<<
@@ -23947,7 +24277,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   }
 
-  /* "pstream/_corelib/shard.pxi":204
+  /* "pstream/_corelib/shard.pxi":206
  *         if ps_doorbell_open(self.doorbell_fds) != 0:
  *             raise_os_error(errno, "cannot create the completion doorbell")
  *         self.shards = <Shard *>calloc(count, sizeof(Shard))             # <<<<<<<<<<<<<<
@@ -23956,7 +24286,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   __pyx_v_self->shards = ((struct __pyx_t_7pstream_5_core_Shard *)calloc(__pyx_v_count, (sizeof(struct __pyx_t_7pstream_5_core_Shard))));
 
-  /* "pstream/_corelib/shard.pxi":205
+  /* "pstream/_corelib/shard.pxi":207
  *             raise_os_error(errno, "cannot create the completion doorbell")
  *         self.shards = <Shard *>calloc(count, sizeof(Shard))
  *         if self.shards == NULL:             # <<<<<<<<<<<<<<
@@ -23968,16 +24298,16 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/shard.pxi":206
+    /* "pstream/_corelib/shard.pxi":208
  *         self.shards = <Shard *>calloc(count, sizeof(Shard))
  *         if self.shards == NULL:
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         pthread_condattr_init(&attr)
  *         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
 */
-    PyErr_NoMemory(); __PYX_ERR(5, 206, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(5, 208, __pyx_L1_error)
 
-    /* "pstream/_corelib/shard.pxi":205
+    /* "pstream/_corelib/shard.pxi":207
  *             raise_os_error(errno, "cannot create the completion doorbell")
  *         self.shards = <Shard *>calloc(count, sizeof(Shard))
  *         if self.shards == NULL:             # <<<<<<<<<<<<<<
@@ -23986,7 +24316,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   }
 
-  /* "pstream/_corelib/shard.pxi":207
+  /* "pstream/_corelib/shard.pxi":209
  *         if self.shards == NULL:
  *             raise MemoryError()
  *         pthread_condattr_init(&attr)             # <<<<<<<<<<<<<<
@@ -23995,7 +24325,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   (void)(pthread_condattr_init((&__pyx_v_attr)));
 
-  /* "pstream/_corelib/shard.pxi":208
+  /* "pstream/_corelib/shard.pxi":210
  *             raise MemoryError()
  *         pthread_condattr_init(&attr)
  *         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)             # <<<<<<<<<<<<<<
@@ -24004,7 +24334,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
   (void)(pthread_condattr_setclock((&__pyx_v_attr), CLOCK_MONOTONIC));
 
-  /* "pstream/_corelib/shard.pxi":209
+  /* "pstream/_corelib/shard.pxi":211
  *         pthread_condattr_init(&attr)
  *         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
  *         for i in range(count):             # <<<<<<<<<<<<<<
@@ -24018,7 +24348,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   for (__pyx_t_10 = 0; __pyx_t_10 < __pyx_t_9; __pyx_t_10+=1) {
     __pyx_v_i = __pyx_t_10;
 
-    /* "pstream/_corelib/shard.pxi":210
+    /* "pstream/_corelib/shard.pxi":212
  *         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
  *         for i in range(count):
  *             pthread_mutex_init(&self.shards[i].mu, NULL)             # <<<<<<<<<<<<<<
@@ -24027,7 +24357,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     (void)(pthread_mutex_init((&(__pyx_v_self->shards[__pyx_v_i]).mu), NULL));
 
-    /* "pstream/_corelib/shard.pxi":211
+    /* "pstream/_corelib/shard.pxi":213
  *         for i in range(count):
  *             pthread_mutex_init(&self.shards[i].mu, NULL)
  *             pthread_cond_init(&self.shards[i].work, &attr)             # <<<<<<<<<<<<<<
@@ -24036,7 +24366,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     (void)(pthread_cond_init((&(__pyx_v_self->shards[__pyx_v_i]).work), (&__pyx_v_attr)));
 
-    /* "pstream/_corelib/shard.pxi":212
+    /* "pstream/_corelib/shard.pxi":214
  *             pthread_mutex_init(&self.shards[i].mu, NULL)
  *             pthread_cond_init(&self.shards[i].work, &attr)
  *             pthread_cond_init(&self.shards[i].done, NULL)             # <<<<<<<<<<<<<<
@@ -24045,7 +24375,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     (void)(pthread_cond_init((&(__pyx_v_self->shards[__pyx_v_i]).done), NULL));
 
-    /* "pstream/_corelib/shard.pxi":213
+    /* "pstream/_corelib/shard.pxi":215
  *             pthread_cond_init(&self.shards[i].work, &attr)
  *             pthread_cond_init(&self.shards[i].done, NULL)
  *             self.shards[i].doorbell = self.doorbell_fds[1]             # <<<<<<<<<<<<<<
@@ -24054,7 +24384,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     (__pyx_v_self->shards[__pyx_v_i]).doorbell = (__pyx_v_self->doorbell_fds[1]);
 
-    /* "pstream/_corelib/shard.pxi":214
+    /* "pstream/_corelib/shard.pxi":216
  *             pthread_cond_init(&self.shards[i].done, NULL)
  *             self.shards[i].doorbell = self.doorbell_fds[1]
  *             self.shards[i].running = True             # <<<<<<<<<<<<<<
@@ -24063,7 +24393,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     (__pyx_v_self->shards[__pyx_v_i]).running = 1;
 
-    /* "pstream/_corelib/shard.pxi":215
+    /* "pstream/_corelib/shard.pxi":217
  *             self.shards[i].doorbell = self.doorbell_fds[1]
  *             self.shards[i].running = True
  *             if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:             # <<<<<<<<<<<<<<
@@ -24075,7 +24405,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/shard.pxi":216
+      /* "pstream/_corelib/shard.pxi":218
  *             self.shards[i].running = True
  *             if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:
  *                 self.shards[i].running = False             # <<<<<<<<<<<<<<
@@ -24084,7 +24414,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
       (__pyx_v_self->shards[__pyx_v_i]).running = 0;
 
-      /* "pstream/_corelib/shard.pxi":217
+      /* "pstream/_corelib/shard.pxi":219
  *             if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:
  *                 self.shards[i].running = False
  *                 self.n = i             # <<<<<<<<<<<<<<
@@ -24093,17 +24423,17 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
       __pyx_v_self->n = __pyx_v_i;
 
-      /* "pstream/_corelib/shard.pxi":218
+      /* "pstream/_corelib/shard.pxi":220
  *                 self.shards[i].running = False
  *                 self.n = i
  *                 raise_os_error(errno, "cannot start a shard thread")             # <<<<<<<<<<<<<<
  *             self.shards[i].started = True
  *             self.n = i + 1
 */
-      __pyx_t_11 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_start_a_shard_thread, NULL); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(5, 218, __pyx_L1_error)
+      __pyx_t_11 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_start_a_shard_thread, NULL); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(5, 220, __pyx_L1_error)
 
 
-      /* "pstream/_corelib/shard.pxi":215
+      /* "pstream/_corelib/shard.pxi":217
  *             self.shards[i].doorbell = self.doorbell_fds[1]
  *             self.shards[i].running = True
  *             if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:             # <<<<<<<<<<<<<<
@@ -24112,7 +24442,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     }
 
-    /* "pstream/_corelib/shard.pxi":219
+    /* "pstream/_corelib/shard.pxi":221
  *                 self.n = i
  *                 raise_os_error(errno, "cannot start a shard thread")
  *             self.shards[i].started = True             # <<<<<<<<<<<<<<
@@ -24121,7 +24451,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
 */
     (__pyx_v_self->shards[__pyx_v_i]).started = 1;
 
-    /* "pstream/_corelib/shard.pxi":220
+    /* "pstream/_corelib/shard.pxi":222
  *                 raise_os_error(errno, "cannot start a shard thread")
  *             self.shards[i].started = True
  *             self.n = i + 1             # <<<<<<<<<<<<<<
@@ -24132,7 +24462,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   }
 
 
-  /* "pstream/_corelib/shard.pxi":194
+  /* "pstream/_corelib/shard.pxi":196
  *     cdef int doorbell_fds[2]
  * 
  *     def __cinit__(self, int count):             # <<<<<<<<<<<<<<
@@ -24159,7 +24489,7 @@ static int __pyx_pf_7pstream_5_core_9ShardPool___cinit__(struct __pyx_obj_7pstre
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":222
+/* "pstream/_corelib/shard.pxi":224
  *             self.n = i + 1
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -24191,14 +24521,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_5count___get__(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/shard.pxi":224
+  /* "pstream/_corelib/shard.pxi":226
  *     @property
  *     def count(self):
  *         return self.n             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_self->n); if (unlikely(!__pyx_t_1)) __PYX_ERR(5, 224, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_self->n); if (unlikely(!__pyx_t_1)) __PYX_ERR(5, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -24211,7 +24541,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_5count___get__(struct __pyx
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/shard.pxi":222
+  /* "pstream/_corelib/shard.pxi":224
  *             self.n = i + 1
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -24230,7 +24560,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_5count___get__(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":226
+/* "pstream/_corelib/shard.pxi":228
  *         return self.n
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -24262,14 +24592,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_11doorbell_fd___get__(struc
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/shard.pxi":229
+  /* "pstream/_corelib/shard.pxi":231
  *     def doorbell_fd(self):
  *         """The fd an event loop watches (readable when a watched partition moved)."""
  *         return self.doorbell_fds[0]             # <<<<<<<<<<<<<<
  * 
  *     def drain_doorbell(self):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int((__pyx_v_self->doorbell_fds[0])); if (unlikely(!__pyx_t_1)) __PYX_ERR(5, 229, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int((__pyx_v_self->doorbell_fds[0])); if (unlikely(!__pyx_t_1)) __PYX_ERR(5, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -24282,7 +24612,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_11doorbell_fd___get__(struc
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/shard.pxi":226
+  /* "pstream/_corelib/shard.pxi":228
  *         return self.n
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -24301,7 +24631,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_11doorbell_fd___get__(struc
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":231
+/* "pstream/_corelib/shard.pxi":233
  *         return self.doorbell_fds[0]
  * 
  *     def drain_doorbell(self):             # <<<<<<<<<<<<<<
@@ -24357,7 +24687,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_2drain_doorbell(struct __py
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("drain_doorbell", 0);
 
-  /* "pstream/_corelib/shard.pxi":232
+  /* "pstream/_corelib/shard.pxi":234
  * 
  *     def drain_doorbell(self):
  *         ps_doorbell_drain(self.doorbell_fds[0])             # <<<<<<<<<<<<<<
@@ -24366,7 +24696,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_2drain_doorbell(struct __py
 */
   ps_doorbell_drain((__pyx_v_self->doorbell_fds[0]));
 
-  /* "pstream/_corelib/shard.pxi":231
+  /* "pstream/_corelib/shard.pxi":233
  *         return self.doorbell_fds[0]
  * 
  *     def drain_doorbell(self):             # <<<<<<<<<<<<<<
@@ -24381,7 +24711,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_2drain_doorbell(struct __py
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":234
+/* "pstream/_corelib/shard.pxi":236
  *         ps_doorbell_drain(self.doorbell_fds[0])
  * 
  *     cdef Shard *shard_for(self, int index):             # <<<<<<<<<<<<<<
@@ -24392,7 +24722,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_2drain_doorbell(struct __py
 static struct __pyx_t_7pstream_5_core_Shard *__pyx_f_7pstream_5_core_9ShardPool_shard_for(struct __pyx_obj_7pstream_5_core_ShardPool *__pyx_v_self, int __pyx_v_index) {
   struct __pyx_t_7pstream_5_core_Shard *__pyx_r;
 
-  /* "pstream/_corelib/shard.pxi":235
+  /* "pstream/_corelib/shard.pxi":237
  * 
  *     cdef Shard *shard_for(self, int index):
  *         return &self.shards[index % self.n]             # <<<<<<<<<<<<<<
@@ -24405,7 +24735,7 @@ static struct __pyx_t_7pstream_5_core_Shard *__pyx_f_7pstream_5_core_9ShardPool_
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/shard.pxi":234
+  /* "pstream/_corelib/shard.pxi":236
  *         ps_doorbell_drain(self.doorbell_fds[0])
  * 
  *     cdef Shard *shard_for(self, int index):             # <<<<<<<<<<<<<<
@@ -24419,7 +24749,7 @@ static struct __pyx_t_7pstream_5_core_Shard *__pyx_f_7pstream_5_core_9ShardPool_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":237
+/* "pstream/_corelib/shard.pxi":239
  *         return &self.shards[index % self.n]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -24485,7 +24815,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_4stats(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "pstream/_corelib/shard.pxi":239
+  /* "pstream/_corelib/shard.pxi":241
  *     def stats(self):
  *         """Per-shard counters: writes, fdatasyncs, busy seconds."""
  *         return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,             # <<<<<<<<<<<<<<
@@ -24493,10 +24823,10 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_4stats(struct __pyx_obj_7ps
  * 
 */
   { /* enter inner scope */
-    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(5, 239, __pyx_L1_error)
+    __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(5, 241, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
 
-    /* "pstream/_corelib/shard.pxi":240
+    /* "pstream/_corelib/shard.pxi":242
  *         """Per-shard counters: writes, fdatasyncs, busy seconds."""
  *         return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,
  *                      busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]             # <<<<<<<<<<<<<<
@@ -24510,37 +24840,37 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_4stats(struct __pyx_obj_7ps
     for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
       __pyx_7genexpr__pyx_v_i = __pyx_t_4;
 
-      /* "pstream/_corelib/shard.pxi":239
+      /* "pstream/_corelib/shard.pxi":241
  *     def stats(self):
  *         """Per-shard counters: writes, fdatasyncs, busy seconds."""
  *         return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,             # <<<<<<<<<<<<<<
  *                      busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]
  * 
 */
-      __pyx_t_5 = __Pyx_PyDict_NewPresized(3); if (unlikely(!__pyx_t_5)) __PYX_ERR(5, 239, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyDict_NewPresized(3); if (unlikely(!__pyx_t_5)) __PYX_ERR(5, 241, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PyLong_From_int64_t((__pyx_v_self->shards[__pyx_7genexpr__pyx_v_i]).writes); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 239, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyLong_From_int64_t((__pyx_v_self->shards[__pyx_7genexpr__pyx_v_i]).writes); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 241, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_writes, __pyx_t_6) < (0)) __PYX_ERR(5, 239, __pyx_L1_error)
+      if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_writes, __pyx_t_6) < (0)) __PYX_ERR(5, 241, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __pyx_t_6 = __Pyx_PyLong_From_int64_t((__pyx_v_self->shards[__pyx_7genexpr__pyx_v_i]).syncs); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 239, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyLong_From_int64_t((__pyx_v_self->shards[__pyx_7genexpr__pyx_v_i]).syncs); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 241, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_syncs, __pyx_t_6) < (0)) __PYX_ERR(5, 239, __pyx_L1_error)
+      if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_syncs, __pyx_t_6) < (0)) __PYX_ERR(5, 241, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-      /* "pstream/_corelib/shard.pxi":240
+      /* "pstream/_corelib/shard.pxi":242
  *         """Per-shard counters: writes, fdatasyncs, busy seconds."""
  *         return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,
  *                      busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]             # <<<<<<<<<<<<<<
  * 
  *     def stop(self):
 */
-      __pyx_t_6 = PyFloat_FromDouble((((double)(__pyx_v_self->shards[__pyx_7genexpr__pyx_v_i]).busy_ns) / 1e9)); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 240, __pyx_L1_error)
+      __pyx_t_6 = PyFloat_FromDouble((((double)(__pyx_v_self->shards[__pyx_7genexpr__pyx_v_i]).busy_ns) / 1e9)); if (unlikely(!__pyx_t_6)) __PYX_ERR(5, 242, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
-      if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_busy_s, __pyx_t_6) < (0)) __PYX_ERR(5, 239, __pyx_L1_error)
+      if (PyDict_SetItem(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_busy_s, __pyx_t_6) < (0)) __PYX_ERR(5, 241, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_GIVEREF(__pyx_t_5);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_1, __pyx_t_5))) __PYX_ERR(5, 239, __pyx_L1_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_1, __pyx_t_5))) __PYX_ERR(5, 241, __pyx_L1_error)
       __pyx_t_5 = 0;
     }
 
@@ -24556,7 +24886,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_4stats(struct __pyx_obj_7ps
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/shard.pxi":237
+  /* "pstream/_corelib/shard.pxi":239
  *         return &self.shards[index % self.n]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -24578,7 +24908,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_4stats(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":242
+/* "pstream/_corelib/shard.pxi":244
  *                      busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]
  * 
  *     def stop(self):             # <<<<<<<<<<<<<<
@@ -24638,7 +24968,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
   int __pyx_t_3;
   __Pyx_RefNannySetupContext("stop", 0);
 
-  /* "pstream/_corelib/shard.pxi":245
+  /* "pstream/_corelib/shard.pxi":247
  *         """Drains every dirty list, then joins the threads."""
  *         cdef int i
  *         for i in range(self.n):             # <<<<<<<<<<<<<<
@@ -24652,7 +24982,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/shard.pxi":246
+    /* "pstream/_corelib/shard.pxi":248
  *         cdef int i
  *         for i in range(self.n):
  *             if self.shards[i].started:             # <<<<<<<<<<<<<<
@@ -24661,7 +24991,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
 */
     if ((__pyx_v_self->shards[__pyx_v_i]).started) {
 
-      /* "pstream/_corelib/shard.pxi":247
+      /* "pstream/_corelib/shard.pxi":249
  *         for i in range(self.n):
  *             if self.shards[i].started:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -24674,7 +25004,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/shard.pxi":248
+            /* "pstream/_corelib/shard.pxi":250
  *             if self.shards[i].started:
  *                 with nogil:
  *                     pthread_mutex_lock(&self.shards[i].mu)             # <<<<<<<<<<<<<<
@@ -24683,7 +25013,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
 */
             (void)(pthread_mutex_lock((&(__pyx_v_self->shards[__pyx_v_i]).mu)));
 
-            /* "pstream/_corelib/shard.pxi":249
+            /* "pstream/_corelib/shard.pxi":251
  *                 with nogil:
  *                     pthread_mutex_lock(&self.shards[i].mu)
  *                     self.shards[i].running = False             # <<<<<<<<<<<<<<
@@ -24692,7 +25022,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
 */
             (__pyx_v_self->shards[__pyx_v_i]).running = 0;
 
-            /* "pstream/_corelib/shard.pxi":250
+            /* "pstream/_corelib/shard.pxi":252
  *                     pthread_mutex_lock(&self.shards[i].mu)
  *                     self.shards[i].running = False
  *                     pthread_cond_signal(&self.shards[i].work)             # <<<<<<<<<<<<<<
@@ -24701,7 +25031,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
 */
             (void)(pthread_cond_signal((&(__pyx_v_self->shards[__pyx_v_i]).work)));
 
-            /* "pstream/_corelib/shard.pxi":251
+            /* "pstream/_corelib/shard.pxi":253
  *                     self.shards[i].running = False
  *                     pthread_cond_signal(&self.shards[i].work)
  *                     pthread_mutex_unlock(&self.shards[i].mu)             # <<<<<<<<<<<<<<
@@ -24710,7 +25040,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
 */
             (void)(pthread_mutex_unlock((&(__pyx_v_self->shards[__pyx_v_i]).mu)));
 
-            /* "pstream/_corelib/shard.pxi":252
+            /* "pstream/_corelib/shard.pxi":254
  *                     pthread_cond_signal(&self.shards[i].work)
  *                     pthread_mutex_unlock(&self.shards[i].mu)
  *                     pthread_join(self.shards[i].thread, NULL)             # <<<<<<<<<<<<<<
@@ -24720,7 +25050,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
             (void)(pthread_join((__pyx_v_self->shards[__pyx_v_i]).thread, NULL));
           }
 
-          /* "pstream/_corelib/shard.pxi":247
+          /* "pstream/_corelib/shard.pxi":249
  *         for i in range(self.n):
  *             if self.shards[i].started:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -24737,7 +25067,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
           }
       }
 
-      /* "pstream/_corelib/shard.pxi":253
+      /* "pstream/_corelib/shard.pxi":255
  *                     pthread_mutex_unlock(&self.shards[i].mu)
  *                     pthread_join(self.shards[i].thread, NULL)
  *                 self.shards[i].started = False             # <<<<<<<<<<<<<<
@@ -24746,7 +25076,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
 */
       (__pyx_v_self->shards[__pyx_v_i]).started = 0;
 
-      /* "pstream/_corelib/shard.pxi":246
+      /* "pstream/_corelib/shard.pxi":248
  *         cdef int i
  *         for i in range(self.n):
  *             if self.shards[i].started:             # <<<<<<<<<<<<<<
@@ -24757,7 +25087,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
   }
 
 
-  /* "pstream/_corelib/shard.pxi":242
+  /* "pstream/_corelib/shard.pxi":244
  *                      busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]
  * 
  *     def stop(self):             # <<<<<<<<<<<<<<
@@ -24773,7 +25103,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9ShardPool_6stop(struct __pyx_obj_7pst
   return __pyx_r;
 }
 
-/* "pstream/_corelib/shard.pxi":255
+/* "pstream/_corelib/shard.pxi":257
  *                 self.shards[i].started = False
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -24810,7 +25140,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__dealloc__", 0);
 
-  /* "pstream/_corelib/shard.pxi":257
+  /* "pstream/_corelib/shard.pxi":259
  *     def __dealloc__(self):
  *         cdef int i
  *         if self.shards != NULL:             # <<<<<<<<<<<<<<
@@ -24822,7 +25152,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/shard.pxi":258
+    /* "pstream/_corelib/shard.pxi":260
  *         cdef int i
  *         if self.shards != NULL:
  *             self.stop()             # <<<<<<<<<<<<<<
@@ -24836,12 +25166,12 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_stop, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(5, 258, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(5, 260, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-    /* "pstream/_corelib/shard.pxi":259
+    /* "pstream/_corelib/shard.pxi":261
  *         if self.shards != NULL:
  *             self.stop()
  *             for i in range(self.n):             # <<<<<<<<<<<<<<
@@ -24855,7 +25185,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
     for (__pyx_t_7 = 0; __pyx_t_7 < __pyx_t_6; __pyx_t_7+=1) {
       __pyx_v_i = __pyx_t_7;
 
-      /* "pstream/_corelib/shard.pxi":260
+      /* "pstream/_corelib/shard.pxi":262
  *             self.stop()
  *             for i in range(self.n):
  *                 pthread_mutex_destroy(&self.shards[i].mu)             # <<<<<<<<<<<<<<
@@ -24864,7 +25194,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_destroy((&(__pyx_v_self->shards[__pyx_v_i]).mu)));
 
-      /* "pstream/_corelib/shard.pxi":261
+      /* "pstream/_corelib/shard.pxi":263
  *             for i in range(self.n):
  *                 pthread_mutex_destroy(&self.shards[i].mu)
  *                 pthread_cond_destroy(&self.shards[i].work)             # <<<<<<<<<<<<<<
@@ -24873,7 +25203,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
       (void)(pthread_cond_destroy((&(__pyx_v_self->shards[__pyx_v_i]).work)));
 
-      /* "pstream/_corelib/shard.pxi":262
+      /* "pstream/_corelib/shard.pxi":264
  *                 pthread_mutex_destroy(&self.shards[i].mu)
  *                 pthread_cond_destroy(&self.shards[i].work)
  *                 pthread_cond_destroy(&self.shards[i].done)             # <<<<<<<<<<<<<<
@@ -24884,7 +25214,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
     }
 
 
-    /* "pstream/_corelib/shard.pxi":263
+    /* "pstream/_corelib/shard.pxi":265
  *                 pthread_cond_destroy(&self.shards[i].work)
  *                 pthread_cond_destroy(&self.shards[i].done)
  *             free(self.shards)             # <<<<<<<<<<<<<<
@@ -24893,7 +25223,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
     free(__pyx_v_self->shards);
 
-    /* "pstream/_corelib/shard.pxi":264
+    /* "pstream/_corelib/shard.pxi":266
  *                 pthread_cond_destroy(&self.shards[i].done)
  *             free(self.shards)
  *             self.shards = NULL             # <<<<<<<<<<<<<<
@@ -24902,7 +25232,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
     __pyx_v_self->shards = NULL;
 
-    /* "pstream/_corelib/shard.pxi":257
+    /* "pstream/_corelib/shard.pxi":259
  *     def __dealloc__(self):
  *         cdef int i
  *         if self.shards != NULL:             # <<<<<<<<<<<<<<
@@ -24911,7 +25241,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/shard.pxi":265
+  /* "pstream/_corelib/shard.pxi":267
  *             free(self.shards)
  *             self.shards = NULL
  *         if self.doorbell_fds[0] >= 0:             # <<<<<<<<<<<<<<
@@ -24923,7 +25253,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/shard.pxi":266
+    /* "pstream/_corelib/shard.pxi":268
  *             self.shards = NULL
  *         if self.doorbell_fds[0] >= 0:
  *             close(self.doorbell_fds[0])             # <<<<<<<<<<<<<<
@@ -24932,7 +25262,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
     (void)(close((__pyx_v_self->doorbell_fds[0])));
 
-    /* "pstream/_corelib/shard.pxi":265
+    /* "pstream/_corelib/shard.pxi":267
  *             free(self.shards)
  *             self.shards = NULL
  *         if self.doorbell_fds[0] >= 0:             # <<<<<<<<<<<<<<
@@ -24941,7 +25271,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/shard.pxi":267
+  /* "pstream/_corelib/shard.pxi":269
  *         if self.doorbell_fds[0] >= 0:
  *             close(self.doorbell_fds[0])
  *         if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:             # <<<<<<<<<<<<<<
@@ -24966,14 +25296,14 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/shard.pxi":268
+    /* "pstream/_corelib/shard.pxi":270
  *             close(self.doorbell_fds[0])
  *         if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:
  *             close(self.doorbell_fds[1])             # <<<<<<<<<<<<<<
 */
     (void)(close((__pyx_v_self->doorbell_fds[1])));
 
-    /* "pstream/_corelib/shard.pxi":267
+    /* "pstream/_corelib/shard.pxi":269
  *         if self.doorbell_fds[0] >= 0:
  *             close(self.doorbell_fds[0])
  *         if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:             # <<<<<<<<<<<<<<
@@ -24981,7 +25311,7 @@ static void __pyx_pf_7pstream_5_core_9ShardPool_8__dealloc__(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/shard.pxi":255
+  /* "pstream/_corelib/shard.pxi":257
  *                 self.shards[i].started = False
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -29271,7 +29601,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
           __Pyx_INCREF(__pyx_t_1);
           __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_value, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 254, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_4);
-          __pyx_t_2 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u__4); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 254, __pyx_L7_error)
+          __pyx_t_2 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u__5); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 254, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_2);
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
           __pyx_t_5 = 0;
@@ -35874,7 +36204,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     if (values[1]) {
       __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 613, __pyx_L3_error)
     } else {
-      __pyx_v_max_bytes = __pyx_mstate_global->__pyx_k__5;
+      __pyx_v_max_bytes = __pyx_mstate_global->__pyx_k__6;
     }
   }
   goto __pyx_L6_skip;
@@ -36036,9 +36366,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
     __pyx_t_11[1] = __pyx_t_7;
     __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u_is_outside;
     __pyx_t_11[3] = __pyx_t_9;
-    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u__6;
+    __pyx_t_11[4] = __pyx_mstate_global->__pyx_kp_u__7;
     __pyx_t_11[5] = __pyx_t_10;
-    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__7;
+    __pyx_t_11[6] = __pyx_mstate_global->__pyx_kp_u__8;
     __pyx_t_12 = 23;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
     __pyx_t_12 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[3]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_11[5]);
@@ -36155,8 +36485,8 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       PyObject *__pyx_temp;
       {
         __pyx_temp = __pyx_r;
-        __Pyx_INCREF(__pyx_mstate_global->__pyx_kp_b__8);
-        __pyx_r = __pyx_mstate_global->__pyx_kp_b__8;
+        __Pyx_INCREF(__pyx_mstate_global->__pyx_kp_b__9);
+        __pyx_r = __pyx_mstate_global->__pyx_kp_b__9;
       }
       __Pyx_XDECREF(__pyx_temp);
     }
@@ -36775,8 +37105,8 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
         PyObject *__pyx_temp;
         {
           __pyx_temp = __pyx_r;
-          __Pyx_INCREF(__pyx_mstate_global->__pyx_kp_b__8);
-          __pyx_r = __pyx_mstate_global->__pyx_kp_b__8;
+          __Pyx_INCREF(__pyx_mstate_global->__pyx_kp_b__9);
+          __pyx_r = __pyx_mstate_global->__pyx_kp_b__9;
         }
         __Pyx_XDECREF(__pyx_temp);
       }
@@ -43920,14 +44250,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_BatchBuilder(__pyx_ms
   __pyx_vtable_7pstream_5_core_BatchBuilder.write_records = (void (*)(struct __pyx_obj_7pstream_5_core_BatchBuilder *, uint8_t *))__pyx_f_7pstream_5_core_12BatchBuilder_write_records;
   __pyx_vtable_7pstream_5_core_BatchBuilder.build = (PyObject *(*)(struct __pyx_obj_7pstream_5_core_BatchBuilder *, int64_t, int, int, int64_t, int16_t, int32_t, int32_t, int, int))__pyx_f_7pstream_5_core_12BatchBuilder_build;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_BatchBuilder_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder)) __PYX_ERR(1, 236, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_BatchBuilder_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder)) __PYX_ERR(1, 233, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder = &__pyx_type_7pstream_5_core_BatchBuilder;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 236, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 233, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder);
@@ -43937,9 +44267,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_BatchBuilder(__pyx_ms
     __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder, __pyx_vtabptr_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 236, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_BatchBuilder, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 236, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 236, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder, __pyx_vtabptr_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 233, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_BatchBuilder, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 233, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_BatchBuilder) < (0)) __PYX_ERR(1, 233, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -43956,14 +44286,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core__BufferView(__pyx_mst
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_7pstream_5_core__BufferView", 0);
   /*--- Exttype __pyx_obj_7pstream_5_core__BufferView ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core__BufferView_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView)) __PYX_ERR(1, 398, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core__BufferView_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView)) __PYX_ERR(1, 411, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView = &__pyx_type_7pstream_5_core__BufferView;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView) < (0)) __PYX_ERR(1, 398, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView) < (0)) __PYX_ERR(1, 411, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView);
@@ -43973,8 +44303,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core__BufferView(__pyx_mst
     __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_BufferView, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView) < (0)) __PYX_ERR(1, 398, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView) < (0)) __PYX_ERR(1, 398, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_BufferView, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView) < (0)) __PYX_ERR(1, 411, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core__BufferView) < (0)) __PYX_ERR(1, 411, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -43993,14 +44323,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_ShardPool(__pyx_mstat
   __pyx_vtabptr_7pstream_5_core_ShardPool = &__pyx_vtable_7pstream_5_core_ShardPool;
   __pyx_vtable_7pstream_5_core_ShardPool.shard_for = (struct __pyx_t_7pstream_5_core_Shard *(*)(struct __pyx_obj_7pstream_5_core_ShardPool *, int))__pyx_f_7pstream_5_core_9ShardPool_shard_for;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_ShardPool_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool)) __PYX_ERR(5, 188, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_ShardPool_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool)) __PYX_ERR(5, 190, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool = &__pyx_type_7pstream_5_core_ShardPool;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 188, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 190, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool);
@@ -44010,9 +44340,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_ShardPool(__pyx_mstat
     __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_vtabptr_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 188, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_ShardPool, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 188, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 188, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_vtabptr_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 190, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_ShardPool, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 190, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_ShardPool) < (0)) __PYX_ERR(5, 190, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -44079,14 +44409,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct__i
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct__iter_batches", 0);
   /*--- Exttype __pyx_obj_7pstream_5_core___pyx_scope_struct__iter_batches ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct__iter_batches_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches)) __PYX_ERR(1, 493, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct__iter_batches_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches)) __PYX_ERR(1, 506, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches = &__pyx_type_7pstream_5_core___pyx_scope_struct__iter_batches;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches) < (0)) __PYX_ERR(1, 493, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches) < (0)) __PYX_ERR(1, 506, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct__iter_batches);
@@ -44896,81 +45226,55 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_2) < (0)) __PYX_ERR(4, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "pstream/_corelib/batch.pxi":379
+  /* "pstream/_corelib/batch.pxi":386
  * 
  * 
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,             # <<<<<<<<<<<<<<
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,             # <<<<<<<<<<<<<<
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):
 */
-  __pyx_t_2 = __Pyx_PyDict_NewPresized(10); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 379, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(10); if (unlikely(!__pyx_t_2)) __PYX_ERR(1, 386, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(((int64_t)0)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_base_offset, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_compression_2, ((PyObject*)__pyx_mstate_global->__pyx_int_0)) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __pyx_t_4 = __Pyx_PyLong_From_int(((int)0)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_timestamp_type, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(((int64_t)-1L)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_producer_id_2, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_base_offset, ((PyObject*)__pyx_mstate_global->__pyx_int_0)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_compression_2, ((PyObject*)__pyx_mstate_global->__pyx_int_0)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_timestamp_type, ((PyObject*)__pyx_mstate_global->__pyx_int_0)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_producer_id_2, ((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_producer_epoch, ((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_base_sequence, ((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_partition_leader_epoch, ((PyObject*)__pyx_mstate_global->__pyx_int_neg_1)) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
 
-  /* "pstream/_corelib/batch.pxi":380
- * 
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,             # <<<<<<<<<<<<<<
- *                  bint is_transactional=False, bint is_control=False, now_ms=None):
- *     """Encodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.
-*/
-  __pyx_t_4 = __Pyx_PyLong_From_int16_t(((int16_t)-1)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 380, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_producer_epoch, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_int32_t(((int32_t)-1)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 380, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_base_sequence, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyLong_From_int32_t(((int32_t)-1)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 380, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_partition_leader_epoch, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-
-  /* "pstream/_corelib/batch.pxi":381
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+  /* "pstream/_corelib/batch.pxi":388
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):             # <<<<<<<<<<<<<<
  *     """Encodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.
  * 
 */
-  __pyx_t_4 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 381, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 388, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_is_transactional, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_is_transactional, __pyx_t_4) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 381, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyBool_FromLong(((int)0)); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 388, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_is_control, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_is_control, __pyx_t_4) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_now_ms, Py_None) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_now_ms, Py_None) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
 
-  /* "pstream/_corelib/batch.pxi":379
+  /* "pstream/_corelib/batch.pxi":386
  * 
  * 
- * def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,             # <<<<<<<<<<<<<<
- *                  int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+ * def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,             # <<<<<<<<<<<<<<
+ *                  producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
  *                  bint is_transactional=False, bint is_control=False, now_ms=None):
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_5encode_batch, 0, __pyx_mstate_global->__pyx_n_u_encode_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 379, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_5encode_batch, 0, __pyx_mstate_global->__pyx_n_u_encode_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[9])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 386, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsKwDict(__pyx_t_4, __pyx_t_2);
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_encode_batch, __pyx_t_4) < (0)) __PYX_ERR(1, 379, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_encode_batch, __pyx_t_4) < (0)) __PYX_ERR(1, 386, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -45000,94 +45304,94 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(4, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/batch.pxi":412
+  /* "pstream/_corelib/batch.pxi":425
  * 
  * 
  * def validate_batch(buf):             # <<<<<<<<<<<<<<
  *     """Checks one batch's sizes, magic, CRC and record count sign; returns its BatchHeader."""
  *     cdef _BufferView b = _BufferView(buf)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_7validate_batch, 0, __pyx_mstate_global->__pyx_n_u_validate_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 412, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_7validate_batch, 0, __pyx_mstate_global->__pyx_n_u_validate_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[12])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 425, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_validate_batch, __pyx_t_4) < (0)) __PYX_ERR(1, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_validate_batch, __pyx_t_4) < (0)) __PYX_ERR(1, 425, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/batch.pxi":466
+  /* "pstream/_corelib/batch.pxi":479
  * 
  * 
  * def decode_batch(buf):             # <<<<<<<<<<<<<<
  *     """Validates one batch and decodes it: returns (BatchHeader, [Record, ...])."""
  *     cdef _BufferView b = _BufferView(buf)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9decode_batch, 0, __pyx_mstate_global->__pyx_n_u_decode_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 466, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9decode_batch, 0, __pyx_mstate_global->__pyx_n_u_decode_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[13])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 479, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_decode_batch, __pyx_t_4) < (0)) __PYX_ERR(1, 466, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_decode_batch, __pyx_t_4) < (0)) __PYX_ERR(1, 479, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/batch.pxi":493
+  /* "pstream/_corelib/batch.pxi":506
  * 
  * 
  * def iter_batches(data):             # <<<<<<<<<<<<<<
  *     """Decodes back-to-back batches (as read_batches returns them): yields (BatchHeader, records)."""
  *     cdef Py_ssize_t pos = 0, n
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_11iter_batches, 0, __pyx_mstate_global->__pyx_n_u_iter_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 493, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_11iter_batches, 0, __pyx_mstate_global->__pyx_n_u_iter_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(1, 506, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_iter_batches, __pyx_t_4) < (0)) __PYX_ERR(1, 493, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_iter_batches, __pyx_t_4) < (0)) __PYX_ERR(1, 506, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/shard.pxi":231
+  /* "pstream/_corelib/shard.pxi":233
  *         return self.doorbell_fds[0]
  * 
  *     def drain_doorbell(self):             # <<<<<<<<<<<<<<
  *         ps_doorbell_drain(self.doorbell_fds[0])
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9ShardPool_3drain_doorbell, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ShardPool_drain_doorbell, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 231, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9ShardPool_3drain_doorbell, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ShardPool_drain_doorbell, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[14])); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_mstate_global->__pyx_n_u_drain_doorbell, __pyx_t_4) < (0)) __PYX_ERR(5, 231, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_mstate_global->__pyx_n_u_drain_doorbell, __pyx_t_4) < (0)) __PYX_ERR(5, 233, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/shard.pxi":237
+  /* "pstream/_corelib/shard.pxi":239
  *         return &self.shards[index % self.n]
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         """Per-shard counters: writes, fdatasyncs, busy seconds."""
  *         return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9ShardPool_5stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ShardPool_stats, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 237, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9ShardPool_5stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ShardPool_stats, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[15])); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(5, 237, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(5, 239, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/shard.pxi":242
+  /* "pstream/_corelib/shard.pxi":244
  *                      busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]
  * 
  *     def stop(self):             # <<<<<<<<<<<<<<
  *         """Drains every dirty list, then joins the threads."""
  *         cdef int i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9ShardPool_7stop, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ShardPool_stop, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 242, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9ShardPool_7stop, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ShardPool_stop, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[16])); if (unlikely(!__pyx_t_4)) __PYX_ERR(5, 244, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_mstate_global->__pyx_n_u_stop, __pyx_t_4) < (0)) __PYX_ERR(5, 242, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_ShardPool, __pyx_mstate_global->__pyx_n_u_stop, __pyx_t_4) < (0)) __PYX_ERR(5, 244, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -45350,7 +45654,7 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
  * 
 */
 
-  __pyx_mstate_global->__pyx_k__5 = __pyx_v_7pstream_5_core_DEFAULT_READ_BYTES;
+  __pyx_mstate_global->__pyx_k__6 = __pyx_v_7pstream_5_core_DEFAULT_READ_BYTES;
 
   __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 613, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
@@ -45583,7 +45887,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "pstream/_corelib/batch.pxi":486
+  /* "pstream/_corelib/batch.pxi":499
  *     section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
  *     try:
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)             # <<<<<<<<<<<<<<
@@ -45592,12 +45896,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_max_size};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(1, 486, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(1, 499, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "pstream/_corelib/batch.pxi":488
+  /* "pstream/_corelib/batch.pxi":501
  *         raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
  *     except _errors.CompressionError as exc:
  *         raise _errors.CompressionError(exc.message, position=PS_BATCH_HEADER_SIZE) from None             # <<<<<<<<<<<<<<
@@ -45606,7 +45910,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_position};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(1, 488, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(1, 501, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
@@ -45815,50 +46119,50 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{8},{30},{33},{33},{18},{7},{13},{33},{54},{4},{8},{16},{59},{77},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{13},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{17},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{4},{14},{14},{21},{12},{9},{27},{29},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{14},{10},{14},{9},{9},{6},{14},{3},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{7},{5},{18},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{13},{60},{99},{227},{127},{217},{191},{135},{115},{292},{17},{2},{89},{134},{503},{598},{386},{590}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{30},{33},{33},{18},{23},{7},{13},{21},{33},{54},{4},{8},{16},{59},{77},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{10},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{13},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{4},{14},{14},{21},{12},{9},{27},{29},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{14},{10},{14},{9},{9},{6},{14},{3},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{7},{5},{18},{6}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{13},{60},{99},{227},{127},{217},{191},{135},{115},{292},{17},{2},{89},{231},{503},{598},{386},{590}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4800 bytes) */
-static const char cstring[] = "BZh91AY&SYP0 \361\000\000\303\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377@@@@@@@@@@@@@\000@\000`\022\337w{\243\256\030\205\330\367\275\325C!4\364\334n\207Mt\331\212\333P\001\273\035\0256\031\326\311\357\025P\000\010y\303S\021\"S\365\047\206\215Sl\251\351\251\352l\247\200\246\364\325=\350M0MO\0321&BO&\301#I\352y mL\236\240z\231\250zjy#j\tD\004\311\220\232i\244\310\312\247\351\246F\232\nmF\3216\210\365\006\323Pi\352\000dz\206\200\000\006\206M\036\246\320\215\0004\320\021 \212z ?Td\001\246Fi\244i\247\224\323M\003\324\332\023\010\017P\006\324\0004\320\r\251\223&F\324\000\221\021\000@\231&\233CE=C\023D\3656\211\204=L\200d\000h4\000\000\320\000h\000\321\240\0104\304\300&\000\230#M0\000&\000M\r\014L\000\000\000\0020\214\0024\304\310`\t$$\332M2&\214\243M\250z\230CF\201\240\311\240\000\000\000\000\000\000\000\000\0004\025f\213Vp\314\353p\036e\263t\300>\177`>\351\037\201~O\327\357.\017\225\322\324\225\371np\306XQ\016\302\302\300\030\252\002\220P\025\002\022\003\250\204@\242\303\374A?\352\252\210\250-\002\001\020\212$B2&\303\022)\034\317\374\211)FR\200\177\353\255\025\265\271d\010\315\244\r\2416!\260\033Bm66\2230\224H\317\030\3174\261\254\0240\027\30112\215$\002\205\362\246K\204\217a!\215\261\273\265Zf\263cm\211$\330\263m\220\333J--@\330e\240\205R\253\016\302\243B\306\024\024\204\\\365_\321[\252\255\032m6\304\323m\273\213\322\0266B\030\313*\205cL\327E`\3141\302\313\035\275M\234C92\004\027A\236\232\003=\326\0045\251\336\013\230Y\227A)\033{R\263\244\326\264`)\n \252/\302\322\312\221\341\004\340\322j\345P\264\306\323P,Z-RJ\262AT\221\"\204\311\320\266\245\224.Z\205*\257R\353\204\255-w2e3\340Z[\245m^\240\374\333r\315#\034\257\313@\031\334]m\252\313X\333[\214\004\262\021\254K\024m))\345\317D\212!\032\r-\321XE$3\t$\220\221\260\232A\002J\263\353\331{%)D\262v\027\353\354Yed\033L&O\036\314\2542\212@\316\047\217\310y=\317d\376\375\025W\331u\335S\371\364\265\315n\221\305\310\034lC\035\201\277V\312 \254\025\301g)\345b\313\220\332\027(f\313\263\203)\205dI\302""\212\364\270\251i\221b$\026\\\255\225p\316\265\254\033%\262\276\036\226&\305}.\230q\266\260\302\237&s\206\350\025\225\303\\\256s\252\260+\236\330\235\252G\254\351G\307\337\203\rN\204\035#L\354(+\355d\347\241GA\361s~\373\275\234f_/z\271\320\222\257\322\254\232\270\3349QLq\245lk\306[\356\260\244\210\355\271\326\023\2130\220\3552\272\027-\314\377+\0272kF\027E_+\236\016z\017cf\306\332\214\226\tH\341Y\030\023\212\271g9\263\206\370\3768]1m\265\304v\355!\243\241\023\313\357\366\274\263\267\332U\353\010\207\245\330p\033\3007\2344\226r\265\303Wg\005@\231>LT\017#H\013_\r\376\256w\010\337\026Lh\361\213\205\222QFL\351\023\212uy\220\351e)\260\r\024\021Q1\250e\312G\"\351\212i\244(\251\266\343\342\335\272\n\327\0303\016\020\346\320RT\234\255\2260\016\375\230r1:\213\246\024\2157\362V\211gis\361\362i/]\036\035$\353\256\007\320\177)\263\245\236v\351\206\215\177\200\356\256.\3617\316\327\300\323>%b=|\335]l\014\363\360Z\207\237\353\376\211#\213\323\225<\355\205vC\005\260\307<\211k\363\3325\255\364\032\212\234K.94\373\026\047\224\"\300%A\007\213\215\032\274m\000\322\272U\222$e\306\312\275\017\000F\2505-\371F\205o\356\370\354^ \221\232)\267\316<\236\365\335\355\316\267\305\306\0308\201\020\3510^\351K(\255h!e\311v\226fWlci9\303a(R\001#\313\272?\225\25242Z\311\356\330\276\177\222r$\005\250\223\022f\007\321\304\204V1\022\036\265#\001 n\304\275\310\344\222\014xr\257<\274\345\026\252\253\366\333\214\361\2157i\341p\0253\021\030\347\276\333\320\340N\366\253c0\275\266\264w-\363\335v\016\271\227-k\321\262;\001\3735\352\331\023\202\203\265\177\037\237\035\324\242%\340\225\020z\025\035\275$\270\212Z,\243\332$\220\260\304\241\013fb\215K\0031\010\345?\221\233\272\237Yu\376\2465\032\251\275(\205\2412\353\252\237\246\374;~\325;\337\274\332wq\016\222\361O\023\034D\307\322\303}\345yd\022\020$H\325\250\362\255F\026\231\036\217\365\347\313\207\253\336\340\334\345\036\377A\273}\255\250f\231\246\254yy\267D\211\035\236\247\353\200\361\323\335pH\036?\212\246\217\\\236Q\215\266[;\233\360\216\"\317\233\340\314""\367\353-\234Y:\235<GK,\016\217\267\321\354X[U\370\225\350~\272\250\035<\rW\341\035\312\353\362\251\355\210\364\236>\035\342\313#f\376Nh\010B\340\203\201\271uRi\rw\034\264s\024\2067c(1\250&e\301\035\322-\352\3464\036\237\rz\336\335\372u\255%K\323\003\014Gu\377\225p<|l\273k\305\303o\n\354\323\211v8\217\3404a\243\004N/Q\371\242P\264\2675}\016\277%\242H%+%g\363$\226!\267Ji-7\312=\032BA\022)v\242\371\276^W\367$\036\307\267\346(\321\"R\224\243\274\2347\256\241\244\223\373[\356\033:8\340\026\234*e[)\356\304H\030\273\325|5\236*I3\\\313vl\367\225^\353\215\236\335\247U\004>\313\351\353\367\007\215C\346\264#\177\224\020\313&d`\014\213l\363f\215\016\330\"\236O\013\246\263\345\244l\356Yd\026\r\343\020\217\037\275\224\231[\026\337%\346\377Qe\031\\\n\365x+a\247\204g\223\025\216\257|\262\234J\0244\204vuw5Y\367G\017\225\334\024N\022D#\032\230FU\203CyS(\246\253\236\215\373\370y\004\357\377\035=\201t\370c\361ws\334\316W\3535\276^\3367\211\330\350\347=[/\313~I\204\372\331JA\0471\215\311\373\337b4]\326V\203o/9Bg\326\360Y\352U\224U\352\312\224\301 \207]\221\201\261\346\021}\307\233?I.\031\232xn\216\324\210\256\363\343\263WW\026R._)\t\2642\013\272\022\233\215\303\343\256Mj\264F\266\272\002\023\007\224\313\206\"\3767\220[0\047\2672C\r\261\274\360N@\0061\272D\033\244M\020\236\037\0054\270\242g\203\330\324\233\313\311\263\266\370\303J\230Q\207\020\266\0049\323\203\343\256Y\355oQ\2503-\331\271;\220b\355Q\030\254\350:\343\200\214R\262\033\334\355!tm]\353%\220\256TEU\242\240g\247J\031\032\365\303e\305\272\252\214^\233|7\230\251\2173\031\036\3439\245\025\224\2706\010U\376`\324k\034\347H@\036N\230\016B\321H\267M-\203$s\034\236G\247\2168Z\334\366\341L\354\2303\276\261D!\242\373,S\\\334f\221FK\024=\251s33\232`X&\002\014\025r\345\303\047Wl\253\311j\333\307g_\235$j\206\306=s#t\202\331%\026P\232\273%)&H$\203\261\023%a\326\033\205\275-\3059\"\274\265\047\222#\226\234\223`icm\266\233\305\203E`t\266\354\047\236#\277\204<\362\322c]:4\020D\017\t\006\311s)\031\252\276\263\255#x\033\315\346\362z8\367=J#""\262\342\016\223U$f\231\341m\roe\275#\006\301tJ\301\reqM#464wl\202\004\370$\261a\215\010\267\364\n\255H\033m\266\335\344\027\232 \202\021\212<\001\214\nA@\313j\354\301X\230Q\252\243\314CB\226\177\256\374\223i\034P`LR\355/\212\313KlH\246\202G\326\211f\005\350\367HE\006#$`\321jK\244B\240\364\351\223\254+Q\234\201Ca\266\375\224\313\310\212X\225\234\002p\3441<\306C\266\210\271\330\320\277<\204K+\312-\216c\316\326(=\263V4\007\003Eg\002i`\326\275\272\341\r\030R\026\322\r\013U\030\272\352A\251\255\217\226\220M\204\034s\t\275\212\212\263\000\311\021\273M\"\234C\261-m)\n\204\304\230\276:BN\334\273\t\337\032Moav\336=\364\274\251\372q\001a\245\206a\341\025o\305\277\265\264\265H\305\366q&I\315*R2Wj\025\345\225\350\307\r\347\335\252\310D\314\210\366\265uV\002$\016s[\014\214\271\311\367\212\246\200\025\r\253cX)u\246\366\2615\351`\343v\346`\262N\003Y\022%[mQ\036\240\216\252^\346\251w\271\217\031m\230\257\177\320\344\331\264\006=\273\340\3300\243HmKm\270C\203\270&I<\375\250\221&k\177N\024\265\305E-\026\303|u!\n\372V[\023c\343\304\366N\327HbP\216\327\203\341\326hu7\222{OAa\036&\275\3346\340h\343\005,\006d\210:\236l\321\321G7g\025\256\262&,\277C\214ub\3263\245\301\311+\306b\315\023\236U\233i\215X!\264\332\033\re\217\025\2338\257KsY\340\352\346\332\255%XV|HX\240Q\250\343b2s\304\206\263b$\024\225\352\"\276\021\211\241\330\353m\313\271\016^\344\265\320\342\307\021\206\376,\223\341\256\270\025c\021{5B\302K$8UY\276\302b\236ml-\016(s\263\277\327\035X\027\0227\030\216\214\245\254\270*\304\362^\251fv\340\372\256\366I\0321}:H!\257\232\360\263\214\251\351\250\332P\267N*5\023j\na\242\336#\177\047\r\331\330^\226\337\047\237\243qHCc\343\2665\221r\277ef\364*\260m^i\260E\217\033\013@\237.\371\326\341\047\027\253\030<m\275-WM\301\036\033Q\311u[s\024\000\033[`\204\335\n\306|yV\231(\347\032\272\22381K\240V\021(\2236\345h\272\265\023ak\2506\361e\315\326\225\005]S~\270\215\010c\006\3330\323\267<L\262\214\30786\202\\DDBm\020\310\010\201K&\233b\017\0067\r\252[\006\235f\243\317\345\021mWo\237\210]O\247s}|""\332%S\206\275Iii\263\rJ\335b\355f\365+i\017b:\231\304\026e\010D\002h.<\345e\373*\256=>\360\264n\r\270\223\032b8\250\2128\200\006I\251^\204H\303U!\032\013\026\253\307]z\202\215\2277\320\301\260\0336Y\0049\341y\226FL\223~\223\262M\351\300jaE\350\327D\353\"\301\244\3625\304x\375\030(\260\202N\225\234\355\251\243*\316\334x \351#\271\256\343\024\264a:\346\025\340\330\005\375WN\212\227V\025\253\230\326!8\375\n5\216Z\004\207\001\221\2422\212\211\372e\232\205X\231\261\"\242!\355*\035]\201B\252\257\273X\2546\331\210R\n\002IA\266\341\204\r\266\206\322i\264\231\014\353\343SNwT\374%\327\022\216\014lbc`\332M\357\344\277\207B\356\361\346\006GE\344\265{G1^\233\026n\206\366\206]\262\345\245]\325=T\2130\315\006\314i|UU\324\252\266H\322\220\352\367\253\362dR\030N\3551\0041&s1\256\231\341\000P\202\n\212)Q\224\351\320\022\306\230\013Gm\230\"\345^\013\201\314\216~\236\024\363\375{\315[\002\031\004,\344\361]\nRH\226\310Z\240\247cT\326\317G\270\321\000\333u\355\364\331K\333\255n#l\035x\254n\\\034\267\\1\2734:\350\034\034\335<\343F\252\220\216\021\246c.\005\305\372\036\\=\"\242r)\241Q\221Ao\226\235\001gF\025r\271\267\226Yp6N\047Ur\353\213\365\2062_~\307&\267M\220\215\255N\232\022\210\215I;\351\030@\216Z|\024\275$\212\242`\256\214u\230\336\353\254U\211\323\001nUT\220\331\344\347\030k\3217\047\252r&\376@\344\350\277e\322\312\206\310B\354`\215T\312\306\244\201\252\304t\206ld\\\341E\031t\031(\013J\214\022T\021L\302]iW4\341{\230\027\024!\226\004y\230\356\312\251\003h\035aXB\252\0042\047\263L)\0269\032\033I\222N\024\262-\231,v1\206\203\033m\261\205\34246\320t:\027>\r\231\211\261+^n\304,\343\233\226\013Jo\250P\355\353\223v\2230\320\301\032\006\360\327\021$\314k\022%T\234\242\233\263F\354+\233~\335\327\002\262h\030\252\362\366\254\277\021\207\033\331>=\005\037\216\023\271\316\225\340h\203\034=V\334\r\350&\364M\346\360\354\047g\234wK\177WA\232\010\270\342\3261\034)\334<\000\244\"5\032GK\327\251\223ym%r\026\307\241\304\021\t\n\310\212S\233&\"N\305\273j\325\222\225@\325\361\336\360\277\305f\364\264]"",\341\353\027\027\034IylU\025y\265\310\314\251\003K\022/+\324rBP\251\2371\237EN\323\315\265\r8Q\342\250\027\023\013\357\277gMV\304\316\377fN(\344\254\253\333j\270\363\000H\307\304\005=\222\305\253\324^\270x\346\233\333\373\372\235G:\235W\037\026F;tt\t!\362\017A\347\nOg\314\000\363)\275NB\2742\207\241V`\365\366=\2118\n~W\332$k\204\002\375\256Zl~\352C\356m\204\215\315\366\027\204\375\221v\340\364\221HR\333\372\207)\376G1\373\305\375{\247\251\354|\371\204MfZ\355I\016Oa\222\242 \263\327\003\201D\277\260\2230z@ym\005\372\214\301\021\001\000\2733}\203\330\261S@h\260t\241\016@me\013\325U\277c\232\310 v8>\002\375\377h~<\251\260\026v\375b\333\322\375-N\007\016$7\214\260^\000\202\244\023\007\336h\032\375f\370\276f\033Z\312\033\264\372P\226S\246SO\321\352\rPu5u\030s\3047_\240X\022-\3465\332\353v \222\237\224\364z\350\007[\236\334R>v\200\342\235Z\236s@\210N\\\204\226\351\220\025\271\235\361@XPc\306\216\242@\347Z\202,\201\230a\024\250p\013)$j%\375\005@5u\2665\203\300J\211~<\231\001\335B\003\254\256\3720\230\272\225\211@Qp\236J/\255\325\007\211\376\216\335\345\302\374\341w\027\004\273\200:[$\377U\235\362\304\240\202[\230\301e\265\275\206\376\371 ~\227\345\2673\225\257nbQS/\212\316\374\331\347\"u9!I\265wsm\030@\301\005\002[\014\0179-L\004{\304\300\333\357)G\262{JY\332$\3315\257m\216\324\226\352\032\035\242\262\267\336h F>\240,\222\000\032a4K\253\016\347\276\271\332 \002\331=\036@\260\372\031\241\300!\263!\362\003\266\300\366\363=\214\323\254&\022\205\205!@*p\353\032\203\264\326\240\035Z\020\226\034 L}w\000\277S\020\222\243\216-\020\330\2450\214\016\n\356\223^\366`=&\231\212\177\245Z\3158\363\014\010\020]L\000\"\374\r\004l\017e\047J\275\362yk\tX\020\254\201\342\034\325\257\365\037\021\002\000V5\221Es\262\035Z\274\007U?\264@\014\253\241\274\300\352\326\347=C/\047\225\340\354\3664EF\377]j\240\307\335\302\372-\215\033\324\333\251M/\222\260\322\371p\031\005\264\213\024\275{\016U\244\277\010A\320&\226\034\363\237Hl,R\366\215\212\002z\013\356\320\243{;\nt\332\007x\305\341k^\\\262+\247/V""\306\374\304\266\344\311\246\263\225&Ow\213~\254\305\347\374\255\312\212E.QL\326c\031\311\027\321:T\302\361M\200 n\317jVv\271\220\313\265#\207kZa\312\014\373~\213R[\227\023\263j\344\241\333\254Vu\307\247YR\366cJ\017\213\026\324\334\261\037\307 \026\236}\337\005\210\346\016>@\344\323\2753@i\217w/\317\2504\256\353;\327\035\366\244?w\273{H\020\217\271\242\371z,\215\033\005\025\333\021\310\036\216&<\262\027\263\352DO\013\373\261\0177\rT\373\375\354\242\245:\204\201U\047d\225\313 \246\374w\013\225_\024N\2316\311e\004IW\202\022\271U\223\221\314\254]\"\0214a\355\3759\231\273\\\332\342\306d\300<\330#\010;\307\302\346Cs\035<\356>\376\014\321\036~\036\364h\243\307\346\316\317z\200\206\337\303\215j\334\301\251\223\n\276V\017\221_\274\020h3>\274\233\273\274\003\236tEQ\n\243D\21067\013\260\rP\257p\335l\017PV8\034RU\326\025\252\256\360\254#\355\336Tuub\363\250~\035\031t\033\320\307\303\302@\270\3743\360 \231\346]\375\033nw\025\204\343\260v{ZH\0331x\265\025Y\024\0106P8\326\024\300\202_`=\230\306\023\031_\007r\372\001\234\306\"$-\341\325\242\246\346!\320\254\253:\263<\263\3054\t\220\241V\252f\\A5E\304\007=\353\274\362\032\r\341\213\030&\356\254\010\207\213\272Or\370L\351:\332\r.\233\326#\2761\215jC;\205\221\310\362\004+\036\373\023\201\362l\232e{\257\335\n<\241\016\010\276}\273]!{\354}\355l\334\306?:\341k\243\350\365\265\326\031h=i\370\253\240\335\307\312\323H\244\260+\340`\\\341\320\207\024\223\305\272\344Y\026\311X\231\223\377\213\271\"\234(H(\030\020x\200";
-    PyObject *data = __Pyx_DecompressString(cstring, 4800, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4913 bytes) */
+static const char cstring[] = "BZh91AY&SY )\237o\000\000\305\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\023;\217\240\360\355\264z\013\272\345\017l%\230\246\262Q\266\r\263m\266\3101H\225[P\332J\263\236\201\000\001\007\27451\022(\322<\323*=<\251\352zOBy6\223\324\330\247\206\223\321=D\360i\223I\225\006\323h\365\004\232\033P\036P\365\000\310f\243\305\031\004\242\t\246L@\215&Bd\324\3324\322M<\247\244fiFi\r2\036\221\240\032\000h\365\000\003\3244z\214\214L\200\rO@\204I=H\332!\220\r\003@\321\243\021\247\243Pm\242{J\236\207\244\215=C\324\r4\321\241\246\232a=\032\230\365\r5\036\243A\" \201\0024F\232b)\355I\275L\246i4\323OQ\240i\240\3202\r\r\003@\000\000\003@\032h\320\0104\304\300\203\000\023M4\323\000\021\200\214L\230\004\300\000F\021\200\000F\000L\2310\230\201$\"\t\204\323D$\336\320)\240$\375I\3522m5=\010i\246\004\030C# 2d\r2\0314\323\023F\0024e\225\241\274\200\224\3340Q\262O\330\000\031;\300\ryHw\304\266\007\367\376l\303\264\321bk\263\024%\332K\262\222``\016\267\270]\027\013\324\252\251H*\221\006\007\374\022\377\255\2614=\002\301p\272W\013\342e\007\001u~3\377%\2167\307\033#\377aq^\270-\001\032\232@\332\023i\r\200\332\023i\261\264\231\204\252*\262\252\254\256\232\255\013\230\rAYZ\252\362Ar\377W\317\"p\302C\033cxm\271\251jcm\211$\330\2656\310m\245\027.\201\260\323Y\n\245V]eF\205\234()\010\301\233q\347\256\025W\032m6\304\323m\274\014R\026v\2041\226\252\025\232f\352+\014\313<\255g~\333o3b\324#\024m\\\006\332EJ\316\027\244\322\256\256b\326\242,\253\277\013\336iUznFB\220\242\n\243\034\256Z\244{\000\234\232M`\252\0273.m\004\271Qh\221U\212\n\244H\223%)\227P\266eV\201:+\324\255D\244\356\035\312\232\244q\\]\232\334\275Q\3726\253$\2045_\253\0204\251[\256V\\\306\334\333r\210Z\252$-\245\244Tl\347\033\265s\\\220D!1\245\330\322\310$Fa\020\325$$m.H IV\356\304pdm\260\206\311\333\217\223Ki\020\334c\0229\374\010\332k\202X7\023\036_g \311\325\356\rS\221Q\033\256\332\034f\341V0\026\252W\032\353\034\254B\352\r\245\001\257n\220U\301W\031E\266\272z\031\353\324\351X\326L""\353\3652\230u\211Al\256\343\370nXZ\305\252X+YV\325\222\276\333m\033Kj\351|\273\246\351\313\313\376\243\214\342]\007\025\213\206\237\260\244%\232d%\366DPSj\266\262\316\005\260\226\336g\236\304 \333\264CTm\254\240\274\025\3672R\305GX\3709\277}\237\311\371\022/\217\273M&Z\252\253\364n\213W*\216T{\014\262\235\"\327\214\273\334a9\020\335WZJ\014\302#\263\215\366Uj\317y`\346If\305Z\301_\032\274\034\364\036\306\311\215\271\031\034Rp\302\2210%\005r\312D\231\277|<6VB\335\220\261\032d\300\324\216\352\225V\354\372\202\214\362-0\245\007\273\313\000N\002s\252i\026G\033T\326\213\n\300\262\305\350|\036w<\260\2662\355\372w\367V7Rh\347\335\352\367JS\273r!p\227&=\306J\333J\340\036\000d\220$\222=\017*H\251\353!\365y\016\301\332y}\347\006\007~\376+\025\2561f<!\326\304\234g(\335\034\354\017J\324\303\250\304\346\\\354\234\047\307\324\244\322\331\366Y\247\262\356\246f\n\336\014\312ly\352\273\224\333\311\246\2223\316\030\354\365\316\205\311\336z\267\273\263y\2434\340V\243\327\315\347\300\323I!\321\342\374\333\211<\252y\t\334\332Sm\232\326&M\314\267N\206\215k{\315D\357+\227\303\360\354\363\254X,\202\352\022\243\203\313\223.\365\035 \322\275\n\316\024;2\375\352C\337\212V@\315\264(c\341\021\307Vwy\213\302\0225\242\234[\017\033\277\205{\365\302Lqq\002!\314\301\203\245+H\233\325\211\014K,*\2522\3306%p\346Jbr\002\007\022\262l\314\361\267\312\245%\251A~\316u\225X\201\232Y\013#i\270\255\207k\n\277W;\362\334W#\353p\033*\252\262F\231\372\022\263\347\336\302\330B\021\331\303\2114\347N\267m\211\276\243\347g&\270\035\273\017*\020\365\367\310\333\357\366x\233\320\352\340\352\262\242\322\235~\2246\203\366\354\327\267q\266\203\264\375\376\016\325\274T\242& \225A\036\205N[\255w\261a\341\0309\203\350\266\331\025\226\323#\031\226\247\010\251\314\305F\275c\207\272\237Mv\376\2065\032\251\306\223B\340\221Z\321?=\370v\274s\363\377i\301\275\220r/\251\322\2733<\304\317<w`W\226!\021\002$H\353;7#\013\215G\310\376\235}[\374\336v\367\013\224{\373\315\335\343\332\206\211\242k\313\263\313\325\341\264\264\267w\351x\341""\262w\rB\320\260\263\202\206>\"\355P\204\355\215\031\201\276C\323\364u\234\236\375%\267\203S\251\353u3\037v\274\216\177\265\317\354ZN\253\334\336\347\177\r\024\016\216\006\025\346~\336z;\251v\007\361Z\316\225b\266\323\027\333\317\334\340\350\\\020j5\256^i\315\265\336vh\346)\014n\354\240\306\243\027JQ\322\364)\004a\334\354\232\037\017\243v+\253\177\014\223\002\205\351\211\206#\274\237\341L\017g\215\225\334\361p\335\276\273s\310\256Y\017\3361\303\034\0218t\341\352\303y\022\245\no.\365\227\235\216J\211 \224\243+\177\211\024\265\n\353Me\307\024a\330\326\021B\004\022\273\013\344\370\366~\027\264I\017c\3739Q\250@\234\3477\177z\360\353\032\221%\355\357p\361\275\t\033\224\317\324\244g\004K\014[\365\017r\315\207\330\244SE\320\320\236\367\272\252=\272\312\377<\216\244#\322}\256\347\226w\250z-\010\345\366\201\014\264\314\214\001\221{x&\215\016\360E=\237F\023Y\362R8<KZ\013\r\347\020\217\027\307\322M/\027\306LN\307\320I\262v\202E\"+-:$\374\025_\t\3021\255\211\347@\201\333\037\256\021r\302\030E$J\371Hd\273)\335\026L\314\366\315\313\331\255\225\243\313\n\232\375z\366\234\304l\313\343\337\316\026\376Q\272\\{jc[\177\006\014\241\270\271\032\303\235\273i\346\321]\271Z\230#\367\333\t\004\031\363\032b\237\233\352\305p\351+A\371\333\276h\234\351\370x>\246W\026\314\256\226!T\210\355\325\215\217\310\304F\377G\037\017Y\177\010\354<\270\243\252DW\224\363\331\267\267\303\244\213\261\344!6\206A\207:S\201\304>:\350\326\333\210\334\3278B`\364\231p\304c\306\315\002\230q6\253\210\014\332\237Y\337\321p\026\235d\216\262]Au\273\013\275\373\005\024v>O\223\276\247+\326\357\032O\216\3536\207X3\206\352W\251u\374\307\277\217\261>\306Q\033\371\270\350\275\255\241\366\030\241\307t\357\024\021{\255X\223\362\274\256\3726a\243\350y<\207F\223oSA\307\277R\032\315\236\205\233\252]\245\021\213\312\337\235y\222\231u\230\310y\214\353F\013\030\355\334!G\371\243Q\261JS\021\001S-6\224Fc\"\373)x4G1\327\357\374l\363\312\355\317v\024\3160\345\325\315\344\2042+\242\205\023\333UsUO\013\241\257vfgj\301r\231d\203\225l\331""\260\355w\234\205\207\341k\276\353\357\215\344\331H\322\303c\0203J\210)\221$S\"l\357)L9\202\t \353\304\311Xu\206\341vR\343)\311\025\345\251<\221\034\264\344\233\006\3066\333i\274\3304V\007K\341\224\363\304\036NP\365i\260\316\273/\274q\334l\320\014\3044BE\312m\312kH\326\006\263Y\254\215\274|]\263\350S\0228\203\264m\244\214\331=\027\241\271\367\370p\355\224\0478\362\034U\223\214P\303\250\245\316kN\265JR\233\010/v\345\311\2513\017\\q\025 m\266\333x\220bl\202\010Fh\367\201\234\nA@\325\352\355\222\262aF\252\217\002\032\021\252\177\231d\341\326\214\315\205\303X\350\336\271\331\002\026\"\021\240\366\316\323\047\031\215c\312\220t\231#\241w\024\367\252\202\202\023\326\237\005\305U\204\211\030\232\253\306V\3757\225\000[\240\047.\271\231\340d;\321\030;4/\321!\022\315]#\302\221S\306\340Eg\047\022\005\002G\035u\303\004\315g\255kn\333\245\263\322\322\027Tb\356\025 \332\327\003\354R\t\261\007\034\302o\201QV`\031)\034[)\024\341\035\222\334\322\220\250LI\233\343\244$\357\247Y<ca\271\360\030o\343\345\246%\275x(.\224\272N\236\341\227 \274\376/7\213X\315\374\3514\241\335*\264\273E\226\313\336B(OW7\026\026\271\241\001\355j\353\245\202%\2071\261\206\243W0\371w\312& (\233\226-`\245`m\207\\\232\\\221\263c\340\325\256q\310RR]\026\\\224\330\024\213\202\266\211\245\327\310\356\255\375\372[\310\3639\016\036 \030\370\2730p\214(\322\033R\333n\020\340\356\211\222O?TH\2238\037\323\205-o\242\226\213\303}j\220\205\215+-\211\261ue\262\207\274st\302\203\206sy\336\007\265\307\"\255QtN\372I\235W\347\263\217I\030\364\301J\301\374S\220\024\357\354\330\245R\224e\272\331UI\245\364a#O\036\230w\345\327\321\2578\355c\232\347V\225\233\323:\260Ci\2646\033\213<\326\246o\305.6\265d\352\361\370\t\360d\351\311\3359\026cQ%k\016\370\250\306\210\202\347\215\243\221\367X\206\034\247O\237\277\321\262\033\221\217yYO%\246X\3429\267-K\273nJ\013\335\323u\357EEmZ5\263>\332\214\303=\275m\275\340\021\016x|\236\230\355\344`H\334f:2\227f\001V\047\242\367E\224\273\007\321zL\2124b\370\047\020\263g-\341o\031C\300\243g2\354\362Q\250""\233\220S\n\3033\203{\213],\"\211\253\267\303\305\254s\020U\027H3\021\231\021I1\355\212\010\366\r\254M\226H\263\316\305\320O\225\214\356p\223\214U\230<\357\212\r\270N\001\035,\206\372\370U\2671@\001\265\276\010M\320\254j\343\322\264\321G0\326\024\231\311\245.\201XD\242M\332\341\321l\306\325\023a\203\2506\364f-\326\225\005]\323\216Q\006\260m\214\033l\313f\375Y\232i\032\20796\202G\021\021\020\233D2\002 R\311\246\370\203\306\317\001\265K\301\263q\264\367\035\201\024\315uv\032E\301\267\3613r\345|)n\321\202Y\306L\306l\025:\005\324\271\260T\311\333\024pcHQk\241\016\t\220T}uEx\315Tsu\305\177\020j\260\207\316\357\246B\223;\2001\006\n\264\"\006\014$\350\274\241aX\323\321\200I\263\006\316v\206\300m\276\013A\016z14\320\321\222r\3549\t\3058\014\031\022_jw\306\202\330\244`\031\315\016\374\333s\047\240r\r\352\350\3252\373g\032\254\334~\006K\201\035\2765\226\245\236\310\306%\204\233#\237\231\354E\034\027G\217gq\204\254#\254\216\313\256\244\210\003\301\336<\262\312{\353\226\227\301\273`\331z\326\264\302\320R)#N\")\336\"\267\313\207\262\3241\241\266\320\333p\302\006\333Ci4\332L\206t\361\251\247;\252}\305\323\022\216\206611\260m&\371z\370\364s\257e\307p\026\226\355\314I\226fFE\033\350W\264\215l\206*\306\245\202\253\241\034$\364f\275\006\233%[\315M\246MS\003\340\220\327Nm=OJ\243\014\327\352\244\021\244\314t\336%\221\350\0000\262\032c5\021\247kXK\032`-~#2F\n\275\013\240\311\0337\356\227k\374Va\210;\016:\272\016\233H\224\240r\031\207X9.L\"v\363;\255\020\r\267^\256\325\251\213u\256\004o\203\2475\236\013\241\313u\313<5!\327X\316e\277`\310\302c\243s\347\207\267qy\237D\313\311\252X]\00642zP\327\307<B\336\306\024r\271\267\214\266\332\203\242\341\270>~C-\304.i\030\344\2551Wd\304ojvP\224Dm@\361\244e\t\035:x\353b\3056-\256\227\277X\340\331Mv\252\300\362\000Z\252\252Dl\2659\306\0331\223\223\3269\023\245\310\034\234\367\355+\035S6\331\252\3738n\211j\230J\304$\210j\230\221\311\027\245\013\2651\301!p\302\320\262V\201\227\231-H\274G-\262\307\027S\022\345f*G\266\317\213J\202\033@\353\n\304*\240C\"y)""\225\"\316F&\322d\223\225-\027\231,\354\306\032\314\357{0\304F\266\332\016wC\007\320\331\250M\211]\352vB\325\031s\334\244\226\271\204\216\256\314dq\340^\031\330\021\234f\263\027x\"\037\021\"\023\306\321\216\322\250i\047\321W\241_!\355*(\217Y\366\231~c\0167\262F\005\316\306\372\356\224\252\274\014(y\023f\317c\033P\266\245\264\332\034\313\270\352\222\341\267\251\240\311\t\261\306\035\324\206;\007\214\014QI\n\nt\315\272z\243\243a^R\343!\016I\022\231j\026\240\\y\352Z\\\246\232&\274\212\245\005\277\266\326\206\336\273:Ip\271\263\177\256T\251\300\227\227AQW\227dM\n\026\031\261 \362\235W%\221\262\2058\nt\236u\226\212\250\305L\351\372i\305\245\202\272\353\307|\326)\216\347\266\203K\363\247\013O\030g \326$w= K\2620\327\232\031\353h\341\253\272\357\037\245\355\237y\214\303\313\363:\357S\303\177\345\036\357i\017\021\373\202\247\265\376\300\017\352\253\366]\013A\332!\n\326\017\357\351{@8\027\371~\221\003.\016\013\366\271i\261\373\271\017\271\276\0228\233\353.\227\353\013\273\007\234\212B\226\337\246v\017\3609\217P_\327\305=\037W\322\230D\326e\257\016Hrz\254\225\021\005\277`zi\323\357\271\351?p0\264\006\351\"\002H\023=\377CXk0\316\336\017M\307qH\347\004Z N\322%uq\254\203\215~\007\236\233\035\020\330\241\r\000\243/w\301\025\336\227\354\346{|G\200\273\364r\316\003\224 \211\205\276\214\030\375)\362\361t,B\263\013\314\372\224D\206N\022\234\273\372\007\201Wz\272\0160\304\346\351\025\004\212|\013U\252UH \221\326\216\277z@wz+\360\221\317W\0148\2703\277$P\252s\365-_\247\212@\320\352a\345M\204\203\334\213\205V}\206\220V!\02090\201\200*\204\221\231*\340I\001\241w6\340\316%7\206\305\006\000fA nF\304\256]\263\264\014\200\367\363\315\313\233\211\260\310\\qv\274\034\266\267\253m\346\241\262\360\034c\242qk\361\364\314\371\364\022\023m%\t5\273Mvt@\325\257%q\362>\212c\224\312\030kh\315\245\037\204\245\333\321\010O#S\225\215\\\204\004H\026t\003\364-\047\005\007-\306\377\025\322\222h\246\2469:\362J\361\321\233I\356\301Z\0044<E\205p\337h FB\2400\222\000\032a4K\273&/S\347\210\200\013c\251}\002\304(f""\207\030\206\315\030H\017^\000e\314j\345\277) a0\2240)\n1[\313\274j\020[Z\200\201hA\260\361\002d+\002 8-\310$\266\363\313D6)L#\003\205\370\t\257S \247h\305\257\312\343\315]\201\206\004h\357\247P\t}V\202R\003\317e\362\275\276P-a\036\004\036A\001\016[\273\377\331\276@\200\027L,K\271\321\227n\336\371\333OB \006O!\276\301yk\271\3737i\013\203\205\361y\2464D\356\367\373v\3301\365\370\340E\261\243}\226ix\017x\225\222\233\305\276d\027u\0265\374\316\333\265q~\000\203\370\016\026U\203\261\2605\32669\206\276\260\260\202+\332\316\356\350\344\327\372+\272\221\030\210aq\266\310\267N\300\255N\035\267\023\035\327,\032\316\263m\313\255\363m\334E\366j7,\212\263d\346\253\030\316.\277\033\255\255\303\370\254,F\360\272\325]\032\346B\267k\017\177\307\213U\303l2\247\177f\2456\375\276\2348\352\217]b\331p}\355\252\256\t\225\005\361\016\332\251U\023\366\250\211\332[\232\220\3170s\363G\317;wWHwGO\034\351\343Ormg\371\365/\306\241~?&\354\270\247\002\0244\307\036\0016\002\226\364\032\204\017\034\211\245-\262\035\313RKOz\316-\257\025\303\233%V\3643\373ee\335\212b\352;\236^H\261\002w;S\026zv9\025\366\346\314\364\271\021,\272\301\305S\311W\"\2643\377\025u\350\020\231>W\307\23173\341\345ta\321\326\003\271\026H\312\020\361Q\315\252\345\363\232\374\236\"\355eo\t\033\022\032\030\374\232\030%l\t\032\265z\322\247|\030\267l\017v|9\\*\3634\r\007\261\333\362\366\"\361p\217;\261\325d*\315\222!Lm\020\350\037\231\nJ\035;\224\3249T\252`ytU\316\025L\014\341|O\360\360\001\254\247\345m\244?l\233\274\336\006\363\305\332\337U\313\177c\231~\310\315M\322o\250l\362\274\231\333\033J\006V\245 \201\330z\275&Q L\020h\200a\240\232\202\tnhj)sd=\367\261\230\266XV/i\020\022\256\310\2578\251wi\024\204VEV\205g\232\270\210\010\021\0478\210`\344\316e\203\206>k4|j\346\256\245K\223VE\004;=ZQ\3445\221\033\346J9\232f4\355;\322\367\222p\025\230\032\215\333\210\021\225<\t-\313\325j\243.\373_\305d\336L\261\326>=\2519\342\372,}Z\330\271\214~\271\337s\241\372\355\266\214\335\245c\235\207\341\237\352\317\240\313\206\370/\030\257Aw\214\341|""\211QF\270#V\232\221C\323\004\336\"\017\240]\311\024\341B@\200\246}\274";
+    PyObject *data = __Pyx_DecompressString(cstring, 4913, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (4903 bytes) */
-static const char cstring[] = "x\332\245XM{\323\326\266&\324\005\247\r\020\347\003H\t\240$\244$\220\004\014\241P\016\264\315\027\005n\0138\t\341P\n:\262%;\"\262dKr>\316\275\367<\014=\324PC\r5\324\320C\0173\334C\r\363\023\372\023\316\273\366\226\035\307\241\275\367>\267OI\264\277\326^\037\357z\327\332\371J\232\322l\333\264$)\277\347j\216\224\257\271\222\273\251Iy\305-lJ\252V0\024\033\323\311\252\266[\3204\325\221\312\312\256\\\326\034G)i\262X\351\332@\"\356H?\353\213\322\366\035\311\320\313\272\233l0\264\242+)EW\263%\251\250k\006\366\352\216d\325\\GW5\351\235T\2569\330\252\211\335\263\206\276\245I\226-\275\260LmF2-W\372\03778\256\r\223\314\202\005q\270\265\250\333\216;-YEI\262\265\202e\343\276\326\357\n\014\323Lw\322\231\235T\037b\266lm\353fIr\264R\031\323\322\344\355;\267\325DUE\302\021\273Vq%\313P1N\366$G\311\330\242nh\316\236\343jeH*\326\034M\225^\312\313\317VW\226\326\245\"\024\234t\376&\355\330\272K7\270\233\266U+m\362s\025\270P*(\205M\355\257\205)\346\241<\222\243\375o\305Y\266I\016j\351\357*\272!\351&\364y(\031VI\322LxB\201]\305\242\243\301huFRm\253R\301\225\223j\022\263\242m\225\245\212\345\340:\313\244\351\251Ig:\221_3mMQ\225\274\241\221\270Y\307Ulw6\021\006-\n[\025K7\335\031I/\231\226M\332\352\356\224kk\260\321V\270\017\247\247g\244\031h\340\332:\260\2479\217g\200=G\223]\035\000s\225r\205O\000\214\262\241\231%w\023\303\202]\300\317M\334\253\331\264\177K\333\303O\302d\347\241\212m\251\265\202f\313\272\212\221\010\272\\\260j\246\213a{\243\\&\t\333\212Q\323\036\317\315\351\246\252\355\316\301\2209\332\300G\204\202\207\222\210K\247\303~\\$\245\236r%\246\270\306\302\352\307K\253K\263w\357,Ie\335)\323\026\202\346\013\313\325 \001\307\226\366\334M8\021\230W5C\317k\266\342j\306\036\241V/\020\322\260\311\224^\255\274\232\235\1770\217\240\253P\374\243Vp\035\311\251\345\221\213\216\203x\000\314\371\232n \370\222\273W\321\2349\351YQ\332\263j\222\211\334C\304\201\002\347\310\001\350nJ\024\0212\342\272b\"O\024\212\245\214\343\210\311uI\325\341\037W\337\326\350\364\023\305p\264\271Wza\313\240\200\3416h""W+\270RY+Ca\222\014jP\360[3\212s\233\355\214\324v+\206^\320]\230ck\325\032\374\013mvtwS\372I\251\271\226\\!\211\332\324\272]\323\246Wy8\246\022\227\275W\022\276\301\355\n\260\007\263\271\320Md\033\371\332\320\024\214\340\307$\214\n\205\234P\315\343F\316\004K\225Z\336\343\274\243$[iq\n\273\223\030\277k\343\346\335Q\020\274\177\017\034\226\300\037\212H/R\305\335\304\341\n\000-\200_D\352h\300\202\242\2522<\250\t\225\273.\047\017\003\211z\271Vn\257;\233\226\335\216\255\216X\n\025\310\200\204`UI\200[\034\021\337\374dY1\214\326I\205\270T\354\020\002\3047GC\261\210]\344.\007\331O\361E\222h\200\026\016\231\332N\213\257\216.\221\252\005\253\\14n\236jYv^3\214d\023\340\251\271Z\233,\363\032XLk\t/\331\326\016?\337\"K\3413\241G\262\307\252p\320u^\3349\305Y1\241\260d\231\230\244\353\004\347\023\030\341l*\210%\230\016[\222%`\322,\220\035\255\023\006\030\212\323!\254\026`n_\225D\216\254\005\351\023\237\266\354J\204\001\276\010\005j\206\332\"\312$zm}\037\"I\034\3429\315\244\237E\243\346\034B\237\240\2118(\306\216\262\347\200\354L\204\033x\233\021\004\3727\016\254R!\t;a\027\261\245k\261GW\245\327\353Of\037t,\266\244\"\355DMK\3268\202\271lS1$\224mx\020\016rk\250\241\246\020\325\t\217\016\345uGh\255vst\367x\316-W\320\014\250ZQ\251\031\256$\313\300&HT\226%\265\306s\302\264\314Yp\325\266\016\rd\271\240\233\272+\047\314\047U\240\260\246\224\347\034\024\035\324\241dx\013\244k\023\327\335\342\312\315Uv\365c+\355$\373\354*\017>\255$)\335\306}2\346\244\016\374j\302\251eA%\233Zw\245O\266\047m\007\322\016\036*X\246\243\203\251\010\303DU\224\236\"\377Z\340\341\204\257\233\274?Ix\352/\226Z\364B*;\355H\2669,+H\246UL\000\003\202\255\246\266\300\254\022)X\333\232mX\200\362\266\202\222\351\326\314-\323\3321\333\350\245d%\250\026P|\235Z\245B\344\002\302TJz\201\343M\232\262L\316\301\035\316\002s\020\235\264vO/*\352\257t`\205@\204\201\340\343\326h\203\337\233\214p|\021\325\006Fu~\317\265\241Q\340\025M\226\273V\001\010\302f\327\272\250\227\035\237\177\"\247\275\370y1\353\226\365\013\221.Wq\351\320/\311""\330,\352\245\344\223\0473?\3239\261&\002(\246\354\302\257I\251\346\343_x\364\217NY\205\255_\254\322\022\017\025\237AA\177F\314IR4\365%\307\377\313\232\373\262\270\252\230\211Z\257\3268\214\305w\013\337\355\217\343vw.\035\263\272cq\207\324\352\034\023\365\312@\223\314\023Y>\354\272\0167\211\242\332=\226\363GE%\263e\305\334;2i\354AWJ\221#\006p\340\036\016E\275\220\223\224;\234\347Dy8<\322\245\035N\013\006\221Q\023>\267J\254/\224\325:$\333\226a\034\216\222\234\354Xw\364\177&\257\023\201n\361\363\320\361\262\230X\"\3668\022\3565J\336W\226e\264?\216G\253s\351X\264\016\027U[\321M\271UZ\017\347i\277\3239\264*k\324%,\362\n*\264\020,\372\354%\037\311beC\327v:>\217\353ut\361\230f\362\332\372\302\372\3535y\351\227\205\265\265\2255\000ko\027\377\226\321|\312/\264]wU+\312r\322 \302C\262L\370\266\371\307.1\275,\027AT\364\273\324\022\215\377\312d$\375F\307m\360\031S)\363\337\025\210O\266\321\347\266KU\210\026\2525\305hmj\305\343\2701\255\tm\227\006\204\220\326\031\247\343\372\343V\312\010:i\333A\2312\257\227\216\254;TW\360\340\324M\2215\370WB\337 [\216,\372\013\032\360$\373\213\324R\320\004\332\242\334\213\254\351\314\250\216<\352\312\036\305\3313\013\2725\327\326\3009|\370\344\351\021\321\361\220\340\237\0165\322f\201\317;\\\270h\304Z{j\305\274`\334|\315\331\223\035\216\366\202A\246!\"\256\255\320\311\302\026OU^2\370\017\274\210Z\216\351p\020\257\242xZ\335\275S\020?e\275\305p\374\261\240*\256\222\364H\374\247\260\265\363[sh$\004\036\245\003\361\276\220uK|X\366\036R\242\254\251G\323C\245:\334!\016\317/\0363\374\304\353\223\376\264\260\213R-[[xi@\216*\2136\257H\317e\372gZ\234l\370\017\221\370\342\263\354\024a\233\n\207q\351E\nBI3!\005%\304\305\377\340v4\360(\314\233\233\371M\356\007Q\305[\265\\\327\371SPn\365uBxk\304\021\205\356\302\242/\370\334tH/\004\033cU/\201\214\360\220\307\343\031y\224\270\351\343G`\010\235\036\236gn\022I\354u\341\034\303J\340XV\2664\214\035\342K~\333\261?\271\320\004Q\334\021FMv\230p*\017\000\245\013\036\000\002\277\260\330\245N\302\332\201K\314\032=\346""\254\374G\334/T\370\034\007S\307n9\300j\245\335\242\265?\360 \047\367\310Z\305*lV\024\227\377s*\3403\034C\300Z\1771\000\036\360\212\261\250\275\021\232\267_\346\342\344\341;=\351\374Z}$o\000[\003\201$\333Vv(G;+\002V\022\230\241]\344\177\306\321\034\220\240\276\213\303\0062\000pD/\333\316A\241\303\341\260\354P!\301\243\200\007\re\004\377\313\344\252\244\242\310<\367\332\003:\334\032\224[_\016=\205\035j\00757\351\235y\007(s\334P\224\016\213\321\341\327\334#\362\212\341\3740\227\240\321qy\234xq\240\277\376PY \363y\026\200\047*N\255L\340\245]\200m\233\256\350/@;\235\257\331\303o\372\003\001zz<\277\213\266\206\030\343\021\356\202\334\241_\315\004Ol\361g\003\217\0149\223\2770\370\017g\033\025dgG1\335\035\3056q\007\347BA\210\342\231\047l\3403\316\247\236O=q\352\253\372M/\367\251\347 \365u\375\007\177\300\277\037\214\321\240\257\276\020\247\322\365\264\367\205\367\300\317\372\013q\372\\\335\365\036\007=A&N\177]\277\207\371{~\312_\016\322aO\334\227\361.\370=\376\240\277\340\347\342T\306\313x\\\306\210\177)X\010r\364\2219H\215\262\321\3310\027jQ6\356\375*N\237ag\256\370\212\357\004S\341Xx/:\025\025\032\231\306D#\327P\342\324\351ON}\242\236\213\323C\336\202\267\356g\342\324E\377K?\207\355\325\030\232=\305\354\207\340N\220\243\301B\375wh\235\245C\333\3655\257\207\024\335\365\376\025\344\202|x\222\335\370\251y\252\231gO?\260\0172\223\363,_\020\033W\353U.\235\rO\263\351G\354\321\337\331\337\337\262\267\277\305\251\263\365\217\260d\310\317\261+w\241i\352\3138}\266n\3707!\257\024\276\215\364\0064\370\272~\237\r\\\017\252\264Tb\303\337\006J\340\2047\242g\3541\211\241\365\007\336\017A\206\215\337ew\227\233\013\315\215\375\007l\255\300\n*S?\262\217[l\313\210\307\047\2169\350\320)\354\352\355\250\047\032\216\212\215\2478\375z\377[\366j\215\255\255\263\3657\354\215\270\341\270\203\316{\032\205\311\317}Z \265\n\3360\237X\016NC\3173\024\222Io\027\356\353;S\337\360\262\336\242\247x\255A\334w\256\276\355\3450\263\343+\024\334\007\330\260\202h\256\004\3030\315\r\357Gc\361\231\263q\337%.\360$""\000\302\341\340x\327<\205>\373\275^x\354m\240\206\267\032C\215\215\346|sw\337\205\302\264\006\313\374k~9\314\206\013\237\026\016\322}\365\047\336\2307\357Ui@\327\276\021*\206\047\303\351\350;\234~\003\213W\233\325xx\264c\341N\364\272q\255\2415\357\355\367\354\017\355\347\350\3547\376\030\327\346\213 K*\317\327m\357\262\237\017\200E\2110\032\\\013\na&\356\033\364\332\313W|;\030\010\356\"\214\253\241\013\221\271\270\257\337;\311\006\306\203\2618=J\256\363\325`\002\240\202^\325\317\\A\3111\017\031\227\303Bt\245a73\004\373!o\225\374x\344\316\001\357:\033\271\025V\331\355\227\373U\366\252\302*UV\265\343\333\337Ejc\252yc\177\231\275\002\326\376\301\376\241\010\261\203\302\251q\337h\353\343\270\tG\364\353c}Sa\017\326\376L\305Lb\032\220y\374\350\250Hf\230\370\307\251\023\275g\352+\200\212\342\271>\307\201\353\335\207\310;H\343\341\363\361\020!\273\032\246\302\237\243l\264\030)\361\320E\377\264_\205\2167\303\\<\204\014\200\026C\341\233h!Z\215\252\361\020W*\274\026\226\242\\\224o\364\304Cd\307P\360&\\\200\313\3670\321?\344\375\014}\027\375\2550#\256\277\340)\">\004\306X\300\243\313\254\276\372s\257\333\214\336\203>\"\217j\220\n\226\200o\256\370\274g#\021p\305\177\360\371\005n\301\010\033\231\206N\023 \0365\232@\314\373\257Q\306\001\252\230\212\3733qf \356\377\226\243\234{\360.2G\204\320\277\032\366\260\351\027\373\312\276\303V\337\261w\277\263\337\337\263\367%V\242\024\216\247o\001C\017\032\017\233\353\373#lU\344\245\302\224M\266\251\013\303.u\232\320\302\tlYdg\341\2258=\214\204S\375I\337\r\272\243\333\033\037\267\355\016\033\236\014\326\302\323a-Zn\234\004\212\306\233\213\315\002rau\277\306\326_\263\327\000\024t\004\307hL\203\216\233\307\354\004 \316Q\372s\\`-\356\023\231\251\005\363\270\244\303\013B\375Q\377!\351\322\025\210\026T\010\037B/\3575\207\213\034.\"+\206\242\365\306@\343^\263\2479\300\226\240\021\\\006\224s\322\355\037\006M\r\370\367\000\210\001\310\352?\017\343\307A0\231`\034\272t\247\237\353\221\032\351\023\275\347\352\312_+\321\357\245\300e\234\372H\243\035/""\017\366\276\002`\236\215\224h\247\241\200\256\273\205\333\336\240\267\344m\373\353\301\005@{9\372\"\272+\230V\\9\352?\"f\377?\\Z\205g\235`\026\200\310F\2776\007@\177\366>\200x\236\235\027\t1\026>@%\351\277\010\315.\243(\365P8\000\265\357\274\001\302,\033\271\031\316\207\333\321\032\362\243o\310[\366O\372\335|$\366f9\025\034P\215\230\020\240\312\360\002\004d%z\rB\336\177S\330Epp\347\005\217\207<\355\177\035\374\020e@\343\375\203\336w@\366\311p,\036\032N\3621\036\272\3409\376\024\356z\303\335\361Cs\260\271\020_\274\n\243\300E\303\336\206\377\230\037HH\243\357Do?\244?\002B\301\317\236\302N@\023x\356K\3442\334\232\363\213\210(\325MJ\353\032\\-\3405\342\217\004c\301}\320C1z\332Xn\366\034@\364[\000}\007 \3756J7R\rp.9)\003\007\240\206f\331\211\313\354\362|\364\222c\351\26783\303f\2364\22583\307\346V\232\271?\276:\361\345y\357\367`\004\376E\235\226\202\276\020\327^\360\366\202S\240\370\265\350\253\306t3K-\314i*\365g\352o\274g\376\353`,\201\027\352\333\205\240\027\344\225\343\345\334\373\226\007\247\304f\0377\336\263\347\277\261\337\336\305#Y\226]jf\031D\237es\013\315\014n\354\275J\025\022J\306\351q6\376\250\261\314~B\362mp[\331\2711\300y\214\202\370\024\321{C\270&\027\354\000)\363\276\313&\356\201\026\025\342\226)`\353\036\221\000\005v\320[\240:\374\026\034\207_\037\374\354\001\215\330\371\353\354\372\203FO#C\263\357\33177\270\231\\\240\003\212\354#\203\370\301\337\321:\320\210\rM\262\311\357\200z^\326\337\261\213I\211\200#\251P]A\270z\t\214\311*\332\236\207\215\261F\226\2062\033\235\001G\347H\316;\330FST$zY/H\202@\246\023y\365\326/{%\377=\030\3455\250t\235}\377b_\007\361\321\302\250\047s\272A\301\ng`d\272\237\365O\006\253\354\372\375\250\332\350mf\2327\301T\250\205\271C\340W\223B\211\233\331\354\217\215j\263\047\276u;J\261\371\347\324\357\240\331\001{\024Y\221\263m\272U\230\356SBPQ\023}\317\000\273\224\005\254\301\353\221\321L\352\306=\240r;\\\217\2566\373\366\227\350NA\334\037\342Q)a\324\364y\000\265F\006\212V\362\215\377\004\310\344i\376\202\262\236\003\235\245&\203""\034a}\324\377>x\022^\217\006\243\347hM\323\227\221hi\264\014\007\351K\276`\356\003\036\224\177\371k\324|\034a\356~\357k\316!\230\277\314\363b\021\351\237\202\247\345\306bC\005\207/\357w\367+\270\231\262rET\262\047\376\330_3\321QV\345\201\2621q\007\344F\023\335LE\300_\340\325\200X\353\014TNA\047\345 3L]l!\034\340L\204Z\3368\325(4\207\2329\254\240\323\276{\\m\324\010$u\037U1\340\226\047\004\007Z\277\367%/\tYR\237\270l\022\356 \306\363.A\005\320~\311_\345H\274\020\245\3206\274k\236n\272\373\331\375\347l\203\307\010\364\224\205\325\023\260m\350\022=E\202\007@=\344\247\3204hA6x\026r\236\313r\331\327\321\\\254\"\330\253\341\177\242=\3147\323\373\047\367o\260\365\r\266\361\206\027:\357&\005\353h\377C\021\347\n\243\365~\032.$j\237\253\377\263\335:\365\017\261!\352\277\3615N\270\010\226\303/\240\004T{\010\335]\376\356@#t\222}3\027*G\353l\037u\302<r`\000\"\330\213\302\210l|i\364@\240\n}\241\340\021\203\030u\304\037\r\336\206J\010P^\002\316x\351\2358B,\224[9OG\351&M\353K\"\373\333mm\265\303\345\344\340\214w\336\253\3025\263\201\240\001\330\371\215\350\r\023\246\241\304\331\300\336%\342]v\00375S\315%\004\341G\366\033\032\230\274\250\"\377\005\263\177&\276\021y\214z\232\216z\376\337\271;F\275\006\352\037\214\272\002-)\246\312\361\244\005\026\320O\201\202E\373\300\225\2724\352?\207\217\257\241\311\030\341\254u<\207W\010\361\310;;\034$.ke\363=\352\2509\202{\222\274~\334\310\375q\376D\357\025?w\254\177\276\357\215\023\260\33073\341R\270\203\0366\005\304+\302\305\234m\346\320E\216G\013\177\322\360G\275\215\014{H-\243h\3126\376\254\347\277\357M\360\304\315~\256\325G\213~\231\003\366\032\021]oW\022\047\225\002\205\235\210z\200\367rD\211\301.\222\340:\272\217,[\336\340\331\204\367.\356\263\231\355t\335r\206z\221\224\377\013\352\303`\270\022]\304\273;i\014\006\t\265\034\210\301\007\376BBgP\343QB7P\0058\207/\021\262\302S\000>\226\\\377.-\215\020\322/_\211GQ\022\357Dch\247\224\310m\334\305{\355>\301\001}\251\316t\216\005\244\203\310\261\321\361\340zx\265\321\303\276\177\305^\221\247\330""\006\324\005dJ\361\367\213`\362\213W`\377-\242vv\357I\323\344\336\204\034\330\303\233[.\307\t&\321\257\376Hph\2544\207\321\016s\271c\361\350eRw7\250\036\\\344\t|\320\017\345)\304\"\223\273\236\016@\370\030\367\215J\265\261\263\251}\037\216\207\317\320\227\365\242\037Z\006\265\214u5\325\210\301\277\001\036\252\315\222";
-    PyObject *data = __Pyx_DecompressString(cstring, 4903, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5010 bytes) */
+static const char cstring[] = "x\332\245XK{\323V\267&\324\205\244\r\020\347\002\244\t\240\004R\022 \001CR(\205\266\316\205BO\0138\t\341\243\024\364\311\226l\213\330\222-\311\271\364\234\363\035\206\036j\250\241\206\032j\350\241\207\036\356\241\206\371\t\375\t\347]{\313\216\343\320>\337yN\237\222h\337\326^\227w\275k\355|!I\263\232e\031\246$e\367\035\315\226\2625Gr\212\232\224U\234\\QR\265\\I\2610\035\257j{9MSm\251\254\354\311e\315\266\225\202&\213\225\236\r$\342\256\364\223\276,\355\334\225JzYw\342\r%-\357HJ\336\321,IRML\030\246#\345\261\254H\266^04U\302H+A\204nKf\315\261uU\223\336J\345\232\r\t\232\244\030\222n8\267\370\251\316$\227<_\322\2675\311\264\244\347\246\241\375\233\033l\307\202\371F\316\304\035:\251a\331\316\234d\346%\311\322r\246\005%\332\277+p\202f83\366\374\214\372\020\263esG7\n\222\255\025\312\230\226f\356\334\275\243\306f)\022\216X\265\212#\231%\025\343xO|\224\034\223\327K\232\275o;Z\031\222\3625\033F\277\220W\237\255\257\255lJy(8c\177\047\355Z\272C78E\313\254\025\212\374\\\005\356\226rJ\256\250\375\27508\251#\217\344h\377\2568\3232\310Am\375\035E/\301\335\320\347\241T2\013\222f\300\023\n\354\312\347m\rF\253\267$\3252+\025\\9\243\306\361\315[fY\252\2306\2563\r\232\236\235\261\347b\3715\303\322\024U\311\2264\0227o;\212\345\314\307\302\240En\273b\362\340\002\007\246E\332\352\316\254ci\260\321R\270\017\347\346nI\267\240\201c\351\300\251f?\276\005\234\332\232\354\350\000\243\243\224+|\002\300\225K\232Qp\212\030\346\254\034~\026q\257f\321\376mm\037?\t\277\335\207*\226\251\326r\232%\353*F\"\350r\316\254\031\016\206\235\215r\231$\354(\245\232\366x>\313\001\003\244.,\350\206\252\355-\300\244\005\332\312G\204\207\207\222\210P\267\353~X&\365\236ruf\271\356\302\376\307+\353+\363\367\356\256He\335.\323\026\002\351s\323\321 \001\307V\366\235\"\334\211\224P\265\222\236\325,\305\321J\373\204_=G\230\303&Cz\271\366r~\361\301\"\302\257\302\204\017Z\316\261%\273\226E\006\3336\"\003Xgkz\t0\220\234\375\212f/H\317\362\322\276Y\223\014d,b\017<\330G\016@wC\242\330\220\021\327\025\003\031\243PTe\034Gt\256K""\252\016O9\372\216F\247\237(%[[x\251\347\266K\024:\334\006\355j9G*ke(L\222A(\n~k\245\374B\261\223\233\332^\245\244\347t\007\346XZ\265\006OC\233]\335)J?*5\307\224+$Q\233\335\264j\332\334:\017\314l\354\262wJ\314R\270]\001\na6\027ZD\336\221\257K\232\202\021\374\030\007T\241\340\023\276y\004\311\231\340\266B\333{\234\255\224x+-\316bw\034\355\267\035\004\275=\n\207w\357\200\310\202I\354\305\023\215Tq\2128\\\001\264E\n\344\221D\032\260\240\250\252\014\017jB\345\236\313\311\303\300\244^\256\225;\353v\321\264:\261\325\021K\241\002\031\020\323\262*\t\230\213#\342\233\237,+\245R\373\244B\014,v\010\001\342\233\243!\237\307.r\227\r\036\240\370\"]4@\013\207\014m\267\315\\G\227H\325\234Y\256\2244n\236j\232VV+\225\342M\200\247\346h\035\332\314j\3403\255-\274`\231\273\374|\2336\205\317\204\036\361\036\263\302A\327}q\367\024\347\307\230\314\342e\342\224\236\023\234Y\250\242\024\025\304\022\234\207-\361\0220i\344\310\216\366\211\022\270\212\023#\254\026`\356\\\025G\216\254\005\375\023\263\266\355\212\205\001\276\010\005\252\207\332\246\3148z\035}\037\"Ilb<\315\240\237\371R\315>\204>A\023qPJ\273\312\276}\213\n\233f\001o\267\004\225~\307\201U\310\305a\047\354\352\242\\b\217\256J\2576\237\314?\350ZlKE\332\211\352\026\257q\004s\331\206R\222P\354\341A8\310\251\241\304\032BT7<\272\224\327m\241\265\332\313\326\275\343\005\247\\A\013\241jy\245Vr$Y\0066A\247\262,\2515\236\023\206i\314\203\253vth \3139\335\320\0359f>\251\002\2055\245\274`\243\374\240\"\305\303\333\240_\213\270\3566Wn\241\262\247\037[\351$\331\047Wy\360i%N\351\016\356\3431\247\367\303\036\244,\250\244\250\365\326\374x{\334\225 \355\340\241\234i\330:\230\2120LTE\351)\362\257\r\036N\370\272\301\333\227\230\247\376f\251M/\244\262}\330\354\2649,%H\246]L\000\003\202\255\246\036R\0211z\347\334\035iv\205\047\353&\326\347\2100R\322\354/f!\315I\222O\306\002\343dPi\217\271\243Y%\023\251\260\243\240\370:5c\3330w\215\016\372)\331\t\3529\224q\273V\251\0209\201p\225\202\236\343x\225fM\203sx\227\263\301<DG\355\335s\313\212\372+\035X#\020b ""\370\274=\332\342\367\306#\034_F\265\202S\272\277\027:\320\312\361\212(\313=\253\000\024a\273g]\324\333\256\317\277\220\323Y\374\264\230M\323\374\205H\233\253\270r\350\227xl\344\365B\374\311\311\200\237\351\236\330\020\000\020SV\356\327\270\324\363\361/\034=G\247\314\3346\242\266\302C\315g\320\020<#\346%)\232\372\202\347\317\213\232\363\"\277\256\030\261Z/7x\032\210\357v~t>\216\333\335\275t\314\352\256\305]R\253{L\324-\003\2152\047\002\371\260\177;\334$\212r\357X\316\036\025\025\317\226\025c\377\310di\037\272R\212\0351\200\003\377p(\352\215\034\247\354\341<\047\332\303\341\221~\357pZ0\220\214\232\362\251U\252\032BY\255K\262e\226J\207\2438\247\273\326m\375\217\370M$\320-~\036:^\026\023+\304>G\302\275A\311\377\3224K\235\217\343\321\352^:\026\255\303E\325RtCn\227\346\303y\332ow\017\315\312\006u\031\313\274\002\013-\004\013?{\301G\262X\331\322\265\335\256\317\343z\035]<\246\231\274\261\231\336|\265!\257\374\222\336\330X\333\000\260\366\367\360o\025\315\253\374\\\333s\326\265\274,\307\r&<$\313\204o\213\177\354Q\245\220\345<\210\212~\027\332\242\361_\231\214\244\337\350\335K|\306P\312\374w\005\342\343m\364\271\343P\025\243\205jM)\2657\265\343q\334\230\366\204\266G\003BH\373\214\335u\375q+e\004\235\264\355\242L\231\327[[\326m\252Kx\317\352\206\310\032\374+\240\357\220M[\026\375\t\rx\222\375Mj)h\"-\321.\210\254\351\316\250\256<\352\311\036\305\3367r\272\271\320\321\300>|Be\351\021\322\365\020\341\23765\342F\216\317\333\\\270h\344\332{j\371\254`\334l\315\336\227m\216\366\\\211LCD\034K\241\223\271m\236\252\274d\360\037x[\265\035\323\345 ^\205\361H\273w7\047~\312z\233\341\370cCU\034%\356\261\370Oak\367\267f\323H\010<J\007\342}\"\353\246\3700\255}\244DYS\217\246\207Ju\274K\034\236o<f\370\211w,\375Ac\017\245^6\267\361R\201\034U\026mb\236\036\336\364\31709\331\360\037\"\361\305g\331\316\3036\025\016\343\322\363\024\204\202f@\nJ\210\203\377\301\355x\000\240\016\027\213\331\"\367\203\350\002\332\275\200\256\363\247\244\334\356\013\205\360\366\210#\n\335\211I_\360\271a\223^\0106""\306\252^\000\0319Z\031\317p\344Q\354\246\017\037\200!t\212x\3369q$\261\327\201sJf\014\307\262\262\255al\023_\362\333\216\375\241\207&\210\342\2160j\274\303\200Sy\000(]\360\200\020\370\205\305\016u\022\346.\\b\324\3501hf?\340~\241\302\2478\230:~\323\006V+\235\026\257\363\201\247=\271G\326*f\256XQ\034\376\317\256\200\317p\014\001k\377\355\001x\300+\310\244\366Fh\336y\343\213\223\207/\376\270sl\367\241\274\201l\017\004\222,K\331\245\034\355\256\010X\211a\206v\223\377AH\263A\202\372\036\016\227\220\001\200#z\341N\016\n\035\016\207e\233\n\t\036\025<h(#\370_&W\305\025E\346\271\327\031\320\341\366\240\334\376\262\351)mS;\2519q\357\315;H\231\343\206\242tX\214\016\277\026\036\221WJ\366\367\0131\032m\207\307\211\027\007\372;\022\225\0052\237g\001x\242b\327\312\004^\332\005\330v\350\212\376\226\264\333\375\032>\332\216\342M\200\347{\336\322\020c<\342\035\220;\364\253\031\340\211m\376\354\340\221!g\362\027\n\377a\357\240\202\354\356*\206\263\253X\006\356\340\\(\010Q<\023\205\r|\306\376\330\367\261/J|Q\277\351f>\366\035$\276\254\177\357\r{\367\375)\032\014\326\323Q\242\277\336\357~\346>\360R^:\352?Ww\334\307~\237\237\214\372\277\254/a~\311Kx\253~\177\320\027\r&\335\013^\2377\342\245\275L\224H\272I\227\313\030\367&\374\264\237\241\217\344Ab\222M\316\007\231@\013S\321\300\027Q\377\031v\346\262\247x\266?\033L\005K\341\2510\327H6\25662\r%J\234\376h\327\257\3263Q\377\250\233v7\275d\224\270\350}\356e\260\275\032A\263\247\230}\357\337\36534H\327\177\207\326):\264S\337p\373H\321=\367_~\306\317\006\047\331\215\037\233\247\232Y\366\364={/39\313\2629\261q\275^\345\322\331\330\034\233{\304\036\375\203\375\343\r{\363[\2248[\377\000KF\275\014\273|\017\232&>\217\372\317\326K\336M\310+\004oB\275\001\r\276\254\337g\303\327\375*-\025\330\330\327\276\342\333\301\215\360\031{Lbh\375\201\373\275\237d\323\367\330\275\325f\272\271\325z\3006r,\2472\365\003\373\260\315\266K\321\364\325c\016:t\n\273r\047\354\013\307\302|\343)N\277j}\315^n\260\215M\266\371\232\275\0267\034w\320yW\2430y\231\217iR+\347""\216\361\211U\3774\364<C!\231q\367\340\276\3013\365-7\345.\273\212\333\036D\203\347\352;n\0063\273\236B\301}\200\rk\210\346\232?\006\323\234\340~8\025\2359\033\rNp\201\047\001\020\016\007\333\275\346*\3649\344\016\300co|5\270\335\030ml5\027\233{-\007\n\323\032,\363\256y\345 \025\244?\246\017\372\007\353O\334)w\321\255\322\200\256}-T\014N\006s\34178\375\032\026\2577\253\321\330d\327\302\335\360U\343ZCk.\265\372Z\243\255\014\235\375\312\233\342\332|\346\247H\345\305\272\345^\362\262>\260(\021F\375k~.HF\203#ng\371\262g\371\303\376=\204q=p 2\023\r\016\271\047\331\360\264?\025\365O\222\353<\325\277\nPA\257\352\047\256\240\344X\204\214KA.\274\334\260\232I\202\375\250\273N~<r\347\260{\235\215\337\016\252\354\316\213V\225\275\254\260J\225U\255\350\3167\241\332\230m\336h\255\262\227\300\332?\331?\025!vD85\032\234l\177\0347\341\210~\203lp6\350\303\332_\251\230\214M\0032\217\037\235\024\311\014\023\377<ub\340L}\rPQ\\\307\3438p\334\373\020y\027i<v>\032%dW\203D\360S\230\n\227C%\032\275\350\235\366\252\320\361f\220\211F\221\001\320b4x\035\246\303\365\260\032\215r\245\202kA!\314\204\331F_4Jv\214\372\257\2034\\\276\217\211\241Q\367\047\350\273\354m\007Iq\375\005W\021\361!0F\002\036=f\r\326\177v{\315\0308\030$\362\250\372\t\177\005\370\346\212/\272\026\022\001W\374\007\237Os\013\306\331\370\034t\272\n\342Q\303\253\210\371\3205\3128@\025S\321P2J\016GC_s\224s\017\336C\346\210\020zW\202>6\367\274\245\264l\266\376\226\275\375\235\375\376\216\275+\260\002\245p4w\033\030z\320x\330\334l\215\263u\221\227\nS\212\254\250\013\303&\272Mh\343\004\266,\263\263\360J\324?\206\204S\275\031\317\361{\243;\020\035\267\355.\033\233\3617\202\323A-\\m\234\004\212\246\233\313\315\034ra\275Uc\233\257\330+\000\n:\202c4\246A\307\3421;\001\210s\224\376\034\027X\213\006Efj\376\".\351\362\202P\177\322{H\272\364\004\242\r\025\302\207\320\313}\305\341\"\007\313\310\212\321p\2631\334Xj\3665\207\331\n4\202\313\200rN\272Cc\240\251ao\t\200\030\206\254\241\3630~\032\004\223\364\247\241Ko\3729.\251\321\177b\340\\]\371{%""\206\334\004\270\214S\037i\264\353f\301\336\227\001\314\263\241\022\3566\024\320u\257p\313\035qW\334\035o\323\277\000h\257\206\237\205\367\004\323\212+\047\275G\304\354\377\207K\253\360\254\355\317\003\020\251\360\327\3460\350\317j\001\210\347\331y\221\020S\301\003T\222\241\213\320\354\022\212R\037\205\003P\373\306\035&\314\262\361\233\301b\260\023n ?\006G\335U\357\244\327\313Gbo\212S\301\001\325\210\253\002TI^\200\200\254X\257\021\310\373o\n\273\010\016\356\274\340\362\220\367{_\372\337\207I\320\370\320\210\373\r\220}2\230\212F\307\342|\214F/\270\2667\213\273^sw|\337\034i\246\243\213W`\024\270h\314\335\362\036\363\0031i\014\236\030\030\202\364G@(\370\331U\330\th\002\317}\216\\\206[3^\036\021\245\272Ii]\203\253\005\274\306\275q\177\312\277\017z\310\207O\033\253\315\276\003\210~\003\240\357\002\244_\207\375\215D\003\234KNJ\302\001\250\241)v\342\022\200\365\202}\367k+\023%\257\261k\337\200\202\222\013la\255\231\371\363\213\023\237\237w\177\367\307\341]Ti\311\037\014p\351\005w\337?\005\202\337\010\277h\334lf\232\305\326\207\270\\\376\217[\364r>w\030\352;\033\217\023\232Z\234\323\324\n\234\251\277v\237y\257\374\251\030~\250\177\027\374\201\340b8\022\256\204\1774\047Z\351\326&\313 \303\363,_\340\035\200\3735T\245\362\375.\274\335\034k\026\240\343\370\265x\230\344\237lf\211-\375\204Z\306\347e\266\010\275\343\205\307\3541qF\204\330\247\030\264?\313\026\322\315$\214\032\270B%\030^\210\372\247\331\364\243\306*\373\021\331\275\305\235\311\316M!_\246\010%O\001\217\327\2248\344\343]@q\321s\330\325%\360\256B\3445\013\360.\021\313\020rF\3344\025\3727 Q\374z\357\245\016h\304\316_g\327\0374\372\032I\232}\307\276\272\301=\311\005\332\340\340A\362\010?\370;z\023\032\261\321\0316\203\020\204\274ox\313.\3065\010\221\242Jx\031x\030 \264\307\253\350\253\0366\246\032)\032\312l\362\026\212@\206\344\274\205m4EUh\200\r\200\205((:\261\343@\375\222[\360\336\201\262^\201\2537\331\267\317[:y\t\013\223\256\314\371\014\0251\270\005#\373\207\330\320\214\277\316\256\337\017\253\215\201f\262y\023T""\210b\2339\314\254j\\\211q3\233\377\241Qm\366E\267\357\204\t\266\37035T\350\246\000\000D\223\323y\177\273\362\335\247\214\243\252)\032\253a6\221B\336\240p\204\245f\\\230\226\000\373\235`3\274\322\034l\255\320\235\2422\274\217&\245\230\262\373\317#\023jd\240\350U_{O\000}\316#\317\211Vx&\261\304\214\237\241d\232\364\276\365\237\004\327\201\264\237\321\373\366_B&\367\243\0479\350\237\360Di8\340A\371\227\267A\335\315\221\3220\344~\311I\n\363\227x\342-\203_\022\360\264\334Xn\250(\022\253\255\336\206\0107S\332\257\211R\371\304\233\372{\252;J\333<P\026&\356\202=i\242\227\n)s\322\274\334\020-\236\201\312\t\350\244\034$\307\250M\316\005\303\234\352\320,4N5r\315\321f\006+h\345\357\035W\033E\010\2541He\022\270\345\t\301\2016\344~\316kN\212\324\047\262\234\201;\210R\335\t\250\200\272R\360\3269\022/\204\t\364%o\233\247\233N+\325\372\231m\361\030\201\377R\260\372*l\033\235\240\267\216\377\000\250\207\374\004\272\022\315O\371\317\002N\244).\373:\272\227u\004{=\370O\364\237\331f\177\353d\353\006\333\334b[\257y%uoR\260\2166X\024q\2560\310\341i\220\216\325>W\377\243\323\233\r\215\262Qj\360\3615M\270\360W\203\317\240\004T{\010\335\035\376\260A\247u\222}\265\020(G\013\371 \265\332<r`\000b\360\213\302\210T41y P\205\306S\360H\211({\334\233\364\337\004J\000PN\000g\274\266_=B,\224[\031WGo@\232\326WD\366w\372\346j\227\313\311\301I\367\274[\205k\346}A\003\260\363+\321|\306LC\211\263\205\275+D\354\354\006nj&\232+\010\302\017\3547\360gV\224\251\377\202\331?\021\337\210<F\301\356\017\373\376\337\271;E\315\014\n,\214\272\014-)\246\312\361\244\005\026@\276\277\261\337D\177\302\225\232\230\364~\206\217\257\241\213\031\347\254u<\207\327\010\361\310;+\030!.kg\363\022\265\354\034\301}q^?nd\376<\177b\340\262\2279\326\240\337w\247\tX\354\253[\301J\260\213&9\001\304+\302\305\234m\026\320\246N\207\351\277xQ\204\003\215${H=\251\350\372\266\376\352Qq\337\275\312\0237\365\251\267\004\336\000\2278`\257\021\321\r\364$q\\)\3209\020Q\017\363f\221(\321\337C\022\\G{\223b\253[<\233\360\240\306}\026\263\354\236[""\316P\263\223\360~A}\030\t\326\302\213x\330\307\235\307\010\241\226\003\321\177\317\237`h=j<Jh7\252\000\347\330\004!+8\005\340c\311\361\356\321\3228!\375\322\345h\022%\361n8\205~M\t\235\306=<\010\357\023\034P\313u\246s, \035D\216MN\373\327\203+\215>\366\355K\366\222<\305\266\240./\336\337.\203\311/^\206\375\267\211\332\331\322\223\246\301\275\t9\260\207w\317\\\216\355\317\240!\376\201\340\320XC\211\317\265\270\334\251h\362\022\251\273\347W\017.\362\004>\030\202\362\024b\221\311=o\023 |\212\373F\245\332\330\3355\277\013\246\203gh\374\006\320p\255\202Z\246z\272v\304\340\177\001r\217!\307";
+    PyObject *data = __Pyx_DecompressString(cstring, 5010, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6742 bytes) */
-static const char cstring[] = "\377\n (errno\377  bytes \377but the \377batch de\317clar\024\000\027\004ex\377ceeds ma\377x_messag\343e_2\003\022\014?\0012 G\377iB v2 li\367mitY\004left\377 after  \357fielJ\000is \377outside _[ mus(\000e\210\003\377-like or\377 None, nwot \000\036str\320\000\347ncoL\000s\000fir\377st) of  \237recor\272\000\000\005p\376\326\000ent%s-%\373d:\033\000movin\277g segm\024\000 \337%020d\244\004a \3768\000rupt ol\341d\270\000\035\0044\004\254!fil\177esysteme\000\377fused O_\377DIRECT f\376\277\000%s; wri\375t^\001throug\365h\343\"p\300  cac\233he/\033anF\007D\001e\316\047%orn\276!\270\005ta\377il in %s\377: log en\372\314@a\325\000ffset\377 %d, dro\333pp\275\000%d\215dfr\277om pos\273\000o~7\000d (%s)\260$\377unreadab\373leK\001-star\347t-oG\003\322\000ckp\377oint, ig\367nor\333!it(t\177ree fra\343\"\377)), , at\367tri\371`es=,\276\371`se_ti\336`t\367amp\014\002tch_\277length\035\000ckrc#\000hu\000er,\001\307key3\000\220\204\001)\tpr\377oducer_i\371dQ\000\367C_coun\331t`\000U\006_mn\001va\377lue=..in/dex.\225 .{\001\t\002\316\202a: :\220\205\002\245)?B:\236\205\001H\200\002(ba\257\000\360\003\377=CRC-32C\237 mism\301\205\001\270\204\001N\277ote th\345 C\367yth\302 is d\377eliberat_ely s\374\000c\221\205\001\376\"\000n PEP-4\37784 and r\377ejects s\377ubclasse\275s\311\204\001buil\311` \377types. I\377f you ne\236\364`to p%\000%\tt\317hen \333A\326\206\001\047a\377nnotatio\373n_<\000ing\047 \267dirb\000iv\242\000o\377 False.Poickl\214\205\001of\232\001\177uct mem\256\000\336\207\001ch a\220\000el\367f.h\252\206\006expl\357icit\314\000req\377uested w\377ith @aut\367o_pN\001e(Tr\257ue)R\207\206\002(\254$]\211a\351\207\004\271\000a\371`\364\000\203\207\002h\367old\230` lea\277st one\275\206\004a\361 \360@\224\207\001\263B is \277larger\337!n\245 \363\207\002a\350\206\004\031\001(\236`,\035 \337B[, \261d\007\000\371I\377]]), got\363 a\242\206\002\204\"this\366\311 rt\363\204\003fail\377ed: add_\341n\316@\235\211\003n\014\270\211\001max\357imum\027\006sho\205r\323Fi\311@\265""\204\003\325\210\001\332\211\004d\301 \327\204\003\360\211\003\343\204\003\323\001\277`ll\302\320\005a\310\211\001\222\212\003\366\204\003\236\212\003of\377 buffer \356\253!s c\333B cr9e\330`\314\000new\314\210\005\r\013~\343\212\001comple\210a\377 doorbel\315l9\004de\025\000\351%s \277beforeU\005g\007row\242\213\002\245\211\005\216\210\002\201\004z\004\003op\360b\310\211\002\000\020\221\211\002\213\211\004\254\004\360\306\207\001\234\014\313\207\002\221@shar\317d th\351\207\001\332\004tr\347unc\337\001\252\212\004clo}s\330\211\003e act\311\204\0018\303\212\005\262E\352\001res\231\212\001\205\213\005\366\247$be\350\214\001oded\364\341\212\005\327Dn\210\213\005: di\355s\344\210\001en\352\210\001flu\371s\361\204\007\227\204\001of al\377ways, in\177terval,\317\215\003\315;\324bgc\360D\270\204\001is\376\311\214\002valid U\317TF-8\022\010\374\214\005st\341r\357\214\003\251d\241\210\002W\002nal\377 error s\377tatus in\260E\003\223i\343\212\001\306\214\004is\260\003d\347log\227\212\n\000\r.tm\377pno defa\377ult __re\276\301\211\001__ du\230\207\002n\377on-trivi\376\177\000__cinit\373__\351\212\004pstre\377am.stora\273ge\010\004/_c\267`l\367ib/\317\217\002.pxi\006\t\016pa\336\205\004\t\022\370B4\001\274\216\003\361 \357\204\006\t\004\320\212\002 doe\300\317#\361\211\002\300\220\002\333\216\0148\004\360\217\004ar\377e incons\007ist\355\216\001\246\210\002\233\206\001\343\213\003\200\217\005\006\235\215\002in\233\220\002\241\210\004\000\030\327\207\005\254\204\001-s\305\220\006at\275\210\0041\337\207\003\336\221\001n\372\215\001is \263\204\001ed\305\204\005\375d\352\220\001overlo\377ng varin\377tunknown\355 \266\204\005io\010\001dec\177 unsupp\331\207\001\177d magic\300\222\002\217 (on\377\211\002\353\220\001\302\222\004v\3712\312\207\002&\005)BadMB-\001E\301a\n\000\212\212\003\006\005Vs\002~\025\004tchBui\363\220\001\324\355\214\002\005\004.\222fc\315\214\002__n\017\014set\230\204\001e_\023\n\300\252\215\003\260\215\0101\024\322\215\003b\0001\023TosoL\356\212\001\272\002Com""\307\222\001\357sion\t\004nfiEg\024\004r\262\222\001\246\216\002\005\tS\336\222\003N9\003rcM\244\216\004\211\"L\342\217\002\376\005\013ockLogC\337losed\256\"NostI\266\211\001\246\223\001edO\270\221\002\377OutOfRan\033ge\321\"PS\211\205\002\006\003\330\204\005AP\340\204\006\257.\017\t\254.-\010w\226\226\001\376\004\trite_lo\013g_\370\221\002_\354\221\007c\007\317\215\003\000\r\363_b=\013\365\215\003_man}y.\nly_re\237\205\001\207ion\267\007\264\204\002\306\007\252\213\003_\200\336\225\004\336\007\244\211\002\355\007\231\222\n\204\047\254\223\003_\207for\357\222\007\242\047\337\223\001\247\003e\035s\013\010oll\306\047\260\226\004\025\010\207siz\227\230\004\350\217\003\356\217\003\257\204\007_\322\377\217\003C\217\223\001\365JS\351\213\001Po\203ol\000\006\334\204\017\017\t\332\204\016.\007d\037rain_\323\215\005F\007\263\212\001]s\003\topS\242\217\001B\305\216\002Z\221\206\002S\300\211\003IO\237\206\002_\024\003\017View\000\010\364\205\017\017\013\364\205\016\377_STATUS_\377CLASSES_\357_Pyx\001\000Dic\377t_NextRe\367f__\232\223\004e___\323_e\307\214\001\004\002x\346\212\001__/func\025\001g\330\206\005#\000ym\341\001\004\001odul2\002\227nam:\002p\\\000\201\207\003_\346\007\001vt\246\227\001T\001quaal\035\005\334\213\005\302\207\016\366\213\006ex\210\001/set_Q\005st\010\324\017\237_test\274\000\250\211\010_\336\253\215\002s_is\214\214\001ou\367tin\260\205\003logg\177ing_os_\332\217\003\354\t\001\340\205\002_w\302\205\026aad\300\330@\352\216\002\253\224\003\265\205\004\262\235\002\275\205\010ap\375p\262\205\tasynci_o.cor|\003s\357\230\007\321b\301\227\001\276\227\010\317\227\002s\305\225\001nc\305e\335\227\001s\217\236\002\203\222\003\354\215\004bu\373fb\226\212\003busy_\315s\277\236\002cl\327\001\364`trMa6\001ck\337\213\002\216\235\001c\000\002\307_id\202\221\005\311\213\010\226\231\002croc32c\000\003_i\332\210\005~\250\227\002datade\324\235\001\030\000\003\270\207\003\000\tes\034\001\207\212\003\201\207\013\356\332\227\003_io\343\227\003ory\277doomed\221\205\013d\330\204""\216\001\265\236\001\345\206\004nd\256Cerorpos\370\237\001xi\324@\377okexpire\313d_\341\222\003f\370\235\001\374\235\001no\360\221\222\002\226\222\002\221\240\003\005\003msfo\277undfse\222\237\002f\376\201Agenexpr\177getgetL\200`\377ergothhbqh\236\233\002\327\233\003\334\233\004hii\224\233\002\341_\320\222\005\356\240\003\336\222\005\315bntr\263ol\331`\361 ns\373\223\001o\373na\r\000digit\377itemsite\375r\274\210\005jjoink\217eyla\313\001\365\235\0029\000t\337dirlo\210\204\004ma?kedirs\346\241\001\225\242\002\340\342\241\016\200\242\001\337\210\001\353\234\n\216\242\004nn_\234\272\226\003\204\206\001new\225\213\003\357\000t\376\306\217\001ow_msnu~\311\232\001objoff\252\236\003\374\360\211\021\301\226\001osoutp\354\232\222\006\243\222\006_l\375\235\002_ep\277ochpat\000\001h\377spoolpop\367pos\252\237\005prea\007llo\250\226\001\247\243\003\221\236\0064\003\236\236\007\340\272\223\004\300\223\005\264\223\002\315\223\005\270\242\003rra\271w\355\237\001\206\213\trec\324\242\004r\377elremove\373su\222`xreploacer\014\000lt\271\214\006\354\253\244\003\005\007ms\267@lss\376\375\234\001onsegse\023g_\247!\202\243\004_\367\205\002\004\006\242\245\001v\022\005ms\356\213\005sel\333aOdset\265\225\004\255\230\002_\314\237\002\330\205\214\001\203\214\007\215\214\007.<\222!ls\253>.\207\204\004s\257\221\001r\263\221\002s\216\307\243\001sto\317\225\002\346\226\001\236\237\001p\347sum\276\207\001\342\241\001get\304\246\210\006\315\243\001w\307\240\t\325\240\007\235\237\001tm\377pto_free\376M\000ictotal\377tsunlink\216\375\227\002ate\206\217\003\203\241\002\210\241\002s\377viewwwan\377twarning\340\360\243\002\213\211\003\351\233\003\363\246\003\207\244\002s\200\001\377\200\001\330\004\n\210+\220\377Q\200\001\340\004\013\210>\277\230\022\2307\240!\t\001\014\377\210A\330\004\010\210\010\220\377\003\2208\2301\230A\330\377\010\017\210t\220=\240\001\177\240\021\330\010\013\2105\025\000\3775\230\004\230D\240\010\250\377\001\330\014\021\220\027\230\001\377\230\023\230A\230Q\330\004\357\021\220""\021\220?\002\031\230\033\377\240A\240Q\340\004\031\230\377\021\340\004\034\320\034-\250\377Q\250e\2601\330\t\n\377\330\010\r\320\r\036\230a\377\230s\240(\250!\2505\377\260\006\260c\270\021\270#\377\270Q\270a\330\004\007\200\377s\210#\210Q\330\010\024\377\220A\220T\230\021\330\004\337\030\230\005\230Q,\000q\330\357\004\014\210H\023\000^\2402Y\240i\000\244\000\210\\\263\00011\001\337v\210S\220\001\245\001x\220\377~\240Q\240b\250\002\320\377*@\300\006\300b\320H\377^\320^_\320_b\320\273bc#\003R\210qY\002\320\377\025)\320)<\320<X\377\320XY\320YZ\330\004\367\016\210j\307\000\024\230Q\320\373\0363\247\000\004\005\330\010\016\357\210l\230+M\000g\250Y\367\260i\270\177\000\013\2107\320\367\022\047\240?\000\016\210g\320\377\025&\240a\240s\250*\257\260I\320=C\001\330\306 8\377\220>\240\021\320\"3\320\3773D\300A\300V\3108\377\320Sc\320cd\320d\377j\320jk\320kl\330\343\"#\356!\224*\213\047\320\0370\377\260\001\260\025\260f\270H\376;\000U\310&\320PS\320\177ST\320TW\320W\\\003\356\217/\026\220e\243A\230Q\200\276\250@\016\210c\220\025\014\002D\353\240\007\245\000\r\217A%\220x\377\230q\330\014\r\210V\220\2771\220B\220a\220\005\005\330\277\014\017\210v\220Q\017\000w\253\230a\331A8\036\000E\313@E\373\240\025\330\000t\2507\260!\277\330\r\016\330\014\033\206`D\363\240\002\236`\212bs\220$\220\375ak\001\020\220\t\230\024\230\377Y\240d\250/\270\024\270\177V\3004\300x\310t\256\000\374\207\001\370@\230$\230m\2501\377\250A\200A\340\010\014\210\177F\220!\2204\220q\t\001\366s\001W\230\236\002\250\002\250)\353\2606;\000W\255 R\300q\367\330\025\034\016\0102\260U\270\377$\270e\3005\310\001\310\373\024\310\340\000\340\010\032\230!\356\211\002\003\2401\214\204\0014\210r\377\220\035\230b\240\001\330\014\375 \240\204\001\240$\240c\250\021\357\330\014\023\220\026\006\036\230r\377\240\022\2403\240g\250R\377\250t\2602\260Q\330\014\377\020\220\002\320\022\"\240!\367\330\010\034\267\204\001\230d\240#\216\322`\010\017\210\232\002T\014\231\205\0014\376A\000\035\250c\260\036\270r}\300[\000\021\220\024\220R""\304!\376g\n\022\220\047\320\031/\250\377q\3200O\310q\320P\377p\320pq\320qr\330\37706\260d\270(\300*\357\310D\320P\351``\320`\336\350\">\230\023\230\320\"\330\014\361\034\001\005\261\017\223\n\014\320\014(\253\250\001\334\000\010\214\024\021\324\004&\223\240a\314\0148\000\034\307\206\003\377 \360\277\006\000\t\r\210E\250`a\357\220t\2301\204at\2207\376\326 2\230Q\330\025\026\330\375\024\326\204\001q\250\004\250G\260\3771\260B\260a\330\024\030\357\230\007\230q\377@+\250Q\337\330\024\047\240q\203\000\024\250\377W\260A\260R\260q\330\375\024\220\002\250$\250g\260Q\277\260b\270\001\330\024\207A\024\257\240W\250A\360 y\016\000\020\377\024\220G\2301\230B\230\337k\250\021\200A{\001\027\220V\355b4\210\226\204\001\330\231c\330\317K\357\014\210J\220\267\r\t\340\014\376\271\207\001q\240\004\240C\240q~\263\0034\220r\230\021\330`\000\335K\240\000\004\240A\275\002\031\320\377\031)\250\021\250#\250Qo\250d\260#\361@\020$\217\210\001\373\240d\017\001\330\020\021\330\021\267\022\330\020\275\206\001t\250\303b3\347\210c\220\264`\300@\230\037\250\377\001\320)N\310a\310s\377\320R[\320[\\\320\\\277]\320]g\320g\277\206\001\330\373)/\301`8\270:\300T\357\310\031\320R\222\206\003a\320a/h\320hi\323\003\033\224\204\t\240e\377\010\014\210B\320\016 \240\377\001\330\010\025\220Q\220d\317\230%\230t\274\204\001\361j\t\330\376\312\0172\320\025%\240S\250\177\007\250u\260D\270\002\303`\377\"\300B\300c\310\024\310\377R\310u\320TU\320U\367Y\320Y\241\000c\320ce\333\320e\241\000h\330\330\r\014\020c\220\017\373\206\001\356\204\002\201 \330\014\224\206\003\237e\2404\240q\372\t\222C\034\223\230:\206\205\001\331\205\n\014\242f\234a\014\356\214\213\0012\220U\252b_\250B\377\250c\260\024\260T\270\022\377\2705\300\001\300\022\320CwY\320Y\260 `\320`\360\211\002\377\020\025\220T\230\022\2305\377\240\001\240\022\2401\330\020\375\026\372\000\"\230E\240\021\240\271\"\247@\357\205\rt\2201\234`\010\037\000\t\017\210a\375N\250\204\005\200\002\237\020\220\004\220B\365\210\003\303\210\001w\377\220b\230\001\230\036\240q\377""\250\016\260a\260w\270a\373\270q\313\206\016r\220\023\220C\377\220v\230T\240\027\250\004?\250D\260\003\2603\344\211\003m\003G\034\230<\326\212\001\336\031f\014q\327 \377s\240-\250t\2601\260\377M\300\022\3004\300r\310\355\021\340\000\320\026\213\205\003!\2508\375\260\360\000\030\230\001\230\035\240\367b\250\001\363a\010\013\2106\377\220\022\2204\220r\320\031\377+\2504\250v\260S\270\377\001\330\014\024\220D\230\002\251\230\200\210\r&\0031\311\210\002\340\265\215\001#\356\361\210\001\021\220\021\230\214\001g\220R\367\220t\230\215B\023\2204\220\321}\356\215\001\304\206\003\344 \027\341\212\001\020\220\377\010\230\013\240>\260\021\260\377!\330\020\023\2206\230\037\377\250\002\250!\330\024\025\330\376\212\206\003\330\024\027\220s\230(\357\240#\240W\212\">\300\023\377\300A\330\030\037\230s\240\377!\330\014\025\220V\230=\374,\002\222\211\003\360\014\000\t\020\210\337t\220<\230q\330\213\001\220a\377\320\000\021\220\021\360\010\000\357\005\027\220a\324 Q\230f\367\240A\330\264\215\001\013\2104\210\371u\350 \331c\031\230\031\240!\377\2407\250$\250f\260H\337\270D\300\001\340X\000Y\230\377a\230w\240d\250&\260\177\010\270\004\270A\340\010\241!\375\021\376\000\004\013\2101\320\000\277\035\320\0354\260O\307bZ\377\330\021,\320,F\300a\377\330\021.\320.E\300Q\377\360\n\000\005\026\220\\\240\377\031\250!\2501\330\004 \377\240\014\250A\330\004\027\220\377y\240\006\240g\250S\260_\n\270)\3001\277\220\001\007\347\216\001\177\r\210W\220I\230U\347\212\001\376\304\220\0011\220E\230\027\240\t\357\250\024\250Q\253\216\0017\220&\376\230Bg\320-=\270]\320\377JZ\320Z[\330\0311\277\3201C\3001\320X\000\016\337\320.A\300\021o\000\t\037\374\236\215\001\307@\330\010\"\320\"<\377\270D\320@U\320UV\276\375\213\002\320\017!\240\021\256!\024?\220H\230A\230W\324\204\001\377\001\377w\220e\2304\230t\320\377#5\260Q\260a\330\014\237\022\220(\230!\206\205\001\304\221\0016o\220\023\220A\221\216\001Y\220\030\000\377\r\210^\2301\340\014\r\377\210Y\320\026\047\320\0478\357\270\001\270\021\256\216\001]\320\0325*\342""\002\010\320!s\220\224@\315\001\3564\002\\\230\021.\001W\320\024\177%\320%6\260a\260\337\216\002\307[\320\030\234\213\004\306 \234\222\001\036\230\315q\355\000\021\2506\002\033\000)\320\277):\270!\2701\215\217\001_\177\320\034,\250A\250Qv\001\347[\230\001\016\002\356\222\001\t\320\t\373\031\230\340bi\220q\330\010\377\t\210\035\220g\230]\250\377#\250U\260#\260T\320\1779N\310i\320WX\025\001\367\034\220_\322\211\002c\250\021\250\377,\260a\330\010\020\320\020\377%\240R\320\0477\260q\377\270\t\300\021\300+\310R\326\210\215\001Q\330\360\204\006q\206!\047\320\375\031w\000\320-?\270q\300\377\001\330/0\260\004\3204\375J\354\220\001T\320T\\\320\\Gf\320f\351\211\002\367\223\002\225\214\0017\235\216\001\374\321\214\001\223\223\003\022\320\0331\260\021\336\324\212\001\260l\300!\262\213\0035\240\377\007\240v\250T\260\037\300\347\014\310C\374\215\001\263\212\003^\330\034\375 \247\213\004\010\026\220a\220u|\317\224\001\305\223\003W\230F\240!\303\217\001\347\014\210N\322\217\001\347\224\001q\320\004\367%\240Q\350\204\001\034\2309\240\377F\250\047\260\023\260J\270\277a\330\010\035\230Q\371@\240\277!\340\010\033\2301\263\217\002\340\316\220B~\230S\371\217\001\211\214\n\020\220\335\013\255\221\002\001\330\0144\000\230f\377\240B\240b\250\004\250A\377\250_\270B\270d\300\"w\300D\310\240\220\r\017\210q\277\214\001\235E\304\214\003F\230!\341\210\033\310\211\013\010\377\016\210i\220r\230\022\230\3272\230T\342\211\002\014\220\211\014t\220\3551\353`\020\021\356\222\001q\220\rz\260\000\004\221\000a\340\021\025\302\224\001\327c\250\022\205\210\002R\261@\006\270\337c\300\024\300Q\027\000\220^\373\2403\245\017\360\006\000\021\022\342\231\207\001Q\264\204\001\214\205\002\344b\020\220\005\362\216\213\0021\205\216\001\310\210\001%\230q\240\336\356\210\001\220\033\230A\363\212\001g\230\375R\205\204\002\027\260\004\260A\260\377[\300\007\300t\3101\310\177J\320V]\320]^\233\210\001\3771\220F\230#\230Q\330\373\024\033\207\230\001\2408\2501\330\377\014\030\230\004\230B\230e?\2401\240I\250Q\320\222\002\243""\211\002\337\047\240\024\240R\352@R\250\377{\270$\270b\300\010\310\377\002\310*\320TV\320V\rW\327\222\002\220+\251A\255\221\013\271\227\001M\001\177\001\230\033\240H\250A\310\230\001\236\364\220\002z\230\022\230\332\222\001\276\217\001\320\275\024\374\225\001\021\330\020\"\224a\240_D\250\003\2501\266\211\001:\271\000\375t\363\227\002\024\030\230\002\320\032\227.\250a\332\215\013\014\206\225\001\377\217\002H\353\230A\335\211\001\030\277\0031\330\033\373\034\340\323\223\001\320\004/\250q\376\302\207\003l\250!\330\010\031\230\377\034\240Y\250a\250q\330\326\314`9\240\216\221\002#\314\207\n\t\210\177\034\220Q\220i\230q\245\002\047\210C\210\371\206\002\316\224\006q\301\224\001\354$\376\335!\021\220\026\220q\230\002\367\230-\240\201\207\003\230\001\230\032\370\234\225\003\343\207\004\316\231\001V\2301\230C\376\364\211\001\320*<\270D\300\004\373\300C\202@?\320Za\320\273ab\257\225\0014\220|\350 G\374\216\221\001\302\206\003\240q\250\010\260\001Z\373\205>!\350\217\001\250\001\306\207\001\036\243\000\362\320Aa\243\206\017\211`W\320WZ\363\320Z\271\217\003\220\002\033\034\230J\377\240d\250$\250c\260\031\364\261\210\002\262\206\017E\325\217\001\240C\240r#\250\023\310\210\001\310\223\001\312\206\0015\254\230\001\275\204\002\375\001\321\206\004=\270Q\360\026\000s\t\036\305\206\001\267\227\0147\220\"\375\215\001\377\320\032,\250C\250w\260\177b\270\004\270B\270a\335#\377T\230\022\320\033.\250d\317\260\"\260A\326\227\014\351\226\005\260\tO\270\021\320:\257\223\001\217\222\003V\334\226\025\3277\220#\212\221\0021\232\230\021\014\320n\251\207\002d\240$\272\226\001\t\330\267\206\013\353\r\210\245\213\002\027\343@\001\330\014\367\022\320\022\312\224\003a\240x\250\377{\270\047\300\022\3001\320\373DV\311\205\002_\320_`\320\337`r\320rs\205\231\014\r\330\335\020\315\205\001L\250\001\250 E\260\257\030\270\021\270\222\217\004\023\262\204\001\033\277\2309\240A\240^\235\231\002\024\177\027\220u\230B\230a\212\217\001\277q\360\006\000\025\033\326a\250w\006\250a\261\217\001t\2303\027\001\375\031\307""\217\001\035\036\330\034\"\320\377\"2\260!\2603\260a\377\260t\2703\270e\3007~\267\234\001[\320[i\320i\261\225\002\373\030\033\335\205\004\034\"\240\047\250\377\037\270\001\3209P\320P\376\276\215\001\320V_\320_f\320\377fg\3309B\300!\330\277\030\036\230d\240/\327\212\001\320\3575F\300n\336\224\002[\320[\347`\320`\330\224\002C\002s\240%\357\240t\250?\301\214\001\270E\300\337\025\300c\310\021\200\000\240!\367\330\034\035\271\220\001x\240q\340\375\030\274\206\002\340\020\037\230q\240\347\003\2401\304\206\003\254\227\014\020\320\020\316\264\216\001$\240d\230\215\001\311\224\t]\250\377\"\250I\260S\270\t\300\177\023\300D\310\002\310!\306\225\014\007\027\220q";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6742, 9608);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6893 bytes) */
+static const char cstring[] = "\377\n  (errn\377o  bytes\377 but the\377 batch d\237eclar\024\000\027\004e\377xceeds m\377ax_messa\307ge_2\003\022\014?\0012 \377GiB v2 l\357imitY\004lef\377t after \367 don\000not \375f\034\000a sign\267ed \013\000ela\000i\377s outsid\177e [ mus?\000\377e an int\343, 2\001\014\006\265\002-li\377ke or Nosne\000\036<\003str\374\000\347ncoa\000\237\000fir\377st) of  \237recor\346\000\000\005p\376\202 ent%s-%\373d:\033\000movin\277g segm\024\000 \337%020d\320\004a \3768\000rupt ol\341d\344\000\035\0044\004\330!fil\177esysteme\000\367fus\362\000O_DI\277RECT f\277\000%\177s; writ^\001\177through\217B\375p\354  cache\320/\033\242 G\006D\001e\047%oryn\276!\270\005tail\354 \377 %s: log\327 en\370@a\325\000ff\377set %d, \337dropp\262@%d\376\271dfrom po\355s\273\000on \000 (%\373s)\260$unrea\337dableK\001-s?tart-oG\003\322\000\317ckpo\330B\205`or\376\333!it(tree\357 fra\343\")),\377 , attri\377butes=, \377base_tim\355eK\000mp\014\002tch\177_length\035\000\327crc#\000hu\000er\216,\001key3\000\274\204\001)\tp\377roducer_\363idQ\000\367C_cou\263nt`\000U\006_mn\001v\177alue=-b\254b\377eld..ind\027ex.\237 .\205\001\t\002\214ag: :\306\205\002\257)?B\324\205\001\345H\212\002(\267\002\372\003=CR\377C-32C mi\363sm\367\205\001\302\204\001Note\367 th\357 Cyth\376\314 is deli\377berately\313 s\206 c\307\205\001\"\000n \377PEP-484 \377and reje\377cts subc\277lasses\323\204\001b\367uil\323` typ\377es. If y\377ou need \317to p%\000%\tth\347en \345A\214\207\001\047an\377notation\375_<\000ing\047 d\333irb\000iv\242\000o \377False.Pi\267ckl\226\205\001of\232\001u?ct mem\256\000\207\001\357ch a\220\000elf\373.h\311\206\006expli\367cit\314\000requ\376\305@ed with\377 @auto_p\376N\001e(True)5R\221\206\002(\254$]a\237\210\004\271\000\317appe\364\000\242\207\002ho\373ld\242` leas\337t one\307\206\004a \370\372@\236\207\001\275B is l\337arger\337!n \322\251\210\002a\362\206\004\031\001(\250`, \216\351B[, \273d\007\000\203i]\377]), got ya\254\206\002\204\"this\311 \373rt\375\204\003faile\377d: add_n""\360\316@\323\211\003n\014\356\211\001maxi\367mum\027\006shor\302\323Fi\311@\277\204\003\337\210\001\220\212\004d `\341\204\003\246\212\003\355\204\003\323\001\277`ll\320\005\341a\376\211\001\310\212\003\200\205\003\324\212\003of \177buffer \253!\367s c\333B cre\034\330`\314\000new\326\210\005\r\013\231\213\001\277comple\210a \377doorbell\3469\004de\025\000\351%s b\337eforeU\005gr\203ow\330\213\002\257\211\005\230\210\002\201\004z\004o\001p\360b\322\211\002\000\020\233\211\002\225\211\004\254\004\320\207\001\370\234\014\325\207\002\221@shard\347 th\363\207\001\332\004tru\363nc\337\001\264\212\004clos>\342\211\003e act\311\204\001\315\212\005\034\262E\352\001res\243\212\001\217\213\005\247${be\236\215\001oded\353\212\005\372\327Dn\222\213\005: dis\366\356\210\001en\364\210\001flus\374\361\204\007\227\204\001of alw\357ays,\325\214\001erv\327al,\205\216\003;\324bgc\354\360D\270\204\001is\364\214\002val\377id UTF-8\034\022\010\233\215\005str\232\215\003\251d\253\210\002\377internal\377 error s\377tatus in\260E\003\223i\355\212\001\320\214\004is\260\003d\347log\241\212\n\000\r.tm\377pno defa\377ult __re\276\313\211\001__ du\230\207\002n\377on-trivi\376\177\000__cinit\373__\363\212\004pstre\377am.stora\273ge\010\004/_c\267`l\367ib/\205\220\002.pxi\006\t\016pa\336\205\004\t\022\370B4\001\306\216\003\001 \357\204\006\t\004\332\212\002\372\217\007\361\211\002\366\220\002\345\216\014\3668\004fi\221\220\002are \377inconsis\201t\367\216\001\246\210\002\233\206\001\355\213\003\212\217\005\247\215\002iAn\272\220\002\241\210\004\000\030\327\207\005\254\204\001s\343\220\007\305t\275\210\0041\337\207\003\224\222\001\204\216\001is\215 \263\204\001ed\220\214\007\316\212\001\234\221\0060\367 (C\303\206\002Time\375)\220\221\0011 (Log\241A\240\211\002\020\002J\004\206\205\004d\264\221\001o\377verlong \377varintun\277known \366\204\005i\375o\010\001dec un\357supp\231\210\001d m\357agic\266\223\002 (o1n\277\212\002\265\221\001\270\223\004v2\212\210\002&\005_)BadM-\001E\201\204\001\310\n""\000\312\212\003\006\005Vs\002\025\004tc\217hBui\275\221\001\255\215\002\005\004.\332\322fc\215\215\002__\017\014se\rt\330\204\001e_\023\n\352\215\003\360\215\0101\024x\222\216\003b\0001\023TooL\256\213\001\356\272\002Com\221\223\001sio\275n\t\004nfig\024\004r\310\374\222\001\346\216\002\005\tS\250\223\0039\003rc\311M\344\216\004\211\"L\254\220\002\005\013oc\375k\263@Closed\236\256\"NotI\366\211\001\360\223\001e\373dO\202\222\002OutOf\337Range\321\"PS\010\311\205\002\006\003\230\205\005P\240\205\006\257.\017\t\254.\362-\010w\214\227\001\004\trite__log_\302\222\002_\266\222\007\230c\007\217\216\003\000\r_b=\013\265\216\003_\357many.\nly_;re\337\205\001ion\267\007\364\204\002\004\306\007\352\213\003_\250\226\004\336\007\344\211\002\355\007\343\222\n<\204\047\366\223\003_for\271\223\007\242\047\354\251\224\001\247\003es\013\010oll8\306\047\372\226\004\025\010siz\215\231\004\250\220\003\224\256\220\003\257\204\007_\277\220\003C\331\223\001\365JS\036\251\214\001Pool\000\006\334\204\017\017\t\374\332\204\016.\007drain_\350\223\216\005F\007\363\212\001s\003\topS\322\342\217\001B\205\217\002\221\206\002S\200\212\003IOz\237\206\002_\024\003View\000\010\370\364\205\017\017\013\364\205\016_STAT\377US_CLASS\177ES__Pyx\001\000\377Dict_Nex\277tRef__\332\223\004e\237____e\253\214\001\004\002x~\246\213\001__func\025\001\311g\330\206\005#\000m\341\001\004\001od\273ul2\002nam:\002p4\\\000\201\207\003_\007\001vt\360\227\001T\001\017qual\035\005\234\214\005\302\207\016\266\214\006{ex\210\001set_Q\005\371st\010\324\017_test\364\274\000\250\211\010_\353\215\002s_is\276\314\214\001outin\260\205\003l\377ogging_ocs_\232\220\003\t\001\340\205\002_w\302\205\026\007aad\330@\252\217\002\353\224\003\265\205\004\250\236\002\356\275\205\010app\262\205\tasy\377ncio.cor\212|\003s\271\231\007b\275\231\001\376\227\010\313\231\002s.\205\226\001nce\331\231\001s\205\237\002\303\222\003\336\254\216\004bufb\226\212\003buosy_s\265\237\002cl\327\001n\364`tra6\001ck\237\214\002:\330\235\001c\000\002_id\302""\221\005\311\213\010~\340\231\002crc32c\000\003\363_i\332\210\005\350\227\002data\303de\236\236\001\000\003\270\207\003\000\tesp\034\001\207\212\003\201\207\013\232\230\003_io\243\230\003\377orydoome\305d\221\205\013d\304\216\001\377\236\001\345\206\004nd~\256Cerrpos\356\240\001\373xi\324@okexp_ired_\241\223\003f\302\236\001\206\306\236\001no\321\222\002\326\222\002\207\241\003\005\003m\377sfoundfs\365e\334\237\002f\201Agene\377xprgetge\373tL\200`ergot\217hhbh\350\233\002\241\234\003\246\234\004h\353ii\324\233\002_\267\222\002val\370\344\241\003\006\005\315bntrol\354\331`\361 ns\273\224\001ona\376\r\000digitit\177emsiter\274\210\005\377jjoinkey\343la\313\001\277\236\0029\000tdi\367rlo\210\204\004make\017dirs\334\242\001\213\243\002\330\242\016\366\242\0018\337\210\001\265\235\n\204\243\004nn_\372\226\003\204\206\001\247new\225\213\003\357\000t\306\217\001o\277w_msnu\211\233\001o\037bjoff\364\236\003\360\211\021\201\227\001?osoutp\332\222\006\343\222\006\373_l\307\236\002_epoc\357hpat\000\001hsp\377oolpoppo\375s\364\237\005preall\001o\350\226\001\235\244\003\333\236\0064\003\350\236\007\372\223\004\200\224\005x\364\223\002\215\224\005\202\243\003rraw\267\240\001\356\206\213\trec\236\243\004rel\377removesu\376\222`xreplac\033er\014\000lt\271\214\006\241\245\003\005\007\273ms\267@lss\275\235\001o\377nsegseg_\204\247!\314\243\004_\367\205\002\004\006\230\246\001\022\005m\335s\356\213\005sel\333ads\023et\365\225\004\355\230\002_\214\240\002\205\214\001\203\214\007\366\215\214\007.<\222!ls>.\252\207\204\004s\257\221\001r\263\221\002s\221\244\001s\343to\217\226\002\246\227\001\336\237\001psu9m\276\207\001\254\242\001get\246\210\006\227\244\001\371w\221\241\t\201\224\013tmpto\337_freeM\000ic\377totaltsu\337nlink\275\230\002at\361e\206\217\003\315\241\002\322\241\002svie\377wwwantwa\037rning\272\244\002\213\211\003\251\234\003\374\351\247\003\321\244\002s\200\001\200\001\330\377\004\n\210+\220Q\200\001\377\340\004\013\210>\230\022\230\3677\240!\t\001\014\210A\330\377\004""\010\210\010\220\003\2208\377\2301\230A\330\010\017\210\377t\220=\240\001\240\021\330\357\010\013\2105\025\0005\230\004\377\230D\240\010\250\001\330\014\377\021\220\027\230\001\230\023\230\377A\230Q\330\004\021\220\021\375\220?\002\031\230\033\240A\240\377Q\340\004\031\230\021\340\004\377\034\320\034-\250Q\250e\377\2601\330\t\n\330\010\r\377\320\r\036\230a\230s\240\377(\250!\2505\260\006\260\377c\270\021\270#\270Q\270\377a\330\004\007\200s\210#\377\210Q\330\010\024\220A\220\377T\230\021\330\004\030\230\005\373\230Q,\000q\330\004\014\210=H\023\000^\2402\240i\000\244\000\353\210\\\263\00011\001v\210S\373\220\001\245\001x\220~\240Q\377\240b\250\002\320*@\300\377\006\300b\320H^\320^\177_\320_b\320bc#\003\367R\210qY\002\320\025)\320\377)<\320<X\320XY\377\320YZ\330\004\016\210j~\307\000\024\230Q\320\0363\247\000\377\004\005\330\010\016\210l\230\375+M\000g\250Y\260i\270\376\177\000\013\2107\320\022\047\240\376?\000\016\210g\320\025&\240\377a\240s\250*\260I\320\365=C\001\330\306 8\220>\240\377\021\320\"3\3203D\300\377A\300V\3108\320Sc\377\320cd\320dj\320j\177k\320kl\330\"#\356!\374\224*\213\047\320\0370\260\001\260\337\025\260f\270H;\000U\310\377&\320PS\320ST\320\317TW\320W\\\003\217/\026\220\335e\243A\230Q\200\250@\016\210wc\220\025\014\002D\240\007\245\000\375\r\217A%\220x\230q\330\377\014\r\210V\2201\220B\367\220a\220\005\005\330\014\017\210wv\220Q\017\000w\230a\331Au8\036\000E\313@E\240\025\330\000\377t\2507\260!\330\r\016w\330\014\033\206`D\240\002\236`\276\212bs\220$\220ak\001\020\377\220\t\230\024\230Y\240d\377\250/\270\024\270V\3004\217\300x\310t\256\000\207\001\370@\230\377$\230m\2501\250A\200\377A\340\010\014\210F\220!\317\2204\220q\t\001s\001W\230~\236\002\250\002\250)\2606;\000\375W\255 R\300q\330\025\034\376\016\0102\260U\270$\270e\177\3005\310\001\310\024\310\340\000\337\340\010\032\230!\211\002\003\240\3751\214\204\0014\210r\220\035\230\277b\240\001\330\014 \240\204\001\240\377$\240c\250\021\330\014\023\375\220\026\006\036\230r\240\022\240\3773\240g\250R\250t""\260\3772\260Q\330\014\020\220\002\377\320\022\"\240!\330\010\034\336\267\204\001\230d\240#\322`\010\017\321\210\232\002T\014\231\205\0014A\000\035\250\277c\260\036\270r\300[\000\021\317\220\024\220R\304!g\n\022\220\377\047\320\031/\250q\3200\377O\310q\320Pp\320p\377q\320qr\33006\260\377d\270(\300*\310D\320\335P\351``\320`\350\">\230;\023\230\320\"\330\014\034\001\005\261\017~\223\n\014\320\014(\250\001\334\000u\010\214\024\021\324\004&\240a\314\014\3628\000\034\307\206\003\377 \360\006\000\t\367\r\210E\250`a\220t\230\3351\204at\2207\326 2\230\277Q\330\025\026\330\024\326\204\001q\377\250\004\250G\2601\260B\377\260a\330\024\030\230\007\230\375q\377@+\250Q\330\024\047\373\240q\203\000\024\250W\260A\277\260R\260q\330\024\220\002\250\377$\250g\260Q\260b\270\367\001\330\024\207A\024\240W\250\365A\360 y\016\000\020\024\220G\377\2301\230B\230k\250\021\333\200A{\001\027\220\355b4\210\352\226\204\001\330\231c\330\317K\014\210J\335\220\267\r\t\340\014\271\207\001q\240\337\004\240C\240q\263\0034\220\257r\230\021\330`\000K\240\000\004\373\240A\275\002\031\320\031)\250\377\021\250#\250Q\250d\260m#\361@\020$\217\210\001\240d\017\001\377\330\020\021\330\021\022\330\020\366\275\206\001t\250\303b3\210c\220\374\264`\300@\230\037\250\001\320)\377N\310a\310s\320R[\377\320[\\\320\\]\320]wg\320g\277\206\001\330)/\301`\3778\270:\300T\310\031\320\375R\222\206\003a\320ah\320h\345i\323\003\033\224\204\t\240e\010\014\210\377B\320\016 \240\001\330\010\377\025\220Q\220d\230%\230\331t\274\204\001\361j\t\330\312\0172\320\377\025%\240S\250\007\250u\357\260D\270\002\303`\"\300B\377\300c\310\024\310R\310u\377\320TU\320UY\320Y~\241\000c\320ce\320e\241\000{h\330\330\r\014\020\220\017\373\206\001\354\356\204\002\201 \330\014\224\206\003e\2404s\240q\372\t\222C\034\230:\206\205\001\322\331\205\n\014\242f\234a\014\214\213\0012\220\375U\252b_\250B\250c\260\377\024\260T\270\022\2705\300\377\001\300\022\320CY\320Y\356\260 `\320`\360\211\002\020\025\220\377T\230\022\2305\240\001\240\277\022\2401\330\020\026""\372\000\"?\230E\240\021\240\"\247@\357\205\r\367t\2201\234`\010\000\t\017\343\210a\375N\250\204\005\200\002\020\220\004\363\220B\365\210\003\303\210\001w\220b\230\377\001\230\036\240q\250\016\260\177a\260w\270a\270q\313\206\016\377r\220\023\220C\220v\230\377T\240\027\250\004\250D\260\347\003\2603\344\211\003m\003\034\230<\350\326\212\001\336\031f\014q\327 s\240-\377\250t\2601\260M\300\022\277\3004\300r\310\021\340\000\320\275\026\213\205\003!\2508\260\360\000\030\377\230\001\230\035\240b\250\001\376\363a\010\013\2106\220\022\220\3774\220r\320\031+\2504\377\250v\260S\270\001\330\014?\024\220D\230\002\230\200\210\r&\003\3251\311\210\002\340\265\215\001#\361\210\001\021\220\375\021\230\214\001g\220R\220t\230>\215B\023\2204\220}\356\215\001\304\206\003\372\344 \027\341\212\001\020\220\010\230\013\377\240>\260\021\260!\330\020\377\023\2206\230\037\250\002\250\337!\330\024\025\330\212\206\003\330\024\377\027\220s\230(\240#\240\375W\212\">\300\023\300A\330\377\030\037\230s\240!\330\014\237\025\220V\230=,\002\222\211\003\360\377\014\000\t\020\210t\220<\373\230q\330\213\001\220a\320\000\021\377\220\021\360\010\000\005\027\220\375a\324 Q\230f\240A\330>\264\215\001\013\2104\210u\350 \331c\377\031\230\031\240!\2407\250\377$\250f\260H\270D\300\373\001\340X\000Y\230a\230w\377\240d\250&\260\010\270\004\257\270A\340\010\241!\021\376\000\004\377\013\2101\320\000\035\230_\377\250O\320;M\310Q\330\377\021$\320$6\260a\330\377\021.\320.E\300Q\360\377\n\000\005\026\220\\\240\031\377\250!\2501\330\004 \240\377\014\250A\330\004\027\220y\377\240\006\240g\250S\260\n\377\270+\300Q\300h\310j\367\320XY\314\217\001\177\220h\230\231c\267\220\001\333\216\002\320\031\312\206\004\337\220\001\007\376\207\217\001\r\210W\220I\230U\374\207\213\001\344\220\0011\220E\230\027\240\377\t\250\030\260\023\260C\260\377z\300\033\310A\310T\320\377Qa\320af\320fg\276\336\216\0017\220&\230\001\333\220\002]\277\260/\300\025\300g\241\000\031\354\330\207\001\013\001\021\330\007\001\320%5\337\3205G\300q\010\002\240_s""\3204\265\000\022\004=\320=\310\216\001\355\330\371@1\320\273\000\016\320.7A\300\021\322\000\t\037\377\215\001\250`\377\330\010\"\320\"<\270D\277\320@U\320UV\336\214\002\320\357\017!\240\021\217A\024\220H\317\230A\230W\265\205\001\340!w\220\377e\2304\230t\320#5\377\260Q\260a\330\014\022\220\347(\230!\347\205\001\245\222\0016\220\023\333\220A\362\216\001Y\220\030\000\r\210\377^\2301\340\014\r\210Y\377\320\026\047\320\0478\270\001{\270\021\217\217\001]\320\032*\305\"\215\010\261As\220\365@\216!4\002\\\373\230\021.\001W\320\024%\320u%\200@\260\300\217\002[\320\030\375\213\004\334\247@\375\222\001\036\230q\256 \021\250\3746\002\033\000)\320):\270!\373\2701\356\217\001_\320\034,\250wA\250Qv\001[\230\001\016\002\276\317\223\001\t\320\t\031\230\301\204\002i\377\220q\330\010\t\210\035\220\377g\230]\250#\250U\260\377#\260T\3209N\310iw\320WX\025\001\034\220_\263\212\002\377c\250\021\250,\260a\330\377\010\020\320\020%\240R\320\377\0477\260q\270\t\300\021o\300+\310R\351\215\001Q\330\321\205\006\335q\206!\047\320\031w\000\320-\377?\270q\300\001\330/0\337\260\004\3204J\315\221\001T\320\017T\\\320\\\313@\312\212\002\330\224\002\366\214\001\3617\376\216\001\262\215\001\364\223\003\022\320\0331{\260\021\265\213\001\260l\300!\223\214\003\3775\240\007\240v\250T\260\237\037\300\014\310C\335\216\001\224\213\003^\367\330\034 \210\214\004\010\026\220a\363\220u\260\225\001\246\224\003W\230F\240\235!\244\220\001\014\210N\263\220\001\310\225\001q\337\320\004%\240Q\311\205\001\034\230\3379\240F\250\047\347`J\270\277a\330\010\035\230Q\371@\240\277!\340\010\033\2301\224\220\002\340\316\220B~\230S\332\220\001\352\214\n\020\220\335\013\216\222\002\001\330\0144\000\230f\377\240B\240b\250\004\250A\377\250_\270B\270d\300\"w\300D\310\201\221\r\017\210q\240\215\001\235E\245\215\003F\230!\302\211\033\251\212\013\010\377\016\210i\220r\230\022\230\3272\230T\303\212\002\014\361\211\014t\220\3551\353`\020\021\317\223\001q\220\rz\260\000\004\221\000a\340\021\025\243\225\001\327c\250\022\346\210\002R\261@""\006\270\337c\300\024\300Q\027\000\220^\373\2403\245\017\360\006\000\021\022\342\372\207\001Q\264\204\001\214\205\002\344b\020\220\005\362\357\213\0021\346\216\001\251\211\001%\230q\240\336\317\211\001\220\033\230A\324\213\001g\230\375R\205\204\002\027\260\004\260A\260\377[\300\007\300t\3101\310\177J\320V]\320]^\374\210\001\3771\220F\230#\230Q\330\373\024\033\350\230\001\2408\2501\330\377\014\030\230\004\230B\230e?\2401\240I\250Q\261\223\002\204\212\002\337\047\240\024\240R\352@R\250\377{\270$\270b\300\010\310\377\002\310*\320TV\320V\rW\270\223\002\220+\251A\216\222\013\232\230\001M\001\316\231\207\001H\250A\251\231\001\325\221\002z\230\263\022\230\273\223\001\237\220\001\320\024\335\226\001\021\367\330\020\"\224a\240D\250\003\253\2501\227\212\001:\271\000t\324\230\002\024\377\030\230\002\320\032.\250ar\273\216\013\014\347\225\001\340\220\002H\230A\276\212\001}\030\277\0031\330\033\034\340\264\224\001\337\320\004/\250q\302\207\003l\250\377!\330\010\031\230\034\240Y\337\250a\250q\330\314`9\240\372\357\221\002#\314\207\n\t\210\034\220Q\357\220i\230q\245\002\210C\210\304\371\206\002\257\225\006q\242\225\001\354$\335!\021\220\377\026\220q\230\002\230-\240\036\201\207\003\230\001\230\032\375\225\003\343\207\004\257\232\001\337V\2301\230C\325\212\001\320*\177<\270D\300\004\300C\202@\177?\320Za\320ab\220\226\001\2274\220|\350 G\357\221\001\302\206\003\240_q\250\010\260\001\373\205>!\311\220\001K\250\001\306\207\001\036\243\000\320Aa\243\206\017~\211`W\320WZ\320Z\232\220\003\376\220\002\033\034\230J\240d\250\237$\250c\260\031\261\210\002\262\206\017E~\266\220\001\240C\240r\250\023\310\210\001\244\251\224\001\312\206\0015\215\231\001\275\204\002\001\321\206\004=\177\270Q\360\026\000\t\036\305\206\001\356\230\230\0147\220\"\336\216\001\320\032,\377\250C\250w\260b\270\004\357\270B\270a\335#T\230\022\377\320\033.\250d\260\"\260\371A\267\230\014\312\227\005\260\t\270\021\320\351:\220\224\001\360\222\003V\275\227\0257\220#\332\353\221\0021\373\230\021\014\320\251\207\002d\240m$""\233\227\001\t\330\267\206\013\r\210\245\213\002\375\027\343@\001\330\014\022\320\022\376\253\225\003a\240x\250{\270\047\177\300\022\3001\320DV\311\205\002\377_\320_`\320`r\320\273rs\346\231\014\r\330\020\315\205\001L\373\250\001\250 E\260\030\270\021\365\270\363\217\004\023\262\204\001\033\2309\240\367A\240^\376\231\002\024\027\220u\357\230B\230a\353\217\001q\360\006\367\000\025\033\326a\250\006\250a\256\222\220\001t\2303\027\001\031\250\220\001\035\377\036\330\034\"\320\"2\260\377!\2603\260a\260t\270\3373\270e\3007\230\235\001[\320o[i\320i\222\226\002\030\033\335\205\004\377\034\"\240\047\250\037\270\001\337\3209P\320P\276\215\001\320V\367_\320_\270\216\0029B\300!\177\330\030\036\230d\240/\327\212\001\337\3205F\300n\277\225\002[\320\317[`\320`\271\225\002C\002s\240\337%\240t\250?\301\214\001\270E\277\300\025\300c\310\021\200\000\240\357!\330\034\035\232\221\001x\240q\373\340\030\274\206\002\340\020\037\230q\317\240\003\2401\304\206\003\215\230\014\020\320\235\020\264\216\001$\240d\230\215\001\252\225\t]\377\250\"\250I\260S\270\t\377\300\023\300D\310\002\310!\016\247\226\014\027\220q";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6893, 9824);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (9608 bytes) */
-static const char bytes[] = "\n (errno  bytes but the batch declares  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  fields is outside [ must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of buffer holds cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of always, interval, bytes; got gcheader key is not valid UTF-8header key must be str, not header valueinternal error status in""valid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the log is closedtruncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLockLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRef__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_logging_os_threading_watch_write_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offse""tbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecode_batchesdecompressdelete_recordsdirect_iodirectorydoomeddrain_doorbelldstencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q""\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\014\210F\220!\2204\220q\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\035\230b\240\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\013\2104\210r\220\036\230r\240\022\2403\240g\250R\250t\2602\260Q\330\014\020\220\002\320\022\"\240!\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021""\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210q\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210J\220a\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\020\220\017\230q\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330""\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\r\320\r#\2401\330\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240>\260\021\260!\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\014\000\t\020\210t\220<\230q\240\007\240q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021\230!\330\004\013\2101\320\000\035\320\0354\260O\320CY\320YZ\330\021,\320,F\300a\330\021.\320.E\300Q\360\n\000\005\026\220""\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270)\3001\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\024\250Q\330\004\013\2107\220&\230\001\230\035\240g\320-=\270]\320JZ\320Z[\330\0311\3201C\3001\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\320@U\320UV\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\3209N\310i\320WX\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240#\240Q\240a\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310C\310q\320P\\\320\\]\320]^\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013""\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033\2307\240!\2401\330\033\034\340\010\017\210q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\320@U\320UV\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230""\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\320*<\270D\300\004\300C\300t\310?\320Za\320ab\330\014\023\2204\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240!\2404\240q\250\001\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310J\320VW\320WZ\320Z\\\320\\`\320`a\320ab\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001\250\023\250E\260\030\270\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_""\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
+    #else /* compression: none (9824 bytes) */
+static const char bytes[] = "\n  (errno  bytes but the batch declares  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of buffer holds cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of always, interval, bytes; got gcheader key is not valid UTF-8header ke""y must be str, not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLockLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRef__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_logging_os_threading_watch_write""_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecode_batchesdecompressdelete_recordsdirect_iodirectorydoomeddrain_doorbelldstencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v""\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\014\210F\220!\2204\220q\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\035\230b\240\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\013\2104\210r\220\036\230r\240\022\2403\240g\250R\250t\2602\260Q\330\014\020\220\002\320\022\"\240!\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`""\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210q\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210J\220a\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\020\220\017\230q\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501""\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\r\320\r#\2401\330\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240>\260\021\260!\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\014\000\t\020\210t\220<\230q\240\007\240q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021""\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX\330\031+\2501\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\320@U\320UV\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\3209N\310i\320WX\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240#\240Q\240a\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310C""\310q\320P\\\320\\]\320]^\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033""\2307\240!\2401\330\033\034\340\010\017\210q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\320@U\320UV\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\320*<\270D\300\004\300C\300t\310?\320Za\320ab\330\014\023\2204\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240!\2404\240q\250\001\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310J\320VW\320WZ\320Z\\\320\\`\320`a\320ab\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001\250\023\250E\260\030\270""\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 354; i++) {
+    for (int i = 0; i < 359; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 97) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 102) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -45866,8 +46170,8 @@ static const char bytes[] = "\n (errno  bytes but the batch declares  bytes exce
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 354; i < 383; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-354].length;
+    for (int i = 359; i < 388; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-359].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -45877,14 +46181,14 @@ static const char bytes[] = "\n (errno  bytes but the batch declares  bytes exce
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 383; i++) {
+    for (Py_ssize_t i = 0; i < 388; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 354;
+      PyObject **table = stringtab + 359;
       for (Py_ssize_t i=0; i<29; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -45908,8 +46212,8 @@ static const char bytes[] = "\n (errno  bytes but the batch declares  bytes exce
   }
   {
     PyObject **numbertab = __pyx_mstate->__pyx_number_tab + 0;
-    int8_t const cint_constants_1[] = {0,1};
-    for (int i = 0; i < 2; i++) {
+    int8_t const cint_constants_1[] = {0,-1,1};
+    for (int i = 0; i < 3; i++) {
       numbertab[i] = PyLong_FromLong(cint_constants_1[i - 0]);
       if (unlikely(!numbertab[i])) __PYX_ERR(0, 1, __pyx_L1_error)
     }
@@ -45917,7 +46221,7 @@ static const char bytes[] = "\n (errno  bytes but the batch declares  bytes exce
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_number_tab;
-    for (Py_ssize_t i=0; i<2; ++i) {
+    for (Py_ssize_t i=0; i<3; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -45971,9 +46275,9 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 7, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 493};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 7, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 506};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_view, __pyx_mstate->__pyx_n_u_header, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_exc};
-    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_iter_batches, __pyx_mstate->__pyx_kp_b_iso88591__10, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_iter_batches, __pyx_mstate->__pyx_kp_b_iso88591__11, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 310};
@@ -46016,9 +46320,9 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[8] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[8])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 10, 19, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 379};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 10, 19, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 386};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_base_offset, __pyx_mstate->__pyx_n_u_compression_2, __pyx_mstate->__pyx_n_u_timestamp_type, __pyx_mstate->__pyx_n_u_producer_id_2, __pyx_mstate->__pyx_n_u_producer_epoch, __pyx_mstate->__pyx_n_u_base_sequence, __pyx_mstate->__pyx_n_u_partition_leader_epoch, __pyx_mstate->__pyx_n_u_is_transactional, __pyx_mstate->__pyx_n_u_is_control, __pyx_mstate->__pyx_n_u_now_ms, __pyx_mstate->__pyx_n_u_codec, __pyx_mstate->__pyx_n_u_builder, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_rec, __pyx_mstate->__pyx_n_u_key, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_ts};
-    __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_encode_batch, __pyx_mstate->__pyx_kp_b_iso88591_4OCYYZ_Fa_EQ_1_A_y_gS_1_q_WIU_t, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_encode_batch, __pyx_mstate->__pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 1};
@@ -46031,27 +46335,27 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 412};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 425};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_buf, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_errpos, __pyx_mstate->__pyx_n_u_st};
     __pyx_mstate_global->__pyx_codeobj_tab[12] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_validate_batch, __pyx_mstate->__pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[12])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 466};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 479};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_buf, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_errpos, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_st, __pyx_mstate->__pyx_n_u_codec, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_header, __pyx_mstate->__pyx_n_u_section, __pyx_mstate->__pyx_n_u_raw, __pyx_mstate->__pyx_n_u_exc};
     __pyx_mstate_global->__pyx_codeobj_tab[13] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_decode_batch, __pyx_mstate->__pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[13])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 231};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 233};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[14] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_shard_pxi, __pyx_mstate->__pyx_n_u_drain_doorbell, __pyx_mstate->__pyx_kp_b_iso88591_A_m1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[14])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 237};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 239};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[15] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_shard_pxi, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[15])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 242};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 244};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[16] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_shard_pxi, __pyx_mstate->__pyx_n_u_stop, __pyx_mstate->__pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[16])) goto bad;
   }
@@ -49360,33 +49664,6 @@ bad:
 #endif
 }
 
-/* decode_c_bytes (used by decode_bytes) */
-static CYTHON_INLINE PyObject* __Pyx_decode_c_bytes(
-         const char* cstring, Py_ssize_t length, Py_ssize_t start, Py_ssize_t stop,
-         const char* encoding, const char* errors,
-         PyObject* (*decode_func)(const char *s, Py_ssize_t size, const char *errors)) {
-    if (unlikely((start < 0) | (stop < 0))) {
-        if (start < 0) {
-            start += length;
-            if (start < 0)
-                start = 0;
-        }
-        if (stop < 0)
-            stop += length;
-    }
-    if (stop > length)
-        stop = length;
-    if (unlikely(stop <= start))
-        return __Pyx_NewRef(__pyx_mstate_global->__pyx_empty_unicode);
-    length = stop - start;
-    cstring += start;
-    if (decode_func) {
-        return decode_func(cstring, length, errors);
-    } else {
-        return PyUnicode_Decode(cstring, length, encoding, errors);
-    }
-}
-
 /* ListAppendAndDecrefInternal (used by ListAppend) */
 #if CYTHON_USE_PYLIST_INTERNALS && CYTHON_ASSUME_SAFE_MACROS && CYTHON_ASSUME_SAFE_SIZE
 static CYTHON_INLINE void __Pyx__ListComp_AppendAndDecref(PyObject* list, Py_ssize_t len, PyObject* x) {
@@ -49668,6 +49945,872 @@ static CYTHON_INLINE PyObject* __Pyx____Pyx_PyUnicode_From_Py_ssize_t(Py_ssize_t
         return PyUnicode_FromOrdinal(*dpos);
     }
     return __Pyx_PyUnicode_BuildFromAscii(ulength, dpos, (int) length, prepend_sign, padding_char);
+}
+
+/* PyObjectCompare */
+#ifndef __Pyx_DEFINED_PyObject_CompareStrStrBoolLe
+#define __Pyx_DEFINED_PyObject_CompareStrStrBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_CompareStrStrBoolLe(PyObject* s1, PyObject* s2) {
+    int result = PyUnicode_Compare(s1, s2);
+    if (unlikely((result == -1) && PyErr_Occurred())) return -1;
+    if (result <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyBytesPyBytesBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyBytes_GET_SIZE(s1);
+    length2 = __Pyx_PyBytes_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length1) == -1)) return -1;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyByteArrayBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyByteArrayBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyBytesPyByteArrayBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyBytes_GET_SIZE(s1);
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyByteArray_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length1) == -1)) return -1;
+    ps2 = __Pyx_PyByteArray_AsString(s2); if (unlikely(!ps2)) return -1;
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2); if (unlikely(length2 == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyByteArrayPyBytesBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1);
+    length2 = __Pyx_PyBytes_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return -1;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length1 == -1)) return -1;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyByteArrayBoolLe
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyByteArrayBoolLe
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyByteArrayPyByteArrayBoolLe(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1);
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyByteArray_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return -1;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length1 == -1)) return -1;
+    ps2 = __Pyx_PyByteArray_AsString(s2); if (unlikely(!ps2)) return -1;
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2); if (unlikely(length2 == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp <= 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareFloatIntBoolLe
+static int __Pyx_PyObject_CompareFloatIntBoolLe(PyObject *op1, PyObject *op2) {
+    double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op2)) {
+        Py_ssize_t iop2 = __Pyx_PyLong_CompactValue(op2);
+        if (float_op1 <= ((double)iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 <= 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign2 = __Pyx_PyLong_Sign(op2);
+        if (float_op1 >= 0.) {
+            if (sign2 < 0) goto __pyx_return_false;
+            if (float_op1 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        } else {
+            if (sign2 > 0) goto __pyx_return_true;
+            if (float_op1 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 <= 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow2;
+        long iop2 = PyLong_AsLongAndOverflow(op2, &overflow2);
+        if (likely(!overflow2)) {
+            if ((long long) iop2 >= (1LL << 53)) {
+                overflow2 = 1;
+            } else if ((long long) iop2 <= - (1LL << 53)) {
+                overflow2 = -1;
+            } else {
+                if (float_op1 <= ((double) iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow2 > 0) {
+            if (float_op1 < ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op1 > - ((double) (1LL << 53))) goto __pyx_return_false;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntFloatBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntFloatBoolLe
+static int __Pyx_PyObject_CompareIntFloatBoolLe(PyObject *op1, PyObject *op2) {
+    double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op1)) {
+        Py_ssize_t iop1 = __Pyx_PyLong_CompactValue(op1);
+        if (((double)iop1) <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign1 = __Pyx_PyLong_Sign(op1);
+        if (float_op2 >= 0.) {
+            if (sign1 < 0) goto __pyx_return_true;
+            if (float_op2 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        } else {
+            if (sign1 > 0) goto __pyx_return_false;
+            if (float_op2 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow1;
+        long iop1 = PyLong_AsLongAndOverflow(op1, &overflow1);
+        if (likely(!overflow1)) {
+            if ((long long) iop1 >= (1LL << 53)) {
+                overflow1 = 1;
+            } else if ((long long) iop1 <= - (1LL << 53)) {
+                overflow1 = -1;
+            } else {
+                if (((double) iop1) <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow1 < 0) {
+            if (float_op2 > ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op2 < - ((double) (1LL << 53))) goto __pyx_return_false;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if CYTHON_USE_PYLONG_INTERNALS
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+static int __Pyx_PyObject_CompareIntIntBoolLe(PyObject *op1, PyObject *op2) {
+    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
+    if (cmp == 0) {
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        if (size > 0) {
+            const digit* digits1 = __Pyx_PyLong_Digits(op1);
+            const digit* digits2 = __Pyx_PyLong_Digits(op2);
+            if (size == 1) {
+                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
+            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
+                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
+            } else {
+                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
+                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
+                }
+            }
+        }
+        if (cmp == 0) return 1;
+        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
+    }
+    return (cmp <= 0);
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntLe(PyObject *op1, PyObject *op2) {
+    int result = __Pyx_PyObject_CompareIntIntBoolLe(op1, op2);
+    if (unlikely(result == -1)) return NULL;
+    return __Pyx_NewRef(result ? Py_True : Py_False);
+}
+#endif
+#else
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLe
+static int __Pyx_PyObject_CompareIntIntBoolLe(PyObject *op1, PyObject *op2) {
+    int overflow1, overflow2;
+    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
+    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
+    if (likely(!(overflow1 | overflow2))) {
+        if (iop1 <= iop2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else if (overflow1 != overflow2) {
+        if (overflow1 <= overflow2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+    }
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLe_object_object(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (PyFloat_CheckExact(op1)) {
+        if (PyFloat_CheckExact(op2)) {
+            double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+            #endif
+            double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+            #endif
+            if (float_op1 <= float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+        }
+        if (PyLong_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareFloatIntBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    if (PyLong_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyLong_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntIntBoolLe(op1, op2);
+        }
+        if (PyFloat_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntFloatBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    if (PyUnicode_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyUnicode_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareStrStrBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (PyBytes_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyBytes_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyBytesPyBytesBoolLe(op1, op2);
+        }
+        if (PyByteArray_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyBytesPyByteArrayBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (PyByteArray_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (PyByteArray_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyByteArrayPyByteArrayBoolLe(op1, op2);
+        }
+        if (PyBytes_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyByteArrayPyBytesBoolLe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+
+/* PyObjectCompare */
+#ifndef __Pyx_DEFINED_PyObject_CompareStrStrBoolLt
+#define __Pyx_DEFINED_PyObject_CompareStrStrBoolLt
+static CYTHON_INLINE int __Pyx_PyObject_CompareStrStrBoolLt(PyObject* s1, PyObject* s2) {
+    int result = PyUnicode_Compare(s1, s2);
+    if (unlikely((result == -1) && PyErr_Occurred())) return -1;
+    if (result < 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolLt
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolLt
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyBytesPyBytesBoolLt(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyBytes_GET_SIZE(s1);
+    length2 = __Pyx_PyBytes_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length1) == -1)) return -1;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp < 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyByteArrayBoolLt
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyByteArrayBoolLt
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyBytesPyByteArrayBoolLt(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyBytes_GET_SIZE(s1);
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyByteArray_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length1) == -1)) return -1;
+    ps2 = __Pyx_PyByteArray_AsString(s2); if (unlikely(!ps2)) return -1;
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2); if (unlikely(length2 == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp < 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesBoolLt
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesBoolLt
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyByteArrayPyBytesBoolLt(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1);
+    length2 = __Pyx_PyBytes_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return -1;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length1 == -1)) return -1;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp < 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyByteArrayBoolLt
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyByteArrayBoolLt
+static CYTHON_INLINE int __Pyx_PyObject_ComparePyByteArrayPyByteArrayBoolLt(PyObject* s1, PyObject* s2) {
+    Py_ssize_t cmp;
+    Py_ssize_t length1, length2, short_length;
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1);
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2);
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyByteArray_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return -1;
+    length1 = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length1 == -1)) return -1;
+    ps2 = __Pyx_PyByteArray_AsString(s2); if (unlikely(!ps2)) return -1;
+    length2 = __Pyx_PyByteArray_GET_SIZE(s2); if (unlikely(length2 == -1)) return -1;
+    short_length = (length1 < length2) ? length1 : length2;
+    if (short_length == 0) {
+        if (length1 == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    #endif
+    cmp = (Py_ssize_t) ((const unsigned char*) ps1)[0] - (Py_ssize_t) ((const unsigned char*) ps2)[0];
+    if (cmp == 0 && short_length > 1) {
+        cmp = memcmp(ps1, ps2, (size_t)short_length);
+    }
+    if (cmp == 0) cmp = (length1 - length2);
+    if (cmp < 0) goto __pyx_return_true; else goto __pyx_return_false;
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolLt
+#define __Pyx_DEFINED_PyObject_CompareFloatIntBoolLt
+static int __Pyx_PyObject_CompareFloatIntBoolLt(PyObject *op1, PyObject *op2) {
+    double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op2)) {
+        Py_ssize_t iop2 = __Pyx_PyLong_CompactValue(op2);
+        if (float_op1 < ((double)iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 < 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign2 = __Pyx_PyLong_Sign(op2);
+        if (float_op1 >= 0.) {
+            if (sign2 < 0) goto __pyx_return_false;
+            if (float_op1 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        } else {
+            if (sign2 > 0) goto __pyx_return_true;
+            if (float_op1 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op1))) {
+        if (float_op1 < 0.0) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow2;
+        long iop2 = PyLong_AsLongAndOverflow(op2, &overflow2);
+        if (likely(!overflow2)) {
+            if ((long long) iop2 >= (1LL << 53)) {
+                overflow2 = 1;
+            } else if ((long long) iop2 <= - (1LL << 53)) {
+                overflow2 = -1;
+            } else {
+                if (float_op1 < ((double) iop2)) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow2 > 0) {
+            if (float_op1 < ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op1 > - ((double) (1LL << 53))) goto __pyx_return_false;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LT);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntFloatBoolLt
+#define __Pyx_DEFINED_PyObject_CompareIntFloatBoolLt
+static int __Pyx_PyObject_CompareIntFloatBoolLt(PyObject *op1, PyObject *op2) {
+    double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+    #if !CYTHON_ASSUME_SAFE_MACROS
+    if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+    #endif
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (__Pyx_PyLong_IsCompact(op1)) {
+        Py_ssize_t iop1 = __Pyx_PyLong_CompactValue(op1);
+        if (((double)iop1) < float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 < float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int sign1 = __Pyx_PyLong_Sign(op1);
+        if (float_op2 >= 0.) {
+            if (sign1 < 0) goto __pyx_return_true;
+            if (float_op2 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
+        } else {
+            if (sign1 > 0) goto __pyx_return_false;
+            if (float_op2 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
+        }
+    }
+    #else
+    if (unlikely(!__Pyx_isfinite(float_op2))) {
+        if (0.0 < float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        int overflow1;
+        long iop1 = PyLong_AsLongAndOverflow(op1, &overflow1);
+        if (likely(!overflow1)) {
+            if ((long long) iop1 >= (1LL << 53)) {
+                overflow1 = 1;
+            } else if ((long long) iop1 <= - (1LL << 53)) {
+                overflow1 = -1;
+            } else {
+                if (((double) iop1) < float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+            }
+        }
+        if (overflow1 < 0) {
+            if (float_op2 > ((double) (1LL << 53))) goto __pyx_return_true;
+        } else {
+            if (float_op2 < - ((double) (1LL << 53))) goto __pyx_return_false;
+        }
+    }
+    #endif
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LT);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#if CYTHON_USE_PYLONG_INTERNALS
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLt
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLt
+static int __Pyx_PyObject_CompareIntIntBoolLt(PyObject *op1, PyObject *op2) {
+    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
+    if (cmp == 0) {
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        if (size > 0) {
+            const digit* digits1 = __Pyx_PyLong_Digits(op1);
+            const digit* digits2 = __Pyx_PyLong_Digits(op2);
+            if (size == 1) {
+                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
+            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
+                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
+            } else {
+                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
+                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
+                }
+            }
+        }
+        if (cmp == 0) return 0;
+        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
+    }
+    return (cmp < 0);
+}
+#endif
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLt
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLt
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntLt(PyObject *op1, PyObject *op2) {
+    int result = __Pyx_PyObject_CompareIntIntBoolLt(op1, op2);
+    if (unlikely(result == -1)) return NULL;
+    return __Pyx_NewRef(result ? Py_True : Py_False);
+}
+#endif
+#else
+#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolLt
+#define __Pyx_DEFINED_PyObject_CompareIntIntBoolLt
+static int __Pyx_PyObject_CompareIntIntBoolLt(PyObject *op1, PyObject *op2) {
+    int overflow1, overflow2;
+    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
+    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
+    if (likely(!(overflow1 | overflow2))) {
+        if (iop1 < iop2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else if (overflow1 != overflow2) {
+        if (overflow1 < overflow2) goto __pyx_return_true; else goto __pyx_return_false;
+    } else {
+        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LT);
+    }
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+#endif
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLt_object_object(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (PyFloat_CheckExact(op1)) {
+        if (PyFloat_CheckExact(op2)) {
+            double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
+            #endif
+            double float_op2 = __Pyx_PyFloat_AS_DOUBLE(op2);
+            #if !CYTHON_ASSUME_SAFE_MACROS
+            if (unlikely(float_op2 == -1. && PyErr_Occurred())) return -1;
+            #endif
+            if (float_op1 < float_op2) goto __pyx_return_true; else goto __pyx_return_false;
+        }
+        if (PyLong_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareFloatIntBoolLt(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    if (PyLong_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (PyLong_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntIntBoolLt(op1, op2);
+        }
+        if (PyFloat_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareIntFloatBoolLt(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    if (PyUnicode_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (PyUnicode_CheckExact(op2)) {
+            return __Pyx_PyObject_CompareStrStrBoolLt(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (PyBytes_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (PyBytes_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyBytesPyBytesBoolLt(op1, op2);
+        }
+        if (PyByteArray_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyBytesPyByteArrayBoolLt(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (PyByteArray_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (PyByteArray_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyByteArrayPyByteArrayBoolLt(op1, op2);
+        }
+        if (PyBytes_CheckExact(op2)) {
+            return __Pyx_PyObject_ComparePyByteArrayPyBytesBoolLt(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_LT);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+
+/* PyLongCompare */
+static CYTHON_INLINE int __Pyx_PyLong_BoolNeObjC(PyObject *op1, PyObject *op2, long intval, long inplace) {
+    CYTHON_MAYBE_UNUSED_VAR(intval);
+    CYTHON_UNUSED_VAR(inplace);
+    if (op1 == op2) {
+        return 0;
+    }
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (likely(PyLong_CheckExact(op1))) {
+        int unequal;
+        unsigned long uintval;
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        const digit* digits = __Pyx_PyLong_Digits(op1);
+        if (intval == 0) {
+            return (__Pyx_PyLong_IsZero(op1) != 1);
+        } else if (intval < 0) {
+            if (__Pyx_PyLong_IsNonNeg(op1))
+                return 1;
+            intval = -intval;
+        } else {
+            if (__Pyx_PyLong_IsNeg(op1))
+                return 1;
+        }
+        uintval = (unsigned long) intval;
+#if PyLong_SHIFT * 4 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 4)) {
+            unequal = (size != 5) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[3] != ((uintval >> (3 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[4] != ((uintval >> (4 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+#if PyLong_SHIFT * 3 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 3)) {
+            unequal = (size != 4) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[3] != ((uintval >> (3 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+#if PyLong_SHIFT * 2 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 2)) {
+            unequal = (size != 3) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+#if PyLong_SHIFT * 1 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 1)) {
+            unequal = (size != 2) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+            unequal = (size != 1) || (((unsigned long) digits[0]) != (uintval & (unsigned long) PyLong_MASK));
+        return (unequal != 0);
+    }
+    #endif
+    if (PyFloat_CheckExact(op1)) {
+        const long b = intval;
+        double a = __Pyx_PyFloat_AS_DOUBLE(op1);
+        return ((double)a != (double)b);
+    }
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
 }
 
 /* RaiseUnboundLocalError */
@@ -50694,7 +51837,7 @@ static PyObject* __Pyx_ImportFrom(PyObject* module, PyObject* name) {
         if (unlikely(!module_name_str)) { goto modbad; }
         module_name = PyUnicode_FromString(module_name_str);
         if (unlikely(!module_name)) { goto modbad; }
-        module_dot = PyUnicode_Concat(module_name, __pyx_mstate_global->__pyx_kp_u__9);
+        module_dot = PyUnicode_Concat(module_name, __pyx_mstate_global->__pyx_kp_u__10);
         if (unlikely(!module_dot)) { goto modbad; }
         full_name = PyUnicode_Concat(module_dot, name);
         if (unlikely(!full_name)) { goto modbad; }
@@ -55252,6 +56395,480 @@ static CYTHON_INLINE int __Pyx_PyLong_As_int(PyObject *x) {
     }
 }
 
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int64_t neg_one = (int64_t) -1, const_zero = (int64_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int64_t) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int64_t) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int64_t) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int64_t) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int64_t) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int64_t),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int64_t));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int neg_one = (int) -1, const_zero = (int) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int32_t(int32_t value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int32_t neg_one = (int32_t) -1, const_zero = (int32_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int32_t) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int32_t) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int32_t) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int32_t) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int32_t) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int32_t),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int32_t));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int8_t(int8_t value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int8_t neg_one = (int8_t) -1, const_zero = (int8_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int8_t) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int8_t) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int8_t) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int8_t) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int8_t) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int8_t),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int8_t));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int16_t(int16_t value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const int16_t neg_one = (int16_t) -1, const_zero = (int16_t) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(int16_t) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int16_t) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(int16_t) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(int16_t) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(int16_t) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(int16_t),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int16_t));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
+/* CIntToPy */
+static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value) {
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#endif
+    const long neg_one = (long) -1, const_zero = (long) 0;
+#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
+#pragma GCC diagnostic pop
+#endif
+    const int is_unsigned = neg_one > const_zero;
+    if (is_unsigned) {
+        if (sizeof(long) < sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(long) <= sizeof(unsigned long)) {
+            return PyLong_FromUnsignedLong((unsigned long) value);
+#if !CYTHON_COMPILING_IN_PYPY
+        } else if (sizeof(long) <= sizeof(unsigned PY_LONG_LONG)) {
+            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
+#endif
+        }
+    } else {
+        if (sizeof(long) <= sizeof(long)) {
+            return PyLong_FromLong((long) value);
+        } else if (sizeof(long) <= sizeof(PY_LONG_LONG)) {
+            return PyLong_FromLongLong((PY_LONG_LONG) value);
+        }
+    }
+    {
+        unsigned char *bytes = (unsigned char *)&value;
+#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
+        if (is_unsigned) {
+            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
+        } else {
+            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
+        }
+#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        return _PyLong_FromByteArray(bytes, sizeof(long),
+                                     little, !is_unsigned);
+#else
+        int one = 1; int little = (int)*(unsigned char *)&one;
+        PyObject *result = NULL, *kwds = NULL;
+        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
+        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(long));
+        if (!py_bytes) goto limited_bad;
+        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
+        if (!from_bytes_str) goto limited_bad;
+        order_str = PyUnicode_FromString(little ? "little" : "big");
+        if (!order_str) goto limited_bad;
+        {
+            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
+            if (!is_unsigned) {
+                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
+                if (!signed_str) goto limited_bad;
+#if CYTHON_VECTORCALL
+                kwds = PyTuple_Pack(1, signed_str);
+#else
+                {
+                    PyObject *keys[] = {signed_str};
+                    PyObject *values[] = {Py_True};
+                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
+                }
+#endif
+                Py_DECREF(signed_str);
+                if (unlikely(!kwds)) goto limited_bad;
+            }
+            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
+        }
+        limited_bad:
+        Py_XDECREF(kwds);
+        Py_XDECREF(order_str);
+        Py_XDECREF(py_bytes);
+        Py_XDECREF(from_bytes_str);
+        return result;
+#endif
+    }
+}
+
 /* CIntFromPy */
 static int16_t __Pyx_LargePyLong___Pyx_PyLong_As_int16_t(PyObject *x);
 static int16_t __Pyx_raise_neg_overflow___Pyx_PyLong_As_int16_t(void) {
@@ -55851,480 +57468,6 @@ static CYTHON_INLINE int32_t __Pyx_PyLong_As_int32_t(PyObject *x) {
         return __Pyx_PyLong___Pyx_PyLong_As_int32_t(x);
     } else {
         return __Pyx_NonPyLong___Pyx_PyLong_As_int32_t(x);
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int64_t(int64_t value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int64_t neg_one = (int64_t) -1, const_zero = (int64_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int64_t) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int64_t) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int64_t) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int64_t) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int64_t) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int64_t),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int64_t));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int(int value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int neg_one = (int) -1, const_zero = (int) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int16_t(int16_t value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int16_t neg_one = (int16_t) -1, const_zero = (int16_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int16_t) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int16_t) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int16_t) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int16_t) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int16_t) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int16_t),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int16_t));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int32_t(int32_t value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int32_t neg_one = (int32_t) -1, const_zero = (int32_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int32_t) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int32_t) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int32_t) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int32_t) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int32_t) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int32_t),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int32_t));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_int8_t(int8_t value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const int8_t neg_one = (int8_t) -1, const_zero = (int8_t) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(int8_t) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int8_t) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(int8_t) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(int8_t) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(int8_t) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(int8_t),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(int8_t));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
-    }
-}
-
-/* CIntToPy */
-static CYTHON_INLINE PyObject* __Pyx_PyLong_From_long(long value) {
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wconversion"
-#endif
-    const long neg_one = (long) -1, const_zero = (long) 0;
-#ifdef __Pyx_HAS_GCC_DIAGNOSTIC
-#pragma GCC diagnostic pop
-#endif
-    const int is_unsigned = neg_one > const_zero;
-    if (is_unsigned) {
-        if (sizeof(long) < sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(long) <= sizeof(unsigned long)) {
-            return PyLong_FromUnsignedLong((unsigned long) value);
-#if !CYTHON_COMPILING_IN_PYPY
-        } else if (sizeof(long) <= sizeof(unsigned PY_LONG_LONG)) {
-            return PyLong_FromUnsignedLongLong((unsigned PY_LONG_LONG) value);
-#endif
-        }
-    } else {
-        if (sizeof(long) <= sizeof(long)) {
-            return PyLong_FromLong((long) value);
-        } else if (sizeof(long) <= sizeof(PY_LONG_LONG)) {
-            return PyLong_FromLongLong((PY_LONG_LONG) value);
-        }
-    }
-    {
-        unsigned char *bytes = (unsigned char *)&value;
-#if !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX >= 0x030d00A4
-        if (is_unsigned) {
-            return PyLong_FromUnsignedNativeBytes(bytes, sizeof(value), -1);
-        } else {
-            return PyLong_FromNativeBytes(bytes, sizeof(value), -1);
-        }
-#elif !CYTHON_COMPILING_IN_LIMITED_API && PY_VERSION_HEX < 0x030d0000
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        return _PyLong_FromByteArray(bytes, sizeof(long),
-                                     little, !is_unsigned);
-#else
-        int one = 1; int little = (int)*(unsigned char *)&one;
-        PyObject *result = NULL, *kwds = NULL;
-        PyObject *py_bytes = NULL, *order_str = NULL, *from_bytes_str = NULL;;
-        py_bytes = PyBytes_FromStringAndSize((char*)bytes, sizeof(long));
-        if (!py_bytes) goto limited_bad;
-        from_bytes_str = PyUnicode_FromStringAndSize("from_bytes", 10);
-        if (!from_bytes_str) goto limited_bad;
-        order_str = PyUnicode_FromString(little ? "little" : "big");
-        if (!order_str) goto limited_bad;
-        {
-            PyObject *args[] = { (PyObject*)&PyLong_Type, py_bytes, order_str, Py_True };
-            if (!is_unsigned) {
-                PyObject *signed_str = PyUnicode_FromStringAndSize("signed", 6);
-                if (!signed_str) goto limited_bad;
-#if CYTHON_VECTORCALL
-                kwds = PyTuple_Pack(1, signed_str);
-#else
-                {
-                    PyObject *keys[] = {signed_str};
-                    PyObject *values[] = {Py_True};
-                    kwds = __Pyx_MakeKwargDict(keys, values, 1);
-                }
-#endif
-                Py_DECREF(signed_str);
-                if (unlikely(!kwds)) goto limited_bad;
-            }
-            result = __Pyx_Object_VectorcallMethodKwds(from_bytes_str, args, 3 | __Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET, kwds);
-        }
-        limited_bad:
-        Py_XDECREF(kwds);
-        Py_XDECREF(order_str);
-        Py_XDECREF(py_bytes);
-        Py_XDECREF(from_bytes_str);
-        return result;
-#endif
     }
 }
 

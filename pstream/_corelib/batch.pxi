@@ -159,9 +159,6 @@ cdef bytes encode_headers(object headers, int32_t *count):
         hkey, hvalue = item
         if isinstance(hkey, str):
             kb = (<str>hkey).encode("utf-8")
-        elif isinstance(hkey, (bytes, bytearray)):
-            kb = bytes(hkey)
-            kb.decode("utf-8")  # header keys are strings on the wire
         else:
             raise TypeError(f"header key must be str, not {type(hkey).__name__}")
         hv = as_bytes(hvalue, "header value")
@@ -376,8 +373,18 @@ cdef class BatchBuilder:
         return out
 
 
-def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp_type=0, int64_t producer_id=-1,
-                 int16_t producer_epoch=-1, int32_t base_sequence=-1, int32_t partition_leader_epoch=-1,
+cdef object checked_int(object value, str name, int bits):
+    """value as an int that fits a signed field of `bits` bits, else ValueError naming it."""
+    cdef object limit = (<object>1) << (bits - 1)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not -limit <= value < limit:
+        raise ValueError(f"{name} {value} does not fit a signed {bits}-bit field")
+    return value
+
+
+def encode_batch(records, *, base_offset=0, compression=0, timestamp_type=0, producer_id=-1,
+                 producer_epoch=-1, base_sequence=-1, partition_leader_epoch=-1,
                  bint is_transactional=False, bint is_control=False, now_ms=None):
     """Encodes records, a sequence of (key, value, headers, timestamp_ms), as one v2 batch.
 
@@ -385,12 +392,18 @@ def encode_batch(records, *, int64_t base_offset=0, compression=0, int timestamp
     """
     cdef int codec = _compression.codec_id(compression)
     cdef BatchBuilder builder = BatchBuilder()
-    cdef int64_t now = ps_now_ms() if now_ms is None else <int64_t>now_ms
+    cdef int64_t now = ps_now_ms() if now_ms is None else checked_int(now_ms, "now_ms", 64)
+    if timestamp_type not in (0, 1):
+        raise ValueError(f"timestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got {timestamp_type!r}")
     for rec in records:
         key, value, headers, ts = rec
-        builder.add(key, value, headers, ts, now)
-    return builder.build(base_offset, codec, timestamp_type, producer_id, producer_epoch, base_sequence,
-                         partition_leader_epoch, is_transactional, is_control)
+        builder.add(key, value, headers, None if ts is None else checked_int(ts, "timestamp_ms", 64), now)
+    return builder.build(checked_int(base_offset, "base_offset", 64), codec, timestamp_type,
+                         checked_int(producer_id, "producer_id", 64),
+                         checked_int(producer_epoch, "producer_epoch", 16),
+                         checked_int(base_sequence, "base_sequence", 32),
+                         checked_int(partition_leader_epoch, "partition_leader_epoch", 32),
+                         is_transactional, is_control)
 
 
 # --- validation and decoding -------------------------------------------------------

@@ -135,6 +135,8 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
     a = part_active(p)
     if a.size == a.synced:
         p.dirty_since_ns = 0
+    elif sync:
+        p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
     sh.busy_ns += ps_monotonic_ns() - t0
     shard_watch_check(sh, p)
     pthread_cond_broadcast(&sh.done)

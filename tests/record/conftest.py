@@ -16,10 +16,11 @@ import pytest
 # validate_batch and crc32c.
 CODEC_MODULES = {
     "reference": "pstream.record.reference",
+    "fast": "pstream._core",
 }
 
 
-@pytest.fixture(params=["reference"], scope="session")
+@pytest.fixture(params=["reference", "fast"], scope="session")
 def codec(request: pytest.FixtureRequest) -> ModuleType:
     """The batch codec implementation under test (a module)."""
     return importlib.import_module(CODEC_MODULES[request.param])
