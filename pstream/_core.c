@@ -1752,6 +1752,7 @@ struct __pyx_t_7pstream_5_core_Segment;
 struct __pyx_t_7pstream_5_core_ScanResult;
 struct __pyx_t_7pstream_5_core_PartState;
 struct __pyx_t_7pstream_5_core_Shard;
+struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw;
 
 /* "pstream/_corelib/shard.pxi":10
  * # same partition is covered by one fdatasync (group commit).
@@ -1957,6 +1958,18 @@ struct __pyx_t_7pstream_5_core_Shard {
   int64_t busy_ns;
 };
 
+/* "pstream/_corelib/partition.pxi":524
+ *         return self._append_raw(batch, True, wait)
+ * 
+ *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
+ *         cdef _BufferView b = _BufferView(batch)
+ *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
+*/
+struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw {
+  int __pyx_n;
+  int wait;
+};
+
 /* "pstream/_corelib/batch.pxi":16
  * 
  * 
@@ -2091,7 +2104,7 @@ struct __pyx_obj_7pstream_5_core___pyx_scope_struct__iter_batches {
 };
 
 
-/* "pstream/_corelib/partition.pxi":310
+/* "pstream/_corelib/partition.pxi":326
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -2174,7 +2187,7 @@ struct __pyx_vtabstruct_7pstream_5_core_Partition {
   void (*_commit)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t, int64_t);
   int (*_after_append)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t);
   int (*_check_open_io)(struct __pyx_obj_7pstream_5_core_Partition *);
-  PyObject *(*_append_raw)(struct __pyx_obj_7pstream_5_core_Partition *, PyObject *, int);
+  PyObject *(*_append_raw)(struct __pyx_obj_7pstream_5_core_Partition *, PyObject *, int, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args);
   int (*_roll)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t);
   int64_t (*_find_batch)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, int64_t, int64_t, ps_batch_header *);
   int64_t (*_whole_batches)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, uint8_t const *, int64_t, int64_t, int64_t);
@@ -3690,7 +3703,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_total, int64_t __pyx_v_last_offset, int64_t __pyx_v_max_timestamp); /* proto*/
 static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_last_offset); /* proto*/
 static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto*/
-static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_validate); /* proto*/
+static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_validate, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args); /* proto*/
 static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_total, int64_t __pyx_v_count); /* proto*/
 static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, int64_t __pyx_v_pos, int64_t __pyx_v_offset, ps_batch_header *__pyx_v_h); /* proto*/
 static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, uint8_t const *__pyx_v_p, int64_t __pyx_v_length, int64_t __pyx_v_file_pos, int64_t __pyx_v_offset); /* proto*/
@@ -3861,30 +3874,31 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset, int __pyx_v_durable); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_genexpr_arg_0); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_value, PyObject *__pyx_v_key, PyObject *__pyx_v_headers, PyObject *__pyx_v_timestamp_ms); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_records, PyObject *__pyx_v_compression); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_18roll(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset, int64_t __pyx_v_max_bytes); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_timestamp_ms); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_before_offset); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_now_ms); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_value, PyObject *__pyx_v_key, PyObject *__pyx_v_headers, PyObject *__pyx_v_timestamp_ms); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_records, PyObject *__pyx_v_compression); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_wait); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_20roll(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_22flush(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_24read_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset, int64_t __pyx_v_max_bytes); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_26offset_for_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_timestamp_ms); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_28max_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_30delete_records(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_before_offset); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_32apply_retention(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_now_ms); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_34close(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static void __pyx_pf_7pstream_5_core_9Partition_36__dealloc__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_5topic___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_6number___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_4path___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
 static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_value); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_36__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_38__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_38__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_40__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_tp_new__initialisation_7pstream_5_core_Record(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
@@ -4125,9 +4139,9 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     int64_t __pyx_k__6;
-    PyObject *__pyx_tuple[16];
-    PyObject *__pyx_codeobj_tab[37];
-    PyObject *__pyx_string_tab[388];
+    PyObject *__pyx_tuple[18];
+    PyObject *__pyx_codeobj_tab[38];
+    PyObject *__pyx_string_tab[393];
     PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4326,268 +4340,273 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_Partition __pyx_string_tab[123]
 #define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[124]
 #define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[125]
-#define __pyx_n_u_Partition__watch __pyx_string_tab[126]
-#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[127]
-#define __pyx_n_u_Partition_append __pyx_string_tab[128]
-#define __pyx_n_u_Partition_append_batch __pyx_string_tab[129]
-#define __pyx_n_u_Partition_append_many __pyx_string_tab[130]
-#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[131]
-#define __pyx_n_u_Partition_close __pyx_string_tab[132]
-#define __pyx_n_u_Partition_delete_records __pyx_string_tab[133]
-#define __pyx_n_u_Partition_flush __pyx_string_tab[134]
-#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[135]
-#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[136]
-#define __pyx_n_u_Partition_read_batches __pyx_string_tab[137]
-#define __pyx_n_u_Partition_roll __pyx_string_tab[138]
-#define __pyx_n_u_Partition_segments __pyx_string_tab[139]
-#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[140]
-#define __pyx_n_u_Record __pyx_string_tab[141]
-#define __pyx_n_u_Record___reduce __pyx_string_tab[142]
-#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[143]
-#define __pyx_n_u_ShardPool __pyx_string_tab[144]
-#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[145]
-#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[146]
-#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[147]
-#define __pyx_n_u_ShardPool_stats __pyx_string_tab[148]
-#define __pyx_n_u_ShardPool_stop __pyx_string_tab[149]
-#define __pyx_n_u_ShortBufferError __pyx_string_tab[150]
-#define __pyx_n_u_StorageIOError __pyx_string_tab[151]
-#define __pyx_n_u_BufferView __pyx_string_tab[152]
-#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[153]
-#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[154]
-#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[155]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[156]
-#define __pyx_n_u_annotate __pyx_string_tab[157]
-#define __pyx_n_u_enter __pyx_string_tab[158]
-#define __pyx_n_u_exit __pyx_string_tab[159]
-#define __pyx_n_u_func __pyx_string_tab[160]
-#define __pyx_n_u_getstate __pyx_string_tab[161]
-#define __pyx_n_u_main __pyx_string_tab[162]
-#define __pyx_n_u_module __pyx_string_tab[163]
-#define __pyx_n_u_name __pyx_string_tab[164]
-#define __pyx_n_u_pyx_state __pyx_string_tab[165]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[166]
-#define __pyx_n_u_qualname __pyx_string_tab[167]
-#define __pyx_n_u_reduce __pyx_string_tab[168]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[169]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[170]
-#define __pyx_n_u_set_name __pyx_string_tab[171]
-#define __pyx_n_u_setstate __pyx_string_tab[172]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[173]
-#define __pyx_n_u_test __pyx_string_tab[174]
-#define __pyx_n_u_compression __pyx_string_tab[175]
-#define __pyx_n_u_errors __pyx_string_tab[176]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[177]
-#define __pyx_n_u_log_2 __pyx_string_tab[178]
-#define __pyx_n_u_logging_2 __pyx_string_tab[179]
-#define __pyx_n_u_os_2 __pyx_string_tab[180]
-#define __pyx_n_u_threading __pyx_string_tab[181]
-#define __pyx_n_u_watch __pyx_string_tab[182]
-#define __pyx_n_u_write_log_start_checkpoint __pyx_string_tab[183]
-#define __pyx_n_u_a_2 __pyx_string_tab[184]
-#define __pyx_n_u_addr __pyx_string_tab[185]
-#define __pyx_n_u_always __pyx_string_tab[186]
-#define __pyx_n_u_append __pyx_string_tab[187]
-#define __pyx_n_u_append_batch __pyx_string_tab[188]
-#define __pyx_n_u_append_many __pyx_string_tab[189]
-#define __pyx_n_u_apply_retention __pyx_string_tab[190]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[191]
-#define __pyx_n_u_attributes_2 __pyx_string_tab[192]
-#define __pyx_n_u_b __pyx_string_tab[193]
-#define __pyx_n_u_base __pyx_string_tab[194]
-#define __pyx_n_u_base_offset __pyx_string_tab[195]
-#define __pyx_n_u_base_sequence __pyx_string_tab[196]
-#define __pyx_n_u_bases __pyx_string_tab[197]
-#define __pyx_n_u_batch __pyx_string_tab[198]
-#define __pyx_n_u_before_offset __pyx_string_tab[199]
-#define __pyx_n_u_buf __pyx_string_tab[200]
-#define __pyx_n_u_builder __pyx_string_tab[201]
-#define __pyx_n_u_busy_s __pyx_string_tab[202]
-#define __pyx_n_u_bytes __pyx_string_tab[203]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[204]
-#define __pyx_n_u_close __pyx_string_tab[205]
-#define __pyx_n_u_codec __pyx_string_tab[206]
-#define __pyx_n_u_codec_id __pyx_string_tab[207]
-#define __pyx_n_u_compress __pyx_string_tab[208]
-#define __pyx_n_u_compression_2 __pyx_string_tab[209]
-#define __pyx_n_u_count __pyx_string_tab[210]
-#define __pyx_n_u_crc32c __pyx_string_tab[211]
-#define __pyx_n_u_crc32c_implementation __pyx_string_tab[212]
-#define __pyx_n_u_data __pyx_string_tab[213]
-#define __pyx_n_u_decode __pyx_string_tab[214]
-#define __pyx_n_u_decode_batch __pyx_string_tab[215]
-#define __pyx_n_u_decode_batches __pyx_string_tab[216]
-#define __pyx_n_u_decompress __pyx_string_tab[217]
-#define __pyx_n_u_delete_records __pyx_string_tab[218]
-#define __pyx_n_u_direct_io __pyx_string_tab[219]
-#define __pyx_n_u_directory __pyx_string_tab[220]
-#define __pyx_n_u_doomed __pyx_string_tab[221]
-#define __pyx_n_u_drain_doorbell __pyx_string_tab[222]
-#define __pyx_n_u_dst __pyx_string_tab[223]
-#define __pyx_n_u_encode_batch __pyx_string_tab[224]
-#define __pyx_n_u_end __pyx_string_tab[225]
-#define __pyx_n_u_errors_2 __pyx_string_tab[226]
-#define __pyx_n_u_errpos __pyx_string_tab[227]
-#define __pyx_n_u_exc __pyx_string_tab[228]
-#define __pyx_n_u_exist_ok __pyx_string_tab[229]
-#define __pyx_n_u_expired_active __pyx_string_tab[230]
-#define __pyx_n_u_f __pyx_string_tab[231]
-#define __pyx_n_u_file __pyx_string_tab[232]
-#define __pyx_n_u_fileno __pyx_string_tab[233]
-#define __pyx_n_u_flush __pyx_string_tab[234]
-#define __pyx_n_u_flush_bytes __pyx_string_tab[235]
-#define __pyx_n_u_flush_ms __pyx_string_tab[236]
-#define __pyx_n_u_found __pyx_string_tab[237]
-#define __pyx_n_u_fsencode __pyx_string_tab[238]
-#define __pyx_n_u_fsync __pyx_string_tab[239]
-#define __pyx_n_u_genexpr __pyx_string_tab[240]
-#define __pyx_n_u_get __pyx_string_tab[241]
-#define __pyx_n_u_getLogger __pyx_string_tab[242]
-#define __pyx_n_u_got __pyx_string_tab[243]
-#define __pyx_n_u_h __pyx_string_tab[244]
-#define __pyx_n_u_hb __pyx_string_tab[245]
-#define __pyx_n_u_hcount __pyx_string_tab[246]
-#define __pyx_n_u_header __pyx_string_tab[247]
-#define __pyx_n_u_headers __pyx_string_tab[248]
-#define __pyx_n_u_hi __pyx_string_tab[249]
-#define __pyx_n_u_i __pyx_string_tab[250]
-#define __pyx_n_u_index_interval_bytes __pyx_string_tab[251]
-#define __pyx_n_u_interval __pyx_string_tab[252]
-#define __pyx_n_u_is_control __pyx_string_tab[253]
-#define __pyx_n_u_is_transactional __pyx_string_tab[254]
-#define __pyx_n_u_isdigit __pyx_string_tab[255]
-#define __pyx_n_u_items __pyx_string_tab[256]
-#define __pyx_n_u_iter_batches __pyx_string_tab[257]
-#define __pyx_n_u_j __pyx_string_tab[258]
-#define __pyx_n_u_join __pyx_string_tab[259]
-#define __pyx_n_u_key __pyx_string_tab[260]
-#define __pyx_n_u_last_offset __pyx_string_tab[261]
-#define __pyx_n_u_listdir __pyx_string_tab[262]
-#define __pyx_n_u_lo __pyx_string_tab[263]
-#define __pyx_n_u_logging __pyx_string_tab[264]
-#define __pyx_n_u_makedirs __pyx_string_tab[265]
-#define __pyx_n_u_max_bytes __pyx_string_tab[266]
-#define __pyx_n_u_max_message_bytes __pyx_string_tab[267]
-#define __pyx_n_u_max_size __pyx_string_tab[268]
-#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[269]
-#define __pyx_n_u_message __pyx_string_tab[270]
-#define __pyx_n_u_n __pyx_string_tab[271]
-#define __pyx_n_u_n_delete __pyx_string_tab[272]
-#define __pyx_n_u_name_2 __pyx_string_tab[273]
-#define __pyx_n_u_new_start __pyx_string_tab[274]
-#define __pyx_n_u_next __pyx_string_tab[275]
-#define __pyx_n_u_now __pyx_string_tab[276]
-#define __pyx_n_u_now_ms __pyx_string_tab[277]
-#define __pyx_n_u_number __pyx_string_tab[278]
-#define __pyx_n_u_obj __pyx_string_tab[279]
-#define __pyx_n_u_off __pyx_string_tab[280]
-#define __pyx_n_u_offset __pyx_string_tab[281]
-#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[282]
-#define __pyx_n_u_open __pyx_string_tab[283]
-#define __pyx_n_u_os __pyx_string_tab[284]
-#define __pyx_n_u_out __pyx_string_tab[285]
-#define __pyx_n_u_p __pyx_string_tab[286]
-#define __pyx_n_u_partition __pyx_string_tab[287]
-#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[288]
-#define __pyx_n_u_path __pyx_string_tab[289]
-#define __pyx_n_u_paths __pyx_string_tab[290]
-#define __pyx_n_u_pool __pyx_string_tab[291]
-#define __pyx_n_u_pop __pyx_string_tab[292]
-#define __pyx_n_u_pos __pyx_string_tab[293]
-#define __pyx_n_u_position __pyx_string_tab[294]
-#define __pyx_n_u_preallocate_bytes __pyx_string_tab[295]
-#define __pyx_n_u_producer_epoch __pyx_string_tab[296]
-#define __pyx_n_u_producer_id_2 __pyx_string_tab[297]
-#define __pyx_n_u_pstream __pyx_string_tab[298]
-#define __pyx_n_u_pstream__core __pyx_string_tab[299]
-#define __pyx_n_u_pstream_record __pyx_string_tab[300]
-#define __pyx_n_u_r __pyx_string_tab[301]
-#define __pyx_n_u_raw __pyx_string_tab[302]
-#define __pyx_n_u_read __pyx_string_tab[303]
-#define __pyx_n_u_read_batches __pyx_string_tab[304]
-#define __pyx_n_u_rec __pyx_string_tab[305]
-#define __pyx_n_u_records __pyx_string_tab[306]
-#define __pyx_n_u_rel __pyx_string_tab[307]
-#define __pyx_n_u_removesuffix __pyx_string_tab[308]
-#define __pyx_n_u_replace __pyx_string_tab[309]
-#define __pyx_n_u_result __pyx_string_tab[310]
-#define __pyx_n_u_retention_bytes __pyx_string_tab[311]
-#define __pyx_n_u_retention_ms __pyx_string_tab[312]
-#define __pyx_n_u_roll __pyx_string_tab[313]
-#define __pyx_n_u_s __pyx_string_tab[314]
-#define __pyx_n_u_section __pyx_string_tab[315]
-#define __pyx_n_u_seg __pyx_string_tab[316]
-#define __pyx_n_u_seg_next __pyx_string_tab[317]
-#define __pyx_n_u_segment_bases __pyx_string_tab[318]
-#define __pyx_n_u_segment_bytes __pyx_string_tab[319]
-#define __pyx_n_u_segment_ms __pyx_string_tab[320]
-#define __pyx_n_u_segments __pyx_string_tab[321]
-#define __pyx_n_u_self __pyx_string_tab[322]
-#define __pyx_n_u_send __pyx_string_tab[323]
-#define __pyx_n_u_setdefault __pyx_string_tab[324]
-#define __pyx_n_u_shard_index __pyx_string_tab[325]
-#define __pyx_n_u_size __pyx_string_tab[326]
-#define __pyx_n_u_size_bytes __pyx_string_tab[327]
-#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[328]
-#define __pyx_n_u_st __pyx_string_tab[329]
-#define __pyx_n_u_start __pyx_string_tab[330]
-#define __pyx_n_u_stats __pyx_string_tab[331]
-#define __pyx_n_u_stem __pyx_string_tab[332]
-#define __pyx_n_u_stop __pyx_string_tab[333]
-#define __pyx_n_u_strerror __pyx_string_tab[334]
-#define __pyx_n_u_strip __pyx_string_tab[335]
-#define __pyx_n_u_sum __pyx_string_tab[336]
-#define __pyx_n_u_syncs __pyx_string_tab[337]
-#define __pyx_n_u_target __pyx_string_tab[338]
-#define __pyx_n_u_threading_2 __pyx_string_tab[339]
-#define __pyx_n_u_throw __pyx_string_tab[340]
-#define __pyx_n_u_timestamp_ms __pyx_string_tab[341]
-#define __pyx_n_u_timestamp_type __pyx_string_tab[342]
-#define __pyx_n_u_tmp __pyx_string_tab[343]
-#define __pyx_n_u_to_free __pyx_string_tab[344]
-#define __pyx_n_u_topic __pyx_string_tab[345]
-#define __pyx_n_u_total __pyx_string_tab[346]
-#define __pyx_n_u_ts __pyx_string_tab[347]
-#define __pyx_n_u_unlink __pyx_string_tab[348]
-#define __pyx_n_u_validate_batch __pyx_string_tab[349]
-#define __pyx_n_u_value __pyx_string_tab[350]
-#define __pyx_n_u_values __pyx_string_tab[351]
-#define __pyx_n_u_view __pyx_string_tab[352]
-#define __pyx_n_u_w __pyx_string_tab[353]
-#define __pyx_n_u_want __pyx_string_tab[354]
-#define __pyx_n_u_warning __pyx_string_tab[355]
-#define __pyx_n_u_write __pyx_string_tab[356]
-#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[357]
-#define __pyx_n_u_writes __pyx_string_tab[358]
-#define __pyx_kp_b__9 __pyx_string_tab[359]
-#define __pyx_kp_b_iso88591__11 __pyx_string_tab[360]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[361]
-#define __pyx_kp_b_iso88591_7 __pyx_string_tab[362]
-#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[363]
-#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[364]
-#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[365]
-#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[366]
-#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[367]
-#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[368]
-#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[369]
-#define __pyx_kp_b_iso88591_A_F_4q __pyx_string_tab[370]
-#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[371]
-#define __pyx_kp_b_iso88591_A_1D_1_4r_b_c_1_4r_r_3gRt2Q_AQd __pyx_string_tab[372]
-#define __pyx_kp_b_iso88591_A_1D_1_4r_c_r_Rq_c_q0OqPppqqr06d __pyx_string_tab[373]
-#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[374]
-#define __pyx_kp_b_iso88591_A_a_4q_F_1D_1_Ja_AQd_Q_aq_Cq_t4r __pyx_string_tab[375]
-#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[376]
-#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[377]
-#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[378]
-#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[379]
-#define __pyx_kp_b_iso88591_A_t_q_q __pyx_string_tab[380]
-#define __pyx_kp_b_iso88591_a __pyx_string_tab[381]
-#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[382]
-#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[383]
-#define __pyx_kp_b_iso88591_A_a_D_UUV_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[384]
-#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[385]
-#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_UUV_Qiq_1Cs_1_4q_U __pyx_string_tab[386]
-#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[387]
+#define __pyx_n_u_Partition__raise_if_failed __pyx_string_tab[126]
+#define __pyx_n_u_Partition__watch __pyx_string_tab[127]
+#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[128]
+#define __pyx_n_u_Partition_append __pyx_string_tab[129]
+#define __pyx_n_u_Partition_append_batch __pyx_string_tab[130]
+#define __pyx_n_u_Partition_append_many __pyx_string_tab[131]
+#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[132]
+#define __pyx_n_u_Partition_close __pyx_string_tab[133]
+#define __pyx_n_u_Partition_delete_records __pyx_string_tab[134]
+#define __pyx_n_u_Partition_flush __pyx_string_tab[135]
+#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[136]
+#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[137]
+#define __pyx_n_u_Partition_read_batches __pyx_string_tab[138]
+#define __pyx_n_u_Partition_roll __pyx_string_tab[139]
+#define __pyx_n_u_Partition_segments __pyx_string_tab[140]
+#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[141]
+#define __pyx_n_u_Record __pyx_string_tab[142]
+#define __pyx_n_u_Record___reduce __pyx_string_tab[143]
+#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[144]
+#define __pyx_n_u_ShardPool __pyx_string_tab[145]
+#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[146]
+#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[147]
+#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[148]
+#define __pyx_n_u_ShardPool_stats __pyx_string_tab[149]
+#define __pyx_n_u_ShardPool_stop __pyx_string_tab[150]
+#define __pyx_n_u_ShortBufferError __pyx_string_tab[151]
+#define __pyx_n_u_StorageIOError __pyx_string_tab[152]
+#define __pyx_n_u_BufferView __pyx_string_tab[153]
+#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[154]
+#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[155]
+#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[156]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[157]
+#define __pyx_n_u_annotate __pyx_string_tab[158]
+#define __pyx_n_u_enter __pyx_string_tab[159]
+#define __pyx_n_u_exit __pyx_string_tab[160]
+#define __pyx_n_u_func __pyx_string_tab[161]
+#define __pyx_n_u_getstate __pyx_string_tab[162]
+#define __pyx_n_u_main __pyx_string_tab[163]
+#define __pyx_n_u_module __pyx_string_tab[164]
+#define __pyx_n_u_name __pyx_string_tab[165]
+#define __pyx_n_u_pyx_state __pyx_string_tab[166]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[167]
+#define __pyx_n_u_qualname __pyx_string_tab[168]
+#define __pyx_n_u_reduce __pyx_string_tab[169]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[170]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[171]
+#define __pyx_n_u_set_name __pyx_string_tab[172]
+#define __pyx_n_u_setstate __pyx_string_tab[173]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[174]
+#define __pyx_n_u_test __pyx_string_tab[175]
+#define __pyx_n_u_compression __pyx_string_tab[176]
+#define __pyx_n_u_errors __pyx_string_tab[177]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[178]
+#define __pyx_n_u_log_2 __pyx_string_tab[179]
+#define __pyx_n_u_logging_2 __pyx_string_tab[180]
+#define __pyx_n_u_os_2 __pyx_string_tab[181]
+#define __pyx_n_u_raise_if_failed __pyx_string_tab[182]
+#define __pyx_n_u_threading __pyx_string_tab[183]
+#define __pyx_n_u_watch __pyx_string_tab[184]
+#define __pyx_n_u_write_log_start_checkpoint __pyx_string_tab[185]
+#define __pyx_n_u_a_2 __pyx_string_tab[186]
+#define __pyx_n_u_addr __pyx_string_tab[187]
+#define __pyx_n_u_always __pyx_string_tab[188]
+#define __pyx_n_u_append __pyx_string_tab[189]
+#define __pyx_n_u_append_batch __pyx_string_tab[190]
+#define __pyx_n_u_append_many __pyx_string_tab[191]
+#define __pyx_n_u_apply_retention __pyx_string_tab[192]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[193]
+#define __pyx_n_u_attributes_2 __pyx_string_tab[194]
+#define __pyx_n_u_b __pyx_string_tab[195]
+#define __pyx_n_u_base __pyx_string_tab[196]
+#define __pyx_n_u_base_offset __pyx_string_tab[197]
+#define __pyx_n_u_base_sequence __pyx_string_tab[198]
+#define __pyx_n_u_bases __pyx_string_tab[199]
+#define __pyx_n_u_batch __pyx_string_tab[200]
+#define __pyx_n_u_before_offset __pyx_string_tab[201]
+#define __pyx_n_u_buf __pyx_string_tab[202]
+#define __pyx_n_u_builder __pyx_string_tab[203]
+#define __pyx_n_u_busy_s __pyx_string_tab[204]
+#define __pyx_n_u_bytes __pyx_string_tab[205]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[206]
+#define __pyx_n_u_close __pyx_string_tab[207]
+#define __pyx_n_u_codec __pyx_string_tab[208]
+#define __pyx_n_u_codec_id __pyx_string_tab[209]
+#define __pyx_n_u_compress __pyx_string_tab[210]
+#define __pyx_n_u_compression_2 __pyx_string_tab[211]
+#define __pyx_n_u_count __pyx_string_tab[212]
+#define __pyx_n_u_crc32c __pyx_string_tab[213]
+#define __pyx_n_u_crc32c_implementation __pyx_string_tab[214]
+#define __pyx_n_u_data __pyx_string_tab[215]
+#define __pyx_n_u_decode __pyx_string_tab[216]
+#define __pyx_n_u_decode_batch __pyx_string_tab[217]
+#define __pyx_n_u_decode_batches __pyx_string_tab[218]
+#define __pyx_n_u_decompress __pyx_string_tab[219]
+#define __pyx_n_u_delete_records __pyx_string_tab[220]
+#define __pyx_n_u_direct_io __pyx_string_tab[221]
+#define __pyx_n_u_directory __pyx_string_tab[222]
+#define __pyx_n_u_doomed __pyx_string_tab[223]
+#define __pyx_n_u_drain_doorbell __pyx_string_tab[224]
+#define __pyx_n_u_dst __pyx_string_tab[225]
+#define __pyx_n_u_durable __pyx_string_tab[226]
+#define __pyx_n_u_encode_batch __pyx_string_tab[227]
+#define __pyx_n_u_end __pyx_string_tab[228]
+#define __pyx_n_u_errors_2 __pyx_string_tab[229]
+#define __pyx_n_u_errpos __pyx_string_tab[230]
+#define __pyx_n_u_exc __pyx_string_tab[231]
+#define __pyx_n_u_exist_ok __pyx_string_tab[232]
+#define __pyx_n_u_expired_active __pyx_string_tab[233]
+#define __pyx_n_u_f __pyx_string_tab[234]
+#define __pyx_n_u_file __pyx_string_tab[235]
+#define __pyx_n_u_fileno __pyx_string_tab[236]
+#define __pyx_n_u_flush __pyx_string_tab[237]
+#define __pyx_n_u_flush_bytes __pyx_string_tab[238]
+#define __pyx_n_u_flush_ms __pyx_string_tab[239]
+#define __pyx_n_u_found __pyx_string_tab[240]
+#define __pyx_n_u_fsencode __pyx_string_tab[241]
+#define __pyx_n_u_fsync __pyx_string_tab[242]
+#define __pyx_n_u_genexpr __pyx_string_tab[243]
+#define __pyx_n_u_get __pyx_string_tab[244]
+#define __pyx_n_u_getLogger __pyx_string_tab[245]
+#define __pyx_n_u_got __pyx_string_tab[246]
+#define __pyx_n_u_h __pyx_string_tab[247]
+#define __pyx_n_u_hb __pyx_string_tab[248]
+#define __pyx_n_u_hcount __pyx_string_tab[249]
+#define __pyx_n_u_header __pyx_string_tab[250]
+#define __pyx_n_u_headers __pyx_string_tab[251]
+#define __pyx_n_u_hi __pyx_string_tab[252]
+#define __pyx_n_u_i __pyx_string_tab[253]
+#define __pyx_n_u_index_interval_bytes __pyx_string_tab[254]
+#define __pyx_n_u_interval __pyx_string_tab[255]
+#define __pyx_n_u_is_control __pyx_string_tab[256]
+#define __pyx_n_u_is_transactional __pyx_string_tab[257]
+#define __pyx_n_u_isdigit __pyx_string_tab[258]
+#define __pyx_n_u_items __pyx_string_tab[259]
+#define __pyx_n_u_iter_batches __pyx_string_tab[260]
+#define __pyx_n_u_j __pyx_string_tab[261]
+#define __pyx_n_u_join __pyx_string_tab[262]
+#define __pyx_n_u_key __pyx_string_tab[263]
+#define __pyx_n_u_last_offset __pyx_string_tab[264]
+#define __pyx_n_u_listdir __pyx_string_tab[265]
+#define __pyx_n_u_lo __pyx_string_tab[266]
+#define __pyx_n_u_logging __pyx_string_tab[267]
+#define __pyx_n_u_makedirs __pyx_string_tab[268]
+#define __pyx_n_u_max_bytes __pyx_string_tab[269]
+#define __pyx_n_u_max_message_bytes __pyx_string_tab[270]
+#define __pyx_n_u_max_size __pyx_string_tab[271]
+#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[272]
+#define __pyx_n_u_message __pyx_string_tab[273]
+#define __pyx_n_u_n __pyx_string_tab[274]
+#define __pyx_n_u_n_delete __pyx_string_tab[275]
+#define __pyx_n_u_name_2 __pyx_string_tab[276]
+#define __pyx_n_u_new_start __pyx_string_tab[277]
+#define __pyx_n_u_next __pyx_string_tab[278]
+#define __pyx_n_u_now __pyx_string_tab[279]
+#define __pyx_n_u_now_ms __pyx_string_tab[280]
+#define __pyx_n_u_number __pyx_string_tab[281]
+#define __pyx_n_u_obj __pyx_string_tab[282]
+#define __pyx_n_u_off __pyx_string_tab[283]
+#define __pyx_n_u_offset __pyx_string_tab[284]
+#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[285]
+#define __pyx_n_u_open __pyx_string_tab[286]
+#define __pyx_n_u_os __pyx_string_tab[287]
+#define __pyx_n_u_out __pyx_string_tab[288]
+#define __pyx_n_u_p __pyx_string_tab[289]
+#define __pyx_n_u_partition __pyx_string_tab[290]
+#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[291]
+#define __pyx_n_u_path __pyx_string_tab[292]
+#define __pyx_n_u_paths __pyx_string_tab[293]
+#define __pyx_n_u_pool __pyx_string_tab[294]
+#define __pyx_n_u_pop __pyx_string_tab[295]
+#define __pyx_n_u_pos __pyx_string_tab[296]
+#define __pyx_n_u_position __pyx_string_tab[297]
+#define __pyx_n_u_preallocate_bytes __pyx_string_tab[298]
+#define __pyx_n_u_producer_epoch __pyx_string_tab[299]
+#define __pyx_n_u_producer_id_2 __pyx_string_tab[300]
+#define __pyx_n_u_pstream __pyx_string_tab[301]
+#define __pyx_n_u_pstream__core __pyx_string_tab[302]
+#define __pyx_n_u_pstream_record __pyx_string_tab[303]
+#define __pyx_n_u_r __pyx_string_tab[304]
+#define __pyx_n_u_raw __pyx_string_tab[305]
+#define __pyx_n_u_read __pyx_string_tab[306]
+#define __pyx_n_u_read_batches __pyx_string_tab[307]
+#define __pyx_n_u_rec __pyx_string_tab[308]
+#define __pyx_n_u_records __pyx_string_tab[309]
+#define __pyx_n_u_rel __pyx_string_tab[310]
+#define __pyx_n_u_removesuffix __pyx_string_tab[311]
+#define __pyx_n_u_replace __pyx_string_tab[312]
+#define __pyx_n_u_result __pyx_string_tab[313]
+#define __pyx_n_u_retention_bytes __pyx_string_tab[314]
+#define __pyx_n_u_retention_ms __pyx_string_tab[315]
+#define __pyx_n_u_roll __pyx_string_tab[316]
+#define __pyx_n_u_s __pyx_string_tab[317]
+#define __pyx_n_u_section __pyx_string_tab[318]
+#define __pyx_n_u_seg __pyx_string_tab[319]
+#define __pyx_n_u_seg_next __pyx_string_tab[320]
+#define __pyx_n_u_segment_bases __pyx_string_tab[321]
+#define __pyx_n_u_segment_bytes __pyx_string_tab[322]
+#define __pyx_n_u_segment_ms __pyx_string_tab[323]
+#define __pyx_n_u_segments __pyx_string_tab[324]
+#define __pyx_n_u_self __pyx_string_tab[325]
+#define __pyx_n_u_send __pyx_string_tab[326]
+#define __pyx_n_u_setdefault __pyx_string_tab[327]
+#define __pyx_n_u_shard_index __pyx_string_tab[328]
+#define __pyx_n_u_size __pyx_string_tab[329]
+#define __pyx_n_u_size_bytes __pyx_string_tab[330]
+#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[331]
+#define __pyx_n_u_st __pyx_string_tab[332]
+#define __pyx_n_u_start __pyx_string_tab[333]
+#define __pyx_n_u_stats __pyx_string_tab[334]
+#define __pyx_n_u_stem __pyx_string_tab[335]
+#define __pyx_n_u_stop __pyx_string_tab[336]
+#define __pyx_n_u_strerror __pyx_string_tab[337]
+#define __pyx_n_u_strip __pyx_string_tab[338]
+#define __pyx_n_u_sum __pyx_string_tab[339]
+#define __pyx_n_u_syncs __pyx_string_tab[340]
+#define __pyx_n_u_target __pyx_string_tab[341]
+#define __pyx_n_u_threading_2 __pyx_string_tab[342]
+#define __pyx_n_u_throw __pyx_string_tab[343]
+#define __pyx_n_u_timestamp_ms __pyx_string_tab[344]
+#define __pyx_n_u_timestamp_type __pyx_string_tab[345]
+#define __pyx_n_u_tmp __pyx_string_tab[346]
+#define __pyx_n_u_to_free __pyx_string_tab[347]
+#define __pyx_n_u_topic __pyx_string_tab[348]
+#define __pyx_n_u_total __pyx_string_tab[349]
+#define __pyx_n_u_ts __pyx_string_tab[350]
+#define __pyx_n_u_unlink __pyx_string_tab[351]
+#define __pyx_n_u_validate_batch __pyx_string_tab[352]
+#define __pyx_n_u_value __pyx_string_tab[353]
+#define __pyx_n_u_values __pyx_string_tab[354]
+#define __pyx_n_u_view __pyx_string_tab[355]
+#define __pyx_n_u_w __pyx_string_tab[356]
+#define __pyx_n_u_wait __pyx_string_tab[357]
+#define __pyx_n_u_want __pyx_string_tab[358]
+#define __pyx_n_u_warning __pyx_string_tab[359]
+#define __pyx_n_u_write __pyx_string_tab[360]
+#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[361]
+#define __pyx_n_u_writes __pyx_string_tab[362]
+#define __pyx_kp_b__9 __pyx_string_tab[363]
+#define __pyx_kp_b_iso88591__11 __pyx_string_tab[364]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[365]
+#define __pyx_kp_b_iso88591_7 __pyx_string_tab[366]
+#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[367]
+#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[368]
+#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[369]
+#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[370]
+#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[371]
+#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[372]
+#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[373]
+#define __pyx_kp_b_iso88591_A_F_4q __pyx_string_tab[374]
+#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[375]
+#define __pyx_kp_b_iso88591_A_1D_1_4r_c_r_Rq_c_q0OqPppqqr06d __pyx_string_tab[376]
+#define __pyx_kp_b_iso88591_A_1D_1_O1_AQd_Q __pyx_string_tab[377]
+#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[378]
+#define __pyx_kp_b_iso88591_A_a_4q_F_1D_1_Ja_AQd_Q_aq_Cq_t4r __pyx_string_tab[379]
+#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[380]
+#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[381]
+#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[382]
+#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[383]
+#define __pyx_kp_b_iso88591_a __pyx_string_tab[384]
+#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[385]
+#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[386]
+#define __pyx_kp_b_iso88591_A_a_D_UUV_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[387]
+#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[388]
+#define __pyx_kp_b_iso88591_A_t_q_vQ __pyx_string_tab[389]
+#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_UUV_Qiq_1Cs_1_4q_U __pyx_string_tab[390]
+#define __pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B __pyx_string_tab[391]
+#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[392]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4625,9 +4644,9 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<16; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<37; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<388; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<18; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
+  for (int i=0; i<38; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<393; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4674,9 +4693,9 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<16; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<37; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<388; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<18; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
+  for (int i=0; i<38; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<393; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -22398,7 +22417,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_enqueue(struct __pyx_t_7
  * 
  * cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:             # <<<<<<<<<<<<<<
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
 */
 
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx_t_7pstream_5_core_Shard *__pyx_v_sh, struct __pyx_t_7pstream_5_core_PartState *__pyx_v_p) {
@@ -22409,7 +22428,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
  * 
  * cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \             # <<<<<<<<<<<<<<
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
  *         p.watch_offset = -1
 */
   __pyx_t_2 = (__pyx_v_p->watch_offset >= 0);
@@ -22435,7 +22454,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
   /* "pstream/_corelib/shard.pxi":74
  * cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):             # <<<<<<<<<<<<<<
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):             # <<<<<<<<<<<<<<
  *         p.watch_offset = -1
  *         p.watch_durable = -1
 */
@@ -22451,6 +22470,16 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
   }
   __pyx_t_2 = (__pyx_v_p->durable_offset > __pyx_v_p->watch_durable);
 
+  if (!__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_p->io_errno != 0);
+
 
   __pyx_t_1 = __pyx_t_2;
 
@@ -22460,7 +22489,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
  * 
  * cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \             # <<<<<<<<<<<<<<
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
  *         p.watch_offset = -1
 */
   if (__pyx_t_1) {
@@ -22468,7 +22497,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
 
     /* "pstream/_corelib/shard.pxi":75
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
  *         p.watch_offset = -1             # <<<<<<<<<<<<<<
  *         p.watch_durable = -1
  *         if sh.doorbell >= 0:
@@ -22476,7 +22505,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
     __pyx_v_p->watch_offset = -1L;
 
     /* "pstream/_corelib/shard.pxi":76
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
  *         p.watch_offset = -1
  *         p.watch_durable = -1             # <<<<<<<<<<<<<<
  *         if sh.doorbell >= 0:
@@ -22518,7 +22547,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
  * 
  * cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \             # <<<<<<<<<<<<<<
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
  *         p.watch_offset = -1
 */
   }
@@ -22528,7 +22557,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx
  * 
  * cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:             # <<<<<<<<<<<<<<
  *     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \
- *             (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+ *             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
 */
 
   /* function exit code */
@@ -30210,7 +30239,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
  *     def flush_policy(self):
  *         return ("always", "interval", "bytes")[self.p.flush_mode]             # <<<<<<<<<<<<<<
  * 
- *     def _watch(self, int64_t offset):
+ *     def _watch(self, int64_t offset, bint durable=False):
 */
   {
     PyObject *__pyx_temp;
@@ -30241,9 +30270,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
 /* "pstream/_corelib/partition.pxi":286
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
- *     def _watch(self, int64_t offset):             # <<<<<<<<<<<<<<
- *         """Rings the pool's doorbell once the log passes offset; True if it already has."""
- *         pthread_mutex_lock(&self.sh.mu)
+ *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
+ *         """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
+ * 
 */
 
 /* Python wrapper */
@@ -30254,7 +30283,7 @@ PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_6_watch, "Partition._watch(self, int64_t offset)\n\nRings the pool\047s doorbell once the log passes offset; True if it already has.");
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_6_watch, "Partition._watch(self, int64_t offset, bool durable=False)\n\nRings the pool\047s doorbell once offset exists (durable: is fdatasync\047ed).\n\nReturns True instead when that is already the case.");
 static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_7_watch = {"_watch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_7_watch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_6_watch};
 static PyObject *__pyx_pw_7pstream_5_core_9Partition_7_watch(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
@@ -30264,11 +30293,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ) {
   int64_t __pyx_v_offset;
+  int __pyx_v_durable;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[1] = {0};
+  PyObject* values[2] = {0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -30284,11 +30314,15 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_durable,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
     if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 286, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 286, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
         if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 286, __pyx_L3_error)
@@ -30299,19 +30333,31 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
       if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_watch", 0) < (0)) __PYX_ERR(2, 286, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_watch", 1, 1, 1, i); __PYX_ERR(2, 286, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, i); __PYX_ERR(2, 286, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 1)) {
-      goto __pyx_L5_argtuple_error;
     } else {
-      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 286, __pyx_L3_error)
+      switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 286, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 286, __pyx_L3_error)
+        break;
+        default: goto __pyx_L5_argtuple_error;
+      }
     }
     __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 286, __pyx_L3_error)
+    if (values[1]) {
+      __pyx_v_durable = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_durable == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 286, __pyx_L3_error)
+    } else {
+      __pyx_v_durable = ((int)0);
+    }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_watch", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 286, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 286, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -30322,140 +30368,269 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_6_watch(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_offset);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_6_watch(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_offset, __pyx_v_durable);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
     Py_XDECREF(values[__pyx_temp]);
   }
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset, int __pyx_v_durable) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
   int __pyx_t_2;
   __Pyx_RefNannySetupContext("_watch", 0);
 
-  /* "pstream/_corelib/partition.pxi":288
- *     def _watch(self, int64_t offset):
- *         """Rings the pool's doorbell once the log passes offset; True if it already has."""
+  /* "pstream/_corelib/partition.pxi":291
+ *         Returns True instead when that is already the case.
+ *         """
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
- *         if self.p.next_offset > offset:
- *             pthread_mutex_unlock(&self.sh.mu)
+ *         if durable:
+ *             if self.p.durable_offset > offset or self.p.io_errno:
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":289
- *         """Rings the pool's doorbell once the log passes offset; True if it already has."""
- *         pthread_mutex_lock(&self.sh.mu)
- *         if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
- *             pthread_mutex_unlock(&self.sh.mu)
- *             return True
-*/
-  __pyx_t_1 = (__pyx_v_self->p->next_offset > __pyx_v_offset);
-
-  if (__pyx_t_1) {
-
-
-    /* "pstream/_corelib/partition.pxi":290
- *         pthread_mutex_lock(&self.sh.mu)
- *         if self.p.next_offset > offset:
- *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
- *             return True
- *         if self.p.watch_offset < 0 or offset < self.p.watch_offset:
-*/
-    (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
-
-    /* "pstream/_corelib/partition.pxi":291
- *         if self.p.next_offset > offset:
- *             pthread_mutex_unlock(&self.sh.mu)
- *             return True             # <<<<<<<<<<<<<<
- *         if self.p.watch_offset < 0 or offset < self.p.watch_offset:
- *             self.p.watch_offset = offset
-*/
-    {
-      PyObject *__pyx_temp;
-      {
-        __pyx_temp = __pyx_r;
-        __Pyx_INCREF(Py_True);
-        __pyx_r = Py_True;
-      }
-      __Pyx_XDECREF(__pyx_temp);
-    }
-    goto __pyx_L0;
-
-    /* "pstream/_corelib/partition.pxi":289
- *         """Rings the pool's doorbell once the log passes offset; True if it already has."""
- *         pthread_mutex_lock(&self.sh.mu)
- *         if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
- *             pthread_mutex_unlock(&self.sh.mu)
- *             return True
-*/
-  }
-
   /* "pstream/_corelib/partition.pxi":292
- *             pthread_mutex_unlock(&self.sh.mu)
- *             return True
- *         if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
- *             self.p.watch_offset = offset
- *         pthread_mutex_unlock(&self.sh.mu)
+ *         """
+ *         pthread_mutex_lock(&self.sh.mu)
+ *         if durable:             # <<<<<<<<<<<<<<
+ *             if self.p.durable_offset > offset or self.p.io_errno:
+ *                 pthread_mutex_unlock(&self.sh.mu)
 */
-  __pyx_t_2 = (__pyx_v_self->p->watch_offset < 0);
+  if (__pyx_v_durable) {
 
-  if (!__pyx_t_2) {
+    /* "pstream/_corelib/partition.pxi":293
+ *         pthread_mutex_lock(&self.sh.mu)
+ *         if durable:
+ *             if self.p.durable_offset > offset or self.p.io_errno:             # <<<<<<<<<<<<<<
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+*/
+    __pyx_t_2 = (__pyx_v_self->p->durable_offset > __pyx_v_offset);
 
-  } else {
+    if (!__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L5_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_self->p->io_errno != 0);
+
 
     __pyx_t_1 = __pyx_t_2;
 
-    goto __pyx_L5_bool_binop_done;
+    __pyx_L5_bool_binop_done:;
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/partition.pxi":294
+ *         if durable:
+ *             if self.p.durable_offset > offset or self.p.io_errno:
+ *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
+ *                 return True
+ *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:
+*/
+      (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
+
+      /* "pstream/_corelib/partition.pxi":295
+ *             if self.p.durable_offset > offset or self.p.io_errno:
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True             # <<<<<<<<<<<<<<
+ *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:
+ *                 self.p.watch_durable = offset
+*/
+      {
+        PyObject *__pyx_temp;
+        {
+          __pyx_temp = __pyx_r;
+          __Pyx_INCREF(Py_True);
+          __pyx_r = Py_True;
+        }
+        __Pyx_XDECREF(__pyx_temp);
+      }
+      goto __pyx_L0;
+
+      /* "pstream/_corelib/partition.pxi":293
+ *         pthread_mutex_lock(&self.sh.mu)
+ *         if durable:
+ *             if self.p.durable_offset > offset or self.p.io_errno:             # <<<<<<<<<<<<<<
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+*/
+    }
+
+    /* "pstream/_corelib/partition.pxi":296
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+ *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:             # <<<<<<<<<<<<<<
+ *                 self.p.watch_durable = offset
+ *         else:
+*/
+    __pyx_t_2 = (__pyx_v_self->p->watch_durable < 0);
+
+    if (!__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L8_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_offset < __pyx_v_self->p->watch_durable);
+
+
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L8_bool_binop_done:;
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/partition.pxi":297
+ *                 return True
+ *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:
+ *                 self.p.watch_durable = offset             # <<<<<<<<<<<<<<
+ *         else:
+ *             if self.p.next_offset > offset:
+*/
+      __pyx_v_self->p->watch_durable = __pyx_v_offset;
+
+      /* "pstream/_corelib/partition.pxi":296
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+ *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:             # <<<<<<<<<<<<<<
+ *                 self.p.watch_durable = offset
+ *         else:
+*/
+    }
+
+    /* "pstream/_corelib/partition.pxi":292
+ *         """
+ *         pthread_mutex_lock(&self.sh.mu)
+ *         if durable:             # <<<<<<<<<<<<<<
+ *             if self.p.durable_offset > offset or self.p.io_errno:
+ *                 pthread_mutex_unlock(&self.sh.mu)
+*/
+    goto __pyx_L3;
   }
-  __pyx_t_2 = (__pyx_v_offset < __pyx_v_self->p->watch_offset);
+
+  /* "pstream/_corelib/partition.pxi":299
+ *                 self.p.watch_durable = offset
+ *         else:
+ *             if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+*/
+  /*else*/ {
+    __pyx_t_1 = (__pyx_v_self->p->next_offset > __pyx_v_offset);
+
+    if (__pyx_t_1) {
 
 
-  __pyx_t_1 = __pyx_t_2;
+      /* "pstream/_corelib/partition.pxi":300
+ *         else:
+ *             if self.p.next_offset > offset:
+ *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
+ *                 return True
+ *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
+*/
+      (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  __pyx_L5_bool_binop_done:;
-  if (__pyx_t_1) {
+      /* "pstream/_corelib/partition.pxi":301
+ *             if self.p.next_offset > offset:
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True             # <<<<<<<<<<<<<<
+ *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
+ *                 self.p.watch_offset = offset
+*/
+      {
+        PyObject *__pyx_temp;
+        {
+          __pyx_temp = __pyx_r;
+          __Pyx_INCREF(Py_True);
+          __pyx_r = Py_True;
+        }
+        __Pyx_XDECREF(__pyx_temp);
+      }
+      goto __pyx_L0;
+
+      /* "pstream/_corelib/partition.pxi":299
+ *                 self.p.watch_durable = offset
+ *         else:
+ *             if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+*/
+    }
+
+    /* "pstream/_corelib/partition.pxi":302
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+ *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
+ *                 self.p.watch_offset = offset
+ *         pthread_mutex_unlock(&self.sh.mu)
+*/
+    __pyx_t_2 = (__pyx_v_self->p->watch_offset < 0);
+
+    if (!__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L12_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_offset < __pyx_v_self->p->watch_offset);
 
 
-    /* "pstream/_corelib/partition.pxi":293
- *             return True
- *         if self.p.watch_offset < 0 or offset < self.p.watch_offset:
- *             self.p.watch_offset = offset             # <<<<<<<<<<<<<<
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L12_bool_binop_done:;
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/partition.pxi":303
+ *                 return True
+ *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
+ *                 self.p.watch_offset = offset             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return False
 */
-    __pyx_v_self->p->watch_offset = __pyx_v_offset;
+      __pyx_v_self->p->watch_offset = __pyx_v_offset;
 
-    /* "pstream/_corelib/partition.pxi":292
- *             pthread_mutex_unlock(&self.sh.mu)
- *             return True
- *         if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
- *             self.p.watch_offset = offset
+      /* "pstream/_corelib/partition.pxi":302
+ *                 pthread_mutex_unlock(&self.sh.mu)
+ *                 return True
+ *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
+ *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)
 */
+    }
   }
+  __pyx_L3:;
 
-  /* "pstream/_corelib/partition.pxi":294
- *         if self.p.watch_offset < 0 or offset < self.p.watch_offset:
- *             self.p.watch_offset = offset
+  /* "pstream/_corelib/partition.pxi":304
+ *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
+ *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
  *         return False
  * 
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":295
- *             self.p.watch_offset = offset
+  /* "pstream/_corelib/partition.pxi":305
+ *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return False             # <<<<<<<<<<<<<<
  * 
- *     def segments(self):
+ *     def _raise_if_failed(self):
 */
   {
     PyObject *__pyx_temp;
@@ -30471,9 +30646,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   /* "pstream/_corelib/partition.pxi":286
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
- *     def _watch(self, int64_t offset):             # <<<<<<<<<<<<<<
- *         """Rings the pool's doorbell once the log passes offset; True if it already has."""
- *         pthread_mutex_lock(&self.sh.mu)
+ *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
+ *         """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
+ * 
 */
 
   /* function exit code */
@@ -30483,8 +30658,116 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":297
+/* "pstream/_corelib/partition.pxi":307
  *         return False
+ * 
+ *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
+ *         """Raises the error of a failed write or fdatasync on this partition, if any."""
+ *         pthread_mutex_lock(&self.sh.mu)
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_9_raise_if_failed(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_8_raise_if_failed, "Partition._raise_if_failed(self)\n\nRaises the error of a failed write or fdatasync on this partition, if any.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_9_raise_if_failed = {"_raise_if_failed", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_8_raise_if_failed};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_9_raise_if_failed(PyObject *__pyx_v_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("_raise_if_failed (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  if (unlikely(__pyx_nargs > 0)) { __Pyx_RaiseArgtupleInvalid("_raise_if_failed", 1, 0, 0, __pyx_nargs); return NULL; }
+  const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+  if (unlikely(__pyx_kwds_len < 0)) return NULL;
+  if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("_raise_if_failed", __pyx_kwds); return NULL;}
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+
+  /* function exit code */
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  int __pyx_t_1;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("_raise_if_failed", 0);
+
+  /* "pstream/_corelib/partition.pxi":309
+ *     def _raise_if_failed(self):
+ *         """Raises the error of a failed write or fdatasync on this partition, if any."""
+ *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
+ *         self._check_open_io()
+ *         pthread_mutex_unlock(&self.sh.mu)
+*/
+  (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
+
+  /* "pstream/_corelib/partition.pxi":310
+ *         """Raises the error of a failed write or fdatasync on this partition, if any."""
+ *         pthread_mutex_lock(&self.sh.mu)
+ *         self._check_open_io()             # <<<<<<<<<<<<<<
+ *         pthread_mutex_unlock(&self.sh.mu)
+ * 
+*/
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open_io(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 310, __pyx_L1_error)
+
+
+  /* "pstream/_corelib/partition.pxi":311
+ *         pthread_mutex_lock(&self.sh.mu)
+ *         self._check_open_io()
+ *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
+ * 
+ *     def segments(self):
+*/
+  (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
+
+  /* "pstream/_corelib/partition.pxi":307
+ *         return False
+ * 
+ *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
+ *         """Raises the error of a failed write or fdatasync on this partition, if any."""
+ *         pthread_mutex_lock(&self.sh.mu)
+*/
+
+  /* function exit code */
+  __pyx_r = Py_None; __Pyx_INCREF(Py_None);
+  goto __pyx_L0;
+  __pyx_L1_error:;
+  __Pyx_AddTraceback("pstream._core.Partition._raise_if_failed", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "pstream/_corelib/partition.pxi":313
+ *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
  *         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
@@ -30492,16 +30775,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_9segments(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_11segments(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_8segments, "Partition.segments(self)\n\n(base_offset, next_offset, size_bytes, path) of every segment, oldest first.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_9segments = {"segments", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_9segments, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_8segments};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_9segments(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_10segments, "Partition.segments(self)\n\n(base_offset, next_offset, size_bytes, path) of every segment, oldest first.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_11segments = {"segments", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_11segments, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_10segments};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_11segments(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -30527,14 +30810,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("segments", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_8segments(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_10segments(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   size_t __pyx_v_i;
   struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s;
   PyObject *__pyx_v_out = NULL;
@@ -30563,19 +30846,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("segments", 0);
 
-  /* "pstream/_corelib/partition.pxi":301
+  /* "pstream/_corelib/partition.pxi":317
  *         cdef size_t i
  *         cdef Segment *s
  *         out = []             # <<<<<<<<<<<<<<
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 301, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 317, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":302
+  /* "pstream/_corelib/partition.pxi":318
  *         cdef Segment *s
  *         out = []
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -30584,7 +30867,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":303
+  /* "pstream/_corelib/partition.pxi":319
  *         out = []
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -30598,7 +30881,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":304
+    /* "pstream/_corelib/partition.pxi":320
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -30607,42 +30890,42 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":305
+    /* "pstream/_corelib/partition.pxi":321
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
 */
-    __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 305, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 305, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_s->size); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 305, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_s->size); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 305, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 305, __pyx_L1_error)
+    __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 321, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(2, 305, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(2, 321, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_5);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 305, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 321, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_6);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_6) != (0)) __PYX_ERR(2, 305, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_6) != (0)) __PYX_ERR(2, 321, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_7);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_7) != (0)) __PYX_ERR(2, 305, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_7) != (0)) __PYX_ERR(2, 321, __pyx_L1_error);
     __pyx_t_1 = 0;
     __pyx_t_5 = 0;
     __pyx_t_6 = 0;
     __pyx_t_7 = 0;
-    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 305, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 321, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
   }
 
 
-  /* "pstream/_corelib/partition.pxi":306
+  /* "pstream/_corelib/partition.pxi":322
  *             s = self.p.segs[i]
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -30651,7 +30934,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":307
+  /* "pstream/_corelib/partition.pxi":323
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]             # <<<<<<<<<<<<<<
@@ -30659,7 +30942,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
  *     def size_bytes(self):
 */
   { /* enter inner scope */
-    __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 307, __pyx_L7_error)
+    __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 323, __pyx_L7_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_7 = __pyx_v_out; __Pyx_INCREF(__pyx_t_7);
     __pyx_t_10 = 0;
@@ -30667,13 +30950,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_7);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 307, __pyx_L7_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 323, __pyx_L7_error)
         #endif
         if (__pyx_t_10 >= __pyx_temp) break;
       }
       __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_7, __pyx_t_10, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_10;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 307, __pyx_L7_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 323, __pyx_L7_error)
       __Pyx_GOTREF(__pyx_t_6);
       if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
         PyObject* sequence = __pyx_t_6;
@@ -30681,7 +30964,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
         if (unlikely(size != 4)) {
           if (size > 4) __Pyx_RaiseTooManyValuesError(4);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(2, 307, __pyx_L7_error)
+          __PYX_ERR(2, 323, __pyx_L7_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -30695,16 +30978,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
           __Pyx_INCREF(__pyx_t_12);
         } else {
           __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 307, __pyx_L7_error)
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 323, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_5);
           __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 307, __pyx_L7_error)
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 323, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_1);
           __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 307, __pyx_L7_error)
+          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 323, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_11);
           __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 307, __pyx_L7_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 323, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_12);
         }
         #else
@@ -30712,7 +30995,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
           Py_ssize_t i;
           PyObject** temps[4] = {&__pyx_t_5,&__pyx_t_1,&__pyx_t_11,&__pyx_t_12};
           for (i=0; i < 4; i++) {
-            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(2, 307, __pyx_L7_error)
+            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(2, 323, __pyx_L7_error)
             __Pyx_GOTREF(item);
             *(temps[i]) = item;
           }
@@ -30722,7 +31005,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
       } else {
         Py_ssize_t index = -1;
         PyObject** temps[4] = {&__pyx_t_5,&__pyx_t_1,&__pyx_t_11,&__pyx_t_12};
-        __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 307, __pyx_L7_error)
+        __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 323, __pyx_L7_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -30731,7 +31014,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
           __Pyx_GOTREF(item);
           *(temps[index]) = item;
         }
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(2, 307, __pyx_L7_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(2, 323, __pyx_L7_error)
         __pyx_t_14 = NULL;
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         goto __pyx_L11_unpacking_done;
@@ -30739,7 +31022,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_14 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(2, 307, __pyx_L7_error)
+        __PYX_ERR(2, 323, __pyx_L7_error)
         __pyx_L11_unpacking_done:;
       }
       __Pyx_XDECREF_SET(__pyx_8genexpr1__pyx_v_b, __pyx_t_5);
@@ -30757,25 +31040,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
         PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
         __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_decode, __pyx_callargs+__pyx_t_2, (1-__pyx_t_2) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 307, __pyx_L7_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 323, __pyx_L7_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
-      __pyx_t_12 = PyTuple_New(4); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 307, __pyx_L7_error)
+      __pyx_t_12 = PyTuple_New(4); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 323, __pyx_L7_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_b);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_b);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_8genexpr1__pyx_v_b) != (0)) __PYX_ERR(2, 307, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_8genexpr1__pyx_v_b) != (0)) __PYX_ERR(2, 323, __pyx_L7_error);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_n);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_n);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_8genexpr1__pyx_v_n) != (0)) __PYX_ERR(2, 307, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_8genexpr1__pyx_v_n) != (0)) __PYX_ERR(2, 323, __pyx_L7_error);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_size);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_size);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 2, __pyx_8genexpr1__pyx_v_size) != (0)) __PYX_ERR(2, 307, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 2, __pyx_8genexpr1__pyx_v_size) != (0)) __PYX_ERR(2, 323, __pyx_L7_error);
       __Pyx_GIVEREF(__pyx_t_6);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 3, __pyx_t_6) != (0)) __PYX_ERR(2, 307, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 3, __pyx_t_6) != (0)) __PYX_ERR(2, 323, __pyx_L7_error);
       __pyx_t_6 = 0;
       __Pyx_GIVEREF(__pyx_t_12);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_8, __pyx_t_12))) __PYX_ERR(2, 307, __pyx_L7_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_8, __pyx_t_12))) __PYX_ERR(2, 323, __pyx_L7_error)
       __pyx_t_12 = 0;
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -30803,8 +31086,8 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
   __pyx_t_8 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":297
- *         return False
+  /* "pstream/_corelib/partition.pxi":313
+ *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
  *         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
@@ -30836,7 +31119,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":309
+/* "pstream/_corelib/partition.pxi":325
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -30845,16 +31128,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8segments(struct __pyx_obj_
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_11size_bytes(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_13size_bytes(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_10size_bytes, "Partition.size_bytes(self)");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_11size_bytes = {"size_bytes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_11size_bytes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_10size_bytes};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_11size_bytes(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_12size_bytes, "Partition.size_bytes(self)");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_13size_bytes = {"size_bytes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_13size_bytes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_12size_bytes};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_13size_bytes(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -30880,7 +31163,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("size_bytes", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_10size_bytes(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_12size_bytes(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
@@ -30888,7 +31171,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "pstream/_corelib/partition.pxi":310
+/* "pstream/_corelib/partition.pxi":326
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -30908,7 +31191,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(2, 310, __pyx_L1_error)
+    __PYX_ERR(2, 326, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -30916,7 +31199,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_size_bytes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(2, 310, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_size_bytes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(2, 326, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -30955,17 +31238,17 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(2, 310, __pyx_L1_error)
+    __PYX_ERR(2, 326, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(2, 310, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(2, 326, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 310, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 310, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 326, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -30973,7 +31256,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 310, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 326, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -30983,7 +31266,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 310, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 326, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -30994,13 +31277,13 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 310, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 326, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 310, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 326, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -31011,7 +31294,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_seg, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_seg, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 310, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_seg, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -31033,7 +31316,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(2, 310, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(2, 326, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -31059,7 +31342,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":309
+/* "pstream/_corelib/partition.pxi":325
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -31067,7 +31350,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
  * 
 */
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1 = 0;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
@@ -31081,7 +31364,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("size_bytes", 0);
 
-  /* "pstream/_corelib/partition.pxi":310
+  /* "pstream/_corelib/partition.pxi":326
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -31096,10 +31379,10 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_o
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_segments, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 310, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __pyx_t_4 = __pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(NULL, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 310, __pyx_L1_error)
+  __pyx_t_4 = __pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(NULL, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 326, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_5 = 1;
@@ -31108,7 +31391,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_o
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_sum, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 310, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 326, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -31122,7 +31405,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_o
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":309
+  /* "pstream/_corelib/partition.pxi":325
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -31145,7 +31428,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":314
+/* "pstream/_corelib/partition.pxi":330
  *     # --- appending ---------------------------------------------------------------
  * 
  *     cdef int _check_open(self) except -1:             # <<<<<<<<<<<<<<
@@ -31172,7 +31455,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_check_open", 0);
 
-  /* "pstream/_corelib/partition.pxi":317
+  /* "pstream/_corelib/partition.pxi":333
  *         """Raises for a closed log or a failed write (mutex held on entry, released on raise)."""
  *         cdef int err
  *         if self.closed:             # <<<<<<<<<<<<<<
@@ -31181,7 +31464,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
 */
   if (unlikely(__pyx_v_self->closed)) {
 
-    /* "pstream/_corelib/partition.pxi":318
+    /* "pstream/_corelib/partition.pxi":334
  *         cdef int err
  *         if self.closed:
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -31190,7 +31473,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":319
+    /* "pstream/_corelib/partition.pxi":335
  *         if self.closed:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -31198,12 +31481,12 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
  *             err = self.p.io_errno
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 319, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 335, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 319, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 335, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 319, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 335, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     #if CYTHON_VECTORCALL
     #endif
@@ -31223,13 +31506,13 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_3};
       #if CYTHON_VECTORCALL
       __pyx_t_6 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 319, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 335, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_6);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_6 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 319, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 335, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       #endif
@@ -31240,14 +31523,14 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 319, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 335, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 319, __pyx_L1_error)
+    __PYX_ERR(2, 335, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":317
+    /* "pstream/_corelib/partition.pxi":333
  *         """Raises for a closed log or a failed write (mutex held on entry, released on raise)."""
  *         cdef int err
  *         if self.closed:             # <<<<<<<<<<<<<<
@@ -31256,7 +31539,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":320
+  /* "pstream/_corelib/partition.pxi":336
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -31268,7 +31551,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
   if (unlikely(__pyx_t_7)) {
 
 
-    /* "pstream/_corelib/partition.pxi":321
+    /* "pstream/_corelib/partition.pxi":337
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.p.io_errno:
  *             err = self.p.io_errno             # <<<<<<<<<<<<<<
@@ -31279,7 +31562,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
 
     __pyx_v_err = __pyx_t_8;
 
-    /* "pstream/_corelib/partition.pxi":322
+    /* "pstream/_corelib/partition.pxi":338
  *         if self.p.io_errno:
  *             err = self.p.io_errno
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -31288,7 +31571,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":323
+    /* "pstream/_corelib/partition.pxi":339
  *             err = self.p.io_errno
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",             # <<<<<<<<<<<<<<
@@ -31296,18 +31579,18 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
  *         return 0
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __pyx_t_5 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -31327,28 +31610,28 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 323, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 339, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
-    __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_6, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_10); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 323, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_10); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 339, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":324
+    /* "pstream/_corelib/partition.pxi":340
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
  *                                          topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         return 0
  * 
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 324, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 340, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":323
+    /* "pstream/_corelib/partition.pxi":339
  *             err = self.p.io_errno
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",             # <<<<<<<<<<<<<<
@@ -31372,13 +31655,13 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
       PyObject *__pyx_callargs[4] = {__pyx_t_4, __pyx_t_6, __pyx_v_self->topic, __pyx_t_10};
       #if CYTHON_VECTORCALL
       __pyx_t_9 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 323, __pyx_L1_error)
+      if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 339, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_9);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_9 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 323, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 339, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_9);
       }
       #endif
@@ -31390,14 +31673,14 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 323, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 339, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 323, __pyx_L1_error)
+    __PYX_ERR(2, 339, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":320
+    /* "pstream/_corelib/partition.pxi":336
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -31406,7 +31689,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":325
+  /* "pstream/_corelib/partition.pxi":341
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
  *                                          topic=self.topic, partition=self.number)
  *         return 0             # <<<<<<<<<<<<<<
@@ -31419,7 +31702,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":314
+  /* "pstream/_corelib/partition.pxi":330
  *     # --- appending ---------------------------------------------------------------
  * 
  *     cdef int _check_open(self) except -1:             # <<<<<<<<<<<<<<
@@ -31445,7 +31728,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open(struct __pyx_obj_7pstr
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":327
+/* "pstream/_corelib/partition.pxi":343
  *         return 0
  * 
  *     cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -31458,7 +31741,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "pstream/_corelib/partition.pxi":328
+  /* "pstream/_corelib/partition.pxi":344
  * 
  *     cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:
  *         if a.size == 0:             # <<<<<<<<<<<<<<
@@ -31470,7 +31753,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":329
+    /* "pstream/_corelib/partition.pxi":345
  *     cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:
  *         if a.size == 0:
  *             return False             # <<<<<<<<<<<<<<
@@ -31483,7 +31766,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":328
+    /* "pstream/_corelib/partition.pxi":344
  * 
  *     cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:
  *         if a.size == 0:             # <<<<<<<<<<<<<<
@@ -31492,7 +31775,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":330
+  /* "pstream/_corelib/partition.pxi":346
  *         if a.size == 0:
  *             return False
  *         if a.size + total > self.segment_bytes:             # <<<<<<<<<<<<<<
@@ -31504,7 +31787,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":331
+    /* "pstream/_corelib/partition.pxi":347
  *             return False
  *         if a.size + total > self.segment_bytes:
  *             return True             # <<<<<<<<<<<<<<
@@ -31517,7 +31800,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":330
+    /* "pstream/_corelib/partition.pxi":346
  *         if a.size == 0:
  *             return False
  *         if a.size + total > self.segment_bytes:             # <<<<<<<<<<<<<<
@@ -31526,7 +31809,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":332
+  /* "pstream/_corelib/partition.pxi":348
  *         if a.size + total > self.segment_bytes:
  *             return True
  *         if self.segment_ms >= 0 and ps_now_ms() - a.created_ms >= self.segment_ms:             # <<<<<<<<<<<<<<
@@ -31552,7 +31835,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":333
+    /* "pstream/_corelib/partition.pxi":349
  *             return True
  *         if self.segment_ms >= 0 and ps_now_ms() - a.created_ms >= self.segment_ms:
  *             return True             # <<<<<<<<<<<<<<
@@ -31565,7 +31848,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":332
+    /* "pstream/_corelib/partition.pxi":348
  *         if a.size + total > self.segment_bytes:
  *             return True
  *         if self.segment_ms >= 0 and ps_now_ms() - a.created_ms >= self.segment_ms:             # <<<<<<<<<<<<<<
@@ -31574,7 +31857,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":334
+  /* "pstream/_corelib/partition.pxi":350
  *         if self.segment_ms >= 0 and ps_now_ms() - a.created_ms >= self.segment_ms:
  *             return True
  *         return self.p.next_offset + count - a.base_offset > 0x7fffffff             # <<<<<<<<<<<<<<
@@ -31587,7 +31870,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":327
+  /* "pstream/_corelib/partition.pxi":343
  *         return 0
  * 
  *     cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -31600,7 +31883,7 @@ static int __pyx_f_7pstream_5_core_9Partition__needs_roll(struct __pyx_obj_7pstr
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":336
+/* "pstream/_corelib/partition.pxi":352
  *         return self.p.next_offset + count - a.base_offset > 0x7fffffff
  * 
  *     cdef int64_t _begin(self, int64_t total, int64_t count, uint8_t **dst) except -1:             # <<<<<<<<<<<<<<
@@ -31624,7 +31907,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_begin", 0);
 
-  /* "pstream/_corelib/partition.pxi":340
+  /* "pstream/_corelib/partition.pxi":356
  *         cdef Segment *a
  *         cdef int st
  *         while True:             # <<<<<<<<<<<<<<
@@ -31633,7 +31916,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":341
+    /* "pstream/_corelib/partition.pxi":357
  *         cdef int st
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -31642,17 +31925,17 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":342
+    /* "pstream/_corelib/partition.pxi":358
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._check_open()             # <<<<<<<<<<<<<<
  *             a = part_active(self.p)
  *             if self.p.rolling or self._needs_roll(a, total, count):
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 342, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 358, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":343
+    /* "pstream/_corelib/partition.pxi":359
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._check_open()
  *             a = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -31661,7 +31944,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     __pyx_v_a = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":344
+    /* "pstream/_corelib/partition.pxi":360
  *             self._check_open()
  *             a = part_active(self.p)
  *             if self.p.rolling or self._needs_roll(a, total, count):             # <<<<<<<<<<<<<<
@@ -31683,7 +31966,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":345
+      /* "pstream/_corelib/partition.pxi":361
  *             a = part_active(self.p)
  *             if self.p.rolling or self._needs_roll(a, total, count):
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -31692,17 +31975,17 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":346
+      /* "pstream/_corelib/partition.pxi":362
  *             if self.p.rolling or self._needs_roll(a, total, count):
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 self._roll(total, count)             # <<<<<<<<<<<<<<
  *                 continue
  *             if segment_room(a) < total:
 */
-      __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_roll(__pyx_v_self, __pyx_v_total, __pyx_v_count); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 346, __pyx_L1_error)
+      __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_roll(__pyx_v_self, __pyx_v_total, __pyx_v_count); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 362, __pyx_L1_error)
 
 
-      /* "pstream/_corelib/partition.pxi":347
+      /* "pstream/_corelib/partition.pxi":363
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 self._roll(total, count)
  *                 continue             # <<<<<<<<<<<<<<
@@ -31711,7 +31994,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       goto __pyx_L3_continue;
 
-      /* "pstream/_corelib/partition.pxi":344
+      /* "pstream/_corelib/partition.pxi":360
  *             self._check_open()
  *             a = part_active(self.p)
  *             if self.p.rolling or self._needs_roll(a, total, count):             # <<<<<<<<<<<<<<
@@ -31720,7 +32003,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":348
+    /* "pstream/_corelib/partition.pxi":364
  *                 self._roll(total, count)
  *                 continue
  *             if segment_room(a) < total:             # <<<<<<<<<<<<<<
@@ -31732,7 +32015,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":349
+      /* "pstream/_corelib/partition.pxi":365
  *                 continue
  *             if segment_room(a) < total:
  *                 if total + PS_PAGE > a.buf_cap:             # <<<<<<<<<<<<<<
@@ -31744,7 +32027,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":350
+        /* "pstream/_corelib/partition.pxi":366
  *             if segment_room(a) < total:
  *                 if total + PS_PAGE > a.buf_cap:
  *                     st = segment_grow_buffer(a, total + (a.size - a.buf_start))             # <<<<<<<<<<<<<<
@@ -31753,7 +32036,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         __pyx_v_st = __pyx_f_7pstream_5_core_segment_grow_buffer(__pyx_v_a, (__pyx_v_total + (__pyx_v_a->size - __pyx_v_a->buf_start)));
 
-        /* "pstream/_corelib/partition.pxi":351
+        /* "pstream/_corelib/partition.pxi":367
  *                 if total + PS_PAGE > a.buf_cap:
  *                     st = segment_grow_buffer(a, total + (a.size - a.buf_start))
  *                     if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -31765,7 +32048,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
         if (unlikely(__pyx_t_2)) {
 
 
-          /* "pstream/_corelib/partition.pxi":352
+          /* "pstream/_corelib/partition.pxi":368
  *                     st = segment_grow_buffer(a, total + (a.size - a.buf_start))
  *                     if st != PS_OK:
  *                         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -31774,7 +32057,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":353
+          /* "pstream/_corelib/partition.pxi":369
  *                     if st != PS_OK:
  *                         pthread_mutex_unlock(&self.sh.mu)
  *                         raise MemoryError("cannot grow the segment write buffer")             # <<<<<<<<<<<<<<
@@ -31787,14 +32070,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cannot_grow_the_segment_write_bu};
             __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-            if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 353, __pyx_L1_error)
+            if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 369, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_4);
           }
           __Pyx_Raise(__pyx_t_4, 0, 0, 0);
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-          __PYX_ERR(2, 353, __pyx_L1_error)
+          __PYX_ERR(2, 369, __pyx_L1_error)
 
-          /* "pstream/_corelib/partition.pxi":351
+          /* "pstream/_corelib/partition.pxi":367
  *                 if total + PS_PAGE > a.buf_cap:
  *                     st = segment_grow_buffer(a, total + (a.size - a.buf_start))
  *                     if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -31803,7 +32086,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":349
+        /* "pstream/_corelib/partition.pxi":365
  *                 continue
  *             if segment_room(a) < total:
  *                 if total + PS_PAGE > a.buf_cap:             # <<<<<<<<<<<<<<
@@ -31813,7 +32096,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
         goto __pyx_L9;
       }
 
-      /* "pstream/_corelib/partition.pxi":356
+      /* "pstream/_corelib/partition.pxi":372
  *                 else:
  *                     # Wait for the shard to write the buffer out (it swaps in the spare).
  *                     self.p.write_requested = True             # <<<<<<<<<<<<<<
@@ -31823,7 +32106,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       /*else*/ {
         __pyx_v_self->p->write_requested = 1;
 
-        /* "pstream/_corelib/partition.pxi":357
+        /* "pstream/_corelib/partition.pxi":373
  *                     # Wait for the shard to write the buffer out (it swaps in the spare).
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -31832,7 +32115,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-        /* "pstream/_corelib/partition.pxi":358
+        /* "pstream/_corelib/partition.pxi":374
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)
  *                     with nogil:             # <<<<<<<<<<<<<<
@@ -31845,7 +32128,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             __Pyx_FastGIL_Remember();
             /*try:*/ {
 
-              /* "pstream/_corelib/partition.pxi":359
+              /* "pstream/_corelib/partition.pxi":375
  *                     shard_enqueue(self.sh, self.p)
  *                     with nogil:
  *                         mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -31855,7 +32138,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
               __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
             }
 
-            /* "pstream/_corelib/partition.pxi":358
+            /* "pstream/_corelib/partition.pxi":374
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)
  *                     with nogil:             # <<<<<<<<<<<<<<
@@ -31872,7 +32155,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             }
         }
 
-        /* "pstream/_corelib/partition.pxi":360
+        /* "pstream/_corelib/partition.pxi":376
  *                     with nogil:
  *                         mutex_wait_then_unlock(self.sh)
  *                     continue             # <<<<<<<<<<<<<<
@@ -31883,7 +32166,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       }
       __pyx_L9:;
 
-      /* "pstream/_corelib/partition.pxi":348
+      /* "pstream/_corelib/partition.pxi":364
  *                 self._roll(total, count)
  *                 continue
  *             if segment_room(a) < total:             # <<<<<<<<<<<<<<
@@ -31892,7 +32175,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":361
+    /* "pstream/_corelib/partition.pxi":377
  *                         mutex_wait_then_unlock(self.sh)
  *                     continue
  *             dst[0] = a.buf + (a.size - a.buf_start)             # <<<<<<<<<<<<<<
@@ -31901,7 +32184,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     (__pyx_v_dst[0]) = (__pyx_v_a->buf + (__pyx_v_a->size - __pyx_v_a->buf_start));
 
-    /* "pstream/_corelib/partition.pxi":362
+    /* "pstream/_corelib/partition.pxi":378
  *                     continue
  *             dst[0] = a.buf + (a.size - a.buf_start)
  *             return self.p.next_offset             # <<<<<<<<<<<<<<
@@ -31916,7 +32199,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     __pyx_L3_continue:;
   }
 
-  /* "pstream/_corelib/partition.pxi":336
+  /* "pstream/_corelib/partition.pxi":352
  *         return self.p.next_offset + count - a.base_offset > 0x7fffffff
  * 
  *     cdef int64_t _begin(self, int64_t total, int64_t count, uint8_t **dst) except -1:             # <<<<<<<<<<<<<<
@@ -31940,7 +32223,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":364
+/* "pstream/_corelib/partition.pxi":380
  *             return self.p.next_offset
  * 
  *     cdef void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -31957,7 +32240,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   int __pyx_t_3;
   int __pyx_t_4;
 
-  /* "pstream/_corelib/partition.pxi":366
+  /* "pstream/_corelib/partition.pxi":382
  *     cdef void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
  *         """Publishes a written batch and tells the shard per the flush policy; releases the mutex."""
  *         cdef Segment *a = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -31966,7 +32249,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   __pyx_v_a = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-  /* "pstream/_corelib/partition.pxi":367
+  /* "pstream/_corelib/partition.pxi":383
  *         """Publishes a written batch and tells the shard per the flush policy; releases the mutex."""
  *         cdef Segment *a = part_active(self.p)
  *         cdef PartState *p = self.p             # <<<<<<<<<<<<<<
@@ -31977,7 +32260,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 
   __pyx_v_p = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":368
+  /* "pstream/_corelib/partition.pxi":384
  *         cdef Segment *a = part_active(self.p)
  *         cdef PartState *p = self.p
  *         cdef int64_t position = a.size             # <<<<<<<<<<<<<<
@@ -31988,7 +32271,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 
   __pyx_v_position = __pyx_t_2;
 
-  /* "pstream/_corelib/partition.pxi":369
+  /* "pstream/_corelib/partition.pxi":385
  *         cdef PartState *p = self.p
  *         cdef int64_t position = a.size
  *         a.size += total             # <<<<<<<<<<<<<<
@@ -31997,7 +32280,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   __pyx_v_a->size = (__pyx_v_a->size + __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":370
+  /* "pstream/_corelib/partition.pxi":386
  *         cdef int64_t position = a.size
  *         a.size += total
  *         segment_note_batch(a, position, total, last_offset, max_timestamp)             # <<<<<<<<<<<<<<
@@ -32006,7 +32289,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   __pyx_f_7pstream_5_core_segment_note_batch(__pyx_v_a, __pyx_v_position, __pyx_v_total, __pyx_v_last_offset, __pyx_v_max_timestamp);
 
-  /* "pstream/_corelib/partition.pxi":371
+  /* "pstream/_corelib/partition.pxi":387
  *         a.size += total
  *         segment_note_batch(a, position, total, last_offset, max_timestamp)
  *         p.next_offset = last_offset + 1             # <<<<<<<<<<<<<<
@@ -32015,7 +32298,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   __pyx_v_p->next_offset = (__pyx_v_last_offset + 1);
 
-  /* "pstream/_corelib/partition.pxi":372
+  /* "pstream/_corelib/partition.pxi":388
  *         segment_note_batch(a, position, total, last_offset, max_timestamp)
  *         p.next_offset = last_offset + 1
  *         if p.dirty_since_ns == 0:             # <<<<<<<<<<<<<<
@@ -32027,7 +32310,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":373
+    /* "pstream/_corelib/partition.pxi":389
  *         p.next_offset = last_offset + 1
  *         if p.dirty_since_ns == 0:
  *             p.dirty_since_ns = ps_monotonic_ns()             # <<<<<<<<<<<<<<
@@ -32036,7 +32319,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_v_p->dirty_since_ns = ps_monotonic_ns();
 
-    /* "pstream/_corelib/partition.pxi":374
+    /* "pstream/_corelib/partition.pxi":390
  *         if p.dirty_since_ns == 0:
  *             p.dirty_since_ns = ps_monotonic_ns()
  *             if p.flush_mode == FLUSH_INTERVAL:             # <<<<<<<<<<<<<<
@@ -32048,7 +32331,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
     if (__pyx_t_3) {
 
 
-      /* "pstream/_corelib/partition.pxi":375
+      /* "pstream/_corelib/partition.pxi":391
  *             p.dirty_since_ns = ps_monotonic_ns()
  *             if p.flush_mode == FLUSH_INTERVAL:
  *                 shard_enqueue(self.sh, p)             # <<<<<<<<<<<<<<
@@ -32057,7 +32340,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
       __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_p);
 
-      /* "pstream/_corelib/partition.pxi":374
+      /* "pstream/_corelib/partition.pxi":390
  *         if p.dirty_since_ns == 0:
  *             p.dirty_since_ns = ps_monotonic_ns()
  *             if p.flush_mode == FLUSH_INTERVAL:             # <<<<<<<<<<<<<<
@@ -32066,7 +32349,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":372
+    /* "pstream/_corelib/partition.pxi":388
  *         segment_note_batch(a, position, total, last_offset, max_timestamp)
  *         p.next_offset = last_offset + 1
  *         if p.dirty_since_ns == 0:             # <<<<<<<<<<<<<<
@@ -32075,7 +32358,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":376
+  /* "pstream/_corelib/partition.pxi":392
  *             if p.flush_mode == FLUSH_INTERVAL:
  *                 shard_enqueue(self.sh, p)
  *         if p.flush_mode == FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -32087,7 +32370,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":377
+    /* "pstream/_corelib/partition.pxi":393
  *                 shard_enqueue(self.sh, p)
  *         if p.flush_mode == FLUSH_ALWAYS:
  *             p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -32096,7 +32379,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_v_p->sync_requested = 1;
 
-    /* "pstream/_corelib/partition.pxi":378
+    /* "pstream/_corelib/partition.pxi":394
  *         if p.flush_mode == FLUSH_ALWAYS:
  *             p.sync_requested = True
  *             shard_enqueue(self.sh, p)             # <<<<<<<<<<<<<<
@@ -32105,7 +32388,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_p);
 
-    /* "pstream/_corelib/partition.pxi":376
+    /* "pstream/_corelib/partition.pxi":392
  *             if p.flush_mode == FLUSH_INTERVAL:
  *                 shard_enqueue(self.sh, p)
  *         if p.flush_mode == FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -32115,7 +32398,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
     goto __pyx_L5;
   }
 
-  /* "pstream/_corelib/partition.pxi":379
+  /* "pstream/_corelib/partition.pxi":395
  *             p.sync_requested = True
  *             shard_enqueue(self.sh, p)
  *         elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:             # <<<<<<<<<<<<<<
@@ -32151,7 +32434,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":380
+    /* "pstream/_corelib/partition.pxi":396
  *             shard_enqueue(self.sh, p)
  *         elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:
  *             p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -32160,7 +32443,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_v_p->sync_requested = 1;
 
-    /* "pstream/_corelib/partition.pxi":381
+    /* "pstream/_corelib/partition.pxi":397
  *         elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:
  *             p.sync_requested = True
  *             shard_enqueue(self.sh, p)             # <<<<<<<<<<<<<<
@@ -32169,7 +32452,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_p);
 
-    /* "pstream/_corelib/partition.pxi":379
+    /* "pstream/_corelib/partition.pxi":395
  *             p.sync_requested = True
  *             shard_enqueue(self.sh, p)
  *         elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:             # <<<<<<<<<<<<<<
@@ -32179,7 +32462,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   }
   __pyx_L5:;
 
-  /* "pstream/_corelib/partition.pxi":382
+  /* "pstream/_corelib/partition.pxi":398
  *             p.sync_requested = True
  *             shard_enqueue(self.sh, p)
  *         if segment_room(a) < a.buf_cap // 2 and not p.write_requested:             # <<<<<<<<<<<<<<
@@ -32205,7 +32488,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":383
+    /* "pstream/_corelib/partition.pxi":399
  *             shard_enqueue(self.sh, p)
  *         if segment_room(a) < a.buf_cap // 2 and not p.write_requested:
  *             p.write_requested = True  # buffer half full: start writing it out early             # <<<<<<<<<<<<<<
@@ -32214,7 +32497,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_v_p->write_requested = 1;
 
-    /* "pstream/_corelib/partition.pxi":384
+    /* "pstream/_corelib/partition.pxi":400
  *         if segment_room(a) < a.buf_cap // 2 and not p.write_requested:
  *             p.write_requested = True  # buffer half full: start writing it out early
  *             shard_enqueue(self.sh, p)             # <<<<<<<<<<<<<<
@@ -32223,7 +32506,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_p);
 
-    /* "pstream/_corelib/partition.pxi":382
+    /* "pstream/_corelib/partition.pxi":398
  *             p.sync_requested = True
  *             shard_enqueue(self.sh, p)
  *         if segment_room(a) < a.buf_cap // 2 and not p.write_requested:             # <<<<<<<<<<<<<<
@@ -32232,7 +32515,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":385
+  /* "pstream/_corelib/partition.pxi":401
  *             p.write_requested = True  # buffer half full: start writing it out early
  *             shard_enqueue(self.sh, p)
  *         if p.watch_offset >= 0:             # <<<<<<<<<<<<<<
@@ -32244,7 +32527,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":386
+    /* "pstream/_corelib/partition.pxi":402
  *             shard_enqueue(self.sh, p)
  *         if p.watch_offset >= 0:
  *             shard_watch_check(self.sh, p)             # <<<<<<<<<<<<<<
@@ -32253,7 +32536,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
     __pyx_f_7pstream_5_core_shard_watch_check(__pyx_v_self->sh, __pyx_v_p);
 
-    /* "pstream/_corelib/partition.pxi":385
+    /* "pstream/_corelib/partition.pxi":401
  *             p.write_requested = True  # buffer half full: start writing it out early
  *             shard_enqueue(self.sh, p)
  *         if p.watch_offset >= 0:             # <<<<<<<<<<<<<<
@@ -32262,7 +32545,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":387
+  /* "pstream/_corelib/partition.pxi":403
  *         if p.watch_offset >= 0:
  *             shard_watch_check(self.sh, p)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -32271,7 +32554,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":364
+  /* "pstream/_corelib/partition.pxi":380
  *             return self.p.next_offset
  * 
  *     cdef void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -32285,7 +32568,7 @@ static void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream
 
 }
 
-/* "pstream/_corelib/partition.pxi":389
+/* "pstream/_corelib/partition.pxi":405
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     cdef int _after_append(self, int64_t last_offset) except -1:             # <<<<<<<<<<<<<<
@@ -32309,7 +32592,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_after_append", 0);
 
-  /* "pstream/_corelib/partition.pxi":392
+  /* "pstream/_corelib/partition.pxi":408
  *         """With flush='always', returns only after the fdatasync that covers last_offset."""
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:             # <<<<<<<<<<<<<<
@@ -32335,7 +32618,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":393
+    /* "pstream/_corelib/partition.pxi":409
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:
  *             self.fallback_logged = True             # <<<<<<<<<<<<<<
@@ -32344,7 +32627,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     __pyx_v_self->fallback_logged = 1;
 
-    /* "pstream/_corelib/partition.pxi":394
+    /* "pstream/_corelib/partition.pxi":410
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:
  *             self.fallback_logged = True
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",             # <<<<<<<<<<<<<<
@@ -32352,20 +32635,20 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
  *         if self.p.flush_mode != FLUSH_ALWAYS:
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 394, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 410, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 394, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 410, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-    /* "pstream/_corelib/partition.pxi":395
+    /* "pstream/_corelib/partition.pxi":411
  *             self.fallback_logged = True
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)             # <<<<<<<<<<<<<<
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0
 */
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 395, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 411, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_7 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -32385,12 +32668,12 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 394, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 410, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":392
+    /* "pstream/_corelib/partition.pxi":408
  *         """With flush='always', returns only after the fdatasync that covers last_offset."""
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:             # <<<<<<<<<<<<<<
@@ -32399,7 +32682,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":396
+  /* "pstream/_corelib/partition.pxi":412
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -32411,7 +32694,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":397
+    /* "pstream/_corelib/partition.pxi":413
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0             # <<<<<<<<<<<<<<
@@ -32424,7 +32707,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":396
+    /* "pstream/_corelib/partition.pxi":412
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -32433,7 +32716,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":398
+  /* "pstream/_corelib/partition.pxi":414
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0
  *         while True:             # <<<<<<<<<<<<<<
@@ -32442,7 +32725,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":399
+    /* "pstream/_corelib/partition.pxi":415
  *             return 0
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -32451,7 +32734,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":400
+    /* "pstream/_corelib/partition.pxi":416
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:             # <<<<<<<<<<<<<<
@@ -32463,7 +32746,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":401
+      /* "pstream/_corelib/partition.pxi":417
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -32472,7 +32755,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":402
+      /* "pstream/_corelib/partition.pxi":418
  *             if self.p.durable_offset > last_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0             # <<<<<<<<<<<<<<
@@ -32485,7 +32768,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":400
+      /* "pstream/_corelib/partition.pxi":416
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:             # <<<<<<<<<<<<<<
@@ -32494,17 +32777,17 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":403
+    /* "pstream/_corelib/partition.pxi":419
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             self._check_open_io()             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
 */
-    __pyx_t_8 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open_io(__pyx_v_self); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(2, 403, __pyx_L1_error)
+    __pyx_t_8 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open_io(__pyx_v_self); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(2, 419, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":404
+    /* "pstream/_corelib/partition.pxi":420
  *                 return 0
  *             self._check_open_io()
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -32517,7 +32800,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":405
+          /* "pstream/_corelib/partition.pxi":421
  *             self._check_open_io()
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -32527,7 +32810,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":404
+        /* "pstream/_corelib/partition.pxi":420
  *                 return 0
  *             self._check_open_io()
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -32545,7 +32828,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":389
+  /* "pstream/_corelib/partition.pxi":405
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     cdef int _after_append(self, int64_t last_offset) except -1:             # <<<<<<<<<<<<<<
@@ -32569,7 +32852,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":407
+/* "pstream/_corelib/partition.pxi":423
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     cdef int _check_open_io(self) except -1:             # <<<<<<<<<<<<<<
@@ -32596,7 +32879,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_check_open_io", 0);
 
-  /* "pstream/_corelib/partition.pxi":409
+  /* "pstream/_corelib/partition.pxi":425
  *     cdef int _check_open_io(self) except -1:
  *         cdef int err
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -32608,7 +32891,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":410
+    /* "pstream/_corelib/partition.pxi":426
  *         cdef int err
  *         if self.p.io_errno:
  *             err = self.p.io_errno             # <<<<<<<<<<<<<<
@@ -32619,7 +32902,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
 
     __pyx_v_err = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":411
+    /* "pstream/_corelib/partition.pxi":427
  *         if self.p.io_errno:
  *             err = self.p.io_errno
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -32628,7 +32911,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":412
+    /* "pstream/_corelib/partition.pxi":428
  *             err = self.p.io_errno
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",             # <<<<<<<<<<<<<<
@@ -32636,18 +32919,18 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
  *         return 0
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_10 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -32667,28 +32950,28 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 412, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 428, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 412, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":413
+    /* "pstream/_corelib/partition.pxi":429
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
  *                                          topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         return 0
  * 
 */
-    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 413, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 429, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":412
+    /* "pstream/_corelib/partition.pxi":428
  *             err = self.p.io_errno
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",             # <<<<<<<<<<<<<<
@@ -32712,13 +32995,13 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
       PyObject *__pyx_callargs[4] = {__pyx_t_4, __pyx_t_5, __pyx_v_self->topic, __pyx_t_9};
       #if CYTHON_VECTORCALL
       __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 412, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 428, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 412, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 428, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -32730,14 +33013,14 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 412, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 428, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 412, __pyx_L1_error)
+    __PYX_ERR(2, 428, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":409
+    /* "pstream/_corelib/partition.pxi":425
  *     cdef int _check_open_io(self) except -1:
  *         cdef int err
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -32746,7 +33029,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":414
+  /* "pstream/_corelib/partition.pxi":430
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
  *                                          topic=self.topic, partition=self.number)
  *         return 0             # <<<<<<<<<<<<<<
@@ -32759,7 +33042,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":407
+  /* "pstream/_corelib/partition.pxi":423
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     cdef int _check_open_io(self) except -1:             # <<<<<<<<<<<<<<
@@ -32785,7 +33068,7 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":416
+/* "pstream/_corelib/partition.pxi":432
  *         return 0
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
@@ -32794,16 +33077,16 @@ static int __pyx_f_7pstream_5_core_9Partition__check_open_io(struct __pyx_obj_7p
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_13append(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_15append(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_12append, "Partition.append(self, value, key=None, headers=None, timestamp_ms=None)\n\nAppends one record as its own batch; returns its offset.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_13append = {"append", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_13append, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_12append};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_13append(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_14append, "Partition.append(self, value, key=None, headers=None, timestamp_ms=None)\n\nAppends one record as its own batch; returns its offset.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_15append = {"append", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_15append, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_14append};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_15append(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -32836,53 +33119,53 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_value,&__pyx_mstate_global->__pyx_n_u_key,&__pyx_mstate_global->__pyx_n_u_headers,&__pyx_mstate_global->__pyx_n_u_timestamp_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 416, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 432, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append", 0) < (0)) __PYX_ERR(2, 416, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append", 0) < (0)) __PYX_ERR(2, 432, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[2]) values[2] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[3]) values[3] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, i); __PYX_ERR(2, 416, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, i); __PYX_ERR(2, 432, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 432, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 432, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -32897,7 +33180,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, __pyx_nargs); __PYX_ERR(2, 416, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, __pyx_nargs); __PYX_ERR(2, 432, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32908,7 +33191,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_12append(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_value, __pyx_v_key, __pyx_v_headers, __pyx_v_timestamp_ms);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_14append(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_value, __pyx_v_key, __pyx_v_headers, __pyx_v_timestamp_ms);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -32918,7 +33201,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_value, PyObject *__pyx_v_key, PyObject *__pyx_v_headers, PyObject *__pyx_v_timestamp_ms) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_value, PyObject *__pyx_v_key, PyObject *__pyx_v_headers, PyObject *__pyx_v_timestamp_ms) {
   struct __pyx_t_7pstream_5_core_RecordSpec __pyx_v_r;
   int64_t __pyx_v_total;
   int64_t __pyx_v_base;
@@ -32951,7 +33234,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   __Pyx_INCREF(__pyx_v_value);
   __Pyx_INCREF(__pyx_v_key);
 
-  /* "pstream/_corelib/partition.pxi":421
+  /* "pstream/_corelib/partition.pxi":437
  *         cdef int64_t total, base, now
  *         cdef uint8_t *dst
  *         cdef int32_t hcount = 0             # <<<<<<<<<<<<<<
@@ -32960,7 +33243,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_v_hcount = 0;
 
-  /* "pstream/_corelib/partition.pxi":422
+  /* "pstream/_corelib/partition.pxi":438
  *         cdef uint8_t *dst
  *         cdef int32_t hcount = 0
  *         cdef bytes hb = None             # <<<<<<<<<<<<<<
@@ -32970,7 +33253,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   __Pyx_INCREF(Py_None);
   __pyx_v_hb = ((PyObject*)Py_None);
 
-  /* "pstream/_corelib/partition.pxi":423
+  /* "pstream/_corelib/partition.pxi":439
  *         cdef int32_t hcount = 0
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0             # <<<<<<<<<<<<<<
@@ -32989,7 +33272,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 
   __pyx_v_attributes = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":424
+  /* "pstream/_corelib/partition.pxi":440
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):             # <<<<<<<<<<<<<<
@@ -33001,19 +33284,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":425
+    /* "pstream/_corelib/partition.pxi":441
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")             # <<<<<<<<<<<<<<
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 425, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 441, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_value, __pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":424
+    /* "pstream/_corelib/partition.pxi":440
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):             # <<<<<<<<<<<<<<
@@ -33022,7 +33305,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":426
+  /* "pstream/_corelib/partition.pxi":442
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):             # <<<<<<<<<<<<<<
@@ -33047,19 +33330,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":427
+    /* "pstream/_corelib/partition.pxi":443
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")             # <<<<<<<<<<<<<<
  *         if value is None:
  *             r.value = NULL
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 427, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 443, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_key, __pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":426
+    /* "pstream/_corelib/partition.pxi":442
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):             # <<<<<<<<<<<<<<
@@ -33068,7 +33351,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":428
+  /* "pstream/_corelib/partition.pxi":444
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -33079,7 +33362,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":429
+    /* "pstream/_corelib/partition.pxi":445
  *             key = as_bytes(key, "key")
  *         if value is None:
  *             r.value = NULL             # <<<<<<<<<<<<<<
@@ -33088,7 +33371,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
     __pyx_v_r.value = NULL;
 
-    /* "pstream/_corelib/partition.pxi":430
+    /* "pstream/_corelib/partition.pxi":446
  *         if value is None:
  *             r.value = NULL
  *             r.value_len = -1             # <<<<<<<<<<<<<<
@@ -33097,7 +33380,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
     __pyx_v_r.value_len = -1L;
 
-    /* "pstream/_corelib/partition.pxi":428
+    /* "pstream/_corelib/partition.pxi":444
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -33107,7 +33390,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
     goto __pyx_L7;
   }
 
-  /* "pstream/_corelib/partition.pxi":432
+  /* "pstream/_corelib/partition.pxi":448
  *             r.value_len = -1
  *         else:
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)             # <<<<<<<<<<<<<<
@@ -33117,7 +33400,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.value = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_value));
 
-    /* "pstream/_corelib/partition.pxi":433
+    /* "pstream/_corelib/partition.pxi":449
  *         else:
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)             # <<<<<<<<<<<<<<
@@ -33128,7 +33411,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   }
   __pyx_L7:;
 
-  /* "pstream/_corelib/partition.pxi":434
+  /* "pstream/_corelib/partition.pxi":450
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -33139,7 +33422,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":435
+    /* "pstream/_corelib/partition.pxi":451
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:
  *             r.key = NULL             # <<<<<<<<<<<<<<
@@ -33148,7 +33431,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
     __pyx_v_r.key = NULL;
 
-    /* "pstream/_corelib/partition.pxi":436
+    /* "pstream/_corelib/partition.pxi":452
  *         if key is None:
  *             r.key = NULL
  *             r.key_len = -1             # <<<<<<<<<<<<<<
@@ -33157,7 +33440,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
     __pyx_v_r.key_len = -1L;
 
-    /* "pstream/_corelib/partition.pxi":434
+    /* "pstream/_corelib/partition.pxi":450
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -33167,7 +33450,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
     goto __pyx_L8;
   }
 
-  /* "pstream/_corelib/partition.pxi":438
+  /* "pstream/_corelib/partition.pxi":454
  *             r.key_len = -1
  *         else:
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)             # <<<<<<<<<<<<<<
@@ -33177,7 +33460,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.key = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_key));
 
-    /* "pstream/_corelib/partition.pxi":439
+    /* "pstream/_corelib/partition.pxi":455
  *         else:
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)             # <<<<<<<<<<<<<<
@@ -33188,30 +33471,30 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   }
   __pyx_L8:;
 
-  /* "pstream/_corelib/partition.pxi":440
+  /* "pstream/_corelib/partition.pxi":456
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:             # <<<<<<<<<<<<<<
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
 */
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 440, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 456, __pyx_L1_error)
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":441
+    /* "pstream/_corelib/partition.pxi":457
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:
  *             hb = encode_headers(headers, &hcount)             # <<<<<<<<<<<<<<
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 441, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 457, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_hb, ((PyObject*)__pyx_t_3));
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":442
+    /* "pstream/_corelib/partition.pxi":458
  *         if headers:
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)             # <<<<<<<<<<<<<<
@@ -33220,7 +33503,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
     __pyx_v_r.headers = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_hb));
 
-    /* "pstream/_corelib/partition.pxi":443
+    /* "pstream/_corelib/partition.pxi":459
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)             # <<<<<<<<<<<<<<
@@ -33229,7 +33512,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
     __pyx_v_r.headers_len = PyBytes_GET_SIZE(__pyx_v_hb);
 
-    /* "pstream/_corelib/partition.pxi":440
+    /* "pstream/_corelib/partition.pxi":456
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:             # <<<<<<<<<<<<<<
@@ -33239,7 +33522,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
     goto __pyx_L9;
   }
 
-  /* "pstream/_corelib/partition.pxi":445
+  /* "pstream/_corelib/partition.pxi":461
  *             r.headers_len = PyBytes_GET_SIZE(hb)
  *         else:
  *             r.headers = NULL             # <<<<<<<<<<<<<<
@@ -33249,7 +33532,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.headers = NULL;
 
-    /* "pstream/_corelib/partition.pxi":446
+    /* "pstream/_corelib/partition.pxi":462
  *         else:
  *             r.headers = NULL
  *             r.headers_len = 0             # <<<<<<<<<<<<<<
@@ -33260,7 +33543,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   }
   __pyx_L9:;
 
-  /* "pstream/_corelib/partition.pxi":447
+  /* "pstream/_corelib/partition.pxi":463
  *             r.headers = NULL
  *             r.headers_len = 0
  *         r.header_count = hcount             # <<<<<<<<<<<<<<
@@ -33269,7 +33552,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_v_r.header_count = __pyx_v_hcount;
 
-  /* "pstream/_corelib/partition.pxi":448
+  /* "pstream/_corelib/partition.pxi":464
  *             r.headers_len = 0
  *         r.header_count = hcount
  *         now = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -33278,7 +33561,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":449
+  /* "pstream/_corelib/partition.pxi":465
  *         r.header_count = hcount
  *         now = ps_now_ms()
  *         r.timestamp = now if timestamp_ms is None or self.timestamp_type else <int64_t>timestamp_ms             # <<<<<<<<<<<<<<
@@ -33304,7 +33587,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 
     __pyx_t_5 = __pyx_v_now;
   } else {
-    __pyx_t_6 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_6 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 449, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_6 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 465, __pyx_L1_error)
 
     __pyx_t_5 = ((int64_t)__pyx_t_6);
 
@@ -33312,7 +33595,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 
   __pyx_v_r.timestamp = __pyx_t_5;
 
-  /* "pstream/_corelib/partition.pxi":450
+  /* "pstream/_corelib/partition.pxi":466
  *         now = ps_now_ms()
  *         r.timestamp = now if timestamp_ms is None or self.timestamp_type else <int64_t>timestamp_ms
  *         r.body_len = record_body_len(&r, r.timestamp, 0)             # <<<<<<<<<<<<<<
@@ -33321,7 +33604,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_v_r.body_len = __pyx_f_7pstream_5_core_record_body_len((&__pyx_v_r), __pyx_v_r.timestamp, 0);
 
-  /* "pstream/_corelib/partition.pxi":451
+  /* "pstream/_corelib/partition.pxi":467
  *         r.timestamp = now if timestamp_ms is None or self.timestamp_type else <int64_t>timestamp_ms
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len             # <<<<<<<<<<<<<<
@@ -33330,7 +33613,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_v_total = ((PS_BATCH_HEADER_SIZE + ps_sizeof_varint(((int32_t)__pyx_v_r.body_len))) + __pyx_v_r.body_len);
 
-  /* "pstream/_corelib/partition.pxi":452
+  /* "pstream/_corelib/partition.pxi":468
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -33342,7 +33625,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":453
+    /* "pstream/_corelib/partition.pxi":469
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -33350,29 +33633,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
  *         base = self._begin(total, 1, &dst)
 */
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 453, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    /* "pstream/_corelib/partition.pxi":454
+    /* "pstream/_corelib/partition.pxi":470
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, 1, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
 */
-    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 454, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_11[1] = __pyx_t_8;
     __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_11[3] = __pyx_t_10;
 
-    /* "pstream/_corelib/partition.pxi":453
+    /* "pstream/_corelib/partition.pxi":469
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -33385,23 +33668,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 4, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 453, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 469, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":454
+    /* "pstream/_corelib/partition.pxi":470
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, 1, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 454, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":453
+    /* "pstream/_corelib/partition.pxi":469
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -33425,13 +33708,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
       PyObject *__pyx_callargs[4] = {__pyx_t_7, __pyx_t_14, __pyx_v_self->topic, __pyx_t_10};
       #if CYTHON_VECTORCALL
       __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 469, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 469, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -33443,14 +33726,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 453, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 469, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 453, __pyx_L1_error)
+    __PYX_ERR(2, 469, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":452
+    /* "pstream/_corelib/partition.pxi":468
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -33459,17 +33742,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":455
+  /* "pstream/_corelib/partition.pxi":471
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, 1, &dst)             # <<<<<<<<<<<<<<
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
  *         write_batch_header(dst, total, base, self.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
 */
-  __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, 1, (&__pyx_v_dst)); if (unlikely(__pyx_t_5 == ((int64_t)-1L))) __PYX_ERR(2, 455, __pyx_L1_error)
+  __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, 1, (&__pyx_v_dst)); if (unlikely(__pyx_t_5 == ((int64_t)-1L))) __PYX_ERR(2, 471, __pyx_L1_error)
   __pyx_v_base = __pyx_t_5;
 
-  /* "pstream/_corelib/partition.pxi":456
+  /* "pstream/_corelib/partition.pxi":472
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, 1, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)             # <<<<<<<<<<<<<<
@@ -33478,7 +33761,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   (void)(__pyx_f_7pstream_5_core_write_record((__pyx_v_dst + PS_BATCH_HEADER_SIZE), (&__pyx_v_r), __pyx_v_r.timestamp, 0));
 
-  /* "pstream/_corelib/partition.pxi":457
+  /* "pstream/_corelib/partition.pxi":473
  *         base = self._begin(total, 1, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
  *         write_batch_header(dst, total, base, self.leader_epoch, attributes, 0, r.timestamp, r.timestamp,             # <<<<<<<<<<<<<<
@@ -33487,7 +33770,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base, __pyx_v_self->leader_epoch, __pyx_v_attributes, 0, __pyx_v_r.timestamp, __pyx_v_r.timestamp, -1L, -1, -1, 1);
 
-  /* "pstream/_corelib/partition.pxi":459
+  /* "pstream/_corelib/partition.pxi":475
  *         write_batch_header(dst, total, base, self.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
  *                            -1, -1, -1, 1)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -33496,7 +33779,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":460
+  /* "pstream/_corelib/partition.pxi":476
  *                            -1, -1, -1, 1)
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base, r.timestamp)             # <<<<<<<<<<<<<<
@@ -33505,24 +33788,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_commit(__pyx_v_self, __pyx_v_total, __pyx_v_base, __pyx_v_r.timestamp);
 
-  /* "pstream/_corelib/partition.pxi":461
+  /* "pstream/_corelib/partition.pxi":477
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base, r.timestamp)
  *         self._after_append(base)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_13 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, __pyx_v_base); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(2, 461, __pyx_L1_error)
+  __pyx_t_13 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, __pyx_v_base); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(2, 477, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":462
+  /* "pstream/_corelib/partition.pxi":478
  *         self._commit(total, base, r.timestamp)
  *         self._after_append(base)
  *         return base             # <<<<<<<<<<<<<<
  * 
  *     def append_many(self, records, compression=0):
 */
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 462, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 478, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   {
     PyObject *__pyx_temp;
@@ -33535,7 +33818,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   __pyx_t_3 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":416
+  /* "pstream/_corelib/partition.pxi":432
  *         return 0
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
@@ -33569,7 +33852,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":464
+/* "pstream/_corelib/partition.pxi":480
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -33578,16 +33861,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12append(struct __pyx_obj_7
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_15append_many(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_17append_many(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_14append_many, "Partition.append_many(self, records, compression=0)\n\nAppends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.\n\nReturns the first offset. An empty iterable appends nothing and returns None.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_15append_many = {"append_many", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_15append_many, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_14append_many};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_15append_many(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_16append_many, "Partition.append_many(self, records, compression=0)\n\nAppends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.\n\nReturns the first offset. An empty iterable appends nothing and returns None.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_17append_many = {"append_many", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_17append_many, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_16append_many};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_17append_many(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -33618,35 +33901,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_records,&__pyx_mstate_global->__pyx_n_u_compression_2,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 464, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 480, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 480, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 480, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_many", 0) < (0)) __PYX_ERR(2, 464, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_many", 0) < (0)) __PYX_ERR(2, 480, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)__pyx_mstate_global->__pyx_int_0));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, i); __PYX_ERR(2, 464, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, i); __PYX_ERR(2, 480, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 480, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 480, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -33657,7 +33940,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 464, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 480, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33668,7 +33951,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_14append_many(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_records, __pyx_v_compression);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_16append_many(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_records, __pyx_v_compression);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -33678,7 +33961,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_records, PyObject *__pyx_v_compression) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_records, PyObject *__pyx_v_compression) {
   struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_b = 0;
   int __pyx_v_codec;
   int64_t __pyx_v_now;
@@ -33710,7 +33993,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("append_many", 0);
 
-  /* "pstream/_corelib/partition.pxi":469
+  /* "pstream/_corelib/partition.pxi":485
  *         Returns the first offset. An empty iterable appends nothing and returns None.
  *         """
  *         cdef BatchBuilder b = BatchBuilder()             # <<<<<<<<<<<<<<
@@ -33723,13 +34006,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_BatchBuilder, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 469, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 485, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core_BatchBuilder *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":470
+  /* "pstream/_corelib/partition.pxi":486
  *         """
  *         cdef BatchBuilder b = BatchBuilder()
  *         cdef int codec = _compression.codec_id(compression)             # <<<<<<<<<<<<<<
@@ -33737,9 +34020,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
  *         cdef uint8_t *dst
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 470, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 470, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 486, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_3 = 1;
@@ -33759,14 +34042,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 470, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 486, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 470, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 486, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_codec = __pyx_t_6;
 
-  /* "pstream/_corelib/partition.pxi":471
+  /* "pstream/_corelib/partition.pxi":487
  *         cdef BatchBuilder b = BatchBuilder()
  *         cdef int codec = _compression.codec_id(compression)
  *         cdef int64_t now = ps_now_ms(), total, base             # <<<<<<<<<<<<<<
@@ -33775,7 +34058,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":474
+  /* "pstream/_corelib/partition.pxi":490
  *         cdef uint8_t *dst
  *         cdef Py_ssize_t i
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0             # <<<<<<<<<<<<<<
@@ -33794,17 +34077,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 
   __pyx_v_attributes = __pyx_t_7;
 
-  /* "pstream/_corelib/partition.pxi":475
+  /* "pstream/_corelib/partition.pxi":491
  *         cdef Py_ssize_t i
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
  *         b.add_records(records, now)             # <<<<<<<<<<<<<<
  *         if b.n == 0:
  *             return None
 */
-  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->add_records(__pyx_v_b, __pyx_v_records, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 475, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->add_records(__pyx_v_b, __pyx_v_records, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 491, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":476
+  /* "pstream/_corelib/partition.pxi":492
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
  *         b.add_records(records, now)
  *         if b.n == 0:             # <<<<<<<<<<<<<<
@@ -33816,7 +34099,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":477
+    /* "pstream/_corelib/partition.pxi":493
  *         b.add_records(records, now)
  *         if b.n == 0:
  *             return None             # <<<<<<<<<<<<<<
@@ -33833,7 +34116,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":476
+    /* "pstream/_corelib/partition.pxi":492
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
  *         b.add_records(records, now)
  *         if b.n == 0:             # <<<<<<<<<<<<<<
@@ -33842,7 +34125,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":478
+  /* "pstream/_corelib/partition.pxi":494
  *         if b.n == 0:
  *             return None
  *         if self.timestamp_type:             # <<<<<<<<<<<<<<
@@ -33854,7 +34137,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":479
+    /* "pstream/_corelib/partition.pxi":495
  *             return None
  *         if self.timestamp_type:
  *             for i in range(b.n):             # <<<<<<<<<<<<<<
@@ -33868,7 +34151,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
       __pyx_v_i = __pyx_t_11;
 
-      /* "pstream/_corelib/partition.pxi":480
+      /* "pstream/_corelib/partition.pxi":496
  *         if self.timestamp_type:
  *             for i in range(b.n):
  *                 b.specs[i].timestamp = now             # <<<<<<<<<<<<<<
@@ -33879,7 +34162,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     }
 
 
-    /* "pstream/_corelib/partition.pxi":481
+    /* "pstream/_corelib/partition.pxi":497
  *             for i in range(b.n):
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now             # <<<<<<<<<<<<<<
@@ -33889,7 +34172,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     __pyx_v_b->base_ts = __pyx_v_now;
     __pyx_v_b->max_ts = __pyx_v_now;
 
-    /* "pstream/_corelib/partition.pxi":478
+    /* "pstream/_corelib/partition.pxi":494
  *         if b.n == 0:
  *             return None
  *         if self.timestamp_type:             # <<<<<<<<<<<<<<
@@ -33898,7 +34181,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":482
+  /* "pstream/_corelib/partition.pxi":498
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:             # <<<<<<<<<<<<<<
@@ -33910,26 +34193,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":483
+    /* "pstream/_corelib/partition.pxi":499
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:
  *             batch = b.build(0, codec, self.timestamp_type, -1, -1, -1, self.leader_epoch, False, False)             # <<<<<<<<<<<<<<
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->build(__pyx_v_b, 0, __pyx_v_codec, __pyx_v_self->timestamp_type, -1L, -1, -1, __pyx_v_self->leader_epoch, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 483, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->build(__pyx_v_b, 0, __pyx_v_codec, __pyx_v_self->timestamp_type, -1L, -1, -1, __pyx_v_self->leader_epoch, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 499, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_v_batch = ((PyObject*)__pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "pstream/_corelib/partition.pxi":484
+    /* "pstream/_corelib/partition.pxi":500
  *         if codec != 0:
  *             batch = b.build(0, codec, self.timestamp_type, -1, -1, -1, self.leader_epoch, False, False)
  *             return self._append_raw(batch, False)             # <<<<<<<<<<<<<<
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.max_message_bytes:
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 484, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 0, NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 500, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     {
       PyObject *__pyx_temp;
@@ -33942,7 +34225,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":482
+    /* "pstream/_corelib/partition.pxi":498
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:             # <<<<<<<<<<<<<<
@@ -33951,18 +34234,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":485
+  /* "pstream/_corelib/partition.pxi":501
  *             batch = b.build(0, codec, self.timestamp_type, -1, -1, -1, self.leader_epoch, False, False)
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()             # <<<<<<<<<<<<<<
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
 */
-  __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->measure(__pyx_v_b); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1L))) __PYX_ERR(2, 485, __pyx_L1_error)
+  __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->measure(__pyx_v_b); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1L))) __PYX_ERR(2, 501, __pyx_L1_error)
   __pyx_v_total = (PS_BATCH_HEADER_SIZE + __pyx_t_9);
 
 
-  /* "pstream/_corelib/partition.pxi":486
+  /* "pstream/_corelib/partition.pxi":502
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -33974,7 +34257,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   if (unlikely(__pyx_t_8)) {
 
 
-    /* "pstream/_corelib/partition.pxi":487
+    /* "pstream/_corelib/partition.pxi":503
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -33982,29 +34265,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
  *         base = self._begin(total, b.n, &dst)
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 487, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
 
-    /* "pstream/_corelib/partition.pxi":488
+    /* "pstream/_corelib/partition.pxi":504
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, b.n, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_12 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 488, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 504, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_13[1] = __pyx_t_2;
     __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_13[3] = __pyx_t_12;
 
-    /* "pstream/_corelib/partition.pxi":487
+    /* "pstream/_corelib/partition.pxi":503
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -34017,23 +34300,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
     #endif
     __pyx_t_6 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_13, 4, __pyx_t_9, __pyx_t_6);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 487, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 503, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-    /* "pstream/_corelib/partition.pxi":488
+    /* "pstream/_corelib/partition.pxi":504
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, b.n, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 488, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 504, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":487
+    /* "pstream/_corelib/partition.pxi":503
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -34057,13 +34340,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
       PyObject *__pyx_callargs[4] = {__pyx_t_5, __pyx_t_14, __pyx_v_self->topic, __pyx_t_12};
       #if CYTHON_VECTORCALL
       __pyx_t_2 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 503, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_2);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_2 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 503, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       #endif
@@ -34075,14 +34358,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 487, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 503, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 487, __pyx_L1_error)
+    __PYX_ERR(2, 503, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":486
+    /* "pstream/_corelib/partition.pxi":502
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -34091,17 +34374,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":489
+  /* "pstream/_corelib/partition.pxi":505
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, b.n, &dst)             # <<<<<<<<<<<<<<
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         write_batch_header(dst, total, base, self.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
 */
-  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, __pyx_v_b->n, (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 489, __pyx_L1_error)
+  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, __pyx_v_b->n, (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 505, __pyx_L1_error)
   __pyx_v_base = __pyx_t_15;
 
-  /* "pstream/_corelib/partition.pxi":490
+  /* "pstream/_corelib/partition.pxi":506
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, b.n, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)             # <<<<<<<<<<<<<<
@@ -34110,7 +34393,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->write_records(__pyx_v_b, (__pyx_v_dst + PS_BATCH_HEADER_SIZE));
 
-  /* "pstream/_corelib/partition.pxi":491
+  /* "pstream/_corelib/partition.pxi":507
  *         base = self._begin(total, b.n, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         write_batch_header(dst, total, base, self.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,             # <<<<<<<<<<<<<<
@@ -34119,7 +34402,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base, __pyx_v_self->leader_epoch, __pyx_v_attributes, ((int32_t)(__pyx_v_b->n - 1)), __pyx_v_b->base_ts, __pyx_v_b->max_ts, -1L, -1, -1, ((int32_t)__pyx_v_b->n));
 
-  /* "pstream/_corelib/partition.pxi":493
+  /* "pstream/_corelib/partition.pxi":509
  *         write_batch_header(dst, total, base, self.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
  *                            b.max_ts, -1, -1, -1, <int32_t>b.n)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -34128,7 +34411,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":494
+  /* "pstream/_corelib/partition.pxi":510
  *                            b.max_ts, -1, -1, -1, <int32_t>b.n)
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base + b.n - 1, b.max_ts)             # <<<<<<<<<<<<<<
@@ -34137,24 +34420,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_commit(__pyx_v_self, __pyx_v_total, ((__pyx_v_base + __pyx_v_b->n) - 1), __pyx_v_b->max_ts);
 
-  /* "pstream/_corelib/partition.pxi":495
+  /* "pstream/_corelib/partition.pxi":511
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base + b.n - 1, b.max_ts)
  *         self._after_append(base + b.n - 1)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, ((__pyx_v_base + __pyx_v_b->n) - 1)); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 495, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, ((__pyx_v_base + __pyx_v_b->n) - 1)); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 511, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":496
+  /* "pstream/_corelib/partition.pxi":512
  *         self._commit(total, base + b.n - 1, b.max_ts)
  *         self._after_append(base + b.n - 1)
  *         return base             # <<<<<<<<<<<<<<
  * 
- *     def append_batch(self, batch):
+ *     def append_batch(self, batch, bint wait=True):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 496, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 512, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -34167,7 +34450,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":464
+  /* "pstream/_corelib/partition.pxi":480
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -34200,25 +34483,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append_many(struct __pyx_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":498
+/* "pstream/_corelib/partition.pxi":514
  *         return base
  * 
- *     def append_batch(self, batch):             # <<<<<<<<<<<<<<
+ *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
  *         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
  * 
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_17append_batch(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_19append_batch(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_16append_batch, "Partition.append_batch(self, batch)\n\nAppends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).\n\nThe batch is validated (sizes, magic, CRC) and stored as it is, with its base\noffset and leader epoch assigned here. Returns the assigned base offset.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_17append_batch = {"append_batch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_17append_batch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_16append_batch};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_17append_batch(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_18append_batch, "Partition.append_batch(self, batch, bool wait=True)\n\nAppends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).\n\nThe batch is validated (sizes, magic, CRC) and stored as it is, with its base\noffset and leader epoch assigned here. Returns the assigned base offset. With\nwait=False it returns once the batch is readable, whatever the flush policy:\nasyncio callers then `await partition.wait_durable(last_offset)`.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_19append_batch = {"append_batch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_19append_batch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_18append_batch};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_19append_batch(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -34226,11 +34509,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ) {
   PyObject *__pyx_v_batch = 0;
+  int __pyx_v_wait;
   #if !CYTHON_VECTORCALL
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[1] = {0};
+  PyObject* values[2] = {0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -34246,34 +34530,50 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_batch,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_batch,&__pyx_mstate_global->__pyx_n_u_wait,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 498, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 514, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 514, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 498, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 514, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_batch", 0) < (0)) __PYX_ERR(2, 498, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_batch", 0) < (0)) __PYX_ERR(2, 514, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_batch", 1, 1, 1, i); __PYX_ERR(2, 498, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, i); __PYX_ERR(2, 514, __pyx_L3_error) }
       }
-    } else if (unlikely(__pyx_nargs != 1)) {
-      goto __pyx_L5_argtuple_error;
     } else {
-      values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 498, __pyx_L3_error)
+      switch (__pyx_nargs) {
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 514, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 514, __pyx_L3_error)
+        break;
+        default: goto __pyx_L5_argtuple_error;
+      }
     }
     __pyx_v_batch = values[0];
+    if (values[1]) {
+      __pyx_v_wait = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_wait == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 514, __pyx_L3_error)
+    } else {
+      __pyx_v_wait = ((int)1);
+    }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 498, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 514, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -34284,33 +34584,37 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_16append_batch(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_batch);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_18append_batch(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_batch, __pyx_v_wait);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
     Py_XDECREF(values[__pyx_temp]);
   }
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_wait) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
+  struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw __pyx_t_2;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("append_batch", 0);
 
-  /* "pstream/_corelib/partition.pxi":504
- *         offset and leader epoch assigned here. Returns the assigned base offset.
+  /* "pstream/_corelib/partition.pxi":522
+ *         asyncio callers then `await partition.wait_durable(last_offset)`.
  *         """
- *         return self._append_raw(batch, True)             # <<<<<<<<<<<<<<
+ *         return self._append_raw(batch, True, wait)             # <<<<<<<<<<<<<<
  * 
- *     cdef object _append_raw(self, object batch, bint validate):
+ *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
 */
-  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 1); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 504, __pyx_L1_error)
+  __pyx_t_2.__pyx_n = 1;
+  __pyx_t_2.wait = __pyx_v_wait;
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 1, &__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 522, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -34323,10 +34627,10 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_batch(struct __pyx
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":498
+  /* "pstream/_corelib/partition.pxi":514
  *         return base
  * 
- *     def append_batch(self, batch):             # <<<<<<<<<<<<<<
+ *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
  *         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
  * 
 */
@@ -34342,15 +34646,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_batch(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":506
- *         return self._append_raw(batch, True)
+/* "pstream/_corelib/partition.pxi":524
+ *         return self._append_raw(batch, True, wait)
  * 
- *     cdef object _append_raw(self, object batch, bint validate):             # <<<<<<<<<<<<<<
+ *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
  *         cdef _BufferView b = _BufferView(batch)
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
 */
 
-static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_validate) {
+static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_validate, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args) {
+  int __pyx_v_wait = ((int)1);
   struct __pyx_obj_7pstream_5_core__BufferView *__pyx_v_b = 0;
   uint8_t const *__pyx_v_src;
   ps_batch_header __pyx_v_h;
@@ -34381,10 +34686,15 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_append_raw", 0);
+  if (__pyx_optional_args) {
+    if (__pyx_optional_args->__pyx_n > 0) {
+      __pyx_v_wait = __pyx_optional_args->wait;
+    }
+  }
 
-  /* "pstream/_corelib/partition.pxi":507
+  /* "pstream/_corelib/partition.pxi":525
  * 
- *     cdef object _append_raw(self, object batch, bint validate):
+ *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
  *         cdef _BufferView b = _BufferView(batch)             # <<<<<<<<<<<<<<
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
  *         cdef ps_batch_header h
@@ -34395,14 +34705,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_batch};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core__BufferView, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 507, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 525, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core__BufferView *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":508
- *     cdef object _append_raw(self, object batch, bint validate):
+  /* "pstream/_corelib/partition.pxi":526
+ *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
  *         cdef _BufferView b = _BufferView(batch)
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf             # <<<<<<<<<<<<<<
  *         cdef ps_batch_header h
@@ -34410,7 +34720,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_src = ((uint8_t const *)__pyx_v_b->view.buf);
 
-  /* "pstream/_corelib/partition.pxi":510
+  /* "pstream/_corelib/partition.pxi":528
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
  *         cdef ps_batch_header h
  *         cdef size_t errpos = 0             # <<<<<<<<<<<<<<
@@ -34419,7 +34729,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_errpos = 0;
 
-  /* "pstream/_corelib/partition.pxi":514
+  /* "pstream/_corelib/partition.pxi":532
  *         cdef int64_t total, base, now
  *         cdef uint8_t *dst
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -34432,7 +34742,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":515
+        /* "pstream/_corelib/partition.pxi":533
  *         cdef uint8_t *dst
  *         with nogil:
  *             st = ps_batch_validate(src, <size_t>b.view.len, validate, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -34442,7 +34752,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
         __pyx_v_st = ps_batch_validate(__pyx_v_src, ((size_t)__pyx_v_b->view.len), __pyx_v_validate, (&__pyx_v_h), (&__pyx_v_errpos));
       }
 
-      /* "pstream/_corelib/partition.pxi":514
+      /* "pstream/_corelib/partition.pxi":532
  *         cdef int64_t total, base, now
  *         cdef uint8_t *dst
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -34459,7 +34769,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":516
+  /* "pstream/_corelib/partition.pxi":534
  *         with nogil:
  *             st = ps_batch_validate(src, <size_t>b.view.len, validate, &h, &errpos)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -34471,34 +34781,34 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":517
+    /* "pstream/_corelib/partition.pxi":535
  *             st = ps_batch_validate(src, <size_t>b.view.len, validate, &h, &errpos)
  *         if st != PS_OK:
  *             raise status_error(st, errpos, None, self.topic, self.number)             # <<<<<<<<<<<<<<
  *         total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *         if total != b.view.len:
 */
-    __pyx_t_1 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 517, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 535, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_v_self->topic;
     __Pyx_INCREF(__pyx_t_2);
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 517, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 535, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_7.__pyx_n = 4;
     __pyx_t_7.position = __pyx_t_1;
     __pyx_t_7.detail = ((PyObject*)Py_None);
     __pyx_t_7.topic = ((PyObject*)__pyx_t_2);
     __pyx_t_7.partition = __pyx_t_5;
-    __pyx_t_6 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 517, __pyx_L1_error)
+    __pyx_t_6 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_7); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 535, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(2, 517, __pyx_L1_error)
+    __PYX_ERR(2, 535, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":516
+    /* "pstream/_corelib/partition.pxi":534
  *         with nogil:
  *             st = ps_batch_validate(src, <size_t>b.view.len, validate, &h, &errpos)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -34507,7 +34817,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":518
+  /* "pstream/_corelib/partition.pxi":536
  *         if st != PS_OK:
  *             raise status_error(st, errpos, None, self.topic, self.number)
  *         total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -34516,7 +34826,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_total = (((int64_t)__pyx_v_h.batch_length) + PS_BATCH_LOG_OVERHEAD);
 
-  /* "pstream/_corelib/partition.pxi":519
+  /* "pstream/_corelib/partition.pxi":537
  *             raise status_error(st, errpos, None, self.topic, self.number)
  *         total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *         if total != b.view.len:             # <<<<<<<<<<<<<<
@@ -34528,7 +34838,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":520
+    /* "pstream/_corelib/partition.pxi":538
  *         total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *         if total != b.view.len:
  *             raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",             # <<<<<<<<<<<<<<
@@ -34536,14 +34846,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
  *         if total > self.max_message_bytes:
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 520, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_LengthMismatchError); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 520, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_LengthMismatchError); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_b->view.len, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 520, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_Py_ssize_t(__pyx_v_b->view.len, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 520, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_buffer_holds;
     __pyx_t_9[1] = __pyx_t_2;
@@ -34555,25 +34865,25 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 520, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":521
+    /* "pstream/_corelib/partition.pxi":539
  *         if total != b.view.len:
  *             raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",
  *                                               position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
 */
-    __pyx_t_8 = __Pyx_PyLong_From___pyx_anon_enum(PS_OFF_LENGTH); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 521, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From___pyx_anon_enum(PS_OFF_LENGTH); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 539, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 521, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 539, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":520
+    /* "pstream/_corelib/partition.pxi":538
  *         total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *         if total != b.view.len:
  *             raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",             # <<<<<<<<<<<<<<
@@ -34597,13 +34907,13 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       PyObject *__pyx_callargs[5] = {__pyx_t_5, __pyx_t_12, __pyx_t_8, __pyx_v_self->topic, __pyx_t_2};
       #if CYTHON_VECTORCALL
       __pyx_t_13 = __pyx_mstate_global->__pyx_tuple[0];
-      if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 520, __pyx_L1_error)
+      if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 538, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_13);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_13 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 520, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 538, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
       }
       #endif
@@ -34616,14 +34926,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 520, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 538, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(2, 520, __pyx_L1_error)
+    __PYX_ERR(2, 538, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":519
+    /* "pstream/_corelib/partition.pxi":537
  *             raise status_error(st, errpos, None, self.topic, self.number)
  *         total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *         if total != b.view.len:             # <<<<<<<<<<<<<<
@@ -34632,7 +34942,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":522
+  /* "pstream/_corelib/partition.pxi":540
  *             raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",
  *                                               position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
  *         if total > self.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -34644,7 +34954,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":523
+    /* "pstream/_corelib/partition.pxi":541
  *                                               position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -34652,29 +34962,29 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
  *         if h.record_count == 0 or h.last_offset_delta < 0:
 */
     __pyx_t_1 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 523, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 541, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
-    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 523, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 541, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-    __pyx_t_13 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 523, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 541, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
 
-    /* "pstream/_corelib/partition.pxi":524
+    /* "pstream/_corelib/partition.pxi":542
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if h.record_count == 0 or h.last_offset_delta < 0:
  *             raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",
 */
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 524, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 542, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_9[1] = __pyx_t_13;
     __pyx_t_9[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_9[3] = __pyx_t_8;
 
-    /* "pstream/_corelib/partition.pxi":523
+    /* "pstream/_corelib/partition.pxi":541
  *                                               position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -34687,23 +34997,23 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 523, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 541, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":524
+    /* "pstream/_corelib/partition.pxi":542
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if h.record_count == 0 or h.last_offset_delta < 0:
  *             raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",
 */
-    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 524, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 542, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":523
+    /* "pstream/_corelib/partition.pxi":541
  *                                               position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
  *         if total > self.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -34727,13 +35037,13 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       PyObject *__pyx_callargs[4] = {__pyx_t_1, __pyx_t_12, __pyx_v_self->topic, __pyx_t_8};
       #if CYTHON_VECTORCALL
       __pyx_t_13 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 523, __pyx_L1_error)
+      if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 541, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_13);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_13 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 523, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 541, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
       }
       #endif
@@ -34745,14 +35055,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 523, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 541, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(2, 523, __pyx_L1_error)
+    __PYX_ERR(2, 541, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":522
+    /* "pstream/_corelib/partition.pxi":540
  *             raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",
  *                                               position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
  *         if total > self.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -34761,7 +35071,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":525
+  /* "pstream/_corelib/partition.pxi":543
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if h.record_count == 0 or h.last_offset_delta < 0:             # <<<<<<<<<<<<<<
@@ -34787,7 +35097,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":526
+    /* "pstream/_corelib/partition.pxi":544
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if h.record_count == 0 or h.last_offset_delta < 0:
  *             raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",             # <<<<<<<<<<<<<<
@@ -34795,34 +35105,34 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
  *                                                    partition=self.number)
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 526, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 544, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_RecordCountMismatchError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 526, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_RecordCountMismatchError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 544, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-    /* "pstream/_corelib/partition.pxi":527
+    /* "pstream/_corelib/partition.pxi":545
  *         if h.record_count == 0 or h.last_offset_delta < 0:
  *             raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",
  *                                                    position=PS_OFF_RECORD_COUNT, topic=self.topic,             # <<<<<<<<<<<<<<
  *                                                    partition=self.number)
  *         now = ps_now_ms()
 */
-    __pyx_t_13 = __Pyx_PyLong_From___pyx_anon_enum(PS_OFF_RECORD_COUNT); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 527, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_From___pyx_anon_enum(PS_OFF_RECORD_COUNT); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 545, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
 
-    /* "pstream/_corelib/partition.pxi":528
+    /* "pstream/_corelib/partition.pxi":546
  *             raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",
  *                                                    position=PS_OFF_RECORD_COUNT, topic=self.topic,
  *                                                    partition=self.number)             # <<<<<<<<<<<<<<
  *         now = ps_now_ms()
  *         base = self._begin(total, h.last_offset_delta + 1, &dst)
 */
-    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 528, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 546, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":526
+    /* "pstream/_corelib/partition.pxi":544
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if h.record_count == 0 or h.last_offset_delta < 0:
  *             raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",             # <<<<<<<<<<<<<<
@@ -34846,13 +35156,13 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       PyObject *__pyx_callargs[5] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_a_batch_to_append_must_hold_at_l, __pyx_t_13, __pyx_v_self->topic, __pyx_t_12};
       #if CYTHON_VECTORCALL
       __pyx_t_1 = __pyx_mstate_global->__pyx_tuple[0];
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 526, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 544, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_1);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_1 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 526, __pyx_L1_error)
+        if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 544, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_1);
       }
       #endif
@@ -34864,14 +35174,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 526, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 544, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
     }
     __Pyx_Raise(__pyx_t_6, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(2, 526, __pyx_L1_error)
+    __PYX_ERR(2, 544, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":525
+    /* "pstream/_corelib/partition.pxi":543
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if h.record_count == 0 or h.last_offset_delta < 0:             # <<<<<<<<<<<<<<
@@ -34880,7 +35190,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":529
+  /* "pstream/_corelib/partition.pxi":547
  *                                                    position=PS_OFF_RECORD_COUNT, topic=self.topic,
  *                                                    partition=self.number)
  *         now = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -34889,17 +35199,17 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":530
+  /* "pstream/_corelib/partition.pxi":548
  *                                                    partition=self.number)
  *         now = ps_now_ms()
  *         base = self._begin(total, h.last_offset_delta + 1, &dst)             # <<<<<<<<<<<<<<
  *         with nogil:
  *             memcpy(dst, src, total)
 */
-  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, (__pyx_v_h.last_offset_delta + 1), (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 530, __pyx_L1_error)
+  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, (__pyx_v_h.last_offset_delta + 1), (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 548, __pyx_L1_error)
   __pyx_v_base = __pyx_t_15;
 
-  /* "pstream/_corelib/partition.pxi":531
+  /* "pstream/_corelib/partition.pxi":549
  *         now = ps_now_ms()
  *         base = self._begin(total, h.last_offset_delta + 1, &dst)
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -34912,7 +35222,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":532
+        /* "pstream/_corelib/partition.pxi":550
  *         base = self._begin(total, h.last_offset_delta + 1, &dst)
  *         with nogil:
  *             memcpy(dst, src, total)             # <<<<<<<<<<<<<<
@@ -34922,7 +35232,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
         (void)(memcpy(__pyx_v_dst, __pyx_v_src, __pyx_v_total));
       }
 
-      /* "pstream/_corelib/partition.pxi":531
+      /* "pstream/_corelib/partition.pxi":549
  *         now = ps_now_ms()
  *         base = self._begin(total, h.last_offset_delta + 1, &dst)
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -34939,7 +35249,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":533
+  /* "pstream/_corelib/partition.pxi":551
  *         with nogil:
  *             memcpy(dst, src, total)
  *         ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)             # <<<<<<<<<<<<<<
@@ -34948,7 +35258,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   ps_store_be64((__pyx_v_dst + PS_OFF_BASE_OFFSET), ((uint64_t)__pyx_v_base));
 
-  /* "pstream/_corelib/partition.pxi":534
+  /* "pstream/_corelib/partition.pxi":552
  *             memcpy(dst, src, total)
  *         ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)
  *         ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>self.leader_epoch)             # <<<<<<<<<<<<<<
@@ -34957,7 +35267,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   ps_store_be32((__pyx_v_dst + PS_OFF_LEADER_EPOCH), ((uint32_t)__pyx_v_self->leader_epoch));
 
-  /* "pstream/_corelib/partition.pxi":535
+  /* "pstream/_corelib/partition.pxi":553
  *         ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)
  *         ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>self.leader_epoch)
  *         if self.timestamp_type:             # <<<<<<<<<<<<<<
@@ -34969,7 +35279,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":537
+    /* "pstream/_corelib/partition.pxi":555
  *         if self.timestamp_type:
  *             # LogAppendTime: the broker's clock replaces the timestamps, so the CRC changes.
  *             ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))             # <<<<<<<<<<<<<<
@@ -34978,7 +35288,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
     ps_store_be16((__pyx_v_dst + PS_OFF_ATTRIBUTES), ((uint16_t)(__pyx_v_h.attributes | PS_ATTR_TIMESTAMP_TYPE)));
 
-    /* "pstream/_corelib/partition.pxi":538
+    /* "pstream/_corelib/partition.pxi":556
  *             # LogAppendTime: the broker's clock replaces the timestamps, so the CRC changes.
  *             ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
  *             ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now)             # <<<<<<<<<<<<<<
@@ -34987,7 +35297,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
     ps_store_be64((__pyx_v_dst + PS_OFF_MAX_TIMESTAMP), ((uint64_t)__pyx_v_now));
 
-    /* "pstream/_corelib/partition.pxi":539
+    /* "pstream/_corelib/partition.pxi":557
  *             ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
  *             ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now)
  *             seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -34996,16 +35306,16 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
     __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-    /* "pstream/_corelib/partition.pxi":540
+    /* "pstream/_corelib/partition.pxi":558
  *             ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now)
  *             seal_batch_crc(dst, total)
  *             h.max_timestamp = now             # <<<<<<<<<<<<<<
  *         self._commit(total, base + h.last_offset_delta, h.max_timestamp)
- *         self._after_append(base + h.last_offset_delta)
+ *         if wait:
 */
     __pyx_v_h.max_timestamp = __pyx_v_now;
 
-    /* "pstream/_corelib/partition.pxi":535
+    /* "pstream/_corelib/partition.pxi":553
  *         ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)
  *         ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>self.leader_epoch)
  *         if self.timestamp_type:             # <<<<<<<<<<<<<<
@@ -35014,33 +35324,51 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":541
+  /* "pstream/_corelib/partition.pxi":559
  *             seal_batch_crc(dst, total)
  *             h.max_timestamp = now
  *         self._commit(total, base + h.last_offset_delta, h.max_timestamp)             # <<<<<<<<<<<<<<
- *         self._after_append(base + h.last_offset_delta)
- *         return base
+ *         if wait:
+ *             self._after_append(base + h.last_offset_delta)
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_commit(__pyx_v_self, __pyx_v_total, (__pyx_v_base + __pyx_v_h.last_offset_delta), __pyx_v_h.max_timestamp);
 
-  /* "pstream/_corelib/partition.pxi":542
+  /* "pstream/_corelib/partition.pxi":560
  *             h.max_timestamp = now
  *         self._commit(total, base + h.last_offset_delta, h.max_timestamp)
- *         self._after_append(base + h.last_offset_delta)             # <<<<<<<<<<<<<<
+ *         if wait:             # <<<<<<<<<<<<<<
+ *             self._after_append(base + h.last_offset_delta)
+ *         return base
+*/
+  if (__pyx_v_wait) {
+
+    /* "pstream/_corelib/partition.pxi":561
+ *         self._commit(total, base + h.last_offset_delta, h.max_timestamp)
+ *         if wait:
+ *             self._after_append(base + h.last_offset_delta)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_11 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, (__pyx_v_base + __pyx_v_h.last_offset_delta)); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(2, 542, __pyx_L1_error)
+    __pyx_t_11 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, (__pyx_v_base + __pyx_v_h.last_offset_delta)); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(2, 561, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":543
+    /* "pstream/_corelib/partition.pxi":560
+ *             h.max_timestamp = now
  *         self._commit(total, base + h.last_offset_delta, h.max_timestamp)
- *         self._after_append(base + h.last_offset_delta)
+ *         if wait:             # <<<<<<<<<<<<<<
+ *             self._after_append(base + h.last_offset_delta)
+ *         return base
+*/
+  }
+
+  /* "pstream/_corelib/partition.pxi":562
+ *         if wait:
+ *             self._after_append(base + h.last_offset_delta)
  *         return base             # <<<<<<<<<<<<<<
  * 
  *     # --- rolling ------------------------------------------------------------------
 */
-  __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 543, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 562, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   {
     PyObject *__pyx_temp;
@@ -35053,10 +35381,10 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   __pyx_t_6 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":506
- *         return self._append_raw(batch, True)
+  /* "pstream/_corelib/partition.pxi":524
+ *         return self._append_raw(batch, True, wait)
  * 
- *     cdef object _append_raw(self, object batch, bint validate):             # <<<<<<<<<<<<<<
+ *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
  *         cdef _BufferView b = _BufferView(batch)
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
 */
@@ -35087,7 +35415,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":547
+/* "pstream/_corelib/partition.pxi":566
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     cdef int _roll(self, int64_t total, int64_t count) except -1:             # <<<<<<<<<<<<<<
@@ -35122,7 +35450,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_roll", 0);
 
-  /* "pstream/_corelib/partition.pxi":553
+  /* "pstream/_corelib/partition.pxi":572
  *         cdef int64_t base
  *         cdef int st
  *         with self.roll_lock:             # <<<<<<<<<<<<<<
@@ -35130,10 +35458,10 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
  *             self._check_open()
 */
   /*with:*/ {
-    __pyx_t_1 = __Pyx_PyObject_LookupSpecial(__pyx_v_self->roll_lock, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 553, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyObject_LookupSpecial(__pyx_v_self->roll_lock, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 572, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_t_3 = NULL;
-    __pyx_t_4 = __Pyx_PyObject_LookupSpecial(__pyx_v_self->roll_lock, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 553, __pyx_L3_error)
+    __pyx_t_4 = __Pyx_PyObject_LookupSpecial(__pyx_v_self->roll_lock, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 572, __pyx_L3_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_5 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -35152,7 +35480,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 553, __pyx_L3_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 572, __pyx_L3_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
@@ -35166,7 +35494,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
         __Pyx_XGOTREF(__pyx_t_8);
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":554
+          /* "pstream/_corelib/partition.pxi":573
  *         cdef int st
  *         with self.roll_lock:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35175,17 +35503,17 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":555
+          /* "pstream/_corelib/partition.pxi":574
  *         with self.roll_lock:
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._check_open()             # <<<<<<<<<<<<<<
  *             old = part_active(self.p)
  *             if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:
 */
-          __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open(__pyx_v_self); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 555, __pyx_L7_error)
+          __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open(__pyx_v_self); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 574, __pyx_L7_error)
 
 
-          /* "pstream/_corelib/partition.pxi":556
+          /* "pstream/_corelib/partition.pxi":575
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._check_open()
  *             old = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -35194,7 +35522,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_v_old = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-          /* "pstream/_corelib/partition.pxi":557
+          /* "pstream/_corelib/partition.pxi":576
  *             self._check_open()
  *             old = part_active(self.p)
  *             if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:             # <<<<<<<<<<<<<<
@@ -35226,7 +35554,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
           if (__pyx_t_10) {
 
 
-            /* "pstream/_corelib/partition.pxi":558
+            /* "pstream/_corelib/partition.pxi":577
  *             old = part_active(self.p)
  *             if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35235,7 +35563,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
             (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-            /* "pstream/_corelib/partition.pxi":559
+            /* "pstream/_corelib/partition.pxi":578
  *             if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0             # <<<<<<<<<<<<<<
@@ -35248,7 +35576,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
             }
             goto __pyx_L11_try_return;
 
-            /* "pstream/_corelib/partition.pxi":557
+            /* "pstream/_corelib/partition.pxi":576
  *             self._check_open()
  *             old = part_active(self.p)
  *             if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:             # <<<<<<<<<<<<<<
@@ -35257,7 +35585,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":560
+          /* "pstream/_corelib/partition.pxi":579
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             if count < 0 and old.size == 0:             # <<<<<<<<<<<<<<
@@ -35283,7 +35611,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
           if (__pyx_t_10) {
 
 
-            /* "pstream/_corelib/partition.pxi":561
+            /* "pstream/_corelib/partition.pxi":580
  *                 return 0
  *             if count < 0 and old.size == 0:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35292,7 +35620,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
             (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-            /* "pstream/_corelib/partition.pxi":562
+            /* "pstream/_corelib/partition.pxi":581
  *             if count < 0 and old.size == 0:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0             # <<<<<<<<<<<<<<
@@ -35305,7 +35633,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
             }
             goto __pyx_L11_try_return;
 
-            /* "pstream/_corelib/partition.pxi":560
+            /* "pstream/_corelib/partition.pxi":579
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             if count < 0 and old.size == 0:             # <<<<<<<<<<<<<<
@@ -35314,7 +35642,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":563
+          /* "pstream/_corelib/partition.pxi":582
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             self.p.rolling = True             # <<<<<<<<<<<<<<
@@ -35323,7 +35651,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_v_self->p->rolling = 1;
 
-          /* "pstream/_corelib/partition.pxi":564
+          /* "pstream/_corelib/partition.pxi":583
  *                 return 0
  *             self.p.rolling = True
  *             base = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -35334,7 +35662,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 
           __pyx_v_base = __pyx_t_12;
 
-          /* "pstream/_corelib/partition.pxi":565
+          /* "pstream/_corelib/partition.pxi":584
  *             self.p.rolling = True
  *             base = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35343,7 +35671,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":566
+          /* "pstream/_corelib/partition.pxi":585
  *             base = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -35356,7 +35684,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
               __Pyx_FastGIL_Remember();
               /*try:*/ {
 
-                /* "pstream/_corelib/partition.pxi":567
+                /* "pstream/_corelib/partition.pxi":586
  *             pthread_mutex_unlock(&self.sh.mu)
  *             with nogil:
  *                 s = segment_new(self.p.directory, base, self.index_interval)             # <<<<<<<<<<<<<<
@@ -35365,7 +35693,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
                 __pyx_v_s = __pyx_f_7pstream_5_core_segment_new(__pyx_v_self->p->directory, __pyx_v_base, __pyx_v_self->index_interval);
 
-                /* "pstream/_corelib/partition.pxi":568
+                /* "pstream/_corelib/partition.pxi":587
  *             with nogil:
  *                 s = segment_new(self.p.directory, base, self.index_interval)
  *                 st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, self.want_direct, self.buffer_bytes,             # <<<<<<<<<<<<<<
@@ -35379,7 +35707,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
                   __pyx_t_9 = PS_ERR_NO_MEMORY;
                 } else {
 
-                  /* "pstream/_corelib/partition.pxi":569
+                  /* "pstream/_corelib/partition.pxi":588
  *                 s = segment_new(self.p.directory, base, self.index_interval)
  *                 st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, self.want_direct, self.buffer_bytes,
  *                                                                            self.prealloc_bytes)             # <<<<<<<<<<<<<<
@@ -35392,7 +35720,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 
                 __pyx_v_st = __pyx_t_9;
 
-                /* "pstream/_corelib/partition.pxi":570
+                /* "pstream/_corelib/partition.pxi":589
  *                 st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, self.want_direct, self.buffer_bytes,
  *                                                                            self.prealloc_bytes)
  *                 if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -35404,7 +35732,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
                 if (__pyx_t_10) {
 
 
-                  /* "pstream/_corelib/partition.pxi":571
+                  /* "pstream/_corelib/partition.pxi":590
  *                                                                            self.prealloc_bytes)
  *                 if st == PS_OK:
  *                     st = fsync_directory(self.p.directory)             # <<<<<<<<<<<<<<
@@ -35413,7 +35741,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
                   __pyx_v_st = __pyx_f_7pstream_5_core_fsync_directory(__pyx_v_self->p->directory);
 
-                  /* "pstream/_corelib/partition.pxi":570
+                  /* "pstream/_corelib/partition.pxi":589
  *                 st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, self.want_direct, self.buffer_bytes,
  *                                                                            self.prealloc_bytes)
  *                 if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -35423,7 +35751,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
                 }
               }
 
-              /* "pstream/_corelib/partition.pxi":566
+              /* "pstream/_corelib/partition.pxi":585
  *             base = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -35440,7 +35768,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
               }
           }
 
-          /* "pstream/_corelib/partition.pxi":572
+          /* "pstream/_corelib/partition.pxi":591
  *                 if st == PS_OK:
  *                     st = fsync_directory(self.p.directory)
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35449,7 +35777,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":573
+          /* "pstream/_corelib/partition.pxi":592
  *                     st = fsync_directory(self.p.directory)
  *             pthread_mutex_lock(&self.sh.mu)
  *             self.p.rolling = False             # <<<<<<<<<<<<<<
@@ -35458,7 +35786,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_v_self->p->rolling = 0;
 
-          /* "pstream/_corelib/partition.pxi":574
+          /* "pstream/_corelib/partition.pxi":593
  *             pthread_mutex_lock(&self.sh.mu)
  *             self.p.rolling = False
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -35470,7 +35798,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
           if (__pyx_t_10) {
 
 
-            /* "pstream/_corelib/partition.pxi":575
+            /* "pstream/_corelib/partition.pxi":594
  *             self.p.rolling = False
  *             if st == PS_OK:
  *                 st = part_add_segment(self.p, s)             # <<<<<<<<<<<<<<
@@ -35479,7 +35807,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
             __pyx_v_st = __pyx_f_7pstream_5_core_part_add_segment(__pyx_v_self->p, __pyx_v_s);
 
-            /* "pstream/_corelib/partition.pxi":574
+            /* "pstream/_corelib/partition.pxi":593
  *             pthread_mutex_lock(&self.sh.mu)
  *             self.p.rolling = False
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -35488,7 +35816,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":576
+          /* "pstream/_corelib/partition.pxi":595
  *             if st == PS_OK:
  *                 st = part_add_segment(self.p, s)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -35500,7 +35828,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
           if (__pyx_t_10) {
 
 
-            /* "pstream/_corelib/partition.pxi":577
+            /* "pstream/_corelib/partition.pxi":596
  *                 st = part_add_segment(self.p, s)
  *             if st != PS_OK:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35509,7 +35837,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
             (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-            /* "pstream/_corelib/partition.pxi":578
+            /* "pstream/_corelib/partition.pxi":597
  *             if st != PS_OK:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 segment_free(s)             # <<<<<<<<<<<<<<
@@ -35518,7 +35846,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
             __pyx_f_7pstream_5_core_segment_free(__pyx_v_s);
 
-            /* "pstream/_corelib/partition.pxi":579
+            /* "pstream/_corelib/partition.pxi":598
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 segment_free(s)
  *                 raise_os_error(errno, "cannot create a new segment", self.path)             # <<<<<<<<<<<<<<
@@ -35529,11 +35857,11 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
             __Pyx_INCREF(__pyx_t_2);
             __pyx_t_13.__pyx_n = 1;
             __pyx_t_13.path = ((PyObject*)__pyx_t_2);
-            __pyx_t_9 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_13); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 579, __pyx_L7_error)
+            __pyx_t_9 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_13); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 598, __pyx_L7_error)
             __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
 
-            /* "pstream/_corelib/partition.pxi":576
+            /* "pstream/_corelib/partition.pxi":595
  *             if st == PS_OK:
  *                 st = part_add_segment(self.p, s)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -35542,7 +35870,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":580
+          /* "pstream/_corelib/partition.pxi":599
  *                 segment_free(s)
  *                 raise_os_error(errno, "cannot create a new segment", self.path)
  *             s.created_ms = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -35551,7 +35879,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_v_s->created_ms = ps_now_ms();
 
-          /* "pstream/_corelib/partition.pxi":581
+          /* "pstream/_corelib/partition.pxi":600
  *                 raise_os_error(errno, "cannot create a new segment", self.path)
  *             s.created_ms = ps_now_ms()
  *             old.sealed = True             # <<<<<<<<<<<<<<
@@ -35560,7 +35888,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_v_old->sealed = 1;
 
-          /* "pstream/_corelib/partition.pxi":582
+          /* "pstream/_corelib/partition.pxi":601
  *             s.created_ms = ps_now_ms()
  *             old.sealed = True
  *             self.p.write_requested = True             # <<<<<<<<<<<<<<
@@ -35569,7 +35897,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_v_self->p->write_requested = 1;
 
-          /* "pstream/_corelib/partition.pxi":583
+          /* "pstream/_corelib/partition.pxi":602
  *             old.sealed = True
  *             self.p.write_requested = True
  *             shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -35578,7 +35906,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-          /* "pstream/_corelib/partition.pxi":584
+          /* "pstream/_corelib/partition.pxi":603
  *             self.p.write_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             pthread_cond_broadcast(&self.sh.done)             # <<<<<<<<<<<<<<
@@ -35587,7 +35915,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           (void)(pthread_cond_broadcast((&__pyx_v_self->sh->done)));
 
-          /* "pstream/_corelib/partition.pxi":585
+          /* "pstream/_corelib/partition.pxi":604
  *             shard_enqueue(self.sh, self.p)
  *             pthread_cond_broadcast(&self.sh.done)
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35596,7 +35924,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":553
+          /* "pstream/_corelib/partition.pxi":572
  *         cdef int64_t base
  *         cdef int st
  *         with self.roll_lock:             # <<<<<<<<<<<<<<
@@ -35614,23 +35942,23 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         /*except:*/ {
           __Pyx_AddTraceback("pstream._core.Partition._roll", __pyx_clineno, __pyx_lineno, __pyx_filename);
-          if (__Pyx_GetException(&__pyx_t_2, &__pyx_t_4, &__pyx_t_3) < 0) __PYX_ERR(2, 553, __pyx_L9_except_error)
+          if (__Pyx_GetException(&__pyx_t_2, &__pyx_t_4, &__pyx_t_3) < 0) __PYX_ERR(2, 572, __pyx_L9_except_error)
           __Pyx_XGOTREF(__pyx_t_2);
           __Pyx_XGOTREF(__pyx_t_4);
           __Pyx_XGOTREF(__pyx_t_3);
           {
             PyObject* __pyx_temp[3] = {__pyx_t_2, __pyx_t_4, __pyx_t_3};
-            __pyx_t_14 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 553, __pyx_L9_except_error)
+            __pyx_t_14 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 572, __pyx_L9_except_error)
             __Pyx_GOTREF(__pyx_t_14);
           }
           __pyx_t_15 = __Pyx_PyObject_Call(__pyx_t_1, __pyx_t_14, NULL);
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
           __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-          if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 553, __pyx_L9_except_error)
+          if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 572, __pyx_L9_except_error)
           __Pyx_GOTREF(__pyx_t_15);
           __pyx_t_10 = __Pyx_PyObject_IsTrue(__pyx_t_15);
           __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-          if (__pyx_t_10 < (0)) __PYX_ERR(2, 553, __pyx_L9_except_error)
+          if (__pyx_t_10 < (0)) __PYX_ERR(2, 572, __pyx_L9_except_error)
           __pyx_t_11 = (!__pyx_t_10);
 
 
@@ -35641,7 +35969,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
             __Pyx_XGIVEREF(__pyx_t_3);
             __Pyx_ErrRestoreWithState(__pyx_t_2, __pyx_t_4, __pyx_t_3);
             __pyx_t_2 = 0;  __pyx_t_4 = 0;  __pyx_t_3 = 0; 
-            __PYX_ERR(2, 553, __pyx_L9_except_error)
+            __PYX_ERR(2, 572, __pyx_L9_except_error)
           }
           __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
           __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -35673,7 +36001,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
         if (__pyx_t_1) {
           __pyx_t_8 = __Pyx_PyObject_Call(__pyx_t_1, __pyx_mstate_global->__pyx_tuple[6], NULL);
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 553, __pyx_L1_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 572, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         }
@@ -35684,7 +36012,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
         if (__pyx_t_1) {
           __pyx_t_8 = __Pyx_PyObject_Call(__pyx_t_1, __pyx_mstate_global->__pyx_tuple[6], NULL);
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 553, __pyx_L1_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 572, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         }
@@ -35700,7 +36028,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
     __pyx_L29:;
   }
 
-  /* "pstream/_corelib/partition.pxi":586
+  /* "pstream/_corelib/partition.pxi":605
  *             pthread_cond_broadcast(&self.sh.done)
  *             pthread_mutex_unlock(&self.sh.mu)
  *         return 0             # <<<<<<<<<<<<<<
@@ -35713,7 +36041,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":547
+  /* "pstream/_corelib/partition.pxi":566
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     cdef int _roll(self, int64_t total, int64_t count) except -1:             # <<<<<<<<<<<<<<
@@ -35739,7 +36067,7 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":588
+/* "pstream/_corelib/partition.pxi":607
  *         return 0
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
@@ -35748,16 +36076,16 @@ static int __pyx_f_7pstream_5_core_9Partition__roll(struct __pyx_obj_7pstream_5_
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_19roll(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_21roll(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_18roll, "Partition.roll(self)\n\nCloses the active segment (if it holds data) and starts a new one.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_19roll = {"roll", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_19roll, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_18roll};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_19roll(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_20roll, "Partition.roll(self)\n\nCloses the active segment (if it holds data) and starts a new one.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_21roll = {"roll", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_21roll, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_20roll};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_21roll(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -35783,14 +36111,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("roll", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_18roll(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_20roll(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_18roll(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_20roll(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -35799,17 +36127,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18roll(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("roll", 0);
 
-  /* "pstream/_corelib/partition.pxi":590
+  /* "pstream/_corelib/partition.pxi":609
  *     def roll(self):
  *         """Closes the active segment (if it holds data) and starts a new one."""
  *         self._roll(0, -1)             # <<<<<<<<<<<<<<
  * 
  *     def flush(self):
 */
-  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_roll(__pyx_v_self, 0, -1L); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 590, __pyx_L1_error)
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_roll(__pyx_v_self, 0, -1L); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 609, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":588
+  /* "pstream/_corelib/partition.pxi":607
  *         return 0
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
@@ -35829,7 +36157,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18roll(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":592
+/* "pstream/_corelib/partition.pxi":611
  *         self._roll(0, -1)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
@@ -35838,16 +36166,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18roll(struct __pyx_obj_7ps
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_21flush(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_23flush(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_20flush, "Partition.flush(self)\n\nWrites and fdatasyncs everything appended so far, whatever the policy.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_21flush = {"flush", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_21flush, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_20flush};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_21flush(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_22flush, "Partition.flush(self)\n\nWrites and fdatasyncs everything appended so far, whatever the policy.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_23flush = {"flush", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_23flush, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_22flush};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_23flush(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -35873,14 +36201,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("flush", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_20flush(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_22flush(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_22flush(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   int64_t __pyx_v_target;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
@@ -35893,7 +36221,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("flush", 0);
 
-  /* "pstream/_corelib/partition.pxi":595
+  /* "pstream/_corelib/partition.pxi":614
  *         """Writes and fdatasyncs everything appended so far, whatever the policy."""
  *         cdef int64_t target
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35902,7 +36230,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":596
+  /* "pstream/_corelib/partition.pxi":615
  *         cdef int64_t target
  *         pthread_mutex_lock(&self.sh.mu)
  *         target = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -35913,7 +36241,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 
   __pyx_v_target = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":597
+  /* "pstream/_corelib/partition.pxi":616
  *         pthread_mutex_lock(&self.sh.mu)
  *         target = self.p.next_offset
  *         self.p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -35922,7 +36250,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
   __pyx_v_self->p->sync_requested = 1;
 
-  /* "pstream/_corelib/partition.pxi":598
+  /* "pstream/_corelib/partition.pxi":617
  *         target = self.p.next_offset
  *         self.p.sync_requested = True
  *         shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -35931,7 +36259,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
   __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-  /* "pstream/_corelib/partition.pxi":599
+  /* "pstream/_corelib/partition.pxi":618
  *         self.p.sync_requested = True
  *         shard_enqueue(self.sh, self.p)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35940,7 +36268,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":600
+  /* "pstream/_corelib/partition.pxi":619
  *         shard_enqueue(self.sh, self.p)
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:             # <<<<<<<<<<<<<<
@@ -35949,7 +36277,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":601
+    /* "pstream/_corelib/partition.pxi":620
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35958,7 +36286,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":602
+    /* "pstream/_corelib/partition.pxi":621
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):             # <<<<<<<<<<<<<<
@@ -35994,7 +36322,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":603
+      /* "pstream/_corelib/partition.pxi":622
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -36003,7 +36331,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":604
+      /* "pstream/_corelib/partition.pxi":623
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return             # <<<<<<<<<<<<<<
@@ -36020,7 +36348,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":602
+      /* "pstream/_corelib/partition.pxi":621
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):             # <<<<<<<<<<<<<<
@@ -36029,17 +36357,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":605
+    /* "pstream/_corelib/partition.pxi":624
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return
  *             self._check_open_io()             # <<<<<<<<<<<<<<
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
 */
-    __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open_io(__pyx_v_self); if (unlikely(__pyx_t_4 == ((int)-1))) __PYX_ERR(2, 605, __pyx_L1_error)
+    __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_check_open_io(__pyx_v_self); if (unlikely(__pyx_t_4 == ((int)-1))) __PYX_ERR(2, 624, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":606
+    /* "pstream/_corelib/partition.pxi":625
  *                 return
  *             self._check_open_io()
  *             self.p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -36048,7 +36376,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
     __pyx_v_self->p->sync_requested = 1;
 
-    /* "pstream/_corelib/partition.pxi":607
+    /* "pstream/_corelib/partition.pxi":626
  *             self._check_open_io()
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -36057,7 +36385,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
     __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":608
+    /* "pstream/_corelib/partition.pxi":627
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -36070,7 +36398,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":609
+          /* "pstream/_corelib/partition.pxi":628
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -36080,7 +36408,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":608
+        /* "pstream/_corelib/partition.pxi":627
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -36098,7 +36426,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":592
+  /* "pstream/_corelib/partition.pxi":611
  *         self._roll(0, -1)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
@@ -36119,7 +36447,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":613
+/* "pstream/_corelib/partition.pxi":632
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -36128,16 +36456,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20flush(struct __pyx_obj_7p
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_23read_batches(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_25read_batches(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_22read_batches, "Partition.read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES)\n\nWhole batches as bytes, starting with the batch that contains `offset`.\n\nReturns at most max_bytes of whole batches, but always the first batch even if it\nis larger (KIP-74). b\"\" at the log end. Every batch\047s CRC is checked: corrupt data\nraises CorruptSegmentError naming the file and position, never comes back as data.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_23read_batches = {"read_batches", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_23read_batches, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_22read_batches};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_23read_batches(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_24read_batches, "Partition.read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES)\n\nWhole batches as bytes, starting with the batch that contains `offset`.\n\nReturns at most max_bytes of whole batches, but always the first batch even if it\nis larger (KIP-74). b\"\" at the log end. Every batch\047s CRC is checked: corrupt data\nraises CorruptSegmentError naming the file and position, never comes back as data.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_25read_batches = {"read_batches", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_25read_batches, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_24read_batches};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_25read_batches(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -36168,48 +36496,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_max_bytes,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 613, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 632, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 613, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 632, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 613, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 632, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "read_batches", 0) < (0)) __PYX_ERR(2, 613, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "read_batches", 0) < (0)) __PYX_ERR(2, 632, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, i); __PYX_ERR(2, 613, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, i); __PYX_ERR(2, 632, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 613, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 632, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 613, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 632, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 613, __pyx_L3_error)
+    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 632, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 613, __pyx_L3_error)
+      __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 632, __pyx_L3_error)
     } else {
       __pyx_v_max_bytes = __pyx_mstate_global->__pyx_k__6;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 613, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 632, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -36220,7 +36548,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_22read_batches(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_offset, __pyx_v_max_bytes);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_24read_batches(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_offset, __pyx_v_max_bytes);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -36232,7 +36560,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset, int64_t __pyx_v_max_bytes) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_24read_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_offset, int64_t __pyx_v_max_bytes) {
   struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s;
   size_t __pyx_v_i;
   int64_t __pyx_v_pos;
@@ -36276,7 +36604,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("read_batches", 0);
 
-  /* "pstream/_corelib/partition.pxi":624
+  /* "pstream/_corelib/partition.pxi":643
  *         cdef int64_t pos, start, end, got, want, seg_next
  *         cdef ps_batch_header h
  *         cdef PyObject *raw = NULL             # <<<<<<<<<<<<<<
@@ -36285,7 +36613,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
   __pyx_v_raw = NULL;
 
-  /* "pstream/_corelib/partition.pxi":625
+  /* "pstream/_corelib/partition.pxi":644
  *         cdef ps_batch_header h
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -36294,7 +36622,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":626
+  /* "pstream/_corelib/partition.pxi":645
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -36320,7 +36648,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":627
+    /* "pstream/_corelib/partition.pxi":646
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:
  *             lo, hi = self.p.log_start_offset, self.p.next_offset             # <<<<<<<<<<<<<<
@@ -36334,7 +36662,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
     __pyx_v_lo = __pyx_t_3;
     __pyx_v_hi = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":628
+    /* "pstream/_corelib/partition.pxi":647
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -36343,7 +36671,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":629
+    /* "pstream/_corelib/partition.pxi":648
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -36351,16 +36679,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
  *         if offset == self.p.next_offset:
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 629, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 629, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __pyx_t_7 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 629, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_9 = __Pyx_PyUnicode_From_int64_t(__pyx_v_lo, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 629, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_int64_t(__pyx_v_lo, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 629, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_offset_2;
     __pyx_t_11[1] = __pyx_t_7;
@@ -36375,26 +36703,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 7, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 629, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":630
+    /* "pstream/_corelib/partition.pxi":649
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 630, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 649, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 630, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 649, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":629
+    /* "pstream/_corelib/partition.pxi":648
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -36418,13 +36746,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       PyObject *__pyx_callargs[5] = {__pyx_t_6, __pyx_t_14, __pyx_v_self->topic, __pyx_t_10, __pyx_t_9};
       #if CYTHON_VECTORCALL
       __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[9];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 629, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 648, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 629, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 648, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -36437,14 +36765,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 629, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 648, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(2, 629, __pyx_L1_error)
+    __PYX_ERR(2, 648, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":626
+    /* "pstream/_corelib/partition.pxi":645
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -36453,7 +36781,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":631
+  /* "pstream/_corelib/partition.pxi":650
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -36465,7 +36793,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":632
+    /* "pstream/_corelib/partition.pxi":651
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -36474,7 +36802,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":633
+    /* "pstream/_corelib/partition.pxi":652
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return b""             # <<<<<<<<<<<<<<
@@ -36492,7 +36820,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":631
+    /* "pstream/_corelib/partition.pxi":650
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -36501,7 +36829,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":634
+  /* "pstream/_corelib/partition.pxi":653
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return b""
  *         i = part_find_segment(self.p, offset)             # <<<<<<<<<<<<<<
@@ -36510,7 +36838,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
   __pyx_v_i = __pyx_f_7pstream_5_core_part_find_segment(__pyx_v_self->p, __pyx_v_offset);
 
-  /* "pstream/_corelib/partition.pxi":635
+  /* "pstream/_corelib/partition.pxi":654
  *             return b""
  *         i = part_find_segment(self.p, offset)
  *         while True:             # <<<<<<<<<<<<<<
@@ -36519,7 +36847,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":636
+    /* "pstream/_corelib/partition.pxi":655
  *         i = part_find_segment(self.p, offset)
  *         while True:
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -36528,7 +36856,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":637
+    /* "pstream/_corelib/partition.pxi":656
  *         while True:
  *             s = self.p.segs[i]
  *             s.refs += 1             # <<<<<<<<<<<<<<
@@ -36537,7 +36865,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     __pyx_v_s->refs = (__pyx_v_s->refs + 1);
 
-    /* "pstream/_corelib/partition.pxi":638
+    /* "pstream/_corelib/partition.pxi":657
  *             s = self.p.segs[i]
  *             s.refs += 1
  *             seg_next = s.next_offset             # <<<<<<<<<<<<<<
@@ -36548,7 +36876,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 
     __pyx_v_seg_next = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":639
+    /* "pstream/_corelib/partition.pxi":658
  *             s.refs += 1
  *             seg_next = s.next_offset
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0             # <<<<<<<<<<<<<<
@@ -36567,7 +36895,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 
     __pyx_v_pos = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":640
+    /* "pstream/_corelib/partition.pxi":659
  *             seg_next = s.next_offset
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -36576,7 +36904,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":641
+    /* "pstream/_corelib/partition.pxi":660
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
  *             pthread_mutex_unlock(&self.sh.mu)
  *             try:             # <<<<<<<<<<<<<<
@@ -36585,17 +36913,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     /*try:*/ {
 
-      /* "pstream/_corelib/partition.pxi":642
+      /* "pstream/_corelib/partition.pxi":661
  *             pthread_mutex_unlock(&self.sh.mu)
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)             # <<<<<<<<<<<<<<
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
 */
-      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_find_batch(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, (&__pyx_v_h)); if (unlikely(__pyx_t_4 == ((int64_t)-2L))) __PYX_ERR(2, 642, __pyx_L12_error)
+      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_find_batch(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, (&__pyx_v_h)); if (unlikely(__pyx_t_4 == ((int64_t)-2L))) __PYX_ERR(2, 661, __pyx_L12_error)
       __pyx_v_start = __pyx_t_4;
 
-      /* "pstream/_corelib/partition.pxi":643
+      /* "pstream/_corelib/partition.pxi":662
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:             # <<<<<<<<<<<<<<
@@ -36607,7 +36935,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":644
+        /* "pstream/_corelib/partition.pxi":663
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -36616,7 +36944,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
         __pyx_v_want = (((int64_t)__pyx_v_h.batch_length) + PS_BATCH_LOG_OVERHEAD);
 
-        /* "pstream/_corelib/partition.pxi":645
+        /* "pstream/_corelib/partition.pxi":664
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:             # <<<<<<<<<<<<<<
@@ -36628,7 +36956,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
         if (__pyx_t_1) {
 
 
-          /* "pstream/_corelib/partition.pxi":646
+          /* "pstream/_corelib/partition.pxi":665
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:
  *                         want = max_bytes             # <<<<<<<<<<<<<<
@@ -36637,7 +36965,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
           __pyx_v_want = __pyx_v_max_bytes;
 
-          /* "pstream/_corelib/partition.pxi":645
+          /* "pstream/_corelib/partition.pxi":664
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:             # <<<<<<<<<<<<<<
@@ -36646,7 +36974,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":649
+        /* "pstream/_corelib/partition.pxi":668
  *                     # Read into a fresh bytes and shrink it in place to the whole batches:
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)             # <<<<<<<<<<<<<<
@@ -36655,7 +36983,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
         __pyx_v_raw = PyBytes_FromStringAndSize(NULL, __pyx_v_want);
 
-        /* "pstream/_corelib/partition.pxi":650
+        /* "pstream/_corelib/partition.pxi":669
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:             # <<<<<<<<<<<<<<
@@ -36667,16 +36995,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
         if (unlikely(__pyx_t_1)) {
 
 
-          /* "pstream/_corelib/partition.pxi":651
+          /* "pstream/_corelib/partition.pxi":670
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:
  *                         raise MemoryError()             # <<<<<<<<<<<<<<
  *                     try:
  *                         with nogil:
 */
-          PyErr_NoMemory(); __PYX_ERR(2, 651, __pyx_L12_error)
+          PyErr_NoMemory(); __PYX_ERR(2, 670, __pyx_L12_error)
 
-          /* "pstream/_corelib/partition.pxi":650
+          /* "pstream/_corelib/partition.pxi":669
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:             # <<<<<<<<<<<<<<
@@ -36685,7 +37013,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":652
+        /* "pstream/_corelib/partition.pxi":671
  *                     if raw == NULL:
  *                         raise MemoryError()
  *                     try:             # <<<<<<<<<<<<<<
@@ -36694,7 +37022,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":653
+          /* "pstream/_corelib/partition.pxi":672
  *                         raise MemoryError()
  *                     try:
  *                         with nogil:             # <<<<<<<<<<<<<<
@@ -36707,7 +37035,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
               __Pyx_FastGIL_Remember();
               /*try:*/ {
 
-                /* "pstream/_corelib/partition.pxi":654
+                /* "pstream/_corelib/partition.pxi":673
  *                     try:
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))             # <<<<<<<<<<<<<<
@@ -36717,7 +37045,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
                 __pyx_v_got = __pyx_f_7pstream_5_core_segment_copy_out(__pyx_v_s, (&__pyx_v_self->sh->mu), __pyx_v_start, __pyx_v_want, ((uint8_t *)PyBytes_AS_STRING(__pyx_v_raw)));
               }
 
-              /* "pstream/_corelib/partition.pxi":653
+              /* "pstream/_corelib/partition.pxi":672
  *                         raise MemoryError()
  *                     try:
  *                         with nogil:             # <<<<<<<<<<<<<<
@@ -36734,7 +37062,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
               }
           }
 
-          /* "pstream/_corelib/partition.pxi":655
+          /* "pstream/_corelib/partition.pxi":674
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:             # <<<<<<<<<<<<<<
@@ -36746,7 +37074,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
           if (unlikely(__pyx_t_1)) {
 
 
-            /* "pstream/_corelib/partition.pxi":656
+            /* "pstream/_corelib/partition.pxi":675
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -36754,31 +37082,31 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
 */
             __pyx_t_8 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 656, __pyx_L20_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 675, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_7);
-            __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 656, __pyx_L20_error)
+            __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 675, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_9);
             __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
             __pyx_t_16 = __pyx_v_s->log_path;
-            __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_16); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 656, __pyx_L20_error)
-            __pyx_t_7 = __Pyx_decode_c_string(__pyx_t_16, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 656, __pyx_L20_error)
+            __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_16); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 675, __pyx_L20_error)
+            __pyx_t_7 = __Pyx_decode_c_string(__pyx_t_16, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 675, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_7);
 
-            if (!(likely(PyUnicode_CheckExact(__pyx_t_7)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_7))) __PYX_ERR(2, 656, __pyx_L20_error)
+            if (!(likely(PyUnicode_CheckExact(__pyx_t_7)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_7))) __PYX_ERR(2, 675, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":657
+            /* "pstream/_corelib/partition.pxi":676
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
  *                                                          position=start)             # <<<<<<<<<<<<<<
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
 */
-            __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_start); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 657, __pyx_L20_error)
+            __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_start); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 676, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_10);
             #if CYTHON_VECTORCALL
 
-            /* "pstream/_corelib/partition.pxi":656
+            /* "pstream/_corelib/partition.pxi":675
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -36802,13 +37130,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
               PyObject *__pyx_callargs[4] = {__pyx_t_8, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, __pyx_t_7, __pyx_t_10};
               #if CYTHON_VECTORCALL
               __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[10];
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 656, __pyx_L20_error)
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 675, __pyx_L20_error)
               __Pyx_INCREF(__pyx_t_14);
               #else
               {
                 PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
                 __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-                if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 656, __pyx_L20_error)
+                if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 675, __pyx_L20_error)
                 __Pyx_GOTREF(__pyx_t_14);
               }
               #endif
@@ -36820,14 +37148,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
               __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
               __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-              if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 656, __pyx_L20_error)
+              if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 675, __pyx_L20_error)
               __Pyx_GOTREF(__pyx_t_5);
             }
             __Pyx_Raise(__pyx_t_5, 0, 0, 0);
             __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-            __PYX_ERR(2, 656, __pyx_L20_error)
+            __PYX_ERR(2, 675, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":655
+            /* "pstream/_corelib/partition.pxi":674
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:             # <<<<<<<<<<<<<<
@@ -36836,17 +37164,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":658
+          /* "pstream/_corelib/partition.pxi":677
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
  *                                                          position=start)
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)             # <<<<<<<<<<<<<<
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL
 */
-          __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_whole_batches(__pyx_v_self, __pyx_v_s, ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), __pyx_v_got, __pyx_v_start, __pyx_v_offset); if (unlikely(__pyx_t_4 == ((int64_t)-1L))) __PYX_ERR(2, 658, __pyx_L20_error)
+          __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_whole_batches(__pyx_v_self, __pyx_v_s, ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), __pyx_v_got, __pyx_v_start, __pyx_v_offset); if (unlikely(__pyx_t_4 == ((int64_t)-1L))) __PYX_ERR(2, 677, __pyx_L20_error)
           __pyx_v_end = __pyx_t_4;
 
-          /* "pstream/_corelib/partition.pxi":659
+          /* "pstream/_corelib/partition.pxi":678
  *                                                          position=start)
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:             # <<<<<<<<<<<<<<
@@ -36872,7 +37200,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
           if (unlikely(__pyx_t_1)) {
 
 
-            /* "pstream/_corelib/partition.pxi":660
+            /* "pstream/_corelib/partition.pxi":679
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL             # <<<<<<<<<<<<<<
@@ -36881,16 +37209,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
             __pyx_v_raw = NULL;
 
-            /* "pstream/_corelib/partition.pxi":661
+            /* "pstream/_corelib/partition.pxi":680
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL
  *                             raise MemoryError()             # <<<<<<<<<<<<<<
  *                         return <object>raw
  *                     finally:
 */
-            PyErr_NoMemory(); __PYX_ERR(2, 661, __pyx_L20_error)
+            PyErr_NoMemory(); __PYX_ERR(2, 680, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":659
+            /* "pstream/_corelib/partition.pxi":678
  *                                                          position=start)
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:             # <<<<<<<<<<<<<<
@@ -36899,7 +37227,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":662
+          /* "pstream/_corelib/partition.pxi":681
  *                             raw = NULL
  *                             raise MemoryError()
  *                         return <object>raw             # <<<<<<<<<<<<<<
@@ -36918,7 +37246,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
           goto __pyx_L19_return;
         }
 
-        /* "pstream/_corelib/partition.pxi":664
+        /* "pstream/_corelib/partition.pxi":683
  *                         return <object>raw
  *                     finally:
  *                         Py_XDECREF(raw)             # <<<<<<<<<<<<<<
@@ -36972,7 +37300,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
           }
         }
 
-        /* "pstream/_corelib/partition.pxi":643
+        /* "pstream/_corelib/partition.pxi":662
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:             # <<<<<<<<<<<<<<
@@ -36982,7 +37310,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       }
     }
 
-    /* "pstream/_corelib/partition.pxi":666
+    /* "pstream/_corelib/partition.pxi":685
  *                         Py_XDECREF(raw)
  *             finally:
  *                 segment_release(s, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37041,7 +37369,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       __pyx_L13:;
     }
 
-    /* "pstream/_corelib/partition.pxi":668
+    /* "pstream/_corelib/partition.pxi":687
  *                 segment_release(s, &self.sh.mu)
  *             # The offset lies past this segment's last batch: continue in the next one.
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37050,7 +37378,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":669
+    /* "pstream/_corelib/partition.pxi":688
  *             # The offset lies past this segment's last batch: continue in the next one.
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)             # <<<<<<<<<<<<<<
@@ -37059,7 +37387,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
     __pyx_v_i = __pyx_f_7pstream_5_core_part_find_segment(__pyx_v_self->p, __pyx_v_seg_next);
 
-    /* "pstream/_corelib/partition.pxi":670
+    /* "pstream/_corelib/partition.pxi":689
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -37085,7 +37413,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":671
+      /* "pstream/_corelib/partition.pxi":690
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37094,7 +37422,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":672
+      /* "pstream/_corelib/partition.pxi":691
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return b""             # <<<<<<<<<<<<<<
@@ -37112,7 +37440,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":670
+      /* "pstream/_corelib/partition.pxi":689
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -37122,7 +37450,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":613
+  /* "pstream/_corelib/partition.pxi":632
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -37161,7 +37489,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22read_batches(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":674
+/* "pstream/_corelib/partition.pxi":693
  *                 return b""
  * 
  *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:             # <<<<<<<<<<<<<<
@@ -37194,7 +37522,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   __Pyx_RefNannySetupContext("_find_batch", 0);
 
 
-  /* "pstream/_corelib/partition.pxi":678
+  /* "pstream/_corelib/partition.pxi":697
  *         cdef uint8_t window[16384]
  *         cdef int64_t got, at, size
  *         while True:             # <<<<<<<<<<<<<<
@@ -37203,7 +37531,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":679
+    /* "pstream/_corelib/partition.pxi":698
  *         cdef int64_t got, at, size
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -37216,7 +37544,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":680
+          /* "pstream/_corelib/partition.pxi":699
  *         while True:
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)             # <<<<<<<<<<<<<<
@@ -37226,7 +37554,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           __pyx_v_got = __pyx_f_7pstream_5_core_segment_copy_out(__pyx_v_s, (&__pyx_v_self->sh->mu), __pyx_v_pos, (sizeof(__pyx_v_window)), __pyx_v_window);
         }
 
-        /* "pstream/_corelib/partition.pxi":679
+        /* "pstream/_corelib/partition.pxi":698
  *         cdef int64_t got, at, size
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -37243,7 +37571,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":681
+    /* "pstream/_corelib/partition.pxi":700
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:             # <<<<<<<<<<<<<<
@@ -37255,7 +37583,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":682
+      /* "pstream/_corelib/partition.pxi":701
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)             # <<<<<<<<<<<<<<
@@ -37263,19 +37591,19 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *                 return -1
 */
       __pyx_t_3 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 682, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 701, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 682, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 701, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 682, __pyx_L1_error)
-      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 682, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 701, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 701, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 682, __pyx_L1_error)
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 682, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 701, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 701, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       #if CYTHON_VECTORCALL
       #endif
@@ -37295,13 +37623,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         PyObject *__pyx_callargs[4] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, __pyx_t_4, __pyx_t_8};
         #if CYTHON_VECTORCALL
         __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[10];
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 682, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 701, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_10);
         #else
         {
           PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
           __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 682, __pyx_L1_error)
+          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 701, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_10);
         }
         #endif
@@ -37313,14 +37641,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 682, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 701, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 682, __pyx_L1_error)
+      __PYX_ERR(2, 701, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":681
+      /* "pstream/_corelib/partition.pxi":700
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:             # <<<<<<<<<<<<<<
@@ -37329,7 +37657,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":683
+    /* "pstream/_corelib/partition.pxi":702
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:             # <<<<<<<<<<<<<<
@@ -37341,7 +37669,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":684
+      /* "pstream/_corelib/partition.pxi":703
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:
  *                 return -1             # <<<<<<<<<<<<<<
@@ -37354,7 +37682,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":683
+      /* "pstream/_corelib/partition.pxi":702
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:             # <<<<<<<<<<<<<<
@@ -37363,7 +37691,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":685
+    /* "pstream/_corelib/partition.pxi":704
  *             if got == 0:
  *                 return -1
  *             at = 0             # <<<<<<<<<<<<<<
@@ -37372,7 +37700,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     __pyx_v_at = 0;
 
-    /* "pstream/_corelib/partition.pxi":686
+    /* "pstream/_corelib/partition.pxi":705
  *                 return -1
  *             at = 0
  *             while at + PS_BATCH_HEADER_SIZE <= got:             # <<<<<<<<<<<<<<
@@ -37385,7 +37713,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 
       if (!__pyx_t_1) break;
 
-      /* "pstream/_corelib/partition.pxi":687
+      /* "pstream/_corelib/partition.pxi":706
  *             at = 0
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)             # <<<<<<<<<<<<<<
@@ -37394,7 +37722,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
       ps_batch_read_header((__pyx_v_window + __pyx_v_at), __pyx_v_h);
 
-      /* "pstream/_corelib/partition.pxi":688
+      /* "pstream/_corelib/partition.pxi":707
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
@@ -37420,7 +37748,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "pstream/_corelib/partition.pxi":689
+        /* "pstream/_corelib/partition.pxi":708
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -37428,43 +37756,43 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *                                                       offset=offset)
 */
         __pyx_t_5 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 689, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 708, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 689, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 708, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
         __pyx_t_6 = __pyx_v_s->log_path;
-        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 689, __pyx_L1_error)
-        __pyx_t_10 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 689, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 708, __pyx_L1_error)
+        __pyx_t_10 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 708, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
 
-        if (!(likely(PyUnicode_CheckExact(__pyx_t_10)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_10))) __PYX_ERR(2, 689, __pyx_L1_error)
+        if (!(likely(PyUnicode_CheckExact(__pyx_t_10)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_10))) __PYX_ERR(2, 708, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":690
+        /* "pstream/_corelib/partition.pxi":709
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
  *                                                       position=pos + at, topic=self.topic, partition=self.number,             # <<<<<<<<<<<<<<
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:
 */
-        __pyx_t_4 = __Pyx_PyLong_From_int64_t((__pyx_v_pos + __pyx_v_at)); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 690, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyLong_From_int64_t((__pyx_v_pos + __pyx_v_at)); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 709, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 690, __pyx_L1_error)
+        __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 709, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_3);
 
-        /* "pstream/_corelib/partition.pxi":691
+        /* "pstream/_corelib/partition.pxi":710
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
  *                                                       position=pos + at, topic=self.topic, partition=self.number,
  *                                                       offset=offset)             # <<<<<<<<<<<<<<
  *                 if h.base_offset + h.last_offset_delta >= offset:
  *                     return pos + at
 */
-        __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 691, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 710, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
         #if CYTHON_VECTORCALL
 
-        /* "pstream/_corelib/partition.pxi":689
+        /* "pstream/_corelib/partition.pxi":708
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -37488,13 +37816,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           PyObject *__pyx_callargs[7] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_invalid_batch_header_in_segment, __pyx_t_10, __pyx_t_4, __pyx_v_self->topic, __pyx_t_3, __pyx_t_12};
           #if CYTHON_VECTORCALL
           __pyx_t_13 = __pyx_mstate_global->__pyx_tuple[11];
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 689, __pyx_L1_error)
+          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 708, __pyx_L1_error)
           __Pyx_INCREF(__pyx_t_13);
           #else
           {
             PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
             __pyx_t_13 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-            if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 689, __pyx_L1_error)
+            if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 708, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_13);
           }
           #endif
@@ -37508,14 +37836,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
           __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 689, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 708, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(2, 689, __pyx_L1_error)
+        __PYX_ERR(2, 708, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":688
+        /* "pstream/_corelib/partition.pxi":707
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
@@ -37524,7 +37852,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":692
+      /* "pstream/_corelib/partition.pxi":711
  *                                                       position=pos + at, topic=self.topic, partition=self.number,
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:             # <<<<<<<<<<<<<<
@@ -37536,7 +37864,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":693
+        /* "pstream/_corelib/partition.pxi":712
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:
  *                     return pos + at             # <<<<<<<<<<<<<<
@@ -37549,7 +37877,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         }
         goto __pyx_L0;
 
-        /* "pstream/_corelib/partition.pxi":692
+        /* "pstream/_corelib/partition.pxi":711
  *                                                       position=pos + at, topic=self.topic, partition=self.number,
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:             # <<<<<<<<<<<<<<
@@ -37558,7 +37886,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":694
+      /* "pstream/_corelib/partition.pxi":713
  *                 if h.base_offset + h.last_offset_delta >= offset:
  *                     return pos + at
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -37568,7 +37896,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       __pyx_v_at = (__pyx_v_at + (((int64_t)__pyx_v_h->batch_length) + PS_BATCH_LOG_OVERHEAD));
     }
 
-    /* "pstream/_corelib/partition.pxi":695
+    /* "pstream/_corelib/partition.pxi":714
  *                     return pos + at
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:             # <<<<<<<<<<<<<<
@@ -37580,7 +37908,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":696
+      /* "pstream/_corelib/partition.pxi":715
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -37588,33 +37916,33 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *             pos += at
 */
       __pyx_t_8 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 696, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 715, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 696, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 715, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 696, __pyx_L1_error)
-      __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 696, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 715, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 715, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 696, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 715, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":697
+      /* "pstream/_corelib/partition.pxi":716
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
  *                                                   position=pos, topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *             pos += at
  * 
 */
-      __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 697, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 716, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 697, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 716, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       #if CYTHON_VECTORCALL
 
-      /* "pstream/_corelib/partition.pxi":696
+      /* "pstream/_corelib/partition.pxi":715
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -37638,13 +37966,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         PyObject *__pyx_callargs[6] = {__pyx_t_8, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch_head, __pyx_t_13, __pyx_t_3, __pyx_v_self->topic, __pyx_t_4};
         #if CYTHON_VECTORCALL
         __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[12];
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 696, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 715, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_10);
         #else
         {
           PyObject *__pyx_temp[4] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
           __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 4);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 696, __pyx_L1_error)
+          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 715, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_10);
         }
         #endif
@@ -37657,14 +37985,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 696, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 715, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 696, __pyx_L1_error)
+      __PYX_ERR(2, 715, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":695
+      /* "pstream/_corelib/partition.pxi":714
  *                     return pos + at
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:             # <<<<<<<<<<<<<<
@@ -37673,7 +38001,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":698
+    /* "pstream/_corelib/partition.pxi":717
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
  *                                                   position=pos, topic=self.topic, partition=self.number)
  *             pos += at             # <<<<<<<<<<<<<<
@@ -37683,7 +38011,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     __pyx_v_pos = (__pyx_v_pos + __pyx_v_at);
   }
 
-  /* "pstream/_corelib/partition.pxi":674
+  /* "pstream/_corelib/partition.pxi":693
  *                 return b""
  * 
  *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:             # <<<<<<<<<<<<<<
@@ -37715,7 +38043,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":700
+/* "pstream/_corelib/partition.pxi":719
  *             pos += at
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,             # <<<<<<<<<<<<<<
@@ -37751,7 +38079,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_whole_batches", 0);
 
-  /* "pstream/_corelib/partition.pxi":703
+  /* "pstream/_corelib/partition.pxi":722
  *                                 int64_t offset) except -1:
  *         """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
  *         cdef int64_t pos = 0, size             # <<<<<<<<<<<<<<
@@ -37760,7 +38088,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
   __pyx_v_pos = 0;
 
-  /* "pstream/_corelib/partition.pxi":707
+  /* "pstream/_corelib/partition.pxi":726
  *         cdef size_t errpos
  *         cdef int st
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:             # <<<<<<<<<<<<<<
@@ -37773,7 +38101,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 
     if (!__pyx_t_1) break;
 
-    /* "pstream/_corelib/partition.pxi":708
+    /* "pstream/_corelib/partition.pxi":727
  *         cdef int st
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -37782,7 +38110,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     __pyx_v_size = (((int64_t)((int32_t)ps_load_be32(((__pyx_v_p + __pyx_v_pos) + PS_OFF_LENGTH)))) + PS_BATCH_LOG_OVERHEAD);
 
-    /* "pstream/_corelib/partition.pxi":709
+    /* "pstream/_corelib/partition.pxi":728
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:             # <<<<<<<<<<<<<<
@@ -37794,7 +38122,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":710
+      /* "pstream/_corelib/partition.pxi":729
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:
  *                 if pos == 0:             # <<<<<<<<<<<<<<
@@ -37806,7 +38134,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "pstream/_corelib/partition.pxi":711
+        /* "pstream/_corelib/partition.pxi":730
  *             if pos + size > length:
  *                 if pos == 0:
  *                     st = PS_ERR_SHORT_BUFFER             # <<<<<<<<<<<<<<
@@ -37815,7 +38143,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
         __pyx_v_st = PS_ERR_SHORT_BUFFER;
 
-        /* "pstream/_corelib/partition.pxi":712
+        /* "pstream/_corelib/partition.pxi":731
  *                 if pos == 0:
  *                     st = PS_ERR_SHORT_BUFFER
  *                     errpos = length             # <<<<<<<<<<<<<<
@@ -37824,7 +38152,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
         __pyx_v_errpos = __pyx_v_length;
 
-        /* "pstream/_corelib/partition.pxi":713
+        /* "pstream/_corelib/partition.pxi":732
  *                     st = PS_ERR_SHORT_BUFFER
  *                     errpos = length
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -37832,43 +38160,43 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
  *                                                       partition=self.number, offset=offset)
 */
         __pyx_t_3 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 713, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 732, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 713, __pyx_L1_error)
+        __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 732, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
         __pyx_t_6 = __pyx_v_s->log_path;
-        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 713, __pyx_L1_error)
-        __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 713, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 732, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 732, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
 
-        if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 713, __pyx_L1_error)
+        if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 732, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":714
+        /* "pstream/_corelib/partition.pxi":733
  *                     errpos = length
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
  *                                                       position=file_pos + pos, topic=self.topic,             # <<<<<<<<<<<<<<
  *                                                       partition=self.number, offset=offset)
  *                 break
 */
-        __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 714, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 733, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
 
-        /* "pstream/_corelib/partition.pxi":715
+        /* "pstream/_corelib/partition.pxi":734
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
  *                                                       position=file_pos + pos, topic=self.topic,
  *                                                       partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
  *                 break
  *             with nogil:
 */
-        __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 715, __pyx_L1_error)
+        __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 734, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_9);
-        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 715, __pyx_L1_error)
+        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 734, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
         #if CYTHON_VECTORCALL
 
-        /* "pstream/_corelib/partition.pxi":713
+        /* "pstream/_corelib/partition.pxi":732
  *                     st = PS_ERR_SHORT_BUFFER
  *                     errpos = length
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -37892,13 +38220,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
           PyObject *__pyx_callargs[7] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch, __pyx_t_4, __pyx_t_8, __pyx_v_self->topic, __pyx_t_9, __pyx_t_10};
           #if CYTHON_VECTORCALL
           __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[11];
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 713, __pyx_L1_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 732, __pyx_L1_error)
           __Pyx_INCREF(__pyx_t_12);
           #else
           {
             PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
             __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-            if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 713, __pyx_L1_error)
+            if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 732, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_12);
           }
           #endif
@@ -37912,14 +38240,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
           __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
           __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
           __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 713, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 732, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(2, 713, __pyx_L1_error)
+        __PYX_ERR(2, 732, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":710
+        /* "pstream/_corelib/partition.pxi":729
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:
  *                 if pos == 0:             # <<<<<<<<<<<<<<
@@ -37928,7 +38256,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":716
+      /* "pstream/_corelib/partition.pxi":735
  *                                                       position=file_pos + pos, topic=self.topic,
  *                                                       partition=self.number, offset=offset)
  *                 break             # <<<<<<<<<<<<<<
@@ -37937,7 +38265,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/partition.pxi":709
+      /* "pstream/_corelib/partition.pxi":728
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:             # <<<<<<<<<<<<<<
@@ -37946,7 +38274,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":717
+    /* "pstream/_corelib/partition.pxi":736
  *                                                       partition=self.number, offset=offset)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -37959,7 +38287,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":718
+          /* "pstream/_corelib/partition.pxi":737
  *                 break
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -37969,7 +38297,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
           __pyx_v_st = ps_batch_validate((__pyx_v_p + __pyx_v_pos), ((size_t)(__pyx_v_length - __pyx_v_pos)), 1, (&__pyx_v_h), (&__pyx_v_errpos));
         }
 
-        /* "pstream/_corelib/partition.pxi":717
+        /* "pstream/_corelib/partition.pxi":736
  *                                                       partition=self.number, offset=offset)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -37986,7 +38314,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":719
+    /* "pstream/_corelib/partition.pxi":738
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -37998,7 +38326,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":720
+      /* "pstream/_corelib/partition.pxi":739
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
  *             if st != PS_OK:
  *                 reason = status_error(st, None)             # <<<<<<<<<<<<<<
@@ -38007,12 +38335,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
       __pyx_t_13.__pyx_n = 1;
       __pyx_t_13.position = Py_None;
-      __pyx_t_2 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_13); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 720, __pyx_L1_error)
+      __pyx_t_2 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_13); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 739, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __pyx_v_reason = __pyx_t_2;
       __pyx_t_2 = 0;
 
-      /* "pstream/_corelib/partition.pxi":721
+      /* "pstream/_corelib/partition.pxi":740
  *             if st != PS_OK:
  *                 reason = status_error(st, None)
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -38020,52 +38348,52 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
 */
       __pyx_t_5 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 721, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 721, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 740, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_v_reason, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 721, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_v_reason, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_corrupt_batch_in_segment, __pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 721, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_corrupt_batch_in_segment, __pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 740, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 721, __pyx_L1_error)
-      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 721, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 740, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 721, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 740, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":722
+      /* "pstream/_corelib/partition.pxi":741
  *                 reason = status_error(st, None)
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
  *                                                   position=file_pos + pos, topic=self.topic,             # <<<<<<<<<<<<<<
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
  *             pos += size
 */
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 722, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 741, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
 
-      /* "pstream/_corelib/partition.pxi":723
+      /* "pstream/_corelib/partition.pxi":742
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
  *                                                   position=file_pos + pos, topic=self.topic,
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)             # <<<<<<<<<<<<<<
  *             pos += size
  *         return pos
 */
-      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 723, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 742, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_1 = (__pyx_v_st != PS_ERR_SHORT_BUFFER);
 
       if (__pyx_t_1) {
-        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 723, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 742, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __pyx_t_3 = __pyx_t_14;
         __pyx_t_14 = 0;
       } else {
-        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 723, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 742, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __pyx_t_3 = __pyx_t_14;
         __pyx_t_14 = 0;
@@ -38073,7 +38401,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 
       #if CYTHON_VECTORCALL
 
-      /* "pstream/_corelib/partition.pxi":721
+      /* "pstream/_corelib/partition.pxi":740
  *             if st != PS_OK:
  *                 reason = status_error(st, None)
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -38097,13 +38425,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         PyObject *__pyx_callargs[7] = {__pyx_t_5, __pyx_t_9, __pyx_t_12, __pyx_t_8, __pyx_v_self->topic, __pyx_t_4, __pyx_t_3};
         #if CYTHON_VECTORCALL
         __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[11];
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 721, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 740, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_14);
         #else
         {
           PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
           __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-          if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 721, __pyx_L1_error)
+          if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 740, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_14);
         }
         #endif
@@ -38118,14 +38446,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
         __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 721, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 740, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 721, __pyx_L1_error)
+      __PYX_ERR(2, 740, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":719
+      /* "pstream/_corelib/partition.pxi":738
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -38134,7 +38462,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":724
+    /* "pstream/_corelib/partition.pxi":743
  *                                                   position=file_pos + pos, topic=self.topic,
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
  *             pos += size             # <<<<<<<<<<<<<<
@@ -38145,7 +38473,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   }
   __pyx_L4_break:;
 
-  /* "pstream/_corelib/partition.pxi":725
+  /* "pstream/_corelib/partition.pxi":744
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
  *             pos += size
  *         return pos             # <<<<<<<<<<<<<<
@@ -38158,7 +38486,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":700
+  /* "pstream/_corelib/partition.pxi":719
  *             pos += at
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,             # <<<<<<<<<<<<<<
@@ -38191,7 +38519,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":727
+/* "pstream/_corelib/partition.pxi":746
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
@@ -38200,16 +38528,16 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_25offset_for_timestamp(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_27offset_for_timestamp(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_24offset_for_timestamp, "Partition.offset_for_timestamp(self, int64_t timestamp_ms)\n\nThe first offset whose record timestamp is >= timestamp_ms, or None if there is none.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_25offset_for_timestamp = {"offset_for_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_25offset_for_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_24offset_for_timestamp};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_25offset_for_timestamp(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_26offset_for_timestamp, "Partition.offset_for_timestamp(self, int64_t timestamp_ms)\n\nThe first offset whose record timestamp is >= timestamp_ms, or None if there is none.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_27offset_for_timestamp = {"offset_for_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_27offset_for_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_26offset_for_timestamp};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_27offset_for_timestamp(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -38239,32 +38567,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_timestamp_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 727, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 746, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 727, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 746, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_for_timestamp", 0) < (0)) __PYX_ERR(2, 727, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_for_timestamp", 0) < (0)) __PYX_ERR(2, 746, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, i); __PYX_ERR(2, 727, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, i); __PYX_ERR(2, 746, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 727, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 746, __pyx_L3_error)
     }
-    __pyx_v_timestamp_ms = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_timestamp_ms == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 727, __pyx_L3_error)
+    __pyx_v_timestamp_ms = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_timestamp_ms == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 746, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 727, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 746, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -38275,7 +38603,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_timestamp_ms);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_26offset_for_timestamp(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_timestamp_ms);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -38286,7 +38614,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_timestamp_ms) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_26offset_for_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_timestamp_ms) {
   size_t __pyx_v_i;
   struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s;
   int64_t __pyx_v_rel;
@@ -38321,7 +38649,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("offset_for_timestamp", 0);
 
-  /* "pstream/_corelib/partition.pxi":731
+  /* "pstream/_corelib/partition.pxi":750
  *         cdef size_t i
  *         cdef Segment *s
  *         cdef int64_t rel = 0, found = -1             # <<<<<<<<<<<<<<
@@ -38331,7 +38659,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   __pyx_v_rel = 0;
   __pyx_v_found = -1L;
 
-  /* "pstream/_corelib/partition.pxi":732
+  /* "pstream/_corelib/partition.pxi":751
  *         cdef Segment *s
  *         cdef int64_t rel = 0, found = -1
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38340,7 +38668,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":733
+  /* "pstream/_corelib/partition.pxi":752
  *         cdef int64_t rel = 0, found = -1
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -38354,7 +38682,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":734
+    /* "pstream/_corelib/partition.pxi":753
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -38363,7 +38691,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":735
+    /* "pstream/_corelib/partition.pxi":754
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -38389,7 +38717,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":736
+      /* "pstream/_corelib/partition.pxi":755
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)             # <<<<<<<<<<<<<<
@@ -38398,7 +38726,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
       __pyx_v_rel = __pyx_f_7pstream_5_core_time_index_rel_for((&__pyx_v_s->index), __pyx_v_timestamp_ms);
 
-      /* "pstream/_corelib/partition.pxi":737
+      /* "pstream/_corelib/partition.pxi":756
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)
  *                 found = s.base_offset + rel             # <<<<<<<<<<<<<<
@@ -38407,7 +38735,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
       __pyx_v_found = (__pyx_v_s->base_offset + __pyx_v_rel);
 
-      /* "pstream/_corelib/partition.pxi":738
+      /* "pstream/_corelib/partition.pxi":757
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)
  *                 found = s.base_offset + rel
  *                 break             # <<<<<<<<<<<<<<
@@ -38416,7 +38744,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/partition.pxi":735
+      /* "pstream/_corelib/partition.pxi":754
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -38428,7 +38756,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   __pyx_L4_break:;
 
 
-  /* "pstream/_corelib/partition.pxi":739
+  /* "pstream/_corelib/partition.pxi":758
  *                 found = s.base_offset + rel
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:             # <<<<<<<<<<<<<<
@@ -38454,7 +38782,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":740
+    /* "pstream/_corelib/partition.pxi":759
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:
  *             found = self.p.log_start_offset             # <<<<<<<<<<<<<<
@@ -38465,7 +38793,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 
     __pyx_v_found = __pyx_t_6;
 
-    /* "pstream/_corelib/partition.pxi":739
+    /* "pstream/_corelib/partition.pxi":758
  *                 found = s.base_offset + rel
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:             # <<<<<<<<<<<<<<
@@ -38474,7 +38802,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":741
+  /* "pstream/_corelib/partition.pxi":760
  *         if found < self.p.log_start_offset and found >= 0:
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38483,7 +38811,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":742
+  /* "pstream/_corelib/partition.pxi":761
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -38495,7 +38823,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":743
+    /* "pstream/_corelib/partition.pxi":762
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:
  *             return None             # <<<<<<<<<<<<<<
@@ -38512,7 +38840,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":742
+    /* "pstream/_corelib/partition.pxi":761
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -38521,7 +38849,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":745
+  /* "pstream/_corelib/partition.pxi":764
  *             return None
  *         # Scan records from there for the first timestamp at or past the target.
  *         from pstream.record import decode_batches             # <<<<<<<<<<<<<<
@@ -38530,14 +38858,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_decode_batches};
-    __pyx_t_8 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_pstream_record, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 745, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_pstream_record, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 764, __pyx_L1_error)
   }
   __pyx_t_7 = __pyx_t_8;
   __Pyx_GOTREF(__pyx_t_7);
   {
     PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_decode_batches};
     __pyx_t_9 = 0; {
-      __pyx_t_10 = __Pyx_ImportFrom(__pyx_t_7, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 745, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_ImportFrom(__pyx_t_7, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 764, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       switch (__pyx_t_9) {
         case 0:
@@ -38551,19 +38879,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   }
   __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-  /* "pstream/_corelib/partition.pxi":746
+  /* "pstream/_corelib/partition.pxi":765
  *         # Scan records from there for the first timestamp at or past the target.
  *         from pstream.record import decode_batches
  *         offset = found             # <<<<<<<<<<<<<<
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_found); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 746, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_found); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 765, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __pyx_v_offset = __pyx_t_7;
   __pyx_t_7 = 0;
 
-  /* "pstream/_corelib/partition.pxi":747
+  /* "pstream/_corelib/partition.pxi":766
  *         from pstream.record import decode_batches
  *         offset = found
  *         while offset < self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -38571,14 +38899,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
  *             if not data:
 */
   while (1) {
-    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 747, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 766, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_4 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_v_offset, __pyx_t_7, Py_LT); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 747, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_v_offset, __pyx_t_7, Py_LT); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 766, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
     if (!__pyx_t_4) break;
 
-    /* "pstream/_corelib/partition.pxi":748
+    /* "pstream/_corelib/partition.pxi":767
  *         offset = found
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)             # <<<<<<<<<<<<<<
@@ -38592,27 +38920,27 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
       PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_offset};
       __pyx_t_7 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_read_batches, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 748, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 767, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     __Pyx_XDECREF_SET(__pyx_v_data, __pyx_t_7);
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/partition.pxi":749
+    /* "pstream/_corelib/partition.pxi":768
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
  *             if not data:             # <<<<<<<<<<<<<<
  *                 return None
  *             for header, records in decode_batches(data):
 */
-    __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_data); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 749, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_data); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 768, __pyx_L1_error)
     __pyx_t_5 = (!__pyx_t_4);
 
 
     if (__pyx_t_5) {
 
 
-      /* "pstream/_corelib/partition.pxi":750
+      /* "pstream/_corelib/partition.pxi":769
  *             data = self.read_batches(offset)
  *             if not data:
  *                 return None             # <<<<<<<<<<<<<<
@@ -38629,7 +38957,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":749
+      /* "pstream/_corelib/partition.pxi":768
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
  *             if not data:             # <<<<<<<<<<<<<<
@@ -38638,7 +38966,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":751
+    /* "pstream/_corelib/partition.pxi":770
  *             if not data:
  *                 return None
  *             for header, records in decode_batches(data):             # <<<<<<<<<<<<<<
@@ -38665,7 +38993,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
       __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_11, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (__pyx_t_1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 751, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 770, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     if (likely(PyList_CheckExact(__pyx_t_7)) || PyTuple_CheckExact(__pyx_t_7)) {
@@ -38673,9 +39001,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
       __pyx_t_9 = 0;
       __pyx_t_12 = NULL;
     } else {
-      __pyx_t_9 = -1; __pyx_t_11 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 751, __pyx_L1_error)
+      __pyx_t_9 = -1; __pyx_t_11 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 770, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_11); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 751, __pyx_L1_error)
+      __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_11); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 770, __pyx_L1_error)
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     for (;;) {
@@ -38684,7 +39012,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
           {
             Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_11);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 751, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 770, __pyx_L1_error)
             #endif
             if (__pyx_t_9 >= __pyx_temp) break;
           }
@@ -38694,7 +39022,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
           {
             Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_11);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 751, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 770, __pyx_L1_error)
             #endif
             if (__pyx_t_9 >= __pyx_temp) break;
           }
@@ -38705,13 +39033,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
           #endif
           ++__pyx_t_9;
         }
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 751, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 770, __pyx_L1_error)
       } else {
         __pyx_t_7 = __pyx_t_12(__pyx_t_11);
         if (unlikely(!__pyx_t_7)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 751, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 770, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
@@ -38724,7 +39052,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
         if (unlikely(size != 2)) {
           if (size > 2) __Pyx_RaiseTooManyValuesError(2);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(2, 751, __pyx_L1_error)
+          __PYX_ERR(2, 770, __pyx_L1_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -38734,22 +39062,22 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
           __Pyx_INCREF(__pyx_t_13);
         } else {
           __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 751, __pyx_L1_error)
+          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 770, __pyx_L1_error)
           __Pyx_XGOTREF(__pyx_t_10);
           __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 751, __pyx_L1_error)
+          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 770, __pyx_L1_error)
           __Pyx_XGOTREF(__pyx_t_13);
         }
         #else
-        __pyx_t_10 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 751, __pyx_L1_error)
+        __pyx_t_10 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 770, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_13 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 751, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 770, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         #endif
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       } else {
         Py_ssize_t index = -1;
-        __pyx_t_14 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 751, __pyx_L1_error)
+        __pyx_t_14 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 770, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
@@ -38757,7 +39085,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
         __Pyx_GOTREF(__pyx_t_10);
         index = 1; __pyx_t_13 = __pyx_t_15(__pyx_t_14); if (unlikely(!__pyx_t_13)) goto __pyx_L17_unpacking_failed;
         __Pyx_GOTREF(__pyx_t_13);
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 2) < (0)) __PYX_ERR(2, 751, __pyx_L1_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 2) < (0)) __PYX_ERR(2, 770, __pyx_L1_error)
         __pyx_t_15 = NULL;
         __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
         goto __pyx_L18_unpacking_done;
@@ -38765,7 +39093,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
         __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
         __pyx_t_15 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(2, 751, __pyx_L1_error)
+        __PYX_ERR(2, 770, __pyx_L1_error)
         __pyx_L18_unpacking_done:;
       }
       __Pyx_XDECREF_SET(__pyx_v_header, __pyx_t_10);
@@ -38773,24 +39101,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
       __Pyx_XDECREF_SET(__pyx_v_records, __pyx_t_13);
       __pyx_t_13 = 0;
 
-      /* "pstream/_corelib/partition.pxi":752
+      /* "pstream/_corelib/partition.pxi":771
  *                 return None
  *             for header, records in decode_batches(data):
  *                 if header.max_timestamp < timestamp_ms:             # <<<<<<<<<<<<<<
  *                     continue
  *                 for rec in records:
 */
-      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_max_timestamp_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 752, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_max_timestamp_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 771, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 752, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 771, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_7, __pyx_t_13, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(2, 752, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_7, __pyx_t_13, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(2, 771, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
       if (__pyx_t_5) {
 
 
-        /* "pstream/_corelib/partition.pxi":753
+        /* "pstream/_corelib/partition.pxi":772
  *             for header, records in decode_batches(data):
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue             # <<<<<<<<<<<<<<
@@ -38799,7 +39127,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
         goto __pyx_L15_continue;
 
-        /* "pstream/_corelib/partition.pxi":752
+        /* "pstream/_corelib/partition.pxi":771
  *                 return None
  *             for header, records in decode_batches(data):
  *                 if header.max_timestamp < timestamp_ms:             # <<<<<<<<<<<<<<
@@ -38808,7 +39136,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":754
+      /* "pstream/_corelib/partition.pxi":773
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
  *                 for rec in records:             # <<<<<<<<<<<<<<
@@ -38820,9 +39148,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
         __pyx_t_16 = 0;
         __pyx_t_17 = NULL;
       } else {
-        __pyx_t_16 = -1; __pyx_t_13 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 754, __pyx_L1_error)
+        __pyx_t_16 = -1; __pyx_t_13 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 773, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 754, __pyx_L1_error)
+        __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 773, __pyx_L1_error)
       }
       for (;;) {
         if (likely(!__pyx_t_17)) {
@@ -38830,7 +39158,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
             {
               Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 754, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 773, __pyx_L1_error)
               #endif
               if (__pyx_t_16 >= __pyx_temp) break;
             }
@@ -38840,7 +39168,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
             {
               Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_13);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 754, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 773, __pyx_L1_error)
               #endif
               if (__pyx_t_16 >= __pyx_temp) break;
             }
@@ -38851,13 +39179,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
             #endif
             ++__pyx_t_16;
           }
-          if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 754, __pyx_L1_error)
+          if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 773, __pyx_L1_error)
         } else {
           __pyx_t_7 = __pyx_t_17(__pyx_t_13);
           if (unlikely(!__pyx_t_7)) {
             PyObject* exc_type = PyErr_Occurred();
             if (exc_type) {
-              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 754, __pyx_L1_error)
+              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 773, __pyx_L1_error)
               PyErr_Clear();
             }
             break;
@@ -38867,16 +39195,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
         __Pyx_XDECREF_SET(__pyx_v_rec, __pyx_t_7);
         __pyx_t_7 = 0;
 
-        /* "pstream/_corelib/partition.pxi":755
+        /* "pstream/_corelib/partition.pxi":774
  *                     continue
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:             # <<<<<<<<<<<<<<
  *                         return rec.offset
  *             offset = header.last_offset + 1
 */
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 755, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 774, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_object(__pyx_t_7, __pyx_v_offset, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 755, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_object(__pyx_t_7, __pyx_v_offset, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 774, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         if (__pyx_t_4) {
 
@@ -38886,11 +39214,11 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 
           goto __pyx_L23_bool_binop_done;
         }
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_timestamp_ms); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 755, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_timestamp_ms); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 774, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 755, __pyx_L1_error)
+        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 774, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_int(__pyx_t_7, __pyx_t_10, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 755, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_int(__pyx_t_7, __pyx_t_10, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 774, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
@@ -38900,14 +39228,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
         if (__pyx_t_5) {
 
 
-          /* "pstream/_corelib/partition.pxi":756
+          /* "pstream/_corelib/partition.pxi":775
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
  *                         return rec.offset             # <<<<<<<<<<<<<<
  *             offset = header.last_offset + 1
  *         return None
 */
-          __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 756, __pyx_L1_error)
+          __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 775, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_10);
           {
             PyObject *__pyx_temp;
@@ -38922,7 +39250,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
           __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
           goto __pyx_L0;
 
-          /* "pstream/_corelib/partition.pxi":755
+          /* "pstream/_corelib/partition.pxi":774
  *                     continue
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:             # <<<<<<<<<<<<<<
@@ -38931,7 +39259,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":754
+        /* "pstream/_corelib/partition.pxi":773
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
  *                 for rec in records:             # <<<<<<<<<<<<<<
@@ -38941,7 +39269,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
       }
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-      /* "pstream/_corelib/partition.pxi":751
+      /* "pstream/_corelib/partition.pxi":770
  *             if not data:
  *                 return None
  *             for header, records in decode_batches(data):             # <<<<<<<<<<<<<<
@@ -38952,24 +39280,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
     }
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
 
-    /* "pstream/_corelib/partition.pxi":757
+    /* "pstream/_corelib/partition.pxi":776
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
  *                         return rec.offset
  *             offset = header.last_offset + 1             # <<<<<<<<<<<<<<
  *         return None
  * 
 */
-    if (unlikely(!__pyx_v_header)) { __Pyx_RaiseUnboundLocalError("header"); __PYX_ERR(2, 757, __pyx_L1_error) }
-    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_last_offset); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 757, __pyx_L1_error)
+    if (unlikely(!__pyx_v_header)) { __Pyx_RaiseUnboundLocalError("header"); __PYX_ERR(2, 776, __pyx_L1_error) }
+    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_last_offset); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 776, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_11, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 757, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_11, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 776, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
     __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
     __Pyx_DECREF_SET(__pyx_v_offset, __pyx_t_13);
     __pyx_t_13 = 0;
   }
 
-  /* "pstream/_corelib/partition.pxi":758
+  /* "pstream/_corelib/partition.pxi":777
  *                         return rec.offset
  *             offset = header.last_offset + 1
  *         return None             # <<<<<<<<<<<<<<
@@ -38986,7 +39314,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":727
+  /* "pstream/_corelib/partition.pxi":746
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
@@ -39019,7 +39347,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":760
+/* "pstream/_corelib/partition.pxi":779
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
@@ -39028,16 +39356,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24offset_for_timestamp(stru
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_27max_timestamp(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_29max_timestamp(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_26max_timestamp, "Partition.max_timestamp(self)\n\n(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_27max_timestamp = {"max_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_27max_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_26max_timestamp};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_27max_timestamp(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_28max_timestamp, "Partition.max_timestamp(self)\n\n(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_29max_timestamp = {"max_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_29max_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_28max_timestamp};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_29max_timestamp(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -39063,14 +39391,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("max_timestamp", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_26max_timestamp(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_28max_timestamp(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_28max_timestamp(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   size_t __pyx_v_i;
   int64_t __pyx_v_ts;
   int64_t __pyx_v_off;
@@ -39090,7 +39418,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("max_timestamp", 0);
 
-  /* "pstream/_corelib/partition.pxi":763
+  /* "pstream/_corelib/partition.pxi":782
  *         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
  *         cdef size_t i
  *         cdef int64_t ts = -1, off = -1             # <<<<<<<<<<<<<<
@@ -39100,7 +39428,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
   __pyx_v_ts = -1L;
   __pyx_v_off = -1L;
 
-  /* "pstream/_corelib/partition.pxi":764
+  /* "pstream/_corelib/partition.pxi":783
  *         cdef size_t i
  *         cdef int64_t ts = -1, off = -1
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39109,7 +39437,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":765
+  /* "pstream/_corelib/partition.pxi":784
  *         cdef int64_t ts = -1, off = -1
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -39123,7 +39451,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":766
+    /* "pstream/_corelib/partition.pxi":785
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -39149,7 +39477,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":767
+      /* "pstream/_corelib/partition.pxi":786
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
  *                 ts = self.p.segs[i].max_timestamp             # <<<<<<<<<<<<<<
@@ -39160,7 +39488,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
 
       __pyx_v_ts = __pyx_t_6;
 
-      /* "pstream/_corelib/partition.pxi":768
+      /* "pstream/_corelib/partition.pxi":787
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
  *                 ts = self.p.segs[i].max_timestamp
  *                 off = self.p.segs[i].max_timestamp_offset             # <<<<<<<<<<<<<<
@@ -39171,7 +39499,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
 
       __pyx_v_off = __pyx_t_6;
 
-      /* "pstream/_corelib/partition.pxi":766
+      /* "pstream/_corelib/partition.pxi":785
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -39182,7 +39510,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
   }
 
 
-  /* "pstream/_corelib/partition.pxi":769
+  /* "pstream/_corelib/partition.pxi":788
  *                 ts = self.p.segs[i].max_timestamp
  *                 off = self.p.segs[i].max_timestamp_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39191,23 +39519,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":770
+  /* "pstream/_corelib/partition.pxi":789
  *                 off = self.p.segs[i].max_timestamp_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return ts, off             # <<<<<<<<<<<<<<
  * 
  *     # --- retention --------------------------------------------------------------------
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_ts); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 770, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_ts); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 789, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_off); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 770, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_off); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 789, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 770, __pyx_L1_error)
+  __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 789, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_7) != (0)) __PYX_ERR(2, 770, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_7) != (0)) __PYX_ERR(2, 789, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_8);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(2, 770, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(2, 789, __pyx_L1_error);
   __pyx_t_7 = 0;
   __pyx_t_8 = 0;
   {
@@ -39221,7 +39549,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
   __pyx_t_9 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":760
+  /* "pstream/_corelib/partition.pxi":779
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
@@ -39245,7 +39573,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":774
+/* "pstream/_corelib/partition.pxi":793
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
@@ -39254,16 +39582,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26max_timestamp(struct __py
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_29delete_records(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_31delete_records(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_28delete_records, "Partition.delete_records(self, int64_t before_offset)\n\nMoves the log start offset to before_offset (records below it are gone); returns it.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_29delete_records = {"delete_records", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_29delete_records, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_28delete_records};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_29delete_records(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_30delete_records, "Partition.delete_records(self, int64_t before_offset)\n\nMoves the log start offset to before_offset (records below it are gone); returns it.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_31delete_records = {"delete_records", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_31delete_records, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_30delete_records};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_31delete_records(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -39293,32 +39621,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_before_offset,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 774, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 793, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 774, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 793, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "delete_records", 0) < (0)) __PYX_ERR(2, 774, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "delete_records", 0) < (0)) __PYX_ERR(2, 793, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, i); __PYX_ERR(2, 774, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, i); __PYX_ERR(2, 793, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 774, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 793, __pyx_L3_error)
     }
-    __pyx_v_before_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_before_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 774, __pyx_L3_error)
+    __pyx_v_before_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_before_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 793, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 774, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 793, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -39329,7 +39657,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_28delete_records(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_before_offset);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_30delete_records(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_before_offset);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -39340,7 +39668,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_before_offset) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_30delete_records(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_before_offset) {
   int64_t __pyx_v_hi;
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
@@ -39364,7 +39692,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
   __Pyx_RefNannySetupContext("delete_records", 0);
 
 
-  /* "pstream/_corelib/partition.pxi":776
+  /* "pstream/_corelib/partition.pxi":795
  *     def delete_records(self, int64_t before_offset):
  *         """Moves the log start offset to before_offset (records below it are gone); returns it."""
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39373,7 +39701,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":777
+  /* "pstream/_corelib/partition.pxi":796
  *         """Moves the log start offset to before_offset (records below it are gone); returns it."""
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.next_offset or before_offset < 0:             # <<<<<<<<<<<<<<
@@ -39399,7 +39727,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":778
+    /* "pstream/_corelib/partition.pxi":797
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.next_offset or before_offset < 0:
  *             hi = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -39410,7 +39738,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 
     __pyx_v_hi = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":779
+    /* "pstream/_corelib/partition.pxi":798
  *         if before_offset > self.p.next_offset or before_offset < 0:
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39419,7 +39747,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":780
+    /* "pstream/_corelib/partition.pxi":799
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",             # <<<<<<<<<<<<<<
@@ -39427,14 +39755,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
  *         if before_offset <= self.p.log_start_offset:
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 780, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 799, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 780, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 799, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_before_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 780, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_before_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 799, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 780, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 799, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_cannot_delete_records_before;
     __pyx_t_9[1] = __pyx_t_6;
@@ -39446,25 +39774,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 780, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 799, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":781
+    /* "pstream/_corelib/partition.pxi":800
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)             # <<<<<<<<<<<<<<
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset
 */
-    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 781, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 800, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 781, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 800, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":780
+    /* "pstream/_corelib/partition.pxi":799
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",             # <<<<<<<<<<<<<<
@@ -39488,13 +39816,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
       PyObject *__pyx_callargs[5] = {__pyx_t_5, __pyx_t_12, __pyx_v_self->topic, __pyx_t_8, __pyx_t_6};
       #if CYTHON_VECTORCALL
       __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[9];
-      if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 780, __pyx_L1_error)
+      if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 799, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_14);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
         __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 780, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 799, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
       }
       #endif
@@ -39507,14 +39835,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 780, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 799, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(2, 780, __pyx_L1_error)
+    __PYX_ERR(2, 799, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":777
+    /* "pstream/_corelib/partition.pxi":796
  *         """Moves the log start offset to before_offset (records below it are gone); returns it."""
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.next_offset or before_offset < 0:             # <<<<<<<<<<<<<<
@@ -39523,7 +39851,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":782
+  /* "pstream/_corelib/partition.pxi":801
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -39535,7 +39863,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":783
+    /* "pstream/_corelib/partition.pxi":802
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset             # <<<<<<<<<<<<<<
@@ -39546,7 +39874,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 
     __pyx_v_before_offset = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":784
+    /* "pstream/_corelib/partition.pxi":803
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39555,14 +39883,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":785
+    /* "pstream/_corelib/partition.pxi":804
  *             before_offset = self.p.log_start_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return before_offset             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)
 */
-    __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 785, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 804, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -39575,7 +39903,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":782
+    /* "pstream/_corelib/partition.pxi":801
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -39584,7 +39912,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":786
+  /* "pstream/_corelib/partition.pxi":805
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return before_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39593,7 +39921,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":787
+  /* "pstream/_corelib/partition.pxi":806
  *             return before_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)             # <<<<<<<<<<<<<<
@@ -39602,7 +39930,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   __pyx_t_7 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_7);
-  __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 787, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 806, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __pyx_t_13 = 0;
   {
@@ -39610,12 +39938,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_callargs+__pyx_t_13, (2-__pyx_t_13) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 787, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 806, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":788
+  /* "pstream/_corelib/partition.pxi":807
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39624,7 +39952,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":789
+  /* "pstream/_corelib/partition.pxi":808
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -39636,7 +39964,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":790
+    /* "pstream/_corelib/partition.pxi":809
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:
  *             self.p.log_start_offset = before_offset             # <<<<<<<<<<<<<<
@@ -39645,7 +39973,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
     __pyx_v_self->p->log_start_offset = __pyx_v_before_offset;
 
-    /* "pstream/_corelib/partition.pxi":789
+    /* "pstream/_corelib/partition.pxi":808
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -39654,7 +39982,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":791
+  /* "pstream/_corelib/partition.pxi":810
  *         if before_offset > self.p.log_start_offset:
  *             self.p.log_start_offset = before_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39663,7 +39991,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":792
+  /* "pstream/_corelib/partition.pxi":811
  *             self.p.log_start_offset = before_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self.apply_retention()             # <<<<<<<<<<<<<<
@@ -39677,19 +40005,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
     PyObject *__pyx_callargs[2] = {__pyx_t_14, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_callargs+__pyx_t_13, (1-__pyx_t_13) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 792, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 811, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":793
+  /* "pstream/_corelib/partition.pxi":812
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self.apply_retention()
  *         return before_offset             # <<<<<<<<<<<<<<
  * 
  *     def apply_retention(self, now_ms=None):
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 793, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 812, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject *__pyx_temp;
@@ -39702,7 +40030,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":774
+  /* "pstream/_corelib/partition.pxi":793
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
@@ -39729,7 +40057,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":795
+/* "pstream/_corelib/partition.pxi":814
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -39738,16 +40066,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28delete_records(struct __p
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_31apply_retention(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_33apply_retention(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_30apply_retention, "Partition.apply_retention(self, now_ms=None)\n\nDeletes whole old segments per retention_bytes, retention_ms and the log start offset.\n\nReturns the number of segments deleted. The active segment is rolled first when\neverything in it has expired, as Kafka does.");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_31apply_retention = {"apply_retention", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_31apply_retention, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_30apply_retention};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_31apply_retention(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_32apply_retention, "Partition.apply_retention(self, now_ms=None)\n\nDeletes whole old segments per retention_bytes, retention_ms and the log start offset.\n\nReturns the number of segments deleted. The active segment is rolled first when\neverything in it has expired, as Kafka does.");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_33apply_retention = {"apply_retention", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_33apply_retention, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_32apply_retention};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_33apply_retention(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -39777,24 +40105,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_now_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 795, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 814, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 795, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 814, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply_retention", 0) < (0)) __PYX_ERR(2, 795, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply_retention", 0) < (0)) __PYX_ERR(2, 814, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 795, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 814, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -39805,7 +40133,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("apply_retention", 0, 0, 1, __pyx_nargs); __PYX_ERR(2, 795, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("apply_retention", 0, 0, 1, __pyx_nargs); __PYX_ERR(2, 814, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -39816,7 +40144,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_30apply_retention(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_now_ms);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_32apply_retention(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v_now_ms);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -39826,7 +40154,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_now_ms) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_32apply_retention(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_now_ms) {
   int64_t __pyx_v_now;
   int64_t __pyx_v_total;
   size_t __pyx_v_i;
@@ -39868,7 +40196,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("apply_retention", 0);
 
-  /* "pstream/_corelib/partition.pxi":801
+  /* "pstream/_corelib/partition.pxi":820
  *         everything in it has expired, as Kafka does.
  *         """
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms             # <<<<<<<<<<<<<<
@@ -39880,13 +40208,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 
     __pyx_t_1 = ps_now_ms();
   } else {
-    __pyx_t_3 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_3 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 801, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_3 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 820, __pyx_L1_error)
     __pyx_t_1 = __pyx_t_3;
   }
 
   __pyx_v_now = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":802
+  /* "pstream/_corelib/partition.pxi":821
  *         """
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
  *         cdef int64_t total = 0             # <<<<<<<<<<<<<<
@@ -39895,7 +40223,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   __pyx_v_total = 0;
 
-  /* "pstream/_corelib/partition.pxi":803
+  /* "pstream/_corelib/partition.pxi":822
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
  *         cdef int64_t total = 0
  *         cdef size_t i, n_delete = 0, j             # <<<<<<<<<<<<<<
@@ -39904,31 +40232,31 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   __pyx_v_n_delete = 0;
 
-  /* "pstream/_corelib/partition.pxi":805
+  /* "pstream/_corelib/partition.pxi":824
  *         cdef size_t i, n_delete = 0, j
  *         cdef Segment *s
  *         cdef list doomed = []             # <<<<<<<<<<<<<<
  *         cdef list to_free = []
  *         cdef int64_t new_start
 */
-  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 805, __pyx_L1_error)
+  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 824, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_v_doomed = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":806
+  /* "pstream/_corelib/partition.pxi":825
  *         cdef Segment *s
  *         cdef list doomed = []
  *         cdef list to_free = []             # <<<<<<<<<<<<<<
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:
 */
-  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 806, __pyx_L1_error)
+  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 825, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_v_to_free = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":808
+  /* "pstream/_corelib/partition.pxi":827
  *         cdef list to_free = []
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:             # <<<<<<<<<<<<<<
@@ -39940,7 +40268,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":809
+    /* "pstream/_corelib/partition.pxi":828
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39949,7 +40277,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":810
+    /* "pstream/_corelib/partition.pxi":829
  *         if self.retention_ms >= 0:
  *             pthread_mutex_lock(&self.sh.mu)
  *             s = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -39958,7 +40286,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     __pyx_v_s = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":811
+    /* "pstream/_corelib/partition.pxi":830
  *             pthread_mutex_lock(&self.sh.mu)
  *             s = part_active(self.p)
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms             # <<<<<<<<<<<<<<
@@ -39970,7 +40298,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     if (__pyx_t_2) {
 
     } else {
-      __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 811, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 830, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __pyx_t_4 = __pyx_t_5;
       __pyx_t_5 = 0;
@@ -39979,7 +40307,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     }
     __pyx_t_2 = (__pyx_v_s->max_timestamp < (__pyx_v_now - __pyx_v_self->retention_ms));
 
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 811, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 830, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -39988,7 +40316,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     __pyx_v_expired_active = __pyx_t_4;
     __pyx_t_4 = 0;
 
-    /* "pstream/_corelib/partition.pxi":812
+    /* "pstream/_corelib/partition.pxi":831
  *             s = part_active(self.p)
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39997,18 +40325,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":813
+    /* "pstream/_corelib/partition.pxi":832
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:             # <<<<<<<<<<<<<<
  *                 self.roll()
  *                 self.flush()
 */
-    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_expired_active); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 813, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_expired_active); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 832, __pyx_L1_error)
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":814
+      /* "pstream/_corelib/partition.pxi":833
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:
  *                 self.roll()             # <<<<<<<<<<<<<<
@@ -40022,12 +40350,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_roll, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 814, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 833, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "pstream/_corelib/partition.pxi":815
+      /* "pstream/_corelib/partition.pxi":834
  *             if expired_active:
  *                 self.roll()
  *                 self.flush()             # <<<<<<<<<<<<<<
@@ -40041,12 +40369,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 815, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 834, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "pstream/_corelib/partition.pxi":813
+      /* "pstream/_corelib/partition.pxi":832
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:             # <<<<<<<<<<<<<<
@@ -40055,7 +40383,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":808
+    /* "pstream/_corelib/partition.pxi":827
  *         cdef list to_free = []
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:             # <<<<<<<<<<<<<<
@@ -40064,7 +40392,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":816
+  /* "pstream/_corelib/partition.pxi":835
  *                 self.roll()
  *                 self.flush()
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40073,7 +40401,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":817
+  /* "pstream/_corelib/partition.pxi":836
  *                 self.flush()
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -40087,7 +40415,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
     __pyx_v_i = __pyx_t_8;
 
-    /* "pstream/_corelib/partition.pxi":818
+    /* "pstream/_corelib/partition.pxi":837
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             total += self.p.segs[i].size             # <<<<<<<<<<<<<<
@@ -40098,7 +40426,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   }
 
 
-  /* "pstream/_corelib/partition.pxi":819
+  /* "pstream/_corelib/partition.pxi":838
  *         for i in range(self.p.n_segs):
  *             total += self.p.segs[i].size
  *         while n_delete + 1 < self.p.n_segs:             # <<<<<<<<<<<<<<
@@ -40111,7 +40439,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 
     if (!__pyx_t_2) break;
 
-    /* "pstream/_corelib/partition.pxi":820
+    /* "pstream/_corelib/partition.pxi":839
  *             total += self.p.segs[i].size
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]             # <<<<<<<<<<<<<<
@@ -40120,7 +40448,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_n_delete]);
 
-    /* "pstream/_corelib/partition.pxi":821
+    /* "pstream/_corelib/partition.pxi":840
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:             # <<<<<<<<<<<<<<
@@ -40132,7 +40460,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":822
+      /* "pstream/_corelib/partition.pxi":841
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:
  *                 break             # <<<<<<<<<<<<<<
@@ -40141,7 +40469,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       goto __pyx_L10_break;
 
-      /* "pstream/_corelib/partition.pxi":821
+      /* "pstream/_corelib/partition.pxi":840
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:             # <<<<<<<<<<<<<<
@@ -40150,7 +40478,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":823
+    /* "pstream/_corelib/partition.pxi":842
  *             if not s.finalized:
  *                 break
  *             if s.next_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40164,7 +40492,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":825
+    /* "pstream/_corelib/partition.pxi":844
  *             if s.next_offset <= self.p.log_start_offset:
  *                 pass
  *             elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:             # <<<<<<<<<<<<<<
@@ -40192,7 +40520,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":827
+    /* "pstream/_corelib/partition.pxi":846
  *             elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
  *                 pass
  *             elif self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:             # <<<<<<<<<<<<<<
@@ -40220,7 +40548,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":830
+    /* "pstream/_corelib/partition.pxi":849
  *                 pass
  *             else:
  *                 break             # <<<<<<<<<<<<<<
@@ -40232,7 +40560,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     }
     __pyx_L12:;
 
-    /* "pstream/_corelib/partition.pxi":831
+    /* "pstream/_corelib/partition.pxi":850
  *             else:
  *                 break
  *             total -= s.size             # <<<<<<<<<<<<<<
@@ -40241,7 +40569,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     __pyx_v_total = (__pyx_v_total - __pyx_v_s->size);
 
-    /* "pstream/_corelib/partition.pxi":832
+    /* "pstream/_corelib/partition.pxi":851
  *                 break
  *             total -= s.size
  *             n_delete += 1             # <<<<<<<<<<<<<<
@@ -40252,7 +40580,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   }
   __pyx_L10_break:;
 
-  /* "pstream/_corelib/partition.pxi":833
+  /* "pstream/_corelib/partition.pxi":852
  *             total -= s.size
  *             n_delete += 1
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -40264,7 +40592,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":834
+    /* "pstream/_corelib/partition.pxi":853
  *             n_delete += 1
  *         if n_delete:
  *             for i in range(n_delete):             # <<<<<<<<<<<<<<
@@ -40278,7 +40606,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
       __pyx_v_i = __pyx_t_8;
 
-      /* "pstream/_corelib/partition.pxi":835
+      /* "pstream/_corelib/partition.pxi":854
  *         if n_delete:
  *             for i in range(n_delete):
  *                 s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -40287,7 +40615,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-      /* "pstream/_corelib/partition.pxi":836
+      /* "pstream/_corelib/partition.pxi":855
  *             for i in range(n_delete):
  *                 s = self.p.segs[i]
  *                 s.deleted = True             # <<<<<<<<<<<<<<
@@ -40296,7 +40624,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       __pyx_v_s->deleted = 1;
 
-      /* "pstream/_corelib/partition.pxi":837
+      /* "pstream/_corelib/partition.pxi":856
  *                 s = self.p.segs[i]
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))             # <<<<<<<<<<<<<<
@@ -40305,44 +40633,44 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
 
       __pyx_t_10 = __pyx_v_s->log_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 837, __pyx_L1_error)
-      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 837, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 856, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 856, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 837, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 856, __pyx_L1_error)
 
       __pyx_t_10 = __pyx_v_s->index_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 837, __pyx_L1_error)
-      __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 837, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 856, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 856, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 837, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 856, __pyx_L1_error)
 
       __pyx_t_10 = __pyx_v_s->time_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 837, __pyx_L1_error)
-      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 837, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 856, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 856, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 837, __pyx_L1_error)
-      __pyx_t_13 = PyTuple_New(3); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 837, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 856, __pyx_L1_error)
+      __pyx_t_13 = PyTuple_New(3); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 856, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_INCREF(__pyx_t_4);
       __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_4) != (0)) __PYX_ERR(2, 837, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_4) != (0)) __PYX_ERR(2, 856, __pyx_L1_error);
       __Pyx_INCREF(__pyx_t_5);
       __Pyx_GIVEREF(__pyx_t_5);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 837, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 856, __pyx_L1_error);
       __Pyx_INCREF(__pyx_t_12);
       __Pyx_GIVEREF(__pyx_t_12);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_t_12) != (0)) __PYX_ERR(2, 837, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_t_12) != (0)) __PYX_ERR(2, 856, __pyx_L1_error);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_doomed, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 837, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_doomed, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 856, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-      /* "pstream/_corelib/partition.pxi":838
+      /* "pstream/_corelib/partition.pxi":857
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:             # <<<<<<<<<<<<<<
@@ -40354,20 +40682,20 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":839
+        /* "pstream/_corelib/partition.pxi":858
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others             # <<<<<<<<<<<<<<
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
 */
-        __pyx_t_13 = __Pyx_PyLong_FromSize_t(((size_t)__pyx_v_s)); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 839, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_FromSize_t(((size_t)__pyx_v_s)); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 858, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_to_free, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 839, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_to_free, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 858, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-        /* "pstream/_corelib/partition.pxi":838
+        /* "pstream/_corelib/partition.pxi":857
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:             # <<<<<<<<<<<<<<
@@ -40378,7 +40706,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     }
 
 
-    /* "pstream/_corelib/partition.pxi":840
+    /* "pstream/_corelib/partition.pxi":859
  *                 if s.refs == 0:
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others
  *             new_start = self.p.segs[n_delete].base_offset             # <<<<<<<<<<<<<<
@@ -40389,7 +40717,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 
     __pyx_v_new_start = __pyx_t_1;
 
-    /* "pstream/_corelib/partition.pxi":841
+    /* "pstream/_corelib/partition.pxi":860
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))             # <<<<<<<<<<<<<<
@@ -40398,7 +40726,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     (void)(memmove(__pyx_v_self->p->segs, (__pyx_v_self->p->segs + __pyx_v_n_delete), ((__pyx_v_self->p->n_segs - __pyx_v_n_delete) * (sizeof(struct __pyx_t_7pstream_5_core_Segment *)))));
 
-    /* "pstream/_corelib/partition.pxi":842
+    /* "pstream/_corelib/partition.pxi":861
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
  *             self.p.n_segs -= n_delete             # <<<<<<<<<<<<<<
@@ -40407,7 +40735,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     __pyx_v_self->p->n_segs = (__pyx_v_self->p->n_segs - __pyx_v_n_delete);
 
-    /* "pstream/_corelib/partition.pxi":833
+    /* "pstream/_corelib/partition.pxi":852
  *             total -= s.size
  *             n_delete += 1
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -40416,7 +40744,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":843
+  /* "pstream/_corelib/partition.pxi":862
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40425,7 +40753,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":844
+  /* "pstream/_corelib/partition.pxi":863
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:             # <<<<<<<<<<<<<<
@@ -40438,29 +40766,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 844, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 863, __pyx_L1_error)
       #endif
       if (__pyx_t_11 >= __pyx_temp) break;
     }
     __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_11;
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 844, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 863, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_XDECREF_SET(__pyx_v_addr, __pyx_t_12);
     __pyx_t_12 = 0;
 
-    /* "pstream/_corelib/partition.pxi":845
+    /* "pstream/_corelib/partition.pxi":864
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)             # <<<<<<<<<<<<<<
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:
 */
-    __pyx_t_6 = __Pyx_PyLong_As_size_t(__pyx_v_addr); if (unlikely((__pyx_t_6 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(2, 845, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_As_size_t(__pyx_v_addr); if (unlikely((__pyx_t_6 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(2, 864, __pyx_L1_error)
     __pyx_f_7pstream_5_core_segment_free(((struct __pyx_t_7pstream_5_core_Segment *)((size_t)__pyx_t_6)));
 
 
-    /* "pstream/_corelib/partition.pxi":844
+    /* "pstream/_corelib/partition.pxi":863
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:             # <<<<<<<<<<<<<<
@@ -40470,7 +40798,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   }
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-  /* "pstream/_corelib/partition.pxi":846
+  /* "pstream/_corelib/partition.pxi":865
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -40482,7 +40810,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":847
+    /* "pstream/_corelib/partition.pxi":866
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40494,7 +40822,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":848
+      /* "pstream/_corelib/partition.pxi":867
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:
  *                 self._write_log_start_checkpoint(new_start)             # <<<<<<<<<<<<<<
@@ -40503,7 +40831,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       __pyx_t_12 = ((PyObject *)__pyx_v_self);
       __Pyx_INCREF(__pyx_t_12);
-      __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_new_start); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 848, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_new_start); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 867, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __pyx_t_6 = 0;
       {
@@ -40511,12 +40839,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
         __pyx_t_13 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 848, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 867, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
       }
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-      /* "pstream/_corelib/partition.pxi":849
+      /* "pstream/_corelib/partition.pxi":868
  *             if new_start > self.p.log_start_offset:
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40525,7 +40853,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":850
+      /* "pstream/_corelib/partition.pxi":869
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40537,7 +40865,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":851
+        /* "pstream/_corelib/partition.pxi":870
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:
  *                     self.p.log_start_offset = new_start             # <<<<<<<<<<<<<<
@@ -40546,7 +40874,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
         __pyx_v_self->p->log_start_offset = __pyx_v_new_start;
 
-        /* "pstream/_corelib/partition.pxi":850
+        /* "pstream/_corelib/partition.pxi":869
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40555,7 +40883,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":852
+      /* "pstream/_corelib/partition.pxi":871
  *                 if new_start > self.p.log_start_offset:
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40564,7 +40892,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":847
+      /* "pstream/_corelib/partition.pxi":866
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40573,7 +40901,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":853
+    /* "pstream/_corelib/partition.pxi":872
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:             # <<<<<<<<<<<<<<
@@ -40586,18 +40914,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 853, __pyx_L1_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 872, __pyx_L1_error)
         #endif
         if (__pyx_t_11 >= __pyx_temp) break;
       }
       __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_11;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 853, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 872, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_XDECREF_SET(__pyx_v_paths, __pyx_t_5);
       __pyx_t_5 = 0;
 
-      /* "pstream/_corelib/partition.pxi":854
+      /* "pstream/_corelib/partition.pxi":873
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:
  *                 for path in paths:             # <<<<<<<<<<<<<<
@@ -40609,9 +40937,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
         __pyx_t_15 = 0;
         __pyx_t_16 = NULL;
       } else {
-        __pyx_t_15 = -1; __pyx_t_5 = PyObject_GetIter(__pyx_v_paths); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 854, __pyx_L1_error)
+        __pyx_t_15 = -1; __pyx_t_5 = PyObject_GetIter(__pyx_v_paths); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 873, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
-        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 854, __pyx_L1_error)
+        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 873, __pyx_L1_error)
       }
       for (;;) {
         if (likely(!__pyx_t_16)) {
@@ -40619,7 +40947,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
             {
               Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_5);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 854, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 873, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -40629,7 +40957,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
             {
               Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_5);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 854, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 873, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -40640,13 +40968,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
             #endif
             ++__pyx_t_15;
           }
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 854, __pyx_L1_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 873, __pyx_L1_error)
         } else {
           __pyx_t_12 = __pyx_t_16(__pyx_t_5);
           if (unlikely(!__pyx_t_12)) {
             PyObject* exc_type = PyErr_Occurred();
             if (exc_type) {
-              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 854, __pyx_L1_error)
+              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 873, __pyx_L1_error)
               PyErr_Clear();
             }
             break;
@@ -40656,7 +40984,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
         __Pyx_XDECREF_SET(__pyx_v_path, __pyx_t_12);
         __pyx_t_12 = 0;
 
-        /* "pstream/_corelib/partition.pxi":855
+        /* "pstream/_corelib/partition.pxi":874
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -40672,7 +41000,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
           __Pyx_XGOTREF(__pyx_t_19);
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":856
+            /* "pstream/_corelib/partition.pxi":875
  *                 for path in paths:
  *                     try:
  *                         _os.unlink(path)             # <<<<<<<<<<<<<<
@@ -40680,9 +41008,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
  *                         pass
 */
             __pyx_t_4 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 856, __pyx_L31_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 875, __pyx_L31_error)
             __Pyx_GOTREF(__pyx_t_20);
-            __pyx_t_21 = __Pyx_PyObject_GetAttrStr(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_21)) __PYX_ERR(2, 856, __pyx_L31_error)
+            __pyx_t_21 = __Pyx_PyObject_GetAttrStr(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_21)) __PYX_ERR(2, 875, __pyx_L31_error)
             __Pyx_GOTREF(__pyx_t_21);
             __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
             __pyx_t_6 = 1;
@@ -40702,12 +41030,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
               __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_21, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
               __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
               __Pyx_DECREF(__pyx_t_21); __pyx_t_21 = 0;
-              if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 856, __pyx_L31_error)
+              if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 875, __pyx_L31_error)
               __Pyx_GOTREF(__pyx_t_12);
             }
             __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-            /* "pstream/_corelib/partition.pxi":855
+            /* "pstream/_corelib/partition.pxi":874
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -40725,7 +41053,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
           __Pyx_XDECREF(__pyx_t_21); __pyx_t_21 = 0;
           __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "pstream/_corelib/partition.pxi":857
+          /* "pstream/_corelib/partition.pxi":876
  *                     try:
  *                         _os.unlink(path)
  *                     except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -40739,7 +41067,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
           }
           goto __pyx_L33_except_error;
 
-          /* "pstream/_corelib/partition.pxi":855
+          /* "pstream/_corelib/partition.pxi":874
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -40760,7 +41088,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
           __pyx_L38_try_end:;
         }
 
-        /* "pstream/_corelib/partition.pxi":854
+        /* "pstream/_corelib/partition.pxi":873
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:
  *                 for path in paths:             # <<<<<<<<<<<<<<
@@ -40770,7 +41098,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
       }
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-      /* "pstream/_corelib/partition.pxi":853
+      /* "pstream/_corelib/partition.pxi":872
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:             # <<<<<<<<<<<<<<
@@ -40780,7 +41108,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
     }
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-    /* "pstream/_corelib/partition.pxi":846
+    /* "pstream/_corelib/partition.pxi":865
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -40789,14 +41117,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":859
+  /* "pstream/_corelib/partition.pxi":878
  *                     except FileNotFoundError:
  *                         pass
  *         return n_delete             # <<<<<<<<<<<<<<
  * 
  *     # --- closing ---------------------------------------------------------------------
 */
-  __pyx_t_13 = __Pyx_PyLong_FromSize_t(__pyx_v_n_delete); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 859, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_FromSize_t(__pyx_v_n_delete); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 878, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   {
     PyObject *__pyx_temp;
@@ -40809,7 +41137,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   __pyx_t_13 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":795
+  /* "pstream/_corelib/partition.pxi":814
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -40845,7 +41173,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":863
+/* "pstream/_corelib/partition.pxi":882
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -40854,16 +41182,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30apply_retention(struct __
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_33close(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_35close(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_32close, "Partition.close(self)\n\nWrites and syncs everything, finalizes the active segment (indexes written).");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_33close = {"close", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_33close, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_32close};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_33close(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_34close, "Partition.close(self)\n\nWrites and syncs everything, finalizes the active segment (indexes written).");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_35close = {"close", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_35close, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_34close};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_35close(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -40889,14 +41217,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("close", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_32close(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_34close(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_34close(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   struct __pyx_t_7pstream_5_core_Segment *__pyx_v_a;
   int __pyx_v_st;
   PyObject *__pyx_r = NULL;
@@ -40918,7 +41246,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("close", 0);
 
-  /* "pstream/_corelib/partition.pxi":866
+  /* "pstream/_corelib/partition.pxi":885
  *         """Writes and syncs everything, finalizes the active segment (indexes written)."""
  *         cdef Segment *a
  *         cdef int st = PS_OK             # <<<<<<<<<<<<<<
@@ -40927,7 +41255,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   __pyx_v_st = PS_OK;
 
-  /* "pstream/_corelib/partition.pxi":867
+  /* "pstream/_corelib/partition.pxi":886
  *         cdef Segment *a
  *         cdef int st = PS_OK
  *         if self.closed:             # <<<<<<<<<<<<<<
@@ -40936,7 +41264,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   if (__pyx_v_self->closed) {
 
-    /* "pstream/_corelib/partition.pxi":868
+    /* "pstream/_corelib/partition.pxi":887
  *         cdef int st = PS_OK
  *         if self.closed:
  *             return             # <<<<<<<<<<<<<<
@@ -40953,7 +41281,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":867
+    /* "pstream/_corelib/partition.pxi":886
  *         cdef Segment *a
  *         cdef int st = PS_OK
  *         if self.closed:             # <<<<<<<<<<<<<<
@@ -40962,7 +41290,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":869
+  /* "pstream/_corelib/partition.pxi":888
  *         if self.closed:
  *             return
  *         self.flush()             # <<<<<<<<<<<<<<
@@ -40976,12 +41304,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 869, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 888, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":870
+  /* "pstream/_corelib/partition.pxi":889
  *             return
  *         self.flush()
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40990,7 +41318,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":871
+  /* "pstream/_corelib/partition.pxi":890
  *         self.flush()
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.closed = True             # <<<<<<<<<<<<<<
@@ -40999,7 +41327,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   __pyx_v_self->closed = 1;
 
-  /* "pstream/_corelib/partition.pxi":872
+  /* "pstream/_corelib/partition.pxi":891
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.closed = True
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41008,7 +41336,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":873
+  /* "pstream/_corelib/partition.pxi":892
  *         self.closed = True
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:             # <<<<<<<<<<<<<<
@@ -41017,7 +41345,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":875
+    /* "pstream/_corelib/partition.pxi":894
  *         while True:
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41026,7 +41354,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":876
+    /* "pstream/_corelib/partition.pxi":895
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:             # <<<<<<<<<<<<<<
@@ -41038,7 +41366,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":877
+      /* "pstream/_corelib/partition.pxi":896
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:
  *                 a = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -41047,7 +41375,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
       __pyx_v_a = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-      /* "pstream/_corelib/partition.pxi":878
+      /* "pstream/_corelib/partition.pxi":897
  *             if not self.p.queued:
  *                 a = part_active(self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -41060,7 +41388,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":879
+            /* "pstream/_corelib/partition.pxi":898
  *                 a = part_active(self.p)
  *                 with nogil:
  *                     st = segment_finalize(a, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41070,7 +41398,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
             __pyx_v_st = __pyx_f_7pstream_5_core_segment_finalize(__pyx_v_a, (&__pyx_v_self->sh->mu));
           }
 
-          /* "pstream/_corelib/partition.pxi":878
+          /* "pstream/_corelib/partition.pxi":897
  *             if not self.p.queued:
  *                 a = part_active(self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -41087,7 +41415,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":880
+      /* "pstream/_corelib/partition.pxi":899
  *                 with nogil:
  *                     st = segment_finalize(a, &self.sh.mu)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41096,7 +41424,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":881
+      /* "pstream/_corelib/partition.pxi":900
  *                     st = segment_finalize(a, &self.sh.mu)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break             # <<<<<<<<<<<<<<
@@ -41105,7 +41433,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
       goto __pyx_L5_break;
 
-      /* "pstream/_corelib/partition.pxi":876
+      /* "pstream/_corelib/partition.pxi":895
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:             # <<<<<<<<<<<<<<
@@ -41114,7 +41442,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":882
+    /* "pstream/_corelib/partition.pxi":901
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -41127,7 +41455,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":883
+          /* "pstream/_corelib/partition.pxi":902
  *                 break
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -41137,7 +41465,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":882
+        /* "pstream/_corelib/partition.pxi":901
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -41156,7 +41484,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
   }
   __pyx_L5_break:;
 
-  /* "pstream/_corelib/partition.pxi":884
+  /* "pstream/_corelib/partition.pxi":903
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -41168,7 +41496,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":885
+    /* "pstream/_corelib/partition.pxi":904
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -41176,26 +41504,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
  * 
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     if (!__pyx_v_a->io_errno) {
     } else {
-      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_a->io_errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 885, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_a->io_errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 904, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __pyx_t_8 = __pyx_t_10;
       __pyx_t_10 = 0;
       goto __pyx_L18_bool_binop_done;
     }
-    __pyx_t_10 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_8 = __pyx_t_10;
     __pyx_t_10 = 0;
@@ -41218,35 +41546,35 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 885, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 904, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_closing_the_active_segment_faile, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 885, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_closing_the_active_segment_faile, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":886
+    /* "pstream/_corelib/partition.pxi":905
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())             # <<<<<<<<<<<<<<
  * 
  *     def __dealloc__(self):
 */
-    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 886, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 905, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
 
     __pyx_t_11 = __pyx_v_a->log_path;
-    __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 886, __pyx_L1_error)
-    __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 886, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 905, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 905, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 886, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 905, __pyx_L1_error)
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":885
+    /* "pstream/_corelib/partition.pxi":904
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -41270,13 +41598,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
       PyObject *__pyx_callargs[5] = {__pyx_t_2, __pyx_t_5, __pyx_v_self->topic, __pyx_t_9, __pyx_t_8};
       #if CYTHON_VECTORCALL
       __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[13];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 885, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 904, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_file};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 885, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 904, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -41289,14 +41617,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 885, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 904, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 885, __pyx_L1_error)
+    __PYX_ERR(2, 904, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":884
+    /* "pstream/_corelib/partition.pxi":903
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -41305,7 +41633,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":863
+  /* "pstream/_corelib/partition.pxi":882
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -41335,7 +41663,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":888
+/* "pstream/_corelib/partition.pxi":907
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -41344,26 +41672,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32close(struct __pyx_obj_7p
 */
 
 /* Python wrapper */
-static void __pyx_pw_7pstream_5_core_9Partition_35__dealloc__(PyObject *__pyx_v_self); /*proto*/
-static void __pyx_pw_7pstream_5_core_9Partition_35__dealloc__(PyObject *__pyx_v_self) {
+static void __pyx_pw_7pstream_5_core_9Partition_37__dealloc__(PyObject *__pyx_v_self); /*proto*/
+static void __pyx_pw_7pstream_5_core_9Partition_37__dealloc__(PyObject *__pyx_v_self) {
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("__dealloc__ (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
-  __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_pf_7pstream_5_core_9Partition_36__dealloc__(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
 }
 
-static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static void __pyx_pf_7pstream_5_core_9Partition_36__dealloc__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   size_t __pyx_v_i;
   int __pyx_t_1;
   size_t __pyx_t_2;
   size_t __pyx_t_3;
   size_t __pyx_t_4;
 
-  /* "pstream/_corelib/partition.pxi":890
+  /* "pstream/_corelib/partition.pxi":909
  *     def __dealloc__(self):
  *         cdef size_t i
  *         if self.p != NULL:             # <<<<<<<<<<<<<<
@@ -41375,7 +41703,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":891
+    /* "pstream/_corelib/partition.pxi":910
  *         cdef size_t i
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -41389,7 +41717,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
     for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
       __pyx_v_i = __pyx_t_4;
 
-      /* "pstream/_corelib/partition.pxi":892
+      /* "pstream/_corelib/partition.pxi":911
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:             # <<<<<<<<<<<<<<
@@ -41401,7 +41729,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":893
+        /* "pstream/_corelib/partition.pxi":912
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:
  *                     segment_free(self.p.segs[i])             # <<<<<<<<<<<<<<
@@ -41410,7 +41738,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
 */
         __pyx_f_7pstream_5_core_segment_free((__pyx_v_self->p->segs[__pyx_v_i]));
 
-        /* "pstream/_corelib/partition.pxi":892
+        /* "pstream/_corelib/partition.pxi":911
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:             # <<<<<<<<<<<<<<
@@ -41421,7 +41749,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
     }
 
 
-    /* "pstream/_corelib/partition.pxi":894
+    /* "pstream/_corelib/partition.pxi":913
  *                 if self.p.segs[i].refs == 0:
  *                     segment_free(self.p.segs[i])
  *             free(self.p.segs)             # <<<<<<<<<<<<<<
@@ -41430,7 +41758,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p->segs);
 
-    /* "pstream/_corelib/partition.pxi":895
+    /* "pstream/_corelib/partition.pxi":914
  *                     segment_free(self.p.segs[i])
  *             free(self.p.segs)
  *             free(self.p.directory)             # <<<<<<<<<<<<<<
@@ -41439,7 +41767,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p->directory);
 
-    /* "pstream/_corelib/partition.pxi":896
+    /* "pstream/_corelib/partition.pxi":915
  *             free(self.p.segs)
  *             free(self.p.directory)
  *             free(self.p)             # <<<<<<<<<<<<<<
@@ -41447,14 +41775,14 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":897
+    /* "pstream/_corelib/partition.pxi":916
  *             free(self.p.directory)
  *             free(self.p)
  *             self.p = NULL             # <<<<<<<<<<<<<<
 */
     __pyx_v_self->p = NULL;
 
-    /* "pstream/_corelib/partition.pxi":890
+    /* "pstream/_corelib/partition.pxi":909
  *     def __dealloc__(self):
  *         cdef size_t i
  *         if self.p != NULL:             # <<<<<<<<<<<<<<
@@ -41463,7 +41791,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_34__dealloc__(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":888
+  /* "pstream/_corelib/partition.pxi":907
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -41923,16 +42251,16 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_37__reduce_cython__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_39__reduce_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_36__reduce_cython__, "Partition.__reduce_cython__(self)");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_37__reduce_cython__ = {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_37__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_36__reduce_cython__};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_37__reduce_cython__(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_38__reduce_cython__, "Partition.__reduce_cython__(self)");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_39__reduce_cython__ = {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_39__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_38__reduce_cython__};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_39__reduce_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -41958,14 +42286,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   const Py_ssize_t __pyx_kwds_len = unlikely(__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
   if (unlikely(__pyx_kwds_len < 0)) return NULL;
   if (unlikely(__pyx_kwds_len > 0)) {__Pyx_RejectKeywords("__reduce_cython__", __pyx_kwds); return NULL;}
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_36__reduce_cython__(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_38__reduce_cython__(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self));
 
   /* function exit code */
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_36__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_38__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
@@ -42005,16 +42333,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36__reduce_cython__(CYTHON_
 */
 
 /* Python wrapper */
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_39__setstate_cython__(PyObject *__pyx_v_self, 
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_41__setstate_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
 PyObject *__pyx_args, PyObject *__pyx_kwds
 #endif
 ); /*proto*/
-PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_38__setstate_cython__, "Partition.__setstate_cython__(self, __pyx_state)");
-static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_39__setstate_cython__ = {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_39__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_38__setstate_cython__};
-static PyObject *__pyx_pw_7pstream_5_core_9Partition_39__setstate_cython__(PyObject *__pyx_v_self, 
+PyDoc_STRVAR(__pyx_doc_7pstream_5_core_9Partition_40__setstate_cython__, "Partition.__setstate_cython__(self, __pyx_state)");
+static PyMethodDef __pyx_mdef_7pstream_5_core_9Partition_41__setstate_cython__ = {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_41__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_40__setstate_cython__};
+static PyObject *__pyx_pw_7pstream_5_core_9Partition_41__setstate_cython__(PyObject *__pyx_v_self, 
 #if CYTHON_VECTORCALL
 PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
 #else
@@ -42080,7 +42408,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_38__setstate_cython__(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v___pyx_state);
+  __pyx_r = __pyx_pf_7pstream_5_core_9Partition_40__setstate_cython__(((struct __pyx_obj_7pstream_5_core_Partition *)__pyx_v_self), __pyx_v___pyx_state);
 
   /* function exit code */
   for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
@@ -42090,7 +42418,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static PyObject *__pyx_pf_7pstream_5_core_9Partition_38__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state) {
+static PyObject *__pyx_pf_7pstream_5_core_9Partition_40__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state) {
   PyObject *__pyx_r = NULL;
   __Pyx_RefNannyDeclarations
   int __pyx_lineno = 0;
@@ -43433,7 +43761,7 @@ static void __pyx_tp_dealloc_7pstream_5_core_Partition(PyObject *o) {
     PyObject *etype, *eval, *etb;
     __Pyx_PyErr_FetchException(&etype, &eval, &etb);
     __Pyx_DeallocKeepAliveBegin(o);
-    __pyx_pw_7pstream_5_core_9Partition_35__dealloc__(o);
+    __pyx_pw_7pstream_5_core_9Partition_37__dealloc__(o);
     __Pyx_DeallocKeepAliveEnd(o);
     __Pyx_PyErr_RestoreException(etype, eval, etb);
   }
@@ -43537,21 +43865,22 @@ static int __pyx_setprop_7pstream_5_core_9Partition_leader_epoch(PyObject *o, Py
 static PyMethodDef __pyx_methods_7pstream_5_core_Partition[] = {
   {"_write_log_start_checkpoint", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_5_write_log_start_checkpoint, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_4_write_log_start_checkpoint},
   {"_watch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_7_watch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_6_watch},
-  {"segments", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_9segments, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_8segments},
-  {"size_bytes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_11size_bytes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_10size_bytes},
-  {"append", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_13append, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_12append},
-  {"append_many", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_15append_many, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_14append_many},
-  {"append_batch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_17append_batch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_16append_batch},
-  {"roll", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_19roll, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_18roll},
-  {"flush", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_21flush, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_20flush},
-  {"read_batches", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_23read_batches, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_22read_batches},
-  {"offset_for_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_25offset_for_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_24offset_for_timestamp},
-  {"max_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_27max_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_26max_timestamp},
-  {"delete_records", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_29delete_records, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_28delete_records},
-  {"apply_retention", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_31apply_retention, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_30apply_retention},
-  {"close", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_33close, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_32close},
-  {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_37__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_36__reduce_cython__},
-  {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_39__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_38__setstate_cython__},
+  {"_raise_if_failed", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_8_raise_if_failed},
+  {"segments", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_11segments, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_10segments},
+  {"size_bytes", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_13size_bytes, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_12size_bytes},
+  {"append", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_15append, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_14append},
+  {"append_many", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_17append_many, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_16append_many},
+  {"append_batch", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_19append_batch, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_18append_batch},
+  {"roll", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_21roll, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_20roll},
+  {"flush", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_23flush, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_22flush},
+  {"read_batches", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_25read_batches, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_24read_batches},
+  {"offset_for_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_27offset_for_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_26offset_for_timestamp},
+  {"max_timestamp", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_29max_timestamp, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_28max_timestamp},
+  {"delete_records", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_31delete_records, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_30delete_records},
+  {"apply_retention", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_33apply_retention, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_32apply_retention},
+  {"close", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_35close, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_34close},
+  {"__reduce_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_39__reduce_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_38__reduce_cython__},
+  {"__setstate_cython__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_7pstream_5_core_9Partition_41__setstate_cython__, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_7pstream_5_core_9Partition_40__setstate_cython__},
   {0, 0, 0, 0}
 };
 
@@ -44368,7 +44697,7 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_Partition(__pyx_mstat
   __pyx_vtable_7pstream_5_core_Partition._commit = (void (*)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t, int64_t))__pyx_f_7pstream_5_core_9Partition__commit;
   __pyx_vtable_7pstream_5_core_Partition._after_append = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t))__pyx_f_7pstream_5_core_9Partition__after_append;
   __pyx_vtable_7pstream_5_core_Partition._check_open_io = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *))__pyx_f_7pstream_5_core_9Partition__check_open_io;
-  __pyx_vtable_7pstream_5_core_Partition._append_raw = (PyObject *(*)(struct __pyx_obj_7pstream_5_core_Partition *, PyObject *, int))__pyx_f_7pstream_5_core_9Partition__append_raw;
+  __pyx_vtable_7pstream_5_core_Partition._append_raw = (PyObject *(*)(struct __pyx_obj_7pstream_5_core_Partition *, PyObject *, int, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args))__pyx_f_7pstream_5_core_9Partition__append_raw;
   __pyx_vtable_7pstream_5_core_Partition._roll = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t))__pyx_f_7pstream_5_core_9Partition__roll;
   __pyx_vtable_7pstream_5_core_Partition._find_batch = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, int64_t, int64_t, ps_batch_header *))__pyx_f_7pstream_5_core_9Partition__find_batch;
   __pyx_vtable_7pstream_5_core_Partition._whole_batches = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, uint8_t const *, int64_t, int64_t, int64_t))__pyx_f_7pstream_5_core_9Partition__whole_batches;
@@ -44442,14 +44771,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct_1_
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr", 0);
   /*--- Exttype __pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr)) __PYX_ERR(2, 310, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr)) __PYX_ERR(2, 326, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(2, 310, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(2, 326, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr);
@@ -45527,126 +45856,143 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   /* "pstream/_corelib/partition.pxi":286
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
- *     def _watch(self, int64_t offset):             # <<<<<<<<<<<<<<
- *         """Rings the pool's doorbell once the log passes offset; True if it already has."""
- *         pthread_mutex_lock(&self.sh.mu)
+ *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
+ *         """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
+ * 
 */
   __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_7_watch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__watch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 286, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[14]);
   if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_watch, __pyx_t_4) < (0)) __PYX_ERR(2, 286, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":297
+  /* "pstream/_corelib/partition.pxi":307
  *         return False
+ * 
+ *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
+ *         """Raises the error of a failed write or fdatasync on this partition, if any."""
+ *         pthread_mutex_lock(&self.sh.mu)
+*/
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__raise_if_failed, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 307, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
+  #endif
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_raise_if_failed, __pyx_t_4) < (0)) __PYX_ERR(2, 307, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "pstream/_corelib/partition.pxi":313
+ *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
  *         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_9segments, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_segments, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 297, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_11segments, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_segments, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 313, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_segments, __pyx_t_4) < (0)) __PYX_ERR(2, 297, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_segments, __pyx_t_4) < (0)) __PYX_ERR(2, 313, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":309
+  /* "pstream/_corelib/partition.pxi":325
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
  *         return sum(seg[2] for seg in self.segments())
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_11size_bytes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_size_bytes, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 309, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_13size_bytes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_size_bytes, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 325, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_size_bytes, __pyx_t_4) < (0)) __PYX_ERR(2, 309, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_size_bytes, __pyx_t_4) < (0)) __PYX_ERR(2, 325, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":416
+  /* "pstream/_corelib/partition.pxi":432
  *         return 0
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
  *         """Appends one record as its own batch; returns its offset."""
  *         cdef RecordSpec r
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_13append, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 416, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_15append, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 432, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[6]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append, __pyx_t_4) < (0)) __PYX_ERR(2, 416, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append, __pyx_t_4) < (0)) __PYX_ERR(2, 432, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":464
+  /* "pstream/_corelib/partition.pxi":480
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
  *         """Appends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_15append_many, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_many, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 464, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_17append_many, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_many, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 480, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[14]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_many, __pyx_t_4) < (0)) __PYX_ERR(2, 464, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[15]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_many, __pyx_t_4) < (0)) __PYX_ERR(2, 480, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":498
+  /* "pstream/_corelib/partition.pxi":514
  *         return base
  * 
- *     def append_batch(self, batch):             # <<<<<<<<<<<<<<
+ *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
  *         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_17append_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 498, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_19append_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 514, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 498, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[16]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 514, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":588
+  /* "pstream/_corelib/partition.pxi":607
  *         return 0
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
  *         """Closes the active segment (if it holds data) and starts a new one."""
  *         self._roll(0, -1)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_19roll, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_roll, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 588, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_21roll, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_roll, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 607, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_roll, __pyx_t_4) < (0)) __PYX_ERR(2, 588, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_roll, __pyx_t_4) < (0)) __PYX_ERR(2, 607, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":592
+  /* "pstream/_corelib/partition.pxi":611
  *         self._roll(0, -1)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
  *         """Writes and fdatasyncs everything appended so far, whatever the policy."""
  *         cdef int64_t target
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_21flush, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_flush, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 592, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_23flush, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_flush, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 611, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_flush, __pyx_t_4) < (0)) __PYX_ERR(2, 592, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_flush, __pyx_t_4) < (0)) __PYX_ERR(2, 611, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":613
+  /* "pstream/_corelib/partition.pxi":632
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -45656,98 +46002,98 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
 
   __pyx_mstate_global->__pyx_k__6 = __pyx_v_7pstream_5_core_DEFAULT_READ_BYTES;
 
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 613, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 632, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject* __pyx_temp[1] = {__pyx_t_4};
-    __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 613, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 632, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_23read_batches, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_read_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 613, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_25read_batches, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_read_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 632, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_t_6);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_read_batches, __pyx_t_4) < (0)) __PYX_ERR(2, 613, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_read_batches, __pyx_t_4) < (0)) __PYX_ERR(2, 632, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":727
+  /* "pstream/_corelib/partition.pxi":746
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
  *         """The first offset whose record timestamp is >= timestamp_ms, or None if there is none."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_25offset_for_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_offset_for_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 727, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_27offset_for_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_offset_for_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 746, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_offset_for_timestamp, __pyx_t_4) < (0)) __PYX_ERR(2, 727, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_offset_for_timestamp, __pyx_t_4) < (0)) __PYX_ERR(2, 746, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":760
+  /* "pstream/_corelib/partition.pxi":779
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
  *         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_27max_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_max_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 760, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_29max_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_max_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[32])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 779, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_max_timestamp_2, __pyx_t_4) < (0)) __PYX_ERR(2, 760, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_max_timestamp_2, __pyx_t_4) < (0)) __PYX_ERR(2, 779, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":774
+  /* "pstream/_corelib/partition.pxi":793
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
  *         """Moves the log start offset to before_offset (records below it are gone); returns it."""
  *         pthread_mutex_lock(&self.sh.mu)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_29delete_records, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_delete_records, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[32])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 774, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_31delete_records, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_delete_records, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[33])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 793, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_delete_records, __pyx_t_4) < (0)) __PYX_ERR(2, 774, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_delete_records, __pyx_t_4) < (0)) __PYX_ERR(2, 793, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":795
+  /* "pstream/_corelib/partition.pxi":814
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
  *         """Deletes whole old segments per retention_bytes, retention_ms and the log start offset.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_31apply_retention, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_apply_retention, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[33])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 795, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_33apply_retention, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_apply_retention, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[34])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 814, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[15]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_t_4) < (0)) __PYX_ERR(2, 795, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[17]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_t_4) < (0)) __PYX_ERR(2, 814, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":863
+  /* "pstream/_corelib/partition.pxi":882
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
  *         """Writes and syncs everything, finalizes the active segment (indexes written)."""
  *         cdef Segment *a
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_33close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_close, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[34])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 863, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_35close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_close, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[35])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 882, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(2, 863, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(2, 882, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -45755,7 +46101,7 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
  *     raise TypeError, "no default __reduce__ due to non-trivial __cinit__"
  * def __setstate_cython__(self, __pyx_state):
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_37__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[35])); if (unlikely(!__pyx_t_4)) __PYX_ERR(4, 1, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_39__reduce_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition___reduce_cython, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[36])); if (unlikely(!__pyx_t_4)) __PYX_ERR(4, 1, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
@@ -45769,7 +46115,7 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
  * def __setstate_cython__(self, __pyx_state):             # <<<<<<<<<<<<<<
  *     raise TypeError, "no default __reduce__ due to non-trivial __cinit__"
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_39__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[36])); if (unlikely(!__pyx_t_4)) __PYX_ERR(4, 3, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_41__setstate_cython__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition___setstate_cython, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[37])); if (unlikely(!__pyx_t_4)) __PYX_ERR(4, 3, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
@@ -45838,7 +46184,7 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __pyx_builtin_NotImplemented = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_NotImplemented); if (!__pyx_builtin_NotImplemented) __PYX_ERR(1, 34, __pyx_L1_error)
   __pyx_builtin_open = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_open); if (!__pyx_builtin_open) __PYX_ERR(2, 243, __pyx_L1_error)
-  __pyx_builtin_sum = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_sum); if (!__pyx_builtin_sum) __PYX_ERR(2, 310, __pyx_L1_error)
+  __pyx_builtin_sum = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_sum); if (!__pyx_builtin_sum) __PYX_ERR(2, 326, __pyx_L1_error)
 
   /* Cached unbound methods */
   __pyx_mstate->__pyx_umethod_PyDict_Type_items.type = (PyObject*)&PyDict_Type;
@@ -45962,7 +46308,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
  *     def flush_policy(self):
  *         return ("always", "interval", "bytes")[self.p.flush_mode]             # <<<<<<<<<<<<<<
  * 
- *     def _watch(self, int64_t offset):
+ *     def _watch(self, int64_t offset, bint durable=False):
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_always, __pyx_mstate_global->__pyx_n_u_interval, __pyx_mstate_global->__pyx_n_u_bytes};
@@ -45971,7 +46317,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[7]);
 
-  /* "pstream/_corelib/partition.pxi":319
+  /* "pstream/_corelib/partition.pxi":335
  *         if self.closed:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -45980,12 +46326,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(2, 319, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(2, 335, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[8]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[8]);
 
-  /* "pstream/_corelib/partition.pxi":629
+  /* "pstream/_corelib/partition.pxi":648
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -45994,12 +46340,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_tuple[9] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[9])) __PYX_ERR(2, 629, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[9] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[9])) __PYX_ERR(2, 648, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[9]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[9]);
 
-  /* "pstream/_corelib/partition.pxi":656
+  /* "pstream/_corelib/partition.pxi":675
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -46008,12 +46354,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
-    __pyx_mstate_global->__pyx_tuple[10] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[10])) __PYX_ERR(2, 656, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[10] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[10])) __PYX_ERR(2, 675, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[10]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[10]);
 
-  /* "pstream/_corelib/partition.pxi":689
+  /* "pstream/_corelib/partition.pxi":708
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -46022,12 +46368,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_tuple[11] = __Pyx_PyTuple_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_mstate_global->__pyx_tuple[11])) __PYX_ERR(2, 689, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[11] = __Pyx_PyTuple_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_mstate_global->__pyx_tuple[11])) __PYX_ERR(2, 708, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[11]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[11]);
 
-  /* "pstream/_corelib/partition.pxi":696
+  /* "pstream/_corelib/partition.pxi":715
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -46036,12 +46382,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[4] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-    __pyx_mstate_global->__pyx_tuple[12] = __Pyx_PyTuple_FromArray(__pyx_temp, 4); if (unlikely(!__pyx_mstate_global->__pyx_tuple[12])) __PYX_ERR(2, 696, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[12] = __Pyx_PyTuple_FromArray(__pyx_temp, 4); if (unlikely(!__pyx_mstate_global->__pyx_tuple[12])) __PYX_ERR(2, 715, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[12]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[12]);
 
-  /* "pstream/_corelib/partition.pxi":885
+  /* "pstream/_corelib/partition.pxi":904
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -46050,12 +46396,26 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_file};
-    __pyx_mstate_global->__pyx_tuple[13] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[13])) __PYX_ERR(2, 885, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[13] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[13])) __PYX_ERR(2, 904, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[13]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[13]);
 
-  /* "pstream/_corelib/partition.pxi":464
+  /* "pstream/_corelib/partition.pxi":286
+ *         return ("always", "interval", "bytes")[self.p.flush_mode]
+ * 
+ *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
+ *         """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
+ * 
+*/
+  {
+    PyObject* __pyx_temp[1] = {Py_False};
+    __pyx_mstate_global->__pyx_tuple[14] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[14])) __PYX_ERR(2, 286, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[14]);
+  }
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[14]);
+
+  /* "pstream/_corelib/partition.pxi":480
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -46064,12 +46424,26 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[14] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[14])) __PYX_ERR(2, 464, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[14]);
+    __pyx_mstate_global->__pyx_tuple[15] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[15])) __PYX_ERR(2, 480, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[15]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[14]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[15]);
 
-  /* "pstream/_corelib/partition.pxi":795
+  /* "pstream/_corelib/partition.pxi":514
+ *         return base
+ * 
+ *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
+ *         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
+ * 
+*/
+  {
+    PyObject* __pyx_temp[1] = {Py_True};
+    __pyx_mstate_global->__pyx_tuple[16] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[16])) __PYX_ERR(2, 514, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[16]);
+  }
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[16]);
+
+  /* "pstream/_corelib/partition.pxi":814
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -46078,14 +46452,14 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_None};
-    __pyx_mstate_global->__pyx_tuple[15] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[15])) __PYX_ERR(2, 795, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[15]);
+    __pyx_mstate_global->__pyx_tuple[17] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[17])) __PYX_ERR(2, 814, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[17]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[15]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[17]);
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_tuple;
-    for (Py_ssize_t i=0; i<16; ++i) {
+    for (Py_ssize_t i=0; i<18; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -46119,47 +46493,47 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{30},{33},{33},{18},{23},{7},{13},{21},{33},{54},{4},{8},{16},{59},{77},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{10},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{13},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{4},{14},{14},{21},{12},{9},{27},{29},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{14},{10},{14},{9},{9},{6},{14},{3},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{7},{5},{18},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{13},{60},{99},{227},{127},{217},{191},{135},{115},{292},{17},{2},{89},{231},{503},{598},{386},{590}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{30},{33},{33},{18},{23},{7},{13},{21},{33},{54},{4},{8},{16},{59},{77},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{10},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{13},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{4},{14},{14},{21},{12},{9},{27},{29},{26},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{16},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{14},{10},{14},{9},{9},{6},{14},{3},{7},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{4},{7},{5},{18},{6}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{13},{60},{227},{35},{127},{217},{191},{135},{115},{292},{2},{89},{231},{503},{598},{22},{386},{184},{590}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4913 bytes) */
-static const char cstring[] = "BZh91AY&SY )\237o\000\000\305\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\023;\217\240\360\355\264z\013\272\345\017l%\230\246\262Q\266\r\263m\266\3101H\225[P\332J\263\236\201\000\001\007\27451\022(\322<\323*=<\251\352zOBy6\223\324\330\247\206\223\321=D\360i\223I\225\006\323h\365\004\232\033P\036P\365\000\310f\243\305\031\004\242\t\246L@\215&Bd\324\3324\322M<\247\244fiFi\r2\036\221\240\032\000h\365\000\003\3244z\214\214L\200\rO@\204I=H\332!\220\r\003@\321\243\021\247\243Pm\242{J\236\207\244\215=C\324\r4\321\241\246\232a=\032\230\365\r5\036\243A\" \201\0024F\232b)\355I\275L\246i4\323OQ\240i\240\3202\r\r\003@\000\000\003@\032h\320\0104\304\300\203\000\023M4\323\000\021\200\214L\230\004\300\000F\021\200\000F\000L\2310\230\201$\"\t\204\323D$\336\320)\240$\375I\3522m5=\010i\246\004\030C# 2d\r2\0314\323\023F\0024e\225\241\274\200\224\3340Q\262O\330\000\031;\300\ryHw\304\266\007\367\376l\303\264\321bk\263\024%\332K\262\222``\016\267\270]\027\013\324\252\251H*\221\006\007\374\022\377\255\2614=\002\301p\272W\013\342e\007\001u~3\377%\2167\307\033#\377aq^\270-\001\032\232@\332\023i\r\200\332\023i\261\264\231\204\252*\262\252\254\256\232\255\013\230\rAYZ\252\362Ar\377W\317\"p\302C\033cxm\271\251jcm\211$\330\2656\310m\245\027.\201\260\323Y\n\245V]eF\205\234()\010\301\233q\347\256\025W\032m6\304\323m\274\014R\026v\2041\226\252\025\232f\352+\014\313<\255g~\333o3b\324#\024m\\\006\332EJ\316\027\244\322\256\256b\326\242,\253\277\013\336iUznFB\220\242\n\243\034\256Z\244{\000\234\232M`\252\0273.m\004\271Qh\221U\212\n\244H\223%)\227P\266eV\201:+\324\255D\244\356\035\312\232\244q\\]\232\334\275Q\3726\253$\2045_\253\0204\251[\256V\\\306\334\333r\210Z\252$-\245\244Tl\347\033\265s\\\220D!1\245\330\322\310$Fa\020\325$$m.H IV\356\304pdm\260\206\311\333\217\223Ki\020\334c\0229\374\010\332k\202X7\023\036_g \311\325\356\rS\221Q\033\256\332\034f\341V0\026\252W\032\353\034\254B\352\r\245\001\257n\220U\301W\031E\266\272z\031\353\324\351X\326L""\353\3652\230u\211Al\256\343\370nXZ\305\252X+YV\325\222\276\333m\033Kj\351|\273\246\351\313\313\376\243\214\342]\007\025\213\206\237\260\244%\232d%\366DPSj\266\262\316\005\260\226\336g\236\304 \333\264CTm\254\240\274\025\3672R\305GX\3709\277}\237\311\371\022/\217\273M&Z\252\253\364n\213W*\216T{\014\262\235\"\327\214\273\334a9\020\335WZJ\014\302#\263\215\366Uj\317y`\346If\305Z\301_\032\274\034\364\036\306\311\215\271\031\034Rp\302\2210%\005r\312D\231\277|<6VB\335\220\261\032d\300\324\216\352\225V\354\372\202\214\362-0\245\007\273\313\000N\002s\252i\026G\033T\326\213\n\300\262\305\350|\036w<\260\2662\355\372w\367V7Rh\347\335\352\367JS\273r!p\227&=\306J\333J\340\036\000d\220$\222=\017*H\251\353!\365y\016\301\332y}\347\006\007~\376+\025\2561f<!\326\304\234g(\335\034\354\017J\324\303\250\304\346\\\354\234\047\307\324\244\322\331\366Y\247\262\356\246f\n\336\014\312ly\352\273\224\333\311\246\2223\316\030\354\365\316\205\311\336z\267\273\263y\2434\340V\243\327\315\347\300\323I!\321\342\374\333\211<\252y\t\334\332Sm\232\326&M\314\267N\206\215k{\315D\357+\227\303\360\354\363\254X,\202\352\022\243\203\313\223.\365\035 \322\275\n\316\024;2\375\352C\337\212V@\315\264(c\341\021\307Vwy\213\302\0225\242\234[\017\033\277\205{\365\302Lqq\002!\314\301\203\245+H\233\325\211\014K,*\2522\3306%p\346Jbr\002\007\022\262l\314\361\267\312\245%\251A~\316u\225X\201\232Y\013#i\270\255\207k\n\277W;\362\334W#\353p\033*\252\262F\231\372\022\263\347\336\302\330B\021\331\303\2114\347N\267m\211\276\243\347g&\270\035\273\017*\020\365\367\310\333\357\366x\233\320\352\340\352\262\242\322\235~\2246\203\366\354\327\267q\266\203\264\375\376\016\325\274T\242& \225A\036\205N[\255w\261a\341\0309\203\350\266\331\025\226\323#\031\226\247\010\251\314\305F\275c\207\272\237Mv\376\2065\032\251\306\223B\340\221Z\321?=\370v\274s\363\377i\301\275\220r/\251\322\2733<\304\317<w`W\226!\021\002$H\353;7#\013\215G\310\376\235}[\374\336v\367\013\224{\373\315\335\343\332\206\211\242k\313\263\313\325\341\264\264\267w\351x\341""\262w\rB\320\260\263\202\206>\"\355P\204\355\215\031\201\276C\323\364u\234\236\375%\267\203S\251\353u3\037v\274\216\177\265\317\354ZN\253\334\336\347\177\r\024\016\216\006\025\346~\336z;\251v\007\361Z\316\225b\266\323\027\333\317\334\340\350\\\020j5\256^i\315\265\336vh\346)\014n\354\240\306\243\027JQ\322\364)\004a\334\354\232\037\017\243v+\253\177\014\223\002\205\351\211\206#\274\237\341L\017g\215\225\334\361p\335\276\273s\310\256Y\017\3361\303\034\0218t\341\352\303y\022\245\no.\365\227\235\216J\211 \224\243+\177\211\024\265\n\353Me\307\024a\330\326\021B\004\022\273\013\344\370\366~\027\264I\017c\3739Q\250@\234\3477\177z\360\353\032\221%\355\357p\361\275\t\033\224\317\324\244g\004K\014[\365\017r\315\207\330\244SE\320\320\236\367\272\252=\272\312\377<\216\244#\322}\256\347\226w\250z-\010\345\366\201\014\264\314\214\001\221{x&\215\016\360E=\237F\023Y\362R8<KZ\013\r\347\020\217\027\307\322M/\027\306LN\307\320I\262v\202E\"+-:$\374\025_\t\3021\255\211\347@\201\333\037\256\021r\302\030E$J\371Hd\273)\335\026L\314\366\315\313\331\255\225\243\313\n\232\375z\366\234\304l\313\343\337\316\026\376Q\272\\{jc[\177\006\014\241\270\271\032\303\235\273i\346\321]\271Z\230#\367\333\t\004\031\363\032b\237\233\352\305p\351+A\371\333\276h\234\351\370x>\246W\026\314\256\226!T\210\355\325\215\217\310\304F\377G\037\017Y\177\010\354<\270\243\252DW\224\363\331\267\267\303\244\213\261\344!6\206A\207:S\201\304>:\350\326\333\210\334\3278B`\364\231p\304c\306\315\002\230q6\253\210\014\332\237Y\337\321p\026\235d\216\262]Au\273\013\275\373\005\024v>O\223\276\247+\326\357\032O\216\3536\207X3\206\352W\251u\374\307\277\217\261>\306Q\033\371\270\350\275\255\241\366\030\241\307t\357\024\021{\255X\223\362\274\256\3726a\243\350y<\207F\223oSA\307\277R\032\315\236\205\233\252]\245\021\213\312\337\235y\222\231u\230\310y\214\353F\013\030\355\334!G\371\243Q\261JS\021\001S-6\224Fc\"\373)x4G1\327\357\374l\363\312\355\317v\024\3160\345\325\315\344\2042+\242\205\023\333UsUO\013\241\257vfgj\301r\231d\203\225l\331""\260\355w\234\205\207\341k\276\353\357\215\344\331H\322\303c\0203J\210)\221$S\"l\357)L9\202\t \353\304\311Xu\206\341vR\343)\311\025\345\251<\221\034\264\344\233\006\3066\333i\274\3304V\007K\341\224\363\304\036NP\365i\260\316\273/\274q\334l\320\014\3044BE\312m\312kH\326\006\263Y\254\215\274|]\263\350S\0228\203\264m\244\214\331=\027\241\271\367\370p\355\224\0478\362\034U\223\214P\303\250\245\316kN\265JR\233\010/v\345\311\2513\017\\q\025 m\266\333x\220bl\202\010Fh\367\201\234\nA@\325\352\355\222\262aF\252\217\002\032\021\252\177\231d\341\326\214\315\205\303X\350\336\271\331\002\026\"\021\240\366\316\323\047\031\215c\312\220t\231#\241w\024\367\252\202\202\023\326\237\005\305U\204\211\030\232\253\306V\3757\225\000[\240\047.\271\231\340d;\321\030;4/\321!\022\315]#\302\221S\306\340Eg\047\022\005\002G\035u\303\004\315g\255kn\333\245\263\322\322\027Tb\356\025 \332\327\003\354R\t\261\007\034\302o\201QV`\031)\034[)\024\341\035\222\334\322\220\250LI\233\343\244$\357\247Y<ca\271\360\030o\343\345\246%\275x(.\224\272N\236\341\227 \274\376/7\213X\315\374\3514\241\335*\264\273E\226\313\336B(OW7\026\026\271\241\001\355j\353\245\202%\2071\261\206\243W0\371w\312& (\233\226-`\245`m\207\\\232\\\221\263c\340\325\256q\310RR]\026\\\224\330\024\213\202\266\211\245\327\310\356\255\375\372[\310\3639\016\036 \030\370\2730p\214(\322\033R\333n\020\340\356\211\222O?TH\2238\037\323\205-o\242\226\213\303}j\220\205\215+-\211\261ue\262\207\274st\302\203\206sy\336\007\265\307\"\255QtN\372I\235W\347\263\217I\030\364\301J\301\374S\220\024\357\354\330\245R\224e\272\331UI\245\364a#O\036\230w\345\327\321\2578\355c\232\347V\225\233\323:\260Ci\2646\033\213<\326\246o\305.6\265d\352\361\370\t\360d\351\311\3359\026cQ%k\016\370\250\306\210\202\347\215\243\221\367X\206\034\247O\237\277\321\262\033\221\217yYO%\246X\3429\267-K\273nJ\013\335\323u\357EEmZ5\263>\332\214\303=\275m\275\340\021\016x|\236\230\355\344`H\334f:2\227f\001V\047\242\367E\224\273\007\321zL\2124b\370\047\020\263g-\341o\031C\300\243g2\354\362Q\250""\233\220S\n\3033\203{\213],\"\211\253\267\303\305\254s\020U\027H3\021\231\021I1\355\212\010\366\r\254M\226H\263\316\305\320O\225\214\356p\223\214U\230<\357\212\r\270N\001\035,\206\372\370U\2671@\001\265\276\010M\320\254j\343\322\264\321G0\326\024\231\311\245.\201XD\242M\332\341\321l\306\325\023a\203\2506\364f-\326\225\005]\323\216Q\006\260m\214\033l\313f\375Y\232i\032\20796\202G\021\021\020\233D2\002 R\311\246\370\203\306\317\001\265K\301\263q\264\367\035\201\024\315uv\032E\301\267\3613r\345|)n\321\202Y\306L\306l\025:\005\324\271\260T\311\333\024pcHQk\241\016\t\220T}uEx\315Tsu\305\177\020j\260\207\316\357\246B\223;\2001\006\n\264\"\006\014$\350\274\241aX\323\321\200I\263\006\316v\206\300m\276\013A\016z14\320\321\222r\3549\t\3058\014\031\022_jw\306\202\330\244`\031\315\016\374\333s\047\240r\r\352\350\3252\373g\032\254\334~\006K\201\035\2765\226\245\236\310\306%\204\233#\237\231\354E\034\027G\217gq\204\254#\254\216\313\256\244\210\003\301\336<\262\312{\353\226\227\301\273`\331z\326\264\302\320R)#N\")\336\"\267\313\207\262\3241\241\266\320\333p\302\006\333Ci4\332L\206t\361\251\247;\252}\305\323\022\216\206611\260m&\371z\370\364s\257e\307p\026\226\355\314I\226fFE\033\350W\264\215l\206*\306\245\202\253\241\034$\364f\275\006\233%[\315M\246MS\003\340\220\327Nm=OJ\243\014\327\352\244\021\244\314t\336%\221\350\0000\262\032c5\021\247kXK\032`-~#2F\n\275\013\240\311\0337\356\227k\374Va\210;\016:\272\016\233H\224\240r\031\207X9.L\"v\363;\255\020\r\267^\256\325\251\213u\256\004o\203\2475\236\013\241\313u\313<5!\327X\316e\277`\310\302c\243s\347\207\267qy\237D\313\311\252X]\00642zP\327\307<B\336\306\024r\271\267\214\266\332\203\242\341\270>~C-\304.i\030\344\2551Wd\304ojvP\224Dm@\361\244e\t\035:x\353b\3056-\256\227\277X\340\331Mv\252\300\362\000Z\252\252Dl\2659\306\0331\223\223\3269\023\245\310\034\234\367\355+\035S6\331\252\3738n\211j\230J\304$\210j\230\221\311\027\245\013\2651\301!p\302\320\262V\201\227\231-H\274G-\262\307\027S\022\345f*G\266\317\213J\202\033@\353\n\304*\240C\"y)""\225\"\316F&\322d\223\225-\027\231,\354\306\032\314\357{0\304F\266\332\016wC\007\320\331\250M\211]\352vB\325\031s\334\244\226\271\204\216\256\314dq\340^\031\330\021\234f\263\027x\"\037\021\"\023\306\321\216\322\250i\047\321W\241_!\355*(\217Y\366\231~c\0167\262F\005\316\306\372\356\224\252\274\014(y\023f\317c\033P\266\245\264\332\034\313\270\352\222\341\267\251\240\311\t\261\306\035\324\206;\007\214\014QI\n\nt\315\272z\243\243a^R\343!\016I\022\231j\026\240\\y\352Z\\\246\232&\274\212\245\005\277\266\326\206\336\273:Ip\271\263\177\256T\251\300\227\227AQW\227dM\n\026\031\261 \362\235W%\221\262\2058\nt\236u\226\212\250\305L\351\372i\305\245\202\272\353\307|\326)\216\347\266\203K\363\247\013O\030g \326$w= K\2620\327\232\031\353h\341\253\272\357\037\245\355\237y\214\303\313\363:\357S\303\177\345\036\357i\017\021\373\202\247\265\376\300\017\352\253\366]\013A\332!\n\326\017\357\351{@8\027\371~\221\003.\016\013\366\271i\261\373\271\017\271\276\0228\233\353.\227\353\013\273\007\234\212B\226\337\246v\017\3609\217P_\327\305=\037W\322\230D\326e\257\016Hrz\254\225\021\005\277`zi\323\357\271\351?p0\264\006\351\"\002H\023=\377CXk0\316\336\017M\307qH\347\004Z N\322%uq\254\203\215~\007\236\233\035\020\330\241\r\000\243/w\301\025\336\227\354\346{|G\200\273\364r\316\003\224 \211\205\276\214\030\375)\362\361t,B\263\013\314\372\224D\206N\022\234\273\372\007\201Wz\272\0160\304\346\351\025\004\212|\013U\252UH \221\326\216\277z@wz+\360\221\317W\0148\2703\277$P\252s\365-_\247\212@\320\352a\345M\204\203\334\213\205V}\206\220V!\02090\201\200*\204\221\231*\340I\001\241w6\340\316%7\206\305\006\000fA nF\304\256]\263\264\014\200\367\363\315\313\233\211\260\310\\qv\274\034\266\267\253m\346\241\262\360\034c\242qk\361\364\314\371\364\022\023m%\t5\273Mvt@\325\257%q\362>\212c\224\312\030kh\315\245\037\204\245\333\321\010O#S\225\215\\\204\004H\026t\003\364-\047\005\007-\306\377\025\322\222h\246\2469:\362J\361\321\233I\356\301Z\0044<E\205p\337h FB\2400\222\000\032a4K\273&/S\347\210\200\013c\251}\002\304(f""\207\030\206\315\030H\017^\000e\314j\345\277) a0\2240)\n1[\313\274j\020[Z\200\201hA\260\361\002d+\002 8-\310$\266\363\313D6)L#\003\205\370\t\257S \247h\305\257\312\343\315]\201\206\004h\357\247P\t}V\202R\003\317e\362\275\276P-a\036\004\036A\001\016[\273\377\331\276@\200\027L,K\271\321\227n\336\371\333OB \006O!\276\301yk\271\3737i\013\203\205\361y\2464D\356\367\373v\3301\365\370\340E\261\243}\226ix\017x\225\222\233\305\276d\027u\0265\374\316\333\265q~\000\203\370\016\026U\203\261\2605\32669\206\276\260\260\202+\332\316\356\350\344\327\372+\272\221\030\210aq\266\310\267N\300\255N\035\267\023\035\327,\032\316\263m\313\255\363m\334E\366j7,\212\263d\346\253\030\316.\277\033\255\255\303\370\254,F\360\272\325]\032\346B\267k\017\177\307\213U\303l2\247\177f\2456\375\276\2348\352\217]b\331p}\355\252\256\t\225\005\361\016\332\251U\023\366\250\211\332[\232\220\3170s\363G\317;wWHwGO\034\351\343Ormg\371\365/\306\241~?&\354\270\247\002\0244\307\036\0016\002\226\364\032\204\017\034\211\245-\262\035\313RKOz\316-\257\025\303\233%V\3643\373ee\335\212b\352;\236^H\261\002w;S\026zv9\025\366\346\314\364\271\021,\272\301\305S\311W\"\2643\377\025u\350\020\231>W\307\23173\341\345ta\321\326\003\271\026H\312\020\361Q\315\252\345\363\232\374\236\"\355eo\t\033\022\032\030\374\232\030%l\t\032\265z\322\247|\030\267l\017v|9\\*\3634\r\007\261\333\362\366\"\361p\217;\261\325d*\315\222!Lm\020\350\037\231\nJ\035;\224\3249T\252`ytU\316\025L\014\341|O\360\360\001\254\247\345m\244?l\233\274\336\006\363\305\332\337U\313\177c\231~\310\315M\322o\250l\362\274\231\333\033J\006V\245 \201\330z\275&Q L\020h\200a\240\232\202\tnhj)sd=\367\261\230\266XV/i\020\022\256\310\2578\251wi\024\204VEV\205g\232\270\210\010\021\0478\210`\344\316e\203\206>k4|j\346\256\245K\223VE\004;=ZQ\3445\221\033\346J9\232f4\355;\322\367\222p\025\230\032\215\333\210\021\225<\t-\313\325j\243.\373_\305d\336L\261\326>=\2519\342\372,}Z\330\271\214~\271\337s\241\372\355\266\214\335\245c\235\207\341\237\352\317\240\313\206\370/\030\257Aw\214\341|""\211QF\270#V\232\221C\323\004\336\"\017\240]\311\024\341B@\200\246}\274";
-    PyObject *data = __Pyx_DecompressString(cstring, 4913, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (4976 bytes) */
+static const char cstring[] = "BZh91AY&SYgSq\204\000\000\310\177\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\023\234>\"\343\274e]\234{\n\035\260\275\272\235u\327\n\032\0235\266\322\306\0136V\332\333m\252\332\036\327^\233b\224\000\372\301\3644\021&\223Jy\224\362\006\212m\0322\236iO\002\236\047\246\3211L\365\032a4\311&\236\236\251\355\023\"mOD6\232\232zO!=2d\010\320J &M\000\232\004\320\324a4\321M?B\207\244zF\312\006!\262\200\032i\243F\200\000\003F\214\206F\200\rO@D&\222G\352\232\036\243M\000\003\004~\2444z\2154i\275S\362\236\224\032\000\030 \000\320\000z@\000\001\"\020\210\000\225?\324j\237\246D\331P\323#@\r2\000\003j\000\320\000\000\000\000\000\006\233S@D\224240&CF\000#F\232`\3210&4\230&\231\006\203A\243C&\206\201\204\030\t\200M0H\220\246h\021\031&\223\332dj\032\247\262\021\352\217P\375S\304\021\352\003A\352\r\000\000\032\000\000\323C@\017P\006\214\362{\242^\267\\\250\223\320o\352\200\177o\362\007\234#\375\013\317<?\357\320\275\253\0217\304\372\021D\273\311\207Rdd\016\330\300a\030\014\026,X\250,\n\026G\374\022\377\255\2614=B\270`0\226\003\031\232 \342ac\264\177\344\263\317\031\347t\177\354\260,[%\251 \326\322\006\304\233\020\332\006\320\233Chlm%im\366\333}l\267\000\305\240\324\025*\255\310\230b\037\307*l)&\2041\2667n\2131X\261\266\300\033I!\261b\333!\266(\260\261\003h\303\"\025\n+\270T\332\025\360\240\234\"\326h\257%-\245\203Ci\266!\246\333y\032\264$\226\254BLf.\013\r3}+\214\323\253M\356\361\316\333\324m[\020f\215\313\201\276\242\305\247,T\325\235\234\305\357Ak\253\363e\226SVYV\360\320)\nA`\321\236\214\214\\\216\370N\226&\252\250\026\226\226\032\001^\323\305U\324\206\206\312\2250.\270\300\277\022\334\014\226\304)b\275Km\022\312V;\2314L8\353+\311k^q\372[j\244\3221\321v\214\000\323imu\253+ckmX\310*U\0225YQ%\033JJ\275\035\025\244Q\010\320iY\205\220\212He\362\r\023Bf\302\264\210\204\325k\355J\366J\250\021\325\034;t\215*\0028\211\016\014\\h.\213\210\004\340\271\200;\037\3478\347\343\350\034\207\316\250\214\345e\rVJ\202\346\231\262\nA\256\273\207&\261""\311\250\306\240\333\361\252\007(\034\245\311\033\005\274\233\361\310Y\323\020\253\217\333r\241tZ\001\027IM\315\325+\020*D\002\251\212\342\227e\255j\027%qk\265_\203av~\210a\322\330_,1\263\005\037!HK\275\"\023+\"()\260\267\262\314\013\341/\301\236\177\2100\315\320\203\244e:\212\n\372\3319\340\243\240\370\271\277m\237\301\370\223.\227\271f\232\025*\252\375\n\344\325\306\321\312\217a\2164\262Mx\312\375\266\024\231\035\266\272\242qe\362\035\224\256\205\253\212~\346Y.8!8\311{b\3403\320:-\310\267\321-\272\246\023\261\222\303`]%\226s&\316\013\243\367\241l\305\256\267\021\333\264\206\035\261;\376wW\300;\275J\275\244D<\377)\300{\300o\270\264\205b\223\337\242(,\004A>\003\313\207\342g\002\266\273\273\307\210l/\270_F{\276G\204\303\017\r\340\257\002\365\243\301\027[i\360\264\013\310\021p\027+\217w\347\\\232\371\350\371\275\203\264w\036]q\272\377\022\255\334pV\270\303\317n<A\321\211d\354\256s\244\315\021\007T\227\362\261:\027(R4\337\313e\022\252u3O\262\356\\\213\325\273\262,\324\363\347;\230\331\327\323\246fYG\r^\260\361\365\2318\326U\325\332\204\271\2765&\234\231\020\306\005\325\324\"\017z|\327\242\023E\271v\313>8\266\216\345\311\301\021V0v\351\345\n\253-@\022\315\207\344\315\321\370\260L8G\004\311\320\235h\267\232\271r\003\205\320W\342\377\002\363\261\2300l\306\204/\264\206U\215\320\350\264\306\3070X$D-\2102\342\334c\344:\334\206\272\256\236n\022!\314\301\224\305E\253\023QfE\351\272\233\314\314T\350<\365\340>\302\302\"\201\004\370\232\346<\363<\343M\262\221\352T__\337\234\222BV\2111&`O\022\021\0261\022\036\255#\272\"Dg\332\310\255\350\364\232\024\254\362N\0376\346\025F1\226\276,\n\047Jv;\314M\312>\220\344\316\047z\007\225\030\372\334\004\252\367z\270\333\340u\267\272\326Z-\226u\270\243\260\037\263V{6\233,\035\247\366\372=\312\270\354\261\023\004\022\324Dz\026\234\021Kc\002\002\324\312\225\254=5V\310\264\266\231\031\314\271c\312,t\261S1\347\035>R\371O\237\361D\251k\274\265\241@\255\047m\211\371.\276\243\271\354S\303\372\215\332\361\016\272\370\370\251C,\204\313,6\336[\315 \222 H""\221#3\252\264aY\240\370\377\313\263\243\203\243\315\327\302\345\036\3771\273}\215\210iM)\236=\\\334\3745\025\025m\374\317\0346n\341\264*\010\020\335a\207\354+\321\030\322\251X\313\316\002>\207\311\314\353\373\266Of\355\016\263\322\345\310}y\342t\372\235>\275E-X\374\035}0\341\261@\345\274\235\365\261\235/\303\275>\242=7\1775E\206\006\230\333\305\311\272A!(H\324k]\236\364\251F\327u\311\243\210\250cjF4c7UN\261EA\031u\367\rG\301\356\357\336\371\2727p[\215aq\202_\200\356\337\356\262\363\331\336\313v\274[\366\360.\314\261-\307\021\372\314/\302\364N\035<<\361\326\211iaf\265\327\013\216\327^\321&\023\234\247W\357$\225!ni\231Y\307(\366\263\t!\022)n\242\351\276]]\337h\232\036\277\364r\243P\211JR\216\376\266\360\3465$O\373k\341\336\364&mS/\035\222\244Q `\337\246{p\324zvI4\254\264\232Jk\367\025H6\010\377jgB\010\371\257\275\327\345\236=\036kB:=pC/3#\000db\376L\323C\304\020\334-\355U\327=(:N\332!\004\002oD\240\337ppQ\204\244\331E\206\317*\230&\025\002\222I\n\313I\036\n\341z\300b\325dg;\240\236lH\235\341\371\306NX\307\t#\207Z\355\030f$\227\201D#\033\014\"\352A\235\274k\211\023\276\257-z\315\247x\226\316?\357\313\327\026\376Ay\265q\324\246\245\374J\033\232\271\352\326\312\014\337\304}HJ\233\250\212\r\3744j 4\257a\205S\367\237\326)od)0\335\036\236\377\314\023\226?\207O\325\276\301h\276\304\252\024H\216\305\030\330\373\365\021\301\362\253\237\"\316c\211\335\301\034\362\021Mg\305f\215\332p\220\270\273\342M\241\220e\324\224\344z!\362\266\246\267`F\366\272\202\023\007\252e\303\021\237&`\026J\004\365bH.\325\032\317G6 `t$t%\333\027GR\363\375#6n\257/\227jn\227\223f^\tu\020\205\320^\204\270~\326\235G\030\346\335\354\257f\264\t\233y\273jp\341\037\023\0248\356\035\322b,\261cR^\247WH\263\333\203\344w;\2076\223o\026\203NBfj\370\257\333a<\350\214^f\371-0S\016\303\031\036\373;\022\212\312Z\366\010X\377,j\224Ns\250\200\241v\032\t\242\361\221fy\331\006\010\3438z~%\367\335cr\356B\231\3410k\316\321HCFw\272\233t\345\235\226V\335\256^\310m\270y\202\353;\375\300:\303\247\247\244\362\275\227h\322|\227""\257\301\035\351\357\026j\216,|&F\352\362b\212F(\233\263\022\224\303\230 \222\016\335MQhu\r\302\356%\310\256x\267E\211\347\210\350\256y\270mcm\266\233\322\301\242\320:\306Z\047\252 \365\372!\353\325\234\276\231\362\310\202 wH\033$\345$\214U\036=\223X-b5\232\315d\272\271e\317\033\324\304\216 \357\033\252Fm\236\356(\336\375W\034\274B\211\323\036\265\305\2319\305\031x\245`\351\274\354UU[H1\206\345\311\2553/\010\342,@\333m\266\3623$\203l\020B4\243\333\206\230\024\202\201\254Y\337B\272aMY\036J\032\024\263\303\243\205\025\221\034`\322LE<\366\2763\203\027H\317YbiQ\213\214\206\261\345H\034\312\210u\354\315\373\322\240\200\324d\221\227\246uV8q\211\315\237\n\325\344M\\\013\367Btv\315\047\222\310x\244iwh_\242B%\232\373\007\225E\217#\202-:\034H\024\0228\355\2560L\332{W\277\r\332\257\247U\3440\251\213\254\261\006\346\270?GPM\3109L&\370*V\230\006JG-\265\025\304wK{JB\3011&\227\312\241\047\215]\244\363\215\246\367\300\313\233\227Ef_\303\003\204\345D\3459y\t\354\023\307\237\306\317\022\343\021\246\216$EDb\311\022*\211\274\212a\030\264\030\341\275\034:\252\204J\310\217kWM\260\021 t\032\330fg\320>~\"\304\300\006-N\262\201\231Xm\224.\0350L\331\2624:\256\271\302XXc+\361J\214\024\314B\256TK\247\214\356\032\272g\233\277\343\363\r<\0001\360q\301\244a6\220\332\226\333p\207\007\214&I=^,H\2238?\245\nZ\346\245-\030\206\373V!\n\263\244\233\023c\325\277\303\211\3459\367\006$\310\347\367>JJga\274\223\353/\032\233F\363\277-[\364\314\303\254\n\022\006y\346\240G\323\313\255\035R9\273\270\350\352\242d\314/\243\217.3\021\327\321\331\236\322\036\2306N\275V\234V\2334!\264\332\033\r\345\336\225\2135U.\263X\334\350\364\227{\345\323}1\276{\2573o\347\025\326\301\343\032\211$\207\243\032\213^\220\244P\303\230\353t\370\274\032\343\306\206]\371\021\327C\207,\206\030\356\320\236\375u@\265\214O\247$ZU\325\032\333\215\266\227\014\360\3236\247hD9i\366\335\250\335qhI7\027\216l\235\214\264(\304\360^\211\233\033\364S\027\266*\244C\362aP\315\303\315\234-\336Xz*6\224+\313\025\032\211\265\005/\2669\033\265\361\347d\t""\"h\357p\361\3469\210+\037,F\3628\031\255\021i\315\n\314\033Y\233n\221w\246\346\020O\261\316w\270I\306j\354\036\234f\203vS\220Gc!\276\336Vm\314R\000msA\t\272-\032\371j\265jQ\3225\225L\350iK\240\264\"Q&\375\220\351m\256j\t\260\265\320\033x2\255\322t\005M\351V\350\203 m\214\033l\273>\254o0\3021\034\256m\004\207\021\021\020\233D2\002 Rd\247\252 \363\257\264mN\3103\357\032\017\027\020\213(\271\366\032E\271\362\3607\331\343\312J|\233\332\022\3164\331v\205f\360\273x\275\n\311\303\337F\346i\014\330@\221\000\232\013O\n\315]\372+N\367H\262\340\rW\222\214\361\032f)\270\200\006H\320\252\204Ha\272\241\033\013\255\331\216\333\367\0056d\331\324\320\330\r\267\302\360C\236\354\212P\242\2158.6\r\222+\002\365A\311\341}\255\300\243b(\n\303\0063\267\3054d\006\r7\245\215\320\362\332=\272+\343<j\211\326\033\323\214\212\"][qk\257r\3566\335\027\2436\345\332\353l\363tN\362]\000\327m#\300\007\203\272y\346`\227J\327;-o5\255\230\265\255Y^I*fF\234T\314x\344\026\306\216=\306\241\215\r\266\206\333\206\0206\332\033I\246\322g\031\203\263\221\304u~\247t\372\327dJ9\030\330\304\306\301\264\233\327\346W\223j\357u\361\003\003\r\267\023j\346\214\346n\365\326\307Gq\241\231p\311nYw\347\304\250\276\215\2108\351\254\342\312\316\305\226$\215\311\005\261\357W\350dR\027\316\335\021\0042&s\261\256\231\344\000P\202\n\212)a\030n\310$\306\232\005\227C.E\252\234\274\246\300\333\313\273u<_\262\343{HC \205\262N\373\242\252H%\262\026\370+\267\276m\177s\3434@6\335\274_\022\365\233t\245\244pA\315z\276\325\312\344\335.\276\331\030\242)\220\340\331\273h\321\242\204#\225\2275\223\336Z]\203\313G\244TNE0TdP[\245\226\001Wj\373\034\256m\303*\313`VtN\353j\354\214\267\206\2313\317\203\223{\256\020\216f\247m\022\210\215\310\035g\027BG6\036\315gUM\213C\235\230\333\302o\317+[\260\355\000\362m\253IOC\234_\253\t\271=#\2218\271\003\220\351\273al\262\241\262\032#vQA\252\216\251\251 i\020\325fG<b\250\303S\034$0\031^\026\205x\031\211\222\365\030\210\350\275\325\253\241R\302\222\212\021\356/\340\302\200\206\320:B\314B\242\0042$u\353EE\334""\214M\244\311\047E^12]\335\260\330i\306.\3031\033\033h6\271\226\276F\314D\330\225\217\027\231\013\030\343\342\202\302z\350\023:6o\314\345\270\330\033Z\021\264oO\010\211&c\202H\225bu\305r\330\216Z-\255\277-_1\355-\024G\255;\214\273!\206\367\262e\345n\302\351X\347Uh\027\301\216\036\262\214\367\263j\003j[M\241\346\235\034\344\367m\355\357\234hON\231D)\214\352>\0102\021\032\215#\241\353\317\241\274\265\222\334\355#P`\344$\370\024BH\025\236\025$QM:S<K\222\321o\3575\241\267\262\316\004\254]\014\340\354\226\226\233\202\342\270\252*\363j$i, d\304\213\3139\334\220\224,,\334[o\024\016\302\332\252\214TV#9\321\202d\2419\316{\336\230\242\235\335\2152f\267\2652\322\027\r8\004C\273\314\t^%\371\344\204[\205\014\nq\341z\350t\r\324Hy\235\314F\231\371-\374\241\274\304=#\371\002\330\177~\342\".\"w\215\004\267\217\021$+\330~\277W\327\002\000\313\324\365I\017t\000z\356M6?JK~2\021\013\263;\242\355\237P)\010(\020b\020\333\021\307\300\032\247(.|a\336\367\354\252\000\255\231izi!\311\376\031*\"\013\376\300\372i\327\337s\330~`\261\346Z\n\374\361\003f\004\003\370a{\007\261\201\374A!\243\241Lo\204WP\0473\024\326\nrWa\007\007Vv\n|xCk\2045\002\254\277\247\375\026\340\027\373\366\263\370OH\013\303G,\3409B\ts\314W\036\237\275\177N\017\223\005F e\327\354Fj\206\361\223\332\234\202\2007\250LQ\302\032\275<F\240\314;=`\254\024\202\246\014\031\217S\234\275\035$\001\360\257t\307\225Z\0304\264\337\340E\n\247\251f\022\355i\030|\017\325\346y\270\244\213x#\356\327\202\253/\341H\232dAf\361\005\003\230m\236\331h\320\202\203N\277kXg\024\227\206\333\203\0003%(\016\264m\265r\355\243I\024\034m\047Z\316\250\312D)\235No\256\313!q\302\265c\247ij\005\023\252u:\265\354\037\232\001\020q{\312\021\305\247a~\225@\344\203]v+m;\260\001\233V\024\0063\274\346\370/uP\206u\266\353\243\014 2 j\304\003\367a#B \331h\314\247H\022k&\335rj\326:\246\253\260\332Zri**V=z\224\332 .\347\221&\200ye\251I\203%\264f\346\177\272\223\224@\014_\212\232\3240\333R\204\311\215|\272\206\013\353\254\020\372P\270\351\306S\244\323u\304!\254L7N#\347\252""\204T\237a\001I\212bHJ\010F\332\215\003p\r\347\342\232\207\365(\261B\243A4\320\027\212\215#\377\231\233\243Hq\376\276F\250\321\311t\002j\372\232\266\003\251\225 \256p?\016>\243\354s\216\266`\272A\246\225\032\314z\250n\365%#\006EA\003\005\316\247\313\254\373\373\250\372\320U\004\207AR\205\027\0021\217\372\344\351)\370w\250\212.5\306\"M\333\372P| \3767\223T\330\327\022\213ts74Wp\310DP\315\303\014\324V\t\276\331\263\237\321\323n\210Q\314%\234C\320\356\211\363\207w\244O\2324\024Y\2416v\326\035\274\311~c\234\026\312\013#^^zg\252\246\322h\tY\325|\022\354P\2273A]W\245J\216\362y<\032\214ojL\241\035\347\236I\212\326\267\313y\350\237\236\311i3A\202\007~s\222p\346 y\003\330:\371\273\325\245\211\211(6NmY:\362^\273\371\326\261*\251\375f\032\350\017K\305\236\365\354\221Pkx\013;<e\376Y\203#\027\363\312\326\313@\231w\303\177\037j\\\201\214>~\214|\241\367\342\310\225K\343\221R\006UGx\266\257,\343\003\031X\243\206\250\221L\3575i\344\030K\021$\035\344\223\030o\305<]\275*\357\354\351\244\210\244\376\027g\266z3g\346\215E\233\331?\035\232\300\346\365\362+vV\377\210\274\367\321\370\236\262l;P\360\3001\233\014\275\005\205\201\306YQ\305\356M\307\342.\344]\302\033\037\324\321\257\207\240\006%\230b \251\301\036\373\270\3654\221F7\001\366\241\355\210\223\3428,x\360\265\243O\021%w-ccW\255\2650}\2715!\356\227\265\300\212>\304\322\320\365sH\n\273yB \004A\003\014\014C\224`\274\037c\003\001\005\376\201\304\024\004!\300%\352\n\350\010p:\342\230\311\357\370@\232TcE!\347\347\355M\316\304\273\207n\253\031\271>+{G&\245\352e\272v\227\375x\020\234\266\250ig\252\301\037s\331\353%\022\004\202\rP\rU\022\240\222K{!\252\245\315\315\225\256\250b\331\202\261{\310\200\226vEy\213\027v\241H\010\254\212Z\025ZU\304@@\2113\021\014\034\231\222\301\310!\217^\261\267\016l\352T\2716dPC\263\331\204o\032\350\216\351\222\256e6\232o<\002\370L\004V\006\303\260q\031\021%gBSe\354\266\242\214\331[.\3660\256\022\010\227\230\216\025\314\340\362\021\361U\2631\217\316\227V\350\376\212\252\261\233t\333,\240}\332z\267`n\353oih\244\260,""\364\030\026\270t0\236\251\203fz\320BJ\207\252\262\261\377\305\334\221N\024$\031\324\334a\000";
+    PyObject *data = __Pyx_DecompressString(cstring, 4976, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5010 bytes) */
-static const char cstring[] = "x\332\245XK{\323V\267&\324\205\244\r\020\347\002\244\t\240\004R\022 \001CR(\205\266\316\205BO\0138\t\341\243\024\364\311\226l\213\330\222-\311\271\364\234\363\035\206\036j\250\241\206\032j\350\241\207\036\356\241\206\371\t\375\t\347]{\313\216\343\320>\337yN\237\222h\337\326^\227w\275k\355|!I\263\232e\031\246$e\367\035\315\226\2625Gr\212\232\224U\234\\QR\265\\I\2610\035\257j{9MSm\251\254\354\311e\315\266\225\202&\213\225\236\r$\342\256\364\223\276,\355\334\225JzYw\342\r%-\357HJ\336\321,IRML\030\246#\345\261\254H\266^04U\302H+A\204nKf\315\261uU\223\336J\345\232\r\t\232\244\030\222n8\267\370\251\316$\227<_\322\2675\311\264\244\347\246\241\375\233\033l\307\202\371F\316\304\035:\251a\331\316\234d\346%\311\322r\246\005%\332\277+p\202f83\366\374\214\372\020\263esG7\n\222\255\025\312\230\226f\356\334\275\243\306f)\022\216X\265\212#\231%\025\343xO|\224\034\223\327K\232\275o;Z\031\222\3625\033F\277\220W\237\255\257\255lJy(8c\177\047\355Z\272C78E\313\254\025\212\374\\\005\356\226rJ\256\250\375\27508\251#\217\344h\377\2568\3232\310Am\375\035E/\301\335\320\347\241T2\013\222f\300\023\n\354\312\347m\rF\253\267$\3252+\025\\9\243\306\361\315[fY\252\2306\2563\r\232\236\235\261\347b\3715\303\322\024U\311\2264\0227o;\212\345\314\307\302\240En\273b\362\340\002\007\246E\332\352\316\254ci\260\321R\270\017\347\346nI\267\240\201c\351\300\251f?\276\005\234\332\232\354\350\000\243\243\224+|\002\300\225K\232Qp\212\030\346\254\034~\026q\257f\321\376mm\037?\t\277\335\207*\226\251\326r\232%\353*F\"\350r\316\254\031\016\206\235\215r\231$\354(\245\232\366x>\313\001\003\244.,\350\206\252\355-\300\244\005\332\312G\204\207\207\222\210P\267\353~X&\365\236ruf\271\356\302\376\307+\353+\363\367\356\256He\335.\323\026\002\351s\323\321 \001\307V\366\235\"\334\211\224P\265\222\236\325,\305\321J\373\204_=G\230\303&Cz\271\366r~\361\301\"\302\257\302\204\017Z\316\261%\273\226E\006\3336\"\003Xgkz\t0\220\234\375\212f/H\317\362\322\276Y\223\014d,b\017<\330G\016@wC\242\330\220\021\327\025\003\031\243PTe\034Gt\256K""\252\016O9\372\216F\247\237(%[[x\251\347\266K\024:\334\006\355j9G*ke(L\222A(\n~k\245\374B\261\223\233\332^\245\244\347t\007\346XZ\265\006OC\233]\335)J?*5\307\224+$Q\233\335\264j\332\334:\017\314l\354\262wJ\314R\270]\001\na6\027ZD\336\221\257K\232\202\021\374\030\007T\241\340\023\276y\004\311\231\340\266B\333{\234\255\224x+-\316bw\034\355\267\035\004\275=\n\207w\357\200\310\202I\354\305\023\215Tq\2128\\\001\264E\n\344\221D\032\260\240\250\252\014\017jB\345\236\313\311\303\300\244^\256\225;\353v\321\264:\261\325\021K\241\002\031\020\323\262*\t\230\213#\342\233\237,+\245R\373\244B\014,v\010\001\342\233\243!\237\307.r\227\r\036\240\370\"]4@\013\207\014m\267\315\\G\227H\325\234Y\256\2244n\236j\232VV+\225\342M\200\247\346h\035\332\314j\3403\255-\274`\231\273\374|\2336\205\317\204\036\361\036\263\302A\327}q\367\024\347\307\230\314\342e\342\224\236\023\234Y\250\242\024\025\304\022\234\207-\361\0220i\344\310\216\366\211\022\270\212\023#\254\026`\356\\\025G\216\254\005\375\023\263\266\355\212\205\001\276\010\005\252\207\332\246\3148z\035}\037\"Ilb<\315\240\237\371R\315>\204>A\023qPJ\273\312\276}\213\n\233f\001o\267\004\225~\307\201U\310\305a\047\354\352\242\\b\217\256J\2576\237\314?\350ZlKE\332\211\352\026\257q\004s\331\206R\222P\354\341A8\310\251\241\304\032BT7<\272\224\327m\241\265\332\313\326\275\343\005\247\\A\013\241jy\245Vr$Y\0066A\247\262,\2515\236\023\206i\314\203\253vth \3139\335\320\0359f>\251\002\2055\245\274`\243\374\240\"\305\303\333\240_\213\270\3566Wn\241\262\247\037[\351$\331\047Wy\360i%N\351\016\356\3431\247\367\303\036\244,\250\244\250\365\326\374x{\334\225 \355\340\241\234i\330:\230\2120LTE\351)\362\257\r\036N\370\272\301\333\227\230\247\376f\251M/\244\262}\330\354\2649,%H\246]L\000\003\202\255\246\036R\0211z\347\334\035iv\205\047\353&\326\347\2100R\322\354/f!\315I\222O\306\002\343dPi\217\271\243Y%\023\251\260\243\240\370:5c\3330w\215\016\372)\331\t\3529\224q\273V\251\0209\201p\225\202\236\343x\225fM\203sx\227\263\301<DG\355\335s\313\212\372+\035X#\020b ""\370\274=\332\342\367\306#\034_F\265\202S\272\277\027:\320\312\361\212(\313=\253\000\024a\273g]\324\333\256\317\277\220\323Y\374\264\230M\323\374\205H\233\253\270r\350\227xl\344\365B\374\311\311\200\237\351\236\330\020\000\020SV\356\327\270\324\363\361/\034=G\247\314\3346\242\266\302C\315g\320\020<#\346%)\232\372\202\347\317\213\232\363\"\277\256\030\261Z/7x\032\210\357v~t>\216\333\335\275t\314\352\256\305]R\253{L\324-\003\2152\047\002\371\260\177;\334$\212r\357X\316\036\025\025\317\226\025c\377\310di\037\272R\212\0351\200\003\377p(\352\215\034\247\354\341<\047\332\303\341\221~\357pZ0\220\214\232\362\251U\252\032BY\255K\262e\226J\207\2438\247\273\326m\375\217\370M$\320-~\036:^\026\023+\304>G\302\275A\311\377\3224K\235\217\343\321\352^:\026\255\303E\325RtCn\227\346\303y\332ow\017\315\312\006u\031\313\274\002\013-\004\013?{\301G\262X\331\322\265\335\256\317\343z\035]<\246\231\274\261\231\336|\265!\257\374\222\336\330X\333\000\260\366\367\360o\025\315\253\374\\\333s\326\265\274,\307\r&<$\313\204o\213\177\354Q\245\220\345<\210\212~\027\332\242\361_\231\214\244\337\350\335K|\306P\312\374w\005\342\343m\364\271\343P\025\243\205jM)\2657\265\343q\334\230\366\204\266G\003BH\373\214\335u\375q+e\004\235\264\355\242L\231\327[[\326m\252Kx\317\352\206\310\032\374+\240\357\220M[\026\375\t\rx\222\375Mj)h\"-\321.\210\254\351\316\250\256<\352\311\036\305\3367r\272\271\320\321\300>|Be\351\021\322\365\020\341\23765\342F\216\317\333\\\270h\344\332{j\371\254`\334l\315\336\227m\216\366\\\211LCD\034K\241\223\271m\236\252\274d\360\037x[\265\035\323\345 ^\205\361H\273w7\047~\312z\233\341\370cCU\034%\356\261\370Oak\367\267f\323H\010<J\007\342}\"\353\246\3700\255}\244DYS\217\246\207Ju\274K\034\236o<f\370\211w,\375Ac\017\245^6\267\361R\201\034U\026mb\236\036\336\364\31709\331\360\037\"\361\305g\331\316\3036\025\016\343\322\363\024\204\202f@\nJ\210\203\377\301\355x\000\240\016\027\213\331\"\367\203\350\002\332\275\200\256\363\247\244\334\356\013\205\360\366\210#\n\335\211I_\360\271a\223^\0106""\306\252^\000\0319Z\031\317p\344Q\354\246\017\037\200!t\212x\3369q$\261\327\201sJf\014\307\262\262\255al\023_\362\333\216\375\241\207&\210\342\2160j\274\303\200Sy\000(]\360\200\020\370\205\305\016u\022\346.\\b\324\3501hf?\340~\241\302\2478\230:~\323\006V+\235\026\257\363\201\247=\271G\326*f\256XQ\034\376\317\256\200\317p\014\001k\377\355\001x\300+\310\244\366Fh\336y\343\213\223\207/\376\270sl\367\241\274\201l\017\004\222,K\331\245\034\355\256\010X\211a\206v\223\377AH\263A\202\372\036\016\227\220\001\200#z\341N\016\n\035\016\207e\233\n\t\036\025<h(#\370_&W\305\025E\346\271\327\031\320\341\366\240\334\376\262\351)mS;\2519q\357\315;H\231\343\206\242tX\214\016\277\026\036\221WJ\366\367\0131\032m\207\307\211\027\007\372;\022\225\0052\237g\001x\242b\327\312\004^\332\005\330v\350\212\376\226\264\333\375\032>\332\216\342M\200\347{\336\322\020c<\342\035\220;\364\253\031\340\211m\376\354\340\221!g\362\027\n\377a\357\240\202\354\356*\206\263\253X\006\356\340\\(\010Q<\023\205\r|\306\376\330\367\261/J|Q\277\351f>\366\035$\276\254\177\357\r{\367\375)\032\014\326\323Q\242\277\336\357~\346>\360R^:\352?Ww\334\307~\237\237\214\372\277\254/a~\311Kx\253~\177\320\027\r&\335\013^\2377\342\245\275L\224H\272I\227\313\030\367&\374\264\237\241\217\344Ab\222M\316\007\231@\013S\321\300\027Q\377\031v\346\262\247x\266?\033L\005K\341\2510\327H6\25662\r%J\234\376h\327\257\3263Q\377\250\233v7\275d\224\270\350}\356e\260\275\032A\263\247\230}\357\337\36534H\327\177\207\326):\264S\337p\373H\321=\367_~\306\317\006\047\331\215\037\233\247\232Y\366\364={/39\313\2629\261q\275^\345\322\331\330\034\233{\304\036\375\203\375\343\r{\363[\2248[\377\000KF\275\014\273|\017\232&>\217\372\317\326K\336M\310+\004oB\275\001\r\276\254\337g\303\327\375*-\025\330\330\327\276\342\333\301\215\360\031{Lbh\375\201\373\275\237d\323\367\330\275\325f\272\271\325z\3006r,\2472\365\003\373\260\315\266K\321\364\325c\016:t\n\273r\047\354\013\307\302|\343)N\277j}\315^n\260\215M\266\371\232\275\0267\034w\320yW\2430y\231\217iR+\347""\216\361\211U\3774\364<C!\231q\367\340\276\3013\365-7\345.\273\212\333\036D\203\347\352;n\0063\273\236B\301}\200\rk\210\346\232?\006\323\234\340~8\025\2359\033\rNp\201\047\001\020\016\007\333\275\346*\3649\344\016\300co|5\270\335\030ml5\027\233{-\007\n\323\032,\363\256y\345 \025\244?\246\017\372\007\353O\334)w\321\255\322\200\256}-T\014N\006s\34178\375\032\026\2577\253\321\330d\327\302\335\360U\343ZCk.\265\372Z\243\255\014\235\375\312\233\342\332|\346\247H\345\305\272\345^\362\262>\260(\021F\375k~.HF\203#ng\371\262g\371\303\376=\204q=p 2\023\r\016\271\047\331\360\264?\025\365O\222\353<\325\277\nPA\257\352\047\256\240\344X\204\214KA.\274\334\260\232I\202\375\250\273N~<r\347\260{\235\215\337\016\252\354\316\213V\225\275\254\260J\225U\255\350\3167\241\332\230m\336h\255\262\227\300\332?\331?\025!vD85\032\234l\177\0347\341\210~\203lp6\350\303\332_\251\230\214M\0032\217\037\235\024\311\014\023\377<ub\340L}\rPQ\\\307\3438p\334\373\020y\027i<v>\032%dW\203D\360S\230\n\227C%\032\275\350\235\366\252\320\361f\220\211F\221\001\320b4x\035\246\303\365\260\032\215r\245\202kA!\314\204\331F_4Jv\214\372\257\2034\\\276\217\211\241Q\367\047\350\273\354m\007Iq\375\005W\021\361!0F\002\036=f\r\326\177v{\315\0308\030$\362\250\372\t\177\005\370\346\212/\272\026\022\001W\374\007\237Os\013\306\331\370\034t\272\n\342Q\303\253\210\371\3205\3128@\025S\321P2J\016GC_s\224s\017\336C\346\210\020zW\202>6\367\274\245\264l\266\376\226\275\375\235\375\376\216\275+\260\002\245p4w\033\030z\320x\330\334l\215\263u\221\227\nS\212\254\250\013\303&\272Mh\343\004\266,\263\263\360J\324?\206\204S\275\031\317\361{\243;\020\035\267\355.\033\233\3617\202\323A-\\m\234\004\212\246\233\313\315\034ra\275Uc\233\257\330+\000\n:\202c4\246A\307\3421;\001\210s\224\376\034\027X\213\006Efj\376\".\351\362\202P\177\322{H\272\364\004\242\r\025\302\207\320\313}\305\341\"\007\313\310\212\321p\2631\334Xj\3665\207\331\n4\202\313\200rN\272Cc\240\251ao\t\200\030\206\254\241\3630~\032\004\223\364\247\241Ko\3729.\251\321\177b\340\\]\371{%""\206\334\004\270\214S\037i\264\353f\301\336\227\001\314\263\241\022\3566\024\320u\257p\313\035qW\334\035o\323\277\000h\257\206\237\205\367\004\323\212+\047\275G\304\354\377\207K\253\360\254\355\317\003\020\251\360\327\3460\350\317j\001\210\347\331y\221\020S\301\003T\222\241\213\320\354\022\212R\037\205\003P\373\306\035&\314\262\361\233\301b\260\023n ?\006G\335U\357\244\327\313Gbo\212S\301\001\325\210\253\002TI^\200\200\254X\257\021\310\373o\n\273\010\016\356\274\340\362\220\367{_\372\337\207I\320\370\320\210\373\r\220}2\230\212F\307\342|\214F/\270\2667\213\273^sw|\337\034i\246\243\213W`\024\270h\314\335\362\036\363\0031i\014\236\030\030\202\364G@(\370\331U\330\th\002\317}\216\\\206[3^\036\021\245\272Ii]\203\253\005\274\306\275q\177\312\277\017z\310\207O\033\253\315\276\003\210~\003\240\357\002\244_\207\375\215D\003\234KNJ\302\001\250\241)v\342\022\200\365\202}\367k+\023%\257\261k\337\200\202\222\013la\255\231\371\363\213\023\237\237w\177\367\307\341]Ti\311\037\014p\351\005w\337?\005\202\337\010\277h\334lf\232\305\326\207\270\\\376\217[\364r>w\030\352;\033\217\023\232Z\234\323\324\n\234\251\277v\237y\257\374\251\030~\250\177\027\374\201\340b8\022\256\204\1774\047Z\351\326&\313 \303\363,_\340\035\200\3735T\245\362\375.\274\335\034k\026\240\343\370\265x\230\344\237lf\211-\375\204Z\306\347e\266\010\275\343\205\307\3541qF\204\330\247\030\264?\313\026\322\315$\214\032\270B%\030^\210\372\247\331\364\243\306*\373\021\331\275\305\235\311\316M!_\246\010%O\001\217\327\2248\344\343]@q\321s\330\325%\360\256B\3445\013\360.\021\313\020rF\3344\025\3727 Q\374z\357\245\016h\304\316_g\327\0374\372\032I\232}\307\276\272\301=\311\005\332\340\340A\362\010?\370;z\023\032\261\321\0316\203\020\204\274ox\313.\3065\010\221\242Jx\031x\030 \264\307\253\350\253\0366\246\032)\032\312l\362\026\212@\206\344\274\205m4EUh\200\r\200\205((:\261\343@\375\222[\360\336\201\262^\201\2537\331\267\317[:y\t\013\223\256\314\371\014\0251\270\005#\373\207\330\320\214\277\316\256\337\017\253\215\201f\262y\023T""\210b\2339\314\254j\\\211q3\233\377\241Qm\366E\267\357\204\t\266\37035T\350\246\000\000D\223\323y\177\273\362\335\247\214\243\252)\032\253a6\221B\336\240p\204\245f\\\230\226\000\373\235`3\274\322\034l\255\320\235\2422\274\217&\245\230\262\373\317#\023jd\240\350U_{O\000}\316#\317\211Vx&\261\304\214\237\241d\232\364\276\365\237\004\327\201\264\237\321\373\366_B&\367\243\0479\350\237\360Di8\340A\371\227\267A\335\315\221\3220\344~\311I\n\363\227x\342-\203_\022\360\264\334Xn\250(\022\253\255\336\206\0107S\332\257\211R\371\304\233\372{\252;J\333<P\026&\356\202=i\242\227\n)s\322\274\334\020-\236\201\312\t\350\244\034$\307\250M\316\005\303\234\352\320,4N5r\315\321f\006+h\345\357\035W\033E\010\2541He\022\270\345\t\301\2016\344~\316kN\212\324\047\262\234\201;\210R\335\t\250\200\272R\360\3269\022/\204\t\364%o\233\247\233N+\325\372\231m\361\030\201\377R\260\372*l\033\235\240\267\216\377\000\250\207\374\004\272\022\315O\371\317\002N\244).\373:\272\227u\004{=\370O\364\237\331f\177\353d\353\006\333\334b[\257y%uoR\260\2166X\024q\2560\310\341i\220\216\325>W\377\243\323\233\r\215\262Qj\360\3615M\270\360W\203\317\240\004T{\010\335\035\376\260A\247u\222}\265\020(G\013\371 \265\332<r`\000b\360\213\302\210T41y P\205\306S\360H\211({\334\233\364\337\004J\000PN\000g\274\266_=B,\224[\031WGo@\232\326WD\366w\372\346j\227\313\311\301I\367\274[\205k\346}A\003\260\363+\321|\306LC\211\263\205\275+D\354\354\006nj&\232+\010\302\017\3547\360gV\224\251\377\202\331?\021\337\210<F\301\356\017\373\376\337\271;E\315\014\n,\214\272\014-)\246\312\361\244\005\026@\276\277\261\337D\177\302\225\232\230\364~\206\217\257\241\213\031\347\254u<\207\327\010\361\310;+\030!.kg\363\022\265\354\034\301}q^?nd\376<\177b\340\262\2279\326\240\337w\247\tX\354\253[\301J\260\213&9\001\304+\302\305\234m\026\320\246N\207\351\277xQ\204\003\215${H=\251\350\372\266\376\352Qq\337\275\312\0237\365\251\267\004\336\000\2278`\257\021\321\r\364$q\\)\3209\020Q\017\363f\221(\321\337C\022\\G{\223b\253[<\233\360\240\306}\026\263\354\236[""\316P\263\223\360~A}\030\t\326\302\213x\330\307\235\307\010\241\226\003\321\177\317\237`h=j<Jh7\252\000\347\330\004!+8\005\340c\311\361\356\321\3228!\375\322\345h\022%\361n8\205~M\t\235\306=<\010\357\023\034P\313u\246s, \035D\216MN\373\327\203+\215>\366\355K\366\222<\305\266\240./\336\337.\203\311/^\206\375\267\211\332\331\322\223\246\301\275\t9\260\207w\317\\\216\355\317\240!\376\201\340\320XC\211\317\265\270\334\251h\362\022\251\273\347W\017.\362\004>\030\202\362\024b\221\311=o\023 |\212\373F\245\332\330\3355\277\013\246\203gh\374\006\320p\255\202Z\246z\272v\304\340\177\001r\217!\307";
-    PyObject *data = __Pyx_DecompressString(cstring, 5010, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5082 bytes) */
+static const char cstring[] = "x\332\245XK{\323V\267&\324-N\033 \316\005H\023@\t\244I\200\004\014I\241\024\332:\027\n=-\340$\204\217R\320\047[\262-bK\216$\347\322s\316w\030z\250\241\206\032j\250\241\207\036z\270\207\032\346\047\364\047\234w\355-;v\322\366\371\316s\372\224D\373\266\366\272\274\353]k\347sI\232\325,\3130%)w\340h\266\224\2539\222S\322\244\234\342\344K\222\252\345\313\212\205\351xU\333\317k\232jK\025e_\256h\266\255\0245Y\254\034\333@\"\356J?\352\313\322\356]\251\254Wt\047\336P\326\n\216\244\024\034\315\222$\325\304\204a:R\001\313\212d\353ECS%\214\2642D\350\266d\326\034[W5\351\255T\251\331\220\240I\212!\351\206s\213\237\352Lr\311\363e}[\223LKzn\032\332\277\271\301v,\230o\344M\334\241\223\032\226\355\314IfA\222,-oZP\242\375\273\n\047h\2063m\317O\253\0171[1wu\243(\331Z\261\202ii\372\316\335;jl\226\"\341\210U\253:\222YV1\216\367\304G\3111\005\275\254\331\007\266\243U \251P\263a\364\013y\365\331\372\332\312\246T\200\202\323\366\267\322\236\245;t\203S\262\314Z\261\304\317U\341n)\257\344K\332\337\013\203\223:\362H\216\366\357\2123-\203\034\324\326\337Q\3642\334\r}\036Je\263(i\006<\241\300\256B\301\326`\264zKR-\263Z\305\225\323j\034\337\202eV\244\252i\343:\323\240\351\331i{.\226_3,MQ\225\\Y#q\363\266\243X\316|,\014Z\344\267\253&\017.p`Z\244\255\356\314:\226\006\033-\205\373pn\356\226t\013\0328\226\016\234j\366\343[\300\251\255\311\216\0160:J\245\312\047\000\\\271\254\031E\247\204a\336\312\343g\t\367j\026\355\337\326\016\360\223\360\333}\250j\231j-\257Y\262\256b$\202.\347\315\232\341`\330\331(WH\302\256R\256i\217\347s\0340@\352\302\202n\250\332\376\002LZ\240\255|Dxx(\211\010u\273\356\373eR\357)Wg\226\353.\354\177\274\262\2762\177\357\356\212T\321\355\nm!\220>7\035\r\022pl\345\300)\301\235H\tU+\3539\315R\034\255|@\370\325\363\2049l2\244\227k/\347\027\037,\"\374*L\370\240\345\035[\262k9d\260m#2\200u\256\246\227\001\003\3119\250j\366\202\364\254 \035\2305\311@\306\"\366\300\203\335s\000\272\033\022\305\206\214\230Q\014d\214BQ\225q\034\321\231\221T\035\236r\364]\215N?Q\312\266\266\360R\317o\227)t""\270\r\332\325\362\216T\321*P\230$\203P\024\374\326\312\205\205R\0477\265\375jY\317\353\016\314\261\264\235\032<\rm\366t\247$\375\240\324\034S\256\222Dmv\323\252is\353<0\263\261\313\336)1K\341v\005(\204\331\\h\tyG\276.k\nF\360c\034P\205\202O\370\346\021$g\202\333\212m\357q\266R\342\255\2648\213\335q\264\337v\020\364\266\027\016\357\336\001\221E\223\330\213\047\032\251\342\224p\270\nh\213\024( \2114`AQU\031\036\324\204\312\307.\047\017\003\223z\245V\351\254\333%\323\352\304VG,\205\nd@L\313\252$`.\216\210o~\262\242\224\313\355\223\n1\260\330!\004\210o\216\206B\001\273\310]6x\200\342\213t\321\000-\0342\264\2756s\365.\221\252y\263R-k\334<\3254\255\234V.\307\233\000O\315\321:\264\231\323\300gZ[x\3212\367\370\3716m\n\237\t=\342=f\225\203\256\373\342\356)\316\2171\231\305\313\304)\307Npf\241\212RR\020Kp\036\266\304K\300\244\221\047;\332\047\312\340*N\214\260Z\200\271sU\0349\262\026\364O\314\332\266+\026\006\370\"\024\250\036j\2332\343\350u\364}\210$\261\211\3614\203~\026\3125\373\010\372\004M\304A)\357)\007\366-*l\232\005\274\335\022T\372-\007V1\037\207\235\260\253\213r\211=\272*\275\332|2\377\240k\261-\025i\047\252[\274\306\021\314e\033JYB\261\207\007\341 \247\206\022k\010Q\335\360\350R^\267\205\326\352q\266>>^p*U\264\020\252VPjeG\222e`\023t*\313\222Z\3439a\230\306<\270jW\207\006\262\234\327\r\335\221c\346\223\252PXS*\0136\312\017*R<\274\r\372\265\210\353ns\345\026\252\373\372\211\225N\222\375\351*\017>\255\304)\335\301}<\346\364~\324\203T\004\225\224\264\3435?\336\036w%H;x(o\032\266\016\246\"\014\023UQz\212\374k\203\207\023\276n\360\366%\346\251\277Yj\323\013\251l\0375;m\016K\013\222i\027\023\300\200`\253\251GTD\214\3369wG\232]\341\311\272\211\3659\"\214\2644\373\263Y\314p\222\344\223\261\3008\031T\332c\356jV\331D*\354*(\276N\315\3306\314=\243\203~Jv\202z\036e\334\256U\253DN \\\245\250\3479^\245Y\323\340\034\336\345l0\017\321Q{\367\334\262\242\376B\007\326\010\204\030\010>o\217\266\370\275\361\010\307\227Q\255\340\224\356\357\205\016\264\362\274\"\312\362\261U\000\212""\260}l]\324\333\256\317\277\220\323Y\374s1\233\246\3713\2216Wq\345\310/\361\330(\350\305\370\223\223\001?\323=\261!\000 \246\254\374/q\251\347\343\2379zz\247\314\3746\242\266\302C\315g\320\020<#\346%)\232\372\202\347\317\213\232\363\242\260\256\030\261Z/7x\032\210\357v~t>N\332\335\275t\302\352\256EK\001\033\310zA\026\254\330\265\262G\nw\217\211\324e\340T\346\024!\037uvG\233D\271>>\226s\275\242\342\331\212b\034\364L\226\017`\005%_\217i<%\216\206\242\022\311q2\037\315s\n>\032\366t\202G\323\202\233dT\233?[\245z\"\224\325\272$[f\271|4\212\263\275k\335\326\177\217_K\002\367\342\347QHd1\261B\274\324\003\204\r\242\205\227\246Y\356|\234\214c\367\322\2118\036-\252\210\243!\267\213\366\321<\355\267\273\207fu\203\372\217e^\233\205\026\202\237\237\275\340#Y\254l\351\332^\327\347I\275z\027Oh&olf6_m\310+?g66\3266\000\271\203}\374[E[+?\327\366\235u\255 \313q\353\t\017\3112!\337\342\037\373TCd\271\000\n\243\337\305\266h\374W!#\3517\272\3722\2371\224\n\377]\205\370x\033}\356:T\337ha\247\246\224\333\233\332\3618iL{B\333\247\001!\244}\306\356\272\376\244\2252\202N\332v\221\251\314+\261-\3536U,\274tuCd\r\376\025\321\221\310\246}<\351d\321\311\320\"O\272\277I5\005\355\246%\032\013\221E\335\031\326\225W\307\262I\261\017\214\274n.t4\262\217\036[9z\256t=Y\370\247M-\273\221\347\3636\027.Z\276\366\236Z!\047\2709W\263\017d\233\243?_&S\021!\307R\350d~\233\247./.\374\007^amGu9\214\327k<\347\356\335\315\213\237\262\336\346B\376,Q\025G\211\2731\376S\330\332\375\255\3314\022\002{\351A\274dd\335\024\037\246u\200\024\251hjo\272\250\266\243\326,\321\315uI\305{\217\207\022?\361\360\245\277\200\354\2437\220\315m<m N\225E_Y\240\227:\3753L\316A\374\207\340\003\361Y\261\0130Q\205\337\270\364\002\305\242\250\031\220\202\232\343\340\177\024\003\274\030P\270K\245\\\211\273C\264\r\355\346A\327\371\333Sn7\222Bx{\304\201\206v\306\244/\270\336\260I/\304\034cU/\202\243\034\255\202w;\322+\366\326\207\017\200\022ZK\274\007\2358\240\330\353\300Ge3FiE\331\3260\266\211F\371m\047\3762D\023\304|=D\033\3570\340[\036\007""\312\"\2748\004\214a\261C\255\207\271\007\227\0305z=\232\271\017\270_\250\360g\324LO\004\323\006d\253\235\236\260\363!\227\271{d\255j\346KU\305\341\377\354*h\016\307\020\260\366\037+\000\013<\233L\352\207\204\346\235?\n\210\223G\177\"\210[\315v\343\312;\316\366@\000\312\262\224=J\325\356B\201\225\030m\350O\371_\2204\033\334\250\357\343p\031\211\000T\242y\356\244\242\320\341hX\261\251\276\340\025\302\203\206\352\202\377erU\\hd\236\202\235\001\035n\017*\355/\233\336\3366\365\237\232\0237\353\274\345\2249n(JG5\352\350k\341\021y\245l\177\267\020\243\321vx\234x\315\240?<Q\265 \363y\026\200.\252v\255B\340\245]\200m\207\265\350\217O{\335\317\347\336\376\025\217\010\274\367\013\226\206\030\343\325\357\200\363\241_\315\000]l\363w\n\217\0149\223?i\370\017{\027\205eoO\321\235=\305\300?\313\300=\234\026\0057\212\267\245\260\203\317\330\037\373>\366E\211\317\3537\335\354\307\276\303\304\027\365\357\274!\357\276?I\203\201z&J$\353I\367\023\367\201\227\3662Q\362|\335q\037\373}~*J~Q_\302\374\222\227\360V\375d\320\027\r\244\334\213^\2377\354e\274l\224H\271)\227\313\030\363\306\375\214\237\245\217\324ab\202M\314\007\331@\013\323Q\377\347Q\362,;{\305S<\333\237\r&\203\245\360\2630\337H5\2565\262\r%J\234\371h\327\257\325\263Qr\304\315\270\233^*J\\\362>\365\262\330\276\023A\263\247\230}\357\337\365\2634\310\324\177\203\326i:\264[\337p\373H\321}\367_~\326\317\005\247\331\215\037\232\2375s\354\351{\366^fr\216\345\362b\343z}\207Kg\243sl\356\021{\364\017\366\2177\354\315\257Q\342\\\375\003,\031\361\262\354\312=h\232\3704J\236\253\227\275\233\220W\014\336\204z\003\032|Q\277\317\206f\374\035Z*\262\321\257|\305\267\203\033\3413\366\230\304\320\372\003\367;?\305\246\356\261{\253\315Ls\253\365\200m\344Y^e\352\007\366a\233m\227\243\251k\047\034t\344\024v\365N\330\027\216\206\205\306S\234~\325\372\212\275\334`\033\233l\3635{-n8\351\240\013\256Fa\362\262\0373\244V\336\035\345\023\253\376\031\350y\226B2\355\356\303}\003g\353[n\332]v\025\267=\210\006\316\327w\335,f\366<\205\202\373\000\033\326\020\3155""\177\024\2469\301\375p2:{.\032\030\347\002O\003 \034\016\266{\335U\350s\320\355\207\307\336\370jp\2731\322\330j.6\367[\016\024\2465X\346]\367*A:\310|\314\034&\007\352O\334Iw\321\335\241\001]\373Z\250\030\234\016\346\302\257q\3725,^o\356D\243\023]\013w\303W\215\353\r\255\271\324\352k\215\264\262t\366Ko\222k\363\211\237&\225\t\271\213\236\345_\016\362\341\225\206\325L\021&G\334u2R\"\320\372\327\375|\200\331!w\206\215\335\016v\330\235\027\255\035\366\262\312\252;l\307\212\356|\035\252\215\331\346\215\326*{\t \374\223\375S\021b\207\205\305\321\300D\373\243G\3340\334\227\234 \277{\252\177\r\210L\016\260\201\331\240\017k\177\245\"N\r\272\247\331\020`s\362\350\204\310\264\235\023&\016\324_x\275W}\314\374\361\331\251\376\263\3655\204Zq\035\217\307\321q\357\343\324]\244\341\350\205h\204\220\271\023$\202\037\303t\270\034*\321\310%\357\214\267\0033n\006\331h\004\010\206\242#\301\3530\023\256\207;\321\010\327;\270\036\024\303l\230k\364E#d\352\210\377:\310\004\353\301\001&\006G\334\037\241\322\262\267\035\244\304\365\027]\356\247\305:\201)\022\341\215\216k\376\223{\334\322\376\303\001J\376\035?\341\257\000\237\\\361E\327\002\220q\305\177\360\371\014\267`\214\215\315A\247k \0165\274\026f\243\301\353\2241\200\032\246\242\301T\224\032\212\006\277\342(\345N\276\007\344\213({W\203>6\367\274\245\264l\266\376\226\275\375\215\375\366\216\275+\262\"\245`4w;p\302\007\215\207\315\315\326\030[\027y\2450\245\304J\2720l\274\333\2046\224`\3132;\007\257D\311Q$\214\352M{\216\177\034\000\375\321I\333\356\262\321i\177#8\023\324\302\325\306i\000m\252\271\334\314\003\313\353\255\032\333|\305^\001s\320\021\034\2411\r:\226N\330\t\314\234\247\364\345\320\301Z4 2K\363\027qI\227\027\204\372\023\336C\322\345X \332P!|\010\275\334W\034.r\260\214\304\031\t7\033C\215\245f_s\210\255@#\270\014\211\300Isp\02443\344-\001\020C\2205x\001\306O\201 R\376\024t\351u\000\t&5\222\247\372\317\327\225\277Wb\320M\200\2138u\221F{n\016\354{\005\300<\027*\341^C\001\335\036\027n\271\303\356\212\273\353m\372\027\001\355\325\360""\223\360\236`Jq\345\204\367\210\230\371\377p\351\016<k\373\363\000D:\374\2459\004\372\262Z\000\342\005vA$\304d\360\000\225`\360\0224\273\214\242\322G\341\000\324\276v\207\010\263l\354f\260\030\354\206\033\310\217\201\021w\325;\355M\036\323Y\354Ms\2668$\216\277&@\225\342\005\004\310\212\365\032\206\274\377\246\260\213\340\340\316\213.\017y\322\373\302\377.L\201\206\007\207\335\257\201\354\323\301d42\032\347c4r\321\265\275Y\334\365\232\273\343\273\346p3\023]\272\n\243@W\243\356\226\367\230\037 ^q\025v\n\027\303Q\237\"u\341\305\254W@\000\251\314Q\026\327\340Y\201\2461o\314\237\364\357\203\r\n\341\323\306j\263\357\020\222\336\000\327{\300\344Wa\262\221h\200\242\310\047)\330\213\222\227f\247.\003G/\330\267\277\264\262Q\352:\273\3765\030\047\265\300\026\326\232\331?>?\365\351\005\3677\177\014\316DQ\225\374\201\000\227^t\017\374\317PV7\302\317\0337\233\331f\251\365!\256n\377\343\226\274\274\317\375\203r\314\306\342\374\245\216\344\014U\356\263\365\327\3563\357\225?\031\243\r\345\352\242\337\037\\\n\207\303\225\360\367\346x+\323\332dY$t\201\025\212\274`\273_AU\252\266\357\302\333\315\321f\021:\216]\217\207)\376\311\246\227\330\322\217(=|^f\213\320;^x\314\036\023ED\010u\232A\373sl!\323L\301\250\376\253T1\341\205(9\305\246\0365V\331\017H\346-\356Lv~\022\3511I\240x\n4\274\246<!\037\357\001y\213\236\303\256-\201f\025\342\252Y`u\211H\205\2002\354f\250.\277\001g\342\327{/}H#va\206\315<h\3645R4\373\216}y\203{\222\013\264A\271\003\344\021~\3607\264\0224b#\323l\032!\010y\231\177\313.\305U\t\221\242\332x\005\004\325O\340\216W\321\006=lL6\3224\224\331\304-p~\226\344\274\205m4Eu\251\237\365\203t((:\221a\177\375\262[\364\336\201\241^\201\2327\3317\317[:y\t\013\023\256\314\351\01352\270\005#\223\203lp\332_g3\367\303\235F\1773\325\274\t\346C\371\315\036%\322N\\\233q3\233\377\276\261\323\354\213n\337\t\023l\361\047\352\177\320\374\000\000\210&g\357d\273\320\335\247\004\243:*\372\240!6\236F\232\240N\204\345f\\\207\226\320E\354\006\233\341\325\346@k\205\356\024\205\340}4!\305\014\235\274""\200L\250\221\201\242\265|\355=\001\3649m<\047\026\341\211\303\022\323~\366\217\001\342\227o\374\047\301\014\220\366\023Z\325\344e$nr\312\237<L\216\307\365\371\220\007\345_\336\006\"\332[\t\006\335/8\047a\3762O\274e\320I\002\236\226\033\313\r\0255a\265\325w\254\277\300\315\224\345k\2422>\361&\377\236\331zY\232\007\312\302\304]\220%M\034g>\312\234\014\257.D\rg\241r\002:)\207\251Q\352j\363\301\020g6\364\006\215\317\032\371\346H3\213\025t\336\367N\252\215\232\003\326\030\240\252\010\334\362\204\340@\033t?\345%&M\352\0237N\303\035\304\240\3568T@\031)z\353\034\211\027\303\004\332\220\267\3153M\247\225n\375\304\266x\214@wiX}\r\266\215\214\323\323\304\177\000\324C~\002M\210\346\247\375g\001\347\3154\227=\203fe\035\301^\017\376\023\355b\256\231l\235n\335`\233[l\3535/\234\356M\nVo\313E\021\347\n\203\034\236\006\231X\355\363\365\337;\335\332\340\010\033\241~\034_S\204\013\1775\370\004J@\265\207\320\335\341\357\0204V\247\331\227\013\201\322[\267\007\2503\346\221\003\003\020a_\022F\244\243\361\211C\201*\300\375\217\301S\375\203\210\305#8\202\260\232e\t4\250\202]\312\304\333c\336\204\377&P\002@u\034\350\343\005\376Z\017\335P\306e]\035\r\002\351__\021\234\300\233\323\2709\353\004\202\334\236r/\270;p\330\274/\310\001\326\177)\232\324\230\177(\235\266\260w\205\350\236\335\300M\315Ds\005\241\371\236\375\nV\315\211Z\365_p\306\217\304B\"\273Q\265\223a\337\377;\243\047\251\243A\225\205QW\240%EZ9\231\312@\010(\371W\366\253hR\270R\343\023\336O\360\374u\2642c\234\313Nf\366\032\345\001\262\321\n\206\211\341\3329\276D\255=\307u_\234\355w\303I\212\300xo\017\237\356j\347\326\375=\3363Q\353\334\333\255\361\252-\332+\231\347\370\047xBM\361\316o\222\300\260\0146\367w\016\343-\357x\013\365\227\022\350\241\273\216\367\345L8\024.\206V#\025K8\371|\340z?nd\377\270p\252\377\212\227=\361\000\271\357NQ\232\260/o\005+\301\036:\374\004\362W\021\320\340\334\271\200\036{*\314\374\305\213)\354o\244\330Cj\250E\313\272\365W\217\246\373\3565NC\351?{+\341\215s\231\253|\235\364\357?FIq\335\203\371Tv\206x\247K""\004\357\357#\245g\320\233\245\331\352\026\347\006\274\346q\237\305,\373\330-g\251SKx?\243\332\r\007k\341\245F\252\021\267M\303\224\203<\201\374\367xRf\251o\252qt\241W\332AR\215\216SF\004\237!\215\261\344x\367hi\214\362\366\362\225h\002\005\036\240@\263\251\204N\343\036^\243\367\t\306\350Lt\246s\014#\271\005cLL\3713\301\325F\037\373\346%{I\236b[P\227\267\"\337,\243.]\272\002\373oS\241bKO\232\006\367&\344\300\036\336\372s9\266?\215n\376{\202qc\r\rK\276\305\345NF\023\227I\335}\340\347\022\247\243\303A(O!\026\274t\354a\205\314\234\344\276Q\251\322w\267\374\357\202\251\340\031\272\326~t\213\253 \312\311\223\020\374_Q\213kK";
+    PyObject *data = __Pyx_DecompressString(cstring, 5082, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6893 bytes) */
-static const char cstring[] = "\377\n  (errn\377o  bytes\377 but the\377 batch d\237eclar\024\000\027\004e\377xceeds m\377ax_messa\307ge_2\003\022\014?\0012 \377GiB v2 l\357imitY\004lef\377t after \367 don\000not \375f\034\000a sign\267ed \013\000ela\000i\377s outsid\177e [ mus?\000\377e an int\343, 2\001\014\006\265\002-li\377ke or Nosne\000\036<\003str\374\000\347ncoa\000\237\000fir\377st) of  \237recor\346\000\000\005p\376\202 ent%s-%\373d:\033\000movin\277g segm\024\000 \337%020d\320\004a \3768\000rupt ol\341d\344\000\035\0044\004\330!fil\177esysteme\000\367fus\362\000O_DI\277RECT f\277\000%\177s; writ^\001\177through\217B\375p\354  cache\320/\033\242 G\006D\001e\047%oryn\276!\270\005tail\354 \377 %s: log\327 en\370@a\325\000ff\377set %d, \337dropp\262@%d\376\271dfrom po\355s\273\000on \000 (%\373s)\260$unrea\337dableK\001-s?tart-oG\003\322\000\317ckpo\330B\205`or\376\333!it(tree\357 fra\343\")),\377 , attri\377butes=, \377base_tim\355eK\000mp\014\002tch\177_length\035\000\327crc#\000hu\000er\216,\001key3\000\274\204\001)\tp\377roducer_\363idQ\000\367C_cou\263nt`\000U\006_mn\001v\177alue=-b\254b\377eld..ind\027ex.\237 .\205\001\t\002\214ag: :\306\205\002\257)?B\324\205\001\345H\212\002(\267\002\372\003=CR\377C-32C mi\363sm\367\205\001\302\204\001Note\367 th\357 Cyth\376\314 is deli\377berately\313 s\206 c\307\205\001\"\000n \377PEP-484 \377and reje\377cts subc\277lasses\323\204\001b\367uil\323` typ\377es. If y\377ou need \317to p%\000%\tth\347en \345A\214\207\001\047an\377notation\375_<\000ing\047 d\333irb\000iv\242\000o \377False.Pi\267ckl\226\205\001of\232\001u?ct mem\256\000\207\001\357ch a\220\000elf\373.h\311\206\006expli\367cit\314\000requ\376\305@ed with\377 @auto_p\376N\001e(True)5R\221\206\002(\254$]a\237\210\004\271\000\317appe\364\000\242\207\002ho\373ld\242` leas\337t one\307\206\004a \370\372@\236\207\001\275B is l\337arger\337!n \322\251\210\002a\362\206\004\031\001(\250`, \216\351B[, \273d\007\000\203i]\377]), got ya\254\206\002\204\"this\311 \373rt\375\204\003faile\377d: add_n""\360\316@\323\211\003n\014\356\211\001maxi\367mum\027\006shor\302\323Fi\311@\277\204\003\337\210\001\220\212\004d `\341\204\003\246\212\003\355\204\003\323\001\277`ll\320\005\341a\376\211\001\310\212\003\200\205\003\324\212\003of \177buffer \253!\367s c\333B cre\034\330`\314\000new\326\210\005\r\013\231\213\001\277comple\210a \377doorbell\3469\004de\025\000\351%s b\337eforeU\005gr\203ow\330\213\002\257\211\005\230\210\002\201\004z\004o\001p\360b\322\211\002\000\020\233\211\002\225\211\004\254\004\320\207\001\370\234\014\325\207\002\221@shard\347 th\363\207\001\332\004tru\363nc\337\001\264\212\004clos>\342\211\003e act\311\204\001\315\212\005\034\262E\352\001res\243\212\001\217\213\005\247${be\236\215\001oded\353\212\005\372\327Dn\222\213\005: dis\366\356\210\001en\364\210\001flus\374\361\204\007\227\204\001of alw\357ays,\325\214\001erv\327al,\205\216\003;\324bgc\354\360D\270\204\001is\364\214\002val\377id UTF-8\034\022\010\233\215\005str\232\215\003\251d\253\210\002\377internal\377 error s\377tatus in\260E\003\223i\355\212\001\320\214\004is\260\003d\347log\241\212\n\000\r.tm\377pno defa\377ult __re\276\313\211\001__ du\230\207\002n\377on-trivi\376\177\000__cinit\373__\363\212\004pstre\377am.stora\273ge\010\004/_c\267`l\367ib/\205\220\002.pxi\006\t\016pa\336\205\004\t\022\370B4\001\306\216\003\001 \357\204\006\t\004\332\212\002\372\217\007\361\211\002\366\220\002\345\216\014\3668\004fi\221\220\002are \377inconsis\201t\367\216\001\246\210\002\233\206\001\355\213\003\212\217\005\247\215\002iAn\272\220\002\241\210\004\000\030\327\207\005\254\204\001s\343\220\007\305t\275\210\0041\337\207\003\224\222\001\204\216\001is\215 \263\204\001ed\220\214\007\316\212\001\234\221\0060\367 (C\303\206\002Time\375)\220\221\0011 (Log\241A\240\211\002\020\002J\004\206\205\004d\264\221\001o\377verlong \377varintun\277known \366\204\005i\375o\010\001dec un\357supp\231\210\001d m\357agic\266\223\002 (o1n\277\212\002\265\221\001\270\223\004v2\212\210\002&\005_)BadM-\001E\201\204\001\310\n""\000\312\212\003\006\005Vs\002\025\004tc\217hBui\275\221\001\255\215\002\005\004.\332\322fc\215\215\002__\017\014se\rt\330\204\001e_\023\n\352\215\003\360\215\0101\024x\222\216\003b\0001\023TooL\256\213\001\356\272\002Com\221\223\001sio\275n\t\004nfig\024\004r\310\374\222\001\346\216\002\005\tS\250\223\0039\003rc\311M\344\216\004\211\"L\254\220\002\005\013oc\375k\263@Closed\236\256\"NotI\366\211\001\360\223\001e\373dO\202\222\002OutOf\337Range\321\"PS\010\311\205\002\006\003\230\205\005P\240\205\006\257.\017\t\254.\362-\010w\214\227\001\004\trite__log_\302\222\002_\266\222\007\230c\007\217\216\003\000\r_b=\013\265\216\003_\357many.\nly_;re\337\205\001ion\267\007\364\204\002\004\306\007\352\213\003_\250\226\004\336\007\344\211\002\355\007\343\222\n<\204\047\366\223\003_for\271\223\007\242\047\354\251\224\001\247\003es\013\010oll8\306\047\372\226\004\025\010siz\215\231\004\250\220\003\224\256\220\003\257\204\007_\277\220\003C\331\223\001\365JS\036\251\214\001Pool\000\006\334\204\017\017\t\374\332\204\016.\007drain_\350\223\216\005F\007\363\212\001s\003\topS\322\342\217\001B\205\217\002\221\206\002S\200\212\003IOz\237\206\002_\024\003View\000\010\370\364\205\017\017\013\364\205\016_STAT\377US_CLASS\177ES__Pyx\001\000\377Dict_Nex\277tRef__\332\223\004e\237____e\253\214\001\004\002x~\246\213\001__func\025\001\311g\330\206\005#\000m\341\001\004\001od\273ul2\002nam:\002p4\\\000\201\207\003_\007\001vt\360\227\001T\001\017qual\035\005\234\214\005\302\207\016\266\214\006{ex\210\001set_Q\005\371st\010\324\017_test\364\274\000\250\211\010_\353\215\002s_is\276\314\214\001outin\260\205\003l\377ogging_ocs_\232\220\003\t\001\340\205\002_w\302\205\026\007aad\330@\252\217\002\353\224\003\265\205\004\250\236\002\356\275\205\010app\262\205\tasy\377ncio.cor\212|\003s\271\231\007b\275\231\001\376\227\010\313\231\002s.\205\226\001nce\331\231\001s\205\237\002\303\222\003\336\254\216\004bufb\226\212\003buosy_s\265\237\002cl\327\001n\364`tra6\001ck\237\214\002:\330\235\001c\000\002_id\302""\221\005\311\213\010~\340\231\002crc32c\000\003\363_i\332\210\005\350\227\002data\303de\236\236\001\000\003\270\207\003\000\tesp\034\001\207\212\003\201\207\013\232\230\003_io\243\230\003\377orydoome\305d\221\205\013d\304\216\001\377\236\001\345\206\004nd~\256Cerrpos\356\240\001\373xi\324@okexp_ired_\241\223\003f\302\236\001\206\306\236\001no\321\222\002\326\222\002\207\241\003\005\003m\377sfoundfs\365e\334\237\002f\201Agene\377xprgetge\373tL\200`ergot\217hhbh\350\233\002\241\234\003\246\234\004h\353ii\324\233\002_\267\222\002val\370\344\241\003\006\005\315bntrol\354\331`\361 ns\273\224\001ona\376\r\000digitit\177emsiter\274\210\005\377jjoinkey\343la\313\001\277\236\0029\000tdi\367rlo\210\204\004make\017dirs\334\242\001\213\243\002\330\242\016\366\242\0018\337\210\001\265\235\n\204\243\004nn_\372\226\003\204\206\001\247new\225\213\003\357\000t\306\217\001o\277w_msnu\211\233\001o\037bjoff\364\236\003\360\211\021\201\227\001?osoutp\332\222\006\343\222\006\373_l\307\236\002_epoc\357hpat\000\001hsp\377oolpoppo\375s\364\237\005preall\001o\350\226\001\235\244\003\333\236\0064\003\350\236\007\372\223\004\200\224\005x\364\223\002\215\224\005\202\243\003rraw\267\240\001\356\206\213\trec\236\243\004rel\377removesu\376\222`xreplac\033er\014\000lt\271\214\006\241\245\003\005\007\273ms\267@lss\275\235\001o\377nsegseg_\204\247!\314\243\004_\367\205\002\004\006\230\246\001\022\005m\335s\356\213\005sel\333ads\023et\365\225\004\355\230\002_\214\240\002\205\214\001\203\214\007\366\215\214\007.<\222!ls>.\252\207\204\004s\257\221\001r\263\221\002s\221\244\001s\343to\217\226\002\246\227\001\336\237\001psu9m\276\207\001\254\242\001get\246\210\006\227\244\001\371w\221\241\t\201\224\013tmpto\337_freeM\000ic\377totaltsu\337nlink\275\230\002at\361e\206\217\003\315\241\002\322\241\002svie\377wwwantwa\037rning\272\244\002\213\211\003\251\234\003\374\351\247\003\321\244\002s\200\001\200\001\330\377\004\n\210+\220Q\200\001\377\340\004\013\210>\230\022\230\3677\240!\t\001\014\210A\330\377\004""\010\210\010\220\003\2208\377\2301\230A\330\010\017\210\377t\220=\240\001\240\021\330\357\010\013\2105\025\0005\230\004\377\230D\240\010\250\001\330\014\377\021\220\027\230\001\230\023\230\377A\230Q\330\004\021\220\021\375\220?\002\031\230\033\240A\240\377Q\340\004\031\230\021\340\004\377\034\320\034-\250Q\250e\377\2601\330\t\n\330\010\r\377\320\r\036\230a\230s\240\377(\250!\2505\260\006\260\377c\270\021\270#\270Q\270\377a\330\004\007\200s\210#\377\210Q\330\010\024\220A\220\377T\230\021\330\004\030\230\005\373\230Q,\000q\330\004\014\210=H\023\000^\2402\240i\000\244\000\353\210\\\263\00011\001v\210S\373\220\001\245\001x\220~\240Q\377\240b\250\002\320*@\300\377\006\300b\320H^\320^\177_\320_b\320bc#\003\367R\210qY\002\320\025)\320\377)<\320<X\320XY\377\320YZ\330\004\016\210j~\307\000\024\230Q\320\0363\247\000\377\004\005\330\010\016\210l\230\375+M\000g\250Y\260i\270\376\177\000\013\2107\320\022\047\240\376?\000\016\210g\320\025&\240\377a\240s\250*\260I\320\365=C\001\330\306 8\220>\240\377\021\320\"3\3203D\300\377A\300V\3108\320Sc\377\320cd\320dj\320j\177k\320kl\330\"#\356!\374\224*\213\047\320\0370\260\001\260\337\025\260f\270H;\000U\310\377&\320PS\320ST\320\317TW\320W\\\003\217/\026\220\335e\243A\230Q\200\250@\016\210wc\220\025\014\002D\240\007\245\000\375\r\217A%\220x\230q\330\377\014\r\210V\2201\220B\367\220a\220\005\005\330\014\017\210wv\220Q\017\000w\230a\331Au8\036\000E\313@E\240\025\330\000\377t\2507\260!\330\r\016w\330\014\033\206`D\240\002\236`\276\212bs\220$\220ak\001\020\377\220\t\230\024\230Y\240d\377\250/\270\024\270V\3004\217\300x\310t\256\000\207\001\370@\230\377$\230m\2501\250A\200\377A\340\010\014\210F\220!\317\2204\220q\t\001s\001W\230~\236\002\250\002\250)\2606;\000\375W\255 R\300q\330\025\034\376\016\0102\260U\270$\270e\177\3005\310\001\310\024\310\340\000\337\340\010\032\230!\211\002\003\240\3751\214\204\0014\210r\220\035\230\277b\240\001\330\014 \240\204\001\240\377$\240c\250\021\330\014\023\375\220\026\006\036\230r\240\022\240\3773\240g\250R\250t""\260\3772\260Q\330\014\020\220\002\377\320\022\"\240!\330\010\034\336\267\204\001\230d\240#\322`\010\017\321\210\232\002T\014\231\205\0014A\000\035\250\277c\260\036\270r\300[\000\021\317\220\024\220R\304!g\n\022\220\377\047\320\031/\250q\3200\377O\310q\320Pp\320p\377q\320qr\33006\260\377d\270(\300*\310D\320\335P\351``\320`\350\">\230;\023\230\320\"\330\014\034\001\005\261\017~\223\n\014\320\014(\250\001\334\000u\010\214\024\021\324\004&\240a\314\014\3628\000\034\307\206\003\377 \360\006\000\t\367\r\210E\250`a\220t\230\3351\204at\2207\326 2\230\277Q\330\025\026\330\024\326\204\001q\377\250\004\250G\2601\260B\377\260a\330\024\030\230\007\230\375q\377@+\250Q\330\024\047\373\240q\203\000\024\250W\260A\277\260R\260q\330\024\220\002\250\377$\250g\260Q\260b\270\367\001\330\024\207A\024\240W\250\365A\360 y\016\000\020\024\220G\377\2301\230B\230k\250\021\333\200A{\001\027\220\355b4\210\352\226\204\001\330\231c\330\317K\014\210J\335\220\267\r\t\340\014\271\207\001q\240\337\004\240C\240q\263\0034\220\257r\230\021\330`\000K\240\000\004\373\240A\275\002\031\320\031)\250\377\021\250#\250Q\250d\260m#\361@\020$\217\210\001\240d\017\001\377\330\020\021\330\021\022\330\020\366\275\206\001t\250\303b3\210c\220\374\264`\300@\230\037\250\001\320)\377N\310a\310s\320R[\377\320[\\\320\\]\320]wg\320g\277\206\001\330)/\301`\3778\270:\300T\310\031\320\375R\222\206\003a\320ah\320h\345i\323\003\033\224\204\t\240e\010\014\210\377B\320\016 \240\001\330\010\377\025\220Q\220d\230%\230\331t\274\204\001\361j\t\330\312\0172\320\377\025%\240S\250\007\250u\357\260D\270\002\303`\"\300B\377\300c\310\024\310R\310u\377\320TU\320UY\320Y~\241\000c\320ce\320e\241\000{h\330\330\r\014\020\220\017\373\206\001\354\356\204\002\201 \330\014\224\206\003e\2404s\240q\372\t\222C\034\230:\206\205\001\322\331\205\n\014\242f\234a\014\214\213\0012\220\375U\252b_\250B\250c\260\377\024\260T\270\022\2705\300\377\001\300\022\320CY\320Y\356\260 `\320`\360\211\002\020\025\220\377T\230\022\2305\240\001\240\277\022\2401\330\020\026""\372\000\"?\230E\240\021\240\"\247@\357\205\r\367t\2201\234`\010\000\t\017\343\210a\375N\250\204\005\200\002\020\220\004\363\220B\365\210\003\303\210\001w\220b\230\377\001\230\036\240q\250\016\260\177a\260w\270a\270q\313\206\016\377r\220\023\220C\220v\230\377T\240\027\250\004\250D\260\347\003\2603\344\211\003m\003\034\230<\350\326\212\001\336\031f\014q\327 s\240-\377\250t\2601\260M\300\022\277\3004\300r\310\021\340\000\320\275\026\213\205\003!\2508\260\360\000\030\377\230\001\230\035\240b\250\001\376\363a\010\013\2106\220\022\220\3774\220r\320\031+\2504\377\250v\260S\270\001\330\014?\024\220D\230\002\230\200\210\r&\003\3251\311\210\002\340\265\215\001#\361\210\001\021\220\375\021\230\214\001g\220R\220t\230>\215B\023\2204\220}\356\215\001\304\206\003\372\344 \027\341\212\001\020\220\010\230\013\377\240>\260\021\260!\330\020\377\023\2206\230\037\250\002\250\337!\330\024\025\330\212\206\003\330\024\377\027\220s\230(\240#\240\375W\212\">\300\023\300A\330\377\030\037\230s\240!\330\014\237\025\220V\230=,\002\222\211\003\360\377\014\000\t\020\210t\220<\373\230q\330\213\001\220a\320\000\021\377\220\021\360\010\000\005\027\220\375a\324 Q\230f\240A\330>\264\215\001\013\2104\210u\350 \331c\377\031\230\031\240!\2407\250\377$\250f\260H\270D\300\373\001\340X\000Y\230a\230w\377\240d\250&\260\010\270\004\257\270A\340\010\241!\021\376\000\004\377\013\2101\320\000\035\230_\377\250O\320;M\310Q\330\377\021$\320$6\260a\330\377\021.\320.E\300Q\360\377\n\000\005\026\220\\\240\031\377\250!\2501\330\004 \240\377\014\250A\330\004\027\220y\377\240\006\240g\250S\260\n\377\270+\300Q\300h\310j\367\320XY\314\217\001\177\220h\230\231c\267\220\001\333\216\002\320\031\312\206\004\337\220\001\007\376\207\217\001\r\210W\220I\230U\374\207\213\001\344\220\0011\220E\230\027\240\377\t\250\030\260\023\260C\260\377z\300\033\310A\310T\320\377Qa\320af\320fg\276\336\216\0017\220&\230\001\333\220\002]\277\260/\300\025\300g\241\000\031\354\330\207\001\013\001\021\330\007\001\320%5\337\3205G\300q\010\002\240_s""\3204\265\000\022\004=\320=\310\216\001\355\330\371@1\320\273\000\016\320.7A\300\021\322\000\t\037\377\215\001\250`\377\330\010\"\320\"<\270D\277\320@U\320UV\336\214\002\320\357\017!\240\021\217A\024\220H\317\230A\230W\265\205\001\340!w\220\377e\2304\230t\320#5\377\260Q\260a\330\014\022\220\347(\230!\347\205\001\245\222\0016\220\023\333\220A\362\216\001Y\220\030\000\r\210\377^\2301\340\014\r\210Y\377\320\026\047\320\0478\270\001{\270\021\217\217\001]\320\032*\305\"\215\010\261As\220\365@\216!4\002\\\373\230\021.\001W\320\024%\320u%\200@\260\300\217\002[\320\030\375\213\004\334\247@\375\222\001\036\230q\256 \021\250\3746\002\033\000)\320):\270!\373\2701\356\217\001_\320\034,\250wA\250Qv\001[\230\001\016\002\276\317\223\001\t\320\t\031\230\301\204\002i\377\220q\330\010\t\210\035\220\377g\230]\250#\250U\260\377#\260T\3209N\310iw\320WX\025\001\034\220_\263\212\002\377c\250\021\250,\260a\330\377\010\020\320\020%\240R\320\377\0477\260q\270\t\300\021o\300+\310R\351\215\001Q\330\321\205\006\335q\206!\047\320\031w\000\320-\377?\270q\300\001\330/0\337\260\004\3204J\315\221\001T\320\017T\\\320\\\313@\312\212\002\330\224\002\366\214\001\3617\376\216\001\262\215\001\364\223\003\022\320\0331{\260\021\265\213\001\260l\300!\223\214\003\3775\240\007\240v\250T\260\237\037\300\014\310C\335\216\001\224\213\003^\367\330\034 \210\214\004\010\026\220a\363\220u\260\225\001\246\224\003W\230F\240\235!\244\220\001\014\210N\263\220\001\310\225\001q\337\320\004%\240Q\311\205\001\034\230\3379\240F\250\047\347`J\270\277a\330\010\035\230Q\371@\240\277!\340\010\033\2301\224\220\002\340\316\220B~\230S\332\220\001\352\214\n\020\220\335\013\216\222\002\001\330\0144\000\230f\377\240B\240b\250\004\250A\377\250_\270B\270d\300\"w\300D\310\201\221\r\017\210q\240\215\001\235E\245\215\003F\230!\302\211\033\251\212\013\010\377\016\210i\220r\230\022\230\3272\230T\303\212\002\014\361\211\014t\220\3551\353`\020\021\317\223\001q\220\rz\260\000\004\221\000a\340\021\025\243\225\001\327c\250\022\346\210\002R\261@""\006\270\337c\300\024\300Q\027\000\220^\373\2403\245\017\360\006\000\021\022\342\372\207\001Q\264\204\001\214\205\002\344b\020\220\005\362\357\213\0021\346\216\001\251\211\001%\230q\240\336\317\211\001\220\033\230A\324\213\001g\230\375R\205\204\002\027\260\004\260A\260\377[\300\007\300t\3101\310\177J\320V]\320]^\374\210\001\3771\220F\230#\230Q\330\373\024\033\350\230\001\2408\2501\330\377\014\030\230\004\230B\230e?\2401\240I\250Q\261\223\002\204\212\002\337\047\240\024\240R\352@R\250\377{\270$\270b\300\010\310\377\002\310*\320TV\320V\rW\270\223\002\220+\251A\216\222\013\232\230\001M\001\316\231\207\001H\250A\251\231\001\325\221\002z\230\263\022\230\273\223\001\237\220\001\320\024\335\226\001\021\367\330\020\"\224a\240D\250\003\253\2501\227\212\001:\271\000t\324\230\002\024\377\030\230\002\320\032.\250ar\273\216\013\014\347\225\001\340\220\002H\230A\276\212\001}\030\277\0031\330\033\034\340\264\224\001\337\320\004/\250q\302\207\003l\250\377!\330\010\031\230\034\240Y\337\250a\250q\330\314`9\240\372\357\221\002#\314\207\n\t\210\034\220Q\357\220i\230q\245\002\210C\210\304\371\206\002\257\225\006q\242\225\001\354$\335!\021\220\377\026\220q\230\002\230-\240\036\201\207\003\230\001\230\032\375\225\003\343\207\004\257\232\001\337V\2301\230C\325\212\001\320*\177<\270D\300\004\300C\202@\177?\320Za\320ab\220\226\001\2274\220|\350 G\357\221\001\302\206\003\240_q\250\010\260\001\373\205>!\311\220\001K\250\001\306\207\001\036\243\000\320Aa\243\206\017~\211`W\320WZ\320Z\232\220\003\376\220\002\033\034\230J\240d\250\237$\250c\260\031\261\210\002\262\206\017E~\266\220\001\240C\240r\250\023\310\210\001\244\251\224\001\312\206\0015\215\231\001\275\204\002\001\321\206\004=\177\270Q\360\026\000\t\036\305\206\001\356\230\230\0147\220\"\336\216\001\320\032,\377\250C\250w\260b\270\004\357\270B\270a\335#T\230\022\377\320\033.\250d\260\"\260\371A\267\230\014\312\227\005\260\t\270\021\320\351:\220\224\001\360\222\003V\275\227\0257\220#\332\353\221\0021\373\230\021\014\320\251\207\002d\240m$""\233\227\001\t\330\267\206\013\r\210\245\213\002\375\027\343@\001\330\014\022\320\022\376\253\225\003a\240x\250{\270\047\177\300\022\3001\320DV\311\205\002\377_\320_`\320`r\320\273rs\346\231\014\r\330\020\315\205\001L\373\250\001\250 E\260\030\270\021\365\270\363\217\004\023\262\204\001\033\2309\240\367A\240^\376\231\002\024\027\220u\357\230B\230a\353\217\001q\360\006\367\000\025\033\326a\250\006\250a\256\222\220\001t\2303\027\001\031\250\220\001\035\377\036\330\034\"\320\"2\260\377!\2603\260a\260t\270\3373\270e\3007\230\235\001[\320o[i\320i\222\226\002\030\033\335\205\004\377\034\"\240\047\250\037\270\001\337\3209P\320P\276\215\001\320V\367_\320_\270\216\0029B\300!\177\330\030\036\230d\240/\327\212\001\337\3205F\300n\277\225\002[\320\317[`\320`\271\225\002C\002s\240\337%\240t\250?\301\214\001\270E\277\300\025\300c\310\021\200\000\240\357!\330\034\035\232\221\001x\240q\373\340\030\274\206\002\340\020\037\230q\317\240\003\2401\304\206\003\215\230\014\020\320\235\020\264\216\001$\240d\230\215\001\252\225\t]\377\250\"\250I\260S\270\t\377\300\023\300D\310\002\310!\016\247\226\014\027\220q";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6893, 9824);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (6992 bytes) */
+static const char cstring[] = "\377\n  (errn\377o  bytes\377 but the\377 batch d\237eclar\024\000\027\004e\377xceeds m\377ax_messa\307ge_2\003\022\014?\0012 \377GiB v2 l\357imitY\004lef\377t after \367 don\000not \375f\034\000a sign\267ed \013\000ela\000i\377s outsid\177e [ mus?\000\377e an int\343, 2\001\014\006\265\002-li\377ke or Nosne\000\036<\003str\374\000\347ncoa\000\237\000fir\377st) of  \237recor\346\000\000\005p\376\202 ent%s-%\373d:\033\000movin\277g segm\024\000 \337%020d\320\004a \3768\000rupt ol\341d\344\000\035\0044\004\330!fil\177esysteme\000\367fus\362\000O_DI\277RECT f\277\000%\177s; writ^\001\177through\217B\375p\354  cache\320/\033\242 G\006D\001e\047%oryn\276!\270\005tail\354 \377 %s: log\327 en\370@a\325\000ff\377set %d, \337dropp\262@%d\376\271dfrom po\355s\273\000on \000 (%\373s)\260$unrea\337dableK\001-s?tart-oG\003\322\000\317ckpo\330B\205`or\376\333!it(tree\357 fra\343\")),\377 , attri\377butes=, \377base_tim\355eK\000mp\014\002tch\177_length\035\000\327crc#\000hu\000er\216,\001key3\000\274\204\001)\tp\377roducer_\363idQ\000\367C_cou\263nt`\000U\006_mn\001v\177alue=-b\254b\377eld..ind\027ex.\237 .\205\001\t\002\214ag: :\306\205\002\257)?B\324\205\001\345H\212\002(\267\002\372\003=CR\377C-32C mi\363sm\367\205\001\302\204\001Note\367 th\357 Cyth\376\314 is deli\377berately\313 s\206 c\307\205\001\"\000n \377PEP-484 \377and reje\377cts subc\277lasses\323\204\001b\367uil\323` typ\377es. If y\377ou need \317to p%\000%\tth\347en \345A\214\207\001\047an\377notation\375_<\000ing\047 d\333irb\000iv\242\000o \377False.Pi\267ckl\226\205\001of\232\001u?ct mem\256\000\207\001\357ch a\220\000elf\373.h\311\206\006expli\367cit\314\000requ\376\305@ed with\377 @auto_p\376N\001e(True)5R\221\206\002(\254$]a\237\210\004\271\000\317appe\364\000\242\207\002ho\373ld\242` leas\337t one\307\206\004a \370\372@\236\207\001\275B is l\337arger\337!n \322\251\210\002a\362\206\004\031\001(\250`, \216\351B[, \273d\007\000\203i]\377]), got ya\254\206\002\204\"this\311 \373rt\375\204\003faile\377d: add_n""\360\316@\323\211\003n\014\356\211\001maxi\367mum\027\006shor\302\323Fi\311@\277\204\003\337\210\001\220\212\004d `\341\204\003\246\212\003\355\204\003\323\001\277`ll\320\005\341a\376\211\001\310\212\003\200\205\003\324\212\003of \177buffer \253!\367s c\333B cre\034\330`\314\000new\326\210\005\r\013\231\213\001\277comple\210a \377doorbell\3469\004de\025\000\351%s b\337eforeU\005gr\203ow\330\213\002\257\211\005\230\210\002\201\004z\004o\001p\360b\322\211\002\000\020\233\211\002\225\211\004\254\004\320\207\001\370\234\014\325\207\002\221@shard\347 th\363\207\001\332\004tru\363nc\337\001\264\212\004clos>\342\211\003e act\311\204\001\315\212\005\034\262E\352\001res\243\212\001\217\213\005\247${be\236\215\001oded\353\212\005\372\327Dn\222\213\005: dis\366\356\210\001en\364\210\001flus\374\361\204\007\227\204\001of alw\357ays,\325\214\001erv\327al,\205\216\003;\324bgc\354\360D\270\204\001is\364\214\002val\377id UTF-8\034\022\010\233\215\005str\232\215\003\251d\253\210\002\377internal\377 error s\377tatus in\260E\003\223i\355\212\001\320\214\004is\260\003d\347log\241\212\n\000\r.tm\377pno defa\377ult __re\276\313\211\001__ du\230\207\002n\377on-trivi\376\177\000__cinit\373__\363\212\004pstre\377am.stora\273ge\010\004/_c\267`l\367ib/\205\220\002.pxi\006\t\016pa\336\205\004\t\022\370B4\001\306\216\003\001 \357\204\006\t\004\332\212\002\372\217\007\361\211\002\366\220\002\345\216\014\3668\004fi\221\220\002are \377inconsis\201t\367\216\001\246\210\002\233\206\001\355\213\003\212\217\005\247\215\002iAn\272\220\002\241\210\004\000\030\327\207\005\254\204\001s\343\220\007\305t\275\210\0041\337\207\003\224\222\001\204\216\001is\215 \263\204\001ed\220\214\007\316\212\001\234\221\0060\367 (C\303\206\002Time\375)\220\221\0011 (Log\241A\240\211\002\020\002J\004\206\205\004d\264\221\001o\377verlong \377varintun\277known \366\204\005i\375o\010\001dec un\357supp\231\210\001d m\357agic\266\223\002 (o1n\277\212\002\265\221\001\270\223\004v2\212\210\002&\005_)BadM-\001E\201\204\001\310\n""\000\312\212\003\006\005Vs\002\025\004tc\217hBui\275\221\001\255\215\002\005\004.\332\322fc\215\215\002__\017\014se\rt\330\204\001e_\023\n\352\215\003\360\215\0101\024x\222\216\003b\0001\023TooL\256\213\001\356\272\002Com\221\223\001sio\275n\t\004nfig\024\004r\310\374\222\001\346\216\002\005\tS\250\223\0039\003rc\311M\344\216\004\211\"L\254\220\002\005\013oc\375k\263@Closed\236\256\"NotI\366\211\001\360\223\001e\373dO\202\222\002OutOf\337Range\321\"PS\010\311\205\002\006\003\230\205\005P\240\205\006\257.\017\t\254.\376-\010raise_i\223f_\312\214\003G\010w\246\227\001\004\tr\377ite_log_\302\334\222\002_\320\222\007}\007\251\216\003\000\r_b|=\013\317\216\003_many.\n\337ly_re\371\205\001io!n\321\007\216\205\002\340\007\204\214\003_\302\226\004\370\007\340\376\211\002\207\047\375\222\n\236\047\220\224\003_foar\323\223\007\274\047\303\224\001\247\003es\013\010\307oll\340\047\224\227\004\025\010si\241z\247\231\004\302\220\003\310\220\003\311\204\007_\331\220\003C\364\363\223\001\217jS\303\214\001Pool\240\000\006\366\204\017\017\t\364\204\016.\007d\305@n\321_\255\216\005F\007\215\213\001s\003\top\245S\374\217\001B\237\217\002\253\206\002S\232\212\003I\365O\271\206\002_\024\003View\360\000\010\216\206\017\017\013\216\206\016_STA\377TUS_CLAS\377SES__Pyx\376\001\000Dict_Ne\177xtRef__\364\223\004?e____e\305\214\001\004\002\375x\300\213\001__func\362\025\001g\362\206\005#\000main\276)\001modul2\002nKam:\002p\\\000\233\207\003_\007\001\363vt\212\230\001T\001qual\260\035\005\266\214\005\334\207\016\320\214\006ex\210\001s\227et_Q\005st\010\324\017_Otest\274\000\302\211\010_\205\216\002\357s_is\346\214\001out\373in\260\205\003loggi\277ng_os_\346\205\014_\330\304\220\003\031\001\360\205\002_w\322\205\026aa\201d\350@\324\217\002\225\225\003\305\205\004\322\236\002\315\205\010a\373pp\302\205\tasync\277io.cor\214\003s\242\343\231\007b\347\231\001\250\230\010\365\231\002s\257\226\001n\213ce\203\232\001s\257\237\002\355\222\003\326\216\004b\367ufb\300\212\003busy\233_s\337\237\002cl\347""\001\237@t\233ra6\001ck\311\214\002\202\236\001c\216\000\002_id\354\221\005\363\213\010\212\232\002c\337rc32c\000\003_i\374\204\211\005\222\230\002datade0\310\236\001\000\003\310\207\003\000\tes\034\001\261\212\003\334\221\207\013\304\230\003_io\315\230\003or\177ydoomed\241\205\013?dstdur\310\222\003\260\237\001\366\374\206\004nd\305Cerrp\333os\237\241\001xi\353@ok\377expired_2\322\223\003f\363\236\001\367\236\001no\202\223\002\207\223\002\374\270\241\003\005\003msfoun\257dfse\215\240\002f\210Ag\377enexprge\337tgetL\227`er\177gothhbh\231\234\002\\\322\234\003\327\234\004hii\205\234\002_\350\222\002\307val\225\242\003\006\005\344bntgrol\360`\370 ns\354\224\001\367ona\r\000digi\377titemsit\373er\323\210\005jjoin\037keyla\313\001\360\236\0029\000\277tdirlo\237\204\004m\177akedirs\215\243\001\300\274\243\002\211\243\016\247\243\001\366\210\001\346\235\n\265\243\004nn9_\253\227\003\233\206\001new\254\213\003\357\000\375t\367\217\001ow_msn\375u\272\233\001objoff\370\245\237\003\207\212\021\262\227\001osout\331p\213\223\006\224\223\006_l\370\236\002_e\177pochpat\000\001\377hspoolpo\357ppos\245\240\005pre\017allo\231\227\001\316\244\003\214\237\0064\003\300\231\237\007\253\224\004\261\224\005\245\224\002\276\224\005\263\243\003rrsaw\350\240\001\235\213\trec\317\243\004\377relremov\367esu\222`xrep\337lacer\014\000lt\330\320\214\006\322\245\003\005\007ms\267@ls\375s\356\235\001onsegs\047eg_\247!\375\243\004_\376\205\002\004\006\354\311\246\001\022\005ms\205\214\005sel\236\333adset\246\226\004\236\231\002_\260\275\240\002\234\214\001\232\214\007\244\214\007.<\222!lWs>.\207\204\004s\340\221\001r\344\221\002\035s\302\244\001sto\300\226\002\327\227\001\217\240\001\317psum\305\207\001\335\242\001ge\311t\255\210\006\310\244\001w\302\241\t\262\224\013tm\377pto_free\376M\000ictotal\377tsunlink\216\356\230\002ate\235\217\003\376\241\002\203\242\002s\377viewwwai\357twan\001\000rni\203ng\357\244\002\226\211\003\336\234\003\236\250\003\206\245\002s\377\200\001\200\001\330\004\n\210\377+""\220Q\200\001\340\004\013\377\210>\230\022\2307\240!\376\t\001\014\210A\330\004\010\210\377\010\220\003\2208\2301\230\377A\330\010\017\210t\220=\377\240\001\240\021\330\010\013\210\3755\025\0005\230\004\230D\240\377\010\250\001\330\014\021\220\027\377\230\001\230\023\230A\230Q\277\330\004\021\220\021\220?\002\031\377\230\033\240A\240Q\340\004\377\031\230\021\340\004\034\320\034\377-\250Q\250e\2601\330\377\t\n\330\010\r\320\r\036\377\230a\230s\240(\250!\377\2505\260\006\260c\270\021\377\270#\270Q\270a\330\004\377\007\200s\210#\210Q\330\377\010\024\220A\220T\230\021\177\330\004\030\230\005\230Q,\000\277q\330\004\014\210H\023\000^g\2402\240i\000\244\000\210\\\263\000}11\001v\210S\220\001\245\001\377x\220~\240Q\240b\250\377\002\320*@\300\006\300b\377\320H^\320^_\320_\357b\320bc#\003R\210q\376Y\002\320\025)\320)<\320\377<X\320XY\320YZ\337\330\004\016\210j\307\000\024\230\357Q\320\0363\247\000\004\005\330\277\010\016\210l\230+M\000g\337\250Y\260i\270\177\000\013\210\3377\320\022\047\240?\000\016\210\377g\320\025&\240a\240s\277\250*\260I\320=C\001\330\376\306 8\220>\240\021\320\"\3773\3203D\300A\300V\377\3108\320Sc\320cd\377\320dj\320jk\320k\217l\330\"#\356!\224*\213\047\320\377\0370\260\001\260\025\260f\373\270H;\000U\310&\320P\377S\320ST\320TW\320\271W\\\003\217/\026\220e\243A\230\373Q\200\250@\016\210c\220\025\256\014\002D\240\007\245\000\r\217A%\377\220x\230q\330\014\r\210\377V\2201\220B\220a\220\376\005\005\330\014\017\210v\220Q\256\017\000w\230a\331A8\036\000E\356\313@E\240\025\330\000t\2507\377\260!\330\r\016\330\014\033\316\206`D\240\002\236`\212bs\220\367$\220ak\001\020\220\t\230\377\024\230Y\240d\250/\270\377\024\270V\3004\300x\310\361t\256\000\207\001\370@\230$\230m\377\2501\250A\200A\340\010\377\014\210F\220!\2204\220\331q\t\001s\001W\230\236\002\250\002\257\250)\2606;\000W\255 R\337\300q\330\025\034\016\0102\260\377U\270$\270e\3005\310\357\001\310\024\310\340\000\340\010\032;\230!\211\002\003\2401\214\204\001\266\204\001\3774\230r\240\035\250c\260\337\036\270r""\300\021\220\204\001\024\220\365R\341\001 \261\204\001\240$\240c\375\250\023\000\022\220\047\320\031/\377\250q\3200O\310q\320\377Pp\320pq\320qr\377\33006\260d\270(\300\337*\310D\320P\206``\320\275`\205\">\230\023\230\355\002\330\263\014\034\001\005B\n\023\220|\000\034\376\364\204\001\230d\240#\240Q\330\177\010\014\320\014(\250\001h\000|\213\025\230\000\020\220\002\320\022\264`\213\330\010+\r\034\344\205\003\232\"\326\n\014\367\210O\230]\013\200A\360\006\337\000\t\r\210E\350@a\220\271t\033\000\305@t\2207\226 2\177\230Q\330\025\026\330\024\226\204\001\377q\250\004\250G\2601\260\377B\260a\330\024\030\230\007\373\230q\277@+\250Q\330\024\367\047\240q\246\000\024\250W\260\177A\260R\260q\330\024\263\002\377\250$\250g\260Q\260b\357\270\001\330\024\266!\024\240W\277\250A\250R\250y\016\000\020\377\024\220G\2301\230B\230\267k\250\021y\003\027\220\255b4\325\210\326a\330\331C\330\217K\014\210\271J!\001\230*\t\340\014\371\206\001q\277\240\004\240C\240q\375at^\222`r\230\021\330`\000K\240\000\367\004\240A\275\002\031\320\031)\377\250\021\250#\250Q\250d\177\260#\260Q\330\020$\317\207\001\374\350`\020\000\330\020\021\330\021\022\333\330\020\375\205\001t\250\203b3\210\373c\220\340C\230\037\250\001\320\377)N\310a\310s\320R\377[\320[\\\320\\]\320\357]g\320g\377\205\001\330)/\377\250t\2608\270:\300T\357\310\031\320R\322\205\003a\320a\257h\320hi\322#\033\324i\021\375\220\305c\010\014\210B\320\016\376\315`\330\010\025\220Q\220d\337\230%\230t\240\361M\t\330\376\312\0172\320\025%\240S\250\177\007\250u\260D\270\002\346`\377\"\300B\300c\310\024\310\377R\310u\320TU\320U\367Y\320Y\241\000c\320ce\353\320e\241\000h\327\016\014\020\220\261\017\273\206\001\266b\201 \330\014\324\205\003e\317\2404\240q\372\t\221c\034\230\301:\211\204\001\264l\243e\234a\250b2\220\375U\252b_\250B\250c\260\377\024\260T\270\022\2705\300\377\001\300\022\320CY\320Y\356\260 `\320`\260\211\002\020\025\220\377T\230\022\2305\240\001\240\277\022\2401\330\020\026\372\000\"?\230E\240\021\240\"\247@\271\204\013\376\245\213\0011""\200A\360\010\000\t\347\017\210a\375Nx\n\020\220\004\363\220B\265\210\003\203\210\001w\220b\230\377\001\230\036\240q\250\016\260\177a\260w\270a\270q\225\205\014\377\017\210r\220\023\220C\220\377v\230T\240\027\250\004\250\237D\260\003\2603\244\211\003m\003\034\243\230<\226\212\001\336\031f\014q\327 s\373\240-\216`1\260M\300\022\277\3004\300r\310\021\340\000\320\275\026\213\205\003!\2508\260\360\000\030\377\230\001\230\035\240b\250\001~\363a\010\013\2106\220\022\260\204\001\377\320\031+\2504\250v\260\377S\270\001\330\014\024\220D\317\230\002\230!\311\206\014&\0031\330_\014\023\2201\340\365\214\001#\261\210\001\367\021\220\021\330\213\001g\220R\220\373t\230\215B\023\2204\220}\350\256\215\001\213\205\003\344 \027\241\212\001\020\220\010\377\230\013\240>\260\021\260!\377\330\020\023\2206\230\037\250\177\002\250!\330\024\025\330\212\206\003\377\330\024\027\220s\230(\240\367#\240W\212\">\300\023\300\377A\330\030\037\230s\240!\177\330\014\025\220V\230=,\002\377\010\017\210q\220a\320\000\367\021\220\021\231@\005\027\220a~\303 Q\230f\240A\330\343\214\001\237\013\2104\210u\327 \310c\031\377\230\031\240!\2407\250$\377\250f\260H\270D\300\001\375\340G\000Y\230a\230w\240\377d\250&\260\010\270\004\270\327A\340\010\220!\021\355\000\004\013\377\2101\320\000\035\230_\250\377O\320;M\310Q\330\021\377$\320$6\260a\330\021\377.\320.E\300Q\360\n\377\000\005\026\220\\\240\031\250\377!\2501\330\004 \240\014\377\250A\330\004\027\220y\240\377\006\240g\250S\260\n\270\377+\300Q\300h\310j\320\373XY\373\216\001\177\220h\230cL\346\217\001\212\216\002\320\031\271\206\004\216\220\001\007\266\216\001\177\r\210W\220I\230U\335\000\376\222\220\0021\220E\230\027\240\t\377\250\030\260\023\260C\260z\377\300\033\310A\310T\320Q\177a\320af\320fg\215\216\001\3377\220&\230\001\212\220\002]\260_/\300\025\300g\241\000\031\307\207\001\366\013\001\021\330\007\001\320%5\320\3575G\300q\010\002\240_\320\2714\265\000\022\004=\320=\367\215\001\330\366\350@1\320\273\000\016\320.A\233\300\021\322\000\t\037\256\215\001\227`""\330\377\010\"\320\"<\270D\320\337@U\320UV\236\221\0014\320\357\017!\240\021\376!\024\220H\317\230A\230W\244\205\001\340!w\220\377e\2304\230t\320#5\377\260Q\260a\330\014\022\220\347(\230!\326\205\001\324\221\0016\220\023\333\220A\241\216\001Y\220\030\000\r\210\377^\2301\340\014\r\210Y\377\320\026\047\320\0478\270\001{\270\021\276\216\001]\320\032*\305\"\215\010\261As\220\344@\216!4\002\\\373\230\021.\001W\320\024%\320u%\200@\260\357\216\002[\320\030\217\214\004\334\247@\254\222\001\036\230q\256 \021\250\3746\002\033\000)\320):\270!\373\2701\235\217\001_\320\034,\250wA\250Qv\001[\230\001\016\002\276\376\222\001\t\320\t\031\230\260\204\002i\377\220q\330\010\t\210\035\220\377g\230]\250#\250U\260\377#\260T\3209N\310iw\320WX\025\001\034\220_\242\212\002\377c\250\021\250,\260a\330\377\010\020\320\020%\240R\320\377\0477\260q\270\t\300\021o\300+\310R\373\215\001Q\330\300\205\006\335q\206!\047\320\031w\000\320-\377?\270q\300\001\330/0\337\260\004\3204J\374\220\001T\320\017T\\\320\\\313@\271\212\002\207\224\002\345\214\001\3557\360\215\001\240a\241\223\005\022\320\033\3671\260\021\244\213\001\260l\300!\376\202\214\0035\240\007\240v\250T?\260\037\300\014\310C\357\216\001\203\213\003\357^\330\034 \367\213\004\010\026\220\347a\220u\337\224\001\325\223\003W\230F;\240!\323\217\001\014\210N\342\217\001\367\224\001\377q\320\004%\240Q\360\014\377\000\t\034\2309\240F\250\375\047\347`J\270a\330\010\035\373\230Q\371@\240!\340\010\033\372\231\216\004\340\220B~\230S\240\001\356\373\212\014\020\220\013\275\221\002\001\330\014\3764\000\230f\240B\240b\250\377\004\250A\250_\270B\270\377d\300\"\300D\310\001\330]\014\242\220\n\017\210q\217\215\001E\224\215\003\347F\230!\261\211\033\230\212\013\010\016\210\377i\220r\230\022\2302\230uT\262\212\002\014\340\211\014t\2201\353`\273\020\021\376\222\001q\220\r\260\000\004\336\221\000a\340\021\025\322\224\001c\250\365\022\325\210\002R\261@\006\270c\300\367\024\300Q\027\000\220^\2403\276\245\017\360\006\000\021\022\351\207\001Q\270\264\204\001\214\205""\002\344b\020\220\005\336\213\0021\334\325\216\001\230\211\001%\230q\225 \020\021\357\220\033\230A\303\213\001g\230R\376\205\204\002\027\260\004\260A\260[\377\300\007\300t\3101\310J\277\320V]\320]^\353\210\0011\377\220F\230#\230Q\330\024\375\033\227\230\001\2408\2501\330\014\377\030\230\004\230B\230e\240\2371\240I\250Q\322\211\002\363\211\002\047\357\240\024\240R\352@R\250{\377\270$\270b\300\010\310\002\377\310*\320TV\320VW\177\330\014\020\220\002\220+\251Ap\240\222\013\311\227\001M\001\231\207\001H\250A\330\230\001=1\215\225\001z\230\022\230\315\223\001\216\220\001{\320\024\214\226\001\021\330\020\"\224a\277\240D\250\003\2501\206\212\001:\372\271\000t\203\230\002\024\030\230\002\320/\032.\250a\222\220\013\014\226\225\001\317\220\002\327H\230A\255\212\001\030\277\0031\330\367\033\034\340\213\212\001\320\004,\250\377A\360\020\000\t\020\210t\357\220<\230q\247\204\002Q\320\004\367/\250q\330\207\003l\250!\330\377\010\031\230\034\240Y\250a\267\250q\330\342`9\240\363\222\002#\376\342\207\n\t\210\034\220Q\220i;\230q\273\002\210C\210\217\207\002\230\224\002\342\323\212\001q\373\001\202D\363!\021\220\026\177\220q\230\002\230-\240\227\207\003\217\230\001\230\032\302\225\003\371\207\004\364\231\001V\357\2301\230C\353\212\001\320*<\277\270D\300\004\300C\230@?\277\320Za\320ab\307\214\0014\313\220|\376 G\364\221\001\330\206\003\240q\257\250\010\260\001\221\206>!\316\220\001\250%\001\334\207\001\036\243\000\346Aa\271\206\017\237`?W\320WZ\320Z\237\220\003\220\002\377\033\034\230J\240d\250$O\250c\260\031\307\210\002\310\206\017E\273\220\001?\240C\240r\250\023\336\210\001\256\224\001\322\340\206\0015\322\230\001\323\204\002\001\347\206\0042\260\301!\334\212\001\372\222\n\266\211\002\203\235\001\312\222\002R\240\301w\257\221\002\267\225\001\210\224\013\261\216\002#\002\220_\276\337\206\002\003\2507\260\"\365\222\002!\376\335\224\001B\320\026\047\240q\340\342\373\221\004]\276\221\002)\026\345\234\001R\240s\377\250\047\260\022\2604\260r\363\270\021;\004\255\227\017\017\210q\320\377\004=""\270Q\360\026\000\t\271\036\223\210\001\225\231\0147\220\"\233\220\001\320\377\032,\250C\250w\260b\277\270\004\270B\270a\225cT\177\230\022\320\033.\250d\244\000\371A\364\207\014\252\231\005\260\t\270\021\320\351:\315\225\001\255\224\003V\235\231\0257\220#\262\250\223\0021\275\210\014\247\231\002\014\320\367\210\002d\333\240$\263\212\001\t\330\205\210\013\r\210\356\363\214\002\027\220q\363\213\001\022\320\022\376\350\226\003a\240x\250{\270\047\177\300\022\3001\320DV\227\207\002\377_\320_`\320`r\320\273rs\243\211\014\r\330\020\233\207\001L\373\250\001\340@E\260\030\270\021\365\270\260\221\004\023\200\206\001\033\2309\240\177A\240^\2602\260Q\264\221\001\337u\230B\230a\250\221\001q\360\357\006\000\025\033\216\205\001\250\006\250]a\317\221\001t\2303\027\001\031\345\221\001\177\035\036\330\034\"\320\"\222`\377\2603\260a\260t\2703\357\270e\3007\225\236\001[\320[\267i\320i\317\227\002\030\033\253\207\004\034\377\"\240\047\250\037\270\001\320\3579P\320P\214\217\001\320V_\373\320_\206\220\0029B\300!\330\277\030\036\230d\240/\245\214\001\320\3575F\300n\374\226\002[\320[\347`\320`\366\226\002C\002s\240%\357\240t\250?\217\216\001\270E\300\337\025\300c\310\021\200\000\240!W\330\034\035\327\222\001x\275`\030\212\210\002\377\340\020\037\230q\240\003\240\2711\222\210\003\312\231\014\020\320\020\202\220\001$\343\240d\346\216\001\216\204\003\355\226\003]\250\"\377\250I\260S\270\t\300\023\177\300D\310\002\310!\330\264\204\016";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 6992, 10002);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (9824 bytes) */
-static const char bytes[] = "\n  (errno  bytes but the batch declares  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of buffer holds cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of always, interval, bytes; got gcheader key is not valid UTF-8header ke""y must be str, not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLockLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRef__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_logging_os_threading_watch_write""_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecode_batchesdecompressdelete_recordsdirect_iodirectorydoomeddrain_doorbelldstencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v""\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\014\210F\220!\2204\220q\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\035\230b\240\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\013\2104\210r\220\036\230r\240\022\2403\240g\250R\250t\2602\260Q\330\014\020\220\002\320\022\"\240!\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`""\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210q\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210J\220a\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\020\220\017\230q\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501""\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\r\320\r#\2401\330\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240>\260\021\260!\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\014\000\t\020\210t\220<\230q\240\007\240q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021""\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX\330\031+\2501\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\320@U\320UV\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\3209N\310i\320WX\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240#\240Q\240a\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310C""\310q\320P\\\320\\]\320]^\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033""\2307\240!\2401\330\033\034\340\010\017\210q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\320@U\320UV\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\320*<\270D\300\004\300C\300t\310?\320Za\320ab\330\014\023\2204\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240!\2404\240q\250\001\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310J\320VW\320WZ\320Z\\\320\\`\320`a\320ab\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001\250\023\250E\260\030\270""\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
+    #else /* compression: none (10002 bytes) */
+static const char bytes[] = "\n  (errno  bytes but the batch declares  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of buffer holds cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of always, interval, bytes; got gcheader key is not valid UTF-8header ke""y must be str, not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLockLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._raise_if_failedPartition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRef__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_loggin""g_os_raise_if_failed_threading_watch_write_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecode_batchesdecompressdelete_recordsdirect_iodirectorydoomeddrain_doorbelldstdurableencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwaitwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q""\330\004\014\210A\210\\\230\022\2301\330\004\007\200v\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\014\210F\220!\2204\220q\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330""\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\014\210O\2301\330\010\034\230A\230Q\230d\240#\240Q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210q\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210J\220a\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\020\220\017\230q\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302""\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\r\320\r#\2401\330\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240>\260\021\260!\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+""\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX\330\031+\2501\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\320@U\320UV\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\3209N\310i\320WX\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240#\240Q\240a\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310C\310q\320P\\\320\\]\320]^\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F""\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033\2307\240!\2401\330\033\034\340\010\017\210q\320\004,\250A\360\020\000\t\020\210t\220<\230q\240\007\240v\250Q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A""\360\006\000\t#\320\"<\270D\320@U\320UV\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210q\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\320*<\270D\300\004\300C\300t\310?\320Za\320ab\330\014\023\2204\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220q\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\3204J\310&\320PT\320T\\\320\\f\320fj\320jk\330\010\017\210t\2207\230!\2307\240!\2404\240q\250\001\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\037\300\014\310J\320VW\320WZ\320Z\\\320\\`\320`a\320ab\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\0042\260!\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\2101\330\014\017\210t\2202\320\025%\240R\240w\250c\260\024\260R\260q\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220_\240B\240b\250\003\2507\260\"\260D\270\002\270!\330\020\024\220B\320\026\047\240q\340\014\017\210t\2202\220]\240\"\240A\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220^\2402\240R\240s\250\047\260\022\2604\260r\270\021\330\020\024\220B\320\026&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330""\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001\250\023\250E\260\030\270\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 359; i++) {
+    for (int i = 0; i < 363; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 102) PyUnicode_InternInPlace(&string);
@@ -46170,8 +46544,8 @@ static const char bytes[] = "\n  (errno  bytes but the batch declares  bytes exc
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 359; i < 388; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-359].length;
+    for (int i = 363; i < 393; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-363].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -46181,15 +46555,15 @@ static const char bytes[] = "\n  (errno  bytes but the batch declares  bytes exc
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 388; i++) {
+    for (Py_ssize_t i = 0; i < 393; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 359;
-      for (Py_ssize_t i=0; i<29; ++i) {
+      PyObject **table = stringtab + 363;
+      for (Py_ssize_t i=0; i<30; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -46280,7 +46654,7 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_iter_batches, __pyx_mstate->__pyx_kp_b_iso88591__11, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 310};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 326};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_seg};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
@@ -46380,84 +46754,89 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_write_log_start_checkpoint, __pyx_mstate->__pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 286};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_watch, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_4r_b_c_1_4r_r_3gRt2Q_AQd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 286};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_durable};
+    __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_watch, __pyx_mstate->__pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 297};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_path};
-    __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_segments, __pyx_mstate->__pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
-  }
-  {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 309};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
-    __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_size_bytes, __pyx_mstate->__pyx_kp_b_iso88591_A_s_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
-  }
-  {
-    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 416};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_key, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_hcount, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_attributes_2};
-    __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append, __pyx_mstate->__pyx_kp_b_iso88591_A_a_D_UUV_4_HAWA_4we4t_5Qa_5_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
-  }
-  {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 464};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_compression_2, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_codec, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_attributes_2, __pyx_mstate->__pyx_n_u_batch};
-    __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_many, __pyx_mstate->__pyx_kp_b_iso88591_q_l_Yaq_9A_D_UUV_Qiq_1Cs_1_4q_U, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
-  }
-  {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 498};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_batch};
-    __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_batch, __pyx_mstate->__pyx_kp_b_iso88591_A_t_q_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
-  }
-  {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 588};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 307};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_roll, __pyx_mstate->__pyx_kp_b_iso88591_A_F_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_raise_if_failed, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_O1_AQd_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 592};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 313};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_path};
+    __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_segments, __pyx_mstate->__pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 325};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
+    __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_size_bytes, __pyx_mstate->__pyx_kp_b_iso88591_A_s_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 432};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_key, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_hcount, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_attributes_2};
+    __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append, __pyx_mstate->__pyx_kp_b_iso88591_A_a_D_UUV_4_HAWA_4we4t_5Qa_5_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 480};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_compression_2, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_codec, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_attributes_2, __pyx_mstate->__pyx_n_u_batch};
+    __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_many, __pyx_mstate->__pyx_kp_b_iso88591_q_l_Yaq_9A_D_UUV_Qiq_1Cs_1_4q_U, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 514};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_wait};
+    __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_batch, __pyx_mstate->__pyx_kp_b_iso88591_A_t_q_vQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 607};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
+    __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_roll, __pyx_mstate->__pyx_kp_b_iso88591_A_F_4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 611};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_target};
-    __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_flush, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_flush, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 613};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 632};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_max_bytes, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_end, __pyx_mstate->__pyx_n_u_got, __pyx_mstate->__pyx_n_u_want, __pyx_mstate->__pyx_n_u_seg_next, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_raw, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_hi};
-    __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_read_batches, __pyx_mstate->__pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[30] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_read_batches, __pyx_mstate->__pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[30])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 727};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 746};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_rel, __pyx_mstate->__pyx_n_u_found, __pyx_mstate->__pyx_n_u_decode_batches, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_header, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_rec};
-    __pyx_mstate_global->__pyx_codeobj_tab[30] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_offset_for_timestamp, __pyx_mstate->__pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[30])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[31] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_offset_for_timestamp, __pyx_mstate->__pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[31])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 760};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 779};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_off};
-    __pyx_mstate_global->__pyx_codeobj_tab[31] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_max_timestamp_2, __pyx_mstate->__pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[31])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[32] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_max_timestamp_2, __pyx_mstate->__pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[32])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 774};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 793};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_before_offset, __pyx_mstate->__pyx_n_u_hi};
-    __pyx_mstate_global->__pyx_codeobj_tab[32] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_delete_records, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_4r_c_r_Rq_c_q0OqPppqqr06d, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[32])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[33] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_delete_records, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_4r_c_r_Rq_c_q0OqPppqqr06d, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[33])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 795};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 814};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_now_ms, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_n_delete, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_doomed, __pyx_mstate->__pyx_n_u_to_free, __pyx_mstate->__pyx_n_u_new_start, __pyx_mstate->__pyx_n_u_expired_active, __pyx_mstate->__pyx_n_u_addr, __pyx_mstate->__pyx_n_u_paths, __pyx_mstate->__pyx_n_u_path};
-    __pyx_mstate_global->__pyx_codeobj_tab[33] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_apply_retention, __pyx_mstate->__pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[33])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[34] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_apply_retention, __pyx_mstate->__pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[34])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 863};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 882};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_a_2, __pyx_mstate->__pyx_n_u_st};
-    __pyx_mstate_global->__pyx_codeobj_tab[34] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_close, __pyx_mstate->__pyx_kp_b_iso88591_A_a_4q_F_1D_1_Ja_AQd_Q_aq_Cq_t4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[34])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[35] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_close, __pyx_mstate->__pyx_kp_b_iso88591_A_a_4q_F_1D_1_Ja_AQd_Q_aq_Cq_t4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[35])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 1};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
-    __pyx_mstate_global->__pyx_codeobj_tab[35] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[35])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[36] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_reduce_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[36])) goto bad;
   }
   {
     const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 3};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_pyx_state};
-    __pyx_mstate_global->__pyx_codeobj_tab[36] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[36])) goto bad;
+    __pyx_mstate_global->__pyx_codeobj_tab[37] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[37])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;

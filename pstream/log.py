@@ -65,7 +65,17 @@ class Partition(_core.Partition):
         """Returns (the high watermark) once `offset` exists, i.e. high_watermark > offset."""
         if self.high_watermark > offset:
             return self.high_watermark
-        return await self._log._waiters.wait(self, offset)
+        return await self._log._waiters.wait(self, offset, durable=False)
+
+    async def wait_durable(self, offset: int) -> int:
+        """Returns (the durable offset) once `offset` is fdatasync'ed.
+
+        Pairs with append_batch(..., wait=False): the event loop never blocks on a sync.
+        """
+        if self.durable_offset <= offset:
+            await self._log._waiters.wait(self, offset, durable=True)
+        self._raise_if_failed()
+        return self.durable_offset
 
 
 class Topic:
@@ -135,50 +145,64 @@ class Topic:
 
 
 class _Waiters:
-    """Futures waiting for offsets, woken through the shard pool's doorbell fd."""
+    """Futures waiting for offsets to exist or to be durable, woken through the shard
+    pool's doorbell fd (an eventfd the event loop watches)."""
 
     def __init__(self, pool: _core.ShardPool):
         self._pool = pool
-        self._waiting: dict[Partition, list[tuple[int, asyncio.Future]]] = {}
+        # (partition, durable) -> [(offset, future)]
+        self._waiting: dict[tuple[Partition, bool], list[tuple[int, asyncio.Future]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def wait(self, part: Partition, offset: int) -> int:
+    async def wait(self, part: Partition, offset: int, durable: bool) -> int:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed() and self._waiting:
-                raise RuntimeError("a Log's waiters belong to one event loop at a time")
             if self._loop is not None and not self._loop.is_closed():
+                if self._waiting:
+                    raise RuntimeError("a Log's waiters belong to one event loop at a time")
                 self._loop.remove_reader(self._pool.doorbell_fd)
             self._loop = loop
             loop.add_reader(self._pool.doorbell_fd, self._wake)
+        key = (part, durable)
         fut = loop.create_future()
-        self._waiting.setdefault(part, []).append((offset, fut))
-        self._arm(part)
+        self._waiting.setdefault(key, []).append((offset, fut))
+        self._arm(key)
         try:
             return await fut
         finally:
-            entries = self._waiting.get(part)
+            entries = self._waiting.get(key)
             if entries is not None:
                 entries[:] = [(o, f) for o, f in entries if f is not fut]
                 if not entries:
-                    del self._waiting[part]
+                    del self._waiting[key]
 
-    def _arm(self, part: Partition) -> None:
-        entries = self._waiting.get(part)
-        if entries and part._watch(min(o for o, _ in entries)):
-            self._resolve(part)
+    def _arm(self, key: tuple[Partition, bool]) -> None:
+        part, durable = key
+        entries = self._waiting.get(key)
+        if entries and part._watch(min(o for o, _ in entries), durable):
+            self._resolve(key)
 
-    def _resolve(self, part: Partition) -> None:
-        hw = part.high_watermark
-        for offset, fut in self._waiting.get(part, ()):
-            if offset < hw and not fut.done():
-                fut.set_result(hw)
+    def _resolve(self, key: tuple[Partition, bool]) -> None:
+        part, durable = key
+        reached = part.durable_offset if durable else part.high_watermark
+        failed = durable and self._failed(part)  # wait_durable re-raises the failure
+        for offset, fut in self._waiting.get(key, ()):
+            if not fut.done() and (offset < reached or failed):
+                fut.set_result(reached)
+
+    @staticmethod
+    def _failed(part: Partition) -> bool:
+        try:
+            part._raise_if_failed()
+        except Exception:
+            return True
+        return False
 
     def _wake(self) -> None:
         self._pool.drain_doorbell()
-        for part in list(self._waiting):
-            self._resolve(part)
-            self._arm(part)
+        for key in list(self._waiting):
+            self._resolve(key)
+            self._arm(key)
 
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():

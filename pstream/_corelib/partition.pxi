@@ -283,16 +283,32 @@ cdef class Partition:
     def flush_policy(self):
         return ("always", "interval", "bytes")[self.p.flush_mode]
 
-    def _watch(self, int64_t offset):
-        """Rings the pool's doorbell once the log passes offset; True if it already has."""
+    def _watch(self, int64_t offset, bint durable=False):
+        """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
+
+        Returns True instead when that is already the case.
+        """
         pthread_mutex_lock(&self.sh.mu)
-        if self.p.next_offset > offset:
-            pthread_mutex_unlock(&self.sh.mu)
-            return True
-        if self.p.watch_offset < 0 or offset < self.p.watch_offset:
-            self.p.watch_offset = offset
+        if durable:
+            if self.p.durable_offset > offset or self.p.io_errno:
+                pthread_mutex_unlock(&self.sh.mu)
+                return True
+            if self.p.watch_durable < 0 or offset < self.p.watch_durable:
+                self.p.watch_durable = offset
+        else:
+            if self.p.next_offset > offset:
+                pthread_mutex_unlock(&self.sh.mu)
+                return True
+            if self.p.watch_offset < 0 or offset < self.p.watch_offset:
+                self.p.watch_offset = offset
         pthread_mutex_unlock(&self.sh.mu)
         return False
+
+    def _raise_if_failed(self):
+        """Raises the error of a failed write or fdatasync on this partition, if any."""
+        pthread_mutex_lock(&self.sh.mu)
+        self._check_open_io()
+        pthread_mutex_unlock(&self.sh.mu)
 
     def segments(self):
         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
@@ -495,15 +511,17 @@ cdef class Partition:
         self._after_append(base + b.n - 1)
         return base
 
-    def append_batch(self, batch):
+    def append_batch(self, batch, bint wait=True):
         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
 
         The batch is validated (sizes, magic, CRC) and stored as it is, with its base
-        offset and leader epoch assigned here. Returns the assigned base offset.
+        offset and leader epoch assigned here. Returns the assigned base offset. With
+        wait=False it returns once the batch is readable, whatever the flush policy:
+        asyncio callers then `await partition.wait_durable(last_offset)`.
         """
-        return self._append_raw(batch, True)
+        return self._append_raw(batch, True, wait)
 
-    cdef object _append_raw(self, object batch, bint validate):
+    cdef object _append_raw(self, object batch, bint validate, bint wait=True):
         cdef _BufferView b = _BufferView(batch)
         cdef const uint8_t *src = <const uint8_t *>b.view.buf
         cdef ps_batch_header h
@@ -539,7 +557,8 @@ cdef class Partition:
             seal_batch_crc(dst, total)
             h.max_timestamp = now
         self._commit(total, base + h.last_offset_delta, h.max_timestamp)
-        self._after_append(base + h.last_offset_delta)
+        if wait:
+            self._after_append(base + h.last_offset_delta)
         return base
 
     # --- rolling ------------------------------------------------------------------

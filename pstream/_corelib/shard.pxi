@@ -71,7 +71,7 @@ cdef inline void shard_enqueue(Shard *sh, PartState *p) noexcept nogil:
 
 cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
     if (p.watch_offset >= 0 and p.next_offset > p.watch_offset) or \
-            (p.watch_durable >= 0 and p.durable_offset > p.watch_durable):
+            (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
         p.watch_offset = -1
         p.watch_durable = -1
         if sh.doorbell >= 0:
