@@ -438,8 +438,8 @@ def validate_batch(buf):
 cdef list decode_records(const uint8_t *s, size_t n, const ps_batch_header *h, size_t pos_base):
     """Builds Record objects from an uncompressed records section."""
     cdef list out = []
-    cdef size_t pos = 0, errpos = 0, hp, hend, hkey_pos, hval_pos
-    cdef int32_t i, j, hkey_len, hval_len
+    cdef size_t pos = 0, errpos = 0, hp, hend, hkey_pos = 0, hval_pos = 0
+    cdef int32_t i, j, hkey_len = 0, hval_len = 0
     cdef int st
     cdef ps_record r
     cdef Record rec

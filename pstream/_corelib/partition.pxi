@@ -340,16 +340,16 @@ cdef class Partition:
                                          topic=self.topic, partition=self.number)
         return 0
 
-    cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count) noexcept nogil:
+    cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count, int64_t now_ms) noexcept nogil:
         if a.size == 0:
             return False
         if a.size + total > self.segment_bytes:
             return True
-        if self.segment_ms >= 0 and ps_now_ms() - a.created_ms >= self.segment_ms:
+        if self.segment_ms >= 0 and now_ms - a.created_ms >= self.segment_ms:
             return True
         return self.p.next_offset + count - a.base_offset > 0x7fffffff
 
-    cdef int64_t _begin(self, int64_t total, int64_t count, uint8_t **dst) except -1:
+    cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
         """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD."""
         cdef Segment *a
         cdef int st
@@ -357,9 +357,9 @@ cdef class Partition:
             pthread_mutex_lock(&self.sh.mu)
             self._check_open()
             a = part_active(self.p)
-            if self.p.rolling or self._needs_roll(a, total, count):
+            if self.p.rolling or self._needs_roll(a, total, count, now_ms):
                 pthread_mutex_unlock(&self.sh.mu)
-                self._roll(total, count)
+                self._roll(total, count, now_ms)
                 continue
             if segment_room(a) < total:
                 if total + PS_PAGE > a.buf_cap:
@@ -468,7 +468,7 @@ cdef class Partition:
         if total > self.max_message_bytes:
             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
-        base = self._begin(total, 1, &dst)
+        base = self._begin(total, 1, now, &dst)
         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
         write_batch_header(dst, total, base, self.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
                            -1, -1, -1, 1)
@@ -502,7 +502,7 @@ cdef class Partition:
         if total > self.max_message_bytes:
             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
                                              f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
-        base = self._begin(total, b.n, &dst)
+        base = self._begin(total, b.n, now, &dst)
         b.write_records(dst + PS_BATCH_HEADER_SIZE)
         write_batch_header(dst, total, base, self.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
                            b.max_ts, -1, -1, -1, <int32_t>b.n)
@@ -545,7 +545,7 @@ cdef class Partition:
                                                    position=PS_OFF_RECORD_COUNT, topic=self.topic,
                                                    partition=self.number)
         now = ps_now_ms()
-        base = self._begin(total, h.last_offset_delta + 1, &dst)
+        base = self._begin(total, h.last_offset_delta + 1, now, &dst)
         with nogil:
             memcpy(dst, src, total)
         ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)
@@ -563,7 +563,7 @@ cdef class Partition:
 
     # --- rolling ------------------------------------------------------------------
 
-    cdef int _roll(self, int64_t total, int64_t count) except -1:
+    cdef int _roll(self, int64_t total, int64_t count, int64_t now_ms) except -1:
         """Starts a new active segment at the log end offset (total/count: the pending append)."""
         cdef Segment *old
         cdef Segment *s
@@ -573,7 +573,7 @@ cdef class Partition:
             pthread_mutex_lock(&self.sh.mu)
             self._check_open()
             old = part_active(self.p)
-            if count >= 0 and not self._needs_roll(old, total, count) or self.p.rolling:
+            if count >= 0 and not self._needs_roll(old, total, count, now_ms) or self.p.rolling:
                 pthread_mutex_unlock(&self.sh.mu)
                 return 0
             if count < 0 and old.size == 0:
@@ -606,7 +606,7 @@ cdef class Partition:
 
     def roll(self):
         """Closes the active segment (if it holds data) and starts a new one."""
-        self._roll(0, -1)
+        self._roll(0, -1, 0)
 
     def flush(self):
         """Writes and fdatasyncs everything appended so far, whatever the policy."""
@@ -791,8 +791,13 @@ cdef class Partition:
     # --- retention --------------------------------------------------------------------
 
     def delete_records(self, int64_t before_offset):
-        """Moves the log start offset to before_offset (records below it are gone); returns it."""
+        """Moves the log start offset to before_offset (records below it are gone); returns it.
+
+        -1 means the high watermark, as in Kafka's DeleteRecords.
+        """
         pthread_mutex_lock(&self.sh.mu)
+        if before_offset == -1:
+            before_offset = self.p.next_offset
         if before_offset > self.p.next_offset or before_offset < 0:
             hi = self.p.next_offset
             pthread_mutex_unlock(&self.sh.mu)

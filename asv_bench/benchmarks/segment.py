@@ -1,0 +1,137 @@
+"""Appending 1 MiB batches to a segment: O_DIRECT against the page cache, per flush policy,
+and against `dd oflag=direct` on the same disk.
+
+Batches are built once with encode_batch (exactly 1 MiB each, 1 KiB records) and
+appended with append_batch, as the broker appends what a producer sent: validated (CRC
+included), copied into the aligned write buffer, written by the shard thread. Each
+timed call ends with flush(), so it measures data on disk, not data in a buffer. Logs
+live under common.data_root() (a real disk, never tmpfs).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pstream
+
+from .common import MiB, cache_dir, exact_batch, remove, temp_dir
+
+_BATCH = None
+
+
+def one_mib_batch():
+    global _BATCH
+    if _BATCH is None:
+        _BATCH = exact_batch(MiB, 1024)
+    return _BATCH
+
+
+class AppendBatch:
+    """64 x append_batch(1 MiB) then flush(), on a fresh log each sample."""
+
+    params = (["direct", "buffered"], ["always", "interval"])
+    param_names = ["io", "flush"]
+    timeout = 300
+    batches = 64
+
+    def setup(self, io, flush):
+        self.batch = one_mib_batch()
+        self.folder = temp_dir("segment")
+        self.log = pstream.Log(self.folder, shards=1, direct_io=io == "direct", flush=flush)
+        self.part = self.log.topic("bench").partition(0)
+        if self.part.direct_io != (io == "direct"):
+            raise RuntimeError(f"asked for {io} I/O, the segment writes with direct_io={self.part.direct_io}")
+
+    def teardown(self, io, flush):
+        self.log.close()
+        remove(self.folder)
+
+    def time_append_64mib(self, io, flush):
+        append, batch = self.part.append_batch, self.batch
+        for _ in range(self.batches):
+            append(batch)
+        self.part.flush()
+
+
+def _dd_mb_per_s(folder, count):
+    """MB/s (1e6 bytes) of `dd if=/dev/zero of=F bs=1M count=N oflag=direct`, as dd reports it."""
+    target = os.path.join(folder, "dd.out")
+    start = time.perf_counter()
+    done = subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={count}", "oflag=direct"],
+                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}, check=True)
+    wall = time.perf_counter() - start
+    os.unlink(target)
+    found = re.search(r"^(\d+) bytes.*copied, ([0-9.]+) s", done.stderr, re.MULTILINE)
+    if found is None:
+        return count * MiB / wall / 1e6
+    return int(found.group(1)) / float(found.group(2)) / 1e6
+
+
+def _pstream_mb_per_s(folder, count, batch):
+    """MB/s (1e6 bytes) of `count` append_batch(1 MiB) with O_DIRECT, then flush()."""
+    path = os.path.join(folder, "log")
+    log = pstream.Log(path, shards=1, direct_io=True, flush="interval")
+    try:
+        part = log.topic("bench").partition(0)
+        if not part.direct_io:
+            raise RuntimeError(f"O_DIRECT refused under {folder}: the comparison with dd is meaningless")
+        start = time.perf_counter()
+        for _ in range(count):
+            part.append_batch(batch)
+        part.flush()
+        elapsed = time.perf_counter() - start
+    finally:
+        log.close()
+        shutil.rmtree(path)
+    return count * len(batch) / elapsed / 1e6
+
+
+class DirectVsDd:
+    """512 MiB of 1 MiB batches through pstream (O_DIRECT, flush='interval', one final
+    flush) next to dd writing 512 MiB with oflag=direct into the same directory.
+
+    Measured once per run in setup_cache, alternating dd and pstream twice and keeping
+    the best of each, so both see the same disk state; the ratio is the number to watch
+    (the disk's own speed drifts between runs, the ratio much less).
+    """
+
+    timeout = 900
+    processes = 1
+    mib = 512
+
+    def setup_cache(self):
+        if shutil.which("dd") is None:
+            return None
+        folder = cache_dir("direct-vs-dd")
+        try:
+            batch = one_mib_batch()
+            dd, ours = [], []
+            for _ in range(2):
+                dd.append(_dd_mb_per_s(folder, self.mib))
+                ours.append(_pstream_mb_per_s(folder, self.mib, batch))
+        finally:
+            remove(folder)
+        return {"dd": max(dd), "pstream": max(ours)}
+
+    setup_cache.timeout = 900
+
+    def setup(self, measured):
+        if measured is None:
+            raise NotImplementedError("dd is not installed")
+
+    def track_pstream_direct_mb_per_s(self, measured):
+        return measured["pstream"]
+
+    track_pstream_direct_mb_per_s.unit = "MB/s"
+
+    def track_dd_direct_mb_per_s(self, measured):
+        return measured["dd"]
+
+    track_dd_direct_mb_per_s.unit = "MB/s"
+
+    def track_direct_vs_dd_ratio(self, measured):
+        return measured["pstream"] / measured["dd"]
+
+    track_direct_vs_dd_ratio.unit = "pstream / dd"

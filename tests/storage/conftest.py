@@ -1,0 +1,44 @@
+"""Fixtures of the storage tests: logs opened in a per-test directory and closed afterwards."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import pstream
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def open_log(data_dir: Path) -> Callable[..., pstream.Log]:
+    """Opens a Log (default: `data_dir`, one shard); every log it opened is closed at teardown."""
+    opened: list[pstream.Log] = []
+
+    def _open(path: Path | None = None, **settings) -> pstream.Log:
+        settings.setdefault("shards", 1)
+        log = pstream.Log(path or data_dir, **settings)
+        opened.append(log)
+        return log
+
+    yield _open
+    for log in opened:
+        log.close()
+
+
+@pytest.fixture
+def storage_warnings(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """Returns a function listing the warnings logged by pstream.storage so far."""
+    caplog.set_level(logging.WARNING, logger="pstream.storage")
+
+    def _messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "pstream.storage" and r.levelno >= logging.WARNING]
+
+    return _messages
