@@ -86,6 +86,8 @@ static inline ssize_t ps_pread_all(int fd, char *buf, size_t len, int64_t offset
     return (ssize_t)done;
 }
 
+static inline void ps_set_errno(int e) { errno = e; }
+
 static inline int64_t ps_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

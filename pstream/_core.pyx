@@ -10,6 +10,7 @@ Built from fragments, one concept each (see pstream/_corelib/):
   segment   one .log file behind an aligned double buffer (O_DIRECT)
   recovery  scanning segments at open, cutting a torn tail
   shard     shard threads: flush policy, group commit, doorbell
+  append    reserve/commit/roll on a partition, raw batches submitted to shards
   partition the partition log: append, read, roll, retention
 """
 
@@ -20,6 +21,7 @@ include "_corelib/index.pxi"
 include "_corelib/segment.pxi"
 include "_corelib/recovery.pxi"
 include "_corelib/shard.pxi"
+include "_corelib/append.pxi"
 include "_corelib/partition.pxi"
 
 ps_crc32c_init()

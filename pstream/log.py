@@ -32,8 +32,9 @@ _log = logging.getLogger("pstream.log")
 
 
 def shard_for(topic: str, partition: int, shards: int) -> int:
-    """Stable across runs and machines (unlike hash()): CRC-32 of 'topic/partition'."""
-    return zlib.crc32(f"{topic}/{partition}".encode()) % shards
+    """The shard that owns a partition: stable across runs (CRC-32 of the topic, not hash()),
+    and a topic's partitions go round-robin over the shards so they spread evenly."""
+    return (zlib.crc32(topic.encode()) + partition) % shards
 
 
 class Partition(_core.Partition):
@@ -66,6 +67,12 @@ class Partition(_core.Partition):
         if self.high_watermark > offset:
             return self.high_watermark
         return await self._log._waiters.wait(self, offset, durable=False)
+
+    async def append_batch_async(self, batch) -> int:
+        """Appends a raw v2 batch through the shard thread; returns its base offset once the
+        flush policy is met. The event loop never blocks: validation, the copy, the write
+        and the fdatasync all happen on the shard."""
+        return await self._log._waiters.wait_pending(self.submit_batch(batch))
 
     async def wait_durable(self, offset: int) -> int:
         """Returns (the durable offset) once `offset` is fdatasync'ed.
@@ -153,16 +160,41 @@ class _Waiters:
         # (partition, durable) -> [(offset, future)]
         self._waiting: dict[tuple[Partition, bool], list[tuple[int, asyncio.Future]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[_core.PendingAppend, asyncio.Future]] = []
 
-    async def wait(self, part: Partition, offset: int, durable: bool) -> int:
+    def _attach(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             if self._loop is not None and not self._loop.is_closed():
-                if self._waiting:
+                if self._waiting or self._pending:
                     raise RuntimeError("a Log's waiters belong to one event loop at a time")
                 self._loop.remove_reader(self._pool.doorbell_fd)
             self._loop = loop
             loop.add_reader(self._pool.doorbell_fd, self._wake)
+        return loop
+
+    async def wait_pending(self, pending: _core.PendingAppend) -> int:
+        loop = self._attach()
+        if not pending.done:
+            fut = loop.create_future()
+            self._pending.append((pending, fut))
+            if pending.done:  # completed before the future was listed
+                self._finish_pending()
+            await fut
+        return pending.result()
+
+    def _finish_pending(self) -> None:
+        still = []
+        for pending, fut in self._pending:
+            if pending.done:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                still.append((pending, fut))
+        self._pending = still
+
+    async def wait(self, part: Partition, offset: int, durable: bool) -> int:
+        loop = self._attach()
         key = (part, durable)
         fut = loop.create_future()
         self._waiting.setdefault(key, []).append((offset, fut))
@@ -200,6 +232,8 @@ class _Waiters:
 
     def _wake(self) -> None:
         self._pool.drain_doorbell()
+        if self._pending:
+            self._finish_pending()
         for key in list(self._waiting):
             self._resolve(key)
             self._arm(key)
@@ -213,6 +247,10 @@ class _Waiters:
                     fut.get_loop().call_soon_threadsafe(
                         lambda f=fut: f.done() or f.set_exception(LogClosedError("the log was closed")))
         self._waiting.clear()
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(LogClosedError("the log was closed"))
+        self._pending.clear()
 
 
 class Log:

@@ -126,6 +126,7 @@ cdef extern from "ps_io.h" nogil:
     int ps_pwrite_all(int fd, const char *buf, size_t length, int64_t offset)
     ssize_t ps_pread_all(int fd, char *buf, size_t length, int64_t offset)
     int64_t ps_now_ms()
+    void ps_set_errno(int e)
     int64_t ps_monotonic_ns()
     int ps_doorbell_open(int fds[2])
     void ps_doorbell_ring(int fd)

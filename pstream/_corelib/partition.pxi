@@ -91,20 +91,9 @@ cdef class Partition:
     cdef readonly int number
     cdef readonly str path
     cdef bytes path_bytes
-    cdef object roll_lock
-    cdef int64_t segment_bytes
-    cdef int64_t segment_ms
     cdef int64_t retention_bytes
     cdef int64_t retention_ms
-    cdef int64_t index_interval
-    cdef int64_t buffer_bytes
-    cdef int64_t prealloc_bytes
-    cdef int64_t max_message_bytes
-    cdef readonly int timestamp_type
-    cdef public int32_t leader_epoch
-    cdef bint want_direct
     cdef bint fallback_logged
-    cdef bint closed
 
     def __cinit__(self):
         self.p = NULL
@@ -124,18 +113,8 @@ cdef class Partition:
         self.number = number
         self.path = path
         self.path_bytes = _os.fsencode(path)
-        self.roll_lock = _threading.Lock()
-        self.segment_bytes = segment_bytes
-        self.segment_ms = -1 if segment_ms is None else segment_ms
         self.retention_bytes = -1 if retention_bytes is None else retention_bytes
         self.retention_ms = -1 if retention_ms is None else retention_ms
-        self.index_interval = index_interval_bytes
-        self.buffer_bytes = write_buffer_bytes
-        self.prealloc_bytes = preallocate_bytes
-        self.max_message_bytes = max_message_bytes
-        self.timestamp_type = timestamp_type
-        self.leader_epoch = 0
-        self.want_direct = direct_io
         self.p = <PartState *>calloc(1, sizeof(PartState))
         if self.p == NULL:
             raise MemoryError()
@@ -145,6 +124,14 @@ cdef class Partition:
         self.p.flush_bytes = flush_bytes
         self.p.watch_offset = -1
         self.p.watch_durable = -1
+        self.p.segment_bytes = segment_bytes
+        self.p.segment_ms = -1 if segment_ms is None else segment_ms
+        self.p.index_interval = index_interval_bytes
+        self.p.buffer_bytes = write_buffer_bytes
+        self.p.prealloc_bytes = preallocate_bytes
+        self.p.max_message_bytes = max_message_bytes
+        self.p.timestamp_type = timestamp_type
+        self.p.want_direct = direct_io
         self.p.directory = strdup(self.path_bytes)
         _os.makedirs(path, exist_ok=True)
         self._load()
@@ -163,7 +150,7 @@ cdef class Partition:
             bases = [max(checkpoint, 0)]
         for i in range(len(bases)):
             base = bases[i]
-            s = segment_new(self.p.directory, base, self.index_interval)
+            s = segment_new(self.p.directory, base, self.p.index_interval)
             if s == NULL:
                 raise MemoryError()
             if part_add_segment(self.p, s) != PS_OK:
@@ -198,9 +185,9 @@ cdef class Partition:
         s.created_ms = ps_now_ms()
         s.index_persisted = s.index.n
         s.time_persisted = s.index.tn
-        if segment_open_writer(s, self.want_direct, self.buffer_bytes, self.prealloc_bytes) != PS_OK:
+        if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
-        if self.want_direct and not s.direct:
+        if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
                          self.topic, self.number, s.log_path.decode())
             self.fallback_logged = True
@@ -270,6 +257,22 @@ cdef class Partition:
         return self.p.log_start_offset
 
     @property
+    def leader_epoch(self):
+        """Stamped into every appended batch (partitionLeaderEpoch)."""
+        return self.p.leader_epoch
+
+    @leader_epoch.setter
+    def leader_epoch(self, int32_t value):
+        pthread_mutex_lock(&self.sh.mu)
+        self.p.leader_epoch = value
+        pthread_mutex_unlock(&self.sh.mu)
+
+    @property
+    def timestamp_type(self):
+        """0: CreateTime (producers' timestamps), 1: LogAppendTime (the log's clock)."""
+        return self.p.timestamp_type
+
+    @property
     def durable_offset(self):
         """Offsets below this are fdatasync'ed."""
         return self.p.durable_offset
@@ -307,7 +310,8 @@ cdef class Partition:
     def _raise_if_failed(self):
         """Raises the error of a failed write or fdatasync on this partition, if any."""
         pthread_mutex_lock(&self.sh.mu)
-        self._check_open_io()
+        if self.p.io_errno:
+            self._raise_locked(PS_ERR_IO)
         pthread_mutex_unlock(&self.sh.mu)
 
     def segments(self):
@@ -327,79 +331,48 @@ cdef class Partition:
 
     # --- appending ---------------------------------------------------------------
 
-    cdef int _check_open(self) except -1:
-        """Raises for a closed log or a failed write (mutex held on entry, released on raise)."""
-        cdef int err
-        if self.closed:
-            pthread_mutex_unlock(&self.sh.mu)
+    cdef int _raise_locked(self, int status) except -1:
+        """Raises the error for a status (mutex held on entry, released before raising)."""
+        cdef int err = self.p.io_errno
+        pthread_mutex_unlock(&self.sh.mu)
+        if status == PS_ERR_CLOSED:
             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
-        if self.p.io_errno:
-            err = self.p.io_errno
-            pthread_mutex_unlock(&self.sh.mu)
-            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
+        if status == PS_ERR_IO:
+            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
                                          topic=self.topic, partition=self.number)
-        return 0
-
-    cdef bint _needs_roll(self, Segment *a, int64_t total, int64_t count, int64_t now_ms) noexcept nogil:
-        if a.size == 0:
-            return False
-        if a.size + total > self.segment_bytes:
-            return True
-        if self.segment_ms >= 0 and now_ms - a.created_ms >= self.segment_ms:
-            return True
-        return self.p.next_offset + count - a.base_offset > 0x7fffffff
+        if status == PS_ERR_NO_MEMORY:
+            raise MemoryError("cannot grow the segment write buffer")
+        raise status_error(status, None, None, self.topic, self.number)
 
     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
-        """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD."""
-        cdef Segment *a
+        """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD.
+
+        The GIL stays held on the fast path; every wait drops the mutex before the GIL
+        is taken back, so the two never deadlock.
+        """
         cdef int st
         while True:
             pthread_mutex_lock(&self.sh.mu)
-            self._check_open()
-            a = part_active(self.p)
-            if self.p.rolling or self._needs_roll(a, total, count, now_ms):
-                pthread_mutex_unlock(&self.sh.mu)
-                self._roll(total, count, now_ms)
-                continue
-            if segment_room(a) < total:
-                if total + PS_PAGE > a.buf_cap:
-                    st = segment_grow_buffer(a, total + (a.size - a.buf_start))
-                    if st != PS_OK:
-                        pthread_mutex_unlock(&self.sh.mu)
-                        raise MemoryError("cannot grow the segment write buffer")
-                else:
-                    # Wait for the shard to write the buffer out (it swaps in the spare).
+            st = part_reserve(self.p, total, count, now_ms, dst)
+            if st == PS_OK:
+                return self.p.next_offset
+            if st == RESERVE_ROLL:
+                with nogil:
+                    st = part_roll_locked(self.p)
+                    pthread_mutex_unlock(&self.sh.mu)
+                if st != PS_OK:
+                    raise_os_error(errno, "cannot create a new segment", self.path)
+            elif st == RESERVE_ROOM or st == RESERVE_WAIT:
+                if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare
                     self.p.write_requested = True
                     shard_enqueue(self.sh, self.p)
-                    with nogil:
-                        mutex_wait_then_unlock(self.sh)
-                    continue
-            dst[0] = a.buf + (a.size - a.buf_start)
-            return self.p.next_offset
+                with nogil:
+                    mutex_wait_then_unlock(self.sh)
+            else:
+                self._raise_locked(st)
 
-    cdef void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
-        """Publishes a written batch and tells the shard per the flush policy; releases the mutex."""
-        cdef Segment *a = part_active(self.p)
-        cdef PartState *p = self.p
-        cdef int64_t position = a.size
-        a.size += total
-        segment_note_batch(a, position, total, last_offset, max_timestamp)
-        p.next_offset = last_offset + 1
-        if p.dirty_since_ns == 0:
-            p.dirty_since_ns = ps_monotonic_ns()
-            if p.flush_mode == FLUSH_INTERVAL:
-                shard_enqueue(self.sh, p)
-        if p.flush_mode == FLUSH_ALWAYS:
-            p.sync_requested = True
-            shard_enqueue(self.sh, p)
-        elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:
-            p.sync_requested = True
-            shard_enqueue(self.sh, p)
-        if segment_room(a) < a.buf_cap // 2 and not p.write_requested:
-            p.write_requested = True  # buffer half full: start writing it out early
-            shard_enqueue(self.sh, p)
-        if p.watch_offset >= 0:
-            shard_watch_check(self.sh, p)
+    cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
+        part_commit(self.p, total, last_offset, max_timestamp)
         pthread_mutex_unlock(&self.sh.mu)
 
     cdef int _after_append(self, int64_t last_offset) except -1:
@@ -416,18 +389,10 @@ cdef class Partition:
             if self.p.durable_offset > last_offset:
                 pthread_mutex_unlock(&self.sh.mu)
                 return 0
-            self._check_open_io()
+            if self.p.io_errno:
+                self._raise_locked(PS_ERR_IO)
             with nogil:
                 mutex_wait_then_unlock(self.sh)
-
-    cdef int _check_open_io(self) except -1:
-        cdef int err
-        if self.p.io_errno:
-            err = self.p.io_errno
-            pthread_mutex_unlock(&self.sh.mu)
-            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err)}",
-                                         topic=self.topic, partition=self.number)
-        return 0
 
     def append(self, value, key=None, headers=None, timestamp_ms=None):
         """Appends one record as its own batch; returns its offset."""
@@ -436,7 +401,7 @@ cdef class Partition:
         cdef uint8_t *dst
         cdef int32_t hcount = 0
         cdef bytes hb = None
-        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
+        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
         if not PyBytes_CheckExact(value):
             value = as_bytes(value, "value")
         if key is not None and not PyBytes_CheckExact(key):
@@ -462,15 +427,15 @@ cdef class Partition:
             r.headers_len = 0
         r.header_count = hcount
         now = ps_now_ms()
-        r.timestamp = now if timestamp_ms is None or self.timestamp_type else <int64_t>timestamp_ms
+        r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms
         r.body_len = record_body_len(&r, r.timestamp, 0)
         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
-        if total > self.max_message_bytes:
+        if total > self.p.max_message_bytes:
             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
-                                             f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
+                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
         base = self._begin(total, 1, now, &dst)
         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
-        write_batch_header(dst, total, base, self.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
+        write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
                            -1, -1, -1, 1)
         seal_batch_crc(dst, total)
         self._commit(total, base, r.timestamp)
@@ -487,24 +452,24 @@ cdef class Partition:
         cdef int64_t now = ps_now_ms(), total, base
         cdef uint8_t *dst
         cdef Py_ssize_t i
-        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.timestamp_type else 0
+        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
         b.add_records(records, now)
         if b.n == 0:
             return None
-        if self.timestamp_type:
+        if self.p.timestamp_type:
             for i in range(b.n):
                 b.specs[i].timestamp = now
             b.base_ts = b.max_ts = now
         if codec != 0:
-            batch = b.build(0, codec, self.timestamp_type, -1, -1, -1, self.leader_epoch, False, False)
+            batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
             return self._append_raw(batch, False)
         total = PS_BATCH_HEADER_SIZE + b.measure()
-        if total > self.max_message_bytes:
+        if total > self.p.max_message_bytes:
             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
-                                             f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
+                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
         base = self._begin(total, b.n, now, &dst)
         b.write_records(dst + PS_BATCH_HEADER_SIZE)
-        write_batch_header(dst, total, base, self.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
+        write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
                            b.max_ts, -1, -1, -1, <int32_t>b.n)
         seal_batch_crc(dst, total)
         self._commit(total, base + b.n - 1, b.max_ts)
@@ -527,86 +492,72 @@ cdef class Partition:
         cdef ps_batch_header h
         cdef size_t errpos = 0
         cdef int st
-        cdef int64_t total, base, now
-        cdef uint8_t *dst
+        cdef int64_t now = ps_now_ms()
         with nogil:
-            st = ps_batch_validate(src, <size_t>b.view.len, validate, &h, &errpos)
+            st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
+            if st == PS_OK:
+                pthread_mutex_lock(&self.sh.mu)
+                st = part_append_raw_locked(self.p, src, &h, now, False)
+                pthread_mutex_unlock(&self.sh.mu)
         if st != PS_OK:
-            raise status_error(st, errpos, None, self.topic, self.number)
-        total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
-        if total != b.view.len:
-            raise _errors.LengthMismatchError(f"buffer holds {b.view.len} bytes but the batch declares {total}",
-                                              position=PS_OFF_LENGTH, topic=self.topic, partition=self.number)
-        if total > self.max_message_bytes:
-            raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
-                                             f"{self.max_message_bytes}", topic=self.topic, partition=self.number)
-        if h.record_count == 0 or h.last_offset_delta < 0:
-            raise _errors.RecordCountMismatchError("a batch to append must hold at least one record",
-                                                   position=PS_OFF_RECORD_COUNT, topic=self.topic,
-                                                   partition=self.number)
-        now = ps_now_ms()
-        base = self._begin(total, h.last_offset_delta + 1, now, &dst)
-        with nogil:
-            memcpy(dst, src, total)
-        ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>base)
-        ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>self.leader_epoch)
-        if self.timestamp_type:
-            # LogAppendTime: the broker's clock replaces the timestamps, so the CRC changes.
-            ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
-            ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now)
-            seal_batch_crc(dst, total)
-            h.max_timestamp = now
-        self._commit(total, base + h.last_offset_delta, h.max_timestamp)
+            self._raise_append_error(st, errpos, b.view.len)
         if wait:
-            self._after_append(base + h.last_offset_delta)
-        return base
+            self._after_append(h.base_offset + h.last_offset_delta)
+        return h.base_offset
+
+    cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
+        if st == PS_ERR_TOO_LARGE:
+            raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
+                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
+        if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
+            pthread_mutex_lock(&self.sh.mu)
+            self._raise_locked(st)
+        detail = None
+        if st == PS_ERR_RECORD_COUNT:
+            detail = "a batch to append must hold at least one record"
+        elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:
+            detail = f"the buffer holds {length} bytes, not exactly one batch"
+        raise status_error(st, errpos, detail, self.topic, self.number)
+
+    def submit_batch(self, batch):
+        """Hands one raw v2 batch to this partition's shard thread; returns a PendingAppend.
+
+        The shard validates it (CRC), assigns its offsets and copies it into the log with
+        the GIL released; the PendingAppend completes once the flush policy is met. Wait
+        with `.wait()` from a thread, or `await partition.append_batch_async(batch)`.
+        """
+        cdef PendingAppend pending = PendingAppend(self, batch)
+        pthread_mutex_lock(&self.sh.mu)
+        if self.p.closed:
+            pthread_mutex_unlock(&self.sh.mu)
+            raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+        if self.sh.sub_tail == NULL:
+            self.sh.sub_head = &pending.req
+        else:
+            self.sh.sub_tail.next = &pending.req
+        self.sh.sub_tail = &pending.req
+        pending.queued = True
+        pthread_cond_signal(&self.sh.work)
+        pthread_mutex_unlock(&self.sh.mu)
+        return pending
 
     # --- rolling ------------------------------------------------------------------
 
-    cdef int _roll(self, int64_t total, int64_t count, int64_t now_ms) except -1:
-        """Starts a new active segment at the log end offset (total/count: the pending append)."""
-        cdef Segment *old
-        cdef Segment *s
-        cdef int64_t base
-        cdef int st
-        with self.roll_lock:
-            pthread_mutex_lock(&self.sh.mu)
-            self._check_open()
-            old = part_active(self.p)
-            if count >= 0 and not self._needs_roll(old, total, count, now_ms) or self.p.rolling:
-                pthread_mutex_unlock(&self.sh.mu)
-                return 0
-            if count < 0 and old.size == 0:
-                pthread_mutex_unlock(&self.sh.mu)
-                return 0
-            self.p.rolling = True
-            base = self.p.next_offset
-            pthread_mutex_unlock(&self.sh.mu)
-            with nogil:
-                s = segment_new(self.p.directory, base, self.index_interval)
-                st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, self.want_direct, self.buffer_bytes,
-                                                                           self.prealloc_bytes)
-                if st == PS_OK:
-                    st = fsync_directory(self.p.directory)
-            pthread_mutex_lock(&self.sh.mu)
-            self.p.rolling = False
-            if st == PS_OK:
-                st = part_add_segment(self.p, s)
-            if st != PS_OK:
-                pthread_mutex_unlock(&self.sh.mu)
-                segment_free(s)
-                raise_os_error(errno, "cannot create a new segment", self.path)
-            s.created_ms = ps_now_ms()
-            old.sealed = True
-            self.p.write_requested = True
-            shard_enqueue(self.sh, self.p)
-            pthread_cond_broadcast(&self.sh.done)
-            pthread_mutex_unlock(&self.sh.mu)
-        return 0
-
     def roll(self):
         """Closes the active segment (if it holds data) and starts a new one."""
-        self._roll(0, -1, 0)
+        cdef int st
+        while True:
+            with nogil:
+                pthread_mutex_lock(&self.sh.mu)
+                while self.p.rolling:
+                    pthread_cond_wait(&self.sh.done, &self.sh.mu)
+                st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
+                pthread_mutex_unlock(&self.sh.mu)
+            if st == PS_OK:
+                return
+            if st == PS_ERR_CLOSED:
+                raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+            raise_os_error(errno, "cannot create a new segment", self.path)
 
     def flush(self):
         """Writes and fdatasyncs everything appended so far, whatever the policy."""
@@ -888,11 +839,11 @@ cdef class Partition:
         """Writes and syncs everything, finalizes the active segment (indexes written)."""
         cdef Segment *a
         cdef int st = PS_OK
-        if self.closed:
+        if self.p.closed:
             return
         self.flush()
         pthread_mutex_lock(&self.sh.mu)
-        self.closed = True
+        self.p.closed = True
         pthread_mutex_unlock(&self.sh.mu)
         while True:
             # Finalize here once the shard is done with this partition (it is off the dirty list).
@@ -919,3 +870,59 @@ cdef class Partition:
             free(self.p.directory)
             free(self.p)
             self.p = NULL
+
+
+cdef class PendingAppend:
+    """A raw batch submitted to a shard (Partition.submit_batch); holds the buffer until done."""
+    cdef AppendRequest req
+    cdef Py_buffer view
+    cdef bint has_view
+    cdef bint queued
+    cdef readonly Partition partition
+
+    def __cinit__(self, Partition partition, batch):
+        PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)
+        self.has_view = True
+        self.partition = partition
+        memset(&self.req, 0, sizeof(AppendRequest))
+        self.req.part = partition.p
+        self.req.data = <const uint8_t *>self.view.buf
+        self.req.length = self.view.len
+
+    @property
+    def done(self):
+        cdef bint done
+        pthread_mutex_lock(&self.partition.sh.mu)
+        done = self.req.done
+        pthread_mutex_unlock(&self.partition.sh.mu)
+        return done
+
+    def result(self):
+        """The assigned base offset; raises the append's error. Call once done."""
+        if not self.done:
+            raise RuntimeError("the append has not completed yet")
+        if self.req.status != PS_OK:
+            self.partition._raise_append_error(self.req.status, self.req.errpos, self.req.length)
+        return self.req.base_offset
+
+    @property
+    def last_offset(self):
+        return self.req.last_offset
+
+    def wait(self):
+        """Blocks (GIL released) until done; returns result()."""
+        self._wait_done()
+        return self.result()
+
+    cdef void _wait_done(self) noexcept:
+        with nogil:
+            pthread_mutex_lock(&self.partition.sh.mu)
+            while self.queued and not self.req.done:
+                pthread_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)
+            pthread_mutex_unlock(&self.partition.sh.mu)
+
+    def __dealloc__(self):
+        if self.partition is not None:
+            self._wait_done()   # the shard may still be reading the buffer
+        if self.has_view:
+            PyBuffer_Release(&self.view)

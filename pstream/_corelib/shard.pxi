@@ -35,6 +35,30 @@ cdef struct PartState:
     int io_errno
     int64_t watch_offset        # ring the doorbell when next_offset passes it (-1: nobody)
     int64_t watch_durable       # ring the doorbell when durable_offset passes it (-1: nobody)
+    # settings the shard needs as much as appenders do
+    int64_t segment_bytes
+    int64_t segment_ms          # -1: no time-based roll
+    int64_t index_interval
+    int64_t buffer_bytes
+    int64_t prealloc_bytes
+    int64_t max_message_bytes
+    int32_t leader_epoch
+    int timestamp_type          # 1: LogAppendTime
+    bint want_direct
+    bint closed
+
+
+# A raw batch handed to the shard: validated, offset-assigned and copied there.
+cdef struct AppendRequest:
+    PartState *part
+    const uint8_t *data
+    int64_t length
+    int status
+    size_t errpos
+    int64_t base_offset
+    int64_t last_offset
+    bint done                   # appended and durable per policy, or failed
+    AppendRequest *next
 
 
 cdef struct Shard:
@@ -44,6 +68,9 @@ cdef struct Shard:
     pthread_cond_t done         # appenders wait here for durability or buffer room
     PartState *dirty_head
     PartState *dirty_tail
+    AppendRequest *sub_head     # raw batches submitted to this shard
+    AppendRequest *sub_tail
+    AppendRequest *durable_wait # appended, waiting for their fdatasync
     bint running
     bint started
     int doorbell                # fd to ring for the asyncio loop, -1 for none
@@ -151,6 +178,8 @@ cdef void *shard_main(void *arg) noexcept nogil:
     cdef timespec ts
     pthread_mutex_lock(&sh.mu)
     while True:
+        if sh.sub_head != NULL:
+            shard_run_submissions(sh)
         now = ps_monotonic_ns()
         deadline = INT64_MAX
         batch = sh.dirty_head
@@ -171,9 +200,12 @@ cdef void *shard_main(void *arg) noexcept nogil:
                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:
                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:
                         deadline = p.dirty_since_ns + p.flush_ms * 1000000
-        if sh.dirty_head != NULL and (sh.dirty_head.sync_requested or sh.dirty_head.write_requested):
+        if sh.durable_wait != NULL:
+            shard_complete_durable(sh)
+        if sh.sub_head != NULL or sh.dirty_head != NULL and (sh.dirty_head.sync_requested
+                                                             or sh.dirty_head.write_requested):
             continue
-        if not sh.running and sh.dirty_head == NULL:
+        if not sh.running and sh.dirty_head == NULL and sh.durable_wait == NULL:
             break
         if deadline == INT64_MAX:
             if sh.dirty_head != NULL and not sh.running:

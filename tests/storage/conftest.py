@@ -1,14 +1,24 @@
-"""Fixtures of the storage tests: logs opened in a per-test directory and closed afterwards."""
+"""Fixtures of the storage tests: logs opened in a per-test directory and closed afterwards.
+
+Also puts this directory on sys.path, so the tests import their helpers (`segment_files`,
+`crash_writer`) the same way whether pytest runs from the checkout (`python -m pytest`)
+or with the safe path against an installed package (`python -P -m pytest`, as CI does).
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 import pstream
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
-"""Reading and damaging a partition's files from outside the engine, for the storage tests.
+"""A partition's segments seen from outside the engine, for the storage tests.
 
 Owns nothing of the engine: it parses `<base>.log` files with the record batch v2
 layout (base offset i64, batch length i32, ... last offset delta i32 at byte 23) and
 `<base>.index` files (relative offset u32, position u32, big-endian), and flips or cuts
 bytes the way a disk or a crash would. Tests call these only while the engine is not
-writing the file they touch (closed logs, or sealed segments of an open one).
+writing the file they touch (closed logs, or sealed segments of an open one). It also
+states Kafka's size-retention rule over a segment table, the oracle for retention.
 """
 
 from __future__ import annotations
@@ -108,3 +109,19 @@ def open_fd_flags(path: str | os.PathLike) -> list[int]:
         except (FileNotFoundError, ProcessLookupError):
             continue  # closed meanwhile (e.g. the listing's own descriptor)
     return flags
+
+
+def expected_after_bytes_retention(segments: list[tuple[int, int, int]], log_start: int,
+                                   retention_bytes: int | None) -> list[tuple[int, int, int]]:
+    """The (base, next offset, size) segments Kafka keeps: the oldest inactive ones go while they
+    lie wholly below the log start or the rest still holds at least retention_bytes."""
+    total = sum(size for _, _, size in segments)
+    n = 0
+    while n + 1 < len(segments):
+        _, nxt, size = segments[n]
+        if nxt <= log_start or (retention_bytes is not None and total - size >= retention_bytes):
+            total -= size
+            n += 1
+        else:
+            break
+    return segments[n:]

@@ -1,8 +1,8 @@
 """SIGKILL a writer at random moments; every acknowledged record must survive, intact.
 
 The writer (crash_writer.py) appends with flush="always" and prints each acknowledged
-append. After every kill this test opens the log (running recovery), reads everything,
-and checks: every acknowledged record is there with its value; every record served is
+append. After most kills this test opens the log (running recovery), reads everything,
+and checks (after the others the next writer recovers the crashed log itself): every acknowledged record is there with its value; every record served is
 intact (its value matches its own sequence number; a CRC error fails the test); offsets
 are contiguous; the log ends right after the last record and the next append gets that
 offset. Records seen once (after a clean close) must be there in every later round.
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pstream
-from tests.storage import crash_writer
+import crash_writer
 
 WRITER = Path(crash_writer.__file__).resolve()
 ROUNDS = 24
@@ -82,7 +82,7 @@ def test_acknowledged_records_survive_sigkill_at_random_moments(tmp_path):
     rng = random.Random(20240611)
     known: list[dict[int, int]] = [{} for _ in range(crash_writer.PARTITIONS)]
     env = _child_env()
-    acked_total = 0
+    acked_total = verified = 0
     for round_number in range(ROUNDS):
         out, err = tmp_path / f"round{round_number}.out", tmp_path / f"round{round_number}.err"
         first_seq = round_number * 1_000_000
@@ -109,6 +109,10 @@ def test_acknowledged_records_survive_sigkill_at_random_moments(tmp_path):
                 previous = known[number].setdefault(offset + i, seq + i)
                 assert previous == seq + i, f"p{number} offset {offset + i} acknowledged twice"
         acked_total += sum(a[3] for a in acks)
-        _verify(data_dir, known, parent_seq=first_seq + 900_000)
+        # Now and then the next writer recovers the crashed log itself (and may be killed doing it).
+        if round_number == ROUNDS - 1 or rng.random() < 0.7:
+            _verify(data_dir, known, parent_seq=first_seq + 900_000)
+            verified += 1
 
     assert acked_total > 200, "the writer should have acknowledged records before most kills"
+    assert verified >= ROUNDS // 2

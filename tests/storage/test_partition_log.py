@@ -29,7 +29,13 @@ from pstream.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
-from tests.storage.segment_files import batch_spans, log_files, read_index, read_time_index
+from segment_files import (
+    batch_spans,
+    expected_after_bytes_retention,
+    log_files,
+    read_index,
+    read_time_index,
+)
 
 NO_RETENTION = dict(retention_ms=None, retention_bytes=None)
 
@@ -50,21 +56,6 @@ def fill(part, count: int, size: int = 100, ts: int | None = None, start: int = 
     for value in values:
         part.append(value, key=value[:6], timestamp_ms=ts)
     return values
-
-
-def expected_after_bytes_retention(segments: list[tuple[int, int, int]], log_start: int,
-                                   retention_bytes: int) -> list[tuple[int, int, int]]:
-    """Kafka's rule: drop the oldest inactive segments while the rest still exceed the limit."""
-    total = sum(size for _, _, size in segments)
-    n = 0
-    while n + 1 < len(segments):
-        _, nxt, size = segments[n]
-        if nxt <= log_start or total - size >= retention_bytes:
-            total -= size
-            n += 1
-        else:
-            break
-    return segments[n:]
 
 
 # --- appending and reading back ------------------------------------------------------------

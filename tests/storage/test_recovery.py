@@ -21,7 +21,7 @@ import pytest
 
 from pstream import _core
 from pstream.errors import CorruptSegmentError
-from tests.storage.segment_files import (
+from segment_files import (
     HEADER_FIELDS,
     O_DIRECT,
     batch_spans,

@@ -1,0 +1,219 @@
+# The append path on a PartState, shared by callers' threads and the shard threads.
+#
+# Every function here runs with the shard mutex held and without the GIL. An append
+# is reserve -> write the batch into the returned space -> commit; reserve may ask the
+# caller to roll the segment, to wait (another thread is rolling) or to make room
+# (the shard writes the buffer out; a caller thread asks the shard and waits).
+
+cdef enum:
+    RESERVE_ROLL = -1           # the active segment is full or old: roll first
+    RESERVE_ROOM = -2           # the active buffer is full: write it out first
+    RESERVE_WAIT = -3           # another thread is rolling: wait on `done`
+
+
+cdef inline bint part_needs_roll(PartState *p, Segment *a, int64_t total, int64_t count, int64_t now_ms) noexcept nogil:
+    if a.size == 0:
+        return False
+    if a.size + total > p.segment_bytes:
+        return True
+    if p.segment_ms >= 0 and now_ms - a.created_ms >= p.segment_ms:
+        return True
+    return p.next_offset + count - a.base_offset > 0x7fffffff   # relative offsets are 32-bit
+
+
+cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) noexcept nogil:
+    """Room for `total` bytes at the end of the active buffer: PS_OK and *dst, or RESERVE_*/PS_ERR_*."""
+    cdef Segment *a
+    if p.closed:
+        return PS_ERR_CLOSED
+    if p.io_errno:
+        return PS_ERR_IO
+    if p.rolling:
+        return RESERVE_WAIT
+    a = part_active(p)
+    if part_needs_roll(p, a, total, count, now_ms):
+        return RESERVE_ROLL
+    if segment_room(a) < total:
+        if total + PS_PAGE <= a.buf_cap:
+            return RESERVE_ROOM
+        if segment_grow_buffer(a, total + (a.size - a.buf_start)) != PS_OK:   # bigger than any buffer
+            return PS_ERR_NO_MEMORY
+    dst[0] = a.buf + (a.size - a.buf_start)
+    return PS_OK
+
+
+cdef void part_commit(PartState *p, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
+    """Publishes the batch just written at the end of the buffer; tells the shard per policy."""
+    cdef Segment *a = part_active(p)
+    cdef Shard *sh = p.shard
+    cdef int64_t position = a.size
+    a.size += total
+    segment_note_batch(a, position, total, last_offset, max_timestamp)
+    p.next_offset = last_offset + 1
+    if p.dirty_since_ns == 0:
+        p.dirty_since_ns = ps_monotonic_ns()
+        if p.flush_mode == FLUSH_INTERVAL:
+            shard_enqueue(sh, p)
+    if p.flush_mode == FLUSH_ALWAYS:
+        p.sync_requested = True
+        shard_enqueue(sh, p)
+    elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:
+        p.sync_requested = True
+        shard_enqueue(sh, p)
+    if segment_room(a) < a.buf_cap // 2 and not p.write_requested:
+        p.write_requested = True  # buffer half full: start writing it out early
+        shard_enqueue(sh, p)
+    if p.watch_offset >= 0:
+        shard_watch_check(sh, p)
+
+
+cdef int part_roll_locked(PartState *p) noexcept nogil:
+    """Starts a new active segment at the log end offset; drops the mutex for the file work.
+
+    A no-op when another thread is rolling or the active segment is empty.
+    """
+    cdef Shard *sh = p.shard
+    cdef Segment *old = part_active(p)
+    cdef Segment *s
+    cdef int st, err = 0
+    cdef int64_t base
+    if p.rolling or old.size == 0:
+        return PS_OK
+    p.rolling = True
+    base = p.next_offset
+    pthread_mutex_unlock(&sh.mu)
+    s = segment_new(p.directory, base, p.index_interval)
+    st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, p.want_direct, p.buffer_bytes, p.prealloc_bytes)
+    if st == PS_OK:
+        st = fsync_directory(p.directory)   # the new file's name must survive a crash too
+    if st != PS_OK:
+        err = errno
+    pthread_mutex_lock(&sh.mu)
+    p.rolling = False
+    if st == PS_OK:
+        st = part_add_segment(p, s)
+    if st == PS_OK:
+        s.created_ms = ps_now_ms()
+        old.sealed = True
+        p.write_requested = True      # the shard finalizes the old segment
+        shard_enqueue(sh, p)
+    else:
+        segment_free(s)
+        ps_set_errno(err)
+    pthread_cond_broadcast(&sh.done)
+    return st
+
+
+cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_header *h, int64_t now_ms,
+                                bint on_shard) noexcept nogil:
+    """Copies a validated batch in, assigns its offsets (h.base_offset is set to the result)."""
+    cdef int64_t total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+    cdef uint8_t *dst
+    cdef int st
+    cdef Shard *sh = p.shard
+    while True:
+        st = part_reserve(p, total, h.last_offset_delta + 1, now_ms, &dst)
+        if st == PS_OK:
+            break
+        if st == RESERVE_ROLL:
+            st = part_roll_locked(p)
+            if st != PS_OK:
+                return st
+        elif st == RESERVE_ROOM and on_shard:
+            if segment_write_out(part_active(p), &sh.mu) != PS_OK and not p.io_errno:
+                p.io_errno = EIO
+        elif st == RESERVE_ROOM or st == RESERVE_WAIT:
+            if st == RESERVE_ROOM:
+                p.write_requested = True
+                shard_enqueue(sh, p)
+            pthread_cond_wait(&sh.done, &sh.mu)
+        else:
+            return st
+    memcpy(dst, src, total)
+    h.base_offset = p.next_offset
+    ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>h.base_offset)
+    ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>p.leader_epoch)
+    if p.timestamp_type:
+        # LogAppendTime: the log's clock replaces the timestamps, so the CRC changes.
+        ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
+        ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now_ms)
+        seal_batch_crc(dst, total)
+        h.max_timestamp = now_ms
+    part_commit(p, total, h.base_offset + h.last_offset_delta, h.max_timestamp)
+    return PS_OK
+
+
+cdef int check_raw_batch(PartState *p, const uint8_t *src, int64_t length, bint validate, ps_batch_header *h,
+                         size_t *errpos) noexcept nogil:
+    """Validation before an append: sizes, magic, CRC, at least one record, the size limit."""
+    cdef int st = ps_batch_validate(src, <size_t>length, validate, h, errpos)
+    if st != PS_OK:
+        return st
+    if <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD != length:
+        errpos[0] = PS_OFF_LENGTH
+        return PS_ERR_LENGTH_MISMATCH
+    if h.record_count == 0 or h.last_offset_delta < 0:
+        errpos[0] = PS_OFF_RECORD_COUNT
+        return PS_ERR_RECORD_COUNT
+    if length > p.max_message_bytes:
+        errpos[0] = 0
+        return PS_ERR_TOO_LARGE
+    return PS_OK
+
+
+cdef void shard_run_submissions(Shard *sh) noexcept nogil:
+    """Appends the raw batches submitted to this shard (mutex held; dropped for the CRCs)."""
+    cdef AppendRequest *req
+    cdef AppendRequest *nxt
+    cdef ps_batch_header h
+    cdef bint rang = False
+    while sh.sub_head != NULL:
+        req = sh.sub_head
+        sh.sub_head = NULL
+        sh.sub_tail = NULL
+        while req != NULL:
+            nxt = req.next
+            req.next = NULL
+            pthread_mutex_unlock(&sh.mu)
+            req.status = check_raw_batch(req.part, req.data, req.length, True, &h, &req.errpos)
+            pthread_mutex_lock(&sh.mu)
+            if req.status == PS_OK:
+                req.status = part_append_raw_locked(req.part, req.data, &h, ps_now_ms(), True)
+            if req.status == PS_OK:
+                req.base_offset = h.base_offset
+                req.last_offset = h.base_offset + h.last_offset_delta
+            if req.status == PS_OK and req.part.flush_mode == FLUSH_ALWAYS:
+                req.next = sh.durable_wait
+                sh.durable_wait = req
+            else:
+                req.done = True
+                rang = True
+            req = nxt
+    if rang:
+        shard_ring(sh)
+
+
+cdef void shard_complete_durable(Shard *sh) noexcept nogil:
+    """Finishes the submitted appends whose fdatasync has happened (mutex held)."""
+    cdef AppendRequest **link = &sh.durable_wait
+    cdef AppendRequest *req
+    cdef bint rang = False
+    while link[0] != NULL:
+        req = link[0]
+        if req.part.durable_offset > req.last_offset or req.part.io_errno:
+            if req.part.durable_offset <= req.last_offset:
+                req.status = PS_ERR_IO
+            req.done = True
+            link[0] = req.next
+            req.next = NULL
+            rang = True
+        else:
+            link = &req.next
+    if rang:
+        shard_ring(sh)
+
+
+cdef inline void shard_ring(Shard *sh) noexcept nogil:
+    pthread_cond_broadcast(&sh.done)
+    if sh.doorbell >= 0:
+        ps_doorbell_ring(sh.doorbell)
