@@ -2008,7 +2008,7 @@ struct __pyx_t_7pstream_5_core_Shard {
   int64_t busy_ns;
 };
 
-/* "pstream/_corelib/partition.pxi":489
+/* "pstream/_corelib/partition.pxi":508
  *         return self._append_raw(batch, True, wait)
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
@@ -2124,7 +2124,7 @@ struct __pyx_obj_7pstream_5_core_Partition {
 };
 
 
-/* "pstream/_corelib/partition.pxi":875
+/* "pstream/_corelib/partition.pxi":894
  * 
  * 
  * cdef class PendingAppend:             # <<<<<<<<<<<<<<
@@ -2161,7 +2161,7 @@ struct __pyx_obj_7pstream_5_core___pyx_scope_struct__iter_batches {
 };
 
 
-/* "pstream/_corelib/partition.pxi":330
+/* "pstream/_corelib/partition.pxi":349
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -2251,7 +2251,7 @@ static struct __pyx_vtabstruct_7pstream_5_core_Partition *__pyx_vtabptr_7pstream
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t, int64_t);
 
 
-/* "pstream/_corelib/partition.pxi":875
+/* "pstream/_corelib/partition.pxi":894
  * 
  * 
  * cdef class PendingAppend:             # <<<<<<<<<<<<<<
@@ -3146,6 +3146,9 @@ static PyObject *__Pyx_PyDict_GetItem(PyObject *d, PyObject* key);
 #define __Pyx_PyObject_Dict_GetItem(obj, name)  PyObject_GetItem(obj, name)
 #endif
 
+/* PyFileNotFoundError_Check.proto */
+#define __Pyx_PyExc_FileNotFoundError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_FileNotFoundError)
+
 /* PyObjectCompare.proto */
 static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_object_int(PyObject *op1, PyObject *op2, int pyop);
 
@@ -3155,9 +3158,6 @@ static PyObject* __Pyx_PyObject_Format(PyObject* s, PyObject* f);
 #else
 #define __Pyx_PyObject_Format(s, f) PyObject_Format(s, f)
 #endif
-
-/* PyFileNotFoundError_Check.proto */
-#define __Pyx_PyExc_FileNotFoundError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_FileNotFoundError)
 
 /* PyObjectLookupSpecial.proto */
 #if CYTHON_USE_PYTYPE_LOOKUP && CYTHON_USE_TYPE_SLOTS
@@ -3171,9 +3171,6 @@ static CYTHON_INLINE PyObject* __Pyx__PyObject_LookupSpecial(PyObject* obj, PyOb
 
 /* PyMemoryError_Check.proto */
 #define __Pyx_PyExc_MemoryError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_MemoryError)
-
-/* ImportFrom.export */
-static PyObject* __Pyx_ImportFrom(PyObject* module, PyObject* name);
 
 /* PyObjectCompare.proto */
 static CYTHON_INLINE int __Pyx_PyObject_CompareBoolLt_object_int(PyObject *op1, PyObject *op2, int pyop);
@@ -3319,6 +3316,9 @@ enum __Pyx_ImportType_CheckSize_3_3_1 {
 };
 static PyTypeObject *__Pyx_ImportType_3_3_1(PyObject* module, const char *module_name, const char *class_name, size_t size, size_t alignment, enum __Pyx_ImportType_CheckSize_3_3_1 check_size);
 #endif
+
+/* ImportFrom.export */
+static PyObject* __Pyx_ImportFrom(PyObject* module, PyObject* name);
 
 /* dict_setdefault.proto (used by FetchCommonType) */
 static CYTHON_INLINE PyObject *__Pyx_PyDict_SetDefault(PyObject *d, PyObject *key, PyObject *default_value);
@@ -4257,7 +4257,7 @@ namespace {
     int64_t __pyx_k__6;
     PyObject *__pyx_tuple[18];
     PyObject *__pyx_codeobj_tab[43];
-    PyObject *__pyx_string_tab[406];
+    PyObject *__pyx_string_tab[405];
     PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4349,170 +4349,170 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_s_d_removing_segment_020d_after __pyx_string_tab[16]
 #define __pyx_kp_u_s_d_the_filesystem_refused_O_DI __pyx_string_tab[17]
 #define __pyx_kp_u_s_d_the_filesystem_refused_an_O __pyx_string_tab[18]
-#define __pyx_kp_u_s_d_torn_or_corrupt_tail_in_s_l __pyx_string_tab[19]
-#define __pyx_kp_u_s_d_unreadable_log_start_offset __pyx_string_tab[20]
-#define __pyx_kp_u_tree_fragment __pyx_string_tab[21]
-#define __pyx_kp_u__2 __pyx_string_tab[22]
-#define __pyx_kp_u__7 __pyx_string_tab[23]
-#define __pyx_kp_u_attributes __pyx_string_tab[24]
-#define __pyx_kp_u_base_timestamp __pyx_string_tab[25]
-#define __pyx_kp_u_batch_length __pyx_string_tab[26]
-#define __pyx_kp_u_crc __pyx_string_tab[27]
-#define __pyx_kp_u_headers_2 __pyx_string_tab[28]
-#define __pyx_kp_u_key_2 __pyx_string_tab[29]
-#define __pyx_kp_u_max_timestamp __pyx_string_tab[30]
-#define __pyx_kp_u_producer_id __pyx_string_tab[31]
-#define __pyx_kp_u_record_count __pyx_string_tab[32]
-#define __pyx_kp_u_timestamp_ms_2 __pyx_string_tab[33]
-#define __pyx_kp_u_value_2 __pyx_string_tab[34]
-#define __pyx_kp_u_bit_field __pyx_string_tab[35]
-#define __pyx_kp_u__10 __pyx_string_tab[36]
-#define __pyx_kp_u_index __pyx_string_tab[37]
-#define __pyx_kp_u_log __pyx_string_tab[38]
-#define __pyx_kp_u_timeindex __pyx_string_tab[39]
-#define __pyx_kp_u_020d __pyx_string_tab[40]
-#define __pyx_kp_u_ __pyx_string_tab[41]
-#define __pyx_kp_u_the_log_ends_at __pyx_string_tab[42]
-#define __pyx_kp_u__3 __pyx_string_tab[43]
-#define __pyx_kp_u_BatchHeader_base_offset __pyx_string_tab[44]
-#define __pyx_kp_u_CRC_32C_mismatch __pyx_string_tab[45]
-#define __pyx_kp_u_None __pyx_string_tab[46]
-#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[47]
-#define __pyx_kp_u_Pickling_of_struct_members_such __pyx_string_tab[48]
-#define __pyx_kp_u_Record_offset __pyx_string_tab[49]
-#define __pyx_kp_u__8 __pyx_string_tab[50]
-#define __pyx_kp_u_a_batch_to_append_must_hold_at_l __pyx_string_tab[51]
-#define __pyx_kp_u_a_key_or_value_is_larger_than_2 __pyx_string_tab[52]
-#define __pyx_kp_u_a_record_is_key_value_headers_ti __pyx_string_tab[53]
-#define __pyx_kp_u_a_write_to_this_partition_failed __pyx_string_tab[54]
-#define __pyx_kp_u_add_note __pyx_string_tab[55]
-#define __pyx_kp_u_batch_is_larger_than_the_maximum __pyx_string_tab[56]
-#define __pyx_kp_u_batch_is_shorter_than_its_header __pyx_string_tab[57]
-#define __pyx_kp_u_batch_length_is_smaller_than_a_v __pyx_string_tab[58]
-#define __pyx_kp_u_batch_of __pyx_string_tab[59]
-#define __pyx_kp_u_cannot_create_a_new_segment __pyx_string_tab[60]
-#define __pyx_kp_u_cannot_create_the_completion_doo __pyx_string_tab[61]
-#define __pyx_kp_u_cannot_delete_records_before __pyx_string_tab[62]
-#define __pyx_kp_u_cannot_grow_the_segment_write_bu __pyx_string_tab[63]
-#define __pyx_kp_u_cannot_open_segment __pyx_string_tab[64]
-#define __pyx_kp_u_cannot_open_segment_for_writing __pyx_string_tab[65]
-#define __pyx_kp_u_cannot_read_segment __pyx_string_tab[66]
-#define __pyx_kp_u_cannot_start_a_shard_thread __pyx_string_tab[67]
-#define __pyx_kp_u_cannot_truncate_segment __pyx_string_tab[68]
-#define __pyx_kp_u_closing_the_active_segment_faile __pyx_string_tab[69]
-#define __pyx_kp_u_compressed_records_cannot_be_dec __pyx_string_tab[70]
-#define __pyx_kp_u_corrupt_batch_in_segment __pyx_string_tab[71]
-#define __pyx_kp_u_disable __pyx_string_tab[72]
-#define __pyx_kp_u_enable __pyx_string_tab[73]
-#define __pyx_kp_u_flush_must_be_one_of_always_inte __pyx_string_tab[74]
-#define __pyx_kp_u_gc __pyx_string_tab[75]
-#define __pyx_kp_u_header_key_is_not_valid_UTF_8 __pyx_string_tab[76]
-#define __pyx_kp_u_header_key_must_be_str_not __pyx_string_tab[77]
-#define __pyx_kp_u_header_value __pyx_string_tab[78]
-#define __pyx_kp_u_internal_error_status __pyx_string_tab[79]
-#define __pyx_kp_u_invalid_batch_header_in_segment __pyx_string_tab[80]
-#define __pyx_kp_u_isenabled __pyx_string_tab[81]
-#define __pyx_kp_u_log_start_offset __pyx_string_tab[82]
-#define __pyx_kp_u_log_start_offset_tmp __pyx_string_tab[83]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[84]
-#define __pyx_kp_u_offset_2 __pyx_string_tab[85]
-#define __pyx_kp_u_pstream_storage __pyx_string_tab[86]
-#define __pyx_kp_u_pstream__corelib_batch_pxi __pyx_string_tab[87]
-#define __pyx_kp_u_pstream__corelib_partition_pxi __pyx_string_tab[88]
-#define __pyx_kp_u_pstream__corelib_shard_pxi __pyx_string_tab[89]
-#define __pyx_kp_u_record_batch_of __pyx_string_tab[90]
-#define __pyx_kp_u_record_count_does_not_match_the __pyx_string_tab[91]
-#define __pyx_kp_u_record_fields_are_inconsistent_w __pyx_string_tab[92]
-#define __pyx_kp_u_segment_ends_inside_a_batch __pyx_string_tab[93]
-#define __pyx_kp_u_segment_ends_inside_a_batch_head __pyx_string_tab[94]
-#define __pyx_kp_u_shards_must_be_at_least_1_got __pyx_string_tab[95]
-#define __pyx_kp_u_the_append_has_not_completed_yet __pyx_string_tab[96]
-#define __pyx_kp_u_the_buffer_holds __pyx_string_tab[97]
-#define __pyx_kp_u_the_log_is_closed __pyx_string_tab[98]
-#define __pyx_kp_u_timestamp_type_must_be_0_CreateT __pyx_string_tab[99]
-#define __pyx_kp_u_truncated_or_overlong_varint __pyx_string_tab[100]
-#define __pyx_kp_u_unknown_compression_codec __pyx_string_tab[101]
-#define __pyx_kp_u_unsupported_magic_byte_only_reco __pyx_string_tab[102]
-#define __pyx_n_u_BadMagicError __pyx_string_tab[103]
-#define __pyx_n_u_BadRecordError __pyx_string_tab[104]
-#define __pyx_n_u_BadVarintError __pyx_string_tab[105]
-#define __pyx_n_u_BatchBuilder __pyx_string_tab[106]
-#define __pyx_n_u_BatchBuilder___reduce_cython __pyx_string_tab[107]
-#define __pyx_n_u_BatchBuilder___setstate_cython __pyx_string_tab[108]
-#define __pyx_n_u_BatchHeader __pyx_string_tab[109]
-#define __pyx_n_u_BatchHeader___reduce_cython __pyx_string_tab[110]
-#define __pyx_n_u_BatchHeader___setstate_cython __pyx_string_tab[111]
-#define __pyx_n_u_BatchTooLargeError __pyx_string_tab[112]
-#define __pyx_n_u_CompressionError __pyx_string_tab[113]
-#define __pyx_n_u_ConfigError __pyx_string_tab[114]
-#define __pyx_n_u_CorruptBatchError __pyx_string_tab[115]
-#define __pyx_n_u_CorruptSegmentError __pyx_string_tab[116]
-#define __pyx_n_u_CrcMismatchError __pyx_string_tab[117]
-#define __pyx_n_u_LengthMismatchError __pyx_string_tab[118]
-#define __pyx_n_u_LogClosedError __pyx_string_tab[119]
-#define __pyx_n_u_NotImplemented __pyx_string_tab[120]
-#define __pyx_n_u_OffsetOutOfRangeError __pyx_string_tab[121]
-#define __pyx_n_u_PStreamError __pyx_string_tab[122]
-#define __pyx_n_u_Partition __pyx_string_tab[123]
-#define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[124]
-#define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[125]
-#define __pyx_n_u_Partition__raise_if_failed __pyx_string_tab[126]
-#define __pyx_n_u_Partition__watch __pyx_string_tab[127]
-#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[128]
-#define __pyx_n_u_Partition_append __pyx_string_tab[129]
-#define __pyx_n_u_Partition_append_batch __pyx_string_tab[130]
-#define __pyx_n_u_Partition_append_many __pyx_string_tab[131]
-#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[132]
-#define __pyx_n_u_Partition_close __pyx_string_tab[133]
-#define __pyx_n_u_Partition_delete_records __pyx_string_tab[134]
-#define __pyx_n_u_Partition_flush __pyx_string_tab[135]
-#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[136]
-#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[137]
-#define __pyx_n_u_Partition_read_batches __pyx_string_tab[138]
-#define __pyx_n_u_Partition_roll __pyx_string_tab[139]
-#define __pyx_n_u_Partition_segments __pyx_string_tab[140]
-#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[141]
-#define __pyx_n_u_Partition_submit_batch __pyx_string_tab[142]
-#define __pyx_n_u_PendingAppend __pyx_string_tab[143]
-#define __pyx_n_u_PendingAppend___reduce_cython __pyx_string_tab[144]
-#define __pyx_n_u_PendingAppend___setstate_cython __pyx_string_tab[145]
-#define __pyx_n_u_PendingAppend_result __pyx_string_tab[146]
-#define __pyx_n_u_PendingAppend_wait __pyx_string_tab[147]
-#define __pyx_n_u_Record __pyx_string_tab[148]
-#define __pyx_n_u_Record___reduce __pyx_string_tab[149]
-#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[150]
-#define __pyx_n_u_ShardPool __pyx_string_tab[151]
-#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[152]
-#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[153]
-#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[154]
-#define __pyx_n_u_ShardPool_stats __pyx_string_tab[155]
-#define __pyx_n_u_ShardPool_stop __pyx_string_tab[156]
-#define __pyx_n_u_ShortBufferError __pyx_string_tab[157]
-#define __pyx_n_u_StorageIOError __pyx_string_tab[158]
-#define __pyx_n_u_BufferView __pyx_string_tab[159]
-#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[160]
-#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[161]
-#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[162]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[163]
-#define __pyx_n_u_annotate __pyx_string_tab[164]
-#define __pyx_n_u_enter __pyx_string_tab[165]
-#define __pyx_n_u_exit __pyx_string_tab[166]
-#define __pyx_n_u_func __pyx_string_tab[167]
-#define __pyx_n_u_getstate __pyx_string_tab[168]
-#define __pyx_n_u_main __pyx_string_tab[169]
-#define __pyx_n_u_module __pyx_string_tab[170]
-#define __pyx_n_u_name __pyx_string_tab[171]
-#define __pyx_n_u_pyx_state __pyx_string_tab[172]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[173]
-#define __pyx_n_u_qualname __pyx_string_tab[174]
-#define __pyx_n_u_reduce __pyx_string_tab[175]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[176]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[177]
-#define __pyx_n_u_set_name __pyx_string_tab[178]
-#define __pyx_n_u_setstate __pyx_string_tab[179]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[180]
-#define __pyx_n_u_test __pyx_string_tab[181]
-#define __pyx_n_u_check_open_io __pyx_string_tab[182]
+#define __pyx_kp_u_s_d_the_log_ends_at_d_below_its __pyx_string_tab[19]
+#define __pyx_kp_u_s_d_torn_or_corrupt_tail_in_s_l __pyx_string_tab[20]
+#define __pyx_kp_u_s_d_unreadable_log_start_offset __pyx_string_tab[21]
+#define __pyx_kp_u_tree_fragment __pyx_string_tab[22]
+#define __pyx_kp_u__2 __pyx_string_tab[23]
+#define __pyx_kp_u__7 __pyx_string_tab[24]
+#define __pyx_kp_u_attributes __pyx_string_tab[25]
+#define __pyx_kp_u_base_timestamp __pyx_string_tab[26]
+#define __pyx_kp_u_batch_length __pyx_string_tab[27]
+#define __pyx_kp_u_crc __pyx_string_tab[28]
+#define __pyx_kp_u_headers_2 __pyx_string_tab[29]
+#define __pyx_kp_u_key_2 __pyx_string_tab[30]
+#define __pyx_kp_u_max_timestamp __pyx_string_tab[31]
+#define __pyx_kp_u_producer_id __pyx_string_tab[32]
+#define __pyx_kp_u_record_count __pyx_string_tab[33]
+#define __pyx_kp_u_timestamp_ms_2 __pyx_string_tab[34]
+#define __pyx_kp_u_value_2 __pyx_string_tab[35]
+#define __pyx_kp_u_bit_field __pyx_string_tab[36]
+#define __pyx_kp_u__10 __pyx_string_tab[37]
+#define __pyx_kp_u_index __pyx_string_tab[38]
+#define __pyx_kp_u_log __pyx_string_tab[39]
+#define __pyx_kp_u_timeindex __pyx_string_tab[40]
+#define __pyx_kp_u_020d __pyx_string_tab[41]
+#define __pyx_kp_u_ __pyx_string_tab[42]
+#define __pyx_kp_u_the_log_ends_at __pyx_string_tab[43]
+#define __pyx_kp_u__3 __pyx_string_tab[44]
+#define __pyx_kp_u_BatchHeader_base_offset __pyx_string_tab[45]
+#define __pyx_kp_u_CRC_32C_mismatch __pyx_string_tab[46]
+#define __pyx_kp_u_None __pyx_string_tab[47]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[48]
+#define __pyx_kp_u_Pickling_of_struct_members_such __pyx_string_tab[49]
+#define __pyx_kp_u_Record_offset __pyx_string_tab[50]
+#define __pyx_kp_u__8 __pyx_string_tab[51]
+#define __pyx_kp_u_a_batch_to_append_must_hold_at_l __pyx_string_tab[52]
+#define __pyx_kp_u_a_key_or_value_is_larger_than_2 __pyx_string_tab[53]
+#define __pyx_kp_u_a_record_is_key_value_headers_ti __pyx_string_tab[54]
+#define __pyx_kp_u_a_write_to_this_partition_failed __pyx_string_tab[55]
+#define __pyx_kp_u_add_note __pyx_string_tab[56]
+#define __pyx_kp_u_batch_is_larger_than_the_maximum __pyx_string_tab[57]
+#define __pyx_kp_u_batch_is_shorter_than_its_header __pyx_string_tab[58]
+#define __pyx_kp_u_batch_length_is_smaller_than_a_v __pyx_string_tab[59]
+#define __pyx_kp_u_batch_of __pyx_string_tab[60]
+#define __pyx_kp_u_cannot_create_a_new_segment __pyx_string_tab[61]
+#define __pyx_kp_u_cannot_create_the_completion_doo __pyx_string_tab[62]
+#define __pyx_kp_u_cannot_delete_records_before __pyx_string_tab[63]
+#define __pyx_kp_u_cannot_grow_the_segment_write_bu __pyx_string_tab[64]
+#define __pyx_kp_u_cannot_open_segment __pyx_string_tab[65]
+#define __pyx_kp_u_cannot_open_segment_for_writing __pyx_string_tab[66]
+#define __pyx_kp_u_cannot_read_segment __pyx_string_tab[67]
+#define __pyx_kp_u_cannot_start_a_shard_thread __pyx_string_tab[68]
+#define __pyx_kp_u_cannot_truncate_segment __pyx_string_tab[69]
+#define __pyx_kp_u_closing_the_active_segment_faile __pyx_string_tab[70]
+#define __pyx_kp_u_compressed_records_cannot_be_dec __pyx_string_tab[71]
+#define __pyx_kp_u_corrupt_batch_in_segment __pyx_string_tab[72]
+#define __pyx_kp_u_disable __pyx_string_tab[73]
+#define __pyx_kp_u_enable __pyx_string_tab[74]
+#define __pyx_kp_u_flush_must_be_one_of_always_inte __pyx_string_tab[75]
+#define __pyx_kp_u_gc __pyx_string_tab[76]
+#define __pyx_kp_u_header_key_is_not_valid_UTF_8 __pyx_string_tab[77]
+#define __pyx_kp_u_header_key_must_be_str_not __pyx_string_tab[78]
+#define __pyx_kp_u_header_value __pyx_string_tab[79]
+#define __pyx_kp_u_internal_error_status __pyx_string_tab[80]
+#define __pyx_kp_u_invalid_batch_header_in_segment __pyx_string_tab[81]
+#define __pyx_kp_u_isenabled __pyx_string_tab[82]
+#define __pyx_kp_u_log_start_offset __pyx_string_tab[83]
+#define __pyx_kp_u_log_start_offset_tmp __pyx_string_tab[84]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[85]
+#define __pyx_kp_u_offset_2 __pyx_string_tab[86]
+#define __pyx_kp_u_pstream_storage __pyx_string_tab[87]
+#define __pyx_kp_u_pstream__corelib_batch_pxi __pyx_string_tab[88]
+#define __pyx_kp_u_pstream__corelib_partition_pxi __pyx_string_tab[89]
+#define __pyx_kp_u_pstream__corelib_shard_pxi __pyx_string_tab[90]
+#define __pyx_kp_u_record_batch_of __pyx_string_tab[91]
+#define __pyx_kp_u_record_count_does_not_match_the __pyx_string_tab[92]
+#define __pyx_kp_u_record_fields_are_inconsistent_w __pyx_string_tab[93]
+#define __pyx_kp_u_segment_ends_inside_a_batch __pyx_string_tab[94]
+#define __pyx_kp_u_segment_ends_inside_a_batch_head __pyx_string_tab[95]
+#define __pyx_kp_u_shards_must_be_at_least_1_got __pyx_string_tab[96]
+#define __pyx_kp_u_the_append_has_not_completed_yet __pyx_string_tab[97]
+#define __pyx_kp_u_the_buffer_holds __pyx_string_tab[98]
+#define __pyx_kp_u_the_log_is_closed __pyx_string_tab[99]
+#define __pyx_kp_u_timestamp_type_must_be_0_CreateT __pyx_string_tab[100]
+#define __pyx_kp_u_truncated_or_overlong_varint __pyx_string_tab[101]
+#define __pyx_kp_u_unknown_compression_codec __pyx_string_tab[102]
+#define __pyx_kp_u_unsupported_magic_byte_only_reco __pyx_string_tab[103]
+#define __pyx_n_u_BadMagicError __pyx_string_tab[104]
+#define __pyx_n_u_BadRecordError __pyx_string_tab[105]
+#define __pyx_n_u_BadVarintError __pyx_string_tab[106]
+#define __pyx_n_u_BatchBuilder __pyx_string_tab[107]
+#define __pyx_n_u_BatchBuilder___reduce_cython __pyx_string_tab[108]
+#define __pyx_n_u_BatchBuilder___setstate_cython __pyx_string_tab[109]
+#define __pyx_n_u_BatchHeader __pyx_string_tab[110]
+#define __pyx_n_u_BatchHeader___reduce_cython __pyx_string_tab[111]
+#define __pyx_n_u_BatchHeader___setstate_cython __pyx_string_tab[112]
+#define __pyx_n_u_BatchTooLargeError __pyx_string_tab[113]
+#define __pyx_n_u_CompressionError __pyx_string_tab[114]
+#define __pyx_n_u_ConfigError __pyx_string_tab[115]
+#define __pyx_n_u_CorruptBatchError __pyx_string_tab[116]
+#define __pyx_n_u_CorruptSegmentError __pyx_string_tab[117]
+#define __pyx_n_u_CrcMismatchError __pyx_string_tab[118]
+#define __pyx_n_u_LengthMismatchError __pyx_string_tab[119]
+#define __pyx_n_u_LogClosedError __pyx_string_tab[120]
+#define __pyx_n_u_NotImplemented __pyx_string_tab[121]
+#define __pyx_n_u_OffsetOutOfRangeError __pyx_string_tab[122]
+#define __pyx_n_u_PStreamError __pyx_string_tab[123]
+#define __pyx_n_u_Partition __pyx_string_tab[124]
+#define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[125]
+#define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[126]
+#define __pyx_n_u_Partition__raise_if_failed __pyx_string_tab[127]
+#define __pyx_n_u_Partition__watch __pyx_string_tab[128]
+#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[129]
+#define __pyx_n_u_Partition_append __pyx_string_tab[130]
+#define __pyx_n_u_Partition_append_batch __pyx_string_tab[131]
+#define __pyx_n_u_Partition_append_many __pyx_string_tab[132]
+#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[133]
+#define __pyx_n_u_Partition_close __pyx_string_tab[134]
+#define __pyx_n_u_Partition_delete_records __pyx_string_tab[135]
+#define __pyx_n_u_Partition_flush __pyx_string_tab[136]
+#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[137]
+#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[138]
+#define __pyx_n_u_Partition_read_batches __pyx_string_tab[139]
+#define __pyx_n_u_Partition_roll __pyx_string_tab[140]
+#define __pyx_n_u_Partition_segments __pyx_string_tab[141]
+#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[142]
+#define __pyx_n_u_Partition_submit_batch __pyx_string_tab[143]
+#define __pyx_n_u_PendingAppend __pyx_string_tab[144]
+#define __pyx_n_u_PendingAppend___reduce_cython __pyx_string_tab[145]
+#define __pyx_n_u_PendingAppend___setstate_cython __pyx_string_tab[146]
+#define __pyx_n_u_PendingAppend_result __pyx_string_tab[147]
+#define __pyx_n_u_PendingAppend_wait __pyx_string_tab[148]
+#define __pyx_n_u_Record __pyx_string_tab[149]
+#define __pyx_n_u_Record___reduce __pyx_string_tab[150]
+#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[151]
+#define __pyx_n_u_ShardPool __pyx_string_tab[152]
+#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[153]
+#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[154]
+#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[155]
+#define __pyx_n_u_ShardPool_stats __pyx_string_tab[156]
+#define __pyx_n_u_ShardPool_stop __pyx_string_tab[157]
+#define __pyx_n_u_ShortBufferError __pyx_string_tab[158]
+#define __pyx_n_u_StorageIOError __pyx_string_tab[159]
+#define __pyx_n_u_BufferView __pyx_string_tab[160]
+#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[161]
+#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[162]
+#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[163]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[164]
+#define __pyx_n_u_annotate __pyx_string_tab[165]
+#define __pyx_n_u_enter __pyx_string_tab[166]
+#define __pyx_n_u_exit __pyx_string_tab[167]
+#define __pyx_n_u_func __pyx_string_tab[168]
+#define __pyx_n_u_getstate __pyx_string_tab[169]
+#define __pyx_n_u_main __pyx_string_tab[170]
+#define __pyx_n_u_module __pyx_string_tab[171]
+#define __pyx_n_u_name __pyx_string_tab[172]
+#define __pyx_n_u_pyx_state __pyx_string_tab[173]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[174]
+#define __pyx_n_u_qualname __pyx_string_tab[175]
+#define __pyx_n_u_reduce __pyx_string_tab[176]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[177]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[178]
+#define __pyx_n_u_set_name __pyx_string_tab[179]
+#define __pyx_n_u_setstate __pyx_string_tab[180]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[181]
+#define __pyx_n_u_test __pyx_string_tab[182]
 #define __pyx_n_u_compression __pyx_string_tab[183]
 #define __pyx_n_u_errors __pyx_string_tab[184]
 #define __pyx_n_u_is_coroutine __pyx_string_tab[185]
@@ -4555,187 +4555,186 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_data __pyx_string_tab[222]
 #define __pyx_n_u_decode __pyx_string_tab[223]
 #define __pyx_n_u_decode_batch __pyx_string_tab[224]
-#define __pyx_n_u_decode_batches __pyx_string_tab[225]
-#define __pyx_n_u_decompress __pyx_string_tab[226]
-#define __pyx_n_u_delete_records __pyx_string_tab[227]
-#define __pyx_n_u_direct_io __pyx_string_tab[228]
-#define __pyx_n_u_directory __pyx_string_tab[229]
-#define __pyx_n_u_done __pyx_string_tab[230]
-#define __pyx_n_u_doomed __pyx_string_tab[231]
-#define __pyx_n_u_drain_doorbell __pyx_string_tab[232]
-#define __pyx_n_u_dst __pyx_string_tab[233]
-#define __pyx_n_u_durable __pyx_string_tab[234]
-#define __pyx_n_u_encode_batch __pyx_string_tab[235]
-#define __pyx_n_u_end __pyx_string_tab[236]
-#define __pyx_n_u_errors_2 __pyx_string_tab[237]
-#define __pyx_n_u_errpos __pyx_string_tab[238]
-#define __pyx_n_u_exc __pyx_string_tab[239]
-#define __pyx_n_u_exist_ok __pyx_string_tab[240]
-#define __pyx_n_u_expired_active __pyx_string_tab[241]
-#define __pyx_n_u_f __pyx_string_tab[242]
-#define __pyx_n_u_file __pyx_string_tab[243]
-#define __pyx_n_u_fileno __pyx_string_tab[244]
-#define __pyx_n_u_flush __pyx_string_tab[245]
-#define __pyx_n_u_flush_bytes __pyx_string_tab[246]
-#define __pyx_n_u_flush_ms __pyx_string_tab[247]
-#define __pyx_n_u_found __pyx_string_tab[248]
-#define __pyx_n_u_fsencode __pyx_string_tab[249]
-#define __pyx_n_u_fsync __pyx_string_tab[250]
-#define __pyx_n_u_genexpr __pyx_string_tab[251]
-#define __pyx_n_u_get __pyx_string_tab[252]
-#define __pyx_n_u_getLogger __pyx_string_tab[253]
-#define __pyx_n_u_got __pyx_string_tab[254]
-#define __pyx_n_u_h __pyx_string_tab[255]
-#define __pyx_n_u_hb __pyx_string_tab[256]
-#define __pyx_n_u_hcount __pyx_string_tab[257]
-#define __pyx_n_u_header __pyx_string_tab[258]
-#define __pyx_n_u_headers __pyx_string_tab[259]
-#define __pyx_n_u_hi __pyx_string_tab[260]
-#define __pyx_n_u_i __pyx_string_tab[261]
-#define __pyx_n_u_index_interval_bytes __pyx_string_tab[262]
-#define __pyx_n_u_interval __pyx_string_tab[263]
-#define __pyx_n_u_is_control __pyx_string_tab[264]
-#define __pyx_n_u_is_transactional __pyx_string_tab[265]
-#define __pyx_n_u_isdigit __pyx_string_tab[266]
-#define __pyx_n_u_items __pyx_string_tab[267]
-#define __pyx_n_u_iter_batches __pyx_string_tab[268]
-#define __pyx_n_u_j __pyx_string_tab[269]
-#define __pyx_n_u_join __pyx_string_tab[270]
-#define __pyx_n_u_key __pyx_string_tab[271]
-#define __pyx_n_u_last_offset __pyx_string_tab[272]
-#define __pyx_n_u_listdir __pyx_string_tab[273]
-#define __pyx_n_u_lo __pyx_string_tab[274]
-#define __pyx_n_u_logging __pyx_string_tab[275]
-#define __pyx_n_u_makedirs __pyx_string_tab[276]
-#define __pyx_n_u_max_bytes __pyx_string_tab[277]
-#define __pyx_n_u_max_message_bytes __pyx_string_tab[278]
-#define __pyx_n_u_max_size __pyx_string_tab[279]
-#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[280]
-#define __pyx_n_u_message __pyx_string_tab[281]
-#define __pyx_n_u_n __pyx_string_tab[282]
-#define __pyx_n_u_n_delete __pyx_string_tab[283]
-#define __pyx_n_u_name_2 __pyx_string_tab[284]
-#define __pyx_n_u_new_start __pyx_string_tab[285]
-#define __pyx_n_u_next __pyx_string_tab[286]
-#define __pyx_n_u_now __pyx_string_tab[287]
-#define __pyx_n_u_now_ms __pyx_string_tab[288]
-#define __pyx_n_u_number __pyx_string_tab[289]
-#define __pyx_n_u_obj __pyx_string_tab[290]
-#define __pyx_n_u_off __pyx_string_tab[291]
-#define __pyx_n_u_offset __pyx_string_tab[292]
-#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[293]
-#define __pyx_n_u_open __pyx_string_tab[294]
-#define __pyx_n_u_os __pyx_string_tab[295]
-#define __pyx_n_u_out __pyx_string_tab[296]
-#define __pyx_n_u_p __pyx_string_tab[297]
-#define __pyx_n_u_partition __pyx_string_tab[298]
-#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[299]
-#define __pyx_n_u_path __pyx_string_tab[300]
-#define __pyx_n_u_paths __pyx_string_tab[301]
-#define __pyx_n_u_pending __pyx_string_tab[302]
-#define __pyx_n_u_pool __pyx_string_tab[303]
-#define __pyx_n_u_pop __pyx_string_tab[304]
-#define __pyx_n_u_pos __pyx_string_tab[305]
-#define __pyx_n_u_position __pyx_string_tab[306]
-#define __pyx_n_u_preallocate_bytes __pyx_string_tab[307]
-#define __pyx_n_u_producer_epoch __pyx_string_tab[308]
-#define __pyx_n_u_producer_id_2 __pyx_string_tab[309]
-#define __pyx_n_u_pstream __pyx_string_tab[310]
-#define __pyx_n_u_pstream__core __pyx_string_tab[311]
-#define __pyx_n_u_pstream_record __pyx_string_tab[312]
-#define __pyx_n_u_r __pyx_string_tab[313]
-#define __pyx_n_u_raw __pyx_string_tab[314]
-#define __pyx_n_u_read __pyx_string_tab[315]
-#define __pyx_n_u_read_batches __pyx_string_tab[316]
-#define __pyx_n_u_rec __pyx_string_tab[317]
-#define __pyx_n_u_records __pyx_string_tab[318]
-#define __pyx_n_u_rel __pyx_string_tab[319]
-#define __pyx_n_u_removesuffix __pyx_string_tab[320]
-#define __pyx_n_u_replace __pyx_string_tab[321]
-#define __pyx_n_u_result __pyx_string_tab[322]
-#define __pyx_n_u_retention_bytes __pyx_string_tab[323]
-#define __pyx_n_u_retention_ms __pyx_string_tab[324]
-#define __pyx_n_u_roll __pyx_string_tab[325]
-#define __pyx_n_u_s __pyx_string_tab[326]
-#define __pyx_n_u_section __pyx_string_tab[327]
-#define __pyx_n_u_seg __pyx_string_tab[328]
-#define __pyx_n_u_seg_next __pyx_string_tab[329]
-#define __pyx_n_u_segment_bases __pyx_string_tab[330]
-#define __pyx_n_u_segment_bytes __pyx_string_tab[331]
-#define __pyx_n_u_segment_ms __pyx_string_tab[332]
-#define __pyx_n_u_segments __pyx_string_tab[333]
-#define __pyx_n_u_self __pyx_string_tab[334]
-#define __pyx_n_u_send __pyx_string_tab[335]
-#define __pyx_n_u_setdefault __pyx_string_tab[336]
-#define __pyx_n_u_shard_index __pyx_string_tab[337]
-#define __pyx_n_u_size __pyx_string_tab[338]
-#define __pyx_n_u_size_bytes __pyx_string_tab[339]
-#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[340]
-#define __pyx_n_u_st __pyx_string_tab[341]
-#define __pyx_n_u_start __pyx_string_tab[342]
-#define __pyx_n_u_stats __pyx_string_tab[343]
-#define __pyx_n_u_stem __pyx_string_tab[344]
-#define __pyx_n_u_stop __pyx_string_tab[345]
-#define __pyx_n_u_strerror __pyx_string_tab[346]
-#define __pyx_n_u_strip __pyx_string_tab[347]
-#define __pyx_n_u_submit_batch __pyx_string_tab[348]
-#define __pyx_n_u_sum __pyx_string_tab[349]
-#define __pyx_n_u_syncs __pyx_string_tab[350]
-#define __pyx_n_u_target __pyx_string_tab[351]
-#define __pyx_n_u_threading __pyx_string_tab[352]
-#define __pyx_n_u_throw __pyx_string_tab[353]
-#define __pyx_n_u_timestamp_ms __pyx_string_tab[354]
-#define __pyx_n_u_timestamp_type __pyx_string_tab[355]
-#define __pyx_n_u_tmp __pyx_string_tab[356]
-#define __pyx_n_u_to_free __pyx_string_tab[357]
-#define __pyx_n_u_topic __pyx_string_tab[358]
-#define __pyx_n_u_total __pyx_string_tab[359]
-#define __pyx_n_u_ts __pyx_string_tab[360]
-#define __pyx_n_u_unlink __pyx_string_tab[361]
-#define __pyx_n_u_validate_batch __pyx_string_tab[362]
-#define __pyx_n_u_value __pyx_string_tab[363]
-#define __pyx_n_u_values __pyx_string_tab[364]
-#define __pyx_n_u_view __pyx_string_tab[365]
-#define __pyx_n_u_w __pyx_string_tab[366]
-#define __pyx_n_u_wait __pyx_string_tab[367]
-#define __pyx_n_u_want __pyx_string_tab[368]
-#define __pyx_n_u_warning __pyx_string_tab[369]
-#define __pyx_n_u_write __pyx_string_tab[370]
-#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[371]
-#define __pyx_n_u_writes __pyx_string_tab[372]
-#define __pyx_kp_b__9 __pyx_string_tab[373]
-#define __pyx_kp_b_iso88591__11 __pyx_string_tab[374]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[375]
-#define __pyx_kp_b_iso88591_7 __pyx_string_tab[376]
-#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[377]
-#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[378]
-#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[379]
-#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[380]
-#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[381]
-#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[382]
-#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[383]
-#define __pyx_kp_b_iso88591_A_4t1_aq_4t83a_at4y_D_QUUYYZ_t4q __pyx_string_tab[384]
-#define __pyx_kp_b_iso88591_A_Kq_t7 __pyx_string_tab[385]
-#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[386]
-#define __pyx_kp_b_iso88591_A_1D_1_4r_aq_AQd_Q __pyx_string_tab[387]
-#define __pyx_kp_b_iso88591_A_1D_1_d_A_Qat3gQd_Q_d_M9I_a_AQd __pyx_string_tab[388]
-#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[389]
-#define __pyx_kp_b_iso88591_A_a_4r_F_1D_1_Bj_AQd_Q_aq_Cq_t4r __pyx_string_tab[390]
-#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[391]
-#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[392]
-#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[393]
-#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[394]
-#define __pyx_kp_b_iso88591_A_1D_1_Q_D_4r_c_r_Rq_c_q0OqPppqq __pyx_string_tab[395]
-#define __pyx_kp_b_iso88591_A_6_1D_1_4r_c_fD_PZZ___4s_Cq_q_q __pyx_string_tab[396]
-#define __pyx_kp_b_iso88591_a __pyx_string_tab[397]
-#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[398]
-#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[399]
-#define __pyx_kp_b_iso88591_A_a_D_BWWX_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[400]
-#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[401]
-#define __pyx_kp_b_iso88591_A_t_q_vQ __pyx_string_tab[402]
-#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_BWWX_Qiq_1Cs_1_4r __pyx_string_tab[403]
-#define __pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B __pyx_string_tab[404]
-#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[405]
+#define __pyx_n_u_decompress __pyx_string_tab[225]
+#define __pyx_n_u_delete_records __pyx_string_tab[226]
+#define __pyx_n_u_direct_io __pyx_string_tab[227]
+#define __pyx_n_u_directory __pyx_string_tab[228]
+#define __pyx_n_u_done __pyx_string_tab[229]
+#define __pyx_n_u_doomed __pyx_string_tab[230]
+#define __pyx_n_u_drain_doorbell __pyx_string_tab[231]
+#define __pyx_n_u_dst __pyx_string_tab[232]
+#define __pyx_n_u_durable __pyx_string_tab[233]
+#define __pyx_n_u_encode_batch __pyx_string_tab[234]
+#define __pyx_n_u_end __pyx_string_tab[235]
+#define __pyx_n_u_errors_2 __pyx_string_tab[236]
+#define __pyx_n_u_errpos __pyx_string_tab[237]
+#define __pyx_n_u_exc __pyx_string_tab[238]
+#define __pyx_n_u_exist_ok __pyx_string_tab[239]
+#define __pyx_n_u_expired_active __pyx_string_tab[240]
+#define __pyx_n_u_f __pyx_string_tab[241]
+#define __pyx_n_u_file __pyx_string_tab[242]
+#define __pyx_n_u_fileno __pyx_string_tab[243]
+#define __pyx_n_u_flush __pyx_string_tab[244]
+#define __pyx_n_u_flush_bytes __pyx_string_tab[245]
+#define __pyx_n_u_flush_ms __pyx_string_tab[246]
+#define __pyx_n_u_found __pyx_string_tab[247]
+#define __pyx_n_u_fsencode __pyx_string_tab[248]
+#define __pyx_n_u_fsync __pyx_string_tab[249]
+#define __pyx_n_u_genexpr __pyx_string_tab[250]
+#define __pyx_n_u_get __pyx_string_tab[251]
+#define __pyx_n_u_getLogger __pyx_string_tab[252]
+#define __pyx_n_u_got __pyx_string_tab[253]
+#define __pyx_n_u_h __pyx_string_tab[254]
+#define __pyx_n_u_hb __pyx_string_tab[255]
+#define __pyx_n_u_hcount __pyx_string_tab[256]
+#define __pyx_n_u_header __pyx_string_tab[257]
+#define __pyx_n_u_headers __pyx_string_tab[258]
+#define __pyx_n_u_hi __pyx_string_tab[259]
+#define __pyx_n_u_i __pyx_string_tab[260]
+#define __pyx_n_u_index_interval_bytes __pyx_string_tab[261]
+#define __pyx_n_u_interval __pyx_string_tab[262]
+#define __pyx_n_u_is_control __pyx_string_tab[263]
+#define __pyx_n_u_is_transactional __pyx_string_tab[264]
+#define __pyx_n_u_isdigit __pyx_string_tab[265]
+#define __pyx_n_u_items __pyx_string_tab[266]
+#define __pyx_n_u_iter_batches __pyx_string_tab[267]
+#define __pyx_n_u_j __pyx_string_tab[268]
+#define __pyx_n_u_join __pyx_string_tab[269]
+#define __pyx_n_u_key __pyx_string_tab[270]
+#define __pyx_n_u_last_offset __pyx_string_tab[271]
+#define __pyx_n_u_listdir __pyx_string_tab[272]
+#define __pyx_n_u_lo __pyx_string_tab[273]
+#define __pyx_n_u_logging __pyx_string_tab[274]
+#define __pyx_n_u_makedirs __pyx_string_tab[275]
+#define __pyx_n_u_max_bytes __pyx_string_tab[276]
+#define __pyx_n_u_max_message_bytes __pyx_string_tab[277]
+#define __pyx_n_u_max_size __pyx_string_tab[278]
+#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[279]
+#define __pyx_n_u_message __pyx_string_tab[280]
+#define __pyx_n_u_n __pyx_string_tab[281]
+#define __pyx_n_u_n_delete __pyx_string_tab[282]
+#define __pyx_n_u_name_2 __pyx_string_tab[283]
+#define __pyx_n_u_new_start __pyx_string_tab[284]
+#define __pyx_n_u_next __pyx_string_tab[285]
+#define __pyx_n_u_now __pyx_string_tab[286]
+#define __pyx_n_u_now_ms __pyx_string_tab[287]
+#define __pyx_n_u_number __pyx_string_tab[288]
+#define __pyx_n_u_obj __pyx_string_tab[289]
+#define __pyx_n_u_off __pyx_string_tab[290]
+#define __pyx_n_u_offset __pyx_string_tab[291]
+#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[292]
+#define __pyx_n_u_open __pyx_string_tab[293]
+#define __pyx_n_u_os __pyx_string_tab[294]
+#define __pyx_n_u_out __pyx_string_tab[295]
+#define __pyx_n_u_p __pyx_string_tab[296]
+#define __pyx_n_u_partition __pyx_string_tab[297]
+#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[298]
+#define __pyx_n_u_path __pyx_string_tab[299]
+#define __pyx_n_u_paths __pyx_string_tab[300]
+#define __pyx_n_u_pending __pyx_string_tab[301]
+#define __pyx_n_u_pool __pyx_string_tab[302]
+#define __pyx_n_u_pop __pyx_string_tab[303]
+#define __pyx_n_u_pos __pyx_string_tab[304]
+#define __pyx_n_u_position __pyx_string_tab[305]
+#define __pyx_n_u_preallocate_bytes __pyx_string_tab[306]
+#define __pyx_n_u_producer_epoch __pyx_string_tab[307]
+#define __pyx_n_u_producer_id_2 __pyx_string_tab[308]
+#define __pyx_n_u_pstream __pyx_string_tab[309]
+#define __pyx_n_u_pstream__core __pyx_string_tab[310]
+#define __pyx_n_u_pstream_record __pyx_string_tab[311]
+#define __pyx_n_u_r __pyx_string_tab[312]
+#define __pyx_n_u_raw __pyx_string_tab[313]
+#define __pyx_n_u_read __pyx_string_tab[314]
+#define __pyx_n_u_read_batches __pyx_string_tab[315]
+#define __pyx_n_u_rec __pyx_string_tab[316]
+#define __pyx_n_u_records __pyx_string_tab[317]
+#define __pyx_n_u_rel __pyx_string_tab[318]
+#define __pyx_n_u_removesuffix __pyx_string_tab[319]
+#define __pyx_n_u_replace __pyx_string_tab[320]
+#define __pyx_n_u_result __pyx_string_tab[321]
+#define __pyx_n_u_retention_bytes __pyx_string_tab[322]
+#define __pyx_n_u_retention_ms __pyx_string_tab[323]
+#define __pyx_n_u_roll __pyx_string_tab[324]
+#define __pyx_n_u_s __pyx_string_tab[325]
+#define __pyx_n_u_section __pyx_string_tab[326]
+#define __pyx_n_u_seg __pyx_string_tab[327]
+#define __pyx_n_u_seg_next __pyx_string_tab[328]
+#define __pyx_n_u_segment_bases __pyx_string_tab[329]
+#define __pyx_n_u_segment_bytes __pyx_string_tab[330]
+#define __pyx_n_u_segment_ms __pyx_string_tab[331]
+#define __pyx_n_u_segments __pyx_string_tab[332]
+#define __pyx_n_u_self __pyx_string_tab[333]
+#define __pyx_n_u_send __pyx_string_tab[334]
+#define __pyx_n_u_setdefault __pyx_string_tab[335]
+#define __pyx_n_u_shard_index __pyx_string_tab[336]
+#define __pyx_n_u_size __pyx_string_tab[337]
+#define __pyx_n_u_size_bytes __pyx_string_tab[338]
+#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[339]
+#define __pyx_n_u_st __pyx_string_tab[340]
+#define __pyx_n_u_start __pyx_string_tab[341]
+#define __pyx_n_u_stats __pyx_string_tab[342]
+#define __pyx_n_u_stem __pyx_string_tab[343]
+#define __pyx_n_u_stop __pyx_string_tab[344]
+#define __pyx_n_u_strerror __pyx_string_tab[345]
+#define __pyx_n_u_strip __pyx_string_tab[346]
+#define __pyx_n_u_submit_batch __pyx_string_tab[347]
+#define __pyx_n_u_sum __pyx_string_tab[348]
+#define __pyx_n_u_syncs __pyx_string_tab[349]
+#define __pyx_n_u_target __pyx_string_tab[350]
+#define __pyx_n_u_threading __pyx_string_tab[351]
+#define __pyx_n_u_throw __pyx_string_tab[352]
+#define __pyx_n_u_timestamp_ms __pyx_string_tab[353]
+#define __pyx_n_u_timestamp_type __pyx_string_tab[354]
+#define __pyx_n_u_tmp __pyx_string_tab[355]
+#define __pyx_n_u_to_free __pyx_string_tab[356]
+#define __pyx_n_u_topic __pyx_string_tab[357]
+#define __pyx_n_u_total __pyx_string_tab[358]
+#define __pyx_n_u_ts __pyx_string_tab[359]
+#define __pyx_n_u_unlink __pyx_string_tab[360]
+#define __pyx_n_u_validate_batch __pyx_string_tab[361]
+#define __pyx_n_u_value __pyx_string_tab[362]
+#define __pyx_n_u_values __pyx_string_tab[363]
+#define __pyx_n_u_view __pyx_string_tab[364]
+#define __pyx_n_u_w __pyx_string_tab[365]
+#define __pyx_n_u_wait __pyx_string_tab[366]
+#define __pyx_n_u_want __pyx_string_tab[367]
+#define __pyx_n_u_warning __pyx_string_tab[368]
+#define __pyx_n_u_write __pyx_string_tab[369]
+#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[370]
+#define __pyx_n_u_writes __pyx_string_tab[371]
+#define __pyx_kp_b__9 __pyx_string_tab[372]
+#define __pyx_kp_b_iso88591__11 __pyx_string_tab[373]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[374]
+#define __pyx_kp_b_iso88591_7 __pyx_string_tab[375]
+#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[376]
+#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[377]
+#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[378]
+#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[379]
+#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[380]
+#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[381]
+#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[382]
+#define __pyx_kp_b_iso88591_A_4t1_aq_4t83a_at4y_D_QUUYYZ_t4q __pyx_string_tab[383]
+#define __pyx_kp_b_iso88591_A_Kq_t7 __pyx_string_tab[384]
+#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[385]
+#define __pyx_kp_b_iso88591_A_1D_1_4r_aq_AQd_Q __pyx_string_tab[386]
+#define __pyx_kp_b_iso88591_A_1D_1_d_A_Qat3gQd_Q_d_M9I_a_AQd __pyx_string_tab[387]
+#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[388]
+#define __pyx_kp_b_iso88591_A_a_4r_F_1D_1_Bj_AQd_Q_aq_Cq_t4r __pyx_string_tab[389]
+#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[390]
+#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[391]
+#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[392]
+#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[393]
+#define __pyx_kp_b_iso88591_A_1D_1_Q_D_4r_c_r_Rq_c_q0OqPppqq __pyx_string_tab[394]
+#define __pyx_kp_b_iso88591_A_6_1D_1_4r_c_fD_PZZ___4s_Cq_q_q __pyx_string_tab[395]
+#define __pyx_kp_b_iso88591_a __pyx_string_tab[396]
+#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[397]
+#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[398]
+#define __pyx_kp_b_iso88591_A_a_D_BWWX_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[399]
+#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[400]
+#define __pyx_kp_b_iso88591_A_t_q_vQ __pyx_string_tab[401]
+#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_BWWX_Qiq_1Cs_1_4r __pyx_string_tab[402]
+#define __pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B __pyx_string_tab[403]
+#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[404]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4777,7 +4776,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<18; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<43; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<406; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<405; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4828,7 +4827,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<18; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<43; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<406; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<405; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -22191,7 +22190,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
  *     while s.index.n:
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
  *             ps_batch_read_header(header, &h)
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
 */
     __pyx_t_1 = (ps_pread_all(__pyx_v_s->rfd, ((char *)__pyx_v_header), PS_BATCH_HEADER_SIZE, (__pyx_v_s->index.pos[(__pyx_v_s->index.n - 1)])) == PS_BATCH_HEADER_SIZE);
 
@@ -22202,17 +22201,17 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
  *     while s.index.n:
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)             # <<<<<<<<<<<<<<
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
- *                 break
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
 */
       ps_batch_read_header(__pyx_v_header, (&__pyx_v_h));
 
       /* "pstream/_corelib/recovery.pxi":93
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:             # <<<<<<<<<<<<<<
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \             # <<<<<<<<<<<<<<
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
  *                 break
- *         s.index.n -= 1
 */
       __pyx_t_2 = (__pyx_v_h.magic == PS_MAGIC_V2);
 
@@ -22224,18 +22223,44 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 
         goto __pyx_L8_bool_binop_done;
       }
+      __pyx_t_2 = (__pyx_v_h.base_offset >= __pyx_v_s->base_offset);
+
+      if (__pyx_t_2) {
+
+      } else {
+
+        __pyx_t_1 = __pyx_t_2;
+
+        goto __pyx_L8_bool_binop_done;
+      }
+
+      /* "pstream/_corelib/recovery.pxi":94
+ *             ps_batch_read_header(header, &h)
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:             # <<<<<<<<<<<<<<
+ *                 break
+ *         s.index.n -= 1
+*/
       __pyx_t_2 = ((__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta) == (__pyx_v_s->base_offset + (__pyx_v_s->index.rel[(__pyx_v_s->index.n - 1)])));
 
 
       __pyx_t_1 = __pyx_t_2;
 
       __pyx_L8_bool_binop_done:;
+
+      /* "pstream/_corelib/recovery.pxi":93
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
+ *             ps_batch_read_header(header, &h)
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \             # <<<<<<<<<<<<<<
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+ *                 break
+*/
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/recovery.pxi":94
- *             ps_batch_read_header(header, &h)
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+        /* "pstream/_corelib/recovery.pxi":95
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
  *                 break             # <<<<<<<<<<<<<<
  *         s.index.n -= 1
  *     if s.index.n == 0:
@@ -22245,9 +22270,9 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
         /* "pstream/_corelib/recovery.pxi":93
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:             # <<<<<<<<<<<<<<
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \             # <<<<<<<<<<<<<<
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
  *                 break
- *         s.index.n -= 1
 */
       }
 
@@ -22256,12 +22281,12 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
  *     while s.index.n:
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
  *             ps_batch_read_header(header, &h)
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+ *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
 */
     }
 
-    /* "pstream/_corelib/recovery.pxi":95
- *             if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+    /* "pstream/_corelib/recovery.pxi":96
+ *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
  *                 break
  *         s.index.n -= 1             # <<<<<<<<<<<<<<
  *     if s.index.n == 0:
@@ -22271,7 +22296,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   }
   __pyx_L5_break:;
 
-  /* "pstream/_corelib/recovery.pxi":96
+  /* "pstream/_corelib/recovery.pxi":97
  *                 break
  *         s.index.n -= 1
  *     if s.index.n == 0:             # <<<<<<<<<<<<<<
@@ -22283,7 +22308,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/recovery.pxi":97
+    /* "pstream/_corelib/recovery.pxi":98
  *         s.index.n -= 1
  *     if s.index.n == 0:
  *         s.index.tn = 0             # <<<<<<<<<<<<<<
@@ -22292,7 +22317,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     __pyx_v_s->index.tn = 0;
 
-    /* "pstream/_corelib/recovery.pxi":98
+    /* "pstream/_corelib/recovery.pxi":99
  *     if s.index.n == 0:
  *         s.index.tn = 0
  *         return 0             # <<<<<<<<<<<<<<
@@ -22305,7 +22330,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/recovery.pxi":96
+    /* "pstream/_corelib/recovery.pxi":97
  *                 break
  *         s.index.n -= 1
  *     if s.index.n == 0:             # <<<<<<<<<<<<<<
@@ -22314,7 +22339,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
   }
 
-  /* "pstream/_corelib/recovery.pxi":99
+  /* "pstream/_corelib/recovery.pxi":100
  *         s.index.tn = 0
  *         return 0
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)             # <<<<<<<<<<<<<<
@@ -22323,7 +22348,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
   __pyx_f_7pstream_5_core_index_truncate_to_position((&__pyx_v_s->index), (((int64_t)(__pyx_v_s->index.pos[(__pyx_v_s->index.n - 1)])) + 1));
 
-  /* "pstream/_corelib/recovery.pxi":100
+  /* "pstream/_corelib/recovery.pxi":101
  *         return 0
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
  *     if s.index.tn:             # <<<<<<<<<<<<<<
@@ -22335,25 +22360,25 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/recovery.pxi":101
+    /* "pstream/_corelib/recovery.pxi":102
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
  *     if s.index.tn:
  *         s.max_timestamp = s.index.ts[s.index.tn - 1]             # <<<<<<<<<<<<<<
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
- *     # The batch at the entry is scanned again (its CRC checked): position the offsets before it.
+ *     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
 */
     __pyx_v_s->max_timestamp = (__pyx_v_s->index.ts[(__pyx_v_s->index.tn - 1)]);
 
-    /* "pstream/_corelib/recovery.pxi":102
+    /* "pstream/_corelib/recovery.pxi":103
  *     if s.index.tn:
  *         s.max_timestamp = s.index.ts[s.index.tn - 1]
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]             # <<<<<<<<<<<<<<
- *     # The batch at the entry is scanned again (its CRC checked): position the offsets before it.
- *     s.next_offset = s.base_offset
+ *     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
+ *     s.next_offset = h.base_offset
 */
     __pyx_v_s->max_timestamp_offset = (__pyx_v_s->base_offset + (__pyx_v_s->index.trel[(__pyx_v_s->index.tn - 1)]));
 
-    /* "pstream/_corelib/recovery.pxi":100
+    /* "pstream/_corelib/recovery.pxi":101
  *         return 0
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
  *     if s.index.tn:             # <<<<<<<<<<<<<<
@@ -22362,19 +22387,19 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
   }
 
-  /* "pstream/_corelib/recovery.pxi":104
+  /* "pstream/_corelib/recovery.pxi":105
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
- *     # The batch at the entry is scanned again (its CRC checked): position the offsets before it.
- *     s.next_offset = s.base_offset             # <<<<<<<<<<<<<<
+ *     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
+ *     s.next_offset = h.base_offset             # <<<<<<<<<<<<<<
  *     return s.index.pos[s.index.n - 1]
 */
-  __pyx_t_3 = __pyx_v_s->base_offset;
+  __pyx_t_3 = __pyx_v_h.base_offset;
 
   __pyx_v_s->next_offset = __pyx_t_3;
 
-  /* "pstream/_corelib/recovery.pxi":105
- *     # The batch at the entry is scanned again (its CRC checked): position the offsets before it.
- *     s.next_offset = s.base_offset
+  /* "pstream/_corelib/recovery.pxi":106
+ *     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
+ *     s.next_offset = h.base_offset
  *     return s.index.pos[s.index.n - 1]             # <<<<<<<<<<<<<<
 */
   {
@@ -29979,6 +30004,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   size_t __pyx_v_loaded_n;
   size_t __pyx_v_loaded_tn;
   int64_t __pyx_v_checkpoint;
+  char *__pyx_v_path;
   int __pyx_r;
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
@@ -29999,7 +30025,14 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   size_t __pyx_t_16;
   PyObject *__pyx_t_17 = NULL;
   PyObject *__pyx_t_18 = NULL;
-  int64_t __pyx_t_19;
+  PyObject *__pyx_t_19 = NULL;
+  PyObject *__pyx_t_20 = NULL;
+  size_t __pyx_t_21;
+  PyObject *__pyx_t_22 = NULL;
+  PyObject *__pyx_t_23 = NULL;
+  PyObject *__pyx_t_24 = NULL;
+  size_t __pyx_t_25;
+  int64_t __pyx_t_26;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -30563,7 +30596,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files             # <<<<<<<<<<<<<<
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
- *         # The last segment becomes the active one again.
+ *         if checkpoint > part_active(self.p).next_offset:
 */
       {
           PyThreadState * _save;
@@ -30575,8 +30608,8 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)             # <<<<<<<<<<<<<<
- *         # The last segment becomes the active one again.
- *         s = part_active(self.p)
+ *         if checkpoint > part_active(self.p).next_offset:
+ *             # A torn tail took the log below its start offset (records deleted by
 */
             (void)(__pyx_f_7pstream_5_core_index_write_files((&__pyx_v_s->index), __pyx_v_s->index_path, __pyx_v_s->time_path, 0, 0, 1));
           }
@@ -30586,7 +30619,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files             # <<<<<<<<<<<<<<
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
- *         # The last segment becomes the active one again.
+ *         if checkpoint > part_active(self.p).next_offset:
 */
           /*finally:*/ {
             /*normal exit:*/{
@@ -30611,149 +30644,47 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
 
 
-  /* "pstream/_corelib/partition.pxi":183
+  /* "pstream/_corelib/partition.pxi":182
+ *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
- *         # The last segment becomes the active one again.
- *         s = part_active(self.p)             # <<<<<<<<<<<<<<
- *         s.sealed = s.finalized = False
- *         s.created_ms = ps_now_ms()
+ *         if checkpoint > part_active(self.p).next_offset:             # <<<<<<<<<<<<<<
+ *             # A torn tail took the log below its start offset (records deleted by
+ *             # delete_records): everything left is deleted data, so start afresh at the
 */
-  __pyx_v_s = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
-
-  /* "pstream/_corelib/partition.pxi":184
- *         # The last segment becomes the active one again.
- *         s = part_active(self.p)
- *         s.sealed = s.finalized = False             # <<<<<<<<<<<<<<
- *         s.created_ms = ps_now_ms()
- *         s.index_persisted = s.index.n
-*/
-  __pyx_v_s->sealed = 0;
-  __pyx_v_s->finalized = 0;
-
-  /* "pstream/_corelib/partition.pxi":185
- *         s = part_active(self.p)
- *         s.sealed = s.finalized = False
- *         s.created_ms = ps_now_ms()             # <<<<<<<<<<<<<<
- *         s.index_persisted = s.index.n
- *         s.time_persisted = s.index.tn
-*/
-  __pyx_v_s->created_ms = ps_now_ms();
-
-  /* "pstream/_corelib/partition.pxi":186
- *         s.sealed = s.finalized = False
- *         s.created_ms = ps_now_ms()
- *         s.index_persisted = s.index.n             # <<<<<<<<<<<<<<
- *         s.time_persisted = s.index.tn
- *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
-*/
-  __pyx_t_4 = __pyx_v_s->index.n;
-
-  __pyx_v_s->index_persisted = __pyx_t_4;
-
-  /* "pstream/_corelib/partition.pxi":187
- *         s.created_ms = ps_now_ms()
- *         s.index_persisted = s.index.n
- *         s.time_persisted = s.index.tn             # <<<<<<<<<<<<<<
- *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
- *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
-*/
-  __pyx_t_4 = __pyx_v_s->index.tn;
-
-  __pyx_v_s->time_persisted = __pyx_t_4;
-
-  /* "pstream/_corelib/partition.pxi":188
- *         s.index_persisted = s.index.n
- *         s.time_persisted = s.index.tn
- *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:             # <<<<<<<<<<<<<<
- *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
- *         if self.p.want_direct and not s.direct:
-*/
-  __pyx_t_7 = (__pyx_f_7pstream_5_core_segment_open_writer(__pyx_v_s, __pyx_v_self->p->want_direct, __pyx_v_self->p->buffer_bytes, __pyx_v_self->p->prealloc_bytes) != PS_OK);
+  __pyx_t_7 = (__pyx_v_checkpoint > __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p)->next_offset);
 
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":189
- *         s.time_persisted = s.index.tn
- *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
- *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())             # <<<<<<<<<<<<<<
- *         if self.p.want_direct and not s.direct:
- *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
-*/
-
-    __pyx_t_12 = __pyx_v_s->log_path;
-    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 189, __pyx_L1_error)
-    __pyx_t_3 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 189, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_3);
-
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_3)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_3))) __PYX_ERR(2, 189, __pyx_L1_error)
-    __pyx_t_15.__pyx_n = 1;
-    __pyx_t_15.path = ((PyObject*)__pyx_t_3);
-    __pyx_t_14 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_open_segment_for_writing, &__pyx_t_15); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 189, __pyx_L1_error)
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-
-
-    /* "pstream/_corelib/partition.pxi":188
- *         s.index_persisted = s.index.n
- *         s.time_persisted = s.index.tn
- *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:             # <<<<<<<<<<<<<<
- *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
- *         if self.p.want_direct and not s.direct:
-*/
-  }
-
-  /* "pstream/_corelib/partition.pxi":190
- *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
- *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
- *         if self.p.want_direct and not s.direct:             # <<<<<<<<<<<<<<
- *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
- *                          self.topic, self.number, s.log_path.decode())
-*/
-  if (__pyx_v_self->p->want_direct) {
-  } else {
-
-    __pyx_t_7 = __pyx_v_self->p->want_direct;
-    goto __pyx_L28_bool_binop_done;
-  }
-  __pyx_t_6 = (!__pyx_v_s->direct);
-
-
-  __pyx_t_7 = __pyx_t_6;
-
-  __pyx_L28_bool_binop_done:;
-  if (__pyx_t_7) {
-
-
-    /* "pstream/_corelib/partition.pxi":191
- *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
- *         if self.p.want_direct and not s.direct:
- *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",             # <<<<<<<<<<<<<<
- *                          self.topic, self.number, s.log_path.decode())
- *             self.fallback_logged = True
+    /* "pstream/_corelib/partition.pxi":186
+ *             # delete_records): everything left is deleted data, so start afresh at the
+ *             # log start offset, as Kafka does, and never hand out an offset twice.
+ *             _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",             # <<<<<<<<<<<<<<
+ *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
+ *             for i in range(self.p.n_segs):
 */
     __pyx_t_1 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 191, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 186, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 191, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 186, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_17);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-    /* "pstream/_corelib/partition.pxi":192
- *         if self.p.want_direct and not s.direct:
- *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
- *                          self.topic, self.number, s.log_path.decode())             # <<<<<<<<<<<<<<
- *             self.fallback_logged = True
- *         self.p.next_offset = s.next_offset
+    /* "pstream/_corelib/partition.pxi":187
+ *             # log start offset, as Kafka does, and never hand out an offset twice.
+ *             _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
+ *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)             # <<<<<<<<<<<<<<
+ *             for i in range(self.p.n_segs):
+ *                 s = self.p.segs[i]
 */
-    __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 192, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 187, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-
-    __pyx_t_12 = __pyx_v_s->log_path;
-    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 192, __pyx_L1_error)
-    __pyx_t_18 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 192, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyLong_From_int64_t(__pyx_f_7pstream_5_core_part_active(__pyx_v_self->p)->next_offset); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 187, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
-
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_18)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_18))) __PYX_ERR(2, 192, __pyx_L1_error)
+    __pyx_t_19 = __Pyx_PyLong_From_int64_t(__pyx_v_checkpoint); if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 187, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_19);
+    __pyx_t_20 = __Pyx_PyLong_From_int64_t(__pyx_v_checkpoint); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 187, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_20);
     __pyx_t_4 = 1;
     #if CYTHON_UNPACK_METHODS
     if (unlikely(PyMethod_Check(__pyx_t_17))) {
@@ -30767,18 +30698,466 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     }
     #endif
     {
-      PyObject *__pyx_callargs[5] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_s_d_the_filesystem_refused_O_DI, __pyx_v_self->topic, __pyx_t_2, __pyx_t_18};
-      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_17, __pyx_callargs+__pyx_t_4, (5-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      PyObject *__pyx_callargs[7] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_s_d_the_log_ends_at_d_below_its, __pyx_v_self->topic, __pyx_t_2, __pyx_t_18, __pyx_t_19, __pyx_t_20};
+      __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_17, __pyx_callargs+__pyx_t_4, (7-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
+      __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
+      __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
       __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 191, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 186, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":193
+    /* "pstream/_corelib/partition.pxi":188
+ *             _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
+ *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
+ *             for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
+ *                 s = self.p.segs[i]
+ *                 for path in (s.log_path, s.index_path, s.time_path):
+*/
+
+    __pyx_t_4 = __pyx_v_self->p->n_segs;
+    __pyx_t_16 = __pyx_t_4;
+
+    for (__pyx_t_21 = 0; __pyx_t_21 < __pyx_t_16; __pyx_t_21+=1) {
+      __pyx_v_i = __pyx_t_21;
+
+      /* "pstream/_corelib/partition.pxi":189
+ *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
+ *             for i in range(self.p.n_segs):
+ *                 s = self.p.segs[i]             # <<<<<<<<<<<<<<
+ *                 for path in (s.log_path, s.index_path, s.time_path):
+ *                     try:
+*/
+      __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
+
+      /* "pstream/_corelib/partition.pxi":190
+ *             for i in range(self.p.n_segs):
+ *                 s = self.p.segs[i]
+ *                 for path in (s.log_path, s.index_path, s.time_path):             # <<<<<<<<<<<<<<
+ *                     try:
+ *                         _os.unlink(path)
+*/
+      __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
+      __pyx_t_17 = __Pyx_PyBytes_FromString(__pyx_v_s->index_path); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_17);
+      __pyx_t_20 = __Pyx_PyBytes_FromString(__pyx_v_s->time_path); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_20);
+      __pyx_t_19 = PyTuple_New(3); if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_19);
+      __Pyx_GIVEREF(__pyx_t_3);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 0, __pyx_t_3) != (0)) __PYX_ERR(2, 190, __pyx_L1_error);
+      __Pyx_GIVEREF(__pyx_t_17);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 1, __pyx_t_17) != (0)) __PYX_ERR(2, 190, __pyx_L1_error);
+      __Pyx_GIVEREF(__pyx_t_20);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 2, __pyx_t_20) != (0)) __PYX_ERR(2, 190, __pyx_L1_error);
+      __pyx_t_3 = 0;
+      __pyx_t_17 = 0;
+      __pyx_t_20 = 0;
+      __pyx_t_20 = __pyx_t_19; __Pyx_INCREF(__pyx_t_20);
+      __pyx_t_10 = 0;
+      __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
+      for (;;) {
+        if (__pyx_t_10 >= 3) break;
+        #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+        __pyx_t_19 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_20, __pyx_t_10));
+        #else
+        __pyx_t_19 = __Pyx_PySequence_ITEM(__pyx_t_20, __pyx_t_10);
+        #endif
+        ++__pyx_t_10;
+        if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 190, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_19);
+        if (!(likely(PyBytes_CheckExact(__pyx_t_19))||((__pyx_t_19) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_19))) __PYX_ERR(2, 190, __pyx_L1_error)
+        if (unlikely(__pyx_t_19 == Py_None)) {
+          PyErr_SetString(PyExc_TypeError, "expected bytes, NoneType found");
+          __PYX_ERR(2, 190, __pyx_L1_error)
+        }
+        __pyx_t_12 = __Pyx_PyBytes_AsWritableString(__pyx_t_19); if (unlikely((!__pyx_t_12) && PyErr_Occurred())) __PYX_ERR(2, 190, __pyx_L1_error)
+        __pyx_v_path = __pyx_t_12;
+        __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
+
+        /* "pstream/_corelib/partition.pxi":191
+ *                 s = self.p.segs[i]
+ *                 for path in (s.log_path, s.index_path, s.time_path):
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         _os.unlink(path)
+ *                     except FileNotFoundError:
+*/
+        {
+          __Pyx_PyThreadState_declare
+          __Pyx_PyThreadState_assign
+          __Pyx_ExceptionSave(&__pyx_t_22, &__pyx_t_23, &__pyx_t_24);
+          __Pyx_XGOTREF(__pyx_t_22);
+          __Pyx_XGOTREF(__pyx_t_23);
+          __Pyx_XGOTREF(__pyx_t_24);
+          /*try:*/ {
+
+            /* "pstream/_corelib/partition.pxi":192
+ *                 for path in (s.log_path, s.index_path, s.time_path):
+ *                     try:
+ *                         _os.unlink(path)             # <<<<<<<<<<<<<<
+ *                     except FileNotFoundError:
+ *                         pass
+*/
+            __pyx_t_17 = NULL;
+            __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 192, __pyx_L31_error)
+            __Pyx_GOTREF(__pyx_t_3);
+            __pyx_t_18 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 192, __pyx_L31_error)
+            __Pyx_GOTREF(__pyx_t_18);
+            __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+            __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_path); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 192, __pyx_L31_error)
+            __Pyx_GOTREF(__pyx_t_3);
+            __pyx_t_25 = 1;
+            #if CYTHON_UNPACK_METHODS
+            if (unlikely(PyMethod_Check(__pyx_t_18))) {
+              __pyx_t_17 = PyMethod_GET_SELF(__pyx_t_18);
+              assert(__pyx_t_17);
+              PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_18);
+              __Pyx_INCREF(__pyx_t_17);
+              __Pyx_INCREF(__pyx__function);
+              __Pyx_DECREF_SET(__pyx_t_18, __pyx__function);
+              __pyx_t_25 = 0;
+            }
+            #endif
+            {
+              PyObject *__pyx_callargs[2] = {__pyx_t_17, __pyx_t_3};
+              __pyx_t_19 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_18, __pyx_callargs+__pyx_t_25, (2-__pyx_t_25) | (__pyx_t_25*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+              __Pyx_XDECREF(__pyx_t_17); __pyx_t_17 = 0;
+              __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+              __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
+              if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 192, __pyx_L31_error)
+              __Pyx_GOTREF(__pyx_t_19);
+            }
+            __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
+
+            /* "pstream/_corelib/partition.pxi":191
+ *                 s = self.p.segs[i]
+ *                 for path in (s.log_path, s.index_path, s.time_path):
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         _os.unlink(path)
+ *                     except FileNotFoundError:
+*/
+          }
+          __Pyx_XDECREF(__pyx_t_22); __pyx_t_22 = 0;
+          __Pyx_XDECREF(__pyx_t_23); __pyx_t_23 = 0;
+          __Pyx_XDECREF(__pyx_t_24); __pyx_t_24 = 0;
+          goto __pyx_L38_try_end;
+          __pyx_L31_error:;
+          __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
+          __Pyx_XDECREF(__pyx_t_17); __pyx_t_17 = 0;
+          __Pyx_XDECREF(__pyx_t_18); __pyx_t_18 = 0;
+          __Pyx_XDECREF(__pyx_t_19); __pyx_t_19 = 0;
+          __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+          __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
+
+          /* "pstream/_corelib/partition.pxi":193
+ *                     try:
+ *                         _os.unlink(path)
+ *                     except FileNotFoundError:             # <<<<<<<<<<<<<<
+ *                         pass
+ *                 segment_free(s)
+*/
+          __pyx_t_14 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_FileNotFoundError))));
+          if (__pyx_t_14) {
+            __Pyx_ErrRestore(0,0,0);
+            goto __pyx_L32_exception_handled;
+          }
+          goto __pyx_L33_except_error;
+
+          /* "pstream/_corelib/partition.pxi":191
+ *                 s = self.p.segs[i]
+ *                 for path in (s.log_path, s.index_path, s.time_path):
+ *                     try:             # <<<<<<<<<<<<<<
+ *                         _os.unlink(path)
+ *                     except FileNotFoundError:
+*/
+          __pyx_L33_except_error:;
+          __Pyx_XGIVEREF(__pyx_t_22);
+          __Pyx_XGIVEREF(__pyx_t_23);
+          __Pyx_XGIVEREF(__pyx_t_24);
+          __Pyx_ExceptionReset(__pyx_t_22, __pyx_t_23, __pyx_t_24);
+          goto __pyx_L1_error;
+          __pyx_L32_exception_handled:;
+          __Pyx_XGIVEREF(__pyx_t_22);
+          __Pyx_XGIVEREF(__pyx_t_23);
+          __Pyx_XGIVEREF(__pyx_t_24);
+          __Pyx_ExceptionReset(__pyx_t_22, __pyx_t_23, __pyx_t_24);
+          __pyx_L38_try_end:;
+        }
+
+        /* "pstream/_corelib/partition.pxi":190
+ *             for i in range(self.p.n_segs):
+ *                 s = self.p.segs[i]
+ *                 for path in (s.log_path, s.index_path, s.time_path):             # <<<<<<<<<<<<<<
+ *                     try:
+ *                         _os.unlink(path)
+*/
+      }
+      __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
+
+      /* "pstream/_corelib/partition.pxi":195
+ *                     except FileNotFoundError:
+ *                         pass
+ *                 segment_free(s)             # <<<<<<<<<<<<<<
+ *             self.p.n_segs = 0
+ *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
+*/
+      __pyx_f_7pstream_5_core_segment_free(__pyx_v_s);
+    }
+
+
+    /* "pstream/_corelib/partition.pxi":196
+ *                         pass
+ *                 segment_free(s)
+ *             self.p.n_segs = 0             # <<<<<<<<<<<<<<
+ *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
+ *             if s == NULL or part_add_segment(self.p, s) != PS_OK:
+*/
+    __pyx_v_self->p->n_segs = 0;
+
+    /* "pstream/_corelib/partition.pxi":197
+ *                 segment_free(s)
+ *             self.p.n_segs = 0
+ *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)             # <<<<<<<<<<<<<<
+ *             if s == NULL or part_add_segment(self.p, s) != PS_OK:
+ *                 segment_free(s)
+*/
+    __pyx_v_s = __pyx_f_7pstream_5_core_segment_new(__pyx_v_self->p->directory, __pyx_v_checkpoint, __pyx_v_self->p->index_interval);
+
+    /* "pstream/_corelib/partition.pxi":198
+ *             self.p.n_segs = 0
+ *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
+ *             if s == NULL or part_add_segment(self.p, s) != PS_OK:             # <<<<<<<<<<<<<<
+ *                 segment_free(s)
+ *                 raise MemoryError()
+*/
+    __pyx_t_6 = (__pyx_v_s == NULL);
+
+    if (!__pyx_t_6) {
+
+    } else {
+
+      __pyx_t_7 = __pyx_t_6;
+
+      goto __pyx_L43_bool_binop_done;
+    }
+    __pyx_t_6 = (__pyx_f_7pstream_5_core_part_add_segment(__pyx_v_self->p, __pyx_v_s) != PS_OK);
+
+
+    __pyx_t_7 = __pyx_t_6;
+
+    __pyx_L43_bool_binop_done:;
+    if (unlikely(__pyx_t_7)) {
+
+
+      /* "pstream/_corelib/partition.pxi":199
+ *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
+ *             if s == NULL or part_add_segment(self.p, s) != PS_OK:
+ *                 segment_free(s)             # <<<<<<<<<<<<<<
+ *                 raise MemoryError()
+ *         # The last segment becomes the active one again.
+*/
+      __pyx_f_7pstream_5_core_segment_free(__pyx_v_s);
+
+      /* "pstream/_corelib/partition.pxi":200
+ *             if s == NULL or part_add_segment(self.p, s) != PS_OK:
+ *                 segment_free(s)
+ *                 raise MemoryError()             # <<<<<<<<<<<<<<
+ *         # The last segment becomes the active one again.
+ *         s = part_active(self.p)
+*/
+      PyErr_NoMemory(); __PYX_ERR(2, 200, __pyx_L1_error)
+
+      /* "pstream/_corelib/partition.pxi":198
+ *             self.p.n_segs = 0
+ *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
+ *             if s == NULL or part_add_segment(self.p, s) != PS_OK:             # <<<<<<<<<<<<<<
+ *                 segment_free(s)
+ *                 raise MemoryError()
+*/
+    }
+
+    /* "pstream/_corelib/partition.pxi":182
+ *                 with nogil:  # the index was rebuilt or trimmed: replace the files
+ *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
+ *         if checkpoint > part_active(self.p).next_offset:             # <<<<<<<<<<<<<<
+ *             # A torn tail took the log below its start offset (records deleted by
+ *             # delete_records): everything left is deleted data, so start afresh at the
+*/
+  }
+
+  /* "pstream/_corelib/partition.pxi":202
+ *                 raise MemoryError()
+ *         # The last segment becomes the active one again.
+ *         s = part_active(self.p)             # <<<<<<<<<<<<<<
+ *         s.sealed = s.finalized = False
+ *         s.created_ms = ps_now_ms()
+*/
+  __pyx_v_s = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
+
+  /* "pstream/_corelib/partition.pxi":203
+ *         # The last segment becomes the active one again.
+ *         s = part_active(self.p)
+ *         s.sealed = s.finalized = False             # <<<<<<<<<<<<<<
+ *         s.created_ms = ps_now_ms()
+ *         s.index_persisted = s.index.n
+*/
+  __pyx_v_s->sealed = 0;
+  __pyx_v_s->finalized = 0;
+
+  /* "pstream/_corelib/partition.pxi":204
+ *         s = part_active(self.p)
+ *         s.sealed = s.finalized = False
+ *         s.created_ms = ps_now_ms()             # <<<<<<<<<<<<<<
+ *         s.index_persisted = s.index.n
+ *         s.time_persisted = s.index.tn
+*/
+  __pyx_v_s->created_ms = ps_now_ms();
+
+  /* "pstream/_corelib/partition.pxi":205
+ *         s.sealed = s.finalized = False
+ *         s.created_ms = ps_now_ms()
+ *         s.index_persisted = s.index.n             # <<<<<<<<<<<<<<
+ *         s.time_persisted = s.index.tn
+ *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
+*/
+  __pyx_t_4 = __pyx_v_s->index.n;
+
+  __pyx_v_s->index_persisted = __pyx_t_4;
+
+  /* "pstream/_corelib/partition.pxi":206
+ *         s.created_ms = ps_now_ms()
+ *         s.index_persisted = s.index.n
+ *         s.time_persisted = s.index.tn             # <<<<<<<<<<<<<<
+ *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
+ *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+*/
+  __pyx_t_4 = __pyx_v_s->index.tn;
+
+  __pyx_v_s->time_persisted = __pyx_t_4;
+
+  /* "pstream/_corelib/partition.pxi":207
+ *         s.index_persisted = s.index.n
+ *         s.time_persisted = s.index.tn
+ *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:             # <<<<<<<<<<<<<<
+ *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+ *         if self.p.want_direct and not s.direct:
+*/
+  __pyx_t_7 = (__pyx_f_7pstream_5_core_segment_open_writer(__pyx_v_s, __pyx_v_self->p->want_direct, __pyx_v_self->p->buffer_bytes, __pyx_v_self->p->prealloc_bytes) != PS_OK);
+
+  if (__pyx_t_7) {
+
+
+    /* "pstream/_corelib/partition.pxi":208
+ *         s.time_persisted = s.index.tn
+ *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
+ *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())             # <<<<<<<<<<<<<<
+ *         if self.p.want_direct and not s.direct:
+ *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
+*/
+
+    __pyx_t_12 = __pyx_v_s->log_path;
+    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 208, __pyx_L1_error)
+    __pyx_t_20 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 208, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_20);
+
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_20)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_20))) __PYX_ERR(2, 208, __pyx_L1_error)
+    __pyx_t_15.__pyx_n = 1;
+    __pyx_t_15.path = ((PyObject*)__pyx_t_20);
+    __pyx_t_14 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_open_segment_for_writing, &__pyx_t_15); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 208, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
+
+
+    /* "pstream/_corelib/partition.pxi":207
+ *         s.index_persisted = s.index.n
+ *         s.time_persisted = s.index.tn
+ *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:             # <<<<<<<<<<<<<<
+ *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+ *         if self.p.want_direct and not s.direct:
+*/
+  }
+
+  /* "pstream/_corelib/partition.pxi":209
+ *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
+ *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+ *         if self.p.want_direct and not s.direct:             # <<<<<<<<<<<<<<
+ *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
+ *                          self.topic, self.number, s.log_path.decode())
+*/
+  if (__pyx_v_self->p->want_direct) {
+  } else {
+
+    __pyx_t_7 = __pyx_v_self->p->want_direct;
+    goto __pyx_L47_bool_binop_done;
+  }
+  __pyx_t_6 = (!__pyx_v_s->direct);
+
+
+  __pyx_t_7 = __pyx_t_6;
+
+  __pyx_L47_bool_binop_done:;
+  if (__pyx_t_7) {
+
+
+    /* "pstream/_corelib/partition.pxi":210
+ *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+ *         if self.p.want_direct and not s.direct:
+ *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",             # <<<<<<<<<<<<<<
+ *                          self.topic, self.number, s.log_path.decode())
+ *             self.fallback_logged = True
+*/
+    __pyx_t_19 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_18, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 210, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_18);
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_18, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 210, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_3);
+    __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
+
+    /* "pstream/_corelib/partition.pxi":211
+ *         if self.p.want_direct and not s.direct:
+ *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
+ *                          self.topic, self.number, s.log_path.decode())             # <<<<<<<<<<<<<<
+ *             self.fallback_logged = True
+ *         self.p.next_offset = s.next_offset
+*/
+    __pyx_t_18 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 211, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_18);
+
+    __pyx_t_12 = __pyx_v_s->log_path;
+    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 211, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_17);
+
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_17)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_17))) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_4 = 1;
+    #if CYTHON_UNPACK_METHODS
+    if (unlikely(PyMethod_Check(__pyx_t_3))) {
+      __pyx_t_19 = PyMethod_GET_SELF(__pyx_t_3);
+      assert(__pyx_t_19);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_3);
+      __Pyx_INCREF(__pyx_t_19);
+      __Pyx_INCREF(__pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_3, __pyx__function);
+      __pyx_t_4 = 0;
+    }
+    #endif
+    {
+      PyObject *__pyx_callargs[5] = {__pyx_t_19, __pyx_mstate_global->__pyx_kp_u_s_d_the_filesystem_refused_O_DI, __pyx_v_self->topic, __pyx_t_18, __pyx_t_17};
+      __pyx_t_20 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_4, (5-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_19); __pyx_t_19 = 0;
+      __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
+      __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
+      __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+      if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 210, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_20);
+    }
+    __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
+
+    /* "pstream/_corelib/partition.pxi":212
  *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
  *                          self.topic, self.number, s.log_path.decode())
  *             self.fallback_logged = True             # <<<<<<<<<<<<<<
@@ -30787,7 +31166,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
     __pyx_v_self->fallback_logged = 1;
 
-    /* "pstream/_corelib/partition.pxi":190
+    /* "pstream/_corelib/partition.pxi":209
  *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
  *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
  *         if self.p.want_direct and not s.direct:             # <<<<<<<<<<<<<<
@@ -30796,7 +31175,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":194
+  /* "pstream/_corelib/partition.pxi":213
  *                          self.topic, self.number, s.log_path.decode())
  *             self.fallback_logged = True
  *         self.p.next_offset = s.next_offset             # <<<<<<<<<<<<<<
@@ -30807,7 +31186,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   __pyx_v_self->p->next_offset = __pyx_t_9;
 
-  /* "pstream/_corelib/partition.pxi":195
+  /* "pstream/_corelib/partition.pxi":214
  *             self.fallback_logged = True
  *         self.p.next_offset = s.next_offset
  *         self.p.durable_offset = s.next_offset             # <<<<<<<<<<<<<<
@@ -30818,7 +31197,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   __pyx_v_self->p->durable_offset = __pyx_t_9;
 
-  /* "pstream/_corelib/partition.pxi":196
+  /* "pstream/_corelib/partition.pxi":215
  *         self.p.next_offset = s.next_offset
  *         self.p.durable_offset = s.next_offset
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)             # <<<<<<<<<<<<<<
@@ -30833,16 +31212,16 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   if (__pyx_t_7) {
 
-    __pyx_t_19 = __pyx_t_9;
+    __pyx_t_26 = __pyx_t_9;
   } else {
 
-    __pyx_t_19 = __pyx_t_5;
+    __pyx_t_26 = __pyx_t_5;
   }
 
-  __pyx_v_self->p->log_start_offset = __pyx_t_19;
+  __pyx_v_self->p->log_start_offset = __pyx_t_26;
 
 
-  /* "pstream/_corelib/partition.pxi":197
+  /* "pstream/_corelib/partition.pxi":216
  *         self.p.durable_offset = s.next_offset
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
  *         if self.p.log_start_offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -30854,18 +31233,18 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":198
+    /* "pstream/_corelib/partition.pxi":217
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
  *         if self.p.log_start_offset > self.p.next_offset:
  *             self.p.log_start_offset = self.p.next_offset             # <<<<<<<<<<<<<<
  *         return 0
  * 
 */
-    __pyx_t_19 = __pyx_v_self->p->next_offset;
+    __pyx_t_26 = __pyx_v_self->p->next_offset;
 
-    __pyx_v_self->p->log_start_offset = __pyx_t_19;
+    __pyx_v_self->p->log_start_offset = __pyx_t_26;
 
-    /* "pstream/_corelib/partition.pxi":197
+    /* "pstream/_corelib/partition.pxi":216
  *         self.p.durable_offset = s.next_offset
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
  *         if self.p.log_start_offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -30874,7 +31253,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":199
+  /* "pstream/_corelib/partition.pxi":218
  *         if self.p.log_start_offset > self.p.next_offset:
  *             self.p.log_start_offset = self.p.next_offset
  *         return 0             # <<<<<<<<<<<<<<
@@ -30902,6 +31281,8 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_17);
   __Pyx_XDECREF(__pyx_t_18);
+  __Pyx_XDECREF(__pyx_t_19);
+  __Pyx_XDECREF(__pyx_t_20);
   __Pyx_AddTraceback("pstream._core.Partition._load", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = -1;
   __pyx_L0:;
@@ -30916,11 +31297,12 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
 
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":201
+/* "pstream/_corelib/partition.pxi":220
  *         return 0
  * 
  *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:             # <<<<<<<<<<<<<<
@@ -30964,7 +31346,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_cut_tail", 0);
 
-  /* "pstream/_corelib/partition.pxi":203
+  /* "pstream/_corelib/partition.pxi":222
  *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:
  *         """Truncates a segment at its last valid batch; says so unless only padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)             # <<<<<<<<<<<<<<
@@ -30973,7 +31355,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   __pyx_v_fd = open(__pyx_v_s->log_path, (O_WRONLY | O_CLOEXEC));
 
-  /* "pstream/_corelib/partition.pxi":204
+  /* "pstream/_corelib/partition.pxi":223
  *         """Truncates a segment at its last valid batch; says so unless only padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:             # <<<<<<<<<<<<<<
@@ -31009,7 +31391,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":205
+    /* "pstream/_corelib/partition.pxi":224
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:             # <<<<<<<<<<<<<<
@@ -31021,7 +31403,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":206
+      /* "pstream/_corelib/partition.pxi":225
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:
  *                 close(fd)             # <<<<<<<<<<<<<<
@@ -31030,7 +31412,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
       (void)(close(__pyx_v_fd));
 
-      /* "pstream/_corelib/partition.pxi":205
+      /* "pstream/_corelib/partition.pxi":224
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:             # <<<<<<<<<<<<<<
@@ -31039,7 +31421,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":207
+    /* "pstream/_corelib/partition.pxi":226
  *             if fd >= 0:
  *                 close(fd)
  *             raise_os_error(errno, "cannot truncate segment", s.log_path.decode())             # <<<<<<<<<<<<<<
@@ -31048,18 +31430,18 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
 
     __pyx_t_3 = __pyx_v_s->log_path;
-    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 207, __pyx_L1_error)
-    __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 207, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 226, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 226, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 207, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 226, __pyx_L1_error)
     __pyx_t_7.__pyx_n = 1;
     __pyx_t_7.path = ((PyObject*)__pyx_t_5);
-    __pyx_t_6 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_truncate_segment, &__pyx_t_7); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 207, __pyx_L1_error)
+    __pyx_t_6 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_truncate_segment, &__pyx_t_7); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 226, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
 
-    /* "pstream/_corelib/partition.pxi":204
+    /* "pstream/_corelib/partition.pxi":223
  *         """Truncates a segment at its last valid batch; says so unless only padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:             # <<<<<<<<<<<<<<
@@ -31068,7 +31450,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":208
+  /* "pstream/_corelib/partition.pxi":227
  *                 close(fd)
  *             raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
  *         close(fd)             # <<<<<<<<<<<<<<
@@ -31077,7 +31459,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   (void)(close(__pyx_v_fd));
 
-  /* "pstream/_corelib/partition.pxi":209
+  /* "pstream/_corelib/partition.pxi":228
  *             raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
  *         close(fd)
  *         index_truncate_to_position(&s.index, res.valid_end)             # <<<<<<<<<<<<<<
@@ -31086,7 +31468,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   __pyx_f_7pstream_5_core_index_truncate_to_position((&__pyx_v_s->index), __pyx_v_res->valid_end);
 
-  /* "pstream/_corelib/partition.pxi":210
+  /* "pstream/_corelib/partition.pxi":229
  *         close(fd)
  *         index_truncate_to_position(&s.index, res.valid_end)
  *         if not res.tail_is_zeros:             # <<<<<<<<<<<<<<
@@ -31098,24 +31480,24 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":211
+    /* "pstream/_corelib/partition.pxi":230
  *         index_truncate_to_position(&s.index, res.valid_end)
  *         if not res.tail_is_zeros:
  *             reason = status_error(res.status, res.bad_position)             # <<<<<<<<<<<<<<
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
 */
-    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_res->bad_position); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_res->bad_position); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 230, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_9.__pyx_n = 1;
     __pyx_t_9.position = __pyx_t_5;
-    __pyx_t_8 = __pyx_f_7pstream_5_core_status_error(__pyx_v_res->status, &__pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_8 = __pyx_f_7pstream_5_core_status_error(__pyx_v_res->status, &__pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 230, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_v_reason = __pyx_t_8;
     __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":212
+    /* "pstream/_corelib/partition.pxi":231
  *         if not res.tail_is_zeros:
  *             reason = status_error(res.status, res.bad_position)
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "             # <<<<<<<<<<<<<<
@@ -31123,41 +31505,41 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
  *                          res.file_size - res.valid_end, res.valid_end, reason)
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 212, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 231, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 212, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 231, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":213
+    /* "pstream/_corelib/partition.pxi":232
  *             reason = status_error(res.status, res.bad_position)
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,             # <<<<<<<<<<<<<<
  *                          res.file_size - res.valid_end, res.valid_end, reason)
  *         if index + 1 < count:
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 213, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 232, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
 
     __pyx_t_3 = __pyx_v_s->log_path;
-    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 213, __pyx_L1_error)
-    __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 213, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 232, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 232, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 213, __pyx_L1_error)
-    __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 213, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 232, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 232, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
 
-    /* "pstream/_corelib/partition.pxi":214
+    /* "pstream/_corelib/partition.pxi":233
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
  *                          res.file_size - res.valid_end, res.valid_end, reason)             # <<<<<<<<<<<<<<
  *         if index + 1 < count:
  *             # An older segment was cut: later segments would leave a gap; remove them.
 */
-    __pyx_t_14 = __Pyx_PyLong_From_int64_t((__pyx_v_res->file_size - __pyx_v_res->valid_end)); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 214, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_From_int64_t((__pyx_v_res->file_size - __pyx_v_res->valid_end)); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 233, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_res->valid_end); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 214, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_res->valid_end); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 233, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_15);
     __pyx_t_16 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -31181,12 +31563,12 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 212, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 231, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":210
+    /* "pstream/_corelib/partition.pxi":229
  *         close(fd)
  *         index_truncate_to_position(&s.index, res.valid_end)
  *         if not res.tail_is_zeros:             # <<<<<<<<<<<<<<
@@ -31195,7 +31577,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":215
+  /* "pstream/_corelib/partition.pxi":234
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
  *                          res.file_size - res.valid_end, res.valid_end, reason)
  *         if index + 1 < count:             # <<<<<<<<<<<<<<
@@ -31207,7 +31589,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":217
+    /* "pstream/_corelib/partition.pxi":236
  *         if index + 1 < count:
  *             # An older segment was cut: later segments would leave a gap; remove them.
  *             for base in segment_bases(self.path):             # <<<<<<<<<<<<<<
@@ -31215,7 +31597,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
 */
     __pyx_t_11 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_segment_bases); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 217, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_segment_bases); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 236, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_15);
     __pyx_t_16 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -31234,7 +31616,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
       __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_15, __pyx_callargs+__pyx_t_16, (2-__pyx_t_16) | (__pyx_t_16*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 217, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 236, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     if (likely(PyList_CheckExact(__pyx_t_8)) || PyTuple_CheckExact(__pyx_t_8)) {
@@ -31242,9 +31624,9 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
       __pyx_t_4 = 0;
       __pyx_t_17 = NULL;
     } else {
-      __pyx_t_4 = -1; __pyx_t_15 = PyObject_GetIter(__pyx_t_8); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 217, __pyx_L1_error)
+      __pyx_t_4 = -1; __pyx_t_15 = PyObject_GetIter(__pyx_t_8); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 236, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_15);
-      __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_15); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 217, __pyx_L1_error)
+      __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_15); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 236, __pyx_L1_error)
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     for (;;) {
@@ -31253,7 +31635,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
           {
             Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_15);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 217, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 236, __pyx_L1_error)
             #endif
             if (__pyx_t_4 >= __pyx_temp) break;
           }
@@ -31263,7 +31645,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
           {
             Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_15);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 217, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 236, __pyx_L1_error)
             #endif
             if (__pyx_t_4 >= __pyx_temp) break;
           }
@@ -31274,13 +31656,13 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
           #endif
           ++__pyx_t_4;
         }
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 217, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 236, __pyx_L1_error)
       } else {
         __pyx_t_8 = __pyx_t_17(__pyx_t_15);
         if (unlikely(!__pyx_t_8)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 217, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 236, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
@@ -31290,21 +31672,21 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
       __Pyx_XDECREF_SET(__pyx_v_base, __pyx_t_8);
       __pyx_t_8 = 0;
 
-      /* "pstream/_corelib/partition.pxi":218
+      /* "pstream/_corelib/partition.pxi":237
  *             # An older segment was cut: later segments would leave a gap; remove them.
  *             for base in segment_bases(self.path):
  *                 if base > s.base_offset:             # <<<<<<<<<<<<<<
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
  *                                  self.topic, self.number, base)
 */
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 218, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 237, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_1 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_v_base, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(2, 218, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_v_base, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(2, 237, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":219
+        /* "pstream/_corelib/partition.pxi":238
  *             for base in segment_bases(self.path):
  *                 if base > s.base_offset:
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",             # <<<<<<<<<<<<<<
@@ -31312,20 +31694,20 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
  *                     for suffix in (".log", ".index", ".timeindex"):
 */
         __pyx_t_11 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 219, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 238, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
-        __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 219, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 238, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
 
-        /* "pstream/_corelib/partition.pxi":220
+        /* "pstream/_corelib/partition.pxi":239
  *                 if base > s.base_offset:
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
  *                                  self.topic, self.number, base)             # <<<<<<<<<<<<<<
  *                     for suffix in (".log", ".index", ".timeindex"):
  *                         try:
 */
-        __pyx_t_14 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 220, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 239, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __pyx_t_16 = 1;
         #if CYTHON_UNPACK_METHODS
@@ -31345,12 +31727,12 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
           __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
           __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
           __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 219, __pyx_L1_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 238, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
         }
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-        /* "pstream/_corelib/partition.pxi":221
+        /* "pstream/_corelib/partition.pxi":240
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
  *                                  self.topic, self.number, base)
  *                     for suffix in (".log", ".index", ".timeindex"):             # <<<<<<<<<<<<<<
@@ -31367,13 +31749,13 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
           __pyx_t_13 = __Pyx_PySequence_ITEM(__pyx_t_8, __pyx_t_18);
           #endif
           ++__pyx_t_18;
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 221, __pyx_L1_error)
+          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 240, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_13);
-          if (!(likely(PyUnicode_CheckExact(__pyx_t_13))||((__pyx_t_13) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 221, __pyx_L1_error)
+          if (!(likely(PyUnicode_CheckExact(__pyx_t_13))||((__pyx_t_13) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 240, __pyx_L1_error)
           __Pyx_XDECREF_SET(__pyx_v_suffix, ((PyObject*)__pyx_t_13));
           __pyx_t_13 = 0;
 
-          /* "pstream/_corelib/partition.pxi":222
+          /* "pstream/_corelib/partition.pxi":241
  *                                  self.topic, self.number, base)
  *                     for suffix in (".log", ".index", ".timeindex"):
  *                         try:             # <<<<<<<<<<<<<<
@@ -31389,7 +31771,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
             __Pyx_XGOTREF(__pyx_t_21);
             /*try:*/ {
 
-              /* "pstream/_corelib/partition.pxi":223
+              /* "pstream/_corelib/partition.pxi":242
  *                     for suffix in (".log", ".index", ".timeindex"):
  *                         try:
  *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))             # <<<<<<<<<<<<<<
@@ -31397,23 +31779,23 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
  *                             pass
 */
               __pyx_t_14 = NULL;
-              __Pyx_GetModuleGlobalName(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __Pyx_GetModuleGlobalName(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_11);
-              __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_12);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-              __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_5);
-              __pyx_t_22 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_22)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __pyx_t_22 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_22)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_22);
               __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
               __pyx_t_10 = __pyx_t_22;
               __Pyx_INCREF(__pyx_t_10);
-              __pyx_t_5 = __Pyx_PyObject_Format(__pyx_v_base, __pyx_mstate_global->__pyx_kp_u_020d); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __pyx_t_5 = __Pyx_PyObject_Format(__pyx_v_base, __pyx_mstate_global->__pyx_kp_u_020d); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_5);
-              __pyx_t_23 = __Pyx_PyUnicode_Unicode(__pyx_v_suffix); if (unlikely(!__pyx_t_23)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __pyx_t_23 = __Pyx_PyUnicode_Unicode(__pyx_v_suffix); if (unlikely(!__pyx_t_23)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_23);
-              __pyx_t_24 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_5, __pyx_t_23); if (unlikely(!__pyx_t_24)) __PYX_ERR(2, 223, __pyx_L15_error)
+              __pyx_t_24 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_5, __pyx_t_23); if (unlikely(!__pyx_t_24)) __PYX_ERR(2, 242, __pyx_L15_error)
               __Pyx_GOTREF(__pyx_t_24);
               __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
               __Pyx_DECREF(__pyx_t_23); __pyx_t_23 = 0;
@@ -31424,7 +31806,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
                 __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
                 __Pyx_DECREF(__pyx_t_24); __pyx_t_24 = 0;
                 __Pyx_DECREF(__pyx_t_22); __pyx_t_22 = 0;
-                if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 223, __pyx_L15_error)
+                if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 242, __pyx_L15_error)
                 __Pyx_GOTREF(__pyx_t_11);
               }
               __pyx_t_16 = 1;
@@ -31445,12 +31827,12 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
                 __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
                 __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
                 __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-                if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 223, __pyx_L15_error)
+                if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 242, __pyx_L15_error)
                 __Pyx_GOTREF(__pyx_t_13);
               }
               __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-              /* "pstream/_corelib/partition.pxi":222
+              /* "pstream/_corelib/partition.pxi":241
  *                                  self.topic, self.number, base)
  *                     for suffix in (".log", ".index", ".timeindex"):
  *                         try:             # <<<<<<<<<<<<<<
@@ -31473,7 +31855,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
             __Pyx_XDECREF(__pyx_t_24); __pyx_t_24 = 0;
             __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-            /* "pstream/_corelib/partition.pxi":224
+            /* "pstream/_corelib/partition.pxi":243
  *                         try:
  *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
  *                         except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -31487,7 +31869,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
             }
             goto __pyx_L17_except_error;
 
-            /* "pstream/_corelib/partition.pxi":222
+            /* "pstream/_corelib/partition.pxi":241
  *                                  self.topic, self.number, base)
  *                     for suffix in (".log", ".index", ".timeindex"):
  *                         try:             # <<<<<<<<<<<<<<
@@ -31508,7 +31890,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
             __pyx_L22_try_end:;
           }
 
-          /* "pstream/_corelib/partition.pxi":221
+          /* "pstream/_corelib/partition.pxi":240
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
  *                                  self.topic, self.number, base)
  *                     for suffix in (".log", ".index", ".timeindex"):             # <<<<<<<<<<<<<<
@@ -31518,7 +31900,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
         }
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-        /* "pstream/_corelib/partition.pxi":218
+        /* "pstream/_corelib/partition.pxi":237
  *             # An older segment was cut: later segments would leave a gap; remove them.
  *             for base in segment_bases(self.path):
  *                 if base > s.base_offset:             # <<<<<<<<<<<<<<
@@ -31527,7 +31909,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":217
+      /* "pstream/_corelib/partition.pxi":236
  *         if index + 1 < count:
  *             # An older segment was cut: later segments would leave a gap; remove them.
  *             for base in segment_bases(self.path):             # <<<<<<<<<<<<<<
@@ -31537,7 +31919,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
     }
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
 
-    /* "pstream/_corelib/partition.pxi":215
+    /* "pstream/_corelib/partition.pxi":234
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
  *                          res.file_size - res.valid_end, res.valid_end, reason)
  *         if index + 1 < count:             # <<<<<<<<<<<<<<
@@ -31546,7 +31928,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":226
+  /* "pstream/_corelib/partition.pxi":245
  *                         except FileNotFoundError:
  *                             pass
  *         return 0             # <<<<<<<<<<<<<<
@@ -31559,7 +31941,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":201
+  /* "pstream/_corelib/partition.pxi":220
  *         return 0
  * 
  *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:             # <<<<<<<<<<<<<<
@@ -31592,7 +31974,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":228
+/* "pstream/_corelib/partition.pxi":247
  *         return 0
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:             # <<<<<<<<<<<<<<
@@ -31629,7 +32011,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_read_log_start_checkpoint", 0);
 
-  /* "pstream/_corelib/partition.pxi":229
+  /* "pstream/_corelib/partition.pxi":248
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:             # <<<<<<<<<<<<<<
@@ -31645,7 +32027,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __Pyx_XGOTREF(__pyx_t_3);
     /*try:*/ {
 
-      /* "pstream/_corelib/partition.pxi":230
+      /* "pstream/_corelib/partition.pxi":249
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:             # <<<<<<<<<<<<<<
@@ -31654,9 +32036,9 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
 */
       /*with:*/ {
         __pyx_t_5 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 230, __pyx_L3_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 249, __pyx_L3_error)
         __Pyx_GOTREF(__pyx_t_8);
-        __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 230, __pyx_L3_error)
+        __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 249, __pyx_L3_error)
         __Pyx_GOTREF(__pyx_t_9);
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __pyx_t_7 = __pyx_t_9;
@@ -31667,7 +32049,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_10, (3-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 230, __pyx_L3_error)
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 249, __pyx_L3_error)
           __Pyx_GOTREF(__pyx_t_6);
         }
         __pyx_t_10 = 1;
@@ -31676,13 +32058,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_open, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-          if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 230, __pyx_L3_error)
+          if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 249, __pyx_L3_error)
           __Pyx_GOTREF(__pyx_t_4);
         }
-        __pyx_t_11 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 230, __pyx_L3_error)
+        __pyx_t_11 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 249, __pyx_L3_error)
         __Pyx_GOTREF(__pyx_t_11);
         __pyx_t_5 = NULL;
-        __pyx_t_9 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 230, __pyx_L9_error)
+        __pyx_t_9 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 249, __pyx_L9_error)
         __Pyx_GOTREF(__pyx_t_9);
         __pyx_t_10 = 1;
         #if CYTHON_UNPACK_METHODS
@@ -31701,7 +32083,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_9, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 230, __pyx_L9_error)
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 249, __pyx_L9_error)
           __Pyx_GOTREF(__pyx_t_6);
         }
         __pyx_t_9 = __pyx_t_6;
@@ -31719,7 +32101,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
               __pyx_v_f = __pyx_t_9;
               __pyx_t_9 = 0;
 
-              /* "pstream/_corelib/partition.pxi":231
+              /* "pstream/_corelib/partition.pxi":250
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:
  *                 return int(f.read().strip() or 0)             # <<<<<<<<<<<<<<
@@ -31733,7 +32115,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 PyObject *__pyx_callargs[2] = {__pyx_t_7, NULL};
                 __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_read, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
                 __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-                if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 231, __pyx_L13_error)
+                if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 250, __pyx_L13_error)
                 __Pyx_GOTREF(__pyx_t_5);
               }
               __pyx_t_6 = __pyx_t_5;
@@ -31744,10 +32126,10 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_strip, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
                 __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
                 __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-                if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 231, __pyx_L13_error)
+                if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 250, __pyx_L13_error)
                 __Pyx_GOTREF(__pyx_t_4);
               }
-              __pyx_t_15 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_15 < 0))) __PYX_ERR(2, 231, __pyx_L13_error)
+              __pyx_t_15 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_15 < 0))) __PYX_ERR(2, 250, __pyx_L13_error)
               if (!__pyx_t_15) {
                 __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
               } else {
@@ -31756,22 +32138,22 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
                 goto __pyx_L19_bool_binop_done;
               }
-              __pyx_t_4 = __Pyx_PyLong_From_long(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 231, __pyx_L13_error)
+              __pyx_t_4 = __Pyx_PyLong_From_long(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 250, __pyx_L13_error)
               __Pyx_GOTREF(__pyx_t_4);
               __pyx_t_9 = __pyx_t_4;
               __pyx_t_4 = 0;
               __pyx_L19_bool_binop_done:;
-              __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 231, __pyx_L13_error)
+              __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 250, __pyx_L13_error)
               __Pyx_GOTREF(__pyx_t_4);
               __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-              __pyx_t_16 = __Pyx_PyLong_As_int64_t(__pyx_t_4); if (unlikely((__pyx_t_16 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 231, __pyx_L13_error)
+              __pyx_t_16 = __Pyx_PyLong_As_int64_t(__pyx_t_4); if (unlikely((__pyx_t_16 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 250, __pyx_L13_error)
               __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
               {
                 __pyx_r = __pyx_t_16;
               }
               goto __pyx_L17_try_return;
 
-              /* "pstream/_corelib/partition.pxi":230
+              /* "pstream/_corelib/partition.pxi":249
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:             # <<<<<<<<<<<<<<
@@ -31788,23 +32170,23 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
             __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
             /*except:*/ {
               __Pyx_AddTraceback("pstream._core.Partition._read_log_start_checkpoint", __pyx_clineno, __pyx_lineno, __pyx_filename);
-              if (__Pyx_GetException(&__pyx_t_4, &__pyx_t_9, &__pyx_t_5) < 0) __PYX_ERR(2, 230, __pyx_L15_except_error)
+              if (__Pyx_GetException(&__pyx_t_4, &__pyx_t_9, &__pyx_t_5) < 0) __PYX_ERR(2, 249, __pyx_L15_except_error)
               __Pyx_XGOTREF(__pyx_t_4);
               __Pyx_XGOTREF(__pyx_t_9);
               __Pyx_XGOTREF(__pyx_t_5);
               {
                 PyObject* __pyx_temp[3] = {__pyx_t_4, __pyx_t_9, __pyx_t_5};
-                __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 230, __pyx_L15_except_error)
+                __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 249, __pyx_L15_except_error)
                 __Pyx_GOTREF(__pyx_t_6);
               }
               __pyx_t_17 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_t_6, NULL);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
               __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-              if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 230, __pyx_L15_except_error)
+              if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 249, __pyx_L15_except_error)
               __Pyx_GOTREF(__pyx_t_17);
               __pyx_t_15 = __Pyx_PyObject_IsTrue(__pyx_t_17);
               __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
-              if (__pyx_t_15 < (0)) __PYX_ERR(2, 230, __pyx_L15_except_error)
+              if (__pyx_t_15 < (0)) __PYX_ERR(2, 249, __pyx_L15_except_error)
               __pyx_t_18 = (!__pyx_t_15);
 
 
@@ -31815,7 +32197,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 __Pyx_XGIVEREF(__pyx_t_5);
                 __Pyx_ErrRestoreWithState(__pyx_t_4, __pyx_t_9, __pyx_t_5);
                 __pyx_t_4 = 0;  __pyx_t_9 = 0;  __pyx_t_5 = 0; 
-                __PYX_ERR(2, 230, __pyx_L15_except_error)
+                __PYX_ERR(2, 249, __pyx_L15_except_error)
               }
               __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
               __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
@@ -31846,7 +32228,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
             if (__pyx_t_11) {
               __pyx_t_14 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_mstate_global->__pyx_tuple[6], NULL);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 230, __pyx_L3_error)
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 249, __pyx_L3_error)
               __Pyx_GOTREF(__pyx_t_14);
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
             }
@@ -31857,7 +32239,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
             if (__pyx_t_11) {
               __pyx_t_14 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_mstate_global->__pyx_tuple[6], NULL);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 230, __pyx_L3_error)
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 249, __pyx_L3_error)
               __Pyx_GOTREF(__pyx_t_14);
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
             }
@@ -31873,7 +32255,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
         __pyx_L24:;
       }
 
-      /* "pstream/_corelib/partition.pxi":229
+      /* "pstream/_corelib/partition.pxi":248
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:             # <<<<<<<<<<<<<<
@@ -31893,7 +32275,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":232
+    /* "pstream/_corelib/partition.pxi":251
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:
  *                 return int(f.read().strip() or 0)
  *         except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -31904,7 +32286,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     if (__pyx_t_19) {
       __Pyx_ErrRestore(0,0,0);
 
-      /* "pstream/_corelib/partition.pxi":233
+      /* "pstream/_corelib/partition.pxi":252
  *                 return int(f.read().strip() or 0)
  *         except FileNotFoundError:
  *             return 0             # <<<<<<<<<<<<<<
@@ -31918,7 +32300,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
       goto __pyx_L6_except_return;
     }
 
-    /* "pstream/_corelib/partition.pxi":234
+    /* "pstream/_corelib/partition.pxi":253
  *         except FileNotFoundError:
  *             return 0
  *         except ValueError:             # <<<<<<<<<<<<<<
@@ -31928,12 +32310,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __pyx_t_19 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_ValueError))));
     if (__pyx_t_19) {
       __Pyx_AddTraceback("pstream._core.Partition._read_log_start_checkpoint", __pyx_clineno, __pyx_lineno, __pyx_filename);
-      if (__Pyx_GetException(&__pyx_t_5, &__pyx_t_9, &__pyx_t_4) < 0) __PYX_ERR(2, 234, __pyx_L5_except_error)
+      if (__Pyx_GetException(&__pyx_t_5, &__pyx_t_9, &__pyx_t_4) < 0) __PYX_ERR(2, 253, __pyx_L5_except_error)
       __Pyx_XGOTREF(__pyx_t_5);
       __Pyx_XGOTREF(__pyx_t_9);
       __Pyx_XGOTREF(__pyx_t_4);
 
-      /* "pstream/_corelib/partition.pxi":235
+      /* "pstream/_corelib/partition.pxi":254
  *             return 0
  *         except ValueError:
  *             _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)             # <<<<<<<<<<<<<<
@@ -31941,12 +32323,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
  * 
 */
       __pyx_t_7 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 235, __pyx_L5_except_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 254, __pyx_L5_except_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 235, __pyx_L5_except_error)
+      __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 254, __pyx_L5_except_error)
       __Pyx_GOTREF(__pyx_t_20);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 235, __pyx_L5_except_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 254, __pyx_L5_except_error)
       __Pyx_GOTREF(__pyx_t_8);
       __pyx_t_10 = 1;
       #if CYTHON_UNPACK_METHODS
@@ -31966,12 +32348,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
         __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 235, __pyx_L5_except_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 254, __pyx_L5_except_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-      /* "pstream/_corelib/partition.pxi":236
+      /* "pstream/_corelib/partition.pxi":255
  *         except ValueError:
  *             _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)
  *             return 0             # <<<<<<<<<<<<<<
@@ -31989,7 +32371,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     }
     goto __pyx_L5_except_error;
 
-    /* "pstream/_corelib/partition.pxi":229
+    /* "pstream/_corelib/partition.pxi":248
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:             # <<<<<<<<<<<<<<
@@ -32017,7 +32399,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __pyx_L8_try_end:;
   }
 
-  /* "pstream/_corelib/partition.pxi":228
+  /* "pstream/_corelib/partition.pxi":247
  *         return 0
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:             # <<<<<<<<<<<<<<
@@ -32045,7 +32427,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":238
+/* "pstream/_corelib/partition.pxi":257
  *             return 0
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):             # <<<<<<<<<<<<<<
@@ -32093,32 +32475,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_value,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 238, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 257, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 238, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 257, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_write_log_start_checkpoint", 0) < (0)) __PYX_ERR(2, 238, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_write_log_start_checkpoint", 0) < (0)) __PYX_ERR(2, 257, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, i); __PYX_ERR(2, 238, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, i); __PYX_ERR(2, 257, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 238, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 257, __pyx_L3_error)
     }
-    __pyx_v_value = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_value == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 238, __pyx_L3_error)
+    __pyx_v_value = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_value == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 257, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 238, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 257, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32165,16 +32547,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_write_log_start_checkpoint", 0);
 
-  /* "pstream/_corelib/partition.pxi":239
+  /* "pstream/_corelib/partition.pxi":258
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")             # <<<<<<<<<<<<<<
  *         with open(tmp, "w") as f:
  *             f.write(f"{value}\n")
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 239, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 258, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 239, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 258, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_2 = __pyx_t_4;
@@ -32185,13 +32567,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_5, (3-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 239, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 258, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_tmp = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":240
+  /* "pstream/_corelib/partition.pxi":259
  *     def _write_log_start_checkpoint(self, int64_t value):
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:             # <<<<<<<<<<<<<<
@@ -32205,13 +32587,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_tmp, __pyx_mstate_global->__pyx_n_u_w};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_open, __pyx_callargs+__pyx_t_5, (3-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 240, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 259, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_6 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 240, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 259, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_2 = NULL;
-    __pyx_t_3 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 240, __pyx_L3_error)
+    __pyx_t_3 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 259, __pyx_L3_error)
     __Pyx_GOTREF(__pyx_t_3);
     __pyx_t_5 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -32230,7 +32612,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 240, __pyx_L3_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 259, __pyx_L3_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __pyx_t_3 = __pyx_t_4;
@@ -32248,7 +32630,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
           __pyx_v_f = __pyx_t_3;
           __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":241
+          /* "pstream/_corelib/partition.pxi":260
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:
  *             f.write(f"{value}\n")             # <<<<<<<<<<<<<<
@@ -32257,9 +32639,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
 */
           __pyx_t_1 = __pyx_v_f;
           __Pyx_INCREF(__pyx_t_1);
-          __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_value, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 241, __pyx_L7_error)
+          __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_value, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 260, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_4);
-          __pyx_t_2 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u__5); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 241, __pyx_L7_error)
+          __pyx_t_2 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u__5); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 260, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_2);
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
           __pyx_t_5 = 0;
@@ -32268,12 +32650,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
             __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 241, __pyx_L7_error)
+            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 260, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_3);
           }
           __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":242
+          /* "pstream/_corelib/partition.pxi":261
  *         with open(tmp, "w") as f:
  *             f.write(f"{value}\n")
  *             f.flush()             # <<<<<<<<<<<<<<
@@ -32287,12 +32669,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
             __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 242, __pyx_L7_error)
+            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 261, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_3);
           }
           __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":243
+          /* "pstream/_corelib/partition.pxi":262
  *             f.write(f"{value}\n")
  *             f.flush()
  *             _os.fsync(f.fileno())             # <<<<<<<<<<<<<<
@@ -32300,9 +32682,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
  *         with nogil:
 */
           __pyx_t_2 = NULL;
-          __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 243, __pyx_L7_error)
+          __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 262, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_1);
-          __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fsync); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 243, __pyx_L7_error)
+          __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fsync); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 262, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_4);
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
           __pyx_t_10 = __pyx_v_f;
@@ -32312,7 +32694,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             PyObject *__pyx_callargs[2] = {__pyx_t_10, NULL};
             __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_fileno, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-            if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 243, __pyx_L7_error)
+            if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 262, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_1);
           }
           __pyx_t_5 = 1;
@@ -32333,12 +32715,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
             __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
             __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 243, __pyx_L7_error)
+            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 262, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_3);
           }
           __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":240
+          /* "pstream/_corelib/partition.pxi":259
  *     def _write_log_start_checkpoint(self, int64_t value):
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:             # <<<<<<<<<<<<<<
@@ -32358,23 +32740,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         /*except:*/ {
           __Pyx_AddTraceback("pstream._core.Partition._write_log_start_checkpoint", __pyx_clineno, __pyx_lineno, __pyx_filename);
-          if (__Pyx_GetException(&__pyx_t_3, &__pyx_t_4, &__pyx_t_1) < 0) __PYX_ERR(2, 240, __pyx_L9_except_error)
+          if (__Pyx_GetException(&__pyx_t_3, &__pyx_t_4, &__pyx_t_1) < 0) __PYX_ERR(2, 259, __pyx_L9_except_error)
           __Pyx_XGOTREF(__pyx_t_3);
           __Pyx_XGOTREF(__pyx_t_4);
           __Pyx_XGOTREF(__pyx_t_1);
           {
             PyObject* __pyx_temp[3] = {__pyx_t_3, __pyx_t_4, __pyx_t_1};
-            __pyx_t_2 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 240, __pyx_L9_except_error)
+            __pyx_t_2 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 259, __pyx_L9_except_error)
             __Pyx_GOTREF(__pyx_t_2);
           }
           __pyx_t_11 = __Pyx_PyObject_Call(__pyx_t_6, __pyx_t_2, NULL);
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
           __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 240, __pyx_L9_except_error)
+          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 259, __pyx_L9_except_error)
           __Pyx_GOTREF(__pyx_t_11);
           __pyx_t_12 = __Pyx_PyObject_IsTrue(__pyx_t_11);
           __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-          if (__pyx_t_12 < (0)) __PYX_ERR(2, 240, __pyx_L9_except_error)
+          if (__pyx_t_12 < (0)) __PYX_ERR(2, 259, __pyx_L9_except_error)
           __pyx_t_13 = (!__pyx_t_12);
 
 
@@ -32385,7 +32767,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             __Pyx_XGIVEREF(__pyx_t_1);
             __Pyx_ErrRestoreWithState(__pyx_t_3, __pyx_t_4, __pyx_t_1);
             __pyx_t_3 = 0;  __pyx_t_4 = 0;  __pyx_t_1 = 0; 
-            __PYX_ERR(2, 240, __pyx_L9_except_error)
+            __PYX_ERR(2, 259, __pyx_L9_except_error)
           }
           __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
           __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -32411,7 +32793,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
         if (__pyx_t_6) {
           __pyx_t_9 = __Pyx_PyObject_Call(__pyx_t_6, __pyx_mstate_global->__pyx_tuple[6], NULL);
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-          if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 240, __pyx_L1_error)
+          if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 259, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_9);
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
         }
@@ -32426,7 +32808,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __pyx_L16:;
   }
 
-  /* "pstream/_corelib/partition.pxi":244
+  /* "pstream/_corelib/partition.pxi":263
  *             f.flush()
  *             _os.fsync(f.fileno())
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))             # <<<<<<<<<<<<<<
@@ -32434,14 +32816,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
  *             fsync_directory(self.p.directory)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 263, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_replace); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_replace); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 263, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 263, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 263, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
   __pyx_t_10 = __pyx_t_15;
@@ -32452,7 +32834,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_5, (3-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 244, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 263, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __pyx_t_5 = 1;
@@ -32473,12 +32855,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 244, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 263, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":245
+  /* "pstream/_corelib/partition.pxi":264
  *             _os.fsync(f.fileno())
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -32491,7 +32873,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":246
+        /* "pstream/_corelib/partition.pxi":265
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
  *         with nogil:
  *             fsync_directory(self.p.directory)             # <<<<<<<<<<<<<<
@@ -32501,7 +32883,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
         (void)(__pyx_f_7pstream_5_core_fsync_directory(__pyx_v_self->p->directory));
       }
 
-      /* "pstream/_corelib/partition.pxi":245
+      /* "pstream/_corelib/partition.pxi":264
  *             _os.fsync(f.fileno())
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -32518,7 +32900,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":238
+  /* "pstream/_corelib/partition.pxi":257
  *             return 0
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):             # <<<<<<<<<<<<<<
@@ -32547,7 +32929,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":250
+/* "pstream/_corelib/partition.pxi":269
  *     # --- properties --------------------------------------------------------------
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32579,14 +32961,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14high_watermark___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":253
+  /* "pstream/_corelib/partition.pxi":272
  *     def high_watermark(self):
  *         """One past the last readable offset (the log end offset on a single node)."""
  *         return self.p.next_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 253, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 272, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -32599,7 +32981,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14high_watermark___get__(st
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":250
+  /* "pstream/_corelib/partition.pxi":269
  *     # --- properties --------------------------------------------------------------
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32618,7 +33000,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14high_watermark___get__(st
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":255
+/* "pstream/_corelib/partition.pxi":274
  *         return self.p.next_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32650,14 +33032,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":257
+  /* "pstream/_corelib/partition.pxi":276
  *     @property
  *     def log_start_offset(self):
  *         return self.p.log_start_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->log_start_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 257, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->log_start_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 276, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -32670,7 +33052,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":255
+  /* "pstream/_corelib/partition.pxi":274
  *         return self.p.next_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32689,7 +33071,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":259
+/* "pstream/_corelib/partition.pxi":278
  *         return self.p.log_start_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32721,14 +33103,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(stru
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":262
+  /* "pstream/_corelib/partition.pxi":281
  *     def leader_epoch(self):
  *         """Stamped into every appended batch (partitionLeaderEpoch)."""
  *         return self.p.leader_epoch             # <<<<<<<<<<<<<<
  * 
  *     @leader_epoch.setter
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int32_t(__pyx_v_self->p->leader_epoch); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 262, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int32_t(__pyx_v_self->p->leader_epoch); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 281, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -32741,7 +33123,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(stru
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":259
+  /* "pstream/_corelib/partition.pxi":278
  *         return self.p.log_start_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32760,7 +33142,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":264
+/* "pstream/_corelib/partition.pxi":283
  *         return self.p.leader_epoch
  * 
  *     @leader_epoch.setter             # <<<<<<<<<<<<<<
@@ -32781,7 +33163,7 @@ static int __pyx_pw_7pstream_5_core_9Partition_12leader_epoch_3__set__(PyObject 
   __Pyx_RefNannySetupContext("__set__ (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
   assert(__pyx_arg_value); {
-    __pyx_v_value = __Pyx_PyLong_As_int32_t(__pyx_arg_value); if (unlikely((__pyx_v_value == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 265, __pyx_L3_error)
+    __pyx_v_value = __Pyx_PyLong_As_int32_t(__pyx_arg_value); if (unlikely((__pyx_v_value == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 284, __pyx_L3_error)
   }
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32800,7 +33182,7 @@ static int __pyx_pw_7pstream_5_core_9Partition_12leader_epoch_3__set__(PyObject 
 static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int32_t __pyx_v_value) {
   int __pyx_r;
 
-  /* "pstream/_corelib/partition.pxi":266
+  /* "pstream/_corelib/partition.pxi":285
  *     @leader_epoch.setter
  *     def leader_epoch(self, int32_t value):
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -32809,7 +33191,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":267
+  /* "pstream/_corelib/partition.pxi":286
  *     def leader_epoch(self, int32_t value):
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.leader_epoch = value             # <<<<<<<<<<<<<<
@@ -32818,7 +33200,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
   __pyx_v_self->p->leader_epoch = __pyx_v_value;
 
-  /* "pstream/_corelib/partition.pxi":268
+  /* "pstream/_corelib/partition.pxi":287
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.leader_epoch = value
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -32827,7 +33209,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":264
+  /* "pstream/_corelib/partition.pxi":283
  *         return self.p.leader_epoch
  * 
  *     @leader_epoch.setter             # <<<<<<<<<<<<<<
@@ -32842,7 +33224,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":270
+/* "pstream/_corelib/partition.pxi":289
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32874,14 +33256,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":273
+  /* "pstream/_corelib/partition.pxi":292
  *     def timestamp_type(self):
  *         """0: CreateTime (producers' timestamps), 1: LogAppendTime (the log's clock)."""
  *         return self.p.timestamp_type             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_self->p->timestamp_type); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 273, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_self->p->timestamp_type); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 292, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -32894,7 +33276,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(st
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":270
+  /* "pstream/_corelib/partition.pxi":289
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32913,7 +33295,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(st
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":275
+/* "pstream/_corelib/partition.pxi":294
  *         return self.p.timestamp_type
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32945,14 +33327,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":278
+  /* "pstream/_corelib/partition.pxi":297
  *     def durable_offset(self):
  *         """Offsets below this are fdatasync'ed."""
  *         return self.p.durable_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->durable_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 278, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->durable_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 297, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -32965,7 +33347,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(st
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":275
+  /* "pstream/_corelib/partition.pxi":294
  *         return self.p.timestamp_type
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32984,7 +33366,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(st
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":280
+/* "pstream/_corelib/partition.pxi":299
  *         return self.p.durable_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33017,7 +33399,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":283
+  /* "pstream/_corelib/partition.pxi":302
  *     def direct_io(self):
  *         """Whether the active segment writes with O_DIRECT."""
  *         return bool(part_active(self.p).direct)             # <<<<<<<<<<<<<<
@@ -33026,7 +33408,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
 */
   __pyx_t_1 = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p)->direct;
 
-  __pyx_t_2 = __Pyx_PyBool_FromLong((!(!__pyx_t_1))); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 283, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong((!(!__pyx_t_1))); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 302, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   {
@@ -33040,7 +33422,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":280
+  /* "pstream/_corelib/partition.pxi":299
  *         return self.p.durable_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33059,7 +33441,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":285
+/* "pstream/_corelib/partition.pxi":304
  *         return bool(part_active(self.p).direct)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33087,7 +33469,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":287
+  /* "pstream/_corelib/partition.pxi":306
  *     @property
  *     def flush_policy(self):
  *         return ("always", "interval", "bytes")[self.p.flush_mode]             # <<<<<<<<<<<<<<
@@ -33105,7 +33487,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":285
+  /* "pstream/_corelib/partition.pxi":304
  *         return bool(part_active(self.p).direct)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33120,7 +33502,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":289
+/* "pstream/_corelib/partition.pxi":308
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
@@ -33169,48 +33551,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_durable,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 289, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 308, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 289, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 308, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 289, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 308, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_watch", 0) < (0)) __PYX_ERR(2, 289, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_watch", 0) < (0)) __PYX_ERR(2, 308, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, i); __PYX_ERR(2, 289, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, i); __PYX_ERR(2, 308, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 289, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 308, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 289, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 308, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 289, __pyx_L3_error)
+    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 308, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_durable = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_durable == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 289, __pyx_L3_error)
+      __pyx_v_durable = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_durable == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 308, __pyx_L3_error)
     } else {
       __pyx_v_durable = ((int)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 289, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 308, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33240,7 +33622,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   int __pyx_t_2;
   __Pyx_RefNannySetupContext("_watch", 0);
 
-  /* "pstream/_corelib/partition.pxi":294
+  /* "pstream/_corelib/partition.pxi":313
  *         Returns True instead when that is already the case.
  *         """
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33249,7 +33631,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":295
+  /* "pstream/_corelib/partition.pxi":314
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:             # <<<<<<<<<<<<<<
@@ -33258,7 +33640,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
   if (__pyx_v_durable) {
 
-    /* "pstream/_corelib/partition.pxi":296
+    /* "pstream/_corelib/partition.pxi":315
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:
  *             if self.p.durable_offset > offset or self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33284,7 +33666,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":297
+      /* "pstream/_corelib/partition.pxi":316
  *         if durable:
  *             if self.p.durable_offset > offset or self.p.io_errno:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33293,7 +33675,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":298
+      /* "pstream/_corelib/partition.pxi":317
  *             if self.p.durable_offset > offset or self.p.io_errno:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True             # <<<<<<<<<<<<<<
@@ -33311,7 +33693,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":296
+      /* "pstream/_corelib/partition.pxi":315
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:
  *             if self.p.durable_offset > offset or self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33320,7 +33702,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":299
+    /* "pstream/_corelib/partition.pxi":318
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:             # <<<<<<<<<<<<<<
@@ -33346,7 +33728,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":300
+      /* "pstream/_corelib/partition.pxi":319
  *                 return True
  *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:
  *                 self.p.watch_durable = offset             # <<<<<<<<<<<<<<
@@ -33355,7 +33737,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       __pyx_v_self->p->watch_durable = __pyx_v_offset;
 
-      /* "pstream/_corelib/partition.pxi":299
+      /* "pstream/_corelib/partition.pxi":318
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:             # <<<<<<<<<<<<<<
@@ -33364,7 +33746,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":295
+    /* "pstream/_corelib/partition.pxi":314
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:             # <<<<<<<<<<<<<<
@@ -33374,7 +33756,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     goto __pyx_L3;
   }
 
-  /* "pstream/_corelib/partition.pxi":302
+  /* "pstream/_corelib/partition.pxi":321
  *                 self.p.watch_durable = offset
  *         else:
  *             if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
@@ -33387,7 +33769,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":303
+      /* "pstream/_corelib/partition.pxi":322
  *         else:
  *             if self.p.next_offset > offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33396,7 +33778,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":304
+      /* "pstream/_corelib/partition.pxi":323
  *             if self.p.next_offset > offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True             # <<<<<<<<<<<<<<
@@ -33414,7 +33796,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":302
+      /* "pstream/_corelib/partition.pxi":321
  *                 self.p.watch_durable = offset
  *         else:
  *             if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
@@ -33423,7 +33805,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":305
+    /* "pstream/_corelib/partition.pxi":324
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
@@ -33449,7 +33831,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":306
+      /* "pstream/_corelib/partition.pxi":325
  *                 return True
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
  *                 self.p.watch_offset = offset             # <<<<<<<<<<<<<<
@@ -33458,7 +33840,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       __pyx_v_self->p->watch_offset = __pyx_v_offset;
 
-      /* "pstream/_corelib/partition.pxi":305
+      /* "pstream/_corelib/partition.pxi":324
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
@@ -33469,7 +33851,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   }
   __pyx_L3:;
 
-  /* "pstream/_corelib/partition.pxi":307
+  /* "pstream/_corelib/partition.pxi":326
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
  *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33478,7 +33860,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":308
+  /* "pstream/_corelib/partition.pxi":327
  *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return False             # <<<<<<<<<<<<<<
@@ -33496,7 +33878,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":289
+  /* "pstream/_corelib/partition.pxi":308
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
@@ -33511,7 +33893,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":310
+/* "pstream/_corelib/partition.pxi":329
  *         return False
  * 
  *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
@@ -33572,7 +33954,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_raise_if_failed", 0);
 
-  /* "pstream/_corelib/partition.pxi":312
+  /* "pstream/_corelib/partition.pxi":331
  *     def _raise_if_failed(self):
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33581,7 +33963,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":313
+  /* "pstream/_corelib/partition.pxi":332
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33593,17 +33975,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":314
+    /* "pstream/_corelib/partition.pxi":333
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.io_errno:
  *             self._raise_locked(PS_ERR_IO)             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
 */
-    __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 314, __pyx_L1_error)
+    __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 333, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":313
+    /* "pstream/_corelib/partition.pxi":332
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33612,7 +33994,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":315
+  /* "pstream/_corelib/partition.pxi":334
  *         if self.p.io_errno:
  *             self._raise_locked(PS_ERR_IO)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33621,7 +34003,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":310
+  /* "pstream/_corelib/partition.pxi":329
  *         return False
  * 
  *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
@@ -33641,7 +34023,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":317
+/* "pstream/_corelib/partition.pxi":336
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
@@ -33721,19 +34103,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("segments", 0);
 
-  /* "pstream/_corelib/partition.pxi":321
+  /* "pstream/_corelib/partition.pxi":340
  *         cdef size_t i
  *         cdef Segment *s
  *         out = []             # <<<<<<<<<<<<<<
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 321, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 340, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":322
+  /* "pstream/_corelib/partition.pxi":341
  *         cdef Segment *s
  *         out = []
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33742,7 +34124,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":323
+  /* "pstream/_corelib/partition.pxi":342
  *         out = []
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -33756,7 +34138,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":324
+    /* "pstream/_corelib/partition.pxi":343
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -33765,42 +34147,42 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":325
+    /* "pstream/_corelib/partition.pxi":344
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
 */
-    __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 325, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 344, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 325, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 344, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_s->size); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 325, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_s->size); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 344, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 325, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 344, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 325, __pyx_L1_error)
+    __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 344, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(2, 325, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_5);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 325, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_6);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_6) != (0)) __PYX_ERR(2, 325, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_6) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_7);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_7) != (0)) __PYX_ERR(2, 325, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_7) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
     __pyx_t_1 = 0;
     __pyx_t_5 = 0;
     __pyx_t_6 = 0;
     __pyx_t_7 = 0;
-    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 325, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 344, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
   }
 
 
-  /* "pstream/_corelib/partition.pxi":326
+  /* "pstream/_corelib/partition.pxi":345
  *             s = self.p.segs[i]
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33809,7 +34191,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":327
+  /* "pstream/_corelib/partition.pxi":346
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]             # <<<<<<<<<<<<<<
@@ -33817,7 +34199,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
  *     def size_bytes(self):
 */
   { /* enter inner scope */
-    __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 327, __pyx_L7_error)
+    __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 346, __pyx_L7_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_7 = __pyx_v_out; __Pyx_INCREF(__pyx_t_7);
     __pyx_t_10 = 0;
@@ -33825,13 +34207,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_7);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 327, __pyx_L7_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 346, __pyx_L7_error)
         #endif
         if (__pyx_t_10 >= __pyx_temp) break;
       }
       __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_7, __pyx_t_10, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_10;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 327, __pyx_L7_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 346, __pyx_L7_error)
       __Pyx_GOTREF(__pyx_t_6);
       if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
         PyObject* sequence = __pyx_t_6;
@@ -33839,7 +34221,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
         if (unlikely(size != 4)) {
           if (size > 4) __Pyx_RaiseTooManyValuesError(4);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(2, 327, __pyx_L7_error)
+          __PYX_ERR(2, 346, __pyx_L7_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -33853,16 +34235,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
           __Pyx_INCREF(__pyx_t_12);
         } else {
           __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 327, __pyx_L7_error)
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 346, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_5);
           __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 327, __pyx_L7_error)
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 346, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_1);
           __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 327, __pyx_L7_error)
+          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 346, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_11);
           __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 327, __pyx_L7_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 346, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_12);
         }
         #else
@@ -33870,7 +34252,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
           Py_ssize_t i;
           PyObject** temps[4] = {&__pyx_t_5,&__pyx_t_1,&__pyx_t_11,&__pyx_t_12};
           for (i=0; i < 4; i++) {
-            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(2, 327, __pyx_L7_error)
+            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(2, 346, __pyx_L7_error)
             __Pyx_GOTREF(item);
             *(temps[i]) = item;
           }
@@ -33880,7 +34262,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
       } else {
         Py_ssize_t index = -1;
         PyObject** temps[4] = {&__pyx_t_5,&__pyx_t_1,&__pyx_t_11,&__pyx_t_12};
-        __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 327, __pyx_L7_error)
+        __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 346, __pyx_L7_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -33889,7 +34271,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
           __Pyx_GOTREF(item);
           *(temps[index]) = item;
         }
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(2, 327, __pyx_L7_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(2, 346, __pyx_L7_error)
         __pyx_t_14 = NULL;
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         goto __pyx_L11_unpacking_done;
@@ -33897,7 +34279,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_14 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(2, 327, __pyx_L7_error)
+        __PYX_ERR(2, 346, __pyx_L7_error)
         __pyx_L11_unpacking_done:;
       }
       __Pyx_XDECREF_SET(__pyx_8genexpr1__pyx_v_b, __pyx_t_5);
@@ -33915,25 +34297,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
         PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
         __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_decode, __pyx_callargs+__pyx_t_2, (1-__pyx_t_2) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 327, __pyx_L7_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 346, __pyx_L7_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
-      __pyx_t_12 = PyTuple_New(4); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 327, __pyx_L7_error)
+      __pyx_t_12 = PyTuple_New(4); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 346, __pyx_L7_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_b);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_b);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_8genexpr1__pyx_v_b) != (0)) __PYX_ERR(2, 327, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_8genexpr1__pyx_v_b) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_n);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_n);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_8genexpr1__pyx_v_n) != (0)) __PYX_ERR(2, 327, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_8genexpr1__pyx_v_n) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_size);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_size);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 2, __pyx_8genexpr1__pyx_v_size) != (0)) __PYX_ERR(2, 327, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 2, __pyx_8genexpr1__pyx_v_size) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
       __Pyx_GIVEREF(__pyx_t_6);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 3, __pyx_t_6) != (0)) __PYX_ERR(2, 327, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 3, __pyx_t_6) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
       __pyx_t_6 = 0;
       __Pyx_GIVEREF(__pyx_t_12);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_8, __pyx_t_12))) __PYX_ERR(2, 327, __pyx_L7_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_8, __pyx_t_12))) __PYX_ERR(2, 346, __pyx_L7_error)
       __pyx_t_12 = 0;
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -33961,7 +34343,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   __pyx_t_8 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":317
+  /* "pstream/_corelib/partition.pxi":336
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
@@ -33994,7 +34376,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":329
+/* "pstream/_corelib/partition.pxi":348
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -34046,7 +34428,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "pstream/_corelib/partition.pxi":330
+/* "pstream/_corelib/partition.pxi":349
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -34066,7 +34448,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(2, 330, __pyx_L1_error)
+    __PYX_ERR(2, 349, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -34074,7 +34456,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_size_bytes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(2, 330, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_size_bytes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(2, 349, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -34113,17 +34495,17 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(2, 330, __pyx_L1_error)
+    __PYX_ERR(2, 349, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(2, 330, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(2, 349, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 330, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 349, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 330, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 349, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -34131,7 +34513,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 330, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 349, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -34141,7 +34523,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 330, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 349, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -34152,13 +34534,13 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 330, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 349, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 330, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 349, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -34169,7 +34551,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_seg, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_seg, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 330, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_seg, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 349, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -34191,7 +34573,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(2, 330, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(2, 349, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -34217,7 +34599,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":329
+/* "pstream/_corelib/partition.pxi":348
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -34239,7 +34621,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("size_bytes", 0);
 
-  /* "pstream/_corelib/partition.pxi":330
+  /* "pstream/_corelib/partition.pxi":349
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -34254,10 +34636,10 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_segments, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 330, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 349, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __pyx_t_4 = __pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(NULL, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 330, __pyx_L1_error)
+  __pyx_t_4 = __pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(NULL, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 349, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_5 = 1;
@@ -34266,7 +34648,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_sum, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 330, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 349, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -34280,7 +34662,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":329
+  /* "pstream/_corelib/partition.pxi":348
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -34303,7 +34685,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":334
+/* "pstream/_corelib/partition.pxi":353
  *     # --- appending ---------------------------------------------------------------
  * 
  *     cdef int _raise_locked(self, int status) except -1:             # <<<<<<<<<<<<<<
@@ -34332,7 +34714,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_raise_locked", 0);
 
-  /* "pstream/_corelib/partition.pxi":336
+  /* "pstream/_corelib/partition.pxi":355
  *     cdef int _raise_locked(self, int status) except -1:
  *         """Raises the error for a status (mutex held on entry, released before raising)."""
  *         cdef int err = self.p.io_errno             # <<<<<<<<<<<<<<
@@ -34343,7 +34725,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 
   __pyx_v_err = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":337
+  /* "pstream/_corelib/partition.pxi":356
  *         """Raises the error for a status (mutex held on entry, released before raising)."""
  *         cdef int err = self.p.io_errno
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34352,7 +34734,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":338
+  /* "pstream/_corelib/partition.pxi":357
  *         cdef int err = self.p.io_errno
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -34364,7 +34746,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":339
+    /* "pstream/_corelib/partition.pxi":358
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -34372,12 +34754,12 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 339, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 358, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 339, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 358, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 339, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 358, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     #if CYTHON_VECTORCALL
     #endif
@@ -34397,13 +34779,13 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       PyObject *__pyx_callargs[4] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_5};
       #if CYTHON_VECTORCALL
       __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 339, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 358, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 339, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 358, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -34414,14 +34796,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 339, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 358, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 339, __pyx_L1_error)
+    __PYX_ERR(2, 358, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":338
+    /* "pstream/_corelib/partition.pxi":357
  *         cdef int err = self.p.io_errno
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -34430,7 +34812,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":340
+  /* "pstream/_corelib/partition.pxi":359
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:             # <<<<<<<<<<<<<<
@@ -34442,7 +34824,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":341
+    /* "pstream/_corelib/partition.pxi":360
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",             # <<<<<<<<<<<<<<
@@ -34450,26 +34832,26 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
  *         if status == PS_ERR_NO_MEMORY:
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     if (!__pyx_v_err) {
     } else {
-      __pyx_t_11 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 341, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 360, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __pyx_t_9 = __pyx_t_11;
       __pyx_t_11 = 0;
       goto __pyx_L5_bool_binop_done;
     }
-    __pyx_t_11 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
     __pyx_t_9 = __pyx_t_11;
     __pyx_t_11 = 0;
@@ -34492,28 +34874,28 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 341, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 360, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
-    __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_8, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_8, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_8 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_10); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 341, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_10); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":342
+    /* "pstream/_corelib/partition.pxi":361
  *         if status == PS_ERR_IO:
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
  *                                          topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if status == PS_ERR_NO_MEMORY:
  *             raise MemoryError("cannot grow the segment write buffer")
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 342, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":341
+    /* "pstream/_corelib/partition.pxi":360
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",             # <<<<<<<<<<<<<<
@@ -34537,13 +34919,13 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_8, __pyx_v_self->topic, __pyx_t_10};
       #if CYTHON_VECTORCALL
       __pyx_t_9 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 341, __pyx_L1_error)
+      if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 360, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_9);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_9 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 341, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 360, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_9);
       }
       #endif
@@ -34555,14 +34937,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 341, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 360, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 341, __pyx_L1_error)
+    __PYX_ERR(2, 360, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":340
+    /* "pstream/_corelib/partition.pxi":359
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:             # <<<<<<<<<<<<<<
@@ -34571,7 +34953,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":343
+  /* "pstream/_corelib/partition.pxi":362
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
  *                                          topic=self.topic, partition=self.number)
  *         if status == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -34583,7 +34965,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":344
+    /* "pstream/_corelib/partition.pxi":363
  *                                          topic=self.topic, partition=self.number)
  *         if status == PS_ERR_NO_MEMORY:
  *             raise MemoryError("cannot grow the segment write buffer")             # <<<<<<<<<<<<<<
@@ -34596,14 +34978,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cannot_grow_the_segment_write_bu};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 344, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 363, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 344, __pyx_L1_error)
+    __PYX_ERR(2, 363, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":343
+    /* "pstream/_corelib/partition.pxi":362
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
  *                                          topic=self.topic, partition=self.number)
  *         if status == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -34612,7 +34994,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":345
+  /* "pstream/_corelib/partition.pxi":364
  *         if status == PS_ERR_NO_MEMORY:
  *             raise MemoryError("cannot grow the segment write buffer")
  *         raise status_error(status, None, None, self.topic, self.number)             # <<<<<<<<<<<<<<
@@ -34621,22 +35003,22 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   __pyx_t_3 = __pyx_v_self->topic;
   __Pyx_INCREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 345, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_12.__pyx_n = 4;
   __pyx_t_12.position = Py_None;
   __pyx_t_12.detail = ((PyObject*)Py_None);
   __pyx_t_12.topic = ((PyObject*)__pyx_t_3);
   __pyx_t_12.partition = __pyx_t_5;
-  __pyx_t_9 = __pyx_f_7pstream_5_core_status_error(__pyx_v_status, &__pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 345, __pyx_L1_error)
+  __pyx_t_9 = __pyx_f_7pstream_5_core_status_error(__pyx_v_status, &__pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 364, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_Raise(__pyx_t_9, 0, 0, 0);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __PYX_ERR(2, 345, __pyx_L1_error)
+  __PYX_ERR(2, 364, __pyx_L1_error)
 
-  /* "pstream/_corelib/partition.pxi":334
+  /* "pstream/_corelib/partition.pxi":353
  *     # --- appending ---------------------------------------------------------------
  * 
  *     cdef int _raise_locked(self, int status) except -1:             # <<<<<<<<<<<<<<
@@ -34662,7 +35044,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":347
+/* "pstream/_corelib/partition.pxi":366
  *         raise status_error(status, None, None, self.topic, self.number)
  * 
  *     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:             # <<<<<<<<<<<<<<
@@ -34683,7 +35065,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_begin", 0);
 
-  /* "pstream/_corelib/partition.pxi":354
+  /* "pstream/_corelib/partition.pxi":373
  *         """
  *         cdef int st
  *         while True:             # <<<<<<<<<<<<<<
@@ -34692,7 +35074,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":355
+    /* "pstream/_corelib/partition.pxi":374
  *         cdef int st
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34701,7 +35083,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":356
+    /* "pstream/_corelib/partition.pxi":375
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             st = part_reserve(self.p, total, count, now_ms, dst)             # <<<<<<<<<<<<<<
@@ -34710,7 +35092,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     __pyx_v_st = __pyx_f_7pstream_5_core_part_reserve(__pyx_v_self->p, __pyx_v_total, __pyx_v_count, __pyx_v_now_ms, __pyx_v_dst);
 
-    /* "pstream/_corelib/partition.pxi":357
+    /* "pstream/_corelib/partition.pxi":376
  *             pthread_mutex_lock(&self.sh.mu)
  *             st = part_reserve(self.p, total, count, now_ms, dst)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -34722,7 +35104,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":358
+      /* "pstream/_corelib/partition.pxi":377
  *             st = part_reserve(self.p, total, count, now_ms, dst)
  *             if st == PS_OK:
  *                 return self.p.next_offset             # <<<<<<<<<<<<<<
@@ -34735,7 +35117,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":357
+      /* "pstream/_corelib/partition.pxi":376
  *             pthread_mutex_lock(&self.sh.mu)
  *             st = part_reserve(self.p, total, count, now_ms, dst)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -34744,7 +35126,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":359
+    /* "pstream/_corelib/partition.pxi":378
  *             if st == PS_OK:
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:             # <<<<<<<<<<<<<<
@@ -34754,7 +35136,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     switch (__pyx_v_st) {
       case __pyx_e_7pstream_5_core_RESERVE_ROLL:
 
-      /* "pstream/_corelib/partition.pxi":360
+      /* "pstream/_corelib/partition.pxi":379
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -34767,7 +35149,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":361
+            /* "pstream/_corelib/partition.pxi":380
  *             if st == RESERVE_ROLL:
  *                 with nogil:
  *                     st = part_roll_locked(self.p)             # <<<<<<<<<<<<<<
@@ -34776,7 +35158,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
             __pyx_v_st = __pyx_f_7pstream_5_core_part_roll_locked(__pyx_v_self->p);
 
-            /* "pstream/_corelib/partition.pxi":362
+            /* "pstream/_corelib/partition.pxi":381
  *                 with nogil:
  *                     st = part_roll_locked(self.p)
  *                     pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34786,7 +35168,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
           }
 
-          /* "pstream/_corelib/partition.pxi":360
+          /* "pstream/_corelib/partition.pxi":379
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -34803,7 +35185,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":363
+      /* "pstream/_corelib/partition.pxi":382
  *                     st = part_roll_locked(self.p)
  *                     pthread_mutex_unlock(&self.sh.mu)
  *                 if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -34815,7 +35197,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":364
+        /* "pstream/_corelib/partition.pxi":383
  *                     pthread_mutex_unlock(&self.sh.mu)
  *                 if st != PS_OK:
  *                     raise_os_error(errno, "cannot create a new segment", self.path)             # <<<<<<<<<<<<<<
@@ -34826,11 +35208,11 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
         __Pyx_INCREF(__pyx_t_2);
         __pyx_t_4.__pyx_n = 1;
         __pyx_t_4.path = ((PyObject*)__pyx_t_2);
-        __pyx_t_3 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_4); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 364, __pyx_L1_error)
+        __pyx_t_3 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_4); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 383, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
 
-        /* "pstream/_corelib/partition.pxi":363
+        /* "pstream/_corelib/partition.pxi":382
  *                     st = part_roll_locked(self.p)
  *                     pthread_mutex_unlock(&self.sh.mu)
  *                 if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -34839,7 +35221,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":359
+      /* "pstream/_corelib/partition.pxi":378
  *             if st == PS_OK:
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:             # <<<<<<<<<<<<<<
@@ -34849,7 +35231,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       break;
       case __pyx_e_7pstream_5_core_RESERVE_ROOM:
 
-      /* "pstream/_corelib/partition.pxi":365
+      /* "pstream/_corelib/partition.pxi":384
  *                 if st != PS_OK:
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:             # <<<<<<<<<<<<<<
@@ -34858,7 +35240,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       case __pyx_e_7pstream_5_core_RESERVE_WAIT:
 
-      /* "pstream/_corelib/partition.pxi":366
+      /* "pstream/_corelib/partition.pxi":385
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare             # <<<<<<<<<<<<<<
@@ -34870,7 +35252,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":367
+        /* "pstream/_corelib/partition.pxi":386
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare
  *                     self.p.write_requested = True             # <<<<<<<<<<<<<<
@@ -34879,7 +35261,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         __pyx_v_self->p->write_requested = 1;
 
-        /* "pstream/_corelib/partition.pxi":368
+        /* "pstream/_corelib/partition.pxi":387
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -34888,7 +35270,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-        /* "pstream/_corelib/partition.pxi":366
+        /* "pstream/_corelib/partition.pxi":385
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare             # <<<<<<<<<<<<<<
@@ -34897,7 +35279,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":369
+      /* "pstream/_corelib/partition.pxi":388
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -34910,7 +35292,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":370
+            /* "pstream/_corelib/partition.pxi":389
  *                     shard_enqueue(self.sh, self.p)
  *                 with nogil:
  *                     mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -34920,7 +35302,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
           }
 
-          /* "pstream/_corelib/partition.pxi":369
+          /* "pstream/_corelib/partition.pxi":388
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -34937,7 +35319,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":365
+      /* "pstream/_corelib/partition.pxi":384
  *                 if st != PS_OK:
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:             # <<<<<<<<<<<<<<
@@ -34947,20 +35329,20 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       break;
       default:
 
-      /* "pstream/_corelib/partition.pxi":372
+      /* "pstream/_corelib/partition.pxi":391
  *                     mutex_wait_then_unlock(self.sh)
  *             else:
  *                 self._raise_locked(st)             # <<<<<<<<<<<<<<
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
 */
-      __pyx_t_3 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 372, __pyx_L1_error)
+      __pyx_t_3 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 391, __pyx_L1_error)
 
       break;
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":347
+  /* "pstream/_corelib/partition.pxi":366
  *         raise status_error(status, None, None, self.topic, self.number)
  * 
  *     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:             # <<<<<<<<<<<<<<
@@ -34982,7 +35364,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":374
+/* "pstream/_corelib/partition.pxi":393
  *                 self._raise_locked(st)
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -34992,7 +35374,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_total, int64_t __pyx_v_last_offset, int64_t __pyx_v_max_timestamp) {
 
-  /* "pstream/_corelib/partition.pxi":375
+  /* "pstream/_corelib/partition.pxi":394
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
  *         part_commit(self.p, total, last_offset, max_timestamp)             # <<<<<<<<<<<<<<
@@ -35001,7 +35383,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
 */
   __pyx_f_7pstream_5_core_part_commit(__pyx_v_self->p, __pyx_v_total, __pyx_v_last_offset, __pyx_v_max_timestamp);
 
-  /* "pstream/_corelib/partition.pxi":376
+  /* "pstream/_corelib/partition.pxi":395
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
  *         part_commit(self.p, total, last_offset, max_timestamp)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35010,7 +35392,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":374
+  /* "pstream/_corelib/partition.pxi":393
  *                 self._raise_locked(st)
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -35021,7 +35403,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
   /* function exit code */
 }
 
-/* "pstream/_corelib/partition.pxi":378
+/* "pstream/_corelib/partition.pxi":397
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     cdef int _after_append(self, int64_t last_offset) except -1:             # <<<<<<<<<<<<<<
@@ -35045,7 +35427,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_after_append", 0);
 
-  /* "pstream/_corelib/partition.pxi":381
+  /* "pstream/_corelib/partition.pxi":400
  *         """With flush='always', returns only after the fdatasync that covers last_offset."""
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:             # <<<<<<<<<<<<<<
@@ -35071,7 +35453,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":382
+    /* "pstream/_corelib/partition.pxi":401
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:
  *             self.fallback_logged = True             # <<<<<<<<<<<<<<
@@ -35080,7 +35462,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     __pyx_v_self->fallback_logged = 1;
 
-    /* "pstream/_corelib/partition.pxi":383
+    /* "pstream/_corelib/partition.pxi":402
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:
  *             self.fallback_logged = True
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",             # <<<<<<<<<<<<<<
@@ -35088,20 +35470,20 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
  *         if self.p.flush_mode != FLUSH_ALWAYS:
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 383, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 402, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 383, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 402, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-    /* "pstream/_corelib/partition.pxi":384
+    /* "pstream/_corelib/partition.pxi":403
  *             self.fallback_logged = True
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)             # <<<<<<<<<<<<<<
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0
 */
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 384, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 403, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_7 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -35121,12 +35503,12 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 383, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 402, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":381
+    /* "pstream/_corelib/partition.pxi":400
  *         """With flush='always', returns only after the fdatasync that covers last_offset."""
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:             # <<<<<<<<<<<<<<
@@ -35135,7 +35517,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":385
+  /* "pstream/_corelib/partition.pxi":404
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -35147,7 +35529,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":386
+    /* "pstream/_corelib/partition.pxi":405
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0             # <<<<<<<<<<<<<<
@@ -35160,7 +35542,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":385
+    /* "pstream/_corelib/partition.pxi":404
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -35169,7 +35551,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":387
+  /* "pstream/_corelib/partition.pxi":406
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0
  *         while True:             # <<<<<<<<<<<<<<
@@ -35178,7 +35560,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":388
+    /* "pstream/_corelib/partition.pxi":407
  *             return 0
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35187,7 +35569,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":389
+    /* "pstream/_corelib/partition.pxi":408
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:             # <<<<<<<<<<<<<<
@@ -35199,7 +35581,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":390
+      /* "pstream/_corelib/partition.pxi":409
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35208,7 +35590,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":391
+      /* "pstream/_corelib/partition.pxi":410
  *             if self.p.durable_offset > last_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0             # <<<<<<<<<<<<<<
@@ -35221,7 +35603,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":389
+      /* "pstream/_corelib/partition.pxi":408
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:             # <<<<<<<<<<<<<<
@@ -35230,7 +35612,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":392
+    /* "pstream/_corelib/partition.pxi":411
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -35242,17 +35624,17 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":393
+      /* "pstream/_corelib/partition.pxi":412
  *                 return 0
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
 */
-      __pyx_t_8 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(2, 393, __pyx_L1_error)
+      __pyx_t_8 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(2, 412, __pyx_L1_error)
 
 
-      /* "pstream/_corelib/partition.pxi":392
+      /* "pstream/_corelib/partition.pxi":411
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -35261,7 +35643,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":394
+    /* "pstream/_corelib/partition.pxi":413
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -35274,7 +35656,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":395
+          /* "pstream/_corelib/partition.pxi":414
  *                 self._raise_locked(PS_ERR_IO)
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -35284,7 +35666,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":394
+        /* "pstream/_corelib/partition.pxi":413
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -35302,7 +35684,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":378
+  /* "pstream/_corelib/partition.pxi":397
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     cdef int _after_append(self, int64_t last_offset) except -1:             # <<<<<<<<<<<<<<
@@ -35326,7 +35708,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":397
+/* "pstream/_corelib/partition.pxi":416
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
@@ -35377,53 +35759,53 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_value,&__pyx_mstate_global->__pyx_n_u_key,&__pyx_mstate_global->__pyx_n_u_headers,&__pyx_mstate_global->__pyx_n_u_timestamp_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 397, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 416, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append", 0) < (0)) __PYX_ERR(2, 397, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append", 0) < (0)) __PYX_ERR(2, 416, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[2]) values[2] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[3]) values[3] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, i); __PYX_ERR(2, 397, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, i); __PYX_ERR(2, 416, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 416, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 397, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 416, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -35438,7 +35820,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, __pyx_nargs); __PYX_ERR(2, 397, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, __pyx_nargs); __PYX_ERR(2, 416, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -35492,7 +35874,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   __Pyx_INCREF(__pyx_v_value);
   __Pyx_INCREF(__pyx_v_key);
 
-  /* "pstream/_corelib/partition.pxi":402
+  /* "pstream/_corelib/partition.pxi":421
  *         cdef int64_t total, base, now
  *         cdef uint8_t *dst
  *         cdef int32_t hcount = 0             # <<<<<<<<<<<<<<
@@ -35501,7 +35883,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_hcount = 0;
 
-  /* "pstream/_corelib/partition.pxi":403
+  /* "pstream/_corelib/partition.pxi":422
  *         cdef uint8_t *dst
  *         cdef int32_t hcount = 0
  *         cdef bytes hb = None             # <<<<<<<<<<<<<<
@@ -35511,7 +35893,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   __Pyx_INCREF(Py_None);
   __pyx_v_hb = ((PyObject*)Py_None);
 
-  /* "pstream/_corelib/partition.pxi":404
+  /* "pstream/_corelib/partition.pxi":423
  *         cdef int32_t hcount = 0
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0             # <<<<<<<<<<<<<<
@@ -35530,7 +35912,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 
   __pyx_v_attributes = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":405
+  /* "pstream/_corelib/partition.pxi":424
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):             # <<<<<<<<<<<<<<
@@ -35542,19 +35924,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":406
+    /* "pstream/_corelib/partition.pxi":425
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")             # <<<<<<<<<<<<<<
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 406, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 425, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_value, __pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":405
+    /* "pstream/_corelib/partition.pxi":424
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):             # <<<<<<<<<<<<<<
@@ -35563,7 +35945,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":407
+  /* "pstream/_corelib/partition.pxi":426
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):             # <<<<<<<<<<<<<<
@@ -35588,19 +35970,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":408
+    /* "pstream/_corelib/partition.pxi":427
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")             # <<<<<<<<<<<<<<
  *         if value is None:
  *             r.value = NULL
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 408, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 427, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_key, __pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":407
+    /* "pstream/_corelib/partition.pxi":426
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):             # <<<<<<<<<<<<<<
@@ -35609,7 +35991,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":409
+  /* "pstream/_corelib/partition.pxi":428
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -35620,7 +36002,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":410
+    /* "pstream/_corelib/partition.pxi":429
  *             key = as_bytes(key, "key")
  *         if value is None:
  *             r.value = NULL             # <<<<<<<<<<<<<<
@@ -35629,7 +36011,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.value = NULL;
 
-    /* "pstream/_corelib/partition.pxi":411
+    /* "pstream/_corelib/partition.pxi":430
  *         if value is None:
  *             r.value = NULL
  *             r.value_len = -1             # <<<<<<<<<<<<<<
@@ -35638,7 +36020,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.value_len = -1L;
 
-    /* "pstream/_corelib/partition.pxi":409
+    /* "pstream/_corelib/partition.pxi":428
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -35648,7 +36030,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     goto __pyx_L7;
   }
 
-  /* "pstream/_corelib/partition.pxi":413
+  /* "pstream/_corelib/partition.pxi":432
  *             r.value_len = -1
  *         else:
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)             # <<<<<<<<<<<<<<
@@ -35658,7 +36040,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.value = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_value));
 
-    /* "pstream/_corelib/partition.pxi":414
+    /* "pstream/_corelib/partition.pxi":433
  *         else:
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)             # <<<<<<<<<<<<<<
@@ -35669,7 +36051,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   }
   __pyx_L7:;
 
-  /* "pstream/_corelib/partition.pxi":415
+  /* "pstream/_corelib/partition.pxi":434
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -35680,7 +36062,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":416
+    /* "pstream/_corelib/partition.pxi":435
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:
  *             r.key = NULL             # <<<<<<<<<<<<<<
@@ -35689,7 +36071,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.key = NULL;
 
-    /* "pstream/_corelib/partition.pxi":417
+    /* "pstream/_corelib/partition.pxi":436
  *         if key is None:
  *             r.key = NULL
  *             r.key_len = -1             # <<<<<<<<<<<<<<
@@ -35698,7 +36080,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.key_len = -1L;
 
-    /* "pstream/_corelib/partition.pxi":415
+    /* "pstream/_corelib/partition.pxi":434
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -35708,7 +36090,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     goto __pyx_L8;
   }
 
-  /* "pstream/_corelib/partition.pxi":419
+  /* "pstream/_corelib/partition.pxi":438
  *             r.key_len = -1
  *         else:
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)             # <<<<<<<<<<<<<<
@@ -35718,7 +36100,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.key = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_key));
 
-    /* "pstream/_corelib/partition.pxi":420
+    /* "pstream/_corelib/partition.pxi":439
  *         else:
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)             # <<<<<<<<<<<<<<
@@ -35729,30 +36111,30 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   }
   __pyx_L8:;
 
-  /* "pstream/_corelib/partition.pxi":421
+  /* "pstream/_corelib/partition.pxi":440
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:             # <<<<<<<<<<<<<<
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
 */
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 421, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 440, __pyx_L1_error)
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":422
+    /* "pstream/_corelib/partition.pxi":441
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:
  *             hb = encode_headers(headers, &hcount)             # <<<<<<<<<<<<<<
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 422, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 441, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_hb, ((PyObject*)__pyx_t_3));
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":423
+    /* "pstream/_corelib/partition.pxi":442
  *         if headers:
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)             # <<<<<<<<<<<<<<
@@ -35761,7 +36143,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.headers = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_hb));
 
-    /* "pstream/_corelib/partition.pxi":424
+    /* "pstream/_corelib/partition.pxi":443
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)             # <<<<<<<<<<<<<<
@@ -35770,7 +36152,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.headers_len = PyBytes_GET_SIZE(__pyx_v_hb);
 
-    /* "pstream/_corelib/partition.pxi":421
+    /* "pstream/_corelib/partition.pxi":440
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:             # <<<<<<<<<<<<<<
@@ -35780,7 +36162,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     goto __pyx_L9;
   }
 
-  /* "pstream/_corelib/partition.pxi":426
+  /* "pstream/_corelib/partition.pxi":445
  *             r.headers_len = PyBytes_GET_SIZE(hb)
  *         else:
  *             r.headers = NULL             # <<<<<<<<<<<<<<
@@ -35790,7 +36172,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.headers = NULL;
 
-    /* "pstream/_corelib/partition.pxi":427
+    /* "pstream/_corelib/partition.pxi":446
  *         else:
  *             r.headers = NULL
  *             r.headers_len = 0             # <<<<<<<<<<<<<<
@@ -35801,7 +36183,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   }
   __pyx_L9:;
 
-  /* "pstream/_corelib/partition.pxi":428
+  /* "pstream/_corelib/partition.pxi":447
  *             r.headers = NULL
  *             r.headers_len = 0
  *         r.header_count = hcount             # <<<<<<<<<<<<<<
@@ -35810,7 +36192,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_r.header_count = __pyx_v_hcount;
 
-  /* "pstream/_corelib/partition.pxi":429
+  /* "pstream/_corelib/partition.pxi":448
  *             r.headers_len = 0
  *         r.header_count = hcount
  *         now = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -35819,7 +36201,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":430
+  /* "pstream/_corelib/partition.pxi":449
  *         r.header_count = hcount
  *         now = ps_now_ms()
  *         r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms             # <<<<<<<<<<<<<<
@@ -35845,7 +36227,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 
     __pyx_t_5 = __pyx_v_now;
   } else {
-    __pyx_t_6 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_6 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 430, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_6 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 449, __pyx_L1_error)
 
     __pyx_t_5 = ((int64_t)__pyx_t_6);
 
@@ -35853,7 +36235,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 
   __pyx_v_r.timestamp = __pyx_t_5;
 
-  /* "pstream/_corelib/partition.pxi":431
+  /* "pstream/_corelib/partition.pxi":450
  *         now = ps_now_ms()
  *         r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms
  *         r.body_len = record_body_len(&r, r.timestamp, 0)             # <<<<<<<<<<<<<<
@@ -35862,7 +36244,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_r.body_len = __pyx_f_7pstream_5_core_record_body_len((&__pyx_v_r), __pyx_v_r.timestamp, 0);
 
-  /* "pstream/_corelib/partition.pxi":432
+  /* "pstream/_corelib/partition.pxi":451
  *         r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len             # <<<<<<<<<<<<<<
@@ -35871,7 +36253,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_total = ((PS_BATCH_HEADER_SIZE + ps_sizeof_varint(((int32_t)__pyx_v_r.body_len))) + __pyx_v_r.body_len);
 
-  /* "pstream/_corelib/partition.pxi":433
+  /* "pstream/_corelib/partition.pxi":452
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -35883,7 +36265,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":434
+    /* "pstream/_corelib/partition.pxi":453
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -35891,29 +36273,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
  *         base = self._begin(total, 1, now, &dst)
 */
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 434, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 434, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 453, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 434, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    /* "pstream/_corelib/partition.pxi":435
+    /* "pstream/_corelib/partition.pxi":454
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
 */
-    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 435, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 454, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_11[1] = __pyx_t_8;
     __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_11[3] = __pyx_t_10;
 
-    /* "pstream/_corelib/partition.pxi":434
+    /* "pstream/_corelib/partition.pxi":453
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -35926,23 +36308,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 4, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 434, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 453, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":435
+    /* "pstream/_corelib/partition.pxi":454
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 435, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 454, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":434
+    /* "pstream/_corelib/partition.pxi":453
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -35966,13 +36348,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
       PyObject *__pyx_callargs[4] = {__pyx_t_7, __pyx_t_14, __pyx_v_self->topic, __pyx_t_10};
       #if CYTHON_VECTORCALL
       __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 434, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 434, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -35984,14 +36366,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 434, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 453, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 434, __pyx_L1_error)
+    __PYX_ERR(2, 453, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":433
+    /* "pstream/_corelib/partition.pxi":452
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -36000,17 +36382,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":436
+  /* "pstream/_corelib/partition.pxi":455
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, 1, now, &dst)             # <<<<<<<<<<<<<<
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
 */
-  __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, 1, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_5 == ((int64_t)-1L))) __PYX_ERR(2, 436, __pyx_L1_error)
+  __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, 1, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_5 == ((int64_t)-1L))) __PYX_ERR(2, 455, __pyx_L1_error)
   __pyx_v_base = __pyx_t_5;
 
-  /* "pstream/_corelib/partition.pxi":437
+  /* "pstream/_corelib/partition.pxi":456
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)             # <<<<<<<<<<<<<<
@@ -36019,7 +36401,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   (void)(__pyx_f_7pstream_5_core_write_record((__pyx_v_dst + PS_BATCH_HEADER_SIZE), (&__pyx_v_r), __pyx_v_r.timestamp, 0));
 
-  /* "pstream/_corelib/partition.pxi":438
+  /* "pstream/_corelib/partition.pxi":457
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,             # <<<<<<<<<<<<<<
@@ -36028,7 +36410,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base, __pyx_v_self->p->leader_epoch, __pyx_v_attributes, 0, __pyx_v_r.timestamp, __pyx_v_r.timestamp, -1L, -1, -1, 1);
 
-  /* "pstream/_corelib/partition.pxi":440
+  /* "pstream/_corelib/partition.pxi":459
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
  *                            -1, -1, -1, 1)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -36037,7 +36419,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":441
+  /* "pstream/_corelib/partition.pxi":460
  *                            -1, -1, -1, 1)
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base, r.timestamp)             # <<<<<<<<<<<<<<
@@ -36046,24 +36428,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_9Partition__commit(__pyx_v_self, __pyx_v_total, __pyx_v_base, __pyx_v_r.timestamp);
 
-  /* "pstream/_corelib/partition.pxi":442
+  /* "pstream/_corelib/partition.pxi":461
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base, r.timestamp)
  *         self._after_append(base)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_13 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, __pyx_v_base); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(2, 442, __pyx_L1_error)
+  __pyx_t_13 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, __pyx_v_base); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(2, 461, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":443
+  /* "pstream/_corelib/partition.pxi":462
  *         self._commit(total, base, r.timestamp)
  *         self._after_append(base)
  *         return base             # <<<<<<<<<<<<<<
  * 
  *     def append_many(self, records, compression=0):
 */
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 443, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 462, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   {
     PyObject *__pyx_temp;
@@ -36076,7 +36458,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   __pyx_t_3 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":397
+  /* "pstream/_corelib/partition.pxi":416
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
@@ -36110,7 +36492,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":445
+/* "pstream/_corelib/partition.pxi":464
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -36159,35 +36541,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_records,&__pyx_mstate_global->__pyx_n_u_compression_2,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 445, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 464, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 445, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 464, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 445, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 464, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_many", 0) < (0)) __PYX_ERR(2, 445, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_many", 0) < (0)) __PYX_ERR(2, 464, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)__pyx_mstate_global->__pyx_int_0));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, i); __PYX_ERR(2, 445, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, i); __PYX_ERR(2, 464, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 445, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 464, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 445, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 464, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -36198,7 +36580,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 445, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 464, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -36251,7 +36633,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("append_many", 0);
 
-  /* "pstream/_corelib/partition.pxi":450
+  /* "pstream/_corelib/partition.pxi":469
  *         Returns the first offset. An empty iterable appends nothing and returns None.
  *         """
  *         cdef BatchBuilder b = BatchBuilder()             # <<<<<<<<<<<<<<
@@ -36264,13 +36646,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_BatchBuilder, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 450, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 469, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core_BatchBuilder *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":451
+  /* "pstream/_corelib/partition.pxi":470
  *         """
  *         cdef BatchBuilder b = BatchBuilder()
  *         cdef int codec = _compression.codec_id(compression)             # <<<<<<<<<<<<<<
@@ -36278,9 +36660,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
  *         cdef uint8_t *dst
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 451, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 470, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 451, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 470, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_3 = 1;
@@ -36300,14 +36682,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 451, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 470, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 451, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 470, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_codec = __pyx_t_6;
 
-  /* "pstream/_corelib/partition.pxi":452
+  /* "pstream/_corelib/partition.pxi":471
  *         cdef BatchBuilder b = BatchBuilder()
  *         cdef int codec = _compression.codec_id(compression)
  *         cdef int64_t now = ps_now_ms(), total, base             # <<<<<<<<<<<<<<
@@ -36316,7 +36698,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":455
+  /* "pstream/_corelib/partition.pxi":474
  *         cdef uint8_t *dst
  *         cdef Py_ssize_t i
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0             # <<<<<<<<<<<<<<
@@ -36335,17 +36717,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 
   __pyx_v_attributes = __pyx_t_7;
 
-  /* "pstream/_corelib/partition.pxi":456
+  /* "pstream/_corelib/partition.pxi":475
  *         cdef Py_ssize_t i
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         b.add_records(records, now)             # <<<<<<<<<<<<<<
  *         if b.n == 0:
  *             return None
 */
-  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->add_records(__pyx_v_b, __pyx_v_records, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 456, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->add_records(__pyx_v_b, __pyx_v_records, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 475, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":457
+  /* "pstream/_corelib/partition.pxi":476
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         b.add_records(records, now)
  *         if b.n == 0:             # <<<<<<<<<<<<<<
@@ -36357,7 +36739,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":458
+    /* "pstream/_corelib/partition.pxi":477
  *         b.add_records(records, now)
  *         if b.n == 0:
  *             return None             # <<<<<<<<<<<<<<
@@ -36374,7 +36756,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":457
+    /* "pstream/_corelib/partition.pxi":476
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         b.add_records(records, now)
  *         if b.n == 0:             # <<<<<<<<<<<<<<
@@ -36383,7 +36765,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":459
+  /* "pstream/_corelib/partition.pxi":478
  *         if b.n == 0:
  *             return None
  *         if self.p.timestamp_type:             # <<<<<<<<<<<<<<
@@ -36395,7 +36777,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":460
+    /* "pstream/_corelib/partition.pxi":479
  *             return None
  *         if self.p.timestamp_type:
  *             for i in range(b.n):             # <<<<<<<<<<<<<<
@@ -36409,7 +36791,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
       __pyx_v_i = __pyx_t_11;
 
-      /* "pstream/_corelib/partition.pxi":461
+      /* "pstream/_corelib/partition.pxi":480
  *         if self.p.timestamp_type:
  *             for i in range(b.n):
  *                 b.specs[i].timestamp = now             # <<<<<<<<<<<<<<
@@ -36420,7 +36802,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     }
 
 
-    /* "pstream/_corelib/partition.pxi":462
+    /* "pstream/_corelib/partition.pxi":481
  *             for i in range(b.n):
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now             # <<<<<<<<<<<<<<
@@ -36430,7 +36812,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     __pyx_v_b->base_ts = __pyx_v_now;
     __pyx_v_b->max_ts = __pyx_v_now;
 
-    /* "pstream/_corelib/partition.pxi":459
+    /* "pstream/_corelib/partition.pxi":478
  *         if b.n == 0:
  *             return None
  *         if self.p.timestamp_type:             # <<<<<<<<<<<<<<
@@ -36439,7 +36821,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":463
+  /* "pstream/_corelib/partition.pxi":482
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:             # <<<<<<<<<<<<<<
@@ -36451,26 +36833,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":464
+    /* "pstream/_corelib/partition.pxi":483
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:
  *             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)             # <<<<<<<<<<<<<<
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->build(__pyx_v_b, 0, __pyx_v_codec, __pyx_v_self->p->timestamp_type, -1L, -1, -1, __pyx_v_self->p->leader_epoch, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 464, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->build(__pyx_v_b, 0, __pyx_v_codec, __pyx_v_self->p->timestamp_type, -1L, -1, -1, __pyx_v_self->p->leader_epoch, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 483, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_v_batch = ((PyObject*)__pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "pstream/_corelib/partition.pxi":465
+    /* "pstream/_corelib/partition.pxi":484
  *         if codec != 0:
  *             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
  *             return self._append_raw(batch, False)             # <<<<<<<<<<<<<<
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 0, NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 465, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 0, NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 484, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     {
       PyObject *__pyx_temp;
@@ -36483,7 +36865,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":463
+    /* "pstream/_corelib/partition.pxi":482
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:             # <<<<<<<<<<<<<<
@@ -36492,18 +36874,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":466
+  /* "pstream/_corelib/partition.pxi":485
  *             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()             # <<<<<<<<<<<<<<
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
 */
-  __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->measure(__pyx_v_b); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1L))) __PYX_ERR(2, 466, __pyx_L1_error)
+  __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->measure(__pyx_v_b); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1L))) __PYX_ERR(2, 485, __pyx_L1_error)
   __pyx_v_total = (PS_BATCH_HEADER_SIZE + __pyx_t_9);
 
 
-  /* "pstream/_corelib/partition.pxi":467
+  /* "pstream/_corelib/partition.pxi":486
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -36515,7 +36897,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (unlikely(__pyx_t_8)) {
 
 
-    /* "pstream/_corelib/partition.pxi":468
+    /* "pstream/_corelib/partition.pxi":487
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36523,29 +36905,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
  *         base = self._begin(total, b.n, now, &dst)
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 468, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 468, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 468, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
 
-    /* "pstream/_corelib/partition.pxi":469
+    /* "pstream/_corelib/partition.pxi":488
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_12 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 469, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_13[1] = __pyx_t_2;
     __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_13[3] = __pyx_t_12;
 
-    /* "pstream/_corelib/partition.pxi":468
+    /* "pstream/_corelib/partition.pxi":487
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36558,23 +36940,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     #endif
     __pyx_t_6 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_13, 4, __pyx_t_9, __pyx_t_6);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 468, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-    /* "pstream/_corelib/partition.pxi":469
+    /* "pstream/_corelib/partition.pxi":488
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 469, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 488, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":468
+    /* "pstream/_corelib/partition.pxi":487
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36598,13 +36980,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
       PyObject *__pyx_callargs[4] = {__pyx_t_5, __pyx_t_14, __pyx_v_self->topic, __pyx_t_12};
       #if CYTHON_VECTORCALL
       __pyx_t_2 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 468, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_2);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_2 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 468, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       #endif
@@ -36616,14 +36998,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 468, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 487, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 468, __pyx_L1_error)
+    __PYX_ERR(2, 487, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":467
+    /* "pstream/_corelib/partition.pxi":486
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -36632,17 +37014,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":470
+  /* "pstream/_corelib/partition.pxi":489
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, b.n, now, &dst)             # <<<<<<<<<<<<<<
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
 */
-  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, __pyx_v_b->n, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 470, __pyx_L1_error)
+  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, __pyx_v_b->n, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 489, __pyx_L1_error)
   __pyx_v_base = __pyx_t_15;
 
-  /* "pstream/_corelib/partition.pxi":471
+  /* "pstream/_corelib/partition.pxi":490
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)             # <<<<<<<<<<<<<<
@@ -36651,7 +37033,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->write_records(__pyx_v_b, (__pyx_v_dst + PS_BATCH_HEADER_SIZE));
 
-  /* "pstream/_corelib/partition.pxi":472
+  /* "pstream/_corelib/partition.pxi":491
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,             # <<<<<<<<<<<<<<
@@ -36660,7 +37042,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base, __pyx_v_self->p->leader_epoch, __pyx_v_attributes, ((int32_t)(__pyx_v_b->n - 1)), __pyx_v_b->base_ts, __pyx_v_b->max_ts, -1L, -1, -1, ((int32_t)__pyx_v_b->n));
 
-  /* "pstream/_corelib/partition.pxi":474
+  /* "pstream/_corelib/partition.pxi":493
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
  *                            b.max_ts, -1, -1, -1, <int32_t>b.n)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -36669,7 +37051,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":475
+  /* "pstream/_corelib/partition.pxi":494
  *                            b.max_ts, -1, -1, -1, <int32_t>b.n)
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base + b.n - 1, b.max_ts)             # <<<<<<<<<<<<<<
@@ -36678,24 +37060,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_9Partition__commit(__pyx_v_self, __pyx_v_total, ((__pyx_v_base + __pyx_v_b->n) - 1), __pyx_v_b->max_ts);
 
-  /* "pstream/_corelib/partition.pxi":476
+  /* "pstream/_corelib/partition.pxi":495
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base + b.n - 1, b.max_ts)
  *         self._after_append(base + b.n - 1)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, ((__pyx_v_base + __pyx_v_b->n) - 1)); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 476, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, ((__pyx_v_base + __pyx_v_b->n) - 1)); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 495, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":477
+  /* "pstream/_corelib/partition.pxi":496
  *         self._commit(total, base + b.n - 1, b.max_ts)
  *         self._after_append(base + b.n - 1)
  *         return base             # <<<<<<<<<<<<<<
  * 
  *     def append_batch(self, batch, bint wait=True):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 477, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 496, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -36708,7 +37090,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":445
+  /* "pstream/_corelib/partition.pxi":464
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -36741,7 +37123,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":479
+/* "pstream/_corelib/partition.pxi":498
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
@@ -36790,48 +37172,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_batch,&__pyx_mstate_global->__pyx_n_u_wait,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 479, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 498, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 498, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 498, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_batch", 0) < (0)) __PYX_ERR(2, 479, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_batch", 0) < (0)) __PYX_ERR(2, 498, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, i); __PYX_ERR(2, 479, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, i); __PYX_ERR(2, 498, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 498, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 479, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 498, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     __pyx_v_batch = values[0];
     if (values[1]) {
-      __pyx_v_wait = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_wait == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 479, __pyx_L3_error)
+      __pyx_v_wait = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_wait == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 498, __pyx_L3_error)
     } else {
       __pyx_v_wait = ((int)1);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 479, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 498, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -36863,7 +37245,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("append_batch", 0);
 
-  /* "pstream/_corelib/partition.pxi":487
+  /* "pstream/_corelib/partition.pxi":506
  *         asyncio callers then `await partition.wait_durable(last_offset)`.
  *         """
  *         return self._append_raw(batch, True, wait)             # <<<<<<<<<<<<<<
@@ -36872,7 +37254,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
 */
   __pyx_t_2.__pyx_n = 1;
   __pyx_t_2.wait = __pyx_v_wait;
-  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 1, &__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 487, __pyx_L1_error)
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 1, &__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 506, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -36885,7 +37267,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":479
+  /* "pstream/_corelib/partition.pxi":498
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
@@ -36904,7 +37286,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":489
+/* "pstream/_corelib/partition.pxi":508
  *         return self._append_raw(batch, True, wait)
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
@@ -36937,7 +37319,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":490
+  /* "pstream/_corelib/partition.pxi":509
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
  *         cdef _BufferView b = _BufferView(batch)             # <<<<<<<<<<<<<<
@@ -36950,13 +37332,13 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_batch};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core__BufferView, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 490, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 509, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core__BufferView *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":491
+  /* "pstream/_corelib/partition.pxi":510
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
  *         cdef _BufferView b = _BufferView(batch)
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf             # <<<<<<<<<<<<<<
@@ -36965,7 +37347,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_src = ((uint8_t const *)__pyx_v_b->view.buf);
 
-  /* "pstream/_corelib/partition.pxi":493
+  /* "pstream/_corelib/partition.pxi":512
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
  *         cdef ps_batch_header h
  *         cdef size_t errpos = 0             # <<<<<<<<<<<<<<
@@ -36974,7 +37356,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_errpos = 0;
 
-  /* "pstream/_corelib/partition.pxi":495
+  /* "pstream/_corelib/partition.pxi":514
  *         cdef size_t errpos = 0
  *         cdef int st
  *         cdef int64_t now = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -36983,7 +37365,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":496
+  /* "pstream/_corelib/partition.pxi":515
  *         cdef int st
  *         cdef int64_t now = ps_now_ms()
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -36996,7 +37378,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":497
+        /* "pstream/_corelib/partition.pxi":516
  *         cdef int64_t now = ps_now_ms()
  *         with nogil:
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -37005,7 +37387,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
         __pyx_v_st = __pyx_f_7pstream_5_core_check_raw_batch(__pyx_v_self->p, __pyx_v_src, __pyx_v_b->view.len, __pyx_v_validate, (&__pyx_v_h), (&__pyx_v_errpos));
 
-        /* "pstream/_corelib/partition.pxi":498
+        /* "pstream/_corelib/partition.pxi":517
  *         with nogil:
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -37017,7 +37399,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
         if (__pyx_t_4) {
 
 
-          /* "pstream/_corelib/partition.pxi":499
+          /* "pstream/_corelib/partition.pxi":518
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
  *             if st == PS_OK:
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37026,7 +37408,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
           (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":500
+          /* "pstream/_corelib/partition.pxi":519
  *             if st == PS_OK:
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)             # <<<<<<<<<<<<<<
@@ -37035,7 +37417,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
           __pyx_v_st = __pyx_f_7pstream_5_core_part_append_raw_locked(__pyx_v_self->p, __pyx_v_src, (&__pyx_v_h), __pyx_v_now, 0);
 
-          /* "pstream/_corelib/partition.pxi":501
+          /* "pstream/_corelib/partition.pxi":520
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37044,7 +37426,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":498
+          /* "pstream/_corelib/partition.pxi":517
  *         with nogil:
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -37054,7 +37436,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
         }
       }
 
-      /* "pstream/_corelib/partition.pxi":496
+      /* "pstream/_corelib/partition.pxi":515
  *         cdef int st
  *         cdef int64_t now = ps_now_ms()
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -37071,7 +37453,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":502
+  /* "pstream/_corelib/partition.pxi":521
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -37083,17 +37465,17 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":503
+    /* "pstream/_corelib/partition.pxi":522
  *                 pthread_mutex_unlock(&self.sh.mu)
  *         if st != PS_OK:
  *             self._raise_append_error(st, errpos, b.view.len)             # <<<<<<<<<<<<<<
  *         if wait:
  *             self._after_append(h.base_offset + h.last_offset_delta)
 */
-    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_append_error(__pyx_v_self, __pyx_v_st, __pyx_v_errpos, __pyx_v_b->view.len); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 503, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_append_error(__pyx_v_self, __pyx_v_st, __pyx_v_errpos, __pyx_v_b->view.len); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 522, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":502
+    /* "pstream/_corelib/partition.pxi":521
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -37102,7 +37484,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":504
+  /* "pstream/_corelib/partition.pxi":523
  *         if st != PS_OK:
  *             self._raise_append_error(st, errpos, b.view.len)
  *         if wait:             # <<<<<<<<<<<<<<
@@ -37111,17 +37493,17 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   if (__pyx_v_wait) {
 
-    /* "pstream/_corelib/partition.pxi":505
+    /* "pstream/_corelib/partition.pxi":524
  *             self._raise_append_error(st, errpos, b.view.len)
  *         if wait:
  *             self._after_append(h.base_offset + h.last_offset_delta)             # <<<<<<<<<<<<<<
  *         return h.base_offset
  * 
 */
-    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, (__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta)); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 505, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, (__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta)); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 524, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":504
+    /* "pstream/_corelib/partition.pxi":523
  *         if st != PS_OK:
  *             self._raise_append_error(st, errpos, b.view.len)
  *         if wait:             # <<<<<<<<<<<<<<
@@ -37130,14 +37512,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":506
+  /* "pstream/_corelib/partition.pxi":525
  *         if wait:
  *             self._after_append(h.base_offset + h.last_offset_delta)
  *         return h.base_offset             # <<<<<<<<<<<<<<
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 506, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 525, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -37150,7 +37532,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":489
+  /* "pstream/_corelib/partition.pxi":508
  *         return self._append_raw(batch, True, wait)
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
@@ -37176,7 +37558,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":508
+/* "pstream/_corelib/partition.pxi":527
  *         return h.base_offset
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:             # <<<<<<<<<<<<<<
@@ -37207,7 +37589,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_raise_append_error", 0);
 
-  /* "pstream/_corelib/partition.pxi":509
+  /* "pstream/_corelib/partition.pxi":528
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:             # <<<<<<<<<<<<<<
@@ -37219,7 +37601,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":510
+    /* "pstream/_corelib/partition.pxi":529
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -37227,29 +37609,29 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
 */
     __pyx_t_3 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 510, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 510, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 529, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 510, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    /* "pstream/_corelib/partition.pxi":511
+    /* "pstream/_corelib/partition.pxi":530
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)
 */
-    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 511, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 530, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_7[1] = __pyx_t_4;
     __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_7[3] = __pyx_t_6;
 
-    /* "pstream/_corelib/partition.pxi":510
+    /* "pstream/_corelib/partition.pxi":529
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -37262,23 +37644,23 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     #endif
     __pyx_t_9 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 4, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 510, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 529, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-    /* "pstream/_corelib/partition.pxi":511
+    /* "pstream/_corelib/partition.pxi":530
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)
 */
-    __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 511, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 530, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":510
+    /* "pstream/_corelib/partition.pxi":529
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -37302,13 +37684,13 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
       PyObject *__pyx_callargs[4] = {__pyx_t_3, __pyx_t_10, __pyx_v_self->topic, __pyx_t_6};
       #if CYTHON_VECTORCALL
       __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 510, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_4);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_4 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 510, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       #endif
@@ -37320,14 +37702,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 510, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 529, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(2, 510, __pyx_L1_error)
+    __PYX_ERR(2, 529, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":509
+    /* "pstream/_corelib/partition.pxi":528
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:             # <<<<<<<<<<<<<<
@@ -37336,7 +37718,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":512
+  /* "pstream/_corelib/partition.pxi":531
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -37348,7 +37730,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     case PS_ERR_CLOSED:
     case PS_ERR_NO_MEMORY:
 
-    /* "pstream/_corelib/partition.pxi":513
+    /* "pstream/_corelib/partition.pxi":532
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37357,17 +37739,17 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":514
+    /* "pstream/_corelib/partition.pxi":533
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._raise_locked(st)             # <<<<<<<<<<<<<<
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:
 */
-    __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 514, __pyx_L1_error)
+    __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 533, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":512
+    /* "pstream/_corelib/partition.pxi":531
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -37378,7 +37760,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     default: break;
   }
 
-  /* "pstream/_corelib/partition.pxi":515
+  /* "pstream/_corelib/partition.pxi":534
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._raise_locked(st)
  *         detail = None             # <<<<<<<<<<<<<<
@@ -37388,7 +37770,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   __Pyx_INCREF(Py_None);
   __pyx_v_detail = ((PyObject*)Py_None);
 
-  /* "pstream/_corelib/partition.pxi":516
+  /* "pstream/_corelib/partition.pxi":535
  *             self._raise_locked(st)
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:             # <<<<<<<<<<<<<<
@@ -37400,7 +37782,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":517
+    /* "pstream/_corelib/partition.pxi":536
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:
  *             detail = "a batch to append must hold at least one record"             # <<<<<<<<<<<<<<
@@ -37410,7 +37792,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     __Pyx_INCREF(__pyx_mstate_global->__pyx_kp_u_a_batch_to_append_must_hold_at_l);
     __Pyx_DECREF_SET(__pyx_v_detail, __pyx_mstate_global->__pyx_kp_u_a_batch_to_append_must_hold_at_l);
 
-    /* "pstream/_corelib/partition.pxi":516
+    /* "pstream/_corelib/partition.pxi":535
  *             self._raise_locked(st)
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:             # <<<<<<<<<<<<<<
@@ -37420,7 +37802,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     goto __pyx_L4;
   }
 
-  /* "pstream/_corelib/partition.pxi":518
+  /* "pstream/_corelib/partition.pxi":537
  *         if st == PS_ERR_RECORD_COUNT:
  *             detail = "a batch to append must hold at least one record"
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
@@ -37456,14 +37838,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":519
+    /* "pstream/_corelib/partition.pxi":538
  *             detail = "a batch to append must hold at least one record"
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:
  *             detail = f"the buffer holds {length} bytes, not exactly one batch"             # <<<<<<<<<<<<<<
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
 */
-    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 519, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_the_buffer_holds;
     __pyx_t_13[1] = __pyx_t_2;
@@ -37474,13 +37856,13 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     #endif
     __pyx_t_9 = 0;
     __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_13, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 519, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 538, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF_SET(__pyx_v_detail, ((PyObject*)__pyx_t_5));
     __pyx_t_5 = 0;
 
-    /* "pstream/_corelib/partition.pxi":518
+    /* "pstream/_corelib/partition.pxi":537
  *         if st == PS_ERR_RECORD_COUNT:
  *             detail = "a batch to append must hold at least one record"
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
@@ -37490,34 +37872,34 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   }
   __pyx_L4:;
 
-  /* "pstream/_corelib/partition.pxi":520
+  /* "pstream/_corelib/partition.pxi":539
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:
  *             detail = f"the buffer holds {length} bytes, not exactly one batch"
  *         raise status_error(st, errpos, detail, self.topic, self.number)             # <<<<<<<<<<<<<<
  * 
  *     def submit_batch(self, batch):
 */
-  __pyx_t_5 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 520, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 539, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_2 = __pyx_v_self->topic;
   __Pyx_INCREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 520, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 539, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_t_14.__pyx_n = 4;
   __pyx_t_14.position = __pyx_t_5;
   __pyx_t_14.detail = __pyx_v_detail;
   __pyx_t_14.topic = ((PyObject*)__pyx_t_2);
   __pyx_t_14.partition = __pyx_t_4;
-  __pyx_t_6 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_14); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 520, __pyx_L1_error)
+  __pyx_t_6 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_14); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 539, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_Raise(__pyx_t_6, 0, 0, 0);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __PYX_ERR(2, 520, __pyx_L1_error)
+  __PYX_ERR(2, 539, __pyx_L1_error)
 
-  /* "pstream/_corelib/partition.pxi":508
+  /* "pstream/_corelib/partition.pxi":527
  *         return h.base_offset
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:             # <<<<<<<<<<<<<<
@@ -37541,7 +37923,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":522
+/* "pstream/_corelib/partition.pxi":541
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
  *     def submit_batch(self, batch):             # <<<<<<<<<<<<<<
@@ -37589,32 +37971,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_batch,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 522, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 541, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 522, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 541, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit_batch", 0) < (0)) __PYX_ERR(2, 522, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit_batch", 0) < (0)) __PYX_ERR(2, 541, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, i); __PYX_ERR(2, 522, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, i); __PYX_ERR(2, 541, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 522, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 541, __pyx_L3_error)
     }
     __pyx_v_batch = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 522, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 541, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -37651,7 +38033,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("submit_batch", 0);
 
-  /* "pstream/_corelib/partition.pxi":529
+  /* "pstream/_corelib/partition.pxi":548
  *         with `.wait()` from a thread, or `await partition.append_batch_async(batch)`.
  *         """
  *         cdef PendingAppend pending = PendingAppend(self, batch)             # <<<<<<<<<<<<<<
@@ -37664,13 +38046,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
     PyObject *__pyx_callargs[3] = {__pyx_t_2, ((PyObject *)__pyx_v_self), __pyx_v_batch};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 529, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 548, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_pending = ((struct __pyx_obj_7pstream_5_core_PendingAppend *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":530
+  /* "pstream/_corelib/partition.pxi":549
  *         """
  *         cdef PendingAppend pending = PendingAppend(self, batch)
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37679,7 +38061,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":531
+  /* "pstream/_corelib/partition.pxi":550
  *         cdef PendingAppend pending = PendingAppend(self, batch)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -37688,7 +38070,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   if (unlikely(__pyx_v_self->p->closed)) {
 
-    /* "pstream/_corelib/partition.pxi":532
+    /* "pstream/_corelib/partition.pxi":551
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.closed:
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37697,7 +38079,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":533
+    /* "pstream/_corelib/partition.pxi":552
  *         if self.p.closed:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -37705,12 +38087,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
  *             self.sh.sub_head = &pending.req
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 533, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 552, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 533, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 552, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 533, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 552, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     #if CYTHON_VECTORCALL
     #endif
@@ -37730,13 +38112,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_4};
       #if CYTHON_VECTORCALL
       __pyx_t_6 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 533, __pyx_L1_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 552, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_6);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_6 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 533, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 552, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       #endif
@@ -37747,14 +38129,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 533, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 552, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 533, __pyx_L1_error)
+    __PYX_ERR(2, 552, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":531
+    /* "pstream/_corelib/partition.pxi":550
  *         cdef PendingAppend pending = PendingAppend(self, batch)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -37763,7 +38145,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":534
+  /* "pstream/_corelib/partition.pxi":553
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.sh.sub_tail == NULL:             # <<<<<<<<<<<<<<
@@ -37775,7 +38157,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":535
+    /* "pstream/_corelib/partition.pxi":554
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.sh.sub_tail == NULL:
  *             self.sh.sub_head = &pending.req             # <<<<<<<<<<<<<<
@@ -37784,7 +38166,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
     __pyx_v_self->sh->sub_head = (&__pyx_v_pending->req);
 
-    /* "pstream/_corelib/partition.pxi":534
+    /* "pstream/_corelib/partition.pxi":553
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.sh.sub_tail == NULL:             # <<<<<<<<<<<<<<
@@ -37794,7 +38176,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
     goto __pyx_L4;
   }
 
-  /* "pstream/_corelib/partition.pxi":537
+  /* "pstream/_corelib/partition.pxi":556
  *             self.sh.sub_head = &pending.req
  *         else:
  *             self.sh.sub_tail.next = &pending.req             # <<<<<<<<<<<<<<
@@ -37806,7 +38188,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   }
   __pyx_L4:;
 
-  /* "pstream/_corelib/partition.pxi":538
+  /* "pstream/_corelib/partition.pxi":557
  *         else:
  *             self.sh.sub_tail.next = &pending.req
  *         self.sh.sub_tail = &pending.req             # <<<<<<<<<<<<<<
@@ -37815,7 +38197,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   __pyx_v_self->sh->sub_tail = (&__pyx_v_pending->req);
 
-  /* "pstream/_corelib/partition.pxi":539
+  /* "pstream/_corelib/partition.pxi":558
  *             self.sh.sub_tail.next = &pending.req
  *         self.sh.sub_tail = &pending.req
  *         pending.queued = True             # <<<<<<<<<<<<<<
@@ -37824,7 +38206,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   __pyx_v_pending->queued = 1;
 
-  /* "pstream/_corelib/partition.pxi":540
+  /* "pstream/_corelib/partition.pxi":559
  *         self.sh.sub_tail = &pending.req
  *         pending.queued = True
  *         pthread_cond_signal(&self.sh.work)             # <<<<<<<<<<<<<<
@@ -37833,7 +38215,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   (void)(pthread_cond_signal((&__pyx_v_self->sh->work)));
 
-  /* "pstream/_corelib/partition.pxi":541
+  /* "pstream/_corelib/partition.pxi":560
  *         pending.queued = True
  *         pthread_cond_signal(&self.sh.work)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37842,7 +38224,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":542
+  /* "pstream/_corelib/partition.pxi":561
  *         pthread_cond_signal(&self.sh.work)
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return pending             # <<<<<<<<<<<<<<
@@ -37860,7 +38242,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":522
+  /* "pstream/_corelib/partition.pxi":541
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
  *     def submit_batch(self, batch):             # <<<<<<<<<<<<<<
@@ -37884,7 +38266,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":546
+/* "pstream/_corelib/partition.pxi":565
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
@@ -37953,7 +38335,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("roll", 0);
 
-  /* "pstream/_corelib/partition.pxi":549
+  /* "pstream/_corelib/partition.pxi":568
  *         """Closes the active segment (if it holds data) and starts a new one."""
  *         cdef int st
  *         while True:             # <<<<<<<<<<<<<<
@@ -37962,7 +38344,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":550
+    /* "pstream/_corelib/partition.pxi":569
  *         cdef int st
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -37975,7 +38357,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":551
+          /* "pstream/_corelib/partition.pxi":570
  *         while True:
  *             with nogil:
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37984,7 +38366,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
           (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":552
+          /* "pstream/_corelib/partition.pxi":571
  *             with nogil:
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 while self.p.rolling:             # <<<<<<<<<<<<<<
@@ -37994,7 +38376,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
           while (1) {
             if (!__pyx_v_self->p->rolling) break;
 
-            /* "pstream/_corelib/partition.pxi":553
+            /* "pstream/_corelib/partition.pxi":572
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 while self.p.rolling:
  *                     pthread_cond_wait(&self.sh.done, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38004,7 +38386,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
             (void)(pthread_cond_wait((&__pyx_v_self->sh->done), (&__pyx_v_self->sh->mu)));
           }
 
-          /* "pstream/_corelib/partition.pxi":554
+          /* "pstream/_corelib/partition.pxi":573
  *                 while self.p.rolling:
  *                     pthread_cond_wait(&self.sh.done, &self.sh.mu)
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)             # <<<<<<<<<<<<<<
@@ -38020,7 +38402,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
           }
           __pyx_v_st = __pyx_t_1;
 
-          /* "pstream/_corelib/partition.pxi":555
+          /* "pstream/_corelib/partition.pxi":574
  *                     pthread_cond_wait(&self.sh.done, &self.sh.mu)
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38030,7 +38412,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
         }
 
-        /* "pstream/_corelib/partition.pxi":550
+        /* "pstream/_corelib/partition.pxi":569
  *         cdef int st
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38047,7 +38429,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":556
+    /* "pstream/_corelib/partition.pxi":575
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -38059,7 +38441,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":557
+      /* "pstream/_corelib/partition.pxi":576
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             if st == PS_OK:
  *                 return             # <<<<<<<<<<<<<<
@@ -38076,7 +38458,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":556
+      /* "pstream/_corelib/partition.pxi":575
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -38085,7 +38467,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":558
+    /* "pstream/_corelib/partition.pxi":577
  *             if st == PS_OK:
  *                 return
  *             if st == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -38097,7 +38479,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "pstream/_corelib/partition.pxi":559
+      /* "pstream/_corelib/partition.pxi":578
  *                 return
  *             if st == PS_ERR_CLOSED:
  *                 raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -38105,12 +38487,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
  * 
 */
       __pyx_t_4 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 559, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 578, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 559, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 578, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 559, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 578, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       #if CYTHON_VECTORCALL
       #endif
@@ -38130,13 +38512,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         PyObject *__pyx_callargs[4] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_5};
         #if CYTHON_VECTORCALL
         __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 578, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_8);
         #else
         {
           PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
           __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 559, __pyx_L1_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 578, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
         }
         #endif
@@ -38147,14 +38529,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 559, __pyx_L1_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 578, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(2, 559, __pyx_L1_error)
+      __PYX_ERR(2, 578, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":558
+      /* "pstream/_corelib/partition.pxi":577
  *             if st == PS_OK:
  *                 return
  *             if st == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -38163,7 +38545,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":560
+    /* "pstream/_corelib/partition.pxi":579
  *             if st == PS_ERR_CLOSED:
  *                 raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *             raise_os_error(errno, "cannot create a new segment", self.path)             # <<<<<<<<<<<<<<
@@ -38174,12 +38556,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
     __Pyx_INCREF(__pyx_t_3);
     __pyx_t_9.__pyx_n = 1;
     __pyx_t_9.path = ((PyObject*)__pyx_t_3);
-    __pyx_t_1 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_9); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 560, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_9); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 579, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
   }
 
-  /* "pstream/_corelib/partition.pxi":546
+  /* "pstream/_corelib/partition.pxi":565
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
@@ -38205,7 +38587,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":562
+/* "pstream/_corelib/partition.pxi":581
  *             raise_os_error(errno, "cannot create a new segment", self.path)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
@@ -38263,15 +38645,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
   int64_t __pyx_t_1;
   int __pyx_t_2;
   int __pyx_t_3;
-  PyObject *__pyx_t_4 = NULL;
-  PyObject *__pyx_t_5 = NULL;
-  size_t __pyx_t_6;
+  int __pyx_t_4;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("flush", 0);
 
-  /* "pstream/_corelib/partition.pxi":565
+  /* "pstream/_corelib/partition.pxi":584
  *         """Writes and fdatasyncs everything appended so far, whatever the policy."""
  *         cdef int64_t target
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38280,7 +38660,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":566
+  /* "pstream/_corelib/partition.pxi":585
  *         cdef int64_t target
  *         pthread_mutex_lock(&self.sh.mu)
  *         target = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -38291,7 +38671,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 
   __pyx_v_target = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":567
+  /* "pstream/_corelib/partition.pxi":586
  *         pthread_mutex_lock(&self.sh.mu)
  *         target = self.p.next_offset
  *         self.p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -38300,7 +38680,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   __pyx_v_self->p->sync_requested = 1;
 
-  /* "pstream/_corelib/partition.pxi":568
+  /* "pstream/_corelib/partition.pxi":587
  *         target = self.p.next_offset
  *         self.p.sync_requested = True
  *         shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -38309,7 +38689,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-  /* "pstream/_corelib/partition.pxi":569
+  /* "pstream/_corelib/partition.pxi":588
  *         self.p.sync_requested = True
  *         shard_enqueue(self.sh, self.p)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38318,7 +38698,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":570
+  /* "pstream/_corelib/partition.pxi":589
  *         shard_enqueue(self.sh, self.p)
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:             # <<<<<<<<<<<<<<
@@ -38327,7 +38707,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":571
+    /* "pstream/_corelib/partition.pxi":590
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38336,7 +38716,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":572
+    /* "pstream/_corelib/partition.pxi":591
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):             # <<<<<<<<<<<<<<
@@ -38372,21 +38752,21 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":573
+      /* "pstream/_corelib/partition.pxi":592
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
  *                 return
- *             self._check_open_io()
+ *             if self.p.io_errno:
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":574
+      /* "pstream/_corelib/partition.pxi":593
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return             # <<<<<<<<<<<<<<
- *             self._check_open_io()
- *             self.p.sync_requested = True
+ *             if self.p.io_errno:
+ *                 self._raise_locked(PS_ERR_IO)
 */
       {
         PyObject *__pyx_temp;
@@ -38398,7 +38778,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":572
+      /* "pstream/_corelib/partition.pxi":591
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):             # <<<<<<<<<<<<<<
@@ -38407,36 +38787,48 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":575
+    /* "pstream/_corelib/partition.pxi":594
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return
- *             self._check_open_io()             # <<<<<<<<<<<<<<
+ *             if self.p.io_errno:             # <<<<<<<<<<<<<<
+ *                 self._raise_locked(PS_ERR_IO)
+ *             self.p.sync_requested = True
+*/
+    __pyx_t_2 = (__pyx_v_self->p->io_errno != 0);
+
+    if (__pyx_t_2) {
+
+
+      /* "pstream/_corelib/partition.pxi":595
+ *                 return
+ *             if self.p.io_errno:
+ *                 self._raise_locked(PS_ERR_IO)             # <<<<<<<<<<<<<<
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
 */
-    __pyx_t_5 = ((PyObject *)__pyx_v_self);
-    __Pyx_INCREF(__pyx_t_5);
-    __pyx_t_6 = 0;
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
-      __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_check_open_io, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 575, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_4);
-    }
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_4 == ((int)-1))) __PYX_ERR(2, 595, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":576
+
+      /* "pstream/_corelib/partition.pxi":594
+ *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return
- *             self._check_open_io()
+ *             if self.p.io_errno:             # <<<<<<<<<<<<<<
+ *                 self._raise_locked(PS_ERR_IO)
+ *             self.p.sync_requested = True
+*/
+    }
+
+    /* "pstream/_corelib/partition.pxi":596
+ *             if self.p.io_errno:
+ *                 self._raise_locked(PS_ERR_IO)
  *             self.p.sync_requested = True             # <<<<<<<<<<<<<<
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:
 */
     __pyx_v_self->p->sync_requested = 1;
 
-    /* "pstream/_corelib/partition.pxi":577
- *             self._check_open_io()
+    /* "pstream/_corelib/partition.pxi":597
+ *                 self._raise_locked(PS_ERR_IO)
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
  *             with nogil:
@@ -38444,7 +38836,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":578
+    /* "pstream/_corelib/partition.pxi":598
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38457,7 +38849,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":579
+          /* "pstream/_corelib/partition.pxi":599
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -38467,7 +38859,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":578
+        /* "pstream/_corelib/partition.pxi":598
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38478,14 +38870,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
           /*normal exit:*/{
             __Pyx_FastGIL_Forget();
             PyEval_RestoreThread(_save);
-            goto __pyx_L13;
+            goto __pyx_L14;
           }
-          __pyx_L13:;
+          __pyx_L14:;
         }
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":562
+  /* "pstream/_corelib/partition.pxi":581
  *             raise_os_error(errno, "cannot create a new segment", self.path)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
@@ -38497,8 +38889,6 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
   __pyx_r = Py_None; __Pyx_INCREF(Py_None);
   goto __pyx_L0;
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_4);
-  __Pyx_XDECREF(__pyx_t_5);
   __Pyx_AddTraceback("pstream._core.Partition.flush", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -38508,7 +38898,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":583
+/* "pstream/_corelib/partition.pxi":603
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -38557,48 +38947,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_max_bytes,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 583, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 603, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 583, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 603, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 583, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 603, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "read_batches", 0) < (0)) __PYX_ERR(2, 583, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "read_batches", 0) < (0)) __PYX_ERR(2, 603, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, i); __PYX_ERR(2, 583, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, i); __PYX_ERR(2, 603, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 583, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 603, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 583, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 603, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 583, __pyx_L3_error)
+    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 603, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 583, __pyx_L3_error)
+      __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 603, __pyx_L3_error)
     } else {
       __pyx_v_max_bytes = __pyx_mstate_global->__pyx_k__6;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 583, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 603, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -38665,7 +39055,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("read_batches", 0);
 
-  /* "pstream/_corelib/partition.pxi":594
+  /* "pstream/_corelib/partition.pxi":614
  *         cdef int64_t pos, start, end, got, want, seg_next
  *         cdef ps_batch_header h
  *         cdef PyObject *raw = NULL             # <<<<<<<<<<<<<<
@@ -38674,7 +39064,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   __pyx_v_raw = NULL;
 
-  /* "pstream/_corelib/partition.pxi":595
+  /* "pstream/_corelib/partition.pxi":615
  *         cdef ps_batch_header h
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38683,7 +39073,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":596
+  /* "pstream/_corelib/partition.pxi":616
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -38709,7 +39099,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":597
+    /* "pstream/_corelib/partition.pxi":617
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:
  *             lo, hi = self.p.log_start_offset, self.p.next_offset             # <<<<<<<<<<<<<<
@@ -38723,7 +39113,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     __pyx_v_lo = __pyx_t_3;
     __pyx_v_hi = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":598
+    /* "pstream/_corelib/partition.pxi":618
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38732,7 +39122,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":599
+    /* "pstream/_corelib/partition.pxi":619
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -38740,16 +39130,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
  *         if offset == self.p.next_offset:
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 599, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 599, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __pyx_t_7 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 599, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_9 = __Pyx_PyUnicode_From_int64_t(__pyx_v_lo, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 599, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_int64_t(__pyx_v_lo, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 599, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_offset_2;
     __pyx_t_11[1] = __pyx_t_7;
@@ -38764,26 +39154,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 7, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 599, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":600
+    /* "pstream/_corelib/partition.pxi":620
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 600, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 620, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 600, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 620, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":599
+    /* "pstream/_corelib/partition.pxi":619
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -38807,13 +39197,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       PyObject *__pyx_callargs[5] = {__pyx_t_6, __pyx_t_14, __pyx_v_self->topic, __pyx_t_10, __pyx_t_9};
       #if CYTHON_VECTORCALL
       __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[9];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 599, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 599, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -38826,14 +39216,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 599, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 619, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(2, 599, __pyx_L1_error)
+    __PYX_ERR(2, 619, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":596
+    /* "pstream/_corelib/partition.pxi":616
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -38842,7 +39232,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":601
+  /* "pstream/_corelib/partition.pxi":621
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -38854,7 +39244,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":602
+    /* "pstream/_corelib/partition.pxi":622
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38863,7 +39253,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":603
+    /* "pstream/_corelib/partition.pxi":623
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return b""             # <<<<<<<<<<<<<<
@@ -38881,7 +39271,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":601
+    /* "pstream/_corelib/partition.pxi":621
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -38890,7 +39280,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":604
+  /* "pstream/_corelib/partition.pxi":624
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return b""
  *         i = part_find_segment(self.p, offset)             # <<<<<<<<<<<<<<
@@ -38899,7 +39289,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   __pyx_v_i = __pyx_f_7pstream_5_core_part_find_segment(__pyx_v_self->p, __pyx_v_offset);
 
-  /* "pstream/_corelib/partition.pxi":605
+  /* "pstream/_corelib/partition.pxi":625
  *             return b""
  *         i = part_find_segment(self.p, offset)
  *         while True:             # <<<<<<<<<<<<<<
@@ -38908,7 +39298,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":606
+    /* "pstream/_corelib/partition.pxi":626
  *         i = part_find_segment(self.p, offset)
  *         while True:
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -38917,7 +39307,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":607
+    /* "pstream/_corelib/partition.pxi":627
  *         while True:
  *             s = self.p.segs[i]
  *             s.refs += 1             # <<<<<<<<<<<<<<
@@ -38926,7 +39316,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     __pyx_v_s->refs = (__pyx_v_s->refs + 1);
 
-    /* "pstream/_corelib/partition.pxi":608
+    /* "pstream/_corelib/partition.pxi":628
  *             s = self.p.segs[i]
  *             s.refs += 1
  *             seg_next = s.next_offset             # <<<<<<<<<<<<<<
@@ -38937,7 +39327,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 
     __pyx_v_seg_next = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":609
+    /* "pstream/_corelib/partition.pxi":629
  *             s.refs += 1
  *             seg_next = s.next_offset
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0             # <<<<<<<<<<<<<<
@@ -38956,7 +39346,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 
     __pyx_v_pos = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":610
+    /* "pstream/_corelib/partition.pxi":630
  *             seg_next = s.next_offset
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38965,7 +39355,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":611
+    /* "pstream/_corelib/partition.pxi":631
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
  *             pthread_mutex_unlock(&self.sh.mu)
  *             try:             # <<<<<<<<<<<<<<
@@ -38974,17 +39364,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     /*try:*/ {
 
-      /* "pstream/_corelib/partition.pxi":612
+      /* "pstream/_corelib/partition.pxi":632
  *             pthread_mutex_unlock(&self.sh.mu)
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)             # <<<<<<<<<<<<<<
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
 */
-      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_find_batch(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, (&__pyx_v_h)); if (unlikely(__pyx_t_4 == ((int64_t)-2L))) __PYX_ERR(2, 612, __pyx_L12_error)
+      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_find_batch(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, (&__pyx_v_h)); if (unlikely(__pyx_t_4 == ((int64_t)-2L))) __PYX_ERR(2, 632, __pyx_L12_error)
       __pyx_v_start = __pyx_t_4;
 
-      /* "pstream/_corelib/partition.pxi":613
+      /* "pstream/_corelib/partition.pxi":633
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:             # <<<<<<<<<<<<<<
@@ -38996,7 +39386,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":614
+        /* "pstream/_corelib/partition.pxi":634
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -39005,7 +39395,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         __pyx_v_want = (((int64_t)__pyx_v_h.batch_length) + PS_BATCH_LOG_OVERHEAD);
 
-        /* "pstream/_corelib/partition.pxi":615
+        /* "pstream/_corelib/partition.pxi":635
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:             # <<<<<<<<<<<<<<
@@ -39017,7 +39407,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
         if (__pyx_t_1) {
 
 
-          /* "pstream/_corelib/partition.pxi":616
+          /* "pstream/_corelib/partition.pxi":636
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:
  *                         want = max_bytes             # <<<<<<<<<<<<<<
@@ -39026,7 +39416,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
           __pyx_v_want = __pyx_v_max_bytes;
 
-          /* "pstream/_corelib/partition.pxi":615
+          /* "pstream/_corelib/partition.pxi":635
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:             # <<<<<<<<<<<<<<
@@ -39035,7 +39425,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":619
+        /* "pstream/_corelib/partition.pxi":639
  *                     # Read into a fresh bytes and shrink it in place to the whole batches:
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)             # <<<<<<<<<<<<<<
@@ -39044,7 +39434,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         __pyx_v_raw = PyBytes_FromStringAndSize(NULL, __pyx_v_want);
 
-        /* "pstream/_corelib/partition.pxi":620
+        /* "pstream/_corelib/partition.pxi":640
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:             # <<<<<<<<<<<<<<
@@ -39056,16 +39446,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
         if (unlikely(__pyx_t_1)) {
 
 
-          /* "pstream/_corelib/partition.pxi":621
+          /* "pstream/_corelib/partition.pxi":641
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:
  *                         raise MemoryError()             # <<<<<<<<<<<<<<
  *                     try:
  *                         with nogil:
 */
-          PyErr_NoMemory(); __PYX_ERR(2, 621, __pyx_L12_error)
+          PyErr_NoMemory(); __PYX_ERR(2, 641, __pyx_L12_error)
 
-          /* "pstream/_corelib/partition.pxi":620
+          /* "pstream/_corelib/partition.pxi":640
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:             # <<<<<<<<<<<<<<
@@ -39074,7 +39464,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":622
+        /* "pstream/_corelib/partition.pxi":642
  *                     if raw == NULL:
  *                         raise MemoryError()
  *                     try:             # <<<<<<<<<<<<<<
@@ -39083,7 +39473,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":623
+          /* "pstream/_corelib/partition.pxi":643
  *                         raise MemoryError()
  *                     try:
  *                         with nogil:             # <<<<<<<<<<<<<<
@@ -39096,7 +39486,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               __Pyx_FastGIL_Remember();
               /*try:*/ {
 
-                /* "pstream/_corelib/partition.pxi":624
+                /* "pstream/_corelib/partition.pxi":644
  *                     try:
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))             # <<<<<<<<<<<<<<
@@ -39106,7 +39496,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
                 __pyx_v_got = __pyx_f_7pstream_5_core_segment_copy_out(__pyx_v_s, (&__pyx_v_self->sh->mu), __pyx_v_start, __pyx_v_want, ((uint8_t *)PyBytes_AS_STRING(__pyx_v_raw)));
               }
 
-              /* "pstream/_corelib/partition.pxi":623
+              /* "pstream/_corelib/partition.pxi":643
  *                         raise MemoryError()
  *                     try:
  *                         with nogil:             # <<<<<<<<<<<<<<
@@ -39123,7 +39513,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               }
           }
 
-          /* "pstream/_corelib/partition.pxi":625
+          /* "pstream/_corelib/partition.pxi":645
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:             # <<<<<<<<<<<<<<
@@ -39135,7 +39525,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           if (unlikely(__pyx_t_1)) {
 
 
-            /* "pstream/_corelib/partition.pxi":626
+            /* "pstream/_corelib/partition.pxi":646
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -39143,31 +39533,31 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
 */
             __pyx_t_8 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 626, __pyx_L20_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 646, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_7);
-            __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 626, __pyx_L20_error)
+            __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 646, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_9);
             __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
             __pyx_t_16 = __pyx_v_s->log_path;
-            __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_16); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 626, __pyx_L20_error)
-            __pyx_t_7 = __Pyx_decode_c_string(__pyx_t_16, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 626, __pyx_L20_error)
+            __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_16); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 646, __pyx_L20_error)
+            __pyx_t_7 = __Pyx_decode_c_string(__pyx_t_16, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 646, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_7);
 
-            if (!(likely(PyUnicode_CheckExact(__pyx_t_7)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_7))) __PYX_ERR(2, 626, __pyx_L20_error)
+            if (!(likely(PyUnicode_CheckExact(__pyx_t_7)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_7))) __PYX_ERR(2, 646, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":627
+            /* "pstream/_corelib/partition.pxi":647
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
  *                                                          position=start)             # <<<<<<<<<<<<<<
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
 */
-            __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_start); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 627, __pyx_L20_error)
+            __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_start); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 647, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_10);
             #if CYTHON_VECTORCALL
 
-            /* "pstream/_corelib/partition.pxi":626
+            /* "pstream/_corelib/partition.pxi":646
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -39191,13 +39581,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               PyObject *__pyx_callargs[4] = {__pyx_t_8, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, __pyx_t_7, __pyx_t_10};
               #if CYTHON_VECTORCALL
               __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[10];
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 626, __pyx_L20_error)
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 646, __pyx_L20_error)
               __Pyx_INCREF(__pyx_t_14);
               #else
               {
                 PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
                 __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-                if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 626, __pyx_L20_error)
+                if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 646, __pyx_L20_error)
                 __Pyx_GOTREF(__pyx_t_14);
               }
               #endif
@@ -39209,14 +39599,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
               __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-              if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 626, __pyx_L20_error)
+              if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 646, __pyx_L20_error)
               __Pyx_GOTREF(__pyx_t_5);
             }
             __Pyx_Raise(__pyx_t_5, 0, 0, 0);
             __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-            __PYX_ERR(2, 626, __pyx_L20_error)
+            __PYX_ERR(2, 646, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":625
+            /* "pstream/_corelib/partition.pxi":645
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:             # <<<<<<<<<<<<<<
@@ -39225,17 +39615,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":628
+          /* "pstream/_corelib/partition.pxi":648
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
  *                                                          position=start)
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)             # <<<<<<<<<<<<<<
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL
 */
-          __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_whole_batches(__pyx_v_self, __pyx_v_s, ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), __pyx_v_got, __pyx_v_start, __pyx_v_offset); if (unlikely(__pyx_t_4 == ((int64_t)-1L))) __PYX_ERR(2, 628, __pyx_L20_error)
+          __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_whole_batches(__pyx_v_self, __pyx_v_s, ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), __pyx_v_got, __pyx_v_start, __pyx_v_offset); if (unlikely(__pyx_t_4 == ((int64_t)-1L))) __PYX_ERR(2, 648, __pyx_L20_error)
           __pyx_v_end = __pyx_t_4;
 
-          /* "pstream/_corelib/partition.pxi":629
+          /* "pstream/_corelib/partition.pxi":649
  *                                                          position=start)
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:             # <<<<<<<<<<<<<<
@@ -39261,7 +39651,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           if (unlikely(__pyx_t_1)) {
 
 
-            /* "pstream/_corelib/partition.pxi":630
+            /* "pstream/_corelib/partition.pxi":650
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL             # <<<<<<<<<<<<<<
@@ -39270,16 +39660,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
             __pyx_v_raw = NULL;
 
-            /* "pstream/_corelib/partition.pxi":631
+            /* "pstream/_corelib/partition.pxi":651
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL
  *                             raise MemoryError()             # <<<<<<<<<<<<<<
  *                         return <object>raw
  *                     finally:
 */
-            PyErr_NoMemory(); __PYX_ERR(2, 631, __pyx_L20_error)
+            PyErr_NoMemory(); __PYX_ERR(2, 651, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":629
+            /* "pstream/_corelib/partition.pxi":649
  *                                                          position=start)
  *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:             # <<<<<<<<<<<<<<
@@ -39288,7 +39678,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":632
+          /* "pstream/_corelib/partition.pxi":652
  *                             raw = NULL
  *                             raise MemoryError()
  *                         return <object>raw             # <<<<<<<<<<<<<<
@@ -39307,7 +39697,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           goto __pyx_L19_return;
         }
 
-        /* "pstream/_corelib/partition.pxi":634
+        /* "pstream/_corelib/partition.pxi":654
  *                         return <object>raw
  *                     finally:
  *                         Py_XDECREF(raw)             # <<<<<<<<<<<<<<
@@ -39361,7 +39751,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           }
         }
 
-        /* "pstream/_corelib/partition.pxi":613
+        /* "pstream/_corelib/partition.pxi":633
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:             # <<<<<<<<<<<<<<
@@ -39371,7 +39761,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       }
     }
 
-    /* "pstream/_corelib/partition.pxi":636
+    /* "pstream/_corelib/partition.pxi":656
  *                         Py_XDECREF(raw)
  *             finally:
  *                 segment_release(s, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39430,7 +39820,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       __pyx_L13:;
     }
 
-    /* "pstream/_corelib/partition.pxi":638
+    /* "pstream/_corelib/partition.pxi":658
  *                 segment_release(s, &self.sh.mu)
  *             # The offset lies past this segment's last batch: continue in the next one.
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39439,7 +39829,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":639
+    /* "pstream/_corelib/partition.pxi":659
  *             # The offset lies past this segment's last batch: continue in the next one.
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)             # <<<<<<<<<<<<<<
@@ -39448,7 +39838,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     __pyx_v_i = __pyx_f_7pstream_5_core_part_find_segment(__pyx_v_self->p, __pyx_v_seg_next);
 
-    /* "pstream/_corelib/partition.pxi":640
+    /* "pstream/_corelib/partition.pxi":660
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39474,7 +39864,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":641
+      /* "pstream/_corelib/partition.pxi":661
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39483,7 +39873,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":642
+      /* "pstream/_corelib/partition.pxi":662
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return b""             # <<<<<<<<<<<<<<
@@ -39501,7 +39891,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":640
+      /* "pstream/_corelib/partition.pxi":660
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39511,7 +39901,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":583
+  /* "pstream/_corelib/partition.pxi":603
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -39550,7 +39940,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":644
+/* "pstream/_corelib/partition.pxi":664
  *                 return b""
  * 
  *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:             # <<<<<<<<<<<<<<
@@ -39583,7 +39973,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   __Pyx_RefNannySetupContext("_find_batch", 0);
 
 
-  /* "pstream/_corelib/partition.pxi":648
+  /* "pstream/_corelib/partition.pxi":668
  *         cdef uint8_t window[16384]
  *         cdef int64_t got, at, size
  *         while True:             # <<<<<<<<<<<<<<
@@ -39592,7 +39982,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":649
+    /* "pstream/_corelib/partition.pxi":669
  *         cdef int64_t got, at, size
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -39605,7 +39995,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":650
+          /* "pstream/_corelib/partition.pxi":670
  *         while True:
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)             # <<<<<<<<<<<<<<
@@ -39615,7 +40005,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           __pyx_v_got = __pyx_f_7pstream_5_core_segment_copy_out(__pyx_v_s, (&__pyx_v_self->sh->mu), __pyx_v_pos, (sizeof(__pyx_v_window)), __pyx_v_window);
         }
 
-        /* "pstream/_corelib/partition.pxi":649
+        /* "pstream/_corelib/partition.pxi":669
  *         cdef int64_t got, at, size
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -39632,7 +40022,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":651
+    /* "pstream/_corelib/partition.pxi":671
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:             # <<<<<<<<<<<<<<
@@ -39644,7 +40034,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":652
+      /* "pstream/_corelib/partition.pxi":672
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)             # <<<<<<<<<<<<<<
@@ -39652,19 +40042,19 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *                 return -1
 */
       __pyx_t_3 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 652, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 672, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 652, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 672, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 652, __pyx_L1_error)
-      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 652, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 672, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 672, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 652, __pyx_L1_error)
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 652, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 672, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 672, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       #if CYTHON_VECTORCALL
       #endif
@@ -39684,13 +40074,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         PyObject *__pyx_callargs[4] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, __pyx_t_4, __pyx_t_8};
         #if CYTHON_VECTORCALL
         __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[10];
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 652, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 672, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_10);
         #else
         {
           PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
           __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 652, __pyx_L1_error)
+          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 672, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_10);
         }
         #endif
@@ -39702,14 +40092,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 652, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 672, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 652, __pyx_L1_error)
+      __PYX_ERR(2, 672, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":651
+      /* "pstream/_corelib/partition.pxi":671
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:             # <<<<<<<<<<<<<<
@@ -39718,7 +40108,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":653
+    /* "pstream/_corelib/partition.pxi":673
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:             # <<<<<<<<<<<<<<
@@ -39730,7 +40120,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":654
+      /* "pstream/_corelib/partition.pxi":674
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:
  *                 return -1             # <<<<<<<<<<<<<<
@@ -39743,7 +40133,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":653
+      /* "pstream/_corelib/partition.pxi":673
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:             # <<<<<<<<<<<<<<
@@ -39752,7 +40142,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":655
+    /* "pstream/_corelib/partition.pxi":675
  *             if got == 0:
  *                 return -1
  *             at = 0             # <<<<<<<<<<<<<<
@@ -39761,7 +40151,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     __pyx_v_at = 0;
 
-    /* "pstream/_corelib/partition.pxi":656
+    /* "pstream/_corelib/partition.pxi":676
  *                 return -1
  *             at = 0
  *             while at + PS_BATCH_HEADER_SIZE <= got:             # <<<<<<<<<<<<<<
@@ -39774,7 +40164,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 
       if (!__pyx_t_1) break;
 
-      /* "pstream/_corelib/partition.pxi":657
+      /* "pstream/_corelib/partition.pxi":677
  *             at = 0
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)             # <<<<<<<<<<<<<<
@@ -39783,7 +40173,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
       ps_batch_read_header((__pyx_v_window + __pyx_v_at), __pyx_v_h);
 
-      /* "pstream/_corelib/partition.pxi":658
+      /* "pstream/_corelib/partition.pxi":678
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
@@ -39809,7 +40199,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "pstream/_corelib/partition.pxi":659
+        /* "pstream/_corelib/partition.pxi":679
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -39817,43 +40207,43 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *                                                       offset=offset)
 */
         __pyx_t_5 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 659, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 679, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 659, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 679, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
         __pyx_t_6 = __pyx_v_s->log_path;
-        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 659, __pyx_L1_error)
-        __pyx_t_10 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 659, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 679, __pyx_L1_error)
+        __pyx_t_10 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 679, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
 
-        if (!(likely(PyUnicode_CheckExact(__pyx_t_10)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_10))) __PYX_ERR(2, 659, __pyx_L1_error)
+        if (!(likely(PyUnicode_CheckExact(__pyx_t_10)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_10))) __PYX_ERR(2, 679, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":660
+        /* "pstream/_corelib/partition.pxi":680
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
  *                                                       position=pos + at, topic=self.topic, partition=self.number,             # <<<<<<<<<<<<<<
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:
 */
-        __pyx_t_4 = __Pyx_PyLong_From_int64_t((__pyx_v_pos + __pyx_v_at)); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 660, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyLong_From_int64_t((__pyx_v_pos + __pyx_v_at)); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 680, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 660, __pyx_L1_error)
+        __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 680, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_3);
 
-        /* "pstream/_corelib/partition.pxi":661
+        /* "pstream/_corelib/partition.pxi":681
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
  *                                                       position=pos + at, topic=self.topic, partition=self.number,
  *                                                       offset=offset)             # <<<<<<<<<<<<<<
  *                 if h.base_offset + h.last_offset_delta >= offset:
  *                     return pos + at
 */
-        __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 661, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 681, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
         #if CYTHON_VECTORCALL
 
-        /* "pstream/_corelib/partition.pxi":659
+        /* "pstream/_corelib/partition.pxi":679
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -39877,13 +40267,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           PyObject *__pyx_callargs[7] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_invalid_batch_header_in_segment, __pyx_t_10, __pyx_t_4, __pyx_v_self->topic, __pyx_t_3, __pyx_t_12};
           #if CYTHON_VECTORCALL
           __pyx_t_13 = __pyx_mstate_global->__pyx_tuple[11];
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 659, __pyx_L1_error)
+          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 679, __pyx_L1_error)
           __Pyx_INCREF(__pyx_t_13);
           #else
           {
             PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
             __pyx_t_13 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-            if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 659, __pyx_L1_error)
+            if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 679, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_13);
           }
           #endif
@@ -39897,14 +40287,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
           __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 659, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 679, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(2, 659, __pyx_L1_error)
+        __PYX_ERR(2, 679, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":658
+        /* "pstream/_corelib/partition.pxi":678
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
@@ -39913,7 +40303,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":662
+      /* "pstream/_corelib/partition.pxi":682
  *                                                       position=pos + at, topic=self.topic, partition=self.number,
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:             # <<<<<<<<<<<<<<
@@ -39925,7 +40315,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":663
+        /* "pstream/_corelib/partition.pxi":683
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:
  *                     return pos + at             # <<<<<<<<<<<<<<
@@ -39938,7 +40328,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         }
         goto __pyx_L0;
 
-        /* "pstream/_corelib/partition.pxi":662
+        /* "pstream/_corelib/partition.pxi":682
  *                                                       position=pos + at, topic=self.topic, partition=self.number,
  *                                                       offset=offset)
  *                 if h.base_offset + h.last_offset_delta >= offset:             # <<<<<<<<<<<<<<
@@ -39947,7 +40337,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":664
+      /* "pstream/_corelib/partition.pxi":684
  *                 if h.base_offset + h.last_offset_delta >= offset:
  *                     return pos + at
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -39957,7 +40347,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       __pyx_v_at = (__pyx_v_at + (((int64_t)__pyx_v_h->batch_length) + PS_BATCH_LOG_OVERHEAD));
     }
 
-    /* "pstream/_corelib/partition.pxi":665
+    /* "pstream/_corelib/partition.pxi":685
  *                     return pos + at
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:             # <<<<<<<<<<<<<<
@@ -39969,7 +40359,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":666
+      /* "pstream/_corelib/partition.pxi":686
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -39977,33 +40367,33 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *             pos += at
 */
       __pyx_t_8 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 666, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 686, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 666, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 686, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 666, __pyx_L1_error)
-      __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 666, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 686, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 686, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 666, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 686, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":667
+      /* "pstream/_corelib/partition.pxi":687
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
  *                                                   position=pos, topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *             pos += at
  * 
 */
-      __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 667, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 687, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 667, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 687, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       #if CYTHON_VECTORCALL
 
-      /* "pstream/_corelib/partition.pxi":666
+      /* "pstream/_corelib/partition.pxi":686
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -40027,13 +40417,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         PyObject *__pyx_callargs[6] = {__pyx_t_8, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch_head, __pyx_t_13, __pyx_t_3, __pyx_v_self->topic, __pyx_t_4};
         #if CYTHON_VECTORCALL
         __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[12];
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 666, __pyx_L1_error)
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 686, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_10);
         #else
         {
           PyObject *__pyx_temp[4] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
           __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 4);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 666, __pyx_L1_error)
+          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 686, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_10);
         }
         #endif
@@ -40046,14 +40436,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
         __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 666, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 686, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 666, __pyx_L1_error)
+      __PYX_ERR(2, 686, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":665
+      /* "pstream/_corelib/partition.pxi":685
  *                     return pos + at
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:             # <<<<<<<<<<<<<<
@@ -40062,7 +40452,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":668
+    /* "pstream/_corelib/partition.pxi":688
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
  *                                                   position=pos, topic=self.topic, partition=self.number)
  *             pos += at             # <<<<<<<<<<<<<<
@@ -40072,7 +40462,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     __pyx_v_pos = (__pyx_v_pos + __pyx_v_at);
   }
 
-  /* "pstream/_corelib/partition.pxi":644
+  /* "pstream/_corelib/partition.pxi":664
  *                 return b""
  * 
  *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:             # <<<<<<<<<<<<<<
@@ -40104,7 +40494,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":670
+/* "pstream/_corelib/partition.pxi":690
  *             pos += at
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,             # <<<<<<<<<<<<<<
@@ -40140,7 +40530,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_whole_batches", 0);
 
-  /* "pstream/_corelib/partition.pxi":673
+  /* "pstream/_corelib/partition.pxi":693
  *                                 int64_t offset) except -1:
  *         """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
  *         cdef int64_t pos = 0, size             # <<<<<<<<<<<<<<
@@ -40149,7 +40539,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
   __pyx_v_pos = 0;
 
-  /* "pstream/_corelib/partition.pxi":677
+  /* "pstream/_corelib/partition.pxi":697
  *         cdef size_t errpos
  *         cdef int st
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:             # <<<<<<<<<<<<<<
@@ -40162,7 +40552,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 
     if (!__pyx_t_1) break;
 
-    /* "pstream/_corelib/partition.pxi":678
+    /* "pstream/_corelib/partition.pxi":698
  *         cdef int st
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -40171,7 +40561,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     __pyx_v_size = (((int64_t)((int32_t)ps_load_be32(((__pyx_v_p + __pyx_v_pos) + PS_OFF_LENGTH)))) + PS_BATCH_LOG_OVERHEAD);
 
-    /* "pstream/_corelib/partition.pxi":679
+    /* "pstream/_corelib/partition.pxi":699
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:             # <<<<<<<<<<<<<<
@@ -40183,7 +40573,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":680
+      /* "pstream/_corelib/partition.pxi":700
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:
  *                 if pos == 0:             # <<<<<<<<<<<<<<
@@ -40195,7 +40585,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
       if (unlikely(__pyx_t_1)) {
 
 
-        /* "pstream/_corelib/partition.pxi":681
+        /* "pstream/_corelib/partition.pxi":701
  *             if pos + size > length:
  *                 if pos == 0:
  *                     st = PS_ERR_SHORT_BUFFER             # <<<<<<<<<<<<<<
@@ -40204,7 +40594,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
         __pyx_v_st = PS_ERR_SHORT_BUFFER;
 
-        /* "pstream/_corelib/partition.pxi":682
+        /* "pstream/_corelib/partition.pxi":702
  *                 if pos == 0:
  *                     st = PS_ERR_SHORT_BUFFER
  *                     errpos = length             # <<<<<<<<<<<<<<
@@ -40213,7 +40603,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
         __pyx_v_errpos = __pyx_v_length;
 
-        /* "pstream/_corelib/partition.pxi":683
+        /* "pstream/_corelib/partition.pxi":703
  *                     st = PS_ERR_SHORT_BUFFER
  *                     errpos = length
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -40221,43 +40611,43 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
  *                                                       partition=self.number, offset=offset)
 */
         __pyx_t_3 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 683, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 703, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 683, __pyx_L1_error)
+        __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 703, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
         __pyx_t_6 = __pyx_v_s->log_path;
-        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 683, __pyx_L1_error)
-        __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 683, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 703, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 703, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
 
-        if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 683, __pyx_L1_error)
+        if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 703, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":684
+        /* "pstream/_corelib/partition.pxi":704
  *                     errpos = length
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
  *                                                       position=file_pos + pos, topic=self.topic,             # <<<<<<<<<<<<<<
  *                                                       partition=self.number, offset=offset)
  *                 break
 */
-        __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 684, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 704, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
 
-        /* "pstream/_corelib/partition.pxi":685
+        /* "pstream/_corelib/partition.pxi":705
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
  *                                                       position=file_pos + pos, topic=self.topic,
  *                                                       partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
  *                 break
  *             with nogil:
 */
-        __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 685, __pyx_L1_error)
+        __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 705, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_9);
-        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 685, __pyx_L1_error)
+        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 705, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_10);
         #if CYTHON_VECTORCALL
 
-        /* "pstream/_corelib/partition.pxi":683
+        /* "pstream/_corelib/partition.pxi":703
  *                     st = PS_ERR_SHORT_BUFFER
  *                     errpos = length
  *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -40281,13 +40671,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
           PyObject *__pyx_callargs[7] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch, __pyx_t_4, __pyx_t_8, __pyx_v_self->topic, __pyx_t_9, __pyx_t_10};
           #if CYTHON_VECTORCALL
           __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[11];
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 683, __pyx_L1_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 703, __pyx_L1_error)
           __Pyx_INCREF(__pyx_t_12);
           #else
           {
             PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
             __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-            if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 683, __pyx_L1_error)
+            if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 703, __pyx_L1_error)
             __Pyx_GOTREF(__pyx_t_12);
           }
           #endif
@@ -40301,14 +40691,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
           __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
           __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
           __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 683, __pyx_L1_error)
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 703, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_2);
         }
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(2, 683, __pyx_L1_error)
+        __PYX_ERR(2, 703, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":680
+        /* "pstream/_corelib/partition.pxi":700
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:
  *                 if pos == 0:             # <<<<<<<<<<<<<<
@@ -40317,7 +40707,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":686
+      /* "pstream/_corelib/partition.pxi":706
  *                                                       position=file_pos + pos, topic=self.topic,
  *                                                       partition=self.number, offset=offset)
  *                 break             # <<<<<<<<<<<<<<
@@ -40326,7 +40716,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/partition.pxi":679
+      /* "pstream/_corelib/partition.pxi":699
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:             # <<<<<<<<<<<<<<
@@ -40335,7 +40725,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":687
+    /* "pstream/_corelib/partition.pxi":707
  *                                                       partition=self.number, offset=offset)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -40348,7 +40738,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":688
+          /* "pstream/_corelib/partition.pxi":708
  *                 break
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -40358,7 +40748,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
           __pyx_v_st = ps_batch_validate((__pyx_v_p + __pyx_v_pos), ((size_t)(__pyx_v_length - __pyx_v_pos)), 1, (&__pyx_v_h), (&__pyx_v_errpos));
         }
 
-        /* "pstream/_corelib/partition.pxi":687
+        /* "pstream/_corelib/partition.pxi":707
  *                                                       partition=self.number, offset=offset)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -40375,7 +40765,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":689
+    /* "pstream/_corelib/partition.pxi":709
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -40387,7 +40777,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":690
+      /* "pstream/_corelib/partition.pxi":710
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
  *             if st != PS_OK:
  *                 reason = status_error(st, None)             # <<<<<<<<<<<<<<
@@ -40396,12 +40786,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
       __pyx_t_13.__pyx_n = 1;
       __pyx_t_13.position = Py_None;
-      __pyx_t_2 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_13); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 690, __pyx_L1_error)
+      __pyx_t_2 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_13); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 710, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __pyx_v_reason = __pyx_t_2;
       __pyx_t_2 = 0;
 
-      /* "pstream/_corelib/partition.pxi":691
+      /* "pstream/_corelib/partition.pxi":711
  *             if st != PS_OK:
  *                 reason = status_error(st, None)
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -40409,52 +40799,52 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
 */
       __pyx_t_5 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 691, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 711, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 691, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 711, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_v_reason, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 691, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_v_reason, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 711, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_corrupt_batch_in_segment, __pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 691, __pyx_L1_error)
+      __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_corrupt_batch_in_segment, __pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 711, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 691, __pyx_L1_error)
-      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 691, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 711, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 711, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 691, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 711, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":692
+      /* "pstream/_corelib/partition.pxi":712
  *                 reason = status_error(st, None)
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
  *                                                   position=file_pos + pos, topic=self.topic,             # <<<<<<<<<<<<<<
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
  *             pos += size
 */
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 692, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 712, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
 
-      /* "pstream/_corelib/partition.pxi":693
+      /* "pstream/_corelib/partition.pxi":713
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
  *                                                   position=file_pos + pos, topic=self.topic,
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)             # <<<<<<<<<<<<<<
  *             pos += size
  *         return pos
 */
-      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 693, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 713, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_1 = (__pyx_v_st != PS_ERR_SHORT_BUFFER);
 
       if (__pyx_t_1) {
-        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 693, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 713, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __pyx_t_3 = __pyx_t_14;
         __pyx_t_14 = 0;
       } else {
-        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 693, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 713, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
         __pyx_t_3 = __pyx_t_14;
         __pyx_t_14 = 0;
@@ -40462,7 +40852,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 
       #if CYTHON_VECTORCALL
 
-      /* "pstream/_corelib/partition.pxi":691
+      /* "pstream/_corelib/partition.pxi":711
  *             if st != PS_OK:
  *                 reason = status_error(st, None)
  *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -40486,13 +40876,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         PyObject *__pyx_callargs[7] = {__pyx_t_5, __pyx_t_9, __pyx_t_12, __pyx_t_8, __pyx_v_self->topic, __pyx_t_4, __pyx_t_3};
         #if CYTHON_VECTORCALL
         __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[11];
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 691, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 711, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_14);
         #else
         {
           PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
           __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-          if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 691, __pyx_L1_error)
+          if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 711, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_14);
         }
         #endif
@@ -40507,14 +40897,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
         __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 691, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 711, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 691, __pyx_L1_error)
+      __PYX_ERR(2, 711, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":689
+      /* "pstream/_corelib/partition.pxi":709
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -40523,7 +40913,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":694
+    /* "pstream/_corelib/partition.pxi":714
  *                                                   position=file_pos + pos, topic=self.topic,
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
  *             pos += size             # <<<<<<<<<<<<<<
@@ -40534,7 +40924,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   }
   __pyx_L4_break:;
 
-  /* "pstream/_corelib/partition.pxi":695
+  /* "pstream/_corelib/partition.pxi":715
  *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
  *             pos += size
  *         return pos             # <<<<<<<<<<<<<<
@@ -40547,7 +40937,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":670
+  /* "pstream/_corelib/partition.pxi":690
  *             pos += at
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,             # <<<<<<<<<<<<<<
@@ -40580,7 +40970,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":697
+/* "pstream/_corelib/partition.pxi":717
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
@@ -40628,32 +41018,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_timestamp_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 697, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 717, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 697, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 717, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_for_timestamp", 0) < (0)) __PYX_ERR(2, 697, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_for_timestamp", 0) < (0)) __PYX_ERR(2, 717, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, i); __PYX_ERR(2, 697, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, i); __PYX_ERR(2, 717, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 697, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 717, __pyx_L3_error)
     }
-    __pyx_v_timestamp_ms = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_timestamp_ms == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 697, __pyx_L3_error)
+    __pyx_v_timestamp_ms = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_timestamp_ms == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 717, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 697, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 717, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -40680,7 +41070,6 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s;
   int64_t __pyx_v_rel;
   int64_t __pyx_v_found;
-  PyObject *__pyx_v_decode_batches = NULL;
   PyObject *__pyx_v_offset = NULL;
   PyObject *__pyx_v_data = NULL;
   PyObject *__pyx_v_header = NULL;
@@ -40696,21 +41085,20 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   int64_t __pyx_t_6;
   PyObject *__pyx_t_7 = NULL;
   PyObject *__pyx_t_8 = NULL;
-  Py_ssize_t __pyx_t_9;
-  PyObject *__pyx_t_10 = NULL;
-  PyObject *__pyx_t_11 = NULL;
-  PyObject *(*__pyx_t_12)(PyObject *);
+  PyObject *__pyx_t_9 = NULL;
+  Py_ssize_t __pyx_t_10;
+  PyObject *(*__pyx_t_11)(PyObject *);
+  PyObject *__pyx_t_12 = NULL;
   PyObject *__pyx_t_13 = NULL;
-  PyObject *__pyx_t_14 = NULL;
-  PyObject *(*__pyx_t_15)(PyObject *);
-  Py_ssize_t __pyx_t_16;
-  PyObject *(*__pyx_t_17)(PyObject *);
+  PyObject *(*__pyx_t_14)(PyObject *);
+  Py_ssize_t __pyx_t_15;
+  PyObject *(*__pyx_t_16)(PyObject *);
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("offset_for_timestamp", 0);
 
-  /* "pstream/_corelib/partition.pxi":701
+  /* "pstream/_corelib/partition.pxi":721
  *         cdef size_t i
  *         cdef Segment *s
  *         cdef int64_t rel = 0, found = -1             # <<<<<<<<<<<<<<
@@ -40720,7 +41108,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   __pyx_v_rel = 0;
   __pyx_v_found = -1L;
 
-  /* "pstream/_corelib/partition.pxi":702
+  /* "pstream/_corelib/partition.pxi":722
  *         cdef Segment *s
  *         cdef int64_t rel = 0, found = -1
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40729,7 +41117,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":703
+  /* "pstream/_corelib/partition.pxi":723
  *         cdef int64_t rel = 0, found = -1
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -40743,7 +41131,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":704
+    /* "pstream/_corelib/partition.pxi":724
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -40752,7 +41140,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":705
+    /* "pstream/_corelib/partition.pxi":725
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40778,7 +41166,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":706
+      /* "pstream/_corelib/partition.pxi":726
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)             # <<<<<<<<<<<<<<
@@ -40787,7 +41175,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       __pyx_v_rel = __pyx_f_7pstream_5_core_time_index_rel_for((&__pyx_v_s->index), __pyx_v_timestamp_ms);
 
-      /* "pstream/_corelib/partition.pxi":707
+      /* "pstream/_corelib/partition.pxi":727
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)
  *                 found = s.base_offset + rel             # <<<<<<<<<<<<<<
@@ -40796,7 +41184,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       __pyx_v_found = (__pyx_v_s->base_offset + __pyx_v_rel);
 
-      /* "pstream/_corelib/partition.pxi":708
+      /* "pstream/_corelib/partition.pxi":728
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)
  *                 found = s.base_offset + rel
  *                 break             # <<<<<<<<<<<<<<
@@ -40805,7 +41193,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/partition.pxi":705
+      /* "pstream/_corelib/partition.pxi":725
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -40817,7 +41205,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   __pyx_L4_break:;
 
 
-  /* "pstream/_corelib/partition.pxi":709
+  /* "pstream/_corelib/partition.pxi":729
  *                 found = s.base_offset + rel
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:             # <<<<<<<<<<<<<<
@@ -40843,7 +41231,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":710
+    /* "pstream/_corelib/partition.pxi":730
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:
  *             found = self.p.log_start_offset             # <<<<<<<<<<<<<<
@@ -40854,7 +41242,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 
     __pyx_v_found = __pyx_t_6;
 
-    /* "pstream/_corelib/partition.pxi":709
+    /* "pstream/_corelib/partition.pxi":729
  *                 found = s.base_offset + rel
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:             # <<<<<<<<<<<<<<
@@ -40863,7 +41251,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":711
+  /* "pstream/_corelib/partition.pxi":731
  *         if found < self.p.log_start_offset and found >= 0:
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -40872,7 +41260,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":712
+  /* "pstream/_corelib/partition.pxi":732
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -40884,12 +41272,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":713
+    /* "pstream/_corelib/partition.pxi":733
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:
  *             return None             # <<<<<<<<<<<<<<
  *         # Scan records from there for the first timestamp at or past the target.
- *         from pstream.record import decode_batches
+ *         offset = found
 */
     {
       PyObject *__pyx_temp;
@@ -40901,7 +41289,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":712
+    /* "pstream/_corelib/partition.pxi":732
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -40910,102 +41298,72 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":715
+  /* "pstream/_corelib/partition.pxi":735
  *             return None
  *         # Scan records from there for the first timestamp at or past the target.
- *         from pstream.record import decode_batches             # <<<<<<<<<<<<<<
- *         offset = found
- *         while offset < self.p.next_offset:
-*/
-  {
-    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_decode_batches};
-    __pyx_t_8 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_pstream_record, __pyx_imported_names, 1, NULL, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 715, __pyx_L1_error)
-  }
-  __pyx_t_7 = __pyx_t_8;
-  __Pyx_GOTREF(__pyx_t_7);
-  {
-    PyObject* const __pyx_imported_names[] = {__pyx_mstate_global->__pyx_n_u_decode_batches};
-    __pyx_t_9 = 0; {
-      __pyx_t_10 = __Pyx_ImportFrom(__pyx_t_7, __pyx_imported_names[__pyx_t_9]); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 715, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_10);
-      switch (__pyx_t_9) {
-        case 0:
-        __Pyx_INCREF(__pyx_t_10);
-        __pyx_v_decode_batches = __pyx_t_10;
-        break;
-        default:;
-      }
-      __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-    }
-  }
-  __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-
-  /* "pstream/_corelib/partition.pxi":716
- *         # Scan records from there for the first timestamp at or past the target.
- *         from pstream.record import decode_batches
  *         offset = found             # <<<<<<<<<<<<<<
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_found); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 716, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_found); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 735, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __pyx_v_offset = __pyx_t_7;
   __pyx_t_7 = 0;
 
-  /* "pstream/_corelib/partition.pxi":717
- *         from pstream.record import decode_batches
+  /* "pstream/_corelib/partition.pxi":736
+ *         # Scan records from there for the first timestamp at or past the target.
  *         offset = found
  *         while offset < self.p.next_offset:             # <<<<<<<<<<<<<<
  *             data = self.read_batches(offset)
  *             if not data:
 */
   while (1) {
-    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 717, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 736, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_4 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_v_offset, __pyx_t_7, Py_LT); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 717, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_v_offset, __pyx_t_7, Py_LT); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 736, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
     if (!__pyx_t_4) break;
 
-    /* "pstream/_corelib/partition.pxi":718
+    /* "pstream/_corelib/partition.pxi":737
  *         offset = found
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)             # <<<<<<<<<<<<<<
  *             if not data:
  *                 return None
 */
-    __pyx_t_10 = ((PyObject *)__pyx_v_self);
-    __Pyx_INCREF(__pyx_t_10);
+    __pyx_t_8 = ((PyObject *)__pyx_v_self);
+    __Pyx_INCREF(__pyx_t_8);
     __pyx_t_1 = 0;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_offset};
+      PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_offset};
       __pyx_t_7 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_read_batches, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 718, __pyx_L1_error)
+      __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 737, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     __Pyx_XDECREF_SET(__pyx_v_data, __pyx_t_7);
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/partition.pxi":719
+    /* "pstream/_corelib/partition.pxi":738
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
  *             if not data:             # <<<<<<<<<<<<<<
  *                 return None
- *             for header, records in decode_batches(data):
+ *             for header, records in iter_batches(data):
 */
-    __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_data); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 719, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_data); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 738, __pyx_L1_error)
     __pyx_t_5 = (!__pyx_t_4);
 
 
     if (__pyx_t_5) {
 
 
-      /* "pstream/_corelib/partition.pxi":720
+      /* "pstream/_corelib/partition.pxi":739
  *             data = self.read_batches(offset)
  *             if not data:
  *                 return None             # <<<<<<<<<<<<<<
- *             for header, records in decode_batches(data):
+ *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:
 */
       {
@@ -41018,89 +41376,89 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":719
+      /* "pstream/_corelib/partition.pxi":738
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
  *             if not data:             # <<<<<<<<<<<<<<
  *                 return None
- *             for header, records in decode_batches(data):
+ *             for header, records in iter_batches(data):
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":721
+    /* "pstream/_corelib/partition.pxi":740
  *             if not data:
  *                 return None
- *             for header, records in decode_batches(data):             # <<<<<<<<<<<<<<
+ *             for header, records in iter_batches(data):             # <<<<<<<<<<<<<<
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
 */
-    __pyx_t_10 = NULL;
-    __Pyx_INCREF(__pyx_v_decode_batches);
-    __pyx_t_11 = __pyx_v_decode_batches; 
+    __pyx_t_8 = NULL;
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_iter_batches); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 740, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
     __pyx_t_1 = 1;
     #if CYTHON_UNPACK_METHODS
-    if (unlikely(PyMethod_Check(__pyx_t_11))) {
-      __pyx_t_10 = PyMethod_GET_SELF(__pyx_t_11);
-      assert(__pyx_t_10);
-      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_11);
-      __Pyx_INCREF(__pyx_t_10);
+    if (unlikely(PyMethod_Check(__pyx_t_9))) {
+      __pyx_t_8 = PyMethod_GET_SELF(__pyx_t_9);
+      assert(__pyx_t_8);
+      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_9);
+      __Pyx_INCREF(__pyx_t_8);
       __Pyx_INCREF(__pyx__function);
-      __Pyx_DECREF_SET(__pyx_t_11, __pyx__function);
+      __Pyx_DECREF_SET(__pyx_t_9, __pyx__function);
       __pyx_t_1 = 0;
     }
     #endif
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_data};
-      __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_11, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (__pyx_t_1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 721, __pyx_L1_error)
+      PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_data};
+      __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_9, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (__pyx_t_1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 740, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     if (likely(PyList_CheckExact(__pyx_t_7)) || PyTuple_CheckExact(__pyx_t_7)) {
-      __pyx_t_11 = __pyx_t_7; __Pyx_INCREF(__pyx_t_11);
-      __pyx_t_9 = 0;
-      __pyx_t_12 = NULL;
+      __pyx_t_9 = __pyx_t_7; __Pyx_INCREF(__pyx_t_9);
+      __pyx_t_10 = 0;
+      __pyx_t_11 = NULL;
     } else {
-      __pyx_t_9 = -1; __pyx_t_11 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 721, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_11);
-      __pyx_t_12 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_11); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 721, __pyx_L1_error)
+      __pyx_t_10 = -1; __pyx_t_9 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 740, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_9);
+      __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_9); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 740, __pyx_L1_error)
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     for (;;) {
-      if (likely(!__pyx_t_12)) {
-        if (likely(PyList_CheckExact(__pyx_t_11))) {
+      if (likely(!__pyx_t_11)) {
+        if (likely(PyList_CheckExact(__pyx_t_9))) {
           {
-            Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_11);
+            Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_9);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 721, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 740, __pyx_L1_error)
             #endif
-            if (__pyx_t_9 >= __pyx_temp) break;
+            if (__pyx_t_10 >= __pyx_temp) break;
           }
-          __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_11, __pyx_t_9, __Pyx_ReferenceSharing_OwnStrongReference);
-          ++__pyx_t_9;
+          __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_9, __pyx_t_10, __Pyx_ReferenceSharing_OwnStrongReference);
+          ++__pyx_t_10;
         } else {
           {
-            Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_11);
+            Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_9);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 721, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 740, __pyx_L1_error)
             #endif
-            if (__pyx_t_9 >= __pyx_temp) break;
+            if (__pyx_t_10 >= __pyx_temp) break;
           }
           #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-          __pyx_t_7 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_11, __pyx_t_9));
+          __pyx_t_7 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_9, __pyx_t_10));
           #else
-          __pyx_t_7 = __Pyx_PySequence_ITEM(__pyx_t_11, __pyx_t_9);
+          __pyx_t_7 = __Pyx_PySequence_ITEM(__pyx_t_9, __pyx_t_10);
           #endif
-          ++__pyx_t_9;
+          ++__pyx_t_10;
         }
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 721, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 740, __pyx_L1_error)
       } else {
-        __pyx_t_7 = __pyx_t_12(__pyx_t_11);
+        __pyx_t_7 = __pyx_t_11(__pyx_t_9);
         if (unlikely(!__pyx_t_7)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 721, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 740, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
@@ -41113,74 +41471,74 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         if (unlikely(size != 2)) {
           if (size > 2) __Pyx_RaiseTooManyValuesError(2);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(2, 721, __pyx_L1_error)
+          __PYX_ERR(2, 740, __pyx_L1_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
-          __pyx_t_10 = PyTuple_GET_ITEM(sequence, 0);
-          __Pyx_INCREF(__pyx_t_10);
-          __pyx_t_13 = PyTuple_GET_ITEM(sequence, 1);
-          __Pyx_INCREF(__pyx_t_13);
+          __pyx_t_8 = PyTuple_GET_ITEM(sequence, 0);
+          __Pyx_INCREF(__pyx_t_8);
+          __pyx_t_12 = PyTuple_GET_ITEM(sequence, 1);
+          __Pyx_INCREF(__pyx_t_12);
         } else {
-          __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 721, __pyx_L1_error)
-          __Pyx_XGOTREF(__pyx_t_10);
-          __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 721, __pyx_L1_error)
-          __Pyx_XGOTREF(__pyx_t_13);
+          __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 740, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_8);
+          __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
+          __Pyx_XGOTREF(__pyx_t_12);
         }
         #else
-        __pyx_t_10 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 721, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_13 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 721, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_13);
+        __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 740, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_8);
+        __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_12);
         #endif
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       } else {
         Py_ssize_t index = -1;
-        __pyx_t_14 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 721, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_14);
-        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
-        index = 0; __pyx_t_10 = __pyx_t_15(__pyx_t_14); if (unlikely(!__pyx_t_10)) goto __pyx_L17_unpacking_failed;
-        __Pyx_GOTREF(__pyx_t_10);
-        index = 1; __pyx_t_13 = __pyx_t_15(__pyx_t_14); if (unlikely(!__pyx_t_13)) goto __pyx_L17_unpacking_failed;
+        __pyx_t_13 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 740, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 2) < (0)) __PYX_ERR(2, 721, __pyx_L1_error)
-        __pyx_t_15 = NULL;
-        __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
+        __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+        __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
+        index = 0; __pyx_t_8 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_8)) goto __pyx_L17_unpacking_failed;
+        __Pyx_GOTREF(__pyx_t_8);
+        index = 1; __pyx_t_12 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_12)) goto __pyx_L17_unpacking_failed;
+        __Pyx_GOTREF(__pyx_t_12);
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(2, 740, __pyx_L1_error)
+        __pyx_t_14 = NULL;
+        __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         goto __pyx_L18_unpacking_done;
         __pyx_L17_unpacking_failed:;
-        __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-        __pyx_t_15 = NULL;
+        __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+        __pyx_t_14 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(2, 721, __pyx_L1_error)
+        __PYX_ERR(2, 740, __pyx_L1_error)
         __pyx_L18_unpacking_done:;
       }
-      __Pyx_XDECREF_SET(__pyx_v_header, __pyx_t_10);
-      __pyx_t_10 = 0;
-      __Pyx_XDECREF_SET(__pyx_v_records, __pyx_t_13);
-      __pyx_t_13 = 0;
+      __Pyx_XDECREF_SET(__pyx_v_header, __pyx_t_8);
+      __pyx_t_8 = 0;
+      __Pyx_XDECREF_SET(__pyx_v_records, __pyx_t_12);
+      __pyx_t_12 = 0;
 
-      /* "pstream/_corelib/partition.pxi":722
+      /* "pstream/_corelib/partition.pxi":741
  *                 return None
- *             for header, records in decode_batches(data):
+ *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:             # <<<<<<<<<<<<<<
  *                     continue
  *                 for rec in records:
 */
-      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_max_timestamp_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 722, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_max_timestamp_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 741, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 722, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_7, __pyx_t_13, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(2, 722, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 741, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_12);
+      __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_7, __pyx_t_12, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(2, 741, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       if (__pyx_t_5) {
 
 
-        /* "pstream/_corelib/partition.pxi":723
- *             for header, records in decode_batches(data):
+        /* "pstream/_corelib/partition.pxi":742
+ *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue             # <<<<<<<<<<<<<<
  *                 for rec in records:
@@ -41188,16 +41546,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
         goto __pyx_L15_continue;
 
-        /* "pstream/_corelib/partition.pxi":722
+        /* "pstream/_corelib/partition.pxi":741
  *                 return None
- *             for header, records in decode_batches(data):
+ *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:             # <<<<<<<<<<<<<<
  *                     continue
  *                 for rec in records:
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":724
+      /* "pstream/_corelib/partition.pxi":743
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
  *                 for rec in records:             # <<<<<<<<<<<<<<
@@ -41205,48 +41563,48 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
  *                         return rec.offset
 */
       if (likely(PyList_CheckExact(__pyx_v_records)) || PyTuple_CheckExact(__pyx_v_records)) {
-        __pyx_t_13 = __pyx_v_records; __Pyx_INCREF(__pyx_t_13);
-        __pyx_t_16 = 0;
-        __pyx_t_17 = NULL;
+        __pyx_t_12 = __pyx_v_records; __Pyx_INCREF(__pyx_t_12);
+        __pyx_t_15 = 0;
+        __pyx_t_16 = NULL;
       } else {
-        __pyx_t_16 = -1; __pyx_t_13 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 724, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 724, __pyx_L1_error)
+        __pyx_t_15 = -1; __pyx_t_12 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 743, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_12);
+        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 743, __pyx_L1_error)
       }
       for (;;) {
-        if (likely(!__pyx_t_17)) {
-          if (likely(PyList_CheckExact(__pyx_t_13))) {
+        if (likely(!__pyx_t_16)) {
+          if (likely(PyList_CheckExact(__pyx_t_12))) {
             {
-              Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
+              Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_12);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 724, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 743, __pyx_L1_error)
               #endif
-              if (__pyx_t_16 >= __pyx_temp) break;
+              if (__pyx_t_15 >= __pyx_temp) break;
             }
-            __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_16, __Pyx_ReferenceSharing_OwnStrongReference);
-            ++__pyx_t_16;
+            __pyx_t_7 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_12, __pyx_t_15, __Pyx_ReferenceSharing_OwnStrongReference);
+            ++__pyx_t_15;
           } else {
             {
-              Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_13);
+              Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_12);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 724, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 743, __pyx_L1_error)
               #endif
-              if (__pyx_t_16 >= __pyx_temp) break;
+              if (__pyx_t_15 >= __pyx_temp) break;
             }
             #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-            __pyx_t_7 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_13, __pyx_t_16));
+            __pyx_t_7 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_12, __pyx_t_15));
             #else
-            __pyx_t_7 = __Pyx_PySequence_ITEM(__pyx_t_13, __pyx_t_16);
+            __pyx_t_7 = __Pyx_PySequence_ITEM(__pyx_t_12, __pyx_t_15);
             #endif
-            ++__pyx_t_16;
+            ++__pyx_t_15;
           }
-          if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 724, __pyx_L1_error)
+          if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 743, __pyx_L1_error)
         } else {
-          __pyx_t_7 = __pyx_t_17(__pyx_t_13);
+          __pyx_t_7 = __pyx_t_16(__pyx_t_12);
           if (unlikely(!__pyx_t_7)) {
             PyObject* exc_type = PyErr_Occurred();
             if (exc_type) {
-              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 724, __pyx_L1_error)
+              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 743, __pyx_L1_error)
               PyErr_Clear();
             }
             break;
@@ -41256,16 +41614,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         __Pyx_XDECREF_SET(__pyx_v_rec, __pyx_t_7);
         __pyx_t_7 = 0;
 
-        /* "pstream/_corelib/partition.pxi":725
+        /* "pstream/_corelib/partition.pxi":744
  *                     continue
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:             # <<<<<<<<<<<<<<
  *                         return rec.offset
  *             offset = header.last_offset + 1
 */
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 725, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 744, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_object(__pyx_t_7, __pyx_v_offset, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 725, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_object(__pyx_t_7, __pyx_v_offset, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 744, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         if (__pyx_t_4) {
 
@@ -41275,13 +41633,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 
           goto __pyx_L23_bool_binop_done;
         }
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_timestamp_ms); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 725, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_timestamp_ms); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 744, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 725, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_int(__pyx_t_7, __pyx_t_10, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 725, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 744, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_8);
+        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_int(__pyx_t_7, __pyx_t_8, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 744, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-        __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
         __pyx_t_5 = __pyx_t_4;
 
@@ -41289,29 +41647,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         if (__pyx_t_5) {
 
 
-          /* "pstream/_corelib/partition.pxi":726
+          /* "pstream/_corelib/partition.pxi":745
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
  *                         return rec.offset             # <<<<<<<<<<<<<<
  *             offset = header.last_offset + 1
  *         return None
 */
-          __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 726, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_10);
+          __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 745, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_8);
           {
             PyObject *__pyx_temp;
             {
               __pyx_temp = __pyx_r;
-              __pyx_r = __pyx_t_10;
+              __pyx_r = __pyx_t_8;
             }
             __Pyx_XDECREF(__pyx_temp);
           }
-          __pyx_t_10 = 0;
-          __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-          __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+          __pyx_t_8 = 0;
+          __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+          __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
           goto __pyx_L0;
 
-          /* "pstream/_corelib/partition.pxi":725
+          /* "pstream/_corelib/partition.pxi":744
  *                     continue
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:             # <<<<<<<<<<<<<<
@@ -41320,7 +41678,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":724
+        /* "pstream/_corelib/partition.pxi":743
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
  *                 for rec in records:             # <<<<<<<<<<<<<<
@@ -41328,37 +41686,37 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
  *                         return rec.offset
 */
       }
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-      /* "pstream/_corelib/partition.pxi":721
+      /* "pstream/_corelib/partition.pxi":740
  *             if not data:
  *                 return None
- *             for header, records in decode_batches(data):             # <<<<<<<<<<<<<<
+ *             for header, records in iter_batches(data):             # <<<<<<<<<<<<<<
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
 */
       __pyx_L15_continue:;
     }
-    __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":727
+    /* "pstream/_corelib/partition.pxi":746
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
  *                         return rec.offset
  *             offset = header.last_offset + 1             # <<<<<<<<<<<<<<
  *         return None
  * 
 */
-    if (unlikely(!__pyx_v_header)) { __Pyx_RaiseUnboundLocalError("header"); __PYX_ERR(2, 727, __pyx_L1_error) }
-    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_last_offset); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 727, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_11);
-    __pyx_t_13 = __Pyx_PyLong_AddObjC(__pyx_t_11, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 727, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_13);
-    __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-    __Pyx_DECREF_SET(__pyx_v_offset, __pyx_t_13);
-    __pyx_t_13 = 0;
+    if (unlikely(!__pyx_v_header)) { __Pyx_RaiseUnboundLocalError("header"); __PYX_ERR(2, 746, __pyx_L1_error) }
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_last_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 746, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+    __pyx_t_12 = __Pyx_PyLong_AddObjC(__pyx_t_9, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 746, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF_SET(__pyx_v_offset, __pyx_t_12);
+    __pyx_t_12 = 0;
   }
 
-  /* "pstream/_corelib/partition.pxi":728
+  /* "pstream/_corelib/partition.pxi":747
  *                         return rec.offset
  *             offset = header.last_offset + 1
  *         return None             # <<<<<<<<<<<<<<
@@ -41375,7 +41733,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":697
+  /* "pstream/_corelib/partition.pxi":717
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
@@ -41386,10 +41744,10 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   /* function exit code */
   __pyx_L1_error:;
   __Pyx_XDECREF(__pyx_t_7);
-  __Pyx_XDECREF(__pyx_t_10);
-  __Pyx_XDECREF(__pyx_t_11);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_12);
   __Pyx_XDECREF(__pyx_t_13);
-  __Pyx_XDECREF(__pyx_t_14);
   __Pyx_AddTraceback("pstream._core.Partition.offset_for_timestamp", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -41397,7 +41755,6 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 
 
 
-  __Pyx_XDECREF(__pyx_v_decode_batches);
   __Pyx_XDECREF(__pyx_v_offset);
   __Pyx_XDECREF(__pyx_v_data);
   __Pyx_XDECREF(__pyx_v_header);
@@ -41408,7 +41765,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":730
+/* "pstream/_corelib/partition.pxi":749
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
@@ -41479,7 +41836,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("max_timestamp", 0);
 
-  /* "pstream/_corelib/partition.pxi":733
+  /* "pstream/_corelib/partition.pxi":752
  *         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
  *         cdef size_t i
  *         cdef int64_t ts = -1, off = -1             # <<<<<<<<<<<<<<
@@ -41489,7 +41846,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   __pyx_v_ts = -1L;
   __pyx_v_off = -1L;
 
-  /* "pstream/_corelib/partition.pxi":734
+  /* "pstream/_corelib/partition.pxi":753
  *         cdef size_t i
  *         cdef int64_t ts = -1, off = -1
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41498,7 +41855,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":735
+  /* "pstream/_corelib/partition.pxi":754
  *         cdef int64_t ts = -1, off = -1
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -41512,7 +41869,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":736
+    /* "pstream/_corelib/partition.pxi":755
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41538,7 +41895,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":737
+      /* "pstream/_corelib/partition.pxi":756
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
  *                 ts = self.p.segs[i].max_timestamp             # <<<<<<<<<<<<<<
@@ -41549,7 +41906,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 
       __pyx_v_ts = __pyx_t_6;
 
-      /* "pstream/_corelib/partition.pxi":738
+      /* "pstream/_corelib/partition.pxi":757
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
  *                 ts = self.p.segs[i].max_timestamp
  *                 off = self.p.segs[i].max_timestamp_offset             # <<<<<<<<<<<<<<
@@ -41560,7 +41917,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 
       __pyx_v_off = __pyx_t_6;
 
-      /* "pstream/_corelib/partition.pxi":736
+      /* "pstream/_corelib/partition.pxi":755
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41571,7 +41928,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   }
 
 
-  /* "pstream/_corelib/partition.pxi":739
+  /* "pstream/_corelib/partition.pxi":758
  *                 ts = self.p.segs[i].max_timestamp
  *                 off = self.p.segs[i].max_timestamp_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41580,23 +41937,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":740
+  /* "pstream/_corelib/partition.pxi":759
  *                 off = self.p.segs[i].max_timestamp_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return ts, off             # <<<<<<<<<<<<<<
  * 
  *     # --- retention --------------------------------------------------------------------
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_ts); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 740, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_ts); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 759, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_off); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 740, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_off); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 759, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 740, __pyx_L1_error)
+  __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 759, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_7) != (0)) __PYX_ERR(2, 740, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_7) != (0)) __PYX_ERR(2, 759, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_8);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(2, 740, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(2, 759, __pyx_L1_error);
   __pyx_t_7 = 0;
   __pyx_t_8 = 0;
   {
@@ -41610,7 +41967,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   __pyx_t_9 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":730
+  /* "pstream/_corelib/partition.pxi":749
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
@@ -41634,7 +41991,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":744
+/* "pstream/_corelib/partition.pxi":763
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
@@ -41682,32 +42039,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_before_offset,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 744, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 763, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 744, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 763, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "delete_records", 0) < (0)) __PYX_ERR(2, 744, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "delete_records", 0) < (0)) __PYX_ERR(2, 763, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, i); __PYX_ERR(2, 744, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, i); __PYX_ERR(2, 763, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 744, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 763, __pyx_L3_error)
     }
-    __pyx_v_before_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_before_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 744, __pyx_L3_error)
+    __pyx_v_before_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_before_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 763, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 744, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 763, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -41753,7 +42110,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   __Pyx_RefNannySetupContext("delete_records", 0);
 
 
-  /* "pstream/_corelib/partition.pxi":749
+  /* "pstream/_corelib/partition.pxi":768
  *         -1 means the high watermark, as in Kafka's DeleteRecords.
  *         """
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41762,7 +42119,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":750
+  /* "pstream/_corelib/partition.pxi":769
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset == -1:             # <<<<<<<<<<<<<<
@@ -41774,7 +42131,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":751
+    /* "pstream/_corelib/partition.pxi":770
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset == -1:
  *             before_offset = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -41785,7 +42142,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 
     __pyx_v_before_offset = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":750
+    /* "pstream/_corelib/partition.pxi":769
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset == -1:             # <<<<<<<<<<<<<<
@@ -41794,7 +42151,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":752
+  /* "pstream/_corelib/partition.pxi":771
  *         if before_offset == -1:
  *             before_offset = self.p.next_offset
  *         if before_offset > self.p.next_offset or before_offset < 0:             # <<<<<<<<<<<<<<
@@ -41820,7 +42177,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":753
+    /* "pstream/_corelib/partition.pxi":772
  *             before_offset = self.p.next_offset
  *         if before_offset > self.p.next_offset or before_offset < 0:
  *             hi = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -41831,7 +42188,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 
     __pyx_v_hi = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":754
+    /* "pstream/_corelib/partition.pxi":773
  *         if before_offset > self.p.next_offset or before_offset < 0:
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41840,7 +42197,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":755
+    /* "pstream/_corelib/partition.pxi":774
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",             # <<<<<<<<<<<<<<
@@ -41848,14 +42205,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
  *         if before_offset <= self.p.log_start_offset:
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 755, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 774, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 755, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 774, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_before_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 755, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_before_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 774, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 755, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 774, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_cannot_delete_records_before;
     __pyx_t_9[1] = __pyx_t_6;
@@ -41867,25 +42224,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 755, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 774, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":756
+    /* "pstream/_corelib/partition.pxi":775
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)             # <<<<<<<<<<<<<<
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset
 */
-    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 756, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 775, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 756, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 775, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":755
+    /* "pstream/_corelib/partition.pxi":774
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",             # <<<<<<<<<<<<<<
@@ -41909,13 +42266,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
       PyObject *__pyx_callargs[5] = {__pyx_t_5, __pyx_t_12, __pyx_v_self->topic, __pyx_t_8, __pyx_t_6};
       #if CYTHON_VECTORCALL
       __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[9];
-      if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 755, __pyx_L1_error)
+      if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 774, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_14);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
         __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 755, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 774, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
       }
       #endif
@@ -41928,14 +42285,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 755, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 774, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(2, 755, __pyx_L1_error)
+    __PYX_ERR(2, 774, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":752
+    /* "pstream/_corelib/partition.pxi":771
  *         if before_offset == -1:
  *             before_offset = self.p.next_offset
  *         if before_offset > self.p.next_offset or before_offset < 0:             # <<<<<<<<<<<<<<
@@ -41944,7 +42301,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":757
+  /* "pstream/_corelib/partition.pxi":776
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41956,7 +42313,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":758
+    /* "pstream/_corelib/partition.pxi":777
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset             # <<<<<<<<<<<<<<
@@ -41967,7 +42324,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 
     __pyx_v_before_offset = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":759
+    /* "pstream/_corelib/partition.pxi":778
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41976,14 +42333,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":760
+    /* "pstream/_corelib/partition.pxi":779
  *             before_offset = self.p.log_start_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return before_offset             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)
 */
-    __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 760, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 779, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -41996,7 +42353,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":757
+    /* "pstream/_corelib/partition.pxi":776
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42005,7 +42362,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":761
+  /* "pstream/_corelib/partition.pxi":780
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return before_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42014,7 +42371,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":762
+  /* "pstream/_corelib/partition.pxi":781
  *             return before_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)             # <<<<<<<<<<<<<<
@@ -42023,7 +42380,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   __pyx_t_7 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_7);
-  __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 762, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 781, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __pyx_t_13 = 0;
   {
@@ -42031,12 +42388,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_callargs+__pyx_t_13, (2-__pyx_t_13) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 762, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 781, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":763
+  /* "pstream/_corelib/partition.pxi":782
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42045,7 +42402,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":764
+  /* "pstream/_corelib/partition.pxi":783
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42057,7 +42414,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":765
+    /* "pstream/_corelib/partition.pxi":784
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:
  *             self.p.log_start_offset = before_offset             # <<<<<<<<<<<<<<
@@ -42066,7 +42423,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
     __pyx_v_self->p->log_start_offset = __pyx_v_before_offset;
 
-    /* "pstream/_corelib/partition.pxi":764
+    /* "pstream/_corelib/partition.pxi":783
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42075,7 +42432,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":766
+  /* "pstream/_corelib/partition.pxi":785
  *         if before_offset > self.p.log_start_offset:
  *             self.p.log_start_offset = before_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42084,7 +42441,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":767
+  /* "pstream/_corelib/partition.pxi":786
  *             self.p.log_start_offset = before_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self.apply_retention()             # <<<<<<<<<<<<<<
@@ -42098,19 +42455,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     PyObject *__pyx_callargs[2] = {__pyx_t_14, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_callargs+__pyx_t_13, (1-__pyx_t_13) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 767, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 786, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":768
+  /* "pstream/_corelib/partition.pxi":787
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self.apply_retention()
  *         return before_offset             # <<<<<<<<<<<<<<
  * 
  *     def apply_retention(self, now_ms=None):
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 768, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 787, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject *__pyx_temp;
@@ -42123,7 +42480,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":744
+  /* "pstream/_corelib/partition.pxi":763
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
@@ -42150,7 +42507,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":770
+/* "pstream/_corelib/partition.pxi":789
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -42198,24 +42555,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_now_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 770, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 789, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 770, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 789, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply_retention", 0) < (0)) __PYX_ERR(2, 770, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply_retention", 0) < (0)) __PYX_ERR(2, 789, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 770, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 789, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -42226,7 +42583,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("apply_retention", 0, 0, 1, __pyx_nargs); __PYX_ERR(2, 770, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("apply_retention", 0, 0, 1, __pyx_nargs); __PYX_ERR(2, 789, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -42289,7 +42646,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("apply_retention", 0);
 
-  /* "pstream/_corelib/partition.pxi":776
+  /* "pstream/_corelib/partition.pxi":795
  *         everything in it has expired, as Kafka does.
  *         """
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms             # <<<<<<<<<<<<<<
@@ -42301,13 +42658,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 
     __pyx_t_1 = ps_now_ms();
   } else {
-    __pyx_t_3 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_3 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 776, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_3 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 795, __pyx_L1_error)
     __pyx_t_1 = __pyx_t_3;
   }
 
   __pyx_v_now = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":777
+  /* "pstream/_corelib/partition.pxi":796
  *         """
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
  *         cdef int64_t total = 0             # <<<<<<<<<<<<<<
@@ -42316,7 +42673,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   __pyx_v_total = 0;
 
-  /* "pstream/_corelib/partition.pxi":778
+  /* "pstream/_corelib/partition.pxi":797
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
  *         cdef int64_t total = 0
  *         cdef size_t i, n_delete = 0, j             # <<<<<<<<<<<<<<
@@ -42325,31 +42682,31 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   __pyx_v_n_delete = 0;
 
-  /* "pstream/_corelib/partition.pxi":780
+  /* "pstream/_corelib/partition.pxi":799
  *         cdef size_t i, n_delete = 0, j
  *         cdef Segment *s
  *         cdef list doomed = []             # <<<<<<<<<<<<<<
  *         cdef list to_free = []
  *         cdef int64_t new_start
 */
-  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 780, __pyx_L1_error)
+  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 799, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_v_doomed = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":781
+  /* "pstream/_corelib/partition.pxi":800
  *         cdef Segment *s
  *         cdef list doomed = []
  *         cdef list to_free = []             # <<<<<<<<<<<<<<
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:
 */
-  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 781, __pyx_L1_error)
+  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 800, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_v_to_free = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":783
+  /* "pstream/_corelib/partition.pxi":802
  *         cdef list to_free = []
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:             # <<<<<<<<<<<<<<
@@ -42361,7 +42718,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":784
+    /* "pstream/_corelib/partition.pxi":803
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42370,7 +42727,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":785
+    /* "pstream/_corelib/partition.pxi":804
  *         if self.retention_ms >= 0:
  *             pthread_mutex_lock(&self.sh.mu)
  *             s = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -42379,7 +42736,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_s = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":786
+    /* "pstream/_corelib/partition.pxi":805
  *             pthread_mutex_lock(&self.sh.mu)
  *             s = part_active(self.p)
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms             # <<<<<<<<<<<<<<
@@ -42391,7 +42748,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     if (__pyx_t_2) {
 
     } else {
-      __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 786, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 805, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __pyx_t_4 = __pyx_t_5;
       __pyx_t_5 = 0;
@@ -42400,7 +42757,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
     __pyx_t_2 = (__pyx_v_s->max_timestamp < (__pyx_v_now - __pyx_v_self->retention_ms));
 
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 786, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 805, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -42409,7 +42766,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     __pyx_v_expired_active = __pyx_t_4;
     __pyx_t_4 = 0;
 
-    /* "pstream/_corelib/partition.pxi":787
+    /* "pstream/_corelib/partition.pxi":806
  *             s = part_active(self.p)
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42418,18 +42775,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":788
+    /* "pstream/_corelib/partition.pxi":807
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:             # <<<<<<<<<<<<<<
  *                 self.roll()
  *                 self.flush()
 */
-    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_expired_active); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 788, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_expired_active); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 807, __pyx_L1_error)
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":789
+      /* "pstream/_corelib/partition.pxi":808
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:
  *                 self.roll()             # <<<<<<<<<<<<<<
@@ -42443,12 +42800,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_roll, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 789, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 808, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "pstream/_corelib/partition.pxi":790
+      /* "pstream/_corelib/partition.pxi":809
  *             if expired_active:
  *                 self.roll()
  *                 self.flush()             # <<<<<<<<<<<<<<
@@ -42462,12 +42819,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 790, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 809, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "pstream/_corelib/partition.pxi":788
+      /* "pstream/_corelib/partition.pxi":807
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:             # <<<<<<<<<<<<<<
@@ -42476,7 +42833,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":783
+    /* "pstream/_corelib/partition.pxi":802
  *         cdef list to_free = []
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:             # <<<<<<<<<<<<<<
@@ -42485,7 +42842,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":791
+  /* "pstream/_corelib/partition.pxi":810
  *                 self.roll()
  *                 self.flush()
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42494,7 +42851,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":792
+  /* "pstream/_corelib/partition.pxi":811
  *                 self.flush()
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -42508,7 +42865,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
     __pyx_v_i = __pyx_t_8;
 
-    /* "pstream/_corelib/partition.pxi":793
+    /* "pstream/_corelib/partition.pxi":812
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             total += self.p.segs[i].size             # <<<<<<<<<<<<<<
@@ -42519,7 +42876,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   }
 
 
-  /* "pstream/_corelib/partition.pxi":794
+  /* "pstream/_corelib/partition.pxi":813
  *         for i in range(self.p.n_segs):
  *             total += self.p.segs[i].size
  *         while n_delete + 1 < self.p.n_segs:             # <<<<<<<<<<<<<<
@@ -42532,7 +42889,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 
     if (!__pyx_t_2) break;
 
-    /* "pstream/_corelib/partition.pxi":795
+    /* "pstream/_corelib/partition.pxi":814
  *             total += self.p.segs[i].size
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]             # <<<<<<<<<<<<<<
@@ -42541,7 +42898,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_n_delete]);
 
-    /* "pstream/_corelib/partition.pxi":796
+    /* "pstream/_corelib/partition.pxi":815
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:             # <<<<<<<<<<<<<<
@@ -42553,7 +42910,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":797
+      /* "pstream/_corelib/partition.pxi":816
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:
  *                 break             # <<<<<<<<<<<<<<
@@ -42562,7 +42919,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       goto __pyx_L10_break;
 
-      /* "pstream/_corelib/partition.pxi":796
+      /* "pstream/_corelib/partition.pxi":815
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:             # <<<<<<<<<<<<<<
@@ -42571,7 +42928,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":798
+    /* "pstream/_corelib/partition.pxi":817
  *             if not s.finalized:
  *                 break
  *             if s.next_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42585,7 +42942,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":800
+    /* "pstream/_corelib/partition.pxi":819
  *             if s.next_offset <= self.p.log_start_offset:
  *                 pass
  *             elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:             # <<<<<<<<<<<<<<
@@ -42613,7 +42970,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":802
+    /* "pstream/_corelib/partition.pxi":821
  *             elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
  *                 pass
  *             elif self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:             # <<<<<<<<<<<<<<
@@ -42641,7 +42998,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":805
+    /* "pstream/_corelib/partition.pxi":824
  *                 pass
  *             else:
  *                 break             # <<<<<<<<<<<<<<
@@ -42653,7 +43010,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
     __pyx_L12:;
 
-    /* "pstream/_corelib/partition.pxi":806
+    /* "pstream/_corelib/partition.pxi":825
  *             else:
  *                 break
  *             total -= s.size             # <<<<<<<<<<<<<<
@@ -42662,7 +43019,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_total = (__pyx_v_total - __pyx_v_s->size);
 
-    /* "pstream/_corelib/partition.pxi":807
+    /* "pstream/_corelib/partition.pxi":826
  *                 break
  *             total -= s.size
  *             n_delete += 1             # <<<<<<<<<<<<<<
@@ -42673,7 +43030,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   }
   __pyx_L10_break:;
 
-  /* "pstream/_corelib/partition.pxi":808
+  /* "pstream/_corelib/partition.pxi":827
  *             total -= s.size
  *             n_delete += 1
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -42685,7 +43042,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":809
+    /* "pstream/_corelib/partition.pxi":828
  *             n_delete += 1
  *         if n_delete:
  *             for i in range(n_delete):             # <<<<<<<<<<<<<<
@@ -42699,7 +43056,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
       __pyx_v_i = __pyx_t_8;
 
-      /* "pstream/_corelib/partition.pxi":810
+      /* "pstream/_corelib/partition.pxi":829
  *         if n_delete:
  *             for i in range(n_delete):
  *                 s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -42708,7 +43065,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-      /* "pstream/_corelib/partition.pxi":811
+      /* "pstream/_corelib/partition.pxi":830
  *             for i in range(n_delete):
  *                 s = self.p.segs[i]
  *                 s.deleted = True             # <<<<<<<<<<<<<<
@@ -42717,7 +43074,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       __pyx_v_s->deleted = 1;
 
-      /* "pstream/_corelib/partition.pxi":812
+      /* "pstream/_corelib/partition.pxi":831
  *                 s = self.p.segs[i]
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))             # <<<<<<<<<<<<<<
@@ -42726,44 +43083,44 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
 
       __pyx_t_10 = __pyx_v_s->log_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 812, __pyx_L1_error)
-      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 812, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 831, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 812, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 831, __pyx_L1_error)
 
       __pyx_t_10 = __pyx_v_s->index_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 812, __pyx_L1_error)
-      __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 812, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 831, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 812, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 831, __pyx_L1_error)
 
       __pyx_t_10 = __pyx_v_s->time_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 812, __pyx_L1_error)
-      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 812, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 831, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 812, __pyx_L1_error)
-      __pyx_t_13 = PyTuple_New(3); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 812, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_13 = PyTuple_New(3); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 831, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_INCREF(__pyx_t_4);
       __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_4) != (0)) __PYX_ERR(2, 812, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_4) != (0)) __PYX_ERR(2, 831, __pyx_L1_error);
       __Pyx_INCREF(__pyx_t_5);
       __Pyx_GIVEREF(__pyx_t_5);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 812, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 831, __pyx_L1_error);
       __Pyx_INCREF(__pyx_t_12);
       __Pyx_GIVEREF(__pyx_t_12);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_t_12) != (0)) __PYX_ERR(2, 812, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_t_12) != (0)) __PYX_ERR(2, 831, __pyx_L1_error);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_doomed, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 812, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_doomed, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-      /* "pstream/_corelib/partition.pxi":813
+      /* "pstream/_corelib/partition.pxi":832
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:             # <<<<<<<<<<<<<<
@@ -42775,20 +43132,20 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":814
+        /* "pstream/_corelib/partition.pxi":833
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others             # <<<<<<<<<<<<<<
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
 */
-        __pyx_t_13 = __Pyx_PyLong_FromSize_t(((size_t)__pyx_v_s)); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 814, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_FromSize_t(((size_t)__pyx_v_s)); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 833, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_to_free, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 814, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_to_free, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 833, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-        /* "pstream/_corelib/partition.pxi":813
+        /* "pstream/_corelib/partition.pxi":832
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:             # <<<<<<<<<<<<<<
@@ -42799,7 +43156,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
 
 
-    /* "pstream/_corelib/partition.pxi":815
+    /* "pstream/_corelib/partition.pxi":834
  *                 if s.refs == 0:
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others
  *             new_start = self.p.segs[n_delete].base_offset             # <<<<<<<<<<<<<<
@@ -42810,7 +43167,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 
     __pyx_v_new_start = __pyx_t_1;
 
-    /* "pstream/_corelib/partition.pxi":816
+    /* "pstream/_corelib/partition.pxi":835
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))             # <<<<<<<<<<<<<<
@@ -42819,7 +43176,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     (void)(memmove(__pyx_v_self->p->segs, (__pyx_v_self->p->segs + __pyx_v_n_delete), ((__pyx_v_self->p->n_segs - __pyx_v_n_delete) * (sizeof(struct __pyx_t_7pstream_5_core_Segment *)))));
 
-    /* "pstream/_corelib/partition.pxi":817
+    /* "pstream/_corelib/partition.pxi":836
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
  *             self.p.n_segs -= n_delete             # <<<<<<<<<<<<<<
@@ -42828,7 +43185,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_self->p->n_segs = (__pyx_v_self->p->n_segs - __pyx_v_n_delete);
 
-    /* "pstream/_corelib/partition.pxi":808
+    /* "pstream/_corelib/partition.pxi":827
  *             total -= s.size
  *             n_delete += 1
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -42837,7 +43194,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":818
+  /* "pstream/_corelib/partition.pxi":837
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42846,7 +43203,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":819
+  /* "pstream/_corelib/partition.pxi":838
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:             # <<<<<<<<<<<<<<
@@ -42859,29 +43216,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 819, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 838, __pyx_L1_error)
       #endif
       if (__pyx_t_11 >= __pyx_temp) break;
     }
     __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_11;
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 819, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 838, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_XDECREF_SET(__pyx_v_addr, __pyx_t_12);
     __pyx_t_12 = 0;
 
-    /* "pstream/_corelib/partition.pxi":820
+    /* "pstream/_corelib/partition.pxi":839
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)             # <<<<<<<<<<<<<<
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:
 */
-    __pyx_t_6 = __Pyx_PyLong_As_size_t(__pyx_v_addr); if (unlikely((__pyx_t_6 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(2, 820, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_As_size_t(__pyx_v_addr); if (unlikely((__pyx_t_6 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(2, 839, __pyx_L1_error)
     __pyx_f_7pstream_5_core_segment_free(((struct __pyx_t_7pstream_5_core_Segment *)((size_t)__pyx_t_6)));
 
 
-    /* "pstream/_corelib/partition.pxi":819
+    /* "pstream/_corelib/partition.pxi":838
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:             # <<<<<<<<<<<<<<
@@ -42891,7 +43248,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   }
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-  /* "pstream/_corelib/partition.pxi":821
+  /* "pstream/_corelib/partition.pxi":840
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -42903,7 +43260,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":822
+    /* "pstream/_corelib/partition.pxi":841
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42915,7 +43272,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":823
+      /* "pstream/_corelib/partition.pxi":842
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:
  *                 self._write_log_start_checkpoint(new_start)             # <<<<<<<<<<<<<<
@@ -42924,7 +43281,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       __pyx_t_12 = ((PyObject *)__pyx_v_self);
       __Pyx_INCREF(__pyx_t_12);
-      __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_new_start); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 823, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_new_start); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 842, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __pyx_t_6 = 0;
       {
@@ -42932,12 +43289,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         __pyx_t_13 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 823, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 842, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
       }
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-      /* "pstream/_corelib/partition.pxi":824
+      /* "pstream/_corelib/partition.pxi":843
  *             if new_start > self.p.log_start_offset:
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42946,7 +43303,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":825
+      /* "pstream/_corelib/partition.pxi":844
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42958,7 +43315,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":826
+        /* "pstream/_corelib/partition.pxi":845
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:
  *                     self.p.log_start_offset = new_start             # <<<<<<<<<<<<<<
@@ -42967,7 +43324,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
         __pyx_v_self->p->log_start_offset = __pyx_v_new_start;
 
-        /* "pstream/_corelib/partition.pxi":825
+        /* "pstream/_corelib/partition.pxi":844
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42976,7 +43333,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":827
+      /* "pstream/_corelib/partition.pxi":846
  *                 if new_start > self.p.log_start_offset:
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42985,7 +43342,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":822
+      /* "pstream/_corelib/partition.pxi":841
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42994,7 +43351,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":828
+    /* "pstream/_corelib/partition.pxi":847
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:             # <<<<<<<<<<<<<<
@@ -43007,18 +43364,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 828, __pyx_L1_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 847, __pyx_L1_error)
         #endif
         if (__pyx_t_11 >= __pyx_temp) break;
       }
       __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_11;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 828, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 847, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_XDECREF_SET(__pyx_v_paths, __pyx_t_5);
       __pyx_t_5 = 0;
 
-      /* "pstream/_corelib/partition.pxi":829
+      /* "pstream/_corelib/partition.pxi":848
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:
  *                 for path in paths:             # <<<<<<<<<<<<<<
@@ -43030,9 +43387,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         __pyx_t_15 = 0;
         __pyx_t_16 = NULL;
       } else {
-        __pyx_t_15 = -1; __pyx_t_5 = PyObject_GetIter(__pyx_v_paths); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 829, __pyx_L1_error)
+        __pyx_t_15 = -1; __pyx_t_5 = PyObject_GetIter(__pyx_v_paths); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 848, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
-        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 829, __pyx_L1_error)
+        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 848, __pyx_L1_error)
       }
       for (;;) {
         if (likely(!__pyx_t_16)) {
@@ -43040,7 +43397,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
             {
               Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_5);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 829, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 848, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -43050,7 +43407,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
             {
               Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_5);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 829, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 848, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -43061,13 +43418,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
             #endif
             ++__pyx_t_15;
           }
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 829, __pyx_L1_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 848, __pyx_L1_error)
         } else {
           __pyx_t_12 = __pyx_t_16(__pyx_t_5);
           if (unlikely(!__pyx_t_12)) {
             PyObject* exc_type = PyErr_Occurred();
             if (exc_type) {
-              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 829, __pyx_L1_error)
+              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 848, __pyx_L1_error)
               PyErr_Clear();
             }
             break;
@@ -43077,7 +43434,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         __Pyx_XDECREF_SET(__pyx_v_path, __pyx_t_12);
         __pyx_t_12 = 0;
 
-        /* "pstream/_corelib/partition.pxi":830
+        /* "pstream/_corelib/partition.pxi":849
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -43093,7 +43450,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           __Pyx_XGOTREF(__pyx_t_19);
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":831
+            /* "pstream/_corelib/partition.pxi":850
  *                 for path in paths:
  *                     try:
  *                         _os.unlink(path)             # <<<<<<<<<<<<<<
@@ -43101,9 +43458,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
  *                         pass
 */
             __pyx_t_4 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 831, __pyx_L31_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 850, __pyx_L31_error)
             __Pyx_GOTREF(__pyx_t_20);
-            __pyx_t_21 = __Pyx_PyObject_GetAttrStr(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_21)) __PYX_ERR(2, 831, __pyx_L31_error)
+            __pyx_t_21 = __Pyx_PyObject_GetAttrStr(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_21)) __PYX_ERR(2, 850, __pyx_L31_error)
             __Pyx_GOTREF(__pyx_t_21);
             __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
             __pyx_t_6 = 1;
@@ -43123,12 +43480,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
               __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_21, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
               __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
               __Pyx_DECREF(__pyx_t_21); __pyx_t_21 = 0;
-              if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 831, __pyx_L31_error)
+              if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 850, __pyx_L31_error)
               __Pyx_GOTREF(__pyx_t_12);
             }
             __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-            /* "pstream/_corelib/partition.pxi":830
+            /* "pstream/_corelib/partition.pxi":849
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -43146,7 +43503,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           __Pyx_XDECREF(__pyx_t_21); __pyx_t_21 = 0;
           __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "pstream/_corelib/partition.pxi":832
+          /* "pstream/_corelib/partition.pxi":851
  *                     try:
  *                         _os.unlink(path)
  *                     except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -43160,7 +43517,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           }
           goto __pyx_L33_except_error;
 
-          /* "pstream/_corelib/partition.pxi":830
+          /* "pstream/_corelib/partition.pxi":849
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -43181,7 +43538,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           __pyx_L38_try_end:;
         }
 
-        /* "pstream/_corelib/partition.pxi":829
+        /* "pstream/_corelib/partition.pxi":848
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:
  *                 for path in paths:             # <<<<<<<<<<<<<<
@@ -43191,7 +43548,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       }
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-      /* "pstream/_corelib/partition.pxi":828
+      /* "pstream/_corelib/partition.pxi":847
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:             # <<<<<<<<<<<<<<
@@ -43201,7 +43558,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-    /* "pstream/_corelib/partition.pxi":821
+    /* "pstream/_corelib/partition.pxi":840
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -43210,14 +43567,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":834
+  /* "pstream/_corelib/partition.pxi":853
  *                     except FileNotFoundError:
  *                         pass
  *         return n_delete             # <<<<<<<<<<<<<<
  * 
  *     # --- closing ---------------------------------------------------------------------
 */
-  __pyx_t_13 = __Pyx_PyLong_FromSize_t(__pyx_v_n_delete); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 834, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_FromSize_t(__pyx_v_n_delete); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 853, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   {
     PyObject *__pyx_temp;
@@ -43230,7 +43587,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   __pyx_t_13 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":770
+  /* "pstream/_corelib/partition.pxi":789
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -43266,7 +43623,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":838
+/* "pstream/_corelib/partition.pxi":857
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -43339,7 +43696,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("close", 0);
 
-  /* "pstream/_corelib/partition.pxi":841
+  /* "pstream/_corelib/partition.pxi":860
  *         """Writes and syncs everything, finalizes the active segment (indexes written)."""
  *         cdef Segment *a
  *         cdef int st = PS_OK             # <<<<<<<<<<<<<<
@@ -43348,7 +43705,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   __pyx_v_st = PS_OK;
 
-  /* "pstream/_corelib/partition.pxi":842
+  /* "pstream/_corelib/partition.pxi":861
  *         cdef Segment *a
  *         cdef int st = PS_OK
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -43357,7 +43714,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   if (__pyx_v_self->p->closed) {
 
-    /* "pstream/_corelib/partition.pxi":843
+    /* "pstream/_corelib/partition.pxi":862
  *         cdef int st = PS_OK
  *         if self.p.closed:
  *             return             # <<<<<<<<<<<<<<
@@ -43374,7 +43731,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":842
+    /* "pstream/_corelib/partition.pxi":861
  *         cdef Segment *a
  *         cdef int st = PS_OK
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -43383,7 +43740,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":844
+  /* "pstream/_corelib/partition.pxi":863
  *         if self.p.closed:
  *             return
  *         self.flush()             # <<<<<<<<<<<<<<
@@ -43397,12 +43754,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 844, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 863, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":845
+  /* "pstream/_corelib/partition.pxi":864
  *             return
  *         self.flush()
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43411,7 +43768,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":846
+  /* "pstream/_corelib/partition.pxi":865
  *         self.flush()
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.closed = True             # <<<<<<<<<<<<<<
@@ -43420,7 +43777,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   __pyx_v_self->p->closed = 1;
 
-  /* "pstream/_corelib/partition.pxi":847
+  /* "pstream/_corelib/partition.pxi":866
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.closed = True
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43429,7 +43786,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":848
+  /* "pstream/_corelib/partition.pxi":867
  *         self.p.closed = True
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:             # <<<<<<<<<<<<<<
@@ -43438,7 +43795,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":850
+    /* "pstream/_corelib/partition.pxi":869
  *         while True:
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43447,7 +43804,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":851
+    /* "pstream/_corelib/partition.pxi":870
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:             # <<<<<<<<<<<<<<
@@ -43459,7 +43816,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":852
+      /* "pstream/_corelib/partition.pxi":871
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:
  *                 a = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -43468,7 +43825,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
       __pyx_v_a = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-      /* "pstream/_corelib/partition.pxi":853
+      /* "pstream/_corelib/partition.pxi":872
  *             if not self.p.queued:
  *                 a = part_active(self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -43481,7 +43838,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":854
+            /* "pstream/_corelib/partition.pxi":873
  *                 a = part_active(self.p)
  *                 with nogil:
  *                     st = segment_finalize(a, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43491,7 +43848,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
             __pyx_v_st = __pyx_f_7pstream_5_core_segment_finalize(__pyx_v_a, (&__pyx_v_self->sh->mu));
           }
 
-          /* "pstream/_corelib/partition.pxi":853
+          /* "pstream/_corelib/partition.pxi":872
  *             if not self.p.queued:
  *                 a = part_active(self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -43508,7 +43865,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":855
+      /* "pstream/_corelib/partition.pxi":874
  *                 with nogil:
  *                     st = segment_finalize(a, &self.sh.mu)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43517,7 +43874,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":856
+      /* "pstream/_corelib/partition.pxi":875
  *                     st = segment_finalize(a, &self.sh.mu)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break             # <<<<<<<<<<<<<<
@@ -43526,7 +43883,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
       goto __pyx_L5_break;
 
-      /* "pstream/_corelib/partition.pxi":851
+      /* "pstream/_corelib/partition.pxi":870
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:             # <<<<<<<<<<<<<<
@@ -43535,7 +43892,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":857
+    /* "pstream/_corelib/partition.pxi":876
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -43548,7 +43905,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":858
+          /* "pstream/_corelib/partition.pxi":877
  *                 break
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -43558,7 +43915,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":857
+        /* "pstream/_corelib/partition.pxi":876
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -43577,7 +43934,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   }
   __pyx_L5_break:;
 
-  /* "pstream/_corelib/partition.pxi":859
+  /* "pstream/_corelib/partition.pxi":878
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -43589,7 +43946,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":860
+    /* "pstream/_corelib/partition.pxi":879
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -43597,26 +43954,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
  * 
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     if (!__pyx_v_a->io_errno) {
     } else {
-      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_a->io_errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 860, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_a->io_errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 879, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __pyx_t_8 = __pyx_t_10;
       __pyx_t_10 = 0;
       goto __pyx_L18_bool_binop_done;
     }
-    __pyx_t_10 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_8 = __pyx_t_10;
     __pyx_t_10 = 0;
@@ -43639,35 +43996,35 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 860, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 879, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_closing_the_active_segment_faile, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 860, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_closing_the_active_segment_faile, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":861
+    /* "pstream/_corelib/partition.pxi":880
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())             # <<<<<<<<<<<<<<
  * 
  *     def __dealloc__(self):
 */
-    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 861, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 880, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
 
     __pyx_t_11 = __pyx_v_a->log_path;
-    __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 861, __pyx_L1_error)
-    __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 861, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 880, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 880, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 861, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 880, __pyx_L1_error)
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":860
+    /* "pstream/_corelib/partition.pxi":879
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -43691,13 +44048,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
       PyObject *__pyx_callargs[5] = {__pyx_t_2, __pyx_t_5, __pyx_v_self->topic, __pyx_t_9, __pyx_t_8};
       #if CYTHON_VECTORCALL
       __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[13];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 860, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 879, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_file};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 860, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 879, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -43710,14 +44067,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 860, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 879, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 860, __pyx_L1_error)
+    __PYX_ERR(2, 879, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":859
+    /* "pstream/_corelib/partition.pxi":878
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -43726,7 +44083,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":838
+  /* "pstream/_corelib/partition.pxi":857
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -43756,7 +44113,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":863
+/* "pstream/_corelib/partition.pxi":882
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -43784,7 +44141,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
   size_t __pyx_t_3;
   size_t __pyx_t_4;
 
-  /* "pstream/_corelib/partition.pxi":865
+  /* "pstream/_corelib/partition.pxi":884
  *     def __dealloc__(self):
  *         cdef size_t i
  *         if self.p != NULL:             # <<<<<<<<<<<<<<
@@ -43796,7 +44153,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":866
+    /* "pstream/_corelib/partition.pxi":885
  *         cdef size_t i
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -43810,7 +44167,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
     for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
       __pyx_v_i = __pyx_t_4;
 
-      /* "pstream/_corelib/partition.pxi":867
+      /* "pstream/_corelib/partition.pxi":886
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:             # <<<<<<<<<<<<<<
@@ -43822,7 +44179,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":868
+        /* "pstream/_corelib/partition.pxi":887
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:
  *                     segment_free(self.p.segs[i])             # <<<<<<<<<<<<<<
@@ -43831,7 +44188,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
         __pyx_f_7pstream_5_core_segment_free((__pyx_v_self->p->segs[__pyx_v_i]));
 
-        /* "pstream/_corelib/partition.pxi":867
+        /* "pstream/_corelib/partition.pxi":886
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:             # <<<<<<<<<<<<<<
@@ -43842,7 +44199,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
     }
 
 
-    /* "pstream/_corelib/partition.pxi":869
+    /* "pstream/_corelib/partition.pxi":888
  *                 if self.p.segs[i].refs == 0:
  *                     segment_free(self.p.segs[i])
  *             free(self.p.segs)             # <<<<<<<<<<<<<<
@@ -43851,7 +44208,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p->segs);
 
-    /* "pstream/_corelib/partition.pxi":870
+    /* "pstream/_corelib/partition.pxi":889
  *                     segment_free(self.p.segs[i])
  *             free(self.p.segs)
  *             free(self.p.directory)             # <<<<<<<<<<<<<<
@@ -43860,7 +44217,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p->directory);
 
-    /* "pstream/_corelib/partition.pxi":871
+    /* "pstream/_corelib/partition.pxi":890
  *             free(self.p.segs)
  *             free(self.p.directory)
  *             free(self.p)             # <<<<<<<<<<<<<<
@@ -43869,7 +44226,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":872
+    /* "pstream/_corelib/partition.pxi":891
  *             free(self.p.directory)
  *             free(self.p)
  *             self.p = NULL             # <<<<<<<<<<<<<<
@@ -43878,7 +44235,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     __pyx_v_self->p = NULL;
 
-    /* "pstream/_corelib/partition.pxi":865
+    /* "pstream/_corelib/partition.pxi":884
  *     def __dealloc__(self):
  *         cdef size_t i
  *         if self.p != NULL:             # <<<<<<<<<<<<<<
@@ -43887,7 +44244,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":863
+  /* "pstream/_corelib/partition.pxi":882
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -44322,7 +44679,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_42__setstate_cython__(CYTHO
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":883
+/* "pstream/_corelib/partition.pxi":902
  *     cdef readonly Partition partition
  * 
  *     def __cinit__(self, Partition partition, batch):             # <<<<<<<<<<<<<<
@@ -44369,39 +44726,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_partition,&__pyx_mstate_global->__pyx_n_u_batch,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 883, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 902, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 883, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 902, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 883, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 902, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(2, 883, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(2, 902, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, i); __PYX_ERR(2, 883, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, i); __PYX_ERR(2, 902, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 883, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 902, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 883, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 902, __pyx_L3_error)
     }
     __pyx_v_partition = ((struct __pyx_obj_7pstream_5_core_Partition *)values[0]);
     __pyx_v_batch = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, __pyx_nargs); __PYX_ERR(2, 883, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, __pyx_nargs); __PYX_ERR(2, 902, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -44412,7 +44769,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return -1;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_partition), __pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, 1, "partition", 0))) __PYX_ERR(2, 883, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_partition), __pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, 1, "partition", 0))) __PYX_ERR(2, 902, __pyx_L1_error)
   __pyx_r = __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(((struct __pyx_obj_7pstream_5_core_PendingAppend *)__pyx_v_self), __pyx_v_partition, __pyx_v_batch);
 
   /* function exit code */
@@ -44443,17 +44800,17 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "pstream/_corelib/partition.pxi":884
+  /* "pstream/_corelib/partition.pxi":903
  * 
  *     def __cinit__(self, Partition partition, batch):
  *         PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)             # <<<<<<<<<<<<<<
  *         self.has_view = True
  *         self.partition = partition
 */
-  __pyx_t_1 = PyObject_GetBuffer(__pyx_v_batch, (&__pyx_v_self->view), PyBUF_SIMPLE); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 884, __pyx_L1_error)
+  __pyx_t_1 = PyObject_GetBuffer(__pyx_v_batch, (&__pyx_v_self->view), PyBUF_SIMPLE); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 903, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":885
+  /* "pstream/_corelib/partition.pxi":904
  *     def __cinit__(self, Partition partition, batch):
  *         PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)
  *         self.has_view = True             # <<<<<<<<<<<<<<
@@ -44462,7 +44819,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 */
   __pyx_v_self->has_view = 1;
 
-  /* "pstream/_corelib/partition.pxi":886
+  /* "pstream/_corelib/partition.pxi":905
  *         PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)
  *         self.has_view = True
  *         self.partition = partition             # <<<<<<<<<<<<<<
@@ -44474,7 +44831,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
   __Pyx_GOTREF((PyObject *)__pyx_v_self->partition);
   __Pyx_DECREF_SET(__pyx_v_self->partition, __pyx_v_partition);
 
-  /* "pstream/_corelib/partition.pxi":887
+  /* "pstream/_corelib/partition.pxi":906
  *         self.has_view = True
  *         self.partition = partition
  *         memset(&self.req, 0, sizeof(AppendRequest))             # <<<<<<<<<<<<<<
@@ -44483,7 +44840,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 */
   (void)(memset((&__pyx_v_self->req), 0, (sizeof(struct __pyx_t_7pstream_5_core_AppendRequest))));
 
-  /* "pstream/_corelib/partition.pxi":888
+  /* "pstream/_corelib/partition.pxi":907
  *         self.partition = partition
  *         memset(&self.req, 0, sizeof(AppendRequest))
  *         self.req.part = partition.p             # <<<<<<<<<<<<<<
@@ -44494,7 +44851,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 
   __pyx_v_self->req.part = __pyx_t_2;
 
-  /* "pstream/_corelib/partition.pxi":889
+  /* "pstream/_corelib/partition.pxi":908
  *         memset(&self.req, 0, sizeof(AppendRequest))
  *         self.req.part = partition.p
  *         self.req.data = <const uint8_t *>self.view.buf             # <<<<<<<<<<<<<<
@@ -44503,7 +44860,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 */
   __pyx_v_self->req.data = ((uint8_t const *)__pyx_v_self->view.buf);
 
-  /* "pstream/_corelib/partition.pxi":890
+  /* "pstream/_corelib/partition.pxi":909
  *         self.req.part = partition.p
  *         self.req.data = <const uint8_t *>self.view.buf
  *         self.req.length = self.view.len             # <<<<<<<<<<<<<<
@@ -44514,7 +44871,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 
   __pyx_v_self->req.length = __pyx_t_3;
 
-  /* "pstream/_corelib/partition.pxi":883
+  /* "pstream/_corelib/partition.pxi":902
  *     cdef readonly Partition partition
  * 
  *     def __cinit__(self, Partition partition, batch):             # <<<<<<<<<<<<<<
@@ -44534,7 +44891,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":892
+/* "pstream/_corelib/partition.pxi":911
  *         self.req.length = self.view.len
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -44568,7 +44925,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":895
+  /* "pstream/_corelib/partition.pxi":914
  *     def done(self):
  *         cdef bint done
  *         pthread_mutex_lock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -44577,7 +44934,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->partition->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":896
+  /* "pstream/_corelib/partition.pxi":915
  *         cdef bint done
  *         pthread_mutex_lock(&self.partition.sh.mu)
  *         done = self.req.done             # <<<<<<<<<<<<<<
@@ -44588,7 +44945,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
 
   __pyx_v_done = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":897
+  /* "pstream/_corelib/partition.pxi":916
  *         pthread_mutex_lock(&self.partition.sh.mu)
  *         done = self.req.done
  *         pthread_mutex_unlock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -44597,14 +44954,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->partition->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":898
+  /* "pstream/_corelib/partition.pxi":917
  *         done = self.req.done
  *         pthread_mutex_unlock(&self.partition.sh.mu)
  *         return done             # <<<<<<<<<<<<<<
  * 
  *     def result(self):
 */
-  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_v_done); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 898, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_v_done); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 917, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -44617,7 +44974,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":892
+  /* "pstream/_corelib/partition.pxi":911
  *         self.req.length = self.view.len
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -44637,7 +44994,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":900
+/* "pstream/_corelib/partition.pxi":919
  *         return done
  * 
  *     def result(self):             # <<<<<<<<<<<<<<
@@ -44702,16 +45059,16 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("result", 0);
 
-  /* "pstream/_corelib/partition.pxi":902
+  /* "pstream/_corelib/partition.pxi":921
  *     def result(self):
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:             # <<<<<<<<<<<<<<
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_v_self), __pyx_mstate_global->__pyx_n_u_done); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 902, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_v_self), __pyx_mstate_global->__pyx_n_u_done); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 921, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 902, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 921, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = (!__pyx_t_2);
 
@@ -44719,7 +45076,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "pstream/_corelib/partition.pxi":903
+    /* "pstream/_corelib/partition.pxi":922
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:
  *             raise RuntimeError("the append has not completed yet")             # <<<<<<<<<<<<<<
@@ -44732,14 +45089,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
       PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_append_has_not_completed_yet};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_RuntimeError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 903, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 922, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 903, __pyx_L1_error)
+    __PYX_ERR(2, 922, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":902
+    /* "pstream/_corelib/partition.pxi":921
  *     def result(self):
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:             # <<<<<<<<<<<<<<
@@ -44748,7 +45105,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":904
+  /* "pstream/_corelib/partition.pxi":923
  *         if not self.done:
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:             # <<<<<<<<<<<<<<
@@ -44760,17 +45117,17 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":905
+    /* "pstream/_corelib/partition.pxi":924
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:
  *             self.partition._raise_append_error(self.req.status, self.req.errpos, self.req.length)             # <<<<<<<<<<<<<<
  *         return self.req.base_offset
  * 
 */
-    __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->partition->__pyx_vtab)->_raise_append_error(__pyx_v_self->partition, __pyx_v_self->req.status, __pyx_v_self->req.errpos, __pyx_v_self->req.length); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 905, __pyx_L1_error)
+    __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->partition->__pyx_vtab)->_raise_append_error(__pyx_v_self->partition, __pyx_v_self->req.status, __pyx_v_self->req.errpos, __pyx_v_self->req.length); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 924, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":904
+    /* "pstream/_corelib/partition.pxi":923
  *         if not self.done:
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:             # <<<<<<<<<<<<<<
@@ -44779,14 +45136,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":906
+  /* "pstream/_corelib/partition.pxi":925
  *         if self.req.status != PS_OK:
  *             self.partition._raise_append_error(self.req.status, self.req.errpos, self.req.length)
  *         return self.req.base_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 906, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 925, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -44799,7 +45156,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":900
+  /* "pstream/_corelib/partition.pxi":919
  *         return done
  * 
  *     def result(self):             # <<<<<<<<<<<<<<
@@ -44819,7 +45176,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":908
+/* "pstream/_corelib/partition.pxi":927
  *         return self.req.base_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -44851,14 +45208,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_11last_offset___get__(
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":910
+  /* "pstream/_corelib/partition.pxi":929
  *     @property
  *     def last_offset(self):
  *         return self.req.last_offset             # <<<<<<<<<<<<<<
  * 
  *     def wait(self):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.last_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 910, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.last_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 929, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -44871,7 +45228,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_11last_offset___get__(
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":908
+  /* "pstream/_corelib/partition.pxi":927
  *         return self.req.base_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -44890,7 +45247,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_11last_offset___get__(
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":912
+/* "pstream/_corelib/partition.pxi":931
  *         return self.req.last_offset
  * 
  *     def wait(self):             # <<<<<<<<<<<<<<
@@ -44952,7 +45309,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("wait", 0);
 
-  /* "pstream/_corelib/partition.pxi":914
+  /* "pstream/_corelib/partition.pxi":933
  *     def wait(self):
  *         """Blocks (GIL released) until done; returns result()."""
  *         self._wait_done()             # <<<<<<<<<<<<<<
@@ -44961,7 +45318,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_PendingAppend *)__pyx_v_self->__pyx_vtab)->_wait_done(__pyx_v_self);
 
-  /* "pstream/_corelib/partition.pxi":915
+  /* "pstream/_corelib/partition.pxi":934
  *         """Blocks (GIL released) until done; returns result()."""
  *         self._wait_done()
  *         return self.result()             # <<<<<<<<<<<<<<
@@ -44975,7 +45332,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_result, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 915, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 934, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -44989,7 +45346,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":912
+  /* "pstream/_corelib/partition.pxi":931
  *         return self.req.last_offset
  * 
  *     def wait(self):             # <<<<<<<<<<<<<<
@@ -45009,7 +45366,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":917
+/* "pstream/_corelib/partition.pxi":936
  *         return self.result()
  * 
  *     cdef void _wait_done(self) noexcept:             # <<<<<<<<<<<<<<
@@ -45021,7 +45378,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "pstream/_corelib/partition.pxi":918
+  /* "pstream/_corelib/partition.pxi":937
  * 
  *     cdef void _wait_done(self) noexcept:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -45034,7 +45391,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":919
+        /* "pstream/_corelib/partition.pxi":938
  *     cdef void _wait_done(self) noexcept:
  *         with nogil:
  *             pthread_mutex_lock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -45043,7 +45400,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
 */
         (void)(pthread_mutex_lock((&__pyx_v_self->partition->sh->mu)));
 
-        /* "pstream/_corelib/partition.pxi":920
+        /* "pstream/_corelib/partition.pxi":939
  *         with nogil:
  *             pthread_mutex_lock(&self.partition.sh.mu)
  *             while self.queued and not self.req.done:             # <<<<<<<<<<<<<<
@@ -45066,7 +45423,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
 
           if (!__pyx_t_1) break;
 
-          /* "pstream/_corelib/partition.pxi":921
+          /* "pstream/_corelib/partition.pxi":940
  *             pthread_mutex_lock(&self.partition.sh.mu)
  *             while self.queued and not self.req.done:
  *                 pthread_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -45076,7 +45433,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
           (void)(pthread_cond_wait((&__pyx_v_self->partition->sh->done), (&__pyx_v_self->partition->sh->mu)));
         }
 
-        /* "pstream/_corelib/partition.pxi":922
+        /* "pstream/_corelib/partition.pxi":941
  *             while self.queued and not self.req.done:
  *                 pthread_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)
  *             pthread_mutex_unlock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -45086,7 +45443,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
         (void)(pthread_mutex_unlock((&__pyx_v_self->partition->sh->mu)));
       }
 
-      /* "pstream/_corelib/partition.pxi":918
+      /* "pstream/_corelib/partition.pxi":937
  * 
  *     cdef void _wait_done(self) noexcept:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -45103,7 +45460,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":917
+  /* "pstream/_corelib/partition.pxi":936
  *         return self.result()
  * 
  *     cdef void _wait_done(self) noexcept:             # <<<<<<<<<<<<<<
@@ -45115,7 +45472,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
 
 }
 
-/* "pstream/_corelib/partition.pxi":924
+/* "pstream/_corelib/partition.pxi":943
  *             pthread_mutex_unlock(&self.partition.sh.mu)
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -45139,7 +45496,7 @@ static void __pyx_pw_7pstream_5_core_13PendingAppend_7__dealloc__(PyObject *__py
 static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_obj_7pstream_5_core_PendingAppend *__pyx_v_self) {
   int __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":925
+  /* "pstream/_corelib/partition.pxi":944
  * 
  *     def __dealloc__(self):
  *         if self.partition is not None:             # <<<<<<<<<<<<<<
@@ -45150,7 +45507,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":926
+    /* "pstream/_corelib/partition.pxi":945
  *     def __dealloc__(self):
  *         if self.partition is not None:
  *             self._wait_done()   # the shard may still be reading the buffer             # <<<<<<<<<<<<<<
@@ -45159,7 +45516,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
     ((struct __pyx_vtabstruct_7pstream_5_core_PendingAppend *)__pyx_v_self->__pyx_vtab)->_wait_done(__pyx_v_self);
 
-    /* "pstream/_corelib/partition.pxi":925
+    /* "pstream/_corelib/partition.pxi":944
  * 
  *     def __dealloc__(self):
  *         if self.partition is not None:             # <<<<<<<<<<<<<<
@@ -45168,7 +45525,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":927
+  /* "pstream/_corelib/partition.pxi":946
  *         if self.partition is not None:
  *             self._wait_done()   # the shard may still be reading the buffer
  *         if self.has_view:             # <<<<<<<<<<<<<<
@@ -45176,14 +45533,14 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
   if (__pyx_v_self->has_view) {
 
-    /* "pstream/_corelib/partition.pxi":928
+    /* "pstream/_corelib/partition.pxi":947
  *             self._wait_done()   # the shard may still be reading the buffer
  *         if self.has_view:
  *             PyBuffer_Release(&self.view)             # <<<<<<<<<<<<<<
 */
     PyBuffer_Release((&__pyx_v_self->view));
 
-    /* "pstream/_corelib/partition.pxi":927
+    /* "pstream/_corelib/partition.pxi":946
  *         if self.partition is not None:
  *             self._wait_done()   # the shard may still be reading the buffer
  *         if self.has_view:             # <<<<<<<<<<<<<<
@@ -45191,7 +45548,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":924
+  /* "pstream/_corelib/partition.pxi":943
  *             pthread_mutex_unlock(&self.partition.sh.mu)
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -45203,7 +45560,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 
 }
 
-/* "pstream/_corelib/partition.pxi":881
+/* "pstream/_corelib/partition.pxi":900
  *     cdef bint has_view
  *     cdef bint queued
  *     cdef readonly Partition partition             # <<<<<<<<<<<<<<
@@ -48009,14 +48366,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_PendingAppend(__pyx_m
   __pyx_vtabptr_7pstream_5_core_PendingAppend = &__pyx_vtable_7pstream_5_core_PendingAppend;
   __pyx_vtable_7pstream_5_core_PendingAppend._wait_done = (void (*)(struct __pyx_obj_7pstream_5_core_PendingAppend *))__pyx_f_7pstream_5_core_13PendingAppend__wait_done;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_PendingAppend_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend)) __PYX_ERR(2, 875, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_PendingAppend_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend)) __PYX_ERR(2, 894, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend = &__pyx_type_7pstream_5_core_PendingAppend;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 875, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend);
@@ -48026,9 +48383,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_PendingAppend(__pyx_m
     __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_vtabptr_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 875, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_PendingAppend, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 875, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 875, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_vtabptr_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_PendingAppend, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -48078,14 +48435,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct_1_
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr", 0);
   /*--- Exttype __pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr)) __PYX_ERR(2, 330, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr)) __PYX_ERR(2, 349, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(2, 330, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(2, 349, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr);
@@ -49146,176 +49503,176 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_segment_bases, __pyx_t_4) < (0)) __PYX_ERR(2, 71, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":238
+  /* "pstream/_corelib/partition.pxi":257
  *             return 0
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):             # <<<<<<<<<<<<<<
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_5_write_log_start_checkpoint, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__write_log_start_check, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 238, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_5_write_log_start_checkpoint, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__write_log_start_check, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 257, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_t_4) < (0)) __PYX_ERR(2, 238, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_t_4) < (0)) __PYX_ERR(2, 257, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":289
+  /* "pstream/_corelib/partition.pxi":308
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
  *         """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_7_watch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__watch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 289, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_7_watch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__watch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 308, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[14]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_watch, __pyx_t_4) < (0)) __PYX_ERR(2, 289, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_watch, __pyx_t_4) < (0)) __PYX_ERR(2, 308, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":310
+  /* "pstream/_corelib/partition.pxi":329
  *         return False
  * 
  *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__raise_if_failed, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 310, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__raise_if_failed, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 329, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_raise_if_failed, __pyx_t_4) < (0)) __PYX_ERR(2, 310, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_raise_if_failed, __pyx_t_4) < (0)) __PYX_ERR(2, 329, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":317
+  /* "pstream/_corelib/partition.pxi":336
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
  *         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_11segments, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_segments, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 317, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_11segments, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_segments, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 336, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_segments, __pyx_t_4) < (0)) __PYX_ERR(2, 317, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_segments, __pyx_t_4) < (0)) __PYX_ERR(2, 336, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":329
+  /* "pstream/_corelib/partition.pxi":348
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
  *         return sum(seg[2] for seg in self.segments())
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_13size_bytes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_size_bytes, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 329, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_13size_bytes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_size_bytes, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 348, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_size_bytes, __pyx_t_4) < (0)) __PYX_ERR(2, 329, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_size_bytes, __pyx_t_4) < (0)) __PYX_ERR(2, 348, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":397
+  /* "pstream/_corelib/partition.pxi":416
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
  *         """Appends one record as its own batch; returns its offset."""
  *         cdef RecordSpec r
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_15append, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 397, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_15append, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 416, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[6]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append, __pyx_t_4) < (0)) __PYX_ERR(2, 397, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append, __pyx_t_4) < (0)) __PYX_ERR(2, 416, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":445
+  /* "pstream/_corelib/partition.pxi":464
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
  *         """Appends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_17append_many, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_many, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 445, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_17append_many, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_many, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 464, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[15]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_many, __pyx_t_4) < (0)) __PYX_ERR(2, 445, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_many, __pyx_t_4) < (0)) __PYX_ERR(2, 464, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":479
+  /* "pstream/_corelib/partition.pxi":498
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
  *         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_19append_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 479, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_19append_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 498, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[16]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 479, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 498, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":522
+  /* "pstream/_corelib/partition.pxi":541
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
  *     def submit_batch(self, batch):             # <<<<<<<<<<<<<<
  *         """Hands one raw v2 batch to this partition's shard thread; returns a PendingAppend.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_21submit_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_submit_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 522, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_21submit_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_submit_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 541, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_submit_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 522, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_submit_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 541, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":546
+  /* "pstream/_corelib/partition.pxi":565
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
  *         """Closes the active segment (if it holds data) and starts a new one."""
  *         cdef int st
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_23roll, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_roll, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 546, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_23roll, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_roll, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 565, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_roll, __pyx_t_4) < (0)) __PYX_ERR(2, 546, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_roll, __pyx_t_4) < (0)) __PYX_ERR(2, 565, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":562
+  /* "pstream/_corelib/partition.pxi":581
  *             raise_os_error(errno, "cannot create a new segment", self.path)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
  *         """Writes and fdatasyncs everything appended so far, whatever the policy."""
  *         cdef int64_t target
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_25flush, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_flush, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 562, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_25flush, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_flush, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 581, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_flush, __pyx_t_4) < (0)) __PYX_ERR(2, 562, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_flush, __pyx_t_4) < (0)) __PYX_ERR(2, 581, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":583
+  /* "pstream/_corelib/partition.pxi":603
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -49325,98 +49682,98 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
 
   __pyx_mstate_global->__pyx_k__6 = __pyx_v_7pstream_5_core_DEFAULT_READ_BYTES;
 
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 583, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject* __pyx_temp[1] = {__pyx_t_4};
-    __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 583, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 603, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_27read_batches, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_read_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 583, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_27read_batches, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_read_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 603, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_t_6);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_read_batches, __pyx_t_4) < (0)) __PYX_ERR(2, 583, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_read_batches, __pyx_t_4) < (0)) __PYX_ERR(2, 603, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":697
+  /* "pstream/_corelib/partition.pxi":717
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
  *         """The first offset whose record timestamp is >= timestamp_ms, or None if there is none."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_29offset_for_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_offset_for_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[32])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 697, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_29offset_for_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_offset_for_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[32])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 717, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_offset_for_timestamp, __pyx_t_4) < (0)) __PYX_ERR(2, 697, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_offset_for_timestamp, __pyx_t_4) < (0)) __PYX_ERR(2, 717, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":730
+  /* "pstream/_corelib/partition.pxi":749
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
  *         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_31max_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_max_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[33])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 730, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_31max_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_max_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[33])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 749, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_max_timestamp_2, __pyx_t_4) < (0)) __PYX_ERR(2, 730, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_max_timestamp_2, __pyx_t_4) < (0)) __PYX_ERR(2, 749, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":744
+  /* "pstream/_corelib/partition.pxi":763
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
  *         """Moves the log start offset to before_offset (records below it are gone); returns it.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_33delete_records, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_delete_records, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[34])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 744, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_33delete_records, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_delete_records, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[34])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 763, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_delete_records, __pyx_t_4) < (0)) __PYX_ERR(2, 744, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_delete_records, __pyx_t_4) < (0)) __PYX_ERR(2, 763, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":770
+  /* "pstream/_corelib/partition.pxi":789
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
  *         """Deletes whole old segments per retention_bytes, retention_ms and the log start offset.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_35apply_retention, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_apply_retention, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[35])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 770, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_35apply_retention, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_apply_retention, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[35])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 789, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[17]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_t_4) < (0)) __PYX_ERR(2, 770, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_t_4) < (0)) __PYX_ERR(2, 789, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":838
+  /* "pstream/_corelib/partition.pxi":857
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
  *         """Writes and syncs everything, finalizes the active segment (indexes written)."""
  *         cdef Segment *a
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_37close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_close, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[36])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 838, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_37close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_close, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[36])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 857, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(2, 838, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(2, 857, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -49446,34 +49803,34 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(4, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":900
+  /* "pstream/_corelib/partition.pxi":919
  *         return done
  * 
  *     def result(self):             # <<<<<<<<<<<<<<
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_3result, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_result, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[39])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 900, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_3result, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_result, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[39])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 919, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_result, __pyx_t_4) < (0)) __PYX_ERR(2, 900, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_result, __pyx_t_4) < (0)) __PYX_ERR(2, 919, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":912
+  /* "pstream/_corelib/partition.pxi":931
  *         return self.req.last_offset
  * 
  *     def wait(self):             # <<<<<<<<<<<<<<
  *         """Blocks (GIL released) until done; returns result()."""
  *         self._wait_done()
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_5wait, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_wait, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[40])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 912, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_5wait, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_wait, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[40])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 931, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_wait, __pyx_t_4) < (0)) __PYX_ERR(2, 912, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_wait, __pyx_t_4) < (0)) __PYX_ERR(2, 931, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -49563,8 +49920,8 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __pyx_builtin_NotImplemented = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_NotImplemented); if (!__pyx_builtin_NotImplemented) __PYX_ERR(1, 34, __pyx_L1_error)
-  __pyx_builtin_open = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_open); if (!__pyx_builtin_open) __PYX_ERR(2, 230, __pyx_L1_error)
-  __pyx_builtin_sum = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_sum); if (!__pyx_builtin_sum) __PYX_ERR(2, 330, __pyx_L1_error)
+  __pyx_builtin_open = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_open); if (!__pyx_builtin_open) __PYX_ERR(2, 249, __pyx_L1_error)
+  __pyx_builtin_sum = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_sum); if (!__pyx_builtin_sum) __PYX_ERR(2, 349, __pyx_L1_error)
 
   /* Cached unbound methods */
   __pyx_mstate->__pyx_umethod_PyDict_Type_items.type = (PyObject*)&PyDict_Type;
@@ -49655,7 +50012,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
 
-  /* "pstream/_corelib/partition.pxi":221
+  /* "pstream/_corelib/partition.pxi":240
  *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
  *                                  self.topic, self.number, base)
  *                     for suffix in (".log", ".index", ".timeindex"):             # <<<<<<<<<<<<<<
@@ -49664,12 +50021,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_kp_u_log, __pyx_mstate_global->__pyx_kp_u_index, __pyx_mstate_global->__pyx_kp_u_timeindex};
-    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(2, 221, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(2, 240, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
 
-  /* "pstream/_corelib/partition.pxi":230
+  /* "pstream/_corelib/partition.pxi":249
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:             # <<<<<<<<<<<<<<
@@ -49678,12 +50035,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {Py_None, Py_None, Py_None};
-    __pyx_mstate_global->__pyx_tuple[6] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[6])) __PYX_ERR(2, 230, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[6] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[6])) __PYX_ERR(2, 249, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[6]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[6]);
 
-  /* "pstream/_corelib/partition.pxi":287
+  /* "pstream/_corelib/partition.pxi":306
  *     @property
  *     def flush_policy(self):
  *         return ("always", "interval", "bytes")[self.p.flush_mode]             # <<<<<<<<<<<<<<
@@ -49692,12 +50049,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_always, __pyx_mstate_global->__pyx_n_u_interval, __pyx_mstate_global->__pyx_n_u_bytes};
-    __pyx_mstate_global->__pyx_tuple[7] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[7])) __PYX_ERR(2, 287, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[7] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[7])) __PYX_ERR(2, 306, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[7]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[7]);
 
-  /* "pstream/_corelib/partition.pxi":339
+  /* "pstream/_corelib/partition.pxi":358
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -49706,12 +50063,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(2, 339, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(2, 358, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[8]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[8]);
 
-  /* "pstream/_corelib/partition.pxi":599
+  /* "pstream/_corelib/partition.pxi":619
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -49720,12 +50077,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_tuple[9] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[9])) __PYX_ERR(2, 599, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[9] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[9])) __PYX_ERR(2, 619, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[9]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[9]);
 
-  /* "pstream/_corelib/partition.pxi":626
+  /* "pstream/_corelib/partition.pxi":646
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -49734,12 +50091,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
-    __pyx_mstate_global->__pyx_tuple[10] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[10])) __PYX_ERR(2, 626, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[10] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[10])) __PYX_ERR(2, 646, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[10]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[10]);
 
-  /* "pstream/_corelib/partition.pxi":659
+  /* "pstream/_corelib/partition.pxi":679
  *                 ps_batch_read_header(window + at, h)
  *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
  *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -49748,12 +50105,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_tuple[11] = __Pyx_PyTuple_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_mstate_global->__pyx_tuple[11])) __PYX_ERR(2, 659, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[11] = __Pyx_PyTuple_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_mstate_global->__pyx_tuple[11])) __PYX_ERR(2, 679, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[11]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[11]);
 
-  /* "pstream/_corelib/partition.pxi":666
+  /* "pstream/_corelib/partition.pxi":686
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
  *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
@@ -49762,12 +50119,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[4] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-    __pyx_mstate_global->__pyx_tuple[12] = __Pyx_PyTuple_FromArray(__pyx_temp, 4); if (unlikely(!__pyx_mstate_global->__pyx_tuple[12])) __PYX_ERR(2, 666, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[12] = __Pyx_PyTuple_FromArray(__pyx_temp, 4); if (unlikely(!__pyx_mstate_global->__pyx_tuple[12])) __PYX_ERR(2, 686, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[12]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[12]);
 
-  /* "pstream/_corelib/partition.pxi":860
+  /* "pstream/_corelib/partition.pxi":879
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -49776,12 +50133,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_file};
-    __pyx_mstate_global->__pyx_tuple[13] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[13])) __PYX_ERR(2, 860, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[13] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[13])) __PYX_ERR(2, 879, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[13]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[13]);
 
-  /* "pstream/_corelib/partition.pxi":289
+  /* "pstream/_corelib/partition.pxi":308
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
@@ -49790,12 +50147,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_False};
-    __pyx_mstate_global->__pyx_tuple[14] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[14])) __PYX_ERR(2, 289, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[14] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[14])) __PYX_ERR(2, 308, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[14]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[14]);
 
-  /* "pstream/_corelib/partition.pxi":445
+  /* "pstream/_corelib/partition.pxi":464
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -49804,12 +50161,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[15] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[15])) __PYX_ERR(2, 445, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[15] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[15])) __PYX_ERR(2, 464, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[15]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[15]);
 
-  /* "pstream/_corelib/partition.pxi":479
+  /* "pstream/_corelib/partition.pxi":498
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
@@ -49818,12 +50175,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_True};
-    __pyx_mstate_global->__pyx_tuple[16] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[16])) __PYX_ERR(2, 479, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[16] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[16])) __PYX_ERR(2, 498, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[16]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[16]);
 
-  /* "pstream/_corelib/partition.pxi":770
+  /* "pstream/_corelib/partition.pxi":789
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -49832,7 +50189,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_None};
-    __pyx_mstate_global->__pyx_tuple[17] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[17])) __PYX_ERR(2, 770, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[17] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[17])) __PYX_ERR(2, 789, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[17]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[17]);
@@ -49873,50 +50230,50 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{33},{33},{18},{29},{23},{7},{13},{21},{33},{54},{4},{8},{16},{59},{77},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{10},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{32},{17},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{14},{14},{21},{12},{9},{27},{29},{26},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{22},{13},{31},{33},{20},{18},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{14},{12},{7},{13},{4},{8},{3},{16},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{14},{10},{14},{9},{9},{4},{6},{14},{3},{7},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{7},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{12},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{4},{7},{5},{18},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{73},{18},{60},{46},{149},{127},{221},{191},{135},{115},{292},{247},{169},{2},{89},{231},{517},{598},{22},{402},{184},{590}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{33},{33},{18},{29},{23},{7},{13},{21},{33},{54},{4},{8},{16},{59},{77},{79},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{10},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{32},{17},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{14},{14},{21},{12},{9},{27},{29},{26},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{22},{13},{31},{33},{20},{18},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{16},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{10},{14},{9},{9},{4},{6},{14},{3},{7},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{7},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{12},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{4},{7},{5},{18},{6}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{73},{18},{60},{46},{149},{127},{221},{202},{135},{115},{284},{247},{169},{2},{89},{231},{517},{598},{22},{402},{184},{590}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (5220 bytes) */
-static const char cstring[] = "BZh91AY&SYP\275\274\005\000\000\330\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\024\237t\357\033\247\036\341\256\254;\336\343\335\206\330l\356s\256\335\333C\243U\010\251(\027fl\333n\232A]\227\256<\350\255j\000\002\000hDA\022?LB\237\242e=\252y\031O\304h\0034\004\302f\246\320\231&\023\321\245\036\322OQ\35246\241\3456SL\236I\247\2426\240\224A12\000\201\014\231\001F\324\047\223Q\223dF \321\246\232z\200244\000\320\006\215\014 \000\001\251\350\010\210&\247\252zM\014\206\215\250\323L\203h\203#\324\320\365\032<#S\321\241\006 \0324\r\032\0324\365\r0 \002BD\010\021\224eO\321\251\372\223Se\017Bz5\036S \032\000\r2\006\200\r\001\240\000\000\003F\200\020i\211\201\006\000&\232i\246\000#\001\030\2310\t\200\000\214#\000\000\214\000\2312a1\002I\000!\032\223\312\237\252f\324&\032\230\236\247\250\364\236\220\315&\206\200\032\003@h\000\032\000\0004\003L\201\243KV\203b\347\215\203CD\007\342\335Fo`\003\243\323\003\370H\376E\375\037\337\371\324\224HM\361/\375\243QL(\222\312**\001y\220$R@\220\341\303\206\200\240E\004\360\241\376\211\177\314\314&C^)\005\002iL&\254V\331\312*nN\250\026\265\255i#\253I\2458\321`\010\310\311\230Bf\001\231!\231!\224DUETAT\002$g\030\316VFV!j\242\032\002\262\264\225\303\244\253j?\226\3542\342\260\263\020\230\333\033+\227\035\253k\033l@\330&\300Cimcdm\24511\020\330lj\305\226~\251Y\241i\0243\275#&_\227?\017\014\3603\032\033c\033`6\333M\266<L\364H\013\246\344\01419\tM\220\306\244\002C\027_t\244\323\325fk\314\213 \240\265\006:m\006\\\256\260!mVWuFW%\324$\262\300@\022\026\2215\245\037\010\251\303P,\003\302\010\"\026\252\265\t\310{\370\010\205\314&UR\n\324\251C\024+\2316\n\315a\314\206b\305\225\213X\274\270\301R\363#`%,W\251m\242YI\216\253\2453\2547\314y\222\223^\241\372[j\245i\010gvx\001\246\322\331\315Y66m\2162\010\252\211\010\331\022J6\224\224\363\360\246\020D\047\032\016(\230UR\301$2\371\006u\241Y\260\232A\020\255T\237d\257d\243Q\rP\3025\373\253\367`b\014\007\317 f\274v0]\023%\205\017\327\331\331\323\332:\217\261H""\213\353]V\326\323\306v\ro\022\332\353\262p\352\r:\214U\006\335j\240r\201\312\\\221\230[\216o\305\204\253\246 \253\213\253r\241tZ\001\020.\331\310+\010\342\244L\243\256$\\Kv;\255!g\022\333J\354m}\270\037\250a\224\330_*0\3460Q\366\224\204\273\333!\047\003\2520)\230\267\262\326\005\360\225\300\317=\310A\232\321\ra\226\352\214\000\275\351u\331\010hye\370S\363}\240\270c\267g\016\327\001\025UU_\2376H\306\322obT\303\034l\252Mx\311\377F\024\254\206\313]\022\2702\371\006\313lq\210\342N\331\226K\216\004\047\024\227\266\047\001\236\201\321nE\276\215l\224\300\271\230jbVm\006\255\213;NY\363\345\222\303]t\t\352\352\222\216\246\302\\~\363\213\333\233\\V\327\020\275\215\362\320\r\355\007\226=*C12\274\"\212\013\001\020O\r\345\303\371\374\n\n\330\\3\361m\265K\213\027(F\026\346\355\227\253\366\356B\232\013\226\047!\326\245\016f)x\340\353 \255+/\313\317\361\250\212\236\242\037O\234\354;\2170\300\335\267/9W\027U\245\216y\237\310i\243<\317\0132\352\027Rs\266f\230\003\242\230\364\261:WET\2057\364YD\215;l\327\357;\243$\275[\273\"\315o\307\346\277a\263\231\372k2\312\030j\373g}qw\232\255\357j\326\321\232[\310\307#\327\340\351\307\265\211\317\257^E\210w\375\237bic\314\023\241<\2562\356:\265\254\215\r\322E\233;\356\034\347;\313p\036Z\254\371u(\367,L7\246\361\020\235\205#\370\014b\006\364\242\007e\332Y\003#*\024=A\227v\r\360\360\322\032\037?\32124\356wX\273b\026\321[\253\270\356\371\031_\307\276U\223\316\021\210\216\2351\344\214\316\322\254\216B\010bK,2\2522\334;\224\323\037\025&\202h\004SCmps\314\364\r6\310\221o\255\"\372}\371\327Z!DI\2112ef%P\026\020\022\257\263HrD\210\221\033\353\344Lz<&\205(|\311\324\377\005\315\"F1\226\275\327\020\232u\047_u\211\310\245UU\317\242\007v\244\361\240C\210\214?\307\276\334\336\363\254\271\3262\301iM\373a\255\007\353\371w\352\321\272\325\036?\334\373<\215\241O}\206\tj$\262 \"+\215:h\267\264\2314\325uY\354\343\3506\331E\351\264\311\245S\246\236W\246qb\263\014\177\277@\372\236\325|\267\327\374\014j5S\231/\271\013B\304\245\367\047\343\342\306R*<\177n\317;\364\2328""\262\016\205\360o\260\260\314\314L\357\264\247\\\002\010!\004\201\003Bw3Ci\231\361\275\316\314\371;_\017^\347(\367\371\215\342\366\366!\2454\246\214\373\235~\026\330\304\217\027\345\326T<{\347V\333\202A\002\020\344\264\236>\311f\211F\336\232\346\265\322\036\217\241\247\235i/\316qm\315\366z\267\364\344U=\030\035\236\267\265\002\226\257z\235\247\362QQke+\226\316v\274q\355\241\310\035\3421u,Zz\320\025\361:\355\017[\335=v\373b\001\004\223\301s\035!\342aW\273\221x\3161q-\031R(5\2241\221e\233\303\013+\244\341\314\031\016}\245\020\364w\343\212\350/\275.(\026\227\245\327\243\275\317\027\366Yy\356\3632\355\257\027n\335\313\305\236E\331d?a\205\370^\047.\256^\270lD\265,,6l\253\263\242\304$\022\306\272\353\306\\jHK\264&\202\207,\241\332\355\232\212\320\211\024\276\364\276o\256^\271\335\367\246\047\265\374\034\240\320\"Ye\226;\370\350\274f\346\214I3\371&\315\334\036\204\21653\360RU\300*1\347\021=K\244gif3*\350:D\200|\224r\376\235)\351\251\207`\204zM\277\326\345\033\026\017A\241\035\177\000F\030UP\300\0311\303\331\325\232\0360\226\366\030\366*\363\331!s\236.\030F\360\033\325*\221\335\357k\243]\3469\347a\373^?)l\2333\022\321h\nc\027\013_\031\206\002\032\341\265nLqN$\211\034\000\371\263f39-F\035\307\306\371,\200\320;\350\306\tl\013\0317\260\275V\331Z1\323\222\335\303\201\314\236 \336}\277\330\345]\210u\034\335z\215\361SR\366\3246\265tj\326\305\341\312z\217\214\370\271(\212\016\366(\324@i\270\336\030Y7\177\323ti\254\021\200o\307s3s\204\317\303\344\317\354\3351ct\322\250E!\334\030\260\3146\315Dh\363\353\227!3\204iku\216\342<Dw|\3261\340\346\275\342\325\343\t6&C<\373\t[3\252>k\340\327&\"9Z\342\0210z\350\247\032Et1xM\356I\263\340<-\235\332N\214\260\002\363]#]\007\021-s\216\271\\\261\021\304\341\275_\267\006\251\345\027\021\005]E\256RXG\213N\357\3249s{\305\316Z\004\313\267\315e\340\300\217\241\2122w\017\024,#\034V\314\312\363\374\035\321fn\317[\342\365j%\232EU\261P5d&\203_\304\370\025/%zh\214^\226\370-2S\016\2662\036K:\345\005\224\270\215\t\035lx\303\323\335\010B\251\001\022\332\2301""\004\\2t\362\337G\016\r\341\271\331\344j\323<[\257\026*\243}C^w\226B\0323\303\005W\343\226wY_\223e=\261\265\025\213!\023\244\347\332\201\320\033\267nN\237+W\222\251C\351-\276\22387\200\3653W\214Q\360\252M\333\n\270\331\215\313\243\033\225\2130)*\216\241\n!\321j\265\213\307h\334^\022\\\366\353K\364\334\256\264\2356\353V\001\271\215\266\332oS\006\213\264F\345\261\313J\354Hw\346\224\366k\334j\276\355\273H2g@\344)\312\005\261]\354\355\256\224.\224.\223\245t\256\301\315\227D\345U)\276ITvN[P\314\305\360j\303h|\233\253\341\006\013zo\3129\013da]\340i\033\210\\Tff\306\020L\267N\215\211\231\177\221\311r\r\266\333m\274\214\312!\272\020\210\324\21705AP(5\215\336\032,\001\2535tyhhT\317\363\246\373\026\310\234\"\324T\226y\356|+<\214\261\005[\013\225\257#}\216\005K\235\234\320v\332A\226h~\364\210T5\031$e\351\2423\0348\304\315e\213\251\333k\236\"U\344 \315\341m]\006\263\313dxY\032\336\r\013\363\320Jf\336\330\362\264\271\336\340\213\326\2164\007\003Ef\304\315\203Z\366\353\252\254\257\245S\245M\010\001\3208b^\251\222\361\272\025\221\016z\211\275\352\312\365\001\224\221\317\272\304\267\001\340\227+J\221pk\032Mu9\200u\2626lE\255\227\230\256I-\032\266\272E_\345\203\204\352D\352:z\017\036|bzz\274\375Y\027\231\r4oDTF,\221 \250\234\344\023\030A\240\306vr\353\213\352&@{Z\272\255\250D\250\35460\322i\355\032\252\235V%\340(*\nf\255k\005-\250\345k\023VL\034m\332\313\326I\254\324@\201cgb#\324\021\305\201\047\262\321.\367J\361\316\241\336\266\035\3773\240\341\325\001\217\253\323\016\003\0134\206\3251\266\342\034<q3\222\305\270\367%$\231g\365\"\246\272\226\nh\3067\316\256D\226v\2756&\306u7\363\370\206\323\324;\236\2546\226\047s\273\346\336\254z\266\367\047\316\274\305[F\365\277=|5Vc\314\n\022\006|sX#\351\345M\035\024sv\357\243\243\003&a}\216\033\321\314\352C\265\323\333\317q\036\250m\255\232\357X\330\325v$6\233Ca\201R\315,S9\"iT\262\265z\344W\361S\2677\3317sL\2241yp\223\223\0174Tc@E\317\032\312\336\225R\010a\324svw\265U\2712\362b\235\363^\334\262\030c\311\232y\013\257\003d\211\371;\026Fo4u\333""\234r\320g\202\370py\004%o\357\366\247gC \244\334\324;2\330\2635v\330\236\265\355\3146j\344\276\307\306f\250\233\311\346\354\3201\323\323xKyi\351(\333(O3%\032\211\301\005,\301a\231\311\263\227\201\252\330\025\242h\357\361\360\371\213D6>|f\362p3ZK\326hW`\332\314\344\301#\007\322k\304\311\005\274\255\n\340\342Nh\260`\365\343\242\r\374\306v\314\047i\221\276\266wm\324\260 ms\302Y\221\302\363nZ\357mjv\006\262\265Q\243\005N\301x\221B\243|\333N\313vw\270\233A\223.\r\275l\315\273\332\340\257\276\263\322Cki\215\214\033l\323wWf\243^\271\260u\243h(rI\"m\021\220$\0252\255\325\220\3625d6\255\213\206\356S\220\353\210{\223\253q\210\234\313\315\232\257?%\215Go\276\344N\360\250\252WzC\0019l[\322\016b\342.\003\031\202W\271$8I\220Qm\254\323\266i*\233\033\"\313@\317q\214\037\214\234.+9\000\031G*\321\010\241\207-\2427\030.\\\307}9\002\315\2316qi6\003m\357\302\021\327c3^\263[(\353\356:\n\3158\034\212\203\223\315}\255\300\243`\212\"I\2150c<M\323\006@`\323z`\334\336]e\033\2359OL\025ED\3407\265\224\212\"_6\344\327`\345\3448\253d\320\253\202tj\333\342\336\351\217\327C.\030-\264\266\366\016I ~\311\246\023\243\r*9\316\047\010\264aG\016\036H7\205\252\247\214E|t\341\322\324cCm\241\266\343\0106\332\033I\246\322g\n\207o\230\340;a\305\340\237iv\345#\260\306\306&6\n\250\212\274{%\313\271<Mv\001B\233\253\034\251Z\241qV\372\222\325q\310\242)\034b\261T\340?\177\007K\"\0143]\n\273\005&\211\025G\216\305!\262F-\034\356\232\225\255\223\251\210#\201\241\342J\266\207\234\000\303\0044\306l&\276\316\320\2464\304%\276\032\225\241\024~\3647\206\320\335\277\207\007\367\377}xd\202\214KZs+\2079\246\r\030\220\264T\r\266\310\256#\323\336\"P\020\t%\367{\230k\022\357P\231\2503\257\245\365M\352\325W\3278\264\261\006>\321Xm\341\270T/x\3047\262\346\262\275\345\245\330<\264zAD\347S\005F@E\272Y`\021\354\276\307+\233p\310\306\320t\2346\367\323\241\231r\206\2523\317{\243\225\333|GQ\252\335b\221\047\"\007\235\246\221#\267\257\311[\222H\252\211z\272\026GQ\213\255\212\254\016\200\026\325U\032\326E1\236nq\206\254f\344\365Nq7s""\2079\332\303\210\266Y\320\342\253D.\316\0105Q\321hI\025Z1\212\216\221:\323\033X\305\252\2200\014o\026j\360f\025F\026\233\344\325\227_-U\243\301\217C\"\365.O+_We\301\r\210w\213\002+\244!\222\216\213ii\203\241\211\260\031Eil-X\332\306\016\355\206\343V8\340\3031\033\233h8\273\031>\303f\3016\035\014FOk\305%\266xXC\022\3357\013\035\316;\354sr\033Cs\0227\r\352\337%\025Sx\n\225\307[*\334\333Q\315\245\3665\362\325\365\217ih\242=i\334e\331\0148=\225\227\223v\027J\307:6\240_S\007\027y\315\332\231\305\010\342\227\023\212=z\356z\353vx\372\335\341\322$\370p\251\025\206x\017\202\014Jc\323\311\347\210\334,\357\326\270\256\356\032\007\241\304\021X\310\275\025Aw-\211\024SN\224\323\247\"\364\270\\;\255hqxl\343J\013\241\234~\031qqp\\N\n\212\275\035:\312\315E\244\014\330\221yoS\222\251Uin\322\353\271j:\326\325Tb\242\260\031\303N\026v\013Z\326\337\304\3343&6\265^fv\3534\240\235\2402\2177bF\327\010E|\374>\301\301\202B\010E\004X3\305\307\277\365U\366\216DL\r=h\213`\276\347\336p\313#\372!\322:\003!\320\350\241\007\326\025o\275\201j\034\221\350W\260t9\377\202\\vz\014\276[\275\340o\304\2124\330\223\375\2624\332\251\356l\275.\254\022\346c\365K\306^\265\317HR\037\005\026\210\372]s\324cu?rU\375\047\220|\257O\347T\n\226t\300\203p\364\331A\033\216\027\375a\364\323\277\335u\332?0\\\370\227\205\277$\203l1~\247\254\376\007\360\356\007\034]\340W\035u#\240\021j\201:\314\245l\235]\353P@\355pwI\366\005\324p\206@\226^\271\377\242\273\342\337\267\013\177\375hE\027>\264\202\316\003\224 \227<\365q\356\366W\344\371\377\226\034e\241\232\360\374\344f\2446\214\232\251\324*\203\347\226%\325E\216\220\312\275\316\215@\314;\236\247\212G\213f \202GPF\207W\261\332\000\232\003\322V#\350W\014\016\217\255\243\321\010\241T\372\374\353\327\232\232(\007\047\360\322\344\303\001G\3775\025\264\325k\324j\005b.U\020MP8\005P\220F\205/\342\245(=\224\324\350j\007aIx\324}Y3\3304h(\005\017\031\036U\313v2\313u\214\210R\254v\025F\312\353\220b\302Y\355\357\270\267\267\335H\361n\301\275\277\002\277\273\201^C\267\335\271\315\007\245`)""\013\314P\220\272\334\345\345r\000\331\026\345/,\215\216\1772\334\300\tv\301V\207\216\215\027\247\362H\337\313\364}\tf\240\301:\264\017\307e\013\222\037F\347\227\347\371\311O\221=\037A:\354\023\310E^[\353iz\003\216\250\251\260S\223\355k(\200\277\276\275(\047a\030\0010d\266\234\021z\335\204-\303\000-\215\272\013\264\260\300\333Q\241\273B\362i[2.\375\261\266\244\260\205\351\265o\rgZ\r\322\224\032\3401\261\313\346iq\210\003[I\305\006\263)\020\023U(\350\311\257\360(\006\005O1\300P\253\263e\205\005#\004L\031\270\242/\212X\370\256E\201O\370n\273\r\330a\000uY\204\256\267o\010Bt\312\314\032\365\200\354\251\\r\362\035\225,)\3022qB\311\216\272\334\235\311`\301\200+ X\303\331\342\255\001\266\357#jq\002\214\211\r\305#\225\331\010\265\325\376d\324Q\270|\225\311u\331aKD\237z\255\335\232\201\003\177\213\214-f\302\231G\003\024\365x\351\205\0163 \375A|f\026\332\226\047\372\206\275\n\233\025X\246\024*\373\004\343~\211\257@R\242)\377b\225\001\256\241\305Z\205\033\261>Y\363\270G\340\224\202\370\220[\235:Z\245\251IA\030\022\344d\\\231\300\334\311\263\235\251h\265\211M5\210\202R\247yj-\234\231\001\241\211*T\244\230\246\030c\357\205\313\257%r\322d\324Xu\273=r3%\240\224\200\345x\266\265/Z\226&#A\215m;0u\266\232\022\227\360\265q\253\0473\276i\255C\365\224MI\305\220+\213\036Q\253$h\215\3551\036/\006\205\215\024\025U\244\230\303\355\317\341\231\024g\024\177\177\243?64YNwg\277t\306\205w|\3740\256\346\222 \320\304\021G\242\310\210\341\3426\341\034X\361.AC\302\220c\351\247\006\"F\342\245n\236\371\306\202T\267\020W\211\342\3141J~M\006\325?+\315hq\210s\341\350\333\312P\3729\304=\241\371\344{g]5\003\360\t\303\306bO\031s\224\\\276\222\325\306\030\372\230[\342\024q\n\370otQ\033qh\201\033\352}\266o\305\256l\\i\261\355$(\371x\\\307\224\377\353\020\006\003\326J\357\331\343\267\005\364\274q\237\177\0064-\335\331O\302\363\266\237M\365\211\302z\227?N}\021\023\232\036W\025\313\303\331E\355\212\204*p\030\022\310{\375&f\032\000|\032!\320\003E\314C\254\306p\035\304\032\031 c\225\315\361\274)\023\205z\001s\335""\035\271\225&\307\205\200\371J\302c[\225\363\326v\023\302\222]\233\334v\031e\237\002\0052\327\325`\201\336\306\314\3356\261D\250\2608Q\005\252\200k \252\220Ki\006\262\2277\331\345\356@\245\260\327\246\036%\016\002*\014:#=n\222\210\356\240\262\210\227\210iHEV\205q\020\020\"L\304-\030\311D\203!\310!\217\206\260s\341\315\235]\231\030\023gAFE{8m\273]\021\3472U\314\246\327F\"\270\016y\301\\7HEpkM\323\210\224IY\325J`\254\013#\032(\315\306\307\030\334\306\n\340\200v\246\261Y\236\r\354\340\352\243\343*\266TG\334\341\314\275\247\247Z\341N\373\304\305m\334\017\233\006v<\203}\235\272Q\210\021l\224\303\307Jb`\321\220N\341\203wOQHIP\365EfP\177\361w$S\205\t\005\013\333\300P";
-    PyObject *data = __Pyx_DecompressString(cstring, 5220, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (5213 bytes) */
+static const char cstring[] = "BZh91AY&SY\025Wo/\000\000\330\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\024\277t\005\357\017n\256:\013\336\357s\247\032\322vj[2p\032-M5[6\022f\320Ym\214\266\242\307\017H\000\007\303t=\206\201\"$\324\017\023Q\355P<\241\243O\320\247\264\024\361\232&MO#i=\032\001\023S\302\236\024\320\364\203\322\001\223F\236I\247\2506\240\224!4\302\001\004\006\205<S)\371D\310\362\217L\243\324\332\200b44h\323@h\320h\320\006M\006&M\000\001\246\200\220R\237\245<\247\222\017H\017P\323\324\003jdm\023\322\r\036I\372\024\000\000\003@\006\201\243\324\332\203\324z@\002S\"F\202\t\242d\323&Q\246\220l\243\324\321\243 \320\000h\006\200\000\001\240\000\006@42\000i*d\r\003OD\321\352\033Q\243\324\310d\332\200\017SM\244z\206\2002h\304\321\352\r\001\352\001\241\2404\000\000\t\024FB0\243\31122h\320\024\365\047\246L\215M=5\006 \006L\201\246\232\000\000\000\000\000\300\2324\262\272\207\204\";]\034\024\021\301\373\215\375\220\017\365\353\201\354${\"\366\217o\376{\222\244\242q\232\217\355]\030\313\n/.,,\001\233X\013\004\260\024 @\200\362\030\tB\210T\177\321/\374\333\023C\316)\005A4\246\023V\025\331\221R\253Q\356\201e\226Yd\221\356\3254\247MJ\320E\3156!6\2206\220\332\033\001\264\332C`\025\025f\252\254\325\333Uv\242\346\221\240,,U\336Q[W#\374_*\266\251P\304&6\306\310\357N\345s\033m l\023i m+\230\331\006\332P\2311\r\205\255PPW\251P\320\254\201\002\272b\212\231N\365|\262\256EcClcm\003m\264\333c\235v\002\014\323\202\0062r\022\233\006oP\022\031\233>iI\317\211\267\234\271\\\020\\\203 \316\031\371\360\322%\256\263\264C+\264\022!\205:\310P\026Y\"\255{\315Z1\256 \314\t\n\200\260g\224gs\034\t\236\344\025\242!FQ\200JD\213LPJ*-\3115\230\312\202\252L\232L\234\312\224.Kj^\267\t[\226\n_x\227V\203\354\351MS\016Z\0204R\213\341\220\330\353\325&\221\216\2545d\006\313\313\351Ej3\250\353s\220Z\252$m\272\322J:\265\2255vh\021D)mG\225L\254\261b\222\033\031\006\251\2413|\242E\020\232\251N\271b\322\266\302;c\226f\033\370r\000\224=ONN.l\231\003\262\371<X\371_\277GG\345\322<\047""\320\250\0027\211\253B\323\244\275\260m\223\313\315\237\340\266|C\341\334\333qe\375.\313&Y<\336\033\325|u\246\335\236\223+\007\270\231\311\370\340\312aY\000\226\221\206\366p\265,\t\"\251a\262+dk\363o\272\203VF\273.{\353L\275\214\377(G\"\310\323\0316o\242O\320\236\017?\242\207\216\266\227B{\347J\233\310\302V\330\274V\204\250\320\2302\375+\307Q\205\3030\031\305p\300g\020\363\024\355\356\256\354g\2231\227\366\273mKUUU|\3724\215/JA\222\3064\316\353$\350\rO\352\305fG\202\367\332N-\214\207\351-\270\307\005\301\266-\257j-\314\253\202\305\241< \017\202\020gM\235P|\263J\273+\244dJ*\365\224\311\267\016\021\374V_1iG\221\340\314\262\031x\210\235\315y\232cBa\313\004\n\266j\202\031\2043\305\022y\230\315\365\234h\240\330\007\236\0209\367\007w{h[\"gj\376\352\310\2412\210\370>~wt\252Vh%\210\023L\016\343J1<\314\021<\320i\240M&a\237\310\361j\212\207\242\"\372\036\021\324rx\3603\314\335\307\253\343\252\350\3736\263\340k\362\234l\327\254\354k0\251\205iK\350m\210>\324\323\241\223R\353\262\261\257\047=\325Kk\3436\367\266\376}\023\025v\355\013\267\241\237\235\r\363\177\232\033&i\244r\333\351\231w\231\237\344\253\273\273w\2346\307q3\322\013\334\331\237\276\314\347\336\336\320\270N\367\255\352\321.\201\222t\047\221\302a\303f\362\310\326\355\205\255\2779\20334\014\000\200\330\373\332T\372\230O<#\222\210R\002\246&+\245\010te\211\005\322Y#\047\243\207w|\353\372\331f6|3\273\352\375\242\242\316\316\333\027H\205p\250\321y\333\356UOj\232\243S\256\003D\rJ\224\256\352\255X\315;\010f\024\222\251\302\246]Ng\245\036a\366\242\"E\002\304\357\357L\201\337\371\206\313\344H\277\355\310\306\277\216\223\232!TJ\tB\204\314\304\3205A\047\332\306\264\254,\022\301\275\274\361\200\204\2000A\216#s\t\217\047#\013\013Z\252\365m\274\236e\324\272\374\210\006\306JR\347\3219?\"k\267QV\034E\225{]\315\261\362\350\267\n.\205\303\266\336^9\352E>}\372tp\361\021#\367\177w\241\336\024\371s\347K\004\227\022\002\221f5\353\274u_\023\030Y<\224\246}$\222$\264\245\010y\314\251P\257iGR\"\206\023\3668G\227\205}\007\257\363B*-s,/E\301j""\317\205\353\362\361o\327Y#\275\375-\363\177Y\243\213\020\350~\227-\245\246FB\313\013\214\375s\t\241\023S&h]\334\221\306d|_g\257W\027W\223\275\271\352B\035\367p\177-\3646&\304\327\253\340v;<v\332[\301\3727\213\010\020\205,\343\300$\021#\036+\312g\353\027k\225\267\364\316\213:\307\314\371\2739\326\262\375G\007\036\250]\350\343\323\241e5\344e\327\366\275\213K\260^\365\335P\342\271Q:1%\214\331\272\241\227\302\177\2207\226\245-\2318\364<J\300\353\346\230\345\350\353\360\273\364\025\021\022\021\312t\207\211\204\332\311\270\357&\210\352)\242[\206\025-ab\254\226\311l\261\352\371<{\r\036~2\250y\234\271\346\272\314qL\n\205\346\n\374\025\037\327\306\375\366\340\177nh_\307H\370\370\366\276,\261/\307\022\236\023{\r\354\005\311\247\223\256|)^\227\027\033\373\366u\364\\\204\202Y\316s\316\\*HL5\246\262\247$\243\325\343\233I\241ijc\212cHN^\221\332\366\350\047\261\374\336\240\340-.\272\353\237\356k\304m\316\031$\336\352o\356\335J+5\263/K=vL$a\352\024\237W4\214\234\2611U\360\036\261 #%M\377\337\326\236\272\313{\020\217U\356\350\367\347j\200\364\332\021\257\276\020a(\306#\000d\047.C9@iB\277\027\256\263Cq\320\047\010jL\2512\016\005\231\007u\336\342\303\030Z\271\211\034~zU\253h\211$\220\255y#\342\322\314V\301\226\333\2439\341bx\"D\355\220\327\031=c\034\244\217\037{\361\255\203\200\357#0\227D\253N\014`\253t\256\031\364\222\337\313\312n^\360\2176\317\\\332\365#\244\335\325\244\344\251\232_q\206\310\275\032uA\362\355=Jj\315\305\263:(?\362U\310\200\343>2\351\242\374\237y\241o8A\341\3147\227\247\240\"\272\357WW\245H\213\014\323J\260\245\"\034\364\261\261\366\353\021\301\364k\276\342gQ\255\331\242\036$DS\263\322f\034\370\347\210\034]\341&\304\310\025\327\310\225\025\232\007\301J\223XLF\363[A\221Aj\341\312\312!-\212T\"\346D]W\016\t\352n\023\334\262\340*u\"\rD\003\210\211\2508\351\311\345\211\236^\264Z8$\331{\303\002d\2640\272\366%\304\366\251\247\315x\350\341\217LQ\014vh\241y2 \370Z \310v\036(P\"sP\266\262\217G\277\333\025e\365g{^l\304(i6\355h4\342-\006\257;\277\047\262\316\014\352\017\246>""\215\306*e\330f\217q\273\022\212\312\\\006\304Cl;C\221\314\367\276H\200@\235r\036\024\025\0328EJ\207\031\275\343\177\212NQWu9\034\34371YA\236\202\n\204\254\261\035\r\325WJ\252\234-\213\272\r\261\301\326%\322s\361\240\350\r\273v\256\237\006\237)\254\347\246\356\363\341\272;\212Y\223\244\203\0361\212\242\020\201(\3226N\222\224\247I\031\262DR\213R\306H\316z\232\242\315SI\307l\216jU\332\242y\333\350\351\355N!\271\t$\224%\242\005\005\224\r\047X\3379\353l\362\036r\266k\270\322\333\266\355\206!\345 \233%9\010\331\026[<X\351\202:`\216\223\246:c\254\345\277;\342\211r\226\3672xg\025H\215\363\341^\243\202\360g~\341D\350\375zvD\344\350\277\214V\047o\t\333\025U[\206c\212R\244\330\"\376\230\233\260\304\222I$\225\314\211\031\271\214pi\007\271\r\031\022\020\305\030\331a\234a\010\245\026\203\312\201A\022\217O>\024U\307\306\343B[\245\226\345\3079\\\276!\023\260\261:\334\341F\203\232\0074\220:U\020k\265\303\225-\013\007#H\033\024\327m\007\233\240hk\236\225\263\327M`Da\354\240w\202\264\3475<\2445\205A\252\301A\037\252A\3126\370\242\275;\036?\034\026\234\323\220($O\2369\0313i\354\341\207\036\375p\323\\$1\003\272P\343z\2165\321L\270\216k8K\204TZX\"b\007\315\271\216\270\305\260\014\225\021\310@\034\316(\273^\300v\032\333\267\321f\330\231\256\211-{x\337\"^\334\n\005\324\227Q\323\320w\263k\027\314\323\347i\304\300\304\211\243\225&\224\035`M\245\316E3\214\\\014\335|\233\326\302\302\204H9\313\266\373\021\022\303\254\337ca\263\250\333e,\2700@\301\241\2318\306\003.\221\311\030-8\300\240\343\343\206\016\265\250\322L\231lsZ\225,\025\005\241]0\242\twv.\321\221\335\242^O\231\302c\240\006=\033 b \245\020%\022\204\222p&w\310F\372+\253\325\271\000E/\254\342R\312\205\026\023\203zU$\022U\321L[\023c2\337\323\316\\{\047g0\\PC\263\267\350S\032\016f\357OJ\363\025\221#\327NZ\267i\260\337\346\006\025\204>1\250\0259\374\024G\332\217w\037-_lSF\313\027\232f\206\305s1\321\305\323,\006Z1{\256\254\035\027\322\226$6\233Ca\274I\346V\263*\322\340j\333\035/\022\317\210\274|\324\333\232\213<%%\034\340`%$\307\200Tg\000""\213\2539\244\340\226V(e\341\236\027_{m\233\223N\345K\302j\343\307\030\033\3732^\365\352\221l \237\217j\250\255\326\215m\303mV\014\357\323,]@\307<<\216\353\360\363.\023\t=\005H\254Q\224Y$B\326<\263\r\232o\266\305\334\322G\r\230\336m\323B;:q\tr\227\237=K\236\265)\250\321G\"s \245\331,u\034[\374\234\306\333\342M\023_ow.\301\354\202\250\273b\331\215\241$\233A\322A \301\265Y\204\222$\366\031\346T\202\217*\3028\270$\341M\211\260y\347b\016\034\246U\220>\352\032]\254\254\222\227A\000\224s1\302TY\355\276\266\255a\365\212/S&h\"U\005\230D\221\047\007\266UF\354\255h\204\240.\213\002KTd\225\252\301\026\3419f\331\265(BB\004\2223\335\330\331\241\256\257`\2474\240$M\266\334%\003C\006\310\224Mv\033<\032\\mQ8\027\357\030\032\320J\205\325\264\337\02739\262o\237e\261Tr\341x\036X\323e\230)\357\013\222\327\202\235\020{\342\346f!,\360I\020\022h*^\005\214\354\306Q\221\337\360\021\272\341\311\241/s|tE&\300\021&\370\312\010$A\276\234\033L#~B\267\026\360\244\213\244u(\204\200I.\0301\251\353\310\327SU\034p\340o\227>h\256\014U\010\047\202\030;\"\347DQ\022l\343&o\023u\001\2420\343\2253v\0200\272\256\325^C\350\002\250\250\234\303\272\264\221TLh\355\034\374\236\274G\025\220\314\211\033\227F\236?\033\n3\021\361P\327X/\002^\003\264yd\202=\303]\023\251\213\013\266\314j\312\325v2[\022\302\246_xqls\343\351P\320\240I$6\334\030@m\2646\223M\244\314c\003\247\200\304tKk\222}\013\246\021G#\033\030\230\3306\223z\370k\344\332\273Z\255\0039\237m\205\rX\321y.Y+\235\006\306&U\277R\301U\315\035\324BW \205\270\346\246\270Z\246\351)UD\206\t\016\352it\345\t\251Ye\331L\021\211a\317\010\321a\350\2000\222\032c-!\237u\310\213\032i\n\356\306X\212\225<\250\345\0160\333\313\273u>\037\347f\366$!\306\331;\212\212\2518\244\244\211\211e\035\236)\261\207\272\361\233!\002IC\263\315c\344\253\010Z6\266:h\224\2659U\304\047K\\\\\203B\361X\343\346\334*\030\300d9[\0074\371K\3142\201y\000\212\211\316\246J\215\021\027\ti\220[\327\215\317U;\207{\355\n\312\211\337m{\256\374A\244\231e\301I\304\253\203\203\221D\356\242`\2040@\353\242\026A#""\2479\343\253\312\035i\264\260t\316\331i7\350\272\246\346t\000\267\252\250\3475\251\2355=\346[s\243\323\354\034\342n\347\016s\253.\002\372\02351\301f\274wrc\004\250\253\310e(i\215\250\254\207\332y^\326.\242[\014B\366q\204Y\210\302d\302\237\006\364\277E\364\234\326\010Y\227-.\303\362u\354l\261\020$@\254\343\001\305\210 C\223\236\263\247\202\221\020\220\010\222s\254*3\242\202N\226\302\3634\347&\025\210\275\266\203k\240\251\3626Z&\303\205\244T\356sI]\0169@\231F\312B\203\263n\375\007\006\006\365\341\203\0220\033\317\301\271&]\200\211\213\nvMr\355\203\227;lK\333+fZM\242\"\313_\035\341\240\3074\032f)G\345\204\256{\355\275\003\033\030y\005\223c\215T\334\"\033\2217\033Q\343.\317\022\215\333z\361\r\202O,\243\010*\006w\317\220\014\224\310\250\223\321H\372\264;\242\204\270\337\260r\014=\tB\302\250I\002\236\005$UM\233\023f\315\014S\001r\362#\020\327\331\r\2138\364C_ayyx^K3i\276\216\235E\206\222\342fPUR]\325B\225r\270\273\214\276\376I\035n\346\324\032p\010nP\026L,\262\3137c#\026\323;\334Q2\207\016R\241Bay\023`\221\336\352\022\315\276a\243FH\310\204H<U\341\335_g\312\367\217M\233.\337s\251\360OS\037\314Ya\356!\353\236\270^~\377u\004\017X$\276\202\010\342=\2410F\250?\177\335\363\342<\2250\033\274\327\367\201/\021\303P\224D/=\265\tD\277qQ\347v\031\021\312\227f;\321\352S\363\210l\3700S\203\352t\037\345\tK\364\"\047\372\277\001\362\375\037\241,%\322\225\000\304\231\350\242A\244\323-\373\203\352\302\217\214\266\230\372\300\201\226\024?=T\022@\242:]\246\360\336\355\271\306F\317n\032F\373\021!Z\312\027\364v-r\356\367\016\202G\007\033M~\200\333P\024\320\024\355\276\177\351\267r_\362\326\342\377Z\362\215\253d\222\360\004\025 \230>\313@\365\177v\367\376/\345\306\343\251/\302\371P\226S\254S[c\360\033 \363\371C\225\262\256>\341-\301E\201\"\336\023\\\313s\\\344\020H\350\t\327\335\362\371\2003 |\352\306;\352\340\300\352U\251\314\021B\251\354pv\027}* \027\277\032\367\236`\022?\315\246|\254\326\350:\006r/f\022M\224@\005\224\220F\272a\260\250\203\232\273_\006\320\207\tQ;Q\267F\277b\217%@C\270\261M""\005\377Y\236nR\2109\231N\343x\261\265\202\016\262\221\364\365\356\266\027c\302\222Z@<,0,y\276E\274w:\257\357\203\347\222\001<\273\212\021\345\265\300\270.\201\343\022p.\331\213\373r6\3003n\0349\014\363\236\346\"\362\335\010g\177\213\0021\222\003\000\215Y\000\347b@\340\2107\2345mFD\227\023\213\0019o\231\335E]\267Z\257<Gm\225\222\371\245\353\226\324<\027\311t\210?}\030\000\373\306\371\264]\221\307v4,\006\000g^[\214\300\305\34547\320\257\350\3352.\273\302\362\244h_\245\313\270\354v\336<\047\320\205\320\030\344\235\255M\250\314\001oi\300\205\266S\017\004\262\204\344d\273\304\240\030\025\271O\025D;V\234\241Q\304N3\260\244^t\217\316\323c\033\037\255{.\257\033\220\007\342rYi\022Hd>\363\0306\324\003\242\265\221\336\344;J\301l\021\225\205\026\214x\242\344\352H\314\030\002$\014=Z\374;X\260\303\310\220\254H\024\310\220\342T\212\313\301\031\253~\323vT\342>[\004\326\036r\262%.J\334\025\366B\010~\270\234\314nW\222 \352\272|uB\2163!\210\241\270\3144*\302\227\214k\323\331\330\254\352\241Ej\276AH\361Q)\367\005Z\203c\371\025h\367\0056\034;N\251/\321\245Gxw\322\240n\004\026\350\321H\022zSG\t\372\271=\332\033\260\320\326\243!Y\031\204\023\247JA\002\321\334\331g\275\315Q8J\202\010\022\202\271\316\346\310\371\365\346\264\364\241\254\214\037\277I\265;p \234\200\347v\255ir[\200OI\241\332\232Q\343jZ\234 o\362\337vtgC\257X\331G\337\001N\233\353\352\213\002\315q\2474h\014\032C;/w>\306\202\017\231tS\331\037D\315\352\031c\342,\357\357\236fnf\\\021uL\304}\331\366$x7\2627\363I\020g\312\031c\301\030\227\021\312\206\"<\274\351{\270\310x\372\246>\032\270\322\3233\202\245\312\273\207\231\214U/\240\261/\265\3331R\227\273N\025\245\357r\333\034C*\226V\205\304X\n\355\340\342\020\343\255\364Qc0\006\242\n\007&\027\332\345(;u\320Wm\302\027M\243\203\322\007\320\010\322\325\021\035\252\003\315Vq\014p\206\275Sw\351C\232=\047M\2272\047k\006\202\225\224\341-\264\3479\2537\310\013Z\026\257\017\213\026\374\340\305\354&o\373\302\202\003\0060.`*,\327p\216\244\211#\301VY\220HA\3220\017\210|\365\030\306\t\200>\223!,""\004\311r\035\206\017@\370 \230\257\001\002\221\034F\030e\224RZ\024\245\206\377\023c_\273\352\272|\326m\030\357\371\331\267\317\216\272K\310\261\277\255\211\231\314P\322\370Y\244\201\325\317F\257\253\262M\334\310[\0332\273\017\220\313\312\022\2570\254\245Yi\225\261\266l\225[/\372DM)\304\330\031\205W\213_EV!\201v\023Q2\364\262\254\317-\002d(U\252\231dsEUehA\004A\354\214\276\254\271\272\032\035\325\311\272\024#\253E\320\037I\357\231\360\035m\006\227G\2313lN\251\306\331\227\320V\200l\232p\363L\264\317\266\242\216+\"\345r\214429\310;\t\306\330\310:&\323j\2566\017\000\355\2540W:Nf\2075\330\321\361\375\266\333sp\370w\313\263a\352W\247\014\217\027\247\241\305\342\222\311>\212\336\246\332\047\016#\036\335\025\311k\221\203\306K]\315T\213\377\213\271\"\234(H\n\253\267\227\200";
+    PyObject *data = __Pyx_DecompressString(cstring, 5213, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5383 bytes) */
-static const char cstring[] = "x\332\255XK{\323\326\326&\324-I\033 \316\005\222\022\250\022\022H \t\030H\241\264\320\343\\\270\364\320\202\223\020\016\245\240\312\226l\213\310\222#\311\271\364;\3379\035z\250\241\206\032j\250\241\207\036z\270\207\036\362\023\372\023\316\273\366\226\035\333\241}\316\367<_\237\342h_\264\367\332k\275\353]\357\326\347\2224\247\331\266iIR\366\320\325\034I;\310i\232\352H%\345@.i\216\243\0244Y\214\364Lp\213\232tKz\254\257H{\267$C/\351n<\301\320\362\256\244\344]\315\216_Y\220L\313\305{J\3165\016%\313\324\244\254\342\346\212\222ja6\r\345\361\256\"9z\301\324T\t-\315\300\372\272#Y\025\327\321UMz#\225*\016\226\327$\305\224t\323\025\013\266;\371&\213\206\276\243I\226-\375\204\r\376\313\t\216k\343\364f\316\302\036:\231a;\356\274d\345%\311\326r\226\r#Z\177\313\266\346h\246;\353,\316\252\367\321[\262\366t\263 9Z\241\204ni\366\346\255\233j|fE\302+v\245\354J\226\241\242\035\317\211_%\257\345uCs\016\035W+a\245|\305\301\241\237\313kO7\326W\267\244<\014\234u\276\225\366m\335\245\035\334\242mU\nE\376^\031\261\220rJ\256\250\375\365bpR{=ZG\373o\227\263l\223\034\324\262\337Ut\003\356\206=\367%\303*H\232\tO(8W>\357h8\264\272 \251\266U.c\313Y5\016~\336\266JR\331r\260\235eR\367\334\2543\037\257_1mMQ\225\254\241\321r\213\216\253\330\356b\274\030\254\310\355\224-\036\\\340\300\262\311Z\335\235sm\rg\264\025\356\303\371\371\005i\001\026\270\266\236\255`\267\007\013@\222\243\311\256\016\244\272J\251\314;\000-\331\320\314\202[D3g\347\360[\304\276\232M\363w\264C\374\022\270;_*\333\226Z\311i\266\254\253h\211\240\3139\253b\272h\266\047\312%ZaO1*\332\203\305,\007\014\220\272\264\244\233\252v\260\204#-\321T\336\"<\334\227D\204:]\367\375\n\231\367\204\2333\307m\027\347\177\260\272\261\272x\373\326\252T\322\235\022M!\220\376d\271\032V\300k\253\207n\021\356DJ\250\232\241g5[q5\244\022\360\253\347\010s\230dJ/\326_,\336\271w\007\341Wq\204\367Z\316u$\247\222\315\031\212\343 2\200u\266\242\033\200\201\344\036\2265gIz\232\227\016\255\212d\"\235\021{\340\301\351z\001\266\233\022\305\206\016qU1\2211\nEU\306\353""\210\316UI\325\341)W\337\323\350\355G\212\341hK/\364\334\216A\241\303n\260\256\222s\245\222V\202\301\2642R^\301_\315\310/\025\333\271\251\035\224\r=\247\0233\330\332n\005\236\2065\373\272[\224\376\246T\\K.\323\212\332\334\226]\321\3467x`\346b\227\275Ub\036\301\356\nP\210c\363E\213\310;\362\265\241)h\021\335\210\200*\024|\3027\217 9\323P\354B\313{\234\312\224x*\r\316av\034\3557m\004\275\351\206\303\333\267@d\301\"\366\342\211F\246\270E\274\\\006\264E\n\344\221D\032\260\240\250\252\014\017j\302\344\236\315\311\303\300\244^\252\224\332\343N\321\262\333\261\325\021Ka\002\035@\325\020#\033~\0220\027\257\210g\376fI1\214\326\233\n\321\263\230!\026\020\317\210O\216\207\024\031\242\001M\230gj\373-\262\352\036\"\353rV\251lh\374D\252e\331Y\3150\342I@\244\346jm\246\314j\2400\255\265x\301\266\366\371\373-\246\024n\312V\362y\315\216\347Xe\216\263\316\215;\2738%\306\374\025\017\023\215\364\274\301\311\204\212HQA\370@s\230\022\017\001\206f\216\316\321z\303\000=q.\304\251\005~\333[\305\301\242\323\202\361\211L[\347\212\027\003b\341}\024\014\265\305\222q\300\332\366\336G^8Dr\232I\277y\243\342\034\241\235\320\010\327+\306\276r\210\272\010\272\323l@lA\260\347\267\034K\205\\\034i\202\253.*$\346\350\252\364r\353\321\342\275\216\301\326\252\3104Q\320\3421\016Z\276\266\251\030\022\312;<\010\007\271\025TUS,\325\211\210\016\343uGX\255\366\022to{\311-\225!\032T-\257T\014W\222e\300\021\014*\313\222Z\341i`Z\346\"\350iO\207\005\262\234\323M\335\225c\262\223\3120XSJK\016*\016\212P\334\274\001\306\265\211\336np\343\226\312\007\372\261\221v^}t\224\007\237F\342,nC=nsF?\222\035%\301\036E\255\267\314\307\323c!\202L\203\207r\226\351\350 \047\3020\261\023e\244H\271\026x8\307\353&W,15\375\305P\213Q\310d\347H\337\264h+%x\205cTp[Q\021V\307\231\010h\036j.\215\213d\342\264\347\264\013\016pC8\327\324#\272\"\326ootS\232[\345\331\275\205\361y\"\225\2244\367\314*\244\371f\2743\266 \316\036\225\346X{\232mX\310\235=\005\005\332\255\230;\246\265o\266\323\205\330\201r#\207R\357T\312e\"0\220\262R\320s\034\340\322""\234er\236\357\210\016\330\211(\2535{~EQ\177\244\027\326\t\265h\010\316o\265\266\371\276q\013\257\257\240\242\301\213\235\317Km,\346x\325\224\345\236Q \220\222\241g\\\324\344\216\307?Y\247=\370\361e\266,\353\031\021;7q\365\310/q\333\314\353\205\370\221\263\007\177\247\263cS Ft\331\271\037c9\300\333\3178\334\272\273\254\302*\0173oA0<%p\320\n\232\372\234\047\333\363\212\373<\277\241\230\261I/6y\316\210\347V2\265\037\216\237\271s\350\330\211;\006m\005\324!\353yYPh\307\310>\031\333\331\246\n \003\2432\347\023\371H\371\035M\022\220\357m\313\331\356\245\342\336\222b\036vu\032\2078\005ej\327\321x:\0345E\331\222\343\314?\352\347|}\324\354R\212G\335\202\310d\224\246\217\215R\361\021\306j\035+\333\226a\034\265bj\350\030w\364\337\342\253VG_%\213\213U|p\034\026uKdhW\343#a\353\031>\036\272\256\t\000)X\274\273o_\321]\221|\342\367h\023Yt\254\022\233v\241q\223\310\354\205e\031\355\207\343\226u\016\035\263\352hP\005\240L\271%5\216\372i\276\323\331\264\312\233$\224V8\t\n+DUy\372\234\267d1\262\255k\373\035\217\307\355\352\036<f\231\274\271\225\336z\271)\257>Kon\256o\302\201\207\007\370\267\006\375-\377\244\035\300SyY\21652<$\313\224\2026\1778\240\312\047\313y\360(\375-\264\226\306\177%:$\375\305\365\303\340=\246R\342\177\313X>\236F\217{.Ue\032\330\255(FkR+\036\307\017\323\352\320\016\250APm\275\343tl\177\374\2242\320G\326\362\244\224I\206\311\272%w\360\273\314\325\204#\353\016U]\\\320uS$3\376\025\000\036\331rz\271@\026j\214\0069\027\374\005\003(P\311\266\020G\"\271;\023\277#\335{\222\\q\016\315\234n-\265-r\216\356\210Y\272eu\334\264\370\243C7\r3\307\373\035\276\270\220\255\2559\225|V\224\213l\3059\224\035\236\2249\203\216\212x\271\266Bo\346v8\243\360z\307\177pyl9\252\303a\\s\340\026z\373VN\374\312z\213\242\371mJU\\%V\224\374W\234\265\363Ys\250%\026\354f-q\001C\204\304\203e\037\252\020\230H\232\222\246v\047\220\352\270j\305\026\252\264ce\\Uy8\361\213;;}\3319\200\306\221\255\035\334\312\260\244*\013}\234\247\217\014\364\317\2648=\362\037AU\342\261\344\344qL\025\276\343\253\347)\036\005""\315\304*(\205.\376G\235\302e\007z\242X\314\026\271K\204\374i\211 ]\347\327f\271%\210\305\342\255\026\007\033d\231EOp\277\351\220]\210;\332\252^\000U\272Z\311\321)\341b\217\275\177\0178A\"\343*\353\306A\305\\\027~2\254\030\251%eGC\333!\206\347\273\035\373\342E\035D\312]5 \236a\302\267<\026\224W\2709\t(\343\304.)\"k\037.1+t\361\265\262\357\261\2770\341cU\203r\314r\000\333r[\333\266\037d\203\273G\326\312V\256XV\\\376\317)\013\232.\203\377\3606\342\326\372\334\002\204\340\342g\221Z\023\007h\177\326\020\013\034}\344\210\225sK\207s\001\335j\010l\331\266\262OY\333Y\3120\022\003\017r\233\177\003C\331\0006\016\360\262\201\234\020U\244\235\225\302\206\243f\311\241\n\210K\025\217\035\352\037\376\227\311cq)\224y6\266\033\364r\253Qj=9\364\365\300!9\255\271\361\335\203+h\231\303\207\202uTE\217\236\226\276#\257\030\316\303\245\030\224\216\313\303\305\213\t}:\2432B\307\347\311\000\346(w\326]\247R\"<\323\033\005R\3341\231\321\247\264\375\316\217\001\335J\033\367#\327\222\363\266\206\260\227Q%P\030`k\305\004\213\354\360+\030\217\022\255\317ok\374\307\331C\365\331\247\302\273\257\230\370g\233\330\207\263\245\240L\241\364\305\231x\217\363{\337\357}\315\304\347\325\353^\346\367\276\017\211/\252\017\375a\377n0E\215\301j\272\231\350\257\366{\237x\367\374\224\237n\366\237\255\272\336\203\240/H6\373\277\250.\243\177\331O\370kA\177\330\327\034Lz\347\375>\177\304O\373\231f\"\351%=\276\306\204\177!H\007\031zH~HL\262\311\3050\023jQ\2529\360y\263\3774;}\311W|\047\230\013\247\302\345\350\263(WK\326.\32725\245\2318\365\273S\275\\\3154\373G\275\264\267\345\047\233\211q\377S?\203\351\273MX\366\004\275\357\202[A\206\032\351\352/\260:E/\355U7\275>2\364\300\373W\220\t\262\341Iv\355o\365\317\352Y\366\344\035{\04739\313\26291q\243\272\313Wgc\363l\376;\366\335?\330?^\263\327?7\023g\252\357q\222Q?\303.\335\206\245\211O\233\375g\252\206\177\035\353\025\302\327\221^\203\005_T\357\262\341\253\301.\r\025\330\330\225@\t\234\360Z\364\224=\240eh\374\236\3670H\262\351\333\354\366Z=]\337n\334c\2339\226S\231\372""\236\275\337a;Fs\372\3621\007\0359\205}u3\352\213\306\242|\355\t\336~\331\270\302^l\262\315-\266\365\212\275\022;\034w\3209O\2430\371\231\337\323dV\316\033\343\035k\301)\330y\232B2\353\035\300}\203\247\253\333^\312[\361\024\257\325h\016\236\255\356y\031\364\354\373\n\005\367\036&\254#\232\353\301\030\216\346\206w\243\251\346\3513\315\301\013|\301\223\000\010\207\203\343\315x\n=\016y\003\360\330\353@\ro\324Fk\333\365;\365\203\206\013\203i\014\047\363g\374R\230\n\323\277\247?`\361;\200\021\266\034\366\026x8\343\236{\376m\354=8\344}\316\276\\\n\225\320\215\356D\207\365D}\2551\3002/\331K\036\034\016\301;\336.-4X\375;\016\300{\356\372S\324C\207x%\016\034\236\014\347\243\257a\313+\370o\243\276\333\034\233\354\030\270\025\275\254\315\324\264\372r\243\2571\332\310\320\273_\372S\374l\237\004)a\221\355%\311\2323\302\306Ir\254\257\006\227\003\314\376\343\263\023\010Ur\27094\035L\005\251`-\374$L5\207\316y\252?\215<\031\235\005T\310k\267\303B\224\211T\302tsh\214`\242\206\323\341\217\354\233\247\215dc\246\2414\207f(\370\350\275\034f(\006\216w\331\303\324d\307\3639\257\340\313a\232-\256\324\2574\022\215\047l\013@\346(\036$\223\357\262\351t}\264\036\033u\272\272\216\250+\236\353\363\220r\307\370\267\220\221c\347\232\243\004\322\3350\021>\216R\321J\2444G\307\375S\376.\202y\035\233\217\002\314a_8\032\276\212\322\321F\264\333\034\235C3\031\316\360#dk}\315Q\t\231?\032\274\n\323\341Fx\210\216\241Q\3571\\\266\342\357\204I\261\375yO\351\360\335\351&B\364\310\233jv\373v\260\272B\t\326\345\322f\377\300\207A\342\202\335 \021\254\002\256\203\"\3166p\215m\376\316\373\323\374\024\023lb\036v\301a\241\032]\2162\335>\204\353(,W\270\373y o#\021\222\004\266\253\376Wa\037\233\377\251\2414\034\266\361\206\275\371\205\375\362\226\275-\260\002eds\376\006\020w\257v\277\276\325\230`\033\"\315\024\246\024YQ\027\207\273\320y\210\2447\352m\020\372p\032v\006\236i\366\217!\177T\177\326wi\274\373l\315\343g\273\305\306f\203\315\360TX\211\326j\047ks\365\351\372J=\0070n4*lK\300\0356\20224\246\301\306\342\261s\002""\233g)\233\207\274\223l\030c\315A\221hZp\007\233txA\230?\351\337\047[zB\321\202\013aD\330\345\275\344\220\221\303\2250\027\215F[\265\341\332r\275\257>\314Va\021\\\366+\373\225\243oh\014\2543\354/\003\024\303A\033\374\353A2\230\206-\335\016\240\205\311\214\376\023\003g\253\312_\0331\344%@M\234\311\310\242}/\0132\276\004p\236\211\224h\277\246\324v\217-n{#\336\252\267\347o\005\347\001\357\265\350\223\350\266 N\261\345\244\377\035\021\365\377a\323]x\326\t\026\001\210T\364c}\030lf7\000\304s\354\234H\212\251\360\036\n\303\3208,\273\210\032\323G\341\000\324\276\366\206\t\263l\342zx\047\334\2136\221#\203\243\336\232\177\322\237\352\261Y\314E\216\216x\251\017D\371\227\005\250\222\274\236\000Y\261]#X\357\177)\354\"8\330\363\274\307C\336\357\177\021<\214\222`\345\241\021\357k \373d8\325\034\035\213s\2629z\336s\3749\354\365\212\273\343a}\244\236n\216\177\205CM5\007\307\274m\377\001\177\001\276\003\223\376\361y\017\270I\005\214\322\366\223\202\353E\317\260\177\307\267\203\213@\305\245\232]OR\305\02790H\304\220\014f\202\\(\022\215M\334\010w\331\315\347\215]\366\242\314\312\273l\327n\336\374\032<8W\277\326Xc/\000$\240H\021\313\216\304{\2647\353^\016\016\352\361\335 \033\344Qh\366Rv\313\304d\234\023\200\377\361W\047\205\216\241c\23791p%x\033M\241L\034_,\346\260\336\243\t\016yX\313\243,\365\263\027?\263\237IV\210\027\034\357\232\277*2\362\023\357;\244;\252\315\007\336\370\306\177\202 \2029\tx\253\325\177b\243\307\264\315\331\352o \270\376\013\274lo\005#\037I\234]Oa\047\000\014\000\371S\320+P\236\361\363\230G\252\2046\255\000\371\"\333\047\374\t\024\243\273`\354|\364\244\266V\357\373\200H\277\006\357\354\2033\256D\375\265D\re\2160\233\004\036\241PR\354\304E\344\371s\366\355\217\215L39\303f\276FUH.\261\245\365z\006\240\370\364\234\367K0\001\260C\003I\301 \254O\234\367\016\203\317\240\2026\243\317k\327\353\231z\261\361>\026#\377\366\212~.\340\370\005\271\263\211\230_I@\236\"\241u\272\372\312{\352\277\014\246b6\200\2728\037\014\204\343\321H\264\032\375V\277\320H7\266X\006\204\233g\371""\002\327W\336\025\230J\342\350mt\243>V/\300\306\211\231\270\231\344\217lv\231-?Fm\347\3752\273\003\273\343\201\007\354\001Qx\023\251\230b\260\376\014[J\327\223\204\364\257H\340\214S\375\231f\323\337\301O\047\331\n\237J\356dg\247\020\356)J\333\047\210\303+\n\010yy\037\334p\307w\331\345e\024C\205\2200\007\270,\023\355S*\217xi\022R\257Q\376\360\347\235\237\372@-v\356*\273z\257\326W\243ZX}\313\276\274\306}\031ce\212:_\211\027\177\201\366\243\026\033\235e\263\010B\304u\331\0336\036\003\035\261\242t\273\004L\r\020\375\304\243\320\255\367kS\265\0245e6\271\200\312\234\241u\336\340t\324EP\037`\003\023>\017\213N\345j\240z\021z\342-j\310K\024O\220;\373\366\005O\310\237il\322\223y\215\001\332\303\005\234\263\177\210\r\315\006\033\354\352\335h\2676PO\326\257\243<!\2513\035l\347\267r~\201D\312\367\265\335z_\363\306\315(\021\255\260\257\2375\036\261\215m\266\215\034A\0355\230Qj\3135\\2.\007/\205C\204\202\035f\027R`4\224\364\310\250\307\242a\0319\264\027nE\303\321\367\365\205F\216e6\330\206\320\361\2776\047\245\270\236\366\237C^T|\236\\t/x\345?\"UF\315\237(\251y\032\261\004D\331\037\203T\r\276\t\036\205W\201\273\037p\317\350\277\010\236\353\207\212\373@Y\310\263O(\324\177\371\233\210nw\335\036\362\276\340\024\201\376\213<\rW@\376\tx]\256\255\324TT\360\265F_\017e`g\342\344u\241c\036\371S\177]\207\272k*\017\232\215\216[ \007\352\350\255S\224G\351X.\356z\247ar\0026)\037\222\\k\346\302a^\207\240\346j\237\325r\244\0221\202k\323\355\343fC!\200C\006I\303\000\303<=8\350\206\274O\271 H\221\371T\311f\341\016\252w\336\005\230\300\305\351\006G\345yD<\035\275\251\237\252\273\215T\343\007\266\ri\365\216\212S\n\247\276\214\263\215^\240{ep\017\001\307\372\t\310F\r\312\371i\310\253\\\212\257}\025\362r\003\361\336\010\377\007\352<[\357o\234l\\c[\000\320+N\351\336u\nV7\243S\304\271\301\240\212\047a:6\233\210\265U\014\206F\331(]\246\222=j}\304\273\017\333]~\211\204\024>\311o\035=\212\234\2565<rOH\326\2175\307\305!R\315\013\223\037\004\252\200\372?\206N\014\014!\026\202\362\367\302\014K\240\376\t\2561""\250\312N\370\223\301k\334hv\211\352\277\t\270\034\273\334C>\224|\031O\027\327\241\024\212\004g\010^\375:.#q0\310\365I\357\234\267\013\247-\006\202,\340\201/E\351\212\371\210\262j\033sWy\001\230f\013\017\021\354\231Xc\376\233\275\203\256\314\013\205\361O8\3451%\242Hwh\255\376\250\357\377%\305\247\240E+DKt\300K\260\227\342\256|,\267\337\363\3337JF|\273\301U\031N\366\177\200\3513\220\034\023\234\347\216g\372:\345\005\262\323\016G\3046\"\347\227IIp\234\367\305\331\177+\232\372\210\316Iu\210\361\215`\237+^\272\374tkm\256\271\2048\226y\316\177\202\373\3604\327\355S\004\216\0250=\225z1\345-\027\300\177\272\002}\265\330\010\0340\3200.\270v-\031\257p\\\255p\273\037\3242\177\234;1p\311\317\034\223(w\275iJ\033\366\345B\270\032\356\343\216\226@>+\002&\234N\227pC\232\216\322\177\"\320\242\201Z\222\335\247\353\220\270pl\377\231F\273\213\213\350\026\377\300\362\021i\006Iu\221\233<C\366\017\364PT\\\023q|*I\303\374\236\302\357\306\007H\361\253P\326)\266\266\315\271\202(\235\375j3\333\351\331\3454\351\354\204\377\014\225p$\\\217\306k\311Z,zG(\047yB\005\357p\243\317\220\352\255p|A\351\356\"\311\306.Pv\204\237!\2551\344\362\357\013\343\023\224\307\027/5\047Q\376\001\n\\\025\224\310\255\335\256i\365\273\364\225\005\272Eg:\277\021\"\331\005\203LN\007W\303\257j}\354\033\324J\362\024\333\206\271\\\250|\263\202R5~\t\347\277A\265\213-?\252\233\334\233X\007\347\341\0277\276\216\023\314\342.\366=\301\270\266\0169\223k\360u\247\232\223\027\311\334\003\340g\234\323\323\207!\030O!\026<\325s-F\206Nq\337\250\244\002:/lo\303\351\360)\356\034\003\320\372k \316\251\343\020\374\017hYw\206";
-    PyObject *data = __Pyx_DecompressString(cstring, 5383, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5398 bytes) */
+static const char cstring[] = "x\332\255XK{\323\326\326&\324\245I\033 N\034 %P%$\220\224$` \345R\240\307\271P\350i\001\047!\034JAU,\331\026\310\222-\311\271\364;\3379\035z\250\241\206\032j\250\241\207\036z\270\207\036\362\023\372\023\316\273\366\226\035\333\241}\276\363<\037\017\261\265/Z{]\336\365\256\265\375\271$\315i\266mZ\222\264s\340j\216\244\355\3474Mu\244\222\262/\2274\307Q\n\232,V\3726\270EM\272!}\257\257H\2737$C/\351n\274\301\320\362\256\244\344]\315\216_Y\220L\313\305{J\3165\016$\313\324\244\035\305\315\025%\325\302nZ\312\343]Er\364\202\251\251\022F\232\001\371\272#YU\327\321UMz-\225\252\016\304k\222bJ\272\351\n\201\235I~\310\242\241\277\327$\313\226\236\342\200\377\343\006\307\265a\275\231\263p\206Nj\330\216;/YyI\262\265\234eC\211\366w\331\326\034\315tg\235\305Y\365\036fK\326\256n\026$G+\2240-\315^\277q]\215mV$\274bW\313\256d\031*\306\361\236\370U\362Z^74\347\300q\265\022$\345\253\016\214~&\257=\331X_\335\222\362Pp\326\371V\332\263u\227Np\213\266U-\024\371{e\304B\312)\271\242\366\327\302\340\244\216<\222\243\375\027\342\014\253 i&,V`\225\272\000\357\031\326\036\234\343\300Y\212\r\233\362yG\243\245oq\034\237\"\261p\236V*\273\007\342\255\2668\3136\311\337mw\270\212n z0\357^\3171\035\221\013\222j[\3452,\230Uc,\345m\253$\225-\007\332[&M\317\315:\363\261\374\252ik\212\252\354\030\\\353E\256\314b,\014F\345\336\227-\216\025\300\312\262\205\226s\256\255\301e\266\302C2?\277 -@\003\327\326w\2528\355\001\314U\034Mv\365\022\231V*\363\t U64\263\340\0261\314\3319|\026q\256f\323\376\367\332\001>)W\272_*\333\226Z\315i\266\254\253\030\t\014\3119\253j\272\030v6\312%\222\260\253\030U\355\301\342\016\307\037\200\277\264\244\233\252\266\277\004\223\226h+\037\021\274\356IG#\364\335\n\251\367\230\2533\307u\027\366?X\335X]\274ycU*\351N\211\266\020\346\237Z\256\006\txm\365\300-\302\235\3100U3\364\035\315V\\\r\231\211t\320s\004al2\245\347\353\317\027o\335\271\0054\2510\341\235\226#\014Twr\206\3428\210\014\262d\247\252\033\010\277\344\036\2245gIz\222\227\016\254\252d\202\035\020{\300\313\351y\001\272\233\022""\305\206\214\270\242\230H@\205\242*\343uD\347\212\244\352\360\224\253\357j\364\366#\305p\264\245\347z\356\275A\241\303i\320\256\232s\245\222V\202\302$\031\014\242\340[3\362K\305N\252k\373eC\317\351D4\266V\251\302\323\320fOw\213\322\337\224\252k\311e\222\250\315m\331Um~\203\007f.v\331\033%\246%\234\256\000\2050\233\013-\"\215\311\327\206\246`D\354%\002\252P\360\t\337<\202\344LC\261\013m\357qfT\342\255\2648\207\335q\264_w\020\364\272\027\016o\336\000\221\005\213\310\220\347-\251\342\026\361r\231\362\214\247@\036I\244\001\013\212\252\312\360\240&T\356;\234<\014L\352\245j\251\263\356\024-\273\023[\312g\241\002\031\240j\210\221\r?\t\230\213W\3043\177\263\244\030F\373M\205\330^\354\020\002\3043\342\223\343!E\206h@\023\366\231\332^\233\373z\227H\273\234U*\033\032\267H\265,\033,c\304\233\200H\315\325:\304\273\243\201\021\265\266\360\202\r2\242\367\333\304+\334\264S\315\3475;\336c\2259\316\272\017\356\236\342\014\033\323a\274L4\322\367\206 ;\324\244\242\202\360\2015\261%^\002\014\315\034\331\321~\303\000=qj\205\325\002\277\235\243\342`\221\265`K\342\346\266]\2610 \026\336G\375Q\333,\031\007\254\243\357=\344\205C$\247\231\364\2317\252\316!\332\t\215p\275b\354)\007(\263\240;\315\006\304\026\004{~\313\261T\310\305\221&\270\352\242\340b\217\256J/\266\036-\336\351ZlKE\246\211\372\030\257q\320r\331\246bH\350\026\340A8\310\255\242H\233BT7\"\272\224\327\035\241\265\332O\320\375\343%\267TF\017\242jy\245j\270\222,\003\216`PY\226\324*O\003\3232\027AO\273:4\220\345\234n\352\256\034\223\235T\206\302\232RZrPqP\323\342\34150\256M\364v\215+\267T\336\327\217\254t\362\352\243\253<\370\264\022gq\007\352\361\2303\372a\027S\022\354Q\324\372\273\206x{\334\327 \323\340\241\234e::\310\2110L\354D\031)R\256\r\036\316\361\272\311\033\240\230\232\376b\251\315(\244\262s\330.\265i+-x\205cTp[Q\021Z\307\231\010h\036h.\255\213d\342\264\347t\n\016pC8\327\324C\272\"\326\357\034t]\232[\345\331\275\205\365y\"\225\2644\367\243U\310\360\303\370d\254A\234=*\355\261v5\333\260\220;\273\n\n\264[5\337\233\326\236\331I""\027b\007\312\215\034J\275S-\227\211\300@\312JA\317q\200Ks\226\311y\276+:`\047\242\254\366\356\371\025E\375\211^X\047\324b 8\277=\332\346\347\306#\274\276\202\212\006/v?/u\260\230\343US\226\373V\201@J\206\276uQ\223\273\036\377DNg\361\343b\266,\353G\"v\256\342\352\241_\342\261\231\327\013\361#g\017\376N\367\304\246@\214\230\262s?\305\355\000\037\377\310\341\326;e\025Vy\230\371\010\r\303\023\002\007I\320\324g<\331\236U\335g\371\r\305\214Uz\276\311sF<\267\223\251\363p\324\346\356\245#\026w-\332\n\250C\326\363\262\240\320\256\225=R\266{L\025@\006Fe\316\047\362a\347w\270I@\276\177,\357\364\212\212gK\212y\3203i\034\300\n\312\324\036\323x:\034\016E\331\222\343\314?\234\347|}8\354\351\024\017\247\005\221\311(M\037[\245\342#\224\325\272$\333\226a\034\216bj\350Zw\364\337\342\233[\327\\u\007\367\264\330p\030\213\272%2\264g\360\221\260\365-\037\r]\317\006\200\024,\336;\267\247\350\256H>\361yx\210,&V\211M{\320\270Id\366\334\262\214\316\303Q\315\272\227\216hu\270\250\002P\246\334n5\016\347i\277\323=\264\312\233\324(\255p\022\024Z\210\252\362\344\031\037\311be[\327\366\272\036\217\352\325\273xD3ys+\263\365bS^\3751\263\271\271\276\t\007\036\354\343o\r\375\267\374T\333\207\247\362\262\034\367\310\360\220,S\n\332\374a\237*\237,\347\301\243\364]h\213\306\277\022\031I\337\270~\030|\306TJ\374\273\014\361\3616z\334u\251*\323B\245\252\030\355M\355x\0345\246=\241\355\323\200\240\332~\307\351:\376\250\2252\320G\332v1\272\314\373\007G\326\035\252\263\270\341\353\246H_\374\025\000\027\331r\372\263_\026\375\027-\362\354\377\213\234W\320\027\333\242\035\022\351\334\235\352]\t\336\227\326\212s`\346tk\251\243\221sx+\334\241{U\327\335\212?:t\2670s|\336\341\302E\243\332\336S\315\357\210\002\261Su\016d\207\247a\316 S\021!\327V\350\315\334{\316!\274\302\361\017\\\027\333\216\352r\030\3572p\357\274y#\047>e\275M\312\374\376\244*\256\022\367\220\374S\330J\317BD/3\211K\226\254[\342\301\262\017T4\221H\214\222\246\366&\211\352\270j\325\026\235\347\241\\8P\004\020\237\270\227\323\217A\373\350cd\353=n^\020""\251\312\242\007\316\323\357\022\364gZ\234\002\371\207\240#\361Xr\3620L\205\267\270\364<E\240\240\231\220\202r\347\342?j\021.4\350\031\212\305\235\"w\202hq\332\215\216\256\363\253\261\334nz\205\360\366\210\303\013\255\227EOp\270\351\220^\2104\306\252^\000\035\272Z\311\321)\251bf}\367\016\000B\033\214\353\252\033\207\021{]\370\311\260bl\226\224\367\032\306\016\2618?\355\310\217d4A\304\333\303\363\361\016\023\276\345\261\240\334\301\355H\200\027\026\273\324\365X{p\211Y\245\313\255\265\363\016\347\013\025>V\031\350:c9\000j\271\323\277v\036d\203\273G\326\312V\256XV\\\376\347\224\005\025\227\301qx\033qk\377\244\002\204\340rgQG&\014\350\374t!\004\034\376\220\021w\307\355^\2337\311\355\201\300\226m+{\224\247\335\345\n+1\360\320R\363\237\315P\032\200\215}\274l \013D\245\350\344\241\320\341pXr\250\312\341\342\304c\207\032\207\3772y,.w2\317\277\316\200^n\017J\355\047\207~!p\250e\326\334\370~\301\273d\231\303\207\202uX)\017\237\226\356\223W\014\347\341R\014J\307\345\341\342\005\203~m\243RA\346\363d\000W\224\273k\253S-\021\236\351\215\002u\3251}\321\257o{\335\027\376\336n\032w \327\222\363\266\206\260\227Q\t@\376\320\265j\2027\336\363k\026\217\022\311\34772\376\341\354\242\302\354Qq\335SL\374\331&\316\341\374(HRt\363\302&>\343\374>\360\373@+\361y\355\252\227\375}\340C\342\213\332C\177\324\277\035L\321`\270\226i%\006k\203\336\047\336\035?\355gZ\203\247k\256\367 \030\010\222\255\301/j\313\230_\366\023\376Z0\030\016\264\206\223\336Y\177\300\037\3633~\266\225HzI\217\313\230\360\317\007\231 K\017\311\017\211I6\271\030fC-J\267\206>o\r\236d\047/\372\212\357\004s\341T\270\034\235\210r\365d\375R=[WZ\211\317~wj\227j\331\326`\312\313x[~\262\2258\347\177\352g\261\275\322\202f\2171\3736\270\021di\220\251\375\002\255\323\364\322nm\323\033 E\367\275\177\005\331`\047<\316\276\376[\343Dc\207=~\313\336\312L\336a;9\261q\243V\341\322\331\370<\233\277\317\356\377\203\375\343\025{\365s+q\252\366\016\226\244\374,\273x\023\232&>m\r\236\252\031\376U\310+\204\257\"\275\016\r\276\250\335f\243W\202\n-""\025\330\370\345@\t\234\360\353\350\t{@bh\375\216\3670H\262\351\233\354\346Z#\323\330n\336a\2339\226S\231\372\216\275{\317\336\033\255\351KG\034t\350\024\366\325\365h \032\217\362\365\307x\373E\3632{\276\3116\267\330\326K\366R\234p\324Ag<\215\302\344g\177\317\220Z9o\234O\254\005\237A\317\223\024\222Yo\037\356\033>Y\333\366\322\336\212\247x\355Ak\370tm\327\313bf\317W(\270w\260a\035\321\\\017\306a\232\033\336\216\246Z\047O\265\206\317s\201\307\001\020\016\007\307\233\361\024z\034\361\206\340\261W\201\032^\253\247\352\333\215[\215\375\246\013\205i\r\226\3713~)L\207\231\3373\037 \374\026`\204#G\275\005\036\316x\346\216\177\023g\017\217x\237\263/\227B%t\243[\321A#\321Xk\016\261\354\013\366\202\007\207C\360\226W!A\303\265\277\303\000>s\333\237\242\0312\342\24508<\036\316G\337@\227\227\360\337F\243\322\032\237\354Z\270\021\275\250\317\324\265\306rs\240\231jf\351\335/\375)n\333\047AZhd{I\322\346\224\320q\222\034\353\253\301\245\000\273\3778q\014\241J\216\266F\246\203\251 \035\254\205\237\204\351\326\310\031O\365\247\221\047\251Y@\205\274v3,D\331H%L\267F\306\t&j8\035\376\304\356>i&\2333M\24552C\301\307\354\2450K1p\274K\036\266&\273\236\317x\005_\0163lq\245q\271\231h>f[\0002G\3610\251|\233Mg\032\251F\254\324\311\332:\242\256x\256\317C\312\035\343\337@F\216\237i\245\010\244\2250\021~\037\245\243\225Hi\245\316\371\237\371\025\004\363*\016O\001\314\341@\230\n_F\231h#\252\264Rs\030&\303\031n\302N}\240\225\222\220\371\251\340e\230\t7\302\003L\214\244\274\357\341\262\025\377}\230\024\307\237\365\224.\337\235l!D\217\274\251V\257o\207k+\224`=.m\r\016}\030&.\250\004\211`\025p\035\026q\266\201k\034\363w>\237\341VL\260\211y\350\005\207\205jt)\312\366\372\020\256\243\260\\\346\356\347\201\274\211DH\022\330\256\370_\205\003l\376iSi:l\3435{\375\013\373\345\r{S`\005\312\310\326\3745 \356N\375^c\2539\3016D\232)L)\262\242.\214;\337mD\322Ky\033\204>X\303N\3013\255\301q\344\217\352\317\372.\255\367\332\326:j\333\r6>\033l\206\237\205\325h\255~\274>\327\230n\2544r\000\343F\263\312\266\004\334""\241#(Cc\032t,\036\261S\210!\210\244\274\247\004CB\353q6\212m\255a\221sZp\013\347u9DX2\351\337#\265\372\242\322F\016\301%\226\375\202\243G\016W\302\\\224\212\266\352\243\365\345\306@c\224\255B9x\357W\366+\007\342\3108\010h\324_\006>F\203N\036\254\007\311`\032\272\364\372\202\004\223\032\203\307\206N\327\224\277Vb\304K\200\2458\251\221F{\336\016x\371\"pz*R\242\275\272R\257\034\021n{c\336\252\267\353o\005g\201\364\265\350\223\350\246\340Pq\344\244\177\2378\373\2778\264\342\235F\201Z\0046\322\321O\215Q\020\233\335\004&\317\2603\"?\246\302;\250\021#\347\240\331\005\224\233\001\212\014P\367\2157J\360e\023W\303[\341n\264\211t\031Nyk\376q\177\252Og\261\027\301\033\363\322\037\200\253$/)\000W\254\317\030\344\374/E^\004\005g\235%\332\036\361\006\375/\202\373a%\302\221c\3367\000\367\361p\252\225\032\217\323\262\225:\3539\376\034\316x\311\335\360\2601\326\310\264\316}\005c\246Z\303\343\336\266\377\200\277\000\237\201L\377\370\274\017\337\324\010\244\350\370IA\367bf\324\277\345\333\301\005\240\341b\335n$\251\350\2134\030&nH\0063A.\024\271\306&\256\205\025v\375Y\263\302\236\227Y\271\302*v\353\3727\240\302\271\306\327\3155\366\034\000\002z\024!v,>\243sX\25788\246\317g\303l\230{\277\325\317\332m\025\223q.\000\366G_\235\024\255\014\231}\352\330\320\345\340M4\205JqTXLc\375\246\t\032yX\317\2432\r\262\347?\263\237\251\263\020/8\336\327\376\252\317\303\363\211w\037\031\217\202\363\201\017\356\372\217\021D\220\047\001n\265\366O\034\364=\035s\272\366\0338n\360<\257\334[\301\330G\022\246\342)\354\030\200\001\000\177\n\206\005\272\263~\036\373\2501\241C\253@\274\310\362\t\177\002Dp\033\244\235\217\036\327\327\032\003\037\020\351W\240\236=\320\306\345h\260\236\250\243\322\021V\223\300!\232\2244;v\001\371\375\214}\373S3\333J\316\260\231oP\030\222Kli\275\221\005(>=\343\375\022L\000\344h\203\244`\030\332\047\316z\007\301\t4B\233\321\347\365\253\215l\243\330|\027\367#\377\366\212~.\340\370\005\277\263\211\230b\251\207\374\214z\255\223\265\227\336\023\377E0\025\263\000\032\214\263\301Px.\032""\213V\243\337\032\347\233\231\346\026\313\202s\363,_\340-\226w\031\252R\177\364&\272\326\030o\024\240\343\304L<L\362G6\273\314\226\277Gy\347\3632\273\005\275\343\205\007\354\001\261x\013)\230f\320\376\024[\3124\222\204\364\257\250\3079G%h\232M\337\207\237\216\263\025\276\225\334\311NO!\334S\224\256\217\021\207\227\024\020\362\362\0368\341\226\357\262K\313\250\207\n!a\016pY&\346\247\024\036\3632\324K\275B\005\304\327[?\375\201F\354\314\025v\345N}\240N\345\260\366\206}\3715\367e\214\225)\232|)^\374\005\355\037\215Xj\226\315\"\010\021o\315^\263s1\320\021+J\267\213\300\324\020\321N\274\212\326\365^}\252\236\246\241\314&\027P\234\263$\3475\254\243)\202\372\020\033\232\360yXt\252XC\265\013h)\336\240\214\274@\375\004\251\263o\237\363\204\374\231\326&=\231\227\031\240=\\\200\235\203#ld6\330`WnG\225\372P#\331\270\212\n\205\244\316v\261\234\337\316\371\005\352S\276\253W\032\003\255k\327\243D\264\302\276\371\261\371\210ml\263m\344\010J\251\301\214R\247c\303=\343R\360B8D4\261\243\354|:JRU\217\214F\3347,#\207v\303\255h4\372\256\261\320\314\261\354\006\333\020\255\374\257\255I).\251\203g\220\027U\237\047\027]\r^\372\217xE\304\360)%5O#\226@_\366\3070U\201\273\301\243\360\np\367\003\256\032\203\027\300s\203h\344>P\026\362\354\023M\352\277\374MD\267\267t\217x_p\212\300\374\005\236\206+ \375\004\274.\327W\352*\212\370Zs\240\2172p2q\362\272he\036\371S\177]\177zk)\017\232\215\211\033 \207QQ\343{\352\023\345Q&n\007*\336I\250\234\200N\312\207$o7s\341(\257?h\350\352\047\3529j\024\261\202\233\323\315\243j\2433\000\207\014S\033\003\014\363\364\340\240\033\361>\345\215@\232\324\247\n6\013wP\235\363\316C\005\336\237npT\236E\3043\321\353\306g\r\267\231n\376\300\266\321]\275\245\342\224\206\325\227`[\352<]-\203;\0108\344\047\3209jh\236\237\204\274\312\245\271\354+\35007\020\357\215\360\177\320\240\3574\006\233\307\233_\263-\000\350%\247t\357*\005\253\227\321)\342\\aP\305\3430\023\253M\304\332.\006#)\226\242\373T\262\257a\037\363\356Aw\227\337#\321\r\037\347\027\217\276\246\234n6<r\217\251\263""\037o\235\023F\244[\347\047?\010T\001\365\177\214\034\033\032A,\004\345\357\206Y\226@\375\023\\cP\225\235\360\047\203W\270\324T\210\352\357\006\274\r\273\324G>\224|YO\0277\2424\212\004g\010^\375\272\356#q0\310\365I\357\214W\201\323\026\003A\026\360\300\227\242t\305|DY\265\215\275\253\274\000L\263\205\207\010\366L\334f\376\233\275Ek\231\027\035\306?\341\224\357)\021E\272\243\307\032\214\006\376_R|\n=h\225h\211\014\274\010})\356\312\307r\373\035\277\200\243d\304\027\034\334\226\341d\377\007\250>\203\226c\202\363\334\321L_\247\274@v\332\341\2308F\344\3742u\022\034\347\003q\366\337\210\246>\322\347\244\273\372\361\215`\217w\272t\377\351m\267y\317%\232b\231\347\374\047\270\022O\363\326}\212\300\261\002\246\247R/\266\274\341\215\357\237J\240\037.6\002\007\0144\212;\256]O\306\022\216v+\\\357\007\365\354\037g\216\r]\364\263GZ\224\333\3364\245\r\373r!\\\r\367pMK \237\025\001\023N\247K\270$MG\231?i\320\242\241z\222\335\243\033\221\270sl\377Y\217v\033w\321-\376\033\313GZ3\264T\027\270\3123\244\377P\037E\3055\021\346SI\032\345\367\023~=\336G\212_AG\235fk\333\234+\210\322\331\2576\263\235\276SNR\177\235\360\177D%\034\013\327\243s\365$9\235\232\3361\312I\236P\301[\\\352\263\324\365V9\276\320\351V\220d\343\347);\302\023Hk,\271\374\047\206s\023\224\307\027.\266&Q\376\001\n\\\021\224\310\255\337\254k\215\333\364C\013\372\026\235\351\374R\210d\027\01429\035\\\t\277\252\017\260\273\250\225\344)\266\ruy\243rw\005\245\352\334E\330\177\215j\027[~\3240\2717!\007\366\360\273\033\227\343\004\263\270\203}G0\256\257\243\235\3115\271\334\251\326\344\005Rw\037\3709\307\351\351\303\010\224\247\020\013\236\352\273\031#C\247\270oT\352\002\272/jo\302\351\360\t\356\032C\350\365\327@\234SG!\370\0373\267\210\314";
+    PyObject *data = __Pyx_DecompressString(cstring, 5398, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (7384 bytes) */
-static const char cstring[] = "\377\n  (errn\377o  bytes\377 exceeds\377 max_mes\237sage_\024\003\022\014t\377he 2 GiB\377 v2 limi\375t;\004left a\357fterM\004, n\373otV\000actly\377 one bat\237ch dom\000\027\001f\3769\000a signe\177d  fiel~\000\377is outsi\377de [ mus\376\\\000e an in\361tK\003\014\006\264\002-lik?e or N^\000\000\036\356\215\003str\373\000nco\374a\000\274\000first)\377 of  rec\363or\203 \000\005pres\377ent%s-%d\375:\033\000moving\337 segm\024\000 %o020d\355\004a 8\000\377rupt old\360\201 \035\0044\004\262!file\277systeme\000f\373us\362\000O_DIR\337ECT f\277\000%s\277; writ^\001t\177hrough \352!\375p\211@ cache\320/\033\242 G\006D\001e\047%oryn\276!\270\005tail\354 \377 %s: log\327 en\225`a\325\000ff\377set %d, \337dropp\262@%d\376\270dfrom po\355s\273\000on \000 (%\373s)\260$unrea\337dableK\001-s?tart-oG\003\322\000\317ckpo\330B\205`or\376\333!it(tree\357 fra\343\")),\377 , attri\177butes=,\307`\177se_timeK\000\363mp\014\002\330`_lenwgth\035\000crc#\000\355hu\000er,\001key\3703\000\331\204\001)\tprodu?cer_idQ\000\367C?_count`\000U\006\373_mn\001value\367=-b\254beld.\177.index.\237 q.\205\001\t\002\214a: :\262B\326\257)?B\366\204\001H\212\002(b\371a\271\000\372\003=CRC-\37732C mism<\231\205\001\302\204\001Note\366@\357 \357Cyth\314 is \377delibera\277tely s\206 c\376\344\205\001than PE\377P-484 an\377d reject\377s subcla\357sses\323\204\001bui\375l\323` types\377. If you\377 need to\363 p%\000%\tthen\371 \345A\346\206\001\047anno\177tation_<\000\377ing\047 dir\366b\000iv\242\000o Fa\377lse.Pick\355l\226\205\001of\232\001uct\317 mem\256\000\207\001ch\373 a\220\000elf.h\376\311\206\006explici\336\226\207\001requ\305@ed\377 with @a\337uto_pN\001e(\277True)R\221\206\002(\346\254$]a\301\207\004\271\000appye\364\000\242\207\002hold\242`? least\352\207\002\310\206\003\343a \372@\236\207\001\275B is\177 larger\337!\245n\305\210\003a\362\206\004\031\001(\250`,\035 \351B[, \273d\007\000\203i\377]]), got\363 a\254\206\002\204\"this\366\311 rt\375\204\003fail\377ed: add_\341n\316@\365\210""\003n\014\310\211\001max\357imum\027\006sho\305r\323Fi\311@\277\204\003\337\210\001de\036\322@red \341\204\003\310\211\003\355\204\003,\323\001\277`ll\320\005a\233\212\001\352\211\003\274\200\205\003\366\211\003of c\316B \347cre\313`\277\000new\370\311\210\005\r\013\346\212\001compl\375e\373A doorb\267ell9\004de\025\000e~\251\211\006beforeU\005\217grow\267\210\002\242\211\005\213\210\002 \277bufferz\004o\001p\343b\305\211\002\000\020\216\211\002\210\211\004\254\004\303\207\001\370\234\014\310\207\002\204@shard\347 th\346\207\001\332\004tru\363nc\337\001\247\212\004clos>\325\211\003e act\274\204\001\300\212\005\034\245E\352\001res\226\212\001\202\213\005\247$\367be \373 oded\364\336\212\005\312Dn\205\213\005: di\355s\341\210\001en\347\210\001flu\371s\344\204\007\371\214\001of al\337ways,\310\214\001er\257val,\367\215\003;\307bg\331c\343D\253\204\001is\270\215\002va\377lid UTF-98\022\010\216\215\005str\336\215\003\234d\376\236\210\002interna\377l error \377status ianE\003\206i\340\212\001\303\214\004is\260\003\317dlog\224\212\n\000\r.t\377mpno def\377ault __r}e\276\211\001__ du\213\207\002\377non-triv\375i\177\000__cini\367t__\346\212\004pstr\377eam.storwage\010\004/_c\267`\357lib/\232\217\002.px\ri\t\016pa\321\205\004\t\022\370B4\001\002\271\216\003 \342\204\006\t\004\315\212\002\355\217\007\344\211\002\325\215\002\370\330\216\0148\004\202\220\004are i\377nconsist\300\352\216\001\231\210\002\216\206\001\340\213\003\375\216\005\232\215\002in\240\255\220\002\224\210\004\000\030\312\207\005\254\204\001s\326\220\007tb\260\210\0041\322\207\003\341\221\001\325\210\004ha\205c~\203\206\004ed yet\201\222\001\352\307\205\003 \363\210\001s\350\213\006is \306\344\204\001ed\264\214\007\362\212\001\300\221\0060 \373(C\364\206\002Time)\376\264\221\0011 (LogA\320\304\211\002\020\002{\004\267\205\004d\330\221\001ov\377erlong v\377arintunk\337nown \247\205\005io\376\010\001dec uns\367upp\275\210\001d ma\367gic\331\223\002 (on7ly \221Jv2\256\210\002&\005_)BadM-\001E\262\204\001\310""\n\000\356\212\003\006\005Vs\002\025\004tc\217hBui\341\221\001\321\215\002\005\004.\332\203\204\006c\261\215\002__\017\014se\rt\211\205\001e_\023\n\216\216\003\224\216\0101\024x\266\216\003b\0001\023TooL\322\213\001\356\272\002Com\265\223\001sio\275n\t\004nfig\024\004r\310\240\223\001\212\217\002\005\tS\314\223\0039\003rc\311M\210\217\004\211\"L\320\220\002\005\013og\277Closed\252\"N\347otI\243\212\001\220\224\001edO\376\242\222\002OutOfRa7nge\315\"PS\366\205\002\006\003\202\305\205\005P\315\205\006\253.\017\t\250.-\010r\377aise_if_\344\352\214\003G\010w\350\226\001\004\trit\277e_log_\374\222\002_0\360\222\007}\007\311\216\003\000\r_b=\013\357\216\003\337_many.\nlyw_re\246\206\001ion\321\007\010\212\205\002\340\007\261\214\003_\342\226\004\370\007\253\212\002\207\047x\235\223\n\236\047\260\224\003_for\363\223\007\330\274\047\343\224\001\247\003es\013\010olql\340\047\264\227\004\025\010siz\344\231\004\276\033\010ubmit\362\004e/ndin\233\206\004P\001\t\341\204\017\370\017\r\251O3\nresul=tF\013wait\353\221\003\361\221\003J\316\205\007_\202\222\003C\234\225\001\224\204\nS\371\215\001\017Pool\000\006\373\205\017\017\t\371\205\016\032.\007d\316`n_\343\217\005F\007\303\214\001]s\003\topS\245\221\001B\315\217\002Z\260\207\002S\320\213\003IO\276\207\002_\024\003\017View\000\010\223\207\017\017\013\223\207\016\377_STATUS_\377CLASSES_\357_Pyx\001\000Dic\337t_Nex\247 f_\375_\235\225\004e____e\364\373\215\001\004\002x\366\214\001__fu\313nc\025\001g\367\207\005#\000ma\373in)\001modul.2\002nam:\002p\\\000\240\210\003\315_\007\001vt\263\231\001T\001qu\303al\035\005\354\215\005\341\210\016\206\216\006ex^\210\001set_Q\005st\010>\324\017_test\274\000\212\232\002\275_\226\222\001_io_\325\212\010_\336\311\217\002s_is\252\216\001ou\367tin\307\206\003logg\177ing_os_\375\206\014\261_\210\222\003\031\001\207\207\002_w\351\206\026a\003ad\366@\230\221\002\314\226\003\334\206\004\253\237\002\344\206\010\367app\331\206\tasyn\177cio.cor\214\003Es\232\233\007b\342\231\001\337\231\010\360\231\002s""\346\227\001\027nce\376\231\001s\210\240\002\261\224\003\232\220\004\357bufb\323\213\003bus7y_s\225\241\002cl\347\001\255@7tra6\001ck\334\215\002\271\237\001\035c\000\002_id\260\223\005\206\215\010\301\233\002\277crc32c\000\003_yi\233\212\005\311\231\002data\313\223\004ie\205\240\001\337\210\003d\001\010es\356\223\001\340\304\213\003\250\210\013\373\231\003\237@\204\232\003ory\377donedoom\373ed\263\205\013dstdu\271r\220\224\003\\\007end\311Ce\337rrpos\367\242\001xi\376\375@okexpir\227ed_\232\225\003f\256\240\001\262\240\001n\341o\312\224\002\317\224\002\220\243\003\005\003msf\177oundfse\310\241\002\375f\214Agenexp\377rgetgetL\376\233`ergothh\343bh\324\235\002\215\236\003\222\236\004hii:\300\235\002_\260\224\002val\355\243\003\006\005>\350bntrol\364`\374 \273ns\264\226\001ona\r\000d\377igititem\337siter\356\211\005jj\377oinkeyla\370\313\001\253\240\0029\000tdirl\375o\243\204\004makedi\003rs\345\244\001\366\244\002\341\244\016\377\244\001\221\212\001\241\237\n\316\215\245\004nn_\363\230\003\255\206\001ne\351w\307\214\003\357\000t\216\221\001ow_\357msnu\365\234\001obj\307off\340\240\003\242\213\021\372\230\001os\317outp\323\224\006\334\224\006_l\376\263\240\002_epochp\273at\000\001hsp\202\213\003p\377oolpoppo\375s\347\241\005preall\001o\350\230\001\255\246\003\316\240\006;\003\333\240\007\372\225\004\200\226\005x\364\225\002\215\226\005\365\244\003rraw\252\242\001\356\277\214\trec\221\245\004rel\377removesu\376\231`xreplacae\300\213\003\362\215\006\261\247\003\005\007ms\276@\367lss\260\237\001onse\237gseg_\256!\277\245\004_\260\211\206\002\004\006\212\250\001\022\005ms\247\215\005s{el\342adset\365\227\004\302\355\232\002_\377\241\002\276\215\001\274\215\007\306\215\007.<^\222!ls>.\216\204\004s\376\222\001ur\202\223\002s\204\246\001sto\217\230\002\354\246\231\001\321\241\001ps\355\215\010sum\244\334\207\001\253\244\001g\356\225\001\301\244\001i\333\243\001r\363ow\220\243\t\334\225\013tmpt\277o_freeY\000i\377ctotalts\277unlink\311\232\002a\343te\313\220\003\314\243\002""\321\243\002svi\367eww\365\215\001want\177warning\275\246\002\360\255\211\003\261\235\003\211\252\003\324\246\002s\200\001\200\377\001\330\004\n\210+\220Q\377\200\001\340\004\013\210>\230\337\022\2307\240!\t\001\014\210\377A\330\004\010\210\010\220\003\377\2208\2301\230A\330\010\377\017\210t\220=\240\001\240\277\021\330\010\013\2105\025\0005\377\230\004\230D\240\010\250\001\377\330\014\021\220\027\230\001\230\377\023\230A\230Q\330\004\021\367\220\021\220?\002\031\230\033\240\377A\240Q\340\004\031\230\021\377\340\004\034\320\034-\250Q\377\250e\2601\330\t\n\330\377\010\r\320\r\036\230a\230\377s\240(\250!\2505\260\377\006\260c\270\021\270#\270\377Q\270a\330\004\007\200s\377\210#\210Q\330\010\024\220\377A\220T\230\021\330\004\030\357\230\005\230Q,\000q\330\004\367\014\210H\023\000^\2402\240\254i\000\244\000\210\\\263\00011\001v\357\210S\220\001\245\001x\220~\377\240Q\240b\250\002\320*\377@\300\006\300b\320H^\377\320^_\320_b\320b\335c#\003R\210qY\002\320\025\377)\320)<\320<X\320\377XY\320YZ\330\004\016\373\210j\307\000\024\230Q\320\036\3753\247\000\004\005\330\010\016\210\367l\230+M\000g\250Y\260\373i\270\177\000\013\2107\320\022\373\047\240?\000\016\210g\320\025\377&\240a\240s\250*\260\327I\320=C\001\330\306 8\220\377>\240\021\320\"3\3203\377D\300A\300V\3108\320\377Sc\320cd\320dj\377\320jk\320kl\330\"\361#\356!\224*\213\047\320\0370\260\177\001\260\025\260f\270H;\000\377U\310&\320PS\320S?T\320TW\320W\\\003\217/w\026\220e\243A\230Q\200\250@\337\016\210c\220\025\014\002D\240\365\007\245\000\r\217A%\220x\230\377q\330\014\r\210V\2201\337\220B\220a\220\005\005\330\014\337\017\210v\220Q\017\000w\230\325a\331A8\036\000E\313@E\240\375\025\330\000t\2507\260!\330\337\r\016\330\014\033\206`D\240\371\002\236`\212bs\220$\220a\376k\001\020\220\t\230\024\230Y\377\240d\250/\270\024\270V?\3004\300x\310t\256\000\207\001\376\370@\230$\230m\2501\250\257A\200A\340\267`4\304`1\237\330\014\022\220,\312B\013\0048\373\2303y\000\014\020\220\n\320\377\032.\250a\250t\2604\377\260y\300\004\300D""\310\t\237\320QU\320U\230B\376b4;\220qE\001\014\210K\276\000\220\204\002g7\230!W\001\301\001W\230\354\002\277\250\002\250)\2606\211\000W~\373 R\300q\330\025\034\016\010\3772\260U\270$\270e\300\2775\310\001\310\024\310\256 \340\357\010\032\230!\327\002\003\2401~\332\204\0014\210r\220\021\330\213\000\365\016\236\003\034\325\204\001\230d\240#\375\240\334 \360\006\000\t\n\330\377\021\022\330\020\"\240!\240\3771\240D\250\003\2501\330\377\020\026\220d\230\"\230A\367\330\024%\370`a\240t\250\1773\250g\260Q\260d\320\204\001\367\330\020\025\243ad\250\"\250\377M\3209I\310\021\310$\237\310a\330\020$\232\205\001\263 #\373\250Q\200As\220#\220Q\367\330\020\021\001\010\026\220g\230\377_\250A\320-B\300&\377\310\004\310H\320T^\320\365^\301\204\002\014\257\0017\320\"Aw\300\024\300\216\004\r\210E\363@\217a\220t\230\335 \252\206\001\226 \230\3772\230Q\330\025\026\330\024\376\241\204\001q\250\004\250G\2601\377\260B\260a\330\024\030\230\327\007\230q\312@+z\000\024\047\377\240q\250\001\250\024\250W\377\260A\260R\260q\330\024\335(\014\000\021\250$\276\002b\270\377\001\330\024 \240\001\240\024\377\240W\250A\250R\250y\376\016\000\020\024\220G\2301\230\177B\230k\250\021\200A\220!\367\027\220a\261(\r\330\010\014\337\210F\220!\330\316+\014\210\355B\335\205\001\330\010\310(\330\010\t\373\340\014\210\207\001q\240\004\240C\373\240q\214\204\001t\2204\220r\327\230\021\330d\000K\244\000\004\240\375A\301\002\031\320\031)\250\021\375\250\256 \250d\260#\260Q\260\266+\270 \223A\214\206\001t\250\304B3\373\210c\305A\022\220\047\230\037\377\250\001\320)N\310a\310\377s\320R[\320[\\\320\177\\]\320]g\320g\216\206\001\367\330)/\357`8\270:\300\337T\310\031\320R\341\205\003a\320_ah\320hi\327\003\033\225i\237\021\220\024\220R\372a\313\000\320}\016\227 \330\010\025\220Q\375@\247%\230t\275a\316\013\330\312\0172\377\320\025%\240S\250\007\250\377u\260D\270\002\270(\300\377\"\300B\300c\310\024\310\237R\310u\320T\351\204\003\241\000c_\320ce\320e\241\000h\327\016\357\014\020\220\017\312\206\001\020\220\002\333\320\022""\305`\330\014\343\205\003e\240\3174\240q\330\373\010\226C\034\230G:\240Q\372.\247e\240a\014\333\212\001\3372\220U\230!\260`_\250\377B\250c\260\024\260T\270\377\022\2705\300\001\300\022\320\357CY\320Y\260 `\320`\376\277\211\002\020\025\220T\230\022\230\2775\240\001\240\022\240\364\204\006E\217\240\021\240\"\247@\317K\264\213\0011~\240`\010\000\t\017\210ag\033\237\020\220\004\220B\304\210\003\222\210\001w\377\220b\230\001\230\036\240q\377\250\016\260a\260w\270a\373\270q\253l\017\210r\220\023\377\220C\220v\230T\240\027\377\250\004\250D\260\003\2603\234\263\211\003m\003\034\230<\245\212\001\324\206\n\014\351\210\355\nf\014q\327 s\240-\377\250t\2601\260M\300\022\377\3004\300r\310\021\330\020\367\026\320\026\217\205\003!\2508\260\3771\330\020\030\230\001\230\035\357\240b\250\001\256\206\001\010\013\210\3676\220\022\260\204\001\320\031+\250\3774\250v\260S\270\001\330\377\014\024\220D\230\002\230!\374\337\204\014&\0031\330\014\023\2201u\340\204\215\001#\362\207\001\021\220\021\347\213\001\345g\327`t\261\206\002\034\0004\220}\274\275\215\001\213\205\0031\330\020\027\260\212\001\020\377\220\010\230\013\240>\260\021\377\260!\330\020\023\2206\230\377\037\250\002\250!\330\024\025\375\330\216\206\003\330\024\027\220s\230\337(\240#\240W\212\">\300\377\023\300A\330\030\037\230s\377\240!\330\014\025\220V\230\375=,\002\010\017\210q\200A\317\360\n\000\t\320\204\n\202\217\001\024\230WQ\330\014\257\211\001\0020\000\010\222\217\003\3374\230r\240\035\223`\036\270\247r\300\021\356\216\001\376\204\003\014\225\207\001\021\277\240$\240c\250\021\322\212\001\047\377\320\031/\250q\3200O\377\310q\320Pp\320pq\377\320qr\33006\260d\377\270(\300*\310D\320P\347Y\320Y\303`\343\213\002>\230\023\301\230\313\213\002c\007A\013\236 \233\207\014\014\320\341\014\226\210\002\310\207\014\231\007\262\212\002\002\320\022\227&\240a)\017\034\302\220\003\363\001\016\377\000\t&\240]\260!\260\2176\270\021\330\351\212\024\313\r\276\207\003>\377\270f\300D\310\010\320P\347Z\320Z\323\217\001\253\213\003s\220*\373\230C""\214\206\003\003\220<\230q\376\364\215\001\340\014\020\220\003\2209\317\230H\240A\266\211\001\216\211\001C\210\337|\2301\230G\343\213\001\017\210\337z\230\021\330\010\321\215\001A\230\367T\240\023\246\205\020q\220a\320\377\000\021\220\021\360\010\000\005\377\027\220a\220v\230Q\230\357f\240A\330\222\220\001\013\2104\337\210u\220C\220\350\206\003\031\230\377\031\240!\2407\250$\250\377f\260H\270D\300\001\340\376\347@Y\230a\230w\240d\377\250&\260\010\270\004\270A\273\340\010\260\204\001\021\230!\236\220\0011\377\320\000\035\230_\250O\320\377;M\310Q\330\021$\320\377$6\260a\330\021.\320\357.E\300Q\222`\005\026\220\377\\\240\031\250!\2501\330\377\004 \240\014\250A\330\004\377\027\220y\240\006\240g\250\377S\260\n\270+\300Q\300\277h\310j\320XY\252\222\001\177\317\220h\230c\225\223\001\271\221\002\320\031\364\331\211\004\275\223\001\007\345\221\001\r\210W\220\347I\230U\311a\211\207\002\220E\230\377\027\240\t\250\030\260\023\260\377C\260z\300\033\310A\310\377T\320Qa\320af\320\373fg\274\221\0017\220&\230\001\376\271\223\002]\260/\300\025\300g\262\241\000\031\253\215\001\013\001\021\330\007\001\320\177%5\3205G\300q\010\002\317\240_\3204\265\000\022\004=\320\375=\246\221\001\330\031+\2501\320~\273\000\016\320.A\300\021\346\204\001\375\037\335\220\001\030\230\001\330\010\"w\320\"<\245 \002\320B&\002\276\225\220\001\320\017!\240\021\240\205\001\024?\220H\230A\230W\306\210\001\342!\377w\220e\2304\230t\320\277#5\260Q\260a\267\220\001(\363\230!\370\210\001\205\225\0016\220\023\220\355A\322\221\001Y\220\030\000\r\210^\377\2301\340\014\r\210Y\320\177\026\047\320\0478\270\001\333`\177\014\r\210]\320\032*\307\"\256\374\220\002s\220!\204\222\001W3\003\\\373\230\021.\001W\320\024%\320u%\202@\260\240\222\002[\320\030\342\204\004w\013\2101\335\225\001\036\230q\260 \363\021\2506\002\033\000)\320):\357\270!\2701\316\222\001_\320\034_,\250A\250Qv\001[\333\000\357\014\r\210_\257\226\001\t\320\t\335\031\340a\016\210i\251\221\001\t\210\377\035\220g\230]\250#\250wU\260#\331\212\001\320;P\214\206""\002\377Z\330\010\t\210\034\220_\376\213\220\002c\250\021\250,\260a\377\330\010\020\320\020%\240R\377\320\0477\260q\270\t\300\337\021\300+\310R\321\206\001Q\330\362\344\210\007\230\354\206\005|\000\320-?\270\377q\300\001\330/0\260\004\377\260B\3206L\310F\320\377RV\320V^\320^h\177\320hl\320lm\330\247\222\005?\2307\240#\240U\213#\335\226\003\277\022\320\0331\260\021\317\216\001\260\373l\300\256\217\0045\240\007\240v\377\250T\260\022\260?\300,\177\310c\320QR\320R\302\226\003\357`\330\034 \245\217\004\010\026\220\347a\220u\234\230\001\222\227\003W\230F\344\222\222\001\372\217\001N\321\222\001\264\230\001q\320\004\377%\240Q\360\014\000\t\034\277\2309\240F\250\047\365`J\177\270a\330\010\035\230Q\207`\307\240!\340\202\206\001\217\220\002\234\224\003~\230wS\240\001\251\216\014\020\220\013\372\224\002\357\001\330\014\035\202\206\002B\240b\377\250\004\250A\250_\270B\377\270d\300\"\300D\310\001]\330\200\211\013\017\210q\275\220\001E\302\220\003\247F\230!\344\215\033\306\215\013\010\261Ar\277\230\022\2302\230T\340\215\002\014\316\216\215\014t\2201\367`\251\223\003q\220\375\r\260\000\004\240B\240a\340]\021\347\223\002c\250\022\203\214\002R\272@\347\006\270c\242\223\001\027\000\220^\240}3\245\017\360\006\000\021\022\227\213\001qQ\300\204\001\232\205\002\360b\020\220\005\214\217\002\2711\203\222\001\306\214\001%\230q\225 \020\337\021\220\033\230A\356\224\001g\230\365R\221\204\002\027\357@A\260[\300\377\007\300t\3101\310J\320\337V]\320]^\231\214\0011\220\377F\230#\230Q\330\024\033\376\324\233\001\2408\2501\330\014\030\377\230\004\230B\230e\2401\273\240I\364\224\001\023\2201\241\215\002\047\357\240\024\240R\355@R\250{\377\270$\270b\300\010\310\002\257\310*\320T\276`W\206\226\001\002\203\220+\251A\252\223\n\205\233\002M\001\247\207\001H\363\250A\225\234\001\366\224\002z\230\022\230\254\254\214\001\274\223\001\320\024\311\231\001\021\237\226\014\023\353\220:\271\000t\300\233\002\024\030\230\241\002\361\227\002\203\226\014\323\230\001\375\223\002H\323\226\001\025\373\330\030\277\0031""\330\033\034\340\376\271\215\001\320\004,\250A\360\020\337\000\t\020\210t\354\212\004v\250\277Q\320\004/\250q\346\207\003l\377\250!\330\010\031\230\034\240\337Y\250a\250q\347\212\0019\240\362\246\225\002#\356\207\014\371\205\001Q\220i\230\035q\275\002\210C\210\235\207\002\371\214\002\343\212\001\370\206\230\004\206D\367!\021\220\026\220q\337\230\002\230-\240\247\207\003\230\001\343\230\032\265\230\003\211\210\004\265\235\001V\2301\373\230C\374\212\002\"\320,>\270\367d\300$\335\223\004\177\320^e\367\320ef\375\217\0014\220|\240\3471\240G\252\225\001\351\206\003\240q\250\367\010\260\001\236\206B!\2404\240\tu\223\210\001\332\207\001\036\255\000\364A\372\222\004\316\206\013\270\304\213\001\333\223\002\327\230\004\320cd\342 \230\377J\240d\250$\250c\260\351\031\343\210\002\330\206\017E\371\223\001\240C\240\267r\250\023a\003\014\210\360\206\0015t\237\234\001\343\204\002\001\367\206\0042\260!\325\220\020\034\237\231\004\210\226\002R\240w\355\224\002\371\230\001\213\232\n\354\356\221\003\227\225\003_\240\360\206\001\003\2507\353\260\"\263\226\002!\233\230\001B\320\026/\047\240q\340\271\225\004]\374\224\002)\026\376\262\240\001R\240s\250\047\260\022?\2604\260r\270\021;\004\234\220\017\377\017\210q\320\004=\270Q\277\360\026\000\t\036\230\254\226\r\013\357\2107\220\"\331\223\001\320\032,\377\250C\250w\260b\270\004\257\270B\270a\260\234\001\005\227\226\001\320o\033.\250d\244\000A\330\213\222\023?\260\t\270\021\320:\213\231\001\353\227\003\335V\214\222\0257\220#\346\226\0021\330v\210\222\020\014\320\207\211\002d\240$\352\221\001\333\t\330\225\210\013\r\210\217\215\002\027\220\345q\217\214\001\022\243\230\002\227\235\002x\250{\377\270\047\300\022\3001\320D\375V\247\207\002_\320_`\320`\257r\320rs\263\211\014\r\344\225\001\004\357\230L\250\001\340@E\260\030\327\270\021\270\356\224\004\023\347\235\001\033\230\3779\240A\240^\2602\260}Q\362\224\001u\230B\230a\346\224\001\277q\360\006\000\025\033\232\205\001\250\327\006\250a\215\225\001t\333\237\002\030\031\376\243\225\001\035\036\330""\034\"\320\"\376\222`\2603\260a\260t\270\3373\270e\3007\342\241\001[\320o[i\320i\215\233\002\030\033\273\207\004\377\034\"\240\047\250\037\270\001\377\3209P\320PU\320U\277V\320V_\320_\244\220\0029\377B\300!\330\030\036\230d\373\240/\270\214\001\3205F\300n~\272\232\002[\320[`\320`\264\232\002\376C\002s\240%\240t\250?\376\253\216\001\270E\300\025\300c\310}\021\200\000\240!\330\034\035\225\226\001\365x\275`\030\310\237\002\340\020\037\230\347q\240\003\316\237\005\210\235\014\020\320\020\316\236\220\001$\240d\202\217\001\245\232\t]\250\377\"\250I\260S\270\t\300\377\023\300D\310\002\310!\330\000\264\204\016";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 7384, 10668);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (7413 bytes) */
+static const char cstring[] = "\377\n  (errn\377o  bytes\377 exceeds\377 max_mes\237sage_\024\003\022\014t\377he 2 GiB\377 v2 limi\375t;\004left a\357fterM\004, n\373otV\000actly\377 one bat\237ch dom\000\027\001f\3769\000a signe\177d  fiel~\000\377is outsi\377de [ mus\376\\\000e an in\361tK\003\014\006\264\002-lik?e or N^\000\000\036\356\215\003str\373\000nco\374a\000\274\000first)\377 of  rec\363or\203 \000\005pres\377ent%s-%d\375:\033\000moving\337 segm\024\000 %o020d\355\004a 8\000\377rupt old\360\201 \035\0044\004\262!file\277systeme\000f\373us\362\000O_DIR\337ECT f\277\000%s\277; writ^\001t\177hrough \352!\375p\211@ cache\320/\033\242 G\006D\001e$(lo\357g en\375@at \377%d, belo\377w its st{ar\321\000ffse\027\001\341;\241 \016\002\204!\371@emp\347ty 1\002\343\005orn\274\215A\207%tail\273@ \257%s: [\toK\005,\277 dropp\201`%\375d\207\204\004from p\333os\212 on\216\000 (\367%s)\377$unre\277adableK\001-\362\233\002-F\004\241 ckpo\354\247b\324`or\240\003(tr\277ee fra\262B)\357), ,\260\000tri\277butes=\354\000a\177se_time\353\000\373mp\014\002tch_l\337ength\035\000cr\265c#\000hu\000er,\001k\343ey3\000\250\205\001)\tpro\377ducer_id\374Q\000\306c_count\354`\000U\006_mn\001val\337ue=-b\373bel\377d..index\305.\206@.\205\001\t\002\333a: Y:\201b\226I?B\305\205\001H\212\002\363(b\270\001\307#=CRC\377-32C misym\350\205\001\221\205\001Note\305`\336\326@Cyth\314 is\377 deliber\337ately\337@ri\375c\263\206\001than P\377EP-484 a\377nd rejec\376\200aubclass\373es\242\205\001built\377in types\377. If you\377 need to\333 p%\000 s\047\007th\347en \270a\265\207\001\047an\377notation\375_<\000ing\047 d\333irb\000iv\242\000o \377False.Pi\267ckl\345\205\001of\232\001u\277ct mem\256\000s\376W\000ch as s\337elf.h\230\207\006ex\337plici\345\207\001re\373qu\305@ed wi\377th @auto\373_pN\001e(Tru\327e)R\340\206\002(\254$]a<\220\210\004\271\000appe\364\000\361\207\002\357hold\324\204\001lea3st\271\210\002\227\207\003a \372@\355\207\001\376\275B is larWger\337!n\224\211\003a\301\207\004\332\031\001(\250`, \351B[,\361 \273d""\007\000\203i]]),? got a\373\206\002\204\"othis\311 rt\375\204\003\377failed: \037add_n\316@\304\211\003n\014\376\227\212\001maximum\036\027\006shor\323F\314\206\001\277\204\003\366\256\211\001de\322@red `\341\204\003\227\212\003\355\204\003\323\001\277`ll\320\005\341a\352\212\001\271\212\003\200\205\003\305\212\003of =c\316B cre\313`\277\000\307new\230\211\005\r\013\265\213\001co\357mple\373A do\277orbell9\004d\365e\025\000e\370\211\006befo{reU\005grow\206\211\002\374\361\211\005\332\210\002 buffe\rrz\004op\343b\224\212\002\000\020\335\211\002\340\327\211\004\254\004\303\207\001\234\014\347\210\003a s\177hard th\346\207\001>\332\004trunc\337\001\366\212\004\357clos\244\212\003e a\303ct\274\204\001\217\213\005\245E\352\001reqs\345\212\001\321\213\005\247$be \373 Ooded\255\213\005\312Dn\324\213\005\337: dis\341\210\001en\236\347\210\001flus\344\204\007\310\215\001o\377f always\375,\227\215\001erval,\232\306\216\003;\307bgc\343D\253\204\001i\375s\207\216\002valid \237UTF-8\022\010\335\215\005s\343tr\255\216\003\234d\236\210\002int\377ernal er\367ror\212\213\001tus \303inE\003\206i\340\212\001\222\215\004is\236\260\003dlog\224\212\n\000\r.\377tmpno de\377fault __\373re\276\211\001__ du\376\213\207\002non-tri\373vi\177\000__cin\357it__\263\213\004pst\377ream.sto\357rage\010\004/_c\336\267`lib/\351\217\002.p\033xi\t\016pa\321\205\004\t\022\370B\0044\001\210\217\003 \342\204\006\t\004\315\212\002\274\220\007\344\211\002\360\244\216\002\247\217\0148\004\321\220\004are \377inconsis\201t\271\217\001\231\210\002\336\215\001\340\213\003\314\217\005\201\216\002iAn\374\220\002\224\210\004\000\030\312\207\005\254\204\001s\245\221\007\213t \261\210\0031\322\207\003\260\222\001\325\210\004h\371a\205c\203\206\004ed ye\251t\320\222\001\307\205\003 \363\210\001s\350\213\006i\033s \344\204\001ed\264\214\007\362\212\001\217\222\006\3570 (C\364\206\002Tim\373e)\203\222\0011 (LoCgA\304\211\002\020\002{\004\267\205\004d\247\222\001\377overlong\377 varintu\177nknown \247\205\005\373io\010""\001dec u\337nsupp\275\210\001d \337magic\250\224\002 (\337only \221Jv2|\256\210\002&\005)BadM-\001!E\262\204\001\n\000\356\212\003\006\005Vs\002\025\004?tchBui\260\222\001\321\215\002j\005\004.\203\204\006c\261\215\002__\017\014\377setstate\001_\023\n\216\216\003\224\216\0101\024\266\216\003b\0001\023\317TooL\322\213\001\272\002Co\275m\204\224\001sion\t\004n\027fig\024\004r\357\223\001\212\217\002\005\t9S\233\224\0039\003rcM\210\217\004\211\"\371L\320\220\002\005\013ogClo\367sed\252\"NotI\334\243\212\001\337\224\001edO\365\222\002Ou\377tOfRangeF\315\"PS\366\205\002\006\003\305\205\005P\315\205\006\360\253.\017\t\250.-\010rais\237e_if_\352\214\003G\010w\354\267\227\001\004\tri\371 log\205_\234\224\002_\360\222\007}\007\311\216\003\000\r_\371b=\013\357\216\003_many\276.\nly_re\246\206\001iCon\321\007\212\205\002\340\007\261\214\003_\261\227\004\300\370\007\253\212\002\207\047\235\223\n\236\047\375\224\003_f\303or\363\223\007\274\047\343\224\001\247\003es\216\013\010oll\340\047\203\230\004\025\010s\363iz\263\232\004\033\010ubmi}t\362\004endin\233\206\004\301P\001\t\341\204\017\017\r\251O3\nre\357sultF\013waiQt\353\221\003\361\221\003\316\205\007_\202\222\003C\234\225\001z\224\204\nS\371\215\001Pool\000\006\320\373\205\017\017\t\371\205\016.\007d\316`n_\350\343\217\005F\007\266\206\001s\003\topS\322\245\221\001B\315\217\002\260\207\002S\320\213\003IOz\276\207\002_\024\003View\000\010\370\223\207\017\017\013\223\207\016_STAT\377US_CLASS\177ES__Pyx\001\000\377Dict_Nex\356\247 f__\235\225\004e__\247__e\373\215\001\004\002x\366\214\001___func\025\001g\367\207\005\336#\000main)\001mowdul2\002nam:\002ip\\\000\240\210\003_\007\001vt\263\231\001\036T\001qual\035\005\354\215\005\341\210\016\366\206\216\006ex\210\001set_\362Q\005st\010\324\017_tes\351t\274\000\307\212\010_\273\217\002s_i\375s\234\216\001outine\375_\273\206\001loggin_g_os_\357\206\014_\372\221\003\354\031\001\371\206\002_w\333\206\026aad\300\350@\212\221\002\276\226\003\316\206\004\354\237\002\326\206\010ap\375p""\313\206\tasynci\337o.cor\214\003saEt\216\233\005b\324\231\001\321\231\010\342\231\002s\330\227\001\027nce\360\231\001s\311\240\002\243\224\003\214\220\004\357bufb\305\213\003bus7y_s\326\241\002cl\347\001\237@7tra6\001ck\316\215\002\372\237\001\035c\000\002_id\242\223\005\370\214\010\263\233\002\277crc32c\000\003_yi\215\212\005\273\231\002data\275\223\004\201e\306\240\001\321\210\003\322\223\001\250\213\003\214\210\013\337\231\003_\373io\350\231\003orydo\377nedoomed~\227\205\013dstdur\364\223\003\356N\007end\273Cerr\267pos\252\243\001xi\341@o\377kexpirede_\376\224\003f\341\240\001\345\240\001no\256\224\002\370\263\224\002\303\243\003\005\003msfou_ndfse\373\241\002f\376!\377genexprg\277etgetL\215`e\377rgothhbh\270\270\235\002\361\235\003\366\235\004hii\244\235\002_\216\224\224\002val\240\244\003\006\005\332bn\317trol\346`\356 ns\356\230\226\001ona\r\000dig\377ititemsi\367ter\322\211\005jjoi?nkeyla\313\001\342\240\002~9\000tdirlo\225\204\004\377makedirs\200\230\245\001\251\245\002\224\245\016\262\245\001\365\211\001\205\237\n\300\245\004nsn_\327\230\003\221\206\001new\253\214\003\372\357\000t\362\220\001ow_ms\373nu\331\234\001objof\361f\221\241\003\206\213\021\336\230\001osou\263tp\267\224\006\300\224\006_l\227\240\002_\377epochpat\356\000\001hsp\346\212\003poo\177lpoppos\313\241\005\177preallo\314\230\001\000\340\246\003\262\240\006;\003\277\240\007\336\225\004\344\225\005\330\225\002\361\225\005\236\250\245\003rraw\216\242\001\243\214\tr\373ec\304\245\004relre\277movesu\231`x\177replace\244\213\003\330\326\215\006\344\247\003\005\007ms\276@ls\375s\224\237\001onsegs\047eg_\256!\362\245\004_\373\205\002\004\006L\275\250\001\022\005ms\213\215\005\236\237\001s\320\244\001\023et\331\227\004\321\232\002_\343\241\002\242\215\001\240\215\007\366\252\215\007.<\222!ls>.\252\216\204\004s\342\222\001r\346\222\002s\267\246\001s\363to\363\227\002\212\231\001stri;ps\321\215\010sum\316\207\001\257\245\001\351g\322\225\001\245\244\001i\277\243\001row\374\364\242\t\300\225\013tmpto_""\357freeY\000ict\377otaltsun\017link\255\232\002\342\223\001\266\251\002\260\243\002~\265\243\002svieww\331\215\001\377wantwarn\007ing\360\246\002\237\211\003\225\235\003\274\252\003\207\247\002\377s\200\001\200\001\330\004\n\377\210+\220Q\200\001\340\004\377\013\210>\230\022\2307\240\375!\t\001\014\210A\330\004\010\377\210\010\220\003\2208\2301\377\230A\330\010\017\210t\220\377=\240\001\240\021\330\010\013\373\2105\025\0005\230\004\230D\377\240\010\250\001\330\014\021\220\377\027\230\001\230\023\230A\230\177Q\330\004\021\220\021\220?\002\377\031\230\033\240A\240Q\340\377\004\031\230\021\340\004\034\320\377\034-\250Q\250e\2601\377\330\t\n\330\010\r\320\r\377\036\230a\230s\240(\250\377!\2505\260\006\260c\270\377\021\270#\270Q\270a\330\377\004\007\200s\210#\210Q\377\330\010\024\220A\220T\230\377\021\330\004\030\230\005\230Q~,\000q\330\004\014\210H\023\000\317^\2402\240i\000\244\000\210\\\372\263\00011\001v\210S\220\001\376\245\001x\220~\240Q\240b\377\250\002\320*@\300\006\300\377b\320H^\320^_\320\337_b\320bc#\003R\210\375qY\002\320\025)\320)<\377\320<X\320XY\320Y\277Z\330\004\016\210j\307\000\024\337\230Q\320\0363\247\000\004\005\177\330\010\016\210l\230+M\000\277g\250Y\260i\270\177\000\013\277\2107\320\022\047\240?\000\016\377\210g\320\025&\240a\240\177s\250*\260I\320=C\001\375\330\306 8\220>\240\021\320\377\"3\3203D\300A\300\377V\3108\320Sc\320c\377d\320dj\320jk\320\037kl\330\"#\356!\224*\213\047\377\320\0370\260\001\260\025\260\367f\270H;\000U\310&\320\377PS\320ST\320TWs\320W\\\003\217/\026\220e\243A\367\230Q\200\250@\016\210c\220]\025\014\002D\240\007\245\000\r\217A\377%\220x\230q\330\014\r\377\210V\2201\220B\220a\375\220\005\005\330\014\017\210v\220]Q\017\000w\230a\331A8\036\000\335E\313@E\240\025\330\000t\250\3777\260!\330\r\016\330\014\235\033\206`D\240\002\236`\212bs\357\220$\220ak\001\020\220\t\377\230\024\230Y\240d\250/\377\270\024\270V\3004\300x\343\310t\256\000\207\001\370@\230$\230\377m\2501\250A\200A\340\372\267`4\304`1\330\014\022\220\271,\312B\013\0048""\2303y\000\014\377\020\220\n\320\032.\250a\377\250t\2604\260y\300\004\377\300D\310\t\320QU\320\271U\230B\376b4\220qE\001\014s\210K\276\000\220\204\0027\230!W\001\366\301\001W\230\354\002\250\002\250)\353\2606\211\000W\373 R\300q\367\330\025\034\016\0102\260U\270\377$\270e\3005\310\001\310\373\024\310\256 \340\010\032\230!\356\327\002\003\2401\332\204\0014\210rW\220\021\330\213\000\016\236\003\034\325\204\001\337\230d\240#\240\334 \360\006\377\000\t\n\330\021\022\330\020\377\"\240!\2401\240D\250\377\003\2501\330\020\026\220d\177\230\"\230A\330\024%\370`\377a\240t\2503\250g\260wQ\260d\320\204\001\330\020\025\243a\377d\250\"\250M\3209I\377\310\021\310$\310a\330\020\271$\232\205\001\263 #\250Q\200As\177\220#\220Q\330\020\021\001\010\377\026\220g\230_\250A\320\377-B\300&\310\004\310H_\320T^\320^\301\204\002\014\257\001\1777\320\"A\300\024\300\216\004\367\r\210E\363@a\220t\230\370\335 \252\206\001\226 \2302\230Q\330\357\025\026\330\024\241\204\001q\250\004\377\250G\2601\260B\260a\177\330\024\030\230\007\230q\312@\375+z\000\024\047\240q\250\001\377\250\024\250W\260A\260R\337\260q\330\024(\014\000\021\250\375$\276\002b\270\001\330\024 \377\240\001\240\024\240W\250A\357\250R\250y\016\000\020\024\220\377G\2301\230B\230k\250w\021\200A\220!\027\220a\261(\377\r\330\010\014\210F\220!\335\330\316+\014\210B\335\205\001\330\010\276\310(\330\010\t\340\014\210\207\001q\277\240\004\240C\240q\214\204\001t\177\2204\220r\230\021\330d\000\335K\244\000\004\240A\301\002\031\320\337\031)\250\021\250\256 \250d\017\260#\260Q\266+\270 \223A\214\206\001\273t\250\304B3\210c\305A\022\377\220\047\230\037\250\001\320)\377N\310a\310s\320R[\377\320[\\\320\\]\320]wg\320g\216\206\001\330)/\357`\3778\270:\300T\310\031\320\375R\341\205\003a\320ah\320h\365i\327\003\033\225i\021\220\024\220\331R\372a\313\000\320\016\227 \330\010w\025\220Q\375@%\230t\275a\372\316\013\330\312\0172\320\025%\240\377S\250\007\250u\260D\270\377\002\270(\300\"\300B\300\377c\310\024\310R\310u\320\371T\351\204\003\241\000c\320ce\320U""e\241\000h\327\016\014\212\212\0012\253a\347\024\220N\203\204\001\252\204\001\002\320\022\366\320`\330\014\356\205\003e\2404\240\363q\330\206(\241C\034\230:\240\341Q\205N\262e\253aU\004U\230!\376\273`_\250B\250c\260\024\377\260T\270\022\2705\300\001\177\300\022\320CY\320Y\273 \367`\320`\312\211\002\020\025\220T\377\230\022\2305\240\001\240\022}\240\377\204\006E\240\021\240\"\262@\364\332K\277\213\0011\253`\010\000\t\017\373\210ag\033\020\220\004\220B\374\317\210\003\235\210\001w\220b\230\001\230\377\036\240q\250\016\260a\260\337w\270a\270q\266l\017\210\377r\220\023\220C\220v\230\377T\240\027\250\004\250D\260\347\003\2603\276\211\003m\003\034\230<\314\260\212\001\337\206\n\014\210\355\nf\014q\220\377\017\230s\240-\250t\260\3771\260M\300\022\3004\300\377r\310\021\330\020\026\320\026\376\232\205\003!\2508\2601\330\020\377\030\230\001\230\035\240b\250\375\001\271\206\001\010\013\2106\220\022\376\273\204\001\320\031+\2504\250v\377\260S\270\001\330\014\024\220\237D\230\002\230!\352\204\014&\0031\377\330\014\023\2201\340\010\021+\220\021\352\213\001g\332`t\264\206\002\024\000\3474\220}\300\215\001\216\205\0031\330\020\375\027\263\212\001\020\220\010\230\013\240\357<\250q\260p\000\023\2206\377\230\037\250\002\250!\330\024\373\025\330\221\206\003\330\024\027\220s\277\230(\240#\240W\202\">\377\300\023\300A\330\030\037\230\377s\240!\330\014\025\220V\373\230=,\002\010\017\210q\200\237A\360\n\000\t\323\204\n\205\217\001\024\257\230Q\330\014\262\211\001\0020\000\010\276\225\217\0034\230r\240\035\213`\036O\270r\300\021\361\216\001\201\205\003\014\230\207\001\177\021\240$\240c\250\021\325\212\001\377\047\320\031/\250q\3200\377O\310q\320Pp\320p\377q\320qr\33006\260\377d\270(\300*\310D\320\317PY\320Y\273`\346\213\002>\230\203\023\230\316\213\002c\007A\013\226 \236\207\014\014\243\320\014\231\210\002\313\207\014\231\007\021\205\205\004&\313\240a)\017\034\305\220\003\363\001\016\000\377\t&\240]\260!\2606\307\270\021\330\354\212\024\313\r\301\207\003>\270\377f\300D\310\010\320PZ\363""\320Z\326\217\001\256\213\003s\220*\230\375C\337\215\001\020\220\003\220<\230\355q\367\215\001\340\014\t\0019\230H\363\240A\271\211\001\221\211\001C\210|\230\3671\230G\346\213\001\017\210z\230\367\021\330\010\324\215\001A\230T\240\375\023\236\205\020q\220a\320\000\021\377\220\021\360\010\000\005\027\220\377a\220v\230Q\230f\240\373A\330\225\220\001\013\2104\210u\367\220C\220\340\206\003\031\230\031\240\377!\2407\250$\250f\260\277H\270D\300\001\340\347@Y\377\230a\230w\240d\250&\377\260\010\270\004\270A\340\010\356\250\204\001\021\230!\241\220\0011\320\000\377\035\230_\250O\320;M\377\310Q\330\021$\320$6\377\260a\330\021.\320.E\373\300Q\222`\005\026\220\\\240\377\031\250!\2501\330\004 \377\240\014\250A\330\004\027\220\377y\240\006\240g\250S\260\377\n\270+\300Q\300h\310\357j\320XY\255\222\001\177\220h3\230c\230\223\001\274\221\002\320\031\334\211\004\300\223\001\375\007\350\221\001\r\210W\220I\230\371U\311a\201\207\002\220E\230\027\240\377\t\250\030\260\023\260C\260\377z\300\033\310A\310T\320\377Qa\320af\320fg\276\277\221\0017\220&\230\001\274\223\002]\277\260/\300\025\300g\241\000\031\354\256\215\001\013\001\021\330\007\001\320%5\337\3205G\300q\010\002\240_s\3204\265\000\022\004=\320=\251\221\001\277\330\031+\2501\320\273\000\016_\320.A\300\021\346\204\001\037\340\220\001\377\030\230\001\330\010\"\320\"\235<\245 \002\320B&\002\230\220\001\320\357\017!\240\021\240\205\001\024\220H\317\230A\230W\276\210\001\342!w\220\377e\2304\230t\320#5\357\260Q\260a\272\220\001(\230!|\360\210\001\210\225\0016\220\023\220A\325\221\001\373Y\220\030\000\r\210^\2301\377\340\014\r\210Y\320\026\047\337\320\0478\270\001\333`\014\r\237\210]\320\032*\307\"\377\220\002s\353\220!\207\222\001W3\003\\\230\021~.\001W\320\024%\320%\202@\335\260\243\222\002[\320\030\342\204\004\013\210\3351\340\225\001\036\230q\260 \021\250\3746\002\033\000)\320):\270!\373\2701\321\222\001_\320\034,\250\327A\250Qv\001[\333\000\014\r{\210_\262\226\001\t\320\t\031\340a\367\016\210i\254\221\001\t\210\035\220\377g\230]""\250#\250U\260\335#\321\212\001\320;P\214\206\002Z\330\277\010\t\210\034\220_\216\220\002c\377\250\021\250,\260a\330\010\377\020\320\020%\240R\320\047\3777\260q\270\t\300\021\300\267+\310R\321\206\001Q\330\334\210\007\230\374\354\206\005|\000\320-?\270q\300\377\001\330/0\260\004\260B\377\3206L\310F\320RV\377\320V^\320^h\320h\337l\320lm\330\252\222\005\2307\317\240#\240U\213#\340\226\003\022\320\357\0331\260\021\322\216\001\260l\300\376\261\217\0045\240\007\240v\250T\377\260\022\260?\300,\310c\337\320QR\320R\305\226\003`\330\373\034 \250\217\004\010\026\220a\220\271u\237\230\001\225\227\003W\230F\215\215\002\010\347\014\210N\324\222\001\267\230\001q\320\004\377%\240Q\360\014\000\t\034\277\2309\240F\250\047\365`J\177\270a\330\010\035\230Q\207`\307\240!\340\202\206\001\222\220\002\237\224\003~\230wS\240\001\254\216\014\020\220\013\375\224\002\357\001\330\014\035\202\206\002B\240b\377\250\004\250A\250_\270B\377\270d\300\"\300D\310\001]\330\200\211\013\017\210q\300\220\001E\305\220\003\247F\230!\334\215\033\276\215\013\010\261Ar\277\230\022\2302\230T\330\215\002\014\316\206\215\014t\2201\367`\254\223\003q\220\375\r\260\000\004\240B\240a\340]\021\352\223\002c\250\022\373\213\002R\272@\347\006\270c\245\223\001\027\000\220^\240}3\245\017\360\006\000\021\022\227\213\001\361Q\300\204\001\232\205\002\360b\020\220\005\220r\205\217\0011\206\222\001\276\214\001%\230q\225 \277\020\021\220\033\230A\361\224\001g\353\230R\221\204\002\027\357@A\260[\377\300\007\300t\3101\310J\377\320V]\320]^\330\020\377\023\2201\220F\230#\230\357Q\330\024\033\327\233\001\2408\250\3771\330\014\030\230\004\230B?\230e\2401\240I\367\224\001!\001\276\232\215\001\047\240\024\240R\355@R\377\250{\270$\270b\300\010\277\310\002\310*\320T\276`W\006\332\220\002\220+\251A\255\223\n\210\233\002M\001\247\207\001\347H\250A\230\234\001\371\224\002z\230\022Y\230\254\214\001\277\223\001\320\024\314\231\001\021\242\226\014\327\023\220:\271\000t\303\233\002\024\030C\230\002\364\227\002\206\226\014\326\230\001\200\224\002H""\326\226\001\367\025\330\030\277\0031\330\033\034\375\340\271\215\001\320\004,\250A\360\277\020\000\t\020\210t\354\212\004v\177\250Q\320\004/\250q\346\207\003\377l\250!\330\010\031\230\034\277\240Y\250a\250q\347\212\0019\345\240\251\225\002#\356\207\014\371\205\001Q\220i;\230q\275\002\210C\210\235\207\002\371\214\002\360\343\212\001\211\230\004\206D\367!\021\220\026\220\277q\230\002\230-\240\247\207\003\230\307\001\230\032\270\230\003\211\210\004\270\235\001V\230\3671\230C\374\212\002\"\320,>\357\270d\300$\340\223\004\177\320^\357e\320ef\365\217\0014\220|\317\2401\240G\255\225\001\351\206\003\240q\357\250\010\260\001\236\206B!\2404\023\240u\223\210\001\332\207\001\036\255\000\364A\362\222\004p\316\206\013\304\213\001\323\223\002\332\230\004\320cd\342 \377\230J\240d\250$\250c\323\260\031\343\210\002\330\206\017E\361\223\001\240CO\240r\250\023a\003\356\206\0035\242\234\001:\343\204\002\001\367\206\0042\260!\325\220\020\242\231\004\016\213\226\002R\240w\345\224\002\374\230\001\216\232\n\356\221\003\366\353\225\003_\240\360\206\001\003\2507\260\365\"\266\226\002!\236\230\001B\320\026\047\027\240q\340\215\226\004]\364\224\002)\026\265\240\001\377R\240s\250\047\260\022\260\2374\260r\270\021;\004\234\220\017\017\377\210q\320\004=\270Q\360\337\026\000\t\036\230\244\226\r\013\210\3677\220\"\321\223\001\320\032,\250\377C\250w\260b\270\004\270\327B\270a\263\234\001\005\217\226\001\320\033\267.\250d\244\000A\330\213\222\023\260\237\t\270\021\320:\216\231\001\356\227\003Vn\214\222\0257\220#\336\226\0021\330\210\222\020\273\014\320\207\211\002d\240$\352\221\001\t\355\330\225\210\013\r\210\217\215\002\027\220q\362\217\214\001\022\233\230\002\232\235\002x\250{\270\377\047\300\022\3001\320DV\376\247\207\002_\320_`\320`r\327\320rs\263\211\014\r\334\225\001\004\230\367L\250\001\340@E\260\030\270\323\021\270\362 \361\224\001\023\352\235\001\033\230\3779\240A\240^\2602\260}Q\362\224\001u\230B\230a\346\224\001\277q\360\006\000\025\033\232\205\001\250\327\006\250a\215\225\001t\336\237""\002\030\031\376\243\225\001\035\036\330\034\"\320\"\376\222`\2603\260a\260t\270\3373\270e\3007\345\241\001[\320o[i\320i\220\233\002\030\033\273\207\004\377\034\"\240\047\250\037\270\001\377\3209P\320PU\320U\277V\320V_\320_\244\220\0029\377B\300!\330\030\036\230d\373\240/\270\214\001\3205F\300n~\275\232\002[\320[`\320`\267\232\002\376C\002s\240%\240t\250?\376\253\216\001\270E\300\025\300c\310}\021\200\000\240!\330\034\035\225\226\001\365x\275`\030\313\237\002\340\020\037\230\347q\240\003\321\237\005\213\235\014\020\320\020\216\236\220\001$\240d\202\217\001\377\232\003\243\232\003]\377\250\"\250I\260S\270\t\377\300\023\300D\310\002\310!\001\330\264\204\016";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 7413, 10722);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (10668 bytes) */
-static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  bytes, not exactly one batch does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of always, interval, bytes; got gcheader key is not valid UTF-8header key must be str,"" not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the append has not completed yetthe buffer holds the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._raise_if_failedPartition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesPartition.submit_batchPendingAppendPendingAppend.__reduce_cython__PendingAppend.__setstate_cython__PendingAppend.resultPendingAppend.waitRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRef__annotate____enter____exit____func____getstate____main____module____name____p""yx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___check_open_io_compression_errors_is_coroutine_log_logging_os_raise_if_failed_threading_watch_write_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecode_batchesdecompressdelete_recordsdirect_iodirectorydonedoomeddrain_doorbelldstdurableencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspendingpoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsubmit_batchsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwaitwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010""\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\013\2104\210t\2201\330\014\022\220,\230a\230q\330\010\013\2104\210t\2208\2303\230a\330\014\020\220\n\320\032.\250a\250t\2604\260y\300\004\300D\310\t\320QU\320UY\320YZ\330\010\017\210t\2204\220q\200A\340\010\014\210K\220q\330\010\017\210t\2207\230!\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\021\330\014\020\220\016\230a\230q\330\010\034""\230A\230Q\230d\240#\240Q\200A\360\006\000\t\n\330\021\022\330\020\"\240!\2401\240D\250\003\2501\330\020\026\220d\230\"\230A\330\024%\240Q\240a\240t\2503\250g\260Q\260d\270#\270Q\330\020\025\320\025&\240d\250\"\250M\3209I\310\021\310$\310a\330\020$\240A\240Q\240d\250#\250Q\330\014\017\210s\220#\220Q\330\020\021\330\014\017\210s\220#\220Q\330\020\026\220g\230_\250A\320-B\300&\310\004\310H\320T^\320^b\320bc\330\014\032\230!\2307\320\"A\300\024\300Q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210r\220\021\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210B\210j\230\001\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\020\220\017\230q\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$""\230e\2404\240q\330\021\022\330\020&\240a\240t\2501\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\r\320\r#\2401\330\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240>\260\021\260!\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\210>\230\024\230Q\330\014\034\230D\240\002\240!\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047""\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\016\000\t&\240]\260!\2606\270\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\021\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\230\037\250\001\320)>\270f\300D\310\010\320PZ\320Z^\320^_\330\010\013\2104\210s\220*\230C\230q\330\014\020\220\003\220<\230q\240\007\240q\340\014\020\220\003\2209\230H\240A\240W\250A\330\010\014\210C\210|\2301\230G\2401\330\010\017\210z\230\021\330\010\033\2301\230A\230T\240\023\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX\330\031+\2501\320\004 \240\016\320.A\300\021\360\n""\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\300\002\320BW\320WX\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\270\022\320;P\320PY\320YZ\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240#\240U\250!\2501\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310c\320QR\320R^\320^_\320_`\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q""\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033\2307\240!\2401\330\033\034\340\010\017\210q\320\004,\250A\360\020\000\t\020\210t\220<\230q\240\007\240v\250Q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\300\002\320BW\320WX\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\250\"\320,>\270d\300$\300c\310\024\310R\310\177\320^e\320ef\330\014\023\2204\220|\2401\240G\2501\330\010\020\320\020%\240R\240q""\250\010\260\001\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240!\2404\240u\250A\250Q\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310j\320XY\320Y\\\320\\^\320^b\320bc\320cd\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\0042\260!\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\2101\330\014\017\210t\2202\320\025%\240R\240w\250c\260\024\260R\260q\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220_\240B\240b\250\003\2507\260\"\260D\270\002\270!\330\020\024\220B\320\026\047\240q\340\014\017\210t\2202\220]\240\"\240A\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220^\2402\240R\240s\250\047\260\022\2604\260r\270\021\330\020\024\220B\320\026&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001\250\023\250E\260\030\270\021\270!\330\020\023\2206""\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
+    #else /* compression: none (10722 bytes) */
+static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  bytes, not exactly one batch does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of alwa""ys, interval, bytes; got gcheader key is not valid UTF-8header key must be str, not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the append has not completed yetthe buffer holds the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._raise_if_failedPartition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesPartition.submit_batchPendingAppendPendingAppend.__reduce_cython__PendingAppend.__setstate_cython__PendingAppend.resultPendingAppend.waitRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRe""f__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_logging_os_raise_if_failed_threading_watch_write_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecompressdelete_recordsdirect_iodirectorydonedoomeddrain_doorbelldstdurableencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspendingpoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsubmit_batchsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwaitwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021""\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\013\2104\210t\2201\330\014\022\220,\230a\230q\330\010\013\2104\210t\2208\2303\230a\330\014\020\220\n\320\032.\250a\250t\2604\260y\300\004\300D\310\t\320QU\320UY\320YZ\330\010\017\210t\2204\220q\200A\340\010\014\210K\220q\330\010\017\210t\2207\230!\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r""\220\021\330\014\020\220\016\230a\230q\330\010\034\230A\230Q\230d\240#\240Q\200A\360\006\000\t\n\330\021\022\330\020\"\240!\2401\240D\250\003\2501\330\020\026\220d\230\"\230A\330\024%\240Q\240a\240t\2503\250g\260Q\260d\270#\270Q\330\020\025\320\025&\240d\250\"\250M\3209I\310\021\310$\310a\330\020$\240A\240Q\240d\250#\250Q\330\014\017\210s\220#\220Q\330\020\021\330\014\017\210s\220#\220Q\330\020\026\220g\230_\250A\320-B\300&\310\004\310H\320T^\320^b\320bc\330\014\032\230!\2307\320\"A\300\024\300Q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210r\220\021\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210B\210j\230\001\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\017\210t\2202\220Q\330\020""\024\220N\240!\2401\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240<\250q\260\001\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\210>\230\024\230Q\330\014\034\230D\240\002\240!\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 ""\240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\016\000\t&\240]\260!\2606\270\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\021\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\230\037\250\001\320)>\270f\300D\310\010\320PZ\320Z^\320^_\330\010\013\2104\210s\220*\230C\230q\330\014\020\220\003\220<\230q\240\007\240q\340\014\020\220\003\2209\230H\240A\240W\250A\330\010\014\210C\210|\2301\230G\2401\330\010\017\210z\230\021\330\010\033\2301\230A\230T\240\023\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX""\330\031+\2501\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\300\002\320BW\320WX\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\270\022\320;P\320PY\320YZ\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240#\240U\250!\2501\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310c\320QR\320R^\320^_\320_`\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003""\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033\2307\240!\2401\330\033\034\340\010\017\210q\320\004,\250A\360\020\000\t\020\210t\220<\230q\240\007\240v\250Q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\300\002\320BW\320WX\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\250\"\320,>\270d\300$\300c\310\024\310R\310\177\320^e\320ef\330\014\023\2204""\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240!\2404\240u\250A\250Q\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310j\320XY\320Y\\\320\\^\320^b\320bc\320cd\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\0042\260!\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\2101\330\014\017\210t\2202\320\025%\240R\240w\250c\260\024\260R\260q\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220_\240B\240b\250\003\2507\260\"\260D\270\002\270!\330\020\024\220B\320\026\047\240q\340\014\017\210t\2202\220]\240\"\240A\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220^\2402\240R\240s\250\047\260\022\2604\260r\270\021\330\020\024\220B\320\026&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001""\250\023\250E\260\030\270\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 373; i++) {
+    for (int i = 0; i < 372; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 103) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 104) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -49924,8 +50281,8 @@ static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes 
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 373; i < 406; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-373].length;
+    for (int i = 372; i < 405; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-372].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -49935,14 +50292,14 @@ static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes 
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 406; i++) {
+    for (Py_ssize_t i = 0; i < 405; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 373;
+      PyObject **table = stringtab + 372;
       for (Py_ssize_t i=0; i<33; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -50034,7 +50391,7 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_iter_batches, __pyx_mstate->__pyx_kp_b_iso88591__11, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 330};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 349};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_seg};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
@@ -50129,87 +50486,87 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_segment_bases, __pyx_mstate->__pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 238};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 257};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_tmp, __pyx_mstate->__pyx_n_u_f};
     __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_write_log_start_checkpoint, __pyx_mstate->__pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 289};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 308};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_durable};
     __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_watch, __pyx_mstate->__pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 310};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 329};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_raise_if_failed, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_4r_aq_AQd_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 317};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 336};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_path};
     __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_segments, __pyx_mstate->__pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 329};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 348};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
     __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_size_bytes, __pyx_mstate->__pyx_kp_b_iso88591_A_s_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 397};
+    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 416};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_key, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_hcount, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_attributes_2};
     __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append, __pyx_mstate->__pyx_kp_b_iso88591_A_a_D_BWWX_4_HAWA_4we4t_5Qa_5_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 445};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 464};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_compression_2, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_codec, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_attributes_2, __pyx_mstate->__pyx_n_u_batch};
     __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_many, __pyx_mstate->__pyx_kp_b_iso88591_q_l_Yaq_9A_D_BWWX_Qiq_1Cs_1_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 479};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 498};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_wait};
     __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_batch, __pyx_mstate->__pyx_kp_b_iso88591_A_t_q_vQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 522};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 541};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_pending};
     __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_submit_batch, __pyx_mstate->__pyx_kp_b_iso88591_A_6_1D_1_4r_c_fD_PZZ___4s_Cq_q_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 546};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 565};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_st};
     __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_roll, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_d_A_Qat3gQd_Q_d_M9I_a_AQd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 562};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 581};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_target};
     __pyx_mstate_global->__pyx_codeobj_tab[30] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_flush, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[30])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 583};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 603};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_max_bytes, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_end, __pyx_mstate->__pyx_n_u_got, __pyx_mstate->__pyx_n_u_want, __pyx_mstate->__pyx_n_u_seg_next, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_raw, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_hi};
     __pyx_mstate_global->__pyx_codeobj_tab[31] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_read_batches, __pyx_mstate->__pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[31])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 697};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_rel, __pyx_mstate->__pyx_n_u_found, __pyx_mstate->__pyx_n_u_decode_batches, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_header, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_rec};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 717};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_rel, __pyx_mstate->__pyx_n_u_found, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_header, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_rec};
     __pyx_mstate_global->__pyx_codeobj_tab[32] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_offset_for_timestamp, __pyx_mstate->__pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[32])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 730};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 749};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_off};
     __pyx_mstate_global->__pyx_codeobj_tab[33] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_max_timestamp_2, __pyx_mstate->__pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[33])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 744};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 763};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_before_offset, __pyx_mstate->__pyx_n_u_hi};
     __pyx_mstate_global->__pyx_codeobj_tab[34] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_delete_records, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_Q_D_4r_c_r_Rq_c_q0OqPppqq, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[34])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 770};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 789};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_now_ms, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_n_delete, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_doomed, __pyx_mstate->__pyx_n_u_to_free, __pyx_mstate->__pyx_n_u_new_start, __pyx_mstate->__pyx_n_u_expired_active, __pyx_mstate->__pyx_n_u_addr, __pyx_mstate->__pyx_n_u_paths, __pyx_mstate->__pyx_n_u_path};
     __pyx_mstate_global->__pyx_codeobj_tab[35] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_apply_retention, __pyx_mstate->__pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[35])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 838};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 857};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_a_2, __pyx_mstate->__pyx_n_u_st};
     __pyx_mstate_global->__pyx_codeobj_tab[36] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_close, __pyx_mstate->__pyx_kp_b_iso88591_A_a_4r_F_1D_1_Bj_AQd_Q_aq_Cq_t4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[36])) goto bad;
   }
@@ -50224,12 +50581,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[38] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[38])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 900};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 919};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[39] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_result, __pyx_mstate->__pyx_kp_b_iso88591_A_4t1_aq_4t83a_at4y_D_QUUYYZ_t4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[39])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 912};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 931};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[40] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_wait, __pyx_mstate->__pyx_kp_b_iso88591_A_Kq_t7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[40])) goto bad;
   }
@@ -55608,45 +55965,6 @@ static CYTHON_INLINE PyObject* __Pyx__PyObject_LookupSpecial(PyObject* obj, PyOb
 }
 #endif
 
-/* ImportFrom */
-static PyObject* __Pyx_ImportFrom(PyObject* module, PyObject* name) {
-    PyObject* value = __Pyx_PyObject_GetAttrStr(module, name);
-    if (unlikely(!value) && PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        const char* module_name_str = 0;
-        PyObject* module_name = 0;
-        PyObject* module_dot = 0;
-        PyObject* full_name = 0;
-        PyErr_Clear();
-        module_name_str = PyModule_GetName(module);
-        if (unlikely(!module_name_str)) { goto modbad; }
-        module_name = PyUnicode_FromString(module_name_str);
-        if (unlikely(!module_name)) { goto modbad; }
-        module_dot = PyUnicode_Concat(module_name, __pyx_mstate_global->__pyx_kp_u__10);
-        if (unlikely(!module_dot)) { goto modbad; }
-        full_name = PyUnicode_Concat(module_dot, name);
-        if (unlikely(!full_name)) { goto modbad; }
-        #if (CYTHON_COMPILING_IN_PYPY && PYPY_VERSION_NUM  < 0x07030400) ||\
-                CYTHON_COMPILING_IN_GRAAL
-        {
-            PyObject *modules = PyImport_GetModuleDict();
-            if (unlikely(!modules))
-                goto modbad;
-            value = PyObject_GetItem(modules, full_name);
-        }
-        #else
-        value = PyImport_GetModule(full_name);
-        #endif
-      modbad:
-        Py_XDECREF(full_name);
-        Py_XDECREF(module_dot);
-        Py_XDECREF(module_name);
-    }
-    if (unlikely(!value)) {
-        PyErr_Format(PyExc_ImportError, "cannot import name %S", name);
-    }
-    return value;
-}
-
 /* PyObjectCompare */
 #ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolLt
 #define __Pyx_DEFINED_PyObject_CompareFloatIntBoolLt
@@ -57303,6 +57621,45 @@ bad:
     return NULL;
 }
 #endif
+
+/* ImportFrom */
+static PyObject* __Pyx_ImportFrom(PyObject* module, PyObject* name) {
+    PyObject* value = __Pyx_PyObject_GetAttrStr(module, name);
+    if (unlikely(!value) && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        const char* module_name_str = 0;
+        PyObject* module_name = 0;
+        PyObject* module_dot = 0;
+        PyObject* full_name = 0;
+        PyErr_Clear();
+        module_name_str = PyModule_GetName(module);
+        if (unlikely(!module_name_str)) { goto modbad; }
+        module_name = PyUnicode_FromString(module_name_str);
+        if (unlikely(!module_name)) { goto modbad; }
+        module_dot = PyUnicode_Concat(module_name, __pyx_mstate_global->__pyx_kp_u__10);
+        if (unlikely(!module_dot)) { goto modbad; }
+        full_name = PyUnicode_Concat(module_dot, name);
+        if (unlikely(!full_name)) { goto modbad; }
+        #if (CYTHON_COMPILING_IN_PYPY && PYPY_VERSION_NUM  < 0x07030400) ||\
+                CYTHON_COMPILING_IN_GRAAL
+        {
+            PyObject *modules = PyImport_GetModuleDict();
+            if (unlikely(!modules))
+                goto modbad;
+            value = PyObject_GetItem(modules, full_name);
+        }
+        #else
+        value = PyImport_GetModule(full_name);
+        #endif
+      modbad:
+        Py_XDECREF(full_name);
+        Py_XDECREF(module_dot);
+        Py_XDECREF(module_name);
+    }
+    if (unlikely(!value)) {
+        PyErr_Format(PyExc_ImportError, "cannot import name %S", name);
+    }
+    return value;
+}
 
 /* dict_setdefault (used by FetchCommonType) */
 static CYTHON_INLINE PyObject *__Pyx_PyDict_SetDefault(PyObject *d, PyObject *key, PyObject *default_value) {

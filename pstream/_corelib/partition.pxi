@@ -179,6 +179,25 @@ cdef class Partition:
             if s.index.n != loaded_n or s.index.tn != loaded_tn:
                 with nogil:  # the index was rebuilt or trimmed: replace the files
                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
+        if checkpoint > part_active(self.p).next_offset:
+            # A torn tail took the log below its start offset (records deleted by
+            # delete_records): everything left is deleted data, so start afresh at the
+            # log start offset, as Kafka does, and never hand out an offset twice.
+            _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
+                         self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
+            for i in range(self.p.n_segs):
+                s = self.p.segs[i]
+                for path in (s.log_path, s.index_path, s.time_path):
+                    try:
+                        _os.unlink(path)
+                    except FileNotFoundError:
+                        pass
+                segment_free(s)
+            self.p.n_segs = 0
+            s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
+            if s == NULL or part_add_segment(self.p, s) != PS_OK:
+                segment_free(s)
+                raise MemoryError()
         # The last segment becomes the active one again.
         s = part_active(self.p)
         s.sealed = s.finalized = False
@@ -572,7 +591,8 @@ cdef class Partition:
             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
                 pthread_mutex_unlock(&self.sh.mu)
                 return
-            self._check_open_io()
+            if self.p.io_errno:
+                self._raise_locked(PS_ERR_IO)
             self.p.sync_requested = True
             shard_enqueue(self.sh, self.p)
             with nogil:
@@ -712,13 +732,12 @@ cdef class Partition:
         if found < 0:
             return None
         # Scan records from there for the first timestamp at or past the target.
-        from pstream.record import decode_batches
         offset = found
         while offset < self.p.next_offset:
             data = self.read_batches(offset)
             if not data:
                 return None
-            for header, records in decode_batches(data):
+            for header, records in iter_batches(data):
                 if header.max_timestamp < timestamp_ms:
                     continue
                 for rec in records:

@@ -90,7 +90,8 @@ cdef int64_t segment_trusted_start(Segment *s, int64_t file_size) noexcept nogil
     while s.index.n:
         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
             ps_batch_read_header(header, &h)
-            if h.magic == PS_MAGIC_V2 and h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
+            if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
+                    h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
                 break
         s.index.n -= 1
     if s.index.n == 0:
@@ -100,6 +101,6 @@ cdef int64_t segment_trusted_start(Segment *s, int64_t file_size) noexcept nogil
     if s.index.tn:
         s.max_timestamp = s.index.ts[s.index.tn - 1]
         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
-    # The batch at the entry is scanned again (its CRC checked): position the offsets before it.
-    s.next_offset = s.base_offset
+    # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
+    s.next_offset = h.base_offset
     return s.index.pos[s.index.n - 1]
