@@ -2008,7 +2008,7 @@ struct __pyx_t_7pstream_5_core_Shard {
   int64_t busy_ns;
 };
 
-/* "pstream/_corelib/partition.pxi":508
+/* "pstream/_corelib/partition.pxi":511
  *         return self._append_raw(batch, True, wait)
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
@@ -2124,7 +2124,7 @@ struct __pyx_obj_7pstream_5_core_Partition {
 };
 
 
-/* "pstream/_corelib/partition.pxi":894
+/* "pstream/_corelib/partition.pxi":912
  * 
  * 
  * cdef class PendingAppend:             # <<<<<<<<<<<<<<
@@ -2161,7 +2161,7 @@ struct __pyx_obj_7pstream_5_core___pyx_scope_struct__iter_batches {
 };
 
 
-/* "pstream/_corelib/partition.pxi":349
+/* "pstream/_corelib/partition.pxi":352
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -2236,7 +2236,8 @@ static struct __pyx_vtabstruct_7pstream_5_core_ShardPool *__pyx_vtabptr_7pstream
 
 struct __pyx_vtabstruct_7pstream_5_core_Partition {
   int (*_load)(struct __pyx_obj_7pstream_5_core_Partition *);
-  int (*_cut_tail)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, struct __pyx_t_7pstream_5_core_ScanResult *, size_t, size_t);
+  int (*_cut_tail)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, struct __pyx_t_7pstream_5_core_ScanResult *);
+  int (*_keep_corrupt_segment)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, struct __pyx_t_7pstream_5_core_ScanResult *, int64_t);
   int64_t (*_read_log_start_checkpoint)(struct __pyx_obj_7pstream_5_core_Partition *);
   int (*_raise_locked)(struct __pyx_obj_7pstream_5_core_Partition *, int);
   int64_t (*_begin)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t, int64_t, uint8_t **);
@@ -2244,14 +2245,15 @@ struct __pyx_vtabstruct_7pstream_5_core_Partition {
   int (*_after_append)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t);
   PyObject *(*_append_raw)(struct __pyx_obj_7pstream_5_core_Partition *, PyObject *, int, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args);
   int (*_raise_append_error)(struct __pyx_obj_7pstream_5_core_Partition *, int, size_t, int64_t);
+  int (*_corrupt)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, int64_t, int64_t, PyObject *);
   int64_t (*_find_batch)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, int64_t, int64_t, ps_batch_header *);
-  int64_t (*_whole_batches)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, uint8_t const *, int64_t, int64_t, int64_t);
+  int64_t (*_whole_batches)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, uint8_t const *, int64_t, int64_t, int64_t, int64_t);
 };
 static struct __pyx_vtabstruct_7pstream_5_core_Partition *__pyx_vtabptr_7pstream_5_core_Partition;
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t, int64_t);
 
 
-/* "pstream/_corelib/partition.pxi":894
+/* "pstream/_corelib/partition.pxi":912
  * 
  * 
  * cdef class PendingAppend:             # <<<<<<<<<<<<<<
@@ -3149,16 +3151,6 @@ static PyObject *__Pyx_PyDict_GetItem(PyObject *d, PyObject* key);
 /* PyFileNotFoundError_Check.proto */
 #define __Pyx_PyExc_FileNotFoundError_Check(obj)  __Pyx_TypeCheck(obj, PyExc_FileNotFoundError)
 
-/* PyObjectCompare.proto */
-static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_object_int(PyObject *op1, PyObject *op2, int pyop);
-
-/* PyObjectFormat.proto */
-#if CYTHON_USE_UNICODE_WRITER
-static PyObject* __Pyx_PyObject_Format(PyObject* s, PyObject* f);
-#else
-#define __Pyx_PyObject_Format(s, f) PyObject_Format(s, f)
-#endif
-
 /* PyObjectLookupSpecial.proto */
 #if CYTHON_USE_PYTYPE_LOOKUP && CYTHON_USE_TYPE_SLOTS
 #define __Pyx_PyObject_LookupSpecialNoError(obj, attr_name)  __Pyx__PyObject_LookupSpecial(obj, attr_name, 0)
@@ -3768,7 +3760,8 @@ static void __pyx_f_7pstream_5_core_12BatchBuilder_write_records(struct __pyx_ob
 static PyObject *__pyx_f_7pstream_5_core_12BatchBuilder_build(struct __pyx_obj_7pstream_5_core_BatchBuilder *__pyx_v_self, int64_t __pyx_v_base_offset, int __pyx_v_codec, int __pyx_v_timestamp_type, int64_t __pyx_v_producer_id, int16_t __pyx_v_producer_epoch, int32_t __pyx_v_base_sequence, int32_t __pyx_v_leader_epoch, int __pyx_v_transactional, int __pyx_v_control); /* proto*/
 static struct __pyx_t_7pstream_5_core_Shard *__pyx_f_7pstream_5_core_9ShardPool_shard_for(struct __pyx_obj_7pstream_5_core_ShardPool *__pyx_v_self, int __pyx_v_index); /* proto*/
 static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto*/
-static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, struct __pyx_t_7pstream_5_core_ScanResult *__pyx_v_res, size_t __pyx_v_index, size_t __pyx_v_count); /* proto*/
+static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, struct __pyx_t_7pstream_5_core_ScanResult *__pyx_v_res); /* proto*/
+static int __pyx_f_7pstream_5_core_9Partition__keep_corrupt_segment(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, struct __pyx_t_7pstream_5_core_ScanResult *__pyx_v_res, int64_t __pyx_v_next_base); /* proto*/
 static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self); /* proto*/
 static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int __pyx_v_status); /* proto*/
 static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_total, int64_t __pyx_v_count, int64_t __pyx_v_now_ms, uint8_t **__pyx_v_dst); /* proto*/
@@ -3776,8 +3769,9 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
 static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_last_offset); /* proto*/
 static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, PyObject *__pyx_v_batch, int __pyx_v_validate, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args); /* proto*/
 static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int __pyx_v_st, size_t __pyx_v_errpos, int64_t __pyx_v_length); /* proto*/
+static int __pyx_f_7pstream_5_core_9Partition__corrupt(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, int64_t __pyx_v_position, int64_t __pyx_v_offset, PyObject *__pyx_v_why); /* proto*/
 static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, int64_t __pyx_v_pos, int64_t __pyx_v_offset, ps_batch_header *__pyx_v_h); /* proto*/
-static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, uint8_t const *__pyx_v_p, int64_t __pyx_v_length, int64_t __pyx_v_file_pos, int64_t __pyx_v_offset); /* proto*/
+static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, uint8_t const *__pyx_v_p, int64_t __pyx_v_length, int64_t __pyx_v_file_pos, int64_t __pyx_v_offset, int64_t __pyx_v_seg_next); /* proto*/
 static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_7pstream_5_core_PendingAppend *__pyx_v_self); /* proto*/
 
 /* Module declarations from "libc.stdint" */
@@ -3854,6 +3848,7 @@ static int __pyx_f_7pstream_5_core_segment_finalize(struct __pyx_t_7pstream_5_co
 static int64_t __pyx_f_7pstream_5_core_segment_copy_out(struct __pyx_t_7pstream_5_core_Segment *, pthread_mutex_t *, int64_t, int64_t, uint8_t *); /*proto*/
 static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_Segment *, int64_t, struct __pyx_t_7pstream_5_core_ScanResult *); /*proto*/
 static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pstream_5_core_Segment *, int64_t); /*proto*/
+static int __pyx_f_7pstream_5_core_time_entry_checks_out(struct __pyx_t_7pstream_5_core_Segment *, size_t, int64_t); /*proto*/
 static CYTHON_INLINE struct __pyx_t_7pstream_5_core_Segment *__pyx_f_7pstream_5_core_part_active(struct __pyx_t_7pstream_5_core_PartState *); /*proto*/
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_enqueue(struct __pyx_t_7pstream_5_core_Shard *, struct __pyx_t_7pstream_5_core_PartState *); /*proto*/
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_shard_watch_check(struct __pyx_t_7pstream_5_core_Shard *, struct __pyx_t_7pstream_5_core_PartState *); /*proto*/
@@ -4255,9 +4250,9 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_pop;
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     int64_t __pyx_k__6;
-    PyObject *__pyx_tuple[18];
+    PyObject *__pyx_tuple[16];
     PyObject *__pyx_codeobj_tab[43];
-    PyObject *__pyx_string_tab[405];
+    PyObject *__pyx_string_tab[407];
     PyObject *__pyx_number_tab[3];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -4333,45 +4328,45 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u__5 __pyx_string_tab[0]
 #define __pyx_kp_u__4 __pyx_string_tab[1]
 #define __pyx_kp_u_errno __pyx_string_tab[2]
-#define __pyx_kp_u_bytes_exceeds_max_message_bytes __pyx_string_tab[3]
-#define __pyx_kp_u_bytes_exceeds_the_2_GiB_v2_limi __pyx_string_tab[4]
-#define __pyx_kp_u_bytes_left_after __pyx_string_tab[5]
-#define __pyx_kp_u_bytes_not_exactly_one_batch __pyx_string_tab[6]
-#define __pyx_kp_u_does_not_fit_a_signed __pyx_string_tab[7]
-#define __pyx_kp_u_fields __pyx_string_tab[8]
-#define __pyx_kp_u_is_outside __pyx_string_tab[9]
-#define __pyx_kp_u_must_be_an_int_not __pyx_string_tab[10]
-#define __pyx_kp_u_must_be_bytes_like_or_None_not_2 __pyx_string_tab[11]
-#define __pyx_kp_u_must_be_bytes_like_or_None_not __pyx_string_tab[12]
-#define __pyx_kp_u_of __pyx_string_tab[13]
-#define __pyx_kp_u_records_2 __pyx_string_tab[14]
-#define __pyx_kp_u_records_present __pyx_string_tab[15]
-#define __pyx_kp_u_s_d_removing_segment_020d_after __pyx_string_tab[16]
-#define __pyx_kp_u_s_d_the_filesystem_refused_O_DI __pyx_string_tab[17]
-#define __pyx_kp_u_s_d_the_filesystem_refused_an_O __pyx_string_tab[18]
-#define __pyx_kp_u_s_d_the_log_ends_at_d_below_its __pyx_string_tab[19]
-#define __pyx_kp_u_s_d_torn_or_corrupt_tail_in_s_l __pyx_string_tab[20]
-#define __pyx_kp_u_s_d_unreadable_log_start_offset __pyx_string_tab[21]
-#define __pyx_kp_u_tree_fragment __pyx_string_tab[22]
-#define __pyx_kp_u__2 __pyx_string_tab[23]
-#define __pyx_kp_u__7 __pyx_string_tab[24]
-#define __pyx_kp_u_attributes __pyx_string_tab[25]
-#define __pyx_kp_u_base_timestamp __pyx_string_tab[26]
-#define __pyx_kp_u_batch_length __pyx_string_tab[27]
-#define __pyx_kp_u_crc __pyx_string_tab[28]
-#define __pyx_kp_u_headers_2 __pyx_string_tab[29]
-#define __pyx_kp_u_key_2 __pyx_string_tab[30]
-#define __pyx_kp_u_max_timestamp __pyx_string_tab[31]
-#define __pyx_kp_u_producer_id __pyx_string_tab[32]
-#define __pyx_kp_u_record_count __pyx_string_tab[33]
-#define __pyx_kp_u_timestamp_ms_2 __pyx_string_tab[34]
-#define __pyx_kp_u_value_2 __pyx_string_tab[35]
-#define __pyx_kp_u_bit_field __pyx_string_tab[36]
-#define __pyx_kp_u__10 __pyx_string_tab[37]
-#define __pyx_kp_u_index __pyx_string_tab[38]
-#define __pyx_kp_u_log __pyx_string_tab[39]
-#define __pyx_kp_u_timeindex __pyx_string_tab[40]
-#define __pyx_kp_u_020d __pyx_string_tab[41]
+#define __pyx_kp_u_next_batch_starts_at __pyx_string_tab[3]
+#define __pyx_kp_u_bytes_exceeds_max_message_bytes __pyx_string_tab[4]
+#define __pyx_kp_u_bytes_exceeds_the_2_GiB_v2_limi __pyx_string_tab[5]
+#define __pyx_kp_u_bytes_left_after __pyx_string_tab[6]
+#define __pyx_kp_u_bytes_not_exactly_one_batch __pyx_string_tab[7]
+#define __pyx_kp_u_does_not_fit_a_signed __pyx_string_tab[8]
+#define __pyx_kp_u_fields __pyx_string_tab[9]
+#define __pyx_kp_u_is_outside __pyx_string_tab[10]
+#define __pyx_kp_u_must_be_an_int_not __pyx_string_tab[11]
+#define __pyx_kp_u_must_be_bytes_like_or_None_not_2 __pyx_string_tab[12]
+#define __pyx_kp_u_must_be_bytes_like_or_None_not __pyx_string_tab[13]
+#define __pyx_kp_u_of __pyx_string_tab[14]
+#define __pyx_kp_u_records_2 __pyx_string_tab[15]
+#define __pyx_kp_u_records_present __pyx_string_tab[16]
+#define __pyx_kp_u_s_d_corrupt_batch_in_s_at_posit __pyx_string_tab[17]
+#define __pyx_kp_u_s_d_the_filesystem_refused_O_DI __pyx_string_tab[18]
+#define __pyx_kp_u_s_d_the_filesystem_refused_an_O __pyx_string_tab[19]
+#define __pyx_kp_u_s_d_the_log_ends_at_d_below_its __pyx_string_tab[20]
+#define __pyx_kp_u_s_d_torn_or_corrupt_tail_in_s_l __pyx_string_tab[21]
+#define __pyx_kp_u_s_d_unreadable_log_start_offset __pyx_string_tab[22]
+#define __pyx_kp_u_tree_fragment __pyx_string_tab[23]
+#define __pyx_kp_u__2 __pyx_string_tab[24]
+#define __pyx_kp_u__7 __pyx_string_tab[25]
+#define __pyx_kp_u_attributes __pyx_string_tab[26]
+#define __pyx_kp_u_base_timestamp __pyx_string_tab[27]
+#define __pyx_kp_u_batch_length __pyx_string_tab[28]
+#define __pyx_kp_u_crc __pyx_string_tab[29]
+#define __pyx_kp_u_expected __pyx_string_tab[30]
+#define __pyx_kp_u_headers_2 __pyx_string_tab[31]
+#define __pyx_kp_u_key_2 __pyx_string_tab[32]
+#define __pyx_kp_u_last_offset_delta __pyx_string_tab[33]
+#define __pyx_kp_u_max_timestamp __pyx_string_tab[34]
+#define __pyx_kp_u_producer_id __pyx_string_tab[35]
+#define __pyx_kp_u_record_count __pyx_string_tab[36]
+#define __pyx_kp_u_timestamp_ms_2 __pyx_string_tab[37]
+#define __pyx_kp_u_value_2 __pyx_string_tab[38]
+#define __pyx_kp_u_bit_field __pyx_string_tab[39]
+#define __pyx_kp_u__10 __pyx_string_tab[40]
+#define __pyx_kp_u_log __pyx_string_tab[41]
 #define __pyx_kp_u_ __pyx_string_tab[42]
 #define __pyx_kp_u_the_log_ends_at __pyx_string_tab[43]
 #define __pyx_kp_u__3 __pyx_string_tab[44]
@@ -4391,350 +4386,352 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_batch_is_shorter_than_its_header __pyx_string_tab[58]
 #define __pyx_kp_u_batch_length_is_smaller_than_a_v __pyx_string_tab[59]
 #define __pyx_kp_u_batch_of __pyx_string_tab[60]
-#define __pyx_kp_u_cannot_create_a_new_segment __pyx_string_tab[61]
-#define __pyx_kp_u_cannot_create_the_completion_doo __pyx_string_tab[62]
-#define __pyx_kp_u_cannot_delete_records_before __pyx_string_tab[63]
-#define __pyx_kp_u_cannot_grow_the_segment_write_bu __pyx_string_tab[64]
-#define __pyx_kp_u_cannot_open_segment __pyx_string_tab[65]
-#define __pyx_kp_u_cannot_open_segment_for_writing __pyx_string_tab[66]
-#define __pyx_kp_u_cannot_read_segment __pyx_string_tab[67]
-#define __pyx_kp_u_cannot_start_a_shard_thread __pyx_string_tab[68]
-#define __pyx_kp_u_cannot_truncate_segment __pyx_string_tab[69]
-#define __pyx_kp_u_closing_the_active_segment_faile __pyx_string_tab[70]
-#define __pyx_kp_u_compressed_records_cannot_be_dec __pyx_string_tab[71]
-#define __pyx_kp_u_corrupt_batch_in_segment __pyx_string_tab[72]
-#define __pyx_kp_u_disable __pyx_string_tab[73]
-#define __pyx_kp_u_enable __pyx_string_tab[74]
-#define __pyx_kp_u_flush_must_be_one_of_always_inte __pyx_string_tab[75]
-#define __pyx_kp_u_gc __pyx_string_tab[76]
-#define __pyx_kp_u_header_key_is_not_valid_UTF_8 __pyx_string_tab[77]
-#define __pyx_kp_u_header_key_must_be_str_not __pyx_string_tab[78]
-#define __pyx_kp_u_header_value __pyx_string_tab[79]
-#define __pyx_kp_u_internal_error_status __pyx_string_tab[80]
-#define __pyx_kp_u_invalid_batch_header_in_segment __pyx_string_tab[81]
-#define __pyx_kp_u_isenabled __pyx_string_tab[82]
-#define __pyx_kp_u_log_start_offset __pyx_string_tab[83]
-#define __pyx_kp_u_log_start_offset_tmp __pyx_string_tab[84]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[85]
-#define __pyx_kp_u_offset_2 __pyx_string_tab[86]
-#define __pyx_kp_u_pstream_storage __pyx_string_tab[87]
-#define __pyx_kp_u_pstream__corelib_batch_pxi __pyx_string_tab[88]
-#define __pyx_kp_u_pstream__corelib_partition_pxi __pyx_string_tab[89]
-#define __pyx_kp_u_pstream__corelib_shard_pxi __pyx_string_tab[90]
-#define __pyx_kp_u_record_batch_of __pyx_string_tab[91]
-#define __pyx_kp_u_record_count_does_not_match_the __pyx_string_tab[92]
-#define __pyx_kp_u_record_fields_are_inconsistent_w __pyx_string_tab[93]
-#define __pyx_kp_u_segment_ends_inside_a_batch __pyx_string_tab[94]
-#define __pyx_kp_u_segment_ends_inside_a_batch_head __pyx_string_tab[95]
-#define __pyx_kp_u_shards_must_be_at_least_1_got __pyx_string_tab[96]
-#define __pyx_kp_u_the_append_has_not_completed_yet __pyx_string_tab[97]
-#define __pyx_kp_u_the_buffer_holds __pyx_string_tab[98]
-#define __pyx_kp_u_the_log_is_closed __pyx_string_tab[99]
-#define __pyx_kp_u_timestamp_type_must_be_0_CreateT __pyx_string_tab[100]
-#define __pyx_kp_u_truncated_or_overlong_varint __pyx_string_tab[101]
-#define __pyx_kp_u_unknown_compression_codec __pyx_string_tab[102]
-#define __pyx_kp_u_unsupported_magic_byte_only_reco __pyx_string_tab[103]
-#define __pyx_n_u_BadMagicError __pyx_string_tab[104]
-#define __pyx_n_u_BadRecordError __pyx_string_tab[105]
-#define __pyx_n_u_BadVarintError __pyx_string_tab[106]
-#define __pyx_n_u_BatchBuilder __pyx_string_tab[107]
-#define __pyx_n_u_BatchBuilder___reduce_cython __pyx_string_tab[108]
-#define __pyx_n_u_BatchBuilder___setstate_cython __pyx_string_tab[109]
-#define __pyx_n_u_BatchHeader __pyx_string_tab[110]
-#define __pyx_n_u_BatchHeader___reduce_cython __pyx_string_tab[111]
-#define __pyx_n_u_BatchHeader___setstate_cython __pyx_string_tab[112]
-#define __pyx_n_u_BatchTooLargeError __pyx_string_tab[113]
-#define __pyx_n_u_CompressionError __pyx_string_tab[114]
-#define __pyx_n_u_ConfigError __pyx_string_tab[115]
-#define __pyx_n_u_CorruptBatchError __pyx_string_tab[116]
-#define __pyx_n_u_CorruptSegmentError __pyx_string_tab[117]
-#define __pyx_n_u_CrcMismatchError __pyx_string_tab[118]
-#define __pyx_n_u_LengthMismatchError __pyx_string_tab[119]
-#define __pyx_n_u_LogClosedError __pyx_string_tab[120]
-#define __pyx_n_u_NotImplemented __pyx_string_tab[121]
-#define __pyx_n_u_OffsetOutOfRangeError __pyx_string_tab[122]
-#define __pyx_n_u_PStreamError __pyx_string_tab[123]
-#define __pyx_n_u_Partition __pyx_string_tab[124]
-#define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[125]
-#define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[126]
-#define __pyx_n_u_Partition__raise_if_failed __pyx_string_tab[127]
-#define __pyx_n_u_Partition__watch __pyx_string_tab[128]
-#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[129]
-#define __pyx_n_u_Partition_append __pyx_string_tab[130]
-#define __pyx_n_u_Partition_append_batch __pyx_string_tab[131]
-#define __pyx_n_u_Partition_append_many __pyx_string_tab[132]
-#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[133]
-#define __pyx_n_u_Partition_close __pyx_string_tab[134]
-#define __pyx_n_u_Partition_delete_records __pyx_string_tab[135]
-#define __pyx_n_u_Partition_flush __pyx_string_tab[136]
-#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[137]
-#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[138]
-#define __pyx_n_u_Partition_read_batches __pyx_string_tab[139]
-#define __pyx_n_u_Partition_roll __pyx_string_tab[140]
-#define __pyx_n_u_Partition_segments __pyx_string_tab[141]
-#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[142]
-#define __pyx_n_u_Partition_submit_batch __pyx_string_tab[143]
-#define __pyx_n_u_PendingAppend __pyx_string_tab[144]
-#define __pyx_n_u_PendingAppend___reduce_cython __pyx_string_tab[145]
-#define __pyx_n_u_PendingAppend___setstate_cython __pyx_string_tab[146]
-#define __pyx_n_u_PendingAppend_result __pyx_string_tab[147]
-#define __pyx_n_u_PendingAppend_wait __pyx_string_tab[148]
-#define __pyx_n_u_Record __pyx_string_tab[149]
-#define __pyx_n_u_Record___reduce __pyx_string_tab[150]
-#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[151]
-#define __pyx_n_u_ShardPool __pyx_string_tab[152]
-#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[153]
-#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[154]
-#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[155]
-#define __pyx_n_u_ShardPool_stats __pyx_string_tab[156]
-#define __pyx_n_u_ShardPool_stop __pyx_string_tab[157]
-#define __pyx_n_u_ShortBufferError __pyx_string_tab[158]
-#define __pyx_n_u_StorageIOError __pyx_string_tab[159]
-#define __pyx_n_u_BufferView __pyx_string_tab[160]
-#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[161]
-#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[162]
-#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[163]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[164]
-#define __pyx_n_u_annotate __pyx_string_tab[165]
-#define __pyx_n_u_enter __pyx_string_tab[166]
-#define __pyx_n_u_exit __pyx_string_tab[167]
-#define __pyx_n_u_func __pyx_string_tab[168]
-#define __pyx_n_u_getstate __pyx_string_tab[169]
-#define __pyx_n_u_main __pyx_string_tab[170]
-#define __pyx_n_u_module __pyx_string_tab[171]
-#define __pyx_n_u_name __pyx_string_tab[172]
-#define __pyx_n_u_pyx_state __pyx_string_tab[173]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[174]
-#define __pyx_n_u_qualname __pyx_string_tab[175]
-#define __pyx_n_u_reduce __pyx_string_tab[176]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[177]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[178]
-#define __pyx_n_u_set_name __pyx_string_tab[179]
-#define __pyx_n_u_setstate __pyx_string_tab[180]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[181]
-#define __pyx_n_u_test __pyx_string_tab[182]
-#define __pyx_n_u_compression __pyx_string_tab[183]
-#define __pyx_n_u_errors __pyx_string_tab[184]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[185]
-#define __pyx_n_u_log_2 __pyx_string_tab[186]
-#define __pyx_n_u_logging_2 __pyx_string_tab[187]
-#define __pyx_n_u_os_2 __pyx_string_tab[188]
-#define __pyx_n_u_raise_if_failed __pyx_string_tab[189]
-#define __pyx_n_u_threading_2 __pyx_string_tab[190]
-#define __pyx_n_u_watch __pyx_string_tab[191]
-#define __pyx_n_u_write_log_start_checkpoint __pyx_string_tab[192]
-#define __pyx_n_u_a_2 __pyx_string_tab[193]
-#define __pyx_n_u_addr __pyx_string_tab[194]
-#define __pyx_n_u_always __pyx_string_tab[195]
-#define __pyx_n_u_append __pyx_string_tab[196]
-#define __pyx_n_u_append_batch __pyx_string_tab[197]
-#define __pyx_n_u_append_many __pyx_string_tab[198]
-#define __pyx_n_u_apply_retention __pyx_string_tab[199]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[200]
-#define __pyx_n_u_attributes_2 __pyx_string_tab[201]
-#define __pyx_n_u_b __pyx_string_tab[202]
-#define __pyx_n_u_base __pyx_string_tab[203]
-#define __pyx_n_u_base_offset __pyx_string_tab[204]
-#define __pyx_n_u_base_sequence __pyx_string_tab[205]
-#define __pyx_n_u_bases __pyx_string_tab[206]
-#define __pyx_n_u_batch __pyx_string_tab[207]
-#define __pyx_n_u_before_offset __pyx_string_tab[208]
-#define __pyx_n_u_buf __pyx_string_tab[209]
-#define __pyx_n_u_builder __pyx_string_tab[210]
-#define __pyx_n_u_busy_s __pyx_string_tab[211]
-#define __pyx_n_u_bytes __pyx_string_tab[212]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[213]
-#define __pyx_n_u_close __pyx_string_tab[214]
-#define __pyx_n_u_codec __pyx_string_tab[215]
-#define __pyx_n_u_codec_id __pyx_string_tab[216]
-#define __pyx_n_u_compress __pyx_string_tab[217]
-#define __pyx_n_u_compression_2 __pyx_string_tab[218]
-#define __pyx_n_u_count __pyx_string_tab[219]
-#define __pyx_n_u_crc32c __pyx_string_tab[220]
-#define __pyx_n_u_crc32c_implementation __pyx_string_tab[221]
-#define __pyx_n_u_data __pyx_string_tab[222]
-#define __pyx_n_u_decode __pyx_string_tab[223]
-#define __pyx_n_u_decode_batch __pyx_string_tab[224]
-#define __pyx_n_u_decompress __pyx_string_tab[225]
-#define __pyx_n_u_delete_records __pyx_string_tab[226]
-#define __pyx_n_u_direct_io __pyx_string_tab[227]
-#define __pyx_n_u_directory __pyx_string_tab[228]
-#define __pyx_n_u_done __pyx_string_tab[229]
-#define __pyx_n_u_doomed __pyx_string_tab[230]
-#define __pyx_n_u_drain_doorbell __pyx_string_tab[231]
-#define __pyx_n_u_dst __pyx_string_tab[232]
-#define __pyx_n_u_durable __pyx_string_tab[233]
-#define __pyx_n_u_encode_batch __pyx_string_tab[234]
-#define __pyx_n_u_end __pyx_string_tab[235]
-#define __pyx_n_u_errors_2 __pyx_string_tab[236]
-#define __pyx_n_u_errpos __pyx_string_tab[237]
-#define __pyx_n_u_exc __pyx_string_tab[238]
-#define __pyx_n_u_exist_ok __pyx_string_tab[239]
-#define __pyx_n_u_expired_active __pyx_string_tab[240]
-#define __pyx_n_u_f __pyx_string_tab[241]
-#define __pyx_n_u_file __pyx_string_tab[242]
-#define __pyx_n_u_fileno __pyx_string_tab[243]
-#define __pyx_n_u_flush __pyx_string_tab[244]
-#define __pyx_n_u_flush_bytes __pyx_string_tab[245]
-#define __pyx_n_u_flush_ms __pyx_string_tab[246]
-#define __pyx_n_u_found __pyx_string_tab[247]
-#define __pyx_n_u_fsencode __pyx_string_tab[248]
-#define __pyx_n_u_fsync __pyx_string_tab[249]
-#define __pyx_n_u_genexpr __pyx_string_tab[250]
-#define __pyx_n_u_get __pyx_string_tab[251]
-#define __pyx_n_u_getLogger __pyx_string_tab[252]
-#define __pyx_n_u_got __pyx_string_tab[253]
-#define __pyx_n_u_h __pyx_string_tab[254]
-#define __pyx_n_u_hb __pyx_string_tab[255]
-#define __pyx_n_u_hcount __pyx_string_tab[256]
-#define __pyx_n_u_header __pyx_string_tab[257]
-#define __pyx_n_u_headers __pyx_string_tab[258]
-#define __pyx_n_u_hi __pyx_string_tab[259]
-#define __pyx_n_u_i __pyx_string_tab[260]
-#define __pyx_n_u_index_interval_bytes __pyx_string_tab[261]
-#define __pyx_n_u_interval __pyx_string_tab[262]
-#define __pyx_n_u_is_control __pyx_string_tab[263]
-#define __pyx_n_u_is_transactional __pyx_string_tab[264]
-#define __pyx_n_u_isdigit __pyx_string_tab[265]
-#define __pyx_n_u_items __pyx_string_tab[266]
-#define __pyx_n_u_iter_batches __pyx_string_tab[267]
-#define __pyx_n_u_j __pyx_string_tab[268]
-#define __pyx_n_u_join __pyx_string_tab[269]
-#define __pyx_n_u_key __pyx_string_tab[270]
-#define __pyx_n_u_last_offset __pyx_string_tab[271]
-#define __pyx_n_u_listdir __pyx_string_tab[272]
-#define __pyx_n_u_lo __pyx_string_tab[273]
-#define __pyx_n_u_logging __pyx_string_tab[274]
-#define __pyx_n_u_makedirs __pyx_string_tab[275]
-#define __pyx_n_u_max_bytes __pyx_string_tab[276]
-#define __pyx_n_u_max_message_bytes __pyx_string_tab[277]
-#define __pyx_n_u_max_size __pyx_string_tab[278]
-#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[279]
-#define __pyx_n_u_message __pyx_string_tab[280]
-#define __pyx_n_u_n __pyx_string_tab[281]
-#define __pyx_n_u_n_delete __pyx_string_tab[282]
-#define __pyx_n_u_name_2 __pyx_string_tab[283]
-#define __pyx_n_u_new_start __pyx_string_tab[284]
-#define __pyx_n_u_next __pyx_string_tab[285]
-#define __pyx_n_u_now __pyx_string_tab[286]
-#define __pyx_n_u_now_ms __pyx_string_tab[287]
-#define __pyx_n_u_number __pyx_string_tab[288]
-#define __pyx_n_u_obj __pyx_string_tab[289]
-#define __pyx_n_u_off __pyx_string_tab[290]
-#define __pyx_n_u_offset __pyx_string_tab[291]
-#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[292]
-#define __pyx_n_u_open __pyx_string_tab[293]
-#define __pyx_n_u_os __pyx_string_tab[294]
-#define __pyx_n_u_out __pyx_string_tab[295]
-#define __pyx_n_u_p __pyx_string_tab[296]
-#define __pyx_n_u_partition __pyx_string_tab[297]
-#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[298]
-#define __pyx_n_u_path __pyx_string_tab[299]
-#define __pyx_n_u_paths __pyx_string_tab[300]
-#define __pyx_n_u_pending __pyx_string_tab[301]
-#define __pyx_n_u_pool __pyx_string_tab[302]
-#define __pyx_n_u_pop __pyx_string_tab[303]
-#define __pyx_n_u_pos __pyx_string_tab[304]
-#define __pyx_n_u_position __pyx_string_tab[305]
-#define __pyx_n_u_preallocate_bytes __pyx_string_tab[306]
-#define __pyx_n_u_producer_epoch __pyx_string_tab[307]
-#define __pyx_n_u_producer_id_2 __pyx_string_tab[308]
-#define __pyx_n_u_pstream __pyx_string_tab[309]
-#define __pyx_n_u_pstream__core __pyx_string_tab[310]
-#define __pyx_n_u_pstream_record __pyx_string_tab[311]
-#define __pyx_n_u_r __pyx_string_tab[312]
-#define __pyx_n_u_raw __pyx_string_tab[313]
-#define __pyx_n_u_read __pyx_string_tab[314]
-#define __pyx_n_u_read_batches __pyx_string_tab[315]
-#define __pyx_n_u_rec __pyx_string_tab[316]
-#define __pyx_n_u_records __pyx_string_tab[317]
-#define __pyx_n_u_rel __pyx_string_tab[318]
-#define __pyx_n_u_removesuffix __pyx_string_tab[319]
-#define __pyx_n_u_replace __pyx_string_tab[320]
-#define __pyx_n_u_result __pyx_string_tab[321]
-#define __pyx_n_u_retention_bytes __pyx_string_tab[322]
-#define __pyx_n_u_retention_ms __pyx_string_tab[323]
-#define __pyx_n_u_roll __pyx_string_tab[324]
-#define __pyx_n_u_s __pyx_string_tab[325]
-#define __pyx_n_u_section __pyx_string_tab[326]
-#define __pyx_n_u_seg __pyx_string_tab[327]
-#define __pyx_n_u_seg_next __pyx_string_tab[328]
-#define __pyx_n_u_segment_bases __pyx_string_tab[329]
-#define __pyx_n_u_segment_bytes __pyx_string_tab[330]
-#define __pyx_n_u_segment_ms __pyx_string_tab[331]
-#define __pyx_n_u_segments __pyx_string_tab[332]
-#define __pyx_n_u_self __pyx_string_tab[333]
-#define __pyx_n_u_send __pyx_string_tab[334]
-#define __pyx_n_u_setdefault __pyx_string_tab[335]
-#define __pyx_n_u_shard_index __pyx_string_tab[336]
-#define __pyx_n_u_size __pyx_string_tab[337]
-#define __pyx_n_u_size_bytes __pyx_string_tab[338]
-#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[339]
-#define __pyx_n_u_st __pyx_string_tab[340]
-#define __pyx_n_u_start __pyx_string_tab[341]
-#define __pyx_n_u_stats __pyx_string_tab[342]
-#define __pyx_n_u_stem __pyx_string_tab[343]
-#define __pyx_n_u_stop __pyx_string_tab[344]
-#define __pyx_n_u_strerror __pyx_string_tab[345]
-#define __pyx_n_u_strip __pyx_string_tab[346]
-#define __pyx_n_u_submit_batch __pyx_string_tab[347]
-#define __pyx_n_u_sum __pyx_string_tab[348]
-#define __pyx_n_u_syncs __pyx_string_tab[349]
-#define __pyx_n_u_target __pyx_string_tab[350]
-#define __pyx_n_u_threading __pyx_string_tab[351]
-#define __pyx_n_u_throw __pyx_string_tab[352]
-#define __pyx_n_u_timestamp_ms __pyx_string_tab[353]
-#define __pyx_n_u_timestamp_type __pyx_string_tab[354]
-#define __pyx_n_u_tmp __pyx_string_tab[355]
-#define __pyx_n_u_to_free __pyx_string_tab[356]
-#define __pyx_n_u_topic __pyx_string_tab[357]
-#define __pyx_n_u_total __pyx_string_tab[358]
-#define __pyx_n_u_ts __pyx_string_tab[359]
-#define __pyx_n_u_unlink __pyx_string_tab[360]
-#define __pyx_n_u_validate_batch __pyx_string_tab[361]
-#define __pyx_n_u_value __pyx_string_tab[362]
-#define __pyx_n_u_values __pyx_string_tab[363]
-#define __pyx_n_u_view __pyx_string_tab[364]
-#define __pyx_n_u_w __pyx_string_tab[365]
-#define __pyx_n_u_wait __pyx_string_tab[366]
-#define __pyx_n_u_want __pyx_string_tab[367]
-#define __pyx_n_u_warning __pyx_string_tab[368]
-#define __pyx_n_u_write __pyx_string_tab[369]
-#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[370]
-#define __pyx_n_u_writes __pyx_string_tab[371]
-#define __pyx_kp_b__9 __pyx_string_tab[372]
-#define __pyx_kp_b_iso88591__11 __pyx_string_tab[373]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[374]
-#define __pyx_kp_b_iso88591_7 __pyx_string_tab[375]
-#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[376]
-#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[377]
-#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[378]
-#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[379]
-#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[380]
-#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[381]
-#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[382]
-#define __pyx_kp_b_iso88591_A_4t1_aq_4t83a_at4y_D_QUUYYZ_t4q __pyx_string_tab[383]
-#define __pyx_kp_b_iso88591_A_Kq_t7 __pyx_string_tab[384]
-#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[385]
-#define __pyx_kp_b_iso88591_A_1D_1_4r_aq_AQd_Q __pyx_string_tab[386]
-#define __pyx_kp_b_iso88591_A_1D_1_d_A_Qat3gQd_Q_d_M9I_a_AQd __pyx_string_tab[387]
-#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[388]
-#define __pyx_kp_b_iso88591_A_a_4r_F_1D_1_Bj_AQd_Q_aq_Cq_t4r __pyx_string_tab[389]
-#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[390]
-#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[391]
-#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[392]
-#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[393]
-#define __pyx_kp_b_iso88591_A_1D_1_Q_D_4r_c_r_Rq_c_q0OqPppqq __pyx_string_tab[394]
-#define __pyx_kp_b_iso88591_A_6_1D_1_4r_c_fD_PZZ___4s_Cq_q_q __pyx_string_tab[395]
-#define __pyx_kp_b_iso88591_a __pyx_string_tab[396]
-#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[397]
-#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[398]
-#define __pyx_kp_b_iso88591_A_a_D_BWWX_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[399]
-#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[400]
-#define __pyx_kp_b_iso88591_A_t_q_vQ __pyx_string_tab[401]
-#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_BWWX_Qiq_1Cs_1_4r __pyx_string_tab[402]
-#define __pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B __pyx_string_tab[403]
-#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[404]
+#define __pyx_kp_u_batch_offsets_do_not_follow_on_b __pyx_string_tab[61]
+#define __pyx_kp_u_cannot_create_a_new_segment __pyx_string_tab[62]
+#define __pyx_kp_u_cannot_create_the_completion_doo __pyx_string_tab[63]
+#define __pyx_kp_u_cannot_delete_records_before __pyx_string_tab[64]
+#define __pyx_kp_u_cannot_grow_the_segment_write_bu __pyx_string_tab[65]
+#define __pyx_kp_u_cannot_open_segment __pyx_string_tab[66]
+#define __pyx_kp_u_cannot_open_segment_for_writing __pyx_string_tab[67]
+#define __pyx_kp_u_cannot_read_segment __pyx_string_tab[68]
+#define __pyx_kp_u_cannot_start_a_shard_thread __pyx_string_tab[69]
+#define __pyx_kp_u_cannot_truncate_segment __pyx_string_tab[70]
+#define __pyx_kp_u_closing_the_active_segment_faile __pyx_string_tab[71]
+#define __pyx_kp_u_compressed_records_cannot_be_dec __pyx_string_tab[72]
+#define __pyx_kp_u_corrupt_batch_in_segment __pyx_string_tab[73]
+#define __pyx_kp_u_disable __pyx_string_tab[74]
+#define __pyx_kp_u_enable __pyx_string_tab[75]
+#define __pyx_kp_u_flush_must_be_one_of_always_inte __pyx_string_tab[76]
+#define __pyx_kp_u_gc __pyx_string_tab[77]
+#define __pyx_kp_u_header_key_is_not_valid_UTF_8 __pyx_string_tab[78]
+#define __pyx_kp_u_header_key_must_be_str_not __pyx_string_tab[79]
+#define __pyx_kp_u_header_value __pyx_string_tab[80]
+#define __pyx_kp_u_internal_error_status __pyx_string_tab[81]
+#define __pyx_kp_u_invalid_batch_header_in_segment __pyx_string_tab[82]
+#define __pyx_kp_u_isenabled __pyx_string_tab[83]
+#define __pyx_kp_u_log_start_offset __pyx_string_tab[84]
+#define __pyx_kp_u_log_start_offset_tmp __pyx_string_tab[85]
+#define __pyx_kp_u_no_batch_holds_offset __pyx_string_tab[86]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[87]
+#define __pyx_kp_u_offset_2 __pyx_string_tab[88]
+#define __pyx_kp_u_pstream_storage __pyx_string_tab[89]
+#define __pyx_kp_u_pstream__corelib_batch_pxi __pyx_string_tab[90]
+#define __pyx_kp_u_pstream__corelib_partition_pxi __pyx_string_tab[91]
+#define __pyx_kp_u_pstream__corelib_shard_pxi __pyx_string_tab[92]
+#define __pyx_kp_u_record_batch_of __pyx_string_tab[93]
+#define __pyx_kp_u_record_count_does_not_match_the __pyx_string_tab[94]
+#define __pyx_kp_u_record_fields_are_inconsistent_w __pyx_string_tab[95]
+#define __pyx_kp_u_segment_ends_inside_a_batch __pyx_string_tab[96]
+#define __pyx_kp_u_segment_ends_inside_a_batch_head __pyx_string_tab[97]
+#define __pyx_kp_u_shards_must_be_at_least_1_got __pyx_string_tab[98]
+#define __pyx_kp_u_the_append_has_not_completed_yet __pyx_string_tab[99]
+#define __pyx_kp_u_the_buffer_holds __pyx_string_tab[100]
+#define __pyx_kp_u_the_log_is_closed __pyx_string_tab[101]
+#define __pyx_kp_u_timestamp_type_must_be_0_CreateT __pyx_string_tab[102]
+#define __pyx_kp_u_truncated_or_overlong_varint __pyx_string_tab[103]
+#define __pyx_kp_u_unknown_compression_codec __pyx_string_tab[104]
+#define __pyx_kp_u_unsupported_magic_byte_only_reco __pyx_string_tab[105]
+#define __pyx_n_u_BadMagicError __pyx_string_tab[106]
+#define __pyx_n_u_BadRecordError __pyx_string_tab[107]
+#define __pyx_n_u_BadVarintError __pyx_string_tab[108]
+#define __pyx_n_u_BatchBuilder __pyx_string_tab[109]
+#define __pyx_n_u_BatchBuilder___reduce_cython __pyx_string_tab[110]
+#define __pyx_n_u_BatchBuilder___setstate_cython __pyx_string_tab[111]
+#define __pyx_n_u_BatchHeader __pyx_string_tab[112]
+#define __pyx_n_u_BatchHeader___reduce_cython __pyx_string_tab[113]
+#define __pyx_n_u_BatchHeader___setstate_cython __pyx_string_tab[114]
+#define __pyx_n_u_BatchTooLargeError __pyx_string_tab[115]
+#define __pyx_n_u_CompressionError __pyx_string_tab[116]
+#define __pyx_n_u_ConfigError __pyx_string_tab[117]
+#define __pyx_n_u_CorruptBatchError __pyx_string_tab[118]
+#define __pyx_n_u_CorruptSegmentError __pyx_string_tab[119]
+#define __pyx_n_u_CrcMismatchError __pyx_string_tab[120]
+#define __pyx_n_u_LengthMismatchError __pyx_string_tab[121]
+#define __pyx_n_u_LogClosedError __pyx_string_tab[122]
+#define __pyx_n_u_NotImplemented __pyx_string_tab[123]
+#define __pyx_n_u_OffsetOutOfRangeError __pyx_string_tab[124]
+#define __pyx_n_u_PStreamError __pyx_string_tab[125]
+#define __pyx_n_u_Partition __pyx_string_tab[126]
+#define __pyx_n_u_Partition___reduce_cython __pyx_string_tab[127]
+#define __pyx_n_u_Partition___setstate_cython __pyx_string_tab[128]
+#define __pyx_n_u_Partition__raise_if_failed __pyx_string_tab[129]
+#define __pyx_n_u_Partition__watch __pyx_string_tab[130]
+#define __pyx_n_u_Partition__write_log_start_check __pyx_string_tab[131]
+#define __pyx_n_u_Partition_append __pyx_string_tab[132]
+#define __pyx_n_u_Partition_append_batch __pyx_string_tab[133]
+#define __pyx_n_u_Partition_append_many __pyx_string_tab[134]
+#define __pyx_n_u_Partition_apply_retention __pyx_string_tab[135]
+#define __pyx_n_u_Partition_close __pyx_string_tab[136]
+#define __pyx_n_u_Partition_delete_records __pyx_string_tab[137]
+#define __pyx_n_u_Partition_flush __pyx_string_tab[138]
+#define __pyx_n_u_Partition_max_timestamp __pyx_string_tab[139]
+#define __pyx_n_u_Partition_offset_for_timestamp __pyx_string_tab[140]
+#define __pyx_n_u_Partition_read_batches __pyx_string_tab[141]
+#define __pyx_n_u_Partition_roll __pyx_string_tab[142]
+#define __pyx_n_u_Partition_segments __pyx_string_tab[143]
+#define __pyx_n_u_Partition_size_bytes __pyx_string_tab[144]
+#define __pyx_n_u_Partition_submit_batch __pyx_string_tab[145]
+#define __pyx_n_u_PendingAppend __pyx_string_tab[146]
+#define __pyx_n_u_PendingAppend___reduce_cython __pyx_string_tab[147]
+#define __pyx_n_u_PendingAppend___setstate_cython __pyx_string_tab[148]
+#define __pyx_n_u_PendingAppend_result __pyx_string_tab[149]
+#define __pyx_n_u_PendingAppend_wait __pyx_string_tab[150]
+#define __pyx_n_u_Record __pyx_string_tab[151]
+#define __pyx_n_u_Record___reduce __pyx_string_tab[152]
+#define __pyx_n_u_RecordCountMismatchError __pyx_string_tab[153]
+#define __pyx_n_u_ShardPool __pyx_string_tab[154]
+#define __pyx_n_u_ShardPool___reduce_cython __pyx_string_tab[155]
+#define __pyx_n_u_ShardPool___setstate_cython __pyx_string_tab[156]
+#define __pyx_n_u_ShardPool_drain_doorbell __pyx_string_tab[157]
+#define __pyx_n_u_ShardPool_stats __pyx_string_tab[158]
+#define __pyx_n_u_ShardPool_stop __pyx_string_tab[159]
+#define __pyx_n_u_ShortBufferError __pyx_string_tab[160]
+#define __pyx_n_u_StorageIOError __pyx_string_tab[161]
+#define __pyx_n_u_BufferView __pyx_string_tab[162]
+#define __pyx_n_u_BufferView___reduce_cython __pyx_string_tab[163]
+#define __pyx_n_u_BufferView___setstate_cython __pyx_string_tab[164]
+#define __pyx_n_u_STATUS_CLASSES __pyx_string_tab[165]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[166]
+#define __pyx_n_u_annotate __pyx_string_tab[167]
+#define __pyx_n_u_enter __pyx_string_tab[168]
+#define __pyx_n_u_exit __pyx_string_tab[169]
+#define __pyx_n_u_func __pyx_string_tab[170]
+#define __pyx_n_u_getstate __pyx_string_tab[171]
+#define __pyx_n_u_main __pyx_string_tab[172]
+#define __pyx_n_u_module __pyx_string_tab[173]
+#define __pyx_n_u_name __pyx_string_tab[174]
+#define __pyx_n_u_pyx_state __pyx_string_tab[175]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[176]
+#define __pyx_n_u_qualname __pyx_string_tab[177]
+#define __pyx_n_u_reduce __pyx_string_tab[178]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[179]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[180]
+#define __pyx_n_u_set_name __pyx_string_tab[181]
+#define __pyx_n_u_setstate __pyx_string_tab[182]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[183]
+#define __pyx_n_u_test __pyx_string_tab[184]
+#define __pyx_n_u_compression __pyx_string_tab[185]
+#define __pyx_n_u_errors __pyx_string_tab[186]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[187]
+#define __pyx_n_u_log_2 __pyx_string_tab[188]
+#define __pyx_n_u_logging_2 __pyx_string_tab[189]
+#define __pyx_n_u_os_2 __pyx_string_tab[190]
+#define __pyx_n_u_raise_if_failed __pyx_string_tab[191]
+#define __pyx_n_u_threading_2 __pyx_string_tab[192]
+#define __pyx_n_u_watch __pyx_string_tab[193]
+#define __pyx_n_u_write_log_start_checkpoint __pyx_string_tab[194]
+#define __pyx_n_u_a_2 __pyx_string_tab[195]
+#define __pyx_n_u_addr __pyx_string_tab[196]
+#define __pyx_n_u_always __pyx_string_tab[197]
+#define __pyx_n_u_append __pyx_string_tab[198]
+#define __pyx_n_u_append_batch __pyx_string_tab[199]
+#define __pyx_n_u_append_many __pyx_string_tab[200]
+#define __pyx_n_u_apply_retention __pyx_string_tab[201]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[202]
+#define __pyx_n_u_attributes_2 __pyx_string_tab[203]
+#define __pyx_n_u_b __pyx_string_tab[204]
+#define __pyx_n_u_base __pyx_string_tab[205]
+#define __pyx_n_u_base_offset __pyx_string_tab[206]
+#define __pyx_n_u_base_sequence __pyx_string_tab[207]
+#define __pyx_n_u_bases __pyx_string_tab[208]
+#define __pyx_n_u_batch __pyx_string_tab[209]
+#define __pyx_n_u_before_offset __pyx_string_tab[210]
+#define __pyx_n_u_buf __pyx_string_tab[211]
+#define __pyx_n_u_builder __pyx_string_tab[212]
+#define __pyx_n_u_busy_s __pyx_string_tab[213]
+#define __pyx_n_u_bytes __pyx_string_tab[214]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[215]
+#define __pyx_n_u_close __pyx_string_tab[216]
+#define __pyx_n_u_codec __pyx_string_tab[217]
+#define __pyx_n_u_codec_id __pyx_string_tab[218]
+#define __pyx_n_u_compress __pyx_string_tab[219]
+#define __pyx_n_u_compression_2 __pyx_string_tab[220]
+#define __pyx_n_u_count __pyx_string_tab[221]
+#define __pyx_n_u_crc32c __pyx_string_tab[222]
+#define __pyx_n_u_crc32c_implementation __pyx_string_tab[223]
+#define __pyx_n_u_data __pyx_string_tab[224]
+#define __pyx_n_u_decode __pyx_string_tab[225]
+#define __pyx_n_u_decode_batch __pyx_string_tab[226]
+#define __pyx_n_u_decompress __pyx_string_tab[227]
+#define __pyx_n_u_delete_records __pyx_string_tab[228]
+#define __pyx_n_u_direct_io __pyx_string_tab[229]
+#define __pyx_n_u_directory __pyx_string_tab[230]
+#define __pyx_n_u_done __pyx_string_tab[231]
+#define __pyx_n_u_doomed __pyx_string_tab[232]
+#define __pyx_n_u_drain_doorbell __pyx_string_tab[233]
+#define __pyx_n_u_dst __pyx_string_tab[234]
+#define __pyx_n_u_durable __pyx_string_tab[235]
+#define __pyx_n_u_encode_batch __pyx_string_tab[236]
+#define __pyx_n_u_end __pyx_string_tab[237]
+#define __pyx_n_u_errors_2 __pyx_string_tab[238]
+#define __pyx_n_u_errpos __pyx_string_tab[239]
+#define __pyx_n_u_exc __pyx_string_tab[240]
+#define __pyx_n_u_exist_ok __pyx_string_tab[241]
+#define __pyx_n_u_expired_active __pyx_string_tab[242]
+#define __pyx_n_u_f __pyx_string_tab[243]
+#define __pyx_n_u_file __pyx_string_tab[244]
+#define __pyx_n_u_fileno __pyx_string_tab[245]
+#define __pyx_n_u_flush __pyx_string_tab[246]
+#define __pyx_n_u_flush_bytes __pyx_string_tab[247]
+#define __pyx_n_u_flush_ms __pyx_string_tab[248]
+#define __pyx_n_u_found __pyx_string_tab[249]
+#define __pyx_n_u_fsencode __pyx_string_tab[250]
+#define __pyx_n_u_fsync __pyx_string_tab[251]
+#define __pyx_n_u_genexpr __pyx_string_tab[252]
+#define __pyx_n_u_get __pyx_string_tab[253]
+#define __pyx_n_u_getLogger __pyx_string_tab[254]
+#define __pyx_n_u_got __pyx_string_tab[255]
+#define __pyx_n_u_h __pyx_string_tab[256]
+#define __pyx_n_u_hb __pyx_string_tab[257]
+#define __pyx_n_u_hcount __pyx_string_tab[258]
+#define __pyx_n_u_header __pyx_string_tab[259]
+#define __pyx_n_u_headers __pyx_string_tab[260]
+#define __pyx_n_u_hi __pyx_string_tab[261]
+#define __pyx_n_u_i __pyx_string_tab[262]
+#define __pyx_n_u_index_interval_bytes __pyx_string_tab[263]
+#define __pyx_n_u_interval __pyx_string_tab[264]
+#define __pyx_n_u_is_control __pyx_string_tab[265]
+#define __pyx_n_u_is_transactional __pyx_string_tab[266]
+#define __pyx_n_u_isdigit __pyx_string_tab[267]
+#define __pyx_n_u_items __pyx_string_tab[268]
+#define __pyx_n_u_iter_batches __pyx_string_tab[269]
+#define __pyx_n_u_j __pyx_string_tab[270]
+#define __pyx_n_u_join __pyx_string_tab[271]
+#define __pyx_n_u_key __pyx_string_tab[272]
+#define __pyx_n_u_last_offset __pyx_string_tab[273]
+#define __pyx_n_u_listdir __pyx_string_tab[274]
+#define __pyx_n_u_lo __pyx_string_tab[275]
+#define __pyx_n_u_logging __pyx_string_tab[276]
+#define __pyx_n_u_makedirs __pyx_string_tab[277]
+#define __pyx_n_u_max_bytes __pyx_string_tab[278]
+#define __pyx_n_u_max_message_bytes __pyx_string_tab[279]
+#define __pyx_n_u_max_size __pyx_string_tab[280]
+#define __pyx_n_u_max_timestamp_2 __pyx_string_tab[281]
+#define __pyx_n_u_message __pyx_string_tab[282]
+#define __pyx_n_u_n __pyx_string_tab[283]
+#define __pyx_n_u_n_delete __pyx_string_tab[284]
+#define __pyx_n_u_name_2 __pyx_string_tab[285]
+#define __pyx_n_u_new_start __pyx_string_tab[286]
+#define __pyx_n_u_next __pyx_string_tab[287]
+#define __pyx_n_u_now __pyx_string_tab[288]
+#define __pyx_n_u_now_ms __pyx_string_tab[289]
+#define __pyx_n_u_number __pyx_string_tab[290]
+#define __pyx_n_u_obj __pyx_string_tab[291]
+#define __pyx_n_u_off __pyx_string_tab[292]
+#define __pyx_n_u_offset __pyx_string_tab[293]
+#define __pyx_n_u_offset_for_timestamp __pyx_string_tab[294]
+#define __pyx_n_u_open __pyx_string_tab[295]
+#define __pyx_n_u_os __pyx_string_tab[296]
+#define __pyx_n_u_out __pyx_string_tab[297]
+#define __pyx_n_u_p __pyx_string_tab[298]
+#define __pyx_n_u_partition __pyx_string_tab[299]
+#define __pyx_n_u_partition_leader_epoch __pyx_string_tab[300]
+#define __pyx_n_u_path __pyx_string_tab[301]
+#define __pyx_n_u_paths __pyx_string_tab[302]
+#define __pyx_n_u_pending __pyx_string_tab[303]
+#define __pyx_n_u_pool __pyx_string_tab[304]
+#define __pyx_n_u_pop __pyx_string_tab[305]
+#define __pyx_n_u_pos __pyx_string_tab[306]
+#define __pyx_n_u_position __pyx_string_tab[307]
+#define __pyx_n_u_preallocate_bytes __pyx_string_tab[308]
+#define __pyx_n_u_producer_epoch __pyx_string_tab[309]
+#define __pyx_n_u_producer_id_2 __pyx_string_tab[310]
+#define __pyx_n_u_pstream __pyx_string_tab[311]
+#define __pyx_n_u_pstream__core __pyx_string_tab[312]
+#define __pyx_n_u_pstream_record __pyx_string_tab[313]
+#define __pyx_n_u_r __pyx_string_tab[314]
+#define __pyx_n_u_raw __pyx_string_tab[315]
+#define __pyx_n_u_read __pyx_string_tab[316]
+#define __pyx_n_u_read_batches __pyx_string_tab[317]
+#define __pyx_n_u_rec __pyx_string_tab[318]
+#define __pyx_n_u_records __pyx_string_tab[319]
+#define __pyx_n_u_rel __pyx_string_tab[320]
+#define __pyx_n_u_removesuffix __pyx_string_tab[321]
+#define __pyx_n_u_replace __pyx_string_tab[322]
+#define __pyx_n_u_result __pyx_string_tab[323]
+#define __pyx_n_u_retention_bytes __pyx_string_tab[324]
+#define __pyx_n_u_retention_ms __pyx_string_tab[325]
+#define __pyx_n_u_roll __pyx_string_tab[326]
+#define __pyx_n_u_s __pyx_string_tab[327]
+#define __pyx_n_u_section __pyx_string_tab[328]
+#define __pyx_n_u_seg __pyx_string_tab[329]
+#define __pyx_n_u_seg_next __pyx_string_tab[330]
+#define __pyx_n_u_segment_bases __pyx_string_tab[331]
+#define __pyx_n_u_segment_bytes __pyx_string_tab[332]
+#define __pyx_n_u_segment_ms __pyx_string_tab[333]
+#define __pyx_n_u_segments __pyx_string_tab[334]
+#define __pyx_n_u_self __pyx_string_tab[335]
+#define __pyx_n_u_send __pyx_string_tab[336]
+#define __pyx_n_u_setdefault __pyx_string_tab[337]
+#define __pyx_n_u_shard_index __pyx_string_tab[338]
+#define __pyx_n_u_size __pyx_string_tab[339]
+#define __pyx_n_u_size_bytes __pyx_string_tab[340]
+#define __pyx_n_u_size_bytes_locals_genexpr __pyx_string_tab[341]
+#define __pyx_n_u_st __pyx_string_tab[342]
+#define __pyx_n_u_start __pyx_string_tab[343]
+#define __pyx_n_u_stats __pyx_string_tab[344]
+#define __pyx_n_u_stem __pyx_string_tab[345]
+#define __pyx_n_u_stop __pyx_string_tab[346]
+#define __pyx_n_u_strerror __pyx_string_tab[347]
+#define __pyx_n_u_strip __pyx_string_tab[348]
+#define __pyx_n_u_submit_batch __pyx_string_tab[349]
+#define __pyx_n_u_sum __pyx_string_tab[350]
+#define __pyx_n_u_syncs __pyx_string_tab[351]
+#define __pyx_n_u_target __pyx_string_tab[352]
+#define __pyx_n_u_threading __pyx_string_tab[353]
+#define __pyx_n_u_throw __pyx_string_tab[354]
+#define __pyx_n_u_timestamp_ms __pyx_string_tab[355]
+#define __pyx_n_u_timestamp_type __pyx_string_tab[356]
+#define __pyx_n_u_tmp __pyx_string_tab[357]
+#define __pyx_n_u_to_free __pyx_string_tab[358]
+#define __pyx_n_u_topic __pyx_string_tab[359]
+#define __pyx_n_u_total __pyx_string_tab[360]
+#define __pyx_n_u_ts __pyx_string_tab[361]
+#define __pyx_n_u_unlink __pyx_string_tab[362]
+#define __pyx_n_u_validate_batch __pyx_string_tab[363]
+#define __pyx_n_u_value __pyx_string_tab[364]
+#define __pyx_n_u_values __pyx_string_tab[365]
+#define __pyx_n_u_view __pyx_string_tab[366]
+#define __pyx_n_u_w __pyx_string_tab[367]
+#define __pyx_n_u_wait __pyx_string_tab[368]
+#define __pyx_n_u_want __pyx_string_tab[369]
+#define __pyx_n_u_warning __pyx_string_tab[370]
+#define __pyx_n_u_write __pyx_string_tab[371]
+#define __pyx_n_u_write_buffer_bytes __pyx_string_tab[372]
+#define __pyx_n_u_writes __pyx_string_tab[373]
+#define __pyx_kp_b__9 __pyx_string_tab[374]
+#define __pyx_kp_b_iso88591__11 __pyx_string_tab[375]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[376]
+#define __pyx_kp_b_iso88591_7 __pyx_string_tab[377]
+#define __pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ __pyx_string_tab[378]
+#define __pyx_kp_b_iso88591_AQ_Qe1_as_5_c_Qa_s_Q_AT_Qaq_HA __pyx_string_tab[379]
+#define __pyx_kp_b_iso88591_AQ_a_0_fHAU_PSSTTWWXXY_s_Q_AT_e __pyx_string_tab[380]
+#define __pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E __pyx_string_tab[381]
+#define __pyx_kp_b_iso88591_A_s_a __pyx_string_tab[382]
+#define __pyx_kp_b_iso88591_A_Yd_V4xtST __pyx_string_tab[383]
+#define __pyx_kp_b_iso88591_A_m1A __pyx_string_tab[384]
+#define __pyx_kp_b_iso88591_A_4t1_aq_4t83a_at4y_D_QUUYYZ_t4q __pyx_string_tab[385]
+#define __pyx_kp_b_iso88591_A_Kq_t7 __pyx_string_tab[386]
+#define __pyx_kp_b_iso88591_A_vWD_q_6_WARq_D_q_2U_e5_Q __pyx_string_tab[387]
+#define __pyx_kp_b_iso88591_A_1D_1_4r_aq_AQd_Q __pyx_string_tab[388]
+#define __pyx_kp_b_iso88591_A_1D_1_d_A_Qat3gQd_Q_d_M9I_a_AQd __pyx_string_tab[389]
+#define __pyx_kp_b_iso88591_A_E_at1_t7_2Q_aq_G1Ba_q_Q_q_WARq __pyx_string_tab[390]
+#define __pyx_kp_b_iso88591_A_a_4r_F_1D_1_Bj_AQd_Q_aq_Cq_t4r __pyx_string_tab[391]
+#define __pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2 __pyx_string_tab[392]
+#define __pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY __pyx_string_tab[393]
+#define __pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A __pyx_string_tab[394]
+#define __pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r __pyx_string_tab[395]
+#define __pyx_kp_b_iso88591_A_1D_1_Q_D_4r_c_r_Rq_c_q0OqPppqq __pyx_string_tab[396]
+#define __pyx_kp_b_iso88591_A_6_1D_1_4r_c_fD_PZZ___4s_Cq_q_q __pyx_string_tab[397]
+#define __pyx_kp_b_iso88591_a __pyx_string_tab[398]
+#define __pyx_kp_b_iso88591_avQfA_4uCq_7_fHD_Yawd_A_1 __pyx_string_tab[399]
+#define __pyx_kp_b_iso88591_O_MQ_6a_EQ_1_A_y_gS_QhjXY_hc_j __pyx_string_tab[400]
+#define __pyx_kp_b_iso88591_A_a_D_BWWX_4_HAWA_4we4t_5Qa_5_6 __pyx_string_tab[401]
+#define __pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb __pyx_string_tab[402]
+#define __pyx_kp_b_iso88591_A_t_q_vQ __pyx_string_tab[403]
+#define __pyx_kp_b_iso88591_q_l_Yaq_9A_D_BWWX_Qiq_1Cs_1_4r __pyx_string_tab[404]
+#define __pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B __pyx_string_tab[405]
+#define __pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N __pyx_string_tab[406]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_1 __pyx_number_tab[2]
@@ -4774,9 +4771,9 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<18; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
+  for (int i=0; i<16; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<43; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<405; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<407; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4825,9 +4822,9 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_items.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_pop.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
-  for (int i=0; i<18; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
+  for (int i=0; i<16; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<43; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<405; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<407; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<3; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -21733,7 +21730,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
  *             wstart = pos
  *             wend = pos + got             # <<<<<<<<<<<<<<
  *         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
 */
       __pyx_v_wend = (__pyx_v_pos + __pyx_v_got);
 
@@ -21750,7 +21747,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
  *             wstart = pos
  *             wend = pos + got
  *         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)             # <<<<<<<<<<<<<<
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
  *             st = PS_ERR_BAD_RECORD
 */
     __pyx_v_st = ps_batch_validate((__pyx_v_window + (__pyx_v_pos - __pyx_v_wstart)), ((size_t)(__pyx_v_wend - __pyx_v_pos)), 1, (&__pyx_v_h), (&__pyx_v_errpos));
@@ -21758,7 +21755,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
     /* "pstream/_corelib/recovery.pxi":56
  *             wend = pos + got
  *         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):             # <<<<<<<<<<<<<<
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on             # <<<<<<<<<<<<<<
  *             st = PS_ERR_BAD_RECORD
  *         if st != PS_OK:
 */
@@ -21772,7 +21769,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 
       goto __pyx_L18_bool_binop_done;
     }
-    __pyx_t_2 = (__pyx_v_h.base_offset < __pyx_v_s->next_offset);
+    __pyx_t_2 = (__pyx_v_h.base_offset != __pyx_v_s->next_offset);
 
     if (!__pyx_t_2) {
 
@@ -21793,7 +21790,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 
       /* "pstream/_corelib/recovery.pxi":57
  *         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
  *             st = PS_ERR_BAD_RECORD             # <<<<<<<<<<<<<<
  *         if st != PS_OK:
  *             out.status = st
@@ -21803,14 +21800,14 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
       /* "pstream/_corelib/recovery.pxi":56
  *             wend = pos + got
  *         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):             # <<<<<<<<<<<<<<
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on             # <<<<<<<<<<<<<<
  *             st = PS_ERR_BAD_RECORD
  *         if st != PS_OK:
 */
     }
 
     /* "pstream/_corelib/recovery.pxi":58
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
  *             st = PS_ERR_BAD_RECORD
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
  *             out.status = st
@@ -21858,7 +21855,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
       goto __pyx_L5_break;
 
       /* "pstream/_corelib/recovery.pxi":58
- *         if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+ *         if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
  *             st = PS_ERR_BAD_RECORD
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
  *             out.status = st
@@ -21889,7 +21886,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
  *         segment_note_batch(s, pos, size, h.base_offset + h.last_offset_delta, h.max_timestamp)
  *         pos += size             # <<<<<<<<<<<<<<
  *     out.valid_end = pos
- *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
+ *     if out.status == PS_OK and pos < out.file_size:
 */
     __pyx_v_pos = (__pyx_v_pos + __pyx_v_size);
   }
@@ -21899,19 +21896,19 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
  *         segment_note_batch(s, pos, size, h.base_offset + h.last_offset_delta, h.max_timestamp)
  *         pos += size
  *     out.valid_end = pos             # <<<<<<<<<<<<<<
- *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
- *     if st == PS_OK and pos < out.file_size:
+ *     if out.status == PS_OK and pos < out.file_size:
+ *         out.status = PS_ERR_SHORT_BUFFER   # fewer bytes left than a batch's offset and length
 */
   __pyx_v_out->valid_end = __pyx_v_pos;
 
-  /* "pstream/_corelib/recovery.pxi":68
+  /* "pstream/_corelib/recovery.pxi":67
+ *         pos += size
  *     out.valid_end = pos
- *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
- *     if st == PS_OK and pos < out.file_size:             # <<<<<<<<<<<<<<
- *         while pos < out.file_size and out.tail_is_zeros:
- *             got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
+ *     if out.status == PS_OK and pos < out.file_size:             # <<<<<<<<<<<<<<
+ *         out.status = PS_ERR_SHORT_BUFFER   # fewer bytes left than a batch's offset and length
+ *         out.bad_position = pos
 */
-  __pyx_t_2 = (__pyx_v_st == PS_OK);
+  __pyx_t_2 = (__pyx_v_out->status == PS_OK);
 
   if (__pyx_t_2) {
 
@@ -21930,7 +21927,60 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
   if (__pyx_t_1) {
 
 
+    /* "pstream/_corelib/recovery.pxi":68
+ *     out.valid_end = pos
+ *     if out.status == PS_OK and pos < out.file_size:
+ *         out.status = PS_ERR_SHORT_BUFFER   # fewer bytes left than a batch's offset and length             # <<<<<<<<<<<<<<
+ *         out.bad_position = pos
+ *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
+*/
+    __pyx_v_out->status = PS_ERR_SHORT_BUFFER;
+
     /* "pstream/_corelib/recovery.pxi":69
+ *     if out.status == PS_OK and pos < out.file_size:
+ *         out.status = PS_ERR_SHORT_BUFFER   # fewer bytes left than a batch's offset and length
+ *         out.bad_position = pos             # <<<<<<<<<<<<<<
+ *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
+ *     if st == PS_OK and pos < out.file_size:
+*/
+    __pyx_v_out->bad_position = __pyx_v_pos;
+
+    /* "pstream/_corelib/recovery.pxi":67
+ *         pos += size
+ *     out.valid_end = pos
+ *     if out.status == PS_OK and pos < out.file_size:             # <<<<<<<<<<<<<<
+ *         out.status = PS_ERR_SHORT_BUFFER   # fewer bytes left than a batch's offset and length
+ *         out.bad_position = pos
+*/
+  }
+
+  /* "pstream/_corelib/recovery.pxi":71
+ *         out.bad_position = pos
+ *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
+ *     if st == PS_OK and pos < out.file_size:             # <<<<<<<<<<<<<<
+ *         while pos < out.file_size and out.tail_is_zeros:
+ *             got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
+*/
+  __pyx_t_2 = (__pyx_v_st == PS_OK);
+
+  if (__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L26_bool_binop_done;
+  }
+  __pyx_t_2 = (__pyx_v_pos < __pyx_v_out->file_size);
+
+
+  __pyx_t_1 = __pyx_t_2;
+
+  __pyx_L26_bool_binop_done:;
+  if (__pyx_t_1) {
+
+
+    /* "pstream/_corelib/recovery.pxi":72
  *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
  *     if st == PS_OK and pos < out.file_size:
  *         while pos < out.file_size and out.tail_is_zeros:             # <<<<<<<<<<<<<<
@@ -21946,15 +21996,15 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 
         __pyx_t_1 = __pyx_t_2;
 
-        goto __pyx_L27_bool_binop_done;
+        goto __pyx_L30_bool_binop_done;
       }
 
       __pyx_t_1 = __pyx_v_out->tail_is_zeros;
-      __pyx_L27_bool_binop_done:;
+      __pyx_L30_bool_binop_done:;
 
       if (!__pyx_t_1) break;
 
-      /* "pstream/_corelib/recovery.pxi":70
+      /* "pstream/_corelib/recovery.pxi":73
  *     if st == PS_OK and pos < out.file_size:
  *         while pos < out.file_size and out.tail_is_zeros:
  *             got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)             # <<<<<<<<<<<<<<
@@ -21963,7 +22013,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
       __pyx_v_got = ps_pread_all(__pyx_v_s->rfd, ((char *)__pyx_v_window), __pyx_v_window_cap, __pyx_v_pos);
 
-      /* "pstream/_corelib/recovery.pxi":71
+      /* "pstream/_corelib/recovery.pxi":74
  *         while pos < out.file_size and out.tail_is_zeros:
  *             got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
  *             if got <= 0:             # <<<<<<<<<<<<<<
@@ -21975,16 +22025,16 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/recovery.pxi":72
+        /* "pstream/_corelib/recovery.pxi":75
  *             got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
  *             if got <= 0:
  *                 break             # <<<<<<<<<<<<<<
  *             for i in range(got):
  *                 if window[i] != 0:
 */
-        goto __pyx_L26_break;
+        goto __pyx_L29_break;
 
-        /* "pstream/_corelib/recovery.pxi":71
+        /* "pstream/_corelib/recovery.pxi":74
  *         while pos < out.file_size and out.tail_is_zeros:
  *             got = ps_pread_all(s.rfd, <char *>window, window_cap, pos)
  *             if got <= 0:             # <<<<<<<<<<<<<<
@@ -21993,7 +22043,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
       }
 
-      /* "pstream/_corelib/recovery.pxi":73
+      /* "pstream/_corelib/recovery.pxi":76
  *             if got <= 0:
  *                 break
  *             for i in range(got):             # <<<<<<<<<<<<<<
@@ -22007,7 +22057,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
       for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_5; __pyx_t_3+=1) {
         __pyx_v_i = __pyx_t_3;
 
-        /* "pstream/_corelib/recovery.pxi":74
+        /* "pstream/_corelib/recovery.pxi":77
  *                 break
  *             for i in range(got):
  *                 if window[i] != 0:             # <<<<<<<<<<<<<<
@@ -22019,7 +22069,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
         if (__pyx_t_1) {
 
 
-          /* "pstream/_corelib/recovery.pxi":75
+          /* "pstream/_corelib/recovery.pxi":78
  *             for i in range(got):
  *                 if window[i] != 0:
  *                     out.tail_is_zeros = False             # <<<<<<<<<<<<<<
@@ -22028,16 +22078,16 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
           __pyx_v_out->tail_is_zeros = 0;
 
-          /* "pstream/_corelib/recovery.pxi":76
+          /* "pstream/_corelib/recovery.pxi":79
  *                 if window[i] != 0:
  *                     out.tail_is_zeros = False
  *                     break             # <<<<<<<<<<<<<<
  *             pos += got
  *     free(window)
 */
-          goto __pyx_L31_break;
+          goto __pyx_L34_break;
 
-          /* "pstream/_corelib/recovery.pxi":74
+          /* "pstream/_corelib/recovery.pxi":77
  *                 break
  *             for i in range(got):
  *                 if window[i] != 0:             # <<<<<<<<<<<<<<
@@ -22046,10 +22096,10 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
         }
       }
-      __pyx_L31_break:;
+      __pyx_L34_break:;
 
 
-      /* "pstream/_corelib/recovery.pxi":77
+      /* "pstream/_corelib/recovery.pxi":80
  *                     out.tail_is_zeros = False
  *                     break
  *             pos += got             # <<<<<<<<<<<<<<
@@ -22058,10 +22108,10 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
       __pyx_v_pos = (__pyx_v_pos + __pyx_v_got);
     }
-    __pyx_L26_break:;
+    __pyx_L29_break:;
 
-    /* "pstream/_corelib/recovery.pxi":68
- *     out.valid_end = pos
+    /* "pstream/_corelib/recovery.pxi":71
+ *         out.bad_position = pos
  *     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
  *     if st == PS_OK and pos < out.file_size:             # <<<<<<<<<<<<<<
  *         while pos < out.file_size and out.tail_is_zeros:
@@ -22069,7 +22119,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
   }
 
-  /* "pstream/_corelib/recovery.pxi":78
+  /* "pstream/_corelib/recovery.pxi":81
  *                     break
  *             pos += got
  *     free(window)             # <<<<<<<<<<<<<<
@@ -22078,7 +22128,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
 */
   free(__pyx_v_window);
 
-  /* "pstream/_corelib/recovery.pxi":79
+  /* "pstream/_corelib/recovery.pxi":82
  *             pos += got
  *     free(window)
  *     return st             # <<<<<<<<<<<<<<
@@ -22117,7 +22167,7 @@ static int __pyx_f_7pstream_5_core_segment_scan(struct __pyx_t_7pstream_5_core_S
   return __pyx_r;
 }
 
-/* "pstream/_corelib/recovery.pxi":82
+/* "pstream/_corelib/recovery.pxi":85
  * 
  * 
  * cdef int64_t segment_trusted_start(Segment *s, int64_t file_size) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22133,7 +22183,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   int __pyx_t_2;
   int64_t __pyx_t_3;
 
-  /* "pstream/_corelib/recovery.pxi":87
+  /* "pstream/_corelib/recovery.pxi":90
  *     cdef ps_batch_header h
  *     cdef size_t errpos
  *     if not index_is_monotonic(&s.index, file_size):             # <<<<<<<<<<<<<<
@@ -22145,7 +22195,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/recovery.pxi":88
+    /* "pstream/_corelib/recovery.pxi":91
  *     cdef size_t errpos
  *     if not index_is_monotonic(&s.index, file_size):
  *         s.index.n = 0             # <<<<<<<<<<<<<<
@@ -22154,7 +22204,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     __pyx_v_s->index.n = 0;
 
-    /* "pstream/_corelib/recovery.pxi":89
+    /* "pstream/_corelib/recovery.pxi":92
  *     if not index_is_monotonic(&s.index, file_size):
  *         s.index.n = 0
  *         s.index.tn = 0             # <<<<<<<<<<<<<<
@@ -22163,7 +22213,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     __pyx_v_s->index.tn = 0;
 
-    /* "pstream/_corelib/recovery.pxi":87
+    /* "pstream/_corelib/recovery.pxi":90
  *     cdef ps_batch_header h
  *     cdef size_t errpos
  *     if not index_is_monotonic(&s.index, file_size):             # <<<<<<<<<<<<<<
@@ -22172,7 +22222,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
   }
 
-  /* "pstream/_corelib/recovery.pxi":90
+  /* "pstream/_corelib/recovery.pxi":93
  *         s.index.n = 0
  *         s.index.tn = 0
  *     while s.index.n:             # <<<<<<<<<<<<<<
@@ -22185,7 +22235,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 
     if (!__pyx_t_1) break;
 
-    /* "pstream/_corelib/recovery.pxi":91
+    /* "pstream/_corelib/recovery.pxi":94
  *         s.index.tn = 0
  *     while s.index.n:
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
@@ -22197,7 +22247,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/recovery.pxi":92
+      /* "pstream/_corelib/recovery.pxi":95
  *     while s.index.n:
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)             # <<<<<<<<<<<<<<
@@ -22206,7 +22256,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
       ps_batch_read_header(__pyx_v_header, (&__pyx_v_h));
 
-      /* "pstream/_corelib/recovery.pxi":93
+      /* "pstream/_corelib/recovery.pxi":96
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)
  *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \             # <<<<<<<<<<<<<<
@@ -22234,7 +22284,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
         goto __pyx_L8_bool_binop_done;
       }
 
-      /* "pstream/_corelib/recovery.pxi":94
+      /* "pstream/_corelib/recovery.pxi":97
  *             ps_batch_read_header(header, &h)
  *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
  *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:             # <<<<<<<<<<<<<<
@@ -22248,7 +22298,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 
       __pyx_L8_bool_binop_done:;
 
-      /* "pstream/_corelib/recovery.pxi":93
+      /* "pstream/_corelib/recovery.pxi":96
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)
  *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \             # <<<<<<<<<<<<<<
@@ -22258,7 +22308,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/recovery.pxi":95
+        /* "pstream/_corelib/recovery.pxi":98
  *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \
  *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
  *                 break             # <<<<<<<<<<<<<<
@@ -22267,7 +22317,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
         goto __pyx_L5_break;
 
-        /* "pstream/_corelib/recovery.pxi":93
+        /* "pstream/_corelib/recovery.pxi":96
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:
  *             ps_batch_read_header(header, &h)
  *             if h.magic == PS_MAGIC_V2 and h.base_offset >= s.base_offset and \             # <<<<<<<<<<<<<<
@@ -22276,7 +22326,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
       }
 
-      /* "pstream/_corelib/recovery.pxi":91
+      /* "pstream/_corelib/recovery.pxi":94
  *         s.index.tn = 0
  *     while s.index.n:
  *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, s.index.pos[s.index.n - 1]) == PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
@@ -22285,7 +22335,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     }
 
-    /* "pstream/_corelib/recovery.pxi":96
+    /* "pstream/_corelib/recovery.pxi":99
  *                     h.base_offset + h.last_offset_delta == s.base_offset + s.index.rel[s.index.n - 1]:
  *                 break
  *         s.index.n -= 1             # <<<<<<<<<<<<<<
@@ -22296,7 +22346,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   }
   __pyx_L5_break:;
 
-  /* "pstream/_corelib/recovery.pxi":97
+  /* "pstream/_corelib/recovery.pxi":100
  *                 break
  *         s.index.n -= 1
  *     if s.index.n == 0:             # <<<<<<<<<<<<<<
@@ -22308,7 +22358,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/recovery.pxi":98
+    /* "pstream/_corelib/recovery.pxi":101
  *         s.index.n -= 1
  *     if s.index.n == 0:
  *         s.index.tn = 0             # <<<<<<<<<<<<<<
@@ -22317,12 +22367,12 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     __pyx_v_s->index.tn = 0;
 
-    /* "pstream/_corelib/recovery.pxi":99
+    /* "pstream/_corelib/recovery.pxi":102
  *     if s.index.n == 0:
  *         s.index.tn = 0
  *         return 0             # <<<<<<<<<<<<<<
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
- *     if s.index.tn:
+ *     if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):
 */
     {
 
@@ -22330,7 +22380,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/recovery.pxi":97
+    /* "pstream/_corelib/recovery.pxi":100
  *                 break
  *         s.index.n -= 1
  *     if s.index.n == 0:             # <<<<<<<<<<<<<<
@@ -22339,18 +22389,84 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
   }
 
-  /* "pstream/_corelib/recovery.pxi":100
+  /* "pstream/_corelib/recovery.pxi":103
  *         s.index.tn = 0
  *         return 0
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)             # <<<<<<<<<<<<<<
- *     if s.index.tn:
- *         s.max_timestamp = s.index.ts[s.index.tn - 1]
+ *     if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):
+ *         s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log
 */
   __pyx_f_7pstream_5_core_index_truncate_to_position((&__pyx_v_s->index), (((int64_t)(__pyx_v_s->index.pos[(__pyx_v_s->index.n - 1)])) + 1));
 
-  /* "pstream/_corelib/recovery.pxi":101
+  /* "pstream/_corelib/recovery.pxi":104
  *         return 0
  *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
+ *     if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):             # <<<<<<<<<<<<<<
+ *         s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log
+ *         s.index.tn = 0
+*/
+  __pyx_t_2 = (__pyx_v_s->index.tn != 0);
+
+  if (__pyx_t_2) {
+
+  } else {
+
+    __pyx_t_1 = __pyx_t_2;
+
+    goto __pyx_L13_bool_binop_done;
+  }
+  __pyx_t_2 = (!__pyx_f_7pstream_5_core_time_entry_checks_out(__pyx_v_s, (__pyx_v_s->index.tn - 1), __pyx_v_file_size));
+
+
+  __pyx_t_1 = __pyx_t_2;
+
+  __pyx_L13_bool_binop_done:;
+  if (__pyx_t_1) {
+
+
+    /* "pstream/_corelib/recovery.pxi":105
+ *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
+ *     if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):
+ *         s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log             # <<<<<<<<<<<<<<
+ *         s.index.tn = 0
+ *         return 0
+*/
+    __pyx_v_s->index.n = 0;
+
+    /* "pstream/_corelib/recovery.pxi":106
+ *     if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):
+ *         s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log
+ *         s.index.tn = 0             # <<<<<<<<<<<<<<
+ *         return 0
+ *     if s.index.tn:
+*/
+    __pyx_v_s->index.tn = 0;
+
+    /* "pstream/_corelib/recovery.pxi":107
+ *         s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log
+ *         s.index.tn = 0
+ *         return 0             # <<<<<<<<<<<<<<
+ *     if s.index.tn:
+ *         s.max_timestamp = s.index.ts[s.index.tn - 1]
+*/
+    {
+
+      __pyx_r = 0;
+    }
+    goto __pyx_L0;
+
+    /* "pstream/_corelib/recovery.pxi":104
+ *         return 0
+ *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
+ *     if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):             # <<<<<<<<<<<<<<
+ *         s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log
+ *         s.index.tn = 0
+*/
+  }
+
+  /* "pstream/_corelib/recovery.pxi":108
+ *         s.index.tn = 0
+ *         return 0
  *     if s.index.tn:             # <<<<<<<<<<<<<<
  *         s.max_timestamp = s.index.ts[s.index.tn - 1]
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
@@ -22360,8 +22476,8 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/recovery.pxi":102
- *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
+    /* "pstream/_corelib/recovery.pxi":109
+ *         return 0
  *     if s.index.tn:
  *         s.max_timestamp = s.index.ts[s.index.tn - 1]             # <<<<<<<<<<<<<<
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
@@ -22369,7 +22485,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     __pyx_v_s->max_timestamp = (__pyx_v_s->index.ts[(__pyx_v_s->index.tn - 1)]);
 
-    /* "pstream/_corelib/recovery.pxi":103
+    /* "pstream/_corelib/recovery.pxi":110
  *     if s.index.tn:
  *         s.max_timestamp = s.index.ts[s.index.tn - 1]
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]             # <<<<<<<<<<<<<<
@@ -22378,29 +22494,32 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 */
     __pyx_v_s->max_timestamp_offset = (__pyx_v_s->base_offset + (__pyx_v_s->index.trel[(__pyx_v_s->index.tn - 1)]));
 
-    /* "pstream/_corelib/recovery.pxi":101
+    /* "pstream/_corelib/recovery.pxi":108
+ *         s.index.tn = 0
  *         return 0
- *     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
  *     if s.index.tn:             # <<<<<<<<<<<<<<
  *         s.max_timestamp = s.index.ts[s.index.tn - 1]
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
 */
   }
 
-  /* "pstream/_corelib/recovery.pxi":105
+  /* "pstream/_corelib/recovery.pxi":112
  *         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
  *     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
  *     s.next_offset = h.base_offset             # <<<<<<<<<<<<<<
  *     return s.index.pos[s.index.n - 1]
+ * 
 */
   __pyx_t_3 = __pyx_v_h.base_offset;
 
   __pyx_v_s->next_offset = __pyx_t_3;
 
-  /* "pstream/_corelib/recovery.pxi":106
+  /* "pstream/_corelib/recovery.pxi":113
  *     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
  *     s.next_offset = h.base_offset
  *     return s.index.pos[s.index.n - 1]             # <<<<<<<<<<<<<<
+ * 
+ * 
 */
   {
 
@@ -22408,7 +22527,7 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/recovery.pxi":82
+  /* "pstream/_corelib/recovery.pxi":85
  * 
  * 
  * cdef int64_t segment_trusted_start(Segment *s, int64_t file_size) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -22418,6 +22537,265 @@ static int64_t __pyx_f_7pstream_5_core_segment_trusted_start(struct __pyx_t_7pst
 
   /* function exit code */
   __pyx_L0:;
+
+
+  return __pyx_r;
+}
+
+/* "pstream/_corelib/recovery.pxi":116
+ * 
+ * 
+ * cdef bint time_entry_checks_out(Segment *s, size_t i, int64_t file_size) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """A time entry (ts, rel) names the batch ending at base+rel, whose max timestamp is ts."""
+ *     cdef uint8_t header[PS_BATCH_HEADER_SIZE]
+*/
+
+static int __pyx_f_7pstream_5_core_time_entry_checks_out(struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, size_t __pyx_v_i, int64_t __pyx_v_file_size) {
+  uint8_t __pyx_v_header[PS_BATCH_HEADER_SIZE];
+  ps_batch_header __pyx_v_h;
+  int64_t __pyx_v_target;
+  int64_t __pyx_v_pos;
+  int __pyx_v_steps;
+  int __pyx_r;
+  int __pyx_t_1;
+  int __pyx_t_2;
+
+  /* "pstream/_corelib/recovery.pxi":120
+ *     cdef uint8_t header[PS_BATCH_HEADER_SIZE]
+ *     cdef ps_batch_header h
+ *     cdef int64_t target = s.base_offset + s.index.trel[i]             # <<<<<<<<<<<<<<
+ *     cdef int64_t pos = index_position_for(&s.index, s.index.trel[i])
+ *     cdef int steps = 0
+*/
+  __pyx_v_target = (__pyx_v_s->base_offset + (__pyx_v_s->index.trel[__pyx_v_i]));
+
+  /* "pstream/_corelib/recovery.pxi":121
+ *     cdef ps_batch_header h
+ *     cdef int64_t target = s.base_offset + s.index.trel[i]
+ *     cdef int64_t pos = index_position_for(&s.index, s.index.trel[i])             # <<<<<<<<<<<<<<
+ *     cdef int steps = 0
+ *     while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:
+*/
+  __pyx_v_pos = __pyx_f_7pstream_5_core_index_position_for((&__pyx_v_s->index), (__pyx_v_s->index.trel[__pyx_v_i]));
+
+  /* "pstream/_corelib/recovery.pxi":122
+ *     cdef int64_t target = s.base_offset + s.index.trel[i]
+ *     cdef int64_t pos = index_position_for(&s.index, s.index.trel[i])
+ *     cdef int steps = 0             # <<<<<<<<<<<<<<
+ *     while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:
+*/
+  __pyx_v_steps = 0;
+
+  /* "pstream/_corelib/recovery.pxi":123
+ *     cdef int64_t pos = index_position_for(&s.index, s.index.trel[i])
+ *     cdef int steps = 0
+ *     while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:             # <<<<<<<<<<<<<<
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:
+ *             return False
+*/
+  while (1) {
+    __pyx_t_2 = ((__pyx_v_pos + PS_BATCH_HEADER_SIZE) <= __pyx_v_file_size);
+
+    if (__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L5_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_steps < 0x186A0);
+
+
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L5_bool_binop_done:;
+
+    if (!__pyx_t_1) break;
+
+    /* "pstream/_corelib/recovery.pxi":124
+ *     cdef int steps = 0
+ *     while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
+ *             return False
+ *         ps_batch_read_header(header, &h)
+*/
+    __pyx_t_1 = (ps_pread_all(__pyx_v_s->rfd, ((char *)__pyx_v_header), PS_BATCH_HEADER_SIZE, __pyx_v_pos) != PS_BATCH_HEADER_SIZE);
+
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/recovery.pxi":125
+ *     while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:
+ *             return False             # <<<<<<<<<<<<<<
+ *         ps_batch_read_header(header, &h)
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+*/
+      {
+
+        __pyx_r = 0;
+      }
+      goto __pyx_L0;
+
+      /* "pstream/_corelib/recovery.pxi":124
+ *     cdef int steps = 0
+ *     while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
+ *             return False
+ *         ps_batch_read_header(header, &h)
+*/
+    }
+
+    /* "pstream/_corelib/recovery.pxi":126
+ *         if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:
+ *             return False
+ *         ps_batch_read_header(header, &h)             # <<<<<<<<<<<<<<
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+ *             return False
+*/
+    ps_batch_read_header(__pyx_v_header, (&__pyx_v_h));
+
+    /* "pstream/_corelib/recovery.pxi":127
+ *             return False
+ *         ps_batch_read_header(header, &h)
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
+ *             return False
+ *         if h.base_offset + h.last_offset_delta >= target:
+*/
+    __pyx_t_2 = (__pyx_v_h.magic != PS_MAGIC_V2);
+
+    if (!__pyx_t_2) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_2;
+
+      goto __pyx_L9_bool_binop_done;
+    }
+    __pyx_t_2 = (__pyx_v_h.batch_length < (PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD));
+
+
+    __pyx_t_1 = __pyx_t_2;
+
+    __pyx_L9_bool_binop_done:;
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/recovery.pxi":128
+ *         ps_batch_read_header(header, &h)
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+ *             return False             # <<<<<<<<<<<<<<
+ *         if h.base_offset + h.last_offset_delta >= target:
+ *             return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]
+*/
+      {
+
+        __pyx_r = 0;
+      }
+      goto __pyx_L0;
+
+      /* "pstream/_corelib/recovery.pxi":127
+ *             return False
+ *         ps_batch_read_header(header, &h)
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
+ *             return False
+ *         if h.base_offset + h.last_offset_delta >= target:
+*/
+    }
+
+    /* "pstream/_corelib/recovery.pxi":129
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+ *             return False
+ *         if h.base_offset + h.last_offset_delta >= target:             # <<<<<<<<<<<<<<
+ *             return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]
+ *         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+*/
+    __pyx_t_1 = ((__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta) >= __pyx_v_target);
+
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/recovery.pxi":130
+ *             return False
+ *         if h.base_offset + h.last_offset_delta >= target:
+ *             return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]             # <<<<<<<<<<<<<<
+ *         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+ *         steps += 1
+*/
+      __pyx_t_2 = ((__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta) == __pyx_v_target);
+
+      if (__pyx_t_2) {
+
+      } else {
+
+        __pyx_t_1 = __pyx_t_2;
+
+        goto __pyx_L12_bool_binop_done;
+      }
+      __pyx_t_2 = (__pyx_v_h.max_timestamp == (__pyx_v_s->index.ts[__pyx_v_i]));
+
+
+      __pyx_t_1 = __pyx_t_2;
+
+      __pyx_L12_bool_binop_done:;
+      {
+        __pyx_r = __pyx_t_1;
+      }
+      goto __pyx_L0;
+
+      /* "pstream/_corelib/recovery.pxi":129
+ *         if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+ *             return False
+ *         if h.base_offset + h.last_offset_delta >= target:             # <<<<<<<<<<<<<<
+ *             return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]
+ *         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+*/
+    }
+
+    /* "pstream/_corelib/recovery.pxi":131
+ *         if h.base_offset + h.last_offset_delta >= target:
+ *             return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]
+ *         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
+ *         steps += 1
+ *     return False
+*/
+    __pyx_v_pos = (__pyx_v_pos + (((int64_t)__pyx_v_h.batch_length) + PS_BATCH_LOG_OVERHEAD));
+
+    /* "pstream/_corelib/recovery.pxi":132
+ *             return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]
+ *         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+ *         steps += 1             # <<<<<<<<<<<<<<
+ *     return False
+*/
+    __pyx_v_steps = (__pyx_v_steps + 1);
+  }
+
+  /* "pstream/_corelib/recovery.pxi":133
+ *         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+ *         steps += 1
+ *     return False             # <<<<<<<<<<<<<<
+*/
+  {
+
+    __pyx_r = 0;
+  }
+  goto __pyx_L0;
+
+  /* "pstream/_corelib/recovery.pxi":116
+ * 
+ * 
+ * cdef bint time_entry_checks_out(Segment *s, size_t i, int64_t file_size) noexcept nogil:             # <<<<<<<<<<<<<<
+ *     """A time entry (ts, rel) names the batch ending at base+rel, whose max timestamp is ts."""
+ *     cdef uint8_t header[PS_BATCH_HEADER_SIZE]
+*/
+
+  /* function exit code */
+  __pyx_L0:;
+
+
+
 
 
   return __pyx_r;
@@ -30003,6 +30381,8 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   size_t __pyx_v_i;
   size_t __pyx_v_loaded_n;
   size_t __pyx_v_loaded_tn;
+  size_t __pyx_v_kept_n;
+  size_t __pyx_v_kept_tn;
   int64_t __pyx_v_checkpoint;
   char *__pyx_v_path;
   int __pyx_r;
@@ -30074,7 +30454,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   /* "pstream/_corelib/partition.pxi":148
  *         cdef int st
- *         cdef size_t i, loaded_n, loaded_tn
+ *         cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
  *         cdef int64_t checkpoint = self._read_log_start_checkpoint()             # <<<<<<<<<<<<<<
  *         if not bases:
  *             bases = [max(checkpoint, 0)]
@@ -30083,7 +30463,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   __pyx_v_checkpoint = __pyx_t_5;
 
   /* "pstream/_corelib/partition.pxi":149
- *         cdef size_t i, loaded_n, loaded_tn
+ *         cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
  *         cdef int64_t checkpoint = self._read_log_start_checkpoint()
  *         if not bases:             # <<<<<<<<<<<<<<
  *             bases = [max(checkpoint, 0)]
@@ -30136,7 +30516,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     __pyx_t_3 = 0;
 
     /* "pstream/_corelib/partition.pxi":149
- *         cdef size_t i, loaded_n, loaded_tn
+ *         cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
  *         cdef int64_t checkpoint = self._read_log_start_checkpoint()
  *         if not bases:             # <<<<<<<<<<<<<<
  *             bases = [max(checkpoint, 0)]
@@ -30352,7 +30732,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *                 loaded_tn = s.index.tn
  *                 if st == PS_OK:             # <<<<<<<<<<<<<<
  *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
- *                     st = segment_scan(s, start, &res)
+ *                     kept_n = s.index.n
 */
           __pyx_t_7 = (__pyx_v_st == PS_OK);
 
@@ -30363,14 +30743,36 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *                 loaded_tn = s.index.tn
  *                 if st == PS_OK:
  *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))             # <<<<<<<<<<<<<<
- *                     st = segment_scan(s, start, &res)
- *             if st != PS_OK:
+ *                     kept_n = s.index.n
+ *                     kept_tn = s.index.tn
 */
             __pyx_v_start = __pyx_f_7pstream_5_core_segment_trusted_start(__pyx_v_s, lseek(__pyx_v_s->rfd, 0, 2));
 
             /* "pstream/_corelib/partition.pxi":168
  *                 if st == PS_OK:
  *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+ *                     kept_n = s.index.n             # <<<<<<<<<<<<<<
+ *                     kept_tn = s.index.tn
+ *                     st = segment_scan(s, start, &res)
+*/
+            __pyx_t_16 = __pyx_v_s->index.n;
+
+            __pyx_v_kept_n = __pyx_t_16;
+
+            /* "pstream/_corelib/partition.pxi":169
+ *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+ *                     kept_n = s.index.n
+ *                     kept_tn = s.index.tn             # <<<<<<<<<<<<<<
+ *                     st = segment_scan(s, start, &res)
+ *             if st != PS_OK:
+*/
+            __pyx_t_16 = __pyx_v_s->index.tn;
+
+            __pyx_v_kept_tn = __pyx_t_16;
+
+            /* "pstream/_corelib/partition.pxi":170
+ *                     kept_n = s.index.n
+ *                     kept_tn = s.index.tn
  *                     st = segment_scan(s, start, &res)             # <<<<<<<<<<<<<<
  *             if st != PS_OK:
  *                 raise_os_error(errno, "cannot read segment", s.log_path.decode())
@@ -30382,7 +30784,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *                 loaded_tn = s.index.tn
  *                 if st == PS_OK:             # <<<<<<<<<<<<<<
  *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
- *                     st = segment_scan(s, start, &res)
+ *                     kept_n = s.index.n
 */
           }
         }
@@ -30404,8 +30806,8 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":169
- *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+    /* "pstream/_corelib/partition.pxi":171
+ *                     kept_tn = s.index.tn
  *                     st = segment_scan(s, start, &res)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
  *                 raise_os_error(errno, "cannot read segment", s.log_path.decode())
@@ -30416,7 +30818,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     if (__pyx_t_7) {
 
 
-      /* "pstream/_corelib/partition.pxi":170
+      /* "pstream/_corelib/partition.pxi":172
  *                     st = segment_scan(s, start, &res)
  *             if st != PS_OK:
  *                 raise_os_error(errno, "cannot read segment", s.log_path.decode())             # <<<<<<<<<<<<<<
@@ -30425,19 +30827,19 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
 
       __pyx_t_12 = __pyx_v_s->log_path;
-      __pyx_t_13 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(2, 170, __pyx_L1_error)
-      __pyx_t_3 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_13, NULL, NULL, NULL); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 170, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(2, 172, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_13, NULL, NULL, NULL); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 172, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_3)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_3))) __PYX_ERR(2, 170, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_3)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_3))) __PYX_ERR(2, 172, __pyx_L1_error)
       __pyx_t_15.__pyx_n = 1;
       __pyx_t_15.path = ((PyObject*)__pyx_t_3);
-      __pyx_t_14 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, &__pyx_t_15); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 170, __pyx_L1_error)
+      __pyx_t_14 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, &__pyx_t_15); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 172, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
 
-      /* "pstream/_corelib/partition.pxi":169
- *                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+      /* "pstream/_corelib/partition.pxi":171
+ *                     kept_tn = s.index.tn
  *                     st = segment_scan(s, start, &res)
  *             if st != PS_OK:             # <<<<<<<<<<<<<<
  *                 raise_os_error(errno, "cannot read segment", s.log_path.decode())
@@ -30445,7 +30847,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":171
+    /* "pstream/_corelib/partition.pxi":173
  *             if st != PS_OK:
  *                 raise_os_error(errno, "cannot read segment", s.log_path.decode())
  *             s.size = res.valid_end             # <<<<<<<<<<<<<<
@@ -30456,7 +30858,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
     __pyx_v_s->size = __pyx_t_9;
 
-    /* "pstream/_corelib/partition.pxi":172
+    /* "pstream/_corelib/partition.pxi":174
  *                 raise_os_error(errno, "cannot read segment", s.log_path.decode())
  *             s.size = res.valid_end
  *             s.written = s.synced = s.size             # <<<<<<<<<<<<<<
@@ -30469,7 +30871,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     __pyx_v_s->synced = __pyx_t_9;
 
 
-    /* "pstream/_corelib/partition.pxi":173
+    /* "pstream/_corelib/partition.pxi":175
  *             s.size = res.valid_end
  *             s.written = s.synced = s.size
  *             s.written_offset = s.synced_offset = s.next_offset             # <<<<<<<<<<<<<<
@@ -30482,97 +30884,116 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     __pyx_v_s->synced_offset = __pyx_t_9;
 
 
-    /* "pstream/_corelib/partition.pxi":174
+    /* "pstream/_corelib/partition.pxi":176
  *             s.written = s.synced = s.size
  *             s.written_offset = s.synced_offset = s.next_offset
  *             s.sealed = s.finalized = True             # <<<<<<<<<<<<<<
  *             if res.valid_end < res.file_size:
- *                 self._cut_tail(s, &res, i, len(bases))
+ *                 if i + 1 == len(bases) or res.tail_is_zeros:
 */
     __pyx_v_s->sealed = 1;
     __pyx_v_s->finalized = 1;
 
-    /* "pstream/_corelib/partition.pxi":175
+    /* "pstream/_corelib/partition.pxi":177
  *             s.written_offset = s.synced_offset = s.next_offset
  *             s.sealed = s.finalized = True
  *             if res.valid_end < res.file_size:             # <<<<<<<<<<<<<<
- *                 self._cut_tail(s, &res, i, len(bases))
- *                 if i + 1 < len(bases):
+ *                 if i + 1 == len(bases) or res.tail_is_zeros:
+ *                     self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
 */
     __pyx_t_7 = (__pyx_v_res.valid_end < __pyx_v_res.file_size);
 
     if (__pyx_t_7) {
 
 
-      /* "pstream/_corelib/partition.pxi":176
+      /* "pstream/_corelib/partition.pxi":178
  *             s.sealed = s.finalized = True
  *             if res.valid_end < res.file_size:
- *                 self._cut_tail(s, &res, i, len(bases))             # <<<<<<<<<<<<<<
- *                 if i + 1 < len(bases):
- *                     break  # everything after a cut inside an older segment is unreachable
+ *                 if i + 1 == len(bases) or res.tail_is_zeros:             # <<<<<<<<<<<<<<
+ *                     self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
+ *                 else:
 */
       if (unlikely(__pyx_v_bases == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-        __PYX_ERR(2, 176, __pyx_L1_error)
+        __PYX_ERR(2, 178, __pyx_L1_error)
       }
-      __pyx_t_13 = __Pyx_PyList_GET_SIZE(__pyx_v_bases); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(2, 176, __pyx_L1_error)
-      __pyx_t_14 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_cut_tail(__pyx_v_self, __pyx_v_s, (&__pyx_v_res), __pyx_v_i, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 176, __pyx_L1_error)
+      __pyx_t_13 = __Pyx_PyList_GET_SIZE(__pyx_v_bases); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(2, 178, __pyx_L1_error)
+      __pyx_t_6 = ((__pyx_v_i + 1) == __pyx_t_13);
 
 
+      if (!__pyx_t_6) {
 
-      /* "pstream/_corelib/partition.pxi":177
- *             if res.valid_end < res.file_size:
- *                 self._cut_tail(s, &res, i, len(bases))
- *                 if i + 1 < len(bases):             # <<<<<<<<<<<<<<
- *                     break  # everything after a cut inside an older segment is unreachable
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
-*/
-      if (unlikely(__pyx_v_bases == Py_None)) {
-        PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-        __PYX_ERR(2, 177, __pyx_L1_error)
+      } else {
+
+        __pyx_t_7 = __pyx_t_6;
+
+        goto __pyx_L18_bool_binop_done;
       }
-      __pyx_t_13 = __Pyx_PyList_GET_SIZE(__pyx_v_bases); if (unlikely(__pyx_t_13 == ((Py_ssize_t)-1))) __PYX_ERR(2, 177, __pyx_L1_error)
-      __pyx_t_7 = ((__pyx_v_i + 1) < __pyx_t_13);
 
-
+      __pyx_t_7 = __pyx_v_res.tail_is_zeros;
+      __pyx_L18_bool_binop_done:;
       if (__pyx_t_7) {
 
 
-        /* "pstream/_corelib/partition.pxi":178
- *                 self._cut_tail(s, &res, i, len(bases))
- *                 if i + 1 < len(bases):
- *                     break  # everything after a cut inside an older segment is unreachable             # <<<<<<<<<<<<<<
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
- *                 with nogil:  # the index was rebuilt or trimmed: replace the files
-*/
-        goto __pyx_L5_break;
-
-        /* "pstream/_corelib/partition.pxi":177
+        /* "pstream/_corelib/partition.pxi":179
  *             if res.valid_end < res.file_size:
- *                 self._cut_tail(s, &res, i, len(bases))
- *                 if i + 1 < len(bases):             # <<<<<<<<<<<<<<
- *                     break  # everything after a cut inside an older segment is unreachable
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
+ *                 if i + 1 == len(bases) or res.tail_is_zeros:
+ *                     self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash             # <<<<<<<<<<<<<<
+ *                 else:
+ *                     self._keep_corrupt_segment(s, &res, bases[i + 1])
 */
+        __pyx_t_14 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_cut_tail(__pyx_v_self, __pyx_v_s, (&__pyx_v_res)); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 179, __pyx_L1_error)
+
+
+        /* "pstream/_corelib/partition.pxi":178
+ *             s.sealed = s.finalized = True
+ *             if res.valid_end < res.file_size:
+ *                 if i + 1 == len(bases) or res.tail_is_zeros:             # <<<<<<<<<<<<<<
+ *                     self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
+ *                 else:
+*/
+        goto __pyx_L17;
       }
 
-      /* "pstream/_corelib/partition.pxi":175
+      /* "pstream/_corelib/partition.pxi":181
+ *                     self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
+ *                 else:
+ *                     self._keep_corrupt_segment(s, &res, bases[i + 1])             # <<<<<<<<<<<<<<
+ *             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
+ *                 with nogil:  # the index was rebuilt or trimmed: replace the files
+*/
+      /*else*/ {
+        if (unlikely(__pyx_v_bases == Py_None)) {
+          PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
+          __PYX_ERR(2, 181, __pyx_L1_error)
+        }
+        __pyx_t_16 = (__pyx_v_i + 1);
+
+        __pyx_t_9 = __Pyx_PyLong_As_int64_t(__Pyx_PyList_GET_ITEM(__pyx_v_bases, __pyx_t_16)); if (unlikely((__pyx_t_9 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 181, __pyx_L1_error)
+
+        __pyx_t_14 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_keep_corrupt_segment(__pyx_v_self, __pyx_v_s, (&__pyx_v_res), __pyx_t_9); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 181, __pyx_L1_error)
+
+
+      }
+      __pyx_L17:;
+
+      /* "pstream/_corelib/partition.pxi":177
  *             s.written_offset = s.synced_offset = s.next_offset
  *             s.sealed = s.finalized = True
  *             if res.valid_end < res.file_size:             # <<<<<<<<<<<<<<
- *                 self._cut_tail(s, &res, i, len(bases))
- *                 if i + 1 < len(bases):
+ *                 if i + 1 == len(bases) or res.tail_is_zeros:
+ *                     self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":179
- *                 if i + 1 < len(bases):
- *                     break  # everything after a cut inside an older segment is unreachable
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:             # <<<<<<<<<<<<<<
+    /* "pstream/_corelib/partition.pxi":182
+ *                 else:
+ *                     self._keep_corrupt_segment(s, &res, bases[i + 1])
+ *             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:             # <<<<<<<<<<<<<<
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
 */
-    __pyx_t_6 = (__pyx_v_s->index.n != __pyx_v_loaded_n);
+    __pyx_t_6 = (__pyx_v_kept_n != __pyx_v_loaded_n);
 
     if (!__pyx_t_6) {
 
@@ -30580,20 +31001,40 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
       __pyx_t_7 = __pyx_t_6;
 
-      goto __pyx_L19_bool_binop_done;
+      goto __pyx_L21_bool_binop_done;
     }
-    __pyx_t_6 = (__pyx_v_s->index.tn != __pyx_v_loaded_tn);
+    __pyx_t_6 = (__pyx_v_kept_tn != __pyx_v_loaded_tn);
+
+    if (!__pyx_t_6) {
+
+    } else {
+
+      __pyx_t_7 = __pyx_t_6;
+
+      goto __pyx_L21_bool_binop_done;
+    }
+    __pyx_t_6 = (__pyx_v_s->index.n != __pyx_v_kept_n);
+
+    if (!__pyx_t_6) {
+
+    } else {
+
+      __pyx_t_7 = __pyx_t_6;
+
+      goto __pyx_L21_bool_binop_done;
+    }
+    __pyx_t_6 = (__pyx_v_s->index.tn != __pyx_v_kept_tn);
 
 
     __pyx_t_7 = __pyx_t_6;
 
-    __pyx_L19_bool_binop_done:;
+    __pyx_L21_bool_binop_done:;
     if (__pyx_t_7) {
 
 
-      /* "pstream/_corelib/partition.pxi":180
- *                     break  # everything after a cut inside an older segment is unreachable
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
+      /* "pstream/_corelib/partition.pxi":183
+ *                     self._keep_corrupt_segment(s, &res, bases[i + 1])
+ *             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files             # <<<<<<<<<<<<<<
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
  *         if checkpoint > part_active(self.p).next_offset:
@@ -30604,8 +31045,8 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":181
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
+            /* "pstream/_corelib/partition.pxi":184
+ *             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)             # <<<<<<<<<<<<<<
  *         if checkpoint > part_active(self.p).next_offset:
@@ -30614,9 +31055,9 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
             (void)(__pyx_f_7pstream_5_core_index_write_files((&__pyx_v_s->index), __pyx_v_s->index_path, __pyx_v_s->time_path, 0, 0, 1));
           }
 
-          /* "pstream/_corelib/partition.pxi":180
- *                     break  # everything after a cut inside an older segment is unreachable
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:
+          /* "pstream/_corelib/partition.pxi":183
+ *                     self._keep_corrupt_segment(s, &res, bases[i + 1])
+ *             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files             # <<<<<<<<<<<<<<
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
  *         if checkpoint > part_active(self.p).next_offset:
@@ -30625,26 +31066,25 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
             /*normal exit:*/{
               __Pyx_FastGIL_Forget();
               PyEval_RestoreThread(_save);
-              goto __pyx_L25;
+              goto __pyx_L29;
             }
-            __pyx_L25:;
+            __pyx_L29:;
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":179
- *                 if i + 1 < len(bases):
- *                     break  # everything after a cut inside an older segment is unreachable
- *             if s.index.n != loaded_n or s.index.tn != loaded_tn:             # <<<<<<<<<<<<<<
+      /* "pstream/_corelib/partition.pxi":182
+ *                 else:
+ *                     self._keep_corrupt_segment(s, &res, bases[i + 1])
+ *             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:             # <<<<<<<<<<<<<<
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
 */
     }
   }
-  __pyx_L5_break:;
 
 
 
-  /* "pstream/_corelib/partition.pxi":182
+  /* "pstream/_corelib/partition.pxi":185
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
  *         if checkpoint > part_active(self.p).next_offset:             # <<<<<<<<<<<<<<
@@ -30656,7 +31096,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":186
+    /* "pstream/_corelib/partition.pxi":189
  *             # delete_records): everything left is deleted data, so start afresh at the
  *             # log start offset, as Kafka does, and never hand out an offset twice.
  *             _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",             # <<<<<<<<<<<<<<
@@ -30664,26 +31104,26 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *             for i in range(self.p.n_segs):
 */
     __pyx_t_1 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 186, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 189, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 186, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 189, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_17);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-    /* "pstream/_corelib/partition.pxi":187
+    /* "pstream/_corelib/partition.pxi":190
  *             # log start offset, as Kafka does, and never hand out an offset twice.
  *             _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
  *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)             # <<<<<<<<<<<<<<
  *             for i in range(self.p.n_segs):
  *                 s = self.p.segs[i]
 */
-    __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 187, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 190, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_18 = __Pyx_PyLong_From_int64_t(__pyx_f_7pstream_5_core_part_active(__pyx_v_self->p)->next_offset); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 187, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyLong_From_int64_t(__pyx_f_7pstream_5_core_part_active(__pyx_v_self->p)->next_offset); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 190, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
-    __pyx_t_19 = __Pyx_PyLong_From_int64_t(__pyx_v_checkpoint); if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 187, __pyx_L1_error)
+    __pyx_t_19 = __Pyx_PyLong_From_int64_t(__pyx_v_checkpoint); if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 190, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_19);
-    __pyx_t_20 = __Pyx_PyLong_From_int64_t(__pyx_v_checkpoint); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 187, __pyx_L1_error)
+    __pyx_t_20 = __Pyx_PyLong_From_int64_t(__pyx_v_checkpoint); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 190, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_20);
     __pyx_t_4 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -30706,12 +31146,12 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
       __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
       __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
       __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 186, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 189, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":188
+    /* "pstream/_corelib/partition.pxi":191
  *             _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
  *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
  *             for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -30725,7 +31165,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     for (__pyx_t_21 = 0; __pyx_t_21 < __pyx_t_16; __pyx_t_21+=1) {
       __pyx_v_i = __pyx_t_21;
 
-      /* "pstream/_corelib/partition.pxi":189
+      /* "pstream/_corelib/partition.pxi":192
  *                          self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
  *             for i in range(self.p.n_segs):
  *                 s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -30734,27 +31174,27 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
       __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-      /* "pstream/_corelib/partition.pxi":190
+      /* "pstream/_corelib/partition.pxi":193
  *             for i in range(self.p.n_segs):
  *                 s = self.p.segs[i]
  *                 for path in (s.log_path, s.index_path, s.time_path):             # <<<<<<<<<<<<<<
  *                     try:
  *                         _os.unlink(path)
 */
-      __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 193, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_17 = __Pyx_PyBytes_FromString(__pyx_v_s->index_path); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __pyx_t_17 = __Pyx_PyBytes_FromString(__pyx_v_s->index_path); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 193, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_17);
-      __pyx_t_20 = __Pyx_PyBytes_FromString(__pyx_v_s->time_path); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __pyx_t_20 = __Pyx_PyBytes_FromString(__pyx_v_s->time_path); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 193, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_20);
-      __pyx_t_19 = PyTuple_New(3); if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 190, __pyx_L1_error)
+      __pyx_t_19 = PyTuple_New(3); if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 193, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_19);
       __Pyx_GIVEREF(__pyx_t_3);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 0, __pyx_t_3) != (0)) __PYX_ERR(2, 190, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 0, __pyx_t_3) != (0)) __PYX_ERR(2, 193, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_17);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 1, __pyx_t_17) != (0)) __PYX_ERR(2, 190, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 1, __pyx_t_17) != (0)) __PYX_ERR(2, 193, __pyx_L1_error);
       __Pyx_GIVEREF(__pyx_t_20);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 2, __pyx_t_20) != (0)) __PYX_ERR(2, 190, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_19, 2, __pyx_t_20) != (0)) __PYX_ERR(2, 193, __pyx_L1_error);
       __pyx_t_3 = 0;
       __pyx_t_17 = 0;
       __pyx_t_20 = 0;
@@ -30769,18 +31209,18 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
         __pyx_t_19 = __Pyx_PySequence_ITEM(__pyx_t_20, __pyx_t_10);
         #endif
         ++__pyx_t_10;
-        if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 190, __pyx_L1_error)
+        if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 193, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_19);
-        if (!(likely(PyBytes_CheckExact(__pyx_t_19))||((__pyx_t_19) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_19))) __PYX_ERR(2, 190, __pyx_L1_error)
+        if (!(likely(PyBytes_CheckExact(__pyx_t_19))||((__pyx_t_19) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_19))) __PYX_ERR(2, 193, __pyx_L1_error)
         if (unlikely(__pyx_t_19 == Py_None)) {
           PyErr_SetString(PyExc_TypeError, "expected bytes, NoneType found");
-          __PYX_ERR(2, 190, __pyx_L1_error)
+          __PYX_ERR(2, 193, __pyx_L1_error)
         }
-        __pyx_t_12 = __Pyx_PyBytes_AsWritableString(__pyx_t_19); if (unlikely((!__pyx_t_12) && PyErr_Occurred())) __PYX_ERR(2, 190, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PyBytes_AsWritableString(__pyx_t_19); if (unlikely((!__pyx_t_12) && PyErr_Occurred())) __PYX_ERR(2, 193, __pyx_L1_error)
         __pyx_v_path = __pyx_t_12;
         __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
 
-        /* "pstream/_corelib/partition.pxi":191
+        /* "pstream/_corelib/partition.pxi":194
  *                 s = self.p.segs[i]
  *                 for path in (s.log_path, s.index_path, s.time_path):
  *                     try:             # <<<<<<<<<<<<<<
@@ -30796,7 +31236,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
           __Pyx_XGOTREF(__pyx_t_24);
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":192
+            /* "pstream/_corelib/partition.pxi":195
  *                 for path in (s.log_path, s.index_path, s.time_path):
  *                     try:
  *                         _os.unlink(path)             # <<<<<<<<<<<<<<
@@ -30804,12 +31244,12 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *                         pass
 */
             __pyx_t_17 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 192, __pyx_L31_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 195, __pyx_L35_error)
             __Pyx_GOTREF(__pyx_t_3);
-            __pyx_t_18 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 192, __pyx_L31_error)
+            __pyx_t_18 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 195, __pyx_L35_error)
             __Pyx_GOTREF(__pyx_t_18);
             __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-            __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_path); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 192, __pyx_L31_error)
+            __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_path); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 195, __pyx_L35_error)
             __Pyx_GOTREF(__pyx_t_3);
             __pyx_t_25 = 1;
             #if CYTHON_UNPACK_METHODS
@@ -30829,12 +31269,12 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
               __Pyx_XDECREF(__pyx_t_17); __pyx_t_17 = 0;
               __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
               __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
-              if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 192, __pyx_L31_error)
+              if (unlikely(!__pyx_t_19)) __PYX_ERR(2, 195, __pyx_L35_error)
               __Pyx_GOTREF(__pyx_t_19);
             }
             __Pyx_DECREF(__pyx_t_19); __pyx_t_19 = 0;
 
-            /* "pstream/_corelib/partition.pxi":191
+            /* "pstream/_corelib/partition.pxi":194
  *                 s = self.p.segs[i]
  *                 for path in (s.log_path, s.index_path, s.time_path):
  *                     try:             # <<<<<<<<<<<<<<
@@ -30845,8 +31285,8 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
           __Pyx_XDECREF(__pyx_t_22); __pyx_t_22 = 0;
           __Pyx_XDECREF(__pyx_t_23); __pyx_t_23 = 0;
           __Pyx_XDECREF(__pyx_t_24); __pyx_t_24 = 0;
-          goto __pyx_L38_try_end;
-          __pyx_L31_error:;
+          goto __pyx_L42_try_end;
+          __pyx_L35_error:;
           __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
           __Pyx_XDECREF(__pyx_t_17); __pyx_t_17 = 0;
           __Pyx_XDECREF(__pyx_t_18); __pyx_t_18 = 0;
@@ -30854,7 +31294,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
           __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
           __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":193
+          /* "pstream/_corelib/partition.pxi":196
  *                     try:
  *                         _os.unlink(path)
  *                     except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -30864,32 +31304,32 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
           __pyx_t_14 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_FileNotFoundError))));
           if (__pyx_t_14) {
             __Pyx_ErrRestore(0,0,0);
-            goto __pyx_L32_exception_handled;
+            goto __pyx_L36_exception_handled;
           }
-          goto __pyx_L33_except_error;
+          goto __pyx_L37_except_error;
 
-          /* "pstream/_corelib/partition.pxi":191
+          /* "pstream/_corelib/partition.pxi":194
  *                 s = self.p.segs[i]
  *                 for path in (s.log_path, s.index_path, s.time_path):
  *                     try:             # <<<<<<<<<<<<<<
  *                         _os.unlink(path)
  *                     except FileNotFoundError:
 */
-          __pyx_L33_except_error:;
+          __pyx_L37_except_error:;
           __Pyx_XGIVEREF(__pyx_t_22);
           __Pyx_XGIVEREF(__pyx_t_23);
           __Pyx_XGIVEREF(__pyx_t_24);
           __Pyx_ExceptionReset(__pyx_t_22, __pyx_t_23, __pyx_t_24);
           goto __pyx_L1_error;
-          __pyx_L32_exception_handled:;
+          __pyx_L36_exception_handled:;
           __Pyx_XGIVEREF(__pyx_t_22);
           __Pyx_XGIVEREF(__pyx_t_23);
           __Pyx_XGIVEREF(__pyx_t_24);
           __Pyx_ExceptionReset(__pyx_t_22, __pyx_t_23, __pyx_t_24);
-          __pyx_L38_try_end:;
+          __pyx_L42_try_end:;
         }
 
-        /* "pstream/_corelib/partition.pxi":190
+        /* "pstream/_corelib/partition.pxi":193
  *             for i in range(self.p.n_segs):
  *                 s = self.p.segs[i]
  *                 for path in (s.log_path, s.index_path, s.time_path):             # <<<<<<<<<<<<<<
@@ -30899,7 +31339,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
       }
       __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
 
-      /* "pstream/_corelib/partition.pxi":195
+      /* "pstream/_corelib/partition.pxi":198
  *                     except FileNotFoundError:
  *                         pass
  *                 segment_free(s)             # <<<<<<<<<<<<<<
@@ -30910,7 +31350,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
     }
 
 
-    /* "pstream/_corelib/partition.pxi":196
+    /* "pstream/_corelib/partition.pxi":199
  *                         pass
  *                 segment_free(s)
  *             self.p.n_segs = 0             # <<<<<<<<<<<<<<
@@ -30919,7 +31359,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
     __pyx_v_self->p->n_segs = 0;
 
-    /* "pstream/_corelib/partition.pxi":197
+    /* "pstream/_corelib/partition.pxi":200
  *                 segment_free(s)
  *             self.p.n_segs = 0
  *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)             # <<<<<<<<<<<<<<
@@ -30928,7 +31368,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
     __pyx_v_s = __pyx_f_7pstream_5_core_segment_new(__pyx_v_self->p->directory, __pyx_v_checkpoint, __pyx_v_self->p->index_interval);
 
-    /* "pstream/_corelib/partition.pxi":198
+    /* "pstream/_corelib/partition.pxi":201
  *             self.p.n_segs = 0
  *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
  *             if s == NULL or part_add_segment(self.p, s) != PS_OK:             # <<<<<<<<<<<<<<
@@ -30943,18 +31383,18 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
       __pyx_t_7 = __pyx_t_6;
 
-      goto __pyx_L43_bool_binop_done;
+      goto __pyx_L47_bool_binop_done;
     }
     __pyx_t_6 = (__pyx_f_7pstream_5_core_part_add_segment(__pyx_v_self->p, __pyx_v_s) != PS_OK);
 
 
     __pyx_t_7 = __pyx_t_6;
 
-    __pyx_L43_bool_binop_done:;
+    __pyx_L47_bool_binop_done:;
     if (unlikely(__pyx_t_7)) {
 
 
-      /* "pstream/_corelib/partition.pxi":199
+      /* "pstream/_corelib/partition.pxi":202
  *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
  *             if s == NULL or part_add_segment(self.p, s) != PS_OK:
  *                 segment_free(s)             # <<<<<<<<<<<<<<
@@ -30963,16 +31403,16 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
       __pyx_f_7pstream_5_core_segment_free(__pyx_v_s);
 
-      /* "pstream/_corelib/partition.pxi":200
+      /* "pstream/_corelib/partition.pxi":203
  *             if s == NULL or part_add_segment(self.p, s) != PS_OK:
  *                 segment_free(s)
  *                 raise MemoryError()             # <<<<<<<<<<<<<<
  *         # The last segment becomes the active one again.
  *         s = part_active(self.p)
 */
-      PyErr_NoMemory(); __PYX_ERR(2, 200, __pyx_L1_error)
+      PyErr_NoMemory(); __PYX_ERR(2, 203, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":198
+      /* "pstream/_corelib/partition.pxi":201
  *             self.p.n_segs = 0
  *             s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
  *             if s == NULL or part_add_segment(self.p, s) != PS_OK:             # <<<<<<<<<<<<<<
@@ -30981,7 +31421,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":182
+    /* "pstream/_corelib/partition.pxi":185
  *                 with nogil:  # the index was rebuilt or trimmed: replace the files
  *                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
  *         if checkpoint > part_active(self.p).next_offset:             # <<<<<<<<<<<<<<
@@ -30990,7 +31430,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":202
+  /* "pstream/_corelib/partition.pxi":205
  *                 raise MemoryError()
  *         # The last segment becomes the active one again.
  *         s = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -30999,7 +31439,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   __pyx_v_s = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-  /* "pstream/_corelib/partition.pxi":203
+  /* "pstream/_corelib/partition.pxi":206
  *         # The last segment becomes the active one again.
  *         s = part_active(self.p)
  *         s.sealed = s.finalized = False             # <<<<<<<<<<<<<<
@@ -31009,7 +31449,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   __pyx_v_s->sealed = 0;
   __pyx_v_s->finalized = 0;
 
-  /* "pstream/_corelib/partition.pxi":204
+  /* "pstream/_corelib/partition.pxi":207
  *         s = part_active(self.p)
  *         s.sealed = s.finalized = False
  *         s.created_ms = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -31018,7 +31458,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   __pyx_v_s->created_ms = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":205
+  /* "pstream/_corelib/partition.pxi":208
  *         s.sealed = s.finalized = False
  *         s.created_ms = ps_now_ms()
  *         s.index_persisted = s.index.n             # <<<<<<<<<<<<<<
@@ -31029,7 +31469,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   __pyx_v_s->index_persisted = __pyx_t_4;
 
-  /* "pstream/_corelib/partition.pxi":206
+  /* "pstream/_corelib/partition.pxi":209
  *         s.created_ms = ps_now_ms()
  *         s.index_persisted = s.index.n
  *         s.time_persisted = s.index.tn             # <<<<<<<<<<<<<<
@@ -31040,7 +31480,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   __pyx_v_s->time_persisted = __pyx_t_4;
 
-  /* "pstream/_corelib/partition.pxi":207
+  /* "pstream/_corelib/partition.pxi":210
  *         s.index_persisted = s.index.n
  *         s.time_persisted = s.index.tn
  *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:             # <<<<<<<<<<<<<<
@@ -31052,7 +31492,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":208
+    /* "pstream/_corelib/partition.pxi":211
  *         s.time_persisted = s.index.tn
  *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
  *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())             # <<<<<<<<<<<<<<
@@ -31061,18 +31501,18 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
 
     __pyx_t_12 = __pyx_v_s->log_path;
-    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 208, __pyx_L1_error)
-    __pyx_t_20 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 208, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_20 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 211, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_20);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_20)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_20))) __PYX_ERR(2, 208, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_20)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_20))) __PYX_ERR(2, 211, __pyx_L1_error)
     __pyx_t_15.__pyx_n = 1;
     __pyx_t_15.path = ((PyObject*)__pyx_t_20);
-    __pyx_t_14 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_open_segment_for_writing, &__pyx_t_15); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 208, __pyx_L1_error)
+    __pyx_t_14 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_open_segment_for_writing, &__pyx_t_15); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 211, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
 
 
-    /* "pstream/_corelib/partition.pxi":207
+    /* "pstream/_corelib/partition.pxi":210
  *         s.index_persisted = s.index.n
  *         s.time_persisted = s.index.tn
  *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:             # <<<<<<<<<<<<<<
@@ -31081,7 +31521,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":209
+  /* "pstream/_corelib/partition.pxi":212
  *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
  *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
  *         if self.p.want_direct and not s.direct:             # <<<<<<<<<<<<<<
@@ -31092,18 +31532,18 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   } else {
 
     __pyx_t_7 = __pyx_v_self->p->want_direct;
-    goto __pyx_L47_bool_binop_done;
+    goto __pyx_L51_bool_binop_done;
   }
   __pyx_t_6 = (!__pyx_v_s->direct);
 
 
   __pyx_t_7 = __pyx_t_6;
 
-  __pyx_L47_bool_binop_done:;
+  __pyx_L51_bool_binop_done:;
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":210
+    /* "pstream/_corelib/partition.pxi":213
  *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
  *         if self.p.want_direct and not s.direct:
  *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",             # <<<<<<<<<<<<<<
@@ -31111,28 +31551,28 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
  *             self.fallback_logged = True
 */
     __pyx_t_19 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_18, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 210, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_18, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 213, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_18, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 210, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_t_18, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 213, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
 
-    /* "pstream/_corelib/partition.pxi":211
+    /* "pstream/_corelib/partition.pxi":214
  *         if self.p.want_direct and not s.direct:
  *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
  *                          self.topic, self.number, s.log_path.decode())             # <<<<<<<<<<<<<<
  *             self.fallback_logged = True
  *         self.p.next_offset = s.next_offset
 */
-    __pyx_t_18 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_18 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_18)) __PYX_ERR(2, 214, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_18);
 
     __pyx_t_12 = __pyx_v_s->log_path;
-    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 211, __pyx_L1_error)
-    __pyx_t_17 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 211, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_ssize_strlen(__pyx_t_12); if (unlikely(__pyx_t_10 == ((Py_ssize_t)-1))) __PYX_ERR(2, 214, __pyx_L1_error)
+    __pyx_t_17 = __Pyx_decode_c_string(__pyx_t_12, 0, __pyx_t_10, NULL, NULL, NULL); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 214, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_17);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_17)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_17))) __PYX_ERR(2, 211, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_17)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_17))) __PYX_ERR(2, 214, __pyx_L1_error)
     __pyx_t_4 = 1;
     #if CYTHON_UNPACK_METHODS
     if (unlikely(PyMethod_Check(__pyx_t_3))) {
@@ -31152,12 +31592,12 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
       __Pyx_DECREF(__pyx_t_18); __pyx_t_18 = 0;
       __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 210, __pyx_L1_error)
+      if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 213, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_20);
     }
     __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
 
-    /* "pstream/_corelib/partition.pxi":212
+    /* "pstream/_corelib/partition.pxi":215
  *             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
  *                          self.topic, self.number, s.log_path.decode())
  *             self.fallback_logged = True             # <<<<<<<<<<<<<<
@@ -31166,7 +31606,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
     __pyx_v_self->fallback_logged = 1;
 
-    /* "pstream/_corelib/partition.pxi":209
+    /* "pstream/_corelib/partition.pxi":212
  *         if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
  *             raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
  *         if self.p.want_direct and not s.direct:             # <<<<<<<<<<<<<<
@@ -31175,7 +31615,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":213
+  /* "pstream/_corelib/partition.pxi":216
  *                          self.topic, self.number, s.log_path.decode())
  *             self.fallback_logged = True
  *         self.p.next_offset = s.next_offset             # <<<<<<<<<<<<<<
@@ -31186,7 +31626,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   __pyx_v_self->p->next_offset = __pyx_t_9;
 
-  /* "pstream/_corelib/partition.pxi":214
+  /* "pstream/_corelib/partition.pxi":217
  *             self.fallback_logged = True
  *         self.p.next_offset = s.next_offset
  *         self.p.durable_offset = s.next_offset             # <<<<<<<<<<<<<<
@@ -31197,7 +31637,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
   __pyx_v_self->p->durable_offset = __pyx_t_9;
 
-  /* "pstream/_corelib/partition.pxi":215
+  /* "pstream/_corelib/partition.pxi":218
  *         self.p.next_offset = s.next_offset
  *         self.p.durable_offset = s.next_offset
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)             # <<<<<<<<<<<<<<
@@ -31221,7 +31661,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   __pyx_v_self->p->log_start_offset = __pyx_t_26;
 
 
-  /* "pstream/_corelib/partition.pxi":216
+  /* "pstream/_corelib/partition.pxi":219
  *         self.p.durable_offset = s.next_offset
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
  *         if self.p.log_start_offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -31233,7 +31673,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":217
+    /* "pstream/_corelib/partition.pxi":220
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
  *         if self.p.log_start_offset > self.p.next_offset:
  *             self.p.log_start_offset = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -31244,7 +31684,7 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
     __pyx_v_self->p->log_start_offset = __pyx_t_26;
 
-    /* "pstream/_corelib/partition.pxi":216
+    /* "pstream/_corelib/partition.pxi":219
  *         self.p.durable_offset = s.next_offset
  *         self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
  *         if self.p.log_start_offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -31253,12 +31693,12 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":218
+  /* "pstream/_corelib/partition.pxi":221
  *         if self.p.log_start_offset > self.p.next_offset:
  *             self.p.log_start_offset = self.p.next_offset
  *         return 0             # <<<<<<<<<<<<<<
  * 
- *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:
+ *     cdef int _cut_tail(self, Segment *s, ScanResult *res) except -1:
 */
   {
 
@@ -31298,23 +31738,23 @@ static int __pyx_f_7pstream_5_core_9Partition__load(struct __pyx_obj_7pstream_5_
 
 
 
+
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":220
+/* "pstream/_corelib/partition.pxi":223
  *         return 0
  * 
- *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:             # <<<<<<<<<<<<<<
- *         """Truncates a segment at its last valid batch; says so unless only padding went."""
+ *     cdef int _cut_tail(self, Segment *s, ScanResult *res) except -1:             # <<<<<<<<<<<<<<
+ *         """Truncates a segment at its last valid batch; says so unless only zero padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
 */
 
-static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, struct __pyx_t_7pstream_5_core_ScanResult *__pyx_v_res, size_t __pyx_v_index, size_t __pyx_v_count) {
+static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, struct __pyx_t_7pstream_5_core_ScanResult *__pyx_v_res) {
   int __pyx_v_fd;
   PyObject *__pyx_v_reason = NULL;
-  PyObject *__pyx_v_base = NULL;
-  PyObject *__pyx_v_suffix = NULL;
   int __pyx_r;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -31333,30 +31773,22 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   PyObject *__pyx_t_14 = NULL;
   PyObject *__pyx_t_15 = NULL;
   size_t __pyx_t_16;
-  PyObject *(*__pyx_t_17)(PyObject *);
-  Py_ssize_t __pyx_t_18;
-  PyObject *__pyx_t_19 = NULL;
-  PyObject *__pyx_t_20 = NULL;
-  PyObject *__pyx_t_21 = NULL;
-  PyObject *__pyx_t_22 = NULL;
-  PyObject *__pyx_t_23 = NULL;
-  PyObject *__pyx_t_24 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_cut_tail", 0);
 
-  /* "pstream/_corelib/partition.pxi":222
- *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:
- *         """Truncates a segment at its last valid batch; says so unless only padding went."""
+  /* "pstream/_corelib/partition.pxi":225
+ *     cdef int _cut_tail(self, Segment *s, ScanResult *res) except -1:
+ *         """Truncates a segment at its last valid batch; says so unless only zero padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)             # <<<<<<<<<<<<<<
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:
 */
   __pyx_v_fd = open(__pyx_v_s->log_path, (O_WRONLY | O_CLOEXEC));
 
-  /* "pstream/_corelib/partition.pxi":223
- *         """Truncates a segment at its last valid batch; says so unless only padding went."""
+  /* "pstream/_corelib/partition.pxi":226
+ *         """Truncates a segment at its last valid batch; says so unless only zero padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:             # <<<<<<<<<<<<<<
  *             if fd >= 0:
@@ -31391,7 +31823,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":224
+    /* "pstream/_corelib/partition.pxi":227
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:             # <<<<<<<<<<<<<<
@@ -31403,7 +31835,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":225
+      /* "pstream/_corelib/partition.pxi":228
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:
  *                 close(fd)             # <<<<<<<<<<<<<<
@@ -31412,7 +31844,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
       (void)(close(__pyx_v_fd));
 
-      /* "pstream/_corelib/partition.pxi":224
+      /* "pstream/_corelib/partition.pxi":227
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
  *             if fd >= 0:             # <<<<<<<<<<<<<<
@@ -31421,7 +31853,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":226
+    /* "pstream/_corelib/partition.pxi":229
  *             if fd >= 0:
  *                 close(fd)
  *             raise_os_error(errno, "cannot truncate segment", s.log_path.decode())             # <<<<<<<<<<<<<<
@@ -31430,19 +31862,19 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
 
     __pyx_t_3 = __pyx_v_s->log_path;
-    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 226, __pyx_L1_error)
-    __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 226, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 229, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 229, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 226, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 229, __pyx_L1_error)
     __pyx_t_7.__pyx_n = 1;
     __pyx_t_7.path = ((PyObject*)__pyx_t_5);
-    __pyx_t_6 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_truncate_segment, &__pyx_t_7); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 226, __pyx_L1_error)
+    __pyx_t_6 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_truncate_segment, &__pyx_t_7); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 229, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
 
-    /* "pstream/_corelib/partition.pxi":223
- *         """Truncates a segment at its last valid batch; says so unless only padding went."""
+    /* "pstream/_corelib/partition.pxi":226
+ *         """Truncates a segment at its last valid batch; says so unless only zero padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
  *         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:             # <<<<<<<<<<<<<<
  *             if fd >= 0:
@@ -31450,7 +31882,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":227
+  /* "pstream/_corelib/partition.pxi":230
  *                 close(fd)
  *             raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
  *         close(fd)             # <<<<<<<<<<<<<<
@@ -31459,7 +31891,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   (void)(close(__pyx_v_fd));
 
-  /* "pstream/_corelib/partition.pxi":228
+  /* "pstream/_corelib/partition.pxi":231
  *             raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
  *         close(fd)
  *         index_truncate_to_position(&s.index, res.valid_end)             # <<<<<<<<<<<<<<
@@ -31468,7 +31900,7 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   __pyx_f_7pstream_5_core_index_truncate_to_position((&__pyx_v_s->index), __pyx_v_res->valid_end);
 
-  /* "pstream/_corelib/partition.pxi":229
+  /* "pstream/_corelib/partition.pxi":232
  *         close(fd)
  *         index_truncate_to_position(&s.index, res.valid_end)
  *         if not res.tail_is_zeros:             # <<<<<<<<<<<<<<
@@ -31480,24 +31912,24 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":230
+    /* "pstream/_corelib/partition.pxi":233
  *         index_truncate_to_position(&s.index, res.valid_end)
  *         if not res.tail_is_zeros:
  *             reason = status_error(res.status, res.bad_position)             # <<<<<<<<<<<<<<
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
 */
-    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_res->bad_position); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 230, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_res->bad_position); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 233, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_9.__pyx_n = 1;
     __pyx_t_9.position = __pyx_t_5;
-    __pyx_t_8 = __pyx_f_7pstream_5_core_status_error(__pyx_v_res->status, &__pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 230, __pyx_L1_error)
+    __pyx_t_8 = __pyx_f_7pstream_5_core_status_error(__pyx_v_res->status, &__pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 233, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_v_reason = __pyx_t_8;
     __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":231
+    /* "pstream/_corelib/partition.pxi":234
  *         if not res.tail_is_zeros:
  *             reason = status_error(res.status, res.bad_position)
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "             # <<<<<<<<<<<<<<
@@ -31505,41 +31937,41 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
  *                          res.file_size - res.valid_end, res.valid_end, reason)
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 231, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 234, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 231, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 234, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":232
+    /* "pstream/_corelib/partition.pxi":235
  *             reason = status_error(res.status, res.bad_position)
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,             # <<<<<<<<<<<<<<
  *                          res.file_size - res.valid_end, res.valid_end, reason)
- *         if index + 1 < count:
+ *         return 0
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 232, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 235, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
 
     __pyx_t_3 = __pyx_v_s->log_path;
-    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 232, __pyx_L1_error)
-    __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 232, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_ssize_strlen(__pyx_t_3); if (unlikely(__pyx_t_4 == ((Py_ssize_t)-1))) __PYX_ERR(2, 235, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_3, 0, __pyx_t_4, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 235, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 232, __pyx_L1_error)
-    __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 232, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 235, __pyx_L1_error)
+    __pyx_t_13 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 235, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_13);
 
-    /* "pstream/_corelib/partition.pxi":233
+    /* "pstream/_corelib/partition.pxi":236
  *             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
  *                          res.file_size - res.valid_end, res.valid_end, reason)             # <<<<<<<<<<<<<<
- *         if index + 1 < count:
- *             # An older segment was cut: later segments would leave a gap; remove them.
+ *         return 0
+ * 
 */
-    __pyx_t_14 = __Pyx_PyLong_From_int64_t((__pyx_v_res->file_size - __pyx_v_res->valid_end)); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 233, __pyx_L1_error)
+    __pyx_t_14 = __Pyx_PyLong_From_int64_t((__pyx_v_res->file_size - __pyx_v_res->valid_end)); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 236, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
-    __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_res->valid_end); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 233, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_From_int64_t(__pyx_v_res->valid_end); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 236, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_15);
     __pyx_t_16 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -31563,12 +31995,12 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
       __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
       __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 231, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 234, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":229
+    /* "pstream/_corelib/partition.pxi":232
  *         close(fd)
  *         index_truncate_to_position(&s.index, res.valid_end)
  *         if not res.tail_is_zeros:             # <<<<<<<<<<<<<<
@@ -31577,363 +32009,12 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":234
+  /* "pstream/_corelib/partition.pxi":237
  *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
  *                          res.file_size - res.valid_end, res.valid_end, reason)
- *         if index + 1 < count:             # <<<<<<<<<<<<<<
- *             # An older segment was cut: later segments would leave a gap; remove them.
- *             for base in segment_bases(self.path):
-*/
-  __pyx_t_1 = ((__pyx_v_index + 1) < __pyx_v_count);
-
-  if (__pyx_t_1) {
-
-
-    /* "pstream/_corelib/partition.pxi":236
- *         if index + 1 < count:
- *             # An older segment was cut: later segments would leave a gap; remove them.
- *             for base in segment_bases(self.path):             # <<<<<<<<<<<<<<
- *                 if base > s.base_offset:
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
-*/
-    __pyx_t_11 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_15, __pyx_mstate_global->__pyx_n_u_segment_bases); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 236, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_15);
-    __pyx_t_16 = 1;
-    #if CYTHON_UNPACK_METHODS
-    if (unlikely(PyMethod_Check(__pyx_t_15))) {
-      __pyx_t_11 = PyMethod_GET_SELF(__pyx_t_15);
-      assert(__pyx_t_11);
-      PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_15);
-      __Pyx_INCREF(__pyx_t_11);
-      __Pyx_INCREF(__pyx__function);
-      __Pyx_DECREF_SET(__pyx_t_15, __pyx__function);
-      __pyx_t_16 = 0;
-    }
-    #endif
-    {
-      PyObject *__pyx_callargs[2] = {__pyx_t_11, __pyx_v_self->path};
-      __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_15, __pyx_callargs+__pyx_t_16, (2-__pyx_t_16) | (__pyx_t_16*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
-      __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 236, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-    }
-    if (likely(PyList_CheckExact(__pyx_t_8)) || PyTuple_CheckExact(__pyx_t_8)) {
-      __pyx_t_15 = __pyx_t_8; __Pyx_INCREF(__pyx_t_15);
-      __pyx_t_4 = 0;
-      __pyx_t_17 = NULL;
-    } else {
-      __pyx_t_4 = -1; __pyx_t_15 = PyObject_GetIter(__pyx_t_8); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 236, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_15);
-      __pyx_t_17 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_15); if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 236, __pyx_L1_error)
-    }
-    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    for (;;) {
-      if (likely(!__pyx_t_17)) {
-        if (likely(PyList_CheckExact(__pyx_t_15))) {
-          {
-            Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_15);
-            #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 236, __pyx_L1_error)
-            #endif
-            if (__pyx_t_4 >= __pyx_temp) break;
-          }
-          __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_15, __pyx_t_4, __Pyx_ReferenceSharing_OwnStrongReference);
-          ++__pyx_t_4;
-        } else {
-          {
-            Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_15);
-            #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 236, __pyx_L1_error)
-            #endif
-            if (__pyx_t_4 >= __pyx_temp) break;
-          }
-          #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-          __pyx_t_8 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_15, __pyx_t_4));
-          #else
-          __pyx_t_8 = __Pyx_PySequence_ITEM(__pyx_t_15, __pyx_t_4);
-          #endif
-          ++__pyx_t_4;
-        }
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 236, __pyx_L1_error)
-      } else {
-        __pyx_t_8 = __pyx_t_17(__pyx_t_15);
-        if (unlikely(!__pyx_t_8)) {
-          PyObject* exc_type = PyErr_Occurred();
-          if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 236, __pyx_L1_error)
-            PyErr_Clear();
-          }
-          break;
-        }
-      }
-      __Pyx_GOTREF(__pyx_t_8);
-      __Pyx_XDECREF_SET(__pyx_v_base, __pyx_t_8);
-      __pyx_t_8 = 0;
-
-      /* "pstream/_corelib/partition.pxi":237
- *             # An older segment was cut: later segments would leave a gap; remove them.
- *             for base in segment_bases(self.path):
- *                 if base > s.base_offset:             # <<<<<<<<<<<<<<
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
- *                                  self.topic, self.number, base)
-*/
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 237, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_1 = __Pyx_PyObject_CompareBoolGt_object_int(__pyx_v_base, __pyx_t_8, Py_GT); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(2, 237, __pyx_L1_error)
-      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (__pyx_t_1) {
-
-
-        /* "pstream/_corelib/partition.pxi":238
- *             for base in segment_bases(self.path):
- *                 if base > s.base_offset:
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",             # <<<<<<<<<<<<<<
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):
-*/
-        __pyx_t_11 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 238, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_14);
-        __pyx_t_13 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 238, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_13);
-        __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-
-        /* "pstream/_corelib/partition.pxi":239
- *                 if base > s.base_offset:
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
- *                                  self.topic, self.number, base)             # <<<<<<<<<<<<<<
- *                     for suffix in (".log", ".index", ".timeindex"):
- *                         try:
-*/
-        __pyx_t_14 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 239, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_14);
-        __pyx_t_16 = 1;
-        #if CYTHON_UNPACK_METHODS
-        if (unlikely(PyMethod_Check(__pyx_t_13))) {
-          __pyx_t_11 = PyMethod_GET_SELF(__pyx_t_13);
-          assert(__pyx_t_11);
-          PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_13);
-          __Pyx_INCREF(__pyx_t_11);
-          __Pyx_INCREF(__pyx__function);
-          __Pyx_DECREF_SET(__pyx_t_13, __pyx__function);
-          __pyx_t_16 = 0;
-        }
-        #endif
-        {
-          PyObject *__pyx_callargs[5] = {__pyx_t_11, __pyx_mstate_global->__pyx_kp_u_s_d_removing_segment_020d_after, __pyx_v_self->topic, __pyx_t_14, __pyx_v_base};
-          __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_13, __pyx_callargs+__pyx_t_16, (5-__pyx_t_16) | (__pyx_t_16*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-          __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
-          __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-          __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 238, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_8);
-        }
-        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-
-        /* "pstream/_corelib/partition.pxi":240
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):             # <<<<<<<<<<<<<<
- *                         try:
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
-*/
-        __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[5]; __Pyx_INCREF(__pyx_t_8);
-        __pyx_t_18 = 0;
-        for (;;) {
-          if (__pyx_t_18 >= 3) break;
-          #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
-          __pyx_t_13 = __Pyx_NewRef(PyTuple_GET_ITEM(__pyx_t_8, __pyx_t_18));
-          #else
-          __pyx_t_13 = __Pyx_PySequence_ITEM(__pyx_t_8, __pyx_t_18);
-          #endif
-          ++__pyx_t_18;
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 240, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_13);
-          if (!(likely(PyUnicode_CheckExact(__pyx_t_13))||((__pyx_t_13) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 240, __pyx_L1_error)
-          __Pyx_XDECREF_SET(__pyx_v_suffix, ((PyObject*)__pyx_t_13));
-          __pyx_t_13 = 0;
-
-          /* "pstream/_corelib/partition.pxi":241
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):
- *                         try:             # <<<<<<<<<<<<<<
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
- *                         except FileNotFoundError:
-*/
-          {
-            __Pyx_PyThreadState_declare
-            __Pyx_PyThreadState_assign
-            __Pyx_ExceptionSave(&__pyx_t_19, &__pyx_t_20, &__pyx_t_21);
-            __Pyx_XGOTREF(__pyx_t_19);
-            __Pyx_XGOTREF(__pyx_t_20);
-            __Pyx_XGOTREF(__pyx_t_21);
-            /*try:*/ {
-
-              /* "pstream/_corelib/partition.pxi":242
- *                     for suffix in (".log", ".index", ".timeindex"):
- *                         try:
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))             # <<<<<<<<<<<<<<
- *                         except FileNotFoundError:
- *                             pass
-*/
-              __pyx_t_14 = NULL;
-              __Pyx_GetModuleGlobalName(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_11);
-              __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_11, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_12);
-              __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-              __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_5);
-              __pyx_t_22 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_22)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_22);
-              __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-              __pyx_t_10 = __pyx_t_22;
-              __Pyx_INCREF(__pyx_t_10);
-              __pyx_t_5 = __Pyx_PyObject_Format(__pyx_v_base, __pyx_mstate_global->__pyx_kp_u_020d); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_5);
-              __pyx_t_23 = __Pyx_PyUnicode_Unicode(__pyx_v_suffix); if (unlikely(!__pyx_t_23)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_23);
-              __pyx_t_24 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_5, __pyx_t_23); if (unlikely(!__pyx_t_24)) __PYX_ERR(2, 242, __pyx_L15_error)
-              __Pyx_GOTREF(__pyx_t_24);
-              __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-              __Pyx_DECREF(__pyx_t_23); __pyx_t_23 = 0;
-              __pyx_t_16 = 0;
-              {
-                PyObject *__pyx_callargs[3] = {__pyx_t_10, __pyx_v_self->path, __pyx_t_24};
-                __pyx_t_11 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_16, (3-__pyx_t_16) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-                __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-                __Pyx_DECREF(__pyx_t_24); __pyx_t_24 = 0;
-                __Pyx_DECREF(__pyx_t_22); __pyx_t_22 = 0;
-                if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 242, __pyx_L15_error)
-                __Pyx_GOTREF(__pyx_t_11);
-              }
-              __pyx_t_16 = 1;
-              #if CYTHON_UNPACK_METHODS
-              if (unlikely(PyMethod_Check(__pyx_t_12))) {
-                __pyx_t_14 = PyMethod_GET_SELF(__pyx_t_12);
-                assert(__pyx_t_14);
-                PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_12);
-                __Pyx_INCREF(__pyx_t_14);
-                __Pyx_INCREF(__pyx__function);
-                __Pyx_DECREF_SET(__pyx_t_12, __pyx__function);
-                __pyx_t_16 = 0;
-              }
-              #endif
-              {
-                PyObject *__pyx_callargs[2] = {__pyx_t_14, __pyx_t_11};
-                __pyx_t_13 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_12, __pyx_callargs+__pyx_t_16, (2-__pyx_t_16) | (__pyx_t_16*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-                __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-                __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-                __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-                if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 242, __pyx_L15_error)
-                __Pyx_GOTREF(__pyx_t_13);
-              }
-              __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-
-              /* "pstream/_corelib/partition.pxi":241
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):
- *                         try:             # <<<<<<<<<<<<<<
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
- *                         except FileNotFoundError:
-*/
-            }
-            __Pyx_XDECREF(__pyx_t_19); __pyx_t_19 = 0;
-            __Pyx_XDECREF(__pyx_t_20); __pyx_t_20 = 0;
-            __Pyx_XDECREF(__pyx_t_21); __pyx_t_21 = 0;
-            goto __pyx_L22_try_end;
-            __pyx_L15_error:;
-            __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-            __Pyx_XDECREF(__pyx_t_11); __pyx_t_11 = 0;
-            __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-            __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
-            __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-            __Pyx_XDECREF(__pyx_t_22); __pyx_t_22 = 0;
-            __Pyx_XDECREF(__pyx_t_23); __pyx_t_23 = 0;
-            __Pyx_XDECREF(__pyx_t_24); __pyx_t_24 = 0;
-            __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-
-            /* "pstream/_corelib/partition.pxi":243
- *                         try:
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
- *                         except FileNotFoundError:             # <<<<<<<<<<<<<<
- *                             pass
- *         return 0
-*/
-            __pyx_t_6 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_FileNotFoundError))));
-            if (__pyx_t_6) {
-              __Pyx_ErrRestore(0,0,0);
-              goto __pyx_L16_exception_handled;
-            }
-            goto __pyx_L17_except_error;
-
-            /* "pstream/_corelib/partition.pxi":241
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):
- *                         try:             # <<<<<<<<<<<<<<
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
- *                         except FileNotFoundError:
-*/
-            __pyx_L17_except_error:;
-            __Pyx_XGIVEREF(__pyx_t_19);
-            __Pyx_XGIVEREF(__pyx_t_20);
-            __Pyx_XGIVEREF(__pyx_t_21);
-            __Pyx_ExceptionReset(__pyx_t_19, __pyx_t_20, __pyx_t_21);
-            goto __pyx_L1_error;
-            __pyx_L16_exception_handled:;
-            __Pyx_XGIVEREF(__pyx_t_19);
-            __Pyx_XGIVEREF(__pyx_t_20);
-            __Pyx_XGIVEREF(__pyx_t_21);
-            __Pyx_ExceptionReset(__pyx_t_19, __pyx_t_20, __pyx_t_21);
-            __pyx_L22_try_end:;
-          }
-
-          /* "pstream/_corelib/partition.pxi":240
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):             # <<<<<<<<<<<<<<
- *                         try:
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
-*/
-        }
-        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-
-        /* "pstream/_corelib/partition.pxi":237
- *             # An older segment was cut: later segments would leave a gap; remove them.
- *             for base in segment_bases(self.path):
- *                 if base > s.base_offset:             # <<<<<<<<<<<<<<
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
- *                                  self.topic, self.number, base)
-*/
-      }
-
-      /* "pstream/_corelib/partition.pxi":236
- *         if index + 1 < count:
- *             # An older segment was cut: later segments would leave a gap; remove them.
- *             for base in segment_bases(self.path):             # <<<<<<<<<<<<<<
- *                 if base > s.base_offset:
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
-*/
-    }
-    __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-
-    /* "pstream/_corelib/partition.pxi":234
- *                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
- *                          res.file_size - res.valid_end, res.valid_end, reason)
- *         if index + 1 < count:             # <<<<<<<<<<<<<<
- *             # An older segment was cut: later segments would leave a gap; remove them.
- *             for base in segment_bases(self.path):
-*/
-  }
-
-  /* "pstream/_corelib/partition.pxi":245
- *                         except FileNotFoundError:
- *                             pass
  *         return 0             # <<<<<<<<<<<<<<
  * 
- *     cdef int64_t _read_log_start_checkpoint(self) except -2:
+ *     cdef int _keep_corrupt_segment(self, Segment *s, ScanResult *res, int64_t next_base) except -1:
 */
   {
 
@@ -31941,11 +32022,11 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":220
+  /* "pstream/_corelib/partition.pxi":223
  *         return 0
  * 
- *     cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:             # <<<<<<<<<<<<<<
- *         """Truncates a segment at its last valid batch; says so unless only padding went."""
+ *     cdef int _cut_tail(self, Segment *s, ScanResult *res) except -1:             # <<<<<<<<<<<<<<
+ *         """Truncates a segment at its last valid batch; says so unless only zero padding went."""
  *         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
 */
 
@@ -31959,22 +32040,200 @@ static int __pyx_f_7pstream_5_core_9Partition__cut_tail(struct __pyx_obj_7pstrea
   __Pyx_XDECREF(__pyx_t_13);
   __Pyx_XDECREF(__pyx_t_14);
   __Pyx_XDECREF(__pyx_t_15);
-  __Pyx_XDECREF(__pyx_t_22);
-  __Pyx_XDECREF(__pyx_t_23);
-  __Pyx_XDECREF(__pyx_t_24);
   __Pyx_AddTraceback("pstream._core.Partition._cut_tail", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = -1;
   __pyx_L0:;
 
   __Pyx_XDECREF(__pyx_v_reason);
-  __Pyx_XDECREF(__pyx_v_base);
-  __Pyx_XDECREF(__pyx_v_suffix);
 
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":247
+/* "pstream/_corelib/partition.pxi":239
+ *         return 0
+ * 
+ *     cdef int _keep_corrupt_segment(self, Segment *s, ScanResult *res, int64_t next_base) except -1:             # <<<<<<<<<<<<<<
+ *         """Damage inside an older segment is not a torn write: the later segments hold acknowledged
+ *         data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
+*/
+
+static int __pyx_f_7pstream_5_core_9Partition__keep_corrupt_segment(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, struct __pyx_t_7pstream_5_core_ScanResult *__pyx_v_res, int64_t __pyx_v_next_base) {
+  PyObject *__pyx_v_reason = NULL;
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  struct __pyx_opt_args_7pstream_5_core_status_error __pyx_t_3;
+  PyObject *__pyx_t_4 = NULL;
+  PyObject *__pyx_t_5 = NULL;
+  char *__pyx_t_6;
+  Py_ssize_t __pyx_t_7;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
+  size_t __pyx_t_12;
+  int64_t __pyx_t_13;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("_keep_corrupt_segment", 0);
+
+  /* "pstream/_corelib/partition.pxi":242
+ *         """Damage inside an older segment is not a torn write: the later segments hold acknowledged
+ *         data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
+ *         reason = status_error(res.status, res.bad_position)             # <<<<<<<<<<<<<<
+ *         _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "
+ *                      "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,
+*/
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_res->bad_position); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 242, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_3.__pyx_n = 1;
+  __pyx_t_3.position = __pyx_t_1;
+  __pyx_t_2 = __pyx_f_7pstream_5_core_status_error(__pyx_v_res->status, &__pyx_t_3); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 242, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_2);
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __pyx_v_reason = __pyx_t_2;
+  __pyx_t_2 = 0;
+
+  /* "pstream/_corelib/partition.pxi":243
+ *         data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
+ *         reason = status_error(res.status, res.bad_position)
+ *         _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "             # <<<<<<<<<<<<<<
+ *                      "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,
+ *                      reason, s.next_offset, next_base - 1)
+*/
+  __pyx_t_1 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 243, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 243, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+
+  /* "pstream/_corelib/partition.pxi":244
+ *         reason = status_error(res.status, res.bad_position)
+ *         _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "
+ *                      "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,             # <<<<<<<<<<<<<<
+ *                      reason, s.next_offset, next_base - 1)
+ *         s.size = s.written = s.synced = res.file_size
+*/
+  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+
+  __pyx_t_6 = __pyx_v_s->log_path;
+  __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 244, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 244, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_res->bad_position); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 244, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_9);
+
+  /* "pstream/_corelib/partition.pxi":245
+ *         _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "
+ *                      "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,
+ *                      reason, s.next_offset, next_base - 1)             # <<<<<<<<<<<<<<
+ *         s.size = s.written = s.synced = res.file_size
+ *         s.next_offset = s.written_offset = s.synced_offset = next_base
+*/
+  __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 245, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_10);
+  __pyx_t_11 = __Pyx_PyLong_From_int64_t((__pyx_v_next_base - 1)); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 245, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_11);
+  __pyx_t_12 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_5))) {
+    __pyx_t_1 = PyMethod_GET_SELF(__pyx_t_5);
+    assert(__pyx_t_1);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
+    __Pyx_INCREF(__pyx_t_1);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
+    __pyx_t_12 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[9] = {__pyx_t_1, __pyx_mstate_global->__pyx_kp_u_s_d_corrupt_batch_in_s_at_posit, __pyx_v_self->topic, __pyx_t_4, __pyx_t_8, __pyx_t_9, __pyx_v_reason, __pyx_t_10, __pyx_t_11};
+    __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_12, (9-__pyx_t_12) | (__pyx_t_12*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 243, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_2);
+  }
+  __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+  /* "pstream/_corelib/partition.pxi":246
+ *                      "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,
+ *                      reason, s.next_offset, next_base - 1)
+ *         s.size = s.written = s.synced = res.file_size             # <<<<<<<<<<<<<<
+ *         s.next_offset = s.written_offset = s.synced_offset = next_base
+ *         return 0
+*/
+  __pyx_t_13 = __pyx_v_res->file_size;
+
+  __pyx_v_s->size = __pyx_t_13;
+  __pyx_v_s->written = __pyx_t_13;
+  __pyx_v_s->synced = __pyx_t_13;
+
+
+  /* "pstream/_corelib/partition.pxi":247
+ *                      reason, s.next_offset, next_base - 1)
+ *         s.size = s.written = s.synced = res.file_size
+ *         s.next_offset = s.written_offset = s.synced_offset = next_base             # <<<<<<<<<<<<<<
+ *         return 0
+ * 
+*/
+  __pyx_v_s->next_offset = __pyx_v_next_base;
+  __pyx_v_s->written_offset = __pyx_v_next_base;
+  __pyx_v_s->synced_offset = __pyx_v_next_base;
+
+  /* "pstream/_corelib/partition.pxi":248
+ *         s.size = s.written = s.synced = res.file_size
+ *         s.next_offset = s.written_offset = s.synced_offset = next_base
+ *         return 0             # <<<<<<<<<<<<<<
+ * 
+ *     cdef int64_t _read_log_start_checkpoint(self) except -2:
+*/
+  {
+
+    __pyx_r = 0;
+  }
+  goto __pyx_L0;
+
+  /* "pstream/_corelib/partition.pxi":239
+ *         return 0
+ * 
+ *     cdef int _keep_corrupt_segment(self, Segment *s, ScanResult *res, int64_t next_base) except -1:             # <<<<<<<<<<<<<<
+ *         """Damage inside an older segment is not a torn write: the later segments hold acknowledged
+ *         data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_5);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_11);
+  __Pyx_AddTraceback("pstream._core.Partition._keep_corrupt_segment", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1;
+  __pyx_L0:;
+  __Pyx_XDECREF(__pyx_v_reason);
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "pstream/_corelib/partition.pxi":250
  *         return 0
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:             # <<<<<<<<<<<<<<
@@ -32011,7 +32270,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_read_log_start_checkpoint", 0);
 
-  /* "pstream/_corelib/partition.pxi":248
+  /* "pstream/_corelib/partition.pxi":251
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:             # <<<<<<<<<<<<<<
@@ -32027,7 +32286,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __Pyx_XGOTREF(__pyx_t_3);
     /*try:*/ {
 
-      /* "pstream/_corelib/partition.pxi":249
+      /* "pstream/_corelib/partition.pxi":252
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:             # <<<<<<<<<<<<<<
@@ -32036,9 +32295,9 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
 */
       /*with:*/ {
         __pyx_t_5 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 249, __pyx_L3_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 252, __pyx_L3_error)
         __Pyx_GOTREF(__pyx_t_8);
-        __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 249, __pyx_L3_error)
+        __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 252, __pyx_L3_error)
         __Pyx_GOTREF(__pyx_t_9);
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __pyx_t_7 = __pyx_t_9;
@@ -32049,7 +32308,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_10, (3-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 249, __pyx_L3_error)
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 252, __pyx_L3_error)
           __Pyx_GOTREF(__pyx_t_6);
         }
         __pyx_t_10 = 1;
@@ -32058,13 +32317,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_open, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-          if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 249, __pyx_L3_error)
+          if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 252, __pyx_L3_error)
           __Pyx_GOTREF(__pyx_t_4);
         }
-        __pyx_t_11 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 249, __pyx_L3_error)
+        __pyx_t_11 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 252, __pyx_L3_error)
         __Pyx_GOTREF(__pyx_t_11);
         __pyx_t_5 = NULL;
-        __pyx_t_9 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 249, __pyx_L9_error)
+        __pyx_t_9 = __Pyx_PyObject_LookupSpecial(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 252, __pyx_L9_error)
         __Pyx_GOTREF(__pyx_t_9);
         __pyx_t_10 = 1;
         #if CYTHON_UNPACK_METHODS
@@ -32083,7 +32342,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_9, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
           __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 249, __pyx_L9_error)
+          if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 252, __pyx_L9_error)
           __Pyx_GOTREF(__pyx_t_6);
         }
         __pyx_t_9 = __pyx_t_6;
@@ -32101,7 +32360,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
               __pyx_v_f = __pyx_t_9;
               __pyx_t_9 = 0;
 
-              /* "pstream/_corelib/partition.pxi":250
+              /* "pstream/_corelib/partition.pxi":253
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:
  *                 return int(f.read().strip() or 0)             # <<<<<<<<<<<<<<
@@ -32115,7 +32374,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 PyObject *__pyx_callargs[2] = {__pyx_t_7, NULL};
                 __pyx_t_5 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_read, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
                 __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
-                if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 250, __pyx_L13_error)
+                if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 253, __pyx_L13_error)
                 __Pyx_GOTREF(__pyx_t_5);
               }
               __pyx_t_6 = __pyx_t_5;
@@ -32126,10 +32385,10 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_strip, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
                 __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
                 __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-                if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 250, __pyx_L13_error)
+                if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 253, __pyx_L13_error)
                 __Pyx_GOTREF(__pyx_t_4);
               }
-              __pyx_t_15 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_15 < 0))) __PYX_ERR(2, 250, __pyx_L13_error)
+              __pyx_t_15 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_15 < 0))) __PYX_ERR(2, 253, __pyx_L13_error)
               if (!__pyx_t_15) {
                 __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
               } else {
@@ -32138,22 +32397,22 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
                 goto __pyx_L19_bool_binop_done;
               }
-              __pyx_t_4 = __Pyx_PyLong_From_long(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 250, __pyx_L13_error)
+              __pyx_t_4 = __Pyx_PyLong_From_long(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 253, __pyx_L13_error)
               __Pyx_GOTREF(__pyx_t_4);
               __pyx_t_9 = __pyx_t_4;
               __pyx_t_4 = 0;
               __pyx_L19_bool_binop_done:;
-              __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 250, __pyx_L13_error)
+              __pyx_t_4 = __Pyx_PyNumber_Int(__pyx_t_9); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 253, __pyx_L13_error)
               __Pyx_GOTREF(__pyx_t_4);
               __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-              __pyx_t_16 = __Pyx_PyLong_As_int64_t(__pyx_t_4); if (unlikely((__pyx_t_16 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 250, __pyx_L13_error)
+              __pyx_t_16 = __Pyx_PyLong_As_int64_t(__pyx_t_4); if (unlikely((__pyx_t_16 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 253, __pyx_L13_error)
               __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
               {
                 __pyx_r = __pyx_t_16;
               }
               goto __pyx_L17_try_return;
 
-              /* "pstream/_corelib/partition.pxi":249
+              /* "pstream/_corelib/partition.pxi":252
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:             # <<<<<<<<<<<<<<
@@ -32170,23 +32429,23 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
             __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
             /*except:*/ {
               __Pyx_AddTraceback("pstream._core.Partition._read_log_start_checkpoint", __pyx_clineno, __pyx_lineno, __pyx_filename);
-              if (__Pyx_GetException(&__pyx_t_4, &__pyx_t_9, &__pyx_t_5) < 0) __PYX_ERR(2, 249, __pyx_L15_except_error)
+              if (__Pyx_GetException(&__pyx_t_4, &__pyx_t_9, &__pyx_t_5) < 0) __PYX_ERR(2, 252, __pyx_L15_except_error)
               __Pyx_XGOTREF(__pyx_t_4);
               __Pyx_XGOTREF(__pyx_t_9);
               __Pyx_XGOTREF(__pyx_t_5);
               {
                 PyObject* __pyx_temp[3] = {__pyx_t_4, __pyx_t_9, __pyx_t_5};
-                __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 249, __pyx_L15_except_error)
+                __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 252, __pyx_L15_except_error)
                 __Pyx_GOTREF(__pyx_t_6);
               }
               __pyx_t_17 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_t_6, NULL);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
               __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-              if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 249, __pyx_L15_except_error)
+              if (unlikely(!__pyx_t_17)) __PYX_ERR(2, 252, __pyx_L15_except_error)
               __Pyx_GOTREF(__pyx_t_17);
               __pyx_t_15 = __Pyx_PyObject_IsTrue(__pyx_t_17);
               __Pyx_DECREF(__pyx_t_17); __pyx_t_17 = 0;
-              if (__pyx_t_15 < (0)) __PYX_ERR(2, 249, __pyx_L15_except_error)
+              if (__pyx_t_15 < (0)) __PYX_ERR(2, 252, __pyx_L15_except_error)
               __pyx_t_18 = (!__pyx_t_15);
 
 
@@ -32197,7 +32456,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
                 __Pyx_XGIVEREF(__pyx_t_5);
                 __Pyx_ErrRestoreWithState(__pyx_t_4, __pyx_t_9, __pyx_t_5);
                 __pyx_t_4 = 0;  __pyx_t_9 = 0;  __pyx_t_5 = 0; 
-                __PYX_ERR(2, 249, __pyx_L15_except_error)
+                __PYX_ERR(2, 252, __pyx_L15_except_error)
               }
               __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
               __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
@@ -32226,9 +32485,9 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
         /*finally:*/ {
           /*normal exit:*/{
             if (__pyx_t_11) {
-              __pyx_t_14 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_mstate_global->__pyx_tuple[6], NULL);
+              __pyx_t_14 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_mstate_global->__pyx_tuple[5], NULL);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 249, __pyx_L3_error)
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 252, __pyx_L3_error)
               __Pyx_GOTREF(__pyx_t_14);
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
             }
@@ -32237,9 +32496,9 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
           __pyx_L10_return: {
             __pyx_t_16 = __pyx_r;
             if (__pyx_t_11) {
-              __pyx_t_14 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_mstate_global->__pyx_tuple[6], NULL);
+              __pyx_t_14 = __Pyx_PyObject_Call(__pyx_t_11, __pyx_mstate_global->__pyx_tuple[5], NULL);
               __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 249, __pyx_L3_error)
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 252, __pyx_L3_error)
               __Pyx_GOTREF(__pyx_t_14);
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
             }
@@ -32255,7 +32514,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
         __pyx_L24:;
       }
 
-      /* "pstream/_corelib/partition.pxi":248
+      /* "pstream/_corelib/partition.pxi":251
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:             # <<<<<<<<<<<<<<
@@ -32275,7 +32534,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":251
+    /* "pstream/_corelib/partition.pxi":254
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:
  *                 return int(f.read().strip() or 0)
  *         except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -32286,7 +32545,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     if (__pyx_t_19) {
       __Pyx_ErrRestore(0,0,0);
 
-      /* "pstream/_corelib/partition.pxi":252
+      /* "pstream/_corelib/partition.pxi":255
  *                 return int(f.read().strip() or 0)
  *         except FileNotFoundError:
  *             return 0             # <<<<<<<<<<<<<<
@@ -32300,7 +32559,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
       goto __pyx_L6_except_return;
     }
 
-    /* "pstream/_corelib/partition.pxi":253
+    /* "pstream/_corelib/partition.pxi":256
  *         except FileNotFoundError:
  *             return 0
  *         except ValueError:             # <<<<<<<<<<<<<<
@@ -32310,12 +32569,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __pyx_t_19 = __Pyx_PyErr_ExceptionMatches(((PyObject *)(((PyTypeObject*)PyExc_ValueError))));
     if (__pyx_t_19) {
       __Pyx_AddTraceback("pstream._core.Partition._read_log_start_checkpoint", __pyx_clineno, __pyx_lineno, __pyx_filename);
-      if (__Pyx_GetException(&__pyx_t_5, &__pyx_t_9, &__pyx_t_4) < 0) __PYX_ERR(2, 253, __pyx_L5_except_error)
+      if (__Pyx_GetException(&__pyx_t_5, &__pyx_t_9, &__pyx_t_4) < 0) __PYX_ERR(2, 256, __pyx_L5_except_error)
       __Pyx_XGOTREF(__pyx_t_5);
       __Pyx_XGOTREF(__pyx_t_9);
       __Pyx_XGOTREF(__pyx_t_4);
 
-      /* "pstream/_corelib/partition.pxi":254
+      /* "pstream/_corelib/partition.pxi":257
  *             return 0
  *         except ValueError:
  *             _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)             # <<<<<<<<<<<<<<
@@ -32323,12 +32582,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
  * 
 */
       __pyx_t_7 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 254, __pyx_L5_except_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 257, __pyx_L5_except_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 254, __pyx_L5_except_error)
+      __pyx_t_20 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 257, __pyx_L5_except_error)
       __Pyx_GOTREF(__pyx_t_20);
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 254, __pyx_L5_except_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 257, __pyx_L5_except_error)
       __Pyx_GOTREF(__pyx_t_8);
       __pyx_t_10 = 1;
       #if CYTHON_UNPACK_METHODS
@@ -32348,12 +32607,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
         __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 254, __pyx_L5_except_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 257, __pyx_L5_except_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-      /* "pstream/_corelib/partition.pxi":255
+      /* "pstream/_corelib/partition.pxi":258
  *         except ValueError:
  *             _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)
  *             return 0             # <<<<<<<<<<<<<<
@@ -32371,7 +32630,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     }
     goto __pyx_L5_except_error;
 
-    /* "pstream/_corelib/partition.pxi":248
+    /* "pstream/_corelib/partition.pxi":251
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:             # <<<<<<<<<<<<<<
@@ -32399,7 +32658,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
     __pyx_L8_try_end:;
   }
 
-  /* "pstream/_corelib/partition.pxi":247
+  /* "pstream/_corelib/partition.pxi":250
  *         return 0
  * 
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:             # <<<<<<<<<<<<<<
@@ -32427,7 +32686,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint(str
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":257
+/* "pstream/_corelib/partition.pxi":260
  *             return 0
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):             # <<<<<<<<<<<<<<
@@ -32475,32 +32734,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_value,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 257, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 260, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 257, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 260, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_write_log_start_checkpoint", 0) < (0)) __PYX_ERR(2, 257, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_write_log_start_checkpoint", 0) < (0)) __PYX_ERR(2, 260, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, i); __PYX_ERR(2, 257, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, i); __PYX_ERR(2, 260, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 257, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 260, __pyx_L3_error)
     }
-    __pyx_v_value = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_value == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 257, __pyx_L3_error)
+    __pyx_v_value = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_value == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 260, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 257, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_write_log_start_checkpoint", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 260, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -32547,16 +32806,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_write_log_start_checkpoint", 0);
 
-  /* "pstream/_corelib/partition.pxi":258
+  /* "pstream/_corelib/partition.pxi":261
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")             # <<<<<<<<<<<<<<
  *         with open(tmp, "w") as f:
  *             f.write(f"{value}\n")
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 258, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 261, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 258, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 261, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_2 = __pyx_t_4;
@@ -32567,13 +32826,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_5, (3-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 258, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 261, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_tmp = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":259
+  /* "pstream/_corelib/partition.pxi":262
  *     def _write_log_start_checkpoint(self, int64_t value):
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:             # <<<<<<<<<<<<<<
@@ -32587,13 +32846,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       PyObject *__pyx_callargs[3] = {__pyx_t_4, __pyx_v_tmp, __pyx_mstate_global->__pyx_n_u_w};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_open, __pyx_callargs+__pyx_t_5, (3-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 259, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 262, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_6 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 259, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_exit); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 262, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_2 = NULL;
-    __pyx_t_3 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 259, __pyx_L3_error)
+    __pyx_t_3 = __Pyx_PyObject_LookupSpecial(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_enter); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 262, __pyx_L3_error)
     __Pyx_GOTREF(__pyx_t_3);
     __pyx_t_5 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -32612,7 +32871,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 259, __pyx_L3_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 262, __pyx_L3_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __pyx_t_3 = __pyx_t_4;
@@ -32630,7 +32889,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
           __pyx_v_f = __pyx_t_3;
           __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":260
+          /* "pstream/_corelib/partition.pxi":263
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:
  *             f.write(f"{value}\n")             # <<<<<<<<<<<<<<
@@ -32639,9 +32898,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
 */
           __pyx_t_1 = __pyx_v_f;
           __Pyx_INCREF(__pyx_t_1);
-          __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_value, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 260, __pyx_L7_error)
+          __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_value, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 263, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_4);
-          __pyx_t_2 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u__5); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 260, __pyx_L7_error)
+          __pyx_t_2 = __Pyx_PyUnicode_Concat__Pyx_ReferenceSharing_OwnStrongReferenceInPlace(__pyx_t_4, __pyx_mstate_global->__pyx_kp_u__5); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 263, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_2);
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
           __pyx_t_5 = 0;
@@ -32650,12 +32909,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_1); __pyx_t_1 = 0;
             __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 260, __pyx_L7_error)
+            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 263, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_3);
           }
           __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":261
+          /* "pstream/_corelib/partition.pxi":264
  *         with open(tmp, "w") as f:
  *             f.write(f"{value}\n")
  *             f.flush()             # <<<<<<<<<<<<<<
@@ -32669,12 +32928,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
             __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 261, __pyx_L7_error)
+            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 264, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_3);
           }
           __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":262
+          /* "pstream/_corelib/partition.pxi":265
  *             f.write(f"{value}\n")
  *             f.flush()
  *             _os.fsync(f.fileno())             # <<<<<<<<<<<<<<
@@ -32682,9 +32941,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
  *         with nogil:
 */
           __pyx_t_2 = NULL;
-          __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 262, __pyx_L7_error)
+          __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 265, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_1);
-          __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fsync); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 262, __pyx_L7_error)
+          __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_fsync); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 265, __pyx_L7_error)
           __Pyx_GOTREF(__pyx_t_4);
           __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
           __pyx_t_10 = __pyx_v_f;
@@ -32694,7 +32953,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             PyObject *__pyx_callargs[2] = {__pyx_t_10, NULL};
             __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_fileno, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
             __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-            if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 262, __pyx_L7_error)
+            if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 265, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_1);
           }
           __pyx_t_5 = 1;
@@ -32715,12 +32974,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
             __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
             __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 262, __pyx_L7_error)
+            if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 265, __pyx_L7_error)
             __Pyx_GOTREF(__pyx_t_3);
           }
           __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-          /* "pstream/_corelib/partition.pxi":259
+          /* "pstream/_corelib/partition.pxi":262
  *     def _write_log_start_checkpoint(self, int64_t value):
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:             # <<<<<<<<<<<<<<
@@ -32740,23 +32999,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         /*except:*/ {
           __Pyx_AddTraceback("pstream._core.Partition._write_log_start_checkpoint", __pyx_clineno, __pyx_lineno, __pyx_filename);
-          if (__Pyx_GetException(&__pyx_t_3, &__pyx_t_4, &__pyx_t_1) < 0) __PYX_ERR(2, 259, __pyx_L9_except_error)
+          if (__Pyx_GetException(&__pyx_t_3, &__pyx_t_4, &__pyx_t_1) < 0) __PYX_ERR(2, 262, __pyx_L9_except_error)
           __Pyx_XGOTREF(__pyx_t_3);
           __Pyx_XGOTREF(__pyx_t_4);
           __Pyx_XGOTREF(__pyx_t_1);
           {
             PyObject* __pyx_temp[3] = {__pyx_t_3, __pyx_t_4, __pyx_t_1};
-            __pyx_t_2 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 259, __pyx_L9_except_error)
+            __pyx_t_2 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 262, __pyx_L9_except_error)
             __Pyx_GOTREF(__pyx_t_2);
           }
           __pyx_t_11 = __Pyx_PyObject_Call(__pyx_t_6, __pyx_t_2, NULL);
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
           __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 259, __pyx_L9_except_error)
+          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 262, __pyx_L9_except_error)
           __Pyx_GOTREF(__pyx_t_11);
           __pyx_t_12 = __Pyx_PyObject_IsTrue(__pyx_t_11);
           __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
-          if (__pyx_t_12 < (0)) __PYX_ERR(2, 259, __pyx_L9_except_error)
+          if (__pyx_t_12 < (0)) __PYX_ERR(2, 262, __pyx_L9_except_error)
           __pyx_t_13 = (!__pyx_t_12);
 
 
@@ -32767,7 +33026,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
             __Pyx_XGIVEREF(__pyx_t_1);
             __Pyx_ErrRestoreWithState(__pyx_t_3, __pyx_t_4, __pyx_t_1);
             __pyx_t_3 = 0;  __pyx_t_4 = 0;  __pyx_t_1 = 0; 
-            __PYX_ERR(2, 259, __pyx_L9_except_error)
+            __PYX_ERR(2, 262, __pyx_L9_except_error)
           }
           __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
           __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -32791,9 +33050,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     /*finally:*/ {
       /*normal exit:*/{
         if (__pyx_t_6) {
-          __pyx_t_9 = __Pyx_PyObject_Call(__pyx_t_6, __pyx_mstate_global->__pyx_tuple[6], NULL);
+          __pyx_t_9 = __Pyx_PyObject_Call(__pyx_t_6, __pyx_mstate_global->__pyx_tuple[5], NULL);
           __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-          if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 259, __pyx_L1_error)
+          if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 262, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_9);
           __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
         }
@@ -32808,7 +33067,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __pyx_L16:;
   }
 
-  /* "pstream/_corelib/partition.pxi":263
+  /* "pstream/_corelib/partition.pxi":266
  *             f.flush()
  *             _os.fsync(f.fileno())
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))             # <<<<<<<<<<<<<<
@@ -32816,14 +33075,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
  *             fsync_directory(self.p.directory)
 */
   __pyx_t_4 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 263, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 266, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_replace); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 263, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_replace); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 266, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 263, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 266, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
-  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 263, __pyx_L1_error)
+  __pyx_t_15 = __Pyx_PyObject_GetAttrStr(__pyx_t_14, __pyx_mstate_global->__pyx_n_u_path); if (unlikely(!__pyx_t_15)) __PYX_ERR(2, 266, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_15);
   __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
   __pyx_t_10 = __pyx_t_15;
@@ -32834,7 +33093,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_join, __pyx_callargs+__pyx_t_5, (3-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
     __Pyx_DECREF(__pyx_t_15); __pyx_t_15 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 263, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 266, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   __pyx_t_5 = 1;
@@ -32855,12 +33114,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 263, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 266, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":264
+  /* "pstream/_corelib/partition.pxi":267
  *             _os.fsync(f.fileno())
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -32873,7 +33132,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":265
+        /* "pstream/_corelib/partition.pxi":268
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
  *         with nogil:
  *             fsync_directory(self.p.directory)             # <<<<<<<<<<<<<<
@@ -32883,7 +33142,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
         (void)(__pyx_f_7pstream_5_core_fsync_directory(__pyx_v_self->p->directory));
       }
 
-      /* "pstream/_corelib/partition.pxi":264
+      /* "pstream/_corelib/partition.pxi":267
  *             _os.fsync(f.fileno())
  *         _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -32900,7 +33159,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":257
+  /* "pstream/_corelib/partition.pxi":260
  *             return 0
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):             # <<<<<<<<<<<<<<
@@ -32929,7 +33188,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_4_write_log_start_checkpoin
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":269
+/* "pstream/_corelib/partition.pxi":272
  *     # --- properties --------------------------------------------------------------
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -32961,14 +33220,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14high_watermark___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":272
+  /* "pstream/_corelib/partition.pxi":275
  *     def high_watermark(self):
  *         """One past the last readable offset (the log end offset on a single node)."""
  *         return self.p.next_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 272, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 275, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -32981,7 +33240,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14high_watermark___get__(st
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":269
+  /* "pstream/_corelib/partition.pxi":272
  *     # --- properties --------------------------------------------------------------
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33000,7 +33259,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14high_watermark___get__(st
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":274
+/* "pstream/_corelib/partition.pxi":277
  *         return self.p.next_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33032,14 +33291,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":276
+  /* "pstream/_corelib/partition.pxi":279
  *     @property
  *     def log_start_offset(self):
  *         return self.p.log_start_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->log_start_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 276, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->log_start_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 279, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -33052,7 +33311,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":274
+  /* "pstream/_corelib/partition.pxi":277
  *         return self.p.next_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33071,7 +33330,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16log_start_offset___get__(
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":278
+/* "pstream/_corelib/partition.pxi":281
  *         return self.p.log_start_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33103,14 +33362,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(stru
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":281
+  /* "pstream/_corelib/partition.pxi":284
  *     def leader_epoch(self):
  *         """Stamped into every appended batch (partitionLeaderEpoch)."""
  *         return self.p.leader_epoch             # <<<<<<<<<<<<<<
  * 
  *     @leader_epoch.setter
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int32_t(__pyx_v_self->p->leader_epoch); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 281, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int32_t(__pyx_v_self->p->leader_epoch); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 284, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -33123,7 +33382,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(stru
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":278
+  /* "pstream/_corelib/partition.pxi":281
  *         return self.p.log_start_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33142,7 +33401,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12leader_epoch___get__(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":283
+/* "pstream/_corelib/partition.pxi":286
  *         return self.p.leader_epoch
  * 
  *     @leader_epoch.setter             # <<<<<<<<<<<<<<
@@ -33163,7 +33422,7 @@ static int __pyx_pw_7pstream_5_core_9Partition_12leader_epoch_3__set__(PyObject 
   __Pyx_RefNannySetupContext("__set__ (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
   assert(__pyx_arg_value); {
-    __pyx_v_value = __Pyx_PyLong_As_int32_t(__pyx_arg_value); if (unlikely((__pyx_v_value == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 284, __pyx_L3_error)
+    __pyx_v_value = __Pyx_PyLong_As_int32_t(__pyx_arg_value); if (unlikely((__pyx_v_value == ((int32_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 287, __pyx_L3_error)
   }
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33182,7 +33441,7 @@ static int __pyx_pw_7pstream_5_core_9Partition_12leader_epoch_3__set__(PyObject 
 static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int32_t __pyx_v_value) {
   int __pyx_r;
 
-  /* "pstream/_corelib/partition.pxi":285
+  /* "pstream/_corelib/partition.pxi":288
  *     @leader_epoch.setter
  *     def leader_epoch(self, int32_t value):
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33191,7 +33450,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":286
+  /* "pstream/_corelib/partition.pxi":289
  *     def leader_epoch(self, int32_t value):
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.leader_epoch = value             # <<<<<<<<<<<<<<
@@ -33200,7 +33459,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
   __pyx_v_self->p->leader_epoch = __pyx_v_value;
 
-  /* "pstream/_corelib/partition.pxi":287
+  /* "pstream/_corelib/partition.pxi":290
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.leader_epoch = value
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33209,7 +33468,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":283
+  /* "pstream/_corelib/partition.pxi":286
  *         return self.p.leader_epoch
  * 
  *     @leader_epoch.setter             # <<<<<<<<<<<<<<
@@ -33224,7 +33483,7 @@ static int __pyx_pf_7pstream_5_core_9Partition_12leader_epoch_2__set__(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":289
+/* "pstream/_corelib/partition.pxi":292
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33256,14 +33515,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":292
+  /* "pstream/_corelib/partition.pxi":295
  *     def timestamp_type(self):
  *         """0: CreateTime (producers' timestamps), 1: LogAppendTime (the log's clock)."""
  *         return self.p.timestamp_type             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_self->p->timestamp_type); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 292, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int(__pyx_v_self->p->timestamp_type); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -33276,7 +33535,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(st
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":289
+  /* "pstream/_corelib/partition.pxi":292
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33295,7 +33554,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14timestamp_type___get__(st
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":294
+/* "pstream/_corelib/partition.pxi":297
  *         return self.p.timestamp_type
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33327,14 +33586,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":297
+  /* "pstream/_corelib/partition.pxi":300
  *     def durable_offset(self):
  *         """Offsets below this are fdatasync'ed."""
  *         return self.p.durable_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->durable_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 297, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->durable_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 300, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -33347,7 +33606,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(st
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":294
+  /* "pstream/_corelib/partition.pxi":297
  *         return self.p.timestamp_type
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33366,7 +33625,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14durable_offset___get__(st
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":299
+/* "pstream/_corelib/partition.pxi":302
  *         return self.p.durable_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33399,7 +33658,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":302
+  /* "pstream/_corelib/partition.pxi":305
  *     def direct_io(self):
  *         """Whether the active segment writes with O_DIRECT."""
  *         return bool(part_active(self.p).direct)             # <<<<<<<<<<<<<<
@@ -33408,7 +33667,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
 */
   __pyx_t_1 = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p)->direct;
 
-  __pyx_t_2 = __Pyx_PyBool_FromLong((!(!__pyx_t_1))); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 302, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong((!(!__pyx_t_1))); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
 
   {
@@ -33422,7 +33681,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":299
+  /* "pstream/_corelib/partition.pxi":302
  *         return self.p.durable_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33441,7 +33700,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_9direct_io___get__(struct _
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":304
+/* "pstream/_corelib/partition.pxi":307
  *         return bool(part_active(self.p).direct)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33469,7 +33728,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":306
+  /* "pstream/_corelib/partition.pxi":309
  *     @property
  *     def flush_policy(self):
  *         return ("always", "interval", "bytes")[self.p.flush_mode]             # <<<<<<<<<<<<<<
@@ -33480,14 +33739,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_mstate_global->__pyx_tuple[7], __pyx_v_self->p->flush_mode));
-      __pyx_r = __Pyx_PyTuple_GET_ITEM(__pyx_mstate_global->__pyx_tuple[7], __pyx_v_self->p->flush_mode);
+      __Pyx_INCREF(__Pyx_PyTuple_GET_ITEM(__pyx_mstate_global->__pyx_tuple[6], __pyx_v_self->p->flush_mode));
+      __pyx_r = __Pyx_PyTuple_GET_ITEM(__pyx_mstate_global->__pyx_tuple[6], __pyx_v_self->p->flush_mode);
     }
     __Pyx_XDECREF(__pyx_temp);
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":304
+  /* "pstream/_corelib/partition.pxi":307
  *         return bool(part_active(self.p).direct)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -33502,7 +33761,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12flush_policy___get__(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":308
+/* "pstream/_corelib/partition.pxi":311
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
@@ -33551,48 +33810,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_durable,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 308, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 311, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 308, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 311, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 308, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 311, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_watch", 0) < (0)) __PYX_ERR(2, 308, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "_watch", 0) < (0)) __PYX_ERR(2, 311, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, i); __PYX_ERR(2, 308, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, i); __PYX_ERR(2, 311, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 308, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 311, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 308, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 311, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 308, __pyx_L3_error)
+    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 311, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_durable = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_durable == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 308, __pyx_L3_error)
+      __pyx_v_durable = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_durable == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 311, __pyx_L3_error)
     } else {
       __pyx_v_durable = ((int)0);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 308, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("_watch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 311, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -33622,7 +33881,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   int __pyx_t_2;
   __Pyx_RefNannySetupContext("_watch", 0);
 
-  /* "pstream/_corelib/partition.pxi":313
+  /* "pstream/_corelib/partition.pxi":316
  *         Returns True instead when that is already the case.
  *         """
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33631,7 +33890,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":314
+  /* "pstream/_corelib/partition.pxi":317
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:             # <<<<<<<<<<<<<<
@@ -33640,7 +33899,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
   if (__pyx_v_durable) {
 
-    /* "pstream/_corelib/partition.pxi":315
+    /* "pstream/_corelib/partition.pxi":318
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:
  *             if self.p.durable_offset > offset or self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33666,7 +33925,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":316
+      /* "pstream/_corelib/partition.pxi":319
  *         if durable:
  *             if self.p.durable_offset > offset or self.p.io_errno:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33675,7 +33934,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":317
+      /* "pstream/_corelib/partition.pxi":320
  *             if self.p.durable_offset > offset or self.p.io_errno:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True             # <<<<<<<<<<<<<<
@@ -33693,7 +33952,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":315
+      /* "pstream/_corelib/partition.pxi":318
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:
  *             if self.p.durable_offset > offset or self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33702,7 +33961,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":318
+    /* "pstream/_corelib/partition.pxi":321
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:             # <<<<<<<<<<<<<<
@@ -33728,7 +33987,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":319
+      /* "pstream/_corelib/partition.pxi":322
  *                 return True
  *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:
  *                 self.p.watch_durable = offset             # <<<<<<<<<<<<<<
@@ -33737,7 +33996,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       __pyx_v_self->p->watch_durable = __pyx_v_offset;
 
-      /* "pstream/_corelib/partition.pxi":318
+      /* "pstream/_corelib/partition.pxi":321
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_durable < 0 or offset < self.p.watch_durable:             # <<<<<<<<<<<<<<
@@ -33746,7 +34005,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":314
+    /* "pstream/_corelib/partition.pxi":317
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if durable:             # <<<<<<<<<<<<<<
@@ -33756,7 +34015,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     goto __pyx_L3;
   }
 
-  /* "pstream/_corelib/partition.pxi":321
+  /* "pstream/_corelib/partition.pxi":324
  *                 self.p.watch_durable = offset
  *         else:
  *             if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
@@ -33769,7 +34028,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":322
+      /* "pstream/_corelib/partition.pxi":325
  *         else:
  *             if self.p.next_offset > offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33778,7 +34037,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":323
+      /* "pstream/_corelib/partition.pxi":326
  *             if self.p.next_offset > offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True             # <<<<<<<<<<<<<<
@@ -33796,7 +34055,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":321
+      /* "pstream/_corelib/partition.pxi":324
  *                 self.p.watch_durable = offset
  *         else:
  *             if self.p.next_offset > offset:             # <<<<<<<<<<<<<<
@@ -33805,7 +34064,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":324
+    /* "pstream/_corelib/partition.pxi":327
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
@@ -33831,7 +34090,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":325
+      /* "pstream/_corelib/partition.pxi":328
  *                 return True
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
  *                 self.p.watch_offset = offset             # <<<<<<<<<<<<<<
@@ -33840,7 +34099,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
       __pyx_v_self->p->watch_offset = __pyx_v_offset;
 
-      /* "pstream/_corelib/partition.pxi":324
+      /* "pstream/_corelib/partition.pxi":327
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return True
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:             # <<<<<<<<<<<<<<
@@ -33851,7 +34110,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   }
   __pyx_L3:;
 
-  /* "pstream/_corelib/partition.pxi":326
+  /* "pstream/_corelib/partition.pxi":329
  *             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
  *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33860,7 +34119,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":327
+  /* "pstream/_corelib/partition.pxi":330
  *                 self.p.watch_offset = offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return False             # <<<<<<<<<<<<<<
@@ -33878,7 +34137,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":308
+  /* "pstream/_corelib/partition.pxi":311
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
@@ -33893,7 +34152,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_6_watch(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":329
+/* "pstream/_corelib/partition.pxi":332
  *         return False
  * 
  *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
@@ -33954,7 +34213,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_raise_if_failed", 0);
 
-  /* "pstream/_corelib/partition.pxi":331
+  /* "pstream/_corelib/partition.pxi":334
  *     def _raise_if_failed(self):
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -33963,7 +34222,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":332
+  /* "pstream/_corelib/partition.pxi":335
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33975,17 +34234,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":333
+    /* "pstream/_corelib/partition.pxi":336
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.io_errno:
  *             self._raise_locked(PS_ERR_IO)             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
 */
-    __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 333, __pyx_L1_error)
+    __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 336, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":332
+    /* "pstream/_corelib/partition.pxi":335
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -33994,7 +34253,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":334
+  /* "pstream/_corelib/partition.pxi":337
  *         if self.p.io_errno:
  *             self._raise_locked(PS_ERR_IO)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34003,7 +34262,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":329
+  /* "pstream/_corelib/partition.pxi":332
  *         return False
  * 
  *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
@@ -34023,7 +34282,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_8_raise_if_failed(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":336
+/* "pstream/_corelib/partition.pxi":339
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
@@ -34103,19 +34362,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("segments", 0);
 
-  /* "pstream/_corelib/partition.pxi":340
+  /* "pstream/_corelib/partition.pxi":343
  *         cdef size_t i
  *         cdef Segment *s
  *         out = []             # <<<<<<<<<<<<<<
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
 */
-  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 340, __pyx_L1_error)
+  __pyx_t_1 = PyList_New(0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 343, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __pyx_v_out = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":341
+  /* "pstream/_corelib/partition.pxi":344
  *         cdef Segment *s
  *         out = []
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34124,7 +34383,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":342
+  /* "pstream/_corelib/partition.pxi":345
  *         out = []
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -34138,7 +34397,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
     __pyx_v_i = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":343
+    /* "pstream/_corelib/partition.pxi":346
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -34147,42 +34406,42 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":344
+    /* "pstream/_corelib/partition.pxi":347
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
 */
-    __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 344, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_s->base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 344, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_s->next_offset); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_s->size); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 344, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_s->size); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 344, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyBytes_FromString(__pyx_v_s->log_path); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 344, __pyx_L1_error)
+    __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 347, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_1) != (0)) __PYX_ERR(2, 347, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_5);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 347, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_6);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_6) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_t_6) != (0)) __PYX_ERR(2, 347, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_7);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_7) != (0)) __PYX_ERR(2, 344, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_t_7) != (0)) __PYX_ERR(2, 347, __pyx_L1_error);
     __pyx_t_1 = 0;
     __pyx_t_5 = 0;
     __pyx_t_6 = 0;
     __pyx_t_7 = 0;
-    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 344, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_8); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 347, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
   }
 
 
-  /* "pstream/_corelib/partition.pxi":345
+  /* "pstream/_corelib/partition.pxi":348
  *             s = self.p.segs[i]
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34191,7 +34450,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":346
+  /* "pstream/_corelib/partition.pxi":349
  *             out.append((s.base_offset, s.next_offset, s.size, s.log_path))
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]             # <<<<<<<<<<<<<<
@@ -34199,7 +34458,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
  *     def size_bytes(self):
 */
   { /* enter inner scope */
-    __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 346, __pyx_L7_error)
+    __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 349, __pyx_L7_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_7 = __pyx_v_out; __Pyx_INCREF(__pyx_t_7);
     __pyx_t_10 = 0;
@@ -34207,13 +34466,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_7);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 346, __pyx_L7_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 349, __pyx_L7_error)
         #endif
         if (__pyx_t_10 >= __pyx_temp) break;
       }
       __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_7, __pyx_t_10, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_10;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 346, __pyx_L7_error)
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 349, __pyx_L7_error)
       __Pyx_GOTREF(__pyx_t_6);
       if ((likely(PyTuple_CheckExact(__pyx_t_6))) || (PyList_CheckExact(__pyx_t_6))) {
         PyObject* sequence = __pyx_t_6;
@@ -34221,7 +34480,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
         if (unlikely(size != 4)) {
           if (size > 4) __Pyx_RaiseTooManyValuesError(4);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(2, 346, __pyx_L7_error)
+          __PYX_ERR(2, 349, __pyx_L7_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -34235,16 +34494,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
           __Pyx_INCREF(__pyx_t_12);
         } else {
           __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 346, __pyx_L7_error)
+          if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 349, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_5);
           __pyx_t_1 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 346, __pyx_L7_error)
+          if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 349, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_1);
           __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 346, __pyx_L7_error)
+          if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 349, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_11);
           __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 346, __pyx_L7_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 349, __pyx_L7_error)
           __Pyx_XGOTREF(__pyx_t_12);
         }
         #else
@@ -34252,7 +34511,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
           Py_ssize_t i;
           PyObject** temps[4] = {&__pyx_t_5,&__pyx_t_1,&__pyx_t_11,&__pyx_t_12};
           for (i=0; i < 4; i++) {
-            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(2, 346, __pyx_L7_error)
+            PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(2, 349, __pyx_L7_error)
             __Pyx_GOTREF(item);
             *(temps[i]) = item;
           }
@@ -34262,7 +34521,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
       } else {
         Py_ssize_t index = -1;
         PyObject** temps[4] = {&__pyx_t_5,&__pyx_t_1,&__pyx_t_11,&__pyx_t_12};
-        __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 346, __pyx_L7_error)
+        __pyx_t_13 = PyObject_GetIter(__pyx_t_6); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 349, __pyx_L7_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
         __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -34271,7 +34530,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
           __Pyx_GOTREF(item);
           *(temps[index]) = item;
         }
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(2, 346, __pyx_L7_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 4) < (0)) __PYX_ERR(2, 349, __pyx_L7_error)
         __pyx_t_14 = NULL;
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         goto __pyx_L11_unpacking_done;
@@ -34279,7 +34538,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_14 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(2, 346, __pyx_L7_error)
+        __PYX_ERR(2, 349, __pyx_L7_error)
         __pyx_L11_unpacking_done:;
       }
       __Pyx_XDECREF_SET(__pyx_8genexpr1__pyx_v_b, __pyx_t_5);
@@ -34297,25 +34556,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
         PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
         __pyx_t_6 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_decode, __pyx_callargs+__pyx_t_2, (1-__pyx_t_2) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 346, __pyx_L7_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 349, __pyx_L7_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
-      __pyx_t_12 = PyTuple_New(4); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 346, __pyx_L7_error)
+      __pyx_t_12 = PyTuple_New(4); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 349, __pyx_L7_error)
       __Pyx_GOTREF(__pyx_t_12);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_b);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_b);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_8genexpr1__pyx_v_b) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 0, __pyx_8genexpr1__pyx_v_b) != (0)) __PYX_ERR(2, 349, __pyx_L7_error);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_n);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_n);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_8genexpr1__pyx_v_n) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 1, __pyx_8genexpr1__pyx_v_n) != (0)) __PYX_ERR(2, 349, __pyx_L7_error);
       __Pyx_INCREF(__pyx_8genexpr1__pyx_v_size);
       __Pyx_GIVEREF(__pyx_8genexpr1__pyx_v_size);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 2, __pyx_8genexpr1__pyx_v_size) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 2, __pyx_8genexpr1__pyx_v_size) != (0)) __PYX_ERR(2, 349, __pyx_L7_error);
       __Pyx_GIVEREF(__pyx_t_6);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 3, __pyx_t_6) != (0)) __PYX_ERR(2, 346, __pyx_L7_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_12, 3, __pyx_t_6) != (0)) __PYX_ERR(2, 349, __pyx_L7_error);
       __pyx_t_6 = 0;
       __Pyx_GIVEREF(__pyx_t_12);
-      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_8, __pyx_t_12))) __PYX_ERR(2, 346, __pyx_L7_error)
+      if (unlikely(__Pyx_ListComp_AppendAndDecref(__pyx_t_8, __pyx_t_12))) __PYX_ERR(2, 349, __pyx_L7_error)
       __pyx_t_12 = 0;
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
@@ -34343,7 +34602,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   __pyx_t_8 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":336
+  /* "pstream/_corelib/partition.pxi":339
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
@@ -34376,7 +34635,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10segments(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":348
+/* "pstream/_corelib/partition.pxi":351
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -34428,7 +34687,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 }
 static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__pyx_CoroutineObject *__pyx_generator, CYTHON_UNUSED PyThreadState *__pyx_tstate, PyObject *__pyx_sent_value); /* proto */
 
-/* "pstream/_corelib/partition.pxi":349
+/* "pstream/_corelib/partition.pxi":352
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -34448,7 +34707,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON
   if (unlikely(!__pyx_cur_scope)) {
     __pyx_cur_scope = ((struct __pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr *)Py_None);
     __Pyx_INCREF(Py_None);
-    __PYX_ERR(2, 349, __pyx_L1_error)
+    __PYX_ERR(2, 352, __pyx_L1_error)
   } else {
     __Pyx_GOTREF((PyObject *)__pyx_cur_scope);
   }
@@ -34456,7 +34715,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(CYTHON
   __Pyx_INCREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   __Pyx_GIVEREF(__pyx_cur_scope->__pyx_genexpr_arg_0);
   {
-    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_size_bytes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(2, 349, __pyx_L1_error)
+    __pyx_CoroutineObject *gen = __Pyx_Generator_New((__pyx_coroutine_body_t) __pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1]), (PyObject *) __pyx_cur_scope, __pyx_mstate_global->__pyx_n_u_genexpr, __pyx_mstate_global->__pyx_n_u_size_bytes_locals_genexpr, __pyx_mstate_global->__pyx_n_u_pstream__core); if (unlikely(!gen)) __PYX_ERR(2, 352, __pyx_L1_error)
     __Pyx_DECREF(__pyx_cur_scope);
     __Pyx_RefNannyFinishContext();
     return (PyObject *) gen;
@@ -34495,17 +34754,17 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
   __pyx_L3_first_run:;
   if (unlikely(__pyx_sent_value != Py_None)) {
     if (unlikely(__pyx_sent_value)) PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
-    __PYX_ERR(2, 349, __pyx_L1_error)
+    __PYX_ERR(2, 352, __pyx_L1_error)
   }
-  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(2, 349, __pyx_L1_error) }
+  if (unlikely(!__pyx_cur_scope->__pyx_genexpr_arg_0)) { __Pyx_RaiseUnboundLocalError(".0"); __PYX_ERR(2, 352, __pyx_L1_error) }
   if (likely(PyList_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) || PyTuple_CheckExact(__pyx_cur_scope->__pyx_genexpr_arg_0)) {
     __pyx_t_1 = __pyx_cur_scope->__pyx_genexpr_arg_0; __Pyx_INCREF(__pyx_t_1);
     __pyx_t_2 = 0;
     __pyx_t_3 = NULL;
   } else {
-    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 349, __pyx_L1_error)
+    __pyx_t_2 = -1; __pyx_t_1 = PyObject_GetIter(__pyx_cur_scope->__pyx_genexpr_arg_0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 349, __pyx_L1_error)
+    __pyx_t_3 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_1); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 352, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_3)) {
@@ -34513,7 +34772,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 349, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 352, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -34523,7 +34782,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_1);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 349, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 352, __pyx_L1_error)
           #endif
           if (__pyx_t_2 >= __pyx_temp) break;
         }
@@ -34534,13 +34793,13 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
         #endif
         ++__pyx_t_2;
       }
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 349, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 352, __pyx_L1_error)
     } else {
       __pyx_t_4 = __pyx_t_3(__pyx_t_1);
       if (unlikely(!__pyx_t_4)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 349, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 352, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -34551,7 +34810,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
     __Pyx_XDECREF_SET(__pyx_cur_scope->__pyx_v_seg, __pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_4);
     __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_seg, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 349, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_GetItemInt(__pyx_cur_scope->__pyx_v_seg, 2, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_SharedReference); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_r = __pyx_t_4;
     __pyx_t_4 = 0;
@@ -34573,7 +34832,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
     __Pyx_XGOTREF(__pyx_t_1);
     __pyx_t_2 = __pyx_cur_scope->__pyx_t_1;
     __pyx_t_3 = __pyx_cur_scope->__pyx_t_2;
-    if (unlikely(!__pyx_sent_value)) __PYX_ERR(2, 349, __pyx_L1_error)
+    if (unlikely(!__pyx_sent_value)) __PYX_ERR(2, 352, __pyx_L1_error)
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   CYTHON_MAYBE_UNUSED_VAR(__pyx_cur_scope);
@@ -34599,7 +34858,7 @@ static PyObject *__pyx_gb_7pstream_5_core_9Partition_10size_bytes_2generator1(__
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":348
+/* "pstream/_corelib/partition.pxi":351
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -34621,7 +34880,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("size_bytes", 0);
 
-  /* "pstream/_corelib/partition.pxi":349
+  /* "pstream/_corelib/partition.pxi":352
  * 
  *     def size_bytes(self):
  *         return sum(seg[2] for seg in self.segments())             # <<<<<<<<<<<<<<
@@ -34636,10 +34895,10 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
     PyObject *__pyx_callargs[2] = {__pyx_t_4, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_segments, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 349, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
-  __pyx_t_4 = __pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(NULL, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 349, __pyx_L1_error)
+  __pyx_t_4 = __pyx_pf_7pstream_5_core_9Partition_10size_bytes_genexpr(NULL, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 352, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __pyx_t_5 = 1;
@@ -34648,7 +34907,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_builtin_sum, __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 349, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 352, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -34662,7 +34921,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":348
+  /* "pstream/_corelib/partition.pxi":351
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
@@ -34685,7 +34944,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_12size_bytes(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":353
+/* "pstream/_corelib/partition.pxi":356
  *     # --- appending ---------------------------------------------------------------
  * 
  *     cdef int _raise_locked(self, int status) except -1:             # <<<<<<<<<<<<<<
@@ -34714,7 +34973,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_raise_locked", 0);
 
-  /* "pstream/_corelib/partition.pxi":355
+  /* "pstream/_corelib/partition.pxi":358
  *     cdef int _raise_locked(self, int status) except -1:
  *         """Raises the error for a status (mutex held on entry, released before raising)."""
  *         cdef int err = self.p.io_errno             # <<<<<<<<<<<<<<
@@ -34725,7 +34984,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 
   __pyx_v_err = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":356
+  /* "pstream/_corelib/partition.pxi":359
  *         """Raises the error for a status (mutex held on entry, released before raising)."""
  *         cdef int err = self.p.io_errno
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -34734,7 +34993,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":357
+  /* "pstream/_corelib/partition.pxi":360
  *         cdef int err = self.p.io_errno
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -34746,7 +35005,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":358
+    /* "pstream/_corelib/partition.pxi":361
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -34754,12 +35013,12 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 358, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 358, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 358, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 361, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     #if CYTHON_VECTORCALL
     #endif
@@ -34778,14 +35037,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_5};
       #if CYTHON_VECTORCALL
-      __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 358, __pyx_L1_error)
+      __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[7];
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 361, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 358, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 361, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -34796,14 +35055,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 358, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 361, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 358, __pyx_L1_error)
+    __PYX_ERR(2, 361, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":357
+    /* "pstream/_corelib/partition.pxi":360
  *         cdef int err = self.p.io_errno
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -34812,7 +35071,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":359
+  /* "pstream/_corelib/partition.pxi":362
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:             # <<<<<<<<<<<<<<
@@ -34824,7 +35083,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":360
+    /* "pstream/_corelib/partition.pxi":363
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",             # <<<<<<<<<<<<<<
@@ -34832,26 +35091,26 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
  *         if status == PS_ERR_NO_MEMORY:
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     if (!__pyx_v_err) {
     } else {
-      __pyx_t_11 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 360, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_PyLong_From_int(__pyx_v_err); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 363, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_11);
       __pyx_t_9 = __pyx_t_11;
       __pyx_t_11 = 0;
       goto __pyx_L5_bool_binop_done;
     }
-    __pyx_t_11 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_11);
     __pyx_t_9 = __pyx_t_11;
     __pyx_t_11 = 0;
@@ -34874,28 +35133,28 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 363, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
-    __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_8, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_FormatSimple(__pyx_t_8, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_8 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_10); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 360, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_a_write_to_this_partition_failed, __pyx_t_10); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":361
+    /* "pstream/_corelib/partition.pxi":364
  *         if status == PS_ERR_IO:
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
  *                                          topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if status == PS_ERR_NO_MEMORY:
  *             raise MemoryError("cannot grow the segment write buffer")
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 361, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 364, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":360
+    /* "pstream/_corelib/partition.pxi":363
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",             # <<<<<<<<<<<<<<
@@ -34918,14 +35177,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_6, __pyx_t_8, __pyx_v_self->topic, __pyx_t_10};
       #if CYTHON_VECTORCALL
-      __pyx_t_9 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 360, __pyx_L1_error)
+      __pyx_t_9 = __pyx_mstate_global->__pyx_tuple[7];
+      if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 363, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_9);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_9 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 360, __pyx_L1_error)
+        if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 363, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_9);
       }
       #endif
@@ -34937,14 +35196,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 363, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 360, __pyx_L1_error)
+    __PYX_ERR(2, 363, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":359
+    /* "pstream/_corelib/partition.pxi":362
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if status == PS_ERR_IO:             # <<<<<<<<<<<<<<
@@ -34953,7 +35212,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":362
+  /* "pstream/_corelib/partition.pxi":365
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
  *                                          topic=self.topic, partition=self.number)
  *         if status == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -34965,7 +35224,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":363
+    /* "pstream/_corelib/partition.pxi":366
  *                                          topic=self.topic, partition=self.number)
  *         if status == PS_ERR_NO_MEMORY:
  *             raise MemoryError("cannot grow the segment write buffer")             # <<<<<<<<<<<<<<
@@ -34978,14 +35237,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
       PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_cannot_grow_the_segment_write_bu};
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_MemoryError)), __pyx_callargs+__pyx_t_7, (2-__pyx_t_7) | (__pyx_t_7*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 363, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 366, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 363, __pyx_L1_error)
+    __PYX_ERR(2, 366, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":362
+    /* "pstream/_corelib/partition.pxi":365
  *             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
  *                                          topic=self.topic, partition=self.number)
  *         if status == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -34994,7 +35253,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":364
+  /* "pstream/_corelib/partition.pxi":367
  *         if status == PS_ERR_NO_MEMORY:
  *             raise MemoryError("cannot grow the segment write buffer")
  *         raise status_error(status, None, None, self.topic, self.number)             # <<<<<<<<<<<<<<
@@ -35003,22 +35262,22 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
 */
   __pyx_t_3 = __pyx_v_self->topic;
   __Pyx_INCREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 364, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 367, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_12.__pyx_n = 4;
   __pyx_t_12.position = Py_None;
   __pyx_t_12.detail = ((PyObject*)Py_None);
   __pyx_t_12.topic = ((PyObject*)__pyx_t_3);
   __pyx_t_12.partition = __pyx_t_5;
-  __pyx_t_9 = __pyx_f_7pstream_5_core_status_error(__pyx_v_status, &__pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 364, __pyx_L1_error)
+  __pyx_t_9 = __pyx_f_7pstream_5_core_status_error(__pyx_v_status, &__pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 367, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_Raise(__pyx_t_9, 0, 0, 0);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  __PYX_ERR(2, 364, __pyx_L1_error)
+  __PYX_ERR(2, 367, __pyx_L1_error)
 
-  /* "pstream/_corelib/partition.pxi":353
+  /* "pstream/_corelib/partition.pxi":356
  *     # --- appending ---------------------------------------------------------------
  * 
  *     cdef int _raise_locked(self, int status) except -1:             # <<<<<<<<<<<<<<
@@ -35044,7 +35303,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_locked(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":366
+/* "pstream/_corelib/partition.pxi":369
  *         raise status_error(status, None, None, self.topic, self.number)
  * 
  *     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:             # <<<<<<<<<<<<<<
@@ -35065,7 +35324,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_begin", 0);
 
-  /* "pstream/_corelib/partition.pxi":373
+  /* "pstream/_corelib/partition.pxi":376
  *         """
  *         cdef int st
  *         while True:             # <<<<<<<<<<<<<<
@@ -35074,7 +35333,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":374
+    /* "pstream/_corelib/partition.pxi":377
  *         cdef int st
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35083,7 +35342,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":375
+    /* "pstream/_corelib/partition.pxi":378
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             st = part_reserve(self.p, total, count, now_ms, dst)             # <<<<<<<<<<<<<<
@@ -35092,7 +35351,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     __pyx_v_st = __pyx_f_7pstream_5_core_part_reserve(__pyx_v_self->p, __pyx_v_total, __pyx_v_count, __pyx_v_now_ms, __pyx_v_dst);
 
-    /* "pstream/_corelib/partition.pxi":376
+    /* "pstream/_corelib/partition.pxi":379
  *             pthread_mutex_lock(&self.sh.mu)
  *             st = part_reserve(self.p, total, count, now_ms, dst)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -35104,7 +35363,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":377
+      /* "pstream/_corelib/partition.pxi":380
  *             st = part_reserve(self.p, total, count, now_ms, dst)
  *             if st == PS_OK:
  *                 return self.p.next_offset             # <<<<<<<<<<<<<<
@@ -35117,7 +35376,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":376
+      /* "pstream/_corelib/partition.pxi":379
  *             pthread_mutex_lock(&self.sh.mu)
  *             st = part_reserve(self.p, total, count, now_ms, dst)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -35126,7 +35385,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":378
+    /* "pstream/_corelib/partition.pxi":381
  *             if st == PS_OK:
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:             # <<<<<<<<<<<<<<
@@ -35136,7 +35395,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
     switch (__pyx_v_st) {
       case __pyx_e_7pstream_5_core_RESERVE_ROLL:
 
-      /* "pstream/_corelib/partition.pxi":379
+      /* "pstream/_corelib/partition.pxi":382
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -35149,7 +35408,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":380
+            /* "pstream/_corelib/partition.pxi":383
  *             if st == RESERVE_ROLL:
  *                 with nogil:
  *                     st = part_roll_locked(self.p)             # <<<<<<<<<<<<<<
@@ -35158,7 +35417,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
             __pyx_v_st = __pyx_f_7pstream_5_core_part_roll_locked(__pyx_v_self->p);
 
-            /* "pstream/_corelib/partition.pxi":381
+            /* "pstream/_corelib/partition.pxi":384
  *                 with nogil:
  *                     st = part_roll_locked(self.p)
  *                     pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35168,7 +35427,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
           }
 
-          /* "pstream/_corelib/partition.pxi":379
+          /* "pstream/_corelib/partition.pxi":382
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -35185,7 +35444,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":382
+      /* "pstream/_corelib/partition.pxi":385
  *                     st = part_roll_locked(self.p)
  *                     pthread_mutex_unlock(&self.sh.mu)
  *                 if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -35197,7 +35456,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":383
+        /* "pstream/_corelib/partition.pxi":386
  *                     pthread_mutex_unlock(&self.sh.mu)
  *                 if st != PS_OK:
  *                     raise_os_error(errno, "cannot create a new segment", self.path)             # <<<<<<<<<<<<<<
@@ -35208,11 +35467,11 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
         __Pyx_INCREF(__pyx_t_2);
         __pyx_t_4.__pyx_n = 1;
         __pyx_t_4.path = ((PyObject*)__pyx_t_2);
-        __pyx_t_3 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_4); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 383, __pyx_L1_error)
+        __pyx_t_3 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_4); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 386, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
 
-        /* "pstream/_corelib/partition.pxi":382
+        /* "pstream/_corelib/partition.pxi":385
  *                     st = part_roll_locked(self.p)
  *                     pthread_mutex_unlock(&self.sh.mu)
  *                 if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -35221,7 +35480,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":378
+      /* "pstream/_corelib/partition.pxi":381
  *             if st == PS_OK:
  *                 return self.p.next_offset
  *             if st == RESERVE_ROLL:             # <<<<<<<<<<<<<<
@@ -35231,7 +35490,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       break;
       case __pyx_e_7pstream_5_core_RESERVE_ROOM:
 
-      /* "pstream/_corelib/partition.pxi":384
+      /* "pstream/_corelib/partition.pxi":387
  *                 if st != PS_OK:
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:             # <<<<<<<<<<<<<<
@@ -35240,7 +35499,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       case __pyx_e_7pstream_5_core_RESERVE_WAIT:
 
-      /* "pstream/_corelib/partition.pxi":385
+      /* "pstream/_corelib/partition.pxi":388
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare             # <<<<<<<<<<<<<<
@@ -35252,7 +35511,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":386
+        /* "pstream/_corelib/partition.pxi":389
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare
  *                     self.p.write_requested = True             # <<<<<<<<<<<<<<
@@ -35261,7 +35520,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         __pyx_v_self->p->write_requested = 1;
 
-        /* "pstream/_corelib/partition.pxi":387
+        /* "pstream/_corelib/partition.pxi":390
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -35270,7 +35529,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
         __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-        /* "pstream/_corelib/partition.pxi":385
+        /* "pstream/_corelib/partition.pxi":388
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
  *                 if st == RESERVE_ROOM:   # the shard writes the buffer out and swaps in the spare             # <<<<<<<<<<<<<<
@@ -35279,7 +35538,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":388
+      /* "pstream/_corelib/partition.pxi":391
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -35292,7 +35551,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":389
+            /* "pstream/_corelib/partition.pxi":392
  *                     shard_enqueue(self.sh, self.p)
  *                 with nogil:
  *                     mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -35302,7 +35561,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
             __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
           }
 
-          /* "pstream/_corelib/partition.pxi":388
+          /* "pstream/_corelib/partition.pxi":391
  *                     self.p.write_requested = True
  *                     shard_enqueue(self.sh, self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -35319,7 +35578,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":384
+      /* "pstream/_corelib/partition.pxi":387
  *                 if st != PS_OK:
  *                     raise_os_error(errno, "cannot create a new segment", self.path)
  *             elif st == RESERVE_ROOM or st == RESERVE_WAIT:             # <<<<<<<<<<<<<<
@@ -35329,20 +35588,20 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
       break;
       default:
 
-      /* "pstream/_corelib/partition.pxi":391
+      /* "pstream/_corelib/partition.pxi":394
  *                     mutex_wait_then_unlock(self.sh)
  *             else:
  *                 self._raise_locked(st)             # <<<<<<<<<<<<<<
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
 */
-      __pyx_t_3 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 391, __pyx_L1_error)
+      __pyx_t_3 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_3 == ((int)-1))) __PYX_ERR(2, 394, __pyx_L1_error)
 
       break;
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":366
+  /* "pstream/_corelib/partition.pxi":369
  *         raise status_error(status, None, None, self.topic, self.number)
  * 
  *     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:             # <<<<<<<<<<<<<<
@@ -35364,7 +35623,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":393
+/* "pstream/_corelib/partition.pxi":396
  *                 self._raise_locked(st)
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -35374,7 +35633,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__begin(struct __pyx_obj_7pstre
 
 static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, int64_t __pyx_v_total, int64_t __pyx_v_last_offset, int64_t __pyx_v_max_timestamp) {
 
-  /* "pstream/_corelib/partition.pxi":394
+  /* "pstream/_corelib/partition.pxi":397
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
  *         part_commit(self.p, total, last_offset, max_timestamp)             # <<<<<<<<<<<<<<
@@ -35383,7 +35642,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
 */
   __pyx_f_7pstream_5_core_part_commit(__pyx_v_self->p, __pyx_v_total, __pyx_v_last_offset, __pyx_v_max_timestamp);
 
-  /* "pstream/_corelib/partition.pxi":395
+  /* "pstream/_corelib/partition.pxi":398
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
  *         part_commit(self.p, total, last_offset, max_timestamp)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35392,7 +35651,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":393
+  /* "pstream/_corelib/partition.pxi":396
  *                 self._raise_locked(st)
  * 
  *     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:             # <<<<<<<<<<<<<<
@@ -35403,7 +35662,7 @@ static CYTHON_INLINE void __pyx_f_7pstream_5_core_9Partition__commit(struct __py
   /* function exit code */
 }
 
-/* "pstream/_corelib/partition.pxi":397
+/* "pstream/_corelib/partition.pxi":400
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     cdef int _after_append(self, int64_t last_offset) except -1:             # <<<<<<<<<<<<<<
@@ -35427,7 +35686,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_after_append", 0);
 
-  /* "pstream/_corelib/partition.pxi":400
+  /* "pstream/_corelib/partition.pxi":403
  *         """With flush='always', returns only after the fdatasync that covers last_offset."""
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:             # <<<<<<<<<<<<<<
@@ -35453,7 +35712,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":401
+    /* "pstream/_corelib/partition.pxi":404
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:
  *             self.fallback_logged = True             # <<<<<<<<<<<<<<
@@ -35462,7 +35721,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     __pyx_v_self->fallback_logged = 1;
 
-    /* "pstream/_corelib/partition.pxi":402
+    /* "pstream/_corelib/partition.pxi":405
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:
  *             self.fallback_logged = True
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",             # <<<<<<<<<<<<<<
@@ -35470,20 +35729,20 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
  *         if self.p.flush_mode != FLUSH_ALWAYS:
 */
     __pyx_t_4 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 402, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_log_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 405, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 402, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_warning); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 405, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-    /* "pstream/_corelib/partition.pxi":403
+    /* "pstream/_corelib/partition.pxi":406
  *             self.fallback_logged = True
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)             # <<<<<<<<<<<<<<
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0
 */
-    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 403, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 406, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_7 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -35503,12 +35762,12 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 402, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 405, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":400
+    /* "pstream/_corelib/partition.pxi":403
  *         """With flush='always', returns only after the fdatasync that covers last_offset."""
  *         cdef Segment *a
  *         if not self.fallback_logged and part_active(self.p).direct_fallback:             # <<<<<<<<<<<<<<
@@ -35517,7 +35776,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":404
+  /* "pstream/_corelib/partition.pxi":407
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -35529,7 +35788,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":405
+    /* "pstream/_corelib/partition.pxi":408
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0             # <<<<<<<<<<<<<<
@@ -35542,7 +35801,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":404
+    /* "pstream/_corelib/partition.pxi":407
  *             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
  *                          self.topic, self.number)
  *         if self.p.flush_mode != FLUSH_ALWAYS:             # <<<<<<<<<<<<<<
@@ -35551,7 +35810,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":406
+  /* "pstream/_corelib/partition.pxi":409
  *         if self.p.flush_mode != FLUSH_ALWAYS:
  *             return 0
  *         while True:             # <<<<<<<<<<<<<<
@@ -35560,7 +35819,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":407
+    /* "pstream/_corelib/partition.pxi":410
  *             return 0
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35569,7 +35828,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":408
+    /* "pstream/_corelib/partition.pxi":411
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:             # <<<<<<<<<<<<<<
@@ -35581,7 +35840,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":409
+      /* "pstream/_corelib/partition.pxi":412
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -35590,7 +35849,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":410
+      /* "pstream/_corelib/partition.pxi":413
  *             if self.p.durable_offset > last_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0             # <<<<<<<<<<<<<<
@@ -35603,7 +35862,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":408
+      /* "pstream/_corelib/partition.pxi":411
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset > last_offset:             # <<<<<<<<<<<<<<
@@ -35612,7 +35871,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":411
+    /* "pstream/_corelib/partition.pxi":414
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -35624,17 +35883,17 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":412
+      /* "pstream/_corelib/partition.pxi":415
  *                 return 0
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
 */
-      __pyx_t_8 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(2, 412, __pyx_L1_error)
+      __pyx_t_8 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(2, 415, __pyx_L1_error)
 
 
-      /* "pstream/_corelib/partition.pxi":411
+      /* "pstream/_corelib/partition.pxi":414
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return 0
  *             if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -35643,7 +35902,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":413
+    /* "pstream/_corelib/partition.pxi":416
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -35656,7 +35915,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":414
+          /* "pstream/_corelib/partition.pxi":417
  *                 self._raise_locked(PS_ERR_IO)
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -35666,7 +35925,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":413
+        /* "pstream/_corelib/partition.pxi":416
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -35684,7 +35943,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":397
+  /* "pstream/_corelib/partition.pxi":400
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     cdef int _after_append(self, int64_t last_offset) except -1:             # <<<<<<<<<<<<<<
@@ -35708,7 +35967,7 @@ static int __pyx_f_7pstream_5_core_9Partition__after_append(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":416
+/* "pstream/_corelib/partition.pxi":419
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
@@ -35759,53 +36018,53 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_value,&__pyx_mstate_global->__pyx_n_u_key,&__pyx_mstate_global->__pyx_n_u_headers,&__pyx_mstate_global->__pyx_n_u_timestamp_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 416, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 419, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append", 0) < (0)) __PYX_ERR(2, 416, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append", 0) < (0)) __PYX_ERR(2, 419, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[2]) values[2] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[3]) values[3] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, i); __PYX_ERR(2, 416, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, i); __PYX_ERR(2, 419, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 419, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 416, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 419, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -35820,7 +36079,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, __pyx_nargs); __PYX_ERR(2, 416, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append", 0, 1, 4, __pyx_nargs); __PYX_ERR(2, 419, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -35874,7 +36133,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   __Pyx_INCREF(__pyx_v_value);
   __Pyx_INCREF(__pyx_v_key);
 
-  /* "pstream/_corelib/partition.pxi":421
+  /* "pstream/_corelib/partition.pxi":424
  *         cdef int64_t total, base, now
  *         cdef uint8_t *dst
  *         cdef int32_t hcount = 0             # <<<<<<<<<<<<<<
@@ -35883,7 +36142,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_hcount = 0;
 
-  /* "pstream/_corelib/partition.pxi":422
+  /* "pstream/_corelib/partition.pxi":425
  *         cdef uint8_t *dst
  *         cdef int32_t hcount = 0
  *         cdef bytes hb = None             # <<<<<<<<<<<<<<
@@ -35893,7 +36152,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   __Pyx_INCREF(Py_None);
   __pyx_v_hb = ((PyObject*)Py_None);
 
-  /* "pstream/_corelib/partition.pxi":423
+  /* "pstream/_corelib/partition.pxi":426
  *         cdef int32_t hcount = 0
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0             # <<<<<<<<<<<<<<
@@ -35912,7 +36171,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 
   __pyx_v_attributes = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":424
+  /* "pstream/_corelib/partition.pxi":427
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):             # <<<<<<<<<<<<<<
@@ -35924,19 +36183,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":425
+    /* "pstream/_corelib/partition.pxi":428
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")             # <<<<<<<<<<<<<<
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 425, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_value, __pyx_mstate_global->__pyx_n_u_value); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 428, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_value, __pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":424
+    /* "pstream/_corelib/partition.pxi":427
  *         cdef bytes hb = None
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         if not PyBytes_CheckExact(value):             # <<<<<<<<<<<<<<
@@ -35945,7 +36204,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":426
+  /* "pstream/_corelib/partition.pxi":429
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):             # <<<<<<<<<<<<<<
@@ -35970,19 +36229,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":427
+    /* "pstream/_corelib/partition.pxi":430
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")             # <<<<<<<<<<<<<<
  *         if value is None:
  *             r.value = NULL
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 427, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_as_bytes(__pyx_v_key, __pyx_mstate_global->__pyx_n_u_key); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 430, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_key, __pyx_t_3);
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":426
+    /* "pstream/_corelib/partition.pxi":429
  *         if not PyBytes_CheckExact(value):
  *             value = as_bytes(value, "value")
  *         if key is not None and not PyBytes_CheckExact(key):             # <<<<<<<<<<<<<<
@@ -35991,7 +36250,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":428
+  /* "pstream/_corelib/partition.pxi":431
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -36002,7 +36261,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":429
+    /* "pstream/_corelib/partition.pxi":432
  *             key = as_bytes(key, "key")
  *         if value is None:
  *             r.value = NULL             # <<<<<<<<<<<<<<
@@ -36011,7 +36270,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.value = NULL;
 
-    /* "pstream/_corelib/partition.pxi":430
+    /* "pstream/_corelib/partition.pxi":433
  *         if value is None:
  *             r.value = NULL
  *             r.value_len = -1             # <<<<<<<<<<<<<<
@@ -36020,7 +36279,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.value_len = -1L;
 
-    /* "pstream/_corelib/partition.pxi":428
+    /* "pstream/_corelib/partition.pxi":431
  *         if key is not None and not PyBytes_CheckExact(key):
  *             key = as_bytes(key, "key")
  *         if value is None:             # <<<<<<<<<<<<<<
@@ -36030,7 +36289,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     goto __pyx_L7;
   }
 
-  /* "pstream/_corelib/partition.pxi":432
+  /* "pstream/_corelib/partition.pxi":435
  *             r.value_len = -1
  *         else:
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)             # <<<<<<<<<<<<<<
@@ -36040,7 +36299,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.value = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_value));
 
-    /* "pstream/_corelib/partition.pxi":433
+    /* "pstream/_corelib/partition.pxi":436
  *         else:
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)             # <<<<<<<<<<<<<<
@@ -36051,7 +36310,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   }
   __pyx_L7:;
 
-  /* "pstream/_corelib/partition.pxi":434
+  /* "pstream/_corelib/partition.pxi":437
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -36062,7 +36321,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":435
+    /* "pstream/_corelib/partition.pxi":438
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:
  *             r.key = NULL             # <<<<<<<<<<<<<<
@@ -36071,7 +36330,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.key = NULL;
 
-    /* "pstream/_corelib/partition.pxi":436
+    /* "pstream/_corelib/partition.pxi":439
  *         if key is None:
  *             r.key = NULL
  *             r.key_len = -1             # <<<<<<<<<<<<<<
@@ -36080,7 +36339,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.key_len = -1L;
 
-    /* "pstream/_corelib/partition.pxi":434
+    /* "pstream/_corelib/partition.pxi":437
  *             r.value = <const uint8_t *>PyBytes_AS_STRING(value)
  *             r.value_len = PyBytes_GET_SIZE(value)
  *         if key is None:             # <<<<<<<<<<<<<<
@@ -36090,7 +36349,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     goto __pyx_L8;
   }
 
-  /* "pstream/_corelib/partition.pxi":438
+  /* "pstream/_corelib/partition.pxi":441
  *             r.key_len = -1
  *         else:
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)             # <<<<<<<<<<<<<<
@@ -36100,7 +36359,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.key = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_key));
 
-    /* "pstream/_corelib/partition.pxi":439
+    /* "pstream/_corelib/partition.pxi":442
  *         else:
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)             # <<<<<<<<<<<<<<
@@ -36111,30 +36370,30 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   }
   __pyx_L8:;
 
-  /* "pstream/_corelib/partition.pxi":440
+  /* "pstream/_corelib/partition.pxi":443
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:             # <<<<<<<<<<<<<<
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
 */
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 440, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_headers); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 443, __pyx_L1_error)
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":441
+    /* "pstream/_corelib/partition.pxi":444
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:
  *             hb = encode_headers(headers, &hcount)             # <<<<<<<<<<<<<<
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)
 */
-    __pyx_t_3 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 441, __pyx_L1_error)
+    __pyx_t_3 = __pyx_f_7pstream_5_core_encode_headers(__pyx_v_headers, (&__pyx_v_hcount)); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 444, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_DECREF_SET(__pyx_v_hb, ((PyObject*)__pyx_t_3));
     __pyx_t_3 = 0;
 
-    /* "pstream/_corelib/partition.pxi":442
+    /* "pstream/_corelib/partition.pxi":445
  *         if headers:
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)             # <<<<<<<<<<<<<<
@@ -36143,7 +36402,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.headers = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_hb));
 
-    /* "pstream/_corelib/partition.pxi":443
+    /* "pstream/_corelib/partition.pxi":446
  *             hb = encode_headers(headers, &hcount)
  *             r.headers = <const uint8_t *>PyBytes_AS_STRING(hb)
  *             r.headers_len = PyBytes_GET_SIZE(hb)             # <<<<<<<<<<<<<<
@@ -36152,7 +36411,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
     __pyx_v_r.headers_len = PyBytes_GET_SIZE(__pyx_v_hb);
 
-    /* "pstream/_corelib/partition.pxi":440
+    /* "pstream/_corelib/partition.pxi":443
  *             r.key = <const uint8_t *>PyBytes_AS_STRING(key)
  *             r.key_len = PyBytes_GET_SIZE(key)
  *         if headers:             # <<<<<<<<<<<<<<
@@ -36162,7 +36421,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     goto __pyx_L9;
   }
 
-  /* "pstream/_corelib/partition.pxi":445
+  /* "pstream/_corelib/partition.pxi":448
  *             r.headers_len = PyBytes_GET_SIZE(hb)
  *         else:
  *             r.headers = NULL             # <<<<<<<<<<<<<<
@@ -36172,7 +36431,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   /*else*/ {
     __pyx_v_r.headers = NULL;
 
-    /* "pstream/_corelib/partition.pxi":446
+    /* "pstream/_corelib/partition.pxi":449
  *         else:
  *             r.headers = NULL
  *             r.headers_len = 0             # <<<<<<<<<<<<<<
@@ -36183,7 +36442,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   }
   __pyx_L9:;
 
-  /* "pstream/_corelib/partition.pxi":447
+  /* "pstream/_corelib/partition.pxi":450
  *             r.headers = NULL
  *             r.headers_len = 0
  *         r.header_count = hcount             # <<<<<<<<<<<<<<
@@ -36192,7 +36451,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_r.header_count = __pyx_v_hcount;
 
-  /* "pstream/_corelib/partition.pxi":448
+  /* "pstream/_corelib/partition.pxi":451
  *             r.headers_len = 0
  *         r.header_count = hcount
  *         now = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -36201,7 +36460,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":449
+  /* "pstream/_corelib/partition.pxi":452
  *         r.header_count = hcount
  *         now = ps_now_ms()
  *         r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms             # <<<<<<<<<<<<<<
@@ -36227,7 +36486,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 
     __pyx_t_5 = __pyx_v_now;
   } else {
-    __pyx_t_6 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_6 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 449, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_As_int64_t(__pyx_v_timestamp_ms); if (unlikely((__pyx_t_6 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 452, __pyx_L1_error)
 
     __pyx_t_5 = ((int64_t)__pyx_t_6);
 
@@ -36235,7 +36494,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 
   __pyx_v_r.timestamp = __pyx_t_5;
 
-  /* "pstream/_corelib/partition.pxi":450
+  /* "pstream/_corelib/partition.pxi":453
  *         now = ps_now_ms()
  *         r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms
  *         r.body_len = record_body_len(&r, r.timestamp, 0)             # <<<<<<<<<<<<<<
@@ -36244,7 +36503,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_r.body_len = __pyx_f_7pstream_5_core_record_body_len((&__pyx_v_r), __pyx_v_r.timestamp, 0);
 
-  /* "pstream/_corelib/partition.pxi":451
+  /* "pstream/_corelib/partition.pxi":454
  *         r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len             # <<<<<<<<<<<<<<
@@ -36253,7 +36512,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_v_total = ((PS_BATCH_HEADER_SIZE + ps_sizeof_varint(((int32_t)__pyx_v_r.body_len))) + __pyx_v_r.body_len);
 
-  /* "pstream/_corelib/partition.pxi":452
+  /* "pstream/_corelib/partition.pxi":455
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -36265,7 +36524,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   if (unlikely(__pyx_t_2)) {
 
 
-    /* "pstream/_corelib/partition.pxi":453
+    /* "pstream/_corelib/partition.pxi":456
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36273,29 +36532,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
  *         base = self._begin(total, 1, now, &dst)
 */
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 456, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 453, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 456, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 456, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    /* "pstream/_corelib/partition.pxi":454
+    /* "pstream/_corelib/partition.pxi":457
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
 */
-    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 454, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 457, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_11[1] = __pyx_t_8;
     __pyx_t_11[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_11[3] = __pyx_t_10;
 
-    /* "pstream/_corelib/partition.pxi":453
+    /* "pstream/_corelib/partition.pxi":456
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36308,23 +36567,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 4, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 453, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 456, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":454
+    /* "pstream/_corelib/partition.pxi":457
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 454, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 457, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":453
+    /* "pstream/_corelib/partition.pxi":456
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36347,14 +36606,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_7, __pyx_t_14, __pyx_v_self->topic, __pyx_t_10};
       #if CYTHON_VECTORCALL
-      __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+      __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[7];
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 456, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_8);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 453, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 456, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       #endif
@@ -36366,14 +36625,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 453, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 456, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(2, 453, __pyx_L1_error)
+    __PYX_ERR(2, 456, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":452
+    /* "pstream/_corelib/partition.pxi":455
  *         r.body_len = record_body_len(&r, r.timestamp, 0)
  *         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -36382,17 +36641,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":455
+  /* "pstream/_corelib/partition.pxi":458
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, 1, now, &dst)             # <<<<<<<<<<<<<<
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
 */
-  __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, 1, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_5 == ((int64_t)-1L))) __PYX_ERR(2, 455, __pyx_L1_error)
+  __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, 1, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_5 == ((int64_t)-1L))) __PYX_ERR(2, 458, __pyx_L1_error)
   __pyx_v_base = __pyx_t_5;
 
-  /* "pstream/_corelib/partition.pxi":456
+  /* "pstream/_corelib/partition.pxi":459
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)             # <<<<<<<<<<<<<<
@@ -36401,7 +36660,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   (void)(__pyx_f_7pstream_5_core_write_record((__pyx_v_dst + PS_BATCH_HEADER_SIZE), (&__pyx_v_r), __pyx_v_r.timestamp, 0));
 
-  /* "pstream/_corelib/partition.pxi":457
+  /* "pstream/_corelib/partition.pxi":460
  *         base = self._begin(total, 1, now, &dst)
  *         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,             # <<<<<<<<<<<<<<
@@ -36410,7 +36669,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base, __pyx_v_self->p->leader_epoch, __pyx_v_attributes, 0, __pyx_v_r.timestamp, __pyx_v_r.timestamp, -1L, -1, -1, 1);
 
-  /* "pstream/_corelib/partition.pxi":459
+  /* "pstream/_corelib/partition.pxi":462
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
  *                            -1, -1, -1, 1)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -36419,7 +36678,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":460
+  /* "pstream/_corelib/partition.pxi":463
  *                            -1, -1, -1, 1)
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base, r.timestamp)             # <<<<<<<<<<<<<<
@@ -36428,24 +36687,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
 */
   __pyx_f_7pstream_5_core_9Partition__commit(__pyx_v_self, __pyx_v_total, __pyx_v_base, __pyx_v_r.timestamp);
 
-  /* "pstream/_corelib/partition.pxi":461
+  /* "pstream/_corelib/partition.pxi":464
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base, r.timestamp)
  *         self._after_append(base)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_13 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, __pyx_v_base); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(2, 461, __pyx_L1_error)
+  __pyx_t_13 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, __pyx_v_base); if (unlikely(__pyx_t_13 == ((int)-1))) __PYX_ERR(2, 464, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":462
+  /* "pstream/_corelib/partition.pxi":465
  *         self._commit(total, base, r.timestamp)
  *         self._after_append(base)
  *         return base             # <<<<<<<<<<<<<<
  * 
  *     def append_many(self, records, compression=0):
 */
-  __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 462, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 465, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   {
     PyObject *__pyx_temp;
@@ -36458,7 +36717,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   __pyx_t_3 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":416
+  /* "pstream/_corelib/partition.pxi":419
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
@@ -36492,7 +36751,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_14append(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":464
+/* "pstream/_corelib/partition.pxi":467
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -36541,35 +36800,35 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_records,&__pyx_mstate_global->__pyx_n_u_compression_2,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 464, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 467, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 467, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 467, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_many", 0) < (0)) __PYX_ERR(2, 464, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_many", 0) < (0)) __PYX_ERR(2, 467, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)__pyx_mstate_global->__pyx_int_0));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, i); __PYX_ERR(2, 464, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, i); __PYX_ERR(2, 467, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 467, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 464, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 467, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -36580,7 +36839,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 464, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append_many", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 467, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -36633,7 +36892,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("append_many", 0);
 
-  /* "pstream/_corelib/partition.pxi":469
+  /* "pstream/_corelib/partition.pxi":472
  *         Returns the first offset. An empty iterable appends nothing and returns None.
  *         """
  *         cdef BatchBuilder b = BatchBuilder()             # <<<<<<<<<<<<<<
@@ -36646,13 +36905,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_BatchBuilder, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 469, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 472, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core_BatchBuilder *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":470
+  /* "pstream/_corelib/partition.pxi":473
  *         """
  *         cdef BatchBuilder b = BatchBuilder()
  *         cdef int codec = _compression.codec_id(compression)             # <<<<<<<<<<<<<<
@@ -36660,9 +36919,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
  *         cdef uint8_t *dst
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 470, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_compression); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 473, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 470, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_codec_id); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 473, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __pyx_t_3 = 1;
@@ -36682,14 +36941,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 470, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 473, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
-  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 470, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyLong_As_int(__pyx_t_1); if (unlikely((__pyx_t_6 == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 473, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_v_codec = __pyx_t_6;
 
-  /* "pstream/_corelib/partition.pxi":471
+  /* "pstream/_corelib/partition.pxi":474
  *         cdef BatchBuilder b = BatchBuilder()
  *         cdef int codec = _compression.codec_id(compression)
  *         cdef int64_t now = ps_now_ms(), total, base             # <<<<<<<<<<<<<<
@@ -36698,7 +36957,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":474
+  /* "pstream/_corelib/partition.pxi":477
  *         cdef uint8_t *dst
  *         cdef Py_ssize_t i
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0             # <<<<<<<<<<<<<<
@@ -36717,17 +36976,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 
   __pyx_v_attributes = __pyx_t_7;
 
-  /* "pstream/_corelib/partition.pxi":475
+  /* "pstream/_corelib/partition.pxi":478
  *         cdef Py_ssize_t i
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         b.add_records(records, now)             # <<<<<<<<<<<<<<
  *         if b.n == 0:
  *             return None
 */
-  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->add_records(__pyx_v_b, __pyx_v_records, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 475, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->add_records(__pyx_v_b, __pyx_v_records, __pyx_v_now); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 478, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":476
+  /* "pstream/_corelib/partition.pxi":479
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         b.add_records(records, now)
  *         if b.n == 0:             # <<<<<<<<<<<<<<
@@ -36739,7 +36998,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":477
+    /* "pstream/_corelib/partition.pxi":480
  *         b.add_records(records, now)
  *         if b.n == 0:
  *             return None             # <<<<<<<<<<<<<<
@@ -36756,7 +37015,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":476
+    /* "pstream/_corelib/partition.pxi":479
  *         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
  *         b.add_records(records, now)
  *         if b.n == 0:             # <<<<<<<<<<<<<<
@@ -36765,7 +37024,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":478
+  /* "pstream/_corelib/partition.pxi":481
  *         if b.n == 0:
  *             return None
  *         if self.p.timestamp_type:             # <<<<<<<<<<<<<<
@@ -36777,7 +37036,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":479
+    /* "pstream/_corelib/partition.pxi":482
  *             return None
  *         if self.p.timestamp_type:
  *             for i in range(b.n):             # <<<<<<<<<<<<<<
@@ -36791,7 +37050,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     for (__pyx_t_11 = 0; __pyx_t_11 < __pyx_t_10; __pyx_t_11+=1) {
       __pyx_v_i = __pyx_t_11;
 
-      /* "pstream/_corelib/partition.pxi":480
+      /* "pstream/_corelib/partition.pxi":483
  *         if self.p.timestamp_type:
  *             for i in range(b.n):
  *                 b.specs[i].timestamp = now             # <<<<<<<<<<<<<<
@@ -36802,7 +37061,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     }
 
 
-    /* "pstream/_corelib/partition.pxi":481
+    /* "pstream/_corelib/partition.pxi":484
  *             for i in range(b.n):
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now             # <<<<<<<<<<<<<<
@@ -36812,7 +37071,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     __pyx_v_b->base_ts = __pyx_v_now;
     __pyx_v_b->max_ts = __pyx_v_now;
 
-    /* "pstream/_corelib/partition.pxi":478
+    /* "pstream/_corelib/partition.pxi":481
  *         if b.n == 0:
  *             return None
  *         if self.p.timestamp_type:             # <<<<<<<<<<<<<<
@@ -36821,7 +37080,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":482
+  /* "pstream/_corelib/partition.pxi":485
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:             # <<<<<<<<<<<<<<
@@ -36833,26 +37092,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (__pyx_t_8) {
 
 
-    /* "pstream/_corelib/partition.pxi":483
+    /* "pstream/_corelib/partition.pxi":486
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:
  *             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)             # <<<<<<<<<<<<<<
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->build(__pyx_v_b, 0, __pyx_v_codec, __pyx_v_self->p->timestamp_type, -1L, -1, -1, __pyx_v_self->p->leader_epoch, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 483, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->build(__pyx_v_b, 0, __pyx_v_codec, __pyx_v_self->p->timestamp_type, -1L, -1, -1, __pyx_v_self->p->leader_epoch, 0, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 486, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __pyx_v_batch = ((PyObject*)__pyx_t_1);
     __pyx_t_1 = 0;
 
-    /* "pstream/_corelib/partition.pxi":484
+    /* "pstream/_corelib/partition.pxi":487
  *         if codec != 0:
  *             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
  *             return self._append_raw(batch, False)             # <<<<<<<<<<<<<<
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
 */
-    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 0, NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 484, __pyx_L1_error)
+    __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 0, NULL); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 487, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     {
       PyObject *__pyx_temp;
@@ -36865,7 +37124,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":482
+    /* "pstream/_corelib/partition.pxi":485
  *                 b.specs[i].timestamp = now
  *             b.base_ts = b.max_ts = now
  *         if codec != 0:             # <<<<<<<<<<<<<<
@@ -36874,18 +37133,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":485
+  /* "pstream/_corelib/partition.pxi":488
  *             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()             # <<<<<<<<<<<<<<
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
 */
-  __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->measure(__pyx_v_b); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1L))) __PYX_ERR(2, 485, __pyx_L1_error)
+  __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->measure(__pyx_v_b); if (unlikely(__pyx_t_9 == ((Py_ssize_t)-1L))) __PYX_ERR(2, 488, __pyx_L1_error)
   __pyx_v_total = (PS_BATCH_HEADER_SIZE + __pyx_t_9);
 
 
-  /* "pstream/_corelib/partition.pxi":486
+  /* "pstream/_corelib/partition.pxi":489
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -36897,7 +37156,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   if (unlikely(__pyx_t_8)) {
 
 
-    /* "pstream/_corelib/partition.pxi":487
+    /* "pstream/_corelib/partition.pxi":490
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36905,29 +37164,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
  *         base = self._begin(total, b.n, now, &dst)
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 490, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 487, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 490, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_total, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 490, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
 
-    /* "pstream/_corelib/partition.pxi":488
+    /* "pstream/_corelib/partition.pxi":491
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_12 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 488, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 491, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_13[1] = __pyx_t_2;
     __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_13[3] = __pyx_t_12;
 
-    /* "pstream/_corelib/partition.pxi":487
+    /* "pstream/_corelib/partition.pxi":490
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36940,23 +37199,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     #endif
     __pyx_t_6 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_13, 4, __pyx_t_9, __pyx_t_6);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 487, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 490, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-    /* "pstream/_corelib/partition.pxi":488
+    /* "pstream/_corelib/partition.pxi":491
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
 */
-    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 488, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 491, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":487
+    /* "pstream/_corelib/partition.pxi":490
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -36979,14 +37238,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_5, __pyx_t_14, __pyx_v_self->topic, __pyx_t_12};
       #if CYTHON_VECTORCALL
-      __pyx_t_2 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+      __pyx_t_2 = __pyx_mstate_global->__pyx_tuple[7];
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 490, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_2);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_2 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 487, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 490, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       #endif
@@ -36998,14 +37257,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 487, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 490, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 487, __pyx_L1_error)
+    __PYX_ERR(2, 490, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":486
+    /* "pstream/_corelib/partition.pxi":489
  *             return self._append_raw(batch, False)
  *         total = PS_BATCH_HEADER_SIZE + b.measure()
  *         if total > self.p.max_message_bytes:             # <<<<<<<<<<<<<<
@@ -37014,17 +37273,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":489
+  /* "pstream/_corelib/partition.pxi":492
  *             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, b.n, now, &dst)             # <<<<<<<<<<<<<<
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
 */
-  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, __pyx_v_b->n, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 489, __pyx_L1_error)
+  __pyx_t_15 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_begin(__pyx_v_self, __pyx_v_total, __pyx_v_b->n, __pyx_v_now, (&__pyx_v_dst)); if (unlikely(__pyx_t_15 == ((int64_t)-1L))) __PYX_ERR(2, 492, __pyx_L1_error)
   __pyx_v_base = __pyx_t_15;
 
-  /* "pstream/_corelib/partition.pxi":490
+  /* "pstream/_corelib/partition.pxi":493
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)             # <<<<<<<<<<<<<<
@@ -37033,7 +37292,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_BatchBuilder *)__pyx_v_b->__pyx_vtab)->write_records(__pyx_v_b, (__pyx_v_dst + PS_BATCH_HEADER_SIZE));
 
-  /* "pstream/_corelib/partition.pxi":491
+  /* "pstream/_corelib/partition.pxi":494
  *         base = self._begin(total, b.n, now, &dst)
  *         b.write_records(dst + PS_BATCH_HEADER_SIZE)
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,             # <<<<<<<<<<<<<<
@@ -37042,7 +37301,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_write_batch_header(__pyx_v_dst, __pyx_v_total, __pyx_v_base, __pyx_v_self->p->leader_epoch, __pyx_v_attributes, ((int32_t)(__pyx_v_b->n - 1)), __pyx_v_b->base_ts, __pyx_v_b->max_ts, -1L, -1, -1, ((int32_t)__pyx_v_b->n));
 
-  /* "pstream/_corelib/partition.pxi":493
+  /* "pstream/_corelib/partition.pxi":496
  *         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
  *                            b.max_ts, -1, -1, -1, <int32_t>b.n)
  *         seal_batch_crc(dst, total)             # <<<<<<<<<<<<<<
@@ -37051,7 +37310,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_seal_batch_crc(__pyx_v_dst, __pyx_v_total);
 
-  /* "pstream/_corelib/partition.pxi":494
+  /* "pstream/_corelib/partition.pxi":497
  *                            b.max_ts, -1, -1, -1, <int32_t>b.n)
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base + b.n - 1, b.max_ts)             # <<<<<<<<<<<<<<
@@ -37060,24 +37319,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
 */
   __pyx_f_7pstream_5_core_9Partition__commit(__pyx_v_self, __pyx_v_total, ((__pyx_v_base + __pyx_v_b->n) - 1), __pyx_v_b->max_ts);
 
-  /* "pstream/_corelib/partition.pxi":495
+  /* "pstream/_corelib/partition.pxi":498
  *         seal_batch_crc(dst, total)
  *         self._commit(total, base + b.n - 1, b.max_ts)
  *         self._after_append(base + b.n - 1)             # <<<<<<<<<<<<<<
  *         return base
  * 
 */
-  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, ((__pyx_v_base + __pyx_v_b->n) - 1)); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 495, __pyx_L1_error)
+  __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, ((__pyx_v_base + __pyx_v_b->n) - 1)); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 498, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":496
+  /* "pstream/_corelib/partition.pxi":499
  *         self._commit(total, base + b.n - 1, b.max_ts)
  *         self._after_append(base + b.n - 1)
  *         return base             # <<<<<<<<<<<<<<
  * 
  *     def append_batch(self, batch, bint wait=True):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 496, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_base); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 499, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -37090,7 +37349,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":464
+  /* "pstream/_corelib/partition.pxi":467
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -37123,7 +37382,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_16append_many(struct __pyx_
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":498
+/* "pstream/_corelib/partition.pxi":501
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
@@ -37172,48 +37431,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_batch,&__pyx_mstate_global->__pyx_n_u_wait,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 498, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 501, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 498, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 501, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 498, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 501, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_batch", 0) < (0)) __PYX_ERR(2, 498, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "append_batch", 0) < (0)) __PYX_ERR(2, 501, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, i); __PYX_ERR(2, 498, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, i); __PYX_ERR(2, 501, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 498, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 501, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 498, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 501, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     __pyx_v_batch = values[0];
     if (values[1]) {
-      __pyx_v_wait = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_wait == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 498, __pyx_L3_error)
+      __pyx_v_wait = __Pyx_PyObject_IsTrue(values[1]); if (unlikely((__pyx_v_wait == (int)-1) && PyErr_Occurred())) __PYX_ERR(2, 501, __pyx_L3_error)
     } else {
       __pyx_v_wait = ((int)1);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 498, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("append_batch", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 501, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -37245,7 +37504,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("append_batch", 0);
 
-  /* "pstream/_corelib/partition.pxi":506
+  /* "pstream/_corelib/partition.pxi":509
  *         asyncio callers then `await partition.wait_durable(last_offset)`.
  *         """
  *         return self._append_raw(batch, True, wait)             # <<<<<<<<<<<<<<
@@ -37254,7 +37513,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
 */
   __pyx_t_2.__pyx_n = 1;
   __pyx_t_2.wait = __pyx_v_wait;
-  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 1, &__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 506, __pyx_L1_error)
+  __pyx_t_1 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_append_raw(__pyx_v_self, __pyx_v_batch, 1, &__pyx_t_2); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 509, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -37267,7 +37526,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":498
+  /* "pstream/_corelib/partition.pxi":501
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
@@ -37286,7 +37545,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_18append_batch(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":508
+/* "pstream/_corelib/partition.pxi":511
  *         return self._append_raw(batch, True, wait)
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
@@ -37319,7 +37578,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":509
+  /* "pstream/_corelib/partition.pxi":512
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
  *         cdef _BufferView b = _BufferView(batch)             # <<<<<<<<<<<<<<
@@ -37332,13 +37591,13 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
     PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_batch};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core__BufferView, __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 509, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 512, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_b = ((struct __pyx_obj_7pstream_5_core__BufferView *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":510
+  /* "pstream/_corelib/partition.pxi":513
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):
  *         cdef _BufferView b = _BufferView(batch)
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf             # <<<<<<<<<<<<<<
@@ -37347,7 +37606,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_src = ((uint8_t const *)__pyx_v_b->view.buf);
 
-  /* "pstream/_corelib/partition.pxi":512
+  /* "pstream/_corelib/partition.pxi":515
  *         cdef const uint8_t *src = <const uint8_t *>b.view.buf
  *         cdef ps_batch_header h
  *         cdef size_t errpos = 0             # <<<<<<<<<<<<<<
@@ -37356,7 +37615,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_errpos = 0;
 
-  /* "pstream/_corelib/partition.pxi":514
+  /* "pstream/_corelib/partition.pxi":517
  *         cdef size_t errpos = 0
  *         cdef int st
  *         cdef int64_t now = ps_now_ms()             # <<<<<<<<<<<<<<
@@ -37365,7 +37624,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   __pyx_v_now = ps_now_ms();
 
-  /* "pstream/_corelib/partition.pxi":515
+  /* "pstream/_corelib/partition.pxi":518
  *         cdef int st
  *         cdef int64_t now = ps_now_ms()
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -37378,7 +37637,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":516
+        /* "pstream/_corelib/partition.pxi":519
  *         cdef int64_t now = ps_now_ms()
  *         with nogil:
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)             # <<<<<<<<<<<<<<
@@ -37387,7 +37646,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
         __pyx_v_st = __pyx_f_7pstream_5_core_check_raw_batch(__pyx_v_self->p, __pyx_v_src, __pyx_v_b->view.len, __pyx_v_validate, (&__pyx_v_h), (&__pyx_v_errpos));
 
-        /* "pstream/_corelib/partition.pxi":517
+        /* "pstream/_corelib/partition.pxi":520
  *         with nogil:
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -37399,7 +37658,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
         if (__pyx_t_4) {
 
 
-          /* "pstream/_corelib/partition.pxi":518
+          /* "pstream/_corelib/partition.pxi":521
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
  *             if st == PS_OK:
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37408,7 +37667,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
           (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":519
+          /* "pstream/_corelib/partition.pxi":522
  *             if st == PS_OK:
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)             # <<<<<<<<<<<<<<
@@ -37417,7 +37676,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
           __pyx_v_st = __pyx_f_7pstream_5_core_part_append_raw_locked(__pyx_v_self->p, __pyx_v_src, (&__pyx_v_h), __pyx_v_now, 0);
 
-          /* "pstream/_corelib/partition.pxi":520
+          /* "pstream/_corelib/partition.pxi":523
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37426,7 +37685,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":517
+          /* "pstream/_corelib/partition.pxi":520
  *         with nogil:
  *             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -37436,7 +37695,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
         }
       }
 
-      /* "pstream/_corelib/partition.pxi":515
+      /* "pstream/_corelib/partition.pxi":518
  *         cdef int st
  *         cdef int64_t now = ps_now_ms()
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -37453,7 +37712,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":521
+  /* "pstream/_corelib/partition.pxi":524
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -37465,17 +37724,17 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":522
+    /* "pstream/_corelib/partition.pxi":525
  *                 pthread_mutex_unlock(&self.sh.mu)
  *         if st != PS_OK:
  *             self._raise_append_error(st, errpos, b.view.len)             # <<<<<<<<<<<<<<
  *         if wait:
  *             self._after_append(h.base_offset + h.last_offset_delta)
 */
-    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_append_error(__pyx_v_self, __pyx_v_st, __pyx_v_errpos, __pyx_v_b->view.len); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 522, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_append_error(__pyx_v_self, __pyx_v_st, __pyx_v_errpos, __pyx_v_b->view.len); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 525, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":521
+    /* "pstream/_corelib/partition.pxi":524
  *                 st = part_append_raw_locked(self.p, src, &h, now, False)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -37484,7 +37743,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":523
+  /* "pstream/_corelib/partition.pxi":526
  *         if st != PS_OK:
  *             self._raise_append_error(st, errpos, b.view.len)
  *         if wait:             # <<<<<<<<<<<<<<
@@ -37493,17 +37752,17 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   if (__pyx_v_wait) {
 
-    /* "pstream/_corelib/partition.pxi":524
+    /* "pstream/_corelib/partition.pxi":527
  *             self._raise_append_error(st, errpos, b.view.len)
  *         if wait:
  *             self._after_append(h.base_offset + h.last_offset_delta)             # <<<<<<<<<<<<<<
  *         return h.base_offset
  * 
 */
-    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, (__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta)); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 524, __pyx_L1_error)
+    __pyx_t_5 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_after_append(__pyx_v_self, (__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta)); if (unlikely(__pyx_t_5 == ((int)-1))) __PYX_ERR(2, 527, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":523
+    /* "pstream/_corelib/partition.pxi":526
  *         if st != PS_OK:
  *             self._raise_append_error(st, errpos, b.view.len)
  *         if wait:             # <<<<<<<<<<<<<<
@@ -37512,14 +37771,14 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":525
+  /* "pstream/_corelib/partition.pxi":528
  *         if wait:
  *             self._after_append(h.base_offset + h.last_offset_delta)
  *         return h.base_offset             # <<<<<<<<<<<<<<
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 525, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 528, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -37532,7 +37791,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":508
+  /* "pstream/_corelib/partition.pxi":511
  *         return self._append_raw(batch, True, wait)
  * 
  *     cdef object _append_raw(self, object batch, bint validate, bint wait=True):             # <<<<<<<<<<<<<<
@@ -37558,7 +37817,7 @@ static PyObject *__pyx_f_7pstream_5_core_9Partition__append_raw(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":527
+/* "pstream/_corelib/partition.pxi":530
  *         return h.base_offset
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:             # <<<<<<<<<<<<<<
@@ -37589,7 +37848,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_raise_append_error", 0);
 
-  /* "pstream/_corelib/partition.pxi":528
+  /* "pstream/_corelib/partition.pxi":531
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:             # <<<<<<<<<<<<<<
@@ -37601,7 +37860,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":529
+    /* "pstream/_corelib/partition.pxi":532
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -37609,29 +37868,29 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
 */
     __pyx_t_3 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 532, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 529, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_BatchTooLargeError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 532, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 532, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
-    /* "pstream/_corelib/partition.pxi":530
+    /* "pstream/_corelib/partition.pxi":533
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)
 */
-    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 530, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_self->p->max_message_bytes, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 533, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_record_batch_of;
     __pyx_t_7[1] = __pyx_t_4;
     __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_bytes_exceeds_max_message_bytes;
     __pyx_t_7[3] = __pyx_t_6;
 
-    /* "pstream/_corelib/partition.pxi":529
+    /* "pstream/_corelib/partition.pxi":532
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -37644,23 +37903,23 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     #endif
     __pyx_t_9 = 0;
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 4, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 529, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 532, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
 
-    /* "pstream/_corelib/partition.pxi":530
+    /* "pstream/_corelib/partition.pxi":533
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)
 */
-    __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 530, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 533, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":529
+    /* "pstream/_corelib/partition.pxi":532
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "             # <<<<<<<<<<<<<<
@@ -37683,14 +37942,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_3, __pyx_t_10, __pyx_v_self->topic, __pyx_t_6};
       #if CYTHON_VECTORCALL
-      __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
+      __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[7];
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 532, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_4);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_4 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 529, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 532, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       #endif
@@ -37702,14 +37961,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 529, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 532, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(2, 529, __pyx_L1_error)
+    __PYX_ERR(2, 532, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":528
+    /* "pstream/_corelib/partition.pxi":531
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
  *         if st == PS_ERR_TOO_LARGE:             # <<<<<<<<<<<<<<
@@ -37718,7 +37977,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":531
+  /* "pstream/_corelib/partition.pxi":534
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -37730,7 +37989,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     case PS_ERR_CLOSED:
     case PS_ERR_NO_MEMORY:
 
-    /* "pstream/_corelib/partition.pxi":532
+    /* "pstream/_corelib/partition.pxi":535
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -37739,17 +37998,17 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":533
+    /* "pstream/_corelib/partition.pxi":536
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._raise_locked(st)             # <<<<<<<<<<<<<<
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:
 */
-    __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 533, __pyx_L1_error)
+    __pyx_t_9 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, __pyx_v_st); if (unlikely(__pyx_t_9 == ((int)-1))) __PYX_ERR(2, 536, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":531
+    /* "pstream/_corelib/partition.pxi":534
  *             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
  *                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
  *         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:             # <<<<<<<<<<<<<<
@@ -37760,7 +38019,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     default: break;
   }
 
-  /* "pstream/_corelib/partition.pxi":534
+  /* "pstream/_corelib/partition.pxi":537
  *             pthread_mutex_lock(&self.sh.mu)
  *             self._raise_locked(st)
  *         detail = None             # <<<<<<<<<<<<<<
@@ -37770,7 +38029,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   __Pyx_INCREF(Py_None);
   __pyx_v_detail = ((PyObject*)Py_None);
 
-  /* "pstream/_corelib/partition.pxi":535
+  /* "pstream/_corelib/partition.pxi":538
  *             self._raise_locked(st)
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:             # <<<<<<<<<<<<<<
@@ -37782,7 +38041,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":536
+    /* "pstream/_corelib/partition.pxi":539
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:
  *             detail = "a batch to append must hold at least one record"             # <<<<<<<<<<<<<<
@@ -37792,7 +38051,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     __Pyx_INCREF(__pyx_mstate_global->__pyx_kp_u_a_batch_to_append_must_hold_at_l);
     __Pyx_DECREF_SET(__pyx_v_detail, __pyx_mstate_global->__pyx_kp_u_a_batch_to_append_must_hold_at_l);
 
-    /* "pstream/_corelib/partition.pxi":535
+    /* "pstream/_corelib/partition.pxi":538
  *             self._raise_locked(st)
  *         detail = None
  *         if st == PS_ERR_RECORD_COUNT:             # <<<<<<<<<<<<<<
@@ -37802,7 +38061,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     goto __pyx_L4;
   }
 
-  /* "pstream/_corelib/partition.pxi":537
+  /* "pstream/_corelib/partition.pxi":540
  *         if st == PS_ERR_RECORD_COUNT:
  *             detail = "a batch to append must hold at least one record"
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
@@ -37838,14 +38097,14 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":538
+    /* "pstream/_corelib/partition.pxi":541
  *             detail = "a batch to append must hold at least one record"
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:
  *             detail = f"the buffer holds {length} bytes, not exactly one batch"             # <<<<<<<<<<<<<<
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
 */
-    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 538, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_length, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 541, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
     __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_the_buffer_holds;
     __pyx_t_13[1] = __pyx_t_2;
@@ -37856,13 +38115,13 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
     #endif
     __pyx_t_9 = 0;
     __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_13, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 538, __pyx_L1_error)
+    if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 541, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF_SET(__pyx_v_detail, ((PyObject*)__pyx_t_5));
     __pyx_t_5 = 0;
 
-    /* "pstream/_corelib/partition.pxi":537
+    /* "pstream/_corelib/partition.pxi":540
  *         if st == PS_ERR_RECORD_COUNT:
  *             detail = "a batch to append must hold at least one record"
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:             # <<<<<<<<<<<<<<
@@ -37872,34 +38131,34 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   }
   __pyx_L4:;
 
-  /* "pstream/_corelib/partition.pxi":539
+  /* "pstream/_corelib/partition.pxi":542
  *         elif st == PS_ERR_LENGTH_MISMATCH and errpos == PS_OFF_LENGTH and length >= PS_BATCH_HEADER_SIZE:
  *             detail = f"the buffer holds {length} bytes, not exactly one batch"
  *         raise status_error(st, errpos, detail, self.topic, self.number)             # <<<<<<<<<<<<<<
  * 
  *     def submit_batch(self, batch):
 */
-  __pyx_t_5 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 539, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_FromSize_t(__pyx_v_errpos); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 542, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   __pyx_t_2 = __pyx_v_self->topic;
   __Pyx_INCREF(__pyx_t_2);
-  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 539, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 542, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_t_14.__pyx_n = 4;
   __pyx_t_14.position = __pyx_t_5;
   __pyx_t_14.detail = __pyx_v_detail;
   __pyx_t_14.topic = ((PyObject*)__pyx_t_2);
   __pyx_t_14.partition = __pyx_t_4;
-  __pyx_t_6 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_14); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 539, __pyx_L1_error)
+  __pyx_t_6 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_14); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 542, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_Raise(__pyx_t_6, 0, 0, 0);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  __PYX_ERR(2, 539, __pyx_L1_error)
+  __PYX_ERR(2, 542, __pyx_L1_error)
 
-  /* "pstream/_corelib/partition.pxi":527
+  /* "pstream/_corelib/partition.pxi":530
  *         return h.base_offset
  * 
  *     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:             # <<<<<<<<<<<<<<
@@ -37923,7 +38182,7 @@ static int __pyx_f_7pstream_5_core_9Partition__raise_append_error(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":541
+/* "pstream/_corelib/partition.pxi":544
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
  *     def submit_batch(self, batch):             # <<<<<<<<<<<<<<
@@ -37971,32 +38230,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_batch,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 541, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 544, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 541, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 544, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit_batch", 0) < (0)) __PYX_ERR(2, 541, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "submit_batch", 0) < (0)) __PYX_ERR(2, 544, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, i); __PYX_ERR(2, 541, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, i); __PYX_ERR(2, 544, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 541, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 544, __pyx_L3_error)
     }
     __pyx_v_batch = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 541, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("submit_batch", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 544, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -38033,7 +38292,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("submit_batch", 0);
 
-  /* "pstream/_corelib/partition.pxi":548
+  /* "pstream/_corelib/partition.pxi":551
  *         with `.wait()` from a thread, or `await partition.append_batch_async(batch)`.
  *         """
  *         cdef PendingAppend pending = PendingAppend(self, batch)             # <<<<<<<<<<<<<<
@@ -38046,13 +38305,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
     PyObject *__pyx_callargs[3] = {__pyx_t_2, ((PyObject *)__pyx_v_self), __pyx_v_batch};
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_callargs+__pyx_t_3, (3-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 548, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 551, __pyx_L1_error)
     __Pyx_GOTREF((PyObject *)__pyx_t_1);
   }
   __pyx_v_pending = ((struct __pyx_obj_7pstream_5_core_PendingAppend *)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":549
+  /* "pstream/_corelib/partition.pxi":552
  *         """
  *         cdef PendingAppend pending = PendingAppend(self, batch)
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38061,7 +38320,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":550
+  /* "pstream/_corelib/partition.pxi":553
  *         cdef PendingAppend pending = PendingAppend(self, batch)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -38070,7 +38329,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   if (unlikely(__pyx_v_self->p->closed)) {
 
-    /* "pstream/_corelib/partition.pxi":551
+    /* "pstream/_corelib/partition.pxi":554
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.closed:
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38079,7 +38338,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":552
+    /* "pstream/_corelib/partition.pxi":555
  *         if self.p.closed:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -38087,12 +38346,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
  *             self.sh.sub_head = &pending.req
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 552, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 555, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
-    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 552, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 555, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 552, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 555, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     #if CYTHON_VECTORCALL
     #endif
@@ -38111,14 +38370,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
     {
       PyObject *__pyx_callargs[4] = {__pyx_t_2, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_4};
       #if CYTHON_VECTORCALL
-      __pyx_t_6 = __pyx_mstate_global->__pyx_tuple[8];
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 552, __pyx_L1_error)
+      __pyx_t_6 = __pyx_mstate_global->__pyx_tuple[7];
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 555, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_6);
       #else
       {
         PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
         __pyx_t_6 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 552, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 555, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_6);
       }
       #endif
@@ -38129,14 +38388,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 552, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 555, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 552, __pyx_L1_error)
+    __PYX_ERR(2, 555, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":550
+    /* "pstream/_corelib/partition.pxi":553
  *         cdef PendingAppend pending = PendingAppend(self, batch)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -38145,7 +38404,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":553
+  /* "pstream/_corelib/partition.pxi":556
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.sh.sub_tail == NULL:             # <<<<<<<<<<<<<<
@@ -38157,7 +38416,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   if (__pyx_t_7) {
 
 
-    /* "pstream/_corelib/partition.pxi":554
+    /* "pstream/_corelib/partition.pxi":557
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.sh.sub_tail == NULL:
  *             self.sh.sub_head = &pending.req             # <<<<<<<<<<<<<<
@@ -38166,7 +38425,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
     __pyx_v_self->sh->sub_head = (&__pyx_v_pending->req);
 
-    /* "pstream/_corelib/partition.pxi":553
+    /* "pstream/_corelib/partition.pxi":556
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *         if self.sh.sub_tail == NULL:             # <<<<<<<<<<<<<<
@@ -38176,7 +38435,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
     goto __pyx_L4;
   }
 
-  /* "pstream/_corelib/partition.pxi":556
+  /* "pstream/_corelib/partition.pxi":559
  *             self.sh.sub_head = &pending.req
  *         else:
  *             self.sh.sub_tail.next = &pending.req             # <<<<<<<<<<<<<<
@@ -38188,7 +38447,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   }
   __pyx_L4:;
 
-  /* "pstream/_corelib/partition.pxi":557
+  /* "pstream/_corelib/partition.pxi":560
  *         else:
  *             self.sh.sub_tail.next = &pending.req
  *         self.sh.sub_tail = &pending.req             # <<<<<<<<<<<<<<
@@ -38197,7 +38456,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   __pyx_v_self->sh->sub_tail = (&__pyx_v_pending->req);
 
-  /* "pstream/_corelib/partition.pxi":558
+  /* "pstream/_corelib/partition.pxi":561
  *             self.sh.sub_tail.next = &pending.req
  *         self.sh.sub_tail = &pending.req
  *         pending.queued = True             # <<<<<<<<<<<<<<
@@ -38206,7 +38465,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   __pyx_v_pending->queued = 1;
 
-  /* "pstream/_corelib/partition.pxi":559
+  /* "pstream/_corelib/partition.pxi":562
  *         self.sh.sub_tail = &pending.req
  *         pending.queued = True
  *         pthread_cond_signal(&self.sh.work)             # <<<<<<<<<<<<<<
@@ -38215,7 +38474,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   (void)(pthread_cond_signal((&__pyx_v_self->sh->work)));
 
-  /* "pstream/_corelib/partition.pxi":560
+  /* "pstream/_corelib/partition.pxi":563
  *         pending.queued = True
  *         pthread_cond_signal(&self.sh.work)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38224,7 +38483,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":561
+  /* "pstream/_corelib/partition.pxi":564
  *         pthread_cond_signal(&self.sh.work)
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return pending             # <<<<<<<<<<<<<<
@@ -38242,7 +38501,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":541
+  /* "pstream/_corelib/partition.pxi":544
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
  *     def submit_batch(self, batch):             # <<<<<<<<<<<<<<
@@ -38266,7 +38525,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_20submit_batch(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":565
+/* "pstream/_corelib/partition.pxi":568
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
@@ -38335,7 +38594,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("roll", 0);
 
-  /* "pstream/_corelib/partition.pxi":568
+  /* "pstream/_corelib/partition.pxi":571
  *         """Closes the active segment (if it holds data) and starts a new one."""
  *         cdef int st
  *         while True:             # <<<<<<<<<<<<<<
@@ -38344,7 +38603,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":569
+    /* "pstream/_corelib/partition.pxi":572
  *         cdef int st
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38357,7 +38616,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":570
+          /* "pstream/_corelib/partition.pxi":573
  *         while True:
  *             with nogil:
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38366,7 +38625,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
           (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-          /* "pstream/_corelib/partition.pxi":571
+          /* "pstream/_corelib/partition.pxi":574
  *             with nogil:
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 while self.p.rolling:             # <<<<<<<<<<<<<<
@@ -38376,7 +38635,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
           while (1) {
             if (!__pyx_v_self->p->rolling) break;
 
-            /* "pstream/_corelib/partition.pxi":572
+            /* "pstream/_corelib/partition.pxi":575
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 while self.p.rolling:
  *                     pthread_cond_wait(&self.sh.done, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38386,7 +38645,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
             (void)(pthread_cond_wait((&__pyx_v_self->sh->done), (&__pyx_v_self->sh->mu)));
           }
 
-          /* "pstream/_corelib/partition.pxi":573
+          /* "pstream/_corelib/partition.pxi":576
  *                 while self.p.rolling:
  *                     pthread_cond_wait(&self.sh.done, &self.sh.mu)
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)             # <<<<<<<<<<<<<<
@@ -38402,7 +38661,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
           }
           __pyx_v_st = __pyx_t_1;
 
-          /* "pstream/_corelib/partition.pxi":574
+          /* "pstream/_corelib/partition.pxi":577
  *                     pthread_cond_wait(&self.sh.done, &self.sh.mu)
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38412,7 +38671,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
           (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
         }
 
-        /* "pstream/_corelib/partition.pxi":569
+        /* "pstream/_corelib/partition.pxi":572
  *         cdef int st
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38429,7 +38688,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":575
+    /* "pstream/_corelib/partition.pxi":578
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -38441,7 +38700,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":576
+      /* "pstream/_corelib/partition.pxi":579
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             if st == PS_OK:
  *                 return             # <<<<<<<<<<<<<<
@@ -38458,7 +38717,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":575
+      /* "pstream/_corelib/partition.pxi":578
  *                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             if st == PS_OK:             # <<<<<<<<<<<<<<
@@ -38467,7 +38726,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":577
+    /* "pstream/_corelib/partition.pxi":580
  *             if st == PS_OK:
  *                 return
  *             if st == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -38479,7 +38738,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
     if (unlikely(__pyx_t_2)) {
 
 
-      /* "pstream/_corelib/partition.pxi":578
+      /* "pstream/_corelib/partition.pxi":581
  *                 return
  *             if st == PS_ERR_CLOSED:
  *                 raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -38487,12 +38746,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
  * 
 */
       __pyx_t_4 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 578, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 581, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
-      __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 578, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_LogClosedError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 581, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 578, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 581, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       #if CYTHON_VECTORCALL
       #endif
@@ -38511,14 +38770,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
       {
         PyObject *__pyx_callargs[4] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_log_is_closed, __pyx_v_self->topic, __pyx_t_5};
         #if CYTHON_VECTORCALL
-        __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[8];
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 578, __pyx_L1_error)
+        __pyx_t_8 = __pyx_mstate_global->__pyx_tuple[7];
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 581, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_8);
         #else
         {
           PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
           __pyx_t_8 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 578, __pyx_L1_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 581, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
         }
         #endif
@@ -38529,14 +38788,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 578, __pyx_L1_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 581, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(2, 578, __pyx_L1_error)
+      __PYX_ERR(2, 581, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":577
+      /* "pstream/_corelib/partition.pxi":580
  *             if st == PS_OK:
  *                 return
  *             if st == PS_ERR_CLOSED:             # <<<<<<<<<<<<<<
@@ -38545,7 +38804,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":579
+    /* "pstream/_corelib/partition.pxi":582
  *             if st == PS_ERR_CLOSED:
  *                 raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
  *             raise_os_error(errno, "cannot create a new segment", self.path)             # <<<<<<<<<<<<<<
@@ -38556,12 +38815,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
     __Pyx_INCREF(__pyx_t_3);
     __pyx_t_9.__pyx_n = 1;
     __pyx_t_9.path = ((PyObject*)__pyx_t_3);
-    __pyx_t_1 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_9); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 579, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_7pstream_5_core_raise_os_error(errno, __pyx_mstate_global->__pyx_kp_u_cannot_create_a_new_segment, &__pyx_t_9); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 582, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
   }
 
-  /* "pstream/_corelib/partition.pxi":565
+  /* "pstream/_corelib/partition.pxi":568
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
@@ -38587,7 +38846,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_22roll(struct __pyx_obj_7ps
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":581
+/* "pstream/_corelib/partition.pxi":584
  *             raise_os_error(errno, "cannot create a new segment", self.path)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
@@ -38651,7 +38910,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("flush", 0);
 
-  /* "pstream/_corelib/partition.pxi":584
+  /* "pstream/_corelib/partition.pxi":587
  *         """Writes and fdatasyncs everything appended so far, whatever the policy."""
  *         cdef int64_t target
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38660,7 +38919,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":585
+  /* "pstream/_corelib/partition.pxi":588
  *         cdef int64_t target
  *         pthread_mutex_lock(&self.sh.mu)
  *         target = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -38671,7 +38930,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 
   __pyx_v_target = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":586
+  /* "pstream/_corelib/partition.pxi":589
  *         pthread_mutex_lock(&self.sh.mu)
  *         target = self.p.next_offset
  *         self.p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -38680,7 +38939,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   __pyx_v_self->p->sync_requested = 1;
 
-  /* "pstream/_corelib/partition.pxi":587
+  /* "pstream/_corelib/partition.pxi":590
  *         target = self.p.next_offset
  *         self.p.sync_requested = True
  *         shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -38689,7 +38948,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-  /* "pstream/_corelib/partition.pxi":588
+  /* "pstream/_corelib/partition.pxi":591
  *         self.p.sync_requested = True
  *         shard_enqueue(self.sh, self.p)
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38698,7 +38957,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":589
+  /* "pstream/_corelib/partition.pxi":592
  *         shard_enqueue(self.sh, self.p)
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:             # <<<<<<<<<<<<<<
@@ -38707,7 +38966,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":590
+    /* "pstream/_corelib/partition.pxi":593
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38716,7 +38975,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":591
+    /* "pstream/_corelib/partition.pxi":594
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):             # <<<<<<<<<<<<<<
@@ -38752,7 +39011,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":592
+      /* "pstream/_corelib/partition.pxi":595
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -38761,7 +39020,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":593
+      /* "pstream/_corelib/partition.pxi":596
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return             # <<<<<<<<<<<<<<
@@ -38778,7 +39037,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":591
+      /* "pstream/_corelib/partition.pxi":594
  *         while True:
  *             pthread_mutex_lock(&self.sh.mu)
  *             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):             # <<<<<<<<<<<<<<
@@ -38787,7 +39046,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":594
+    /* "pstream/_corelib/partition.pxi":597
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return
  *             if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -38799,17 +39058,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":595
+      /* "pstream/_corelib/partition.pxi":598
  *                 return
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)             # <<<<<<<<<<<<<<
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
 */
-      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_4 == ((int)-1))) __PYX_ERR(2, 595, __pyx_L1_error)
+      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_raise_locked(__pyx_v_self, PS_ERR_IO); if (unlikely(__pyx_t_4 == ((int)-1))) __PYX_ERR(2, 598, __pyx_L1_error)
 
 
-      /* "pstream/_corelib/partition.pxi":594
+      /* "pstream/_corelib/partition.pxi":597
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return
  *             if self.p.io_errno:             # <<<<<<<<<<<<<<
@@ -38818,7 +39077,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":596
+    /* "pstream/_corelib/partition.pxi":599
  *             if self.p.io_errno:
  *                 self._raise_locked(PS_ERR_IO)
  *             self.p.sync_requested = True             # <<<<<<<<<<<<<<
@@ -38827,7 +39086,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     __pyx_v_self->p->sync_requested = 1;
 
-    /* "pstream/_corelib/partition.pxi":597
+    /* "pstream/_corelib/partition.pxi":600
  *                 self._raise_locked(PS_ERR_IO)
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)             # <<<<<<<<<<<<<<
@@ -38836,7 +39095,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
 */
     __pyx_f_7pstream_5_core_shard_enqueue(__pyx_v_self->sh, __pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":598
+    /* "pstream/_corelib/partition.pxi":601
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38849,7 +39108,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":599
+          /* "pstream/_corelib/partition.pxi":602
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -38859,7 +39118,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":598
+        /* "pstream/_corelib/partition.pxi":601
  *             self.p.sync_requested = True
  *             shard_enqueue(self.sh, self.p)
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -38877,7 +39136,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":581
+  /* "pstream/_corelib/partition.pxi":584
  *             raise_os_error(errno, "cannot create a new segment", self.path)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
@@ -38898,7 +39157,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_24flush(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":603
+/* "pstream/_corelib/partition.pxi":606
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -38947,48 +39206,48 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_offset,&__pyx_mstate_global->__pyx_n_u_max_bytes,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 603, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 606, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 603, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 606, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 603, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 606, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "read_batches", 0) < (0)) __PYX_ERR(2, 603, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "read_batches", 0) < (0)) __PYX_ERR(2, 606, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, i); __PYX_ERR(2, 603, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, i); __PYX_ERR(2, 606, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 603, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 606, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 603, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 606, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
-    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 603, __pyx_L3_error)
+    __pyx_v_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 606, __pyx_L3_error)
     if (values[1]) {
-      __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 603, __pyx_L3_error)
+      __pyx_v_max_bytes = __Pyx_PyLong_As_int64_t(values[1]); if (unlikely((__pyx_v_max_bytes == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 606, __pyx_L3_error)
     } else {
       __pyx_v_max_bytes = __pyx_mstate_global->__pyx_k__6;
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 603, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("read_batches", 0, 1, 2, __pyx_nargs); __PYX_ERR(2, 606, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -39055,7 +39314,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("read_batches", 0);
 
-  /* "pstream/_corelib/partition.pxi":614
+  /* "pstream/_corelib/partition.pxi":617
  *         cdef int64_t pos, start, end, got, want, seg_next
  *         cdef ps_batch_header h
  *         cdef PyObject *raw = NULL             # <<<<<<<<<<<<<<
@@ -39064,7 +39323,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   __pyx_v_raw = NULL;
 
-  /* "pstream/_corelib/partition.pxi":615
+  /* "pstream/_corelib/partition.pxi":618
  *         cdef ps_batch_header h
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39073,7 +39332,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":616
+  /* "pstream/_corelib/partition.pxi":619
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39099,7 +39358,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":617
+    /* "pstream/_corelib/partition.pxi":620
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:
  *             lo, hi = self.p.log_start_offset, self.p.next_offset             # <<<<<<<<<<<<<<
@@ -39113,7 +39372,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     __pyx_v_lo = __pyx_t_3;
     __pyx_v_hi = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":618
+    /* "pstream/_corelib/partition.pxi":621
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39122,7 +39381,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":619
+    /* "pstream/_corelib/partition.pxi":622
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -39130,16 +39389,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
  *         if offset == self.p.next_offset:
 */
     __pyx_t_6 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 619, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-    __pyx_t_7 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_9 = __Pyx_PyUnicode_From_int64_t(__pyx_v_lo, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 619, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyUnicode_From_int64_t(__pyx_v_lo, 0, ' ', 'd'); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 619, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_11[0] = __pyx_mstate_global->__pyx_kp_u_offset_2;
     __pyx_t_11[1] = __pyx_t_7;
@@ -39154,26 +39413,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     #endif
     __pyx_t_13 = 0;
     __pyx_t_14 = __Pyx_PyUnicode_Join(__pyx_t_11, 7, __pyx_t_12, __pyx_t_13);
-    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 619, __pyx_L1_error)
+    if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 622, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
 
-    /* "pstream/_corelib/partition.pxi":620
+    /* "pstream/_corelib/partition.pxi":623
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)
 */
-    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 620, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 623, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
-    __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 620, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 623, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":619
+    /* "pstream/_corelib/partition.pxi":622
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -39196,14 +39455,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     {
       PyObject *__pyx_callargs[5] = {__pyx_t_6, __pyx_t_14, __pyx_v_self->topic, __pyx_t_10, __pyx_t_9};
       #if CYTHON_VECTORCALL
-      __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[9];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
+      __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[8];
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 622, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 619, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 622, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -39216,14 +39475,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 619, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 622, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
     __Pyx_Raise(__pyx_t_5, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __PYX_ERR(2, 619, __pyx_L1_error)
+    __PYX_ERR(2, 622, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":616
+    /* "pstream/_corelib/partition.pxi":619
  *         cdef PyObject *raw = NULL
  *         pthread_mutex_lock(&self.sh.mu)
  *         if offset < self.p.log_start_offset or offset > self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39232,7 +39491,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":621
+  /* "pstream/_corelib/partition.pxi":624
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39244,7 +39503,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":622
+    /* "pstream/_corelib/partition.pxi":625
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39253,7 +39512,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":623
+    /* "pstream/_corelib/partition.pxi":626
  *         if offset == self.p.next_offset:
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return b""             # <<<<<<<<<<<<<<
@@ -39271,7 +39530,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":621
+    /* "pstream/_corelib/partition.pxi":624
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
  *                                                 topic=self.topic, partition=self.number, offset=offset)
  *         if offset == self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39280,7 +39539,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":624
+  /* "pstream/_corelib/partition.pxi":627
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return b""
  *         i = part_find_segment(self.p, offset)             # <<<<<<<<<<<<<<
@@ -39289,7 +39548,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   __pyx_v_i = __pyx_f_7pstream_5_core_part_find_segment(__pyx_v_self->p, __pyx_v_offset);
 
-  /* "pstream/_corelib/partition.pxi":625
+  /* "pstream/_corelib/partition.pxi":628
  *             return b""
  *         i = part_find_segment(self.p, offset)
  *         while True:             # <<<<<<<<<<<<<<
@@ -39298,7 +39557,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":626
+    /* "pstream/_corelib/partition.pxi":629
  *         i = part_find_segment(self.p, offset)
  *         while True:
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -39307,7 +39566,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":627
+    /* "pstream/_corelib/partition.pxi":630
  *         while True:
  *             s = self.p.segs[i]
  *             s.refs += 1             # <<<<<<<<<<<<<<
@@ -39316,7 +39575,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     __pyx_v_s->refs = (__pyx_v_s->refs + 1);
 
-    /* "pstream/_corelib/partition.pxi":628
+    /* "pstream/_corelib/partition.pxi":631
  *             s = self.p.segs[i]
  *             s.refs += 1
  *             seg_next = s.next_offset             # <<<<<<<<<<<<<<
@@ -39327,7 +39586,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 
     __pyx_v_seg_next = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":629
+    /* "pstream/_corelib/partition.pxi":632
  *             s.refs += 1
  *             seg_next = s.next_offset
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0             # <<<<<<<<<<<<<<
@@ -39346,7 +39605,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 
     __pyx_v_pos = __pyx_t_4;
 
-    /* "pstream/_corelib/partition.pxi":630
+    /* "pstream/_corelib/partition.pxi":633
  *             seg_next = s.next_offset
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39355,7 +39614,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":631
+    /* "pstream/_corelib/partition.pxi":634
  *             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
  *             pthread_mutex_unlock(&self.sh.mu)
  *             try:             # <<<<<<<<<<<<<<
@@ -39364,17 +39623,17 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     /*try:*/ {
 
-      /* "pstream/_corelib/partition.pxi":632
+      /* "pstream/_corelib/partition.pxi":635
  *             pthread_mutex_unlock(&self.sh.mu)
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)             # <<<<<<<<<<<<<<
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
 */
-      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_find_batch(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, (&__pyx_v_h)); if (unlikely(__pyx_t_4 == ((int64_t)-2L))) __PYX_ERR(2, 632, __pyx_L12_error)
+      __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_find_batch(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, (&__pyx_v_h)); if (unlikely(__pyx_t_4 == ((int64_t)-2L))) __PYX_ERR(2, 635, __pyx_L12_error)
       __pyx_v_start = __pyx_t_4;
 
-      /* "pstream/_corelib/partition.pxi":633
+      /* "pstream/_corelib/partition.pxi":636
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:             # <<<<<<<<<<<<<<
@@ -39386,7 +39645,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":634
+        /* "pstream/_corelib/partition.pxi":637
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -39395,7 +39654,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         __pyx_v_want = (((int64_t)__pyx_v_h.batch_length) + PS_BATCH_LOG_OVERHEAD);
 
-        /* "pstream/_corelib/partition.pxi":635
+        /* "pstream/_corelib/partition.pxi":638
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:             # <<<<<<<<<<<<<<
@@ -39407,7 +39666,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
         if (__pyx_t_1) {
 
 
-          /* "pstream/_corelib/partition.pxi":636
+          /* "pstream/_corelib/partition.pxi":639
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:
  *                         want = max_bytes             # <<<<<<<<<<<<<<
@@ -39416,7 +39675,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
           __pyx_v_want = __pyx_v_max_bytes;
 
-          /* "pstream/_corelib/partition.pxi":635
+          /* "pstream/_corelib/partition.pxi":638
  *                 if start >= 0:
  *                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *                     if want < max_bytes:             # <<<<<<<<<<<<<<
@@ -39425,7 +39684,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":639
+        /* "pstream/_corelib/partition.pxi":642
  *                     # Read into a fresh bytes and shrink it in place to the whole batches:
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)             # <<<<<<<<<<<<<<
@@ -39434,7 +39693,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         __pyx_v_raw = PyBytes_FromStringAndSize(NULL, __pyx_v_want);
 
-        /* "pstream/_corelib/partition.pxi":640
+        /* "pstream/_corelib/partition.pxi":643
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:             # <<<<<<<<<<<<<<
@@ -39446,16 +39705,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
         if (unlikely(__pyx_t_1)) {
 
 
-          /* "pstream/_corelib/partition.pxi":641
+          /* "pstream/_corelib/partition.pxi":644
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:
  *                         raise MemoryError()             # <<<<<<<<<<<<<<
  *                     try:
  *                         with nogil:
 */
-          PyErr_NoMemory(); __PYX_ERR(2, 641, __pyx_L12_error)
+          PyErr_NoMemory(); __PYX_ERR(2, 644, __pyx_L12_error)
 
-          /* "pstream/_corelib/partition.pxi":640
+          /* "pstream/_corelib/partition.pxi":643
  *                     # one copy from the file or buffer, none to trim.
  *                     raw = new_bytes_ptr(NULL, want)
  *                     if raw == NULL:             # <<<<<<<<<<<<<<
@@ -39464,7 +39723,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":642
+        /* "pstream/_corelib/partition.pxi":645
  *                     if raw == NULL:
  *                         raise MemoryError()
  *                     try:             # <<<<<<<<<<<<<<
@@ -39473,7 +39732,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":643
+          /* "pstream/_corelib/partition.pxi":646
  *                         raise MemoryError()
  *                     try:
  *                         with nogil:             # <<<<<<<<<<<<<<
@@ -39486,7 +39745,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               __Pyx_FastGIL_Remember();
               /*try:*/ {
 
-                /* "pstream/_corelib/partition.pxi":644
+                /* "pstream/_corelib/partition.pxi":647
  *                     try:
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))             # <<<<<<<<<<<<<<
@@ -39496,7 +39755,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
                 __pyx_v_got = __pyx_f_7pstream_5_core_segment_copy_out(__pyx_v_s, (&__pyx_v_self->sh->mu), __pyx_v_start, __pyx_v_want, ((uint8_t *)PyBytes_AS_STRING(__pyx_v_raw)));
               }
 
-              /* "pstream/_corelib/partition.pxi":643
+              /* "pstream/_corelib/partition.pxi":646
  *                         raise MemoryError()
  *                     try:
  *                         with nogil:             # <<<<<<<<<<<<<<
@@ -39513,7 +39772,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               }
           }
 
-          /* "pstream/_corelib/partition.pxi":645
+          /* "pstream/_corelib/partition.pxi":648
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:             # <<<<<<<<<<<<<<
@@ -39525,44 +39784,44 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           if (unlikely(__pyx_t_1)) {
 
 
-            /* "pstream/_corelib/partition.pxi":646
+            /* "pstream/_corelib/partition.pxi":649
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
  *                                                          position=start)
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
 */
             __pyx_t_8 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 646, __pyx_L20_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 649, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_7);
-            __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 646, __pyx_L20_error)
+            __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_7, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 649, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_9);
             __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
             __pyx_t_16 = __pyx_v_s->log_path;
-            __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_16); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 646, __pyx_L20_error)
-            __pyx_t_7 = __Pyx_decode_c_string(__pyx_t_16, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 646, __pyx_L20_error)
+            __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_16); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 649, __pyx_L20_error)
+            __pyx_t_7 = __Pyx_decode_c_string(__pyx_t_16, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 649, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_7);
 
-            if (!(likely(PyUnicode_CheckExact(__pyx_t_7)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_7))) __PYX_ERR(2, 646, __pyx_L20_error)
+            if (!(likely(PyUnicode_CheckExact(__pyx_t_7)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_7))) __PYX_ERR(2, 649, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":647
+            /* "pstream/_corelib/partition.pxi":650
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
  *                                                          position=start)             # <<<<<<<<<<<<<<
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
 */
-            __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_start); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 647, __pyx_L20_error)
+            __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_start); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 650, __pyx_L20_error)
             __Pyx_GOTREF(__pyx_t_10);
             #if CYTHON_VECTORCALL
 
-            /* "pstream/_corelib/partition.pxi":646
+            /* "pstream/_corelib/partition.pxi":649
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
  *                                                          position=start)
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
 */
             #endif
             __pyx_t_15 = 1;
@@ -39580,14 +39839,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
             {
               PyObject *__pyx_callargs[4] = {__pyx_t_8, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, __pyx_t_7, __pyx_t_10};
               #if CYTHON_VECTORCALL
-              __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[10];
-              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 646, __pyx_L20_error)
+              __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[9];
+              if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 649, __pyx_L20_error)
               __Pyx_INCREF(__pyx_t_14);
               #else
               {
                 PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
                 __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-                if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 646, __pyx_L20_error)
+                if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 649, __pyx_L20_error)
                 __Pyx_GOTREF(__pyx_t_14);
               }
               #endif
@@ -39599,14 +39858,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
               __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
               __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
               __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-              if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 646, __pyx_L20_error)
+              if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 649, __pyx_L20_error)
               __Pyx_GOTREF(__pyx_t_5);
             }
             __Pyx_Raise(__pyx_t_5, 0, 0, 0);
             __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-            __PYX_ERR(2, 646, __pyx_L20_error)
+            __PYX_ERR(2, 649, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":645
+            /* "pstream/_corelib/partition.pxi":648
  *                         with nogil:
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:             # <<<<<<<<<<<<<<
@@ -39615,19 +39874,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":648
+          /* "pstream/_corelib/partition.pxi":651
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
  *                                                          position=start)
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)             # <<<<<<<<<<<<<<
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)             # <<<<<<<<<<<<<<
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL
 */
-          __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_whole_batches(__pyx_v_self, __pyx_v_s, ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), __pyx_v_got, __pyx_v_start, __pyx_v_offset); if (unlikely(__pyx_t_4 == ((int64_t)-1L))) __PYX_ERR(2, 648, __pyx_L20_error)
+          __pyx_t_4 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_whole_batches(__pyx_v_self, __pyx_v_s, ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_raw)), __pyx_v_got, __pyx_v_start, __pyx_v_offset, __pyx_v_seg_next); if (unlikely(__pyx_t_4 == ((int64_t)-1L))) __PYX_ERR(2, 651, __pyx_L20_error)
           __pyx_v_end = __pyx_t_4;
 
-          /* "pstream/_corelib/partition.pxi":649
+          /* "pstream/_corelib/partition.pxi":652
  *                                                          position=start)
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:             # <<<<<<<<<<<<<<
  *                             raw = NULL
  *                             raise MemoryError()
@@ -39651,8 +39910,8 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           if (unlikely(__pyx_t_1)) {
 
 
-            /* "pstream/_corelib/partition.pxi":650
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+            /* "pstream/_corelib/partition.pxi":653
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL             # <<<<<<<<<<<<<<
  *                             raise MemoryError()
@@ -39660,25 +39919,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
             __pyx_v_raw = NULL;
 
-            /* "pstream/_corelib/partition.pxi":651
+            /* "pstream/_corelib/partition.pxi":654
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:
  *                             raw = NULL
  *                             raise MemoryError()             # <<<<<<<<<<<<<<
  *                         return <object>raw
  *                     finally:
 */
-            PyErr_NoMemory(); __PYX_ERR(2, 651, __pyx_L20_error)
+            PyErr_NoMemory(); __PYX_ERR(2, 654, __pyx_L20_error)
 
-            /* "pstream/_corelib/partition.pxi":649
+            /* "pstream/_corelib/partition.pxi":652
  *                                                          position=start)
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
  *                         if end != want and _PyBytes_Resize(&raw, end) != 0:             # <<<<<<<<<<<<<<
  *                             raw = NULL
  *                             raise MemoryError()
 */
           }
 
-          /* "pstream/_corelib/partition.pxi":652
+          /* "pstream/_corelib/partition.pxi":655
  *                             raw = NULL
  *                             raise MemoryError()
  *                         return <object>raw             # <<<<<<<<<<<<<<
@@ -39697,7 +39956,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           goto __pyx_L19_return;
         }
 
-        /* "pstream/_corelib/partition.pxi":654
+        /* "pstream/_corelib/partition.pxi":657
  *                         return <object>raw
  *                     finally:
  *                         Py_XDECREF(raw)             # <<<<<<<<<<<<<<
@@ -39751,7 +40010,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
           }
         }
 
-        /* "pstream/_corelib/partition.pxi":633
+        /* "pstream/_corelib/partition.pxi":636
  *             try:
  *                 start = self._find_batch(s, pos, offset, &h)
  *                 if start >= 0:             # <<<<<<<<<<<<<<
@@ -39761,7 +40020,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       }
     }
 
-    /* "pstream/_corelib/partition.pxi":656
+    /* "pstream/_corelib/partition.pxi":659
  *                         Py_XDECREF(raw)
  *             finally:
  *                 segment_release(s, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39820,7 +40079,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       __pyx_L13:;
     }
 
-    /* "pstream/_corelib/partition.pxi":658
+    /* "pstream/_corelib/partition.pxi":661
  *                 segment_release(s, &self.sh.mu)
  *             # The offset lies past this segment's last batch: continue in the next one.
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39829,7 +40088,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":659
+    /* "pstream/_corelib/partition.pxi":662
  *             # The offset lies past this segment's last batch: continue in the next one.
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)             # <<<<<<<<<<<<<<
@@ -39838,7 +40097,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
     __pyx_v_i = __pyx_f_7pstream_5_core_part_find_segment(__pyx_v_self->p, __pyx_v_seg_next);
 
-    /* "pstream/_corelib/partition.pxi":660
+    /* "pstream/_corelib/partition.pxi":663
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39864,7 +40123,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":661
+      /* "pstream/_corelib/partition.pxi":664
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -39873,12 +40132,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":662
+      /* "pstream/_corelib/partition.pxi":665
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 return b""             # <<<<<<<<<<<<<<
  * 
- *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
 */
       {
         PyObject *__pyx_temp;
@@ -39891,7 +40150,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":660
+      /* "pstream/_corelib/partition.pxi":663
  *             pthread_mutex_lock(&self.sh.mu)
  *             i = part_find_segment(self.p, seg_next)
  *             if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -39901,7 +40160,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
     }
   }
 
-  /* "pstream/_corelib/partition.pxi":603
+  /* "pstream/_corelib/partition.pxi":606
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -39940,18 +40199,158 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_26read_batches(struct __pyx
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":664
+/* "pstream/_corelib/partition.pxi":667
  *                 return b""
  * 
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:             # <<<<<<<<<<<<<<
+ *         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,
+ *                                           partition=self.number, offset=offset)
+*/
+
+static int __pyx_f_7pstream_5_core_9Partition__corrupt(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, int64_t __pyx_v_position, int64_t __pyx_v_offset, PyObject *__pyx_v_why) {
+  int __pyx_r;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  PyObject *__pyx_t_3 = NULL;
+  PyObject *__pyx_t_4 = NULL;
+  char *__pyx_t_5;
+  Py_ssize_t __pyx_t_6;
+  PyObject *__pyx_t_7 = NULL;
+  PyObject *__pyx_t_8 = NULL;
+  PyObject *__pyx_t_9 = NULL;
+  size_t __pyx_t_10;
+  PyObject *__pyx_t_11 = NULL;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("_corrupt", 0);
+
+  /* "pstream/_corelib/partition.pxi":668
+ * 
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
+ *         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,             # <<<<<<<<<<<<<<
+ *                                           partition=self.number, offset=offset)
+ * 
+*/
+  __pyx_t_2 = NULL;
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 668, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+  __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 668, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+
+  __pyx_t_5 = __pyx_v_s->log_path;
+  __pyx_t_6 = __Pyx_ssize_strlen(__pyx_t_5); if (unlikely(__pyx_t_6 == ((Py_ssize_t)-1))) __PYX_ERR(2, 668, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_decode_c_string(__pyx_t_5, 0, __pyx_t_6, NULL, NULL, NULL); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 668, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+
+  if (!(likely(PyUnicode_CheckExact(__pyx_t_3)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_3))) __PYX_ERR(2, 668, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_position); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 668, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_7);
+
+  /* "pstream/_corelib/partition.pxi":669
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
+ *         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,
+ *                                           partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
+ * 
+ *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:
+*/
+  __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 669, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_8);
+  __pyx_t_9 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 669, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_9);
+  #if CYTHON_VECTORCALL
+
+  /* "pstream/_corelib/partition.pxi":668
+ * 
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
+ *         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,             # <<<<<<<<<<<<<<
+ *                                           partition=self.number, offset=offset)
+ * 
+*/
+  #endif
+  __pyx_t_10 = 1;
+  #if CYTHON_UNPACK_METHODS
+  if (unlikely(PyMethod_Check(__pyx_t_4))) {
+    __pyx_t_2 = PyMethod_GET_SELF(__pyx_t_4);
+    assert(__pyx_t_2);
+    PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_4);
+    __Pyx_INCREF(__pyx_t_2);
+    __Pyx_INCREF(__pyx__function);
+    __Pyx_DECREF_SET(__pyx_t_4, __pyx__function);
+    __pyx_t_10 = 0;
+  }
+  #endif
+  {
+    PyObject *__pyx_callargs[7] = {__pyx_t_2, __pyx_v_why, __pyx_t_3, __pyx_t_7, __pyx_v_self->topic, __pyx_t_8, __pyx_t_9};
+    #if CYTHON_VECTORCALL
+    __pyx_t_11 = __pyx_mstate_global->__pyx_tuple[10];
+    if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 668, __pyx_L1_error)
+    __Pyx_INCREF(__pyx_t_11);
+    #else
+    {
+      PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
+      __pyx_t_11 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
+      if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 668, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_11);
+    }
+    #endif
+    __pyx_t_1 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_4, __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_11);
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    #if CYTHON_VECTORCALL
+    #endif
+    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+    __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
+    __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+    __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+    __Pyx_DECREF(__pyx_t_11); __pyx_t_11 = 0;
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 668, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __PYX_ERR(2, 668, __pyx_L1_error)
+
+  /* "pstream/_corelib/partition.pxi":667
+ *                 return b""
+ * 
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:             # <<<<<<<<<<<<<<
+ *         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,
+ *                                           partition=self.number, offset=offset)
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_3);
+  __Pyx_XDECREF(__pyx_t_4);
+  __Pyx_XDECREF(__pyx_t_7);
+  __Pyx_XDECREF(__pyx_t_8);
+  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_11);
+  __Pyx_AddTraceback("pstream._core.Partition._corrupt", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = -1;
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "pstream/_corelib/partition.pxi":671
+ *                                           partition=self.number, offset=offset)
+ * 
  *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:             # <<<<<<<<<<<<<<
- *         """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first."""
- *         cdef uint8_t window[16384]
+ *         """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first.
+ * 
 */
 
 static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, int64_t __pyx_v_pos, int64_t __pyx_v_offset, ps_batch_header *__pyx_v_h) {
   uint8_t __pyx_v_window[16384];
   int64_t __pyx_v_got;
   int64_t __pyx_v_at;
+  int64_t __pyx_v_expect;
   int64_t __pyx_r;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
@@ -39965,25 +40364,34 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   size_t __pyx_t_9;
   PyObject *__pyx_t_10 = NULL;
   int __pyx_t_11;
-  PyObject *__pyx_t_12 = NULL;
-  PyObject *__pyx_t_13 = NULL;
+  int __pyx_t_12;
+  PyObject *__pyx_t_13[5];
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_find_batch", 0);
 
 
-  /* "pstream/_corelib/partition.pxi":668
+  /* "pstream/_corelib/partition.pxi":678
+ *         """
  *         cdef uint8_t window[16384]
- *         cdef int64_t got, at, size
+ *         cdef int64_t got, at, expect = -1             # <<<<<<<<<<<<<<
+ *         while True:
+ *             with nogil:
+*/
+  __pyx_v_expect = -1L;
+
+  /* "pstream/_corelib/partition.pxi":679
+ *         cdef uint8_t window[16384]
+ *         cdef int64_t got, at, expect = -1
  *         while True:             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":669
- *         cdef int64_t got, at, size
+    /* "pstream/_corelib/partition.pxi":680
+ *         cdef int64_t got, at, expect = -1
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
@@ -39995,7 +40403,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":670
+          /* "pstream/_corelib/partition.pxi":681
  *         while True:
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)             # <<<<<<<<<<<<<<
@@ -40005,8 +40413,8 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
           __pyx_v_got = __pyx_f_7pstream_5_core_segment_copy_out(__pyx_v_s, (&__pyx_v_self->sh->mu), __pyx_v_pos, (sizeof(__pyx_v_window)), __pyx_v_window);
         }
 
-        /* "pstream/_corelib/partition.pxi":669
- *         cdef int64_t got, at, size
+        /* "pstream/_corelib/partition.pxi":680
+ *         cdef int64_t got, at, expect = -1
  *         while True:
  *             with nogil:             # <<<<<<<<<<<<<<
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
@@ -40022,7 +40430,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":671
+    /* "pstream/_corelib/partition.pxi":682
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:             # <<<<<<<<<<<<<<
@@ -40034,7 +40442,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "pstream/_corelib/partition.pxi":672
+      /* "pstream/_corelib/partition.pxi":683
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)             # <<<<<<<<<<<<<<
@@ -40042,19 +40450,19 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
  *                 return -1
 */
       __pyx_t_3 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 672, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 683, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 672, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 683, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
       __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 672, __pyx_L1_error)
-      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 672, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 683, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 683, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 672, __pyx_L1_error)
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 672, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 683, __pyx_L1_error)
+      __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 683, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
       #if CYTHON_VECTORCALL
       #endif
@@ -40073,14 +40481,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       {
         PyObject *__pyx_callargs[4] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_cannot_read_segment, __pyx_t_4, __pyx_t_8};
         #if CYTHON_VECTORCALL
-        __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[10];
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 672, __pyx_L1_error)
+        __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[9];
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 683, __pyx_L1_error)
         __Pyx_INCREF(__pyx_t_10);
         #else
         {
           PyObject *__pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
           __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 2);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 672, __pyx_L1_error)
+          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 683, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_10);
         }
         #endif
@@ -40092,14 +40500,14 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 672, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 683, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
       __Pyx_Raise(__pyx_t_2, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 672, __pyx_L1_error)
+      __PYX_ERR(2, 683, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":671
+      /* "pstream/_corelib/partition.pxi":682
  *             with nogil:
  *                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
  *             if got < 0:             # <<<<<<<<<<<<<<
@@ -40108,7 +40516,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":673
+    /* "pstream/_corelib/partition.pxi":684
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:             # <<<<<<<<<<<<<<
@@ -40120,7 +40528,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":674
+      /* "pstream/_corelib/partition.pxi":685
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:
  *                 return -1             # <<<<<<<<<<<<<<
@@ -40133,7 +40541,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":673
+      /* "pstream/_corelib/partition.pxi":684
  *             if got < 0:
  *                 raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
  *             if got == 0:             # <<<<<<<<<<<<<<
@@ -40142,7 +40550,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":675
+    /* "pstream/_corelib/partition.pxi":686
  *             if got == 0:
  *                 return -1
  *             at = 0             # <<<<<<<<<<<<<<
@@ -40151,12 +40559,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 */
     __pyx_v_at = 0;
 
-    /* "pstream/_corelib/partition.pxi":676
+    /* "pstream/_corelib/partition.pxi":687
  *                 return -1
  *             at = 0
  *             while at + PS_BATCH_HEADER_SIZE <= got:             # <<<<<<<<<<<<<<
  *                 ps_batch_read_header(window + at, h)
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
 */
     while (1) {
       __pyx_t_1 = ((__pyx_v_at + PS_BATCH_HEADER_SIZE) <= __pyx_v_got);
@@ -40164,21 +40572,21 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 
       if (!__pyx_t_1) break;
 
-      /* "pstream/_corelib/partition.pxi":677
+      /* "pstream/_corelib/partition.pxi":688
  *             at = 0
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)             # <<<<<<<<<<<<<<
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
+ *                         or h.last_offset_delta < 0:
 */
       ps_batch_read_header((__pyx_v_window + __pyx_v_at), __pyx_v_h);
 
-      /* "pstream/_corelib/partition.pxi":678
+      /* "pstream/_corelib/partition.pxi":689
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \             # <<<<<<<<<<<<<<
+ *                         or h.last_offset_delta < 0:
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
 */
       __pyx_t_11 = (__pyx_v_h->magic != PS_MAGIC_V2);
 
@@ -40190,137 +40598,227 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
 
         goto __pyx_L15_bool_binop_done;
       }
+
+      /* "pstream/_corelib/partition.pxi":690
+ *                 ps_batch_read_header(window + at, h)
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
+ *                         or h.last_offset_delta < 0:             # <<<<<<<<<<<<<<
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
+ *                 if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:
+*/
       __pyx_t_11 = (__pyx_v_h->batch_length < (PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD));
+
+      if (!__pyx_t_11) {
+
+      } else {
+
+        __pyx_t_1 = __pyx_t_11;
+
+        goto __pyx_L15_bool_binop_done;
+      }
+      __pyx_t_11 = (__pyx_v_h->last_offset_delta < 0);
 
 
       __pyx_t_1 = __pyx_t_11;
 
       __pyx_L15_bool_binop_done:;
-      if (unlikely(__pyx_t_1)) {
 
-
-        /* "pstream/_corelib/partition.pxi":679
- *                 ps_batch_read_header(window + at, h)
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
- *                                                       offset=offset)
-*/
-        __pyx_t_5 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 679, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_10);
-        __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 679, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_8);
-        __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-
-        __pyx_t_6 = __pyx_v_s->log_path;
-        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 679, __pyx_L1_error)
-        __pyx_t_10 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 679, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_10);
-
-        if (!(likely(PyUnicode_CheckExact(__pyx_t_10)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_10))) __PYX_ERR(2, 679, __pyx_L1_error)
-
-        /* "pstream/_corelib/partition.pxi":680
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
- *                                                       position=pos + at, topic=self.topic, partition=self.number,             # <<<<<<<<<<<<<<
- *                                                       offset=offset)
- *                 if h.base_offset + h.last_offset_delta >= offset:
-*/
-        __pyx_t_4 = __Pyx_PyLong_From_int64_t((__pyx_v_pos + __pyx_v_at)); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 680, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_3 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 680, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_3);
-
-        /* "pstream/_corelib/partition.pxi":681
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
- *                                                       offset=offset)             # <<<<<<<<<<<<<<
- *                 if h.base_offset + h.last_offset_delta >= offset:
- *                     return pos + at
-*/
-        __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 681, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_12);
-        #if CYTHON_VECTORCALL
-
-        /* "pstream/_corelib/partition.pxi":679
- *                 ps_batch_read_header(window + at, h)
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
- *                                                       offset=offset)
-*/
-        #endif
-        __pyx_t_9 = 1;
-        #if CYTHON_UNPACK_METHODS
-        if (unlikely(PyMethod_Check(__pyx_t_8))) {
-          __pyx_t_5 = PyMethod_GET_SELF(__pyx_t_8);
-          assert(__pyx_t_5);
-          PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_8);
-          __Pyx_INCREF(__pyx_t_5);
-          __Pyx_INCREF(__pyx__function);
-          __Pyx_DECREF_SET(__pyx_t_8, __pyx__function);
-          __pyx_t_9 = 0;
-        }
-        #endif
-        {
-          PyObject *__pyx_callargs[7] = {__pyx_t_5, __pyx_mstate_global->__pyx_kp_u_invalid_batch_header_in_segment, __pyx_t_10, __pyx_t_4, __pyx_v_self->topic, __pyx_t_3, __pyx_t_12};
-          #if CYTHON_VECTORCALL
-          __pyx_t_13 = __pyx_mstate_global->__pyx_tuple[11];
-          if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 679, __pyx_L1_error)
-          __Pyx_INCREF(__pyx_t_13);
-          #else
-          {
-            PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-            __pyx_t_13 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-            if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 679, __pyx_L1_error)
-            __Pyx_GOTREF(__pyx_t_13);
-          }
-          #endif
-          __pyx_t_2 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_8, __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_13);
-          __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-          #if CYTHON_VECTORCALL
-          #endif
-          __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-          __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-          __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-          __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-          __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-          __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 679, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_2);
-        }
-        __Pyx_Raise(__pyx_t_2, 0, 0, 0);
-        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(2, 679, __pyx_L1_error)
-
-        /* "pstream/_corelib/partition.pxi":678
+      /* "pstream/_corelib/partition.pxi":689
  *             while at + PS_BATCH_HEADER_SIZE <= got:
  *                 ps_batch_read_header(window + at, h)
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:             # <<<<<<<<<<<<<<
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \             # <<<<<<<<<<<<<<
+ *                         or h.last_offset_delta < 0:
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
+*/
+      if (__pyx_t_1) {
+
+
+        /* "pstream/_corelib/partition.pxi":691
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
+ *                         or h.last_offset_delta < 0:
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")             # <<<<<<<<<<<<<<
+ *                 if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+*/
+        __pyx_t_12 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, (__pyx_v_pos + __pyx_v_at), __pyx_v_offset, __pyx_mstate_global->__pyx_kp_u_invalid_batch_header_in_segment); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(2, 691, __pyx_L1_error)
+
+
+        /* "pstream/_corelib/partition.pxi":689
+ *             while at + PS_BATCH_HEADER_SIZE <= got:
+ *                 ps_batch_read_header(window + at, h)
+ *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \             # <<<<<<<<<<<<<<
+ *                         or h.last_offset_delta < 0:
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":682
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
- *                                                       offset=offset)
+      /* "pstream/_corelib/partition.pxi":692
+ *                         or h.last_offset_delta < 0:
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
+ *                 if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:             # <<<<<<<<<<<<<<
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, expected {expect})")
+*/
+      __pyx_t_11 = (__pyx_v_expect >= 0);
+
+      if (!__pyx_t_11) {
+
+        goto __pyx_L20_next_or;
+      } else {
+
+      }
+      __pyx_t_11 = (__pyx_v_h->base_offset != __pyx_v_expect);
+
+      if (!__pyx_t_11) {
+
+      } else {
+
+        __pyx_t_1 = __pyx_t_11;
+
+        goto __pyx_L19_bool_binop_done;
+      }
+      __pyx_L20_next_or:;
+      __pyx_t_11 = (__pyx_v_h->base_offset < __pyx_v_s->base_offset);
+
+
+      __pyx_t_1 = __pyx_t_11;
+
+      __pyx_L19_bool_binop_done:;
+      if (__pyx_t_1) {
+
+
+        /* "pstream/_corelib/partition.pxi":694
+ *                 if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, expected {expect})")             # <<<<<<<<<<<<<<
+ *                 if h.base_offset + h.last_offset_delta >= offset:
+ *                     if h.base_offset > offset:
+*/
+        __pyx_t_2 = __Pyx_PyUnicode_From_int64_t(__pyx_v_h->base_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 694, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_2);
+        __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_expect, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 694, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_batch_offsets_do_not_follow_on_b;
+        __pyx_t_13[1] = __pyx_t_2;
+        __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_expected;
+        __pyx_t_13[3] = __pyx_t_5;
+        __pyx_t_13[4] = __pyx_mstate_global->__pyx_kp_u__2;
+
+        /* "pstream/_corelib/partition.pxi":693
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
+ *                 if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "             # <<<<<<<<<<<<<<
+ *                                                        f"{h.base_offset}, expected {expect})")
+ *                 if h.base_offset + h.last_offset_delta >= offset:
+*/
+        __pyx_t_7 = 56;
+        #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+        __pyx_t_7 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[3]);
+        #endif
+        __pyx_t_12 = 0;
+        __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_13, 5, __pyx_t_7, __pyx_t_12);
+        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 693, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_10);
+        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+        __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+        __pyx_t_12 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, (__pyx_v_pos + __pyx_v_at), __pyx_v_offset, ((PyObject*)__pyx_t_10)); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(2, 693, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+
+
+        /* "pstream/_corelib/partition.pxi":692
+ *                         or h.last_offset_delta < 0:
+ *                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
+ *                 if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:             # <<<<<<<<<<<<<<
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, expected {expect})")
+*/
+      }
+
+      /* "pstream/_corelib/partition.pxi":695
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, expected {expect})")
  *                 if h.base_offset + h.last_offset_delta >= offset:             # <<<<<<<<<<<<<<
- *                     return pos + at
- *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+ *                     if h.base_offset > offset:
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
 */
       __pyx_t_1 = ((__pyx_v_h->base_offset + __pyx_v_h->last_offset_delta) >= __pyx_v_offset);
 
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":683
- *                                                       offset=offset)
+        /* "pstream/_corelib/partition.pxi":696
+ *                                                        f"{h.base_offset}, expected {expect})")
  *                 if h.base_offset + h.last_offset_delta >= offset:
+ *                     if h.base_offset > offset:             # <<<<<<<<<<<<<<
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
+ *                                                            f"at {h.base_offset})")
+*/
+        __pyx_t_1 = (__pyx_v_h->base_offset > __pyx_v_offset);
+
+        if (__pyx_t_1) {
+
+
+          /* "pstream/_corelib/partition.pxi":697
+ *                 if h.base_offset + h.last_offset_delta >= offset:
+ *                     if h.base_offset > offset:
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "             # <<<<<<<<<<<<<<
+ *                                                            f"at {h.base_offset})")
+ *                     return pos + at
+*/
+          __pyx_t_10 = __Pyx_PyUnicode_From_int64_t(__pyx_v_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 697, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_10);
+
+          /* "pstream/_corelib/partition.pxi":698
+ *                     if h.base_offset > offset:
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
+ *                                                            f"at {h.base_offset})")             # <<<<<<<<<<<<<<
+ *                     return pos + at
+ *                 expect = h.base_offset + h.last_offset_delta + 1
+*/
+          __pyx_t_5 = __Pyx_PyUnicode_From_int64_t(__pyx_v_h->base_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 698, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_5);
+          __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_no_batch_holds_offset;
+          __pyx_t_13[1] = __pyx_t_10;
+          __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_next_batch_starts_at;
+          __pyx_t_13[3] = __pyx_t_5;
+          __pyx_t_13[4] = __pyx_mstate_global->__pyx_kp_u__2;
+
+          /* "pstream/_corelib/partition.pxi":697
+ *                 if h.base_offset + h.last_offset_delta >= offset:
+ *                     if h.base_offset > offset:
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "             # <<<<<<<<<<<<<<
+ *                                                            f"at {h.base_offset})")
+ *                     return pos + at
+*/
+          __pyx_t_7 = 46;
+          #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+          __pyx_t_7 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[3]);
+          #endif
+          __pyx_t_12 = 0;
+          __pyx_t_2 = __Pyx_PyUnicode_Join(__pyx_t_13, 5, __pyx_t_7, __pyx_t_12);
+          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 697, __pyx_L1_error)
+          __Pyx_GOTREF(__pyx_t_2);
+          __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+          __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+          __pyx_t_12 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, (__pyx_v_pos + __pyx_v_at), __pyx_v_offset, ((PyObject*)__pyx_t_2)); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(2, 697, __pyx_L1_error)
+          __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
+
+
+          /* "pstream/_corelib/partition.pxi":696
+ *                                                        f"{h.base_offset}, expected {expect})")
+ *                 if h.base_offset + h.last_offset_delta >= offset:
+ *                     if h.base_offset > offset:             # <<<<<<<<<<<<<<
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
+ *                                                            f"at {h.base_offset})")
+*/
+        }
+
+        /* "pstream/_corelib/partition.pxi":699
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
+ *                                                            f"at {h.base_offset})")
  *                     return pos + at             # <<<<<<<<<<<<<<
+ *                 expect = h.base_offset + h.last_offset_delta + 1
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
- *             if at == 0:
 */
         {
 
@@ -40328,133 +40826,68 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
         }
         goto __pyx_L0;
 
-        /* "pstream/_corelib/partition.pxi":682
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
- *                                                       offset=offset)
+        /* "pstream/_corelib/partition.pxi":695
+ *                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, expected {expect})")
  *                 if h.base_offset + h.last_offset_delta >= offset:             # <<<<<<<<<<<<<<
- *                     return pos + at
- *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+ *                     if h.base_offset > offset:
+ *                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":684
- *                 if h.base_offset + h.last_offset_delta >= offset:
+      /* "pstream/_corelib/partition.pxi":700
+ *                                                            f"at {h.base_offset})")
  *                     return pos + at
+ *                 expect = h.base_offset + h.last_offset_delta + 1             # <<<<<<<<<<<<<<
+ *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+ *             if at == 0:
+*/
+      __pyx_v_expect = ((__pyx_v_h->base_offset + __pyx_v_h->last_offset_delta) + 1);
+
+      /* "pstream/_corelib/partition.pxi":701
+ *                     return pos + at
+ *                 expect = h.base_offset + h.last_offset_delta + 1
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
  *             if at == 0:
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
+ *                 self._corrupt(s, pos, offset, "segment ends inside a batch header")
 */
       __pyx_v_at = (__pyx_v_at + (((int64_t)__pyx_v_h->batch_length) + PS_BATCH_LOG_OVERHEAD));
     }
 
-    /* "pstream/_corelib/partition.pxi":685
- *                     return pos + at
+    /* "pstream/_corelib/partition.pxi":702
+ *                 expect = h.base_offset + h.last_offset_delta + 1
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:             # <<<<<<<<<<<<<<
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
- *                                                   position=pos, topic=self.topic, partition=self.number)
+ *                 self._corrupt(s, pos, offset, "segment ends inside a batch header")
+ *             pos += at
 */
     __pyx_t_1 = (__pyx_v_at == 0);
 
-    if (unlikely(__pyx_t_1)) {
+    if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":686
+      /* "pstream/_corelib/partition.pxi":703
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                   position=pos, topic=self.topic, partition=self.number)
- *             pos += at
-*/
-      __pyx_t_8 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 686, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_13);
-      __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_t_13, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 686, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_12);
-      __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-
-      __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 686, __pyx_L1_error)
-      __pyx_t_13 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 686, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_13);
-
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_13)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_13))) __PYX_ERR(2, 686, __pyx_L1_error)
-
-      /* "pstream/_corelib/partition.pxi":687
- *             if at == 0:
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
- *                                                   position=pos, topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
+ *                 self._corrupt(s, pos, offset, "segment ends inside a batch header")             # <<<<<<<<<<<<<<
  *             pos += at
  * 
 */
-      __pyx_t_3 = __Pyx_PyLong_From_int64_t(__pyx_v_pos); if (unlikely(!__pyx_t_3)) __PYX_ERR(2, 687, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_3);
-      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 687, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      #if CYTHON_VECTORCALL
+      __pyx_t_12 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, __pyx_v_pos, __pyx_v_offset, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch_head); if (unlikely(__pyx_t_12 == ((int)-1))) __PYX_ERR(2, 703, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":686
- *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
- *             if at == 0:
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                   position=pos, topic=self.topic, partition=self.number)
- *             pos += at
-*/
-      #endif
-      __pyx_t_9 = 1;
-      #if CYTHON_UNPACK_METHODS
-      if (unlikely(PyMethod_Check(__pyx_t_12))) {
-        __pyx_t_8 = PyMethod_GET_SELF(__pyx_t_12);
-        assert(__pyx_t_8);
-        PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_12);
-        __Pyx_INCREF(__pyx_t_8);
-        __Pyx_INCREF(__pyx__function);
-        __Pyx_DECREF_SET(__pyx_t_12, __pyx__function);
-        __pyx_t_9 = 0;
-      }
-      #endif
-      {
-        PyObject *__pyx_callargs[6] = {__pyx_t_8, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch_head, __pyx_t_13, __pyx_t_3, __pyx_v_self->topic, __pyx_t_4};
-        #if CYTHON_VECTORCALL
-        __pyx_t_10 = __pyx_mstate_global->__pyx_tuple[12];
-        if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 686, __pyx_L1_error)
-        __Pyx_INCREF(__pyx_t_10);
-        #else
-        {
-          PyObject *__pyx_temp[4] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-          __pyx_t_10 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 4);
-          if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 686, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_10);
-        }
-        #endif
-        __pyx_t_2 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_12, __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_10);
-        __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-        #if CYTHON_VECTORCALL
-        #endif
-        __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
-        __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 686, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_2);
-      }
-      __Pyx_Raise(__pyx_t_2, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 686, __pyx_L1_error)
 
-      /* "pstream/_corelib/partition.pxi":685
- *                     return pos + at
+      /* "pstream/_corelib/partition.pxi":702
+ *                 expect = h.base_offset + h.last_offset_delta + 1
  *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
  *             if at == 0:             # <<<<<<<<<<<<<<
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
- *                                                   position=pos, topic=self.topic, partition=self.number)
+ *                 self._corrupt(s, pos, offset, "segment ends inside a batch header")
+ *             pos += at
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":688
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
- *                                                   position=pos, topic=self.topic, partition=self.number)
+    /* "pstream/_corelib/partition.pxi":704
+ *             if at == 0:
+ *                 self._corrupt(s, pos, offset, "segment ends inside a batch header")
  *             pos += at             # <<<<<<<<<<<<<<
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,
@@ -40462,12 +40895,12 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
     __pyx_v_pos = (__pyx_v_pos + __pyx_v_at);
   }
 
-  /* "pstream/_corelib/partition.pxi":664
- *                 return b""
+  /* "pstream/_corelib/partition.pxi":671
+ *                                           partition=self.number, offset=offset)
  * 
  *     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:             # <<<<<<<<<<<<<<
- *         """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first."""
- *         cdef uint8_t window[16384]
+ *         """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first.
+ * 
 */
 
   /* function exit code */
@@ -40480,11 +40913,10 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_XDECREF(__pyx_t_8);
   __Pyx_XDECREF(__pyx_t_10);
-  __Pyx_XDECREF(__pyx_t_12);
-  __Pyx_XDECREF(__pyx_t_13);
   __Pyx_AddTraceback("pstream._core.Partition._find_batch", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = -2L;
   __pyx_L0:;
+
 
 
 
@@ -40494,52 +40926,48 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__find_batch(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":690
+/* "pstream/_corelib/partition.pxi":706
  *             pos += at
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,             # <<<<<<<<<<<<<<
- *                                 int64_t offset) except -1:
- *         """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
+ *                                 int64_t offset, int64_t seg_next) except -1:
+ *         """Length of the whole, CRC-valid, offset-contiguous batches at the start of p (the first required)."""
 */
 
-static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, uint8_t const *__pyx_v_p, int64_t __pyx_v_length, int64_t __pyx_v_file_pos, int64_t __pyx_v_offset) {
+static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_obj_7pstream_5_core_Partition *__pyx_v_self, struct __pyx_t_7pstream_5_core_Segment *__pyx_v_s, uint8_t const *__pyx_v_p, int64_t __pyx_v_length, int64_t __pyx_v_file_pos, int64_t __pyx_v_offset, int64_t __pyx_v_seg_next) {
   int64_t __pyx_v_pos;
   int64_t __pyx_v_size;
+  int64_t __pyx_v_expect;
   ps_batch_header __pyx_v_h;
   size_t __pyx_v_errpos;
   int __pyx_v_st;
-  PyObject *__pyx_v_reason = NULL;
   int64_t __pyx_r;
   __Pyx_RefNannyDeclarations
   int __pyx_t_1;
-  PyObject *__pyx_t_2 = NULL;
-  PyObject *__pyx_t_3 = NULL;
+  int __pyx_t_2;
+  int __pyx_t_3;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
-  char *__pyx_t_6;
+  PyObject *__pyx_t_6[5];
   Py_ssize_t __pyx_t_7;
   PyObject *__pyx_t_8 = NULL;
-  PyObject *__pyx_t_9 = NULL;
-  PyObject *__pyx_t_10 = NULL;
-  size_t __pyx_t_11;
-  PyObject *__pyx_t_12 = NULL;
-  struct __pyx_opt_args_7pstream_5_core_status_error __pyx_t_13;
-  PyObject *__pyx_t_14 = NULL;
+  struct __pyx_opt_args_7pstream_5_core_status_error __pyx_t_9;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_whole_batches", 0);
 
-  /* "pstream/_corelib/partition.pxi":693
- *                                 int64_t offset) except -1:
- *         """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
- *         cdef int64_t pos = 0, size             # <<<<<<<<<<<<<<
+  /* "pstream/_corelib/partition.pxi":709
+ *                                 int64_t offset, int64_t seg_next) except -1:
+ *         """Length of the whole, CRC-valid, offset-contiguous batches at the start of p (the first required)."""
+ *         cdef int64_t pos = 0, size, expect = -1             # <<<<<<<<<<<<<<
  *         cdef ps_batch_header h
  *         cdef size_t errpos
 */
   __pyx_v_pos = 0;
+  __pyx_v_expect = -1L;
 
-  /* "pstream/_corelib/partition.pxi":697
+  /* "pstream/_corelib/partition.pxi":713
  *         cdef size_t errpos
  *         cdef int st
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:             # <<<<<<<<<<<<<<
@@ -40552,7 +40980,7 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 
     if (!__pyx_t_1) break;
 
-    /* "pstream/_corelib/partition.pxi":698
+    /* "pstream/_corelib/partition.pxi":714
  *         cdef int st
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD             # <<<<<<<<<<<<<<
@@ -40561,176 +40989,73 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 */
     __pyx_v_size = (((int64_t)((int32_t)ps_load_be32(((__pyx_v_p + __pyx_v_pos) + PS_OFF_LENGTH)))) + PS_BATCH_LOG_OVERHEAD);
 
-    /* "pstream/_corelib/partition.pxi":699
+    /* "pstream/_corelib/partition.pxi":715
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:             # <<<<<<<<<<<<<<
  *                 if pos == 0:
- *                     st = PS_ERR_SHORT_BUFFER
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
 */
     __pyx_t_1 = ((__pyx_v_pos + __pyx_v_size) > __pyx_v_length);
 
     if (__pyx_t_1) {
 
 
-      /* "pstream/_corelib/partition.pxi":700
+      /* "pstream/_corelib/partition.pxi":716
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:
  *                 if pos == 0:             # <<<<<<<<<<<<<<
- *                     st = PS_ERR_SHORT_BUFFER
- *                     errpos = length
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
+ *                 break
 */
       __pyx_t_1 = (__pyx_v_pos == 0);
 
-      if (unlikely(__pyx_t_1)) {
+      if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":701
+        /* "pstream/_corelib/partition.pxi":717
  *             if pos + size > length:
  *                 if pos == 0:
- *                     st = PS_ERR_SHORT_BUFFER             # <<<<<<<<<<<<<<
- *                     errpos = length
- *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
-*/
-        __pyx_v_st = PS_ERR_SHORT_BUFFER;
-
-        /* "pstream/_corelib/partition.pxi":702
- *                 if pos == 0:
- *                     st = PS_ERR_SHORT_BUFFER
- *                     errpos = length             # <<<<<<<<<<<<<<
- *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
- *                                                       position=file_pos + pos, topic=self.topic,
-*/
-        __pyx_v_errpos = __pyx_v_length;
-
-        /* "pstream/_corelib/partition.pxi":703
- *                     st = PS_ERR_SHORT_BUFFER
- *                     errpos = length
- *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                       position=file_pos + pos, topic=self.topic,
- *                                                       partition=self.number, offset=offset)
-*/
-        __pyx_t_3 = NULL;
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 703, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_5 = __Pyx_PyObject_GetAttrStr(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 703, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_5);
-        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-
-        __pyx_t_6 = __pyx_v_s->log_path;
-        __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 703, __pyx_L1_error)
-        __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 703, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_4);
-
-        if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 703, __pyx_L1_error)
-
-        /* "pstream/_corelib/partition.pxi":704
- *                     errpos = length
- *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
- *                                                       position=file_pos + pos, topic=self.topic,             # <<<<<<<<<<<<<<
- *                                                       partition=self.number, offset=offset)
- *                 break
-*/
-        __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 704, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_8);
-
-        /* "pstream/_corelib/partition.pxi":705
- *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
- *                                                       position=file_pos + pos, topic=self.topic,
- *                                                       partition=self.number, offset=offset)             # <<<<<<<<<<<<<<
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")             # <<<<<<<<<<<<<<
  *                 break
  *             with nogil:
 */
-        __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 705, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_9);
-        __pyx_t_10 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 705, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_10);
-        #if CYTHON_VECTORCALL
+        __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, __pyx_v_file_pos, __pyx_v_offset, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 717, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":703
- *                     st = PS_ERR_SHORT_BUFFER
- *                     errpos = length
- *                     raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                       position=file_pos + pos, topic=self.topic,
- *                                                       partition=self.number, offset=offset)
-*/
-        #endif
-        __pyx_t_11 = 1;
-        #if CYTHON_UNPACK_METHODS
-        if (unlikely(PyMethod_Check(__pyx_t_5))) {
-          __pyx_t_3 = PyMethod_GET_SELF(__pyx_t_5);
-          assert(__pyx_t_3);
-          PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_5);
-          __Pyx_INCREF(__pyx_t_3);
-          __Pyx_INCREF(__pyx__function);
-          __Pyx_DECREF_SET(__pyx_t_5, __pyx__function);
-          __pyx_t_11 = 0;
-        }
-        #endif
-        {
-          PyObject *__pyx_callargs[7] = {__pyx_t_3, __pyx_mstate_global->__pyx_kp_u_segment_ends_inside_a_batch, __pyx_t_4, __pyx_t_8, __pyx_v_self->topic, __pyx_t_9, __pyx_t_10};
-          #if CYTHON_VECTORCALL
-          __pyx_t_12 = __pyx_mstate_global->__pyx_tuple[11];
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 703, __pyx_L1_error)
-          __Pyx_INCREF(__pyx_t_12);
-          #else
-          {
-            PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-            __pyx_t_12 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-            if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 703, __pyx_L1_error)
-            __Pyx_GOTREF(__pyx_t_12);
-          }
-          #endif
-          __pyx_t_2 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_5, __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_12);
-          __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-          #if CYTHON_VECTORCALL
-          #endif
-          __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-          __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-          __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-          __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-          __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-          if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 703, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_2);
-        }
-        __Pyx_Raise(__pyx_t_2, 0, 0, 0);
-        __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(2, 703, __pyx_L1_error)
 
-        /* "pstream/_corelib/partition.pxi":700
+        /* "pstream/_corelib/partition.pxi":716
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:
  *                 if pos == 0:             # <<<<<<<<<<<<<<
- *                     st = PS_ERR_SHORT_BUFFER
- *                     errpos = length
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
+ *                 break
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":706
- *                                                       position=file_pos + pos, topic=self.topic,
- *                                                       partition=self.number, offset=offset)
+      /* "pstream/_corelib/partition.pxi":718
+ *                 if pos == 0:
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
  *                 break             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/partition.pxi":699
+      /* "pstream/_corelib/partition.pxi":715
  *         while pos + PS_BATCH_LOG_OVERHEAD <= length:
  *             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
  *             if pos + size > length:             # <<<<<<<<<<<<<<
  *                 if pos == 0:
- *                     st = PS_ERR_SHORT_BUFFER
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":707
- *                                                       partition=self.number, offset=offset)
+    /* "pstream/_corelib/partition.pxi":719
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
- *             if st != PS_OK:
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
 */
     {
         PyThreadState * _save;
@@ -40738,22 +41063,22 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":708
+          /* "pstream/_corelib/partition.pxi":720
  *                 break
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)             # <<<<<<<<<<<<<<
- *             if st != PS_OK:
- *                 reason = status_error(st, None)
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
 */
           __pyx_v_st = ps_batch_validate((__pyx_v_p + __pyx_v_pos), ((size_t)(__pyx_v_length - __pyx_v_pos)), 1, (&__pyx_v_h), (&__pyx_v_errpos));
         }
 
-        /* "pstream/_corelib/partition.pxi":707
- *                                                       partition=self.number, offset=offset)
+        /* "pstream/_corelib/partition.pxi":719
+ *                     self._corrupt(s, file_pos, offset, "segment ends inside a batch")
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
- *             if st != PS_OK:
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
 */
         /*finally:*/ {
           /*normal exit:*/{
@@ -40765,157 +41090,238 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
         }
     }
 
-    /* "pstream/_corelib/partition.pxi":709
+    /* "pstream/_corelib/partition.pxi":721
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
- *             if st != PS_OK:             # <<<<<<<<<<<<<<
- *                 reason = status_error(st, None)
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0             # <<<<<<<<<<<<<<
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
+ *                 st = PS_ERR_BAD_RECORD
 */
-    __pyx_t_1 = (__pyx_v_st != PS_OK);
+    __pyx_t_3 = (__pyx_v_st == PS_OK);
 
-    if (unlikely(__pyx_t_1)) {
+    if (__pyx_t_3) {
 
+    } else {
 
-      /* "pstream/_corelib/partition.pxi":710
+      __pyx_t_1 = __pyx_t_3;
+
+      goto __pyx_L13_bool_binop_done;
+    }
+    __pyx_t_3 = (__pyx_v_expect >= 0);
+
+    if (!__pyx_t_3) {
+
+      goto __pyx_L15_next_or;
+    } else {
+
+    }
+    __pyx_t_3 = (__pyx_v_h.base_offset != __pyx_v_expect);
+
+    if (!__pyx_t_3) {
+
+    } else {
+
+      __pyx_t_1 = __pyx_t_3;
+
+      goto __pyx_L13_bool_binop_done;
+    }
+    __pyx_L15_next_or:;
+
+    /* "pstream/_corelib/partition.pxi":722
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):             # <<<<<<<<<<<<<<
+ *                 st = PS_ERR_BAD_RECORD
  *             if st != PS_OK:
- *                 reason = status_error(st, None)             # <<<<<<<<<<<<<<
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
- *                                                   position=file_pos + pos, topic=self.topic,
 */
-      __pyx_t_13.__pyx_n = 1;
-      __pyx_t_13.position = Py_None;
-      __pyx_t_2 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_13); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 710, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_2);
-      __pyx_v_reason = __pyx_t_2;
-      __pyx_t_2 = 0;
+    __pyx_t_3 = (__pyx_v_h.last_offset_delta < 0);
 
-      /* "pstream/_corelib/partition.pxi":711
- *             if st != PS_OK:
- *                 reason = status_error(st, None)
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                   position=file_pos + pos, topic=self.topic,
- *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
-*/
-      __pyx_t_5 = NULL;
-      __Pyx_GetModuleGlobalName(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 711, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_10 = __Pyx_PyObject_GetAttrStr(__pyx_t_12, __pyx_mstate_global->__pyx_n_u_CorruptSegmentError); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 711, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_10);
-      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_12 = __Pyx_PyObject_FormatSimple(__pyx_v_reason, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 711, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_9 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_corrupt_batch_in_segment, __pyx_t_12); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 711, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_9);
-      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    if (!__pyx_t_3) {
 
-      __pyx_t_6 = __pyx_v_s->log_path;
-      __pyx_t_7 = __Pyx_ssize_strlen(__pyx_t_6); if (unlikely(__pyx_t_7 == ((Py_ssize_t)-1))) __PYX_ERR(2, 711, __pyx_L1_error)
-      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_6, 0, __pyx_t_7, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 711, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_12);
+    } else {
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 711, __pyx_L1_error)
+      __pyx_t_1 = __pyx_t_3;
 
-      /* "pstream/_corelib/partition.pxi":712
- *                 reason = status_error(st, None)
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
- *                                                   position=file_pos + pos, topic=self.topic,             # <<<<<<<<<<<<<<
- *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
- *             pos += size
-*/
-      __pyx_t_8 = __Pyx_PyLong_From_int64_t((__pyx_v_file_pos + __pyx_v_pos)); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 712, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_8);
+      goto __pyx_L13_bool_binop_done;
+    }
+    __pyx_t_3 = ((__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta) >= __pyx_v_seg_next);
 
-      /* "pstream/_corelib/partition.pxi":713
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
- *                                                   position=file_pos + pos, topic=self.topic,
- *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)             # <<<<<<<<<<<<<<
- *             pos += size
- *         return pos
-*/
-      __pyx_t_4 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 713, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_4);
-      __pyx_t_1 = (__pyx_v_st != PS_ERR_SHORT_BUFFER);
 
-      if (__pyx_t_1) {
-        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_h.base_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 713, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_14);
-        __pyx_t_3 = __pyx_t_14;
-        __pyx_t_14 = 0;
-      } else {
-        __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 713, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_14);
-        __pyx_t_3 = __pyx_t_14;
-        __pyx_t_14 = 0;
-      }
+    __pyx_t_1 = __pyx_t_3;
 
-      #if CYTHON_VECTORCALL
+    __pyx_L13_bool_binop_done:;
 
-      /* "pstream/_corelib/partition.pxi":711
- *             if st != PS_OK:
- *                 reason = status_error(st, None)
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                   position=file_pos + pos, topic=self.topic,
- *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
-*/
-      #endif
-      __pyx_t_11 = 1;
-      #if CYTHON_UNPACK_METHODS
-      if (unlikely(PyMethod_Check(__pyx_t_10))) {
-        __pyx_t_5 = PyMethod_GET_SELF(__pyx_t_10);
-        assert(__pyx_t_5);
-        PyObject* __pyx__function = PyMethod_GET_FUNCTION(__pyx_t_10);
-        __Pyx_INCREF(__pyx_t_5);
-        __Pyx_INCREF(__pyx__function);
-        __Pyx_DECREF_SET(__pyx_t_10, __pyx__function);
-        __pyx_t_11 = 0;
-      }
-      #endif
-      {
-        PyObject *__pyx_callargs[7] = {__pyx_t_5, __pyx_t_9, __pyx_t_12, __pyx_t_8, __pyx_v_self->topic, __pyx_t_4, __pyx_t_3};
-        #if CYTHON_VECTORCALL
-        __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[11];
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 711, __pyx_L1_error)
-        __Pyx_INCREF(__pyx_t_14);
-        #else
-        {
-          PyObject *__pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-          __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 5);
-          if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 711, __pyx_L1_error)
-          __Pyx_GOTREF(__pyx_t_14);
-        }
-        #endif
-        __pyx_t_2 = __Pyx_Object_VectorcallKwds((PyObject*)__pyx_t_10, __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_14);
-        __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-        #if CYTHON_VECTORCALL
-        #endif
-        __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-        __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-        __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 711, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_2);
-      }
-      __Pyx_Raise(__pyx_t_2, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __PYX_ERR(2, 711, __pyx_L1_error)
-
-      /* "pstream/_corelib/partition.pxi":709
+    /* "pstream/_corelib/partition.pxi":721
  *             with nogil:
  *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
- *             if st != PS_OK:             # <<<<<<<<<<<<<<
- *                 reason = status_error(st, None)
- *                 raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0             # <<<<<<<<<<<<<<
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
+ *                 st = PS_ERR_BAD_RECORD
+*/
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/partition.pxi":723
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
+ *                 st = PS_ERR_BAD_RECORD             # <<<<<<<<<<<<<<
+ *             if st != PS_OK:
+ *                 if pos:
+*/
+      __pyx_v_st = PS_ERR_BAD_RECORD;
+
+      /* "pstream/_corelib/partition.pxi":721
+ *             with nogil:
+ *                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
+ *             if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0             # <<<<<<<<<<<<<<
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
+ *                 st = PS_ERR_BAD_RECORD
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":714
- *                                                   position=file_pos + pos, topic=self.topic,
- *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
+    /* "pstream/_corelib/partition.pxi":724
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
+ *                 st = PS_ERR_BAD_RECORD
+ *             if st != PS_OK:             # <<<<<<<<<<<<<<
+ *                 if pos:
+ *                     break   # serve the good batches before it; the next read raises
+*/
+    __pyx_t_1 = (__pyx_v_st != PS_OK);
+
+    if (__pyx_t_1) {
+
+
+      /* "pstream/_corelib/partition.pxi":725
+ *                 st = PS_ERR_BAD_RECORD
+ *             if st != PS_OK:
+ *                 if pos:             # <<<<<<<<<<<<<<
+ *                     break   # serve the good batches before it; the next read raises
+ *                 if st == PS_ERR_BAD_RECORD:
+*/
+      __pyx_t_1 = (__pyx_v_pos != 0);
+
+      if (__pyx_t_1) {
+
+
+        /* "pstream/_corelib/partition.pxi":726
+ *             if st != PS_OK:
+ *                 if pos:
+ *                     break   # serve the good batches before it; the next read raises             # <<<<<<<<<<<<<<
+ *                 if st == PS_ERR_BAD_RECORD:
+ *                     self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
+*/
+        goto __pyx_L4_break;
+
+        /* "pstream/_corelib/partition.pxi":725
+ *                 st = PS_ERR_BAD_RECORD
+ *             if st != PS_OK:
+ *                 if pos:             # <<<<<<<<<<<<<<
+ *                     break   # serve the good batches before it; the next read raises
+ *                 if st == PS_ERR_BAD_RECORD:
+*/
+      }
+
+      /* "pstream/_corelib/partition.pxi":727
+ *                 if pos:
+ *                     break   # serve the good batches before it; the next read raises
+ *                 if st == PS_ERR_BAD_RECORD:             # <<<<<<<<<<<<<<
+ *                     self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, last offset delta {h.last_offset_delta})")
+*/
+      __pyx_t_1 = (__pyx_v_st == PS_ERR_BAD_RECORD);
+
+      if (__pyx_t_1) {
+
+
+        /* "pstream/_corelib/partition.pxi":729
+ *                 if st == PS_ERR_BAD_RECORD:
+ *                     self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, last offset delta {h.last_offset_delta})")             # <<<<<<<<<<<<<<
+ *                 self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")
+ *             expect = h.base_offset + h.last_offset_delta + 1
+*/
+        __pyx_t_4 = __Pyx_PyUnicode_From_int64_t(__pyx_v_h.base_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 729, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_4);
+        __pyx_t_5 = __Pyx_PyUnicode_From_int32_t(__pyx_v_h.last_offset_delta, 0, ' ', 'd'); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 729, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
+        __pyx_t_6[0] = __pyx_mstate_global->__pyx_kp_u_batch_offsets_do_not_follow_on_b;
+        __pyx_t_6[1] = __pyx_t_4;
+        __pyx_t_6[2] = __pyx_mstate_global->__pyx_kp_u_last_offset_delta;
+        __pyx_t_6[3] = __pyx_t_5;
+        __pyx_t_6[4] = __pyx_mstate_global->__pyx_kp_u__2;
+
+        /* "pstream/_corelib/partition.pxi":728
+ *                     break   # serve the good batches before it; the next read raises
+ *                 if st == PS_ERR_BAD_RECORD:
+ *                     self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "             # <<<<<<<<<<<<<<
+ *                                                        f"{h.base_offset}, last offset delta {h.last_offset_delta})")
+ *                 self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")
+*/
+        __pyx_t_7 = 65;
+        #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+        __pyx_t_7 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_6[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_6[3]);
+        #endif
+        __pyx_t_2 = 0;
+        __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_6, 5, __pyx_t_7, __pyx_t_2);
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 728, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_8);
+        __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+        __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+        __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, __pyx_v_file_pos, __pyx_v_offset, ((PyObject*)__pyx_t_8)); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 728, __pyx_L1_error)
+        __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+
+
+        /* "pstream/_corelib/partition.pxi":727
+ *                 if pos:
+ *                     break   # serve the good batches before it; the next read raises
+ *                 if st == PS_ERR_BAD_RECORD:             # <<<<<<<<<<<<<<
+ *                     self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, last offset delta {h.last_offset_delta})")
+*/
+      }
+
+      /* "pstream/_corelib/partition.pxi":730
+ *                     self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
+ *                                                        f"{h.base_offset}, last offset delta {h.last_offset_delta})")
+ *                 self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")             # <<<<<<<<<<<<<<
+ *             expect = h.base_offset + h.last_offset_delta + 1
+ *             pos += size
+*/
+      __pyx_t_9.__pyx_n = 1;
+      __pyx_t_9.position = Py_None;
+      __pyx_t_8 = __pyx_f_7pstream_5_core_status_error(__pyx_v_st, &__pyx_t_9); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 730, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __pyx_t_5 = __Pyx_PyObject_FormatSimple(__pyx_t_8, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 730, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_5);
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+      __pyx_t_8 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_corrupt_batch_in_segment, __pyx_t_5); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 730, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_8);
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __pyx_t_2 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->__pyx_vtab)->_corrupt(__pyx_v_self, __pyx_v_s, __pyx_v_file_pos, __pyx_v_offset, ((PyObject*)__pyx_t_8)); if (unlikely(__pyx_t_2 == ((int)-1))) __PYX_ERR(2, 730, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
+
+
+      /* "pstream/_corelib/partition.pxi":724
+ *                                 or h.base_offset + h.last_offset_delta >= seg_next):
+ *                 st = PS_ERR_BAD_RECORD
+ *             if st != PS_OK:             # <<<<<<<<<<<<<<
+ *                 if pos:
+ *                     break   # serve the good batches before it; the next read raises
+*/
+    }
+
+    /* "pstream/_corelib/partition.pxi":731
+ *                                                        f"{h.base_offset}, last offset delta {h.last_offset_delta})")
+ *                 self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")
+ *             expect = h.base_offset + h.last_offset_delta + 1             # <<<<<<<<<<<<<<
+ *             pos += size
+ *         return pos
+*/
+    __pyx_v_expect = ((__pyx_v_h.base_offset + __pyx_v_h.last_offset_delta) + 1);
+
+    /* "pstream/_corelib/partition.pxi":732
+ *                 self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")
+ *             expect = h.base_offset + h.last_offset_delta + 1
  *             pos += size             # <<<<<<<<<<<<<<
  *         return pos
  * 
@@ -40924,8 +41330,8 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   }
   __pyx_L4_break:;
 
-  /* "pstream/_corelib/partition.pxi":715
- *                                                   partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
+  /* "pstream/_corelib/partition.pxi":733
+ *             expect = h.base_offset + h.last_offset_delta + 1
  *             pos += size
  *         return pos             # <<<<<<<<<<<<<<
  * 
@@ -40937,25 +41343,19 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":690
+  /* "pstream/_corelib/partition.pxi":706
  *             pos += at
  * 
  *     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,             # <<<<<<<<<<<<<<
- *                                 int64_t offset) except -1:
- *         """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
+ *                                 int64_t offset, int64_t seg_next) except -1:
+ *         """Length of the whole, CRC-valid, offset-contiguous batches at the start of p (the first required)."""
 */
 
   /* function exit code */
   __pyx_L1_error:;
-  __Pyx_XDECREF(__pyx_t_2);
-  __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_XDECREF(__pyx_t_8);
-  __Pyx_XDECREF(__pyx_t_9);
-  __Pyx_XDECREF(__pyx_t_10);
-  __Pyx_XDECREF(__pyx_t_12);
-  __Pyx_XDECREF(__pyx_t_14);
   __Pyx_AddTraceback("pstream._core.Partition._whole_batches", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = -1L;
   __pyx_L0:;
@@ -40964,13 +41364,13 @@ static int64_t __pyx_f_7pstream_5_core_9Partition__whole_batches(struct __pyx_ob
 
 
 
-  __Pyx_XDECREF(__pyx_v_reason);
+
 
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":717
+/* "pstream/_corelib/partition.pxi":735
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
@@ -41018,32 +41418,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_timestamp_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 717, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 735, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 717, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 735, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_for_timestamp", 0) < (0)) __PYX_ERR(2, 717, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "offset_for_timestamp", 0) < (0)) __PYX_ERR(2, 735, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, i); __PYX_ERR(2, 717, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, i); __PYX_ERR(2, 735, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 717, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 735, __pyx_L3_error)
     }
-    __pyx_v_timestamp_ms = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_timestamp_ms == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 717, __pyx_L3_error)
+    __pyx_v_timestamp_ms = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_timestamp_ms == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 735, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 717, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("offset_for_timestamp", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 735, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -41098,7 +41498,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("offset_for_timestamp", 0);
 
-  /* "pstream/_corelib/partition.pxi":721
+  /* "pstream/_corelib/partition.pxi":739
  *         cdef size_t i
  *         cdef Segment *s
  *         cdef int64_t rel = 0, found = -1             # <<<<<<<<<<<<<<
@@ -41108,7 +41508,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   __pyx_v_rel = 0;
   __pyx_v_found = -1L;
 
-  /* "pstream/_corelib/partition.pxi":722
+  /* "pstream/_corelib/partition.pxi":740
  *         cdef Segment *s
  *         cdef int64_t rel = 0, found = -1
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41117,7 +41517,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":723
+  /* "pstream/_corelib/partition.pxi":741
  *         cdef int64_t rel = 0, found = -1
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -41131,7 +41531,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":724
+    /* "pstream/_corelib/partition.pxi":742
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -41140,7 +41540,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-    /* "pstream/_corelib/partition.pxi":725
+    /* "pstream/_corelib/partition.pxi":743
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41166,7 +41566,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":726
+      /* "pstream/_corelib/partition.pxi":744
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)             # <<<<<<<<<<<<<<
@@ -41175,7 +41575,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       __pyx_v_rel = __pyx_f_7pstream_5_core_time_index_rel_for((&__pyx_v_s->index), __pyx_v_timestamp_ms);
 
-      /* "pstream/_corelib/partition.pxi":727
+      /* "pstream/_corelib/partition.pxi":745
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)
  *                 found = s.base_offset + rel             # <<<<<<<<<<<<<<
@@ -41184,7 +41584,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       __pyx_v_found = (__pyx_v_s->base_offset + __pyx_v_rel);
 
-      /* "pstream/_corelib/partition.pxi":728
+      /* "pstream/_corelib/partition.pxi":746
  *                 rel = time_index_rel_for(&s.index, timestamp_ms)
  *                 found = s.base_offset + rel
  *                 break             # <<<<<<<<<<<<<<
@@ -41193,7 +41593,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       goto __pyx_L4_break;
 
-      /* "pstream/_corelib/partition.pxi":725
+      /* "pstream/_corelib/partition.pxi":743
  *         for i in range(self.p.n_segs):
  *             s = self.p.segs[i]
  *             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41205,7 +41605,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   __pyx_L4_break:;
 
 
-  /* "pstream/_corelib/partition.pxi":729
+  /* "pstream/_corelib/partition.pxi":747
  *                 found = s.base_offset + rel
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:             # <<<<<<<<<<<<<<
@@ -41231,7 +41631,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":730
+    /* "pstream/_corelib/partition.pxi":748
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:
  *             found = self.p.log_start_offset             # <<<<<<<<<<<<<<
@@ -41242,7 +41642,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 
     __pyx_v_found = __pyx_t_6;
 
-    /* "pstream/_corelib/partition.pxi":729
+    /* "pstream/_corelib/partition.pxi":747
  *                 found = s.base_offset + rel
  *                 break
  *         if found < self.p.log_start_offset and found >= 0:             # <<<<<<<<<<<<<<
@@ -41251,7 +41651,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":731
+  /* "pstream/_corelib/partition.pxi":749
  *         if found < self.p.log_start_offset and found >= 0:
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41260,7 +41660,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":732
+  /* "pstream/_corelib/partition.pxi":750
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -41272,7 +41672,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   if (__pyx_t_4) {
 
 
-    /* "pstream/_corelib/partition.pxi":733
+    /* "pstream/_corelib/partition.pxi":751
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:
  *             return None             # <<<<<<<<<<<<<<
@@ -41289,7 +41689,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":732
+    /* "pstream/_corelib/partition.pxi":750
  *             found = self.p.log_start_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if found < 0:             # <<<<<<<<<<<<<<
@@ -41298,19 +41698,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":735
+  /* "pstream/_corelib/partition.pxi":753
  *             return None
  *         # Scan records from there for the first timestamp at or past the target.
  *         offset = found             # <<<<<<<<<<<<<<
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_found); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 735, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_found); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 753, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   __pyx_v_offset = __pyx_t_7;
   __pyx_t_7 = 0;
 
-  /* "pstream/_corelib/partition.pxi":736
+  /* "pstream/_corelib/partition.pxi":754
  *         # Scan records from there for the first timestamp at or past the target.
  *         offset = found
  *         while offset < self.p.next_offset:             # <<<<<<<<<<<<<<
@@ -41318,14 +41718,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
  *             if not data:
 */
   while (1) {
-    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 736, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_self->p->next_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 754, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_4 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_v_offset, __pyx_t_7, Py_LT); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 736, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_v_offset, __pyx_t_7, Py_LT); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 754, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
     if (!__pyx_t_4) break;
 
-    /* "pstream/_corelib/partition.pxi":737
+    /* "pstream/_corelib/partition.pxi":755
  *         offset = found
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)             # <<<<<<<<<<<<<<
@@ -41339,27 +41739,27 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_offset};
       __pyx_t_7 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_read_batches, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 737, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 755, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     __Pyx_XDECREF_SET(__pyx_v_data, __pyx_t_7);
     __pyx_t_7 = 0;
 
-    /* "pstream/_corelib/partition.pxi":738
+    /* "pstream/_corelib/partition.pxi":756
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
  *             if not data:             # <<<<<<<<<<<<<<
  *                 return None
  *             for header, records in iter_batches(data):
 */
-    __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_data); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 738, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_IsTrue(__pyx_v_data); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 756, __pyx_L1_error)
     __pyx_t_5 = (!__pyx_t_4);
 
 
     if (__pyx_t_5) {
 
 
-      /* "pstream/_corelib/partition.pxi":739
+      /* "pstream/_corelib/partition.pxi":757
  *             data = self.read_batches(offset)
  *             if not data:
  *                 return None             # <<<<<<<<<<<<<<
@@ -41376,7 +41776,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       }
       goto __pyx_L0;
 
-      /* "pstream/_corelib/partition.pxi":738
+      /* "pstream/_corelib/partition.pxi":756
  *         while offset < self.p.next_offset:
  *             data = self.read_batches(offset)
  *             if not data:             # <<<<<<<<<<<<<<
@@ -41385,7 +41785,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":740
+    /* "pstream/_corelib/partition.pxi":758
  *             if not data:
  *                 return None
  *             for header, records in iter_batches(data):             # <<<<<<<<<<<<<<
@@ -41393,7 +41793,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
  *                     continue
 */
     __pyx_t_8 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_iter_batches); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 740, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_9, __pyx_mstate_global->__pyx_n_u_iter_batches); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 758, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __pyx_t_1 = 1;
     #if CYTHON_UNPACK_METHODS
@@ -41412,7 +41812,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_9, __pyx_callargs+__pyx_t_1, (2-__pyx_t_1) | (__pyx_t_1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 740, __pyx_L1_error)
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 758, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
     }
     if (likely(PyList_CheckExact(__pyx_t_7)) || PyTuple_CheckExact(__pyx_t_7)) {
@@ -41420,9 +41820,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       __pyx_t_10 = 0;
       __pyx_t_11 = NULL;
     } else {
-      __pyx_t_10 = -1; __pyx_t_9 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 740, __pyx_L1_error)
+      __pyx_t_10 = -1; __pyx_t_9 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 758, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_9);
-      __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_9); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 740, __pyx_L1_error)
+      __pyx_t_11 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_9); if (unlikely(!__pyx_t_11)) __PYX_ERR(2, 758, __pyx_L1_error)
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
     for (;;) {
@@ -41431,7 +41831,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
           {
             Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_9);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 740, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 758, __pyx_L1_error)
             #endif
             if (__pyx_t_10 >= __pyx_temp) break;
           }
@@ -41441,7 +41841,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
           {
             Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_9);
             #if !CYTHON_ASSUME_SAFE_SIZE
-            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 740, __pyx_L1_error)
+            if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 758, __pyx_L1_error)
             #endif
             if (__pyx_t_10 >= __pyx_temp) break;
           }
@@ -41452,13 +41852,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
           #endif
           ++__pyx_t_10;
         }
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 740, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 758, __pyx_L1_error)
       } else {
         __pyx_t_7 = __pyx_t_11(__pyx_t_9);
         if (unlikely(!__pyx_t_7)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 740, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 758, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
@@ -41471,7 +41871,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         if (unlikely(size != 2)) {
           if (size > 2) __Pyx_RaiseTooManyValuesError(2);
           else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-          __PYX_ERR(2, 740, __pyx_L1_error)
+          __PYX_ERR(2, 758, __pyx_L1_error)
         }
         #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
         if (likely(PyTuple_CheckExact(sequence))) {
@@ -41481,22 +41881,22 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
           __Pyx_INCREF(__pyx_t_12);
         } else {
           __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 740, __pyx_L1_error)
+          if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 758, __pyx_L1_error)
           __Pyx_XGOTREF(__pyx_t_8);
           __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 758, __pyx_L1_error)
           __Pyx_XGOTREF(__pyx_t_12);
         }
         #else
-        __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 740, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 758, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
-        __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 740, __pyx_L1_error)
+        __pyx_t_12 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 758, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
         #endif
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       } else {
         Py_ssize_t index = -1;
-        __pyx_t_13 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 740, __pyx_L1_error)
+        __pyx_t_13 = PyObject_GetIter(__pyx_t_7); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 758, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __pyx_t_14 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_13);
@@ -41504,7 +41904,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         __Pyx_GOTREF(__pyx_t_8);
         index = 1; __pyx_t_12 = __pyx_t_14(__pyx_t_13); if (unlikely(!__pyx_t_12)) goto __pyx_L17_unpacking_failed;
         __Pyx_GOTREF(__pyx_t_12);
-        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(2, 740, __pyx_L1_error)
+        if (__Pyx_IternextUnpackEndCheck(__pyx_t_14(__pyx_t_13), 2) < (0)) __PYX_ERR(2, 758, __pyx_L1_error)
         __pyx_t_14 = NULL;
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         goto __pyx_L18_unpacking_done;
@@ -41512,7 +41912,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
         __pyx_t_14 = NULL;
         if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-        __PYX_ERR(2, 740, __pyx_L1_error)
+        __PYX_ERR(2, 758, __pyx_L1_error)
         __pyx_L18_unpacking_done:;
       }
       __Pyx_XDECREF_SET(__pyx_v_header, __pyx_t_8);
@@ -41520,24 +41920,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       __Pyx_XDECREF_SET(__pyx_v_records, __pyx_t_12);
       __pyx_t_12 = 0;
 
-      /* "pstream/_corelib/partition.pxi":741
+      /* "pstream/_corelib/partition.pxi":759
  *                 return None
  *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:             # <<<<<<<<<<<<<<
  *                     continue
  *                 for rec in records:
 */
-      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_max_timestamp_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 741, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_max_timestamp_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 759, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
-      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 741, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 759, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
-      __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_7, __pyx_t_12, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(2, 741, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_CompareBoolLt_object_int(__pyx_t_7, __pyx_t_12, Py_LT); if (unlikely((__pyx_t_5 < 0))) __PYX_ERR(2, 759, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
       if (__pyx_t_5) {
 
 
-        /* "pstream/_corelib/partition.pxi":742
+        /* "pstream/_corelib/partition.pxi":760
  *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue             # <<<<<<<<<<<<<<
@@ -41546,7 +41946,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
         goto __pyx_L15_continue;
 
-        /* "pstream/_corelib/partition.pxi":741
+        /* "pstream/_corelib/partition.pxi":759
  *                 return None
  *             for header, records in iter_batches(data):
  *                 if header.max_timestamp < timestamp_ms:             # <<<<<<<<<<<<<<
@@ -41555,7 +41955,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":743
+      /* "pstream/_corelib/partition.pxi":761
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
  *                 for rec in records:             # <<<<<<<<<<<<<<
@@ -41567,9 +41967,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         __pyx_t_15 = 0;
         __pyx_t_16 = NULL;
       } else {
-        __pyx_t_15 = -1; __pyx_t_12 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 743, __pyx_L1_error)
+        __pyx_t_15 = -1; __pyx_t_12 = PyObject_GetIter(__pyx_v_records); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 761, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
-        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 743, __pyx_L1_error)
+        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 761, __pyx_L1_error)
       }
       for (;;) {
         if (likely(!__pyx_t_16)) {
@@ -41577,7 +41977,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
             {
               Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_12);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 743, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 761, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -41587,7 +41987,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
             {
               Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_12);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 743, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 761, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -41598,13 +41998,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
             #endif
             ++__pyx_t_15;
           }
-          if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 743, __pyx_L1_error)
+          if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 761, __pyx_L1_error)
         } else {
           __pyx_t_7 = __pyx_t_16(__pyx_t_12);
           if (unlikely(!__pyx_t_7)) {
             PyObject* exc_type = PyErr_Occurred();
             if (exc_type) {
-              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 743, __pyx_L1_error)
+              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 761, __pyx_L1_error)
               PyErr_Clear();
             }
             break;
@@ -41614,16 +42014,16 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         __Pyx_XDECREF_SET(__pyx_v_rec, __pyx_t_7);
         __pyx_t_7 = 0;
 
-        /* "pstream/_corelib/partition.pxi":744
+        /* "pstream/_corelib/partition.pxi":762
  *                     continue
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:             # <<<<<<<<<<<<<<
  *                         return rec.offset
  *             offset = header.last_offset + 1
 */
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 744, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 762, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_object(__pyx_t_7, __pyx_v_offset, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 744, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_object(__pyx_t_7, __pyx_v_offset, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 762, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         if (__pyx_t_4) {
 
@@ -41633,11 +42033,11 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 
           goto __pyx_L23_bool_binop_done;
         }
-        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_timestamp_ms); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 744, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_timestamp_ms); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 762, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
-        __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 744, __pyx_L1_error)
+        __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_timestamp_ms); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 762, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
-        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_int(__pyx_t_7, __pyx_t_8, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 744, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_CompareBoolGe_object_int(__pyx_t_7, __pyx_t_8, Py_GE); if (unlikely((__pyx_t_4 < 0))) __PYX_ERR(2, 762, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
@@ -41647,14 +42047,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
         if (__pyx_t_5) {
 
 
-          /* "pstream/_corelib/partition.pxi":745
+          /* "pstream/_corelib/partition.pxi":763
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
  *                         return rec.offset             # <<<<<<<<<<<<<<
  *             offset = header.last_offset + 1
  *         return None
 */
-          __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 745, __pyx_L1_error)
+          __pyx_t_8 = __Pyx_PyObject_GetAttrStr(__pyx_v_rec, __pyx_mstate_global->__pyx_n_u_offset); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 763, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
           {
             PyObject *__pyx_temp;
@@ -41669,7 +42069,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
           __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
           goto __pyx_L0;
 
-          /* "pstream/_corelib/partition.pxi":744
+          /* "pstream/_corelib/partition.pxi":762
  *                     continue
  *                 for rec in records:
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:             # <<<<<<<<<<<<<<
@@ -41678,7 +42078,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
 */
         }
 
-        /* "pstream/_corelib/partition.pxi":743
+        /* "pstream/_corelib/partition.pxi":761
  *                 if header.max_timestamp < timestamp_ms:
  *                     continue
  *                 for rec in records:             # <<<<<<<<<<<<<<
@@ -41688,7 +42088,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
       }
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-      /* "pstream/_corelib/partition.pxi":740
+      /* "pstream/_corelib/partition.pxi":758
  *             if not data:
  *                 return None
  *             for header, records in iter_batches(data):             # <<<<<<<<<<<<<<
@@ -41699,24 +42099,24 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
     }
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":746
+    /* "pstream/_corelib/partition.pxi":764
  *                     if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
  *                         return rec.offset
  *             offset = header.last_offset + 1             # <<<<<<<<<<<<<<
  *         return None
  * 
 */
-    if (unlikely(!__pyx_v_header)) { __Pyx_RaiseUnboundLocalError("header"); __PYX_ERR(2, 746, __pyx_L1_error) }
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_last_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 746, __pyx_L1_error)
+    if (unlikely(!__pyx_v_header)) { __Pyx_RaiseUnboundLocalError("header"); __PYX_ERR(2, 764, __pyx_L1_error) }
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_v_header, __pyx_mstate_global->__pyx_n_u_last_offset); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 764, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
-    __pyx_t_12 = __Pyx_PyLong_AddObjC(__pyx_t_9, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 746, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyLong_AddObjC(__pyx_t_9, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 764, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
     __Pyx_DECREF_SET(__pyx_v_offset, __pyx_t_12);
     __pyx_t_12 = 0;
   }
 
-  /* "pstream/_corelib/partition.pxi":747
+  /* "pstream/_corelib/partition.pxi":765
  *                         return rec.offset
  *             offset = header.last_offset + 1
  *         return None             # <<<<<<<<<<<<<<
@@ -41733,7 +42133,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   }
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":717
+  /* "pstream/_corelib/partition.pxi":735
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
@@ -41765,7 +42165,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_28offset_for_timestamp(stru
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":749
+/* "pstream/_corelib/partition.pxi":767
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
@@ -41836,7 +42236,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("max_timestamp", 0);
 
-  /* "pstream/_corelib/partition.pxi":752
+  /* "pstream/_corelib/partition.pxi":770
  *         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
  *         cdef size_t i
  *         cdef int64_t ts = -1, off = -1             # <<<<<<<<<<<<<<
@@ -41846,7 +42246,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   __pyx_v_ts = -1L;
   __pyx_v_off = -1L;
 
-  /* "pstream/_corelib/partition.pxi":753
+  /* "pstream/_corelib/partition.pxi":771
  *         cdef size_t i
  *         cdef int64_t ts = -1, off = -1
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41855,7 +42255,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":754
+  /* "pstream/_corelib/partition.pxi":772
  *         cdef int64_t ts = -1, off = -1
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -41869,7 +42269,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   for (__pyx_t_3 = 0; __pyx_t_3 < __pyx_t_2; __pyx_t_3+=1) {
     __pyx_v_i = __pyx_t_3;
 
-    /* "pstream/_corelib/partition.pxi":755
+    /* "pstream/_corelib/partition.pxi":773
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41895,7 +42295,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":756
+      /* "pstream/_corelib/partition.pxi":774
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
  *                 ts = self.p.segs[i].max_timestamp             # <<<<<<<<<<<<<<
@@ -41906,7 +42306,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 
       __pyx_v_ts = __pyx_t_6;
 
-      /* "pstream/_corelib/partition.pxi":757
+      /* "pstream/_corelib/partition.pxi":775
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
  *                 ts = self.p.segs[i].max_timestamp
  *                 off = self.p.segs[i].max_timestamp_offset             # <<<<<<<<<<<<<<
@@ -41917,7 +42317,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 
       __pyx_v_off = __pyx_t_6;
 
-      /* "pstream/_corelib/partition.pxi":755
+      /* "pstream/_corelib/partition.pxi":773
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -41928,7 +42328,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   }
 
 
-  /* "pstream/_corelib/partition.pxi":758
+  /* "pstream/_corelib/partition.pxi":776
  *                 ts = self.p.segs[i].max_timestamp
  *                 off = self.p.segs[i].max_timestamp_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -41937,23 +42337,23 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":759
+  /* "pstream/_corelib/partition.pxi":777
  *                 off = self.p.segs[i].max_timestamp_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         return ts, off             # <<<<<<<<<<<<<<
  * 
  *     # --- retention --------------------------------------------------------------------
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_ts); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 759, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int64_t(__pyx_v_ts); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 777, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
-  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_off); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 759, __pyx_L1_error)
+  __pyx_t_8 = __Pyx_PyLong_From_int64_t(__pyx_v_off); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 777, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
-  __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 759, __pyx_L1_error)
+  __pyx_t_9 = PyTuple_New(2); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 777, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
   __Pyx_GIVEREF(__pyx_t_7);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_7) != (0)) __PYX_ERR(2, 759, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 0, __pyx_t_7) != (0)) __PYX_ERR(2, 777, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_8);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(2, 759, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_9, 1, __pyx_t_8) != (0)) __PYX_ERR(2, 777, __pyx_L1_error);
   __pyx_t_7 = 0;
   __pyx_t_8 = 0;
   {
@@ -41967,7 +42367,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   __pyx_t_9 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":749
+  /* "pstream/_corelib/partition.pxi":767
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
@@ -41991,7 +42391,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_30max_timestamp(struct __py
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":763
+/* "pstream/_corelib/partition.pxi":781
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
@@ -42039,32 +42439,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_before_offset,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 763, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 781, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 763, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 781, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "delete_records", 0) < (0)) __PYX_ERR(2, 763, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "delete_records", 0) < (0)) __PYX_ERR(2, 781, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, i); __PYX_ERR(2, 763, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, i); __PYX_ERR(2, 781, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 763, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 781, __pyx_L3_error)
     }
-    __pyx_v_before_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_before_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 763, __pyx_L3_error)
+    __pyx_v_before_offset = __Pyx_PyLong_As_int64_t(values[0]); if (unlikely((__pyx_v_before_offset == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 781, __pyx_L3_error)
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 763, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("delete_records", 1, 1, 1, __pyx_nargs); __PYX_ERR(2, 781, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -42110,7 +42510,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   __Pyx_RefNannySetupContext("delete_records", 0);
 
 
-  /* "pstream/_corelib/partition.pxi":768
+  /* "pstream/_corelib/partition.pxi":786
  *         -1 means the high watermark, as in Kafka's DeleteRecords.
  *         """
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42119,7 +42519,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":769
+  /* "pstream/_corelib/partition.pxi":787
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset == -1:             # <<<<<<<<<<<<<<
@@ -42131,7 +42531,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":770
+    /* "pstream/_corelib/partition.pxi":788
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset == -1:
  *             before_offset = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -42142,7 +42542,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 
     __pyx_v_before_offset = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":769
+    /* "pstream/_corelib/partition.pxi":787
  *         """
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset == -1:             # <<<<<<<<<<<<<<
@@ -42151,7 +42551,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":771
+  /* "pstream/_corelib/partition.pxi":789
  *         if before_offset == -1:
  *             before_offset = self.p.next_offset
  *         if before_offset > self.p.next_offset or before_offset < 0:             # <<<<<<<<<<<<<<
@@ -42177,7 +42577,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "pstream/_corelib/partition.pxi":772
+    /* "pstream/_corelib/partition.pxi":790
  *             before_offset = self.p.next_offset
  *         if before_offset > self.p.next_offset or before_offset < 0:
  *             hi = self.p.next_offset             # <<<<<<<<<<<<<<
@@ -42188,7 +42588,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 
     __pyx_v_hi = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":773
+    /* "pstream/_corelib/partition.pxi":791
  *         if before_offset > self.p.next_offset or before_offset < 0:
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42197,7 +42597,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":774
+    /* "pstream/_corelib/partition.pxi":792
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",             # <<<<<<<<<<<<<<
@@ -42205,14 +42605,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
  *         if before_offset <= self.p.log_start_offset:
 */
     __pyx_t_5 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 774, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 792, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 774, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyObject_GetAttrStr(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_OffsetOutOfRangeError); if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 792, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_before_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 774, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyUnicode_From_int64_t(__pyx_v_before_offset, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 792, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 774, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int64_t(__pyx_v_hi, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 792, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_cannot_delete_records_before;
     __pyx_t_9[1] = __pyx_t_6;
@@ -42224,25 +42624,25 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 4, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 774, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 792, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
 
-    /* "pstream/_corelib/partition.pxi":775
+    /* "pstream/_corelib/partition.pxi":793
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)             # <<<<<<<<<<<<<<
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset
 */
-    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 775, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 793, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 775, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 793, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":774
+    /* "pstream/_corelib/partition.pxi":792
  *             hi = self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",             # <<<<<<<<<<<<<<
@@ -42265,14 +42665,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     {
       PyObject *__pyx_callargs[5] = {__pyx_t_5, __pyx_t_12, __pyx_v_self->topic, __pyx_t_8, __pyx_t_6};
       #if CYTHON_VECTORCALL
-      __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[9];
-      if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 774, __pyx_L1_error)
+      __pyx_t_14 = __pyx_mstate_global->__pyx_tuple[8];
+      if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 792, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_14);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
         __pyx_t_14 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 774, __pyx_L1_error)
+        if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 792, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_14);
       }
       #endif
@@ -42285,14 +42685,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 774, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 792, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(2, 774, __pyx_L1_error)
+    __PYX_ERR(2, 792, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":771
+    /* "pstream/_corelib/partition.pxi":789
  *         if before_offset == -1:
  *             before_offset = self.p.next_offset
  *         if before_offset > self.p.next_offset or before_offset < 0:             # <<<<<<<<<<<<<<
@@ -42301,7 +42701,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":776
+  /* "pstream/_corelib/partition.pxi":794
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42313,7 +42713,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":777
+    /* "pstream/_corelib/partition.pxi":795
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset             # <<<<<<<<<<<<<<
@@ -42324,7 +42724,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 
     __pyx_v_before_offset = __pyx_t_2;
 
-    /* "pstream/_corelib/partition.pxi":778
+    /* "pstream/_corelib/partition.pxi":796
  *         if before_offset <= self.p.log_start_offset:
  *             before_offset = self.p.log_start_offset
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42333,14 +42733,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":779
+    /* "pstream/_corelib/partition.pxi":797
  *             before_offset = self.p.log_start_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return before_offset             # <<<<<<<<<<<<<<
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)
 */
-    __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 779, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 797, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     {
       PyObject *__pyx_temp;
@@ -42353,7 +42753,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     __pyx_t_4 = 0;
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":776
+    /* "pstream/_corelib/partition.pxi":794
  *             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
  *                                                 topic=self.topic, partition=self.number, offset=before_offset)
  *         if before_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42362,7 +42762,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":780
+  /* "pstream/_corelib/partition.pxi":798
  *             pthread_mutex_unlock(&self.sh.mu)
  *             return before_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42371,7 +42771,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":781
+  /* "pstream/_corelib/partition.pxi":799
  *             return before_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)             # <<<<<<<<<<<<<<
@@ -42380,7 +42780,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   __pyx_t_7 = ((PyObject *)__pyx_v_self);
   __Pyx_INCREF(__pyx_t_7);
-  __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 781, __pyx_L1_error)
+  __pyx_t_14 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_14)) __PYX_ERR(2, 799, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_14);
   __pyx_t_13 = 0;
   {
@@ -42388,12 +42788,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_callargs+__pyx_t_13, (2-__pyx_t_13) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 781, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 799, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":782
+  /* "pstream/_corelib/partition.pxi":800
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42402,7 +42802,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":783
+  /* "pstream/_corelib/partition.pxi":801
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42414,7 +42814,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":784
+    /* "pstream/_corelib/partition.pxi":802
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:
  *             self.p.log_start_offset = before_offset             # <<<<<<<<<<<<<<
@@ -42423,7 +42823,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
     __pyx_v_self->p->log_start_offset = __pyx_v_before_offset;
 
-    /* "pstream/_corelib/partition.pxi":783
+    /* "pstream/_corelib/partition.pxi":801
  *         self._write_log_start_checkpoint(before_offset)
  *         pthread_mutex_lock(&self.sh.mu)
  *         if before_offset > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42432,7 +42832,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":785
+  /* "pstream/_corelib/partition.pxi":803
  *         if before_offset > self.p.log_start_offset:
  *             self.p.log_start_offset = before_offset
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42441,7 +42841,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":786
+  /* "pstream/_corelib/partition.pxi":804
  *             self.p.log_start_offset = before_offset
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self.apply_retention()             # <<<<<<<<<<<<<<
@@ -42455,19 +42855,19 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
     PyObject *__pyx_callargs[2] = {__pyx_t_14, NULL};
     __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_callargs+__pyx_t_13, (1-__pyx_t_13) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_14); __pyx_t_14 = 0;
-    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 786, __pyx_L1_error)
+    if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 804, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":787
+  /* "pstream/_corelib/partition.pxi":805
  *         pthread_mutex_unlock(&self.sh.mu)
  *         self.apply_retention()
  *         return before_offset             # <<<<<<<<<<<<<<
  * 
  *     def apply_retention(self, now_ms=None):
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 787, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_before_offset); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 805, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject *__pyx_temp;
@@ -42480,7 +42880,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":763
+  /* "pstream/_corelib/partition.pxi":781
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
@@ -42507,7 +42907,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_32delete_records(struct __p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":789
+/* "pstream/_corelib/partition.pxi":807
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -42555,24 +42955,24 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_now_ms,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 789, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 807, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 789, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 807, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply_retention", 0) < (0)) __PYX_ERR(2, 789, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "apply_retention", 0) < (0)) __PYX_ERR(2, 807, __pyx_L3_error)
       if (!values[0]) values[0] = __Pyx_NewRef(((PyObject *)Py_None));
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 789, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 807, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
@@ -42583,7 +42983,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("apply_retention", 0, 0, 1, __pyx_nargs); __PYX_ERR(2, 789, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("apply_retention", 0, 0, 1, __pyx_nargs); __PYX_ERR(2, 807, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -42646,7 +43046,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("apply_retention", 0);
 
-  /* "pstream/_corelib/partition.pxi":795
+  /* "pstream/_corelib/partition.pxi":813
  *         everything in it has expired, as Kafka does.
  *         """
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms             # <<<<<<<<<<<<<<
@@ -42658,13 +43058,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 
     __pyx_t_1 = ps_now_ms();
   } else {
-    __pyx_t_3 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_3 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 795, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyLong_As_int64_t(__pyx_v_now_ms); if (unlikely((__pyx_t_3 == ((int64_t)-1)) && PyErr_Occurred())) __PYX_ERR(2, 813, __pyx_L1_error)
     __pyx_t_1 = __pyx_t_3;
   }
 
   __pyx_v_now = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":796
+  /* "pstream/_corelib/partition.pxi":814
  *         """
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
  *         cdef int64_t total = 0             # <<<<<<<<<<<<<<
@@ -42673,7 +43073,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   __pyx_v_total = 0;
 
-  /* "pstream/_corelib/partition.pxi":797
+  /* "pstream/_corelib/partition.pxi":815
  *         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
  *         cdef int64_t total = 0
  *         cdef size_t i, n_delete = 0, j             # <<<<<<<<<<<<<<
@@ -42682,31 +43082,31 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   __pyx_v_n_delete = 0;
 
-  /* "pstream/_corelib/partition.pxi":799
+  /* "pstream/_corelib/partition.pxi":817
  *         cdef size_t i, n_delete = 0, j
  *         cdef Segment *s
  *         cdef list doomed = []             # <<<<<<<<<<<<<<
  *         cdef list to_free = []
  *         cdef int64_t new_start
 */
-  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 799, __pyx_L1_error)
+  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 817, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_v_doomed = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":800
+  /* "pstream/_corelib/partition.pxi":818
  *         cdef Segment *s
  *         cdef list doomed = []
  *         cdef list to_free = []             # <<<<<<<<<<<<<<
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:
 */
-  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 800, __pyx_L1_error)
+  __pyx_t_4 = PyList_New(0); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 818, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __pyx_v_to_free = ((PyObject*)__pyx_t_4);
   __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":802
+  /* "pstream/_corelib/partition.pxi":820
  *         cdef list to_free = []
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:             # <<<<<<<<<<<<<<
@@ -42718,7 +43118,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":803
+    /* "pstream/_corelib/partition.pxi":821
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42727,7 +43127,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":804
+    /* "pstream/_corelib/partition.pxi":822
  *         if self.retention_ms >= 0:
  *             pthread_mutex_lock(&self.sh.mu)
  *             s = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -42736,7 +43136,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_s = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":805
+    /* "pstream/_corelib/partition.pxi":823
  *             pthread_mutex_lock(&self.sh.mu)
  *             s = part_active(self.p)
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms             # <<<<<<<<<<<<<<
@@ -42748,7 +43148,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     if (__pyx_t_2) {
 
     } else {
-      __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 805, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 823, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __pyx_t_4 = __pyx_t_5;
       __pyx_t_5 = 0;
@@ -42757,7 +43157,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
     __pyx_t_2 = (__pyx_v_s->max_timestamp < (__pyx_v_now - __pyx_v_self->retention_ms));
 
-    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 805, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyBool_FromLong(__pyx_t_2); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 823, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __pyx_t_4 = __pyx_t_5;
     __pyx_t_5 = 0;
@@ -42766,7 +43166,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     __pyx_v_expired_active = __pyx_t_4;
     __pyx_t_4 = 0;
 
-    /* "pstream/_corelib/partition.pxi":806
+    /* "pstream/_corelib/partition.pxi":824
  *             s = part_active(self.p)
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42775,18 +43175,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":807
+    /* "pstream/_corelib/partition.pxi":825
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:             # <<<<<<<<<<<<<<
  *                 self.roll()
  *                 self.flush()
 */
-    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_expired_active); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 807, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_v_expired_active); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 825, __pyx_L1_error)
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":808
+      /* "pstream/_corelib/partition.pxi":826
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:
  *                 self.roll()             # <<<<<<<<<<<<<<
@@ -42800,12 +43200,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_roll, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 808, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 826, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "pstream/_corelib/partition.pxi":809
+      /* "pstream/_corelib/partition.pxi":827
  *             if expired_active:
  *                 self.roll()
  *                 self.flush()             # <<<<<<<<<<<<<<
@@ -42819,12 +43219,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_5, NULL};
         __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_6, (1-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 809, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 827, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-      /* "pstream/_corelib/partition.pxi":807
+      /* "pstream/_corelib/partition.pxi":825
  *             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
  *             pthread_mutex_unlock(&self.sh.mu)
  *             if expired_active:             # <<<<<<<<<<<<<<
@@ -42833,7 +43233,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":802
+    /* "pstream/_corelib/partition.pxi":820
  *         cdef list to_free = []
  *         cdef int64_t new_start
  *         if self.retention_ms >= 0:             # <<<<<<<<<<<<<<
@@ -42842,7 +43242,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":810
+  /* "pstream/_corelib/partition.pxi":828
  *                 self.roll()
  *                 self.flush()
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -42851,7 +43251,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":811
+  /* "pstream/_corelib/partition.pxi":829
  *                 self.flush()
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -42865,7 +43265,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
     __pyx_v_i = __pyx_t_8;
 
-    /* "pstream/_corelib/partition.pxi":812
+    /* "pstream/_corelib/partition.pxi":830
  *         pthread_mutex_lock(&self.sh.mu)
  *         for i in range(self.p.n_segs):
  *             total += self.p.segs[i].size             # <<<<<<<<<<<<<<
@@ -42876,7 +43276,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   }
 
 
-  /* "pstream/_corelib/partition.pxi":813
+  /* "pstream/_corelib/partition.pxi":831
  *         for i in range(self.p.n_segs):
  *             total += self.p.segs[i].size
  *         while n_delete + 1 < self.p.n_segs:             # <<<<<<<<<<<<<<
@@ -42889,7 +43289,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 
     if (!__pyx_t_2) break;
 
-    /* "pstream/_corelib/partition.pxi":814
+    /* "pstream/_corelib/partition.pxi":832
  *             total += self.p.segs[i].size
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]             # <<<<<<<<<<<<<<
@@ -42898,7 +43298,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_n_delete]);
 
-    /* "pstream/_corelib/partition.pxi":815
+    /* "pstream/_corelib/partition.pxi":833
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:             # <<<<<<<<<<<<<<
@@ -42910,7 +43310,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":816
+      /* "pstream/_corelib/partition.pxi":834
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:
  *                 break             # <<<<<<<<<<<<<<
@@ -42919,7 +43319,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       goto __pyx_L10_break;
 
-      /* "pstream/_corelib/partition.pxi":815
+      /* "pstream/_corelib/partition.pxi":833
  *         while n_delete + 1 < self.p.n_segs:
  *             s = self.p.segs[n_delete]
  *             if not s.finalized:             # <<<<<<<<<<<<<<
@@ -42928,7 +43328,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":817
+    /* "pstream/_corelib/partition.pxi":835
  *             if not s.finalized:
  *                 break
  *             if s.next_offset <= self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -42942,7 +43342,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":819
+    /* "pstream/_corelib/partition.pxi":837
  *             if s.next_offset <= self.p.log_start_offset:
  *                 pass
  *             elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:             # <<<<<<<<<<<<<<
@@ -42970,7 +43370,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":821
+    /* "pstream/_corelib/partition.pxi":839
  *             elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
  *                 pass
  *             elif self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:             # <<<<<<<<<<<<<<
@@ -42998,7 +43398,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       goto __pyx_L12;
     }
 
-    /* "pstream/_corelib/partition.pxi":824
+    /* "pstream/_corelib/partition.pxi":842
  *                 pass
  *             else:
  *                 break             # <<<<<<<<<<<<<<
@@ -43010,7 +43410,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
     __pyx_L12:;
 
-    /* "pstream/_corelib/partition.pxi":825
+    /* "pstream/_corelib/partition.pxi":843
  *             else:
  *                 break
  *             total -= s.size             # <<<<<<<<<<<<<<
@@ -43019,7 +43419,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_total = (__pyx_v_total - __pyx_v_s->size);
 
-    /* "pstream/_corelib/partition.pxi":826
+    /* "pstream/_corelib/partition.pxi":844
  *                 break
  *             total -= s.size
  *             n_delete += 1             # <<<<<<<<<<<<<<
@@ -43030,7 +43430,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   }
   __pyx_L10_break:;
 
-  /* "pstream/_corelib/partition.pxi":827
+  /* "pstream/_corelib/partition.pxi":845
  *             total -= s.size
  *             n_delete += 1
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -43042,7 +43442,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":828
+    /* "pstream/_corelib/partition.pxi":846
  *             n_delete += 1
  *         if n_delete:
  *             for i in range(n_delete):             # <<<<<<<<<<<<<<
@@ -43056,7 +43456,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     for (__pyx_t_8 = 0; __pyx_t_8 < __pyx_t_7; __pyx_t_8+=1) {
       __pyx_v_i = __pyx_t_8;
 
-      /* "pstream/_corelib/partition.pxi":829
+      /* "pstream/_corelib/partition.pxi":847
  *         if n_delete:
  *             for i in range(n_delete):
  *                 s = self.p.segs[i]             # <<<<<<<<<<<<<<
@@ -43065,7 +43465,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       __pyx_v_s = (__pyx_v_self->p->segs[__pyx_v_i]);
 
-      /* "pstream/_corelib/partition.pxi":830
+      /* "pstream/_corelib/partition.pxi":848
  *             for i in range(n_delete):
  *                 s = self.p.segs[i]
  *                 s.deleted = True             # <<<<<<<<<<<<<<
@@ -43074,7 +43474,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       __pyx_v_s->deleted = 1;
 
-      /* "pstream/_corelib/partition.pxi":831
+      /* "pstream/_corelib/partition.pxi":849
  *                 s = self.p.segs[i]
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))             # <<<<<<<<<<<<<<
@@ -43083,44 +43483,44 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
 
       __pyx_t_10 = __pyx_v_s->log_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
-      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 849, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 849, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 831, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_4)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(2, 849, __pyx_L1_error)
 
       __pyx_t_10 = __pyx_v_s->index_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
-      __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 849, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 849, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 831, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_5)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_5))) __PYX_ERR(2, 849, __pyx_L1_error)
 
       __pyx_t_10 = __pyx_v_s->time_path;
-      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
-      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_11 = __Pyx_ssize_strlen(__pyx_t_10); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(2, 849, __pyx_L1_error)
+      __pyx_t_12 = __Pyx_decode_c_string(__pyx_t_10, 0, __pyx_t_11, NULL, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 849, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
 
-      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 831, __pyx_L1_error)
-      __pyx_t_13 = PyTuple_New(3); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 831, __pyx_L1_error)
+      if (!(likely(PyUnicode_CheckExact(__pyx_t_12)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_12))) __PYX_ERR(2, 849, __pyx_L1_error)
+      __pyx_t_13 = PyTuple_New(3); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 849, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_13);
       __Pyx_INCREF(__pyx_t_4);
       __Pyx_GIVEREF(__pyx_t_4);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_4) != (0)) __PYX_ERR(2, 831, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 0, __pyx_t_4) != (0)) __PYX_ERR(2, 849, __pyx_L1_error);
       __Pyx_INCREF(__pyx_t_5);
       __Pyx_GIVEREF(__pyx_t_5);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 831, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 1, __pyx_t_5) != (0)) __PYX_ERR(2, 849, __pyx_L1_error);
       __Pyx_INCREF(__pyx_t_12);
       __Pyx_GIVEREF(__pyx_t_12);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_t_12) != (0)) __PYX_ERR(2, 831, __pyx_L1_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_13, 2, __pyx_t_12) != (0)) __PYX_ERR(2, 849, __pyx_L1_error);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_doomed, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 831, __pyx_L1_error)
+      __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_doomed, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 849, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-      /* "pstream/_corelib/partition.pxi":832
+      /* "pstream/_corelib/partition.pxi":850
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:             # <<<<<<<<<<<<<<
@@ -43132,20 +43532,20 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":833
+        /* "pstream/_corelib/partition.pxi":851
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others             # <<<<<<<<<<<<<<
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
 */
-        __pyx_t_13 = __Pyx_PyLong_FromSize_t(((size_t)__pyx_v_s)); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 833, __pyx_L1_error)
+        __pyx_t_13 = __Pyx_PyLong_FromSize_t(((size_t)__pyx_v_s)); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 851, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
-        __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_to_free, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 833, __pyx_L1_error)
+        __pyx_t_14 = __Pyx_PyList_Append(__pyx_v_to_free, __pyx_t_13); if (unlikely(__pyx_t_14 == ((int)-1))) __PYX_ERR(2, 851, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
 
-        /* "pstream/_corelib/partition.pxi":832
+        /* "pstream/_corelib/partition.pxi":850
  *                 s.deleted = True
  *                 doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
  *                 if s.refs == 0:             # <<<<<<<<<<<<<<
@@ -43156,7 +43556,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
 
 
-    /* "pstream/_corelib/partition.pxi":834
+    /* "pstream/_corelib/partition.pxi":852
  *                 if s.refs == 0:
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others
  *             new_start = self.p.segs[n_delete].base_offset             # <<<<<<<<<<<<<<
@@ -43167,7 +43567,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 
     __pyx_v_new_start = __pyx_t_1;
 
-    /* "pstream/_corelib/partition.pxi":835
+    /* "pstream/_corelib/partition.pxi":853
  *                     to_free.append(<size_t>s)  # no reader holds it; readers free the others
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))             # <<<<<<<<<<<<<<
@@ -43176,7 +43576,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     (void)(memmove(__pyx_v_self->p->segs, (__pyx_v_self->p->segs + __pyx_v_n_delete), ((__pyx_v_self->p->n_segs - __pyx_v_n_delete) * (sizeof(struct __pyx_t_7pstream_5_core_Segment *)))));
 
-    /* "pstream/_corelib/partition.pxi":836
+    /* "pstream/_corelib/partition.pxi":854
  *             new_start = self.p.segs[n_delete].base_offset
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
  *             self.p.n_segs -= n_delete             # <<<<<<<<<<<<<<
@@ -43185,7 +43585,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     __pyx_v_self->p->n_segs = (__pyx_v_self->p->n_segs - __pyx_v_n_delete);
 
-    /* "pstream/_corelib/partition.pxi":827
+    /* "pstream/_corelib/partition.pxi":845
  *             total -= s.size
  *             n_delete += 1
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -43194,7 +43594,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":837
+  /* "pstream/_corelib/partition.pxi":855
  *             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43203,7 +43603,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":838
+  /* "pstream/_corelib/partition.pxi":856
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:             # <<<<<<<<<<<<<<
@@ -43216,29 +43616,29 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 838, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 856, __pyx_L1_error)
       #endif
       if (__pyx_t_11 >= __pyx_temp) break;
     }
     __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_11;
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 838, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 856, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_XDECREF_SET(__pyx_v_addr, __pyx_t_12);
     __pyx_t_12 = 0;
 
-    /* "pstream/_corelib/partition.pxi":839
+    /* "pstream/_corelib/partition.pxi":857
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)             # <<<<<<<<<<<<<<
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:
 */
-    __pyx_t_6 = __Pyx_PyLong_As_size_t(__pyx_v_addr); if (unlikely((__pyx_t_6 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(2, 839, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyLong_As_size_t(__pyx_v_addr); if (unlikely((__pyx_t_6 == (size_t)-1) && PyErr_Occurred())) __PYX_ERR(2, 857, __pyx_L1_error)
     __pyx_f_7pstream_5_core_segment_free(((struct __pyx_t_7pstream_5_core_Segment *)((size_t)__pyx_t_6)));
 
 
-    /* "pstream/_corelib/partition.pxi":838
+    /* "pstream/_corelib/partition.pxi":856
  *             self.p.n_segs -= n_delete
  *         pthread_mutex_unlock(&self.sh.mu)
  *         for addr in to_free:             # <<<<<<<<<<<<<<
@@ -43248,7 +43648,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   }
   __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-  /* "pstream/_corelib/partition.pxi":840
+  /* "pstream/_corelib/partition.pxi":858
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -43260,7 +43660,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   if (__pyx_t_2) {
 
 
-    /* "pstream/_corelib/partition.pxi":841
+    /* "pstream/_corelib/partition.pxi":859
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -43272,7 +43672,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     if (__pyx_t_2) {
 
 
-      /* "pstream/_corelib/partition.pxi":842
+      /* "pstream/_corelib/partition.pxi":860
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:
  *                 self._write_log_start_checkpoint(new_start)             # <<<<<<<<<<<<<<
@@ -43281,7 +43681,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       __pyx_t_12 = ((PyObject *)__pyx_v_self);
       __Pyx_INCREF(__pyx_t_12);
-      __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_new_start); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 842, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyLong_From_int64_t(__pyx_v_new_start); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 860, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __pyx_t_6 = 0;
       {
@@ -43289,12 +43689,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         __pyx_t_13 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
         __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 842, __pyx_L1_error)
+        if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 860, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_13);
       }
       __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-      /* "pstream/_corelib/partition.pxi":843
+      /* "pstream/_corelib/partition.pxi":861
  *             if new_start > self.p.log_start_offset:
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43303,7 +43703,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":844
+      /* "pstream/_corelib/partition.pxi":862
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -43315,7 +43715,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       if (__pyx_t_2) {
 
 
-        /* "pstream/_corelib/partition.pxi":845
+        /* "pstream/_corelib/partition.pxi":863
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:
  *                     self.p.log_start_offset = new_start             # <<<<<<<<<<<<<<
@@ -43324,7 +43724,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
         __pyx_v_self->p->log_start_offset = __pyx_v_new_start;
 
-        /* "pstream/_corelib/partition.pxi":844
+        /* "pstream/_corelib/partition.pxi":862
  *                 self._write_log_start_checkpoint(new_start)
  *                 pthread_mutex_lock(&self.sh.mu)
  *                 if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -43333,7 +43733,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       }
 
-      /* "pstream/_corelib/partition.pxi":846
+      /* "pstream/_corelib/partition.pxi":864
  *                 if new_start > self.p.log_start_offset:
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43342,7 +43742,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":841
+      /* "pstream/_corelib/partition.pxi":859
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:
  *             if new_start > self.p.log_start_offset:             # <<<<<<<<<<<<<<
@@ -43351,7 +43751,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":847
+    /* "pstream/_corelib/partition.pxi":865
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:             # <<<<<<<<<<<<<<
@@ -43364,18 +43764,18 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       {
         Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_13);
         #if !CYTHON_ASSUME_SAFE_SIZE
-        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 847, __pyx_L1_error)
+        if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 865, __pyx_L1_error)
         #endif
         if (__pyx_t_11 >= __pyx_temp) break;
       }
       __pyx_t_5 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_13, __pyx_t_11, __Pyx_ReferenceSharing_OwnStrongReference);
       ++__pyx_t_11;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 847, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 865, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_XDECREF_SET(__pyx_v_paths, __pyx_t_5);
       __pyx_t_5 = 0;
 
-      /* "pstream/_corelib/partition.pxi":848
+      /* "pstream/_corelib/partition.pxi":866
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:
  *                 for path in paths:             # <<<<<<<<<<<<<<
@@ -43387,9 +43787,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         __pyx_t_15 = 0;
         __pyx_t_16 = NULL;
       } else {
-        __pyx_t_15 = -1; __pyx_t_5 = PyObject_GetIter(__pyx_v_paths); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 848, __pyx_L1_error)
+        __pyx_t_15 = -1; __pyx_t_5 = PyObject_GetIter(__pyx_v_paths); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 866, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
-        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 848, __pyx_L1_error)
+        __pyx_t_16 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_5); if (unlikely(!__pyx_t_16)) __PYX_ERR(2, 866, __pyx_L1_error)
       }
       for (;;) {
         if (likely(!__pyx_t_16)) {
@@ -43397,7 +43797,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
             {
               Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_5);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 848, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 866, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -43407,7 +43807,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
             {
               Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_5);
               #if !CYTHON_ASSUME_SAFE_SIZE
-              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 848, __pyx_L1_error)
+              if (unlikely((__pyx_temp < 0))) __PYX_ERR(2, 866, __pyx_L1_error)
               #endif
               if (__pyx_t_15 >= __pyx_temp) break;
             }
@@ -43418,13 +43818,13 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
             #endif
             ++__pyx_t_15;
           }
-          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 848, __pyx_L1_error)
+          if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 866, __pyx_L1_error)
         } else {
           __pyx_t_12 = __pyx_t_16(__pyx_t_5);
           if (unlikely(!__pyx_t_12)) {
             PyObject* exc_type = PyErr_Occurred();
             if (exc_type) {
-              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 848, __pyx_L1_error)
+              if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(2, 866, __pyx_L1_error)
               PyErr_Clear();
             }
             break;
@@ -43434,7 +43834,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
         __Pyx_XDECREF_SET(__pyx_v_path, __pyx_t_12);
         __pyx_t_12 = 0;
 
-        /* "pstream/_corelib/partition.pxi":849
+        /* "pstream/_corelib/partition.pxi":867
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -43450,7 +43850,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           __Pyx_XGOTREF(__pyx_t_19);
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":850
+            /* "pstream/_corelib/partition.pxi":868
  *                 for path in paths:
  *                     try:
  *                         _os.unlink(path)             # <<<<<<<<<<<<<<
@@ -43458,9 +43858,9 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
  *                         pass
 */
             __pyx_t_4 = NULL;
-            __Pyx_GetModuleGlobalName(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 850, __pyx_L31_error)
+            __Pyx_GetModuleGlobalName(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_20)) __PYX_ERR(2, 868, __pyx_L31_error)
             __Pyx_GOTREF(__pyx_t_20);
-            __pyx_t_21 = __Pyx_PyObject_GetAttrStr(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_21)) __PYX_ERR(2, 850, __pyx_L31_error)
+            __pyx_t_21 = __Pyx_PyObject_GetAttrStr(__pyx_t_20, __pyx_mstate_global->__pyx_n_u_unlink); if (unlikely(!__pyx_t_21)) __PYX_ERR(2, 868, __pyx_L31_error)
             __Pyx_GOTREF(__pyx_t_21);
             __Pyx_DECREF(__pyx_t_20); __pyx_t_20 = 0;
             __pyx_t_6 = 1;
@@ -43480,12 +43880,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
               __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_21, __pyx_callargs+__pyx_t_6, (2-__pyx_t_6) | (__pyx_t_6*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
               __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
               __Pyx_DECREF(__pyx_t_21); __pyx_t_21 = 0;
-              if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 850, __pyx_L31_error)
+              if (unlikely(!__pyx_t_12)) __PYX_ERR(2, 868, __pyx_L31_error)
               __Pyx_GOTREF(__pyx_t_12);
             }
             __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-            /* "pstream/_corelib/partition.pxi":849
+            /* "pstream/_corelib/partition.pxi":867
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -43503,7 +43903,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           __Pyx_XDECREF(__pyx_t_21); __pyx_t_21 = 0;
           __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "pstream/_corelib/partition.pxi":851
+          /* "pstream/_corelib/partition.pxi":869
  *                     try:
  *                         _os.unlink(path)
  *                     except FileNotFoundError:             # <<<<<<<<<<<<<<
@@ -43517,7 +43917,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           }
           goto __pyx_L33_except_error;
 
-          /* "pstream/_corelib/partition.pxi":849
+          /* "pstream/_corelib/partition.pxi":867
  *             for paths in doomed:
  *                 for path in paths:
  *                     try:             # <<<<<<<<<<<<<<
@@ -43538,7 +43938,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
           __pyx_L38_try_end:;
         }
 
-        /* "pstream/_corelib/partition.pxi":848
+        /* "pstream/_corelib/partition.pxi":866
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:
  *                 for path in paths:             # <<<<<<<<<<<<<<
@@ -43548,7 +43948,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
       }
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-      /* "pstream/_corelib/partition.pxi":847
+      /* "pstream/_corelib/partition.pxi":865
  *                     self.p.log_start_offset = new_start
  *                 pthread_mutex_unlock(&self.sh.mu)
  *             for paths in doomed:             # <<<<<<<<<<<<<<
@@ -43558,7 +43958,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
     }
     __Pyx_DECREF(__pyx_t_13); __pyx_t_13 = 0;
 
-    /* "pstream/_corelib/partition.pxi":840
+    /* "pstream/_corelib/partition.pxi":858
  *         for addr in to_free:
  *             segment_free(<Segment *><size_t>addr)
  *         if n_delete:             # <<<<<<<<<<<<<<
@@ -43567,14 +43967,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":853
+  /* "pstream/_corelib/partition.pxi":871
  *                     except FileNotFoundError:
  *                         pass
  *         return n_delete             # <<<<<<<<<<<<<<
  * 
  *     # --- closing ---------------------------------------------------------------------
 */
-  __pyx_t_13 = __Pyx_PyLong_FromSize_t(__pyx_v_n_delete); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 853, __pyx_L1_error)
+  __pyx_t_13 = __Pyx_PyLong_FromSize_t(__pyx_v_n_delete); if (unlikely(!__pyx_t_13)) __PYX_ERR(2, 871, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_13);
   {
     PyObject *__pyx_temp;
@@ -43587,7 +43987,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   __pyx_t_13 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":789
+  /* "pstream/_corelib/partition.pxi":807
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -43623,7 +44023,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_34apply_retention(struct __
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":857
+/* "pstream/_corelib/partition.pxi":875
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -43696,7 +44096,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("close", 0);
 
-  /* "pstream/_corelib/partition.pxi":860
+  /* "pstream/_corelib/partition.pxi":878
  *         """Writes and syncs everything, finalizes the active segment (indexes written)."""
  *         cdef Segment *a
  *         cdef int st = PS_OK             # <<<<<<<<<<<<<<
@@ -43705,7 +44105,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   __pyx_v_st = PS_OK;
 
-  /* "pstream/_corelib/partition.pxi":861
+  /* "pstream/_corelib/partition.pxi":879
  *         cdef Segment *a
  *         cdef int st = PS_OK
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -43714,7 +44114,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   if (__pyx_v_self->p->closed) {
 
-    /* "pstream/_corelib/partition.pxi":862
+    /* "pstream/_corelib/partition.pxi":880
  *         cdef int st = PS_OK
  *         if self.p.closed:
  *             return             # <<<<<<<<<<<<<<
@@ -43731,7 +44131,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     }
     goto __pyx_L0;
 
-    /* "pstream/_corelib/partition.pxi":861
+    /* "pstream/_corelib/partition.pxi":879
  *         cdef Segment *a
  *         cdef int st = PS_OK
  *         if self.p.closed:             # <<<<<<<<<<<<<<
@@ -43740,7 +44140,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":863
+  /* "pstream/_corelib/partition.pxi":881
  *         if self.p.closed:
  *             return
  *         self.flush()             # <<<<<<<<<<<<<<
@@ -43754,12 +44154,12 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_flush, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 863, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 881, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "pstream/_corelib/partition.pxi":864
+  /* "pstream/_corelib/partition.pxi":882
  *             return
  *         self.flush()
  *         pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43768,7 +44168,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":865
+  /* "pstream/_corelib/partition.pxi":883
  *         self.flush()
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.closed = True             # <<<<<<<<<<<<<<
@@ -43777,7 +44177,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   __pyx_v_self->p->closed = 1;
 
-  /* "pstream/_corelib/partition.pxi":866
+  /* "pstream/_corelib/partition.pxi":884
  *         pthread_mutex_lock(&self.sh.mu)
  *         self.p.closed = True
  *         pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43786,7 +44186,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":867
+  /* "pstream/_corelib/partition.pxi":885
  *         self.p.closed = True
  *         pthread_mutex_unlock(&self.sh.mu)
  *         while True:             # <<<<<<<<<<<<<<
@@ -43795,7 +44195,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   while (1) {
 
-    /* "pstream/_corelib/partition.pxi":869
+    /* "pstream/_corelib/partition.pxi":887
  *         while True:
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43804,7 +44204,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
     (void)(pthread_mutex_lock((&__pyx_v_self->sh->mu)));
 
-    /* "pstream/_corelib/partition.pxi":870
+    /* "pstream/_corelib/partition.pxi":888
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:             # <<<<<<<<<<<<<<
@@ -43816,7 +44216,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     if (__pyx_t_4) {
 
 
-      /* "pstream/_corelib/partition.pxi":871
+      /* "pstream/_corelib/partition.pxi":889
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:
  *                 a = part_active(self.p)             # <<<<<<<<<<<<<<
@@ -43825,7 +44225,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
       __pyx_v_a = __pyx_f_7pstream_5_core_part_active(__pyx_v_self->p);
 
-      /* "pstream/_corelib/partition.pxi":872
+      /* "pstream/_corelib/partition.pxi":890
  *             if not self.p.queued:
  *                 a = part_active(self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -43838,7 +44238,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
           __Pyx_FastGIL_Remember();
           /*try:*/ {
 
-            /* "pstream/_corelib/partition.pxi":873
+            /* "pstream/_corelib/partition.pxi":891
  *                 a = part_active(self.p)
  *                 with nogil:
  *                     st = segment_finalize(a, &self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43848,7 +44248,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
             __pyx_v_st = __pyx_f_7pstream_5_core_segment_finalize(__pyx_v_a, (&__pyx_v_self->sh->mu));
           }
 
-          /* "pstream/_corelib/partition.pxi":872
+          /* "pstream/_corelib/partition.pxi":890
  *             if not self.p.queued:
  *                 a = part_active(self.p)
  *                 with nogil:             # <<<<<<<<<<<<<<
@@ -43865,7 +44265,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
           }
       }
 
-      /* "pstream/_corelib/partition.pxi":874
+      /* "pstream/_corelib/partition.pxi":892
  *                 with nogil:
  *                     st = segment_finalize(a, &self.sh.mu)
  *                 pthread_mutex_unlock(&self.sh.mu)             # <<<<<<<<<<<<<<
@@ -43874,7 +44274,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
       (void)(pthread_mutex_unlock((&__pyx_v_self->sh->mu)));
 
-      /* "pstream/_corelib/partition.pxi":875
+      /* "pstream/_corelib/partition.pxi":893
  *                     st = segment_finalize(a, &self.sh.mu)
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break             # <<<<<<<<<<<<<<
@@ -43883,7 +44283,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
       goto __pyx_L5_break;
 
-      /* "pstream/_corelib/partition.pxi":870
+      /* "pstream/_corelib/partition.pxi":888
  *             # Finalize here once the shard is done with this partition (it is off the dirty list).
  *             pthread_mutex_lock(&self.sh.mu)
  *             if not self.p.queued:             # <<<<<<<<<<<<<<
@@ -43892,7 +44292,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
     }
 
-    /* "pstream/_corelib/partition.pxi":876
+    /* "pstream/_corelib/partition.pxi":894
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -43905,7 +44305,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "pstream/_corelib/partition.pxi":877
+          /* "pstream/_corelib/partition.pxi":895
  *                 break
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)             # <<<<<<<<<<<<<<
@@ -43915,7 +44315,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
           __pyx_f_7pstream_5_core_mutex_wait_then_unlock(__pyx_v_self->sh);
         }
 
-        /* "pstream/_corelib/partition.pxi":876
+        /* "pstream/_corelib/partition.pxi":894
  *                 pthread_mutex_unlock(&self.sh.mu)
  *                 break
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -43934,7 +44334,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   }
   __pyx_L5_break:;
 
-  /* "pstream/_corelib/partition.pxi":878
+  /* "pstream/_corelib/partition.pxi":896
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -43946,7 +44346,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   if (unlikely(__pyx_t_4)) {
 
 
-    /* "pstream/_corelib/partition.pxi":879
+    /* "pstream/_corelib/partition.pxi":897
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -43954,26 +44354,26 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
  * 
 */
     __pyx_t_2 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_errors); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_GetAttrStr(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_StorageIOError); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __pyx_t_7 = NULL;
-    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_os_2); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
-    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_GetAttrStr(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_strerror); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     if (!__pyx_v_a->io_errno) {
     } else {
-      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_a->io_errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 879, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyLong_From_int(__pyx_v_a->io_errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 897, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __pyx_t_8 = __pyx_t_10;
       __pyx_t_10 = 0;
       goto __pyx_L18_bool_binop_done;
     }
-    __pyx_t_10 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_From_int(errno); if (unlikely(!__pyx_t_10)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_8 = __pyx_t_10;
     __pyx_t_10 = 0;
@@ -43996,35 +44396,35 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
       __Pyx_XDECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 879, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 897, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
     }
-    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_FormatSimple(__pyx_t_5, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_closing_the_active_segment_faile, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 879, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_closing_the_active_segment_faile, __pyx_t_9); if (unlikely(!__pyx_t_5)) __PYX_ERR(2, 897, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
     __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
 
-    /* "pstream/_corelib/partition.pxi":880
+    /* "pstream/_corelib/partition.pxi":898
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())             # <<<<<<<<<<<<<<
  * 
  *     def __dealloc__(self):
 */
-    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 880, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_self->number); if (unlikely(!__pyx_t_9)) __PYX_ERR(2, 898, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
 
     __pyx_t_11 = __pyx_v_a->log_path;
-    __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 880, __pyx_L1_error)
-    __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 880, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_ssize_strlen(__pyx_t_11); if (unlikely(__pyx_t_12 == ((Py_ssize_t)-1))) __PYX_ERR(2, 898, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_decode_c_string(__pyx_t_11, 0, __pyx_t_12, NULL, NULL, NULL); if (unlikely(!__pyx_t_8)) __PYX_ERR(2, 898, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
 
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 880, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_8)) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_8))) __PYX_ERR(2, 898, __pyx_L1_error)
     #if CYTHON_VECTORCALL
 
-    /* "pstream/_corelib/partition.pxi":879
+    /* "pstream/_corelib/partition.pxi":897
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -44047,14 +44447,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
     {
       PyObject *__pyx_callargs[5] = {__pyx_t_2, __pyx_t_5, __pyx_v_self->topic, __pyx_t_9, __pyx_t_8};
       #if CYTHON_VECTORCALL
-      __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[13];
-      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 879, __pyx_L1_error)
+      __pyx_t_7 = __pyx_mstate_global->__pyx_tuple[11];
+      if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 897, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_7);
       #else
       {
         PyObject *__pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_file};
         __pyx_t_7 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+2, 3);
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 879, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(2, 897, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       #endif
@@ -44067,14 +44467,14 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 879, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 897, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 879, __pyx_L1_error)
+    __PYX_ERR(2, 897, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":878
+    /* "pstream/_corelib/partition.pxi":896
  *             with nogil:
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:             # <<<<<<<<<<<<<<
@@ -44083,7 +44483,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":857
+  /* "pstream/_corelib/partition.pxi":875
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -44113,7 +44513,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_36close(struct __pyx_obj_7p
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":882
+/* "pstream/_corelib/partition.pxi":900
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -44141,7 +44541,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
   size_t __pyx_t_3;
   size_t __pyx_t_4;
 
-  /* "pstream/_corelib/partition.pxi":884
+  /* "pstream/_corelib/partition.pxi":902
  *     def __dealloc__(self):
  *         cdef size_t i
  *         if self.p != NULL:             # <<<<<<<<<<<<<<
@@ -44153,7 +44553,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":885
+    /* "pstream/_corelib/partition.pxi":903
  *         cdef size_t i
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):             # <<<<<<<<<<<<<<
@@ -44167,7 +44567,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
     for (__pyx_t_4 = 0; __pyx_t_4 < __pyx_t_3; __pyx_t_4+=1) {
       __pyx_v_i = __pyx_t_4;
 
-      /* "pstream/_corelib/partition.pxi":886
+      /* "pstream/_corelib/partition.pxi":904
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:             # <<<<<<<<<<<<<<
@@ -44179,7 +44579,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
       if (__pyx_t_1) {
 
 
-        /* "pstream/_corelib/partition.pxi":887
+        /* "pstream/_corelib/partition.pxi":905
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:
  *                     segment_free(self.p.segs[i])             # <<<<<<<<<<<<<<
@@ -44188,7 +44588,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
         __pyx_f_7pstream_5_core_segment_free((__pyx_v_self->p->segs[__pyx_v_i]));
 
-        /* "pstream/_corelib/partition.pxi":886
+        /* "pstream/_corelib/partition.pxi":904
  *         if self.p != NULL:
  *             for i in range(self.p.n_segs):
  *                 if self.p.segs[i].refs == 0:             # <<<<<<<<<<<<<<
@@ -44199,7 +44599,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
     }
 
 
-    /* "pstream/_corelib/partition.pxi":888
+    /* "pstream/_corelib/partition.pxi":906
  *                 if self.p.segs[i].refs == 0:
  *                     segment_free(self.p.segs[i])
  *             free(self.p.segs)             # <<<<<<<<<<<<<<
@@ -44208,7 +44608,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p->segs);
 
-    /* "pstream/_corelib/partition.pxi":889
+    /* "pstream/_corelib/partition.pxi":907
  *                     segment_free(self.p.segs[i])
  *             free(self.p.segs)
  *             free(self.p.directory)             # <<<<<<<<<<<<<<
@@ -44217,7 +44617,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p->directory);
 
-    /* "pstream/_corelib/partition.pxi":890
+    /* "pstream/_corelib/partition.pxi":908
  *             free(self.p.segs)
  *             free(self.p.directory)
  *             free(self.p)             # <<<<<<<<<<<<<<
@@ -44226,7 +44626,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     free(__pyx_v_self->p);
 
-    /* "pstream/_corelib/partition.pxi":891
+    /* "pstream/_corelib/partition.pxi":909
  *             free(self.p.directory)
  *             free(self.p)
  *             self.p = NULL             # <<<<<<<<<<<<<<
@@ -44235,7 +44635,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
     __pyx_v_self->p = NULL;
 
-    /* "pstream/_corelib/partition.pxi":884
+    /* "pstream/_corelib/partition.pxi":902
  *     def __dealloc__(self):
  *         cdef size_t i
  *         if self.p != NULL:             # <<<<<<<<<<<<<<
@@ -44244,7 +44644,7 @@ static void __pyx_pf_7pstream_5_core_9Partition_38__dealloc__(struct __pyx_obj_7
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":882
+  /* "pstream/_corelib/partition.pxi":900
  *                                          topic=self.topic, partition=self.number, file=a.log_path.decode())
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -44679,7 +45079,7 @@ static PyObject *__pyx_pf_7pstream_5_core_9Partition_42__setstate_cython__(CYTHO
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":902
+/* "pstream/_corelib/partition.pxi":920
  *     cdef readonly Partition partition
  * 
  *     def __cinit__(self, Partition partition, batch):             # <<<<<<<<<<<<<<
@@ -44726,39 +45126,39 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_partition,&__pyx_mstate_global->__pyx_n_u_batch,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 902, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(2, 920, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 902, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 920, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 902, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 920, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(2, 902, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__cinit__", 0) < (0)) __PYX_ERR(2, 920, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 2; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, i); __PYX_ERR(2, 902, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, i); __PYX_ERR(2, 920, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 2)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 902, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(2, 920, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 902, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(2, 920, __pyx_L3_error)
     }
     __pyx_v_partition = ((struct __pyx_obj_7pstream_5_core_Partition *)values[0]);
     __pyx_v_batch = values[1];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, __pyx_nargs); __PYX_ERR(2, 902, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__cinit__", 1, 2, 2, __pyx_nargs); __PYX_ERR(2, 920, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -44769,7 +45169,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return -1;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_partition), __pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, 1, "partition", 0))) __PYX_ERR(2, 902, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_partition), __pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, 1, "partition", 0))) __PYX_ERR(2, 920, __pyx_L1_error)
   __pyx_r = __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(((struct __pyx_obj_7pstream_5_core_PendingAppend *)__pyx_v_self), __pyx_v_partition, __pyx_v_batch);
 
   /* function exit code */
@@ -44800,17 +45200,17 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__cinit__", 0);
 
-  /* "pstream/_corelib/partition.pxi":903
+  /* "pstream/_corelib/partition.pxi":921
  * 
  *     def __cinit__(self, Partition partition, batch):
  *         PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)             # <<<<<<<<<<<<<<
  *         self.has_view = True
  *         self.partition = partition
 */
-  __pyx_t_1 = PyObject_GetBuffer(__pyx_v_batch, (&__pyx_v_self->view), PyBUF_SIMPLE); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 903, __pyx_L1_error)
+  __pyx_t_1 = PyObject_GetBuffer(__pyx_v_batch, (&__pyx_v_self->view), PyBUF_SIMPLE); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(2, 921, __pyx_L1_error)
 
 
-  /* "pstream/_corelib/partition.pxi":904
+  /* "pstream/_corelib/partition.pxi":922
  *     def __cinit__(self, Partition partition, batch):
  *         PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)
  *         self.has_view = True             # <<<<<<<<<<<<<<
@@ -44819,7 +45219,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 */
   __pyx_v_self->has_view = 1;
 
-  /* "pstream/_corelib/partition.pxi":905
+  /* "pstream/_corelib/partition.pxi":923
  *         PyObject_GetBuffer(batch, &self.view, PyBUF_SIMPLE)
  *         self.has_view = True
  *         self.partition = partition             # <<<<<<<<<<<<<<
@@ -44831,7 +45231,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
   __Pyx_GOTREF((PyObject *)__pyx_v_self->partition);
   __Pyx_DECREF_SET(__pyx_v_self->partition, __pyx_v_partition);
 
-  /* "pstream/_corelib/partition.pxi":906
+  /* "pstream/_corelib/partition.pxi":924
  *         self.has_view = True
  *         self.partition = partition
  *         memset(&self.req, 0, sizeof(AppendRequest))             # <<<<<<<<<<<<<<
@@ -44840,7 +45240,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 */
   (void)(memset((&__pyx_v_self->req), 0, (sizeof(struct __pyx_t_7pstream_5_core_AppendRequest))));
 
-  /* "pstream/_corelib/partition.pxi":907
+  /* "pstream/_corelib/partition.pxi":925
  *         self.partition = partition
  *         memset(&self.req, 0, sizeof(AppendRequest))
  *         self.req.part = partition.p             # <<<<<<<<<<<<<<
@@ -44851,7 +45251,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 
   __pyx_v_self->req.part = __pyx_t_2;
 
-  /* "pstream/_corelib/partition.pxi":908
+  /* "pstream/_corelib/partition.pxi":926
  *         memset(&self.req, 0, sizeof(AppendRequest))
  *         self.req.part = partition.p
  *         self.req.data = <const uint8_t *>self.view.buf             # <<<<<<<<<<<<<<
@@ -44860,7 +45260,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 */
   __pyx_v_self->req.data = ((uint8_t const *)__pyx_v_self->view.buf);
 
-  /* "pstream/_corelib/partition.pxi":909
+  /* "pstream/_corelib/partition.pxi":927
  *         self.req.part = partition.p
  *         self.req.data = <const uint8_t *>self.view.buf
  *         self.req.length = self.view.len             # <<<<<<<<<<<<<<
@@ -44871,7 +45271,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
 
   __pyx_v_self->req.length = __pyx_t_3;
 
-  /* "pstream/_corelib/partition.pxi":902
+  /* "pstream/_corelib/partition.pxi":920
  *     cdef readonly Partition partition
  * 
  *     def __cinit__(self, Partition partition, batch):             # <<<<<<<<<<<<<<
@@ -44891,7 +45291,7 @@ static int __pyx_pf_7pstream_5_core_13PendingAppend___cinit__(struct __pyx_obj_7
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":911
+/* "pstream/_corelib/partition.pxi":929
  *         self.req.length = self.view.len
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -44925,7 +45325,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":914
+  /* "pstream/_corelib/partition.pxi":932
  *     def done(self):
  *         cdef bint done
  *         pthread_mutex_lock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -44934,7 +45334,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
 */
   (void)(pthread_mutex_lock((&__pyx_v_self->partition->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":915
+  /* "pstream/_corelib/partition.pxi":933
  *         cdef bint done
  *         pthread_mutex_lock(&self.partition.sh.mu)
  *         done = self.req.done             # <<<<<<<<<<<<<<
@@ -44945,7 +45345,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
 
   __pyx_v_done = __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":916
+  /* "pstream/_corelib/partition.pxi":934
  *         pthread_mutex_lock(&self.partition.sh.mu)
  *         done = self.req.done
  *         pthread_mutex_unlock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -44954,14 +45354,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
 */
   (void)(pthread_mutex_unlock((&__pyx_v_self->partition->sh->mu)));
 
-  /* "pstream/_corelib/partition.pxi":917
+  /* "pstream/_corelib/partition.pxi":935
  *         done = self.req.done
  *         pthread_mutex_unlock(&self.partition.sh.mu)
  *         return done             # <<<<<<<<<<<<<<
  * 
  *     def result(self):
 */
-  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_v_done); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 917, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyBool_FromLong(__pyx_v_done); if (unlikely(!__pyx_t_2)) __PYX_ERR(2, 935, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -44974,7 +45374,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":911
+  /* "pstream/_corelib/partition.pxi":929
  *         self.req.length = self.view.len
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -44994,7 +45394,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4done___get__(struct _
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":919
+/* "pstream/_corelib/partition.pxi":937
  *         return done
  * 
  *     def result(self):             # <<<<<<<<<<<<<<
@@ -45059,16 +45459,16 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("result", 0);
 
-  /* "pstream/_corelib/partition.pxi":921
+  /* "pstream/_corelib/partition.pxi":939
  *     def result(self):
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:             # <<<<<<<<<<<<<<
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:
 */
-  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_v_self), __pyx_mstate_global->__pyx_n_u_done); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 921, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_GetAttrStr(((PyObject *)__pyx_v_self), __pyx_mstate_global->__pyx_n_u_done); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 939, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 921, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(2, 939, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __pyx_t_3 = (!__pyx_t_2);
 
@@ -45076,7 +45476,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "pstream/_corelib/partition.pxi":922
+    /* "pstream/_corelib/partition.pxi":940
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:
  *             raise RuntimeError("the append has not completed yet")             # <<<<<<<<<<<<<<
@@ -45089,14 +45489,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
       PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_the_append_has_not_completed_yet};
       __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_RuntimeError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 922, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 940, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
     __Pyx_Raise(__pyx_t_1, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(2, 922, __pyx_L1_error)
+    __PYX_ERR(2, 940, __pyx_L1_error)
 
-    /* "pstream/_corelib/partition.pxi":921
+    /* "pstream/_corelib/partition.pxi":939
  *     def result(self):
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:             # <<<<<<<<<<<<<<
@@ -45105,7 +45505,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":923
+  /* "pstream/_corelib/partition.pxi":941
  *         if not self.done:
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:             # <<<<<<<<<<<<<<
@@ -45117,17 +45517,17 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   if (__pyx_t_3) {
 
 
-    /* "pstream/_corelib/partition.pxi":924
+    /* "pstream/_corelib/partition.pxi":942
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:
  *             self.partition._raise_append_error(self.req.status, self.req.errpos, self.req.length)             # <<<<<<<<<<<<<<
  *         return self.req.base_offset
  * 
 */
-    __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->partition->__pyx_vtab)->_raise_append_error(__pyx_v_self->partition, __pyx_v_self->req.status, __pyx_v_self->req.errpos, __pyx_v_self->req.length); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 924, __pyx_L1_error)
+    __pyx_t_6 = ((struct __pyx_vtabstruct_7pstream_5_core_Partition *)__pyx_v_self->partition->__pyx_vtab)->_raise_append_error(__pyx_v_self->partition, __pyx_v_self->req.status, __pyx_v_self->req.errpos, __pyx_v_self->req.length); if (unlikely(__pyx_t_6 == ((int)-1))) __PYX_ERR(2, 942, __pyx_L1_error)
 
 
-    /* "pstream/_corelib/partition.pxi":923
+    /* "pstream/_corelib/partition.pxi":941
  *         if not self.done:
  *             raise RuntimeError("the append has not completed yet")
  *         if self.req.status != PS_OK:             # <<<<<<<<<<<<<<
@@ -45136,14 +45536,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":925
+  /* "pstream/_corelib/partition.pxi":943
  *         if self.req.status != PS_OK:
  *             self.partition._raise_append_error(self.req.status, self.req.errpos, self.req.length)
  *         return self.req.base_offset             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 925, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.base_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 943, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -45156,7 +45556,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":919
+  /* "pstream/_corelib/partition.pxi":937
  *         return done
  * 
  *     def result(self):             # <<<<<<<<<<<<<<
@@ -45176,7 +45576,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_2result(struct __pyx_o
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":927
+/* "pstream/_corelib/partition.pxi":945
  *         return self.req.base_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -45208,14 +45608,14 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_11last_offset___get__(
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "pstream/_corelib/partition.pxi":929
+  /* "pstream/_corelib/partition.pxi":947
  *     @property
  *     def last_offset(self):
  *         return self.req.last_offset             # <<<<<<<<<<<<<<
  * 
  *     def wait(self):
 */
-  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.last_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 929, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyLong_From_int64_t(__pyx_v_self->req.last_offset); if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 947, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -45228,7 +45628,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_11last_offset___get__(
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":927
+  /* "pstream/_corelib/partition.pxi":945
  *         return self.req.base_offset
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -45247,7 +45647,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_11last_offset___get__(
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":931
+/* "pstream/_corelib/partition.pxi":949
  *         return self.req.last_offset
  * 
  *     def wait(self):             # <<<<<<<<<<<<<<
@@ -45309,7 +45709,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("wait", 0);
 
-  /* "pstream/_corelib/partition.pxi":933
+  /* "pstream/_corelib/partition.pxi":951
  *     def wait(self):
  *         """Blocks (GIL released) until done; returns result()."""
  *         self._wait_done()             # <<<<<<<<<<<<<<
@@ -45318,7 +45718,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
 */
   ((struct __pyx_vtabstruct_7pstream_5_core_PendingAppend *)__pyx_v_self->__pyx_vtab)->_wait_done(__pyx_v_self);
 
-  /* "pstream/_corelib/partition.pxi":934
+  /* "pstream/_corelib/partition.pxi":952
  *         """Blocks (GIL released) until done; returns result()."""
  *         self._wait_done()
  *         return self.result()             # <<<<<<<<<<<<<<
@@ -45332,7 +45732,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_result, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 934, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(2, 952, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   {
@@ -45346,7 +45746,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "pstream/_corelib/partition.pxi":931
+  /* "pstream/_corelib/partition.pxi":949
  *         return self.req.last_offset
  * 
  *     def wait(self):             # <<<<<<<<<<<<<<
@@ -45366,7 +45766,7 @@ static PyObject *__pyx_pf_7pstream_5_core_13PendingAppend_4wait(struct __pyx_obj
   return __pyx_r;
 }
 
-/* "pstream/_corelib/partition.pxi":936
+/* "pstream/_corelib/partition.pxi":954
  *         return self.result()
  * 
  *     cdef void _wait_done(self) noexcept:             # <<<<<<<<<<<<<<
@@ -45378,7 +45778,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
   int __pyx_t_1;
   int __pyx_t_2;
 
-  /* "pstream/_corelib/partition.pxi":937
+  /* "pstream/_corelib/partition.pxi":955
  * 
  *     cdef void _wait_done(self) noexcept:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -45391,7 +45791,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "pstream/_corelib/partition.pxi":938
+        /* "pstream/_corelib/partition.pxi":956
  *     cdef void _wait_done(self) noexcept:
  *         with nogil:
  *             pthread_mutex_lock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -45400,7 +45800,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
 */
         (void)(pthread_mutex_lock((&__pyx_v_self->partition->sh->mu)));
 
-        /* "pstream/_corelib/partition.pxi":939
+        /* "pstream/_corelib/partition.pxi":957
  *         with nogil:
  *             pthread_mutex_lock(&self.partition.sh.mu)
  *             while self.queued and not self.req.done:             # <<<<<<<<<<<<<<
@@ -45423,7 +45823,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
 
           if (!__pyx_t_1) break;
 
-          /* "pstream/_corelib/partition.pxi":940
+          /* "pstream/_corelib/partition.pxi":958
  *             pthread_mutex_lock(&self.partition.sh.mu)
  *             while self.queued and not self.req.done:
  *                 pthread_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -45433,7 +45833,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
           (void)(pthread_cond_wait((&__pyx_v_self->partition->sh->done), (&__pyx_v_self->partition->sh->mu)));
         }
 
-        /* "pstream/_corelib/partition.pxi":941
+        /* "pstream/_corelib/partition.pxi":959
  *             while self.queued and not self.req.done:
  *                 pthread_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)
  *             pthread_mutex_unlock(&self.partition.sh.mu)             # <<<<<<<<<<<<<<
@@ -45443,7 +45843,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
         (void)(pthread_mutex_unlock((&__pyx_v_self->partition->sh->mu)));
       }
 
-      /* "pstream/_corelib/partition.pxi":937
+      /* "pstream/_corelib/partition.pxi":955
  * 
  *     cdef void _wait_done(self) noexcept:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -45460,7 +45860,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
       }
   }
 
-  /* "pstream/_corelib/partition.pxi":936
+  /* "pstream/_corelib/partition.pxi":954
  *         return self.result()
  * 
  *     cdef void _wait_done(self) noexcept:             # <<<<<<<<<<<<<<
@@ -45472,7 +45872,7 @@ static void __pyx_f_7pstream_5_core_13PendingAppend__wait_done(struct __pyx_obj_
 
 }
 
-/* "pstream/_corelib/partition.pxi":943
+/* "pstream/_corelib/partition.pxi":961
  *             pthread_mutex_unlock(&self.partition.sh.mu)
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -45496,7 +45896,7 @@ static void __pyx_pw_7pstream_5_core_13PendingAppend_7__dealloc__(PyObject *__py
 static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_obj_7pstream_5_core_PendingAppend *__pyx_v_self) {
   int __pyx_t_1;
 
-  /* "pstream/_corelib/partition.pxi":944
+  /* "pstream/_corelib/partition.pxi":962
  * 
  *     def __dealloc__(self):
  *         if self.partition is not None:             # <<<<<<<<<<<<<<
@@ -45507,7 +45907,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
   if (__pyx_t_1) {
 
 
-    /* "pstream/_corelib/partition.pxi":945
+    /* "pstream/_corelib/partition.pxi":963
  *     def __dealloc__(self):
  *         if self.partition is not None:
  *             self._wait_done()   # the shard may still be reading the buffer             # <<<<<<<<<<<<<<
@@ -45516,7 +45916,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
     ((struct __pyx_vtabstruct_7pstream_5_core_PendingAppend *)__pyx_v_self->__pyx_vtab)->_wait_done(__pyx_v_self);
 
-    /* "pstream/_corelib/partition.pxi":944
+    /* "pstream/_corelib/partition.pxi":962
  * 
  *     def __dealloc__(self):
  *         if self.partition is not None:             # <<<<<<<<<<<<<<
@@ -45525,7 +45925,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":946
+  /* "pstream/_corelib/partition.pxi":964
  *         if self.partition is not None:
  *             self._wait_done()   # the shard may still be reading the buffer
  *         if self.has_view:             # <<<<<<<<<<<<<<
@@ -45533,14 +45933,14 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
   if (__pyx_v_self->has_view) {
 
-    /* "pstream/_corelib/partition.pxi":947
+    /* "pstream/_corelib/partition.pxi":965
  *             self._wait_done()   # the shard may still be reading the buffer
  *         if self.has_view:
  *             PyBuffer_Release(&self.view)             # <<<<<<<<<<<<<<
 */
     PyBuffer_Release((&__pyx_v_self->view));
 
-    /* "pstream/_corelib/partition.pxi":946
+    /* "pstream/_corelib/partition.pxi":964
  *         if self.partition is not None:
  *             self._wait_done()   # the shard may still be reading the buffer
  *         if self.has_view:             # <<<<<<<<<<<<<<
@@ -45548,7 +45948,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 */
   }
 
-  /* "pstream/_corelib/partition.pxi":943
+  /* "pstream/_corelib/partition.pxi":961
  *             pthread_mutex_unlock(&self.partition.sh.mu)
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -45560,7 +45960,7 @@ static void __pyx_pf_7pstream_5_core_13PendingAppend_6__dealloc__(struct __pyx_o
 
 }
 
-/* "pstream/_corelib/partition.pxi":900
+/* "pstream/_corelib/partition.pxi":918
  *     cdef bint has_view
  *     cdef bint queued
  *     cdef readonly Partition partition             # <<<<<<<<<<<<<<
@@ -48317,7 +48717,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_Partition(__pyx_mstat
   /*--- Exttype __pyx_obj_7pstream_5_core_Partition ---*/
   __pyx_vtabptr_7pstream_5_core_Partition = &__pyx_vtable_7pstream_5_core_Partition;
   __pyx_vtable_7pstream_5_core_Partition._load = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *))__pyx_f_7pstream_5_core_9Partition__load;
-  __pyx_vtable_7pstream_5_core_Partition._cut_tail = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, struct __pyx_t_7pstream_5_core_ScanResult *, size_t, size_t))__pyx_f_7pstream_5_core_9Partition__cut_tail;
+  __pyx_vtable_7pstream_5_core_Partition._cut_tail = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, struct __pyx_t_7pstream_5_core_ScanResult *))__pyx_f_7pstream_5_core_9Partition__cut_tail;
+  __pyx_vtable_7pstream_5_core_Partition._keep_corrupt_segment = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, struct __pyx_t_7pstream_5_core_ScanResult *, int64_t))__pyx_f_7pstream_5_core_9Partition__keep_corrupt_segment;
   __pyx_vtable_7pstream_5_core_Partition._read_log_start_checkpoint = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *))__pyx_f_7pstream_5_core_9Partition__read_log_start_checkpoint;
   __pyx_vtable_7pstream_5_core_Partition._raise_locked = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, int))__pyx_f_7pstream_5_core_9Partition__raise_locked;
   __pyx_vtable_7pstream_5_core_Partition._begin = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t, int64_t, int64_t, uint8_t **))__pyx_f_7pstream_5_core_9Partition__begin;
@@ -48325,8 +48726,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_Partition(__pyx_mstat
   __pyx_vtable_7pstream_5_core_Partition._after_append = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, int64_t))__pyx_f_7pstream_5_core_9Partition__after_append;
   __pyx_vtable_7pstream_5_core_Partition._append_raw = (PyObject *(*)(struct __pyx_obj_7pstream_5_core_Partition *, PyObject *, int, struct __pyx_opt_args_7pstream_5_core_9Partition__append_raw *__pyx_optional_args))__pyx_f_7pstream_5_core_9Partition__append_raw;
   __pyx_vtable_7pstream_5_core_Partition._raise_append_error = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, int, size_t, int64_t))__pyx_f_7pstream_5_core_9Partition__raise_append_error;
+  __pyx_vtable_7pstream_5_core_Partition._corrupt = (int (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, int64_t, int64_t, PyObject *))__pyx_f_7pstream_5_core_9Partition__corrupt;
   __pyx_vtable_7pstream_5_core_Partition._find_batch = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, int64_t, int64_t, ps_batch_header *))__pyx_f_7pstream_5_core_9Partition__find_batch;
-  __pyx_vtable_7pstream_5_core_Partition._whole_batches = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, uint8_t const *, int64_t, int64_t, int64_t))__pyx_f_7pstream_5_core_9Partition__whole_batches;
+  __pyx_vtable_7pstream_5_core_Partition._whole_batches = (int64_t (*)(struct __pyx_obj_7pstream_5_core_Partition *, struct __pyx_t_7pstream_5_core_Segment *, uint8_t const *, int64_t, int64_t, int64_t, int64_t))__pyx_f_7pstream_5_core_9Partition__whole_batches;
   #if CYTHON_USE_TYPE_SPECS
   __pyx_mstate->__pyx_ptype_7pstream_5_core_Partition = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_Partition_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_Partition)) __PYX_ERR(2, 81, __pyx_L1_error)
   #else
@@ -48366,14 +48768,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_PendingAppend(__pyx_m
   __pyx_vtabptr_7pstream_5_core_PendingAppend = &__pyx_vtable_7pstream_5_core_PendingAppend;
   __pyx_vtable_7pstream_5_core_PendingAppend._wait_done = (void (*)(struct __pyx_obj_7pstream_5_core_PendingAppend *))__pyx_f_7pstream_5_core_13PendingAppend__wait_done;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_PendingAppend_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend)) __PYX_ERR(2, 894, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core_PendingAppend_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend)) __PYX_ERR(2, 912, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend = &__pyx_type_7pstream_5_core_PendingAppend;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 912, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend);
@@ -48383,9 +48785,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core_PendingAppend(__pyx_m
     __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_vtabptr_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_PendingAppend, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 894, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_vtabptr_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 912, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_PendingAppend, (PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 912, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_7pstream_5_core_PendingAppend) < (0)) __PYX_ERR(2, 912, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -48435,14 +48837,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct_1_
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr", 0);
   /*--- Exttype __pyx_obj_7pstream_5_core___pyx_scope_struct_1_genexpr ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr)) __PYX_ERR(2, 349, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr)) __PYX_ERR(2, 352, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr = &__pyx_type_7pstream_5_core___pyx_scope_struct_1_genexpr;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(2, 349, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr) < (0)) __PYX_ERR(2, 352, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_7pstream_5_core___pyx_scope_struct_1_genexpr);
@@ -49503,176 +49905,176 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_segment_bases, __pyx_t_4) < (0)) __PYX_ERR(2, 71, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":257
+  /* "pstream/_corelib/partition.pxi":260
  *             return 0
  * 
  *     def _write_log_start_checkpoint(self, int64_t value):             # <<<<<<<<<<<<<<
  *         tmp = _os.path.join(self.path, "log-start-offset.tmp")
  *         with open(tmp, "w") as f:
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_5_write_log_start_checkpoint, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__write_log_start_check, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 257, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_5_write_log_start_checkpoint, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__write_log_start_check, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[20])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 260, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_t_4) < (0)) __PYX_ERR(2, 257, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_write_log_start_checkpoint, __pyx_t_4) < (0)) __PYX_ERR(2, 260, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":308
+  /* "pstream/_corelib/partition.pxi":311
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
  *         """Rings the pool's doorbell once offset exists (durable: is fdatasync'ed).
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_7_watch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__watch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 308, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_7_watch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__watch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[21])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 311, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[14]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_watch, __pyx_t_4) < (0)) __PYX_ERR(2, 308, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[12]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_watch, __pyx_t_4) < (0)) __PYX_ERR(2, 311, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":329
+  /* "pstream/_corelib/partition.pxi":332
  *         return False
  * 
  *     def _raise_if_failed(self):             # <<<<<<<<<<<<<<
  *         """Raises the error of a failed write or fdatasync on this partition, if any."""
  *         pthread_mutex_lock(&self.sh.mu)
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__raise_if_failed, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 329, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_9_raise_if_failed, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition__raise_if_failed, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[22])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 332, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_raise_if_failed, __pyx_t_4) < (0)) __PYX_ERR(2, 329, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_raise_if_failed, __pyx_t_4) < (0)) __PYX_ERR(2, 332, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":336
+  /* "pstream/_corelib/partition.pxi":339
  *         pthread_mutex_unlock(&self.sh.mu)
  * 
  *     def segments(self):             # <<<<<<<<<<<<<<
  *         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_11segments, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_segments, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 336, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_11segments, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_segments, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[23])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 339, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_segments, __pyx_t_4) < (0)) __PYX_ERR(2, 336, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_segments, __pyx_t_4) < (0)) __PYX_ERR(2, 339, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":348
+  /* "pstream/_corelib/partition.pxi":351
  *         return [(b, n, size, path.decode()) for b, n, size, path in out]
  * 
  *     def size_bytes(self):             # <<<<<<<<<<<<<<
  *         return sum(seg[2] for seg in self.segments())
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_13size_bytes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_size_bytes, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 348, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_13size_bytes, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_size_bytes, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[24])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 351, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_size_bytes, __pyx_t_4) < (0)) __PYX_ERR(2, 348, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_size_bytes, __pyx_t_4) < (0)) __PYX_ERR(2, 351, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":416
+  /* "pstream/_corelib/partition.pxi":419
  *                 mutex_wait_then_unlock(self.sh)
  * 
  *     def append(self, value, key=None, headers=None, timestamp_ms=None):             # <<<<<<<<<<<<<<
  *         """Appends one record as its own batch; returns its offset."""
  *         cdef RecordSpec r
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_15append, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 416, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_15append, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[25])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 419, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[6]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append, __pyx_t_4) < (0)) __PYX_ERR(2, 416, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[5]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append, __pyx_t_4) < (0)) __PYX_ERR(2, 419, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":464
+  /* "pstream/_corelib/partition.pxi":467
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
  *         """Appends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_17append_many, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_many, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 464, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_17append_many, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_many, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[26])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 467, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[15]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_many, __pyx_t_4) < (0)) __PYX_ERR(2, 464, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[13]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_many, __pyx_t_4) < (0)) __PYX_ERR(2, 467, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":498
+  /* "pstream/_corelib/partition.pxi":501
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
  *         """Appends one already-encoded v2 batch (a bytes-like, e.g. a memoryview of a request).
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_19append_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 498, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_19append_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_append_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[27])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 501, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[16]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 498, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[14]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_append_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 501, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":541
+  /* "pstream/_corelib/partition.pxi":544
  *         raise status_error(st, errpos, detail, self.topic, self.number)
  * 
  *     def submit_batch(self, batch):             # <<<<<<<<<<<<<<
  *         """Hands one raw v2 batch to this partition's shard thread; returns a PendingAppend.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_21submit_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_submit_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 541, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_21submit_batch, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_submit_batch, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[28])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 544, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_submit_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 541, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_submit_batch, __pyx_t_4) < (0)) __PYX_ERR(2, 544, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":565
+  /* "pstream/_corelib/partition.pxi":568
  *     # --- rolling ------------------------------------------------------------------
  * 
  *     def roll(self):             # <<<<<<<<<<<<<<
  *         """Closes the active segment (if it holds data) and starts a new one."""
  *         cdef int st
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_23roll, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_roll, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 565, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_23roll, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_roll, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[29])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 568, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_roll, __pyx_t_4) < (0)) __PYX_ERR(2, 565, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_roll, __pyx_t_4) < (0)) __PYX_ERR(2, 568, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":581
+  /* "pstream/_corelib/partition.pxi":584
  *             raise_os_error(errno, "cannot create a new segment", self.path)
  * 
  *     def flush(self):             # <<<<<<<<<<<<<<
  *         """Writes and fdatasyncs everything appended so far, whatever the policy."""
  *         cdef int64_t target
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_25flush, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_flush, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 581, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_25flush, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_flush, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[30])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 584, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_flush, __pyx_t_4) < (0)) __PYX_ERR(2, 581, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_flush, __pyx_t_4) < (0)) __PYX_ERR(2, 584, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":603
+  /* "pstream/_corelib/partition.pxi":606
  *     # --- reading --------------------------------------------------------------------
  * 
  *     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):             # <<<<<<<<<<<<<<
@@ -49682,98 +50084,98 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
 
   __pyx_mstate_global->__pyx_k__6 = __pyx_v_7pstream_5_core_DEFAULT_READ_BYTES;
 
-  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 603, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int64_t(__pyx_v_7pstream_5_core_DEFAULT_READ_BYTES); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 606, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   {
     PyObject* __pyx_temp[1] = {__pyx_t_4};
-    __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 603, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(2, 606, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_27read_batches, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_read_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 603, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_27read_batches, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_read_batches, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[31])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 606, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_t_6);
   __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_read_batches, __pyx_t_4) < (0)) __PYX_ERR(2, 603, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_read_batches, __pyx_t_4) < (0)) __PYX_ERR(2, 606, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":717
+  /* "pstream/_corelib/partition.pxi":735
  *         return pos
  * 
  *     def offset_for_timestamp(self, int64_t timestamp_ms):             # <<<<<<<<<<<<<<
  *         """The first offset whose record timestamp is >= timestamp_ms, or None if there is none."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_29offset_for_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_offset_for_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[32])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 717, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_29offset_for_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_offset_for_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[32])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 735, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_offset_for_timestamp, __pyx_t_4) < (0)) __PYX_ERR(2, 717, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_offset_for_timestamp, __pyx_t_4) < (0)) __PYX_ERR(2, 735, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":749
+  /* "pstream/_corelib/partition.pxi":767
  *         return None
  * 
  *     def max_timestamp(self):             # <<<<<<<<<<<<<<
  *         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
  *         cdef size_t i
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_31max_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_max_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[33])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 749, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_31max_timestamp, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_max_timestamp, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[33])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 767, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_max_timestamp_2, __pyx_t_4) < (0)) __PYX_ERR(2, 749, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_max_timestamp_2, __pyx_t_4) < (0)) __PYX_ERR(2, 767, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":763
+  /* "pstream/_corelib/partition.pxi":781
  *     # --- retention --------------------------------------------------------------------
  * 
  *     def delete_records(self, int64_t before_offset):             # <<<<<<<<<<<<<<
  *         """Moves the log start offset to before_offset (records below it are gone); returns it.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_33delete_records, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_delete_records, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[34])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 763, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_33delete_records, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_delete_records, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[34])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 781, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_delete_records, __pyx_t_4) < (0)) __PYX_ERR(2, 763, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_delete_records, __pyx_t_4) < (0)) __PYX_ERR(2, 781, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":789
+  /* "pstream/_corelib/partition.pxi":807
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
  *         """Deletes whole old segments per retention_bytes, retention_ms and the log start offset.
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_35apply_retention, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_apply_retention, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[35])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 789, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_35apply_retention, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_apply_retention, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[35])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 807, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[17]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_t_4) < (0)) __PYX_ERR(2, 789, __pyx_L1_error)
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[15]);
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_apply_retention, __pyx_t_4) < (0)) __PYX_ERR(2, 807, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":857
+  /* "pstream/_corelib/partition.pxi":875
  *     # --- closing ---------------------------------------------------------------------
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
  *         """Writes and syncs everything, finalizes the active segment (indexes written)."""
  *         cdef Segment *a
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_37close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_close, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[36])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 857, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_9Partition_37close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_Partition_close, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[36])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 875, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(2, 857, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_Partition, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(2, 875, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -49803,34 +50205,34 @@ __Pyx_RefNannySetupContext("PyInit__core", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(4, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":919
+  /* "pstream/_corelib/partition.pxi":937
  *         return done
  * 
  *     def result(self):             # <<<<<<<<<<<<<<
  *         """The assigned base offset; raises the append's error. Call once done."""
  *         if not self.done:
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_3result, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_result, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[39])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 919, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_3result, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_result, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[39])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 937, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_result, __pyx_t_4) < (0)) __PYX_ERR(2, 919, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_result, __pyx_t_4) < (0)) __PYX_ERR(2, 937, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "pstream/_corelib/partition.pxi":931
+  /* "pstream/_corelib/partition.pxi":949
  *         return self.req.last_offset
  * 
  *     def wait(self):             # <<<<<<<<<<<<<<
  *         """Blocks (GIL released) until done; returns result()."""
  *         self._wait_done()
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_5wait, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_wait, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[40])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 931, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_7pstream_5_core_13PendingAppend_5wait, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_PendingAppend_wait, NULL, __pyx_mstate_global->__pyx_n_u_pstream__core, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[40])); if (unlikely(!__pyx_t_4)) __PYX_ERR(2, 949, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_wait, __pyx_t_4) < (0)) __PYX_ERR(2, 931, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_7pstream_5_core_PendingAppend, __pyx_mstate_global->__pyx_n_u_wait, __pyx_t_4) < (0)) __PYX_ERR(2, 949, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -49920,8 +50322,8 @@ static int __Pyx_InitCachedBuiltins(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   __pyx_builtin_NotImplemented = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_NotImplemented); if (!__pyx_builtin_NotImplemented) __PYX_ERR(1, 34, __pyx_L1_error)
-  __pyx_builtin_open = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_open); if (!__pyx_builtin_open) __PYX_ERR(2, 249, __pyx_L1_error)
-  __pyx_builtin_sum = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_sum); if (!__pyx_builtin_sum) __PYX_ERR(2, 349, __pyx_L1_error)
+  __pyx_builtin_open = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_open); if (!__pyx_builtin_open) __PYX_ERR(2, 252, __pyx_L1_error)
+  __pyx_builtin_sum = __Pyx_GetBuiltinName(__pyx_mstate->__pyx_n_u_sum); if (!__pyx_builtin_sum) __PYX_ERR(2, 352, __pyx_L1_error)
 
   /* Cached unbound methods */
   __pyx_mstate->__pyx_umethod_PyDict_Type_items.type = (PyObject*)&PyDict_Type;
@@ -50012,21 +50414,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[4]);
 
-  /* "pstream/_corelib/partition.pxi":240
- *                     _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
- *                                  self.topic, self.number, base)
- *                     for suffix in (".log", ".index", ".timeindex"):             # <<<<<<<<<<<<<<
- *                         try:
- *                             _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
-*/
-  {
-    PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_kp_u_log, __pyx_mstate_global->__pyx_kp_u_index, __pyx_mstate_global->__pyx_kp_u_timeindex};
-    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(2, 240, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
-  }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
-
-  /* "pstream/_corelib/partition.pxi":249
+  /* "pstream/_corelib/partition.pxi":252
  *     cdef int64_t _read_log_start_checkpoint(self) except -2:
  *         try:
  *             with open(_os.path.join(self.path, "log-start-offset")) as f:             # <<<<<<<<<<<<<<
@@ -50035,12 +50423,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {Py_None, Py_None, Py_None};
-    __pyx_mstate_global->__pyx_tuple[6] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[6])) __PYX_ERR(2, 249, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[6]);
+    __pyx_mstate_global->__pyx_tuple[5] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[5])) __PYX_ERR(2, 252, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[5]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[6]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[5]);
 
-  /* "pstream/_corelib/partition.pxi":306
+  /* "pstream/_corelib/partition.pxi":309
  *     @property
  *     def flush_policy(self):
  *         return ("always", "interval", "bytes")[self.p.flush_mode]             # <<<<<<<<<<<<<<
@@ -50049,12 +50437,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_always, __pyx_mstate_global->__pyx_n_u_interval, __pyx_mstate_global->__pyx_n_u_bytes};
-    __pyx_mstate_global->__pyx_tuple[7] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[7])) __PYX_ERR(2, 306, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[7]);
+    __pyx_mstate_global->__pyx_tuple[6] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[6])) __PYX_ERR(2, 309, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[6]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[7]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[6]);
 
-  /* "pstream/_corelib/partition.pxi":358
+  /* "pstream/_corelib/partition.pxi":361
  *         pthread_mutex_unlock(&self.sh.mu)
  *         if status == PS_ERR_CLOSED:
  *             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)             # <<<<<<<<<<<<<<
@@ -50063,12 +50451,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(2, 358, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[8]);
+    __pyx_mstate_global->__pyx_tuple[7] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[7])) __PYX_ERR(2, 361, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[7]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[8]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[7]);
 
-  /* "pstream/_corelib/partition.pxi":619
+  /* "pstream/_corelib/partition.pxi":622
  *             lo, hi = self.p.log_start_offset, self.p.next_offset
  *             pthread_mutex_unlock(&self.sh.mu)
  *             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",             # <<<<<<<<<<<<<<
@@ -50077,54 +50465,40 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_tuple[9] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[9])) __PYX_ERR(2, 619, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[9]);
+    __pyx_mstate_global->__pyx_tuple[8] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[8])) __PYX_ERR(2, 622, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[8]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[9]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[8]);
 
-  /* "pstream/_corelib/partition.pxi":646
+  /* "pstream/_corelib/partition.pxi":649
  *                             got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
  *                         if got < 0:
  *                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
  *                                                          position=start)
- *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+ *                         end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
 */
   {
     PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position};
-    __pyx_mstate_global->__pyx_tuple[10] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[10])) __PYX_ERR(2, 646, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[9] = __Pyx_PyTuple_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_mstate_global->__pyx_tuple[9])) __PYX_ERR(2, 649, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[9]);
+  }
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[9]);
+
+  /* "pstream/_corelib/partition.pxi":668
+ * 
+ *     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
+ *         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,             # <<<<<<<<<<<<<<
+ *                                           partition=self.number, offset=offset)
+ * 
+*/
+  {
+    PyObject* __pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
+    __pyx_mstate_global->__pyx_tuple[10] = __Pyx_PyTuple_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_mstate_global->__pyx_tuple[10])) __PYX_ERR(2, 668, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[10]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[10]);
 
-  /* "pstream/_corelib/partition.pxi":679
- *                 ps_batch_read_header(window + at, h)
- *                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
- *                     raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                       position=pos + at, topic=self.topic, partition=self.number,
- *                                                       offset=offset)
-*/
-  {
-    PyObject* __pyx_temp[5] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_offset};
-    __pyx_mstate_global->__pyx_tuple[11] = __Pyx_PyTuple_FromArray(__pyx_temp, 5); if (unlikely(!__pyx_mstate_global->__pyx_tuple[11])) __PYX_ERR(2, 679, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[11]);
-  }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[11]);
-
-  /* "pstream/_corelib/partition.pxi":686
- *                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
- *             if at == 0:
- *                 raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),             # <<<<<<<<<<<<<<
- *                                                   position=pos, topic=self.topic, partition=self.number)
- *             pos += at
-*/
-  {
-    PyObject* __pyx_temp[4] = {__pyx_mstate_global->__pyx_n_u_file, __pyx_mstate_global->__pyx_n_u_position, __pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition};
-    __pyx_mstate_global->__pyx_tuple[12] = __Pyx_PyTuple_FromArray(__pyx_temp, 4); if (unlikely(!__pyx_mstate_global->__pyx_tuple[12])) __PYX_ERR(2, 686, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[12]);
-  }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[12]);
-
-  /* "pstream/_corelib/partition.pxi":879
+  /* "pstream/_corelib/partition.pxi":897
  *                 mutex_wait_then_unlock(self.sh)
  *         if st != PS_OK:
  *             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",             # <<<<<<<<<<<<<<
@@ -50133,12 +50507,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_topic, __pyx_mstate_global->__pyx_n_u_partition, __pyx_mstate_global->__pyx_n_u_file};
-    __pyx_mstate_global->__pyx_tuple[13] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[13])) __PYX_ERR(2, 879, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[13]);
+    __pyx_mstate_global->__pyx_tuple[11] = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_mstate_global->__pyx_tuple[11])) __PYX_ERR(2, 897, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[11]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[13]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[11]);
 
-  /* "pstream/_corelib/partition.pxi":308
+  /* "pstream/_corelib/partition.pxi":311
  *         return ("always", "interval", "bytes")[self.p.flush_mode]
  * 
  *     def _watch(self, int64_t offset, bint durable=False):             # <<<<<<<<<<<<<<
@@ -50147,12 +50521,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_False};
-    __pyx_mstate_global->__pyx_tuple[14] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[14])) __PYX_ERR(2, 308, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[14]);
+    __pyx_mstate_global->__pyx_tuple[12] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[12])) __PYX_ERR(2, 311, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[12]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[14]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[12]);
 
-  /* "pstream/_corelib/partition.pxi":464
+  /* "pstream/_corelib/partition.pxi":467
  *         return base
  * 
  *     def append_many(self, records, compression=0):             # <<<<<<<<<<<<<<
@@ -50161,12 +50535,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_0};
-    __pyx_mstate_global->__pyx_tuple[15] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[15])) __PYX_ERR(2, 464, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[15]);
+    __pyx_mstate_global->__pyx_tuple[13] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[13])) __PYX_ERR(2, 467, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[13]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[15]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[13]);
 
-  /* "pstream/_corelib/partition.pxi":498
+  /* "pstream/_corelib/partition.pxi":501
  *         return base
  * 
  *     def append_batch(self, batch, bint wait=True):             # <<<<<<<<<<<<<<
@@ -50175,12 +50549,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_True};
-    __pyx_mstate_global->__pyx_tuple[16] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[16])) __PYX_ERR(2, 498, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[16]);
+    __pyx_mstate_global->__pyx_tuple[14] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[14])) __PYX_ERR(2, 501, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[14]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[16]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[14]);
 
-  /* "pstream/_corelib/partition.pxi":789
+  /* "pstream/_corelib/partition.pxi":807
  *         return before_offset
  * 
  *     def apply_retention(self, now_ms=None):             # <<<<<<<<<<<<<<
@@ -50189,14 +50563,14 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {Py_None};
-    __pyx_mstate_global->__pyx_tuple[17] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[17])) __PYX_ERR(2, 789, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[17]);
+    __pyx_mstate_global->__pyx_tuple[15] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[15])) __PYX_ERR(2, 807, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[15]);
   }
-  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[17]);
+  __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[15]);
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_tuple;
-    for (Py_ssize_t i=0; i<18; ++i) {
+    for (Py_ssize_t i=0; i<16; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -50230,50 +50604,50 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{33},{33},{18},{29},{23},{7},{13},{21},{33},{54},{4},{8},{16},{59},{77},{79},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{10},{6},{16},{14},{15},{15},{8},{10},{1},{6},{4},{10},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{32},{17},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{14},{14},{21},{12},{9},{27},{29},{26},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{22},{13},{31},{33},{20},{18},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{16},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{10},{14},{9},{9},{4},{6},{14},{3},{7},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{7},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{12},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{4},{7},{5},{18},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{73},{18},{60},{46},{149},{127},{221},{202},{135},{115},{284},{247},{169},{2},{89},{231},{517},{598},{22},{402},{184},{590}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{1},{8},{23},{33},{33},{18},{29},{23},{7},{13},{21},{33},{54},{4},{8},{16},{102},{77},{79},{79},{96},{58},{15},{1},{2},{13},{17},{15},{6},{11},{10},{6},{20},{16},{14},{15},{15},{8},{10},{1},{4},{2},{18},{1},{24},{16},{4},{179},{94},{14},{1},{47},{35},{57},{34},{8},{32},{51},{46},{9},{44},{27},{37},{29},{36},{19},{31},{19},{27},{23},{35},{36},{26},{7},{6},{50},{2},{29},{28},{12},{22},{31},{9},{16},{20},{22},{50},{7},{15},{26},{30},{26},{16},{47},{46},{27},{34},{31},{32},{17},{17},{64},{28},{26},{58},{13},{14},{14},{12},{30},{32},{11},{29},{31},{18},{16},{11},{17},{19},{16},{19},{14},{14},{21},{12},{9},{27},{29},{26},{16},{37},{16},{22},{21},{25},{15},{24},{15},{23},{30},{22},{14},{18},{20},{22},{13},{31},{33},{20},{18},{6},{17},{24},{9},{27},{29},{24},{15},{14},{16},{14},{11},{29},{31},{15},{20},{12},{9},{8},{8},{12},{8},{10},{8},{11},{14},{12},{10},{17},{13},{12},{12},{19},{8},{12},{7},{13},{4},{8},{3},{16},{10},{6},{27},{1},{4},{6},{6},{12},{11},{15},{18},{10},{1},{4},{11},{13},{5},{5},{13},{3},{7},{6},{5},{18},{5},{5},{8},{8},{11},{5},{6},{21},{4},{6},{12},{10},{14},{9},{9},{4},{6},{14},{3},{7},{12},{3},{6},{6},{3},{8},{14},{1},{4},{6},{5},{11},{8},{5},{8},{5},{7},{3},{9},{3},{1},{2},{6},{6},{7},{2},{1},{20},{8},{10},{16},{7},{5},{12},{1},{4},{3},{11},{7},{2},{7},{8},{9},{17},{8},{13},{7},{1},{8},{4},{9},{4},{3},{6},{6},{3},{3},{6},{20},{4},{2},{3},{1},{9},{22},{4},{5},{7},{4},{3},{3},{8},{17},{14},{11},{7},{13},{14},{1},{3},{4},{12},{3},{7},{3},{12},{7},{6},{15},{12},{4},{1},{7},{3},{8},{13},{13},{10},{8},{4},{4},{10},{11},{4},{10},{27},{2},{5},{5},{4},{4},{8},{5},{12},{3},{5},{6},{9},{5},{12},{14},{3},{7},{5},{5},{2},{6},{14},{5},{6},{4},{1},{4},{4},{7},{5},{18},{6}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{0},{2},{9},{13},{68},{289},{88},{100},{11},{28},{15},{73},{18},{60},{46},{149},{127},{221},{202},{135},{115},{284},{247},{169},{2},{89},{231},{517},{598},{22},{402},{184},{593}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (5213 bytes) */
-static const char cstring[] = "BZh91AY&SY\025Wo/\000\000\330\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\024\277t\005\357\017n\256:\013\336\357s\247\032\322vj[2p\032-M5[6\022f\320Ym\214\266\242\307\017H\000\007\303t=\206\201\"$\324\017\023Q\355P<\241\243O\320\247\264\024\361\232&MO#i=\032\001\023S\302\236\024\320\364\203\322\001\223F\236I\247\2506\240\224!4\302\001\004\006\205<S)\371D\310\362\217L\243\324\332\200b44h\323@h\320h\320\006M\006&M\000\001\246\200\220R\237\245<\247\222\017H\017P\323\324\003jdm\023\322\r\036I\372\024\000\000\003@\006\201\243\324\332\203\324z@\002S\"F\202\t\242d\323&Q\246\220l\243\324\321\243 \320\000h\006\200\000\001\240\000\006@42\000i*d\r\003OD\321\352\033Q\243\324\310d\332\200\017SM\244z\206\2002h\304\321\352\r\001\352\001\241\2404\000\000\t\024FB0\243\31122h\320\024\365\047\246L\215M=5\006 \006L\201\246\232\000\000\000\000\000\300\2324\262\272\207\204\";]\034\024\021\301\373\215\375\220\017\365\353\201\354${\"\366\217o\376{\222\244\242q\232\217\355]\030\313\n/.,,\001\233X\013\004\260\024 @\200\362\030\tB\210T\177\321/\374\333\023C\316)\005A4\246\023V\025\331\221R\253Q\356\201e\226Yd\221\356\3254\247MJ\320E\3156!6\2206\220\332\033\001\264\332C`\025\025f\252\254\325\333Uv\242\346\221\240,,U\336Q[W#\374_*\266\251P\304&6\306\310\357N\345s\033m l\023i m+\230\331\006\332P\2311\r\205\255PPW\251P\320\254\201\002\272b\212\231N\365|\262\256EcClcm\003m\264\333c\235v\002\014\323\202\0062r\022\233\006oP\022\031\233>iI\317\211\267\234\271\\\020\\\203 \316\031\371\360\322%\256\263\264C+\264\022!\205:\310P\026Y\"\255{\315Z1\256 \314\t\n\200\260g\224gs\034\t\236\344\025\242!FQ\200JD\213LPJ*-\3115\230\312\202\252L\232L\234\312\224.Kj^\267\t[\226\n_x\227V\203\354\351MS\016Z\0204R\213\341\220\330\353\325&\221\216\2545d\006\313\313\351Ej3\250\353s\220Z\252$m\272\322J:\265\2255vh\021D)mG\225L\254\261b\222\033\031\006\251\2413|\242E\020\232\251N\271b\322\266\302;c\226f\033\370r\000\224=ONN.l\231\003\262\371<X\371_\277GG\345\322<\047""\320\250\0027\211\253B\323\244\275\260m\223\313\315\237\340\266|C\341\334\333qe\375.\313&Y<\336\033\325|u\246\335\236\223+\007\270\231\311\370\340\312aY\000\226\221\206\366p\265,\t\"\251a\262+dk\363o\272\203VF\273.{\353L\275\214\377(G\"\310\323\0316o\242O\320\236\017?\242\207\216\266\227B{\347J\233\310\302V\330\274V\204\250\320\2302\375+\307Q\205\3030\031\305p\300g\020\363\024\355\356\256\354g\2231\227\366\273mKUUU|\3724\215/JA\222\3064\316\353$\350\rO\352\305fG\202\367\332N-\214\207\351-\270\307\005\301\266-\257j-\314\253\202\305\241< \017\202\020gM\235P|\263J\273+\244dJ*\365\224\311\267\016\021\374V_1iG\221\340\314\262\031x\210\235\315y\232cBa\313\004\n\266j\202\031\2043\305\022y\230\315\365\234h\240\330\007\236\0209\367\007w{h[\"gj\376\352\310\2412\210\370>~wt\252Vh%\210\023L\016\343J1<\314\021<\320i\240M&a\237\310\361j\212\207\242\"\372\036\021\324rx\3603\314\335\307\253\343\252\350\3736\263\340k\362\234l\327\254\354k0\251\205iK\350m\210>\324\323\241\223R\353\262\261\257\047=\325Kk\3436\367\266\376}\023\025v\355\013\267\241\237\235\r\363\177\232\033&i\244r\333\351\231w\231\237\344\253\273\273w\2346\307q3\322\013\334\331\237\276\314\347\336\336\320\270N\367\255\352\321.\201\222t\047\221\302a\303f\362\310\326\355\205\255\2779\20334\014\000\200\330\373\332T\372\230O<#\222\210R\002\246&+\245\010te\211\005\322Y#\047\243\207w|\353\372\331f6|3\273\352\375\242\242\316\316\333\027H\205p\250\321y\333\356UOj\232\243S\256\003D\rJ\224\256\352\255X\315;\010f\024\222\251\302\246]Ng\245\036a\366\242\"E\002\304\357\357L\201\337\371\206\313\344H\277\355\310\306\277\216\223\232!TJ\tB\204\314\304\3205A\047\332\306\264\254,\022\301\275\274\361\200\204\2000A\216#s\t\217\047#\013\013Z\252\365m\274\236e\324\272\374\210\006\306JR\347\3219?\"k\267QV\034E\225{]\315\261\362\350\267\n.\205\303\266\336^9\352E>}\372tp\361\021#\367\177w\241\336\024\371s\347K\004\227\022\002\221f5\353\274u_\023\030Y<\224\246}$\222$\264\245\010y\314\251P\257iGR\"\206\023\3668G\227\205}\007\257\363B*-s,/E\301j""\317\205\353\362\361o\327Y#\275\375-\363\177Y\243\213\020\350~\227-\245\246FB\313\013\214\375s\t\241\023S&h]\334\221\306d|_g\257W\027W\223\275\271\352B\035\367p\177-\3646&\304\327\253\340v;<v\332[\301\3727\213\010\020\205,\343\300$\021#\036+\312g\353\027k\225\267\364\316\213:\307\314\371\2739\326\262\375G\007\036\250]\350\343\323\241e5\344e\327\366\275\213K\260^\365\335P\342\271Q:1%\214\331\272\241\227\302\177\2207\226\245-\2318\364<J\300\353\346\230\345\350\353\360\273\364\025\021\022\021\312t\207\211\204\332\311\270\357&\210\352)\242[\206\025-ab\254\226\311l\261\352\371<{\r\036~2\250y\234\271\346\272\314qL\n\205\346\n\374\025\037\327\306\375\366\340\177nh_\307H\370\370\366\276,\261/\307\022\236\023{\r\354\005\311\247\223\256|)^\227\027\033\373\366u\364\\\204\202Y\316s\316\\*HL5\246\262\247$\243\325\343\233I\241ijc\212cHN^\221\332\366\350\047\261\374\336\240\340-.\272\353\237\356k\304m\316\031$\336\352o\356\335J+5\263/K=vL$a\352\024\237W4\214\234\2611U\360\036\261 #%M\377\337\326\236\272\313{\020\217U\356\350\367\347j\200\364\332\021\257\276\020a(\306#\000d\047.C9@iB\277\027\256\263Cq\320\047\010jL\2512\016\005\231\007u\336\342\303\030Z\271\211\034~zU\253h\211$\220\255y#\342\322\314V\301\226\333\2439\341bx\"D\355\220\327\031=c\034\244\217\037{\361\255\203\200\357#0\227D\253N\014`\253t\256\031\364\222\337\313\312n^\360\2176\317\\\332\365#\244\335\325\244\344\251\232_q\206\310\275\032uA\362\355=Jj\315\305\263:(?\362U\310\200\343>2\351\242\374\237y\241o8A\341\3147\227\247\240\"\272\357WW\245H\213\014\323J\260\245\"\034\364\261\261\366\353\021\301\364k\276\342gQ\255\331\242\036$DS\263\322f\034\370\347\210\034]\341&\304\310\025\327\310\225\025\232\007\301J\223XLF\363[A\221Aj\341\312\312!-\212T\"\346D]W\016\t\352n\023\334\262\340*u\"\rD\003\210\211\2508\351\311\345\211\236^\264Z8$\331{\303\002d\2640\272\366%\304\366\251\247\315x\350\341\217LQ\014vh\241y2 \370Z \310v\036(P\"sP\266\262\217G\277\333\025e\365g{^l\304(i6\355h4\342-\006\257;\277\047\262\316\014\352\017\246>""\215\306*e\330f\217q\273\022\212\312\\\006\304Cl;C\221\314\367\276H\200@\235r\036\024\025\0328EJ\207\031\275\343\177\212NQWu9\034\34371YA\236\202\n\204\254\261\035\r\325WJ\252\234-\213\272\r\261\301\326%\322s\361\240\350\r\273v\256\237\006\237)\254\347\246\356\363\341\272;\212Y\223\244\203\0361\212\242\020\201(\3226N\222\224\247I\031\262DR\213R\306H\316z\232\242\315SI\307l\216jU\332\242y\333\350\351\355N!\271\t$\224%\242\005\005\224\r\047X\3379\353l\362\036r\266k\270\322\333\266\355\206!\345 \233%9\010\331\026[<X\351\202:`\216\223\246:c\254\345\277;\342\211r\226\3672xg\025H\215\363\341^\243\202\360g~\341D\350\375zvD\344\350\277\214V\047o\t\333\025U[\206c\212R\244\330\"\376\230\233\260\304\222I$\225\314\211\031\271\214pi\007\271\r\031\022\020\305\030\331a\234a\010\245\026\203\312\201A\022\217O>\024U\307\306\343B[\245\226\345\3079\\\276!\023\260\261:\334\341F\203\232\0074\220:U\020k\265\303\225-\013\007#H\033\024\327m\007\233\240hk\236\225\263\327M`Da\354\240w\202\264\3475<\2445\205A\252\301A\037\252A\3126\370\242\275;\036?\034\026\234\323\220($O\2369\0313i\354\341\207\036\375p\323\\$1\003\272P\343z\2165\321L\270\216k8K\204TZX\"b\007\315\271\216\270\305\260\014\225\021\310@\034\316(\273^\300v\032\333\267\321f\330\231\256\211-{x\337\"^\334\n\005\324\227Q\323\320w\263k\027\314\323\347i\304\300\304\211\243\225&\224\035`M\245\316E3\214\\\014\335|\233\326\302\302\204H9\313\266\373\021\022\303\254\337ca\263\250\333e,\2700@\301\241\2318\306\003.\221\311\030-8\300\240\343\343\206\016\265\250\322L\231lsZ\225,\025\005\241]0\242\twv.\321\221\335\242^O\231\302c\240\006=\033 b \245\020%\022\204\222p&w\310F\372+\253\325\271\000E/\254\342R\312\205\026\023\203zU$\022U\321L[\023c2\337\323\316\\{\047g0\\PC\263\267\350S\032\016f\357OJ\363\025\221#\327NZ\267i\260\337\346\006\025\204>1\250\0259\374\024G\332\217w\037-_lSF\313\027\232f\206\305s1\321\305\323,\006Z1{\256\254\035\027\322\226$6\233Ca\274I\346V\263*\322\340j\333\035/\022\317\210\274|\324\333\232\213<%%\034\340`%$\307\200Tg\000""\213\2539\244\340\226V(e\341\236\027_{m\233\223N\345K\302j\343\307\030\033\3732^\365\352\221l \237\217j\250\255\326\215m\303mV\014\357\323,]@\307<<\216\353\360\363.\023\t=\005H\254Q\224Y$B\326<\263\r\232o\266\305\334\322G\r\230\336m\323B;:q\tr\227\237=K\236\265)\250\321G\"s \245\331,u\034[\374\234\306\333\342M\023_ow.\301\354\202\250\273b\331\215\241$\233A\322A \301\265Y\204\222$\366\031\346T\202\217*\3028\270$\341M\211\260y\347b\016\034\246U\220>\352\032]\254\254\222\227A\000\224s1\302TY\355\276\266\255a\365\212/S&h\"U\005\230D\221\047\007\266UF\354\255h\204\240.\213\002KTd\225\252\301\026\3419f\331\265(BB\004\2223\335\330\331\241\256\257`\2474\240$M\266\334%\003C\006\310\224Mv\033<\032\\mQ8\027\357\030\032\320J\205\325\264\337\02739\262o\237e\261Tr\341x\036X\323e\230)\357\013\222\327\202\235\020{\342\346f!,\360I\020\022h*^\005\214\354\306Q\221\337\360\021\272\341\311\241/s|tE&\300\021&\370\312\010$A\276\234\033L#~B\267\026\360\244\213\244u(\204\200I.\0301\251\353\310\327SU\034p\340o\227>h\256\014U\010\047\202\030;\"\347DQ\022l\343&o\023u\001\2420\343\2253v\0200\272\256\325^C\350\002\250\250\234\303\272\264\221TLh\355\034\374\236\274G\025\220\314\211\033\227F\236?\033\n3\021\361P\327X/\002^\003\264yd\202=\303]\023\251\213\013\266\314j\312\325v2[\022\302\246_xqls\343\351P\320\240I$6\334\030@m\2646\223M\244\314c\003\247\200\304tKk\222}\013\246\021G#\033\030\230\3306\223z\370k\344\332\273Z\255\0039\237m\205\rX\321y.Y+\235\006\306&U\277R\301U\315\035\324BW \205\270\346\246\270Z\246\351)UD\206\t\016\352it\345\t\251Ye\331L\021\211a\317\010\321a\350\2000\222\032c-!\237u\310\213\032i\n\356\306X\212\225<\250\345\0160\333\313\273u>\037\347f\366$!\306\331;\212\212\2518\244\244\211\211e\035\236)\261\207\272\361\233!\002IC\263\315c\344\253\010Z6\266:h\224\2659U\304\047K\\\\\203B\361X\343\346\334*\030\300d9[\0074\371K\3142\201y\000\212\211\316\246J\215\021\027\ti\220[\327\215\317U;\207{\355\n\312\211\337m{\256\374A\244\231e\301I\304\253\203\203\221D\356\242`\2040@\353\242\026A#""\2479\343\253\312\035i\264\260t\316\331i7\350\272\246\346t\000\267\252\250\3475\251\2355=\346[s\243\323\354\034\342n\347\016s\253.\002\372\02351\301f\274wrc\004\250\253\310e(i\215\250\254\207\332y^\326.\242[\014B\366q\204Y\210\302d\302\237\006\364\277E\364\234\326\010Y\227-.\303\362u\354l\261\020$@\254\343\001\305\210 C\223\236\263\247\202\221\020\220\010\222s\254*3\242\202N\226\302\3634\347&\025\210\275\266\203k\240\251\3626Z&\303\205\244T\356sI]\0169@\231F\312B\203\263n\375\007\006\006\365\341\203\0220\033\317\301\271&]\200\211\213\nvMr\355\203\227;lK\333+fZM\242\"\313_\035\341\240\3074\032f)G\345\204\256{\355\275\003\033\030y\005\223c\215T\334\"\033\2217\033Q\343.\317\022\215\333z\361\r\202O,\243\010*\006w\317\220\014\224\310\250\223\321H\372\264;\242\204\270\337\260r\014=\tB\302\250I\002\236\005$UM\233\023f\315\014S\001r\362#\020\327\331\r\2138\364C_ayyx^K3i\276\216\235E\206\222\342fPUR]\325B\225r\270\273\214\276\376I\035n\346\324\032p\010nP\026L,\262\3137c#\026\323;\334Q2\207\016R\241Bay\023`\221\336\352\022\315\276a\243FH\310\204H<U\341\335_g\312\367\217M\233.\337s\251\360OS\037\314Ya\356!\353\236\270^~\377u\004\017X$\276\202\010\342=\2410F\250?\177\335\363\342<\2250\033\274\327\367\201/\021\303P\224D/=\265\tD\277qQ\347v\031\021\312\227f;\321\352S\363\210l\3700S\203\352t\037\345\tK\364\"\047\372\277\001\362\375\037\241,%\322\225\000\304\231\350\242A\244\323-\373\203\352\302\217\214\266\230\372\300\201\226\024?=T\022@\242:]\246\360\336\355\271\306F\317n\032F\373\021!Z\312\027\364v-r\356\367\016\202G\007\033M~\200\333P\024\320\024\355\276\177\351\267r_\362\326\342\377Z\362\215\253d\222\360\004\025 \230>\313@\365\177v\367\376/\345\306\343\251/\302\371P\226S\254S[c\360\033 \363\371C\225\262\256>\341-\301E\201\"\336\023\\\313s\\\344\020H\350\t\327\335\362\371\2003 |\352\306;\352\340\300\352U\251\314\021B\251\354pv\027}* \027\277\032\367\236`\022?\315\246|\254\326\350:\006r/f\022M\224@\005\224\220F\272a\260\250\203\232\273_\006\320\207\tQ;Q\267F\277b\217%@C\270\261M""\005\377Y\236nR\2109\231N\343x\261\265\202\016\262\221\364\365\356\266\027c\302\222Z@<,0,y\276E\274w:\257\357\203\347\222\001<\273\212\021\345\265\300\270.\201\343\022p.\331\213\373r6\3003n\0349\014\363\236\346\"\362\335\010g\177\213\0021\222\003\000\215Y\000\347b@\340\2107\2345mFD\227\023\213\0019o\231\335E]\267Z\257<Gm\225\222\371\245\353\226\324<\027\311t\210?}\030\000\373\306\371\264]\221\307v4,\006\000g^[\214\300\305\34547\320\257\350\3352.\273\302\362\244h_\245\313\270\354v\336<\047\320\205\320\030\344\235\255M\250\314\001oi\300\205\266S\017\004\262\204\344d\273\304\240\030\025\271O\025D;V\234\241Q\304N3\260\244^t\217\316\323c\033\037\255{.\257\033\220\007\342rYi\022Hd>\363\0306\324\003\242\265\221\336\344;J\301l\021\225\205\026\214x\242\344\352H\314\030\002$\014=Z\374;X\260\303\310\220\254H\024\310\220\342T\212\313\301\031\253~\323vT\342>[\004\326\036r\262%.J\334\025\366B\010~\270\234\314nW\222 \352\272|uB\2163!\210\241\270\3144*\302\227\214k\323\331\330\254\352\241Ej\276AH\361Q)\367\005Z\203c\371\025h\367\0056\034;N\251/\321\245Gxw\322\240n\004\026\350\321H\022zSG\t\372\271=\332\033\260\320\326\243!Y\031\204\023\247JA\002\321\334\331g\275\315Q8J\202\010\022\202\271\316\346\310\371\365\346\264\364\241\254\214\037\277I\265;p \234\200\347v\255ir[\200OI\241\332\232Q\343jZ\234 o\362\337vtgC\257X\331G\337\001N\233\353\352\213\002\315q\2474h\014\032C;/w>\306\202\017\231tS\331\037D\315\352\031c\342,\357\357\236fnf\\\021uL\304}\331\366$x7\2627\363I\020g\312\031c\301\030\227\021\312\206\"<\274\351{\270\310x\372\246>\032\270\322\3233\202\245\312\273\207\231\214U/\240\261/\265\3331R\227\273N\025\245\357r\333\034C*\226V\205\304X\n\355\340\342\020\343\255\364Qc0\006\242\n\007&\027\332\345(;u\320Wm\302\027M\243\203\322\007\320\010\322\325\021\035\252\003\315Vq\014p\206\275Sw\351C\232=\047M\2272\047k\006\202\225\224\341-\264\3479\2537\310\013Z\026\257\017\213\026\374\340\305\354&o\373\302\202\003\0060.`*,\327p\216\244\211#\301VY\220HA\3220\017\210|\365\030\306\t\200>\223!,""\004\311r\035\206\017@\370 \230\257\001\002\221\034F\030e\224RZ\024\245\206\377\023c_\273\352\272|\326m\030\357\371\331\267\317\216\272K\310\261\277\255\211\231\314P\322\370Y\244\201\325\317F\257\253\262M\334\310[\0332\273\017\220\313\312\022\2570\254\245Yi\225\261\266l\225[/\372DM)\304\330\031\205W\213_EV!\201v\023Q2\364\262\254\317-\002d(U\252\231dsEUehA\004A\354\214\276\254\271\272\032\035\325\311\272\024#\253E\320\037I\357\231\360\035m\006\227G\2313lN\251\306\331\227\320V\200l\232p\363L\264\317\266\242\216+\"\345r\214429\310;\t\306\330\310:&\323j\2566\017\000\355\2540W:Nf\2075\330\321\361\375\266\333sp\370w\313\263a\352W\247\014\217\027\247\241\305\342\222\311>\212\336\246\332\047\016#\036\335\025\311k\221\203\306K]\315T\213\377\213\271\"\234(H\n\253\267\227\200";
-    PyObject *data = __Pyx_DecompressString(cstring, 5213, 2);
+    #if (CYTHON_COMPRESS_STRINGS) == 2 /* compression: bz2 (5263 bytes) */
+static const char cstring[] = "BZh91AY&SY;\252\320\373\000\000\330\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\377\300@@@@@@@@@@@@\000@\000`\024\375\337`\266\360\367\014+\321{\272\232\350\321\233\271\324i\312\001H\351\246\322\266\0236\316\356u\231m\272u\332\253\356\327\337$\206\264\001\345}\301CS\t!&\241\247\210\217j\200\365\036\221\236D\302\236\246\330\320j\236\2310h\000\211\352f\224\366I\r\244\036A\033CMM\352\217F\240\320d@\002\002\010\311\243@H\362$\364\2031\021\223@\302hh\001\240\321\243A\240\017P4\320\031\000\003M\002j\t4\2154M\r\001\223F\232\014\004\375$\315@h\315\246\224\000\000\000\000\000\006\236\240\310\032\004\210Hh\202b\223\324\332i=M\251\224\036\231L\232z\236\247\251\223@\000\000\364\324\0004\000\000\003OP\032dzM\036\240\225\024F\201\241\202h\323L\200d24\000z\203C@\000\323C \320\000\320\r\017P\0004\000\004\211\020\2322\t\342i\r4&\t\244\323M=L\246\203G\251\240=@z\200i\240\0004\000\000b4\320\320\006w\310|Q#\326\353\216\211\342~\273~\210\007\247\352\201\376\222?\330\274\007\255\377=|,V36\217\361]\030\313\013\027\227\024(\0035@PJ\002\302\004\010\017!\200\224)\006C\376\t\177\326\330\232\035\202\2442\005IT\025,\245yo2,\233\017\010\031\347\236y\340\217\016X\245\215\262Z\301\033\032lBm m!\2646\003i\264\206\30022\323,\264\276\274\257\255\033\032G\210\031\231\253\355*\355lG\367\333\206\\\313\nb\023\033cd\356\307b\330\306\333H\033\004\332H\033Kc\033!\266\224bb!\260\326\325\024_\242\251\241g\004\027\264\243&[u\372\230_\002\343Clcm\003m\264\333c\306\371\202\014\325B\0062\252D\252`\315S\nFf\26354\272\270\033v\031\326p\202\344\031F\344jjCH\226\272\235\242\031]\240\221\014,\353!@Yd\213VYMYc[\2030$)\005\203;\254\3621\300\231\362\021Z15u\200%!!\021\201\006\210R\306i0\250B!\230\231\230\234\305E\005\214j.K\003[#\220]p6\255\003_\322tL\r\364\016\031\240\242u\007je\310fa\r\027\350\304\001\252\341u(\213Ee\031\034\244\004Q\001\204m\021$\014\255eM\036%\000\201\"\221\250h\251\305\357H\031\005\302@h\231\023\034\"\206\004\211\242\nvK\005\224^!\256\030\350d\300\311\202\0041\357\364\341e""\350\302\202:\220\030\343:\271\336\234x\361\376\3509=A\021\215$\r\3634Q\244\326\310\243nu}\3157\255y-\371\035-\221\236\205\364\r\333t\250C\225\275w\022\3761\303O!\376HyQ\246\031\262\351\326\001\360Wk+ \024\324\047\363\334\212\262\300\222,\352W*\266V;\212\264\206\234Z\216\3056\233\337w!\272(F\350\330F\017h\0314\2402}\005ik\320!m\2142\270*t\331p-R0\225\254^-\253*5f\014\277O&\003w\215\340\351\005\265\226\265\031 k\335\006\263\327_i\331\211\214e\375\255=u\022DUTO\237Y\260&\210\006\243v;E\236\363\025\032t^\371\261\301m\356\311\202\345\032#v\016\220\244W)\206\307S\256DL\025\314X\244\325\022\311\216\014|\356x\rq\016Vd\254\300\006\316F\260n6`\304J\010\324\224\304\327m\360\366\037t\302R\201\242\0332\017v=\262|\237\207\335\362\007\275\356\247X \371\375\306\002;h8\203]%\334\2336\261V\005\300\231\034\270\264\010\315\307AW\013\307\033K1\270`/\024-sg\352w\305MfAy\002f\361\344\254\241\001\350\336O\246\002\314\20131~^u\027\226\274\366\036\230\231\351\034\336\333\272r\366R_y\311\307\257\321o\t\323\277\023\240\307\307#f8\235x\227\324_ZR\352\016\030\000\330\201\232u \032\023S\353\n\362\364\332\2465\361\327\203\370\267\2477\240\301\033\2771n\007e\352;\204p\363\273T\306y\303-~\270\307\221U\033\346#\274\034\032\236\032\315M\342W\027\247{V]y\016~\016\014\305\201\362\274>\315\r\2341=\007\277\264_\265\375{\002\314jf\261%\333\34545\255\237\2410=\0077\367\2746H\367N\267\222!TJ7\247\276x\373:\312\227\364\\g\037><\236\003\242\263\223\312\372~\211c\037c\330b\347\020\264\025o\324v;9[\257l\247\047x!\210\207.[\245w\207\263:\300!D\271%\332]\231]\257\0354\366\022BJ\001\t\233up\201\337\363\206\213HH[\325\220\276\276\305\0472EI\2404\024\023\030\207\300$ \013\376\305a\353P\240\224\033\326\3200\020\220\006\0101\304l\3411\243+\n\025UwU\276\312-\202qx\t\332q\021N\344\020\2049\265E^\276<\017n\"8\355\022\217\367\356r3\274\333`\333\226\340\226\267/\0348Hw\243\177\006\235\233C\003=\177\017\245\264\030o\255I\300\223\260\200\034\r\006\335\261<q\200\201I,\234\270>\253m\222Z[L\214\346\\\264\362\264\263\231\212""\230c\352\362\017\241\346\257\234\233\177\022\260\261\0171\302\362.\002\306\270^}\235\231JA\343\350{V\363\1778\323\2630:\023\345\357\260\264\274\274W\351\316Y\325PT\204T\252*0^m\350\342/>\007\253\345_\267\271\3576n\233(w\226\315\236\327\t\032\216\243\247G\217\332\3617F\";?\037\000xps\250\375\327\201  !\016+\2052\375\"\332e\033\272gD\235a\350|}\\\351Y~Q\263v\207[\351\341\323\230}4\3421\354\365\177\\E\257O\005\272\335\305d\047\243\001,&\253\326\354~\003{\301|\364\024\214\304\341\320\320j\341\311\255\207V\336M\375\266\201I)\005\306t\303\253\204\332\316!v\0341s\025\014\230\205\003Y@\361p\243${\332\215\223CT,9\367\n\221\350o\313$\3220\300\336*\005\303\003~\005\277\277\271\372\255\200\366\371\226\375\316\t\273w\032l\321\230\277<\303\270F8c\200<\232\371;P\341&\343aa\303\302\376\316\213\021 %\224\347<\245\265\004\201\277I\322*9%\016\276\350\326&DDN\030\034(\351\313\354\217;\327\314/\333\374\246\302@d-\266\333g\374\360\322F\351\020\253\217ao\356\345\241\025\234,\277\311eyj\nM>\221A\364\363R^\351\270\271W\254\366J@\225*\215\036\277\263W\re\275hG\246\371\372\336y\331\240\3604#\227\266\020\303\t\231\030\003#\034<\331\246\207\214\021\\^\276\232\033\222\2017\203\2052\244\3108\026d\035\317\023\026\030\302\332\346\027\r\367\224\230\2564\020\310\310\"\334$<\272?\004xT\215\2419\336\363\346\300@{\360\3550\223R\020\306E\241\2677\n\2740\001\340*\240\332\002\2537(\275\022\322\260V\322Iv\375\343\224\366\006sq{\243\215\354GA\313\323\211\301\307[\330\374\306\023\223\303\035\220\3717\037F\214\231\2706\330\230O\360Y C2\334-2\237\023\334WG\234\2074\016P\276\206\177H\024e\275\235\036\265 \016\024\2012\001\304\210\346\241\215\217\275X\215\177>\275\031\312\216\223\205\345\302;r\021F\337\224\315<\327Y 8;\004\233\023!W_\030\023\254\301\267\256\200\245\206\232\204\2655\270!0vH\223\206\"\275l\260*\224$\357\264\220e\2768Ob\233@\260\356$w\020v\322p\207%9z\342g_Z*:Ri{\263\002d\2640\272\366%\304\360Sy\337\203\251\253\275n\004\222\213\266\3414x)!\357\264C#\254\356\004\304UR\213k\047\344\360\367\205Y\243%""\217s\315\230\211\264\233v\264\030\334,\r\236\373\303K\333\227]\212\037D\274\231\313\231\253\252\"\256\344{+\342\357~\221\306\221\342\333\264J\230\252\253\244\202\306z\267\024\032\rF;qf\240\361\216\217\227\340\323;\342\347\311\2252o\2305^\321HCE\355\203&\334\331^\313+i\266C\317\r\261\303\254K\240\346\342A\316\033\267n]\036\343\037=\253\017\2403;\344\216B\231\301\330\206=\3634\307\021\013\t\260\331E%\205\023\203,JS\016`\202H:55E\241\3247\013\246.:u\311D\364b:\\\274\222b-\215\266\323z0j\315\020\334V9g<\321\013\265\031\313\327\253i\245\266\354\330\240d^m0\246 \247\022\013Z\301\353\353.T.T.S\225r\256c\217.\214nS\022\337\024L\235CuH\316)\361\362\245\275\371Y\364\257\316X\255Q\3462,\311\316(\277\\\254K\341;\025UV\322\014qn\\\232\306e\353\016\"\304\r\266\333m\274\213\222A\266\010!\032#\336\206\220)B\201\254l\360\315`\231MY\035\3044-\325\007\255\245eb\320G\010Z\023\021N\373_\t\276FX\202\235e\214+VF\373\027\022\212\016\\\240s\264\210\302|\212\240\240\222\214\201\021\245a\2531F\352\013\2142\337Z\374\271\254\004\260\355\2422Ei\310j;\214\207\205\006\247\203B\375\322\021,\323g\260\035\355\030{]\341i\321\304\201A#\216\222\350A3i\350\341\207\r\332\260\323V\022\030\201\316L\205\251\253\336\331\301\220f4Bn\3455D\240\031$\210\307D\021;\207JF\246\224\221@J$fw\262l\016\250\311n\372yc{U\312\2741\227\023\254\245\377\226L])t\235\034\347\233\233\205/\221\217\243\215\306\225q#\016D\232P\353H\251\2409\304\016P\203\000U\354\344\340\213\236h \034\306&\273\236\001\017\035\234*5\r]c[\351M\241\245\003\006\206^\345(\031\236\223\216P\261\272\t\234\\Q\245\326\266\030\324T[,\326\242\206\2052\320\256\232eD%\337\332\273\245\347~t\370\274\033\345\330\010c\303l\007\001\2054\206\324\261\266\341\016\016\310\231\305Esu\342P\014\247\366\241I\254&\244\302\250o\005B\204\225s\242M\211\261\227\357c\314g\366\216\276\320g&G_{\343\321)\235\246\364\047\212\361,\262%\325E\3739q\312o\035\240aX{\271|\023}\020\373w\352\003dZ\312+\334r[\262hL\010\322\214U\035;z\243P\2515\034\354\255]8\326\205\230\220\332m\r\206\323\007""\242\326\316\027K\304k^n\317q\237\301^f\216\265\033>d\022\206N\027\203I(\326\020\250`\000\246\214\246f\342\372\300\214z\207/g\177[\370\216~LO\200pqg\232\214\263\342C\344\047\003\305\225Jwlb6\314,\310b\"\361\306c\037n\330p\310\031\004\357\366\376Ds\334\310%7\032\016\231X\262\352\315\261:\237,>\324\301\326N9\262e\241FA~M\250Dux\330\001-\342\361\351 \264\334\265\014\320KD\023K\225\014\267S\246\363n\377\037)\216z\214\251a\340\335\311\254\234!\261\343To\021\300\272\316\321pV`\332\271\305\212F\017\246j\307$\025\334\314\236\016\022ql\323`\365c\232\r\374e\312\035\301\365\231\r\364\257f\334\305\002\006\327\213\004&\350\264l\313U\253R\217\034k*\2313`\245\321h\005\"\223|l\227K\237\213<0I\264\027f\000\333\326\314\333\265X\025\270gOH\203ki\246\306\r\266e\323\256\334\305\226E\243\221\224\t\014\210\210\210M\242\031\001\020)2S\327\020y\231\262\014{\231FH4\334j8\220S5\323\220\336K\231\256fhT\325\305f\026\357x\302\360\007\200!D\023\300\307\020y\016\002i\006\252d\0172\014\305\220\306\312I\n\tB\003\017|\347\t\346\363!\331\357\001\302 h\240b\336\253\332\305\300\331\304\0002\215\3134\"F\033\252\021\264\301n\314v\337\270)\265\223g\033\001\260\033n\352`\207.J\313,,d\215\272\016\013I\345O,\303KC\317\230\373\331\210\273\266\330\204\004\325Z2^F=h\002\300(`\3456e\356\027\330U\232+\274z`\"\004\047\2303\2039\n\223\205\031\233\033\213S\210l\232\320\207\216S\321\257t;\230;\000\334$\0058 &dL\303\2065\204\200\335\320\353\036\324A\232UQg\203\017J\024\230\201\274*f;\004+c\236\276\233D!\215\r\267\014 m\2646\223M\244\313\245\007F\262\341\316\235\316\224\371\327DI\034llbc`\332M\360\357\327\307\271wh\331h\026\026n\240\233YZ4\024\362R\263\271\233X\231\223{!\300\307\233\225\215}\304\005\266tt\226\306\010\340\343\026\005\300\220\2279\310\355\013\002\371\316\353\352\004\\e9\242S\312|\220\006\024\241\2462\322,\345\316\2111\246\tl\353\2634d\255\324GP<`\346\352s\363\333\316\357\347\253w\010k\337\262I\244\344\352\272*\244\337%9 j`\243\223|\330\303#\311\210\023\006\333\267\263\347\302\256\335\255\220]*:hi\023\275""\030\035;VM\014!]pE\033\267\016R0pR7\255\354Y\357\027\013\361p\2708\230 <\3501B\026\000\245\362\317\020#\331\205\232\215e\341c\033\201W\245<V\325\326\214\267\006\222^\373\334\233\235o\204t\032\235\264J\"8\2202\363\214\260\221\321a\337Z\t\271V\241\245\245\312\253i\304\336\236|\215\324s\200\363\266\3111br\246\206\264c\257*4\375Q\316\017\0378\034\343\257\031l\010$4(\330\355/\273@\333\022)\253\\\220|%\222\340\202\032\254\310\345\302s\261bj\025\342\003\025\226\020\254\220\250D\263\tu\324U\306\260\254\032\363$\033\305\010e\201M\312\307W$\242 ,C\264,HV\022C\"NJ\322\243\007#\023`2I\317Kci\312\250\305\331\260\333\2168\340\302\3426\266\320s:2~;f\2616\034\214\026G\235\324\222\317\034T\301Q9\204\216\275\332\246]\240\323\235\032\030\221\240o6\250\211&b\300)V\034\363Mq\354G\036v\326\337\236\355\231i6\014Vz\274\310\333\300(\345r\314R\344\300\331\370\341K\332\331\304\201\047\250hrIp\302\2508\301#\214\2363r<\265\327\333\237.\356\253\203h\223\276\371D)\214\360\237\014\031MD\224\212\260\240}:Y\321A-\315\324\030B\206\221\047<T\211\020)\346\240\220\252\rZ\216\255Y\214\r\3415y\322\220p\365\306\325`\360\341\3534\032\r\001\240\310fm7\317\321\260\312bgU\027\302\213\205\335M/\223\356\027n\027\337\311\332\205\310\205P\242\200\274\245I\320\204Ns\237.o\031\266\231\331\301\"\370\337\276\231\250\2504\0226\211\035\235\"Y\267\2158az/\"DLJ[\271_\335\203 \330X\261\215\215\245T\224\2327Xp\013\227\036H\025\025\t\243\253\315\002\003\234%\223\332\301n<\342P\2650\376_\203\276\227q\312\r\275\330\374 \337V\0244\332I\367\342\032mJ<S^\246\020%\255\275\213\312]N=AD\0364N\021\3658Oi\215\312=T\247\323\217,\357z\237R`&)\313A\003pz\214\220\206\341\301oH>\312v\357\222g\217\020\r\025\032ax\314\301\021\001\000\207\257\352\345\034\275\216\3618(\305\010\340\306\204\034\006\324\241v\335\213\\\277\207\r\320H\351r7\353\362\006\317\001M\200\263\267\354\177\351\256\340\277G[\213\375\363e\033\215I%\340\010*A0}V\201\350\377\r\355\373\377\323\215\016\244\276\363\342BYN\261I\024<\242\210.9\"M\023Q\344\016\047<\002@D \274\220""\220\341$% @\210~\301\311|\237\3178\004L\005\304\212C\300\215\n\nt\371\334 \320\"\026\316\016\222n\234\343\002\347\222\235\307\024\006G\373\235\237a\232\276\327@\316E\354\302I\245\020\001e$\021\315L<ED\034\365\317\356\347\020\341-\023\2366lm\373\224y*\002\035\013\026h/\2673\317\330(\203\302\330:\033\301\332Z\254\r\254u\361\373o\256GK\220\341,\020Y\031 U\347\356\245\302\265\354\273\272\013\212\020\014q6\320\033\211c\002^\266\007\240B\274\233D.\355A\332\000\211w\262`\253\215s\205\214\307l\031\025\335\373\306\244\303\004\003\t\024\300\342V\030h3\033\215\021\254Wc\016\321\357\336cR\351\025\263D\332m\212rE{*\212wH\356Z\262\201\300\234\326\330\301\002\351\250\002\003\205\000\225\376\240\303n\271\262\361\000\025\267\023\273T3\275.\0360\276\207k\320ix{\307zc\346\302\364\273\276\207\035?\237\203\317\030G\240\024\356\354k\324\256@\0135\032\030,\252\020p\035ccMN\336\372\000@Q\340,\264\024\252Xj\004XD\202vY\023\250\273]G\315\2649\337\217CDt6\241@\266x]\017W \336\332\\\202\374\240=Tk\017\277\021XE\tU\204\312\250,\020\363?\213\326u\310\020\001\363\n>\n{\3252\351R\304t\221\363\010La\223\350o\326p\032\255\036X\364\020\237.\n\254Z\2565\024\315\354TpS\240\014R\374\337j\2515\0347\303g\366\260\317\0100\223\006R\005\302Ai\"\207\275\003\2676\206\315\026\317\010(\317\346\017\026Y\234\335\201>p\331\350\023\346l\t\2527\2526tOu\351\233\203\300s\202\3401fd\303t\344\234\323h\223\033\347\356J\277JT\271\220QMT;\"D3\016\244\315\272\n\347\321\030H\020\335u\323\224\215kxs\177\016\334u\222r\245\232\210\027^]~\273\246$\030)\035k\032\330\254\272$\234p\335}j\371\232\366$\007W\373\263\334\221\\\245{e\222\240\361:\311\021\376(\302\250\255Lv\243\215Q{XiE\277\251WT\307y>\303\371\007\343\247\271*(\354\263K\243\213OGB+\257\3734\362\2407R\254\036=\314\335\335\026\031\215Hb(\343\256\">P\351>\302\213\245\022\376a\227V1\016\304\374\310\207\241\202u\251\373e\241\230\311\327LU\211\326\353\220\234\367\3236\222=\237\301do\214\347\263\265mg\255)7\212<\243\216\212C\370\251Z&d~:Im\254\210\343\307}\010\263p9\262k\020l""\370m0CV\001\t\344\000{\250\302\022Y\020c7qt\372\n\306\317\235\265\214\232fZ\2431\214\272\344E\332u\226\321\205\303\222\265{G\271\267\257;\224\027\263c\247/\322&\007\221^\326{`D\357\347g\340\277\204sldV\240\301C\272@I`\350\362\221$P\017\245\020*\n\"2\016\304\225\201\360\201B\224\034\243B!\014\276F25\331\242<S\337\334\361|\3773\273\263,X\315n\357}\354f\377\220\273\227\301\024\237#\236\367\331C\036\332E\217@6\277\370Bp\225\305V\205\300\344U\027R\201\343\250\246 \227\330\017s\0308]\026\213\3241|\225\365\010\233)\304\3203\n\257\025}\212\254C\002\354&\3212\366YVg\226\2012\024*\332\323,\216lUVV\302\010\"\016\374\313\361\345\315\320\320\356\256M\320\241\035Z.\200\373\347\276g3\255A\262\356\3749\232\304\361\3165\222\373\005h\006\223\201\0176e\263>\205\0268\254\213\225\3120\325\312\347(\354\247\032\306A\335\232\232\265\2718<\003\241]z1\222b\253\271\267\343F\303\303\030\331x\273WK\305x\374\025\352\277\021\343ut\260\\\020K\023\363\022\344\032N\032w\002\335s\207\335E\004\225\263\010\245gv\007\377\027rE8P\220;\252\320\373";
+    PyObject *data = __Pyx_DecompressString(cstring, 5263, 2);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5398 bytes) */
-static const char cstring[] = "x\332\255XK{\323\326\326&\324\245I\033 N\034 %P%$\220\224$` \345R\240\307\271P\350i\001\047!\034JAU,\331\026\310\222-\311\271\364;\3379\035z\250\241\206\032j\250\241\207\036z\270\207\036\362\023\372\023\316\273\366\226\035\333\241}\276\363<\037\017\261\265/Z{]\336\365\256\265\375\271$\315i\266mZ\222\264s\340j\216\244\355\3474Mu\244\222\262/\2274\307Q\n\232,V\3726\270EM\272!}\257\257H\2737$C/\351n\274\301\320\362\256\244\344]\315\216_Y\220L\313\305{J\3165\016$\313\324\244\035\305\315\025%\325\302nZ\312\343]Er\364\202\251\251\022F\232\001\371\272#YU\327\321UMz-\225\252\016\304k\222bJ\272\351\n\201\235I~\310\242\241\277\327$\313\226\236\342\200\377\343\006\307\265a\275\231\263p\206Nj\330\216;/YyI\262\265\234eC\211\366w\331\326\034\315tg\235\305Y\365\036fK\326\256n\026$G+\2240-\315^\277q]\215mV$\274bW\313\256d\031*\306\361\236\370U\362Z^74\347\300q\265\022$\345\253\016\214~&\257=\331X_\335\222\362Pp\326\371V\332\263u\227Np\213\266U-\024\371{e\304B\312)\271\242\366\327\302\340\244\216<\222\243\375\027\342\014\253 i&,V`\225\272\000\357\031\326\036\234\343\300Y\212\r\233\362yG\243\245oq\034\237\"\261p\236V*\273\007\342\255\2668\3136\311\337mw\270\212n z0\357^\3171\035\221\013\222j[\3452,\230Uc,\345m\253$\225-\007\332[&M\317\315:\363\261\374\252ik\212\252\354\030\\\353E\256\314b,\014F\345\336\227-\216\025\300\312\262\205\226s\256\255\301e\266\302C2?\277 -@\003\327\326w\2528\355\001\314U\034Mv\365\022\231V*\363\t U64\263\340\0261\314\3319|\026q\256f\323\376\367\332\001>)W\272_*\333\226Z\315i\266\254\253\030\t\014\3119\253j\272\030v6\312%\222\260\253\030U\355\301\342\016\307\037\200\277\264\244\233\252\266\277\004\223\226h+\037\021\274\356IG#\364\335\n\251\367\230\2533\307u\027\366?X\335X]\274ycU*\351N\211\266\020\346\237Z\256\006\txm\365\300-\302\235\3100U3\364\035\315V\\\r\231\211t\320s\004al2\245\347\353\317\027o\335\271\0054\2510\341\235\226#\014Twr\206\3428\210\014\262d\247\252\033\010\277\344\036\2245gIz\222\227\016\254\252d\202\035\020{\300\313\351y\001\272\233\022""\305\206\214\270\242\230H@\205\242*\343uD\347\212\244\352\360\224\253\357j\364\366#\305p\264\245\347z\356\275A\241\303i\320\256\232s\245\222V\202\302$\031\014\242\340[3\362K\305N\252k\373eC\317\351D4\266V\251\302\323\320fOw\213\322\337\224\252k\311e\222\250\315m\331Um~\203\007f.v\331\033%\246%\234\256\000\2050\233\013-\"\215\311\327\206\246`D\354%\002\252P\360\t\337<\202\344LC\261\013m\357qfT\342\255\2648\207\335q\264_w\020\364\272\027\016o\336\000\221\005\213\310\220\347-\251\342\026\361r\231\362\214\247@\036I\244\001\013\212\252\312\360\240&T\356;\234<\014L\352\245j\251\263\356\024-\273\023[\312g\241\002\031\240j\210\221\r?\t\230\213W\3043\177\263\244\030F\373M\205\330^\354\020\002\3043\342\223\343!E\206h@\023\366\231\332^\233\373z\227H\273\234U*\033\032\267H\265,\033,c\304\233\200H\315\325:\304\273\243\201\021\265\266\360\202\r2\242\367\333\304+\334\264S\315\3475;\336c\2259\316\272\017\356\236\342\014\033\323a\274L4\322\367\206 ;\324\244\242\202\360\2015\261%^\002\014\315\034\331\321~\303\000=qj\205\325\002\277\235\243\342`\221\265`K\342\346\266]\2610 \026\336G\375Q\333,\031\007\254\243\357=\344\205C$\247\231\364\2317\252\316!\332\t\215p\275b\354)\007(\263\240;\315\006\304\026\004{~\313\261T\310\305\221&\270\352\242\340b\217\256J/\266\036-\336\351ZlKE\246\211\372\030\257q\320r\331\246bH\350\026\340A8\310\255\242H\233BT7\"\272\224\327\035\241\265\332O\320\375\343%\267TF\017\242jy\245j\270\222,\003\216`PY\226\324*O\003\3232\027AO\273:4\220\345\234n\352\256\034\223\235T\206\302\232RZrPqP\323\342\34150\256M\364v\215+\267T\336\327\217\254t\362\352\243\253<\370\264\022gq\007\352\361\2303\372a\027S\022\354Q\324\372\273\206x{\334\327 \323\340\241\234e::\310\2110L\354D\031)R\256\r\036\316\361\272\311\033\240\230\232\376b\251\315(\244\262s\330.\265i+-x\205cTp[Q\021Z\307\231\010h\036h.\255\213d\342\264\347t\n\016pC8\327\324C\272\"\326\357\034t]\232[\345\331\275\205\365y\"\225\2644\367\243U\310\360\303\370d\254A\234=*\355\261v5\333\260\220;\273\n\n\264[5\337\233\326\236\331I""\027b\007\312\215\034J\275S-\227\211\300@\312JA\317q\200Ks\226\311y\276+:`\047\242\254\366\356\371\025E\375\211^X\047\324b 8\277=\332\346\347\306#\274\276\202\212\006/v?/u\260\230\343US\226\373V\201@J\206\276uQ\223\273\036\377DNg\361\343b\266,\353G\"v\256\342\352\241_\342\261\231\327\013\361#g\017\376N\367\304\246@\214\230\262s?\305\355\000\037\377\310\341\326;e\025Vy\230\371\010\r\303\023\002\007I\320\324g<\331\236U\335g\371\r\305\214Uz\276\311sF<\267\223\251\363p\324\346\356\245#\026w-\332\n\250C\326\363\262\240\320\256\225=R\266{L\025@\006Fe\316\047\362a\347w\270I@\276\177,\357\364\212\212gK\212y\3203i\034\300\n\312\324\036\323x:\034\016E\331\222\343\314?\234\347|}8\354\351\024\017\247\005\221\311(M\037[\245\342#\224\325\272$\333\226a\034\216bj\350Zw\364\337\342\233[\327\\u\007\367\264\330p\030\213\272%2\264g\360\221\260\365-\037\r]\317\006\200\024,\336;\267\247\350\256H>\361yx\210,&V\211M{\320\270Id\366\334\262\214\316\303Q\315\272\227\216hu\270\250\002P\246\334n5\016\347i\277\323=\264\312\233\324(\255p\022\024Z\210\252\362\344\031\037\311be[\327\366\272\036\217\352\325\273xD3ys+\263\365bS^\3751\263\271\271\276\t\007\036\354\343o\r\375\267\374T\333\207\247\362\262\034\367\310\360\220,S\n\332\374a\237*\237,\347\301\243\364]h\213\306\277\022\031I\337\270~\030|\306TJ\374\273\014\361\3616z\334u\251*\323B\245\252\030\355M\355x\0345\246=\241\355\323\200\240\332~\307\351:\376\250\2252\320G\332v1\272\314\373\007G\326\035\252\263\270\341\353\246H_\374\025\000\027\331r\372\263_\026\375\027-\362\354\377\213\234W\320\027\333\242\035\022\351\334\235\352]\t\336\227\326\212s`\346tk\251\243\221sx+\334\241{U\327\335\212?:t\2670s|\336\341\302E\243\332\336S\315\357\210\002\261Su\016d\207\247a\316 S\021!\327V\350\315\334{\316!\274\302\361\017\\\027\333\216\352r\030\3572p\357\274y#\047>e\275M\312\374\376\244*\256\022\367\220\374S\330J\317BD/3\211K\226\254[\342\301\262\017T4\221H\214\222\246\366&\211\352\270j\325\026\235\347\241\\8P\004\020\237\270\227\323\217A\373\350cd\353=n^\020""\251\312\242\007\316\323\357\022\364gZ\234\002\371\207\240#\361Xr\3620L\205\267\270\364<E\240\240\231\220\202r\347\342?j\021.4\350\031\212\305\235\"w\202hq\332\215\216\256\363\253\261\334nz\205\360\366\210\303\013\255\227EOp\270\351\220^\2104\306\252^\000\035\272Z\311\321)\251bf}\367\016\000B\033\214\353\252\033\207\021{]\370\311\260bl\226\224\367\032\306\016\2618?\355\310\217d4A\304\333\303\363\361\016\023\276\345\261\240\334\301\355H\200\027\026\273\324\365X{p\211Y\245\313\255\265\363\016\347\013\025>V\031\350:c9\000j\271\323\277v\036d\203\273G\326\312V\256XV\\\376\347\224\005\025\227\301qx\033qk\377\244\002\204\340rgQG&\014\350\374t!\004\034\376\220\021w\307\355^\2337\311\355\201\300\226m+{\224\247\335\345\n+1\360\320R\363\237\315P\032\200\215}\274l \013D\245\350\344\241\320\341pXr\250\312\341\342\304c\207\032\207\3772y,.w2\317\277\316\200^n\017J\355\047\207~!p\250e\326\334\370~\301\273d\231\303\207\202uX)\017\237\226\356\223W\014\347\341R\014J\307\345\341\342\005\203~m\243RA\346\363d\000W\224\273k\253S-\021\236\351\215\002u\3251}\321\257o{\335\027\376\336n\032w \327\222\363\266\206\260\227Q\t@\376\320\265j\2027\336\363k\026\217\022\311\34772\376\341\354\242\302\354Qq\335SL\374\331&\316\341\374(HRt\363\302&>\343\374>\360\373@+\361y\355\252\227\375}\340C\342\213\332C\177\324\277\035L\321`\270\226i%\006k\203\336\047\336\035?\355gZ\203\247k\256\367 \030\010\222\255\301/j\313\230_\366\023\376Z0\030\016\264\206\223\336Y\177\300\037\3633~\266\225HzI\217\313\230\360\317\007\231 K\017\311\017\211I6\271\030fC-J\267\206>o\r\236d\047/\372\212\357\004s\341T\270\034\235\210r\365d\375R=[WZ\211\317~wj\227j\331\326`\312\313x[~\262\2258\347\177\352g\261\275\322\202f\2171\3736\270\021di\220\251\375\002\255\323\364\322nm\323\033 E\367\275\177\005\331`\047<\316\276\376[\343Dc\207=~\313\336\312L\336a;9\261q\243V\341\322\331\370<\233\277\317\356\377\203\375\343\025{\365s+q\252\366\016\226\244\374,\273x\023\232&>m\r\236\252\031\376U\310+\204\257\"\275\016\r\276\250\335f\243W\202\n-""\025\330\370\345@\t\234\360\353\350\t{@bh\375\216\3670H\262\351\233\354\346Z#\323\330n\336a\2339\226S\231\372\216\275{\317\336\033\255\351KG\034t\350\024\366\325\365h \032\217\362\365\307x\373E\3632{\276\3116\267\330\326K\366R\234p\324Ag<\215\302\344g\177\317\220Z9o\234O\254\005\237A\317\223\024\222Yo\037\356\033>Y\333\366\322\336\212\247x\355Ak\370tm\327\313bf\317W(\270w\260a\035\321\\\017\306a\232\033\336\216\246Z\047O\265\206\317s\201\307\001\020\016\007\307\233\361\024z\034\361\206\340\261W\201\032^\253\247\352\333\215[\215\375\246\013\205i\r\226\3713~)L\207\231\3373\037 \374\026`\204#G\275\005\036\316x\346\216\177\023g\017\217x\237\263/\227B%t\243[\321A#\321Xk\016\261\354\013\366\202\007\207C\360\226W!A\303\265\277\303\000>s\333\237\242\0312\342\24508<\036\316G\337@\227\227\360\337F\243\322\032\237\354Z\270\021\275\250\317\324\265\306rs\240\231jf\351\335/\375)n\333\047AZhd{I\322\346\224\320q\222\034\353\253\301\245\000\273\3778q\014\241J\216\266F\246\203\251 \035\254\205\237\204\351\326\310\031O\365\247\221\047\251Y@\205\274v3,D\331H%L\267F\306\t&j8\035\376\304\356>i&\2333M\24552C\301\307\354\2450K1p\274K\036\266&\273\236\317x\005_\0163lq\245q\271\231h>f[\0002G\3610\251|\233Mg\032\251F\254\324\311\332:\242\256x\256\317C\312\035\343\337@F\216\237i\245\010\244\2250\021~\037\245\243\225Hi\245\316\371\237\371\025\004\363*\016O\001\314\341@\230\n_F\231h#\252\264Rs\030&\303\031n\302N}\240\225\222\220\371\251\340e\230\t7\302\003L\214\244\274\357\341\262\025\377}\230\024\307\237\365\224.\337\235l!D\217\274\251V\257o\207k+\224`=.m\r\016}\030&.\250\004\211`\025p\035\026q\266\201k\034\363w>\237\341VL\260\211y\350\005\207\205jt)\312\366\372\020\256\243\260\\\346\356\347\201\274\211DH\022\330\256\370_\205\003l\376iSi:l\3435{\375\013\373\345\r{S`\005\312\310\326\3745 \356N\375^c\2539\3016D\232)L)\262\242.\214;\337mD\322Ky\033\204>X\303N\3013\255\301q\344\217\352\317\372.\255\367\332\326:j\333\r6>\033l\206\237\205\325h\255~\274>\327\230n\2544r\000\343F\263\312\266\004\334""\241#(Cc\032t,\036\261S\210!\210\244\274\247\004CB\353q6\212m\255a\221sZp\013\347u9DX2\351\337#\265\372\242\322F\016\301%\226\375\202\243G\016W\302\\\224\212\266\352\243\365\345\306@c\224\255B9x\357W\366+\007\342\3108\010h\324_\006>F\203N\036\254\007\311`\032\272\364\372\202\004\223\032\203\307\206N\327\224\277Vb\304K\200\2458\251\221F{\336\016x\371\"pz*R\242\275\272R\257\034\021n{c\336\252\267\353o\005g\201\364\265\350\223\350\246\340Pq\344\244\177\2378\373\2778\264\342\235F\201Z\0046\322\321O\215Q\020\233\335\004&\317\2603\"?\246\302;\250\021#\347\240\331\005\224\233\001\212\014P\367\2157J\360e\023W\303[\341n\264\211t\031Nyk\376q\177\252Og\261\027\301\033\363\322\037\200\253$/)\000W\254\317\030\344\374/E^\004\005g\235%\332\036\361\006\375/\202\373a%\302\221c\3367\000\367\361p\252\225\032\217\323\262\225:\3539\376\034\316x\311\335\360\2601\326\310\264\316}\005c\246Z\303\343\336\266\377\200\277\000\237\201L\377\370\274\017\337\324\010\244\350\370IA\367bf\324\277\345\333\301\005\240\341b\335n$\251\350\2134\030&nH\0063A.\024\271\306&\256\205\025v\375Y\263\302\236\227Y\271\302*v\353\3727\240\302\271\306\327\3155\366\034\000\002z\024!v,>\243sX\25788\246\317g\303l\230{\277\325\317\332m\025\223q.\000\366G_\235\024\255\014\231}\352\330\320\345\340M4\205JqTXLc\375\246\t\032yX\317\2432\r\262\347?\263\237\251\263\020/8\336\327\376\252\317\303\363\211w\037\031\217\202\363\201\017\356\372\217\021D\220\047\001n\265\366O\034\364=\035s\272\366\0338n\360<\257\334[\301\330G\022\246\342)\354\030\200\001\000\177\n\206\005\272\263~\036\373\2501\241C\253@\274\310\362\t\177\002Dp\033\244\235\217\036\327\327\032\003\037\020\351W\240\236=\320\306\345h\260\236\250\243\322\021V\223\300!\232\2244;v\001\371\375\214}\373S3\333J\316\260\231oP\030\222Kli\275\221\005(>=\343\375\022L\000\344h\203\244`\030\332\047\316z\007\301\t4B\233\321\347\365\253\215l\243\330|\027\367#\377\366\212~.\340\370\005\277\263\211\230b\251\207\374\214z\255\223\265\227\336\023\377E0\025\263\000\032\214\263\301Px.\032""\213V\243\337\032\347\233\231\346\026\313\202s\363,_\340-\226w\031\252R\177\364&\272\326\030o\024\240\343\304L<L\362G6\273\314\226\277Gy\347\3632\273\005\275\343\205\007\354\001\261x\013)\230f\320\376\024[\3124\222\204\364\257\250\3079G%h\232M\337\207\237\216\263\025\276\225\334\311NO!\334S\224\256\217\021\207\227\024\020\362\362\0368\341\226\357\262K\313\250\207\n!a\016pY&\346\247\024\036\3632\324K\275B\005\304\327[?\375\201F\354\314\025v\345N}\240N\345\260\366\206}\3715\367e\214\225)\232|)^\374\005\355\037\215Xj\226\315\"\010\021o\315^\263s1\320\021+J\267\213\300\324\020\321N\274\212\326\365^}\252\236\246\241\314&\027P\234\263$\3475\254\243)\202\372\020\033\232\360yXt\252XC\265\013h)\336\240\214\274@\375\004\251\263o\237\363\204\374\231\326&=\231\227\031\240=\\\200\235\203#ld6\330`WnG\225\372P#\331\270\212\n\205\244\316v\261\234\337\316\371\005\352S\276\253W\032\003\255k\327\243D\264\302\276\371\261\371\210ml\263m\344\010J\251\301\214R\247c\303=\343R\360B8D4\261\243\354|:JRU\217\214F\3347,#\207v\303\255h4\372\256\261\320\314\261\354\006\333\020\255\374\257\255I).\251\203g\220\027U\237\047\027]\r^\372\217xE\304\360)%5O#\226@_\366\3070U\201\273\301\243\360\np\367\003\256\032\203\027\300s\203h\344>P\026\362\354\023M\352\277\374MD\267\267t\217x_p\212\300\374\005\236\206+ \375\004\274.\327W\352*\212\370Zs\240\2172p2q\362\272he\036\371S\177]\177zk)\017\232\215\211\033 \207QQ\343{\352\023\345Q&n\007*\336I\250\234\200N\312\207$o7s\341(\257?h\350\352\047\3529j\024\261\202\233\323\315\243j\2433\000\207\014S\033\003\014\363\364\340\240\033\361>\345\215@\232\324\247\n6\013wP\235\363\316C\005\336\237npT\236E\3043\321\353\306g\r\267\231n\376\300\266\321]\275\245\342\224\206\325\227`[\352<]-\203;\0108\344\047\3209jh\236\237\204\274\312\245\271\354+\35007\020\357\215\360\177\320\240\3574\006\233\307\233_\263-\000\350%\247t\357*\005\253\227\321)\342\\aP\305\3430\023\253M\304\332.\006#)\226\242\373T\262\257a\037\363\356Aw\227\337#\321\r\037\347\027\217\276\246\234n6<r\217\251\263""\037o\235\023F\244[\347\047?\010T\001\365\177\214\034\033\032A,\004\345\357\206Y\226@\375\023\\cP\225\235\360\047\203W\270\324T\210\352\357\006\274\r\273\324G>\224|YO\0277\2424\212\004g\010^\375\272\356#q0\310\365I\357\214W\201\323\026\003A\026\360\300\227\242t\305|DY\265\215\275\253\274\000L\263\205\207\010\366L\334f\376\233\275Ek\231\027\035\306?\341\224\357)\021E\272\243\307\032\214\006\376_R|\n=h\225h\211\014\274\010})\356\312\307r\373\035\277\200\243d\304\027\034\334\226\341d\377\007\250>\203\226c\202\363\334\321L_\247\274@v\332\341\2308F\344\3742u\022\034\347\003q\366\337\210\246>\322\347\244\273\372\361\215`\217w\272t\377\351m\267y\317%\232b\231\347\374\047\270\022O\363\326}\212\300\261\002\246\247R/\266\274\341\215\357\237J\240\037.6\002\007\0144\212;\256]O\306\022\216v+\\\357\007\365\354\037g\216\r]\364\263GZ\224\333\3364\245\r\373r!\\\r\367pMK \237\025\001\023N\247K\270$MG\231?i\320\242\241z\222\335\243\033\221\270sl\377Y\217v\033w\321-\376\033\313GZ3\264T\027\270\3123\244\377P\037E\3055\021\346SI\032\345\367\023~=\336G\212_AG\235fk\333\234+\210\322\331\2576\263\235\276SNR\177\235\360\177D%\034\013\327\243s\365$9\235\232\3361\312I\236P\301[\\\352\263\324\365V9\276\320\351V\220d\343\347);\302\023Hk,\271\374\047\206s\023\224\307\027.\266&Q\376\001\n\\\021\224\310\255\337\254k\215\333\364C\013\372\026\235\351\374R\210d\027\01429\035\\\t\277\252\017\260\273\250\225\344)\266\ruy\243rw\005\245\352\334E\330\177\215j\027[~\3240\2717!\007\366\360\273\033\227\343\004\263\270\203}G0\256\257\243\235\3115\271\334\251\326\344\005Rw\037\3709\307\351\351\303\010\224\247\020\013\236\352\273\031#C\247\270oT\352\002\272/jo\302\351\360\t\356\032C\350\365\327@\234SG!\370\0373\267\210\314";
-    PyObject *data = __Pyx_DecompressString(cstring, 5398, 1);
+    #elif (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (5456 bytes) */
+static const char cstring[] = "x\332\255XK{\323\326\326&\340\226\244\r\020\047\016\220\022\250\022\022HJ\022j \205Rh\217s\341\322C\013NB8\224\202\252X\262#\"K\266$\347\322\357|\3470\364PC\r5\324PC\017=\364p\017=\314O\350O8\357\332[v\354\230\366\371\316\363|}\212\243}\321\332\353\362\256w\255\255\317$iF\263m\323\302_S\333w\245-\305\315mK\216\253\330\256#)\256$m\035\270\232#i\3739MS\035\251\250\354\313E\315q\224\202&\213\225c\033\334mM\272%=\326\227\244\335[\222\241\027u7\336`hyWR\362\256f\307\257\314I\246\345\342=%\347\032\007\222ej\361\331\252\205\335\264\224\307\273\212\344\350\005SS%\2144\003\362uG\262*\256\243\253\232\364F*V\034\210\327$\305\224t\323\025\002\333\223\374\220yC\337\321$\313\226~\306\001\377\307\r\216k\303)f\316\302\031:\251a;\356\254d\345%\311\326r\226\r%Z\177K\266\346h\246;\355\314O\253\367%\314\331\225R\313\205\272)Ms\017\226,Gwu\013CU\232\231vf\277\223v4\255\244\233\005\356+G+\024!\342>d*\220\210S\254|\336\321\340\374iua\001\257\354\351\206!\345\025\335\210O\241\227\362\272\2419\007\216\253\025\361Z\276\342\300?\317\345\225\247k\253\313\033R\036\266L;\337I{6N\345\207\330V\245\260\315\337+!lRN\311mk\177-\014\376l\313#9\332\177!\316\260\n\222f\252\334\364iu\016\2166\254=\370\321\021\240\212\315\303\322w8\216O\221X\370Y+\226\334\003\361VK\234e\233\024\232\226c]xA\370\365~\3271m\221s\222j[\245\022,\200\343\004\354\362\266U\354\tA,\277b\222\323\225-\203k=\317\225\231\217\205\301\250\334N\311\342\260\002\002-[h9\343\332\032\\f+<j\263\263s\322\0344pm}\253\202\323\036\302\\\305\321dW/\222i\305\022\237\000\032dC3\013\3566\2069;\207_m\277\244\345\\\3509\047mC\005\315\246Ww\264\003\374\032\212\323\266H\325\014W\301\036\312\272N\231%\333R+9\315\226u\025#\201F9gUL\027\303\366F\271HRw\025\243\242=\234\337\342HF\n-,\300\326\373Ro\260~X\"M\237puf\270\031B\213\207\313k\313\363\267o-KE\335)\322\026\312\224\237-W\203\004\274\266|\340n\303\263\310Kh\253oi\266\342j\310g$\221\236\243d\307&Sz\261\372b\376\316\275;\000\226\nu\337\303v\300\241\262\225\203\261\216\306Q\277U\321\r Ar\017J\232\263 =""\315K\007VE2\301)\200\001\220\346t\275\000\335M\211<DF\\WL\244\255B\001\226\361:\002u]Rux\305\325w5z\373\221b8\332\302\013=\267cP\024q\032\264\253\344\\\251\250\025\2410IF\302*\370\253\031\371\205\3556A J\206\236\323\211\236l\255\\\201W5\312Gw[\372\233Rq-\271D\022\265\231\r\273\242\315\256\361 \314\304.{\253\304,\200\323\025\000\022fs\241\333\226\241\222\257\r\215G\031\234\047\202\247P\360\t\352<Z\344LC\261\013-\357q>U\342\255\2648\203\335qd\337\264\021\364\246;\364o\337\002\234\005\213(\224\2470\251\342n\343\345\022\245\034\317\006b\025\ry\240\250\252\014\017j1qu\037N\036\006\376\364b\245\330^w\266-\273\035[Jm\241\002\031\240j\210\221\r?\t\304\213W\3043\177\263\250\030F\353M\205j\204\330!\004\210gBC\374 \230P\265D=\260\014\242\022(\316\341\331J\222\034\017?\022K\003\362 \323\324\366Z\254\332\275D\226\344\254b\311\320\270\365\252e\331 \047#\336\004\364j\256\326\246\366-\rD\252\265\204\027l\034\334A\327\261K\267*\371\274f\307{\254\022\307d\347\301\235S\234\230c\026\215\227\211}\216\275!8\022Uo[A\250A\266\330\022/\001\262f\216\354h\275a\200\325\342*\242\010\254\267\217\212\003K\326\202d\211\322[v\305\302\200nD\n\025N\355\251Z\355\212\244\352\016q\243f\322o\336\2508G\231A\310E\230\024cO9@!\007Kj6\3408\047H\367;\216\273B.F\005A[\027%\035{tUz\271\361h\376^\307bK*\262RT\340x\215\003\234\3136\025CB\233\002\017\302An\005m\200)Du\242\247Cy\335\021Z\253\307y\375\370x\301-\226\320\374\304b,\203\227`\016+\314\252Z^\251\030\256$\313\0004\370V\226%\265\302\023\311\264\314y\020\334\256\016\275d9\247\233\272+\307t)\225`\206\246\024\027\034\224/\024\310xx\023\374l\023A\336\344g-\224\366\365\236\225vf~t\225C\202Vb\036h\047K<\346\374\177\324=\025\005\377lk\307\273\225x{\334O!W\341\267\234e::\350\215\220M\374F9-\222\266\005)^%t\2237^1\271\375\305R\213\223He\347\250Mk\021_Z0\023G\256`\307mEh\035\347\047\000{\240\271\264.R,\016M\253d\001M\204~M=\"<\252\033\355\203\276\226f\226y\316o`}\226h)-\315<\263\n\031~\030\237\2145\210sJ\245=\326\256f\033\0262jWA\265w+\346\216i\355\231\355$\"\316""\240\214\311\241op*\245\022Q h])\3509\016{i\3062y\245\350\210\016\370\215H\257\265{vIQ\177\242\027V\t\313\030\210\252\321\032m\362s\343\021^_BM\204\027;\237\027\332X\314\361\272+\313\307V\2110\221\"\307\326EU\357x\374\0239\355\305\217\213\331\260\254gT\032\270\212\313G~\211\307f^/\304\217\234S\370;\235\023\353\0021b\312\316\375\0247\024|\374\214\303\255{\312*,\3630\363\021Z\216\247\004\016\222\240\251\317y\262=\257\270\317\363k\212\031\253\364b\235\347\214xn%S\373\241\327\346\316\245\036\213;\026m\005\204\"\353yY\020k\307\312\036)\3339\246\272 \003\2432g\031\371\250\215<\332$ \177|,ou\213\212g\213\212y\3205i\034\300\n\312\324.\323x:\034\rE1\223\343\314?\232\347,~4\354\352+\217\246\005\221\311(X\037[\245\222$\224\325:$\333(\316G\243\230\032:\326\035\375\367\370\306\3301W\331\302\37506\034\306\242\232\211\014\355\032|$l\307\226{C\327\265\001 \005\213w\317\355)\272+\222O\374\036\035\"\213\211eb\323.4\256\023\231\275\260,\243\375\320\253Y\347R\217VG\213*\000e\312\255\006\344h\236\366;\235C\253\264N\255\326\022\047A\241\205\250*O\237\363\221,V6um\257\343\261W\257\356\305\036\315\344\365\215\314\306\313uy\371Yf}}u\035\016<\330\307\277\025t\360\362\317\332><\225\227\345\270\313\206\207d\231R\320\346\017\373T\371d9\017\036\245\277\205\226h\374W$#\351/.+\006\2371\225\"\377[\202\370x\033=\356\272T\253i\241\\Q\214\326\246V<z\215iMh\3734 \250\266\336q:\216\357\265R\006\372H\333\016F\227yW\341\310\272Cu\326\252\240;\023\351\213\177\005\300E\266\234\343\331/\213\256\214\026y\366\377E\316+\350\254m\321$\211t\356L\365\216\004?\226\326\212s`\346tk\241\255\221st\305\334\242\326\267\343v\306\037\035\272\235\2309>\357p\341\242}m\355\251\344\267D\201\330\2528\007\262\303\3230g\220\251\210\220k+\364fn\207s\010\257p\374\007\227\313\226\243:\034\306\273\014\\bo\337\312\211_Yo\2212\277\201\251\212\253\304\235%\377\025\266\322\263\020\321\315L\342\232&\353\226x\260\354\003\025\255%\022\243\250\251\335I\242:\256Z\261E?z$\027\016\024\001\304/.\371\364\021j\037}\214l\355\340\356\006\221\252,:""\343<}\344\240\177\246\305)\220\377\010:\022\217E\047\017\303Tx\213K\317S\004\n\232\t)(w.\376G-\302\225\010=\303\366\366\3266w\202hqZ\215\216\256\353\320e_n\265\302Bxk\304\341\205\326\313\242\0478\334tH/D\032cU/\200\016]\255\350\350\224T1\263\276\177\017\000\2419\246\317\001q\030\261\327\205\237\014+\306fQ\331\3210v\210\305\371i=\037\347h\202\210\267\213\347\343\035&|\313cA\271\203;\223\000/}\003\244\256\307\332\203K\314\n]\217\255\255\3678_\250\360\261\312@\227\034\313\001PK\355\376\265\375 \033\334=\262V\262r\333%\305\345\377\234\222\240\342\0228\016o#n\255\3573@\010\256\207\026ud\302\200\366\207\016!\340\350\263G\334\035\267zm\336$\267\006\002[\266\255\354Q\236v\226+\254\304\300CKmkEt|\016\210Q\337\307\313\006\262@T\212v\036\n\035\216\206E\207\252\034\256S<v\250q\370_&\217\305\345N\346\371\327\036\320\313\255A\261\365\344\3207\006\207Zf\315\215\357\027\274K\2269|(XG\225\362\350i\341\001y\305p\276_\210A\351\270\342\023-\025\014\372tG\245\202\314\347\311\000\256(u\326V\247R$<\323\033\005\352\252c\372\242Oy{\235\237\014\272\273i\334\214\\K\316\333\032\302^B%\000\371C\327\212\t\336\330\341\227/\036%\222\317\357i\374\307\331E\205\331\243\342\272\247\230\370g\2338\207\363\243 I\321\315\013\233\370\214\363\241\357C_3\361Y\365\206\227\375\320w\230\370\274\372\275?\354\337\r&h0X\3154\023\375\325~\357\224w\317O\373\231f\377\271\252\353=\014\372\202d\263\377\363\352\"\346\027\375\204\277\022\364\207}\315\301\244w\301\357\363G\374\214\237m&\222^\322\3432\306\374KA&\310\322C\36201\316\306\347\303l\250E\351\346\300g\315\3763\354\314\025_\361\235`&\234\010\027\243O\243\\-Y\273Z\313\326\224f\342\364\007\247z\265\232m\366\247\274\214\267\341\047\233\211\213\376\047~\026\333\313Mh\366\004\263\357\202[A\226\006\231\352\257\320:M/\355V\327\275>Rt\337\373W\220\r\266\302\223\354\253\277\325?\255o\261\047\357\330;\231\311[l+\0476\256U\313\\:\033\235e\263\017\330\203\177\260\177\274f\257\177i&\316V\337\303\222\224\237eWnC\323\304\047\315\376\263U\303\277\001y\205\360u\244\327\240\301""\347\325\273l\370zP\246\245\002\033\275\026(\201\023~\025=e\017I\014\255\337\363\276\017\222l\3626\273\275R\317\3247\033\367\330z\216\345T\246\276g\357w\330\216\321\234\274\332\343\240#\247\260/\277\216\372\242\321(_{\202\267_6\256\261\027\353l}\203m\274b\257\304\t\275\016:\357i\024&?\373!Cj\345\274Q>\261\022\234\206\236g($\323\336>\3347x\246\272\351\245\275%O\361Z\203\346\340\271\352\256\227\305\314\236\257Pp\357a\303*\242\271\032\214\30247\274\033M4\317\234m\016^\342\002O\002 \034\016\2167\345)\3648\344\r\300c\257\0035\274YK\3256\353w\352\373\r\027\n\323\032,\363\247\374b\230\0163\0372\207\020~\0070\302\221\303\336\034\017g<s\317\277\215\263\007\207\274\317\330\027\013\241\022\272\321\235\350\240\236\250\2574\006X\366%{\311\203\303!x\307+\223\240\301\352\337a\000\237\271\353O\320\014\031\361J\030\034\236\014g\243o\240\313+\370o\255^n\216\216w,\334\212^\326\246jZ}\261\321\327H5\262\364\356\027\376\004\267\355T\220\026\032\331^\222\2649+t\034\047\307\372jp5\300\356?>=\201P%\207\233C\223\301D\220\016V\302Sa\2729t\336S\375I\344Ij\032P!\257\335\016\013Q6R\t\323\315\241Q\202\211\032N\206?\261o\2376\222\215\251\206\322\034\232\242\340c\366j\230\245\0308\336U\017[\223\035\317\347\275\202/\207\0316\277T\277\326H4\236\260\r\000\231\243x\220T\276\313&3\365T=V\352Lu\025QW<\327\347!\345\216\361o!#G\3177S\004\322r\230\010\037G\351h)R\232\251\213\376i\277\214`\336\300\341)\2009\354\013S\341\253(\023\255E\345fj\006\303d8\305M\330\252\3655S\0222?\025\274\n3\341Zx\200\211\241\224\367\030.[\362w\302\2448\376\202\247t\370\356L\023!z\344M4\273};X]\242\004\353ri\263\177\340p\220\270\240\034$\202e\300uP\304\331\006\256q\314\337\371|\206[1\306\306f\241\027\034\026\252\321\325(\333\355C\270\216\302r\215\273\237\007\3626\022!I`\273\356\177\031\366\261\331\237\033J\303ako\330\233_\331\257o\331\333\002+PF6go\002q\367j\367\353\033\2151\266&\322La\3126\333\326\205q\227:\215Hz)o\215\320\007k\330Yx\246\331?\212\374Q\375i\337\245\365n\333\232\275\266\335b\243\323\301zx:\254D+\265\223\265\231\372d""}\251\236\003\030\327\032\025\266!\340\016\035A\031\032\323\240\343v\217\235B\014A$\345\375L0$\264\236d\303\330\326\034\0249\247\005wp^\207C\204%\343\376}R\353XTZ\310!\270\304\262_r\364\310\341R\230\213R\321Fm\270\266X\357\253\017\263e(\007\357\375\306~\343@\034\032\005\001\r\373\213\300\307p\320\316\203\325 \031LB\227n_\220`R\243\377\304\300\271\252\362\327J\014y\t\260\024\0475\322h\317\333\002/_\001N\317FJ\264WSj\345\036\341\2667\342-{\273\376Fp\001H_\211NE\267\005\207\212#\307\375\007\304\331\377\305\241e\357\034\n\324<\260\221\216~\252\017\203\330\354\0060y\236\235\027\3711\021\336C\215\030\272\010\315.\243\334\364Qd\200\272o\274a\202/\033\273\021\336\tw\243u\244\313`\312[\361O\372\023\307t\026{\021\274\021/}\010\\%yI\001\270b}F \347\177)\362\"(8\353\002\321\366\220\327\357\177\036<\010\313\021\216\034\361\276\001\270O\206\023\315\324h\234\226\315\324\005\317\361gp\306+\356\206\357\353#\365L\363\342\2270f\24298\352m\372\017\371\013\360\031\310\364\217\317\216\341\233\032\201\024\035?.\350^\314\014\373w|;\270\0144\\\251\331\365$\025}\221\006\203\304\r\311`*\310\205\"\327\330\330\315\260\314\276~\336(\263\027%V*\263\262\335\374\372\033P\341L\375\253\306\n{\001\000\001=\212\020;\022\237\321>\254[\034\034s\314g\203l\220{\277y\234\265[*&\343\\\000\354{_\035\027\255\014\231}\366\304\300\265\340m4\201J\321+,\246\261\343\246\t\032\371\276\226Ge\352g/~a\277Pg!^p\274\257\374e\237\207\347\224\367\000\031\217\202s\310\007\337\372O\020D\220\047\001n\271\372O\034\364\230\2169W\375\035\034\327\177\211W\356\215`\344#\tS\366\024v\002\300\000\200?\001\303\002\335Y?\217}\324\230\320\241\025 ^d\371\230?\006\"\270\013\322\316GOj+\365\276CD\3725\250g\017\264q-\352\257%j\250t\204\325$p\210&%\315N\\F~?g\337\375\324\3106\223Sl\352\033\024\206\344\002[X\255g\001\212O\316{\277\006c\0009\332 )\030\204\366\211\013\336A\360)\032\241\365\350\263\332\215z\266\276\335x\037\367#\377\366\266\375\\\300\361\013~gc1\305R\017y\232z\2553\325W\336S\377e0\021\263\000\032\214\013\301@x1\032\211\226\243""\337\353\227\032\231\306\006\313\202s\363,_\340-\226w\r\252R\177\3646\272Y\037\255\027\240\343\330T<L\362G6\275\310\026\037\243\274\363y\231\335\201\336\361\302C\366\220X\274\211\024L3h\177\226-d\352IB\372\227\324\343\\\244\0224\311&\037\300O\047\331\022\337J\356d\347&\020\356\tJ\327\047\210\303+\n\010yy\017\234p\307w\331\325E\324C\205\2200\003\270,\022\363S\n\217x\031\352\245^\243\002\342\317;?}H#v\376:\273~\257\326W\243rX}\313\276\370\212\3732\306\312\004M\276\022/\376\212\366\217F,5\315\246\021\204\210\267fo\330\305\030\350\210\025\245\333\025`j\200h\047^E\353z\2776QK\323Pf\343s(\316Y\222\363\006\326\321\024A}\200\r\214\371<,:U\254\201\352e\264\024oQF^\242~\202\324\331w/xB\376Bk\343\236\314\313\014\320\036\316\301\316\376!64\035\254\261\353w\243rm\240\236\254\337@\205BRg;X\316o\345\374\034\365)?\324\312\365\276\346\315\257\243D\264\304\276y\326x\304\3266\331&r\004\245\324`F\261\335\261\341\236q5x)\034\"\232\330av)\035%\251\252GF=\356\033\026\221C\273\341F4\034\375P\237k\344Xv\215\255\211V\376\267\346\270\024\227\324\376\363\310\213\212\317\223\213\256\006\257\374G\274\"b\3703%5O#\226@_\366\307 U\201o\203G\341u\340\356G\\5\372/\203\347\372\321\310\035R\026\362\354\023M\352\277\374uD\267\273t\017y\237s\212\300\374e\236\206K \375\004\274.\327\226j*\212\370J\243\357\030e\340d\342\344U\321\312<\362\047\376\272\376t\327R\0364\033\023\267@\016\303\242\306w\325\047\312\243L\334\016\224\2753P9\001\235\224\303$o7s\3410\257?h\350j\237\326r\324(b\0057\247\333\275j\2433\000\207\014R\033\003\014\363\364\340\240\033\362>\341\215@\232\324\247\n6\rwP\235\363.A\005\336\237\256qT^@\3043\321\233\372\351\272\333H7~d\233\350\256\336QqJ\303\352\253\260-u\211\256\226\301=\004\034\362\023\350\03454\317OC^\345\322\\\366ut\230k\210\367Z\370?h\320\267\352\375\215\223\215\257\330\006\000\364\212S\272w\203\202\325\315\350\024q\2560\250\342I\230\211\325&bm\025\203\241\024K\321}*y\254a\037\361\356Cw\227\337#\321\r\237\344\027\217cM9\335lx\344\236Pg?\332\274(\214H7/\215\037\nT\001\365\177\014""\235\030\030B,\004\345\357\206Y\226@\375\023\\cP\225\035\363\307\203\327\270\324\224\211\352\277\rx\033v\365\030\371P\362e=]\334\210\322(\022\234!x\365\353\270\217\304\301 \327\047\275\363^\031N\233\017\004Y\300\003_\210\322\025\363\021e\325&\366.\363\0020\311\346\276G\260\247\3426\363\337\354\035Z\313\274\3500\376\t\247<\246D\024\351\216\036\253?\352\373\177I\361\t\364\240\025\242%2\360\n\364\245\270+\037\313\355\367\374\002\216\222\021_pp[\206\223\375\037\241\372\024Z\2161\316s\275\231\276Jy\201\354\264\303\021q\214\310\371E\352$8\316\373\342\354\277\025M|\244\317Iw\364\343k\301\036\357t\351\376\323\335n\363\236K4\3052\317\371S\270\022O\362\326}\202\300\261\004\246\247R/\266\274\345\215\357\237J\240\017\027k\201\003\006\032\306\035\327\256%c\t\275\335\n\327\373a-\373\307\371\023\003W\374lO\213r\327\233\244\264a_\314\205\313\341\036\256i\t\344\263\"`\302\351t\001\227\244\311(\363\047\rZ4PK\262\373t#\022w\216\315?\353\321\356\342.\272\301\277\261|\2445CKu\231\253<E\372\017\034\243\250\270&\302|*I\303\374~\302\257\307\373H\361\353\350\250\323le\223s\005Q:\373\315f\266s\354\2243\324_\047\374g\250\204#\341jt\261\226$\247S\323;B9\311\023*x\207K}\226\272\336\n\307\027:\3352\222l\364\022eG\370)\322\032K.\377\304pq\214\362\370\362\225\3468\312?@\201+\202\022\271\265\3335\255~\227>\264\240o\321\231\316/\205Hv\301 \343\223\301\365\360\313Z\037\373\026\265\222<\3056\241.oT\276]B\251\272x\005\366\337\244\332\305\026\037\325M\356M\310\201=\270\273Y\314*\tQN0\215k\330\017\204\344\332*:\232\\\203\213\236h\216_&\215\367\001\241\213\234\241\016\207\240?EYP\325\261\3131\222t\202\273G\245F\240\363\256\3666\234\014\237\342\2721\200v\177\005\3349\321\213\302\377\000\373\033\273a";
+    PyObject *data = __Pyx_DecompressString(cstring, 5456, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (7413 bytes) */
-static const char cstring[] = "\377\n  (errn\377o  bytes\377 exceeds\377 max_mes\237sage_\024\003\022\014t\377he 2 GiB\377 v2 limi\375t;\004left a\357fterM\004, n\373otV\000actly\377 one bat\237ch dom\000\027\001f\3769\000a signe\177d  fiel~\000\377is outsi\377de [ mus\376\\\000e an in\361tK\003\014\006\264\002-lik?e or N^\000\000\036\356\215\003str\373\000nco\374a\000\274\000first)\377 of  rec\363or\203 \000\005pres\377ent%s-%d\375:\033\000moving\337 segm\024\000 %o020d\355\004a 8\000\377rupt old\360\201 \035\0044\004\262!file\277systeme\000f\373us\362\000O_DIR\337ECT f\277\000%s\277; writ^\001t\177hrough \352!\375p\211@ cache\320/\033\242 G\006D\001e$(lo\357g en\375@at \377%d, belo\377w its st{ar\321\000ffse\027\001\341;\241 \016\002\204!\371@emp\347ty 1\002\343\005orn\274\215A\207%tail\273@ \257%s: [\toK\005,\277 dropp\201`%\375d\207\204\004from p\333os\212 on\216\000 (\367%s)\377$unre\277adableK\001-\362\233\002-F\004\241 ckpo\354\247b\324`or\240\003(tr\277ee fra\262B)\357), ,\260\000tri\277butes=\354\000a\177se_time\353\000\373mp\014\002tch_l\337ength\035\000cr\265c#\000hu\000er,\001k\343ey3\000\250\205\001)\tpro\377ducer_id\374Q\000\306c_count\354`\000U\006_mn\001val\337ue=-b\373bel\377d..index\305.\206@.\205\001\t\002\333a: Y:\201b\226I?B\305\205\001H\212\002\363(b\270\001\307#=CRC\377-32C misym\350\205\001\221\205\001Note\305`\336\326@Cyth\314 is\377 deliber\337ately\337@ri\375c\263\206\001than P\377EP-484 a\377nd rejec\376\200aubclass\373es\242\205\001built\377in types\377. If you\377 need to\333 p%\000 s\047\007th\347en \270a\265\207\001\047an\377notation\375_<\000ing\047 d\333irb\000iv\242\000o \377False.Pi\267ckl\345\205\001of\232\001u\277ct mem\256\000s\376W\000ch as s\337elf.h\230\207\006ex\337plici\345\207\001re\373qu\305@ed wi\377th @auto\373_pN\001e(Tru\327e)R\340\206\002(\254$]a<\220\210\004\271\000appe\364\000\361\207\002\357hold\324\204\001lea3st\271\210\002\227\207\003a \372@\355\207\001\376\275B is larWger\337!n\224\211\003a\301\207\004\332\031\001(\250`, \351B[,\361 \273d""\007\000\203i]]),? got a\373\206\002\204\"othis\311 rt\375\204\003\377failed: \037add_n\316@\304\211\003n\014\376\227\212\001maximum\036\027\006shor\323F\314\206\001\277\204\003\366\256\211\001de\322@red `\341\204\003\227\212\003\355\204\003\323\001\277`ll\320\005\341a\352\212\001\271\212\003\200\205\003\305\212\003of =c\316B cre\313`\277\000\307new\230\211\005\r\013\265\213\001co\357mple\373A do\277orbell9\004d\365e\025\000e\370\211\006befo{reU\005grow\206\211\002\374\361\211\005\332\210\002 buffe\rrz\004op\343b\224\212\002\000\020\335\211\002\340\327\211\004\254\004\303\207\001\234\014\347\210\003a s\177hard th\346\207\001>\332\004trunc\337\001\366\212\004\357clos\244\212\003e a\303ct\274\204\001\217\213\005\245E\352\001reqs\345\212\001\321\213\005\247$be \373 Ooded\255\213\005\312Dn\324\213\005\337: dis\341\210\001en\236\347\210\001flus\344\204\007\310\215\001o\377f always\375,\227\215\001erval,\232\306\216\003;\307bgc\343D\253\204\001i\375s\207\216\002valid \237UTF-8\022\010\335\215\005s\343tr\255\216\003\234d\236\210\002int\377ernal er\367ror\212\213\001tus \303inE\003\206i\340\212\001\222\215\004is\236\260\003dlog\224\212\n\000\r.\377tmpno de\377fault __\373re\276\211\001__ du\376\213\207\002non-tri\373vi\177\000__cin\357it__\263\213\004pst\377ream.sto\357rage\010\004/_c\336\267`lib/\351\217\002.p\033xi\t\016pa\321\205\004\t\022\370B\0044\001\210\217\003 \342\204\006\t\004\315\212\002\274\220\007\344\211\002\360\244\216\002\247\217\0148\004\321\220\004are \377inconsis\201t\271\217\001\231\210\002\336\215\001\340\213\003\314\217\005\201\216\002iAn\374\220\002\224\210\004\000\030\312\207\005\254\204\001s\245\221\007\213t \261\210\0031\322\207\003\260\222\001\325\210\004h\371a\205c\203\206\004ed ye\251t\320\222\001\307\205\003 \363\210\001s\350\213\006i\033s \344\204\001ed\264\214\007\362\212\001\217\222\006\3570 (C\364\206\002Tim\373e)\203\222\0011 (LoCgA\304\211\002\020\002{\004\267\205\004d\247\222\001\377overlong\377 varintu\177nknown \247\205\005\373io\010""\001dec u\337nsupp\275\210\001d \337magic\250\224\002 (\337only \221Jv2|\256\210\002&\005)BadM-\001!E\262\204\001\n\000\356\212\003\006\005Vs\002\025\004?tchBui\260\222\001\321\215\002j\005\004.\203\204\006c\261\215\002__\017\014\377setstate\001_\023\n\216\216\003\224\216\0101\024\266\216\003b\0001\023\317TooL\322\213\001\272\002Co\275m\204\224\001sion\t\004n\027fig\024\004r\357\223\001\212\217\002\005\t9S\233\224\0039\003rcM\210\217\004\211\"\371L\320\220\002\005\013ogClo\367sed\252\"NotI\334\243\212\001\337\224\001edO\365\222\002Ou\377tOfRangeF\315\"PS\366\205\002\006\003\305\205\005P\315\205\006\360\253.\017\t\250.-\010rais\237e_if_\352\214\003G\010w\354\267\227\001\004\tri\371 log\205_\234\224\002_\360\222\007}\007\311\216\003\000\r_\371b=\013\357\216\003_many\276.\nly_re\246\206\001iCon\321\007\212\205\002\340\007\261\214\003_\261\227\004\300\370\007\253\212\002\207\047\235\223\n\236\047\375\224\003_f\303or\363\223\007\274\047\343\224\001\247\003es\216\013\010oll\340\047\203\230\004\025\010s\363iz\263\232\004\033\010ubmi}t\362\004endin\233\206\004\301P\001\t\341\204\017\017\r\251O3\nre\357sultF\013waiQt\353\221\003\361\221\003\316\205\007_\202\222\003C\234\225\001z\224\204\nS\371\215\001Pool\000\006\320\373\205\017\017\t\371\205\016.\007d\316`n_\350\343\217\005F\007\266\206\001s\003\topS\322\245\221\001B\315\217\002\260\207\002S\320\213\003IOz\276\207\002_\024\003View\000\010\370\223\207\017\017\013\223\207\016_STAT\377US_CLASS\177ES__Pyx\001\000\377Dict_Nex\356\247 f__\235\225\004e__\247__e\373\215\001\004\002x\366\214\001___func\025\001g\367\207\005\336#\000main)\001mowdul2\002nam:\002ip\\\000\240\210\003_\007\001vt\263\231\001\036T\001qual\035\005\354\215\005\341\210\016\366\206\216\006ex\210\001set_\362Q\005st\010\324\017_tes\351t\274\000\307\212\010_\273\217\002s_i\375s\234\216\001outine\375_\273\206\001loggin_g_os_\357\206\014_\372\221\003\354\031\001\371\206\002_w\333\206\026aad\300\350@\212\221\002\276\226\003\316\206\004\354\237\002\326\206\010ap\375p""\313\206\tasynci\337o.cor\214\003saEt\216\233\005b\324\231\001\321\231\010\342\231\002s\330\227\001\027nce\360\231\001s\311\240\002\243\224\003\214\220\004\357bufb\305\213\003bus7y_s\326\241\002cl\347\001\237@7tra6\001ck\316\215\002\372\237\001\035c\000\002_id\242\223\005\370\214\010\263\233\002\277crc32c\000\003_yi\215\212\005\273\231\002data\275\223\004\201e\306\240\001\321\210\003\322\223\001\250\213\003\214\210\013\337\231\003_\373io\350\231\003orydo\377nedoomed~\227\205\013dstdur\364\223\003\356N\007end\273Cerr\267pos\252\243\001xi\341@o\377kexpirede_\376\224\003f\341\240\001\345\240\001no\256\224\002\370\263\224\002\303\243\003\005\003msfou_ndfse\373\241\002f\376!\377genexprg\277etgetL\215`e\377rgothhbh\270\270\235\002\361\235\003\366\235\004hii\244\235\002_\216\224\224\002val\240\244\003\006\005\332bn\317trol\346`\356 ns\356\230\226\001ona\r\000dig\377ititemsi\367ter\322\211\005jjoi?nkeyla\313\001\342\240\002~9\000tdirlo\225\204\004\377makedirs\200\230\245\001\251\245\002\224\245\016\262\245\001\365\211\001\205\237\n\300\245\004nsn_\327\230\003\221\206\001new\253\214\003\372\357\000t\362\220\001ow_ms\373nu\331\234\001objof\361f\221\241\003\206\213\021\336\230\001osou\263tp\267\224\006\300\224\006_l\227\240\002_\377epochpat\356\000\001hsp\346\212\003poo\177lpoppos\313\241\005\177preallo\314\230\001\000\340\246\003\262\240\006;\003\277\240\007\336\225\004\344\225\005\330\225\002\361\225\005\236\250\245\003rraw\216\242\001\243\214\tr\373ec\304\245\004relre\277movesu\231`x\177replace\244\213\003\330\326\215\006\344\247\003\005\007ms\276@ls\375s\224\237\001onsegs\047eg_\256!\362\245\004_\373\205\002\004\006L\275\250\001\022\005ms\213\215\005\236\237\001s\320\244\001\023et\331\227\004\321\232\002_\343\241\002\242\215\001\240\215\007\366\252\215\007.<\222!ls>.\252\216\204\004s\342\222\001r\346\222\002s\267\246\001s\363to\363\227\002\212\231\001stri;ps\321\215\010sum\316\207\001\257\245\001\351g\322\225\001\245\244\001i\277\243\001row\374\364\242\t\300\225\013tmpto_""\357freeY\000ict\377otaltsun\017link\255\232\002\342\223\001\266\251\002\260\243\002~\265\243\002svieww\331\215\001\377wantwarn\007ing\360\246\002\237\211\003\225\235\003\274\252\003\207\247\002\377s\200\001\200\001\330\004\n\377\210+\220Q\200\001\340\004\377\013\210>\230\022\2307\240\375!\t\001\014\210A\330\004\010\377\210\010\220\003\2208\2301\377\230A\330\010\017\210t\220\377=\240\001\240\021\330\010\013\373\2105\025\0005\230\004\230D\377\240\010\250\001\330\014\021\220\377\027\230\001\230\023\230A\230\177Q\330\004\021\220\021\220?\002\377\031\230\033\240A\240Q\340\377\004\031\230\021\340\004\034\320\377\034-\250Q\250e\2601\377\330\t\n\330\010\r\320\r\377\036\230a\230s\240(\250\377!\2505\260\006\260c\270\377\021\270#\270Q\270a\330\377\004\007\200s\210#\210Q\377\330\010\024\220A\220T\230\377\021\330\004\030\230\005\230Q~,\000q\330\004\014\210H\023\000\317^\2402\240i\000\244\000\210\\\372\263\00011\001v\210S\220\001\376\245\001x\220~\240Q\240b\377\250\002\320*@\300\006\300\377b\320H^\320^_\320\337_b\320bc#\003R\210\375qY\002\320\025)\320)<\377\320<X\320XY\320Y\277Z\330\004\016\210j\307\000\024\337\230Q\320\0363\247\000\004\005\177\330\010\016\210l\230+M\000\277g\250Y\260i\270\177\000\013\277\2107\320\022\047\240?\000\016\377\210g\320\025&\240a\240\177s\250*\260I\320=C\001\375\330\306 8\220>\240\021\320\377\"3\3203D\300A\300\377V\3108\320Sc\320c\377d\320dj\320jk\320\037kl\330\"#\356!\224*\213\047\377\320\0370\260\001\260\025\260\367f\270H;\000U\310&\320\377PS\320ST\320TWs\320W\\\003\217/\026\220e\243A\367\230Q\200\250@\016\210c\220]\025\014\002D\240\007\245\000\r\217A\377%\220x\230q\330\014\r\377\210V\2201\220B\220a\375\220\005\005\330\014\017\210v\220]Q\017\000w\230a\331A8\036\000\335E\313@E\240\025\330\000t\250\3777\260!\330\r\016\330\014\235\033\206`D\240\002\236`\212bs\357\220$\220ak\001\020\220\t\377\230\024\230Y\240d\250/\377\270\024\270V\3004\300x\343\310t\256\000\207\001\370@\230$\230\377m\2501\250A\200A\340\372\267`4\304`1\330\014\022\220\271,\312B\013\0048""\2303y\000\014\377\020\220\n\320\032.\250a\377\250t\2604\260y\300\004\377\300D\310\t\320QU\320\271U\230B\376b4\220qE\001\014s\210K\276\000\220\204\0027\230!W\001\366\301\001W\230\354\002\250\002\250)\353\2606\211\000W\373 R\300q\367\330\025\034\016\0102\260U\270\377$\270e\3005\310\001\310\373\024\310\256 \340\010\032\230!\356\327\002\003\2401\332\204\0014\210rW\220\021\330\213\000\016\236\003\034\325\204\001\337\230d\240#\240\334 \360\006\377\000\t\n\330\021\022\330\020\377\"\240!\2401\240D\250\377\003\2501\330\020\026\220d\177\230\"\230A\330\024%\370`\377a\240t\2503\250g\260wQ\260d\320\204\001\330\020\025\243a\377d\250\"\250M\3209I\377\310\021\310$\310a\330\020\271$\232\205\001\263 #\250Q\200As\177\220#\220Q\330\020\021\001\010\377\026\220g\230_\250A\320\377-B\300&\310\004\310H_\320T^\320^\301\204\002\014\257\001\1777\320\"A\300\024\300\216\004\367\r\210E\363@a\220t\230\370\335 \252\206\001\226 \2302\230Q\330\357\025\026\330\024\241\204\001q\250\004\377\250G\2601\260B\260a\177\330\024\030\230\007\230q\312@\375+z\000\024\047\240q\250\001\377\250\024\250W\260A\260R\337\260q\330\024(\014\000\021\250\375$\276\002b\270\001\330\024 \377\240\001\240\024\240W\250A\357\250R\250y\016\000\020\024\220\377G\2301\230B\230k\250w\021\200A\220!\027\220a\261(\377\r\330\010\014\210F\220!\335\330\316+\014\210B\335\205\001\330\010\276\310(\330\010\t\340\014\210\207\001q\277\240\004\240C\240q\214\204\001t\177\2204\220r\230\021\330d\000\335K\244\000\004\240A\301\002\031\320\337\031)\250\021\250\256 \250d\017\260#\260Q\266+\270 \223A\214\206\001\273t\250\304B3\210c\305A\022\377\220\047\230\037\250\001\320)\377N\310a\310s\320R[\377\320[\\\320\\]\320]wg\320g\216\206\001\330)/\357`\3778\270:\300T\310\031\320\375R\341\205\003a\320ah\320h\365i\327\003\033\225i\021\220\024\220\331R\372a\313\000\320\016\227 \330\010w\025\220Q\375@%\230t\275a\372\316\013\330\312\0172\320\025%\240\377S\250\007\250u\260D\270\377\002\270(\300\"\300B\300\377c\310\024\310R\310u\320\371T\351\204\003\241\000c\320ce\320U""e\241\000h\327\016\014\212\212\0012\253a\347\024\220N\203\204\001\252\204\001\002\320\022\366\320`\330\014\356\205\003e\2404\240\363q\330\206(\241C\034\230:\240\341Q\205N\262e\253aU\004U\230!\376\273`_\250B\250c\260\024\377\260T\270\022\2705\300\001\177\300\022\320CY\320Y\273 \367`\320`\312\211\002\020\025\220T\377\230\022\2305\240\001\240\022}\240\377\204\006E\240\021\240\"\262@\364\332K\277\213\0011\253`\010\000\t\017\373\210ag\033\020\220\004\220B\374\317\210\003\235\210\001w\220b\230\001\230\377\036\240q\250\016\260a\260\337w\270a\270q\266l\017\210\377r\220\023\220C\220v\230\377T\240\027\250\004\250D\260\347\003\2603\276\211\003m\003\034\230<\314\260\212\001\337\206\n\014\210\355\nf\014q\220\377\017\230s\240-\250t\260\3771\260M\300\022\3004\300\377r\310\021\330\020\026\320\026\376\232\205\003!\2508\2601\330\020\377\030\230\001\230\035\240b\250\375\001\271\206\001\010\013\2106\220\022\376\273\204\001\320\031+\2504\250v\377\260S\270\001\330\014\024\220\237D\230\002\230!\352\204\014&\0031\377\330\014\023\2201\340\010\021+\220\021\352\213\001g\332`t\264\206\002\024\000\3474\220}\300\215\001\216\205\0031\330\020\375\027\263\212\001\020\220\010\230\013\240\357<\250q\260p\000\023\2206\377\230\037\250\002\250!\330\024\373\025\330\221\206\003\330\024\027\220s\277\230(\240#\240W\202\">\377\300\023\300A\330\030\037\230\377s\240!\330\014\025\220V\373\230=,\002\010\017\210q\200\237A\360\n\000\t\323\204\n\205\217\001\024\257\230Q\330\014\262\211\001\0020\000\010\276\225\217\0034\230r\240\035\213`\036O\270r\300\021\361\216\001\201\205\003\014\230\207\001\177\021\240$\240c\250\021\325\212\001\377\047\320\031/\250q\3200\377O\310q\320Pp\320p\377q\320qr\33006\260\377d\270(\300*\310D\320\317PY\320Y\273`\346\213\002>\230\203\023\230\316\213\002c\007A\013\226 \236\207\014\014\243\320\014\231\210\002\313\207\014\231\007\021\205\205\004&\313\240a)\017\034\305\220\003\363\001\016\000\377\t&\240]\260!\2606\307\270\021\330\354\212\024\313\r\301\207\003>\270\377f\300D\310\010\320PZ\363""\320Z\326\217\001\256\213\003s\220*\230\375C\337\215\001\020\220\003\220<\230\355q\367\215\001\340\014\t\0019\230H\363\240A\271\211\001\221\211\001C\210|\230\3671\230G\346\213\001\017\210z\230\367\021\330\010\324\215\001A\230T\240\375\023\236\205\020q\220a\320\000\021\377\220\021\360\010\000\005\027\220\377a\220v\230Q\230f\240\373A\330\225\220\001\013\2104\210u\367\220C\220\340\206\003\031\230\031\240\377!\2407\250$\250f\260\277H\270D\300\001\340\347@Y\377\230a\230w\240d\250&\377\260\010\270\004\270A\340\010\356\250\204\001\021\230!\241\220\0011\320\000\377\035\230_\250O\320;M\377\310Q\330\021$\320$6\377\260a\330\021.\320.E\373\300Q\222`\005\026\220\\\240\377\031\250!\2501\330\004 \377\240\014\250A\330\004\027\220\377y\240\006\240g\250S\260\377\n\270+\300Q\300h\310\357j\320XY\255\222\001\177\220h3\230c\230\223\001\274\221\002\320\031\334\211\004\300\223\001\375\007\350\221\001\r\210W\220I\230\371U\311a\201\207\002\220E\230\027\240\377\t\250\030\260\023\260C\260\377z\300\033\310A\310T\320\377Qa\320af\320fg\276\277\221\0017\220&\230\001\274\223\002]\277\260/\300\025\300g\241\000\031\354\256\215\001\013\001\021\330\007\001\320%5\337\3205G\300q\010\002\240_s\3204\265\000\022\004=\320=\251\221\001\277\330\031+\2501\320\273\000\016_\320.A\300\021\346\204\001\037\340\220\001\377\030\230\001\330\010\"\320\"\235<\245 \002\320B&\002\230\220\001\320\357\017!\240\021\240\205\001\024\220H\317\230A\230W\276\210\001\342!w\220\377e\2304\230t\320#5\357\260Q\260a\272\220\001(\230!|\360\210\001\210\225\0016\220\023\220A\325\221\001\373Y\220\030\000\r\210^\2301\377\340\014\r\210Y\320\026\047\337\320\0478\270\001\333`\014\r\237\210]\320\032*\307\"\377\220\002s\353\220!\207\222\001W3\003\\\230\021~.\001W\320\024%\320%\202@\335\260\243\222\002[\320\030\342\204\004\013\210\3351\340\225\001\036\230q\260 \021\250\3746\002\033\000)\320):\270!\373\2701\321\222\001_\320\034,\250\327A\250Qv\001[\333\000\014\r{\210_\262\226\001\t\320\t\031\340a\367\016\210i\254\221\001\t\210\035\220\377g\230]""\250#\250U\260\335#\321\212\001\320;P\214\206\002Z\330\277\010\t\210\034\220_\216\220\002c\377\250\021\250,\260a\330\010\377\020\320\020%\240R\320\047\3777\260q\270\t\300\021\300\267+\310R\321\206\001Q\330\334\210\007\230\374\354\206\005|\000\320-?\270q\300\377\001\330/0\260\004\260B\377\3206L\310F\320RV\377\320V^\320^h\320h\337l\320lm\330\252\222\005\2307\317\240#\240U\213#\340\226\003\022\320\357\0331\260\021\322\216\001\260l\300\376\261\217\0045\240\007\240v\250T\377\260\022\260?\300,\310c\337\320QR\320R\305\226\003`\330\373\034 \250\217\004\010\026\220a\220\271u\237\230\001\225\227\003W\230F\215\215\002\010\347\014\210N\324\222\001\267\230\001q\320\004\377%\240Q\360\014\000\t\034\277\2309\240F\250\047\365`J\177\270a\330\010\035\230Q\207`\307\240!\340\202\206\001\222\220\002\237\224\003~\230wS\240\001\254\216\014\020\220\013\375\224\002\357\001\330\014\035\202\206\002B\240b\377\250\004\250A\250_\270B\377\270d\300\"\300D\310\001]\330\200\211\013\017\210q\300\220\001E\305\220\003\247F\230!\334\215\033\276\215\013\010\261Ar\277\230\022\2302\230T\330\215\002\014\316\206\215\014t\2201\367`\254\223\003q\220\375\r\260\000\004\240B\240a\340]\021\352\223\002c\250\022\373\213\002R\272@\347\006\270c\245\223\001\027\000\220^\240}3\245\017\360\006\000\021\022\227\213\001\361Q\300\204\001\232\205\002\360b\020\220\005\220r\205\217\0011\206\222\001\276\214\001%\230q\225 \277\020\021\220\033\230A\361\224\001g\353\230R\221\204\002\027\357@A\260[\377\300\007\300t\3101\310J\377\320V]\320]^\330\020\377\023\2201\220F\230#\230\357Q\330\024\033\327\233\001\2408\250\3771\330\014\030\230\004\230B?\230e\2401\240I\367\224\001!\001\276\232\215\001\047\240\024\240R\355@R\377\250{\270$\270b\300\010\277\310\002\310*\320T\276`W\006\332\220\002\220+\251A\255\223\n\210\233\002M\001\247\207\001\347H\250A\230\234\001\371\224\002z\230\022Y\230\254\214\001\277\223\001\320\024\314\231\001\021\242\226\014\327\023\220:\271\000t\303\233\002\024\030C\230\002\364\227\002\206\226\014\326\230\001\200\224\002H""\326\226\001\367\025\330\030\277\0031\330\033\034\375\340\271\215\001\320\004,\250A\360\277\020\000\t\020\210t\354\212\004v\177\250Q\320\004/\250q\346\207\003\377l\250!\330\010\031\230\034\277\240Y\250a\250q\347\212\0019\345\240\251\225\002#\356\207\014\371\205\001Q\220i;\230q\275\002\210C\210\235\207\002\371\214\002\360\343\212\001\211\230\004\206D\367!\021\220\026\220\277q\230\002\230-\240\247\207\003\230\307\001\230\032\270\230\003\211\210\004\270\235\001V\230\3671\230C\374\212\002\"\320,>\357\270d\300$\340\223\004\177\320^\357e\320ef\365\217\0014\220|\317\2401\240G\255\225\001\351\206\003\240q\357\250\010\260\001\236\206B!\2404\023\240u\223\210\001\332\207\001\036\255\000\364A\362\222\004p\316\206\013\304\213\001\323\223\002\332\230\004\320cd\342 \377\230J\240d\250$\250c\323\260\031\343\210\002\330\206\017E\361\223\001\240CO\240r\250\023a\003\356\206\0035\242\234\001:\343\204\002\001\367\206\0042\260!\325\220\020\242\231\004\016\213\226\002R\240w\345\224\002\374\230\001\216\232\n\356\221\003\366\353\225\003_\240\360\206\001\003\2507\260\365\"\266\226\002!\236\230\001B\320\026\047\027\240q\340\215\226\004]\364\224\002)\026\265\240\001\377R\240s\250\047\260\022\260\2374\260r\270\021;\004\234\220\017\017\377\210q\320\004=\270Q\360\337\026\000\t\036\230\244\226\r\013\210\3677\220\"\321\223\001\320\032,\250\377C\250w\260b\270\004\270\327B\270a\263\234\001\005\217\226\001\320\033\267.\250d\244\000A\330\213\222\023\260\237\t\270\021\320:\216\231\001\356\227\003Vn\214\222\0257\220#\336\226\0021\330\210\222\020\273\014\320\207\211\002d\240$\352\221\001\t\355\330\225\210\013\r\210\217\215\002\027\220q\362\217\214\001\022\233\230\002\232\235\002x\250{\270\377\047\300\022\3001\320DV\376\247\207\002_\320_`\320`r\327\320rs\263\211\014\r\334\225\001\004\230\367L\250\001\340@E\260\030\270\323\021\270\362 \361\224\001\023\352\235\001\033\230\3779\240A\240^\2602\260}Q\362\224\001u\230B\230a\346\224\001\277q\360\006\000\025\033\232\205\001\250\327\006\250a\215\225\001t\336\237""\002\030\031\376\243\225\001\035\036\330\034\"\320\"\376\222`\2603\260a\260t\270\3373\270e\3007\345\241\001[\320o[i\320i\220\233\002\030\033\273\207\004\377\034\"\240\047\250\037\270\001\377\3209P\320PU\320U\277V\320V_\320_\244\220\0029\377B\300!\330\030\036\230d\373\240/\270\214\001\3205F\300n~\275\232\002[\320[`\320`\267\232\002\376C\002s\240%\240t\250?\376\253\216\001\270E\300\025\300c\310}\021\200\000\240!\330\034\035\225\226\001\365x\275`\030\313\237\002\340\020\037\230\347q\240\003\321\237\005\213\235\014\020\320\020\216\236\220\001$\240d\202\217\001\377\232\003\243\232\003]\377\250\"\250I\260S\270\t\377\300\023\300D\310\002\310!\001\330\264\204\016";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 7413, 10722);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (7486 bytes) */
+static const char cstring[] = "\377\n  (errn\375o\005\000next b\377atch sta\377rts at  \377bytes ex\377ceeds ma\377x_messag\363e_\024\003\022\014the \3772 GiB v2\277 limit;\004l\377eft afte}rM\004, notV\000\377actly onMeu\004dom\000\027\001f9\000\377a signed\277  fiel~\000i\377s outsid\177e [ mus\257\000\377e an int\370K\003\014\006\264\002-like\037 or N^\000\000\036\215\003wstr\222 ncoa\000\376\274\000first) \377of  reco\371r\203 \000\005prese\377nt%s-%d:\335 \031\000rup\273%in\373 %\275\"posit\373io\014\000d (%s\377); keepi\367ng \250!segm\312@\000:Y\000a\335 c\000of\367fse\372 %d..\377%d will \317fail_\004\335!fi\377lesystem\356\220\000fus\235 O_D\177IRECT f\352\000?%s; wrs\000`\002_roughh\002p\264@? cache/\033\315 \364G\006D\001e$(log \367end\270b%d, \177below i\313`z\320b \331\003 %d;\314 \370\343b\207!\244`emptyv\357a%d\343\005orn\270Aj\321%t\203  \323\": [\t\376J\006, dropp\370\254`\266 \263\204\003from \374\363-\252Dunread\257ableK\001-\360\204\002-<\231\004\241 ckpo\322b\377`\373or\240\003(tree\357 fra\261B)),\377 , attri\277butes=\354\000a\377se_times\357tamp\014\002tch\177_length\035\000\367crc#\000expe\257cted;\000h\200\000e\335r7\001key>\000la\373st\235%delta\370_\000\362\205\001H\tprodu?cer_idp\000\220\204\003?_count\177\000t\006\373_m\215\001value7=-b\305\204\002el\322`\237@g: :\371b\241I?B\367\206\001\315H\212\002(b\303\001\204\204\003=C\377RC-32C m\347ism\232\207\001\307\205\001Not\377e that C\377ython is\375 \253\000iberat\237ely s\221 \337\000r\376!\001n PEP-4\37784 and r\373ej\371\000s sub\335c\352\000ses\330\205\001bu\377iltin ty\377pes. If \377you need\177 to pas$\n\377then set\376\276\205\002\047annota\372\340\205\001_<\000ing\047 \267dir\336 iv\242\000o\377 False.Poickl\363\205\001of\232\001\177uct mem\256\000\336\207\001ch a\220\000el\347f.h\316\207\006\243@lic\275i\233\210\001requ\320@e\376\214\206\001th @aut\367o_pN\001e(Tr\257ue)R\226\207\002(\254$]ya\302\211\004\271\000appe\364\000\336\247\210\002hold\322\211\001le6\341Bne\314\207\004a \372@\243\210\001|\251B\311!larg""e\267$\322\313\211\002a\367\207\004\346!(\250`, \216\325B[, \273d\007\000\357I]\377]), got ya\206\207\002\204\"this\311 \363rt\213\210\003\322\207\001ed: \237add_n\316@\366\212\003i\363s q\t\315\212\001maxi\367mum\027\006shorat\226\005\327\206\001\277\204\003\344\211\001de\322@\017red \354\204\003\311\213\003\370\204\003\240a\026\277`ll\320\005a\240\213\001\353\213\003\200\205\003f\367\213\003of\377\213\004\202\211\005do\246\213\002wfol\307\207\001on \232\204\002z\302\207\005c\372B cre\367`\036\353\000new \317\211\004\r\013\227\214\001\277comple\212\212\002d\177oorbell9\004\363de\025\000\210Es be\337fore V\004gr\363ow\243\212\t\314$buff\033erz\004op\217\204\002\312\212\002\000\020\300\224\212\002\216\212\004\254\004\372\207\001\234\014\236\211\003a \377shard th|\235\210\001\332\004trunc\337\001\356\325\005los\276\213\005act\344\350\204\001\306\213\004 \321E\352\001res\270\234\213\001\263\214\005\247$be \247@o\347ded\245\214\016\211\214\006dis\366\230\211\001en\236\211\001flus\374\220\205\007\252\216\001of alw\357ays,\371\215\001erv\327al,\250\217\003;\363bgc\354\217d\327\204\001is\351\216\002val\377id UTF-8\034\022\010\277\216\005str\217\217\003\310d\266\210\002\377internal\277 error\226\220\001t\037us inE\003\262i\227\213\001\366\310\215\004is\260\003dlog\374\313\212\n\000\r.tmpno\364\357\220\004\232\206\001s\231\214\005no d\377efault _\367_re\354\211\001__ d\375u\315\207\002non-tr\367ivi\225\000__ci\337nit__\323\214\004ps\377tream.st\337orage\010\004/_\275c\315`lib/\335\221\002.7pxi\t\016pa\223\206\004\t\022@\216b4\001\200\220\003\233\205\006\220\207\005\373\212\002 \265\221\006\340\246\212\002\336\217\002\237\220\0148\004\311\221\004are\377 inconsi\377stent wi\303th\252\216\002\255\214\003\313e\316\216\002in\240\364\221\002\326\210\004\000\030\214\210\005\302\204\001s\235\222\007t\305 \363\210\0031\224\210\003\250\223\001\227\211\004ha\374\233c\231\206\004ed yet\304\310\223\001\335\205\003 \225C\331\223\001\334\217\001is\177 closed\342\214\007\274\264\213\001""\207\223\0060 (C\212\207\002T\357ime)\373\222\0011 (\017LogA\206\212\002\020\002{\004\315\205\004\375d\237\223\001overlo\377ng varin\377tunknown\361 \275\205\005\277\222\001\220\223\001c un\357supp\377\210\001d m\357agic\240\225\002 (oonly \221Jv2\360\210\002\276&\005)BadM-\001E\220\310\204\001\n\000\260\213\003\006\005Vs\002\025\004t\377chBuilde\251r\223\216\002\005\004.\203\204\006c\363\215\002_\371_\017\014\267\223\001tate_\200\023\n\320\216\003\326\216\0101\024\370\216\003b\0001\023T\347ooL\224\214\001\272\002Com\336\374\224\001sion\t\004nf\213ig\024\004r\206\225\001\314\217\002\005\tS\234\347\224\0039\003rcM\312\217\004\211\"L\234\235\221\002\005\013ogC\342B\252\"N\347otI\271\212\001\253\225\001edO\376\241\225\002OutOfRa7nge\315\"PS\366\205\002\006\003\202\305\205\005P\315\205\006\253.\017\t\250.-\010r\377aise_if_d\254\215\003G\010w\253\231\001\004\tri\371 /log_\276\231\002_\275\223\007}\007\314\213\217\003\000\r_b=\013\261\217\003_m\367any.\nly_r\035e\246\206\001ion\321\007\212\205\002\340\007\002\307\214\003_\251\230\004\370\007\301\212\002\207\047\313\223\n\236\047\036\374\227\003_for\300\224\007\274\047\260\225\001v\247\003es\013\010oll\340\047\234\317\230\004\025\010siz\253\233\004\033\010u\357bmit\362\004end\013in\233\206\004P\001\t\341\204\017\017\r\251O~3\nresultF\013\217wait\255\222\003\263\222\003\316\205\007_\322\304\222\003C\312\225\001\224\204\nS\217\216\001Po\203ol\000\006\373\205\017\017\t\371\205\016.\007d\346\316`n_\371\217\005F\007sta\273ts\003\topS\347\221\001B\264\343\217\002\260\207\002S\320\213\003IO\276\207\002_\036\024\003View\000\010\223\207\017\017\013\376\223\207\016_STATUS\377_CLASSES\337__Pyx\001\000Di\277ct_Nex\247 f\373__\337\225\004e____\351e\221\216\001\004\002x\366\214\001__fwunc\025\001get\301\001\336 \002main)\001mowdul2\002nam:\0021p\\\000 \004\007\001vt\200\232\001T\001\017qual\035\005\354\215\005\341\210\016\206\216\006{ex\210\001set_Q\005\371st\010\324\017_test\364\274\000\307\212\010_\321\217\002s_is\376\234\216\001outin""e_\376\273\206\001logging/_os_\357\206\014_\220\222\003\031\001v\371\206\002_w\333\206\026aad\350@\340\240\221\002\200\227\003\316\206\004\340\241\002\326\206\010app\376\313\206\tasyncio\257.cor\214\003s\331\233\007b\350\226\232\001\223\232\010\244\232\002s\232\230\001nce\342\262\232\001s\275\242\002\271\224\003\214\220\004buf\375b\305\213\003busy_s\346\316\242\002cl\347\001\237@tra\3066\001ck\316\215\002\335\214\002\342\214\002_i\361d\270\223\005\370\214\010\341\233\002crc3\2332c\000\003_i\215\212\005\375\231\002d\027ata\323\223\004e\276\241\001\321\210\003\350\223\001\270\250\213\003\214\210\013\241\232\003_io\252\232\003o\377rydonedo\357omed\227\205\013dst\347dur\212\224\003N\007end~\273Cerrpos\242\244\001\373xi\341@okexp_ired_\224\225\003f\256\241\001\206\262\241\001no\304\224\002\311\224\002\273\244\003\005\003m\377sfoundfs\365e\363\242\002f\376!gene\377xprgetge\373tL\215`ergot\217hhbh\346\235\002\263\236\003\270\236\004h\267iii\211\000x_\252\224\002v\343al\230\245\003\006\005\332bntr\263ol\346`\356 ns\256\226\001o\373na\r\000digit\377itemsite\375r\322\211\005jjoink\343ey\213\237\001\323\223\0049\000tdi\367rlo\225\204\004make\017dirs\220\246\001\241\246\002\214\246\016\252\246\0018\365\211\001\263\237\n\270\246\004nn_\355\230\003\221\206\001\307new\253\214\003\200\247\001\362\220\001ow\337_msnu\233\235\001ob\217joff\220\244\003\206\213\021\364\230\001o\237soutp\267\224\006\300\224\006_\375l\331\240\002_epochwpat\000\001hsp\346\212\003\377poolpopp\373os\233\245\005preal\003lo\342\230\001\330\247\003\340\240\006;\003\355\240\007\336\225\004\360\344\225\005\330\225\002\361\225\005\240\246\003rraw\334\333\242\001\243\214\trec\274\246\004re\377lremoves\375u\231`xrepla\303ce\244\213\003\326\215\006\334\250\003\005\007ms\356\276@lss\326\237\001ons?egseg_\262\251\001\276\246\004a_\373\205\002\004\006\265\251\001\022\005ms\213\215\005\367sel\342adset\204\331\227\004\347\232\002_\272b\242\215\001\240\215\007\252\215\007.\275<\222!ls>.\216\204\004sqt\235\252\003\255\213""\001\204\247\001sto\363\227\002\354\240\231\001\367\241\001ps\321\215\010sum\244\316\207\001\321\252\001g\322\225\001\362\244\001i\214\244\001r\363ow\242\243\t\300\225\013tmpt\277o_freeY\000i\377ctotalts?unlink\303\232\002\342\223\001\370\252\253\002\336\243\002\343\243\002sview\375w\331\215\001wantwa\037rning\275\247\002\237\211\003\253\235\003\374\264\253\003\324\247\002s\200\001\200\001\330\377\004\n\210+\220Q\200\001\377\340\004\013\210>\230\022\230\3677\240!\t\001\014\210A\330\377\004\010\210\010\220\003\2208\377\2301\230A\330\010\017\210\377t\220=\240\001\240\021\330\357\010\013\2105\025\0005\230\004\377\230D\240\010\250\001\330\014\377\021\220\027\230\001\230\023\230\377A\230Q\330\004\021\220\021\375\220?\002\031\230\033\240A\240\377Q\340\004\031\230\021\340\004\377\034\320\034-\250Q\250e\377\2601\330\t\n\330\010\r\377\320\r\036\230a\230s\240\377(\250!\2505\260\006\260\377c\270\021\270#\270Q\270\377a\330\004\007\200s\210#\377\210Q\330\010\024\220A\220\377T\230\021\330\004\030\230\005\373\230Q,\000q\330\004\014\210=H\023\000^\2402\240i\000\244\000\353\210\\\263\00011\001v\210S\373\220\001\245\001x\220~\240Q\377\240b\250\002\320*@\300\377\006\300b\320H^\320^\177_\320_b\320bc#\003\367R\210qY\002\320\025)\320\377)<\320<X\320XY\377\320YZ\330\004\016\210j~\307\000\024\230Q\320\0363\247\000\377\004\005\330\010\016\210l\230\375+M\000g\250Y\260i\270\376\177\000\013\2107\320\022\047\240\376?\000\016\210g\320\025&\240\377a\240s\250*\260I\320\365=C\001\330\306 8\220>\240\377\021\320\"3\3203D\300\377A\300V\3108\320Sc\377\320cd\320dj\320j\177k\320kl\330\"#\356!\374\224*\213\047\320\0370\260\001\260\337\025\260f\270H;\000U\310\377&\320PS\320ST\320\317TW\320W\\\003\217/\026\220\335e\243A\230Q\200\250@\016\210wc\220\025\014\002D\240\007\245\000\375\r\217A%\220x\230q\330\377\014\r\210V\2201\220B\367\220a\220\005\005\330\014\017\210wv\220Q\017\000w\230a\331Au8\036\000E\313@E\240\025\330\000\377t\2507\260!\330\r\016w\330\014\033\206`D\240\002\236`\276\212bs\220$\220ak\001\020""\377\220\t\230\024\230Y\240d\377\250/\270\024\270V\3004\217\300x\310t\256\000\207\001\370@\230\377$\230m\2501\250A\200\353A\340\267`4\304`1\330\014\347\022\220,\312B\013\0048\2303\376y\000\014\020\220\n\320\032.\377\250a\250t\2604\260y\377\300\004\300D\310\t\320Q\347U\320U\230B\376b4\220q\316E\001\014\210K\276\000\220\204\0027\230\331!W\001\301\001W\230\354\002\250\002\257\250)\2606\211\000W\373 R\337\300q\330\025\034\016\0102\260\377U\270$\270e\3005\310\357\001\310\024\310\256 \340\010\032\273\230!\327\002\003\2401\332\204\0014_\210r\220\021\330\213\000\016\236\003}\034\325\204\001\230d\240#\240\334 \377\360\006\000\t\n\330\021\022\377\330\020\"\240!\2401\240\377D\250\003\2501\330\020\026\377\220d\230\"\230A\330\024\375%\370`a\240t\2503\250\337g\260Q\260d\320\204\001\330\020\375\025\243ad\250\"\250M\320\3779I\310\021\310$\310a\347\330\020$\232\205\001\263 #\250Q\376\200As\220#\220Q\330\020\375\021\001\010\026\220g\230_\250\377A\320-B\300&\310\004\177\310H\320T^\320^\301\204\002\375\014\257\0017\320\"A\300\024\335\300\216\004\r\210E\363@a\220\343t\230\335 \252\206\001\226 \2302\230\277Q\330\025\026\330\024\241\204\001q\377\250\004\250G\2601\260B\377\260a\330\024\030\230\007\230\365q\312@+z\000\024\047\240q\377\250\001\250\024\250W\260A\177\260R\260q\330\024(\014\000\367\021\250$\276\002b\270\001\330\377\024 \240\001\240\024\240W\277\250A\250R\250y\016\000\020\377\024\220G\2301\230B\230\337k\250\021\200A\220!\027\220\375a\261(\r\330\010\014\210Fw\220!\330\316+\014\210B\335\205\001\373\330\010\310(\330\010\t\340\014\376\210\207\001q\240\004\240C\240q\376\214\204\001t\2204\220r\230\021u\330d\000K\244\000\004\240A\301\002\177\031\320\031)\250\021\250\256 ?\250d\260#\260Q\266+\270 \354\223A\214\206\001t\250\304B3\210c\376\305A\022\220\047\230\037\250\001\377\320)N\310a\310s\320\377R[\320[\\\320\\]\337\320]g\320g\216\206\001\330)\375/\357`8\270:\300T\310\367\031\320R\341\205\003a\320ah\327\320hi\327\003\033\225i\021\220g\024\220R\372a\313\000\320\016\227 \337\330\010\025""\220Q\375@%\230\351t\275a\316\013\330\312\0172\320\025\377%\240S\250\007\250u\260\377D\270\002\270(\300\"\300\377B\300c\310\024\310R\310\347u\320T\351\204\003\241\000c\320cWe\320e\241\000h\327\016\014\212\212\001\2352\253a\024\220N\203\204\001\252\204\001\002\333\320\022\320`\330\014\356\205\003e\240\3174\240q\330\206(\241C\034\230\207:\240Q\205N\262e\253aU\004U\373\230!\273`_\250B\250c\377\260\024\260T\270\022\2705\377\300\001\300\022\320CY\320\335Y\273 `\320`\312\211\002\020\025\377\220T\230\022\2305\240\001\367\240\022\240\377\204\006E\240\021\240\321\"\262@\332K\277\213\0011\253`\010\000\357\t\017\210ag\033\020\220\004\363\220B\317\210\003\235\210\001w\220b\230\377\001\230\036\240q\250\016\260\177a\260w\270a\270q\266l\377\017\210r\220\023\220C\220\377v\230T\240\027\250\004\250\237D\260\003\2603\276\211\003m\003\0343\230<\260\212\001\337\206\n\014\210\355\nf\014\377q\220\017\230s\240-\250\377t\2601\260M\300\022\300\3774\300r\310\021\330\020\026\373\320\026\232\205\003!\2508\2601\377\330\020\030\230\001\230\035\240\367b\250\001\271\206\001\010\013\2106\373\220\022\273\204\001\320\031+\2504\377\250v\260S\270\001\330\014\177\024\220D\230\002\230!\352\204\014\376&\0031\330\014\023\2201\340\257\010\021\220\021\352\213\001g\332`t\234\264\206\002\024\0004\220}\300\215\001\216\205\0031\367\330\020\027\263\212\001\020\220\010\230\277\013\240<\250q\260p\000\023\377\2206\230\037\250\002\250!\357\330\024\025\330\221\206\003\330\024\027\377\220s\230(\240#\240W\376\202\">\300\023\300A\330\030\377\037\230s\240!\330\014\025\357\220V\230=,\002\010\017\210\177q\200A\360\n\000\t\323\204\n\276\205\217\001\024\230Q\330\014\262\211\001\002\3720\000\010\225\217\0034\230r\240\035>\213`\036\270r\300\021\361\216\001\201\205\003\375\014\230\207\001\021\240$\240c\250\375\021\325\212\001\047\320\031/\250q\377\3200O\310q\320Pp\377\320pq\320qr\3300\3776\260d\270(\300*\310?D\320PY\320Y\273`\346\213\002\017>\230\023\230\316\213\002c\007A\013\226 \216\236\207\014\014\320\014\231\210\002\313\207""\014\231\007\021.\205\205\004&\240a)\017\034\305\220\003\363\001\377\016\000\t&\240]\260!\037\2606\270\021\330\354\212\024\313\r\301\207\003\377>\270f\300D\310\010\320\317PZ\320Z\326\217\001\256\213\003s\220\367*\230C\337\215\001\020\220\003\220\267<\230q\367\215\001\340\014\t\0019\317\230H\240A\271\211\001\221\211\001C\210\337|\2301\230G\346\213\001\017\210\337z\230\021\330\010\324\215\001A\230\367T\240\023\236\205\020q\220a\320\377\000\021\220\021\360\010\000\005\377\027\220a\220v\230Q\230\357f\240A\330\225\220\001\013\2104\337\210u\220C\220\340\206\003\031\230\377\031\240!\2407\250$\250\377f\260H\270D\300\001\340\376\347@Y\230a\230w\240d\377\250&\260\010\270\004\270A\273\340\010\250\204\001\021\230!\241\220\0011\377\320\000\035\230_\250O\320\377;M\310Q\330\021$\320\377$6\260a\330\021.\320\357.E\300Q\222`\005\026\220\377\\\240\031\250!\2501\330\377\004 \240\014\250A\330\004\377\027\220y\240\006\240g\250\377S\260\n\270+\300Q\300\277h\310j\320XY\255\222\001\177\317\220h\230c\230\223\001\274\221\002\320\031\364\334\211\004\300\223\001\007\350\221\001\r\210W\220\347I\230U\311a\201\207\002\220E\230\377\027\240\t\250\030\260\023\260\377C\260z\300\033\310A\310\377T\320Qa\320af\320\373fg\277\221\0017\220&\230\001\376\274\223\002]\260/\300\025\300g\262\241\000\031\256\215\001\013\001\021\330\007\001\320\177%5\3205G\300q\010\002\317\240_\3204\265\000\022\004=\320\375=\251\221\001\330\031+\2501\320~\273\000\016\320.A\300\021\346\204\001\375\037\340\220\001\030\230\001\330\010\"w\320\"<\245 \002\320B&\002\276\230\220\001\320\017!\240\021\240\205\001\024?\220H\230A\230W\276\210\001\342!\377w\220e\2304\230t\320\277#5\260Q\260a\272\220\001(\363\230!\360\210\001\210\225\0016\220\023\220\355A\325\221\001Y\220\030\000\r\210^\377\2301\340\014\r\210Y\320\177\026\047\320\0478\270\001\333`\177\014\r\210]\320\032*\307\"\256\377\220\002s\220!\207\222\001W3\003\\\373\230\021.\001W\320\024%\320u%\202@\260\243\222\002[\320\030\342\204\004w\013\2101\340\225\001\036\230q\260 \363\021\2506""\002\033\000)\320):\357\270!\2701\321\222\001_\320\034_,\250A\250Qv\001[\333\000\357\014\r\210_\262\226\001\t\320\t\335\031\340a\016\210i\254\221\001\t\210\377\035\220g\230]\250#\250wU\260#\321\212\001\320;P\214\206\002\377Z\330\010\t\210\034\220_\376\216\220\002c\250\021\250,\260a\377\330\010\020\320\020%\240R\377\320\0477\260q\270\t\300\337\021\300+\310R\321\206\001Q\330\362\334\210\007\230\354\206\005|\000\320-?\270\377q\300\001\330/0\260\004\377\260B\3206L\310F\320\377RV\320V^\320^h\177\320hl\320lm\330\252\222\005?\2307\240#\240U\213#\340\226\003\277\022\320\0331\260\021\322\216\001\260\373l\300\261\217\0045\240\007\240v\377\250T\260\022\260?\300,\177\310c\320QR\320R\305\226\003\357`\330\034 \250\217\004\010\026\220\347a\220u\237\230\001\225\227\003W\230F\236\215\215\002\010\014\210N\324\222\001\267\230\001q\377\320\004%\240Q\360\014\000\377\t\034\2309\240F\250\047\376\365`J\270a\330\010\035\230\035Q\207`\240!\340\202\206\001\222\220\002\237\224\003\337~\230S\240\001\254\216\014\020\220\275\013\375\224\002\001\330\014\035\202\206\002B\377\240b\250\004\250A\250_\377\270B\270d\300\"\300Dw\310\001\330\200\211\013\017\210q\300\220\001\235E\305\220\003F\230!\334\215\033\276\215\013\010\376\261Ar\230\022\2302\230T:\330\215\002\014\206\215\014t\2201\367`\254\223\003\367q\220\r\260\000\004\240B\240wa\340\021\352\223\002c\250\022\373\213\002\235R\272@\006\270c\245\223\001\027\000\220\367^\2403\245\017\360\006\000\021\305\022\227\213\001Q\300\204\001\232\205\002\360b\020\220\313\005\220\205\217\0011\206\222\001\276\214\001%\230\375q\225 \020\021\220\033\230A\256\361\224\001g\230R\221\204\002\027\357@A\377\260[\300\007\300t\3101\377\310J\320V]\320]^\377\330\020\023\2201\220F\230\277#\230Q\330\024\033\327\233\001\240\3778\2501\330\014\030\230\004\377\230B\230e\2401\240I\370\367\224\001!\001\232\215\001\047\240\024\240R\376\355@R\250{\270$\270b\377\300\010\310\002\310*\320T\032\276`W\332\220\002\220+\251A\255\223\n\210\233\002\234M\001\247\207\001H\250A\230\234\001\371\224""\002zg\230\022\230\254\214\001\277\223\001\320\024\314\231\001]\021\242\226\014\023\220:\271\000t\303\233\002\017\024\030\230\002\364\227\002\206\226\014\326\230\001\200\224\002\335H\326\226\001\025\330\030\277\0031\330\367\033\034\340\271\215\001\320\004,\250\377A\360\020\000\t\020\210t\376\354\212\004v\250Q\320\004/\250\375q\346\207\003l\250!\330\010\031\377\230\034\240Y\250a\250q\226\347\212\0019\240\251\225\002#\356\207\014\371\205\001Q\357\220i\230q\275\002\210C\210\300\235\207\002\371\214\002\343\212\001\211\230\004\206D\367!\021\220\377\026\220q\230\002\230-\240\036\247\207\003\230\001\230\032\270\230\003\211\210\004\270\235\001\337V\2301\230C\374\212\002\"\320\277,>\270d\300$\340\223\004\177\277\320^e\320ef\365\217\0014?\220|\2401\240G\255\225\001\351\206\003\277\240q\250\010\260\001\236\206B!O\2404\240u\223\210\001\332\207\001\036\255\000\300\364A\362\222\004\316\206\013\304\213\001\323\223\002\332\230\004\320c\375d\342 \230J\240d\250$O\250c\260\031\343\210\002\330\206\017E\361\223\001?\240C\240r\250\023a\003\356\206\003\3515\242\234\001\343\204\002\001\367\206\0042\260!8\325\220\020\242\231\004\213\226\002R\240w\345\224\002\374\230\001\330\216\232\n\356\221\003\353\225\003_\240\360\206\001\003\250\3277\260\"\266\226\002!\236\230\001B\320_\026\047\240q\340\215\226\004]\364\224\002\374)\026\265\240\001R\240s\250\047\260\177\022\2604\260r\270\021;\004\376\234\220\017\017\210q\320\004=\270\177Q\360\026\000\t\036\230\244\226\r\337\013\2107\220\"\321\223\001\320\032\377,\250C\250w\260b\270_\004\270B\270a\263\234\001\005\217\226\001\337\320\033.\250d\244\000A\330~\213\222\023\260\t\270\021\320:\216\231\001\272\356\227\003V\214\222\0257\220#\336\226\0021\355\330\210\222\020\014\320\207\211\002d\240$\266\352\221\001\t\330\225\210\013\r\210\217\215\002\027\313\220q\217\214\001\022\233\230\002\232\235\002x\250\377{\270\047\300\022\3001\320\373DV\247\207\002_\320_`\320_`r\320rs\263\211\014\r\334\225\001\337\004\230L\250\001\340@E\260O\030\270\021\270\362 \361\224\001""\023\352\235\001\377\033\2309\240A\240^\260\3672\260Q\362\224\001u\230B\230\375a\346\224\001q\360\006\000\025\033^\232\205\001\250\006\250a\215\225\001t\336\237\002\373\030\031\243\225\001\035\036\330\034\"\373\320\"\222`\2603\260a\260\177t\2703\270e\3007\345\241\001\277[\320[i\320i\220\233\002\030\375\033\273\207\004\034\"\240\047\250\037\377\270\001\3209P\320PU\377\320UV\320V_\320_\376\244\220\0029B\300!\330\030\036\357\230d\240/\270\214\001\3205F\373\300n\275\232\002[\320[`\320\377`g\320go\320op\376\264\207\0014\230s\240%\240t\373\250?\256\216\001\270E\300\025\300\367c\310\021\203\000\240!\330\034\325\035\230\226\001x\300`\030\316\237\002\340\020\237\037\230q\240\003\324\237\005\216\235\014\020;\320\020\241\220\001$\240d\205\217\001\202\233\003\376\246\232\003]\250\"\250I\260S\377\270\t\300\023\300D\310\002\007\310!\330\267\204\016";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 7486, 10868);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (10722 bytes) */
-static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  bytes, not exactly one batch does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: removing segment %020d after a corrupt older segment%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, headers=, key=, max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..index.log.timeindex020d: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the active segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of alwa""ys, interval, bytes; got gcheader key is not valid UTF-8header key must be str, not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the append has not completed yetthe buffer holds the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._raise_if_failedPartition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesPartition.submit_batchPendingAppendPendingAppend.__reduce_cython__PendingAppend.__setstate_cython__PendingAppend.resultPendingAppend.waitRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardPool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRe""f__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_logging_os_raise_if_failed_threading_watch_write_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecompressdelete_recordsdirect_iodirectorydonedoomeddrain_doorbelldstdurableencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspendingpoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsubmit_batchsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwaitwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021""\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\013\2104\210t\2201\330\014\022\220,\230a\230q\330\010\013\2104\210t\2208\2303\230a\330\014\020\220\n\320\032.\250a\250t\2604\260y\300\004\300D\310\t\320QU\320UY\320YZ\330\010\017\210t\2204\220q\200A\340\010\014\210K\220q\330\010\017\210t\2207\230!\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r""\220\021\330\014\020\220\016\230a\230q\330\010\034\230A\230Q\230d\240#\240Q\200A\360\006\000\t\n\330\021\022\330\020\"\240!\2401\240D\250\003\2501\330\020\026\220d\230\"\230A\330\024%\240Q\240a\240t\2503\250g\260Q\260d\270#\270Q\330\020\025\320\025&\240d\250\"\250M\3209I\310\021\310$\310a\330\020$\240A\240Q\240d\250#\250Q\330\014\017\210s\220#\220Q\330\020\021\330\014\017\210s\220#\220Q\330\020\026\220g\230_\250A\320-B\300&\310\004\310H\320T^\320^b\320bc\330\014\032\230!\2307\320\"A\300\024\300Q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210r\220\021\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210B\210j\230\001\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\017\210t\2202\220Q\330\020""\024\220N\240!\2401\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240<\250q\260\001\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\210>\230\024\230Q\330\014\034\230D\240\002\240!\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 ""\240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\016\000\t&\240]\260!\2606\270\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\021\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\230\037\250\001\320)>\270f\300D\310\010\320PZ\320Z^\320^_\330\010\013\2104\210s\220*\230C\230q\330\014\020\220\003\220<\230q\240\007\240q\340\014\020\220\003\2209\230H\240A\240W\250A\330\010\014\210C\210|\2301\230G\2401\330\010\017\210z\230\021\330\010\033\2301\230A\230T\240\023\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX""\330\031+\2501\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\300\002\320BW\320WX\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\270\022\320;P\320PY\320YZ\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240#\240U\250!\2501\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310c\320QR\320R^\320^_\320_`\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003""\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033\2307\240!\2401\330\033\034\340\010\017\210q\320\004,\250A\360\020\000\t\020\210t\220<\230q\240\007\240v\250Q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\300\002\320BW\320WX\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\250\"\320,>\270d\300$\300c\310\024\310R\310\177\320^e\320ef\330\014\023\2204""\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240!\2404\240u\250A\250Q\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310j\320XY\320Y\\\320\\^\320^b\320bc\320cd\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\0042\260!\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\2101\330\014\017\210t\2202\320\025%\240R\240w\250c\260\024\260R\260q\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220_\240B\240b\250\003\2507\260\"\260D\270\002\270!\330\020\024\220B\320\026\047\240q\340\014\017\210t\2202\220]\240\"\240A\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220^\2402\240R\240s\250\047\260\022\2604\260r\270\021\330\020\024\220B\320\026&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001""\250\023\250E\260\030\270\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320gh\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
+    #else /* compression: none (10868 bytes) */
+static const char bytes[] = "\n  (errno  (next batch starts at  bytes exceeds max_message_bytes  bytes exceeds the 2 GiB v2 limit bytes left after  bytes, not exactly one batch does not fit a signed  fields is outside [ must be an int, not  must be bytes-like or None, not  must be bytes-like or None, not str (encode it first) of  records records present%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of offsets %d..%d will fail%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes from position %d (%s)%s-%d: unreadable log-start-offset checkpoint, ignoring it(tree fragment)), , attributes=, base_timestamp=, batch_length=, crc=, expected , headers=, key=, last offset delta , max_timestamp=, producer_id=, record_count=, timestamp_ms=, value=-bit field..log: : the log ends at ?BatchHeader(base_offset=CRC-32C mismatchNoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.Pickling of struct members such as self.h must be explicitly requested with @auto_pickle(True)Record(offset=]a batch to append must hold at least one recorda key or value is larger than 2 GiBa record is (key, value[, headers[, timestamp_ms]]), got a write to this partition failed: add_notebatch is larger than the maximumbatch is shorter than its header or declared lengthbatch length is smaller than a v2 batch headerbatch of batch offsets do not follow on (base offset cannot create a new segmentcannot create the completion doorbellcannot delete records before cannot grow the segment write buffercannot open segmentcannot open segment for writingcannot read segmentcannot start a shard threadcannot truncate segmentclosing the ac""tive segment failed: compressed records cannot be decodedcorrupt batch in segment: disableenableflush must be one of always, interval, bytes; got gcheader key is not valid UTF-8header key must be str, not header valueinternal error status invalid batch header in segmentisenabledlog-start-offsetlog-start-offset.tmpno batch holds offset no default __reduce__ due to non-trivial __cinit__offset pstream.storagepstream/_corelib/batch.pxipstream/_corelib/partition.pxipstream/_corelib/shard.pxirecord batch of record count does not match the records presentrecord fields are inconsistent with its lengthsegment ends inside a batchsegment ends inside a batch headershards must be at least 1, got the append has not completed yetthe buffer holds the log is closedtimestamp_type must be 0 (CreateTime) or 1 (LogAppendTime), got truncated or overlong varintunknown compression codec unsupported magic byte (only record batch v2 is supported)BadMagicErrorBadRecordErrorBadVarintErrorBatchBuilderBatchBuilder.__reduce_cython__BatchBuilder.__setstate_cython__BatchHeaderBatchHeader.__reduce_cython__BatchHeader.__setstate_cython__BatchTooLargeErrorCompressionErrorConfigErrorCorruptBatchErrorCorruptSegmentErrorCrcMismatchErrorLengthMismatchErrorLogClosedErrorNotImplementedOffsetOutOfRangeErrorPStreamErrorPartitionPartition.__reduce_cython__Partition.__setstate_cython__Partition._raise_if_failedPartition._watchPartition._write_log_start_checkpointPartition.appendPartition.append_batchPartition.append_manyPartition.apply_retentionPartition.closePartition.delete_recordsPartition.flushPartition.max_timestampPartition.offset_for_timestampPartition.read_batchesPartition.rollPartition.segmentsPartition.size_bytesPartition.submit_batchPendingAppendPendingAppend.__reduce_cython__PendingAppend.__setstate_cython__PendingAppend.resultPendingAppend.waitRecordRecord.__reduce__RecordCountMismatchErrorShardPoolShardPool.__reduce_cython__ShardPool.__setstate_cython__ShardPool.drain_doorbellShardPool.statsShardP""ool.stopShortBufferErrorStorageIOError_BufferView_BufferView.__reduce_cython___BufferView.__setstate_cython___STATUS_CLASSES__Pyx_PyDict_NextRef__annotate____enter____exit____func____getstate____main____module____name____pyx_state__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___compression_errors_is_coroutine_log_logging_os_raise_if_failed_threading_watch_write_log_start_checkpointaaddralwaysappendappend_batchappend_manyapply_retentionasyncio.coroutinesattributesbbasebase_offsetbase_sequencebasesbatchbefore_offsetbufbuilderbusy_sbytescline_in_tracebackclosecodeccodec_idcompresscompressioncountcrc32ccrc32c_implementationdatadecodedecode_batchdecompressdelete_recordsdirect_iodirectorydonedoomeddrain_doorbelldstdurableencode_batchenderrorserrposexcexist_okexpired_activeffilefilenoflushflush_bytesflush_msfoundfsencodefsyncgenexprgetgetLoggergothhbhcountheaderheadershiiindex_interval_bytesintervalis_controlis_transactionalisdigititemsiter_batchesjjoinkeylast_offsetlistdirlologgingmakedirsmax_bytesmax_message_bytesmax_sizemax_timestampmessagenn_deletenamenew_startnextnownow_msnumberobjoffoffsetoffset_for_timestampopenosoutppartitionpartition_leader_epochpathpathspendingpoolpoppospositionpreallocate_bytesproducer_epochproducer_idpstreampstream._corepstream.recordrrawreadread_batchesrecrecordsrelremovesuffixreplaceresultretention_bytesretention_msrollssectionsegseg_nextsegment_basessegment_bytessegment_mssegmentsselfsendsetdefaultshard_indexsizesize_bytessize_bytes.<locals>.genexprststartstatsstemstopstrerrorstripsubmit_batchsumsyncstargetthreadingthrowtimestamp_mstimestamp_typetmpto_freetopictotaltsunlinkvalidate_batchvaluevaluesviewwwaitwantwarningwritewrite_buffer_byteswrites\200\001\200\001\330\004\n\210+\220Q\200\001\340\004\013\210>\230\022\2307\240!\200\001\340\004\014\210A\330\004\010\210\010\220\003\2208\2301\230A\330\010\017\210t\220=\240\001\240\021\330\010\013\2105\220\003\2205\230\004\230D""\240\010\250\001\330\014\021\220\027\230\001\230\023\230A\230Q\330\004\021\220\021\220!\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\004\034\320\034-\250Q\250e\2601\330\t\n\330\010\r\320\r\036\230a\230s\240(\250!\2505\260\006\260c\270\021\270#\270Q\270a\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\030\230\005\230Q\230a\230q\330\004\014\210H\220A\220^\2402\240Q\330\004\014\210A\210\\\230\022\2301\330\004\007\200v\210S\220\001\330\010\017\210x\220~\240Q\240b\250\002\320*@\300\006\300b\320H^\320^_\320_b\320bc\330\004\007\200v\210R\210q\330\010\024\220A\320\025)\320)<\320<X\320XY\320YZ\330\004\016\210j\230\001\230\024\230Q\320\0363\2601\330\004\005\330\010\016\210l\230+\240Q\240g\250Y\260i\270q\330\004\013\2107\320\022\047\240q\330\010\016\210g\320\025&\240a\240s\250*\260I\320=X\320XY\330\004\013\2108\220>\240\021\320\"3\3203D\300A\300V\3108\320Sc\320cd\320dj\320jk\320kl\330\"#\200\001\340\004\031\230\033\240A\240Q\340\004\031\230\021\340\t\n\330\010\r\320\r\036\230a\320\0370\260\001\260\025\260f\270H\300A\300U\310&\320PS\320ST\320TW\320WX\320XY\330\004\007\200s\210#\210Q\330\010\024\220A\220T\230\021\330\004\026\220e\2301\230A\230Q\200A\330\010\016\210c\220\025\220e\2301\230D\240\007\240q\330\r\021\220\021\220%\220x\230q\330\014\r\210V\2201\220B\220a\220q\330\014\r\210V\2201\330\014\017\210v\220Q\220a\220w\230a\330\010\013\2108\2201\220E\230\023\230E\240\025\240a\240t\2507\260!\330\r\016\330\014\033\2301\230D\240\002\240!\200A\330\010\017\210s\220$\220a\200A\330\010\020\220\t\230\024\230Y\240d\250/\270\024\270V\3004\300x\310t\320ST\200A\330\010\031\230\021\230$\230m\2501\250A\200A\340\010\013\2104\210t\2201\330\014\022\220,\230a\230q\330\010\013\2104\210t\2208\2303\230a\330\014\020\220\n\320\032.\250a\250t\2604\260y\300\004\300D\310\t\320QU\320UY\320YZ\330\010\017\210t\2204\220q\200A\340\010\014\210K\220q\330\010\017\210t\2207\230!\200A\340\010\017\210v\220W\230D\240\007\240q\250\002\250)\2606\270\024\270W\300A\300R\300q\330\025""\034\230D\240\007\240q\250\002\250)\2602\260U\270$\270e\3005\310\001\310\024\310Q\200A\340\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\021\330\014\020\220\016\230a\230q\330\010\034\230A\230Q\230d\240#\240Q\200A\360\006\000\t\n\330\021\022\330\020\"\240!\2401\240D\250\003\2501\330\020\026\220d\230\"\230A\330\024%\240Q\240a\240t\2503\250g\260Q\260d\270#\270Q\330\020\025\320\025&\240d\250\"\250M\3209I\310\021\310$\310a\330\020$\240A\240Q\240d\250#\250Q\330\014\017\210s\220#\220Q\330\020\021\330\014\017\210s\220#\220Q\330\020\026\220g\230_\250A\320-B\300&\310\004\310H\320T^\320^b\320bc\330\014\032\230!\2307\320\"A\300\024\300Q\200A\360\006\000\t\r\210E\220\025\220a\220t\2301\330\014\017\210t\2207\230!\2302\230Q\330\025\026\330\024&\240a\240q\250\004\250G\2601\260B\260a\330\024\030\230\007\230q\240\002\240+\250Q\330\024\047\240q\250\001\250\024\250W\260A\260R\260q\330\024(\250\001\250\021\250$\250g\260Q\260b\270\001\330\024 \240\001\240\024\240W\250A\250R\250y\270\001\330\020\024\220G\2301\230B\230k\250\021\200A\360\006\000\t\027\220a\330\010\013\2104\210r\220\021\330\014\r\330\010\014\210F\220!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210B\210j\230\001\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\340\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2204\220r\230\021\330\020\024\220K\230q\240\004\240A\330\025\026\330\024\031\320\031)\250\021\250#\250Q\250d\260#\260Q\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\021\022\330\020&\240a\240t\2501\330\010\013\2103\210c\220\021\330\014\022\220\047\230\037\250\001\320)N\310a\310s\320R[\320[\\\320\\]\320]g\320gj\320jk\330)/\250t\2608\270:\300T\310\031\320RW\320WX\320Xa\320ah\320hi\200A\360\006\000\t\033\230!\2301\230D\240\003\2401\330\010\021\220\024\220R\220q\330\010\014\210B\320\016 \240\001\330\010\025\220Q\220d\230%\230t\2401\330\010\034\230A\230Q\230d\240#\240Q\330\010\t\330\014\036\230a\230q\240\004\240C\240q\330\014\017\210t\2202\320\025%\240S\250\007\250u\260D\270\002\270(\300\"""\300B\300c\310\024\310R\310u\320TU\320UY\320Y[\320[c\320ce\320eg\320gh\330\020$\240A\240Q\240d\250#\250Q\330\020\021\330\014\017\210t\2202\220Q\330\020\024\220N\240!\2401\330\014\020\220\002\320\022$\240A\330\014\031\230\021\230$\230e\2404\240q\330\021\022\330\020&\240a\240t\2501\200A\360\006\000\t\034\230:\240Q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\017\210t\2202\220U\230!\2302\230_\250B\250c\260\024\260T\270\022\2705\300\001\300\022\320CY\320Y\\\320\\`\320`b\320bc\330\020\025\220T\230\022\2305\240\001\240\022\2401\330\020\026\220d\230\"\230E\240\021\240\"\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210t\2201\200A\360\010\000\t\017\210a\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210w\220b\230\001\230\036\240q\250\016\260a\260w\270a\270q\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210r\220\023\220C\220v\230T\240\027\250\004\250D\260\003\2603\260f\270H\300A\200A\360\010\000\t\034\230<\240q\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210q\220\017\230s\240-\250t\2601\260M\300\022\3004\300r\310\021\330\020\026\320\026(\250\001\250\021\250!\2508\2601\330\020\030\230\001\230\035\240b\250\001\330\020\021\330\010\013\2106\220\022\2204\220r\320\031+\2504\250v\260S\270\001\330\014\024\220D\230\002\230!\330\010\034\230A\230Q\230d\240#\240Q\330\010\013\2106\220\022\2201\330\014\023\2201\340\010\021\220\021\330\010\016\210g\220R\220t\2302\230Q\330\014\023\2204\220}\240A\240Q\330\014\017\210t\2201\330\020\027\220q\330\014\020\220\010\230\013\240<\250q\260\001\330\020\023\2206\230\037\250\002\250!\330\024\025\330\020\024\220G\2301\330\024\027\220s\230(\240#\240W\250D\260\003\260>\300\023\300A\330\030\037\230s\240!\330\014\025\220V\230=\250\002\250!\330\010\017\210q\200A\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\210>""\230\024\230Q\330\014\034\230D\240\002\240!\330\010\013\210>\230\022\2304\230r\240\035\250c\260\036\270r\300\021\330\014\021\220\024\220R\220q\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\3200O\310q\320Pp\320pq\320qr\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\210>\230\023\230D\240\002\240!\330\014\034\230D\240\002\240!\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014(\250\001\250\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\210>\230\022\2304\230r\240\021\330\014\020\220\002\320\022&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\320\014\034\230A\330\010\017\210q\200A\360\016\000\t&\240]\260!\2606\270\021\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2104\210r\220\021\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\230\037\250\001\320)>\270f\300D\310\010\320PZ\320Z^\320^_\330\010\013\2104\210s\220*\230C\230q\330\014\020\220\003\220<\230q\240\007\240q\340\014\020\220\003\2209\230H\240A\240W\250A\330\010\014\210C\210|\2301\230G\2401\330\010\017\210z\230\021\330\010\033\2301\230A\230T\240\023\240A\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\220a\320\000\021\220\021\360\010\000\005\027\220a\220v\230Q\230f\240A\330\004\005\330\010\013\2104\210u\220C\220q\330\021\022\330\020\031\230\031\240!\2407\250$\250f\260H\270D\300\001\340\014\025\220Y\230a\230w\240d\250&\260\010\270\004\270A\340\010\030\230\001\230\021\230!\330\004\013\2101\320\000\035\230_\250O\320;M\310Q\330\021$\320$6\260a\330\021.\320.E\300Q\360\n\000\005\026\220\\\240\031\250!\2501\330\004 \240\014\250A\330\004\027\220y\240\006\240g\250S\260\n\270+\300Q\300h\310j\320XY\330\004\007\200\177\220h\230c\240\021\330\010\016\210j\230\001\320\031[\320[\\\320\\]\330\004\010\210\007\210q\330\010\r\210W\220I\230U\240!\330\010\017\210t\2201\220E\230\027\240\t\250\030\260\023\260C\260z\300\033\310A\310T\320Qa\320af\320fg\330\004\013\2107\220&\230\001\230\033\240A""\240]\260/\300\025\300g\310Q\330\031$\240A\240]\260/\300\021\330\031$\240A\320%5\3205G\300q\330\031$\240A\240_\3204E\300Q\330\031$\240A\320%=\320=W\320WX\330\031+\2501\320\004 \240\016\320.A\300\021\360\n\000\t\037\230a\330\010\030\230\001\330\010\"\320\"<\270D\300\002\320BW\320WX\330\010\013\2104\320\017!\240\021\240!\330\014\024\220H\230A\230W\240A\330\010\013\2104\210w\220e\2304\230t\320#5\260Q\260a\330\014\022\220(\230!\2305\240\001\330\010\013\2106\220\023\220A\330\014\r\210Y\220a\330\014\r\210^\2301\340\014\r\210Y\320\026\047\320\0478\270\001\270\021\330\014\r\210]\320\032*\250!\2501\330\010\013\2104\210s\220!\330\014\r\210W\220A\330\014\r\210\\\230\021\340\014\r\210W\320\024%\320%6\260a\260q\330\014\r\210[\320\030(\250\001\250\021\330\010\013\2101\330\014\021\220\036\230q\240\t\250\021\250!\330\014\r\210[\320\030)\320):\270!\2701\330\014\r\210_\320\034,\250A\250Q\340\014\r\210[\230\001\330\014\r\210_\230A\330\010\t\320\t\031\230\021\330\010\016\210i\220q\330\010\t\210\035\220g\230]\250#\250U\260#\260T\270\022\320;P\320PY\320YZ\330\010\t\210\034\220_\240A\240Q\240c\250\021\250,\260a\330\010\020\320\020%\240R\320\0477\260q\270\t\300\021\300+\310R\310q\320PQ\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240#\240U\250!\2501\330\010\024\220A\220T\230\022\320\0331\260\021\260#\260Q\260l\300!\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310c\320QR\320R^\320^_\320_`\330\034 \240\004\240C\240q\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230F\240!\2401\330\010\014\210N\230!\2301\330\010\017\210q\320\004%\240Q\360\014\000\t\034\2309\240F\250\047\260\023\260J\270a\330\010\035\230Q\330\010\"\240!\340\010\033\2301\330\010\034\230A\340\010\013\2104\210~\230S\240\001\330\014\036\230a\230q\240\004\240C\240q\330\014\020\220\013\2301\230D\240\001\330\014\035\230Q\230f\240B\240b\250\004\250A\250_\270B\270d\300\"\300D""\310\001\330\014 \240\001\240\021\240$\240c\250\021\330\014\017\210q\330\020\024\220E\230\021\330\020\024\220F\230!\330\010\032\230!\2301\230D\240\003\2401\330\010\014\210E\220\025\220a\220t\2302\230Q\330\014\025\220T\230\022\2305\240\001\240\022\2401\330\010\016\210i\220r\230\022\2302\230T\240\022\2401\330\014\020\220\004\220B\220e\2301\230A\330\014\017\210t\2201\220A\330\020\021\330\014\017\210q\220\r\230S\240\004\240B\240a\340\021\025\320\025&\240c\250\022\2504\250v\260R\260q\270\006\270c\300\024\300Q\340\021\025\220^\2403\240b\250\004\250A\250_\270B\270d\300\"\300D\310\001\360\006\000\021\022\330\014\025\220Q\220a\330\014\030\230\001\330\010\013\2101\330\014\020\220\005\220U\230!\2301\330\020\024\220D\230\002\230%\230q\240\001\330\020\021\220\033\230A\330\020\026\220g\230R\230q\240\t\250\027\260\004\260A\260[\300\007\300t\3101\310J\320V]\320]^\330\020\023\2201\220F\230#\230Q\330\024\033\2307\240!\2408\2501\330\014\030\230\004\230B\230e\2401\240I\250Q\330\014\023\2201\220D\230\002\230\047\240\024\240R\240v\250R\250{\270$\270b\300\010\310\002\310*\320TV\320VW\330\014\020\220\002\220+\230Q\330\010\034\230A\230Q\230d\240#\240Q\330\010\014\210H\220A\330\014\030\230\001\230\033\240H\250A\330\010\013\2101\330\014\017\210z\230\022\2304\230r\240\021\330\020\024\320\0240\260\001\260\021\330\020\"\240!\2401\240D\250\003\2501\330\020\023\220:\230R\230t\2402\240Q\330\024\030\230\002\320\032.\250a\330\020$\240A\240Q\240d\250#\250Q\330\014\020\220\t\230\021\330\020\024\220H\230A\330\024\025\330\030\033\2307\240!\2401\330\033\034\340\010\017\210q\320\004,\250A\360\020\000\t\020\210t\220<\230q\240\007\240v\250Q\320\004/\250q\360\n\000\t\037\230l\250!\330\010\031\230\034\240Y\250a\250q\330\010\033\2309\240A\360\006\000\t#\320\"<\270D\300\002\320BW\320WX\330\010\t\210\034\220Q\220i\230q\330\010\013\2101\210C\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\020\220\005\220U\230!\2301\230A\330\020\021\220\026\220q\230\002\230-\240q\330\014\r\210[\230\001\230\032\2401""\330\010\013\2106\220\023\220A\330\014\024\220A\220V\2301\230C\230w\240d\250\"\320,>\270d\300$\300c\310\024\310R\310\177\320^e\320ef\330\014\023\2204\220|\2401\240G\2501\330\010\020\320\020%\240R\240q\250\010\260\001\330\010\013\2106\220\022\2204\220r\230\021\330\014\022\220\047\320\031,\250A\320-?\270q\300\001\330/0\260\004\260B\3206L\310F\320RV\320V^\320^h\320hl\320lm\330\010\017\210t\2207\230!\2307\240!\2404\240u\250A\250Q\330\010\t\210\036\220q\230\004\230B\230a\330\010\032\230!\2305\240\007\240v\250T\260\022\260?\300,\310j\320XY\320Y\\\320\\^\320^b\320bc\320cd\330\033\034\230J\240d\250$\250c\260\031\270!\2701\330\010\026\220a\220u\230A\330\010\014\210H\220A\220W\230E\240\022\2401\240C\240r\250\023\250A\250Q\330\010\014\210N\230!\2305\240\002\240!\2403\240b\250\001\330\010\017\210q\320\0042\260!\360\n\000\t\033\230!\2301\230D\240\003\2401\330\010\013\2101\330\014\017\210t\2202\320\025%\240R\240w\250c\260\024\260R\260q\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220_\240B\240b\250\003\2507\260\"\260D\270\002\270!\330\020\024\220B\320\026\047\240q\340\014\017\210t\2202\220]\240\"\240A\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q\330\014\017\210t\2202\220^\2402\240R\240s\250\047\260\022\2604\260r\270\021\330\020\024\220B\320\026&\240a\330\010\034\230A\230Q\230d\240#\240Q\330\010\017\210q\320\004=\270Q\360\026\000\t\036\230Q\330\010\032\230!\2301\230D\240\003\2401\330\010\013\2107\220\"\220D\230\002\320\032,\250C\250w\260b\270\004\270B\270a\330\014\020\220\005\220T\230\022\320\033.\250d\260\"\260A\330\014 \240\001\240\021\240$\240c\250\021\330\014\022\220\047\320\031/\250q\260\t\270\021\320:N\310a\310u\320TU\320UV\33006\260d\270(\300*\310D\320PY\320Y`\320`a\330\010\013\2107\220#\220T\230\022\2301\330\014 \240\001\240\021\240$\240c\250\021\330\014\023\2201\330\010\014\320\014\035\230Q\230d\240$\240a\330\010\t\330\014\020\220\004\220B\220e\2301\230A\330\014\r\210Y\220a\330\014\027\220q\230\001\330\014\022\320\022$\240A\240Q\240a\240x""\250{\270\047\300\022\3001\320DV\320V]\320]_\320_`\320`r\320rs\330\014 \240\001\240\021\240$\240c\250\021\330\014\r\330\020\030\230\004\230L\250\001\250\023\250E\260\030\270\021\270!\330\020\023\2206\230\023\230A\330\024\033\2309\240A\240^\2602\260Q\330\024\027\220u\230B\230a\330\030\037\230q\360\006\000\025\033\230-\240q\250\006\250a\330\024\027\220t\2303\230a\330\030\031\330\024\025\330\035\036\330\034\"\320\"2\260!\2603\260a\260t\2703\270e\3007\310&\320P[\320[i\320ij\320jk\330\030\033\2304\230r\240\021\330\034\"\240\047\250\037\270\001\3209P\320PU\320UV\320V_\320_f\320fg\3309B\300!\330\030\036\230d\240/\260\021\260#\3205F\300n\320TU\320U[\320[`\320`g\320go\320op\330\030\033\2304\230s\240%\240t\250?\270!\2701\270E\300\025\300c\310\021\330\034\"\240!\330\034\035\330\030\037\230x\240q\340\030\"\240!\2401\340\020\037\230q\240\003\2401\240D\250\003\2501\340\014\036\230a\230q\240\004\240C\240q\330\014\020\320\020!\240\021\240$\240d\250!\330\014\017\210t\2202\220U\230!\2302\230]\250\"\250I\260S\270\t\300\023\300D\310\002\310!\330\020$\240A\240Q\240d\250#\250Q\330\020\027\220q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 372; i++) {
+    for (int i = 0; i < 374; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 104) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 106) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -50281,8 +50655,8 @@ static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes 
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 372; i < 405; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-372].length;
+    for (int i = 374; i < 407; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-374].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -50292,14 +50666,14 @@ static const char bytes[] = "\n  (errno  bytes exceeds max_message_bytes  bytes 
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 405; i++) {
+    for (Py_ssize_t i = 0; i < 407; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 372;
+      PyObject **table = stringtab + 374;
       for (Py_ssize_t i=0; i<33; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -50391,7 +50765,7 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_batch_pxi, __pyx_mstate->__pyx_n_u_iter_batches, __pyx_mstate->__pyx_kp_b_iso88591__11, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 349};
+    const __Pyx_PyCode_New_function_description descr = {0, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_GENERATOR), 352};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_seg};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_kp_b_iso88591_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
@@ -50486,87 +50860,87 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[19] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_segment_bases, __pyx_mstate->__pyx_kp_b_iso88591_A_81A_t_5_5_D_AQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[19])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 257};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 260};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_tmp, __pyx_mstate->__pyx_n_u_f};
     __pyx_mstate_global->__pyx_codeobj_tab[20] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_write_log_start_checkpoint, __pyx_mstate->__pyx_kp_b_iso88591_A_c_e1D_q_xq_V1Baq_V1_vQawa_81E, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[20])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 308};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 311};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_durable};
     __pyx_mstate_global->__pyx_codeobj_tab[21] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_watch, __pyx_mstate->__pyx_kp_b_iso88591_2_1D_1_1_t2_Rwc_Rq_AQd_Q_q_t2_B, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[21])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 329};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 332};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[22] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_raise_if_failed, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_4r_aq_AQd_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[22])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 336};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 339};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_out, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_path};
     __pyx_mstate_global->__pyx_codeobj_tab[23] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_segments, __pyx_mstate->__pyx_kp_b_iso88591_A_a_1D_1_E_at2Q_Be1A_wb_q_awaq_A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[23])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 348};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 351};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_genexpr, __pyx_mstate->__pyx_n_u_genexpr};
     __pyx_mstate_global->__pyx_codeobj_tab[24] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_size_bytes, __pyx_mstate->__pyx_kp_b_iso88591_A_s_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[24])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 416};
+    const __Pyx_PyCode_New_function_description descr = {5, 0, 0, 13, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 419};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_key, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_r, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_hcount, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_attributes_2};
     __pyx_mstate_global->__pyx_codeobj_tab[25] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append, __pyx_mstate->__pyx_kp_b_iso88591_A_a_D_BWWX_4_HAWA_4we4t_5Qa_5_6, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[25])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 464};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 12, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 467};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_compression_2, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_codec, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_base, __pyx_mstate->__pyx_n_u_dst, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_attributes_2, __pyx_mstate->__pyx_n_u_batch};
     __pyx_mstate_global->__pyx_codeobj_tab[26] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_many, __pyx_mstate->__pyx_kp_b_iso88591_q_l_Yaq_9A_D_BWWX_Qiq_1Cs_1_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[26])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 498};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 501};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_wait};
     __pyx_mstate_global->__pyx_codeobj_tab[27] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_append_batch, __pyx_mstate->__pyx_kp_b_iso88591_A_t_q_vQ, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[27])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 541};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 544};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_pending};
     __pyx_mstate_global->__pyx_codeobj_tab[28] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_submit_batch, __pyx_mstate->__pyx_kp_b_iso88591_A_6_1D_1_4r_c_fD_PZZ___4s_Cq_q_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[28])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 565};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 568};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_st};
     __pyx_mstate_global->__pyx_codeobj_tab[29] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_roll, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_d_A_Qat3gQd_Q_d_M9I_a_AQd, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[29])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 581};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 584};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_target};
     __pyx_mstate_global->__pyx_codeobj_tab[30] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_flush, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_Rq_B_Qd_t1_AQd_Q_aq_Cq_t2, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[30])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 603};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 606};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_max_bytes, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_pos, __pyx_mstate->__pyx_n_u_start, __pyx_mstate->__pyx_n_u_end, __pyx_mstate->__pyx_n_u_got, __pyx_mstate->__pyx_n_u_want, __pyx_mstate->__pyx_n_u_seg_next, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_raw, __pyx_mstate->__pyx_n_u_lo, __pyx_mstate->__pyx_n_u_hi};
     __pyx_mstate_global->__pyx_codeobj_tab[31] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_read_batches, __pyx_mstate->__pyx_kp_b_iso88591_Q_Q_1D_1_7_D_Cwb_Ba_T_d_A_c_q_N, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[31])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 717};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 735};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_timestamp_ms, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_rel, __pyx_mstate->__pyx_n_u_found, __pyx_mstate->__pyx_n_u_offset, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_header, __pyx_mstate->__pyx_n_u_records, __pyx_mstate->__pyx_n_u_rec};
     __pyx_mstate_global->__pyx_codeobj_tab[32] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_offset_for_timestamp, __pyx_mstate->__pyx_kp_b_iso88591_A_q_1D_1_E_at2Q_Be1A_q_s_t1M_4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[32])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 749};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 4, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 767};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_ts, __pyx_mstate->__pyx_n_u_off};
     __pyx_mstate_global->__pyx_codeobj_tab[33] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_max_timestamp_2, __pyx_mstate->__pyx_kp_b_iso88591_A_Q_1D_1_E_at2Q_t2U_2_Bc_T_5_CYY, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[33])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 763};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 781};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_before_offset, __pyx_mstate->__pyx_n_u_hi};
     __pyx_mstate_global->__pyx_codeobj_tab[34] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_delete_records, __pyx_mstate->__pyx_kp_b_iso88591_A_1D_1_Q_D_4r_c_r_Rq_c_q0OqPppqq, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[34])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 789};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 807};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_now_ms, __pyx_mstate->__pyx_n_u_now, __pyx_mstate->__pyx_n_u_total, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_n_delete, __pyx_mstate->__pyx_n_u_j, __pyx_mstate->__pyx_n_u_s, __pyx_mstate->__pyx_n_u_doomed, __pyx_mstate->__pyx_n_u_to_free, __pyx_mstate->__pyx_n_u_new_start, __pyx_mstate->__pyx_n_u_expired_active, __pyx_mstate->__pyx_n_u_addr, __pyx_mstate->__pyx_n_u_paths, __pyx_mstate->__pyx_n_u_path};
     __pyx_mstate_global->__pyx_codeobj_tab[35] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_apply_retention, __pyx_mstate->__pyx_kp_b_iso88591_Q_9F_Ja_Q_1_A_4_S_aq_Cq_1D_QfBb, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[35])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 857};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 875};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_a_2, __pyx_mstate->__pyx_n_u_st};
     __pyx_mstate_global->__pyx_codeobj_tab[36] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_close, __pyx_mstate->__pyx_kp_b_iso88591_A_a_4r_F_1D_1_Bj_AQd_Q_aq_Cq_t4r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[36])) goto bad;
   }
@@ -50581,12 +50955,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[38] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[38])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 919};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 937};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[39] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_result, __pyx_mstate->__pyx_kp_b_iso88591_A_4t1_aq_4t83a_at4y_D_QUUYYZ_t4q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[39])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 931};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 949};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[40] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_pstream__corelib_partition_pxi, __pyx_mstate->__pyx_n_u_wait, __pyx_mstate->__pyx_kp_b_iso88591_A_Kq_t7, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[40])) goto bad;
   }
@@ -55775,173 +56149,6 @@ static PyObject *__Pyx_PyDict_GetItem(PyObject *d, PyObject* key) {
         }
     }
     return value;
-}
-#endif
-
-/* PyObjectCompare */
-#ifndef __Pyx_DEFINED_PyObject_CompareFloatIntBoolGt
-#define __Pyx_DEFINED_PyObject_CompareFloatIntBoolGt
-static int __Pyx_PyObject_CompareFloatIntBoolGt(PyObject *op1, PyObject *op2) {
-    double float_op1 = __Pyx_PyFloat_AS_DOUBLE(op1);
-    #if !CYTHON_ASSUME_SAFE_MACROS
-    if (unlikely(float_op1 == -1. && PyErr_Occurred())) return -1;
-    #endif
-    #if CYTHON_USE_PYLONG_INTERNALS
-    if (__Pyx_PyLong_IsCompact(op2)) {
-        Py_ssize_t iop2 = __Pyx_PyLong_CompactValue(op2);
-        if (float_op1 > ((double)iop2)) goto __pyx_return_true; else goto __pyx_return_false;
-    }
-    if (unlikely(!__Pyx_isfinite(float_op1))) {
-        if (float_op1 > 0.0) goto __pyx_return_true; else goto __pyx_return_false;
-    } else {
-        int sign2 = __Pyx_PyLong_Sign(op2);
-        if (float_op1 >= 0.) {
-            if (sign2 < 0) goto __pyx_return_true;
-            if (float_op1 < (double) (1L << PyLong_SHIFT)) goto __pyx_return_false;
-        } else {
-            if (sign2 > 0) goto __pyx_return_false;
-            if (float_op1 > -(double) (1L << PyLong_SHIFT)) goto __pyx_return_true;
-        }
-    }
-    #else
-    if (unlikely(!__Pyx_isfinite(float_op1))) {
-        if (float_op1 > 0.0) goto __pyx_return_true; else goto __pyx_return_false;
-    } else {
-        int overflow2;
-        long iop2 = PyLong_AsLongAndOverflow(op2, &overflow2);
-        if (likely(!overflow2)) {
-            if ((long long) iop2 >= (1LL << 53)) {
-                overflow2 = 1;
-            } else if ((long long) iop2 <= - (1LL << 53)) {
-                overflow2 = -1;
-            } else {
-                if (float_op1 > ((double) iop2)) goto __pyx_return_true; else goto __pyx_return_false;
-            }
-        }
-        if (overflow2 > 0) {
-            if (float_op1 < ((double) (1LL << 53))) goto __pyx_return_false;
-        } else {
-            if (float_op1 > - ((double) (1LL << 53))) goto __pyx_return_true;
-        }
-    }
-    #endif
-    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_GT);
-__pyx_return_true:
-    return 1;
-__pyx_return_false:
-    return 0;
-}
-#endif
-#if CYTHON_USE_PYLONG_INTERNALS
-#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
-#define __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
-static int __Pyx_PyObject_CompareIntIntBoolGt(PyObject *op1, PyObject *op2) {
-    Py_ssize_t cmp = __Pyx_PyLong_CompareSignAndSize(op1, op2);
-    if (cmp == 0) {
-        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
-        if (size > 0) {
-            const digit* digits1 = __Pyx_PyLong_Digits(op1);
-            const digit* digits2 = __Pyx_PyLong_Digits(op2);
-            if (size == 1) {
-                cmp = (Py_ssize_t) digits1[0] - (Py_ssize_t) digits2[0];
-            } else if ((size == 2) && (8 * sizeof(Py_ssize_t) >= 2 * PyLong_SHIFT)) {
-                cmp = (Py_ssize_t) (((((size_t)digits1[1]) << PyLong_SHIFT) | (size_t)digits1[0])) - (Py_ssize_t) (((((size_t)digits2[1]) << PyLong_SHIFT) | (size_t)digits2[0]));
-            } else {
-                for (Py_ssize_t i=size-1; i >= 0 && !cmp; --i) {
-                    cmp = (Py_ssize_t) digits1[i] - (Py_ssize_t) digits2[i];
-                }
-            }
-        }
-        if (cmp == 0) return 0;
-        if (__Pyx_PyLong_IsNeg(op1)) cmp = -cmp;
-    }
-    return (cmp > 0);
-}
-#endif
-#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
-#define __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
-static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareIntIntGt(PyObject *op1, PyObject *op2) {
-    int result = __Pyx_PyObject_CompareIntIntBoolGt(op1, op2);
-    if (unlikely(result == -1)) return NULL;
-    return __Pyx_NewRef(result ? Py_True : Py_False);
-}
-#endif
-#else
-#ifndef __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
-#define __Pyx_DEFINED_PyObject_CompareIntIntBoolGt
-static int __Pyx_PyObject_CompareIntIntBoolGt(PyObject *op1, PyObject *op2) {
-    int overflow1, overflow2;
-    long long iop1 = PyLong_AsLongLongAndOverflow(op1, &overflow1);
-    long long iop2 = PyLong_AsLongLongAndOverflow(op2, &overflow2);
-    if (likely(!(overflow1 | overflow2))) {
-        if (iop1 > iop2) goto __pyx_return_true; else goto __pyx_return_false;
-    } else if (overflow1 != overflow2) {
-        if (overflow1 > overflow2) goto __pyx_return_true; else goto __pyx_return_false;
-    } else {
-        return __Pyx_PyObject_RichCompareBool(op1, op2, Py_GT);
-    }
-__pyx_return_true:
-    return 1;
-__pyx_return_false:
-    return 0;
-}
-#endif
-#endif
-static CYTHON_INLINE int __Pyx_PyObject_CompareBoolGt_object_int(PyObject *op1, PyObject *op2, int pyop) {
-    CYTHON_UNUSED_VAR(pyop);
-    if (unlikely(op2 == Py_None)) {
-        goto __pyx_richcmp;
-    }
-    if (op1 == op2) goto __pyx_return_false;
-    if (PyFloat_CheckExact(op1)) {
-        if (likely(op2 != Py_None)) {
-            return __Pyx_PyObject_CompareFloatIntBoolGt(op1, op2);
-        }
-        goto __pyx_richcmp;
-    }
-    if (likely(PyLong_CheckExact(op1))) {
-        if (op1 == op2) goto __pyx_return_false;
-        if (likely(op2 != Py_None)) {
-            return __Pyx_PyObject_CompareIntIntBoolGt(op1, op2);
-        }
-        goto __pyx_richcmp;
-    }
-    if ((0)) goto __pyx_richcmp;
-    if ((0)) goto __pyx_return_true;
-    if ((0)) goto __pyx_return_false;
-__pyx_richcmp:
-    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_GT);
-__pyx_return_true:
-    return 1;
-__pyx_return_false:
-    return 0;
-}
-
-/* PyObjectFormat */
-#if CYTHON_USE_UNICODE_WRITER
-static PyObject* __Pyx_PyObject_Format(PyObject* obj, PyObject* format_spec) {
-    int ret;
-    _PyUnicodeWriter writer;
-    if (likely(PyFloat_CheckExact(obj))) {
-        _PyUnicodeWriter_Init(&writer);
-        ret = _PyFloat_FormatAdvancedWriter(
-            &writer,
-            obj,
-            format_spec, 0, PyUnicode_GET_LENGTH(format_spec));
-    } else if (likely(PyLong_CheckExact(obj))) {
-        _PyUnicodeWriter_Init(&writer);
-        ret = _PyLong_FormatAdvancedWriter(
-            &writer,
-            obj,
-            format_spec, 0, PyUnicode_GET_LENGTH(format_spec));
-    } else {
-        return PyObject_Format(obj, format_spec);
-    }
-    if (unlikely(ret == -1)) {
-        _PyUnicodeWriter_Dealloc(&writer);
-        return NULL;
-    }
-    return _PyUnicodeWriter_Finish(&writer);
 }
 #endif
 

@@ -26,7 +26,8 @@ def _use_in_place_build() -> str | None:
         return None
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     package = os.path.join(root, "pstream")
-    if not (os.path.isfile(os.path.join(package, "__init__.py")) and glob.glob(os.path.join(package, "_core*.so"))):
+    built = glob.glob(os.path.join(package, "_core*.so"))
+    if not (os.path.isfile(os.path.join(package, "__init__.py")) and built):
         return None
     if root in sys.path:
         sys.path.remove(root)

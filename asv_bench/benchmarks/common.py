@@ -187,7 +187,8 @@ def keys(count: int, seed: int = SEED) -> list[bytes]:
 
 def records(count: int, size: int, seed: int = SEED, start_ts: int = BASE_TIMESTAMP_MS) -> list[tuple]:
     """(key, value, headers, timestamp_ms) tuples as encode_batch takes them."""
-    return [(k, v, [], start_ts + i) for i, (k, v) in enumerate(zip(keys(count, seed), values(count, size, seed)))]
+    pairs = zip(keys(count, seed), values(count, size, seed))
+    return [(k, v, [], start_ts + i) for i, (k, v) in enumerate(pairs)]
 
 
 def exact_batch(total: int, record_size: int, seed: int = SEED, base_offset: int = 0) -> bytes:

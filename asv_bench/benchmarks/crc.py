@@ -128,4 +128,5 @@ class Kernel:
 
 
 # The web UI names the kernel the active build runs (the benchmark keys stay stable).
-CRC32C.time_crc32c_1mib.pretty_name = f"crc.CRC32C.time_crc32c_1mib (pstream: {pstream.crc32c_implementation()})"
+CRC32C.time_crc32c_1mib.pretty_name = (f"crc.CRC32C.time_crc32c_1mib "
+                                       f"(pstream: {pstream.crc32c_implementation()})")

@@ -144,7 +144,7 @@ cdef class Partition:
         cdef ScanResult res
         cdef int64_t start, base
         cdef int st
-        cdef size_t i, loaded_n, loaded_tn
+        cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
         cdef int64_t checkpoint = self._read_log_start_checkpoint()
         if not bases:
             bases = [max(checkpoint, 0)]
@@ -165,6 +165,8 @@ cdef class Partition:
                 loaded_tn = s.index.tn
                 if st == PS_OK:
                     start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+                    kept_n = s.index.n
+                    kept_tn = s.index.tn
                     st = segment_scan(s, start, &res)
             if st != PS_OK:
                 raise_os_error(errno, "cannot read segment", s.log_path.decode())
@@ -173,10 +175,11 @@ cdef class Partition:
             s.written_offset = s.synced_offset = s.next_offset
             s.sealed = s.finalized = True
             if res.valid_end < res.file_size:
-                self._cut_tail(s, &res, i, len(bases))
-                if i + 1 < len(bases):
-                    break  # everything after a cut inside an older segment is unreachable
-            if s.index.n != loaded_n or s.index.tn != loaded_tn:
+                if i + 1 == len(bases) or res.tail_is_zeros:
+                    self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
+                else:
+                    self._keep_corrupt_segment(s, &res, bases[i + 1])
+            if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
                 with nogil:  # the index was rebuilt or trimmed: replace the files
                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
         if checkpoint > part_active(self.p).next_offset:
@@ -217,8 +220,8 @@ cdef class Partition:
             self.p.log_start_offset = self.p.next_offset
         return 0
 
-    cdef int _cut_tail(self, Segment *s, ScanResult *res, size_t index, size_t count) except -1:
-        """Truncates a segment at its last valid batch; says so unless only padding went."""
+    cdef int _cut_tail(self, Segment *s, ScanResult *res) except -1:
+        """Truncates a segment at its last valid batch; says so unless only zero padding went."""
         cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
         if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
             if fd >= 0:
@@ -231,17 +234,17 @@ cdef class Partition:
             _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
                          "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
                          res.file_size - res.valid_end, res.valid_end, reason)
-        if index + 1 < count:
-            # An older segment was cut: later segments would leave a gap; remove them.
-            for base in segment_bases(self.path):
-                if base > s.base_offset:
-                    _log.warning("%s-%d: removing segment %020d after a corrupt older segment",
-                                 self.topic, self.number, base)
-                    for suffix in (".log", ".index", ".timeindex"):
-                        try:
-                            _os.unlink(_os.path.join(self.path, f"{base:020d}{suffix}"))
-                        except FileNotFoundError:
-                            pass
+        return 0
+
+    cdef int _keep_corrupt_segment(self, Segment *s, ScanResult *res, int64_t next_base) except -1:
+        """Damage inside an older segment is not a torn write: the later segments hold acknowledged
+        data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
+        reason = status_error(res.status, res.bad_position)
+        _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "
+                     "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,
+                     reason, s.next_offset, next_base - 1)
+        s.size = s.written = s.synced = res.file_size
+        s.next_offset = s.written_offset = s.synced_offset = next_base
         return 0
 
     cdef int64_t _read_log_start_checkpoint(self) except -2:
@@ -645,7 +648,7 @@ cdef class Partition:
                         if got < 0:
                             raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
                                                          position=start)
-                        end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset)
+                        end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
                         if end != want and _PyBytes_Resize(&raw, end) != 0:
                             raw = NULL
                             raise MemoryError()
@@ -661,10 +664,18 @@ cdef class Partition:
                 pthread_mutex_unlock(&self.sh.mu)
                 return b""
 
+    cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
+        raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,
+                                          partition=self.number, offset=offset)
+
     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:
-        """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first."""
+        """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first.
+
+        Offsets must follow on from batch to batch: base offsets and lengths sit outside
+        the CRC, so this is what catches a damaged one before it is served.
+        """
         cdef uint8_t window[16384]
-        cdef int64_t got, at, size
+        cdef int64_t got, at, expect = -1
         while True:
             with nogil:
                 got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
@@ -675,22 +686,27 @@ cdef class Partition:
             at = 0
             while at + PS_BATCH_HEADER_SIZE <= got:
                 ps_batch_read_header(window + at, h)
-                if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
-                    raise _errors.CorruptSegmentError("invalid batch header in segment", file=s.log_path.decode(),
-                                                      position=pos + at, topic=self.topic, partition=self.number,
-                                                      offset=offset)
+                if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
+                        or h.last_offset_delta < 0:
+                    self._corrupt(s, pos + at, offset, "invalid batch header in segment")
+                if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:
+                    self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
+                                                       f"{h.base_offset}, expected {expect})")
                 if h.base_offset + h.last_offset_delta >= offset:
+                    if h.base_offset > offset:
+                        self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
+                                                           f"at {h.base_offset})")
                     return pos + at
+                expect = h.base_offset + h.last_offset_delta + 1
                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
             if at == 0:
-                raise _errors.CorruptSegmentError("segment ends inside a batch header", file=s.log_path.decode(),
-                                                  position=pos, topic=self.topic, partition=self.number)
+                self._corrupt(s, pos, offset, "segment ends inside a batch header")
             pos += at
 
     cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,
-                                int64_t offset) except -1:
-        """Length of the whole, CRC-valid batches at the start of p (the first one required)."""
-        cdef int64_t pos = 0, size
+                                int64_t offset, int64_t seg_next) except -1:
+        """Length of the whole, CRC-valid, offset-contiguous batches at the start of p (the first required)."""
+        cdef int64_t pos = 0, size, expect = -1
         cdef ps_batch_header h
         cdef size_t errpos
         cdef int st
@@ -698,19 +714,21 @@ cdef class Partition:
             size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
             if pos + size > length:
                 if pos == 0:
-                    st = PS_ERR_SHORT_BUFFER
-                    errpos = length
-                    raise _errors.CorruptSegmentError("segment ends inside a batch", file=s.log_path.decode(),
-                                                      position=file_pos + pos, topic=self.topic,
-                                                      partition=self.number, offset=offset)
+                    self._corrupt(s, file_pos, offset, "segment ends inside a batch")
                 break
             with nogil:
                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
+            if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
+                                or h.base_offset + h.last_offset_delta >= seg_next):
+                st = PS_ERR_BAD_RECORD
             if st != PS_OK:
-                reason = status_error(st, None)
-                raise _errors.CorruptSegmentError(f"corrupt batch in segment: {reason}", file=s.log_path.decode(),
-                                                  position=file_pos + pos, topic=self.topic,
-                                                  partition=self.number, offset=h.base_offset if st != PS_ERR_SHORT_BUFFER else offset)
+                if pos:
+                    break   # serve the good batches before it; the next read raises
+                if st == PS_ERR_BAD_RECORD:
+                    self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
+                                                       f"{h.base_offset}, last offset delta {h.last_offset_delta})")
+                self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")
+            expect = h.base_offset + h.last_offset_delta + 1
             pos += size
         return pos
 

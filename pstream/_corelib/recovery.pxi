@@ -53,7 +53,7 @@ cdef int segment_scan(Segment *s, int64_t start, ScanResult *out) noexcept nogil
             wstart = pos
             wend = pos + got
         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
-        if st == PS_OK and (h.base_offset < s.next_offset or h.last_offset_delta < 0):
+        if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
             st = PS_ERR_BAD_RECORD
         if st != PS_OK:
             out.status = st
@@ -64,6 +64,9 @@ cdef int segment_scan(Segment *s, int64_t start, ScanResult *out) noexcept nogil
         segment_note_batch(s, pos, size, h.base_offset + h.last_offset_delta, h.max_timestamp)
         pos += size
     out.valid_end = pos
+    if out.status == PS_OK and pos < out.file_size:
+        out.status = PS_ERR_SHORT_BUFFER   # fewer bytes left than a batch's offset and length
+        out.bad_position = pos
     # Past the last good batch: zero padding (O_DIRECT, preallocation) or real garbage?
     if st == PS_OK and pos < out.file_size:
         while pos < out.file_size and out.tail_is_zeros:
@@ -98,9 +101,33 @@ cdef int64_t segment_trusted_start(Segment *s, int64_t file_size) noexcept nogil
         s.index.tn = 0
         return 0
     index_truncate_to_position(&s.index, <int64_t>s.index.pos[s.index.n - 1] + 1)
+    if s.index.tn and not time_entry_checks_out(s, s.index.tn - 1, file_size):
+        s.index.n = 0       # a time index that lies cannot be patched: rebuild both from the log
+        s.index.tn = 0
+        return 0
     if s.index.tn:
         s.max_timestamp = s.index.ts[s.index.tn - 1]
         s.max_timestamp_offset = s.base_offset + s.index.trel[s.index.tn - 1]
     # The batch at the entry is scanned again (its CRC checked): the log so far ends just before it.
     s.next_offset = h.base_offset
     return s.index.pos[s.index.n - 1]
+
+
+cdef bint time_entry_checks_out(Segment *s, size_t i, int64_t file_size) noexcept nogil:
+    """A time entry (ts, rel) names the batch ending at base+rel, whose max timestamp is ts."""
+    cdef uint8_t header[PS_BATCH_HEADER_SIZE]
+    cdef ps_batch_header h
+    cdef int64_t target = s.base_offset + s.index.trel[i]
+    cdef int64_t pos = index_position_for(&s.index, s.index.trel[i])
+    cdef int steps = 0
+    while pos + PS_BATCH_HEADER_SIZE <= file_size and steps < 100000:
+        if ps_pread_all(s.rfd, <char *>header, PS_BATCH_HEADER_SIZE, pos) != PS_BATCH_HEADER_SIZE:
+            return False
+        ps_batch_read_header(header, &h)
+        if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD:
+            return False
+        if h.base_offset + h.last_offset_delta >= target:
+            return h.base_offset + h.last_offset_delta == target and h.max_timestamp == s.index.ts[i]
+        pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+        steps += 1
+    return False

@@ -7,6 +7,7 @@ or with the safe path against an installed package (`python -P -m pytest`, as CI
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import sys
 from pathlib import Path
@@ -19,6 +20,14 @@ import pstream
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
+
+
+@pytest.fixture(autouse=True)
+def hang_watchdog(request: pytest.FixtureRequest):
+    """A deadlock in the engine must end the run with every thread's stack, not hang it (or CI)."""
+    faulthandler.dump_traceback_later(600 if request.node.get_closest_marker("slow") else 180, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

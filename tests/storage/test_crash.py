@@ -1,11 +1,13 @@
 """SIGKILL a writer at random moments; every acknowledged record must survive, intact.
 
 The writer (crash_writer.py) appends with flush="always" and prints each acknowledged
-append. After most kills this test opens the log (running recovery), reads everything,
-and checks (after the others the next writer recovers the crashed log itself): every acknowledged record is there with its value; every record served is
+append. After most kills this test opens the log (running recovery), reads everything
+and checks: every acknowledged record is there with its value; every record served is
 intact (its value matches its own sequence number; a CRC error fails the test); offsets
 are contiguous; the log ends right after the last record and the next append gets that
 offset. Records seen once (after a clean close) must be there in every later round.
+After the other kills the next writer recovers the crashed log itself (and may be
+killed while doing so).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def _verify(data_dir: Path, known: list[dict[int, int]], parent_seq: int) -> Non
             present = {}
             for rec in part.read(0):  # a CorruptSegmentError here fails the test
                 seq = crash_writer.seq_of(rec.value)
-                assert rec.value == crash_writer.value_for(seq), f"p{number} offset {rec.offset}: damaged value"
-                assert rec.key == crash_writer.key_for(seq), f"p{number} offset {rec.offset}: damaged key"
+                where = f"partition {number} offset {rec.offset}"
+                assert rec.value == crash_writer.value_for(seq), f"{where}: damaged value"
+                assert rec.key == crash_writer.key_for(seq), f"{where}: damaged key"
                 present[rec.offset] = seq
             offsets = sorted(present)
             assert offsets == list(range(part.log_start_offset, part.log_start_offset + len(offsets)))

@@ -320,7 +320,7 @@ def test_retention_ms_deletes_only_segments_whose_newest_record_expired(open_log
     assert part.append(b"fresh") == 40
 
 
-def test_log_start_offset_after_retention_survives_reopen(open_log, data_dir):
+def test_log_start_offset_after_retention_survives_reopen(open_log):
     log = open_log()
     part = log.topic("t", segment_bytes=1024, retention_bytes=2000, retention_ms=None).partition(0)
     values = fill(part, 40, size=90)
@@ -417,7 +417,7 @@ def test_offset_for_timestamp_is_the_first_offset_at_or_after_the_timestamp(open
     assert part.offset_for_timestamp(max(stamps) + 1) is None
 
 
-def test_offset_for_timestamp_after_reopen_and_delete_records(open_log, data_dir):
+def test_offset_for_timestamp_after_reopen_and_delete_records(open_log):
     part, stamps = _timestamped_partition(open_log)
     part.delete_records(37)
     part._log.close()
@@ -431,7 +431,7 @@ def test_max_timestamp_is_the_greatest_timestamp_and_its_offset(open_log):
     part = open_log().topic("t", segment_bytes=1024, **NO_RETENTION).partition(0)
     assert part.max_timestamp() == (-1, -1)
     stamps = [5000, 9000, 7000, 9500, 100, 9400]
-    for i, ts in enumerate(stamps):
+    for ts in stamps:
         part.append(b"x" * 200, timestamp_ms=ts)
     assert part.max_timestamp() == (9500, 3)
 
@@ -439,7 +439,7 @@ def test_max_timestamp_is_the_greatest_timestamp_and_its_offset(open_log):
 # --- indexes ----------------------------------------------------------------------------------
 
 
-def _indexed_log(open_log, data_dir):
+def _indexed_log(open_log):
     rng = random.Random(3)
     log = open_log()
     part = log.topic("t", segment_bytes=8192, index_interval_bytes=200, **NO_RETENTION).partition(0)
@@ -455,7 +455,7 @@ def _indexed_log(open_log, data_dir):
 
 
 def test_index_files_are_written_on_close_and_point_at_batch_starts(open_log, data_dir):
-    expected = _indexed_log(open_log, data_dir)
+    expected = _indexed_log(open_log)
     logs = log_files(data_dir / "t" / "0")
     assert len(logs) > 3
     for path in logs:
@@ -475,7 +475,7 @@ def test_index_files_are_written_on_close_and_point_at_batch_starts(open_log, da
 
 
 def test_deleted_index_files_are_rebuilt_identically_and_reads_stay_right(open_log, data_dir):
-    expected = _indexed_log(open_log, data_dir)
+    expected = _indexed_log(open_log)
     part_dir = data_dir / "t" / "0"
     saved = {p.name: p.read_bytes() for p in part_dir.iterdir() if p.suffix in (".index", ".timeindex")}
     for name in saved:

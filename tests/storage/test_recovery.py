@@ -67,12 +67,14 @@ def assert_names_the_cut(message: str, offset: int, dropped: int) -> None:
     assert re.search(r"\bt-0\b|partition[ =]0\b", message), f"partition not named: {message}"
     assert re.search(rf"\boffset\D{{0,3}}{offset}\b", message), f"offset {offset} not named: {message}"
     assert re.search(rf"\b{dropped} bytes\b", message), f"{dropped} bytes dropped not named: {message}"
+    assert "internal error" not in message, f"the reason for the cut is garbage: {message}"
 
 
 # --- torn tails -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["cut_inside_records", "cut_inside_header", "garbage_appended"])
+@pytest.mark.parametrize("damage", ["cut_inside_records", "cut_inside_header", "cut_after_nine_bytes",
+                                    "garbage_appended"])
 def test_torn_tail_is_truncated_on_open_with_a_warning(open_log, storage_warnings, damage):
     values, part_dir = write_partition(open_log)
     last_file = log_files(part_dir)[-1]
@@ -85,6 +87,9 @@ def test_torn_tail_is_truncated_on_open_with_a_warning(open_log, storage_warning
     elif damage == "cut_inside_header":
         os.truncate(last_file, last.position + 30)
         expected_end, dropped = last.base_offset, 30
+    elif damage == "cut_after_nine_bytes":  # less than the 12 bytes of offset and length
+        os.truncate(last_file, last.position + 9)
+        expected_end, dropped = last.base_offset, 9
     else:
         garbage = b"\x7f" + random.Random(1).randbytes(776)
         with open(last_file, "ab") as f:
@@ -101,14 +106,14 @@ def test_torn_tail_is_truncated_on_open_with_a_warning(open_log, storage_warning
     assert part.append(b"after the cut") == expected_end
     part._log.close()
     tail = batch_spans(last_file)[-1]
-    assert (tail.base_offset, tail.end) == (expected_end, last_file.stat().st_size), "nothing left past the cut"
+    assert (tail.base_offset, tail.end) == (expected_end, last_file.stat().st_size), "bytes left past the cut"
 
     part = reopen(open_log)
     assert len(storage_warnings()) == 1, "the second open finds nothing to repair"
     assert read_values(part) == values[:expected_end] + [b"after the cut"]
 
 
-def test_torn_tail_of_a_fresh_segment_leaves_an_empty_log_that_appends_at_its_base(open_log, storage_warnings):
+def test_torn_tail_of_a_fresh_segment_leaves_it_empty_and_appends_at_its_base(open_log, storage_warnings):
     log = open_log(**SETTINGS)
     part = log.topic("t").partition(0)
     part.append(b"first")
@@ -123,6 +128,56 @@ def test_torn_tail_of_a_fresh_segment_leaves_an_empty_log_that_appends_at_its_ba
     assert_names_the_cut(storage_warnings()[0], 1, 20)
     assert part.append(b"again") == 1
     assert read_values(part) == [b"first", b"again"]
+
+
+def test_torn_batch_that_the_offset_index_points_at_is_cut_at_its_start(open_log, storage_warnings):
+    """The last index entry names the torn batch itself: the log must still end before it."""
+    log = open_log(**{**SETTINGS, "index_interval_bytes": 0})  # an index entry for (almost) every batch
+    part = log.topic("t").partition(0)
+    values = values_for(12)
+    for v in values:
+        part.append(v)
+    log.close()
+    last_file = log_files(Path(log.path) / "t" / "0")[-1]
+    last = batch_spans(last_file)[-1]
+    entries = read_index(last_file.with_suffix(".index"))
+    assert entries[-1] == (last.last_offset - int(last_file.stem), last.position), "premise: indexed"
+    os.truncate(last_file, last.end - 1)
+
+    part = reopen(open_log)
+    assert part.high_watermark == last.base_offset == 11
+    assert read_values(part) == values[:11]
+    assert_names_the_cut(storage_warnings()[0], 11, last.size - 1)
+    assert part.append(b"acknowledged") == 11
+    part._log.close()
+    part = reopen(open_log)
+    assert read_values(part) == values[:11] + [b"acknowledged"]
+
+
+def test_torn_tail_below_the_log_start_restarts_the_log_empty_at_the_log_start(open_log, storage_warnings):
+    """delete_records up to the end, then a crash tears the tail below that log start.
+
+    What is left is deleted data: as Kafka does, the log restarts empty at its start
+    offset, hands out no offset twice, and what is appended then survives the next open.
+    """
+    log = open_log(**SETTINGS)
+    part = log.topic("t").partition(0)
+    for v in values_for(10):
+        part.append(v)
+    part.delete_records(10)
+    log.close()
+    last_file = log_files(Path(log.path) / "t" / "0")[-1]
+    os.truncate(last_file, batch_spans(last_file)[-1].end - 3)  # offset 9 is torn
+
+    part = reopen(open_log)
+    assert (part.log_start_offset, part.high_watermark) == (10, 10)
+    assert storage_warnings(), "restarting the log must be reported"
+    assert [part.append(b"new %d" % i) for i in range(3)] == [10, 11, 12]
+    part._log.close()
+
+    part = reopen(open_log)
+    assert (part.log_start_offset, part.high_watermark) == (10, 13)
+    assert read_values(part, 10) == [b"new 0", b"new 1", b"new 2"]
 
 
 def test_trailing_zero_padding_is_truncated_silently(open_log, storage_warnings):
@@ -386,7 +441,8 @@ def _write_fixed_records(part) -> None:
             part.append_many([(b"k%d" % j, rng.randbytes(rng.randrange(1, 900)), [], 1_700_000_000_000 + i)
                               for j in range(4)])
         else:
-            part.append(rng.randbytes(rng.randrange(1, 3000)), key=b"%d" % i, timestamp_ms=1_700_000_000_000 + i)
+            part.append(rng.randbytes(rng.randrange(1, 3000)), key=b"%d" % i,
+                        timestamp_ms=1_700_000_000_000 + i)
 
 
 @pytest.mark.parametrize("direct_io", [True, False])
@@ -400,7 +456,7 @@ def test_segment_writer_uses_o_direct_exactly_when_asked(disk_dir, open_log, dir
     assert flags, f"no descriptor open on {active}"
     assert part.direct_io is direct_io
     if direct_io:
-        assert any(f & O_DIRECT for f in flags), f"no O_DIRECT descriptor on {active}: {[oct(f) for f in flags]}"
+        assert any(f & O_DIRECT for f in flags), f"no O_DIRECT descriptor on {active}: {list(map(oct, flags))}"
     else:
         assert not any(f & O_DIRECT for f in flags), [oct(f) for f in flags]
     log.close()
