@@ -11,6 +11,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from pstream.record import compression as _compression
 
 cdef int64_t MAX_DECOMPRESSED = 64 << 20
+cdef Py_ssize_t GIL_FREE_BYTES = 64 << 10   # above this, copies and CRCs run with the GIL released
 
 
 @cython.freelist(256)
@@ -356,7 +357,11 @@ cdef class BatchBuilder:
             total = PS_BATCH_HEADER_SIZE + records_len
             out = PyBytes_FromStringAndSize(NULL, total)
             dst = <uint8_t *>PyBytes_AS_STRING(out)
-            self.write_records(dst + PS_BATCH_HEADER_SIZE)
+            if records_len >= GIL_FREE_BYTES:
+                with nogil:
+                    self.write_records(dst + PS_BATCH_HEADER_SIZE)
+            else:
+                self.write_records(dst + PS_BATCH_HEADER_SIZE)
         else:
             raw = PyBytes_FromStringAndSize(NULL, records_len)
             self.write_records(<uint8_t *>PyBytes_AS_STRING(raw))
@@ -369,7 +374,11 @@ cdef class BatchBuilder:
             raise _errors.BatchTooLargeError(f"batch of {total} bytes exceeds the 2 GiB v2 limit")
         write_batch_header(dst, total, base_offset, leader_epoch, attributes, <int32_t>(self.n - 1),
                            self.base_ts, self.max_ts, producer_id, producer_epoch, base_sequence, <int32_t>self.n)
-        seal_batch_crc(dst, total)
+        if total >= GIL_FREE_BYTES:
+            with nogil:
+                seal_batch_crc(dst, total)
+        else:
+            seal_batch_crc(dst, total)
         return out
 
 

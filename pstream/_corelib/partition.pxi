@@ -482,10 +482,12 @@ cdef class Partition:
             for i in range(b.n):
                 b.specs[i].timestamp = now
             b.base_ts = b.max_ts = now
-        if codec != 0:
+        total = PS_BATCH_HEADER_SIZE + b.measure()
+        if codec != 0 or total >= GIL_FREE_BYTES:
+            # Compressed, or big enough that encoding straight into the segment buffer would
+            # hold the GIL (and the shard mutex) for too long: encode aside, GIL released.
             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
             return self._append_raw(batch, False)
-        total = PS_BATCH_HEADER_SIZE + b.measure()
         if total > self.p.max_message_bytes:
             raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)

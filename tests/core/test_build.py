@@ -21,7 +21,7 @@ def test_hardware_crc_kernel_is_active_where_the_cpu_has_one():
         assert pstream.crc32c_implementation() == "sse4.2+pclmul"
 
 
-def test_software_kernel_can_be_forced_and_agrees():
+def test_software_kernel_can_be_forced_and_agrees(tmp_path):
     script = (
         "import os, random, pstream, crc32c\n"
         "assert pstream.crc32c_implementation() == 'software', pstream.crc32c_implementation()\n"
@@ -36,6 +36,8 @@ def test_software_kernel_can_be_forced_and_agrees():
         "print('ok')\n"
     )
     env = dict(os.environ, PSTREAM_CRC32C_SOFTWARE="1")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    # -P and a neutral cwd: the child must import the installed package, not the source tree.
+    out = subprocess.run([sys.executable, "-P", "-c", script], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
