@@ -257,11 +257,12 @@ class Log:
     """A data directory of topics, served by `shards` shard threads (default: one per core).
 
     Settings given here (flush, flush_ms, segment_bytes, ...) are the defaults of new
-    topics; `topic(name, **settings)` overrides them per topic.
+    topics; `topic(name, **settings)` overrides them per topic. Retention runs every
+    `retention_check_ms` (5 minutes, as in Kafka; None: only when apply_retention is called).
     """
 
     def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
-                 **topic_defaults):
+                 retention_check_ms: int | None = 300_000, **topic_defaults):
         self.path = os.fspath(path)
         self.shards = shards if shards is not None else (os.cpu_count() or 1)
         if not isinstance(self.shards, int) or self.shards < 1:
@@ -281,6 +282,27 @@ class Log:
         except BaseException:
             self._pool.stop()
             raise
+        # Like Kafka's log.retention.check.interval.ms: old segments go without anyone asking.
+        self._stop_retention = threading.Event()
+        self._retention_thread = None
+        if retention_check_ms is not None:
+            if not isinstance(retention_check_ms, int) or retention_check_ms < 1:
+                self.close()
+                raise ConfigError(f"setting retention_check_ms must be a positive integer or None, "
+                                  f"got {retention_check_ms!r}")
+            self._retention_thread = threading.Thread(target=self._retention_loop, args=(retention_check_ms / 1000,),
+                                                      name="pstream-retention", daemon=True)
+            self._retention_thread.start()
+
+    def _retention_loop(self, interval_s: float) -> None:
+        while not self._stop_retention.wait(interval_s):
+            try:
+                with self._lock:
+                    if self._closed:
+                        return
+                    self.apply_retention()
+            except Exception:  # keep checking; the next round may succeed
+                _log.exception("retention check failed")
 
     # --- topics ---------------------------------------------------------------------
 
@@ -358,6 +380,7 @@ class Log:
             if self._closed:
                 return
             self._closed = True
+            self._stop_retention.set()
             self._waiters.close()
             try:
                 for topic in self._topics.values():

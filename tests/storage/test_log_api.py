@@ -1,0 +1,74 @@
+"""The embedded API around the partition log: background retention, shard-side appends,
+asyncio completion."""
+
+import asyncio
+import time
+
+import pytest
+
+import pstream
+from pstream import _core, errors
+
+
+def _batch(count=3, size=100):
+    return _core.encode_batch([(None, b"v" * size, [], None)] * count)
+
+
+def test_retention_runs_in_the_background(tmp_path):
+    with pstream.Log(tmp_path, shards=1, retention_check_ms=20, flush="interval") as log:
+        part = log.topic("t", segment_bytes=1024, retention_bytes=2048).partition(0)
+        for _ in range(60):
+            part.append(b"x" * 100)
+        part.flush()
+        deadline = time.monotonic() + 10
+        while part.log_start_offset == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert part.log_start_offset > 0
+        assert part.size_bytes() <= 2048 + 1024
+        assert [r.offset for r in part.read(part.log_start_offset)][-1] == 59
+
+
+def test_bad_retention_check_interval_is_refused(tmp_path):
+    with pytest.raises(errors.ConfigError, match="retention_check_ms"):
+        pstream.Log(tmp_path, retention_check_ms=0)
+
+
+@pytest.mark.parametrize("flush", ["always", "interval"])
+def test_submitted_batches_get_contiguous_offsets_from_the_shard(tmp_path, flush):
+    with pstream.Log(tmp_path, shards=2, flush=flush) as log:
+        part = log.topic("t", partitions=2, segment_bytes=4096).partition(1)
+        pending = [part.submit_batch(_batch()) for _ in range(50)]
+        assert [p.wait() for p in pending] == list(range(0, 150, 3))
+        assert part.high_watermark == 150
+        assert len(part.segments()) > 1
+        assert [r.offset for r in part.read(0)] == list(range(150))
+        if flush == "always":
+            assert part.durable_offset == 150
+
+
+def test_a_submitted_bad_batch_fails_with_its_error(tmp_path):
+    with pstream.Log(tmp_path, shards=1) as log:
+        part = log.topic("t").partition(0)
+        bad = bytearray(_batch())
+        bad[-1] ^= 0xFF
+        with pytest.raises(errors.CrcMismatchError) as caught:
+            part.submit_batch(bytes(bad)).wait()
+        assert caught.value.position == 17 and caught.value.topic == "t"
+        with pytest.raises(errors.RecordCountMismatchError):
+            part.submit_batch(_core.encode_batch([])).wait()
+        assert part.high_watermark == 0
+        assert part.submit_batch(_batch()).wait() == 0
+
+
+def test_asyncio_appends_complete_through_the_doorbell(tmp_path):
+    async def main():
+        with pstream.Log(tmp_path, shards=2, flush="always") as log:
+            parts = list(log.topic("t", partitions=4))
+            offsets = await asyncio.gather(*[parts[i % 4].append_batch_async(_batch(2)) for i in range(200)])
+            assert sorted(offsets) == sorted(list(range(0, 100, 2)) * 4)
+            assert [p.durable_offset for p in parts] == [100] * 4
+            # wait_durable after a non-blocking append
+            last = parts[0].append_batch(_batch(1), wait=False)
+            assert await asyncio.wait_for(parts[0].wait_durable(last), 10) > last
+
+    asyncio.run(main())
