@@ -338,15 +338,24 @@ cdef class Partition:
 
     def segments(self):
         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
-        cdef size_t i
-        cdef Segment *s
-        out = []
+        cdef size_t i, n
+        cdef Segment *snap = NULL
         pthread_mutex_lock(&self.sh.mu)
-        for i in range(self.p.n_segs):
-            s = self.p.segs[i]
-            out.append((s.base_offset, s.next_offset, s.size, s.log_path))
+        n = self.p.n_segs
+        snap = <Segment *>malloc(n * sizeof(Segment))
+        if snap != NULL:
+            for i in range(n):
+                snap[i] = self.p.segs[i][0]
+                snap[i].log_path = strdup(self.p.segs[i].log_path)
         pthread_mutex_unlock(&self.sh.mu)
-        return [(b, n, size, path.decode()) for b, n, size, path in out]
+        if snap == NULL:
+            raise MemoryError()
+        out = []
+        for i in range(n):
+            out.append((snap[i].base_offset, snap[i].next_offset, snap[i].size, snap[i].log_path.decode()))
+            free(snap[i].log_path)
+        free(snap)
+        return out
 
     def size_bytes(self):
         return sum(seg[2] for seg in self.segments())
@@ -614,12 +623,13 @@ cdef class Partition:
         """
         cdef Segment *s
         cdef size_t i
-        cdef int64_t pos, start, end, got, want, seg_next
+        cdef int64_t pos, start, end, got, want, seg_next, lo, hi
         cdef ps_batch_header h
         cdef PyObject *raw = NULL
         pthread_mutex_lock(&self.sh.mu)
         if offset < self.p.log_start_offset or offset > self.p.next_offset:
-            lo, hi = self.p.log_start_offset, self.p.next_offset
+            lo = self.p.log_start_offset
+            hi = self.p.next_offset
             pthread_mutex_unlock(&self.sh.mu)
             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
                                                 topic=self.topic, partition=self.number, offset=offset)
@@ -788,8 +798,8 @@ cdef class Partition:
         pthread_mutex_lock(&self.sh.mu)
         if before_offset == -1:
             before_offset = self.p.next_offset
-        if before_offset > self.p.next_offset or before_offset < 0:
-            hi = self.p.next_offset
+        cdef int64_t hi = self.p.next_offset
+        if before_offset > hi or before_offset < 0:
             pthread_mutex_unlock(&self.sh.mu)
             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
                                                 topic=self.topic, partition=self.number, offset=before_offset)
@@ -816,8 +826,8 @@ cdef class Partition:
         cdef int64_t total = 0
         cdef size_t i, n_delete = 0, j
         cdef Segment *s
-        cdef list doomed = []
-        cdef list to_free = []
+        cdef Segment **to_free
+        cdef size_t n_free = 0
         cdef int64_t new_start
         if self.retention_ms >= 0:
             pthread_mutex_lock(&self.sh.mu)
@@ -828,6 +838,10 @@ cdef class Partition:
                 self.roll()
                 self.flush()
         pthread_mutex_lock(&self.sh.mu)
+        to_free = <Segment **>malloc((self.p.n_segs + 1) * sizeof(Segment *))
+        if to_free == NULL:
+            pthread_mutex_unlock(&self.sh.mu)
+            raise MemoryError()
         for i in range(self.p.n_segs):
             total += self.p.segs[i].size
         while n_delete + 1 < self.p.n_segs:
@@ -845,31 +859,29 @@ cdef class Partition:
             total -= s.size
             n_delete += 1
         if n_delete:
+            # No Python objects while the mutex is held (a GC pass could run code that takes it).
             for i in range(n_delete):
                 s = self.p.segs[i]
                 s.deleted = True
-                doomed.append((s.log_path.decode(), s.index_path.decode(), s.time_path.decode()))
-                if s.refs == 0:
-                    to_free.append(<size_t>s)  # no reader holds it; readers free the others
+                unlink(s.log_path)
+                unlink(s.index_path)
+                unlink(s.time_path)
+                if s.refs == 0:         # readers holding it free it when they let go
+                    to_free[n_free] = s
+                    n_free += 1
             new_start = self.p.segs[n_delete].base_offset
             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
             self.p.n_segs -= n_delete
         pthread_mutex_unlock(&self.sh.mu)
-        for addr in to_free:
-            segment_free(<Segment *><size_t>addr)
-        if n_delete:
+        for i in range(n_free):
+            segment_free(to_free[i])
+        free(to_free)
+        if n_delete and new_start > self.p.log_start_offset:
+            self._write_log_start_checkpoint(new_start)
+            pthread_mutex_lock(&self.sh.mu)
             if new_start > self.p.log_start_offset:
-                self._write_log_start_checkpoint(new_start)
-                pthread_mutex_lock(&self.sh.mu)
-                if new_start > self.p.log_start_offset:
-                    self.p.log_start_offset = new_start
-                pthread_mutex_unlock(&self.sh.mu)
-            for paths in doomed:
-                for path in paths:
-                    try:
-                        _os.unlink(path)
-                    except FileNotFoundError:
-                        pass
+                self.p.log_start_offset = new_start
+            pthread_mutex_unlock(&self.sh.mu)
         return n_delete
 
     # --- closing ---------------------------------------------------------------------
