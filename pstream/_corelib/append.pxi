@@ -174,11 +174,13 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
         while req != NULL:
             nxt = req.next
             req.next = NULL
+            req.part.busy += 1
             pthread_mutex_unlock(&sh.mu)
             req.status = check_raw_batch(req.part, req.data, req.length, True, &h, &req.errpos)
             pthread_mutex_lock(&sh.mu)
             if req.status == PS_OK:
                 req.status = part_append_raw_locked(req.part, req.data, &h, ps_now_ms(), True)
+            req.part.busy -= 1
             if req.status == PS_OK:
                 req.base_offset = h.base_offset
                 req.last_offset = h.base_offset + h.last_offset_delta
@@ -191,6 +193,8 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
             req = nxt
     if rang:
         shard_ring(sh)
+    else:
+        pthread_cond_broadcast(&sh.done)   # close() may be waiting for `busy` to drop
 
 
 cdef void shard_complete_durable(Shard *sh) noexcept nogil:

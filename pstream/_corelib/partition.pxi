@@ -897,9 +897,10 @@ cdef class Partition:
         self.p.closed = True
         pthread_mutex_unlock(&self.sh.mu)
         while True:
-            # Finalize here once the shard is done with this partition (it is off the dirty list).
+            # Finalize here once the shard is done with this partition: off the dirty list, no
+            # write in flight, no submitted append in progress.
             pthread_mutex_lock(&self.sh.mu)
-            if not self.p.queued:
+            if not self.p.queued and not self.p.busy and part_active(self.p).inflight == NULL:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)

@@ -46,6 +46,7 @@ cdef struct PartState:
     int timestamp_type          # 1: LogAppendTime
     bint want_direct
     bint closed
+    int busy                    # submitted appends the shard is working on (close waits for them)
 
 
 # A raw batch handed to the shard: validated, offset-assigned and copied there.
