@@ -382,11 +382,17 @@ class Log:
             self._closed = True
             self._stop_retention.set()
             self._waiters.close()
+            failures = []
             try:
                 for topic in self._topics.values():
-                    topic._close()
+                    try:
+                        topic._close()
+                    except Exception as exc:  # close every other topic, then report
+                        failures.append(exc)
             finally:
                 self._pool.stop()
+            if failures:
+                raise failures[0]
 
     def __enter__(self) -> "Log":
         return self

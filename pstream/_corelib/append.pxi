@@ -77,6 +77,8 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
     cdef Segment *s
     cdef int st, err = 0
     cdef int64_t base
+    if p.closed:
+        return PS_ERR_CLOSED
     if p.rolling or old.size == 0:
         return PS_OK
     p.rolling = True
@@ -90,6 +92,11 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
         err = errno
     pthread_mutex_lock(&sh.mu)
     p.rolling = False
+    if st == PS_OK and p.closed:
+        st = PS_ERR_CLOSED          # close() won the race: this segment never becomes active
+        unlink(s.log_path)
+        unlink(s.index_path)
+        unlink(s.time_path)
     if st == PS_OK:
         st = part_add_segment(p, s)
     if st == PS_OK:
@@ -152,7 +159,7 @@ cdef int check_raw_batch(PartState *p, const uint8_t *src, int64_t length, bint 
     if <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD != length:
         errpos[0] = PS_OFF_LENGTH
         return PS_ERR_LENGTH_MISMATCH
-    if h.record_count == 0 or h.last_offset_delta < 0:
+    if h.record_count == 0 or h.last_offset_delta < 0 or h.last_offset_delta != h.record_count - 1:
         errpos[0] = PS_OFF_RECORD_COUNT
         return PS_ERR_RECORD_COUNT
     if length > p.max_message_bytes:

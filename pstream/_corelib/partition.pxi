@@ -302,7 +302,11 @@ cdef class Partition:
     @property
     def direct_io(self):
         """Whether the active segment writes with O_DIRECT."""
-        return bool(part_active(self.p).direct)
+        cdef bint direct
+        pthread_mutex_lock(&self.sh.mu)
+        direct = part_active(self.p).direct
+        pthread_mutex_unlock(&self.sh.mu)
+        return direct
 
     @property
     def flush_policy(self):
@@ -409,7 +413,7 @@ cdef class Partition:
     cdef int _after_append(self, int64_t last_offset) except -1:
         """With flush='always', returns only after the fdatasync that covers last_offset."""
         cdef Segment *a
-        if not self.fallback_logged and part_active(self.p).direct_fallback:
+        if not self.fallback_logged and self.p.direct_fallback:
             self.fallback_logged = True
             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
                          self.topic, self.number)
@@ -561,7 +565,7 @@ cdef class Partition:
         """
         cdef PendingAppend pending = PendingAppend(self, batch)
         pthread_mutex_lock(&self.sh.mu)
-        if self.p.closed:
+        if self.p.closed or not self.sh.running:
             pthread_mutex_unlock(&self.sh.mu)
             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
         if self.sh.sub_tail == NULL:
@@ -667,14 +671,24 @@ cdef class Partition:
                         return <object>raw
                     finally:
                         Py_XDECREF(raw)
+                if offset < seg_next:
+                    # The segment ends before the offset it claims to hold: a damaged length.
+                    self._corrupt(s, pos, offset, f"segment ends before offset {offset} (it holds offsets "
+                                                  f"up to {seg_next - 1})")
             finally:
                 segment_release(s, &self.sh.mu)
             # The offset lies past this segment's last batch: continue in the next one.
             pthread_mutex_lock(&self.sh.mu)
-            i = part_find_segment(self.p, seg_next)
-            if self.p.segs[i].base_offset < seg_next or seg_next >= self.p.next_offset:
+            if seg_next >= self.p.next_offset:
                 pthread_mutex_unlock(&self.sh.mu)
                 return b""
+            i = part_find_segment(self.p, seg_next)
+            if self.p.segs[i].base_offset < seg_next:
+                if i + 1 >= self.p.n_segs:
+                    pthread_mutex_unlock(&self.sh.mu)
+                    return b""
+                i += 1              # a gap (a cut tail before a roll): go on at the next segment
+            offset = self.p.segs[i].base_offset if self.p.segs[i].base_offset > offset else offset
 
     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
         raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,
@@ -827,7 +841,8 @@ cdef class Partition:
         cdef size_t i, n_delete = 0, j
         cdef Segment *s
         cdef Segment **to_free
-        cdef size_t n_free = 0
+        cdef char **doomed
+        cdef size_t n_free = 0, n_doomed = 0
         cdef int64_t new_start
         if self.retention_ms >= 0:
             pthread_mutex_lock(&self.sh.mu)
@@ -839,8 +854,11 @@ cdef class Partition:
                 self.flush()
         pthread_mutex_lock(&self.sh.mu)
         to_free = <Segment **>malloc((self.p.n_segs + 1) * sizeof(Segment *))
-        if to_free == NULL:
+        doomed = <char **>calloc(self.p.n_segs * 3 + 1, sizeof(char *))
+        if to_free == NULL or doomed == NULL:
             pthread_mutex_unlock(&self.sh.mu)
+            free(to_free)
+            free(doomed)
             raise MemoryError()
         for i in range(self.p.n_segs):
             total += self.p.segs[i].size
@@ -863,9 +881,10 @@ cdef class Partition:
             for i in range(n_delete):
                 s = self.p.segs[i]
                 s.deleted = True
-                unlink(s.log_path)
-                unlink(s.index_path)
-                unlink(s.time_path)
+                doomed[n_doomed] = strdup(s.log_path)
+                doomed[n_doomed + 1] = strdup(s.index_path)
+                doomed[n_doomed + 2] = strdup(s.time_path)
+                n_doomed += 3
                 if s.refs == 0:         # readers holding it free it when they let go
                     to_free[n_free] = s
                     n_free += 1
@@ -873,8 +892,14 @@ cdef class Partition:
             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
             self.p.n_segs -= n_delete
         pthread_mutex_unlock(&self.sh.mu)
-        for i in range(n_free):
-            segment_free(to_free[i])
+        with nogil:
+            for i in range(n_doomed):
+                if doomed[i] != NULL:
+                    unlink(doomed[i])
+                    free(doomed[i])
+            for i in range(n_free):
+                segment_free(to_free[i])
+        free(doomed)
         free(to_free)
         if n_delete and new_start > self.p.log_start_offset:
             self._write_log_start_checkpoint(new_start)
@@ -900,11 +925,12 @@ cdef class Partition:
             # Finalize here once the shard is done with this partition: off the dirty list, no
             # write in flight, no submitted append in progress.
             pthread_mutex_lock(&self.sh.mu)
-            if not self.p.queued and not self.p.busy and part_active(self.p).inflight == NULL:
+            if not self.p.queued and not self.p.busy and not self.p.rolling \
+                    and part_active(self.p).inflight == NULL:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
-                pthread_mutex_unlock(&self.sh.mu)
+                    pthread_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
                 break
             with nogil:
                 mutex_wait_then_unlock(self.sh)

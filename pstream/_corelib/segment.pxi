@@ -172,6 +172,8 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     cdef uint8_t *old
     cdef int64_t start, length, end, end_offset, tail, padded, old_cap, grow
     cdef int rc = 0, err = 0, direct = 0
+    if s.io_errno:
+        return PS_ERR_IO    # fail-stop: after a failed write, never move `written` past the hole
     if s.size == s.written or s.inflight != NULL:
         return PS_OK
     old = s.buf
@@ -233,6 +235,8 @@ cdef int segment_sync(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     """fdatasync what is written. Called and returns with mu held; drops it for the sync."""
     cdef int64_t target = s.written, target_offset = s.written_offset
     cdef int rc
+    if s.io_errno:
+        return PS_ERR_IO
     if s.synced >= target or s.wfd < 0:
         return PS_OK
     pthread_mutex_unlock(mu)
@@ -291,9 +295,17 @@ cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     if st != PS_OK:
         return st
     if s.wfd >= 0:
+        # Sealed: nobody appends or writes here any more, so the slow calls run unlocked.
+        pthread_mutex_unlock(mu)
         if ftruncate(s.wfd, s.size) != 0 or ps_fdatasync(s.wfd) != 0:
-            return PS_ERR_IO
-        close(s.wfd)
+            st = PS_ERR_IO
+        else:
+            close(s.wfd)
+        pthread_mutex_lock(mu)
+        if st != PS_OK:
+            if not s.io_errno:
+                s.io_errno = errno if errno else EIO
+            return st
         s.wfd = -1
     st = segment_persist_index(s, mu, True)
     if st != PS_OK:

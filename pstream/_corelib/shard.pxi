@@ -47,6 +47,7 @@ cdef struct PartState:
     bint want_direct
     bint closed
     int busy                    # submitted appends the shard is working on (close waits for them)
+    bint direct_fallback        # a segment fell back to buffered writes (Python logs it once)
 
 
 # A raw batch handed to the shard: validated, offset-assigned and copied there.
@@ -109,6 +110,8 @@ cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
 cdef bint part_needs_service(PartState *p, int64_t now_ns, int64_t *deadline, bint stopping) noexcept nogil:
     cdef Segment *a = part_active(p)
     cdef int64_t due
+    if p.io_errno:
+        return False        # fail-stop: nothing more is written for this partition
     if stopping and a.size > a.synced:
         p.sync_requested = True
     if p.sync_requested or p.write_requested or p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized:
@@ -127,6 +130,19 @@ cdef bint part_needs_service(PartState *p, int64_t now_ns, int64_t *deadline, bi
     return False
 
 
+cdef void part_update_durable(PartState *p) noexcept nogil:
+    """durable_offset: synced up to the first segment not yet finalized (all before it are).
+
+    Never moves after a failed write or sync: acknowledged means on disk."""
+    cdef size_t j = 0
+    if p.io_errno:
+        return
+    while j + 1 < p.n_segs and p.segs[j].finalized:
+        j += 1
+    if p.segs[j].synced_offset > p.durable_offset:
+        p.durable_offset = p.segs[j].synced_offset
+
+
 cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
     """Finalizes sealed segments, writes the active buffer, and syncs per policy (mutex held)."""
     cdef Segment *a
@@ -141,13 +157,19 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
             or (p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes))
     p.sync_requested = False
     p.write_requested = False
-    for i in range(p.n_segs - 1):
+    # Finalize sealed segments oldest first; the list can change while the mutex is
+    # dropped (rolls append, retention removes finalized ones), so re-read it each time.
+    i = 0
+    while i + 1 < p.n_segs and not p.io_errno:
         s = p.segs[i]
         if s.sealed and not s.finalized:
             st = segment_finalize(s, &sh.mu)
-            if st != PS_OK and not p.io_errno:
+            if st != PS_OK:
                 p.io_errno = s.io_errno if s.io_errno else EIO
-    a = part_active(p)              # a roll may have happened while the mutex was dropped
+            i = 0
+            continue
+        i += 1
+    a = part_active(p)
     st = segment_write_out(a, &sh.mu)
     sh.writes += 1
     if st == PS_OK and sync:
@@ -155,12 +177,13 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
             sh.syncs += 1
         st = segment_sync(a, &sh.mu)
         if st == PS_OK:
-            if a == part_active(p) and a.synced_offset > p.durable_offset:
-                p.durable_offset = a.synced_offset
             segment_persist_index(a, &sh.mu, False)
     if st != PS_OK and not p.io_errno:
         p.io_errno = a.io_errno if a.io_errno else EIO
+    part_update_durable(p)
     a = part_active(p)
+    if a.direct_fallback:
+        p.direct_fallback = True
     if a.size == a.synced:
         p.dirty_since_ns = 0
     elif sync:
@@ -195,8 +218,9 @@ cdef void *shard_main(void *arg) noexcept nogil:
                 now = ps_monotonic_ns()
             # Still holding unsynced data? Keep it listed for its deadline.
             p.queued = False
-            if part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES \
-                    or p.sync_requested or p.write_requested:
+            if not p.io_errno and (part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES
+                                   or p.sync_requested or p.write_requested
+                                   or p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized):
                 shard_enqueue(sh, p)
                 if p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns:
                     if p.dirty_since_ns + p.flush_ms * 1000000 < deadline:
