@@ -127,6 +127,10 @@ class LogClosedError(PStreamError):
     """The log was closed."""
 
 
+class DirectoryInUseError(PStreamError):
+    """Another open Log (in this or another process) holds the data directory's lock."""
+
+
 class StorageIOError(PStreamError, OSError):
     """A system call on a segment or index file failed."""
 

@@ -19,12 +19,15 @@ import logging
 import os
 import shutil
 import threading
+import fcntl
 import uuid
+import weakref
 import zlib
 from typing import Iterable, Iterator
 
 from pstream import _core
-from pstream.errors import ConfigError, LogClosedError, UnknownPartitionError, UnknownTopicError
+from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, UnknownPartitionError,
+                            UnknownTopicError)
 from pstream.storage import layout
 from pstream.storage.config import TopicConfig
 
@@ -253,6 +256,22 @@ class _Waiters:
         self._pending.clear()
 
 
+def _retention_loop(log_ref: "weakref.ref[Log]", stop: threading.Event, interval_s: float) -> None:
+    """Applies retention every interval; holds the Log only weakly so an unclosed Log can be collected."""
+    while not stop.wait(interval_s):
+        log = log_ref()
+        if log is None:
+            return
+        try:
+            with log._lock:
+                if log._closed:
+                    return
+                log.apply_retention()
+        except Exception:  # keep checking; the next round may succeed
+            _log.exception("retention check failed")
+        del log
+
+
 class Log:
     """A data directory of topics, served by `shards` shard threads (default: one per core).
 
@@ -270,6 +289,14 @@ class Log:
         self.direct_io = direct_io
         self.defaults = TopicConfig.from_kwargs(**topic_defaults)
         os.makedirs(self.path, exist_ok=True)
+        # One Log per directory, across processes too (Kafka's .lock): two writers would interleave.
+        self._dir_lock = open(os.path.join(self.path, ".lock"), "a")
+        try:
+            fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._dir_lock.close()
+            raise DirectoryInUseError(f"the data directory {self.path} is in use by another open Log",
+                                      file=os.path.join(self.path, ".lock")) from None
         self._lock = threading.RLock()
         self._pool = _core.ShardPool(self.shards)
         self._waiters = _Waiters(self._pool)
@@ -281,6 +308,7 @@ class Log:
                     os.path.join(layout.topic_dir(self.path, name), layout.TOPIC_META)))
         except BaseException:
             self._pool.stop()
+            self._dir_lock.close()
             raise
         # Like Kafka's log.retention.check.interval.ms: old segments go without anyone asking.
         self._stop_retention = threading.Event()
@@ -290,19 +318,10 @@ class Log:
                 self.close()
                 raise ConfigError(f"setting retention_check_ms must be a positive integer or None, "
                                   f"got {retention_check_ms!r}")
-            self._retention_thread = threading.Thread(target=self._retention_loop, args=(retention_check_ms / 1000,),
-                                                      name="pstream-retention", daemon=True)
+            self._retention_thread = threading.Thread(
+                target=_retention_loop, args=(weakref.ref(self), self._stop_retention, retention_check_ms / 1000),
+                name="pstream-retention", daemon=True)
             self._retention_thread.start()
-
-    def _retention_loop(self, interval_s: float) -> None:
-        while not self._stop_retention.wait(interval_s):
-            try:
-                with self._lock:
-                    if self._closed:
-                        return
-                    self.apply_retention()
-            except Exception:  # keep checking; the next round may succeed
-                _log.exception("retention check failed")
 
     # --- topics ---------------------------------------------------------------------
 
@@ -391,6 +410,7 @@ class Log:
                         failures.append(exc)
             finally:
                 self._pool.stop()
+                self._dir_lock.close()
             if failures:
                 raise failures[0]
 

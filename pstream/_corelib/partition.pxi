@@ -941,6 +941,9 @@ cdef class Partition:
     def __dealloc__(self):
         cdef size_t i
         if self.p != NULL:
+            if not self.p.closed and self.p.n_segs:
+                with nogil:   # dropped without close(): still write, sync and finalize everything
+                    partition_shutdown(self.p, self.sh)
             for i in range(self.p.n_segs):
                 if self.p.segs[i].refs == 0:
                     segment_free(self.p.segs[i])
@@ -948,6 +951,23 @@ cdef class Partition:
             free(self.p.directory)
             free(self.p)
             self.p = NULL
+
+
+cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
+    """close() for a partition garbage-collected unclosed: takes it off its shard, then
+    finalizes every segment, so the shard never touches freed memory and nothing is lost."""
+    cdef size_t i
+    pthread_mutex_lock(&sh.mu)
+    p.closed = True
+    if sh.running and not p.io_errno:
+        p.sync_requested = True
+        shard_enqueue(sh, p)
+    while sh.running and (p.queued or p.busy or p.rolling or part_active(p).inflight != NULL):
+        pthread_cond_wait(&sh.done, &sh.mu)
+    for i in range(p.n_segs):
+        if not p.segs[i].finalized and not p.io_errno:
+            segment_finalize(p.segs[i], &sh.mu)
+    pthread_mutex_unlock(&sh.mu)
 
 
 cdef class PendingAppend:

@@ -72,3 +72,24 @@ def test_asyncio_appends_complete_through_the_doorbell(tmp_path):
             assert await asyncio.wait_for(parts[0].wait_durable(last), 10) > last
 
     asyncio.run(main())
+
+
+def test_a_data_directory_is_opened_by_one_log_at_a_time(tmp_path):
+    with pstream.Log(tmp_path, shards=1):
+        with pytest.raises(errors.DirectoryInUseError):
+            pstream.Log(tmp_path, shards=1)
+    with pstream.Log(tmp_path, shards=1):  # released on close
+        pass
+
+
+def test_a_log_dropped_without_close_still_keeps_its_records(tmp_path):
+    import gc
+
+    log = pstream.Log(tmp_path, shards=1, flush="bytes", flush_bytes=1 << 30)
+    part = log.topic("t").partition(0)
+    for _ in range(500):
+        part.append(b"z" * 100)
+    del part, log
+    gc.collect()
+    with pstream.Log(tmp_path, shards=1) as log:
+        assert log.topic("t").partition(0).high_watermark == 500
