@@ -9,7 +9,6 @@
 
 import logging as _logging
 import os as _os
-import threading as _threading
 
 _log = _logging.getLogger("pstream.storage")
 
@@ -412,7 +411,6 @@ cdef class Partition:
 
     cdef int _after_append(self, int64_t last_offset) except -1:
         """With flush='always', returns only after the fdatasync that covers last_offset."""
-        cdef Segment *a
         if not self.fallback_logged and self.p.direct_fallback:
             self.fallback_logged = True
             _log.warning("%s-%d: the filesystem refused an O_DIRECT write; writing through the page cache",
