@@ -242,13 +242,15 @@ cdef class BatchBuilder:
     cdef Py_ssize_t n, cap
     cdef list keep
     cdef int64_t base_ts, max_ts
-    cdef Py_ssize_t records_len    # uncompressed records section
+    cdef Py_ssize_t records_len    # uncompressed records section, once measured
+    cdef bint measured
 
     def __cinit__(self):
         self.specs = NULL
         self.n = 0
         self.cap = 0
         self.keep = []
+        self.measured = False
 
     def __dealloc__(self):
         free(self.specs)
@@ -301,6 +303,7 @@ cdef class BatchBuilder:
         elif r.timestamp > self.max_ts:
             self.max_ts = r.timestamp
         self.n += 1
+        self.measured = False
         return 0
 
     cdef int add_records(self, object records, int64_t now_ms) except -1:
@@ -332,6 +335,7 @@ cdef class BatchBuilder:
             r.body_len = record_body_len(r, self.base_ts, <int32_t>i)
             total += ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
         self.records_len = total
+        self.measured = True
         return total
 
     cdef void write_records(self, uint8_t *dst) noexcept nogil:
@@ -342,7 +346,7 @@ cdef class BatchBuilder:
     cdef bytes build(self, int64_t base_offset, int codec, int timestamp_type, int64_t producer_id,
                      int16_t producer_epoch, int32_t base_sequence, int32_t leader_epoch,
                      bint transactional, bint control):
-        cdef Py_ssize_t records_len = self.measure()
+        cdef Py_ssize_t records_len = self.records_len if self.measured else self.measure()
         cdef Py_ssize_t total
         cdef int16_t attributes = <int16_t>(codec & PS_ATTR_COMPRESSION_MASK)
         cdef bytes out, raw
