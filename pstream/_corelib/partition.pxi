@@ -9,6 +9,7 @@
 
 import logging as _logging
 import os as _os
+import threading as _threading
 
 _log = _logging.getLogger("pstream.storage")
 
@@ -93,6 +94,7 @@ cdef class Partition:
     cdef int64_t retention_bytes
     cdef int64_t retention_ms
     cdef bint fallback_logged
+    cdef object checkpoint_lock
 
     def __cinit__(self):
         self.p = NULL
@@ -112,6 +114,7 @@ cdef class Partition:
         self.number = number
         self.path = path
         self.path_bytes = _os.fsencode(path)
+        self.checkpoint_lock = _threading.Lock()
         self.retention_bytes = -1 if retention_bytes is None else retention_bytes
         self.retention_ms = -1 if retention_ms is None else retention_ms
         self.p = <PartState *>calloc(1, sizeof(PartState))
@@ -256,15 +259,18 @@ cdef class Partition:
             _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)
             return 0
 
-    def _write_log_start_checkpoint(self, int64_t value):
-        tmp = _os.path.join(self.path, "log-start-offset.tmp")
-        with open(tmp, "w") as f:
-            f.write(f"{value}\n")
-            f.flush()
-            _os.fsync(f.fileno())
-        _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
-        with nogil:
-            fsync_directory(self.p.directory)
+    def _write_log_start_checkpoint(self):
+        """Persists the current log start offset (one writer at a time, so it never goes back)."""
+        with self.checkpoint_lock:
+            value = self.p.log_start_offset
+            tmp = _os.path.join(self.path, "log-start-offset.tmp")
+            with open(tmp, "w") as f:
+                f.write(f"{value}\n")
+                f.flush()
+                _os.fsync(f.fileno())
+            _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
+            with nogil:
+                fsync_directory(self.p.directory)
 
     # --- properties --------------------------------------------------------------
 
@@ -819,12 +825,9 @@ cdef class Partition:
             before_offset = self.p.log_start_offset
             pthread_mutex_unlock(&self.sh.mu)
             return before_offset
+        self.p.log_start_offset = before_offset
         pthread_mutex_unlock(&self.sh.mu)
-        self._write_log_start_checkpoint(before_offset)
-        pthread_mutex_lock(&self.sh.mu)
-        if before_offset > self.p.log_start_offset:
-            self.p.log_start_offset = before_offset
-        pthread_mutex_unlock(&self.sh.mu)
+        self._write_log_start_checkpoint()    # before returning: the deletion is durable
         self.apply_retention()
         return before_offset
 
@@ -889,6 +892,10 @@ cdef class Partition:
             new_start = self.p.segs[n_delete].base_offset
             memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
             self.p.n_segs -= n_delete
+            # Move the start with the segments, so no reader sees offsets that have no segment.
+            # (The checkpoint may lag after a crash: the first segment's base wins at open.)
+            if new_start > self.p.log_start_offset:
+                self.p.log_start_offset = new_start
         pthread_mutex_unlock(&self.sh.mu)
         with nogil:
             for i in range(n_doomed):
@@ -899,12 +906,8 @@ cdef class Partition:
                 segment_free(to_free[i])
         free(doomed)
         free(to_free)
-        if n_delete and new_start > self.p.log_start_offset:
-            self._write_log_start_checkpoint(new_start)
-            pthread_mutex_lock(&self.sh.mu)
-            if new_start > self.p.log_start_offset:
-                self.p.log_start_offset = new_start
-            pthread_mutex_unlock(&self.sh.mu)
+        if n_delete:
+            self._write_log_start_checkpoint()
         return n_delete
 
     # --- closing ---------------------------------------------------------------------
