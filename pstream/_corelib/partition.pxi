@@ -470,8 +470,7 @@ cdef class Partition:
         r.body_len = record_body_len(&r, r.timestamp, 0)
         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
         if total > self.p.max_message_bytes:
-            raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
-                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
+            self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
         base = self._begin(total, 1, now, &dst)
         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
@@ -506,8 +505,7 @@ cdef class Partition:
             batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
             return self._append_raw(batch, False)
         if total > self.p.max_message_bytes:
-            raise _errors.BatchTooLargeError(f"record batch of {total} bytes exceeds max_message_bytes "
-                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
+            self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
         base = self._begin(total, b.n, now, &dst)
         b.write_records(dst + PS_BATCH_HEADER_SIZE)
         write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
