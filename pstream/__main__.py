@@ -1,7 +1,8 @@
-"""`python -m pstream`: the command line (the broker's `serve` arrives with the broker).
+"""`python -m pstream` / `pstream`: the command line.
 
-For now it offers `demo`, which opens an embedded log in ./pstream-data, appends and
-reads records, and prints what it measured, and `log dump DIR` to inspect segments.
+`serve` runs the Kafka broker (127.0.0.1:9092, data in ./pstream-data by default);
+`demo` appends and reads records in an embedded log and prints what it measured;
+`log dump DIR` lists the batches of a partition directory.
 """
 
 from __future__ import annotations
@@ -56,9 +57,27 @@ def cmd_log_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pstream.broker.broker import run
+    from pstream.broker.config import load_config
+    from pstream.errors import ConfigError
+
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        print(f"pstream serve: {exc}", file=sys.stderr)
+        return 2
+    return run(config)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from pstream.broker.config import add_arguments
+
     parser = argparse.ArgumentParser(prog="pstream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the Kafka-compatible broker")
+    add_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", help="append and read records in an embedded log")
     demo.add_argument("--data-dir", default="./pstream-data")
     demo.add_argument("--count", type=int, default=200_000)

@@ -77,6 +77,11 @@ class Partition(_core.Partition):
         and the fdatasync all happen on the shard."""
         return await self._log._waiters.wait_pending(self.submit_batch(batch))
 
+    async def wait_appended(self, pending: _core.PendingAppend) -> int:
+        """Awaits a submit_batch(...) result: its base offset once the flush policy is met.
+        Submitting several batches before awaiting any lets their writes and syncs overlap."""
+        return await self._log._waiters.wait_pending(pending)
+
     async def wait_durable(self, offset: int) -> int:
         """Returns (the durable offset) once `offset` is fdatasync'ed.
 
@@ -96,6 +101,9 @@ class Topic:
         self.name = name
         self.topic_id = uuid.UUID(meta["topic_id"])
         self.config = TopicConfig.from_kwargs(**meta["config"])
+        # The settings given for this topic (the rest follow the Log's defaults): Kafka's
+        # DYNAMIC_TOPIC_CONFIG source, as DescribeConfigs reports it.
+        self.overrides: dict = dict(meta.get("overrides", {}))
         self._partitions: list[Partition] = []
         for number in range(meta["partitions"]):
             self._open_partition(number)
@@ -122,7 +130,8 @@ class Topic:
         return iter(self._partitions)
 
     def _meta(self) -> dict:
-        return {"partitions": len(self._partitions), "config": self.config.to_dict(), "topic_id": str(self.topic_id)}
+        return {"partitions": len(self._partitions), "config": self.config.to_dict(), "topic_id": str(self.topic_id),
+                "overrides": self.overrides}
 
     def add_partitions(self, total: int) -> None:
         """Grows the topic to `total` partitions (partitions are never removed, as in Kafka)."""
@@ -135,10 +144,33 @@ class Topic:
             self._log._save_topic(self)
 
     def set_config(self, **settings) -> None:
-        """Changes settings; they apply to partitions when the log is next opened."""
+        """Changes settings and applies them to the open partitions (sizes, retention,
+        timestamps at once; buffer and flush settings when the log is next opened)."""
         with self._log._lock:
-            self.config = TopicConfig.from_kwargs(self.config, **settings)
-            self._log._save_topic(self)
+            config = TopicConfig.from_kwargs(self.config, **settings)
+            self.overrides.update(TopicConfig.normalize(settings))
+            self._apply(config)
+
+    def reset_config(self, *names: str) -> None:
+        """Returns settings to the Log's defaults (Kafka's DELETE of a topic config)."""
+        with self._log._lock:
+            for name in TopicConfig.normalize(dict.fromkeys(names)):
+                self.overrides.pop(name, None)
+            self._apply(TopicConfig.from_kwargs(self._log.defaults, **self.overrides))
+
+    def replace_config(self, **settings) -> None:
+        """Makes `settings` the topic's only overrides (Kafka's AlterConfigs)."""
+        with self._log._lock:
+            config = TopicConfig.from_kwargs(self._log.defaults, **settings)
+            self.overrides = TopicConfig.normalize(settings)
+            self._apply(config)
+
+    def _apply(self, config: TopicConfig) -> None:
+        self.config = config
+        self._log._save_topic(self)
+        kwargs = config.partition_kwargs()
+        for part in self._partitions:
+            part.reconfigure(**kwargs)
 
     def apply_retention(self) -> int:
         return sum(part.apply_retention() for part in self._partitions)
@@ -341,7 +373,8 @@ class Log:
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise ConfigError(f"partitions must be a positive integer, got {partitions!r}", topic=name)
             config = TopicConfig.from_kwargs(self.defaults, **settings)
-            meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4())}
+            meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4()),
+                    "overrides": TopicConfig.normalize(settings)}
             directory = layout.topic_dir(self.path, name)
             os.makedirs(directory, exist_ok=True)
             layout.write_json_atomic(os.path.join(directory, layout.TOPIC_META), meta)

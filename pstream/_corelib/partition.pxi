@@ -294,6 +294,23 @@ cdef class Partition:
         self.p.leader_epoch = value
         pthread_mutex_unlock(&self.sh.mu)
 
+    def reconfigure(self, *, int64_t segment_bytes, segment_ms, retention_bytes, retention_ms,
+                    int64_t max_message_bytes, int timestamp_type, int64_t index_interval_bytes, **_ignored):
+        """Applies changed topic settings to the open partition (the next append, roll or
+        retention check sees them). Settings fixed at open (buffers, flush) are ignored here."""
+        cdef int64_t seg_ms = -1 if segment_ms is None else segment_ms
+        cdef int64_t ret_bytes = -1 if retention_bytes is None else retention_bytes
+        cdef int64_t ret_ms = -1 if retention_ms is None else retention_ms
+        pthread_mutex_lock(&self.sh.mu)   # converted above: no Python objects under the mutex
+        self.p.segment_bytes = segment_bytes
+        self.p.segment_ms = seg_ms
+        self.p.max_message_bytes = max_message_bytes
+        self.p.timestamp_type = timestamp_type
+        self.p.index_interval = index_interval_bytes
+        self.retention_bytes = ret_bytes
+        self.retention_ms = ret_ms
+        pthread_mutex_unlock(&self.sh.mu)
+
     @property
     def timestamp_type(self):
         """0: CreateTime (producers' timestamps), 1: LogAppendTime (the log's clock)."""

@@ -38,6 +38,11 @@ class TopicConfig:
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
+    @staticmethod
+    def normalize(settings: dict) -> dict:
+        """Settings keyed by field name (Kafka's dotted names accepted)."""
+        return {name.replace(".", "_"): value for name, value in settings.items()}
+
     @classmethod
     def from_kwargs(cls, base: "TopicConfig | None" = None, **settings) -> "TopicConfig":
         values = asdict(base) if base is not None else {}

@@ -1,0 +1,1 @@
+"""The Kafka-compatible broker: settings, server, connections and request handlers."""

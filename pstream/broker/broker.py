@@ -1,0 +1,174 @@
+"""The broker: one pstream.Log served over the Kafka protocol on an asyncio (uvloop) loop.
+
+Owns the listening socket, the open connections (closing idle ones after
+connections.max.idle.ms), the node's identity (node id, cluster id persisted in
+<data>/broker.json), the idempotent-producer state per partition, and clean shutdown:
+stop accepting, let in-flight requests finish, snapshot producer state, close the Log
+(which drains the shards, fdatasyncs and writes the indexes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import signal
+import time
+import uuid
+
+import pstream
+from pstream.broker.config import BrokerConfig
+from pstream.broker.connection import KafkaConnection
+from pstream.broker.dispatch import load_handlers
+from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
+from pstream.errors import ConfigError
+from pstream.storage import layout
+
+_log = logging.getLogger("pstream.broker")
+
+BROKER_META = "broker.json"
+
+
+def new_cluster_id() -> str:
+    """Kafka's format: a random UUID, URL-safe base64 without padding (22 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig):
+        self.config = config
+        self.node_id = config.node_id
+        self.log: pstream.Log | None = None
+        self.cluster_id = ""
+        self.connections: set[KafkaConnection] = set()
+        self.producer_ids: ProducerIds | None = None
+        self._producer_states: dict[tuple[str, int], ProducerStateManager] = {}
+        self.inflight_idempotent: dict[int, asyncio.Future] = {}   # id(state token) -> base offset
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+        self.started_at = time.time()
+        self.host, self.port = config.advertised
+        load_handlers()
+
+    # --- identity -------------------------------------------------------------------
+
+    def _load_identity(self) -> None:
+        path = os.path.join(self.config.data_dir, BROKER_META)
+        meta = layout.read_json(path) if os.path.exists(path) else {}
+        stored = meta.get("cluster_id")
+        wanted = self.config.cluster_id
+        if stored and wanted and stored != wanted:
+            raise ConfigError(f"setting cluster_id is {wanted!r} but the data directory {self.config.data_dir} "
+                              f"belongs to cluster {stored!r}")
+        self.cluster_id = stored or wanted or new_cluster_id()
+        if meta.get("cluster_id") != self.cluster_id or meta.get("node_id") != self.node_id:
+            layout.write_json_atomic(path, {"cluster_id": self.cluster_id, "node_id": self.node_id})
+
+    # --- producer state -------------------------------------------------------------
+
+    def producer_state(self, topic: str, partition: int) -> ProducerStateManager:
+        """The partition's idempotent-producer state, recovered from its snapshot and log on first use."""
+        key = (topic, partition)
+        state = self._producer_states.get(key)
+        if state is None:
+            part = self.log.get_topic(topic).partition(partition)
+            state = ProducerStateManager(part.path)
+            state.recover(part)
+            self._producer_states[key] = state
+        return state
+
+    def forget_topic(self, topic: str) -> None:
+        for key in [k for k in self._producer_states if k[0] == topic]:
+            del self._producer_states[key]
+
+    def _snapshot_producer_states(self) -> None:
+        for (topic, number), state in list(self._producer_states.items()):
+            try:
+                part = self.log.get_topic(topic).partition(number)
+                state.snapshot(part.high_watermark)
+            except Exception:
+                _log.exception("cannot snapshot the producer state of %s-%d", topic, number)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, **cfg.topic_defaults())
+        try:
+            self._load_identity()
+            self.producer_ids = ProducerIds(cfg.data_dir)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_server(lambda: KafkaConnection(self), cfg.listen_host, cfg.listen_port,
+                                                    backlog=1024, reuse_address=True)
+        except BaseException:
+            self.log.close()
+            raise
+        sock = self._server.sockets[0].getsockname()
+        self.port = self.port if cfg.advertise_port is not None else sock[1]
+        if cfg.listen_port == 0 and cfg.advertise_port is None:
+            self.port = sock[1]
+        self._sweeper = asyncio.ensure_future(self._sweep_idle())
+        _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
+                  pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
+                  self.cluster_id)
+
+    async def _sweep_idle(self) -> None:
+        limit = self.config.connections_max_idle_ms / 1000
+        while True:
+            await asyncio.sleep(min(max(limit / 4, 0.05), 5.0))
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.idle and now - conn.last_active > limit:
+                    conn.abort(f"idle for more than connections.max.idle.ms ({self.config.connections_max_idle_ms})")
+
+    async def stop(self) -> None:
+        """Stops accepting, gives in-flight requests a moment, then closes the log durably."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        if self._sweeper:
+            self._sweeper.cancel()
+        deadline = time.monotonic() + 5
+        while any(not c.idle for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.abort(None)
+        self._snapshot_producer_states()
+        self.log.close()
+        self._stopped.set()
+        _log.info("pstream stopped; data synced and indexes written")
+
+    async def serve_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self._on_signal(s)))
+        await self._stopped.wait()
+
+    async def _on_signal(self, sig) -> None:
+        _log.info("received %s: shutting down", signal.Signals(sig).name)
+        await self.stop()
+
+
+def run(config: BrokerConfig) -> int:
+    """Runs a broker until SIGINT/SIGTERM (uvloop when installed)."""
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+        _log.info("uvloop is not installed: using asyncio's default loop")
+
+    async def main() -> None:
+        broker = Broker(config)
+        await broker.start()
+        await broker.serve_until_signalled()
+
+    if uvloop is not None:
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+    return 0

@@ -1,0 +1,377 @@
+"""Broker settings: what they are, where they come from, and the checks on them.
+
+`load_config` reads four sources, each overriding the one before:
+
+1. built-in defaults: the field defaults of `BrokerConfig`;
+2. a TOML file, named by `--config FILE` (the `config` argument) or PSTREAM_CONFIG: one flat
+   table whose keys are the setting names (`data_dir = "/var/lib/pstream"`,
+   `listen = "0.0.0.0:9092"`) or Kafka's broker names where there is one
+   (`"num.partitions" = 3`). Unquoted dotted keys (`log.retention.ms = 1000`) parse as nested
+   tables in TOML; they are joined back into the dotted name. Values keep their TOML type: a
+   string where an integer belongs, or 1 for true, is refused;
+3. the environment: PSTREAM_ + the setting name in upper case (PSTREAM_LISTEN,
+   PSTREAM_AUTO_CREATE_TOPICS=no). Any other PSTREAM_ variable is refused, except those that
+   other parts of pstream read (`_OTHER_ENV`, and PSTREAM_TEST_*);
+4. command-line flags, added by `add_arguments`: the setting name in kebab case
+   (`--data-dir`). Every flag defaults to None, which means "not given".
+
+Values from the environment and flags are text and are parsed here. For retention_ms,
+retention_bytes and segment_ms, -1 in any source means unlimited (None). Every refusal is a
+ConfigError naming the setting and the source it came from. This module only reads settings:
+it opens no socket and no data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from pstream.errors import ConfigError
+from pstream.storage.config import FLUSH_POLICIES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+INT32_MAX = 2**31 - 1
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# A wildcard listen host is advertised as loopback; it is never a valid advertise host.
+LOOPBACK_OF_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+ENV_PREFIX = "PSTREAM_"
+# PSTREAM_ variables that are not broker settings: read by the build, the CLI, tests and benchmarks.
+_OTHER_ENV = frozenset({
+    "PSTREAM_CONFIG", "PSTREAM_BROKERS", "PSTREAM_CRC32C_SOFTWARE", "PSTREAM_ANNOTATE",
+    "PSTREAM_DEBUG_BUILD", "PSTREAM_BENCH_DIR", "PSTREAM_SHRINK",
+})
+_OTHER_ENV_PREFIX = "PSTREAM_TEST_"
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """The broker's settings. `load_config` builds it and checks every value; constructing it
+    directly (tests, embedding) trusts the caller."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 9092
+    advertise_host: str | None = None
+    advertise_port: int | None = None
+    data_dir: str = "./pstream-data"
+    shards: int | None = None
+    node_id: int = 0
+    cluster_id: str | None = None
+    flush: str = "always"
+    flush_ms: int = 10
+    flush_bytes: int = 1 << 20
+    auto_create_topics: bool = True
+    default_partitions: int = 1
+    default_replication_factor: int = 1
+    message_max_bytes: int = 1048588
+    retention_ms: int | None = 604800000
+    retention_bytes: int | None = None
+    segment_bytes: int = 1 << 30
+    segment_ms: int | None = 604800000
+    connections_max_idle_ms: int = 600000
+    socket_request_max_bytes: int = 104857600
+    max_connections: int = 10000
+    log_level: str = "INFO"
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        """(host, port) that clients are told to connect to: the advertise address where given,
+        else the listen address, with a wildcard listen host advertised as loopback. With listen
+        port 0 the port here is 0: only the server knows the port it bound."""
+        host = self.advertise_host
+        if host is None:
+            host = LOOPBACK_OF_WILDCARD.get(self.listen_host, self.listen_host)
+        return host, self.listen_port if self.advertise_port is None else self.advertise_port
+
+    def topic_defaults(self) -> dict:
+        """Keyword arguments for pstream.Log(...): the defaults of topics created without settings."""
+        names = ("flush", "flush_ms", "flush_bytes", "segment_bytes", "segment_ms", "retention_ms",
+                 "retention_bytes")
+        return {**{name: getattr(self, name) for name in names}, "max_message_bytes": self.message_max_bytes}
+
+
+# --- kinds of value: each checks a typed value (TOML, Python) and parses text (env, flags) ---
+# A kind raises TypeError or ValueError; `_apply` turns either into a ConfigError naming the source.
+
+
+class _Kind:
+    expect = "a string"
+    metavar = "TEXT"
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+
+    def parse_text(self, text: str) -> Any:
+        return self.check(text)
+
+
+class _Int(_Kind):
+    def __init__(self, low: int, high: int | None = None, *, unlimited: bool = False,
+                 metavar: str = "N", expect: str | None = None):
+        self.low, self.high, self.unlimited, self.metavar = low, high, unlimited, metavar
+        default = f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
+        self.expect = expect or default + (" or -1 (unlimited)" if unlimited else "")
+
+    def check(self, value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError
+        if self.unlimited and value == -1:
+            return None
+        if value < self.low or (self.high is not None and value > self.high):
+            raise ValueError
+        return value
+
+    def parse_text(self, text: str) -> int | None:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ValueError
+        return self.check(int(text))
+
+
+class _Bool(_Kind):
+    expect = "true or false"
+    words: ClassVar = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+    def check(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+
+    def parse_text(self, text: str) -> bool:
+        if text.lower() not in self.words:
+            raise ValueError
+        return self.words[text.lower()]
+
+
+class _Choice(_Kind):
+    def __init__(self, choices: tuple[str, ...], fold=str.lower):
+        self.choices, self.fold = choices, fold
+        self.expect = "one of " + ", ".join(choices)
+        self.metavar = "{" + ",".join(choices) + "}"
+
+    def check(self, value: Any) -> str:
+        if self.fold(super().check(value)) not in self.choices:
+            raise ValueError
+        return self.fold(value)
+
+
+class _Text(_Kind):
+    def __init__(self, pattern: str, expect: str, metavar: str):
+        self.pattern, self.expect, self.metavar = re.compile(pattern), expect, metavar
+
+    def check(self, value: Any) -> str:
+        if not self.pattern.fullmatch(super().check(value)):
+            raise ValueError
+        return value
+
+
+class _Address(_Kind):
+    """HOST:PORT -> (host, port); an IPv6 host goes in brackets: [::1]:9092."""
+
+    metavar = "HOST:PORT"
+
+    def __init__(self, low_port: int, wildcard_ok: bool, expect: str):
+        self.low_port, self.wildcard_ok, self.expect = low_port, wildcard_ok, expect
+
+    def check(self, value: Any) -> tuple[str, int]:
+        host, sep, port = super().check(value).rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            raise ValueError
+        if not sep or not host or re.search(r"\s", host) or not port.isdigit():
+            raise ValueError
+        if not self.low_port <= int(port) <= 65535 or (host in LOOPBACK_OF_WILDCARD and not self.wildcard_ok):
+            raise ValueError
+        return host, int(port)
+
+
+# --- the settings: one row each drives the TOML key, the environment variable and the flag ---
+
+
+@dataclass(frozen=True)
+class _Setting:
+    name: str  # TOML key; PSTREAM_ + upper case; -- + kebab case; the field (listen: listen_host/_port)
+    kind: _Kind
+    help: str
+    kafka: str | None = None  # Kafka's broker setting, accepted as a TOML key too
+
+
+_SETTINGS = (
+    _Setting("listen", _Address(0, True, "HOST:PORT with a port 0..65535 (0 picks a free port)"),
+             "address to accept clients on"),
+    _Setting("advertise", _Address(1, False, "HOST:PORT that clients can reach (no wildcard host, "
+                                             "port 1..65535)"),
+             "address clients are told to connect to (default: the listen address; 127.0.0.1 "
+             "when listening on 0.0.0.0)"),
+    _Setting("data_dir", _Text(r".+", "a non-empty path", "DIR"), "directory of the topics' logs"),
+    _Setting("shards", _Int(1), "shard threads that write the logs (default: one per CPU core)"),
+    _Setting("node_id", _Int(0, INT32_MAX), "this broker's id", "node.id"),
+    _Setting("cluster_id", _Text(r"[A-Za-z0-9_-]+", "letters, digits, '-' and '_'", "ID"),
+             "cluster id (default: generated once and kept in the data directory)"),
+    _Setting("flush", _Choice(FLUSH_POLICIES), "when appended records are flushed to disk"),
+    _Setting("flush_ms", _Int(0, metavar="MS"), "with --flush interval: flush at least this often"),
+    _Setting("flush_bytes", _Int(1, metavar="BYTES"), "with --flush bytes: flush after this many bytes"),
+    _Setting("auto_create_topics", _Bool(), "create a topic when a client asks for an unknown one",
+             "auto.create.topics.enable"),
+    _Setting("default_partitions", _Int(1, INT32_MAX), "partitions of an automatically created topic",
+             "num.partitions"),
+    _Setting("default_replication_factor",
+             _Int(1, 1, expect="1 (pstream is a single node: it keeps one copy of each partition)"),
+             "replication factor of automatically created topics", "default.replication.factor"),
+    _Setting("message_max_bytes", _Int(0, INT32_MAX, metavar="BYTES"), "largest record batch a topic accepts",
+             "message.max.bytes"),
+    _Setting("retention_ms", _Int(0, unlimited=True, metavar="MS"), "delete segments older than this",
+             "log.retention.ms"),
+    _Setting("retention_bytes", _Int(0, unlimited=True, metavar="BYTES"),
+             "delete old segments while a partition is larger than this", "log.retention.bytes"),
+    _Setting("segment_bytes", _Int(14, 2**32 - 1, metavar="BYTES"), "roll to a new segment at this size",
+             "log.segment.bytes"),
+    _Setting("segment_ms", _Int(1, unlimited=True, metavar="MS"), "roll to a new segment at this age",
+             "log.roll.ms"),
+    _Setting("connections_max_idle_ms", _Int(1, metavar="MS"), "close connections idle this long",
+             "connections.max.idle.ms"),
+    _Setting("socket_request_max_bytes", _Int(1024, INT32_MAX, metavar="BYTES"), "largest request accepted",
+             "socket.request.max.bytes"),
+    _Setting("max_connections", _Int(1, INT32_MAX), "client connections open at once",
+             "max.connections"),
+    _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
+)
+_BY_NAME = {s.name: s for s in _SETTINGS}
+_BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
+_BY_ENV = {ENV_PREFIX + s.name.upper(): s for s in _SETTINGS}
+_DEFAULTS = {f.name: f.default for f in fields(BrokerConfig)}
+
+
+def _default_text(setting: _Setting) -> str | None:
+    if isinstance(setting.kind, _Address):
+        host, port = _DEFAULTS[setting.name + "_host"], _DEFAULTS[setting.name + "_port"]
+        return None if host is None else f"{host}:{port}"
+    value = _DEFAULTS[setting.name]
+    if value is None:
+        return "-1" if getattr(setting.kind, "unlimited", False) else None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds --config and one flag per setting; each defaults to None ("not given")."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML file of settings (else PSTREAM_CONFIG); flags and PSTREAM_* "
+                             "variables override it")
+    for s in _SETTINGS:
+        notes = [f"Kafka {s.kafka}"] if s.kafka else []
+        notes += ["-1: unlimited"] if getattr(s.kind, "unlimited", False) else []
+        default = _default_text(s)
+        notes += [f"default {default}"] if default is not None else []
+        text = s.help + (f" ({'; '.join(notes)})" if notes else "")
+        flag = "--" + s.name.replace("_", "-")
+        if isinstance(s.kind, _Bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            parser.add_argument(flag, metavar=s.kind.metavar, default=None, help=text)
+
+
+def _hint(key: str, known, prefix: str = "") -> str:
+    """A "did you mean" for an unknown name, comparing what follows the common `prefix`."""
+    close = difflib.get_close_matches(key.removeprefix(prefix), [k.removeprefix(prefix) for k in known], n=1)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
+def _apply(values: dict, entries: list[tuple[_Setting, str, Any]], origin: str, text: bool) -> None:
+    """Checks each (setting, key as given, value) of one source and stores it in `values`;
+    with `text`, string values are parsed (env, flags) rather than taken as typed (TOML)."""
+    seen: dict[str, str] = {}
+    for setting, key, value in entries:
+        if setting.name in seen:
+            raise ConfigError(f"setting {setting.name} is given twice in {origin}: "
+                              f"as {seen[setting.name]!r} and as {key!r}")
+        seen[setting.name] = key
+        try:
+            if text and isinstance(value, str):
+                parsed = setting.kind.parse_text(value.strip())
+            else:
+                parsed = setting.kind.check(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {key} (from {origin}) must be {setting.kind.expect}, "
+                              f"got {value!r}") from None
+        if isinstance(setting.kind, _Address):
+            values[setting.name + "_host"], values[setting.name + "_port"] = parsed
+        else:
+            values[setting.name] = parsed
+
+
+def _flatten(table: dict, prefix: str = ""):
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def _read_file(path: str, named_by: str) -> list[tuple[_Setting, str, Any]]:
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"config file {path} (from {named_by}) cannot be read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    entries = []
+    for key, value in _flatten(table):
+        if key not in _BY_KEY:
+            raise ConfigError(f"unknown setting {key!r} in {path}{_hint(key, _BY_KEY)}")
+        entries.append((_BY_KEY[key], key, value))
+    return entries
+
+
+def _read_env(env: Mapping[str, str]) -> list[tuple[_Setting, str, Any]]:
+    entries = []
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var in _OTHER_ENV or var.startswith(_OTHER_ENV_PREFIX):
+            continue
+        if var not in _BY_ENV:
+            raise ConfigError(f"unknown environment variable {var}{_hint(var, _BY_ENV, ENV_PREFIX)}")
+        entries.append((_BY_ENV[var], var, value))
+    return entries
+
+
+def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
+                env: Mapping[str, str] | None = None) -> BrokerConfig:
+    """Builds the settings from defaults < TOML file < environment < `args` (see the module doc).
+
+    `args` is the parsed command line (a Namespace from a parser given `add_arguments`; its
+    other attributes are ignored) or a dict of setting names (Kafka names too) to values, in
+    which unknown names are refused. None values mean "not given". `env` defaults to os.environ.
+    """
+    env = os.environ if env is None else env
+    is_namespace = isinstance(args, argparse.Namespace)
+    given = dict(vars(args) if is_namespace else args or {})
+    config_path = given.pop("config", None)
+    entries = []
+    for key, value in given.items():
+        if value is None or (is_namespace and key not in _BY_NAME):
+            continue
+        if key not in _BY_KEY:
+            raise ConfigError(f"unknown setting {key!r} in the arguments{_hint(key, _BY_KEY)}")
+        entries.append((_BY_KEY[key], "--" + key.replace("_", "-") if is_namespace else key, value))
+
+    values: dict[str, Any] = {}
+    named_by = "--config" if is_namespace else "config"
+    if config_path is None and env.get("PSTREAM_CONFIG"):
+        config_path, named_by = env["PSTREAM_CONFIG"], "PSTREAM_CONFIG"
+    if config_path is not None:
+        path = os.fspath(config_path)
+        _apply(values, _read_file(path, named_by), path, text=False)
+    _apply(values, _read_env(env), "the environment", text=True)
+    _apply(values, entries, "the command line" if is_namespace else "the arguments", text=True)
+    return BrokerConfig(**values)

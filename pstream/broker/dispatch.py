@@ -1,0 +1,61 @@
+"""One registry: API key -> handler, codec and the version range pstream advertises.
+
+Handlers register with `@api("Produce", 0, 11)`; dispatch and the ApiVersions answer both
+read REGISTRY, so the two cannot drift. Ranges are those Apache Kafka 3.9 advertises.
+A handler takes (ctx, request) and returns the response, an awaitable of it, or None for
+no response (acks=0 produce).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pstream.protocol.messages import API_INDEX
+
+
+@dataclass(frozen=True)
+class Api:
+    key: int
+    name: str
+    request: type
+    response: type
+    min_version: int
+    max_version: int
+    handler: Callable[..., Any]
+    # Versions below this are advertised (as Kafka does) but refused with UNSUPPORTED_VERSION.
+    refuse_below: int = 0
+
+    def read(self, version: int, reader):
+        return self.request.READERS[version - self.request.MIN_VERSION](reader)
+
+    def write(self, version: int, writer, response) -> None:
+        self.response.WRITERS[version - self.response.MIN_VERSION](writer, response)
+
+
+REGISTRY: dict[int, Api] = {}
+
+
+def api(name: str, min_version: int, max_version: int, refuse_below: int = 0):
+    key = next(k for k, entry in API_INDEX.items() if entry[0] == name)
+    module = importlib.import_module(f"pstream.protocol.messages.{API_INDEX[key][1]}")
+    request, response = getattr(module, f"{name}Request"), getattr(module, f"{name}Response")
+    if not request.MIN_VERSION <= min_version <= max_version <= request.MAX_VERSION:
+        raise ValueError(f"{name}: versions {min_version}-{max_version} outside the schema's "
+                         f"{request.MIN_VERSION}-{request.MAX_VERSION}")
+
+    def register(handler):
+        if key in REGISTRY:
+            raise ValueError(f"{name} registered twice")
+        REGISTRY[key] = Api(key, name, request, response, min_version, max_version, handler, refuse_below)
+        return handler
+
+    return register
+
+
+def load_handlers() -> dict[int, Api]:
+    """Imports every handler module so each registers itself."""
+    from pstream.broker import handlers  # noqa: F401
+
+    return REGISTRY

@@ -1,0 +1,72 @@
+"""DescribeCluster, DescribeLogDirs and OffsetForLeaderEpoch: this node, its data directory,
+and leader epochs (a single node's partitions stay at their epoch, so every offset in the
+log belongs to it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_partition, leader_epoch_error
+from pstream.broker.handlers.fetch import high_watermark
+from pstream.protocol.error_codes import ErrorCode
+from pstream.protocol.messages.describe_cluster import DescribeClusterResponse
+from pstream.protocol.messages.describe_log_dirs import DescribeLogDirsResponse
+from pstream.protocol.messages.offset_for_leader_epoch import OffsetForLeaderEpochResponse
+
+BROKERS_ENDPOINT = 1
+
+
+@api("DescribeCluster", 0, 1)
+def handle_describe_cluster(ctx, request):
+    broker = ctx.broker
+    if ctx.version >= 1 and request.endpoint_type != BROKERS_ENDPOINT:
+        return DescribeClusterResponse(error_code=ErrorCode.UNSUPPORTED_VERSION, endpoint_type=request.endpoint_type,
+                                       error_message="only the brokers endpoint type (1) is served",
+                                       cluster_id=broker.cluster_id, controller_id=-1)
+    return DescribeClusterResponse(
+        throttle_time_ms=0, error_code=0, endpoint_type=BROKERS_ENDPOINT, cluster_id=broker.cluster_id,
+        controller_id=broker.node_id, cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS,
+        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=broker.node_id, host=broker.host,
+                                                               port=broker.port, rack=None)])
+
+
+@api("DescribeLogDirs", 0, 4)
+def handle_describe_log_dirs(ctx, request):
+    log = ctx.broker.log
+    wanted = None if request.topics is None else {t.topic: set(t.partitions) for t in request.topics}
+    topics = []
+    for name in log.topics():
+        if wanted is not None and name not in wanted:
+            continue
+        topic = log.get_topic(name)
+        parts = [DescribeLogDirsResponse.DescribeLogDirsPartition(
+                    partition_index=p.number, partition_size=p.size_bytes(), offset_lag=0, is_future_key=False)
+                 for p in topic if wanted is None or p.number in wanted[name]]
+        topics.append(DescribeLogDirsResponse.DescribeLogDirsTopic(name=name, partitions=parts))
+    usage = shutil.disk_usage(log.path)
+    result = DescribeLogDirsResponse.DescribeLogDirsResult(error_code=0, log_dir=os.path.abspath(log.path),
+                                                           topics=topics, total_bytes=usage.total,
+                                                           usable_bytes=usage.free)
+    return DescribeLogDirsResponse(throttle_time_ms=0, error_code=0, results=[result])
+
+
+@api("OffsetForLeaderEpoch", 0, 4)
+def handle_offset_for_leader_epoch(ctx, request):
+    topics = []
+    for t in request.topics:
+        results = []
+        for p in t.partitions:
+            out = OffsetForLeaderEpochResponse.EpochEndOffset(partition=p.partition, leader_epoch=-1, end_offset=-1)
+            part, error = find_partition(ctx.broker, t.topic, p.partition)
+            if part is not None:
+                error = leader_epoch_error(part, p.current_leader_epoch)
+            if part is not None and not error and p.leader_epoch <= part.leader_epoch:
+                # Every record is in the current epoch: an older epoch ends where the log starts.
+                out.leader_epoch = p.leader_epoch if p.leader_epoch == part.leader_epoch else part.leader_epoch
+                out.end_offset = high_watermark(part) if p.leader_epoch == part.leader_epoch else part.log_start_offset
+            out.error_code = error
+            results.append(out)
+        topics.append(OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=results))
+    return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)

@@ -1,0 +1,49 @@
+"""Lookups every handler shares: topics by name or id, partitions, with Kafka's error codes."""
+
+from __future__ import annotations
+
+import uuid
+
+from pstream.errors import InvalidTopicError
+from pstream.protocol.error_codes import ErrorCode
+from pstream.protocol.primitives import ZERO_UUID
+from pstream.storage import layout
+
+NO_AUTHORIZED_OPERATIONS = -2147483648   # Kafka's "not requested / not computed" marker
+
+
+def find_topic(broker, name: str | None, topic_id: uuid.UUID | None = None):
+    """(topic or None, error code). By id when an id is given (Fetch v13+, Metadata v10+)."""
+    log = broker.log
+    if topic_id is not None and topic_id != ZERO_UUID and not name:
+        for candidate in log.topics():
+            topic = log.get_topic(candidate)
+            if topic.topic_id == topic_id:
+                return topic, ErrorCode.NONE
+        return None, ErrorCode.UNKNOWN_TOPIC_ID
+    if name is None:
+        return None, ErrorCode.INVALID_TOPIC_EXCEPTION
+    if name in log:
+        return log.get_topic(name), ErrorCode.NONE
+    try:
+        layout.check_topic_name(name)
+    except InvalidTopicError:
+        return None, ErrorCode.INVALID_TOPIC_EXCEPTION
+    return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def find_partition(broker, name: str | None, index: int, topic_id: uuid.UUID | None = None):
+    """(partition or None, error code)."""
+    topic, error = find_topic(broker, name, topic_id)
+    if topic is None:
+        return None, error
+    if not 0 <= index < topic.partitions:
+        return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return topic.partition(index), ErrorCode.NONE
+
+
+def leader_epoch_error(part, current_leader_epoch: int) -> ErrorCode:
+    """Kafka's fencing check on a client's view of the leader epoch (-1: no check)."""
+    if current_leader_epoch < 0 or current_leader_epoch == part.leader_epoch:
+        return ErrorCode.NONE
+    return ErrorCode.FENCED_LEADER_EPOCH if current_leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH

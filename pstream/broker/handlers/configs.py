@@ -1,0 +1,154 @@
+"""DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics (and describing the broker).
+
+Topic configs are stored in the topic's metadata, described with their source
+(DYNAMIC_TOPIC_CONFIG when set for the topic, STATIC_BROKER_CONFIG when the broker's
+setting differs from Kafka's default, else DEFAULT_CONFIG) and applied to the open
+partitions at once. Broker settings are static: set at start, described read-only.
+"""
+
+from __future__ import annotations
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import find_topic
+from pstream.broker.topic_configs import (TOPIC_SETTINGS, ConfigType, describe_broker_setting,
+                                          describe_topic_setting, parse_topic_configs, parse_value)
+from pstream.errors import ConfigError
+from pstream.protocol.error_codes import ErrorCode
+from pstream.protocol.messages.alter_configs import AlterConfigsResponse
+from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
+from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
+from pstream.storage.config import TopicConfig
+
+TOPIC, BROKER = 2, 4
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
+Entry = DescribeConfigsResponse.DescribeConfigsResourceResult
+Synonym = DescribeConfigsResponse.DescribeConfigsSynonym
+
+
+def _entry(name, value, source, synonyms, config_type, doc, include_synonyms, include_doc, read_only=False):
+    return Entry(name=name, value=value, read_only=read_only, is_default=source == 5, config_source=source,
+                 is_sensitive=False, config_type=config_type, documentation=doc if include_doc else None,
+                 synonyms=[Synonym(name=n, value=v, source=s) for n, v, s in synonyms] if include_synonyms else [])
+
+
+def _describe_topic(broker, topic, keys, include_synonyms, include_doc):
+    return [_entry(s.kafka_name, *describe_topic_setting(s, topic, broker.config), s.type, s.doc,
+                   include_synonyms, include_doc)
+            for s in TOPIC_SETTINGS.values() if keys is None or s.kafka_name in keys]
+
+
+def _describe_broker(broker, keys, include_synonyms, include_doc):
+    entries = []
+    for s in TOPIC_SETTINGS.values():
+        if s.broker_name and (keys is None or s.broker_name in keys):
+            value, source = describe_broker_setting(s, broker.config)
+            entries.append(_entry(s.broker_name, value, source, [(s.broker_name, value, source)], s.type, s.doc,
+                                  include_synonyms, include_doc, read_only=True))
+    extra = {"broker.id": str(broker.node_id), "node.id": str(broker.node_id),
+             "auto.create.topics.enable": str(broker.config.auto_create_topics).lower(),
+             "num.partitions": str(broker.config.default_partitions),
+             "default.replication.factor": "1",
+             "socket.request.max.bytes": str(broker.config.socket_request_max_bytes),
+             "connections.max.idle.ms": str(broker.config.connections_max_idle_ms),
+             "log.dirs": broker.config.data_dir}
+    for name, value in extra.items():
+        if keys is None or name in keys:
+            entries.append(_entry(name, value, 4, [(name, value, 4)], ConfigType.STRING, "", include_synonyms,
+                                  include_doc, read_only=True))
+    return entries
+
+
+@api("DescribeConfigs", 0, 4)
+def handle_describe_configs(ctx, request):
+    broker = ctx.broker
+    results = []
+    for res in request.resources:
+        keys = None if res.configuration_keys is None else set(res.configuration_keys)
+        result = DescribeConfigsResponse.DescribeConfigsResult(error_code=0, resource_type=res.resource_type,
+                                                               resource_name=res.resource_name, configs=[])
+        if res.resource_type == TOPIC:
+            topic, error = find_topic(broker, res.resource_name)
+            if topic is None:
+                result.error_code = error
+                result.error_message = f"topic {res.resource_name!r} does not exist"
+            else:
+                result.configs = _describe_topic(broker, topic, keys, request.include_synonyms,
+                                                 request.include_documentation)
+        elif res.resource_type == BROKER and res.resource_name in ("", str(broker.node_id)):
+            result.configs = _describe_broker(broker, keys, request.include_synonyms, request.include_documentation)
+        else:
+            result.error_code = ErrorCode.INVALID_REQUEST
+            result.error_message = f"cannot describe resource type {res.resource_type} {res.resource_name!r}"
+        results.append(result)
+    return DescribeConfigsResponse(throttle_time_ms=0, results=results)
+
+
+def _alter(broker, resource_type, name, change, validate_only):
+    """(error code, message) of applying change(topic) -> None to a topic."""
+    if resource_type != TOPIC:
+        return ErrorCode.INVALID_REQUEST, "broker settings are static in pstream: set them when starting it"
+    topic, error = find_topic(broker, name)
+    if topic is None:
+        return error, f"topic {name!r} does not exist"
+    try:
+        change(topic, validate_only)
+    except ConfigError as exc:
+        return ErrorCode.INVALID_CONFIG, str(exc)
+    return ErrorCode.NONE, None
+
+
+@api("AlterConfigs", 0, 2)
+def handle_alter_configs(ctx, request):
+    responses = []
+    for res in request.resources:
+        def replace(topic, validate_only, res=res):
+            settings = parse_topic_configs((c.name, c.value) for c in res.configs)
+            if validate_only:
+                TopicConfig.from_kwargs(ctx.broker.log.defaults, **settings)
+            else:
+                topic.replace_config(**settings)
+        code, message = _alter(ctx.broker, res.resource_type, res.resource_name, replace, request.validate_only)
+        responses.append(AlterConfigsResponse.AlterConfigsResourceResponse(
+            error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
+    return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
+
+
+def _incremental(defaults, topic, configs, validate_only: bool) -> None:
+    overrides = dict(topic.overrides)
+    for c in configs:
+        setting = TOPIC_SETTINGS.get(c.name)
+        if setting is None:
+            raise ConfigError(f"unknown topic config {c.name!r}")
+        if c.config_operation == SET:
+            overrides[setting.field] = parse_value(setting, c.value)
+        elif c.config_operation == DELETE:
+            overrides.pop(setting.field, None)
+        elif c.config_operation in (APPEND, SUBTRACT):
+            if setting.type != ConfigType.LIST:
+                raise ConfigError(f"topic config {c.name} is not a list: APPEND and SUBTRACT do not apply")
+            current = [v for v in str(overrides.get(setting.field, getattr(topic.config, setting.field))).split(",")
+                       if v]
+            given = [v.strip() for v in (c.value or "").split(",") if v.strip()]
+            if c.config_operation == APPEND:
+                current += [v for v in given if v not in current]
+            else:
+                current = [v for v in current if v not in given]
+            overrides[setting.field] = ",".join(current)
+        else:
+            raise ConfigError(f"unknown config operation {c.config_operation} for {c.name}")
+    TopicConfig.from_kwargs(defaults, **overrides)   # validates the result
+    if not validate_only:
+        topic.replace_config(**overrides)
+
+
+@api("IncrementalAlterConfigs", 0, 1)
+def handle_incremental_alter_configs(ctx, request):
+    responses = []
+    for res in request.resources:
+        code, message = _alter(ctx.broker, res.resource_type, res.resource_name,
+                               lambda topic, validate_only, res=res: _incremental(ctx.broker.log.defaults, topic, res.configs,
+                                                                               validate_only),
+                               request.validate_only)
+        responses.append(IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
+            error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
+    return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)

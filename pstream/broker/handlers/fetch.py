@@ -1,0 +1,148 @@
+"""Fetch: whole batches from the fetch offset on, long-polling for min_bytes/max_wait_ms.
+
+Consumers see records up to the high watermark; with the durable flush policy ("always")
+that is the durable offset, so a consumer never reads a record that a crash could take
+back. Batches go out as the bytes the log returned (one copy, from the segment), never
+joined: the response is a list of buffers. The first batch of the response is sent even
+when it is larger than max_bytes (KIP-74). No fetch sessions: session_id 0 tells clients
+to send full requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import find_partition, leader_epoch_error
+from pstream.errors import OffsetOutOfRangeError
+from pstream.protocol.error_codes import ErrorCode, error_for
+from pstream.protocol.messages.fetch import FetchResponse
+from pstream.protocol.primitives import ZERO_UUID
+
+PartitionData = FetchResponse.PartitionData
+TopicResponse = FetchResponse.FetchableTopicResponse
+_base_and_length = struct.Struct(">qi")
+READ_COMMITTED = 1
+
+
+def high_watermark(part) -> int:
+    """What consumers may read: durable records under the durable policy, else all appended."""
+    return part.durable_offset if part.flush_policy == "always" else part.high_watermark
+
+
+def cut_at(data: bytes, end_offset: int):
+    """The leading whole batches of `data` whose base offset is below end_offset."""
+    pos, n = 0, len(data)
+    while pos + 12 <= n:
+        base, length = _base_and_length.unpack_from(data, pos)
+        if base >= end_offset:
+            break
+        pos += length + 12
+    return data if pos >= n else memoryview(data)[:pos]
+
+
+class _PartitionFetch:
+    __slots__ = ("topic", "topic_id", "wanted", "part", "response")
+
+    def __init__(self, topic, topic_id, wanted, part, response):
+        self.topic, self.topic_id, self.wanted, self.part, self.response = topic, topic_id, wanted, part, response
+
+
+def _plan(ctx, request) -> list[_PartitionFetch]:
+    plan = []
+    use_ids = ctx.version >= 13
+    for t in request.topics:
+        for p in t.partitions:
+            part, error = find_partition(ctx.broker, None if use_ids else t.topic,
+                                         p.partition, t.topic_id if use_ids else None)
+            response = PartitionData(partition_index=p.partition, error_code=error, high_watermark=-1,
+                                     last_stable_offset=-1, log_start_offset=-1, preferred_read_replica=-1,
+                                     aborted_transactions=[] if request.isolation_level == READ_COMMITTED else None,
+                                     records=None)
+            if part is not None:
+                response.error_code = leader_epoch_error(part, p.current_leader_epoch)
+            plan.append(_PartitionFetch(t.topic, t.topic_id, p, part if not response.error_code else None, response))
+    return plan
+
+
+def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
+    """Fills every partition's response; returns the bytes of records gathered."""
+    total = 0
+    for item in plan:
+        part, response, wanted = item.part, item.response, item.wanted
+        if part is None:
+            continue
+        hw = high_watermark(part)
+        response.high_watermark = response.last_stable_offset = hw
+        response.log_start_offset = part.log_start_offset
+        offset = wanted.fetch_offset
+        if offset < part.log_start_offset or offset > part.high_watermark:
+            response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+            continue
+        room = min(wanted.partition_max_bytes, max_bytes - total)
+        if offset >= hw or (room <= 0 and total > 0):
+            response.records = b""
+            continue
+        try:
+            data = part.read_batches(offset, max(room, 1))
+        except OffsetOutOfRangeError:
+            response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
+            continue
+        except Exception as exc:
+            response.error_code = error_for(exc)
+            continue
+        data = cut_at(data, hw)
+        response.records = data
+        total += len(data)
+    return total
+
+
+async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
+    """Returns when any fetched partition has a record past its fetch offset, or at the timeout."""
+    waits = []
+    for item in plan:
+        part = item.part
+        if part is None or item.response.error_code:
+            continue
+        if part.flush_policy == "always":
+            waits.append(asyncio.ensure_future(part.wait_durable(item.wanted.fetch_offset)))
+        else:
+            waits.append(asyncio.ensure_future(part.wait_for(item.wanted.fetch_offset)))
+    if not waits:
+        await asyncio.sleep(timeout)
+        return
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            if not w.done():
+                w.cancel()
+            elif not w.cancelled():
+                w.exception()
+
+
+@api("Fetch", 0, 17)
+async def handle_fetch(ctx, request):
+    plan = _plan(ctx, request)
+    max_bytes = request.max_bytes if ctx.version >= 3 else 0x7FFFFFFF
+    deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
+    total = _read_all(plan, max_bytes)
+    while total < max(request.min_bytes, 1) and not any(i.response.error_code for i in plan):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await _wait_for_data(plan, remaining)
+        total = _read_all(plan, max_bytes)
+    responses: dict[tuple, TopicResponse] = {}
+    for item in plan:
+        key = (item.topic, item.topic_id)
+        topic = responses.get(key)
+        if topic is None:
+            topic = responses[key] = TopicResponse(topic=item.topic, topic_id=item.topic_id or ZERO_UUID,
+                                                   partitions=[])
+        if item.response.records is None and not item.response.error_code:
+            item.response.records = b""
+        topic.partitions.append(item.response)
+    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=list(responses.values()))

@@ -1,0 +1,62 @@
+"""Metadata: this node is every partition's leader and only replica; topics have real ids.
+
+A name that does not exist is created when auto-creation is on (broker setting and, from
+v4, the request's allow_auto_topic_creation), as Kafka does, with the default partitions.
+"""
+
+from __future__ import annotations
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_topic
+from pstream.errors import PStreamError
+from pstream.protocol.error_codes import ErrorCode
+from pstream.protocol.messages.metadata import MetadataResponse
+from pstream.protocol.primitives import ZERO_UUID
+
+Topic = MetadataResponse.MetadataResponseTopic
+PartitionInfo = MetadataResponse.MetadataResponsePartition
+
+
+def auto_create(broker, name: str):
+    """Creates `name` with the broker's defaults; (topic or None, error code)."""
+    try:
+        topic = broker.log.topic(name, partitions=broker.config.default_partitions)
+    except PStreamError as exc:
+        from pstream.protocol.error_codes import error_for
+        return None, error_for(exc)
+    return topic, ErrorCode.NONE
+
+
+def describe_topic(broker, topic) -> Topic:
+    node = broker.node_id
+    return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id, is_internal=False,
+                 topic_authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                 partitions=[PartitionInfo(error_code=0, partition_index=p.number, leader_id=node,
+                                           leader_epoch=p.leader_epoch, replica_nodes=[node], isr_nodes=[node],
+                                           offline_replicas=[]) for p in topic])
+
+
+@api("Metadata", 0, 12)
+def handle_metadata(ctx, request):
+    broker = ctx.broker
+    log = broker.log
+    if request.topics is None or (ctx.version == 0 and not request.topics):
+        topics = [describe_topic(broker, log.get_topic(name)) for name in log.topics()]
+    else:
+        allow_create = broker.config.auto_create_topics and (ctx.version < 4 or request.allow_auto_topic_creation)
+        topics = []
+        for wanted in request.topics:
+            topic, error = find_topic(broker, wanted.name, wanted.topic_id)
+            if topic is None and error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and allow_create:
+                topic, error = auto_create(broker, wanted.name)
+            if topic is None:
+                topics.append(Topic(error_code=error, name=wanted.name, topic_id=wanted.topic_id or ZERO_UUID,
+                                    topic_authorized_operations=NO_AUTHORIZED_OPERATIONS))
+            else:
+                topics.append(describe_topic(broker, topic))
+    return MetadataResponse(
+        throttle_time_ms=0,
+        brokers=[MetadataResponse.MetadataResponseBroker(node_id=broker.node_id, host=broker.host, port=broker.port,
+                                                         rack=None)],
+        cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
+        cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS)

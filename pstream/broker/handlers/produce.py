@@ -1,0 +1,184 @@
+"""Produce: record batches go to their partition's shard as memoryviews of the request.
+
+Per partition the records field is split into batches by their length fields (one
+struct read per batch, never per record); each batch is checked against the idempotent
+producer's sequence and handed to the shard (submit_batch), which validates the CRC,
+assigns offsets, copies and writes it with the GIL released. Every partition of the
+request is submitted before any is awaited, so their writes and fdatasyncs overlap.
+
+acks=0 gets no response; acks=1 and acks=-1 are answered once the partition's flush
+policy is met (with the default policy, after the fdatasync that covers the batch).
+Versions 0-2 (message formats v0/v1) are advertised, as Kafka does, but refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import find_partition
+from pstream.coordinator.producer_state import SequenceCheck
+from pstream.protocol.error_codes import ErrorCode, error_for
+from pstream.protocol.messages.produce import ProduceResponse
+
+PartitionResponse = ProduceResponse.PartitionProduceResponse
+TopicResponse = ProduceResponse.TopicProduceResponse
+
+MIN_PRODUCE_VERSION = 3
+BATCH_HEADER_BYTES = 61
+_length_magic = struct.Struct(">iib")           # batch_length at 8, leader epoch, magic at 16
+_producer = struct.Struct(">hiqqqhii")          # attributes at 21 .. record count at 57
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+
+_SEQUENCE_ERRORS = {
+    SequenceCheck.OUT_OF_ORDER: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    SequenceCheck.INVALID_EPOCH: ErrorCode.INVALID_PRODUCER_EPOCH,
+    SequenceCheck.UNKNOWN_PRODUCER: ErrorCode.UNKNOWN_PRODUCER_ID,
+}
+
+
+class _Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str | None = None):
+        self.code = code
+        self.message = message
+
+
+def split_batches(records: memoryview) -> list[memoryview]:
+    """The v2 batches in a records field; _Refused if lengths do not frame it exactly."""
+    batches = []
+    pos, end = 0, len(records)
+    while pos < end:
+        if end - pos < BATCH_HEADER_BYTES:
+            raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"{end - pos} trailing bytes are not a record batch")
+        length, _epoch, magic = _length_magic.unpack_from(records, pos + 8)
+        if magic != 2:
+            raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {magic}")
+        size = length + 12
+        if size < BATCH_HEADER_BYTES or pos + size > end:
+            raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"batch length {length} at byte {pos} does not fit the "
+                                                      f"{end} bytes of records")
+        batches.append(records[pos:pos + size])
+        pos += size
+    if not batches:
+        raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no record batch")
+    return batches
+
+
+def _submit(broker, part, batches: list[memoryview]) -> list:
+    """Checks and submits every batch now, in order (so pipelined requests keep their order);
+    returns one awaitable per batch, resolving to its base offset."""
+    waits = []
+    for batch in batches:
+        attributes, _delta, _bts, _mts, producer_id, epoch, base_seq, count = _producer.unpack_from(batch, 21)
+        if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
+            raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
+        if producer_id < 0:
+            waits.append(part.wait_appended(part.submit_batch(batch)))
+        else:
+            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count))
+    return waits
+
+
+def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count):
+    state = broker.producer_state(part.topic, part.number)
+    last_seq = (base_seq + count - 1) & 0x7FFFFFFF
+    outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
+    if outcome == SequenceCheck.DUPLICATE:
+        # Answered with the original offset, without appending again.
+        if original is not None:
+            return _ready(original)
+        token = state.pending_duplicate(producer_id, base_seq, last_seq)
+        waiter = broker.inflight_idempotent.get(id(token)) if token is not None else None
+        if waiter is None:
+            raise _Refused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, "duplicate of a batch whose append failed")
+        return asyncio.shield(waiter)
+    if outcome != SequenceCheck.OK:
+        raise _Refused(_SEQUENCE_ERRORS[outcome])
+    token = state.begin(producer_id, epoch, base_seq, last_seq)
+    try:
+        pending = part.submit_batch(batch)
+    except BaseException:
+        state.abort(token)
+        raise
+    waiter = asyncio.get_running_loop().create_future()
+    broker.inflight_idempotent[id(token)] = waiter
+    return _finish_idempotent(broker, part, state, token, pending, waiter)
+
+
+async def _finish_idempotent(broker, part, state, token, pending, waiter) -> int:
+    try:
+        offset = await part.wait_appended(pending)
+    except BaseException as exc:
+        state.abort(token)
+        waiter.set_exception(exc)
+        waiter.exception()  # marked retrieved: only duplicates waiting on it care
+        raise
+    finally:
+        broker.inflight_idempotent.pop(id(token), None)
+    state.complete(token, offset, pending.last_offset, int(time.time() * 1000))
+    waiter.set_result(offset)
+    return offset
+
+
+async def _ready(value):
+    return value
+
+
+async def _await_partition(part, response: PartitionResponse, waits: list) -> PartitionResponse:
+    try:
+        offsets = [await w for w in waits]
+        response.base_offset = offsets[0]
+        response.log_start_offset = part.log_start_offset
+        if part.timestamp_type == 1:
+            response.log_append_time_ms = int(time.time() * 1000)
+    except _Refused as refused:
+        response.error_code, response.error_message = refused.code, refused.message
+    except Exception as exc:   # storage errors carry their own Kafka code
+        response.error_code, response.error_message = error_for(exc), str(exc)
+        if response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR:
+            raise
+    return response
+
+
+def _produce_partition(broker, topic: str, index: int, records, version: int):
+    """The partition's response, or an awaitable of it once its batches are appended."""
+    response = PartitionResponse(index=index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)
+    part, error = find_partition(broker, topic, index)
+    try:
+        if version < MIN_PRODUCE_VERSION:
+            raise _Refused(ErrorCode.UNSUPPORTED_VERSION, f"Produce v{version} (message format v0/v1) is not "
+                                                          f"supported; use v{MIN_PRODUCE_VERSION} or later")
+        if part is None:
+            raise _Refused(error)
+        if records is None or len(records) == 0:
+            raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
+        return _await_partition(part, response, _submit(broker, part, split_batches(records)))
+    except _Refused as refused:
+        response.error_code, response.error_message = refused.code, refused.message
+    except Exception as exc:
+        response.error_code, response.error_message = error_for(exc), str(exc)
+        if response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR:
+            raise
+    return response
+
+
+@api("Produce", 0, 11, refuse_below=MIN_PRODUCE_VERSION)
+async def handle_produce(ctx, request):
+    broker = ctx.broker
+    if request.acks not in (0, 1, -1):
+        responses = [TopicResponse(name=t.name, partition_responses=[
+            PartitionResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS, base_offset=-1)
+            for p in t.partition_data]) for t in request.topic_data]
+        return ProduceResponse(responses=responses)
+    jobs = [(topic.name, _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version))
+            for topic in request.topic_data for pd in topic.partition_data]
+    by_topic: dict[str, list] = {}
+    for name, job in jobs:
+        by_topic.setdefault(name, []).append(job if isinstance(job, PartitionResponse) else await job)
+    if request.acks == 0:
+        return None
+    return ProduceResponse(responses=[TopicResponse(name=name, partition_responses=parts)
+                                      for name, parts in by_topic.items()], throttle_time_ms=0)

@@ -1,0 +1,39 @@
+"""InitProducerId and DescribeProducers: the idempotent producer (transactions are not served).
+
+As in Kafka, a producer without a transactional id gets a fresh producer id at epoch 0 on
+every InitProducerId; ids are never reused, across restarts too.
+"""
+
+from __future__ import annotations
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import find_partition
+from pstream.protocol.error_codes import ErrorCode
+from pstream.protocol.messages.describe_producers import DescribeProducersResponse
+from pstream.protocol.messages.init_producer_id import InitProducerIdResponse
+
+
+@api("InitProducerId", 0, 5)
+def handle_init_producer_id(ctx, request):
+    if request.transactional_id is not None:
+        # Fatal for the client at once, rather than a retry loop: pstream has no transaction coordinator.
+        return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                                      producer_id=-1, producer_epoch=-1)
+    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=ctx.broker.producer_ids.allocate(),
+                                  producer_epoch=0)
+
+
+@api("DescribeProducers", 0, 0)
+def handle_describe_producers(ctx, request):
+    topics = []
+    for t in request.topics:
+        partitions = []
+        for index in t.partition_indexes:
+            out = DescribeProducersResponse.PartitionResponse(partition_index=index, active_producers=[])
+            part, out.error_code = find_partition(ctx.broker, t.name, index)
+            if part is not None:
+                out.active_producers = [DescribeProducersResponse.ProducerState(**p)
+                                        for p in ctx.broker.producer_state(t.name, index).producers()]
+            partitions.append(out)
+        topics.append(DescribeProducersResponse.TopicResponse(name=t.name, partitions=partitions))
+    return DescribeProducersResponse(throttle_time_ms=0, topics=topics)

@@ -1,0 +1,181 @@
+"""CreateTopics, DeleteTopics, CreatePartitions and DeleteRecords.
+
+pstream is one node: a replication factor other than 1 (or -1, the default) is refused
+with INVALID_REPLICATION_FACTOR, and manual assignments may only name this node.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import find_partition, find_topic
+from pstream.broker.handlers.fetch import high_watermark
+from pstream.broker.topic_configs import TOPIC_SETTINGS, describe_topic_setting, parse_topic_configs
+from pstream.errors import ConfigError, InvalidTopicError
+from pstream.protocol.error_codes import ErrorCode
+from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
+from pstream.protocol.messages.create_topics import CreateTopicsResponse
+from pstream.protocol.messages.delete_records import DeleteRecordsResponse
+from pstream.protocol.messages.delete_topics import DeleteTopicsResponse
+from pstream.protocol.primitives import ZERO_UUID
+from pstream.storage import layout
+
+MAX_PARTITIONS = 10_000   # per topic: each partition holds files and write buffers
+
+
+class _Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _check_assignments(broker, assignments) -> None:
+    for replicas in assignments:
+        if list(replicas) != [broker.node_id]:
+            raise _Refused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                           f"replicas {list(replicas)} must be exactly this node [{broker.node_id}]")
+
+
+def _check_replication(replication_factor: int) -> None:
+    if replication_factor not in (-1, 1):
+        raise _Refused(ErrorCode.INVALID_REPLICATION_FACTOR,
+                       f"Unable to replicate the partition {replication_factor} time(s): The target replication "
+                       f"factor of {replication_factor} cannot be reached because only 1 broker(s) are registered.")
+
+
+def _check_partition_count(count: int) -> None:
+    if count <= 0:
+        raise _Refused(ErrorCode.INVALID_PARTITIONS, f"Number of partitions must be larger than 0, got {count}.")
+    if count > MAX_PARTITIONS:
+        raise _Refused(ErrorCode.INVALID_PARTITIONS, f"at most {MAX_PARTITIONS} partitions per topic, got {count}")
+
+
+def _create_one(broker, t, validate_only: bool, version: int):
+    result = CreateTopicsResponse.CreatableTopicResult(name=t.name, topic_id=ZERO_UUID, error_code=0,
+                                                       num_partitions=-1, replication_factor=-1, configs=None)
+    try:
+        try:
+            layout.check_topic_name(t.name)
+        except InvalidTopicError as exc:
+            raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, str(exc)) from None
+        if t.name in broker.log:
+            raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
+        _check_replication(t.replication_factor)
+        if t.assignments:
+            if t.num_partitions != -1 or t.replication_factor != -1:
+                raise _Refused(ErrorCode.INVALID_REQUEST, "both assignments and a partition count or replication "
+                                                          "factor were given")
+            _check_assignments(broker, [a.broker_ids for a in sorted(t.assignments, key=lambda a: a.partition_index)])
+            count = len(t.assignments)
+        else:
+            count = broker.config.default_partitions if t.num_partitions == -1 else t.num_partitions
+        _check_partition_count(count)
+        try:
+            settings = parse_topic_configs((c.name, c.value) for c in t.configs)
+            if validate_only:
+                from pstream.storage.config import TopicConfig
+                TopicConfig.from_kwargs(broker.log.defaults, **settings)
+                topic = None
+            else:
+                topic = broker.log.topic(t.name, partitions=count, **settings)
+        except ConfigError as exc:
+            raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        result.num_partitions, result.replication_factor = count, 1
+        if topic is not None:
+            result.topic_id = topic.topic_id
+            result.configs = [_created_config(broker, topic, s) for s in TOPIC_SETTINGS.values()]
+    except _Refused as refused:
+        result.error_code, result.error_message = refused.code, str(refused)
+    return result
+
+
+def _created_config(broker, topic, setting):
+    value, source, _ = describe_topic_setting(setting, topic, broker.config)
+    return CreateTopicsResponse.CreatableTopicConfigs(name=setting.kafka_name, value=value, read_only=False,
+                                                      config_source=source, is_sensitive=False)
+
+
+@api("CreateTopics", 0, 7)
+def handle_create_topics(ctx, request):
+    names = Counter(t.name for t in request.topics)
+    results = []
+    for t in request.topics:
+        if names[t.name] > 1:
+            results.append(CreateTopicsResponse.CreatableTopicResult(
+                name=t.name, error_code=ErrorCode.INVALID_REQUEST, num_partitions=-1, replication_factor=-1,
+                error_message=f"topic {t.name!r} appears more than once in the request", configs=None))
+            continue
+        results.append(_create_one(ctx.broker, t, request.validate_only, ctx.version))
+    return CreateTopicsResponse(throttle_time_ms=0, topics=results)
+
+
+@api("DeleteTopics", 0, 6)
+def handle_delete_topics(ctx, request):
+    broker = ctx.broker
+    wanted = [(s.name, s.topic_id) for s in request.topics] if ctx.version >= 6 else \
+        [(name, None) for name in request.topic_names]
+    results = []
+    for name, topic_id in wanted:
+        topic, error = find_topic(broker, name, topic_id)
+        result = DeleteTopicsResponse.DeletableTopicResult(name=name, topic_id=topic_id or ZERO_UUID,
+                                                           error_code=error)
+        if topic is not None:
+            result.name, result.topic_id = topic.name, topic.topic_id
+            broker.log.delete_topic(topic.name)
+            broker.forget_topic(topic.name)
+        results.append(result)
+    return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
+
+
+@api("CreatePartitions", 0, 3)
+def handle_create_partitions(ctx, request):
+    broker = ctx.broker
+    names = Counter(t.name for t in request.topics)
+    results = []
+    for t in request.topics:
+        result = CreatePartitionsResponse.CreatePartitionsTopicResult(name=t.name, error_code=0)
+        try:
+            if names[t.name] > 1:
+                raise _Refused(ErrorCode.INVALID_REQUEST, f"topic {t.name!r} appears more than once in the request")
+            topic, error = find_topic(broker, t.name)
+            if topic is None:
+                raise _Refused(error, f"topic {t.name!r} does not exist")
+            if t.count <= topic.partitions:
+                raise _Refused(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {topic.partitions} partitions, "
+                                                             f"which is higher than the requested {t.count}.")
+            _check_partition_count(t.count)
+            if t.assignments is not None:
+                if len(t.assignments) != t.count - topic.partitions:
+                    raise _Refused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                   f"{len(t.assignments)} assignments for {t.count - topic.partitions} new partitions")
+                _check_assignments(broker, [a.broker_ids for a in t.assignments])
+            if not request.validate_only:
+                topic.add_partitions(t.count)
+        except _Refused as refused:
+            result.error_code, result.error_message = refused.code, str(refused)
+        results.append(result)
+    return CreatePartitionsResponse(throttle_time_ms=0, results=results)
+
+
+@api("DeleteRecords", 0, 2)
+def handle_delete_records(ctx, request):
+    topics = []
+    for t in request.topics:
+        results = []
+        for p in t.partitions:
+            out = DeleteRecordsResponse.DeleteRecordsPartitionResult(partition_index=p.partition_index,
+                                                                     low_watermark=-1)
+            part, error = find_partition(ctx.broker, t.name, p.partition_index)
+            if part is not None:
+                hw = high_watermark(part)
+                offset = hw if p.offset == -1 else p.offset
+                if not 0 <= offset <= hw:
+                    error = ErrorCode.OFFSET_OUT_OF_RANGE
+                else:
+                    out.low_watermark = part.delete_records(offset) if offset > part.log_start_offset \
+                        else part.log_start_offset
+            out.error_code = error
+            results.append(out)
+        topics.append(DeleteRecordsResponse.DeleteRecordsTopicResult(name=t.name, partitions=results))
+    return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)

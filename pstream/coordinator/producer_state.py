@@ -1,0 +1,349 @@
+"""Idempotent producer state, as Kafka's ProducerStateManager keeps it.
+
+Owns the allocation of producer ids (`ProducerIds`) and, per partition, what each producer
+id last wrote (`ProducerStateManager`): its epoch and its last 5 batches, so the broker can
+reject a batch out of sequence or from a fenced epoch, and answer a retried batch with the
+offset it already has instead of appending it twice. It never reads or writes segment
+files: recovery goes through `Partition.read_batches`, and only batch headers are parsed.
+
+Files, both replaced atomically (write a .tmp, fsync, rename, fsync the directory):
+
+    <data>/producer_ids.json          {"reserved_up_to": N}: ids below N may have been handed
+                                      out; a restarted broker starts at N, so ids are never reused.
+    <partition dir>/<20-digit offset>.snapshot
+        {"version": 1, "next_offset": O, "crc32": C,
+         "producers": [{"producer_id": P, "epoch": E,
+                        "batches": [[base_seq, last_seq, base_offset, last_offset, max_timestamp], ...]}]}
+      The state of every batch below offset O (also in the name); the batches of a producer are
+      oldest first, at most 5. C is zlib.crc32 of json.dumps(producers, sort_keys=True,
+      separators=(",", ":")). Only the newest snapshot is kept. The storage layer lists only
+      *.log files, so it never mistakes a snapshot for a segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import os
+import threading
+import zlib
+from typing import TYPE_CHECKING, NamedTuple
+
+from pstream import _core
+from pstream.errors import OffsetOutOfRangeError, PStreamError
+from pstream.storage import layout
+
+if TYPE_CHECKING:
+    from pstream.log import Partition
+
+_log = logging.getLogger("pstream.producer_state")
+
+INT32_MAX = 2**31 - 1
+NUM_BATCHES_TO_RETAIN = 5  # Kafka's ProducerStateEntry.NUM_BATCHES_TO_RETAIN
+ID_BLOCK = 1000
+SNAPSHOT_SUFFIX = ".snapshot"
+SNAPSHOT_VERSION = 1
+READ_BYTES = 1 << 20
+BATCH_LOG_OVERHEAD = 12  # base offset + batch length, not counted in batch_length
+
+
+def last_sequence(base_sequence: int, record_count: int) -> int:
+    """The sequence of a batch's last record: sequences wrap from 2**31-1 to 0 (Kafka's
+    DefaultRecordBatch.incrementSequence)."""
+    return (base_sequence + record_count - 1) & INT32_MAX
+
+
+class ProducerIds:
+    """Allocates producer ids for InitProducerId; never reuses one across restarts.
+
+    Ids are reserved on disk a block at a time, so only one allocation in ID_BLOCK pays an
+    fsync; a crash loses the rest of the block, never hands an id out twice.
+    """
+
+    def __init__(self, data_dir: str) -> None:
+        os.makedirs(data_dir, exist_ok=True)
+        self.path = os.path.join(data_dir, "producer_ids.json")
+        self._lock = threading.Lock()
+        try:
+            reserved = layout.read_json(self.path)["reserved_up_to"]
+        except FileNotFoundError:
+            reserved = 1
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            # Starting again from 1 could hand out an id a live producer holds: refuse.
+            raise PStreamError(f"cannot read the producer id reservation: {e}", file=self.path) from e
+        if not isinstance(reserved, int) or reserved < 1:
+            raise PStreamError(f"bad producer id reservation {reserved!r}", file=self.path)
+        self._next = self._limit = reserved
+
+    def allocate(self) -> int:
+        """A fresh producer id (int64 > 0)."""
+        with self._lock:
+            if self._next >= self._limit:
+                layout.write_json_atomic(self.path, {"reserved_up_to": self._next + ID_BLOCK})
+                self._limit = self._next + ID_BLOCK
+            self._next += 1
+            return self._next - 1
+
+
+class SequenceCheck(enum.IntEnum):
+    """The outcome of ProducerStateManager.check()."""
+
+    OK = 0
+    DUPLICATE = 1
+    OUT_OF_ORDER = 2
+    INVALID_EPOCH = 3
+    UNKNOWN_PRODUCER = 4
+
+
+class BatchMetadata(NamedTuple):
+    """One appended batch of a producer."""
+
+    base_sequence: int
+    last_sequence: int
+    base_offset: int
+    last_offset: int
+    max_timestamp: int
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class PendingBatch:
+    """A batch that passed check() and is being appended: the token of begin().
+
+    base_offset, last_offset and max_timestamp are None until complete(). Tokens compare
+    and hash by identity, so the broker may key its own futures by them.
+    """
+
+    producer_id: int
+    epoch: int
+    base_sequence: int
+    last_sequence: int
+    base_offset: int | None = None
+    last_offset: int | None = None
+    max_timestamp: int | None = None
+    state: str = "pending"  # then "complete" or "aborted"
+
+
+@dataclasses.dataclass(slots=True)
+class ProducerEntry:
+    """What one producer id wrote last to this partition (its batches oldest first)."""
+
+    epoch: int
+    batches: list[BatchMetadata]
+
+    @property
+    def last_timestamp(self) -> int:
+        return self.batches[-1].max_timestamp
+
+
+class ProducerStateManager:
+    """Per partition: for each producer id, its epoch and the last 5 batches appended
+    (first seq, last seq, first offset, last offset, max timestamp), plus the batches begun
+    but not yet complete, which count as appended for the checks of the batches after them.
+
+    accept_unknown_sequence=False restores Kafka's pre-2.5 rule: a producer this partition
+    does not know must start at sequence 0, else UNKNOWN_PRODUCER.
+    """
+
+    def __init__(self, partition_dir_for_snapshot: str, *, accept_unknown_sequence: bool = True) -> None:
+        self.directory = partition_dir_for_snapshot
+        self.accept_unknown_sequence = accept_unknown_sequence
+        self._entries: dict[int, ProducerEntry] = {}
+        self._pending: dict[int, list[PendingBatch]] = {}
+        self._completed_end = 0  # every completed batch lies below this offset
+
+    # --- the produce path --------------------------------------------------------------
+
+    def check(self, producer_id: int, epoch: int, base_sequence: int,
+              last_sequence: int) -> tuple[SequenceCheck, int | None]:
+        """Before appending a batch with producer_id >= 0 (Kafka's rules). DUPLICATE comes with
+        the original base offset, or None while that append is still pending."""
+        entry = self._entries.get(producer_id)
+        pending = self._pending.get(producer_id)
+        if entry is None and not pending:
+            if base_sequence == 0 or self.accept_unknown_sequence:
+                return SequenceCheck.OK, None
+            return SequenceCheck.UNKNOWN_PRODUCER, None
+        known_epoch = pending[-1].epoch if pending else entry.epoch
+        if epoch < known_epoch:
+            return SequenceCheck.INVALID_EPOCH, None
+        if epoch > known_epoch:  # a new epoch starts its sequences again
+            return (SequenceCheck.OK if base_sequence == 0 else SequenceCheck.OUT_OF_ORDER), None
+        for batch in self._window(entry, pending, epoch):
+            if batch.base_sequence == base_sequence and batch.last_sequence == last_sequence:
+                return SequenceCheck.DUPLICATE, batch.base_offset
+        last = pending[-1].last_sequence if pending else entry.batches[-1].last_sequence
+        if base_sequence == (last + 1):
+            return SequenceCheck.OK, None
+        return SequenceCheck.OUT_OF_ORDER, None
+
+    def begin(self, producer_id: int, epoch: int, base_sequence: int, last_sequence: int) -> PendingBatch:
+        """Records a batch that passed check() as pending, before its offset is known."""
+        token = PendingBatch(producer_id, epoch, base_sequence, last_sequence)
+        self._pending.setdefault(producer_id, []).append(token)
+        return token
+
+    def complete(self, token: PendingBatch, base_offset: int, last_offset: int, max_timestamp: int) -> None:
+        """The pending batch is in the log at [base_offset, last_offset]."""
+        self._forget(token, "complete")
+        token.base_offset, token.last_offset, token.max_timestamp = base_offset, last_offset, max_timestamp
+        self._record(token.producer_id, token.epoch,
+                     BatchMetadata(token.base_sequence, token.last_sequence, base_offset, last_offset, max_timestamp))
+
+    def abort(self, token: PendingBatch) -> None:
+        """The append failed: forget the pending batch; the producer's expected sequence is
+        again that of the batch before it."""
+        self._forget(token, "aborted")
+
+    def pending_duplicate(self, producer_id: int, base_sequence: int, last_sequence: int) -> PendingBatch | None:
+        """The token of a pending batch with these sequences (check() said DUPLICATE, None)."""
+        for token in reversed(self._pending.get(producer_id, ())):
+            if token.base_sequence == base_sequence and token.last_sequence == last_sequence:
+                return token
+        return None
+
+    def apply_batch(self, producer_id: int, epoch: int, base_sequence: int, last_sequence: int,
+                    base_offset: int, last_offset: int, max_timestamp: int) -> None:
+        """Replays one batch read from the log: the state effect of begin + complete, no
+        checks. A batch at or below the producer's last known offset is already counted."""
+        entry = self._entries.get(producer_id)
+        if entry is not None and base_offset <= entry.batches[-1].last_offset:
+            return
+        self._record(producer_id, epoch,
+                     BatchMetadata(base_sequence, last_sequence, base_offset, last_offset, max_timestamp))
+
+    def _window(self, entry, pending, epoch):
+        """The last batches of this epoch, completed then pending: the duplicate window."""
+        batches = list(entry.batches) if entry is not None and entry.epoch == epoch else []
+        batches.extend(t for t in pending or () if t.epoch == epoch)
+        return batches[-NUM_BATCHES_TO_RETAIN:]
+
+    def _forget(self, token: PendingBatch, state: str) -> None:
+        queue = self._pending.get(token.producer_id)
+        if token.state != "pending" or not queue or token not in queue:
+            raise ValueError(f"producer {token.producer_id} batch {token.base_sequence}..{token.last_sequence} "
+                             f"is not pending here (it is {token.state})")
+        queue.remove(token)
+        if not queue:
+            del self._pending[token.producer_id]
+        token.state = state
+
+    def _record(self, producer_id: int, epoch: int, batch: BatchMetadata) -> None:
+        entry = self._entries.get(producer_id)
+        if entry is None or epoch > entry.epoch:
+            entry = self._entries[producer_id] = ProducerEntry(epoch, [])
+        elif epoch < entry.epoch:
+            return  # a fenced epoch's batch: it changes nothing
+        entry.batches.append(batch)
+        if len(entry.batches) > 1 and batch.base_offset < entry.batches[-2].base_offset:
+            entry.batches.sort(key=lambda b: b.base_offset)
+        del entry.batches[:-NUM_BATCHES_TO_RETAIN]
+        self._completed_end = max(self._completed_end, batch.last_offset + 1)
+
+    # --- snapshots and recovery ----------------------------------------------------------
+
+    def snapshot(self, next_offset: int) -> None:
+        """Writes the state as of next_offset (the high watermark) atomically, then deletes the
+        older snapshots. With appends still pending it covers only up to the last completed
+        batch (a pending batch lands after it), so recovery replays the rest."""
+        if self._pending:
+            next_offset = min(next_offset, self._completed_end)
+        producers = [{"producer_id": pid, "epoch": e.epoch, "batches": [list(b) for b in e.batches]}
+                     for pid, e in sorted(self._entries.items())]
+        os.makedirs(self.directory, exist_ok=True)
+        name = layout.segment_file_name(next_offset, SNAPSHOT_SUFFIX)
+        layout.write_json_atomic(os.path.join(self.directory, name),
+                                 {"version": SNAPSHOT_VERSION, "next_offset": next_offset,
+                                  "crc32": _crc(producers), "producers": producers})
+        for old in self._snapshot_names():
+            if old != name:
+                os.unlink(os.path.join(self.directory, old))
+
+    def load(self) -> int:
+        """Replaces the state with the newest snapshot; returns the offset it covers (0 if none).
+        A corrupt or unreadable snapshot is logged and ignored."""
+        self._entries, self._pending, self._completed_end = {}, {}, 0
+        names = self._snapshot_names()
+        if not names:
+            return 0
+        path = os.path.join(self.directory, names[-1])
+        try:
+            data = layout.read_json(path)
+            if data["version"] != SNAPSHOT_VERSION or data["next_offset"] != int(names[-1][:20]):
+                raise ValueError(f"version {data['version']}, next_offset {data['next_offset']}")
+            if data["crc32"] != _crc(data["producers"]):
+                raise ValueError("checksum mismatch")
+            entries = {p["producer_id"]: ProducerEntry(p["epoch"], [BatchMetadata(*b) for b in p["batches"]])
+                       for p in data["producers"]}
+            if not all(e.batches for e in entries.values()):
+                raise ValueError("a producer without batches")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            _log.warning("ignoring producer state snapshot %s: %s", path, e)
+            return 0
+        self._entries = entries
+        self._completed_end = data["next_offset"]
+        return data["next_offset"]
+
+    def recover(self, partition: Partition) -> None:
+        """load(), then replays the idempotent batches of the log from the snapshot's offset
+        (or the log start, if later) to the high watermark, reading batch headers only."""
+        end = partition.high_watermark
+        offset = self.load()
+        if offset > end:
+            _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding from the log",
+                         partition.topic, partition.number, offset, end)
+            self._entries, self._completed_end, offset = {}, 0, 0
+        offset = max(offset, partition.log_start_offset)
+        while offset < end:
+            try:
+                data = memoryview(partition.read_batches(offset, READ_BYTES))
+            except OffsetOutOfRangeError:
+                if offset >= partition.log_start_offset:
+                    raise
+                offset = partition.log_start_offset  # retention moved the start meanwhile
+                continue
+            if not data:
+                break
+            pos = 0
+            while pos < len(data):
+                h = _core.validate_batch(data[pos:])
+                pos += h.batch_length + BATCH_LOG_OVERHEAD
+                last_offset = h.base_offset + h.last_offset_delta
+                if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control and last_offset >= offset:
+                    self.apply_batch(h.producer_id, h.producer_epoch, h.base_sequence,
+                                     last_sequence(h.base_sequence, h.record_count),
+                                     h.base_offset, last_offset, h.max_timestamp)
+            offset = max(offset, last_offset + 1)
+        self._completed_end = max(self._completed_end, end)
+
+    def _snapshot_names(self) -> list[str]:
+        """Snapshot file names, oldest (lowest offset) first."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names
+                      if n.endswith(SNAPSHOT_SUFFIX) and len(n) == 20 + len(SNAPSHOT_SUFFIX) and n[:20].isdigit())
+
+    # --- DescribeProducers and expiry ------------------------------------------------------
+
+    def producers(self) -> list[dict]:
+        """One dict per producer, the fields of DescribeProducers (no transactions here)."""
+        return [{"producer_id": pid, "producer_epoch": e.epoch, "last_sequence": e.batches[-1].last_sequence,
+                 "last_timestamp": e.last_timestamp, "coordinator_epoch": -1, "current_txn_start_offset": -1}
+                for pid, e in sorted(self._entries.items())]
+
+    def expire(self, now_ms: int, max_idle_ms: int) -> int:
+        """Drops the producers whose last batch's max timestamp is max_idle_ms or more before
+        now_ms (Kafka's producer.id.expiration.ms rule) and that have no append pending;
+        returns how many."""
+        doomed = [pid for pid, e in self._entries.items()
+                  if now_ms - e.last_timestamp >= max_idle_ms and pid not in self._pending]
+        for pid in doomed:
+            del self._entries[pid]
+        return len(doomed)
+
+
+def _crc(producers: list) -> int:
+    return zlib.crc32(json.dumps(producers, sort_keys=True, separators=(",", ":")).encode())
