@@ -14,10 +14,11 @@ Files, both replaced atomically (write a .tmp, fsync, rename, fsync the director
         {"version": 1, "next_offset": O, "crc32": C,
          "producers": [{"producer_id": P, "epoch": E,
                         "batches": [[base_seq, last_seq, base_offset, last_offset, max_timestamp], ...]}]}
-      The state of every batch below offset O (also in the name); the batches of a producer are
-      oldest first, at most 5. C is zlib.crc32 of json.dumps(producers, sort_keys=True,
-      separators=(",", ":")). Only the newest snapshot is kept. The storage layer lists only
-      *.log files, so it never mistakes a snapshot for a segment.
+      The state after every batch below offset O (also in the name), perhaps with some batches
+      past O that replay then skips; a producer's batches are oldest first, at most 5. C is
+      zlib.crc32 of json.dumps(producers, sort_keys=True, separators=(",", ":")). Only the
+      newest snapshot is kept. The storage layer lists only *.log files (segment_bases), so
+      it never mistakes a snapshot for a segment; deleting a topic removes them with it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ READ_BYTES = 1 << 20
 BATCH_LOG_OVERHEAD = 12  # base offset + batch length, not counted in batch_length
 
 
-def last_sequence(base_sequence: int, record_count: int) -> int:
+def last_sequence_of(base_sequence: int, record_count: int) -> int:
     """The sequence of a batch's last record: sequences wrap from 2**31-1 to 0 (Kafka's
     DefaultRecordBatch.incrementSequence)."""
     return (base_sequence + record_count - 1) & INT32_MAX
@@ -132,10 +133,6 @@ class ProducerEntry:
     epoch: int
     batches: list[BatchMetadata]
 
-    @property
-    def last_timestamp(self) -> int:
-        return self.batches[-1].max_timestamp
-
 
 class ProducerStateManager:
     """Per partition: for each producer id, its epoch and the last 5 batches appended
@@ -143,7 +140,8 @@ class ProducerStateManager:
     but not yet complete, which count as appended for the checks of the batches after them.
 
     accept_unknown_sequence=False restores Kafka's pre-2.5 rule: a producer this partition
-    does not know must start at sequence 0, else UNKNOWN_PRODUCER.
+    does not know must start at sequence 0, else UNKNOWN_PRODUCER. Not thread-safe: one
+    thread (the event loop's) calls it, once per batch.
     """
 
     def __init__(self, partition_dir_for_snapshot: str, *, accept_unknown_sequence: bool = True) -> None:
@@ -174,7 +172,7 @@ class ProducerStateManager:
             if batch.base_sequence == base_sequence and batch.last_sequence == last_sequence:
                 return SequenceCheck.DUPLICATE, batch.base_offset
         last = pending[-1].last_sequence if pending else entry.batches[-1].last_sequence
-        if base_sequence == (last + 1):
+        if base_sequence == (last + 1) & INT32_MAX:
             return SequenceCheck.OK, None
         return SequenceCheck.OUT_OF_ORDER, None
 
@@ -188,15 +186,16 @@ class ProducerStateManager:
         """The pending batch is in the log at [base_offset, last_offset]."""
         self._forget(token, "complete")
         token.base_offset, token.last_offset, token.max_timestamp = base_offset, last_offset, max_timestamp
-        self._record(token.producer_id, token.epoch,
-                     BatchMetadata(token.base_sequence, token.last_sequence, base_offset, last_offset, max_timestamp))
+        self._record(token.producer_id, token.epoch, BatchMetadata(
+            token.base_sequence, token.last_sequence, base_offset, last_offset, max_timestamp))
 
     def abort(self, token: PendingBatch) -> None:
         """The append failed: forget the pending batch; the producer's expected sequence is
         again that of the batch before it."""
         self._forget(token, "aborted")
 
-    def pending_duplicate(self, producer_id: int, base_sequence: int, last_sequence: int) -> PendingBatch | None:
+    def pending_duplicate(self, producer_id: int, base_sequence: int,
+                          last_sequence: int) -> PendingBatch | None:
         """The token of a pending batch with these sequences (check() said DUPLICATE, None)."""
         for token in reversed(self._pending.get(producer_id, ())):
             if token.base_sequence == base_sequence and token.last_sequence == last_sequence:
@@ -222,8 +221,8 @@ class ProducerStateManager:
     def _forget(self, token: PendingBatch, state: str) -> None:
         queue = self._pending.get(token.producer_id)
         if token.state != "pending" or not queue or token not in queue:
-            raise ValueError(f"producer {token.producer_id} batch {token.base_sequence}..{token.last_sequence} "
-                             f"is not pending here (it is {token.state})")
+            raise ValueError(f"producer {token.producer_id} batch {token.base_sequence}.."
+                             f"{token.last_sequence} is not pending here (it is {token.state})")
         queue.remove(token)
         if not queue:
             del self._pending[token.producer_id]
@@ -261,8 +260,9 @@ class ProducerStateManager:
                 os.unlink(os.path.join(self.directory, old))
 
     def load(self) -> int:
-        """Replaces the state with the newest snapshot; returns the offset it covers (0 if none).
-        A corrupt or unreadable snapshot is logged and ignored."""
+        """Replaces all state (pending batches too: call it before serving) with the newest
+        snapshot; returns the offset it covers (0 if none). A corrupt or unreadable snapshot
+        is logged and ignored."""
         self._entries, self._pending, self._completed_end = {}, {}, 0
         names = self._snapshot_names()
         if not names:
@@ -291,8 +291,8 @@ class ProducerStateManager:
         end = partition.high_watermark
         offset = self.load()
         if offset > end:
-            _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding from the log",
-                         partition.topic, partition.number, offset, end)
+            _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding it from "
+                         "the log", partition.topic, partition.number, offset, end)
             self._entries, self._completed_end, offset = {}, 0, 0
         offset = max(offset, partition.log_start_offset)
         while offset < end:
@@ -312,7 +312,7 @@ class ProducerStateManager:
                 last_offset = h.base_offset + h.last_offset_delta
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control and last_offset >= offset:
                     self.apply_batch(h.producer_id, h.producer_epoch, h.base_sequence,
-                                     last_sequence(h.base_sequence, h.record_count),
+                                     last_sequence_of(h.base_sequence, h.record_count),
                                      h.base_offset, last_offset, h.max_timestamp)
             offset = max(offset, last_offset + 1)
         self._completed_end = max(self._completed_end, end)
@@ -323,15 +323,17 @@ class ProducerStateManager:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names
-                      if n.endswith(SNAPSHOT_SUFFIX) and len(n) == 20 + len(SNAPSHOT_SUFFIX) and n[:20].isdigit())
+        width = 20 + len(SNAPSHOT_SUFFIX)
+        return sorted(n for n in names if len(n) == width and n.endswith(SNAPSHOT_SUFFIX)
+                      and n[:20].isdigit())
 
     # --- DescribeProducers and expiry ------------------------------------------------------
 
     def producers(self) -> list[dict]:
         """One dict per producer, the fields of DescribeProducers (no transactions here)."""
         return [{"producer_id": pid, "producer_epoch": e.epoch, "last_sequence": e.batches[-1].last_sequence,
-                 "last_timestamp": e.last_timestamp, "coordinator_epoch": -1, "current_txn_start_offset": -1}
+                 "last_timestamp": e.batches[-1].max_timestamp, "coordinator_epoch": -1,
+                 "current_txn_start_offset": -1}
                 for pid, e in sorted(self._entries.items())]
 
     def expire(self, now_ms: int, max_idle_ms: int) -> int:
@@ -339,7 +341,7 @@ class ProducerStateManager:
         now_ms (Kafka's producer.id.expiration.ms rule) and that have no append pending;
         returns how many."""
         doomed = [pid for pid, e in self._entries.items()
-                  if now_ms - e.last_timestamp >= max_idle_ms and pid not in self._pending]
+                  if now_ms - e.batches[-1].max_timestamp >= max_idle_ms and pid not in self._pending]
         for pid in doomed:
             del self._entries[pid]
         return len(doomed)

@@ -20,7 +20,7 @@ from pstream.coordinator.producer_state import (
     ProducerIds,
     ProducerStateManager,
     SequenceCheck,
-    last_sequence,
+    last_sequence_of,
 )
 from pstream.errors import PStreamError
 
@@ -31,7 +31,7 @@ PID = 42
 
 def append(m: ProducerStateManager, pid, epoch, base_seq, count, base_offset, ts=1000):
     """begin + complete one batch of `count` records after checking it is accepted."""
-    last = last_sequence(base_seq, count)
+    last = last_sequence_of(base_seq, count)
     assert m.check(pid, epoch, base_seq, last) == (OK, None)
     m.complete(m.begin(pid, epoch, base_seq, last), base_offset, base_offset + count - 1, ts)
 
@@ -92,7 +92,7 @@ def test_each_of_the_last_five_batches_is_a_duplicate_with_its_offset(manager):
 
 
 def test_sequences_wrap_around_after_int32_max(manager):
-    assert last_sequence(INT32_MAX - 1, 4) == 1
+    assert last_sequence_of(INT32_MAX - 1, 4) == 1
     append(manager, PID, 0, INT32_MAX - 2, 3, base_offset=0)
     assert manager.check(PID, 0, 0, 3) == (OK, None)
     append(manager, PID, 0, 0, 4, base_offset=3)
@@ -203,7 +203,7 @@ def test_manager_agrees_with_a_model(tmp_path_factory, data):
                 choices.append(old["base"])
                 count = data.draw(st.sampled_from([count, (old["last"] - old["base"]) % 2**31 + 1]))
             base = data.draw(st.sampled_from(choices))
-            last = last_sequence(base, count)
+            last = last_sequence_of(base, count)
             expected = oracle.check(pid, epoch, base, last)
             assert m.check(pid, epoch, base, last) == expected
             if expected[0] == OK:
@@ -270,7 +270,8 @@ def test_corrupt_snapshot_is_ignored_with_a_warning(manager, caplog, damage):
     append(manager, 1, 0, 0, 3, base_offset=0)
     manager.snapshot(3)
     path = os.path.join(manager.directory, "00000000000000000003.snapshot")
-    text = open(path).read()
+    with open(path) as f:
+        text = f.read()
     if damage == "truncate":
         text = text[: len(text) // 2]
     elif damage == "flip_digit":
@@ -430,7 +431,8 @@ def test_producer_ids_are_never_reused_across_reopens_and_crashes(tmp_path):
 def test_producer_ids_are_reserved_in_blocks(tmp_path, monkeypatch):
     writes = []
     real = producer_state.layout.write_json_atomic
-    monkeypatch.setattr(producer_state.layout, "write_json_atomic", lambda p, d: (writes.append(d), real(p, d)))
+    monkeypatch.setattr(producer_state.layout, "write_json_atomic",
+                        lambda path, data: (writes.append(data), real(path, data)))
     ids = ProducerIds(str(tmp_path))
     for _ in range(producer_state.ID_BLOCK + 1):
         ids.allocate()
