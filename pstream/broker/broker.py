@@ -13,6 +13,7 @@ import asyncio
 import base64
 import logging
 import os
+import resource
 import signal
 import time
 import uuid
@@ -107,8 +108,7 @@ class Broker:
             self.log.close()
             raise
         sock = self._server.sockets[0].getsockname()
-        self.port = self.port if cfg.advertise_port is not None else sock[1]
-        if cfg.listen_port == 0 and cfg.advertise_port is None:
+        if cfg.advertise_port is None:   # listening on port 0: tell clients the port the OS chose
             self.port = sock[1]
         self._sweeper = asyncio.ensure_future(self._sweep_idle())
         _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
@@ -153,9 +153,17 @@ class Broker:
         await self.stop()
 
 
+def raise_fd_limit() -> None:
+    """Every connection and segment holds a file descriptor: take the hard limit, as Kafka's docs advise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(config: BrokerConfig) -> int:
     """Runs a broker until SIGINT/SIGTERM (uvloop when installed)."""
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_fd_limit()
     try:
         import uvloop
     except ImportError:

@@ -74,6 +74,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if len(self.broker.connections) >= self.broker.config.max_connections:
+            self.abort(f"{len(self.broker.connections)} connections open, the limit (max.connections)")
+            return
         self.broker.connections.add(self)
 
     def connection_lost(self, exc) -> None:
