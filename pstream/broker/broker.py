@@ -29,6 +29,7 @@ from pstream.storage import layout
 _log = logging.getLogger("pstream.broker")
 
 BROKER_META = "broker.json"
+PRODUCER_SNAPSHOT_INTERVAL_S = 60
 
 
 def new_cluster_id() -> str:
@@ -48,6 +49,7 @@ class Broker:
         self.inflight_idempotent: dict[int, asyncio.Future] = {}   # id(state token) -> base offset
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task | None = None
+        self._snapshotter: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self.started_at = time.time()
         self.host, self.port = config.advertised
@@ -97,7 +99,8 @@ class Broker:
     async def start(self) -> None:
         cfg = self.config
         os.makedirs(cfg.data_dir, exist_ok=True)
-        self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, **cfg.topic_defaults())
+        self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
+                               **cfg.topic_defaults())
         try:
             self._load_identity()
             self.producer_ids = ProducerIds(cfg.data_dir)
@@ -111,6 +114,7 @@ class Broker:
         if cfg.advertise_port is None:   # listening on port 0: tell clients the port the OS chose
             self.port = sock[1]
         self._sweeper = asyncio.ensure_future(self._sweep_idle())
+        self._snapshotter = asyncio.ensure_future(self._snapshot_periodically())
         _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
                   pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
                   self.cluster_id)
@@ -124,14 +128,21 @@ class Broker:
                 if conn.idle and now - conn.last_active > limit:
                     conn.abort(f"idle for more than connections.max.idle.ms ({self.config.connections_max_idle_ms})")
 
+    async def _snapshot_periodically(self) -> None:
+        """Bounds how much log a restart after a crash replays to rebuild producer state."""
+        while True:
+            await asyncio.sleep(PRODUCER_SNAPSHOT_INTERVAL_S)
+            self._snapshot_producer_states()
+
     async def stop(self) -> None:
         """Stops accepting, gives in-flight requests a moment, then closes the log durably."""
         if self._server is None:
             return
         server, self._server = self._server, None
         server.close()
-        if self._sweeper:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._snapshotter):
+            if task is not None:
+                task.cancel()
         deadline = time.monotonic() + 5
         while any(not c.idle for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

@@ -77,6 +77,7 @@ class BrokerConfig:
     retention_bytes: int | None = None
     segment_bytes: int = 1 << 30
     segment_ms: int | None = 604800000
+    retention_check_ms: int = 300000
     connections_max_idle_ms: int = 600000
     socket_request_max_bytes: int = 104857600
     max_connections: int = 10000
@@ -239,6 +240,8 @@ _SETTINGS = (
              "log.segment.bytes"),
     _Setting("segment_ms", _Int(1, unlimited=True, metavar="MS"), "roll to a new segment at this age",
              "log.roll.ms"),
+    _Setting("retention_check_ms", _Int(1, metavar="MS"), "how often retention deletes old segments",
+             "log.retention.check.interval.ms"),
     _Setting("connections_max_idle_ms", _Int(1, metavar="MS"), "close connections idle this long",
              "connections.max.idle.ms"),
     _Setting("socket_request_max_bytes", _Int(1024, INT32_MAX, metavar="BYTES"), "largest request accepted",
