@@ -22,6 +22,7 @@ import pstream
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import KafkaConnection
 from pstream.broker.dispatch import load_handlers
+from pstream.broker.frames import FramePool
 from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
 from pstream.errors import ConfigError
 from pstream.storage import layout
@@ -44,6 +45,7 @@ class Broker:
         self.log: pstream.Log | None = None
         self.cluster_id = ""
         self.connections: set[KafkaConnection] = set()
+        self.frame_pool = FramePool()
         self.producer_ids: ProducerIds | None = None
         self._producer_states: dict[tuple[str, int], ProducerStateManager] = {}
         self.inflight_idempotent: dict[int, asyncio.Future] = {}   # id(state token) -> base offset

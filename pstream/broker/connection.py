@@ -45,11 +45,12 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("chunks", "ready")
+    __slots__ = ("chunks", "ready", "frame_buffer")
 
-    def __init__(self):
+    def __init__(self, frame_buffer: bytearray | None = None):
         self.chunks = None
         self.ready = False
+        self.frame_buffer = frame_buffer   # a pooled receive buffer to return once answered
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -61,6 +62,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._start = 0          # first unparsed byte in _buf
         self._end = 0            # end of received bytes in _buf
         self._big: bytearray | None = None   # a large frame being received into its own buffer
+        self._big_size = 0
         self._big_fill = 0
         self._slots: deque[_Slot] = deque()
         self._closed = False
@@ -93,7 +95,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int):
         if self._big is not None:
-            return memoryview(self._big)[self._big_fill:]
+            return memoryview(self._big)[self._big_fill:self._big_size]
         if self._end == len(self._buf):
             pending = self._end - self._start
             if self._start == 0:  # a frame header claims more than fits: cannot happen (see _parse)
@@ -107,9 +109,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.last_active = time.monotonic()
         if self._big is not None:
             self._big_fill += nbytes
-            if self._big_fill == len(self._big):
+            if self._big_fill == self._big_size:
                 frame, self._big = self._big, None
-                self._request(memoryview(frame))
+                self._request(memoryview(frame)[:self._big_size], frame)
             return
         self._end += nbytes
         self._parse()
@@ -135,7 +137,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 continue
             if size > len(buf) - body:  # will not fit: receive the rest straight into its own buffer
                 have = self._end - body
-                self._big = bytearray(size)
+                self._big = self.broker.frame_pool.acquire(size)
+                self._big_size = size
                 self._big[:have] = memoryview(buf)[body:self._end]
                 self._big_fill = have
                 self._start = self._end = 0
@@ -145,7 +148,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     # --- requests -----------------------------------------------------------------
 
-    def _request(self, frame: memoryview) -> None:
+    def _request(self, frame: memoryview, pooled: bytearray | None = None) -> None:
         r = Reader(frame)
         try:
             header = read_request_header(r)
@@ -169,7 +172,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         except ProtocolError as exc:
             self.abort(f"malformed {api.name} v{header.api_version} request: {exc}")
             return
-        slot = _Slot()
+        slot = _Slot(pooled)
         self._slots.append(slot)
         self._update_reading()
         ctx = RequestContext(self.broker, header, self)
@@ -205,6 +208,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             api.write(header.api_version, w, response)
             _len.pack_into(head, 0, w.total() - 4)
             slot.chunks = w.chunks()
+        if slot.frame_buffer is not None:
+            self.broker.frame_pool.release(slot.frame_buffer)   # kept only if no view of it remains
+            slot.frame_buffer = None
         slot.ready = True
         self._flush()
 
