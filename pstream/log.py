@@ -15,6 +15,7 @@ partition number. The broker holds the same Log and uses the raw-batch methods
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import shutil
@@ -32,6 +33,19 @@ from pstream.storage import layout
 from pstream.storage.config import TopicConfig
 
 _log = logging.getLogger("pstream.log")
+
+
+# Reads of consumers more than this many records behind the end go to a reader thread.
+INLINE_READ_LAG = 1000
+_readers: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _cold_readers() -> concurrent.futures.ThreadPoolExecutor:
+    global _readers
+    if _readers is None:
+        _readers = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                         thread_name_prefix="pstream-reader")
+    return _readers
 
 
 def shard_for(topic: str, partition: int, shards: int) -> int:
@@ -81,6 +95,16 @@ class Partition(_core.Partition):
         """Awaits a submit_batch(...) result: its base offset once the flush policy is met.
         Submitting several batches before awaiting any lets their writes and syncs overlap."""
         return await self._log._waiters.wait_pending(pending)
+
+    async def read_batches_async(self, offset: int, max_bytes: int = 1 << 20) -> bytes:
+        """read_batches for asyncio: a consumer far behind the end (its batches come from disk)
+        is read on a reader thread, so the event loop never waits on the disk; a consumer near
+        the end, whose reads are small and mostly from memory, is served inline (a hand-off to
+        another thread costs more here than such a read)."""
+        if self.high_watermark - offset <= INLINE_READ_LAG:
+            return self.read_batches(offset, max_bytes)
+        return await asyncio.get_running_loop().run_in_executor(_cold_readers(), self.read_batches, offset,
+                                                                max_bytes)
 
     async def wait_durable(self, offset: int) -> int:
         """Returns (the durable offset) once `offset` is fdatasync'ed.

@@ -94,3 +94,21 @@ def test_a_log_dropped_without_close_still_keeps_its_records(tmp_path):
     gc.collect()
     with pstream.Log(tmp_path, shards=1) as log:
         assert log.topic("t").partition(0).high_watermark == 500
+
+
+def test_async_reads_near_and_far_from_the_end_return_what_read_batches_returns(tmp_path):
+    with pstream.Log(tmp_path, shards=1, flush="interval") as log:
+        part = log.topic("t").partition(0)
+        for _ in range(pstream.log.INLINE_READ_LAG // 10 + 20):
+            part.append_batch(_batch(count=10))
+        part.flush()
+
+        async def both():
+            far = await part.read_batches_async(0, 4096)           # on a reader thread
+            near = await part.read_batches_async(part.high_watermark - 10, 4096)   # inline
+            return far, near
+
+        far, near = asyncio.run(both())
+        assert far == part.read_batches(0, 4096)
+        assert near == part.read_batches(part.high_watermark - 10, 4096)
+        assert _core.validate_batch(near).base_offset == part.high_watermark - 10
