@@ -1,0 +1,42 @@
+"""`pstream serve` refuses bad settings at start, naming the setting, before opening anything."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def serve(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-P", "-m", "pstream", "serve", *args], capture_output=True, text=True,
+                          env=clean, cwd=cwd, timeout=60)
+
+
+@pytest.mark.parametrize("args, env, named", [
+    (["--retention-ms", "soon"], None, "retention"),
+    (["--listen", "127.0.0.1"], None, "listen"),
+    (["--default-replication-factor", "3"], None, "replication"),
+    ([], {"PSTREAM_RETENTION_HOURZ": "1"}, "PSTREAM_RETENTION_HOURZ"),
+])
+def test_invalid_setting_stops_the_start_with_its_name(tmp_path, args, env, named):
+    result = serve("--data-dir", str(tmp_path / "data"), *args, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_unknown_key_in_the_config_file_is_named(tmp_path):
+    config = tmp_path / "pstream.toml"
+    config.write_text('"log.retention.hourz" = 5\n')
+    result = serve("--config", str(config), "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "log.retention.hourz" in result.stderr and str(config) in result.stderr
+
+
+def test_unknown_flag_is_a_usage_error(tmp_path):
+    result = serve("--no-such-flag", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--no-such-flag" in result.stderr
