@@ -14,6 +14,7 @@ import struct
 import uuid
 
 ZERO_UUID = uuid.UUID(int=0)
+UNSET = object()   # a message constructor's "argument not given"
 
 _i8 = struct.Struct(">b")
 _i16 = struct.Struct(">h")

@@ -8,6 +8,7 @@ with --import-mode=importlib, so this directory is not on sys.path).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import pathlib
@@ -29,6 +30,7 @@ def load_schema_file(path: pathlib.Path) -> dict:
     return json.loads(text)
 
 
+@functools.cache
 def schema(name: str) -> dict:
     """The schema of a message by name (e.g. 'ProduceRequest'); fails if missing."""
     path = SCHEMA_DIR / f"{name}.json"
@@ -214,6 +216,7 @@ def _struct_strategy(type_name: str, ctx, version: int):
     return build()
 
 
+@functools.cache
 def instance_strategy(name: str, version: int):
     """Random instances of message `name` at `version`: every field the version encodes is
     drawn from its type (None only where nullable); the others keep their defaults."""
