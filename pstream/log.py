@@ -125,8 +125,8 @@ class Topic:
         self.name = name
         self.topic_id = uuid.UUID(meta["topic_id"])
         self.config = TopicConfig.from_kwargs(**meta["config"])
-        # The settings given for this topic (the rest follow the Log's defaults): Kafka's
-        # DYNAMIC_TOPIC_CONFIG source, as DescribeConfigs reports it.
+        # The settings given for this topic (the rest came from the Log's defaults): Kafka's
+        # DYNAMIC_TOPIC_CONFIG source. `follow_defaults` re-derives the rest from today's defaults.
         self.overrides: dict = dict(meta.get("overrides", {}))
         self._partitions: list[Partition] = []
         for number in range(meta["partitions"]):
@@ -188,6 +188,14 @@ class Topic:
             config = TopicConfig.from_kwargs(self._log.defaults, **settings)
             self.overrides = TopicConfig.normalize(settings)
             self._apply(config)
+
+    def follow_defaults(self) -> None:
+        """Takes every setting not overridden for this topic from the Log's current defaults
+        (as a Kafka broker restarted with new defaults applies them to existing topics)."""
+        with self._log._lock:
+            config = TopicConfig.from_kwargs(self._log.defaults, **self.overrides)
+            if config != self.config:
+                self._apply(config)
 
     def _apply(self, config: TopicConfig) -> None:
         self.config = config
@@ -346,18 +354,20 @@ class Log:
         self.defaults = TopicConfig.from_kwargs(**topic_defaults)
         os.makedirs(self.path, exist_ok=True)
         # One Log per directory, across processes too (Kafka's .lock): two writers would interleave.
-        self._dir_lock = open(os.path.join(self.path, ".lock"), "a")
+        self._dir_lock = open(os.path.join(self.path, layout.LOCK_FILE), "a")
         try:
             fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._dir_lock.close()
             raise DirectoryInUseError(f"the data directory {self.path} is in use by another open Log",
-                                      file=os.path.join(self.path, ".lock")) from None
+                                      file=os.path.join(self.path, layout.LOCK_FILE)) from None
         self._lock = threading.RLock()
         self._pool = _core.ShardPool(self.shards)
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._closed = False
+        for doomed in layout.deleting_dirs(self.path):   # deletions a crash interrupted
+            shutil.rmtree(doomed, ignore_errors=True)
         try:
             for name in layout.list_topics(self.path):
                 self._topics[name] = Topic(self, name, layout.read_json(
@@ -428,7 +438,7 @@ class Log:
             del self._topics[name]
             topic._close()
             directory = layout.topic_dir(self.path, name)
-            doomed = f"{directory}.{uuid.uuid4().hex}-delete"
+            doomed = os.path.join(self.path, f"{layout.DELETING_PREFIX}{uuid.uuid4().hex}")
             os.rename(directory, doomed)  # the topic is gone even if removal is interrupted
             layout.fsync_dir(self.path)
             shutil.rmtree(doomed, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Owns the listening socket, the open connections (closing idle ones after
 connections.max.idle.ms), the node's identity (node id, cluster id persisted in
-<data>/broker.json), the idempotent-producer state per partition, and clean shutdown:
+<data>/@node/broker.json), the idempotent-producer state per partition, and clean shutdown:
 stop accepting, let in-flight requests finish, snapshot producer state, close the Log
 (which drains the shards, fdatasyncs and writes the indexes).
 """
@@ -60,7 +60,9 @@ class Broker:
     # --- identity -------------------------------------------------------------------
 
     def _load_identity(self) -> None:
-        path = os.path.join(self.config.data_dir, BROKER_META)
+        node_dir = os.path.join(self.config.data_dir, layout.NODE_DIR)
+        os.makedirs(node_dir, exist_ok=True)
+        path = os.path.join(node_dir, BROKER_META)
         meta = layout.read_json(path) if os.path.exists(path) else {}
         stored = meta.get("cluster_id")
         wanted = self.config.cluster_id
@@ -104,8 +106,10 @@ class Broker:
         self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
                                **cfg.topic_defaults())
         try:
+            for name in self.log.topics():   # Kafka semantics: broker defaults apply to existing topics
+                self.log.get_topic(name).follow_defaults()
             self._load_identity()
-            self.producer_ids = ProducerIds(cfg.data_dir)
+            self.producer_ids = ProducerIds(os.path.join(cfg.data_dir, layout.NODE_DIR))
             loop = asyncio.get_running_loop()
             self._server = await loop.create_server(lambda: KafkaConnection(self), cfg.listen_host, cfg.listen_port,
                                                     backlog=1024, reuse_address=True)

@@ -117,6 +117,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._parse()
 
     def eof_received(self):
+        if self._big is not None or self._end > self._start:
+            have = self._big_fill if self._big is not None else self._end - self._start
+            self.abort(f"the client closed its side in the middle of a frame ({have} bytes of it received)")
         return False
 
     # --- framing ------------------------------------------------------------------

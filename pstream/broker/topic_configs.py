@@ -78,6 +78,10 @@ def parse_value(setting: TopicSetting, value: str | None):
             number = int(value)
         except ValueError:
             raise ConfigError(f"topic config {setting.kafka_name} must be an integer, got {value!r}") from None
+        bits = 31 if setting.type == ConfigType.INT else 63   # Kafka's INT is an int32, LONG an int64
+        if not -(1 << bits) <= number < (1 << bits):
+            raise ConfigError(f"topic config {setting.kafka_name} must fit a signed {bits + 1}-bit integer, "
+                              f"got {value!r}")
         return None if setting.unlimited and number == -1 else number
     return value
 

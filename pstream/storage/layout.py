@@ -3,6 +3,12 @@
     <data>/<topic>/topic.json                     partitions, settings, topic id
     <data>/<topic>/<partition>/<20-digit base>.log|.index|.timeindex
     <data>/<topic>/<partition>/log-start-offset   checkpoint moved by delete_records
+    <data>/@lock                                  the Log's directory lock (flock)
+    <data>/@node/                                 the broker's own files (identity, producer ids)
+    <data>/@deleting-<hex>/                       a deleted topic being removed
+
+Every name that is not a topic contains '@', which no legal topic name can: a client can
+never create a topic that collides with pstream's own files.
 
 Metadata files are replaced atomically (write, fsync, rename, fsync the directory).
 """
@@ -16,6 +22,9 @@ import re
 from pstream.errors import InvalidTopicError
 
 TOPIC_META = "topic.json"
+LOCK_FILE = "@lock"
+NODE_DIR = "@node"
+DELETING_PREFIX = "@deleting-"
 MAX_TOPIC_NAME = 249
 _LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
 
@@ -72,4 +81,11 @@ def list_topics(data_dir: str) -> list[str]:
     if not os.path.isdir(data_dir):
         return []
     return sorted(name for name in os.listdir(data_dir)
-                  if os.path.isfile(os.path.join(data_dir, name, TOPIC_META)))
+                  if "@" not in name and os.path.isfile(os.path.join(data_dir, name, TOPIC_META)))
+
+
+def deleting_dirs(data_dir: str) -> list[str]:
+    """Topics whose deletion was interrupted: finish removing them."""
+    if not os.path.isdir(data_dir):
+        return []
+    return [os.path.join(data_dir, n) for n in os.listdir(data_dir) if n.startswith(DELETING_PREFIX)]

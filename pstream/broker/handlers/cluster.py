@@ -10,21 +10,29 @@ import shutil
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_partition, leader_epoch_error
 from pstream.broker.handlers.fetch import high_watermark
-from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.describe_cluster import DescribeClusterResponse
 from pstream.protocol.messages.describe_log_dirs import DescribeLogDirsResponse
 from pstream.protocol.messages.offset_for_leader_epoch import OffsetForLeaderEpochResponse
 
-BROKERS_ENDPOINT = 1
+BROKERS_ENDPOINT, CONTROLLERS_ENDPOINT = 1, 2
+# Kafka's codes for DescribeCluster v1 (KIP-919); not yet in pstream.protocol.error_codes.
+MISMATCHED_ENDPOINT_TYPE, UNSUPPORTED_ENDPOINT_TYPE = 114, 115
 
 
 @api("DescribeCluster", 0, 1)
 def handle_describe_cluster(ctx, request):
     broker = ctx.broker
-    if ctx.version >= 1 and request.endpoint_type != BROKERS_ENDPOINT:
-        return DescribeClusterResponse(error_code=ErrorCode.UNSUPPORTED_VERSION, endpoint_type=request.endpoint_type,
-                                       error_message="only the brokers endpoint type (1) is served",
-                                       cluster_id=broker.cluster_id, controller_id=-1)
+    if request.endpoint_type != BROKERS_ENDPOINT:
+        # As Kafka's brokers answer (AuthHelper.computeDescribeClusterResponse): the controllers
+        # endpoint type is asked of the controller quorum; any other type is unknown.
+        if request.endpoint_type == CONTROLLERS_ENDPOINT:
+            code, message = MISMATCHED_ENDPOINT_TYPE, ("The request was sent to an endpoint of type BROKER, "
+                                                       "but we wanted an endpoint of type CONTROLLER")
+        else:
+            code, message = UNSUPPORTED_ENDPOINT_TYPE, f"Unsupported endpoint type {request.endpoint_type}"
+        return DescribeClusterResponse(error_code=code, error_message=message, endpoint_type=BROKERS_ENDPOINT,
+                                       cluster_id="", controller_id=-1,
+                                       cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS)
     return DescribeClusterResponse(
         throttle_time_ms=0, error_code=0, endpoint_type=BROKERS_ENDPOINT, cluster_id=broker.cluster_id,
         controller_id=broker.node_id, cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS,

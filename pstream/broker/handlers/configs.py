@@ -8,10 +8,18 @@ partitions at once. Broker settings are static: set at start, described read-onl
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_topic
-from pstream.broker.topic_configs import (TOPIC_SETTINGS, ConfigType, describe_broker_setting,
-                                          describe_topic_setting, parse_topic_configs, parse_value)
+from pstream.broker.topic_configs import (
+    TOPIC_SETTINGS,
+    ConfigType,
+    describe_broker_setting,
+    describe_topic_setting,
+    parse_topic_configs,
+    parse_value,
+)
 from pstream.errors import ConfigError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.alter_configs import AlterConfigsResponse
@@ -97,8 +105,30 @@ def _alter(broker, resource_type, name, change, validate_only):
     return ErrorCode.NONE, None
 
 
+def _shape_errors(resources, incremental: bool) -> dict:
+    """{id(resource): (error code, message)} for what Kafka refuses before looking at any
+    value (ConfigAdminManager.preprocess): a resource named twice (both refused), a key given
+    twice in one resource, a null value where one is needed (incremental: any but DELETE)."""
+    errors = {}
+    count = Counter((res.resource_type, res.resource_name) for res in resources)
+    for res in resources:
+        if count[(res.resource_type, res.resource_name)] > 1:
+            errors[id(res)] = (ErrorCode.INVALID_REQUEST, "Each resource must appear at most once.")
+            continue
+        keys = Counter(c.name for c in res.configs)
+        if any(n > 1 for n in keys.values()):
+            errors[id(res)] = (ErrorCode.INVALID_REQUEST, "Error due to duplicate config keys")
+            continue
+        nulls = [c.name for c in res.configs
+                 if c.value is None and not (incremental and c.config_operation == DELETE)]
+        if nulls:
+            errors[id(res)] = (ErrorCode.INVALID_REQUEST, f"Null value not supported for : {', '.join(nulls)}")
+    return errors
+
+
 @api("AlterConfigs", 0, 2)
 def handle_alter_configs(ctx, request):
+    refused = _shape_errors(request.resources, incremental=False)
     responses = []
     for res in request.resources:
         def replace(topic, validate_only, res=res):
@@ -107,7 +137,8 @@ def handle_alter_configs(ctx, request):
                 TopicConfig.from_kwargs(ctx.broker.log.defaults, **settings)
             else:
                 topic.replace_config(**settings)
-        code, message = _alter(ctx.broker, res.resource_type, res.resource_name, replace, request.validate_only)
+        code, message = refused.get(id(res)) or _alter(ctx.broker, res.resource_type, res.resource_name, replace,
+                                                       request.validate_only)
         responses.append(AlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
@@ -125,7 +156,8 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
             overrides.pop(setting.field, None)
         elif c.config_operation in (APPEND, SUBTRACT):
             if setting.type != ConfigType.LIST:
-                raise ConfigError(f"topic config {c.name} is not a list: APPEND and SUBTRACT do not apply")
+                raise ConfigError(f"Can't {'APPEND' if c.config_operation == APPEND else 'SUBTRACT'} to key "
+                                  f"{c.name} because its type is not LIST.")
             current = [v for v in str(overrides.get(setting.field, getattr(topic.config, setting.field))).split(",")
                        if v]
             given = [v.strip() for v in (c.value or "").split(",") if v.strip()]
@@ -143,12 +175,13 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
 
 @api("IncrementalAlterConfigs", 0, 1)
 def handle_incremental_alter_configs(ctx, request):
+    refused = _shape_errors(request.resources, incremental=True)
     responses = []
     for res in request.resources:
-        code, message = _alter(ctx.broker, res.resource_type, res.resource_name,
-                               lambda topic, validate_only, res=res: _incremental(ctx.broker.log.defaults, topic, res.configs,
-                                                                               validate_only),
-                               request.validate_only)
+        def change(topic, validate_only, res=res):
+            _incremental(ctx.broker.log.defaults, topic, res.configs, validate_only)
+        code, message = refused.get(id(res)) or _alter(ctx.broker, res.resource_type, res.resource_name, change,
+                                                       request.validate_only)
         responses.append(IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)

@@ -20,8 +20,10 @@ from pstream.protocol.messages.delete_records import DeleteRecordsResponse
 from pstream.protocol.messages.delete_topics import DeleteTopicsResponse
 from pstream.protocol.primitives import ZERO_UUID
 from pstream.storage import layout
+from pstream.storage.config import TopicConfig
 
 MAX_PARTITIONS = 10_000   # per topic: each partition holds files and write buffers
+DUPLICATE_NAME = "Duplicate topic name."   # Kafka's message, for a name given twice in one request
 
 
 class _Refused(Exception):
@@ -51,7 +53,24 @@ def _check_partition_count(count: int) -> None:
         raise _Refused(ErrorCode.INVALID_PARTITIONS, f"at most {MAX_PARTITIONS} partitions per topic, got {count}")
 
 
+def _collision_key(name: str) -> str:
+    """Kafka's metric-name collision rule: '.' and '_' are the same character."""
+    return name.replace(".", "_")
+
+
+def _check_collision(broker, name: str) -> None:
+    if "." not in name and "_" not in name:
+        return
+    key = _collision_key(name)
+    for existing in broker.log.topics():
+        if existing != name and _collision_key(existing) == key:
+            raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                           f"Topic '{name}' collides with existing topic: {existing}")
+
+
 def _create_one(broker, t, validate_only: bool, version: int):
+    """Checks in Kafka's (KRaft's) order: the name, an existing topic, the configs, then the
+    partition count and replication factor."""
     result = CreateTopicsResponse.CreatableTopicResult(name=t.name, topic_id=ZERO_UUID, error_code=0,
                                                        num_partitions=-1, replication_factor=-1, configs=None)
     try:
@@ -61,26 +80,35 @@ def _create_one(broker, t, validate_only: bool, version: int):
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, str(exc)) from None
         if t.name in broker.log:
             raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
-        _check_replication(t.replication_factor)
+        _check_collision(broker, t.name)
+        try:
+            settings = parse_topic_configs((c.name, c.value) for c in t.configs)
+            TopicConfig.from_kwargs(broker.log.defaults, **settings)
+        except ConfigError as exc:
+            raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
         if t.assignments:
             if t.num_partitions != -1 or t.replication_factor != -1:
-                raise _Refused(ErrorCode.INVALID_REQUEST, "both assignments and a partition count or replication "
-                                                          "factor were given")
+                raise _Refused(ErrorCode.INVALID_REQUEST, "Both numPartitions or replicationFactor and "
+                                                          "replicasAssignments were set. Both cannot be used "
+                                                          "at the same time.")
             _check_assignments(broker, [a.broker_ids for a in sorted(t.assignments, key=lambda a: a.partition_index)])
             count = len(t.assignments)
         else:
+            if t.num_partitions == 0 or t.num_partitions < -1:
+                raise _Refused(ErrorCode.INVALID_PARTITIONS,
+                               "Number of partitions was set to an invalid non-positive value.")
+            if t.replication_factor == 0 or t.replication_factor < -1:
+                raise _Refused(ErrorCode.INVALID_REPLICATION_FACTOR,
+                               "Replication factor must be larger than 0, or -1 to use the default value.")
             count = broker.config.default_partitions if t.num_partitions == -1 else t.num_partitions
         _check_partition_count(count)
-        try:
-            settings = parse_topic_configs((c.name, c.value) for c in t.configs)
-            if validate_only:
-                from pstream.storage.config import TopicConfig
-                TopicConfig.from_kwargs(broker.log.defaults, **settings)
-                topic = None
-            else:
+        _check_replication(t.replication_factor)
+        topic = None
+        if not validate_only:
+            try:
                 topic = broker.log.topic(t.name, partitions=count, **settings)
-        except ConfigError as exc:
-            raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            except ConfigError as exc:
+                raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
         result.num_partitions, result.replication_factor = count, 1
         if topic is not None:
             result.topic_id = topic.topic_id
@@ -99,28 +127,69 @@ def _created_config(broker, topic, setting):
 @api("CreateTopics", 0, 7)
 def handle_create_topics(ctx, request):
     names = Counter(t.name for t in request.topics)
-    results = []
+    results, answered = [], set()
     for t in request.topics:
         if names[t.name] > 1:
-            results.append(CreateTopicsResponse.CreatableTopicResult(
-                name=t.name, error_code=ErrorCode.INVALID_REQUEST, num_partitions=-1, replication_factor=-1,
-                error_message=f"topic {t.name!r} appears more than once in the request", configs=None))
+            # As Kafka: a name given twice is refused (once in the answer), and neither is created.
+            if t.name not in answered:
+                answered.add(t.name)
+                results.append(CreateTopicsResponse.CreatableTopicResult(
+                    name=t.name, error_code=ErrorCode.INVALID_REQUEST, num_partitions=-1, replication_factor=-1,
+                    error_message=DUPLICATE_NAME, configs=None))
             continue
         results.append(_create_one(ctx.broker, t, request.validate_only, ctx.version))
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
+def _deletion_targets(version: int, request) -> tuple[list, list]:
+    """(targets [(name, topic id)], refusals [(name, topic id, message)]) with Kafka's checks
+    (ControllerApis.deleteTopics): a row needs a name or an id but not both, and a topic may be
+    named only once, by name or by id."""
+    if version < 6:
+        rows = [(name, None) for name in request.topic_names]
+    else:
+        rows = [(s.name, None if s.topic_id == ZERO_UUID else s.topic_id) for s in request.topics]
+    refusals = []
+    names = Counter(name for name, topic_id in rows if topic_id is None and name is not None)
+    ids = Counter(topic_id for name, topic_id in rows if topic_id is not None and name is None)
+    targets, seen = [], set()
+    for name, topic_id in rows:
+        if name is None and topic_id is None:
+            refusals.append((None, ZERO_UUID, "Neither topic name nor id were specified."))
+        elif name is not None and topic_id is not None:
+            refusals.append((name, topic_id, "You may not specify both topic name and topic id."))
+        elif name is not None and names[name] > 1:
+            if ("name", name) not in seen:
+                seen.add(("name", name))
+                refusals.append((name, ZERO_UUID, DUPLICATE_NAME))
+        elif topic_id is not None and ids[topic_id] > 1:
+            if ("id", topic_id) not in seen:
+                seen.add(("id", topic_id))
+                refusals.append((None, topic_id, "Duplicate topic id."))
+        else:
+            targets.append((name, topic_id))
+    return targets, refusals
+
+
 @api("DeleteTopics", 0, 6)
 def handle_delete_topics(ctx, request):
     broker = ctx.broker
-    wanted = [(s.name, s.topic_id) for s in request.topics] if ctx.version >= 6 else \
-        [(name, None) for name in request.topic_names]
-    results = []
-    for name, topic_id in wanted:
+    targets, refusals = _deletion_targets(ctx.version, request)
+    results = [DeleteTopicsResponse.DeletableTopicResult(name=name, topic_id=topic_id,
+                                                         error_code=ErrorCode.INVALID_REQUEST, error_message=message)
+               for name, topic_id, message in refusals]
+    found = []
+    for name, topic_id in targets:
         topic, error = find_topic(broker, name, topic_id)
+        found.append((name, topic_id, topic, error))
+    by_id = {topic.name for name, topic_id, topic, _ in found if topic is not None and topic_id is not None}
+    for name, topic_id, topic, error in found:
         result = DeleteTopicsResponse.DeletableTopicResult(name=name, topic_id=topic_id or ZERO_UUID,
                                                            error_code=error)
-        if topic is not None:
+        if topic is not None and topic_id is None and topic.name in by_id:
+            result.error_code = ErrorCode.INVALID_REQUEST
+            result.error_message = "The provided topic name maps to an ID that was already supplied."
+        elif topic is not None:
             result.name, result.topic_id = topic.name, topic.topic_id
             broker.log.delete_topic(topic.name)
             broker.forget_topic(topic.name)
@@ -132,12 +201,15 @@ def handle_delete_topics(ctx, request):
 def handle_create_partitions(ctx, request):
     broker = ctx.broker
     names = Counter(t.name for t in request.topics)
-    results = []
+    results, answered = [], set()
     for t in request.topics:
         result = CreatePartitionsResponse.CreatePartitionsTopicResult(name=t.name, error_code=0)
         try:
             if names[t.name] > 1:
-                raise _Refused(ErrorCode.INVALID_REQUEST, f"topic {t.name!r} appears more than once in the request")
+                if t.name in answered:
+                    continue
+                answered.add(t.name)
+                raise _Refused(ErrorCode.INVALID_REQUEST, DUPLICATE_NAME)
             topic, error = find_topic(broker, t.name)
             if topic is None:
                 raise _Refused(error, f"topic {t.name!r} does not exist")
