@@ -3,7 +3,8 @@
 Consumers see records up to the high watermark; with the durable flush policy ("always")
 that is the durable offset, so a consumer never reads a record that a crash could take
 back. Batches go out as the bytes the log returned (one copy, from the segment), never
-joined: the response is a list of buffers. The first batch of the response is sent even
+joined: the response is a list of buffers; a consumer far behind is read on a reader
+thread, not the event loop. The first batch of the response is sent even
 when it is larger than max_bytes (KIP-74). No fetch sessions: session_id 0 tells clients
 to send full requests.
 """
@@ -44,10 +45,11 @@ def cut_at(data: bytes, end_offset: int):
 
 
 class _PartitionFetch:
-    __slots__ = ("topic", "topic_id", "wanted", "part", "response")
+    __slots__ = ("part", "response", "seen_end", "topic", "topic_id", "wanted")
 
     def __init__(self, topic, topic_id, wanted, part, response):
         self.topic, self.topic_id, self.wanted, self.part, self.response = topic, topic_id, wanted, part, response
+        self.seen_end = wanted.fetch_offset   # the high watermark the last read saw: wait for data past it
 
 
 def _plan(ctx, request) -> list[_PartitionFetch]:
@@ -67,14 +69,17 @@ def _plan(ctx, request) -> list[_PartitionFetch]:
     return plan
 
 
-def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
-    """Fills every partition's response; returns the bytes of records gathered."""
+async def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
+    """Fills every partition's response; returns the bytes of records gathered. A partition
+    read far behind its end comes from disk on a reader thread (read_batches_async), so the
+    event loop never waits on the disk."""
     total = 0
     for item in plan:
         part, response, wanted = item.part, item.response, item.wanted
         if part is None:
             continue
         hw = high_watermark(part)
+        item.seen_end = max(hw, wanted.fetch_offset)
         response.high_watermark = response.last_stable_offset = hw
         response.log_start_offset = part.log_start_offset
         offset = wanted.fetch_offset
@@ -86,7 +91,7 @@ def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
             response.records = b""
             continue
         try:
-            data = part.read_batches(offset, max(room, 1))
+            data = await part.read_batches_async(offset, max(room, 1))
         except OffsetOutOfRangeError:
             response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
             continue
@@ -100,16 +105,17 @@ def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
 
 
 async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
-    """Returns when any fetched partition has a record past its fetch offset, or at the timeout."""
+    """Returns when any fetched partition has a record past what the last read saw (not just
+    past its fetch offset: a fetch whose min_bytes is not met yet would spin), or at the timeout."""
     waits = []
     for item in plan:
         part = item.part
         if part is None or item.response.error_code:
             continue
         if part.flush_policy == "always":
-            waits.append(asyncio.ensure_future(part.wait_durable(item.wanted.fetch_offset)))
+            waits.append(asyncio.ensure_future(part.wait_durable(item.seen_end)))
         else:
-            waits.append(asyncio.ensure_future(part.wait_for(item.wanted.fetch_offset)))
+            waits.append(asyncio.ensure_future(part.wait_for(item.seen_end)))
     if not waits:
         await asyncio.sleep(timeout)
         return
@@ -128,13 +134,13 @@ async def handle_fetch(ctx, request):
     plan = _plan(ctx, request)
     max_bytes = request.max_bytes if ctx.version >= 3 else 0x7FFFFFFF
     deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
-    total = _read_all(plan, max_bytes)
+    total = await _read_all(plan, max_bytes)
     while total < max(request.min_bytes, 1) and not any(i.response.error_code for i in plan):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         await _wait_for_data(plan, remaining)
-        total = _read_all(plan, max_bytes)
+        total = await _read_all(plan, max_bytes)
     responses: dict[tuple, TopicResponse] = {}
     for item in plan:
         key = (item.topic, item.topic_id)
@@ -142,7 +148,10 @@ async def handle_fetch(ctx, request):
         if topic is None:
             topic = responses[key] = TopicResponse(topic=item.topic, topic_id=item.topic_id or ZERO_UUID,
                                                    partitions=[])
-        if item.response.records is None and not item.response.error_code:
+        if item.response.records is None:
+            # Never null, errors included: Kafka always sends an empty record set, and librdkafka
+            # rejects a null one ("invalid MessageSetSize -1") and with it the whole response,
+            # so a consumer would never see the error (OFFSET_OUT_OF_RANGE: no reset, a spin).
             item.response.records = b""
         topic.partitions.append(item.response)
     return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=list(responses.values()))

@@ -1,15 +1,23 @@
-"""ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or the first offset at or
-after a timestamp. Latest is the high watermark consumers see (see fetch.high_watermark)."""
+"""ListOffsets: earliest (-2), latest (-1), max timestamp (-3, clients send it from v7),
+earliest local (-4, from v8), latest tiered (-5, from v9), or the first offset at or after a
+timestamp; like Kafka's broker, any version may ask any of them. Latest is the high
+watermark consumers see (see fetch.high_watermark). A time query is answered with the found
+record's own timestamp; max timestamp with the offset of the record that has it, not of its
+batch's last record (Kafka since KAFKA-16310). No tiered storage: the local log is the whole
+log, so earliest local is earliest and latest tiered is "none" (-1), as Kafka answers
+without remote storage."""
 
 from __future__ import annotations
 
+from pstream import _core
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
 from pstream.broker.handlers.fetch import high_watermark
+from pstream.errors import OffsetOutOfRangeError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.list_offsets import ListOffsetsResponse
 
-LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
+LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 PartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
 
 
@@ -17,14 +25,48 @@ def _lookup(part, timestamp: int) -> tuple[int, int]:
     """(timestamp, offset) answering one query; (-1, -1) when no record qualifies."""
     if timestamp == LATEST:
         return -1, high_watermark(part)
-    if timestamp == EARLIEST:
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, part.log_start_offset
+    if timestamp == LATEST_TIERED:
+        return -1, -1
     if timestamp == MAX_TIMESTAMP:
-        return part.max_timestamp()
+        ts, last_offset = part.max_timestamp()
+        if last_offset < 0 or last_offset >= high_watermark(part):
+            return -1, -1
+        return ts, first_offset_with_timestamp(part, last_offset, ts)
     offset = part.offset_for_timestamp(timestamp)
     if offset is None or offset >= high_watermark(part):
         return -1, -1
-    return timestamp, offset
+    return record_timestamp(part, offset), offset
+
+
+def _batch_records(part, offset: int) -> list:
+    """The records of the one batch holding `offset` (decoded; nothing else is read)."""
+    try:
+        data = part.read_batches(offset, 1)    # always the whole first batch (KIP-74), nothing more
+    except OffsetOutOfRangeError:              # retention or DeleteRecords moved the start meanwhile
+        return []
+    for _header, records in _core.iter_batches(data):
+        return records
+    return []
+
+
+def record_timestamp(part, offset: int) -> int:
+    """The timestamp of the record at `offset` (Kafka answers a time query with the found
+    record's own timestamp, not the one asked for)."""
+    for rec in _batch_records(part, offset):
+        if rec.offset == offset:
+            return rec.timestamp_ms
+    return -1
+
+
+def first_offset_with_timestamp(part, batch_offset: int, timestamp: int) -> int:
+    """The offset of the first record with `timestamp` in the batch holding batch_offset (the
+    storage layer keeps the max timestamp per batch, with the batch's last offset)."""
+    for rec in _batch_records(part, batch_offset):
+        if rec.timestamp_ms == timestamp:
+            return rec.offset
+    return batch_offset
 
 
 @api("ListOffsets", 0, 9)
@@ -38,7 +80,7 @@ def handle_list_offsets(ctx, request):
             if part is not None:
                 error = leader_epoch_error(part, p.current_leader_epoch)
             if part is not None and not error:
-                if p.timestamp < MAX_TIMESTAMP:
+                if p.timestamp < LATEST_TIERED:
                     error = ErrorCode.INVALID_REQUEST if ctx.version < 9 else ErrorCode.UNSUPPORTED_VERSION
                 else:
                     out.timestamp, out.offset = _lookup(part, p.timestamp)

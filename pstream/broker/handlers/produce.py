@@ -1,10 +1,12 @@
 """Produce: record batches go to their partition's shard as memoryviews of the request.
 
-Per partition the records field is split into batches by their length fields (one
-struct read per batch, never per record); each batch is checked against the idempotent
-producer's sequence and handed to the shard (submit_batch), which validates the CRC,
-assigns offsets, copies and writes it with the GIL released. Every partition of the
-request is submitted before any is awaited, so their writes and fdatasyncs overlap.
+Per partition the records field must frame exactly one v2 batch (Kafka's rule from
+Produce v3 on, checked by its length field: one struct read, never per record; more than
+one is INVALID_RECORD, so no request is ever half appended); the batch is checked against
+the idempotent producer's sequence and handed to the shard (submit_batch), which validates
+the CRC, assigns offsets, copies and writes it with the GIL released. Every partition of
+the request is submitted before any is awaited, so their writes and fdatasyncs overlap.
+On a LogAppendTime topic the response carries the time the shard wrote into the batch.
 
 acks=0 gets no response; acks=1 and acks=-1 are answered once the partition's flush
 policy is met (with the default policy, after the fdatasync that covers the batch).
@@ -30,6 +32,8 @@ MIN_PRODUCE_VERSION = 3
 BATCH_HEADER_BYTES = 61
 _length_magic = struct.Struct(">iib")           # batch_length at 8, leader epoch, magic at 16
 _producer = struct.Struct(">hiqqqhii")          # attributes at 21 .. record count at 57
+_int64 = struct.Struct(">q")                    # base offset at 0, max timestamp at 35
+MAX_TIMESTAMP_AT = 35
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
 
@@ -46,8 +50,9 @@ class _Refused(Exception):
         self.message = message
 
 
-def split_batches(records: memoryview) -> list[memoryview]:
-    """The v2 batches in a records field; _Refused if lengths do not frame it exactly."""
+def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> list[memoryview]:
+    """The one v2 batch of a records field, as a list; _Refused if lengths do not frame it
+    exactly or frame more than one batch (Kafka's ProduceRequest.validateRecords)."""
     batches = []
     pos, end = 0, len(records)
     while pos < end:
@@ -64,6 +69,9 @@ def split_batches(records: memoryview) -> list[memoryview]:
         pos += size
     if not batches:
         raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no record batch")
+    if len(batches) > 1:
+        raise _Refused(ErrorCode.INVALID_RECORD, f"Produce requests with version {version} are only "
+                                                 f"allowed to contain exactly one record batch per partition")
     return batches
 
 
@@ -72,17 +80,32 @@ def _submit(broker, part, batches: list[memoryview]) -> list:
     returns one awaitable per batch, resolving to its base offset."""
     waits = []
     for batch in batches:
-        attributes, _delta, _bts, _mts, producer_id, epoch, base_seq, count = _producer.unpack_from(batch, 21)
+        attributes, _delta, _bts, max_ts, producer_id, epoch, base_seq, count = _producer.unpack_from(
+            batch, 21)
         if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
             raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
         if producer_id < 0:
             waits.append(part.wait_appended(part.submit_batch(batch)))
         else:
-            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count))
+            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts))
     return waits
 
 
-def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count):
+def stored_max_timestamp(part, base_offset: int) -> int | None:
+    """The max timestamp of the batch stored at base_offset, as the shard wrote it (on a
+    LogAppendTime topic: the append time); None if it cannot be read back."""
+    try:
+        data = part.read_batches(base_offset, 1)   # the whole first batch (KIP-74), nothing more
+    except Exception:
+        return None
+    if len(data) < BATCH_HEADER_BYTES:
+        return None
+    if _int64.unpack_from(data, 0)[0] != base_offset:
+        return None
+    return _int64.unpack_from(data, MAX_TIMESTAMP_AT)[0]
+
+
+def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts):
     state = broker.producer_state(part.topic, part.number)
     last_seq = (base_seq + count - 1) & 0x7FFFFFFF
     outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
@@ -105,10 +128,10 @@ def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count)
         raise
     waiter = asyncio.get_running_loop().create_future()
     broker.inflight_idempotent[id(token)] = waiter
-    return _finish_idempotent(broker, part, state, token, pending, waiter)
+    return _finish_idempotent(broker, part, state, token, pending, waiter, max_ts)
 
 
-async def _finish_idempotent(broker, part, state, token, pending, waiter) -> int:
+async def _finish_idempotent(broker, part, state, token, pending, waiter, max_ts) -> int:
     try:
         offset = await part.wait_appended(pending)
     except BaseException as exc:
@@ -118,7 +141,9 @@ async def _finish_idempotent(broker, part, state, token, pending, waiter) -> int
         raise
     finally:
         broker.inflight_idempotent.pop(id(token), None)
-    state.complete(token, offset, pending.last_offset, int(time.time() * 1000))
+    if part.timestamp_type == 1:   # as replay from the log will see it: the batch's own max timestamp
+        max_ts = stored_max_timestamp(part, offset) or int(time.time() * 1000)
+    state.complete(token, offset, pending.last_offset, max_ts)
     waiter.set_result(offset)
     return offset
 
@@ -133,7 +158,7 @@ async def _await_partition(part, response: PartitionResponse, waits: list) -> Pa
         response.base_offset = offsets[0]
         response.log_start_offset = part.log_start_offset
         if part.timestamp_type == 1:
-            response.log_append_time_ms = int(time.time() * 1000)
+            response.log_append_time_ms = stored_max_timestamp(part, offsets[0]) or int(time.time() * 1000)
     except _Refused as refused:
         response.error_code, response.error_message = refused.code, refused.message
     except Exception as exc:   # storage errors carry their own Kafka code
@@ -155,7 +180,7 @@ def _produce_partition(broker, topic: str, index: int, records, version: int):
             raise _Refused(error)
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
-        return _await_partition(part, response, _submit(broker, part, split_batches(records)))
+        return _await_partition(part, response, _submit(broker, part, split_batches(records, version)))
     except _Refused as refused:
         response.error_code, response.error_message = refused.code, refused.message
     except Exception as exc:
