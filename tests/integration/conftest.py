@@ -1,5 +1,9 @@
 """Starts the real broker (`python -m pstream serve`) on 127.0.0.1 with a temporary data
-directory, for tests that drive it with real Kafka clients over real sockets."""
+directory, for tests that drive it with real Kafka clients over real sockets.
+
+Also puts this folder on sys.path, so tests import the raw-socket helpers (`kafka_wire`,
+`raw_kafka`) by name although pytest runs with --import-mode=importlib.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,10 @@ import sys
 import time
 
 import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 
 def free_port() -> int:

@@ -5,15 +5,8 @@ Real clients hide what the broker actually answered (they retry, dedupe, re-spli
 this one shows the wire: exact error codes, base offsets, the bytes of fetched batches.
 It is for tests only (no retries, no metadata cache, one broker).
 
-Import it from a test module in tests/integration by path (pytest runs with
---import-mode=importlib, so this folder is not on sys.path), sharing one module object:
+tests/integration/conftest.py puts this folder on sys.path, so a test module says:
 
-    import importlib.util, pathlib, sys
-    if "kafka_wire" not in sys.modules:
-        _spec = importlib.util.spec_from_file_location("kafka_wire",
-                                                        pathlib.Path(__file__).with_name("kafka_wire.py"))
-        sys.modules["kafka_wire"] = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(sys.modules["kafka_wire"])
     import kafka_wire
 
     with kafka_wire.KafkaWire(broker.bootstrap) as wire:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import importlib.util
 import os
-import pathlib
-import sys
 import time
 import uuid
 
@@ -48,16 +45,7 @@ from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.primitives import ZERO_UUID
 
 
-def _load_raw_kafka():
-    if "raw_kafka" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("raw_kafka", pathlib.Path(__file__).with_name("raw_kafka.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["raw_kafka"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["raw_kafka"]
-
-
-raw_kafka = _load_raw_kafka()
+import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
 DYNAMIC, STATIC_BROKER, DEFAULT = 1, 4, 5          # Kafka's ConfigSource numbers
 TOPIC_CONFIGS = {"cleanup.policy", "retention.ms", "retention.bytes", "segment.bytes", "segment.ms",

@@ -6,9 +6,6 @@ per partition, and every API answers well-formed at its lowest and highest versi
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
 
 import pytest
 
@@ -17,16 +14,7 @@ from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.primitives import ZERO_UUID, ProtocolError
 
 
-def _load_raw_kafka():
-    if "raw_kafka" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("raw_kafka", pathlib.Path(__file__).with_name("raw_kafka.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["raw_kafka"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["raw_kafka"]
-
-
-raw_kafka = _load_raw_kafka()
+import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 codecs = raw_kafka.codecs
 
 # What Apache Kafka 3.9 advertises for each API pstream implements: (key, min, max).

@@ -10,13 +10,10 @@ answered in order.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
 import resource
 import socket
 import struct
-import sys
 import time
 import uuid
 
@@ -26,16 +23,7 @@ import pstream
 from pstream.protocol.error_codes import ErrorCode
 
 
-def _load_raw_kafka():
-    if "raw_kafka" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("raw_kafka", pathlib.Path(__file__).with_name("raw_kafka.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["raw_kafka"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["raw_kafka"]
-
-
-raw_kafka = _load_raw_kafka()
+import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 codecs = raw_kafka.codecs
 _i32 = struct.Struct(">i")
 CLOSING = re.compile(r"WARNING pstream\.broker: [0-9.:]+: closing the connection: (.*)")

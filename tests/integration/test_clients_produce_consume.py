@@ -12,14 +12,11 @@ really sent the codec it was asked for (a client may silently send a batch uncom
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
-import pathlib
 import shutil
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -42,13 +39,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pstream import _core
 from pstream.broker.dispatch import load_handlers
 
-if "kafka_wire" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "kafka_wire", pathlib.Path(__file__).with_name("kafka_wire.py")
-    )
-    sys.modules["kafka_wire"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["kafka_wire"])
-import kafka_wire  # noqa: E402  (loaded by path just above)
+import kafka_wire  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
 KCAT = shutil.which("kcat")
 needs_kcat = pytest.mark.skipif(KCAT is None, reason="kcat is not installed")

@@ -8,9 +8,6 @@ may or may not be.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
 import threading
 import time
 
@@ -18,13 +15,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-if "kafka_wire" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "kafka_wire", pathlib.Path(__file__).with_name("kafka_wire.py")
-    )
-    sys.modules["kafka_wire"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["kafka_wire"])
-import kafka_wire  # noqa: E402  (loaded by path just above)
+import kafka_wire  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
 TIMEOUT = 60.0
 FILLER = b"-durable-" * 40

@@ -10,10 +10,7 @@ INVALID_PRODUCER_EPOCH, and all of that still holds after a clean restart or a S
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import pathlib
 import signal
-import sys
 import threading
 import time
 
@@ -24,13 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from pstream import _core
 
-if "kafka_wire" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "kafka_wire", pathlib.Path(__file__).with_name("kafka_wire.py")
-    )
-    sys.modules["kafka_wire"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["kafka_wire"])
-import kafka_wire  # noqa: E402  (loaded by path just above)
+import kafka_wire  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
 TIMEOUT = 60.0
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45

@@ -8,10 +8,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import io
-import pathlib
 import pkgutil
 import re
-import sys
 import uuid
 import warnings
 
@@ -20,17 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-def _load_support():
-    name = "_pstream_protocol_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_support.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _load_support()
+import _support as S  # noqa: E402  (tests/protocol is on sys.path: see conftest.py)
 
 from pstream.protocol.messages.api_versions import ApiVersionsRequest, ApiVersionsResponse
 from pstream.protocol.messages.fetch import FetchRequest, FetchResponse

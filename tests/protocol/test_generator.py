@@ -14,17 +14,7 @@ import uuid
 import pytest
 
 
-def _load_support():
-    name = "_pstream_protocol_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_support.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _load_support()
+import _support as S  # noqa: E402  (tests/protocol is on sys.path: see conftest.py)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MESSAGES_DIR = ROOT / "pstream" / "protocol" / "messages"
 

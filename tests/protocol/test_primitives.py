@@ -4,26 +4,13 @@ struct.error that would escape as an internal error."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-def _load_support():
-    name = "_pstream_protocol_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name("_support.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _load_support()
+import _support as S  # noqa: E402  (tests/protocol is on sys.path: see conftest.py)
 
 from pstream.protocol.messages.api_versions import ApiVersionsRequest
 from pstream.protocol.messages.metadata import MetadataRequest, MetadataResponse
