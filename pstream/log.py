@@ -276,9 +276,14 @@ class _Waiters:
                     del self._waiting[key]
 
     def _arm(self, key: tuple[Partition, bool]) -> None:
+        """Asks the shard to ring at the lowest offset still awaited. Futures already resolved
+        (but not yet removed by their wait()) must not count: a watch on their offset would be
+        satisfied at once and set none for the rest."""
         part, durable = key
-        entries = self._waiting.get(key)
-        if entries and part._watch(min(o for o, _ in entries), durable):
+        while True:
+            waiting = [o for o, f in self._waiting.get(key, ()) if not f.done()]
+            if not waiting or not part._watch(min(waiting), durable):
+                return
             self._resolve(key)
 
     def _resolve(self, key: tuple[Partition, bool]) -> None:

@@ -2,9 +2,10 @@
 
 Owns the listening socket, the open connections (closing idle ones after
 connections.max.idle.ms), the node's identity (node id, cluster id persisted in
-<data>/@node/broker.json), the idempotent-producer state per partition, and clean shutdown:
-stop accepting, let in-flight requests finish, snapshot producer state, close the Log
-(which drains the shards, fdatasyncs and writes the indexes).
+<data>/@node/broker.json), the idempotent-producer state per partition, the group coordinator
+(replayed from __consumer_offsets before the first client is served), and clean shutdown:
+stop accepting, answer waiting group requests, let in-flight requests finish, snapshot
+producer state, close the Log (which drains the shards, fdatasyncs and writes the indexes).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import KafkaConnection
 from pstream.broker.dispatch import load_handlers
 from pstream.broker.frames import FramePool
+from pstream.broker.handlers.fetch import high_watermark
+from pstream.coordinator.groups import GroupCoordinator
 from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
 from pstream.errors import ConfigError
 from pstream.storage import layout
@@ -31,6 +34,7 @@ _log = logging.getLogger("pstream.broker")
 
 BROKER_META = "broker.json"
 PRODUCER_SNAPSHOT_INTERVAL_S = 60
+PRODUCER_ID_EXPIRATION_MS = 24 * 3600 * 1000   # Kafka's producer.id.expiration.ms default
 
 
 def new_cluster_id() -> str:
@@ -47,6 +51,7 @@ class Broker:
         self.connections: set[KafkaConnection] = set()
         self.frame_pool = FramePool()
         self.producer_ids: ProducerIds | None = None
+        self.groups: GroupCoordinator | None = None
         self._producer_states: dict[tuple[str, int], ProducerStateManager] = {}
         self.inflight_idempotent: dict[int, asyncio.Future] = {}   # id(state token) -> base offset
         self._server: asyncio.base_events.Server | None = None
@@ -89,6 +94,7 @@ class Broker:
     def forget_topic(self, topic: str) -> None:
         for key in [k for k in self._producer_states if k[0] == topic]:
             del self._producer_states[key]
+        self.groups.on_topic_deleted(topic)
 
     def _snapshot_producer_states(self) -> None:
         for (topic, number), state in list(self._producer_states.items()):
@@ -110,10 +116,18 @@ class Broker:
                 self.log.get_topic(name).follow_defaults()
             self._load_identity()
             self.producer_ids = ProducerIds(os.path.join(cfg.data_dir, layout.NODE_DIR))
+            self.groups = GroupCoordinator(
+                self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms=cfg.group_min_session_timeout_ms,
+                max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000, visible_end=high_watermark)
+            self.groups.start()
             loop = asyncio.get_running_loop()
             self._server = await loop.create_server(lambda: KafkaConnection(self), cfg.listen_host, cfg.listen_port,
                                                     backlog=1024, reuse_address=True)
         except BaseException:
+            if self.groups is not None:
+                self.groups.stop()
             self.log.close()
             raise
         sock = self._server.sockets[0].getsockname()
@@ -135,9 +149,13 @@ class Broker:
                     conn.abort(f"idle for more than connections.max.idle.ms ({self.config.connections_max_idle_ms})")
 
     async def _snapshot_periodically(self) -> None:
-        """Bounds how much log a restart after a crash replays to rebuild producer state."""
+        """Bounds how much log a restart after a crash replays to rebuild producer state, and
+        forgets producers idle longer than Kafka's producer.id.expiration.ms."""
         while True:
             await asyncio.sleep(PRODUCER_SNAPSHOT_INTERVAL_S)
+            now_ms = int(time.time() * 1000)
+            for state in self._producer_states.values():
+                state.expire(now_ms, PRODUCER_ID_EXPIRATION_MS)
             self._snapshot_producer_states()
 
     async def stop(self) -> None:
@@ -149,6 +167,9 @@ class Broker:
         for task in (self._sweeper, self._snapshotter):
             if task is not None:
                 task.cancel()
+        self.groups.stop()   # JoinGroup/SyncGroup requests waiting on a rebalance are answered now
+        for conn in self.connections:
+            conn.drain()      # read no more requests: the ones in flight finish and are answered
         deadline = time.monotonic() + 5
         while any(not c.idle for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

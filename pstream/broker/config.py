@@ -81,6 +81,10 @@ class BrokerConfig:
     connections_max_idle_ms: int = 600000
     socket_request_max_bytes: int = 104857600
     max_connections: int = 10000
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
+    group_max_session_timeout_ms: int = 1800000
+    offsets_retention_minutes: int = 10080
     log_level: str = "INFO"
 
     @property
@@ -248,6 +252,15 @@ _SETTINGS = (
              "socket.request.max.bytes"),
     _Setting("max_connections", _Int(1, INT32_MAX), "client connections open at once",
              "max.connections"),
+    _Setting("group_initial_rebalance_delay_ms", _Int(0, INT32_MAX, metavar="MS"),
+             "how long a new consumer group waits for more members before its first rebalance",
+             "group.initial.rebalance.delay.ms"),
+    _Setting("group_min_session_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "shortest session timeout a group member may ask for", "group.min.session.timeout.ms"),
+    _Setting("group_max_session_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "longest session timeout a group member may ask for", "group.max.session.timeout.ms"),
+    _Setting("offsets_retention_minutes", _Int(1, INT32_MAX, metavar="MINUTES"),
+             "keep an empty group's committed offsets this long", "offsets.retention.minutes"),
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
@@ -377,4 +390,8 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
         _apply(values, _read_file(path, named_by), path, text=False)
     _apply(values, _read_env(env), "the environment", text=True)
     _apply(values, entries, "the command line" if is_namespace else "the arguments", text=True)
-    return BrokerConfig(**values)
+    config = BrokerConfig(**values)
+    if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms:
+        raise ConfigError(f"setting group_min_session_timeout_ms ({config.group_min_session_timeout_ms}) is larger "
+                          f"than group_max_session_timeout_ms ({config.group_max_session_timeout_ms})")
+    return config

@@ -68,6 +68,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._closed = False
         self._paused = False
         self._write_paused = False
+        self._draining = False
         self.last_active = time.monotonic()
 
     # --- transport callbacks ------------------------------------------------------
@@ -242,8 +243,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.last_active = time.monotonic()
         self._update_reading()
 
+    def drain(self) -> None:
+        """Stops reading requests (the broker is shutting down); those in flight are still answered."""
+        self._draining = True
+        self._update_reading()
+
     def _update_reading(self) -> None:
-        want_pause = self._write_paused or len(self._slots) >= MAX_PIPELINED
+        want_pause = self._draining or self._write_paused or len(self._slots) >= MAX_PIPELINED
         if self._closed or want_pause == self._paused:
             return
         self._paused = want_pause

@@ -267,3 +267,24 @@ def test_environment_refusal_happens_even_when_a_flag_overrides_it():
 def test_config_error_is_a_value_error():
     with pytest.raises(ValueError):
         load_config({"shards": 0}, env={})
+
+
+def test_group_settings_from_every_source(toml):
+    defaults = load_config(env={})
+    assert (defaults.group_initial_rebalance_delay_ms, defaults.group_min_session_timeout_ms,
+            defaults.group_max_session_timeout_ms, defaults.offsets_retention_minutes) == (3000, 6000, 1800000, 10080)
+    path = toml('"group.initial.rebalance.delay.ms" = 0\n"group.min.session.timeout.ms" = 1000\n'
+                '"group.max.session.timeout.ms" = 60000\n"offsets.retention.minutes" = 5\n')
+    config = load_config({"config": path}, env={})
+    assert (config.group_initial_rebalance_delay_ms, config.group_min_session_timeout_ms,
+            config.group_max_session_timeout_ms, config.offsets_retention_minutes) == (0, 1000, 60000, 5)
+    assert load_config(env={"PSTREAM_OFFSETS_RETENTION_MINUTES": "7"}).offsets_retention_minutes == 7
+    assert load_config(parse("--group-initial-rebalance-delay-ms", "100"), env={}).group_initial_rebalance_delay_ms \
+        == 100
+
+
+def test_group_session_timeout_bounds_must_be_ordered():
+    message = refused("group_min_session_timeout_ms", parse("--group-min-session-timeout-ms", "7000",
+                                                             "--group-max-session-timeout-ms", "6999"))
+    assert "larger than group_max_session_timeout_ms" in message
+    refused("an integer 1..2147483647", env={"PSTREAM_OFFSETS_RETENTION_MINUTES": "0"})

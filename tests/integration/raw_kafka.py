@@ -95,6 +95,7 @@ class RawConnection:
 
     def __init__(self, bootstrap: str, timeout: float = 10.0):
         host, port = bootstrap.rsplit(":", 1)
+        self.port = int(port)
         self.timeout = timeout
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

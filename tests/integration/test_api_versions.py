@@ -23,6 +23,15 @@ KAFKA_3_9 = {
     "Fetch": (1, 0, 17),
     "ListOffsets": (2, 0, 9),
     "Metadata": (3, 0, 12),
+    "OffsetCommit": (8, 0, 9),
+    "OffsetFetch": (9, 0, 9),
+    "FindCoordinator": (10, 0, 6),
+    "JoinGroup": (11, 0, 9),
+    "Heartbeat": (12, 0, 4),
+    "LeaveGroup": (13, 0, 5),
+    "SyncGroup": (14, 0, 5),
+    "DescribeGroups": (15, 0, 5),
+    "ListGroups": (16, 0, 5),
     "ApiVersions": (18, 0, 4),
     "CreateTopics": (19, 0, 7),
     "DeleteTopics": (20, 0, 6),
@@ -34,6 +43,8 @@ KAFKA_3_9 = {
     "DescribeLogDirs": (35, 0, 4),
     "CreatePartitions": (37, 0, 3),
     "IncrementalAlterConfigs": (44, 0, 1),
+    "DeleteGroups": (42, 0, 2),
+    "OffsetDelete": (47, 0, 0),
     "DescribeCluster": (60, 0, 1),
     "DescribeProducers": (61, 0, 0),
 }
@@ -380,7 +391,139 @@ def _check_describe_producers(conn, version, resp):
         [(conn.producer_id, 0, 0)]
 
 
+# --- groups: requests about a group that does not exist, answered with Kafka's codes -------------
+
+GROUP = "av-group"
+UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, MEMBER_ID_REQUIRED, GROUP_ID_NOT_FOUND = 25, 26, 79, 69
+
+
+def _find_coordinator(conn, version):
+    req_cls, _ = codecs("FindCoordinator")
+    return req_cls(key=GROUP, key_type=0, coordinator_keys=[GROUP])
+
+
+def _check_find_coordinator(conn, version, resp):
+    if version >= 4:
+        [c] = resp.coordinators
+        assert (c.key, c.node_id, c.host, c.port, c.error_code) == (GROUP, 0, "127.0.0.1", conn.port, 0)
+    else:
+        assert (resp.error_code, resp.node_id, resp.host, resp.port) == (0, 0, "127.0.0.1", conn.port)
+
+
+def _join_group(conn, version):
+    req_cls, _ = codecs("JoinGroup")
+    # v0-3 have no MEMBER_ID_REQUIRED: an out-of-range session timeout gets an immediate answer instead.
+    return req_cls(group_id=GROUP, session_timeout_ms=30000 if version >= 4 else 1, rebalance_timeout_ms=30000,
+                   member_id="", protocol_type="consumer",
+                   protocols=[req_cls.JoinGroupRequestProtocol(name="range", metadata=b"")])
+
+
+def _check_join_group(conn, version, resp):
+    if version >= 4:
+        assert resp.error_code == MEMBER_ID_REQUIRED and resp.member_id
+    else:
+        assert resp.error_code == INVALID_SESSION_TIMEOUT
+
+
+def _sync_group(conn, version):
+    return codecs("SyncGroup")[0](group_id=GROUP, generation_id=1, member_id="nobody", protocol_type="consumer",
+                                  protocol_name="range", assignments=[])
+
+
+def _heartbeat(conn, version):
+    return codecs("Heartbeat")[0](group_id=GROUP, generation_id=1, member_id="nobody")
+
+
+def _check_unknown_member(conn, version, resp):
+    assert resp.error_code == UNKNOWN_MEMBER_ID
+
+
+def _leave_group(conn, version):
+    req_cls, _ = codecs("LeaveGroup")
+    return req_cls(group_id=GROUP, member_id="nobody", members=[req_cls.MemberIdentity(member_id="nobody")])
+
+
+def _check_leave_group(conn, version, resp):
+    if version >= 3:
+        assert [(m.member_id, m.error_code) for m in resp.members] == [("nobody", UNKNOWN_MEMBER_ID)]
+    else:
+        assert resp.error_code == UNKNOWN_MEMBER_ID
+
+
+def _offset_commit(conn, version):
+    seeded(conn)
+    req_cls, _ = codecs("OffsetCommit")
+    return req_cls(group_id=GROUP, generation_id_or_member_epoch=-1, member_id="", retention_time_ms=-1,
+                   topics=[req_cls.OffsetCommitRequestTopic(name=TOPIC, partitions=[
+                       req_cls.OffsetCommitRequestPartition(partition_index=0, committed_offset=2,
+                                                            committed_metadata="m")])])
+
+
+def _check_offset_commit(conn, version, resp):
+    assert [(p.partition_index, p.error_code) for t in resp.topics for p in t.partitions] == [(0, 0)]
+    fetched = conn.call("OffsetFetch", 7, _offset_fetch(conn, 7))
+    assert [(p.committed_offset, p.metadata) for t in fetched.topics for p in t.partitions] == [(2, "m")]
+
+
+def _offset_fetch(conn, version):
+    req_cls, _ = codecs("OffsetFetch")
+    return req_cls(group_id=GROUP, topics=[req_cls.OffsetFetchRequestTopic(name=TOPIC, partition_indexes=[0])],
+                   groups=[req_cls.OffsetFetchRequestGroup(group_id=GROUP, topics=[
+                       req_cls.OffsetFetchRequestTopics(name=TOPIC, partition_indexes=[0])])])
+
+
+def _check_offset_fetch(conn, version, resp):
+    topics = resp.groups[0].topics if version >= 8 else resp.topics
+    assert [(p.partition_index, p.committed_offset) for t in topics for p in t.partitions] == [(0, -1)]
+
+
+def _describe_groups(conn, version):
+    return codecs("DescribeGroups")[0](groups=[GROUP])
+
+
+def _check_describe_groups(conn, version, resp):
+    [g] = resp.groups
+    assert (g.group_id, g.error_code, g.group_state, g.members) == (GROUP, 0, "Dead", [])
+
+
+def _list_groups(conn, version):
+    return codecs("ListGroups")[0]()
+
+
+def _check_list_groups(conn, version, resp):
+    assert (resp.error_code, resp.groups) == (0, [])
+
+
+def _delete_groups(conn, version):
+    return codecs("DeleteGroups")[0](groups_names=[GROUP])
+
+
+def _check_delete_groups(conn, version, resp):
+    assert [(r.group_id, r.error_code) for r in resp.results] == [(GROUP, GROUP_ID_NOT_FOUND)]
+
+
+def _offset_delete(conn, version):
+    req_cls, _ = codecs("OffsetDelete")
+    return req_cls(group_id=GROUP, topics=[req_cls.OffsetDeleteRequestTopic(
+        name=TOPIC, partitions=[req_cls.OffsetDeleteRequestPartition(partition_index=0)])])
+
+
+def _check_offset_delete(conn, version, resp):
+    assert resp.error_code == GROUP_ID_NOT_FOUND
+
+
 CASES = {
+    "FindCoordinator": (_find_coordinator, _check_find_coordinator),
+    "JoinGroup": (_join_group, _check_join_group),
+    "SyncGroup": (_sync_group, _check_unknown_member),
+    "Heartbeat": (_heartbeat, _check_unknown_member),
+    "LeaveGroup": (_leave_group, _check_leave_group),
+    "OffsetCommit": (_offset_commit, _check_offset_commit),
+    "OffsetFetch": (_offset_fetch, _check_offset_fetch),
+    "DescribeGroups": (_describe_groups, _check_describe_groups),
+    "ListGroups": (_list_groups, _check_list_groups),
+    "DeleteGroups": (_delete_groups, _check_delete_groups),
+    "OffsetDelete": (_offset_delete, _check_offset_delete),
     "Produce": (_produce, _check_produce),
     "Fetch": (_fetch, _check_fetch),
     "ListOffsets": (_list_offsets, _check_list_offsets),

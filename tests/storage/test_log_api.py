@@ -112,3 +112,24 @@ def test_async_reads_near_and_far_from_the_end_return_what_read_batches_returns(
         assert far == part.read_batches(0, 4096)
         assert near == part.read_batches(part.high_watermark - 10, 4096)
         assert _core.validate_batch(near).base_offset == part.high_watermark - 10
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_waiters_at_different_offsets_all_wake(tmp_path, durable):
+    """A resolved waiter not yet removed must not hide the watch that the others need."""
+    with pstream.Log(tmp_path, shards=1, flush="interval", flush_ms=1) as log:
+        part = log.topic("t").partition(0)
+
+        async def scenario():
+            wait = part.wait_durable if durable else part.wait_for
+            for round_ in range(10):
+                base = part.high_watermark
+                first = asyncio.ensure_future(wait(base))
+                second = asyncio.ensure_future(wait(base + 1))
+                await asyncio.sleep(0)
+                part.append_batch(_batch(count=1), wait=False)
+                await asyncio.wait_for(first, 5)
+                part.append_batch(_batch(count=1), wait=False)
+                await asyncio.wait_for(second, 5)
+
+        asyncio.run(scenario())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from pstream.coordinator.offsets import INTERNAL_TOPICS
 from pstream.errors import InvalidTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.primitives import ZERO_UUID
@@ -47,3 +48,10 @@ def leader_epoch_error(part, current_leader_epoch: int) -> ErrorCode:
     if current_leader_epoch < 0 or current_leader_epoch == part.leader_epoch:
         return ErrorCode.NONE
     return ErrorCode.FENCED_LEADER_EPOCH if current_leader_epoch < part.leader_epoch else ErrorCode.UNKNOWN_LEADER_EPOCH
+
+
+def internal_topic_error(name: str | None) -> str | None:
+    """Why clients may not write, delete or reshape an internal topic (None if `name` is not one)."""
+    if name in INTERNAL_TOPICS:
+        return f"{name} is an internal topic: only the broker writes, deletes or changes it"
+    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import find_topic
+from pstream.broker.handlers.common import find_topic, internal_topic_error
 from pstream.broker.topic_configs import (
     TOPIC_SETTINGS,
     ConfigType,
@@ -98,6 +98,8 @@ def _alter(broker, resource_type, name, change, validate_only):
     topic, error = find_topic(broker, name)
     if topic is None:
         return error, f"topic {name!r} does not exist"
+    if internal_topic_error(name):
+        return ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(name)
     try:
         change(topic, validate_only)
     except ConfigError as exc:

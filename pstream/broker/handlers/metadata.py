@@ -2,12 +2,14 @@
 
 A name that does not exist is created when auto-creation is on (broker setting and, from
 v4, the request's allow_auto_topic_creation), as Kafka does, with the default partitions.
+Internal topics (`__consumer_offsets`) are listed with is_internal, as Kafka lists them.
 """
 
 from __future__ import annotations
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_topic
+from pstream.coordinator.offsets import INTERNAL_TOPICS
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.metadata import MetadataResponse
@@ -29,7 +31,7 @@ def auto_create(broker, name: str):
 
 def describe_topic(broker, topic) -> Topic:
     node = broker.node_id
-    return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id, is_internal=False,
+    return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id, is_internal=topic.name in INTERNAL_TOPICS,
                  topic_authorized_operations=NO_AUTHORIZED_OPERATIONS,
                  partitions=[PartitionInfo(error_code=0, partition_index=p.number, leader_id=node,
                                            leader_epoch=p.leader_epoch, replica_nodes=[node], isr_nodes=[node],

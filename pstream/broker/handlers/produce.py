@@ -20,7 +20,7 @@ import struct
 import time
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import find_partition
+from pstream.broker.handlers.common import find_partition, internal_topic_error
 from pstream.coordinator.producer_state import SequenceCheck
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.produce import ProduceResponse
@@ -178,6 +178,8 @@ def _produce_partition(broker, topic: str, index: int, records, version: int):
                                                           f"supported; use v{MIN_PRODUCE_VERSION} or later")
         if part is None:
             raise _Refused(error)
+        if internal_topic_error(topic):
+            raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(topic))
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
         return _await_partition(part, response, _submit(broker, part, split_batches(records, version)))

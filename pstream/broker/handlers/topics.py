@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import find_partition, find_topic
+from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
 from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.topic_configs import TOPIC_SETTINGS, describe_topic_setting, parse_topic_configs
 from pstream.errors import ConfigError, InvalidTopicError
@@ -189,6 +189,9 @@ def handle_delete_topics(ctx, request):
         if topic is not None and topic_id is None and topic.name in by_id:
             result.error_code = ErrorCode.INVALID_REQUEST
             result.error_message = "The provided topic name maps to an ID that was already supplied."
+        elif topic is not None and internal_topic_error(topic.name):
+            result.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION
+            result.error_message = internal_topic_error(topic.name)
         elif topic is not None:
             result.name, result.topic_id = topic.name, topic.topic_id
             broker.log.delete_topic(topic.name)
@@ -213,6 +216,8 @@ def handle_create_partitions(ctx, request):
             topic, error = find_topic(broker, t.name)
             if topic is None:
                 raise _Refused(error, f"topic {t.name!r} does not exist")
+            if internal_topic_error(t.name):
+                raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(t.name))
             if t.count <= topic.partitions:
                 raise _Refused(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {topic.partitions} partitions, "
                                                              f"which is higher than the requested {t.count}.")
