@@ -210,6 +210,16 @@ def test_batch_with_magic_1_is_invalid_record(broker):
         assert_still_serving(broker, conn)
 
 
+def test_zstd_batch_before_produce_v7_is_unsupported_compression_type(broker):
+    zstd = pstream._core.encode_batch([(None, b"z" * 100, [], None)], compression=4)
+    with raw_kafka.RawConnection(broker.bootstrap) as conn:
+        create_topic(conn, "zstd")
+        for version, expected in ((6, ErrorCode.UNSUPPORTED_COMPRESSION_TYPE), (7, 0)):
+            resp = conn.call("Produce", version, raw_kafka.produce_request("zstd", 0, zstd))
+            assert resp.responses[0].partition_responses[0].error_code == expected
+        assert_still_serving(broker, conn)
+
+
 def test_batch_over_max_message_bytes_is_message_too_large(broker):
     with raw_kafka.RawConnection(broker.bootstrap) as conn:
         create_topic(conn, "limited", configs={"max.message.bytes": "1000"})

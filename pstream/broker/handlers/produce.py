@@ -36,6 +36,9 @@ _int64 = struct.Struct(">q")                    # base offset at 0, max timestam
 MAX_TIMESTAMP_AT = 35
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
+ATTR_COMPRESSION = 0x07
+ZSTD = 4
+MIN_ZSTD_VERSION = 7
 
 _SEQUENCE_ERRORS = {
     SequenceCheck.OUT_OF_ORDER: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -75,7 +78,7 @@ def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> li
     return batches
 
 
-def _submit(broker, part, batches: list[memoryview]) -> list:
+def _submit(broker, part, batches: list[memoryview], version: int) -> list:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
     returns one awaitable per batch, resolving to its base offset."""
     waits = []
@@ -84,6 +87,9 @@ def _submit(broker, part, batches: list[memoryview]) -> list:
             batch, 21)
         if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
             raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
+        if attributes & ATTR_COMPRESSION == ZSTD and version < MIN_ZSTD_VERSION:
+            raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
+                                                                   f"or later (KIP-110), got v{version}")
         if producer_id < 0:
             waits.append(part.wait_appended(part.submit_batch(batch)))
         else:
@@ -182,7 +188,7 @@ def _produce_partition(broker, topic: str, index: int, records, version: int):
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(topic))
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
-        return _await_partition(part, response, _submit(broker, part, split_batches(records, version)))
+        return _await_partition(part, response, _submit(broker, part, split_batches(records, version), version))
     except _Refused as refused:
         response.error_code, response.error_message = refused.code, refused.message
     except Exception as exc:
