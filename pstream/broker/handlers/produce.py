@@ -8,8 +8,9 @@ the CRC, assigns offsets, copies and writes it with the GIL released. Every part
 the request is submitted before any is awaited, so their writes and fdatasyncs overlap.
 On a LogAppendTime topic the response carries the time the shard wrote into the batch.
 
-acks=0 gets no response; acks=1 and acks=-1 are answered once the partition's flush
-policy is met (with the default policy, after the fdatasync that covers the batch).
+acks=0 gets no response; acks=1 is answered once the batch is in the log (readable, not
+yet synced); acks=-1 once the partition's flush policy is met (with the default policy,
+after the fdatasync that covers the batch).
 Versions 0-2 (message formats v0/v1) are advertised, as Kafka does, but refused.
 """
 
@@ -78,22 +79,29 @@ def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> li
     return batches
 
 
-def _submit(broker, part, batches: list[memoryview], version: int) -> list:
+def _submit(broker, part, batches: list[memoryview], version: int, leader_only: bool) -> list:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
-    returns one awaitable per batch, resolving to its base offset."""
+    returns one awaitable per batch, resolving to its base offset.
+
+    leader_only (acks=0 and acks=1): the answer may not wait for the flush policy, so the batch
+    is appended here (CRC check and copy with the GIL released) and the offset known at once;
+    acks=all batches go to the shard and complete once the policy is met."""
     waits = []
     for batch in batches:
-        attributes, _delta, _bts, max_ts, producer_id, epoch, base_seq, count = _producer.unpack_from(
+        attributes, delta, _bts, max_ts, producer_id, epoch, base_seq, count = _producer.unpack_from(
             batch, 21)
         if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
             raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
         if attributes & ATTR_COMPRESSION == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
-        if producer_id < 0:
-            waits.append(part.wait_appended(part.submit_batch(batch)))
+        if producer_id >= 0:
+            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts,
+                                            delta, leader_only))
+        elif leader_only:
+            waits.append(_ready(part.append_batch(batch, wait=False)))
         else:
-            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts))
+            waits.append(part.wait_appended(part.submit_batch(batch)))
     return waits
 
 
@@ -111,7 +119,7 @@ def stored_max_timestamp(part, base_offset: int) -> int | None:
     return _int64.unpack_from(data, MAX_TIMESTAMP_AT)[0]
 
 
-def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts):
+def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts, delta, leader_only):
     state = broker.producer_state(part.topic, part.number)
     last_seq = (base_seq + count - 1) & 0x7FFFFFFF
     outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
@@ -128,9 +136,14 @@ def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count,
         raise _Refused(_SEQUENCE_ERRORS[outcome])
     token = state.begin(producer_id, epoch, base_seq, last_seq)
     try:
+        if leader_only:
+            offset = part.append_batch(batch, wait=False)
+            state.complete(token, offset, offset + delta, _recorded_max_timestamp(part, offset, max_ts))
+            return _ready(offset)
         pending = part.submit_batch(batch)
     except BaseException:
-        state.abort(token)
+        if token.state == "pending":
+            state.abort(token)
         raise
     waiter = asyncio.get_running_loop().create_future()
     broker.inflight_idempotent[id(token)] = waiter
@@ -147,11 +160,16 @@ async def _finish_idempotent(broker, part, state, token, pending, waiter, max_ts
         raise
     finally:
         broker.inflight_idempotent.pop(id(token), None)
-    if part.timestamp_type == 1:   # as replay from the log will see it: the batch's own max timestamp
-        max_ts = stored_max_timestamp(part, offset) or int(time.time() * 1000)
-    state.complete(token, offset, pending.last_offset, max_ts)
+    state.complete(token, offset, pending.last_offset, _recorded_max_timestamp(part, offset, max_ts))
     waiter.set_result(offset)
     return offset
+
+
+def _recorded_max_timestamp(part, offset: int, max_ts: int) -> int:
+    """The batch's max timestamp as replay from the log will see it (LogAppendTime: the shard's)."""
+    if part.timestamp_type == 1:
+        return stored_max_timestamp(part, offset) or int(time.time() * 1000)
+    return max_ts
 
 
 async def _ready(value):
@@ -174,7 +192,7 @@ async def _await_partition(part, response: PartitionResponse, waits: list) -> Pa
     return response
 
 
-def _produce_partition(broker, topic: str, index: int, records, version: int):
+def _produce_partition(broker, topic: str, index: int, records, version: int, acks: int):
     """The partition's response, or an awaitable of it once its batches are appended."""
     response = PartitionResponse(index=index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)
     part, error = find_partition(broker, topic, index)
@@ -188,7 +206,8 @@ def _produce_partition(broker, topic: str, index: int, records, version: int):
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(topic))
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
-        return _await_partition(part, response, _submit(broker, part, split_batches(records, version), version))
+        return _await_partition(part, response, _submit(broker, part, split_batches(records, version), version,
+                                                                 leader_only=acks != -1))
     except _Refused as refused:
         response.error_code, response.error_message = refused.code, refused.message
     except Exception as exc:
@@ -206,7 +225,7 @@ async def handle_produce(ctx, request):
             PartitionResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS, base_offset=-1)
             for p in t.partition_data]) for t in request.topic_data]
         return ProduceResponse(responses=responses)
-    jobs = [(topic.name, _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version))
+    jobs = [(topic.name, _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks))
             for topic in request.topic_data for pd in topic.partition_data]
     by_topic: dict[str, list] = {}
     for name, job in jobs:
