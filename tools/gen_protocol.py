@@ -142,6 +142,12 @@ class Emitter:
         self.out.append(text.replace("@NAME@", name))
         return name
 
+    def fields_of(self, struct: str, version: int, flexible: bool) -> tuple[list[Field], list[Field]]:
+        """(fields in order, tagged fields) of a struct at one version."""
+        present = [f for f in self.structs[struct].fields if version in f.versions]
+        tagged = [f for f in present if flexible and version in f.tagged]
+        return [f for f in present if f not in tagged], tagged
+
     # --- reading ---------------------------------------------------------------------
 
     def read_value(self, f: Field, version: int, flexible: bool) -> str:
@@ -166,15 +172,9 @@ class Emitter:
         return f"r.{'n' if nullable else ''}{'c' if compact else ''}{kind}()"
 
     def reader(self, struct: str, version: int, flexible: bool) -> str:
-        s = self.structs[struct]
         body = ["def @NAME@(r):", f"    o = {self.qual[struct]}()"]
-        tagged = []
-        for f in s.fields:
-            if version not in f.versions:
-                continue
-            if flexible and version in f.tagged:
-                tagged.append(f)
-                continue
+        plain, tagged = self.fields_of(struct, version, flexible)
+        for f in plain:
             body.append(f"    o.{f.attr} = {self.read_value(f, version, flexible)}")
         if flexible:
             if tagged:
@@ -222,15 +222,9 @@ class Emitter:
         return [f"{indent}{w}.{'n' if nullable else ''}{'c' if compact else ''}{t}({expr})"]
 
     def writer(self, struct: str, version: int, flexible: bool) -> str:
-        s = self.structs[struct]
         body = ["def @NAME@(w, o):"]
-        tagged = []
-        for f in s.fields:
-            if version not in f.versions:
-                continue
-            if flexible and version in f.tagged:
-                tagged.append(f)
-                continue
+        plain, tagged = self.fields_of(struct, version, flexible)
+        for f in plain:
             body += self.write_value(f, f"o.{f.attr}", version, flexible, "    ", "w")
         if flexible:
             if tagged:
