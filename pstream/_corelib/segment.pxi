@@ -27,6 +27,8 @@ cdef struct Segment:
     int64_t buf_cap
     uint8_t *spare
     int64_t spare_cap
+    int64_t spare_start         # the spare still holds file bytes [spare_start, +spare_len): the
+    int64_t spare_len           # last write's buffer, readable until reused (O_DIRECT skips the page cache)
     uint8_t *inflight           # buffer being written by the shard, or NULL
     int64_t inflight_start
     int64_t inflight_len
@@ -85,6 +87,7 @@ cdef void segment_free_buffers(Segment *s) noexcept nogil:
     s.spare = NULL
     s.buf_cap = 0
     s.spare_cap = 0
+    s.spare_len = 0
 
 
 cdef void segment_free(Segment *s) noexcept nogil:
@@ -185,6 +188,7 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     tail = end - ps_page_floor(end)
     if s.spare_cap < tail + PS_PAGE:
         return PS_ERR_NO_MEMORY
+    s.spare_len = 0     # about to be overwritten: no longer a copy of the file
     memcpy(s.spare, old + (length - tail), tail)
     s.buf = s.spare
     s.buf_cap = s.spare_cap
@@ -221,6 +225,8 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     s.inflight = NULL
     s.spare = old
     s.spare_cap = old_cap
+    s.spare_start = start
+    s.spare_len = 0 if err else length
     if err:
         if not s.io_errno:
             s.io_errno = err
@@ -318,10 +324,12 @@ cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
 cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int64_t length, uint8_t *dst) noexcept nogil:
     """Copies [pos, pos+length) of the segment into dst (clipped at its end); returns the byte count or -1.
 
-    Bytes already in the file are pread without the mutex (they never change); the
-    unwritten tail is copied from the in-flight or active buffer under it.
+    Bytes already in the file are pread without the mutex (they never change), except those the
+    spare buffer still holds from the last write: a consumer at the tail is served from memory,
+    not from the disk (O_DIRECT writes leave nothing in the page cache). The unwritten tail is
+    copied from the in-flight or active buffer. Memory is copied under the mutex.
     """
-    cdef int64_t end, from_file, b, n, written
+    cdef int64_t end, from_file, b, n, written, mem_lo
     pthread_mutex_lock(mu)
     end = pos + length
     if end > s.size:
@@ -330,7 +338,14 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
         pthread_mutex_unlock(mu)
         return 0
     written = s.written
-    b = pos if pos > written else written
+    mem_lo = written
+    if s.spare != NULL and s.spare_len > 0 and s.spare_start + s.spare_len == written:
+        mem_lo = s.spare_start
+    b = pos if pos > mem_lo else mem_lo
+    if b < written and b < end:
+        n = (end if end < written else written) - b
+        memcpy(dst + (b - pos), s.spare + (b - s.spare_start), n)
+        b += n
     while b < end:
         if b >= s.buf_start:
             memcpy(dst + (b - pos), s.buf + (b - s.buf_start), end - b)
@@ -345,8 +360,8 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
             memcpy(dst + (b - pos), s.inflight + (b - s.inflight_start), n)
             b += n
     pthread_mutex_unlock(mu)
-    if pos < written:
-        from_file = (end if end < written else written) - pos
+    if pos < mem_lo:
+        from_file = (end if end < mem_lo else mem_lo) - pos
         if ps_pread_all(s.rfd, <char *>dst, from_file, pos) != from_file:
             return -1
     return end - pos
