@@ -575,14 +575,16 @@ cdef class Partition:
             detail = f"the buffer holds {length} bytes, not exactly one batch"
         raise status_error(st, errpos, detail, self.topic, self.number)
 
-    def submit_batch(self, batch):
+    def submit_batch(self, batch, bint wait=True):
         """Hands one raw v2 batch to this partition's shard thread; returns a PendingAppend.
 
         The shard validates it (CRC), assigns its offsets and copies it into the log with
-        the GIL released; the PendingAppend completes once the flush policy is met. Wait
+        the GIL released; the PendingAppend completes once the flush policy is met (with
+        wait=False: once appended, in the same order as every other submission). Wait
         with `.wait()` from a thread, or `await partition.append_batch_async(batch)`.
         """
         cdef PendingAppend pending = PendingAppend(self, batch)
+        pending.req.no_wait = not wait
         pthread_mutex_lock(&self.sh.mu)
         if self.p.closed or not self.sh.running:
             pthread_mutex_unlock(&self.sh.mu)

@@ -60,6 +60,7 @@ cdef struct AppendRequest:
     int64_t base_offset
     int64_t last_offset
     bint done                   # appended and durable per policy, or failed
+    bint no_wait                # done once appended, whatever the policy (Kafka's acks=0 and acks=1)
     AppendRequest *next
 
 

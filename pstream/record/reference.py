@@ -426,6 +426,9 @@ def _decode_records(header: BatchHeader, section: memoryview, base: int) -> list
                 f"{what} headersCount {header_count} is negative", position=base + count_start
             )
         headers = []
+        # A key that is not UTF-8 is reported only once the record's structure checks out, as
+        # the fast decoder does (it parses the whole record before decoding its header keys).
+        bad_key = None
         for number in range(header_count):
             key_start = pos
             key_length, pos = _read_varint(
@@ -444,9 +447,9 @@ def _decode_records(header: BatchHeader, section: memoryview, base: int) -> list
             try:
                 header_key = section[pos : pos + key_length].tobytes().decode("utf-8")
             except UnicodeDecodeError:
-                raise BadRecordError(
-                    f"{what} header {number} key is not valid UTF-8", position=base + pos
-                ) from None
+                header_key = None
+                if bad_key is None:
+                    bad_key = BadRecordError(f"{what} header {number} key is not valid UTF-8", position=base + pos)
             pos += key_length
             header_value, pos = _read_nullable_bytes(section, pos, end, base, f"{what} header {number} value")
             headers.append((header_key, header_value))
@@ -456,6 +459,8 @@ def _decode_records(header: BatchHeader, section: memoryview, base: int) -> list
                 f"{what} fields take {pos - (end - length)} bytes but its length says {length}",
                 position=base + start,
             )
+        if bad_key is not None:
+            raise bad_key
         timestamp = (
             header.max_timestamp if log_append_time else wrap_int64(header.base_timestamp + timestamp_delta)
         )

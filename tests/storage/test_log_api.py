@@ -133,3 +133,14 @@ def test_waiters_at_different_offsets_all_wake(tmp_path, durable):
                 await asyncio.wait_for(second, 5)
 
         asyncio.run(scenario())
+
+
+def test_submissions_that_do_not_wait_for_the_sync_keep_submission_order(tmp_path):
+    """submit_batch(wait=False) (Kafka's acks=1) completes once appended, but never overtakes
+    an earlier submission that waits for the fdatasync (acks=all)."""
+    with pstream.Log(tmp_path, shards=1, flush="always") as log:
+        part = log.topic("t").partition(0)
+        pendings = [part.submit_batch(_batch(count=2), wait=(i % 2 == 0)) for i in range(20)]
+        assert [p.wait() for p in pendings] == list(range(0, 40, 2))
+        part.flush()
+        assert part.durable_offset == 40

@@ -83,9 +83,9 @@ def _submit(broker, part, batches: list[memoryview], version: int, leader_only: 
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
     returns one awaitable per batch, resolving to its base offset.
 
-    leader_only (acks=0 and acks=1): the answer may not wait for the flush policy, so the batch
-    is appended here (CRC check and copy with the GIL released) and the offset known at once;
-    acks=all batches go to the shard and complete once the policy is met."""
+    Every batch goes through the partition's shard queue, so appends keep request order even
+    when acks differ; leader_only (acks=0 and acks=1) completes once appended, acks=all once
+    the flush policy is met."""
     waits = []
     for batch in batches:
         attributes, delta, _bts, max_ts, producer_id, epoch, base_seq, count = _producer.unpack_from(
@@ -97,11 +97,9 @@ def _submit(broker, part, batches: list[memoryview], version: int, leader_only: 
                                                                    f"or later (KIP-110), got v{version}")
         if producer_id >= 0:
             waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts,
-                                            delta, leader_only))
-        elif leader_only:
-            waits.append(_ready(part.append_batch(batch, wait=False)))
+                                            leader_only))
         else:
-            waits.append(part.wait_appended(part.submit_batch(batch)))
+            waits.append(part.wait_appended(part.submit_batch(batch, wait=not leader_only)))
     return waits
 
 
@@ -119,7 +117,7 @@ def stored_max_timestamp(part, base_offset: int) -> int | None:
     return _int64.unpack_from(data, MAX_TIMESTAMP_AT)[0]
 
 
-def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts, delta, leader_only):
+def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts, leader_only):
     state = broker.producer_state(part.topic, part.number)
     last_seq = (base_seq + count - 1) & 0x7FFFFFFF
     outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
@@ -136,14 +134,9 @@ def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count,
         raise _Refused(_SEQUENCE_ERRORS[outcome])
     token = state.begin(producer_id, epoch, base_seq, last_seq)
     try:
-        if leader_only:
-            offset = part.append_batch(batch, wait=False)
-            state.complete(token, offset, offset + delta, _recorded_max_timestamp(part, offset, max_ts))
-            return _ready(offset)
-        pending = part.submit_batch(batch)
+        pending = part.submit_batch(batch, wait=not leader_only)
     except BaseException:
-        if token.state == "pending":
-            state.abort(token)
+        state.abort(token)
         raise
     waiter = asyncio.get_running_loop().create_future()
     broker.inflight_idempotent[id(token)] = waiter
