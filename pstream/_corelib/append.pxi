@@ -191,6 +191,7 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
             if req.status == PS_OK:
                 req.base_offset = h.base_offset
                 req.last_offset = h.base_offset + h.last_offset_delta
+                req.max_timestamp = h.max_timestamp
             if req.status == PS_OK and req.part.flush_mode == FLUSH_ALWAYS and not req.no_wait:
                 req.next = sh.durable_wait
                 sh.durable_wait = req

@@ -1025,6 +1025,11 @@ cdef class PendingAppend:
     def last_offset(self):
         return self.req.last_offset
 
+    @property
+    def max_timestamp(self):
+        """The batch's max timestamp as stored: on a LogAppendTime topic, the append time."""
+        return self.req.max_timestamp
+
     def wait(self):
         """Blocks (GIL released) until done; returns result()."""
         self._wait_done()

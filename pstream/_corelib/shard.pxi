@@ -59,6 +59,7 @@ cdef struct AppendRequest:
     size_t errpos
     int64_t base_offset
     int64_t last_offset
+    int64_t max_timestamp       # as stored (LogAppendTime: the shard's clock)
     bint done                   # appended and durable per policy, or failed
     bint no_wait                # done once appended, whatever the policy (Kafka's acks=0 and acks=1)
     AppendRequest *next

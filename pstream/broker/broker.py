@@ -53,7 +53,8 @@ class Broker:
         self.producer_ids: ProducerIds | None = None
         self.groups: GroupCoordinator | None = None
         self._producer_states: dict[tuple[str, int], ProducerStateManager] = {}
-        self.inflight_idempotent: dict[int, asyncio.Future] = {}   # id(state token) -> base offset
+        # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
+        self.inflight_idempotent: dict[object, asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self._snapshotter: asyncio.Task | None = None

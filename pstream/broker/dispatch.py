@@ -24,8 +24,6 @@ class Api:
     min_version: int
     max_version: int
     handler: Callable[..., Any]
-    # Versions below this are advertised (as Kafka does) but refused with UNSUPPORTED_VERSION.
-    refuse_below: int = 0
 
     def read(self, version: int, reader):
         return self.request.READERS[version - self.request.MIN_VERSION](reader)
@@ -37,7 +35,7 @@ class Api:
 REGISTRY: dict[int, Api] = {}
 
 
-def api(name: str, min_version: int, max_version: int, refuse_below: int = 0):
+def api(name: str, min_version: int, max_version: int):
     key = next(k for k, entry in API_INDEX.items() if entry[0] == name)
     module = importlib.import_module(f"pstream.protocol.messages.{API_INDEX[key][1]}")
     request, response = getattr(module, f"{name}Request"), getattr(module, f"{name}Response")
@@ -48,7 +46,7 @@ def api(name: str, min_version: int, max_version: int, refuse_below: int = 0):
     def register(handler):
         if key in REGISTRY:
             raise ValueError(f"{name} registered twice")
-        REGISTRY[key] = Api(key, name, request, response, min_version, max_version, handler, refuse_below)
+        REGISTRY[key] = Api(key, name, request, response, min_version, max_version, handler)
         return handler
 
     return register

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, internal_topic_error
@@ -81,52 +80,58 @@ def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> li
 
 def _submit(broker, part, batches: list[memoryview], version: int, leader_only: bool) -> list:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
-    returns one awaitable per batch, resolving to its base offset.
+    returns one awaitable per batch, resolving to (base offset, max timestamp as stored).
 
     Every batch goes through the partition's shard queue, so appends keep request order even
     when acks differ; leader_only (acks=0 and acks=1) completes once appended, acks=all once
     the flush policy is met."""
     waits = []
     for batch in batches:
-        attributes, delta, _bts, max_ts, producer_id, epoch, base_seq, count = _producer.unpack_from(
-            batch, 21)
+        attributes, _delta, _bts, _mts, producer_id, epoch, base_seq, count = _producer.unpack_from(batch, 21)
         if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
             raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
         if attributes & ATTR_COMPRESSION == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
         if producer_id >= 0:
-            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts,
-                                            leader_only))
+            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only))
         else:
-            waits.append(part.wait_appended(part.submit_batch(batch, wait=not leader_only)))
+            waits.append(_appended(part, part.submit_batch(batch, wait=not leader_only)))
     return waits
 
 
-def stored_max_timestamp(part, base_offset: int) -> int | None:
+async def _appended(part, pending) -> tuple[int, int]:
+    offset = await part.wait_appended(pending)
+    return offset, pending.max_timestamp
+
+
+def stored_max_timestamp(part, base_offset: int) -> int:
     """The max timestamp of the batch stored at base_offset, as the shard wrote it (on a
-    LogAppendTime topic: the append time); None if it cannot be read back."""
+    LogAppendTime topic: the append time); -1 if it cannot be read back. Only for the
+    answer to a duplicate: a new append reports its timestamp itself."""
     try:
         data = part.read_batches(base_offset, 1)   # the whole first batch (KIP-74), nothing more
     except Exception:
-        return None
-    if len(data) < BATCH_HEADER_BYTES:
-        return None
-    if _int64.unpack_from(data, 0)[0] != base_offset:
-        return None
+        return -1
+    if len(data) < BATCH_HEADER_BYTES or _int64.unpack_from(data, 0)[0] != base_offset:
+        return -1
     return _int64.unpack_from(data, MAX_TIMESTAMP_AT)[0]
 
 
-def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, max_ts, leader_only):
+async def _duplicate(part, original: int) -> tuple[int, int]:
+    return original, stored_max_timestamp(part, original) if part.timestamp_type == 1 else -1
+
+
+def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only):
     state = broker.producer_state(part.topic, part.number)
     last_seq = (base_seq + count - 1) & 0x7FFFFFFF
     outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
     if outcome == SequenceCheck.DUPLICATE:
         # Answered with the original offset, without appending again.
         if original is not None:
-            return _ready(original)
+            return _duplicate(part, original)
         token = state.pending_duplicate(producer_id, base_seq, last_seq)
-        waiter = broker.inflight_idempotent.get(id(token)) if token is not None else None
+        waiter = broker.inflight_idempotent.get(token) if token is not None else None
         if waiter is None:
             raise _Refused(ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER, "duplicate of a batch whose append failed")
         return asyncio.shield(waiter)
@@ -139,49 +144,47 @@ def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count,
         state.abort(token)
         raise
     waiter = asyncio.get_running_loop().create_future()
-    broker.inflight_idempotent[id(token)] = waiter
-    return _finish_idempotent(broker, part, state, token, pending, waiter, max_ts)
+    broker.inflight_idempotent[token] = waiter
+    return _finish_idempotent(broker, state, token, part, pending, waiter)
 
 
-async def _finish_idempotent(broker, part, state, token, pending, waiter, max_ts) -> int:
+async def _finish_idempotent(broker, state, token, part, pending, waiter) -> tuple[int, int]:
     try:
-        offset = await part.wait_appended(pending)
+        result = await _appended(part, pending)
     except BaseException as exc:
         state.abort(token)
         waiter.set_exception(exc)
         waiter.exception()  # marked retrieved: only duplicates waiting on it care
         raise
     finally:
-        broker.inflight_idempotent.pop(id(token), None)
-    state.complete(token, offset, pending.last_offset, _recorded_max_timestamp(part, offset, max_ts))
-    waiter.set_result(offset)
-    return offset
+        broker.inflight_idempotent.pop(token, None)
+    offset, max_timestamp = result
+    state.complete(token, offset, pending.last_offset, max_timestamp)   # as replay from the log will see it
+    waiter.set_result(result)
+    return result
 
 
-def _recorded_max_timestamp(part, offset: int, max_ts: int) -> int:
-    """The batch's max timestamp as replay from the log will see it (LogAppendTime: the shard's)."""
-    if part.timestamp_type == 1:
-        return stored_max_timestamp(part, offset) or int(time.time() * 1000)
-    return max_ts
-
-
-async def _ready(value):
-    return value
+def _refuse(response: PartitionResponse, exc: Exception) -> PartitionResponse:
+    """Puts the Kafka error of a refusal or a storage error into the response; anything else
+    is a bug and propagates (the connection closes with the traceback logged)."""
+    if isinstance(exc, _Refused):
+        response.error_code, response.error_message = exc.code, exc.message
+        return response
+    response.error_code, response.error_message = error_for(exc), str(exc)
+    if response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR:
+        raise exc
+    return response
 
 
 async def _await_partition(part, response: PartitionResponse, waits: list) -> PartitionResponse:
     try:
-        offsets = [await w for w in waits]
-        response.base_offset = offsets[0]
-        response.log_start_offset = part.log_start_offset
-        if part.timestamp_type == 1:
-            response.log_append_time_ms = stored_max_timestamp(part, offsets[0]) or int(time.time() * 1000)
-    except _Refused as refused:
-        response.error_code, response.error_message = refused.code, refused.message
-    except Exception as exc:   # storage errors carry their own Kafka code
-        response.error_code, response.error_message = error_for(exc), str(exc)
-        if response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR:
-            raise
+        results = [await w for w in waits]
+    except Exception as exc:
+        return _refuse(response, exc)
+    response.base_offset, max_timestamp = results[0]
+    response.log_start_offset = part.log_start_offset
+    if part.timestamp_type == 1:
+        response.log_append_time_ms = max_timestamp
     return response
 
 
@@ -200,17 +203,12 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
         return _await_partition(part, response, _submit(broker, part, split_batches(records, version), version,
-                                                                 leader_only=acks != -1))
-    except _Refused as refused:
-        response.error_code, response.error_message = refused.code, refused.message
+                                                        leader_only=acks != -1))
     except Exception as exc:
-        response.error_code, response.error_message = error_for(exc), str(exc)
-        if response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR:
-            raise
-    return response
+        return _refuse(response, exc)
 
 
-@api("Produce", 0, 11, refuse_below=MIN_PRODUCE_VERSION)
+@api("Produce", 0, 11)   # v0-2 are advertised, as Kafka does, and refused per partition
 async def handle_produce(ctx, request):
     broker = ctx.broker
     if request.acks not in (0, 1, -1):
