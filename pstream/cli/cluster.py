@@ -1,0 +1,64 @@
+"""`pstream cluster info|health`: who is in the cluster, and whether it can serve."""
+
+from __future__ import annotations
+
+import argparse
+
+from pstream.cli.common import brokers, connect
+from pstream.cli.output import bold, red, table
+from pstream.client import KafkaError
+
+
+def register(sub, common) -> None:
+    cluster = sub.add_parser("cluster", parents=[common], help="cluster id, brokers and health")
+    cmds = cluster.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
+    p = cmds.add_parser("info", parents=[common], help="cluster id, controller, brokers, topic count")
+    p.set_defaults(func=cmd_info)
+    p = cmds.add_parser("health", parents=[common],
+                        help="reachable brokers and leaderless partitions (exit 1 when unhealthy)")
+    p.set_defaults(func=cmd_health)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        meta = client.metadata(None)
+        version = client.any_connection().versions
+    print(bold("cluster ") + f"{meta.cluster_id}  controller {meta.controller_id}  brokers {len(meta.brokers)}  "
+          f"topics {sum(1 for t in meta.topics.values() if not t.internal)}  APIs {len(version)}")
+    print()
+    table(["ID", "HOST", "PORT", "RACK"], [[b.node_id, b.host, b.port, b.rack] for b in
+                                          sorted(meta.brokers.values(), key=lambda b: b.node_id)])
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    problems = []
+    try:
+        with connect(args) as client:
+            meta = client.metadata(None)
+            down = []
+            for b in sorted(meta.brokers.values(), key=lambda b: b.node_id):
+                try:
+                    client.connection(b.node_id)
+                except KafkaError as exc:
+                    down.append(b.node_id)
+                    problems.append(str(exc))
+            leaderless = [f"{t.name}-{p.partition}" for t in meta.topics.values() for p in t.partitions
+                          if p.leader < 0 or p.leader in down]
+            under = [f"{t.name}-{p.partition}" for t in meta.topics.values() for p in t.partitions
+                     if len(p.isr) < len(p.replicas)]
+    except KafkaError as exc:
+        print(f"healthy: {red('false')}\nreason: {exc} (brokers {brokers(args)})")
+        return 1
+    if leaderless:
+        problems.append(f"{len(leaderless)} leaderless partition(s): {', '.join(leaderless[:10])}")
+    healthy = not problems
+    print(f"healthy: {'true' if healthy else red('false')}")
+    print(f"controller: {meta.controller_id}")
+    print(f"brokers: {', '.join(str(b) for b in sorted(meta.brokers))}")
+    print(f"brokers down: {', '.join(map(str, down)) or 'none'}")
+    print(f"leaderless partitions: {len(leaderless)}")
+    print(f"under-replicated partitions: {len(under)}")
+    for p in problems:
+        print(f"problem: {p}")
+    return 0 if healthy else 1

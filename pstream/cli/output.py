@@ -1,0 +1,64 @@
+"""How commands print: aligned tables, colour only on a terminal, errors as one line.
+
+Commands raise CliError (or KafkaError from the client) with a message a person can act
+on; main turns it into `pstream: <message>` on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+class CliError(Exception):
+    """A command failed for a reason the user can fix: printed as one line, exit code 1."""
+
+
+def colour_enabled(stream=None) -> bool:
+    stream = stream or sys.stdout
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def bold(text: str) -> str:
+    return f"\033[1m{text}\033[0m" if colour_enabled() else text
+
+
+def red(text: str) -> str:
+    return f"\033[31m{text}\033[0m" if colour_enabled() else text
+
+
+def table(headers: list[str], rows: list[list[object]], out=None) -> None:
+    """Prints rows under headers, columns aligned (numbers right, text left)."""
+    out = out or sys.stdout
+    cells = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [all(_is_number(r[i]) for r in cells) and bool(cells) for i in range(len(headers))]
+    print(bold("  ".join(h.ljust(w) if not n else h.rjust(w)
+                         for h, w, n in zip(headers, widths, numeric)).rstrip()), file=out)
+    for r in cells:
+        print("  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(r, widths, numeric)).rstrip(), file=out)
+
+
+def _is_number(text: str) -> bool:
+    return text.lstrip("-").replace(".", "", 1).isdigit() or text == "-"
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def key_values(pairs: list[str], what: str) -> dict[str, str]:
+    """['k=v', ...] -> {k: v}; CliError naming the bad one."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} {pair!r} is not KEY=VALUE")
+        out[key] = value
+    return out

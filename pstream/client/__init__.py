@@ -1,0 +1,6 @@
+"""A synchronous Kafka client for operating a cluster (pstream or any Kafka-compatible broker)."""
+
+from pstream.client.client import EARLIEST, LATEST, KafkaClient
+from pstream.client.connection import BrokerConnection, KafkaError
+
+__all__ = ["EARLIEST", "LATEST", "BrokerConnection", "KafkaClient", "KafkaError"]

@@ -1,0 +1,394 @@
+"""A small synchronous Kafka client for operators: admin calls, produce, fetch, group state.
+
+It speaks the Kafka protocol to any Kafka-compatible broker (pstream, Kafka, Redpanda):
+bootstrap, metadata, one connection per broker, requests routed to partition leaders and
+to group coordinators. Every call raises KafkaError with the error code and what was
+asked when the broker refuses. It is what `pstream` commands are built on; it is not a
+high-throughput producer (use librdkafka for that).
+
+Versions are capped where this code fills in a version's fields (e.g. OffsetFetch v8
+batches groups, Fetch v13 names topics by id): the cap is in each call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pstream.client.connection import BrokerConnection, KafkaError, check
+from pstream.client.wire import codec_classes
+from pstream.protocol.error_codes import ErrorCode
+
+LATEST, EARLIEST = -1, -2
+TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
+CONFIG_SOURCES = {0: "unknown", 1: "dynamic topic", 2: "dynamic broker", 3: "dynamic default broker",
+                  4: "static broker", 5: "default", 6: "dynamic broker logger", 7: "client metrics",
+                  8: "group"}
+SET, DELETE = 0, 1   # IncrementalAlterConfigs operations
+_RETRIABLE = {ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, ErrorCode.COORDINATOR_NOT_AVAILABLE,
+              ErrorCode.NOT_COORDINATOR, ErrorCode.LEADER_NOT_AVAILABLE}
+
+
+@dataclass
+class BrokerInfo:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass
+class PartitionInfo:
+    partition: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+    error_code: int = 0
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    topic_id: object
+    internal: bool
+    partitions: list[PartitionInfo]
+    error_code: int = 0
+
+
+@dataclass
+class ClusterMetadata:
+    cluster_id: str | None
+    controller_id: int
+    brokers: dict[int, BrokerInfo]
+    topics: dict[str, TopicInfo]
+
+
+@dataclass
+class ConfigEntry:
+    name: str
+    value: str | None
+    source: str
+    read_only: bool
+    sensitive: bool
+
+
+@dataclass
+class FetchedPartition:
+    high_watermark: int
+    log_start_offset: int
+    records: object   # the records field: back-to-back batches (may end in a partial one)
+
+
+@dataclass
+class GroupMember:
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass
+class GroupDescription:
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    members: list[GroupMember] = field(default_factory=list)
+
+
+class KafkaClient:
+    def __init__(self, bootstrap: str, client_id: str = "pstream-cli", timeout: float = 30.0):
+        self.bootstrap = [_split_address(a) for a in bootstrap.split(",") if a.strip()]
+        if not self.bootstrap:
+            raise KafkaError("no broker address given")
+        self.client_id = client_id
+        self.timeout = timeout
+        self._bootstrap_conn: BrokerConnection | None = None
+        self._conns: dict[int, BrokerConnection] = {}
+        self._brokers: dict[int, BrokerInfo] = {}
+        self._leaders: dict[tuple[str, int], int] = {}
+
+    def __enter__(self) -> "KafkaClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for conn in {id(c): c for c in [*self._conns.values(), self._bootstrap_conn] if c}.values():
+            conn.close()
+        self._conns.clear()
+        self._bootstrap_conn = None
+
+    # --- connections ---------------------------------------------------------------
+
+    def any_connection(self) -> BrokerConnection:
+        if self._bootstrap_conn is None:
+            errors = []
+            for host, port in self.bootstrap:
+                try:
+                    self._bootstrap_conn = BrokerConnection(host, port, self.client_id, self.timeout)
+                    break
+                except KafkaError as exc:
+                    errors.append(str(exc))
+            else:
+                raise KafkaError("; ".join(errors))
+        return self._bootstrap_conn
+
+    def connection(self, node_id: int) -> BrokerConnection:
+        conn = self._conns.get(node_id)
+        if conn is None:
+            if node_id not in self._brokers:
+                self.metadata([])
+            info = self._brokers.get(node_id)
+            if info is None:
+                raise KafkaError(f"broker {node_id} is not in the cluster's metadata", ErrorCode.LEADER_NOT_AVAILABLE)
+            boot = self.any_connection()
+            if boot.address == f"{info.host}:{info.port}":
+                conn = boot
+            else:
+                conn = BrokerConnection(info.host, info.port, self.client_id, self.timeout)
+            self._conns[node_id] = conn
+        return conn
+
+    def _call_any(self, api: str, highest: int, request, timeout: float | None = None):
+        conn = self.any_connection()
+        return conn.call(api, conn.version(api, highest), request, timeout)
+
+    # --- metadata ------------------------------------------------------------------
+
+    def metadata(self, topics: list[str] | None = None, auto_create: bool = False) -> ClusterMetadata:
+        """Brokers and topics (all of them when topics is None)."""
+        req_cls, _ = codec_classes("Metadata")
+        conn = self.any_connection()
+        version = conn.version("Metadata", 12)
+        wanted = None if topics is None else [req_cls.MetadataRequestTopic(name=t) for t in topics]
+        if wanted is None and version == 0:
+            wanted = []   # v0: an empty list means all topics
+        resp = conn.call("Metadata", version, req_cls(topics=wanted, allow_auto_topic_creation=auto_create))
+        brokers = {b.node_id: BrokerInfo(b.node_id, b.host, b.port, b.rack) for b in resp.brokers}
+        self._brokers.update(brokers)
+        out = {}
+        for t in resp.topics:
+            parts = sorted((PartitionInfo(p.partition_index, p.leader_id, list(p.replica_nodes), list(p.isr_nodes),
+                                          p.error_code) for p in t.partitions), key=lambda p: p.partition)
+            out[t.name] = TopicInfo(t.name, t.topic_id, t.is_internal, parts, t.error_code)
+            for p in parts:
+                self._leaders[(t.name, p.partition)] = p.leader
+        return ClusterMetadata(resp.cluster_id, resp.controller_id, brokers, out)
+
+    def topic(self, name: str) -> TopicInfo:
+        """One topic's metadata; KafkaError(UNKNOWN_TOPIC_OR_PARTITION) if it does not exist."""
+        info = self.metadata([name]).topics.get(name)
+        if info is None:
+            raise KafkaError.from_code(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r}")
+        check(info.error_code, f"topic {name!r}")
+        return info
+
+    def leader(self, topic: str, partition: int) -> BrokerConnection:
+        node = self._leaders.get((topic, partition))
+        if node is None:
+            info = self.topic(topic)
+            if not any(p.partition == partition for p in info.partitions):
+                raise KafkaError(f"topic {topic!r} has no partition {partition} "
+                                 f"(it has {len(info.partitions)})", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            node = self._leaders[(topic, partition)]
+        if node < 0:
+            raise KafkaError.from_code(ErrorCode.LEADER_NOT_AVAILABLE, f"{topic}-{partition}")
+        return self.connection(node)
+
+    def describe_cluster(self):
+        req_cls, _ = codec_classes("DescribeCluster")
+        resp = self._call_any("DescribeCluster", 1, req_cls(endpoint_type=1))
+        check(resp.error_code, "DescribeCluster", resp.error_message)
+        return resp
+
+    # --- topics --------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = -1,
+                     configs: dict[str, str] | None = None, validate_only: bool = False) -> None:
+        req_cls, _ = codec_classes("CreateTopics")
+        topic = req_cls.CreatableTopic(
+            name=name, num_partitions=partitions, replication_factor=replication_factor,
+            configs=[req_cls.CreatableTopicConfig(name=k, value=v) for k, v in (configs or {}).items()])
+        resp = self._call_any("CreateTopics", 7, req_cls(topics=[topic], timeout_ms=int(self.timeout * 1000),
+                                                          validate_only=validate_only))
+        result = resp.topics[0]
+        check(result.error_code, f"cannot create topic {name!r}", result.error_message)
+
+    def delete_topic(self, name: str) -> None:
+        req_cls, _ = codec_classes("DeleteTopics")
+        resp = self._call_any("DeleteTopics", 5, req_cls(topic_names=[name], timeout_ms=int(self.timeout * 1000)))
+        result = resp.responses[0]
+        check(result.error_code, f"cannot delete topic {name!r}", result.error_message)
+
+    def create_partitions(self, name: str, total: int) -> None:
+        req_cls, _ = codec_classes("CreatePartitions")
+        req = req_cls(topics=[req_cls.CreatePartitionsTopic(name=name, count=total, assignments=None)],
+                      timeout_ms=int(self.timeout * 1000))
+        result = self._call_any("CreatePartitions", 3, req).results[0]
+        check(result.error_code, f"cannot grow topic {name!r} to {total} partitions", result.error_message)
+
+    def describe_configs(self, name: str, resource_type: int = TOPIC_RESOURCE) -> list[ConfigEntry]:
+        req_cls, _ = codec_classes("DescribeConfigs")
+        req = req_cls(resources=[req_cls.DescribeConfigsResource(resource_type=resource_type, resource_name=name,
+                                                                 configuration_keys=None)])
+        result = self._call_any("DescribeConfigs", 4, req).results[0]
+        check(result.error_code, f"cannot describe the configs of {name!r}", result.error_message)
+        return [ConfigEntry(c.name, c.value, CONFIG_SOURCES.get(c.config_source, str(c.config_source)),
+                            c.read_only, c.is_sensitive) for c in result.configs]
+
+    def alter_configs(self, name: str, set_: dict[str, str] | None = None, delete: list[str] | None = None,
+                      resource_type: int = TOPIC_RESOURCE) -> None:
+        req_cls, _ = codec_classes("IncrementalAlterConfigs")
+        configs = [req_cls.AlterableConfig(name=k, config_operation=SET, value=v) for k, v in (set_ or {}).items()]
+        configs += [req_cls.AlterableConfig(name=k, config_operation=DELETE, value=None) for k in delete or ()]
+        req = req_cls(resources=[req_cls.AlterConfigsResource(resource_type=resource_type, resource_name=name,
+                                                              configs=configs)])
+        result = self._call_any("IncrementalAlterConfigs", 1, req).responses[0]
+        check(result.error_code, f"cannot alter the configs of {name!r}", result.error_message)
+
+    def partition_sizes(self, topic: str) -> dict[int, int]:
+        """partition -> bytes on disk, summed over the log dirs of every broker that has the topic."""
+        req_cls, _ = codec_classes("DescribeLogDirs")
+        info = self.topic(topic)
+        nodes = {p.leader for p in info.partitions if p.leader >= 0}
+        sizes: dict[int, int] = {}
+        for node in sorted(nodes):
+            conn = self.connection(node)
+            req = req_cls(topics=[req_cls.DescribableLogDirTopic(
+                topic=topic, partitions=[p.partition for p in info.partitions])])
+            resp = conn.call("DescribeLogDirs", conn.version("DescribeLogDirs", 4), req)
+            check(resp.error_code, f"DescribeLogDirs on {conn.address}")
+            for result in resp.results:
+                for t in result.topics:
+                    for p in t.partitions:
+                        if t.name == topic and not p.is_future_key:
+                            sizes[p.partition_index] = sizes.get(p.partition_index, 0) + p.partition_size
+        return sizes
+
+    # --- offsets, produce, fetch ---------------------------------------------------
+
+    def list_offsets(self, topic: str, partitions: list[int], timestamp: int) -> dict[int, tuple[int, int]]:
+        """partition -> (offset, timestamp) for LATEST, EARLIEST or a timestamp in ms (offset -1: none that late)."""
+        req_cls, _ = codec_classes("ListOffsets")
+        by_leader: dict[int, list[int]] = {}
+        for p in partitions:
+            self.leader(topic, p)
+            by_leader.setdefault(self._leaders[(topic, p)], []).append(p)
+        out = {}
+        for node, parts in by_leader.items():
+            conn = self.connection(node)
+            req = req_cls(replica_id=-1, isolation_level=0, topics=[req_cls.ListOffsetsTopic(
+                name=topic, partitions=[req_cls.ListOffsetsPartition(partition_index=p, timestamp=timestamp)
+                                        for p in parts])])
+            for t in conn.call("ListOffsets", conn.version("ListOffsets", 8), req).topics:
+                for p in t.partitions:
+                    check(p.error_code, f"ListOffsets {topic}-{p.partition_index}")
+                    out[p.partition_index] = (p.offset, p.timestamp)
+        return out
+
+    def produce(self, topic: str, partition: int, batch, acks: int = -1, timeout_ms: int = 30000) -> int:
+        """Sends one record batch; returns its base offset (-1 with acks=0, which gets no answer)."""
+        req_cls, _ = codec_classes("Produce")
+        conn = self.leader(topic, partition)
+        req = req_cls(transactional_id=None, acks=acks, timeout_ms=timeout_ms, topic_data=[
+            req_cls.TopicProduceData(name=topic, partition_data=[
+                req_cls.PartitionProduceData(index=partition, records=batch)])])
+        version = conn.version("Produce", 11)
+        if acks == 0:
+            conn.send("Produce", version, req, expect_answer=False)
+            return -1
+        part = conn.call("Produce", version, req).responses[0].partition_responses[0]
+        check(part.error_code, f"produce to {topic}-{partition}", part.error_message)
+        return part.base_offset
+
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20,
+              max_wait_ms: int = 500) -> FetchedPartition:
+        req_cls, _ = codec_classes("Fetch")
+        conn = self.leader(topic, partition)
+        req = req_cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes, isolation_level=0,
+                      session_id=0, session_epoch=-1, topics=[req_cls.FetchTopic(topic=topic, partitions=[
+                          req_cls.FetchPartition(partition=partition, fetch_offset=offset,
+                                                 partition_max_bytes=max_bytes)])])
+        resp = conn.call("Fetch", conn.version("Fetch", 12), req, timeout=self.timeout + max_wait_ms / 1000)
+        check(resp.error_code, f"fetch {topic}-{partition}")
+        part = resp.responses[0].partitions[0]
+        check(part.error_code, f"fetch {topic}-{partition} at offset {offset}")
+        return FetchedPartition(part.high_watermark, part.log_start_offset, part.records)
+
+    # --- groups --------------------------------------------------------------------
+
+    def coordinator(self, group: str) -> BrokerConnection:
+        req_cls, _ = codec_classes("FindCoordinator")
+        for _attempt in range(20):
+            resp = self._call_any("FindCoordinator", 3, req_cls(key=group, key_type=0))
+            if resp.error_code in _RETRIABLE:
+                time.sleep(0.1)
+                continue
+            check(resp.error_code, f"find the coordinator of group {group!r}", resp.error_message)
+            self._brokers.setdefault(resp.node_id, BrokerInfo(resp.node_id, resp.host, resp.port))
+            return self.connection(resp.node_id)
+        raise KafkaError.from_code(resp.error_code, f"find the coordinator of group {group!r}")
+
+    def list_groups(self) -> list[tuple[str, str, str]]:
+        """(group id, protocol type, state) of every group."""
+        req_cls, _ = codec_classes("ListGroups")
+        resp = self._call_any("ListGroups", 4, req_cls(states_filter=[]))
+        check(resp.error_code, "ListGroups")
+        return sorted((g.group_id, g.protocol_type, g.group_state) for g in resp.groups)
+
+    def describe_group(self, group: str) -> GroupDescription:
+        req_cls, _ = codec_classes("DescribeGroups")
+        conn = self.coordinator(group)
+        g = conn.call("DescribeGroups", conn.version("DescribeGroups", 5), req_cls(groups=[group])).groups[0]
+        check(g.error_code, f"describe group {group!r}")
+        members = [GroupMember(m.member_id, m.group_instance_id, m.client_id, m.client_host,
+                               bytes(m.member_metadata), bytes(m.member_assignment)) for m in g.members]
+        return GroupDescription(g.group_id, g.group_state, g.protocol_type, g.protocol_data, members)
+
+    def committed_offsets(self, group: str, topics: dict[str, list[int]] | None = None) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> committed offset of a group (all it committed when topics is None)."""
+        req_cls, _ = codec_classes("OffsetFetch")
+        conn = self.coordinator(group)
+        wanted = None if topics is None else [req_cls.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                                              for t, ps in topics.items()]
+        resp = conn.call("OffsetFetch", conn.version("OffsetFetch", 7), req_cls(group_id=group, topics=wanted))
+        check(resp.error_code, f"fetch the offsets of group {group!r}")
+        out = {}
+        for t in resp.topics:
+            for p in t.partitions:
+                check(p.error_code, f"offset of group {group!r} on {t.name}-{p.partition_index}")
+                if p.committed_offset >= 0:
+                    out[(t.name, p.partition_index)] = p.committed_offset
+        return out
+
+    def commit_offsets(self, group: str, offsets: dict[tuple[str, int], int], generation: int = -1,
+                       member_id: str = "") -> None:
+        req_cls, _ = codec_classes("OffsetCommit")
+        by_topic: dict[str, list] = {}
+        for (topic, partition), offset in sorted(offsets.items()):
+            by_topic.setdefault(topic, []).append(req_cls.OffsetCommitRequestPartition(
+                partition_index=partition, committed_offset=offset, committed_metadata=""))
+        conn = self.coordinator(group)
+        req = req_cls(group_id=group, generation_id_or_member_epoch=generation, member_id=member_id,
+                      group_instance_id=None, retention_time_ms=-1,
+                      topics=[req_cls.OffsetCommitRequestTopic(name=t, partitions=ps) for t, ps in by_topic.items()])
+        for t in conn.call("OffsetCommit", conn.version("OffsetCommit", 8), req).topics:
+            for p in t.partitions:
+                check(p.error_code, f"commit group {group!r} offset on {t.name}-{p.partition_index}")
+
+    def delete_group(self, group: str) -> None:
+        req_cls, _ = codec_classes("DeleteGroups")
+        conn = self.coordinator(group)
+        result = conn.call("DeleteGroups", conn.version("DeleteGroups", 2), req_cls(groups_names=[group])).results[0]
+        check(result.error_code, f"cannot delete group {group!r}")
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise KafkaError(f"broker address {address.strip()!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
