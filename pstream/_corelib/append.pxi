@@ -197,6 +197,7 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
                 sh.durable_wait = req
             else:
                 req.done = True
+                sh.counters.queued -= 1
                 rang = True
             req = nxt
     if rang:
@@ -216,6 +217,7 @@ cdef void shard_complete_durable(Shard *sh) noexcept nogil:
             if req.part.durable_offset <= req.last_offset:
                 req.status = PS_ERR_IO
             req.done = True
+            sh.counters.queued -= 1
             link[0] = req.next
             req.next = NULL
             rang = True

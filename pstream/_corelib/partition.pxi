@@ -386,6 +386,25 @@ cdef class Partition:
     def size_bytes(self):
         return sum(seg[2] for seg in self.segments())
 
+    def stats(self):
+        """(size_bytes, segments, buffer_bytes, index_bytes), read in one go under the mutex:
+        the bytes of the log, its segment count, the write buffers it holds (the active
+        segment's double buffer, and a sealed one's until finalized) and its index arrays."""
+        cdef size_t i
+        cdef Segment *s
+        cdef int64_t size = 0, buffers = 0, indexes = 0, n
+        pthread_mutex_lock(&self.sh.mu)
+        n = self.p.n_segs
+        for i in range(self.p.n_segs):
+            s = self.p.segs[i]
+            size += s.size
+            buffers += s.buf_cap + s.spare_cap
+            if s.inflight != NULL:
+                buffers += s.buf_cap   # being written: the buffer swapped out (the same size, unless grown)
+            indexes += s.index.cap * 2 * sizeof(uint32_t) + s.index.tcap * (sizeof(int64_t) + sizeof(uint32_t))
+        pthread_mutex_unlock(&self.sh.mu)
+        return size, n, buffers, indexes
+
     # --- appending ---------------------------------------------------------------
 
     cdef int _raise_locked(self, int status) except -1:
@@ -594,6 +613,7 @@ cdef class Partition:
         else:
             self.sh.sub_tail.next = &pending.req
         self.sh.sub_tail = &pending.req
+        self.sh.counters.queued += 1
         pending.queued = True
         pthread_cond_signal(&self.sh.work)
         pthread_mutex_unlock(&self.sh.mu)

@@ -13,6 +13,15 @@ cdef enum FlushMode:
     FLUSH_BYTES = 2
 
 
+# fdatasync latency histogram of each shard: fixed upper bounds (100 us .. 1 s) and one
+# overflow bucket; counts per bucket, not cumulative (ShardPool.stats makes them cumulative).
+cdef enum:
+    FSYNC_BUCKETS = 13
+cdef int64_t FSYNC_BOUNDS_NS[FSYNC_BUCKETS]
+FSYNC_BOUNDS_NS[:] = [100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000,
+                      50_000_000, 100_000_000, 250_000_000, 500_000_000, 1_000_000_000]
+
+
 cdef struct PartState:
     Shard *shard
     char *directory
@@ -65,6 +74,16 @@ cdef struct AppendRequest:
     AppendRequest *next
 
 
+# What a shard counts for metrics (ShardPool.stats), under its mutex.
+cdef struct ShardCounters:
+    int64_t writes
+    int64_t syncs               # fdatasyncs of appended data
+    int64_t sync_ns             # time spent in them
+    int64_t sync_hist[FSYNC_BUCKETS + 1]
+    int64_t busy_ns             # time spent appending submissions, writing and syncing
+    int64_t queued              # submitted appends not yet done (the queue depth)
+
+
 cdef struct Shard:
     pthread_t thread
     pthread_mutex_t mu
@@ -78,9 +97,17 @@ cdef struct Shard:
     bint running
     bint started
     int doorbell                # fd to ring for the asyncio loop, -1 for none
-    int64_t writes
-    int64_t syncs
-    int64_t busy_ns
+    ShardCounters counters
+
+
+cdef inline void shard_note_sync(Shard *sh, int64_t ns) noexcept nogil:
+    """Counts one fdatasync that took `ns` in the shard's histogram (mutex held)."""
+    cdef int i = 0
+    while i < FSYNC_BUCKETS and ns > FSYNC_BOUNDS_NS[i]:
+        i += 1
+    sh.counters.sync_hist[i] += 1
+    sh.counters.sync_ns += ns
+    sh.counters.syncs += 1
 
 
 cdef inline Segment *part_active(PartState *p) noexcept nogil:
@@ -153,6 +180,7 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
     cdef int st
     cdef bint sync
     cdef int64_t t0 = ps_monotonic_ns()
+    cdef int64_t t_sync
     a = part_active(p)
     sync = (p.sync_requested or p.flush_mode == FLUSH_ALWAYS
             or (p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns and now_ns >= p.dirty_since_ns + p.flush_ms * 1000000)
@@ -173,11 +201,14 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
         i += 1
     a = part_active(p)
     st = segment_write_out(a, &sh.mu)
-    sh.writes += 1
+    sh.counters.writes += 1
     if st == PS_OK and sync:
         if a.synced < a.written:
-            sh.syncs += 1
-        st = segment_sync(a, &sh.mu)
+            t_sync = ps_monotonic_ns()
+            st = segment_sync(a, &sh.mu)
+            shard_note_sync(sh, ps_monotonic_ns() - t_sync)
+        else:
+            st = segment_sync(a, &sh.mu)   # nothing new to sync: no fdatasync
         if st == PS_OK:
             segment_persist_index(a, &sh.mu, False)
     if st != PS_OK and not p.io_errno:
@@ -190,7 +221,7 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
         p.dirty_since_ns = 0
     elif sync:
         p.dirty_since_ns = t0  # what is still unsynced arrived after this sync began
-    sh.busy_ns += ps_monotonic_ns() - t0
+    sh.counters.busy_ns += ps_monotonic_ns() - t0
     shard_watch_check(sh, p)
     pthread_cond_broadcast(&sh.done)
 
@@ -205,7 +236,9 @@ cdef void *shard_main(void *arg) noexcept nogil:
     pthread_mutex_lock(&sh.mu)
     while True:
         if sh.sub_head != NULL:
+            now = ps_monotonic_ns()
             shard_run_submissions(sh)
+            sh.counters.busy_ns += ps_monotonic_ns() - now
         now = ps_monotonic_ns()
         deadline = INT64_MAX
         batch = sh.dirty_head
@@ -296,9 +329,26 @@ cdef class ShardPool:
         return &self.shards[index % self.n]
 
     def stats(self):
-        """Per-shard counters: writes, fdatasyncs, busy seconds."""
-        return [dict(writes=self.shards[i].writes, syncs=self.shards[i].syncs,
-                     busy_s=self.shards[i].busy_ns / 1e9) for i in range(self.n)]
+        """Per-shard counters, one dict a shard: writes, syncs (fdatasyncs of appended data),
+        sync_s (seconds in them), sync_buckets ([(upper bound in seconds, cumulative count)],
+        the last bound inf), busy_s (seconds appending, writing and syncing), queue_depth
+        (submitted appends not yet done). Each shard's values are read in one go under its mutex."""
+        cdef ShardCounters snap
+        cdef int i, b
+        cdef int64_t running
+        out = []
+        for i in range(self.n):
+            pthread_mutex_lock(&self.shards[i].mu)
+            snap = self.shards[i].counters
+            pthread_mutex_unlock(&self.shards[i].mu)
+            buckets = []
+            running = 0
+            for b in range(FSYNC_BUCKETS + 1):
+                running += snap.sync_hist[b]
+                buckets.append((FSYNC_BOUNDS_NS[b] / 1e9 if b < FSYNC_BUCKETS else float("inf"), running))
+            out.append(dict(writes=snap.writes, syncs=snap.syncs, sync_s=snap.sync_ns / 1e9, sync_buckets=buckets,
+                            busy_s=snap.busy_ns / 1e9, queue_depth=snap.queued))
+        return out
 
     def stop(self):
         """Drains every dirty list, then joins the threads."""
