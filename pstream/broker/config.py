@@ -86,6 +86,8 @@ class BrokerConfig:
     group_max_session_timeout_ms: int = 1800000
     offsets_retention_minutes: int = 10080
     log_level: str = "INFO"
+    admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
+    admin_listen_port: int | None = 9644
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -181,14 +183,19 @@ class _Text(_Kind):
 
 
 class _Address(_Kind):
-    """HOST:PORT -> (host, port); an IPv6 host goes in brackets: [::1]:9092."""
+    """HOST:PORT -> (host, port); an IPv6 host goes in brackets: [::1]:9092. With off_ok,
+    "off" or an empty value -> (None, None): the address is switched off."""
 
     metavar = "HOST:PORT"
 
-    def __init__(self, low_port: int, wildcard_ok: bool, expect: str):
-        self.low_port, self.wildcard_ok, self.expect = low_port, wildcard_ok, expect
+    def __init__(self, low_port: int, wildcard_ok: bool, expect: str, off_ok: bool = False):
+        self.low_port, self.wildcard_ok, self.expect, self.off_ok = low_port, wildcard_ok, expect, off_ok
+        if off_ok:
+            self.metavar = "HOST:PORT|off"
 
-    def check(self, value: Any) -> tuple[str, int]:
+    def check(self, value: Any) -> tuple[str | None, int | None]:
+        if self.off_ok and isinstance(value, str) and value.strip().lower() in ("", "off"):
+            return None, None
         host, sep, port = super().check(value).rpartition(":")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
@@ -262,6 +269,9 @@ _SETTINGS = (
     _Setting("offsets_retention_minutes", _Int(1, INT32_MAX, metavar="MINUTES"),
              "keep an empty group's committed offsets this long", "offsets.retention.minutes"),
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
+    _Setting("admin_listen", _Address(0, True, "HOST:PORT with a port 0..65535 (0 picks a free port), "
+                                               "or off", off_ok=True),
+             "address of the admin HTTP API and Prometheus /metrics (off: none)"),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
 _BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
@@ -271,12 +281,32 @@ _DEFAULTS = {f.name: f.default for f in fields(BrokerConfig)}
 
 def _default_text(setting: _Setting) -> str | None:
     if isinstance(setting.kind, _Address):
-        host, port = _DEFAULTS[setting.name + "_host"], _DEFAULTS[setting.name + "_port"]
-        return None if host is None else f"{host}:{port}"
+        return _address_text(_DEFAULTS[setting.name + "_host"], _DEFAULTS[setting.name + "_port"])
     value = _DEFAULTS[setting.name]
     if value is None:
         return "-1" if getattr(setting.kind, "unlimited", False) else None
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _address_text(host: str | None, port: int | None) -> str | None:
+    if host is None:
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def settings_of(config: BrokerConfig) -> dict[str, Any]:
+    """The settings of `config` by setting name, as a TOML file would give them: addresses as
+    HOST:PORT ("off" for an admin address switched off), -1 for unlimited, None where unset
+    (a default chosen at start: advertise, shards, cluster_id)."""
+    out: dict[str, Any] = {}
+    for s in _SETTINGS:
+        if isinstance(s.kind, _Address):
+            value = _address_text(getattr(config, s.name + "_host"), getattr(config, s.name + "_port"))
+            out[s.name] = "off" if value is None and s.kind.off_ok else value
+        else:
+            value = getattr(config, s.name)
+            out[s.name] = -1 if value is None and getattr(s.kind, "unlimited", False) else value
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
