@@ -1,6 +1,7 @@
 """The broker: one pstream.Log served over the Kafka protocol on an asyncio (uvloop) loop.
 
-Owns the listening socket, the open connections (closing idle ones after
+Owns the listening sockets (Kafka, and the admin HTTP API with /metrics unless admin_listen is
+off), the broker's metrics, the open connections (closing idle ones after
 connections.max.idle.ms), the node's identity (node id, cluster id persisted in
 <data>/@node/broker.json), the idempotent-producer state per partition, the group coordinator
 (replayed from __consumer_offsets before the first client is served), and clean shutdown:
@@ -20,6 +21,9 @@ import time
 import uuid
 
 import pstream
+from pstream.admin.api import AdminApi
+from pstream.admin.http import HttpServer
+from pstream.admin.metrics import BrokerMetrics
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import KafkaConnection
 from pstream.broker.dispatch import load_handlers
@@ -56,12 +60,21 @@ class Broker:
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None
+        self._admin: HttpServer | None = None
+        self.admin_address: tuple[str, int] | None = None    # as bound
+        self.bound_address: tuple[str, int] | None = None    # the Kafka listener, as bound
+        self.state = "starting"   # -> serving -> stopping -> stopped (what /v1/status/ready reports)
         self._sweeper: asyncio.Task | None = None
         self._snapshotter: asyncio.Task | None = None
         self._stopped = asyncio.Event()
         self.started_at = time.time()
         self.host, self.port = config.advertised
-        load_handlers()
+        self.metrics = BrokerMetrics(self, {key: entry.name for key, entry in load_handlers().items()})
+
+    @property
+    def log_readable(self) -> bool:
+        """Whether the Log is open (the admin API reads it only then)."""
+        return self.log is not None and self.state in ("serving", "stopping")
 
     # --- identity -------------------------------------------------------------------
 
@@ -96,6 +109,7 @@ class Broker:
         for key in [k for k in self._producer_states if k[0] == topic]:
             del self._producer_states[key]
         self.groups.on_topic_deleted(topic)
+        self.metrics.forget_topic(topic)
 
     def _snapshot_producer_states(self) -> None:
         for (topic, number), state in list(self._producer_states.items()):
@@ -123,15 +137,27 @@ class Broker:
                 max_session_timeout_ms=cfg.group_max_session_timeout_ms,
                 offsets_retention_ms=cfg.offsets_retention_minutes * 60_000, visible_end=high_watermark)
             self.groups.start()
+            if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
+                self._admin = HttpServer(AdminApi(self).router(), f"pstream/{pstream.__version__}")
+                try:
+                    self.admin_address = await self._admin.start(cfg.admin_listen_host, cfg.admin_listen_port)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"cannot listen on {cfg.admin_listen_host}:{cfg.admin_listen_port} "
+                                             f"(setting admin_listen): {exc.strerror}") from None
             loop = asyncio.get_running_loop()
             self._server = await loop.create_server(lambda: KafkaConnection(self), cfg.listen_host, cfg.listen_port,
                                                     backlog=1024, reuse_address=True)
         except BaseException:
+            if self._admin is not None:
+                await self._admin.close()
             if self.groups is not None:
                 self.groups.stop()
             self.log.close()
+            self.state = "stopped"
             raise
         sock = self._server.sockets[0].getsockname()
+        self.bound_address = (sock[0], sock[1])
+        self.state = "serving"
         if cfg.advertise_port is None:   # listening on port 0: tell clients the port the OS chose
             self.port = sock[1]
         self._sweeper = asyncio.ensure_future(self._sweep_idle())
@@ -139,6 +165,9 @@ class Broker:
         _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
                   pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
                   self.cluster_id)
+        if self.admin_address is not None:
+            host, port = self.admin_address
+            _log.info("admin API on http://%s:%d", f"[{host}]" if ":" in host else host, port)
 
     async def _sweep_idle(self) -> None:
         limit = self.config.connections_max_idle_ms / 1000
@@ -164,6 +193,7 @@ class Broker:
         if self._server is None:
             return
         server, self._server = self._server, None
+        self.state = "stopping"   # readiness answers 503 from now on
         server.close()
         for task in (self._sweeper, self._snapshotter):
             if task is not None:
@@ -176,7 +206,10 @@ class Broker:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.abort(None)
+        if self._admin is not None:   # before the Log closes: nothing reads it afterwards
+            await self._admin.close()
         self._snapshot_producer_states()
+        self.state = "stopped"
         self.log.close()
         self._stopped.set()
         _log.info("pstream stopped; data synced and indexes written")

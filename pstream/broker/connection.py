@@ -9,6 +9,11 @@ Requests are pipelined: each gets a slot in arrival order; handlers may finish o
 but responses leave in order, all ready ones in one writelines call. Anything the broker
 cannot parse (a bad length, a truncated header or body, an unknown API) closes this
 connection with one log line; the broker and other connections carry on.
+
+Each request is counted in its API's ApiStats (pstream.admin.metrics) when its answer is
+ready: latency from the arrival of its last bytes, and whether it failed (the handler raised,
+the request was refused, the response has a top-level error code, or the handler set
+ctx.failed for a partition's error). One dict look-up and a few additions a request.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import struct
 import time
 from collections import deque
 
+from pstream.admin.metrics import UNKNOWN_API
 from pstream.broker.dispatch import REGISTRY
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, write_response_header
@@ -32,12 +38,13 @@ MAX_PIPELINED = 128   # requests in flight on one connection before reading paus
 
 
 class RequestContext:
-    __slots__ = ("broker", "header", "connection")
+    __slots__ = ("broker", "connection", "failed", "header")
 
     def __init__(self, broker, header, connection):
         self.broker = broker
         self.header = header
         self.connection = connection
+        self.failed = False   # set by a handler whose answer carries an error below the top level
 
     @property
     def version(self) -> int:
@@ -45,12 +52,15 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("chunks", "ready", "frame_buffer")
+    __slots__ = ("chunks", "ctx", "frame_buffer", "ready", "started")
 
-    def __init__(self, frame_buffer: bytearray | None = None):
+    def __init__(self, frame_buffer: bytearray | None = None, ctx: RequestContext | None = None,
+                 started: float = 0.0):
         self.chunks = None
         self.ready = False
         self.frame_buffer = frame_buffer   # a pooled receive buffer to return once answered
+        self.ctx = ctx
+        self.started = started             # time.monotonic() when the request's last bytes arrived
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -70,6 +80,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._write_paused = False
         self._draining = False
         self.last_active = time.monotonic()
+        self._api_stats = broker.metrics.api
 
     # --- transport callbacks ------------------------------------------------------
 
@@ -161,6 +172,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         api = REGISTRY.get(header.api_key)
         if api is None:
+            self._refused(UNKNOWN_API)
             self.abort(f"unknown API key {header.api_key} (correlation id {header.correlation_id})")
             return
         if not api.min_version <= header.api_version <= api.max_version:
@@ -168,22 +180,25 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 # A v0 body with UNSUPPORTED_VERSION and our ranges: the client retries with one we have.
                 self._answer_unsupported_api_versions(header)
                 return
+            self._refused(api.key)
             self.abort(f"{api.name} v{header.api_version} is not supported "
                        f"(versions {api.min_version}-{api.max_version})")
             return
         try:
             request = api.read(header.api_version, r)
         except ProtocolError as exc:
+            self._refused(api.key)
             self.abort(f"malformed {api.name} v{header.api_version} request: {exc}")
             return
-        slot = _Slot(pooled)
+        ctx = RequestContext(self.broker, header, self)
+        slot = _Slot(pooled, ctx, self.last_active)
         self._slots.append(slot)
         self._update_reading()
-        ctx = RequestContext(self.broker, header, self)
         try:
             result = api.handler(ctx, request)
         except Exception:
             _log.exception("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version)
+            self._count(slot, api.key, True)
             self.abort(None)
             return
         if asyncio.iscoroutine(result):
@@ -199,11 +214,23 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if exc is not None:
             _log.error("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version,
                        exc_info=exc)
+            self._count(slot, api.key, True)
             self.abort(None)
             return
         self._complete(slot, api, header, task.result())
 
+    def _count(self, slot: _Slot, api_key: int, failed) -> None:
+        self._api_stats[api_key].observe(time.monotonic() - slot.started, failed)
+
+    def _refused(self, api_key: int) -> None:
+        """Counts a request refused before it reached a handler (the connection closes)."""
+        self._api_stats[api_key].observe(time.monotonic() - self.last_active, True)
+
     def _complete(self, slot: _Slot, api, header, response) -> None:
+        ctx = slot.ctx
+        if ctx is not None:
+            slot.ctx = None
+            self._count(slot, api.key, ctx.failed or getattr(response, "error_code", 0))
         if response is not None:
             w = Writer()
             w.int32(0)  # size, patched below
@@ -222,7 +249,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         from pstream.broker.handlers.api_versions import supported_versions
         from pstream.protocol.messages.api_versions import ApiVersionsResponse
 
-        slot = _Slot()
+        slot = _Slot(None, RequestContext(self.broker, header, self), self.last_active)
         self._slots.append(slot)
         response = ApiVersionsResponse(error_code=ErrorCode.UNSUPPORTED_VERSION, api_keys=supported_versions())
         header.api_version = 0

@@ -24,7 +24,7 @@ from pstream.protocol.primitives import ZERO_UUID
 
 PartitionData = FetchResponse.PartitionData
 TopicResponse = FetchResponse.FetchableTopicResponse
-_base_and_length = struct.Struct(">qi")
+_base_length_delta = struct.Struct(">qi11xi")   # base offset, batch length, last offset delta (at 23)
 READ_COMMITTED = 1
 
 
@@ -34,22 +34,25 @@ def high_watermark(part) -> int:
 
 
 def cut_at(data: bytes, end_offset: int):
-    """The leading whole batches of `data` whose base offset is below end_offset."""
-    pos, n = 0, len(data)
-    while pos + 12 <= n:
-        base, length = _base_and_length.unpack_from(data, pos)
+    """(the leading whole batches of `data` whose base offset is below end_offset, their record
+    count): one header read per batch, the count from the batches' last offset deltas."""
+    pos, n, records = 0, len(data), 0
+    while pos + 27 <= n:
+        base, length, delta = _base_length_delta.unpack_from(data, pos)
         if base >= end_offset:
             break
         pos += length + 12
-    return data if pos >= n else memoryview(data)[:pos]
+        records += delta + 1
+    return (data if pos >= n else memoryview(data)[:pos]), records
 
 
 class _PartitionFetch:
-    __slots__ = ("part", "response", "seen_end", "topic", "topic_id", "wanted")
+    __slots__ = ("part", "records", "response", "seen_end", "topic", "topic_id", "wanted")
 
     def __init__(self, topic, topic_id, wanted, part, response):
         self.topic, self.topic_id, self.wanted, self.part, self.response = topic, topic_id, wanted, part, response
         self.seen_end = wanted.fetch_offset   # the high watermark the last read saw: wait for data past it
+        self.records = 0                      # records in response.records
 
 
 def _plan(ctx, request) -> list[_PartitionFetch]:
@@ -98,7 +101,7 @@ async def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
         except Exception as exc:
             response.error_code = error_for(exc)
             continue
-        data = cut_at(data, hw)
+        data, item.records = cut_at(data, hw)
         response.records = data
         total += len(data)
     return total
@@ -142,7 +145,12 @@ async def handle_fetch(ctx, request):
         await _wait_for_data(plan, remaining)
         total = await _read_all(plan, max_bytes)
     responses: dict[tuple, TopicResponse] = {}
+    metrics = ctx.broker.metrics
     for item in plan:
+        if item.response.error_code:
+            ctx.failed = True   # counted in pstream_request_errors_total
+        elif item.response.records:
+            metrics.fetched(item.part.topic, len(item.response.records), item.records)
         key = (item.topic, item.topic_id)
         topic = responses.get(key)
         if topic is None:

@@ -33,7 +33,9 @@ BATCH_HEADER_BYTES = 61
 _length_magic = struct.Struct(">iib")           # batch_length at 8, leader epoch, magic at 16
 _producer = struct.Struct(">hiqqqhii")          # attributes at 21 .. record count at 57
 _int64 = struct.Struct(">q")                    # base offset at 0, max timestamp at 35
+_record_count = struct.Struct(">i")
 MAX_TIMESTAMP_AT = 35
+RECORD_COUNT_AT = 57
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
 ATTR_COMPRESSION = 0x07
@@ -176,11 +178,13 @@ def _refuse(response: PartitionResponse, exc: Exception) -> PartitionResponse:
     return response
 
 
-async def _await_partition(part, response: PartitionResponse, waits: list) -> PartitionResponse:
+async def _await_partition(broker, part, response: PartitionResponse, waits: list, nbytes: int,
+                           records: int) -> PartitionResponse:
     try:
         results = [await w for w in waits]
     except Exception as exc:
         return _refuse(response, exc)
+    broker.metrics.produced(part.topic, nbytes, records)
     response.base_offset, max_timestamp = results[0]
     response.log_start_offset = part.log_start_offset
     if part.timestamp_type == 1:
@@ -202,8 +206,10 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(topic))
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
-        return _await_partition(part, response, _submit(broker, part, split_batches(records, version), version,
-                                                        leader_only=acks != -1))
+        batches = split_batches(records, version)
+        waits = _submit(broker, part, batches, version, leader_only=acks != -1)
+        return _await_partition(broker, part, response, waits, len(records),
+                                sum(_record_count.unpack_from(b, RECORD_COUNT_AT)[0] for b in batches))
     except Exception as exc:
         return _refuse(response, exc)
 
@@ -220,7 +226,10 @@ async def handle_produce(ctx, request):
             for topic in request.topic_data for pd in topic.partition_data]
     by_topic: dict[str, list] = {}
     for name, job in jobs:
-        by_topic.setdefault(name, []).append(job if isinstance(job, PartitionResponse) else await job)
+        answer = job if isinstance(job, PartitionResponse) else await job
+        if answer.error_code:
+            ctx.failed = True   # counted in pstream_request_errors_total
+        by_topic.setdefault(name, []).append(answer)
     if request.acks == 0:
         return None
     return ProduceResponse(responses=[TopicResponse(name=name, partition_responses=parts)

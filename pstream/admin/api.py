@@ -1,0 +1,203 @@
+"""The admin API's endpoints: JSON views of one broker's state, and /metrics.
+
+    GET /v1/status/ready     200 {"status": "ready"} while serving Kafka clients, else 503
+    GET /v1/brokers          this node: id, cluster, address, version, uptime, shards, data dir, disk
+    GET /v1/topics           every topic: partitions, records, bytes, segments
+    GET /v1/topics/NAME      one topic's partitions (offsets, sizes, segments) and configs (404 if unknown)
+    GET /v1/groups           consumer groups: state, members, committed offsets and lag per partition
+    GET /v1/config           the effective broker settings (as a TOML file would give them)
+    GET /v1/debug/memory     RSS, write buffers per shard, tracemalloc (?start=1, ?stop=1, ?top=N)
+    GET /metrics             Prometheus text exposition (see pstream.admin.metrics)
+
+Handlers run on the broker's event loop and read its objects directly; the only blocking
+work (walking the data directory for its size) goes to a thread. They change nothing,
+except /v1/debug/memory switching tracemalloc on and off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import struct
+import time
+
+import pstream
+from pstream.admin import memory
+from pstream.admin.http import HttpError, Request, Response, Router
+from pstream.admin.metrics import CONTENT_TYPE
+from pstream.broker.config import settings_of
+from pstream.broker.handlers.common import internal_topic_error
+from pstream.broker.handlers.fetch import high_watermark
+from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
+
+CONSUMER_PROTOCOL = "consumer"
+
+
+def directory_bytes(path: str) -> int:
+    """Bytes of the regular files under `path` (what du would count, by st_blocks)."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:   # removed meanwhile (retention, a deleted topic)
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def consumer_assignment(data: bytes) -> dict[str, list[int]] | None:
+    """A ConsumerProtocolAssignment's {topic: [partitions]} (any version: they come first); None if unreadable."""
+    try:
+        _version, count = struct.unpack_from(">hi", data, 0)
+        pos, out = 6, {}
+        for _ in range(count):
+            (n,) = struct.unpack_from(">h", data, pos)
+            topic = data[pos + 2:pos + 2 + n].decode()
+            pos += 2 + n
+            (k,) = struct.unpack_from(">i", data, pos)
+            out[topic] = list(struct.unpack_from(f">{k}i", data, pos + 4))
+            pos += 4 + 4 * k
+        return out
+    except (struct.error, UnicodeDecodeError, ValueError):
+        return None
+
+
+class AdminApi:
+    def __init__(self, broker):
+        self.broker = broker
+
+    def router(self) -> Router:
+        r = Router()
+        r.get("/v1/status/ready", self.ready)
+        r.get("/v1/brokers", self.brokers)
+        r.get("/v1/topics", self.topics)
+        r.get("/v1/topics/{name}", self.topic)
+        r.get("/v1/groups", self.groups)
+        r.get("/v1/config", self.config)
+        r.get("/v1/debug/memory", self.memory)
+        r.get("/metrics", self.metrics)
+        return r
+
+    def _need_log(self):
+        if not self.broker.log_readable:
+            raise HttpError(503, f"the broker is {self.broker.state}")
+        return self.broker.log
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    def ready(self, request: Request) -> Response:
+        state = self.broker.state
+        return Response.json({"status": "ready" if state == "serving" else state}, 200 if state == "serving" else 503)
+
+    async def brokers(self, request: Request) -> Response:
+        b = self.broker
+        log = self._need_log()
+        data_dir = os.path.abspath(b.config.data_dir)
+        used = await asyncio.get_running_loop().run_in_executor(None, directory_bytes, data_dir)
+        disk = shutil.disk_usage(data_dir)
+        admin = b.admin_address
+        return Response.json([{
+            "node_id": b.node_id, "cluster_id": b.cluster_id, "host": b.host, "port": b.port,
+            "admin_url": f"http://{admin[0]}:{admin[1]}" if admin else None,
+            "version": pstream.__version__, "state": b.state,
+            "started_at_ms": int(b.started_at * 1000), "uptime_seconds": round(time.time() - b.started_at, 3),
+            "shards": log.shards, "data_dir": data_dir,
+            "disk": {"data_bytes": used, "free_bytes": disk.free, "total_bytes": disk.total},
+            "connections": len(b.connections), "topics": len(log.topics()),
+        }])
+
+    @staticmethod
+    def _partition(part) -> dict:
+        size, segments, _buffers, _indexes = part.stats()
+        hw = high_watermark(part)
+        return {"partition": part.number, "log_start_offset": part.log_start_offset, "high_watermark": hw,
+                "log_end_offset": part.high_watermark, "records": hw - part.log_start_offset,
+                "size_bytes": size, "segments": segments}
+
+    def topics(self, request: Request) -> Response:
+        log = self._need_log()
+        out = []
+        for name in log.topics():
+            parts = [self._partition(p) for p in log.get_topic(name)]
+            out.append({"name": name, "internal": internal_topic_error(name) is not None,
+                        "partitions": len(parts), "records": sum(p["records"] for p in parts),
+                        "size_bytes": sum(p["size_bytes"] for p in parts),
+                        "segments": sum(p["segments"] for p in parts)})
+        return Response.json(out)
+
+    def topic(self, request: Request, name: str) -> Response:
+        log = self._need_log()
+        if name not in log:
+            raise HttpError(404, f"no such topic: {name}")
+        topic = log.get_topic(name)
+        configs = {}
+        for setting in TOPIC_SETTINGS.values():
+            value, source, _synonyms = describe_topic_setting(setting, topic, self.broker.config)
+            configs[setting.kafka_name] = {"value": value, "source": ConfigSource(source).name}
+        parts = [self._partition(p) for p in topic]
+        return Response.json({"name": name, "topic_id": str(topic.topic_id),
+                              "internal": internal_topic_error(name) is not None,
+                              "records": sum(p["records"] for p in parts),
+                              "size_bytes": sum(p["size_bytes"] for p in parts),
+                              "partitions": parts, "configs": configs})
+
+    def groups(self, request: Request) -> Response:
+        self._need_log()
+        coordinator = self.broker.groups
+        if coordinator is None or not coordinator.active:
+            raise HttpError(503, "the group coordinator is not running")
+        log = self.broker.log
+        committed_all = coordinator.store.state.offsets
+        out = []
+        for group_id in sorted(set(coordinator.groups) | set(committed_all)):
+            group = coordinator.groups.get(group_id)
+            members = []
+            if group is not None:
+                for m in group.members.values():
+                    member = {"member_id": m.member_id, "instance_id": m.instance_id, "client_id": m.client_id,
+                              "client_host": m.client_host}
+                    if group.protocol_type == CONSUMER_PROTOCOL and m.assignment:
+                        member["assignment"] = consumer_assignment(m.assignment)
+                    members.append(member)
+            offsets = []
+            for (topic, partition), c in sorted(committed_all.get(group_id, {}).items()):
+                entry = {"topic": topic, "partition": partition, "committed_offset": c.offset,
+                         "high_watermark": None, "lag": None}
+                if topic in log and partition < log.get_topic(topic).partitions:
+                    hw = high_watermark(log.get_topic(topic).partition(partition))
+                    entry.update(high_watermark=hw, lag=hw - c.offset)
+                offsets.append(entry)
+            out.append({"group_id": group_id, "state": group.state.value if group else "Empty",
+                        "protocol_type": (group.protocol_type if group else None) or "",
+                        "protocol": (group.protocol_name if group else None) or "",
+                        "generation": group.generation if group else 0,
+                        "members": members, "offsets": offsets,
+                        "lag": sum(o["lag"] for o in offsets if o["lag"] is not None)})
+        return Response.json(out)
+
+    def config(self, request: Request) -> Response:
+        b = self.broker
+        settings = settings_of(b.config)
+        # What was chosen at start where the settings left it open.
+        effective = {"advertise": f"{b.host}:{b.port}", "cluster_id": b.cluster_id,
+                     "shards": b.log.shards if b.log is not None else None}
+        if b.admin_address is not None:
+            effective["admin_listen"] = f"{b.admin_address[0]}:{b.admin_address[1]}"
+        if b.bound_address is not None:
+            effective["listen"] = f"{b.bound_address[0]}:{b.bound_address[1]}"
+        return Response.json({"settings": settings, "effective": {**settings, **effective}})
+
+    def memory(self, request: Request) -> Response:
+        return Response.json(memory.report(self.broker, request.query))
+
+    def metrics(self, request: Request) -> Response:
+        return Response(200, self.broker.metrics.exposition(), CONTENT_TYPE)

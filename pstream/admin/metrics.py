@@ -1,0 +1,245 @@
+"""The broker's Prometheus metrics, on a registry of its own (never prometheus-client's global one).
+
+Two kinds of source, neither of which costs the produce or fetch path more than a few
+additions per request:
+
+- counted on the hot path, by the event loop thread only: per-API request counts, errors
+  and latency (`ApiStats`, one per Kafka API, found by api key in one dict look-up), and
+  produce/fetch bytes and records per topic (`TopicTraffic`; record counts come from the
+  batch headers the handlers already read, never from records). These are plain Python
+  numbers without locks: prometheus-client's own Histogram.observe plus Counter.inc take a
+  lock each and cost ~2.6 us here, this ~0.25 us. They are exported as counter and
+  histogram families when scraped, and scrapes run on the same loop (the admin server), so
+  a scrape never sees a half-made update;
+- read when scraped (`BrokerCollector`): per-partition log start, high watermark and size,
+  per-shard fsync count and latency histogram, queue depth and busy time (kept in the C
+  shard struct, see ShardPool.stats), open connections, consumer group lag and members.
+
+prometheus-client's ProcessCollector adds process_resident_memory_bytes,
+process_cpu_seconds_total and the rest of the process_* family; PlatformCollector python_info.
+
+Metric names (all pstream_ ones have the labels shown):
+  pstream_requests_total{api}, pstream_request_errors_total{api},
+  pstream_request_duration_seconds{api} (histogram);
+  pstream_produce_bytes_total{topic}, pstream_produce_records_total{topic},
+  pstream_fetch_bytes_total{topic}, pstream_fetch_records_total{topic};
+  pstream_partition_log_start_offset, pstream_partition_high_watermark,
+  pstream_partition_log_end_offset, pstream_partition_size_bytes,
+  pstream_partition_segments {topic, partition};
+  pstream_fsync_total{shard}, pstream_fsync_duration_seconds{shard} (histogram),
+  pstream_shard_writes_total{shard}, pstream_shard_queue_depth{shard},
+  pstream_shard_busy_seconds_total{shard};
+  pstream_connections; pstream_group_lag{group, topic, partition}, pstream_group_members{group};
+  pstream_uptime_seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+# Upper bounds of the request latency histogram, in seconds: produce with acks=all waits for an
+# fdatasync (~0.2-1 ms here), fetch long-polls up to max_wait_ms, JoinGroup for a rebalance.
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0, 30.0, 60.0)
+UNKNOWN_API = -1     # requests with an API key pstream does not serve
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ApiStats:
+    """Requests of one Kafka API: a latency histogram (counts per bucket, not cumulative, the
+    last one past every bound), the sum of latencies, and how many failed."""
+
+    __slots__ = ("counts", "errors", "name", "total_seconds")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total_seconds = 0.0
+        self.errors = 0
+
+    def observe(self, seconds: float, failed) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total_seconds += seconds
+        if failed:
+            self.errors += 1
+
+    @property
+    def requests(self) -> int:
+        return sum(self.counts)
+
+
+class TopicTraffic:
+    """Bytes and records of one topic produced (appended) and fetched (sent to consumers)."""
+
+    __slots__ = ("fetch_bytes", "fetch_records", "produce_bytes", "produce_records")
+
+    def __init__(self):
+        self.produce_bytes = self.produce_records = self.fetch_bytes = self.fetch_records = 0
+
+
+def _buckets(bounds, counts) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs from per-bucket counts; `bounds` ends before +Inf."""
+    out, running = [], 0
+    for bound, count in zip((*bounds, float("inf")), counts):
+        running += count
+        out.append((floatToGoString(bound), running))
+    return out
+
+
+class BrokerMetrics:
+    """One broker's metrics: the hot-path counters and a registry that also reads the rest
+    from the broker when scraped."""
+
+    def __init__(self, broker, api_names: dict[int, str]):
+        self.api: dict[int, ApiStats] = {key: ApiStats(name) for key, name in api_names.items()}
+        self.api[UNKNOWN_API] = ApiStats("Unknown")
+        self.topics: dict[str, TopicTraffic] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(BrokerCollector(broker, self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def traffic(self, topic: str) -> TopicTraffic:
+        t = self.topics.get(topic)
+        if t is None:
+            t = self.topics[topic] = TopicTraffic()
+        return t
+
+    def produced(self, topic: str, nbytes: int, records: int) -> None:
+        t = self.traffic(topic)
+        t.produce_bytes += nbytes
+        t.produce_records += records
+
+    def fetched(self, topic: str, nbytes: int, records: int) -> None:
+        t = self.traffic(topic)
+        t.fetch_bytes += nbytes
+        t.fetch_records += records
+
+    def forget_topic(self, topic: str) -> None:
+        """A deleted topic's series go (a topic created again under its name starts from 0)."""
+        self.topics.pop(topic, None)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of everything (run on the broker's loop)."""
+        return generate_latest(self.registry)
+
+
+class BrokerCollector:
+    """Reads the broker's state at scrape time; registered on the broker's registry only."""
+
+    def __init__(self, broker, metrics: BrokerMetrics):
+        self.broker = broker
+        self.metrics = metrics
+
+    def describe(self):
+        return []   # names are not known before a scrape (they depend on topics); no checks at registration
+
+    def collect(self):
+        yield from self._requests()
+        yield from self._traffic()
+        broker = self.broker
+        if not broker.log_readable:
+            return
+        yield from self._partitions()
+        yield from self._shards()
+        yield from self._groups()
+        connections = GaugeMetricFamily("pstream_connections", "Kafka client connections open")
+        connections.add_metric([], len(broker.connections))
+        yield connections
+        uptime = GaugeMetricFamily("pstream_uptime_seconds", "seconds since the broker started")
+        uptime.add_metric([], time.time() - broker.started_at)
+        yield uptime
+
+    def _requests(self):
+        requests = CounterMetricFamily("pstream_requests", "Kafka requests answered or refused, by API",
+                                       labels=["api"])
+        errors = CounterMetricFamily("pstream_request_errors", "Kafka requests that failed: the handler raised, "
+                                     "the request was refused (the connection closed), or the answer carries "
+                                     "an error code (top-level, or a partition's in Produce and Fetch)",
+                                     labels=["api"])
+        latency = HistogramMetricFamily("pstream_request_duration_seconds", "time from a request's arrival to "
+                                        "its answer being ready", labels=["api"])
+        for stats in self.metrics.api.values():
+            count = stats.requests
+            if not count and not stats.errors:
+                continue
+            requests.add_metric([stats.name], count)
+            errors.add_metric([stats.name], stats.errors)
+            latency.add_metric([stats.name], _buckets(LATENCY_BUCKETS, stats.counts), stats.total_seconds)
+        yield from (requests, errors, latency)
+
+    def _traffic(self):
+        families = [CounterMetricFamily(f"pstream_{what}", doc, labels=["topic"]) for what, doc in (
+            ("produce_bytes", "bytes of record batches appended by Produce requests"),
+            ("produce_records", "records appended by Produce requests"),
+            ("fetch_bytes", "bytes of record batches sent in Fetch responses"),
+            ("fetch_records", "records in the batches sent in Fetch responses"))]
+        for topic, t in self.metrics.topics.items():
+            for family, value in zip(families, (t.produce_bytes, t.produce_records, t.fetch_bytes,
+                                                t.fetch_records)):
+                family.add_metric([topic], value)
+        yield from families
+
+    def _partitions(self):
+        from pstream.broker.handlers.fetch import high_watermark
+
+        labels = ["topic", "partition"]
+        start = GaugeMetricFamily("pstream_partition_log_start_offset", "first offset of the partition's log",
+                                  labels=labels)
+        hw = GaugeMetricFamily("pstream_partition_high_watermark", "offset up to which consumers may read "
+                               "(durable records under flush=always)", labels=labels)
+        end = GaugeMetricFamily("pstream_partition_log_end_offset", "one past the last appended offset",
+                                labels=labels)
+        size = GaugeMetricFamily("pstream_partition_size_bytes", "bytes of the partition's segments", labels=labels)
+        segments = GaugeMetricFamily("pstream_partition_segments", "segments of the partition's log", labels=labels)
+        log = self.broker.log
+        for name in log.topics():
+            for part in log.get_topic(name):
+                values = [name, str(part.number)]
+                nbytes, nsegs, _buffers, _indexes = part.stats()
+                start.add_metric(values, part.log_start_offset)
+                hw.add_metric(values, high_watermark(part))
+                end.add_metric(values, part.high_watermark)
+                size.add_metric(values, nbytes)
+                segments.add_metric(values, nsegs)
+        yield from (start, hw, end, size, segments)
+
+    def _shards(self):
+        labels = ["shard"]
+        fsyncs = CounterMetricFamily("pstream_fsync", "fdatasyncs of appended data by the shard threads",
+                                     labels=labels)
+        fsync_time = HistogramMetricFamily("pstream_fsync_duration_seconds", "time of each fdatasync",
+                                           labels=labels)
+        writes = CounterMetricFamily("pstream_shard_writes", "segment buffer writes by the shard", labels=labels)
+        depth = GaugeMetricFamily("pstream_shard_queue_depth", "appends submitted to the shard and not yet done "
+                                  "(appended, and durable where they wait for it)", labels=labels)
+        busy = CounterMetricFamily("pstream_shard_busy_seconds", "seconds the shard thread spent appending, "
+                                   "writing and syncing", labels=labels)
+        for i, s in enumerate(self.broker.log.shard_stats()):
+            shard = [str(i)]
+            fsyncs.add_metric(shard, s["syncs"])
+            fsync_time.add_metric(shard, [(floatToGoString(bound), count) for bound, count in s["sync_buckets"]],
+                                  s["sync_s"])
+            writes.add_metric(shard, s["writes"])
+            depth.add_metric(shard, s["queue_depth"])
+            busy.add_metric(shard, s["busy_s"])
+        yield from (fsyncs, fsync_time, writes, depth, busy)
+
+    def _groups(self):
+        groups = self.broker.groups
+        lag = GaugeMetricFamily("pstream_group_lag", "high watermark minus the group's committed offset",
+                                labels=["group", "topic", "partition"])
+        members = GaugeMetricFamily("pstream_group_members", "members of the consumer group", labels=["group"])
+        if groups is not None and groups.active:
+            for group_id in sorted(groups.store.state.offsets):
+                for (topic, partition), value in sorted(groups.lag(group_id).items()):
+                    lag.add_metric([group_id, topic, str(partition)], value)
+            for group_id, group in groups.groups.items():
+                members.add_metric([group_id], len(group.members))
+        yield from (lag, members)
