@@ -71,6 +71,11 @@ def consumer_assignment(data: bytes) -> dict[str, list[int]] | None:
         return None
 
 
+def admin_url(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class AdminApi:
     def __init__(self, broker):
         self.broker = broker
@@ -107,7 +112,7 @@ class AdminApi:
         admin = b.admin_address
         return Response.json([{
             "node_id": b.node_id, "cluster_id": b.cluster_id, "host": b.host, "port": b.port,
-            "admin_url": f"http://{admin[0]}:{admin[1]}" if admin else None,
+            "admin_url": admin_url(admin) if admin else None,
             "version": pstream.__version__, "state": b.state,
             "started_at_ms": int(b.started_at * 1000), "uptime_seconds": round(time.time() - b.started_at, 3),
             "shards": log.shards, "data_dir": data_dir,

@@ -21,7 +21,7 @@ import time
 import uuid
 
 import pstream
-from pstream.admin.api import AdminApi
+from pstream.admin.api import AdminApi, admin_url
 from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
 from pstream.broker.config import BrokerConfig
@@ -166,8 +166,7 @@ class Broker:
                   pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
                   self.cluster_id)
         if self.admin_address is not None:
-            host, port = self.admin_address
-            _log.info("admin API on http://%s:%d", f"[{host}]" if ":" in host else host, port)
+            _log.info("admin API on %s", admin_url(self.admin_address))
 
     async def _sweep_idle(self) -> None:
         limit = self.config.connections_max_idle_ms / 1000
