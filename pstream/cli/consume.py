@@ -20,8 +20,9 @@ import time
 from pstream import _core
 from pstream.cli.common import connect
 from pstream.cli.output import CliError
-from pstream.client import EARLIEST, LATEST, KafkaClient
+from pstream.client import EARLIEST, LATEST, KafkaClient, KafkaError
 from pstream.client.group_member import GroupMembership
+from pstream.protocol.error_codes import ErrorCode
 
 BATCH_LOG_OVERHEAD = 12   # base offset + batch length, not counted in batch_length
 TEMPLATE_FIELDS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
@@ -91,11 +92,10 @@ def resolve_offsets(client: KafkaClient, topic: str, partitions: list[int], spec
         n = int(spec)
     except ValueError:
         raise CliError(f"--offset {spec!r} is not start, end, N, -N or @TIMESTAMP_MS") from None
-    if n >= 0:
-        return {p: n for p in partitions}
     starts = client.list_offsets(topic, partitions, EARLIEST)
     ends = client.list_offsets(topic, partitions, LATEST)
-    return {p: max(starts[p][0], ends[p][0] + n) for p in partitions}
+    # Clamped to the log, as kafka-consumer-groups --reset-offsets --to-offset does.
+    return {p: min(max(starts[p][0], n if n >= 0 else ends[p][0] + n), ends[p][0]) for p in partitions}
 
 
 def whole_batches(data):
@@ -140,7 +140,18 @@ class Reader:
                 break
             offset = self.positions[partition]
             wait = 0 if len(self.positions) > 1 else self.max_wait_ms
-            fetched = self.client.fetch(self.topic, partition, offset, max_wait_ms=wait)
+            try:
+                fetched = self.client.fetch(self.topic, partition, offset, max_wait_ms=wait)
+            except KafkaError as exc:
+                if exc.code != ErrorCode.OFFSET_OUT_OF_RANGE:
+                    raise
+                # Retention or DeleteRecords removed it meanwhile: go on from the log start, as
+                # auto.offset.reset=earliest does, and say so.
+                (start, _), = self.client.list_offsets(self.topic, [partition], EARLIEST).values()
+                print(f"pstream: {self.topic}-{partition} offset {offset} is gone; "
+                      f"continuing from the log start {start}", file=sys.stderr)
+                self.positions[partition] = start
+                continue
             for _, records in whole_batches(fetched.records):
                 for rec in records:
                     if rec.offset < offset:
