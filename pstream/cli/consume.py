@@ -17,14 +17,13 @@ import json
 import sys
 import time
 
-from pstream import _core
 from pstream.cli.common import connect
 from pstream.cli.output import CliError
 from pstream.client import EARLIEST, LATEST, KafkaClient, KafkaError
+from pstream.client.client import fetched_batches
 from pstream.client.group_member import GroupMembership
 from pstream.protocol.error_codes import ErrorCode
 
-BATCH_LOG_OVERHEAD = 12   # base offset + batch length, not counted in batch_length
 TEMPLATE_FIELDS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
 
 
@@ -98,20 +97,6 @@ def resolve_offsets(client: KafkaClient, topic: str, partitions: list[int], spec
     return {p: min(max(starts[p][0], n if n >= 0 else ends[p][0] + n), ends[p][0]) for p in partitions}
 
 
-def whole_batches(data):
-    """Decoded (header, records) of each whole batch in a fetched records field."""
-    if not data:
-        return
-    view = memoryview(data)
-    pos, n = 0, len(view)
-    while pos + BATCH_LOG_OVERHEAD <= n:
-        size = int.from_bytes(view[pos + 8:pos + 12], "big") + BATCH_LOG_OVERHEAD
-        if pos + size > n:
-            return   # Kafka may end a fetch with a partial batch
-        yield _core.decode_batch(view[pos:pos + size])
-        pos += size
-
-
 class Reader:
     """Fetches partitions round-robin, printing records and tracking the next offsets."""
 
@@ -152,7 +137,7 @@ class Reader:
                       f"continuing from the log start {start}", file=sys.stderr)
                 self.positions[partition] = start
                 continue
-            for _, records in whole_batches(fetched.records):
+            for _, records in fetched_batches(fetched.records):
                 for rec in records:
                     if rec.offset < offset:
                         continue
@@ -219,5 +204,5 @@ def consume_in_group(client: KafkaClient, args: argparse.Namespace) -> int:
     finally:
         try:
             member.leave()
-        except Exception:   # leaving is a courtesy: the session timeout removes the member anyway
+        except KafkaError:   # leaving is a courtesy: the session timeout removes the member anyway
             pass

@@ -77,9 +77,9 @@ class SegmentScan:
         pos, n = 0, len(view)
         expected = self.base_offset
         while pos < n:
-            if pos + BATCH_LOG_OVERHEAD > n or int.from_bytes(view[pos + 8:pos + 12], "big") == 0:
-                if not np.frombuffer(view, dtype=np.uint8, offset=pos).any():
-                    break   # preallocated, never written
+            no_batch_here = pos + BATCH_LOG_OVERHEAD > n or int.from_bytes(view[pos + 8:pos + 12], "big") == 0
+            if no_batch_here and not np.frombuffer(view, dtype=np.uint8, offset=pos).any():
+                break   # preallocated, never written
             try:
                 header = _core.validate_batch(view[pos:])
             except CorruptBatchError as exc:

@@ -13,8 +13,8 @@ import os
 import sys
 
 from pstream.cli import cluster, consume, group, log_tool, produce, serve, topic
-from pstream.cli.output import CliError
 from pstream.cli.common import common_options
+from pstream.cli.output import CliError
 from pstream.client import KafkaError
 
 COMMANDS = (serve, topic, produce, consume, group, cluster, log_tool)

@@ -10,6 +10,7 @@ by batch. A progress line (records, MB, MB/s) is shown when a file is read on a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
@@ -95,66 +96,83 @@ class Progress:
             sys.stderr.write("\n")
 
 
+class BatchingProducer:
+    """Collects records per partition and sends each partition's batch when it is full."""
+
+    def __init__(self, client, topic: str, compression: int, acks: int, batch_bytes: int, progress: Progress):
+        self.client, self.topic = client, topic
+        self.compression, self.acks, self.batch_bytes = compression, acks, batch_bytes
+        self.progress = progress
+        self.pending: dict[int, list] = {}
+        self.pending_bytes: dict[int, int] = {}
+        self.sent = 0
+
+    def add(self, partition: int, record: tuple, size: int) -> None:
+        self.pending.setdefault(partition, []).append(record)
+        self.pending_bytes[partition] = self.pending_bytes.get(partition, 0) + size
+
+    def would_overflow(self, partition: int, size: int) -> bool:
+        return self.pending_bytes.get(partition, 0) + size > self.batch_bytes
+
+    def send(self, partition: int) -> None:
+        records = self.pending.pop(partition, None)
+        size = self.pending_bytes.pop(partition, 0)
+        if records:
+            batch = _core.encode_batch(records, compression=self.compression)
+            self.client.produce(self.topic, partition, batch, acks=self.acks)
+            self.sent += len(records)
+            self.progress.add(len(records), size)
+
+    def send_all(self) -> None:
+        for partition in list(self.pending):
+            self.send(partition)
+
+
+def split_line(line: bytes, sep: bytes | None) -> tuple[bytes | None, bytes]:
+    line = line[:-1] if line.endswith(b"\n") else line
+    line = line[:-1] if line.endswith(b"\r") else line
+    if sep is not None:
+        key, found, value = line.partition(sep)
+        if found:
+            return key, value
+    return None, line
+
+
 def cmd_produce(args: argparse.Namespace) -> int:
     headers = [(k, v.encode()) for k, v in key_values(args.header, "header").items()]
-    compression = COMPRESSION[args.compression]
-    acks = ACKS[args.acks]
     if args.batch_bytes < 1:
         raise CliError(f"--batch-bytes must be positive, not {args.batch_bytes}")
-    source = open(args.file, "rb") if args.file else sys.stdin.buffer
-    interactive = source.isatty()
-    progress = Progress(bool(args.file) and sys.stderr.isatty() and not args.no_progress)
     sep = args.key_separator.encode() if args.key_separator else None
-    try:
-        with connect(args) as client:
-            count = len(client.topic(args.topic).partitions)
-            if args.partition is not None and not 0 <= args.partition < count:
-                raise CliError(f"topic {args.topic!r} has no partition {args.partition} (it has {count})")
-            pending: dict[int, list] = {}
-            pending_bytes: dict[int, int] = {}
-            sent = [0]
-            next_partition = [0]
-
-            def send(partition: int) -> None:
-                records = pending.pop(partition, None)
-                size = pending_bytes.pop(partition, 0)
-                if records:
-                    batch = _core.encode_batch(records, compression=compression)
-                    client.produce(args.topic, partition, batch, acks=acks)
-                    sent[0] += len(records)
-                    progress.add(len(records), size)
-
-            for line in source:
-                line = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-                key = None
-                if sep is not None:
-                    key, found, value = line.partition(sep)
-                    if not found:
-                        key, value = None, line
-                else:
-                    value = line
-                if args.partition is not None:
-                    partition = args.partition
-                elif key is not None:
-                    partition = key_partition(key, count)
-                else:
-                    partition = next_partition[0] % count
-                size = len(value) + len(key or b"") + 16
-                if pending_bytes.get(partition, 0) + size > args.batch_bytes:
-                    send(partition)
-                    if key is None and args.partition is None:
-                        next_partition[0] += 1
-                        partition = next_partition[0] % count
-                pending.setdefault(partition, []).append((key, value, headers, None))
-                pending_bytes[partition] = pending_bytes.get(partition, 0) + size
-                if interactive:
-                    send(partition)
-            for partition in list(pending):
-                send(partition)
-    finally:
-        if args.file:
-            source.close()
-        progress.done()
+    progress = Progress(bool(args.file) and sys.stderr.isatty() and not args.no_progress)
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open(args.file, "rb")) if args.file else sys.stdin.buffer
+        interactive = source.isatty()   # typing: send each line at once
+        client = stack.enter_context(connect(args))
+        count = len(client.topic(args.topic).partitions)
+        if args.partition is not None and not 0 <= args.partition < count:
+            raise CliError(f"topic {args.topic!r} has no partition {args.partition} (it has {count})")
+        producer = BatchingProducer(client, args.topic, COMPRESSION[args.compression], ACKS[args.acks],
+                                    args.batch_bytes, progress)
+        round_robin = 0
+        for line in source:
+            key, value = split_line(line, sep)
+            if args.partition is not None:
+                partition = args.partition
+            elif key is not None:
+                partition = key_partition(key, count)
+            else:
+                partition = round_robin % count
+            size = len(value) + len(key or b"") + 16
+            if producer.would_overflow(partition, size):
+                producer.send(partition)
+                if key is None and args.partition is None:   # unkeyed: the next batch to the next partition
+                    round_robin += 1
+                    partition = round_robin % count
+            producer.add(partition, (key, value, headers, None), size)
+            if interactive:
+                producer.send(partition)
+        producer.send_all()
+    progress.done()
     if not interactive:
-        print(f"produced {sent[0]} records to {args.topic}", file=sys.stderr)
+        print(f"produced {producer.sent} records to {args.topic}", file=sys.stderr)
     return 0

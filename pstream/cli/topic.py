@@ -6,7 +6,7 @@ import argparse
 
 from pstream.cli.common import connect
 from pstream.cli.output import CliError, bold, human_bytes, key_values, table
-from pstream.client import EARLIEST, LATEST
+from pstream.client import EARLIEST, LATEST, KafkaError
 
 
 def register(sub, common) -> None:
@@ -78,7 +78,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
             ends = client.list_offsets(name, numbers, LATEST)
             try:
                 sizes = client.partition_sizes(name)
-            except Exception:   # a broker without DescribeLogDirs: sizes are unknown, the rest stands
+            except KafkaError:   # a broker without DescribeLogDirs: sizes are unknown, the rest stands
                 sizes = {}
             configs = client.describe_configs(name)
             if i:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from pstream import _core
 from pstream.client.connection import BrokerConnection, KafkaError, check
 from pstream.client.wire import codec_classes
 from pstream.protocol.error_codes import ErrorCode
 
 LATEST, EARLIEST = -1, -2
+BATCH_LOG_OVERHEAD = 12   # base offset + batch length, not counted in batch_length
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 CONFIG_SOURCES = {0: "unknown", 1: "dynamic topic", 2: "dynamic broker", 3: "dynamic default broker",
                   4: "static broker", 5: "default", 6: "dynamic broker logger", 7: "client metrics",
@@ -110,7 +112,7 @@ class KafkaClient:
         self._brokers: dict[int, BrokerInfo] = {}
         self._leaders: dict[tuple[str, int], int] = {}
 
-    def __enter__(self) -> "KafkaClient":
+    def __enter__(self) -> KafkaClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -385,6 +387,21 @@ class KafkaClient:
         conn = self.coordinator(group)
         result = conn.call("DeleteGroups", conn.version("DeleteGroups", 2), req_cls(groups_names=[group])).results[0]
         check(result.error_code, f"cannot delete group {group!r}")
+
+
+def fetched_batches(records):
+    """(BatchHeader, [Record]) of each whole batch in a fetched records field; CorruptBatchError
+    for a bad one. A trailing partial batch, which Kafka may send, is skipped."""
+    if not records:
+        return
+    view = memoryview(records)
+    pos, n = 0, len(view)
+    while pos + BATCH_LOG_OVERHEAD <= n:
+        size = int.from_bytes(view[pos + 8:pos + 12], "big") + BATCH_LOG_OVERHEAD
+        if pos + size > n:
+            return
+        yield _core.decode_batch(view[pos:pos + size])
+        pos += size
 
 
 def _split_address(address: str) -> tuple[str, int]:

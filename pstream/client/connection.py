@@ -12,7 +12,14 @@ import socket
 import struct
 import time
 
-from pstream.client.wire import api_key, api_name, codec_classes, codec_versions, decode_response, encode_request
+from pstream.client.wire import (
+    api_key,
+    api_name,
+    codec_classes,
+    codec_versions,
+    decode_response,
+    encode_request,
+)
 from pstream.protocol.error_codes import ErrorCode
 
 _i32 = struct.Struct(">i")
@@ -27,7 +34,7 @@ class KafkaError(Exception):
         self.code = code
 
     @classmethod
-    def from_code(cls, code: int, what: str, detail: str | None = None) -> "KafkaError":
+    def from_code(cls, code: int, what: str, detail: str | None = None) -> KafkaError:
         try:
             name = ErrorCode(code).name
         except ValueError:

@@ -30,58 +30,15 @@ several requests can be pipelined; `wire.send_frame(raw_bytes)` writes anything 
 
 from __future__ import annotations
 
-import importlib
 import socket
 import struct
 import time
 
-from pstream import _core
-from pstream.protocol.headers import API_VERSIONS_KEY, is_flexible
-from pstream.protocol.messages import API_INDEX
-from pstream.protocol.primitives import Reader, Writer
+from pstream.client.client import fetched_batches
+from pstream.client.wire import api_key, codec_classes, decode_response, encode_request
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
-BATCH_LOG_OVERHEAD = 12  # base offset (8) + batch length (4), not counted in batch_length
 _i32 = struct.Struct(">i")
-_base_and_length = struct.Struct(">qi")
-
-_KEYS = {entry[0]: key for key, entry in API_INDEX.items()}
-
-
-def api_key(name_or_key) -> int:
-    return name_or_key if isinstance(name_or_key, int) else _KEYS[name_or_key]
-
-
-def codec_classes(name_or_key) -> tuple[type, type]:
-    """(XRequest, XResponse) of pstream's generated codec for an API name or key."""
-    name, module_name = API_INDEX[api_key(name_or_key)][:2]
-    module = importlib.import_module(f"pstream.protocol.messages.{module_name}")
-    return getattr(module, f"{name}Request"), getattr(module, f"{name}Response")
-
-
-def encode_request(key: int, version: int, correlation_id: int, request, client_id: str | None) -> bytes:
-    """One whole frame (length prefix included): request header v1 or v2, then the body."""
-    req_cls, _ = codec_classes(key)
-    w = Writer()
-    w.int16(key)
-    w.int16(version)
-    w.int32(correlation_id)
-    w.nstring(client_id)
-    if is_flexible(key, version):
-        w.uvarint(0)  # no tagged fields in the header
-    req_cls.WRITERS[version - req_cls.MIN_VERSION](w, request)
-    body = w.getvalue()
-    return _i32.pack(len(body)) + body
-
-
-def decode_response(key: int, version: int, frame) -> tuple[int, object]:
-    """(correlation id, response) of one frame without its length prefix."""
-    _, resp_cls = codec_classes(key)
-    r = Reader(memoryview(frame))
-    correlation_id = r.int32()
-    if key != API_VERSIONS_KEY and is_flexible(key, version):
-        r.skip_tags()
-    return correlation_id, resp_cls.READERS[version - resp_cls.MIN_VERSION](r)
 
 
 class WireError(AssertionError):
@@ -285,14 +242,4 @@ class KafkaWire:
 def iter_fetched(data):
     """(BatchHeader, [Record]) for each whole batch in a fetched records field (a trailing
     partial batch, which Kafka may send, is skipped)."""
-    if not data:
-        return
-    view = memoryview(data)
-    pos, n = 0, len(view)
-    while pos + BATCH_LOG_OVERHEAD <= n:
-        _, length = _base_and_length.unpack_from(view, pos)
-        size = length + BATCH_LOG_OVERHEAD
-        if pos + size > n:
-            return
-        yield _core.decode_batch(view[pos : pos + size])
-        pos += size
+    return fetched_batches(data)

@@ -15,31 +15,19 @@ modules load this file by path, sharing one module object:
 
 from __future__ import annotations
 
-import importlib
 import socket
 import struct
 import time
 
 from typing_extensions import Self
 
+from pstream.client.wire import api_key, codec_classes
 from pstream.protocol.headers import API_VERSIONS_KEY, is_flexible
 from pstream.protocol.messages import API_INDEX
 from pstream.protocol.primitives import Reader, Writer
 
 _i32 = struct.Struct(">i")
-_KEYS = {entry[0]: key for key, entry in API_INDEX.items()}
-
-
-def api_key(api) -> int:
-    """The key of an API given by name ("Metadata") or key (3)."""
-    return api if isinstance(api, int) else _KEYS[api]
-
-
-def codecs(api) -> tuple[type, type]:
-    """(XRequest, XResponse): pstream's generated codec classes of an API."""
-    name, module = API_INDEX[api_key(api)][:2]
-    mod = importlib.import_module(f"pstream.protocol.messages.{module}")
-    return getattr(mod, f"{name}Request"), getattr(mod, f"{name}Response")
+codecs = codec_classes
 
 
 def request_header(key: int, version: int, correlation_id: int, client_id: str | None = "raw-kafka",

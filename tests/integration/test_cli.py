@@ -24,7 +24,7 @@ def run(broker, *args: str, stdin: bytes | None = None, check: bool = True, time
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
     if broker is not None:
         env["PSTREAM_BROKERS"] = broker.bootstrap
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, env=env, check=False)
     out = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
@@ -264,7 +264,7 @@ def test_health_of_an_unreachable_cluster_exits_1(broker):
     broker.stop()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
     out = subprocess.run([sys.executable, "-P", "-m", "pstream", "--brokers", f"127.0.0.1:{port}", "cluster",
-                          "health"], capture_output=True, text=True, env=env, timeout=60)
+                          "health"], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert out.returncode == 1
     assert "healthy: false" in out.stdout and "cannot connect" in out.stdout
 
@@ -354,7 +354,8 @@ def test_log_verify_reports_a_torn_tail(broker, tmp_path):
     broker.stop()
     segment = os.path.join(broker.data_dir, "torn", "0", "00000000000000000000.log")
     first = run(None, "log", "dump", segment).stdout
-    second = int([line for line in first.splitlines() if "offsets 2..2" in line][0].split("position ")[1].split(":")[0])
+    line = next(line for line in first.splitlines() if "offsets 2..2" in line)
+    second = int(line.split("position ")[1].split(":")[0])
     with open(segment, "r+b") as f:
         f.truncate(second + 30)   # the last batch cut inside its header
     bad = run(None, "log", "verify", segment, check=False)
