@@ -19,8 +19,9 @@ import time
 
 from pstream.cli.common import connect
 from pstream.cli.output import CliError
-from pstream.client import EARLIEST, LATEST, KafkaClient, KafkaError
+from pstream.client import EARLIEST, LATEST, KafkaClient
 from pstream.client.client import fetched_batches
+from pstream.client.connection import KafkaError, check
 from pstream.client.group_member import GroupMembership
 from pstream.protocol.error_codes import ErrorCode
 
@@ -118,18 +119,14 @@ class Reader:
             self.stop_at_end and self.at_end >= set(self.positions))
 
     def poll(self) -> bool:
-        """One fetch of each partition; True when something was printed."""
+        """One fetch of every partition (a request per leader); True when something was printed."""
         printed = False
-        for partition in sorted(self.positions):
+        fetched = self.client.fetch_many(self.topic, self.positions, max_wait_ms=self.max_wait_ms)
+        for partition in sorted(fetched):
             if self.done:
                 break
-            offset = self.positions[partition]
-            wait = 0 if len(self.positions) > 1 else self.max_wait_ms
-            try:
-                fetched = self.client.fetch(self.topic, partition, offset, max_wait_ms=wait)
-            except KafkaError as exc:
-                if exc.code != ErrorCode.OFFSET_OUT_OF_RANGE:
-                    raise
+            part, offset = fetched[partition], self.positions[partition]
+            if part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
                 # Retention or DeleteRecords removed it meanwhile: go on from the log start, as
                 # auto.offset.reset=earliest does, and say so.
                 (start, _), = self.client.list_offsets(self.topic, [partition], EARLIEST).values()
@@ -137,7 +134,8 @@ class Reader:
                       f"continuing from the log start {start}", file=sys.stderr)
                 self.positions[partition] = start
                 continue
-            for _, records in fetched_batches(fetched.records):
+            check(part.error_code, f"fetch {self.topic}-{partition} at offset {offset}")
+            for _, records in fetched_batches(part.records):
                 for rec in records:
                     if rec.offset < offset:
                         continue
@@ -151,7 +149,7 @@ class Reader:
                 if self.remaining is not None and self.remaining <= 0:
                     break
             self.positions[partition] = offset
-            if offset >= fetched.high_watermark:
+            if offset >= part.high_watermark:
                 self.at_end.add(partition)
             else:
                 self.at_end.discard(partition)
@@ -175,8 +173,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         positions = resolve_offsets(client, args.topic, args.partition or numbers, args.offset)
         reader = Reader(client, args, positions, args.count)
         while not reader.done:
-            if not reader.poll() and len(reader.positions) > 1:
-                time.sleep(args.max_wait_ms / 1000 / 5)   # idle partitions: fetch them without spinning
+            reader.poll()
     return 0
 
 
@@ -193,8 +190,9 @@ def consume_in_group(client: KafkaClient, args: argparse.Namespace) -> int:
             reader = Reader(client, args, positions, remaining)
             while not reader.done:
                 before = dict(reader.positions)
-                if not reader.poll() and len(reader.positions) != 1:
-                    time.sleep(args.max_wait_ms / 1000 / 5)
+                if not reader.positions:
+                    time.sleep(args.max_wait_ms / 1000)   # nothing assigned: wait for a rebalance
+                reader.poll()
                 member.commit({(args.topic, p): o for p, o in reader.positions.items() if before[p] != o})
                 if member.heartbeat_due() and not member.heartbeat():
                     break   # the group is rebalancing: rejoin and read what it assigns now

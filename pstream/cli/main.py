@@ -50,3 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:   # a bug, or a broker answering what no schema allows: still one line
+        if getattr(args, "debug", False):
+            raise
+        print(f"pstream: unexpected {type(exc).__name__}: {exc} (--debug shows where)", file=sys.stderr)
+        return 1

@@ -79,6 +79,7 @@ class FetchedPartition:
     high_watermark: int
     log_start_offset: int
     records: object   # the records field: back-to-back batches (may end in a partial one)
+    error_code: int = 0
 
 
 @dataclass
@@ -309,17 +310,43 @@ class KafkaClient:
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20,
               max_wait_ms: int = 500) -> FetchedPartition:
-        req_cls, _ = codec_classes("Fetch")
-        conn = self.leader(topic, partition)
-        req = req_cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes, isolation_level=0,
-                      session_id=0, session_epoch=-1, topics=[req_cls.FetchTopic(topic=topic, partitions=[
-                          req_cls.FetchPartition(partition=partition, fetch_offset=offset,
-                                                 partition_max_bytes=max_bytes)])])
-        resp = conn.call("Fetch", conn.version("Fetch", 12), req, timeout=self.timeout + max_wait_ms / 1000)
-        check(resp.error_code, f"fetch {topic}-{partition}")
-        part = resp.responses[0].partitions[0]
+        """One partition from offset; KafkaError for its error code."""
+        part = self.fetch_many(topic, {partition: offset}, max_bytes, max_wait_ms)[partition]
         check(part.error_code, f"fetch {topic}-{partition} at offset {offset}")
-        return FetchedPartition(part.high_watermark, part.log_start_offset, part.records)
+        return part
+
+    def fetch_many(self, topic: str, offsets: dict[int, int], max_bytes: int = 1 << 20,
+                   max_wait_ms: int = 500) -> dict[int, FetchedPartition]:
+        """partition -> what one Fetch per leader (sent together, then awaited) returned from
+        each offset; per-partition errors are in error_code, not raised."""
+        req_cls, _ = codec_classes("Fetch")
+        by_leader: dict[int, list[int]] = {}
+        for p in sorted(offsets):
+            self.leader(topic, p)
+            by_leader.setdefault(self._leaders[(topic, p)], []).append(p)
+        sent = []
+        for node, parts in by_leader.items():
+            conn = self.connection(node)
+            req = req_cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes,
+                          isolation_level=0, session_id=0, session_epoch=-1, topics=[req_cls.FetchTopic(
+                              topic=topic, partitions=[req_cls.FetchPartition(
+                                  partition=p, fetch_offset=offsets[p], partition_max_bytes=max_bytes)
+                                  for p in parts])])
+            sent.append((conn, conn.send("Fetch", conn.version("Fetch", 12), req)))
+        out = {}
+        for conn, cid in sent:
+            resp = conn.receive(cid, timeout=self.timeout + max_wait_ms / 1000)
+            check(resp.error_code, f"fetch {topic}")
+            for t in resp.responses:
+                for p in t.partitions:
+                    if t.topic == topic and p.partition_index in offsets:
+                        out[p.partition_index] = FetchedPartition(p.high_watermark, p.log_start_offset, p.records,
+                                                                  p.error_code)
+        missing = [p for p in offsets if p not in out]
+        if missing:   # some brokers (Tansu) leave out partitions with nothing new
+            for p, (end, _) in self.list_offsets(topic, missing, LATEST).items():
+                out[p] = FetchedPartition(end, -1, None)
+        return out
 
     # --- groups --------------------------------------------------------------------
 
@@ -355,12 +382,22 @@ class KafkaClient:
         """(topic, partition) -> committed offset of a group (all it committed when topics is None)."""
         req_cls, _ = codec_classes("OffsetFetch")
         conn = self.coordinator(group)
-        wanted = None if topics is None else [req_cls.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
-                                              for t, ps in topics.items()]
-        resp = conn.call("OffsetFetch", conn.version("OffsetFetch", 7), req_cls(group_id=group, topics=wanted))
-        check(resp.error_code, f"fetch the offsets of group {group!r}")
+        version = conn.version("OffsetFetch", 8)
+        if version >= 8:   # KIP-709: groups batched in one request
+            wanted = None if topics is None else [req_cls.OffsetFetchRequestTopics(name=t, partition_indexes=ps)
+                                                  for t, ps in topics.items()]
+            resp = conn.call("OffsetFetch", version, req_cls(groups=[req_cls.OffsetFetchRequestGroup(
+                group_id=group, topics=wanted)]))
+            answer = resp.groups[0]
+            code, answered = answer.error_code, answer.topics
+        else:
+            wanted = None if topics is None else [req_cls.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                                                  for t, ps in topics.items()]
+            resp = conn.call("OffsetFetch", version, req_cls(group_id=group, topics=wanted))
+            code, answered = resp.error_code, resp.topics
+        check(code, f"fetch the offsets of group {group!r}")
         out = {}
-        for t in resp.topics:
+        for t in answered:
             for p in t.partitions:
                 check(p.error_code, f"offset of group {group!r} on {t.name}-{p.partition_index}")
                 if p.committed_offset >= 0:
