@@ -5,8 +5,13 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pstream.client.group_member import (decode_assignment, decode_subscription, encode_assignment,
-                                         encode_subscription, range_assign)
+from pstream.client.group_member import (
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
+    range_assign,
+)
 from pstream.coordinator.groups import subscribed_topics
 
 topic_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20)
