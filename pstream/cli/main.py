@@ -12,12 +12,12 @@ import argparse
 import os
 import sys
 
-from pstream.cli import cluster, consume, group, log_tool, produce, serve, topic
+from pstream.cli import bench, cluster, consume, group, log_tool, produce, serve, topic
 from pstream.cli.common import common_options
 from pstream.cli.output import CliError
 from pstream.client import KafkaError
 
-COMMANDS = (serve, topic, produce, consume, group, cluster, log_tool)
+COMMANDS = (serve, topic, produce, consume, group, cluster, log_tool, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,229 @@
+"""The workloads, driven through librdkafka (confluent-kafka) so they measure the broker.
+
+Every loop is bounded in count and in time. Values are `seq (8 bytes, big-endian) + pad`,
+so a consumer can check what it got: how many, no duplicate, no gap, and an order-free
+checksum (the sum of the values' CRC-32s) against the one computed for what was sent.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+
+from pstream.client import KafkaClient
+
+_seq = struct.Struct(">q")
+
+
+def _confluent():
+    try:
+        import confluent_kafka
+    except ImportError:
+        raise RuntimeError("the load tool drives librdkafka: pip install confluent-kafka (the bench extra)") from None
+    return confluent_kafka
+
+
+@dataclass
+class ProduceSpec:
+    size: int = 1024
+    partitions: int = 1
+    compression: str = "none"
+    messages: int = 500_000
+    producers: int = 1
+
+    @property
+    def name(self) -> str:
+        size = f"{self.size // 1024}KiB" if self.size % 1024 == 0 else f"{self.size}B"
+        many = f" x{self.producers} producers" if self.producers > 1 else ""
+        return f"produce {size} {self.partitions}p {self.compression}{many}"
+
+
+def payload_pad(size: int) -> bytes:
+    return bytes((i * 31 + 7) & 0xFF for i in range(max(size - 8, 0)))
+
+
+def expected_checksum(messages: int, size: int) -> int:
+    pad = payload_pad(size)
+    return sum(zlib.crc32(_seq.pack(i) + pad) for i in range(messages))
+
+
+def create_topic(bootstrap: str, partitions: int, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    with KafkaClient(bootstrap, client_id="pstream-bench") as client:
+        client.create_topic(name, partitions)
+        deadline = time.monotonic() + 30
+        while True:   # until every partition has a leader
+            info = client.metadata([name]).topics.get(name)
+            if info and not info.error_code and len(info.partitions) == partitions and all(
+                    p.leader >= 0 for p in info.partitions):
+                return name
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} has no leaders after 30 s")
+            time.sleep(0.05)
+
+
+def producer_config(bootstrap: str, compression: str) -> dict:
+    return {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 1 << 20,
+            "compression.type": compression, "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1 << 20, "delivery.report.only.error": True,
+            "enable.idempotence": False}
+
+
+def produce(bootstrap: str, spec: ProduceSpec, max_seconds: float = 120.0) -> dict:
+    """Sends spec.messages values to a new topic; returns the figures and the topic."""
+    ck = _confluent()
+    topic = create_topic(bootstrap, spec.partitions, "bench")
+    pad = payload_pad(spec.size)
+    errors: list[str] = []
+    share = [spec.messages // spec.producers + (1 if i < spec.messages % spec.producers else 0)
+             for i in range(spec.producers)]
+    firsts = [sum(share[:i]) for i in range(spec.producers)]
+    sent = [0] * spec.producers
+    deadline = time.monotonic() + max_seconds
+
+    def on_error(err, msg) -> None:
+        if err is not None and len(errors) < 10:
+            errors.append(str(err))
+
+    def run(index: int) -> None:
+        p = ck.Producer({**producer_config(bootstrap, spec.compression), "on_delivery": on_error})
+        seq, end = firsts[index], firsts[index] + share[index]
+        while seq < end and time.monotonic() < deadline:
+            try:
+                p.produce(topic, _seq.pack(seq) + pad)
+            except BufferError:
+                p.poll(0.005)
+                continue
+            seq += 1
+            if seq & 0x3FF == 0:
+                p.poll(0)
+        left = p.flush(max(deadline - time.monotonic(), 1))
+        if left:
+            errors.append(f"{left} messages not delivered before the deadline")
+        sent[index] = seq - firsts[index]
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(spec.producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    messages = sum(sent)
+    nbytes = messages * spec.size
+    return {"workload": spec.name, "topic": topic, "messages": messages, "bytes": nbytes,
+            "seconds": round(seconds, 3), "mb_per_s": round(nbytes / seconds / 1e6, 1),
+            "msgs_per_s": round(messages / seconds), "errors": errors, "complete": messages == spec.messages}
+
+
+def consume(bootstrap: str, topic: str, partitions: int, messages: int, size: int, max_seconds: float = 120.0) -> dict:
+    """Reads the topic from the start and checks every value (see the module doc)."""
+    ck = _confluent()
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+                            "enable.auto.commit": False})   # librdkafka's default fetch sizes
+    consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(partitions)])
+    seen = bytearray(messages)   # indexing a bytearray costs a fraction of a numpy scalar's
+    got = duplicates = foreign = 0
+    checksum = 0
+    crc32, unpack = zlib.crc32, _seq.unpack_from
+    start = None   # the clock starts at the first message: connecting is not throughput
+    deadline = time.monotonic() + max_seconds
+    try:
+        while got < messages and time.monotonic() < deadline:
+            batch = consumer.consume(num_messages=10_000, timeout=0.5)
+            if start is None and batch:
+                start = time.perf_counter()
+            for m in batch:
+                if m.error():
+                    continue
+                value = m.value()
+                seq, = unpack(value)
+                if not 0 <= seq < messages or len(value) != size:
+                    foreign += 1
+                    continue
+                if seen[seq]:
+                    duplicates += 1
+                    continue
+                seen[seq] = 1
+                got += 1
+                checksum += crc32(value)
+        seconds = time.perf_counter() - (start or time.perf_counter())
+    finally:
+        consumer.close()
+    missing = messages - got
+    ok_sum = checksum == expected_checksum(messages, size) if missing == 0 else False
+    nbytes = got * size
+    return {"workload": f"consume {size // 1024 if size >= 1024 else size}{'KiB' if size >= 1024 else 'B'} "
+                        f"{partitions}p", "messages": got, "bytes": nbytes, "seconds": round(seconds, 3),
+            "mb_per_s": round(nbytes / max(seconds, 1e-9) / 1e6, 1), "msgs_per_s": round(got / max(seconds, 1e-9)),
+            "verified": missing == 0 and duplicates == 0 and foreign == 0 and ok_sum,
+            "missing": missing, "duplicates": duplicates, "foreign": foreign, "checksum_ok": ok_sum}
+
+
+def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float = 20.0, warmup: float = 2.0) -> dict:
+    """End-to-end latency at a fixed rate: produce (acks=all, librdkafka's default linger) and
+    consume with librdkafka's default consumer settings on the same host; each value carries its
+    send time. p50..max from an HDR histogram (microsecond resolution, 3 significant digits)."""
+    ck = _confluent()
+    from hdrh.histogram import HdrHistogram
+
+    topic = create_topic(bootstrap, 1, "latency")
+    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"latency-{uuid.uuid4().hex[:8]}",
+                            "enable.auto.commit": False})
+    consumer.assign([ck.TopicPartition(topic, 0, ck.OFFSET_END)])
+    hist = HdrHistogram(1, 60_000_000, 3)
+    total_warm = int(rate * warmup)
+    total = int(rate * seconds) + total_warm
+    received = [0]
+
+    def read() -> None:
+        end = time.monotonic() + seconds + warmup + 30
+        while received[0] < total and time.monotonic() < end:
+            m = consumer.poll(0.1)
+            if m is not None and not m.error():
+                now = time.perf_counter_ns()
+                sent, index = struct.unpack_from(">qq", m.value())
+                if index >= total_warm:
+                    hist.record_value(max((now - sent) // 1000, 1))
+                received[0] += 1
+
+    time.sleep(1.0)   # let the consumer's first fetch reach the broker before the first send
+    reader = threading.Thread(target=read)
+    reader.start()
+    pad = b"x" * max(size - 16, 0)
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i / rate
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.001))
+        producer.produce(topic, struct.pack(">qq", time.perf_counter_ns(), i) + pad)
+        producer.poll(0)
+    producer.flush(30)
+    reader.join()
+    consumer.close()
+    pct = {f"p{str(q).replace('.0', '')}_ms": round(hist.get_value_at_percentile(q) / 1000, 2)
+           for q in (50.0, 90.0, 99.0, 99.9)}
+    return {"workload": f"latency {rate}/s {size}B", "messages": hist.get_total_count(), **pct,
+            "max_ms": round(hist.get_max_value() / 1000, 2), "complete": received[0] == total}
+
+
+def group_join(bootstrap: str, max_seconds: float = 60.0) -> dict:
+    """Seconds from subscribe to the first assignment of a new consumer group."""
+    ck = _confluent()
+    topic = create_topic(bootstrap, 1, "join")
+    assigned = threading.Event()
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"join-{uuid.uuid4().hex[:8]}",
+                            "enable.auto.commit": False})
+    start = time.perf_counter()
+    consumer.subscribe([topic], on_assign=lambda c, parts: assigned.set())
+    deadline = time.monotonic() + max_seconds
+    while not assigned.is_set() and time.monotonic() < deadline:
+        consumer.poll(0.05)
+    seconds = time.perf_counter() - start
+    consumer.close()
+    return {"workload": "first group join", "seconds": round(seconds, 3), "complete": assigned.is_set()}
