@@ -1,0 +1,105 @@
+"""The asv suite (asv_bench/benchmarks) still loads, and every broker benchmark runs: its
+setup, each of its time_/track_ methods once, its teardown, for every parameter.
+
+A smoke test, not a benchmark: nothing here is timed or compared, so a broken benchmark
+fails CI instead of the next `asv continuous`. The other modules are only imported (their
+setups write hundreds of MiB).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import sys
+
+import pytest
+
+import pstream  # noqa: F401  (imported first: loading the suite must not change which pstream runs)
+
+SUITE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "asv_bench", "benchmarks")
+PACKAGE = "pstream_asv_benchmarks"
+
+
+def _suite():
+    """asv_bench/benchmarks as a package of its own name (its modules import each other
+    relatively), loaded once; sys.path is left as it was."""
+    if PACKAGE in sys.modules:
+        return sys.modules[PACKAGE]
+    saved = list(sys.path)
+    try:
+        spec = importlib.util.spec_from_file_location(PACKAGE, os.path.join(SUITE, "__init__.py"),
+                                                      submodule_search_locations=[SUITE])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = package
+        spec.loader.exec_module(package)
+    finally:
+        sys.path[:] = saved
+    return package
+
+
+def _module(name: str):
+    _suite()
+    return importlib.import_module(f"{PACKAGE}.{name}")
+
+
+MODULES = sorted(f[:-3] for f in os.listdir(SUITE) if f.endswith(".py") and f != "__init__.py")
+BENCHMARK_PREFIXES = ("time_", "track_", "peakmem_", "mem_", "timeraw_")
+
+
+def _benchmark_classes(module):
+    return [obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and obj.__module__ == module.__name__ and not name.startswith("_")
+            and any(attr.startswith(BENCHMARK_PREFIXES) for attr in dir(obj))]
+
+
+def _param_sets(cls):
+    params = getattr(cls, "params", None)
+    if params is None:
+        return [()]
+    if not params or not isinstance(params[0], (list, tuple)):
+        params = [params]   # asv's shorthand for one parameter
+    return list(itertools.product(*params))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_benchmark_module_imports(name):
+    module = _module(name)
+    if name != "common":
+        assert _benchmark_classes(module), f"asv would find no benchmark in {name}.py"
+
+
+BROKER_CASES = [(cls.__name__, params)
+                for cls in _benchmark_classes(_module("broker")) for params in _param_sets(cls)]
+
+
+@pytest.mark.parametrize(("cls_name", "params"), BROKER_CASES, ids=[f"{c}-{'-'.join(map(str, p)) or 'none'}"
+                                                                    for c, p in BROKER_CASES])
+def test_broker_benchmark_runs_once(cls_name, params):
+    cls = getattr(_module("broker"), cls_name)
+    bench = cls()
+    assert not hasattr(bench, "setup_cache"), "a setup_cache would need its result passed here"
+    bench.setup(*params)
+    try:
+        methods = sorted(m for m in dir(bench) if m.startswith(BENCHMARK_PREFIXES))
+        assert methods
+        for method in methods:
+            result = getattr(bench, method)(*params)
+            if method.startswith("track_"):
+                assert isinstance(result, (int, float)) and result > 0, f"{method} returned {result!r}"
+    finally:
+        if hasattr(bench, "teardown"):
+            bench.teardown(*params)
+
+
+def test_broker_benchmarks_leave_no_broker_or_directory_behind():
+    broker = _module("broker")
+    common = _module("common")
+    before = set(os.listdir(common.data_root()))
+    bench = broker.RoundTrip()
+    bench.setup()
+    process = bench.broker.proc
+    bench.teardown()
+    assert process.poll() is not None, "the broker process outlived teardown"
+    assert set(os.listdir(common.data_root())) - before == set()
