@@ -86,6 +86,42 @@ static inline ssize_t ps_pread_all(int fd, char *buf, size_t len, int64_t offset
     return (ssize_t)done;
 }
 
+/* Opens a segment for O_DIRECT reads; -1 where the platform or filesystem refuses it. */
+static inline int ps_open_direct_read(const char *path) {
+    if (!PS_HAVE_O_DIRECT) return -1;
+    return open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+}
+
+#define PS_DIRECT_READ_CHUNK ((1 << 20) + 2 * PS_PAGE)   /* a 1 MiB read at any alignment in one go */
+
+/* Reads up to len bytes at offset through an O_DIRECT fd: page-aligned reads into a bounce
+ * buffer (one per thread, kept), copied out. Segments are written with O_DIRECT, so their
+ * data is never in the page cache; a buffered read of it costs the kernel a page-cache fill
+ * (measured here: 2-2.6 s of system CPU per GB, against 0.15 s this way, at twice the speed).
+ * Returns bytes copied (short at end of file) or -1 with errno (EINVAL: O_DIRECT refused). */
+static inline ssize_t ps_pread_direct(int fd, char *buf, size_t len, int64_t offset) {
+    static __thread char *bounce = NULL;
+    size_t done = 0;
+    if (bounce == NULL && (bounce = (char *)ps_aligned_alloc(PS_DIRECT_READ_CHUNK)) == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    while (done < len) {
+        int64_t want = offset + (int64_t)done;
+        int64_t lo = ps_page_floor(want), hi = ps_page_ceil(offset + (int64_t)len);
+        if (hi - lo > PS_DIRECT_READ_CHUNK) hi = lo + PS_DIRECT_READ_CHUNK;
+        ssize_t n = pread(fd, bounce, (size_t)(hi - lo), (off_t)lo);
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        if (n <= want - lo) break;                       /* end of file */
+        size_t take = (size_t)(n - (want - lo));
+        if (take > len - done) take = len - done;
+        memcpy(buf + done, bounce + (want - lo), take);
+        done += take;
+        if (n < hi - lo) break;                          /* end of file */
+    }
+    return (ssize_t)done;
+}
+
 static inline void ps_set_errno(int e) { errno = e; }
 
 static inline int64_t ps_now_ms(void) {

@@ -125,6 +125,8 @@ cdef extern from "ps_io.h" nogil:
     int ps_fdatasync(int fd)
     int ps_pwrite_all(int fd, const char *buf, size_t length, int64_t offset)
     ssize_t ps_pread_all(int fd, char *buf, size_t length, int64_t offset)
+    int ps_open_direct_read(const char *path)
+    ssize_t ps_pread_direct(int fd, char *buf, size_t length, int64_t offset)
     int64_t ps_now_ms()
     void ps_set_errno(int e)
     int64_t ps_monotonic_ns()

@@ -161,6 +161,8 @@ cdef class Partition:
             s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC | O_CREAT, 0o644)
             if s.rfd < 0:
                 raise_os_error(errno, "cannot open segment", s.log_path.decode())
+            if self.p.want_direct:
+                s.dfd = ps_open_direct_read(s.log_path)
             with nogil:
                 st = index_load_files(&s.index, s.index_path, s.time_path)
                 loaded_n = s.index.n

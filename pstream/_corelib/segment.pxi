@@ -13,6 +13,7 @@ cdef struct Segment:
     int64_t next_offset         # one past the last offset appended here
     int wfd                     # write fd (O_DIRECT when direct), -1 once finalized
     int rfd                     # buffered read fd
+    int dfd                     # O_DIRECT read fd for data served from the file, -1 if refused
     bint direct
     bint direct_fallback        # O_DIRECT was refused at the first write
     int64_t size                # logical end: end of the last batch
@@ -68,6 +69,7 @@ cdef Segment *segment_new(const char *directory, int64_t base_offset, int64_t in
     s.synced_offset = base_offset
     s.wfd = -1
     s.rfd = -1
+    s.dfd = -1
     s.index_interval = index_interval
     s.max_timestamp = -1
     s.max_timestamp_offset = -1
@@ -97,6 +99,8 @@ cdef void segment_free(Segment *s) noexcept nogil:
         close(s.wfd)
     if s.rfd >= 0:
         close(s.rfd)
+    if s.dfd >= 0:
+        close(s.dfd)
     segment_free_buffers(s)
     index_free(&s.index)
     free(s.log_path)
@@ -117,6 +121,8 @@ cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes,
         s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
         if s.rfd < 0:
             return PS_ERR_IO
+    if want_direct and s.dfd < 0:
+        s.dfd = ps_open_direct_read(s.log_path)
     s.prealloc_step = prealloc_step
     s.buf_cap = ps_page_ceil(buffer_bytes if buffer_bytes > PS_PAGE * 2 else PS_PAGE * 2)
     s.spare_cap = s.buf_cap
@@ -362,6 +368,8 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
     pthread_mutex_unlock(mu)
     if pos < mem_lo:
         from_file = (end if end < mem_lo else mem_lo) - pos
-        if ps_pread_all(s.rfd, <char *>dst, from_file, pos) != from_file:
+        # O_DIRECT first (see ps_pread_direct); buffered where it is refused or comes up short.
+        if (s.dfd < 0 or ps_pread_direct(s.dfd, <char *>dst, from_file, pos) != from_file) and \
+                ps_pread_all(s.rfd, <char *>dst, from_file, pos) != from_file:
             return -1
     return end - pos
