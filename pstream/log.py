@@ -43,7 +43,8 @@ _readers: concurrent.futures.ThreadPoolExecutor | None = None
 def _cold_readers() -> concurrent.futures.ThreadPoolExecutor:
     global _readers
     if _readers is None:
-        _readers = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+        # O_DIRECT reads mostly wait on the disk: more threads than cores keep it busy.
+        _readers = concurrent.futures.ThreadPoolExecutor(max_workers=4 * (os.cpu_count() or 1),
                                                          thread_name_prefix="pstream-reader")
     return _readers
 
