@@ -1191,3 +1191,30 @@ def test_one_million_1kib_messages_round_trip_through_librdkafka(broker):
     assert duplicates == 0 and out_of_order == 0
     assert got == MILLION and seen.count(0) == 0
     assert got_crc == sent_crc
+
+
+def test_fetch_of_many_partitions_respects_max_bytes_and_gives_leftover_to_the_rest(broker):
+    """Partitions are read at once, each reserving its partition_max_bytes; those crowded out
+    by the reservations get what the others left: never more than max_bytes beyond first batches."""
+    batch = _core.encode_batch([(None, bytes([i]) * 50_000, [], None) for i in range(2)])   # ~100 KB
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        wire.create_topic("spread", partitions=4)
+        for p in range(4):
+            for _ in range(3):
+                assert wire.produce("spread", p, batch).error_code == 0
+        req_cls, _ = kafka_wire.codec_classes("Fetch")
+
+        def fetch(max_bytes: int, partition_max: int) -> list[int]:
+            req = req_cls(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=max_bytes, topics=[req_cls.FetchTopic(
+                topic="spread", partitions=[req_cls.FetchPartition(partition=p, fetch_offset=0,
+                                                                   partition_max_bytes=partition_max)
+                                            for p in range(4)])])
+            parts = wire.request("Fetch", 12, req).responses[0].partitions
+            assert [p.partition_index for p in parts] == [0, 1, 2, 3] and all(p.error_code == 0 for p in parts)
+            return [sum(h.record_count for h, _ in kafka_wire.iter_fetched(p.records)) for p in parts]
+
+        assert fetch(64 << 20, 16 << 20) == [6, 6, 6, 6]       # room for everything
+        assert fetch(64 << 20, 210_000) == [4, 4, 4, 4]        # two whole batches a partition
+        # 450 KB: p0 and p1 reserve 210 KB each, p2 the 30 KB left (one batch: KIP-74), p3 is crowded
+        # out and then gets nothing, the others having used up max_bytes.
+        assert fetch(450_000, 210_000) == [4, 4, 2, 0]
