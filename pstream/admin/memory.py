@@ -98,6 +98,7 @@ def report(broker, query: dict[str, str]) -> dict:
         out["shards"] = shards
         out["write_buffer_bytes"] = sum(s["write_buffer_bytes"] for s in shards)
         out["index_bytes"] = sum(s["index_bytes"] for s in shards)
+    out["frame_pool"] = broker.frame_pool.stats()   # receive buffers of large requests, kept for reuse
     out["python"] = {"allocated_blocks": sys.getallocatedblocks()}
     out["tracemalloc"] = tracing(query)
     return out

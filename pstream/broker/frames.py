@@ -31,6 +31,12 @@ class FramePool:
             return free.pop()
         return bytearray(cls if cls <= MAX_POOLED_BYTES else size)
 
+    def stats(self) -> dict:
+        """What the pool holds now: buffers and bytes per size class (for /v1/debug/memory)."""
+        classes = {cls: len(free) for cls, free in sorted(self._free.items()) if free}
+        return {"pooled_buffers": sum(classes.values()), "pooled_bytes": sum(c * n for c, n in classes.items()),
+                "by_class": {str(c): n for c, n in classes.items()}}
+
     def release(self, buf: bytearray) -> None:
         cls = len(buf)
         if cls > MAX_POOLED_BYTES or cls != self._class_of(cls):

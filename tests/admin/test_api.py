@@ -217,6 +217,13 @@ def test_debug_memory_reports_buffers_and_traces_allocations_on_demand(broker):
     assert off["tracemalloc"]["tracing"] is False
     assert sum(s["partitions"] for s in off["shards"]) >= 2
     assert off["write_buffer_bytes"] == sum(s["write_buffer_bytes"] for s in off["shards"]) > 0
+    # A request above the 64 KiB scratch buffer was received into a pooled buffer, kept for reuse.
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        big = _core.encode_batch([(None, b"v" * 100_000, [], None)])
+        assert wire.produce("buffered", 1, big).error_code == 0
+    pool = get_json(url)["frame_pool"]
+    assert pool["pooled_buffers"] >= 1 and pool["pooled_bytes"] >= 128 << 10
+    assert pool["by_class"].get(str(128 << 10), 0) >= 1
 
     on = get_json(url + "?start=1")
     assert on["tracemalloc"]["tracing"] is True
