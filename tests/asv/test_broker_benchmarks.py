@@ -70,6 +70,26 @@ def test_every_benchmark_module_imports(name):
         assert _benchmark_classes(module), f"asv would find no benchmark in {name}.py"
 
 
+# asv reads these attributes of a benchmark class as its own settings; a benchmark's own
+# counter under one of these names changes how asv runs the whole suite (rounds=200 made
+# `asv continuous` interleave 200 rounds, reinstalling each commit 100 times).
+ASV_LIMITS = {"rounds": 4, "repeat": 50, "number": 10_000, "warmup_time": 5, "sample_time": 5,
+              "min_run_count": 10, "processes": 4}
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if m != "common"])
+def test_no_benchmark_sets_asv_run_settings_out_of_range(name):
+    for cls in _benchmark_classes(_module(name)):
+        for attr, limit in ASV_LIMITS.items():
+            value = getattr(cls, attr, None)
+            if value is None:
+                continue
+            if attr == "repeat" and isinstance(value, (tuple, list)):
+                value = value[1]   # (min_repeat, max_repeat, max_time)
+            assert isinstance(value, (int, float)) and value <= limit, \
+                f"{name}.{cls.__name__}.{attr} = {value!r}: asv reads it as its own setting"
+
+
 BROKER_CASES = [(cls.__name__, params)
                 for cls in _benchmark_classes(_module("broker")) for params in _param_sets(cls)]
 
