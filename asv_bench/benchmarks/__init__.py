@@ -1,5 +1,6 @@
 """asv benchmarks for pstream, one module per concept (crc, batch, segment, log, index,
-shards, recovery); shared helpers in common.py.
+shards, recovery, broker); shared helpers in common.py. tests/asv/ imports every module
+and runs each broker benchmark once, so a broken benchmark fails the tests.
 
 Which pstream is measured:
 - In an environment asv builds (virtualenv), the wheel built from the benchmarked commit,
