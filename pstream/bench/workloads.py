@@ -7,6 +7,7 @@ checksum (the sum of the values' CRC-32s) against the one computed for what was 
 
 from __future__ import annotations
 
+import multiprocessing
 import struct
 import threading
 import time
@@ -164,52 +165,70 @@ def consume(bootstrap: str, topic: str, partitions: int, messages: int, size: in
             "missing": missing, "duplicates": duplicates, "foreign": foreign, "checksum_ok": ok_sum}
 
 
+def _latency_consumer(bootstrap: str, topic: str, total: int, warm: int, max_seconds: float, ready, out) -> None:
+    """The latency workload's consumer, in a process of its own: in the producer's process it
+    would wait for the GIL (5 ms switch interval) and measure Python, not the broker.
+    time.perf_counter_ns is CLOCK_MONOTONIC, shared by both processes on Linux."""
+    ck = _confluent()
+    from hdrh.histogram import HdrHistogram
+
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"latency-{uuid.uuid4().hex[:8]}",
+                            "enable.auto.commit": False})
+    consumer.assign([ck.TopicPartition(topic, 0, 0)])
+    hist = HdrHistogram(1, 60_000_000, 3)
+    consumer.poll(0.5)   # connected, and the first fetch is waiting at the broker
+    ready.set()
+    received, end = 0, time.monotonic() + max_seconds
+    while received < total and time.monotonic() < end:
+        m = consumer.poll(0.1)
+        if m is not None and not m.error():
+            now = time.perf_counter_ns()
+            sent, index = struct.unpack_from(">qq", m.value())
+            if index >= warm:
+                hist.record_value(max((now - sent) // 1000, 1))
+            received += 1
+    consumer.close()
+    out.put((received, hist.encode()))
+
+
 def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float = 20.0, warmup: float = 2.0) -> dict:
     """End-to-end latency at a fixed rate: produce (acks=all, librdkafka's default linger) and
-    consume with librdkafka's default consumer settings on the same host; each value carries its
-    send time. p50..max from an HDR histogram (microsecond resolution, 3 significant digits)."""
+    consume with librdkafka's default consumer settings on the same host, in another process;
+    each value carries its send time. p50..max from an HDR histogram (1 µs, 3 significant digits).
+    The first `warmup` seconds are sent but not counted."""
     ck = _confluent()
     from hdrh.histogram import HdrHistogram
 
     topic = create_topic(bootstrap, 1, "latency")
-    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"latency-{uuid.uuid4().hex[:8]}",
-                            "enable.auto.commit": False})
-    consumer.assign([ck.TopicPartition(topic, 0, ck.OFFSET_END)])
-    hist = HdrHistogram(1, 60_000_000, 3)
-    total_warm = int(rate * warmup)
-    total = int(rate * seconds) + total_warm
-    received = [0]
-
-    def read() -> None:
-        end = time.monotonic() + seconds + warmup + 30
-        while received[0] < total and time.monotonic() < end:
-            m = consumer.poll(0.1)
-            if m is not None and not m.error():
-                now = time.perf_counter_ns()
-                sent, index = struct.unpack_from(">qq", m.value())
-                if index >= total_warm:
-                    hist.record_value(max((now - sent) // 1000, 1))
-                received[0] += 1
-
-    time.sleep(1.0)   # let the consumer's first fetch reach the broker before the first send
-    reader = threading.Thread(target=read)
+    warm, total = int(rate * warmup), int(rate * (seconds + warmup))
+    spawn = multiprocessing.get_context("spawn")   # no fork of a process running librdkafka threads
+    ready, out = spawn.Event(), spawn.Queue()
+    reader = spawn.Process(target=_latency_consumer, args=(bootstrap, topic, total, warm, seconds + warmup + 30,
+                                                           ready, out), daemon=True)
     reader.start()
-    pad = b"x" * max(size - 16, 0)
-    start = time.perf_counter()
-    for i in range(total):
-        due = start + i / rate
-        while (delay := due - time.perf_counter()) > 0:
-            time.sleep(min(delay, 0.001))
-        producer.produce(topic, struct.pack(">qq", time.perf_counter_ns(), i) + pad)
-        producer.poll(0)
-    producer.flush(30)
-    reader.join()
-    consumer.close()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the latency consumer did not start within 60 s")
+        producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        pad = b"x" * max(size - 16, 0)
+        start = time.perf_counter()
+        for i in range(total):
+            due = start + i / rate
+            while (delay := due - time.perf_counter()) > 0:
+                time.sleep(min(delay, 0.001))
+            producer.produce(topic, struct.pack(">qq", time.perf_counter_ns(), i) + pad)
+            producer.poll(0)
+        producer.flush(30)
+        received, encoded = out.get(timeout=seconds + warmup + 60)
+    finally:
+        reader.join(5)
+        if reader.is_alive():
+            reader.kill()
+    hist = HdrHistogram.decode(encoded)
     pct = {f"p{str(q).replace('.0', '')}_ms": round(hist.get_value_at_percentile(q) / 1000, 2)
            for q in (50.0, 90.0, 99.0, 99.9)}
     return {"workload": f"latency {rate}/s {size}B", "messages": hist.get_total_count(), **pct,
-            "max_ms": round(hist.get_max_value() / 1000, 2), "complete": received[0] == total}
+            "max_ms": round(hist.get_max_value() / 1000, 2), "complete": received == total}
 
 
 def group_join(bootstrap: str, max_seconds: float = 60.0) -> dict:
