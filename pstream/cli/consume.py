@@ -99,7 +99,7 @@ def resolve_offsets(client: KafkaClient, topic: str, partitions: list[int], spec
 
 
 class Reader:
-    """Fetches partitions round-robin, printing records and tracking the next offsets."""
+    """Fetches every partition in each poll, printing records and tracking the next offsets."""
 
     def __init__(self, client: KafkaClient, args: argparse.Namespace, positions: dict[int, int],
                  remaining: int | None):
@@ -193,8 +193,8 @@ def consume_in_group(client: KafkaClient, args: argparse.Namespace) -> int:
                 if not reader.positions:
                     time.sleep(args.max_wait_ms / 1000)   # nothing assigned: wait for a rebalance
                 reader.poll()
-                member.commit({(args.topic, p): o for p, o in reader.positions.items() if before[p] != o})
-                if member.heartbeat_due() and not member.heartbeat():
+                moved = {(args.topic, p): o for p, o in reader.positions.items() if before[p] != o}
+                if not member.commit(moved) or (member.heartbeat_due() and not member.heartbeat()):
                     break   # the group is rebalancing: rejoin and read what it assigns now
             else:
                 return 0

@@ -159,9 +159,16 @@ class GroupMembership:
         check(resp.error_code, f"heartbeat to group {self.group!r}")
         return True
 
-    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+    def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
+        """Commits with this member's generation; False when a rebalance refused it (rejoin)."""
         if offsets:
-            self.client.commit_offsets(self.group, offsets, self.generation, self.member_id)
+            try:
+                self.client.commit_offsets(self.group, offsets, self.generation, self.member_id)
+            except KafkaError as exc:
+                if exc.code not in _REJOIN:
+                    raise
+                return False
+        return True
 
     def leave(self) -> None:
         if not self.member_id:

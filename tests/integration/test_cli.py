@@ -248,6 +248,39 @@ def test_group_describe_shows_live_members_and_seek_refuses_them(broker_factory)
         consumer.wait(timeout=30)
 
 
+def test_two_group_members_share_the_partitions_and_each_record_once(broker_factory):
+    broker = broker_factory("--group-initial-rebalance-delay-ms", "0")
+    run(broker, "topic", "create", "shared", "-p", "2")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
+    env["PSTREAM_BROKERS"] = broker.bootstrap
+    members = []
+
+    def assignment() -> list[str]:
+        desc = run(broker, "group", "describe", "sharing", check=False).stdout
+        return sorted(r[-1] for r in table_after(desc, "MEMBER")) if "state Stable" in desc else []
+
+    try:
+        for expected in (["shared:0,1"], ["shared:0", "shared:1"]):
+            members.append(subprocess.Popen([sys.executable, "-P", "-m", "pstream", "consume", "shared", "-g",
+                                             "sharing"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+            deadline = time.monotonic() + 60   # the first member rejoins on its next heartbeat (3 s)
+            while assignment() != expected:
+                assert time.monotonic() < deadline, assignment()
+                time.sleep(0.2)
+        for p in (0, 1):
+            run(broker, "produce", "shared", "-p", str(p), stdin=b"".join(b"p%d-%d\n" % (p, i) for i in range(10)))
+        deadline = time.monotonic() + 30
+        while "total lag 0" not in run(broker, "group", "describe", "sharing").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        for m in members:
+            m.terminate()
+        outputs = [m.communicate(timeout=30)[0].decode().split() for m in members]
+    assert sorted(outputs[0] + outputs[1]) == sorted(f"p{p}-{i}" for p in (0, 1) for i in range(10))
+    assert {v[:2] for v in outputs[0]} != {v[:2] for v in outputs[1]}   # one partition each
+
+
 # --- cluster -------------------------------------------------------------------------
 
 
