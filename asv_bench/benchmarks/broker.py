@@ -96,7 +96,7 @@ def decode_produce(frame: memoryview, check_crc: bool = False) -> list[memoryvie
     """What the broker does with a Produce frame before any shard sees it: the header and body
     (connection._request), then per partition the one batch (produce.split_batches), its
     producer fields and attributes read and checked as produce._submit reads them, and the
-    record count (produce._produce_partition). Returns the batches, views of `frame`."""
+    record count (as produce._submit counts it). Returns the batches, views of `frame`."""
     r = Reader(frame)
     header = read_request_header(r)
     api = REGISTRY[header.api_key]

@@ -181,6 +181,7 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
     cdef bint sync
     cdef int64_t t0 = ps_monotonic_ns()
     cdef int64_t t_sync
+    cdef bint fresh
     a = part_active(p)
     sync = (p.sync_requested or p.flush_mode == FLUSH_ALWAYS
             or (p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns and now_ns >= p.dirty_since_ns + p.flush_ms * 1000000)
@@ -203,12 +204,11 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
     st = segment_write_out(a, &sh.mu)
     sh.counters.writes += 1
     if st == PS_OK and sync:
-        if a.synced < a.written:
-            t_sync = ps_monotonic_ns()
-            st = segment_sync(a, &sh.mu)
+        fresh = a.synced < a.written   # else segment_sync has nothing to fdatasync
+        t_sync = ps_monotonic_ns()
+        st = segment_sync(a, &sh.mu)
+        if fresh:
             shard_note_sync(sh, ps_monotonic_ns() - t_sync)
-        else:
-            st = segment_sync(a, &sh.mu)   # nothing new to sync: no fdatasync
         if st == PS_OK:
             segment_persist_index(a, &sh.mu, False)
     if st != PS_OK and not p.io_errno:

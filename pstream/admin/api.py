@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import struct
 import time
 
 import pstream
@@ -30,6 +29,7 @@ from pstream.broker.config import settings_of
 from pstream.broker.handlers.common import internal_topic_error
 from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
+from pstream.protocol.consumer_protocol import decode_assignment
 
 CONSUMER_PROTOCOL = "consumer"
 
@@ -52,23 +52,6 @@ def directory_bytes(path: str) -> int:
         except OSError:
             continue
     return total
-
-
-def consumer_assignment(data: bytes) -> dict[str, list[int]] | None:
-    """A ConsumerProtocolAssignment's {topic: [partitions]} (any version: they come first); None if unreadable."""
-    try:
-        _version, count = struct.unpack_from(">hi", data, 0)
-        pos, out = 6, {}
-        for _ in range(count):
-            (n,) = struct.unpack_from(">h", data, pos)
-            topic = data[pos + 2:pos + 2 + n].decode()
-            pos += 2 + n
-            (k,) = struct.unpack_from(">i", data, pos)
-            out[topic] = list(struct.unpack_from(f">{k}i", data, pos + 4))
-            pos += 4 + 4 * k
-        return out
-    except (struct.error, UnicodeDecodeError, ValueError):
-        return None
 
 
 def admin_url(address: tuple[str, int]) -> str:
@@ -171,7 +154,10 @@ class AdminApi:
                     member = {"member_id": m.member_id, "instance_id": m.instance_id, "client_id": m.client_id,
                               "client_host": m.client_host}
                     if group.protocol_type == CONSUMER_PROTOCOL and m.assignment:
-                        member["assignment"] = consumer_assignment(m.assignment)
+                        try:
+                            member["assignment"] = decode_assignment(m.assignment)
+                        except ValueError:   # not what the consumer protocol writes: shown as unknown
+                            member["assignment"] = None
                     members.append(member)
             offsets = []
             for (topic, partition), c in sorted(committed_all.get(group_id, {}).items()):

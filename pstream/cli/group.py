@@ -8,7 +8,7 @@ from pstream.cli.common import connect
 from pstream.cli.consume import resolve_offsets
 from pstream.cli.output import CliError, bold, table
 from pstream.client import LATEST, KafkaClient
-from pstream.client.group_member import decode_assignment
+from pstream.protocol.consumer_protocol import decode_assignment
 
 
 def register(sub, common) -> None:

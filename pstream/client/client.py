@@ -202,6 +202,14 @@ class KafkaClient:
             raise KafkaError.from_code(ErrorCode.LEADER_NOT_AVAILABLE, f"{topic}-{partition}")
         return self.connection(node)
 
+    def _by_leader(self, topic: str, partitions) -> list[tuple[BrokerConnection, list[int]]]:
+        """The partitions grouped by their leader's connection, in the order given."""
+        by_node: dict[int, list[int]] = {}
+        for p in partitions:
+            self.leader(topic, p)
+            by_node.setdefault(self._leaders[(topic, p)], []).append(p)
+        return [(self.connection(node), parts) for node, parts in by_node.items()]
+
     def describe_cluster(self):
         req_cls, _ = codec_classes("DescribeCluster")
         resp = self._call_any("DescribeCluster", 1, req_cls(endpoint_type=1))
@@ -277,13 +285,8 @@ class KafkaClient:
     def list_offsets(self, topic: str, partitions: list[int], timestamp: int) -> dict[int, tuple[int, int]]:
         """partition -> (offset, timestamp) for LATEST, EARLIEST or a timestamp in ms (offset -1: none that late)."""
         req_cls, _ = codec_classes("ListOffsets")
-        by_leader: dict[int, list[int]] = {}
-        for p in partitions:
-            self.leader(topic, p)
-            by_leader.setdefault(self._leaders[(topic, p)], []).append(p)
         out = {}
-        for node, parts in by_leader.items():
-            conn = self.connection(node)
+        for conn, parts in self._by_leader(topic, partitions):
             req = req_cls(replica_id=-1, isolation_level=0, topics=[req_cls.ListOffsetsTopic(
                 name=topic, partitions=[req_cls.ListOffsetsPartition(partition_index=p, timestamp=timestamp)
                                         for p in parts])])
@@ -320,13 +323,8 @@ class KafkaClient:
         """partition -> what one Fetch per leader (sent together, then awaited) returned from
         each offset; per-partition errors are in error_code, not raised."""
         req_cls, _ = codec_classes("Fetch")
-        by_leader: dict[int, list[int]] = {}
-        for p in sorted(offsets):
-            self.leader(topic, p)
-            by_leader.setdefault(self._leaders[(topic, p)], []).append(p)
         sent = []
-        for node, parts in by_leader.items():
-            conn = self.connection(node)
+        for conn, parts in self._by_leader(topic, sorted(offsets)):
             req = req_cls(replica_id=-1, max_wait_ms=max_wait_ms, min_bytes=1, max_bytes=max_bytes,
                           isolation_level=0, session_id=0, session_epoch=-1, topics=[req_cls.FetchTopic(
                               topic=topic, partitions=[req_cls.FetchPartition(

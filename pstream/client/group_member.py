@@ -3,8 +3,7 @@
 Join (with the member id the coordinator hands out, as JoinGroup v4+ asks), assign
 partitions with the range assignor when this member is the leader, sync, heartbeat
 between fetches, commit with the generation, leave on close. The "consumer" protocol's
-subscription and assignment (ConsumerProtocolSubscription/Assignment, v0) are encoded
-here: they are opaque bytes to the broker.
+subscription and assignment are pstream.protocol.consumer_protocol's.
 """
 
 from __future__ import annotations
@@ -14,55 +13,18 @@ import time
 from pstream.client.client import KafkaClient
 from pstream.client.connection import KafkaError, check
 from pstream.client.wire import codec_classes
+from pstream.protocol.consumer_protocol import (
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+    encode_subscription,
+)
 from pstream.protocol.error_codes import ErrorCode
-from pstream.protocol.primitives import Reader, Writer
 
 PROTOCOL_TYPE = "consumer"
 ASSIGNOR = "range"
 _REJOIN = {ErrorCode.REBALANCE_IN_PROGRESS, ErrorCode.ILLEGAL_GENERATION, ErrorCode.UNKNOWN_MEMBER_ID,
            ErrorCode.MEMBER_ID_REQUIRED}
-
-
-def encode_subscription(topics: list[str]) -> bytes:
-    w = Writer()
-    w.int16(0)
-    w.int32(len(topics))
-    for t in topics:
-        w.string(t)
-    w.nbytes(None)
-    return w.getvalue()
-
-
-def decode_subscription(data: bytes) -> list[str]:
-    r = Reader(memoryview(data))
-    r.int16()
-    return [r.string() for _ in r.count(r.int32())]
-
-
-def encode_assignment(assignment: dict[str, list[int]]) -> bytes:
-    w = Writer()
-    w.int16(0)
-    w.int32(len(assignment))
-    for topic, partitions in sorted(assignment.items()):
-        w.string(topic)
-        w.int32(len(partitions))
-        for p in partitions:
-            w.int32(p)
-    w.nbytes(None)
-    return w.getvalue()
-
-
-def decode_assignment(data: bytes) -> dict[str, list[int]]:
-    """topic -> partitions of a ConsumerProtocolAssignment (any version: they come first); {} if empty."""
-    if not data:
-        return {}
-    r = Reader(memoryview(data))
-    r.int16()
-    out = {}
-    for _ in r.count(r.int32()):
-        topic = r.string()
-        out[topic] = [r.int32() for _ in r.count(r.int32())]
-    return out
 
 
 def range_assign(members: dict[str, list[str]], partitions: dict[str, int]) -> dict[str, dict[str, list[int]]]:

@@ -24,7 +24,6 @@ import asyncio
 import dataclasses
 import enum
 import logging
-import struct
 import uuid
 from collections.abc import Callable
 
@@ -41,6 +40,7 @@ from pstream.coordinator.offsets import (
     unb64,
 )
 from pstream.errors import PStreamError
+from pstream.protocol.consumer_protocol import decode_subscription
 from pstream.protocol.error_codes import ErrorCode
 
 _log = logging.getLogger("pstream.groups")
@@ -100,21 +100,8 @@ class GroupSummary:
 
 
 def subscribed_topics(metadata: bytes) -> set[str]:
-    """The topics of a ConsumerProtocolSubscription (any version: they come first); ValueError if unreadable."""
-    try:
-        version, count = struct.unpack_from(">hi", metadata, 0)
-        if version < 0 or count < 0:
-            raise ValueError(f"version {version}, {count} topics")
-        pos, topics = 6, set()
-        for _ in range(count):
-            (n,) = struct.unpack_from(">h", metadata, pos)
-            if n < 0 or pos + 2 + n > len(metadata):
-                raise ValueError("truncated topic name")
-            topics.add(metadata[pos + 2:pos + 2 + n].decode())
-            pos += 2 + n
-        return topics
-    except (struct.error, UnicodeDecodeError) as exc:
-        raise ValueError(str(exc)) from None
+    """The topics of a ConsumerProtocolSubscription (any version); ValueError if unreadable."""
+    return set(decode_subscription(metadata))
 
 
 class Member:

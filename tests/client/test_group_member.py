@@ -1,18 +1,19 @@
-"""The consumer protocol's subscription and assignment codecs, and the range assignor."""
+"""The consumer protocol's subscription and assignment codecs (pstream.protocol.consumer_protocol),
+and the range assignor."""
 
 import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pstream.client.group_member import (
+from pstream.client.group_member import range_assign
+from pstream.coordinator.groups import subscribed_topics
+from pstream.protocol.consumer_protocol import (
     decode_assignment,
     decode_subscription,
     encode_assignment,
     encode_subscription,
-    range_assign,
 )
-from pstream.coordinator.groups import subscribed_topics
 
 topic_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20)
 

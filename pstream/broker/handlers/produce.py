@@ -33,9 +33,7 @@ BATCH_HEADER_BYTES = 61
 _length_magic = struct.Struct(">iib")           # batch_length at 8, leader epoch, magic at 16
 _producer = struct.Struct(">hiqqqhii")          # attributes at 21 .. record count at 57
 _int64 = struct.Struct(">q")                    # base offset at 0, max timestamp at 35
-_record_count = struct.Struct(">i")
 MAX_TIMESTAMP_AT = 35
-RECORD_COUNT_AT = 57
 ATTR_TRANSACTIONAL = 0x10
 ATTR_CONTROL = 0x20
 ATTR_COMPRESSION = 0x07
@@ -80,16 +78,18 @@ def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> li
     return batches
 
 
-def _submit(broker, part, batches: list[memoryview], version: int, leader_only: bool) -> list:
+def _submit(broker, part, batches: list[memoryview], version: int, leader_only: bool) -> tuple[list, int]:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
-    returns one awaitable per batch, resolving to (base offset, max timestamp as stored).
+    returns one awaitable per batch, resolving to (base offset, max timestamp as stored), and
+    the batches' record count.
 
     Every batch goes through the partition's shard queue, so appends keep request order even
     when acks differ; leader_only (acks=0 and acks=1) completes once appended, acks=all once
     the flush policy is met."""
-    waits = []
+    waits, records = [], 0
     for batch in batches:
         attributes, _delta, _bts, _mts, producer_id, epoch, base_seq, count = _producer.unpack_from(batch, 21)
+        records += count
         if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
             raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
         if attributes & ATTR_COMPRESSION == ZSTD and version < MIN_ZSTD_VERSION:
@@ -99,7 +99,7 @@ def _submit(broker, part, batches: list[memoryview], version: int, leader_only: 
             waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only))
         else:
             waits.append(_appended(part, part.submit_batch(batch, wait=not leader_only)))
-    return waits
+    return waits, records
 
 
 async def _appended(part, pending) -> tuple[int, int]:
@@ -206,10 +206,8 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(topic))
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
-        batches = split_batches(records, version)
-        waits = _submit(broker, part, batches, version, leader_only=acks != -1)
-        return _await_partition(broker, part, response, waits, len(records),
-                                sum(_record_count.unpack_from(b, RECORD_COUNT_AT)[0] for b in batches))
+        waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1)
+        return _await_partition(broker, part, response, waits, len(records), count)
     except Exception as exc:
         return _refuse(response, exc)
 
