@@ -120,6 +120,7 @@ class PendingBatch:
     epoch: int
     base_sequence: int
     last_sequence: int
+    serial: int = 0   # the order begun, across the partition: the order of the offsets it will get
     base_offset: int | None = None
     last_offset: int | None = None
     max_timestamp: int | None = None
@@ -132,12 +133,25 @@ class ProducerEntry:
 
     epoch: int
     batches: list[BatchMetadata]
+    serials: list[int] = dataclasses.field(default_factory=list)   # of batches (0: replayed, older than any pending)
+
+    def append(self, batch: BatchMetadata, serial: int) -> None:
+        """Adds a completed batch in offset order (the order begun), keeping the last 5."""
+        at = len(self.batches)
+        while at and self.batches[at - 1].base_offset > batch.base_offset:
+            at -= 1
+        self.batches.insert(at, batch)
+        self.serials.insert(at, serial)
+        del self.batches[:-NUM_BATCHES_TO_RETAIN], self.serials[:-NUM_BATCHES_TO_RETAIN]
 
 
 class ProducerStateManager:
     """Per partition: for each producer id, its epoch and the last 5 batches appended
     (first seq, last seq, first offset, last offset, max timestamp), plus the batches begun
     but not yet complete, which count as appended for the checks of the batches after them.
+    Pipelined appends of one producer complete in any order (their requests' handlers resume
+    as their other partitions finish), while their offsets follow the order they were begun:
+    every check reads the producer's batches in that order (`serial`), never in completion order.
 
     accept_unknown_sequence=False restores Kafka's pre-2.5 rule: a producer this partition
     does not know must start at sequence 0, else UNKNOWN_PRODUCER. Not thread-safe: one
@@ -150,6 +164,7 @@ class ProducerStateManager:
         self._entries: dict[int, ProducerEntry] = {}
         self._pending: dict[int, list[PendingBatch]] = {}
         self._completed_end = 0  # every completed batch lies below this offset
+        self._serial = 0
 
     # --- the produce path --------------------------------------------------------------
 
@@ -163,22 +178,23 @@ class ProducerStateManager:
             if base_sequence == 0 or self.accept_unknown_sequence:
                 return SequenceCheck.OK, None
             return SequenceCheck.UNKNOWN_PRODUCER, None
-        known_epoch = pending[-1].epoch if pending else entry.epoch
+        history = self._history(entry, pending)
+        known_epoch, newest = history[-1]
         if epoch < known_epoch:
             return SequenceCheck.INVALID_EPOCH, None
         if epoch > known_epoch:  # a new epoch starts its sequences again
             return (SequenceCheck.OK if base_sequence == 0 else SequenceCheck.OUT_OF_ORDER), None
-        for batch in self._window(entry, pending, epoch):
+        for _, batch in [b for b in history if b[0] == epoch][-NUM_BATCHES_TO_RETAIN:]:
             if batch.base_sequence == base_sequence and batch.last_sequence == last_sequence:
                 return SequenceCheck.DUPLICATE, batch.base_offset
-        last = pending[-1].last_sequence if pending else entry.batches[-1].last_sequence
-        if base_sequence == (last + 1) & INT32_MAX:
+        if base_sequence == (newest.last_sequence + 1) & INT32_MAX:
             return SequenceCheck.OK, None
         return SequenceCheck.OUT_OF_ORDER, None
 
     def begin(self, producer_id: int, epoch: int, base_sequence: int, last_sequence: int) -> PendingBatch:
         """Records a batch that passed check() as pending, before its offset is known."""
-        token = PendingBatch(producer_id, epoch, base_sequence, last_sequence)
+        self._serial += 1
+        token = PendingBatch(producer_id, epoch, base_sequence, last_sequence, self._serial)
         self._pending.setdefault(producer_id, []).append(token)
         return token
 
@@ -187,7 +203,7 @@ class ProducerStateManager:
         self._forget(token, "complete")
         token.base_offset, token.last_offset, token.max_timestamp = base_offset, last_offset, max_timestamp
         self._record(token.producer_id, token.epoch, BatchMetadata(
-            token.base_sequence, token.last_sequence, base_offset, last_offset, max_timestamp))
+            token.base_sequence, token.last_sequence, base_offset, last_offset, max_timestamp), token.serial)
 
     def abort(self, token: PendingBatch) -> None:
         """The append failed: forget the pending batch; the producer's expected sequence is
@@ -212,11 +228,14 @@ class ProducerStateManager:
         self._record(producer_id, epoch,
                      BatchMetadata(base_sequence, last_sequence, base_offset, last_offset, max_timestamp))
 
-    def _window(self, entry, pending, epoch):
-        """The last batches of this epoch, completed then pending: the duplicate window."""
-        batches = list(entry.batches) if entry is not None and entry.epoch == epoch else []
-        batches.extend(t for t in pending or () if t.epoch == epoch)
-        return batches[-NUM_BATCHES_TO_RETAIN:]
+    @staticmethod
+    def _history(entry, pending) -> list[tuple[int, BatchMetadata | PendingBatch]]:
+        """(epoch, batch) for the producer's completed and pending batches, in the order begun."""
+        done = [(s, entry.epoch, b) for s, b in zip(entry.serials, entry.batches)] if entry is not None else []
+        if pending:
+            done.extend((t.serial, t.epoch, t) for t in pending)
+            done.sort(key=lambda x: x[0])
+        return [(e, b) for _, e, b in done]
 
     def _forget(self, token: PendingBatch, state: str) -> None:
         queue = self._pending.get(token.producer_id)
@@ -228,16 +247,13 @@ class ProducerStateManager:
             del self._pending[token.producer_id]
         token.state = state
 
-    def _record(self, producer_id: int, epoch: int, batch: BatchMetadata) -> None:
+    def _record(self, producer_id: int, epoch: int, batch: BatchMetadata, serial: int = 0) -> None:
         entry = self._entries.get(producer_id)
         if entry is None or epoch > entry.epoch:
             entry = self._entries[producer_id] = ProducerEntry(epoch, [])
         elif epoch < entry.epoch:
             return  # a fenced epoch's batch: it changes nothing
-        entry.batches.append(batch)
-        if len(entry.batches) > 1 and batch.base_offset < entry.batches[-2].base_offset:
-            entry.batches.sort(key=lambda b: b.base_offset)
-        del entry.batches[:-NUM_BATCHES_TO_RETAIN]
+        entry.append(batch, serial)
         self._completed_end = max(self._completed_end, batch.last_offset + 1)
 
     # --- snapshots and recovery ----------------------------------------------------------
@@ -274,7 +290,8 @@ class ProducerStateManager:
                 raise ValueError(f"version {data['version']}, next_offset {data['next_offset']}")
             if data["crc32"] != _crc(data["producers"]):
                 raise ValueError("checksum mismatch")
-            entries = {p["producer_id"]: ProducerEntry(p["epoch"], [BatchMetadata(*b) for b in p["batches"]])
+            entries = {p["producer_id"]: ProducerEntry(p["epoch"], [BatchMetadata(*b) for b in p["batches"]],
+                                                       [0] * len(p["batches"]))
                        for p in data["producers"]}
             if not all(e.batches for e in entries.values()):
                 raise ValueError("a producer without batches")

@@ -207,14 +207,18 @@ def test_manager_agrees_with_a_model(tmp_path_factory, data):
             expected = oracle.check(pid, epoch, base, last)
             assert m.check(pid, epoch, base, last) == expected
             if expected[0] == OK:
-                batch = {"epoch": epoch, "base": base, "last": last, "offset": None, "count": count}
+                # The shard assigns offsets in the order batches are submitted ...
+                batch = {"epoch": epoch, "base": base, "last": last, "offset": None, "count": count,
+                         "assigned": next_offset}
+                next_offset += count
                 oracle.history.setdefault(pid, []).append(batch)
                 pending.append((m.begin(pid, epoch, base, last), pid, batch))
         elif op == "complete" and pending:
-            token, _, batch = pending.pop(0)  # appends complete in the order submitted
-            m.complete(token, next_offset, next_offset + batch["count"] - 1, 0)
-            batch["offset"] = next_offset
-            next_offset += batch["count"]
+            # ... but the handlers awaiting them may resume in any order (pipelined requests
+            # over several partitions).
+            token, _, batch = pending.pop(data.draw(st.integers(0, len(pending) - 1)))
+            m.complete(token, batch["assigned"], batch["assigned"] + batch["count"] - 1, 0)
+            batch["offset"] = batch["assigned"]
         elif op == "abort" and pending:
             token, pid, batch = pending.pop(data.draw(st.integers(0, len(pending) - 1)))
             m.abort(token)

@@ -10,6 +10,7 @@ INVALID_PRODUCER_EPOCH, and all of that still holds after a clean restart or a S
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import threading
 import time
@@ -427,3 +428,39 @@ def test_describe_producers_reports_the_last_batch_the_same_before_and_after_a_r
             3,
             ts + 3,
         )
+
+
+@pytest.mark.parametrize("flush", ["always", "interval"])
+def test_five_pipelined_requests_over_many_partitions_get_no_spurious_out_of_order(broker_factory, flush):
+    """As the Java producer sends (idempotent, 5 requests in flight on one connection), each
+    request carrying the next batch of every partition, listed in a different order each time
+    so that the handlers finish their partitions out of order: every batch is accepted and
+    stored once, in sequence."""
+    server = broker_factory("--flush", flush)
+    partitions, in_flight, rounds = 12, 5, 40
+    rng = random.Random(11)
+    req_cls, _ = kafka_wire.codec_classes("Produce")
+    with kafka_wire.KafkaWire(server.bootstrap) as wire:
+        wire.create_topic("pipelined", partitions)
+        pid, epoch = wire.init_producer_id()
+        sequence = [0] * partitions
+        outstanding, errors = [], []
+
+        def request():
+            order = rng.sample(range(partitions), partitions)
+            data = []
+            for p in order:
+                data.append(req_cls.PartitionProduceData(index=p, records=batch(pid, epoch, sequence[p], count=2)))
+                sequence[p] += 2
+            return req_cls(acks=-1, timeout_ms=30000,
+                           topic_data=[req_cls.TopicProduceData(name="pipelined", partition_data=data)])
+
+        for _ in range(rounds * in_flight):
+            outstanding.append(wire.send("Produce", 9, request()))
+            if len(outstanding) == in_flight:
+                answer = wire.receive(outstanding.pop(0))
+                errors += [p.error_code for p in answer.responses[0].partition_responses if p.error_code]
+        for cid in outstanding:
+            errors += [p.error_code for p in wire.receive(cid).responses[0].partition_responses if p.error_code]
+        assert errors == [], f"{len(errors)} refusals, e.g. {errors[:5]}"
+        assert [wire.list_offset("pipelined", p) for p in range(partitions)] == sequence
