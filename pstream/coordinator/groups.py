@@ -506,18 +506,21 @@ class GroupCoordinator:
         member.is_new = True
         if group.is_(GroupState.PREPARING_REBALANCE) and group.generation == 0:
             group.new_member_added = True
-        member.join_future = self._loop.create_future()
+        future = member.join_future = self._loop.create_future()
         group.add(member)
         # Until it has joined, a new member cannot heartbeat: it gets the longer new-member timeout.
         self._schedule_expiry(group, member, self.new_member_join_timeout_ms)
         self._maybe_prepare_rebalance(group, f"adding member {member_id} (instance {instance_id})")
-        return member.join_future
+        return future   # not member.join_future: a join that completes at once has cleared it
 
     def _update_member_and_rebalance(self, group: Group, member: Member, protocols, rebalance_timeout_ms,
                                      session_timeout_ms) -> asyncio.Future:
         self._update_member(member, protocols, rebalance_timeout_ms, session_timeout_ms)
+        future = member.join_future
+        # With every member already joined (a lone leader rejoining) the join completes here
+        # and clears member.join_future: answer from the future taken before.
         self._maybe_prepare_rebalance(group, f"member {member.member_id} rejoins")
-        return member.join_future
+        return future
 
     def _update_member(self, member: Member, protocols, rebalance_timeout_ms, session_timeout_ms) -> None:
         member.protocols = protocols
@@ -578,7 +581,7 @@ class GroupCoordinator:
         if group.is_(GroupState.COMPLETING_REBALANCE):
             # The leader may already be assigning to the old member id: start over.
             self._prepare_rebalance(group, f"static member {instance_id} rejoins during CompletingRebalance")
-        return member.join_future
+        return future
 
     # --- rebalance ------------------------------------------------------------------------------
 

@@ -494,3 +494,17 @@ def test_stop_answers_waiting_requests(log):
         assert (await waiting).error == E.NOT_COORDINATOR
         assert c.heartbeat("g", 1, b.member_id) == E.COORDINATOR_NOT_AVAILABLE
     run(log, body)
+
+
+@pytest.mark.parametrize("protocols", [RANGE, [("range", subscription(TOPIC, "other"))]])
+def test_the_leader_of_a_stable_one_member_group_rejoining_gets_a_new_generation(log, protocols):
+    """Every member has joined as soon as the leader rejoins, so the join completes at once
+    (a consumer whose regex subscription changed, or that re-subscribes)."""
+    async def body(c):
+        (first,) = await stable_group(c, 1)
+        again = await join(c, first.member_id, protocols=protocols)
+        assert (again.error, again.member_id, again.generation, again.leader) == \
+            (E.NONE, first.member_id, first.generation + 1, first.member_id)
+        assert again.members == [(first.member_id, None, protocols[0][1])]
+        assert c.groups["g"].state is GroupState.COMPLETING_REBALANCE
+    run(log, body)
