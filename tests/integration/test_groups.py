@@ -521,7 +521,7 @@ def test_raw_find_coordinator_list_describe_delete(broker_factory):
         assert [(c.key, c.error_code, c.port) for c in batched.coordinators] == [("a", 0, broker.port),
                                                                                 ("b", 0, broker.port)]
         txn = conn.call("FindCoordinator", 6, fc_cls(key_type=1, coordinator_keys=["tx"]))
-        assert txn.coordinators[0].error_code == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert txn.coordinators[0].error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         # A stand-alone commit makes an Empty group with no protocol type.
         commit_cls, _ = codecs("OffsetCommit")
         conn.call("OffsetCommit", 0, commit_cls(group_id="standalone", topics=[commit_cls.OffsetCommitRequestTopic(

@@ -28,6 +28,7 @@ from pstream.protocol.messages.offset_fetch import OffsetFetchResponse
 from pstream.protocol.messages.sync_group import SyncGroupResponse
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
+TRANSACTIONS_NOT_SERVED = "pstream does not serve transactions (transactional.id): use an idempotent producer"
 
 
 def _client_host(ctx) -> str:
@@ -51,7 +52,9 @@ def handle_find_coordinator(ctx, request):
 
     def answer(key: str):
         if request.key_type == TRANSACTION_KEY:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, "pstream does not serve transactions"
+            # Fatal for every client at once (Java, librdkafka, kafka-python); a retriable
+            # error had them retry until transaction.timeout / their init timeout.
+            return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TRANSACTIONS_NOT_SERVED
         if request.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {request.key_type}"
         if not broker.groups.active:
