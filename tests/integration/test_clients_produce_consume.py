@@ -1195,7 +1195,8 @@ def test_one_million_1kib_messages_round_trip_through_librdkafka(broker):
 
 def test_fetch_of_many_partitions_respects_max_bytes_and_gives_leftover_to_the_rest(broker):
     """Partitions are read at once, each reserving its partition_max_bytes; those crowded out
-    by the reservations get what the others left: never more than max_bytes beyond first batches."""
+    by the reservations get what the others left. KIP-74 as Kafka applies it: only the first batch
+    of the first partition with data may exceed max_bytes or partition_max_bytes."""
     batch = _core.encode_batch([(None, bytes([i]) * 50_000, [], None) for i in range(2)])   # ~100 KB
     with kafka_wire.KafkaWire(broker.bootstrap) as wire:
         wire.create_topic("spread", partitions=4)
@@ -1215,6 +1216,35 @@ def test_fetch_of_many_partitions_respects_max_bytes_and_gives_leftover_to_the_r
 
         assert fetch(64 << 20, 16 << 20) == [6, 6, 6, 6]       # room for everything
         assert fetch(64 << 20, 210_000) == [4, 4, 4, 4]        # two whole batches a partition
-        # 450 KB: p0 and p1 reserve 210 KB each, p2 the 30 KB left (one batch: KIP-74), p3 is crowded
-        # out and then gets nothing, the others having used up max_bytes.
-        assert fetch(450_000, 210_000) == [4, 4, 2, 0]
+        # 450 KB: p0 and p1 reserve 210 KB each and take two batches; p2's 30 KB left hold no
+        # whole batch; p3 is crowded out and then gets nothing either.
+        assert fetch(450_000, 210_000) == [4, 4, 0, 0]
+        # Every first batch is larger than partition_max_bytes: only the first partition's goes.
+        assert fetch(1_000_000, 60_000) == [2, 0, 0, 0]
+        assert fetch(150_000, 16 << 20) == [2, 0, 0, 0]
+
+
+def test_librdkafka_with_a_small_fetch_max_bytes_consumes_large_batches_of_many_partitions(broker):
+    """librdkafka drops a response larger than receive.message.max.bytes ("Invalid response
+    size") and fetches the same again: a response must keep to fetch.max.bytes."""
+    partitions, batches, records = 6, 4, 8
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        wire.create_topic("big-batches", partitions=partitions)
+        for p in range(partitions):
+            for b in range(batches):
+                batch = _core.encode_batch([(None, b"%d-%d-%d " % (p, b, i) + b"x" * 50_000, [], None)
+                                            for i in range(records)])   # ~400 KB
+                assert wire.produce("big-batches", p, batch).error_code == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "small-fetch", "auto.offset.reset": "earliest",
+                         "fetch.max.bytes": 1_000_000, "receive.message.max.bytes": 1_000_512,
+                         "enable.auto.commit": False})
+    consumer.subscribe(["big-batches"])
+    got, deadline = 0, time.monotonic() + 60
+    try:
+        while got < partitions * batches * records and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=100, timeout=0.5):
+                assert m.error() is None, m.error()
+                got += 1
+    finally:
+        consumer.close()
+    assert got == partitions * batches * records

@@ -4,9 +4,12 @@ Consumers see records up to the high watermark; with the durable flush policy ("
 that is the durable offset, so a consumer never reads a record that a crash could take
 back. Batches go out as the bytes the log returned (one copy, from the segment), never
 joined: the response is a list of buffers; a consumer far behind is read on a reader
-thread, not the event loop. The first batch of the response is sent even
-when it is larger than max_bytes (KIP-74). No fetch sessions: session_id 0 tells clients
-to send full requests.
+thread, not the event loop. Sizes follow KIP-74 as Kafka's ReplicaManager applies it: the
+records of the response total at most max_bytes, and each partition's at most its
+partition_max_bytes, except that the first batch of the first partition with data is sent
+whole even when it is larger than either (so a consumer always progresses); no later
+partition gets more than fits. No fetch sessions: session_id 0 tells clients to send full
+requests.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ def high_watermark(part) -> int:
     return part.durable_offset if part.flush_policy == "always" else part.high_watermark
 
 
-def cut_at(data: bytes, end_offset: int):
-    """(the leading whole batches of `data` whose base offset is below end_offset, their record
-    count): one header read per batch, the count from the batches' last offset deltas."""
+def cut_at(data, end_offset: int, max_bytes: int = 0x7FFFFFFF, first_whole: bool = True):
+    """(the leading whole batches of `data` whose base offset is below end_offset and that fit in
+    max_bytes, their record count); with first_whole the first batch is kept even when it alone
+    exceeds max_bytes (KIP-74). One header read per batch, the count from the last offset deltas."""
     pos, n, records = 0, len(data), 0
     while pos + 27 <= n:
         base, length, delta = _base_length_delta.unpack_from(data, pos)
-        if base >= end_offset:
+        if base >= end_offset or (pos + length + 12 > max_bytes and not (first_whole and pos == 0)):
             break
         pos += length + 12
         records += delta + 1
@@ -97,6 +101,22 @@ async def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
             item.response.records = b""
             continue
         total += await _read_into(item, room)
+    return _keep_to_max_bytes(plan, max_bytes)
+
+
+def _keep_to_max_bytes(plan: list[_PartitionFetch], max_bytes: int) -> int:
+    """Cuts what the concurrent reads gathered (each may have returned one oversized first
+    batch) to Kafka's budget, in request order; returns the bytes kept."""
+    total, first_whole = 0, True
+    for item in plan:
+        data = item.response.records
+        if not data:
+            continue
+        room = min(item.wanted.partition_max_bytes, max_bytes - total)
+        data, item.records = cut_at(data, item.response.high_watermark, room, first_whole)
+        item.response.records = data
+        total += len(data)
+        first_whole = first_whole and not data
     return total
 
 
