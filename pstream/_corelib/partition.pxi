@@ -1010,8 +1010,13 @@ cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
     pthread_mutex_unlock(&sh.mu)
 
 
+@cython.no_gc_clear   # __dealloc__ needs `partition` to wait for the shard: the collector must not clear it
 cdef class PendingAppend:
-    """A raw batch submitted to a shard (Partition.submit_batch); holds the buffer until done."""
+    """A raw batch submitted to a shard (Partition.submit_batch); holds the buffer until done.
+
+    The buffer is let go as soon as the result is taken: a refused append's exception (and
+    its traceback, often in a reference cycle) must not keep the request's memory exported.
+    """
     cdef AppendRequest req
     cdef Py_buffer view
     cdef bint has_view
@@ -1039,6 +1044,9 @@ cdef class PendingAppend:
         """The assigned base offset; raises the append's error. Call once done."""
         if not self.done:
             raise RuntimeError("the append has not completed yet")
+        if self.has_view:   # the shard is done with it
+            self.has_view = False
+            PyBuffer_Release(&self.view)
         if self.req.status != PS_OK:
             self.partition._raise_append_error(self.req.status, self.req.errpos, self.req.length)
         return self.req.base_offset

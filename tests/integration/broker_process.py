@@ -85,10 +85,10 @@ class BrokerProcess:
         self.stop(sig)
         return self.start()
 
-    def output(self) -> str:
+    def output(self, last: int = 20000) -> str:
         try:
             with open(self.log_path, errors="replace") as f:
-                return f.read()[-20000:]
+                return f.read()[-last:]
         except OSError:
             return ""
 
@@ -112,6 +112,19 @@ def broker_factory(tmp_path):
         code = b.stop()
         # A clean shutdown must succeed; a broker that crashed during the test fails it here.
         assert code in (0, -signal.SIGKILL), f"broker exited with {code}:\n{b.output()}"
+        assert_no_lost_exceptions(b.output(last=1 << 30))
+
+
+# What CPython and asyncio print for an exception no one could catch or no one looked at.
+LOST_EXCEPTION_MARKERS = ("Exception ignored in", "Task exception was never retrieved",
+                          "exception was never retrieved", "was never awaited")
+
+
+def assert_no_lost_exceptions(output: str) -> None:
+    """Fails on an unraisable exception, an unretrieved task exception or a coroutine never
+    awaited in the broker's output: each is a bug even when the clients saw nothing wrong."""
+    lost = [line for line in output.splitlines() if any(m in line for m in LOST_EXCEPTION_MARKERS)]
+    assert not lost, f"the broker lost exceptions: {lost[:3]}\n{output[-20000:]}"
 
 
 @pytest.fixture

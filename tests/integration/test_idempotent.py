@@ -28,6 +28,7 @@ TIMEOUT = 60.0
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
 INVALID_RECORD = 87
+MESSAGE_TOO_LARGE = 10
 PARTITIONS = 4
 
 
@@ -464,3 +465,18 @@ def test_five_pipelined_requests_over_many_partitions_get_no_spurious_out_of_ord
             errors += [p.error_code for p in wire.receive(cid).responses[0].partition_responses if p.error_code]
         assert errors == [], f"{len(errors)} refusals, e.g. {errors[:5]}"
         assert [wire.list_offset("pipelined", p) for p in range(partitions)] == sequence
+
+
+def test_oversized_idempotent_batch_is_refused_and_leaves_nothing_for_the_garbage_collector(broker_factory):
+    """MESSAGE_TOO_LARGE for an idempotent batch; the refusal's traceback must not keep the
+    request's buffer exported in a reference cycle (the collector then printed BufferError)."""
+    server = broker_factory("--message-max-bytes", "10000")
+    with kafka_wire.KafkaWire(server.bootstrap) as wire:
+        wire.create_topic("big", 1)
+        pid, epoch = wire.init_producer_id()
+        for seq in range(0, 60, 3):
+            big = _core.encode_batch([(None, b"x" * 20_000, [], None)] * 3, producer_id=pid,
+                                     producer_epoch=epoch, base_sequence=seq)
+            assert wire.produce("big", 0, big).error_code == MESSAGE_TOO_LARGE
+        assert wire.produce("big", 0, batch(pid, epoch, 0)).error_code == 0
+    server.stop()   # the fixture then reads the broker's output for lost exceptions
