@@ -70,3 +70,22 @@ def test_a_log_with_more_segments_than_the_descriptor_limit_opens_and_reads(tmp_
             part.append(b"still writable")
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_running_out_of_descriptors_while_creating_a_topic_leaves_none_of_it(tmp_path, no_gc):
+    data = tmp_path / "data"
+    log = pstream.Log(data, shards=1, retention_check_ms=None)
+    log.topic("kept").partition(0).append(b"v")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_fds() + 40, hard))
+    try:
+        with pytest.raises(OSError):
+            log.topic("big", partitions=200)     # three descriptors per open partition: runs out
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert "big" not in log and sorted(os.listdir(data)) == ["@lock", "kept"]
+    log.close()
+
+    with pstream.Log(data, shards=1, retention_check_ms=None) as log:   # the next start is not hurt
+        assert log.topics() == ["kept"]
+        assert log.topic("big", partitions=200).partitions == 200
