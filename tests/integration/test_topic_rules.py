@@ -34,7 +34,8 @@ def test_illegal_topic_names_are_refused_everywhere_and_create_nothing(broker, n
         if name:
             meta = conn.call("Metadata", 12, raw_kafka.metadata_request([name], allow_auto_topic_creation=True))
             assert meta.topics[0].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
-            produced = conn.call("Produce", 9, raw_kafka.produce_request(name, 0, _core.encode_batch([(None, b"v", [], None)])))
+            batch = _core.encode_batch([(None, b"v", [], None)])
+            produced = conn.call("Produce", 9, raw_kafka.produce_request(name, 0, batch))
             assert produced.responses[0].partition_responses[0].error_code == ErrorCode.INVALID_TOPIC_EXCEPTION
     assert _topic_dirs(broker) == before
 

@@ -564,7 +564,8 @@ def test_operator_truncate_drops_the_damage_and_writes_resume(open_log, capsys):
         "truncating under an open Log must be refused"
     part._log.close()
 
-    assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset + 1)]) == 1  # not a batch start
+    # not where a batch starts: refused, naming the batch's bounds
+    assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset + 1)]) == 1
     assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset)]) == 0
     assert f"ends at offset {victim.base_offset}" in capsys.readouterr().out
     assert log_file.stat().st_size == victim.position
