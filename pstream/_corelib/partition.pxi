@@ -6,6 +6,10 @@
 # writes and fdatasyncs to the shard. Nothing on this path creates per-record Python
 # objects. Rule that keeps the GIL and the mutex from deadlocking: never wait for the
 # GIL while holding the mutex (waits unlock it before taking the GIL back).
+#
+# Descriptors: the active segment keeps its files open; a finalized segment's read
+# descriptors are opened by the first reader and closed by the last (segment_release),
+# so a log of any number of segments needs a handful, and close() releases them all.
 
 import logging as _logging
 import os as _os

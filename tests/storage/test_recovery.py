@@ -564,7 +564,7 @@ def test_operator_truncate_drops_the_damage_and_writes_resume(open_log, capsys):
         "truncating under an open Log must be refused"
     part._log.close()
 
-    # not where a batch starts: refused, naming the batch's bounds
+    # past the valid batches (the damage): refused, naming where they end
     assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset + 1)]) == 1
     assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset)]) == 0
     assert f"ends at offset {victim.base_offset}" in capsys.readouterr().out
