@@ -31,6 +31,7 @@ from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, Un
                             UnknownTopicError)
 from pstream.storage import layout
 from pstream.storage.config import TopicConfig
+from pstream.storage.metadata import read_topic_meta
 
 _log = logging.getLogger("pstream.log")
 
@@ -130,8 +131,16 @@ class Topic:
         # DYNAMIC_TOPIC_CONFIG source. `follow_defaults` re-derives the rest from today's defaults.
         self.overrides: dict = dict(meta.get("overrides", {}))
         self._partitions: list[Partition] = []
-        for number in range(meta["partitions"]):
-            self._open_partition(number)
+        try:
+            for number in range(meta["partitions"]):
+                self._open_partition(number)
+        except BaseException:   # out of descriptors, say: release the partitions already open, now
+            for part in self._partitions:
+                try:
+                    part.close()
+                except Exception:
+                    pass
+            raise
 
     def _open_partition(self, number: int) -> None:
         log = self._log
@@ -372,13 +381,18 @@ class Log:
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._closed = False
-        for doomed in layout.deleting_dirs(self.path):   # deletions a crash interrupted
+        for doomed in layout.deleting_dirs(self.path):   # deletions and creations a crash interrupted
             shutil.rmtree(doomed, ignore_errors=True)
         try:
             for name in layout.list_topics(self.path):
-                self._topics[name] = Topic(self, name, layout.read_json(
+                self._topics[name] = Topic(self, name, read_topic_meta(
                     os.path.join(layout.topic_dir(self.path, name), layout.TOPIC_META)))
         except BaseException:
+            for topic in self._topics.values():
+                try:
+                    topic._close()
+                except Exception:   # the first error is the one to report
+                    pass
             self._pool.stop()
             self._dir_lock.close()
             raise
@@ -415,13 +429,41 @@ class Log:
             config = TopicConfig.from_kwargs(self.defaults, **settings)
             meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4()),
                     "overrides": TopicConfig.normalize(settings)}
-            directory = layout.topic_dir(self.path, name)
-            os.makedirs(directory, exist_ok=True)
-            layout.write_json_atomic(os.path.join(directory, layout.TOPIC_META), meta)
-            layout.fsync_dir(self.path)
-            topic = Topic(self, name, meta)
+            self._create_topic_dir(name, meta)
+            try:
+                topic = Topic(self, name, meta)
+            except BaseException:
+                # Out of descriptors or memory while opening its partitions: the topic was not
+                # created. Close what opened and take the directory away, so no half of it stays.
+                self._discard_topic_dir(name)
+                raise
             self._topics[name] = topic
             return topic
+
+    def _create_topic_dir(self, name: str, meta: dict) -> None:
+        """Writes the topic's directory (topic.json, a directory per partition) under a temporary
+        name, then renames it: a crash or a full disk leaves the whole topic or none of it."""
+        directory = layout.topic_dir(self.path, name)
+        if os.path.lexists(directory):   # a stale directory without topic.json (list_topics skipped it)
+            self._discard_topic_dir(name)
+        tmp = os.path.join(self.path, f"{layout.CREATING_PREFIX}{uuid.uuid4().hex}")
+        try:
+            os.mkdir(tmp)
+            for number in range(meta["partitions"]):
+                os.mkdir(os.path.join(tmp, str(number)))
+            layout.write_json_atomic(os.path.join(tmp, layout.TOPIC_META), meta)  # fsyncs tmp too
+            os.rename(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        layout.fsync_dir(self.path)
+
+    def _discard_topic_dir(self, name: str) -> None:
+        directory = layout.topic_dir(self.path, name)
+        doomed = os.path.join(self.path, f"{layout.DELETING_PREFIX}{uuid.uuid4().hex}")
+        os.rename(directory, doomed)
+        layout.fsync_dir(self.path)
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def get_topic(self, name: str) -> Topic:
         """The existing topic `name`; UnknownTopicError if there is none."""

@@ -6,12 +6,21 @@
 # writes and fdatasyncs to the shard. Nothing on this path creates per-record Python
 # objects. Rule that keeps the GIL and the mutex from deadlocking: never wait for the
 # GIL while holding the mutex (waits unlock it before taking the GIL back).
+#
+# Descriptors: the active segment keeps its files open; a finalized segment's read
+# descriptors are opened by the first reader and closed by the last (segment_release),
+# so a log of any number of segments needs a handful, and close() releases them all.
 
 import logging as _logging
 import os as _os
 import threading as _threading
 
 _log = _logging.getLogger("pstream.storage")
+
+cdef extern from "<errno.h>":
+    int EUCLEAN                 # "structure needs cleaning": io_errno of a partition recovery found damaged
+
+cdef size_t MAX_CORRUPT_LOGGED = 1024   # distinct (file, position) pairs remembered to log each once
 
 cdef int64_t DEFAULT_READ_BYTES = 1 << 20
 
@@ -47,12 +56,37 @@ cdef size_t part_find_segment(PartState *p, int64_t offset) noexcept nogil:
     return lo - 1 if lo else 0
 
 
+cdef int segment_open_files(Segment *s, bint want_direct) noexcept nogil:
+    """Opens a sealed segment's read descriptors (closed while nobody reads it). Mutex held."""
+    if s.rfd < 0:
+        s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
+        if s.rfd < 0:
+            return PS_ERR_IO
+    if want_direct and s.dfd < 0:
+        s.dfd = ps_open_direct_read(s.log_path)
+    return PS_OK
+
+
+cdef void segment_close_files(Segment *s) noexcept nogil:
+    """Closes the read descriptors; the next reader reopens them (segment_open_files)."""
+    if s.rfd >= 0:
+        close(s.rfd)
+        s.rfd = -1
+    if s.dfd >= 0:
+        close(s.dfd)
+        s.dfd = -1
+
+
 cdef void segment_release(Segment *s, pthread_mutex_t *mu) noexcept nogil:
-    """Drops a reader's reference; frees a deleted segment once nobody reads it."""
+    """Drops a reader's reference; frees a deleted segment once nobody reads it, and closes a
+    finalized one's descriptors, so a log holds descriptors for its active segment and its
+    reads in progress only, however many segments it has."""
     cdef bint free_it
     pthread_mutex_lock(mu)
     s.refs -= 1
     free_it = s.deleted and s.refs == 0
+    if s.refs == 0 and s.finalized and not s.deleted:
+        segment_close_files(s)
     pthread_mutex_unlock(mu)
     if free_it:
         segment_free(s)
@@ -95,6 +129,9 @@ cdef class Partition:
     cdef int64_t retention_ms
     cdef bint fallback_logged
     cdef object checkpoint_lock
+    cdef readonly object damage          # where recovery found damage it may not cut (writes refused), or None
+    cdef readonly int64_t corrupt_reads  # reads that met a corrupt batch (logged once per file and position)
+    cdef set corrupt_logged
 
     def __cinit__(self):
         self.p = NULL
@@ -115,6 +152,7 @@ cdef class Partition:
         self.path = path
         self.path_bytes = _os.fsencode(path)
         self.checkpoint_lock = _threading.Lock()
+        self.corrupt_logged = set()
         self.retention_bytes = -1 if retention_bytes is None else retention_bytes
         self.retention_ms = -1 if retention_ms is None else retention_ms
         self.p = <PartState *>calloc(1, sizeof(PartState))
@@ -147,6 +185,7 @@ cdef class Partition:
         cdef int64_t start, base
         cdef int st
         cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
+        cdef int64_t found, found_offset = -1
         cdef int64_t checkpoint = self._read_log_start_checkpoint()
         if not bases:
             bases = [max(checkpoint, 0)]
@@ -179,14 +218,24 @@ cdef class Partition:
             s.written_offset = s.synced_offset = s.next_offset
             s.sealed = s.finalized = True
             if res.valid_end < res.file_size:
-                if i + 1 == len(bases) or res.tail_is_zeros:
-                    self._cut_tail(s, &res)   # a torn tail, or preallocated zeros left by a crash
-                else:
+                if res.tail_is_zeros:
+                    self._cut_tail(s, &res)   # preallocated zeros left by a crash
+                elif i + 1 < len(bases):
                     self._keep_corrupt_segment(s, &res, bases[i + 1])
+                else:
+                    with nogil:
+                        found = segment_find_batch_after(s, res.bad_position, s.next_offset, res.file_size,
+                                                         &found_offset)
+                    if found < 0:
+                        self._cut_tail(s, &res)   # a torn tail: nothing valid can follow it
+                    else:
+                        self._keep_damaged_tail(s, &res, found, found_offset)
             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
                 with nogil:  # the index was rebuilt or trimmed: replace the files
                     index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
-        if checkpoint > part_active(self.p).next_offset:
+            if i + 1 < len(bases):
+                segment_close_files(s)     # reopened when read: no descriptors held for sealed segments
+        if checkpoint > part_active(self.p).next_offset and self.damage is None:
             # A torn tail took the log below its start offset (records deleted by
             # delete_records): everything left is deleted data, so start afresh at the
             # log start offset, as Kafka does, and never hand out an offset twice.
@@ -205,14 +254,17 @@ cdef class Partition:
             if s == NULL or part_add_segment(self.p, s) != PS_OK:
                 segment_free(s)
                 raise MemoryError()
-        # The last segment becomes the active one again.
+        # The last segment becomes the active one again (unless damaged: then it stays sealed as it is).
         s = part_active(self.p)
-        s.sealed = s.finalized = False
-        s.created_ms = ps_now_ms()
-        s.index_persisted = s.index.n
-        s.time_persisted = s.index.tn
-        if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
-            raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+        if self.damage is not None:
+            self.p.io_errno = EUCLEAN     # every append is refused, with the damage named (_raise_locked)
+        else:
+            s.sealed = s.finalized = False
+            s.created_ms = ps_now_ms()
+            s.index_persisted = s.index.n
+            s.time_persisted = s.index.tn
+            if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
+                raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
         if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
                          self.topic, self.number, s.log_path.decode())
@@ -251,15 +303,39 @@ cdef class Partition:
         s.next_offset = s.written_offset = s.synced_offset = next_base
         return 0
 
+    cdef int _keep_damaged_tail(self, Segment *s, ScanResult *res, int64_t found, int64_t found_offset) except -1:
+        """Damage in the active segment with a valid batch after it is not a torn write: what follows
+        may be acknowledged and fsynced. Nothing is cut; the partition stays readable up to the damage
+        and refuses writes until an operator truncates it (`pstream log truncate`)."""
+        reason = status_error(res.status, res.bad_position)
+        self.damage = {"file": s.log_path.decode(), "position": res.bad_position, "offset": s.next_offset,
+                       "next_valid_position": found, "next_valid_offset": found_offset}
+        _log.error("%s-%d: corrupt batch in %s at position %d (%s), followed by valid batches from position %d "
+                   "(offset %d): not a torn tail, so nothing is cut. The partition is readable up to offset %d and "
+                   "refuses writes. To drop everything from the damage on, stop the broker and run: "
+                   "pstream log truncate %s --to %d", self.topic, self.number, s.log_path.decode(), res.bad_position,
+                   reason, found, found_offset, s.next_offset, self.path, s.next_offset)
+        return 0
+
+    def _damage_error(self):
+        d = self.damage
+        return _errors.StorageIOError(
+            f"writes are refused: recovery found a corrupt batch followed by valid ones at offset {d['offset']}; "
+            f"stop the broker and run `pstream log truncate {self.path} --to {d['offset']}` to drop everything "
+            f"from there on", topic=self.topic, partition=self.number, offset=d["offset"], file=d["file"],
+            position=d["position"])
+
     cdef int64_t _read_log_start_checkpoint(self) except -2:
         try:
             with open(_os.path.join(self.path, "log-start-offset")) as f:
                 return int(f.read().strip() or 0)
         except FileNotFoundError:
             return 0
-        except ValueError:
-            _log.warning("%s-%d: unreadable log-start-offset checkpoint, ignoring it", self.topic, self.number)
-            return 0
+        except (ValueError, UnicodeDecodeError):
+            # Ignoring it would bring deleted records back to consumers: refuse to start instead.
+            from pstream.storage.metadata import CorruptMetadataError, LOG_START_ADVICE
+            raise CorruptMetadataError(_os.path.join(self.path, "log-start-offset"), "not a decimal offset",
+                                       LOG_START_ADVICE) from None
 
     def _write_log_start_checkpoint(self):
         """Persists the current log start offset (one writer at a time, so it never goes back)."""
@@ -413,6 +489,8 @@ cdef class Partition:
         """Raises the error for a status (mutex held on entry, released before raising)."""
         cdef int err = self.p.io_errno
         pthread_mutex_unlock(&self.sh.mu)
+        if status == PS_ERR_IO and self.damage is not None:
+            raise self._damage_error()
         if status == PS_ERR_CLOSED:
             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
         if status == PS_ERR_IO:
@@ -626,6 +704,8 @@ cdef class Partition:
     def roll(self):
         """Closes the active segment (if it holds data) and starts a new one."""
         cdef int st
+        if self.damage is not None:
+            raise self._damage_error()
         while True:
             with nogil:
                 pthread_mutex_lock(&self.sh.mu)
@@ -642,6 +722,8 @@ cdef class Partition:
     def flush(self):
         """Writes and fdatasyncs everything appended so far, whatever the policy."""
         cdef int64_t target
+        if self.damage is not None:
+            return      # nothing was appended since the open (writes are refused), so nothing to sync
         pthread_mutex_lock(&self.sh.mu)
         target = self.p.next_offset
         self.p.sync_requested = True
@@ -673,6 +755,7 @@ cdef class Partition:
         cdef int64_t pos, start, end, got, want, seg_next, lo, hi
         cdef ps_batch_header h
         cdef PyObject *raw = NULL
+        cdef int opened
         pthread_mutex_lock(&self.sh.mu)
         if offset < self.p.log_start_offset or offset > self.p.next_offset:
             lo = self.p.log_start_offset
@@ -689,8 +772,11 @@ cdef class Partition:
             s.refs += 1
             seg_next = s.next_offset
             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
+            opened = segment_open_files(s, self.p.want_direct)
             pthread_mutex_unlock(&self.sh.mu)
             try:
+                if opened != PS_OK:
+                    raise_os_error(errno, "cannot open segment", s.log_path.decode())
                 start = self._find_batch(s, pos, offset, &h)
                 if start >= 0:
                     want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
@@ -734,7 +820,15 @@ cdef class Partition:
             offset = self.p.segs[i].base_offset if self.p.segs[i].base_offset > offset else offset
 
     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
-        raise _errors.CorruptSegmentError(why, file=s.log_path.decode(), position=position, topic=self.topic,
+        """Counts the read, logs the damage once per file and position, and raises."""
+        path = s.log_path.decode()
+        self.corrupt_reads += 1
+        if (path, position) not in self.corrupt_logged and len(self.corrupt_logged) < MAX_CORRUPT_LOGGED:
+            self.corrupt_logged.add((path, position))
+            _log.error("%s-%d: corrupt data in %s at position %d, met reading offset %d: %s; reads of it fail "
+                       "(pstream log verify %s lists the damage)", self.topic, self.number, path, position, offset,
+                       why, self.path)
+        raise _errors.CorruptSegmentError(why, file=path, position=position, topic=self.topic,
                                           partition=self.number, offset=offset)
 
     cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:
@@ -884,7 +978,7 @@ cdef class Partition:
         cdef char **doomed
         cdef size_t n_free = 0, n_doomed = 0
         cdef int64_t new_start
-        if self.retention_ms >= 0:
+        if self.retention_ms >= 0 and self.damage is None:
             pthread_mutex_lock(&self.sh.mu)
             s = part_active(self.p)
             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
@@ -947,7 +1041,20 @@ cdef class Partition:
         free(to_free)
         if n_delete:
             self._write_log_start_checkpoint()
+        self._close_idle_files()   # segments rolled since: their descriptors until they are read
         return n_delete
+
+    cdef int _close_idle_files(self) except -1:
+        """Closes the descriptors of finalized segments nobody is reading (reopened on read)."""
+        cdef size_t i
+        cdef Segment *s
+        pthread_mutex_lock(&self.sh.mu)
+        for i in range(self.p.n_segs):
+            s = self.p.segs[i]
+            if s.finalized and s.refs == 0 and not s.deleted:
+                segment_close_files(s)
+        pthread_mutex_unlock(&self.sh.mu)
+        return 0
 
     # --- closing ---------------------------------------------------------------------
 
@@ -974,6 +1081,7 @@ cdef class Partition:
                 break
             with nogil:
                 mutex_wait_then_unlock(self.sh)
+        self._close_idle_files()   # every descriptor goes now, not when the garbage collector frees us
         if st != PS_OK:
             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",
                                          topic=self.topic, partition=self.number, file=a.log_path.decode())

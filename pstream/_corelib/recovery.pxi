@@ -4,6 +4,10 @@
 # valid batch (0 when the index is missing, short or inconsistent), walks batches
 # with their CRC checked, and rebuilds index entries past that point. The first batch
 # that fails a length or CRC check (or goes backwards in offsets) ends the segment.
+# Past that point, `segment_find_batch_after` tells a torn tail (nothing valid follows:
+# cut it) from damage inside the log (a valid batch follows: keep everything, refuse writes).
+
+from libc.string cimport memchr
 
 cdef struct ScanResult:
     int64_t valid_end           # end of the last good batch
@@ -131,3 +135,50 @@ cdef bint time_entry_checks_out(Segment *s, size_t i, int64_t file_size) noexcep
         pos += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
         steps += 1
     return False
+
+
+cdef int64_t segment_find_batch_after(Segment *s, int64_t from_pos, int64_t min_offset, int64_t file_size,
+                                      int64_t *found_offset) noexcept nogil:
+    """Position of the first CRC-valid batch past from_pos whose base offset is min_offset or later
+    (within 2**31 of it), or -1 if there is none (or on a read error). Candidates are found by
+    their magic byte, so zero padding and most garbage cost one memchr per window."""
+    cdef int64_t window_cap = 1 << 20
+    cdef uint8_t *window = <uint8_t *>malloc(window_cap)
+    cdef uint8_t *batch = NULL
+    cdef uint8_t *hit
+    cdef int64_t wstart = from_pos + 1, got, q, length, base, found = -1
+    cdef ps_batch_header h
+    cdef size_t errpos
+    if window == NULL:
+        return -1
+    while found < 0 and wstart + PS_BATCH_HEADER_SIZE <= file_size:
+        got = ps_pread_all(s.rfd, <char *>window, window_cap, wstart)
+        if got < PS_BATCH_HEADER_SIZE:
+            break
+        q = 0
+        while q + PS_BATCH_HEADER_SIZE <= got:
+            # the magic byte sits at +16: jump to the next candidate
+            hit = <uint8_t *>memchr(window + q + PS_OFF_MAGIC, PS_MAGIC_V2, got - PS_BATCH_HEADER_SIZE - q + 1)
+            if hit == NULL:
+                break
+            q = (hit - window) - PS_OFF_MAGIC
+            base = <int64_t>ps_load_be64(window + q + PS_OFF_BASE_OFFSET)
+            length = <int64_t><int32_t>ps_load_be32(window + q + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
+            if base >= min_offset and base - min_offset < (<int64_t>1 << 31) and length >= PS_BATCH_HEADER_SIZE \
+                    and wstart + q + length <= file_size:
+                batch = <uint8_t *>malloc(length)
+                if batch == NULL:
+                    break
+                if ps_pread_all(s.rfd, <char *>batch, length, wstart + q) == length and \
+                        ps_batch_validate(batch, <size_t>length, 1, &h, &errpos) == PS_OK:
+                    found = wstart + q
+                    found_offset[0] = base
+                free(batch)
+                batch = NULL
+                if found >= 0:
+                    break
+            q += 1
+        # the next window overlaps by a header, so no candidate straddling the edge is missed
+        wstart += got - PS_BATCH_HEADER_SIZE + 1 if got > PS_BATCH_HEADER_SIZE else 1
+    free(window)
+    return found

@@ -362,6 +362,12 @@ cdef class ShardPool:
                     pthread_mutex_unlock(&self.shards[i].mu)
                     pthread_join(self.shards[i].thread, NULL)
                 self.shards[i].started = False
+        # No thread rings any more: the doorbell goes now, not when a garbage collector frees the pool.
+        if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:
+            close(self.doorbell_fds[1])
+        if self.doorbell_fds[0] >= 0:
+            close(self.doorbell_fds[0])
+        self.doorbell_fds[0] = self.doorbell_fds[1] = -1
 
     def __dealloc__(self):
         cdef int i

@@ -198,6 +198,11 @@ class BrokerCollector:
                                 labels=labels)
         size = GaugeMetricFamily("pstream_partition_size_bytes", "bytes of the partition's segments", labels=labels)
         segments = GaugeMetricFamily("pstream_partition_segments", "segments of the partition's log", labels=labels)
+        # storage damage, counted by the engine (Partition.corrupt_reads, Partition.damage)
+        corrupt = CounterMetricFamily("pstream_partition_corrupt_reads", "reads that met a corrupt batch (each "
+                                      "damaged file position is logged once)", labels=labels)
+        damaged = GaugeMetricFamily("pstream_partition_damaged", "1: recovery found damage followed by valid "
+                                    "batches; writes refused until `pstream log truncate`", labels=labels)
         log = self.broker.log
         for name in log.topics():
             for part in log.get_topic(name):
@@ -208,7 +213,9 @@ class BrokerCollector:
                 end.add_metric(values, part.high_watermark)
                 size.add_metric(values, nbytes)
                 segments.add_metric(values, nsegs)
-        yield from (start, hw, end, size, segments)
+                corrupt.add_metric(values, part.corrupt_reads)
+                damaged.add_metric(values, 0 if part.damage is None else 1)
+        yield from (start, hw, end, size, segments, corrupt, damaged)
 
     def _shards(self):
         labels = ["shard"]

@@ -188,12 +188,26 @@ class OffsetStore:
 
     # --- start ------------------------------------------------------------------------------
 
+    def internal_settings(self) -> dict:
+        """The topic's settings, the broker's alone: whatever created it (a client's Metadata
+        auto-creation, an older version), they are put back at start and at the first write."""
+        return dict(flush="always", retention_ms=None, retention_bytes=None, segment_bytes=self.segment_bytes,
+                    max_message_bytes=MAX_BATCH_BYTES)
+
+    def _enforce_settings(self, topic) -> None:
+        wanted = self.internal_settings()
+        if topic.overrides != wanted:
+            _log.warning("%s: replacing settings %s with the broker's own %s", OFFSETS_TOPIC, topic.overrides, wanted)
+            topic.replace_config(**wanted)
+
     def open(self) -> OffsetState:
         """Replays the topic, if there is one yet (it is created by the first write, as Kafka creates
         it on the first use of a group); returns the state."""
         if OFFSETS_TOPIC not in self.log:
             return self.state
-        self.part = self.log.get_topic(OFFSETS_TOPIC).partition(0)
+        topic = self.log.get_topic(OFFSETS_TOPIC)
+        self._enforce_settings(topic)
+        self.part = topic.partition(0)
         skipped = records = 0
         offset = self.part.log_start_offset
         while True:
@@ -240,9 +254,9 @@ class OffsetStore:
         """Appends records now, in call order; returns the last offset (-1 for none). The state
         changes once they are durable (`await durable(last)`)."""
         if self.part is None:
-            self.part = self.log.topic(OFFSETS_TOPIC, partitions=1, flush="always", retention_ms=None,
-                                       retention_bytes=None, segment_bytes=self.segment_bytes,
-                                       max_message_bytes=MAX_BATCH_BYTES).partition(0)
+            topic = self.log.topic(OFFSETS_TOPIC, partitions=1, **self.internal_settings())
+            self._enforce_settings(topic)   # it existed already: auto-created by a client's Metadata
+            self.part = topic.partition(0)
         last = -1
         for chunk in _batches(records):
             batch = _core.encode_batch([(k, v, None, None) for k, v in chunk])

@@ -6,6 +6,7 @@
     <data>/@lock                                  the Log's directory lock (flock)
     <data>/@node/                                 the broker's own files (identity, producer ids)
     <data>/@deleting-<hex>/                       a deleted topic being removed
+    <data>/@creating-<hex>/                       a topic being created (renamed to its name when whole)
 
 Every name that is not a topic contains '@', which no legal topic name can: a client can
 never create a topic that collides with pstream's own files.
@@ -25,20 +26,26 @@ TOPIC_META = "topic.json"
 LOCK_FILE = "@lock"
 NODE_DIR = "@node"
 DELETING_PREFIX = "@deleting-"
+CREATING_PREFIX = "@creating-"
 MAX_TOPIC_NAME = 249
-_LEGAL = re.compile(r"^[a-zA-Z0-9._-]+$")
+_LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 
 
 def check_topic_name(name: str) -> None:
-    """Kafka's rules: 1-249 of [a-zA-Z0-9._-], not '.' or '..'."""
-    if not isinstance(name, str) or not name:
-        raise InvalidTopicError(f"topic name must be a non-empty string, got {name!r}")
+    """Kafka's rules (org.apache.kafka.common.internals.Topic.validate), with its messages: 1-249 of
+    [a-zA-Z0-9._-], not '.' or '..'. The one check every path that creates or names a topic uses."""
+    if not isinstance(name, str):
+        raise InvalidTopicError(f"Topic name must be a string, got {type(name).__name__}")
+    if not name:
+        raise InvalidTopicError("Topic name is illegal, it can't be empty")
     if name in (".", ".."):
-        raise InvalidTopicError(f"topic name cannot be {name!r}", topic=name)
+        raise InvalidTopicError('Topic name cannot be "." or ".."', topic=name)
     if len(name) > MAX_TOPIC_NAME:
-        raise InvalidTopicError(f"topic name is {len(name)} characters, the limit is {MAX_TOPIC_NAME}", topic=name)
-    if not _LEGAL.match(name):
-        raise InvalidTopicError("topic name may only contain ASCII letters, digits, '.', '_' and '-'", topic=name)
+        raise InvalidTopicError(f"Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME} characters, "
+                                f"topic name: {name}", topic=name)
+    if not _LEGAL.fullmatch(name):   # fullmatch: '$' would let a trailing newline through
+        raise InvalidTopicError(f'Topic name "{name}" is illegal, it contains a character other than ASCII '
+                                f"alphanumerics, '.', '_' and '-'", topic=name)
 
 
 def segment_file_name(base_offset: int, suffix: str = ".log") -> str:
@@ -54,7 +61,7 @@ def partition_dir(data_dir: str, topic: str, partition: int) -> str:
 
 
 def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
@@ -62,19 +69,31 @@ def fsync_dir(path: str) -> None:
 
 
 def write_json_atomic(path: str, data: dict) -> None:
+    """Replaces path with data as JSON: a temp file, fsync'ed, renamed over path, then the directory
+    fsync'ed, so a crash leaves the old file or the new one, never a mix (and the rename survives)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     fsync_dir(os.path.dirname(path) or ".")
 
 
 def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """A metadata file's JSON object; CorruptMetadataError naming the file (and what to do) when it is
+    damaged, so a start stops with that message instead of a traceback."""
+    from pstream.storage.metadata import advice_for, read_json_strict
+
+    return read_json_strict(path, advice_for(path))
 
 
 def list_topics(data_dir: str) -> list[str]:
@@ -85,7 +104,8 @@ def list_topics(data_dir: str) -> list[str]:
 
 
 def deleting_dirs(data_dir: str) -> list[str]:
-    """Topics whose deletion was interrupted: finish removing them."""
+    """Topics whose deletion or creation was interrupted: remove them (a creation never took effect)."""
     if not os.path.isdir(data_dir):
         return []
-    return [os.path.join(data_dir, n) for n in os.listdir(data_dir) if n.startswith(DELETING_PREFIX)]
+    return [os.path.join(data_dir, n) for n in os.listdir(data_dir)
+            if n.startswith(DELETING_PREFIX) or n.startswith(CREATING_PREFIX)]

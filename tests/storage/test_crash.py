@@ -69,6 +69,7 @@ def _verify(data_dir: Path, known: list[dict[int, int]], parent_seq: int) -> Non
             offsets = sorted(present)
             assert offsets == list(range(part.log_start_offset, part.log_start_offset + len(offsets)))
             assert part.log_start_offset == 0
+            assert part.damage is None, f"p{number}: a crash was taken for damage: {part.damage}"
             lost = {o: s for o, s in known[number].items() if present.get(o) != s}
             assert not lost, f"p{number}: acknowledged records lost or changed: {sorted(lost.items())[:10]}"
             end = offsets[-1] + 1 if offsets else 0
@@ -81,8 +82,15 @@ def _verify(data_dir: Path, known: list[dict[int, int]], parent_seq: int) -> Non
 
 @pytest.mark.slow
 def test_acknowledged_records_survive_sigkill_at_random_moments(tmp_path):
+    kill_loop(tmp_path, ROUNDS, seed=20240611)
+
+
+def kill_loop(tmp_path: Path, rounds: int, seed: int) -> tuple[int, int]:
+    """`rounds` writers killed at random moments, the log verified after most; returns
+    (records acknowledged, verifications). Shared with tests/chaos/test_kill9_embedded.py."""
+    ROUNDS = rounds
     data_dir = tmp_path / "data"
-    rng = random.Random(20240611)
+    rng = random.Random(seed)
     known: list[dict[int, int]] = [{} for _ in range(crash_writer.PARTITIONS)]
     env = _child_env()
     acked_total = verified = 0
@@ -117,5 +125,6 @@ def test_acknowledged_records_survive_sigkill_at_random_moments(tmp_path):
             _verify(data_dir, known, parent_seq=first_seq + 900_000)
             verified += 1
 
-    assert acked_total > 200, "the writer should have acknowledged records before most kills"
+    assert acked_total > 20 * ROUNDS, "the writer should have acknowledged records before most kills"
     assert verified >= ROUNDS // 2
+    return acked_total, verified

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pstream import _core
-from pstream.errors import CorruptSegmentError
+from pstream.errors import CorruptSegmentError, StorageIOError
 from segment_files import (
     HEADER_FIELDS,
     O_DIRECT,
@@ -477,7 +477,9 @@ def test_reads_from_the_file_use_o_direct_and_return_its_exact_bytes(disk_dir, o
     part = open_log(disk_dir / "data", direct_io=True).topic("t").partition(0)
     paths = [seg[3] for seg in part.segments()]
     assert len(paths) > 2
-    assert any(f & O_DIRECT and f & os.O_ACCMODE == os.O_RDONLY for f in open_fd_flags(paths[0]))
+    # Sealed segments hold no descriptors between reads; the active one keeps its O_DIRECT reader.
+    assert open_fd_flags(paths[0]) == []
+    assert any(f & O_DIRECT and f & os.O_ACCMODE == os.O_RDONLY for f in open_fd_flags(paths[-1]))
     for path in paths:
         data = Path(path).read_bytes()
         pos = 0
@@ -504,3 +506,98 @@ def test_direct_and_buffered_writers_leave_identical_files(disk_dir, open_log):
         assert [(r.offset, r.key, r.value, r.timestamp_ms) for r in reopened.read(0)] == records
         reopened._log.close()
     assert contents[True] == contents[False]
+
+
+# --- damage inside the active segment -------------------------------------------------------
+
+
+def _damage_inside_the_active_segment(open_log):
+    """Acked, fsynced records in one segment; one byte of a batch in the middle flipped."""
+    log = open_log(segment_bytes=1 << 20, retention_ms=None)
+    part = log.topic("t").partition(0)
+    values = values_for(60)
+    for v in values:
+        part.append(v)     # flush="always": each one acknowledged after its fdatasync
+    log.close()
+    files = log_files(Path(log.path) / "t" / "0")
+    assert len(files) == 1
+    victim = batch_spans(files[0])[30]
+    flip_byte(files[0], victim.position + 61 + 3)
+    for index in (files[0].with_suffix(".index"), files[0].with_suffix(".timeindex")):
+        index.unlink()   # as after a crash: the index lags, recovery scans the whole segment
+    return values, files[0], victim
+
+
+def test_corrupt_batch_followed_by_valid_ones_is_not_cut_and_refuses_writes(open_log, caplog):
+    values, log_file, victim = _damage_inside_the_active_segment(open_log)
+    size = log_file.stat().st_size
+
+    part = reopen(open_log, segment_bytes=1 << 20)
+
+    assert log_file.stat().st_size == size, "recovery cut acknowledged, fsynced records"
+    assert part.high_watermark == victim.base_offset, "readable up to the damage"
+    assert read_values(part) == values[:victim.base_offset]
+    assert part.damage["file"] == str(log_file) and part.damage["position"] == victim.position
+    errors = [r.getMessage() for r in caplog.records if r.name == "pstream.storage" and r.levelname == "ERROR"]
+    assert any(str(log_file) in m and f"position {victim.position}" in m and "pstream log truncate" in m
+               for m in errors), errors
+    with pytest.raises(StorageIOError, match="pstream log truncate") as info:
+        part.append(b"would reuse an offset")
+    assert (info.value.file, info.value.position) == (str(log_file), victim.position)
+    with pytest.raises(StorageIOError):
+        part.submit_batch(_core.encode_batch([(None, b"x", [], None)])).wait()
+    with pytest.raises(StorageIOError):
+        part.roll()
+    part._log.close()
+    assert log_file.stat().st_size == size, "closing cut the damaged segment"
+
+    part = reopen(open_log, segment_bytes=1 << 20)
+    assert part.high_watermark == victim.base_offset and part.damage is not None
+
+
+def test_operator_truncate_drops_the_damage_and_writes_resume(open_log, capsys):
+    from pstream.cli.main import main
+
+    values, log_file, victim = _damage_inside_the_active_segment(open_log)
+    part = reopen(open_log, segment_bytes=1 << 20)
+    assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset)]) == 1, \
+        "truncating under an open Log must be refused"
+    part._log.close()
+
+    # past the valid batches (the damage): refused, naming where they end
+    assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset + 1)]) == 1
+    assert main(["log", "truncate", str(log_file.parent), "--to", str(victim.base_offset)]) == 0
+    assert f"ends at offset {victim.base_offset}" in capsys.readouterr().out
+    assert log_file.stat().st_size == victim.position
+
+    part = reopen(open_log, segment_bytes=1 << 20)
+    assert part.damage is None
+    assert part.append(b"after the repair") == victim.base_offset
+    assert read_values(part) == values[:victim.base_offset] + [b"after the repair"]
+
+
+def test_corrupt_read_is_logged_once_with_file_and_position_and_counted(open_log, caplog):
+    part, values, target_file, victim = _sealed_segment_with_damage(open_log, "middle", reopen_first=False)
+    for _ in range(3):
+        with pytest.raises(CorruptSegmentError):
+            part.read_batches(victim.base_offset, 1)
+    assert part.corrupt_reads == 3
+    logged = [r.getMessage() for r in caplog.records if r.name == "pstream.storage" and r.levelname == "ERROR"]
+    assert len(logged) == 1, logged
+    assert str(target_file) in logged[0] and f"position {victim.position}" in logged[0]
+
+
+def test_corrupt_log_start_checkpoint_stops_the_open_naming_the_file(open_log, data_dir):
+    from pstream.storage.metadata import CorruptMetadataError
+
+    log = open_log(**SETTINGS)
+    part = log.topic("t").partition(0)
+    for v in values_for(10):
+        part.append(v)
+    part.delete_records(5)
+    log.close()
+    checkpoint = data_dir / "t" / "0" / "log-start-offset"
+    checkpoint.write_bytes(b"\x00\x17garbage")
+    with pytest.raises(CorruptMetadataError, match="log start offset") as info:
+        open_log(**SETTINGS)
+    assert info.value.file == str(checkpoint)

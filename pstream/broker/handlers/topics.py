@@ -77,7 +77,12 @@ def _create_one(broker, t, validate_only: bool, version: int):
         try:
             layout.check_topic_name(t.name)
         except InvalidTopicError as exc:
-            raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, str(exc)) from None
+            raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, exc.message) from None  # Kafka's words only
+        if internal_topic_error(t.name):
+            # The broker creates its internal topics with its own settings (a client's retention.ms
+            # on __consumer_offsets once made committed offsets vanish).
+            raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                           f"{t.name} is an internal topic: only the broker creates it, with its own settings")
         if t.name in broker.log:
             raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
         _check_collision(broker, t.name)
