@@ -20,8 +20,13 @@ def fault_env(spec: str) -> dict:
     return {"PSTREAM_ENABLE_FAULT_INJECTION": "1", "PSTREAM_FAULTS": spec}
 
 
+def value(i: int) -> bytes:
+    """Record i's value; record 5 spans pages, so a failed write of it leaves a gap on disk."""
+    return b"v%d" % i * (3000 if i == 5 else 1)
+
+
 def batch(i: int, pid: int = -1, epoch: int = -1) -> bytes:
-    return pstream._core.encode_batch([(b"k%d" % i, b"v%d" % i, [], None)], producer_id=pid,
+    return pstream._core.encode_batch([(b"k%d" % i, value(i), [], None)], producer_id=pid,
                                       producer_epoch=epoch, base_sequence=i if pid >= 0 else -1)
 
 
@@ -59,7 +64,7 @@ def test_enospc_answers_at_once_keeps_acked_readable_and_resumes(broker_factory)
         # The failed batch was written when the partition resumed: its retry is a duplicate.
         assert retry.error_code == 0 and retry.base_offset == 5, retry
         assert wire.produce("diskfull", 0, batch(6, pid, epoch)).base_offset == 6
-        assert values(wire, "diskfull") == [b"v%d" % i for i in range(7)]
+        assert values(wire, "diskfull") == [value(i) for i in range(7)]
         ready = json.load(urllib.request.urlopen(b.admin_url + "/v1/status/ready"))
         assert ready["status"] == "ready"
     assert b.stop() == 0
@@ -68,7 +73,7 @@ def test_enospc_answers_at_once_keeps_acked_readable_and_resumes(broker_factory)
     assert "diskfull/0/00000000000000000000.log failed" in out
     b.start()   # everything is on disk
     with kafka_wire.KafkaWire(b.bootstrap) as wire:
-        assert values(wire, "diskfull") == [b"v%d" % i for i in range(7)]
+        assert values(wire, "diskfull") == [value(i) for i in range(7)]
 
 
 def test_sigterm_stops_the_broker_after_a_storage_error(broker_factory):

@@ -22,6 +22,9 @@ def disarmed():
     _core.disarm_faults()
 
 
+BIG = b"lost?" * 3000
+
+
 def values(part) -> list[bytes]:
     return [r.value for r in part.read(0)]
 
@@ -38,7 +41,7 @@ def test_enospc_is_reported_at_once_and_acked_records_stay_readable(open_log, ca
         part.append(b"v%d" % i)
     _core.arm_fault(op, "ENOSPC", topic="t", partition=0, count=None)
     with pytest.raises(errors.StorageIOError) as info:
-        part.append(b"lost?")
+        part.append(BIG)   # pages past the acked tail: the failed write leaves a gap on disk
     assert info.value.partition == 0 and info.value.file.endswith("t/0/00000000000000000000.log")
     with pytest.raises(errors.StorageIOError):   # refused without touching the disk
         part.append(b"refused")
@@ -54,10 +57,10 @@ def test_enospc_is_reported_at_once_and_acked_records_stay_readable(open_log, ca
     assert part.storage_error is None
     part.append(b"after")
     # The batch whose append failed was kept and written: at least once, never a hole.
-    assert values(part) == [b"v%d" % i for i in range(20)] + [b"lost?", b"after"]
+    assert values(part) == [b"v%d" % i for i in range(20)] + [BIG, b"after"]
     log.close()
     reopened = open_log()
-    assert values(reopened.topic("t").partition(0)) == [b"v%d" % i for i in range(20)] + [b"lost?", b"after"]
+    assert values(reopened.topic("t").partition(0)) == [b"v%d" % i for i in range(20)] + [BIG, b"after"]
 
 
 def test_a_fault_on_one_partition_after_n_calls_leaves_the_others_alone(open_log):
@@ -67,14 +70,14 @@ def test_a_fault_on_one_partition_after_n_calls_leaves_the_others_alone(open_log
     for i in range(3):
         topic.partition(1).append(b"x%d" % i)
     with pytest.raises(errors.StorageIOError, match="Input/output error"):
-        topic.partition(1).append(b"fails")
+        topic.partition(1).append(BIG)
     for i in range(10):
         topic.partition(0).append(b"y%d" % i)
     assert values(topic.partition(0)) == [b"y%d" % i for i in range(10)]
     assert _core.fault_hits() == 1
     assert topic.partition(1).revive()    # one-shot: the retry (written again from memory) succeeds
     topic.partition(1).append(b"next")
-    assert values(topic.partition(1)) == [b"x0", b"x1", b"x2", b"fails", b"next"]
+    assert values(topic.partition(1)) == [b"x0", b"x1", b"x2", BIG, b"next"]
 
 
 def test_a_failed_open_at_a_roll_is_refused_and_the_next_append_rolls(open_log):
