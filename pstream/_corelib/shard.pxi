@@ -43,6 +43,7 @@ cdef struct PartState:
     bint rolling
     int io_errno                # a write or sync failed: appends refused until part_revive succeeds
     int64_t failures            # failure episodes so far (Python logs each once)
+    bint reviving               # part_revive is rewriting (the mutex dropped): one at a time
     char fail_file[512]         # the file of the last failure
     int64_t watch_offset        # ring the doorbell when next_offset passes it (-1: nobody)
     int64_t watch_durable       # ring the doorbell when durable_offset passes it (-1: nobody)
@@ -181,10 +182,13 @@ cdef int part_revive(PartState *p) noexcept nogil:
     cdef Segment *s
     cdef size_t i = 0
     cdef int st = PS_OK
+    while p.reviving:       # two rewrites of one buffer must never overlap
+        pthread_cond_wait(&sh.done, &sh.mu)
     if not p.io_errno:
         return PS_OK
     if p.closed:
         return PS_ERR_CLOSED
+    p.reviving = True
     p.busy += 1             # close() waits for it: no segment is freed under the retry
     while i < p.n_segs:
         s = p.segs[i]
@@ -197,6 +201,7 @@ cdef int part_revive(PartState *p) noexcept nogil:
             continue
         i += 1
     p.busy -= 1
+    p.reviving = False
     if st == PS_OK:
         p.io_errno = 0
         part_update_durable(p)
