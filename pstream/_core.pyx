@@ -12,6 +12,7 @@ Built from fragments, one concept each (see pstream/_corelib/):
   shard     shard threads: flush policy, group commit, doorbell
   append    reserve/commit/roll on a partition, raw batches submitted to shards
   partition the partition log: append, read, roll, retention
+  faults    fault injection points for tests (pwrite, fdatasync, open, rename, fallocate)
 """
 
 include "_corelib/cdefs.pxi"
@@ -23,5 +24,6 @@ include "_corelib/recovery.pxi"
 include "_corelib/shard.pxi"
 include "_corelib/append.pxi"
 include "_corelib/partition.pxi"
+include "_corelib/faults.pxi"
 
 ps_crc32c_init()

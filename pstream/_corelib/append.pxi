@@ -85,7 +85,8 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
     base = p.next_offset
     pthread_mutex_unlock(&sh.mu)
     s = segment_new(p.directory, base, p.index_interval)
-    st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, p.want_direct, p.buffer_bytes, p.prealloc_bytes)
+    st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, p.want_direct, p.buffer_bytes, p.prealloc_bytes,
+                                                                p.segment_bytes)
     if st == PS_OK:
         st = fsync_directory(p.directory)   # the new file's name must survive a crash too
     if st != PS_OK:
@@ -127,8 +128,8 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
             if st != PS_OK:
                 return st
         elif st == RESERVE_ROOM and on_shard:
-            if segment_write_out(part_active(p), &sh.mu) != PS_OK and not p.io_errno:
-                p.io_errno = EIO
+            if segment_write_out(part_active(p), &sh.mu) != PS_OK:
+                part_fail(p, part_active(p).io_errno, part_active(p).log_path)
         elif st == RESERVE_ROOM or st == RESERVE_WAIT:
             if st == RESERVE_ROOM:
                 p.write_requested = True

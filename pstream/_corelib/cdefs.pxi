@@ -1,10 +1,10 @@
 # C declarations used by the core: only what is used, in one place.
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_MAX
-from libc.string cimport memcpy, memmove, memset, strlen
+from libc.string cimport memcpy, memmove, memset, strlen, strncpy
 from libc.stdio cimport snprintf
 from libc.stdlib cimport malloc, calloc, free, realloc
-from libc.errno cimport errno, EINVAL, EINTR, ETIMEDOUT, EIO
+from libc.errno cimport errno, EINVAL, EINTR, ETIMEDOUT, EIO, ENOSPC, EDQUOT
 from posix.unistd cimport close, unlink
 from posix.types cimport off_t
 
@@ -143,6 +143,23 @@ cdef extern from "ps_io.h" nogil:
     int fcntl(int fd, int cmd, ...)
     int F_GETFL
     int O_DIRECT
+
+
+cdef extern from "ps_faults.h" nogil:
+    enum:
+        PS_FAULT_PWRITE
+        PS_FAULT_FDATASYNC
+        PS_FAULT_OPEN
+        PS_FAULT_RENAME
+        PS_FAULT_FALLOCATE
+    int ps_fault_arm(int op, int err, const char *match, int64_t after, int64_t count)
+    int64_t ps_fault_disarm_all()
+    int64_t ps_fault_hits()
+    int ps_f_open_for_write(const char *path, int want_direct, int *direct)
+    int ps_f_preallocate(const char *path, int fd, int64_t offset, int64_t length)
+    int ps_f_pwrite_all(const char *path, int fd, const char *buf, size_t length, int64_t offset)
+    int ps_f_fdatasync(const char *path, int fd)
+    int ps_f_rename(const char *src, const char *dst)
 
 
 cdef extern from "<pthread.h>" nogil:

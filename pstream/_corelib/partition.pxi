@@ -128,6 +128,7 @@ cdef class Partition:
     cdef int64_t retention_bytes
     cdef int64_t retention_ms
     cdef bint fallback_logged
+    cdef int64_t failures_logged    # storage failure episodes already logged
     cdef object checkpoint_lock
     cdef readonly object damage          # where recovery found damage it may not cut (writes refused), or None
     cdef readonly int64_t corrupt_reads  # reads that met a corrupt batch (logged once per file and position)
@@ -263,7 +264,8 @@ cdef class Partition:
             s.created_ms = ps_now_ms()
             s.index_persisted = s.index.n
             s.time_persisted = s.index.tn
-            if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes) != PS_OK:
+            if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes,
+                                   self.p.segment_bytes) != PS_OK:
                 raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
         if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
@@ -433,6 +435,51 @@ cdef class Partition:
         pthread_mutex_unlock(&self.sh.mu)
         return False
 
+    @property
+    def storage_error(self):
+        """(errno, file) of the failed write or fdatasync that stops appends here, or None."""
+        cdef int err
+        cdef bytes path
+        pthread_mutex_lock(&self.sh.mu)
+        err = self.p.io_errno
+        path = self.p.fail_file
+        pthread_mutex_unlock(&self.sh.mu)
+        self._log_failure()
+        return (err, _os.fsdecode(path)) if err else None
+
+    def revive(self):
+        """After a failed write or fdatasync (a full disk): writes again from memory what is not
+        on disk yet and syncs it; returns True once the partition takes appends again, False while
+        the disk still fails (nothing is lost either way: the data stays in memory and readable)."""
+        cdef int st
+        with nogil:
+            pthread_mutex_lock(&self.sh.mu)
+            st = part_revive(self.p)
+            pthread_mutex_unlock(&self.sh.mu)
+        if st == PS_OK:
+            return True
+        self._log_failure()
+        return False
+
+    cdef int _log_failure(self) except -1:
+        """Logs each failure episode once, with the partition, the file and the error."""
+        cdef int err
+        cdef int64_t failures
+        cdef bytes path
+        if self.p.failures == self.failures_logged:
+            return 0
+        pthread_mutex_lock(&self.sh.mu)
+        err = self.p.io_errno
+        failures = self.p.failures
+        path = self.p.fail_file
+        pthread_mutex_unlock(&self.sh.mu)
+        self.failures_logged = failures
+        if err:
+            _log.error("%s-%d: writing %s failed: %s (errno %d); appends to this partition are refused "
+                       "until %s", self.topic, self.number, _os.fsdecode(path), _os.strerror(err), err,
+                       "the disk has room again" if err in (ENOSPC, EDQUOT) else "a restart")
+        return 0
+
     def _raise_if_failed(self):
         """Raises the error of a failed write or fdatasync on this partition, if any."""
         pthread_mutex_lock(&self.sh.mu)
@@ -494,8 +541,10 @@ cdef class Partition:
         if status == PS_ERR_CLOSED:
             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
         if status == PS_ERR_IO:
+            self._log_failure()
             raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
-                                         topic=self.topic, partition=self.number)
+                                         topic=self.topic, partition=self.number,
+                                         file=_os.fsdecode(self.p.fail_file) if err else None)
         if status == PS_ERR_NO_MEMORY:
             raise MemoryError("cannot grow the segment write buffer")
         raise status_error(status, None, None, self.topic, self.number)
@@ -1064,6 +1113,7 @@ cdef class Partition:
         cdef int st = PS_OK
         if self.p.closed:
             return
+        self.revive()   # a failed partition: the disk may have room by now
         self.flush()
         pthread_mutex_lock(&self.sh.mu)
         self.p.closed = True

@@ -7,6 +7,10 @@
 # flush policy, calls fdatasync. The file is preallocated in steps so writes never
 # land in holes. Where O_DIRECT is refused (EINVAL at open or first write) the same
 # code writes through the page cache and `direct_fallback` is set for Python to log.
+#
+# A failed write (ENOSPC, EIO) keeps its buffer as `failed_buf`: its bytes stay readable and
+# `segment_retry` writes them again once the disk has room, so nothing appended is dropped.
+# Every file call goes through a fault point of include/ps_faults.h (tests arm them).
 
 cdef struct Segment:
     int64_t base_offset
@@ -23,6 +27,7 @@ cdef struct Segment:
     int64_t synced_offset       # next_offset as of `synced`
     int64_t allocated           # preallocated file length
     int64_t prealloc_step
+    int64_t prealloc_limit      # never preallocate past this (segment.bytes): a small segment stays small
     uint8_t *buf                # active buffer: file bytes [buf_start, size)
     int64_t buf_start
     int64_t buf_cap
@@ -46,6 +51,11 @@ cdef struct Segment:
     bint deleted
     int refs                    # readers holding it outside the mutex
     int io_errno                # first write/sync error, reported to appenders
+    uint8_t *failed_buf         # the buffer of a failed write: file bytes [failed_start, +failed_len),
+    int64_t failed_cap          # kept readable and written again by segment_retry
+    int64_t failed_start
+    int64_t failed_len
+    int64_t failed_end_offset   # next_offset as of the end of failed_buf
     char *log_path
     char *index_path
     char *time_path
@@ -85,8 +95,11 @@ cdef Segment *segment_new(const char *directory, int64_t base_offset, int64_t in
 cdef void segment_free_buffers(Segment *s) noexcept nogil:
     free(s.buf)
     free(s.spare)
+    free(s.failed_buf)
     s.buf = NULL
     s.spare = NULL
+    s.failed_buf = NULL
+    s.failed_cap = 0
     s.buf_cap = 0
     s.spare_cap = 0
     s.spare_len = 0
@@ -109,11 +122,12 @@ cdef void segment_free(Segment *s) noexcept nogil:
     free(s)
 
 
-cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes, int64_t prealloc_step) noexcept nogil:
+cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes, int64_t prealloc_step,
+                             int64_t prealloc_limit) noexcept nogil:
     """Opens the write side at the segment's current size; the first page is loaded into the buffer."""
     cdef int direct = 0
     cdef int64_t tail
-    s.wfd = ps_open_for_write(s.log_path, want_direct, &direct)
+    s.wfd = ps_f_open_for_write(s.log_path, want_direct, &direct)
     if s.wfd < 0:
         return PS_ERR_IO
     s.direct = direct != 0
@@ -124,6 +138,7 @@ cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes,
     if want_direct and s.dfd < 0:
         s.dfd = ps_open_direct_read(s.log_path)
     s.prealloc_step = prealloc_step
+    s.prealloc_limit = ps_page_ceil(prealloc_limit)
     s.buf_cap = ps_page_ceil(buffer_bytes if buffer_bytes > PS_PAGE * 2 else PS_PAGE * 2)
     s.spare_cap = s.buf_cap
     s.buf = <uint8_t *>ps_aligned_alloc(s.buf_cap)
@@ -211,32 +226,43 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
         memset(old + length, 0, padded - length)
     if start + padded > s.allocated and s.prealloc_step > 0:
         # Preallocate in steps: writing into holes of a sparse file halves throughput here.
+        # At most up to the segment's size limit (a batch past it: only what it needs).
         grow = ps_page_ceil(start + padded - s.allocated)
         if grow < s.prealloc_step:
             grow = s.prealloc_step
-        if ps_preallocate(s.wfd, s.allocated, grow) == 0:
+        if s.allocated + grow > s.prealloc_limit and start + padded <= s.prealloc_limit:
+            grow = s.prealloc_limit - s.allocated
+        elif s.allocated + grow > s.prealloc_limit:
+            grow = ps_page_ceil(start + padded - s.allocated)
+        if ps_f_preallocate(s.log_path, s.wfd, s.allocated, grow) == 0:
             s.allocated += grow
-    rc = ps_pwrite_all(s.wfd, <const char *>old, padded, start)
+    rc = ps_f_pwrite_all(s.log_path, s.wfd, <const char *>old, padded, start)
     if rc != 0 and errno == EINVAL and s.direct:
         # The filesystem accepted O_DIRECT at open but refuses the write: go buffered.
         close(s.wfd)
-        s.wfd = ps_open_for_write(s.log_path, 0, &direct)
+        s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
         s.direct = False
         s.direct_fallback = True
-        rc = -1 if s.wfd < 0 else ps_pwrite_all(s.wfd, <const char *>old, length, start)
+        rc = -1 if s.wfd < 0 else ps_f_pwrite_all(s.log_path, s.wfd, <const char *>old, length, start)
     if rc != 0:
         err = errno
 
     pthread_mutex_lock(mu)
     s.inflight = NULL
-    s.spare = old
-    s.spare_cap = old_cap
-    s.spare_start = start
-    s.spare_len = 0 if err else length
     if err:
+        # Keep what failed: it stays readable, and segment_retry writes it again.
+        s.failed_buf = old
+        s.failed_cap = old_cap
+        s.failed_start = start
+        s.failed_len = length
+        s.failed_end_offset = end_offset
         if not s.io_errno:
             s.io_errno = err
         return PS_ERR_IO
+    s.spare = old
+    s.spare_cap = old_cap
+    s.spare_start = start
+    s.spare_len = length
     if end > s.written:
         s.written = end
         s.written_offset = end_offset
@@ -252,7 +278,7 @@ cdef int segment_sync(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     if s.synced >= target or s.wfd < 0:
         return PS_OK
     pthread_mutex_unlock(mu)
-    rc = ps_fdatasync(s.wfd)
+    rc = ps_f_fdatasync(s.log_path, s.wfd)
     pthread_mutex_lock(mu)
     if rc != 0:
         if not s.io_errno:
@@ -261,6 +287,62 @@ cdef int segment_sync(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     if target > s.synced:
         s.synced = target
         s.synced_offset = target_offset
+    return PS_OK
+
+
+cdef int segment_retry(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+    """After a failed write or fdatasync: writes again what is not known to be on disk, from
+    memory, and fdatasyncs; clears io_errno on success. Called and returns with mu held; drops it
+    for the I/O (the caller keeps the shard off this segment: its io_errno is set until the end).
+
+    A failed fdatasync is never simply retried (the kernel may have dropped the dirty pages and
+    the next fsync succeed): the unsynced bytes are written again from the last write's buffer.
+    PS_ERR_IO when they are no longer in memory: the segment stays failed until a restart."""
+    cdef const uint8_t *data = NULL
+    cdef int64_t start = 0, length = 0, padded
+    cdef int rc = 0, err = 0, direct = 0
+    if not s.io_errno:
+        return PS_OK
+    if s.failed_buf != NULL:
+        data = s.failed_buf
+        start = s.failed_start
+        length = s.failed_len
+    elif s.written > s.synced:
+        if s.spare == NULL or s.spare_len == 0 or s.spare_start > s.synced \
+                or s.spare_start + s.spare_len != s.written:
+            return PS_ERR_IO
+        data = s.spare
+        start = s.spare_start
+        length = s.spare_len
+    pthread_mutex_unlock(mu)
+    if s.wfd < 0:
+        s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
+        s.direct = False
+        rc = -1 if s.wfd < 0 else 0
+    if rc == 0 and data != NULL:
+        padded = ps_page_ceil(length) if s.direct else length
+        rc = ps_f_pwrite_all(s.log_path, s.wfd, <const char *>data, padded, start)
+    if rc == 0:
+        rc = ps_f_fdatasync(s.log_path, s.wfd)
+    if rc != 0:
+        err = errno if errno else EIO
+    pthread_mutex_lock(mu)
+    if err:
+        s.io_errno = err
+        return PS_ERR_IO
+    if s.failed_buf != NULL:
+        s.written = s.failed_start + s.failed_len
+        s.written_offset = s.failed_end_offset
+        free(s.spare)           # NULL: the write that failed had taken the spare
+        s.spare = s.failed_buf
+        s.spare_cap = s.failed_cap
+        s.spare_start = s.failed_start
+        s.spare_len = s.failed_len
+        s.failed_buf = NULL
+        s.failed_cap = 0
+    s.synced = s.written
+    s.synced_offset = s.written_offset
+    s.io_errno = 0
     return PS_OK
 
 
@@ -309,7 +391,7 @@ cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     if s.wfd >= 0:
         # Sealed: nobody appends or writes here any more, so the slow calls run unlocked.
         pthread_mutex_unlock(mu)
-        if ftruncate(s.wfd, s.size) != 0 or ps_fdatasync(s.wfd) != 0:
+        if ftruncate(s.wfd, s.size) != 0 or ps_f_fdatasync(s.log_path, s.wfd) != 0:
             st = PS_ERR_IO
         else:
             close(s.wfd)
@@ -356,8 +438,14 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
         if b >= s.buf_start:
             memcpy(dst + (b - pos), s.buf + (b - s.buf_start), end - b)
             b = end
+        elif s.inflight == NULL and s.failed_buf != NULL and b >= s.failed_start:
+            n = s.buf_start - b       # the bytes of a failed write, kept until written again
+            if n > end - b:
+                n = end - b
+            memcpy(dst + (b - pos), s.failed_buf + (b - s.failed_start), n)
+            b += n
         elif s.inflight == NULL:
-            pthread_mutex_unlock(mu)  # a failed write left a gap: nothing to serve
+            pthread_mutex_unlock(mu)  # nothing holds these bytes (never expected)
             return -1
         else:
             n = s.buf_start - b

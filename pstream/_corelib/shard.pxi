@@ -41,7 +41,10 @@ cdef struct PartState:
     bint sync_requested
     bint write_requested
     bint rolling
-    int io_errno
+    int io_errno                # a write or sync failed: appends refused until part_revive succeeds
+    int64_t failures            # failure episodes so far (Python logs each once)
+    bint reviving               # part_revive is rewriting (the mutex dropped): one at a time
+    char fail_file[512]         # the file of the last failure
     int64_t watch_offset        # ring the doorbell when next_offset passes it (-1: nobody)
     int64_t watch_durable       # ring the doorbell when durable_offset passes it (-1: nobody)
     # settings the shard needs as much as appenders do
@@ -159,6 +162,59 @@ cdef bint part_needs_service(PartState *p, int64_t now_ns, int64_t *deadline, bi
     return False
 
 
+cdef void part_fail(PartState *p, int err, const char *path) noexcept nogil:
+    """Marks the partition failed (mutex held): appends are refused, waiters are told at once."""
+    if p.io_errno:
+        return
+    p.io_errno = err if err else EIO
+    p.failures += 1
+    p.fail_file[0] = 0
+    if path != NULL:
+        strncpy(p.fail_file, path, sizeof(p.fail_file) - 1)
+        p.fail_file[sizeof(p.fail_file) - 1] = 0
+
+
+cdef int part_revive(PartState *p) noexcept nogil:
+    """Retries a failed partition (mutex held; dropped for the I/O): every segment's failed write
+    or fdatasync is done again from memory, oldest segment first; on success appends are taken
+    again and the shard goes on writing. PS_ERR_IO (io_errno updated) while the disk still fails."""
+    cdef Shard *sh = p.shard
+    cdef Segment *s
+    cdef size_t i = 0
+    cdef int st = PS_OK
+    while p.reviving:       # two rewrites of one buffer must never overlap
+        pthread_cond_wait(&sh.done, &sh.mu)
+    if not p.io_errno:
+        return PS_OK
+    if p.closed:
+        return PS_ERR_CLOSED
+    if p.io_errno == EUCLEAN:   # damage found at recovery: only the operator's truncate clears it
+        return PS_ERR_IO
+    p.reviving = True
+    p.busy += 1             # close() waits for it: no segment is freed under the retry
+    while i < p.n_segs:
+        s = p.segs[i]
+        if s.io_errno:
+            st = segment_retry(s, &sh.mu)
+            if st != PS_OK:
+                p.io_errno = s.io_errno
+                break
+            i = 0           # the list may have changed while the mutex was dropped
+            continue
+        i += 1
+    p.busy -= 1
+    p.reviving = False
+    if st == PS_OK:
+        p.io_errno = 0
+        part_update_durable(p)
+        p.write_requested = True
+        p.sync_requested = True
+        shard_enqueue(sh, p)
+    shard_watch_check(sh, p)
+    pthread_cond_broadcast(&sh.done)
+    return st
+
+
 cdef void part_update_durable(PartState *p) noexcept nogil:
     """durable_offset: synced up to the first segment not yet finalized (all before it are).
 
@@ -196,7 +252,7 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
         if s.sealed and not s.finalized:
             st = segment_finalize(s, &sh.mu)
             if st != PS_OK:
-                p.io_errno = s.io_errno if s.io_errno else EIO
+                part_fail(p, s.io_errno, s.log_path)
             i = 0
             continue
         i += 1
@@ -211,8 +267,8 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
             shard_note_sync(sh, ps_monotonic_ns() - t_sync)
         if st == PS_OK:
             segment_persist_index(a, &sh.mu, False)
-    if st != PS_OK and not p.io_errno:
-        p.io_errno = a.io_errno if a.io_errno else EIO
+    if st != PS_OK:
+        part_fail(p, a.io_errno, a.log_path)
     part_update_durable(p)
     a = part_active(p)
     if a.direct_fallback:

@@ -1,6 +1,9 @@
 """The admin API's endpoints: JSON views of one broker's state, and /metrics.
 
-    GET /v1/status/ready     200 {"status": "ready"} while serving Kafka clients, else 503
+    GET /v1/status/ready     200 {"status": "ready"} while serving Kafka clients, else 503; 200
+                             {"status": "degraded", "storage": {...}} while Produce is refused for
+                             lack of free space or a partition's writes failed (fetches go on, so
+                             the broker stays in service; pstream_storage_degraded alerts)
     GET /v1/brokers          this node: id, cluster, address, version, uptime, shards, data dir, disk
     GET /v1/topics           every topic: partitions, records, bytes, segments
     GET /v1/topics/NAME      one topic's partitions (offsets, sizes, segments) and configs (404 if unknown)
@@ -84,7 +87,12 @@ class AdminApi:
 
     def ready(self, request: Request) -> Response:
         state = self.broker.state
-        return Response.json({"status": "ready" if state == "serving" else state}, 200 if state == "serving" else 503)
+        if state != "serving":
+            return Response.json({"status": state}, 503)
+        storage = self.broker.storage.status(self.broker.log)
+        if storage["degraded"] or storage["failed_partitions"]:
+            return Response.json({"status": "degraded", "storage": storage})
+        return Response.json({"status": "ready"})
 
     async def brokers(self, request: Request) -> Response:
         b = self.broker
@@ -100,6 +108,7 @@ class AdminApi:
             "started_at_ms": int(b.started_at * 1000), "uptime_seconds": round(time.time() - b.started_at, 3),
             "shards": log.shards, "data_dir": data_dir,
             "disk": {"data_bytes": used, "free_bytes": disk.free, "total_bytes": disk.total},
+            "storage": b.storage.status(log),
             "connections": len(b.connections), "topics": len(log.topics()),
         }])
 

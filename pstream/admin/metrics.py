@@ -30,7 +30,9 @@ Metric names (all pstream_ ones have the labels shown):
   pstream_shard_writes_total{shard}, pstream_shard_queue_depth{shard},
   pstream_shard_busy_seconds_total{shard};
   pstream_connections; pstream_group_lag{group, topic, partition}, pstream_group_members{group};
-  pstream_uptime_seconds.
+  pstream_uptime_seconds;
+  pstream_storage_free_bytes, pstream_storage_min_free_bytes, pstream_storage_degraded,
+  pstream_storage_failed_partitions (broker/storage_health.py, as of its last check).
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ class BrokerCollector:
         yield from self._partitions()
         yield from self._shards()
         yield from self._groups()
+        yield from self._storage()
         connections = GaugeMetricFamily("pstream_connections", "Kafka client connections open")
         connections.add_metric([], len(broker.connections))
         yield connections
@@ -237,6 +240,19 @@ class BrokerCollector:
             depth.add_metric(shard, s["queue_depth"])
             busy.add_metric(shard, s["busy_s"])
         yield from (fsyncs, fsync_time, writes, depth, busy)
+
+    def _storage(self):
+        storage = self.broker.storage
+        for name, doc, value in (
+                ("pstream_storage_free_bytes", "free bytes on the data directory's filesystem", storage.free_bytes),
+                ("pstream_storage_min_free_bytes", "storage_min_free_bytes in force: below it Produce is refused",
+                 storage.min_free_bytes),
+                ("pstream_storage_degraded", "1 while Produce is refused for lack of free space", int(storage.degraded)),
+                ("pstream_storage_failed_partitions", "partitions whose writes failed (appends refused)",
+                 len(storage.failed))):
+            family = GaugeMetricFamily(name, doc)
+            family.add_metric([], value)
+            yield family
 
     def _groups(self):
         groups = self.broker.groups

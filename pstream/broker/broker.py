@@ -7,6 +7,12 @@ connections.max.idle.ms), the node's identity (node id, cluster id persisted in
 (replayed from __consumer_offsets before the first client is served), and clean shutdown:
 stop accepting, answer waiting group requests, let in-flight requests finish, snapshot
 producer state, close the Log (which drains the shards, fdatasyncs and writes the indexes).
+A storage error met while stopping is logged and makes the exit code 1; it never keeps the
+process from exiting. The disk watch (free space, failed partitions) is in storage_health.
+
+Fault injection (tests only): with PSTREAM_ENABLE_FAULT_INJECTION=1, the faults named in
+PSTREAM_FAULTS are armed at start (format in pstream/_corelib/faults.pxi); without it the
+variable is ignored, so a production broker never fails on purpose.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pstream.broker.connection import KafkaConnection
 from pstream.broker.dispatch import load_handlers
 from pstream.broker.frames import FramePool
 from pstream.broker.handlers.fetch import high_watermark
+from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
 from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
 from pstream.errors import ConfigError
@@ -66,6 +73,10 @@ class Broker:
         self.state = "starting"   # -> serving -> stopping -> stopped (what /v1/status/ready reports)
         self._sweeper: asyncio.Task | None = None
         self._snapshotter: asyncio.Task | None = None
+        self._storage_watch: asyncio.Task | None = None
+        self.storage = StorageHealth(config.data_dir, config.storage_min_free_bytes, self._on_partition_revived)
+        self.fault_injection = os.environ.get("PSTREAM_ENABLE_FAULT_INJECTION") == "1"
+        self.exit_code = 0
         self._stopped = asyncio.Event()
         self.started_at = time.time()
         self.host, self.port = config.advertised
@@ -111,6 +122,24 @@ class Broker:
         self.groups.on_topic_deleted(topic)
         self.metrics.forget_topic(topic)
 
+    def _on_partition_revived(self, part) -> None:
+        """The batches whose appends failed are in the log now: the idempotent producers'
+        state is read again from it, so their retries are answered as duplicates."""
+        self._producer_states.pop((part.topic, part.number), None)
+
+    @property
+    def storage_refusal(self) -> str | None:
+        """Why Produce is refused broker-wide (free space below storage_min_free_bytes), or None."""
+        return self.storage.refusal
+
+    async def _watch_storage(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL_S)
+            try:
+                self.storage.check(self.log)
+            except Exception:
+                _log.exception("the storage check failed")
+
     def _snapshot_producer_states(self) -> None:
         for (topic, number), state in list(self._producer_states.items()):
             try:
@@ -124,6 +153,11 @@ class Broker:
     async def start(self) -> None:
         cfg = self.config
         os.makedirs(cfg.data_dir, exist_ok=True)
+        if self.fault_injection and os.environ.get("PSTREAM_FAULTS"):
+            armed = pstream._core.arm_faults_from_spec(os.environ["PSTREAM_FAULTS"])
+            _log.warning("fault injection: %d fault(s) armed from PSTREAM_FAULTS=%r", armed,
+                         os.environ["PSTREAM_FAULTS"])
+        self.storage.check_space()
         self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
                                **cfg.topic_defaults())
         try:
@@ -162,6 +196,7 @@ class Broker:
             self.port = sock[1]
         self._sweeper = asyncio.ensure_future(self._sweep_idle())
         self._snapshotter = asyncio.ensure_future(self._snapshot_periodically())
+        self._storage_watch = asyncio.ensure_future(self._watch_storage())
         _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
                   pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
                   self.cluster_id)
@@ -188,13 +223,36 @@ class Broker:
             self._snapshot_producer_states()
 
     async def stop(self) -> None:
-        """Stops accepting, gives in-flight requests a moment, then closes the log durably."""
+        """Stops accepting, gives in-flight requests a moment, then closes the log durably.
+
+        Whatever fails on the way (a disk error while closing the log) is logged and the broker
+        still stops: exit_code says whether everything was synced."""
         if self._server is None:
             return
         server, self._server = self._server, None
         self.state = "stopping"   # readiness answers 503 from now on
+        try:
+            await self._drain(server)
+        except Exception:
+            self.exit_code = 1
+            _log.exception("error while stopping; closing the log anyway")
+        finally:
+            self.state = "stopped"
+            try:
+                self.log.close()
+            except Exception as exc:
+                self.exit_code = 1
+                _log.error("closing the log failed: %s; what was acknowledged is on disk, what was not "
+                           "may be lost", exc)
+            self._stopped.set()
+        if self.exit_code == 0:
+            _log.info("pstream stopped; data synced and indexes written")
+        else:
+            _log.error("pstream stopped after a storage error (exit code %d)", self.exit_code)
+
+    async def _drain(self, server) -> None:
         server.close()
-        for task in (self._sweeper, self._snapshotter):
+        for task in (self._sweeper, self._snapshotter, self._storage_watch):
             if task is not None:
                 task.cancel()
         self.groups.stop()   # JoinGroup/SyncGroup requests waiting on a rebalance are answered now
@@ -208,10 +266,6 @@ class Broker:
         if self._admin is not None:   # before the Log closes: nothing reads it afterwards
             await self._admin.close()
         self._snapshot_producer_states()
-        self.state = "stopped"
-        self.log.close()
-        self._stopped.set()
-        _log.info("pstream stopped; data synced and indexes written")
 
     async def serve_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
@@ -241,13 +295,12 @@ def run(config: BrokerConfig) -> int:
         uvloop = None
         _log.info("uvloop is not installed: using asyncio's default loop")
 
-    async def main() -> None:
+    async def main() -> int:
         broker = Broker(config)
         await broker.start()
         await broker.serve_until_signalled()
+        return broker.exit_code
 
     if uvloop is not None:
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
-    return 0
+        return uvloop.run(main())
+    return asyncio.run(main())

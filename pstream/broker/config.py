@@ -49,6 +49,7 @@ ENV_PREFIX = "PSTREAM_"
 _OTHER_ENV = frozenset({
     "PSTREAM_CONFIG", "PSTREAM_BROKERS", "PSTREAM_CRC32C_SOFTWARE", "PSTREAM_ANNOTATE",
     "PSTREAM_DEBUG_BUILD", "PSTREAM_BENCH_DIR", "PSTREAM_SHRINK",
+    "PSTREAM_FAULTS", "PSTREAM_ENABLE_FAULT_INJECTION",   # tests only: see pstream/_corelib/faults.pxi
 })
 _OTHER_ENV_PREFIX = "PSTREAM_TEST_"
 
@@ -88,6 +89,11 @@ class BrokerConfig:
     log_level: str = "INFO"
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
+    # Free space the data directory's filesystem must keep: below it Produce is refused with
+    # KAFKA_STORAGE_ERROR before the disk is full (Redpanda's storage_min_free_bytes). None:
+    # min(1 GiB, 5% of the filesystem), so a small test filesystem is not refused from the
+    # start; 0: no threshold.
+    storage_min_free_bytes: int | None = None
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -269,6 +275,9 @@ _SETTINGS = (
     _Setting("offsets_retention_minutes", _Int(1, INT32_MAX, metavar="MINUTES"),
              "keep an empty group's committed offsets this long", "offsets.retention.minutes"),
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
+    _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
+             "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "
+             "space than this (0: never; default: 1 GiB or 5% of the filesystem, whichever is smaller)"),
     _Setting("admin_listen", _Address(0, True, "HOST:PORT with a port 0..65535 (0 picks a free port), "
                                                "or off", off_ok=True),
              "address of the admin HTTP API and Prometheus /metrics (off: none)"),

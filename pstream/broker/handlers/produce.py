@@ -206,6 +206,8 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(topic))
         if records is None or len(records) == 0:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
+        if broker.storage_refusal:   # free space below storage_min_free_bytes (broker/storage_health.py)
+            raise _Refused(ErrorCode.KAFKA_STORAGE_ERROR, broker.storage_refusal)
         waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1)
         return _await_partition(broker, part, response, waits, len(records), count)
     except Exception as exc:
