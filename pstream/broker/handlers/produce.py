@@ -106,16 +106,16 @@ def check_records(config, part, batch: memoryview) -> None:
     too, since the shard computes it as it appends."""
     if len(batch) > config.max_message_bytes:
         return
-    before = getattr(config, "message_timestamp_before_max_ms", None)
-    after = getattr(config, "message_timestamp_after_max_ms", None)
-    if before is None and after is None:
-        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=part.timestamp_type == 0,
+    before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
+    create_time = part.timestamp_type == 0
+    if before >= NO_LIMIT and after >= NO_LIMIT:   # Kafka's defaults
+        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
                                   max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
     else:
         now = int(time.time() * 1000)
-        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=part.timestamp_type == 0,
-                                  min_timestamp=-NO_LIMIT - 1 if before is None else max(now - before, -NO_LIMIT - 1),
-                                  max_timestamp=NO_LIMIT if after is None else min(now + after, NO_LIMIT),
+        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
+                                  min_timestamp=max(now - before, -NO_LIMIT - 1),
+                                  max_timestamp=min(now + after, NO_LIMIT),
                                   max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
     if fault is not None:
         raise _Refused(_FAULT_ERRORS[fault.kind], fault.message, fault.record_index)
