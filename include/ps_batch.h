@@ -19,6 +19,7 @@
 #include "ps_endian.h"
 #include "ps_varint.h"
 #include "ps_crc32c.h"
+#include "ps_utf8.h"
 
 #define PS_BATCH_HEADER_SIZE 61
 #define PS_BATCH_LOG_OVERHEAD 12  /* baseOffset + batchLength */
@@ -182,6 +183,7 @@ typedef enum {
     PS_FAULT_OFFSET_DELTA = 2,    /* record i has an offset delta other than i */
     PS_FAULT_TIMESTAMP = 3,       /* a CreateTime timestamp outside the allowed range */
     PS_FAULT_TIMESTAMP_TYPE = 4,  /* the producer set LogAppendTime on its batch */
+    PS_FAULT_HEADER_KEY = 5,      /* a header key that is not UTF-8 */
 } ps_record_fault;
 
 typedef struct {
@@ -196,6 +198,7 @@ typedef struct {
     /* kept by the walk */
     int32_t index;                /* records walked */
     size_t walked;                /* section bytes walked in earlier pieces */
+    size_t cut_end;               /* after a piece: where the record it cut ends in the section (0: unknown) */
     /* the first fault: record index (-1: the batch as a whole), section position */
     ps_record_fault fault;
     int32_t fault_index;
@@ -215,6 +218,7 @@ static inline void ps_record_walk_init(ps_record_walk *w, const ps_batch_header 
     w->max_timestamp = max_ts;
     w->index = 0;
     w->walked = 0;
+    w->cut_end = 0;
     w->fault = PS_FAULT_NONE;
     w->fault_index = -1;
     w->fault_pos = 0;
@@ -237,6 +241,7 @@ static inline int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size
     size_t pos = 0, errpos = 0;
     ps_record r;
     *used = 0;
+    w->cut_end = 0;
     while (pos < n) {
         if (w->index >= w->count)
             return ps_record_walk_fail(w, PS_ERR_RECORD_COUNT, PS_FAULT_STRUCTURE, -1, pos, 0);
@@ -246,12 +251,24 @@ static inline int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size
             if (ps_read_varint(s, n, &p, &length) != PS_OK) {
                 if (n - pos < 5) break;   /* the length itself is cut */
             } else if (length >= 0 && (size_t)length > n - p) {
+                w->cut_end = w->walked + p + (size_t)length;
                 break;
             }
         }
         size_t start = pos;
         int st = ps_record_parse(s, n, &pos, &r, &errpos);
         if (st) return ps_record_walk_fail(w, st, PS_FAULT_STRUCTURE, w->index, errpos, 0);
+        if (r.header_count) {   /* the parse checked the header lengths; keys must be UTF-8 too */
+            size_t hp = r.headers_pos, kpos, vpos;
+            int32_t klen, vlen;
+            for (int32_t j = 0; j < r.header_count; j++) {
+                ps_read_bytes_field(s, r.end, &hp, 0, &klen, &kpos, &errpos);
+                ps_read_bytes_field(s, r.end, &hp, 1, &vlen, &vpos, &errpos);
+                size_t bad = ps_utf8_check(s + kpos, (size_t)klen);
+                if (bad != (size_t)klen)
+                    return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_HEADER_KEY, w->index, kpos, j);
+            }
+        }
         if (r.offset_delta != w->index)
             return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_OFFSET_DELTA, w->index, start,
                                        r.offset_delta);

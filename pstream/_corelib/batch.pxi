@@ -460,9 +460,11 @@ cdef extern from "ps_batch.h" nogil:
         PS_FAULT_OFFSET_DELTA
         PS_FAULT_TIMESTAMP
         PS_FAULT_TIMESTAMP_TYPE
+        PS_FAULT_HEADER_KEY
     ctypedef struct ps_record_walk:
         int32_t index
         size_t walked
+        size_t cut_end
         ps_record_fault fault
         int32_t fault_index
         size_t fault_pos
@@ -510,6 +512,9 @@ cdef BatchFault walk_fault(const ps_record_walk *w, int st, const ps_batch_heade
     if w.fault == PS_FAULT_TIMESTAMP:
         return BatchFault(FAULT_INVALID_TIMESTAMP, f"timestamp {w.fault_value} of record {i} is out of range: "
                                                    f"it must lie within [{min_ts}, {max_ts}]", pos, i)
+    if w.fault == PS_FAULT_HEADER_KEY:
+        return BatchFault(FAULT_INVALID_RECORD, f"record {i} header {w.fault_value} key is not valid UTF-8 "
+                                                f"(byte {pos})", pos, i)
     if w.fault == PS_FAULT_TIMESTAMP_TYPE:
         return BatchFault(FAULT_INVALID_TIMESTAMP, f"record {i}: a producer must not set the LogAppendTime "
                                                    f"timestamp type on its batch", pos, i)
@@ -629,6 +634,12 @@ def check_batch(buf, *, bint check_crc=True, bint check_timestamps=False, bint c
             st = walker.piece(<const uint8_t *>PyBytes_AS_STRING(chunk), <size_t>PyBytes_GET_SIZE(chunk), False)
             if st != PS_OK:
                 return walk_fault(&walker.w, st, &h, min_timestamp, max_timestamp)
+            if walker.w.cut_end > <size_t>max_decompressed:
+                # A record claiming to end past the limit: refused now, not once its bytes are held.
+                return BatchFault(FAULT_TOO_LARGE, f"{_compression.codec_name(codec)} records section: record "
+                                                   f"{walker.w.index} ends at byte {walker.w.cut_end}, past the "
+                                                   f"limit of {max_decompressed} bytes", PS_BATCH_HEADER_SIZE,
+                                  walker.w.index)
     except _compression.OutputTooLargeError as exc:
         return BatchFault(FAULT_TOO_LARGE, exc.message, PS_BATCH_HEADER_SIZE)
     except _errors.CompressionError as exc:
