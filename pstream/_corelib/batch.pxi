@@ -553,17 +553,27 @@ cdef class _RecordWalker:
         return 0
 
     cdef int piece(self, const uint8_t *s, size_t n, bint last) except -2:
-        """Walks one piece; returns the walk's status."""
-        cdef size_t used = 0
+        """Walks one piece; returns the walk's status. A record cut by the previous piece is
+        completed in the carry with just the bytes it lacks; the rest is walked in place."""
+        cdef size_t used = 0, take
         cdef int st
-        if self.carry_len:
-            self.keep(s, n)
+        while self.carry_len:
+            if n == 0 and not last:
+                return PS_OK
+            # the cut record's missing bytes, or one byte at a time while its length is cut
+            take = self.w.cut_end - self.w.walked - self.carry_len if self.w.cut_end else 1
+            take = min(take, n)
+            self.keep(s, take)
+            s += take
+            n -= take
             with nogil:
-                st = ps_record_walk_piece(&self.w, self.carry, self.carry_len, last, &used)
-            if st == PS_OK:
-                memmove(self.carry, self.carry + used, self.carry_len - used)
-                self.carry_len -= used
-            return st
+                st = ps_record_walk_piece(&self.w, self.carry, self.carry_len, last and n == 0, &used)
+            if st != PS_OK:
+                return st
+            memmove(self.carry, self.carry + used, self.carry_len - used)
+            self.carry_len -= used
+            if n == 0 and last:
+                break
         with nogil:
             st = ps_record_walk_piece(&self.w, s, n, last, &used)
         if st == PS_OK and used < n:
