@@ -156,7 +156,6 @@ def run_bombs(broker, names, rounds: int) -> None:
             producer.join(30)
         assert producer.failures == []
         assert producer.acked >= acked_before + 10, "the good producer stopped getting acks"
-        print(f"broker peak RSS growth over the bombs: {growth >> 20} MiB")
         assert growth < PEAK_GROWTH_BOUND, f"the broker's peak RSS grew by {growth >> 20} MiB"
         # Nothing of any bomb was stored.
         ok = pstream._core.encode_batch([(None, b"after", [], None)])
