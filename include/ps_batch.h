@@ -19,6 +19,7 @@
 #include "ps_endian.h"
 #include "ps_varint.h"
 #include "ps_crc32c.h"
+#include "ps_utf8.h"
 
 #define PS_BATCH_HEADER_SIZE 61
 #define PS_BATCH_LOG_OVERHEAD 12  /* baseOffset + batchLength */
@@ -163,6 +164,133 @@ static inline int ps_records_validate(const uint8_t *s, size_t n, int32_t count,
         if (st) return st;
     }
     if (pos != n) { *errpos = pos; return PS_ERR_RECORD_COUNT; }
+    return PS_OK;
+}
+
+/* --- what a broker checks before storing a batch (Kafka's LogValidator) ---------------------
+ *
+ * The walk goes once over a records section, possibly handed over in pieces (a compressed
+ * section is decompressed a chunk at a time and never held whole): every record is parsed
+ * with ps_record_parse, its offset delta must be its index, and with check_timestamps its
+ * timestamp must be inside [min_timestamp, max_timestamp] (CreateTime topics) and the batch
+ * must not claim LogAppendTime for itself, as LogValidator.validateTimestamp rules.
+ * At the end the records walked must be exactly the batch's record count, ending exactly
+ * at the end of the section.
+ */
+typedef enum {
+    PS_FAULT_NONE = 0,
+    PS_FAULT_STRUCTURE = 1,       /* status says which: varint, record length, count */
+    PS_FAULT_OFFSET_DELTA = 2,    /* record i has an offset delta other than i */
+    PS_FAULT_TIMESTAMP = 3,       /* a CreateTime timestamp outside the allowed range */
+    PS_FAULT_TIMESTAMP_TYPE = 4,  /* the producer set LogAppendTime on its batch */
+    PS_FAULT_HEADER_KEY = 5,      /* a header key that is not UTF-8 */
+} ps_record_fault;
+
+typedef struct {
+    /* set by the caller */
+    int32_t count;                /* the batch header's record count */
+    int64_t base_timestamp;
+    int64_t batch_max_timestamp;
+    int batch_log_append_time;    /* the batch's timestamp-type attribute */
+    int check_timestamps;
+    int topic_create_time;        /* the topic keeps the producer's timestamps */
+    int64_t min_timestamp, max_timestamp;
+    /* kept by the walk */
+    int32_t index;                /* records walked */
+    size_t walked;                /* section bytes walked in earlier pieces */
+    size_t cut_end;               /* after a piece: where the record it cut ends in the section (0: unknown) */
+    /* the first fault: record index (-1: the batch as a whole), section position */
+    ps_record_fault fault;
+    int32_t fault_index;
+    size_t fault_pos;
+    int64_t fault_value;          /* the offending offset delta or timestamp */
+} ps_record_walk;
+
+static inline void ps_record_walk_init(ps_record_walk *w, const ps_batch_header *h, int check_timestamps,
+                                       int topic_create_time, int64_t min_ts, int64_t max_ts) {
+    w->count = h->record_count;
+    w->base_timestamp = h->base_timestamp;
+    w->batch_max_timestamp = h->max_timestamp;
+    w->batch_log_append_time = (h->attributes & PS_ATTR_TIMESTAMP_TYPE) != 0;
+    w->check_timestamps = check_timestamps;
+    w->topic_create_time = topic_create_time;
+    w->min_timestamp = min_ts;
+    w->max_timestamp = max_ts;
+    w->index = 0;
+    w->walked = 0;
+    w->cut_end = 0;
+    w->fault = PS_FAULT_NONE;
+    w->fault_index = -1;
+    w->fault_pos = 0;
+    w->fault_value = 0;
+}
+
+static inline int ps_record_walk_fail(ps_record_walk *w, int st, ps_record_fault fault, int32_t index,
+                                      size_t pos, int64_t value) {
+    w->fault = fault;
+    w->fault_index = index;
+    w->fault_pos = w->walked + pos;
+    w->fault_value = value;
+    return st;
+}
+
+/* Walks the complete records of the piece s[0:n]; *used says how many bytes they took.
+ * With last == 0 a record cut by the end of the piece is left for the next call (the
+ * caller keeps s[*used:] and prepends it); with last != 0 the piece ends the section. */
+static inline int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size_t n, int last, size_t *used) {
+    size_t pos = 0, errpos = 0;
+    ps_record r;
+    *used = 0;
+    w->cut_end = 0;
+    while (pos < n) {
+        if (w->index >= w->count)
+            return ps_record_walk_fail(w, PS_ERR_RECORD_COUNT, PS_FAULT_STRUCTURE, -1, pos, 0);
+        if (!last) {   /* is the whole record in this piece? */
+            size_t p = pos;
+            int32_t length;
+            if (ps_read_varint(s, n, &p, &length) != PS_OK) {
+                if (n - pos < 5) break;   /* the length itself is cut */
+            } else if (length >= 0 && (size_t)length > n - p) {
+                w->cut_end = w->walked + p + (size_t)length;
+                break;
+            }
+        }
+        size_t start = pos;
+        int st = ps_record_parse(s, n, &pos, &r, &errpos);
+        if (st) return ps_record_walk_fail(w, st, PS_FAULT_STRUCTURE, w->index, errpos, 0);
+        if (r.header_count) {   /* the parse checked the header lengths; keys must be UTF-8 too */
+            size_t hp = r.headers_pos, kpos, vpos;
+            int32_t klen, vlen;
+            for (int32_t j = 0; j < r.header_count; j++) {
+                ps_read_bytes_field(s, r.end, &hp, 0, &klen, &kpos, &errpos);
+                ps_read_bytes_field(s, r.end, &hp, 1, &vlen, &vpos, &errpos);
+                size_t bad = ps_utf8_check(s + kpos, (size_t)klen);
+                if (bad != (size_t)klen)
+                    return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_HEADER_KEY, w->index, kpos, j);
+            }
+        }
+        if (r.offset_delta != w->index)
+            return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_OFFSET_DELTA, w->index, start,
+                                       r.offset_delta);
+        if (w->check_timestamps) {
+            /* Java's long arithmetic: the sum wraps */
+            int64_t ts = w->batch_log_append_time ? w->batch_max_timestamp
+                       : (int64_t)((uint64_t)w->base_timestamp + (uint64_t)r.timestamp_delta);
+            if (w->topic_create_time && ts != -1) {
+                if (ts < w->min_timestamp || ts > w->max_timestamp)
+                    return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_TIMESTAMP, w->index, start, ts);
+            } else if (w->batch_log_append_time) {
+                return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_TIMESTAMP_TYPE, w->index, start, ts);
+            }
+        }
+        w->index++;
+        *used = pos;
+    }
+    w->walked += *used;
+    if (last) {
+        if (w->index < w->count)
+            return ps_record_walk_fail(w, PS_ERR_RECORD_COUNT, PS_FAULT_STRUCTURE, -1, *used, 0);
+    }
     return PS_OK;
 }
 

@@ -8,9 +8,12 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
+from libc.stdint cimport INT64_MIN
+
 from pstream.record import compression as _compression
 
-cdef int64_t MAX_DECOMPRESSED = 64 << 20
+cdef int64_t MAX_DECOMPRESSED = 64 << 20     # the most a compressed batch may expand to
+MAX_DECOMPRESSED_BYTES = MAX_DECOMPRESSED
 cdef Py_ssize_t GIL_FREE_BYTES = 64 << 10   # above this, copies and CRCs run with the GIL released
 
 
@@ -446,6 +449,227 @@ def validate_batch(buf):
     if st != PS_OK:
         raise_status(st, errpos)
     return BatchHeader.wrap(&h)
+
+
+# --- checks before a batch is stored (Kafka's LogValidator) --------------------------
+
+cdef extern from "ps_batch.h" nogil:
+    ctypedef enum ps_record_fault:
+        PS_FAULT_NONE
+        PS_FAULT_STRUCTURE
+        PS_FAULT_OFFSET_DELTA
+        PS_FAULT_TIMESTAMP
+        PS_FAULT_TIMESTAMP_TYPE
+        PS_FAULT_HEADER_KEY
+    ctypedef struct ps_record_walk:
+        int32_t index
+        size_t walked
+        size_t cut_end
+        ps_record_fault fault
+        int32_t fault_index
+        size_t fault_pos
+        int64_t fault_value
+    void ps_record_walk_init(ps_record_walk *w, const ps_batch_header *h, int check_timestamps,
+                             int topic_create_time, int64_t min_ts, int64_t max_ts)
+    int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size_t n, int last, size_t *used)
+
+# BatchFault.kind: which Kafka error a broker answers a refused batch with.
+FAULT_CORRUPT = "corrupt"                        # CORRUPT_MESSAGE: the bytes changed (CRC, framing)
+FAULT_INVALID_RECORD = "invalid_record"          # INVALID_RECORD: intact, but not a valid batch
+FAULT_INVALID_TIMESTAMP = "invalid_timestamp"    # INVALID_TIMESTAMP
+FAULT_TOO_LARGE = "too_large"                    # MESSAGE_TOO_LARGE: expands past the limit
+
+
+cdef class BatchFault:
+    """Why check_batch refused a batch.
+
+    kind: one of the FAULT_* names; record_index: the record at fault (-1: the batch as a
+    whole); position: the byte in the batch (inside a compressed section, 61 + the
+    position in the decompressed records); message: what a person needs to see.
+    """
+    cdef readonly str kind
+    cdef readonly int32_t record_index
+    cdef readonly int64_t position
+    cdef readonly str message
+
+    def __init__(self, str kind, str message, int64_t position, int32_t record_index=-1):
+        self.kind = kind
+        self.message = message
+        self.position = position
+        self.record_index = record_index
+
+    def __repr__(self):
+        return (f"BatchFault({self.kind}, record_index={self.record_index}, position={self.position}, "
+                f"message={self.message!r})")
+
+
+cdef BatchFault walk_fault(const ps_record_walk *w, int st, const ps_batch_header *h, int64_t min_ts,
+                           int64_t max_ts):
+    cdef int64_t pos = PS_BATCH_HEADER_SIZE + <int64_t>w.fault_pos
+    cdef int32_t i = w.fault_index
+    if w.fault == PS_FAULT_OFFSET_DELTA:
+        return BatchFault(FAULT_INVALID_RECORD, f"record {i} has offset delta {w.fault_value}, expected {i}", pos, i)
+    if w.fault == PS_FAULT_TIMESTAMP:
+        return BatchFault(FAULT_INVALID_TIMESTAMP, f"timestamp {w.fault_value} of record {i} is out of range: "
+                                                   f"it must lie within [{min_ts}, {max_ts}]", pos, i)
+    if w.fault == PS_FAULT_HEADER_KEY:
+        return BatchFault(FAULT_INVALID_RECORD, f"record {i} header {w.fault_value} key is not valid UTF-8 "
+                                                f"(byte {pos})", pos, i)
+    if w.fault == PS_FAULT_TIMESTAMP_TYPE:
+        return BatchFault(FAULT_INVALID_TIMESTAMP, f"record {i}: a producer must not set the LogAppendTime "
+                                                   f"timestamp type on its batch", pos, i)
+    if st == PS_ERR_RECORD_COUNT:
+        if w.index < h.record_count:
+            detail = f"the batch declares {h.record_count} records but holds {w.index}"
+        else:
+            detail = f"bytes are left after the {h.record_count} records the batch declares"
+        return BatchFault(FAULT_INVALID_RECORD, f"{detail} (byte {pos})", pos, -1)
+    what = _STATUS_CLASSES.get(st, (None, f"status {st}"))[1]
+    return BatchFault(FAULT_INVALID_RECORD, f"record {i}: {what} at byte {pos}", pos, i)
+
+
+cdef class _RecordWalker:
+    """Walks a records section handed over in pieces; keeps a record cut by a piece's end."""
+    cdef ps_record_walk w
+    cdef uint8_t *carry
+    cdef size_t carry_len, carry_cap
+
+    def __dealloc__(self):
+        free(self.carry)
+
+    cdef int keep(self, const uint8_t *src, size_t n) except -1:
+        """Appends src[0:n] to the carried bytes."""
+        cdef size_t cap
+        cdef uint8_t *grown
+        if self.carry_len + n > self.carry_cap:
+            cap = max(self.carry_len + n, 2 * self.carry_cap)
+            grown = <uint8_t *>realloc(self.carry, cap)
+            if grown == NULL:
+                raise MemoryError()
+            self.carry = grown
+            self.carry_cap = cap
+        memcpy(self.carry + self.carry_len, src, n)
+        self.carry_len += n
+        return 0
+
+    cdef int piece(self, const uint8_t *s, size_t n, bint last) except -2:
+        """Walks one piece; returns the walk's status. A record cut by the previous piece is
+        completed in the carry with just the bytes it lacks; the rest is walked in place."""
+        cdef size_t used = 0, take
+        cdef int st
+        while self.carry_len:
+            if n == 0 and not last:
+                return PS_OK
+            # the cut record's missing bytes, or one byte at a time while its length is cut
+            take = self.w.cut_end - self.w.walked - self.carry_len if self.w.cut_end else 1
+            take = min(take, n)
+            self.keep(s, take)
+            s += take
+            n -= take
+            with nogil:
+                st = ps_record_walk_piece(&self.w, self.carry, self.carry_len, last and n == 0, &used)
+            if st != PS_OK:
+                return st
+            memmove(self.carry, self.carry + used, self.carry_len - used)
+            self.carry_len -= used
+            if n == 0 and last:
+                break
+        with nogil:
+            st = ps_record_walk_piece(&self.w, s, n, last, &used)
+        if st == PS_OK and used < n:
+            self.keep(s + used, n - used)
+        return st
+
+
+def check_batch(buf, *, bint check_crc=True, bint check_timestamps=False, bint create_time=True,
+                int64_t min_timestamp=INT64_MIN, int64_t max_timestamp=INT64_MAX,
+                int64_t max_decompressed=MAX_DECOMPRESSED):
+    """Checks one batch as Kafka's LogValidator does before storing it: None, or a BatchFault.
+
+    Header: sizes, magic, CRC, a record count of at least 1 that matches lastOffsetDelta,
+    a sequence for a producer id, a known codec. Records, after decompression for a
+    compressed batch (refused as too large once its output passes `max_decompressed`
+    bytes, without ever holding the whole output): exactly the declared count, each
+    record's lengths and varints inside the batch, offset deltas 0..n-1, and with
+    check_timestamps the timestamp rules (CreateTime within [min_timestamp,
+    max_timestamp]; no LogAppendTime set by the producer).
+
+    check_crc=False leaves the CRC of an uncompressed batch to the caller (the shard checks
+    it as it appends) and computes it only to classify a fault: a batch whose records do
+    not parse and whose CRC does not match is corrupt, not invalid. A compressed batch's
+    CRC is always checked first, before any decompression.
+    """
+    cdef _BufferView b = _BufferView(buf)
+    cdef const uint8_t *p = <const uint8_t *>b.view.buf
+    cdef ps_batch_header h
+    cdef size_t errpos = 0, total, used = 0
+    cdef int st, codec
+    cdef _RecordWalker walker = _RecordWalker()
+    st = ps_batch_validate(p, <size_t>b.view.len, 0, &h, &errpos)
+    if st == PS_ERR_BAD_MAGIC:
+        return BatchFault(FAULT_INVALID_RECORD, f"record batches must have magic 2, got {h.magic}", PS_OFF_MAGIC)
+    if st != PS_OK and st != PS_ERR_RECORD_COUNT:
+        return BatchFault(FAULT_CORRUPT, _STATUS_CLASSES[st][1], errpos)
+    total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+    codec = h.attributes & PS_ATTR_COMPRESSION_MASK
+    if (check_crc or codec != 0) and not crc_matches(p, total):
+        return BatchFault(FAULT_CORRUPT, "CRC-32C mismatch", PS_OFF_CRC)
+    if h.record_count <= 0:
+        return BatchFault(FAULT_INVALID_RECORD, f"invalid record count {h.record_count}", PS_OFF_RECORD_COUNT)
+    if h.last_offset_delta != h.record_count - 1:
+        return BatchFault(FAULT_INVALID_RECORD, f"lastOffsetDelta {h.last_offset_delta} does not match the "
+                                                f"record count {h.record_count}", PS_OFF_LAST_OFFSET_DELTA)
+    if h.producer_id >= 0 and h.base_sequence < 0:
+        return BatchFault(FAULT_INVALID_RECORD, f"invalid sequence number {h.base_sequence} for producer id "
+                                                f"{h.producer_id}", PS_OFF_BASE_SEQUENCE)
+    if codec > 4:
+        return BatchFault(FAULT_INVALID_RECORD, f"unknown compression codec {codec}", PS_OFF_ATTRIBUTES)
+    ps_record_walk_init(&walker.w, &h, check_timestamps, create_time, min_timestamp, max_timestamp)
+    if codec == 0:
+        if total - PS_BATCH_HEADER_SIZE >= <size_t>GIL_FREE_BYTES:
+            with nogil:
+                st = ps_record_walk_piece(&walker.w, p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, 1, &used)
+        else:
+            st = ps_record_walk_piece(&walker.w, p + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, 1, &used)
+        if st == PS_OK:
+            return None
+        if not check_crc and not crc_matches(p, total):
+            return BatchFault(FAULT_CORRUPT, "CRC-32C mismatch", PS_OFF_CRC)
+        return walk_fault(&walker.w, st, &h, min_timestamp, max_timestamp)
+    section = memoryview(buf)[PS_BATCH_HEADER_SIZE:total]
+    try:
+        for chunk in _compression.decompress_chunks(codec, section, max_decompressed):
+            if not PyBytes_CheckExact(chunk):
+                chunk = bytes(chunk)
+            st = walker.piece(<const uint8_t *>PyBytes_AS_STRING(chunk), <size_t>PyBytes_GET_SIZE(chunk), False)
+            if st != PS_OK:
+                return walk_fault(&walker.w, st, &h, min_timestamp, max_timestamp)
+            if walker.w.cut_end > <size_t>max_decompressed:
+                # A record claiming to end past the limit: refused now, not once its bytes are held.
+                return BatchFault(FAULT_TOO_LARGE, f"{_compression.codec_name(codec)} records section: record "
+                                                   f"{walker.w.index} ends at byte {walker.w.cut_end}, past the "
+                                                   f"limit of {max_decompressed} bytes", PS_BATCH_HEADER_SIZE,
+                                  walker.w.index)
+    except _compression.OutputTooLargeError as exc:
+        return BatchFault(FAULT_TOO_LARGE, exc.message, PS_BATCH_HEADER_SIZE)
+    except _errors.CompressionError as exc:
+        return BatchFault(FAULT_INVALID_RECORD, exc.message, PS_BATCH_HEADER_SIZE)
+    finally:
+        section.release()
+    st = walker.piece(<const uint8_t *>"", 0, True)
+    if st != PS_OK:
+        return walk_fault(&walker.w, st, &h, min_timestamp, max_timestamp)
+    return None
+
+
+cdef bint crc_matches(const uint8_t *p, size_t total):
+    cdef uint32_t crc
+    if total >= <size_t>GIL_FREE_BYTES:
+        with nogil:
+            crc = ps_crc32c(0, p + PS_OFF_ATTRIBUTES, total - PS_OFF_ATTRIBUTES)
+    else:
+        crc = ps_crc32c(0, p + PS_OFF_ATTRIBUTES, total - PS_OFF_ATTRIBUTES)
+    return crc == ps_load_be32(p + PS_OFF_CRC)
 
 
 cdef list decode_records(const uint8_t *s, size_t n, const ps_batch_header *h, size_t pos_base):

@@ -53,6 +53,12 @@ TOPIC_SETTINGS = {s.kafka_name: s for s in (
                  ConfigType.INT, doc="the largest record batch accepted"),
     TopicSetting("message.timestamp.type", "message_timestamp_type", "log.message.timestamp.type", None,
                  ConfigType.STRING, doc="CreateTime (the producer's) or LogAppendTime (the broker's clock)"),
+    TopicSetting("message.timestamp.before.max.ms", "message_timestamp_before_max_ms",
+                 "log.message.timestamp.before.max.ms", None, ConfigType.LONG,
+                 doc="how far before the broker's clock a CreateTime timestamp may be"),
+    TopicSetting("message.timestamp.after.max.ms", "message_timestamp_after_max_ms",
+                 "log.message.timestamp.after.max.ms", None, ConfigType.LONG,
+                 doc="how far after the broker's clock a CreateTime timestamp may be"),
     TopicSetting("index.interval.bytes", "index_interval_bytes", "log.index.interval.bytes", None, ConfigType.INT,
                  doc="bytes between offset index entries"),
 )}

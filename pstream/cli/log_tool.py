@@ -3,9 +3,15 @@
 PATH is a data directory, a topic's or a partition's directory, or one .log segment.
 Segments are memory-mapped, never loaded whole. `dump` lists each segment and its
 batches (position, offsets, records, size, codec, timestamps, producer id/epoch/sequence,
-flags; --records adds the records); `verify` checks every batch's CRC and framing and
-that offsets only go forward, and reports the first corrupt position of each segment
-(exit code 1). Zeros after the last batch are preallocated space, not corruption.
+flags; --records adds the records). Both check every batch's CRC and framing, that offsets
+only go forward, and every batch's records as the broker checked them before storing them
+(`_core.check_batch`: record count, lengths and varints, offset deltas, after decompression
+for compressed batches). `verify` also checks each segment's `.index` (relative offsets
+increasing, each entry at a batch boundary whose last offset it names) and `.timeindex`
+(timestamps and offsets never going back, each entry naming a batch's last offset inside
+the segment and that batch's max timestamp). It reports the file and position of the first
+problem of each file (exit code 1). Zeros after the last batch are preallocated space, not
+corruption; a missing index is not a problem (the broker rebuilds it).
 
 Safe on a running broker's directory: it only reads (the tail being written may show
 as a short or zero tail).
@@ -19,6 +25,8 @@ import os
 import re
 import sys
 
+import struct
+
 import numpy as np
 
 from pstream import _core
@@ -28,6 +36,8 @@ from pstream.errors import CorruptBatchError, CrcMismatchError
 SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 BATCH_LOG_OVERHEAD, BATCH_HEADER = 12, 61
+INDEX_ENTRY = struct.Struct(">II")        # relative offset, position
+TIME_INDEX_ENTRY = struct.Struct(">qI")   # timestamp, relative offset
 
 
 def register(sub, common) -> None:
@@ -37,7 +47,8 @@ def register(sub, common) -> None:
     p.add_argument("path", metavar="PATH", help="data, topic or partition directory, or a .log file")
     p.add_argument("--records", action="store_true", help="print every record too (offset, timestamp, key, value)")
     p.set_defaults(func=cmd_dump)
-    p = cmds.add_parser("verify", help="check every batch's CRC; report the first corrupt position")
+    p = cmds.add_parser("verify", help="check every batch's CRC and records, and the indexes; "
+                                          "report the first corrupt position")
     p.add_argument("path", metavar="PATH", help="data, topic or partition directory, or a .log file")
     p.set_defaults(func=cmd_verify)
 
@@ -72,6 +83,8 @@ class SegmentScan:
         self.problem: tuple[int, str] | None = None
         self.valid_end = 0
         self.batches = self.records = 0
+        self.boundaries: dict[int, int] = {}      # batch position -> last offset
+        self.max_timestamps: dict[int, int] = {}  # batch last offset -> max timestamp
 
     def batches_in(self, view):
         pos, n = 0, len(view)
@@ -92,6 +105,13 @@ class SegmentScan:
             if header.base_offset < expected:
                 self.problem = (pos, f"batch at offset {header.base_offset} goes back (expected {expected} or later)")
                 break
+            fault = _core.check_batch(view[pos:pos + header.size], check_crc=False)   # the CRC was just checked
+            if fault is not None:
+                self.problem = (pos, f"batch at offset {header.base_offset}: {fault.message} "
+                                     f"(byte {pos + fault.position} of the segment)")
+                break
+            self.boundaries[pos] = header.last_offset
+            self.max_timestamps[header.last_offset] = header.max_timestamp
             yield pos, header
             self.batches += 1
             self.records += header.record_count
@@ -109,6 +129,60 @@ class SegmentScan:
                     on_batch(view, pos, header)
             finally:
                 view.release()
+
+
+def check_offset_index(scan: SegmentScan) -> tuple[str, int, str] | None:
+    """(file, position, reason) of the first problem of the segment's .index, or None."""
+    path = scan.path[:-len(".log")] + ".index"
+    data = _read_if_present(path)
+    if len(data) % INDEX_ENTRY.size:
+        return path, len(data) - len(data) % INDEX_ENTRY.size, f"{len(data)} bytes is not a whole number of entries"
+    previous = -1
+    for at in range(0, len(data), INDEX_ENTRY.size):
+        relative, position = INDEX_ENTRY.unpack_from(data, at)
+        offset = scan.base_offset + relative
+        if relative <= previous:
+            return path, at, f"relative offset {relative} does not increase (previous {previous})"
+        previous = relative
+        if position >= scan.valid_end:
+            return path, at, f"offset {offset} points at byte {position}, past the last batch (byte {scan.valid_end})"
+        last = scan.boundaries.get(position)
+        if last is None:
+            return path, at, f"offset {offset} points at byte {position}, which is not a batch boundary"
+        if last != offset:
+            return path, at, f"offset {offset} points at byte {position}, the batch ending at offset {last}"
+    return None
+
+
+def check_time_index(scan: SegmentScan) -> tuple[str, int, str] | None:
+    """(file, position, reason) of the first problem of the segment's .timeindex, or None."""
+    path = scan.path[:-len(".log")] + ".timeindex"
+    data = _read_if_present(path)
+    if len(data) % TIME_INDEX_ENTRY.size:
+        return path, len(data) - len(data) % TIME_INDEX_ENTRY.size, \
+            f"{len(data)} bytes is not a whole number of entries"
+    previous_ts = previous_offset = None
+    for at in range(0, len(data), TIME_INDEX_ENTRY.size):
+        timestamp, relative = TIME_INDEX_ENTRY.unpack_from(data, at)
+        offset = scan.base_offset + relative
+        if previous_ts is not None and (timestamp < previous_ts or offset < previous_offset):
+            return path, at, (f"entry ({timestamp}, offset {offset}) goes back from "
+                              f"({previous_ts}, offset {previous_offset})")
+        previous_ts, previous_offset = timestamp, offset
+        stored = scan.max_timestamps.get(offset)
+        if stored is None:
+            return path, at, f"offset {offset} is not the last offset of a batch in the segment"
+        if stored != timestamp:
+            return path, at, f"timestamp {timestamp} for offset {offset}, whose batch has max timestamp {stored}"
+    return None
+
+
+def _read_if_present(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
 
 
 def describe_batch(pos: int, h) -> str:
@@ -168,9 +242,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             pos, reason = scan.problem
             corrupt.append(path)
             print(red(f"CORRUPT {path} at position {pos}: {reason}") + f" ({scan.batches} good batches before it)")
+            continue   # the indexes are judged against good batches only
+        for problem in (check_offset_index(scan), check_time_index(scan)):
+            if problem:
+                index_path, pos, reason = problem
+                corrupt.append(index_path)
+                print(red(f"CORRUPT {index_path} at position {pos}: {reason}"))
     summary = f"{len(files)} segment(s), {batches} batches, {records} records, {nbytes} bytes checked"
     if corrupt:
-        print(f"{summary}: {len(corrupt)} corrupt segment(s)")
+        print(f"{summary}: {len(corrupt)} corrupt file(s)")
         return 1
-    print(f"{summary}: all CRCs match")
+    print(f"{summary}: all CRCs match, every record parses, the indexes agree")
     return 0

@@ -31,7 +31,7 @@ Every failure to decode, and an unknown codec id, raises
 `pstream.errors.CompressionError` naming the codec; a library's own exception never
 escapes. `decompress(..., max_size=n)` refuses output larger than n bytes and bounds
 the memory spent finding out: exactly for gzip, snappy and lz4; for zstd, which cannot
-stop mid-block, by at most ~32 MiB past n.
+stop mid-block, by at most ~16 MiB past n.
 """
 
 from __future__ import annotations
@@ -51,12 +51,14 @@ __all__ = [
     "LZ4",
     "NAMES",
     "NONE",
+    "OutputTooLargeError",
     "SNAPPY",
     "ZSTD",
     "codec_id",
     "codec_name",
     "compress",
     "decompress",
+    "decompress_chunks",
 ]
 
 NONE, GZIP, SNAPPY, LZ4, ZSTD = 0, 1, 2, 3, 4
@@ -76,8 +78,13 @@ XERIAL_BLOCK_SIZE = 32 * 1024
 _XERIAL_BLOCK_LENGTH = struct.Struct(">i")
 
 # zstd input is fed in pieces of this size when max_size is set: one piece can
-# expand to at most ~32 MiB (4-byte RLE blocks of 128 KiB each).
-_ZSTD_GUARDED_INPUT = 1024
+# expand to at most ~16 MiB (4-byte RLE blocks of 128 KiB each), and costs ~0.2 ms
+# per MiB of ordinary output.
+_ZSTD_GUARDED_INPUT = 512
+
+# Output pieces of decompress_chunks: large enough that the per-call cost vanishes, small
+# enough that walking a bomb's output holds little memory.
+CHUNK_BYTES = 1 << 20
 
 Buffer = bytes | bytearray | memoryview
 
@@ -129,12 +136,24 @@ def decompress(codec: int, data: Buffer, max_size: int | None = None) -> bytes:
     if codec == NONE:
         _check_size(codec, len(data), max_size)
         return bytes(data)
+    return b"".join(decompress_chunks(codec, data, max_size))
+
+
+def decompress_chunks(codec: int, data: Buffer, max_size: int | None = None, chunk_bytes: int = CHUNK_BYTES):
+    """Decompress like `decompress`, yielding the output in pieces instead of whole.
+
+    Pieces hold at most `chunk_bytes` for gzip and lz4, one xerial block (or the one raw
+    block) for snappy, and what 512 bytes of input expand to for zstd (at most ~16 MiB), so a
+    caller that walks the pieces never holds the whole output: a decompression bomb costs
+    the time to reach `max_size`, not its memory. The same errors as `decompress`, raised
+    when the generator reaches them.
+    """
     if codec not in _DECOMPRESSORS:
         raise CompressionError(f"cannot decompress with unknown compression codec id {codec!r}")
     if len(data) == 0:
         raise _fail(codec, "the input is empty")
     try:
-        return _DECOMPRESSORS[codec](data, max_size)
+        yield from _DECOMPRESSORS[codec](data, max_size, chunk_bytes)
     except CompressionError:
         raise
     except (zlib.error, cramjam.DecompressionError, RuntimeError, zstandard.ZstdError) as exc:
@@ -150,14 +169,19 @@ def _fail(codec: int, what: str) -> CompressionError:
     return CompressionError(f"{codec_name(codec)} decompression failed: {what}")
 
 
+class OutputTooLargeError(CompressionError):
+    """The output would pass the `max_size` limit: a decompression bomb, or a batch too large."""
+
+
 def _check_size(codec: int, size: int, max_size: int | None) -> None:
     if max_size is not None and size > max_size:
-        raise _fail(codec, f"the output is larger than the limit of {max_size} bytes")
+        raise OutputTooLargeError(f"{codec_name(codec)} decompression failed: the output is larger than the "
+                                  f"limit of {max_size} bytes")
 
 
-def _limit(produced: int, max_size: int | None) -> int:
-    """How much more output to ask for: one byte past the limit, to see it was passed."""
-    return -1 if max_size is None else max_size - produced + 1
+def _limit(produced: int, max_size: int | None, chunk_bytes: int) -> int:
+    """How much more output to ask for: a chunk, or one byte past the limit (to see it was passed)."""
+    return chunk_bytes if max_size is None else min(chunk_bytes, max_size - produced + 1)
 
 
 # --- gzip --------------------------------------------------------------------------
@@ -167,29 +191,30 @@ def _gzip_compress(data: Buffer, level: int) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
-def _gzip_decompress(data: Buffer, max_size: int | None) -> bytes:
-    out: list[bytes] = []
+def _gzip_decompress(data: Buffer, max_size: int | None, chunk_bytes: int):
     produced = 0
     pending: Buffer = data
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip wrapper only
     while True:
-        limit = _limit(produced, max_size)
-        chunk = inflater.decompress(pending, 0 if limit < 0 else limit)
+        chunk = inflater.decompress(pending, _limit(produced, max_size, chunk_bytes))
         produced += len(chunk)
         _check_size(GZIP, produced, max_size)
-        out.append(chunk)
+        if chunk:
+            yield chunk
         if inflater.eof:
             rest = inflater.unused_data.lstrip(b"\x00")
             if not rest:
-                return b"".join(out)
+                return
             inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
             pending = rest
         elif inflater.unconsumed_tail:
             pending = inflater.unconsumed_tail
-        else:
-            # All input was consumed and the output stayed under the limit, so the
-            # member simply ends early.
+        elif not chunk or len(chunk) < _limit(produced - len(chunk), max_size, chunk_bytes):
+            # All input was consumed and the output did not fill what was asked for,
+            # so the member simply ends early.
             raise _fail(GZIP, "the input ends inside a gzip member (truncated)")
+        else:
+            pending = b""  # the output filled the chunk: more may wait inside the inflater
 
 
 # --- snappy, xerial framing ----------------------------------------------------------
@@ -205,24 +230,25 @@ def _xerial_compress(data: Buffer) -> bytes:
     return b"".join(parts)
 
 
-def _snappy_decompress(data: Buffer, max_size: int | None) -> bytes:
+def _snappy_decompress(data: Buffer, max_size: int | None, chunk_bytes: int):
     view = memoryview(data).cast("B")
     if len(view) >= len(XERIAL_HEADER) and view[: len(XERIAL_MAGIC)] == XERIAL_MAGIC:
-        return _xerial_decompress(view, max_size)
-    return _snappy_block(view, 0, max_size, "the raw snappy block")
+        yield from _xerial_decompress(view, max_size)
+    else:
+        yield _snappy_block(view, 0, max_size, "the raw snappy block")
 
 
 def _snappy_block(block: memoryview, produced: int, max_size: int | None, what: str) -> bytes:
     size = cramjam.snappy.decompress_raw_len(block)
     if max_size is not None and produced + size > max_size:
-        raise _fail(
-            SNAPPY, f"{what} holds {size} bytes: the output is larger than the limit of {max_size} bytes"
+        raise OutputTooLargeError(
+            f"snappy decompression failed: {what} holds {size} bytes: the output is larger than the "
+            f"limit of {max_size} bytes"
         )
     return bytes(cramjam.snappy.decompress_raw(block))
 
 
-def _xerial_decompress(view: memoryview, max_size: int | None) -> bytes:
-    out: list[bytes] = []
+def _xerial_decompress(view: memoryview, max_size: int | None):
     produced = 0
     pos = len(XERIAL_HEADER)
     block_number = 0
@@ -247,10 +273,9 @@ def _xerial_decompress(view: memoryview, max_size: int | None) -> bytes:
             view[pos : pos + length], produced, max_size, f"xerial block {block_number} at byte {pos - 4}"
         )
         produced += len(block)
-        out.append(block)
+        yield block
         pos += length
         block_number += 1
-    return b"".join(out)
 
 
 # --- lz4 ---------------------------------------------------------------------------
@@ -268,22 +293,22 @@ def _lz4_compress(data: Buffer, level: int) -> bytes:
     )
 
 
-def _lz4_decompress(data: Buffer, max_size: int | None) -> bytes:
-    out: list[bytes] = []
+def _lz4_decompress(data: Buffer, max_size: int | None, chunk_bytes: int):
     produced = 0
     pending: Buffer = data
     frames = 0
     decoder = lz4.frame.LZ4FrameDecompressor()
     while True:
-        chunk = decoder.decompress(pending, max_length=_limit(produced, max_size))
+        chunk = decoder.decompress(pending, max_length=_limit(produced, max_size, chunk_bytes))
         produced += len(chunk)
         _check_size(LZ4, produced, max_size)
-        out.append(chunk)
+        if chunk:
+            yield chunk
         if decoder.eof:
             frames += 1
             rest = decoder.unused_data
             if not rest:
-                return b"".join(out)
+                return
             decoder = lz4.frame.LZ4FrameDecompressor()
             pending = rest
         elif decoder.needs_input:
@@ -299,14 +324,14 @@ def _zstd_compress(data: Buffer, level: int) -> bytes:
     return zstandard.ZstdCompressor(level=level).compress(data)
 
 
-def _zstd_decompress(data: Buffer, max_size: int | None) -> bytes:
+def _zstd_decompress(data: Buffer, max_size: int | None, chunk_bytes: int):
     # One single-frame decompressobj per frame: it says where the frame ended
     # (unused_data) and whether it ended at all (eof), which a multi-frame reader
-    # does not. Frames without a content size decode the same way.
+    # does not. Frames without a content size decode the same way. zstd cannot stop
+    # mid-block, so the output is bounded by feeding the input in small pieces.
     view = memoryview(data).cast("B")
     step = len(view) if max_size is None else _ZSTD_GUARDED_INPUT
     dctx = zstandard.ZstdDecompressor()
-    out: list[bytes] = []
     produced = 0
     pos = 0
     frames = 0
@@ -319,10 +344,10 @@ def _zstd_decompress(data: Buffer, max_size: int | None) -> bytes:
             chunk = decoder.decompress(piece)
             produced += len(chunk)
             _check_size(ZSTD, produced, max_size)
-            out.append(chunk)
+            if chunk:
+                yield chunk
             pos += len(piece) - len(decoder.unused_data) if decoder.eof else len(piece)
         frames += 1
-    return b"".join(out)
 
 
 _DECOMPRESSORS = {

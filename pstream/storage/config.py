@@ -27,6 +27,10 @@ class TopicConfig:
     index_interval_bytes: int = 4096
     max_message_bytes: int = 1048588
     message_timestamp_type: str = "CreateTime"
+    # CreateTime records further than this before / after the broker's clock are refused
+    # (INVALID_TIMESTAMP); Kafka 3.9's defaults, Long.MAX_VALUE, mean no limit.
+    message_timestamp_before_max_ms: int = (1 << 63) - 1
+    message_timestamp_after_max_ms: int = (1 << 63) - 1
     cleanup_policy: str = "delete"
     flush: str = "always"
     flush_ms: int = 10
@@ -71,6 +75,8 @@ class TopicConfig:
         need_int("retention_ms", 0, allow_none=True)
         need_int("index_interval_bytes", 0)
         need_int("max_message_bytes", 0)
+        need_int("message_timestamp_before_max_ms", 0)
+        need_int("message_timestamp_after_max_ms", 0)
         need_int("flush_ms", 0)
         need_int("flush_bytes", 1)
         need_int("write_buffer_bytes", 8192)

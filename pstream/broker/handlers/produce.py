@@ -2,9 +2,13 @@
 
 Per partition the records field must frame exactly one v2 batch (Kafka's rule from
 Produce v3 on, checked by its length field: one struct read, never per record; more than
-one is INVALID_RECORD, so no request is ever half appended); the batch is checked against
-the idempotent producer's sequence and handed to the shard (submit_batch), which validates
-the CRC, assigns offsets, copies and writes it with the GIL released. Every partition of
+one is INVALID_RECORD, so no request is ever half appended); its records are checked as
+Kafka's LogValidator checks them (`_core.check_batch`: record count, every record's lengths
+and varints, offset deltas 0..n-1, timestamps, after a bounded decompression for compressed
+batches), then against the idempotent producer's sequence, and handed to the shard
+(submit_batch), which validates the CRC, assigns offsets, copies and writes it with the GIL
+released. A refused batch stores nothing; from v8 the answer names the record at fault
+(record_errors) and says why (error_message). Every partition of
 the request is submitted before any is awaited, so their writes and fdatasyncs overlap.
 On a LogAppendTime topic the response carries the time the shard wrote into the batch.
 
@@ -18,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 
+from pstream import _core
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, internal_topic_error
 from pstream.coordinator.producer_state import SequenceCheck
@@ -27,6 +33,7 @@ from pstream.protocol.messages.produce import ProduceResponse
 
 PartitionResponse = ProduceResponse.PartitionProduceResponse
 TopicResponse = ProduceResponse.TopicProduceResponse
+BatchIndexError = ProduceResponse.BatchIndexAndErrorMessage
 
 MIN_PRODUCE_VERSION = 3
 BATCH_HEADER_BYTES = 61
@@ -39,6 +46,18 @@ ATTR_CONTROL = 0x20
 ATTR_COMPRESSION = 0x07
 ZSTD = 4
 MIN_ZSTD_VERSION = 7
+# A compressed batch expanding past this is refused (MESSAGE_TOO_LARGE, which makes the Java
+# producer split the batch) once its output passes it, never held whole: the limit pstream's
+# own decoder (consume, log dump) reads, 64x the default max.message.bytes.
+MAX_DECOMPRESSED_BATCH_BYTES = _core.MAX_DECOMPRESSED_BYTES
+NO_LIMIT = (1 << 63) - 1
+
+_FAULT_ERRORS = {
+    _core.FAULT_CORRUPT: ErrorCode.CORRUPT_MESSAGE,
+    _core.FAULT_INVALID_RECORD: ErrorCode.INVALID_RECORD,
+    _core.FAULT_INVALID_TIMESTAMP: ErrorCode.INVALID_TIMESTAMP,
+    _core.FAULT_TOO_LARGE: ErrorCode.MESSAGE_TOO_LARGE,
+}
 
 _SEQUENCE_ERRORS = {
     SequenceCheck.OUT_OF_ORDER: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -48,9 +67,10 @@ _SEQUENCE_ERRORS = {
 
 
 class _Refused(Exception):
-    def __init__(self, code: ErrorCode, message: str | None = None):
+    def __init__(self, code: ErrorCode, message: str | None = None, record_index: int = -1):
         self.code = code
         self.message = message
+        self.record_index = record_index   # the record at fault (Produce v8+ record_errors), -1: none
 
 
 def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> list[memoryview]:
@@ -78,6 +98,29 @@ def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> li
     return batches
 
 
+def check_records(config, part, batch: memoryview) -> None:
+    """_Refused unless the batch's records are valid (Kafka's LogValidator), nothing stored yet.
+
+    A batch over max.message.bytes is left to the shard, which refuses it as too large
+    (MESSAGE_TOO_LARGE, as Kafka checks the size first); the CRC of an uncompressed batch
+    too, since the shard computes it as it appends."""
+    if len(batch) > config.max_message_bytes:
+        return
+    before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
+    create_time = part.timestamp_type == 0
+    if before >= NO_LIMIT and after >= NO_LIMIT:   # Kafka's defaults
+        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
+                                  max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
+    else:
+        now = int(time.time() * 1000)
+        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
+                                  min_timestamp=max(now - before, -NO_LIMIT - 1),
+                                  max_timestamp=min(now + after, NO_LIMIT),
+                                  max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
+    if fault is not None:
+        raise _Refused(_FAULT_ERRORS[fault.kind], fault.message, fault.record_index)
+
+
 def _submit(broker, part, batches: list[memoryview], version: int, leader_only: bool) -> tuple[list, int]:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
     returns one awaitable per batch, resolving to (base offset, max timestamp as stored), and
@@ -87,6 +130,7 @@ def _submit(broker, part, batches: list[memoryview], version: int, leader_only: 
     when acks differ; leader_only (acks=0 and acks=1) completes once appended, acks=all once
     the flush policy is met."""
     waits, records = [], 0
+    config = broker.log.get_topic(part.topic).config
     for batch in batches:
         attributes, _delta, _bts, _mts, producer_id, epoch, base_seq, count = _producer.unpack_from(batch, 21)
         records += count
@@ -95,6 +139,7 @@ def _submit(broker, part, batches: list[memoryview], version: int, leader_only: 
         if attributes & ATTR_COMPRESSION == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
+        check_records(config, part, batch)
         if producer_id >= 0:
             waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only))
         else:
@@ -171,6 +216,9 @@ def _refuse(response: PartitionResponse, exc: Exception) -> PartitionResponse:
     is a bug and propagates (the connection closes with the traceback logged)."""
     if isinstance(exc, _Refused):
         response.error_code, response.error_message = exc.code, exc.message
+        if exc.record_index >= 0:
+            response.record_errors = [BatchIndexError(batch_index=exc.record_index,
+                                                      batch_index_error_message=exc.message)]
         return response
     response.error_code, response.error_message = error_for(exc), str(exc)
     if response.error_code == ErrorCode.UNKNOWN_SERVER_ERROR:
