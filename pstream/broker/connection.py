@@ -182,7 +182,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int):
         if self._big is not None:
-            return memoryview(self._big)[self._big_fill:]
+            return memoryview(self._big)[self._big_fill:min(len(self._big), self._big_size)]
         if self._end == len(self._buf):
             pending = self._end - self._start
             if self._start == 0:  # a frame header claims more than fits: cannot happen (see _parse)

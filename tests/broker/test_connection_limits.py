@@ -184,3 +184,20 @@ def test_budget_smaller_than_the_largest_request_is_refused():
         load_config({"queued.max.request.bytes": 1 << 20}, env={})
     assert load_config({"queued.max.request.bytes": 1 << 20, "socket.request.max.bytes": 1 << 20},
                        env={}).queued_max_request_bytes == 1 << 20
+
+
+def test_pipelined_large_frames_sent_in_one_write_are_each_answered(broker_factory):
+    """A growing frame buffer never takes bytes of the frame behind it."""
+    broker = broker_factory(*FLAGS)
+    batch = _core.encode_batch([(None, os.urandom(1000), [], None)] * 600)   # ~600 KB: a 1 MiB buffer
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        wire.create_topic("pipelined")
+        req_cls, _ = codec_classes("Produce")
+        request = req_cls(transactional_id=None, acks=-1, timeout_ms=30000, topic_data=[req_cls.TopicProduceData(
+            name="pipelined", partition_data=[req_cls.PartitionProduceData(index=0, records=batch)])])
+        frames = [encode_request(api_key("Produce"), 9, 100 + i, request, "pipelined") for i in range(3)]
+        for i in range(3):
+            wire._sent[100 + i] = (api_key("Produce"), 9)
+        wire.send_frame(b"".join(frames))
+        offsets = [wire.receive(100 + i).responses[0].partition_responses[0].base_offset for i in range(3)]
+    assert offsets == [0, 600, 1200]
