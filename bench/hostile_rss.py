@@ -64,7 +64,7 @@ def fetch_frame(correlation_id: int, max_bytes: int) -> bytes:
 
 def metadata_frame() -> bytes:
     req_cls, _ = codec_classes("Metadata")
-    return encode_request(api_key("Metadata"), 9, 1, req_cls(topics=None), "slow")
+    return encode_request(api_key("Metadata"), 9, 1, req_cls(topics=None), "slow" * 50)   # 200+ s at 1 B/s
 
 
 class Hostiles:

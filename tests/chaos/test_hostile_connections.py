@@ -57,6 +57,16 @@ def fetch_frames(requests: int, max_bytes: int) -> bytes:
     return b"".join(encode_request(api_key("Fetch"), 12, i + 1, req, "unread") for i in range(requests))
 
 
+def closed_by_broker(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1 << 16) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
 class GoodProducer(threading.Thread):
     """One small batch at a time, acks=all; the time of each ack."""
 
@@ -90,7 +100,8 @@ def run_hostiles(broker, *, seconds: float, fetch_bytes: int, prefix_bytes: int,
     producer = GoodProducer(broker.bootstrap)
     producer.start()
     fetches = fetch_frames(10, fetch_bytes)
-    slow_frame = encode_request(api_key("Metadata"), 9, 1, codec_classes("Metadata")[0](topics=None), "slow")
+    slow_frame = encode_request(api_key("Metadata"), 9, 1, codec_classes("Metadata")[0](topics=None),
+                                "slow" * 50)   # 200+ bytes: never whole within the run
     unread, prefixes, slow = [], [], []
     for _ in range(HOSTILE_PER_KIND):
         for group in (unread, prefixes, slow):
@@ -115,6 +126,7 @@ def run_hostiles(broker, *, seconds: float, fetch_bytes: int, prefix_bytes: int,
         end = time.monotonic()
         assert broker.alive(), broker.output()
         peak = status_bytes(pid, "VmHWM")
+        assert all(closed_by_broker(s) for s in prefixes + slow), "a slow-loris connection outlived the deadline"
     finally:
         producer.stop.set()
         producer.join(30)
@@ -132,11 +144,11 @@ def test_hostile_connections_keep_rss_under_the_budget(broker_factory):
     broker = broker_factory("--queued-max-request-bytes", str(budget), "--socket-request-max-bytes",
                             str(16 << 20), "--request-receive-timeout-ms", "2000")
     fill(broker.bootstrap, 40)
-    run_hostiles(broker, seconds=6, fetch_bytes=16 << 20, prefix_bytes=16 << 20, budget=budget)
+    run_hostiles(broker, seconds=7, fetch_bytes=16 << 20, prefix_bytes=16 << 20, budget=budget)
 
 
 @pytest.mark.slow
 def test_hostile_connections_with_default_settings(broker_factory):
     broker = broker_factory()
     fill(broker.bootstrap, 200)
-    run_hostiles(broker, seconds=40, fetch_bytes=50 << 20, prefix_bytes=100 << 20, budget=256 << 20)
+    run_hostiles(broker, seconds=36, fetch_bytes=50 << 20, prefix_bytes=100 << 20, budget=256 << 20)
