@@ -33,6 +33,10 @@ Metric names (all pstream_ ones have the labels shown):
   pstream_uptime_seconds;
   pstream_storage_free_bytes, pstream_storage_min_free_bytes, pstream_storage_degraded,
   pstream_storage_failed_partitions (broker/storage_health.py, as of its last check).
+  memory bounds against misbehaving clients (pstream.broker.connection): pstream_memory_budget_bytes,
+  pstream_memory_budget_used_bytes, pstream_memory_budget_waits_total, pstream_memory_budget_waiting,
+  pstream_connections_closed_total{reason}, pstream_connections_muted,
+  pstream_connection_mutes_total.
 """
 
 from __future__ import annotations
@@ -102,6 +106,8 @@ class BrokerMetrics:
         self.api: dict[int, ApiStats] = {key: ApiStats(name) for key, name in api_names.items()}
         self.api[UNKNOWN_API] = ApiStats("Unknown")
         self.topics: dict[str, TopicTraffic] = {}
+        self.connections_closed: dict[str, int] = {}   # by reason (pstream.broker.connection CLOSE_*)
+        self.connections_muted = 0                     # times a connection stopped being read for unsent output
         self.registry = CollectorRegistry()
         self.registry.register(BrokerCollector(broker, self))
         ProcessCollector(registry=self.registry)
@@ -145,6 +151,7 @@ class BrokerCollector:
     def collect(self):
         yield from self._requests()
         yield from self._traffic()
+        yield from self._memory_bounds()
         broker = self.broker
         if not broker.log_readable:
             return
@@ -176,6 +183,34 @@ class BrokerCollector:
             errors.add_metric([stats.name], stats.errors)
             latency.add_metric([stats.name], _buckets(LATENCY_BUCKETS, stats.counts), stats.total_seconds)
         yield from (requests, errors, latency)
+
+    def _memory_bounds(self):
+        broker = self.broker
+        budget = broker.memory
+        limit = GaugeMetricFamily("pstream_memory_budget_bytes", "memory for requests and unsent responses "
+                                  "(queued_max_request_bytes)")
+        limit.add_metric([], budget.limit)
+        used = GaugeMetricFamily("pstream_memory_budget_used_bytes", "bytes of the memory budget held by requests "
+                                 "being received or answered and responses not yet sent")
+        used.add_metric([], budget.used)
+        waits = CounterMetricFamily("pstream_memory_budget_waits", "times a request or a fetch read waited for "
+                                    "the memory budget")
+        waits.add_metric([], budget.waits)
+        waiting = GaugeMetricFamily("pstream_memory_budget_waiting", "requests and fetch reads waiting for the "
+                                    "memory budget now")
+        waiting.add_metric([], budget.waiting)
+        closed = CounterMetricFamily("pstream_connections_closed", "client connections the broker closed, by rule: "
+                                     "receive_timeout, oversize, idle, bad_request, handler_error, max_connections, "
+                                     "eof_mid_frame", labels=["reason"])
+        for reason, count in sorted(self.metrics.connections_closed.items()):
+            closed.add_metric([reason], count)
+        muted = GaugeMetricFamily("pstream_connections_muted", "connections not read now because their unsent "
+                                  "responses exceed connections_max_unsent_bytes")
+        muted.add_metric([], sum(1 for c in broker.connections if c.muted))
+        muted_total = CounterMetricFamily("pstream_connection_mutes", "times a connection stopped being read "
+                                          "because of its unsent responses")
+        muted_total.add_metric([], self.metrics.connections_muted)
+        yield from (limit, used, waits, waiting, closed, muted, muted_total)
 
     def _traffic(self):
         families = [CounterMetricFamily(f"pstream_{what}", doc, labels=["topic"]) for what, doc in (

@@ -31,9 +31,9 @@ from pstream.admin.api import AdminApi, admin_url
 from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
 from pstream.broker.config import BrokerConfig
-from pstream.broker.connection import KafkaConnection
+from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
-from pstream.broker.frames import FramePool
+from pstream.broker.frames import FramePool, MemoryBudget
 from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
@@ -61,6 +61,7 @@ class Broker:
         self.cluster_id = ""
         self.connections: set[KafkaConnection] = set()
         self.frame_pool = FramePool()
+        self.memory = MemoryBudget(config.queued_max_request_bytes)
         self.producer_ids: ProducerIds | None = None
         self.groups: GroupCoordinator | None = None
         self._producer_states: dict[tuple[str, int], ProducerStateManager] = {}
@@ -210,7 +211,8 @@ class Broker:
             now = time.monotonic()
             for conn in list(self.connections):
                 if conn.idle and now - conn.last_active > limit:
-                    conn.abort(f"idle for more than connections.max.idle.ms ({self.config.connections_max_idle_ms})")
+                    conn.abort(f"idle for more than connections.max.idle.ms ({self.config.connections_max_idle_ms})",
+                               CLOSE_IDLE)
 
     async def _snapshot_periodically(self) -> None:
         """Bounds how much log a restart after a crash replays to rebuild producer state, and

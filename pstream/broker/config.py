@@ -94,6 +94,10 @@ class BrokerConfig:
     # min(1 GiB, 5% of the filesystem), so a small test filesystem is not refused from the
     # start; 0: no threshold.
     storage_min_free_bytes: int | None = None
+    # Memory bounds against misbehaving clients (issue 11): see pstream.broker.connection.
+    queued_max_request_bytes: int = 256 << 20
+    connections_max_unsent_bytes: int = 1 << 20
+    request_receive_timeout_ms: int = 30000
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -281,6 +285,14 @@ _SETTINGS = (
     _Setting("admin_listen", _Address(0, True, "HOST:PORT with a port 0..65535 (0 picks a free port), "
                                                "or off", off_ok=True),
              "address of the admin HTTP API and Prometheus /metrics (off: none)"),
+    # Memory bounds against misbehaving clients.
+    _Setting("queued_max_request_bytes", _Int(1024, 2**62, metavar="BYTES"),
+             "memory for requests being received or answered and responses not yet sent, for the whole "
+             "broker; at least socket_request_max_bytes", "queued.max.request.bytes"),
+    _Setting("connections_max_unsent_bytes", _Int(0, INT32_MAX, metavar="BYTES"),
+             "a connection whose unsent responses exceed this is not read until they are sent"),
+    _Setting("request_receive_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "close a connection whose request has not arrived whole this long after its first byte"),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
 _BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
@@ -433,4 +445,8 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms:
         raise ConfigError(f"setting group_min_session_timeout_ms ({config.group_min_session_timeout_ms}) is larger "
                           f"than group_max_session_timeout_ms ({config.group_max_session_timeout_ms})")
+    if config.queued_max_request_bytes < config.socket_request_max_bytes:
+        raise ConfigError(f"setting queued_max_request_bytes ({config.queued_max_request_bytes}) is smaller than "
+                          f"socket_request_max_bytes ({config.socket_request_max_bytes}): the largest request "
+                          f"could never be received")
     return config

@@ -1,9 +1,24 @@
 """One client connection: frames in, requests dispatched, responses out in request order.
 
 Frames are int32-length-prefixed. Small frames are read into a reusable scratch buffer and
-copied out once; a frame larger than the scratch space gets a buffer of its own that the
-socket reads straight into, so a 1 MiB produce request is never copied on the way in and its
-records reach the shard as memoryviews of that buffer.
+copied out once; a frame larger than the scratch space gets a buffer of its own once the
+scratch is full, and the socket reads straight into it, so a 1 MiB produce request is copied
+once on the way in and its records reach the shard as memoryviews of that buffer. That buffer
+grows as the frame's bytes arrive (FIRST_FRAME_BYTES, then doubling), never from what the
+length prefix claims.
+
+Memory is bounded whatever the client does:
+- every frame is charged to the broker's MemoryBudget (queued_max_request_bytes) before it is
+  copied or its buffer grows; when the budget is spent, this connection stops reading until
+  another request's memory is released. Fetch data is charged as it is read (`charged_read`),
+  encoded responses until the kernel has taken them, and all of it is released exactly once:
+  when the response leaves, or when the connection closes;
+- back-pressure: while more than connections_max_unsent_bytes of responses wait to be sent,
+  no request is dispatched and the connection is not read (Kafka mutes such a channel), and at
+  most one Fetch per connection is being answered at a time, so a client that never reads
+  holds at most about that bound plus one response;
+- a request must arrive whole within request_receive_timeout_ms of its first byte (slow-loris
+  clients), else the connection is closed. Each close is counted by reason in the metrics.
 
 Requests are pipelined: each gets a slot in arrival order; handlers may finish out of order,
 but responses leave in order, all ready ones in one writelines call. Anything the broker
@@ -19,6 +34,7 @@ ctx.failed for a partition's error). One dict look-up and a few additions a requ
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import struct
 import time
@@ -26,15 +42,56 @@ from collections import deque
 
 from pstream.admin.metrics import UNKNOWN_API
 from pstream.broker.dispatch import REGISTRY
+from pstream.broker.frames import FramePool
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, write_response_header
 from pstream.protocol.primitives import ProtocolError, Reader, Writer
 
 _log = logging.getLogger("pstream.broker")
 _len = struct.Struct(">i")
+_api_key = struct.Struct(">h")
 
 SCRATCH_BYTES = 64 * 1024
+FIRST_FRAME_BYTES = 2 << 20   # a large frame's first buffer (a 1 MB produce request fits at once)
 MAX_PIPELINED = 128   # requests in flight on one connection before reading pauses
+FETCH_KEY = 1         # at most one Fetch per connection is answered at a time
+
+# Why a connection was closed: the label of pstream_connections_closed_total.
+CLOSE_RECEIVE_TIMEOUT = "receive_timeout"
+CLOSE_OVERSIZE = "oversize"
+CLOSE_BAD_REQUEST = "bad_request"
+CLOSE_HANDLER_ERROR = "handler_error"
+CLOSE_MAX_CONNECTIONS = "max_connections"
+CLOSE_IDLE = "idle"
+CLOSE_EOF_MID_FRAME = "eof_mid_frame"
+
+# The request a handler is running for (set around its call; tasks copy it): charged_read
+# charges fetch data to that request.
+_handling: contextvars.ContextVar = contextvars.ContextVar("pstream_handling", default=None)
+
+
+async def charged_read(room: int, read, *args):
+    """`await read(*args)`, which allocates up to `room` bytes, once the broker's memory budget
+    has room; what it returned stays charged to the request being handled until its response
+    has been sent. Outside a connection (tests, tools) it just reads."""
+    handling = _handling.get()
+    if handling is None:
+        return await read(*args)
+    conn, slot = handling
+    budget = conn.broker.memory
+    await budget.acquire(room, conn.fetch_headroom)
+    try:
+        data = await read(*args)
+    except BaseException:
+        budget.release(room)
+        raise
+    if slot.released:   # the connection closed meanwhile: nothing will send this
+        budget.release(room)
+    else:
+        kept = min(len(data), room)
+        slot.charge += kept
+        budget.release(room - kept)
+    return data
 
 
 class RequestContext:
@@ -52,20 +109,29 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("chunks", "ctx", "frame_buffer", "ready", "started")
+    __slots__ = ("charge", "chunks", "ctx", "fetch", "frame_buffer", "ready", "released", "started")
 
     def __init__(self, frame_buffer: bytearray | None = None, ctx: RequestContext | None = None,
-                 started: float = 0.0):
+                 started: float = 0.0, charge: int = 0):
         self.chunks = None
         self.ready = False
         self.frame_buffer = frame_buffer   # a pooled receive buffer to return once answered
         self.ctx = ctx
         self.started = started             # time.monotonic() when the request's last bytes arrived
+        self.charge = charge               # bytes of the memory budget this request holds
+        self.released = False              # its charge went back (sent, or the connection closed)
+        self.fetch = False
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, broker):
         self.broker = broker
+        config = broker.config
+        self.budget = broker.memory
+        self.max_unsent = config.connections_max_unsent_bytes
+        self.receive_timeout = config.request_receive_timeout_ms / 1000
+        # Fetch data leaves room in the budget for one largest request (producers go on).
+        self.fetch_headroom = min(config.socket_request_max_bytes, config.queued_max_request_bytes // 2)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self._buf = bytearray(SCRATCH_BYTES)
@@ -77,8 +143,16 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._slots: deque[_Slot] = deque()
         self._closed = False
         self._paused = False
-        self._write_paused = False
         self._draining = False
+        self._parsing = False     # in _parse: callbacks must not start another
+        self._parked = None       # (frame, pooled buffer, charge) read whole but not dispatched yet
+        self._fetches = 0         # Fetch requests being answered
+        self._unsent = 0          # bytes queued on the transport (charged to the budget)
+        self._granted = 0         # budget taken for the frame this connection waited for
+        self._budget_wait = None  # the budget's handle while this connection waits for memory
+        self._frame_started = 0.0   # when the first byte of the frame not yet whole arrived
+        self._deadline = None       # the timer that checks it
+        self.muted = False          # not read because of unsent responses
         self.last_active = time.monotonic()
         self._api_stats = broker.metrics.api
 
@@ -89,25 +163,26 @@ class KafkaConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         if len(self.broker.connections) >= self.broker.config.max_connections:
-            self.abort(f"{len(self.broker.connections)} connections open, the limit (max.connections)")
+            self.abort(f"{len(self.broker.connections)} connections open, the limit (max.connections)",
+                       CLOSE_MAX_CONNECTIONS)
             return
+        # pause_writing whenever anything waits in user space, resume_writing once all of it is
+        # in the kernel: _unsent is then exact at both ends.
+        transport.set_write_buffer_limits(high=0, low=0)
         self.broker.connections.add(self)
 
     def connection_lost(self, exc) -> None:
-        self._closed = True
-        self.broker.connections.discard(self)
+        self._close()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
-        self._update_reading()
+        self._set_unsent(self.transport.get_write_buffer_size())
 
     def resume_writing(self) -> None:
-        self._write_paused = False
-        self._update_reading()
+        self._set_unsent(0)
 
     def get_buffer(self, sizehint: int):
         if self._big is not None:
-            return memoryview(self._big)[self._big_fill:self._big_size]
+            return memoryview(self._big)[self._big_fill:min(len(self._big), self._big_size)]
         if self._end == len(self._buf):
             pending = self._end - self._start
             if self._start == 0:  # a frame header claims more than fits: cannot happen (see _parse)
@@ -121,91 +196,239 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.last_active = time.monotonic()
         if self._big is not None:
             self._big_fill += nbytes
-            if self._big_fill == self._big_size:
-                frame, self._big = self._big, None
-                self._request(memoryview(frame)[:self._big_size], frame)
-            return
-        self._end += nbytes
-        self._parse()
+            self._receive_big()
+        else:
+            self._end += nbytes
+            self._parse()
+        self._watch_partial_frame()
 
     def eof_received(self):
-        if self._big is not None or self._end > self._start:
+        if self._frame_incomplete():
             have = self._big_fill if self._big is not None else self._end - self._start
-            self.abort(f"the client closed its side in the middle of a frame ({have} bytes of it received)")
+            self.abort(f"the client closed its side in the middle of a frame ({have} bytes of it received)",
+                       CLOSE_EOF_MID_FRAME)
         return False
 
     # --- framing ------------------------------------------------------------------
 
     def _parse(self) -> None:
+        if self._parsing:
+            return
+        self._parsing = True
+        try:
+            self._parse_frames()
+        finally:
+            self._parsing = False
+        self._update_reading()
+
+    def _parse_frames(self) -> None:
+        if self._parked is not None and not self._dispatch_parked():
+            return
         buf = self._buf
         limit = self.broker.config.socket_request_max_bytes
-        while not self._closed and self._end - self._start >= 4:
+        while not self._closed and self._parked is None and self._big is None and self._end - self._start >= 4:
             size = _len.unpack_from(buf, self._start)[0]
             if size <= 0 or size > limit:
-                self.abort(f"frame of {size} bytes (the limit is {limit}, socket.request.max.bytes)")
+                self.abort(f"frame of {size} bytes (the limit is {limit}, socket.request.max.bytes)", CLOSE_OVERSIZE)
                 return
             body = self._start + 4
             if self._end - body >= size:
+                if not self._take(size):
+                    return
                 frame = bytes(memoryview(buf)[body:body + size])
                 self._start = body + size
-                self._request(memoryview(frame))
+                self._frame_started = 0.0
+                self._request(memoryview(frame), None, size)
                 continue
-            if size > len(buf) - body:  # will not fit: receive the rest straight into its own buffer
-                have = self._end - body
-                self._big = self.broker.frame_pool.acquire(size)
-                self._big_size = size
-                self._big[:have] = memoryview(buf)[body:self._end]
-                self._big_fill = have
-                self._start = self._end = 0
-            break
+            if size + 4 <= len(buf):   # fits the scratch: wait for the rest (get_buffer makes room)
+                break
+            if self._start > 0:   # a large frame: its start goes to the front, the scratch fills first
+                pending = self._end - self._start
+                buf[:pending] = buf[self._start:self._end]
+                self._start, self._end, body = 0, pending, 4
+            if self._end < len(buf):   # nothing is allocated for a bare length prefix
+                break
+            # The scratch is full of this frame's start: receive the rest into a buffer of its own.
+            have = self._end - body
+            cap = FramePool.size_for(min(size, max(FIRST_FRAME_BYTES, 2 * have)))
+            if not self._take(cap):
+                return
+            self._big = self.broker.frame_pool.acquire(cap)
+            self._big_size = size
+            self._big[:have] = memoryview(buf)[body:self._end]
+            self._big_fill = have
+            self._start = self._end = 0
         if self._start == self._end:
             self._start = self._end = 0
 
+    def _receive_big(self) -> None:
+        """After bytes arrived in the large frame's buffer: dispatch it once whole, or grow it
+        (within the budget) once full."""
+        big = self._big
+        if self._big_fill >= self._big_size:
+            self._big = None
+            self._frame_started = 0.0
+            self._request(memoryview(big)[:self._big_size], big, len(big))
+            self._parse()
+            return
+        if self._big_fill < len(big):
+            return
+        cap = FramePool.size_for(min(self._big_size, 2 * len(big)))
+        if not self._take(cap - len(big)):
+            self._update_reading()
+            return
+        grown = self.broker.frame_pool.acquire(cap)
+        grown[:self._big_fill] = big
+        self._big = grown
+        self.broker.frame_pool.release(big)
+
+    def _take(self, need: int) -> bool:
+        """Charges `need` bytes of the budget for the frame in hand; False while it must wait
+        (reading pauses; the grant resumes it)."""
+        if self._granted >= need:
+            self._granted -= need
+            return True
+        if self._budget_wait is not None:
+            return False
+        need -= self._granted
+        handle = self.budget.request(need, lambda: self._on_grant(need))
+        if handle is None:
+            self._granted = 0
+            return True
+        self._budget_wait = handle
+        self._update_reading()
+        return False
+
+    def _on_grant(self, nbytes: int) -> None:
+        self._budget_wait = None
+        self._granted += nbytes
+        if self._closed:
+            return
+        if self._big is not None:
+            self._receive_big()
+        self._parse()
+
+    # --- the receive deadline -----------------------------------------------------
+
+    def _frame_incomplete(self) -> bool:
+        if self._big is not None:
+            return True
+        pending = self._end - self._start
+        return 0 < pending and (pending < 4 or pending - 4 < _len.unpack_from(self._buf, self._start)[0])
+
+    def _watch_partial_frame(self) -> None:
+        if self._closed or not self._frame_incomplete():
+            return
+        if not self._frame_started:
+            self._frame_started = self.last_active
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(self.receive_timeout, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._deadline = None
+        if self._closed or not self._frame_incomplete():
+            return
+        now = time.monotonic()
+        if self._paused and self._budget_wait is None:
+            self._frame_started = now   # not reading for our own reasons (unsent output): not the client's delay
+        elif now - self._frame_started >= self.receive_timeout:
+            have = self._big_fill if self._big is not None else self._end - self._start
+            self.abort(f"a request did not arrive whole within request_receive_timeout_ms "
+                       f"({self.receive_timeout * 1000:.0f}; {have} bytes of it received)", CLOSE_RECEIVE_TIMEOUT)
+            return
+        self._deadline = asyncio.get_running_loop().call_later(
+            self.receive_timeout - (now - self._frame_started), self._check_deadline)
+
     # --- requests -----------------------------------------------------------------
 
-    def _request(self, frame: memoryview, pooled: bytearray | None = None) -> None:
+    def _request(self, frame: memoryview, pooled: bytearray | None, charge: int) -> None:
+        """A whole frame, holding `charge` bytes of the budget: dispatched now, or parked until
+        back-pressure allows."""
+        is_fetch = len(frame) >= 2 and _api_key.unpack_from(frame)[0] == FETCH_KEY
+        if not self._may_dispatch(is_fetch):
+            self._parked = (frame, pooled, charge)
+            self._update_reading()
+            return
+        self._dispatch(frame, pooled, charge, is_fetch)
+
+    def _may_dispatch(self, is_fetch: bool) -> bool:
+        return (not self._draining and self._unsent <= self.max_unsent and len(self._slots) < MAX_PIPELINED
+                and not (is_fetch and self._fetches))
+
+    def _parked_is_fetch(self) -> bool:
+        frame = self._parked[0]
+        return len(frame) >= 2 and _api_key.unpack_from(frame)[0] == FETCH_KEY
+
+    def _dispatch_parked(self) -> bool:
+        frame, pooled, charge = self._parked
+        is_fetch = self._parked_is_fetch()
+        if not self._may_dispatch(is_fetch):
+            return False
+        self._parked = None
+        self._dispatch(frame, pooled, charge, is_fetch)
+        return True
+
+    def _dispatch(self, frame: memoryview, pooled: bytearray | None, charge: int, is_fetch: bool) -> None:
         r = Reader(frame)
         try:
             header = read_request_header(r)
         except ProtocolError as exc:
-            self.abort(f"unreadable request header: {exc}")
+            self._drop(pooled, charge)
+            self.abort(f"unreadable request header: {exc}", CLOSE_BAD_REQUEST)
             return
         api = REGISTRY.get(header.api_key)
         if api is None:
+            self._drop(pooled, charge)
             self._refused(UNKNOWN_API)
-            self.abort(f"unknown API key {header.api_key} (correlation id {header.correlation_id})")
+            self.abort(f"unknown API key {header.api_key} (correlation id {header.correlation_id})",
+                       CLOSE_BAD_REQUEST)
             return
         if not api.min_version <= header.api_version <= api.max_version:
             if header.api_key == API_VERSIONS_KEY:
                 # A v0 body with UNSUPPORTED_VERSION and our ranges: the client retries with one we have.
+                self._drop(pooled, charge)
                 self._answer_unsupported_api_versions(header)
                 return
+            self._drop(pooled, charge)
             self._refused(api.key)
             self.abort(f"{api.name} v{header.api_version} is not supported "
-                       f"(versions {api.min_version}-{api.max_version})")
+                       f"(versions {api.min_version}-{api.max_version})", CLOSE_BAD_REQUEST)
             return
         try:
             request = api.read(header.api_version, r)
         except ProtocolError as exc:
+            self._drop(pooled, charge)
             self._refused(api.key)
-            self.abort(f"malformed {api.name} v{header.api_version} request: {exc}")
+            self.abort(f"malformed {api.name} v{header.api_version} request: {exc}", CLOSE_BAD_REQUEST)
             return
         ctx = RequestContext(self.broker, header, self)
-        slot = _Slot(pooled, ctx, self.last_active)
+        slot = _Slot(pooled, ctx, self.last_active, charge)
+        if is_fetch:
+            slot.fetch = True
+            self._fetches += 1
         self._slots.append(slot)
-        self._update_reading()
+        token = _handling.set((self, slot))
         try:
             result = api.handler(ctx, request)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)   # copies the context: charged_read finds this slot
         except Exception:
             _log.exception("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version)
             self._count(slot, api.key, True)
-            self.abort(None)
+            self.abort(None, CLOSE_HANDLER_ERROR)
             return
+        finally:
+            _handling.reset(token)
         if asyncio.iscoroutine(result):
-            task = asyncio.ensure_future(result)
             task.add_done_callback(lambda t, s=slot, a=api, h=header: self._finished(t, s, a, h))
         else:
             self._complete(slot, api, header, result)
+
+    def _drop(self, pooled: bytearray | None, charge: int) -> None:
+        """A frame that will not be answered: its memory goes back."""
+        self.budget.release(charge)
+        if pooled is not None:
+            self.broker.frame_pool.release(pooled)
 
     def _finished(self, task: asyncio.Task, slot: _Slot, api, header) -> None:
         if task.cancelled():
@@ -215,7 +438,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             _log.error("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version,
                        exc_info=exc)
             self._count(slot, api.key, True)
-            self.abort(None)
+            self.abort(None, CLOSE_HANDLER_ERROR)
             return
         self._complete(slot, api, header, task.result())
 
@@ -231,17 +454,28 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if ctx is not None:
             slot.ctx = None
             self._count(slot, api.key, ctx.failed or getattr(response, "error_code", 0))
+        if slot.fetch:
+            slot.fetch = False
+            self._fetches -= 1
+        if slot.frame_buffer is not None:
+            self.broker.frame_pool.release(slot.frame_buffer)   # kept only if no view of it remains
+            slot.frame_buffer = None
+        if slot.released:   # the connection closed: nothing to send
+            return
+        size = 0
         if response is not None:
             w = Writer()
             w.int32(0)  # size, patched below
             head = w.buf
             write_response_header(w, api.key, header.api_version, header.correlation_id)
             api.write(header.api_version, w, response)
-            _len.pack_into(head, 0, w.total() - 4)
+            size = w.total()
+            _len.pack_into(head, 0, size - 4)
             slot.chunks = w.chunks()
-        if slot.frame_buffer is not None:
-            self.broker.frame_pool.release(slot.frame_buffer)   # kept only if no view of it remains
-            slot.frame_buffer = None
+        # The request's frame is gone; the encoded response (fetch data included) is what it holds now.
+        self.budget.force(size)
+        self.budget.release(slot.charge)
+        slot.charge = size
         slot.ready = True
         self._flush()
 
@@ -257,17 +491,33 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         if self._closed:
-            self._slots.clear()
+            self._release_slots()
             return
         out = []
+        sent = 0
         slots = self._slots
         while slots and slots[0].ready:
-            chunks = slots.popleft().chunks
-            if chunks:
-                out.extend(chunks)
+            slot = slots.popleft()
+            if slot.chunks:
+                out.extend(slot.chunks)
+            sent += slot.charge
+            slot.released = True
         if out:
-            self.transport.writelines(out)
+            self.transport.writelines(out)   # what the kernel did not take is charged in pause_writing
             self.last_active = time.monotonic()
+            if self._unsent:
+                self._set_unsent(self.transport.get_write_buffer_size())
+        self.budget.release(sent)
+        self._update_reading()
+
+    def _set_unsent(self, nbytes: int) -> None:
+        if self._closed:
+            return
+        self.budget.force(nbytes - self._unsent)   # charge first, then release: never under-counted
+        self._unsent = nbytes
+        was_muted, self.muted = self.muted, nbytes > self.max_unsent
+        if self.muted and not was_muted:
+            self.broker.metrics.connections_muted += 1
         self._update_reading()
 
     def drain(self) -> None:
@@ -276,26 +526,68 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        want_pause = self._draining or self._write_paused or len(self._slots) >= MAX_PIPELINED
-        if self._closed or want_pause == self._paused:
+        if self._closed:
+            return
+        if self._parked is not None and not self._parsing and self._may_dispatch(self._parked_is_fetch()):
+            self._parse()   # back-pressure eased: the parked request and the frames behind it go on
+            return
+        want_pause = (self._draining or self._parked is not None or self._budget_wait is not None
+                      or self._unsent > self.max_unsent or len(self._slots) >= MAX_PIPELINED)
+        if want_pause == self._paused:
             return
         self._paused = want_pause
         if want_pause:
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+            if not self._parsing:
+                self._parse()   # frames that arrived before the pause
 
     @property
     def idle(self) -> bool:
         return not self._slots
 
-    def abort(self, why: str | None) -> None:
-        """Closes this connection (one log line saying why); responses not yet sent are dropped."""
+    def _release_slots(self) -> None:
+        held = 0
+        for slot in self._slots:
+            if not slot.released:
+                slot.released = True
+                held += slot.charge
+        self._slots.clear()
+        self.budget.release(held)
+
+    def _close(self) -> None:
+        """Gives back everything this connection holds of the budget (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.broker.connections.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.budget.cancel(self._budget_wait)
+        self._budget_wait = None
+        held = self._granted + self._unsent
+        self._granted = self._unsent = 0
+        if self._big is not None:
+            held += len(self._big)
+            self._big = None
+        if self._parked is not None:
+            held += self._parked[2]
+            self._parked = None
+        self.budget.release(held)
+        self._release_slots()
+
+    def abort(self, why: str | None, reason: str | None = None) -> None:
+        """Closes this connection (one log line saying why; counted by `reason`); responses not
+        yet sent are dropped."""
         if self._closed:
             return
         if why:
             _log.warning("%s: closing the connection: %s", self.peer, why)
-        self._closed = True
-        self._slots.clear()
+        if reason is not None:
+            closed = self.broker.metrics.connections_closed
+            closed[reason] = closed.get(reason, 0) + 1
+        self._close()
         if self.transport is not None:
             self.transport.abort()

@@ -18,6 +18,7 @@ import asyncio
 import struct
 import time
 
+from pstream.broker.connection import charged_read
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
 from pstream.errors import OffsetOutOfRangeError
@@ -141,7 +142,7 @@ def _prepare(item: _PartitionFetch) -> bool:
 async def _read_into(item: _PartitionFetch, room: int) -> int:
     response = item.response
     try:
-        data = await item.part.read_batches_async(item.wanted.fetch_offset, room)
+        data = await charged_read(room, item.part.read_batches_async, item.wanted.fetch_offset, room)
     except OffsetOutOfRangeError:
         response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         return 0
