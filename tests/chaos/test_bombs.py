@@ -8,9 +8,7 @@ expands to hundreds of MiB of zeros; snappy expands at most ~21x, so its bomb is
 
 from __future__ import annotations
 
-import os
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -19,13 +17,8 @@ import lz4.frame
 import pytest
 import zstandard
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
 
 import raw_kafka  # noqa: E402
-from broker_process import broker, broker_factory  # noqa: E402,F401
 
 import pstream  # noqa: E402
 from pstream.protocol.error_codes import ErrorCode  # noqa: E402

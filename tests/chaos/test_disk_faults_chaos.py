@@ -9,20 +9,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-INTEGRATION = os.path.join(os.path.dirname(HERE), "integration")
-if INTEGRATION not in sys.path:
-    sys.path.insert(0, INTEGRATION)
 
-from broker_process import BrokerProcess, broker, broker_factory, free_port  # noqa: E402,F401
 
 import kafka_wire  # noqa: E402
+from broker_process import BrokerProcess  # noqa: E402
 import pstream  # noqa: E402
 
 KAFKA_STORAGE_ERROR = 56

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 import kafka_wire  # noqa: E402
-from broker_process import broker_factory  # noqa: E402, F401
 
 from pstream import _core  # noqa: E402
 from pstream.client.wire import api_key, codec_classes, encode_request  # noqa: E402

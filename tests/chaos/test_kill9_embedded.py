@@ -9,14 +9,9 @@ it short by default and long when slow tests are selected.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-STORAGE_TESTS = str(Path(__file__).resolve().parent.parent / "storage")
-if STORAGE_TESTS not in sys.path:
-    sys.path.insert(0, STORAGE_TESTS)
 
 from test_crash import kill_loop  # noqa: E402
 
