@@ -32,6 +32,7 @@ import numpy as np
 from pstream import _core
 from pstream.cli.output import CliError, bold, red
 from pstream.errors import CorruptBatchError, CrcMismatchError
+from pstream.storage.metadata import verify_metadata_files
 
 SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
@@ -248,9 +249,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 index_path, pos, reason = problem
                 corrupt.append(index_path)
                 print(red(f"CORRUPT {index_path} at position {pos}: {reason}"))
-    summary = f"{len(files)} segment(s), {batches} batches, {records} records, {nbytes} bytes checked"
+    metadata = [] if os.path.isfile(args.path) else verify_metadata_files(args.path)
+    for problem in metadata:
+        corrupt.append(problem.path)
+        print(red(f"CORRUPT {problem}"))
+    summary = (f"{len(files)} segment(s), {batches} batches, {records} records, {nbytes} bytes checked"
+               + (", and the metadata files" if not os.path.isfile(args.path) else ""))
     if corrupt:
         print(f"{summary}: {len(corrupt)} corrupt file(s)")
         return 1
-    print(f"{summary}: all CRCs match, every record parses, the indexes agree")
+    print(f"{summary}: all CRCs match, every record parses, the indexes and metadata files agree")
     return 0

@@ -51,7 +51,7 @@ def partition_dir(tmp_path):
 def test_a_healthy_partition_verifies(partition_dir):
     out = verify(partition_dir)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "5 batches, 15 records" in out.stdout and "the indexes agree" in out.stdout
+    assert "5 batches, 15 records" in out.stdout and "the indexes and metadata files agree" in out.stdout
 
 
 def test_records_that_lie_under_a_valid_crc_are_reported(tmp_path):
@@ -121,3 +121,13 @@ def test_a_missing_index_is_not_a_problem(partition_dir):
     os.unlink(partition_dir / "00000000000000000000.index")
     os.unlink(partition_dir / "00000000000000000000.timeindex")
     assert verify(partition_dir).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["topic.json", "log-start-offset"])
+def test_a_damaged_metadata_file_is_reported(partition_dir, name):
+    data_dir = partition_dir.parent.parent
+    path = partition_dir.parent / name if name == "topic.json" else partition_dir / name
+    path.write_bytes(b'{"not": json')
+    out = verify(data_dir)
+    assert out.returncode == 1, out.stdout
+    assert f"CORRUPT {path}" in out.stdout and "1 corrupt file(s)" in out.stdout
