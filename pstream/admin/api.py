@@ -9,12 +9,12 @@
     GET /v1/topics/NAME      one topic's partitions (offsets, sizes, segments) and configs (404 if unknown)
     GET /v1/groups           consumer groups: state, members, committed offsets and lag per partition
     GET /v1/config           the effective broker settings (as a TOML file would give them)
-    GET /v1/debug/memory     RSS, write buffers per shard, tracemalloc (?start=1, ?stop=1, ?top=N)
+    GET /v1/debug/memory     RSS, write buffers per shard, tracemalloc's top sites (?top=N);
+    POST /v1/debug/memory    ?start=1 / ?stop=1 switch tracemalloc (a GET never changes state)
     GET /metrics             Prometheus text exposition (see pstream.admin.metrics)
 
 Handlers run on the broker's event loop and read its objects directly; the only blocking
-work (walking the data directory for its size) goes to a thread. They change nothing,
-except /v1/debug/memory switching tracemalloc on and off.
+work (walking the data directory for its size) goes to a thread. Only POST changes anything.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class AdminApi:
         r.get("/v1/groups", self.groups)
         r.get("/v1/config", self.config)
         r.get("/v1/debug/memory", self.memory)
+        r.post("/v1/debug/memory", self.memory)   # ?start=1 / ?stop=1 switch tracemalloc
         r.get("/metrics", self.metrics)
         return r
 
@@ -197,7 +198,7 @@ class AdminApi:
         return Response.json({"settings": settings, "effective": {**settings, **effective}})
 
     def memory(self, request: Request) -> Response:
-        return Response.json(memory.report(self.broker, request.query))
+        return Response.json(memory.report(self.broker, request.query, change=request.method == "POST"))
 
     def metrics(self, request: Request) -> Response:
         return Response(200, self.broker.metrics.exposition(), CONTENT_TYPE)

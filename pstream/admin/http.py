@@ -1,8 +1,9 @@
 """A small HTTP/1.1 server on asyncio streams, for the admin API and /metrics.
 
 It runs on the broker's event loop, so handlers read broker state directly, without threads
-or locks. GET and HEAD only (a known path asked with another method gets 405 with an Allow
-header); keep-alive and pipelined requests; JSON errors `{"error": ..., "code": ...}`.
+or locks. Each route says its methods: GET (which also answers HEAD) never changes state,
+POST does (a body, if any, is read and ignored); a known path asked with another method gets
+405 with an Allow header. Keep-alive and pipelined requests; JSON errors `{"error": ..., "code": ...}`.
 
 What a client cannot do to the broker: a request head (request line and headers) is bounded
 (MAX_HEAD_BYTES, MAX_HEADERS); bytes that cannot begin an HTTP request get 400 as soon as
@@ -34,7 +35,6 @@ HEAD_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 60.0
 WRITE_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 64
-ALLOWED_METHODS = ("GET", "HEAD")
 JSON_TYPE = "application/json"
 
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -89,30 +89,40 @@ class Router:
     handler as the keyword `name` (percent-decoded). Handlers take (request, **params)."""
 
     def __init__(self):
-        self._exact: dict[str, Handler] = {}
-        self._prefixed: dict[str, tuple[str, Handler]] = {}
+        self._exact: dict[str, dict[str, Handler]] = {}                 # path -> method -> handler
+        self._prefixed: dict[str, tuple[str, dict[str, Handler]]] = {}  # prefix -> (param, routes)
 
     def get(self, path: str, handler: Handler) -> None:
+        """A read-only route (HEAD too)."""
+        self._add(path, ("GET", "HEAD"), handler)
+
+    def post(self, path: str, handler: Handler) -> None:
+        """A route that changes state."""
+        self._add(path, ("POST",), handler)
+
+    def _add(self, path: str, methods: tuple[str, ...], handler: Handler) -> None:
         m = re.fullmatch(r"(.*/)\{(\w+)\}", path)
         if m:
-            self._prefixed[m.group(1)] = (m.group(2), handler)
+            routes = self._prefixed.setdefault(m.group(1), (m.group(2), {}))[1]
         else:
-            self._exact[path] = handler
+            routes = self._exact.setdefault(path, {})
+        for method in methods:
+            routes[method] = handler
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         if len(path) > 1:
             path = path.rstrip("/") or "/"
-        handler, params = self._exact.get(path), {}
-        if handler is None:
+        routes, params = self._exact.get(path), {}
+        if routes is None:
             head, _, last = path.rpartition("/")
             entry = self._prefixed.get(head + "/")
             if entry is not None and last:
-                handler, params = entry[1], {entry[0]: last}
-        if handler is None:
+                routes, params = entry[1], {entry[0]: last}
+        if routes is None:
             raise HttpError(404, f"no such path: {path}")
-        if method not in ALLOWED_METHODS:
-            raise HttpError(405, f"{method} is not allowed on {path}", {"Allow": ", ".join(ALLOWED_METHODS)})
-        return handler, params
+        if method not in routes:
+            raise HttpError(405, f"{method} is not allowed on {path}", {"Allow": ", ".join(routes)})
+        return routes[method], params
 
 
 class _Close(Exception):

@@ -67,9 +67,14 @@ def _top(query: dict[str, str]) -> int:
     return int(text)
 
 
-def tracing(query: dict[str, str]) -> dict:
-    """Applies ?start=1 / ?stop=1, then reports tracemalloc's state and, while it traces, the top sites."""
+def tracing(query: dict[str, str], change: bool) -> dict:
+    """Applies ?start=1 / ?stop=1 (only when change: POST), then reports tracemalloc's state and,
+    while it traces, the top sites. Tracing costs about two thirds of the broker's throughput,
+    so a GET (a scraper, a browser's prefetch) must never switch it on."""
     start, stop, top = _flag(query, "start"), _flag(query, "stop"), _top(query)
+    if (start or stop) and not change:
+        raise HttpError(405, "GET does not change state: POST /v1/debug/memory?start=1 (or ?stop=1)",
+                        {"Allow": "POST"})
     if start and stop:
         raise HttpError(400, "start and stop together: ask for one")
     if start and not tracemalloc.is_tracing():
@@ -78,7 +83,7 @@ def tracing(query: dict[str, str]) -> dict:
         tracemalloc.stop()
     out: dict = {"tracing": tracemalloc.is_tracing()}
     if not out["tracing"]:
-        out["hint"] = "GET /v1/debug/memory?start=1 switches allocation tracing on"
+        out["hint"] = "POST /v1/debug/memory?start=1 switches allocation tracing on"
         return out
     current, peak = tracemalloc.get_traced_memory()
     snapshot = tracemalloc.take_snapshot().filter_traces((
@@ -91,7 +96,7 @@ def tracing(query: dict[str, str]) -> dict:
     return out
 
 
-def report(broker, query: dict[str, str]) -> dict:
+def report(broker, query: dict[str, str], change: bool = False) -> dict:
     out: dict = {"rss_bytes": rss_bytes()}
     if broker.log_readable:
         shards = shard_memory(broker.log)
@@ -100,5 +105,5 @@ def report(broker, query: dict[str, str]) -> dict:
         out["index_bytes"] = sum(s["index_bytes"] for s in shards)
     out["frame_pool"] = broker.frame_pool.stats()   # receive buffers of large requests, kept for reuse
     out["python"] = {"allocated_blocks": sys.getallocatedblocks()}
-    out["tracemalloc"] = tracing(query)
+    out["tracemalloc"] = tracing(query, change)
     return out

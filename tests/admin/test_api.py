@@ -225,8 +225,11 @@ def test_debug_memory_reports_buffers_and_traces_allocations_on_demand(broker):
     assert pool["pooled_buffers"] >= 1 and pool["pooled_bytes"] >= 128 << 10
     assert pool["by_class"].get(str(128 << 10), 0) >= 1
 
-    on = get_json(url + "?start=1")
-    assert on["tracemalloc"]["tracing"] is True
+    refused = request(url + "?start=1")   # a GET never changes state
+    assert refused.status == 405 and refused.headers.get("allow") == "POST" and "POST" in refused.json()["error"]
+    assert get_json(url)["tracemalloc"]["tracing"] is False
+    on = request(url + "?start=1", method="POST", data=b"")
+    assert on.status == 200 and on.json()["tracemalloc"]["tracing"] is True
     for _ in range(3):   # something to trace
         get_json(broker.admin_url + "/v1/topics")
     top = get_json(url + "?top=3")["tracemalloc"]
@@ -236,7 +239,7 @@ def test_debug_memory_reports_buffers_and_traces_allocations_on_demand(broker):
     assert top["traced_bytes"] > 0
     assert len(get_json(url)["tracemalloc"]["top"]) <= 20
 
-    assert get_json(url + "?stop=1")["tracemalloc"]["tracing"] is False
+    assert request(url + "?stop=1", method="POST", data=b"").json()["tracemalloc"]["tracing"] is False
     assert get_json(url)["tracemalloc"]["tracing"] is False
     bad = request(url + "?top=lots")
     assert bad.status == 400 and bad.json()["code"] == 400
