@@ -161,6 +161,13 @@ def _write_varint(out: bytearray, value: int, bits: int = 32) -> None:
     out.append(unsigned)
 
 
+def varint(value: int, bits: int = 64) -> bytes:
+    """`value` as a zigzag varlong (bits=64) or varint (bits=32): for records built by hand."""
+    out = bytearray()
+    _write_varint(out, value, bits)
+    return bytes(out)
+
+
 def _as_bytes(value: object, what: str) -> bytes:
     try:
         return memoryview(value).cast("B").tobytes()  # type: ignore[arg-type]

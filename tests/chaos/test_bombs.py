@@ -24,19 +24,11 @@ import pstream  # noqa: E402
 from pstream.protocol.error_codes import ErrorCode  # noqa: E402
 from pstream.record import compression, reference  # noqa: E402
 
-HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER = reference.HEADER
 MAX_MESSAGE_BYTES = 8 << 20          # room for a snappy bomb; gzip, lz4 and zstd bombs are far smaller
 PEAK_GROWTH_BOUND = 64 << 20         # the broker's peak RSS may not grow by this much: each bomb expands to more
 
-
-def varint(value: int) -> bytes:
-    unsigned = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while unsigned >= 0x80:
-        out.append((unsigned & 0x7F) | 0x80)
-        unsigned >>= 7
-    out.append(unsigned)
-    return bytes(out)
+varint = reference.varint   # zigzag varlong
 
 
 def bomb(codec: int, expands_to: int, records: int = 1) -> bytes:

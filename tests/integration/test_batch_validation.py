@@ -19,17 +19,9 @@ from pstream.record import compression, reference
 
 import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
-HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER = reference.HEADER
 
-
-def varint(value: int) -> bytes:
-    unsigned = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while unsigned >= 0x80:
-        out.append((unsigned & 0x7F) | 0x80)
-        unsigned >>= 7
-    out.append(unsigned)
-    return bytes(out)
+varint = reference.varint   # zigzag varlong
 
 
 def record(offset_delta: int, value: bytes = b"bad") -> bytes:

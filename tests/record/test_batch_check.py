@@ -18,18 +18,10 @@ from pstream import _core
 from pstream.errors import CorruptBatchError
 from pstream.record import compression, reference
 
-HEADER = struct.Struct(">qiibIhiqqqhii")
+HEADER = reference.HEADER
 CODECS = [compression.NONE, compression.GZIP, compression.SNAPPY, compression.LZ4, compression.ZSTD]
 
-
-def varint(value: int) -> bytes:
-    unsigned = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while unsigned >= 0x80:
-        out.append((unsigned & 0x7F) | 0x80)
-        unsigned >>= 7
-    out.append(unsigned)
-    return bytes(out)
+varint = reference.varint   # zigzag varlong
 
 
 def record(offset_delta: int = 0, timestamp_delta: int = 0, key: bytes | None = b"k", value: bytes = b"v") -> bytes:
