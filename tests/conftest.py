@@ -27,6 +27,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_sessionstart(session):
+    """libuv opens a process-wide pipe the first time any uvloop loop watches a signal, and keeps
+    it for the life of the process: open it before any module's descriptors are counted."""
+    import signal
+
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    try:
+        loop.add_signal_handler(signal.SIGUSR2, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR2)
+    finally:
+        loop.close()
+
+
 def _open_descriptors() -> dict[int, str]:
     out = {}
     for name in os.listdir("/proc/self/fd"):

@@ -281,7 +281,7 @@ _SETTINGS = (
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
     _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
              "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "
-             "space than this (0: never; default: 1 GiB or 5% of the filesystem, whichever is smaller)"),
+             "space than this (0: never; default: 1 GiB or 5%% of the filesystem, whichever is smaller)"),
     _Setting("admin_listen", _Address(0, True, "HOST:PORT with a port 0..65535 (0 picks a free port), "
                                                "or off", off_ok=True),
              "address of the admin HTTP API and Prometheus /metrics (off: none)"),
