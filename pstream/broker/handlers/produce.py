@@ -108,15 +108,12 @@ def check_records(config, part, batch: memoryview) -> None:
         return
     before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
     create_time = part.timestamp_type == 0
-    if before >= NO_LIMIT and after >= NO_LIMIT:   # Kafka's defaults
-        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
-                                  max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
-    else:
+    limits = {}
+    if before < NO_LIMIT or after < NO_LIMIT:   # Kafka's defaults set no limit: no clock read
         now = int(time.time() * 1000)
-        fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
-                                  min_timestamp=max(now - before, -NO_LIMIT - 1),
-                                  max_timestamp=min(now + after, NO_LIMIT),
-                                  max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
+        limits = {"min_timestamp": max(now - before, -NO_LIMIT - 1), "max_timestamp": min(now + after, NO_LIMIT)}
+    fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
+                              max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES, **limits)
     if fault is not None:
         raise _Refused(_FAULT_ERRORS[fault.kind], fault.message, fault.record_index)
 
