@@ -26,7 +26,9 @@ extensions = [
         extra_compile_args=extra_compile_args,
         libraries=["pthread"],
         depends=[os.path.join("include", name) for name in os.listdir(os.path.join(HERE, "include"))]
-        + [os.path.join("pstream", "_corelib", name) for name in os.listdir(os.path.join(HERE, "pstream", "_corelib"))],
+        + [os.path.join("pstream", "_corelib", name) for name in os.listdir(os.path.join(HERE, "pstream", "_corelib"))]
+        + [os.path.join("pstream", "storage", name) for name in os.listdir(os.path.join(HERE, "pstream", "storage"))
+           if name.endswith((".pxi", ".pxd"))],
     )
 ]
 

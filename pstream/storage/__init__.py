@@ -1,5 +1,6 @@
-"""Storage as Python sees it: on-disk layout and topic configuration.
+"""The storage engine.
 
-The partition log itself (segments, indexes, recovery, shard threads) is compiled in
-`pstream._core`; this package owns the names, settings and metadata files around it.
+The partition log itself (segments, indexes, recovery, shard threads) is Cython in this
+directory (*.pxd declarations, *.pxi code) compiled into `pstream._core`; the Python
+modules here own the names, settings and metadata files around it.
 """

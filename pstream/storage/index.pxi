@@ -9,16 +9,6 @@
 # offset that carried it. Both are disposable: rebuilt from the log when missing,
 # short or inconsistent.
 
-cdef struct SparseIndex:
-    uint32_t *rel
-    uint32_t *pos
-    size_t n
-    size_t cap
-    int64_t *ts
-    uint32_t *trel
-    size_t tn
-    size_t tcap
-
 
 cdef int index_reserve(SparseIndex *ix, size_t n, size_t tn) noexcept nogil:
     cdef size_t cap

@@ -1,0 +1,49 @@
+# Declarations of a segment (segment.pxi).
+
+cdef struct Segment:
+    int64_t base_offset
+    int64_t next_offset         # one past the last offset appended here
+    int wfd                     # write fd (O_DIRECT when direct), -1 once finalized
+    int rfd                     # buffered read fd
+    int dfd                     # O_DIRECT read fd for data served from the file, -1 if refused
+    bint direct
+    bint direct_fallback        # O_DIRECT was refused at the first write
+    int64_t size                # logical end: end of the last batch
+    int64_t written             # bytes handed to the file
+    int64_t written_offset      # next_offset as of `written`
+    int64_t synced              # bytes covered by fdatasync
+    int64_t synced_offset       # next_offset as of `synced`
+    int64_t allocated           # preallocated file length
+    int64_t prealloc_step
+    int64_t prealloc_limit      # never preallocate past this (segment.bytes): a small segment stays small
+    uint8_t *buf                # active buffer: file bytes [buf_start, size)
+    int64_t buf_start
+    int64_t buf_cap
+    uint8_t *spare
+    int64_t spare_cap
+    int64_t spare_start         # the spare still holds file bytes [spare_start, +spare_len): the
+    int64_t spare_len           # last write's buffer, readable until reused (O_DIRECT skips the page cache)
+    uint8_t *inflight           # buffer being written by the shard, or NULL
+    int64_t inflight_start
+    int64_t inflight_len
+    SparseIndex index
+    int64_t index_interval
+    int64_t bytes_since_index
+    size_t index_persisted      # offset entries already in the .index file
+    size_t time_persisted       # time entries already in the .timeindex file
+    int64_t max_timestamp       # greatest timestamp in the segment, -1 when none
+    int64_t max_timestamp_offset
+    int64_t created_ms          # wall time of the first append (segment_ms rolls)
+    bint sealed                 # no more appends; waits for the shard to finalize
+    bint finalized              # flushed, truncated to size, indexes written
+    bint deleted
+    int refs                    # readers holding it outside the mutex
+    int io_errno                # first write/sync error, reported to appenders
+    uint8_t *failed_buf         # the buffer of a failed write: file bytes [failed_start, +failed_len),
+    int64_t failed_cap          # kept readable and written again by segment_retry
+    int64_t failed_start
+    int64_t failed_len
+    int64_t failed_end_offset   # next_offset as of the end of failed_buf
+    char *log_path
+    char *index_path
+    char *time_path
