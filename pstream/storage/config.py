@@ -13,7 +13,8 @@ from pstream.errors import ConfigError
 
 FLUSH_POLICIES = ("always", "interval", "bytes")
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
-CLEANUP_POLICIES = ("delete",)
+# Kafka spells the combined policy either way round; it is stored as "compact,delete".
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class TopicConfig:
     message_timestamp_before_max_ms: int = (1 << 63) - 1
     message_timestamp_after_max_ms: int = (1 << 63) - 1
     cleanup_policy: str = "delete"
+    # compaction (cleanup_policy "compact" or "compact,delete"), Kafka 3.9's defaults
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = (1 << 63) - 1
+    delete_retention_ms: int = 24 * 3600 * 1000
     flush: str = "always"
     flush_ms: int = 10
     flush_bytes: int = 1 << 20
@@ -60,6 +66,19 @@ class TopicConfig:
         config.validate()
         return config
 
+    def __post_init__(self) -> None:
+        if isinstance(self.cleanup_policy, str) and self.cleanup_policy.replace(" ", "") == "delete,compact":
+            object.__setattr__(self, "cleanup_policy", "compact,delete")
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+    @property
+    def deletes(self) -> bool:
+        """Retention removes old segments (cleanup_policy "delete" or "compact,delete")."""
+        return "delete" in self.cleanup_policy
+
     def validate(self) -> None:
         def need_int(name, minimum, allow_none=False):
             value = getattr(self, name)
@@ -77,6 +96,12 @@ class TopicConfig:
         need_int("max_message_bytes", 0)
         need_int("message_timestamp_before_max_ms", 0)
         need_int("message_timestamp_after_max_ms", 0)
+        need_int("min_compaction_lag_ms", 0)
+        need_int("max_compaction_lag_ms", 1)
+        need_int("delete_retention_ms", 0)
+        ratio = self.min_cleanable_dirty_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise ConfigError(f"setting min_cleanable_dirty_ratio must be a number in [0, 1], got {ratio!r}")
         need_int("flush_ms", 0)
         need_int("flush_bytes", 1)
         need_int("write_buffer_bytes", 8192)
