@@ -14,15 +14,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEBUG = os.environ.get("PSTREAM_DEBUG_BUILD") == "1"
 
 extra_compile_args = ["-O3", "-fno-strict-aliasing", "-Wno-unused-function"]
-if DEBUG:
+define_macros = [("_GNU_SOURCE", "1"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if DEBUG:   # also checks the lock contract: who holds each shard mutex (include/ps_lock.h)
     extra_compile_args = ["-O0", "-g3", "-Wno-unused-function"]
+    define_macros.append(("PS_DEBUG_LOCKS", "1"))
 
 extensions = [
     Extension(
         "pstream._core",
         sources=["pstream/_core.pyx"],
         include_dirs=[os.path.join(HERE, "include"), os.path.join(HERE, "pstream", "_corelib"), numpy.get_include()],
-        define_macros=[("_GNU_SOURCE", "1"), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=define_macros,
         extra_compile_args=extra_compile_args,
         libraries=["pthread"],
         depends=[os.path.join("include", name) for name in os.listdir(os.path.join(HERE, "include"))]

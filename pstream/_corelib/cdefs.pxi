@@ -165,24 +165,16 @@ cdef extern from "ps_faults.h" nogil:
 cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_t:
         pass
-    ctypedef struct pthread_mutex_t:
-        pass
     ctypedef struct pthread_cond_t:
         pass
     ctypedef struct pthread_condattr_t:
         pass
     int pthread_create(pthread_t *thread, void *attr, void *(*start)(void *) noexcept nogil, void *arg)
     int pthread_join(pthread_t thread, void **retval)
-    int pthread_mutex_init(pthread_mutex_t *m, void *attr)
-    int pthread_mutex_destroy(pthread_mutex_t *m)
-    int pthread_mutex_lock(pthread_mutex_t *m)
-    int pthread_mutex_unlock(pthread_mutex_t *m)
     int pthread_condattr_init(pthread_condattr_t *a)
     int pthread_condattr_setclock(pthread_condattr_t *a, int clock)
     int pthread_cond_init(pthread_cond_t *c, pthread_condattr_t *a)
     int pthread_cond_destroy(pthread_cond_t *c)
-    int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
-    int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const timespec *t)
     int pthread_cond_signal(pthread_cond_t *c)
     int pthread_cond_broadcast(pthread_cond_t *c)
 
@@ -192,6 +184,36 @@ cdef extern from "<time.h>" nogil:
         long tv_sec
         long tv_nsec
     int CLOCK_MONOTONIC
+
+
+# Mutexes only through ps_lock.h (owner checks in debug builds); see lock_with_gil_released.
+cdef extern from "ps_lock.h" nogil:
+    ctypedef struct ps_mutex:
+        pass
+    int PS_LOCK_CHECKS
+    int ps_mutex_init(ps_mutex *m)
+    void ps_mutex_destroy(ps_mutex *m)
+    void ps_mutex_lock(ps_mutex *m)
+    int ps_mutex_trylock(ps_mutex *m)
+    void ps_mutex_unlock(ps_mutex *m)
+    void ps_mutex_assert_held(ps_mutex *m)
+    int ps_cond_wait(pthread_cond_t *c, ps_mutex *m)
+    int ps_cond_timedwait(pthread_cond_t *c, ps_mutex *m, const timespec *t)
+
+
+cdef extern from "ps_atomic.h" nogil:
+    int64_t ps_load_i64(const int64_t *p)
+    void ps_store_i64(int64_t *p, int64_t v)
+    int32_t ps_load_i32(const int32_t *p)
+    void ps_store_i32(int32_t *p, int32_t v)
+
+
+cdef inline void lock_with_gil_released(ps_mutex *m) noexcept:
+    """Takes a shard mutex from a thread that holds the GIL: tries, and when the mutex is
+    busy waits for it with the GIL released, so a shard holding it never stalls Python."""
+    if ps_mutex_trylock(m) != 0:
+        with nogil:
+            ps_mutex_lock(m)
 
 
 from cpython.ref cimport PyObject, Py_XDECREF

@@ -24,6 +24,7 @@ cdef inline bint part_needs_roll(PartState *p, Segment *a, int64_t total, int64_
 cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) noexcept nogil:
     """Room for `total` bytes at the end of the active buffer: PS_OK and *dst, or RESERVE_*/PS_ERR_*."""
     cdef Segment *a
+    ps_mutex_assert_held(&p.shard.mu)
     if p.closed:
         return PS_ERR_CLOSED
     if p.io_errno:
@@ -47,9 +48,10 @@ cdef void part_commit(PartState *p, int64_t total, int64_t last_offset, int64_t 
     cdef Segment *a = part_active(p)
     cdef Shard *sh = p.shard
     cdef int64_t position = a.size
+    ps_mutex_assert_held(&p.shard.mu)
     a.size += total
     segment_note_batch(a, position, total, last_offset, max_timestamp)
-    p.next_offset = last_offset + 1
+    ps_store_i64(&p.next_offset, last_offset + 1)
     if p.dirty_since_ns == 0:
         p.dirty_since_ns = ps_monotonic_ns()
         if p.flush_mode == FLUSH_INTERVAL:
@@ -77,13 +79,14 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
     cdef Segment *s
     cdef int st, err = 0
     cdef int64_t base
+    ps_mutex_assert_held(&p.shard.mu)
     if p.closed:
         return PS_ERR_CLOSED
     if p.rolling or old.size == 0:
         return PS_OK
     p.rolling = True
     base = p.next_offset
-    pthread_mutex_unlock(&sh.mu)
+    ps_mutex_unlock(&sh.mu)
     s = segment_new(p.directory, base, p.index_interval)
     st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, p.want_direct, p.buffer_bytes, p.prealloc_bytes,
                                                                 p.segment_bytes)
@@ -91,7 +94,7 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
         st = fsync_directory(p.directory)   # the new file's name must survive a crash too
     if st != PS_OK:
         err = errno
-    pthread_mutex_lock(&sh.mu)
+    ps_mutex_lock(&sh.mu)
     p.rolling = False
     if st == PS_OK and p.closed:
         st = PS_ERR_CLOSED          # close() won the race: this segment never becomes active
@@ -119,6 +122,7 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
     cdef uint8_t *dst
     cdef int st
     cdef Shard *sh = p.shard
+    ps_mutex_assert_held(&p.shard.mu)
     while True:
         st = part_reserve(p, total, h.last_offset_delta + 1, now_ms, &dst)
         if st == PS_OK:
@@ -134,7 +138,7 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
             if st == RESERVE_ROOM:
                 p.write_requested = True
                 shard_enqueue(sh, p)
-            pthread_cond_wait(&sh.done, &sh.mu)
+            ps_cond_wait(&sh.done, &sh.mu)
         else:
             return st
     memcpy(dst, src, total)
@@ -175,6 +179,7 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
     cdef AppendRequest *nxt
     cdef ps_batch_header h
     cdef bint rang = False
+    ps_mutex_assert_held(&sh.mu)
     while sh.sub_head != NULL:
         req = sh.sub_head
         sh.sub_head = NULL
@@ -183,9 +188,9 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
             nxt = req.next
             req.next = NULL
             req.part.busy += 1
-            pthread_mutex_unlock(&sh.mu)
+            ps_mutex_unlock(&sh.mu)
             req.status = check_raw_batch(req.part, req.data, req.length, True, &h, &req.errpos)
-            pthread_mutex_lock(&sh.mu)
+            ps_mutex_lock(&sh.mu)
             if req.status == PS_OK:
                 req.status = part_append_raw_locked(req.part, req.data, &h, ps_now_ms(), True)
             req.part.busy -= 1
@@ -212,6 +217,7 @@ cdef void shard_complete_durable(Shard *sh) noexcept nogil:
     cdef AppendRequest **link = &sh.durable_wait
     cdef AppendRequest *req
     cdef bint rang = False
+    ps_mutex_assert_held(&sh.mu)
     while link[0] != NULL:
         req = link[0]
         if req.part.durable_offset > req.last_offset or req.part.io_errno:

@@ -27,8 +27,8 @@ cdef int64_t DEFAULT_READ_BYTES = 1 << 20
 
 cdef inline void mutex_wait_then_unlock(Shard *sh) noexcept nogil:
     """Waits on `done` (mutex held) and returns with the mutex released."""
-    pthread_cond_wait(&sh.done, &sh.mu)
-    pthread_mutex_unlock(&sh.mu)
+    ps_cond_wait(&sh.done, &sh.mu)
+    ps_mutex_unlock(&sh.mu)
 
 
 cdef int part_add_segment(PartState *p, Segment *s) noexcept nogil:
@@ -77,17 +77,17 @@ cdef void segment_close_files(Segment *s) noexcept nogil:
         s.dfd = -1
 
 
-cdef void segment_release(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+cdef void segment_release(Segment *s, ps_mutex *mu) noexcept nogil:
     """Drops a reader's reference; frees a deleted segment once nobody reads it, and closes a
     finalized one's descriptors, so a log holds descriptors for its active segment and its
     reads in progress only, however many segments it has."""
     cdef bint free_it
-    pthread_mutex_lock(mu)
+    ps_mutex_lock(mu)
     s.refs -= 1
     free_it = s.deleted and s.refs == 0
     if s.refs == 0 and s.finalized and not s.deleted:
         segment_close_files(s)
-    pthread_mutex_unlock(mu)
+    ps_mutex_unlock(mu)
     if free_it:
         segment_free(s)
 
@@ -342,7 +342,7 @@ cdef class Partition:
     def _write_log_start_checkpoint(self):
         """Persists the current log start offset (one writer at a time, so it never goes back)."""
         with self.checkpoint_lock:
-            value = self.p.log_start_offset
+            value = ps_load_i64(&self.p.log_start_offset)
             tmp = _os.path.join(self.path, "log-start-offset.tmp")
             with open(tmp, "w") as f:
                 f.write(f"{value}\n")
@@ -357,11 +357,11 @@ cdef class Partition:
     @property
     def high_watermark(self):
         """One past the last readable offset (the log end offset on a single node)."""
-        return self.p.next_offset
+        return ps_load_i64(&self.p.next_offset)
 
     @property
     def log_start_offset(self):
-        return self.p.log_start_offset
+        return ps_load_i64(&self.p.log_start_offset)
 
     @property
     def leader_epoch(self):
@@ -370,9 +370,9 @@ cdef class Partition:
 
     @leader_epoch.setter
     def leader_epoch(self, int32_t value):
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         self.p.leader_epoch = value
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
 
     def reconfigure(self, *, int64_t segment_bytes, segment_ms, retention_bytes, retention_ms,
                     int64_t max_message_bytes, int timestamp_type, int64_t index_interval_bytes, **_ignored):
@@ -381,7 +381,7 @@ cdef class Partition:
         cdef int64_t seg_ms = -1 if segment_ms is None else segment_ms
         cdef int64_t ret_bytes = -1 if retention_bytes is None else retention_bytes
         cdef int64_t ret_ms = -1 if retention_ms is None else retention_ms
-        pthread_mutex_lock(&self.sh.mu)   # converted above: no Python objects under the mutex
+        lock_with_gil_released(&self.sh.mu)   # converted above: no Python objects under the mutex
         self.p.segment_bytes = segment_bytes
         self.p.segment_ms = seg_ms
         self.p.max_message_bytes = max_message_bytes
@@ -389,7 +389,7 @@ cdef class Partition:
         self.p.index_interval = index_interval_bytes
         self.retention_bytes = ret_bytes
         self.retention_ms = ret_ms
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
 
     @property
     def timestamp_type(self):
@@ -399,15 +399,15 @@ cdef class Partition:
     @property
     def durable_offset(self):
         """Offsets below this are fdatasync'ed."""
-        return self.p.durable_offset
+        return ps_load_i64(&self.p.durable_offset)
 
     @property
     def direct_io(self):
         """Whether the active segment writes with O_DIRECT."""
         cdef bint direct
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         direct = part_active(self.p).direct
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         return direct
 
     @property
@@ -419,20 +419,20 @@ cdef class Partition:
 
         Returns True instead when that is already the case.
         """
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         if durable:
             if self.p.durable_offset > offset or self.p.io_errno:
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
                 return True
             if self.p.watch_durable < 0 or offset < self.p.watch_durable:
                 self.p.watch_durable = offset
         else:
             if self.p.next_offset > offset:
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
                 return True
             if self.p.watch_offset < 0 or offset < self.p.watch_offset:
                 self.p.watch_offset = offset
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         return False
 
     @property
@@ -440,10 +440,10 @@ cdef class Partition:
         """(errno, file) of the failed write or fdatasync that stops appends here, or None."""
         cdef int err
         cdef bytes path
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         err = self.p.io_errno
         path = self.p.fail_file
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         self._log_failure()
         return (err, _os.fsdecode(path)) if err else None
 
@@ -453,9 +453,9 @@ cdef class Partition:
         the disk still fails (nothing is lost either way: the data stays in memory and readable)."""
         cdef int st
         with nogil:
-            pthread_mutex_lock(&self.sh.mu)
+            ps_mutex_lock(&self.sh.mu)
             st = part_revive(self.p)
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
         if st == PS_OK:
             return True
         self._log_failure()
@@ -468,11 +468,11 @@ cdef class Partition:
         cdef bytes path
         if self.p.failures == self.failures_logged:
             return 0
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         err = self.p.io_errno
         failures = self.p.failures
         path = self.p.fail_file
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         self.failures_logged = failures
         if err:
             _log.error("%s-%d: writing %s failed: %s (errno %d); appends to this partition are refused "
@@ -482,23 +482,23 @@ cdef class Partition:
 
     def _raise_if_failed(self):
         """Raises the error of a failed write or fdatasync on this partition, if any."""
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         if self.p.io_errno:
             self._raise_locked(PS_ERR_IO)
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
 
     def segments(self):
         """(base_offset, next_offset, size_bytes, path) of every segment, oldest first."""
         cdef size_t i, n
         cdef Segment *snap = NULL
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         n = self.p.n_segs
         snap = <Segment *>malloc(n * sizeof(Segment))
         if snap != NULL:
             for i in range(n):
                 snap[i] = self.p.segs[i][0]
                 snap[i].log_path = strdup(self.p.segs[i].log_path)
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         if snap == NULL:
             raise MemoryError()
         out = []
@@ -518,7 +518,7 @@ cdef class Partition:
         cdef size_t i
         cdef Segment *s
         cdef int64_t size = 0, buffers = 0, indexes = 0, n
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         n = self.p.n_segs
         for i in range(self.p.n_segs):
             s = self.p.segs[i]
@@ -527,7 +527,7 @@ cdef class Partition:
             if s.inflight != NULL:
                 buffers += s.buf_cap   # being written: the buffer swapped out (the same size, unless grown)
             indexes += s.index.cap * 2 * sizeof(uint32_t) + s.index.tcap * (sizeof(int64_t) + sizeof(uint32_t))
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         return size, n, buffers, indexes
 
     # --- appending ---------------------------------------------------------------
@@ -535,7 +535,7 @@ cdef class Partition:
     cdef int _raise_locked(self, int status) except -1:
         """Raises the error for a status (mutex held on entry, released before raising)."""
         cdef int err = self.p.io_errno
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         if status == PS_ERR_IO and self.damage is not None:
             raise self._damage_error()
         if status == PS_ERR_CLOSED:
@@ -557,14 +557,14 @@ cdef class Partition:
         """
         cdef int st
         while True:
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             st = part_reserve(self.p, total, count, now_ms, dst)
             if st == PS_OK:
                 return self.p.next_offset
             if st == RESERVE_ROLL:
                 with nogil:
                     st = part_roll_locked(self.p)
-                    pthread_mutex_unlock(&self.sh.mu)
+                    ps_mutex_unlock(&self.sh.mu)
                 if st != PS_OK:
                     raise_os_error(errno, "cannot create a new segment", self.path)
             elif st == RESERVE_ROOM or st == RESERVE_WAIT:
@@ -578,7 +578,7 @@ cdef class Partition:
 
     cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
         part_commit(self.p, total, last_offset, max_timestamp)
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
 
     cdef int _after_append(self, int64_t last_offset) except -1:
         """With flush='always', returns only after the fdatasync that covers last_offset."""
@@ -589,9 +589,9 @@ cdef class Partition:
         if self.p.flush_mode != FLUSH_ALWAYS:
             return 0
         while True:
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             if self.p.durable_offset > last_offset:
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
                 return 0
             if self.p.io_errno:
                 self._raise_locked(PS_ERR_IO)
@@ -700,9 +700,9 @@ cdef class Partition:
         with nogil:
             st = check_raw_batch(self.p, src, b.view.len, validate, &h, &errpos)
             if st == PS_OK:
-                pthread_mutex_lock(&self.sh.mu)
+                ps_mutex_lock(&self.sh.mu)
                 st = part_append_raw_locked(self.p, src, &h, now, False)
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
         if st != PS_OK:
             self._raise_append_error(st, errpos, b.view.len)
         if wait:
@@ -714,7 +714,7 @@ cdef class Partition:
             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
                                              f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             self._raise_locked(st)
         detail = None
         if st == PS_ERR_RECORD_COUNT:
@@ -733,9 +733,9 @@ cdef class Partition:
         """
         cdef PendingAppend pending = PendingAppend(self, batch)
         pending.req.no_wait = not wait
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         if self.p.closed or not self.sh.running:
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
         if self.sh.sub_tail == NULL:
             self.sh.sub_head = &pending.req
@@ -745,7 +745,7 @@ cdef class Partition:
         self.sh.counters.queued += 1
         pending.queued = True
         pthread_cond_signal(&self.sh.work)
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         return pending
 
     # --- rolling ------------------------------------------------------------------
@@ -757,11 +757,11 @@ cdef class Partition:
             raise self._damage_error()
         while True:
             with nogil:
-                pthread_mutex_lock(&self.sh.mu)
+                ps_mutex_lock(&self.sh.mu)
                 while self.p.rolling:
-                    pthread_cond_wait(&self.sh.done, &self.sh.mu)
+                    ps_cond_wait(&self.sh.done, &self.sh.mu)
                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
             if st == PS_OK:
                 return
             if st == PS_ERR_CLOSED:
@@ -773,15 +773,15 @@ cdef class Partition:
         cdef int64_t target
         if self.damage is not None:
             return      # nothing was appended since the open (writes are refused), so nothing to sync
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         target = self.p.next_offset
         self.p.sync_requested = True
         shard_enqueue(self.sh, self.p)
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         while True:
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             if self.p.durable_offset >= target and (self.p.n_segs < 2 or self.p.segs[self.p.n_segs - 2].finalized):
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
                 return
             if self.p.io_errno:
                 self._raise_locked(PS_ERR_IO)
@@ -805,15 +805,15 @@ cdef class Partition:
         cdef ps_batch_header h
         cdef PyObject *raw = NULL
         cdef int opened
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         if offset < self.p.log_start_offset or offset > self.p.next_offset:
             lo = self.p.log_start_offset
             hi = self.p.next_offset
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
                                                 topic=self.topic, partition=self.number, offset=offset)
         if offset == self.p.next_offset:
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             return b""
         i = part_find_segment(self.p, offset)
         while True:
@@ -822,7 +822,7 @@ cdef class Partition:
             seg_next = s.next_offset
             pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
             opened = segment_open_files(s, self.p.want_direct)
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             try:
                 if opened != PS_OK:
                     raise_os_error(errno, "cannot open segment", s.log_path.decode())
@@ -856,14 +856,14 @@ cdef class Partition:
             finally:
                 segment_release(s, &self.sh.mu)
             # The offset lies past this segment's last batch: continue in the next one.
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             if seg_next >= self.p.next_offset:
-                pthread_mutex_unlock(&self.sh.mu)
+                ps_mutex_unlock(&self.sh.mu)
                 return b""
             i = part_find_segment(self.p, seg_next)
             if self.p.segs[i].base_offset < seg_next:
                 if i + 1 >= self.p.n_segs:
-                    pthread_mutex_unlock(&self.sh.mu)
+                    ps_mutex_unlock(&self.sh.mu)
                     return b""
                 i += 1              # a gap (a cut tail before a roll): go on at the next segment
             offset = self.p.segs[i].base_offset if self.p.segs[i].base_offset > offset else offset
@@ -949,7 +949,7 @@ cdef class Partition:
         cdef size_t i
         cdef Segment *s
         cdef int64_t rel = 0, found = -1
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         for i in range(self.p.n_segs):
             s = self.p.segs[i]
             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
@@ -958,7 +958,7 @@ cdef class Partition:
                 break
         if found < self.p.log_start_offset and found >= 0:
             found = self.p.log_start_offset
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         if found < 0:
             return None
         # Scan records from there for the first timestamp at or past the target.
@@ -980,12 +980,12 @@ cdef class Partition:
         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
         cdef size_t i
         cdef int64_t ts = -1, off = -1
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         for i in range(self.p.n_segs):
             if self.p.segs[i].max_timestamp > ts and self.p.segs[i].max_timestamp_offset >= self.p.log_start_offset:
                 ts = self.p.segs[i].max_timestamp
                 off = self.p.segs[i].max_timestamp_offset
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         return ts, off
 
     # --- retention --------------------------------------------------------------------
@@ -995,20 +995,20 @@ cdef class Partition:
 
         -1 means the high watermark, as in Kafka's DeleteRecords.
         """
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         if before_offset == -1:
             before_offset = self.p.next_offset
         cdef int64_t hi = self.p.next_offset
         if before_offset > hi or before_offset < 0:
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             raise _errors.OffsetOutOfRangeError(f"cannot delete records before {before_offset}: the log ends at {hi}",
                                                 topic=self.topic, partition=self.number, offset=before_offset)
         if before_offset <= self.p.log_start_offset:
             before_offset = self.p.log_start_offset
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             return before_offset
-        self.p.log_start_offset = before_offset
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_store_i64(&self.p.log_start_offset, before_offset)
+        ps_mutex_unlock(&self.sh.mu)
         self._write_log_start_checkpoint()    # before returning: the deletion is durable
         self.apply_retention()
         return before_offset
@@ -1028,18 +1028,18 @@ cdef class Partition:
         cdef size_t n_free = 0, n_doomed = 0
         cdef int64_t new_start
         if self.retention_ms >= 0 and self.damage is None:
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             s = part_active(self.p)
             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             if expired_active:
                 self.roll()
                 self.flush()
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         to_free = <Segment **>malloc((self.p.n_segs + 1) * sizeof(Segment *))
         doomed = <char **>calloc(self.p.n_segs * 3 + 1, sizeof(char *))
         if to_free == NULL or doomed == NULL:
-            pthread_mutex_unlock(&self.sh.mu)
+            ps_mutex_unlock(&self.sh.mu)
             free(to_free)
             free(doomed)
             raise MemoryError()
@@ -1077,8 +1077,8 @@ cdef class Partition:
             # Move the start with the segments, so no reader sees offsets that have no segment.
             # (The checkpoint may lag after a crash: the first segment's base wins at open.)
             if new_start > self.p.log_start_offset:
-                self.p.log_start_offset = new_start
-        pthread_mutex_unlock(&self.sh.mu)
+                ps_store_i64(&self.p.log_start_offset, new_start)
+        ps_mutex_unlock(&self.sh.mu)
         with nogil:
             for i in range(n_doomed):
                 if doomed[i] != NULL:
@@ -1097,12 +1097,12 @@ cdef class Partition:
         """Closes the descriptors of finalized segments nobody is reading (reopened on read)."""
         cdef size_t i
         cdef Segment *s
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         for i in range(self.p.n_segs):
             s = self.p.segs[i]
             if s.finalized and s.refs == 0 and not s.deleted:
                 segment_close_files(s)
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         return 0
 
     # --- closing ---------------------------------------------------------------------
@@ -1115,19 +1115,19 @@ cdef class Partition:
             return
         self.revive()   # a failed partition: the disk may have room by now
         self.flush()
-        pthread_mutex_lock(&self.sh.mu)
+        lock_with_gil_released(&self.sh.mu)
         self.p.closed = True
-        pthread_mutex_unlock(&self.sh.mu)
+        ps_mutex_unlock(&self.sh.mu)
         while True:
             # Finalize here once the shard is done with this partition: off the dirty list, no
             # write in flight, no submitted append in progress.
-            pthread_mutex_lock(&self.sh.mu)
+            lock_with_gil_released(&self.sh.mu)
             if not self.p.queued and not self.p.busy and not self.p.rolling \
                     and part_active(self.p).inflight == NULL:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
-                    pthread_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
+                    ps_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
                 break
             with nogil:
                 mutex_wait_then_unlock(self.sh)
@@ -1155,17 +1155,17 @@ cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
     """close() for a partition garbage-collected unclosed: takes it off its shard, then
     finalizes every segment, so the shard never touches freed memory and nothing is lost."""
     cdef size_t i
-    pthread_mutex_lock(&sh.mu)
+    ps_mutex_lock(&sh.mu)
     p.closed = True
     if sh.running and not p.io_errno:
         p.sync_requested = True
         shard_enqueue(sh, p)
     while sh.running and (p.queued or p.busy or p.rolling or part_active(p).inflight != NULL):
-        pthread_cond_wait(&sh.done, &sh.mu)
+        ps_cond_wait(&sh.done, &sh.mu)
     for i in range(p.n_segs):
         if not p.segs[i].finalized and not p.io_errno:
             segment_finalize(p.segs[i], &sh.mu)
-    pthread_mutex_unlock(&sh.mu)
+    ps_mutex_unlock(&sh.mu)
 
 
 @cython.no_gc_clear   # __dealloc__ needs `partition` to wait for the shard: the collector must not clear it
@@ -1193,9 +1193,9 @@ cdef class PendingAppend:
     @property
     def done(self):
         cdef bint done
-        pthread_mutex_lock(&self.partition.sh.mu)
+        lock_with_gil_released(&self.partition.sh.mu)
         done = self.req.done
-        pthread_mutex_unlock(&self.partition.sh.mu)
+        ps_mutex_unlock(&self.partition.sh.mu)
         return done
 
     def result(self):
@@ -1225,10 +1225,10 @@ cdef class PendingAppend:
 
     cdef void _wait_done(self) noexcept:
         with nogil:
-            pthread_mutex_lock(&self.partition.sh.mu)
+            ps_mutex_lock(&self.partition.sh.mu)
             while self.queued and not self.req.done:
-                pthread_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)
-            pthread_mutex_unlock(&self.partition.sh.mu)
+                ps_cond_wait(&self.partition.sh.done, &self.partition.sh.mu)
+            ps_mutex_unlock(&self.partition.sh.mu)
 
     def __dealloc__(self):
         if self.partition is not None:

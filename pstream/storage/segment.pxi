@@ -143,11 +143,12 @@ cdef inline void segment_note_batch(Segment *s, int64_t position, int64_t size, 
     s.next_offset = last_offset + 1
 
 
-cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
     """Writes everything appended so far. Called and returns with mu held; drops it for the I/O."""
     cdef uint8_t *old
     cdef int64_t start, length, end, end_offset, tail, padded, old_cap, grow
     cdef int rc = 0, err = 0, direct = 0
+    ps_mutex_assert_held(mu)
     if s.io_errno:
         return PS_ERR_IO    # fail-stop: after a failed write, never move `written` past the hole
     if s.size == s.written or s.inflight != NULL:
@@ -171,7 +172,7 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     s.inflight = old
     s.inflight_start = start
     s.inflight_len = length
-    pthread_mutex_unlock(mu)
+    ps_mutex_unlock(mu)
 
     padded = ps_page_ceil(length) if s.direct else length
     if padded > length:
@@ -199,7 +200,7 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     if rc != 0:
         err = errno
 
-    pthread_mutex_lock(mu)
+    ps_mutex_lock(mu)
     s.inflight = NULL
     if err:
         # Keep what failed: it stays readable, and segment_retry writes it again.
@@ -221,17 +222,18 @@ cdef int segment_write_out(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     return PS_OK
 
 
-cdef int segment_sync(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+cdef int segment_sync(Segment *s, ps_mutex *mu) noexcept nogil:
     """fdatasync what is written. Called and returns with mu held; drops it for the sync."""
     cdef int64_t target = s.written, target_offset = s.written_offset
     cdef int rc
+    ps_mutex_assert_held(mu)
     if s.io_errno:
         return PS_ERR_IO
     if s.synced >= target or s.wfd < 0:
         return PS_OK
-    pthread_mutex_unlock(mu)
+    ps_mutex_unlock(mu)
     rc = ps_f_fdatasync(s.log_path, s.wfd)
-    pthread_mutex_lock(mu)
+    ps_mutex_lock(mu)
     if rc != 0:
         if not s.io_errno:
             s.io_errno = errno
@@ -242,7 +244,7 @@ cdef int segment_sync(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     return PS_OK
 
 
-cdef int segment_retry(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+cdef int segment_retry(Segment *s, ps_mutex *mu) noexcept nogil:
     """After a failed write or fdatasync: writes again what is not known to be on disk, from
     memory, and fdatasyncs; clears io_errno on success. Called and returns with mu held; drops it
     for the I/O (the caller keeps the shard off this segment: its io_errno is set until the end).
@@ -253,6 +255,7 @@ cdef int segment_retry(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     cdef const uint8_t *data = NULL
     cdef int64_t start = 0, length = 0, padded
     cdef int rc = 0, err = 0, direct = 0
+    ps_mutex_assert_held(mu)
     if not s.io_errno:
         return PS_OK
     if s.failed_buf != NULL:
@@ -266,7 +269,7 @@ cdef int segment_retry(Segment *s, pthread_mutex_t *mu) noexcept nogil:
         data = s.spare
         start = s.spare_start
         length = s.spare_len
-    pthread_mutex_unlock(mu)
+    ps_mutex_unlock(mu)
     if s.wfd < 0:
         s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
         s.direct = False
@@ -278,7 +281,7 @@ cdef int segment_retry(Segment *s, pthread_mutex_t *mu) noexcept nogil:
         rc = ps_f_fdatasync(s.log_path, s.wfd)
     if rc != 0:
         err = errno if errno else EIO
-    pthread_mutex_lock(mu)
+    ps_mutex_lock(mu)
     if err:
         s.io_errno = err
         return PS_ERR_IO
@@ -298,13 +301,14 @@ cdef int segment_retry(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     return PS_OK
 
 
-cdef int segment_persist_index(Segment *s, pthread_mutex_t *mu, bint whole) noexcept nogil:
+cdef int segment_persist_index(Segment *s, ps_mutex *mu, bint whole) noexcept nogil:
     """Appends the index entries that cover synced bytes to the index files (whole: rewrite all)."""
     cdef SparseIndex snap
     cdef size_t n = s.index.n, tn = s.index.tn, i
     cdef size_t from_n = 0 if whole else s.index_persisted
     cdef size_t from_tn = 0 if whole else s.time_persisted
     cdef int st
+    ps_mutex_assert_held(mu)
     if not whole:
         while n > from_n and s.index.pos[n - 1] >= s.synced:
             n -= 1
@@ -323,9 +327,9 @@ cdef int segment_persist_index(Segment *s, pthread_mutex_t *mu, bint whole) noex
     memcpy(snap.trel, s.index.trel, tn * sizeof(uint32_t))
     snap.n = n
     snap.tn = tn
-    pthread_mutex_unlock(mu)
+    ps_mutex_unlock(mu)
     st = index_write_files(&snap, s.index_path, s.time_path, from_n, from_tn, whole)
-    pthread_mutex_lock(mu)
+    ps_mutex_lock(mu)
     index_free(&snap)
     if st == PS_OK:
         s.index_persisted = n
@@ -333,21 +337,22 @@ cdef int segment_persist_index(Segment *s, pthread_mutex_t *mu, bint whole) noex
     return st
 
 
-cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
+cdef int segment_finalize(Segment *s, ps_mutex *mu) noexcept nogil:
     """Seals a rolled or closing segment: write, sync, trim the preallocation, write indexes."""
     cdef int st = segment_write_out(s, mu)
+    ps_mutex_assert_held(mu)
     if st == PS_OK:
         st = segment_sync(s, mu)
     if st != PS_OK:
         return st
     if s.wfd >= 0:
         # Sealed: nobody appends or writes here any more, so the slow calls run unlocked.
-        pthread_mutex_unlock(mu)
+        ps_mutex_unlock(mu)
         if ftruncate(s.wfd, s.size) != 0 or ps_f_fdatasync(s.log_path, s.wfd) != 0:
             st = PS_ERR_IO
         else:
             close(s.wfd)
-        pthread_mutex_lock(mu)
+        ps_mutex_lock(mu)
         if st != PS_OK:
             if not s.io_errno:
                 s.io_errno = errno if errno else EIO
@@ -361,7 +366,7 @@ cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     return PS_OK
 
 
-cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int64_t length, uint8_t *dst) noexcept nogil:
+cdef int64_t segment_copy_out(Segment *s, ps_mutex *mu, int64_t pos, int64_t length, uint8_t *dst) noexcept nogil:
     """Copies [pos, pos+length) of the segment into dst (clipped at its end); returns the byte count or -1.
 
     Bytes already in the file are pread without the mutex (they never change), except those the
@@ -370,12 +375,12 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
     copied from the in-flight or active buffer. Memory is copied under the mutex.
     """
     cdef int64_t end, from_file, b, n, written, mem_lo
-    pthread_mutex_lock(mu)
+    ps_mutex_lock(mu)
     end = pos + length
     if end > s.size:
         end = s.size
     if end <= pos:
-        pthread_mutex_unlock(mu)
+        ps_mutex_unlock(mu)
         return 0
     written = s.written
     mem_lo = written
@@ -397,7 +402,7 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
             memcpy(dst + (b - pos), s.failed_buf + (b - s.failed_start), n)
             b += n
         elif s.inflight == NULL:
-            pthread_mutex_unlock(mu)  # nothing holds these bytes (never expected)
+            ps_mutex_unlock(mu)  # nothing holds these bytes (never expected)
             return -1
         else:
             n = s.buf_start - b
@@ -405,7 +410,7 @@ cdef int64_t segment_copy_out(Segment *s, pthread_mutex_t *mu, int64_t pos, int6
                 n = end - b
             memcpy(dst + (b - pos), s.inflight + (b - s.inflight_start), n)
             b += n
-    pthread_mutex_unlock(mu)
+    ps_mutex_unlock(mu)
     if pos < mem_lo:
         from_file = (end if end < mem_lo else mem_lo) - pos
         # O_DIRECT first (see ps_pread_direct); buffered where it is refused or comes up short.

@@ -33,7 +33,7 @@ cdef struct ShardCounters:
 
 cdef struct Shard:
     pthread_t thread
-    pthread_mutex_t mu
+    ps_mutex mu
     pthread_cond_t work         # the shard waits here for dirty partitions
     pthread_cond_t done         # appenders wait here for durability or buffer room
     PartState *dirty_head

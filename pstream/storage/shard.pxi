@@ -15,6 +15,7 @@ FSYNC_BOUNDS_NS[:] = [100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000
 cdef inline void shard_note_sync(Shard *sh, int64_t ns) noexcept nogil:
     """Counts one fdatasync that took `ns` in the shard's histogram (mutex held)."""
     cdef int i = 0
+    ps_mutex_assert_held(&sh.mu)
     while i < FSYNC_BUCKETS and ns > FSYNC_BOUNDS_NS[i]:
         i += 1
     sh.counters.sync_hist[i] += 1
@@ -28,6 +29,7 @@ cdef inline Segment *part_active(PartState *p) noexcept nogil:
 
 cdef inline void shard_enqueue(Shard *sh, PartState *p) noexcept nogil:
     """Puts p on the dirty list (mutex held) and wakes the shard."""
+    ps_mutex_assert_held(&sh.mu)
     if not p.queued:
         p.queued = True
         p.next_dirty = NULL
@@ -73,6 +75,7 @@ cdef bint part_needs_service(PartState *p, int64_t now_ns, int64_t *deadline, bi
 
 cdef void part_fail(PartState *p, int err, const char *path) noexcept nogil:
     """Marks the partition failed (mutex held): appends are refused, waiters are told at once."""
+    ps_mutex_assert_held(&p.shard.mu)
     if p.io_errno:
         return
     p.io_errno = err if err else EIO
@@ -91,8 +94,9 @@ cdef int part_revive(PartState *p) noexcept nogil:
     cdef Segment *s
     cdef size_t i = 0
     cdef int st = PS_OK
+    ps_mutex_assert_held(&p.shard.mu)
     while p.reviving:       # two rewrites of one buffer must never overlap
-        pthread_cond_wait(&sh.done, &sh.mu)
+        ps_cond_wait(&sh.done, &sh.mu)
     if not p.io_errno:
         return PS_OK
     if p.closed:
@@ -129,12 +133,13 @@ cdef void part_update_durable(PartState *p) noexcept nogil:
 
     Never moves after a failed write or sync: acknowledged means on disk."""
     cdef size_t j = 0
+    ps_mutex_assert_held(&p.shard.mu)
     if p.io_errno:
         return
     while j + 1 < p.n_segs and p.segs[j].finalized:
         j += 1
     if p.segs[j].synced_offset > p.durable_offset:
-        p.durable_offset = p.segs[j].synced_offset
+        ps_store_i64(&p.durable_offset, p.segs[j].synced_offset)
 
 
 cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
@@ -147,6 +152,7 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
     cdef int64_t t0 = ps_monotonic_ns()
     cdef int64_t t_sync
     cdef bint fresh
+    ps_mutex_assert_held(&sh.mu)
     a = part_active(p)
     sync = (p.sync_requested or p.flush_mode == FLUSH_ALWAYS
             or (p.flush_mode == FLUSH_INTERVAL and p.dirty_since_ns and now_ns >= p.dirty_since_ns + p.flush_ms * 1000000)
@@ -198,7 +204,7 @@ cdef void *shard_main(void *arg) noexcept nogil:
     cdef PartState *nxt
     cdef int64_t now, deadline
     cdef timespec ts
-    pthread_mutex_lock(&sh.mu)
+    ps_mutex_lock(&sh.mu)
     while True:
         if sh.sub_head != NULL:
             now = ps_monotonic_ns()
@@ -235,12 +241,12 @@ cdef void *shard_main(void *arg) noexcept nogil:
         if deadline == INT64_MAX:
             if sh.dirty_head != NULL and not sh.running:
                 continue
-            pthread_cond_wait(&sh.work, &sh.mu)
+            ps_cond_wait(&sh.work, &sh.mu)
         else:
             ts.tv_sec = deadline // 1000000000
             ts.tv_nsec = deadline % 1000000000
-            pthread_cond_timedwait(&sh.work, &sh.mu, &ts)
-    pthread_mutex_unlock(&sh.mu)
+            ps_cond_timedwait(&sh.work, &sh.mu, &ts)
+    ps_mutex_unlock(&sh.mu)
     return NULL
 
 
@@ -266,7 +272,7 @@ cdef class ShardPool:
         pthread_condattr_init(&attr)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
         for i in range(count):
-            pthread_mutex_init(&self.shards[i].mu, NULL)
+            ps_mutex_init(&self.shards[i].mu)
             pthread_cond_init(&self.shards[i].work, &attr)
             pthread_cond_init(&self.shards[i].done, NULL)
             self.shards[i].doorbell = self.doorbell_fds[1]
@@ -303,9 +309,9 @@ cdef class ShardPool:
         cdef int64_t running
         out = []
         for i in range(self.n):
-            pthread_mutex_lock(&self.shards[i].mu)
+            lock_with_gil_released(&self.shards[i].mu)
             snap = self.shards[i].counters
-            pthread_mutex_unlock(&self.shards[i].mu)
+            ps_mutex_unlock(&self.shards[i].mu)
             buckets = []
             running = 0
             for b in range(FSYNC_BUCKETS + 1):
@@ -321,10 +327,10 @@ cdef class ShardPool:
         for i in range(self.n):
             if self.shards[i].started:
                 with nogil:
-                    pthread_mutex_lock(&self.shards[i].mu)
+                    ps_mutex_lock(&self.shards[i].mu)
                     self.shards[i].running = False
                     pthread_cond_signal(&self.shards[i].work)
-                    pthread_mutex_unlock(&self.shards[i].mu)
+                    ps_mutex_unlock(&self.shards[i].mu)
                     pthread_join(self.shards[i].thread, NULL)
                 self.shards[i].started = False
         # No thread rings any more: the doorbell goes now, not when a garbage collector frees the pool.
@@ -339,7 +345,7 @@ cdef class ShardPool:
         if self.shards != NULL:
             self.stop()
             for i in range(self.n):
-                pthread_mutex_destroy(&self.shards[i].mu)
+                ps_mutex_destroy(&self.shards[i].mu)
                 pthread_cond_destroy(&self.shards[i].work)
                 pthread_cond_destroy(&self.shards[i].done)
             free(self.shards)
