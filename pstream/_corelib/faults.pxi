@@ -79,3 +79,15 @@ def rename_file(src, dst):
     cdef bytes a = _os.fsencode(src), b = _os.fsencode(dst)
     if ps_f_rename(a, b) != 0:
         raise_os_error(errno, "cannot rename", _os.fsdecode(a))
+
+
+# Debug builds (PSTREAM_DEBUG_BUILD=1) check who holds each shard mutex (include/ps_lock.h).
+LOCK_CHECKS = bool(PS_LOCK_CHECKS)
+
+
+def _break_lock_contract():
+    """Releases a mutex this thread does not hold: a debug build aborts with a message (tests)."""
+    cdef ps_mutex m
+    ps_mutex_init(&m)
+    ps_mutex_unlock(&m)
+    ps_mutex_destroy(&m)
