@@ -366,12 +366,12 @@ cdef class Partition:
     @property
     def leader_epoch(self):
         """Stamped into every appended batch (partitionLeaderEpoch)."""
-        return self.p.leader_epoch
+        return ps_load_i32(&self.p.leader_epoch)
 
     @leader_epoch.setter
     def leader_epoch(self, int32_t value):
         lock_with_gil_released(&self.sh.mu)
-        self.p.leader_epoch = value
+        ps_store_i32(&self.p.leader_epoch, value)
         ps_mutex_unlock(&self.sh.mu)
 
     def reconfigure(self, *, int64_t segment_bytes, segment_ms, retention_bytes, retention_ms,
@@ -384,8 +384,8 @@ cdef class Partition:
         lock_with_gil_released(&self.sh.mu)   # converted above: no Python objects under the mutex
         self.p.segment_bytes = segment_bytes
         self.p.segment_ms = seg_ms
-        self.p.max_message_bytes = max_message_bytes
-        self.p.timestamp_type = timestamp_type
+        ps_store_i64(&self.p.max_message_bytes, max_message_bytes)
+        ps_store_i32(&self.p.timestamp_type, timestamp_type)
         self.p.index_interval = index_interval_bytes
         self.retention_bytes = ret_bytes
         self.retention_ms = ret_ms
@@ -394,7 +394,7 @@ cdef class Partition:
     @property
     def timestamp_type(self):
         """0: CreateTime (producers' timestamps), 1: LogAppendTime (the log's clock)."""
-        return self.p.timestamp_type
+        return ps_load_i32(&self.p.timestamp_type)
 
     @property
     def durable_offset(self):
@@ -605,7 +605,7 @@ cdef class Partition:
         cdef uint8_t *dst
         cdef int32_t hcount = 0
         cdef bytes hb = None
-        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
+        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if ps_load_i32(&self.p.timestamp_type) else 0
         if not PyBytes_CheckExact(value):
             value = as_bytes(value, "value")
         if key is not None and not PyBytes_CheckExact(key):
@@ -631,10 +631,10 @@ cdef class Partition:
             r.headers_len = 0
         r.header_count = hcount
         now = ps_now_ms()
-        r.timestamp = now if timestamp_ms is None or self.p.timestamp_type else <int64_t>timestamp_ms
+        r.timestamp = now if timestamp_ms is None or attributes else <int64_t>timestamp_ms
         r.body_len = record_body_len(&r, r.timestamp, 0)
         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
-        if total > self.p.max_message_bytes:
+        if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
         base = self._begin(total, 1, now, &dst)
         write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
@@ -655,11 +655,11 @@ cdef class Partition:
         cdef int64_t now = ps_now_ms(), total, base
         cdef uint8_t *dst
         cdef Py_ssize_t i
-        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if self.p.timestamp_type else 0
+        cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if ps_load_i32(&self.p.timestamp_type) else 0
         b.add_records(records, now)
         if b.n == 0:
             return None
-        if self.p.timestamp_type:
+        if attributes:
             for i in range(b.n):
                 b.specs[i].timestamp = now
             b.base_ts = b.max_ts = now
@@ -667,9 +667,9 @@ cdef class Partition:
         if codec != 0 or total >= GIL_FREE_BYTES:
             # Compressed, or big enough that encoding straight into the segment buffer would
             # hold the GIL (and the shard mutex) for too long: encode aside, GIL released.
-            batch = b.build(0, codec, self.p.timestamp_type, -1, -1, -1, self.p.leader_epoch, False, False)
+            batch = b.build(0, codec, attributes != 0, -1, -1, -1, ps_load_i32(&self.p.leader_epoch), False, False)
             return self._append_raw(batch, False)
-        if total > self.p.max_message_bytes:
+        if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
         base = self._begin(total, b.n, now, &dst)
         b.write_records(dst + PS_BATCH_HEADER_SIZE)
@@ -712,7 +712,7 @@ cdef class Partition:
     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
         if st == PS_ERR_TOO_LARGE:
             raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
-                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
+                                             f"{ps_load_i64(&self.p.max_message_bytes)}", topic=self.topic, partition=self.number)
         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
             lock_with_gil_released(&self.sh.mu)
             self._raise_locked(st)

@@ -1,4 +1,5 @@
 # Declarations of the shard threads (shard.pxi) and the appends submitted to them (append.pxi).
+# Field tags as in log.pxd: [open], [mutex] (Shard.mu), [atomic], [shard].
 
 # fdatasync latency histogram of each shard: fixed upper bounds (100 us .. 1 s) and one
 # overflow bucket; counts per bucket, not cumulative (ShardPool.stats makes them cumulative).
@@ -8,20 +9,20 @@ cdef enum:
 
 # A raw batch handed to the shard: validated, offset-assigned and copied there.
 cdef struct AppendRequest:
-    PartState *part
-    const uint8_t *data
-    int64_t length
-    int status
-    size_t errpos
-    int64_t base_offset
-    int64_t last_offset
-    int64_t max_timestamp       # as stored (LogAppendTime: the shard's clock)
-    bint done                   # appended and durable per policy, or failed
-    bint no_wait                # done once appended, whatever the policy (Kafka's acks=0 and acks=1)
-    AppendRequest *next
+    PartState *part             # [open] set by the submitter before it queues the request
+    const uint8_t *data         # [open] the batch (a pinned buffer of the submitter's)
+    int64_t length              # [open]
+    int status                  # [mutex] the results below are written by the shard and read
+    size_t errpos               # [mutex]   by the submitter once `done`
+    int64_t base_offset         # [mutex]
+    int64_t last_offset         # [mutex]
+    int64_t max_timestamp       # [mutex] as stored (LogAppendTime: the shard's clock)
+    bint done                   # [mutex] appended and durable per policy, or failed
+    bint no_wait                # [open] done once appended, whatever the policy (Kafka's acks=0 and acks=1)
+    AppendRequest *next         # [mutex] the shard's submission or durable-wait list
 
 
-# What a shard counts for metrics (ShardPool.stats), under its mutex.
+# What a shard counts for metrics (ShardPool.stats): [mutex], every field.
 cdef struct ShardCounters:
     int64_t writes
     int64_t syncs               # fdatasyncs of appended data
@@ -32,16 +33,16 @@ cdef struct ShardCounters:
 
 
 cdef struct Shard:
-    pthread_t thread
-    ps_mutex mu
-    pthread_cond_t work         # the shard waits here for dirty partitions
-    pthread_cond_t done         # appenders wait here for durability or buffer room
-    PartState *dirty_head
-    PartState *dirty_tail
-    AppendRequest *sub_head     # raw batches submitted to this shard
-    AppendRequest *sub_tail
-    AppendRequest *durable_wait # appended, waiting for their fdatasync
-    bint running
-    bint started
-    int doorbell                # fd to ring for the asyncio loop, -1 for none
-    ShardCounters counters
+    pthread_t thread            # [open]
+    ps_mutex mu                 # guards every [mutex] field of this shard and its partitions
+    pthread_cond_t work         # [open] the shard waits here for dirty partitions
+    pthread_cond_t done         # [open] appenders wait here for durability or buffer room
+    PartState *dirty_head       # [mutex]
+    PartState *dirty_tail       # [mutex]
+    AppendRequest *sub_head     # [mutex] raw batches submitted to this shard
+    AppendRequest *sub_tail     # [mutex]
+    AppendRequest *durable_wait # [mutex] appended, waiting for their fdatasync
+    bint running                # [mutex] cleared by ShardPool.stop
+    bint started                # [open]
+    int doorbell                # [open] fd to ring for the asyncio loop, -1 for none
+    ShardCounters counters      # [mutex]
