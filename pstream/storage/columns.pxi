@@ -1,0 +1,378 @@
+# Columnar reads: back-to-back record batches -> numpy arrays, without a Python object
+# per record (Partition.read_columns in pstream/log.py drives this over read_batches).
+#
+# ColumnsBuilder takes the bytes read_batches returns, one read at a time, and lists the
+# batches to decode: it walks their headers, skips control batches and batches wholly
+# below the start offset, decompresses compressed sections (one bytes object per batch,
+# kept alive here) and stops at max_records / max_bytes. finish() then runs two passes
+# over the listed records sections with the GIL released: the first parses every record
+# (the same checks as decode_batch) and counts the records and key/value bytes to take,
+# the second fills arrays allocated to exactly those sizes.
+#
+# Layout of a RecordColumns of n records (Arrow's large-binary layout for keys/values):
+#   offsets, timestamps          int64[n]
+#   key_lengths, value_lengths   int32[n], -1 for a null key/value
+#   header_counts                int32[n]
+#   key_offsets, value_offsets   int64[n + 1]: record i's bytes are keys[key_offsets[i]:key_offsets[i + 1]]
+#                                (empty for a null; key_offsets[0] == 0, key_offsets[n] == len(keys))
+#   keys, values                 uint8, every record's bytes back to back
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef Py_ssize_t COLUMNS_READ_BYTES = 4 << 20   # read_batches size per call while filling a budget
+
+
+cdef struct ColumnSection:
+    const uint8_t *records      # the uncompressed records section
+    size_t length
+    ps_batch_header h
+    int64_t position            # the batch's position in what was added (for errors)
+
+
+cdef struct ColumnTotals:
+    int64_t count               # records taken
+    int64_t key_bytes
+    int64_t value_bytes
+    int64_t stop_offset         # the first record not taken for max_records (-1: none)
+    int status                  # a record that does not parse: status, section and position
+    size_t fault_section
+    size_t fault_pos
+
+
+cdef struct ColumnArrays:
+    int64_t *offsets
+    int64_t *timestamps
+    int32_t *key_lengths
+    int32_t *value_lengths
+    int32_t *header_counts
+    int64_t *key_offsets
+    int64_t *value_offsets
+    uint8_t *keys
+    uint8_t *values
+
+
+cdef class RecordColumns:
+    """Records of a range of the log as numpy arrays (see read_columns).
+
+    offsets/timestamps int64; key_lengths/value_lengths int32 (-1: null); header_counts
+    int32; keys/values uint8, every record's bytes back to back, record i's at
+    key_offsets[i]:key_offsets[i + 1] (int64, n + 1 entries, as Arrow's large binary).
+    next_offset: where the next read goes on (past skipped control batches).
+    """
+    cdef readonly object offsets
+    cdef readonly object timestamps
+    cdef readonly object key_lengths
+    cdef readonly object value_lengths
+    cdef readonly object header_counts
+    cdef readonly object key_offsets
+    cdef readonly object value_offsets
+    cdef readonly object keys
+    cdef readonly object values
+    cdef readonly int64_t next_offset
+
+    def __len__(self):
+        return len(self.offsets)
+
+    def key(self, Py_ssize_t i):
+        """Record i's key as bytes, or None."""
+        return self._field(self.key_lengths, self.key_offsets, self.keys, i)
+
+    def value(self, Py_ssize_t i):
+        """Record i's value as bytes, or None."""
+        return self._field(self.value_lengths, self.value_offsets, self.values, i)
+
+    cdef object _field(self, lengths, starts, data, Py_ssize_t i):
+        cdef Py_ssize_t n = len(self.offsets)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"record {i} of {n}")
+        if lengths[i] < 0:
+            return None
+        return data[starts[i]:starts[i + 1]].tobytes()
+
+    def __repr__(self):
+        n = len(self.offsets)
+        span = f"offsets {self.offsets[0]}..{self.offsets[n - 1]}" if n else "no records"
+        return (f"RecordColumns({n} records, {span}, {len(self.keys)} key bytes, {len(self.values)} value bytes, "
+                f"next_offset={self.next_offset})")
+
+
+cdef class ColumnsBuilder:
+    """Lists the batches of one columnar read, then decodes them into a RecordColumns.
+
+    start: the first offset wanted (records below it are skipped); max_records: -1 for
+    no limit; max_bytes: the stored batch bytes to take (the first batch is always taken,
+    whatever its size, so a read makes progress, as Kafka's fetch); check_crc: whether
+    add() checks each batch's CRC (read_batches already has).
+    """
+    cdef int64_t start
+    cdef int64_t max_records
+    cdef int64_t max_bytes
+    cdef bint check_crc
+    cdef int64_t taken_bytes
+    cdef int64_t listed_records    # at least this many records at or past start are listed
+    cdef readonly int64_t next_offset
+    cdef readonly bint wants_more
+    cdef ColumnSection *sections
+    cdef size_t n_sections, cap_sections
+    cdef list keep                 # what the sections point into: added data, decompressed sections
+    cdef bint finished
+
+    def __cinit__(self, int64_t start, int64_t max_records=-1, int64_t max_bytes=INT64_MAX, bint check_crc=True):
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        if max_records < -1:
+            raise ValueError(f"max_records must be >= 0 (-1: no limit), got {max_records}")
+        self.start = start
+        self.max_records = max_records
+        self.max_bytes = max_bytes
+        self.check_crc = check_crc
+        self.next_offset = start
+        self.wants_more = max_records != 0
+        self.keep = []
+
+    def __dealloc__(self):
+        free(self.sections)
+
+    @property
+    def read_size(self):
+        """How many bytes the next read_batches call should ask for."""
+        cdef int64_t left = self.max_bytes - self.taken_bytes
+        return max(1, min(left, COLUMNS_READ_BYTES))
+
+    cdef int _list(self, const uint8_t *records, size_t length, const ps_batch_header *h,
+                   int64_t position) except -1:
+        cdef ColumnSection *grown
+        cdef size_t cap
+        if self.n_sections == self.cap_sections:
+            cap = self.cap_sections * 2 if self.cap_sections else 64
+            grown = <ColumnSection *>realloc(self.sections, cap * sizeof(ColumnSection))
+            if grown == NULL:
+                raise MemoryError()
+            self.sections = grown
+            self.cap_sections = cap
+        self.sections[self.n_sections].records = records
+        self.sections[self.n_sections].length = length
+        self.sections[self.n_sections].h = h[0]
+        self.sections[self.n_sections].position = position
+        self.n_sections += 1
+        return 0
+
+    def add(self, data):
+        """Lists the batches of data (back-to-back batches) until max_records or max_bytes
+        is met; returns wants_more (False once a limit is met or data was not all taken)."""
+        cdef _BufferView b = _BufferView(data)
+        cdef const uint8_t *p = <const uint8_t *>b.view.buf
+        cdef size_t n = <size_t>b.view.len, pos = 0, total, errpos = 0
+        cdef ps_batch_header h
+        cdef int st, codec
+        cdef int64_t below, size
+        if self.finished:
+            raise RuntimeError("the columns are already built")
+        if not self.wants_more:
+            return False
+        self.keep.append(data)
+        while pos < n:
+            # Past the first batch, only whole batches that fit what is left of max_bytes.
+            if self.taken_bytes and n - pos >= PS_BATCH_LOG_OVERHEAD:
+                size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
+                if self.taken_bytes + size > self.max_bytes:
+                    self.wants_more = False
+                    break
+            with nogil:
+                st = ps_batch_validate(p + pos, n - pos, self.check_crc, &h, &errpos)
+            if st == PS_OK and h.last_offset_delta < 0:
+                st = PS_ERR_RECORD_COUNT
+                errpos = PS_OFF_LAST_OFFSET_DELTA
+            if st != PS_OK:
+                raise_status(st, pos + errpos, f"in the batch at byte {pos} (base offset {h.base_offset})")
+            total = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+            codec = h.attributes & PS_ATTR_COMPRESSION_MASK
+            if not (h.attributes & PS_ATTR_CONTROL) and h.record_count > 0 \
+                    and h.base_offset + h.last_offset_delta >= self.start:
+                if codec == 0:
+                    self._list(p + pos + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, pos)
+                else:
+                    self._list_compressed(data, pos, total, codec, &h)
+                # A lower bound of the records at or past start: offset deltas rise.
+                below = self.start - h.base_offset if self.start > h.base_offset else 0
+                if h.record_count > below:
+                    self.listed_records += h.record_count - below
+            self.taken_bytes += total
+            self.next_offset = h.base_offset + h.last_offset_delta + 1
+            pos += total
+            if 0 <= self.max_records <= self.listed_records:
+                self.wants_more = False
+                break
+        if self.taken_bytes >= self.max_bytes:
+            self.wants_more = False
+        return self.wants_more
+
+    cdef int _list_compressed(self, object data, size_t pos, size_t total, int codec,
+                              const ps_batch_header *h) except -1:
+        if codec > 4:
+            raise_status(PS_ERR_COMPRESSION, pos + PS_OFF_ATTRIBUTES, f"unknown compression codec {codec} in the "
+                                                                      f"batch at base offset {h.base_offset}")
+        section = memoryview(data)[pos + PS_BATCH_HEADER_SIZE:pos + total]
+        try:
+            raw = _compression.decompress(codec, section, max_size=MAX_DECOMPRESSED)
+        except _errors.CompressionError as exc:
+            raise _errors.CompressionError(f"{exc.message} (the batch at base offset {h.base_offset})",
+                                           position=pos + PS_BATCH_HEADER_SIZE) from None
+        finally:
+            section.release()
+        if not PyBytes_CheckExact(raw):
+            raw = bytes(raw)
+        self.keep.append(raw)
+        self._list(<const uint8_t *>PyBytes_AS_STRING(raw), <size_t>PyBytes_GET_SIZE(raw), h, pos)
+        return 0
+
+    def finish(self):
+        """Decodes the listed batches: returns a RecordColumns (the builder is spent)."""
+        cdef ColumnTotals t
+        cdef RecordColumns out = RecordColumns.__new__(RecordColumns)
+        cdef ColumnSection *sec
+        cdef cnp.npy_intp n, nkeys, nvalues
+        cdef ColumnArrays a
+        if self.finished:
+            raise RuntimeError("the columns are already built")
+        self.finished = True
+        with nogil:
+            columns_count(self.sections, self.n_sections, self.start, self.max_records, &t)
+        if t.status != PS_OK:
+            sec = &self.sections[t.fault_section]
+            # positions inside a compressed section are 61 + the position in its decompressed records
+            raise_status(t.status, sec.position + PS_BATCH_HEADER_SIZE + <int64_t>t.fault_pos,
+                         f"in the batch at base offset {sec.h.base_offset}")
+        n = t.count
+        nkeys = t.key_bytes
+        nvalues = t.value_bytes
+        out.offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+        out.timestamps = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+        out.key_lengths = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
+        out.value_lengths = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
+        out.header_counts = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
+        n += 1
+        out.key_offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+        out.value_offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
+        out.keys = cnp.PyArray_EMPTY(1, &nkeys, cnp.NPY_UINT8, 0)
+        out.values = cnp.PyArray_EMPTY(1, &nvalues, cnp.NPY_UINT8, 0)
+        a.offsets = <int64_t *>cnp.PyArray_DATA(out.offsets)
+        a.timestamps = <int64_t *>cnp.PyArray_DATA(out.timestamps)
+        a.key_lengths = <int32_t *>cnp.PyArray_DATA(out.key_lengths)
+        a.value_lengths = <int32_t *>cnp.PyArray_DATA(out.value_lengths)
+        a.header_counts = <int32_t *>cnp.PyArray_DATA(out.header_counts)
+        a.key_offsets = <int64_t *>cnp.PyArray_DATA(out.key_offsets)
+        a.value_offsets = <int64_t *>cnp.PyArray_DATA(out.value_offsets)
+        a.keys = <uint8_t *>cnp.PyArray_DATA(out.keys)
+        a.values = <uint8_t *>cnp.PyArray_DATA(out.values)
+        with nogil:
+            columns_fill(self.sections, self.n_sections, self.start, t.count, &a)
+        out.next_offset = t.stop_offset if t.stop_offset >= 0 else self.next_offset
+        # The sections' bytes are no longer needed.
+        self.keep = None
+        free(self.sections)
+        self.sections = NULL
+        self.n_sections = 0
+        return out
+
+
+cdef void columns_count(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
+                        ColumnTotals *t) noexcept nogil:
+    """Pass one: parses every listed record (the checks decode_batch makes), counts the
+    records at or past start (up to max_records, -1: all) and their key and value bytes."""
+    cdef size_t k, pos, errpos = 0
+    cdef int32_t i
+    cdef int st
+    cdef int64_t off
+    cdef ps_record r
+    cdef const ColumnSection *sec
+    t.count = 0
+    t.key_bytes = 0
+    t.value_bytes = 0
+    t.stop_offset = -1
+    t.status = PS_OK
+    for k in range(n_sections):
+        sec = &sections[k]
+        pos = 0
+        for i in range(sec.h.record_count):
+            if pos >= sec.length:
+                columns_fault(t, PS_ERR_RECORD_COUNT, k, pos)
+                return
+            st = ps_record_parse(sec.records, sec.length, &pos, &r, &errpos)
+            if st != PS_OK:
+                columns_fault(t, st, k, errpos)
+                return
+            off = sec.h.base_offset + r.offset_delta
+            if off < start:
+                continue
+            if t.count == max_records:
+                t.stop_offset = off
+                return
+            t.count += 1
+            if r.key_len > 0:
+                t.key_bytes += r.key_len
+            if r.value_len > 0:
+                t.value_bytes += r.value_len
+        if pos != sec.length:
+            columns_fault(t, PS_ERR_RECORD_COUNT, k, pos)
+            return
+
+
+cdef inline void columns_fault(ColumnTotals *t, int status, size_t section, size_t pos) noexcept nogil:
+    t.status = status
+    t.fault_section = section
+    t.fault_pos = pos
+
+
+cdef void columns_fill(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t count,
+                       ColumnArrays *a) noexcept nogil:
+    """Pass two: writes the records pass one counted (it has checked that they parse)."""
+    cdef size_t k, pos, errpos = 0
+    cdef int32_t i
+    cdef int64_t off, j = 0, kpos = 0, vpos = 0
+    cdef ps_record r
+    cdef const ColumnSection *sec
+    cdef bint log_append_time
+    a.key_offsets[0] = 0
+    a.value_offsets[0] = 0
+    for k in range(n_sections):
+        if j == count:
+            break
+        sec = &sections[k]
+        log_append_time = (sec.h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
+        pos = 0
+        for i in range(sec.h.record_count):
+            ps_record_parse(sec.records, sec.length, &pos, &r, &errpos)
+            off = sec.h.base_offset + r.offset_delta
+            if off < start:
+                continue
+            if j == count:
+                break
+            a.offsets[j] = off
+            a.timestamps[j] = sec.h.max_timestamp if log_append_time else sec.h.base_timestamp + r.timestamp_delta
+            a.key_lengths[j] = r.key_len
+            a.value_lengths[j] = r.value_len
+            a.header_counts[j] = r.header_count
+            if r.key_len > 0:
+                memcpy(a.keys + kpos, sec.records + r.key_pos, <size_t>r.key_len)
+                kpos += r.key_len
+            if r.value_len > 0:
+                memcpy(a.values + vpos, sec.records + r.value_pos, <size_t>r.value_len)
+                vpos += r.value_len
+            j += 1
+            a.key_offsets[j] = kpos
+            a.value_offsets[j] = vpos
+
+
+def columns_from_batches(data, int64_t offset=INT64_MIN, max_records=None, bint check_crc=True):
+    """Back-to-back batches (as read_batches returns them, or a fetch response's records)
+    as a RecordColumns: records from `offset` on, control batches skipped, at most
+    max_records. Corrupt input raises the pstream.errors class decode_batch raises."""
+    cdef ColumnsBuilder builder = ColumnsBuilder(offset, -1 if max_records is None else max_records,
+                                                 INT64_MAX, check_crc)
+    builder.add(data)
+    return builder.finish()
