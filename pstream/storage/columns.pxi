@@ -21,6 +21,9 @@ cimport numpy as cnp
 
 cnp.import_array()
 
+cdef extern from "ps_utf8.h" nogil:
+    size_t ps_utf8_check(const uint8_t *s, size_t n)
+
 cdef Py_ssize_t COLUMNS_READ_BYTES = 4 << 20   # read_batches size per call while filling a budget
 
 
@@ -282,8 +285,9 @@ cdef class ColumnsBuilder:
 
 cdef void columns_count(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
                         ColumnTotals *t) noexcept nogil:
-    """Pass one: parses every listed record (the checks decode_batch makes), counts the
-    records at or past start (up to max_records, -1: all) and their key and value bytes."""
+    """Pass one: parses every listed record with the checks decode_batch makes (up to the
+    record where max_records stops), counts the records at or past start (up to
+    max_records, -1: all) and their key and value bytes."""
     cdef size_t k, pos, errpos = 0
     cdef int32_t i
     cdef int st
@@ -303,6 +307,8 @@ cdef void columns_count(const ColumnSection *sections, size_t n_sections, int64_
                 columns_fault(t, PS_ERR_RECORD_COUNT, k, pos)
                 return
             st = ps_record_parse(sec.records, sec.length, &pos, &r, &errpos)
+            if st == PS_OK and r.header_count:
+                st = header_keys_utf8(sec.records, &r, &errpos)
             if st != PS_OK:
                 columns_fault(t, st, k, errpos)
                 return
@@ -320,6 +326,19 @@ cdef void columns_count(const ColumnSection *sections, size_t n_sections, int64_
         if pos != sec.length:
             columns_fault(t, PS_ERR_RECORD_COUNT, k, pos)
             return
+
+
+cdef int header_keys_utf8(const uint8_t *s, const ps_record *r, size_t *errpos) noexcept nogil:
+    """Header keys are UTF-8 strings: decode_batch refuses a record whose key is not."""
+    cdef size_t hp = r.headers_pos, key_pos = 0, value_pos = 0
+    cdef int32_t j, key_len = 0, value_len = 0
+    for j in range(r.header_count):
+        ps_read_bytes_field(s, r.end, &hp, 0, &key_len, &key_pos, errpos)   # parsed already: cannot fail
+        ps_read_bytes_field(s, r.end, &hp, 1, &value_len, &value_pos, errpos)
+        if ps_utf8_check(s + key_pos, <size_t>key_len) != <size_t>key_len:
+            errpos[0] = key_pos
+            return PS_ERR_BAD_RECORD
+    return PS_OK
 
 
 cdef inline void columns_fault(ColumnTotals *t, int status, size_t section, size_t pos) noexcept nogil:
