@@ -4,10 +4,11 @@
 # ColumnsBuilder takes the bytes read_batches returns, one read at a time, and lists the
 # batches to decode: it walks their headers, skips control batches and batches wholly
 # below the start offset, decompresses compressed sections (one bytes object per batch,
-# kept alive here) and stops at max_records / max_bytes. finish() then runs two passes
-# over the listed records sections with the GIL released: the first parses every record
-# (the same checks as decode_batch) and counts the records and key/value bytes to take,
-# the second fills arrays allocated to exactly those sizes.
+# kept alive here) and stops at max_records / max_bytes. finish() then works in two
+# passes with the GIL released: the first parses every listed record once (the checks
+# decode_batch makes) into the fixed-width columns, sized by the listed record counts,
+# and sums the key and value lengths; the second copies the keys and values into buffers
+# allocated to exactly those sums.
 #
 # Layout of a RecordColumns of n records (Arrow's large-binary layout for keys/values):
 #   offsets, timestamps          int64[n]
@@ -17,6 +18,7 @@
 #                                (empty for a null; key_offsets[0] == 0, key_offsets[n] == len(keys))
 #   keys, values                 uint8, every record's bytes back to back
 
+from libc.stdint cimport intptr_t
 cimport numpy as cnp
 
 cnp.import_array()
@@ -24,7 +26,8 @@ cnp.import_array()
 cdef extern from "ps_utf8.h" nogil:
     size_t ps_utf8_check(const uint8_t *s, size_t n)
 
-cdef Py_ssize_t COLUMNS_READ_BYTES = 4 << 20   # read_batches size per call while filling a budget
+cdef size_t MIN_RECORD_BYTES = 7     # length, attributes, timestamp, offset, key, value, header count
+cdef Py_ssize_t COLUMNS_READ_BYTES = 1 << 20   # read_batches size per call while filling a budget
 
 
 cdef struct ColumnSection:
@@ -117,6 +120,7 @@ cdef class ColumnsBuilder:
     cdef bint check_crc
     cdef int64_t taken_bytes
     cdef int64_t listed_records    # at least this many records at or past start are listed
+    cdef int64_t capacity          # at most this many records are listed
     cdef readonly int64_t next_offset
     cdef readonly bint wants_more
     cdef ColumnSection *sections
@@ -162,6 +166,8 @@ cdef class ColumnsBuilder:
         self.sections[self.n_sections].h = h[0]
         self.sections[self.n_sections].position = position
         self.n_sections += 1
+        # A record takes at least 7 bytes: a hostile count cannot size the columns.
+        self.capacity += min(<int64_t>h.record_count, <int64_t>(length // MIN_RECORD_BYTES))
         return 0
 
     def add(self, data):
@@ -238,31 +244,18 @@ cdef class ColumnsBuilder:
         cdef ColumnTotals t
         cdef RecordColumns out = RecordColumns.__new__(RecordColumns)
         cdef ColumnSection *sec
-        cdef cnp.npy_intp n, nkeys, nvalues
         cdef ColumnArrays a
+        cdef cnp.npy_intp n = self.capacity, n1 = self.capacity + 1, nbytes
         if self.finished:
             raise RuntimeError("the columns are already built")
         self.finished = True
-        with nogil:
-            columns_count(self.sections, self.n_sections, self.start, self.max_records, &t)
-        if t.status != PS_OK:
-            sec = &self.sections[t.fault_section]
-            # positions inside a compressed section are 61 + the position in its decompressed records
-            raise_status(t.status, sec.position + PS_BATCH_HEADER_SIZE + <int64_t>t.fault_pos,
-                         f"in the batch at base offset {sec.h.base_offset}")
-        n = t.count
-        nkeys = t.key_bytes
-        nvalues = t.value_bytes
         out.offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
         out.timestamps = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
         out.key_lengths = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
         out.value_lengths = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
         out.header_counts = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
-        n += 1
-        out.key_offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
-        out.value_offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
-        out.keys = cnp.PyArray_EMPTY(1, &nkeys, cnp.NPY_UINT8, 0)
-        out.values = cnp.PyArray_EMPTY(1, &nvalues, cnp.NPY_UINT8, 0)
+        out.key_offsets = cnp.PyArray_EMPTY(1, &n1, cnp.NPY_INT64, 0)
+        out.value_offsets = cnp.PyArray_EMPTY(1, &n1, cnp.NPY_INT64, 0)
         a.offsets = <int64_t *>cnp.PyArray_DATA(out.offsets)
         a.timestamps = <int64_t *>cnp.PyArray_DATA(out.timestamps)
         a.key_lengths = <int32_t *>cnp.PyArray_DATA(out.key_lengths)
@@ -270,10 +263,26 @@ cdef class ColumnsBuilder:
         a.header_counts = <int32_t *>cnp.PyArray_DATA(out.header_counts)
         a.key_offsets = <int64_t *>cnp.PyArray_DATA(out.key_offsets)
         a.value_offsets = <int64_t *>cnp.PyArray_DATA(out.value_offsets)
+        with nogil:
+            columns_parse(self.sections, self.n_sections, self.start, self.max_records, n, &a, &t)
+        if t.status != PS_OK:
+            sec = &self.sections[t.fault_section]
+            # inside a compressed section: 61 + the position in its decompressed records
+            raise_status(t.status, sec.position + PS_BATCH_HEADER_SIZE + <int64_t>t.fault_pos,
+                         f"in the batch at base offset {sec.h.base_offset}")
+        nbytes = t.key_bytes
+        out.keys = cnp.PyArray_EMPTY(1, &nbytes, cnp.NPY_UINT8, 0)
+        nbytes = t.value_bytes
+        out.values = cnp.PyArray_EMPTY(1, &nbytes, cnp.NPY_UINT8, 0)
         a.keys = <uint8_t *>cnp.PyArray_DATA(out.keys)
         a.values = <uint8_t *>cnp.PyArray_DATA(out.values)
         with nogil:
-            columns_fill(self.sections, self.n_sections, self.start, t.count, &a)
+            columns_copy(&a, t.count)
+        if t.count < n:   # records below start or past max_records: give back what they were sized for
+            for column in (out.offsets, out.timestamps, out.key_lengths, out.value_lengths, out.header_counts):
+                column.resize(t.count, refcheck=False)
+            out.key_offsets.resize(t.count + 1, refcheck=False)
+            out.value_offsets.resize(t.count + 1, refcheck=False)
         out.next_offset = t.stop_offset if t.stop_offset >= 0 else self.next_offset
         # The sections' bytes are no longer needed.
         self.keep = None
@@ -283,49 +292,83 @@ cdef class ColumnsBuilder:
         return out
 
 
-cdef void columns_count(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
-                        ColumnTotals *t) noexcept nogil:
+cdef void columns_parse(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
+                        int64_t capacity, ColumnArrays *a, ColumnTotals *t) noexcept nogil:
     """Pass one: parses every listed record with the checks decode_batch makes (up to the
-    record where max_records stops), counts the records at or past start (up to
-    max_records, -1: all) and their key and value bytes."""
+    record where max_records stops; -1: no limit) and writes the records at or past start
+    into the fixed-width columns. Until pass two, key_offsets[j] and value_offsets[j] hold
+    the address of record j's key and value in its section (no scratch memory)."""
     cdef size_t k, pos, errpos = 0
     cdef int32_t i
     cdef int st
-    cdef int64_t off
+    cdef int64_t off, j = 0
     cdef ps_record r
     cdef const ColumnSection *sec
-    t.count = 0
-    t.key_bytes = 0
-    t.value_bytes = 0
+    cdef bint log_append_time
     t.stop_offset = -1
     t.status = PS_OK
+    t.key_bytes = 0
+    t.value_bytes = 0
     for k in range(n_sections):
         sec = &sections[k]
+        log_append_time = (sec.h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
         pos = 0
         for i in range(sec.h.record_count):
             if pos >= sec.length:
-                columns_fault(t, PS_ERR_RECORD_COUNT, k, pos)
+                columns_fault(t, PS_ERR_RECORD_COUNT, k, pos, j)
                 return
             st = ps_record_parse(sec.records, sec.length, &pos, &r, &errpos)
             if st == PS_OK and r.header_count:
                 st = header_keys_utf8(sec.records, &r, &errpos)
             if st != PS_OK:
-                columns_fault(t, st, k, errpos)
+                columns_fault(t, st, k, errpos, j)
                 return
             off = sec.h.base_offset + r.offset_delta
             if off < start:
                 continue
-            if t.count == max_records:
+            if j == max_records:
                 t.stop_offset = off
+                t.count = j
                 return
-            t.count += 1
+            if j == capacity:   # cannot happen: every record takes MIN_RECORD_BYTES
+                columns_fault(t, PS_ERR_RECORD_COUNT, k, pos, j)
+                return
+            a.offsets[j] = off
+            a.timestamps[j] = sec.h.max_timestamp if log_append_time else sec.h.base_timestamp + r.timestamp_delta
+            a.key_lengths[j] = r.key_len
+            a.value_lengths[j] = r.value_len
+            a.header_counts[j] = r.header_count
+            a.key_offsets[j] = <int64_t><intptr_t>(sec.records + r.key_pos)
+            a.value_offsets[j] = <int64_t><intptr_t>(sec.records + r.value_pos)
             if r.key_len > 0:
                 t.key_bytes += r.key_len
             if r.value_len > 0:
                 t.value_bytes += r.value_len
+            j += 1
         if pos != sec.length:
-            columns_fault(t, PS_ERR_RECORD_COUNT, k, pos)
+            columns_fault(t, PS_ERR_RECORD_COUNT, k, pos, j)
             return
+    t.count = j
+
+
+cdef void columns_copy(ColumnArrays *a, int64_t count) noexcept nogil:
+    """Pass two: every record's key and value from the address pass one left in
+    key_offsets/value_offsets to the buffers it sized; the offsets become positions."""
+    cdef int64_t j, kpos = 0, vpos = 0
+    cdef const uint8_t *src
+    for j in range(count):
+        src = <const uint8_t *><intptr_t>a.key_offsets[j]
+        a.key_offsets[j] = kpos
+        if a.key_lengths[j] > 0:
+            memcpy(a.keys + kpos, src, <size_t>a.key_lengths[j])
+            kpos += a.key_lengths[j]
+        src = <const uint8_t *><intptr_t>a.value_offsets[j]
+        a.value_offsets[j] = vpos
+        if a.value_lengths[j] > 0:
+            memcpy(a.values + vpos, src, <size_t>a.value_lengths[j])
+            vpos += a.value_lengths[j]
+    a.key_offsets[count] = kpos
+    a.value_offsets[count] = vpos
 
 
 cdef int header_keys_utf8(const uint8_t *s, const ps_record *r, size_t *errpos) noexcept nogil:
@@ -341,50 +384,11 @@ cdef int header_keys_utf8(const uint8_t *s, const ps_record *r, size_t *errpos) 
     return PS_OK
 
 
-cdef inline void columns_fault(ColumnTotals *t, int status, size_t section, size_t pos) noexcept nogil:
+cdef inline void columns_fault(ColumnTotals *t, int status, size_t section, size_t pos, int64_t count) noexcept nogil:
+    t.count = count
     t.status = status
     t.fault_section = section
     t.fault_pos = pos
-
-
-cdef void columns_fill(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t count,
-                       ColumnArrays *a) noexcept nogil:
-    """Pass two: writes the records pass one counted (it has checked that they parse)."""
-    cdef size_t k, pos, errpos = 0
-    cdef int32_t i
-    cdef int64_t off, j = 0, kpos = 0, vpos = 0
-    cdef ps_record r
-    cdef const ColumnSection *sec
-    cdef bint log_append_time
-    a.key_offsets[0] = 0
-    a.value_offsets[0] = 0
-    for k in range(n_sections):
-        if j == count:
-            break
-        sec = &sections[k]
-        log_append_time = (sec.h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
-        pos = 0
-        for i in range(sec.h.record_count):
-            ps_record_parse(sec.records, sec.length, &pos, &r, &errpos)
-            off = sec.h.base_offset + r.offset_delta
-            if off < start:
-                continue
-            if j == count:
-                break
-            a.offsets[j] = off
-            a.timestamps[j] = sec.h.max_timestamp if log_append_time else sec.h.base_timestamp + r.timestamp_delta
-            a.key_lengths[j] = r.key_len
-            a.value_lengths[j] = r.value_len
-            a.header_counts[j] = r.header_count
-            if r.key_len > 0:
-                memcpy(a.keys + kpos, sec.records + r.key_pos, <size_t>r.key_len)
-                kpos += r.key_len
-            if r.value_len > 0:
-                memcpy(a.values + vpos, sec.records + r.value_pos, <size_t>r.value_len)
-                vpos += r.value_len
-            j += 1
-            a.key_offsets[j] = kpos
-            a.value_offsets[j] = vpos
 
 
 def columns_from_batches(data, int64_t offset=INT64_MIN, max_records=None, bint check_crc=True):
