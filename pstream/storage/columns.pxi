@@ -1,14 +1,15 @@
 # Columnar reads: back-to-back record batches -> numpy arrays, without a Python object
 # per record (Partition.read_columns in pstream/log.py drives this over read_batches).
 #
-# ColumnsBuilder takes the bytes read_batches returns, one read at a time, and lists the
-# batches to decode: it walks their headers, skips control batches and batches wholly
-# below the start offset, decompresses compressed sections (one bytes object per batch,
-# kept alive here) and stops at max_records / max_bytes. finish() then works in two
-# passes with the GIL released: the first parses every listed record once (the checks
-# decode_batch makes) into the fixed-width columns, sized by the listed record counts,
-# and sums the key and value lengths; the second copies the keys and values into buffers
-# allocated to exactly those sums.
+# ColumnsBuilder takes the bytes read_batches returns, one read at a time. For each read
+# it walks the batch headers (with the GIL: one step per batch), skips control batches
+# and batches wholly below the start offset, decompresses compressed sections (one bytes
+# object per batch) and lists the records sections to decode, up to max_records and
+# max_bytes; then one pass with the GIL released parses every listed record once (the
+# checks decode_batch makes) and appends it to the columns. Before that pass the columns
+# are grown to hold everything the read can add (its record count, and its section bytes
+# for keys and values), so the pass never allocates; finish() trims them to size. The
+# read's bytes are let go once decoded: the peak is the columns plus one read.
 #
 # Layout of a RecordColumns of n records (Arrow's large-binary layout for keys/values):
 #   offsets, timestamps          int64[n]
@@ -18,7 +19,6 @@
 #                                (empty for a null; key_offsets[0] == 0, key_offsets[n] == len(keys))
 #   keys, values                 uint8, every record's bytes back to back
 
-from libc.stdint cimport intptr_t
 cimport numpy as cnp
 
 cnp.import_array()
@@ -34,20 +34,11 @@ cdef struct ColumnSection:
     const uint8_t *records      # the uncompressed records section
     size_t length
     ps_batch_header h
-    int64_t position            # the batch's position in what was added (for errors)
+    int64_t position            # the batch's position in the read (for errors)
 
 
-cdef struct ColumnTotals:
-    int64_t count               # records taken
-    int64_t key_bytes
-    int64_t value_bytes
-    int64_t stop_offset         # the first record not taken for max_records (-1: none)
-    int status                  # a record that does not parse: status, section and position
-    size_t fault_section
-    size_t fault_pos
-
-
-cdef struct ColumnArrays:
+cdef struct ColumnFill:
+    # the columns' data, refreshed whenever they grow
     int64_t *offsets
     int64_t *timestamps
     int32_t *key_lengths
@@ -57,6 +48,17 @@ cdef struct ColumnArrays:
     int64_t *value_offsets
     uint8_t *keys
     uint8_t *values
+    # what is filled, and the room there is
+    int64_t count
+    int64_t key_bytes
+    int64_t value_bytes
+    int64_t cap_records
+    int64_t cap_key_bytes
+    int64_t cap_value_bytes
+    int64_t stop_offset         # the first record left out for max_records (-1: none yet)
+    int status                  # a record that does not parse: status, section and position
+    size_t fault_section
+    size_t fault_pos
 
 
 cdef class RecordColumns:
@@ -107,7 +109,7 @@ cdef class RecordColumns:
 
 
 cdef class ColumnsBuilder:
-    """Lists the batches of one columnar read, then decodes them into a RecordColumns.
+    """Decodes the batches of one columnar read into growing columns (see the top of columns.pxi).
 
     start: the first offset wanted (records below it are skipped); max_records: -1 for
     no limit; max_bytes: the stored batch bytes to take (the first batch is always taken,
@@ -119,16 +121,20 @@ cdef class ColumnsBuilder:
     cdef int64_t max_bytes
     cdef bint check_crc
     cdef int64_t taken_bytes
-    cdef int64_t listed_records    # at least this many records at or past start are listed
-    cdef int64_t capacity          # at most this many records are listed
     cdef readonly int64_t next_offset
     cdef readonly bint wants_more
+    cdef bint finished
+    # the sections of the read being added, and what they point into
     cdef ColumnSection *sections
     cdef size_t n_sections, cap_sections
-    cdef list keep                 # what the sections point into: added data, decompressed sections
-    cdef bint finished
+    cdef list keep
+    # the columns
+    cdef ColumnFill f
+    cdef object offsets, timestamps, key_lengths, value_lengths, header_counts, key_offsets, value_offsets
+    cdef object keys, values
 
     def __cinit__(self, int64_t start, int64_t max_records=-1, int64_t max_bytes=INT64_MAX, bint check_crc=True):
+        cdef cnp.npy_intp zero = 0, one = 1
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         if max_records < -1:
@@ -140,6 +146,17 @@ cdef class ColumnsBuilder:
         self.next_offset = start
         self.wants_more = max_records != 0
         self.keep = []
+        self.offsets = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT64, 0)
+        self.timestamps = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT64, 0)
+        self.key_lengths = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT32, 0)
+        self.value_lengths = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT32, 0)
+        self.header_counts = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT32, 0)
+        self.key_offsets = cnp.PyArray_ZEROS(1, &one, cnp.NPY_INT64, 0)
+        self.value_offsets = cnp.PyArray_ZEROS(1, &one, cnp.NPY_INT64, 0)
+        self.keys = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_UINT8, 0)
+        self.values = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_UINT8, 0)
+        self.f.stop_offset = -1
+        self._refresh()
 
     def __dealloc__(self):
         free(self.sections)
@@ -149,6 +166,41 @@ cdef class ColumnsBuilder:
         """How many bytes the next read_batches call should ask for."""
         cdef int64_t left = self.max_bytes - self.taken_bytes
         return max(1, min(left, COLUMNS_READ_BYTES))
+
+    cdef void _refresh(self):
+        self.f.offsets = <int64_t *>cnp.PyArray_DATA(self.offsets)
+        self.f.timestamps = <int64_t *>cnp.PyArray_DATA(self.timestamps)
+        self.f.key_lengths = <int32_t *>cnp.PyArray_DATA(self.key_lengths)
+        self.f.value_lengths = <int32_t *>cnp.PyArray_DATA(self.value_lengths)
+        self.f.header_counts = <int32_t *>cnp.PyArray_DATA(self.header_counts)
+        self.f.key_offsets = <int64_t *>cnp.PyArray_DATA(self.key_offsets)
+        self.f.value_offsets = <int64_t *>cnp.PyArray_DATA(self.value_offsets)
+        self.f.keys = <uint8_t *>cnp.PyArray_DATA(self.keys)
+        self.f.values = <uint8_t *>cnp.PyArray_DATA(self.values)
+
+    cdef int _reserve(self, int64_t records, int64_t section_bytes) except -1:
+        """Grows the columns (at least doubling, realloc in place where it can) to take
+        `records` more records whose keys, and values, fit in section_bytes."""
+        cdef int64_t need = self.f.count + records
+        if need > self.f.cap_records:
+            need = max(need, 2 * self.f.cap_records)
+            for column in (self.offsets, self.timestamps, self.key_lengths, self.value_lengths, self.header_counts):
+                column.resize(need, refcheck=False)
+            self.key_offsets.resize(need + 1, refcheck=False)
+            self.value_offsets.resize(need + 1, refcheck=False)
+            self.f.cap_records = need
+        need = self.f.key_bytes + section_bytes
+        if need > self.f.cap_key_bytes:
+            need = max(need, 2 * self.f.cap_key_bytes)
+            self.keys.resize(need, refcheck=False)
+            self.f.cap_key_bytes = need
+        need = self.f.value_bytes + section_bytes
+        if need > self.f.cap_value_bytes:
+            need = max(need, 2 * self.f.cap_value_bytes)
+            self.values.resize(need, refcheck=False)
+            self.f.cap_value_bytes = need
+        self._refresh()
+        return 0
 
     cdef int _list(self, const uint8_t *records, size_t length, const ps_batch_header *h,
                    int64_t position) except -1:
@@ -166,24 +218,25 @@ cdef class ColumnsBuilder:
         self.sections[self.n_sections].h = h[0]
         self.sections[self.n_sections].position = position
         self.n_sections += 1
-        # A record takes at least 7 bytes: a hostile count cannot size the columns.
-        self.capacity += min(<int64_t>h.record_count, <int64_t>(length // MIN_RECORD_BYTES))
         return 0
 
     def add(self, data):
-        """Lists the batches of data (back-to-back batches) until max_records or max_bytes
-        is met; returns wants_more (False once a limit is met or data was not all taken)."""
+        """Decodes the batches of data (back-to-back batches) until max_records or
+        max_bytes is met; returns wants_more (False once a limit is met or data was not
+        all taken)."""
         cdef _BufferView b = _BufferView(data)
         cdef const uint8_t *p = <const uint8_t *>b.view.buf
         cdef size_t n = <size_t>b.view.len, pos = 0, total, errpos = 0
         cdef ps_batch_header h
         cdef int st, codec
-        cdef int64_t below, size
+        cdef int64_t below, size, records = 0, section_bytes = 0
+        cdef int64_t listed = self.f.count   # at least this many records at or past start are listed
+        cdef ColumnSection *sec
         if self.finished:
             raise RuntimeError("the columns are already built")
         if not self.wants_more:
             return False
-        self.keep.append(data)
+        self.n_sections = 0
         while pos < n:
             # Past the first batch, only whole batches that fit what is left of max_bytes.
             if self.taken_bytes and n - pos >= PS_BATCH_LOG_OVERHEAD:
@@ -206,19 +259,47 @@ cdef class ColumnsBuilder:
                     self._list(p + pos + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE, &h, pos)
                 else:
                     self._list_compressed(data, pos, total, codec, &h)
-                # A lower bound of the records at or past start: offset deltas rise.
+                sec = &self.sections[self.n_sections - 1]
+                # A record takes at least MIN_RECORD_BYTES: a hostile count cannot size the columns.
+                records += min(<int64_t>h.record_count, <int64_t>(sec.length // MIN_RECORD_BYTES))
+                section_bytes += <int64_t>sec.length
+                # Offset deltas rise: at most start - base_offset records lie below start.
                 below = self.start - h.base_offset if self.start > h.base_offset else 0
                 if h.record_count > below:
-                    self.listed_records += h.record_count - below
+                    listed += h.record_count - below
             self.taken_bytes += total
             self.next_offset = h.base_offset + h.last_offset_delta + 1
             pos += total
-            if 0 <= self.max_records <= self.listed_records:
+            if 0 <= self.max_records <= listed:
                 self.wants_more = False
                 break
         if self.taken_bytes >= self.max_bytes:
             self.wants_more = False
+        try:
+            self._decode(records, section_bytes)
+        finally:
+            self.keep = []
+            self.n_sections = 0
         return self.wants_more
+
+    cdef int _decode(self, int64_t records, int64_t section_bytes) except -1:
+        cdef ColumnSection *sec
+        if self.n_sections == 0:
+            return 0
+        self._reserve(records, section_bytes)
+        with nogil:
+            columns_append(self.sections, self.n_sections, self.start, self.max_records, &self.f)
+        if self.f.status != PS_OK:
+            self.finished = True
+            sec = &self.sections[self.f.fault_section]
+            # inside a compressed section: 61 + the position in its decompressed records
+            raise_status(self.f.status, sec.position + PS_BATCH_HEADER_SIZE + <int64_t>self.f.fault_pos,
+                         f"in the batch at base offset {sec.h.base_offset}")
+        if self.f.stop_offset >= 0:
+            self.next_offset = self.f.stop_offset
+        if self.f.count == self.max_records:
+            self.wants_more = False
+        return 0
 
     cdef int _list_compressed(self, object data, size_t pos, size_t total, int codec,
                               const ps_batch_header *h) except -1:
@@ -240,135 +321,86 @@ cdef class ColumnsBuilder:
         return 0
 
     def finish(self):
-        """Decodes the listed batches: returns a RecordColumns (the builder is spent)."""
-        cdef ColumnTotals t
+        """The columns, trimmed to size, as a RecordColumns (the builder is spent)."""
         cdef RecordColumns out = RecordColumns.__new__(RecordColumns)
-        cdef ColumnSection *sec
-        cdef ColumnArrays a
-        cdef cnp.npy_intp n = self.capacity, n1 = self.capacity + 1, nbytes
+        cdef int64_t n = self.f.count
         if self.finished:
             raise RuntimeError("the columns are already built")
         self.finished = True
-        out.offsets = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
-        out.timestamps = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT64, 0)
-        out.key_lengths = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
-        out.value_lengths = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
-        out.header_counts = cnp.PyArray_EMPTY(1, &n, cnp.NPY_INT32, 0)
-        out.key_offsets = cnp.PyArray_EMPTY(1, &n1, cnp.NPY_INT64, 0)
-        out.value_offsets = cnp.PyArray_EMPTY(1, &n1, cnp.NPY_INT64, 0)
-        a.offsets = <int64_t *>cnp.PyArray_DATA(out.offsets)
-        a.timestamps = <int64_t *>cnp.PyArray_DATA(out.timestamps)
-        a.key_lengths = <int32_t *>cnp.PyArray_DATA(out.key_lengths)
-        a.value_lengths = <int32_t *>cnp.PyArray_DATA(out.value_lengths)
-        a.header_counts = <int32_t *>cnp.PyArray_DATA(out.header_counts)
-        a.key_offsets = <int64_t *>cnp.PyArray_DATA(out.key_offsets)
-        a.value_offsets = <int64_t *>cnp.PyArray_DATA(out.value_offsets)
-        with nogil:
-            columns_parse(self.sections, self.n_sections, self.start, self.max_records, n, &a, &t)
-        if t.status != PS_OK:
-            sec = &self.sections[t.fault_section]
-            # inside a compressed section: 61 + the position in its decompressed records
-            raise_status(t.status, sec.position + PS_BATCH_HEADER_SIZE + <int64_t>t.fault_pos,
-                         f"in the batch at base offset {sec.h.base_offset}")
-        nbytes = t.key_bytes
-        out.keys = cnp.PyArray_EMPTY(1, &nbytes, cnp.NPY_UINT8, 0)
-        nbytes = t.value_bytes
-        out.values = cnp.PyArray_EMPTY(1, &nbytes, cnp.NPY_UINT8, 0)
-        a.keys = <uint8_t *>cnp.PyArray_DATA(out.keys)
-        a.values = <uint8_t *>cnp.PyArray_DATA(out.values)
-        with nogil:
-            columns_copy(&a, t.count)
-        if t.count < n:   # records below start or past max_records: give back what they were sized for
-            for column in (out.offsets, out.timestamps, out.key_lengths, out.value_lengths, out.header_counts):
-                column.resize(t.count, refcheck=False)
-            out.key_offsets.resize(t.count + 1, refcheck=False)
-            out.value_offsets.resize(t.count + 1, refcheck=False)
-        out.next_offset = t.stop_offset if t.stop_offset >= 0 else self.next_offset
-        # The sections' bytes are no longer needed.
-        self.keep = None
-        free(self.sections)
-        self.sections = NULL
-        self.n_sections = 0
+        for column in (self.offsets, self.timestamps, self.key_lengths, self.value_lengths, self.header_counts):
+            column.resize(n, refcheck=False)
+        self.key_offsets.resize(n + 1, refcheck=False)
+        self.value_offsets.resize(n + 1, refcheck=False)
+        self.keys.resize(self.f.key_bytes, refcheck=False)
+        self.values.resize(self.f.value_bytes, refcheck=False)
+        out.offsets, self.offsets = self.offsets, None
+        out.timestamps, self.timestamps = self.timestamps, None
+        out.key_lengths, self.key_lengths = self.key_lengths, None
+        out.value_lengths, self.value_lengths = self.value_lengths, None
+        out.header_counts, self.header_counts = self.header_counts, None
+        out.key_offsets, self.key_offsets = self.key_offsets, None
+        out.value_offsets, self.value_offsets = self.value_offsets, None
+        out.keys, self.keys = self.keys, None
+        out.values, self.values = self.values, None
+        out.next_offset = self.next_offset
         return out
 
 
-cdef void columns_parse(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
-                        int64_t capacity, ColumnArrays *a, ColumnTotals *t) noexcept nogil:
-    """Pass one: parses every listed record with the checks decode_batch makes (up to the
-    record where max_records stops; -1: no limit) and writes the records at or past start
-    into the fixed-width columns. Until pass two, key_offsets[j] and value_offsets[j] hold
-    the address of record j's key and value in its section (no scratch memory)."""
+cdef void columns_append(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
+                         ColumnFill *f) noexcept nogil:
+    """Parses every listed record with the checks decode_batch makes (up to the record
+    where max_records stops; -1: no limit) and appends those at or past start."""
     cdef size_t k, pos, errpos = 0
     cdef int32_t i
     cdef int st
-    cdef int64_t off, j = 0
+    cdef int64_t off, j = f.count
     cdef ps_record r
     cdef const ColumnSection *sec
     cdef bint log_append_time
-    t.stop_offset = -1
-    t.status = PS_OK
-    t.key_bytes = 0
-    t.value_bytes = 0
     for k in range(n_sections):
         sec = &sections[k]
         log_append_time = (sec.h.attributes & PS_ATTR_TIMESTAMP_TYPE) != 0
         pos = 0
         for i in range(sec.h.record_count):
             if pos >= sec.length:
-                columns_fault(t, PS_ERR_RECORD_COUNT, k, pos, j)
+                columns_fault(f, PS_ERR_RECORD_COUNT, k, pos, j)
                 return
             st = ps_record_parse(sec.records, sec.length, &pos, &r, &errpos)
             if st == PS_OK and r.header_count:
                 st = header_keys_utf8(sec.records, &r, &errpos)
             if st != PS_OK:
-                columns_fault(t, st, k, errpos, j)
+                columns_fault(f, st, k, errpos, j)
                 return
             off = sec.h.base_offset + r.offset_delta
             if off < start:
                 continue
             if j == max_records:
-                t.stop_offset = off
-                t.count = j
+                f.stop_offset = off
+                f.count = j
                 return
-            if j == capacity:   # cannot happen: every record takes MIN_RECORD_BYTES
-                columns_fault(t, PS_ERR_RECORD_COUNT, k, pos, j)
+            # Room was made for the whole read; this holds unless that sizing is wrong.
+            if j == f.cap_records or f.key_bytes + r.key_len > f.cap_key_bytes \
+                    or f.value_bytes + r.value_len > f.cap_value_bytes:
+                columns_fault(f, PS_ERR_TOO_LARGE, k, pos, j)
                 return
-            a.offsets[j] = off
-            a.timestamps[j] = sec.h.max_timestamp if log_append_time else sec.h.base_timestamp + r.timestamp_delta
-            a.key_lengths[j] = r.key_len
-            a.value_lengths[j] = r.value_len
-            a.header_counts[j] = r.header_count
-            a.key_offsets[j] = <int64_t><intptr_t>(sec.records + r.key_pos)
-            a.value_offsets[j] = <int64_t><intptr_t>(sec.records + r.value_pos)
+            f.offsets[j] = off
+            f.timestamps[j] = sec.h.max_timestamp if log_append_time else sec.h.base_timestamp + r.timestamp_delta
+            f.key_lengths[j] = r.key_len
+            f.value_lengths[j] = r.value_len
+            f.header_counts[j] = r.header_count
             if r.key_len > 0:
-                t.key_bytes += r.key_len
+                memcpy(f.keys + f.key_bytes, sec.records + r.key_pos, <size_t>r.key_len)
+                f.key_bytes += r.key_len
             if r.value_len > 0:
-                t.value_bytes += r.value_len
+                memcpy(f.values + f.value_bytes, sec.records + r.value_pos, <size_t>r.value_len)
+                f.value_bytes += r.value_len
             j += 1
+            f.key_offsets[j] = f.key_bytes
+            f.value_offsets[j] = f.value_bytes
         if pos != sec.length:
-            columns_fault(t, PS_ERR_RECORD_COUNT, k, pos, j)
+            columns_fault(f, PS_ERR_RECORD_COUNT, k, pos, j)
             return
-    t.count = j
-
-
-cdef void columns_copy(ColumnArrays *a, int64_t count) noexcept nogil:
-    """Pass two: every record's key and value from the address pass one left in
-    key_offsets/value_offsets to the buffers it sized; the offsets become positions."""
-    cdef int64_t j, kpos = 0, vpos = 0
-    cdef const uint8_t *src
-    for j in range(count):
-        src = <const uint8_t *><intptr_t>a.key_offsets[j]
-        a.key_offsets[j] = kpos
-        if a.key_lengths[j] > 0:
-            memcpy(a.keys + kpos, src, <size_t>a.key_lengths[j])
-            kpos += a.key_lengths[j]
-        src = <const uint8_t *><intptr_t>a.value_offsets[j]
-        a.value_offsets[j] = vpos
-        if a.value_lengths[j] > 0:
-            memcpy(a.values + vpos, src, <size_t>a.value_lengths[j])
-            vpos += a.value_lengths[j]
-    a.key_offsets[count] = kpos
-    a.value_offsets[count] = vpos
+    f.count = j
 
 
 cdef int header_keys_utf8(const uint8_t *s, const ps_record *r, size_t *errpos) noexcept nogil:
@@ -384,11 +416,11 @@ cdef int header_keys_utf8(const uint8_t *s, const ps_record *r, size_t *errpos) 
     return PS_OK
 
 
-cdef inline void columns_fault(ColumnTotals *t, int status, size_t section, size_t pos, int64_t count) noexcept nogil:
-    t.count = count
-    t.status = status
-    t.fault_section = section
-    t.fault_pos = pos
+cdef inline void columns_fault(ColumnFill *f, int status, size_t section, size_t pos, int64_t count) noexcept nogil:
+    f.count = count
+    f.status = status
+    f.fault_section = section
+    f.fault_pos = pos
 
 
 def columns_from_batches(data, int64_t offset=INT64_MIN, max_records=None, bint check_crc=True):
