@@ -7,9 +7,11 @@
 # object per batch) and lists the records sections to decode, up to max_records and
 # max_bytes; then one pass with the GIL released parses every listed record once (the
 # checks decode_batch makes) and appends it to the columns. Before that pass the columns
-# are grown to hold everything the read can add (its record count, and its section bytes
-# for keys and values), so the pass never allocates; finish() trims them to size. The
-# read's bytes are let go once decoded: the peak is the columns plus one read.
+# (plain C buffers) are grown with realloc to hold everything the read can add (its
+# record count, and its section bytes for keys and values; room never written costs
+# address space, not memory), so the pass never allocates; finish() trims them to size
+# and hands each to a numpy array that frees it. The read's bytes are let go once
+# decoded: the peak is the columns plus one read.
 #
 # Layout of a RecordColumns of n records (Arrow's large-binary layout for keys/values):
 #   offsets, timestamps          int64[n]
@@ -128,13 +130,10 @@ cdef class ColumnsBuilder:
     cdef ColumnSection *sections
     cdef size_t n_sections, cap_sections
     cdef list keep
-    # the columns
+    # the columns, malloc'ed here until finish() hands them to numpy arrays
     cdef ColumnFill f
-    cdef object offsets, timestamps, key_lengths, value_lengths, header_counts, key_offsets, value_offsets
-    cdef object keys, values
 
     def __cinit__(self, int64_t start, int64_t max_records=-1, int64_t max_bytes=INT64_MAX, bint check_crc=True):
-        cdef cnp.npy_intp zero = 0, one = 1
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         if max_records < -1:
@@ -146,20 +145,22 @@ cdef class ColumnsBuilder:
         self.next_offset = start
         self.wants_more = max_records != 0
         self.keep = []
-        self.offsets = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT64, 0)
-        self.timestamps = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT64, 0)
-        self.key_lengths = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT32, 0)
-        self.value_lengths = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT32, 0)
-        self.header_counts = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_INT32, 0)
-        self.key_offsets = cnp.PyArray_ZEROS(1, &one, cnp.NPY_INT64, 0)
-        self.value_offsets = cnp.PyArray_ZEROS(1, &one, cnp.NPY_INT64, 0)
-        self.keys = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_UINT8, 0)
-        self.values = cnp.PyArray_EMPTY(1, &zero, cnp.NPY_UINT8, 0)
         self.f.stop_offset = -1
-        self._refresh()
+        self._reserve(0, 0)
+        self.f.key_offsets[0] = 0
+        self.f.value_offsets[0] = 0
 
     def __dealloc__(self):
         free(self.sections)
+        free(self.f.offsets)
+        free(self.f.timestamps)
+        free(self.f.key_lengths)
+        free(self.f.value_lengths)
+        free(self.f.header_counts)
+        free(self.f.key_offsets)
+        free(self.f.value_offsets)
+        free(self.f.keys)
+        free(self.f.values)
 
     @property
     def read_size(self):
@@ -167,39 +168,30 @@ cdef class ColumnsBuilder:
         cdef int64_t left = self.max_bytes - self.taken_bytes
         return max(1, min(left, COLUMNS_READ_BYTES))
 
-    cdef void _refresh(self):
-        self.f.offsets = <int64_t *>cnp.PyArray_DATA(self.offsets)
-        self.f.timestamps = <int64_t *>cnp.PyArray_DATA(self.timestamps)
-        self.f.key_lengths = <int32_t *>cnp.PyArray_DATA(self.key_lengths)
-        self.f.value_lengths = <int32_t *>cnp.PyArray_DATA(self.value_lengths)
-        self.f.header_counts = <int32_t *>cnp.PyArray_DATA(self.header_counts)
-        self.f.key_offsets = <int64_t *>cnp.PyArray_DATA(self.key_offsets)
-        self.f.value_offsets = <int64_t *>cnp.PyArray_DATA(self.value_offsets)
-        self.f.keys = <uint8_t *>cnp.PyArray_DATA(self.keys)
-        self.f.values = <uint8_t *>cnp.PyArray_DATA(self.values)
-
     cdef int _reserve(self, int64_t records, int64_t section_bytes) except -1:
-        """Grows the columns (at least doubling, realloc in place where it can) to take
-        `records` more records whose keys, and values, fit in section_bytes."""
+        """Grows the columns (at least doubling; realloc moves no bytes of a large block)
+        to take `records` more records whose keys, and values, fit in section_bytes."""
         cdef int64_t need = self.f.count + records
-        if need > self.f.cap_records:
+        if need > self.f.cap_records or self.f.offsets == NULL:
             need = max(need, 2 * self.f.cap_records)
-            for column in (self.offsets, self.timestamps, self.key_lengths, self.value_lengths, self.header_counts):
-                column.resize(need, refcheck=False)
-            self.key_offsets.resize(need + 1, refcheck=False)
-            self.value_offsets.resize(need + 1, refcheck=False)
+            grow_column(<void **>&self.f.offsets, need, sizeof(int64_t))
+            grow_column(<void **>&self.f.timestamps, need, sizeof(int64_t))
+            grow_column(<void **>&self.f.key_lengths, need, sizeof(int32_t))
+            grow_column(<void **>&self.f.value_lengths, need, sizeof(int32_t))
+            grow_column(<void **>&self.f.header_counts, need, sizeof(int32_t))
+            grow_column(<void **>&self.f.key_offsets, need + 1, sizeof(int64_t))
+            grow_column(<void **>&self.f.value_offsets, need + 1, sizeof(int64_t))
             self.f.cap_records = need
         need = self.f.key_bytes + section_bytes
-        if need > self.f.cap_key_bytes:
+        if need > self.f.cap_key_bytes or self.f.keys == NULL:
             need = max(need, 2 * self.f.cap_key_bytes)
-            self.keys.resize(need, refcheck=False)
+            grow_column(<void **>&self.f.keys, need, 1)
             self.f.cap_key_bytes = need
         need = self.f.value_bytes + section_bytes
-        if need > self.f.cap_value_bytes:
+        if need > self.f.cap_value_bytes or self.f.values == NULL:
             need = max(need, 2 * self.f.cap_value_bytes)
-            self.values.resize(need, refcheck=False)
+            grow_column(<void **>&self.f.values, need, 1)
             self.f.cap_value_bytes = need
-        self._refresh()
         return 0
 
     cdef int _list(self, const uint8_t *records, size_t length, const ps_batch_header *h,
@@ -327,23 +319,46 @@ cdef class ColumnsBuilder:
         if self.finished:
             raise RuntimeError("the columns are already built")
         self.finished = True
-        for column in (self.offsets, self.timestamps, self.key_lengths, self.value_lengths, self.header_counts):
-            column.resize(n, refcheck=False)
-        self.key_offsets.resize(n + 1, refcheck=False)
-        self.value_offsets.resize(n + 1, refcheck=False)
-        self.keys.resize(self.f.key_bytes, refcheck=False)
-        self.values.resize(self.f.value_bytes, refcheck=False)
-        out.offsets, self.offsets = self.offsets, None
-        out.timestamps, self.timestamps = self.timestamps, None
-        out.key_lengths, self.key_lengths = self.key_lengths, None
-        out.value_lengths, self.value_lengths = self.value_lengths, None
-        out.header_counts, self.header_counts = self.header_counts, None
-        out.key_offsets, self.key_offsets = self.key_offsets, None
-        out.value_offsets, self.value_offsets = self.value_offsets, None
-        out.keys, self.keys = self.keys, None
-        out.values, self.values = self.values, None
+        out.offsets = column_array(<void **>&self.f.offsets, n, cnp.NPY_INT64, sizeof(int64_t))
+        out.timestamps = column_array(<void **>&self.f.timestamps, n, cnp.NPY_INT64, sizeof(int64_t))
+        out.key_lengths = column_array(<void **>&self.f.key_lengths, n, cnp.NPY_INT32, sizeof(int32_t))
+        out.value_lengths = column_array(<void **>&self.f.value_lengths, n, cnp.NPY_INT32, sizeof(int32_t))
+        out.header_counts = column_array(<void **>&self.f.header_counts, n, cnp.NPY_INT32, sizeof(int32_t))
+        out.key_offsets = column_array(<void **>&self.f.key_offsets, n + 1, cnp.NPY_INT64, sizeof(int64_t))
+        out.value_offsets = column_array(<void **>&self.f.value_offsets, n + 1, cnp.NPY_INT64, sizeof(int64_t))
+        out.keys = column_array(<void **>&self.f.keys, self.f.key_bytes, cnp.NPY_UINT8, 1)
+        out.values = column_array(<void **>&self.f.values, self.f.value_bytes, cnp.NPY_UINT8, 1)
         out.next_offset = self.next_offset
         return out
+
+
+cdef class _ColumnMemory:
+    """Owns a column's malloc'ed memory for the numpy array built over it (its base)."""
+    cdef void *data
+
+    def __dealloc__(self):
+        free(self.data)
+
+
+cdef int grow_column(void **column, int64_t count, size_t item) except -1:
+    cdef void *grown = realloc(column[0], <size_t>max(count, 1) * item)
+    if grown == NULL:
+        raise MemoryError(f"cannot grow a column to {count} entries")
+    column[0] = grown
+    return 0
+
+
+cdef object column_array(void **column, int64_t count, int typenum, size_t item):
+    """A 1-D array of `count` items over the column's memory, trimmed to size; the
+    array's base owns the memory from now on (*column becomes NULL)."""
+    cdef cnp.npy_intp n = count
+    cdef _ColumnMemory owner = _ColumnMemory.__new__(_ColumnMemory)
+    grow_column(column, count, item)   # realloc to a smaller size: trims in place
+    owner.data = column[0]
+    column[0] = NULL
+    array = cnp.PyArray_SimpleNewFromData(1, &n, typenum, owner.data)
+    cnp.set_array_base(array, owner)
+    return array
 
 
 cdef void columns_append(const ColumnSection *sections, size_t n_sections, int64_t start, int64_t max_records,
