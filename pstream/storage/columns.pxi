@@ -40,7 +40,7 @@ cdef struct ColumnSection:
 
 
 cdef struct ColumnFill:
-    # the columns' data, refreshed whenever they grow
+    # the columns' memory (malloc'ed, moved by realloc as it grows)
     int64_t *offsets
     int64_t *timestamps
     int32_t *key_lengths
