@@ -202,7 +202,8 @@ def part(open_log):
 
 def test_paging_with_next_offset_sees_every_record_once(part):
     for i in range(300):
-        part.append(b"v%d" % i, key=None if i % 3 else b"k%d" % i, headers=[("i", b"%d" % i)] if i % 5 == 0 else None)
+        headers = [("i", b"%d" % i)] if i % 5 == 0 else None
+        part.append(b"v%d" % i, key=None if i % 3 else b"k%d" % i, headers=headers)
     part.append_many([(b"z", b"compressed %d" % i) for i in range(40)], compression="zstd")
     seen, offset = [], 7
     while offset < part.high_watermark:
@@ -252,9 +253,10 @@ def test_empty_ranges(part):
 
 def test_control_batches_are_skipped(part):
     part.append(b"before")
-    part.append_batch(_core.encode_batch([(b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00", [], 5)], base_offset=0,
-                                         is_control=True, is_transactional=True, producer_id=7, producer_epoch=0,
-                                         base_sequence=-1))
+    # a COMMIT marker: key = version 0, type 1; value = version 0, coordinator epoch 0
+    commit_marker = (b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x00", [], 5)
+    part.append_batch(_core.encode_batch([commit_marker], is_control=True, is_transactional=True, producer_id=7,
+                                         producer_epoch=0))
     part.append(b"after")
     cols = part.read_columns(0)
     assert cols.offsets.tolist() == [0, 2] and cols.next_offset == 3
