@@ -193,6 +193,16 @@ def test_read_columns_returns_what_read_returns(appends, data):
             assert cols.next_offset == (expected[-1][0] + 1 if expected else start)
         else:
             assert cols.next_offset == end
+        # Pages of at most `budget` stored bytes (the first batch of each whatever its size)
+        # add up to the same records.
+        budget = data.draw(st.integers(1, 3000), label="max_bytes")
+        paged, offset = [], start
+        while offset < end:
+            page = part.read_columns(offset, max_bytes=budget)
+            assert len(page) > 0 and page.next_offset > offset
+            paged += rows(page)
+            offset = page.next_offset
+        assert paged == [as_row(r) for r in part.read(start)]
 
 
 @pytest.fixture
