@@ -17,6 +17,7 @@ says which thread owns it or which lock guards it) apart from code (*.pxi):
   shard     shard threads: flush policy, group commit, doorbell
   append    reserve/commit/roll on a partition, raw batches submitted to shards
   log       the partition log (Partition): append, read, roll, retention
+  columns   columnar reads: batches -> numpy arrays (RecordColumns), no object per record
 """
 
 include "_corelib/cdefs.pxi"
@@ -34,6 +35,7 @@ include "storage/recovery.pxi"
 include "storage/shard.pxi"
 include "storage/append.pxi"
 include "storage/log.pxi"
+include "storage/columns.pxi"
 include "_corelib/faults.pxi"
 
 ps_crc32c_init()
