@@ -37,7 +37,7 @@ from pstream.broker.frames import FramePool, MemoryBudget
 from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
-from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
+from pstream.storage.producer_state import ProducerIds, ProducerStateManager
 from pstream.errors import ConfigError
 from pstream.storage import layout
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import pstream
 from pstream import _core
-from pstream.coordinator import producer_state
-from pstream.coordinator.producer_state import (
+from pstream.storage import producer_state
+from pstream.storage.producer_state import (
     INT32_MAX,
     ProducerIds,
     ProducerStateManager,
