@@ -24,7 +24,7 @@ def handle_init_producer_id(ctx, request):
 
 
 @api("DescribeProducers", 0, 0)
-def handle_describe_producers(ctx, request):
+async def handle_describe_producers(ctx, request):
     topics = []
     for t in request.topics:
         partitions = []
@@ -32,8 +32,8 @@ def handle_describe_producers(ctx, request):
             out = DescribeProducersResponse.PartitionResponse(partition_index=index, active_producers=[])
             part, out.error_code = find_partition(ctx.broker, t.name, index)
             if part is not None:
-                out.active_producers = [DescribeProducersResponse.ProducerState(**p)
-                                        for p in ctx.broker.producer_state(t.name, index).producers()]
+                state = await part.load_producer_state()   # a replay runs on the Log's disk pool
+                out.active_producers = [DescribeProducersResponse.ProducerState(**p) for p in state.producers()]
             partitions.append(out)
         topics.append(DescribeProducersResponse.TopicResponse(name=t.name, partitions=partitions))
     return DescribeProducersResponse(throttle_time_ms=0, topics=topics)
