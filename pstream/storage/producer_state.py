@@ -79,13 +79,27 @@ class ProducerIds:
         self._next = self._limit = reserved
 
     def allocate(self) -> int:
-        """A fresh producer id (int64 > 0)."""
+        """A fresh producer id (int64 > 0); reserves the next block on disk (an fsync) when needed."""
         with self._lock:
             if self._next >= self._limit:
                 layout.write_json_atomic(self.path, {"reserved_up_to": self._next + ID_BLOCK})
                 self._limit = self._next + ID_BLOCK
             self._next += 1
             return self._next - 1
+
+    def allocate_reserved(self) -> int | None:
+        """A fresh producer id from the block already reserved, or None when taking one would
+        mean writing the next reservation or waiting for another thread that does: then call
+        allocate() where blocking on the disk is fine. For callers on an event loop."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._next >= self._limit:
+                return None
+            self._next += 1
+            return self._next - 1
+        finally:
+            self._lock.release()
 
 
 class SequenceCheck(enum.IntEnum):

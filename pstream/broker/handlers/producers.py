@@ -19,8 +19,15 @@ def handle_init_producer_id(ctx, request):
         # Fatal for the client at once, rather than a retry loop: pstream has no transaction coordinator.
         return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                                       producer_id=-1, producer_epoch=-1)
-    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=ctx.broker.producer_ids.allocate(),
-                                  producer_epoch=0)
+    producer_id = ctx.broker.producer_ids.allocate_reserved()
+    if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
+        return _allocate_on_disk_pool(ctx.broker)
+    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)
+
+
+async def _allocate_on_disk_pool(broker) -> InitProducerIdResponse:
+    producer_id = await broker.log.run_blocking(broker.producer_ids.allocate)
+    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)
 
 
 @api("DescribeProducers", 0, 0)
