@@ -344,9 +344,12 @@ class Topic:
         topic is being deleted), so a restart replays nothing."""
         errors = []
         for part in self._partitions:
-            try:
-                if snapshot and part._producer_state is not None:
+            if snapshot and part._producer_state is not None:
+                try:
                     part._producer_state.snapshot(part.high_watermark)
+                except Exception:   # the next start replays the log instead: log it, close anyway
+                    _log.exception("cannot snapshot the producer state of %s-%d", part.topic, part.number)
+            try:
                 part.close()
             except Exception as exc:  # close the rest, then report
                 errors.append(exc)
