@@ -12,8 +12,6 @@ import statistics
 import threading
 import time
 
-import pytest
-
 import pstream
 from pstream import _core
 from pstream.client.wire import codec_classes
