@@ -660,9 +660,15 @@ class Log:
         logged; the next snapshot or a replay at restart covers what it missed."""
         for part, state in self.producer_states():
             try:
-                await self._disk.run(state.capture(part.high_watermark).write)
+                await self._disk.run(self._write_snapshot, part, state.capture(part.high_watermark))
             except Exception:
                 _log.exception("cannot snapshot the producer state of %s-%d", part.topic, part.number)
+
+    def _write_snapshot(self, part: Partition, snapshot) -> None:
+        with self._lock:   # never into the directory of a topic deleted meanwhile
+            topic = self._topics.get(part.topic)
+            if topic is not None and part.number < topic.partitions and topic.partition(part.number) is part:
+                snapshot.write()
 
     def producer_states(self) -> list[tuple[Partition, ProducerStateManager]]:
         """(partition, producer state) of every partition whose state is recovered (no disk work)."""

@@ -272,3 +272,23 @@ def test_temporary_checkpoint_files_of_a_crash_are_removed_at_open(open_log, dat
     again = open_log()
     assert again.get_topic("c").partition(0).log_start_offset == 1
     assert [n for n in os.listdir(path) if n.endswith(".tmp")] == []
+
+
+def test_a_snapshot_taken_before_a_deletion_is_not_written_after_it(open_log):
+    log = open_log(disk_threads=1)
+    part = log.topic("doomed").partition(0)
+    part.append_batch(idempotent(0))
+
+    async def main():
+        await part.load_producer_state()
+        gate = threading.Event()
+        log._disk.submit(gate.wait, 10)                               # holds the pool's one thread
+        deletion = asyncio.ensure_future(log.delete_topic_async("doomed"))
+        await asyncio.sleep(0)                                        # queued first
+        snapshots = asyncio.ensure_future(log.snapshot_producer_states())
+        await asyncio.sleep(0)                                        # captured while the topic is there
+        gate.set()
+        await deletion
+        await snapshots
+    asyncio.run(main())
+    assert not os.path.exists(os.path.join(log.path, "doomed"))
