@@ -103,6 +103,7 @@ class Partition(_core.Partition):
     _producer_state: ProducerStateManager | None = None   # once recovered
     _producer_state_loading: asyncio.Future | None = None  # while a disk thread replays the log
     _producer_state_queue: list | None = None              # (fn, future) waiting for the replay
+    _producer_state_stale = False                          # reset while replaying: replay again
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -134,10 +135,12 @@ class Partition(_core.Partition):
             self._producer_state_queue = []
         self._producer_state_queue.append((fn, done))
         if self._producer_state_loading is None:
-            self._producer_state_loading = asyncio.ensure_future(
-                self._log._disk.run(self._recover_producer_state))
-            self._producer_state_loading.add_done_callback(self._producer_state_recovered)
+            self._start_producer_state_replay()
         return done
+
+    def _start_producer_state_replay(self) -> None:
+        self._producer_state_loading = asyncio.ensure_future(self._log._disk.run(self._recover_producer_state))
+        self._producer_state_loading.add_done_callback(self._producer_state_recovered)
 
     async def load_producer_state(self) -> ProducerStateManager:
         """The producer state, recovered on a disk thread if it is not yet (see with_producer_state)."""
@@ -146,8 +149,9 @@ class Partition(_core.Partition):
     def reset_producer_state(self) -> None:
         """Forgets the state: the next use reads it again from the snapshot and the log (after
         a failed partition revived, the batches whose appends failed are in the log now)."""
-        if self._producer_state_loading is None:
-            self._producer_state = None
+        self._producer_state = None
+        if self._producer_state_loading is not None:
+            self._producer_state_stale = True   # the replay running may have read the log before
 
     def _recover_producer_state(self) -> ProducerStateManager:
         state = ProducerStateManager(self.path)
@@ -156,6 +160,10 @@ class Partition(_core.Partition):
 
     def _producer_state_recovered(self, loading: asyncio.Future) -> None:
         self._producer_state_loading = None
+        if self._producer_state_stale:
+            self._producer_state_stale = False
+            self._start_producer_state_replay()   # the queued calls wait for this one
+            return
         queue, self._producer_state_queue = self._producer_state_queue or [], None
         if loading.cancelled() or loading.exception() is not None:
             error = LogClosedError("the log was closed") if loading.cancelled() else loading.exception()

@@ -292,3 +292,29 @@ def test_a_snapshot_taken_before_a_deletion_is_not_written_after_it(open_log):
         await snapshots
     asyncio.run(main())
     assert not os.path.exists(os.path.join(log.path, "doomed"))
+
+
+def test_a_reset_during_the_replay_replays_again(open_log, monkeypatch):
+    log = open_log()
+    part = log.topic("p").partition(0)
+    part.append_batch(idempotent(0))
+    replayed, proceed = threading.Event(), threading.Event()
+    real = pstream.log.Partition._recover_producer_state
+
+    def recover(self):
+        state = real(self)
+        if not replayed.is_set():   # the first replay read the log; it finishes only when told
+            replayed.set()
+            proceed.wait(10)
+        return state
+    monkeypatch.setattr(pstream.log.Partition, "_recover_producer_state", recover)
+
+    async def main():
+        first = part.with_producer_state(lambda s: s.check(PID, 0, 1, 1))
+        while not replayed.is_set():
+            await asyncio.sleep(0.001)
+        part.append_batch(idempotent(1))            # as a revived partition's batches land in the log
+        part.reset_producer_state()
+        proceed.set()
+        assert await first == (SequenceCheck.DUPLICATE, 1)
+    asyncio.run(main())
