@@ -24,7 +24,7 @@ import kafka_wire  # noqa: E402  (tests/integration is on sys.path: see conftest
 LOOP_BOUND_S = 0.050
 REPLAY_BATCHES = 150_000   # the idempotent producer's log the first produce after a restart replays
 PRODUCER_ID = 77_000_000   # above any id the broker hands out in this test
-TOPIC_ROUNDS = 6
+TOPIC_ROUNDS = 4
 TOPICS_PER_ROUND = 3
 PARTITIONS = 64
 
