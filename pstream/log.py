@@ -643,6 +643,21 @@ class Log:
 
     def delete_topic(self, name: str) -> None:
         """Closes the topic's partitions and removes its data."""
+        shutil.rmtree(self._detach_topic(name), ignore_errors=True)
+
+    async def delete_topic_async(self, name: str) -> None:
+        """delete_topic on the disk pool. Returns once the topic is gone for good (its
+        directory renamed to @deleting-..., the rename fsynced); its files are removed
+        afterwards on the pool, as Kafka deletes a log asynchronously (or at the next open,
+        if the Log closes first)."""
+        doomed = await self._disk.run(self._detach_topic, name)
+        try:
+            self._disk.submit(shutil.rmtree, doomed, ignore_errors=True)
+        except LogClosedError:
+            pass
+
+    def _detach_topic(self, name: str) -> str:
+        """Closes the topic's partitions and renames its directory away; returns the new path."""
         with self._lock:
             topic = self.get_topic(name)
             del self._topics[name]
@@ -651,11 +666,7 @@ class Log:
             doomed = os.path.join(self.path, f"{layout.DELETING_PREFIX}{uuid.uuid4().hex}")
             os.rename(directory, doomed)  # the topic is gone even if removal is interrupted
             layout.fsync_dir(self.path)
-            shutil.rmtree(doomed, ignore_errors=True)
-
-    async def delete_topic_async(self, name: str) -> None:
-        """delete_topic on the disk pool (closing the partitions syncs them; the data goes with rmtree)."""
-        await self._disk.run(self.delete_topic, name)
+            return doomed
 
     async def run_blocking(self, fn, /, *args, **kwargs):
         """Awaits fn(*args, **kwargs) run on the Log's disk pool: for blocking disk work of

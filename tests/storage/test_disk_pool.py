@@ -136,6 +136,7 @@ def test_the_loop_keeps_running_while_topics_are_created_and_deleted(open_log):
         assert ticks > 0 and "wide" not in log
     asyncio.run(main())
     assert not os.path.exists(os.path.join(log.path, "wide"))
+    log.close()   # waits for the files' removal, which follows the answer
     assert layout.deleting_dirs(log.path) == []   # no @creating-/@deleting- left
 
 
