@@ -10,6 +10,8 @@ import os
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pstream
 from pstream import _core
@@ -319,3 +321,36 @@ def test_a_reset_during_the_replay_replays_again(open_log, monkeypatch):
         proceed.set()
         assert await first == (SequenceCheck.DUPLICATE, 1)
     asyncio.run(main())
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.sampled_from(["call", "yield", "finish"]), min_size=1, max_size=30))
+def test_calls_on_the_producer_state_run_in_the_order_made_whatever_the_replay_timing(tmp_path_factory, steps):
+    """Calls made before, during and after the replay (which finishes at a random step) run in
+    the order they were made: none overtakes one queued earlier."""
+    with pstream.Log(tmp_path_factory.mktemp("order"), shards=1, retention_check_ms=None) as log:
+        part = log.topic("p").partition(0)
+        part.append_batch(idempotent(0))
+        finish = threading.Event()
+        real = pstream.log.Partition._recover_producer_state
+
+        def recover(self):
+            finish.wait(10)
+            return real(self)
+
+        async def main():
+            order, calls = [], []
+            for step in steps:
+                if step == "call":
+                    calls.append(part.with_producer_state(lambda s, i=len(calls): order.append(i)))
+                elif step == "finish":
+                    finish.set()
+                await asyncio.sleep(0 if step != "finish" else 0.001)
+            finish.set()
+            await asyncio.gather(*calls)
+            return order, len(calls)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(pstream.log.Partition, "_recover_producer_state", recover)
+            order, made = asyncio.run(main())
+        assert order == list(range(made))
