@@ -6,10 +6,17 @@
         for rec in part.read(offset=0, max_records=100): ...
         await part.wait_for(offset)      # asyncio: wake when that offset exists
 
-A Log owns a data directory, a pool of shard threads (one per core by default) and
+A Log owns a data directory, a pool of shard threads (one per core by default), a small
+pool of disk threads (`DiskPool`: creating and deleting topics, partitions and configs,
+producer state replays and snapshots, DeleteRecords, for callers on an event loop) and
 the topics in it. Each partition is pinned to one shard by a stable hash of topic and
 partition number. The broker holds the same Log and uses the raw-batch methods
-(`append_batch`, `read_batches`); applications use the record-level ones.
+(`append_batch`, `read_batches`) and the `*_async` ones; applications use the record-level ones.
+
+Each partition owns its idempotent producers' state (`Partition.producer_state`, see
+pstream/storage/producer_state.py): recovered from its snapshot and log on first use (on
+the disk pool for asyncio callers), snapshotted by `Log.snapshot_producer_states()` and
+when the Log closes.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, Un
 from pstream.storage import layout
 from pstream.storage.config import TopicConfig
 from pstream.storage.metadata import read_topic_meta
+from pstream.storage.producer_state import ProducerStateManager
 
 _log = logging.getLogger("pstream.log")
 
@@ -56,8 +64,117 @@ def shard_for(topic: str, partition: int, shards: int) -> int:
     return (zlib.crc32(topic.encode()) + partition) % shards
 
 
+class DiskPool:
+    """A few threads for the Log's blocking disk work (fsyncs, renames, directory removal,
+    log replays), so a caller on an event loop awaits it instead of stalling the loop.
+
+    Bounded: `threads` workers (the work is mostly waiting on the disk, and most of it
+    serializes on the Log's lock anyway); jobs beyond them queue in order. Owned by one Log,
+    which closes it before it closes the partitions: jobs already queued finish, later ones
+    are refused with LogClosedError, and no thread outlives close().
+    """
+
+    def __init__(self, threads: int = 2, name: str = "pstream-disk"):
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ConfigError(f"setting disk_threads must be a positive integer, got {threads!r}")
+        self.threads = threads
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._closed = False
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        """Runs fn(*args, **kwargs) on a disk thread; its future."""
+        if self._closed:
+            raise LogClosedError("the log is closed")
+        return self._executor.submit(fn, *args, **kwargs)
+
+    async def run(self, fn, /, *args, **kwargs):
+        """Awaits fn(*args, **kwargs) run on a disk thread (its result or its exception)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Refuses new jobs, waits for the queued ones, joins the threads."""
+        self._closed = True
+        self._executor.shutdown(wait=True)
+
+
 class Partition(_core.Partition):
     """One partition's log. Append and read from any thread; await new data in asyncio."""
+
+    _producer_state: ProducerStateManager | None = None   # once recovered
+    _producer_state_loading: asyncio.Future | None = None  # while a disk thread replays the log
+    _producer_state_queue: list | None = None              # (fn, future) waiting for the replay
+    _producer_state_stale = False                          # reset while replaying: replay again
+
+    @property
+    def producer_state(self) -> ProducerStateManager:
+        """The idempotent producers' state of this partition (Kafka's ProducerStateManager),
+        recovered from its snapshot and the log on first use: that can read the whole log,
+        so code on an event loop uses `with_producer_state` or `load_producer_state` instead.
+        Its methods are for one thread, the one that appends idempotent batches."""
+        if self._producer_state is None:
+            self._producer_state = self._recover_producer_state()
+        return self._producer_state
+
+    @property
+    def producer_state_ready(self) -> ProducerStateManager | None:
+        """The producer state if it is recovered and no call waits for it, else None (no disk work)."""
+        return None if self._producer_state_queue else self._producer_state
+
+    def with_producer_state(self, fn) -> asyncio.Future:
+        """A future of fn(producer_state), called on the event loop as soon as the state is
+        recovered: at once if it is, else once a disk thread replayed the log. The loop keeps
+        serving meanwhile, and calls made while the replay runs are made in the order they
+        came, all before any later one, so sequence checks keep the order batches arrived in."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        ready = self.producer_state_ready
+        if ready is not None:
+            _settle(done, fn, ready)
+            return done
+        if self._producer_state_queue is None:
+            self._producer_state_queue = []
+        self._producer_state_queue.append((fn, done))
+        if self._producer_state_loading is None:
+            self._start_producer_state_replay()
+        return done
+
+    def _start_producer_state_replay(self) -> None:
+        self._producer_state_loading = asyncio.ensure_future(self._log._disk.run(self._recover_producer_state))
+        self._producer_state_loading.add_done_callback(self._producer_state_recovered)
+
+    async def load_producer_state(self) -> ProducerStateManager:
+        """The producer state, recovered on a disk thread if it is not yet (see with_producer_state)."""
+        return await self.with_producer_state(lambda state: state)
+
+    def reset_producer_state(self) -> None:
+        """Forgets the state: the next use reads it again from the snapshot and the log (after
+        a failed partition revived, the batches whose appends failed are in the log now)."""
+        self._producer_state = None
+        if self._producer_state_loading is not None:
+            self._producer_state_stale = True   # the replay running may have read the log before
+
+    def _recover_producer_state(self) -> ProducerStateManager:
+        state = ProducerStateManager(self.path)
+        state.recover(self)
+        return state
+
+    def _producer_state_recovered(self, loading: asyncio.Future) -> None:
+        self._producer_state_loading = None
+        if self._producer_state_stale:
+            self._producer_state_stale = False
+            self._start_producer_state_replay()   # the queued calls wait for this one
+            return
+        queue, self._producer_state_queue = self._producer_state_queue or [], None
+        if loading.cancelled() or loading.exception() is not None:
+            error = LogClosedError("the log was closed") if loading.cancelled() else loading.exception()
+            for _, done in queue:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        self._producer_state = loading.result()
+        for fn, done in queue:    # in arrival order, with nothing in between
+            if not done.done():
+                _settle(done, fn, self._producer_state)
 
     def read(self, offset: int = 0, max_records: int | None = None,
              max_bytes: int = 1 << 20) -> Iterator[_core.Record]:
@@ -139,6 +256,13 @@ class Partition(_core.Partition):
         return self.durable_offset
 
 
+def _settle(future: asyncio.Future, fn, *args) -> None:
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+
+
 class Topic:
     """A named set of partitions sharing one configuration."""
 
@@ -201,9 +325,14 @@ class Topic:
             raise ConfigError(f"topic {self.name} has {len(self._partitions)} partitions; "
                               f"the new count must be larger, got {total}")
         with self._log._lock:
+            self._log._check_live(self)
             for number in range(len(self._partitions), total):
                 self._open_partition(number)
             self._log._save_topic(self)
+
+    async def add_partitions_async(self, total: int) -> None:
+        """add_partitions on the Log's disk pool (it creates files and fsyncs them)."""
+        await self._log._disk.run(self.add_partitions, total)
 
     def set_config(self, **settings) -> None:
         """Changes settings and applies them to the open partitions (sizes, retention,
@@ -236,6 +365,7 @@ class Topic:
                 self._apply(config)
 
     def _apply(self, config: TopicConfig) -> None:
+        self._log._check_live(self)
         self.config = config
         self._log._save_topic(self)
         kwargs = config.partition_kwargs()
@@ -245,9 +375,16 @@ class Topic:
     def apply_retention(self) -> int:
         return sum(part.apply_retention() for part in self._partitions)
 
-    def _close(self) -> None:
+    def _close(self, snapshot: bool = True) -> None:
+        """Closes the partitions, first writing the producer states recovered (unless the
+        topic is being deleted), so a restart replays nothing."""
         errors = []
         for part in self._partitions:
+            if snapshot and part._producer_state is not None:
+                try:
+                    part._producer_state.snapshot(part.high_watermark)
+                except Exception:   # the next start replays the log instead: log it, close anyway
+                    _log.exception("cannot snapshot the producer state of %s-%d", part.topic, part.number)
             try:
                 part.close()
             except Exception as exc:  # close the rest, then report
@@ -369,13 +506,18 @@ def _retention_loop(log_ref: "weakref.ref[Log]", stop: threading.Event, interval
         log = log_ref()
         if log is None:
             return
-        try:
-            with log._lock:
-                if log._closed:
-                    return
-                log.apply_retention()
-        except Exception:  # keep checking; the next round may succeed
-            _log.exception("retention check failed")
+        # The Log's lock is taken per topic, not for the whole pass: topic creation and
+        # deletion (on the disk pool) wait for one topic's retention at most.
+        for name in list(log._topics):
+            try:
+                with log._lock:
+                    if log._closed:
+                        return
+                    topic = log._topics.get(name)
+                    if topic is not None:
+                        topic.apply_retention()
+            except Exception:  # keep checking; the next round may succeed
+                _log.exception("retention check of topic %s failed", name)
         del log
 
 
@@ -385,10 +527,11 @@ class Log:
     Settings given here (flush, flush_ms, segment_bytes, ...) are the defaults of new
     topics; `topic(name, **settings)` overrides them per topic. Retention runs every
     `retention_check_ms` (5 minutes, as in Kafka; None: only when apply_retention is called).
+    `disk_threads` (2) is the size of the DiskPool the `*_async` methods run on.
     """
 
     def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
-                 retention_check_ms: int | None = 300_000, **topic_defaults):
+                 retention_check_ms: int | None = 300_000, disk_threads: int = 2, **topic_defaults):
         self.path = os.fspath(path)
         self.shards = shards if shards is not None else (os.cpu_count() or 1)
         if not isinstance(self.shards, int) or self.shards < 1:
@@ -404,7 +547,8 @@ class Log:
             self._dir_lock.close()
             raise DirectoryInUseError(f"the data directory {self.path} is in use by another open Log",
                                       file=os.path.join(self.path, layout.LOCK_FILE)) from None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()   # topic creation, deletion and changes; taken off the event loop
+        self._disk = DiskPool(disk_threads)
         self._pool = _core.ShardPool(self.shards)
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
@@ -422,6 +566,7 @@ class Log:
                 except Exception:   # the first error is the one to report
                     pass
             self._pool.stop()
+            self._disk.close()
             self._dir_lock.close()
             raise
         # Like Kafka's log.retention.check.interval.ms: old segments go without anyone asking.
@@ -450,23 +595,40 @@ class Log:
             existing = self._topics.get(name)
             if existing is not None:
                 return existing
-            layout.check_topic_name(name)
-            count = 1 if partitions is None else partitions
-            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise ConfigError(f"partitions must be a positive integer, got {partitions!r}", topic=name)
-            config = TopicConfig.from_kwargs(self.defaults, **settings)
-            meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4()),
-                    "overrides": TopicConfig.normalize(settings)}
-            self._create_topic_dir(name, meta)
-            try:
-                topic = Topic(self, name, meta)
-            except BaseException:
-                # Out of descriptors or memory while opening its partitions: the topic was not
-                # created. Close what opened and take the directory away, so no half of it stays.
-                self._discard_topic_dir(name)
-                raise
-            self._topics[name] = topic
-            return topic
+            return self._create(name, partitions, settings)
+
+    def create_topic(self, name: str, partitions: int | None = None, **settings) -> Topic | None:
+        """Creates the topic `name` as topic() does; None if it exists already (nothing changes)."""
+        self._check_open()
+        with self._lock:
+            if name in self._topics:
+                return None
+            return self._create(name, partitions, settings)
+
+    async def create_topic_async(self, name: str, partitions: int | None = None, **settings) -> Topic | None:
+        """create_topic on the disk pool: the event loop keeps serving while the topic's
+        directories and files are written and fsynced."""
+        return await self._disk.run(lambda: self.create_topic(name, partitions, **settings))
+
+    def _create(self, name: str, partitions: int | None, settings: dict) -> Topic:
+        """Creates the topic (the caller holds self._lock and checked the name is free)."""
+        layout.check_topic_name(name)
+        count = 1 if partitions is None else partitions
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"partitions must be a positive integer, got {partitions!r}", topic=name)
+        config = TopicConfig.from_kwargs(self.defaults, **settings)
+        meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4()),
+                "overrides": TopicConfig.normalize(settings)}
+        self._create_topic_dir(name, meta)
+        try:
+            topic = Topic(self, name, meta)
+        except BaseException:
+            # Out of descriptors or memory while opening its partitions: the topic was not
+            # created. Close what opened and take the directory away, so no half of it stays.
+            self._discard_topic_dir(name)
+            raise
+        self._topics[name] = topic
+        return topic
 
     def _create_topic_dir(self, name: str, meta: dict) -> None:
         """Writes the topic's directory (topic.json, a directory per partition) under a temporary
@@ -509,15 +671,61 @@ class Log:
 
     def delete_topic(self, name: str) -> None:
         """Closes the topic's partitions and removes its data."""
+        shutil.rmtree(self._detach_topic(name), ignore_errors=True)
+
+    async def delete_topic_async(self, name: str) -> None:
+        """delete_topic on the disk pool. Returns once the topic is gone for good (its
+        directory renamed to @deleting-..., the rename fsynced); its files are removed
+        afterwards on the pool, as Kafka deletes a log asynchronously (or at the next open,
+        if the Log closes first)."""
+        doomed = await self._disk.run(self._detach_topic, name)
+        try:
+            self._disk.submit(shutil.rmtree, doomed, ignore_errors=True)
+        except LogClosedError:
+            pass
+
+    def _detach_topic(self, name: str) -> str:
+        """Closes the topic's partitions and renames its directory away; returns the new path."""
         with self._lock:
             topic = self.get_topic(name)
             del self._topics[name]
-            topic._close()
+            topic._close(snapshot=False)
             directory = layout.topic_dir(self.path, name)
             doomed = os.path.join(self.path, f"{layout.DELETING_PREFIX}{uuid.uuid4().hex}")
             os.rename(directory, doomed)  # the topic is gone even if removal is interrupted
             layout.fsync_dir(self.path)
-            shutil.rmtree(doomed, ignore_errors=True)
+            return doomed
+
+    async def run_blocking(self, fn, /, *args, **kwargs):
+        """Awaits fn(*args, **kwargs) run on the Log's disk pool: for blocking disk work of
+        callers on an event loop (config changes, DeleteRecords) that has no *_async method."""
+        return await self._disk.run(fn, *args, **kwargs)
+
+    async def snapshot_producer_states(self) -> None:
+        """Snapshots every recovered producer state: each is read here, on the thread that
+        changes it (the event loop), and written and fsynced on the disk pool. A failure is
+        logged; the next snapshot or a replay at restart covers what it missed."""
+        for part, state in self.producer_states():
+            try:
+                await self._disk.run(self._write_snapshot, part, state.capture(part.high_watermark))
+            except Exception:
+                _log.exception("cannot snapshot the producer state of %s-%d", part.topic, part.number)
+
+    def _write_snapshot(self, part: Partition, snapshot) -> None:
+        with self._lock:   # never into the directory of a topic deleted meanwhile
+            topic = self._topics.get(part.topic)
+            if topic is not None and part.number < topic.partitions and topic.partition(part.number) is part:
+                snapshot.write()
+
+    def producer_states(self) -> list[tuple[Partition, ProducerStateManager]]:
+        """(partition, producer state) of every partition whose state is recovered (no disk work)."""
+        return [(part, part.producer_state_ready) for topic in list(self._topics.values()) for part in topic
+                if part.producer_state_ready is not None]
+
+    def _check_live(self, topic: Topic) -> None:
+        """Under the lock: the topic was not deleted meanwhile (a change queued before the deletion)."""
+        if self._topics.get(topic.name) is not topic:
+            raise UnknownTopicError(f"topic {topic.name!r} does not exist", topic=topic.name)
 
     def _save_topic(self, topic: Topic) -> None:
         layout.write_json_atomic(os.path.join(layout.topic_dir(self.path, topic.name), layout.TOPIC_META),
@@ -537,7 +745,9 @@ class Log:
             raise LogClosedError("the log is closed")
 
     def close(self) -> None:
-        """Writes and syncs everything, writes the indexes, stops the shard threads."""
+        """Writes and syncs everything, writes the indexes and the producer state snapshots,
+        stops the disk and shard threads."""
+        self._disk.close()   # before the lock: its queued jobs take the lock to finish
         with self._lock:
             if self._closed:
                 return

@@ -3,10 +3,12 @@
 Owns the listening sockets (Kafka, and the admin HTTP API with /metrics unless admin_listen is
 off), the broker's metrics, the open connections (closing idle ones after
 connections.max.idle.ms), the node's identity (node id, cluster id persisted in
-<data>/@node/broker.json), the idempotent-producer state per partition, the group coordinator
-(replayed from __consumer_offsets before the first client is served), and clean shutdown:
-stop accepting, answer waiting group requests, let in-flight requests finish, snapshot
-producer state, close the Log (which drains the shards, fdatasyncs and writes the indexes).
+<data>/@node/broker.json), producer id allocation and the periodic snapshot and expiry of the
+idempotent-producer state (which each partition owns: pstream/storage/producer_state.py), the
+group coordinator (replayed from __consumer_offsets before the first client is served), and
+clean shutdown: stop accepting, answer waiting group requests, let in-flight requests finish,
+close the Log (which drains the shards, fdatasyncs, writes the indexes and the producer state
+snapshots). Blocking disk work of requests runs on the Log's disk pool, never on the loop.
 A storage error met while stopping is logged and makes the exit code 1; it never keeps the
 process from exiting. The disk watch (free space, failed partitions) is in storage_health.
 
@@ -37,7 +39,7 @@ from pstream.broker.frames import FramePool, MemoryBudget
 from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
-from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
+from pstream.storage.producer_state import ProducerIds
 from pstream.errors import ConfigError
 from pstream.storage import layout
 
@@ -64,7 +66,6 @@ class Broker:
         self.memory = MemoryBudget(config.queued_max_request_bytes)
         self.producer_ids: ProducerIds | None = None
         self.groups: GroupCoordinator | None = None
-        self._producer_states: dict[tuple[str, int], ProducerStateManager] = {}
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None
@@ -104,29 +105,16 @@ class Broker:
         if meta.get("cluster_id") != self.cluster_id or meta.get("node_id") != self.node_id:
             layout.write_json_atomic(path, {"cluster_id": self.cluster_id, "node_id": self.node_id})
 
-    # --- producer state -------------------------------------------------------------
-
-    def producer_state(self, topic: str, partition: int) -> ProducerStateManager:
-        """The partition's idempotent-producer state, recovered from its snapshot and log on first use."""
-        key = (topic, partition)
-        state = self._producer_states.get(key)
-        if state is None:
-            part = self.log.get_topic(topic).partition(partition)
-            state = ProducerStateManager(part.path)
-            state.recover(part)
-            self._producer_states[key] = state
-        return state
+    # --- topics and producer state ---------------------------------------------------
 
     def forget_topic(self, topic: str) -> None:
-        for key in [k for k in self._producer_states if k[0] == topic]:
-            del self._producer_states[key]
         self.groups.on_topic_deleted(topic)
         self.metrics.forget_topic(topic)
 
     def _on_partition_revived(self, part) -> None:
         """The batches whose appends failed are in the log now: the idempotent producers'
         state is read again from it, so their retries are answered as duplicates."""
-        self._producer_states.pop((part.topic, part.number), None)
+        part.reset_producer_state()
 
     @property
     def storage_refusal(self) -> str | None:
@@ -140,14 +128,6 @@ class Broker:
                 self.storage.check(self.log)
             except Exception:
                 _log.exception("the storage check failed")
-
-    def _snapshot_producer_states(self) -> None:
-        for (topic, number), state in list(self._producer_states.items()):
-            try:
-                part = self.log.get_topic(topic).partition(number)
-                state.snapshot(part.high_watermark)
-            except Exception:
-                _log.exception("cannot snapshot the producer state of %s-%d", topic, number)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -220,9 +200,9 @@ class Broker:
         while True:
             await asyncio.sleep(PRODUCER_SNAPSHOT_INTERVAL_S)
             now_ms = int(time.time() * 1000)
-            for state in self._producer_states.values():
+            for _part, state in self.log.producer_states():
                 state.expire(now_ms, PRODUCER_ID_EXPIRATION_MS)
-            self._snapshot_producer_states()
+            await self.log.snapshot_producer_states()   # written on the Log's disk pool
 
     async def stop(self) -> None:
         """Stops accepting, gives in-flight requests a moment, then closes the log durably.
@@ -267,7 +247,6 @@ class Broker:
             conn.abort(None)
         if self._admin is not None:   # before the Log closes: nothing reads it afterwards
             await self._admin.close()
-        self._snapshot_producer_states()
 
     async def serve_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

@@ -129,7 +129,8 @@ cdef class Partition:
     cdef int64_t retention_ms
     cdef bint fallback_logged
     cdef int64_t failures_logged    # storage failure episodes already logged
-    cdef object checkpoint_lock
+    cdef object checkpoint_lock          # held only to compare and rename, never across an fsync
+    cdef int64_t checkpoint_written      # the log start offset last renamed into place (under checkpoint_lock)
     cdef readonly object damage          # where recovery found damage it may not cut (writes refused), or None
     cdef readonly int64_t corrupt_reads  # reads that met a corrupt batch (logged once per file and position)
     cdef set corrupt_logged
@@ -264,8 +265,10 @@ cdef class Partition:
             s.created_ms = ps_now_ms()
             s.index_persisted = s.index.n
             s.time_persisted = s.index.tn
-            if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes,
-                                   self.p.segment_bytes) != PS_OK:
+            with nogil:   # opens and preallocates files: the event loop may need the GIL meanwhile
+                st = segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes,
+                                         self.p.segment_bytes)
+            if st != PS_OK:
                 raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
         if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
@@ -328,9 +331,13 @@ cdef class Partition:
             position=d["position"])
 
     cdef int64_t _read_log_start_checkpoint(self) except -2:
+        for name in _os.listdir(self.path):   # temporary files of writers a crash interrupted
+            if name.startswith("log-start-offset.") and name.endswith(".tmp"):
+                _os.unlink(_os.path.join(self.path, name))
         try:
             with open(_os.path.join(self.path, "log-start-offset")) as f:
-                return int(f.read().strip() or 0)
+                self.checkpoint_written = int(f.read().strip() or 0)
+                return self.checkpoint_written
         except FileNotFoundError:
             return 0
         except (ValueError, UnicodeDecodeError):
@@ -340,17 +347,29 @@ cdef class Partition:
                                        LOG_START_ADVICE) from None
 
     def _write_log_start_checkpoint(self):
-        """Persists the current log start offset (one writer at a time, so it never goes back)."""
+        """Persists the current log start offset, durably before it returns.
+
+        Writers may run at once (the retention thread, DeleteRecords on the disk pool, the
+        group coordinator): each writes and fsyncs its own temporary file with no lock held,
+        so none waits on another's fsync; checkpoint_lock covers only the compare and the
+        rename, so the file never goes back to an older offset. Every writer fsyncs the
+        directory after it, which also makes a newer rename by another writer durable.
+        """
+        value = ps_load_i64(&self.p.log_start_offset)
+        tmp = _os.path.join(self.path, f"log-start-offset.{_threading.get_ident()}.tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{value}\n")
+            f.flush()
+            _os.fsync(f.fileno())
         with self.checkpoint_lock:
-            value = ps_load_i64(&self.p.log_start_offset)
-            tmp = _os.path.join(self.path, "log-start-offset.tmp")
-            with open(tmp, "w") as f:
-                f.write(f"{value}\n")
-                f.flush()
-                _os.fsync(f.fileno())
-            _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
-            with nogil:
-                fsync_directory(self.p.directory)
+            newer = value > self.checkpoint_written
+            if newer:
+                _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
+                self.checkpoint_written = value
+        if not newer:   # a later offset is in place already
+            _os.unlink(tmp)
+        with nogil:
+            fsync_directory(self.p.directory)
 
     # --- properties --------------------------------------------------------------
 

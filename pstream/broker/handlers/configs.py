@@ -20,7 +20,7 @@ from pstream.broker.topic_configs import (
     parse_topic_configs,
     parse_value,
 )
-from pstream.errors import ConfigError
+from pstream.errors import ConfigError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
@@ -91,8 +91,9 @@ def handle_describe_configs(ctx, request):
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
-def _alter(broker, resource_type, name, change, validate_only):
-    """(error code, message) of applying change(topic) -> None to a topic."""
+async def _alter(broker, resource_type, name, change, validate_only):
+    """(error code, message) of applying change(topic) -> None to a topic: on the Log's disk
+    pool unless validate_only, since persisting topic.json fsyncs."""
     if resource_type != TOPIC:
         return ErrorCode.INVALID_REQUEST, "broker settings are static in pstream: set them when starting it"
     topic, error = find_topic(broker, name)
@@ -101,9 +102,14 @@ def _alter(broker, resource_type, name, change, validate_only):
     if internal_topic_error(name):
         return ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(name)
     try:
-        change(topic, validate_only)
+        if validate_only:
+            change(topic, validate_only)
+        else:
+            await broker.log.run_blocking(change, topic, validate_only)
     except ConfigError as exc:
         return ErrorCode.INVALID_CONFIG, str(exc)
+    except UnknownTopicError:   # deleted while the change waited its turn
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
     return ErrorCode.NONE, None
 
 
@@ -129,7 +135,7 @@ def _shape_errors(resources, incremental: bool) -> dict:
 
 
 @api("AlterConfigs", 0, 2)
-def handle_alter_configs(ctx, request):
+async def handle_alter_configs(ctx, request):
     refused = _shape_errors(request.resources, incremental=False)
     responses = []
     for res in request.resources:
@@ -139,8 +145,8 @@ def handle_alter_configs(ctx, request):
                 TopicConfig.from_kwargs(ctx.broker.log.defaults, **settings)
             else:
                 topic.replace_config(**settings)
-        code, message = refused.get(id(res)) or _alter(ctx.broker, res.resource_type, res.resource_name, replace,
-                                                       request.validate_only)
+        code, message = refused.get(id(res)) or await _alter(ctx.broker, res.resource_type, res.resource_name,
+                                                             replace, request.validate_only)
         responses.append(AlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
@@ -176,14 +182,14 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
 
 
 @api("IncrementalAlterConfigs", 0, 1)
-def handle_incremental_alter_configs(ctx, request):
+async def handle_incremental_alter_configs(ctx, request):
     refused = _shape_errors(request.resources, incremental=True)
     responses = []
     for res in request.resources:
         def change(topic, validate_only, res=res):
             _incremental(ctx.broker.log.defaults, topic, res.configs, validate_only)
-        code, message = refused.get(id(res)) or _alter(ctx.broker, res.resource_type, res.resource_name, change,
-                                                       request.validate_only)
+        code, message = refused.get(id(res)) or await _alter(ctx.broker, res.resource_type, res.resource_name,
+                                                             change, request.validate_only)
         responses.append(IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)

@@ -71,6 +71,17 @@ def first_offset_with_timestamp(part, batch_offset: int, timestamp: int) -> int:
 
 @api("ListOffsets", 0, 9)
 def handle_list_offsets(ctx, request):
+    if any(p.timestamp >= 0 or p.timestamp == MAX_TIMESTAMP for t in request.topics for p in t.partitions):
+        return _answer_on_disk_pool(ctx, request)
+    return _answer(ctx, request)
+
+
+async def _answer_on_disk_pool(ctx, request):
+    """Time queries read batches, perhaps from disk: answered on the Log's disk pool."""
+    return await ctx.broker.log.run_blocking(_answer, ctx, request)
+
+
+def _answer(ctx, request):
     topics = []
     for t in request.topics:
         results = []

@@ -19,10 +19,12 @@ Topic = MetadataResponse.MetadataResponseTopic
 PartitionInfo = MetadataResponse.MetadataResponsePartition
 
 
-def auto_create(broker, name: str):
-    """Creates `name` with the broker's defaults; (topic or None, error code)."""
+async def auto_create(broker, name: str):
+    """Creates `name` with the broker's defaults, on the Log's disk pool; (topic or None, error code)."""
     try:
-        topic = broker.log.topic(name, partitions=broker.config.default_partitions)
+        topic = await broker.log.create_topic_async(name, partitions=broker.config.default_partitions)
+        if topic is None:   # created meanwhile by another request
+            topic = broker.log.get_topic(name)
     except PStreamError as exc:
         from pstream.protocol.error_codes import error_for
         return None, error_for(exc)
@@ -39,7 +41,7 @@ def describe_topic(broker, topic) -> Topic:
 
 
 @api("Metadata", 0, 12)
-def handle_metadata(ctx, request):
+async def handle_metadata(ctx, request):
     broker = ctx.broker
     log = broker.log
     if request.topics is None or (ctx.version == 0 and not request.topics):
@@ -50,7 +52,7 @@ def handle_metadata(ctx, request):
         for wanted in request.topics:
             topic, error = find_topic(broker, wanted.name, wanted.topic_id)
             if topic is None and error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and allow_create:
-                topic, error = auto_create(broker, wanted.name)
+                topic, error = await auto_create(broker, wanted.name)
             if topic is None:
                 topics.append(Topic(error_code=error, name=wanted.name, topic_id=wanted.topic_id or ZERO_UUID,
                                     topic_authorized_operations=NO_AUTHORIZED_OPERATIONS))

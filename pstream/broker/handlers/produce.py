@@ -27,7 +27,7 @@ import time
 from pstream import _core
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, internal_topic_error
-from pstream.coordinator.producer_state import SequenceCheck
+from pstream.storage.producer_state import SequenceCheck
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.produce import ProduceResponse
 
@@ -167,7 +167,22 @@ async def _duplicate(part, original: int) -> tuple[int, int]:
 
 
 def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only):
-    state = broker.producer_state(part.topic, part.number)
+    """Checks the batch's sequence against the partition's producer state and submits it. The
+    first idempotent batch after a restart waits, without blocking the loop, for the state to
+    be replayed from the log on the Log's disk pool; batches queued behind it keep their order."""
+    state = part.producer_state_ready
+    if state is not None:
+        return _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_seq, count, leader_only)
+    return _after_replay(part.with_producer_state(
+        lambda state: _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_seq, count,
+                                           leader_only)))
+
+
+async def _after_replay(submitted) -> tuple[int, int]:
+    return await (await submitted)
+
+
+def _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_seq, count, leader_only):
     last_seq = (base_seq + count - 1) & 0x7FFFFFFF
     outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
     if outcome == SequenceCheck.DUPLICATE:

@@ -19,12 +19,19 @@ def handle_init_producer_id(ctx, request):
         # Fatal for the client at once, rather than a retry loop: pstream has no transaction coordinator.
         return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                                       producer_id=-1, producer_epoch=-1)
-    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=ctx.broker.producer_ids.allocate(),
-                                  producer_epoch=0)
+    producer_id = ctx.broker.producer_ids.allocate_reserved()
+    if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
+        return _allocate_on_disk_pool(ctx.broker)
+    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)
+
+
+async def _allocate_on_disk_pool(broker) -> InitProducerIdResponse:
+    producer_id = await broker.log.run_blocking(broker.producer_ids.allocate)
+    return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)
 
 
 @api("DescribeProducers", 0, 0)
-def handle_describe_producers(ctx, request):
+async def handle_describe_producers(ctx, request):
     topics = []
     for t in request.topics:
         partitions = []
@@ -32,8 +39,8 @@ def handle_describe_producers(ctx, request):
             out = DescribeProducersResponse.PartitionResponse(partition_index=index, active_producers=[])
             part, out.error_code = find_partition(ctx.broker, t.name, index)
             if part is not None:
-                out.active_producers = [DescribeProducersResponse.ProducerState(**p)
-                                        for p in ctx.broker.producer_state(t.name, index).producers()]
+                state = await part.load_producer_state()   # a replay runs on the Log's disk pool
+                out.active_producers = [DescribeProducersResponse.ProducerState(**p) for p in state.producers()]
             partitions.append(out)
         topics.append(DescribeProducersResponse.TopicResponse(name=t.name, partitions=partitions))
     return DescribeProducersResponse(throttle_time_ms=0, topics=topics)

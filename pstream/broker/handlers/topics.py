@@ -2,6 +2,10 @@
 
 pstream is one node: a replication factor other than 1 (or -1, the default) is refused
 with INVALID_REPLICATION_FACTOR, and manual assignments may only name this node.
+
+Every change to the disk (directories, files, fsyncs, renames, rmtree, the log start
+checkpoint) runs on the Log's disk pool and is awaited: the event loop keeps serving other
+requests meanwhile. The checks run on the loop first, in Kafka's order.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
 from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.topic_configs import TOPIC_SETTINGS, describe_topic_setting, parse_topic_configs
-from pstream.errors import ConfigError, InvalidTopicError
+from pstream.errors import ConfigError, InvalidTopicError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
 from pstream.protocol.messages.create_topics import CreateTopicsResponse
@@ -68,7 +72,7 @@ def _check_collision(broker, name: str) -> None:
                            f"Topic '{name}' collides with existing topic: {existing}")
 
 
-def _create_one(broker, t, validate_only: bool, version: int):
+async def _create_one(broker, t, validate_only: bool, version: int):
     """Checks in Kafka's (KRaft's) order: the name, an existing topic, the configs, then the
     partition count and replication factor."""
     result = CreateTopicsResponse.CreatableTopicResult(name=t.name, topic_id=ZERO_UUID, error_code=0,
@@ -111,9 +115,11 @@ def _create_one(broker, t, validate_only: bool, version: int):
         topic = None
         if not validate_only:
             try:
-                topic = broker.log.topic(t.name, partitions=count, **settings)
+                topic = await broker.log.create_topic_async(t.name, partitions=count, **settings)
             except ConfigError as exc:
                 raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            if topic is None:   # created meanwhile by another request
+                raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
         result.num_partitions, result.replication_factor = count, 1
         if topic is not None:
             result.topic_id = topic.topic_id
@@ -130,7 +136,7 @@ def _created_config(broker, topic, setting):
 
 
 @api("CreateTopics", 0, 7)
-def handle_create_topics(ctx, request):
+async def handle_create_topics(ctx, request):
     names = Counter(t.name for t in request.topics)
     results, answered = [], set()
     for t in request.topics:
@@ -142,7 +148,7 @@ def handle_create_topics(ctx, request):
                     name=t.name, error_code=ErrorCode.INVALID_REQUEST, num_partitions=-1, replication_factor=-1,
                     error_message=DUPLICATE_NAME, configs=None))
             continue
-        results.append(_create_one(ctx.broker, t, request.validate_only, ctx.version))
+        results.append(await _create_one(ctx.broker, t, request.validate_only, ctx.version))
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
@@ -177,7 +183,7 @@ def _deletion_targets(version: int, request) -> tuple[list, list]:
 
 
 @api("DeleteTopics", 0, 6)
-def handle_delete_topics(ctx, request):
+async def handle_delete_topics(ctx, request):
     broker = ctx.broker
     targets, refusals = _deletion_targets(ctx.version, request)
     results = [DeleteTopicsResponse.DeletableTopicResult(name=name, topic_id=topic_id,
@@ -199,14 +205,18 @@ def handle_delete_topics(ctx, request):
             result.error_message = internal_topic_error(topic.name)
         elif topic is not None:
             result.name, result.topic_id = topic.name, topic.topic_id
-            broker.log.delete_topic(topic.name)
-            broker.forget_topic(topic.name)
+            try:
+                await broker.log.delete_topic_async(topic.name)
+            except UnknownTopicError:   # deleted meanwhile by another request
+                result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                broker.forget_topic(topic.name)
         results.append(result)
     return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
 
 
 @api("CreatePartitions", 0, 3)
-def handle_create_partitions(ctx, request):
+async def handle_create_partitions(ctx, request):
     broker = ctx.broker
     names = Counter(t.name for t in request.topics)
     results, answered = [], set()
@@ -233,7 +243,12 @@ def handle_create_partitions(ctx, request):
                                    f"{len(t.assignments)} assignments for {t.count - topic.partitions} new partitions")
                 _check_assignments(broker, [a.broker_ids for a in t.assignments])
             if not request.validate_only:
-                topic.add_partitions(t.count)
+                try:
+                    await topic.add_partitions_async(t.count)
+                except UnknownTopicError:   # deleted meanwhile
+                    raise _Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {t.name!r} does not exist") from None
+                except ConfigError as exc:   # grown meanwhile past the count asked for
+                    raise _Refused(ErrorCode.INVALID_PARTITIONS, str(exc)) from None
         except _Refused as refused:
             result.error_code, result.error_message = refused.code, str(refused)
         results.append(result)
@@ -241,7 +256,7 @@ def handle_create_partitions(ctx, request):
 
 
 @api("DeleteRecords", 0, 2)
-def handle_delete_records(ctx, request):
+async def handle_delete_records(ctx, request):
     topics = []
     for t in request.topics:
         results = []
@@ -254,9 +269,11 @@ def handle_delete_records(ctx, request):
                 offset = hw if p.offset == -1 else p.offset
                 if not 0 <= offset <= hw:
                     error = ErrorCode.OFFSET_OUT_OF_RANGE
+                elif offset > part.log_start_offset:
+                    # The checkpoint's fsync and the segments' removal run on the disk pool.
+                    out.low_watermark = await ctx.broker.log.run_blocking(part.delete_records, offset)
                 else:
-                    out.low_watermark = part.delete_records(offset) if offset > part.log_start_offset \
-                        else part.log_start_offset
+                    out.low_watermark = part.log_start_offset
             out.error_code = error
             results.append(out)
         topics.append(DeleteRecordsResponse.DeleteRecordsTopicResult(name=t.name, partitions=results))

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import pstream
 from pstream import _core
-from pstream.coordinator import producer_state
-from pstream.coordinator.producer_state import (
+from pstream.storage import producer_state
+from pstream.storage.producer_state import (
     INT32_MAX,
     ProducerIds,
     ProducerStateManager,
@@ -447,3 +447,16 @@ def test_unreadable_producer_id_file_is_an_error_not_a_restart_from_one(tmp_path
     (tmp_path / "producer_ids.json").write_text('{"reserved_up_to": 10')
     with pytest.raises(PStreamError, match="producer id"):
         ProducerIds(str(tmp_path))
+
+
+def test_allocate_reserved_never_writes_and_never_waits(tmp_path, monkeypatch):
+    ids = ProducerIds(str(tmp_path))
+    assert ids.allocate_reserved() is None   # nothing reserved yet: that needs the disk
+    first = ids.allocate()
+    with ids._lock:   # another thread is reserving a block: no waiting for it
+        assert ids.allocate_reserved() is None
+    writes = []
+    monkeypatch.setattr(producer_state.layout, "write_json_atomic", lambda *a: writes.append(a))
+    taken = [ids.allocate_reserved() for _ in range(producer_state.ID_BLOCK - 1)]
+    assert taken == list(range(first + 1, first + producer_state.ID_BLOCK)) and not writes
+    assert ids.allocate_reserved() is None   # the block is used up

@@ -79,13 +79,27 @@ class ProducerIds:
         self._next = self._limit = reserved
 
     def allocate(self) -> int:
-        """A fresh producer id (int64 > 0)."""
+        """A fresh producer id (int64 > 0); reserves the next block on disk (an fsync) when needed."""
         with self._lock:
             if self._next >= self._limit:
                 layout.write_json_atomic(self.path, {"reserved_up_to": self._next + ID_BLOCK})
                 self._limit = self._next + ID_BLOCK
             self._next += 1
             return self._next - 1
+
+    def allocate_reserved(self) -> int | None:
+        """A fresh producer id from the block already reserved, or None when taking one would
+        mean writing the next reservation or waiting for another thread that does: then call
+        allocate() where blocking on the disk is fine. For callers on an event loop."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._next >= self._limit:
+                return None
+            self._next += 1
+            return self._next - 1
+        finally:
+            self._lock.release()
 
 
 class SequenceCheck(enum.IntEnum):
@@ -155,7 +169,9 @@ class ProducerStateManager:
 
     accept_unknown_sequence=False restores Kafka's pre-2.5 rule: a producer this partition
     does not know must start at sequence 0, else UNKNOWN_PRODUCER. Not thread-safe: one
-    thread (the event loop's) calls it, once per batch.
+    thread (the event loop's) calls it, once per batch; only recover() (before the state is
+    handed to that thread) and Snapshot.write() (of a state captured on it) run elsewhere.
+    Owned by its partition (`pstream.log.Partition.producer_state`).
     """
 
     def __init__(self, partition_dir_for_snapshot: str, *, accept_unknown_sequence: bool = True) -> None:
@@ -165,6 +181,8 @@ class ProducerStateManager:
         self._pending: dict[int, list[PendingBatch]] = {}
         self._completed_end = 0  # every completed batch lies below this offset
         self._serial = 0
+        self._write_lock = threading.Lock()   # snapshot files: one writer at a time, on any thread
+        self._written_offset = -1             # the offset of the newest snapshot written (under _write_lock)
 
     # --- the produce path --------------------------------------------------------------
 
@@ -260,20 +278,32 @@ class ProducerStateManager:
 
     def snapshot(self, next_offset: int) -> None:
         """Writes the state as of next_offset (the high watermark) atomically, then deletes the
-        older snapshots. With appends still pending it covers only up to the last completed
+        older snapshots: capture(next_offset).write()."""
+        self.capture(next_offset).write()
+
+    def capture(self, next_offset: int) -> Snapshot:
+        """The state as of next_offset, copied (on the thread that owns the state) for a write
+        on another thread. With appends still pending it covers only up to the last completed
         batch (a pending batch lands after it), so recovery replays the rest."""
         if self._pending:
             next_offset = min(next_offset, self._completed_end)
         producers = [{"producer_id": pid, "epoch": e.epoch, "batches": [list(b) for b in e.batches]}
                      for pid, e in sorted(self._entries.items())]
-        os.makedirs(self.directory, exist_ok=True)
-        name = layout.segment_file_name(next_offset, SNAPSHOT_SUFFIX)
-        layout.write_json_atomic(os.path.join(self.directory, name),
-                                 {"version": SNAPSHOT_VERSION, "next_offset": next_offset,
-                                  "crc32": _crc(producers), "producers": producers})
-        for old in self._snapshot_names():
-            if old != name:
-                os.unlink(os.path.join(self.directory, old))
+        return Snapshot(self, next_offset, producers)
+
+    def _write_snapshot(self, snap: Snapshot) -> None:
+        with self._write_lock:
+            if snap.next_offset < self._written_offset:
+                return   # a newer snapshot is written already; this one would only go back
+            os.makedirs(self.directory, exist_ok=True)
+            name = layout.segment_file_name(snap.next_offset, SNAPSHOT_SUFFIX)
+            layout.write_json_atomic(os.path.join(self.directory, name),
+                                     {"version": SNAPSHOT_VERSION, "next_offset": snap.next_offset,
+                                      "crc32": _crc(snap.producers), "producers": snap.producers})
+            self._written_offset = snap.next_offset
+            for old in self._snapshot_names():
+                if old != name:
+                    os.unlink(os.path.join(self.directory, old))
 
     def load(self) -> int:
         """Replaces all state (pending batches too: call it before serving) with the newest
@@ -362,6 +392,19 @@ class ProducerStateManager:
         for pid in doomed:
             del self._entries[pid]
         return len(doomed)
+
+
+class Snapshot(NamedTuple):
+    """A producer state captured by ProducerStateManager.capture(), to write on any thread."""
+
+    manager: ProducerStateManager
+    next_offset: int
+    producers: list
+
+    def write(self) -> None:
+        """Writes it (write, fsync, rename, fsync the directory), unless a snapshot at a later
+        offset was written meanwhile; then deletes the older snapshot files."""
+        self.manager._write_snapshot(self)
 
 
 def _crc(producers: list) -> int:
