@@ -30,7 +30,6 @@ from pstream.admin.http import HttpError, Request, Response, Router
 from pstream.admin.metrics import CONTENT_TYPE
 from pstream.broker.config import settings_of
 from pstream.broker.handlers.common import internal_topic_error
-from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
 from pstream.protocol.consumer_protocol import decode_assignment
 
@@ -116,9 +115,9 @@ class AdminApi:
     @staticmethod
     def _partition(part) -> dict:
         size, segments, _buffers, _indexes = part.stats()
-        hw = high_watermark(part)
+        hw = part.high_watermark
         return {"partition": part.number, "log_start_offset": part.log_start_offset, "high_watermark": hw,
-                "log_end_offset": part.high_watermark, "records": hw - part.log_start_offset,
+                "log_end_offset": part.log_end_offset, "records": hw - part.log_start_offset,
                 "size_bytes": size, "segments": segments}
 
     def topics(self, request: Request) -> Response:
@@ -174,7 +173,7 @@ class AdminApi:
                 entry = {"topic": topic, "partition": partition, "committed_offset": c.offset,
                          "high_watermark": None, "lag": None}
                 if topic in log and partition < log.get_topic(topic).partitions:
-                    hw = high_watermark(log.get_topic(topic).partition(partition))
+                    hw = log.get_topic(topic).partition(partition).high_watermark
                     entry.update(high_watermark=hw, lag=hw - c.offset)
                 offsets.append(entry)
             out.append({"group_id": group_id, "state": group.state.value if group else "Empty",

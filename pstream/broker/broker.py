@@ -34,7 +34,6 @@ from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
 from pstream.broker.frames import FramePool, MemoryBudget
-from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
 from pstream.coordinator.producer_state import ProducerIds, ProducerStateManager
@@ -145,7 +144,7 @@ class Broker:
         for (topic, number), state in list(self._producer_states.items()):
             try:
                 part = self.log.get_topic(topic).partition(number)
-                state.snapshot(part.high_watermark)
+                state.snapshot(part.log_end_offset)
             except Exception:
                 _log.exception("cannot snapshot the producer state of %s-%d", topic, number)
 
@@ -170,7 +169,7 @@ class Broker:
                 self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=cfg.group_min_session_timeout_ms,
                 max_session_timeout_ms=cfg.group_max_session_timeout_ms,
-                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000, visible_end=high_watermark)
+                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000)
             self.groups.start()
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
                 self._admin = HttpServer(AdminApi(self).router(), f"pstream/{pstream.__version__}")

@@ -304,8 +304,8 @@ class ProducerStateManager:
 
     def recover(self, partition: Partition) -> None:
         """load(), then replays the idempotent batches of the log from the snapshot's offset
-        (or the log start, if later) to the high watermark, reading batch headers only."""
-        end = partition.high_watermark
+        (or the log start, if later) to the log end offset, reading batch headers only."""
+        end = partition.log_end_offset
         offset = self.load()
         if offset > end:
             _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding it from "

@@ -354,13 +354,24 @@ cdef class Partition:
 
     # --- properties --------------------------------------------------------------
 
+    # The partition's offsets by name, as Kafka names them. On a single node the high watermark
+    # is what a crash cannot take back: with flush "always" the durable offset (a consumer never
+    # reads a record a crash could undo), with a relaxed policy everything appended (the policy
+    # says the user accepts that loss). Storage decides it; the broker only reports it.
+
     @property
-    def high_watermark(self):
-        """One past the last readable offset (the log end offset on a single node)."""
+    def log_end_offset(self):
+        """One past the last appended offset: what the embedded API can read."""
         return self.p.next_offset
 
     @property
+    def high_watermark(self):
+        """One past the last offset consumers may read (Fetch, ListOffsets latest, lag)."""
+        return self.p.durable_offset if self.p.flush_mode == FLUSH_ALWAYS else self.p.next_offset
+
+    @property
     def log_start_offset(self):
+        """The first offset still in the log (moved by retention and delete_records)."""
         return self.p.log_start_offset
 
     @property

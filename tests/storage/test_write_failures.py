@@ -105,4 +105,4 @@ def test_closing_a_partition_while_another_thread_appends_on_its_shard_does_not_
             finally:
                 stop.set()
                 appender.join()
-            assert sum(1 for _ in second.read(0)) == second.high_watermark
+            assert sum(1 for _ in second.read(0)) == second.log_end_offset

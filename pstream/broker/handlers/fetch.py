@@ -1,8 +1,8 @@
 """Fetch: whole batches from the fetch offset on, long-polling for min_bytes/max_wait_ms.
 
-Consumers see records up to the high watermark; with the durable flush policy ("always")
-that is the durable offset, so a consumer never reads a record that a crash could take
-back. Batches go out as the bytes the log returned (one copy, from the segment), never
+Consumers see records up to the partition's high watermark (storage decides it: with the
+durable flush policy it is the durable offset, so a consumer never reads a record that a
+crash could take back). Batches go out as the bytes the log returned (one copy, from the segment), never
 joined: the response is a list of buffers; a consumer far behind is read on a reader
 thread, not the event loop. Sizes follow KIP-74 as Kafka's ReplicaManager applies it: the
 records of the response total at most max_bytes, and each partition's at most its
@@ -30,11 +30,6 @@ PartitionData = FetchResponse.PartitionData
 TopicResponse = FetchResponse.FetchableTopicResponse
 _base_length_delta = struct.Struct(">qi11xi")   # base offset, batch length, last offset delta (at 23)
 READ_COMMITTED = 1
-
-
-def high_watermark(part) -> int:
-    """What consumers may read: durable records under the durable policy, else all appended."""
-    return part.durable_offset if part.flush_policy == "always" else part.high_watermark
 
 
 def cut_at(data, end_offset: int, max_bytes: int = 0x7FFFFFFF, first_whole: bool = True):
@@ -126,11 +121,11 @@ def _prepare(item: _PartitionFetch) -> bool:
     part, response, offset = item.part, item.response, item.wanted.fetch_offset
     if part is None:
         return False
-    hw = high_watermark(part)
+    hw = part.high_watermark
     item.seen_end = max(hw, offset)
     response.high_watermark = response.last_stable_offset = hw
     response.log_start_offset = part.log_start_offset
-    if offset < part.log_start_offset or offset > part.high_watermark:
+    if offset < part.log_start_offset or offset > part.log_end_offset:
         response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         return False
     if offset >= hw:
@@ -162,10 +157,7 @@ async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
         part = item.part
         if part is None or item.response.error_code:
             continue
-        if part.flush_policy == "always":
-            waits.append(asyncio.ensure_future(part.wait_durable(item.seen_end)))
-        else:
-            waits.append(asyncio.ensure_future(part.wait_for(item.seen_end)))
+        waits.append(asyncio.ensure_future(part.wait_visible(item.seen_end)))
     if not waits:
         await asyncio.sleep(timeout)
         return
