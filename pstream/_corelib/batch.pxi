@@ -479,6 +479,14 @@ FAULT_INVALID_RECORD = "invalid_record"          # INVALID_RECORD: intact, but n
 FAULT_INVALID_TIMESTAMP = "invalid_timestamp"    # INVALID_TIMESTAMP
 FAULT_TOO_LARGE = "too_large"                    # MESSAGE_TOO_LARGE: expands past the limit
 
+# The exception class of each kind: it carries the Kafka error code (pstream/errors.py).
+_FAULT_CLASSES = {
+    FAULT_CORRUPT: _errors.CorruptBatchError,
+    FAULT_INVALID_RECORD: _errors.InvalidRecordError,
+    FAULT_INVALID_TIMESTAMP: _errors.InvalidTimestampError,
+    FAULT_TOO_LARGE: _errors.BatchTooLargeError,
+}
+
 
 cdef class BatchFault:
     """Why check_batch refused a batch.
@@ -497,6 +505,19 @@ cdef class BatchFault:
         self.message = message
         self.position = position
         self.record_index = record_index
+
+    @property
+    def error(self):
+        """The pstream exception class of this fault; its `kafka_error` is the broker's answer."""
+        return _FAULT_CLASSES[self.kind]
+
+    @property
+    def kafka_error(self):
+        return _FAULT_CLASSES[self.kind].kafka_error
+
+    def exception(self):
+        """The fault as an exception of its class, `position` set."""
+        return _FAULT_CLASSES[self.kind](self.message, position=self.position)
 
     def __repr__(self):
         return (f"BatchFault({self.kind}, record_index={self.record_index}, position={self.position}, "

@@ -549,16 +549,12 @@ cdef class Partition:
         pthread_mutex_unlock(&self.sh.mu)
         if status == PS_ERR_IO and self.damage is not None:
             raise self._damage_error()
-        if status == PS_ERR_CLOSED:
-            raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
         if status == PS_ERR_IO:
             self._log_failure()
-            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
-                                         topic=self.topic, partition=self.number,
-                                         file=_os.fsdecode(self.p.fail_file) if err else None)
-        if status == PS_ERR_NO_MEMORY:
-            raise MemoryError("cannot grow the segment write buffer")
-        raise status_error(status, None, None, self.topic, self.number)
+            raise status_error(status, None, "a write to this partition failed", self.topic, self.number,
+                               err or errno, _os.fsdecode(self.p.fail_file) if err else None)
+        detail = "cannot grow the segment write buffer" if status == PS_ERR_NO_MEMORY else None
+        raise status_error(status, None, detail, self.topic, self.number)
 
     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
         """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD.
@@ -722,8 +718,8 @@ cdef class Partition:
 
     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
         if st == PS_ERR_TOO_LARGE:
-            raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
-                                             f"{self.p.max_message_bytes}", topic=self.topic, partition=self.number)
+            raise status_error(st, None, f"record batch of {length} bytes exceeds max_message_bytes "
+                                         f"{self.p.max_message_bytes}", self.topic, self.number)
         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
             pthread_mutex_lock(&self.sh.mu)
             self._raise_locked(st)

@@ -103,7 +103,7 @@ def _alter(broker, resource_type, name, change, validate_only):
     try:
         change(topic, validate_only)
     except ConfigError as exc:
-        return ErrorCode.INVALID_CONFIG, str(exc)
+        return exc.kafka_error, str(exc)
     return ErrorCode.NONE, None
 
 

@@ -15,35 +15,27 @@ requests.
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 
+from pstream import _core
 from pstream.broker.connection import charged_read
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
-from pstream.errors import OffsetOutOfRangeError
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.fetch import FetchResponse
 from pstream.protocol.primitives import ZERO_UUID
 
 PartitionData = FetchResponse.PartitionData
 TopicResponse = FetchResponse.FetchableTopicResponse
-_base_length_delta = struct.Struct(">qi11xi")   # base offset, batch length, last offset delta (at 23)
 READ_COMMITTED = 1
 
 
 def cut_at(data, end_offset: int, max_bytes: int = 0x7FFFFFFF, first_whole: bool = True):
     """(the leading whole batches of `data` whose base offset is below end_offset and that fit in
     max_bytes, their record count); with first_whole the first batch is kept even when it alone
-    exceeds max_bytes (KIP-74). One header read per batch, the count from the last offset deltas."""
-    pos, n, records = 0, len(data), 0
-    while pos + 27 <= n:
-        base, length, delta = _base_length_delta.unpack_from(data, pos)
-        if base >= end_offset or (pos + length + 12 > max_bytes and not (first_whole and pos == 0)):
-            break
-        pos += length + 12
-        records += delta + 1
-    return (data if pos >= n else memoryview(data)[:pos]), records
+    exceeds max_bytes (KIP-74). One header read per batch, in the core (`_core.cut_batches`)."""
+    cut = _core.cut_batches(data, below_offset=end_offset, max_bytes=max_bytes, first_whole=first_whole)
+    return (data if cut.end >= len(data) else memoryview(data)[:cut.end]), cut.records
 
 
 class _PartitionFetch:
@@ -138,10 +130,7 @@ async def _read_into(item: _PartitionFetch, room: int) -> int:
     response = item.response
     try:
         data = await charged_read(room, item.part.read_batches_async, item.wanted.fetch_offset, room)
-    except OffsetOutOfRangeError:
-        response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
-        return 0
-    except Exception as exc:
+    except Exception as exc:   # out of range (retention moved the start meanwhile), storage failures
         response.error_code = error_for(exc)
         return 0
     data, item.records = cut_at(data, response.high_watermark)

@@ -24,8 +24,7 @@ def auto_create(broker, name: str):
     try:
         topic = broker.log.topic(name, partitions=broker.config.default_partitions)
     except PStreamError as exc:
-        from pstream.protocol.error_codes import error_for
-        return None, error_for(exc)
+        return None, exc.kafka_error
     return topic, ErrorCode.NONE
 
 
