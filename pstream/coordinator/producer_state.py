@@ -340,9 +340,7 @@ class ProducerStateManager:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        width = 20 + len(SNAPSHOT_SUFFIX)
-        return sorted(n for n in names if len(n) == width and n.endswith(SNAPSHOT_SUFFIX)
-                      and n[:20].isdigit())
+        return sorted(n for n in names if layout.parse_segment_file_name(n, SNAPSHOT_SUFFIX) is not None)
 
     # --- DescribeProducers and expiry ------------------------------------------------------
 

@@ -103,13 +103,9 @@ cdef int fsync_directory(const char *path) noexcept nogil:
 
 
 def segment_bases(str directory):
-    """Base offsets of the .log files in a partition directory, ascending."""
-    bases = []
-    for name in _os.listdir(directory):
-        stem = name.removesuffix(".log")
-        if stem != name and stem.isdigit():
-            bases.append(int(stem))
-    return sorted(bases)
+    """Base offsets of the .log files in a partition directory, ascending (names: storage/layout.py)."""
+    from pstream.storage import layout
+    return layout.segment_bases(directory)
 
 
 cdef class Partition:
