@@ -784,6 +784,9 @@ def iter_batches(data):
 cdef extern from "ps_batch.h" nogil:
     int ps_batch_frame(const uint8_t *p, size_t n, size_t *size)
 
+BATCH_HEADER_SIZE = PS_BATCH_HEADER_SIZE      # 61: no batch is shorter
+BATCH_LOG_OVERHEAD = PS_BATCH_LOG_OVERHEAD    # 12: base offset and length, outside batch_length
+
 
 def peek_batch(buf, Py_ssize_t position=0):
     """The header of the batch at buf[position:], read in place: a BatchHeader (base_offset,

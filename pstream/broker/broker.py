@@ -30,6 +30,7 @@ import pstream
 from pstream.admin.api import AdminApi, admin_url
 from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
+from pstream.broker.admin_view import BrokerAdminView
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
@@ -172,7 +173,7 @@ class Broker:
                 offsets_retention_ms=cfg.offsets_retention_minutes * 60_000)
             self.groups.start()
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
-                self._admin = HttpServer(AdminApi(self).router(), f"pstream/{pstream.__version__}")
+                self._admin = HttpServer(AdminApi(BrokerAdminView(self)).router(), f"pstream/{pstream.__version__}")
                 try:
                     self.admin_address = await self._admin.start(cfg.admin_listen_host, cfg.admin_listen_port)
                 except OSError as exc:

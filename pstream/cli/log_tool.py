@@ -26,6 +26,7 @@ import sys
 
 from pstream import _core
 from pstream.cli.output import CliError, bold, red
+from pstream.errors import CorruptBatchError, CrcMismatchError
 from pstream.storage import layout
 from pstream.storage.metadata import verify_metadata_files
 
@@ -82,13 +83,13 @@ class SegmentScan:
 
     def _judge(self, scan, pos: int, header, crc_ok: bool, expected: int) -> str | None:
         """Why the batch at pos is not a good one, or None."""
-        where = f"batch claiming base offset {header.base_offset}"
-        if header.magic != 2:
-            return f"{where}: unsupported magic byte {header.magic} (only record batch v2 is supported)"
-        if not crc_ok:   # the CRC field is where the check fails, not at the changed byte: no byte named
-            return f"{where}: CRC-32C mismatch"
-        if header.record_count < 0:
-            return f"{where}: record count {header.record_count} is negative at byte {pos + 57}"
+        if not crc_ok or header.magic != 2 or header.record_count < 0:
+            try:   # the core's own words for what is wrong with the header
+                _core.validate_batch(scan.batch(pos, header))
+            except CorruptBatchError as exc:
+                # A CRC mismatch points at the CRC field, not at the changed byte: no position for it.
+                detail = "" if isinstance(exc, CrcMismatchError) else f" at byte {pos + exc.position}"
+                return f"batch claiming base offset {header.base_offset}: {exc.message}{detail}"
         if header.base_offset < expected:
             return f"batch at offset {header.base_offset} goes back (expected {expected} or later)"
         fault = _core.check_batch(scan.batch(pos, header), check_crc=False)   # the CRC was just checked
@@ -119,9 +120,9 @@ class SegmentScan:
         """What sits at pos, where the batches stop short of the end of the file."""
         with open(self.path, "rb") as f:
             f.seek(pos)
-            head = f.read(61)
-        if len(head) < 61:
-            return f"a partial batch header: {len(head)} bytes left, a batch header needs 61"
+            head = f.read(_core.BATCH_HEADER_SIZE)
+        if len(head) < _core.BATCH_HEADER_SIZE:
+            return f"a partial batch header: {len(head)} bytes left, a batch header needs {_core.BATCH_HEADER_SIZE}"
         header = _core.peek_batch(head)
         where = f"batch claiming base offset {header.base_offset}"
         if stop == _core.SCAN_CORRUPT:

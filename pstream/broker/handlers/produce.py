@@ -36,7 +36,7 @@ TopicResponse = ProduceResponse.TopicProduceResponse
 BatchIndexError = ProduceResponse.BatchIndexAndErrorMessage
 
 MIN_PRODUCE_VERSION = 3
-BATCH_HEADER_BYTES = 61
+BATCH_HEADER_BYTES = _core.BATCH_HEADER_SIZE
 ZSTD = 4
 MIN_ZSTD_VERSION = 7
 # A compressed batch expanding past this is refused (MESSAGE_TOO_LARGE, which makes the Java
