@@ -47,7 +47,6 @@ ID_BLOCK = 1000
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOT_VERSION = 1
 READ_BYTES = 1 << 20
-BATCH_LOG_OVERHEAD = 12  # base offset + batch length, not counted in batch_length
 
 
 def last_sequence_of(base_sequence: int, record_count: int) -> int:
@@ -320,12 +319,11 @@ class ProducerStateManager:
                     raise
                 offset = partition.log_start_offset  # retention moved the start meanwhile
                 continue
-            if not data:
+            batches = _core.cut_batches(data)   # whole batches, every CRC checked by read_batches
+            if not batches.count:
                 break
-            pos = 0
-            while pos < len(data):
-                h = _core.validate_batch(data[pos:])
-                pos += h.batch_length + BATCH_LOG_OVERHEAD
+            for start, _end in batches:
+                h = _core.peek_batch(data, start)
                 last_offset = h.base_offset + h.last_offset_delta
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control and last_offset >= offset:
                     self.apply_batch(h.producer_id, h.producer_epoch, h.base_sequence,

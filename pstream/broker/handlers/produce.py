@@ -61,27 +61,33 @@ class _Refused(Exception):
 
 def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> list[tuple[memoryview, object]]:
     """The one v2 batch of a records field and its header, as a list; _Refused if lengths do
-    not frame it exactly or frame more than one batch (Kafka's ProduceRequest.validateRecords)."""
+    not frame it exactly or frame more than one batch (Kafka's ProduceRequest.validateRecords).
+    The refusal is the one for the first bad position: magic other than 2 is INVALID_RECORD,
+    bytes that are not a whole batch CORRUPT_MESSAGE."""
     cut = _core.cut_batches(records)
+    if cut.count == 1 and cut.stop == _core.CUT_END:   # the one answer a well-behaved client gets
+        header = _core.peek_batch(records)
+        _check_magic(header)
+        return [(records, header)]
+    for start, _end in cut:
+        _check_magic(_core.peek_batch(records, start))
     end = len(records)
-    for start, stop in cut:   # every whole batch must be v2 before any other refusal
-        header = _core.peek_batch(records, start)
-        if header.magic != 2:
-            raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {header.magic}")
     if cut.stop != _core.CUT_END:
         if end - cut.end < BATCH_HEADER_BYTES:
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"{end - cut.end} trailing bytes are not a record batch")
         header = _core.peek_batch(records, cut.end)
-        if header.magic != 2:
-            raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {header.magic}")
+        _check_magic(header)
         raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"batch length {header.batch_length} at byte {cut.end} does not "
                                                   f"fit the {end} bytes of records")
     if cut.count == 0:
         raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no record batch")
-    if cut.count > 1:
-        raise _Refused(ErrorCode.INVALID_RECORD, f"Produce requests with version {version} are only "
-                                                 f"allowed to contain exactly one record batch per partition")
-    return [(records, _core.peek_batch(records))]
+    raise _Refused(ErrorCode.INVALID_RECORD, f"Produce requests with version {version} are only "
+                                             f"allowed to contain exactly one record batch per partition")
+
+
+def _check_magic(header) -> None:
+    if header.magic != 2:
+        raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {header.magic}")
 
 
 def check_records(config, part, batch: memoryview) -> None:
