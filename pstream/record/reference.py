@@ -315,11 +315,12 @@ def frame_section(
     return reseal(batch)
 
 
-def reseal(batch: bytes | bytearray) -> bytes:
-    """The batch with its length field and CRC made to match its bytes again (after a test
-    edited or cut them), so only what the edit broke inside the records remains."""
+def reseal(batch: bytes | bytearray, *, fix_length: bool = True) -> bytes:
+    """The batch with its length field (unless not fix_length) and CRC made to match its bytes
+    again after a test edited or cut them, so only what the edit broke remains."""
     out = bytearray(batch)
-    struct.pack_into(">i", out, POS_BATCH_LENGTH, len(out) - LOG_OVERHEAD)
+    if fix_length:
+        struct.pack_into(">i", out, POS_BATCH_LENGTH, len(out) - LOG_OVERHEAD)
     struct.pack_into(">I", out, POS_CRC, crc32c(memoryview(out)[CRC_START:]))
     return bytes(out)
 

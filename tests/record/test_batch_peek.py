@@ -115,7 +115,7 @@ def test_cut_stops_at_an_offset_or_a_byte_budget(specs, below: int, max_bytes: i
 def test_cut_stops_at_a_length_that_is_not_a_batch(length: int) -> None:
     good = reference.encode_batch([(b"k", b"v", [], 1)])
     bad = bytearray(good)
-    bad[8:12] = length.to_bytes(4, "big", signed=True)
+    bad[reference.POS_BATCH_LENGTH:reference.POS_BATCH_LENGTH + 4] = length.to_bytes(4, "big", signed=True)
     result = _core.cut_batches(good + bad + good)
     assert (list(result), result.end, result.stop) == ([(0, len(good))], len(good), _core.CUT_CORRUPT)
 
@@ -134,7 +134,8 @@ def test_scan_segment_yields_each_batch_with_its_crc_verdict(tmp_path, specs, ta
     hit = flip % len(rows)
     start, end = rows[hit][0], rows[hit][1]
     if flip & 1:   # a flipped byte inside the CRC'd range of one batch
-        damaged[start + 21 + flip % (end - start - 21)] ^= 0x40
+        crc_start = reference.CRC_START
+        damaged[start + crc_start + flip % (end - start - crc_start)] ^= 0x40
     extra = {"none": b"", "zeros": bytes(5000), "torn": data[rows[0][0]:rows[0][1] - 1],
              "garbage": b"\x00" * 8 + b"\x00\x00\x00\x05" + bytes(60)}[tail]
     path = tmp_path / f"{os.getpid()}-{flip}.log"
@@ -148,7 +149,7 @@ def test_scan_segment_yields_each_batch_with_its_crc_verdict(tmp_path, specs, ta
     expected = []
     for start, end, base, _last in rows:
         piece = bytes(damaged[start:end])
-        ok = reference.crc32c(piece[21:]) == int.from_bytes(piece[17:21], "big")
+        ok = reference.crc32c(piece[reference.CRC_START:]) == reference.BatchHeader(*reference.HEADER.unpack_from(piece)).crc
         expected.append((start, base, ok, piece))
     assert seen == expected
 
