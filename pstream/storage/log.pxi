@@ -739,7 +739,7 @@ cdef class Partition:
         pthread_mutex_lock(&self.sh.mu)
         if self.p.closed or not self.sh.running:
             pthread_mutex_unlock(&self.sh.mu)
-            raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+            raise status_error(PS_ERR_CLOSED, None, None, self.topic, self.number)
         if self.sh.sub_tail == NULL:
             self.sh.sub_head = &pending.req
         else:
@@ -768,7 +768,7 @@ cdef class Partition:
             if st == PS_OK:
                 return
             if st == PS_ERR_CLOSED:
-                raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+                raise status_error(st, None, None, self.topic, self.number)
             raise_os_error(errno, "cannot create a new segment", self.path)
 
     def flush(self):

@@ -29,6 +29,7 @@ from pstream.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+from pstream.storage import layout
 from segment_files import (
     batch_spans,
     expected_after_bytes_retention,
@@ -223,7 +224,7 @@ def test_segment_rolls_before_segment_bytes_would_be_exceeded(open_log):
     assert len(segments) > 3
     for (base, nxt, size, path), following in zip(segments, segments[1:] + [None]):
         assert size <= 1024
-        assert Path(path).name == f"{base:020d}.log"
+        assert Path(path).name == layout.segment_file_name(base)   # the engine's C names agree with layout
         assert Path(path).parent == Path(log.path) / "t" / "0"
         if following is not None:
             assert nxt == following[0], "segments must be contiguous"
@@ -289,8 +290,8 @@ def test_retention_bytes_deletes_whole_oldest_segments_only(open_log):
     assert sum(s for _, _, s in expected) - expected[0][2] < 2500
     for base, _, _, path in before[:deleted]:
         assert not os.path.exists(path)
-        assert not os.path.exists(path[:-4] + ".index")
-        assert not os.path.exists(path[:-4] + ".timeindex")
+        assert not os.path.exists(layout.sibling_file(path, ".index"))
+        assert not os.path.exists(layout.sibling_file(path, ".timeindex"))
     assert [r.value for r in part.read(first_kept)] == values[first_kept:]
     with pytest.raises(OffsetOutOfRangeError):
         part.read_batches(first_kept - 1, 1 << 20)
