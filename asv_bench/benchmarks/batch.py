@@ -73,15 +73,16 @@ class CutBatches:
     param_names = ["batches"]
 
     def setup(self, batches):
+        import struct
         self.data = b"".join(_core.encode_batch([(None, b"x" * 100, [], 1)] * 10, base_offset=i * 10)
                              for i in range(batches))
+        self.unpack = struct.Struct(">qi11xi").unpack_from   # base offset, batch length, last offset delta
 
     def time_cut_batches(self, batches):
         _core.cut_batches(self.data, below_offset=1 << 60, max_bytes=1 << 30)
 
     def time_struct_loop(self, batches):
-        import struct
-        unpack, data = struct.Struct(">qi11xi").unpack_from, self.data
+        unpack, data = self.unpack, self.data
         pos, n = 0, len(data)
         while pos + 27 <= n:
             _base, length, _delta = unpack(data, pos)
