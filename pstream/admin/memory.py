@@ -96,15 +96,14 @@ def tracing(query: dict[str, str], change: bool) -> dict:
     return out
 
 
-def report(node, query: dict[str, str], change: bool = False) -> dict:
-    """node: the admin API's NodeView (pstream/admin/view.py)."""
+def report(broker, query: dict[str, str], change: bool = False) -> dict:
     out: dict = {"rss_bytes": rss_bytes()}
-    if node.log_readable:
-        shards = shard_memory(node.log)
+    if broker.log_readable:
+        shards = shard_memory(broker.log)
         out["shards"] = shards
         out["write_buffer_bytes"] = sum(s["write_buffer_bytes"] for s in shards)
         out["index_bytes"] = sum(s["index_bytes"] for s in shards)
-    out["frame_pool"] = node.frame_pool_stats()   # receive buffers of large requests, kept for reuse
+    out["frame_pool"] = broker.frame_pool.stats()   # receive buffers of large requests, kept for reuse
     out["python"] = {"allocated_blocks": sys.getallocatedblocks()}
     out["tracemalloc"] = tracing(query, change)
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:   # the view's types, never imported at run time
     from pstream.coordinator.groups import GroupCoordinator
     from pstream.log import Log
 
@@ -48,6 +48,10 @@ class NodeView(Protocol):
 
     def settings(self) -> dict: ...              # the effective settings, as a TOML file would give them
 
-    def frame_pool_stats(self) -> dict: ...
+    @property
+    def frame_pool(self) -> Any: ...             # receive buffers kept for reuse: .stats()
+
+    @property
+    def memory(self) -> Any: ...                 # the request/response memory budget: .limit, .used
 
     def metrics_text(self) -> bytes: ...         # the Prometheus exposition

@@ -29,6 +29,8 @@ class BrokerAdminView:
     log_readable = property(lambda self: self._broker.log_readable)
     groups = property(lambda self: self._broker.groups)
     connection_count = property(lambda self: len(self._broker.connections))
+    frame_pool = property(lambda self: self._broker.frame_pool)
+    memory = property(lambda self: self._broker.memory)
 
     def storage_status(self) -> dict:
         return self._broker.storage.status(self._broker.log)
@@ -47,8 +49,6 @@ class BrokerAdminView:
     def settings(self) -> dict:
         return settings_of(self._broker.config)
 
-    def frame_pool_stats(self) -> dict:
-        return self._broker.frame_pool.stats()
 
     def metrics_text(self) -> bytes:
         return self._broker.metrics.exposition()
