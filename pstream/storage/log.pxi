@@ -549,8 +549,9 @@ cdef class Partition:
             self._log_failure()
             raise status_error(status, None, "a write to this partition failed", self.topic, self.number,
                                err or errno, _os.fsdecode(self.p.fail_file) if err else None)
-        detail = "cannot grow the segment write buffer" if status == PS_ERR_NO_MEMORY else None
-        raise status_error(status, None, detail, self.topic, self.number)
+        if status == PS_ERR_NO_MEMORY:
+            raise MemoryError("cannot grow the segment write buffer")
+        raise status_error(status, None, None, self.topic, self.number)
 
     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
         """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD.
