@@ -76,6 +76,21 @@ static inline void ps_batch_read_header(const uint8_t *p, ps_batch_header *h) {
     h->record_count = (int32_t)ps_load_be32(p + PS_OFF_RECORD_COUNT);
 }
 
+/* Framing only (no magic, no CRC): the size of the batch at p[0:n] in *size.
+ * PS_ERR_SHORT_BUFFER: fewer bytes than a header or the declared length (a partial tail);
+ * PS_ERR_LENGTH_MISMATCH: a batch length smaller than a v2 header (not a batch boundary).
+ * Offset and length sit at the same place in every message format, so a reader can cut
+ * any log at batch boundaries with this. */
+static inline int ps_batch_frame(const uint8_t *p, size_t n, size_t *size) {
+    if (n < PS_BATCH_HEADER_SIZE) return PS_ERR_SHORT_BUFFER;
+    int32_t length = (int32_t)ps_load_be32(p + PS_OFF_LENGTH);
+    if (length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD) return PS_ERR_LENGTH_MISMATCH;
+    size_t total = (size_t)length + PS_BATCH_LOG_OVERHEAD;
+    if (n < total) return PS_ERR_SHORT_BUFFER;
+    *size = total;
+    return PS_OK;
+}
+
 /* Checks a-f of the contract: sizes, magic, CRC (when check_crc), record count sign. */
 static inline int ps_batch_validate(const uint8_t *p, size_t n, int check_crc, ps_batch_header *h, size_t *errpos) {
     if (n < PS_BATCH_HEADER_SIZE) { *errpos = n; return PS_ERR_SHORT_BUFFER; }

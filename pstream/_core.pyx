@@ -7,7 +7,8 @@ One extension built from fragments, one concept each. Generic pieces live in
 pstream/_corelib/:
   cdefs     C declarations (include/*.h, libc, pthread)
   errors    status code -> pstream.errors exception (the only place that maps them)
-  batch     Record, BatchHeader, encode/decode/validate
+  batch     Record, BatchHeader, encode/decode/validate/check; peek_batch, cut_batches,
+            scan_segment: the one reader of the batch layout above the C headers
   faults    fault injection points for tests (pwrite, fdatasync, open, rename, fallocate)
 The storage engine lives in pstream/storage/, declarations (*.pxd: every shared field
 says which thread owns it or which lock guards it) apart from code (*.pxi):

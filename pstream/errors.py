@@ -9,13 +9,24 @@ Batch validation errors all derive from `CorruptBatchError`, one class per
 thing that can be wrong, so callers can tell a short buffer from a bad CRC.
 The compiled core maps its status codes to these classes in one place
 (`pstream/_corelib/errors.pxi`).
+
+Each class carries the Kafka error code a broker answers it with (`kafka_error`, as
+asyncpg's exception classes carry their SQLSTATE): the broker maps an exception to
+its error code through it (`pstream.protocol.error_codes.error_for`) and keeps no
+table of its own. A subclass inherits its parent's code unless it names another.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from pstream.protocol.error_codes import ErrorCode
+
 
 class PStreamError(Exception):
     """Base class of every pstream error."""
+
+    kafka_error: ClassVar[ErrorCode] = ErrorCode.UNKNOWN_SERVER_ERROR
 
     def __init__(
         self,
@@ -56,6 +67,8 @@ class PStreamError(Exception):
 class CorruptBatchError(PStreamError):
     """A record batch failed validation; `position` is where the fault was found."""
 
+    kafka_error = ErrorCode.CORRUPT_MESSAGE
+
 
 class ShortBufferError(CorruptBatchError):
     """Fewer bytes than the batch header or its declared length needs."""
@@ -92,6 +105,22 @@ class BadRecordError(CorruptBatchError):
 class BatchTooLargeError(PStreamError):
     """A batch is larger than the configured maximum (`max_message_bytes`)."""
 
+    kafka_error = ErrorCode.MESSAGE_TOO_LARGE
+
+
+class InvalidRecordError(PStreamError):
+    """An intact batch (its CRC matches) that breaks a rule Kafka's LogValidator enforces:
+    record count, offset deltas, a header key that is not UTF-8, an unknown codec."""
+
+    kafka_error = ErrorCode.INVALID_RECORD
+
+
+class InvalidTimestampError(InvalidRecordError):
+    """A record's timestamp is outside the topic's allowed range, or a producer set
+    LogAppendTime on its own batch."""
+
+    kafka_error = ErrorCode.INVALID_TIMESTAMP
+
 
 # --- storage -----------------------------------------------------------------
 
@@ -99,40 +128,65 @@ class BatchTooLargeError(PStreamError):
 class CorruptSegmentError(CorruptBatchError):
     """Data read back from a segment file failed its CRC or length check.
 
-    Raised instead of returning corrupt records; `file` and `position` say where.
+    Raised instead of returning corrupt records; `file` and `position` say where. To a
+    client it is the broker's storage failing, not its request.
     """
+
+    kafka_error = ErrorCode.KAFKA_STORAGE_ERROR
 
 
 class OffsetOutOfRangeError(PStreamError):
     """The requested offset is below the log start offset or past the end."""
 
+    kafka_error = ErrorCode.OFFSET_OUT_OF_RANGE
+
 
 class UnknownTopicError(PStreamError):
     """The topic does not exist."""
+
+    kafka_error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
 
 class UnknownPartitionError(PStreamError):
     """The partition number is outside the topic's partitions."""
 
+    kafka_error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
 
 class InvalidTopicError(PStreamError):
     """The topic name is not a legal Kafka topic name."""
+
+    kafka_error = ErrorCode.INVALID_TOPIC_EXCEPTION
 
 
 class ConfigError(PStreamError, ValueError):
     """A setting is unknown or has an invalid value; the message names it."""
 
+    kafka_error = ErrorCode.INVALID_CONFIG
+
 
 class LogClosedError(PStreamError):
-    """The log was closed."""
+    """The log was closed (to a client: this broker no longer serves the partition)."""
+
+    kafka_error = ErrorCode.NOT_LEADER_OR_FOLLOWER
 
 
 class DirectoryInUseError(PStreamError):
     """Another open Log (in this or another process) holds the data directory's lock."""
 
+    kafka_error = ErrorCode.KAFKA_STORAGE_ERROR
+
 
 class StorageIOError(PStreamError, OSError):
     """A system call on a segment or index file failed."""
 
+    kafka_error = ErrorCode.KAFKA_STORAGE_ERROR
+
 
 __all__ = [name for name, obj in globals().items() if isinstance(obj, type) and issubclass(obj, Exception)]
+
+
+def kafka_error_of(exc: BaseException) -> ErrorCode:
+    """The Kafka error code a broker answers `exc` with: its class's `kafka_error` for a
+    pstream error, UNKNOWN_SERVER_ERROR (a bug, not a refusal) for anything else."""
+    return exc.kafka_error if isinstance(exc, PStreamError) else ErrorCode.UNKNOWN_SERVER_ERROR

@@ -219,10 +219,19 @@ class Partition(_core.Partition):
         return builder.finish()
 
     async def wait_for(self, offset: int) -> int:
-        """Returns (the high watermark) once `offset` exists, i.e. high_watermark > offset."""
-        if self.high_watermark > offset:
-            return self.high_watermark
+        """Returns (the log end offset) once `offset` exists, i.e. log_end_offset > offset."""
+        if self.log_end_offset > offset:
+            return self.log_end_offset
         return await self._log._waiters.wait(self, offset, durable=False)
+
+    async def wait_visible(self, offset: int) -> int:
+        """Returns (the high watermark) once consumers may read `offset` (high_watermark >
+        offset): once it is durable under the flush policy "always", once appended otherwise."""
+        if self.flush_policy == "always":
+            await self.wait_durable(offset)
+        else:
+            await self.wait_for(offset)
+        return self.high_watermark
 
     async def append_batch_async(self, batch) -> int:
         """Appends a raw v2 batch through the shard thread; returns its base offset once the
@@ -240,7 +249,7 @@ class Partition(_core.Partition):
         is read on a reader thread, so the event loop never waits on the disk; a consumer near
         the end, whose reads are small and mostly from memory, is served inline (a hand-off to
         another thread costs more here than such a read)."""
-        if self.high_watermark - offset <= INLINE_READ_LAG:
+        if self.log_end_offset - offset <= INLINE_READ_LAG:
             return self.read_batches(offset, max_bytes)
         return await asyncio.get_running_loop().run_in_executor(_cold_readers(), self.read_batches, offset,
                                                                 max_bytes)
@@ -463,7 +472,7 @@ class _Waiters:
 
     def _resolve(self, key: tuple[Partition, bool]) -> None:
         part, durable = key
-        reached = part.durable_offset if durable else part.high_watermark
+        reached = part.durable_offset if durable else part.log_end_offset
         failed = durable and self._failed(part)  # wait_durable re-raises the failure
         for offset, fut in self._waiting.get(key, ()):
             if not fut.done() and (offset < reached or failed):

@@ -62,3 +62,32 @@ class Validate:
 
     def time_validate_batch(self, compression, record_size):
         _core.validate_batch(self.batch)
+
+
+class CutBatches:
+    """Cutting a fetch response's worth of back-to-back batches at their boundaries (what the
+    Fetch handler does per partition, with an offset and a byte limit): one header read per
+    batch in the core, against the per-batch struct loop the handler used before."""
+
+    params = [1, 16, 256]
+    param_names = ["batches"]
+
+    def setup(self, batches):
+        import struct
+        self.data = b"".join(_core.encode_batch([(None, b"x" * 100, [], 1)] * 10, base_offset=i * 10)
+                             for i in range(batches))
+        self.unpack = struct.Struct(">qi11xi").unpack_from   # base offset, batch length, last offset delta
+
+    def time_cut_batches(self, batches):
+        _core.cut_batches(self.data, below_offset=1 << 60, max_bytes=1 << 30)
+
+    def time_struct_loop(self, batches):
+        unpack, data = self.unpack, self.data
+        pos, n = 0, len(data)
+        while pos + 27 <= n:
+            _base, length, _delta = unpack(data, pos)
+            pos += length + 12
+
+    def time_scan_headers(self, batches):
+        for start, _end in _core.cut_batches(self.data):
+            _core.peek_batch(self.data, start)

@@ -268,7 +268,7 @@ class FetchBuild:
             part = topic.partition(0)
             bases = fill_partition(part)
             offset = bases[_FETCH_TAIL_FROM] if position == "tail" else bases[0]
-            lag = part.high_watermark - offset
+            lag = part.log_end_offset - offset
             if (lag <= INLINE_READ_LAG) != (position == "tail"):
                 raise RuntimeError(f"{position}: {lag} records behind, INLINE_READ_LAG is {INLINE_READ_LAG}")
             version = _highest("Fetch")

@@ -33,7 +33,7 @@ class Lookup:
                     part.append_many([(k, v, None, BASE_TIMESTAMP_MS + offset + i)
                                       for i, (k, v) in enumerate(chunk)])
                     offset += _PER_BATCH
-            count = part.high_watermark
+            count = part.log_end_offset
         return folder, count
 
     setup_cache.timeout = 900
@@ -42,8 +42,8 @@ class Lookup:
         folder, count = cache
         self.log = pstream.Log(folder, shards=1, flush="interval")
         self.part = self.log.topic("bench").partition(0)
-        if self.part.high_watermark != count or len(self.part.segments()) < 4:
-            raise RuntimeError(f"the index benchmark log has {self.part.high_watermark} records in "
+        if self.part.log_end_offset != count or len(self.part.segments()) < 4:
+            raise RuntimeError(f"the index benchmark log has {self.part.log_end_offset} records in "
                                f"{len(self.part.segments())} segments; expected {count} in >= 4")
         rng = random.Random(SEED)
         self.offsets = [rng.randrange(count) for _ in range(_LOOKUPS)]

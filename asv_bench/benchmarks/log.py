@@ -108,7 +108,7 @@ class Read:
         self.log = pstream.Log(folder, shards=1, flush="interval")
         self.big = self.log.topic("kib").partition(0)
         self.small = self.log.topic("small").partition(0)
-        self.middle = self.big.high_watermark // 2
+        self.middle = self.big.log_end_offset // 2
         self.big.read_batches(0, 64 * MiB)  # warm the page cache: reads are timed, not the disk
 
     def teardown(self, folder):
@@ -119,7 +119,7 @@ class Read:
 
     def time_read_batches_all_64mib(self, folder):
         """The whole log, 1 MiB per call, as a consumer catching up would."""
-        read, offset, end = self.big.read_batches, 0, self.big.high_watermark
+        read, offset, end = self.big.read_batches, 0, self.big.log_end_offset
         while offset < end:
             data = read(offset, MiB)
             if not data:
@@ -135,7 +135,7 @@ class Read:
 
     def time_read_10k_records(self, folder):
         """part.read: Record objects of 100-byte values, 10,000 from the middle."""
-        for _ in self.small.read(self.small.high_watermark // 2, max_records=10_000):
+        for _ in self.small.read(self.small.log_end_offset // 2, max_records=10_000):
             pass
 
     def track_read_records_per_s(self, folder):

@@ -40,7 +40,7 @@ _WRITER = textwrap.dedent("""
     for _ in range({count}):
         part.append_batch(batch)
     part.flush()
-    print(part.high_watermark, flush=True)
+    print(part.log_end_offset, flush=True)
     for _ in range(256):  # killed somewhere in here (or just after), the log still open
         part.append_batch(batch)
     time.sleep(3600)
@@ -117,4 +117,4 @@ class OpenLog:
 
     def time_open(self, cache, state):
         self.log = pstream.Log(self.copy, shards=1)
-        self.log_end = self.log.topic("bench").partition(0).high_watermark
+        self.log_end = self.log.topic("bench").partition(0).log_end_offset

@@ -479,6 +479,14 @@ FAULT_INVALID_RECORD = "invalid_record"          # INVALID_RECORD: intact, but n
 FAULT_INVALID_TIMESTAMP = "invalid_timestamp"    # INVALID_TIMESTAMP
 FAULT_TOO_LARGE = "too_large"                    # MESSAGE_TOO_LARGE: expands past the limit
 
+# The exception class of each kind: it carries the Kafka error code (pstream/errors.py).
+_FAULT_CLASSES = {
+    FAULT_CORRUPT: _errors.CorruptBatchError,
+    FAULT_INVALID_RECORD: _errors.InvalidRecordError,
+    FAULT_INVALID_TIMESTAMP: _errors.InvalidTimestampError,
+    FAULT_TOO_LARGE: _errors.BatchTooLargeError,
+}
+
 
 cdef class BatchFault:
     """Why check_batch refused a batch.
@@ -497,6 +505,19 @@ cdef class BatchFault:
         self.message = message
         self.position = position
         self.record_index = record_index
+
+    @property
+    def error(self):
+        """The pstream exception class of this fault; its `kafka_error` is the broker's answer."""
+        return _FAULT_CLASSES[self.kind]
+
+    @property
+    def kafka_error(self):
+        return _FAULT_CLASSES[self.kind].kafka_error
+
+    def exception(self):
+        """The fault as an exception of its class, `position` set."""
+        return _FAULT_CLASSES[self.kind](self.message, position=self.position)
 
     def __repr__(self):
         return (f"BatchFault({self.kind}, record_index={self.record_index}, position={self.position}, "
@@ -752,3 +773,245 @@ def iter_batches(data):
             raise type(exc)(exc.message, position=pos + (exc.position or 0)) from None
         yield header, records
         pos += header.size
+
+
+# --- reading batches in place: the header, the boundaries, a segment file ------------------
+#
+# The one place above the C headers that knows where a batch's fields sit. The broker (produce,
+# fetch), the CLI (log dump/verify), storage/repair.py and the tests read batches through these;
+# none of them copies a byte of the batch.
+
+cdef extern from "ps_batch.h" nogil:
+    int ps_batch_frame(const uint8_t *p, size_t n, size_t *size)
+
+BATCH_HEADER_SIZE = PS_BATCH_HEADER_SIZE      # 61: no batch is shorter
+BATCH_LOG_OVERHEAD = PS_BATCH_LOG_OVERHEAD    # 12: base offset and length, outside batch_length
+
+
+def peek_batch(buf, Py_ssize_t position=0):
+    """The header of the batch at buf[position:], read in place: a BatchHeader (base_offset,
+    last_offset, size, record_count, flags, producer fields, timestamps). Nothing past the
+    61 header bytes is looked at, so the length, magic and CRC are the caller's to judge;
+    ShortBufferError when fewer than 61 bytes are there."""
+    cdef _BufferView b = _BufferView(buf)
+    cdef ps_batch_header h
+    if position < 0 or b.view.len - position < PS_BATCH_HEADER_SIZE:
+        raise_status(PS_ERR_SHORT_BUFFER, max(b.view.len, position),
+                     f"a batch header needs {PS_BATCH_HEADER_SIZE} bytes at position {position}, "
+                     f"the buffer holds {b.view.len}")
+    ps_batch_read_header(<const uint8_t *>b.view.buf + position, &h)
+    return BatchHeader.wrap(&h)
+
+
+# Why cut_batches stopped (BatchCut.stop).
+CUT_END = "end"            # the buffer ends exactly after the last whole batch
+CUT_PARTIAL = "partial"    # a batch cut by the end of the buffer starts at BatchCut.end
+CUT_CORRUPT = "corrupt"    # a length smaller than a batch header at BatchCut.end: not a boundary
+CUT_OFFSET = "offset"      # the batch at BatchCut.end starts at or past below_offset
+CUT_SIZE = "size"          # the batch at BatchCut.end would pass max_bytes
+
+cdef enum:
+    CUT_FIELDS = 4         # per batch: start, end, base offset, last offset
+
+
+cdef class BatchCut:
+    """The whole batches at the start of a buffer: `count` of them in buf[0:end], holding
+    `records` records (from their last offset deltas), and why the cut stopped there (`stop`:
+    one of CUT_*). `bounds` and `offsets` are numpy int64 arrays of shape (count, 2):
+    (start, end) positions and (base, last) offsets, built on first use."""
+    cdef int64_t *rows
+    cdef readonly Py_ssize_t count
+    cdef readonly int64_t end
+    cdef readonly int64_t records
+    cdef readonly str stop
+
+    def __dealloc__(self):
+        free(self.rows)
+
+    def __len__(self):
+        return self.count
+
+    cdef object _column_pair(self, int first):
+        import numpy as np
+        out = np.empty((self.count, 2), dtype=np.int64)
+        cdef int64_t[:, ::1] view = out
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            view[i, 0] = self.rows[i * CUT_FIELDS + first]
+            view[i, 1] = self.rows[i * CUT_FIELDS + first + 1]
+        return out
+
+    @property
+    def bounds(self):
+        return self._column_pair(0)
+
+    @property
+    def offsets(self):
+        return self._column_pair(2)
+
+    def __iter__(self):
+        """(start, end) of each whole batch."""
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            yield self.rows[i * CUT_FIELDS], self.rows[i * CUT_FIELDS + 1]
+
+    def __repr__(self):
+        return f"BatchCut(count={self.count}, end={self.end}, records={self.records}, stop={self.stop!r})"
+
+
+cdef int cut_walk(const uint8_t *p, size_t n, int64_t below_offset, int64_t max_bytes, bint first_whole,
+                  BatchCut cut) except -1:
+    cdef size_t pos = 0, size = 0, cap = 0
+    cdef int st
+    cdef int64_t base
+    cdef int64_t *grown
+    cut.stop = CUT_END
+    while pos < n:
+        st = ps_batch_frame(p + pos, n - pos, &size)
+        if st != PS_OK:
+            cut.stop = CUT_PARTIAL if st == PS_ERR_SHORT_BUFFER else CUT_CORRUPT
+            break
+        base = <int64_t>ps_load_be64(p + pos + PS_OFF_BASE_OFFSET)
+        if base >= below_offset:
+            cut.stop = CUT_OFFSET
+            break
+        if <int64_t>(pos + size) > max_bytes and not (first_whole and pos == 0):
+            cut.stop = CUT_SIZE
+            break
+        if <size_t>cut.count == cap:
+            cap = cap * 2 if cap else 16
+            grown = <int64_t *>realloc(cut.rows, cap * CUT_FIELDS * sizeof(int64_t))
+            if grown == NULL:
+                raise MemoryError()
+            cut.rows = grown
+        grown = cut.rows + cut.count * CUT_FIELDS
+        grown[0] = <int64_t>pos
+        grown[1] = <int64_t>(pos + size)
+        grown[2] = base
+        grown[3] = base + <int32_t>ps_load_be32(p + pos + PS_OFF_LAST_OFFSET_DELTA)
+        cut.records += <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LAST_OFFSET_DELTA) + 1
+        cut.count += 1
+        pos += size
+    cut.end = <int64_t>pos
+    return 0
+
+
+def cut_batches(buf, *, int64_t below_offset=INT64_MAX, int64_t max_bytes=INT64_MAX, bint first_whole=True):
+    """Cuts back-to-back batches at their boundaries by their length fields (one header read
+    per batch, no CRC, no copy): a BatchCut. It stops at a partial tail, at a length that is
+    not a batch's, at the first batch whose base offset is `below_offset` or more, or before
+    the first batch that would end past `max_bytes` (with first_whole, a first batch larger
+    than max_bytes is still taken: KIP-74's rule that a consumer always progresses)."""
+    cdef _BufferView b = _BufferView(buf)
+    cdef BatchCut cut = BatchCut.__new__(BatchCut)
+    cut_walk(<const uint8_t *>b.view.buf, <size_t>b.view.len, below_offset, max_bytes, first_whole, cut)
+    return cut
+
+
+# Why a segment scan stopped (SegmentScanner.stop), past the last whole batch at `.end`.
+SCAN_END = "end"           # the file ends there
+SCAN_ZEROS = "zeros"       # only zero bytes follow: preallocated space, never written
+SCAN_PARTIAL = "partial"   # a batch cut short by the end of the file (a torn tail)
+SCAN_CORRUPT = "corrupt"   # a length smaller than a batch header: not a batch boundary
+
+
+cdef bint all_zero(const uint8_t *p, size_t n) noexcept nogil:
+    cdef size_t i
+    for i in range(n):
+        if p[i]:
+            return False
+    return True
+
+
+cdef class SegmentScanner:
+    """Iterates the batches of one .log file, memory-mapped (never read whole): yields
+    (position, BatchHeader, crc_ok) for every whole batch in file order, whatever its magic
+    or CRC (judging them is the caller's), and stops where the framing stops. After the
+    loop, `end` is where the whole batches end, `size` the file's size and `stop` why
+    (SCAN_*). `batch(position, header)` is a memoryview of one batch while the scanner is
+    open; use it as a context manager (or exhaust it) to unmap the file."""
+    cdef readonly str path
+    cdef readonly int64_t size
+    cdef readonly int64_t end
+    cdef readonly str stop
+    cdef object mm
+    cdef object view
+    cdef Py_buffer buf
+    cdef bint held
+
+    def __init__(self, path, Py_ssize_t position=0):
+        import mmap
+        import os
+        self.path = os.fspath(path)
+        self.end = position
+        self.stop = None
+        with open(self.path, "rb") as f:
+            self.size = os.fstat(f.fileno()).st_size
+            if self.size > 0:
+                self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if self.mm is not None:
+            PyObject_GetBuffer(self.mm, &self.buf, PyBUF_SIMPLE)
+            self.held = True
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.buf)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Unmaps the file; views handed out by batch() must be released first."""
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+        if self.held:
+            PyBuffer_Release(&self.buf)
+            self.held = False
+        if self.mm is not None:
+            self.mm.close()
+            self.mm = None
+
+    def batch(self, int64_t position, BatchHeader header):
+        """The bytes of the batch at position (as yielded), without a copy."""
+        if not self.held:
+            raise ValueError(f"the scan of {self.path} is closed")
+        if self.view is None:
+            self.view = memoryview(self.mm)
+        return self.view[position:position + header.size]
+
+    def __iter__(self):
+        cdef const uint8_t *p
+        cdef size_t n, pos = <size_t>self.end, size = 0
+        cdef int st
+        cdef bint crc_ok
+        cdef ps_batch_header h
+        if not self.held:
+            self.stop = SCAN_END
+            return
+        p = <const uint8_t *>self.buf.buf
+        n = <size_t>self.buf.len
+        while pos < n:
+            st = ps_batch_frame(p + pos, n - pos, &size)
+            if st != PS_OK:
+                if all_zero(p + pos, n - pos):
+                    self.stop = SCAN_ZEROS
+                else:
+                    self.stop = SCAN_PARTIAL if st == PS_ERR_SHORT_BUFFER else SCAN_CORRUPT
+                return
+            ps_batch_read_header(p + pos, &h)
+            crc_ok = crc_matches(p + pos, size)
+            yield <int64_t>pos, BatchHeader.wrap(&h), crc_ok
+            if not self.held:
+                return     # closed by the caller
+            pos += size
+            self.end = <int64_t>pos
+        self.stop = SCAN_END
+
+
+def scan_segment(path, Py_ssize_t position=0):
+    """A SegmentScanner over the .log file at path, from `position` (a batch boundary)."""
+    return SegmentScanner(path, position)

@@ -1,4 +1,6 @@
-# The one place that turns a C status code into a pstream.errors exception.
+# The one place that turns a C status code into a pstream.errors exception: every raise of
+# a status, in the core and in the storage engine, goes through status_error. (Which Kafka
+# error code a client gets is the exception class's `kafka_error`: pstream/errors.py.)
 
 from pstream import errors as _errors
 
@@ -16,12 +18,23 @@ _STATUS_CLASSES = {
 }
 
 
-cdef object status_error(int status, object position=None, str detail=None, str topic=None, object partition=None):
-    """Builds (does not raise) the exception for a status code."""
+cdef object status_error(int status, object position=None, str detail=None, str topic=None, object partition=None,
+                         int err=0, str file=None):
+    """Builds (does not raise) the exception for a status code: the class from the table above,
+    the message with `detail` after it; PS_ERR_IO names the errno and the file, PS_ERR_NO_MEMORY
+    is Python's MemoryError."""
+    if status == PS_ERR_NO_MEMORY:
+        return MemoryError(detail or "out of memory")
+    if status == PS_ERR_IO:
+        import os
+        message = detail or "a system call failed"
+        if err:
+            message = f"{message}: {os.strerror(err)} (errno {err})"
+        return _errors.StorageIOError(message, topic=topic, partition=partition, file=file, position=position)
     cls, message = _STATUS_CLASSES.get(status, (_errors.PStreamError, f"internal error status {status}"))
     if detail:
         message = f"{message}: {detail}"
-    return cls(message, position=position, topic=topic, partition=partition)
+    return cls(message, position=position, topic=topic, partition=partition, file=file)
 
 
 cdef int raise_status(int status, object position=None, str detail=None) except -1:
@@ -29,5 +42,4 @@ cdef int raise_status(int status, object position=None, str detail=None) except 
 
 
 cdef int raise_os_error(int err, str what, str path=None) except -1:
-    import os
-    raise _errors.StorageIOError(f"{what}: {os.strerror(err)} (errno {err})", file=path)
+    raise status_error(PS_ERR_IO, None, what, None, None, err, path)

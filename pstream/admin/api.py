@@ -13,8 +13,9 @@
     POST /v1/debug/memory    ?start=1 / ?stop=1 switch tracemalloc (a GET never changes state)
     GET /metrics             Prometheus text exposition (see pstream.admin.metrics)
 
-Handlers run on the broker's event loop and read its objects directly; the only blocking
-work (walking the data directory for its size) goes to a thread. Only POST changes anything.
+Handlers run on the broker's event loop and read the node through a narrow interface
+(`pstream.admin.view.NodeView`), never the Broker object; the only blocking work (walking
+the data directory for its size) goes to a thread. Only POST changes anything.
 """
 
 from __future__ import annotations
@@ -28,10 +29,7 @@ import pstream
 from pstream.admin import memory
 from pstream.admin.http import HttpError, Request, Response, Router
 from pstream.admin.metrics import CONTENT_TYPE
-from pstream.broker.config import settings_of
-from pstream.broker.handlers.common import internal_topic_error
-from pstream.broker.handlers.fetch import high_watermark
-from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
+from pstream.admin.view import NodeView
 from pstream.protocol.consumer_protocol import decode_assignment
 
 CONSUMER_PROTOCOL = "consumer"
@@ -63,8 +61,8 @@ def admin_url(address: tuple[str, int]) -> str:
 
 
 class AdminApi:
-    def __init__(self, broker):
-        self.broker = broker
+    def __init__(self, node: NodeView):
+        self.node = node
 
     def router(self) -> Router:
         r = Router()
@@ -80,25 +78,25 @@ class AdminApi:
         return r
 
     def _need_log(self):
-        if not self.broker.log_readable:
-            raise HttpError(503, f"the broker is {self.broker.state}")
-        return self.broker.log
+        if not self.node.log_readable:
+            raise HttpError(503, f"the broker is {self.node.state}")
+        return self.node.log
 
     # --- endpoints ------------------------------------------------------------------------
 
     def ready(self, request: Request) -> Response:
-        state = self.broker.state
+        state = self.node.state
         if state != "serving":
             return Response.json({"status": state}, 503)
-        storage = self.broker.storage.status(self.broker.log)
+        storage = self.node.storage_status()
         if storage["degraded"] or storage["failed_partitions"]:
             return Response.json({"status": "degraded", "storage": storage})
         return Response.json({"status": "ready"})
 
     async def brokers(self, request: Request) -> Response:
-        b = self.broker
+        b = self.node
         log = self._need_log()
-        data_dir = os.path.abspath(b.config.data_dir)
+        data_dir = os.path.abspath(b.data_dir)
         used = await asyncio.get_running_loop().run_in_executor(None, directory_bytes, data_dir)
         disk = shutil.disk_usage(data_dir)
         admin = b.admin_address
@@ -109,16 +107,16 @@ class AdminApi:
             "started_at_ms": int(b.started_at * 1000), "uptime_seconds": round(time.time() - b.started_at, 3),
             "shards": log.shards, "data_dir": data_dir,
             "disk": {"data_bytes": used, "free_bytes": disk.free, "total_bytes": disk.total},
-            "storage": b.storage.status(log),
-            "connections": len(b.connections), "topics": len(log.topics()),
+            "storage": b.storage_status(),
+            "connections": b.connection_count, "topics": len(log.topics()),
         }])
 
     @staticmethod
     def _partition(part) -> dict:
         size, segments, _buffers, _indexes = part.stats()
-        hw = high_watermark(part)
+        hw = part.high_watermark
         return {"partition": part.number, "log_start_offset": part.log_start_offset, "high_watermark": hw,
-                "log_end_offset": part.high_watermark, "records": hw - part.log_start_offset,
+                "log_end_offset": part.log_end_offset, "records": hw - part.log_start_offset,
                 "size_bytes": size, "segments": segments}
 
     def topics(self, request: Request) -> Response:
@@ -126,7 +124,7 @@ class AdminApi:
         out = []
         for name in log.topics():
             parts = [self._partition(p) for p in log.get_topic(name)]
-            out.append({"name": name, "internal": internal_topic_error(name) is not None,
+            out.append({"name": name, "internal": self.node.is_internal(name),
                         "partitions": len(parts), "records": sum(p["records"] for p in parts),
                         "size_bytes": sum(p["size_bytes"] for p in parts),
                         "segments": sum(p["segments"] for p in parts)})
@@ -137,23 +135,20 @@ class AdminApi:
         if name not in log:
             raise HttpError(404, f"no such topic: {name}")
         topic = log.get_topic(name)
-        configs = {}
-        for setting in TOPIC_SETTINGS.values():
-            value, source, _synonyms = describe_topic_setting(setting, topic, self.broker.config)
-            configs[setting.kafka_name] = {"value": value, "source": ConfigSource(source).name}
+        configs = self.node.topic_configs(name)
         parts = [self._partition(p) for p in topic]
         return Response.json({"name": name, "topic_id": str(topic.topic_id),
-                              "internal": internal_topic_error(name) is not None,
+                              "internal": self.node.is_internal(name),
                               "records": sum(p["records"] for p in parts),
                               "size_bytes": sum(p["size_bytes"] for p in parts),
                               "partitions": parts, "configs": configs})
 
     def groups(self, request: Request) -> Response:
         self._need_log()
-        coordinator = self.broker.groups
+        coordinator = self.node.groups
         if coordinator is None or not coordinator.active:
             raise HttpError(503, "the group coordinator is not running")
-        log = self.broker.log
+        log = self.node.log
         committed_all = coordinator.store.state.offsets
         out = []
         for group_id in sorted(set(coordinator.groups) | set(committed_all)):
@@ -174,7 +169,7 @@ class AdminApi:
                 entry = {"topic": topic, "partition": partition, "committed_offset": c.offset,
                          "high_watermark": None, "lag": None}
                 if topic in log and partition < log.get_topic(topic).partitions:
-                    hw = high_watermark(log.get_topic(topic).partition(partition))
+                    hw = log.get_topic(topic).partition(partition).high_watermark
                     entry.update(high_watermark=hw, lag=hw - c.offset)
                 offsets.append(entry)
             out.append({"group_id": group_id, "state": group.state.value if group else "Empty",
@@ -186,8 +181,8 @@ class AdminApi:
         return Response.json(out)
 
     def config(self, request: Request) -> Response:
-        b = self.broker
-        settings = settings_of(b.config)
+        b = self.node
+        settings = b.settings()
         # What was chosen at start where the settings left it open.
         effective = {"advertise": f"{b.host}:{b.port}", "cluster_id": b.cluster_id,
                      "shards": b.log.shards if b.log is not None else None}
@@ -198,7 +193,7 @@ class AdminApi:
         return Response.json({"settings": settings, "effective": {**settings, **effective}})
 
     def memory(self, request: Request) -> Response:
-        return Response.json(memory.report(self.broker, request.query, change=request.method == "POST"))
+        return Response.json(memory.report(self.node, request.query, change=request.method == "POST"))
 
     def metrics(self, request: Request) -> Response:
-        return Response(200, self.broker.metrics.exposition(), CONTENT_TYPE)
+        return Response(200, self.node.metrics_text(), CONTENT_TYPE)

@@ -225,8 +225,6 @@ class BrokerCollector:
         yield from families
 
     def _partitions(self):
-        from pstream.broker.handlers.fetch import high_watermark
-
         labels = ["topic", "partition"]
         start = GaugeMetricFamily("pstream_partition_log_start_offset", "first offset of the partition's log",
                                   labels=labels)
@@ -247,8 +245,8 @@ class BrokerCollector:
                 values = [name, str(part.number)]
                 nbytes, nsegs, _buffers, _indexes = part.stats()
                 start.add_metric(values, part.log_start_offset)
-                hw.add_metric(values, high_watermark(part))
-                end.add_metric(values, part.high_watermark)
+                hw.add_metric(values, part.high_watermark)
+                end.add_metric(values, part.log_end_offset)
                 size.add_metric(values, nbytes)
                 segments.add_metric(values, nsegs)
                 corrupt.add_metric(values, part.corrupt_reads)

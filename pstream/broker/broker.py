@@ -32,11 +32,11 @@ import pstream
 from pstream.admin.api import AdminApi, admin_url
 from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
+from pstream.broker.admin_view import BrokerAdminView
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
 from pstream.broker.frames import FramePool, MemoryBudget
-from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
 from pstream.storage.producer_state import ProducerIds
@@ -150,10 +150,10 @@ class Broker:
                 self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=cfg.group_min_session_timeout_ms,
                 max_session_timeout_ms=cfg.group_max_session_timeout_ms,
-                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000, visible_end=high_watermark)
+                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000)
             self.groups.start()
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
-                self._admin = HttpServer(AdminApi(self).router(), f"pstream/{pstream.__version__}")
+                self._admin = HttpServer(AdminApi(BrokerAdminView(self)).router(), f"pstream/{pstream.__version__}")
                 try:
                     self.admin_address = await self._admin.start(cfg.admin_listen_host, cfg.admin_listen_port)
                 except OSError as exc:

@@ -1,7 +1,7 @@
 """`pstream log dump|verify PATH`: read a data directory offline, like kafka-dump-log.
 
 PATH is a data directory, a topic's or a partition's directory, or one .log segment.
-Segments are memory-mapped, never loaded whole. `dump` lists each segment and its
+Segments are memory-mapped and walked by the core (`_core.scan_segment`), never loaded whole. `dump` lists each segment and its
 batches (position, offsets, records, size, codec, timestamps, producer id/epoch/sequence,
 flags; --records adds the records). Both check every batch's CRC and framing, that offsets
 only go forward, and every batch's records as the broker checked them before storing them
@@ -20,23 +20,17 @@ as a short or zero tail).
 from __future__ import annotations
 
 import argparse
-import mmap
 import os
-import re
-import sys
-
 import struct
-
-import numpy as np
+import sys
 
 from pstream import _core
 from pstream.cli.output import CliError, bold, red
 from pstream.errors import CorruptBatchError, CrcMismatchError
+from pstream.storage import layout
 from pstream.storage.metadata import verify_metadata_files
 
-SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
-BATCH_LOG_OVERHEAD, BATCH_HEADER = 12, 61
 INDEX_ENTRY = struct.Struct(">II")        # relative offset, position
 TIME_INDEX_ENTRY = struct.Struct(">qI")   # timestamp, relative offset
 
@@ -57,7 +51,7 @@ def register(sub, common) -> None:
 def segment_files(path: str) -> list[str]:
     """Every segment under path, in topic, partition and offset order."""
     if os.path.isfile(path):
-        if not SEGMENT_NAME.match(os.path.basename(path)):
+        if layout.parse_segment_file_name(os.path.basename(path)) is None:
             raise CliError(f"{path} is not a segment (<20-digit base offset>.log)")
         return [path]
     if not os.path.isdir(path):
@@ -65,7 +59,7 @@ def segment_files(path: str) -> list[str]:
     found = []
     for root, dirs, files in os.walk(path):
         dirs[:] = [d for d in dirs if not d.startswith("@")]   # pstream's own files, and deletions underway
-        found += [os.path.join(root, f) for f in files if SEGMENT_NAME.match(f)]
+        found += [os.path.join(root, f) for f in files if layout.parse_segment_file_name(f) is not None]
 
     def order(p: str):
         parent = os.path.dirname(p)
@@ -79,7 +73,7 @@ class SegmentScan:
 
     def __init__(self, path: str):
         self.path = path
-        self.base_offset = int(SEGMENT_NAME.match(os.path.basename(path)).group(1))
+        self.base_offset = layout.parse_segment_file_name(os.path.basename(path))
         self.size = os.path.getsize(path)
         self.problem: tuple[int, str] | None = None
         self.valid_end = 0
@@ -87,54 +81,59 @@ class SegmentScan:
         self.boundaries: dict[int, int] = {}      # batch position -> last offset
         self.max_timestamps: dict[int, int] = {}  # batch last offset -> max timestamp
 
-    def batches_in(self, view):
-        pos, n = 0, len(view)
-        expected = self.base_offset
-        while pos < n:
-            no_batch_here = pos + BATCH_LOG_OVERHEAD > n or int.from_bytes(view[pos + 8:pos + 12], "big") == 0
-            if no_batch_here and not np.frombuffer(view, dtype=np.uint8, offset=pos).any():
-                break   # preallocated, never written
-            try:
-                header = _core.validate_batch(view[pos:])
+    def _judge(self, scan, pos: int, header, crc_ok: bool, expected: int) -> str | None:
+        """Why the batch at pos is not a good one, or None."""
+        if not crc_ok or header.magic != 2 or header.record_count < 0:
+            try:   # the core's own words for what is wrong with the header
+                _core.validate_batch(scan.batch(pos, header))
             except CorruptBatchError as exc:
-                where = f"batch claiming base offset {int.from_bytes(view[pos:pos + 8], 'big', signed=True)}" \
-                    if pos + 8 <= n else "a partial batch header"
                 # A CRC mismatch points at the CRC field, not at the changed byte: no position for it.
-                detail = f" at byte {pos + exc.position}" if exc.position and not isinstance(exc, CrcMismatchError) else ""
-                self.problem = (pos, f"{where}: {exc.message}{detail}")
-                break
-            if header.base_offset < expected:
-                self.problem = (pos, f"batch at offset {header.base_offset} goes back (expected {expected} or later)")
-                break
-            fault = _core.check_batch(view[pos:pos + header.size], check_crc=False)   # the CRC was just checked
-            if fault is not None:
-                self.problem = (pos, f"batch at offset {header.base_offset}: {fault.message} "
-                                     f"(byte {pos + fault.position} of the segment)")
-                break
-            self.boundaries[pos] = header.last_offset
-            self.max_timestamps[header.last_offset] = header.max_timestamp
-            yield pos, header
-            self.batches += 1
-            self.records += header.record_count
-            expected = header.last_offset + 1
-            pos += header.size
-            self.valid_end = pos
+                detail = "" if isinstance(exc, CrcMismatchError) else f" at byte {pos + exc.position}"
+                return f"batch claiming base offset {header.base_offset}: {exc.message}{detail}"
+        if header.base_offset < expected:
+            return f"batch at offset {header.base_offset} goes back (expected {expected} or later)"
+        fault = _core.check_batch(scan.batch(pos, header), check_crc=False)   # the CRC was just checked
+        if fault is not None:
+            return (f"batch at offset {header.base_offset}: {fault.message} "
+                    f"(byte {pos + fault.position} of the segment)")
+        return None
 
     def run(self, on_batch) -> None:
-        if self.size == 0:
-            return
-        with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                for pos, header in self.batches_in(view):
-                    on_batch(view, pos, header)
-            finally:
-                view.release()
+        expected = self.base_offset
+        with _core.scan_segment(self.path) as scan:
+            for pos, header, crc_ok in scan:
+                problem = self._judge(scan, pos, header, crc_ok, expected)
+                if problem:
+                    self.problem = (pos, problem)
+                    return
+                self.boundaries[pos] = header.last_offset
+                self.max_timestamps[header.last_offset] = header.max_timestamp
+                on_batch(scan, pos, header)
+                self.batches += 1
+                self.records += header.record_count
+                expected = header.last_offset + 1
+                self.valid_end = pos + header.size
+            if scan.stop in (_core.SCAN_PARTIAL, _core.SCAN_CORRUPT):
+                self.problem = (scan.end, self._describe_tail(scan.end, scan.stop))
+
+    def _describe_tail(self, pos: int, stop: str) -> str:
+        """What sits at pos, where the batches stop short of the end of the file."""
+        with open(self.path, "rb") as f:
+            f.seek(pos)
+            head = f.read(_core.BATCH_HEADER_SIZE)
+        if len(head) < _core.BATCH_HEADER_SIZE:
+            return f"a partial batch header: {len(head)} bytes left, a batch header needs {_core.BATCH_HEADER_SIZE}"
+        header = _core.peek_batch(head)
+        where = f"batch claiming base offset {header.base_offset}"
+        if stop == _core.SCAN_CORRUPT:
+            return f"{where}: batch length {header.batch_length} is smaller than a v2 batch header at byte {pos + 8}"
+        return (f"{where}: batch length {header.batch_length} needs {header.size} bytes, the file holds "
+                f"{self.size - pos} from here")
 
 
 def check_offset_index(scan: SegmentScan) -> tuple[str, int, str] | None:
     """(file, position, reason) of the first problem of the segment's .index, or None."""
-    path = scan.path[:-len(".log")] + ".index"
+    path = layout.sibling_file(scan.path, ".index")
     data = _read_if_present(path)
     if len(data) % INDEX_ENTRY.size:
         return path, len(data) - len(data) % INDEX_ENTRY.size, f"{len(data)} bytes is not a whole number of entries"
@@ -157,7 +156,7 @@ def check_offset_index(scan: SegmentScan) -> tuple[str, int, str] | None:
 
 def check_time_index(scan: SegmentScan) -> tuple[str, int, str] | None:
     """(file, position, reason) of the first problem of the segment's .timeindex, or None."""
-    path = scan.path[:-len(".log")] + ".timeindex"
+    path = layout.sibling_file(scan.path, ".timeindex")
     data = _read_if_present(path)
     if len(data) % TIME_INDEX_ENTRY.size:
         return path, len(data) - len(data) % TIME_INDEX_ENTRY.size, \
@@ -207,10 +206,10 @@ def cmd_dump(args: argparse.Namespace) -> int:
     files = segment_files(args.path)
     corrupt = 0
 
-    def on_batch(view, pos, header):
+    def on_batch(scan, pos, header):
         out.write(describe_batch(pos, header) + "\n")
         if args.records:
-            _, records = _core.decode_batch(view[pos:pos + header.size])
+            _, records = _core.decode_batch(scan.batch(pos, header))
             for r in records:
                 headers = " ".join(f"{k}={_show(v)}" for k, v in r.headers)
                 out.write(f"    offset {r.offset} timestamp {r.timestamp_ms} key {_show(r.key)} "
@@ -235,7 +234,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     corrupt = []
     for path in files:
         scan = SegmentScan(path)
-        scan.run(lambda view, pos, header: None)
+        scan.run(lambda scan, pos, header: None)
         batches += scan.batches
         records += scan.records
         nbytes += scan.valid_end

@@ -40,7 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with pstream.Log(args.data_dir, flush=args.flush, flush_ms=10) as log:
         part = log.topic("demo", partitions=1).partition(0)
-        start = part.high_watermark
+        start = part.log_end_offset
         value = b"x" * args.size
         t0 = time.perf_counter()
         for _ in range(args.count):
@@ -52,5 +52,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"O_DIRECT {'on' if part.direct_io else 'off (filesystem refused it)'}")
         print(f"appended {args.count} records of {args.size} B in {elapsed:.3f} s "
               f"({args.count / elapsed:,.0f} records/s, flush={args.flush}); read back {read}")
-        print(f"log {args.data_dir}/demo/0: offsets {part.log_start_offset}..{part.high_watermark - 1}")
+        print(f"log {args.data_dir}/demo/0: offsets {part.log_start_offset}..{part.log_end_offset - 1}")
     return 0

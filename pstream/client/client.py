@@ -21,7 +21,6 @@ from pstream.client.wire import codec_classes
 from pstream.protocol.error_codes import ErrorCode
 
 LATEST, EARLIEST = -1, -2
-BATCH_LOG_OVERHEAD = 12   # base offset + batch length, not counted in batch_length
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 CONFIG_SOURCES = {0: "unknown", 1: "dynamic topic", 2: "dynamic broker", 3: "dynamic default broker",
                   4: "static broker", 5: "default", 6: "dynamic broker logger", 7: "client metrics",
@@ -430,13 +429,11 @@ def fetched_batches(records):
     if not records:
         return
     view = memoryview(records)
-    pos, n = 0, len(view)
-    while pos + BATCH_LOG_OVERHEAD <= n:
-        size = int.from_bytes(view[pos + 8:pos + 12], "big") + BATCH_LOG_OVERHEAD
-        if pos + size > n:
-            return
-        yield _core.decode_batch(view[pos:pos + size])
-        pos += size
+    cut = _core.cut_batches(view)
+    for start, end in cut:
+        yield _core.decode_batch(view[start:end])
+    if cut.stop == _core.CUT_CORRUPT:
+        _core.decode_batch(view[cut.end:])   # raises: a length that no batch has
 
 
 def _split_address(address: str) -> tuple[str, int]:

@@ -25,7 +25,6 @@ import dataclasses
 import enum
 import logging
 import uuid
-from collections.abc import Callable
 
 from pstream.coordinator.offsets import (
     CommittedOffset,
@@ -261,7 +260,7 @@ class GroupCoordinator:
                  retention_check_interval_s: float = RETENTION_CHECK_INTERVAL_S,
                  metadata_max_bytes: int = OFFSET_METADATA_MAX_BYTES,
                  new_member_join_timeout_ms: int = NEW_MEMBER_JOIN_TIMEOUT_MS,
-                 visible_end: Callable | None = None, store: OffsetStore | None = None):
+                 store: OffsetStore | None = None):
         self.log = log
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self.min_session_timeout_ms = min_session_timeout_ms
@@ -271,7 +270,6 @@ class GroupCoordinator:
         self.retention_check_interval_s = retention_check_interval_s
         self.metadata_max_bytes = metadata_max_bytes
         self.new_member_join_timeout_ms = new_member_join_timeout_ms
-        self.visible_end = visible_end or (lambda part: part.high_watermark)
         self.store = store or OffsetStore(log)
         self.groups: dict[str, Group] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -943,7 +941,7 @@ class GroupCoordinator:
         out = {}
         for (topic, partition), committed in self.store.state.offsets.get(group_id, {}).items():
             if self._partition_exists(topic, partition):
-                out[(topic, partition)] = self.visible_end(self.log.get_topic(topic).partition(partition)) \
+                out[(topic, partition)] = self.log.get_topic(topic).partition(partition).high_watermark \
                     - committed.offset
         return out
 

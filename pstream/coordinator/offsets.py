@@ -316,7 +316,7 @@ class OffsetStore:
         self._compacting = True
         try:
             records = self._image()
-            start = self.part.high_watermark
+            start = self.part.log_end_offset
             self._bytes_since_snapshot = 0
             last = self.append(records) if records else start - 1
             self._last_snapshot_bytes = self._bytes_since_snapshot

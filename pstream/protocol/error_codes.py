@@ -71,21 +71,8 @@ class ErrorCode(enum.IntEnum):
 
 
 def error_for(exc: BaseException) -> ErrorCode:
-    """The Kafka error code for a pstream exception raised while serving a partition."""
-    from pstream import errors
+    """The Kafka error code for an exception raised while serving a partition: the
+    `kafka_error` its pstream class carries (pstream/errors.py), else UNKNOWN_SERVER_ERROR."""
+    from pstream.errors import kafka_error_of
 
-    for cls, code in (
-        (errors.BatchTooLargeError, ErrorCode.MESSAGE_TOO_LARGE),
-        (errors.CorruptSegmentError, ErrorCode.KAFKA_STORAGE_ERROR),
-        (errors.CorruptBatchError, ErrorCode.CORRUPT_MESSAGE),
-        (errors.OffsetOutOfRangeError, ErrorCode.OFFSET_OUT_OF_RANGE),
-        (errors.UnknownTopicError, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-        (errors.UnknownPartitionError, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
-        (errors.InvalidTopicError, ErrorCode.INVALID_TOPIC_EXCEPTION),
-        (errors.ConfigError, ErrorCode.INVALID_CONFIG),
-        (errors.StorageIOError, ErrorCode.KAFKA_STORAGE_ERROR),
-        (errors.LogClosedError, ErrorCode.NOT_LEADER_OR_FOLLOWER),
-    ):
-        if isinstance(exc, cls):
-            return code
-    return ErrorCode.UNKNOWN_SERVER_ERROR
+    return kafka_error_of(exc)

@@ -81,6 +81,8 @@ __all__ = [
     "crc32c",
     "decode_batch",
     "encode_batch",
+    "frame_section",
+    "reseal",
     "validate_batch",
 ]
 
@@ -275,6 +277,52 @@ def encode_batch(
     batch += payload
     struct.pack_into(">I", batch, POS_CRC, crc32c(memoryview(batch)[CRC_START:]))
     return bytes(batch)
+
+
+def frame_section(
+    section: bytes,
+    record_count: int,
+    *,
+    attributes: int = 0,
+    last_offset_delta: int | None = None,
+    base_timestamp: int = 1000,
+    max_timestamp: int | None = None,
+    producer_id: int = -1,
+    producer_epoch: int = 0,
+    base_sequence: int = -1,
+    base_offset: int = 0,
+) -> bytes:
+    """A batch header with a valid CRC around any records section, taken as given (already
+    compressed, or hostile): how tests build the batches a checker must refuse."""
+    batch = bytearray(
+        HEADER.pack(
+            base_offset,
+            MIN_BATCH_LENGTH + len(section),
+            -1,
+            MAGIC,
+            0,
+            attributes,
+            record_count - 1 if last_offset_delta is None else last_offset_delta,
+            base_timestamp,
+            base_timestamp if max_timestamp is None else max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            record_count,
+        )
+    )
+    batch += section
+    return reseal(batch)
+
+
+def reseal(batch: bytes | bytearray, *, fix_length: bool = True) -> bytes:
+    """The batch with its length field (unless not fix_length) and CRC made to match its bytes
+    again after a test edited or cut them, so only what the edit broke remains."""
+    out = bytearray(batch)
+    if fix_length:
+        struct.pack_into(">i", out, POS_BATCH_LENGTH, len(out) - LOG_OVERHEAD)
+    struct.pack_into(">I", out, POS_CRC, crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)
 
 
 # --- decoding ----------------------------------------------------------------------

@@ -48,8 +48,36 @@ def check_topic_name(name: str) -> None:
                                 f"alphanumerics, '.', '_' and '-'", topic=name)
 
 
-def segment_file_name(base_offset: int, suffix: str = ".log") -> str:
-    return f"{base_offset:020d}{suffix}"
+SEGMENT_SUFFIX = ".log"
+INDEX_SUFFIXES = (".index", ".timeindex")
+_OFFSET_DIGITS = 20   # Kafka's LogFileUtils: the base offset, zero-padded to 20 digits
+
+
+def segment_file_name(base_offset: int, suffix: str = SEGMENT_SUFFIX) -> str:
+    """`<20-digit base offset><suffix>`, the one place such a name is written (Kafka's
+    LogFileUtils.filenamePrefixFromOffset): .log, .index, .timeindex, producer snapshots."""
+    return f"{base_offset:0{_OFFSET_DIGITS}d}{suffix}"
+
+
+def parse_segment_file_name(name: str, suffix: str = SEGMENT_SUFFIX) -> int | None:
+    """The base offset a file name written by segment_file_name holds, or None when the name is
+    not one (another suffix, not 20 digits): the one place such a name is read."""
+    stem = name[:-len(suffix)] if name.endswith(suffix) else None
+    if stem is None or len(stem) != _OFFSET_DIGITS or not stem.isascii() or not stem.isdigit():
+        return None
+    return int(stem)
+
+
+def segment_bases(partition_dir: str, suffix: str = SEGMENT_SUFFIX) -> list[int]:
+    """Base offsets of the files with that suffix in a partition directory, ascending."""
+    return sorted(base for base in map(lambda n: parse_segment_file_name(n, suffix), os.listdir(partition_dir))
+                  if base is not None)
+
+
+def sibling_file(segment_path: str, suffix: str) -> str:
+    """The file of the same base offset with another suffix (`.index` of a `.log`, ...)."""
+    stem, _ = os.path.splitext(segment_path)
+    return stem + suffix
 
 
 def topic_dir(data_dir: str, topic: str) -> str:

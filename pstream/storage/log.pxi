@@ -103,13 +103,9 @@ cdef int fsync_directory(const char *path) noexcept nogil:
 
 
 def segment_bases(str directory):
-    """Base offsets of the .log files in a partition directory, ascending."""
-    bases = []
-    for name in _os.listdir(directory):
-        stem = name.removesuffix(".log")
-        if stem != name and stem.isdigit():
-            bases.append(int(stem))
-    return sorted(bases)
+    """Base offsets of the .log files in a partition directory, ascending (names: storage/layout.py)."""
+    from pstream.storage import layout
+    return layout.segment_bases(directory)
 
 
 cdef class Partition:
@@ -373,13 +369,24 @@ cdef class Partition:
 
     # --- properties --------------------------------------------------------------
 
+    # The partition's offsets by name, as Kafka names them. On a single node the high watermark
+    # is what a crash cannot take back: with flush "always" the durable offset (a consumer never
+    # reads a record a crash could undo), with a relaxed policy everything appended (the policy
+    # says the user accepts that loss). Storage decides it; the broker only reports it.
+
     @property
-    def high_watermark(self):
-        """One past the last readable offset (the log end offset on a single node)."""
+    def log_end_offset(self):
+        """One past the last appended offset: what the embedded API can read."""
         return ps_load_i64(&self.p.next_offset)
 
     @property
+    def high_watermark(self):
+        """One past the last offset consumers may read (Fetch, ListOffsets latest, lag)."""
+        return ps_load_i64(&self.p.durable_offset if self.p.flush_mode == FLUSH_ALWAYS else &self.p.next_offset)
+
+    @property
     def log_start_offset(self):
+        """The first offset still in the log (moved by retention and delete_records)."""
         return ps_load_i64(&self.p.log_start_offset)
 
     @property
@@ -557,13 +564,10 @@ cdef class Partition:
         ps_mutex_unlock(&self.sh.mu)
         if status == PS_ERR_IO and self.damage is not None:
             raise self._damage_error()
-        if status == PS_ERR_CLOSED:
-            raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
         if status == PS_ERR_IO:
             self._log_failure()
-            raise _errors.StorageIOError(f"a write to this partition failed: {_os.strerror(err or errno)}",
-                                         topic=self.topic, partition=self.number,
-                                         file=_os.fsdecode(self.p.fail_file) if err else None)
+            raise status_error(status, None, "a write to this partition failed", self.topic, self.number,
+                               err or errno, _os.fsdecode(self.p.fail_file) if err else None)
         if status == PS_ERR_NO_MEMORY:
             raise MemoryError("cannot grow the segment write buffer")
         raise status_error(status, None, None, self.topic, self.number)
@@ -730,8 +734,8 @@ cdef class Partition:
 
     cdef int _raise_append_error(self, int st, size_t errpos, int64_t length) except -1:
         if st == PS_ERR_TOO_LARGE:
-            raise _errors.BatchTooLargeError(f"record batch of {length} bytes exceeds max_message_bytes "
-                                             f"{ps_load_i64(&self.p.max_message_bytes)}", topic=self.topic, partition=self.number)
+            raise status_error(st, None, f"record batch of {length} bytes exceeds max_message_bytes "
+                                         f"{ps_load_i64(&self.p.max_message_bytes)}", self.topic, self.number)
         if st == PS_ERR_IO or st == PS_ERR_CLOSED or st == PS_ERR_NO_MEMORY:
             lock_with_gil_released(&self.sh.mu)
             self._raise_locked(st)
@@ -755,7 +759,7 @@ cdef class Partition:
         lock_with_gil_released(&self.sh.mu)
         if self.p.closed or not self.sh.running:
             ps_mutex_unlock(&self.sh.mu)
-            raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+            raise status_error(PS_ERR_CLOSED, None, None, self.topic, self.number)
         if self.sh.sub_tail == NULL:
             self.sh.sub_head = &pending.req
         else:
@@ -784,7 +788,7 @@ cdef class Partition:
             if st == PS_OK:
                 return
             if st == PS_ERR_CLOSED:
-                raise _errors.LogClosedError("the log is closed", topic=self.topic, partition=self.number)
+                raise status_error(st, None, None, self.topic, self.number)
             raise_os_error(errno, "cannot create a new segment", self.path)
 
     def flush(self):
@@ -982,7 +986,7 @@ cdef class Partition:
             return None
         # Scan records from there for the first timestamp at or past the target.
         offset = found
-        while offset < self.p.next_offset:
+        while offset < ps_load_i64(&self.p.next_offset):
             data = self.read_batches(offset)
             if not data:
                 return None

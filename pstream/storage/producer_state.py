@@ -47,7 +47,6 @@ ID_BLOCK = 1000
 SNAPSHOT_SUFFIX = ".snapshot"
 SNAPSHOT_VERSION = 1
 READ_BYTES = 1 << 20
-BATCH_LOG_OVERHEAD = 12  # base offset + batch length, not counted in batch_length
 
 
 def last_sequence_of(base_sequence: int, record_count: int) -> int:
@@ -334,8 +333,8 @@ class ProducerStateManager:
 
     def recover(self, partition: Partition) -> None:
         """load(), then replays the idempotent batches of the log from the snapshot's offset
-        (or the log start, if later) to the high watermark, reading batch headers only."""
-        end = partition.high_watermark
+        (or the log start, if later) to the log end offset, reading batch headers only."""
+        end = partition.log_end_offset
         offset = self.load()
         if offset > end:
             _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding it from "
@@ -350,12 +349,11 @@ class ProducerStateManager:
                     raise
                 offset = partition.log_start_offset  # retention moved the start meanwhile
                 continue
-            if not data:
+            batches = _core.cut_batches(data)   # whole batches, every CRC checked by read_batches
+            if not batches.count:
                 break
-            pos = 0
-            while pos < len(data):
-                h = _core.validate_batch(data[pos:])
-                pos += h.batch_length + BATCH_LOG_OVERHEAD
+            for start, _end in batches:
+                h = _core.peek_batch(data, start)
                 last_offset = h.base_offset + h.last_offset_delta
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control and last_offset >= offset:
                     self.apply_batch(h.producer_id, h.producer_epoch, h.base_sequence,
@@ -370,9 +368,7 @@ class ProducerStateManager:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return []
-        width = 20 + len(SNAPSHOT_SUFFIX)
-        return sorted(n for n in names if len(n) == width and n.endswith(SNAPSHOT_SUFFIX)
-                      and n[:20].isdigit())
+        return sorted(n for n in names if layout.parse_segment_file_name(n, SNAPSHOT_SUFFIX) is not None)
 
     # --- DescribeProducers and expiry ------------------------------------------------------
 

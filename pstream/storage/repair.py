@@ -10,12 +10,11 @@ Kafka users know the same decision as an unclean recovery; it loses the records 
 from __future__ import annotations
 
 import fcntl
-import mmap
 import os
 from dataclasses import dataclass
 
 from pstream import _core
-from pstream.errors import CorruptBatchError, DirectoryInUseError, PStreamError
+from pstream.errors import DirectoryInUseError, PStreamError
 from pstream.storage import layout
 
 
@@ -28,37 +27,25 @@ class TruncateResult:
     segments_removed: list[str]
 
 
-def _segment_bases(partition_dir: str) -> list[int]:
-    return sorted(int(n[:-4]) for n in os.listdir(partition_dir) if n.endswith(".log") and n[:-4].isdigit())
-
-
 def _cut_position(path: str, base: int, offset: int) -> int:
     """Where the batch starting at `offset` begins in the segment: after the valid batches below it.
     Refuses an offset inside a batch (naming the batch's bounds) or past the valid batches."""
-    size = os.path.getsize(path)
     pos, expected = 0, base
-    if offset == base or size == 0:
+    if offset == base:
         return 0
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        view = memoryview(mm)
-        try:
-            while pos < size:
-                try:
-                    header = _core.validate_batch(view[pos:])
-                except CorruptBatchError:
-                    break
-                if header.base_offset != expected:
-                    break
-                if header.base_offset >= offset:
-                    break
-                if header.last_offset >= offset:
-                    raise PStreamError(f"offset {offset} is inside the batch of offsets {header.base_offset}.."
-                                       f"{header.last_offset}: truncate to {header.base_offset} or "
-                                       f"{header.last_offset + 1}", file=path, position=pos)
-                expected = header.last_offset + 1
-                pos += header.size
-        finally:
-            view.release()
+    with _core.scan_segment(path) as scan:
+        for pos, header, crc_ok in scan:
+            if not crc_ok or header.magic != 2 or header.record_count < 0 or header.base_offset != expected:
+                break   # the damage: the valid batches stop here
+            if header.base_offset >= offset:
+                break
+            if header.last_offset >= offset:
+                raise PStreamError(f"offset {offset} is inside the batch of offsets {header.base_offset}.."
+                                   f"{header.last_offset}: truncate to {header.base_offset} or "
+                                   f"{header.last_offset + 1}", file=path, position=pos)
+            expected = header.last_offset + 1
+        else:
+            pos = scan.end
     if expected != offset:
         raise PStreamError(f"the valid batches of this segment end at offset {expected} (position {pos}); "
                            f"truncate to {expected} or below", file=path, position=pos)
@@ -72,7 +59,7 @@ def truncate_partition(partition_dir: str, offset: int) -> TruncateResult:
     stop (the damage that `Partition.damage` names)."""
     partition_dir = os.path.abspath(partition_dir)
     data_dir = os.path.dirname(os.path.dirname(partition_dir))
-    bases = _segment_bases(partition_dir)
+    bases = layout.segment_bases(partition_dir)
     if not bases:
         raise PStreamError(f"{partition_dir} holds no segment (<20-digit base offset>.log)", file=partition_dir)
     if offset < bases[0]:
@@ -97,9 +84,9 @@ def truncate_partition(partition_dir: str, offset: int) -> TruncateResult:
             dropped += os.path.getsize(later)
             removed.append(later)
         for later in reversed(removed):   # newest first: a crash meanwhile leaves a log with no gap
-            for suffix in (".index", ".timeindex", ".log"):
+            for suffix in (*layout.INDEX_SUFFIXES, layout.SEGMENT_SUFFIX):
                 try:
-                    os.unlink(later[:-4] + suffix)
+                    os.unlink(layout.sibling_file(later, suffix))
                 except FileNotFoundError:
                     pass
         fd = os.open(path, os.O_WRONLY)
@@ -108,9 +95,9 @@ def truncate_partition(partition_dir: str, offset: int) -> TruncateResult:
             os.fsync(fd)
         finally:
             os.close(fd)
-        for suffix in (".index", ".timeindex"):
+        for suffix in layout.INDEX_SUFFIXES:
             try:
-                os.unlink(path[:-4] + suffix)
+                os.unlink(layout.sibling_file(path, suffix))
             except FileNotFoundError:
                 pass
         layout.fsync_dir(partition_dir)

@@ -8,7 +8,6 @@ expands to hundreds of MiB of zeros; snappy expands at most ~21x, so its bomb is
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 import zlib
@@ -24,7 +23,6 @@ import pstream  # noqa: E402
 from pstream.protocol.error_codes import ErrorCode  # noqa: E402
 from pstream.record import compression, reference  # noqa: E402
 
-HEADER = reference.HEADER
 MAX_MESSAGE_BYTES = 8 << 20          # room for a snappy bomb; gzip, lz4 and zstd bombs are far smaller
 PEAK_GROWTH_BOUND = 64 << 20         # the broker's peak RSS may not grow by this much: each bomb expands to more
 
@@ -61,11 +59,9 @@ def bomb(codec: int, expands_to: int, records: int = 1) -> bytes:
             packer = zstandard.ZstdCompressor().compressobj()
             begin = b""
         section = begin + b"".join(packer.compress(zeros if p is None else p) for p in pieces) + packer.flush()
-    out = bytearray(HEADER.pack(0, 49 + len(section), -1, 2, 0, codec, records - 1, 1000, 1000, -1, 0, -1, records))
-    out += section
-    struct.pack_into(">I", out, 17, reference.crc32c(out[21:]))
+    out = reference.frame_section(section, records, attributes=codec)
     assert len(out) <= MAX_MESSAGE_BYTES
-    return bytes(out)
+    return out
 
 
 def peak_rss(pid: int) -> int:

@@ -18,16 +18,13 @@ import pytest
 import pstream
 from pstream.record import reference
 
-HEADER = struct.Struct(">qiibIhiqqqhii")
 
 
 def lying_batch() -> bytes:
     """One record, a header claiming 1000, a valid CRC (the issue's first example)."""
     body = b"\x00\x00\x00\x01\x02v\x00"   # attributes, ts delta 0, offset delta 0, null key, value b"v", 0 headers
     section = bytes([len(body) << 1]) + body
-    out = bytearray(HEADER.pack(0, 49 + len(section), -1, 2, 0, 0, 999, 1000, 1000, -1, 0, -1, 1000)) + section
-    struct.pack_into(">I", out, 17, reference.crc32c(out[21:]))
-    return bytes(out)
+    return reference.frame_section(section, 1000)
 
 
 def verify(path) -> subprocess.CompletedProcess:

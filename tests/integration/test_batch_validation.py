@@ -8,7 +8,6 @@ is stored: the next good batch takes offset 0 and real consumers read only good 
 
 from __future__ import annotations
 
-import struct
 
 import kafka
 import pytest
@@ -19,7 +18,6 @@ from pstream.record import compression, reference
 
 import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
-HEADER = reference.HEADER
 
 varint = reference.varint   # zigzag varlong
 
@@ -34,10 +32,8 @@ def lying_batch(section: bytes, count: int, *, codec: int = 0, attributes: int =
     """A batch with a valid CRC around whatever records section it is given."""
     if codec:
         section = compression.compress(codec, section)
-    out = bytearray(HEADER.pack(0, 49 + len(section), -1, 2, 0, attributes | codec, count - 1, timestamp, timestamp,
-                                producer_id, 0, sequence, count)) + section
-    struct.pack_into(">I", out, 17, reference.crc32c(out[21:]))
-    return bytes(out)
+    return reference.frame_section(section, count, attributes=attributes | codec, base_timestamp=timestamp,
+                                   producer_id=producer_id, base_sequence=sequence)
 
 
 def good_batch(count: int = 2, **options) -> bytes:

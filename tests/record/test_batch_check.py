@@ -8,7 +8,6 @@ oracle for the property tests (a batch check_batch accepts always decodes, with 
 
 from __future__ import annotations
 
-import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +17,6 @@ from pstream import _core
 from pstream.errors import CorruptBatchError
 from pstream.record import compression, reference
 
-HEADER = reference.HEADER
 CODECS = [compression.NONE, compression.GZIP, compression.SNAPPY, compression.LZ4, compression.ZSTD]
 
 varint = reference.varint   # zigzag varlong
@@ -37,12 +35,9 @@ def batch(section: bytes, count: int, *, codec: int = 0, attributes: int = 0, la
     """A batch around a records section (compressed here with `codec`), with a valid CRC."""
     if codec:
         section = compression.compress(codec, section)
-    out = bytearray(HEADER.pack(0, 49 + len(section), -1, 2, 0, attributes | codec,
-                                count - 1 if last_offset_delta is None else last_offset_delta,
-                                base_timestamp, max_timestamp, producer_id, 0, base_sequence, count))
-    out += section
-    struct.pack_into(">I", out, 17, reference.crc32c(out[21:]))
-    return bytes(out)
+    return reference.frame_section(section, count, attributes=attributes | codec, last_offset_delta=last_offset_delta,
+                                   base_timestamp=base_timestamp, max_timestamp=max_timestamp,
+                                   producer_id=producer_id, base_sequence=base_sequence)
 
 
 def good(count: int = 3, codec: int = 0) -> bytes:
@@ -196,9 +191,7 @@ def bomb_section(codec: int, expands_to: int) -> bytes:
 
 
 def raw_batch(section: bytes, codec: int) -> bytes:
-    out = bytearray(HEADER.pack(0, 49 + len(section), -1, 2, 0, codec, 0, 1000, 1000, -1, 0, -1, 1)) + section
-    struct.pack_into(">I", out, 17, reference.crc32c(out[21:]))
-    return bytes(out)
+    return reference.frame_section(section, 1, attributes=codec)
 
 
 @pytest.mark.parametrize("codec", CODECS[1:])
@@ -256,9 +249,8 @@ def test_corrupted_records_with_a_resealed_crc_are_refused_or_decode_as_declared
         data[61 + where % (len(data) - 61)] = value   # inside the records (or the compressed section)
     if cut:
         del data[len(data) - cut % (len(data) - 61):]
-    struct.pack_into(">i", data, 8, len(data) - 12)
-    struct.pack_into(">I", data, 17, reference.crc32c(data[21:]))
-    fault = _core.check_batch(bytes(data))
+    data = reference.reseal(data)
+    fault = _core.check_batch(data)
     if fault is None:
         assert _decodes_as_declared(bytes(data))
         _core.decode_batch(bytes(data))   # and the fast decoder (consumers, log dump) reads it too

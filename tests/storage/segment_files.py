@@ -1,8 +1,7 @@
 """A partition's segments seen from outside the engine, for the storage tests.
 
-Owns nothing of the engine: it parses `<base>.log` files with the record batch v2
-layout (base offset i64, batch length i32, ... last offset delta i32 at byte 23) and
-`<base>.index` files (relative offset u32, position u32, big-endian), and flips or cuts
+Owns nothing of the engine: it cuts `<base>.log` files at batch boundaries with the
+core's `cut_batches` (the one reader of the batch layout) and reads `<base>.index` files (relative offset u32, position u32, big-endian), and flips or cuts
 bytes the way a disk or a crash would. Tests call these only while the engine is not
 writing the file they touch (closed logs, or sealed segments of an open one). It also
 states Kafka's size-retention rule over a segment table, the oracle for retention.
@@ -14,6 +13,8 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+
+from pstream import _core
 
 BATCH_HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # base offset + batch length: the bytes batch_length does not count
@@ -54,17 +55,9 @@ class BatchSpan:
 def batch_spans(log_path: str | os.PathLike, *, limit: int | None = None) -> list[BatchSpan]:
     """The whole batches at the start of a .log file (stops at the first short one)."""
     data = Path(log_path).read_bytes()
-    end = len(data) if limit is None else min(limit, len(data))
-    spans, pos = [], 0
-    while pos + BATCH_HEADER_SIZE <= end:
-        base, length = struct.unpack_from(">qi", data, pos)
-        (delta,) = struct.unpack_from(">i", data, pos + 23)
-        size = length + LOG_OVERHEAD
-        if length <= 0 or pos + size > end:
-            break
-        spans.append(BatchSpan(pos, size, base, base + delta))
-        pos += size
-    return spans
+    cut = _core.cut_batches(memoryview(data)[:limit])
+    return [BatchSpan(start, end - start, base, last)
+            for (start, end), (base, last) in zip(cut.bounds.tolist(), cut.offsets.tolist())]
 
 
 def log_files(partition_dir: str | os.PathLike) -> list[Path]:

@@ -73,7 +73,7 @@ def _verify(data_dir: Path, known: list[dict[int, int]], parent_seq: int) -> Non
             lost = {o: s for o, s in known[number].items() if present.get(o) != s}
             assert not lost, f"p{number}: acknowledged records lost or changed: {sorted(lost.items())[:10]}"
             end = offsets[-1] + 1 if offsets else 0
-            assert part.high_watermark == end
+            assert part.log_end_offset == end
             value = crash_writer.value_for(parent_seq + number)
             assert part.append(value, key=crash_writer.key_for(parent_seq + number)) == end
             present[end] = parent_seq + number

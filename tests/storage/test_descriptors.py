@@ -66,7 +66,7 @@ def test_a_log_with_more_segments_than_the_descriptor_limit_opens_and_reads(tmp_
         with pstream.Log(tmp_path / "data", shards=1, retention_check_ms=None) as log:
             part = log.topic("t").partition(0)
             count = sum(1 for _ in part.read(0))
-            assert count == part.high_watermark
+            assert count == part.log_end_offset
             part.append(b"still writable")
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

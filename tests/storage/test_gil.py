@@ -90,7 +90,7 @@ def test_append_with_flush_always_releases_the_gil_while_waiting_for_fdatasync(o
     with pace_meter() as meter:
         rate = meter.solo_rate()
         share = meter.share_during(lambda: part.append(value), repeat=40, rate=rate)
-    assert part.durable_offset == part.high_watermark == 41
+    assert part.durable_offset == part.log_end_offset == 41
     assert share > RELEASED, f"the counter ran at only {share:.0%} of its pace during append + fdatasync"
 
 
@@ -102,7 +102,7 @@ def test_append_batch_of_many_mib_releases_the_gil(open_log):
     with pace_meter() as meter:
         rate = meter.solo_rate()
         share = meter.share_during(lambda: part.append_batch(batch), repeat=5, rate=rate)
-    assert part.high_watermark == (1 + 5) * 32
+    assert part.log_end_offset == (1 + 5) * 32
     assert share > RELEASED, f"the counter ran at only {share:.0%} of its pace during a 32 MiB append_batch"
 
 

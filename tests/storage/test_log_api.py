@@ -40,7 +40,7 @@ def test_submitted_batches_get_contiguous_offsets_from_the_shard(tmp_path, flush
         part = log.topic("t", partitions=2, segment_bytes=4096).partition(1)
         pending = [part.submit_batch(_batch()) for _ in range(50)]
         assert [p.wait() for p in pending] == list(range(0, 150, 3))
-        assert part.high_watermark == 150
+        assert part.log_end_offset == 150
         assert len(part.segments()) > 1
         assert [r.offset for r in part.read(0)] == list(range(150))
         if flush == "always":
@@ -57,7 +57,7 @@ def test_a_submitted_bad_batch_fails_with_its_error(tmp_path):
         assert caught.value.position == 17 and caught.value.topic == "t"
         with pytest.raises(errors.RecordCountMismatchError):
             part.submit_batch(_core.encode_batch([])).wait()
-        assert part.high_watermark == 0
+        assert part.log_end_offset == 0
         assert part.submit_batch(_batch()).wait() == 0
 
 
@@ -93,7 +93,7 @@ def test_a_log_dropped_without_close_still_keeps_its_records(tmp_path):
     del part, log
     gc.collect()
     with pstream.Log(tmp_path, shards=1) as log:
-        assert log.topic("t").partition(0).high_watermark == 500
+        assert log.topic("t").partition(0).log_end_offset == 500
 
 
 def test_async_reads_near_and_far_from_the_end_return_what_read_batches_returns(tmp_path):
@@ -105,13 +105,13 @@ def test_async_reads_near_and_far_from_the_end_return_what_read_batches_returns(
 
         async def both():
             far = await part.read_batches_async(0, 4096)           # on a reader thread
-            near = await part.read_batches_async(part.high_watermark - 10, 4096)   # inline
+            near = await part.read_batches_async(part.log_end_offset - 10, 4096)   # inline
             return far, near
 
         far, near = asyncio.run(both())
         assert far == part.read_batches(0, 4096)
-        assert near == part.read_batches(part.high_watermark - 10, 4096)
-        assert _core.validate_batch(near).base_offset == part.high_watermark - 10
+        assert near == part.read_batches(part.log_end_offset - 10, 4096)
+        assert _core.validate_batch(near).base_offset == part.log_end_offset - 10
 
 
 @pytest.mark.parametrize("durable", [True, False])
@@ -123,7 +123,7 @@ def test_waiters_at_different_offsets_all_wake(tmp_path, durable):
         async def scenario():
             wait = part.wait_durable if durable else part.wait_for
             for round_ in range(10):
-                base = part.high_watermark
+                base = part.log_end_offset
                 first = asyncio.ensure_future(wait(base))
                 second = asyncio.ensure_future(wait(base + 1))
                 await asyncio.sleep(0)
@@ -144,3 +144,40 @@ def test_submissions_that_do_not_wait_for_the_sync_keep_submission_order(tmp_pat
         assert [p.wait() for p in pendings] == list(range(0, 40, 2))
         part.flush()
         assert part.durable_offset == 40
+
+
+def test_high_watermark_is_the_durable_offset_under_flush_always(tmp_path):
+    """Storage names its offsets: a record appended but not yet fdatasync'ed is in the log
+    (log_end_offset) and not visible to consumers (high_watermark) under flush="always"."""
+    with pstream.Log(tmp_path, shards=1, flush="always") as log:
+        part = log.topic("t").partition(0)
+        part.append_batch(_batch(), wait=True)
+        assert (part.log_start_offset, part.high_watermark, part.log_end_offset) == (0, 3, 3)
+        _core.arm_fault("fdatasync", "EIO", topic="t", count=None)
+        try:
+            part.append_batch(_batch(), wait=False)
+            assert part.log_end_offset == 6
+            with pytest.raises(errors.StorageIOError):
+                part.flush()
+            assert part.high_watermark == part.durable_offset == 3, "an unsynced record became visible"
+        finally:
+            _core.disarm_faults()
+
+
+def test_high_watermark_is_the_log_end_under_a_relaxed_flush_policy(tmp_path):
+    with pstream.Log(tmp_path, shards=1, flush="interval", flush_ms=60_000) as log:
+        part = log.topic("t").partition(0)
+        part.append_batch(_batch(), wait=False)
+        assert part.high_watermark == part.log_end_offset == 3
+
+
+def test_wait_visible_wakes_once_consumers_may_read_the_offset(tmp_path):
+    async def main():
+        with pstream.Log(tmp_path, shards=1, flush="always") as log:
+            part = log.topic("t").partition(0)
+            waiter = asyncio.ensure_future(part.wait_visible(1))
+            await asyncio.sleep(0)
+            assert not waiter.done()
+            await part.append_batch_async(_batch())
+            assert await asyncio.wait_for(waiter, 10) == 3 == part.high_watermark
+    asyncio.run(main())

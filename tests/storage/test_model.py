@@ -2,7 +2,7 @@
 
 The model is a dict offset -> (key, value), the log start and end offsets, and the
 batch boundaries (base, last offset) of every append. After every step the partition
-must agree with it on high_watermark, log_start_offset and the records read back.
+must agree with it on log_end_offset, log_start_offset and the records read back.
 Retention is predicted with Kafka's rule from the segment table the partition reports
 just before the call (sizes are the engine's business; which segments go is checked).
 A torn write is simulated on the closed log: garbage appended to the last .log file
@@ -211,7 +211,7 @@ class PartitionModel(RuleBasedStateMachine):
     @invariant()
     def agrees_with_the_model(self):
         part = self.part
-        assert (part.log_start_offset, part.high_watermark) == (self.start, self.end), \
+        assert (part.log_start_offset, part.log_end_offset) == (self.start, self.end), \
             "(log start, log end) of the partition differ from the model's"
         got = [(r.offset, r.key, r.value) for r in part.read(self.start)]
         assert got == [(o, *self.records[o]) for o in range(self.start, self.end)]

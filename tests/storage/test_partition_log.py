@@ -29,6 +29,7 @@ from pstream.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+from pstream.storage import layout
 from segment_files import (
     batch_spans,
     expected_after_bytes_retention,
@@ -63,7 +64,7 @@ def fill(part, count: int, size: int = 100, ts: int | None = None, start: int = 
 
 def test_append_paths_round_trip_every_field_with_contiguous_offsets(open_log):
     part = open_log().topic("t").partition(0)
-    assert (part.high_watermark, part.log_start_offset) == (0, 0)
+    assert (part.log_end_offset, part.log_start_offset) == (0, 0)
 
     assert part.append(b"v0", key=b"k0", headers=[("h", b"x"), ("empty", b""), ("null", None)],
                        timestamp_ms=1_700_000_000_000) == 0
@@ -77,7 +78,7 @@ def test_append_paths_round_trip_every_field_with_contiguous_offsets(open_log):
                               (None, b"rv2", [], 1_700_000_000_011)], base_offset=12345)
     assert part.append_batch(raw) == 8
     assert part.append(b"last") == 10
-    assert part.high_watermark == 11
+    assert part.log_end_offset == 11
 
     got = dump(part, 0)
     assert [r[0] for r in got] == list(range(11))
@@ -106,7 +107,7 @@ def test_append_many_of_nothing_appends_nothing(open_log):
     part = open_log().topic("t").partition(0)
     part.append(b"x")
     assert part.append_many([]) is None
-    assert part.high_watermark == 1
+    assert part.log_end_offset == 1
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -143,7 +144,7 @@ def test_append_batch_rejects_a_corrupt_batch_and_appends_nothing(open_log):
     raw[-1] ^= 0x01
     with pytest.raises(CrcMismatchError):
         part.append_batch(bytes(raw))
-    assert part.high_watermark == 0
+    assert part.log_end_offset == 0
     assert part.append(b"ok") == 0
 
 
@@ -153,7 +154,7 @@ def test_record_above_max_message_bytes_is_refused(open_log):
         part.append(b"x" * 2000)
     with pytest.raises(BatchTooLargeError):
         part.append_many([(None, b"x" * 600), (None, b"y" * 600)])
-    assert part.high_watermark == 0
+    assert part.log_end_offset == 0
 
 
 def test_read_from_the_middle_of_a_batch_returns_the_whole_batch_then_read_filters(open_log):
@@ -200,7 +201,7 @@ def test_reads_cross_segment_boundaries(open_log):
             part.append_many([(None, v) for v in batch])
     segments = segment_table(part)
     assert len(segments) >= 5
-    assert part.high_watermark == len(values)
+    assert part.log_end_offset == len(values)
     assert [r.value for r in part.read(0)] == values
     for offset in range(len(values)):
         got = list(part.read(offset, max_records=7))
@@ -223,13 +224,13 @@ def test_segment_rolls_before_segment_bytes_would_be_exceeded(open_log):
     assert len(segments) > 3
     for (base, nxt, size, path), following in zip(segments, segments[1:] + [None]):
         assert size <= 1024
-        assert Path(path).name == f"{base:020d}.log"
+        assert Path(path).name == layout.segment_file_name(base)   # the engine's C names agree with layout
         assert Path(path).parent == Path(log.path) / "t" / "0"
         if following is not None:
             assert nxt == following[0], "segments must be contiguous"
             next_batch = batch_spans(following[3])[0]
             assert size + next_batch.size > 1024, "a segment rolled although the next batch fitted"
-    assert segments[-1][1] == part.high_watermark == 50
+    assert segments[-1][1] == part.log_end_offset == 50
     assert [r.value for r in part.read(0)] == values
 
 
@@ -289,8 +290,8 @@ def test_retention_bytes_deletes_whole_oldest_segments_only(open_log):
     assert sum(s for _, _, s in expected) - expected[0][2] < 2500
     for base, _, _, path in before[:deleted]:
         assert not os.path.exists(path)
-        assert not os.path.exists(path[:-4] + ".index")
-        assert not os.path.exists(path[:-4] + ".timeindex")
+        assert not os.path.exists(layout.sibling_file(path, ".index"))
+        assert not os.path.exists(layout.sibling_file(path, ".timeindex"))
     assert [r.value for r in part.read(first_kept)] == values[first_kept:]
     with pytest.raises(OffsetOutOfRangeError):
         part.read_batches(first_kept - 1, 1 << 20)
@@ -314,7 +315,7 @@ def test_retention_ms_deletes_only_segments_whose_newest_record_expired(open_log
 
     # Everything expired, the active segment too: it is rolled, then deleted.
     assert part.apply_retention(now_ms=t0 + 10_000_000) >= 1
-    assert part.log_start_offset == part.high_watermark == 40
+    assert part.log_start_offset == part.log_end_offset == 40
     assert segment_table(part) == [(40, 40, 0)]
     assert list(part.read(40)) == []
     assert part.append(b"fresh") == 40
@@ -536,7 +537,7 @@ def test_delete_topic_removes_its_data_and_its_name(open_log, data_dir):
         log.delete_topic("t")
     with pytest.raises(LogClosedError):
         part.append(b"y")
-    assert log.topic("t").partition(0).high_watermark == 0, "a new topic of that name starts empty"
+    assert log.topic("t").partition(0).log_end_offset == 0, "a new topic of that name starts empty"
     log.delete_topic("t")
     log.close()
 
@@ -631,14 +632,14 @@ def test_every_flush_policy_is_durable_after_close(open_log, policy):
     values = fill(part, 200, size=50)
     part.append_many([(None, b"many %d" % i) for i in range(20)])
     if policy["flush"] == "always":
-        assert part.durable_offset == part.high_watermark
-    assert part.durable_offset <= part.high_watermark
+        assert part.durable_offset == part.log_end_offset
+    assert part.durable_offset <= part.log_end_offset
     log.close()
-    assert part.durable_offset == part.high_watermark == 220
+    assert part.durable_offset == part.log_end_offset == 220
 
     part = open_log().topic("t").partition(0)
     assert [r.value for r in part.read(0, max_records=200)] == values
-    assert part.high_watermark == 220
+    assert part.log_end_offset == 220
 
 
 def _wait_until(predicate, timeout=10.0):
@@ -664,7 +665,7 @@ def test_bytes_flush_syncs_once_the_threshold_is_reached(open_log):
     fill(part, 100, size=200)
     assert _wait_until(lambda: part.durable_offset > 1)
     part.flush()
-    assert part.durable_offset == part.high_watermark == 101
+    assert part.durable_offset == part.log_end_offset == 101
 
 
 def test_batches_larger_than_the_write_buffer_round_trip(open_log):
@@ -738,7 +739,7 @@ def _check_thread_results(parts, acked):
         mine = {offset: value for entries in acked for w, offset, value in entries if w == which}
         count = sum(1 for entries in acked for w, _, _ in entries if w == which)
         assert len(mine) == count, "two appends got the same offset"
-        assert sorted(mine) == list(range(part.high_watermark)), "offsets are not contiguous"
+        assert sorted(mine) == list(range(part.log_end_offset)), "offsets are not contiguous"
         assert {r.offset: r.value for r in part.read(0)} == mine
 
 
@@ -766,7 +767,7 @@ def test_reader_thread_sees_every_record_while_writers_append(open_log):
     def tail():
         offset = 0
         try:
-            while not stop.is_set() or offset < part.high_watermark:
+            while not stop.is_set() or offset < part.log_end_offset:
                 for rec in part.read(offset):
                     seen.append((rec.offset, rec.value))
                     offset = rec.offset + 1

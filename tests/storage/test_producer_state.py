@@ -337,7 +337,7 @@ def test_recover_replays_only_past_the_snapshot(log):
     before = [produce(part, 7, 0, i, 1) for i in range(3)]
     m = ProducerStateManager(part.path)
     m.recover(part)
-    m.snapshot(part.high_watermark)
+    m.snapshot(part.log_end_offset)
     after = [produce(part, 7, 0, i, 1) for i in range(3, 6)]
     produce(part, 9, 0, 0, 1)
     fresh = ProducerStateManager(part.path)
@@ -385,11 +385,11 @@ def test_snapshot_files_do_not_disturb_the_partition_log(tmp_path):
         produce(part, 7, 0, 0, 3)
         m = ProducerStateManager(part.path)
         m.recover(part)
-        m.snapshot(part.high_watermark)
+        m.snapshot(part.log_end_offset)
     with pstream.Log(tmp_path / "data", shards=1, retention_check_ms=None) as log:
         part = log.topic("t").partition(0)
         assert _core.segment_bases(part.path) == [0]
-        assert part.high_watermark == 3
+        assert part.log_end_offset == 3
         assert produce(part, 7, 0, 3, 1) == 3
         m = ProducerStateManager(part.path)
         m.recover(part)

@@ -98,7 +98,7 @@ def test_torn_tail_is_truncated_on_open_with_a_warning(open_log, storage_warning
 
     part = reopen(open_log)
 
-    assert part.high_watermark == expected_end
+    assert part.log_end_offset == expected_end
     assert read_values(part) == values[:expected_end]
     warnings = storage_warnings()
     assert len(warnings) == 1, warnings
@@ -124,7 +124,7 @@ def test_torn_tail_of_a_fresh_segment_leaves_it_empty_and_appends_at_its_base(op
     os.truncate(last_file, 20)
 
     part = reopen(open_log)
-    assert part.high_watermark == 1
+    assert part.log_end_offset == 1
     assert_names_the_cut(storage_warnings()[0], 1, 20)
     assert part.append(b"again") == 1
     assert read_values(part) == [b"first", b"again"]
@@ -145,7 +145,7 @@ def test_torn_batch_that_the_offset_index_points_at_is_cut_at_its_start(open_log
     os.truncate(last_file, last.end - 1)
 
     part = reopen(open_log)
-    assert part.high_watermark == last.base_offset == 11
+    assert part.log_end_offset == last.base_offset == 11
     assert read_values(part) == values[:11]
     assert_names_the_cut(storage_warnings()[0], 11, last.size - 1)
     assert part.append(b"acknowledged") == 11
@@ -170,13 +170,13 @@ def test_torn_tail_below_the_log_start_restarts_the_log_empty_at_the_log_start(o
     os.truncate(last_file, batch_spans(last_file)[-1].end - 3)  # offset 9 is torn
 
     part = reopen(open_log)
-    assert (part.log_start_offset, part.high_watermark) == (10, 10)
+    assert (part.log_start_offset, part.log_end_offset) == (10, 10)
     assert storage_warnings(), "restarting the log must be reported"
     assert [part.append(b"new %d" % i) for i in range(3)] == [10, 11, 12]
     part._log.close()
 
     part = reopen(open_log)
-    assert (part.log_start_offset, part.high_watermark) == (10, 13)
+    assert (part.log_start_offset, part.log_end_offset) == (10, 13)
     assert read_values(part, 10) == [b"new 0", b"new 1", b"new 2"]
 
 
@@ -188,7 +188,7 @@ def test_trailing_zero_padding_is_truncated_silently(open_log, storage_warnings)
         f.write(bytes(3 * 4096 + 123))  # what O_DIRECT page padding and preallocation leave
 
     part = reopen(open_log)
-    assert part.high_watermark == len(values)
+    assert part.log_end_offset == len(values)
     assert read_values(part) == values
     assert storage_warnings() == []
     assert part.append(b"next") == len(values)
@@ -206,7 +206,7 @@ def test_zero_padding_after_an_older_segment_costs_no_later_segment(open_log, st
 
     part = reopen(open_log)
     assert [p.name for p in log_files(part_dir)] == [p.name for p in files]
-    assert part.high_watermark == len(values)
+    assert part.log_end_offset == len(values)
     assert read_values(part) == values
     assert storage_warnings() == []
 
@@ -245,7 +245,7 @@ def _assert_only_the_victim_fails(part, values, target_file, victim):
         for rec in part.read(victim.base_offset):
             served.append(rec.offset)
     assert served == [], "a corrupt batch must not come back as records"
-    for offset in range(part.log_start_offset, part.high_watermark):
+    for offset in range(part.log_start_offset, part.log_end_offset):
         if offset == victim.base_offset:
             continue
         (header, records), = _core.iter_batches(part.read_batches(offset, 1))  # just the batch holding it
@@ -263,7 +263,7 @@ def test_flipped_byte_in_a_sealed_segment_fails_reads_of_that_batch_only(open_lo
 def test_flipped_byte_in_a_sealed_segment_is_kept_and_reported_after_reopen(open_log, where):
     """Only a torn tail of the active segment may be cut at open; older segments are not the tail."""
     part, values, target_file, victim = _sealed_segment_with_damage(open_log, where, reopen_first=True)
-    assert part.high_watermark == len(values), "recovery dropped intact data after a bit flip"
+    assert part.log_end_offset == len(values), "recovery dropped intact data after a bit flip"
     _assert_only_the_victim_fails(part, values, target_file, victim)
 
 
@@ -321,7 +321,7 @@ def test_recovery_cuts_a_tail_batch_whose_offsets_do_not_follow(open_log, storag
     flip_byte(last_file, last.position + 4, 0x01)  # base offset += 2**24 (the CRC does not cover it)
 
     part = reopen(open_log)
-    assert part.high_watermark == last.base_offset
+    assert part.log_end_offset == last.base_offset
     assert read_values(part) == values[:last.base_offset]
     assert part.append(b"x") == last.base_offset
     assert len(storage_warnings()) == 1
@@ -535,7 +535,7 @@ def test_corrupt_batch_followed_by_valid_ones_is_not_cut_and_refuses_writes(open
     part = reopen(open_log, segment_bytes=1 << 20)
 
     assert log_file.stat().st_size == size, "recovery cut acknowledged, fsynced records"
-    assert part.high_watermark == victim.base_offset, "readable up to the damage"
+    assert part.log_end_offset == victim.base_offset, "readable up to the damage"
     assert read_values(part) == values[:victim.base_offset]
     assert part.damage["file"] == str(log_file) and part.damage["position"] == victim.position
     errors = [r.getMessage() for r in caplog.records if r.name == "pstream.storage" and r.levelname == "ERROR"]
@@ -552,7 +552,7 @@ def test_corrupt_batch_followed_by_valid_ones_is_not_cut_and_refuses_writes(open
     assert log_file.stat().st_size == size, "closing cut the damaged segment"
 
     part = reopen(open_log, segment_bytes=1 << 20)
-    assert part.high_watermark == victim.base_offset and part.damage is not None
+    assert part.log_end_offset == victim.base_offset and part.damage is not None
 
 
 def test_operator_truncate_drops_the_damage_and_writes_resume(open_log, capsys):

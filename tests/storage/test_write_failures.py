@@ -10,6 +10,7 @@ import pytest
 
 from pstream import _core, errors
 import pstream
+from pstream.record import reference
 
 SCRIPT = textwrap.dedent('''
     import os, resource, signal, sys
@@ -70,9 +71,9 @@ def test_a_failed_write_is_fail_stop_and_close_still_returns(tmp_path, flush):
 
 
 def test_a_raw_batch_whose_last_offset_delta_disagrees_with_its_count_is_refused(tmp_path):
-    batch = bytearray(_core.encode_batch([(None, b"v", [], 1)] * 5))
-    batch[23:27] = (0).to_bytes(4, "big")                     # lastOffsetDelta 0 for 5 records
-    batch[17:21] = pstream.crc32c(bytes(batch[21:])).to_bytes(4, "big")
+    good = _core.encode_batch([(None, b"v", [], 1)] * 5)
+    header = reference.validate_batch(good)._replace(last_offset_delta=0)   # 0 for 5 records
+    batch = reference.reseal(reference.HEADER.pack(*header) + good[reference.HEADER_SIZE:])
     with pstream.Log(tmp_path, shards=1) as log:
         part = log.topic("t").partition(0)
         with pytest.raises(errors.RecordCountMismatchError):
@@ -105,4 +106,4 @@ def test_closing_a_partition_while_another_thread_appends_on_its_shard_does_not_
             finally:
                 stop.set()
                 appender.join()
-            assert sum(1 for _ in second.read(0)) == second.high_watermark
+            assert sum(1 for _ in second.read(0)) == second.log_end_offset

@@ -9,7 +9,6 @@ import shutil
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_partition, leader_epoch_error
-from pstream.broker.handlers.fetch import high_watermark
 from pstream.protocol.messages.describe_cluster import DescribeClusterResponse
 from pstream.protocol.messages.describe_log_dirs import DescribeLogDirsResponse
 from pstream.protocol.messages.offset_for_leader_epoch import OffsetForLeaderEpochResponse
@@ -73,7 +72,7 @@ def handle_offset_for_leader_epoch(ctx, request):
             if part is not None and not error and p.leader_epoch <= part.leader_epoch:
                 # Every record is in the current epoch: an older epoch ends where the log starts.
                 out.leader_epoch = p.leader_epoch if p.leader_epoch == part.leader_epoch else part.leader_epoch
-                out.end_offset = high_watermark(part) if p.leader_epoch == part.leader_epoch else part.log_start_offset
+                out.end_offset = part.high_watermark if p.leader_epoch == part.leader_epoch else part.log_start_offset
             out.error_code = error
             results.append(out)
         topics.append(OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=results))

@@ -28,8 +28,8 @@ def find_topic(broker, name: str | None, topic_id: uuid.UUID | None = None):
         return log.get_topic(name), ErrorCode.NONE
     try:
         layout.check_topic_name(name)
-    except InvalidTopicError:
-        return None, ErrorCode.INVALID_TOPIC_EXCEPTION
+    except InvalidTopicError as exc:
+        return None, exc.kafka_error
     return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
 

@@ -107,7 +107,7 @@ async def _alter(broker, resource_type, name, change, validate_only):
         else:
             await broker.log.run_blocking(change, topic, validate_only)
     except ConfigError as exc:
-        return ErrorCode.INVALID_CONFIG, str(exc)
+        return exc.kafka_error, str(exc)
     except UnknownTopicError:   # deleted while the change waited its turn
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
     return ErrorCode.NONE, None

@@ -1,8 +1,8 @@
 """Fetch: whole batches from the fetch offset on, long-polling for min_bytes/max_wait_ms.
 
-Consumers see records up to the high watermark; with the durable flush policy ("always")
-that is the durable offset, so a consumer never reads a record that a crash could take
-back. Batches go out as the bytes the log returned (one copy, from the segment), never
+Consumers see records up to the partition's high watermark (storage decides it: with the
+durable flush policy it is the durable offset, so a consumer never reads a record that a
+crash could take back). Batches go out as the bytes the log returned (one copy, from the segment), never
 joined: the response is a list of buffers; a consumer far behind is read on a reader
 thread, not the event loop. Sizes follow KIP-74 as Kafka's ReplicaManager applies it: the
 records of the response total at most max_bytes, and each partition's at most its
@@ -15,40 +15,27 @@ requests.
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 
+from pstream import _core
 from pstream.broker.connection import charged_read
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
-from pstream.errors import OffsetOutOfRangeError
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.fetch import FetchResponse
 from pstream.protocol.primitives import ZERO_UUID
 
 PartitionData = FetchResponse.PartitionData
 TopicResponse = FetchResponse.FetchableTopicResponse
-_base_length_delta = struct.Struct(">qi11xi")   # base offset, batch length, last offset delta (at 23)
 READ_COMMITTED = 1
-
-
-def high_watermark(part) -> int:
-    """What consumers may read: durable records under the durable policy, else all appended."""
-    return part.durable_offset if part.flush_policy == "always" else part.high_watermark
 
 
 def cut_at(data, end_offset: int, max_bytes: int = 0x7FFFFFFF, first_whole: bool = True):
     """(the leading whole batches of `data` whose base offset is below end_offset and that fit in
     max_bytes, their record count); with first_whole the first batch is kept even when it alone
-    exceeds max_bytes (KIP-74). One header read per batch, the count from the last offset deltas."""
-    pos, n, records = 0, len(data), 0
-    while pos + 27 <= n:
-        base, length, delta = _base_length_delta.unpack_from(data, pos)
-        if base >= end_offset or (pos + length + 12 > max_bytes and not (first_whole and pos == 0)):
-            break
-        pos += length + 12
-        records += delta + 1
-    return (data if pos >= n else memoryview(data)[:pos]), records
+    exceeds max_bytes (KIP-74). One header read per batch, in the core (`_core.cut_batches`)."""
+    cut = _core.cut_batches(data, below_offset=end_offset, max_bytes=max_bytes, first_whole=first_whole)
+    return (data if cut.end >= len(data) else memoryview(data)[:cut.end]), cut.records
 
 
 class _PartitionFetch:
@@ -126,11 +113,11 @@ def _prepare(item: _PartitionFetch) -> bool:
     part, response, offset = item.part, item.response, item.wanted.fetch_offset
     if part is None:
         return False
-    hw = high_watermark(part)
+    hw = part.high_watermark
     item.seen_end = max(hw, offset)
     response.high_watermark = response.last_stable_offset = hw
     response.log_start_offset = part.log_start_offset
-    if offset < part.log_start_offset or offset > part.high_watermark:
+    if offset < part.log_start_offset or offset > part.log_end_offset:
         response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         return False
     if offset >= hw:
@@ -143,10 +130,7 @@ async def _read_into(item: _PartitionFetch, room: int) -> int:
     response = item.response
     try:
         data = await charged_read(room, item.part.read_batches_async, item.wanted.fetch_offset, room)
-    except OffsetOutOfRangeError:
-        response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
-        return 0
-    except Exception as exc:
+    except Exception as exc:   # out of range (retention moved the start meanwhile), storage failures
         response.error_code = error_for(exc)
         return 0
     data, item.records = cut_at(data, response.high_watermark)
@@ -162,10 +146,7 @@ async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
         part = item.part
         if part is None or item.response.error_code:
             continue
-        if part.flush_policy == "always":
-            waits.append(asyncio.ensure_future(part.wait_durable(item.seen_end)))
-        else:
-            waits.append(asyncio.ensure_future(part.wait_for(item.seen_end)))
+        waits.append(asyncio.ensure_future(part.wait_visible(item.seen_end)))
     if not waits:
         await asyncio.sleep(timeout)
         return

@@ -1,7 +1,7 @@
 """ListOffsets: earliest (-2), latest (-1), max timestamp (-3, clients send it from v7),
 earliest local (-4, from v8), latest tiered (-5, from v9), or the first offset at or after a
 timestamp; like Kafka's broker, any version may ask any of them. Latest is the high
-watermark consumers see (see fetch.high_watermark). A time query is answered with the found
+watermark consumers see (Partition.high_watermark). A time query is answered with the found
 record's own timestamp; max timestamp with the offset of the record that has it, not of its
 batch's last record (Kafka since KAFKA-16310). No tiered storage: the local log is the whole
 log, so earliest local is earliest and latest tiered is "none" (-1), as Kafka answers
@@ -12,7 +12,6 @@ from __future__ import annotations
 from pstream import _core
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
-from pstream.broker.handlers.fetch import high_watermark
 from pstream.errors import OffsetOutOfRangeError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.list_offsets import ListOffsetsResponse
@@ -24,18 +23,18 @@ PartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
 def _lookup(part, timestamp: int) -> tuple[int, int]:
     """(timestamp, offset) answering one query; (-1, -1) when no record qualifies."""
     if timestamp == LATEST:
-        return -1, high_watermark(part)
+        return -1, part.high_watermark
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, part.log_start_offset
     if timestamp == LATEST_TIERED:
         return -1, -1
     if timestamp == MAX_TIMESTAMP:
         ts, last_offset = part.max_timestamp()
-        if last_offset < 0 or last_offset >= high_watermark(part):
+        if last_offset < 0 or last_offset >= part.high_watermark:
             return -1, -1
         return ts, first_offset_with_timestamp(part, last_offset, ts)
     offset = part.offset_for_timestamp(timestamp)
-    if offset is None or offset >= high_watermark(part):
+    if offset is None or offset >= part.high_watermark:
         return -1, -1
     return record_timestamp(part, offset), offset
 

@@ -26,8 +26,7 @@ async def auto_create(broker, name: str):
         if topic is None:   # created meanwhile by another request
             topic = broker.log.get_topic(name)
     except PStreamError as exc:
-        from pstream.protocol.error_codes import error_for
-        return None, error_for(exc)
+        return None, exc.kafka_error
     return topic, ErrorCode.NONE
 
 

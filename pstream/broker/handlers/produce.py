@@ -1,8 +1,9 @@
 """Produce: record batches go to their partition's shard as memoryviews of the request.
 
 Per partition the records field must frame exactly one v2 batch (Kafka's rule from
-Produce v3 on, checked by its length field: one struct read, never per record; more than
-one is INVALID_RECORD, so no request is ever half appended); its records are checked as
+Produce v3 on, checked by its length fields with `_core.cut_batches`, never per record; more
+than one is INVALID_RECORD, so no request is ever half appended); its header is read once
+(`_core.peek_batch`); its records are checked as
 Kafka's LogValidator checks them (`_core.check_batch`: record count, every record's lengths
 and varints, offset deltas 0..n-1, timestamps, after a bounded decompression for compressed
 batches), then against the idempotent producer's sequence, and handed to the shard
@@ -21,7 +22,6 @@ Versions 0-2 (message formats v0/v1) are advertised, as Kafka does, but refused.
 from __future__ import annotations
 
 import asyncio
-import struct
 import time
 
 from pstream import _core
@@ -36,14 +36,7 @@ TopicResponse = ProduceResponse.TopicProduceResponse
 BatchIndexError = ProduceResponse.BatchIndexAndErrorMessage
 
 MIN_PRODUCE_VERSION = 3
-BATCH_HEADER_BYTES = 61
-_length_magic = struct.Struct(">iib")           # batch_length at 8, leader epoch, magic at 16
-_producer = struct.Struct(">hiqqqhii")          # attributes at 21 .. record count at 57
-_int64 = struct.Struct(">q")                    # base offset at 0, max timestamp at 35
-MAX_TIMESTAMP_AT = 35
-ATTR_TRANSACTIONAL = 0x10
-ATTR_CONTROL = 0x20
-ATTR_COMPRESSION = 0x07
+BATCH_HEADER_BYTES = _core.BATCH_HEADER_SIZE
 ZSTD = 4
 MIN_ZSTD_VERSION = 7
 # A compressed batch expanding past this is refused (MESSAGE_TOO_LARGE, which makes the Java
@@ -51,13 +44,6 @@ MIN_ZSTD_VERSION = 7
 # own decoder (consume, log dump) reads, 64x the default max.message.bytes.
 MAX_DECOMPRESSED_BATCH_BYTES = _core.MAX_DECOMPRESSED_BYTES
 NO_LIMIT = (1 << 63) - 1
-
-_FAULT_ERRORS = {
-    _core.FAULT_CORRUPT: ErrorCode.CORRUPT_MESSAGE,
-    _core.FAULT_INVALID_RECORD: ErrorCode.INVALID_RECORD,
-    _core.FAULT_INVALID_TIMESTAMP: ErrorCode.INVALID_TIMESTAMP,
-    _core.FAULT_TOO_LARGE: ErrorCode.MESSAGE_TOO_LARGE,
-}
 
 _SEQUENCE_ERRORS = {
     SequenceCheck.OUT_OF_ORDER: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -73,29 +59,35 @@ class _Refused(Exception):
         self.record_index = record_index   # the record at fault (Produce v8+ record_errors), -1: none
 
 
-def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> list[memoryview]:
-    """The one v2 batch of a records field, as a list; _Refused if lengths do not frame it
-    exactly or frame more than one batch (Kafka's ProduceRequest.validateRecords)."""
-    batches = []
-    pos, end = 0, len(records)
-    while pos < end:
-        if end - pos < BATCH_HEADER_BYTES:
-            raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"{end - pos} trailing bytes are not a record batch")
-        length, _epoch, magic = _length_magic.unpack_from(records, pos + 8)
-        if magic != 2:
-            raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {magic}")
-        size = length + 12
-        if size < BATCH_HEADER_BYTES or pos + size > end:
-            raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"batch length {length} at byte {pos} does not fit the "
-                                                      f"{end} bytes of records")
-        batches.append(records[pos:pos + size])
-        pos += size
-    if not batches:
+def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> list[tuple[memoryview, object]]:
+    """The one v2 batch of a records field and its header, as a list; _Refused if lengths do
+    not frame it exactly or frame more than one batch (Kafka's ProduceRequest.validateRecords).
+    The refusal is the one for the first bad position: magic other than 2 is INVALID_RECORD,
+    bytes that are not a whole batch CORRUPT_MESSAGE."""
+    cut = _core.cut_batches(records)
+    if cut.count == 1 and cut.stop == _core.CUT_END:   # the one answer a well-behaved client gets
+        header = _core.peek_batch(records)
+        _check_magic(header)
+        return [(records, header)]
+    for start, _end in cut:
+        _check_magic(_core.peek_batch(records, start))
+    end = len(records)
+    if cut.stop != _core.CUT_END:
+        if end - cut.end < BATCH_HEADER_BYTES:
+            raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"{end - cut.end} trailing bytes are not a record batch")
+        header = _core.peek_batch(records, cut.end)
+        _check_magic(header)
+        raise _Refused(ErrorCode.CORRUPT_MESSAGE, f"batch length {header.batch_length} at byte {cut.end} does not "
+                                                  f"fit the {end} bytes of records")
+    if cut.count == 0:
         raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no record batch")
-    if len(batches) > 1:
-        raise _Refused(ErrorCode.INVALID_RECORD, f"Produce requests with version {version} are only "
-                                                 f"allowed to contain exactly one record batch per partition")
-    return batches
+    raise _Refused(ErrorCode.INVALID_RECORD, f"Produce requests with version {version} are only "
+                                             f"allowed to contain exactly one record batch per partition")
+
+
+def _check_magic(header) -> None:
+    if header.magic != 2:
+        raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {header.magic}")
 
 
 def check_records(config, part, batch: memoryview) -> None:
@@ -115,10 +107,11 @@ def check_records(config, part, batch: memoryview) -> None:
     fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
                               max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES, **limits)
     if fault is not None:
-        raise _Refused(_FAULT_ERRORS[fault.kind], fault.message, fault.record_index)
+        raise _Refused(fault.kafka_error, fault.message, fault.record_index)
 
 
-def _submit(broker, part, batches: list[memoryview], version: int, leader_only: bool) -> tuple[list, int]:
+def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int,
+            leader_only: bool) -> tuple[list, int]:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
     returns one awaitable per batch, resolving to (base offset, max timestamp as stored), and
     the batches' record count.
@@ -128,17 +121,17 @@ def _submit(broker, part, batches: list[memoryview], version: int, leader_only: 
     the flush policy is met."""
     waits, records = [], 0
     config = broker.log.get_topic(part.topic).config
-    for batch in batches:
-        attributes, _delta, _bts, _mts, producer_id, epoch, base_seq, count = _producer.unpack_from(batch, 21)
-        records += count
-        if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL):
+    for batch, header in batches:
+        records += header.record_count
+        if header.is_transactional or header.is_control:
             raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
-        if attributes & ATTR_COMPRESSION == ZSTD and version < MIN_ZSTD_VERSION:
+        if header.compression == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
         check_records(config, part, batch)
-        if producer_id >= 0:
-            waits.append(_submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only))
+        if header.producer_id >= 0:
+            waits.append(_submit_idempotent(broker, part, batch, header.producer_id, header.producer_epoch,
+                                            header.base_sequence, header.record_count, leader_only))
         else:
             waits.append(_appended(part, part.submit_batch(batch, wait=not leader_only)))
     return waits, records
@@ -157,9 +150,10 @@ def stored_max_timestamp(part, base_offset: int) -> int:
         data = part.read_batches(base_offset, 1)   # the whole first batch (KIP-74), nothing more
     except Exception:
         return -1
-    if len(data) < BATCH_HEADER_BYTES or _int64.unpack_from(data, 0)[0] != base_offset:
+    if len(data) < BATCH_HEADER_BYTES:
         return -1
-    return _int64.unpack_from(data, MAX_TIMESTAMP_AT)[0]
+    header = _core.peek_batch(data)
+    return header.max_timestamp if header.base_offset == base_offset else -1
 
 
 async def _duplicate(part, original: int) -> tuple[int, int]:

@@ -14,7 +14,6 @@ from collections import Counter
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
-from pstream.broker.handlers.fetch import high_watermark
 from pstream.broker.topic_configs import TOPIC_SETTINGS, describe_topic_setting, parse_topic_configs
 from pstream.errors import ConfigError, InvalidTopicError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
@@ -265,7 +264,7 @@ async def handle_delete_records(ctx, request):
                                                                      low_watermark=-1)
             part, error = find_partition(ctx.broker, t.name, p.partition_index)
             if part is not None:
-                hw = high_watermark(part)
+                hw = part.high_watermark
                 offset = hw if p.offset == -1 else p.offset
                 if not 0 <= offset <= hw:
                     error = ErrorCode.OFFSET_OUT_OF_RANGE

@@ -1,0 +1,54 @@
+"""The broker as the admin API sees it (pstream/admin/view.py's NodeView): a narrow adapter,
+so the admin package reads what it needs without importing the broker or holding it."""
+
+from __future__ import annotations
+
+from pstream.broker.config import settings_of
+from pstream.broker.handlers.common import internal_topic_error
+from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
+
+
+class BrokerAdminView:
+    """Reads through to one Broker; every attribute is read when asked (never a copy)."""
+
+    __slots__ = ("_broker",)
+
+    def __init__(self, broker):
+        self._broker = broker
+
+    node_id = property(lambda self: self._broker.node_id)
+    cluster_id = property(lambda self: self._broker.cluster_id)
+    host = property(lambda self: self._broker.host)
+    port = property(lambda self: self._broker.port)
+    state = property(lambda self: self._broker.state)
+    started_at = property(lambda self: self._broker.started_at)
+    data_dir = property(lambda self: self._broker.config.data_dir)
+    admin_address = property(lambda self: self._broker.admin_address)
+    bound_address = property(lambda self: self._broker.bound_address)
+    log = property(lambda self: self._broker.log)
+    log_readable = property(lambda self: self._broker.log_readable)
+    groups = property(lambda self: self._broker.groups)
+    connection_count = property(lambda self: len(self._broker.connections))
+    frame_pool = property(lambda self: self._broker.frame_pool)
+    memory = property(lambda self: self._broker.memory)
+
+    def storage_status(self) -> dict:
+        return self._broker.storage.status(self._broker.log)
+
+    def is_internal(self, topic: str) -> bool:
+        return internal_topic_error(topic) is not None
+
+    def topic_configs(self, topic: str) -> dict:
+        config, t = self._broker.config, self._broker.log.get_topic(topic)
+        out = {}
+        for setting in TOPIC_SETTINGS.values():
+            value, source, _synonyms = describe_topic_setting(setting, t, config)
+            out[setting.kafka_name] = {"value": value, "source": ConfigSource(source).name}
+        return out
+
+    def settings(self) -> dict:
+        return settings_of(self._broker.config)
+
+
+    def metrics_text(self) -> bytes:
+        return self._broker.metrics.exposition()
