@@ -357,10 +357,13 @@ class Log:
     Settings given here (flush, flush_ms, segment_bytes, ...) are the defaults of new
     topics; `topic(name, **settings)` overrides them per topic. Retention runs every
     `retention_check_ms` (5 minutes, as in Kafka; None: only when apply_retention is called).
+    `write_pool_bytes` (64 MiB) is each shard's budget of write buffers; `max_open_files` (600)
+    bounds the segment descriptors partitions keep open between appends.
     """
 
     def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
-                 retention_check_ms: int | None = 300_000, **topic_defaults):
+                 retention_check_ms: int | None = 300_000, write_pool_bytes: int = 64 << 20,
+                 max_open_files: int = 600, **topic_defaults):
         self.path = os.fspath(path)
         self.shards = shards if shards is not None else (os.cpu_count() or 1)
         if not isinstance(self.shards, int) or self.shards < 1:
@@ -377,7 +380,10 @@ class Log:
             raise DirectoryInUseError(f"the data directory {self.path} is in use by another open Log",
                                       file=os.path.join(self.path, layout.LOCK_FILE)) from None
         self._lock = threading.RLock()
-        self._pool = _core.ShardPool(self.shards)
+        # Memory and descriptors are planned: each shard's write buffers come from a budget of
+        # write_pool_bytes (partitions idle for a second hold none); segment descriptors of the
+        # whole Log stay within max_open_files (three per partition appended to lately).
+        self._pool = _core.ShardPool(self.shards, write_pool_bytes=write_pool_bytes, max_open_files=max_open_files)
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._closed = False

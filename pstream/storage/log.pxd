@@ -45,3 +45,9 @@ cdef struct PartState:
     bint closed
     int busy                    # submitted appends the shard is working on (close waits for them)
     bint direct_fallback        # a segment fell back to buffered writes (Python logs it once)
+    # on the shard's holders list (shard.pxi; under the mutex): its active segment holds write
+    # buffers or descriptors, given back once it has been idle for a while or the shard needs them
+    bint holding
+    PartState *hold_prev
+    PartState *hold_next
+    int64_t last_append_ns

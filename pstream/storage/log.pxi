@@ -7,9 +7,11 @@
 # objects. Rule that keeps the GIL and the mutex from deadlocking: never wait for the
 # GIL while holding the mutex (waits unlock it before taking the GIL back).
 #
-# Descriptors: the active segment keeps its files open; a finalized segment's read
-# descriptors are opened by the first reader and closed by the last (segment_release),
-# so a log of any number of segments needs a handful, and close() releases them all.
+# Descriptors: the active segment keeps its files open while its partition is one of the
+# shard's holders (shard.pxi: appended to lately, within the descriptor budget); a finalized
+# or idle segment's read descriptors are opened by the first reader and closed by the last
+# (segment_release), so a log of any number of partitions and segments needs a bounded
+# number, and close() releases them all.
 
 import logging as _logging
 import os as _os
@@ -85,7 +87,7 @@ cdef void segment_release(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     pthread_mutex_lock(mu)
     s.refs -= 1
     free_it = s.deleted and s.refs == 0
-    if s.refs == 0 and s.finalized and not s.deleted:
+    if s.refs == 0 and (s.finalized or s.idle) and not s.deleted:
         segment_close_files(s)
     pthread_mutex_unlock(mu)
     if free_it:
@@ -264,9 +266,10 @@ cdef class Partition:
             s.created_ms = ps_now_ms()
             s.index_persisted = s.index.n
             s.time_persisted = s.index.tn
-            if segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes,
-                                   self.p.segment_bytes) != PS_OK:
+            if segment_open_writer(s, self.p.want_direct, &self.sh.pool, self.sh.chunk_bytes, self.p.buffer_bytes,
+                                   self.p.prealloc_bytes, self.p.segment_bytes) != PS_OK:
                 raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+            segment_go_idle(s)   # no buffer, no descriptor until the first append (segment_wake)
         if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
                          self.topic, self.number, s.log_path.decode())
@@ -546,7 +549,7 @@ cdef class Partition:
                                          topic=self.topic, partition=self.number,
                                          file=_os.fsdecode(self.p.fail_file) if err else None)
         if status == PS_ERR_NO_MEMORY:
-            raise MemoryError("cannot grow the segment write buffer")
+            raise MemoryError("the batch does not fit in the shard's write pool (write_pool_bytes)")
         raise status_error(status, None, None, self.topic, self.number)
 
     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
@@ -573,6 +576,15 @@ cdef class Partition:
                     shard_enqueue(self.sh, self.p)
                 with nogil:
                     mutex_wait_then_unlock(self.sh)
+            elif st == RESERVE_OPEN:
+                pthread_mutex_unlock(&self.sh.mu)
+                raise_os_error(errno, "cannot open segment for writing", self.path)
+            elif st == RESERVE_POOL:     # the shard gives back idle partitions' buffers, then wakes us
+                shard_ask_reclaim(self.sh)
+                with nogil:
+                    pthread_cond_wait(&self.sh.done, &self.sh.mu)
+                    self.sh.pool_waiters -= 1
+                    pthread_mutex_unlock(&self.sh.mu)
             else:
                 self._raise_locked(st)
 
@@ -1127,6 +1139,7 @@ cdef class Partition:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
+                    holders_forget(self.sh, self.p)
                     pthread_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
                 break
             with nogil:
@@ -1165,6 +1178,7 @@ cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
     for i in range(p.n_segs):
         if not p.segs[i].finalized and not p.io_errno:
             segment_finalize(p.segs[i], &sh.mu)
+    holders_forget(sh, p)
     pthread_mutex_unlock(&sh.mu)
 
 

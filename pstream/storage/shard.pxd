@@ -45,3 +45,14 @@ cdef struct Shard:
     bint started
     int doorbell                # fd to ring for the asyncio loop, -1 for none
     ShardCounters counters
+    # Resources of the active segments (segment.pxi, shard.pxi), under the mutex: the write
+    # buffers come from `pool` (a byte budget); `holders` lists the partitions whose active
+    # segment holds buffers or descriptors, least recently appended first.
+    ps_pool pool                # counters are atomics: readable without the mutex
+    int64_t chunk_bytes         # buffer size unit (and the first buffer of an idle partition)
+    PartState *hold_head
+    PartState *hold_tail
+    int64_t holders
+    int64_t max_holders         # descriptor budget: each holder keeps at most 3 open
+    int pool_waiters            # appenders waiting for the budget (the shard reclaims for them)
+    bint reclaim_requested
