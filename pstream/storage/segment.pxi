@@ -431,10 +431,18 @@ cdef int segment_persist_index(Segment *s, pthread_mutex_t *mu, bint whole) noex
 cdef int segment_finalize(Segment *s, pthread_mutex_t *mu) noexcept nogil:
     """Seals a rolled or closing segment: write, sync, trim the preallocation, write indexes."""
     cdef int st = segment_write_out(s, mu)
+    cdef int direct = 0
     if st == PS_OK:
         st = segment_sync(s, mu)
     if st != PS_OK:
         return st
+    if s.wfd < 0 and s.allocated > s.size:
+        # Idle (its descriptors closed) with preallocated room left: reopen to trim it.
+        s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
+        if s.wfd < 0:
+            if not s.io_errno:
+                s.io_errno = errno if errno else EIO
+            return PS_ERR_IO
     if s.wfd >= 0:
         # Sealed: nobody appends or writes here any more, so the slow calls run unlocked.
         pthread_mutex_unlock(mu)
