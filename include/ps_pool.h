@@ -57,4 +57,15 @@ static inline void ps_pool_count(int64_t *counter) {
     __atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
 }
 
+/* Bytes of every segment's index arrays in the process (index.pxi counts its reallocs and frees). */
+static int64_t ps_index_bytes = 0;
+
+static inline void ps_index_bytes_add(int64_t delta) {
+    __atomic_add_fetch(&ps_index_bytes, delta, __ATOMIC_RELAXED);
+}
+
+static inline int64_t ps_index_bytes_now(void) {
+    return __atomic_load_n(&ps_index_bytes, __ATOMIC_RELAXED);
+}
+
 #endif

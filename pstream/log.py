@@ -384,6 +384,7 @@ class Log:
         # write_pool_bytes (partitions idle for a second hold none); segment descriptors of the
         # whole Log stay within max_open_files (three per partition appended to lately).
         self._pool = _core.ShardPool(self.shards, write_pool_bytes=write_pool_bytes, max_open_files=max_open_files)
+        self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._closed = False
@@ -507,6 +508,12 @@ class Log:
 
     def shard_stats(self) -> list[dict]:
         return self._pool.stats()
+
+    def memory_stats(self) -> dict:
+        """Memory by owner, from counters cheap enough for every scrape: `write_pool`, each shard's
+        budget (capacity, in use, peak, waits, releases, holders: see ShardPool.memory), and
+        `index_bytes`, the index arrays of every open segment in the process."""
+        return {"write_pool": self._pool.memory(), "index_bytes": _core.ShardPool.index_bytes()}
 
     # --- lifecycle ------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ cdef extern from "ps_pool.h" nogil:
     void ps_pool_give(ps_pool *pool, uint8_t *p, int64_t nbytes)
     int64_t ps_pool_load(const int64_t *counter)
     void ps_pool_count(int64_t *counter)
+    void ps_index_bytes_add(int64_t delta)
+    int64_t ps_index_bytes_now()
 
 
 cdef struct Segment:

@@ -465,6 +465,11 @@ cdef class ShardPool:
                             max_holders=sh.max_holders))
         return out
 
+    @staticmethod
+    def index_bytes():
+        """Bytes of the index arrays of every open segment in the process (an atomic counter)."""
+        return ps_index_bytes_now()
+
     def stop(self):
         """Drains every dirty list, then joins the threads."""
         cdef int i
