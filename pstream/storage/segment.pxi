@@ -143,6 +143,8 @@ cdef int segment_wake(Segment *s, bint want_direct, int64_t need, int *over) noe
     cdef uint8_t *b
     over[0] = 0
     cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
+    if cap > s.pool.capacity:
+        return PS_ERR_NO_MEMORY     # bigger than the whole budget: waiting would never end
     b = ps_pool_take(s.pool, cap, over)
     if b == NULL:
         return PS_ERR_NO_MEMORY
@@ -169,7 +171,11 @@ cdef int segment_regrow(Segment *s, int64_t need, int *over) noexcept nogil:
     the last partial page moves over."""
     cdef int64_t tail = s.size - s.buf_start
     cdef int64_t cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
-    cdef uint8_t *b = ps_pool_take(s.pool, cap, over)
+    cdef uint8_t *b
+    over[0] = 0
+    if cap > s.pool.capacity:
+        return PS_ERR_NO_MEMORY     # bigger than the whole budget: waiting would never end
+    b = ps_pool_take(s.pool, cap, over)
     if b == NULL:
         return PS_ERR_NO_MEMORY
     memcpy(b, s.buf, tail)
