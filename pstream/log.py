@@ -383,7 +383,12 @@ class Log:
         # Memory and descriptors are planned: each shard's write buffers come from a budget of
         # write_pool_bytes (partitions idle for a second hold none); segment descriptors of the
         # whole Log stay within max_open_files (three per partition appended to lately).
-        self._pool = _core.ShardPool(self.shards, write_pool_bytes=write_pool_bytes, max_open_files=max_open_files)
+        try:
+            self._pool = _core.ShardPool(self.shards, write_pool_bytes=write_pool_bytes,
+                                         max_open_files=max_open_files)
+        except BaseException:
+            self._dir_lock.close()
+            raise
         self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}

@@ -376,6 +376,9 @@ cdef class ShardPool:
                   int64_t max_open_files=600):
         cdef pthread_condattr_t attr
         cdef int i
+        self.n = 0
+        self.doorbell_fds[0] = -1   # before anything can raise: __dealloc__ closes what is >= 0
+        self.doorbell_fds[1] = -1
         if count < 1:
             raise _errors.ConfigError(f"shards must be at least 1, got {count}")
         if chunk_bytes < 8192 or chunk_bytes % PS_PAGE:
