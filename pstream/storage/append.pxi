@@ -12,20 +12,36 @@ cdef enum:
     RESERVE_WAIT = -3           # another thread is rolling: wait on `done`
     RESERVE_POOL = -4           # the shard's write budget or descriptor budget is spent: reclaim, wait
     RESERVE_OPEN = -5           # reopening an idle segment's files failed (errno says why)
+    RESERVE_AGAIN = -6          # the mutex was dropped (an idle segment woke): reserve again
 
 
 cdef int part_wake(PartState *p, Segment *a, int64_t total) noexcept nogil:
     """Gives an idle (or fresh) active segment a buffer and its descriptors; lists the
-    partition among the shard's holders. RESERVE_POOL when a budget is spent."""
+    partition among the shard's holders. Drops the mutex for the file work (appends wait
+    meanwhile, as for a roll), so it returns RESERVE_AGAIN on success: reserve again.
+    RESERVE_POOL when a budget is spent, RESERVE_OPEN when a file cannot be opened or read."""
     cdef Shard *sh = p.shard
-    cdef int over = 0, st
+    cdef Wake w
+    cdef int over = 0, st, err = 0
     if not p.holding and sh.holders >= sh.max_holders:
         return RESERVE_POOL
-    st = segment_wake(a, p.want_direct, total, &over)
+    p.rolling = True
+    pthread_mutex_unlock(&sh.mu)
+    st = segment_wake_prepare(a, p.want_direct, total, &w, &over)
     if st != PS_OK:
+        err = errno
+    pthread_mutex_lock(&sh.mu)
+    p.rolling = False
+    pthread_cond_broadcast(&sh.done)
+    if st != PS_OK:
+        ps_set_errno(err)
         return RESERVE_POOL if over else RESERVE_OPEN if st == PS_ERR_IO else st
+    if p.closed:
+        segment_wake_abandon(a, &w)
+        return PS_ERR_CLOSED
+    segment_wake_install(a, &w)
     holders_touch(sh, p)
-    return PS_OK
+    return RESERVE_AGAIN
 
 
 cdef inline bint part_needs_roll(PartState *p, Segment *a, int64_t total, int64_t count, int64_t now_ms) noexcept nogil:
@@ -157,6 +173,8 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
         elif st == RESERVE_ROOM and on_shard:
             if segment_write_out(part_active(p), &sh.mu) != PS_OK:
                 part_fail(p, part_active(p).io_errno, part_active(p).log_path)
+        elif st == RESERVE_AGAIN:
+            continue
         elif st == RESERVE_OPEN:
             return PS_ERR_IO
         elif st == RESERVE_POOL and on_shard:

@@ -269,7 +269,7 @@ cdef class Partition:
             if segment_open_writer(s, self.p.want_direct, &self.sh.pool, self.sh.chunk_bytes, self.p.buffer_bytes,
                                    self.p.prealloc_bytes, self.p.segment_bytes) != PS_OK:
                 raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
-            segment_go_idle(s)   # no buffer, no descriptor until the first append (segment_wake)
+            segment_go_idle(s)   # no buffer, no descriptor until the first append (part_wake)
         if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
                          self.topic, self.number, s.log_path.decode())
@@ -576,6 +576,8 @@ cdef class Partition:
                     shard_enqueue(self.sh, self.p)
                 with nogil:
                     mutex_wait_then_unlock(self.sh)
+            elif st == RESERVE_AGAIN:
+                pthread_mutex_unlock(&self.sh.mu)
             elif st == RESERVE_OPEN:
                 pthread_mutex_unlock(&self.sh.mu)
                 raise_os_error(errno, "cannot open segment for writing", self.path)

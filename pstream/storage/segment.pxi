@@ -15,7 +15,8 @@
 # buffer holds nothing unwritten (only the last partial page is copied, never the data).
 # When the budget is spent at a swap, the one buffer is written and reused (appends wait).
 # An idle segment (segment_go_idle) holds no buffer and no descriptor: the next append
-# reopens the write descriptor and reads the last partial page back (segment_wake).
+# reopens the write descriptor and reads the last partial page back, without the mutex
+# (segment_wake_prepare, then segment_wake_install).
 #
 # A failed write (ENOSPC, EIO) keeps its buffer as `failed_buf`: its bytes stay readable and
 # `segment_retry` writes them again once the disk has room, so nothing appended is dropped.
@@ -90,7 +91,7 @@ cdef void segment_free(Segment *s) noexcept nogil:
 cdef int segment_open_writer(Segment *s, bint want_direct, ps_pool *pool, int64_t buf_min, int64_t buf_limit,
                              int64_t prealloc_step, int64_t prealloc_limit) noexcept nogil:
     """Opens the write side at the segment's current size. No buffer yet: the first append
-    takes one (segment_wake)."""
+    takes one (segment_wake_prepare)."""
     cdef int direct = 0
     s.wfd = ps_f_open_for_write(s.log_path, want_direct, &direct)
     if s.wfd < 0:
@@ -134,36 +135,70 @@ cdef void segment_go_idle(Segment *s) noexcept nogil:
     s.idle = True
 
 
-cdef int segment_wake(Segment *s, bint want_direct, int64_t need, int *over) noexcept nogil:
-    """Takes a buffer for `need` more bytes (mutex held) and, for an idle segment, reopens the
-    write descriptor and reads the last partial page back. PS_ERR_NO_MEMORY with *over set:
-    the budget is spent (wait for the shard to reclaim)."""
+cdef struct Wake:
+    uint8_t *buf                # the new buffer, holding the last partial page
+    int64_t cap
+    int wfd                     # opened here, or -1 (the segment had one)
+    int rfd                     # opened for the read-back; kept if the segment has none by then
+    int direct
+    int64_t allocated
+
+
+cdef int segment_wake_prepare(Segment *s, bint want_direct, int64_t need, Wake *w, int *over) noexcept nogil:
+    """The file work of waking an idle (or fresh) segment, done WITHOUT the mutex (the caller
+    keeps appends and the shard off the segment: part_wake sets `rolling`): a buffer for `need`
+    more bytes with the last partial page read back into it, and the write descriptor reopened.
+    PS_ERR_NO_MEMORY with *over set: the budget is spent (wait for the shard to reclaim)."""
+    cdef int64_t start = ps_page_floor(s.size), tail = s.size - ps_page_floor(s.size)
     cdef int direct = 0
-    cdef int64_t start = ps_page_floor(s.size), tail = s.size - ps_page_floor(s.size), cap
-    cdef uint8_t *b
+    memset(w, 0, sizeof(Wake))
+    w.wfd = -1
+    w.rfd = -1
     over[0] = 0
-    cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
-    if cap > s.pool.capacity:
+    w.cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
+    if w.cap > s.pool.capacity:
         return PS_ERR_NO_MEMORY     # bigger than the whole budget: waiting would never end
-    b = ps_pool_take(s.pool, cap, over)
-    if b == NULL:
+    w.buf = ps_pool_take(s.pool, w.cap, over)
+    if w.buf == NULL:
         return PS_ERR_NO_MEMORY
     if s.wfd < 0:
-        s.wfd = ps_f_open_for_write(s.log_path, want_direct and not s.direct_fallback, &direct)
-        if s.wfd >= 0:
-            s.direct = direct != 0
-            s.allocated = lseek(s.wfd, 0, 2)
-    if s.wfd >= 0 and s.rfd < 0:
-        s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
-    if s.wfd < 0 or s.rfd < 0 or s.allocated < 0 or \
-            (tail and ps_pread_all(s.rfd, <char *>b, tail, start) != tail):
-        ps_pool_give(s.pool, b, cap)
-        return PS_ERR_IO
-    s.buf = b
-    s.buf_cap = cap
-    s.buf_start = start
+        w.wfd = ps_f_open_for_write(s.log_path, want_direct and not s.direct_fallback, &direct)
+        w.direct = direct
+        if w.wfd >= 0:
+            w.allocated = lseek(w.wfd, 0, 2)
+    if s.wfd >= 0 or (w.wfd >= 0 and w.allocated >= 0):
+        w.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
+        if w.rfd >= 0 and (not tail or ps_pread_all(w.rfd, <char *>w.buf, tail, start) == tail):
+            return PS_OK
+    segment_wake_abandon(s, w)
+    return PS_ERR_IO
+
+
+cdef void segment_wake_abandon(Segment *s, Wake *w) noexcept nogil:
+    ps_pool_give(s.pool, w.buf, w.cap)
+    w.buf = NULL
+    if w.wfd >= 0:
+        close(w.wfd)
+        w.wfd = -1
+    if w.rfd >= 0:
+        close(w.rfd)
+        w.rfd = -1
+
+
+cdef void segment_wake_install(Segment *s, Wake *w) noexcept nogil:
+    """Puts what segment_wake_prepare made in place (mutex held)."""
+    if w.wfd >= 0:
+        s.wfd = w.wfd
+        s.direct = w.direct != 0
+        s.allocated = w.allocated
+    if s.rfd < 0:
+        s.rfd = w.rfd       # a reader may have opened one meanwhile
+    elif w.rfd >= 0:
+        close(w.rfd)
+    s.buf = w.buf
+    s.buf_cap = w.cap
+    s.buf_start = ps_page_floor(s.size)
     s.idle = False
-    return PS_OK
 
 
 cdef int segment_regrow(Segment *s, int64_t need, int *over) noexcept nogil:
