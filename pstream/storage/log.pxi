@@ -517,7 +517,8 @@ cdef class Partition:
     def stats(self):
         """(size_bytes, segments, buffer_bytes, index_bytes), read in one go under the mutex:
         the bytes of the log, its segment count, the write buffers it holds (the active
-        segment's double buffer, and a sealed one's until finalized) and its index arrays."""
+        segment's, from the shard's pool, none while idle; a sealed one's until finalized)
+        and its index arrays."""
         cdef size_t i
         cdef Segment *s
         cdef int64_t size = 0, buffers = 0, indexes = 0, n
