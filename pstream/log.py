@@ -537,10 +537,13 @@ class Log:
     topics; `topic(name, **settings)` overrides them per topic. Retention runs every
     `retention_check_ms` (5 minutes, as in Kafka; None: only when apply_retention is called).
     `disk_threads` (2) is the size of the DiskPool the `*_async` methods run on.
+    `write_pool_bytes` (64 MiB) is each shard's budget of write buffers; `max_open_files` (600)
+    bounds the segment descriptors partitions keep open between appends.
     """
 
     def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
-                 retention_check_ms: int | None = 300_000, disk_threads: int = 2, **topic_defaults):
+                 retention_check_ms: int | None = 300_000, disk_threads: int = 2, write_pool_bytes: int = 64 << 20,
+                 max_open_files: int = 600, **topic_defaults):
         self.path = os.fspath(path)
         self.shards = shards if shards is not None else (os.cpu_count() or 1)
         if not isinstance(self.shards, int) or self.shards < 1:
@@ -558,7 +561,17 @@ class Log:
                                       file=os.path.join(self.path, layout.LOCK_FILE)) from None
         self._lock = threading.RLock()   # topic creation, deletion and changes; taken off the event loop
         self._disk = DiskPool(disk_threads)
-        self._pool = _core.ShardPool(self.shards)
+        # Memory and descriptors are planned: each shard's write buffers come from a budget of
+        # write_pool_bytes (partitions idle for a second hold none); segment descriptors of the
+        # whole Log stay within max_open_files (three per partition appended to lately).
+        try:
+            self._pool = _core.ShardPool(self.shards, write_pool_bytes=write_pool_bytes,
+                                         max_open_files=max_open_files)
+        except BaseException:
+            self._disk.close()
+            self._dir_lock.close()
+            raise
+        self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._closed = False
@@ -746,6 +759,12 @@ class Log:
 
     def shard_stats(self) -> list[dict]:
         return self._pool.stats()
+
+    def memory_stats(self) -> dict:
+        """Memory by owner, from counters cheap enough for every scrape: `write_pool`, each shard's
+        budget (capacity, in use, peak, waits, releases, holders: see ShardPool.memory), and
+        `index_bytes`, the index arrays of every open segment in the process."""
+        return {"write_pool": self._pool.memory(), "index_bytes": _core.ShardPool.index_bytes()}
 
     # --- lifecycle ------------------------------------------------------------------
 

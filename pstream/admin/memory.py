@@ -1,8 +1,12 @@
 """GET /v1/debug/memory: where the broker's memory is, found without a restart.
 
-Reports the process's resident set, what the log holds per shard (the write buffers of the
-partitions' segments, 4 KiB-aligned C memory outside Python's allocator, and their index
-arrays), and Python allocation sites by tracemalloc, which the same endpoint switches on
+Reports the process's resident set and its memory by owner from always-on counters
+(`memory_bytes`: the shards' write pools, the segments' index arrays, the frame pool's kept
+receive buffers, the request/response budget in use, and Python's tracked heap while
+tracemalloc runs), each shard's write pool (capacity, in use, peak, waits, idle releases,
+holders), open descriptors against the budget, what the log holds per shard (the write
+buffers of the partitions' segments, 4 KiB-aligned C memory outside Python's allocator, and
+their index arrays; a walk over every partition), and Python allocation sites by tracemalloc, which the same endpoint switches on
 (`?start=1`) and off (`?stop=1`): while it is on, the `top` (default 20) sites that hold the
 most memory are listed. tracemalloc slows every Python allocation (~2x here), so it is off
 unless asked for. Reads only; the one thing it changes is whether tracemalloc traces.
@@ -32,6 +36,29 @@ def rss_bytes() -> int:
     except (OSError, ValueError, IndexError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
+
+
+def open_files() -> int:
+    """Descriptors the process holds now (Linux: /proc/self/fd), -1 where that is unknown."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1   # less the listing's own
+    except OSError:
+        return -1
+
+
+def owners(broker) -> dict[str, int]:
+    """Bytes by owner, from counters (no walk, no lock): what /metrics exports as
+    pstream_memory_bytes{owner}. `python` only while tracemalloc traces (it counts nothing else)."""
+    out: dict[str, int] = {}
+    if broker.log_readable:
+        stats = broker.log.memory_stats()
+        out["write_pool"] = sum(s["in_use_bytes"] for s in stats["write_pool"])
+        out["indexes"] = stats["index_bytes"]
+    out["frames"] = broker.frame_pool.stats()["pooled_bytes"]
+    out["requests"] = broker.memory.used
+    if tracemalloc.is_tracing():
+        out["python"] = tracemalloc.get_traced_memory()[0]
+    return out
 
 
 def shard_memory(log) -> list[dict]:
@@ -97,8 +124,10 @@ def tracing(query: dict[str, str], change: bool) -> dict:
 
 
 def report(broker, query: dict[str, str], change: bool = False) -> dict:
-    out: dict = {"rss_bytes": rss_bytes()}
+    out: dict = {"rss_bytes": rss_bytes(), "memory_bytes": owners(broker), "open_files": open_files()}
     if broker.log_readable:
+        out["max_open_files"] = broker.log.max_open_files
+        out["write_pool"] = broker.log.memory_stats()["write_pool"]
         shards = shard_memory(broker.log)
         out["shards"] = shards
         out["write_buffer_bytes"] = sum(s["write_buffer_bytes"] for s in shards)

@@ -37,6 +37,12 @@ Metric names (all pstream_ ones have the labels shown):
   pstream_memory_budget_used_bytes, pstream_memory_budget_waits_total, pstream_memory_budget_waiting,
   pstream_connections_closed_total{reason}, pstream_connections_muted,
   pstream_connection_mutes_total.
+  memory by owner and descriptors, from counters (pstream/admin/memory.py): pstream_memory_bytes{owner}
+  (write_pool, indexes, frames, requests; python while tracemalloc runs), pstream_write_pool_bytes{shard},
+  pstream_write_pool_in_use_bytes{shard}, pstream_write_pool_peak_bytes{shard},
+  pstream_write_pool_waits_total{shard}, pstream_write_pool_releases_total{shard},
+  pstream_write_pool_holders{shard}, pstream_open_files, pstream_max_open_files,
+  pstream_python_allocated_blocks.
 """
 
 from __future__ import annotations
@@ -152,6 +158,7 @@ class BrokerCollector:
         yield from self._requests()
         yield from self._traffic()
         yield from self._memory_bounds()
+        yield from self._memory_owners()
         broker = self.broker
         if not broker.log_readable:
             return
@@ -211,6 +218,51 @@ class BrokerCollector:
                                           "because of its unsent responses")
         muted_total.add_metric([], self.metrics.connections_muted)
         yield from (limit, used, waits, waiting, closed, muted, muted_total)
+
+    def _memory_owners(self):
+        import sys
+
+        from pstream.admin import memory
+
+        broker = self.broker
+        owners = GaugeMetricFamily("pstream_memory_bytes", "bytes held, by owner: write_pool (segment write "
+                                   "buffers), indexes (segment index arrays), frames (kept receive buffers), "
+                                   "requests (requests and unsent responses), python (while tracemalloc runs)",
+                                   labels=["owner"])
+        for owner, value in memory.owners(broker).items():
+            owners.add_metric([owner], value)
+        yield owners
+        files = GaugeMetricFamily("pstream_open_files", "descriptors the process holds")
+        files.add_metric([], memory.open_files())
+        yield files
+        blocks = GaugeMetricFamily("pstream_python_allocated_blocks", "memory blocks Python's allocator holds "
+                                   "(sys.getallocatedblocks)")
+        blocks.add_metric([], sys.getallocatedblocks())
+        yield blocks
+        if not broker.log_readable:
+            return
+        limit = GaugeMetricFamily("pstream_max_open_files", "segment descriptors partitions may keep open "
+                                  "between appends (max_open_files)")
+        limit.add_metric([], broker.log.max_open_files)
+        yield limit
+        labels = ["shard"]
+        families = (
+            (GaugeMetricFamily("pstream_write_pool_bytes", "the shard's write buffer budget (write_pool_bytes)",
+                               labels=labels), "capacity_bytes"),
+            (GaugeMetricFamily("pstream_write_pool_in_use_bytes", "write buffer bytes the shard's partitions hold",
+                               labels=labels), "in_use_bytes"),
+            (GaugeMetricFamily("pstream_write_pool_peak_bytes", "most write buffer bytes held at once",
+                               labels=labels), "peak_bytes"),
+            (CounterMetricFamily("pstream_write_pool_waits", "appends that waited for the write budget or the "
+                                 "descriptor budget", labels=labels), "waits"),
+            (CounterMetricFamily("pstream_write_pool_releases", "times an idle partition gave back its buffers "
+                                 "and descriptors", labels=labels), "released"),
+            (GaugeMetricFamily("pstream_write_pool_holders", "partitions holding write buffers or descriptors",
+                               labels=labels), "holders"))
+        for i, pool in enumerate(broker.log.memory_stats()["write_pool"]):
+            for family, key in families:
+                family.add_metric([str(i)], pool[key])
+        yield from (family for family, _key in families)
 
     def _traffic(self):
         families = [CounterMetricFamily(f"pstream_{what}", doc, labels=["topic"]) for what, doc in (

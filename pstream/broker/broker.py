@@ -140,6 +140,7 @@ class Broker:
                          os.environ["PSTREAM_FAULTS"])
         self.storage.check_space()
         self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
+                               write_pool_bytes=cfg.write_pool_bytes, max_open_files=cfg.max_open_files,
                                **cfg.topic_defaults())
         try:
             for name in self.log.topics():   # Kafka semantics: broker defaults apply to existing topics

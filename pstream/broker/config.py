@@ -79,6 +79,8 @@ class BrokerConfig:
     segment_bytes: int = 1 << 30
     segment_ms: int | None = 604800000
     retention_check_ms: int = 300000
+    write_pool_bytes: int = 64 << 20      # per shard: the write buffers of its partitions (Redpanda's per-shard budget)
+    max_open_files: int = 600             # segment descriptors kept open between appends, whole broker
     connections_max_idle_ms: int = 600000
     socket_request_max_bytes: int = 104857600
     max_connections: int = 10000
@@ -263,6 +265,10 @@ _SETTINGS = (
              "log.roll.ms"),
     _Setting("retention_check_ms", _Int(1, metavar="MS"), "how often retention deletes old segments",
              "log.retention.check.interval.ms"),
+    _Setting("write_pool_bytes", _Int(1 << 20, metavar="BYTES"),
+             "each shard's budget of write buffers (appends wait for the shard beyond it)"),
+    _Setting("max_open_files", _Int(3, INT32_MAX), "segment descriptors kept open between appends "
+             "(idle partitions close theirs, least recently appended first)"),
     _Setting("connections_max_idle_ms", _Int(1, metavar="MS"), "close connections idle this long",
              "connections.max.idle.ms"),
     _Setting("socket_request_max_bytes", _Int(1024, INT32_MAX, metavar="BYTES"), "largest request accepted",

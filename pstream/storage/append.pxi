@@ -3,12 +3,45 @@
 # Every function here runs with the shard mutex held and without the GIL. An append
 # is reserve -> write the batch into the returned space -> commit; reserve may ask the
 # caller to roll the segment, to wait (another thread is rolling) or to make room
-# (the shard writes the buffer out; a caller thread asks the shard and waits).
+# (the shard writes the buffer out; a caller thread asks the shard and waits), or to
+# wait for the shard's write budget (the shard gives back idle partitions' buffers).
 
 cdef enum:
     RESERVE_ROLL = -1           # the active segment is full or old: roll first
     RESERVE_ROOM = -2           # the active buffer is full: write it out first
     RESERVE_WAIT = -3           # another thread is rolling: wait on `done`
+    RESERVE_POOL = -4           # the shard's write budget or descriptor budget is spent: reclaim, wait
+    RESERVE_OPEN = -5           # reopening an idle segment's files failed (errno says why)
+    RESERVE_AGAIN = -6          # the mutex was dropped (an idle segment woke): reserve again
+
+
+cdef int part_wake(PartState *p, Segment *a, int64_t total) noexcept nogil:
+    """Gives an idle (or fresh) active segment a buffer and its descriptors; lists the
+    partition among the shard's holders. Drops the mutex for the file work (appends wait
+    meanwhile, as for a roll), so it returns RESERVE_AGAIN on success: reserve again.
+    RESERVE_POOL when a budget is spent, RESERVE_OPEN when a file cannot be opened or read."""
+    cdef Shard *sh = p.shard
+    cdef Wake w
+    cdef int over = 0, st, err = 0
+    if not p.holding and sh.holders >= sh.max_holders:
+        return RESERVE_POOL
+    p.rolling = True
+    ps_mutex_unlock(&sh.mu)
+    st = segment_wake_prepare(a, p.want_direct, total, &w, &over)
+    if st != PS_OK:
+        err = errno
+    ps_mutex_lock(&sh.mu)
+    p.rolling = False
+    pthread_cond_broadcast(&sh.done)
+    if st != PS_OK:
+        ps_set_errno(err)
+        return RESERVE_POOL if over else RESERVE_OPEN if st == PS_ERR_IO else st
+    if p.closed:
+        segment_wake_abandon(a, &w)
+        return PS_ERR_CLOSED
+    segment_wake_install(a, &w)
+    holders_touch(sh, p)
+    return RESERVE_AGAIN
 
 
 cdef inline bint part_needs_roll(PartState *p, Segment *a, int64_t total, int64_t count, int64_t now_ms) noexcept nogil:
@@ -31,14 +64,22 @@ cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms
         return PS_ERR_IO
     if p.rolling:
         return RESERVE_WAIT
+    cdef int st, over = 0
     a = part_active(p)
     if part_needs_roll(p, a, total, count, now_ms):
         return RESERVE_ROLL
-    if segment_room(a) < total:
-        if total + PS_PAGE <= a.buf_cap:
+    if a.buf == NULL:
+        if a.inflight != NULL:
+            return RESERVE_WAIT     # its one buffer is being written (the budget was spent)
+        st = part_wake(p, a, total)
+        if st != PS_OK:
+            return st
+    elif segment_room(a) < total:
+        if a.size > a.written or a.inflight != NULL:
             return RESERVE_ROOM
-        if segment_grow_buffer(a, total + (a.size - a.buf_start)) != PS_OK:   # bigger than any buffer
-            return PS_ERR_NO_MEMORY
+        st = segment_regrow(a, total, &over)    # only the last partial page is unwritten
+        if st != PS_OK:
+            return RESERVE_POOL if over else st
     dst[0] = a.buf + (a.size - a.buf_start)
     return PS_OK
 
@@ -49,6 +90,8 @@ cdef void part_commit(PartState *p, int64_t total, int64_t last_offset, int64_t 
     cdef Shard *sh = p.shard
     cdef int64_t position = a.size
     ps_mutex_assert_held(&p.shard.mu)
+    p.last_append_ns = ps_monotonic_ns()
+    holders_touch(sh, p)
     a.size += total
     segment_note_batch(a, position, total, last_offset, max_timestamp)
     ps_store_i64(&p.next_offset, last_offset + 1)
@@ -88,8 +131,8 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
     base = p.next_offset
     ps_mutex_unlock(&sh.mu)
     s = segment_new(p.directory, base, p.index_interval)
-    st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, p.want_direct, p.buffer_bytes, p.prealloc_bytes,
-                                                                p.segment_bytes)
+    st = PS_ERR_NO_MEMORY if s == NULL else segment_open_writer(s, p.want_direct, &sh.pool, sh.chunk_bytes,
+                                                                p.buffer_bytes, p.prealloc_bytes, p.segment_bytes)
     if st == PS_OK:
         st = fsync_directory(p.directory)   # the new file's name must survive a crash too
     if st != PS_OK:
@@ -134,11 +177,22 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
         elif st == RESERVE_ROOM and on_shard:
             if segment_write_out(part_active(p), &sh.mu) != PS_OK:
                 part_fail(p, part_active(p).io_errno, part_active(p).log_path)
-        elif st == RESERVE_ROOM or st == RESERVE_WAIT:
+        elif st == RESERVE_AGAIN:
+            continue
+        elif st == RESERVE_OPEN:
+            return PS_ERR_IO
+        elif st == RESERVE_POOL and on_shard:
+            if shard_reclaim(sh, True) == 0:
+                return PS_ERR_NO_MEMORY     # nothing can be given back: this batch cannot fit
+        elif st == RESERVE_ROOM or st == RESERVE_WAIT or st == RESERVE_POOL:
             if st == RESERVE_ROOM:
                 p.write_requested = True
                 shard_enqueue(sh, p)
+            if st == RESERVE_POOL:
+                shard_ask_reclaim(sh)
             ps_cond_wait(&sh.done, &sh.mu)
+            if st == RESERVE_POOL:
+                sh.pool_waiters -= 1
         else:
             return st
     memcpy(dst, src, total)

@@ -41,7 +41,8 @@ class TopicConfig:
     flush: str = "always"
     flush_ms: int = 10
     flush_bytes: int = 1 << 20
-    write_buffer_bytes: int = 1 << 20
+    write_buffer_bytes: int = 1 << 20   # cap of a partition's write buffer: it grows to this with the write rate,
+                                        # from its shard's write pool (Log(write_pool_bytes=...))
     preallocate_bytes: int = 32 << 20
 
     @classmethod

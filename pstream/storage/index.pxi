@@ -25,6 +25,7 @@ cdef int index_reserve(SparseIndex *ix, size_t n, size_t tn) noexcept nogil:
         if p == NULL:
             return PS_ERR_NO_MEMORY
         ix.pos = <uint32_t *>p
+        ps_index_bytes_add(<int64_t>(cap - ix.cap) * 2 * sizeof(uint32_t))
         ix.cap = cap
     if tn > ix.tcap:
         cap = ix.tcap * 2 if ix.tcap else 256
@@ -38,11 +39,13 @@ cdef int index_reserve(SparseIndex *ix, size_t n, size_t tn) noexcept nogil:
         if p == NULL:
             return PS_ERR_NO_MEMORY
         ix.trel = <uint32_t *>p
+        ps_index_bytes_add(<int64_t>(cap - ix.tcap) * (sizeof(int64_t) + sizeof(uint32_t)))
         ix.tcap = cap
     return PS_OK
 
 
 cdef void index_free(SparseIndex *ix) noexcept nogil:
+    ps_index_bytes_add(-<int64_t>(ix.cap * 2 * sizeof(uint32_t) + ix.tcap * (sizeof(int64_t) + sizeof(uint32_t))))
     free(ix.rel)
     free(ix.pos)
     free(ix.ts)

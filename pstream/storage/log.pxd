@@ -53,3 +53,9 @@ cdef struct PartState:
     int busy                    # [mutex] submitted appends the shard is working on (close waits for them)
     bint direct_fallback        # [mutex] a segment fell back to buffered writes (Python logs it once;
                                 #         read without the mutex as a hint only)
+    # on the shard's holders list (shard.pxi): its active segment holds write buffers or
+    # descriptors, given back once it has been idle for a while or the shard needs them
+    bint holding                # [mutex]
+    PartState *hold_prev        # [mutex]
+    PartState *hold_next        # [mutex]
+    int64_t last_append_ns      # [mutex]

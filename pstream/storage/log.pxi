@@ -7,9 +7,11 @@
 # objects. Rule that keeps the GIL and the mutex from deadlocking: never wait for the
 # GIL while holding the mutex (waits unlock it before taking the GIL back).
 #
-# Descriptors: the active segment keeps its files open; a finalized segment's read
-# descriptors are opened by the first reader and closed by the last (segment_release),
-# so a log of any number of segments needs a handful, and close() releases them all.
+# Descriptors: the active segment keeps its files open while its partition is one of the
+# shard's holders (shard.pxi: appended to lately, within the descriptor budget); a finalized
+# or idle segment's read descriptors are opened by the first reader and closed by the last
+# (segment_release), so a log of any number of partitions and segments needs a bounded
+# number, and close() releases them all.
 
 import logging as _logging
 import os as _os
@@ -85,7 +87,7 @@ cdef void segment_release(Segment *s, ps_mutex *mu) noexcept nogil:
     ps_mutex_lock(mu)
     s.refs -= 1
     free_it = s.deleted and s.refs == 0
-    if s.refs == 0 and s.finalized and not s.deleted:
+    if s.refs == 0 and (s.finalized or s.idle) and not s.deleted:
         segment_close_files(s)
     ps_mutex_unlock(mu)
     if free_it:
@@ -262,10 +264,11 @@ cdef class Partition:
             s.index_persisted = s.index.n
             s.time_persisted = s.index.tn
             with nogil:   # opens and preallocates files: the event loop may need the GIL meanwhile
-                st = segment_open_writer(s, self.p.want_direct, self.p.buffer_bytes, self.p.prealloc_bytes,
-                                         self.p.segment_bytes)
+                st = segment_open_writer(s, self.p.want_direct, &self.sh.pool, self.sh.chunk_bytes,
+                                         self.p.buffer_bytes, self.p.prealloc_bytes, self.p.segment_bytes)
             if st != PS_OK:
                 raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+            segment_go_idle(s)   # no buffer, no descriptor until the first append (part_wake)
         if self.p.want_direct and not s.direct:
             _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
                          self.topic, self.number, s.log_path.decode())
@@ -540,7 +543,8 @@ cdef class Partition:
     def stats(self):
         """(size_bytes, segments, buffer_bytes, index_bytes), read in one go under the mutex:
         the bytes of the log, its segment count, the write buffers it holds (the active
-        segment's double buffer, and a sealed one's until finalized) and its index arrays."""
+        segment's, from the shard's pool, none while idle; a sealed one's until finalized)
+        and its index arrays."""
         cdef size_t i
         cdef Segment *s
         cdef int64_t size = 0, buffers = 0, indexes = 0, n
@@ -569,7 +573,7 @@ cdef class Partition:
             raise status_error(status, None, "a write to this partition failed", self.topic, self.number,
                                err or errno, _os.fsdecode(self.p.fail_file) if err else None)
         if status == PS_ERR_NO_MEMORY:
-            raise MemoryError("cannot grow the segment write buffer")
+            raise MemoryError("the batch does not fit in the shard's write pool (write_pool_bytes)")
         raise status_error(status, None, None, self.topic, self.number)
 
     cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
@@ -596,6 +600,17 @@ cdef class Partition:
                     shard_enqueue(self.sh, self.p)
                 with nogil:
                     mutex_wait_then_unlock(self.sh)
+            elif st == RESERVE_AGAIN:
+                ps_mutex_unlock(&self.sh.mu)
+            elif st == RESERVE_OPEN:
+                ps_mutex_unlock(&self.sh.mu)
+                raise_os_error(errno, "cannot open segment for writing", self.path)
+            elif st == RESERVE_POOL:     # the shard gives back idle partitions' buffers, then wakes us
+                shard_ask_reclaim(self.sh)
+                with nogil:
+                    ps_cond_wait(&self.sh.done, &self.sh.mu)
+                    self.sh.pool_waiters -= 1
+                    ps_mutex_unlock(&self.sh.mu)
             else:
                 self._raise_locked(st)
 
@@ -1150,6 +1165,7 @@ cdef class Partition:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
+                    holders_forget(self.sh, self.p)
                     ps_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
                 break
             with nogil:
@@ -1188,6 +1204,7 @@ cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
     for i in range(p.n_segs):
         if not p.segs[i].finalized and not p.io_errno:
             segment_finalize(p.segs[i], &sh.mu)
+    holders_forget(sh, p)
     ps_mutex_unlock(&sh.mu)
 
 

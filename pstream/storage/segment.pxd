@@ -1,5 +1,20 @@
 # Declarations of a segment (segment.pxi).
 
+cdef extern from "ps_pool.h" nogil:
+    ctypedef struct ps_pool:
+        int64_t capacity
+        int64_t in_use
+        int64_t peak
+        int64_t waits
+        int64_t released
+    uint8_t *ps_pool_take(ps_pool *pool, int64_t nbytes, int *over)
+    void ps_pool_give(ps_pool *pool, uint8_t *p, int64_t nbytes)
+    int64_t ps_pool_load(const int64_t *counter)
+    void ps_pool_count(int64_t *counter)
+    void ps_index_bytes_add(int64_t delta)
+    int64_t ps_index_bytes_now()
+
+
 cdef struct Segment:
     int64_t base_offset
     int64_t next_offset         # one past the last offset appended here
@@ -16,7 +31,11 @@ cdef struct Segment:
     int64_t allocated           # preallocated file length
     int64_t prealloc_step
     int64_t prealloc_limit      # never preallocate past this (segment.bytes): a small segment stays small
-    uint8_t *buf                # active buffer: file bytes [buf_start, size)
+    ps_pool *pool               # where the buffers come from (the shard's budget), NULL before the writer opens
+    int64_t buf_min             # the first buffer's size (the shard's chunk)
+    int64_t buf_limit           # buffers grow up to this with the write rate (write_buffer_bytes)
+    bint idle                   # buffers and descriptors given back; the next append takes them again
+    uint8_t *buf                # active buffer: file bytes [buf_start, size); NULL while idle
     int64_t buf_start
     int64_t buf_cap
     uint8_t *spare

@@ -8,6 +8,16 @@
 # land in holes. Where O_DIRECT is refused (EINVAL at open or first write) the same
 # code writes through the page cache and `direct_fallback` is set for Python to log.
 #
+# Buffers come from the shard's budget (ps_pool.h) and are sized to the write rate: an
+# idle segment's first buffer is one chunk; each swap doubles the next one while writes
+# fill half of it (up to buf_limit, write_buffer_bytes) and halves it when they use less
+# than a quarter. A batch bigger than the buffer gets a buffer of its own size once the
+# buffer holds nothing unwritten (only the last partial page is copied, never the data).
+# When the budget is spent at a swap, the one buffer is written and reused (appends wait).
+# An idle segment (segment_go_idle) holds no buffer and no descriptor: the next append
+# reopens the write descriptor and reads the last partial page back, without the mutex
+# (segment_wake_prepare, then segment_wake_install).
+#
 # A failed write (ENOSPC, EIO) keeps its buffer as `failed_buf`: its bytes stay readable and
 # `segment_retry` writes them again once the disk has room, so nothing appended is dropped.
 # Every file call goes through a fault point of include/ps_faults.h (tests arm them).
@@ -44,10 +54,14 @@ cdef Segment *segment_new(const char *directory, int64_t base_offset, int64_t in
     return s
 
 
+cdef inline int64_t chunk_ceil(int64_t n, int64_t chunk) noexcept nogil:
+    return (n + chunk - 1) // chunk * chunk
+
+
 cdef void segment_free_buffers(Segment *s) noexcept nogil:
-    free(s.buf)
-    free(s.spare)
-    free(s.failed_buf)
+    ps_pool_give(s.pool, s.buf, s.buf_cap)
+    ps_pool_give(s.pool, s.spare, s.spare_cap)
+    ps_pool_give(s.pool, s.failed_buf, s.failed_cap)
     s.buf = NULL
     s.spare = NULL
     s.failed_buf = NULL
@@ -74,11 +88,11 @@ cdef void segment_free(Segment *s) noexcept nogil:
     free(s)
 
 
-cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes, int64_t prealloc_step,
-                             int64_t prealloc_limit) noexcept nogil:
-    """Opens the write side at the segment's current size; the first page is loaded into the buffer."""
+cdef int segment_open_writer(Segment *s, bint want_direct, ps_pool *pool, int64_t buf_min, int64_t buf_limit,
+                             int64_t prealloc_step, int64_t prealloc_limit) noexcept nogil:
+    """Opens the write side at the segment's current size. No buffer yet: the first append
+    takes one (segment_wake_prepare)."""
     cdef int direct = 0
-    cdef int64_t tail
     s.wfd = ps_f_open_for_write(s.log_path, want_direct, &direct)
     if s.wfd < 0:
         return PS_ERR_IO
@@ -87,21 +101,12 @@ cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes,
         s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
         if s.rfd < 0:
             return PS_ERR_IO
-    if want_direct and s.dfd < 0:
-        s.dfd = ps_open_direct_read(s.log_path)
+    s.pool = pool
+    s.buf_min = ps_page_ceil(buf_min if buf_min > PS_PAGE * 2 else PS_PAGE * 2)
+    s.buf_limit = chunk_ceil(buf_limit if buf_limit > s.buf_min else s.buf_min, s.buf_min)
     s.prealloc_step = prealloc_step
     s.prealloc_limit = ps_page_ceil(prealloc_limit)
-    s.buf_cap = ps_page_ceil(buffer_bytes if buffer_bytes > PS_PAGE * 2 else PS_PAGE * 2)
-    s.spare_cap = s.buf_cap
-    s.buf = <uint8_t *>ps_aligned_alloc(s.buf_cap)
-    s.spare = <uint8_t *>ps_aligned_alloc(s.spare_cap)
-    if s.buf == NULL or s.spare == NULL:
-        return PS_ERR_NO_MEMORY
-    # Reopening a segment with data: keep its last partial page in memory.
-    s.buf_start = ps_page_floor(s.size)
-    tail = s.size - s.buf_start
-    if tail and ps_pread_all(s.rfd, <char *>s.buf, tail, s.buf_start) != tail:
-        return PS_ERR_IO
+    s.buf_start = s.size    # nothing in memory
     s.written = s.size
     s.synced = s.size
     s.written_offset = s.next_offset
@@ -112,17 +117,120 @@ cdef int segment_open_writer(Segment *s, bint want_direct, int64_t buffer_bytes,
     return PS_OK
 
 
-cdef int segment_grow_buffer(Segment *s, int64_t need) noexcept nogil:
-    """Makes the active buffer hold `need` bytes past buf_start (a batch bigger than the buffer)."""
-    cdef int64_t cap = ps_page_ceil(need + PS_PAGE)
-    cdef uint8_t *grown = <uint8_t *>ps_aligned_alloc(cap)
-    if grown == NULL:
+cdef void segment_go_idle(Segment *s) noexcept nogil:
+    """Gives the buffers back and closes the descriptors of a written, synced segment (mutex
+    held). Read descriptors a reader still uses are closed by segment_release."""
+    segment_free_buffers(s)
+    s.buf_start = s.size
+    if s.wfd >= 0:
+        close(s.wfd)
+        s.wfd = -1
+    if s.refs == 0:
+        if s.rfd >= 0:
+            close(s.rfd)
+            s.rfd = -1
+        if s.dfd >= 0:
+            close(s.dfd)
+            s.dfd = -1
+    s.idle = True
+
+
+cdef struct Wake:
+    uint8_t *buf                # the new buffer, holding the last partial page
+    int64_t cap
+    int wfd                     # opened here, or -1 (the segment had one)
+    int rfd                     # opened for the read-back; kept if the segment has none by then
+    int direct
+    int64_t allocated
+
+
+cdef int segment_wake_prepare(Segment *s, bint want_direct, int64_t need, Wake *w, int *over) noexcept nogil:
+    """The file work of waking an idle (or fresh) segment, done WITHOUT the mutex (the caller
+    keeps appends and the shard off the segment: part_wake sets `rolling`): a buffer for `need`
+    more bytes with the last partial page read back into it, and the write descriptor reopened.
+    PS_ERR_NO_MEMORY with *over set: the budget is spent (wait for the shard to reclaim)."""
+    cdef int64_t start = ps_page_floor(s.size), tail = s.size - ps_page_floor(s.size)
+    cdef int direct = 0
+    memset(w, 0, sizeof(Wake))
+    w.wfd = -1
+    w.rfd = -1
+    over[0] = 0
+    w.cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
+    if w.cap > s.pool.capacity:
+        return PS_ERR_NO_MEMORY     # bigger than the whole budget: waiting would never end
+    w.buf = ps_pool_take(s.pool, w.cap, over)
+    if w.buf == NULL:
         return PS_ERR_NO_MEMORY
-    memcpy(grown, s.buf, s.size - s.buf_start)
-    free(s.buf)
-    s.buf = grown
+    if s.wfd < 0:
+        w.wfd = ps_f_open_for_write(s.log_path, want_direct and not s.direct_fallback, &direct)
+        w.direct = direct
+        if w.wfd >= 0:
+            w.allocated = lseek(w.wfd, 0, 2)
+    if s.wfd >= 0 or (w.wfd >= 0 and w.allocated >= 0):
+        w.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
+        if w.rfd >= 0 and (not tail or ps_pread_all(w.rfd, <char *>w.buf, tail, start) == tail):
+            return PS_OK
+    segment_wake_abandon(s, w)
+    return PS_ERR_IO
+
+
+cdef void segment_wake_abandon(Segment *s, Wake *w) noexcept nogil:
+    ps_pool_give(s.pool, w.buf, w.cap)
+    w.buf = NULL
+    if w.wfd >= 0:
+        close(w.wfd)
+        w.wfd = -1
+    if w.rfd >= 0:
+        close(w.rfd)
+        w.rfd = -1
+
+
+cdef void segment_wake_install(Segment *s, Wake *w) noexcept nogil:
+    """Puts what segment_wake_prepare made in place (mutex held)."""
+    if w.wfd >= 0:
+        s.wfd = w.wfd
+        s.direct = w.direct != 0
+        s.allocated = w.allocated
+    if s.rfd < 0:
+        s.rfd = w.rfd       # a reader may have opened one meanwhile
+    elif w.rfd >= 0:
+        close(w.rfd)
+    s.buf = w.buf
+    s.buf_cap = w.cap
+    s.buf_start = ps_page_floor(s.size)
+    s.idle = False
+
+
+cdef int segment_regrow(Segment *s, int64_t need, int *over) noexcept nogil:
+    """A buffer for a batch bigger than the current one, which holds nothing unwritten: only
+    the last partial page moves over."""
+    cdef int64_t tail = s.size - s.buf_start
+    cdef int64_t cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
+    cdef uint8_t *b
+    over[0] = 0
+    if cap > s.pool.capacity:
+        return PS_ERR_NO_MEMORY     # bigger than the whole budget: waiting would never end
+    b = ps_pool_take(s.pool, cap, over)
+    if b == NULL:
+        return PS_ERR_NO_MEMORY
+    memcpy(b, s.buf, tail)
+    ps_pool_give(s.pool, s.buf, s.buf_cap)
+    s.buf = b
     s.buf_cap = cap
     return PS_OK
+
+
+cdef inline int64_t segment_next_size(const Segment *s, int64_t written, int64_t cap) noexcept nogil:
+    """The size of the buffer to swap in after writing `written` bytes out of a `cap` one."""
+    if written * 2 >= cap:
+        cap *= 2
+    elif written * 4 < cap:
+        cap //= 2
+    if cap > s.buf_limit:
+        cap = s.buf_limit
+    if cap < s.buf_min:
+        cap = s.buf_min
+    return chunk_ceil(cap, s.buf_min)
 
 
 cdef inline int64_t segment_room(const Segment *s) noexcept nogil:
@@ -146,8 +254,9 @@ cdef inline void segment_note_batch(Segment *s, int64_t position, int64_t size, 
 cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
     """Writes everything appended so far. Called and returns with mu held; drops it for the I/O."""
     cdef uint8_t *old
-    cdef int64_t start, length, end, end_offset, tail, padded, old_cap, grow
-    cdef int rc = 0, err = 0, direct = 0
+    cdef int64_t start, length, end, end_offset, tail, padded, old_cap, grow, want
+    cdef int rc = 0, err = 0, direct = 0, over = 0
+    cdef bint single
     ps_mutex_assert_held(mu)
     if s.io_errno:
         return PS_ERR_IO    # fail-stop: after a failed write, never move `written` past the hole
@@ -160,15 +269,28 @@ cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
     end_offset = s.next_offset
     length = end - start
     tail = end - ps_page_floor(end)
-    if s.spare_cap < tail + PS_PAGE:
-        return PS_ERR_NO_MEMORY
-    s.spare_len = 0     # about to be overwritten: no longer a copy of the file
-    memcpy(s.spare, old + (length - tail), tail)
-    s.buf = s.spare
-    s.buf_cap = s.spare_cap
-    s.buf_start = end - tail
-    s.spare = NULL
-    s.spare_cap = 0
+    want = segment_next_size(s, length, old_cap)
+    if s.spare != NULL and s.spare_cap != want:
+        ps_pool_give(s.pool, s.spare, s.spare_cap)   # resized to the write rate
+        s.spare = NULL
+        s.spare_cap = 0
+    s.spare_len = 0     # about to be overwritten (or given back): no longer a copy of the file
+    if s.spare == NULL:
+        s.spare = ps_pool_take(s.pool, want, &over)
+        s.spare_cap = want if s.spare != NULL else 0
+    single = s.spare == NULL
+    if single:
+        # The budget is spent: write this buffer and reuse it; appends wait (part_reserve).
+        s.buf = NULL
+        s.buf_cap = 0
+        s.buf_start = end
+    else:
+        memcpy(s.spare, old + (length - tail), tail)
+        s.buf = s.spare
+        s.buf_cap = s.spare_cap
+        s.buf_start = end - tail
+        s.spare = NULL
+        s.spare_cap = 0
     s.inflight = old
     s.inflight_start = start
     s.inflight_len = length
@@ -180,9 +302,14 @@ cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
     if start + padded > s.allocated and s.prealloc_step > 0:
         # Preallocate in steps: writing into holes of a sparse file halves throughput here.
         # At most up to the segment's size limit (a batch past it: only what it needs).
+        # Steps double from 64 KiB up to prealloc_step: a partition written once in a while
+        # does not take 32 MiB of disk (10,000 of them would need 320 GB).
         grow = ps_page_ceil(start + padded - s.allocated)
-        if grow < s.prealloc_step:
-            grow = s.prealloc_step
+        want = s.allocated if s.allocated > 16 * PS_PAGE else 16 * PS_PAGE
+        if want > s.prealloc_step:
+            want = s.prealloc_step
+        if grow < want:
+            grow = want
         if s.allocated + grow > s.prealloc_limit and start + padded <= s.prealloc_limit:
             grow = s.prealloc_limit - s.allocated
         elif s.allocated + grow > s.prealloc_limit:
@@ -212,6 +339,15 @@ cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
         if not s.io_errno:
             s.io_errno = err
         return PS_ERR_IO
+    if single:
+        memmove(old, old + (length - tail), tail)
+        s.buf = old
+        s.buf_cap = old_cap
+        s.buf_start = end - tail
+        if end > s.written:
+            s.written = end
+            s.written_offset = end_offset
+        return PS_OK
     s.spare = old
     s.spare_cap = old_cap
     s.spare_start = start
@@ -288,7 +424,7 @@ cdef int segment_retry(Segment *s, ps_mutex *mu) noexcept nogil:
     if s.failed_buf != NULL:
         s.written = s.failed_start + s.failed_len
         s.written_offset = s.failed_end_offset
-        free(s.spare)           # NULL: the write that failed had taken the spare
+        ps_pool_give(s.pool, s.spare, s.spare_cap)   # NULL: the write that failed had taken the spare
         s.spare = s.failed_buf
         s.spare_cap = s.failed_cap
         s.spare_start = s.failed_start
@@ -340,11 +476,19 @@ cdef int segment_persist_index(Segment *s, ps_mutex *mu, bint whole) noexcept no
 cdef int segment_finalize(Segment *s, ps_mutex *mu) noexcept nogil:
     """Seals a rolled or closing segment: write, sync, trim the preallocation, write indexes."""
     cdef int st = segment_write_out(s, mu)
+    cdef int direct = 0
     ps_mutex_assert_held(mu)
     if st == PS_OK:
         st = segment_sync(s, mu)
     if st != PS_OK:
         return st
+    if s.wfd < 0 and s.allocated > s.size:
+        # Idle (its descriptors closed) with preallocated room left: reopen to trim it.
+        s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
+        if s.wfd < 0:
+            if not s.io_errno:
+                s.io_errno = errno if errno else EIO
+            return PS_ERR_IO
     if s.wfd >= 0:
         # Sealed: nobody appends or writes here any more, so the slow calls run unlocked.
         ps_mutex_unlock(mu)

@@ -46,3 +46,14 @@ cdef struct Shard:
     bint started                # [open]
     int doorbell                # [open] fd to ring for the asyncio loop, -1 for none
     ShardCounters counters      # [mutex]
+    # Resources of the active segments (segment.pxi, shard.pxi): the write buffers come from
+    # `pool` (a byte budget); `holders` lists the partitions whose active segment holds buffers
+    # or descriptors, least recently appended first.
+    ps_pool pool                # [mutex] to take and give; its counters are atomics, read anywhere
+    int64_t chunk_bytes         # [open] buffer size unit (and the first buffer of an idle partition)
+    PartState *hold_head        # [mutex]
+    PartState *hold_tail        # [mutex]
+    int64_t holders             # [mutex]
+    int64_t max_holders         # [open] descriptor budget: each holder keeps at most 3 open
+    int pool_waiters            # [mutex] appenders waiting for the budget (the shard reclaims for them)
+    bint reclaim_requested      # [mutex]

@@ -6,6 +6,14 @@
 # out, fdatasyncs per the flush policy and wakes whoever waits: threads on `done`,
 # the asyncio loop through the doorbell (an eventfd). Every appender waiting on the
 # same partition is covered by one fdatasync (group commit).
+#
+# Memory and descriptors stay planned: a partition's active segment takes write buffers
+# from its shard's budget (`pool`, write_pool_bytes) and holds descriptors only while it
+# is a "holder". Holders are listed least recently appended first; the shard gives back
+# the buffers and descriptors of a holder idle for HOLD_IDLE_NS, and at once, oldest first,
+# when an appender finds a budget spent (bytes, or max_holders: the descriptor budget).
+
+cdef int64_t HOLD_IDLE_NS = 1_000_000_000   # idle this long: a partition's buffers and descriptors go
 
 cdef int64_t FSYNC_BOUNDS_NS[FSYNC_BUCKETS]
 FSYNC_BOUNDS_NS[:] = [100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000,
@@ -25,6 +33,111 @@ cdef inline void shard_note_sync(Shard *sh, int64_t ns) noexcept nogil:
 
 cdef inline Segment *part_active(PartState *p) noexcept nogil:
     return p.segs[p.n_segs - 1]
+
+
+cdef inline void holders_unlink(Shard *sh, PartState *p) noexcept nogil:
+    if p.hold_prev != NULL:
+        p.hold_prev.hold_next = p.hold_next
+    else:
+        sh.hold_head = p.hold_next
+    if p.hold_next != NULL:
+        p.hold_next.hold_prev = p.hold_prev
+    else:
+        sh.hold_tail = p.hold_prev
+    p.hold_prev = NULL
+    p.hold_next = NULL
+
+
+cdef inline void holders_touch(Shard *sh, PartState *p) noexcept nogil:
+    """Lists p as the most recently appended holder (mutex held)."""
+    if p.holding:
+        if sh.hold_tail == p:
+            return
+        holders_unlink(sh, p)
+    else:
+        p.holding = True
+        sh.holders += 1
+    p.hold_prev = sh.hold_tail
+    if sh.hold_tail != NULL:
+        sh.hold_tail.hold_next = p
+    else:
+        sh.hold_head = p
+    sh.hold_tail = p
+
+
+cdef inline void holders_forget(Shard *sh, PartState *p) noexcept nogil:
+    """Takes p off the holders list (mutex held): released, or closing."""
+    if p.holding:
+        holders_unlink(sh, p)
+        p.holding = False
+        sh.holders -= 1
+
+
+cdef bint part_release(Shard *sh, PartState *p) noexcept nogil:
+    """Gives back the active segment's buffers and descriptors if everything in them is written
+    and synced and nobody works on the partition (mutex held). True once it holds nothing."""
+    cdef Segment *a
+    if not p.holding:
+        return True
+    if p.busy or p.rolling or p.reviving or p.io_errno or p.closed:
+        return False
+    if p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized:
+        return False
+    a = part_active(p)
+    if a.inflight != NULL or a.failed_buf != NULL or a.size != a.written or a.written != a.synced:
+        return False
+    segment_go_idle(a)
+    holders_forget(sh, p)
+    ps_pool_count(&sh.pool.released)
+    return True
+
+
+cdef int64_t shard_reclaim(Shard *sh, bint may_write) noexcept nogil:
+    """Releases holders, least recently appended first (mutex held); with may_write (the
+    shard thread), a holder with unwritten or unsynced data is written and synced first
+    (the mutex is dropped for that). Returns how many let go."""
+    cdef PartState *q = sh.hold_head
+    cdef PartState *nxt
+    cdef int64_t freed = 0, steps = sh.holders * 2 + 1
+    while q != NULL and steps > 0:
+        steps -= 1
+        nxt = q.hold_next
+        if part_release(sh, q):
+            freed += 1
+        elif may_write and not q.busy and not q.io_errno and not q.reviving and not q.rolling \
+                and not q.closed and part_active(q).inflight == NULL:
+            q.busy += 1        # close() waits while the mutex is dropped
+            q.sync_requested = True
+            part_service(sh, q, ps_monotonic_ns())
+            q.busy -= 1
+            if part_release(sh, q):
+                freed += 1
+            nxt = sh.hold_head   # the list may have changed meanwhile
+        q = nxt
+    if freed:
+        pthread_cond_broadcast(&sh.done)
+    return freed
+
+
+cdef inline void shard_ask_reclaim(Shard *sh) noexcept nogil:
+    """An appender found a budget spent: it waits on `done`, the shard reclaims (mutex held)."""
+    sh.pool_waiters += 1
+    ps_pool_count(&sh.pool.waits)
+    sh.reclaim_requested = True
+    pthread_cond_signal(&sh.work)
+
+
+cdef int64_t shard_release_idle(Shard *sh, int64_t now) noexcept nogil:
+    """Releases holders idle for HOLD_IDLE_NS (mutex held); returns when to look again."""
+    cdef PartState *q = sh.hold_head
+    cdef PartState *nxt
+    while q != NULL:
+        nxt = q.hold_next
+        if now - q.last_append_ns < HOLD_IDLE_NS:
+            return q.last_append_ns + HOLD_IDLE_NS
+        part_release(sh, q)     # not yet written or synced: looked at again after its service
+        q = nxt
+    return INT64_MAX
 
 
 cdef inline void shard_enqueue(Shard *sh, PartState *p) noexcept nogil:
@@ -204,8 +317,13 @@ cdef void *shard_main(void *arg) noexcept nogil:
     cdef PartState *nxt
     cdef int64_t now, deadline
     cdef timespec ts
+    cdef int64_t idle_due
     ps_mutex_lock(&sh.mu)
     while True:
+        if sh.reclaim_requested:
+            sh.reclaim_requested = False
+            shard_reclaim(sh, True)
+            pthread_cond_broadcast(&sh.done)
         if sh.sub_head != NULL:
             now = ps_monotonic_ns()
             shard_run_submissions(sh)
@@ -233,8 +351,12 @@ cdef void *shard_main(void *arg) noexcept nogil:
                         deadline = p.dirty_since_ns + p.flush_ms * 1000000
         if sh.durable_wait != NULL:
             shard_complete_durable(sh)
-        if sh.sub_head != NULL or sh.dirty_head != NULL and (sh.dirty_head.sync_requested
-                                                             or sh.dirty_head.write_requested):
+        if sh.hold_head != NULL:
+            idle_due = shard_release_idle(sh, ps_monotonic_ns())
+            if idle_due < deadline and sh.running:
+                deadline = idle_due
+        if sh.sub_head != NULL or sh.reclaim_requested or sh.dirty_head != NULL and (
+                sh.dirty_head.sync_requested or sh.dirty_head.write_requested):
             continue
         if not sh.running and sh.dirty_head == NULL and sh.durable_wait == NULL:
             break
@@ -256,11 +378,23 @@ cdef class ShardPool:
     cdef int n
     cdef int doorbell_fds[2]
 
-    def __cinit__(self, int count):
+    def __cinit__(self, int count, int64_t write_pool_bytes=64 << 20, int64_t chunk_bytes=64 << 10,
+                  int64_t max_open_files=600):
         cdef pthread_condattr_t attr
         cdef int i
+        self.n = 0
+        self.doorbell_fds[0] = -1   # before anything can raise: __dealloc__ closes what is >= 0
+        self.doorbell_fds[1] = -1
         if count < 1:
             raise _errors.ConfigError(f"shards must be at least 1, got {count}")
+        if chunk_bytes < 8192 or chunk_bytes % PS_PAGE:
+            raise _errors.ConfigError(f"chunk_bytes must be a multiple of {PS_PAGE} of at least 8192, got {chunk_bytes}")
+        if write_pool_bytes < 4 * chunk_bytes:
+            raise _errors.ConfigError(f"write_pool_bytes must be at least 4 chunks ({4 * chunk_bytes}), "
+                                      f"got {write_pool_bytes}")
+        if max_open_files < 3 * count:
+            raise _errors.ConfigError(f"max_open_files must be at least 3 per shard ({3 * count}), "
+                                      f"got {max_open_files}")
         self.n = 0
         self.doorbell_fds[0] = -1
         self.doorbell_fds[1] = -1
@@ -276,6 +410,9 @@ cdef class ShardPool:
             pthread_cond_init(&self.shards[i].work, &attr)
             pthread_cond_init(&self.shards[i].done, NULL)
             self.shards[i].doorbell = self.doorbell_fds[1]
+            self.shards[i].pool.capacity = write_pool_bytes
+            self.shards[i].chunk_bytes = chunk_bytes
+            self.shards[i].max_holders = max_open_files // 3 // count
             self.shards[i].running = True
             if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:
                 self.shards[i].running = False
@@ -320,6 +457,27 @@ cdef class ShardPool:
             out.append(dict(writes=snap.writes, syncs=snap.syncs, sync_s=snap.sync_ns / 1e9, sync_buckets=buckets,
                             busy_s=snap.busy_ns / 1e9, queue_depth=snap.queued))
         return out
+
+    def memory(self):
+        """The write pool of each shard, one dict a shard: capacity_bytes (the budget), in_use_bytes,
+        peak_bytes, waits (appends that waited for the budget), released (idle partitions that
+        gave their buffers back), holders (partitions holding buffers or descriptors) and
+        max_holders. Counters are atomics: no lock is taken."""
+        cdef int i
+        cdef Shard *sh
+        out = []
+        for i in range(self.n):
+            sh = &self.shards[i]
+            out.append(dict(capacity_bytes=sh.pool.capacity, in_use_bytes=ps_pool_load(&sh.pool.in_use),
+                            peak_bytes=ps_pool_load(&sh.pool.peak), waits=ps_pool_load(&sh.pool.waits),
+                            released=ps_pool_load(&sh.pool.released), holders=sh.holders,
+                            max_holders=sh.max_holders))
+        return out
+
+    @staticmethod
+    def index_bytes():
+        """Bytes of the index arrays of every open segment in the process (an atomic counter)."""
+        return ps_index_bytes_now()
 
     def stop(self):
         """Drains every dirty list, then joins the threads."""

@@ -112,3 +112,22 @@ def test_metrics_head_and_repeated_scrapes_are_stable(broker):
     time.sleep(0.05)
     again = scrape(broker)
     assert first.status == 200 and ("pstream_connections", ()) in again
+
+
+def test_metrics_expose_memory_by_owner_write_pools_and_descriptors(broker):
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        wire.create_topic("pooled", partitions=2)
+        assert wire.produce("pooled", 0, batch(50)).error_code == 0
+    samples = scrape(broker)
+    shards = sorted({dict(labels)["shard"] for (name, labels) in samples if name == "pstream_write_pool_bytes"})
+    assert shards and all(value(samples, "pstream_write_pool_bytes", shard=s) == 64 << 20 for s in shards)
+    in_use = total(samples, "pstream_write_pool_in_use_bytes")
+    assert value(samples, "pstream_memory_bytes", owner="write_pool") == in_use
+    assert total(samples, "pstream_write_pool_peak_bytes") > 0     # the produce took a buffer
+    for owner in ("indexes", "frames", "requests"):
+        assert value(samples, "pstream_memory_bytes", owner=owner) >= 0
+    assert ("pstream_memory_bytes", (("owner", "python"),)) not in samples   # tracemalloc is off
+    assert 0 < value(samples, "pstream_open_files") < value(samples, "pstream_max_open_files") + 100
+    assert value(samples, "pstream_max_open_files") == 600
+    assert value(samples, "pstream_python_allocated_blocks") > 0
+    assert total(samples, "pstream_write_pool_holders") <= 2

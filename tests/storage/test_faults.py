@@ -83,9 +83,10 @@ def test_a_fault_on_one_partition_after_n_calls_leaves_the_others_alone(open_log
 def test_a_failed_open_at_a_roll_is_refused_and_the_next_append_rolls(open_log):
     log = open_log(segment_bytes=4096)
     part = log.topic("t").partition(0)
+    part.append(b"r000" + b"." * 200)   # the write side is open now: the next open is the roll's
     _core.arm_fault("open", "ENOSPC", topic="t", partition=0, count=1)
-    appended, refused = [], 0
-    for i in range(100):
+    appended, refused = [0], 0
+    for i in range(1, 100):
         try:
             part.append(b"r%03d" % i + b"." * 200)
             appended.append(i)

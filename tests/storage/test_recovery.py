@@ -477,9 +477,8 @@ def test_reads_from_the_file_use_o_direct_and_return_its_exact_bytes(disk_dir, o
     part = open_log(disk_dir / "data", direct_io=True).topic("t").partition(0)
     paths = [seg[3] for seg in part.segments()]
     assert len(paths) > 2
-    # Sealed segments hold no descriptors between reads; the active one keeps its O_DIRECT reader.
-    assert open_fd_flags(paths[0]) == []
-    assert any(f & O_DIRECT and f & os.O_ACCMODE == os.O_RDONLY for f in open_fd_flags(paths[-1]))
+    # Sealed segments hold no descriptors between reads, nor does an idle partition's active one.
+    assert open_fd_flags(paths[0]) == [] and open_fd_flags(paths[-1]) == []
     for path in paths:
         data = Path(path).read_bytes()
         pos = 0
@@ -489,6 +488,10 @@ def test_reads_from_the_file_use_o_direct_and_return_its_exact_bytes(disk_dir, o
             assert len(got) >= header.size and got == data[pos:pos + len(got)], (path, pos)
             pos += header.size
     assert pos > 0
+    # Once appended to, the active segment keeps the O_DIRECT reader a read opens.
+    part.append(b"wakes the active segment")
+    part.read_batches(part.high_watermark - 1, 1)
+    assert any(f & O_DIRECT and f & os.O_ACCMODE == os.O_RDONLY for f in open_fd_flags(paths[-1]))
 
 
 def test_direct_and_buffered_writers_leave_identical_files(disk_dir, open_log):
