@@ -171,6 +171,8 @@ class Broker:
                 min_session_timeout_ms=cfg.group_min_session_timeout_ms,
                 max_session_timeout_ms=cfg.group_max_session_timeout_ms,
                 offsets_retention_ms=cfg.offsets_retention_minutes * 60_000, visible_end=high_watermark)
+            # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
+            await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
                 self._admin = HttpServer(AdminApi(self).router(), f"pstream/{pstream.__version__}")
