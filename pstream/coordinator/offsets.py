@@ -199,18 +199,58 @@ def group_value(meta: dict) -> bytes:
     return bytes(w.out)
 
 
+_value_v3_head = struct.Struct(">hqih")   # version, offset, leader epoch, metadata length
+_value_v1_head = struct.Struct(">hqh")    # version, offset, metadata length (v0 and v1)
+
+
+def decode_offset_key(key: bytes) -> tuple[str, str, int]:
+    """(group, topic, partition) of an offset commit key (v0 or v1, the same fields); written out
+    rather than with _Reader: replay reads one per commit ever made."""
+    try:
+        (group_len,) = _i16.unpack_from(key, 2)
+        group_end = 4 + group_len
+        (topic_len,) = _i16.unpack_from(key, group_end)
+        topic_end = group_end + 2 + topic_len
+        (partition,) = _i32.unpack_from(key, topic_end)
+    except struct.error:
+        raise ValueError("offset commit key cut short") from None
+    if group_len < 0 or topic_len < 0 or topic_end + 4 != len(key):
+        raise ValueError("offset commit key with bad lengths")
+    return key[4:group_end].decode(), key[group_end + 2:topic_end].decode(), partition
+
+
 def decode_offset_value(value: bytes) -> CommittedOffset:
-    r = _Reader(value)
-    version = r.int16()
-    if not 0 <= version <= 3:
-        raise ValueError(f"offset commit value version {version} is not one pstream reads (0-3)")
-    offset = r.int64()
-    leader_epoch = r.int32() if version >= 3 else -1
-    metadata = r.string()
-    commit_ms = r.int64()
-    expire_ms = r.int64() if version == 1 else -1
-    r.end()
-    return CommittedOffset(offset, leader_epoch, metadata, commit_ms, None if expire_ms == -1 else expire_ms)
+    """An offset commit value of version 0-3 (what Kafka wrote over the years)."""
+    try:
+        version = _i16.unpack_from(value, 0)[0]
+        if version == 3 or version == 2:
+            if version == 3:
+                _v, offset, leader_epoch, meta_len = _value_v3_head.unpack_from(value, 0)
+                pos = _value_v3_head.size
+            else:
+                _v, offset, meta_len = _value_v1_head.unpack_from(value, 0)
+                leader_epoch, pos = -1, _value_v1_head.size
+        elif version in (0, 1):
+            _v, offset, meta_len = _value_v1_head.unpack_from(value, 0)
+            leader_epoch, pos = -1, _value_v1_head.size
+        else:
+            raise ValueError(f"offset commit value version {version} is not one pstream reads (0-3)")
+        if meta_len < 0:
+            raise ValueError("offset commit value with a null metadata")
+        metadata = value[pos:pos + meta_len].decode()
+        pos += meta_len
+        (commit_ms,) = _i64.unpack_from(value, pos)
+        pos += 8
+        expire_ms = None
+        if version == 1:
+            (expire_ms,) = _i64.unpack_from(value, pos)
+            pos += 8
+            expire_ms = None if expire_ms == -1 else expire_ms
+    except struct.error:
+        raise ValueError("offset commit value cut short") from None
+    if pos != len(value):
+        raise ValueError(f"{len(value) - pos} bytes left after an offset commit value")
+    return CommittedOffset(offset, leader_epoch, metadata, commit_ms, expire_ms)
 
 
 def decode_group_value(value: bytes) -> dict:
@@ -264,13 +304,14 @@ class OffsetState:
     def apply(self, key: bytes, value: bytes | None) -> None:
         """Applies one record in Kafka's format; raises ValueError (or KeyError, TypeError,
         IndexError) for one it cannot read."""
+        version = key[1] if len(key) >= 2 and key[0] == 0 else -1
+        if version in (0, 1):
+            group, topic, partition = decode_offset_key(key)
+            self._set_offset(group, (topic, partition), None if value is None else decode_offset_value(value))
+            return
         r = _Reader(key)
         version = r.int16()
-        if version in (0, 1):
-            group, tp = r.string(), (r.string(), r.int32())
-            r.end()
-            self._set_offset(group, tp, None if value is None else decode_offset_value(value))
-        elif version == GROUP_KEY_VERSION:
+        if version == GROUP_KEY_VERSION:
             group = r.string()
             r.end()
             self._set_group(group, None if value is None else decode_group_value(value))
