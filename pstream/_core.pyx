@@ -17,6 +17,7 @@ says which thread owns it or which lock guards it) apart from code (*.pxi):
   shard     shard threads: flush policy, group commit, doorbell
   append    reserve/commit/roll on a partition, raw batches submitted to shards
   log       the partition log (Partition): append, read, roll, retention
+  cleaner   compaction: key map, one cleaning pass, the crash-safe segment swap
 """
 
 include "_corelib/cdefs.pxi"
@@ -27,6 +28,7 @@ include "storage/index.pxd"
 include "storage/segment.pxd"
 include "storage/log.pxd"
 include "storage/shard.pxd"
+include "storage/cleaner.pxd"
 
 include "storage/index.pxi"
 include "storage/segment.pxi"
@@ -34,6 +36,7 @@ include "storage/recovery.pxi"
 include "storage/shard.pxi"
 include "storage/append.pxi"
 include "storage/log.pxi"
+include "storage/cleaner.pxi"
 include "_corelib/faults.pxi"
 
 ps_crc32c_init()
