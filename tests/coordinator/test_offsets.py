@@ -6,6 +6,7 @@ kept bounded by the log cleaner (the topic is compacted), expired as Kafka expir
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 
@@ -200,6 +201,24 @@ def test_offset_values_round_trip(offset, epoch, metadata, commit_ms, expire_ms)
     assert state.offsets["g\u00e9"][("t", 7)] == committed
 
 
+_text = st.text(max_size=20)
+_member = st.fixed_dictionaries({
+    "member_id": _text, "instance_id": st.none() | _text, "client_id": _text, "client_host": _text,
+    "session_timeout_ms": st.integers(0, (1 << 31) - 1), "rebalance_timeout_ms": st.integers(0, (1 << 31) - 1),
+    "subscription": st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+    "assignment": st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode())})
+
+
+@given(st.fixed_dictionaries({
+    "protocol_type": st.none() | st.text(min_size=1, max_size=10), "generation": st.integers(-(1 << 31), (1 << 31) - 1),
+    "protocol": st.none() | _text, "leader": st.none() | _text, "state_ms": st.none() | st.integers(0, 1 << 62),
+    "members": st.lists(_member, max_size=3)}))
+def test_group_metadata_round_trips(meta):
+    state = OffsetState()
+    state.apply(group_key("g"), group_value(meta))
+    assert state.groups["g"] == meta
+
+
 # --- an older pstream's data directory ---------------------------------------------------------------
 
 def _json(obj) -> bytes:
@@ -339,3 +358,73 @@ def test_unreadable_group_metadata_restores_the_group_without_members(data):
         return group.state, group.members
 
     assert session(data, body) == (GroupState.EMPTY, {})
+
+
+# --- compaction by the log cleaner ---------------------------------------------------------------------
+
+# Small segments and no delay, so that a few commits make closed segments the cleaner may clean.
+COMPACTING_STORE = {"segment_bytes": 4096}
+COMPACTING_LOG = {"delete_retention_ms": 0, "min_cleanable_dirty_ratio": 0.0}
+
+
+async def clean(c, group: str = "filler") -> None:
+    """Two passes: the first drops overwritten records and stamps the tombstones with their
+    delete horizon (now: delete.retention.ms is 0 here), the second, once more commits made
+    its segments dirty, drops them."""
+    for round_ in range(2):
+        c.store.part.clean(delete_retention_ms=0)
+        await asyncio.sleep(0.005)
+        for i in range(60):   # closes the segments holding what came before
+            await c.commit(group, -1, "", None, {(TOPIC, 2): CommittedOffset(round_ * 100 + i, metadata="f" * 30)})
+    c.store.part.clean(delete_retention_ms=0)
+
+
+def test_the_offsets_topic_is_compacted(data):
+    async def body(c):
+        await c.commit("g", -1, "", None, {(TOPIC, 0): CommittedOffset(1)})
+        return c.log.get_topic(OFFSETS_TOPIC).config
+
+    config = session(data, body, COMPACTING_STORE, COMPACTING_LOG)
+    assert (config.cleanup_policy, config.retention_ms, config.retention_bytes) == ("compact", None, None)
+
+
+def test_offsets_survive_compaction_and_a_restart(data):
+    async def first(c):
+        for round_ in range(200):
+            offsets = {(TOPIC, p): CommittedOffset(round_ * 10 + p, metadata="x" * 20) for p in range(3)}
+            await c.commit(f"g{round_ % 5}", -1, "", None, offsets)
+        part = c.store.part
+        written = part.high_watermark
+        await clean(c)
+        kept = sum(1 for _ in part.read(offset=part.log_start_offset))
+        assert kept < written / 4   # 15 live keys (+ the active segment's records) of 200 x 3 commits
+        return {g: c.fetch_offsets(g, None)[1] for g in sorted(c.groups)}
+
+    async def second(c):
+        return {g: c.fetch_offsets(g, None)[1] for g in sorted(c.groups)}
+
+    before = session(data, first, COMPACTING_STORE, COMPACTING_LOG)
+    assert len(before) == 6 and session(data, second, COMPACTING_STORE, COMPACTING_LOG) == before
+
+
+def test_deleted_groups_stay_deleted_after_compaction_and_a_restart(data):
+    async def first(c):
+        r = await stable_member(c, "members")
+        await c.commit("members", 1, r.member_id, None, {(TOPIC, 0): CommittedOffset(4)})
+        await c.commit("doomed", -1, "", None, {(TOPIC, 0): CommittedOffset(1), (TOPIC, 1): CommittedOffset(2)})
+        await c.commit("kept", -1, "", None, {(TOPIC, 0): CommittedOffset(3)})
+        c.leave("members", [(r.member_id, None)])
+        await asyncio.sleep(0.02)
+        assert await c.delete_groups(["doomed", "members"]) == {"doomed": E.NONE, "members": E.NONE}
+        await clean(c)
+        keys = {rec.key for rec in c.store.part.read(offset=c.store.part.log_start_offset)}
+        assert not {offset_key("doomed", TOPIC, 0), offset_key("doomed", TOPIC, 1), group_key("members"),
+                    offset_key("members", TOPIC, 0)} & keys   # records and tombstones both gone
+
+    async def second(c):
+        return sorted(c.groups), c.fetch_offsets("doomed", None), c.fetch_offsets("members", None), \
+            c.fetch_offsets("kept", None)[1][(TOPIC, 0)][0].offset
+
+    session(data, first, COMPACTING_STORE, COMPACTING_LOG)
+    assert session(data, second, COMPACTING_STORE, COMPACTING_LOG) == (["filler", "kept"], (E.NONE, {}), (E.NONE, {}),
+                                                                        3)
