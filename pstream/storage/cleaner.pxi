@@ -877,3 +877,123 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
                 # finishes the swap.
                 free(final_path)
             segment_release(ns, &part.sh.mu)
+
+
+# --- reading the latest value per key -----------------------------------------------------
+
+cdef int map_chunk(ps_keymap *m, const uint8_t *data, size_t n, int64_t from_offset, size_t *pos,
+                   ps_batch_header *h) noexcept nogil:
+    """Maps the keys of the uncompressed batches of a read_batches chunk from *pos on; stops at
+    the end (CLEAN_END) or at a compressed batch (CLEAN_CODEC, *pos past it, h set)."""
+    cdef size_t size, errpos
+    cdef int st
+    while pos[0] < n:
+        st = ps_batch_validate(data + pos[0], n - pos[0], 0, h, &errpos)
+        if st != PS_OK:
+            return st
+        size = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+        pos[0] += size
+        if h.attributes & PS_ATTR_CONTROL or h.base_offset + h.last_offset_delta < from_offset:
+            continue
+        if h.attributes & PS_ATTR_COMPRESSION_MASK:
+            return CLEAN_CODEC
+        st = map_records(m, h, data + pos[0] - size + PS_BATCH_HEADER_SIZE, size - PS_BATCH_HEADER_SIZE,
+                         from_offset)
+        if st != PS_OK:
+            return st
+    return CLEAN_END
+
+
+cdef int _collect_latest(ps_keymap *m, const ps_batch_header *h, const uint8_t *s, size_t n, int64_t from_offset,
+                         dict out) except -1:
+    """Adds to out the records of one records section that are their key's latest (tombstones
+    delete the key): only these become Python objects."""
+    cdef size_t pos = 0, errpos = 0
+    cdef ps_record r
+    cdef int32_t i
+    cdef int64_t offset
+    for i in range(h.record_count):
+        if ps_record_parse(s, n, &pos, &r, &errpos) != PS_OK:
+            raise_status(PS_ERR_BAD_RECORD, errpos)
+        offset = h.base_offset + r.offset_delta
+        if r.key_len < 0 or offset < from_offset:
+            continue
+        if ps_keymap_get(m, s + r.key_pos, <size_t>r.key_len) != offset:
+            continue
+        key = PyBytes_FromStringAndSize(<const char *>s + r.key_pos, r.key_len)
+        if r.value_len < 0:
+            out.pop(key, None)
+        else:
+            out[key] = PyBytes_FromStringAndSize(<const char *>s + r.value_pos, r.value_len)
+    return 0
+
+
+def latest_values(Partition part, int64_t offset=0):
+    """key -> latest value of the records from `offset` to the high watermark as it is now,
+    tombstoned keys absent (Partition.latest in pstream/log.py)."""
+    cdef ps_keymap m
+    cdef int64_t at, end, from_offset
+    cdef size_t pos, n
+    cdef ps_batch_header h
+    cdef const uint8_t *data
+    cdef int st, pass_no
+    cdef dict out = {}
+    cdef bytes chunk, raw
+    if ps_keymap_init(&m, 1 << 16, 1) != 0:
+        raise MemoryError()
+    try:
+        with part.clean_lock:   # both passes see the same records
+            end = part.high_watermark
+            from_offset = offset if offset > part.log_start_offset else part.log_start_offset
+            for pass_no in range(2):
+                at = from_offset
+                while at < end:
+                    chunk = part.read_batches(at, 1 << 20)
+                    if not chunk:
+                        break
+                    data = <const uint8_t *>PyBytes_AS_STRING(chunk)
+                    n = <size_t>PyBytes_GET_SIZE(chunk)
+                    pos = 0
+                    while True:
+                        if pass_no == 0:
+                            with nogil:
+                                st = map_chunk(&m, data, n, from_offset, &pos, &h)
+                            if st == CLEAN_END:
+                                break
+                            if st != CLEAN_CODEC:
+                                raise_status(st, pos)
+                            raw = _decompressed(data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD), &h)
+                            st = map_records(&m, &h, <const uint8_t *>PyBytes_AS_STRING(raw),
+                                             <size_t>PyBytes_GET_SIZE(raw), from_offset)
+                            if st != PS_OK:
+                                raise_status(st, pos)
+                        else:
+                            if pos >= n:
+                                break
+                            ps_batch_read_header(data + pos, &h)
+                            pos += <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+                            if h.attributes & PS_ATTR_CONTROL or h.base_offset + h.last_offset_delta < from_offset:
+                                continue
+                            if h.attributes & PS_ATTR_COMPRESSION_MASK:
+                                raw = _decompressed(data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD), &h)
+                                _collect_latest(&m, &h, <const uint8_t *>PyBytes_AS_STRING(raw),
+                                                <size_t>PyBytes_GET_SIZE(raw), from_offset, out)
+                            else:
+                                _collect_latest(&m, &h, data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD)
+                                                + PS_BATCH_HEADER_SIZE,
+                                                <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD - PS_BATCH_HEADER_SIZE,
+                                                from_offset, out)
+                    ps_batch_read_header(data + _last_batch_start(data, n), &h)
+                    at = h.base_offset + h.last_offset_delta + 1
+    finally:
+        ps_keymap_free(&m)
+    return out
+
+
+cdef size_t _last_batch_start(const uint8_t *data, size_t n) noexcept nogil:
+    cdef size_t pos = 0, size
+    while True:
+        size = <size_t>(<int32_t>ps_load_be32(data + pos + PS_OFF_LENGTH)) + PS_BATCH_LOG_OVERHEAD
+        if pos + size >= n:
+            return pos
+        pos += size

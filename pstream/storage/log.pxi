@@ -1175,7 +1175,7 @@ cdef class Partition:
                 free(first_path)
         state = dict(self.cleaner)
         state.update(first_dirty_offset=first_dirty, clean_bytes=clean, dirty_bytes=dirty,
-                     dirty_ratio=dirty / (clean + dirty) if clean + dirty else 0.0, first_dirty_timestamp=first_ts)
+                     dirty_ratio=(<double>dirty) / (clean + dirty) if clean + dirty else 0.0, first_dirty_timestamp=first_ts)
         return state
 
     cdef int _close_idle_files(self) except -1:
