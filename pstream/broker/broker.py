@@ -160,7 +160,7 @@ class Broker:
                          os.environ["PSTREAM_FAULTS"])
         self.storage.check_space()
         self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
-                               **cfg.topic_defaults())
+                               **cfg.cleaner_options(), **cfg.topic_defaults())
         try:
             for name in self.log.topics():   # Kafka semantics: broker defaults apply to existing topics
                 self.log.get_topic(name).follow_defaults()

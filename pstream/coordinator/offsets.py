@@ -31,8 +31,9 @@ kind is skipped with a warning.
 The storage engine's log cleaner compacts the topic (pstream.storage.cleaner): once the closed
 segments hold enough overwritten keys (min.cleanable.dirty.ratio), only each key's latest
 record is kept, and a tombstone itself goes delete.retention.ms after it was first cleaned,
-so the log stays about the size of the live state. Replaying every record from the log start
-in order rebuilds the state (later records win, tombstones delete), whatever the cleaner did.
+so the log stays about the size of the live state. Replay takes each key's latest record from
+the log start (Partition.latest: found in the core, no Python object for an overwritten
+record; a tombstoned key is absent), which rebuilds the state whatever the cleaner did.
 The replay runs before the broker serves anyone, and `open()` is safe to call from another
 thread (the broker runs it off the event loop).
 
@@ -68,7 +69,6 @@ INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
 SEGMENT_BYTES = 4 << 20        # small, so the cleaner (which never touches the active segment) starts early
 BATCH_BYTES = 256 << 10        # records per appended batch, at most about this many bytes
 MAX_BATCH_BYTES = 16 << 20     # the topic's max.message.bytes: one big record still fits
-READ_BYTES = 1 << 20           # replay reads this much at a time
 
 # Key versions: 0 and 1 are an offset commit, 2 group metadata (Kafka's CoordinatorRecordType).
 OFFSET_KEY_VERSION = 1
@@ -442,25 +442,18 @@ class OffsetStore:
         # pstream's JSON records of before: replayed apart, under those in Kafka's format (see
         # the module doc); legacy_live: the JSON keys whose latest record is not a tombstone.
         legacy, legacy_live = OffsetState(), set()
-        offset = start = self.part.log_start_offset
-        while True:
-            data = self.part.read_batches(offset, READ_BYTES)
-            if not data:
-                break
-            for header, recs in _core.iter_batches(data):
-                for rec in recs:
-                    if rec.offset < offset or rec.key is None:
-                        continue
-                    try:
-                        if _is_legacy(rec.key):
-                            legacy.apply_legacy(rec.key, rec.value)
-                            (legacy_live.add if rec.value is not None else legacy_live.discard)(rec.key)
-                        else:
-                            self.state.apply(rec.key, rec.value)
-                        records += 1
-                    except (ValueError, KeyError, TypeError, IndexError):
-                        skipped += 1
-                offset = header.last_offset + 1
+        start = self.part.log_start_offset
+        # Each key's latest value, found in the core: no Python object for an overwritten record.
+        for key, value in self.part.latest(start).items():
+            try:
+                if _is_legacy(key):
+                    legacy.apply_legacy(key, value)
+                    legacy_live.add(key)
+                else:
+                    self.state.apply(key, value)
+                records += 1
+            except (ValueError, KeyError, TypeError, IndexError):
+                skipped += 1
         self.state.fill_from(legacy)
         if skipped:
             _log.warning("%s: skipped %d records that are not group records pstream reads", OFFSETS_TOPIC, skipped)
@@ -468,7 +461,7 @@ class OffsetStore:
             self._migrate(legacy_live)
         self.replayed = {"records": records, "skipped": skipped, "legacy": len(legacy_live),
                          "seconds": time.monotonic() - started}
-        _log.info("%s: replayed %d records from offset %d in %.3f s: %d groups with offsets, %d with metadata",
+        _log.info("%s: replayed %d live keys from offset %d in %.3f s: %d groups with offsets, %d with metadata",
                   OFFSETS_TOPIC, records, start, self.replayed["seconds"], len(self.state.offsets),
                   len(self.state.groups))
         return self.state
