@@ -291,3 +291,166 @@ def test_each_client_sees_the_keyless_refusal(broker):
     asyncio.run(aio())
     assert [(k, v) for _p, _o, k, v in read_all(broker, "strict")] == \
         [(b"k", b"keyed"), (b"k2", b"keyed"), (b"k3", b"keyed")]
+
+
+# --- compaction seen by consumers -------------------------------------------------------------------
+
+# Added to the tools' own configs in the tests below so that a few records close segments and the
+# cleaner takes them at once: small segments, no dirty-ratio wait, tombstones dropped on the next pass.
+FAST_CLEANING = {"segment.bytes": "2048", "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0"}
+
+
+def fast_cleaning_broker(broker_factory):
+    return broker_factory("--cleaner-backoff-ms", "50")
+
+
+def wait_for_compaction(broker, topic: str, expected: dict, gone: set, partitions: int = 1,
+                        filler: bytes | None = None) -> list:
+    """Polls the topic from its start until no record of a deleted key is left and every other
+    key but `filler` (written last, over and over, to close segments) appears once; every poll
+    must already read as `expected` (cleaning never shows a reader an inconsistent log).
+    Returns the records of the last poll."""
+    def settled():
+        records = read_all(broker, topic, partitions)
+        assert latest(records) == expected
+        keys = [(p, k) for p, _o, k, _v in records if k != filler]
+        return records if len(keys) == len(set(keys)) and not {k for _p, k in keys} & gone else None
+    return wait_until(settled, timeout=30, what=f"{topic} compacted")
+
+
+def test_a_schema_registry_topic_is_compacted_and_read_back_whole(broker_factory):
+    broker = fast_cleaning_broker(broker_factory)
+    admin = confluent_admin(broker)
+    admin.create_topics([NewTopic("_schemas", 1, 1, config={"cleanup.policy": "compact", **FAST_CLEANING})])[
+        "_schemas"].result(timeout=15)
+
+    def key(keytype, subject=None, version=None):
+        k = {"keytype": keytype, "subject": subject, "version": version, "magic": 1 if keytype == "SCHEMA" else 0}
+        return json.dumps({n: v for n, v in k.items() if v is not None}, separators=(",", ":")).encode()
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "log_level": 0, "linger.ms": 0})
+    expected = {}
+    for round_ in range(30):
+        for subject in ("orders-value", "users-value", "gone-value"):
+            k = key("SCHEMA", subject, round_ % 3 + 1)
+            v = json.dumps({"subject": subject, "version": round_ % 3 + 1, "id": round_,
+                            "schema": '"string"' + " " * 200, "deleted": False}).encode()
+            producer.produce("_schemas", key=k, value=v)
+            expected[k] = v
+        producer.produce("_schemas", key=key("CONFIG"), value=json.dumps({"compatibilityLevel": "BACKWARD",
+                                                                          "round": round_}).encode())
+        expected[key("CONFIG")] = json.dumps({"compatibilityLevel": "BACKWARD", "round": round_}).encode()
+        producer.produce("_schemas", key=key("NOOP"), value=None)   # the registry's read barrier
+        producer.flush(15)
+    gone = {key("SCHEMA", "gone-value", v) for v in (1, 2, 3)}
+    for k in gone:   # a hard delete: tombstones
+        producer.produce("_schemas", key=k, value=None)
+        del expected[k]
+    for _ in range(100):   # the registry keeps writing NOOPs: the tombstones' segments close
+        producer.produce("_schemas", key=key("NOOP"), value=None)
+        producer.flush(15)
+    records = wait_for_compaction(broker, "_schemas", expected, gone, filler=key("NOOP"))
+    assert {k for _p, _o, k, _v in records} <= set(expected) | {key("NOOP")}
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "registry-reader",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0})
+    try:
+        consumer.subscribe(["_schemas"])
+        seen = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(seen) < len(records):
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                seen[msg.offset()] = (msg.key(), msg.value())
+        assert latest((0, o, k, v) for o, (k, v) in sorted(seen.items())) == expected
+    finally:
+        consumer.close()
+
+
+def test_kafka_connect_topics_are_created_as_connect_creates_them_and_compacted(broker_factory):
+    """Connect's distributed worker creates its config (1 partition), offset (25) and status (5)
+    topics with cleanup.policy=compact, and refuses to start unless each describes as compact only."""
+    broker = fast_cleaning_broker(broker_factory)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+    try:
+        kp.create_topics([KpNewTopic("connect-configs", 1, 1, topic_configs={"cleanup.policy": "compact",
+                                                                             **FAST_CLEANING}),
+                          KpNewTopic("connect-offsets", 25, 1, topic_configs={"cleanup.policy": "compact",
+                                                                              **FAST_CLEANING}),
+                          KpNewTopic("connect-status", 5, 1, topic_configs={"cleanup.policy": "compact",
+                                                                            **FAST_CLEANING})])
+    finally:
+        kp.close()
+    admin = confluent_admin(broker)
+    for topic in ("connect-configs", "connect-offsets", "connect-status"):
+        assert set(describe(admin, topic)["cleanup.policy"][0].split(",")) == {"compact"}
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+    expected = {}
+    try:
+        for round_ in range(40):
+            for connector in ("jdbc-source", "s3-sink", "removed"):
+                k = f"connector-{connector}".encode()
+                v = json.dumps({"properties": {"name": connector, "round": round_, "pad": "p" * 100}}).encode()
+                producer.send("connect-configs", key=k, value=v)
+                expected[k] = v
+            producer.send("connect-configs", key=b"commit-jdbc-source", value=json.dumps({"tasks": round_}).encode())
+            expected[b"commit-jdbc-source"] = json.dumps({"tasks": round_}).encode()
+            producer.flush()
+        for k in (b"connector-removed", b"target-state-removed"):   # Connect deletes a connector so
+            producer.send("connect-configs", key=k, value=None)
+            expected.pop(k, None)
+        for _ in range(40):
+            producer.send("connect-configs", key=b"commit-jdbc-source", value=b'{"tasks": 0}' + b" " * 100)
+            producer.flush()
+        expected[b"commit-jdbc-source"] = b'{"tasks": 0}' + b" " * 100
+    finally:
+        producer.close()
+    wait_for_compaction(broker, "connect-configs", expected, {b"connector-removed", b"target-state-removed"},
+                        filler=b"commit-jdbc-source")
+
+    async def offsets_round_trip():
+        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        await p.start()
+        table = {}
+        try:
+            for round_ in range(30):
+                for source in range(10):
+                    k = json.dumps(["jdbc-source", {"table": f"t{source}"}]).encode()
+                    v = json.dumps({"position": round_, "pad": "q" * 80}).encode()
+                    meta = await p.send_and_wait("connect-offsets", key=k, value=v)
+                    table[(meta.partition, k)] = v
+        finally:
+            await p.stop()
+        return table
+
+    table = asyncio.run(offsets_round_trip())
+    expected_all = {k: v for (_p, k), v in table.items()}
+
+    def shrunk():   # the latest offsets read back at every poll; most of the 300 records cleaned away
+        records = read_all(broker, "connect-offsets", 25)
+        assert latest(records) == expected_all
+        return len(records) < 150
+    wait_until(shrunk, timeout=30, what="connect-offsets compacted")
+
+    async def read_back():
+        c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+        await c.start()
+        try:
+            tps = [aiokafka.TopicPartition("connect-offsets", p) for p in range(25)]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            ends = await c.end_offsets(tps)
+            seen = {}
+            async def behind():
+                return [tp for tp in tps if await c.position(tp) < ends[tp]]
+            while await behind():
+                for tp, messages in (await c.getmany(timeout_ms=500)).items():
+                    for m in messages:
+                        seen[(tp.partition, m.key)] = m.value
+            return seen
+        finally:
+            await c.stop()
+
+    assert asyncio.run(read_back()) == table
