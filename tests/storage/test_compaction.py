@@ -417,3 +417,21 @@ def test_a_compacted_topics_active_segment_rolls_within_max_compaction_lag():
     assert config.partition_kwargs()["segment_ms"] == 60_000
     assert pstream.storage.config.TopicConfig(max_compaction_lag_ms=60_000).partition_kwargs()["segment_ms"] \
         == 7 * DAY_MS
+
+
+def test_the_horizon_is_set_even_when_it_equals_the_batchs_own_timestamp(open_log):
+    """delete_retention_ms=0 and a tombstone stamped `now`: the horizon equals its base timestamp,
+    and must still be marked, or the tombstone would never go."""
+    log = open_log(**SMALL)
+    part = log.topic("t", cleanup_policy="compact").partition(0)
+    now = 10**12
+    part.append(None, key=b"k", timestamp_ms=now)
+    sealed(part)
+    part.clean(now_ms=now, delete_retention_ms=0)
+    assert [(k, v) for _, k, v in records(part)] == [(b"k", None)]
+    [(header, _)] = batches(part)
+    assert header.attributes & 0x40
+    part.append(b"other", key=b"j")
+    sealed(part)
+    part.clean(now_ms=now, delete_retention_ms=0)
+    assert [(k, v) for _, k, v in records(part)] == [(b"j", b"other")]

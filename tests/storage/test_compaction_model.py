@@ -147,6 +147,6 @@ class CompactionModel(RuleBasedStateMachine):
         assert self.part.latest() == {k: v for k, v in expected.items() if v is not None}
 
 
-CompactionModel.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
+CompactionModel.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None,
                                              suppress_health_check=[HealthCheck.too_slow])
 test_compaction_matches_the_model = CompactionModel.TestCase
