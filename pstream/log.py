@@ -555,8 +555,8 @@ class Log:
         return self._cleaner.stats()
 
     def _compacted_topics(self) -> list[Topic]:
-        with self._lock:
-            return [topic for topic in self._topics.values() if topic.config.compacted]
+        # No lock: close() joins the cleaner threads that call this while holding it.
+        return [topic for topic in list(self._topics.values()) if topic.config.compacted]
 
     def shard_stats(self) -> list[dict]:
         return self._pool.stats()
@@ -569,12 +569,13 @@ class Log:
 
     def close(self) -> None:
         """Writes and syncs everything, writes the indexes, stops the shard threads."""
+        if not self._closed:
+            self._cleaner.stop()        # a pass in progress finishes first (before the lock: see above)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._stop_retention.set()
-            self._cleaner.stop()        # a pass in progress finishes first
             self._waiters.close()
             failures = []
             try:

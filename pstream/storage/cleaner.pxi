@@ -253,9 +253,11 @@ cdef inline size_t record_tail_start(const uint8_t *s, size_t start, size_t end)
 
 
 cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t *s, size_t n,
-                        int32_t *kept, int64_t *base_ts, int64_t *max_ts, size_t *out_len) noexcept nogil:
+                        int32_t *kept, int64_t *base_ts, int64_t *max_ts, size_t *out_len,
+                        bint *horizon_set) noexcept nogil:
     """Writes the records to keep into f.scratch; kept = -1 when every record stays and the batch
-    can be copied as it is. base_ts is the batch's new base timestamp (a new delete horizon)."""
+    can be copied as it is. base_ts is the batch's base timestamp: a delete horizon this pass set
+    when horizon_set."""
     cdef size_t pos = 0, errpos = 0, start, tail, need, out = 0
     cdef ps_record r
     cdef int32_t i, count = 0, tombstones = 0
@@ -264,6 +266,7 @@ cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t 
     cdef int64_t horizon = h.base_timestamp if has_horizon else -1
     cdef int64_t new_base, ts, high = -1
     cdef uint8_t *grown
+    cdef bint set_horizon
     # Pass 1: what stays.
     for i in range(h.record_count):
         st = ps_record_parse(s, n, &pos, &r, &errpos)
@@ -279,12 +282,13 @@ cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t 
             if r.value_len < 0:
                 f.tombstones_removed += 1
     new_base = h.base_timestamp
-    if tombstones and not has_horizon:
+    set_horizon = tombstones and not has_horizon
+    if set_horizon:
         new_base = f.now_ms + f.delete_retention_ms
         horizon = new_base
     if tombstones and (f.next_horizon_ms < 0 or horizon < f.next_horizon_ms):
         f.next_horizon_ms = horizon
-    if count == h.record_count and new_base == h.base_timestamp:
+    if count == h.record_count and not set_horizon:
         kept[0] = -1
         return PS_OK
     # Pass 2: write them, with timestamp deltas from the new base when it moved.
@@ -299,7 +303,7 @@ cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t 
     for i in range(h.record_count):
         start = pos
         ps_record_parse(s, n, &pos, &r, &errpos)
-        if not keep_record(f, h, s, &r, -1 if new_base != h.base_timestamp else horizon):
+        if not keep_record(f, h, s, &r, -1 if set_horizon else horizon):
             continue
         ts = h.base_timestamp + r.timestamp_delta
         if ts > high:
@@ -318,13 +322,15 @@ cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t 
             out += pos - tail
     kept[0] = count
     base_ts[0] = new_base
+    horizon_set[0] = set_horizon
     max_ts[0] = h.max_timestamp if h.attributes & PS_ATTR_TIMESTAMP_TYPE or count == 0 else high
     out_len[0] = out
     return PS_OK
 
 
 cdef int write_filtered(CleanFilter *f, SegmentWriter *w, const ps_batch_header *h, const uint8_t *section,
-                        size_t section_len, int32_t kept, int64_t base_ts, int64_t max_ts) noexcept nogil:
+                        size_t section_len, int32_t kept, int64_t base_ts, int64_t max_ts,
+                        bint horizon_set) noexcept nogil:
     """Writes a rewritten batch: the same base offset and last offset delta, `kept` records
     (section: as stored, compressed or not), a new CRC. An emptied batch is written as a bare
     header only when it is its producer's last (Kafka's RETAIN_EMPTY), else dropped."""
@@ -332,6 +338,8 @@ cdef int write_filtered(CleanFilter *f, SegmentWriter *w, const ps_batch_header 
     cdef int64_t total
     cdef uint8_t *out
     cdef int st
+    if horizon_set:
+        attributes = attributes | PS_ATTR_DELETE_HORIZON
     if kept == 0:
         if h.producer_id < 0 or ps_pidmap_get(f.last_batch, h.producer_id) != h.base_offset:
             return PS_OK
@@ -339,8 +347,6 @@ cdef int write_filtered(CleanFilter *f, SegmentWriter *w, const ps_batch_header 
         attributes = h.attributes & (PS_ATTR_TIMESTAMP_TYPE | PS_ATTR_TRANSACTIONAL | PS_ATTR_CONTROL)
         base_ts = max_ts = h.max_timestamp
         section_len = 0
-    elif base_ts != h.base_timestamp:
-        attributes = attributes | PS_ATTR_DELETE_HORIZON
     total = PS_BATCH_HEADER_SIZE + <int64_t>section_len
     out = <uint8_t *>malloc(total)
     if out == NULL:
@@ -363,6 +369,7 @@ cdef int clean_until_stop(CleanFilter *f, BatchReader *r, SegmentWriter *w, ps_b
     cdef int32_t kept
     cdef int64_t base_ts, max_ts, size
     cdef size_t out_len
+    cdef bint horizon_set
     while True:
         st = reader_next(r, h, batch)
         if st != PS_OK:
@@ -374,12 +381,12 @@ cdef int clean_until_stop(CleanFilter *f, BatchReader *r, SegmentWriter *w, ps_b
             return CLEAN_CODEC
         else:
             st = filter_records(f, h, batch[0] + PS_BATCH_HEADER_SIZE, <size_t>(size - PS_BATCH_HEADER_SIZE),
-                                &kept, &base_ts, &max_ts, &out_len)
+                                &kept, &base_ts, &max_ts, &out_len, &horizon_set)
             if st == PS_OK:
                 if kept < 0:
                     st = writer_put(w, batch[0], size, h.base_offset + h.last_offset_delta, h.max_timestamp)
                 else:
-                    st = write_filtered(f, w, h, f.scratch, out_len, kept, base_ts, max_ts)
+                    st = write_filtered(f, w, h, f.scratch, out_len, kept, base_ts, max_ts, horizon_set)
         if st != PS_OK:
             return st
 
@@ -471,6 +478,7 @@ cdef int _clean_segment(Partition part, CleanFilter *f, SegmentWriter *w, const 
     cdef int32_t kept
     cdef int64_t base_ts, max_ts
     cdef size_t out_len, length
+    cdef bint horizon_set = False
     cdef bytes raw, packed
     cdef const uint8_t *data
     with nogil:
@@ -492,7 +500,7 @@ cdef int _clean_segment(Partition part, CleanFilter *f, SegmentWriter *w, const 
             data = <const uint8_t *>PyBytes_AS_STRING(raw)
             length = <size_t>PyBytes_GET_SIZE(raw)
             with nogil:
-                st = filter_records(f, &h, data, length, &kept, &base_ts, &max_ts, &out_len)
+                st = filter_records(f, &h, data, length, &kept, &base_ts, &max_ts, &out_len, &horizon_set)
                 if st == PS_OK and kept < 0:
                     st = writer_put(w, batch, <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD,
                                     h.base_offset + h.last_offset_delta, h.max_timestamp)
@@ -506,7 +514,7 @@ cdef int _clean_segment(Partition part, CleanFilter *f, SegmentWriter *w, const 
             data = <const uint8_t *>PyBytes_AS_STRING(packed)
             length = <size_t>PyBytes_GET_SIZE(packed)
             with nogil:
-                st = write_filtered(f, w, &h, data, length, kept, base_ts, max_ts)
+                st = write_filtered(f, w, &h, data, length, kept, base_ts, max_ts, horizon_set)
             if st != PS_OK:
                 raise_os_error(errno, "cannot write cleaned segment", w.path.decode())
     finally:
