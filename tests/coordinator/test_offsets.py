@@ -133,7 +133,7 @@ def test_records_that_are_not_group_records_are_skipped(data, caplog):
     with pstream.Log(data, shards=1, retention_check_ms=None) as log:
         part = log.topic(OFFSETS_TOPIC, partitions=1).partition(0)
         part.append_many([(b"junk", b"junk"), (None, b"no key"), (b'["what", 1]', b"{}"),
-                          (b"\x00\x07some newer record type", b"\x00\x00"),         # a key version pstream does not read
+                          (b"\x00\x07some newer record type", b"\x00\x00"),   # a key version pstream does not read
                           (group_key("g"), b"\x00\x03\x00"),                       # cut short
                           (offset_key("g", TOPIC, 0), offset_value(CommittedOffset(4)))])
 

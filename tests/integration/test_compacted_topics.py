@@ -18,10 +18,9 @@ import aiokafka.errors
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin import NewTopic as AioNewTopic
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.admin import NewTopic as KpNewTopic
 from kafka.errors import InvalidRecordError
@@ -130,7 +129,7 @@ def test_describe_configs_types_synonyms_and_a_broker_default(broker_factory):
             "log.cleaner.min.cleanable.ratio": ("0.25", STATIC_BROKER, 6)}
 
 
-# (configs) -> Kafka 3.9.2's error message (asked of Kafka itself: tests/README of kafka-reference)
+# (configs) -> the error message Kafka 3.9.2 answers (asked of Kafka itself, run from ../shared/kafka-reference)
 BAD_CONFIGS = [
     ({"cleanup.policy": "bogus"}, "Invalid value bogus for configuration cleanup.policy: String must be one of: "
                                   "compact, delete"),
