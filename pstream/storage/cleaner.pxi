@@ -132,7 +132,7 @@ cdef int reader_next(BatchReader *r, ps_batch_header *h, const uint8_t **batch) 
     if st != PS_OK:
         return st
     batch[0] = r.buf + (r.pos - r.wstart)
-    st = ps_batch_validate(batch[0], <size_t>size, 1, h, &errpos)
+    st = ps_batch_validate(batch[0], <size_t>size, not r.headers_only, h, &errpos)
     if st != PS_OK:
         return st
     r.pos += size
@@ -456,6 +456,7 @@ cdef int _note_producers(Partition part, ps_pidmap *pids, const char *path, int6
     with nogil:
         st = reader_open(&r, path, size)
         if st == PS_OK:
+            r.headers_only = True
             st = note_producers(pids, &r)
     try:
         if st != PS_OK:
@@ -556,28 +557,33 @@ def recover_cleaner_files(str directory):
 
 
 def read_cleaner_checkpoint(str directory):
-    """(first dirty offset, compacted below) as the last pass recorded them ((0, 0) when none)."""
+    """(first dirty offset, compacted below, next tombstone expiry) as the last pass recorded
+    them ((0, 0, -1) when none)."""
     try:
         with open(_os.path.join(directory, CLEANER_CHECKPOINT)) as f:
             lines = f.read().split()
         first_dirty = int(lines[0]) if lines else 0
-        return first_dirty, int(lines[1]) if len(lines) > 1 else first_dirty
+        return (first_dirty, int(lines[1]) if len(lines) > 1 else first_dirty,
+                int(lines[2]) if len(lines) > 2 else -1)
     except FileNotFoundError:
-        return 0, 0
+        return 0, 0, -1
     except (ValueError, UnicodeDecodeError):
         # The segments it marks may have gaps: reading them as contiguous would report damage.
         from pstream.storage.metadata import CorruptMetadataError
-        raise CorruptMetadataError(_os.path.join(directory, CLEANER_CHECKPOINT), "not two decimal offsets",
+        raise CorruptMetadataError(_os.path.join(directory, CLEANER_CHECKPOINT), "not decimal numbers",
                                    "restore it, or write two lines: 0 and the log end offset") from None
 
 
-def write_cleaner_checkpoint(str directory, int64_t first_dirty, int64_t compacted_below):
-    """`cleaner-offset-checkpoint`, two decimal lines: the first dirty offset (the next pass maps
-    keys from there), and the offset below which segments may have been rewritten by the cleaner
-    (their batches may skip offsets; written before a pass swaps anything in). tmp, fsync, rename."""
+def write_cleaner_checkpoint(str directory, int64_t first_dirty, int64_t compacted_below,
+                             int64_t next_tombstone_expiry_ms=-1):
+    """`cleaner-offset-checkpoint`, three decimal lines: the first dirty offset (the next pass maps
+    keys from there); the offset below which segments may have been rewritten by the cleaner
+    (their batches may skip offsets; written before a pass swaps anything in); the earliest
+    delete horizon of a tombstone the last pass kept (-1: none), so a restart still knows when
+    to clean again. tmp, fsync, rename."""
     tmp = _os.path.join(directory, CLEANER_CHECKPOINT + ".tmp")
     with open(tmp, "w") as f:
-        f.write(f"{first_dirty}\n{compacted_below}\n")
+        f.write(f"{first_dirty}\n{compacted_below}\n{next_tombstone_expiry_ms}\n")
         f.flush()
         _os.fsync(f.fileno())
     _os.replace(tmp, _os.path.join(directory, CLEANER_CHECKPOINT))
@@ -712,7 +718,8 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         for i in range(j):
             _note_producers(part, &pids, rng.paths[i], rng.sizes[i], &bytes_read)
         if end > state["compacted_below"]:
-            write_cleaner_checkpoint(part.path, state["first_dirty_offset"], end)   # before any swap
+            write_cleaner_checkpoint(part.path, state["first_dirty_offset"], end,    # before any swap
+                                     state["next_tombstone_expiry_ms"])
             state["compacted_below"] = end
         # 4 and 5. Rewrite and swap, group by group.
         f.map = &keymap
@@ -739,7 +746,7 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         state["bytes_read"] += bytes_read
         state["bytes_written"] += bytes_written
     # 6. The checkpoint.
-    write_cleaner_checkpoint(part.path, end, state["compacted_below"])
+    write_cleaner_checkpoint(part.path, end, state["compacted_below"], f.next_horizon_ms)
     _hook("checkpoint")
     state["first_dirty_offset"] = end
     state["runs"] += 1

@@ -181,10 +181,10 @@ cdef class Partition:
         self.p.directory = strdup(self.path_bytes)
         _os.makedirs(path, exist_ok=True)
         self._load()
-        first_dirty, compacted_below = read_cleaner_checkpoint(path)
+        first_dirty, compacted_below, next_expiry = read_cleaner_checkpoint(path)
         self.cleaner = {"first_dirty_offset": first_dirty, "compacted_below": compacted_below, "runs": 0, "bytes_read": 0,
                         "bytes_written": 0, "records_removed": 0, "last_clean_ms": -1, "last_clean_duration_s": 0.0,
-                        "next_tombstone_expiry_ms": -1}
+                        "next_tombstone_expiry_ms": next_expiry}
 
     # --- opening ------------------------------------------------------------------
 
