@@ -23,8 +23,8 @@ def _write(folder, codec):
                      segment_bytes=8 << 20) as log:
         part = log.topic("bench", cleanup_policy="compact").partition(0)
         for start in range(0, RECORDS, PER_BATCH):
-            part.append_many([(b"key-%08d" % (i % KEYS), b"v" * 100) for i in range(start, start + PER_BATCH)],
-                             compression=codec)
+            batch = [(b"key-%08d" % (i % KEYS), b"v" * 100) for i in range(start, start + PER_BATCH)]
+            part.append_many(batch, compression=codec)
         part.roll()
         part.flush()
 
