@@ -35,6 +35,7 @@ _log = logging.getLogger("pstream.cleaner")
 DEFAULT_DEDUPE_BUFFER_BYTES = 32 << 20
 DEFAULT_BACKOFF_MS = 15_000
 MIN_DEDUPE_BUFFER_BYTES = 1 << 16
+NO_MAX_LAG = (1 << 63) - 1      # max_compaction_lag_ms's default: no deadline
 
 
 def _now_ms() -> int:
@@ -137,6 +138,7 @@ class LogCleaner:
                     continue
                 try:
                     state = part.cleaner_state(min_compaction_lag_ms=config.min_compaction_lag_ms,
+                                               first_timestamp=config.max_compaction_lag_ms < NO_MAX_LAG,
                                                now_ms=now_ms)
                 except Exception:   # closed meanwhile (topic deleted)
                     continue
