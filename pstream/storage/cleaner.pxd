@@ -41,6 +41,7 @@ cdef struct BatchReader:
     int64_t wend
     int64_t bytes_read
     int64_t bad_position        # where a failed check happened
+    bint headers_only           # no CRC check (the producer pass; the rewrite checks every batch)
 
 
 # The output of one group: a `.cleaned` file written through a buffer, and the Segment that

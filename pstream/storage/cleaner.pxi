@@ -46,6 +46,7 @@ import time as _time
 
 cdef int64_t READ_WINDOW = 1 << 20
 cdef int64_t WRITE_BUFFER = 1 << 20
+cdef int64_t MAX_GROUP_OFFSETS = 0x7fffffff     # index entries hold 32-bit relative offsets
 CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"
 
 # Tests set this to a callable(step) to stop a pass between the steps of the swap
@@ -132,7 +133,7 @@ cdef int reader_next(BatchReader *r, ps_batch_header *h, const uint8_t **batch) 
     if st != PS_OK:
         return st
     batch[0] = r.buf + (r.pos - r.wstart)
-    st = ps_batch_validate(batch[0], <size_t>size, 1, h, &errpos)
+    st = ps_batch_validate(batch[0], <size_t>size, not r.headers_only, h, &errpos)
     if st != PS_OK:
         return st
     r.pos += size
@@ -450,12 +451,14 @@ cdef int64_t _map_segment(Partition part, ps_keymap *m, const char *path, int64_
         reader_close(&r)
 
 
-cdef int _note_producers(Partition part, ps_pidmap *pids, const char *path, int64_t size, int64_t *stats) except -1:
+cdef int _note_producers(Partition part, ps_pidmap *pids, const char *path, int64_t size,
+                         int64_t *stats) except -1:
     cdef BatchReader r
     cdef int st
     with nogil:
         st = reader_open(&r, path, size)
         if st == PS_OK:
+            r.headers_only = True
             st = note_producers(pids, &r)
     try:
         if st != PS_OK:
@@ -556,28 +559,33 @@ def recover_cleaner_files(str directory):
 
 
 def read_cleaner_checkpoint(str directory):
-    """(first dirty offset, compacted below) as the last pass recorded them ((0, 0) when none)."""
+    """(first dirty offset, compacted below, next tombstone expiry) as the last pass recorded
+    them ((0, 0, -1) when none)."""
     try:
         with open(_os.path.join(directory, CLEANER_CHECKPOINT)) as f:
             lines = f.read().split()
         first_dirty = int(lines[0]) if lines else 0
-        return first_dirty, int(lines[1]) if len(lines) > 1 else first_dirty
+        return (first_dirty, int(lines[1]) if len(lines) > 1 else first_dirty,
+                int(lines[2]) if len(lines) > 2 else -1)
     except FileNotFoundError:
-        return 0, 0
+        return 0, 0, -1
     except (ValueError, UnicodeDecodeError):
         # The segments it marks may have gaps: reading them as contiguous would report damage.
         from pstream.storage.metadata import CorruptMetadataError
-        raise CorruptMetadataError(_os.path.join(directory, CLEANER_CHECKPOINT), "not two decimal offsets",
+        raise CorruptMetadataError(_os.path.join(directory, CLEANER_CHECKPOINT), "not decimal numbers",
                                    "restore it, or write two lines: 0 and the log end offset") from None
 
 
-def write_cleaner_checkpoint(str directory, int64_t first_dirty, int64_t compacted_below):
-    """`cleaner-offset-checkpoint`, two decimal lines: the first dirty offset (the next pass maps
-    keys from there), and the offset below which segments may have been rewritten by the cleaner
-    (their batches may skip offsets; written before a pass swaps anything in). tmp, fsync, rename."""
+def write_cleaner_checkpoint(str directory, int64_t first_dirty, int64_t compacted_below,
+                             int64_t next_tombstone_expiry_ms=-1):
+    """`cleaner-offset-checkpoint`, three decimal lines: the first dirty offset (the next pass maps
+    keys from there); the offset below which segments may have been rewritten by the cleaner
+    (their batches may skip offsets; written before a pass swaps anything in); the earliest
+    delete horizon of a tombstone the last pass kept (-1: none), so a restart still knows when
+    to clean again. tmp, fsync, rename."""
     tmp = _os.path.join(directory, CLEANER_CHECKPOINT + ".tmp")
     with open(tmp, "w") as f:
-        f.write(f"{first_dirty}\n{compacted_below}\n")
+        f.write(f"{first_dirty}\n{compacted_below}\n{next_tombstone_expiry_ms}\n")
         f.flush()
         _os.fsync(f.fileno())
     _os.replace(tmp, _os.path.join(directory, CLEANER_CHECKPOINT))
@@ -712,7 +720,8 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         for i in range(j):
             _note_producers(part, &pids, rng.paths[i], rng.sizes[i], &bytes_read)
         if end > state["compacted_below"]:
-            write_cleaner_checkpoint(part.path, state["first_dirty_offset"], end)   # before any swap
+            write_cleaner_checkpoint(part.path, state["first_dirty_offset"], end,    # before any swap
+                                     state["next_tombstone_expiry_ms"])
             state["compacted_below"] = end
         # 4 and 5. Rewrite and swap, group by group.
         f.map = &keymap
@@ -724,7 +733,8 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         while i < j:
             k = i + 1
             total = rng.sizes[i]
-            while k < j and total + rng.sizes[k] <= p.segment_bytes and rng.nexts[k] - rng.bases[i] < (1 << 31) - 1:
+            while k < j and total + rng.sizes[k] <= p.segment_bytes and \
+                    rng.nexts[k] - rng.bases[i] < MAX_GROUP_OFFSETS:
                 total += rng.sizes[k]
                 k += 1
             bytes_written += _clean_group(part, rng, i, k, &f, &bytes_read)
@@ -739,7 +749,7 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         state["bytes_read"] += bytes_read
         state["bytes_written"] += bytes_written
     # 6. The checkpoint.
-    write_cleaner_checkpoint(part.path, end, state["compacted_below"])
+    write_cleaner_checkpoint(part.path, end, state["compacted_below"], f.next_horizon_ms)
     _hook("checkpoint")
     state["first_dirty_offset"] = end
     state["runs"] += 1
@@ -762,7 +772,7 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
     cdef Segment *ns = segment_new(p.directory, base, p.index_interval)
     cdef Segment *s
     cdef bint installed = False, done = False
-    cdef size_t i, at
+    cdef size_t i, at, gone
     cdef int direct = 0, st
     cdef char *final_path = NULL
     cdef char *swap_path = NULL
@@ -831,8 +841,9 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
         while at < p.n_segs and p.segs[at] != rng.segs[lo]:
             at += 1
         p.segs[at] = ns
-        memmove(p.segs + at + 1, p.segs + at + 1 + (hi - lo - 1), (p.n_segs - at - 1 - (hi - lo - 1)) * sizeof(Segment *))
-        p.n_segs -= hi - lo - 1
+        gone = hi - lo - 1      # the group's other segments: the ones after it move down
+        memmove(p.segs + at + 1, p.segs + at + 1 + gone, (p.n_segs - at - 1 - gone) * sizeof(Segment *))
+        p.n_segs -= gone
         for i in range(lo, hi):
             rng.segs[i].deleted = True
         pthread_mutex_unlock(&part.sh.mu)
@@ -912,8 +923,8 @@ cdef int map_chunk(ps_keymap *m, const uint8_t *data, size_t n, int64_t from_off
     return CLEAN_END
 
 
-cdef int _collect_latest(ps_keymap *m, const ps_batch_header *h, const uint8_t *s, size_t n, int64_t from_offset,
-                         dict out) except -1:
+cdef int _collect_latest(ps_keymap *m, const ps_batch_header *h, const uint8_t *s, size_t n,
+                         int64_t from_offset, dict out) except -1:
     """Adds to out the records of one records section that are their key's latest (tombstones
     delete the key): only these become Python objects."""
     cdef size_t pos = 0, errpos = 0
@@ -941,9 +952,10 @@ def latest_values(Partition part, int64_t offset=0):
     tombstoned keys absent (Partition.latest in pstream/log.py)."""
     cdef ps_keymap m
     cdef int64_t at, end, from_offset
-    cdef size_t pos, n
+    cdef size_t pos, n, size
     cdef ps_batch_header h
     cdef const uint8_t *data
+    cdef const uint8_t *batch
     cdef int st, pass_no
     cdef dict out = {}
     cdef bytes chunk, raw
@@ -962,35 +974,33 @@ def latest_values(Partition part, int64_t offset=0):
                     data = <const uint8_t *>PyBytes_AS_STRING(chunk)
                     n = <size_t>PyBytes_GET_SIZE(chunk)
                     pos = 0
-                    while True:
-                        if pass_no == 0:
-                            with nogil:
-                                st = map_chunk(&m, data, n, from_offset, &pos, &h)
-                            if st == CLEAN_END:
-                                break
-                            if st != CLEAN_CODEC:
-                                raise_status(st, pos)
-                            raw = _decompressed(data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD), &h)
-                            st = map_records(&m, &h, <const uint8_t *>PyBytes_AS_STRING(raw),
-                                             <size_t>PyBytes_GET_SIZE(raw), from_offset)
-                            if st != PS_OK:
-                                raise_status(st, pos)
+                    while pass_no == 0:     # pass 1: key -> latest offset, nothing made in Python
+                        with nogil:
+                            st = map_chunk(&m, data, n, from_offset, &pos, &h)
+                        if st == CLEAN_END:
+                            break
+                        if st != CLEAN_CODEC:
+                            raise_status(st, pos)
+                        batch = data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD)
+                        raw = _decompressed(batch, &h)
+                        st = map_records(&m, &h, <const uint8_t *>PyBytes_AS_STRING(raw),
+                                         <size_t>PyBytes_GET_SIZE(raw), from_offset)
+                        if st != PS_OK:
+                            raise_status(st, pos)
+                    while pass_no == 1 and pos < n:     # pass 2: the survivors become bytes
+                        batch = data + pos
+                        ps_batch_read_header(batch, &h)
+                        size = <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
+                        pos += size
+                        if h.attributes & PS_ATTR_CONTROL or h.base_offset + h.last_offset_delta < from_offset:
+                            continue
+                        if h.attributes & PS_ATTR_COMPRESSION_MASK:
+                            raw = _decompressed(batch, &h)
+                            _collect_latest(&m, &h, <const uint8_t *>PyBytes_AS_STRING(raw),
+                                            <size_t>PyBytes_GET_SIZE(raw), from_offset, out)
                         else:
-                            if pos >= n:
-                                break
-                            ps_batch_read_header(data + pos, &h)
-                            pos += <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
-                            if h.attributes & PS_ATTR_CONTROL or h.base_offset + h.last_offset_delta < from_offset:
-                                continue
-                            if h.attributes & PS_ATTR_COMPRESSION_MASK:
-                                raw = _decompressed(data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD), &h)
-                                _collect_latest(&m, &h, <const uint8_t *>PyBytes_AS_STRING(raw),
-                                                <size_t>PyBytes_GET_SIZE(raw), from_offset, out)
-                            else:
-                                _collect_latest(&m, &h, data + pos - (<size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD)
-                                                + PS_BATCH_HEADER_SIZE,
-                                                <size_t>h.batch_length + PS_BATCH_LOG_OVERHEAD - PS_BATCH_HEADER_SIZE,
-                                                from_offset, out)
+                            _collect_latest(&m, &h, batch + PS_BATCH_HEADER_SIZE, size - PS_BATCH_HEADER_SIZE,
+                                            from_offset, out)
                     ps_batch_read_header(data + _last_batch_start(data, n), &h)
                     at = h.base_offset + h.last_offset_delta + 1
     finally:

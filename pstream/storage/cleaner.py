@@ -35,6 +35,7 @@ _log = logging.getLogger("pstream.cleaner")
 DEFAULT_DEDUPE_BUFFER_BYTES = 32 << 20
 DEFAULT_BACKOFF_MS = 15_000
 MIN_DEDUPE_BUFFER_BYTES = 1 << 16
+NO_MAX_LAG = (1 << 63) - 1      # max_compaction_lag_ms's default: no deadline
 
 
 def _now_ms() -> int:
@@ -67,8 +68,8 @@ class LogCleaner:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.counters = {"runs": 0, "bytes_read": 0, "bytes_written": 0, "records_removed": 0,
-                         "segments_cleaned": 0, "errors": 0, "last_clean_ms": -1, "last_clean_duration_s": 0.0,
-                         "max_clean_duration_s": 0.0}
+                         "segments_cleaned": 0, "errors": 0, "last_clean_ms": -1,
+                         "last_clean_duration_s": 0.0, "max_clean_duration_s": 0.0}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -136,7 +137,9 @@ class LogCleaner:
                 if key in self._busy or self._failed.get(key, 0) > now_mono:
                     continue
                 try:
-                    state = part.cleaner_state(min_compaction_lag_ms=config.min_compaction_lag_ms, now_ms=now_ms)
+                    state = part.cleaner_state(min_compaction_lag_ms=config.min_compaction_lag_ms,
+                                               first_timestamp=config.max_compaction_lag_ms < NO_MAX_LAG,
+                                               now_ms=now_ms)
                 except Exception:   # closed meanwhile (topic deleted)
                     continue
                 if state["dirty_bytes"] <= 0 and not (0 <= state["next_tombstone_expiry_ms"] <= now_ms):
@@ -162,7 +165,8 @@ class LogCleaner:
         try:
             return self.clean_partition(topic, part)
         except Exception:
-            _log.exception("cleaning %s-%d failed; retrying it in %d ms", topic.name, part.number, self.backoff_ms)
+            _log.exception("cleaning %s-%d failed; retrying it in %d ms", topic.name, part.number,
+                           self.backoff_ms)
             with self._lock:
                 self._failed[key] = time.monotonic() + self.backoff_ms / 1000
             return {}
@@ -194,15 +198,17 @@ class LogCleaner:
                         continue
                     partitions[f"{topic.name}-{part.number}"] = {
                         "dirty_ratio": state["dirty_ratio"], "dirty_bytes": state["dirty_bytes"],
-                        "clean_bytes": state["clean_bytes"], "first_dirty_offset": state["first_dirty_offset"],
-                        "runs": state["runs"], "last_clean_ms": state["last_clean_ms"]}
+                        "clean_bytes": state["clean_bytes"],
+                        "first_dirty_offset": state["first_dirty_offset"], "runs": state["runs"],
+                        "last_clean_ms": state["last_clean_ms"]}
                     max_ratio = max(max_ratio, state["dirty_ratio"])
         out["max_dirty_ratio"] = max_ratio
         out["partitions"] = partitions
         return out
 
 
-def _cleaner_loop(cleaner_ref: "weakref.ref[LogCleaner]", stop: threading.Event, wake: threading.Event) -> None:
+def _cleaner_loop(cleaner_ref: "weakref.ref[LogCleaner]", stop: threading.Event,
+                  wake: threading.Event) -> None:
     """One cleaner thread: clean while something is due, else sleep the backoff. Holds the
     cleaner only weakly between rounds, so an unclosed Log can still be collected."""
     while not stop.is_set():

@@ -181,10 +181,10 @@ cdef class Partition:
         self.p.directory = strdup(self.path_bytes)
         _os.makedirs(path, exist_ok=True)
         self._load()
-        first_dirty, compacted_below = read_cleaner_checkpoint(path)
+        first_dirty, compacted_below, next_expiry = read_cleaner_checkpoint(path)
         self.cleaner = {"first_dirty_offset": first_dirty, "compacted_below": compacted_below, "runs": 0, "bytes_read": 0,
                         "bytes_written": 0, "records_removed": 0, "last_clean_ms": -1, "last_clean_duration_s": 0.0,
-                        "next_tombstone_expiry_ms": -1}
+                        "next_tombstone_expiry_ms": next_expiry}
 
     # --- opening ------------------------------------------------------------------
 
@@ -1132,11 +1132,12 @@ cdef class Partition:
         with self.clean_lock:
             return clean_partition(self, dedupe_buffer_bytes, delete_retention_ms, min_compaction_lag_ms, now)
 
-    def cleaner_state(self, *, int64_t min_compaction_lag_ms=0, now_ms=None):
+    def cleaner_state(self, *, int64_t min_compaction_lag_ms=0, bint first_timestamp=False, now_ms=None):
         """What the cleaner scheduler needs: first_dirty_offset, clean_bytes, dirty_bytes (of the
-        cleanable dirty segments), dirty_ratio, first_dirty_timestamp (of the first dirty segment's
-        first batch, -1 if unknown), next_tombstone_expiry_ms, and the counters of past passes
-        (runs, bytes_read, bytes_written, records_removed, last_clean_ms)."""
+        cleanable dirty segments), dirty_ratio, first_dirty_timestamp (with first_timestamp: of the
+        first dirty segment's first batch, read from its file (Kafka's max.compaction.lag.ms rule);
+        -1 if unknown), next_tombstone_expiry_ms, and the counters of past passes (runs, bytes_read,
+        bytes_written, records_removed, last_clean_ms)."""
         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
         cdef int64_t first_dirty = self.cleaner["first_dirty_offset"], clean = 0, dirty = 0
         cdef size_t i
@@ -1155,7 +1156,7 @@ cdef class Partition:
                 continue
             if min_compaction_lag_ms > 0 and s.max_timestamp > now - min_compaction_lag_ms:
                 break
-            if first_path == NULL and s.size > 0:
+            if first_timestamp and first_path == NULL and s.size > 0:
                 first_path = strdup(s.log_path)
             dirty += s.size
         pthread_mutex_unlock(&self.sh.mu)

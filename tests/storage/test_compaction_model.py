@@ -20,7 +20,7 @@ import shutil
 import tempfile
 
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import pstream
 
@@ -85,7 +85,7 @@ class CompactionModel(RuleBasedStateMachine):
         self.part.flush()
         before = self.part.cleaner_state(min_compaction_lag_ms=lag, now_ms=self.now)
         segments = self.part.segments()
-        present = {o: ts for o, _, _, ts in ((r.offset, r.key, r.value, r.timestamp_ms) for r in self.part.read(0))}
+        present = {r.offset: r.timestamp_ms for r in self.part.read(0)}
         try:
             result = self.part.clean(dedupe_buffer_bytes=buffer, delete_retention_ms=retention,
                                      min_compaction_lag_ms=lag, now_ms=self.now)
