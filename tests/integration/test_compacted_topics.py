@@ -228,6 +228,36 @@ def run_aio(broker, body):
     return asyncio.run(main())
 
 
+def test_kafka_streams_changelogs_are_created_as_streams_creates_them(broker):
+    """Kafka Streams' internal topics, with the configs its InternalTopicManager sets: a KTable
+    changelog (compact), a windowed store's changelog (compact,delete with the window's
+    retention) and a repartition topic (delete, no time limit), created through aiokafka."""
+    topics = {
+        "app-store-changelog": {"cleanup.policy": "compact", "message.timestamp.type": "CreateTime"},
+        "app-window-changelog": {"cleanup.policy": "compact,delete", "retention.ms": str(86400000 + 3600000),
+                                 "message.timestamp.type": "CreateTime"},
+        "app-repartition": {"cleanup.policy": "delete", "segment.bytes": "52428800", "retention.ms": "-1",
+                            "message.timestamp.type": "CreateTime"},
+    }
+
+    async def create(aio: AIOKafkaAdminClient):
+        from aiokafka.admin import NewTopic as AioNewTopic
+
+        await aio.create_topics([AioNewTopic(name, 3, 1, topic_configs=configs) for name, configs in topics.items()])
+
+    run_aio(broker, create)
+    admin = confluent_admin(broker)
+    for name, configs in topics.items():
+        described = describe(admin, name)
+        assert {k: described[k] for k in configs} == {k: (v, DYNAMIC) for k, v in configs.items()}
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        keyless = pstream._core.encode_batch([(None, b"v", [], None)])
+        assert wire.produce("app-window-changelog", 1, keyless).error_code == ErrorCode.INVALID_RECORD
+        assert wire.produce("app-repartition", 1, keyless).error_code == 0
+        keyed = pstream._core.encode_batch([(b"window@0", b"v", [], None)])
+        assert wire.produce("app-window-changelog", 1, keyed).error_code == 0
+
+
 # --- keyless records ----------------------------------------------------------------------------
 
 
