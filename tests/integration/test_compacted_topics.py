@@ -483,3 +483,52 @@ def test_kafka_connect_topics_are_created_as_connect_creates_them_and_compacted(
             await c.stop()
 
     assert asyncio.run(read_back()) == table
+
+
+# --- __consumer_offsets --------------------------------------------------------------------------
+
+
+def test_consumer_offsets_is_compacted_and_an_older_pstreams_offsets_are_found(broker_factory, tmp_path):
+    """A data directory of an older pstream (JSON offset records, the log start moved past a
+    snapshot): the broker finds the committed offsets, and the topic describes as compacted."""
+    data = str(tmp_path / "old")
+
+    def legacy(obj) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    with pstream.Log(data, shards=1, retention_check_ms=None, cleaner=False) as log:
+        log.topic("events", partitions=2)
+        part = log.topic("__consumer_offsets", partitions=1, retention_ms=None).partition(0)
+        part.append_many([(legacy(["offset", "readers", "events", 0]), legacy({"offset": 1}))])
+        part.delete_records(1)
+        part.append_many([(legacy(["offset", "readers", "events", 0]), legacy({"offset": 7, "metadata": "m"})),
+                          (legacy(["offset", "readers", "events", 1]), legacy({"offset": 3}))])
+    broker = broker_factory(data_dir=data)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "readers", "log_level": 0})
+    try:
+        from confluent_kafka import TopicPartition as CkTopicPartition
+
+        committed = consumer.committed([CkTopicPartition("events", 0), CkTopicPartition("events", 1)], timeout=15)
+        assert [(tp.partition, tp.offset) for tp in committed] == [(0, 7), (1, 3)]
+    finally:
+        consumer.close()
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KpTopicPartition
+
+    kp = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="readers", enable_auto_commit=False)
+    try:
+        found = kp.committed(KpTopicPartition("events", 0), metadata=True)
+        assert (found.offset, found.metadata) == (7, "m")
+    finally:
+        kp.close()
+    configs = describe(confluent_admin(broker), "__consumer_offsets")
+    assert configs["cleanup.policy"] == ("compact", DYNAMIC)
+    broker.restart()   # migrated once: found again, now from records in Kafka's format
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "readers", "log_level": 0})
+    try:
+        from confluent_kafka import TopicPartition as CkTopicPartition
+
+        committed = consumer.committed([CkTopicPartition("events", 0)], timeout=15)
+        assert committed[0].offset == 7
+    finally:
+        consumer.close()
