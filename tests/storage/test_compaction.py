@@ -438,3 +438,23 @@ def test_the_horizon_is_set_even_when_it_equals_the_batchs_own_timestamp(open_lo
     sealed(part)
     part.clean(now_ms=now, delete_retention_ms=0)
     assert [(k, v) for _, k, v in records(part)] == [(b"j", b"other")]
+
+
+def test_a_cleaning_pass_releases_the_gil(open_log):
+    """The pace meter of test_gil.py: a Python thread keeps its pace while a pass maps and rewrites
+    about 6 MiB of uncompressed batches (only the ratio is asserted, never a speed)."""
+    from test_gil import RELEASED, pace_meter
+
+    log = open_log(flush="interval", segment_bytes=8 << 20, retention_ms=None, cleaner=False,
+                   retention_check_ms=None)
+    parts = [log.topic(f"t{n}", cleanup_policy="compact").partition(0) for n in range(5)]
+    for part in parts:
+        for start in range(0, 60_000, 200):
+            part.append_many([(b"key-%06d" % (i % 3000), b"v" * 80) for i in range(start, start + 200)])
+        sealed(part)
+    todo = iter(parts)
+    with pace_meter() as meter:
+        rate = meter.solo_rate()
+        share = meter.share_during(lambda: next(todo).clean(), repeat=5, rate=rate)
+    assert all(part.cleaner_state()["first_dirty_offset"] == 60_000 for part in parts)
+    assert share > RELEASED, f"the counter ran at only {share:.0%} of its pace during a cleaning pass"
