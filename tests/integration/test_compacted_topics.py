@@ -334,16 +334,24 @@ def fast_cleaning_broker(broker_factory):
 
 
 def wait_for_compaction(broker, topic: str, expected: dict, gone: set, partitions: int = 1,
-                        filler: bytes | None = None) -> list:
+                        filler: tuple[bytes, bytes | None] | None = None) -> list:
     """Polls the topic from its start until no record of a deleted key is left and every other
-    key but `filler` (written last, over and over, to close segments) appears once; every poll
-    must already read as `expected` (cleaning never shows a reader an inconsistent log).
-    Returns the records of the last poll."""
+    key but the filler's appears once; every poll must already read as `expected` (cleaning
+    never shows a reader an inconsistent log). Returns the records of the last poll.
+
+    filler (key, value): appended to partition 0 at each poll, as the tools keep writing (the
+    registry's NOOPs, Connect's commits): a tombstone goes in a pass after its delete horizon,
+    which needs later records to make the log dirty again."""
     def settled():
         records = read_all(broker, topic, partitions)
         assert latest(records) == expected
-        keys = [(p, k) for p, _o, k, _v in records if k != filler]
-        return records if len(keys) == len(set(keys)) and not {k for _p, k in keys} & gone else None
+        keys = [(p, k) for p, _o, k, _v in records if filler is None or k != filler[0]]
+        if len(keys) == len(set(keys)) and not {k for _p, k in keys} & gone:
+            return records
+        if filler is not None:
+            with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+                assert wire.produce(topic, 0, pstream._core.encode_batch([(*filler, [], None)])).error_code == 0
+        return None
     return wait_until(settled, timeout=30, what=f"{topic} compacted")
 
 
@@ -378,7 +386,7 @@ def test_a_schema_registry_topic_is_compacted_and_read_back_whole(broker_factory
     for _ in range(100):   # the registry keeps writing NOOPs: the tombstones' segments close
         producer.produce("_schemas", key=key("NOOP"), value=None)
         producer.flush(15)
-    records = wait_for_compaction(broker, "_schemas", expected, gone, filler=key("NOOP"))
+    records = wait_for_compaction(broker, "_schemas", expected, gone, filler=(key("NOOP"), None))
     assert {k for _p, _o, k, _v in records} <= set(expected) | {key("NOOP")}
 
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "registry-reader",
@@ -436,7 +444,7 @@ def test_kafka_connect_topics_are_created_as_connect_creates_them_and_compacted(
     finally:
         producer.close()
     wait_for_compaction(broker, "connect-configs", expected, {b"connector-removed", b"target-state-removed"},
-                        filler=b"commit-jdbc-source")
+                        filler=(b"commit-jdbc-source", expected[b"commit-jdbc-source"]))
 
     async def offsets_round_trip():
         p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
