@@ -15,6 +15,7 @@
 #define PS_BATCH_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include "ps_status.h"
 #include "ps_endian.h"
 #include "ps_varint.h"
@@ -189,8 +190,12 @@ static inline int ps_records_validate(const uint8_t *s, size_t n, int32_t count,
  * with ps_record_parse, its offset delta must be its index, and with check_timestamps its
  * timestamp must be inside [min_timestamp, max_timestamp] (CreateTime topics) and the batch
  * must not claim LogAppendTime for itself, as LogValidator.validateTimestamp rules.
- * At the end the records walked must be exactly the batch's record count, ending exactly
- * at the end of the section.
+ * With require_key (a compacted topic) a record without a key is refused, as
+ * LogValidator.validateKey rules; Kafka reports every such record, so the walk goes on
+ * past them, counting them and keeping their indexes (keyless_at, grown with realloc; the
+ * caller frees it), and skips the timestamp check of a keyless record (Kafka reports one
+ * error per record, the key's first). At the end the records walked must be exactly the
+ * batch's record count, ending exactly at the end of the section.
  */
 typedef enum {
     PS_FAULT_NONE = 0,
@@ -199,6 +204,7 @@ typedef enum {
     PS_FAULT_TIMESTAMP = 3,       /* a CreateTime timestamp outside the allowed range */
     PS_FAULT_TIMESTAMP_TYPE = 4,  /* the producer set LogAppendTime on its batch */
     PS_FAULT_HEADER_KEY = 5,      /* a header key that is not UTF-8 */
+    PS_FAULT_NO_KEY = 6,          /* require_key: records without a key (keyless, keyless_at) */
 } ps_record_fault;
 
 typedef struct {
@@ -210,6 +216,7 @@ typedef struct {
     int check_timestamps;
     int topic_create_time;        /* the topic keeps the producer's timestamps */
     int64_t min_timestamp, max_timestamp;
+    int require_key;              /* set after ps_record_walk_init: a compacted topic's rule */
     /* kept by the walk */
     int32_t index;                /* records walked */
     size_t walked;                /* section bytes walked in earlier pieces */
@@ -219,6 +226,10 @@ typedef struct {
     int32_t fault_index;
     size_t fault_pos;
     int64_t fault_value;          /* the offending offset delta or timestamp */
+    int32_t keyless;              /* require_key: records without a key walked so far */
+    int32_t *keyless_at;          /* ... their indexes (malloc'ed; the caller frees it) */
+    int32_t keyless_cap;
+    size_t keyless_pos;           /* section position of the first one */
 } ps_record_walk;
 
 static inline void ps_record_walk_init(ps_record_walk *w, const ps_batch_header *h, int check_timestamps,
@@ -238,6 +249,25 @@ static inline void ps_record_walk_init(ps_record_walk *w, const ps_batch_header 
     w->fault_index = -1;
     w->fault_pos = 0;
     w->fault_value = 0;
+    w->require_key = 0;
+    w->keyless = 0;
+    w->keyless_at = NULL;
+    w->keyless_cap = 0;
+    w->keyless_pos = 0;
+}
+
+/* Notes record `index` as keyless; PS_ERR_NO_MEMORY if its index cannot be kept. */
+static inline int ps_record_walk_keyless(ps_record_walk *w, int32_t index, size_t pos) {
+    if (w->keyless == 0) w->keyless_pos = pos;
+    if (w->keyless == w->keyless_cap) {
+        int32_t cap = w->keyless_cap ? 2 * w->keyless_cap : 16;
+        int32_t *grown = (int32_t *)realloc(w->keyless_at, (size_t)cap * sizeof(int32_t));
+        if (grown == NULL) return PS_ERR_NO_MEMORY;
+        w->keyless_at = grown;
+        w->keyless_cap = cap;
+    }
+    w->keyless_at[w->keyless++] = index;
+    return PS_OK;
 }
 
 static inline int ps_record_walk_fail(ps_record_walk *w, int st, ps_record_fault fault, int32_t index,
@@ -287,7 +317,10 @@ static inline int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size
         if (r.offset_delta != w->index)
             return ps_record_walk_fail(w, PS_ERR_BAD_RECORD, PS_FAULT_OFFSET_DELTA, w->index, start,
                                        r.offset_delta);
-        if (w->check_timestamps) {
+        int keyless = w->require_key && r.key_len < 0;
+        if (keyless && ps_record_walk_keyless(w, w->index, w->walked + start) != PS_OK)
+            return ps_record_walk_fail(w, PS_ERR_NO_MEMORY, PS_FAULT_STRUCTURE, w->index, start, 0);
+        if (w->check_timestamps && !keyless) {
             /* Java's long arithmetic: the sum wraps */
             int64_t ts = w->batch_log_append_time ? w->batch_max_timestamp
                        : (int64_t)((uint64_t)w->base_timestamp + (uint64_t)r.timestamp_delta);
@@ -305,6 +338,12 @@ static inline int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size
     if (last) {
         if (w->index < w->count)
             return ps_record_walk_fail(w, PS_ERR_RECORD_COUNT, PS_FAULT_STRUCTURE, -1, *used, 0);
+        if (w->keyless) {
+            w->fault = PS_FAULT_NO_KEY;
+            w->fault_index = w->keyless_at[0];
+            w->fault_pos = w->keyless_pos;
+            return PS_ERR_BAD_RECORD;
+        }
     }
     return PS_OK;
 }

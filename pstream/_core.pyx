@@ -19,6 +19,7 @@ says which thread owns it or which lock guards it) apart from code (*.pxi):
   append    reserve/commit/roll on a partition, raw batches submitted to shards
   log       the partition log (Partition): append, read, roll, retention
   columns   columnar reads: batches -> numpy arrays (RecordColumns), no object per record
+  cleaner   compaction: key map, one cleaning pass, the crash-safe segment swap
 """
 
 include "_corelib/cdefs.pxi"
@@ -29,6 +30,7 @@ include "storage/index.pxd"
 include "storage/segment.pxd"
 include "storage/log.pxd"
 include "storage/shard.pxd"
+include "storage/cleaner.pxd"
 
 include "storage/index.pxi"
 include "storage/segment.pxi"
@@ -37,6 +39,7 @@ include "storage/shard.pxi"
 include "storage/append.pxi"
 include "storage/log.pxi"
 include "storage/columns.pxi"
+include "storage/cleaner.pxi"
 include "_corelib/faults.pxi"
 
 ps_crc32c_init()

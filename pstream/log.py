@@ -6,6 +6,13 @@
         for rec in part.read(offset=0, max_records=100): ...
         await part.wait_for(offset)      # asyncio: wake when that offset exists
 
+    Compacted topics keep each key's latest record (tombstones: append(None, key=k)):
+
+        table = log.topic("users", cleanup_policy="compact", segment_bytes=1 << 20)
+        table.partition(0).append(b"alice@example.com", key=b"alice")
+        table.partition(0).append(None, key=b"bob")      # a tombstone: bob is deleted
+        table.latest()                                   # {b"alice": b"alice@example.com"}
+
 A Log owns a data directory, a pool of shard threads (one per core by default), a small
 pool of disk threads (`DiskPool`: creating and deleting topics, partitions and configs,
 producer state replays and snapshots, DeleteRecords, for callers on an event loop) and
@@ -37,6 +44,7 @@ from pstream import _core
 from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, UnknownPartitionError,
                             UnknownTopicError)
 from pstream.storage import layout
+from pstream.storage.cleaner import DEFAULT_BACKOFF_MS, DEFAULT_DEDUPE_BUFFER_BYTES, LogCleaner
 from pstream.storage.config import TopicConfig
 from pstream.storage.metadata import read_topic_meta
 from pstream.storage.producer_state import ProducerStateManager
@@ -218,6 +226,16 @@ class Partition(_core.Partition):
             builder.add(data)
         return builder.finish()
 
+    def latest(self, offset: int = 0) -> dict[bytes, bytes]:
+        """Every key's latest value from `offset` on, as a dict; tombstoned keys are absent.
+
+        Built in the core in two passes over the log: the first maps each key to its latest
+        offset (a C hash map, no Python objects), the second makes bytes objects only for the
+        records that survive. Keyless records are skipped. A consistent view: the cleaner
+        does not run on this partition meanwhile.
+        """
+        return _core.latest_values(self, offset)
+
     async def wait_for(self, offset: int) -> int:
         """Returns (the log end offset) once `offset` exists, i.e. log_end_offset > offset."""
         if self.log_end_offset > offset:
@@ -384,6 +402,22 @@ class Topic:
     def apply_retention(self) -> int:
         return sum(part.apply_retention() for part in self._partitions)
 
+    def clean(self, now_ms: int | None = None) -> list[dict]:
+        """Compacts every partition now (one pass each, whatever its dirty ratio) with the
+        topic's settings; returns each pass's result. ConfigError unless the topic's cleanup
+        policy includes compact."""
+        if not self.config.compacted:
+            raise ConfigError(f"topic {self.name} has cleanup_policy {self.config.cleanup_policy!r}; only a "
+                              f"compacted topic is cleaned", topic=self.name)
+        return [self._log._cleaner.clean_partition(self, part, now_ms) for part in self._partitions]
+
+    def latest(self) -> dict[bytes, bytes]:
+        """Every key's latest value over all partitions (see Partition.latest)."""
+        out: dict[bytes, bytes] = {}
+        for part in self._partitions:
+            out.update(part.latest())
+        return out
+
     def _close(self, snapshot: bool = True) -> None:
         """Closes the partitions, first writing the producer states recovered (unless the
         topic is being deleted), so a restart replays nothing."""
@@ -536,6 +570,12 @@ class Log:
     Settings given here (flush, flush_ms, segment_bytes, ...) are the defaults of new
     topics; `topic(name, **settings)` overrides them per topic. Retention runs every
     `retention_check_ms` (5 minutes, as in Kafka; None: only when apply_retention is called).
+
+    Compacted topics (cleanup_policy "compact" or "compact,delete") are cleaned by
+    `cleaner_threads` background threads (with `cleaner=False`, only when `clean()` is called),
+    with `dedupe_buffer_bytes` of key map in all (32 MiB: about a million keys per pass; Kafka's
+    log.cleaner.dedupe.buffer.size), looking for due partitions every `cleaner_backoff_ms`
+    (Kafka's log.cleaner.backoff.ms) when none was due. See pstream/storage/cleaner.py.
     `disk_threads` (2) is the size of the DiskPool the `*_async` methods run on.
     `write_pool_bytes` (64 MiB) is each shard's budget of write buffers; `max_open_files` (600)
     bounds the segment descriptors partitions keep open between appends.
@@ -543,13 +583,17 @@ class Log:
 
     def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
                  retention_check_ms: int | None = 300_000, disk_threads: int = 2, write_pool_bytes: int = 64 << 20,
-                 max_open_files: int = 600, **topic_defaults):
+                 max_open_files: int = 600, cleaner: bool = True, cleaner_threads: int = 1,
+                 dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES,
+                 cleaner_backoff_ms: int = DEFAULT_BACKOFF_MS, **topic_defaults):
         self.path = os.fspath(path)
         self.shards = shards if shards is not None else (os.cpu_count() or 1)
         if not isinstance(self.shards, int) or self.shards < 1:
             raise ConfigError(f"setting shards must be a positive integer, got {shards!r}")
         self.direct_io = direct_io
         self.defaults = TopicConfig.from_kwargs(**topic_defaults)
+        self._cleaner = LogCleaner(self, threads=cleaner_threads if cleaner else 0,
+                                   dedupe_buffer_bytes=dedupe_buffer_bytes, backoff_ms=cleaner_backoff_ms)
         os.makedirs(self.path, exist_ok=True)
         # One Log per directory, across processes too (Kafka's .lock): two writers would interleave.
         self._dir_lock = open(os.path.join(self.path, layout.LOCK_FILE), "a")
@@ -603,6 +647,7 @@ class Log:
                 target=_retention_loop, args=(weakref.ref(self), self._stop_retention, retention_check_ms / 1000),
                 name="pstream-retention", daemon=True)
             self._retention_thread.start()
+        self._cleaner.start()
 
     # --- topics ---------------------------------------------------------------------
 
@@ -757,6 +802,20 @@ class Log:
         """Applies retention to every partition; returns the number of segments deleted."""
         return sum(topic.apply_retention() for topic in list(self._topics.values()))
 
+    def clean(self, now_ms: int | None = None) -> dict[str, list[dict]]:
+        """Compacts every compacted topic now (one pass per partition); returns topic -> results."""
+        return {topic.name: topic.clean(now_ms) for topic in self._compacted_topics()}
+
+    def cleaner_stats(self) -> dict:
+        """The cleaner's counters for metrics: runs, bytes_read, bytes_written, records_removed,
+        errors, last_clean_ms, max_dirty_ratio, and per partition its dirty ratio
+        ("partitions": {"topic-N": {...}}). See LogCleaner.stats."""
+        return self._cleaner.stats()
+
+    def _compacted_topics(self) -> list[Topic]:
+        # No lock: close() joins the cleaner threads that call this while holding it.
+        return [topic for topic in list(self._topics.values()) if topic.config.compacted]
+
     def shard_stats(self) -> list[dict]:
         return self._pool.stats()
 
@@ -774,7 +833,9 @@ class Log:
 
     def close(self) -> None:
         """Writes and syncs everything, writes the indexes and the producer state snapshots,
-        stops the disk and shard threads."""
+        stops the cleaner, disk and shard threads."""
+        if not self._closed:
+            self._cleaner.stop()        # a pass in progress finishes first
         self._disk.close()   # before the lock: its queued jobs take the lock to finish
         with self._lock:
             if self._closed:

@@ -91,3 +91,17 @@ class CutBatches:
     def time_scan_headers(self, batches):
         for start, _end in _core.cut_batches(self.data):
             _core.peek_batch(self.data, start)
+
+
+class Check:
+    """check_batch as the produce handler calls it, on a delete topic and on a compacted one
+    (require_key: every record's key checked in the same walk, no Python object per record)."""
+
+    params = (["none", "lz4"], _RECORD_SIZES, [False, True])
+    param_names = ["compression", "record_size", "require_key"]
+
+    def setup(self, compression, record_size, require_key):
+        self.batch = _core.encode_batch(_batch_records(record_size), compression=compression)
+
+    def time_check_batch(self, compression, record_size, require_key):
+        _core.check_batch(self.batch, check_crc=False, check_timestamps=True, require_key=require_key)

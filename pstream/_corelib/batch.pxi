@@ -461,6 +461,7 @@ cdef extern from "ps_batch.h" nogil:
         PS_FAULT_TIMESTAMP
         PS_FAULT_TIMESTAMP_TYPE
         PS_FAULT_HEADER_KEY
+        PS_FAULT_NO_KEY
     ctypedef struct ps_record_walk:
         int32_t index
         size_t walked
@@ -469,6 +470,9 @@ cdef extern from "ps_batch.h" nogil:
         int32_t fault_index
         size_t fault_pos
         int64_t fault_value
+        int require_key
+        int32_t keyless
+        int32_t *keyless_at
     void ps_record_walk_init(ps_record_walk *w, const ps_batch_header *h, int check_timestamps,
                              int topic_create_time, int64_t min_ts, int64_t max_ts)
     int ps_record_walk_piece(ps_record_walk *w, const uint8_t *s, size_t n, int last, size_t *used)
@@ -493,18 +497,22 @@ cdef class BatchFault:
 
     kind: one of the FAULT_* names; record_index: the record at fault (-1: the batch as a
     whole); position: the byte in the batch (inside a compressed section, 61 + the
-    position in the decompressed records); message: what a person needs to see.
+    position in the decompressed records); message: what a person needs to see;
+    keyless: the indexes of every record without a key (check_batch with require_key;
+    Kafka reports each of them), else an empty tuple.
     """
     cdef readonly str kind
     cdef readonly int32_t record_index
     cdef readonly int64_t position
     cdef readonly str message
+    cdef readonly tuple keyless
 
-    def __init__(self, str kind, str message, int64_t position, int32_t record_index=-1):
+    def __init__(self, str kind, str message, int64_t position, int32_t record_index=-1, tuple keyless=()):
         self.kind = kind
         self.message = message
         self.position = position
         self.record_index = record_index
+        self.keyless = keyless
 
     @property
     def error(self):
@@ -528,6 +536,12 @@ cdef BatchFault walk_fault(const ps_record_walk *w, int st, const ps_batch_heade
                            int64_t max_ts):
     cdef int64_t pos = PS_BATCH_HEADER_SIZE + <int64_t>w.fault_pos
     cdef int32_t i = w.fault_index
+    if st == PS_ERR_NO_MEMORY:
+        raise MemoryError()
+    if w.fault == PS_FAULT_NO_KEY:
+        return BatchFault(FAULT_INVALID_RECORD, f"{w.keyless} of {h.record_count} records have no key (a compacted "
+                                                f"topic needs one on every record); the first is record {i}", pos, i,
+                          tuple([w.keyless_at[j] for j in range(w.keyless)]))
     if w.fault == PS_FAULT_OFFSET_DELTA:
         return BatchFault(FAULT_INVALID_RECORD, f"record {i} has offset delta {w.fault_value}, expected {i}", pos, i)
     if w.fault == PS_FAULT_TIMESTAMP:
@@ -557,6 +571,7 @@ cdef class _RecordWalker:
 
     def __dealloc__(self):
         free(self.carry)
+        free(self.w.keyless_at)
 
     cdef int keep(self, const uint8_t *src, size_t n) except -1:
         """Appends src[0:n] to the carried bytes."""
@@ -604,7 +619,7 @@ cdef class _RecordWalker:
 
 def check_batch(buf, *, bint check_crc=True, bint check_timestamps=False, bint create_time=True,
                 int64_t min_timestamp=INT64_MIN, int64_t max_timestamp=INT64_MAX,
-                int64_t max_decompressed=MAX_DECOMPRESSED):
+                int64_t max_decompressed=MAX_DECOMPRESSED, bint require_key=False):
     """Checks one batch as Kafka's LogValidator does before storing it: None, or a BatchFault.
 
     Header: sizes, magic, CRC, a record count of at least 1 that matches lastOffsetDelta,
@@ -613,7 +628,8 @@ def check_batch(buf, *, bint check_crc=True, bint check_timestamps=False, bint c
     bytes, without ever holding the whole output): exactly the declared count, each
     record's lengths and varints inside the batch, offset deltas 0..n-1, and with
     check_timestamps the timestamp rules (CreateTime within [min_timestamp,
-    max_timestamp]; no LogAppendTime set by the producer).
+    max_timestamp]; no LogAppendTime set by the producer); with require_key (a compacted
+    topic) a key on every record: the fault then lists every keyless record (`keyless`).
 
     check_crc=False leaves the CRC of an uncompressed batch to the caller (the shard checks
     it as it appends) and computes it only to classify a fault: a batch whose records do
@@ -646,6 +662,7 @@ def check_batch(buf, *, bint check_crc=True, bint check_timestamps=False, bint c
     if codec > 4:
         return BatchFault(FAULT_INVALID_RECORD, f"unknown compression codec {codec}", PS_OFF_ATTRIBUTES)
     ps_record_walk_init(&walker.w, &h, check_timestamps, create_time, min_timestamp, max_timestamp)
+    walker.w.require_key = require_key
     if codec == 0:
         if total - PS_BATCH_HEADER_SIZE >= <size_t>GIL_FREE_BYTES:
             with nogil:

@@ -33,6 +33,15 @@ Metric names (all pstream_ ones have the labels shown):
   pstream_uptime_seconds;
   pstream_storage_free_bytes, pstream_storage_min_free_bytes, pstream_storage_degraded,
   pstream_storage_failed_partitions (broker/storage_health.py, as of its last check).
+  log cleaner (Log.cleaner_stats(), kept by pstream.storage.cleaner; Kafka's kafka.log:type=LogCleaner
+  and Redpanda's compaction probes in spirit): pstream_cleaner_runs_total,
+  pstream_cleaner_bytes_read_total, pstream_cleaner_bytes_written_total,
+  pstream_cleaner_records_removed_total, pstream_cleaner_errors_total,
+  pstream_cleaner_last_clean_timestamp_seconds, pstream_cleaner_max_dirty_ratio,
+  pstream_cleaner_last_clean_duration_seconds, pstream_cleaner_max_clean_duration_seconds; per
+  partition of a compacted topic {topic, partition}: pstream_cleaner_dirty_ratio,
+  pstream_cleaner_dirty_bytes, pstream_cleaner_partition_runs_total,
+  pstream_cleaner_partition_last_clean_timestamp_seconds.
   memory bounds against misbehaving clients (pstream.broker.connection): pstream_memory_budget_bytes,
   pstream_memory_budget_used_bytes, pstream_memory_budget_waits_total, pstream_memory_budget_waiting,
   pstream_connections_closed_total{reason}, pstream_connections_muted,
@@ -166,6 +175,7 @@ class BrokerCollector:
         yield from self._shards()
         yield from self._groups()
         yield from self._storage()
+        yield from self._cleaner()
         connections = GaugeMetricFamily("pstream_connections", "Kafka client connections open")
         connections.add_metric([], len(broker.connections))
         yield connections
@@ -338,6 +348,50 @@ class BrokerCollector:
             family = GaugeMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
+
+    def _cleaner(self):
+        """From Log.cleaner_stats() (pstream.storage.cleaner.LogCleaner.stats): totals of every
+        pass, and per partition of a compacted topic ("topic-N": {...}) what the cleaner sees."""
+        stats = self.broker.log.cleaner_stats()
+        totals = (("runs", "pstream_cleaner_runs", "cleaning passes over a partition that rewrote segments"),
+                  ("bytes_read", "pstream_cleaner_bytes_read", "bytes of segments the cleaner read"),
+                  ("bytes_written", "pstream_cleaner_bytes_written", "bytes of cleaned segments the cleaner wrote"),
+                  ("records_removed", "pstream_cleaner_records_removed",
+                   "records the cleaner removed: overwritten keys, expired tombstones, keyless records"),
+                  ("errors", "pstream_cleaner_errors", "cleaning passes that failed (logged; retried later)"))
+        for key, name, doc in totals:
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], stats.get(key, 0))
+            yield family
+        for key, name, doc in (
+                ("last_clean_ms", "pstream_cleaner_last_clean_timestamp_seconds",
+                 "Unix time of the cleaner's last pass (0: none yet)"),
+                ("max_dirty_ratio", "pstream_cleaner_max_dirty_ratio",
+                 "the highest dirty ratio of any compacted partition (Kafka's max-dirty-percent / 100)"),
+                ("last_clean_duration_s", "pstream_cleaner_last_clean_duration_seconds", "time of the last pass"),
+                ("max_clean_duration_s", "pstream_cleaner_max_clean_duration_seconds",
+                 "time of the longest pass (Kafka's max-clean-time-secs)")):
+            family = GaugeMetricFamily(name, doc)
+            value = stats.get(key) or 0
+            family.add_metric([], max(value, 0) / (1000 if key.endswith("_ms") else 1))
+            yield family
+        labels = ["topic", "partition"]
+        ratio = GaugeMetricFamily("pstream_cleaner_dirty_ratio", "share of the partition's cleanable log not yet "
+                                  "cleaned; it is cleaned once this passes min.cleanable.dirty.ratio", labels=labels)
+        dirty = GaugeMetricFamily("pstream_cleaner_dirty_bytes", "bytes of closed segments not yet cleaned",
+                                  labels=labels)
+        runs = CounterMetricFamily("pstream_cleaner_partition_runs", "cleaning passes that rewrote segments of the "
+                                   "partition", labels=labels)
+        when = GaugeMetricFamily("pstream_cleaner_partition_last_clean_timestamp_seconds", "Unix time of the "
+                                 "partition's last cleaning pass (0: none yet)", labels=labels)
+        for name, part in sorted(stats.get("partitions", {}).items()):
+            topic, _, number = name.rpartition("-")
+            values = [topic, number]
+            ratio.add_metric(values, part.get("dirty_ratio", 0.0))
+            dirty.add_metric(values, part.get("dirty_bytes", 0))
+            runs.add_metric(values, part.get("runs", 0))
+            when.add_metric(values, max(part.get("last_clean_ms") or 0, 0) / 1000)
+        yield from (ratio, dirty, runs, when)
 
     def _groups(self):
         groups = self.broker.groups

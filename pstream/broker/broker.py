@@ -141,7 +141,7 @@ class Broker:
         self.storage.check_space()
         self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
                                write_pool_bytes=cfg.write_pool_bytes, max_open_files=cfg.max_open_files,
-                               **cfg.topic_defaults())
+                               **cfg.cleaner_options(), **cfg.topic_defaults())
         try:
             for name in self.log.topics():   # Kafka semantics: broker defaults apply to existing topics
                 self.log.get_topic(name).follow_defaults()
@@ -152,6 +152,8 @@ class Broker:
                 min_session_timeout_ms=cfg.group_min_session_timeout_ms,
                 max_session_timeout_ms=cfg.group_max_session_timeout_ms,
                 offsets_retention_ms=cfg.offsets_retention_minutes * 60_000)
+            # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
+            await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
                 self._admin = HttpServer(AdminApi(BrokerAdminView(self)).router(), f"pstream/{pstream.__version__}")

@@ -16,7 +16,8 @@
    (`--data-dir`). Every flag defaults to None, which means "not given".
 
 Values from the environment and flags are text and are parsed here. For retention_ms,
-retention_bytes and segment_ms, -1 in any source means unlimited (None). Every refusal is a
+retention_bytes and segment_ms, -1 in any source means unlimited (None). cleanup_policy is
+Kafka's list: "compact,delete" as text, or a TOML array ["compact", "delete"]. Every refusal is a
 ConfigError naming the setting and the source it came from. This module only reads settings:
 it opens no socket and no data directory.
 """
@@ -41,6 +42,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # A wildcard listen host is advertised as loopback; it is never a valid advertise host.
 LOOPBACK_OF_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -100,6 +102,20 @@ class BrokerConfig:
     queued_max_request_bytes: int = 256 << 20
     connections_max_unsent_bytes: int = 1 << 20
     request_receive_timeout_ms: int = 30000
+    # Log compaction: the topic defaults (Kafka's log.cleanup.policy and log.cleaner.* synonyms,
+    # Kafka 3.9's defaults) and the cleaner threads (pstream.storage.cleaner).
+    cleanup_policy: str = "delete"
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = INT64_MAX
+    delete_retention_ms: int = 86400000
+    cleaner_enable: bool = True
+    cleaner_threads: int = 1
+    # The key -> offset map of one cleaning pass, per cleaner thread. Kafka's default is 128 MiB
+    # for all threads; pstream plans memory per owner, so it is smaller: a partition whose keys do
+    # not fit is cleaned in several passes (about 24 bytes a key: 1.3 M keys a pass).
+    cleaner_dedupe_buffer_bytes: int = 32 << 20
+    cleaner_backoff_ms: int = 15000
 
     @property
     def advertised(self) -> tuple[str, int]:
@@ -114,8 +130,14 @@ class BrokerConfig:
     def topic_defaults(self) -> dict:
         """Keyword arguments for pstream.Log(...): the defaults of topics created without settings."""
         names = ("flush", "flush_ms", "flush_bytes", "segment_bytes", "segment_ms", "retention_ms",
-                 "retention_bytes")
+                 "retention_bytes", "cleanup_policy", "min_cleanable_dirty_ratio", "min_compaction_lag_ms",
+                 "max_compaction_lag_ms", "delete_retention_ms")
         return {**{name: getattr(self, name) for name in names}, "max_message_bytes": self.message_max_bytes}
+
+    def cleaner_options(self) -> dict:
+        """Keyword arguments for pstream.Log(...): the log cleaner's threads and memory."""
+        return {"cleaner": self.cleaner_enable, "cleaner_threads": self.cleaner_threads,
+                "dedupe_buffer_bytes": self.cleaner_dedupe_buffer_bytes, "cleaner_backoff_ms": self.cleaner_backoff_ms}
 
 
 # --- kinds of value: each checks a typed value (TOML, Python) and parses text (env, flags) ---
@@ -155,6 +177,46 @@ class _Int(_Kind):
         if not re.fullmatch(r"[+-]?[0-9]+", text):
             raise ValueError
         return self.check(int(text))
+
+
+class _Float(_Kind):
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+        self.expect = f"a number {low}..{high}"
+        self.metavar = "X"
+
+    def check(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        if not self.low <= value <= self.high:   # NaN fails too
+            raise ValueError
+        return float(value)
+
+    def parse_text(self, text: str) -> float:
+        return self.check(float(text))
+
+
+class _CleanupPolicy(_Kind):
+    """Kafka's cleanup.policy list: compact, delete or both (either order), as text or an array."""
+
+    expect = "compact, delete, or compact,delete"
+    metavar = "POLICY"
+    values = ("compact", "delete")
+
+    def check(self, value: Any) -> str:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError
+        items = []
+        for item in (v.strip() for v in value):
+            if item not in self.values:
+                raise ValueError
+            if item not in items:
+                items.append(item)
+        if not items:
+            raise ValueError
+        return ",".join(items)
 
 
 class _Bool(_Kind):
@@ -299,6 +361,26 @@ _SETTINGS = (
              "a connection whose unsent responses exceed this is not read until they are sent"),
     _Setting("request_receive_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
              "close a connection whose request has not arrived whole this long after its first byte"),
+    # Log compaction: defaults of topics that do not set them, and the cleaner.
+    _Setting("cleanup_policy", _CleanupPolicy(), "what happens to old records of a topic: delete (retention "
+             "removes old segments), compact (the cleaner keeps each key's latest record) or both",
+             "log.cleanup.policy"),
+    _Setting("min_cleanable_dirty_ratio", _Float(0, 1), "a compacted partition is cleaned once this share of "
+             "its log is not yet cleaned", "log.cleaner.min.cleanable.ratio"),
+    _Setting("min_compaction_lag_ms", _Int(0, INT64_MAX, metavar="MS"),
+             "records younger than this are never compacted", "log.cleaner.min.compaction.lag.ms"),
+    _Setting("max_compaction_lag_ms", _Int(1, INT64_MAX, metavar="MS"), "records older than this make their "
+             "partition due for cleaning whatever its dirty ratio", "log.cleaner.max.compaction.lag.ms"),
+    _Setting("delete_retention_ms", _Int(0, INT64_MAX, metavar="MS"), "how long a tombstone (a null value) is "
+             "kept once its partition was cleaned", "log.cleaner.delete.retention.ms"),
+    _Setting("cleaner_enable", _Bool(), "run the log cleaner, which compacts topics with cleanup_policy compact",
+             "log.cleaner.enable"),
+    _Setting("cleaner_threads", _Int(1, 64), "threads that clean compacted partitions", "log.cleaner.threads"),
+    _Setting("cleaner_dedupe_buffer_bytes", _Int(1 << 20, 2**40, metavar="BYTES"),
+             "memory of each cleaner thread's key map: the keys one cleaning pass can take (about 24 bytes a key)",
+             "log.cleaner.dedupe.buffer.size"),
+    _Setting("cleaner_backoff_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "how long a cleaner thread sleeps when no partition is due", "log.cleaner.backoff.ms"),
 )
 _BY_NAME = {s.name: s for s in _SETTINGS}
 _BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
@@ -451,6 +533,9 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms:
         raise ConfigError(f"setting group_min_session_timeout_ms ({config.group_min_session_timeout_ms}) is larger "
                           f"than group_max_session_timeout_ms ({config.group_max_session_timeout_ms})")
+    if config.min_compaction_lag_ms > config.max_compaction_lag_ms:
+        raise ConfigError(f"setting min_compaction_lag_ms ({config.min_compaction_lag_ms}) is larger than "
+                          f"max_compaction_lag_ms ({config.max_compaction_lag_ms})")
     if config.queued_max_request_bytes < config.socket_request_max_bytes:
         raise ConfigError(f"setting queued_max_request_bytes ({config.queued_max_request_bytes}) is smaller than "
                           f"socket_request_max_bytes ({config.socket_request_max_bytes}): the largest request "

@@ -3,11 +3,19 @@
 One table: each Kafka topic config, the TopicConfig field that holds it, the broker-level
 synonym and BrokerConfig field (if the broker has one), and its Kafka config type. Used by
 CreateTopics, DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+
+Values are parsed and checked as Kafka 3.9's ConfigDef does (a refusal is Kafka's "Invalid
+value V for configuration NAME: ..." where Kafka has a range or a list of choices), and
+described as Kafka formats them (a DOUBLE as Java's Double.toString, a LIST as given).
+Where pstream is stricter than Kafka 3.9 it says so: an empty cleanup.policy (Kafka 3.9 takes
+it to mean "never clean up") and a NaN dirty ratio are refused.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from decimal import Decimal
 from dataclasses import dataclass
 
 from pstream.broker.config import BrokerConfig
@@ -21,10 +29,16 @@ class ConfigSource(enum.IntEnum):
 
 
 class ConfigType(enum.IntEnum):
+    BOOLEAN = 1
     STRING = 2
     INT = 3
     LONG = 5
+    DOUBLE = 6
     LIST = 7
+
+
+LONG_MAX = (1 << 63) - 1
+CLEANUP_POLICY_VALUES = ("compact", "delete")   # Kafka's ValidList.in(compact, delete)
 
 
 @dataclass(frozen=True)
@@ -36,11 +50,27 @@ class TopicSetting:
     type: ConfigType
     unlimited: bool = False    # -1 means None (no limit)
     doc: str = ""
+    low: float | None = None   # Kafka's range validator (Range.atLeast / between)
+    high: float | None = None
 
 
 TOPIC_SETTINGS = {s.kafka_name: s for s in (
-    TopicSetting("cleanup.policy", "cleanup_policy", "log.cleanup.policy", None, ConfigType.LIST,
-                 doc="delete: old segments are removed by retention"),
+    TopicSetting("cleanup.policy", "cleanup_policy", "log.cleanup.policy", "cleanup_policy", ConfigType.LIST,
+                 doc="delete: old segments are removed by retention; compact: the cleaner keeps each key's "
+                     "latest record; compact,delete: both"),
+    TopicSetting("min.cleanable.dirty.ratio", "min_cleanable_dirty_ratio", "log.cleaner.min.cleanable.ratio",
+                 "min_cleanable_dirty_ratio", ConfigType.DOUBLE,
+                 doc="a compacted partition is cleaned once its uncleaned share of the log passes this",
+                 low=0, high=1),
+    TopicSetting("min.compaction.lag.ms", "min_compaction_lag_ms", "log.cleaner.min.compaction.lag.ms",
+                 "min_compaction_lag_ms", ConfigType.LONG, doc="records younger than this are never compacted",
+                 low=0),
+    TopicSetting("max.compaction.lag.ms", "max_compaction_lag_ms", "log.cleaner.max.compaction.lag.ms",
+                 "max_compaction_lag_ms", ConfigType.LONG,
+                 doc="records older than this make a partition due for cleaning whatever its dirty ratio", low=1),
+    TopicSetting("delete.retention.ms", "delete_retention_ms", "log.cleaner.delete.retention.ms",
+                 "delete_retention_ms", ConfigType.LONG,
+                 doc="how long a tombstone (a null value) is kept once its partition was cleaned", low=0),
     TopicSetting("retention.ms", "retention_ms", "log.retention.ms", "retention_ms", ConfigType.LONG, True,
                  "how long a segment is kept after its newest record (-1: forever)"),
     TopicSetting("retention.bytes", "retention_bytes", "log.retention.bytes", "retention_bytes", ConfigType.LONG,
@@ -73,7 +103,12 @@ def parse_topic_configs(pairs) -> dict:
         if setting is None:
             raise ConfigError(f"unknown topic config {name!r}; pstream knows {', '.join(sorted(TOPIC_SETTINGS))}")
         settings[setting.field] = parse_value(setting, value)
+    check_together(settings)
     return settings
+
+
+def _invalid(setting: TopicSetting, value, why: str) -> ConfigError:
+    return ConfigError(f"Invalid value {value} for configuration {setting.kafka_name}: {why}")
 
 
 def parse_value(setting: TopicSetting, value: str | None):
@@ -88,17 +123,100 @@ def parse_value(setting: TopicSetting, value: str | None):
         if not -(1 << bits) <= number < (1 << bits):
             raise ConfigError(f"topic config {setting.kafka_name} must fit a signed {bits + 1}-bit integer, "
                               f"got {value!r}")
-        return None if setting.unlimited and number == -1 else number
+        if setting.unlimited and number == -1:
+            return None
+        _check_range(setting, number, value)
+        return number
+    if setting.type == ConfigType.DOUBLE:
+        try:
+            number = float(value.strip())   # Java's Double.parseDouble: "1", "0.5", "1e-1", " 0.3 "
+        except ValueError:
+            raise _invalid(setting, value, "Not a number of type DOUBLE") from None
+        if math.isnan(number):   # Kafka 3.9 takes NaN (its range check never fails on it); no cleaner could
+            raise _invalid(setting, value, f"Value must be a number between {_java(setting.low)} and "
+                                           f"{_java(setting.high)}")
+        _check_range(setting, number, value)
+        return number
+    if setting.type == ConfigType.LIST:
+        return parse_list(setting, value)
     return value
 
 
+def _check_range(setting: TopicSetting, number, text) -> None:
+    """Kafka's ConfigDef.Range messages: bounds shown as written in LogConfig (0, 1)."""
+    if setting.low is not None and number < setting.low:
+        raise _invalid(setting, text, f"Value must be at least {setting.low}")
+    if setting.high is not None and number > setting.high:
+        raise _invalid(setting, text, f"Value must be no more than {setting.high}")
+
+
+def parse_list(setting: TopicSetting, value: str) -> str:
+    """A LIST config as Kafka parses it (split on commas, each item trimmed), checked against
+    the values Kafka allows, a repeated item dropped; returned joined by "," in the order given."""
+    items = [item.strip() for item in value.split(",")] if value.strip() else []
+    out: list[str] = []
+    for item in items:
+        if setting.kafka_name == "cleanup.policy" and item not in CLEANUP_POLICY_VALUES:
+            raise _invalid(setting, item, f"String must be one of: {', '.join(CLEANUP_POLICY_VALUES)}")
+        if item not in out:
+            out.append(item)
+    if setting.kafka_name == "cleanup.policy" and not out:
+        raise _invalid(setting, value, f"pstream needs at least one of {', '.join(CLEANUP_POLICY_VALUES)} (Kafka "
+                                       f"3.9 reads an empty policy as \"never clean up\"; set retention.ms=-1 with "
+                                       f"delete for that)")
+    return ",".join(out)
+
+
+def apply_list_operation(setting: TopicSetting, current: str, append: bool, value: str | None) -> str:
+    """IncrementalAlterConfigs APPEND / SUBTRACT on a LIST config (KRaft's
+    ConfigurationControlManager): the items given are added at the end where missing, or
+    removed; `current` is the topic's value. ConfigError if the type is not LIST or an item
+    is not allowed."""
+    if setting.type != ConfigType.LIST:
+        raise ConfigError(f"Can't {'APPEND' if append else 'SUBTRACT'} to key {setting.kafka_name} because its type "
+                          f"is not LIST.")
+    items = [item for item in current.split(",") if item]
+    given = [item.strip() for item in (value or "").split(",") if item.strip()]
+    if append:
+        for item in given:
+            parse_list(setting, item)   # refuses an item Kafka does not allow, with Kafka's message
+        items += [item for item in given if item not in items]
+    else:
+        items = [item for item in items if item not in given]
+    return parse_list(setting, ",".join(items))
+
+
+def check_together(settings: dict) -> None:
+    """Kafka's LogConfig.validate rule across two settings (given in the same request)."""
+    low, high = settings.get("min_compaction_lag_ms"), settings.get("max_compaction_lag_ms")
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"conflict topic config setting min.compaction.lag.ms ({low}) > max.compaction.lag.ms "
+                          f"({high})")
+
+
+def _java(value) -> str:
+    """A double as Java's Double.toString writes it: 0.5, 1.0, 1.0E-5, 2.5E7."""
+    value = float(value)
+    if value == 0 or 1e-3 <= abs(value) < 1e7 or not math.isfinite(value):
+        return repr(value)
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()   # the shortest digits, as Java's
+    text = "".join(map(str, digits))
+    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{exponent + len(text) - 1}"
+
+
 def format_value(setting: TopicSetting, value) -> str:
-    return "-1" if value is None else str(value)
+    if value is None:
+        return "-1"
+    if setting.type == ConfigType.DOUBLE:
+        return _java(value)
+    return str(value)
 
 
 def describe_topic_setting(setting: TopicSetting, topic, broker_config: BrokerConfig):
     """(value, source, synonyms [(name, value, source)]) of one setting of a topic."""
     value = format_value(setting, getattr(topic.config, setting.field))
+    if setting.type == ConfigType.LIST and setting.field in topic.overrides:
+        value = str(topic.overrides[setting.field])   # as given: "delete,compact" stays in that order
     synonyms = []
     if setting.field in topic.overrides:
         synonyms.append((setting.kafka_name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
@@ -123,3 +241,24 @@ def describe_broker_setting(setting: TopicSetting, broker_config: BrokerConfig):
 
 def setting_for_field(field: str) -> TopicSetting | None:
     return _BY_FIELD.get(field)
+
+
+# The cleaner's broker settings that no topic config stands for (DescribeConfigs of the broker).
+CLEANER_BROKER_SETTINGS = (
+    ("log.cleaner.enable", "cleaner_enable", ConfigType.BOOLEAN, "whether the log cleaner runs"),
+    ("log.cleaner.threads", "cleaner_threads", ConfigType.INT, "threads that clean compacted partitions"),
+    ("log.cleaner.dedupe.buffer.size", "cleaner_dedupe_buffer_bytes", ConfigType.LONG,
+     "memory of each cleaner thread's key -> offset map"),
+    ("log.cleaner.backoff.ms", "cleaner_backoff_ms", ConfigType.LONG, "sleep of a cleaner thread with nothing due"),
+)
+
+
+def cleaner_broker_settings(broker_config: BrokerConfig) -> list[tuple[str, str, ConfigSource, ConfigType, str]]:
+    """[(Kafka name, value, source, type, doc)] of the cleaner's own broker settings."""
+    out = []
+    defaults = BrokerConfig()
+    for name, field, config_type, doc in CLEANER_BROKER_SETTINGS:
+        value = getattr(broker_config, field)
+        source = ConfigSource.DEFAULT_CONFIG if value == getattr(defaults, field) else ConfigSource.STATIC_BROKER_CONFIG
+        out.append((name, str(value).lower() if isinstance(value, bool) else str(value), source, config_type, doc))
+    return out

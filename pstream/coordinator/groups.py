@@ -287,7 +287,6 @@ class GroupCoordinator:
         for group_id in list(state.offsets) + list(state.groups):
             if group_id not in self.groups:
                 self.groups[group_id] = self._restore(group_id, state.groups.get(group_id))
-        self.store.start_compaction()
         self._expirer = asyncio.ensure_future(self._expire_periodically())
         self.active = True
         gone = {t for per in state.offsets.values() for t, _ in per if t not in self.log}
@@ -339,7 +338,6 @@ class GroupCoordinator:
             for handle in [group.join_timer, group.sync_timer, *group.pending_members.values()]:
                 if handle is not None:
                     handle.cancel()
-        self.store.close()
 
     def _spawn(self, coro) -> asyncio.Future:
         task = asyncio.ensure_future(coro)

@@ -1,47 +1,62 @@
-"""Committed offsets and group metadata, kept durably in the internal topic `__consumer_offsets`.
+"""Committed offsets and group metadata, kept durably in the compacted internal topic `__consumer_offsets`.
 
-Owns that topic (one partition, flush "always", no time or size retention; created by the first
-write) and the state it holds: per group, the committed offset of each (topic, partition), and
-the group's last stored metadata. It knows nothing of rebalances: the group coordinator (groups.py) decides what to
-store and when; this module appends it, answers once it is durable, rebuilds it at start, and
-keeps the log bounded. It reads and writes the log only through the public Partition API.
+Owns that topic (one partition, flush "always", cleanup.policy=compact, no time or size
+retention; created by the first write) and the state it holds: per group, the committed offset
+of each (topic, partition), and the group's last stored metadata. It knows nothing of
+rebalances: the group coordinator (groups.py) decides what to store and when; this module
+appends it, answers once it is durable and rebuilds it at start. It reads and writes the log
+only through the public Partition API.
 
-Records (Kafka v2 batches; keys and values are compact JSON, UTF-8):
+Records are Kafka's own (group-coordinator's OffsetCommitKey/Value and GroupMetadataKey/Value,
+the versions Kafka 3.9 writes), so Kafka's tools read this topic as they read Kafka's. A key or
+value is its int16 version, then its fields: big-endian integers, strings as int16 length +
+UTF-8 (-1: null), bytes as int32 length + bytes, arrays as int32 count + items.
 
-    offset commit   key   ["offset", group, topic, partition]
-                    value {"offset": O, "leader_epoch": E, "metadata": M, "commit_ms": T,
-                           "expire_ms": X or null}
-    group metadata  key   ["group", group]
-                    value {"protocol_type": P or null, "generation": G, "protocol": N or null,
-                           "leader": L or null, "state_ms": T or null,
-                           "members": [{"member_id", "instance_id", "client_id", "client_host",
-                                        "session_timeout_ms", "rebalance_timeout_ms",
-                                        "subscription": base64, "assignment": base64}, ...]}
-    deletion        the same key with a null value (a tombstone)
+    offset commit   key   v1  group, topic, partition int32
+                    value v3  offset int64, leader epoch int32, metadata, commit time int64
+                          v1  (a commit that gave a retention time, OffsetCommit v1-v4)
+                              offset int64, metadata, commit time int64, expire time int64
+    group metadata  key   v2  group
+                    value v3  protocol type, generation int32, protocol (nullable),
+                              leader (nullable), state time int64 (-1: none), members:
+                              [member id, instance id (nullable), client id, client host,
+                               rebalance timeout int32, session timeout int32,
+                               subscription bytes, assignment bytes]
+    deletion        the same key with a null value (a tombstone): OffsetDelete, DeleteGroups,
+                    expired offsets, a deleted topic's offsets
 
-Replaying every record from the log start in order rebuilds the state (later records win,
-tombstones delete). The storage engine does not compact, so this module does it itself: when
-more than `compact_bytes` (or the size of the last snapshot, if larger) were appended since the
-last snapshot, and every `compact_interval_s`, it appends a snapshot (one upsert record per live
-key, appended without a yield so nothing interleaves), waits until it is durable, then moves the
-log start to the snapshot's first offset (`delete_records`), and whole old segments go. A crash
-at any point replays a suffix that still starts at or before a complete snapshot, so the state
-is the same.
+Values of versions 0-3 are read (what older Kafka versions wrote); a record of any other
+kind is skipped with a warning.
+
+The storage engine's log cleaner compacts the topic (pstream.storage.cleaner): once the closed
+segments hold enough overwritten keys (min.cleanable.dirty.ratio), only each key's latest
+record is kept, and a tombstone itself goes delete.retention.ms after it was first cleaned,
+so the log stays about the size of the live state. Replay takes each key's latest record from
+the log start (Partition.latest: found in the core, no Python object for an overwritten
+record; a tombstoned key is absent), which rebuilds the state whatever the cleaner did.
+The replay runs before the broker serves anyone, and `open()` is safe to call from another
+thread (the broker runs it off the event loop).
+
+Upgrade: before this, pstream wrote compact JSON keys and values (["offset", group, topic,
+partition], ["group", group]) and bounded the log with snapshots and delete_records. Replay
+reads those too, as a layer under the records in Kafka's format (which always come later).
+When a JSON key is still live, `open()` writes the whole state again in Kafka's format, then a
+tombstone for each live JSON key (in that order: a crash in between replays to the same state
+and migrates again), so the cleaner can drop them all.
 
 Ordering: a write is appended at once (offsets assigned in call order) and applied to the
 in-memory state when it is durable, strictly in log order; until then it is "pending" (OffsetFetch
-with require_stable answers UNSTABLE_OFFSET_COMMIT for a partition with a pending commit). A
-snapshot includes pending writes, since they precede it in the log.
+with require_stable answers UNSTABLE_OFFSET_COMMIT for a partition with a pending commit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections
 import dataclasses
 import json
 import logging
+import struct
 import time
 from collections.abc import Iterable
 
@@ -51,11 +66,16 @@ _log = logging.getLogger("pstream.offsets")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
-COMPACT_BYTES = 16 << 20
-COMPACT_INTERVAL_S = 600.0
-SEGMENT_BYTES = 4 << 20
+SEGMENT_BYTES = 4 << 20        # small, so the cleaner (which never touches the active segment) starts early
 BATCH_BYTES = 256 << 10        # records per appended batch, at most about this many bytes
 MAX_BATCH_BYTES = 16 << 20     # the topic's max.message.bytes: one big record still fits
+
+# Key versions: 0 and 1 are an offset commit, 2 group metadata (Kafka's CoordinatorRecordType).
+OFFSET_KEY_VERSION = 1
+GROUP_KEY_VERSION = 2
+OFFSET_VALUE_VERSION = 3
+OFFSET_VALUE_EXPIRING_VERSION = 1
+GROUP_VALUE_VERSION = 3
 
 TopicPartition = tuple[str, int]
 Record = tuple[bytes, "bytes | None"]
@@ -74,27 +94,188 @@ class CommittedOffset:
     expire_ms: int | None = None   # set only by OffsetCommit v1 timestamps and v2-v4 retention times
 
 
-# --- encoding ------------------------------------------------------------------------------------
+# --- Kafka's record formats ----------------------------------------------------------------------
 
-def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+_i16, _i32, _i64 = struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
+
+
+class _Writer:
+    def __init__(self, version: int) -> None:
+        self.out = bytearray(_i16.pack(version))
+
+    def int16(self, v: int) -> _Writer:
+        self.out += _i16.pack(v)
+        return self
+
+    def int32(self, v: int) -> _Writer:
+        self.out += _i32.pack(v)
+        return self
+
+    def int64(self, v: int) -> _Writer:
+        self.out += _i64.pack(v)
+        return self
+
+    def string(self, s: str | None) -> _Writer:
+        if s is None:
+            return self.int16(-1)
+        data = s.encode()
+        self.out += _i16.pack(len(data)) + data
+        return self
+
+    def bytes(self, b: bytes) -> _Writer:
+        self.out += _i32.pack(len(b)) + b
+        return self
+
+
+class _Reader:
+    """Reads one key or value; ValueError for anything short, malformed or left over."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = bytes(data), 0
+
+    def _take(self, fmt: struct.Struct) -> int:
+        if self.pos + fmt.size > len(self.data):
+            raise ValueError(f"record ends inside a field at byte {self.pos}")
+        (value,) = fmt.unpack_from(self.data, self.pos)
+        self.pos += fmt.size
+        return value
+
+    def int16(self) -> int:
+        return self._take(_i16)
+
+    def int32(self) -> int:
+        return self._take(_i32)
+
+    def int64(self) -> int:
+        return self._take(_i64)
+
+    def _span(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError(f"a length of {n} at byte {self.pos} does not fit the record")
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+    def string(self, nullable: bool = False) -> str | None:
+        n = self.int16()
+        if n == -1 and nullable:
+            return None
+        return self._span(n).decode()   # UnicodeDecodeError is a ValueError
+
+    def bytes(self) -> bytes:
+        return self._span(self.int32())
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ValueError(f"{len(self.data) - self.pos} bytes left after the record's fields")
 
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
-    return _dumps(["offset", group, topic, partition])
+    return bytes(_Writer(OFFSET_KEY_VERSION).string(group).string(topic).int32(partition).out)
 
 
 def group_key(group: str) -> bytes:
-    return _dumps(["group", group])
+    return bytes(_Writer(GROUP_KEY_VERSION).string(group).out)
 
 
 def offset_value(c: CommittedOffset) -> bytes:
-    return _dumps({"offset": c.offset, "leader_epoch": c.leader_epoch, "metadata": c.metadata,
-                   "commit_ms": c.commit_ms, "expire_ms": c.expire_ms})
+    if c.expire_ms is not None:   # only value v1 has an expire time (and no leader epoch), as in Kafka
+        w = _Writer(OFFSET_VALUE_EXPIRING_VERSION).int64(c.offset).string(c.metadata).int64(c.commit_ms)
+        return bytes(w.int64(c.expire_ms).out)
+    w = _Writer(OFFSET_VALUE_VERSION).int64(c.offset).int32(c.leader_epoch).string(c.metadata).int64(c.commit_ms)
+    return bytes(w.out)
 
 
 def group_value(meta: dict) -> bytes:
-    return _dumps(meta)
+    """GroupMetadataValue v3 from the coordinator's metadata dict (see OffsetState.groups)."""
+    state_ms = meta.get("state_ms")
+    w = _Writer(GROUP_VALUE_VERSION).string(meta.get("protocol_type") or "").int32(meta.get("generation", 0))
+    w.string(meta.get("protocol")).string(meta.get("leader")).int64(-1 if state_ms is None else state_ms)
+    members = meta.get("members", ())
+    w.int32(len(members))
+    for m in members:
+        w.string(m["member_id"]).string(m.get("instance_id")).string(m.get("client_id", ""))
+        w.string(m.get("client_host", "")).int32(m["rebalance_timeout_ms"]).int32(m["session_timeout_ms"])
+        w.bytes(unb64(m.get("subscription", ""))).bytes(unb64(m.get("assignment", "")))
+    return bytes(w.out)
+
+
+_value_v3_head = struct.Struct(">hqih")   # version, offset, leader epoch, metadata length
+_value_v1_head = struct.Struct(">hqh")    # version, offset, metadata length (v0 and v1)
+
+
+def decode_offset_key(key: bytes) -> tuple[str, str, int]:
+    """(group, topic, partition) of an offset commit key (v0 or v1, the same fields); written out
+    rather than with _Reader: replay reads one per commit ever made."""
+    try:
+        (group_len,) = _i16.unpack_from(key, 2)
+        group_end = 4 + group_len
+        (topic_len,) = _i16.unpack_from(key, group_end)
+        topic_end = group_end + 2 + topic_len
+        (partition,) = _i32.unpack_from(key, topic_end)
+    except struct.error:
+        raise ValueError("offset commit key cut short") from None
+    if group_len < 0 or topic_len < 0 or topic_end + 4 != len(key):
+        raise ValueError("offset commit key with bad lengths")
+    return key[4:group_end].decode(), key[group_end + 2:topic_end].decode(), partition
+
+
+def decode_offset_value(value: bytes) -> CommittedOffset:
+    """An offset commit value of version 0-3 (what Kafka wrote over the years)."""
+    try:
+        version = _i16.unpack_from(value, 0)[0]
+        if version == 3 or version == 2:
+            if version == 3:
+                _v, offset, leader_epoch, meta_len = _value_v3_head.unpack_from(value, 0)
+                pos = _value_v3_head.size
+            else:
+                _v, offset, meta_len = _value_v1_head.unpack_from(value, 0)
+                leader_epoch, pos = -1, _value_v1_head.size
+        elif version in (0, 1):
+            _v, offset, meta_len = _value_v1_head.unpack_from(value, 0)
+            leader_epoch, pos = -1, _value_v1_head.size
+        else:
+            raise ValueError(f"offset commit value version {version} is not one pstream reads (0-3)")
+        if meta_len < 0:
+            raise ValueError("offset commit value with a null metadata")
+        metadata = value[pos:pos + meta_len].decode()
+        pos += meta_len
+        (commit_ms,) = _i64.unpack_from(value, pos)
+        pos += 8
+        expire_ms = None
+        if version == 1:
+            (expire_ms,) = _i64.unpack_from(value, pos)
+            pos += 8
+            expire_ms = None if expire_ms == -1 else expire_ms
+    except struct.error:
+        raise ValueError("offset commit value cut short") from None
+    if pos != len(value):
+        raise ValueError(f"{len(value) - pos} bytes left after an offset commit value")
+    return CommittedOffset(offset, leader_epoch, metadata, commit_ms, expire_ms)
+
+
+def decode_group_value(value: bytes) -> dict:
+    """GroupMetadataValue v0-3 as the coordinator's metadata dict."""
+    r = _Reader(value)
+    version = r.int16()
+    if not 0 <= version <= 3:
+        raise ValueError(f"group metadata value version {version} is not one pstream reads (0-3)")
+    meta = {"protocol_type": r.string() or None, "generation": r.int32(), "protocol": r.string(nullable=True),
+            "leader": r.string(nullable=True)}
+    state_ms = r.int64() if version >= 2 else -1
+    meta["state_ms"] = None if state_ms == -1 else state_ms
+    members = []
+    for _ in range(r.int32()):
+        m = {"member_id": r.string()}
+        m["instance_id"] = r.string(nullable=True) if version >= 3 else None
+        m["client_id"], m["client_host"] = r.string(), r.string()
+        rebalance = r.int32() if version >= 1 else None
+        m["session_timeout_ms"] = r.int32()
+        m["rebalance_timeout_ms"] = m["session_timeout_ms"] if rebalance is None else rebalance
+        m["subscription"], m["assignment"] = b64(r.bytes()), b64(r.bytes())
+        members.append(m)
+    meta["members"] = members
+    r.end()
+    return meta
 
 
 def b64(data: bytes) -> str:
@@ -105,43 +286,94 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+def _is_legacy(key: bytes) -> bool:
+    """A key pstream wrote before Kafka's formats: compact JSON, an array."""
+    return key[:1] == b"["
+
+
 class OffsetState:
-    """What the records say: offsets[group][(topic, partition)] and groups[group] (metadata dicts)."""
+    """What the records say: offsets[group][(topic, partition)] and groups[group] (metadata dicts:
+    protocol_type, generation, protocol, leader, state_ms, members [{member_id, instance_id,
+    client_id, client_host, session_timeout_ms, rebalance_timeout_ms, subscription and
+    assignment in base64}])."""
 
     def __init__(self) -> None:
         self.offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         self.groups: dict[str, dict] = {}
 
     def apply(self, key: bytes, value: bytes | None) -> None:
-        """Applies one record; raises ValueError (or KeyError, TypeError) for one it cannot read."""
+        """Applies one record in Kafka's format; raises ValueError (or KeyError, TypeError,
+        IndexError) for one it cannot read."""
+        version = key[1] if len(key) >= 2 and key[0] == 0 else -1
+        if version in (0, 1):
+            group, topic, partition = decode_offset_key(key)
+            self._set_offset(group, (topic, partition), None if value is None else decode_offset_value(value))
+            return
+        r = _Reader(key)
+        version = r.int16()
+        if version == GROUP_KEY_VERSION:
+            group = r.string()
+            r.end()
+            self._set_group(group, None if value is None else decode_group_value(value))
+        else:
+            raise ValueError(f"key version {version} is not an offset commit or group metadata record")
+
+    def _set_offset(self, group: str, tp: TopicPartition, committed: CommittedOffset | None) -> None:
+        if committed is not None:
+            self.offsets.setdefault(group, {})[tp] = committed
+            return
+        per = self.offsets.get(group)
+        if per is not None:
+            per.pop(tp, None)
+            if not per:
+                del self.offsets[group]
+
+    def _set_group(self, group: str, meta: dict | None) -> None:
+        if meta is None:
+            self.groups.pop(group, None)
+        else:
+            self.groups[group] = meta
+
+    def apply_legacy(self, key: bytes, value: bytes | None) -> None:
+        """Applies one of pstream's JSON records of before (see the module doc)."""
         k = json.loads(key)
         if k[0] == "offset":
-            group, tp = k[1], (k[2], int(k[3]))
-            if value is None:
-                per = self.offsets.get(group)
-                if per is not None:
-                    per.pop(tp, None)
-                    if not per:
-                        del self.offsets[group]
-            else:
+            committed = None
+            if value is not None:
                 v = json.loads(value)
-                self.offsets.setdefault(group, {})[tp] = CommittedOffset(
-                    int(v["offset"]), int(v.get("leader_epoch", -1)), str(v.get("metadata", "")),
-                    int(v.get("commit_ms", 0)), v.get("expire_ms"))
+                committed = CommittedOffset(int(v["offset"]), int(v.get("leader_epoch", -1)),
+                                            str(v.get("metadata", "")), int(v.get("commit_ms", 0)), v.get("expire_ms"))
+            self._set_offset(k[1], (k[2], int(k[3])), committed)
         elif k[0] == "group":
-            if value is None:
-                self.groups.pop(k[1], None)
-            else:
-                meta = json.loads(value)
-                if not isinstance(meta, dict):
-                    raise ValueError("group metadata is not an object")
-                self.groups[k[1]] = meta
+            meta = None if value is None else json.loads(value)
+            if meta is not None and not isinstance(meta, dict):
+                raise ValueError("group metadata is not an object")
+            self._set_group(k[1], meta)
         else:
             raise ValueError(f"unknown record type {k[0]!r}")
 
+    def fill_from(self, older: OffsetState) -> None:
+        """Adds what `older` holds and this state does not: records in Kafka's format always
+        come after the JSON ones in the log, so they win."""
+        for group, per in older.offsets.items():
+            mine = self.offsets.setdefault(group, {})
+            for tp, committed in per.items():
+                mine.setdefault(tp, committed)
+        for group, meta in older.groups.items():
+            self.groups.setdefault(group, meta)
+
     def records(self) -> list[Record]:
-        """Every live key as one upsert: a snapshot."""
-        out: list[Record] = [(group_key(g), group_value(m)) for g, m in self.groups.items()]
+        """Every live key as one upsert, in Kafka's formats. Group metadata that cannot be
+        written (an older pstream's, missing fields) is written without its members, as the
+        coordinator restores such a group, or else as an empty group."""
+        out: list[Record] = []
+        for group, meta in self.groups.items():
+            for attempt in (meta, {**meta, "members": []}, {}):   # {}: an empty group, generation 0
+                try:
+                    out.append((group_key(group), group_value(attempt)))
+                    break
+                except (KeyError, TypeError, ValueError, AttributeError, struct.error):
+                    continue
         for group, per in self.offsets.items():
             out.extend((offset_key(group, t, p), offset_value(c)) for (t, p), c in per.items())
         return out
@@ -167,32 +399,28 @@ class _Pending:
 
 
 class OffsetStore:
-    """The durable state behind the group coordinator. Call `open()` once (it replays the topic),
-    then `await write(records)` from the event loop; `close()` stops the periodic compaction."""
+    """The durable state behind the group coordinator. Call `open()` once (it replays the topic;
+    from any thread, before the coordinator starts), then `await write(records)` from the event
+    loop."""
 
-    def __init__(self, log, *, compact_bytes: int = COMPACT_BYTES, compact_interval_s: float = COMPACT_INTERVAL_S,
-                 segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, log, *, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.log = log
         self.segment_bytes = segment_bytes
-        self.compact_bytes = compact_bytes
-        self.compact_interval_s = compact_interval_s
         self.state = OffsetState()
         self.part = None
+        self.replayed = None   # {"records", "skipped", "legacy", "seconds"} once open() ran
         self._pending: collections.deque[_Pending] = collections.deque()
         self._pending_keys: collections.Counter[bytes] = collections.Counter()
-        self._bytes_since_snapshot = 0
-        self._last_snapshot_bytes = 0
-        self._compacting = False
-        self._compaction: asyncio.Task | None = None
-        self._periodic: asyncio.Task | None = None
 
     # --- start ------------------------------------------------------------------------------
 
     def internal_settings(self) -> dict:
         """The topic's settings, the broker's alone: whatever created it (a client's Metadata
-        auto-creation, an older version), they are put back at start and at the first write."""
-        return dict(flush="always", retention_ms=None, retention_bytes=None, segment_bytes=self.segment_bytes,
-                    max_message_bytes=MAX_BATCH_BYTES)
+        auto-creation, an older version), they are put back at start and at the first write.
+        The compaction settings not named here (dirty ratio, lags, delete.retention.ms) follow
+        the broker's defaults, as Kafka's offsets topic does."""
+        return dict(flush="always", cleanup_policy="compact", retention_ms=None, retention_bytes=None,
+                    segment_bytes=self.segment_bytes, max_message_bytes=MAX_BATCH_BYTES)
 
     def _enforce_settings(self, topic) -> None:
         wanted = self.internal_settings()
@@ -202,51 +430,49 @@ class OffsetStore:
 
     def open(self) -> OffsetState:
         """Replays the topic, if there is one yet (it is created by the first write, as Kafka creates
-        it on the first use of a group); returns the state."""
-        if OFFSETS_TOPIC not in self.log:
+        it on the first use of a group), migrating pstream's older JSON records; returns the state.
+        A second call returns the state without replaying again."""
+        if self.replayed is not None or OFFSETS_TOPIC not in self.log:
             return self.state
+        started = time.monotonic()
         topic = self.log.get_topic(OFFSETS_TOPIC)
         self._enforce_settings(topic)
         self.part = topic.partition(0)
         skipped = records = 0
-        offset = self.part.log_start_offset
-        while True:
-            data = self.part.read_batches(offset, 1 << 20)
-            if not data:
-                break
-            for header, recs in _core.iter_batches(data):
-                self._bytes_since_snapshot += header.size
-                for rec in recs:
-                    if rec.offset < offset or rec.key is None:
-                        continue
-                    try:
-                        self.state.apply(rec.key, rec.value)
-                        records += 1
-                    except (ValueError, KeyError, TypeError, IndexError):
-                        skipped += 1
-                offset = header.last_offset + 1
+        # pstream's JSON records of before: replayed apart, under those in Kafka's format (see
+        # the module doc); legacy_live: the JSON keys whose latest record is not a tombstone.
+        legacy, legacy_live = OffsetState(), set()
+        start = self.part.log_start_offset
+        # Each key's latest value, found in the core: no Python object for an overwritten record.
+        for key, value in self.part.latest(start).items():
+            try:
+                if _is_legacy(key):
+                    legacy.apply_legacy(key, value)
+                    legacy_live.add(key)
+                else:
+                    self.state.apply(key, value)
+                records += 1
+            except (ValueError, KeyError, TypeError, IndexError):
+                skipped += 1
+        self.state.fill_from(legacy)
         if skipped:
-            _log.warning("%s: skipped %d records that are not pstream group records", OFFSETS_TOPIC, skipped)
-        _log.info("%s: replayed %d records from offset %d: %d groups with offsets, %d with metadata",
-                  OFFSETS_TOPIC, records, self.part.log_start_offset, len(self.state.offsets), len(self.state.groups))
+            _log.warning("%s: skipped %d records that are not group records pstream reads", OFFSETS_TOPIC, skipped)
+        if legacy_live:
+            self._migrate(legacy_live)
+        self.replayed = {"records": records, "skipped": skipped, "legacy": len(legacy_live),
+                         "seconds": time.monotonic() - started}
+        _log.info("%s: replayed %d live keys from offset %d in %.3f s: %d groups with offsets, %d with metadata",
+                  OFFSETS_TOPIC, records, start, self.replayed["seconds"], len(self.state.offsets),
+                  len(self.state.groups))
         return self.state
 
-    def start_compaction(self) -> None:
-        """Starts the periodic snapshot (on the running loop)."""
-        if self._periodic is None:
-            self._periodic = asyncio.ensure_future(self._compact_periodically())
-
-    async def _compact_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.compact_interval_s)
-            if not self._compacting and self._bytes_since_snapshot > 0:
-                await self.compact()
-
-    def close(self) -> None:
-        for task in (self._periodic, self._compaction):
-            if task is not None:
-                task.cancel()
-        self._periodic = self._compaction = None
+    def _migrate(self, legacy: set[bytes]) -> None:
+        """Writes the state in Kafka's formats, then tombstones for pstream's old JSON keys."""
+        upserts = self.state.records()
+        for chunk in _batches(upserts + [(key, None) for key in sorted(legacy)]):
+            self.part.append_batch(_core.encode_batch([(k, v, None, None) for k, v in chunk]))   # durable on return
+        _log.warning("%s: rewrote %d records of an older pstream in Kafka's formats and deleted its %d JSON keys",
+                     OFFSETS_TOPIC, len(upserts), len(legacy))
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -264,10 +490,6 @@ class OffsetStore:
             last = base + len(chunk) - 1
             self._pending.append(_Pending(last, chunk))
             self._pending_keys.update(k for k, _ in chunk)
-            self._bytes_since_snapshot += len(batch)
-        if not self._compacting and self._bytes_since_snapshot > max(self.compact_bytes, self._last_snapshot_bytes):
-            self._compacting = True
-            self._compaction = asyncio.ensure_future(self.compact())
         return last
 
     async def durable(self, last_offset: int) -> None:
@@ -294,44 +516,3 @@ class OffsetStore:
     def is_pending(self, key: bytes) -> bool:
         """True while a write of this key is appended but not yet durable."""
         return key in self._pending_keys
-
-    # --- compaction -------------------------------------------------------------------------
-
-    def _image(self) -> list[Record]:
-        """The state as the log's end describes it: the durable state with pending writes on top."""
-        if not self._pending:
-            return self.state.records()
-        image = OffsetState()
-        image.offsets = {g: dict(per) for g, per in self.state.offsets.items()}
-        image.groups = dict(self.state.groups)
-        for entry in self._pending:
-            for key, value in entry.records:
-                image.apply(key, value)
-        return image.records()
-
-    async def compact(self) -> None:
-        """Writes a snapshot, waits for it to be durable, then deletes the log before it."""
-        if self.part is None:
-            return
-        self._compacting = True
-        try:
-            records = self._image()
-            start = self.part.log_end_offset
-            self._bytes_since_snapshot = 0
-            last = self.append(records) if records else start - 1
-            self._last_snapshot_bytes = self._bytes_since_snapshot
-            self._bytes_since_snapshot = 0
-            if last >= 0:
-                await self.durable(last)
-            if start > self.part.log_start_offset:
-                self.part.delete_records(start)
-                _log.info("%s: snapshot of %d records at offset %d; the log before it is deleted",
-                          OFFSETS_TOPIC, len(records), start)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _log.exception("%s: compaction failed", OFFSETS_TOPIC)
-        finally:
-            self._compacting = False
-            if self._compaction is asyncio.current_task():
-                self._compaction = None

@@ -120,9 +120,15 @@ class TopicConfig:
 
     def partition_kwargs(self) -> dict:
         """Keyword arguments for pstream._core.Partition."""
+        segment_ms = self.segment_ms
+        if self.compacted and self.max_compaction_lag_ms < (1 << 63) - 1:
+            # Kafka's LogConfig.maxSegmentMs: the active segment is never cleaned, so it rolls
+            # in time for its records to be cleaned within max_compaction_lag_ms.
+            segment_ms = min(segment_ms, self.max_compaction_lag_ms) if segment_ms is not None \
+                else self.max_compaction_lag_ms
         return dict(
             flush=self.flush, flush_ms=self.flush_ms, flush_bytes=self.flush_bytes,
-            segment_bytes=self.segment_bytes, segment_ms=self.segment_ms,
+            segment_bytes=self.segment_bytes, segment_ms=segment_ms, cleanup_policy=self.cleanup_policy,
             retention_bytes=self.retention_bytes, retention_ms=self.retention_ms,
             index_interval_bytes=self.index_interval_bytes, write_buffer_bytes=self.write_buffer_bytes,
             preallocate_bytes=self.preallocate_bytes, max_message_bytes=self.max_message_bytes,

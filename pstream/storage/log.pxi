@@ -132,6 +132,9 @@ cdef class Partition:
     cdef readonly object damage          # where recovery found damage it may not cut (writes refused), or None
     cdef readonly int64_t corrupt_reads  # reads that met a corrupt batch (logged once per file and position)
     cdef set corrupt_logged
+    cdef object clean_lock               # one cleaning or retention pass at a time (cleaner.pxi)
+    cdef readonly dict cleaner           # the cleaner's checkpoint and counters (cleaner.pxi)
+    cdef bint deletes                    # cleanup_policy includes delete: retention removes old segments
 
     def __cinit__(self):
         self.p = NULL
@@ -141,7 +144,7 @@ cdef class Partition:
                  int64_t segment_bytes=1 << 30, segment_ms=None, retention_bytes=None, retention_ms=None,
                  int64_t index_interval_bytes=4096, int64_t write_buffer_bytes=1 << 20,
                  int64_t preallocate_bytes=32 << 20, int64_t max_message_bytes=1048588,
-                 int timestamp_type=0, bint direct_io=True):
+                 int timestamp_type=0, bint direct_io=True, str cleanup_policy="delete"):
         modes = {"always": FLUSH_ALWAYS, "interval": FLUSH_INTERVAL, "bytes": FLUSH_BYTES}
         if flush not in modes:
             raise _errors.ConfigError(f"flush must be one of always, interval, bytes; got {flush!r}")
@@ -152,6 +155,8 @@ cdef class Partition:
         self.path = path
         self.path_bytes = _os.fsencode(path)
         self.checkpoint_lock = _threading.Lock()
+        self.clean_lock = _threading.Lock()
+        self.deletes = "delete" in cleanup_policy
         self.corrupt_logged = set()
         self.retention_bytes = -1 if retention_bytes is None else retention_bytes
         self.retention_ms = -1 if retention_ms is None else retention_ms
@@ -175,10 +180,15 @@ cdef class Partition:
         self.p.directory = strdup(self.path_bytes)
         _os.makedirs(path, exist_ok=True)
         self._load()
+        first_dirty, compacted_below, next_expiry = read_cleaner_checkpoint(path)
+        self.cleaner = {"first_dirty_offset": first_dirty, "compacted_below": compacted_below, "runs": 0, "bytes_read": 0,
+                        "bytes_written": 0, "records_removed": 0, "last_clean_ms": -1, "last_clean_duration_s": 0.0,
+                        "next_tombstone_expiry_ms": next_expiry}
 
     # --- opening ------------------------------------------------------------------
 
     cdef int _load(self) except -1:
+        recover_cleaner_files(self.path)   # a cleaner swap a crash interrupted (cleaner.pxi)
         cdef list bases = segment_bases(self.path)
         cdef Segment *s
         cdef ScanResult res
@@ -187,6 +197,7 @@ cdef class Partition:
         cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
         cdef int64_t found, found_offset = -1
         cdef int64_t checkpoint = self._read_log_start_checkpoint()
+        cdef int64_t compacted_below = read_cleaner_checkpoint(self.path)[1]
         if not bases:
             bases = [max(checkpoint, 0)]
         for i in range(len(bases)):
@@ -197,6 +208,7 @@ cdef class Partition:
             if part_add_segment(self.p, s) != PS_OK:
                 segment_free(s)
                 raise MemoryError()
+            s.gaps = base < compacted_below      # the cleaner may have left gaps between its batches
             s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC | O_CREAT, 0o644)
             if s.rfd < 0:
                 raise_os_error(errno, "cannot open segment", s.log_path.decode())
@@ -404,7 +416,8 @@ cdef class Partition:
         ps_mutex_unlock(&self.sh.mu)
 
     def reconfigure(self, *, int64_t segment_bytes, segment_ms, retention_bytes, retention_ms,
-                    int64_t max_message_bytes, int timestamp_type, int64_t index_interval_bytes, **_ignored):
+                    int64_t max_message_bytes, int timestamp_type, int64_t index_interval_bytes,
+                    str cleanup_policy="delete", **_ignored):
         """Applies changed topic settings to the open partition (the next append, roll or
         retention check sees them). Settings fixed at open (buffers, flush) are ignored here."""
         cdef int64_t seg_ms = -1 if segment_ms is None else segment_ms
@@ -419,6 +432,7 @@ cdef class Partition:
         self.retention_bytes = ret_bytes
         self.retention_ms = ret_ms
         ps_mutex_unlock(&self.sh.mu)
+        self.deletes = "delete" in cleanup_policy
 
     @property
     def timestamp_type(self):
@@ -899,11 +913,13 @@ cdef class Partition:
                 ps_mutex_unlock(&self.sh.mu)
                 return b""
             i = part_find_segment(self.p, seg_next)
-            if self.p.segs[i].base_offset < seg_next:
+            if self.p.segs[i].base_offset < seg_next or self.p.segs[i].next_offset <= seg_next:
                 if i + 1 >= self.p.n_segs:
                     ps_mutex_unlock(&self.sh.mu)
                     return b""
-                i += 1              # a gap (a cut tail before a roll): go on at the next segment
+                # a gap (a cut tail before a roll, or what compaction removed; a cleaned segment may
+                # be empty): go on at the next segment
+                i += 1
             offset = self.p.segs[i].base_offset if self.p.segs[i].base_offset > offset else offset
 
     cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
@@ -939,14 +955,17 @@ cdef class Partition:
                 if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
                         or h.last_offset_delta < 0:
                     self._corrupt(s, pos + at, offset, "invalid batch header in segment")
-                if (expect >= 0 and h.base_offset != expect) or h.base_offset < s.base_offset:
+                # Offsets follow on from batch to batch; in a compacted segment they only grow
+                # (the cleaner leaves gaps, never overlaps).
+                if (expect >= 0 and (h.base_offset < expect or (h.base_offset != expect and not s.gaps))) \
+                        or h.base_offset < s.base_offset:
                     self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
                                                        f"{h.base_offset}, expected {expect})")
                 if h.base_offset + h.last_offset_delta >= offset:
-                    if h.base_offset > offset:
+                    if h.base_offset > offset and not s.gaps:
                         self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
                                                            f"at {h.base_offset})")
-                    return pos + at
+                    return pos + at     # it holds offset, or offset fell in a gap compaction left
                 expect = h.base_offset + h.last_offset_delta + 1
                 at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
             if at == 0:
@@ -968,7 +987,8 @@ cdef class Partition:
                 break
             with nogil:
                 st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
-            if st == PS_OK and ((expect >= 0 and h.base_offset != expect) or h.last_offset_delta < 0
+            if st == PS_OK and ((expect >= 0 and (h.base_offset < expect or (h.base_offset != expect and not s.gaps)))
+                                or h.last_offset_delta < 0
                                 or h.base_offset + h.last_offset_delta >= seg_next):
                 st = PS_ERR_BAD_RECORD
             if st != PS_OK:
@@ -1055,8 +1075,13 @@ cdef class Partition:
         """Deletes whole old segments per retention_bytes, retention_ms and the log start offset.
 
         Returns the number of segments deleted. The active segment is rolled first when
-        everything in it has expired, as Kafka does.
+        everything in it has expired, as Kafka does. Size and time retention apply only when
+        the cleanup policy includes delete; segments below the log start offset always go.
         """
+        with self.clean_lock:    # never while the cleaner rewrites segments
+            return self._apply_retention(now_ms)
+
+    def _apply_retention(self, now_ms):
         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
         cdef int64_t total = 0
         cdef size_t i, n_delete = 0, j
@@ -1065,7 +1090,7 @@ cdef class Partition:
         cdef char **doomed
         cdef size_t n_free = 0, n_doomed = 0
         cdef int64_t new_start
-        if self.retention_ms >= 0 and self.damage is None:
+        if self.retention_ms >= 0 and self.deletes and self.damage is None:
             lock_with_gil_released(&self.sh.mu)
             s = part_active(self.p)
             expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
@@ -1089,9 +1114,9 @@ cdef class Partition:
                 break
             if s.next_offset <= self.p.log_start_offset:
                 pass
-            elif self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
+            elif self.deletes and self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
                 pass
-            elif self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:
+            elif self.deletes and self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:
                 pass
             else:
                 break
@@ -1131,6 +1156,67 @@ cdef class Partition:
         self._close_idle_files()   # segments rolled since: their descriptors until they are read
         return n_delete
 
+    # --- compaction (cleaner.pxi) ---------------------------------------------------------
+
+    def clean(self, *, int64_t dedupe_buffer_bytes=32 << 20, int64_t delete_retention_ms=24 * 3600 * 1000,
+              int64_t min_compaction_lag_ms=0, now_ms=None):
+        """One compaction pass: keeps every key's latest record in the closed, durable segments
+        (see pstream/storage/cleaner.pxi). Returns what it did: segments_cleaned, bytes_read,
+        bytes_written, records_removed, tombstones_removed, first_dirty_offset, end_offset (the
+        new first dirty offset), ... Offsets never change; the active segment is never touched."""
+        cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
+        if self.damage is not None:
+            raise self._damage_error()
+        with self.clean_lock:
+            return clean_partition(self, dedupe_buffer_bytes, delete_retention_ms, min_compaction_lag_ms, now)
+
+    def cleaner_state(self, *, int64_t min_compaction_lag_ms=0, bint first_timestamp=False, now_ms=None):
+        """What the cleaner scheduler needs: first_dirty_offset, clean_bytes, dirty_bytes (of the
+        cleanable dirty segments), dirty_ratio, first_dirty_timestamp (with first_timestamp: of the
+        first dirty segment's first batch, read from its file (Kafka's max.compaction.lag.ms rule);
+        -1 if unknown), next_tombstone_expiry_ms, and the counters of past passes (runs, bytes_read,
+        bytes_written, records_removed, last_clean_ms)."""
+        cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
+        cdef int64_t first_dirty = self.cleaner["first_dirty_offset"], clean = 0, dirty = 0
+        cdef size_t i
+        cdef Segment *s
+        cdef bint stop = False
+        cdef char *first_path = NULL
+        lock_with_gil_released(&self.sh.mu)
+        if first_dirty < self.p.log_start_offset:
+            first_dirty = self.p.log_start_offset
+        for i in range(self.p.n_segs - 1):
+            s = self.p.segs[i]
+            if not s.finalized or s.next_offset > self.p.durable_offset:
+                break
+            if s.next_offset <= first_dirty:
+                clean += s.size
+                continue
+            if min_compaction_lag_ms > 0 and s.max_timestamp > now - min_compaction_lag_ms:
+                break
+            if first_timestamp and first_path == NULL and s.size > 0:
+                first_path = strdup(s.log_path)
+            dirty += s.size
+        ps_mutex_unlock(&self.sh.mu)
+        first_ts = -1
+        if first_path != NULL:
+            try:
+                with open(first_path, "rb") as fh:
+                    head = fh.read(PS_BATCH_HEADER_SIZE)
+                if len(head) == PS_BATCH_HEADER_SIZE:
+                    first_ts = int.from_bytes(head[PS_OFF_BASE_TIMESTAMP:PS_OFF_BASE_TIMESTAMP + 8], "big",
+                                              signed=True)
+                    if int.from_bytes(head[PS_OFF_ATTRIBUTES:PS_OFF_ATTRIBUTES + 2], "big") & PS_ATTR_DELETE_HORIZON:
+                        first_ts = -1   # the base timestamp is a delete horizon, not a record's time
+            except OSError:
+                pass    # cleaned away meanwhile: the next look finds the new first segment
+            finally:
+                free(first_path)
+        state = dict(self.cleaner)
+        state.update(first_dirty_offset=first_dirty, clean_bytes=clean, dirty_bytes=dirty,
+                     dirty_ratio=(<double>dirty) / (clean + dirty) if clean + dirty else 0.0, first_dirty_timestamp=first_ts)
+        return state
+
     cdef int _close_idle_files(self) except -1:
         """Closes the descriptors of finalized segments nobody is reading (reopened on read)."""
         cdef size_t i
@@ -1147,6 +1233,12 @@ cdef class Partition:
 
     def close(self):
         """Writes and syncs everything, finalizes the active segment (indexes written)."""
+        if self.p.closed:
+            return
+        with self.clean_lock:   # a cleaning pass in progress finishes first
+            self._close()
+
+    def _close(self):
         cdef Segment *a
         cdef int st = PS_OK
         if self.p.closed:

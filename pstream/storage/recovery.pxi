@@ -4,6 +4,9 @@
 # valid batch (0 when the index is missing, short or inconsistent), walks batches
 # with their CRC checked, and rebuilds index entries past that point. The first batch
 # that fails a length or CRC check (or goes backwards in offsets) ends the segment.
+# In segments the cleaner may have rewritten (`gaps`: below the offset its checkpoint
+# records) offsets must only grow, not follow on; a swap a crash interrupted is finished
+# or rolled back before any of this (recover_cleaner_files).
 # Past that point, `segment_find_batch_after` tells a torn tail (nothing valid follows:
 # cut it) from damage inside the log (a valid batch follows: keep everything, refuse writes).
 
@@ -57,7 +60,9 @@ cdef int segment_scan(Segment *s, int64_t start, ScanResult *out) noexcept nogil
             wstart = pos
             wend = pos + got
         st = ps_batch_validate(window + (pos - wstart), <size_t>(wend - pos), 1, &h, &errpos)
-        if st == PS_OK and (h.base_offset != s.next_offset or h.last_offset_delta < 0):  # offsets follow on
+        # offsets follow on (in a compacted segment they only grow: the cleaner leaves gaps)
+        if st == PS_OK and (h.base_offset < s.next_offset or (h.base_offset != s.next_offset and not s.gaps)
+                            or h.last_offset_delta < 0):
             st = PS_ERR_BAD_RECORD
         if st != PS_OK:
             out.status = st

@@ -56,6 +56,7 @@ cdef struct Segment:
     bint sealed                 # no more appends; waits for the shard to finalize
     bint finalized              # flushed, truncated to size, indexes written
     bint deleted
+    bint gaps                   # written by the cleaner: offsets may skip from batch to batch
     int refs                    # readers holding it outside the mutex
     int io_errno                # first write/sync error, reported to appenders
     uint8_t *failed_buf         # the buffer of a failed write: file bytes [failed_start, +failed_len),

@@ -131,3 +131,35 @@ def test_metrics_expose_memory_by_owner_write_pools_and_descriptors(broker):
     assert value(samples, "pstream_max_open_files") == 600
     assert value(samples, "pstream_python_allocated_blocks") > 0
     assert total(samples, "pstream_write_pool_holders") <= 2
+
+
+def test_metrics_expose_the_log_cleaner(broker_factory):
+    broker = broker_factory("--cleaner-backoff-ms", "50")
+    with kafka_wire.KafkaWire(broker.bootstrap) as wire:
+        wire.create_topic("table", configs={"cleanup.policy": "compact", "segment.bytes": "1024",
+                                            "min.cleanable.dirty.ratio": "0.01"})
+        wire.create_topic("plain")
+        before = scrape(broker)
+        assert value(before, "pstream_cleaner_runs_total") == 0
+        assert value(before, "pstream_cleaner_last_clean_timestamp_seconds") == 0
+        assert ("pstream_cleaner_dirty_ratio", (("partition", "0"), ("topic", "plain"))) not in before
+        for i in range(40):   # 4 keys written over and over: most of the log is overwritten
+            keyed = _core.encode_batch([(b"k%d" % (i % 4), b"v" * 100, [], None)])
+            assert wire.produce("table", 0, keyed).error_code == 0
+    started = time.time()
+
+    def cleaned():
+        samples = scrape(broker)
+        return samples if value(samples, "pstream_cleaner_runs_total") >= 1 else None
+
+    deadline = time.monotonic() + 20
+    while (after := cleaned()) is None:
+        assert time.monotonic() < deadline, "the cleaner never ran"
+        time.sleep(0.1)
+    assert value(after, "pstream_cleaner_bytes_read_total") > value(after, "pstream_cleaner_bytes_written_total") > 0
+    assert value(after, "pstream_cleaner_records_removed_total") > 0
+    assert value(after, "pstream_cleaner_errors_total") == 0
+    assert started - 60 < value(after, "pstream_cleaner_last_clean_timestamp_seconds") <= time.time() + 1
+    assert value(after, "pstream_cleaner_partition_runs_total", topic="table", partition="0") >= 1
+    assert 0 <= value(after, "pstream_cleaner_dirty_ratio", topic="table", partition="0") < 1
+    assert value(after, "pstream_cleaner_max_dirty_ratio") < 1

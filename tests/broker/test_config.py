@@ -288,3 +288,50 @@ def test_group_session_timeout_bounds_must_be_ordered():
                                                              "--group-max-session-timeout-ms", "6999"))
     assert "larger than group_max_session_timeout_ms" in message
     refused("an integer 1..2147483647", env={"PSTREAM_OFFSETS_RETENTION_MINUTES": "0"})
+
+
+# --- log compaction ---------------------------------------------------------------------------
+
+
+def test_compaction_settings_from_every_source_with_kafkas_names(toml):
+    defaults = load_config(env={})
+    assert (defaults.cleanup_policy, defaults.min_cleanable_dirty_ratio, defaults.min_compaction_lag_ms,
+            defaults.max_compaction_lag_ms, defaults.delete_retention_ms) == ("delete", 0.5, 0, 2**63 - 1, 86400000)
+    assert (defaults.cleaner_enable, defaults.cleaner_threads, defaults.cleaner_backoff_ms) == (True, 1, 15000)
+    path = toml('"log.cleanup.policy" = ["delete", "compact"]\n"log.cleaner.min.cleanable.ratio" = 0.1\n'
+                '"log.cleaner.delete.retention.ms" = 1000\n"log.cleaner.enable" = false\n'
+                '"log.cleaner.threads" = 2\n"log.cleaner.dedupe.buffer.size" = 2097152\n'
+                '"log.cleaner.backoff.ms" = 50\n"log.cleaner.min.compaction.lag.ms" = 7\n'
+                '"log.cleaner.max.compaction.lag.ms" = 8\n')
+    config = load_config({"config": path}, env={})
+    assert config.topic_defaults() | {"max_message_bytes": 0} == defaults.topic_defaults() | {
+        "cleanup_policy": "delete,compact", "min_cleanable_dirty_ratio": 0.1, "delete_retention_ms": 1000,
+        "min_compaction_lag_ms": 7, "max_compaction_lag_ms": 8, "max_message_bytes": 0}
+    assert config.cleaner_options() == {"cleaner": False, "cleaner_threads": 2, "dedupe_buffer_bytes": 2 << 20,
+                                        "cleaner_backoff_ms": 50}
+    assert load_config(env={"PSTREAM_CLEANUP_POLICY": "compact"}).cleanup_policy == "compact"
+    assert load_config(parse("--min-cleanable-dirty-ratio", "1"), env={}).min_cleanable_dirty_ratio == 1.0
+    assert load_config(parse("--no-cleaner-enable"), env={}).cleaner_enable is False
+
+
+@pytest.mark.parametrize("args,expect", [
+    ({"cleanup_policy": "bogus"}, "compact, delete, or compact,delete"),
+    ({"cleanup_policy": ""}, "compact, delete, or compact,delete"),
+    ({"min_cleanable_dirty_ratio": "nan"}, "a number 0..1"),
+    ({"min_cleanable_dirty_ratio": "1.01"}, "a number 0..1"),
+    ({"max_compaction_lag_ms": "0"}, "an integer 1.."),
+    ({"cleaner_threads": "0"}, "an integer 1..64"),
+    ({"min_compaction_lag_ms": "9", "max_compaction_lag_ms": "8"}, "larger than max_compaction_lag_ms"),
+])
+def test_bad_compaction_settings_are_refused(args, expect):
+    refused(expect, args)
+
+
+def test_compaction_defaults_reach_new_topics(tmp_path):
+    import pstream
+
+    config = load_config({"cleanup_policy": "compact", "delete_retention_ms": "5"}, env={})
+    with pstream.Log(tmp_path / "data", shards=1, **config.topic_defaults()) as log:
+        topic = log.topic("t")
+        assert (topic.config.cleanup_policy, topic.config.compacted, topic.config.delete_retention_ms) == \
+            ("compact", True, 5)

@@ -1,18 +1,32 @@
-"""Committed offsets and group metadata in __consumer_offsets: durable before answered, rebuilt
-by replay after a restart, compacted by snapshots so the log stays bounded, expired as Kafka
-expires them (KIP-211), and removed with deleted topics and groups."""
+"""Committed offsets and group metadata in __consumer_offsets: durable before answered, in Kafka's
+record formats, rebuilt by replay after a restart (also from an older pstream's JSON records),
+kept bounded by the log cleaner (the topic is compacted), expired as Kafka expires them
+(KIP-211), and removed with deleted topics and groups."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pstream
 from pstream.coordinator.groups import GroupCoordinator, GroupState
-from pstream.coordinator.offsets import OFFSETS_TOPIC, CommittedOffset, OffsetStore, offset_key, offset_value
+from pstream.coordinator.offsets import (
+    OFFSETS_TOPIC,
+    CommittedOffset,
+    OffsetState,
+    OffsetStore,
+    decode_group_value,
+    group_key,
+    group_value,
+    offset_key,
+    offset_value,
+)
 from pstream.protocol.error_codes import ErrorCode as E
 
 TOPIC = "t"
@@ -29,7 +43,7 @@ def data(tmp_path):
     return path
 
 
-def session(data, body, store_options=None, **settings):
+def session(data, body, store_options=None, log_options=None, **settings):
     """Opens the Log, runs body(coordinator) on a fresh loop, stops and closes everything: one
     broker lifetime."""
     async def main(log):
@@ -41,7 +55,7 @@ def session(data, body, store_options=None, **settings):
             return await asyncio.wait_for(body(coordinator), 30)
         finally:
             coordinator.stop()
-    with pstream.Log(data, shards=1, retention_check_ms=None) as log:
+    with pstream.Log(data, shards=1, retention_check_ms=None, **(log_options or {})) as log:
         return asyncio.run(main(log))
 
 
@@ -103,53 +117,6 @@ def test_deleted_groups_stay_deleted_after_replay(data):
     assert session(data, second) == (["b"], (E.NONE, {}))
 
 
-def test_snapshots_keep_the_log_bounded_and_the_state_unchanged(data):
-    options = {"compact_bytes": 64 << 10, "segment_bytes": 32 << 10}
-
-    async def first(c):
-        for round_ in range(300):
-            offsets = {(TOPIC, p): CommittedOffset(round_ * 10 + p, metadata="x" * 50) for p in range(3)}
-            await c.commit(f"g{round_ % 7}", -1, "", None, offsets)
-        await asyncio.sleep(0.1)   # a compaction started by the last writes finishes
-        part = c.store.part
-        assert part.log_start_offset > 0
-        assert part.size_bytes() < 300 * 3 * 150 / 2   # far less than everything ever written
-        return {g: c.fetch_offsets(g, None)[1] for g in sorted(c.groups)}
-
-    async def second(c):
-        return {g: c.fetch_offsets(g, None)[1] for g in sorted(c.groups)}
-
-    before = session(data, first, options)
-    assert len(before) == 7 and session(data, second, options) == before
-
-
-def test_a_crash_between_snapshot_and_deletion_replays_to_the_same_state(data):
-    async def first(c):
-        await c.commit("g", -1, "", None, {(TOPIC, 0): CommittedOffset(1), (TOPIC, 1): CommittedOffset(2)})
-        await c.commit("g", -1, "", None, {(TOPIC, 0): CommittedOffset(5)})
-        await c.delete_offsets("g", [(TOPIC, 1)])
-        await c.store.write(c.store._image())   # the snapshot was written, the deletion never happened
-        return c.fetch_offsets("g", None)
-
-    async def second(c):
-        assert c.store.part.log_start_offset == 0
-        return c.fetch_offsets("g", None)
-
-    before = session(data, first)
-    assert list(before[1]) == [(TOPIC, 0)] and session(data, second) == before
-
-
-def test_explicit_compaction_of_an_empty_state_empties_the_log(data):
-    async def body(c):
-        await c.commit("g", -1, "", None, {(TOPIC, 0): CommittedOffset(1)})
-        await c.delete_groups(["g"])
-        await c.store.compact()
-        part = c.store.part
-        return part.log_start_offset == part.log_end_offset > 0
-
-    assert session(data, body)
-
-
 def test_pending_commits_are_unstable_for_require_stable(data):
     async def body(c):
         last = c.store.append([(offset_key("g", TOPIC, 0), offset_value(CommittedOffset(9)))])
@@ -166,14 +133,146 @@ def test_records_that_are_not_group_records_are_skipped(data, caplog):
     with pstream.Log(data, shards=1, retention_check_ms=None) as log:
         part = log.topic(OFFSETS_TOPIC, partitions=1).partition(0)
         part.append_many([(b"junk", b"junk"), (None, b"no key"), (b'["what", 1]', b"{}"),
-                          (offset_key("g", TOPIC, 0), json.dumps({"offset": 4}).encode())])
+                          (b"\x00\x07some newer record type", b"\x00\x00"),   # a key version pstream does not read
+                          (group_key("g"), b"\x00\x03\x00"),                       # cut short
+                          (offset_key("g", TOPIC, 0), offset_value(CommittedOffset(4)))])
 
     async def body(c):
         return c.fetch_offsets("g", [(TOPIC, 0)])[1][(TOPIC, 0)][0].offset
 
     with caplog.at_level(logging.WARNING, logger="pstream.offsets"):
         assert session(data, body) == 4
-    assert "skipped 2 records" in caplog.text
+    assert "skipped 4 records" in caplog.text
+
+
+# --- Kafka's record formats --------------------------------------------------------------------------
+
+# Written by Apache Kafka 3.9.2 for group "g-probe" (kafka-python 3.0.12 consuming topic "c9"): an
+# offset commit (key v1, value v3), the group's metadata with its member, and once it left (value v3).
+KAFKA_OFFSET_KEY = bytes.fromhex("00010007672d70726f62650002633900000000")
+KAFKA_OFFSET_VALUE = bytes.fromhex("00030000000000000001ffffffff00046d657461000001a246228d75")
+KAFKA_GROUP_KEY = bytes.fromhex("00020007672d70726f6265")
+KAFKA_MEMBER = "kafka-python-3.0.12-da3996e1-7130-485d-9ea2-485416492622"
+KAFKA_GROUP_VALUE = bytes.fromhex(
+    "00030008636f6e73756d657200000001000572616e67650038" + KAFKA_MEMBER.encode().hex() + "000001a246228d17"
+    "000000010038" + KAFKA_MEMBER.encode().hex() + "ffff00136b61666b612d707974686f6e2d332e302e3132000a2f3132"
+    "372e302e302e31000493e00000afc80000000e000000000001000263390000000000000016000000000001000263390000000100"
+    "00000000000000")
+KAFKA_EMPTY_GROUP_VALUE = bytes.fromhex("00030008636f6e73756d657200000002ffffffff000001a246228da500000000")
+
+
+def test_records_are_byte_for_byte_those_kafka_writes():
+    state = OffsetState()
+    state.apply(KAFKA_OFFSET_KEY, KAFKA_OFFSET_VALUE)
+    committed = state.offsets["g-probe"][("c9", 0)]
+    assert committed == CommittedOffset(1, -1, "meta", 1796472999285)
+    assert offset_key("g-probe", "c9", 0) == KAFKA_OFFSET_KEY and offset_value(committed) == KAFKA_OFFSET_VALUE
+
+    state.apply(KAFKA_GROUP_KEY, KAFKA_GROUP_VALUE)
+    meta = state.groups["g-probe"]
+    assert (meta["protocol_type"], meta["generation"], meta["protocol"], meta["leader"]) == \
+        ("consumer", 1, "range", KAFKA_MEMBER)
+    [member] = meta["members"]
+    assert (member["client_id"], member["client_host"], member["session_timeout_ms"],
+            member["rebalance_timeout_ms"], member["instance_id"]) == \
+        ("kafka-python-3.0.12", "/127.0.0.1", 45000, 300000, None)
+    assert group_key("g-probe") == KAFKA_GROUP_KEY and group_value(meta) == KAFKA_GROUP_VALUE
+    assert group_value(decode_group_value(KAFKA_EMPTY_GROUP_VALUE)) == KAFKA_EMPTY_GROUP_VALUE
+
+    state.apply(KAFKA_GROUP_KEY, None)
+    state.apply(KAFKA_OFFSET_KEY, None)
+    assert state.groups == {} and state.offsets == {}
+
+
+def test_a_commit_with_a_retention_time_is_written_as_value_v1():
+    value = offset_value(CommittedOffset(5, leader_epoch=3, metadata="m", commit_ms=10, expire_ms=99))
+    assert value[:2] == b"\x00\x01"   # v1: offset, metadata, commit time, expire time (no leader epoch)
+    state = OffsetState()
+    state.apply(offset_key("g", "t", 0), value)
+    assert state.offsets["g"][("t", 0)] == CommittedOffset(5, -1, "m", 10, 99)
+
+
+@given(st.integers(-(1 << 63), (1 << 63) - 1), st.integers(-(1 << 31), (1 << 31) - 1), st.text(max_size=40),
+       st.integers(-(1 << 63), (1 << 63) - 1), st.none() | st.integers(0, (1 << 63) - 1))
+def test_offset_values_round_trip(offset, epoch, metadata, commit_ms, expire_ms):
+    committed = CommittedOffset(offset, -1 if expire_ms is not None else epoch, metadata, commit_ms, expire_ms)
+    state = OffsetState()
+    state.apply(offset_key("g\u00e9", "t", 7), offset_value(committed))
+    assert state.offsets["g\u00e9"][("t", 7)] == committed
+
+
+_text = st.text(max_size=20)
+_member = st.fixed_dictionaries({
+    "member_id": _text, "instance_id": st.none() | _text, "client_id": _text, "client_host": _text,
+    "session_timeout_ms": st.integers(0, (1 << 31) - 1), "rebalance_timeout_ms": st.integers(0, (1 << 31) - 1),
+    "subscription": st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+    "assignment": st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode())})
+
+
+@given(st.fixed_dictionaries({
+    "protocol_type": st.none() | st.text(min_size=1, max_size=10), "generation": st.integers(-(1 << 31), (1 << 31) - 1),
+    "protocol": st.none() | _text, "leader": st.none() | _text, "state_ms": st.none() | st.integers(0, 1 << 62),
+    "members": st.lists(_member, max_size=3)}))
+def test_group_metadata_round_trips(meta):
+    state = OffsetState()
+    state.apply(group_key("g"), group_value(meta))
+    assert state.groups["g"] == meta
+
+
+# --- an older pstream's data directory ---------------------------------------------------------------
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def test_an_older_pstreams_offsets_are_found_and_rewritten_in_kafkas_format(data):
+    """Before compaction, pstream wrote JSON records and moved the log start past old snapshots."""
+    with pstream.Log(data, shards=1, retention_check_ms=None) as log:
+        part = log.topic(OFFSETS_TOPIC, partitions=1, retention_ms=None).partition(0)
+        part.append_many([(_json(["offset", "old", TOPIC, 0]), _json({"offset": 1}))])
+        part.delete_records(1)   # a snapshot's delete_records
+        part.append_many([
+            (_json(["offset", "old", TOPIC, 0]), _json({"offset": 3, "leader_epoch": 2, "metadata": "m",
+                                                        "commit_ms": 5, "expire_ms": None})),
+            (_json(["offset", "old", TOPIC, 1]), _json({"offset": 4})),
+            (_json(["offset", "gone", TOPIC, 0]), _json({"offset": 9})),
+            (_json(["offset", "gone", TOPIC, 0]), None),
+            (_json(["group", "old"]), _json({"protocol_type": "consumer", "generation": 4, "protocol": "range",
+                                             "leader": None, "state_ms": 7, "members": []}))])
+
+    def committed(c, group):
+        return {tp: found.offset for tp, (found, _) in c.fetch_offsets(group, None)[1].items()}
+
+    async def first(c):
+        assert c.store.replayed["legacy"] == 3   # live JSON keys, each now deleted by a tombstone
+        keys = [(rec.key, rec.value) for rec in c.store.part.read(offset=6)]
+        assert sorted(k for k, v in keys if v is None) == sorted([_json(["offset", "old", TOPIC, 0]),
+                                                                  _json(["offset", "old", TOPIC, 1]),
+                                                                  _json(["group", "old"])])
+        assert all(k[:1] == b"\x00" for k, v in keys if v is not None)   # Kafka's keys
+        return committed(c, "old"), c.groups["old"].generation, sorted(c.groups)
+
+    async def second(c):
+        assert c.store.replayed["legacy"] == 0   # migrated once
+        return committed(c, "old"), c.groups["old"].generation, sorted(c.groups)
+
+    expected = ({(TOPIC, 0): 3, (TOPIC, 1): 4}, 4, ["old"])
+    assert session(data, first) == expected
+    assert session(data, second) == expected
+
+
+def test_a_crash_during_the_migration_replays_to_the_same_state(data):
+    """The Kafka-format records were written, the JSON tombstones were not."""
+    with pstream.Log(data, shards=1, retention_check_ms=None) as log:
+        part = log.topic(OFFSETS_TOPIC, partitions=1).partition(0)
+        part.append_many([(_json(["offset", "g", TOPIC, 0]), _json({"offset": 3})),
+                          (offset_key("g", TOPIC, 0), offset_value(CommittedOffset(3)))])
+
+    async def body(c):
+        return c.store.replayed["legacy"], c.fetch_offsets("g", None)[1][(TOPIC, 0)][0].offset
+
+    assert session(data, body) == (1, 3)
+    assert session(data, body) == (0, 3)
 
 
 # --- expiration --------------------------------------------------------------------------------------
@@ -259,3 +358,73 @@ def test_unreadable_group_metadata_restores_the_group_without_members(data):
         return group.state, group.members
 
     assert session(data, body) == (GroupState.EMPTY, {})
+
+
+# --- compaction by the log cleaner ---------------------------------------------------------------------
+
+# Small segments and no delay, so that a few commits make closed segments the cleaner may clean.
+COMPACTING_STORE = {"segment_bytes": 4096}
+COMPACTING_LOG = {"delete_retention_ms": 0, "min_cleanable_dirty_ratio": 0.0}
+
+
+async def clean(c, group: str = "filler") -> None:
+    """Two passes: the first drops overwritten records and stamps the tombstones with their
+    delete horizon (now: delete.retention.ms is 0 here), the second, once more commits made
+    its segments dirty, drops them."""
+    for round_ in range(2):
+        c.store.part.clean(delete_retention_ms=0)
+        await asyncio.sleep(0.005)
+        for i in range(60):   # closes the segments holding what came before
+            await c.commit(group, -1, "", None, {(TOPIC, 2): CommittedOffset(round_ * 100 + i, metadata="f" * 30)})
+    c.store.part.clean(delete_retention_ms=0)
+
+
+def test_the_offsets_topic_is_compacted(data):
+    async def body(c):
+        await c.commit("g", -1, "", None, {(TOPIC, 0): CommittedOffset(1)})
+        return c.log.get_topic(OFFSETS_TOPIC).config
+
+    config = session(data, body, COMPACTING_STORE, COMPACTING_LOG)
+    assert (config.cleanup_policy, config.retention_ms, config.retention_bytes) == ("compact", None, None)
+
+
+def test_offsets_survive_compaction_and_a_restart(data):
+    async def first(c):
+        for round_ in range(200):
+            offsets = {(TOPIC, p): CommittedOffset(round_ * 10 + p, metadata="x" * 20) for p in range(3)}
+            await c.commit(f"g{round_ % 5}", -1, "", None, offsets)
+        part = c.store.part
+        written = part.high_watermark
+        await clean(c)
+        kept = sum(1 for _ in part.read(offset=part.log_start_offset))
+        assert kept < written / 4   # 15 live keys (+ the active segment's records) of 200 x 3 commits
+        return {g: c.fetch_offsets(g, None)[1] for g in sorted(c.groups)}
+
+    async def second(c):
+        return {g: c.fetch_offsets(g, None)[1] for g in sorted(c.groups)}
+
+    before = session(data, first, COMPACTING_STORE, COMPACTING_LOG)
+    assert len(before) == 6 and session(data, second, COMPACTING_STORE, COMPACTING_LOG) == before
+
+
+def test_deleted_groups_stay_deleted_after_compaction_and_a_restart(data):
+    async def first(c):
+        r = await stable_member(c, "members")
+        await c.commit("members", 1, r.member_id, None, {(TOPIC, 0): CommittedOffset(4)})
+        await c.commit("doomed", -1, "", None, {(TOPIC, 0): CommittedOffset(1), (TOPIC, 1): CommittedOffset(2)})
+        await c.commit("kept", -1, "", None, {(TOPIC, 0): CommittedOffset(3)})
+        c.leave("members", [(r.member_id, None)])
+        await asyncio.sleep(0.02)
+        assert await c.delete_groups(["doomed", "members"]) == {"doomed": E.NONE, "members": E.NONE}
+        await clean(c)
+        keys = {rec.key for rec in c.store.part.read(offset=c.store.part.log_start_offset)}
+        assert not {offset_key("doomed", TOPIC, 0), offset_key("doomed", TOPIC, 1), group_key("members"),
+                    offset_key("members", TOPIC, 0)} & keys   # records and tombstones both gone
+
+    async def second(c):
+        return sorted(c.groups), c.fetch_offsets("doomed", None), c.fetch_offsets("members", None), \
+            c.fetch_offsets("kept", None)[1][(TOPIC, 0)][0].offset
+
+    session(data, first, COMPACTING_STORE, COMPACTING_LOG)
+    assert session(data, second, COMPACTING_STORE, COMPACTING_LOG) == (["filler", "kept"], (E.NONE, {}), (E.NONE, {}),
+                                                                        3)

@@ -246,7 +246,7 @@ def test_confluent_incremental_alter_configs_sets_and_deletes_one_key_at_a_time(
 @pytest.mark.parametrize("entry", [
     ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET),
     ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET),
-    ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+    ConfigEntry("cleanup.policy", "bogus", incremental_operation=AlterConfigOpType.SET),
     ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.APPEND),
 ], ids=["unknown-key", "not-a-number", "unsupported-value", "append-to-non-list"])
 def test_confluent_incremental_alter_configs_refuses_bad_configs_with_invalid_config(broker, entry):
@@ -852,7 +852,7 @@ def test_validate_only_alter_configs_changes_nothing(broker):
 
 OUT_OF_RANGE = [("segment.bytes", str(2**31)), ("max.message.bytes", str(-2**31 - 1)), ("retention.ms", str(2**63)),
                 ("segment.ms", "0"), ("retention.bytes", "-2"), ("message.timestamp.type", "WallClock"),
-                ("cleanup.policy", "compact")]
+                ("cleanup.policy", "bogus"), ("min.cleanable.dirty.ratio", "1.5")]
 
 
 def test_out_of_range_config_values_are_invalid_config(broker):

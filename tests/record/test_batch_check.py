@@ -269,3 +269,39 @@ def test_a_header_key_that_is_not_utf8_is_invalid_record(key):
 @pytest.mark.parametrize("key", ["", "plain", "é", "€uro", "\U0001f600", "\uffff"])
 def test_utf8_header_keys_pass(key):
     assert _core.check_batch(_core.encode_batch([(None, b"v", [(key, b"x")], 5)])) is None
+
+
+# --- keys on a compacted topic (LogValidator.validateKey) -------------------------------------------
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_require_key_lists_every_keyless_record(codec):
+    keys = [b"a", None, b"", None, b"b", None]   # an empty key is a key; a null one is not
+    section = b"".join(record(i, key=k) for i, k in enumerate(keys))
+    b = batch(section, len(keys), codec=codec)
+    assert _core.check_batch(b) is None
+    fault = _core.check_batch(b, require_key=True)
+    assert (fault.kind, fault.record_index, fault.keyless) == (_core.FAULT_INVALID_RECORD, 1, (1, 3, 5))
+    assert fault.message.startswith("3 of 6 records have no key")
+    assert _core.check_batch(batch(b"".join(record(i) for i in range(3)), 3, codec=codec), require_key=True) is None
+
+
+def test_a_structural_fault_wins_over_missing_keys():
+    section = record(0, key=None) + record(5, key=None)   # record 1's offset delta is wrong
+    fault = _core.check_batch(batch(section, 2), require_key=True)
+    assert (fault.record_index, fault.keyless) == (1, ())
+    assert "offset delta 5" in fault.message
+
+
+def test_a_keyless_record_is_reported_for_its_key_not_its_timestamp():
+    section = record(0, timestamp_delta=10**6, key=None)
+    fault = _core.check_batch(batch(section, 1), check_timestamps=True, max_timestamp=2000, require_key=True)
+    assert (fault.kind, fault.keyless) == (_core.FAULT_INVALID_RECORD, (0,))
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=300))
+def test_require_key_finds_exactly_the_keyless_records(has_key):
+    records = [(b"k" if keyed else None, b"v", [], 1000) for keyed in has_key]
+    fault = _core.check_batch(_core.encode_batch(records), require_key=True)
+    missing = tuple(i for i, keyed in enumerate(has_key) if not keyed)
+    assert (fault.keyless if fault is not None else ()) == missing

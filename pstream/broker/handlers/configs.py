@@ -15,8 +15,12 @@ from pstream.broker.handlers.common import find_topic, internal_topic_error
 from pstream.broker.topic_configs import (
     TOPIC_SETTINGS,
     ConfigType,
+    apply_list_operation,
+    check_together,
+    cleaner_broker_settings,
     describe_broker_setting,
     describe_topic_setting,
+    format_value,
     parse_topic_configs,
     parse_value,
 )
@@ -62,6 +66,10 @@ def _describe_broker(broker, keys, include_synonyms, include_doc):
     for name, value in extra.items():
         if keys is None or name in keys:
             entries.append(_entry(name, value, 4, [(name, value, 4)], ConfigType.STRING, "", include_synonyms,
+                                  include_doc, read_only=True))
+    for name, value, source, config_type, doc in cleaner_broker_settings(broker.config):
+        if keys is None or name in keys:
+            entries.append(_entry(name, value, source, [(name, value, source)], config_type, doc, include_synonyms,
                                   include_doc, read_only=True))
     return entries
 
@@ -163,19 +171,13 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
         elif c.config_operation == DELETE:
             overrides.pop(setting.field, None)
         elif c.config_operation in (APPEND, SUBTRACT):
-            if setting.type != ConfigType.LIST:
-                raise ConfigError(f"Can't {'APPEND' if c.config_operation == APPEND else 'SUBTRACT'} to key "
-                                  f"{c.name} because its type is not LIST.")
-            current = [v for v in str(overrides.get(setting.field, getattr(topic.config, setting.field))).split(",")
-                       if v]
-            given = [v.strip() for v in (c.value or "").split(",") if v.strip()]
-            if c.config_operation == APPEND:
-                current += [v for v in given if v not in current]
-            else:
-                current = [v for v in current if v not in given]
-            overrides[setting.field] = ",".join(current)
+            current = overrides[setting.field] if setting.field in overrides else \
+                format_value(setting, getattr(topic.config, setting.field))
+            overrides[setting.field] = apply_list_operation(setting, str(current), c.config_operation == APPEND,
+                                                            c.value)
         else:
             raise ConfigError(f"unknown config operation {c.config_operation} for {c.name}")
+    check_together(overrides)
     TopicConfig.from_kwargs(defaults, **overrides)   # validates the result
     if not validate_only:
         topic.replace_config(**overrides)

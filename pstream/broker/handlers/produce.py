@@ -9,7 +9,10 @@ and varints, offset deltas 0..n-1, timestamps, after a bounded decompression for
 batches), then against the idempotent producer's sequence, and handed to the shard
 (submit_batch), which validates the CRC, assigns offsets, copies and writes it with the GIL
 released. A refused batch stores nothing; from v8 the answer names the record at fault
-(record_errors) and says why (error_message). Every partition of
+(record_errors) and says why (error_message). On a compacted topic (cleanup.policy with
+compact) every record needs a key: keyless records are refused as Kafka 3.9 refuses them,
+INVALID_RECORD with every keyless record in record_errors and Kafka's messages, found by the
+same check_batch walk (no Python object per record). Every partition of
 the request is submitted before any is awaited, so their writes and fdatasyncs overlap.
 On a LogAppendTime topic the response carries the time the shard wrote into the batch.
 
@@ -53,10 +56,24 @@ _SEQUENCE_ERRORS = {
 
 
 class _Refused(Exception):
-    def __init__(self, code: ErrorCode, message: str | None = None, record_index: int = -1):
+    def __init__(self, code: ErrorCode, message: str | None = None, record_index: int = -1,
+                 record_errors: list[tuple[int, str]] | None = None, log_start_offset: int = -1):
         self.code = code
         self.message = message
         self.record_index = record_index   # the record at fault (Produce v8+ record_errors), -1: none
+        self.record_errors = record_errors  # [(record index, message)] where Kafka lists several
+        self.log_start_offset = log_start_offset
+
+
+def _keyless_refusal(part, keyless: tuple) -> _Refused:
+    """Kafka's answer to records without a key on a compacted topic (LogValidator.validateKey,
+    then processRecordErrors: the first three in the message, every one in record_errors)."""
+    why = f"Compacted topic cannot accept message without key in topic partition {part.topic}-{part.number}"
+    shown = ", ".join(f"RecordError(batchIndex={i}, message='{why}')" for i in keyless[:3])
+    return _Refused(ErrorCode.INVALID_RECORD, f"One or more records have been rejected due to {len(keyless)} record "
+                                              f"errors in total, and only showing the first three errors at most: "
+                                              f"[{shown}]", keyless[0], [(i, why) for i in keyless],
+                    part.log_start_offset)   # Kafka fills it in for a RecordValidationException
 
 
 def split_batches(records: memoryview, version: int = MIN_PRODUCE_VERSION) -> list[tuple[memoryview, object]]:
@@ -105,8 +122,10 @@ def check_records(config, part, batch: memoryview) -> None:
         now = int(time.time() * 1000)
         limits = {"min_timestamp": max(now - before, -NO_LIMIT - 1), "max_timestamp": min(now + after, NO_LIMIT)}
     fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
-                              max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES, **limits)
+                              max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES, require_key=config.compacted, **limits)
     if fault is not None:
+        if fault.keyless:
+            raise _keyless_refusal(part, fault.keyless)
         raise _Refused(fault.kafka_error, fault.message, fault.record_index)
 
 
@@ -222,7 +241,11 @@ def _refuse(response: PartitionResponse, exc: Exception) -> PartitionResponse:
     is a bug and propagates (the connection closes with the traceback logged)."""
     if isinstance(exc, _Refused):
         response.error_code, response.error_message = exc.code, exc.message
-        if exc.record_index >= 0:
+        response.log_start_offset = exc.log_start_offset
+        if exc.record_errors:
+            response.record_errors = [BatchIndexError(batch_index=i, batch_index_error_message=why)
+                                      for i, why in exc.record_errors]
+        elif exc.record_index >= 0:
             response.record_errors = [BatchIndexError(batch_index=exc.record_index,
                                                       batch_index_error_message=exc.message)]
         return response
