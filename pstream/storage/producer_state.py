@@ -357,7 +357,9 @@ class ProducerStateManager:
                 last_offset = h.base_offset + h.last_offset_delta
                 if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control and last_offset >= offset:
                     self.apply_batch(h.producer_id, h.producer_epoch, h.base_sequence,
-                                     last_sequence_of(h.base_sequence, h.record_count),
+                                     # from the last offset delta, as Kafka's lastSequence(): the
+                                     # cleaner may have removed records (even all) from the batch
+                                     last_sequence_of(h.base_sequence, h.last_offset_delta + 1),
                                      h.base_offset, last_offset, h.max_timestamp)
             offset = max(offset, last_offset + 1)
         self._completed_end = max(self._completed_end, end)

@@ -458,3 +458,24 @@ def test_a_cleaning_pass_releases_the_gil(open_log):
         share = meter.share_during(lambda: next(todo).clean(), repeat=5, rate=rate)
     assert all(part.cleaner_state()["first_dirty_offset"] == 60_000 for part in parts)
     assert share > RELEASED, f"the counter ran at only {share:.0%} of its pace during a cleaning pass"
+
+
+def test_producer_state_rebuilt_from_a_cleaned_log_keeps_the_producers_sequence(open_log):
+    """The emptied last batch keeps its base sequence and last offset delta, so a producer state
+    rebuilt from the log after cleaning still knows the producer's last sequence (Kafka reads it
+    from the last offset delta, not the record count)."""
+    from pstream.coordinator.producer_state import ProducerStateManager, SequenceCheck
+
+    log = open_log(**SMALL)
+    part = log.topic("t", cleanup_policy="compact").partition(0)
+    part.append_batch(_core.encode_batch([(b"k%d" % i, b"p", None, None) for i in range(3)], producer_id=7,
+                                         producer_epoch=0, base_sequence=0))
+    last = part.append_batch(_core.encode_batch([(b"k%d" % i, b"p", None, None) for i in range(3)],
+                                                producer_id=7, producer_epoch=0, base_sequence=3))
+    part.append_many([(b"k%d" % i, b"newer") for i in range(3)])
+    sealed(part)
+    assert part.clean()["empty_batches_kept"] == 1
+    state = ProducerStateManager(part.path)
+    state.recover(part)
+    assert state.check(7, 0, 3, 5) == (SequenceCheck.DUPLICATE, last)
+    assert state.check(7, 0, 6, 6) == (SequenceCheck.OK, None)

@@ -6,7 +6,7 @@ at that offset, every key's latest value there, no temporary file left; and the 
 finishes the job.
 
 Run as a script, this file is the process that gets killed:
-    python test_compaction_crash.py DATA_DIR STEP OCCURRENCE
+    python test_compaction_crash.py DATA_DIR STEP PASS OCCURRENCE
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def disarmed():
     _core.disarm_faults()
 
 
-def populate(log) -> list[tuple[int, bytes | None, bytes | None]]:
+def populate(log, first=0, last=240, keys=17) -> list[tuple[int, bytes | None, bytes | None]]:
     """Several segments of overwritten keys, tombstones, keyless and compressed batches."""
     part = log.topic("t", cleanup_policy="compact").partition(0)
     model = []
-    for i in range(240):
-        key = b"k%d" % (i % 17)
+    for i in range(first, last):
+        key = b"k%d" % (i % keys)
         value = None if i % 13 == 0 else b"value-%d-" % i + b"x" * (i % 40)
         if i % 5 == 0:
             base = part.append_many([(key, value), (None, b"keyless")], compression="zstd")
@@ -55,6 +55,10 @@ def check(log, model) -> None:
     got = [(r.offset, r.key, r.value) for r in part.read(0)]
     offsets = [o for o, _, _ in got]
     assert offsets == sorted(set(offsets)), "an offset is served twice: old and new segments mixed"
+    segments = part.segments()
+    for (base, nxt, _, path), (later, _, _, _) in zip(segments, segments[1:]):
+        assert nxt <= later, f"{path} holds offsets up to {nxt - 1}, past the next segment's base {later}: " \
+                             f"old and new segments mixed"
     by_offset = {o: (o, k, v) for o, k, v in model}
     for rec in got:
         assert by_offset[rec[0]] == rec
@@ -114,37 +118,60 @@ def test_a_failed_pass_leaves_the_checkpoint_where_it_was(open_log):
 
 # --- kill -9 -----------------------------------------------------------------------------
 
-def _crash(data_dir: Path, step: str, occurrence: int) -> None:
-    proc = subprocess.run([sys.executable, "-P", __file__, str(data_dir), step, str(occurrence)],
+def _crash(data_dir: Path, step: str, pass_no: int, occurrence: int) -> None:
+    proc = subprocess.run([sys.executable, "-P", __file__, str(data_dir), step, str(pass_no), str(occurrence)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
-def _kill_test(open_log, data_dir, step, occurrence):
+def _kill_test(open_log, data_dir, step, pass_no, occurrence):
+    """Pass 1 rewrites the segments one by one (each fills a group); before pass 2 the child
+    appends more and rolls, so pass 2 groups several small cleaned segments into one: a swap
+    that replaces several files."""
     log = open_log(**SETTINGS)
     model = populate(log)
     log.close()
-    _crash(data_dir, step, occurrence)
+    _crash(data_dir, step, pass_no, occurrence)
+    if pass_no == 2:
+        model += [(o, k, v) for o, k, v in _second_batch_model(model)]
     settled(open_log(**SETTINGS), model)
 
 
+def _second_batch_model(model):
+    """What the child appends before pass 2: populate(240, 300, keys=3) at the next offsets (a few
+    keys only, so the older groups keep records of the others)."""
+    out, offset = [], model[-1][0] + 1
+    for i in range(240, 300):
+        key = b"k%d" % (i % 3)
+        value = None if i % 13 == 0 else b"value-%d-" % i + b"x" * (i % 40)
+        if i % 5 == 0:
+            out += [(offset, key, value), (offset + 1, None, b"keyless")]
+            offset += 2
+        else:
+            out.append((offset, key, value))
+            offset += 1
+    return out
+
+
+@pytest.mark.parametrize("pass_no", [1, 2])
 @pytest.mark.parametrize("step", STEPS)
-def test_kill_9_at_each_step_of_the_swap(open_log, data_dir, step):
-    _kill_test(open_log, data_dir, step, 1)
+def test_kill_9_at_each_step_of_the_swap(open_log, data_dir, step, pass_no):
+    _kill_test(open_log, data_dir, step, pass_no, 1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("occurrence", [2, 3, 5])
 @pytest.mark.parametrize("step", STEPS[:-1])
 def test_kill_9_at_each_step_of_a_later_group(open_log, data_dir, step, occurrence):
-    _kill_test(open_log, data_dir, step, occurrence)
+    _kill_test(open_log, data_dir, step, 1, occurrence)
 
 
-def _main(data_dir: str, step: str, occurrence: int) -> None:
+def _main(data_dir: str, step: str, pass_no: int, occurrence: int) -> None:
     seen = [0]
+    current = [1]
 
     def hook(at: str) -> None:
-        if at == step:
+        if at == step and current[0] == pass_no:
             seen[0] += 1
             if seen[0] == occurrence:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -153,9 +180,12 @@ def _main(data_dir: str, step: str, occurrence: int) -> None:
     log = pstream.Log(data_dir, **SETTINGS)
     part = log.topic("t").partition(0)
     part.clean()
-    part.clean()
+    populate(log, 240, 300, keys=3)
+    current[0] = 2
+    result = part.clean()
+    print(result, file=sys.stderr)
     os._exit(3)     # the step never came: the test fails on this exit code
 
 
 if __name__ == "__main__":
-    _main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    _main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
