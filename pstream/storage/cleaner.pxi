@@ -664,7 +664,10 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
             uncleanable = s.base_offset
             break
         n += 1
-    if first_dirty >= uncleanable or n == 0:
+    # Nothing dirty still means a pass when a kept tombstone's delete horizon has come (Kafka
+    # cleans the clean section then too): else it would stay forever, and the partition stay due.
+    horizon = state["next_tombstone_expiry_ms"]
+    if n == 0 or (first_dirty >= uncleanable and not (0 <= horizon <= now)):
         ps_mutex_unlock(&part.sh.mu)
         return result
     rng.segs = <Segment **>calloc(n, sizeof(Segment *))
@@ -748,7 +751,9 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         _release_range(part, rng)
         state["bytes_read"] += bytes_read
         state["bytes_written"] += bytes_written
-    # 6. The checkpoint.
+    # 6. The checkpoint (a pass for tombstones alone leaves the first dirty offset where it was).
+    if end < first_dirty:
+        end = first_dirty
     write_cleaner_checkpoint(part.path, end, state["compacted_below"], f.next_horizon_ms)
     _hook("checkpoint")
     state["first_dirty_offset"] = end

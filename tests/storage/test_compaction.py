@@ -464,7 +464,7 @@ def test_producer_state_rebuilt_from_a_cleaned_log_keeps_the_producers_sequence(
     """The emptied last batch keeps its base sequence and last offset delta, so a producer state
     rebuilt from the log after cleaning still knows the producer's last sequence (Kafka reads it
     from the last offset delta, not the record count)."""
-    from pstream.coordinator.producer_state import ProducerStateManager, SequenceCheck
+    from pstream.storage.producer_state import ProducerStateManager, SequenceCheck
 
     log = open_log(**SMALL)
     part = log.topic("t", cleanup_policy="compact").partition(0)
@@ -479,3 +479,24 @@ def test_producer_state_rebuilt_from_a_cleaned_log_keeps_the_producers_sequence(
     state.recover(part)
     assert state.check(7, 0, 3, 5) == (SequenceCheck.DUPLICATE, last)
     assert state.check(7, 0, 6, 6) == (SequenceCheck.OK, None)
+
+
+def test_an_expired_tombstone_goes_in_a_pass_with_nothing_dirty(open_log):
+    """Once a kept tombstone's horizon passes, a pass removes it even when no new data came
+    (as Kafka cleans the clean section then): it never stays, and the partition is not due again."""
+    log = open_log(**SMALL)
+    topic = log.topic("t", cleanup_policy="compact", delete_retention_ms=0)
+    part = topic.partition(0)
+    for i in range(30):
+        part.append(b"v%d" % i, key=b"a")
+    part.append(None, key=b"dead")
+    for i in range(30):
+        part.append(b"w%d" % i, key=b"b")
+    first = topic.clean()[0]
+    assert [r.key for r in part.read(0) if r.key == b"dead"] == [b"dead"]   # kept: its horizon starts now
+    time.sleep(0.01)
+    second = topic.clean()[0]
+    assert second["tombstones_removed"] == 1 and second["first_dirty_offset"] == first["end_offset"]
+    assert not [r for r in part.read(0) if r.key == b"dead"]
+    assert part.latest() == {b"a": b"v29", b"b": b"w29"}
+    assert part.cleaner_state()["next_tombstone_expiry_ms"] == -1
