@@ -25,10 +25,16 @@ typedef struct {
 } ps_mutex;
 
 #ifdef PS_DEBUG_LOCKS
+#include <Python.h>
 #define PS_LOCK_CHECKS 1
 static inline void ps__lock_fail(const char *what) {
     fprintf(stderr, "pstream: lock contract broken: %s\n", what);
     abort();
+}
+/* A thread that blocks on the mutex with the GIL held deadlocks against one that holds
+ * the mutex and waits for the GIL (lock_with_gil_released takes the GIL back last). */
+static inline void ps__assert_no_gil(void) {
+    if (PyGILState_Check()) ps__lock_fail("blocking on the shard mutex while holding the GIL");
 }
 static inline void ps__note_owner(ps_mutex *m) {
     if (m->held) ps__lock_fail("mutex acquired while marked held");
@@ -49,6 +55,7 @@ static inline void ps_mutex_assert_held(ps_mutex *m) {
 #define ps__note_owner(m) ((void)0)
 #define ps__clear_owner(m) ((void)0)
 #define ps_mutex_assert_held(m) ((void)0)
+#define ps__assert_no_gil() ((void)0)
 #endif
 
 static inline int ps_mutex_init(ps_mutex *m) {
@@ -61,6 +68,7 @@ static inline int ps_mutex_init(ps_mutex *m) {
 static inline void ps_mutex_destroy(ps_mutex *m) { pthread_mutex_destroy(&m->mu); }
 
 static inline void ps_mutex_lock(ps_mutex *m) {
+    ps__assert_no_gil();
     pthread_mutex_lock(&m->mu);
     ps__note_owner(m);
 }
@@ -79,6 +87,7 @@ static inline void ps_mutex_unlock(ps_mutex *m) {
 
 static inline int ps_cond_wait(pthread_cond_t *c, ps_mutex *m) {
     int rc;
+    ps__assert_no_gil();
     ps__clear_owner(m);
     rc = pthread_cond_wait(c, &m->mu);
     ps__note_owner(m);
@@ -87,6 +96,7 @@ static inline int ps_cond_wait(pthread_cond_t *c, ps_mutex *m) {
 
 static inline int ps_cond_timedwait(pthread_cond_t *c, ps_mutex *m, const struct timespec *t) {
     int rc;
+    ps__assert_no_gil();
     ps__clear_owner(m);
     rc = pthread_cond_timedwait(c, &m->mu, t);
     ps__note_owner(m);

@@ -13,6 +13,7 @@ cdef enum:
     RESERVE_POOL = -4           # the shard's write budget or descriptor budget is spent: reclaim, wait
     RESERVE_OPEN = -5           # reopening an idle segment's files failed (errno says why)
     RESERVE_AGAIN = -6          # the mutex was dropped (an idle segment woke): reserve again
+    RESERVE_WAKE = -7           # the active segment is idle: part_wake it (without the GIL), then reserve again
 
 
 cdef int part_wake(PartState *p, Segment *a, int64_t total) noexcept nogil:
@@ -71,9 +72,7 @@ cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms
     if a.buf == NULL:
         if a.inflight != NULL:
             return RESERVE_WAIT     # its one buffer is being written (the budget was spent)
-        st = part_wake(p, a, total)
-        if st != PS_OK:
-            return st
+        return RESERVE_WAKE         # part_wake drops and retakes the mutex: never with the GIL held
     elif segment_room(a) < total:
         if a.size > a.written or a.inflight != NULL:
             return RESERVE_ROOM
@@ -168,6 +167,8 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
     ps_mutex_assert_held(&p.shard.mu)
     while True:
         st = part_reserve(p, total, h.last_offset_delta + 1, now_ms, &dst)
+        if st == RESERVE_WAKE:
+            st = part_wake(p, part_active(p), total)
         if st == PS_OK:
             break
         if st == RESERVE_ROLL:

@@ -622,7 +622,8 @@ cdef int _release_range(Partition part, _CleanRange rng) except -1:
     for i in range(rng.n):
         if rng.held[i]:
             rng.held[i] = False
-            segment_release(rng.segs[i], &part.sh.mu)
+            with nogil:   # segment_release takes the mutex
+                segment_release(rng.segs[i], &part.sh.mu)
     return 0
 
 
@@ -855,7 +856,8 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
         installed = True
         for i in range(lo, hi):
             rng.held[i] = False
-            segment_release(rng.segs[i], &part.sh.mu)   # freed here, or by its last reader
+            with nogil:   # segment_release takes the mutex
+                segment_release(rng.segs[i], &part.sh.mu)   # freed here, or by its last reader
         _hook("installed")
         # Remove the old segments' files (and B's stale index), then B-E.log.swap -> B.log.
         for i in range(lo, hi):
@@ -900,7 +902,8 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
                 # The rename failed: the segment stays readable from its .swap path; the next open
                 # finishes the swap.
                 free(final_path)
-            segment_release(ns, &part.sh.mu)
+            with nogil:   # segment_release takes the mutex
+                segment_release(ns, &part.sh.mu)
 
 
 # --- reading the latest value per key -----------------------------------------------------

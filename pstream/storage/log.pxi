@@ -600,6 +600,9 @@ cdef class Partition:
         while True:
             lock_with_gil_released(&self.sh.mu)
             st = part_reserve(self.p, total, count, now_ms, dst)
+            if st == RESERVE_WAKE:
+                with nogil:
+                    st = part_wake(self.p, part_active(self.p), total)
             if st == PS_OK:
                 return self.p.next_offset
             if st == RESERVE_ROLL:
@@ -906,7 +909,8 @@ cdef class Partition:
                     self._corrupt(s, pos, offset, f"segment ends before offset {offset} (it holds offsets "
                                                   f"up to {seg_next - 1})")
             finally:
-                segment_release(s, &self.sh.mu)
+                with nogil:   # segment_release takes the mutex
+                    segment_release(s, &self.sh.mu)
             # The offset lies past this segment's last batch: continue in the next one.
             lock_with_gil_released(&self.sh.mu)
             if seg_next >= self.p.next_offset:
