@@ -94,24 +94,22 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def decode_produce(frame: memoryview, check_crc: bool = False) -> list[memoryview]:
     """What the broker does with a Produce frame before any shard sees it: the header and body
-    (connection._request), then per partition the one batch (produce.split_batches), its
-    producer fields and attributes read and checked as produce._submit reads them, and the
-    record count (as produce._submit counts it). Returns the batches, views of `frame`."""
+    (connection._request), then per partition the one batch and its header (produce.split_batches,
+    _core.peek_batch), its attributes checked and records counted as produce._submit does.
+    Returns the batches, views of `frame`."""
     r = Reader(frame)
     header = read_request_header(r)
     api = REGISTRY[header.api_key]
     request = api.read(header.api_version, r)
     version = header.api_version
-    refused = produce.ATTR_TRANSACTIONAL | produce.ATTR_CONTROL
     views = []
     records = 0
     for topic in request.topic_data:
         for pd in topic.partition_data:
-            for batch in produce.split_batches(pd.records, version):
-                attributes, _d, _b, _m, _pid, _epoch, _seq, count = produce._producer.unpack_from(batch, 21)
-                if attributes & refused:
+            for batch, batch_header in produce.split_batches(pd.records, version):
+                if batch_header.is_transactional or batch_header.is_control:
                     raise RuntimeError("the benchmark's batches must not be transactional")
-                records += count
+                records += batch_header.record_count
                 if check_crc:
                     _core.validate_batch(batch)
                 views.append(batch)
