@@ -9,7 +9,7 @@
 cdef enum:
     RESERVE_ROLL = -1           # the active segment is full or old: roll first
     RESERVE_ROOM = -2           # the active buffer is full: write it out first
-    RESERVE_WAIT = -3           # another thread is rolling: wait on `done`
+    RESERVE_WAIT = -3           # another thread is rolling or copying a batch in: wait on `done`
     RESERVE_POOL = -4           # the shard's write budget or descriptor budget is spent: reclaim, wait
     RESERVE_OPEN = -5           # reopening an idle segment's files failed (errno says why)
     RESERVE_AGAIN = -6          # the mutex was dropped (an idle segment woke): reserve again
@@ -67,6 +67,8 @@ cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms
         return RESERVE_WAIT
     cdef int st, over = 0
     a = part_active(p)
+    if a.copying:
+        return RESERVE_WAIT         # one copy at a time: offsets are assigned in reservation order
     if part_needs_roll(p, a, total, count, now_ms):
         return RESERVE_ROLL
     if a.buf == NULL:
@@ -81,6 +83,28 @@ cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms
             return RESERVE_POOL if over else st
     dst[0] = a.buf + (a.size - a.buf_start)
     return PS_OK
+
+
+cdef Segment *part_copy_begin(PartState *p) noexcept nogil:
+    """After a successful reserve: drops the mutex so that the appender copies its batch in
+    without it (a 1 MiB copy must not stall readers or the shard). The buffer stays put until
+    part_copy_end: write-outs, rolls, regrowth, releases and close wait for it."""
+    cdef Segment *a = part_active(p)
+    ps_mutex_assert_held(&p.shard.mu)
+    a.copying = True
+    p.busy += 1
+    ps_mutex_unlock(&p.shard.mu)
+    return a
+
+
+cdef void part_copy_end(PartState *p, Segment *a) noexcept nogil:
+    """Takes the mutex back (returned held, part_commit comes next) and lets the buffer move."""
+    ps_mutex_lock(&p.shard.mu)
+    a.copying = False
+    p.busy -= 1
+    if p.write_requested or p.sync_requested:
+        shard_enqueue(p.shard, p)    # a write-out put off while we copied
+    pthread_cond_broadcast(&p.shard.done)
 
 
 cdef void part_commit(PartState *p, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
@@ -126,6 +150,8 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
         return PS_ERR_CLOSED
     if p.rolling or old.size == 0:
         return PS_OK
+    if old.copying:
+        return RESERVE_WAIT         # an appender copies into it: wait on `done`, then roll
     p.rolling = True
     base = p.next_offset
     ps_mutex_unlock(&sh.mu)
@@ -159,9 +185,11 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
 
 cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_header *h, int64_t now_ms,
                                 bint on_shard) noexcept nogil:
-    """Copies a validated batch in, assigns its offsets (h.base_offset is set to the result)."""
+    """Copies a validated batch in, assigns its offsets (h.base_offset is set to the result).
+    Mutex held; dropped for the copy (and whenever it waits)."""
     cdef int64_t total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
     cdef uint8_t *dst
+    cdef Segment *a
     cdef int st
     cdef Shard *sh = p.shard
     ps_mutex_assert_held(&p.shard.mu)
@@ -196,16 +224,18 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
                 sh.pool_waiters -= 1
         else:
             return st
-    memcpy(dst, src, total)
     h.base_offset = p.next_offset
+    a = part_copy_begin(p)
+    memcpy(dst, src, total)
     ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>h.base_offset)
-    ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>p.leader_epoch)
-    if p.timestamp_type:
+    ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>ps_load_i32(&p.leader_epoch))
+    if ps_load_i32(&p.timestamp_type):
         # LogAppendTime: the log's clock replaces the timestamps, so the CRC changes.
         ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
         ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now_ms)
         seal_batch_crc(dst, total)
         h.max_timestamp = now_ms
+    part_copy_end(p, a)
     part_commit(p, total, h.base_offset + h.last_offset_delta, h.max_timestamp)
     return PS_OK
 

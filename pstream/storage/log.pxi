@@ -590,13 +590,16 @@ cdef class Partition:
             raise MemoryError("the batch does not fit in the shard's write pool (write_pool_bytes)")
         raise status_error(status, None, None, self.topic, self.number)
 
-    cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) except -1:
-        """Reserves `total` bytes in the active buffer; returns the base offset with the mutex HELD.
+    cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst,
+                        Segment **pinned) except -1:
+        """Reserves `total` bytes in the active buffer; returns the base offset, the mutex
+        released and the buffer pinned (`pinned`) until _commit: the caller encodes into *dst.
 
         The GIL stays held on the fast path; every wait drops the mutex before the GIL
         is taken back, so the two never deadlock.
         """
         cdef int st
+        cdef int64_t base
         while True:
             lock_with_gil_released(&self.sh.mu)
             st = part_reserve(self.p, total, count, now_ms, dst)
@@ -604,7 +607,9 @@ cdef class Partition:
                 with nogil:
                     st = part_wake(self.p, part_active(self.p), total)
             if st == PS_OK:
-                return self.p.next_offset
+                base = self.p.next_offset
+                pinned[0] = part_copy_begin(self.p)
+                return base
             if st == RESERVE_ROLL:
                 with nogil:
                     st = part_roll_locked(self.p)
@@ -631,7 +636,10 @@ cdef class Partition:
             else:
                 self._raise_locked(st)
 
-    cdef inline void _commit(self, int64_t total, int64_t last_offset, int64_t max_timestamp) noexcept nogil:
+    cdef inline void _commit(self, Segment *pinned, int64_t total, int64_t last_offset,
+                             int64_t max_timestamp) noexcept nogil:
+        """Publishes what _begin reserved and the caller encoded (without the GIL: it takes the mutex)."""
+        part_copy_end(self.p, pinned)
         part_commit(self.p, total, last_offset, max_timestamp)
         ps_mutex_unlock(&self.sh.mu)
 
@@ -656,6 +664,7 @@ cdef class Partition:
     def append(self, value, key=None, headers=None, timestamp_ms=None):
         """Appends one record as its own batch; returns its offset."""
         cdef RecordSpec r
+        cdef Segment *pinned
         cdef int64_t total, base, now
         cdef uint8_t *dst
         cdef int32_t hcount = 0
@@ -691,12 +700,13 @@ cdef class Partition:
         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
         if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
-        base = self._begin(total, 1, now, &dst)
-        write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
-        write_batch_header(dst, total, base, self.p.leader_epoch, attributes, 0, r.timestamp, r.timestamp,
-                           -1, -1, -1, 1)
-        seal_batch_crc(dst, total)
-        self._commit(total, base, r.timestamp)
+        base = self._begin(total, 1, now, &dst, &pinned)
+        with nogil:
+            write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
+            write_batch_header(dst, total, base, ps_load_i32(&self.p.leader_epoch), attributes, 0, r.timestamp,
+                               r.timestamp, -1, -1, -1, 1)
+            seal_batch_crc(dst, total)
+            self._commit(pinned, total, base, r.timestamp)
         self._after_append(base)
         return base
 
@@ -706,6 +716,7 @@ cdef class Partition:
         Returns the first offset. An empty iterable appends nothing and returns None.
         """
         cdef BatchBuilder b = BatchBuilder()
+        cdef Segment *pinned
         cdef int codec = _compression.codec_id(compression)
         cdef int64_t now = ps_now_ms(), total, base
         cdef uint8_t *dst
@@ -726,12 +737,13 @@ cdef class Partition:
             return self._append_raw(batch, False)
         if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
-        base = self._begin(total, b.n, now, &dst)
-        b.write_records(dst + PS_BATCH_HEADER_SIZE)
-        write_batch_header(dst, total, base, self.p.leader_epoch, attributes, <int32_t>(b.n - 1), b.base_ts,
-                           b.max_ts, -1, -1, -1, <int32_t>b.n)
-        seal_batch_crc(dst, total)
-        self._commit(total, base + b.n - 1, b.max_ts)
+        base = self._begin(total, b.n, now, &dst, &pinned)
+        with nogil:
+            b.write_records(dst + PS_BATCH_HEADER_SIZE)
+            write_batch_header(dst, total, base, ps_load_i32(&self.p.leader_epoch), attributes,
+                               <int32_t>(b.n - 1), b.base_ts, b.max_ts, -1, -1, -1, <int32_t>b.n)
+            seal_batch_crc(dst, total)
+            self._commit(pinned, total, base + b.n - 1, b.max_ts)
         self._after_append(base + b.n - 1)
         return base
 
@@ -813,7 +825,7 @@ cdef class Partition:
         while True:
             with nogil:
                 ps_mutex_lock(&self.sh.mu)
-                while self.p.rolling:
+                while self.p.rolling or part_active(self.p).copying:
                     ps_cond_wait(&self.sh.done, &self.sh.mu)
                 st = PS_ERR_CLOSED if self.p.closed else part_roll_locked(self.p)
                 ps_mutex_unlock(&self.sh.mu)

@@ -42,6 +42,8 @@ cdef struct Segment:
     int64_t spare_cap
     int64_t spare_start         # the spare still holds file bytes [spare_start, +spare_len): the
     int64_t spare_len           # last write's buffer, readable until reused (O_DIRECT skips the page cache)
+    bint copying                # an appender copies a batch into buf at [size, +n) without the mutex:
+                                # until it commits, the buffer must not move, grow or be written out
     uint8_t *inflight           # buffer being written by the shard, or NULL
     int64_t inflight_start
     int64_t inflight_len

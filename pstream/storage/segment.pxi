@@ -260,7 +260,7 @@ cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
     ps_mutex_assert_held(mu)
     if s.io_errno:
         return PS_ERR_IO    # fail-stop: after a failed write, never move `written` past the hole
-    if s.size == s.written or s.inflight != NULL:
+    if s.size == s.written or s.inflight != NULL or s.copying:
         return PS_OK
     old = s.buf
     old_cap = s.buf_cap
@@ -510,15 +510,50 @@ cdef int segment_finalize(Segment *s, ps_mutex *mu) noexcept nogil:
     return PS_OK
 
 
+cdef int64_t COPY_CHUNK = 64 * 1024   # the most memory a reader copies per hold of the mutex
+
+
+cdef inline int64_t segment_memory_start(const Segment *s) noexcept nogil:
+    """Where the bytes a reader must copy from memory begin (mutex held): those below are in
+    the file, except what the spare still holds from the last write (O_DIRECT writes leave
+    nothing in the page cache, so a consumer at the tail is served from memory)."""
+    if s.spare != NULL and s.spare_len > 0 and s.spare_start + s.spare_len == s.written:
+        return s.spare_start
+    return s.written
+
+
+cdef int64_t segment_copy_memory(const Segment *s, int64_t pos, int64_t n, uint8_t *dst) noexcept nogil:
+    """Copies up to n bytes at pos (>= segment_memory_start, < size) from the buffer that holds
+    them (mutex held); returns how many (fewer at a buffer's end), -1 if no buffer does."""
+    cdef int64_t avail
+    if pos < s.written:                                   # the spare, kept from the last write
+        avail = s.written - pos
+        memcpy(dst, s.spare + (pos - s.spare_start), n if n < avail else avail)
+        return n if n < avail else avail
+    if pos >= s.buf_start:                                # the active buffer
+        memcpy(dst, s.buf + (pos - s.buf_start), n)
+        return n
+    avail = s.buf_start - pos
+    if n > avail:
+        n = avail
+    if s.inflight != NULL:                                # being written by the shard
+        memcpy(dst, s.inflight + (pos - s.inflight_start), n)
+    elif s.failed_buf != NULL and pos >= s.failed_start:  # a failed write, kept until written again
+        memcpy(dst, s.failed_buf + (pos - s.failed_start), n)
+    else:
+        return -1                                         # nothing holds these bytes (never expected)
+    return n
+
+
 cdef int64_t segment_copy_out(Segment *s, ps_mutex *mu, int64_t pos, int64_t length, uint8_t *dst) noexcept nogil:
     """Copies [pos, pos+length) of the segment into dst (clipped at its end); returns the byte count or -1.
 
-    Bytes already in the file are pread without the mutex (they never change), except those the
-    spare buffer still holds from the last write: a consumer at the tail is served from memory,
-    not from the disk (O_DIRECT writes leave nothing in the page cache). The unwritten tail is
-    copied from the in-flight or active buffer. Memory is copied under the mutex.
+    Bytes in the file are pread without the mutex (they never change once written). Bytes in
+    memory are copied under it, at most COPY_CHUNK at a time: a reader never holds the mutex
+    across a whole batch. Between chunks the bytes may move from memory to the file; where
+    each chunk is read from is decided afresh.
     """
-    cdef int64_t end, from_file, b, n, written, mem_lo
+    cdef int64_t end, b = pos, n, mem_lo
     ps_mutex_lock(mu)
     end = pos + length
     if end > s.size:
@@ -526,39 +561,21 @@ cdef int64_t segment_copy_out(Segment *s, ps_mutex *mu, int64_t pos, int64_t len
     if end <= pos:
         ps_mutex_unlock(mu)
         return 0
-    written = s.written
-    mem_lo = written
-    if s.spare != NULL and s.spare_len > 0 and s.spare_start + s.spare_len == written:
-        mem_lo = s.spare_start
-    b = pos if pos > mem_lo else mem_lo
-    if b < written and b < end:
-        n = (end if end < written else written) - b
-        memcpy(dst + (b - pos), s.spare + (b - s.spare_start), n)
-        b += n
-    while b < end:
-        if b >= s.buf_start:
-            memcpy(dst + (b - pos), s.buf + (b - s.buf_start), end - b)
-            b = end
-        elif s.inflight == NULL and s.failed_buf != NULL and b >= s.failed_start:
-            n = s.buf_start - b       # the bytes of a failed write, kept until written again
-            if n > end - b:
-                n = end - b
-            memcpy(dst + (b - pos), s.failed_buf + (b - s.failed_start), n)
-            b += n
-        elif s.inflight == NULL:
-            ps_mutex_unlock(mu)  # nothing holds these bytes (never expected)
-            return -1
+    while True:
+        mem_lo = segment_memory_start(s)
+        if b < mem_lo:
+            n = (end if end < mem_lo else mem_lo) - b
+            ps_mutex_unlock(mu)
+            # O_DIRECT first (see ps_pread_direct); buffered where it is refused or comes up short.
+            if (s.dfd < 0 or ps_pread_direct(s.dfd, <char *>dst + (b - pos), n, b) != n) and \
+                    ps_pread_all(s.rfd, <char *>dst + (b - pos), n, b) != n:
+                return -1
         else:
-            n = s.buf_start - b
-            if n > end - b:
-                n = end - b
-            memcpy(dst + (b - pos), s.inflight + (b - s.inflight_start), n)
-            b += n
-    ps_mutex_unlock(mu)
-    if pos < mem_lo:
-        from_file = (end if end < mem_lo else mem_lo) - pos
-        # O_DIRECT first (see ps_pread_direct); buffered where it is refused or comes up short.
-        if (s.dfd < 0 or ps_pread_direct(s.dfd, <char *>dst, from_file, pos) != from_file) and \
-                ps_pread_all(s.rfd, <char *>dst, from_file, pos) != from_file:
-            return -1
-    return end - pos
+            n = segment_copy_memory(s, b, COPY_CHUNK if end - b > COPY_CHUNK else end - b, dst + (b - pos))
+            ps_mutex_unlock(mu)
+            if n < 0:
+                return -1
+        b += n
+        if b >= end:
+            return end - pos
+        ps_mutex_lock(mu)

@@ -285,6 +285,11 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
             continue
         i += 1
     a = part_active(p)
+    if a.copying:       # the buffer must stay put: part_copy_end puts the partition back on the list
+        p.write_requested = True
+        p.sync_requested = sync
+        sh.counters.busy_ns += ps_monotonic_ns() - t0
+        return
     st = segment_write_out(a, &sh.mu)
     sh.counters.writes += 1
     if st == PS_OK and sync:
@@ -340,9 +345,10 @@ cdef void *shard_main(void *arg) noexcept nogil:
             if part_needs_service(p, now, &deadline, not sh.running):
                 part_service(sh, p, now)
                 now = ps_monotonic_ns()
-            # Still holding unsynced data? Keep it listed for its deadline.
+            # Still holding unsynced data? Keep it listed for its deadline (an appender copying
+            # into its buffer lists it again itself, in part_copy_end: no spinning meanwhile).
             p.queued = False
-            if not p.io_errno and (part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES
+            if not p.io_errno and not part_active(p).copying and (part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES
                                    or p.sync_requested or p.write_requested
                                    or p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized):
                 shard_enqueue(sh, p)
