@@ -1,4 +1,11 @@
 # Declarations of a segment (segment.pxi).
+#
+# Who may touch each field (the concurrency contract, docs/architecture.md; as in log.pxd):
+#   [open]    set while the segment is created or opened, before another thread sees it
+#   [mutex]   read and written with the owning shard's mutex held
+#   [writer]  set under the mutex while no write is in flight; the one thread whose write-out
+#             is in flight (`inflight` set) uses and may change it without the mutex, and
+#             nobody else touches it meanwhile
 
 cdef extern from "ps_pool.h" nogil:
     ctypedef struct ps_pool:
@@ -16,56 +23,66 @@ cdef extern from "ps_pool.h" nogil:
 
 
 cdef struct Segment:
-    int64_t base_offset
-    int64_t next_offset         # one past the last offset appended here
-    int wfd                     # write fd (O_DIRECT when direct), -1 once finalized
-    int rfd                     # buffered read fd
-    int dfd                     # O_DIRECT read fd for data served from the file, -1 if refused
-    bint direct
-    bint direct_fallback        # O_DIRECT was refused at the first write
-    int64_t size                # logical end: end of the last batch
-    int64_t written             # bytes handed to the file
-    int64_t written_offset      # next_offset as of `written`
-    int64_t synced              # bytes covered by fdatasync
-    int64_t synced_offset       # next_offset as of `synced`
-    int64_t allocated           # preallocated file length
-    int64_t prealloc_step
-    int64_t prealloc_limit      # never preallocate past this (segment.bytes): a small segment stays small
-    ps_pool *pool               # where the buffers come from (the shard's budget), NULL before the writer opens
-    int64_t buf_min             # the first buffer's size (the shard's chunk)
-    int64_t buf_limit           # buffers grow up to this with the write rate (write_buffer_bytes)
-    bint idle                   # buffers and descriptors given back; the next append takes them again
-    uint8_t *buf                # active buffer: file bytes [buf_start, size); NULL while idle
-    int64_t buf_start
-    int64_t buf_cap
-    uint8_t *spare
-    int64_t spare_cap
-    int64_t spare_start         # the spare still holds file bytes [spare_start, +spare_len): the
-    int64_t spare_len           # last write's buffer, readable until reused (O_DIRECT skips the page cache)
-    bint copying                # an appender copies a batch into buf at [size, +n) without the mutex:
-                                # until it commits, the buffer must not move, grow or be written out
-    uint8_t *inflight           # buffer being written by the shard, or NULL
-    int64_t inflight_start
-    int64_t inflight_len
-    SparseIndex index
-    int64_t index_interval
-    int64_t bytes_since_index
-    size_t index_persisted      # offset entries already in the .index file
-    size_t time_persisted       # time entries already in the .timeindex file
-    int64_t max_timestamp       # greatest timestamp in the segment, -1 when none
-    int64_t max_timestamp_offset
-    int64_t created_ms          # wall time of the first append (segment_ms rolls)
-    bint sealed                 # no more appends; waits for the shard to finalize
-    bint finalized              # flushed, truncated to size, indexes written
-    bint deleted
-    bint gaps                   # written by the cleaner: offsets may skip from batch to batch
-    int refs                    # readers holding it outside the mutex
-    int io_errno                # first write/sync error, reported to appenders
-    uint8_t *failed_buf         # the buffer of a failed write: file bytes [failed_start, +failed_len),
-    int64_t failed_cap          # kept readable and written again by segment_retry
-    int64_t failed_start
-    int64_t failed_len
-    int64_t failed_end_offset   # next_offset as of the end of failed_buf
-    char *log_path
-    char *index_path
-    char *time_path
+    int64_t base_offset         # [open]
+    int64_t next_offset         # [mutex] one past the last offset appended here
+    int wfd                     # [writer] write fd (O_DIRECT when direct), -1 once finalized
+    int rfd                     # [mutex] buffered read fd (opened and closed under the mutex;
+                                #         a reader holding a ref preads without it)
+    int dfd                     # [mutex] O_DIRECT read fd for data served from the file, -1 if refused
+                                #         (as rfd: a reader holding a ref preads without the mutex)
+    bint direct                 # [writer]
+    bint direct_fallback        # [writer] O_DIRECT was refused at the first write
+    int64_t size                # [mutex] logical end: end of the last batch
+    int64_t written             # [mutex] bytes handed to the file
+    int64_t written_offset      # [mutex] next_offset as of `written`
+    int64_t synced              # [mutex] bytes covered by fdatasync
+    int64_t synced_offset       # [mutex] next_offset as of `synced`
+    int64_t allocated           # [writer] preallocated file length
+    int64_t prealloc_step       # [open]
+    int64_t prealloc_limit      # [open] never preallocate past this (segment.bytes): a small segment
+                                #        stays small
+    ps_pool *pool               # [mutex] where the buffers come from (the shard's budget), NULL before
+                                #         the writer opens
+    int64_t buf_min             # [open] the first buffer's size (the shard's chunk)
+    int64_t buf_limit           # [open] buffers grow up to this with the write rate
+                                #        (write_buffer_bytes)
+    bint idle                   # [mutex] buffers and descriptors given back; the next append takes
+                                #         them again
+    uint8_t *buf                # [mutex] active buffer: file bytes [buf_start, size); NULL while idle
+    int64_t buf_start           # [mutex]
+    int64_t buf_cap             # [mutex]
+    uint8_t *spare              # [mutex]
+    int64_t spare_cap           # [mutex]
+    int64_t spare_start         # [mutex] the spare still holds file bytes [spare_start, +spare_len): the
+    int64_t spare_len           # [mutex] last write's buffer, readable until reused (O_DIRECT skips
+                                #         the page cache)
+    bint copying                # [mutex] an appender copies a batch into buf at [size, +n) without
+                                #         the mutex: until it commits, the buffer must not move, grow
+                                #         or be written out
+    uint8_t *inflight           # [mutex] buffer being written by the shard, or NULL (its bytes: read by
+                                #         the writer without the mutex)
+    int64_t inflight_start      # [mutex]
+    int64_t inflight_len        # [mutex]
+    SparseIndex index           # [mutex]
+    int64_t index_interval      # [open]
+    int64_t bytes_since_index   # [mutex]
+    size_t index_persisted      # [mutex] offset entries already in the .index file
+    size_t time_persisted       # [mutex] time entries already in the .timeindex file
+    int64_t max_timestamp       # [mutex] greatest timestamp in the segment, -1 when none
+    int64_t max_timestamp_offset  # [mutex]
+    int64_t created_ms          # [mutex] wall time of the first append (segment_ms rolls)
+    bint sealed                 # [mutex] no more appends; waits for the shard to finalize
+    bint finalized              # [mutex] flushed, truncated to size, indexes written
+    bint deleted                # [mutex]
+    bint gaps                   # [open] written by the cleaner: offsets may skip from batch to batch
+    int refs                    # [mutex] readers holding it outside the mutex
+    int io_errno                # [mutex] first write/sync error, reported to appenders
+    uint8_t *failed_buf         # [mutex] the buffer of a failed write: file bytes
+                                #         [failed_start, +failed_len),
+    int64_t failed_cap          # [mutex] kept readable and written again by segment_retry
+    int64_t failed_start        # [mutex]
+    int64_t failed_len          # [mutex]
+    int64_t failed_end_offset   # [mutex] next_offset as of the end of failed_buf
+    char *log_path              # [open]
+    char *index_path            # [open]
+    char *time_path             # [open]
