@@ -510,6 +510,42 @@ cdef int segment_finalize(Segment *s, ps_mutex *mu) noexcept nogil:
     return PS_OK
 
 
+cdef int segment_open_files(Segment *s, bint want_direct) noexcept nogil:
+    """Opens a sealed segment's read descriptors (closed while nobody reads it). Mutex held."""
+    if s.rfd < 0:
+        s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC)
+        if s.rfd < 0:
+            return PS_ERR_IO
+    if want_direct and s.dfd < 0:
+        s.dfd = ps_open_direct_read(s.log_path)
+    return PS_OK
+
+
+cdef void segment_close_files(Segment *s) noexcept nogil:
+    """Closes the read descriptors; the next reader reopens them (segment_open_files)."""
+    if s.rfd >= 0:
+        close(s.rfd)
+        s.rfd = -1
+    if s.dfd >= 0:
+        close(s.dfd)
+        s.dfd = -1
+
+
+cdef void segment_release(Segment *s, ps_mutex *mu) noexcept nogil:
+    """Drops a reader's reference; frees a deleted segment once nobody reads it, and closes a
+    finalized one's descriptors, so a log holds descriptors for its active segment and its
+    reads in progress only, however many segments it has."""
+    cdef bint free_it
+    ps_mutex_lock(mu)
+    s.refs -= 1
+    free_it = s.deleted and s.refs == 0
+    if s.refs == 0 and (s.finalized or s.idle) and not s.deleted:
+        segment_close_files(s)
+    ps_mutex_unlock(mu)
+    if free_it:
+        segment_free(s)
+
+
 cdef int64_t COPY_CHUNK = 64 * 1024   # the most memory a reader copies per hold of the mutex
 
 
