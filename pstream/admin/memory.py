@@ -9,7 +9,8 @@ buffers of the partitions' segments, 4 KiB-aligned C memory outside Python's all
 their index arrays; a walk over every partition), and Python allocation sites by tracemalloc, which the same endpoint switches on
 (`?start=1`) and off (`?stop=1`): while it is on, the `top` (default 20) sites that hold the
 most memory are listed. tracemalloc slows every Python allocation (~2x here), so it is off
-unless asked for. Reads only; the one thing it changes is whether tracemalloc traces.
+unless asked for. Reads only; the one thing it changes is whether tracemalloc traces. It
+sees the node through pstream.admin.view.MetricsView, never the broker.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import tracemalloc
 
 from pstream.admin.http import HttpError
+from pstream.admin.view import MetricsView
 
 DEFAULT_TOP = 20
 MAX_TOP = 1000
@@ -46,16 +48,16 @@ def open_files() -> int:
         return -1
 
 
-def owners(broker) -> dict[str, int]:
+def owners(node: MetricsView) -> dict[str, int]:
     """Bytes by owner, from counters (no walk, no lock): what /metrics exports as
     pstream_memory_bytes{owner}. `python` only while tracemalloc traces (it counts nothing else)."""
     out: dict[str, int] = {}
-    if broker.log_readable:
-        stats = broker.log.memory_stats()
+    if node.log_readable:
+        stats = node.log.memory_stats()
         out["write_pool"] = sum(s["in_use_bytes"] for s in stats["write_pool"])
         out["indexes"] = stats["index_bytes"]
-    out["frames"] = broker.frame_pool.stats()["pooled_bytes"]
-    out["requests"] = broker.memory.used
+    out["frames"] = node.frame_pool_stats()["pooled_bytes"]
+    out["requests"] = node.memory_budget().used
     if tracemalloc.is_tracing():
         out["python"] = tracemalloc.get_traced_memory()[0]
     return out
@@ -123,16 +125,16 @@ def tracing(query: dict[str, str], change: bool) -> dict:
     return out
 
 
-def report(broker, query: dict[str, str], change: bool = False) -> dict:
-    out: dict = {"rss_bytes": rss_bytes(), "memory_bytes": owners(broker), "open_files": open_files()}
-    if broker.log_readable:
-        out["max_open_files"] = broker.log.max_open_files
-        out["write_pool"] = broker.log.memory_stats()["write_pool"]
-        shards = shard_memory(broker.log)
+def report(node: MetricsView, query: dict[str, str], change: bool = False) -> dict:
+    out: dict = {"rss_bytes": rss_bytes(), "memory_bytes": owners(node), "open_files": open_files()}
+    if node.log_readable:
+        out["max_open_files"] = node.log.max_open_files
+        out["write_pool"] = node.log.memory_stats()["write_pool"]
+        shards = shard_memory(node.log)
         out["shards"] = shards
         out["write_buffer_bytes"] = sum(s["write_buffer_bytes"] for s in shards)
         out["index_bytes"] = sum(s["index_bytes"] for s in shards)
-    out["frame_pool"] = broker.frame_pool.stats()   # receive buffers of large requests, kept for reuse
+    out["frame_pool"] = node.frame_pool_stats()   # receive buffers of large requests, kept for reuse
     out["python"] = {"allocated_blocks": sys.getallocatedblocks()}
     out["tracemalloc"] = tracing(query, change)
     return out

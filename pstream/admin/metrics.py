@@ -14,6 +14,7 @@ additions per request:
 - read when scraped (`BrokerCollector`): per-partition log start, high watermark and size,
   per-shard fsync count and latency histogram, queue depth and busy time (kept in the C
   shard struct, see ShardPool.stats), open connections, consumer group lag and members.
+  The collector reads the node through pstream.admin.view.MetricsView, never the broker.
 
 prometheus-client's ProcessCollector adds process_resident_memory_bytes,
 process_cpu_seconds_total and the rest of the process_* family; PlatformCollector python_info.
@@ -57,6 +58,7 @@ Metric names (all pstream_ ones have the labels shown):
 from __future__ import annotations
 
 import bisect
+import sys
 import time
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
@@ -64,12 +66,29 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+from pstream.admin import memory
+from pstream.admin.view import MetricsView
+
 # Upper bounds of the request latency histogram, in seconds: produce with acks=all waits for an
 # fdatasync (~0.2-1 ms here), fetch long-polls up to max_wait_ms, JoinGroup for a rebalance.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0, 60.0)
 UNKNOWN_API = -1     # requests with an API key pstream does not serve
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Per shard, from Log.memory_stats()["write_pool"]: (family, name, key, help).
+WRITE_POOL_FAMILIES = (
+    (GaugeMetricFamily, "pstream_write_pool_bytes", "capacity_bytes",
+     "the shard's write buffer budget (write_pool_bytes)"),
+    (GaugeMetricFamily, "pstream_write_pool_in_use_bytes", "in_use_bytes",
+     "write buffer bytes the shard's partitions hold"),
+    (GaugeMetricFamily, "pstream_write_pool_peak_bytes", "peak_bytes",
+     "most write buffer bytes held at once"),
+    (CounterMetricFamily, "pstream_write_pool_waits", "waits",
+     "appends that waited for the write budget or the descriptor budget"),
+    (CounterMetricFamily, "pstream_write_pool_releases", "released",
+     "times an idle partition gave back its buffers and descriptors"),
+    (GaugeMetricFamily, "pstream_write_pool_holders", "holders",
+     "partitions holding write buffers or descriptors"))
 
 
 class ApiStats:
@@ -115,16 +134,16 @@ def _buckets(bounds, counts) -> list[tuple[str, float]]:
 
 class BrokerMetrics:
     """One broker's metrics: the hot-path counters and a registry that also reads the rest
-    from the broker when scraped."""
+    from the node's view when scraped."""
 
-    def __init__(self, broker, api_names: dict[int, str]):
+    def __init__(self, node: MetricsView, api_names: dict[int, str]):
         self.api: dict[int, ApiStats] = {key: ApiStats(name) for key, name in api_names.items()}
         self.api[UNKNOWN_API] = ApiStats("Unknown")
         self.topics: dict[str, TopicTraffic] = {}
         self.connections_closed: dict[str, int] = {}   # by reason (pstream.broker.connection CLOSE_*)
         self.connections_muted = 0                     # times a connection stopped being read for unsent output
         self.registry = CollectorRegistry()
-        self.registry.register(BrokerCollector(broker, self))
+        self.registry.register(BrokerCollector(node, self))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
@@ -154,10 +173,10 @@ class BrokerMetrics:
 
 
 class BrokerCollector:
-    """Reads the broker's state at scrape time; registered on the broker's registry only."""
+    """Reads the node's state at scrape time; registered on the broker's registry only."""
 
-    def __init__(self, broker, metrics: BrokerMetrics):
-        self.broker = broker
+    def __init__(self, node: MetricsView, metrics: BrokerMetrics):
+        self.node = node
         self.metrics = metrics
 
     def describe(self):
@@ -168,8 +187,8 @@ class BrokerCollector:
         yield from self._traffic()
         yield from self._memory_bounds()
         yield from self._memory_owners()
-        broker = self.broker
-        if not broker.log_readable:
+        node = self.node
+        if not node.log_readable:
             return
         yield from self._partitions()
         yield from self._shards()
@@ -177,10 +196,10 @@ class BrokerCollector:
         yield from self._storage()
         yield from self._cleaner()
         connections = GaugeMetricFamily("pstream_connections", "Kafka client connections open")
-        connections.add_metric([], len(broker.connections))
+        connections.add_metric([], node.connection_count)
         yield connections
         uptime = GaugeMetricFamily("pstream_uptime_seconds", "seconds since the broker started")
-        uptime.add_metric([], time.time() - broker.started_at)
+        uptime.add_metric([], time.time() - node.started_at)
         yield uptime
 
     def _requests(self):
@@ -202,8 +221,7 @@ class BrokerCollector:
         yield from (requests, errors, latency)
 
     def _memory_bounds(self):
-        broker = self.broker
-        budget = broker.memory
+        budget = self.node.memory_budget()
         limit = GaugeMetricFamily("pstream_memory_budget_bytes", "memory for requests and unsent responses "
                                   "(queued_max_request_bytes)")
         limit.add_metric([], budget.limit)
@@ -223,23 +241,19 @@ class BrokerCollector:
             closed.add_metric([reason], count)
         muted = GaugeMetricFamily("pstream_connections_muted", "connections not read now because their unsent "
                                   "responses exceed connections_max_unsent_bytes")
-        muted.add_metric([], sum(1 for c in broker.connections if c.muted))
+        muted.add_metric([], self.node.muted_connection_count)
         muted_total = CounterMetricFamily("pstream_connection_mutes", "times a connection stopped being read "
                                           "because of its unsent responses")
         muted_total.add_metric([], self.metrics.connections_muted)
         yield from (limit, used, waits, waiting, closed, muted, muted_total)
 
     def _memory_owners(self):
-        import sys
-
-        from pstream.admin import memory
-
-        broker = self.broker
+        node = self.node
         owners = GaugeMetricFamily("pstream_memory_bytes", "bytes held, by owner: write_pool (segment write "
                                    "buffers), indexes (segment index arrays), frames (kept receive buffers), "
                                    "requests (requests and unsent responses), python (while tracemalloc runs)",
                                    labels=["owner"])
-        for owner, value in memory.owners(broker).items():
+        for owner, value in memory.owners(node).items():
             owners.add_metric([owner], value)
         yield owners
         files = GaugeMetricFamily("pstream_open_files", "descriptors the process holds")
@@ -249,30 +263,18 @@ class BrokerCollector:
                                    "(sys.getallocatedblocks)")
         blocks.add_metric([], sys.getallocatedblocks())
         yield blocks
-        if not broker.log_readable:
+        if not node.log_readable:
             return
         limit = GaugeMetricFamily("pstream_max_open_files", "segment descriptors partitions may keep open "
                                   "between appends (max_open_files)")
-        limit.add_metric([], broker.log.max_open_files)
+        limit.add_metric([], node.log.max_open_files)
         yield limit
-        labels = ["shard"]
-        families = (
-            (GaugeMetricFamily("pstream_write_pool_bytes", "the shard's write buffer budget (write_pool_bytes)",
-                               labels=labels), "capacity_bytes"),
-            (GaugeMetricFamily("pstream_write_pool_in_use_bytes", "write buffer bytes the shard's partitions hold",
-                               labels=labels), "in_use_bytes"),
-            (GaugeMetricFamily("pstream_write_pool_peak_bytes", "most write buffer bytes held at once",
-                               labels=labels), "peak_bytes"),
-            (CounterMetricFamily("pstream_write_pool_waits", "appends that waited for the write budget or the "
-                                 "descriptor budget", labels=labels), "waits"),
-            (CounterMetricFamily("pstream_write_pool_releases", "times an idle partition gave back its buffers "
-                                 "and descriptors", labels=labels), "released"),
-            (GaugeMetricFamily("pstream_write_pool_holders", "partitions holding write buffers or descriptors",
-                               labels=labels), "holders"))
-        for i, pool in enumerate(broker.log.memory_stats()["write_pool"]):
-            for family, key in families:
-                family.add_metric([str(i)], pool[key])
-        yield from (family for family, _key in families)
+        pools = node.log.memory_stats()["write_pool"]
+        for kind, name, key, doc in WRITE_POOL_FAMILIES:
+            family = kind(name, doc, labels=["shard"])
+            for shard, pool in enumerate(pools):
+                family.add_metric([str(shard)], pool[key])
+            yield family
 
     def _traffic(self):
         families = [CounterMetricFamily(f"pstream_{what}", doc, labels=["topic"]) for what, doc in (
@@ -301,7 +303,7 @@ class BrokerCollector:
                                       "damaged file position is logged once)", labels=labels)
         damaged = GaugeMetricFamily("pstream_partition_damaged", "1: recovery found damage followed by valid "
                                     "batches; writes refused until `pstream log truncate`", labels=labels)
-        log = self.broker.log
+        log = self.node.log
         for name in log.topics():
             for part in log.get_topic(name):
                 values = [name, str(part.number)]
@@ -326,7 +328,7 @@ class BrokerCollector:
                                   "(appended, and durable where they wait for it)", labels=labels)
         busy = CounterMetricFamily("pstream_shard_busy_seconds", "seconds the shard thread spent appending, "
                                    "writing and syncing", labels=labels)
-        for i, s in enumerate(self.broker.log.shard_stats()):
+        for i, s in enumerate(self.node.log.shard_stats()):
             shard = [str(i)]
             fsyncs.add_metric(shard, s["syncs"])
             fsync_time.add_metric(shard, [(floatToGoString(bound), count) for bound, count in s["sync_buckets"]],
@@ -337,14 +339,16 @@ class BrokerCollector:
         yield from (fsyncs, fsync_time, writes, depth, busy)
 
     def _storage(self):
-        storage = self.broker.storage
+        storage = self.node.last_storage_check()   # no statvfs or partition walk per scrape
         for name, doc, value in (
-                ("pstream_storage_free_bytes", "free bytes on the data directory's filesystem", storage.free_bytes),
+                ("pstream_storage_free_bytes", "free bytes on the data directory's filesystem",
+                 storage["free_bytes"]),
                 ("pstream_storage_min_free_bytes", "storage_min_free_bytes in force: below it Produce is refused",
-                 storage.min_free_bytes),
-                ("pstream_storage_degraded", "1 while Produce is refused for lack of free space", int(storage.degraded)),
+                 storage["min_free_bytes"]),
+                ("pstream_storage_degraded", "1 while Produce is refused for lack of free space",
+                 int(storage["degraded"])),
                 ("pstream_storage_failed_partitions", "partitions whose writes failed (appends refused)",
-                 len(storage.failed))):
+                 len(storage["failed_partitions"]))):
             family = GaugeMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
@@ -352,7 +356,7 @@ class BrokerCollector:
     def _cleaner(self):
         """From Log.cleaner_stats() (pstream.storage.cleaner.LogCleaner.stats): totals of every
         pass, and per partition of a compacted topic ("topic-N": {...}) what the cleaner sees."""
-        stats = self.broker.log.cleaner_stats()
+        stats = self.node.log.cleaner_stats()
         totals = (("runs", "pstream_cleaner_runs", "cleaning passes over a partition that rewrote segments"),
                   ("bytes_read", "pstream_cleaner_bytes_read", "bytes of segments the cleaner read"),
                   ("bytes_written", "pstream_cleaner_bytes_written", "bytes of cleaned segments the cleaner wrote"),
@@ -394,7 +398,7 @@ class BrokerCollector:
         yield from (ratio, dirty, runs, when)
 
     def _groups(self):
-        groups = self.broker.groups
+        groups = self.node.groups
         lag = GaugeMetricFamily("pstream_group_lag", "high watermark minus the group's committed offset",
                                 labels=["group", "topic", "partition"])
         members = GaugeMetricFamily("pstream_group_members", "members of the consumer group", labels=["group"])

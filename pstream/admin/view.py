@@ -1,32 +1,35 @@
-"""What the admin API reads from the node it serves: the narrow interface, and nothing else.
+"""What the admin package reads from the node it serves: the narrow interface, and nothing else.
 
-The admin package never imports the broker: the broker hands its AdminApi an object with
-the attributes and methods below (pstream/broker/admin_view.py builds it), so the admin
-endpoints see topics, partitions' offsets and sizes (through the Log), shard stats, group
-summaries and health, and cannot reach into connections, handlers or settings objects.
+The admin package never imports the broker and never holds it: the broker hands its AdminApi
+and its BrokerMetrics an object with the attributes and methods below
+(pstream/broker/admin_view.py builds it). `MetricsView` is what /metrics and
+/v1/debug/memory read; `NodeView` adds what the JSON endpoints read. Through them admin
+sees topics, partitions' offsets and sizes (through the Log), shard stats, group summaries,
+health and counts, and cannot reach into connections, handlers or settings objects.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:   # the view's types, never imported at run time
     from pstream.coordinator.groups import GroupCoordinator
     from pstream.log import Log
 
 
-class NodeView(Protocol):
-    """One node as the admin API sees it. Read on the event loop; none of it blocks."""
+class MemoryBudgetUse(NamedTuple):
+    """The request/response memory budget (queued_max_request_bytes) as read at one moment."""
 
-    node_id: int
-    cluster_id: str
-    host: str
-    port: int
-    state: str                                   # starting, serving, stopping, stopped
+    limit: int      # bytes
+    used: int       # bytes held by requests and unsent responses
+    waits: int      # takers that have had to wait, since start
+    waiting: int    # takers waiting now
+
+
+class MetricsView(Protocol):
+    """What the metrics collector and the memory report read. On the event loop; none of it blocks."""
+
     started_at: float                            # time.time() at start
-    data_dir: str
-    admin_address: tuple[str, int] | None
-    bound_address: tuple[str, int] | None
 
     @property
     def log(self) -> Log | None: ...             # topics, partitions (offsets, sizes), shard stats
@@ -35,10 +38,32 @@ class NodeView(Protocol):
     def log_readable(self) -> bool: ...
 
     @property
-    def groups(self) -> GroupCoordinator | None: ...   # group summaries and committed offsets
+    def groups(self) -> GroupCoordinator | None: ...   # group summaries, committed offsets and lag
 
     @property
     def connection_count(self) -> int: ...
+
+    @property
+    def muted_connection_count(self) -> int: ...   # not read now: too many unsent response bytes
+
+    def memory_budget(self) -> MemoryBudgetUse: ...
+
+    def frame_pool_stats(self) -> dict: ...      # receive buffers kept for reuse: count, bytes, by size
+
+    def last_storage_check(self) -> dict: ...    # as storage_status(), as of the disk watch's last round
+
+
+class NodeView(MetricsView, Protocol):
+    """One node as the admin API sees it. Read on the event loop; none of it blocks."""
+
+    node_id: int
+    cluster_id: str
+    host: str
+    port: int
+    state: str                                   # starting, serving, stopping, stopped
+    data_dir: str
+    admin_address: tuple[str, int] | None
+    bound_address: tuple[str, int] | None
 
     def storage_status(self) -> dict: ...        # free space, threshold, failed partitions (read now)
 
@@ -47,11 +72,5 @@ class NodeView(Protocol):
     def topic_configs(self, topic: str) -> dict[str, dict[str, Any]]: ...   # kafka name -> value, source
 
     def settings(self) -> dict: ...              # the effective settings, as a TOML file would give them
-
-    @property
-    def frame_pool(self) -> Any: ...             # receive buffers kept for reuse: .stats()
-
-    @property
-    def memory(self) -> Any: ...                 # the request/response memory budget: .limit, .used
 
     def metrics_text(self) -> bytes: ...         # the Prometheus exposition

@@ -1,15 +1,17 @@
-"""The broker as the admin API sees it (pstream/admin/view.py's NodeView): a narrow adapter,
-so the admin package reads what it needs without importing the broker or holding it."""
+"""The broker as the admin package sees it (pstream/admin/view.py's NodeView, and the
+MetricsView within it): a narrow adapter, so the admin API and the metrics collector read
+what they need without importing the broker or holding it."""
 
 from __future__ import annotations
 
+from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of
 from pstream.broker.handlers.common import internal_topic_error
 from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
 
 
 class BrokerAdminView:
-    """Reads through to one Broker; every attribute is read when asked (never a copy)."""
+    """Reads through to one Broker; every attribute is read when asked (never cached)."""
 
     __slots__ = ("_broker",)
 
@@ -29,8 +31,17 @@ class BrokerAdminView:
     log_readable = property(lambda self: self._broker.log_readable)
     groups = property(lambda self: self._broker.groups)
     connection_count = property(lambda self: len(self._broker.connections))
-    frame_pool = property(lambda self: self._broker.frame_pool)
-    memory = property(lambda self: self._broker.memory)
+    muted_connection_count = property(lambda self: sum(1 for c in self._broker.connections if c.muted))
+
+    def memory_budget(self) -> MemoryBudgetUse:
+        budget = self._broker.memory
+        return MemoryBudgetUse(budget.limit, budget.used, budget.waits, budget.waiting)
+
+    def frame_pool_stats(self) -> dict:
+        return self._broker.frame_pool.stats()
+
+    def last_storage_check(self) -> dict:
+        return self._broker.storage.status()
 
     def storage_status(self) -> dict:
         return self._broker.storage.status(self._broker.log)
@@ -48,7 +59,6 @@ class BrokerAdminView:
 
     def settings(self) -> dict:
         return settings_of(self._broker.config)
-
 
     def metrics_text(self) -> bytes:
         return self._broker.metrics.exposition()

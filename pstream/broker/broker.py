@@ -82,7 +82,9 @@ class Broker:
         self._stopped = asyncio.Event()
         self.started_at = time.time()
         self.host, self.port = config.advertised
-        self.metrics = BrokerMetrics(self, {key: entry.name for key, entry in load_handlers().items()})
+        self.admin_view = BrokerAdminView(self)   # all the admin package sees of the broker
+        api_names = {key: entry.name for key, entry in load_handlers().items()}
+        self.metrics = BrokerMetrics(self.admin_view, api_names)
 
     @property
     def log_readable(self) -> bool:
@@ -156,7 +158,7 @@ class Broker:
             await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
-                self._admin = HttpServer(AdminApi(BrokerAdminView(self)).router(), f"pstream/{pstream.__version__}")
+                self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}")
                 try:
                     self.admin_address = await self._admin.start(cfg.admin_listen_host, cfg.admin_listen_port)
                 except OSError as exc:
