@@ -236,6 +236,23 @@ class Partition(_core.Partition):
         """
         return _core.latest_values(self, offset)
 
+    def append_batches(self, batches: Iterable, in_flight: int = 1000) -> None:
+        """Appends raw v2 batches in order through the shard thread, as submit_batch(batch,
+        wait=False) does, with at most `in_flight` of them submitted and not yet appended:
+        a bulk load that neither waits for each batch nor holds every buffer at once.
+        Returns once all are appended (readable), whatever the flush policy; flush() makes
+        them durable. A refused batch raises its error; the ones submitted with it may be
+        appended already."""
+        pending: list[_core.PendingAppend] = []
+        for batch in batches:
+            pending.append(self.submit_batch(batch, wait=False))
+            if len(pending) >= in_flight:
+                for p in pending:
+                    p.wait()
+                pending.clear()
+        for p in pending:
+            p.wait()
+
     async def wait_for(self, offset: int) -> int:
         """Returns (the log end offset) once `offset` exists, i.e. log_end_offset > offset."""
         if self.log_end_offset > offset:

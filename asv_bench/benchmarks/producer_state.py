@@ -30,17 +30,9 @@ class ProducerStateReplay:
         folder = cache_dir("producer-state")
         with pstream.Log(folder, shards=1, flush="interval", flush_ms=100, retention_check_ms=None) as log:
             part = log.topic("replayed").partition(0)
-            pending = []
-            for seq in range(_BATCHES):
-                batch = _core.encode_batch([(None, b"value %d" % seq, [], None)], producer_id=_PRODUCER_ID,
-                                           producer_epoch=0, base_sequence=seq)
-                pending.append(part.submit_batch(batch, wait=False))
-                if len(pending) >= 1000:
-                    for p in pending:
-                        p.wait()
-                    pending.clear()
-            for p in pending:
-                p.wait()
+            part.append_batches(_core.encode_batch([(None, b"value %d" % seq, [], None)],
+                                                   producer_id=_PRODUCER_ID, producer_epoch=0, base_sequence=seq)
+                                for seq in range(_BATCHES))
             part.flush()
         return folder
 

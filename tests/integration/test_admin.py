@@ -7,7 +7,6 @@ a restart; errors as Kafka returns them; automatic topic creation.
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import time
@@ -15,7 +14,6 @@ import uuid
 
 import aiokafka.errors
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin import NewPartitions as AioNewPartitions
 from aiokafka.admin import NewTopic as AioNewTopic
 from aiokafka.admin.config_resource import ConfigResource as AioConfigResource
@@ -25,7 +23,6 @@ from aiokafka.structs import TopicPartition as AioTopicPartition
 from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka import TopicPartition as CkTopicPartition
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -37,7 +34,6 @@ from confluent_kafka.admin import (
 from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import ConfigResource as KpConfigResource
 from kafka.admin import ConfigResourceType as KpConfigResourceType
-from kafka.admin import KafkaAdminClient
 from kafka.admin import OffsetSpec as KpOffsetSpec
 
 import pstream
@@ -46,8 +42,9 @@ from pstream.protocol.primitives import ZERO_UUID
 
 
 import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
+from admin_client import (DEFAULT, DYNAMIC, STATIC_BROKER, confluent_admin, kp_admin,  # noqa: E402
+                          run_aio, topic_configs, wait_until)
 
-DYNAMIC, STATIC_BROKER, DEFAULT = 1, 4, 5          # Kafka's ConfigSource numbers
 TOPIC_CONFIGS = {"cleanup.policy", "retention.ms", "retention.bytes", "segment.bytes", "segment.ms",
                  "max.message.bytes", "message.timestamp.type", "index.interval.bytes"}
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
@@ -68,23 +65,6 @@ BAD_TOPICS = [
 
 # --- helpers ------------------------------------------------------------------------------
 
-def wait_until(condition, timeout: float = 10.0, interval: float = 0.05, what: str = "the condition"):
-    """Polls condition() until it returns something truthy; returns that, or fails at the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
-
-def confluent_admin(broker) -> AdminClient:
-    # log_level 0: no librdkafka chatter on stderr when a later test's broker is gone
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000, "log_level": 0})
-
-
 def confluent_error(future):
     """The KafkaError code a confluent admin future failed with (0 when it succeeded)."""
     try:
@@ -92,22 +72,6 @@ def confluent_error(future):
     except KafkaException as exc:
         return exc.args[0].code()
     return 0
-
-
-def kp_admin(broker) -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
-
-
-def run_aio(broker, body):
-    """Runs body(admin) with a started AIOKafkaAdminClient and returns its result."""
-    async def main():
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
-        await admin.start()
-        try:
-            return await body(admin)
-        finally:
-            await admin.close()
-    return asyncio.run(main())
 
 
 def raw(broker) -> raw_kafka.RawConnection:
@@ -212,11 +176,10 @@ def test_confluent_alter_configs_replaces_every_override(broker):
     with pytest.warns(DeprecationWarning):
         futures = admin.alter_configs([ConfigResource("topic", "alter", set_config={"segment.bytes": "1000000"})])
     assert confluent_error(futures[ConfigResource("topic", "alter")]) == 0
-    configs = admin.describe_configs([ConfigResource("topic", "alter")])[ConfigResource("topic", "alter")] \
-        .result(timeout=10)
-    assert (configs["segment.bytes"].value, configs["segment.bytes"].source) == ("1000000", DYNAMIC)
+    configs = topic_configs(admin, "alter")
+    assert configs["segment.bytes"] == ("1000000", DYNAMIC)
     # AlterConfigs is a full replacement: the override not named again returns to its default.
-    assert (configs["retention.ms"].value, configs["retention.ms"].source) == ("604800000", DEFAULT)
+    assert configs["retention.ms"] == ("604800000", DEFAULT)
 
 
 def test_confluent_incremental_alter_configs_sets_and_deletes_one_key_at_a_time(broker):
@@ -227,20 +190,17 @@ def test_confluent_incremental_alter_configs_sets_and_deletes_one_key_at_a_time(
         ConfigEntry("max.message.bytes", "5000", incremental_operation=AlterConfigOpType.SET),
         ConfigEntry("retention.bytes", "1000000", incremental_operation=AlterConfigOpType.SET)])
     assert confluent_error(admin.incremental_alter_configs([resource])[resource]) == 0
-    configs = admin.describe_configs([ConfigResource("topic", "incr")])[ConfigResource("topic", "incr")] \
-        .result(timeout=10)
-    assert {n: (configs[n].value, configs[n].source) for n in ("max.message.bytes", "retention.bytes",
-                                                               "retention.ms")} == {
+    configs = topic_configs(admin, "incr")
+    assert {n: configs[n] for n in ("max.message.bytes", "retention.bytes", "retention.ms")} == {
         "max.message.bytes": ("5000", DYNAMIC), "retention.bytes": ("1000000", DYNAMIC),
         "retention.ms": ("3600000", DYNAMIC)}   # untouched: incremental keeps the other overrides
 
     resource = ConfigResource("topic", "incr", incremental_configs=[
         ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
     assert confluent_error(admin.incremental_alter_configs([resource])[resource]) == 0
-    configs = admin.describe_configs([ConfigResource("topic", "incr")])[ConfigResource("topic", "incr")] \
-        .result(timeout=10)
-    assert (configs["retention.ms"].value, configs["retention.ms"].source) == ("604800000", DEFAULT)
-    assert configs["max.message.bytes"].value == "5000"
+    configs = topic_configs(admin, "incr")
+    assert configs["retention.ms"] == ("604800000", DEFAULT)
+    assert configs["max.message.bytes"][0] == "5000"
 
 
 @pytest.mark.parametrize("entry", [
@@ -254,9 +214,8 @@ def test_confluent_incremental_alter_configs_refuses_bad_configs_with_invalid_co
     assert confluent_error(admin.create_topics([NewTopic("refuse", 1, 1)])["refuse"]) == 0
     resource = ConfigResource("topic", "refuse", incremental_configs=[entry])
     assert confluent_error(admin.incremental_alter_configs([resource])[resource]) == ErrorCode.INVALID_CONFIG
-    configs = admin.describe_configs([ConfigResource("topic", "refuse")])[ConfigResource("topic", "refuse")] \
-        .result(timeout=10)
-    assert all(c.source == DEFAULT for name, c in configs.items() if name in TOPIC_CONFIGS)
+    configs = topic_configs(admin, "refuse")
+    assert all(source == DEFAULT for name, (_value, source) in configs.items() if name in TOPIC_CONFIGS)
 
 
 def test_confluent_create_partitions_grows_a_topic_and_refuses_to_shrink_it(broker):

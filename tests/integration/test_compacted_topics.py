@@ -19,9 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
 from kafka.admin import NewTopic as KpNewTopic
 from kafka.errors import InvalidRecordError
 
@@ -29,33 +28,12 @@ import pstream
 from pstream.protocol.error_codes import ErrorCode
 
 import kafka_wire  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
+from admin_client import (DEFAULT, DYNAMIC, STATIC_BROKER, confluent_admin, kp_admin,  # noqa: E402
+                          run_aio, topic_configs, wait_until)
 
-DYNAMIC, STATIC_BROKER, DEFAULT = 1, 4, 5          # Kafka's ConfigSource numbers
 COMPACTION_CONFIGS = ("cleanup.policy", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
                       "max.compaction.lag.ms", "delete.retention.ms")
 KEYLESS = "Compacted topic cannot accept message without key in topic partition {}"
-
-
-def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
-
-def confluent_admin(broker) -> AdminClient:
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000, "log_level": 0})
-
-
-def describe(admin: AdminClient, topic: str) -> dict:
-    """{name: (value, source)} of a topic's configs, as confluent-kafka's AdminClient reports them."""
-    resource = ConfigResource("topic", topic)
-    configs = admin.describe_configs([resource])[resource].result(timeout=15)
-    return {name: (entry.value, entry.source) for name, entry in configs.items()}
 
 
 def read_all(broker, topic: str, partitions: int = 1) -> list[tuple[int, int, bytes | None, bytes | None]]:
@@ -88,7 +66,7 @@ def test_a_schema_registry_style_topic_is_created_and_described_as_the_registry_
     admin = confluent_admin(broker)
     admin.create_topics([NewTopic("_schemas", 1, 1, config={"cleanup.policy": "compact"})])["_schemas"] \
         .result(timeout=15)
-    configs = describe(admin, "_schemas")
+    configs = topic_configs(admin, "_schemas")
     assert configs["cleanup.policy"] == ("compact", DYNAMIC)
     assert configs["min.cleanable.dirty.ratio"] == ("0.5", DEFAULT)
     assert configs["min.compaction.lag.ms"] == ("0", DEFAULT)
@@ -167,20 +145,20 @@ def test_the_dirty_ratio_is_a_double_as_kafka_parses_and_prints_it(broker):
                                    for name, value in given.items()])
     for future in futures.values():
         future.result(timeout=15)
-    assert {name: describe(admin, name)["min.cleanable.dirty.ratio"][0] for name in given} == \
+    assert {name: topic_configs(admin, name)["min.cleanable.dirty.ratio"][0] for name in given} == \
         {"one": "1.0", "tenth": "0.1", "spaced": "0.3"}
 
 
 def test_alter_configs_to_compact_and_back_with_each_client(broker):
     admin = confluent_admin(broker)
     admin.create_topics([NewTopic("flip", 1, 1)])["flip"].result(timeout=15)
-    assert describe(admin, "flip")["cleanup.policy"] == ("delete", DEFAULT)
+    assert topic_configs(admin, "flip")["cleanup.policy"] == ("delete", DEFAULT)
 
     def incremental(op, value):
         resource = ConfigResource("topic", "flip", incremental_configs=[
             ConfigEntry("cleanup.policy", value, incremental_operation=op)])
         admin.incremental_alter_configs([resource])[resource].result(timeout=15)
-        return describe(admin, "flip")["cleanup.policy"]
+        return topic_configs(admin, "flip")["cleanup.policy"]
 
     # Kafka 3.9 answers these the same way (asked of Kafka itself): APPEND adds at the end.
     assert incremental(AlterConfigOpType.APPEND, "compact") == ("delete,compact", DYNAMIC)
@@ -190,14 +168,14 @@ def test_alter_configs_to_compact_and_back_with_each_client(broker):
     assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
     assert incremental(AlterConfigOpType.DELETE, None) == ("delete", DEFAULT)
 
-    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+    kp = kp_admin(broker)
     try:
         from kafka.admin import ConfigResource as KpConfigResource
         from kafka.admin import ConfigResourceType as KpConfigResourceType
 
         kp.alter_configs([KpConfigResource(KpConfigResourceType.TOPIC, "flip",
                                            configs={"cleanup.policy": "compact", "delete.retention.ms": "100"})])
-        assert describe(admin, "flip")["cleanup.policy"] == ("compact", DYNAMIC)
+        assert topic_configs(admin, "flip")["cleanup.policy"] == ("compact", DYNAMIC)
         with kafka_wire.KafkaWire(broker.bootstrap) as wire:   # the log applies it at once
             part = wire.produce("flip", 0, pstream._core.encode_batch([(None, b"v", [], None)]))
             assert part.error_code == ErrorCode.INVALID_RECORD
@@ -212,20 +190,9 @@ def test_alter_configs_to_compact_and_back_with_each_client(broker):
                                                    configs={"cleanup.policy": "delete"})])
 
     run_aio(broker, back)
-    assert describe(admin, "flip")["cleanup.policy"] == ("delete", DYNAMIC)
+    assert topic_configs(admin, "flip")["cleanup.policy"] == ("delete", DYNAMIC)
     with kafka_wire.KafkaWire(broker.bootstrap) as wire:
         assert wire.produce("flip", 0, pstream._core.encode_batch([(None, b"v", [], None)])).error_code == 0
-
-
-def run_aio(broker, body):
-    async def main():
-        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
-        await admin.start()
-        try:
-            return await body(admin)
-        finally:
-            await admin.close()
-    return asyncio.run(main())
 
 
 def test_kafka_streams_changelogs_are_created_as_streams_creates_them(broker):
@@ -248,7 +215,7 @@ def test_kafka_streams_changelogs_are_created_as_streams_creates_them(broker):
     run_aio(broker, create)
     admin = confluent_admin(broker)
     for name, configs in topics.items():
-        described = describe(admin, name)
+        described = topic_configs(admin, name)
         assert {k: described[k] for k in configs} == {k: (v, DYNAMIC) for k, v in configs.items()}
     with kafka_wire.KafkaWire(broker.bootstrap) as wire:
         keyless = pstream._core.encode_batch([(None, b"v", [], None)])
@@ -352,7 +319,7 @@ def wait_for_compaction(broker, topic: str, expected: dict, gone: set, partition
             with kafka_wire.KafkaWire(broker.bootstrap) as wire:
                 assert wire.produce(topic, 0, pstream._core.encode_batch([(*filler, [], None)])).error_code == 0
         return None
-    return wait_until(settled, timeout=30, what=f"{topic} compacted")
+    return wait_until(settled, timeout=30, interval=0.1, what=f"{topic} compacted")
 
 
 def test_a_schema_registry_topic_is_compacted_and_read_back_whole(broker_factory):
@@ -408,7 +375,7 @@ def test_kafka_connect_topics_are_created_as_connect_creates_them_and_compacted(
     """Connect's distributed worker creates its config (1 partition), offset (25) and status (5)
     topics with cleanup.policy=compact, and refuses to start unless each describes as compact only."""
     broker = fast_cleaning_broker(broker_factory)
-    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
+    kp = kp_admin(broker)
     try:
         kp.create_topics([KpNewTopic("connect-configs", 1, 1, topic_configs={"cleanup.policy": "compact",
                                                                              **FAST_CLEANING}),
@@ -420,7 +387,7 @@ def test_kafka_connect_topics_are_created_as_connect_creates_them_and_compacted(
         kp.close()
     admin = confluent_admin(broker)
     for topic in ("connect-configs", "connect-offsets", "connect-status"):
-        assert set(describe(admin, topic)["cleanup.policy"][0].split(",")) == {"compact"}
+        assert set(topic_configs(admin, topic)["cleanup.policy"][0].split(",")) == {"compact"}
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
     expected = {}
@@ -468,7 +435,7 @@ def test_kafka_connect_topics_are_created_as_connect_creates_them_and_compacted(
         records = read_all(broker, "connect-offsets", 25)
         assert latest(records) == expected_all
         return len(records) < 150
-    wait_until(shrunk, timeout=30, what="connect-offsets compacted")
+    wait_until(shrunk, timeout=30, interval=0.1, what="connect-offsets compacted")
 
     async def read_back():
         c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
@@ -529,7 +496,7 @@ def test_consumer_offsets_is_compacted_and_an_older_pstreams_offsets_are_found(b
         assert (found.offset, found.metadata) == (7, "m")
     finally:
         kp.close()
-    configs = describe(confluent_admin(broker), "__consumer_offsets")
+    configs = topic_configs(confluent_admin(broker), "__consumer_offsets")
     assert configs["cleanup.policy"] == ("compact", DYNAMIC)
     broker.restart()   # migrated once: found again, now from records in Kafka's format
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "readers", "log_level": 0})

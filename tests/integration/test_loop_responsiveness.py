@@ -88,17 +88,8 @@ def write_idempotent_log(data_dir: str, topic: str, batches: int) -> None:
     through the embedded Log (no producer state snapshot: a restart must replay all of it)."""
     with pstream.Log(data_dir, shards=1, flush="interval", flush_ms=100, retention_check_ms=None) as log:
         part = log.topic(topic, partitions=1).partition(0)
-        pending = []
-        for seq in range(batches):
-            batch = _core.encode_batch([(None, b"v%d" % seq, [], None)], producer_id=PRODUCER_ID,
-                                       producer_epoch=0, base_sequence=seq)
-            pending.append(part.submit_batch(batch, wait=False))
-            if len(pending) >= 1000:
-                for p in pending:
-                    p.wait()
-                pending.clear()
-        for p in pending:
-            p.wait()
+        part.append_batches(_core.encode_batch([(None, b"v%d" % seq, [], None)], producer_id=PRODUCER_ID,
+                                               producer_epoch=0, base_sequence=seq) for seq in range(batches))
 
 
 def create_topics(wire, names: list[str], partitions: int, configs: dict | None = None) -> None:

@@ -47,6 +47,25 @@ def test_submitted_batches_get_contiguous_offsets_from_the_shard(tmp_path, flush
             assert part.durable_offset == 150
 
 
+@pytest.mark.parametrize("in_flight", [1, 7, 1000])
+def test_append_batches_appends_in_order_whatever_the_window(tmp_path, in_flight):
+    with pstream.Log(tmp_path, shards=1, flush="interval") as log:
+        part = log.topic("t").partition(0)
+        part.append_batches((_core.encode_batch([(None, b"v%d" % i, [], None)]) for i in range(50)),
+                            in_flight=in_flight)
+        assert [(r.offset, r.value) for r in part.read(0)] == [(i, b"v%d" % i) for i in range(50)]
+
+
+def test_append_batches_raises_a_refused_batchs_error(tmp_path):
+    with pstream.Log(tmp_path, shards=1) as log:
+        part = log.topic("t").partition(0)
+        bad = bytearray(_batch())
+        bad[-1] ^= 0xFF
+        with pytest.raises(errors.CrcMismatchError):
+            part.append_batches([_batch(), bytes(bad)], in_flight=1)
+        assert part.log_end_offset == 3
+
+
 def test_a_submitted_bad_batch_fails_with_its_error(tmp_path):
     with pstream.Log(tmp_path, shards=1) as log:
         part = log.topic("t").partition(0)
