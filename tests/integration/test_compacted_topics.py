@@ -265,7 +265,9 @@ def test_each_client_sees_the_keyless_refusal(broker):
     assert reports[0] is not None and reports[0].code() == KafkaError.INVALID_RECORD
     assert reports[1] is None
 
-    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, retries=0)
+    # acks=all: consumers see a record once it is durable, so read_all below finds every one
+    # (kafka-python and aiokafka default to acks=1, which answers before that).
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap, retries=0, acks="all")
     try:
         with pytest.raises(InvalidRecordError):
             kp.send("strict", value=b"no key").get(timeout=15)
@@ -274,7 +276,7 @@ def test_each_client_sees_the_keyless_refusal(broker):
         kp.close()
 
     async def aio():
-        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
         await p.start()
         try:
             # aiokafka 0.12 knows no class for error 87: it raises UnknownError, as against Kafka
