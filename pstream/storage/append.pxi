@@ -102,8 +102,10 @@ cdef void part_copy_end(PartState *p, Segment *a) noexcept nogil:
     ps_mutex_lock(&p.shard.mu)
     a.copying = False
     p.busy -= 1
-    if p.write_requested or p.sync_requested:
-        shard_enqueue(p.shard, p)    # a write-out put off while we copied
+    if p.write_requested or p.sync_requested or p.dirty_since_ns:
+        # The shard passed over the partition while we copied (it never re-lists a pinned one):
+        # list it again, or an interval flush due meanwhile would wait for the next append.
+        shard_enqueue(p.shard, p)
     pthread_cond_broadcast(&p.shard.done)
 
 
