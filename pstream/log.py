@@ -595,12 +595,14 @@ class Log:
     (Kafka's log.cleaner.backoff.ms) when none was due. See pstream/storage/cleaner.py.
     `disk_threads` (2) is the size of the DiskPool the `*_async` methods run on.
     `write_pool_bytes` (64 MiB) is each shard's budget of write buffers; `max_open_files` (600)
-    bounds the segment descriptors partitions keep open between appends.
+    bounds the segment descriptors partitions keep open between appends; `index_cache_bytes`
+    (64 MiB) bounds the indexes of finalized segments held in memory (the least recently looked
+    up are read back from their files when needed).
     """
 
     def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
                  retention_check_ms: int | None = 300_000, disk_threads: int = 2, write_pool_bytes: int = 64 << 20,
-                 max_open_files: int = 600, cleaner: bool = True, cleaner_threads: int = 1,
+                 max_open_files: int = 600, index_cache_bytes: int = 64 << 20, cleaner: bool = True, cleaner_threads: int = 1,
                  dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES,
                  cleaner_backoff_ms: int = DEFAULT_BACKOFF_MS, **topic_defaults):
         self.path = os.fspath(path)
@@ -627,7 +629,7 @@ class Log:
         # whole Log stay within max_open_files (three per partition appended to lately).
         try:
             self._pool = _core.ShardPool(self.shards, write_pool_bytes=write_pool_bytes,
-                                         max_open_files=max_open_files)
+                                         max_open_files=max_open_files, index_cache_bytes=index_cache_bytes)
         except BaseException:
             self._disk.close()
             self._dir_lock.close()

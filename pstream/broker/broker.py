@@ -143,6 +143,7 @@ class Broker:
         self.storage.check_space()
         self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
                                write_pool_bytes=cfg.write_pool_bytes, max_open_files=cfg.max_open_files,
+                               index_cache_bytes=cfg.index_cache_bytes,
                                **cfg.cleaner_options(), **cfg.topic_defaults())
         try:
             for name in self.log.topics():   # Kafka semantics: broker defaults apply to existing topics

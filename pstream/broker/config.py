@@ -83,6 +83,7 @@ class BrokerConfig:
     retention_check_ms: int = 300000
     write_pool_bytes: int = 64 << 20      # per shard: the write buffers of its partitions (Redpanda's per-shard budget)
     max_open_files: int = 600             # segment descriptors kept open between appends, whole broker
+    index_cache_bytes: int = 64 << 20     # finalized segments' indexes held in memory, whole broker
     connections_max_idle_ms: int = 600000
     socket_request_max_bytes: int = 104857600
     max_connections: int = 10000
@@ -331,6 +332,8 @@ _SETTINGS = (
              "each shard's budget of write buffers (appends wait for the shard beyond it)"),
     _Setting("max_open_files", _Int(3, INT32_MAX), "segment descriptors kept open between appends "
              "(idle partitions close theirs, least recently appended first)"),
+    _Setting("index_cache_bytes", _Int(0, metavar="BYTES"), "finalized segments' indexes held in memory "
+             "(beyond it the least recently used are read back from their files when looked up)"),
     _Setting("connections_max_idle_ms", _Int(1, metavar="MS"), "close connections idle this long",
              "connections.max.idle.ms"),
     _Setting("socket_request_max_bytes", _Int(1024, INT32_MAX, metavar="BYTES"), "largest request accepted",

@@ -852,6 +852,7 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
         p.n_segs -= gone
         for i in range(lo, hi):
             rng.segs[i].deleted = True
+            index_cache_forget(part.sh, rng.segs[i])
         ps_mutex_unlock(&part.sh.mu)
         installed = True
         for i in range(lo, hi):
@@ -880,6 +881,11 @@ cdef int64_t _clean_group(Partition part, _CleanRange rng, size_t lo, size_t hi,
         _hook("renamed")
         with nogil:
             st = index_write_files(&ns.index, ns.index_path, ns.time_path, 0, 0, True)
+            if st == PS_OK:     # its files hold its index now: the shard's LRU may drop the arrays
+                ps_mutex_lock(&part.sh.mu)
+                if not ns.deleted and not p.closed:
+                    index_cache_add(part.sh, ns)
+                ps_mutex_unlock(&part.sh.mu)
         if st != PS_OK:
             _log.warning("%s-%d: cannot write the index of cleaned segment %s (rebuilt at the next open)",
                          part.topic, part.number, final_b.decode())

@@ -220,3 +220,106 @@ cdef bint index_is_monotonic(const SparseIndex *ix, int64_t log_size) noexcept n
         if ix.ts[i] <= ix.ts[i - 1] or ix.trel[i] < ix.trel[i - 1]:
             return False
     return True
+
+
+# --- the index cache: finalized segments' indexes within a budget -------------------------
+#
+# An active segment builds its index in memory. Once finalized (its files written), the
+# index joins its shard's LRU list; beyond the shard's budget the least recently used ones
+# are dropped, and the next look-up reads them back from their files (Kafka maps its index
+# files lazily for the same reason). So a log with many segments holds the indexes it reads,
+# not all of them. A closed partition has none on the list (close() takes them off; nothing
+# adds one once `closed` is set), so freeing its segments later leaves nothing dangling.
+# Everything here runs with the shard's mutex held.
+
+cdef inline int64_t index_bytes_of(const SparseIndex *ix) noexcept nogil:
+    return <int64_t>(ix.cap * 2 * sizeof(uint32_t) + ix.tcap * (sizeof(int64_t) + sizeof(uint32_t)))
+
+
+cdef void index_cache_unlink(Shard *sh, Segment *s) noexcept nogil:
+    if s.ix_prev != NULL:
+        s.ix_prev.ix_next = s.ix_next
+    else:
+        sh.ix_head = s.ix_next
+    if s.ix_next != NULL:
+        s.ix_next.ix_prev = s.ix_prev
+    else:
+        sh.ix_tail = s.ix_prev
+    s.ix_prev = NULL
+    s.ix_next = NULL
+
+
+cdef void index_cache_push(Shard *sh, Segment *s) noexcept nogil:
+    s.ix_prev = NULL
+    s.ix_next = sh.ix_head
+    if sh.ix_head != NULL:
+        sh.ix_head.ix_prev = s
+    else:
+        sh.ix_tail = s
+    sh.ix_head = s
+
+
+cdef void index_cache_add(Shard *sh, Segment *s) noexcept nogil:
+    """A finalized segment whose index files hold what its arrays hold joins the list (first),
+    and the least recently used others go until the list fits the budget (never this one)."""
+    cdef Segment *old
+    if s.index_cached or s.index_on_disk:
+        return
+    s.index_cached = True
+    index_cache_push(sh, s)
+    sh.ix_bytes += index_bytes_of(&s.index)
+    while sh.ix_bytes > sh.ix_budget and sh.ix_tail != s:
+        old = sh.ix_tail
+        index_cache_forget(sh, old)
+        index_free(&old.index)
+        old.index_on_disk = True
+        sh.ix_evictions += 1
+
+
+cdef void index_cache_forget(Shard *sh, Segment *s) noexcept nogil:
+    """Takes a segment off the list (it leaves its partition, or its arrays are about to go)."""
+    if s.index_cached:
+        index_cache_unlink(sh, s)
+        sh.ix_bytes -= index_bytes_of(&s.index)
+        s.index_cached = False
+
+
+cdef int segment_index_ready(PartState *p, Segment *s) noexcept nogil:
+    """Makes a segment's index usable for a look-up (the caller holds a reference to it).
+
+    Reading it back from its files drops the mutex meanwhile. A read error leaves the index
+    empty for this look-up (it scans from the segment's start: slower, still right) and the
+    next one tries again; a file that does not fit the segment is replaced by an empty index.
+    """
+    cdef Shard *sh = p.shard
+    cdef SparseIndex ix
+    cdef int st
+    if s.index_cached:
+        if sh.ix_head != s:
+            index_cache_unlink(sh, s)
+            index_cache_push(sh, s)
+        return PS_OK
+    if not s.index_on_disk:
+        return PS_OK        # an active segment (or a cleaned one not yet indexed): its arrays are its index
+    memset(&ix, 0, sizeof(SparseIndex))
+    ps_mutex_unlock(&sh.mu)
+    st = index_load_files(&ix, s.index_path, s.time_path)
+    ps_mutex_lock(&sh.mu)
+    sh.ix_loads += 1
+    if st == PS_OK and not index_is_monotonic(&ix, s.size):
+        index_free(&ix)
+    if st != PS_OK or not s.index_on_disk or s.deleted:
+        index_free(&ix)     # failed, or another reader loaded it meanwhile, or it left the partition
+        return st
+    s.index = ix
+    s.index_on_disk = False
+    if not p.closed:
+        index_cache_add(sh, s)
+    return PS_OK
+
+
+cdef void part_forget_indexes(PartState *p) noexcept nogil:
+    """Takes a closing partition's segments off its shard's list."""
+    cdef size_t i
+    for i in range(p.n_segs):
+        index_cache_forget(p.shard, p.segs[i])

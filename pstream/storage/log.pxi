@@ -206,11 +206,15 @@ cdef class Partition:
                         self._cut_tail(s, &res)   # a torn tail: nothing valid can follow it
                     else:
                         self._keep_damaged_tail(s, &res, found, found_offset)
+            st = PS_OK
             if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
                 with nogil:  # the index was rebuilt or trimmed: replace the files
-                    index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
+                    st = index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
             if i + 1 < len(bases):
                 segment_close_files(s)     # reopened when read: no descriptors held for sealed segments
+                if st == PS_OK:            # its files hold its index: read back by the first look-up
+                    index_free(&s.index)
+                    s.index_on_disk = True
         if checkpoint > part_active(self.p).next_offset and self.damage is None:
             # A torn tail took the log below its start offset (records deleted by
             # delete_records): everything left is deleted data, so start afresh at the
@@ -851,7 +855,11 @@ cdef class Partition:
             s = self.p.segs[i]
             s.refs += 1
             seg_next = s.next_offset
-            pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset)) if offset > s.base_offset else 0
+            pos = 0
+            if offset > s.base_offset:
+                with nogil:     # may drop the mutex to read the index from its files
+                    segment_index_ready(self.p, s)
+                pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset))
             opened = segment_open_files(s, self.p.want_direct)
             ps_mutex_unlock(&self.sh.mu)
             try:
@@ -991,12 +999,18 @@ cdef class Partition:
         for i in range(self.p.n_segs):
             s = self.p.segs[i]
             if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
+                s.refs += 1
+                with nogil:     # may drop the mutex to read the index from its files
+                    segment_index_ready(self.p, s)
                 rel = time_index_rel_for(&s.index, timestamp_ms)
                 found = s.base_offset + rel
                 break
         if found < self.p.log_start_offset and found >= 0:
             found = self.p.log_start_offset
         ps_mutex_unlock(&self.sh.mu)
+        if found >= 0:
+            with nogil:   # segment_release takes the mutex
+                segment_release(s, &self.sh.mu)
         if found < 0:
             return None
         # Scan records from there for the first timestamp at or past the target.
@@ -1107,6 +1121,7 @@ cdef class Partition:
             for i in range(n_delete):
                 s = self.p.segs[i]
                 s.deleted = True
+                index_cache_forget(self.sh, s)
                 doomed[n_doomed] = strdup(s.log_path)
                 doomed[n_doomed + 1] = strdup(s.index_path)
                 doomed[n_doomed + 2] = strdup(s.time_path)
@@ -1238,6 +1253,7 @@ cdef class Partition:
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
                     holders_forget(self.sh, self.p)
+                    part_forget_indexes(self.p)
                     ps_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
                 break
             with nogil:
@@ -1277,6 +1293,7 @@ cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
         if not p.segs[i].finalized and not p.io_errno:
             segment_finalize(p.segs[i], &sh.mu)
     holders_forget(sh, p)
+    part_forget_indexes(p)
     ps_mutex_unlock(&sh.mu)
 
 

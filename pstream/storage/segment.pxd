@@ -63,7 +63,13 @@ cdef struct Segment:
                                 #         the writer without the mutex)
     int64_t inflight_start      # [mutex]
     int64_t inflight_len        # [mutex]
-    SparseIndex index           # [mutex]
+    SparseIndex index           # [mutex] empty while `index_on_disk`
+    bint index_on_disk          # [mutex] a finalized segment whose index is in its files only: the next
+                                #         look-up loads it (segment_index_ready)
+    bint index_cached           # [mutex] a finalized segment holding its index arrays, on its shard's
+                                #         index LRU (which may drop them again)
+    Segment *ix_prev            # [mutex] on that LRU, most recently used first
+    Segment *ix_next            # [mutex]
     int64_t index_interval      # [open]
     int64_t bytes_since_index   # [mutex]
     size_t index_persisted      # [mutex] offset entries already in the .index file

@@ -56,4 +56,12 @@ cdef struct Shard:
     int64_t holders             # [mutex]
     int64_t max_holders         # [open] descriptor budget: each holder keeps at most 3 open
     int pool_waiters            # [mutex] appenders waiting for the budget (the shard reclaims for them)
+    # Indexes of finalized segments (index.pxi): held while looked up lately, within a budget;
+    # the others are read from their files by the next look-up.
+    Segment *ix_head            # [mutex] most recently used first
+    Segment *ix_tail            # [mutex]
+    int64_t ix_bytes            # [mutex] index arrays on the list
+    int64_t ix_budget           # [open]
+    int64_t ix_loads            # [mutex] indexes read back from their files
+    int64_t ix_evictions        # [mutex] indexes dropped to stay within the budget
     bint reclaim_requested      # [mutex]

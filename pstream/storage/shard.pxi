@@ -281,6 +281,8 @@ cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
             st = segment_finalize(s, &sh.mu)
             if st != PS_OK:
                 part_fail(p, s.io_errno, s.log_path)
+            elif not p.closed:
+                index_cache_add(sh, s)      # its index files are whole now: the LRU may drop the arrays
             i = 0
             continue
         i += 1
@@ -385,7 +387,7 @@ cdef class ShardPool:
     cdef int doorbell_fds[2]
 
     def __cinit__(self, int count, int64_t write_pool_bytes=64 << 20, int64_t chunk_bytes=64 << 10,
-                  int64_t max_open_files=600):
+                  int64_t max_open_files=600, int64_t index_cache_bytes=64 << 20):
         cdef pthread_condattr_t attr
         cdef int i
         self.n = 0
@@ -401,9 +403,8 @@ cdef class ShardPool:
         if max_open_files < 3 * count:
             raise _errors.ConfigError(f"max_open_files must be at least 3 per shard ({3 * count}), "
                                       f"got {max_open_files}")
-        self.n = 0
-        self.doorbell_fds[0] = -1
-        self.doorbell_fds[1] = -1
+        if index_cache_bytes < 0:
+            raise _errors.ConfigError(f"index_cache_bytes must not be negative, got {index_cache_bytes}")
         if ps_doorbell_open(self.doorbell_fds) != 0:
             raise_os_error(errno, "cannot create the completion doorbell")
         self.shards = <Shard *>calloc(count, sizeof(Shard))
@@ -419,6 +420,7 @@ cdef class ShardPool:
             self.shards[i].pool.capacity = write_pool_bytes
             self.shards[i].chunk_bytes = chunk_bytes
             self.shards[i].max_holders = max_open_files // 3 // count
+            self.shards[i].ix_budget = index_cache_bytes // count
             self.shards[i].running = True
             if pthread_create(&self.shards[i].thread, NULL, shard_main, &self.shards[i]) != 0:
                 self.shards[i].running = False
@@ -468,16 +470,24 @@ cdef class ShardPool:
         """The write pool of each shard, one dict a shard: capacity_bytes (the budget), in_use_bytes,
         peak_bytes, waits (appends that waited for the budget), released (idle partitions that
         gave their buffers back), holders (partitions holding buffers or descriptors) and
-        max_holders. Counters are atomics: no lock is taken."""
+        max_holders; and its index cache: index_cache_bytes (finalized segments' indexes held),
+        index_cache_capacity_bytes, index_loads (read back from their files) and index_evictions.
+        The pool's counters are atomics; the index cache's are read under the mutex."""
         cdef int i
         cdef Shard *sh
+        cdef int64_t ix_bytes, ix_loads, ix_evictions
         out = []
         for i in range(self.n):
             sh = &self.shards[i]
+            lock_with_gil_released(&sh.mu)
+            ix_bytes, ix_loads, ix_evictions = sh.ix_bytes, sh.ix_loads, sh.ix_evictions
+            ps_mutex_unlock(&sh.mu)
             out.append(dict(capacity_bytes=sh.pool.capacity, in_use_bytes=ps_pool_load(&sh.pool.in_use),
                             peak_bytes=ps_pool_load(&sh.pool.peak), waits=ps_pool_load(&sh.pool.waits),
                             released=ps_pool_load(&sh.pool.released), holders=sh.holders,
-                            max_holders=sh.max_holders))
+                            max_holders=sh.max_holders, index_cache_bytes=ix_bytes,
+                            index_cache_capacity_bytes=sh.ix_budget, index_loads=ix_loads,
+                            index_evictions=ix_evictions))
         return out
 
     @staticmethod
