@@ -51,7 +51,9 @@ Metric names (all pstream_ ones have the labels shown):
   (write_pool, indexes, frames, requests; python while tracemalloc runs), pstream_write_pool_bytes{shard},
   pstream_write_pool_in_use_bytes{shard}, pstream_write_pool_peak_bytes{shard},
   pstream_write_pool_waits_total{shard}, pstream_write_pool_releases_total{shard},
-  pstream_write_pool_holders{shard}, pstream_open_files, pstream_max_open_files,
+  pstream_write_pool_holders{shard}, pstream_index_cache_bytes{shard},
+  pstream_index_cache_loads_total{shard}, pstream_index_cache_evictions_total{shard},
+  pstream_open_files, pstream_max_open_files,
   pstream_python_allocated_blocks.
 """
 
@@ -88,7 +90,13 @@ WRITE_POOL_FAMILIES = (
     (CounterMetricFamily, "pstream_write_pool_releases", "released",
      "times an idle partition gave back its buffers and descriptors"),
     (GaugeMetricFamily, "pstream_write_pool_holders", "holders",
-     "partitions holding write buffers or descriptors"))
+     "partitions holding write buffers or descriptors"),
+    (GaugeMetricFamily, "pstream_index_cache_bytes", "index_cache_bytes",
+     "index bytes of finalized segments the shard holds (within index_cache_bytes)"),
+    (CounterMetricFamily, "pstream_index_cache_loads", "index_loads",
+     "finalized segments' indexes read back from their files by a look-up"),
+    (CounterMetricFamily, "pstream_index_cache_evictions", "index_evictions",
+     "finalized segments' indexes dropped to stay within index_cache_bytes"))
 
 
 class ApiStats:

@@ -131,6 +131,8 @@ def test_metrics_expose_memory_by_owner_write_pools_and_descriptors(broker):
     assert value(samples, "pstream_max_open_files") == 600
     assert value(samples, "pstream_python_allocated_blocks") > 0
     assert total(samples, "pstream_write_pool_holders") <= 2
+    for name in ("pstream_index_cache_bytes", "pstream_index_cache_loads_total", "pstream_index_cache_evictions_total"):
+        assert sorted(dict(labels)["shard"] for (n, labels) in samples if n == name) == shards
 
 
 def test_metrics_expose_the_log_cleaner(broker_factory):
