@@ -12,14 +12,17 @@ pstream/_corelib/:
   faults    fault injection points for tests (pwrite, fdatasync, open, rename, fallocate)
 The storage engine lives in pstream/storage/, declarations (*.pxd: every shared field
 says which thread owns it or which lock guards it) apart from code (*.pxi):
-  index     sparse offset and time indexes
-  segment   one .log file behind an aligned double buffer (O_DIRECT)
-  recovery  scanning segments at open, cutting a torn tail
-  shard     shard threads: flush policy, group commit, doorbell
-  append    reserve/commit/roll on a partition, raw batches submitted to shards
-  log       the partition log (Partition): append, read, roll, retention
-  columns   columnar reads: batches -> numpy arrays (RecordColumns), no object per record
-  cleaner   compaction: key map, one cleaning pass, the crash-safe segment swap
+  index       sparse offset and time indexes; the LRU of finalized segments' indexes
+  segment     one .log file behind an aligned double buffer (O_DIRECT)
+  recovery    opening a partition's log: scanning segments, cutting a torn tail
+  shard       shard threads: flush policy, group commit, doorbell
+  append      reserve/commit/roll on a partition, raw batches submitted to shards
+  log         the partition log (Partition): its state, appends, rolls, closing
+  checkpoint  the log start offset checkpoint
+  read        reading whole batches (CRC and offsets checked), look-ups by timestamp
+  retention   deleting old segments
+  columns     columnar reads: batches -> numpy arrays (RecordColumns), no object per record
+  cleaner     compaction: key map, one cleaning pass, the crash-safe segment swap
 """
 
 include "_corelib/cdefs.pxi"
@@ -38,6 +41,9 @@ include "storage/recovery.pxi"
 include "storage/shard.pxi"
 include "storage/append.pxi"
 include "storage/log.pxi"
+include "storage/checkpoint.pxi"
+include "storage/read.pxi"
+include "storage/retention.pxi"
 include "storage/columns.pxi"
 include "storage/cleaner.pxi"
 include "_corelib/faults.pxi"

@@ -1,4 +1,5 @@
-# One partition's log: its segments, the append paths, reads, rolls and retention.
+# One partition's log: its segments, the append paths, rolls and closing (reads: read.pxi,
+# retention: retention.pxi, opening: recovery.pxi).
 #
 # The segments and offsets live in a C struct (PartState) shared with the owning shard
 # thread under the shard's mutex. Appends run in the caller's thread: reserve room in
@@ -143,163 +144,13 @@ cdef class Partition:
         self.p.want_direct = direct_io
         self.p.directory = strdup(self.path_bytes)
         _os.makedirs(path, exist_ok=True)
-        self._load()
+        recovery_open(self)
         first_dirty, compacted_below, next_expiry = read_cleaner_checkpoint(path)
         self.cleaner = {"first_dirty_offset": first_dirty, "compacted_below": compacted_below, "runs": 0, "bytes_read": 0,
                         "bytes_written": 0, "records_removed": 0, "last_clean_ms": -1, "last_clean_duration_s": 0.0,
                         "next_tombstone_expiry_ms": next_expiry}
 
-    # --- opening ------------------------------------------------------------------
-
-    cdef int _load(self) except -1:
-        recover_cleaner_files(self.path)   # a cleaner swap a crash interrupted (cleaner.pxi)
-        cdef list bases = segment_bases(self.path)
-        cdef Segment *s
-        cdef ScanResult res
-        cdef int64_t start, base
-        cdef int st
-        cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
-        cdef int64_t found, found_offset = -1
-        cdef int64_t checkpoint = self._read_log_start_checkpoint()
-        cdef int64_t compacted_below = read_cleaner_checkpoint(self.path)[1]
-        if not bases:
-            bases = [max(checkpoint, 0)]
-        for i in range(len(bases)):
-            base = bases[i]
-            s = segment_new(self.p.directory, base, self.p.index_interval)
-            if s == NULL:
-                raise MemoryError()
-            if part_add_segment(self.p, s) != PS_OK:
-                segment_free(s)
-                raise MemoryError()
-            s.gaps = base < compacted_below      # the cleaner may have left gaps between its batches
-            s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC | O_CREAT, 0o644)
-            if s.rfd < 0:
-                raise_os_error(errno, "cannot open segment", s.log_path.decode())
-            if self.p.want_direct:
-                s.dfd = ps_open_direct_read(s.log_path)
-            with nogil:
-                st = index_load_files(&s.index, s.index_path, s.time_path)
-                loaded_n = s.index.n
-                loaded_tn = s.index.tn
-                if st == PS_OK:
-                    start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
-                    kept_n = s.index.n
-                    kept_tn = s.index.tn
-                    st = segment_scan(s, start, &res)
-            if st != PS_OK:
-                raise_os_error(errno, "cannot read segment", s.log_path.decode())
-            s.size = res.valid_end
-            s.written = s.synced = s.size
-            s.written_offset = s.synced_offset = s.next_offset
-            s.sealed = s.finalized = True
-            if res.valid_end < res.file_size:
-                if res.tail_is_zeros:
-                    self._cut_tail(s, &res)   # preallocated zeros left by a crash
-                elif i + 1 < len(bases):
-                    self._keep_corrupt_segment(s, &res, bases[i + 1])
-                else:
-                    with nogil:
-                        found = segment_find_batch_after(s, res.bad_position, s.next_offset, res.file_size,
-                                                         &found_offset)
-                    if found < 0:
-                        self._cut_tail(s, &res)   # a torn tail: nothing valid can follow it
-                    else:
-                        self._keep_damaged_tail(s, &res, found, found_offset)
-            st = PS_OK
-            if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
-                with nogil:  # the index was rebuilt or trimmed: replace the files
-                    st = index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
-            if i + 1 < len(bases):
-                segment_close_files(s)     # reopened when read: no descriptors held for sealed segments
-                if st == PS_OK:            # its files hold its index: read back by the first look-up
-                    index_free(&s.index)
-                    s.index_on_disk = True
-        if checkpoint > part_active(self.p).next_offset and self.damage is None:
-            # A torn tail took the log below its start offset (records deleted by
-            # delete_records): everything left is deleted data, so start afresh at the
-            # log start offset, as Kafka does, and never hand out an offset twice.
-            _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
-                         self.topic, self.number, part_active(self.p).next_offset, checkpoint, checkpoint)
-            for i in range(self.p.n_segs):
-                s = self.p.segs[i]
-                for path in (s.log_path, s.index_path, s.time_path):
-                    try:
-                        _os.unlink(path)
-                    except FileNotFoundError:
-                        pass
-                segment_free(s)
-            self.p.n_segs = 0
-            s = segment_new(self.p.directory, checkpoint, self.p.index_interval)
-            if s == NULL or part_add_segment(self.p, s) != PS_OK:
-                segment_free(s)
-                raise MemoryError()
-        # The last segment becomes the active one again (unless damaged: then it stays sealed as it is).
-        s = part_active(self.p)
-        if self.damage is not None:
-            self.p.io_errno = EUCLEAN     # every append is refused, with the damage named (_raise_locked)
-        else:
-            s.sealed = s.finalized = False
-            s.created_ms = ps_now_ms()
-            s.index_persisted = s.index.n
-            s.time_persisted = s.index.tn
-            with nogil:   # opens and preallocates files: the event loop may need the GIL meanwhile
-                st = segment_open_writer(s, self.p.want_direct, &self.sh.pool, self.sh.chunk_bytes,
-                                         self.p.buffer_bytes, self.p.prealloc_bytes, self.p.segment_bytes)
-            if st != PS_OK:
-                raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
-            segment_go_idle(s)   # no buffer, no descriptor until the first append (part_wake)
-        if self.p.want_direct and not s.direct:
-            _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
-                         self.topic, self.number, s.log_path.decode())
-            self.fallback_logged = True
-        self.p.next_offset = s.next_offset
-        self.p.durable_offset = s.next_offset
-        self.p.log_start_offset = max(checkpoint, self.p.segs[0].base_offset)
-        if self.p.log_start_offset > self.p.next_offset:
-            self.p.log_start_offset = self.p.next_offset
-        return 0
-
-    cdef int _cut_tail(self, Segment *s, ScanResult *res) except -1:
-        """Truncates a segment at its last valid batch; says so unless only zero padding went."""
-        cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
-        if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
-            if fd >= 0:
-                close(fd)
-            raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
-        close(fd)
-        index_truncate_to_position(&s.index, res.valid_end)
-        if not res.tail_is_zeros:
-            reason = status_error(res.status, res.bad_position)
-            _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
-                         "from position %d (%s)", self.topic, self.number, s.log_path.decode(), s.next_offset,
-                         res.file_size - res.valid_end, res.valid_end, reason)
-        return 0
-
-    cdef int _keep_corrupt_segment(self, Segment *s, ScanResult *res, int64_t next_base) except -1:
-        """Damage inside an older segment is not a torn write: the later segments hold acknowledged
-        data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
-        reason = status_error(res.status, res.bad_position)
-        _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "
-                     "offsets %d..%d will fail", self.topic, self.number, s.log_path.decode(), res.bad_position,
-                     reason, s.next_offset, next_base - 1)
-        s.size = s.written = s.synced = res.file_size
-        s.next_offset = s.written_offset = s.synced_offset = next_base
-        return 0
-
-    cdef int _keep_damaged_tail(self, Segment *s, ScanResult *res, int64_t found, int64_t found_offset) except -1:
-        """Damage in the active segment with a valid batch after it is not a torn write: what follows
-        may be acknowledged and fsynced. Nothing is cut; the partition stays readable up to the damage
-        and refuses writes until an operator truncates it (`pstream log truncate`)."""
-        reason = status_error(res.status, res.bad_position)
-        self.damage = {"file": s.log_path.decode(), "position": res.bad_position, "offset": s.next_offset,
-                       "next_valid_position": found, "next_valid_offset": found_offset}
-        _log.error("%s-%d: corrupt batch in %s at position %d (%s), followed by valid batches from position %d "
-                   "(offset %d): not a torn tail, so nothing is cut. The partition is readable up to offset %d and "
-                   "refuses writes. To drop everything from the damage on, stop the broker and run: "
-                   "pstream log truncate %s --to %d", self.topic, self.number, s.log_path.decode(), res.bad_position,
-                   reason, found, found_offset, s.next_offset, self.path, s.next_offset)
-        return 0
+    # --- opening (recovery.pxi, checkpoint.pxi) ------------------------------------
 
     def _damage_error(self):
         d = self.damage
@@ -308,47 +159,6 @@ cdef class Partition:
             f"stop the broker and run `pstream log truncate {self.path} --to {d['offset']}` to drop everything "
             f"from there on", topic=self.topic, partition=self.number, offset=d["offset"], file=d["file"],
             position=d["position"])
-
-    cdef int64_t _read_log_start_checkpoint(self) except -2:
-        for name in _os.listdir(self.path):   # temporary files of writers a crash interrupted
-            if name.startswith("log-start-offset.") and name.endswith(".tmp"):
-                _os.unlink(_os.path.join(self.path, name))
-        try:
-            with open(_os.path.join(self.path, "log-start-offset")) as f:
-                self.checkpoint_written = int(f.read().strip() or 0)
-                return self.checkpoint_written
-        except FileNotFoundError:
-            return 0
-        except (ValueError, UnicodeDecodeError):
-            # Ignoring it would bring deleted records back to consumers: refuse to start instead.
-            from pstream.storage.metadata import CorruptMetadataError, LOG_START_ADVICE
-            raise CorruptMetadataError(_os.path.join(self.path, "log-start-offset"), "not a decimal offset",
-                                       LOG_START_ADVICE) from None
-
-    def _write_log_start_checkpoint(self):
-        """Persists the current log start offset, durably before it returns.
-
-        Writers may run at once (the retention thread, DeleteRecords on the disk pool, the
-        group coordinator): each writes and fsyncs its own temporary file with no lock held,
-        so none waits on another's fsync; checkpoint_lock covers only the compare and the
-        rename, so the file never goes back to an older offset. Every writer fsyncs the
-        directory after it, which also makes a newer rename by another writer durable.
-        """
-        value = ps_load_i64(&self.p.log_start_offset)
-        tmp = _os.path.join(self.path, f"log-start-offset.{_threading.get_ident()}.tmp")
-        with open(tmp, "w") as f:
-            f.write(f"{value}\n")
-            f.flush()
-            _os.fsync(f.fileno())
-        with self.checkpoint_lock:
-            newer = value > self.checkpoint_written
-            if newer:
-                _os.replace(tmp, _os.path.join(self.path, "log-start-offset"))
-                self.checkpoint_written = value
-        if not newer:   # a later offset is in place already
-            _os.unlink(tmp)
-        with nogil:
-            fsync_directory(self.p.directory)
 
     # --- properties --------------------------------------------------------------
 
@@ -825,7 +635,7 @@ cdef class Partition:
             with nogil:
                 mutex_wait_then_unlock(self.sh)
 
-    # --- reading --------------------------------------------------------------------
+    # --- reading (read.pxi) -------------------------------------------------------------
 
     def read_batches(self, int64_t offset, int64_t max_bytes=DEFAULT_READ_BYTES):
         """Whole batches as bytes, starting with the batch that contains `offset`.
@@ -834,199 +644,11 @@ cdef class Partition:
         is larger (KIP-74). b"" at the log end. Every batch's CRC is checked: corrupt data
         raises CorruptSegmentError naming the file and position, never comes back as data.
         """
-        cdef Segment *s
-        cdef size_t i
-        cdef int64_t pos, start, end, got, want, seg_next, lo, hi
-        cdef ps_batch_header h
-        cdef PyObject *raw = NULL
-        cdef int opened
-        lock_with_gil_released(&self.sh.mu)
-        if offset < self.p.log_start_offset or offset > self.p.next_offset:
-            lo = self.p.log_start_offset
-            hi = self.p.next_offset
-            ps_mutex_unlock(&self.sh.mu)
-            raise _errors.OffsetOutOfRangeError(f"offset {offset} is outside [{lo}, {hi}]",
-                                                topic=self.topic, partition=self.number, offset=offset)
-        if offset == self.p.next_offset:
-            ps_mutex_unlock(&self.sh.mu)
-            return b""
-        i = part_find_segment(self.p, offset)
-        while True:
-            s = self.p.segs[i]
-            s.refs += 1
-            seg_next = s.next_offset
-            pos = 0
-            if offset > s.base_offset:
-                with nogil:     # may drop the mutex to read the index from its files
-                    segment_index_ready(self.p, s)
-                pos = index_position_for(&s.index, <uint32_t>(offset - s.base_offset))
-            opened = segment_open_files(s, self.p.want_direct)
-            ps_mutex_unlock(&self.sh.mu)
-            try:
-                if opened != PS_OK:
-                    raise_os_error(errno, "cannot open segment", s.log_path.decode())
-                start = self._find_batch(s, pos, offset, &h)
-                if start >= 0:
-                    want = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
-                    if want < max_bytes:
-                        want = max_bytes
-                    # Read into a fresh bytes and shrink it in place to the whole batches:
-                    # one copy from the file or buffer, none to trim.
-                    raw = new_bytes_ptr(NULL, want)
-                    if raw == NULL:
-                        raise MemoryError()
-                    try:
-                        with nogil:
-                            got = segment_copy_out(s, &self.sh.mu, start, want, <uint8_t *>bytes_ptr_data(raw))
-                        if got < 0:
-                            raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(),
-                                                         position=start)
-                        end = self._whole_batches(s, <const uint8_t *>bytes_ptr_data(raw), got, start, offset, seg_next)
-                        if end != want and _PyBytes_Resize(&raw, end) != 0:
-                            raw = NULL
-                            raise MemoryError()
-                        return <object>raw
-                    finally:
-                        Py_XDECREF(raw)
-                if offset < seg_next:
-                    # The segment ends before the offset it claims to hold: a damaged length.
-                    self._corrupt(s, pos, offset, f"segment ends before offset {offset} (it holds offsets "
-                                                  f"up to {seg_next - 1})")
-            finally:
-                with nogil:   # segment_release takes the mutex
-                    segment_release(s, &self.sh.mu)
-            # The offset lies past this segment's last batch: continue in the next one.
-            lock_with_gil_released(&self.sh.mu)
-            if seg_next >= self.p.next_offset:
-                ps_mutex_unlock(&self.sh.mu)
-                return b""
-            i = part_find_segment(self.p, seg_next)
-            if self.p.segs[i].base_offset < seg_next or self.p.segs[i].next_offset <= seg_next:
-                if i + 1 >= self.p.n_segs:
-                    ps_mutex_unlock(&self.sh.mu)
-                    return b""
-                # a gap (a cut tail before a roll, or what compaction removed; a cleaned segment may
-                # be empty): go on at the next segment
-                i += 1
-            offset = self.p.segs[i].base_offset if self.p.segs[i].base_offset > offset else offset
-
-    cdef int _corrupt(self, Segment *s, int64_t position, int64_t offset, str why) except -1:
-        """Counts the read, logs the damage once per file and position, and raises."""
-        path = s.log_path.decode()
-        self.corrupt_reads += 1
-        if (path, position) not in self.corrupt_logged and len(self.corrupt_logged) < MAX_CORRUPT_LOGGED:
-            self.corrupt_logged.add((path, position))
-            _log.error("%s-%d: corrupt data in %s at position %d, met reading offset %d: %s; reads of it fail "
-                       "(pstream log verify %s lists the damage)", self.topic, self.number, path, position, offset,
-                       why, self.path)
-        raise _errors.CorruptSegmentError(why, file=path, position=position, topic=self.topic,
-                                          partition=self.number, offset=offset)
-
-    cdef int64_t _find_batch(self, Segment *s, int64_t pos, int64_t offset, ps_batch_header *h) except -2:
-        """Walks batch headers from pos to the batch holding offset; -1 if the segment ends first.
-
-        Offsets must follow on from batch to batch: base offsets and lengths sit outside
-        the CRC, so this is what catches a damaged one before it is served.
-        """
-        cdef uint8_t window[16384]
-        cdef int64_t got, at, expect = -1
-        while True:
-            with nogil:
-                got = segment_copy_out(s, &self.sh.mu, pos, sizeof(window), window)
-            if got < 0:
-                raise _errors.StorageIOError("cannot read segment", file=s.log_path.decode(), position=pos)
-            if got == 0:
-                return -1
-            at = 0
-            while at + PS_BATCH_HEADER_SIZE <= got:
-                ps_batch_read_header(window + at, h)
-                if h.magic != PS_MAGIC_V2 or h.batch_length < PS_BATCH_HEADER_SIZE - PS_BATCH_LOG_OVERHEAD \
-                        or h.last_offset_delta < 0:
-                    self._corrupt(s, pos + at, offset, "invalid batch header in segment")
-                # Offsets follow on from batch to batch; in a compacted segment they only grow
-                # (the cleaner leaves gaps, never overlaps).
-                if (expect >= 0 and (h.base_offset < expect or (h.base_offset != expect and not s.gaps))) \
-                        or h.base_offset < s.base_offset:
-                    self._corrupt(s, pos + at, offset, f"batch offsets do not follow on (base offset "
-                                                       f"{h.base_offset}, expected {expect})")
-                if h.base_offset + h.last_offset_delta >= offset:
-                    if h.base_offset > offset and not s.gaps:
-                        self._corrupt(s, pos + at, offset, f"no batch holds offset {offset} (next batch starts "
-                                                           f"at {h.base_offset})")
-                    return pos + at     # it holds offset, or offset fell in a gap compaction left
-                expect = h.base_offset + h.last_offset_delta + 1
-                at += <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
-            if at == 0:
-                self._corrupt(s, pos, offset, "segment ends inside a batch header")
-            pos += at
-
-    cdef int64_t _whole_batches(self, Segment *s, const uint8_t *p, int64_t length, int64_t file_pos,
-                                int64_t offset, int64_t seg_next) except -1:
-        """Length of the whole, CRC-valid, offset-contiguous batches at the start of p (the first required)."""
-        cdef int64_t pos = 0, size, expect = -1
-        cdef ps_batch_header h
-        cdef size_t errpos
-        cdef int st
-        while pos + PS_BATCH_LOG_OVERHEAD <= length:
-            size = <int64_t><int32_t>ps_load_be32(p + pos + PS_OFF_LENGTH) + PS_BATCH_LOG_OVERHEAD
-            if pos + size > length:
-                if pos == 0:
-                    self._corrupt(s, file_pos, offset, "segment ends inside a batch")
-                break
-            with nogil:
-                st = ps_batch_validate(p + pos, <size_t>(length - pos), 1, &h, &errpos)
-            if st == PS_OK and ((expect >= 0 and (h.base_offset < expect or (h.base_offset != expect and not s.gaps)))
-                                or h.last_offset_delta < 0
-                                or h.base_offset + h.last_offset_delta >= seg_next):
-                st = PS_ERR_BAD_RECORD
-            if st != PS_OK:
-                if pos:
-                    break   # serve the good batches before it; the next read raises
-                if st == PS_ERR_BAD_RECORD:
-                    self._corrupt(s, file_pos, offset, f"batch offsets do not follow on (base offset "
-                                                       f"{h.base_offset}, last offset delta {h.last_offset_delta})")
-                self._corrupt(s, file_pos, offset, f"corrupt batch in segment: {status_error(st, None)}")
-            expect = h.base_offset + h.last_offset_delta + 1
-            pos += size
-        return pos
+        return read_batches_at(self, offset, max_bytes)
 
     def offset_for_timestamp(self, int64_t timestamp_ms):
         """The first offset whose record timestamp is >= timestamp_ms, or None if there is none."""
-        cdef size_t i
-        cdef Segment *s
-        cdef int64_t rel = 0, found = -1
-        lock_with_gil_released(&self.sh.mu)
-        for i in range(self.p.n_segs):
-            s = self.p.segs[i]
-            if s.max_timestamp >= timestamp_ms and s.next_offset > self.p.log_start_offset:
-                s.refs += 1
-                with nogil:     # may drop the mutex to read the index from its files
-                    segment_index_ready(self.p, s)
-                rel = time_index_rel_for(&s.index, timestamp_ms)
-                found = s.base_offset + rel
-                break
-        if found < self.p.log_start_offset and found >= 0:
-            found = self.p.log_start_offset
-        ps_mutex_unlock(&self.sh.mu)
-        if found >= 0:
-            with nogil:   # segment_release takes the mutex
-                segment_release(s, &self.sh.mu)
-        if found < 0:
-            return None
-        # Scan records from there for the first timestamp at or past the target.
-        offset = found
-        while offset < ps_load_i64(&self.p.next_offset):
-            data = self.read_batches(offset)
-            if not data:
-                return None
-            for header, records in iter_batches(data):
-                if header.max_timestamp < timestamp_ms:
-                    continue
-                for rec in records:
-                    if rec.offset >= offset and rec.timestamp_ms >= timestamp_ms:
-                        return rec.offset
-            offset = header.last_offset + 1
-        return None
+        return read_offset_for_timestamp(self, timestamp_ms)
 
     def max_timestamp(self):
         """(timestamp, offset) of the greatest timestamp in the log, or (-1, -1) when empty."""
@@ -1040,7 +662,7 @@ cdef class Partition:
         ps_mutex_unlock(&self.sh.mu)
         return ts, off
 
-    # --- retention --------------------------------------------------------------------
+    # --- retention (retention.pxi) ----------------------------------------------------
 
     def delete_records(self, int64_t before_offset):
         """Moves the log start offset to before_offset (records below it are gone); returns it.
@@ -1061,7 +683,7 @@ cdef class Partition:
             return before_offset
         ps_store_i64(&self.p.log_start_offset, before_offset)
         ps_mutex_unlock(&self.sh.mu)
-        self._write_log_start_checkpoint()    # before returning: the deletion is durable
+        checkpoint_write_log_start(self)    # before returning: the deletion is durable
         self.apply_retention()
         return before_offset
 
@@ -1073,83 +695,7 @@ cdef class Partition:
         the cleanup policy includes delete; segments below the log start offset always go.
         """
         with self.clean_lock:    # never while the cleaner rewrites segments
-            return self._apply_retention(now_ms)
-
-    def _apply_retention(self, now_ms):
-        cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
-        cdef int64_t total = 0
-        cdef size_t i, n_delete = 0, j
-        cdef Segment *s
-        cdef Segment **to_free
-        cdef char **doomed
-        cdef size_t n_free = 0, n_doomed = 0
-        cdef int64_t new_start
-        if self.retention_ms >= 0 and self.deletes and self.damage is None:
-            lock_with_gil_released(&self.sh.mu)
-            s = part_active(self.p)
-            expired_active = s.size > 0 and s.max_timestamp < now - self.retention_ms
-            ps_mutex_unlock(&self.sh.mu)
-            if expired_active:
-                self.roll()
-                self.flush()
-        lock_with_gil_released(&self.sh.mu)
-        to_free = <Segment **>malloc((self.p.n_segs + 1) * sizeof(Segment *))
-        doomed = <char **>calloc(self.p.n_segs * 3 + 1, sizeof(char *))
-        if to_free == NULL or doomed == NULL:
-            ps_mutex_unlock(&self.sh.mu)
-            free(to_free)
-            free(doomed)
-            raise MemoryError()
-        for i in range(self.p.n_segs):
-            total += self.p.segs[i].size
-        while n_delete + 1 < self.p.n_segs:
-            s = self.p.segs[n_delete]
-            if not s.finalized:
-                break
-            if s.next_offset <= self.p.log_start_offset:
-                pass
-            elif self.deletes and self.retention_bytes >= 0 and total - s.size >= self.retention_bytes:
-                pass
-            elif self.deletes and self.retention_ms >= 0 and s.max_timestamp < now - self.retention_ms:
-                pass
-            else:
-                break
-            total -= s.size
-            n_delete += 1
-        if n_delete:
-            # No Python objects while the mutex is held (a GC pass could run code that takes it).
-            for i in range(n_delete):
-                s = self.p.segs[i]
-                s.deleted = True
-                index_cache_forget(self.sh, s)
-                doomed[n_doomed] = strdup(s.log_path)
-                doomed[n_doomed + 1] = strdup(s.index_path)
-                doomed[n_doomed + 2] = strdup(s.time_path)
-                n_doomed += 3
-                if s.refs == 0:         # readers holding it free it when they let go
-                    to_free[n_free] = s
-                    n_free += 1
-            new_start = self.p.segs[n_delete].base_offset
-            memmove(self.p.segs, self.p.segs + n_delete, (self.p.n_segs - n_delete) * sizeof(Segment *))
-            self.p.n_segs -= n_delete
-            # Move the start with the segments, so no reader sees offsets that have no segment.
-            # (The checkpoint may lag after a crash: the first segment's base wins at open.)
-            if new_start > self.p.log_start_offset:
-                ps_store_i64(&self.p.log_start_offset, new_start)
-        ps_mutex_unlock(&self.sh.mu)
-        with nogil:
-            for i in range(n_doomed):
-                if doomed[i] != NULL:
-                    unlink(doomed[i])
-                    free(doomed[i])
-            for i in range(n_free):
-                segment_free(to_free[i])
-        free(doomed)
-        free(to_free)
-        if n_delete:
-            self._write_log_start_checkpoint()
-        self._close_idle_files()   # segments rolled since: their descriptors until they are read
-        return n_delete
+            return retention_apply(self, now_ms)
 
     # --- compaction (cleaner.pxi) ---------------------------------------------------------
 

@@ -187,3 +187,161 @@ cdef int64_t segment_find_batch_after(Segment *s, int64_t from_pos, int64_t min_
         wstart += got - PS_BATCH_HEADER_SIZE + 1 if got > PS_BATCH_HEADER_SIZE else 1
     free(window)
     return found
+
+
+# --- opening a partition's log: every segment scanned, a torn tail cut, damage kept -----
+
+cdef int recovery_open(Partition part) except -1:
+    recover_cleaner_files(part.path)   # a cleaner swap a crash interrupted (cleaner.pxi)
+    cdef list bases = segment_bases(part.path)
+    cdef Segment *s
+    cdef ScanResult res
+    cdef int64_t start, base
+    cdef int st
+    cdef size_t i, loaded_n, loaded_tn, kept_n, kept_tn
+    cdef int64_t found, found_offset = -1
+    cdef int64_t checkpoint = checkpoint_read_log_start(part)
+    cdef int64_t compacted_below = read_cleaner_checkpoint(part.path)[1]
+    if not bases:
+        bases = [max(checkpoint, 0)]
+    for i in range(len(bases)):
+        base = bases[i]
+        s = segment_new(part.p.directory, base, part.p.index_interval)
+        if s == NULL:
+            raise MemoryError()
+        if part_add_segment(part.p, s) != PS_OK:
+            segment_free(s)
+            raise MemoryError()
+        s.gaps = base < compacted_below      # the cleaner may have left gaps between its batches
+        s.rfd = c_open(s.log_path, O_RDONLY | O_CLOEXEC | O_CREAT, 0o644)
+        if s.rfd < 0:
+            raise_os_error(errno, "cannot open segment", s.log_path.decode())
+        if part.p.want_direct:
+            s.dfd = ps_open_direct_read(s.log_path)
+        with nogil:
+            st = index_load_files(&s.index, s.index_path, s.time_path)
+            loaded_n = s.index.n
+            loaded_tn = s.index.tn
+            if st == PS_OK:
+                start = segment_trusted_start(s, lseek(s.rfd, 0, 2))
+                kept_n = s.index.n
+                kept_tn = s.index.tn
+                st = segment_scan(s, start, &res)
+        if st != PS_OK:
+            raise_os_error(errno, "cannot read segment", s.log_path.decode())
+        s.size = res.valid_end
+        s.written = s.synced = s.size
+        s.written_offset = s.synced_offset = s.next_offset
+        s.sealed = s.finalized = True
+        if res.valid_end < res.file_size:
+            if res.tail_is_zeros:
+                recovery_cut_tail(part, s, &res)   # preallocated zeros left by a crash
+            elif i + 1 < len(bases):
+                recovery_keep_corrupt_segment(part, s, &res, bases[i + 1])
+            else:
+                with nogil:
+                    found = segment_find_batch_after(s, res.bad_position, s.next_offset, res.file_size,
+                                                     &found_offset)
+                if found < 0:
+                    recovery_cut_tail(part, s, &res)   # a torn tail: nothing valid can follow it
+                else:
+                    recovery_keep_damaged_tail(part, s, &res, found, found_offset)
+        st = PS_OK
+        if kept_n != loaded_n or kept_tn != loaded_tn or s.index.n != kept_n or s.index.tn != kept_tn:
+            with nogil:  # the index was rebuilt or trimmed: replace the files
+                st = index_write_files(&s.index, s.index_path, s.time_path, 0, 0, True)
+        if i + 1 < len(bases):
+            segment_close_files(s)     # reopened when read: no descriptors held for sealed segments
+            if st == PS_OK:            # its files hold its index: read back by the first look-up
+                index_free(&s.index)
+                s.index_on_disk = True
+    if checkpoint > part_active(part.p).next_offset and part.damage is None:
+        # A torn tail took the log below its start offset (records deleted by
+        # delete_records): everything left is deleted data, so start afresh at the
+        # log start offset, as Kafka does, and never hand out an offset twice.
+        _log.warning("%s-%d: the log ends at %d, below its start offset %d; restarting it empty at %d",
+                     part.topic, part.number, part_active(part.p).next_offset, checkpoint, checkpoint)
+        for i in range(part.p.n_segs):
+            s = part.p.segs[i]
+            for path in (s.log_path, s.index_path, s.time_path):
+                try:
+                    _os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            segment_free(s)
+        part.p.n_segs = 0
+        s = segment_new(part.p.directory, checkpoint, part.p.index_interval)
+        if s == NULL or part_add_segment(part.p, s) != PS_OK:
+            segment_free(s)
+            raise MemoryError()
+    # The last segment becomes the active one again (unless damaged: then it stays sealed as it is).
+    s = part_active(part.p)
+    if part.damage is not None:
+        part.p.io_errno = EUCLEAN     # every append is refused, with the damage named (_raise_locked)
+    else:
+        s.sealed = s.finalized = False
+        s.created_ms = ps_now_ms()
+        s.index_persisted = s.index.n
+        s.time_persisted = s.index.tn
+        with nogil:   # opens and preallocates files: the event loop may need the GIL meanwhile
+            st = segment_open_writer(s, part.p.want_direct, &part.sh.pool, part.sh.chunk_bytes,
+                                     part.p.buffer_bytes, part.p.prealloc_bytes, part.p.segment_bytes)
+        if st != PS_OK:
+            raise_os_error(errno, "cannot open segment for writing", s.log_path.decode())
+        segment_go_idle(s)   # no buffer, no descriptor until the first append (part_wake)
+    if part.p.want_direct and not s.direct:
+        _log.warning("%s-%d: the filesystem refused O_DIRECT for %s; writing through the page cache",
+                     part.topic, part.number, s.log_path.decode())
+        part.fallback_logged = True
+    part.p.next_offset = s.next_offset
+    part.p.durable_offset = s.next_offset
+    part.p.log_start_offset = max(checkpoint, part.p.segs[0].base_offset)
+    if part.p.log_start_offset > part.p.next_offset:
+        part.p.log_start_offset = part.p.next_offset
+    return 0
+
+
+cdef int recovery_cut_tail(Partition part, Segment *s, ScanResult *res) except -1:
+    """Truncates a segment at its last valid batch; says so unless only zero padding went."""
+    cdef int fd = c_open(s.log_path, O_WRONLY | O_CLOEXEC)
+    if fd < 0 or ftruncate(fd, res.valid_end) != 0 or ps_fdatasync(fd) != 0:
+        if fd >= 0:
+            close(fd)
+        raise_os_error(errno, "cannot truncate segment", s.log_path.decode())
+    close(fd)
+    index_truncate_to_position(&s.index, res.valid_end)
+    if not res.tail_is_zeros:
+        reason = status_error(res.status, res.bad_position)
+        _log.warning("%s-%d: torn or corrupt tail in %s: log ends at offset %d, dropped %d bytes "
+                     "from position %d (%s)", part.topic, part.number, s.log_path.decode(), s.next_offset,
+                     res.file_size - res.valid_end, res.valid_end, reason)
+    return 0
+
+
+cdef int recovery_keep_corrupt_segment(Partition part, Segment *s, ScanResult *res,
+                                       int64_t next_base) except -1:
+    """Damage inside an older segment is not a torn write: the later segments hold acknowledged
+    data, so nothing is cut. The bytes stay; reading them raises CorruptSegmentError."""
+    reason = status_error(res.status, res.bad_position)
+    _log.warning("%s-%d: corrupt batch in %s at position %d (%s); keeping the segment: reads of "
+                 "offsets %d..%d will fail", part.topic, part.number, s.log_path.decode(), res.bad_position,
+                 reason, s.next_offset, next_base - 1)
+    s.size = s.written = s.synced = res.file_size
+    s.next_offset = s.written_offset = s.synced_offset = next_base
+    return 0
+
+
+cdef int recovery_keep_damaged_tail(Partition part, Segment *s, ScanResult *res, int64_t found,
+                                    int64_t found_offset) except -1:
+    """Damage in the active segment with a valid batch after it is not a torn write: what follows
+    may be acknowledged and fsynced. Nothing is cut; the partition stays readable up to the damage
+    and refuses writes until an operator truncates it (`pstream log truncate`)."""
+    reason = status_error(res.status, res.bad_position)
+    part.damage = {"file": s.log_path.decode(), "position": res.bad_position, "offset": s.next_offset,
+                   "next_valid_position": found, "next_valid_offset": found_offset}
+    _log.error("%s-%d: corrupt batch in %s at position %d (%s), followed by valid batches from position %d "
+               "(offset %d): not a torn tail, so nothing is cut. The partition is readable up to offset %d and "
+               "refuses writes. To drop everything from the damage on, stop the broker and run: "
+               "pstream log truncate %s --to %d", part.topic, part.number, s.log_path.decode(), res.bad_position,
+               reason, found, found_offset, s.next_offset, part.path, s.next_offset)
+    return 0
