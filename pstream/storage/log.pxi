@@ -784,8 +784,12 @@ cdef class Partition:
         cdef int st = PS_OK
         if self.p.closed:
             return
-        self.revive()   # a failed partition: the disk may have room by now
-        self.flush()
+        failure = None
+        try:
+            self.revive()   # a failed partition: the disk may have room by now
+            self.flush()
+        except _errors.StorageIOError as exc:
+            failure = exc   # still closed below: its descriptors must not outlive close()
         lock_with_gil_released(&self.sh.mu)
         self.p.closed = True
         ps_mutex_unlock(&self.sh.mu)
@@ -798,6 +802,8 @@ cdef class Partition:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
+                    if st != PS_OK:
+                        segment_drop_files(a)   # failed: what stayed in memory goes with the object
                     holders_forget(self.sh, self.p)
                     part_forget_indexes(self.p)
                     ps_mutex_unlock(&self.sh.mu)   # before the GIL is taken back
@@ -805,6 +811,8 @@ cdef class Partition:
             with nogil:
                 mutex_wait_then_unlock(self.sh)
         self._close_idle_files()   # every descriptor goes now, not when the garbage collector frees us
+        if failure is not None:
+            raise failure
         if st != PS_OK:
             raise _errors.StorageIOError(f"closing the active segment failed: {_os.strerror(a.io_errno or errno)}",
                                          topic=self.topic, partition=self.number, file=a.log_path.decode())

@@ -531,6 +531,16 @@ cdef void segment_close_files(Segment *s) noexcept nogil:
         s.dfd = -1
 
 
+cdef void segment_drop_files(Segment *s) noexcept nogil:
+    """Closes every descriptor of a segment that failed to finalize at close (mutex held): nothing
+    writes it any more; read descriptors a reader still uses are closed by segment_release."""
+    if s.wfd >= 0:
+        close(s.wfd)
+        s.wfd = -1
+    if s.refs == 0:
+        segment_close_files(s)
+
+
 cdef void segment_release(Segment *s, ps_mutex *mu) noexcept nogil:
     """Drops a reader's reference; frees a deleted segment once nobody reads it, and closes a
     finalized one's descriptors, so a log holds descriptors for its active segment and its

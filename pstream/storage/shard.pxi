@@ -350,6 +350,8 @@ cdef void *shard_main(void *arg) noexcept nogil:
             # Still holding unsynced data? Keep it listed for its deadline (an appender copying
             # into its buffer lists it again itself, in part_copy_end: no spinning meanwhile).
             p.queued = False
+            if p.closed:
+                pthread_cond_broadcast(&sh.done)    # close() waits for the partition to be off the list
             if not p.io_errno and not part_active(p).copying and (part_active(p).size > part_active(p).synced and p.flush_mode != FLUSH_BYTES
                                    or p.sync_requested or p.write_requested
                                    or p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized):
