@@ -122,16 +122,7 @@ cdef void segment_go_idle(Segment *s) noexcept nogil:
     held). Read descriptors a reader still uses are closed by segment_release."""
     segment_free_buffers(s)
     s.buf_start = s.size
-    if s.wfd >= 0:
-        close(s.wfd)
-        s.wfd = -1
-    if s.refs == 0:
-        if s.rfd >= 0:
-            close(s.rfd)
-            s.rfd = -1
-        if s.dfd >= 0:
-            close(s.dfd)
-            s.dfd = -1
+    segment_drop_files(s)
     s.idle = True
 
 
@@ -532,8 +523,8 @@ cdef void segment_close_files(Segment *s) noexcept nogil:
 
 
 cdef void segment_drop_files(Segment *s) noexcept nogil:
-    """Closes every descriptor of a segment that failed to finalize at close (mutex held): nothing
-    writes it any more; read descriptors a reader still uses are closed by segment_release."""
+    """Closes the write descriptor, and the read ones unless a reader holds them (segment_release
+    closes those). Mutex held: an idle segment, or one that failed to finalize at close."""
     if s.wfd >= 0:
         close(s.wfd)
         s.wfd = -1
