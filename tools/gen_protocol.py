@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT_DIR = os.path.join(ROOT, "pstream", "protocol", "messages")
 
-# The APIs pstream speaks (the broker issue and the consumer-group issue), plus the headers.
+# The APIs pstream speaks (the broker, consumer-group and transaction issues), plus the headers.
 APIS = [
     "Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "OffsetFetch", "FindCoordinator",
     "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "DescribeGroups", "ListGroups", "SaslHandshake",
@@ -30,6 +30,8 @@ APIS = [
     "DescribeConfigs", "AlterConfigs", "DescribeLogDirs", "CreatePartitions", "DeleteGroups",
     "IncrementalAlterConfigs", "OffsetDelete", "DescribeCluster", "DescribeProducers",
     "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
+    "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn", "WriteTxnMarkers", "TxnOffsetCommit",
+    "DescribeTransactions", "ListTransactions",
 ]
 HEADERS = ["RequestHeader", "ResponseHeader"]
 
