@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import fcntl
 import uuid
 import weakref
@@ -43,10 +44,11 @@ from typing import Iterable, Iterator
 from pstream import _core
 from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, UnknownPartitionError,
                             UnknownTopicError)
-from pstream.storage import layout
+from pstream.storage import layout, txn_index
 from pstream.storage.cleaner import DEFAULT_BACKOFF_MS, DEFAULT_DEDUPE_BUFFER_BYTES, LogCleaner
 from pstream.storage.config import TopicConfig
 from pstream.storage.metadata import read_topic_meta
+from pstream.storage.markers import encode_marker
 from pstream.storage.producer_state import ProducerStateManager
 
 _log = logging.getLogger("pstream.log")
@@ -112,6 +114,7 @@ class Partition(_core.Partition):
     _producer_state_loading: asyncio.Future | None = None  # while a disk thread replays the log
     _producer_state_queue: list | None = None              # (fn, future) waiting for the replay
     _producer_state_stale = False                          # reset while replaying: replay again
+    _stable_waiters: list | None = None                    # futures woken when a transaction ends
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -298,6 +301,66 @@ class Partition(_core.Partition):
             await self._log._waiters.wait(self, offset, durable=True)
         self._raise_if_failed()
         return self.durable_offset
+
+    # --- transactions ------------------------------------------------------------------
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The offset below which every transaction is decided (Kafka's LSO): the high
+        watermark, or the first offset of the earliest open transaction if lower. Read-committed
+        consumers read up to it. Recovers the producer state if it is not (disk work: code on an
+        event loop awaits last_stable_offset_async)."""
+        return self.stable_offset_of(self.producer_state)
+
+    async def last_stable_offset_async(self) -> int:
+        return self.stable_offset_of(self.producer_state_ready or await self.load_producer_state())
+
+    def stable_offset_of(self, state: ProducerStateManager) -> int:
+        """The last stable offset given the partition's producer state (loaded: no disk work)."""
+        hw = self.high_watermark
+        first = state.first_unstable_offset()
+        return hw if first is None or first > hw else first
+
+    def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of the aborted transactions a read-committed read of
+        [fetch_offset, upper_bound) must drop (after last_stable_offset_async: no disk work)."""
+        return self.producer_state.aborted_between(fetch_offset, upper_bound)
+
+    async def write_txn_marker(self, producer_id: int, producer_epoch: int, commit: bool,
+                               coordinator_epoch: int = 0) -> int:
+        """Appends the COMMIT or ABORT marker ending producer_id's transaction here; returns
+        its offset once the flush policy is met and the transaction counts as ended (an abort
+        is in the aborted-transaction index)."""
+        state = self.producer_state_ready or await self.load_producer_state()
+        token = state.begin_marker(producer_id, producer_epoch)
+        now = int(time.time() * 1000)
+        try:
+            offset = await self.append_batch_async(encode_marker(producer_id, producer_epoch, commit,
+                                                                 coordinator_epoch, now))
+        except BaseException:
+            state.abort_marker(token)
+            raise
+        aborted = state.complete_txn(token, offset, commit, coordinator_epoch, now)
+        if aborted is not None:
+            # A write into the page cache, synced before the snapshot that covers the marker.
+            base = max(b for b, *_ in self.segments() if b <= offset)
+            txn_index.append(self.path, base, aborted, sync=False)
+            state.note_index_written(base)
+        waiters, self._stable_waiters = self._stable_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        return offset
+
+    async def wait_txn_end(self) -> None:
+        """Returns once a transaction of this partition ends (its last stable offset may move)."""
+        if self._stable_waiters is None:
+            self._stable_waiters = []
+        elif len(self._stable_waiters) > 64:   # fetches that timed out meanwhile
+            self._stable_waiters = [w for w in self._stable_waiters if not w.done()]
+        waiter = asyncio.get_running_loop().create_future()
+        self._stable_waiters.append(waiter)
+        await waiter
 
 
 def _settle(future: asyncio.Future, fn, *args) -> None:

@@ -1,10 +1,22 @@
-"""Idempotent producer state, as Kafka's ProducerStateManager keeps it.
+"""Idempotent and transactional producer state, as Kafka's ProducerStateManager keeps it.
 
 Owns the allocation of producer ids (`ProducerIds`) and, per partition, what each producer
 id last wrote (`ProducerStateManager`): its epoch and its last 5 batches, so the broker can
 reject a batch out of sequence or from a fenced epoch, and answer a retried batch with the
 offset it already has instead of appending it twice. It never reads or writes segment
-files: recovery goes through `Partition.read_batches`, and only batch headers are parsed.
+files: recovery goes through `Partition.read_batches`, and only batch headers are parsed
+(and the one record of a transaction marker).
+
+Transactions: a producer's first transactional batch opens its transaction on this partition
+(`open_txns`: producer id -> first offset); its COMMIT or ABORT marker (a control batch written
+by the transaction coordinator) closes it. The first unstable offset is the smallest first
+offset of an open transaction; consumers reading committed stop there (the last stable offset,
+`Partition.last_stable_offset`). An aborted transaction is remembered (`aborted`) and written
+to the aborted-transaction index of the segment holding its marker (txn_index), which read-
+committed fetches list so that clients drop its records. Ordering for crashes: a marker counts
+as pending until its durable append is applied, so no snapshot covers a marker the state has
+not seen; index entries are written before the snapshot that covers them is (fsynced first),
+and replay from a snapshot adds again the entries of the markers it meets.
 
 Files, both replaced atomically (write a .tmp, fsync, rename, fsync the directory):
 
@@ -13,7 +25,10 @@ Files, both replaced atomically (write a .tmp, fsync, rename, fsync the director
     <partition dir>/<20-digit offset>.snapshot
         {"version": 1, "next_offset": O, "crc32": C,
          "producers": [{"producer_id": P, "epoch": E,
-                        "batches": [[base_seq, last_seq, base_offset, last_offset, max_timestamp], ...]}]}
+                        "batches": [[base_seq, last_seq, base_offset, last_offset, max_timestamp], ...],
+                        "txn_first_offset": F, "coordinator_epoch": CE, "last_timestamp": T}]}
+      (the last three only when set: an open transaction's first offset, the epoch of the
+      coordinator that wrote the producer's last marker, the time of a marker-only producer)
       The state after every batch below offset O (also in the name), perhaps with some batches
       past O that replay then skips; a producer's batches are oldest first, at most 5. C is
       zlib.crc32 of json.dumps(producers, sort_keys=True, separators=(",", ":")). Only the
@@ -23,6 +38,7 @@ Files, both replaced atomically (write a .tmp, fsync, rename, fsync the director
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 import json
@@ -34,7 +50,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pstream import _core
 from pstream.errors import OffsetOutOfRangeError, PStreamError
-from pstream.storage import layout
+from pstream.storage import layout, txn_index
+from pstream.storage.markers import decode_marker
+from pstream.storage.txn_index import AbortedTxn
 
 if TYPE_CHECKING:
     from pstream.log import Partition
@@ -134,6 +152,7 @@ class PendingBatch:
     base_sequence: int
     last_sequence: int
     serial: int = 0   # the order begun, across the partition: the order of the offsets it will get
+    transactional: bool = False
     base_offset: int | None = None
     last_offset: int | None = None
     max_timestamp: int | None = None
@@ -142,11 +161,22 @@ class PendingBatch:
 
 @dataclasses.dataclass(slots=True)
 class ProducerEntry:
-    """What one producer id wrote last to this partition (its batches oldest first)."""
+    """What one producer id wrote last to this partition (its batches oldest first; none after
+    a transaction marker raised its epoch)."""
 
     epoch: int
     batches: list[BatchMetadata]
     serials: list[int] = dataclasses.field(default_factory=list)   # of batches (0: replayed, older than any pending)
+    coordinator_epoch: int = -1   # of the coordinator that wrote its last marker here
+    marker_timestamp: int = -1    # when that marker was written
+
+    @property
+    def last_timestamp(self) -> int:
+        return max(self.batches[-1].max_timestamp if self.batches else -1, self.marker_timestamp)
+
+    @property
+    def last_sequence(self) -> int:
+        return self.batches[-1].last_sequence if self.batches else -1
 
     def append(self, batch: BatchMetadata, serial: int) -> None:
         """Adds a completed batch in offset order (the order begun), keeping the last 5."""
@@ -178,6 +208,12 @@ class ProducerStateManager:
         self.accept_unknown_sequence = accept_unknown_sequence
         self._entries: dict[int, ProducerEntry] = {}
         self._pending: dict[int, list[PendingBatch]] = {}
+        # Open transactions: producer id -> the first offset, or a bound below it while its
+        # first batch is still being appended (the log end when it was submitted).
+        self.open_txns: dict[int, int] = {}
+        self._txn_first_seen: dict[int, int] = {}   # producer id -> smallest completed base offset
+        self.aborted: list[AbortedTxn] = []          # by marker offset (last_offset)
+        self._unsynced_indexes: set[int] = set()     # segment bases whose txn index awaits an fsync
         self._completed_end = 0  # every completed batch lies below this offset
         self._serial = 0
         self._write_lock = threading.Lock()   # snapshot files: one writer at a time, on any thread
@@ -196,6 +232,10 @@ class ProducerStateManager:
                 return SequenceCheck.OK, None
             return SequenceCheck.UNKNOWN_PRODUCER, None
         history = self._history(entry, pending)
+        if not history:   # a marker raised its epoch and it wrote nothing since
+            if epoch < entry.epoch:
+                return SequenceCheck.INVALID_EPOCH, None
+            return (SequenceCheck.OK if base_sequence == 0 else SequenceCheck.OUT_OF_ORDER), None
         known_epoch, newest = history[-1]
         if epoch < known_epoch:
             return SequenceCheck.INVALID_EPOCH, None
@@ -208,11 +248,16 @@ class ProducerStateManager:
             return SequenceCheck.OK, None
         return SequenceCheck.OUT_OF_ORDER, None
 
-    def begin(self, producer_id: int, epoch: int, base_sequence: int, last_sequence: int) -> PendingBatch:
-        """Records a batch that passed check() as pending, before its offset is known."""
+    def begin(self, producer_id: int, epoch: int, base_sequence: int, last_sequence: int, *,
+              transactional: bool = False, log_end_offset: int = 0) -> PendingBatch:
+        """Records a batch that passed check() as pending, before its offset is known. The first
+        transactional batch of a producer opens its transaction at log_end_offset (the log end
+        when it is submitted: its offset will be at least that), made exact once known."""
         self._serial += 1
-        token = PendingBatch(producer_id, epoch, base_sequence, last_sequence, self._serial)
+        token = PendingBatch(producer_id, epoch, base_sequence, last_sequence, self._serial, transactional)
         self._pending.setdefault(producer_id, []).append(token)
+        if transactional:
+            self.open_txns.setdefault(producer_id, log_end_offset)
         return token
 
     def complete(self, token: PendingBatch, base_offset: int, last_offset: int, max_timestamp: int) -> None:
@@ -221,6 +266,72 @@ class ProducerStateManager:
         token.base_offset, token.last_offset, token.max_timestamp = base_offset, last_offset, max_timestamp
         self._record(token.producer_id, token.epoch, BatchMetadata(
             token.base_sequence, token.last_sequence, base_offset, last_offset, max_timestamp), token.serial)
+        if token.transactional and token.producer_id in self.open_txns:
+            pid = token.producer_id
+            seen = self._txn_first_seen[pid] = min(self._txn_first_seen.get(pid, base_offset), base_offset)
+            if pid not in self._pending:   # no earlier batch of it can still land below `seen`
+                self.open_txns[pid] = max(self.open_txns[pid], seen)
+
+    # --- transactions ----------------------------------------------------------------------
+
+    def begin_marker(self, producer_id: int, epoch: int) -> PendingBatch:
+        """A transaction marker about to be appended: pending like a batch, so that no snapshot
+        covers it before complete_txn() has applied it."""
+        self._serial += 1
+        token = PendingBatch(producer_id, epoch, -1, -1, self._serial)
+        self._pending.setdefault(producer_id, []).append(token)
+        return token
+
+    def abort_marker(self, token: PendingBatch) -> None:
+        """The marker's append failed: the transaction stays open."""
+        self._forget(token, "aborted")
+
+    def complete_txn(self, token: PendingBatch, marker_offset: int, commit: bool, coordinator_epoch: int,
+                     timestamp: int) -> AbortedTxn | None:
+        """The marker of token.producer_id is in the log (durably) at marker_offset: its open
+        transaction ends. Returns the aborted-transaction index entry of an abort, else None."""
+        self._forget(token, "complete")
+        return self._end_txn(token.producer_id, token.epoch, marker_offset, commit, coordinator_epoch, timestamp)
+
+    def _end_txn(self, pid: int, epoch: int, marker_offset: int, commit: bool, coordinator_epoch: int,
+                 timestamp: int) -> AbortedTxn | None:
+        first = self.open_txns.pop(pid, None)
+        self._txn_first_seen.pop(pid, None)
+        entry = self._entries.get(pid)
+        if entry is not None:
+            if epoch > entry.epoch:   # a fence or a timeout: the producer's old epoch is over here
+                self._entries[pid] = entry = ProducerEntry(epoch, [], [])
+            entry.coordinator_epoch, entry.marker_timestamp = coordinator_epoch, timestamp
+        self._completed_end = max(self._completed_end, marker_offset + 1)
+        if commit:
+            return None
+        if self.aborted and self.aborted[-1].last_offset >= marker_offset:
+            return None   # replay meeting a marker it knows from the index
+        # The LSO as of this marker: the first offset of the earliest other open transaction.
+        lso = min(self.open_txns.values(), default=marker_offset + 1)
+        txn = AbortedTxn(pid, marker_offset if first is None else first, marker_offset, lso)
+        self.aborted.append(txn)
+        return txn
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the earliest open transaction (None: none is open)."""
+        return min(self.open_txns.values()) if self.open_txns else None
+
+    def aborted_between(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of the aborted transactions a read of [fetch_offset,
+        upper_bound) must tell the client of (Kafka's collectAbortedTxns rule)."""
+        out = []
+        for txn in self.aborted[bisect.bisect_left(self.aborted, fetch_offset, key=lambda t: t.last_offset):]:
+            if txn.first_offset < upper_bound:
+                out.append((txn.producer_id, txn.first_offset))
+            if txn.last_stable_offset >= upper_bound:
+                break
+        return out
+
+    def note_index_written(self, segment_base: int) -> None:
+        """An entry was written (not yet synced) to this segment's txn index: the next snapshot
+        syncs it first."""
+        self._unsynced_indexes.add(segment_base)
 
     def abort(self, token: PendingBatch) -> None:
         """The append failed: forget the pending batch; the producer's expected sequence is
@@ -236,12 +347,14 @@ class ProducerStateManager:
         return None
 
     def apply_batch(self, producer_id: int, epoch: int, base_sequence: int, last_sequence: int,
-                    base_offset: int, last_offset: int, max_timestamp: int) -> None:
+                    base_offset: int, last_offset: int, max_timestamp: int, transactional: bool = False) -> None:
         """Replays one batch read from the log: the state effect of begin + complete, no
         checks. A batch at or below the producer's last known offset is already counted."""
         entry = self._entries.get(producer_id)
-        if entry is not None and base_offset <= entry.batches[-1].last_offset:
+        if entry is not None and entry.batches and base_offset <= entry.batches[-1].last_offset:
             return
+        if transactional:
+            self.open_txns.setdefault(producer_id, base_offset)
         self._record(producer_id, epoch,
                      BatchMetadata(base_sequence, last_sequence, base_offset, last_offset, max_timestamp))
 
@@ -286,15 +399,25 @@ class ProducerStateManager:
         batch (a pending batch lands after it), so recovery replays the rest."""
         if self._pending:
             next_offset = min(next_offset, self._completed_end)
-        producers = [{"producer_id": pid, "epoch": e.epoch, "batches": [list(b) for b in e.batches]}
-                     for pid, e in sorted(self._entries.items())]
-        return Snapshot(self, next_offset, producers)
+        producers = []
+        for pid, e in sorted(self._entries.items()):
+            p = {"producer_id": pid, "epoch": e.epoch, "batches": [list(b) for b in e.batches]}
+            if pid in self.open_txns and self.open_txns[pid] < next_offset:
+                p["txn_first_offset"] = self.open_txns[pid]
+            if e.coordinator_epoch >= 0:
+                p["coordinator_epoch"] = e.coordinator_epoch
+            if not e.batches:
+                p["last_timestamp"] = e.marker_timestamp
+            producers.append(p)
+        unsynced, self._unsynced_indexes = self._unsynced_indexes, set()
+        return Snapshot(self, next_offset, producers, sorted(unsynced))
 
     def _write_snapshot(self, snap: Snapshot) -> None:
         with self._write_lock:
             if snap.next_offset < self._written_offset:
                 return   # a newer snapshot is written already; this one would only go back
             os.makedirs(self.directory, exist_ok=True)
+            txn_index.sync(self.directory, snap.unsynced_indexes)   # before the snapshot that covers them
             name = layout.segment_file_name(snap.next_offset, SNAPSHOT_SUFFIX)
             layout.write_json_atomic(os.path.join(self.directory, name),
                                      {"version": SNAPSHOT_VERSION, "next_offset": snap.next_offset,
@@ -309,6 +432,7 @@ class ProducerStateManager:
         snapshot; returns the offset it covers (0 if none). A corrupt or unreadable snapshot
         is logged and ignored."""
         self._entries, self._pending, self._completed_end = {}, {}, 0
+        self.open_txns, self._txn_first_seen, self.aborted = {}, {}, []
         names = self._snapshot_names()
         if not names:
             return 0
@@ -320,27 +444,38 @@ class ProducerStateManager:
             if data["crc32"] != _crc(data["producers"]):
                 raise ValueError("checksum mismatch")
             entries = {p["producer_id"]: ProducerEntry(p["epoch"], [BatchMetadata(*b) for b in p["batches"]],
-                                                       [0] * len(p["batches"]))
+                                                       [0] * len(p["batches"]), p.get("coordinator_epoch", -1),
+                                                       p.get("last_timestamp", -1))
                        for p in data["producers"]}
-            if not all(e.batches for e in entries.values()):
+            if not all(e.batches or p.get("last_timestamp", -1) >= 0
+                       for e, p in zip(entries.values(), data["producers"])):
                 raise ValueError("a producer without batches")
+            open_txns = {p["producer_id"]: int(p["txn_first_offset"]) for p in data["producers"]
+                         if "txn_first_offset" in p}
         except (OSError, ValueError, KeyError, TypeError) as e:
             _log.warning("ignoring producer state snapshot %s: %s", path, e)
             return 0
         self._entries = entries
+        self.open_txns = open_txns
         self._completed_end = data["next_offset"]
         return data["next_offset"]
 
     def recover(self, partition: Partition) -> None:
-        """load(), then replays the idempotent batches of the log from the snapshot's offset
-        (or the log start, if later) to the log end offset, reading batch headers only."""
+        """load(), then replays the idempotent batches and transaction markers of the log from
+        the snapshot's offset (or the log start, if later) to the log end offset, reading batch
+        headers only (and a marker's record); the aborted transactions come from the txn
+        indexes, those past the log end (a truncated tail) dropped, those replay meets added."""
         end = partition.log_end_offset
         offset = self.load()
         if offset > end:
             _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding it from "
                          "the log", partition.topic, partition.number, offset, end)
-            self._entries, self._completed_end, offset = {}, 0, 0
-        offset = max(offset, partition.log_start_offset)
+            self._entries, self._completed_end, self.open_txns, offset = {}, 0, {}, 0
+        txn_index.truncate(self.directory, end)
+        start = partition.log_start_offset
+        self.aborted = [t for t in txn_index.read_all(self.directory) if t.last_offset >= start]
+        offset = max(offset, start)
+        segment_bases = None
         while offset < end:
             try:
                 data = memoryview(partition.read_batches(offset, READ_BYTES))
@@ -352,15 +487,29 @@ class ProducerStateManager:
             batches = _core.cut_batches(data)   # whole batches, every CRC checked by read_batches
             if not batches.count:
                 break
-            for start, _end in batches:
-                h = _core.peek_batch(data, start)
+            for begin, stop in batches:
+                h = _core.peek_batch(data, begin)
                 last_offset = h.base_offset + h.last_offset_delta
-                if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control and last_offset >= offset:
+                if h.producer_id < 0 or last_offset < offset:
+                    continue
+                if h.is_control:
+                    marker = decode_marker(data[begin:stop])
+                    if marker is None:
+                        continue
+                    txn = self._end_txn(marker.producer_id, marker.producer_epoch, h.base_offset, marker.commit,
+                                        marker.coordinator_epoch, marker.timestamp)
+                    if txn is not None:
+                        if segment_bases is None:
+                            segment_bases = [s[0] for s in partition.segments()]
+                        base = segment_bases[bisect.bisect_right(segment_bases, h.base_offset) - 1]
+                        txn_index.append(self.directory, base, txn, sync=False)
+                        self.note_index_written(base)
+                elif h.base_sequence >= 0:
                     self.apply_batch(h.producer_id, h.producer_epoch, h.base_sequence,
                                      # from the last offset delta, as Kafka's lastSequence(): the
                                      # cleaner may have removed records (even all) from the batch
                                      last_sequence_of(h.base_sequence, h.last_offset_delta + 1),
-                                     h.base_offset, last_offset, h.max_timestamp)
+                                     h.base_offset, last_offset, h.max_timestamp, h.is_transactional)
             offset = max(offset, last_offset + 1)
         self._completed_end = max(self._completed_end, end)
 
@@ -375,18 +524,19 @@ class ProducerStateManager:
     # --- DescribeProducers and expiry ------------------------------------------------------
 
     def producers(self) -> list[dict]:
-        """One dict per producer, the fields of DescribeProducers (no transactions here)."""
-        return [{"producer_id": pid, "producer_epoch": e.epoch, "last_sequence": e.batches[-1].last_sequence,
-                 "last_timestamp": e.batches[-1].max_timestamp, "coordinator_epoch": -1,
-                 "current_txn_start_offset": -1}
+        """One dict per producer, the fields of DescribeProducers."""
+        return [{"producer_id": pid, "producer_epoch": e.epoch, "last_sequence": e.last_sequence,
+                 "last_timestamp": e.last_timestamp, "coordinator_epoch": e.coordinator_epoch,
+                 "current_txn_start_offset": self.open_txns.get(pid, -1)}
                 for pid, e in sorted(self._entries.items())]
 
     def expire(self, now_ms: int, max_idle_ms: int) -> int:
         """Drops the producers whose last batch's max timestamp is max_idle_ms or more before
-        now_ms (Kafka's producer.id.expiration.ms rule) and that have no append pending;
-        returns how many."""
+        now_ms (Kafka's producer.id.expiration.ms rule) and that have no append pending and no
+        open transaction; returns how many."""
         doomed = [pid for pid, e in self._entries.items()
-                  if now_ms - e.batches[-1].max_timestamp >= max_idle_ms and pid not in self._pending]
+                  if now_ms - e.last_timestamp >= max_idle_ms and pid not in self._pending
+                  and pid not in self.open_txns]
         for pid in doomed:
             del self._entries[pid]
         return len(doomed)
@@ -398,6 +548,7 @@ class Snapshot(NamedTuple):
     manager: ProducerStateManager
     next_offset: int
     producers: list
+    unsynced_indexes: list = []   # segment bases whose txn index entries are synced before it
 
     def write(self) -> None:
         """Writes it (write, fsync, rename, fsync the directory), unless a snapshot at a later

@@ -1,0 +1,147 @@
+"""Transactions in a partition's producer state: open transactions and the last stable offset,
+markers (Kafka's control batch bytes), the aborted-transaction list and its index, snapshots
+that never cover a marker not yet applied, and recovery of all of it from a real log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pstream
+from pstream import _core
+from pstream.storage import txn_index
+from pstream.storage.markers import decode_marker, encode_marker
+from pstream.storage.producer_state import ProducerStateManager
+from pstream.storage.txn_index import AbortedTxn
+
+PID, OTHER = 7, 8
+
+
+def txn_batch(m: ProducerStateManager, pid: int, seq: int, base_offset: int, count: int = 1, epoch: int = 0,
+              log_end: int | None = None):
+    token = m.begin(pid, epoch, seq, seq + count - 1, transactional=True,
+                    log_end_offset=base_offset if log_end is None else log_end)
+    m.complete(token, base_offset, base_offset + count - 1, 1000)
+
+
+def marker(m: ProducerStateManager, pid: int, offset: int, commit: bool, epoch: int = 0):
+    return m.complete_txn(m.begin_marker(pid, epoch), offset, commit, 0, 2000)
+
+
+def test_marker_bytes_are_kafkas():
+    batch = encode_marker(PID, 3, commit=True, coordinator_epoch=5, timestamp_ms=1234)
+    assert len(batch) == 78
+    header = _core.peek_batch(batch)
+    assert (header.attributes, header.producer_id, header.producer_epoch, header.base_sequence,
+            header.record_count) == (0x30, PID, 3, -1, 1)
+    # The record as Kafka 3.9.2 wrote it (seen with xxd): key COMMIT, value coordinator epoch.
+    assert batch[61:] == bytes.fromhex("20 00 00 00 08 00000001 0c 000000000005 00".replace(" ", ""))
+    assert decode_marker(batch) == (PID, 3, True, 5, 1234)
+    assert decode_marker(encode_marker(PID, 0, commit=False)).commit is False
+
+
+def test_open_transaction_holds_the_stable_offset(tmp_path):
+    m = ProducerStateManager(str(tmp_path))
+    assert m.first_unstable_offset() is None
+    token = m.begin(PID, 0, 0, 0, transactional=True, log_end_offset=10)
+    assert m.first_unstable_offset() == 10          # a bound until the offset is known
+    m.complete(token, 12, 12, 1000)
+    assert m.first_unstable_offset() == 12
+    txn_batch(m, PID, 1, 20)
+    assert m.first_unstable_offset() == 12          # later batches do not move it
+    txn_batch(m, OTHER, 0, 15)
+    assert m.first_unstable_offset() == 12
+    assert marker(m, PID, 21, commit=True) is None
+    assert m.first_unstable_offset() == 15
+    assert m.producers()[1]["current_txn_start_offset"] == 15
+
+
+def test_abort_is_listed_for_fetches_in_its_range(tmp_path):
+    m = ProducerStateManager(str(tmp_path))
+    txn_batch(m, PID, 0, 3)
+    txn_batch(m, OTHER, 0, 5)
+    aborted = marker(m, PID, 6, commit=False)
+    assert aborted == AbortedTxn(PID, 3, 6, 5)      # the LSO then: OTHER's open transaction
+    assert marker(m, OTHER, 7, commit=False) == AbortedTxn(OTHER, 5, 7, 8)
+    assert m.aborted_between(0, 8) == [(PID, 3), (OTHER, 5)]
+    assert m.aborted_between(7, 8) == [(OTHER, 5)]
+    assert m.aborted_between(0, 4) == [(PID, 3)]    # stops at the entry whose LSO passes the bound
+    assert m.aborted_between(8, 20) == []
+
+
+def test_a_fencing_marker_raises_the_epoch(tmp_path):
+    m = ProducerStateManager(str(tmp_path))
+    txn_batch(m, PID, 0, 0, epoch=0)
+    marker(m, PID, 1, commit=False, epoch=1)
+    assert m.check(PID, 0, 1, 1)[0].name == "INVALID_EPOCH"
+    assert m.check(PID, 2, 0, 0)[0].name == "OK"
+    assert m.check(PID, 2, 5, 5)[0].name == "OUT_OF_ORDER"
+
+
+def test_snapshot_never_covers_a_marker_in_flight(tmp_path):
+    m = ProducerStateManager(str(tmp_path))
+    txn_batch(m, PID, 0, 0, count=5)
+    token = m.begin_marker(PID, 0)
+    assert m.capture(100).next_offset == 5         # the marker's offset is not applied yet
+    m.complete_txn(token, 5, False, 0, 2000)
+    snap = m.capture(6)
+    assert snap.next_offset == 6
+    txn_batch(m, OTHER, 0, 6)
+    m.snapshot(7)
+    again = ProducerStateManager(str(tmp_path))
+    assert again.load() == 7
+    assert again.open_txns == {OTHER: 6}
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from(["data", "commit", "abort"])),
+                max_size=40))
+@settings(max_examples=100, deadline=None)
+def test_stable_offset_against_a_model(tmp_path_factory, steps):
+    """The first unstable offset is the first offset of the earliest transaction with no marker."""
+    m = ProducerStateManager(str(tmp_path_factory.mktemp("state")))
+    first: dict[int, int] = {}
+    seqs: dict[int, int] = {}
+    for offset, (pid, kind) in enumerate(steps):
+        if kind == "data":
+            txn_batch(m, pid, seqs.get(pid, 0), offset)
+            seqs[pid] = seqs.get(pid, 0) + 1
+            first.setdefault(pid, offset)
+        else:
+            marker(m, pid, offset, commit=kind == "commit")
+            first.pop(pid, None)
+        assert m.first_unstable_offset() == (min(first.values()) if first else None)
+
+
+def test_recovery_rebuilds_open_and_aborted_transactions_from_the_log(tmp_path):
+    def raw(pid, seq, value):
+        return _core.encode_batch([(None, value, None, None)], producer_id=pid, producer_epoch=0,
+                                  base_sequence=seq, is_transactional=True)
+
+    async def write(part):
+        part.append_batch(raw(PID, 0, b"a"))               # 0
+        part.append_batch(raw(OTHER, 0, b"b"))             # 1
+        state = await part.load_producer_state()
+        state.open_txns.update({PID: 0, OTHER: 1})        # as the produce path records them
+        await part.write_txn_marker(PID, 0, commit=False)  # 2
+        part.append_batch(raw(OTHER, 1, b"c"))             # 3
+        return state.aborted
+
+    with pstream.Log(tmp_path / "log") as log:
+        part = log.topic("t").partition(0)
+        aborted = asyncio.run(write(part))
+        assert aborted == [AbortedTxn(PID, 0, 2, 1)]
+        assert part.last_stable_offset == 1
+        directory = part.path
+    for name in [n for n in os.listdir(directory) if n.endswith(".snapshot")]:
+        os.unlink(f"{directory}/{name}")    # recover from the log alone
+    with pstream.Log(tmp_path / "log") as log:
+        part = log.topic("t").partition(0)
+        state = part.producer_state
+        assert state.open_txns == {OTHER: 1}
+        assert state.aborted == [AbortedTxn(PID, 0, 2, 1)]
+        assert part.last_stable_offset == 1
+        assert part.aborted_transactions(0, 4) == [(PID, 0)]
+    assert txn_index.read_all(directory) == [AbortedTxn(PID, 0, 2, 1)]
