@@ -39,6 +39,8 @@ from pstream.broker.dispatch import load_handlers
 from pstream.broker.frames import FramePool, MemoryBudget
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
+from pstream.coordinator.offsets import OFFSETS_TOPIC
+from pstream.coordinator.transactions import TransactionCoordinator
 from pstream.storage.producer_state import ProducerIds
 from pstream.errors import ConfigError
 from pstream.storage import layout
@@ -66,6 +68,7 @@ class Broker:
         self.memory = MemoryBudget(config.queued_max_request_bytes)
         self.producer_ids: ProducerIds | None = None
         self.groups: GroupCoordinator | None = None
+        self.transactions: TransactionCoordinator | None = None
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None
@@ -113,6 +116,26 @@ class Broker:
         self.groups.on_topic_deleted(topic)
         self.metrics.forget_topic(topic)
 
+    async def _allocate_producer_id(self) -> int:
+        producer_id = self.producer_ids.allocate_reserved()
+        if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
+            producer_id = await self.log.run_blocking(self.producer_ids.allocate)
+        return producer_id
+
+    async def _write_txn_markers(self, producer_id: int, epoch: int, commit: bool, partitions) -> None:
+        """The transaction coordinator's second phase on this node's partitions, all at once;
+        a partition deleted meanwhile needs none."""
+        writes = []
+        for name, index in partitions:
+            topic = self.log.get_topic(name) if name in self.log else None
+            if topic is not None and index < topic.partitions:
+                writes.append(topic.partition(index).write_txn_marker(producer_id, epoch, commit))
+        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if (OFFSETS_TOPIC, 0) in partitions:
+            self.groups.store.end_txn(producer_id, commit)   # its offsets count now, or never
+
     def _on_partition_revived(self, part) -> None:
         """The batches whose appends failed are in the log now: the idempotent producers'
         state is read again from it, so their retries are answered as duplicates."""
@@ -158,6 +181,12 @@ class Broker:
             # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
             await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()
+            self.transactions = TransactionCoordinator(
+                self.log, self._allocate_producer_id, self._write_txn_markers,
+                max_timeout_ms=cfg.transaction_max_timeout_ms,
+                abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms)
+            await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
+            self.transactions.start()   # finishes the commits and aborts a stop interrupted
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
                 self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}")
                 try:
@@ -173,6 +202,8 @@ class Broker:
                 await self._admin.close()
             if self.groups is not None:
                 self.groups.stop()
+            if self.transactions is not None:
+                self.transactions.stop()
             self.log.close()
             self.state = "stopped"
             raise
@@ -244,6 +275,7 @@ class Broker:
             if task is not None:
                 task.cancel()
         self.groups.stop()   # JoinGroup/SyncGroup requests waiting on a rebalance are answered now
+        self.transactions.stop()   # a second phase not finished is finished at the next start
         for conn in self.connections:
             conn.drain()      # read no more requests: the ones in flight finish and are answered
         deadline = time.monotonic() + 5

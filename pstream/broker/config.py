@@ -91,6 +91,8 @@ class BrokerConfig:
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
     offsets_retention_minutes: int = 10080
+    transaction_max_timeout_ms: int = 900000
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10000
     log_level: str = "INFO"
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
@@ -349,6 +351,11 @@ _SETTINGS = (
              "longest session timeout a group member may ask for", "group.max.session.timeout.ms"),
     _Setting("offsets_retention_minutes", _Int(1, INT32_MAX, metavar="MINUTES"),
              "keep an empty group's committed offsets this long", "offsets.retention.minutes"),
+    _Setting("transaction_max_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "longest transaction.timeout.ms a transactional producer may ask for", "transaction.max.timeout.ms"),
+    _Setting("transaction_abort_timed_out_transaction_cleanup_interval_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "how often transactions older than their timeout are looked for and aborted",
+             "transaction.abort.timed.out.transaction.cleanup.interval.ms"),
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
     _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
              "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "

@@ -855,8 +855,10 @@ class GroupCoordinator:
         return topic in self.log and 0 <= partition < self.log.get_topic(topic).partitions
 
     async def commit(self, group_id: str, generation: int, member_id: str, instance_id: str | None,
-                     offsets: dict[TopicPartition, CommittedOffset]) -> dict[TopicPartition, int]:
-        """Stores offsets once they are durable; returns an error code per partition."""
+                     offsets: dict[TopicPartition, CommittedOffset],
+                     producer: tuple[int, int] | None = None) -> dict[TopicPartition, int]:
+        """Stores offsets once they are durable; returns an error code per partition. With a
+        producer (id, epoch): inside its transaction (TxnOffsetCommit), counted once it commits."""
         error = self._group_error(group_id, allow_empty=True)
         group = self.groups.get(group_id) if error is None else None
         if error is None and group is None:
@@ -879,7 +881,7 @@ class GroupCoordinator:
                 results[(topic, partition)] = ErrorCode.NONE
                 records.append((offset_key(group_id, topic, partition), offset_value(committed)))
         if records:
-            error = await self._write(records)
+            error = await self._write(records, producer)
             if error != ErrorCode.NONE:
                 for tp, code in results.items():
                     if code == ErrorCode.NONE:
@@ -907,10 +909,13 @@ class GroupCoordinator:
             self._schedule_expiry(group, member, member.session_timeout_ms)
         return None
 
-    async def _write(self, records) -> int:
+    async def _write(self, records, producer: tuple[int, int] | None = None) -> int:
         """Appends and awaits durability; Kafka's error mapping for a failed offsets append."""
         try:
-            await self.store.write(records)
+            if producer is None:
+                await self.store.write(records)
+            else:
+                await self.store.write_transactional(records, *producer)
         except PStreamError as exc:
             _log.error("cannot store group records in %s: %s", "__consumer_offsets", exc)
             return ErrorCode.NOT_COORDINATOR

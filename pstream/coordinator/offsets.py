@@ -47,6 +47,13 @@ and migrates again), so the cleaner can drop them all.
 Ordering: a write is appended at once (offsets assigned in call order) and applied to the
 in-memory state when it is durable, strictly in log order; until then it is "pending" (OffsetFetch
 with require_stable answers UNSTABLE_OFFSET_COMMIT for a partition with a pending commit).
+
+Transactions (TxnOffsetCommit): offsets committed inside a transaction are appended as a
+transactional batch of the producer (Kafka's format, base sequence 0) and stay pending for that
+producer until its transaction's marker lands on this topic: COMMIT applies them, ABORT drops
+them (`end_txn`). Replay skips the records of aborted transactions (the partition's aborted-
+transaction index) and holds those of open ones as pending again; while any exist it reads the
+log in Python, record by record, instead of the core's latest().
 """
 
 from __future__ import annotations
@@ -411,6 +418,7 @@ class OffsetStore:
         self.replayed = None   # {"records", "skipped", "legacy", "seconds"} once open() ran
         self._pending: collections.deque[_Pending] = collections.deque()
         self._pending_keys: collections.Counter[bytes] = collections.Counter()
+        self._txn_pending: dict[int, dict[bytes, bytes | None]] = {}   # producer id -> key -> value
 
     # --- start ------------------------------------------------------------------------------
 
@@ -443,8 +451,12 @@ class OffsetStore:
         # the module doc); legacy_live: the JSON keys whose latest record is not a tombstone.
         legacy, legacy_live = OffsetState(), set()
         start = self.part.log_start_offset
-        # Each key's latest value, found in the core: no Python object for an overwritten record.
-        for key, value in self.part.latest(start).items():
+        state = self.part.producer_state   # replayed here, off the event loop
+        # Each key's latest value, found in the core: no Python object for an overwritten record;
+        # with transactions to sort out, in Python.
+        latest = self._replay_transactional(state, start) if state.aborted or state.open_txns \
+            else self.part.latest(start)
+        for key, value in latest.items():
             try:
                 if _is_legacy(key):
                     legacy.apply_legacy(key, value)
@@ -466,6 +478,33 @@ class OffsetStore:
                   len(self.state.groups))
         return self.state
 
+    def _replay_transactional(self, state, start: int) -> dict[bytes, bytes | None]:
+        """Each key's latest committed value (None: a tombstone), the records of aborted
+        transactions skipped and those of open ones pending again for their producer."""
+        aborted: dict[int, list[tuple[int, int]]] = {}
+        for txn in state.aborted:
+            aborted.setdefault(txn.producer_id, []).append((txn.first_offset, txn.last_offset))
+        latest: dict[bytes, bytes | None] = {}
+        offset, end = start, self.part.high_watermark
+        while offset < end:
+            data = self.part.read_batches(offset, 1 << 20)
+            if not data:
+                break
+            for header, records in _core.iter_batches(data):
+                offset = header.last_offset + 1
+                if header.is_control:
+                    continue
+                pid = header.producer_id
+                if header.is_transactional and any(a <= header.base_offset <= b for a, b in aborted.get(pid, ())):
+                    continue
+                open_from = state.open_txns.get(pid) if header.is_transactional else None
+                target = self._txn_pending.setdefault(pid, {}) \
+                    if open_from is not None and header.base_offset >= open_from else latest
+                for rec in records:
+                    if rec.key is not None:
+                        target[rec.key] = rec.value
+        return {k: v for k, v in latest.items() if v is not None}
+
     def _migrate(self, legacy: set[bytes]) -> None:
         """Writes the state in Kafka's formats, then tombstones for pstream's old JSON keys."""
         upserts = self.state.records()
@@ -479,10 +518,7 @@ class OffsetStore:
     def append(self, records: list[Record]) -> int:
         """Appends records now, in call order; returns the last offset (-1 for none). The state
         changes once they are durable (`await durable(last)`)."""
-        if self.part is None:
-            topic = self.log.topic(OFFSETS_TOPIC, partitions=1, **self.internal_settings())
-            self._enforce_settings(topic)   # it existed already: auto-created by a client's Metadata
-            self.part = topic.partition(0)
+        self._ensure_part()
         last = -1
         for chunk in _batches(records):
             batch = _core.encode_batch([(k, v, None, None) for k, v in chunk])
@@ -491,6 +527,13 @@ class OffsetStore:
             self._pending.append(_Pending(last, chunk))
             self._pending_keys.update(k for k, _ in chunk)
         return last
+
+    def _ensure_part(self):
+        if self.part is None:
+            topic = self.log.topic(OFFSETS_TOPIC, partitions=1, **self.internal_settings())
+            self._enforce_settings(topic)   # it existed already: auto-created by a client's Metadata
+            self.part = topic.partition(0)
+        return self.part
 
     async def durable(self, last_offset: int) -> None:
         """Returns once every record up to last_offset is durable and applied (in log order)."""
@@ -514,5 +557,30 @@ class OffsetStore:
                     del self._pending_keys[key]
 
     def is_pending(self, key: bytes) -> bool:
-        """True while a write of this key is appended but not yet durable."""
-        return key in self._pending_keys
+        """True while a write of this key is appended but not yet durable, or is part of a
+        transaction not yet decided."""
+        return key in self._pending_keys or any(key in keys for keys in self._txn_pending.values())
+
+    async def write_transactional(self, records: list[Record], producer_id: int, producer_epoch: int) -> None:
+        """Appends records as a transactional batch of the producer (durable on return); they
+        count once its transaction commits (end_txn)."""
+        part = self._ensure_part()
+        state = part.producer_state_ready or await part.load_producer_state()
+        token = state.begin(producer_id, producer_epoch, 0, len(records) - 1, transactional=True,
+                            log_end_offset=part.log_end_offset)
+        batch = _core.encode_batch([(k, v, None, None) for k, v in records], producer_id=producer_id,
+                                   producer_epoch=producer_epoch, base_sequence=0, is_transactional=True)
+        try:
+            base = await part.append_batch_async(batch)
+        except BaseException:
+            state.abort(token)
+            raise
+        state.complete(token, base, base + len(records) - 1, now_ms())
+        self._txn_pending.setdefault(producer_id, {}).update(records)
+
+    def end_txn(self, producer_id: int, commit: bool) -> None:
+        """The producer's transaction marker is durable here: its offsets count, or are dropped."""
+        records = self._txn_pending.pop(producer_id, {})
+        if commit:
+            for key, value in records.items():
+                self.state.apply(key, value)

@@ -37,6 +37,11 @@ KAFKA_3_9 = {
     "DeleteTopics": (20, 0, 6),
     "DeleteRecords": (21, 0, 2),
     "InitProducerId": (22, 0, 5),
+    "AddPartitionsToTxn": (24, 0, 5),
+    "AddOffsetsToTxn": (25, 0, 4),
+    "EndTxn": (26, 0, 4),
+    "WriteTxnMarkers": (27, 0, 1),
+    "TxnOffsetCommit": (28, 0, 4),
     "OffsetForLeaderEpoch": (23, 0, 4),
     "DescribeConfigs": (32, 0, 4),
     "AlterConfigs": (33, 0, 2),
@@ -47,6 +52,8 @@ KAFKA_3_9 = {
     "OffsetDelete": (47, 0, 0),
     "DescribeCluster": (60, 0, 1),
     "DescribeProducers": (61, 0, 0),
+    "DescribeTransactions": (65, 0, 0),
+    "ListTransactions": (66, 0, 1),
 }
 EXPECTED_RANGES = {key: (low, high) for key, low, high in KAFKA_3_9.values()}
 API_VERSIONS = 18
@@ -512,7 +519,94 @@ def _check_offset_delete(conn, version, resp):
     assert resp.error_code == GROUP_ID_NOT_FOUND
 
 
+TXN_ID = "txn-api-versions"
+INVALID_TXN_STATE, INVALID_PRODUCER_ID_MAPPING, TRANSACTIONAL_ID_NOT_FOUND = 48, 49, 105
+
+
+def _add_partitions_to_txn(conn, version):
+    req_cls, _ = codecs("AddPartitionsToTxn")
+    seeded(conn)
+    topics = [req_cls.AddPartitionsToTxnTopic(name=TOPIC, partitions=[0])]
+    return req_cls(v3_and_below_transactional_id=TXN_ID, v3_and_below_producer_id=7, v3_and_below_producer_epoch=0,
+                   v3_and_below_topics=topics,
+                   transactions=[req_cls.AddPartitionsToTxnTransaction(transactional_id=TXN_ID, producer_id=7,
+                                                                       producer_epoch=0, topics=topics)])
+
+
+def _check_add_partitions_to_txn(conn, version, resp):
+    if version >= 4:
+        assert resp.error_code == 0
+        [result] = resp.results_by_transaction
+        assert result.transactional_id == TXN_ID
+        topics = result.topic_results
+    else:
+        topics = resp.results_by_topic_v3_and_below
+    assert [(t.name, p.partition_index, p.partition_error_code) for t in topics for p in t.results_by_partition] \
+        == [(TOPIC, 0, INVALID_PRODUCER_ID_MAPPING)]
+
+
+def _add_offsets_to_txn(conn, version):
+    return codecs("AddOffsetsToTxn")[0](transactional_id=TXN_ID, producer_id=7, producer_epoch=0, group_id=GROUP)
+
+
+def _end_txn(conn, version):
+    return codecs("EndTxn")[0](transactional_id=TXN_ID, producer_id=7, producer_epoch=0, committed=True)
+
+
+def _check_unknown_producer_mapping(conn, version, resp):
+    assert resp.error_code == INVALID_PRODUCER_ID_MAPPING
+
+
+def _write_txn_markers(conn, version):
+    req_cls, _ = codecs("WriteTxnMarkers")
+    seeded(conn)
+    return req_cls(markers=[req_cls.WritableTxnMarker(
+        producer_id=7, producer_epoch=0, transaction_result=False, coordinator_epoch=0,
+        topics=[req_cls.WritableTxnMarkerTopic(name=TOPIC, partition_indexes=[0])])])
+
+
+def _check_write_txn_markers(conn, version, resp):
+    assert [(m.producer_id, t.name, p.partition_index, p.error_code)
+            for m in resp.markers for t in m.topics for p in t.partitions] == [(7, TOPIC, 0, 0)]
+
+
+def _txn_offset_commit(conn, version):
+    req_cls, _ = codecs("TxnOffsetCommit")
+    return req_cls(transactional_id=TXN_ID, group_id=GROUP, producer_id=7, producer_epoch=0, generation_id=-1,
+                   member_id="", topics=[req_cls.TxnOffsetCommitRequestTopic(name=TOPIC, partitions=[
+                       req_cls.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1)])])
+
+
+def _check_txn_offset_commit(conn, version, resp):
+    assert [(t.name, p.partition_index, p.error_code) for t in resp.topics for p in t.partitions] \
+        == [(TOPIC, 0, INVALID_TXN_STATE)]   # producer 7 has no transaction holding the group
+
+
+def _describe_transactions(conn, version):
+    return codecs("DescribeTransactions")[0](transactional_ids=[TXN_ID])
+
+
+def _check_describe_transactions(conn, version, resp):
+    assert [(s.transactional_id, s.error_code) for s in resp.transaction_states] \
+        == [(TXN_ID, TRANSACTIONAL_ID_NOT_FOUND)]
+
+
+def _list_transactions(conn, version):
+    return codecs("ListTransactions")[0](state_filters=["Ongoing", "Bogus"], producer_id_filters=[])
+
+
+def _check_list_transactions(conn, version, resp):
+    assert (resp.error_code, resp.unknown_state_filters, resp.transaction_states) == (0, ["Bogus"], [])
+
+
 CASES = {
+    "AddPartitionsToTxn": (_add_partitions_to_txn, _check_add_partitions_to_txn),
+    "AddOffsetsToTxn": (_add_offsets_to_txn, _check_unknown_producer_mapping),
+    "EndTxn": (_end_txn, _check_unknown_producer_mapping),
+    "WriteTxnMarkers": (_write_txn_markers, _check_write_txn_markers),
+    "TxnOffsetCommit": (_txn_offset_commit, _check_txn_offset_commit),
+    "DescribeTransactions": (_describe_transactions, _check_describe_transactions),
+    "ListTransactions": (_list_transactions, _check_list_transactions),
     "FindCoordinator": (_find_coordinator, _check_find_coordinator),
     "JoinGroup": (_join_group, _check_join_group),
     "SyncGroup": (_sync_group, _check_unknown_member),

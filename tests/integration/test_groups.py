@@ -521,7 +521,9 @@ def test_raw_find_coordinator_list_describe_delete(broker_factory):
         assert [(c.key, c.error_code, c.port) for c in batched.coordinators] == [("a", 0, broker.port),
                                                                                 ("b", 0, broker.port)]
         txn = conn.call("FindCoordinator", 6, fc_cls(key_type=1, coordinator_keys=["tx"]))
-        assert txn.coordinators[0].error_code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        assert [(c.key, c.error_code, c.port) for c in txn.coordinators] == [("tx", 0, broker.port)]
+        unknown = conn.call("FindCoordinator", 6, fc_cls(key_type=2, coordinator_keys=["x"]))
+        assert unknown.coordinators[0].error_code == ErrorCode.INVALID_REQUEST
         # A stand-alone commit makes an Empty group with no protocol type.
         commit_cls, _ = codecs("OffsetCommit")
         conn.call("OffsetCommit", 0, commit_cls(group_id="standalone", topics=[commit_cls.OffsetCommitRequestTopic(

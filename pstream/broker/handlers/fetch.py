@@ -2,7 +2,10 @@
 
 Consumers see records up to the partition's high watermark (storage decides it: with the
 durable flush policy it is the durable offset, so a consumer never reads a record that a
-crash could take back). Batches go out as the bytes the log returned (one copy, from the segment), never
+crash could take back); read-committed ones (isolation_level 1) up to its last stable offset,
+below every open transaction, with the list of aborted transactions in the range so they
+drop those records (Partition.aborted_transactions, from the aborted-transaction index), and
+their long-poll also wakes when a transaction ends. Batches go out as the bytes the log returned (one copy, from the segment), never
 joined: the response is a list of buffers; a consumer far behind is read on a reader
 thread, not the event loop. Sizes follow KIP-74 as Kafka's ReplicaManager applies it: the
 records of the response total at most max_bytes, and each partition's at most its
@@ -26,6 +29,7 @@ from pstream.protocol.messages.fetch import FetchResponse
 from pstream.protocol.primitives import ZERO_UUID
 
 PartitionData = FetchResponse.PartitionData
+AbortedTransaction = FetchResponse.AbortedTransaction
 TopicResponse = FetchResponse.FetchableTopicResponse
 READ_COMMITTED = 1
 
@@ -39,11 +43,13 @@ def cut_at(data, end_offset: int, max_bytes: int = 0x7FFFFFFF, first_whole: bool
 
 
 class _PartitionFetch:
-    __slots__ = ("part", "records", "response", "seen_end", "topic", "topic_id", "wanted")
+    __slots__ = ("committed", "end", "part", "records", "response", "seen_end", "topic", "topic_id", "wanted")
 
-    def __init__(self, topic, topic_id, wanted, part, response):
+    def __init__(self, topic, topic_id, wanted, part, response, committed):
         self.topic, self.topic_id, self.wanted, self.part, self.response = topic, topic_id, wanted, part, response
+        self.committed = committed            # read_committed: read up to the last stable offset
         self.seen_end = wanted.fetch_offset   # the high watermark the last read saw: wait for data past it
+        self.end = -1                         # where this read stops: the high watermark or the LSO
         self.records = 0                      # records in response.records
 
 
@@ -60,7 +66,8 @@ def _plan(ctx, request) -> list[_PartitionFetch]:
                                      records=None)
             if part is not None:
                 response.error_code = leader_epoch_error(part, p.current_leader_epoch)
-            plan.append(_PartitionFetch(t.topic, t.topic_id, p, part if not response.error_code else None, response))
+            plan.append(_PartitionFetch(t.topic, t.topic_id, p, part if not response.error_code else None, response,
+                                        request.isolation_level == READ_COMMITTED))
     return plan
 
 
@@ -74,6 +81,8 @@ async def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
     """
     reads, later, reserved = [], [], 0
     for item in plan:
+        if item.committed and item.part is not None and item.part.producer_state_ready is None:
+            await item.part.load_producer_state()   # the LSO needs it: replayed on the disk pool
         if not _prepare(item):
             continue
         room = min(item.wanted.partition_max_bytes, max_bytes - reserved)
@@ -101,7 +110,7 @@ def _keep_to_max_bytes(plan: list[_PartitionFetch], max_bytes: int) -> int:
         if not data:
             continue
         room = min(item.wanted.partition_max_bytes, max_bytes - total)
-        data, item.records = cut_at(data, item.response.high_watermark, room, first_whole)
+        data, item.records = cut_at(data, item.end, room, first_whole)
         item.response.records = data
         total += len(data)
         first_whole = first_whole and not data
@@ -114,13 +123,16 @@ def _prepare(item: _PartitionFetch) -> bool:
     if part is None:
         return False
     hw = part.high_watermark
+    state = part.producer_state_ready
     item.seen_end = max(hw, offset)
-    response.high_watermark = response.last_stable_offset = hw
+    response.high_watermark = hw
+    response.last_stable_offset = hw if state is None else part.stable_offset_of(state)
+    item.end = response.last_stable_offset if item.committed else hw
     response.log_start_offset = part.log_start_offset
     if offset < part.log_start_offset or offset > part.log_end_offset:
         response.error_code = ErrorCode.OFFSET_OUT_OF_RANGE
         return False
-    if offset >= hw:
+    if offset >= item.end:
         response.records = b""
         return False
     return True
@@ -133,7 +145,7 @@ async def _read_into(item: _PartitionFetch, room: int) -> int:
     except Exception as exc:   # out of range (retention moved the start meanwhile), storage failures
         response.error_code = error_for(exc)
         return 0
-    data, item.records = cut_at(data, response.high_watermark)
+    data, item.records = cut_at(data, item.end)
     response.records = data
     return len(data)
 
@@ -147,6 +159,8 @@ async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
         if part is None or item.response.error_code:
             continue
         waits.append(asyncio.ensure_future(part.wait_visible(item.seen_end)))
+        if item.committed and item.end < item.seen_end:   # records wait for their transaction to end
+            waits.append(asyncio.ensure_future(part.wait_txn_end()))
     if not waits:
         await asyncio.sleep(timeout)
         return
@@ -179,6 +193,10 @@ async def handle_fetch(ctx, request):
             ctx.failed = True   # counted in pstream_request_errors_total
         elif item.response.records:
             metrics.fetched(item.part.topic, len(item.response.records), item.records)
+            if item.committed:
+                item.response.aborted_transactions = [
+                    AbortedTransaction(producer_id=pid, first_offset=first)
+                    for pid, first in item.part.aborted_transactions(item.wanted.fetch_offset, item.end)]
         key = (item.topic, item.topic_id)
         topic = responses.get(key)
         if topic is None:

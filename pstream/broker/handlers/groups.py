@@ -3,8 +3,8 @@ OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups and OffsetDe
 
 Each handler turns its request (any version) into a call on the broker's GroupCoordinator
 (pstream/coordinator/groups.py) and the result back into the response of that version; the
-rules live there. This node coordinates every group. Transactions are not served, so a
-transaction coordinator is not available.
+rules live there. This node coordinates every group, and every transactional id (FindCoordinator
+with key type 1; transactions.py serves those).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pstream.protocol.messages.offset_fetch import OffsetFetchResponse
 from pstream.protocol.messages.sync_group import SyncGroupResponse
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
-TRANSACTIONS_NOT_SERVED = "pstream does not serve transactions (transactional.id): use an idempotent producer"
 
 
 def _client_host(ctx) -> str:
@@ -52,9 +51,9 @@ def handle_find_coordinator(ctx, request):
 
     def answer(key: str):
         if request.key_type == TRANSACTION_KEY:
-            # Fatal for every client at once (Java, librdkafka, kafka-python); a retriable
-            # error had them retry until transaction.timeout / their init timeout.
-            return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TRANSACTIONS_NOT_SERVED
+            if not broker.transactions.active:
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the transaction coordinator is not running"
+            return ErrorCode.NONE, None
         if request.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {request.key_type}"
         if not broker.groups.active:

@@ -1,7 +1,8 @@
 """ListOffsets: earliest (-2), latest (-1), max timestamp (-3, clients send it from v7),
 earliest local (-4, from v8), latest tiered (-5, from v9), or the first offset at or after a
 timestamp; like Kafka's broker, any version may ask any of them. Latest is the high
-watermark consumers see (Partition.high_watermark). A time query is answered with the found
+watermark consumers see (Partition.high_watermark), or for read_committed (isolation level 1,
+v2+) the last stable offset, which also bounds the other queries. A time query is answered with the found
 record's own timestamp; max timestamp with the offset of the record that has it, not of its
 batch's last record (Kafka since KAFKA-16310). No tiered storage: the local log is the whole
 log, so earliest local is earliest and latest tiered is "none" (-1), as Kafka answers
@@ -17,24 +18,27 @@ from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.list_offsets import ListOffsetsResponse
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
+READ_COMMITTED = 1
 PartitionResponse = ListOffsetsResponse.ListOffsetsPartitionResponse
 
 
-def _lookup(part, timestamp: int) -> tuple[int, int]:
+def _lookup(part, timestamp: int, committed: bool) -> tuple[int, int]:
     """(timestamp, offset) answering one query; (-1, -1) when no record qualifies."""
+    state = part.producer_state_ready if committed else None
+    end = part.high_watermark if state is None else part.stable_offset_of(state)
     if timestamp == LATEST:
-        return -1, part.high_watermark
+        return -1, end
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, part.log_start_offset
     if timestamp == LATEST_TIERED:
         return -1, -1
     if timestamp == MAX_TIMESTAMP:
         ts, last_offset = part.max_timestamp()
-        if last_offset < 0 or last_offset >= part.high_watermark:
+        if last_offset < 0 or last_offset >= end:
             return -1, -1
         return ts, first_offset_with_timestamp(part, last_offset, ts)
     offset = part.offset_for_timestamp(timestamp)
-    if offset is None or offset >= part.high_watermark:
+    if offset is None or offset >= end:
         return -1, -1
     return record_timestamp(part, offset), offset
 
@@ -70,9 +74,28 @@ def first_offset_with_timestamp(part, batch_offset: int, timestamp: int) -> int:
 
 @api("ListOffsets", 0, 9)
 def handle_list_offsets(ctx, request):
+    if ctx.version >= 2 and request.isolation_level == READ_COMMITTED and _unloaded(ctx, request):
+        return _answer_committed(ctx, request)
     if any(p.timestamp >= 0 or p.timestamp == MAX_TIMESTAMP for t in request.topics for p in t.partitions):
         return _answer_on_disk_pool(ctx, request)
     return _answer(ctx, request)
+
+
+def _unloaded(ctx, request) -> list:
+    """The partitions whose producer state (the LSO's source) is not recovered yet."""
+    out = []
+    for t in request.topics:
+        for p in t.partitions:
+            part, _ = find_partition(ctx.broker, t.name, p.partition_index)
+            if part is not None and part.producer_state_ready is None:
+                out.append(part)
+    return out
+
+
+async def _answer_committed(ctx, request):
+    for part in _unloaded(ctx, request):
+        await part.load_producer_state()   # replayed on the disk pool
+    return await _answer_on_disk_pool(ctx, request)
 
 
 async def _answer_on_disk_pool(ctx, request):
@@ -81,6 +104,7 @@ async def _answer_on_disk_pool(ctx, request):
 
 
 def _answer(ctx, request):
+    committed = ctx.version >= 2 and request.isolation_level == READ_COMMITTED
     topics = []
     for t in request.topics:
         results = []
@@ -93,7 +117,7 @@ def _answer(ctx, request):
                 if p.timestamp < LATEST_TIERED:
                     error = ErrorCode.INVALID_REQUEST if ctx.version < 9 else ErrorCode.UNSUPPORTED_VERSION
                 else:
-                    out.timestamp, out.offset = _lookup(part, p.timestamp)
+                    out.timestamp, out.offset = _lookup(part, p.timestamp, committed)
                     out.leader_epoch = part.leader_epoch
                     if ctx.version == 0:
                         out.old_style_offsets = [out.offset] if out.offset >= 0 else []

@@ -142,15 +142,18 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
     config = broker.log.get_topic(part.topic).config
     for batch, header in batches:
         records += header.record_count
-        if header.is_transactional or header.is_control:
-            raise _Refused(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
+        if header.is_control:
+            raise _Refused(ErrorCode.INVALID_RECORD, "Clients are not allowed to write control records")
+        if header.is_transactional:
+            _check_transactional(broker, part, header)
         if header.compression == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
         check_records(config, part, batch)
         if header.producer_id >= 0:
             waits.append(_submit_idempotent(broker, part, batch, header.producer_id, header.producer_epoch,
-                                            header.base_sequence, header.record_count, leader_only))
+                                            header.base_sequence, header.record_count, leader_only,
+                                            header.is_transactional))
         else:
             waits.append(_appended(part, part.submit_batch(batch, wait=not leader_only)))
     return waits, records
@@ -179,23 +182,35 @@ async def _duplicate(part, original: int) -> tuple[int, int]:
     return original, stored_max_timestamp(part, original) if part.timestamp_type == 1 else -1
 
 
-def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only):
+def _check_transactional(broker, part, header) -> None:
+    """A transactional batch needs its producer's ongoing transaction to hold the partition
+    (Kafka 3.9 verifies it: transaction.partition.verification.enable)."""
+    if header.producer_id < 0:
+        raise _Refused(ErrorCode.INVALID_RECORD, "a transactional batch needs a producer id")
+    error = broker.transactions.produce_error(header.producer_id, header.producer_epoch, part.topic, part.number)
+    if error == ErrorCode.INVALID_TXN_STATE:
+        raise _Refused(error, "Partition was not added to the transaction")
+    if error:
+        raise _Refused(error)
+
+
+def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only, transactional):
     """Checks the batch's sequence against the partition's producer state and submits it. The
     first idempotent batch after a restart waits, without blocking the loop, for the state to
     be replayed from the log on the Log's disk pool; batches queued behind it keep their order."""
+    args = (broker, part, batch, producer_id, epoch, base_seq, count, leader_only, transactional)
     state = part.producer_state_ready
     if state is not None:
-        return _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_seq, count, leader_only)
-    return _after_replay(part.with_producer_state(
-        lambda state: _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_seq, count,
-                                           leader_only)))
+        return _sequence_and_submit(state, *args)
+    return _after_replay(part.with_producer_state(lambda state: _sequence_and_submit(state, *args)))
 
 
 async def _after_replay(submitted) -> tuple[int, int]:
     return await (await submitted)
 
 
-def _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_seq, count, leader_only):
+def _sequence_and_submit(state, broker, part, batch, producer_id, epoch, base_seq, count, leader_only,
+                         transactional):
     last_seq = (base_seq + count - 1) & 0x7FFFFFFF
     outcome, original = state.check(producer_id, epoch, base_seq, last_seq)
     if outcome == SequenceCheck.DUPLICATE:
@@ -209,7 +224,8 @@ def _sequence_and_submit(broker, state, part, batch, producer_id, epoch, base_se
         return asyncio.shield(waiter)
     if outcome != SequenceCheck.OK:
         raise _Refused(_SEQUENCE_ERRORS[outcome])
-    token = state.begin(producer_id, epoch, base_seq, last_seq)
+    token = state.begin(producer_id, epoch, base_seq, last_seq, transactional=transactional,
+                        log_end_offset=part.log_end_offset)
     try:
         pending = part.submit_batch(batch, wait=not leader_only)
     except BaseException:

@@ -1,14 +1,15 @@
-"""InitProducerId and DescribeProducers: the idempotent producer (transactions are not served).
+"""InitProducerId and DescribeProducers.
 
 As in Kafka, a producer without a transactional id gets a fresh producer id at epoch 0 on
-every InitProducerId; ids are never reused, across restarts too.
+every InitProducerId; ids are never reused, across restarts too. One with a transactional id
+gets its id's producer id and the next epoch from the transaction coordinator.
 """
 
 from __future__ import annotations
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition
-from pstream.protocol.error_codes import ErrorCode
+from pstream.broker.handlers.transactions import fenced_for
 from pstream.protocol.messages.describe_producers import DescribeProducersResponse
 from pstream.protocol.messages.init_producer_id import InitProducerIdResponse
 
@@ -16,13 +17,20 @@ from pstream.protocol.messages.init_producer_id import InitProducerIdResponse
 @api("InitProducerId", 0, 5)
 def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
-        # Fatal for the client at once, rather than a retry loop: pstream has no transaction coordinator.
-        return InitProducerIdResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                                      producer_id=-1, producer_epoch=-1)
+        return _init_transactional(ctx, request)
     producer_id = ctx.broker.producer_ids.allocate_reserved()
     if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
         return _allocate_on_disk_pool(ctx.broker)
     return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)
+
+
+async def _init_transactional(ctx, request) -> InitProducerIdResponse:
+    error, producer_id, epoch = await ctx.broker.transactions.init_producer_id(
+        request.transactional_id, request.transaction_timeout_ms,
+        request.producer_id if ctx.version >= 3 else -1, request.producer_epoch if ctx.version >= 3 else -1)
+    ctx.failed = bool(error)
+    return InitProducerIdResponse(throttle_time_ms=0, error_code=fenced_for(ctx.version, 4, error),
+                                  producer_id=producer_id, producer_epoch=epoch)
 
 
 async def _allocate_on_disk_pool(broker) -> InitProducerIdResponse:

@@ -1,0 +1,188 @@
+"""Transactions on the wire: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+WriteTxnMarkers, DescribeTransactions and ListTransactions (InitProducerId with a transactional id comes
+through producers.py).
+
+Each handler turns its request into a call on the broker's TransactionCoordinator
+(pstream/coordinator/transactions.py) and the result into the response of that version.
+PRODUCER_FENCED (KIP-588) exists only from the versions that added it; older ones get
+INVALID_PRODUCER_EPOCH, as Kafka answers them (aiokafka speaks only v0).
+WriteTxnMarkers is Kafka's broker-to-broker API; here it writes the markers it names on this
+node's partitions, as a partition leader does (Kafka's `kafka-transactions.sh abort`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pstream.broker.dispatch import api
+from pstream.broker.handlers.common import find_partition
+from pstream.coordinator.offsets import OFFSETS_TOPIC, CommittedOffset, now_ms
+from pstream.protocol.error_codes import ErrorCode, error_for
+from pstream.protocol.messages.add_offsets_to_txn import AddOffsetsToTxnResponse
+from pstream.protocol.messages.add_partitions_to_txn import AddPartitionsToTxnResponse
+from pstream.protocol.messages.describe_transactions import DescribeTransactionsResponse
+from pstream.protocol.messages.end_txn import EndTxnResponse
+from pstream.protocol.messages.list_transactions import ListTransactionsResponse
+from pstream.protocol.messages.txn_offset_commit import TxnOffsetCommitResponse
+from pstream.protocol.messages.write_txn_markers import WriteTxnMarkersResponse
+
+TopicResult = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
+PartitionResult = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
+STATE_NAMES = {"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort",
+               "PrepareEpochFence"}
+
+
+def fenced_for(version: int, first_with_fenced: int, error: ErrorCode) -> ErrorCode:
+    """PRODUCER_FENCED as the request's version knows it (KIP-588)."""
+    if error == ErrorCode.PRODUCER_FENCED and version < first_with_fenced:
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    return error
+
+
+def _topic_results(errors: dict[tuple[str, int], ErrorCode]) -> list:
+    by_topic = defaultdict(list)
+    for (topic, partition), error in errors.items():
+        by_topic[topic].append(PartitionResult(partition_index=partition, partition_error_code=error))
+    return [TopicResult(name=name, results_by_partition=parts) for name, parts in by_topic.items()]
+
+
+async def _add_partitions(broker, version: int, transactional_id: str, producer_id: int, epoch: int, topics,
+                          verify_only: bool = False) -> dict[tuple[str, int], ErrorCode]:
+    """Kafka's answer per partition: unknown ones UNKNOWN_TOPIC_OR_PARTITION and the rest
+    OPERATION_NOT_ATTEMPTED; else the coordinator's one answer for all."""
+    wanted = [(t.name, p) for t in topics for p in t.partitions]
+    unknown = {tp for tp in wanted if find_partition(broker, *tp)[0] is None}
+    if unknown:
+        return {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown else ErrorCode.OPERATION_NOT_ATTEMPTED
+                for tp in wanted}
+    if verify_only:
+        return broker.transactions.verify_partitions(transactional_id, producer_id, epoch, wanted)
+    error = await broker.transactions.add_partitions(transactional_id, producer_id, epoch, wanted)
+    return dict.fromkeys(wanted, fenced_for(version, 2, error))
+
+
+@api("AddPartitionsToTxn", 0, 5)
+async def handle_add_partitions_to_txn(ctx, request):
+    broker = ctx.broker
+    if ctx.version < 4:
+        errors = await _add_partitions(broker, ctx.version, request.v3_and_below_transactional_id,
+                                       request.v3_and_below_producer_id, request.v3_and_below_producer_epoch,
+                                       request.v3_and_below_topics)
+        ctx.failed = any(errors.values())
+        return AddPartitionsToTxnResponse(throttle_time_ms=0, results_by_topic_v3_and_below=_topic_results(errors))
+    results = []
+    for txn in request.transactions:   # the batched form brokers send each other (KIP-890)
+        errors = await _add_partitions(broker, ctx.version, txn.transactional_id, txn.producer_id,
+                                       txn.producer_epoch, txn.topics, txn.verify_only)
+        ctx.failed = ctx.failed or any(errors.values())
+        results.append(AddPartitionsToTxnResponse.AddPartitionsToTxnResult(
+            transactional_id=txn.transactional_id, topic_results=_topic_results(errors)))
+    return AddPartitionsToTxnResponse(throttle_time_ms=0, error_code=0, results_by_transaction=results)
+
+
+@api("AddOffsetsToTxn", 0, 4)
+async def handle_add_offsets_to_txn(ctx, request):
+    """The group's offsets partition joins the transaction: its commit marker makes the
+    offsets committed in it (TxnOffsetCommit) visible."""
+    if not request.group_id:
+        error = ErrorCode.INVALID_GROUP_ID
+    else:
+        error = await ctx.broker.transactions.add_partitions(
+            request.transactional_id, request.producer_id, request.producer_epoch,
+            [(OFFSETS_TOPIC, 0)])   # pstream's offsets topic has one partition
+    ctx.failed = bool(error)
+    return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=fenced_for(ctx.version, 2, error))
+
+
+@api("EndTxn", 0, 4)   # v5 (KIP-890 part 2, an epoch bump per transaction) is not in Kafka 3.9
+async def handle_end_txn(ctx, request):
+    error = await ctx.broker.transactions.end_txn(request.transactional_id, request.producer_id,
+                                                  request.producer_epoch, request.committed)
+    ctx.failed = bool(error)
+    return EndTxnResponse(throttle_time_ms=0, error_code=fenced_for(ctx.version, 2, error))
+
+
+@api("TxnOffsetCommit", 0, 4)
+async def handle_txn_offset_commit(ctx, request):
+    """Offsets committed inside the transaction (send_offsets_to_transaction): stored at once,
+    visible once it commits. The transaction must hold the group's offsets partition
+    (AddOffsetsToTxn first; Kafka 3.9 verifies it)."""
+    v, broker = ctx.version, ctx.broker
+    now = now_ms()
+    offsets = {(t.name, p.partition_index): CommittedOffset(
+        offset=p.committed_offset, leader_epoch=p.committed_leader_epoch if v >= 2 else -1,
+        metadata=p.committed_metadata or "", commit_ms=now) for t in request.topics for p in t.partitions}
+    error = broker.transactions.produce_error(request.producer_id, request.producer_epoch, OFFSETS_TOPIC, 0)
+    if error:
+        results = dict.fromkeys(offsets, error)
+    else:
+        results = await broker.groups.commit(
+            request.group_id, request.generation_id if v >= 3 else -1, request.member_id if v >= 3 else "",
+            request.group_instance_id if v >= 3 else None, offsets,
+            producer=(request.producer_id, request.producer_epoch))
+    ctx.failed = any(results.values())
+    by_topic = defaultdict(list)
+    for (topic, partition), code in results.items():
+        by_topic[topic].append(TxnOffsetCommitResponse.TxnOffsetCommitResponsePartition(
+            partition_index=partition, error_code=code))
+    return TxnOffsetCommitResponse(throttle_time_ms=0, topics=[
+        TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic(name=name, partitions=parts)
+        for name, parts in by_topic.items()])
+
+
+@api("WriteTxnMarkers", 0, 1)
+async def handle_write_txn_markers(ctx, request):
+    results = []
+    for marker in request.markers:
+        topics = []
+        for t in marker.topics:
+            partitions = []
+            for index in t.partition_indexes:
+                part, error = find_partition(ctx.broker, t.name, index)
+                if part is not None:
+                    try:
+                        await part.write_txn_marker(marker.producer_id, marker.producer_epoch,
+                                                    marker.transaction_result, marker.coordinator_epoch)
+                    except Exception as exc:
+                        error = error_for(exc)
+                ctx.failed = ctx.failed or bool(error)
+                partitions.append(WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(
+                    partition_index=index, error_code=error))
+            topics.append(WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(name=t.name, partitions=partitions))
+        results.append(WriteTxnMarkersResponse.WritableTxnMarkerResult(producer_id=marker.producer_id,
+                                                                       topics=topics))
+    return WriteTxnMarkersResponse(markers=results)
+
+
+@api("DescribeTransactions", 0, 0)
+def handle_describe_transactions(ctx, request):
+    states = []
+    for transactional_id in request.transactional_ids:
+        meta = ctx.broker.transactions.describe(transactional_id)
+        if meta is None:
+            states.append(DescribeTransactionsResponse.TransactionState(
+                error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND, transactional_id=transactional_id,
+                transaction_state="", transaction_timeout_ms=0, transaction_start_time_ms=-1, producer_id=-1,
+                producer_epoch=-1, topics=[]))
+            continue
+        by_topic = defaultdict(list)
+        for topic, partition in sorted(meta.partitions):
+            by_topic[topic].append(partition)
+        states.append(DescribeTransactionsResponse.TransactionState(
+            error_code=0, transactional_id=transactional_id, transaction_state=meta.state.kafka_name,
+            transaction_timeout_ms=meta.timeout_ms, transaction_start_time_ms=meta.start_ms,
+            producer_id=meta.producer_id, producer_epoch=meta.producer_epoch,
+            topics=[DescribeTransactionsResponse.TopicData(topic=t, partitions=p) for t, p in by_topic.items()]))
+    return DescribeTransactionsResponse(throttle_time_ms=0, transaction_states=states)
+
+
+@api("ListTransactions", 0, 1)
+def handle_list_transactions(ctx, request):
+    unknown = [s for s in request.state_filters if s not in STATE_NAMES]
+    found = ctx.broker.transactions.list(request.state_filters, request.producer_id_filters,
+                                         request.duration_filter if ctx.version >= 1 else -1)
+    return ListTransactionsResponse(
+        throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
+        transaction_states=[ListTransactionsResponse.TransactionState(
+            transactional_id=m.transactional_id, producer_id=m.producer_id, transaction_state=m.state.kafka_name)
+            for m in found])
