@@ -8,6 +8,7 @@
     GET /v1/topics           every topic: partitions, records, bytes, segments
     GET /v1/topics/NAME      one topic's partitions (offsets, sizes, segments) and configs (404 if unknown)
     GET /v1/groups           consumer groups: state, members, committed offsets and lag per partition
+    GET /v1/transactions     transactional ids: state, producer id and epoch, timeout, start, partitions
     GET /v1/config           the effective broker settings (as a TOML file would give them)
     GET /v1/debug/memory     RSS, write buffers per shard, tracemalloc's top sites (?top=N);
     POST /v1/debug/memory    ?start=1 / ?stop=1 switch tracemalloc (a GET never changes state)
@@ -71,6 +72,7 @@ class AdminApi:
         r.get("/v1/topics", self.topics)
         r.get("/v1/topics/{name}", self.topic)
         r.get("/v1/groups", self.groups)
+        r.get("/v1/transactions", self.transactions)
         r.get("/v1/config", self.config)
         r.get("/v1/debug/memory", self.memory)
         r.post("/v1/debug/memory", self.memory)   # ?start=1 / ?stop=1 switch tracemalloc
@@ -179,6 +181,17 @@ class AdminApi:
                         "members": members, "offsets": offsets,
                         "lag": sum(o["lag"] for o in offsets if o["lag"] is not None)})
         return Response.json(out)
+
+    def transactions(self, request: Request) -> Response:
+        coordinator = self.node.transactions
+        if coordinator is None or not coordinator.active:
+            raise HttpError(503, "the transaction coordinator is not running")
+        return Response.json([{"transactional_id": m.transactional_id, "state": m.state.kafka_name,
+                               "producer_id": m.producer_id, "producer_epoch": m.producer_epoch,
+                               "timeout_ms": m.timeout_ms, "start_ms": m.start_ms,
+                               "last_update_ms": m.last_update_ms,
+                               "partitions": [{"topic": t, "partition": p} for t, p in sorted(m.partitions)]}
+                              for m in sorted(coordinator.list(), key=lambda m: m.transactional_id)])
 
     def config(self, request: Request) -> Response:
         b = self.node

@@ -201,6 +201,7 @@ class BrokerCollector:
         yield from self._partitions()
         yield from self._shards()
         yield from self._groups()
+        yield from self._transactions()
         yield from self._storage()
         yield from self._cleaner()
         connections = GaugeMetricFamily("pstream_connections", "Kafka client connections open")
@@ -417,3 +418,19 @@ class BrokerCollector:
             for group_id, group in groups.groups.items():
                 members.add_metric([group_id], len(group.members))
         yield from (lag, members)
+
+    def _transactions(self):
+        txns = self.node.transactions
+        states = GaugeMetricFamily("pstream_transactions", "transactional ids by state", labels=["state"])
+        ended = CounterMetricFamily("pstream_transactions_ended", "transactions ended since start, by outcome: "
+                                    "committed, aborted (by the client or after a fence or timeout), timed_out "
+                                    "(aborted by the broker), fenced (aborted by a new producer)", labels=["outcome"])
+        if txns is not None and txns.active:
+            counts: dict[str, int] = {}
+            for meta in txns.list():
+                counts[meta.state.kafka_name] = counts.get(meta.state.kafka_name, 0) + 1
+            for state, count in sorted(counts.items()):
+                states.add_metric([state], count)
+            for outcome, count in txns.counters.items():
+                ended.add_metric([outcome], count)
+        yield from (states, ended)

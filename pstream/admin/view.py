@@ -4,8 +4,8 @@ The admin package never imports the broker and never holds it: the broker hands 
 and its BrokerMetrics an object with the attributes and methods below
 (pstream/broker/admin_view.py builds it). `MetricsView` is what /metrics and
 /v1/debug/memory read; `NodeView` adds what the JSON endpoints read. Through them admin
-sees topics, partitions' offsets and sizes (through the Log), shard stats, group summaries,
-health and counts, and cannot reach into connections, handlers or settings objects.
+sees topics, partitions' offsets and sizes (through the Log), shard stats, group and transaction
+summaries, health and counts, and cannot reach into connections, handlers or settings objects.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:   # the view's types, never imported at run time
     from pstream.coordinator.groups import GroupCoordinator
+    from pstream.coordinator.transactions import TransactionCoordinator
     from pstream.log import Log
 
 
@@ -39,6 +40,9 @@ class MetricsView(Protocol):
 
     @property
     def groups(self) -> GroupCoordinator | None: ...   # group summaries, committed offsets and lag
+
+    @property
+    def transactions(self) -> TransactionCoordinator | None: ...   # transactional ids, their state, counts
 
     @property
     def connection_count(self) -> int: ...

@@ -30,6 +30,7 @@ class BrokerAdminView:
     log = property(lambda self: self._broker.log)
     log_readable = property(lambda self: self._broker.log_readable)
     groups = property(lambda self: self._broker.groups)
+    transactions = property(lambda self: self._broker.transactions)
     connection_count = property(lambda self: len(self._broker.connections))
     muted_connection_count = property(lambda self: sum(1 for c in self._broker.connections if c.muted))
 

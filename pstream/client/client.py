@@ -100,6 +100,20 @@ class GroupDescription:
     members: list[GroupMember] = field(default_factory=list)
 
 
+@dataclass
+class TransactionDescription:
+    transactional_id: str
+    state: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    start_ms: int
+    partitions: list[tuple[str, int]]
+
+
+GROUP_KEY, TRANSACTION_KEY = 0, 1   # FindCoordinator key types
+
+
 class KafkaClient:
     def __init__(self, bootstrap: str, client_id: str = "pstream-cli", timeout: float = 30.0):
         self.bootstrap = [_split_address(a) for a in bootstrap.split(",") if a.strip()]
@@ -347,17 +361,38 @@ class KafkaClient:
 
     # --- groups --------------------------------------------------------------------
 
-    def coordinator(self, group: str) -> BrokerConnection:
+    def coordinator(self, key: str, key_type: int = GROUP_KEY) -> BrokerConnection:
+        """The connection to the coordinator of a group (or of a transactional id, key_type 1)."""
         req_cls, _ = codec_classes("FindCoordinator")
+        what = f"{'group' if key_type == GROUP_KEY else 'transactional id'} {key!r}"
         for _attempt in range(20):
-            resp = self._call_any("FindCoordinator", 3, req_cls(key=group, key_type=0))
+            resp = self._call_any("FindCoordinator", 3, req_cls(key=key, key_type=key_type))
             if resp.error_code in _RETRIABLE:
                 time.sleep(0.1)
                 continue
-            check(resp.error_code, f"find the coordinator of group {group!r}", resp.error_message)
+            check(resp.error_code, f"find the coordinator of {what}", resp.error_message)
             self._brokers.setdefault(resp.node_id, BrokerInfo(resp.node_id, resp.host, resp.port))
             return self.connection(resp.node_id)
-        raise KafkaError.from_code(resp.error_code, f"find the coordinator of group {group!r}")
+        raise KafkaError.from_code(resp.error_code, f"find the coordinator of {what}")
+
+    def list_transactions(self, states=()) -> list[tuple[str, int, str]]:
+        """(transactional id, producer id, state) of every transactional id (in these states)."""
+        req_cls, _ = codec_classes("ListTransactions")
+        resp = self._call_any("ListTransactions", 1, req_cls(state_filters=list(states), producer_id_filters=[]))
+        check(resp.error_code, "ListTransactions")
+        if resp.unknown_state_filters:
+            raise KafkaError.from_code(ErrorCode.INVALID_REQUEST, f"unknown transaction states "
+                                                                  f"{', '.join(resp.unknown_state_filters)}")
+        return sorted((t.transactional_id, t.producer_id, t.transaction_state) for t in resp.transaction_states)
+
+    def describe_transaction(self, transactional_id: str) -> TransactionDescription:
+        req_cls, _ = codec_classes("DescribeTransactions")
+        conn = self.coordinator(transactional_id, TRANSACTION_KEY)
+        t = conn.call("DescribeTransactions", 0, req_cls(transactional_ids=[transactional_id])).transaction_states[0]
+        check(t.error_code, f"describe transactional id {transactional_id!r}")
+        return TransactionDescription(t.transactional_id, t.transaction_state, t.producer_id, t.producer_epoch,
+                                      t.transaction_timeout_ms, t.transaction_start_time_ms,
+                                      sorted((topic.topic, p) for topic in t.topics for p in topic.partitions))
 
     def list_groups(self) -> list[tuple[str, str, str]]:
         """(group id, protocol type, state) of every group."""

@@ -72,7 +72,6 @@ from pstream import _core
 _log = logging.getLogger("pstream.offsets")
 
 OFFSETS_TOPIC = "__consumer_offsets"
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
 SEGMENT_BYTES = 4 << 20        # small, so the cleaner (which never touches the active segment) starts early
 BATCH_BYTES = 256 << 10        # records per appended batch, at most about this many bytes
 MAX_BATCH_BYTES = 16 << 20     # the topic's max.message.bytes: one big record still fits

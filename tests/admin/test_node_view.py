@@ -46,6 +46,7 @@ class MetricsOnlyView:
         self.log = log
         self.log_readable = True
         self.groups = None
+        self.transactions = None
         self.connection_count = 3
         self.muted_connection_count = 1
 

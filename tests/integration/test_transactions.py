@@ -9,7 +9,12 @@ restart; offsets sent to a transaction (consume-transform-produce) count only on
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 
 import aiokafka
 import kafka
@@ -292,3 +297,36 @@ def test_kafka_python_transactions(broker):
         producer.close(timeout=5)
     assert sorted(consume(broker.bootstrap, "txn-kp", "read_committed")) == sorted(committed)
     assert len(consume(broker.bootstrap, "txn-kp", "read_uncommitted")) == 9
+
+
+def test_cli_admin_api_and_metrics_show_transactions(broker):
+    create_topic(broker.bootstrap, "txn-ops")
+    producer = transactional_producer(broker.bootstrap, "tx-ops")
+    producer.begin_transaction()
+    produce_values(producer, "txn-ops", "ops", 2)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
+    env["PSTREAM_BROKERS"] = broker.bootstrap
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-P", "-m", "pstream", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert proc.returncode == 0 or not check, proc.stderr
+        return proc
+
+    listed = cli("txn", "list").stdout.split("\n")
+    assert any(line.split()[:1] == ["tx-ops"] and line.split()[-1] == "Ongoing" for line in listed)
+    described = cli("txn", "describe", "tx-ops").stdout
+    assert "state Ongoing" in described and "txn-ops" in described
+    missing = cli("txn", "describe", "nobody", check=False)
+    assert missing.returncode == 1 and "TRANSACTIONAL_ID_NOT_FOUND" in missing.stderr + missing.stdout
+
+    with urllib.request.urlopen(f"{broker.admin_url}/v1/transactions", timeout=10) as answer:
+        [txn] = json.load(answer)
+    assert (txn["transactional_id"], txn["state"], txn["partitions"]) == \
+        ("tx-ops", "Ongoing", [{"topic": "txn-ops", "partition": 0}, {"topic": "txn-ops", "partition": 1}])
+    producer.commit_transaction(TIMEOUT)
+    with urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'pstream_transactions{state="CompleteCommit"} 1.0' in metrics
+    assert 'pstream_transactions_ended_total{outcome="committed"} 1.0' in metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pstream.coordinator.offsets import INTERNAL_TOPICS
+from pstream.coordinator import INTERNAL_TOPICS
 from pstream.errors import InvalidTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.primitives import ZERO_UUID

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_topic
-from pstream.coordinator.offsets import INTERNAL_TOPICS
+from pstream.coordinator import INTERNAL_TOPICS
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.metadata import MetadataResponse
