@@ -22,8 +22,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
+
 TIMEOUT = 30.0
 PARTITIONS = 2
+UNSTABLE_OFFSET_COMMIT = 88
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> None:
@@ -197,6 +200,15 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> list[int]:
         consumer.close()
 
 
+def stable_fetch_errors(bootstrap: str, group: str, topic: str) -> list[int]:
+    """OffsetFetch v7 with require_stable: the error of each partition."""
+    req_cls, _ = raw_kafka.codecs("OffsetFetch")
+    with raw_kafka.RawConnection(bootstrap) as conn:
+        resp = conn.call("OffsetFetch", 7, req_cls(group_id=group, require_stable=True, topics=[
+            req_cls.OffsetFetchRequestTopic(name=topic, partition_indexes=list(range(PARTITIONS)))]))
+    return [p.error_code for t in resp.topics for p in t.partitions]
+
+
 def test_consume_transform_produce_commits_offsets_with_the_transaction(broker):
     create_topic(broker.bootstrap, "ctp-in")
     create_topic(broker.bootstrap, "ctp-out")
@@ -224,6 +236,8 @@ def test_consume_transform_produce_commits_offsets_with_the_transaction(broker):
             positions = consumer.position([TopicPartition("ctp-in", p) for p in range(PARTITIONS)])
             producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), TIMEOUT)
             before = committed_offsets(broker.bootstrap, "ctp", "ctp-in")
+            assert stable_fetch_errors(broker.bootstrap, "ctp", "ctp-in") == \
+                [UNSTABLE_OFFSET_COMMIT if tp.offset >= 0 else 0 for tp in positions]   # pending in the transaction
             if commit:
                 producer.commit_transaction(TIMEOUT)
             else:
@@ -236,6 +250,7 @@ def test_consume_transform_produce_commits_offsets_with_the_transaction(broker):
         before, aborted = round_trip(6, commit=False)
         assert before == sent and aborted != sent
         assert committed_offsets(broker.bootstrap, "ctp", "ctp-in") == sent   # the abort dropped them
+        assert stable_fetch_errors(broker.bootstrap, "ctp", "ctp-in") == [0] * PARTITIONS
         outputs = sorted(consume(broker.bootstrap, "ctp-out", "read_committed"))
         assert outputs == sorted(b"out-%d" % i for i in range(10) if i // PARTITIONS < sent[i % PARTITIONS])
     finally:
@@ -325,8 +340,13 @@ def test_cli_admin_api_and_metrics_show_transactions(broker):
         [txn] = json.load(answer)
     assert (txn["transactional_id"], txn["state"], txn["partitions"]) == \
         ("tx-ops", "Ongoing", [{"topic": "txn-ops", "partition": 0}, {"topic": "txn-ops", "partition": 1}])
-    producer.commit_transaction(TIMEOUT)
-    with urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10) as answer:
-        metrics = answer.read().decode()
-    assert 'pstream_transactions{state="CompleteCommit"} 1.0' in metrics
+    producer.commit_transaction(TIMEOUT)   # answered once PrepareCommit is durable: the markers follow
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        with urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10) as answer:
+            metrics = answer.read().decode()
+        if 'pstream_transactions{state="CompleteCommit"} 1.0' in metrics:
+            break
+        assert time.monotonic() < deadline, "the commit never completed"
+        time.sleep(0.05)
     assert 'pstream_transactions_ended_total{outcome="committed"} 1.0' in metrics
