@@ -184,7 +184,9 @@ class Broker:
             self.transactions = TransactionCoordinator(
                 self.log, self._allocate_producer_id, self._write_txn_markers,
                 max_timeout_ms=cfg.transaction_max_timeout_ms,
-                abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms)
+                abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+                id_expiration_ms=cfg.transactional_id_expiration_ms,
+                expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms)
             await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
             self.transactions.start()   # finishes the commits and aborts a stop interrupted
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors

@@ -93,6 +93,8 @@ class BrokerConfig:
     offsets_retention_minutes: int = 10080
     transaction_max_timeout_ms: int = 900000
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10000
+    transactional_id_expiration_ms: int = 604800000
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = 3600000
     log_level: str = "INFO"
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
@@ -356,6 +358,11 @@ _SETTINGS = (
     _Setting("transaction_abort_timed_out_transaction_cleanup_interval_ms", _Int(1, INT32_MAX, metavar="MS"),
              "how often transactions older than their timeout are looked for and aborted",
              "transaction.abort.timed.out.transaction.cleanup.interval.ms"),
+    _Setting("transactional_id_expiration_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "forget a transactional id after this long without a transaction", "transactional.id.expiration.ms"),
+    _Setting("transaction_remove_expired_transaction_cleanup_interval_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "how often idle transactional ids are looked for and forgotten",
+             "transaction.remove.expired.transaction.cleanup.interval.ms"),
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
     _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
              "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "

@@ -51,17 +51,20 @@ IdAllocator = Callable[[], Awaitable[int]]
 class TransactionCoordinator:
     def __init__(self, log, allocate_producer_id: IdAllocator, write_markers: MarkerWriter, *,
                  max_timeout_ms: int = 900_000, abort_check_interval_ms: int = 10_000,
+                 id_expiration_ms: int = 604_800_000, expiration_check_interval_ms: int = 3_600_000,
                  store: TransactionLog | None = None) -> None:
         self.store = store or TransactionLog(log)
         self.allocate_producer_id = allocate_producer_id
         self.write_markers = write_markers
         self.max_timeout_ms = max_timeout_ms
         self.abort_check_interval_ms = abort_check_interval_ms
+        self.id_expiration_ms = id_expiration_ms
+        self.expiration_check_interval_ms = expiration_check_interval_ms
         self.txns: dict[str, TxnMetadata] = {}
         self._by_producer: dict[int, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._timer: asyncio.Task | None = None
+        self._timers: list[asyncio.Task] = []
         self.counters = {"committed": 0, "aborted": 0, "timed_out": 0, "fenced": 0}
         self.active = False
 
@@ -74,16 +77,16 @@ class TransactionCoordinator:
 
     def start(self) -> None:
         self.active = True
-        self._timer = asyncio.ensure_future(self._abort_timed_out_periodically())
+        self._timers = [asyncio.ensure_future(self._periodically(self.abort_check_interval_ms, self.abort_timed_out)),
+                        asyncio.ensure_future(self._periodically(self.expiration_check_interval_ms, self.expire_ids))]
         for meta in self.txns.values():
             if meta.state in PREPARING:   # the second phase a crash or stop interrupted
                 self._spawn(self._complete(meta))
 
     def stop(self) -> None:
         self.active = False
-        for task in [self._timer, *self._tasks]:
-            if task is not None:
-                task.cancel()
+        for task in [*self._timers, *self._tasks]:
+            task.cancel()
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -260,15 +263,16 @@ class TransactionCoordinator:
                              meta.transactional_id, "COMMIT" if commit else "ABORT", exc, MARKER_RETRY_S)
                 await asyncio.sleep(MARKER_RETRY_S)
 
-    async def _abort_timed_out_periodically(self) -> None:
+    @staticmethod
+    async def _periodically(interval_ms: int, job) -> None:
         while True:
-            await asyncio.sleep(self.abort_check_interval_ms / 1000)
+            await asyncio.sleep(interval_ms / 1000)
             try:
-                await self.abort_timed_out()
+                await job()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                _log.exception("aborting timed-out transactions failed")
+                _log.exception("%s failed", job.__name__)
 
     async def abort_timed_out(self, now: int | None = None) -> int:
         """Fences and aborts every ongoing transaction older than its timeout; returns how many."""
@@ -289,6 +293,31 @@ class TransactionCoordinator:
                 await self._begin_abort_fenced(meta)
                 self.counters["timed_out"] += 1
                 count += 1
+        return count
+
+    async def expire_ids(self, now: int | None = None) -> int:
+        """Forgets the transactional ids idle (no transaction, no change) for longer than
+        transactional.id.expiration.ms, as Kafka does: a tombstone, then gone; returns how many."""
+        now = now_ms() if now is None else now
+        idle = [m.transactional_id for m in self.txns.values()
+                if m.state in COMPLETE and m.last_update_ms <= now - self.id_expiration_ms]
+        count = 0
+        for transactional_id in idle:
+            lock = self._lock(transactional_id)
+            if lock.locked():
+                continue
+            async with lock:
+                meta = self.txns.get(transactional_id)
+                if meta is None or meta.state not in COMPLETE or meta.last_update_ms > now - self.id_expiration_ms:
+                    continue
+                await self.store.write(meta.but(state=TxnState.DEAD))
+                del self.txns[transactional_id]
+                if self._by_producer.get(meta.producer_id) == transactional_id:
+                    del self._by_producer[meta.producer_id]
+                count += 1
+            self._locks.pop(transactional_id, None)
+        if count:
+            _log.info("forgot %d transactional ids idle for more than %d ms", count, self.id_expiration_ms)
         return count
 
     # --- describing -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The transaction coordinator against a model of Kafka's transaction states (hypothesis state
 machine): InitProducerId (new ids, epoch bumps, fencing an ongoing transaction), AddPartitions,
-EndTxn with current and stale epochs, the timeout abort and restarts that replay
-__transaction_state, with the markers each end must write. Plus the record bytes Kafka writes."""
+EndTxn with current and stale epochs, the timeout abort, transactional ids expiring, and restarts
+that replay __transaction_state, with the markers each end must write. Plus the record bytes Kafka writes."""
 
 from __future__ import annotations
 
@@ -159,6 +159,15 @@ class CoordinatorMachine(RuleBasedStateMachine):
             self._ended(m, commit=False)
 
     @rule()
+    def ids_expire(self):
+        expired = self.run(self.coordinator.expire_ids(now=1 << 62))
+        idle = [txn for txn, m in self.model.items() if m["state"] != "Ongoing"]
+        assert expired == len(idle)
+        for txn in idle:
+            del self.model[txn]
+        assert all(self.coordinator.describe(txn) is None for txn in idle)
+
+    @rule()
     def restart(self):
         self.coordinator.stop()
         self.coordinator = self._new_coordinator()
@@ -169,6 +178,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
     def matches_the_model(self):
         if not hasattr(self, "coordinator"):
             return
+        assert set(self.coordinator.txns) == set(self.model)
         for txn, m in self.model.items():
             meta = self.coordinator.describe(txn)
             assert (meta.producer_id, meta.producer_epoch, meta.state.kafka_name, set(meta.partitions)) \
