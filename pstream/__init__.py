@@ -17,7 +17,8 @@ except ImportError as exc:  # say what is wrong instead of a bare "cannot import
 from pstream._core import BatchHeader, Record, crc32c, crc32c_implementation
 from pstream import errors
 from pstream.log import Log, Topic, Partition
+from pstream.transaction import Transaction
 
 __version__ = "0.1.0"
 
-__all__ = ["Log", "Topic", "Partition", "Record", "BatchHeader", "crc32c", "crc32c_implementation", "errors"]
+__all__ = ["Log", "Topic", "Partition", "Transaction", "Record", "BatchHeader", "crc32c", "crc32c_implementation", "errors"]

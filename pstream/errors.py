@@ -171,6 +171,13 @@ class LogClosedError(PStreamError):
     kafka_error = ErrorCode.NOT_LEADER_OR_FOLLOWER
 
 
+class TransactionError(PStreamError):
+    """An embedded transaction cannot go on: it was committed or aborted already (an append
+    that failed aborts it)."""
+
+    kafka_error = ErrorCode.INVALID_TXN_STATE
+
+
 class DirectoryInUseError(PStreamError):
     """Another open Log (in this or another process) holds the data directory's lock."""
 

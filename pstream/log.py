@@ -50,6 +50,7 @@ from pstream.storage.config import TopicConfig
 from pstream.storage.metadata import read_topic_meta
 from pstream.storage.markers import encode_marker
 from pstream.storage.producer_state import ProducerStateManager
+from pstream.transaction import DEFAULT_TRANSACTIONAL_ID, EmbeddedTransactions, Transaction
 
 _log = logging.getLogger("pstream.log")
 
@@ -188,26 +189,41 @@ class Partition(_core.Partition):
                 _settle(done, fn, self._producer_state)
 
     def read(self, offset: int = 0, max_records: int | None = None,
-             max_bytes: int = 1 << 20) -> Iterator[_core.Record]:
+             max_bytes: int = 1 << 20, isolation_level: str = "read_uncommitted") -> Iterator[_core.Record]:
         """Records from `offset` on (rec.offset, .key, .value, .headers, .timestamp_ms).
 
         Stops at the end of the log as it was when each batch was read, or after
         max_records. Raises OffsetOutOfRangeError below the log start or past the end.
+        Transaction markers are never records. With isolation_level "read_committed", as a
+        Kafka consumer: stops at the last stable offset and skips aborted transactions' records.
         """
+        if isolation_level not in ("read_uncommitted", "read_committed"):
+            raise ValueError(f"isolation_level must be read_uncommitted or read_committed, got {isolation_level!r}")
+        committed = isolation_level == "read_committed"
+        if committed:
+            self._log.recover_transactions()   # abandoned ones of an earlier run hold the LSO
+            end = self.last_stable_offset
+            aborted = self.producer_state.aborted_by_producer(offset)
         remaining = -1 if max_records is None else max_records
         while remaining != 0:
+            if committed and offset >= end:
+                return
             data = self.read_batches(offset, max_bytes)
             if not data:
                 return
-            for _header, records in _core.iter_batches(data):
-                for rec in records:
+            for header, records in _core.iter_batches(data):
+                if committed and header.base_offset >= end:
+                    return
+                skip = header.is_control or committed and header.is_transactional and any(
+                    first <= header.base_offset <= last for first, last in aborted.get(header.producer_id, ()))
+                for rec in () if skip else records:
                     if rec.offset < offset:
                         continue
                     yield rec
                     remaining -= 1
                     if remaining == 0:
                         return
-                offset = _header.last_offset + 1
+                offset = header.last_offset + 1
 
     def read_columns(self, offset: int = 0, max_records: int | None = None,
                      max_bytes: int = 1 << 20) -> _core.RecordColumns:
@@ -332,14 +348,33 @@ class Partition(_core.Partition):
         its offset once the flush policy is met and the transaction counts as ended (an abort
         is in the aborted-transaction index)."""
         state = self.producer_state_ready or await self.load_producer_state()
-        token = state.begin_marker(producer_id, producer_epoch)
-        now = int(time.time() * 1000)
+        token, batch, now = self._begin_marker(state, producer_id, producer_epoch, commit, coordinator_epoch)
         try:
-            offset = await self.append_batch_async(encode_marker(producer_id, producer_epoch, commit,
-                                                                 coordinator_epoch, now))
+            offset = await self.append_batch_async(batch)
         except BaseException:
             state.abort_marker(token)
             raise
+        return self._end_marker(state, token, offset, commit, coordinator_epoch, now)
+
+    def write_txn_marker_sync(self, producer_id: int, producer_epoch: int, commit: bool,
+                              coordinator_epoch: int = 0) -> int:
+        """write_txn_marker for a caller's thread (the embedded log's transactions)."""
+        state = self.producer_state
+        token, batch, now = self._begin_marker(state, producer_id, producer_epoch, commit, coordinator_epoch)
+        try:
+            offset = self.append_batch(batch)
+        except BaseException:
+            state.abort_marker(token)
+            raise
+        return self._end_marker(state, token, offset, commit, coordinator_epoch, now)
+
+    @staticmethod
+    def _begin_marker(state, producer_id, producer_epoch, commit, coordinator_epoch):
+        now = int(time.time() * 1000)
+        return (state.begin_marker(producer_id, producer_epoch),
+                encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, now), now)
+
+    def _end_marker(self, state, token, offset: int, commit: bool, coordinator_epoch: int, now: int) -> int:
         aborted = state.complete_txn(token, offset, commit, coordinator_epoch, now)
         if aborted is not None:
             # A write into the page cache, synced before the snapshot that covers the marker.
@@ -347,9 +382,8 @@ class Partition(_core.Partition):
             txn_index.append(self.path, base, aborted, sync=False)
             state.note_index_written(base)
         waiters, self._stable_waiters = self._stable_waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
+        for waiter in waiters or ():   # their loop may run on another thread than this marker's
+            waiter.get_loop().call_soon_threadsafe(_settle_waiter, waiter)
         return offset
 
     async def wait_txn_end(self) -> None:
@@ -361,6 +395,11 @@ class Partition(_core.Partition):
         waiter = asyncio.get_running_loop().create_future()
         self._stable_waiters.append(waiter)
         await waiter
+
+
+def _settle_waiter(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _settle(future: asyncio.Future, fn, *args) -> None:
@@ -700,6 +739,7 @@ class Log:
         self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
+        self._transactions: EmbeddedTransactions | None = None
         self._closed = False
         for doomed in layout.deleting_dirs(self.path):   # deletions and creations a crash interrupted
             shutil.rmtree(doomed, ignore_errors=True)
@@ -730,6 +770,23 @@ class Log:
                 name="pstream-retention", daemon=True)
             self._retention_thread.start()
         self._cleaner.start()
+
+    # --- transactions ---------------------------------------------------------------
+
+    def transaction(self, transactional_id: str = DEFAULT_TRANSACTIONAL_ID, timeout_ms: int = 60_000) -> Transaction:
+        """A transaction over any partitions of this Log (pstream/transaction.py): use it as a
+        context manager (commits on leaving, aborts on an exception) or call commit()/abort().
+        One at a time per transactional_id (a second waits for the first to end)."""
+        return Transaction(self.recover_transactions(), transactional_id, timeout_ms)
+
+    def recover_transactions(self) -> EmbeddedTransactions:
+        """The in-process transaction state, created at the first call: transactions an earlier
+        run left committing or aborting are finished, open ones aborted."""
+        with self._lock:
+            self._check_open()
+            if self._transactions is None:
+                self._transactions = EmbeddedTransactions(self)
+            return self._transactions
 
     # --- topics ---------------------------------------------------------------------
 

@@ -328,6 +328,13 @@ class ProducerStateManager:
                 break
         return out
 
+    def aborted_by_producer(self, from_offset: int) -> dict[int, list[tuple[int, int]]]:
+        """producer id -> (first, last offset) of its aborted transactions ending at or after from_offset."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        for txn in self.aborted[bisect.bisect_left(self.aborted, from_offset, key=lambda t: t.last_offset):]:
+            out.setdefault(txn.producer_id, []).append((txn.first_offset, txn.last_offset))
+        return out
+
     def note_index_written(self, segment_base: int) -> None:
         """An entry was written (not yet synced) to this segment's txn index: the next snapshot
         syncs it first."""

@@ -35,6 +35,7 @@ EXPECTED = {
     errors.ConfigError: ErrorCode.INVALID_CONFIG,
     errors.LogClosedError: ErrorCode.NOT_LEADER_OR_FOLLOWER,
     errors.DirectoryInUseError: ErrorCode.KAFKA_STORAGE_ERROR,
+    errors.TransactionError: ErrorCode.INVALID_TXN_STATE,
     errors.StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,
 }
 

@@ -22,6 +22,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import pstream
+
 import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 
 TIMEOUT = 30.0
@@ -350,3 +352,25 @@ def test_cli_admin_api_and_metrics_show_transactions(broker):
         assert time.monotonic() < deadline, "the commit never completed"
         time.sleep(0.05)
     assert 'pstream_transactions_ended_total{outcome="committed"} 1.0' in metrics
+
+
+def test_embedded_transactions_are_served_to_kafka_clients(broker_factory, tmp_path):
+    """An application's in-process transactions, then a broker on its directory: a Kafka
+    read_committed consumer sees what in-process read-committed reads saw."""
+    data = str(tmp_path / "embedded")
+    with pstream.Log(data, shards=1) as log:
+        log.topic("embedded-txn", partitions=PARTITIONS)
+        with log.transaction("app") as tx:
+            for i in range(4):
+                tx.append("embedded-txn", b"kept-%d" % i, partition=i % PARTITIONS)
+        tx = log.transaction("app")
+        tx.append("embedded-txn", b"dropped", partition=0)
+        tx.abort()
+    broker = broker_factory(data_dir=data)
+    assert sorted(consume(broker.bootstrap, "embedded-txn", "read_committed")) == [b"kept-%d" % i for i in range(4)]
+    # The broker's coordinator knows the application's transactional id and goes on from it.
+    producer = transactional_producer(broker.bootstrap, "app")
+    producer.begin_transaction()
+    produce_values(producer, "embedded-txn", "broker", 2)
+    producer.commit_transaction(TIMEOUT)
+    assert len(consume(broker.bootstrap, "embedded-txn", "read_committed")) == 6
