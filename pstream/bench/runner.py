@@ -31,6 +31,7 @@ class Plan:
     latency_seconds: float = 10.0
     phase_seconds: float = 120.0
     workloads: tuple[str, ...] = ("produce", "consume", "latency", "join")
+    transaction_records: int = 1000       # the transactions workload: records per transaction
 
     def produce_specs(self) -> list[ProduceSpec]:
         specs = [ProduceSpec(size, parts, codec, min(self.produce_bytes // size, self.max_messages))
@@ -72,7 +73,27 @@ def run_once(broker: BrokerUnderTest, plan: Plan, log=print) -> list[dict]:
         phase(workloads.latency, broker.bootstrap, plan.rate, 1024, plan.latency_seconds)
     if "join" in plan.workloads:
         phase(workloads.group_join, broker.bootstrap)
+    if "transactions" in plan.workloads:
+        _transactions(plan, broker, phase)
     return results
+
+
+def _transactions(plan: Plan, broker: BrokerUnderTest, phase) -> None:
+    """Transactional produce (1 KiB, transaction_records per transaction) beside the plain one,
+    read_committed and read_uncommitted consume of what it wrote, and the latency of a
+    committed record (a transaction every 50 records at the latency rate)."""
+    size = 1024
+    messages = min(plan.produce_bytes // size, plan.max_messages)
+    for parts in plan.partitions:
+        for every in (0, plan.transaction_records):
+            spec = ProduceSpec(size, parts, "none", messages, transaction_records=every)
+            result = phase(workloads.produce, broker.bootstrap, spec, plan.phase_seconds)
+            if every:
+                for isolation in ("read_committed", "read_uncommitted"):
+                    phase(workloads.consume, broker.bootstrap, result["topic"], parts, result["messages"], size,
+                          plan.phase_seconds, isolation)
+    phase(workloads.latency, broker.bootstrap, plan.rate, size, plan.latency_seconds, 2.0, 0)
+    phase(workloads.latency, broker.bootstrap, plan.rate, size, plan.latency_seconds, 2.0, 50)
 
 
 def describe(r: dict) -> str:

@@ -35,12 +35,14 @@ class ProduceSpec:
     compression: str = "none"
     messages: int = 500_000
     producers: int = 1
+    transaction_records: int = 0   # > 0: a transactional producer committing every this many
 
     @property
     def name(self) -> str:
         size = f"{self.size // 1024}KiB" if self.size % 1024 == 0 else f"{self.size}B"
         many = f" x{self.producers} producers" if self.producers > 1 else ""
-        return f"produce {size} {self.partitions}p {self.compression}{many}"
+        txn = f" txn{self.transaction_records}" if self.transaction_records else ""
+        return f"produce {size} {self.partitions}p {self.compression}{many}{txn}"
 
 
 def payload_pad(size: int) -> bytes:
@@ -91,7 +93,14 @@ def produce(bootstrap: str, spec: ProduceSpec, max_seconds: float = 120.0) -> di
             errors.append(str(err))
 
     def run(index: int) -> None:
-        p = ck.Producer({**producer_config(bootstrap, spec.compression), "on_delivery": on_error})
+        config = {**producer_config(bootstrap, spec.compression), "on_delivery": on_error}
+        every = spec.transaction_records
+        if every:
+            config.update({"transactional.id": f"bench-{topic}-{index}", "enable.idempotence": True})
+        p = ck.Producer(config)
+        if every:
+            p.init_transactions(30)
+            p.begin_transaction()
         seq, end = firsts[index], firsts[index] + share[index]
         while seq < end and time.monotonic() < deadline:
             try:
@@ -100,8 +109,14 @@ def produce(bootstrap: str, spec: ProduceSpec, max_seconds: float = 120.0) -> di
                 p.poll(0.005)
                 continue
             seq += 1
-            if seq & 0x3FF == 0:
+            if every and (seq - firsts[index]) % every == 0:
+                p.commit_transaction(max(deadline - time.monotonic(), 1))   # flushes, then commits
+                if seq < end:
+                    p.begin_transaction()
+            elif seq & 0x3FF == 0:
                 p.poll(0)
+        if every and (seq - firsts[index]) % every:
+            p.commit_transaction(max(deadline - time.monotonic(), 1))
         left = p.flush(max(deadline - time.monotonic(), 1))
         if left:
             errors.append(f"{left} messages not delivered before the deadline")
@@ -121,11 +136,14 @@ def produce(bootstrap: str, spec: ProduceSpec, max_seconds: float = 120.0) -> di
             "msgs_per_s": round(messages / seconds), "errors": errors, "complete": messages == spec.messages}
 
 
-def consume(bootstrap: str, topic: str, partitions: int, messages: int, size: int, max_seconds: float = 120.0) -> dict:
-    """Reads the topic from the start and checks every value (see the module doc)."""
+def consume(bootstrap: str, topic: str, partitions: int, messages: int, size: int, max_seconds: float = 120.0,
+            isolation: str = "read_committed") -> dict:
+    """Reads the topic from the start and checks every value (see the module doc), with
+    librdkafka's default isolation level (read_committed) unless told otherwise."""
     ck = _confluent()
     consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-                            "enable.auto.commit": False})   # librdkafka's default fetch sizes
+                            "enable.auto.commit": False,   # librdkafka's default fetch sizes
+                            "isolation.level": isolation})
     consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(partitions)])
     seen = bytearray(messages)   # indexing a bytearray costs a fraction of a numpy scalar's
     got = duplicates = foreign = 0
@@ -159,7 +177,7 @@ def consume(bootstrap: str, topic: str, partitions: int, messages: int, size: in
     ok_sum = checksum == expected_checksum(messages, size) if missing == 0 else False
     nbytes = got * size
     return {"workload": f"consume {size // 1024 if size >= 1024 else size}{'KiB' if size >= 1024 else 'B'} "
-                        f"{partitions}p", "messages": got, "bytes": nbytes, "seconds": round(seconds, 3),
+                        f"{partitions}p{'' if isolation == 'read_committed' else ' ' + isolation}", "messages": got, "bytes": nbytes, "seconds": round(seconds, 3),
             "mb_per_s": round(nbytes / max(seconds, 1e-9) / 1e6, 1), "msgs_per_s": round(got / max(seconds, 1e-9)),
             "verified": missing == 0 and duplicates == 0 and foreign == 0 and ok_sum,
             "missing": missing, "duplicates": duplicates, "foreign": foreign, "checksum_ok": ok_sum}
@@ -191,11 +209,14 @@ def _latency_consumer(bootstrap: str, topic: str, total: int, warm: int, max_sec
     out.put((received, hist.encode()))
 
 
-def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float = 20.0, warmup: float = 2.0) -> dict:
+def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float = 20.0, warmup: float = 2.0,
+            transaction_records: int = 0) -> dict:
     """End-to-end latency at a fixed rate: produce (acks=all, librdkafka's default linger) and
-    consume with librdkafka's default consumer settings on the same host, in another process;
-    each value carries its send time. p50..max from an HDR histogram (1 µs, 3 significant digits).
-    The first `warmup` seconds are sent but not counted."""
+    consume with librdkafka's default consumer settings (read_committed) on the same host, in
+    another process; each value carries its send time. p50..max from an HDR histogram (1 µs, 3
+    significant digits). The first `warmup` seconds are sent but not counted. With
+    transaction_records, a transactional producer commits every that many records: the latency
+    of a committed record, its wait for the commit included."""
     ck = _confluent()
     from hdrh.histogram import HdrHistogram
 
@@ -209,7 +230,13 @@ def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float =
     try:
         if not ready.wait(60):
             raise RuntimeError("the latency consumer did not start within 60 s")
-        producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        config = {"bootstrap.servers": bootstrap, "acks": "all"}
+        if transaction_records:
+            config["transactional.id"] = f"latency-{topic}"
+        producer = ck.Producer(config)
+        if transaction_records:
+            producer.init_transactions(30)
+            producer.begin_transaction()
         pad = b"x" * max(size - 16, 0)
         start = time.perf_counter()
         for i in range(total):
@@ -218,6 +245,11 @@ def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float =
                 time.sleep(min(delay, 0.001))
             producer.produce(topic, struct.pack(">qq", time.perf_counter_ns(), i) + pad)
             producer.poll(0)
+            if transaction_records and (i + 1) % transaction_records == 0:
+                producer.commit_transaction(30)
+                producer.begin_transaction()
+        if transaction_records:
+            producer.commit_transaction(30)
         producer.flush(30)
         received, encoded = out.get(timeout=seconds + warmup + 60)
     finally:
@@ -227,7 +259,8 @@ def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float =
     hist = HdrHistogram.decode(encoded)
     pct = {f"p{str(q).replace('.0', '')}_ms": round(hist.get_value_at_percentile(q) / 1000, 2)
            for q in (50.0, 90.0, 99.0, 99.9)}
-    return {"workload": f"latency {rate}/s {size}B", "messages": hist.get_total_count(), **pct,
+    txn = f" txn{transaction_records}" if transaction_records else ""
+    return {"workload": f"latency {rate}/s {size}B{txn}", "messages": hist.get_total_count(), **pct,
             "max_ms": round(hist.get_max_value() / 1000, 2), "complete": received == total}
 
 

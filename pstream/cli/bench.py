@@ -12,7 +12,8 @@ import argparse
 from pstream.bench.runner import Plan, medians, run_repeated
 from pstream.cli.output import CliError, table
 
-WORKLOADS = ("produce", "consume", "latency", "join")
+WORKLOADS = ("produce", "consume", "latency", "join", "transactions")
+DEFAULT_WORKLOADS = WORKLOADS[:4]   # transactions: asked for by name
 
 
 def register(sub, common) -> None:
@@ -25,7 +26,10 @@ def register(sub, common) -> None:
     where.add_argument("--compare", metavar="PEER", choices=["tansu"], help="pstream and PEER, alternating")
     p.add_argument("--pid", type=int, help="with --bootstrap: the broker's pid, for CPU and RSS")
     p.add_argument("--repeat", type=int, default=3, help="repetitions (default 3); the medians are reported")
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}")
+    p.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
+                   help=f"comma-separated subset of {WORKLOADS} (default: all but transactions)")
+    p.add_argument("--txn-records", type=int, default=1000,
+                   help="transactions workload: records per transaction (default 1000)")
     p.add_argument("--sizes", default="100,1024", help="message sizes in bytes (default 100,1024)")
     p.add_argument("--partitions", default="1,6", help="partition counts (default 1,6)")
     p.add_argument("--compression", default="none,lz4", help="codecs (default none,lz4)")
@@ -54,7 +58,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     return Plan(sizes=sizes, partitions=partitions, compressions=args.compression.split(","),
                 produce_bytes=args.mb * 1_000_000, max_messages=args.max_messages, producers=args.producers,
                 rate=args.rate, latency_seconds=args.latency_seconds, phase_seconds=args.phase_seconds,
-                workloads=chosen)
+                workloads=chosen, transaction_records=args.txn_records)
 
 
 def median_rows(side: dict) -> list[list]:

@@ -8,7 +8,7 @@ Owns every transactional id's state machine:
     Empty / Complete* --InitProducerId--> Empty (epoch + 1)
 
 Every change is written to `__transaction_state` (txn_log.py) and made durable before it is
-installed and answered; Prepare* is durable before EndTxn is answered, so the second phase
+installed and answered; Prepare* is durable before the second phase starts, so the second phase
 (the COMMIT/ABORT markers on every partition of the transaction, then Complete*) finishes
 even across a crash: at start, every id found in Prepare* has its markers written again
 (a repeated marker is harmless: it ends no transaction). Markers go through
@@ -39,6 +39,7 @@ TopicPartition = tuple[str, int]
 MAX_EPOCH = 32767 - 1          # Kafka's isEpochExhausted: Short.MaxValue - 1
 NO_PRODUCER = -1
 MARKER_RETRY_S = 1.0
+END_TXN_WAIT_S = 5.0
 COMPLETE = {TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT}
 PREPARING = {TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT}
 
@@ -88,10 +89,11 @@ class TransactionCoordinator:
         for task in [*self._timers, *self._tasks]:
             task.cancel()
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _lock(self, transactional_id: str) -> asyncio.Lock:
         lock = self._locks.get(transactional_id)
@@ -99,9 +101,9 @@ class TransactionCoordinator:
             lock = self._locks[transactional_id] = asyncio.Lock()
         return lock
 
-    async def _install(self, meta: TxnMetadata) -> None:
-        """Writes meta durably, then makes it the id's state."""
-        await self.store.write(meta)
+    async def _install(self, meta: TxnMetadata, durable: bool = True) -> None:
+        """Writes meta (durably unless told), then makes it the id's state."""
+        await self.store.write(meta, durable)
         old = self.txns.get(meta.transactional_id)
         if old is not None and self._by_producer.get(old.producer_id) == meta.transactional_id:
             del self._by_producer[old.producer_id]
@@ -213,7 +215,9 @@ class TransactionCoordinator:
 
     async def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int,
                       commit: bool) -> ErrorCode:
-        """Commits or aborts: answered once Prepare* is durable; the markers follow."""
+        """Commits or aborts once Prepare* is durable. The answer waits (END_TXN_WAIT_S at most)
+        for the markers and Complete* too: on one node they take a few fsyncs, less than the
+        client's backoff after the CONCURRENT_TRANSACTIONS its next transaction would get."""
         async with self._lock(transactional_id):
             error = self._check(transactional_id, producer_id, producer_epoch)
             if error:
@@ -221,16 +225,17 @@ class TransactionCoordinator:
             meta = self.txns[transactional_id]
             wanted = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
             done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
-            if meta.state == TxnState.ONGOING:
-                new = meta.but(state=wanted)
-                await self._install(new)
-                self._spawn(self._complete(new))
-                return ErrorCode.NONE
             if meta.state == done:
                 return ErrorCode.NONE          # a retry of what completed
             if meta.state == wanted:
                 return ErrorCode.CONCURRENT_TRANSACTIONS
-            return ErrorCode.INVALID_TXN_STATE
+            if meta.state != TxnState.ONGOING:
+                return ErrorCode.INVALID_TXN_STATE
+            new = meta.but(state=wanted)
+            await self._install(new)
+            second_phase = self._spawn(self._complete(new))
+        await asyncio.wait([second_phase], timeout=END_TXN_WAIT_S)   # answered either way: Prepare* is durable
+        return ErrorCode.NONE
 
     async def _begin_abort_fenced(self, meta: TxnMetadata) -> None:
         """Fences the producer of an ongoing transaction (epoch + 1) and aborts it with that epoch.
@@ -251,9 +256,11 @@ class TransactionCoordinator:
                     current = self.txns.get(meta.transactional_id)
                     if current is not None and current.state == meta.state \
                             and current.producer_epoch == meta.producer_epoch:
+                        # Not waiting for its fsync: lost in a crash, Prepare* is replayed and
+                        # the markers written again, which changes nothing.
                         await self._install(current.but(
                             state=TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT,
-                            partitions=frozenset()))
+                            partitions=frozenset()), durable=False)
                 self.counters["committed" if commit else "aborted"] += 1
                 return
             except asyncio.CancelledError:

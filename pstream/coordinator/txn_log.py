@@ -186,13 +186,12 @@ class TransactionLog:
             _log.warning("%s: skipped %d records pstream cannot read", TXN_TOPIC, skipped)
         return out
 
-    async def write(self, meta: TxnMetadata) -> None:
-        """Appends meta (a tombstone when its state is Dead); returns once durable."""
-        await self._append(txn_key(meta.transactional_id),
-                           None if meta.state == TxnState.DEAD else txn_value(meta))
-
-    async def _append(self, key: bytes, value: bytes | None) -> None:
+    async def write(self, meta: TxnMetadata, durable: bool = True) -> None:
+        """Appends meta (a tombstone when its state is Dead); returns once durable, or with
+        durable=False once appended (the next durable write covers it)."""
         if self.part is None:   # created by the first write, on the disk pool
             await self.log.create_topic_async(TXN_TOPIC, 1, **self.internal_settings())
             self._attach(self.log.get_topic(TXN_TOPIC))
-        await self.part.append_batch_async(_core.encode_batch([(key, value, None, None)]))
+        value = None if meta.state == TxnState.DEAD else txn_value(meta)
+        batch = _core.encode_batch([(txn_key(meta.transactional_id), value, None, None)])
+        await self.part.wait_appended(self.part.submit_batch(batch, wait=durable))

@@ -28,7 +28,7 @@ Files, both replaced atomically (write a .tmp, fsync, rename, fsync the director
                         "batches": [[base_seq, last_seq, base_offset, last_offset, max_timestamp], ...],
                         "txn_first_offset": F, "coordinator_epoch": CE, "last_timestamp": T}]}
       (the last three only when set: an open transaction's first offset, the epoch of the
-      coordinator that wrote the producer's last marker, the time of a marker-only producer)
+      coordinator that wrote the producer's last marker, and that marker's time)
       The state after every batch below offset O (also in the name), perhaps with some batches
       past O that replay then skips; a producer's batches are oldest first, at most 5. C is
       zlib.crc32 of json.dumps(producers, sort_keys=True, separators=(",", ":")). Only the
@@ -386,8 +386,11 @@ class ProducerStateManager:
 
     def _record(self, producer_id: int, epoch: int, batch: BatchMetadata, serial: int = 0) -> None:
         entry = self._entries.get(producer_id)
-        if entry is None or epoch > entry.epoch:
+        if entry is None:
             entry = self._entries[producer_id] = ProducerEntry(epoch, [])
+        elif epoch > entry.epoch:   # a new epoch's sequences; the last marker's coordinator stays known
+            entry = self._entries[producer_id] = ProducerEntry(epoch, [], [], entry.coordinator_epoch,
+                                                               entry.marker_timestamp)
         elif epoch < entry.epoch:
             return  # a fenced epoch's batch: it changes nothing
         entry.append(batch, serial)
@@ -413,7 +416,7 @@ class ProducerStateManager:
                 p["txn_first_offset"] = self.open_txns[pid]
             if e.coordinator_epoch >= 0:
                 p["coordinator_epoch"] = e.coordinator_epoch
-            if not e.batches:
+            if e.marker_timestamp >= 0:
                 p["last_timestamp"] = e.marker_timestamp
             producers.append(p)
         unsynced, self._unsynced_indexes = self._unsynced_indexes, set()

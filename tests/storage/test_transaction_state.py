@@ -145,3 +145,18 @@ def test_recovery_rebuilds_open_and_aborted_transactions_from_the_log(tmp_path):
         assert part.last_stable_offset == 1
         assert part.aborted_transactions(0, 4) == [(PID, 0)]
     assert txn_index.read_all(directory) == [AbortedTxn(PID, 0, 2, 1)]
+
+
+def test_the_last_marker_is_remembered_across_epochs_and_snapshots(tmp_path):
+    """DescribeProducers as Kafka answers it: the coordinator epoch of the last marker stays
+    after the producer's next epoch starts, and the marker's time survives a snapshot."""
+    m = ProducerStateManager(str(tmp_path))
+    txn_batch(m, PID, 0, 0, epoch=0)
+    m.complete_txn(m.begin_marker(PID, 1), 1, False, 7, 5000)   # fenced: epoch 1
+    txn_batch(m, PID, 0, 2, epoch=2)                              # the next incarnation
+    [p] = m.producers()
+    assert (p["producer_epoch"], p["coordinator_epoch"], p["last_timestamp"]) == (2, 7, 5000)
+    m.snapshot(3)
+    again = ProducerStateManager(str(tmp_path))
+    again.load()
+    assert again.producers() == [p]
