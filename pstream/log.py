@@ -912,6 +912,7 @@ class Log:
         changes it (the event loop), and written and fsynced on the disk pool. A failure is
         logged; the next snapshot or a replay at restart covers what it missed."""
         for part, state in self.producer_states():
+            state.forget_aborted_below(part.log_start_offset)
             try:
                 await self._disk.run(self._write_snapshot, part, state.capture(part.high_watermark))
             except Exception:
@@ -922,6 +923,8 @@ class Log:
             topic = self._topics.get(part.topic)
             if topic is not None and part.number < topic.partitions and topic.partition(part.number) is part:
                 snapshot.write()
+                if snapshot.trim_indexes:   # indexes of segments retention deleted: every entry is below the start
+                    txn_index.delete_below(part.path, part.segments()[0][0])
 
     def producer_states(self) -> list[tuple[Partition, ProducerStateManager]]:
         """(partition, producer state) of every partition whose state is recovered (no disk work)."""

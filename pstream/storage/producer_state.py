@@ -214,6 +214,7 @@ class ProducerStateManager:
         self._txn_first_seen: dict[int, int] = {}   # producer id -> smallest completed base offset
         self.aborted: list[AbortedTxn] = []          # by marker offset (last_offset)
         self._unsynced_indexes: set[int] = set()     # segment bases whose txn index awaits an fsync
+        self._indexes_to_trim = False
         self._completed_end = 0  # every completed batch lies below this offset
         self._serial = 0
         self._write_lock = threading.Lock()   # snapshot files: one writer at a time, on any thread
@@ -335,6 +336,13 @@ class ProducerStateManager:
             out.setdefault(txn.producer_id, []).append((txn.first_offset, txn.last_offset))
         return out
 
+    def forget_aborted_below(self, log_start_offset: int) -> None:
+        """Drops the aborted transactions that ended below the log start (retention took them)."""
+        keep = bisect.bisect_left(self.aborted, log_start_offset, key=lambda t: t.last_offset)
+        if keep:
+            del self.aborted[:keep]
+            self._indexes_to_trim = True   # their files go with the next snapshot
+
     def note_index_written(self, segment_base: int) -> None:
         """An entry was written (not yet synced) to this segment's txn index: the next snapshot
         syncs it first."""
@@ -420,7 +428,8 @@ class ProducerStateManager:
                 p["last_timestamp"] = e.marker_timestamp
             producers.append(p)
         unsynced, self._unsynced_indexes = self._unsynced_indexes, set()
-        return Snapshot(self, next_offset, producers, sorted(unsynced))
+        trim, self._indexes_to_trim = self._indexes_to_trim, False
+        return Snapshot(self, next_offset, producers, sorted(unsynced), trim)
 
     def _write_snapshot(self, snap: Snapshot) -> None:
         with self._write_lock:
@@ -559,6 +568,7 @@ class Snapshot(NamedTuple):
     next_offset: int
     producers: list
     unsynced_indexes: list = []   # segment bases whose txn index entries are synced before it
+    trim_indexes: bool = False    # aborted transactions below the log start were forgotten
 
     def write(self) -> None:
         """Writes it (write, fsync, rename, fsync the directory), unless a snapshot at a later

@@ -184,6 +184,15 @@ def truncate(partition_dir: str, from_offset: int) -> None:
         layout.fsync_dir(partition_dir)
 
 
+def delete_below(partition_dir: str, first_segment_base: int) -> None:
+    """Removes the indexes of segments below the first one (deleted by retention or DeleteRecords:
+    each of their entries ends below the log start)."""
+    for name in os.listdir(partition_dir):
+        base = layout.parse_segment_file_name(name, TXN_INDEX_SUFFIX)
+        if base is not None and base < first_segment_base:
+            os.unlink(os.path.join(partition_dir, name))
+
+
 def delete(partition_dir: str, segment_base: int) -> None:
     """Removes a segment's index, if it has one (the segment is being deleted)."""
     try:

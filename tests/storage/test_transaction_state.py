@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,3 +161,20 @@ def test_the_last_marker_is_remembered_across_epochs_and_snapshots(tmp_path):
     again = ProducerStateManager(str(tmp_path))
     again.load()
     assert again.producers() == [p]
+
+
+def test_retention_takes_the_aborted_transactions_of_the_segments_it_deletes(tmp_path):
+    with pstream.Log(tmp_path / "log", shards=1) as log:
+        part = log.topic("t", segment_bytes=1 << 20).partition(0)
+        with pytest.raises(RuntimeError):
+            with log.transaction() as tx:
+                tx.append("t", b"aborted")
+                raise RuntimeError("abort")
+        part.roll()
+        part.append(b"later")
+        assert txn_index.read_all(part.path) != []
+        part.delete_records(part.log_end_offset - 1)   # the first segment goes
+        asyncio.run(log.snapshot_producer_states())
+        assert part.producer_state.aborted == []
+        assert txn_index.read_all(part.path) == []
+        assert [r.value for r in part.read(part.log_start_offset, isolation_level="read_committed")] == [b"later"]
