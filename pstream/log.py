@@ -55,6 +55,7 @@ from pstream.transaction import DEFAULT_TRANSACTIONAL_ID, EmbeddedTransactions, 
 _log = logging.getLogger("pstream.log")
 
 
+INT64_MAX = (1 << 63) - 1
 # Reads of consumers more than this many records behind the end go to a reader thread.
 INLINE_READ_LAG = 1000
 _readers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -336,6 +337,19 @@ class Partition(_core.Partition):
         hw = self.high_watermark
         first = state.first_unstable_offset()
         return hw if first is None or first > hw else first
+
+    def transaction_bounds(self) -> tuple[int, list[tuple[int, int, int]]]:
+        """(the first unstable offset or 2**63-1, every aborted transaction as (producer id,
+        first offset, last offset)): what the cleaner must respect. Read from the live producer
+        state when it is recovered, else from a private replay that changes no file (the
+        cleaner's thread must not race the event loop's replay)."""
+        state = self.producer_state_ready
+        if state is None:
+            state = ProducerStateManager(self.path)
+            state.recover(self, write_indexes=False)
+        first = state.first_unstable_offset()
+        return (INT64_MAX if first is None else first,
+                [(t.producer_id, t.first_offset, t.last_offset) for t in list(state.aborted)])
 
     def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of the aborted transactions a read-committed read of

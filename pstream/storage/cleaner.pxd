@@ -71,3 +71,5 @@ cdef struct CleanFilter:
     int64_t next_horizon_ms     # the earliest delete horizon of a kept tombstone, -1 when none
     uint8_t *scratch            # retained records of one batch
     size_t scratch_cap
+    const int64_t *aborted      # aborted transactions: (producer id, first, last offset) triples,
+    size_t n_aborted            #   sorted by producer id then first offset; their records go

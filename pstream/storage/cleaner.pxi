@@ -20,8 +20,10 @@
 #     has that key, and it is not a tombstone past its delete horizon. Offsets never change:
 #     a batch keeps its base offset and last offset delta (Kafka's MemoryRecords.filterTo),
 #     with its CRC recomputed; a compressed batch is recompressed with its codec; a batch that
-#     loses nothing is copied as it is. Control batches are kept (transactions are not
-#     implemented, so no marker is ever known to be removable).
+#     loses nothing is copied as it is. Records of aborted transactions go (they are not mapped
+#     either, so a key keeps its latest committed value), as Kafka's cleaner drops them; control
+#     batches are kept (Kafka removes markers later still; they cost 78 bytes each). No segment
+#     reaching past the last stable offset is cleaned: an open transaction may still abort.
 #     Tombstones follow KIP-534 (Kafka 3.1+): the first pass that keeps a batch with a tombstone
 #     stamps it with a delete horizon, now + delete_retention_ms, in its base timestamp (flag
 #     0x40 in its attributes; record timestamps are rewritten as deltas from it, so they read
@@ -170,6 +172,24 @@ cdef int writer_put(SegmentWriter *w, const uint8_t *data, int64_t n, int64_t la
     return PS_OK
 
 
+# --- aborted transactions --------------------------------------------------------------
+
+cdef bint batch_aborted(const int64_t *aborted, size_t n, const ps_batch_header *h) noexcept nogil:
+    """Whether the batch is data of an aborted transaction (Kafka's cleaner drops those
+    records, so a key's latest committed value is the one kept). aborted: sorted triples."""
+    cdef size_t lo = 0, hi = n, mid
+    if n == 0 or not (h.attributes & PS_ATTR_TRANSACTIONAL) or h.attributes & PS_ATTR_CONTROL:
+        return False
+    while lo < hi:   # the first triple after (producer id, base offset)
+        mid = (lo + hi) // 2
+        if aborted[3 * mid] < h.producer_id or \
+                aborted[3 * mid] == h.producer_id and aborted[3 * mid + 1] <= h.base_offset:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo > 0 and aborted[3 * (lo - 1)] == h.producer_id and h.base_offset <= aborted[3 * (lo - 1) + 2]
+
+
 # --- the offset map --------------------------------------------------------------------
 
 cdef int map_records(ps_keymap *m, const ps_batch_header *h, const uint8_t *s, size_t n,
@@ -189,16 +209,18 @@ cdef int map_records(ps_keymap *m, const ps_batch_header *h, const uint8_t *s, s
     return PS_OK
 
 
-cdef int map_until_stop(ps_keymap *m, BatchReader *r, int64_t from_offset, ps_batch_header *h,
-                        const uint8_t **batch) noexcept nogil:
-    """Maps the keys of the segment's uncompressed batches; stops at the end (CLEAN_END), at a
-    compressed batch (CLEAN_CODEC), at a batch the map cannot take (CLEAN_FULL), or on an error."""
+cdef int map_until_stop(ps_keymap *m, BatchReader *r, int64_t from_offset, const CleanFilter *f,
+                        ps_batch_header *h, const uint8_t **batch) noexcept nogil:
+    """Maps the keys of the segment's uncompressed batches (not those of aborted transactions);
+    stops at the end (CLEAN_END), at a compressed batch (CLEAN_CODEC), at a batch the map cannot
+    take (CLEAN_FULL), or on an error."""
     cdef int st
     while True:
         st = reader_next(r, h, batch)
         if st != PS_OK:
             return st
-        if h.attributes & PS_ATTR_CONTROL or h.base_offset + h.last_offset_delta < from_offset:
+        if h.attributes & PS_ATTR_CONTROL or h.base_offset + h.last_offset_delta < from_offset \
+                or batch_aborted(f.aborted, f.n_aborted, h):
             continue
         if m.used + <size_t>h.record_count > m.max_used:
             return CLEAN_FULL
@@ -268,13 +290,14 @@ cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t 
     cdef int64_t new_base, ts, high = -1
     cdef uint8_t *grown
     cdef bint set_horizon
+    cdef bint aborted = batch_aborted(f.aborted, f.n_aborted, h)
     # Pass 1: what stays.
     for i in range(h.record_count):
         st = ps_record_parse(s, n, &pos, &r, &errpos)
         if st != PS_OK:
             return st
         f.records_read += 1
-        if keep_record(f, h, s, &r, horizon):
+        if not aborted and keep_record(f, h, s, &r, horizon):
             count += 1
             if r.value_len < 0:
                 tombstones += 1
@@ -304,7 +327,7 @@ cdef int filter_records(CleanFilter *f, const ps_batch_header *h, const uint8_t 
     for i in range(h.record_count):
         start = pos
         ps_record_parse(s, n, &pos, &r, &errpos)
-        if not keep_record(f, h, s, &r, -1 if set_horizon else horizon):
+        if aborted or not keep_record(f, h, s, &r, -1 if set_horizon else horizon):
             continue
         ts = h.base_timestamp + r.timestamp_delta
         if ts > high:
@@ -414,8 +437,8 @@ cdef int _reader_failed(Partition part, BatchReader *r, int st) except -1:
                                       partition=part.number)
 
 
-cdef int64_t _map_segment(Partition part, ps_keymap *m, const char *path, int64_t size, int64_t from_offset,
-                          int64_t *stats) except -2:
+cdef int64_t _map_segment(Partition part, ps_keymap *m, const CleanFilter *f, const char *path, int64_t size,
+                          int64_t from_offset, int64_t *stats) except -2:
     """Maps a dirty segment; returns -1 when done, or the base offset of the first batch the map
     could not take."""
     cdef BatchReader r
@@ -432,13 +455,15 @@ cdef int64_t _map_segment(Partition part, ps_keymap *m, const char *path, int64_
     try:
         while True:
             with nogil:
-                st = map_until_stop(m, &r, from_offset, &h, &batch)
+                st = map_until_stop(m, &r, from_offset, f, &h, &batch)
             if st == CLEAN_END:
                 return -1
             if st == CLEAN_FULL:
                 return h.base_offset
             if st != CLEAN_CODEC:
                 _reader_failed(part, &r, st)
+            if batch_aborted(f.aborted, f.n_aborted, &h):
+                continue
             raw = _decompressed(batch, &h)
             data = <const uint8_t *>PyBytes_AS_STRING(raw)
             length = <size_t>PyBytes_GET_SIZE(raw)
@@ -628,8 +653,10 @@ cdef int _release_range(Partition part, _CleanRange rng) except -1:
 
 
 def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_retention_ms,
-                    int64_t min_compaction_lag_ms, int64_t now):
-    """One cleaning pass (see the top of this file). Called with part.clean_lock held."""
+                    int64_t min_compaction_lag_ms, int64_t now, int64_t stable_offset, bytes aborted):
+    """One cleaning pass (see the top of this file). Called with part.clean_lock held.
+    stable_offset: no segment reaching past it is cleaned (an open transaction's records may
+    still be aborted); aborted: native int64 (producer id, first, last offset) triples, sorted."""
     cdef PartState *p = part.p
     cdef _CleanRange rng = _CleanRange()
     cdef size_t i, n, first_dirty_i, j, k
@@ -657,7 +684,7 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
     n = 0
     for i in range(p.n_segs - 1):
         s = p.segs[i]
-        if not s.finalized or s.next_offset > p.durable_offset or s.deleted:
+        if not s.finalized or s.next_offset > p.durable_offset or s.deleted or s.next_offset > stable_offset:
             uncleanable = s.base_offset
             break
         if s.next_offset > first_dirty and min_compaction_lag_ms > 0 and \
@@ -693,6 +720,8 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
         rng.n += 1
     ps_mutex_unlock(&part.sh.mu)
     memset(&f, 0, sizeof(CleanFilter))
+    f.aborted = <const int64_t *>PyBytes_AS_STRING(aborted)
+    f.n_aborted = <size_t>PyBytes_GET_SIZE(aborted) // (3 * sizeof(int64_t))
     if ps_keymap_init(&keymap, <size_t>dedupe_buffer_bytes, 0) != 0:
         _release_range(part, rng)
         raise MemoryError()
@@ -709,7 +738,7 @@ def clean_partition(Partition part, int64_t dedupe_buffer_bytes, int64_t delete_
                 first_dirty_i = i
                 break
         for i in range(first_dirty_i, n):
-            stopped = _map_segment(part, &keymap, rng.paths[i], rng.sizes[i], first_dirty, &bytes_read)
+            stopped = _map_segment(part, &keymap, &f, rng.paths[i], rng.sizes[i], first_dirty, &bytes_read)
             if stopped >= 0:
                 end = stopped if i == first_dirty_i else rng.bases[i]
                 if end <= first_dirty:

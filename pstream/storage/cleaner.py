@@ -103,9 +103,11 @@ class LogCleaner:
         config = topic.config
         started = time.monotonic()
         try:
+            stable_offset, aborted = part.transaction_bounds()
             result = part.clean(dedupe_buffer_bytes=self._buffer_per_pass(),
                                 delete_retention_ms=config.delete_retention_ms,
-                                min_compaction_lag_ms=config.min_compaction_lag_ms, now_ms=now_ms)
+                                min_compaction_lag_ms=config.min_compaction_lag_ms, now_ms=now_ms,
+                                stable_offset=stable_offset, aborted=aborted)
         except Exception:
             with self._lock:
                 self.counters["errors"] += 1

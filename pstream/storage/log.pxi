@@ -17,6 +17,7 @@
 import logging as _logging
 import os as _os
 import threading as _threading
+import struct as _struct
 
 _log = _logging.getLogger("pstream.storage")
 
@@ -700,16 +701,20 @@ cdef class Partition:
     # --- compaction (cleaner.pxi) ---------------------------------------------------------
 
     def clean(self, *, int64_t dedupe_buffer_bytes=32 << 20, int64_t delete_retention_ms=24 * 3600 * 1000,
-              int64_t min_compaction_lag_ms=0, now_ms=None):
+              int64_t min_compaction_lag_ms=0, now_ms=None, int64_t stable_offset=INT64_MAX, aborted=()):
         """One compaction pass: keeps every key's latest record in the closed, durable segments
-        (see pstream/storage/cleaner.pxi). Returns what it did: segments_cleaned, bytes_read,
-        bytes_written, records_removed, tombstones_removed, first_dirty_offset, end_offset (the
-        new first dirty offset), ... Offsets never change; the active segment is never touched."""
+        (see pstream/storage/cleaner.pxi), below stable_offset, dropping the records of the
+        aborted transactions given as (producer id, first offset, last offset). Returns what it
+        did: segments_cleaned, bytes_read, bytes_written, records_removed, tombstones_removed,
+        first_dirty_offset, end_offset (the new first dirty offset), ... Offsets never change;
+        the active segment is never touched."""
         cdef int64_t now = ps_now_ms() if now_ms is None else now_ms
+        packed = _struct.pack(f"={3 * len(aborted)}q", *[v for t in sorted(aborted) for v in t]) if aborted else b""
         if self.damage is not None:
             raise self._damage_error()
         with self.clean_lock:
-            return clean_partition(self, dedupe_buffer_bytes, delete_retention_ms, min_compaction_lag_ms, now)
+            return clean_partition(self, dedupe_buffer_bytes, delete_retention_ms, min_compaction_lag_ms, now,
+                                   stable_offset, packed)
 
     def cleaner_state(self, *, int64_t min_compaction_lag_ms=0, bint first_timestamp=False, now_ms=None):
         """What the cleaner scheduler needs: first_dirty_offset, clean_bytes, dirty_bytes (of the

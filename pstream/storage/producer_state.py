@@ -479,20 +479,22 @@ class ProducerStateManager:
         self._completed_end = data["next_offset"]
         return data["next_offset"]
 
-    def recover(self, partition: Partition) -> None:
+    def recover(self, partition: Partition, write_indexes: bool = True) -> None:
         """load(), then replays the idempotent batches and transaction markers of the log from
         the snapshot's offset (or the log start, if later) to the log end offset, reading batch
         headers only (and a marker's record); the aborted transactions come from the txn
-        indexes, those past the log end (a truncated tail) dropped, those replay meets added."""
+        indexes, those past the log end (a truncated tail) dropped, those replay meets added
+        (to the files too unless write_indexes is False: a read-only look)."""
         end = partition.log_end_offset
         offset = self.load()
         if offset > end:
             _log.warning("%s-%d: producer state snapshot at %d is past the log end %d; rebuilding it from "
                          "the log", partition.topic, partition.number, offset, end)
             self._entries, self._completed_end, self.open_txns, offset = {}, 0, {}, 0
-        txn_index.truncate(self.directory, end)
+        if write_indexes:
+            txn_index.truncate(self.directory, end)
         start = partition.log_start_offset
-        self.aborted = [t for t in txn_index.read_all(self.directory) if t.last_offset >= start]
+        self.aborted = [t for t in txn_index.read_all(self.directory) if start <= t.last_offset < end]
         offset = max(offset, start)
         segment_bases = None
         while offset < end:
@@ -517,7 +519,7 @@ class ProducerStateManager:
                         continue
                     txn = self._end_txn(marker.producer_id, marker.producer_epoch, h.base_offset, marker.commit,
                                         marker.coordinator_epoch, marker.timestamp)
-                    if txn is not None:
+                    if txn is not None and write_indexes:
                         if segment_bases is None:
                             segment_bases = [s[0] for s in partition.segments()]
                         base = segment_bases[bisect.bisect_right(segment_bases, h.base_offset) - 1]

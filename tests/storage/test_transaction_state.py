@@ -178,3 +178,32 @@ def test_retention_takes_the_aborted_transactions_of_the_segments_it_deletes(tmp
         assert part.producer_state.aborted == []
         assert txn_index.read_all(part.path) == []
         assert [r.value for r in part.read(part.log_start_offset, isolation_level="read_committed")] == [b"later"]
+
+
+def test_the_cleaner_drops_aborted_records_and_stops_at_the_stable_offset(tmp_path):
+    """Kafka's cleaner rules: a key keeps its latest committed value (an aborted later one goes,
+    and is not what wins), and nothing at or past the first unstable offset is cleaned."""
+    with pstream.Log(tmp_path / "log", shards=1, cleaner=False) as log:
+        topic = log.topic("t", cleanup_policy="compact", segment_bytes=1 << 20)
+        part = topic.partition(0)
+        part.append(b"v1", key=b"k")
+        with pytest.raises(RuntimeError):
+            with log.transaction("a") as tx:
+                tx.append("t", b"v2-aborted", key=b"k")
+                raise RuntimeError("abort")
+        part.append(b"other", key=b"j")
+        part.roll()
+        part.append(b"j2", key=b"j")
+        part.roll()
+        part.append(b"j3", key=b"j")                 # the first dirty segments are closed now
+        first_open = part.log_end_offset
+        open_tx = log.transaction("b")
+        open_tx.append("t", b"pending", key=b"j")
+        part.roll()
+        part.append(b"tail", key=b"z")
+        topic.clean()
+        kept = [(r.key, r.value) for r in part.read(0)]
+        assert (b"k", b"v1") in kept and (b"k", b"v2-aborted") not in kept
+        assert (b"j", b"pending") in kept and (b"j", b"j3") in kept   # at or past the LSO: untouched
+        assert part.transaction_bounds()[0] == first_open
+        open_tx.abort()
