@@ -56,6 +56,7 @@ _log = logging.getLogger("pstream.log")
 
 
 INT64_MAX = (1 << 63) - 1
+HAS_TRANSACTIONS = "has-transactions"   # in a partition directory: see Partition.has_transactions
 # Reads of consumers more than this many records behind the end go to a reader thread.
 INLINE_READ_LAG = 1000
 _readers: concurrent.futures.ThreadPoolExecutor | None = None
@@ -117,6 +118,7 @@ class Partition(_core.Partition):
     _producer_state_queue: list | None = None              # (fn, future) waiting for the replay
     _producer_state_stale = False                          # reset while replaying: replay again
     _stable_waiters: list | None = None                    # futures woken when a transaction ends
+    _has_transactions: bool | None = None                  # read from the marker file once
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -200,7 +202,7 @@ class Partition(_core.Partition):
         """
         if isolation_level not in ("read_uncommitted", "read_committed"):
             raise ValueError(f"isolation_level must be read_uncommitted or read_committed, got {isolation_level!r}")
-        committed = isolation_level == "read_committed"
+        committed = isolation_level == "read_committed" and self.has_transactions
         if committed:
             self._log.recover_transactions()   # abandoned ones of an earlier run hold the LSO
             end = self.last_stable_offset
@@ -322,14 +324,34 @@ class Partition(_core.Partition):
     # --- transactions ------------------------------------------------------------------
 
     @property
+    def has_transactions(self) -> bool:
+        """Whether a transactional batch was ever appended here (the file `has-transactions`,
+        made before the first one). Without one, the last stable offset is the high watermark
+        and nothing needs the producer state replayed: read-committed reads of the other
+        partitions never pay for a replay."""
+        if self._has_transactions is None:
+            self._has_transactions = os.path.exists(os.path.join(self.path, HAS_TRANSACTIONS))
+        return self._has_transactions
+
+    def note_transactions(self) -> None:
+        """Records, durably, that transactional batches come (before the first is appended)."""
+        if not self.has_transactions:
+            layout.write_json_atomic(os.path.join(self.path, HAS_TRANSACTIONS), {"since_offset": self.log_end_offset})
+            self._has_transactions = True
+
+    @property
     def last_stable_offset(self) -> int:
         """The offset below which every transaction is decided (Kafka's LSO): the high
         watermark, or the first offset of the earliest open transaction if lower. Read-committed
         consumers read up to it. Recovers the producer state if it is not (disk work: code on an
         event loop awaits last_stable_offset_async)."""
+        if not self.has_transactions:
+            return self.high_watermark
         return self.stable_offset_of(self.producer_state)
 
     async def last_stable_offset_async(self) -> int:
+        if not self.has_transactions:
+            return self.high_watermark
         return self.stable_offset_of(self.producer_state_ready or await self.load_producer_state())
 
     def stable_offset_of(self, state: ProducerStateManager) -> int:
@@ -343,6 +365,8 @@ class Partition(_core.Partition):
         first offset, last offset)): what the cleaner must respect. Read from the live producer
         state when it is recovered, else from a private replay that changes no file (the
         cleaner's thread must not race the event loop's replay)."""
+        if not self.has_transactions:
+            return INT64_MAX, []
         state = self.producer_state_ready
         if state is None:
             state = ProducerStateManager(self.path)
@@ -354,6 +378,8 @@ class Partition(_core.Partition):
     def aborted_transactions(self, fetch_offset: int, upper_bound: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of the aborted transactions a read-committed read of
         [fetch_offset, upper_bound) must drop (after last_stable_offset_async: no disk work)."""
+        if not self.has_transactions:
+            return []
         return self.producer_state.aborted_between(fetch_offset, upper_bound)
 
     async def write_txn_marker(self, producer_id: int, producer_epoch: int, commit: bool,

@@ -169,6 +169,7 @@ class Transaction:
         part = self._manager.log.get_topic(topic).partition(partition)   # raises for an unknown one
         tp = (topic, partition)
         try:
+            part.note_transactions()
             if tp not in self._meta.partitions:
                 self._meta = self._manager.add_partition(self._meta, tp)
             sequence = self._sequences.get(tp, 0)

@@ -564,6 +564,8 @@ class OffsetStore:
         """Appends records as a transactional batch of the producer (durable on return); they
         count once its transaction commits (end_txn)."""
         part = self._ensure_part()
+        if not part.has_transactions:
+            await self.log.run_blocking(part.note_transactions)
         state = part.producer_state_ready or await part.load_producer_state()
         token = state.begin(producer_id, producer_epoch, 0, len(records) - 1, transactional=True,
                             log_end_offset=part.log_end_offset)

@@ -122,6 +122,7 @@ def test_recovery_rebuilds_open_and_aborted_transactions_from_the_log(tmp_path):
                                   base_sequence=seq, is_transactional=True)
 
     async def write(part):
+        part.note_transactions()                           # as AddPartitionsToTxn does
         part.append_batch(raw(PID, 0, b"a"))               # 0
         part.append_batch(raw(OTHER, 0, b"b"))             # 1
         state = await part.load_producer_state()
@@ -207,3 +208,20 @@ def test_the_cleaner_drops_aborted_records_and_stops_at_the_stable_offset(tmp_pa
         assert (b"j", b"pending") in kept and (b"j", b"j3") in kept   # at or past the LSO: untouched
         assert part.transaction_bounds()[0] == first_open
         open_tx.abort()
+
+
+def test_a_partition_without_transactions_needs_no_producer_state(tmp_path):
+    """Read-committed reads of partitions that never saw a transaction do not replay the log
+    (librdkafka consumers read committed by default)."""
+    with pstream.Log(tmp_path / "log", shards=1) as log:
+        plain, txn = log.topic("plain").partition(0), log.topic("txn").partition(0)
+        plain.append(b"a")
+        assert not plain.has_transactions
+        assert plain.last_stable_offset == plain.high_watermark == 1
+        assert [r.value for r in plain.read(0, isolation_level="read_committed")] == [b"a"]
+        assert plain.producer_state_ready is None and plain.transaction_bounds() == ((1 << 63) - 1, [])
+        with log.transaction() as tx:
+            tx.append("txn", b"b")
+        assert txn.has_transactions and not plain.has_transactions
+    with pstream.Log(tmp_path / "log", shards=1) as log:
+        assert log.get_topic("txn").partition(0).has_transactions   # durable

@@ -81,7 +81,8 @@ async def _read_all(plan: list[_PartitionFetch], max_bytes: int) -> int:
     """
     reads, later, reserved = [], [], 0
     for item in plan:
-        if item.committed and item.part is not None and item.part.producer_state_ready is None:
+        if item.committed and item.part is not None and item.part.producer_state_ready is None \
+                and item.part.has_transactions:
             await item.part.load_producer_state()   # the LSO needs it: replayed on the disk pool
         if not _prepare(item):
             continue

@@ -87,7 +87,7 @@ def _unloaded(ctx, request) -> list:
     for t in request.topics:
         for p in t.partitions:
             part, _ = find_partition(ctx.broker, t.name, p.partition_index)
-            if part is not None and part.producer_state_ready is None:
+            if part is not None and part.producer_state_ready is None and part.has_transactions:
                 out.append(part)
     return out
 

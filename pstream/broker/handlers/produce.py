@@ -192,6 +192,7 @@ def _check_transactional(broker, part, header) -> None:
         raise _Refused(error, "Partition was not added to the transaction")
     if error:
         raise _Refused(error)
+    part.note_transactions()   # done by AddPartitionsToTxn already: a no-op
 
 
 def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only, transactional):

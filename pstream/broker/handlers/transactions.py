@@ -57,6 +57,10 @@ async def _add_partitions(broker, version: int, transactional_id: str, producer_
                 for tp in wanted}
     if verify_only:
         return broker.transactions.verify_partitions(transactional_id, producer_id, epoch, wanted)
+    for tp in wanted:   # once per partition ever: its reads now need the LSO (on the disk pool)
+        part = find_partition(broker, *tp)[0]
+        if not part.has_transactions:
+            await broker.log.run_blocking(part.note_transactions)
     error = await broker.transactions.add_partitions(transactional_id, producer_id, epoch, wanted)
     return dict.fromkeys(wanted, fenced_for(version, 2, error))
 
