@@ -109,13 +109,14 @@ def test_sigkill_during_transactions_keeps_them_atomic(broker_factory, kills):
         if round_no < kills:
             time.sleep(rng.uniform(0.3, 1.5))
             broker.stop(signal.SIGKILL)
-            worker.join(60)
+            worker.join(120)   # a client call may wait out its timeouts; then it ends
             broker.start()
         else:
             time.sleep(1.0)
             stop.set()
-            worker.join(60)
-        assert not worker.is_alive()
+            worker.join(120)   # a client call may wait out its timeouts; then it ends
+        assert not worker.is_alive(), f"round {round_no}: the producer hangs; last outcomes " \
+            f"{sorted(outcomes.items())[-3:]}; broker log:\n{broker.output(6000)}"
     # A new incarnation fences and aborts whatever the last crash left open.
     producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": TXN_ID})
     producer.init_transactions(TIMEOUT)
