@@ -29,7 +29,7 @@ import threading
 import time
 
 from pstream import _core
-from pstream.coordinator.txn_log import TXN_TOPIC, TransactionLog, TxnMetadata, TxnState, txn_key, txn_value
+from pstream.coordinator.txn_log import TXN_TOPIC, TransactionLog, TxnMetadata, TxnState, record_batch
 from pstream.errors import TransactionError
 from pstream.storage import layout
 from pstream.storage.producer_state import ProducerIds
@@ -45,8 +45,7 @@ class _SyncTransactionLog(TransactionLog):
         if self.part is None:
             self.log.create_topic(TXN_TOPIC, 1, **self.internal_settings())
             self._attach(self.log.get_topic(TXN_TOPIC))
-        value = None if meta.state == TxnState.DEAD else txn_value(meta)
-        self.part.append_batch(_core.encode_batch([(txn_key(meta.transactional_id), value, None, None)]))
+        self.part.append_batch(record_batch(meta))
 
 
 class EmbeddedTransactions:

@@ -116,7 +116,8 @@ class Broker:
         self.groups.on_topic_deleted(topic)
         self.metrics.forget_topic(topic)
 
-    async def _allocate_producer_id(self) -> int:
+    async def allocate_producer_id(self) -> int:
+        """A fresh producer id, without blocking the event loop."""
         producer_id = self.producer_ids.allocate_reserved()
         if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
             producer_id = await self.log.run_blocking(self.producer_ids.allocate)
@@ -182,7 +183,7 @@ class Broker:
             await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()
             self.transactions = TransactionCoordinator(
-                self.log, self._allocate_producer_id, self._write_txn_markers,
+                self.log, self.allocate_producer_id, self._write_txn_markers,
                 max_timeout_ms=cfg.transaction_max_timeout_ms,
                 abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
                 id_expiration_ms=cfg.transactional_id_expiration_ms,

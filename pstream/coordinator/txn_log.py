@@ -126,6 +126,12 @@ class _Reader:
         return self.data[self.pos - n:self.pos].decode()
 
 
+def record_batch(meta: TxnMetadata) -> bytes:
+    """The one-record batch that stores meta (a tombstone when its state is Dead)."""
+    value = None if meta.state == TxnState.DEAD else txn_value(meta)
+    return _core.encode_batch([(txn_key(meta.transactional_id), value, None, None)])
+
+
 def decode_key(key: bytes) -> str:
     r = _Reader(key)
     version = r.take(_i16)
@@ -192,6 +198,4 @@ class TransactionLog:
         if self.part is None:   # created by the first write, on the disk pool
             await self.log.create_topic_async(TXN_TOPIC, 1, **self.internal_settings())
             self._attach(self.log.get_topic(TXN_TOPIC))
-        value = None if meta.state == TxnState.DEAD else txn_value(meta)
-        batch = _core.encode_batch([(txn_key(meta.transactional_id), value, None, None)])
-        await self.part.wait_appended(self.part.submit_batch(batch, wait=durable))
+        await self.part.wait_appended(self.part.submit_batch(record_batch(meta), wait=durable))

@@ -89,18 +89,20 @@ def produce_values(producer: Producer, topic: str, prefix: str, n: int) -> list[
     return values
 
 
+def run_transaction(producer: Producer, topic: str, prefix: str, n: int, commit: bool = True) -> list[bytes]:
+    """One transaction of n values, committed or aborted; returns the values."""
+    producer.begin_transaction()
+    values = produce_values(producer, topic, prefix, n)
+    (producer.commit_transaction if commit else producer.abort_transaction)(TIMEOUT)
+    return values
+
+
 def test_commit_and_abort_seen_by_read_committed(broker):
     create_topic(broker.bootstrap, "txn-basic")
     producer = transactional_producer(broker.bootstrap, "tx-basic")
-    producer.begin_transaction()
-    committed = produce_values(producer, "txn-basic", "committed", 20)
-    producer.commit_transaction(TIMEOUT)
-    producer.begin_transaction()
-    aborted = produce_values(producer, "txn-basic", "aborted", 10)
-    producer.abort_transaction(TIMEOUT)
-    producer.begin_transaction()
-    committed += produce_values(producer, "txn-basic", "after", 5)
-    producer.commit_transaction(TIMEOUT)
+    committed = run_transaction(producer, "txn-basic", "committed", 20)
+    aborted = run_transaction(producer, "txn-basic", "aborted", 10, commit=False)
+    committed += run_transaction(producer, "txn-basic", "after", 5)
 
     seen = consume(broker.bootstrap, "txn-basic", "read_committed")
     assert sorted(seen) == sorted(committed)
@@ -171,12 +173,8 @@ def test_timeout_above_the_maximum_is_refused(broker_factory):
 def test_transactions_survive_a_restart(broker):
     create_topic(broker.bootstrap, "txn-restart")
     producer = transactional_producer(broker.bootstrap, "tx-restart")
-    producer.begin_transaction()
-    committed = produce_values(producer, "txn-restart", "before", 6)
-    producer.commit_transaction(TIMEOUT)
-    producer.begin_transaction()
-    aborted = produce_values(producer, "txn-restart", "aborted", 6)
-    producer.abort_transaction(TIMEOUT)
+    committed = run_transaction(producer, "txn-restart", "before", 6)
+    aborted = run_transaction(producer, "txn-restart", "aborted", 6, commit=False)
     producer.begin_transaction()
     open_values = produce_values(producer, "txn-restart", "open", 4)
     broker.restart()
@@ -185,9 +183,7 @@ def test_transactions_survive_a_restart(broker):
     assert sorted(seen) == sorted(committed)
     assert not set(seen) & set(aborted + open_values)
     again = transactional_producer(broker.bootstrap, "tx-restart")   # fences and aborts the open one
-    again.begin_transaction()
-    committed += produce_values(again, "txn-restart", "after", 4)
-    again.commit_transaction(TIMEOUT)
+    committed += run_transaction(again, "txn-restart", "after", 4)
     assert sorted(consume(broker.bootstrap, "txn-restart", "read_committed")) == sorted(committed)
 
 

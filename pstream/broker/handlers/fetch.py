@@ -5,11 +5,11 @@ durable flush policy it is the durable offset, so a consumer never reads a recor
 crash could take back); read-committed ones (isolation_level 1) up to its last stable offset,
 below every open transaction, with the list of aborted transactions in the range so they
 drop those records (Partition.aborted_transactions, from the aborted-transaction index), and
-their long-poll also wakes when a transaction ends. Batches go out as the bytes the log returned (one copy, from the segment), never
-joined: the response is a list of buffers; a consumer far behind is read on a reader
-thread, not the event loop. Sizes follow KIP-74 as Kafka's ReplicaManager applies it: the
-records of the response total at most max_bytes, and each partition's at most its
-partition_max_bytes, except that the first batch of the first partition with data is sent
+their long-poll also wakes when a transaction ends. Batches go out as the bytes the log
+returned (one copy, from the segment), never joined: the response is a list of buffers; a
+consumer far behind is read on a reader thread, not the event loop. Sizes follow KIP-74 as
+Kafka's ReplicaManager applies it: the records of the response total at most max_bytes, and
+each partition's at most its partition_max_bytes, except that the first batch of the first partition with data is sent
 whole even when it is larger than either (so a consumer always progresses); no later
 partition gets more than fits. No fetch sessions: session_id 0 tells clients to send full
 requests.

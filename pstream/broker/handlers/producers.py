@@ -34,7 +34,7 @@ async def _init_transactional(ctx, request) -> InitProducerIdResponse:
 
 
 async def _allocate_on_disk_pool(broker) -> InitProducerIdResponse:
-    producer_id = await broker.log.run_blocking(broker.producer_ids.allocate)
+    producer_id = await broker.allocate_producer_id()
     return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)
 
 
