@@ -25,8 +25,12 @@ TIMEOUT = 30.0
 def _transactions(bootstrap: str, start: int, outcomes: dict, stop: threading.Event) -> None:
     """Runs transactions numbered from `start` until a call fails or stop is set; records each
     one's outcome: "committed", "aborted" (both acknowledged) or "unknown" (cut by the crash)."""
+    # No re-bootstrap: when its only broker dies, librdkafka (2.10+) decommissions it, yet its
+    # coordinator cache keeps the dead handle and send_offsets_to_transaction waits on it past
+    # any timeout (librdkafka issues 5511 and 5456, open; Kafka's own broker sees the same).
     producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": TXN_ID, "linger.ms": 2,
-                         "message.timeout.ms": 5000, "transaction.timeout.ms": 10000})
+                         "message.timeout.ms": 5000, "transaction.timeout.ms": 10000,
+                         "metadata.recovery.strategy": "none"})
     txn = start
     try:
         outcomes["call"] = "init_transactions"
@@ -98,11 +102,7 @@ def _read_committed(bootstrap: str) -> tuple[dict[int, int], list[int]]:
     return counts, [tp.offset for tp in committed]
 
 
-# Slow (out of CI) for now, both lengths: a producer sometimes hangs in send_offsets_to_transaction
-# past its timeout after a kill (see the session note), and its librdkafka threads then keep
-# the test process alive. Run it with -m slow; fix the hang, then put the short one back.
-@pytest.mark.slow
-@pytest.mark.parametrize("kills", [2, pytest.param(10, id="long")])
+@pytest.mark.parametrize("kills", [2, pytest.param(10, id="long", marks=pytest.mark.slow)])
 def test_sigkill_during_transactions_keeps_them_atomic(broker_factory, kills):
     broker = broker_factory("--group-initial-rebalance-delay-ms", "0")
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -112,7 +112,8 @@ def test_sigkill_during_transactions_keeps_them_atomic(broker_factory, kills):
     for round_no in range(kills + 1):
         stop = threading.Event()
         worker = threading.Thread(target=_transactions,
-                                  args=(broker.bootstrap, round_no * 10_000, outcomes, stop))
+                                  args=(broker.bootstrap, round_no * 10_000, outcomes, stop),
+                                  daemon=True)   # a hung client fails the test, not the whole run
         worker.start()
         if round_no < kills:
             time.sleep(rng.uniform(0.3, 1.5))
