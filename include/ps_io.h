@@ -4,6 +4,7 @@
 #define PS_IO_H
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,22 @@ static inline int64_t ps_monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The page a partition publishes its offsets in for read-only readers in other processes
+ * (pstream/storage/reader.py): mapped shared, the descriptor closed at once. NULL when the file
+ * cannot be made (a read-only filesystem): readers then bound reads by scanning instead. */
+static inline int64_t *ps_map_published(const char *path) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return NULL;
+    if (ftruncate(fd, PS_PAGE) != 0) { close(fd); return NULL; }
+    void *m = mmap(NULL, PS_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return m == MAP_FAILED ? NULL : (int64_t *)m;
+}
+
+static inline void ps_unmap_published(int64_t *m) {
+    if (m != NULL) munmap(m, PS_PAGE);
 }
 
 /* A doorbell the asyncio loop watches: an eventfd on Linux, else a pipe.

@@ -9,6 +9,7 @@ pstream/_corelib/:
   errors    status code -> pstream.errors exception (the only place that maps them)
   batch     Record, BatchHeader, encode/decode/validate/check; peek_batch, cut_batches,
             scan_segment: the one reader of the batch layout above the C headers
+  partitioner  murmur2: where Kafka's default partitioner puts a key
   faults    fault injection points for tests (pwrite, fdatasync, open, rename, fallocate)
 The storage engine lives in pstream/storage/, declarations (*.pxd: every shared field
 says which thread owns it or which lock guards it) apart from code (*.pxi):
@@ -28,6 +29,7 @@ says which thread owns it or which lock guards it) apart from code (*.pxi):
 include "_corelib/cdefs.pxi"
 include "_corelib/errors.pxi"
 include "_corelib/batch.pxi"
+include "_corelib/partitioner.pxi"
 
 include "storage/index.pxd"
 include "storage/segment.pxd"

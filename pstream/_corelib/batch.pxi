@@ -19,33 +19,42 @@ cdef Py_ssize_t GIL_FREE_BYTES = 64 << 10   # above this, copies and CRCs run wi
 
 @cython.freelist(256)
 cdef class Record:
-    """One record as read back: offset, timestamp_ms, key, value, headers."""
+    """One record as read back: offset, timestamp_ms, key, value, headers; and, from the
+    APIs that read several partitions (topic follow, consumers), its topic and partition
+    (None otherwise)."""
     cdef readonly int64_t offset
     cdef readonly int64_t timestamp_ms
     cdef readonly object key
     cdef readonly object value
     cdef readonly list headers
+    cdef public object topic
+    cdef public object partition
 
-    def __init__(self, int64_t offset, int64_t timestamp_ms, key, value, headers=()):
+    def __init__(self, int64_t offset, int64_t timestamp_ms, key, value, headers=(), topic=None, partition=None):
         self.offset = offset
         self.timestamp_ms = timestamp_ms
         self.key = key
         self.value = value
         self.headers = list(headers)
+        self.topic = topic
+        self.partition = partition
 
     def __eq__(self, other):
         if not isinstance(other, Record):
             return NotImplemented
         cdef Record o = other
         return (self.offset == o.offset and self.timestamp_ms == o.timestamp_ms and self.key == o.key
-                and self.value == o.value and self.headers == o.headers)
+                and self.value == o.value and self.headers == o.headers and self.topic == o.topic
+                and self.partition == o.partition)
 
     def __repr__(self):
-        return (f"Record(offset={self.offset}, timestamp_ms={self.timestamp_ms}, key={self.key!r}, "
+        where = "" if self.topic is None else f"topic={self.topic!r}, partition={self.partition!r}, "
+        return (f"Record({where}offset={self.offset}, timestamp_ms={self.timestamp_ms}, key={self.key!r}, "
                 f"value={self.value!r}, headers={self.headers!r})")
 
     def __reduce__(self):
-        return (Record, (self.offset, self.timestamp_ms, self.key, self.value, self.headers))
+        return (Record, (self.offset, self.timestamp_ms, self.key, self.value, self.headers, self.topic,
+                         self.partition))
 
 
 cdef class BatchHeader:
@@ -340,6 +349,47 @@ cdef class BatchBuilder:
         self.records_len = total
         self.measured = True
         return total
+
+    cdef BatchBuilder slice(self, Py_ssize_t start, Py_ssize_t end):
+        """A builder of records [start, end) of this one (the same buffers, kept alive by both)."""
+        cdef BatchBuilder out = BatchBuilder()
+        cdef Py_ssize_t i
+        out.reserve(end - start)
+        memcpy(out.specs, self.specs + start, (end - start) * sizeof(RecordSpec))
+        out.n = end - start
+        out.keep = self.keep
+        out.base_ts = out.max_ts = out.specs[0].timestamp
+        for i in range(out.n):
+            if out.specs[i].timestamp > out.max_ts:
+                out.max_ts = out.specs[i].timestamp
+        return out
+
+    cdef list split(self, Py_ssize_t limit):
+        """Cuts the records into runs whose batches (uncompressed) are at most `limit` bytes
+        each, greedily and in order: [(start, end), ...]. A record too large for a batch of
+        its own raises BatchTooLargeError with its size and the limit."""
+        cdef list runs = []
+        cdef Py_ssize_t i, start = 0, size = PS_BATCH_HEADER_SIZE, one, body
+        cdef RecordSpec *r
+        cdef int64_t base_ts = self.specs[0].timestamp if self.n else 0
+        i = 0
+        while i < self.n:
+            r = &self.specs[i]
+            body = record_body_len(r, base_ts, <int32_t>(i - start))
+            one = ps_sizeof_varint(<int32_t>body) + body
+            if size + one > limit and i > start:
+                runs.append((start, i))
+                start, size, base_ts = i, PS_BATCH_HEADER_SIZE, r.timestamp
+                continue    # measured again as the first of its run
+            if size + one > limit:
+                raise _errors.BatchTooLargeError(
+                    f"record {i} of {PS_BATCH_HEADER_SIZE + one} bytes (as a batch of its own) exceeds "
+                    f"max_message_bytes {limit}")
+            size += one
+            i += 1
+        if start < self.n:
+            runs.append((start, self.n))
+        return runs
 
     cdef void write_records(self, uint8_t *dst) noexcept nogil:
         cdef Py_ssize_t i, p = 0

@@ -130,6 +130,8 @@ cdef extern from "ps_io.h" nogil:
     int64_t ps_now_ms()
     void ps_set_errno(int e)
     int64_t ps_monotonic_ns()
+    int64_t *ps_map_published(const char *path)
+    void ps_unmap_published(int64_t *m)
     int ps_doorbell_open(int fds[2])
     void ps_doorbell_ring(int fd)
     void ps_doorbell_drain(int fd)
@@ -143,6 +145,28 @@ cdef extern from "ps_io.h" nogil:
     int fcntl(int fd, int cmd, ...)
     int F_GETFL
     int O_DIRECT
+
+
+cdef extern from "ps_murmur2.h" nogil:
+    uint32_t ps_murmur2(const uint8_t *data, size_t length)
+
+
+cdef extern from "ps_bells.h" nogil:
+    enum:
+        PS_MAX_BELLS
+    ctypedef struct ps_bells:
+        int fds[16]
+        int n
+    int ps_bells_init(ps_bells *b)
+    void ps_bells_destroy(ps_bells *b)
+    void ps_bells_ring(ps_bells *b)
+    void ps_bells_moved(ps_bells *b)
+    void ps_bells_close(ps_bells *b)
+    int ps_bells_closed(ps_bells *b)
+    void ps_follow_enter(ps_bells *b)
+    void ps_follow_leave(ps_bells *b)
+    uint64_t ps_follow_gen(ps_bells *b)
+    int ps_follow_wait(ps_bells *b, uint64_t seen, int64_t deadline_ns)
 
 
 cdef extern from "ps_faults.h" nogil:

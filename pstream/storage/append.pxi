@@ -120,6 +120,8 @@ cdef void part_commit(PartState *p, int64_t total, int64_t last_offset, int64_t 
     a.size += total
     segment_note_batch(a, position, total, last_offset, max_timestamp)
     ps_store_i64(&p.next_offset, last_offset + 1)
+    if p.flush_mode != FLUSH_ALWAYS:
+        ps_bells_moved(sh.bells)   # the high watermark is the log end: followers may read on
     if p.dirty_since_ns == 0:
         p.dirty_since_ns = ps_monotonic_ns()
         if p.flush_mode == FLUSH_INTERVAL:
@@ -323,5 +325,4 @@ cdef void shard_complete_durable(Shard *sh) noexcept nogil:
 
 cdef inline void shard_ring(Shard *sh) noexcept nogil:
     pthread_cond_broadcast(&sh.done)
-    if sh.doorbell >= 0:
-        ps_doorbell_ring(sh.doorbell)
+    ps_bells_ring(sh.bells)

@@ -27,6 +27,7 @@ cdef extern from "<errno.h>":
 cdef size_t MAX_CORRUPT_LOGGED = 1024   # distinct (file, position) pairs remembered to log each once
 
 cdef int64_t DEFAULT_READ_BYTES = 1 << 20
+PUBLISHED_FILE = "readable-offsets"   # a partition's durable and log start offsets, for read-only readers
 
 
 cdef inline void mutex_wait_then_unlock(Shard *sh) noexcept nogil:
@@ -146,6 +147,10 @@ cdef class Partition:
         self.p.directory = strdup(self.path_bytes)
         _os.makedirs(path, exist_ok=True)
         recovery_open(self)
+        self.p.published = ps_map_published(_os.fsencode(_os.path.join(path, PUBLISHED_FILE)))
+        lock_with_gil_released(&self.sh.mu)
+        part_publish(self.p)
+        ps_mutex_unlock(&self.sh.mu)
         first_dirty, compacted_below, next_expiry = read_cleaner_checkpoint(path)
         self.cleaner = {"first_dirty_offset": first_dirty, "compacted_below": compacted_below, "runs": 0, "bytes_read": 0,
                         "bytes_written": 0, "records_removed": 0, "last_clean_ms": -1, "last_clean_duration_s": 0.0,
@@ -490,29 +495,63 @@ cdef class Partition:
         return base
 
     def append_many(self, records, compression=0):
-        """Appends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch.
+        """Appends records, an iterable of (key, value[, headers[, timestamp_ms]]), as one batch,
+        or as several in order when one would exceed max_message_bytes (a single record too
+        large for a batch of its own raises BatchTooLargeError, and nothing is appended).
 
         Returns the first offset. An empty iterable appends nothing and returns None.
         """
+        runs = self.append_runs(records, compression)
+        return runs[0][0] if runs else None
+
+    def append_runs(self, records, compression=0):
+        """append_many, saying where each batch went: [(base offset, record count), ...] in
+        the order of the records. Another thread's appends may fall between two batches."""
         cdef BatchBuilder b = BatchBuilder()
-        cdef Segment *pinned
         cdef int codec = _compression.codec_id(compression)
-        cdef int64_t now = ps_now_ms(), total, base
-        cdef uint8_t *dst
+        cdef int64_t now = ps_now_ms(), limit = ps_load_i64(&self.p.max_message_bytes)
         cdef Py_ssize_t i
         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if ps_load_i32(&self.p.timestamp_type) else 0
         b.add_records(records, now)
         if b.n == 0:
-            return None
+            return []
         if attributes:
             for i in range(b.n):
                 b.specs[i].timestamp = now
             b.base_ts = b.max_ts = now
-        total = PS_BATCH_HEADER_SIZE + b.measure()
-        if codec != 0 or total >= GIL_FREE_BYTES:
-            # Compressed, or big enough that encoding straight into the segment buffer would
-            # hold the GIL (and the shard mutex) for too long: encode aside, GIL released.
-            batch = b.build(0, codec, attributes != 0, -1, -1, -1, ps_load_i32(&self.p.leader_epoch), False, False)
+        if codec == 0:
+            if PS_BATCH_HEADER_SIZE + b.measure() <= limit:
+                return [(self._append_built(b, attributes, now), b.n)]
+            runs = b.split(limit)   # raises, before anything is appended, for a record too large alone
+            return [(self._append_built(b.slice(lo, hi), attributes, now), hi - lo) for lo, hi in runs]
+        out = []
+        self._append_compressed(b, codec, attributes, limit, out)
+        return out
+
+    cdef int _append_compressed(self, BatchBuilder b, int codec, int16_t attributes, int64_t limit,
+                                list out) except -1:
+        """Compresses b as one batch; if that exceeds the limit, halves it (as Kafka's producer
+        splits a batch the broker refused as too large) until each half fits."""
+        cdef Py_ssize_t half
+        batch = b.build(0, codec, attributes != 0, -1, -1, -1, ps_load_i32(&self.p.leader_epoch), False, False)
+        if len(batch) <= limit or b.n == 1:
+            out.append((self._append_raw(batch, False), b.n))   # one record too large: refused with its size
+            return 0
+        half = b.n // 2
+        self._append_compressed(b.slice(0, half), codec, attributes, limit, out)
+        self._append_compressed(b.slice(half, b.n), codec, attributes, limit, out)
+        return 0
+
+    cdef int64_t _append_built(self, BatchBuilder b, int16_t attributes, int64_t now) except -1:
+        """Appends b, uncompressed and within max_message_bytes, as one batch; its base offset."""
+        cdef Segment *pinned
+        cdef int64_t total, base
+        cdef uint8_t *dst
+        total = PS_BATCH_HEADER_SIZE + (b.records_len if b.measured else b.measure())
+        if total >= GIL_FREE_BYTES:
+            # Big enough that encoding straight into the segment buffer would hold the GIL (and
+            # the shard mutex) for too long: encode aside, GIL released.
+            batch = b.build(0, 0, attributes != 0, -1, -1, -1, ps_load_i32(&self.p.leader_epoch), False, False)
             return self._append_raw(batch, False)
         if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
@@ -683,6 +722,7 @@ cdef class Partition:
             ps_mutex_unlock(&self.sh.mu)
             return before_offset
         ps_store_i64(&self.p.log_start_offset, before_offset)
+        part_publish(self.p)
         ps_mutex_unlock(&self.sh.mu)
         checkpoint_write_log_start(self)    # before returning: the deletion is durable
         self.apply_retention()
@@ -833,6 +873,7 @@ cdef class Partition:
                     segment_free(self.p.segs[i])
             free(self.p.segs)
             free(self.p.directory)
+            ps_unmap_published(self.p.published)
             free(self.p)
             self.p = NULL
 
@@ -923,3 +964,66 @@ cdef class PendingAppend:
             self._wait_done()   # the shard may still be reading the buffer
         if self.has_view:
             PyBuffer_Release(&self.view)
+
+
+# --- following: waiting for the high watermark to move (include/ps_bells.h) ----------------
+
+cdef inline int64_t part_high_watermark(PartState *p) noexcept nogil:
+    return ps_load_i64(&p.durable_offset if p.flush_mode == FLUSH_ALWAYS else &p.next_offset)
+
+
+def wait_readable(parts, positions, timeout=None):
+    """Blocks, the GIL released, until some partition of `parts` (all of one Log) has records
+    at its position (high watermark > positions[i]) or `timeout` seconds pass (None: no
+    limit); returns the indexes of those that have, [] on a timeout. LogClosedError once the
+    Log closes meanwhile."""
+    cdef Py_ssize_t n = len(parts), i, found = 0
+    cdef PartState **ps
+    cdef int64_t *at
+    cdef ps_bells *bells
+    cdef int64_t deadline = INT64_MAX
+    cdef uint64_t seen
+    cdef int closed = 0
+    if n != len(positions):
+        raise ValueError(f"{n} partitions but {len(positions)} positions")
+    if n == 0:
+        raise ValueError("wait_readable needs at least one partition")
+    if timeout is not None:
+        if timeout < 0:
+            raise ValueError(f"timeout must not be negative, got {timeout!r}")
+        deadline = ps_monotonic_ns() + <int64_t>(timeout * 1e9)
+    ps = <PartState **>malloc(n * sizeof(PartState *))
+    at = <int64_t *>malloc(n * sizeof(int64_t))
+    if ps == NULL or at == NULL:
+        free(ps)
+        free(at)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            part = <Partition?>parts[i]
+            if (<Partition>part).p == NULL:
+                raise _errors.LogClosedError("the partition is closed")
+            ps[i] = (<Partition>part).p
+            at[i] = positions[i]
+        bells = ps[0].shard.bells
+        for i in range(1, n):
+            if ps[i].shard.bells != bells:
+                raise ValueError("wait_readable follows partitions of one Log at a time")
+        with nogil:
+            ps_follow_enter(bells)
+            while True:
+                seen = ps_follow_gen(bells)
+                for i in range(n):
+                    if part_high_watermark(ps[i]) > at[i]:
+                        found += 1
+                closed = ps_bells_closed(bells)
+                if found or closed or ps_monotonic_ns() >= deadline:
+                    break
+                ps_follow_wait(bells, seen, deadline)
+            ps_follow_leave(bells)
+        if closed and not found:
+            raise _errors.LogClosedError("the log was closed")
+        return [i for i in range(n) if part_high_watermark(ps[i]) > at[i]]
+    finally:
+        free(ps)
+        free(at)

@@ -65,6 +65,7 @@ cdef int64_t retention_apply(Partition part, now_ms) except -1:
         # (The checkpoint may lag after a crash: the first segment's base wins at open.)
         if new_start > part.p.log_start_offset:
             ps_store_i64(&part.p.log_start_offset, new_start)
+            part_publish(part.p)
     ps_mutex_unlock(&part.sh.mu)
     with nogil:
         for i in range(n_doomed):

@@ -44,7 +44,7 @@ cdef struct Shard:
     AppendRequest *durable_wait # [mutex] appended, waiting for their fdatasync
     bint running                # [mutex] cleared by ShardPool.stop
     bint started                # [open]
-    int doorbell                # [open] fd to ring for the asyncio loop, -1 for none
+    ps_bells *bells             # [open] the pool's doorbells and followers (include/ps_bells.h)
     ShardCounters counters      # [mutex]
     # Resources of the active segments (segment.pxi, shard.pxi): the write buffers come from
     # `pool` (a byte budget); `holders` lists the partitions whose active segment holds buffers

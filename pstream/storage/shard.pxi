@@ -159,8 +159,7 @@ cdef inline void shard_watch_check(Shard *sh, PartState *p) noexcept nogil:
             (p.watch_durable >= 0 and (p.durable_offset > p.watch_durable or p.io_errno)):
         p.watch_offset = -1
         p.watch_durable = -1
-        if sh.doorbell >= 0:
-            ps_doorbell_ring(sh.doorbell)
+        ps_bells_ring(sh.bells)
 
 
 cdef bint part_needs_service(PartState *p, int64_t now_ns, int64_t *deadline, bint stopping) noexcept nogil:
@@ -241,6 +240,13 @@ cdef int part_revive(PartState *p) noexcept nogil:
     return st
 
 
+cdef inline void part_publish(PartState *p) noexcept nogil:
+    """Tells read-only readers (other processes) what they may read: the durable offsets."""
+    if p.published != NULL:
+        ps_store_i64(&p.published[1], ps_load_i64(&p.log_start_offset))
+        ps_store_i64(&p.published[0], ps_load_i64(&p.durable_offset))
+
+
 cdef void part_update_durable(PartState *p) noexcept nogil:
     """durable_offset: synced up to the first segment not yet finalized (all before it are).
 
@@ -253,6 +259,9 @@ cdef void part_update_durable(PartState *p) noexcept nogil:
         j += 1
     if p.segs[j].synced_offset > p.durable_offset:
         ps_store_i64(&p.durable_offset, p.segs[j].synced_offset)
+        part_publish(p)
+        if p.flush_mode == FLUSH_ALWAYS:
+            ps_bells_moved(p.shard.bells)   # the high watermark is the durable offset
 
 
 cdef void part_service(Shard *sh, PartState *p, int64_t now_ns) noexcept nogil:
@@ -386,15 +395,16 @@ cdef class ShardPool:
     """The shard threads of one Log; partitions are assigned by a stable hash."""
     cdef Shard *shards
     cdef int n
-    cdef int doorbell_fds[2]
+    cdef ps_bells bells
+    cdef bint bells_ready
+    cdef int read_fds[PS_MAX_BELLS]   # the ends event loops watch, beside bells.fds (equal for an eventfd)
 
     def __cinit__(self, int count, int64_t write_pool_bytes=64 << 20, int64_t chunk_bytes=64 << 10,
                   int64_t max_open_files=600, int64_t index_cache_bytes=64 << 20):
         cdef pthread_condattr_t attr
         cdef int i
         self.n = 0
-        self.doorbell_fds[0] = -1   # before anything can raise: __dealloc__ closes what is >= 0
-        self.doorbell_fds[1] = -1
+        self.bells_ready = False    # before anything can raise: __dealloc__ looks at it
         if count < 1:
             raise _errors.ConfigError(f"shards must be at least 1, got {count}")
         if chunk_bytes < 8192 or chunk_bytes % PS_PAGE:
@@ -407,8 +417,9 @@ cdef class ShardPool:
                                       f"got {max_open_files}")
         if index_cache_bytes < 0:
             raise _errors.ConfigError(f"index_cache_bytes must not be negative, got {index_cache_bytes}")
-        if ps_doorbell_open(self.doorbell_fds) != 0:
-            raise_os_error(errno, "cannot create the completion doorbell")
+        if ps_bells_init(&self.bells) != 0:
+            raise MemoryError()
+        self.bells_ready = True
         self.shards = <Shard *>calloc(count, sizeof(Shard))
         if self.shards == NULL:
             raise MemoryError()
@@ -418,7 +429,7 @@ cdef class ShardPool:
             ps_mutex_init(&self.shards[i].mu)
             pthread_cond_init(&self.shards[i].work, &attr)
             pthread_cond_init(&self.shards[i].done, NULL)
-            self.shards[i].doorbell = self.doorbell_fds[1]
+            self.shards[i].bells = &self.bells
             self.shards[i].pool.capacity = write_pool_bytes
             self.shards[i].chunk_bytes = chunk_bytes
             self.shards[i].max_holders = max_open_files // 3 // count
@@ -435,13 +446,52 @@ cdef class ShardPool:
     def count(self):
         return self.n
 
-    @property
-    def doorbell_fd(self):
-        """The fd an event loop watches (readable when a watched partition moved)."""
-        return self.doorbell_fds[0]
+    def open_doorbell(self):
+        """A new doorbell (an eventfd, or a pipe's read end) for an event loop to watch: readable
+        when a watched partition moved or a submitted append completed. One per loop, at most
+        PS_MAX_BELLS; close_doorbell gives it back."""
+        cdef int fds[2]
+        cdef int i
+        if self.bells.n >= PS_MAX_BELLS:
+            raise RuntimeError(f"at most {PS_MAX_BELLS} event loops may await one Log's offsets at once")
+        if ps_doorbell_open(fds) != 0:
+            raise_os_error(errno, "cannot create a doorbell")
+        self._lock_all()
+        self.read_fds[self.bells.n] = fds[0]
+        self.bells.fds[self.bells.n] = fds[1]
+        self.bells.n += 1
+        self._unlock_all()
+        return fds[0]
 
-    def drain_doorbell(self):
-        ps_doorbell_drain(self.doorbell_fds[0])
+    def close_doorbell(self, int fd):
+        """Stops ringing the doorbell open_doorbell returned, and closes it."""
+        cdef int i, w = -1
+        self._lock_all()
+        for i in range(self.bells.n):
+            if self.read_fds[i] == fd:
+                w = self.bells.fds[i]
+                self.bells.n -= 1
+                self.read_fds[i] = self.read_fds[self.bells.n]
+                self.bells.fds[i] = self.bells.fds[self.bells.n]
+                break
+        self._unlock_all()
+        if w >= 0:
+            close(fd)
+            if w != fd:
+                close(w)
+
+    def drain_doorbell(self, int fd):
+        ps_doorbell_drain(fd)
+
+    cdef void _lock_all(self):
+        cdef int i
+        for i in range(self.n):
+            lock_with_gil_released(&self.shards[i].mu)
+
+    cdef void _unlock_all(self):
+        cdef int i
+        for i in range(self.n):
+            ps_mutex_unlock(&self.shards[i].mu)
 
     cdef Shard *shard_for(self, int index):
         return &self.shards[index % self.n]
@@ -509,12 +559,19 @@ cdef class ShardPool:
                     ps_mutex_unlock(&self.shards[i].mu)
                     pthread_join(self.shards[i].thread, NULL)
                 self.shards[i].started = False
-        # No thread rings any more: the doorbell goes now, not when a garbage collector frees the pool.
-        if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:
-            close(self.doorbell_fds[1])
-        if self.doorbell_fds[0] >= 0:
-            close(self.doorbell_fds[0])
-        self.doorbell_fds[0] = self.doorbell_fds[1] = -1
+        # No thread rings any more: the doorbells go now, not when a garbage collector frees the pool.
+        self._close_doorbells()
+        if self.bells_ready:
+            ps_bells_close(&self.bells)   # followers waiting return and find the log closed
+
+    cdef void _close_doorbells(self):
+        cdef int i
+        for i in range(self.bells.n if self.bells_ready else 0):
+            close(self.read_fds[i])
+            if self.bells.fds[i] != self.read_fds[i]:
+                close(self.bells.fds[i])
+        if self.bells_ready:
+            self.bells.n = 0
 
     def __dealloc__(self):
         cdef int i
@@ -526,7 +583,7 @@ cdef class ShardPool:
                 pthread_cond_destroy(&self.shards[i].done)
             free(self.shards)
             self.shards = NULL
-        if self.doorbell_fds[0] >= 0:
-            close(self.doorbell_fds[0])
-        if self.doorbell_fds[1] >= 0 and self.doorbell_fds[1] != self.doorbell_fds[0]:
-            close(self.doorbell_fds[1])
+        self._close_doorbells()
+        if self.bells_ready:
+            ps_bells_destroy(&self.bells)
+            self.bells_ready = False

@@ -153,8 +153,14 @@ def test_record_above_max_message_bytes_is_refused(open_log):
     with pytest.raises(BatchTooLargeError):
         part.append(b"x" * 2000)
     with pytest.raises(BatchTooLargeError):
-        part.append_many([(None, b"x" * 600), (None, b"y" * 600)])
+        part.append_many([(None, b"x" * 600), (None, b"y" * 1200)])
     assert part.log_end_offset == 0
+
+
+def test_records_over_max_message_bytes_together_are_appended_as_several_batches(open_log):
+    part = open_log().topic("t", max_message_bytes=1000).partition(0)
+    assert part.append_runs([(None, b"x" * 600), (None, b"y" * 600)]) == [(0, 1), (1, 1)]
+    assert [r.value for r in part.read(0)] == [b"x" * 600, b"y" * 600]
 
 
 def test_read_from_the_middle_of_a_batch_returns_the_whole_batch_then_read_filters(open_log):
