@@ -178,6 +178,13 @@ class TransactionError(PStreamError):
     kafka_error = ErrorCode.INVALID_TXN_STATE
 
 
+class CommitFailedError(PStreamError):
+    """The group coordinator refused an embedded consumer's offset commit (the group has Kafka
+    members, say); the message names each partition's error."""
+
+    kafka_error = ErrorCode.UNKNOWN_MEMBER_ID
+
+
 class DirectoryInUseError(PStreamError):
     """Another open Log (in this or another process) holds the data directory's lock."""
 

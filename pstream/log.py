@@ -39,11 +39,14 @@ import fcntl
 import uuid
 import weakref
 import zlib
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from pstream import _core
-from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, UnknownPartitionError,
-                            UnknownTopicError)
+from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, TransactionError,
+                            UnknownPartitionError, UnknownTopicError)
+from pstream.consumer import Consumer, ConsumerGroups, LocalGroupOffsets, ServedGroupOffsets
+from pstream.follow import Follower, follow_topic
+from pstream.partitioner import StickyPartitioner
 from pstream.storage import layout, txn_index
 from pstream.storage.cleaner import DEFAULT_BACKOFF_MS, DEFAULT_DEDUPE_BUFFER_BYTES, LogCleaner
 from pstream.storage.config import TopicConfig
@@ -112,6 +115,8 @@ class DiskPool:
 
 class Partition(_core.Partition):
     """One partition's log. Append and read from any thread; await new data in asyncio."""
+
+    wait_readable = staticmethod(_core.wait_readable)   # how a Follower of partitions of a Log waits
 
     _producer_state: ProducerStateManager | None = None   # once recovered
     _producer_state_loading: asyncio.Future | None = None  # while a disk thread replays the log
@@ -227,6 +232,14 @@ class Partition(_core.Partition):
                     if remaining == 0:
                         return
                 offset = header.last_offset + 1
+
+    def follow(self, offset: int | None = None, *, timeout: float | None = None, max_bytes: int = 1 << 20,
+               isolation_level: str = "read_uncommitted") -> Follower:
+        """Records from `offset` (None: the high watermark, only new ones) on, as they become
+        readable: `for rec in part.follow(...)` blocks with the GIL released, `async for` awaits.
+        With a timeout, iteration ends after that many seconds without a record (pstream/follow.py)."""
+        return Follower([self], [self.high_watermark if offset is None else offset], timeout=timeout,
+                        max_bytes=max_bytes, isolation_level=isolation_level)
 
     def read_columns(self, offset: int = 0, max_records: int | None = None,
                      max_bytes: int = 1 << 20) -> _core.RecordColumns:
@@ -437,6 +450,10 @@ class Partition(_core.Partition):
         await waiter
 
 
+def _value_size(value) -> int:
+    return 0 if value is None else len(value)
+
+
 def _settle_waiter(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -447,6 +464,12 @@ def _settle(future: asyncio.Future, fn, *args) -> None:
         future.set_result(fn(*args))
     except Exception as exc:
         future.set_exception(exc)
+
+
+class RecordMetadata(NamedTuple):
+    """Where an appended record went (Kafka's producer answers the same)."""
+    partition: int
+    offset: int
 
 
 class Topic:
@@ -461,6 +484,7 @@ class Topic:
         # DYNAMIC_TOPIC_CONFIG source. `follow_defaults` re-derives the rest from today's defaults.
         self.overrides: dict = dict(meta.get("overrides", {}))
         self._partitions: list[Partition] = []
+        self._partitioner = StickyPartitioner()
         try:
             for number in range(meta["partitions"]):
                 self._open_partition(number)
@@ -492,6 +516,54 @@ class Topic:
 
     def __iter__(self) -> Iterator[Partition]:
         return iter(self._partitions)
+
+    # --- producing -----------------------------------------------------------------
+
+    def append(self, value, key=None, headers=None, partition: int | None = None,
+               timestamp_ms: int | None = None) -> RecordMetadata:
+        """Appends one record where a Kafka producer would put it: `partition` if given, else
+        murmur2 of the key, else the sticky partition of unkeyed records (pstream/partitioner.py).
+        Returns (partition, offset) once the partition's flush policy is met."""
+        if partition is None:
+            number = self._partitioner.partition(key, _value_size(value), len(self._partitions))
+        else:
+            number = self.partition(partition).number
+        return RecordMetadata(number, self._partitions[number].append(value, key=key, headers=headers,
+                                                                      timestamp_ms=timestamp_ms))
+
+    def append_many(self, records: Iterable, partition: int | None = None,
+                    compression: str | int = 0) -> list[RecordMetadata]:
+        """Appends records, each (key, value[, headers[, timestamp_ms]]), partitioned as append()
+        does; each partition's share goes in as one batch, or as several when one would exceed
+        max_message_bytes (a single record too large for a batch of its own raises
+        BatchTooLargeError: nothing of its partition's share is appended, and the shares of
+        partitions before it in the call are). Returns (partition, offset) of every record, in order."""
+        count = len(self._partitions)
+        if partition is not None:
+            self.partition(partition)
+        shares: dict[int, list] = {}
+        where: list[tuple[int, int]] = []
+        choose = self._partitioner.partition
+        for rec in records:
+            number = partition if partition is not None else choose(rec[0], _value_size(rec[1]), count)
+            share = shares.get(number)
+            if share is None:
+                share = shares[number] = []
+            where.append((number, len(share)))
+            share.append(rec)
+        offsets: dict[int, list[int]] = {}
+        for number, share in shares.items():
+            placed = offsets[number] = []
+            for base, n in self._partitions[number].append_runs(share, compression):
+                placed.extend(range(base, base + n))
+        return [RecordMetadata(number, offsets[number][index]) for number, index in where]
+
+    def follow(self, offsets: dict[int, int] | None = None, *, start: str = "latest", timeout: float | None = None,
+               max_bytes: int = 1 << 20, isolation_level: str = "read_uncommitted") -> Follower:
+        """Partition.follow over every partition of the topic (as they are now): from offsets[n]
+        where given, else from the start ("earliest": the log start, "latest": only new records)."""
+        return follow_topic(self._partitions, offsets, start, timeout=timeout, max_bytes=max_bytes,
+                            isolation_level=isolation_level)
 
     def read_columns(self, offsets: dict[int, int] | None = None, max_records: int | None = None,
                      max_bytes: int = 1 << 20) -> dict[int, _core.RecordColumns]:
@@ -596,31 +668,54 @@ class Topic:
 
 
 class _Waiters:
-    """Futures waiting for offsets to exist or to be durable, woken through the shard
-    pool's doorbell fd (an eventfd the event loop watches)."""
+    """Futures waiting for offsets to exist or to be durable, and for submitted appends, on
+    every event loop that awaits this Log: an application's and a broker's served from a thread
+    (pstream.serve_in_thread) may share it. Each loop has its own doorbell (an eventfd the shard
+    threads ring, include/ps_bells.h) and its own waiters."""
 
     def __init__(self, pool: _core.ShardPool):
         self._pool = pool
-        # (partition, durable) -> [(offset, future)]
-        self._waiting: dict[tuple[Partition, bool], list[tuple[int, asyncio.Future]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[_core.PendingAppend, asyncio.Future]] = []
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
+        self._lock = threading.Lock()
 
-    def _attach(self) -> asyncio.AbstractEventLoop:
+    def _here(self) -> _LoopWaiters:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
-                if self._waiting or self._pending:
-                    raise RuntimeError("a Log's waiters belong to one event loop at a time")
-                self._loop.remove_reader(self._pool.doorbell_fd)
-            self._loop = loop
-            loop.add_reader(self._pool.doorbell_fd, self._wake)
-        return loop
+        waiters = self._loops.get(loop)
+        if waiters is None:
+            with self._lock:
+                for gone in [other for other in self._loops if other.is_closed()]:
+                    self._loops.pop(gone).close()
+                waiters = self._loops[loop] = _LoopWaiters(self._pool, loop)
+        return waiters
+
+    async def wait(self, part: Partition, offset: int, durable: bool) -> int:
+        return await self._here().wait(part, offset, durable)
 
     async def wait_pending(self, pending: _core.PendingAppend) -> int:
-        loop = self._attach()
+        return await self._here().wait_pending(pending)
+
+    def close(self) -> None:
+        with self._lock:
+            loops, self._loops = self._loops, {}
+        for waiters in loops.values():
+            waiters.close()
+
+
+class _LoopWaiters:
+    """One event loop's waiters, woken through its doorbell."""
+
+    def __init__(self, pool: _core.ShardPool, loop: asyncio.AbstractEventLoop):
+        self._pool = pool
+        self._loop = loop
+        # (partition, durable) -> [(offset, future)]
+        self._waiting: dict[tuple[Partition, bool], list[tuple[int, asyncio.Future]]] = {}
+        self._pending: list[tuple[_core.PendingAppend, asyncio.Future]] = []
+        self._fd = pool.open_doorbell()
+        loop.add_reader(self._fd, self._wake)
+
+    async def wait_pending(self, pending: _core.PendingAppend) -> int:
         if not pending.done:
-            fut = loop.create_future()
+            fut = self._loop.create_future()
             self._pending.append((pending, fut))
             if pending.done:  # completed before the future was listed
                 self._finish_pending()
@@ -638,9 +733,8 @@ class _Waiters:
         self._pending = still
 
     async def wait(self, part: Partition, offset: int, durable: bool) -> int:
-        loop = self._attach()
         key = (part, durable)
-        fut = loop.create_future()
+        fut = self._loop.create_future()
         self._waiting.setdefault(key, []).append((offset, fut))
         self._arm(key)
         try:
@@ -680,25 +774,40 @@ class _Waiters:
         return False
 
     def _wake(self) -> None:
-        self._pool.drain_doorbell()
+        self._pool.drain_doorbell(self._fd)
         if self._pending:
             self._finish_pending()
-        for key in list(self._waiting):
+        for key in list(self._waiting):   # another loop's watch may have rung: re-arm ours
             self._resolve(key)
             self._arm(key)
 
     def close(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._pool.doorbell_fd)
+        """Fails what still waits (LogClosedError) and gives the doorbell back, on the loop's
+        own thread when it runs elsewhere."""
+        if self._loop.is_closed():
+            self._pool.close_doorbell(self._fd)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._detach()
+        else:
+            self._loop.call_soon_threadsafe(self._detach)
+
+    def _detach(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._pool.close_doorbell(self._fd)
+        error = LogClosedError("the log was closed")
         for entries in self._waiting.values():
             for _, fut in entries:
                 if not fut.done():
-                    fut.get_loop().call_soon_threadsafe(
-                        lambda f=fut: f.done() or f.set_exception(LogClosedError("the log was closed")))
+                    fut.set_exception(error)
         self._waiting.clear()
         for _, fut in self._pending:
             if not fut.done():
-                fut.set_exception(LogClosedError("the log was closed"))
+                fut.set_exception(error)
         self._pending.clear()
 
 
@@ -742,7 +851,15 @@ class Log:
     up are read back from their files when needed).
     """
 
-    def __init__(self, path: str | os.PathLike, *, shards: int | None = None, direct_io: bool = True,
+    def __new__(cls, path: str | os.PathLike, *, readonly: bool = False, **settings):
+        if readonly:   # another process writes: read what it made durable (pstream/storage/reader.py)
+            if settings:
+                raise ConfigError(f"a read-only Log takes no settings, got {', '.join(sorted(settings))}")
+            from pstream.storage.reader import ReadonlyLog
+            return ReadonlyLog(path)
+        return super().__new__(cls)
+
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False, shards: int | None = None, direct_io: bool = True,
                  retention_check_ms: int | None = 300_000, disk_threads: int = 2, write_pool_bytes: int = 64 << 20,
                  max_open_files: int = 600, index_cache_bytes: int = 64 << 20, cleaner: bool = True, cleaner_threads: int = 1,
                  dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES,
@@ -780,6 +897,10 @@ class Log:
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._transactions: EmbeddedTransactions | None = None
+        self._consumer_groups = ConsumerGroups(self)
+        self._offsets = None   # where consumers' commits go: LocalGroupOffsets, or a serving broker's
+        self.served = False    # a broker in this process serves this Log (pstream.serve)
+        self._on_close: list = []
         self._closed = False
         for doomed in layout.deleting_dirs(self.path):   # deletions and creations a crash interrupted
             shutil.rmtree(doomed, ignore_errors=True)
@@ -824,9 +945,59 @@ class Log:
         run left committing or aborting are finished, open ones aborted."""
         with self._lock:
             self._check_open()
+            if self.served:
+                raise TransactionError("a broker serves this Log: its transaction coordinator owns "
+                                       "__transaction_state meanwhile (use a Kafka client's transactions)")
             if self._transactions is None:
                 self._transactions = EmbeddedTransactions(self)
             return self._transactions
+
+    # --- consumers ------------------------------------------------------------------
+
+    def consumer(self, group: str, topics, *, isolation_level: str = "read_uncommitted",
+                 max_bytes: int = 1 << 20) -> Consumer:
+        """A named consumer of `topics` (pstream/consumer.py): reads from the group's committed
+        offsets, commits into __consumer_offsets, shares the topics' partitions with the other
+        consumers of the group in this process."""
+        self._check_open()
+        return Consumer(self, group, topics, isolation_level=isolation_level, max_bytes=max_bytes)
+
+    def _group_offsets(self):
+        """Where consumers' commits go: a serving broker's coordinator, else this Log's own store."""
+        offsets = self._offsets
+        if offsets is None:
+            with self._lock:
+                self._check_open()
+                if self._offsets is None:
+                    self._offsets = LocalGroupOffsets(self)
+                offsets = self._offsets
+        return offsets
+
+    # --- served by a broker in this process (pstream/broker/embedded.py) ---------------
+
+    def begin_serving(self) -> None:
+        """A broker starts serving this Log: it will own __consumer_offsets and
+        __transaction_state, so the in-process state of both is dropped (re-read when it stops)."""
+        with self._lock:
+            self._check_open()
+            if self.served:
+                raise RuntimeError(f"a broker serves {self.path} already")
+            self.served = True
+            self._transactions = None
+            self._offsets = None
+
+    def serve_groups(self, groups, loop: asyncio.AbstractEventLoop) -> None:
+        """Consumers commit through the serving broker's group coordinator from now on."""
+        self._offsets = ServedGroupOffsets(groups, loop)
+
+    def end_serving(self) -> None:
+        with self._lock:
+            self.served = False
+            self._offsets = None
+
+    def on_close(self, callback) -> None:
+        """Calls callback() first thing in close() (a broker serving this Log stops then)."""
+        self._on_close.append(callback)
 
     # --- topics ---------------------------------------------------------------------
 
@@ -1016,6 +1187,9 @@ class Log:
     def close(self) -> None:
         """Writes and syncs everything, writes the indexes and the producer state snapshots,
         stops the cleaner, disk and shard threads."""
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
         if not self._closed:
             self._cleaner.stop()        # a pass in progress finishes first
         self._disk.close()   # before the lock: its queued jobs take the lock to finish

@@ -545,6 +545,16 @@ class OffsetStore:
     async def write(self, records: list[Record]) -> None:
         await self.durable(self.append(records))
 
+    def write_sync(self, records: list[Record]) -> None:
+        """write() for a caller's thread when no event loop owns this store (the embedded log's
+        consumers): appends, and applies the records once they are durable (flush "always":
+        append_batch returns then). The caller keeps one thread at a time in here."""
+        part = self._ensure_part()
+        for chunk in _batches(records):
+            part.append_batch(_core.encode_batch([(k, v, None, None) for k, v in chunk]))
+            for key, value in chunk:
+                self.state.apply(key, value)
+
     def _apply_durable(self) -> None:
         durable = self.part.durable_offset
         while self._pending and self._pending[0].last_offset < durable:

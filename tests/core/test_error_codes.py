@@ -36,6 +36,7 @@ EXPECTED = {
     errors.LogClosedError: ErrorCode.NOT_LEADER_OR_FOLLOWER,
     errors.DirectoryInUseError: ErrorCode.KAFKA_STORAGE_ERROR,
     errors.TransactionError: ErrorCode.INVALID_TXN_STATE,
+    errors.CommitFailedError: ErrorCode.UNKNOWN_MEMBER_ID,
     errors.StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,
 }
 

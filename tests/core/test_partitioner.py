@@ -1,10 +1,10 @@
-"""`pstream produce` puts keyed records where Kafka's default partitioner would."""
+"""Keyed records (`pstream produce`, Topic.append) go where Kafka's default partitioner puts them."""
 
 import ctypes
 
 import pytest
 
-from pstream.cli.produce import key_partition, murmur2
+from pstream.partitioner import key_partition, murmur2
 
 
 # Apache Kafka's UtilsTest.testMurmur2 vectors (Java ints).
