@@ -58,10 +58,14 @@ def new_cluster_id() -> str:
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig):
+    """With `log`, serves that open Log (an application's: pstream.serve) instead of opening
+    config.data_dir, and leaves it open when it stops."""
+
+    def __init__(self, config: BrokerConfig, log: pstream.Log | None = None):
         self.config = config
         self.node_id = config.node_id
-        self.log: pstream.Log | None = None
+        self.log: pstream.Log | None = log
+        self.owns_log = log is None
         self.cluster_id = ""
         self.connections: set[KafkaConnection] = set()
         self.frame_pool = FramePool()
@@ -165,13 +169,14 @@ class Broker:
             _log.warning("fault injection: %d fault(s) armed from PSTREAM_FAULTS=%r", armed,
                          os.environ["PSTREAM_FAULTS"])
         self.storage.check_space()
-        self.log = pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
-                               write_pool_bytes=cfg.write_pool_bytes, max_open_files=cfg.max_open_files,
-                               index_cache_bytes=cfg.index_cache_bytes,
-                               **cfg.cleaner_options(), **cfg.topic_defaults())
+        if self.owns_log:
+            self.log = open_log(cfg)
+        else:
+            self.log.begin_serving()   # group commits and transactions go through this broker now
         try:
-            for name in self.log.topics():   # Kafka semantics: broker defaults apply to existing topics
-                self.log.get_topic(name).follow_defaults()
+            if self.owns_log:   # Kafka semantics: broker defaults apply to existing topics
+                for name in self.log.topics():
+                    self.log.get_topic(name).follow_defaults()
             self._load_identity()
             self.producer_ids = ProducerIds(os.path.join(cfg.data_dir, layout.NODE_DIR))
             self.groups = GroupCoordinator(
@@ -182,6 +187,8 @@ class Broker:
             # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
             await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()
+            if not self.owns_log:
+                self.log.serve_groups(self.groups, asyncio.get_running_loop())
             self.transactions = TransactionCoordinator(
                 self.log, self.allocate_producer_id, self._write_txn_markers,
                 max_timeout_ms=cfg.transaction_max_timeout_ms,
@@ -207,7 +214,7 @@ class Broker:
                 self.groups.stop()
             if self.transactions is not None:
                 self.transactions.stop()
-            self.log.close()
+            self._release_log()
             self.state = "stopped"
             raise
         sock = self._server.sockets[0].getsockname()
@@ -261,7 +268,7 @@ class Broker:
         finally:
             self.state = "stopped"
             try:
-                self.log.close()
+                self._release_log()
             except Exception as exc:
                 self.exit_code = 1
                 _log.error("closing the log failed: %s; what was acknowledged is on disk, what was not "
@@ -271,6 +278,13 @@ class Broker:
             _log.info("pstream stopped; data synced and indexes written")
         else:
             _log.error("pstream stopped after a storage error (exit code %d)", self.exit_code)
+
+    def _release_log(self) -> None:
+        """Closes the Log this broker opened; hands a served one back to its application."""
+        if self.owns_log:
+            self.log.close()
+        else:
+            self.log.end_serving()
 
     async def _drain(self, server) -> None:
         server.close()
@@ -298,6 +312,13 @@ class Broker:
     async def _on_signal(self, sig) -> None:
         _log.info("received %s: shutting down", signal.Signals(sig).name)
         await self.stop()
+
+
+def open_log(cfg: BrokerConfig) -> pstream.Log:
+    """The Log of the broker's settings: its data directory, shards, budgets, cleaner and topic defaults."""
+    return pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
+                       write_pool_bytes=cfg.write_pool_bytes, max_open_files=cfg.max_open_files,
+                       index_cache_bytes=cfg.index_cache_bytes, **cfg.cleaner_options(), **cfg.topic_defaults())
 
 
 def raise_fd_limit() -> None:
