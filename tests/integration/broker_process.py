@@ -1,6 +1,9 @@
-"""The real broker (`python -m pstream serve`) as a test fixture: started on 127.0.0.1 with a
-temporary data directory, a free Kafka port and a free admin HTTP port, for tests that drive it
-with real Kafka clients over real sockets and read its admin API and metrics over real HTTP.
+"""The real broker (`python -m pstream serve`) as a test fixture, from pstream.testing (the
+plugin pstream ships for any project's Kafka tests): `broker` and `broker_factory` start one of
+the test's own (on 127.0.0.1, a temporary data directory, free Kafka and admin ports), for tests
+that restart, kill or reconfigure it; `shared_broker` is the session's one (pstream.testing's
+kafka_broker, a subprocess here: pyproject's pstream_broker), for tests that need only topics of
+their own, which are deleted after each test.
 
 The fixtures are defined here once; the conftest.py of each folder that uses them (integration,
 admin) puts this folder on sys.path and imports them, so pytest finds them there.
@@ -10,90 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class BrokerProcess:
-    """One broker subprocess; restartable on the same data directory and ports (Kafka, and
-    the admin HTTP API at `admin_url`)."""
-
-    def __init__(self, data_dir: str, *extra: str, env: dict | None = None):
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.extra = list(extra)
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self.log_path = os.path.join(os.path.dirname(data_dir), f"broker-{self.port}.log")
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def start(self, timeout: float = 30.0) -> BrokerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
-        env.update(self.env or {})
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "pstream", "serve", "--listen", self.bootstrap, "--data-dir", self.data_dir,
-             "--admin-listen", f"127.0.0.1:{self.admin_port}", *self.extra],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.path.dirname(self.data_dir))
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the broker exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the broker did not listen on {self.bootstrap} within {timeout}s:\n{self.output()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        """Stops the broker (SIGTERM: clean shutdown; SIGKILL: a crash); returns its exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise RuntimeError(f"the broker ignored {signal.Signals(sig).name} for {timeout}s:\n{self.output()}")
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def restart(self, sig: int = signal.SIGTERM) -> BrokerProcess:
-        self.stop(sig)
-        return self.start()
-
-    def output(self, last: int = 20000) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-last:]
-        except OSError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+from pstream.testing import BrokerProcess, assert_no_lost_exceptions, free_port, stop_broker  # noqa: F401
 
 
 @pytest.fixture
@@ -108,28 +31,24 @@ def broker_factory(tmp_path):
         return b
 
     yield make
-    for b in started:
-        code = b.stop()
-        # A clean shutdown must succeed; a broker that crashed during the test fails it here.
-        assert code in (0, -signal.SIGKILL), f"broker exited with {code}:\n{b.output()}"
-        assert_no_lost_exceptions(b.output(last=1 << 30))
-
-
-# What CPython and asyncio print for an exception no one could catch or no one looked at.
-LOST_EXCEPTION_MARKERS = ("Exception ignored in", "Task exception was never retrieved",
-                          "exception was never retrieved", "was never awaited")
-
-
-def assert_no_lost_exceptions(output: str) -> None:
-    """Fails on an unraisable exception, an unretrieved task exception or a coroutine never
-    awaited in the broker's output: each is a bug even when the clients saw nothing wrong."""
-    lost = [line for line in output.splitlines() if any(m in line for m in LOST_EXCEPTION_MARKERS)]
-    assert not lost, f"the broker lost exceptions: {lost[:3]}\n{output[-20000:]}"
+    for b in started:   # a clean shutdown must succeed; a broker that crashed during the test fails it here
+        stop_broker(b)
 
 
 @pytest.fixture
 def broker(broker_factory) -> BrokerProcess:
     return broker_factory()
+
+
+@pytest.fixture
+def shared_broker(kafka_broker):
+    """The session's broker; the topics a test made there are deleted after it."""
+    from pstream.client import KafkaClient
+    yield kafka_broker
+    with KafkaClient(kafka_broker.bootstrap, client_id="test-cleanup") as client:
+        for name in client.metadata().topics:
+            if not name.startswith("__"):
+                client.delete_topic(name)
 
 
 @pytest.fixture

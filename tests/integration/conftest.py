@@ -14,4 +14,4 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from broker_process import BrokerProcess, broker, broker_factory, free_port, kcat_path  # noqa: F401
+from broker_process import BrokerProcess, broker, broker_factory, free_port, kcat_path, shared_broker  # noqa: F401

@@ -425,6 +425,12 @@ def assert_same_messages(sent: list[Msg], got: list[Got], *, exact_timestamps: b
             )
 
 
+@pytest.fixture
+def broker(shared_broker):
+    """The session's broker: these tests need only topics of their own (deleted after each)."""
+    return shared_broker
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
