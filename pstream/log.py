@@ -42,8 +42,8 @@ import zlib
 from typing import Iterable, Iterator, NamedTuple
 
 from pstream import _core
-from pstream.errors import (ConfigError, DirectoryInUseError, LogClosedError, TransactionError,
-                            UnknownPartitionError, UnknownTopicError)
+from pstream.errors import (CommitFailedError, ConfigError, DirectoryInUseError, LogClosedError,
+                            TransactionError, UnknownPartitionError, UnknownTopicError)
 from pstream.consumer import Consumer, ConsumerGroups, LocalGroupOffsets, ServedGroupOffsets
 from pstream.follow import Follower, follow_topic
 from pstream.partitioner import StickyPartitioner
@@ -969,6 +969,8 @@ class Log:
             with self._lock:
                 self._check_open()
                 if self._offsets is None:
+                    if self.served:   # between begin_serving and serve_groups: the broker's store is opening
+                        raise CommitFailedError("a broker is starting to serve this Log; try again in a moment")
                     self._offsets = LocalGroupOffsets(self)
                 offsets = self._offsets
         return offsets

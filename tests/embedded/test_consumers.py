@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -166,3 +167,43 @@ def test_async_poll_and_commit(log):
 
     got, committed = asyncio.run(main())
     assert len(got) == 20 and sum(committed.values()) == 20
+
+
+def test_a_broker_started_on_the_directory_continues_from_embedded_commits(tmp_path):
+    """`pstream group describe` shows the embedded group's offsets, and a Kafka consumer of the
+    group resumes from them."""
+    import subprocess
+    import sys
+
+    from confluent_kafka import Consumer
+
+    from pstream.testing import BrokerProcess, stop_broker
+
+    data = tmp_path / "data"
+    with open_log(data) as log:
+        log.topic("orders", partitions=2).append_many([(b"k%d" % i, b"v%d" % i) for i in range(20)])
+        with log.consumer("billing", ["orders"]) as c:
+            first = c.poll(max_records=12)
+            c.commit()
+            committed = c.committed()
+    broker = BrokerProcess(str(data), group_initial_rebalance_delay_ms=0).start()
+    try:
+        out = subprocess.run([sys.executable, "-P", "-m", "pstream", "group", "describe", "billing",
+                              "--brokers", broker.bootstrap], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        for (topic, partition), offset in committed.items():
+            assert any(line.split()[:3] == [topic, str(partition), str(offset)] for line in out.stdout.splitlines()), \
+                out.stdout
+        kafka = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "billing",
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        kafka.subscribe(["orders"])
+        rest, deadline = [], time.monotonic() + 30
+        while len(rest) < 8 and time.monotonic() < deadline:
+            msg = kafka.poll(0.2)
+            if msg is not None and not msg.error():
+                rest.append((msg.partition(), msg.offset()))
+        kafka.close()
+    finally:
+        stop_broker(broker)
+    assert len(first) == 12 and len(rest) == 8
+    assert {(r.partition, r.offset) for r in first}.isdisjoint(rest)
