@@ -22,12 +22,6 @@ import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.
 varint = reference.varint   # zigzag varlong
 
 
-@pytest.fixture
-def broker(shared_broker):
-    """The session's broker: these tests need only topics of their own (deleted after each)."""
-    return shared_broker
-
-
 def record(offset_delta: int, value: bytes = b"bad") -> bytes:
     body = b"\x00" + varint(0) + varint(offset_delta) + varint(-1) + varint(len(value)) + value + varint(0)
     return varint(len(body)) + body
