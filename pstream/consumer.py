@@ -70,21 +70,28 @@ class Consumer:
         """The next records of this consumer's partitions (rec.topic, rec.partition, .offset,
         .key, .value, ...), at most max_records; waits up to `timeout` seconds (None: until some
         arrive) when none is readable, and returns [] if none came in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         follower = self._current()
-        if follower is None:   # no partition (more consumers than partitions): wait, then look again
-            time.sleep(ASSIGNMENT_WAIT_S if timeout is None else min(timeout, ASSIGNMENT_WAIT_S))
+        while follower is None:   # no partition (more consumers than partitions): look again now and then
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return []
+            time.sleep(ASSIGNMENT_WAIT_S if left is None else min(left, ASSIGNMENT_WAIT_S))
             follower = self._current()
-            return [] if follower is None else follower.poll(max_records, 0.0)
-        return follower.poll(max_records, timeout)
+        return follower.poll(max_records, None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     async def poll_async(self, max_records: int = 500, timeout: float | None = 0.0) -> list[_core.Record]:
         """poll() for asyncio."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         follower = self._current()
-        if follower is None:
-            await asyncio.sleep(ASSIGNMENT_WAIT_S if timeout is None else min(timeout, ASSIGNMENT_WAIT_S))
+        while follower is None:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return []
+            await asyncio.sleep(ASSIGNMENT_WAIT_S if left is None else min(left, ASSIGNMENT_WAIT_S))
             follower = self._current()
-            return [] if follower is None else await follower.poll_async(max_records, 0.0)
-        return await follower.poll_async(max_records, timeout)
+        return await follower.poll_async(max_records, None if deadline is None else max(0.0, deadline - loop.time()))
 
     def assignment(self) -> list[TopicPartition]:
         """The (topic, partition)s this consumer reads, as of its last poll (or now)."""

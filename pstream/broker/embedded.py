@@ -23,12 +23,15 @@ admin HTTP API is off unless `admin_listen` is given.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
 from pstream.broker.broker import Broker
 from pstream.broker.config import BrokerConfig, load_config
 from pstream.errors import ConfigError
+
+_log = logging.getLogger("pstream.broker")
 
 # Settings of the Log, not of the broker: the open Log already has them.
 LOG_SETTINGS = ("data_dir", "shards", "flush", "flush_ms", "flush_bytes", "segment_bytes", "segment_ms",
@@ -103,10 +106,12 @@ class ServeHandle:
             runner = asyncio.run
         try:
             runner(self._main())
-        except BaseException as exc:   # reported to the starting thread, or lost with the loop
+        except BaseException as exc:   # reported to the starting thread, or logged
             if not self._started.is_set():
                 self._error = exc
                 self._started.set()
+            else:
+                _log.exception("the broker serving %s stopped with an error", self.log.path)
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
