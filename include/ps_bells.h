@@ -15,9 +15,15 @@
 #define PS_BELLS_H
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include "ps_io.h"
 
 #define PS_MAX_BELLS 16
@@ -30,6 +36,9 @@ typedef struct {
     uint64_t gen;                 /* [atomic] */
     int waiters;                  /* [atomic] followers inside ps_follow_enter/leave */
     int closed;                   /* [atomic] the pool stops: followers return */
+    uint32_t *shared_seq;         /* [all shard mutexes] a counter in a page other processes map
+                                   * (<data>/@readable): bumped, and its futex woken, whenever a
+                                   * partition publishes new durable offsets; or NULL */
 } ps_bells;
 
 static inline int ps_bells_init(ps_bells *b) {
@@ -38,6 +47,7 @@ static inline int ps_bells_init(ps_bells *b) {
     b->gen = 0;
     b->waiters = 0;
     b->closed = 0;
+    b->shared_seq = NULL;
     if (pthread_mutex_init(&b->mu, NULL) != 0) return -1;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -64,6 +74,29 @@ static inline void ps_bells_moved(ps_bells *b) {
         pthread_cond_broadcast(&b->cond);
         pthread_mutex_unlock(&b->mu);
     }
+}
+
+/* A partition published new durable offsets (part_publish): read-only readers in other
+ * processes wait on the shared counter's futex. One syscall per fdatasync at most. */
+static inline void ps_bells_publish(ps_bells *b) {
+    if (b->shared_seq == NULL) return;
+    __atomic_add_fetch(b->shared_seq, 1, __ATOMIC_SEQ_CST);
+#ifdef __linux__
+    syscall(SYS_futex, b->shared_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+#endif
+}
+
+/* A reader's wait on a shared counter (mapped from <data>/@readable): returns once it differs
+ * from `seen`, is woken, or timeout_ns passes (spurious returns allowed: the caller looks again). */
+static inline void ps_shared_seq_wait(const uint32_t *seq, uint32_t seen, int64_t timeout_ns) {
+#ifdef __linux__
+    struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+    syscall(SYS_futex, seq, FUTEX_WAIT, seen, &ts, NULL, 0);
+#else
+    struct timespec ts = {0, timeout_ns < 1000000 ? timeout_ns : 1000000};
+    (void)seq; (void)seen;
+    nanosleep(&ts, NULL);
+#endif
 }
 
 static inline void ps_bells_close(ps_bells *b) {

@@ -894,6 +894,8 @@ class Log:
             self._dir_lock.close()
             raise
         self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
+        # Read-only readers in other processes wait on this page's counter (pstream/storage/reader.py).
+        self._pool.publish_readable(os.path.join(self.path, _core.READABLE_SEQ_FILE))
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._transactions: EmbeddedTransactions | None = None

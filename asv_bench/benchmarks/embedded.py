@@ -130,3 +130,56 @@ class FixtureStart:
             remove(folder)
 
     track_start_ms.unit = "ms"
+
+
+_WRITER = """
+import sys, time, pstream
+with pstream.Log(sys.argv[1], shards=2, retention_check_ms=None) as log:
+    part = log.topic("t").partition(0)
+    print("open", flush=True)
+    sys.stdin.readline()
+    for _ in range({count}):
+        part.append(repr(time.time()).encode())   # flush "always": readable to others once synced
+        time.sleep(0.001)
+"""
+
+
+class ReadonlyFollowLatency:
+    """A writer process appends 2,000 records 1 ms apart (flush "always"), each carrying its
+    append time; a read-only Log in this process follows them (woken through the futex of the
+    writer's publish counter) and notes each one's delay."""
+
+    timeout = 120
+    count = 2000
+
+    def setup(self):
+        import subprocess
+        import sys
+        self.folder = temp_dir("readonly-follow")
+        writer = subprocess.Popen([sys.executable, "-c", _WRITER.format(count=self.count), self.folder],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline().strip() == "open"
+        with pstream.Log(self.folder, readonly=True) as log:
+            follower = log.topic("t").partition(0).follow(0, timeout=5.0)
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            delays = []
+            for rec in follower:
+                delays.append(time.time() - float(rec.value))
+                if len(delays) == self.count:
+                    break
+        writer.stdin.close()
+        writer.stdout.close()
+        writer.wait()
+        self.delays = sorted(delays)
+
+    def teardown(self):
+        remove(self.folder)
+
+    def track_p50_us(self):
+        return _percentile(self.delays, 0.5) * 1e6
+
+    def track_p99_us(self):
+        return _percentile(self.delays, 0.99) * 1e6
+
+    track_p50_us.unit = track_p99_us.unit = "us"

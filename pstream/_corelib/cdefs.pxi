@@ -157,11 +157,14 @@ cdef extern from "ps_bells.h" nogil:
     ctypedef struct ps_bells:
         int fds[16]
         int n
+        uint32_t *shared_seq
     int ps_bells_init(ps_bells *b)
     void ps_bells_destroy(ps_bells *b)
     void ps_bells_ring(ps_bells *b)
     void ps_bells_moved(ps_bells *b)
     void ps_bells_close(ps_bells *b)
+    void ps_bells_publish(ps_bells *b)
+    void ps_shared_seq_wait(const uint32_t *seq, uint32_t seen, int64_t timeout_ns)
     int ps_bells_closed(ps_bells *b)
     void ps_follow_enter(ps_bells *b)
     void ps_follow_leave(ps_bells *b)

@@ -28,6 +28,7 @@ cdef size_t MAX_CORRUPT_LOGGED = 1024   # distinct (file, position) pairs rememb
 
 cdef int64_t DEFAULT_READ_BYTES = 1 << 20
 PUBLISHED_FILE = "readable-offsets"   # a partition's durable and log start offsets, for read-only readers
+READABLE_SEQ_FILE = "@readable"       # in the data directory: bumped at every publish (ShardPool.publish_readable)
 
 
 cdef inline void mutex_wait_then_unlock(Shard *sh) noexcept nogil:
@@ -1027,3 +1028,17 @@ def wait_readable(parts, positions, timeout=None):
     finally:
         free(ps)
         free(at)
+
+
+def wait_shared_seq(page, uint32_t seen, double timeout):
+    """Blocks, the GIL released, until the counter at the start of `page` (a mapped
+    <data>/@readable: ShardPool.publish_readable) differs from `seen` or is woken, or `timeout`
+    seconds pass; a read-only reader's wait for its writer."""
+    cdef const uint8_t[::1] view = page
+    cdef const uint32_t *seq
+    cdef int64_t ns = <int64_t>(timeout * 1e9) if timeout > 0 else 0
+    if view.shape[0] < 4:
+        raise ValueError("the shared page is shorter than its counter")
+    seq = <const uint32_t *>&view[0]
+    with nogil:
+        ps_shared_seq_wait(seq, seen, ns)

@@ -245,6 +245,7 @@ cdef inline void part_publish(PartState *p) noexcept nogil:
     if p.published != NULL:
         ps_store_i64(&p.published[1], ps_load_i64(&p.log_start_offset))
         ps_store_i64(&p.published[0], ps_load_i64(&p.durable_offset))
+        ps_bells_publish(p.shard.bells)
 
 
 cdef void part_update_durable(PartState *p) noexcept nogil:
@@ -483,6 +484,19 @@ cdef class ShardPool:
     def drain_doorbell(self, int fd):
         ps_doorbell_drain(fd)
 
+    def publish_readable(self, path):
+        """Maps `path` (<data>/@readable) as the counter read-only readers in other processes
+        wait on (pstream/storage/reader.py); the shards bump it and wake them at every publish."""
+        cdef int64_t *page = ps_map_published(_os.fsencode(path))
+        if page == NULL:
+            return False     # a read-only filesystem, say: readers look every few milliseconds instead
+        self._lock_all()
+        if self.bells.shared_seq != NULL:
+            ps_unmap_published(<int64_t *>self.bells.shared_seq)
+        self.bells.shared_seq = <uint32_t *>page
+        self._unlock_all()
+        return True
+
     cdef void _lock_all(self):
         cdef int i
         for i in range(self.n):
@@ -585,5 +599,7 @@ cdef class ShardPool:
             self.shards = NULL
         self._close_doorbells()
         if self.bells_ready:
+            ps_unmap_published(<int64_t *>self.bells.shared_seq)
+            self.bells.shared_seq = NULL
             ps_bells_destroy(&self.bells)
             self.bells_ready = False

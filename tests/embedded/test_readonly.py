@@ -125,3 +125,26 @@ def test_topics_created_after_the_reader_opened_are_found(tmp_path):
         log.topic("later").append(b"z", partition=2)
         assert [r.value for r in reader.topic("later").partition(2).read(0)] == [b"z"]
         reader.close()
+
+
+def test_a_blocked_reader_is_woken_by_the_writers_publish(tmp_path):
+    """The reader sleeps on the futex of <data>/@readable; the writer's fdatasync wakes it (a lost
+    wake-up would leave it asleep for the whole 60 s)."""
+    import threading
+
+    from pstream import _core
+
+    with pstream.Log(tmp_path / "data", shards=1, retention_check_ms=None, cleaner=False) as log:
+        part = log.topic("t").partition(0)
+        with pstream.Log(tmp_path / "data", readonly=True) as reader:
+            page = reader._readable_seq()
+            assert page is not None
+            seen = int.from_bytes(page[:4], sys.byteorder)
+            woken = threading.Event()
+            sleeper = threading.Thread(target=lambda: (_core.wait_shared_seq(page, seen, 60.0), woken.set()))
+            sleeper.start()
+            time.sleep(0.05)
+            part.append(b"x")                 # flush "always": published after its fdatasync
+            sleeper.join(30)
+            assert woken.is_set()
+            assert int.from_bytes(page[:4], sys.byteorder) != seen

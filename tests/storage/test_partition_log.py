@@ -562,7 +562,7 @@ def test_invalid_topic_names_are_refused_naming_them(open_log, data_dir, name):
         assert info.value.topic == name
         assert name in str(info.value) or len(name) > 200
     assert log.topics() == []
-    assert sorted(os.listdir(data_dir)) == ["@lock"]  # only the Log's directory lock
+    assert sorted(os.listdir(data_dir)) == ["@lock", "@readable"]  # the directory lock, the readers' page
 
 
 def test_longest_legal_topic_name_is_accepted(open_log):
