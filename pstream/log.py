@@ -874,13 +874,21 @@ class Log:
                                    dedupe_buffer_bytes=dedupe_buffer_bytes, backoff_ms=cleaner_backoff_ms)
         os.makedirs(self.path, exist_ok=True)
         # One Log per directory, across processes too (Kafka's .lock): two writers would interleave.
-        self._dir_lock = open(os.path.join(self.path, layout.LOCK_FILE), "a")
+        self._dir_lock = open(os.path.join(self.path, layout.LOCK_FILE), "a+")
         try:
             fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._dir_lock.seek(0)
+            holder = self._dir_lock.read().strip()
             self._dir_lock.close()
-            raise DirectoryInUseError(f"the data directory {self.path} is in use by another open Log",
-                                      file=os.path.join(self.path, layout.LOCK_FILE)) from None
+            raise DirectoryInUseError(
+                f"the data directory {self.path} is in use by another open Log"
+                + (f" (process {holder})" if holder.isdigit() else "")
+                + ": stop it, or give this one another data directory",
+                file=os.path.join(self.path, layout.LOCK_FILE)) from None
+        self._dir_lock.truncate(0)   # the holder's pid, for the refusal of the next one
+        self._dir_lock.write(f"{os.getpid()}\n")
+        self._dir_lock.flush()
         self._lock = threading.RLock()   # topic creation, deletion and changes; taken off the event loop
         self._disk = DiskPool(disk_threads)
         # Memory and descriptors are planned: each shard's write buffers come from a budget of

@@ -20,10 +20,16 @@ from pstream.client import KafkaError
 COMMANDS = (serve, topic, produce, consume, group, txn, cluster, log_tool, log_repair, bench)
 
 
+def _version() -> str:
+    import pstream
+    return f"{pstream.__version__} (CRC-32C {pstream.crc32c_implementation()}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(prog="pstream", parents=[common],
                                      description="pstream: a Kafka-compatible broker, embeddable log and its tools.")
+    parser.add_argument("--version", action="version", version=f"pstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub, common)

@@ -27,12 +27,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pstream.broker.config import load_config
     from pstream.errors import ConfigError
 
+    from pstream.errors import DirectoryInUseError
+
     try:
         config = load_config(args)
     except ConfigError as exc:
         print(f"pstream serve: {exc}", file=sys.stderr)
         return 2
-    return run(config)
+    try:
+        return run(config)
+    except DirectoryInUseError as exc:   # a refusal, not a crash: one line, no traceback
+        print(f"pstream serve: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -40,3 +40,22 @@ def test_unknown_flag_is_a_usage_error(tmp_path):
     result = serve("--no-such-flag", cwd=tmp_path)
     assert result.returncode == 2
     assert "--no-such-flag" in result.stderr
+
+
+def test_a_data_directory_in_use_is_refused_naming_the_holder(tmp_path):
+    import pstream
+
+    with pstream.Log(tmp_path / "data", shards=1):
+        result = serve("--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--admin-listen", "off",
+                       cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"in use by another open Log (process {os.getpid()})" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_names_the_release_and_the_crc_kernel():
+    result = subprocess.run([sys.executable, "-P", "-m", "pstream", "--version"], capture_output=True, text=True,
+                            timeout=60)
+    import pstream
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"pstream {pstream.__version__} (CRC-32C {pstream.crc32c_implementation()}")
