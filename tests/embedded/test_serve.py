@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import pstream
 from pstream.errors import ConfigError, TransactionError
@@ -94,7 +94,7 @@ def test_a_group_kafka_clients_joined_refuses_an_embedded_commit(served):
 def test_offsets_committed_while_served_survive_into_the_unserved_log(tmp_path):
     with open_log(tmp_path / "d") as log:
         log.topic("orders").append_many([(None, b"v")] * 5)
-        with pstream.serve_in_thread(log, listen="127.0.0.1:0") as handle:
+        with pstream.serve_in_thread(log, listen="127.0.0.1:0"):
             with log.consumer("g", ["orders"]) as c:
                 c.poll(max_records=3)
                 c.commit()
