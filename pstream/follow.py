@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pstream.log import Partition
 
 ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
+ITERATION_RECORDS = 500   # records a `for`/`async for` takes per poll
 
 
 class Follower:
@@ -58,22 +59,8 @@ class Follower:
     # --- blocking -------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[_core.Record]:
-        idle_since = time.monotonic()
-        while True:
-            got = False
-            for i, part in enumerate(self._parts):
-                end = self._end(part)
-                if end > self._positions[i]:
-                    for rec in self._read(i, part.read_batches(self._positions[i], self.max_bytes), end):
-                        got = True
-                        yield rec
-            if got:
-                idle_since = time.monotonic()
-                continue
-            wait = None if self.timeout is None else self.timeout - (time.monotonic() - idle_since)
-            if wait is not None and wait <= 0:
-                return
-            self._wait_readable(self._parts, self._positions, wait)
+        while batch := self.poll(ITERATION_RECORDS, self.timeout):   # [] once idle for `timeout`
+            yield from self._hand_out(batch)
 
     def poll(self, max_records: int = 500, timeout: float = 0.0) -> list[_core.Record]:
         """Up to max_records records, from the partitions in turn; waits up to `timeout` seconds
@@ -140,24 +127,25 @@ class Follower:
         return self._follow_async()
 
     async def _follow_async(self) -> AsyncIterator[_core.Record]:
-        loop = asyncio.get_running_loop()
-        idle_since = loop.time()
-        while True:
-            got = False
-            for i, part in enumerate(self._parts):
-                end = await part.last_stable_offset_async() if self.committed else part.high_watermark
-                if end > self._positions[i]:
-                    data = await part.read_batches_async(self._positions[i], self.max_bytes)
-                    for rec in self._read(i, data, end):
-                        got = True
-                        yield rec
-            if got:
-                idle_since = loop.time()
-                continue
-            wait = None if self.timeout is None else self.timeout - (loop.time() - idle_since)
-            if wait is not None and wait <= 0:
-                return
-            await self._any_readable(wait)
+        while batch := await self.poll_async(ITERATION_RECORDS, self.timeout):
+            for rec in self._hand_out(batch):
+                yield rec
+
+    def _hand_out(self, batch: list[_core.Record]) -> Iterator[_core.Record]:
+        """The records of a poll one by one; a loop that stops early resumes after the last it
+        took (the positions go back to the first record not handed out)."""
+        for k, rec in enumerate(batch):
+            try:
+                yield rec
+            except GeneratorExit:
+                self._rewind(batch[k + 1:])
+                raise
+
+    def _rewind(self, untaken: list[_core.Record]) -> None:
+        index = {(p.topic, p.number): i for i, p in enumerate(self._parts)}
+        for rec in untaken:
+            i = index[(rec.topic, rec.partition)]
+            self._positions[i] = min(self._positions[i], rec.offset)
 
     async def _any_readable(self, timeout: float | None) -> None:
         """Returns once some partition's high watermark passes its position, or after timeout."""

@@ -158,3 +158,14 @@ def test_every_append_wakes_a_follower_that_waits_without_a_timeout(log):
 def test_topic_follow_refuses_an_offset_where_a_dict_is_due(log):
     with pytest.raises(TypeError, match="dict of partition -> offset"):
         log.topic("t").follow(0)
+
+
+def test_a_loop_that_stops_early_resumes_after_the_last_record_it_took(log):
+    part = log.topic("t").partition(0)
+    part.append_many([(None, b"%d" % i) for i in range(10)])
+    follower = part.follow(0, timeout=0.01)
+    for rec in follower:
+        if rec.offset == 3:
+            break
+    assert follower.position == {("t", 0): 4}
+    assert [r.offset for r in follower] == list(range(4, 10))
