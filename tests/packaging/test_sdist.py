@@ -39,11 +39,12 @@ def test_the_sdist_builds_a_wheel_that_installs_and_runs_in_a_fresh_venv(tmp_pat
     env = tmp_path / "venv"
     venv.create(env, with_pip=False, symlinks=True)
     python = str(env / "bin" / "python")
-    # The runtime dependencies come from this environment, after the new one's own site-packages.
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel], tmp_path)
+    # Only now (pip must not see, and replace, the pstream of this environment): the runtime
+    # dependencies come from this environment, after the new one's own site-packages.
     [own] = glob.glob(str(env / "lib" / "python*" / "site-packages"))
     with open(os.path.join(own, "test-deps.pth"), "w") as f:
         f.write("\n".join(site.getsitepackages()) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel], tmp_path)
     out = _run([python, "-P", "-c", (
         "import pstream, tempfile, os\n"
         "assert '/venv/' in pstream.__file__, pstream.__file__\n"
