@@ -27,6 +27,14 @@ def register(sub, common) -> None:
     p.add_argument("names", nargs="+", metavar="GROUP")
     p.set_defaults(func=cmd_delete)
 
+    p = cmds.add_parser("offset-delete", parents=[common],
+                        help="forget a group's committed offsets of a topic (Kafka's OffsetDelete)")
+    p.add_argument("name", metavar="GROUP")
+    p.add_argument("-t", "--topic", required=True, metavar="TOPIC")
+    p.add_argument("-p", "--partition", type=int, action="append", metavar="N",
+                   help="only this partition (repeatable; default: every partition the group committed on)")
+    p.set_defaults(func=cmd_offset_delete)
+
     p = cmds.add_parser("seek", parents=[common],
                         help="reset a group's committed offsets (the group must have no active members)")
     p.add_argument("name", metavar="GROUP")
@@ -113,4 +121,17 @@ def cmd_seek(args: argparse.Namespace) -> int:
                 new[(topic, p)] = offset
         client.commit_offsets(args.name, new)
     table(["TOPIC", "PARTITION", "FROM", "TO"], [[t, p, committed.get((t, p)), o] for (t, p), o in sorted(new.items())])
+    return 0
+
+
+def cmd_offset_delete(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        if args.partition:
+            partitions = [(args.topic, p) for p in args.partition]
+        else:
+            partitions = sorted(tp for tp in client.committed_offsets(args.name) if tp[0] == args.topic)
+            if not partitions:
+                raise CliError(f"group {args.name} has no committed offsets on topic {args.topic}")
+        client.delete_offsets(args.name, partitions)
+    print(f"deleted the committed offsets of group {args.name} on " + ", ".join(f"{t}-{p}" for t, p in partitions))
     return 0

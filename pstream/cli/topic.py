@@ -43,6 +43,15 @@ def register(sub, common) -> None:
                    help="delete a config: back to the broker default (repeatable)")
     p.set_defaults(func=cmd_alter_config)
 
+    p = cmds.add_parser("trim", parents=[common],
+                        help="delete a topic's records below an offset (Kafka's DeleteRecords)")
+    p.add_argument("name", metavar="TOPIC")
+    p.add_argument("--before", required=True, metavar="OFFSET|end",
+                   help="delete the records below this offset; end: everything up to the high watermark")
+    p.add_argument("-p", "--partition", type=int, action="append", metavar="N",
+                   help="only this partition (repeatable; default: every partition)")
+    p.set_defaults(func=cmd_trim)
+
     p = cmds.add_parser("add-partitions", parents=[common], help="add partitions to a topic")
     p.add_argument("name")
     p.add_argument("-n", "--num", type=int, required=True, help="how many partitions to add")
@@ -103,6 +112,24 @@ def cmd_delete(args: argparse.Namespace) -> int:
         for name in args.names:
             client.delete_topic(name)
             print(f"deleted topic {name}")
+    return 0
+
+
+def cmd_trim(args: argparse.Namespace) -> int:
+    if args.before == "end":
+        before = -1   # Kafka's DeleteRecords: the high watermark
+    else:
+        try:
+            before = int(args.before)
+        except ValueError:
+            raise CliError(f"--before takes an offset or end, not {args.before!r}") from None
+        if before < 0:
+            raise CliError(f"--before must not be negative, got {before}")
+    with connect(args) as client:
+        partitions = args.partition or [p.partition for p in client.topic(args.name).partitions]
+        starts = client.delete_records(args.name, {p: before for p in partitions})
+    for partition, start in sorted(starts.items()):
+        print(f"{args.name}-{partition}: records below {start} deleted")
     return 0
 
 

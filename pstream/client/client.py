@@ -451,6 +451,41 @@ class KafkaClient:
             for p in t.partitions:
                 check(p.error_code, f"commit group {group!r} offset on {t.name}-{p.partition_index}")
 
+    def delete_records(self, topic: str, before: dict[int, int]) -> dict[int, int]:
+        """DeleteRecords: drops the records of each partition below its offset (-1: the high
+        watermark); returns each partition's new low watermark (log start offset)."""
+        req_cls, _ = codec_classes("DeleteRecords")
+        by_leader: dict[int, list[int]] = {}
+        for partition in before:
+            by_leader.setdefault(id(self.leader(topic, partition)), []).append(partition)
+        out = {}
+        for partitions in by_leader.values():
+            conn = self.leader(topic, partitions[0])
+            req = req_cls(topics=[req_cls.DeleteRecordsTopic(name=topic, partitions=[
+                req_cls.DeleteRecordsPartition(partition_index=p, offset=before[p]) for p in partitions])],
+                timeout_ms=int(self.timeout * 1000))
+            for t in conn.call("DeleteRecords", conn.version("DeleteRecords", 2), req).topics:
+                for p in t.partitions:
+                    check(p.error_code, f"cannot delete records of {topic}-{p.partition_index}")
+                    out[p.partition_index] = p.low_watermark
+        return out
+
+    def delete_offsets(self, group: str, partitions: list[tuple[str, int]]) -> None:
+        """OffsetDelete: forgets the group's committed offsets of these partitions (Kafka refuses
+        it for partitions the group's members are subscribed to)."""
+        req_cls, _ = codec_classes("OffsetDelete")
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in sorted(partitions):
+            by_topic.setdefault(topic, []).append(partition)
+        conn = self.coordinator(group)
+        req = req_cls(group_id=group, topics=[req_cls.OffsetDeleteRequestTopic(name=t, partitions=[
+            req_cls.OffsetDeleteRequestPartition(partition_index=p) for p in ps]) for t, ps in by_topic.items()])
+        resp = conn.call("OffsetDelete", conn.version("OffsetDelete", 0), req)
+        check(resp.error_code, f"cannot delete offsets of group {group!r}")
+        for t in resp.topics:
+            for p in t.partitions:
+                check(p.error_code, f"cannot delete the offset of group {group!r} on {t.name}-{p.partition_index}")
+
     def delete_group(self, group: str) -> None:
         req_cls, _ = codec_classes("DeleteGroups")
         conn = self.coordinator(group)

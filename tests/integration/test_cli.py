@@ -435,3 +435,33 @@ def test_progress_and_colours_only_on_a_terminal(broker, tmp_path):
     code, shown = run_on_terminal(broker, "topic", "list")
     assert code == 0 and "\033[1mNAME" in shown
     assert "\033[" not in run(broker, "topic", "list").stdout
+
+
+def test_topic_trim_deletes_records_below_an_offset_or_the_end(broker):
+    run(broker, "topic", "create", "trimmed", "-p", "2")
+    run(broker, "produce", "trimmed", "-p", "0", stdin=b"".join(b"a%d\n" % i for i in range(10)))
+    run(broker, "produce", "trimmed", "-p", "1", stdin=b"".join(b"b%d\n" % i for i in range(5)))
+    out = run(broker, "topic", "trim", "trimmed", "--before", "4", "-p", "0").stdout
+    assert "trimmed-0: records below 4 deleted" in out
+    assert run(broker, "consume", "trimmed", "-p", "0", "-o", "start", "-e").stdout.split() == \
+        [f"a{i}" for i in range(4, 10)]
+    assert "trimmed-1: records below 5 deleted" in run(broker, "topic", "trim", "trimmed", "--before", "end").stdout
+    assert run(broker, "consume", "trimmed", "-p", "1", "-o", "start", "-e").stdout.split() == []
+    bad = run(broker, "topic", "trim", "trimmed", "--before", "soon", check=False)
+    assert bad.returncode == 1 and "--before takes an offset or end" in bad.stderr
+    past = run(broker, "topic", "trim", "trimmed", "--before", "99", "-p", "0", check=False)
+    assert past.returncode == 1 and "OFFSET_OUT_OF_RANGE" in past.stderr
+
+
+def test_group_offset_delete_forgets_a_topics_committed_offsets(broker):
+    run(broker, "topic", "create", "a", "-p", "2")
+    run(broker, "topic", "create", "b")
+    from pstream.client import KafkaClient
+    with KafkaClient(broker.bootstrap) as client:
+        client.commit_offsets("g", {("a", 0): 3, ("a", 1): 4, ("b", 0): 5})
+    out = run(broker, "group", "offset-delete", "g", "--topic", "a").stdout
+    assert "deleted the committed offsets of group g on a-0, a-1" in out
+    with KafkaClient(broker.bootstrap) as client:
+        assert client.committed_offsets("g") == {("b", 0): 5}
+    missing = run(broker, "group", "offset-delete", "g", "--topic", "a", check=False)
+    assert missing.returncode == 1 and "no committed offsets on topic a" in missing.stderr
