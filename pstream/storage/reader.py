@@ -208,8 +208,10 @@ class ReadonlyPartition:
     @property
     def log_start_offset(self) -> int:
         published = self._offsets()
-        first = self._segment_list()[0].base if self._segment_list() else 0
-        return max(first, published[1]) if published is not None else first
+        if published is not None:
+            return published[1]
+        segments = self._segment_list()   # no writer published: the first file says
+        return segments[0].base if segments else 0
 
     has_transactions = False   # read_committed needs the writer's transaction state
 
@@ -225,8 +227,13 @@ class ReadonlyPartition:
         if not start <= offset < end:
             raise OffsetOutOfRangeError(f"offset {offset} is outside [{start}, {end}]", topic=self.topic,
                                         partition=self.number, offset=offset)
+        # The segments known, and only if they end before the data does, the directory again
+        # (a roll or retention happened): no listing per read.
+        return self._collect(offset, end, max_bytes, False) or self._collect(offset, end, max_bytes, True)
+
+    def _collect(self, offset: int, end: int, max_bytes: int, refresh: bool) -> bytes:
         out = bytearray()
-        for seg in self._segments_from(offset):
+        for seg in self._segments_from(offset, refresh):
             position = self._cursor[1] if self._cursor[0] == seg.base and self._cursor[2] <= offset else 0
             data = seg.view(position + HEADER_SIZE)
             floor = self._cursor[2] if position else seg.base   # offsets only grow along a file
@@ -267,16 +274,12 @@ class ReadonlyPartition:
                           for b in bases]
         return self._segments
 
-    def _segments_from(self, offset: int) -> list[_Segment]:
+    def _segments_from(self, offset: int, refresh: bool) -> list[_Segment]:
         segments = self._segments
-        if not segments or offset >= segments[-1].base and self._cursor[0] != segments[-1].base \
-                or offset < segments[0].base:
+        if refresh or not segments or offset < segments[0].base:
             segments = self._segment_list()
         first = max((i for i, s in enumerate(segments) if s.base <= offset), default=0)
-        rest = segments[first:]
-        if len(rest) == 1:   # a roll may have added one since the list was made
-            rest = self._segment_list()[first:]
-        return rest
+        return segments[first:]
 
     def _scan_end(self) -> int:
         """Without a published offset: one past the last whole batch with a good CRC."""
