@@ -118,6 +118,17 @@ static inline int ps_f_pwrite_all(const char *path, int fd, const char *buf, siz
     return ps_pwrite_all(fd, buf, len, offset);
 }
 
+static inline int ps_f_pwrite_frags(const char *path, int fd, const ps_frag *f, int n, int64_t last_len) {
+    int err = ps_fault_hit(PS_FAULT_PWRITE, path);
+    if (err) {
+        if ((n > 1 || last_len > PS_PAGE) && f[0].len >= PS_PAGE &&
+                ps_pwrite_all(fd, (const char *)f[0].data, PS_PAGE, f[0].start) != 0) return -1;
+        errno = err;
+        return -1;
+    }
+    return ps_pwrite_frags(fd, f, n, last_len);
+}
+
 static inline int ps_f_fdatasync(const char *path, int fd) {
     if (ps_fault_hit(PS_FAULT_FDATASYNC, path)) return -1;
     return ps_fdatasync(fd);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -71,6 +72,39 @@ static inline int ps_pwrite_all(int fd, const char *buf, size_t len, int64_t off
         ssize_t n = pwrite(fd, buf, len, (off_t)offset);
         if (n < 0) { if (errno == EINTR) continue; return -1; }
         buf += n; len -= (size_t)n; offset += n;
+    }
+    return 0;
+}
+
+/* A piece of a segment's chain of write buffers: file bytes [start, start + len) at data, in a
+ * buffer of cap bytes from the shard's pool. A batch that does not fit in one buffer goes on in
+ * the next (Redpanda's iobuf idea), so the pieces of a chain are contiguous in the file. */
+typedef struct {
+    uint8_t *data;
+    int64_t cap;
+    int64_t start;
+    int64_t len;
+} ps_frag;
+
+#define PS_FRAGS_MAX 9      /* the most pieces one write-out hands to pwritev */
+#define PS_CHAIN_MAX (PS_FRAGS_MAX - 1)   /* full buffers a segment queues before appends wait */
+
+/* Writes n (1..PS_FRAGS_MAX) contiguous pieces from f[0].start in one pwritev, the last one
+ * `last_len` bytes long (its length padded to the page for O_DIRECT); retries short writes. */
+static inline int ps_pwrite_frags(int fd, const ps_frag *f, int n, int64_t last_len) {
+    struct iovec iov[PS_FRAGS_MAX], *v = iov;
+    int64_t offset = f[0].start;
+    int i;
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = f[i].data;
+        iov[i].iov_len = (size_t)(i == n - 1 ? last_len : f[i].len);
+    }
+    while (n > 0) {
+        ssize_t w = pwritev(fd, v, n, (off_t)offset);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        offset += w;
+        while (n > 0 && (size_t)w >= v->iov_len) { w -= (ssize_t)v->iov_len; v++; n--; }
+        if (n > 0) { v->iov_base = (char *)v->iov_base + w; v->iov_len -= (size_t)w; }
     }
     return 0;
 }

@@ -17,6 +17,7 @@ typedef struct {
     int64_t peak;       /* greatest in_use so far */
     int64_t waits;      /* appends that found the budget spent and waited (back-pressure) */
     int64_t released;   /* times an idle partition gave its buffers back */
+    int64_t chained;    /* batches that did not fit and went on into a chained buffer */
 } ps_pool;
 
 /* A buffer of `bytes` (a multiple of the page), or NULL: *over is 1 when the budget is

@@ -117,6 +117,13 @@ cdef extern from "ps_io.h" nogil:
     enum:
         PS_PAGE
         PS_HAVE_O_DIRECT
+        PS_FRAGS_MAX
+        PS_CHAIN_MAX
+    ctypedef struct ps_frag:
+        uint8_t *data
+        int64_t cap
+        int64_t start
+        int64_t len
     int64_t ps_page_floor(int64_t v)
     int64_t ps_page_ceil(int64_t v)
     void *ps_aligned_alloc(size_t size)
@@ -185,6 +192,7 @@ cdef extern from "ps_faults.h" nogil:
     int ps_f_open_for_write(const char *path, int want_direct, int *direct)
     int ps_f_preallocate(const char *path, int fd, int64_t offset, int64_t length)
     int ps_f_pwrite_all(const char *path, int fd, const char *buf, size_t length, int64_t offset)
+    int ps_f_pwrite_frags(const char *path, int fd, const ps_frag *f, int n, int64_t last_len)
     int ps_f_fdatasync(const char *path, int fd)
     int ps_f_rename(const char *src, const char *dst)
 

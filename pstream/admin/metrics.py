@@ -89,6 +89,8 @@ WRITE_POOL_FAMILIES = (
      "appends that waited for the write budget or the descriptor budget"),
     (CounterMetricFamily, "pstream_write_pool_releases", "released",
      "times an idle partition gave back its buffers and descriptors"),
+    (CounterMetricFamily, "pstream_write_pool_chained", "chained",
+     "batches that did not fit in a write buffer and went on into a chained one"),
     (GaugeMetricFamily, "pstream_write_pool_holders", "holders",
      "partitions holding write buffers or descriptors"),
     (GaugeMetricFamily, "pstream_index_cache_bytes", "index_cache_bytes",

@@ -55,8 +55,15 @@ cdef inline bint part_needs_roll(PartState *p, Segment *a, int64_t total, int64_
     return p.next_offset + count - a.base_offset > 0x7fffffff   # relative offsets are 32-bit
 
 
-cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst) noexcept nogil:
-    """Room for `total` bytes at the end of the active buffer: PS_OK and *dst, or RESERVE_*/PS_ERR_*."""
+cdef struct Placement:
+    uint8_t *dst                # where a reserved batch begins
+    int64_t first               # how many of its bytes go there; the rest go on at `next`, the
+    uint8_t *next               # start of the buffer chained after (segment_chain)
+
+
+cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms, Placement *at) noexcept nogil:
+    """Room for `total` bytes at the end of the active buffer (or going on into a chained one):
+    PS_OK and *at, or RESERVE_*/PS_ERR_*."""
     cdef Segment *a
     ps_mutex_assert_held(&p.shard.mu)
     if p.closed:
@@ -65,30 +72,74 @@ cdef int part_reserve(PartState *p, int64_t total, int64_t count, int64_t now_ms
         return PS_ERR_IO
     if p.rolling:
         return RESERVE_WAIT
-    cdef int st, over = 0
+    cdef int over = 0
     a = part_active(p)
     if a.copying:
         return RESERVE_WAIT         # one copy at a time: offsets are assigned in reservation order
     if part_needs_roll(p, a, total, count, now_ms):
         return RESERVE_ROLL
     if a.buf == NULL:
-        if a.inflight != NULL:
+        if a.flight_n:
             return RESERVE_WAIT     # its one buffer is being written (the budget was spent)
         return RESERVE_WAKE         # part_wake drops and retakes the mutex: never with the GIL held
-    elif segment_room(a) < total:
-        if a.size > a.written or a.inflight != NULL:
-            return RESERVE_ROOM
-        st = segment_regrow(a, total, &over)    # only the last partial page is unwritten
-        if st != PS_OK:
-            return RESERVE_POOL if over else st
-    dst[0] = a.buf + (a.size - a.buf_start)
-    return PS_OK
+    at.dst = a.buf + (a.size - a.buf_start)
+    at.first = segment_room(a)
+    if at.first >= total:
+        at.first = total
+        at.next = NULL
+        return PS_OK
+    if segment_chain(a, total, &over):
+        at.next = a.buf
+        return PS_OK
+    if a.size > a.written or a.flight_n or a.full_n:
+        return RESERVE_ROOM         # writing out frees buffers (and empties the chain)
+    return RESERVE_POOL if over else PS_ERR_NO_MEMORY
+
+
+cdef inline void place(const Placement *at, int64_t pos, const uint8_t *src, int64_t n) noexcept nogil:
+    """Copies n bytes to byte `pos` of a reserved batch, across the two buffers if it straddles."""
+    cdef int64_t k
+    if pos < at.first:
+        k = at.first - pos if at.first - pos < n else n
+        memcpy(at.dst + pos, src, k)
+        src += k
+        pos += k
+        n -= k
+    if n > 0:
+        memcpy(at.next + (pos - at.first), src, n)
+
+
+cdef inline void place_encoded(const Placement *at, uint8_t *encoded, int64_t total) noexcept nogil:
+    """After encoding into Partition._encode_target: a batch encoded in a scratch buffer (the
+    reservation straddles two buffers) goes into place, and the scratch is freed."""
+    if at.next != NULL:
+        place(at, 0, encoded, total)
+        free(encoded)
+
+
+cdef void place_raw_batch(const Placement *at, const uint8_t *src, ps_batch_header *h, int64_t total,
+                          int32_t leader_epoch, bint log_append_time, int64_t now_ms) noexcept nogil:
+    """Copies a validated batch into its reservation with the fields the log assigns: base offset
+    and leader epoch, and with LogAppendTime the timestamp (so the CRC too, computed on the way)."""
+    cdef uint8_t head[PS_BATCH_HEADER_SIZE]
+    memcpy(head, src, PS_BATCH_HEADER_SIZE)
+    ps_store_be64(head + PS_OFF_BASE_OFFSET, <uint64_t>h.base_offset)
+    ps_store_be32(head + PS_OFF_LEADER_EPOCH, <uint32_t>leader_epoch)
+    if log_append_time:
+        ps_store_be16(head + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
+        ps_store_be64(head + PS_OFF_MAX_TIMESTAMP, <uint64_t>now_ms)
+        ps_store_be32(head + PS_OFF_CRC, ps_crc32c(
+            ps_crc32c(0, head + PS_OFF_ATTRIBUTES, PS_BATCH_HEADER_SIZE - PS_OFF_ATTRIBUTES),
+            src + PS_BATCH_HEADER_SIZE, <size_t>(total - PS_BATCH_HEADER_SIZE)))
+        h.max_timestamp = now_ms
+    place(at, 0, head, PS_BATCH_HEADER_SIZE)
+    place(at, PS_BATCH_HEADER_SIZE, src + PS_BATCH_HEADER_SIZE, total - PS_BATCH_HEADER_SIZE)
 
 
 cdef Segment *part_copy_begin(PartState *p) noexcept nogil:
     """After a successful reserve: drops the mutex so that the appender copies its batch in
     without it (a 1 MiB copy must not stall readers or the shard). The buffer stays put until
-    part_copy_end: write-outs, rolls, regrowth, releases and close wait for it."""
+    part_copy_end: write-outs, rolls, chains, releases and close wait for it."""
     cdef Segment *a = part_active(p)
     ps_mutex_assert_held(&p.shard.mu)
     a.copying = True
@@ -132,8 +183,8 @@ cdef void part_commit(PartState *p, int64_t total, int64_t last_offset, int64_t 
     elif p.flush_mode == FLUSH_BYTES and a.size - a.synced >= p.flush_bytes and not p.sync_requested:
         p.sync_requested = True
         shard_enqueue(sh, p)
-    if segment_room(a) < a.buf_cap // 2 and not p.write_requested:
-        p.write_requested = True  # buffer half full: start writing it out early
+    if (a.full_n or segment_room(a) < a.buf_cap // 2) and not p.write_requested:
+        p.write_requested = True  # a full buffer chained, or this one half full: start writing out
         shard_enqueue(sh, p)
     if p.watch_offset >= 0:
         shard_watch_check(sh, p)
@@ -192,13 +243,13 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
     """Copies a validated batch in, assigns its offsets (h.base_offset is set to the result).
     Mutex held; dropped for the copy (and whenever it waits)."""
     cdef int64_t total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
-    cdef uint8_t *dst
+    cdef Placement at
     cdef Segment *a
     cdef int st
     cdef Shard *sh = p.shard
     ps_mutex_assert_held(&p.shard.mu)
     while True:
-        st = part_reserve(p, total, h.last_offset_delta + 1, now_ms, &dst)
+        st = part_reserve(p, total, h.last_offset_delta + 1, now_ms, &at)
         if st == RESERVE_WAKE:
             st = part_wake(p, part_active(p), total)
         if st == PS_OK:
@@ -230,15 +281,7 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
             return st
     h.base_offset = p.next_offset
     a = part_copy_begin(p)
-    memcpy(dst, src, total)
-    ps_store_be64(dst + PS_OFF_BASE_OFFSET, <uint64_t>h.base_offset)
-    ps_store_be32(dst + PS_OFF_LEADER_EPOCH, <uint32_t>ps_load_i32(&p.leader_epoch))
-    if ps_load_i32(&p.timestamp_type):
-        # LogAppendTime: the log's clock replaces the timestamps, so the CRC changes.
-        ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>(h.attributes | PS_ATTR_TIMESTAMP_TYPE))
-        ps_store_be64(dst + PS_OFF_MAX_TIMESTAMP, <uint64_t>now_ms)
-        seal_batch_crc(dst, total)
-        h.max_timestamp = now_ms
+    place_raw_batch(&at, src, h, total, ps_load_i32(&p.leader_epoch), ps_load_i32(&p.timestamp_type) != 0, now_ms)
     part_copy_end(p, a)
     part_commit(p, total, h.base_offset + h.last_offset_delta, h.max_timestamp)
     return PS_OK

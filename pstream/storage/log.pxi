@@ -352,9 +352,8 @@ cdef class Partition:
         for i in range(self.p.n_segs):
             s = self.p.segs[i]
             size += s.size
-            buffers += s.buf_cap + s.spare_cap
-            if s.inflight != NULL:
-                buffers += s.buf_cap   # being written: the buffer swapped out (the same size, unless grown)
+            buffers += s.buf_cap + s.spare_cap + s.loose_cap + frags_bytes(s.full, s.full_n) \
+                + frags_bytes(s.flight, s.flight_n) + frags_bytes(s.failed, s.failed_n)
             indexes += s.index.cap * 2 * sizeof(uint32_t) + s.index.tcap * (sizeof(int64_t) + sizeof(uint32_t))
         ps_mutex_unlock(&self.sh.mu)
         return size, n, buffers, indexes
@@ -375,10 +374,11 @@ cdef class Partition:
             raise MemoryError("the batch does not fit in the shard's write pool (write_pool_bytes)")
         raise status_error(status, None, None, self.topic, self.number)
 
-    cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, uint8_t **dst,
+    cdef int64_t _begin(self, int64_t total, int64_t count, int64_t now_ms, Placement *at,
                         Segment **pinned) except -1:
         """Reserves `total` bytes in the active buffer; returns the base offset, the mutex
-        released and the buffer pinned (`pinned`) until _commit: the caller encodes into *dst.
+        released and the buffer pinned (`pinned`) until _commit: the caller encodes into
+        _encode_target(...), then place_encoded.
 
         The GIL stays held on the fast path; every wait drops the mutex before the GIL
         is taken back, so the two never deadlock.
@@ -387,7 +387,7 @@ cdef class Partition:
         cdef int64_t base
         while True:
             lock_with_gil_released(&self.sh.mu)
-            st = part_reserve(self.p, total, count, now_ms, dst)
+            st = part_reserve(self.p, total, count, now_ms, at)
             if st == RESERVE_WAKE:
                 with nogil:
                     st = part_wake(self.p, part_active(self.p), total)
@@ -421,6 +421,23 @@ cdef class Partition:
             else:
                 self._raise_locked(st)
 
+    cdef uint8_t *_encode_target(self, Segment *pinned, Placement *at, int64_t total) except NULL:
+        """Where the caller of _begin encodes its batch: in place, or in a scratch buffer when the
+        reservation straddles two chained buffers (place_encoded moves it in). If no scratch can
+        be had, the reservation is given back and MemoryError raised."""
+        cdef uint8_t *scratch
+        if at.next == NULL:
+            return at.dst
+        scratch = <uint8_t *>malloc(total)
+        if scratch == NULL:
+            with nogil:
+                ps_mutex_lock(&self.sh.mu)
+                segment_unchain(pinned)     # still pinned: nothing moved since the chain was made
+                part_copy_end(self.p, pinned)
+                ps_mutex_unlock(&self.sh.mu)
+            raise MemoryError(f"no memory for a batch of {total} bytes")
+        return scratch
+
     cdef inline void _commit(self, Segment *pinned, int64_t total, int64_t last_offset,
                              int64_t max_timestamp) noexcept nogil:
         """Publishes what _begin reserved and the caller encoded (without the GIL: it takes the mutex)."""
@@ -452,6 +469,7 @@ cdef class Partition:
         cdef Segment *pinned
         cdef int64_t total, base, now
         cdef uint8_t *dst
+        cdef Placement at
         cdef int32_t hcount = 0
         cdef bytes hb = None
         cdef int16_t attributes = PS_ATTR_TIMESTAMP_TYPE if ps_load_i32(&self.p.timestamp_type) else 0
@@ -485,12 +503,14 @@ cdef class Partition:
         total = PS_BATCH_HEADER_SIZE + ps_sizeof_varint(<int32_t>r.body_len) + r.body_len
         if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
-        base = self._begin(total, 1, now, &dst, &pinned)
+        base = self._begin(total, 1, now, &at, &pinned)
+        dst = self._encode_target(pinned, &at, total)
         with nogil:
             write_record(dst + PS_BATCH_HEADER_SIZE, &r, r.timestamp, 0)
             write_batch_header(dst, total, base, ps_load_i32(&self.p.leader_epoch), attributes, 0, r.timestamp,
                                r.timestamp, -1, -1, -1, 1)
             seal_batch_crc(dst, total)
+            place_encoded(&at, dst, total)
             self._commit(pinned, total, base, r.timestamp)
         self._after_append(base)
         return base
@@ -548,6 +568,7 @@ cdef class Partition:
         cdef Segment *pinned
         cdef int64_t total, base
         cdef uint8_t *dst
+        cdef Placement at
         total = PS_BATCH_HEADER_SIZE + (b.records_len if b.measured else b.measure())
         if total >= GIL_FREE_BYTES:
             # Big enough that encoding straight into the segment buffer would hold the GIL (and
@@ -556,12 +577,14 @@ cdef class Partition:
             return self._append_raw(batch, False)
         if total > ps_load_i64(&self.p.max_message_bytes):
             self._raise_append_error(PS_ERR_TOO_LARGE, 0, total)
-        base = self._begin(total, b.n, now, &dst, &pinned)
+        base = self._begin(total, b.n, now, &at, &pinned)
+        dst = self._encode_target(pinned, &at, total)
         with nogil:
             b.write_records(dst + PS_BATCH_HEADER_SIZE)
             write_batch_header(dst, total, base, ps_load_i32(&self.p.leader_epoch), attributes,
                                <int32_t>(b.n - 1), b.base_ts, b.max_ts, -1, -1, -1, <int32_t>b.n)
             seal_batch_crc(dst, total)
+            place_encoded(&at, dst, total)
             self._commit(pinned, total, base + b.n - 1, b.max_ts)
         self._after_append(base + b.n - 1)
         return base
@@ -844,7 +867,7 @@ cdef class Partition:
             # write in flight, no submitted append in progress.
             lock_with_gil_released(&self.sh.mu)
             if not self.p.queued and not self.p.busy and not self.p.rolling \
-                    and part_active(self.p).inflight == NULL:
+                    and not part_active(self.p).flight_n:
                 a = part_active(self.p)
                 with nogil:
                     st = segment_finalize(a, &self.sh.mu)
@@ -888,7 +911,7 @@ cdef void partition_shutdown(PartState *p, Shard *sh) noexcept nogil:
     if sh.running and not p.io_errno:
         p.sync_requested = True
         shard_enqueue(sh, p)
-    while sh.running and (p.queued or p.busy or p.rolling or part_active(p).inflight != NULL):
+    while sh.running and (p.queued or p.busy or p.rolling or part_active(p).flight_n):
         ps_cond_wait(&sh.done, &sh.mu)
     for i in range(p.n_segs):
         if not p.segs[i].finalized and not p.io_errno:

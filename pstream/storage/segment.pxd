@@ -4,7 +4,7 @@
 #   [open]    set while the segment is created or opened, before another thread sees it
 #   [mutex]   read and written with the owning shard's mutex held
 #   [writer]  set under the mutex while no write is in flight; the one thread whose write-out
-#             is in flight (`inflight` set) uses and may change it without the mutex, and
+#             is in flight (`flight_n` set) uses and may change it without the mutex, and
 #             nobody else touches it meanwhile
 
 cdef extern from "ps_pool.h" nogil:
@@ -14,6 +14,7 @@ cdef extern from "ps_pool.h" nogil:
         int64_t peak
         int64_t waits
         int64_t released
+        int64_t chained
     uint8_t *ps_pool_take(ps_pool *pool, int64_t nbytes, int *over)
     void ps_pool_give(ps_pool *pool, uint8_t *p, int64_t nbytes)
     int64_t ps_pool_load(const int64_t *counter)
@@ -59,10 +60,13 @@ cdef struct Segment:
     bint copying                # [mutex] an appender copies a batch into buf at [size, +n) without
                                 #         the mutex: until it commits, the buffer must not move, grow
                                 #         or be written out
-    uint8_t *inflight           # [mutex] buffer being written by the shard, or NULL (its bytes: read by
-                                #         the writer without the mutex)
-    int64_t inflight_start      # [mutex]
-    int64_t inflight_len        # [mutex]
+    ps_frag full[PS_CHAIN_MAX]  # [mutex] buffers a batch filled and went on from (it did not fit), in
+    int full_n                  # [mutex]   file order below buf_start, all unwritten: the next
+                                #           write-out writes them with buf in one pwritev
+    uint8_t *loose              # [mutex] a chained buffer kept after its write for the next chain
+    int64_t loose_cap           # [mutex]   (a fresh one would be page-faulted in on every chain)
+    ps_frag flight[PS_FRAGS_MAX]  # [mutex] the pieces being written by the shard (their bytes: read by
+    int flight_n                  # [mutex]   the writer without the mutex), buf's last
     SparseIndex index           # [mutex] empty while `index_on_disk`
     bint index_on_disk          # [mutex] a finalized segment whose index is in its files only: the next
                                 #         look-up loads it (segment_index_ready)
@@ -83,12 +87,9 @@ cdef struct Segment:
     bint gaps                   # [open] written by the cleaner: offsets may skip from batch to batch
     int refs                    # [mutex] readers holding it outside the mutex
     int io_errno                # [mutex] first write/sync error, reported to appenders
-    uint8_t *failed_buf         # [mutex] the buffer of a failed write: file bytes
-                                #         [failed_start, +failed_len),
-    int64_t failed_cap          # [mutex] kept readable and written again by segment_retry
-    int64_t failed_start        # [mutex]
-    int64_t failed_len          # [mutex]
-    int64_t failed_end_offset   # [mutex] next_offset as of the end of failed_buf
+    ps_frag failed[PS_FRAGS_MAX]  # [mutex] the pieces of a failed write, kept readable and written
+    int failed_n                  # [mutex]   again by segment_retry
+    int64_t failed_end_offset   # [mutex] next_offset as of the end of the failed pieces
     char *log_path              # [open]
     char *index_path            # [open]
     char *time_path             # [open]

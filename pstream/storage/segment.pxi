@@ -11,14 +11,17 @@
 # Buffers come from the shard's budget (ps_pool.h) and are sized to the write rate: an
 # idle segment's first buffer is one chunk; each swap doubles the next one while writes
 # fill half of it (up to buf_limit, write_buffer_bytes) and halves it when they use less
-# than a quarter. A batch bigger than the buffer gets a buffer of its own size once the
-# buffer holds nothing unwritten (only the last partial page is copied, never the data).
-# When the budget is spent at a swap, the one buffer is written and reused (appends wait).
+# than a quarter. A batch that does not fit in what is left of the buffer fills it and goes
+# on into a new buffer chained after it (segment_chain, Redpanda's iobuf idea): the appender
+# neither waits for a write-out nor copies anything twice, and the next write-out hands the
+# chain to one pwritev. Every buffer but the last ends on a page, so O_DIRECT takes them as
+# they are. When the budget is spent at a swap, the one buffer is written and reused
+# (appends wait); when it is spent at a chain, the appender waits for the write-out.
 # An idle segment (segment_go_idle) holds no buffer and no descriptor: the next append
 # reopens the write descriptor and reads the last partial page back, without the mutex
 # (segment_wake_prepare, then segment_wake_install).
 #
-# A failed write (ENOSPC, EIO) keeps its buffer as `failed_buf`: its bytes stay readable and
+# A failed write (ENOSPC, EIO) keeps its buffers as `failed`: their bytes stay readable and
 # `segment_retry` writes them again once the disk has room, so nothing appended is dropped.
 # Every file call goes through a fault point of include/ps_faults.h (tests arm them).
 
@@ -58,14 +61,46 @@ cdef inline int64_t chunk_ceil(int64_t n, int64_t chunk) noexcept nogil:
     return (n + chunk - 1) // chunk * chunk
 
 
+cdef inline void frags_give(ps_pool *pool, ps_frag *f, int *n) noexcept nogil:
+    cdef int i
+    for i in range(n[0]):
+        ps_pool_give(pool, f[i].data, f[i].cap)
+        f[i].data = NULL
+    n[0] = 0
+
+
+cdef inline int64_t frags_bytes(const ps_frag *f, int n) noexcept nogil:
+    cdef int64_t total = 0
+    cdef int i
+    for i in range(n):
+        total += f[i].cap
+    return total
+
+
+cdef int64_t frags_copy(const ps_frag *f, int n, int64_t pos, int64_t want, uint8_t *dst) noexcept nogil:
+    """Copies up to `want` file bytes at pos from the piece that holds them; how many, or -1."""
+    cdef int i
+    cdef int64_t avail
+    for i in range(n):
+        if f[i].start <= pos < f[i].start + f[i].len:
+            avail = f[i].start + f[i].len - pos
+            if want > avail:
+                want = avail
+            memcpy(dst, f[i].data + (pos - f[i].start), want)
+            return want
+    return -1
+
+
 cdef void segment_free_buffers(Segment *s) noexcept nogil:
     ps_pool_give(s.pool, s.buf, s.buf_cap)
     ps_pool_give(s.pool, s.spare, s.spare_cap)
-    ps_pool_give(s.pool, s.failed_buf, s.failed_cap)
+    ps_pool_give(s.pool, s.loose, s.loose_cap)
+    s.loose = NULL
+    s.loose_cap = 0
+    frags_give(s.pool, s.full, &s.full_n)
+    frags_give(s.pool, s.failed, &s.failed_n)
     s.buf = NULL
     s.spare = NULL
-    s.failed_buf = NULL
-    s.failed_cap = 0
     s.buf_cap = 0
     s.spare_cap = 0
     s.spare_len = 0
@@ -192,23 +227,53 @@ cdef void segment_wake_install(Segment *s, Wake *w) noexcept nogil:
     s.idle = False
 
 
-cdef int segment_regrow(Segment *s, int64_t need, int *over) noexcept nogil:
-    """A buffer for a batch bigger than the current one, which holds nothing unwritten: only
-    the last partial page moves over."""
-    cdef int64_t tail = s.size - s.buf_start
-    cdef int64_t cap = chunk_ceil(tail + need + PS_PAGE, s.buf_min)
+cdef bint segment_chain(Segment *s, int64_t need, int *over) noexcept nogil:
+    """Room for a batch of `need` bytes that does not fit in what is left of the active buffer:
+    a new buffer is chained after it, and the batch goes on there (the full one waits for the
+    next write-out; nothing is copied). The new buffer starts on a page in the file, as the full
+    one ends on one, so O_DIRECT writes both as they are. False when the chain is at its length
+    or the pool has no buffer (*over set when the budget is spent, not when malloc failed)."""
+    cdef int64_t room = segment_room(s)
+    cdef int64_t cap = chunk_ceil((need - room) if need - room > s.buf_cap else s.buf_cap, s.buf_min)
     cdef uint8_t *b
     over[0] = 0
-    if cap > s.pool.capacity:
-        return PS_ERR_NO_MEMORY     # bigger than the whole budget: waiting would never end
-    b = ps_pool_take(s.pool, cap, over)
-    if b == NULL:
-        return PS_ERR_NO_MEMORY
-    memcpy(b, s.buf, tail)
-    ps_pool_give(s.pool, s.buf, s.buf_cap)
+    if s.full_n >= PS_CHAIN_MAX or frags_bytes(s.full, s.full_n) >= s.buf_limit or cap > s.pool.capacity:
+        # Unwritten bytes stay within write_buffer_bytes: a disk that is behind makes the
+        # appender wait for the write-out, and a longer chain would only make that wait longer.
+        return False
+    if s.loose != NULL and s.loose_cap >= cap:
+        b = s.loose
+        cap = s.loose_cap
+        s.loose = NULL
+        s.loose_cap = 0
+    else:
+        b = ps_pool_take(s.pool, cap, over)
+        if b == NULL:
+            return False
+    s.full[s.full_n].data = s.buf
+    s.full[s.full_n].cap = s.buf_cap
+    s.full[s.full_n].start = s.buf_start
+    s.full[s.full_n].len = s.buf_cap
+    s.full_n += 1
+    ps_pool_count(&s.pool.chained)
     s.buf = b
+    s.buf_start += s.buf_cap
     s.buf_cap = cap
-    return PS_OK
+    return True
+
+
+cdef void segment_unchain(Segment *s) noexcept nogil:
+    """Undoes the segment_chain of a reservation that was given up before anything was written."""
+    s.full_n -= 1
+    if s.loose == NULL:
+        s.loose = s.buf
+        s.loose_cap = s.buf_cap
+    else:
+        ps_pool_give(s.pool, s.buf, s.buf_cap)
+    s.buf = s.full[s.full_n].data
+    s.buf_cap = s.full[s.full_n].cap
+    s.buf_start = s.full[s.full_n].start
+    s.full[s.full_n].data = NULL
 
 
 cdef inline int64_t segment_next_size(const Segment *s, int64_t written, int64_t cap) noexcept nogil:
@@ -243,109 +308,130 @@ cdef inline void segment_note_batch(Segment *s, int64_t position, int64_t size, 
 
 
 cdef int segment_write_out(Segment *s, ps_mutex *mu) noexcept nogil:
-    """Writes everything appended so far. Called and returns with mu held; drops it for the I/O."""
-    cdef uint8_t *old
-    cdef int64_t start, length, end, end_offset, tail, padded, old_cap, grow, want
-    cdef int rc = 0, err = 0, direct = 0, over = 0
-    cdef bint single
+    """Writes everything appended so far: the chained full buffers and the active one, in one
+    pwritev. Called and returns with mu held; drops it for the I/O."""
+    cdef uint8_t *old = NULL
+    cdef int64_t start, length = 0, end, end_offset, tail = 0, padded, total, old_cap = 0, grow, want
+    cdef int rc = 0, err = 0, direct = 0, over = 0, n, i, chained
+    cdef bint single = False, have_buf
     ps_mutex_assert_held(mu)
     if s.io_errno:
         return PS_ERR_IO    # fail-stop: after a failed write, never move `written` past the hole
-    if s.size == s.written or s.inflight != NULL or s.copying:
+    if s.size == s.written or s.flight_n or s.copying:
         return PS_OK
-    old = s.buf
-    old_cap = s.buf_cap
-    start = s.buf_start
     end = s.size
     end_offset = s.next_offset
-    length = end - start
-    tail = end - ps_page_floor(end)
-    want = segment_next_size(s, length, old_cap)
-    if s.spare != NULL and s.spare_cap != want:
-        ps_pool_give(s.pool, s.spare, s.spare_cap)   # resized to the write rate
-        s.spare = NULL
-        s.spare_cap = 0
-    s.spare_len = 0     # about to be overwritten (or given back): no longer a copy of the file
-    if s.spare == NULL:
-        s.spare = ps_pool_take(s.pool, want, &over)
-        s.spare_cap = want if s.spare != NULL else 0
-    single = s.spare == NULL
-    if single:
-        # The budget is spent: write this buffer and reuse it; appends wait (part_reserve).
-        s.buf = NULL
-        s.buf_cap = 0
-        s.buf_start = end
-    else:
-        memcpy(s.spare, old + (length - tail), tail)
-        s.buf = s.spare
-        s.buf_cap = s.spare_cap
-        s.buf_start = end - tail
-        s.spare = NULL
-        s.spare_cap = 0
-    s.inflight = old
-    s.inflight_start = start
-    s.inflight_len = length
+    chained = s.full_n
+    for i in range(chained):
+        s.flight[i] = s.full[i]
+    s.full_n = 0
+    n = chained
+    have_buf = end > s.buf_start    # the active buffer holds bytes (not only the chain does)
+    if have_buf:
+        old = s.buf
+        old_cap = s.buf_cap
+        length = end - s.buf_start
+        tail = end - ps_page_floor(end)
+        want = segment_next_size(s, length, old_cap)
+        if s.spare != NULL and s.spare_cap != want:
+            ps_pool_give(s.pool, s.spare, s.spare_cap)   # resized to the write rate
+            s.spare = NULL
+            s.spare_cap = 0
+        s.spare_len = 0     # about to be overwritten (or given back): no longer a copy of the file
+        if s.spare == NULL:
+            s.spare = ps_pool_take(s.pool, want, &over)
+            s.spare_cap = want if s.spare != NULL else 0
+        single = s.spare == NULL
+        s.flight[n].data = old
+        s.flight[n].cap = old_cap
+        s.flight[n].start = s.buf_start
+        s.flight[n].len = length
+        n += 1
+        if single:
+            # The budget is spent: write this buffer and reuse it; appends wait (part_reserve).
+            s.buf = NULL
+            s.buf_cap = 0
+            s.buf_start = end
+        else:
+            memcpy(s.spare, old + (length - tail), tail)
+            s.buf = s.spare
+            s.buf_cap = s.spare_cap
+            s.buf_start = end - tail
+            s.spare = NULL
+            s.spare_cap = 0
+    s.flight_n = n
+    start = s.flight[0].start
     ps_mutex_unlock(mu)
 
+    # Every piece but the last is a whole buffer (pages); the last is padded for O_DIRECT.
+    length = s.flight[n - 1].len
     padded = ps_page_ceil(length) if s.direct else length
     if padded > length:
-        memset(old + length, 0, padded - length)
-    if start + padded > s.allocated and s.prealloc_step > 0:
+        memset(s.flight[n - 1].data + length, 0, padded - length)
+    total = s.flight[n - 1].start + padded - start
+    if start + total > s.allocated and s.prealloc_step > 0:
         # Preallocate in steps: writing into holes of a sparse file halves throughput here.
         # At most up to the segment's size limit (a batch past it: only what it needs).
         # Steps double from 64 KiB up to prealloc_step: a partition written once in a while
         # does not take 32 MiB of disk (10,000 of them would need 320 GB).
-        grow = ps_page_ceil(start + padded - s.allocated)
+        grow = ps_page_ceil(start + total - s.allocated)
         want = s.allocated if s.allocated > 16 * PS_PAGE else 16 * PS_PAGE
         if want > s.prealloc_step:
             want = s.prealloc_step
         if grow < want:
             grow = want
-        if s.allocated + grow > s.prealloc_limit and start + padded <= s.prealloc_limit:
+        if s.allocated + grow > s.prealloc_limit and start + total <= s.prealloc_limit:
             grow = s.prealloc_limit - s.allocated
         elif s.allocated + grow > s.prealloc_limit:
-            grow = ps_page_ceil(start + padded - s.allocated)
+            grow = ps_page_ceil(start + total - s.allocated)
         if ps_f_preallocate(s.log_path, s.wfd, s.allocated, grow) == 0:
             s.allocated += grow
-    rc = ps_f_pwrite_all(s.log_path, s.wfd, <const char *>old, padded, start)
+    rc = ps_f_pwrite_frags(s.log_path, s.wfd, s.flight, n, padded)
     if rc != 0 and errno == EINVAL and s.direct:
         # The filesystem accepted O_DIRECT at open but refuses the write: go buffered.
         close(s.wfd)
         s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
         s.direct = False
         s.direct_fallback = True
-        rc = -1 if s.wfd < 0 else ps_f_pwrite_all(s.log_path, s.wfd, <const char *>old, length, start)
+        rc = -1 if s.wfd < 0 else ps_f_pwrite_frags(s.log_path, s.wfd, s.flight, n, length)
     if rc != 0:
         err = errno
 
     ps_mutex_lock(mu)
-    s.inflight = NULL
     if err:
         # Keep what failed: it stays readable, and segment_retry writes it again.
-        s.failed_buf = old
-        s.failed_cap = old_cap
-        s.failed_start = start
-        s.failed_len = length
+        for i in range(n):
+            s.failed[i] = s.flight[i]
+        s.failed_n = n
+        s.flight_n = 0
         s.failed_end_offset = end_offset
         if not s.io_errno:
             s.io_errno = err
         return PS_ERR_IO
+    s.flight_n = 0
+    for i in range(chained):    # the biggest chained buffer stays for the next chain
+        if s.flight[i].cap > s.loose_cap:
+            ps_pool_give(s.pool, s.loose, s.loose_cap)
+            s.loose = s.flight[i].data
+            s.loose_cap = s.flight[i].cap
+        else:
+            ps_pool_give(s.pool, s.flight[i].data, s.flight[i].cap)
+    if end > s.written:
+        s.written = end
+        s.written_offset = end_offset
+    if not have_buf:
+        return PS_OK
+    length = end - s.flight[n - 1].start
     if single:
         memmove(old, old + (length - tail), tail)
         s.buf = old
         s.buf_cap = old_cap
         s.buf_start = end - tail
-        if end > s.written:
-            s.written = end
-            s.written_offset = end_offset
         return PS_OK
     s.spare = old
     s.spare_cap = old_cap
-    s.spare_start = start
+    s.spare_start = end - length
     s.spare_len = length
-    if end > s.written:
-        s.written = end
-        s.written_offset = end_offset
     return PS_OK
 
 
@@ -379,31 +465,35 @@ cdef int segment_retry(Segment *s, ps_mutex *mu) noexcept nogil:
     A failed fdatasync is never simply retried (the kernel may have dropped the dirty pages and
     the next fsync succeed): the unsynced bytes are written again from the last write's buffer.
     PS_ERR_IO when they are no longer in memory: the segment stays failed until a restart."""
-    cdef const uint8_t *data = NULL
-    cdef int64_t start = 0, length = 0, padded
-    cdef int rc = 0, err = 0, direct = 0
+    cdef ps_frag one
+    cdef const ps_frag *pieces = NULL
+    cdef int n = 0, rc = 0, err = 0, direct = 0, i
+    cdef int64_t length = 0, padded
     ps_mutex_assert_held(mu)
     if not s.io_errno:
         return PS_OK
-    if s.failed_buf != NULL:
-        data = s.failed_buf
-        start = s.failed_start
-        length = s.failed_len
+    if s.failed_n:
+        pieces = s.failed
+        n = s.failed_n
     elif s.written > s.synced:
         if s.spare == NULL or s.spare_len == 0 or s.spare_start > s.synced \
                 or s.spare_start + s.spare_len != s.written:
             return PS_ERR_IO
-        data = s.spare
-        start = s.spare_start
-        length = s.spare_len
+        one.data = s.spare
+        one.cap = s.spare_cap
+        one.start = s.spare_start
+        one.len = s.spare_len
+        pieces = &one
+        n = 1
     ps_mutex_unlock(mu)
     if s.wfd < 0:
         s.wfd = ps_f_open_for_write(s.log_path, 0, &direct)
         s.direct = False
         rc = -1 if s.wfd < 0 else 0
-    if rc == 0 and data != NULL:
+    if rc == 0 and n:
+        length = pieces[n - 1].len
         padded = ps_page_ceil(length) if s.direct else length
-        rc = ps_f_pwrite_all(s.log_path, s.wfd, <const char *>data, padded, start)
+        rc = ps_f_pwrite_frags(s.log_path, s.wfd, pieces, n, padded)
     if rc == 0:
         rc = ps_f_fdatasync(s.log_path, s.wfd)
     if rc != 0:
@@ -412,16 +502,18 @@ cdef int segment_retry(Segment *s, ps_mutex *mu) noexcept nogil:
     if err:
         s.io_errno = err
         return PS_ERR_IO
-    if s.failed_buf != NULL:
-        s.written = s.failed_start + s.failed_len
+    if s.failed_n:
+        # Written: the last piece becomes the spare (a copy of the file's tail), the rest go back.
+        n = s.failed_n - 1
+        s.written = s.failed[n].start + s.failed[n].len
         s.written_offset = s.failed_end_offset
-        ps_pool_give(s.pool, s.spare, s.spare_cap)   # NULL: the write that failed had taken the spare
-        s.spare = s.failed_buf
-        s.spare_cap = s.failed_cap
-        s.spare_start = s.failed_start
-        s.spare_len = s.failed_len
-        s.failed_buf = NULL
-        s.failed_cap = 0
+        ps_pool_give(s.pool, s.spare, s.spare_cap)   # NULL when the write that failed had taken it
+        s.spare = s.failed[n].data
+        s.spare_cap = s.failed[n].cap
+        s.spare_start = s.failed[n].start
+        s.spare_len = s.failed[n].len
+        s.failed_n = n
+        frags_give(s.pool, s.failed, &s.failed_n)
     s.synced = s.written
     s.synced_offset = s.written_offset
     s.io_errno = 0
@@ -573,13 +665,14 @@ cdef int64_t segment_copy_memory(const Segment *s, int64_t pos, int64_t n, uint8
     avail = s.buf_start - pos
     if n > avail:
         n = avail
-    if s.inflight != NULL:                                # being written by the shard
-        memcpy(dst, s.inflight + (pos - s.inflight_start), n)
-    elif s.failed_buf != NULL and pos >= s.failed_start:  # a failed write, kept until written again
-        memcpy(dst, s.failed_buf + (pos - s.failed_start), n)
-    else:
-        return -1                                         # nothing holds these bytes (never expected)
-    return n
+    # Below the active buffer: a write in flight, the chain of full buffers after it, or a
+    # failed write kept until written again.
+    avail = frags_copy(s.flight, s.flight_n, pos, n, dst)
+    if avail < 0:
+        avail = frags_copy(s.full, s.full_n, pos, n, dst)
+    if avail < 0:
+        avail = frags_copy(s.failed, s.failed_n, pos, n, dst)
+    return avail                                          # -1: nothing holds these bytes (never expected)
 
 
 cdef int64_t segment_copy_out(Segment *s, ps_mutex *mu, int64_t pos, int64_t length, uint8_t *dst) noexcept nogil:

@@ -84,7 +84,7 @@ cdef bint part_release(Shard *sh, PartState *p) noexcept nogil:
     if p.n_segs > 1 and not p.segs[p.n_segs - 2].finalized:
         return False
     a = part_active(p)
-    if a.inflight != NULL or a.failed_buf != NULL or a.size != a.written or a.written != a.synced:
+    if a.flight_n or a.failed_n or a.size != a.written or a.written != a.synced:
         return False
     segment_go_idle(a)
     holders_forget(sh, p)
@@ -105,7 +105,7 @@ cdef int64_t shard_reclaim(Shard *sh, bint may_write) noexcept nogil:
         if part_release(sh, q):
             freed += 1
         elif may_write and not q.busy and not q.io_errno and not q.reviving and not q.rolling \
-                and not q.closed and part_active(q).inflight == NULL:
+                and not q.closed and not part_active(q).flight_n:
             q.busy += 1        # close() waits while the mutex is dropped
             q.sync_requested = True
             part_service(sh, q, ps_monotonic_ns())
@@ -535,7 +535,7 @@ cdef class ShardPool:
     def memory(self):
         """The write pool of each shard, one dict a shard: capacity_bytes (the budget), in_use_bytes,
         peak_bytes, waits (appends that waited for the budget), released (idle partitions that
-        gave their buffers back), holders (partitions holding buffers or descriptors) and
+        gave their buffers back), chained (batches that went on into a chained buffer), holders (partitions holding buffers or descriptors) and
         max_holders; and its index cache: index_cache_bytes (finalized segments' indexes held),
         index_cache_capacity_bytes, index_loads (read back from their files) and index_evictions.
         The pool's counters are atomics; the index cache's are read under the mutex."""
@@ -550,7 +550,8 @@ cdef class ShardPool:
             ps_mutex_unlock(&sh.mu)
             out.append(dict(capacity_bytes=sh.pool.capacity, in_use_bytes=ps_pool_load(&sh.pool.in_use),
                             peak_bytes=ps_pool_load(&sh.pool.peak), waits=ps_pool_load(&sh.pool.waits),
-                            released=ps_pool_load(&sh.pool.released), holders=sh.holders,
+                            released=ps_pool_load(&sh.pool.released), chained=ps_pool_load(&sh.pool.chained),
+                            holders=sh.holders,
                             max_holders=sh.max_holders, index_cache_bytes=ix_bytes,
                             index_cache_capacity_bytes=sh.ix_budget, index_loads=ix_loads,
                             index_evictions=ix_evictions))

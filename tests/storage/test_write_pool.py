@@ -89,7 +89,7 @@ def test_one_busy_partition_in_a_small_budget_writes_from_a_single_buffer(open_l
     assert values(part) == [bytes([i % 251]) * 20_000 for i in range(200)]
 
 
-def test_a_batch_bigger_than_a_chunk_gets_a_buffer_of_its_size_and_one_bigger_than_the_budget_fails(open_log):
+def test_a_batch_bigger_than_a_chunk_goes_on_into_a_chained_buffer_and_one_bigger_than_the_budget_fails(open_log):
     log = open_log(write_pool_bytes=512 << 10, write_buffer_bytes=64 << 10, max_message_bytes=2 << 20)
     part = log.topic("t").partition(0)
     part.append(b"small")
