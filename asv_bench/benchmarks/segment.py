@@ -56,6 +56,46 @@ class AppendBatch:
         self.part.flush()
 
 
+class AppendLatency:
+    """The time one append_batch takes while a single appender keeps the disk busy (O_DIRECT,
+    flush="interval"): 64 MiB of batches of one size, then flush(). A batch that does not fit in
+    its buffer goes on into a chained one (segment_chain) instead of waiting for the write-out,
+    so the median is the copy; the tail is the wait for the disk that any design pays at
+    saturation."""
+
+    params = ([16 << 10, 100 << 10, MiB],)
+    param_names = ["batch_bytes"]
+    timeout = 300
+    total = 64 * MiB
+
+    def setup(self, batch_bytes):
+        self.batch = exact_batch(batch_bytes, 1024)
+        self.folder = temp_dir("segment-latency")
+        log = pstream.Log(self.folder, shards=1, direct_io=True, flush="interval", retention_check_ms=None)
+        try:
+            part = log.topic("bench").partition(0)
+            append, batch, clock = part.append_batch, self.batch, time.perf_counter_ns
+            took = []
+            for _ in range(self.total // batch_bytes):
+                start = clock()
+                append(batch)
+                took.append(clock() - start)
+            part.flush()
+        finally:
+            log.close()
+            remove(self.folder)
+        took.sort()
+        self.quantiles = {q: took[min(len(took) - 1, int(q * len(took)))] / 1000 for q in (0.5, 0.99)}
+
+    def track_p50_us(self, batch_bytes):
+        return self.quantiles[0.5]
+
+    def track_p99_us(self, batch_bytes):
+        return self.quantiles[0.99]
+
+    track_p50_us.unit = track_p99_us.unit = "us"
+
+
 def _dd_mb_per_s(folder, count, durable=False):
     """MB/s (1e6 bytes) of `dd if=/dev/zero of=F bs=1M count=N oflag=direct`, as dd reports it.
 
