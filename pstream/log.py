@@ -597,7 +597,10 @@ class Topic:
         timestamps at once; buffer and flush settings when the log is next opened)."""
         with self._log._lock:
             config = TopicConfig.from_kwargs(self.config, **settings)
-            self.overrides.update(TopicConfig.normalize(settings))
+            given = TopicConfig.normalize(settings)
+            if "kafka_configs" in given:
+                given["kafka_configs"] = {**self.overrides.get("kafka_configs", {}), **given["kafka_configs"]}
+            self.overrides.update(given)
             self._apply(config)
 
     def reset_config(self, *names: str) -> None:

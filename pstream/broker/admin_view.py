@@ -7,7 +7,7 @@ from __future__ import annotations
 from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of
 from pstream.broker.handlers.common import internal_topic_error
-from pstream.broker.topic_configs import TOPIC_SETTINGS, ConfigSource, describe_topic_setting
+from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, ConfigSource, describe_topic_config
 
 
 class BrokerAdminView:
@@ -53,9 +53,9 @@ class BrokerAdminView:
     def topic_configs(self, topic: str) -> dict:
         config, t = self._broker.config, self._broker.log.get_topic(topic)
         out = {}
-        for setting in TOPIC_SETTINGS.values():
-            value, source, _synonyms = describe_topic_setting(setting, t, config)
-            out[setting.kafka_name] = {"value": value, "source": ConfigSource(source).name}
+        for name in TOPIC_CONFIG_NAMES:
+            value, source, _synonyms = describe_topic_config(name, t, config)
+            out[name] = {"value": value, "source": ConfigSource(source).name}
         return out
 
     def settings(self) -> dict:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import enum
 import math
-from decimal import Decimal
 from dataclasses import dataclass
 
 from pstream.broker.config import BrokerConfig
 from pstream.errors import ConfigError
+from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, java_double, topic_config_def
 
 
 class ConfigSource(enum.IntEnum):
@@ -32,9 +32,12 @@ class ConfigType(enum.IntEnum):
     BOOLEAN = 1
     STRING = 2
     INT = 3
+    SHORT = 4
     LONG = 5
     DOUBLE = 6
     LIST = 7
+    CLASS = 8
+    PASSWORD = 9
 
 
 LONG_MAX = (1 << 63) - 1
@@ -96,13 +99,16 @@ _BY_FIELD = {s.field: s for s in TOPIC_SETTINGS.values()}
 
 
 def parse_topic_configs(pairs) -> dict:
-    """[(kafka name, string value)] -> TopicConfig keyword settings; ConfigError names the bad one."""
+    """[(kafka name, string value)] -> TopicConfig keyword settings; ConfigError names the bad one.
+    A config pstream keeps a setting for goes to its field; any other Kafka topic config is
+    checked as Kafka checks it and kept in `kafka_configs`; an unknown name is refused."""
     settings = {}
     for name, value in pairs:
         setting = TOPIC_SETTINGS.get(name)
-        if setting is None:
-            raise ConfigError(f"unknown topic config {name!r}; pstream knows {', '.join(sorted(TOPIC_SETTINGS))}")
-        settings[setting.field] = parse_value(setting, value)
+        if setting is not None:
+            settings[setting.field] = parse_value(setting, value)
+        else:
+            settings.setdefault("kafka_configs", {})[name] = check_value(topic_config_def(name), value)
     check_together(settings)
     return settings
 
@@ -133,8 +139,8 @@ def parse_value(setting: TopicSetting, value: str | None):
         except ValueError:
             raise _invalid(setting, value, "Not a number of type DOUBLE") from None
         if math.isnan(number):   # Kafka 3.9 takes NaN (its range check never fails on it); no cleaner could
-            raise _invalid(setting, value, f"Value must be a number between {_java(setting.low)} and "
-                                           f"{_java(setting.high)}")
+            raise _invalid(setting, value, f"Value must be a number between {java_double(setting.low)} and "
+                                           f"{java_double(setting.high)}")
         _check_range(setting, number, value)
         return number
     if setting.type == ConfigType.LIST:
@@ -194,21 +200,11 @@ def check_together(settings: dict) -> None:
                           f"({high})")
 
 
-def _java(value) -> str:
-    """A double as Java's Double.toString writes it: 0.5, 1.0, 1.0E-5, 2.5E7."""
-    value = float(value)
-    if value == 0 or 1e-3 <= abs(value) < 1e7 or not math.isfinite(value):
-        return repr(value)
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()   # the shortest digits, as Java's
-    text = "".join(map(str, digits))
-    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{exponent + len(text) - 1}"
-
-
 def format_value(setting: TopicSetting, value) -> str:
     if value is None:
         return "-1"
     if setting.type == ConfigType.DOUBLE:
-        return _java(value)
+        return java_double(value)
     return str(value)
 
 
@@ -237,6 +233,38 @@ def describe_broker_setting(setting: TopicSetting, broker_config: BrokerConfig):
     default = getattr(BrokerConfig(), setting.broker_field)
     source = ConfigSource.DEFAULT_CONFIG if value == default else ConfigSource.STATIC_BROKER_CONFIG
     return format_value(setting, value), source
+
+
+# Every Kafka topic config, in the order DescribeConfigs and CreateTopics list them.
+TOPIC_CONFIG_NAMES = tuple(sorted(TOPIC_CONFIG_DEFS))
+
+_CONVERT = {"identity": 1, "MINUTES_TO_MILLISECONDS": 60_000, "HOURS_TO_MILLISECONDS": 3_600_000}
+
+
+def describe_topic_config(name: str, topic, broker_config: BrokerConfig):
+    """(value, source, synonyms [(name, value, source)]) of any Kafka topic config of a topic."""
+    setting = TOPIC_SETTINGS.get(name)
+    if setting is not None:
+        return describe_topic_setting(setting, topic, broker_config)
+    d = TOPIC_CONFIG_DEFS[name]
+    synonyms = []
+    value = topic.config.kafka_configs.get(name, d.default)
+    if name in topic.overrides.get("kafka_configs", {}) or name.replace(".", "_") in topic.overrides:
+        synonyms.append((name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
+    for broker_name, conversion in d.synonyms:
+        default = BROKER_CONFIG_DEFS[broker_name].default if broker_name in BROKER_CONFIG_DEFS else None
+        if default is None:
+            break   # as Kafka: a synonym without a default ends the list (and an empty first one empties it)
+        if _CONVERT[conversion] != 1:
+            default = str(int(default) * _CONVERT[conversion])
+        synonyms.append((broker_name, default, ConfigSource.DEFAULT_CONFIG))
+    source = ConfigSource.DYNAMIC_TOPIC_CONFIG if synonyms and synonyms[0][2] == ConfigSource.DYNAMIC_TOPIC_CONFIG \
+        else ConfigSource.DEFAULT_CONFIG
+    return value, source, synonyms
+
+
+def topic_config_type(name: str) -> ConfigType:
+    return ConfigType[TOPIC_CONFIG_DEFS[name].type]
 
 
 def setting_for_field(field: str) -> TopicSetting | None:

@@ -7,9 +7,10 @@ unknown or invalid setting raises ConfigError naming it. Kafka's dotted names
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from pstream.errors import ConfigError
+from pstream.storage.kafka_configs import LONG_MAX, TOPIC_CONFIG_DEFS, check_value
 
 FLUSH_POLICIES = ("always", "interval", "bytes")
 TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
@@ -44,6 +45,11 @@ class TopicConfig:
     write_buffer_bytes: int = 1 << 20   # cap of a partition's write buffer: it grows to this with the write rate,
                                         # from its shard's write pool (Log(write_pool_bytes=...))
     preallocate_bytes: int = 32 << 20
+    # Kafka's other topic configs, by their Kafka name, as described (kafka_configs.check_value):
+    # accepted, validated and described as Kafka does. Those with a meaning on one node act
+    # through the properties below: flush.messages=1 / flush.ms choose the flush policy,
+    # min.insync.replicas refuses acks=all produces past the one replica.
+    kafka_configs: dict = field(default_factory=dict)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -58,11 +64,19 @@ class TopicConfig:
     def from_kwargs(cls, base: "TopicConfig | None" = None, **settings) -> "TopicConfig":
         values = asdict(base) if base is not None else {}
         known = set(cls.names())
+        kafka = dict(values.get("kafka_configs", {}))
         for raw_name, value in settings.items():
             name = raw_name.replace(".", "_")
-            if name not in known:
-                raise ConfigError(f"unknown topic setting {raw_name!r}; known: {', '.join(sorted(known))}")
-            values[name] = value
+            if name == "kafka_configs":
+                kafka.update((key, check_kafka_config(key, v)) for key, v in value.items())
+            elif name in known:
+                values[name] = value
+            elif name.replace("_", ".") in TOPIC_CONFIG_DEFS:
+                kafka[name.replace("_", ".")] = check_kafka_config(name.replace("_", "."), value)
+            else:
+                raise ConfigError(f"unknown topic setting {raw_name!r}; known: {', '.join(sorted(known))} and "
+                                  f"Kafka's topic configs")
+        values["kafka_configs"] = kafka
         config = cls(**values)
         config.validate()
         return config
@@ -115,6 +129,24 @@ class TopicConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"setting {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
+        if self.kafka_configs.get("remote.storage.enable") == "true":
+            raise ConfigError("Tiered Storage functionality is disabled in the broker. Topic cannot be configured "
+                              "with remote log storage.")
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return int(self.kafka_configs.get("min.insync.replicas", "1"))
+
+    def flush_policy(self) -> tuple[str, int]:
+        """(flush, flush_ms) in force: Kafka's flush.messages=1 is "always", a flush.ms below
+        Long.MAX_VALUE is "interval" at that period; otherwise pstream's own setting."""
+        if self.kafka_configs.get("flush.messages") == "1":
+            return "always", self.flush_ms
+        flush_ms = int(self.kafka_configs.get("flush.ms", LONG_MAX))
+        if flush_ms < LONG_MAX:
+            return "interval", flush_ms
+        return self.flush, self.flush_ms
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -126,11 +158,20 @@ class TopicConfig:
             # in time for its records to be cleaned within max_compaction_lag_ms.
             segment_ms = min(segment_ms, self.max_compaction_lag_ms) if segment_ms is not None \
                 else self.max_compaction_lag_ms
+        flush, flush_ms = self.flush_policy()
         return dict(
-            flush=self.flush, flush_ms=self.flush_ms, flush_bytes=self.flush_bytes,
+            flush=flush, flush_ms=flush_ms, flush_bytes=self.flush_bytes,
             segment_bytes=self.segment_bytes, segment_ms=segment_ms, cleanup_policy=self.cleanup_policy,
             retention_bytes=self.retention_bytes, retention_ms=self.retention_ms,
             index_interval_bytes=self.index_interval_bytes, write_buffer_bytes=self.write_buffer_bytes,
             preallocate_bytes=self.preallocate_bytes, max_message_bytes=self.max_message_bytes,
             timestamp_type=TIMESTAMP_TYPES.index(self.message_timestamp_type),
         )
+
+
+def check_kafka_config(name: str, value) -> str:
+    """A Kafka topic config pstream keeps in TopicConfig.kafka_configs, checked as Kafka does."""
+    d = TOPIC_CONFIG_DEFS.get(name)
+    if d is None or name.replace(".", "_") in {f.name for f in fields(TopicConfig)} - {"flush_ms"}:
+        raise ConfigError(f"Unknown topic config name: {name}")
+    return check_value(d, value)

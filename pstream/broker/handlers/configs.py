@@ -13,16 +13,18 @@ from collections import Counter
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_topic, internal_topic_error
 from pstream.broker.topic_configs import (
+    TOPIC_CONFIG_NAMES,
     TOPIC_SETTINGS,
     ConfigType,
     apply_list_operation,
     check_together,
     cleaner_broker_settings,
     describe_broker_setting,
-    describe_topic_setting,
+    describe_topic_config,
     format_value,
     parse_topic_configs,
     parse_value,
+    topic_config_type,
 )
 from pstream.errors import ConfigError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
@@ -30,6 +32,7 @@ from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
 from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
 from pstream.storage.config import TopicConfig
+from pstream.storage.kafka_configs import TOPIC_CONFIG_DEFS, check_value, topic_config_def
 
 TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -44,9 +47,9 @@ def _entry(name, value, source, synonyms, config_type, doc, include_synonyms, in
 
 
 def _describe_topic(broker, topic, keys, include_synonyms, include_doc):
-    return [_entry(s.kafka_name, *describe_topic_setting(s, topic, broker.config), s.type, s.doc,
-                   include_synonyms, include_doc)
-            for s in TOPIC_SETTINGS.values() if keys is None or s.kafka_name in keys]
+    return [_entry(name, *describe_topic_config(name, topic, broker.config), topic_config_type(name),
+                   TOPIC_CONFIG_DEFS[name].doc, include_synonyms, include_doc)
+            for name in TOPIC_CONFIG_NAMES if keys is None or name in keys]
 
 
 def _describe_broker(broker, keys, include_synonyms, include_doc):
@@ -160,12 +163,36 @@ async def handle_alter_configs(ctx, request):
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
 
 
+def _incremental_kafka(kafka: dict, topic, c) -> None:
+    """One IncrementalAlterConfigs operation on a Kafka topic config kept in kafka_configs."""
+    d = topic_config_def(c.name)
+    if c.config_operation == SET:
+        kafka[c.name] = check_value(d, c.value)
+    elif c.config_operation == DELETE:
+        kafka.pop(c.name, None)
+    elif c.config_operation in (APPEND, SUBTRACT):
+        if d.type != "LIST":
+            raise ConfigError(f"Can't {'APPEND' if c.config_operation == APPEND else 'SUBTRACT'} to key {c.name} "
+                              f"because its type is not LIST.")
+        items = [i for i in kafka.get(c.name, topic.config.kafka_configs.get(c.name, d.default or "")).split(",") if i]
+        given = [i.strip() for i in (c.value or "").split(",") if i.strip()]
+        if c.config_operation == APPEND:
+            items += [i for i in given if i not in items]
+        else:
+            items = [i for i in items if i not in given]
+        kafka[c.name] = check_value(d, ",".join(items))
+    else:
+        raise ConfigError(f"unknown config operation {c.config_operation} for {c.name}")
+
+
 def _incremental(defaults, topic, configs, validate_only: bool) -> None:
     overrides = dict(topic.overrides)
+    kafka = dict(overrides.get("kafka_configs", {}))
     for c in configs:
         setting = TOPIC_SETTINGS.get(c.name)
         if setting is None:
-            raise ConfigError(f"unknown topic config {c.name!r}")
+            _incremental_kafka(kafka, topic, c)
+            continue
         if c.config_operation == SET:
             overrides[setting.field] = parse_value(setting, c.value)
         elif c.config_operation == DELETE:
@@ -177,6 +204,9 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
                                                             c.value)
         else:
             raise ConfigError(f"unknown config operation {c.config_operation} for {c.name}")
+    overrides["kafka_configs"] = kafka
+    if not kafka:
+        del overrides["kafka_configs"]
     check_together(overrides)
     TopicConfig.from_kwargs(defaults, **overrides)   # validates the result
     if not validate_only:

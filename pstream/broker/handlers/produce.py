@@ -302,6 +302,11 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
             raise _Refused(ErrorCode.CORRUPT_MESSAGE, "no records")
         if broker.storage_refusal:   # free space below storage_min_free_bytes (broker/storage_health.py)
             raise _Refused(ErrorCode.KAFKA_STORAGE_ERROR, broker.storage_refusal)
+        if acks == -1 and (min_isr := broker.log.get_topic(topic).config.min_insync_replicas) > 1:
+            # One node: the ISR is this broker alone (Kafka's message, Partition.appendRecordsToLeader).
+            raise _Refused(ErrorCode.NOT_ENOUGH_REPLICAS, f"The size of the current ISR Set({broker.node_id}) is "
+                                                         f"insufficient to satisfy the min.isr requirement of "
+                                                         f"{min_isr} for partition {topic}-{index}")
         waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1)
         return _await_partition(broker, part, response, waits, len(records), count)
     except Exception as exc:

@@ -14,7 +14,7 @@ from collections import Counter
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
-from pstream.broker.topic_configs import TOPIC_SETTINGS, describe_topic_setting, parse_topic_configs
+from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, describe_topic_config, parse_topic_configs
 from pstream.errors import ConfigError, InvalidTopicError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
@@ -122,15 +122,15 @@ async def _create_one(broker, t, validate_only: bool, version: int):
         result.num_partitions, result.replication_factor = count, 1
         if topic is not None:
             result.topic_id = topic.topic_id
-            result.configs = [_created_config(broker, topic, s) for s in TOPIC_SETTINGS.values()]
+            result.configs = [_created_config(broker, topic, name) for name in TOPIC_CONFIG_NAMES]
     except _Refused as refused:
         result.error_code, result.error_message = refused.code, str(refused)
     return result
 
 
-def _created_config(broker, topic, setting):
-    value, source, _ = describe_topic_setting(setting, topic, broker.config)
-    return CreateTopicsResponse.CreatableTopicConfigs(name=setting.kafka_name, value=value, read_only=False,
+def _created_config(broker, topic, name):
+    value, source, _ = describe_topic_config(name, topic, broker.config)
+    return CreateTopicsResponse.CreatableTopicConfigs(name=name, value=value, read_only=False,
                                                       config_source=source, is_sensitive=False)
 
 
