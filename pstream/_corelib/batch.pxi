@@ -488,6 +488,40 @@ cdef class _BufferView:
             PyBuffer_Release(&self.view)
 
 
+def recompress_batch(buf, compression, *, level=None, int64_t max_decompressed=MAX_DECOMPRESSED):
+    """One v2 batch with its records section in `compression` (a codec name or id; "none" or 0:
+    uncompressed), every other field kept and the CRC computed afresh: Kafka's broker-side
+    compression.type (LogValidator recompresses the same way). The records themselves are the
+    same bytes in any codec, so nothing is decoded. A control batch, or one already in that
+    codec, comes back as it is. Check the CRC first: this one covers whatever it is given."""
+    cdef _BufferView b = _BufferView(buf)
+    cdef const uint8_t *p = <const uint8_t *>b.view.buf
+    cdef Py_ssize_t n = b.view.len, total
+    cdef int target = _compression.codec_id(compression), source
+    cdef uint16_t attributes
+    cdef uint8_t *dst
+    cdef _BufferView records
+    if n < PS_BATCH_HEADER_SIZE:
+        raise _errors.CorruptBatchError(f"a batch has at least {PS_BATCH_HEADER_SIZE} bytes, got {n}", position=0)
+    attributes = ps_load_be16(p + PS_OFF_ATTRIBUTES)
+    source = attributes & PS_ATTR_COMPRESSION_MASK
+    if source == target or attributes & PS_ATTR_CONTROL:
+        return buf
+    section = memoryview(buf)[PS_BATCH_HEADER_SIZE:n]
+    raw = _compression.decompress(source, section, max_size=max_decompressed) if source else section
+    packed = _compression.compress(target, raw, level=level) if target else raw
+    total = PS_BATCH_HEADER_SIZE + len(packed)
+    out = PyBytes_FromStringAndSize(NULL, total)
+    dst = <uint8_t *>PyBytes_AS_STRING(out)
+    memcpy(dst, p, PS_BATCH_HEADER_SIZE)
+    records = _BufferView(packed)
+    memcpy(dst + PS_BATCH_HEADER_SIZE, records.view.buf, records.view.len)
+    ps_store_be32(dst + PS_OFF_LENGTH, <uint32_t>(total - PS_BATCH_LOG_OVERHEAD))
+    ps_store_be16(dst + PS_OFF_ATTRIBUTES, <uint16_t>((attributes & ~PS_ATTR_COMPRESSION_MASK) | target))
+    seal_batch_crc(dst, total)
+    return out
+
+
 def validate_batch(buf):
     """Checks one batch's sizes, magic, CRC and record count sign; returns its BatchHeader."""
     cdef _BufferView b = _BufferView(buf)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from pstream.errors import ConfigError
+from pstream.record.compression import GZIP, LZ4, ZSTD, codec_id
 from pstream.storage.kafka_configs import LONG_MAX, TOPIC_CONFIG_DEFS, check_value
 
 FLUSH_POLICIES = ("always", "interval", "bytes")
@@ -47,8 +48,9 @@ class TopicConfig:
     preallocate_bytes: int = 32 << 20
     # Kafka's other topic configs, by their Kafka name, as described (kafka_configs.check_value):
     # accepted, validated and described as Kafka does. Those with a meaning on one node act
-    # through the properties below: flush.messages=1 / flush.ms choose the flush policy,
-    # min.insync.replicas refuses acks=all produces past the one replica.
+    # through the properties below: compression.type (and its levels) recompresses what the
+    # broker stores, flush.messages=1 / flush.ms choose the flush policy, min.insync.replicas
+    # refuses acks=all produces past the one replica.
     kafka_configs: dict = field(default_factory=dict)
 
     @classmethod
@@ -132,6 +134,19 @@ class TopicConfig:
         if self.kafka_configs.get("remote.storage.enable") == "true":
             raise ConfigError("Tiered Storage functionality is disabled in the broker. Topic cannot be configured "
                               "with remote log storage.")
+
+    @property
+    def compression_codec(self) -> int | None:
+        """The codec batches are stored in (Kafka's compression.type); None: as producers sent them."""
+        name = self.kafka_configs.get("compression.type", "producer")
+        return None if name == "producer" else codec_id("none" if name == "uncompressed" else name)
+
+    def compression_level(self, codec: int) -> int | None:
+        """The level set for a codec (compression.gzip.level and the like), None for the codec's
+        default (gzip's -1 is zlib's default too)."""
+        name = {GZIP: "compression.gzip.level", LZ4: "compression.lz4.level", ZSTD: "compression.zstd.level"}.get(codec)
+        level = self.kafka_configs.get(name) if name else None
+        return None if level is None or level == "-1" else int(level)
 
     @property
     def min_insync_replicas(self) -> int:

@@ -140,3 +140,71 @@ def test_min_insync_replicas_above_the_one_replica_refuses_acks_all_and_takes_ac
     taken = conn.call("Produce", 9, raw_kafka.produce_request("min-isr", 0, batch, acks=1)) \
         .responses[0].partition_responses[0]
     assert (taken.error_code, taken.base_offset) == (0, 0)
+
+
+def stored_batches(conn, topic: str) -> list:
+    fetched = conn.call("Fetch", 12, raw_kafka.fetch_request(topic, 0, 0)).responses[0].partitions[0]
+    assert fetched.error_code == 0, fetched
+    data, out, position = memoryview(fetched.records), [], 0
+    while position < len(data):
+        header = pstream._core.peek_batch(data, position)
+        out.append((header, bytes(data[position:position + header.size])))
+        position += header.size
+    return out
+
+
+@pytest.mark.parametrize("topic_codec,codec_id", [("zstd", 4), ("gzip", 1), ("lz4", 3), ("snappy", 2),
+                                                  ("uncompressed", 0)])
+def test_compression_type_stores_batches_in_the_topics_codec(conn, topic_codec, codec_id):
+    name = f"codec-{topic_codec}"
+    assert create(conn, name, {"compression.type": topic_codec, "compression.zstd.level": "9"}) == (0, None)
+    records = [(b"k%d" % i, b"value %d " % i * 20, [("h", b"x")], 1_700_000_000_000 + i) for i in range(50)]
+    sent = [pstream._core.encode_batch(records, compression=source, producer_id=7, producer_epoch=0, base_sequence=0)
+            for source in ("none",)] + [pstream._core.encode_batch(records, compression="gzip")]
+    for batch in sent:
+        response = conn.call("Produce", 9, raw_kafka.produce_request(name, 0, batch, acks=-1)) \
+            .responses[0].partition_responses[0]
+        assert response.error_code == 0, response
+    stored = stored_batches(conn, name)
+    assert [h.compression for h, _ in stored] == [codec_id, codec_id]
+    (first, first_bytes), _ = stored
+    assert (first.producer_id, first.producer_epoch, first.base_sequence, first.record_count) == (7, 0, 0, 50)
+    for _, batch in stored:
+        pstream._core.check_batch(batch)   # the CRC was computed afresh
+        _, decoded = pstream._core.decode_batch(batch)
+        assert [(r.key, r.value, r.timestamp_ms, r.headers) for r in decoded] == \
+            [(k, v, ts, [("h", b"x")]) for k, v, _, ts in records]
+
+
+def test_a_corrupt_batch_is_refused_not_recompressed_into_a_valid_one(conn):
+    assert create(conn, "codec-corrupt", {"compression.type": "zstd"}) == (0, None)
+    batch = bytearray(pstream._core.encode_batch([(None, b"x" * 100, [], None)]))
+    batch[-1] ^= 0xFF   # a record byte: the CRC no longer matches
+    response = conn.call("Produce", 9, raw_kafka.produce_request("codec-corrupt", 0, bytes(batch), acks=-1)) \
+        .responses[0].partition_responses[0]
+    assert response.error_code == ErrorCode.CORRUPT_MESSAGE
+    assert stored_batches(conn, "codec-corrupt") == []
+
+
+def test_a_confluent_producer_and_consumer_round_trip_through_a_recompressing_topic(shared_broker, conn):
+    from confluent_kafka import Consumer, Producer
+
+    assert create(conn, "codec-clients", {"compression.type": "lz4"}) == (0, None)
+    producer = Producer({"bootstrap.servers": shared_broker.bootstrap, "compression.type": "snappy",
+                         "enable.idempotence": True, "linger.ms": 5})
+    for i in range(200):
+        producer.produce("codec-clients", key=b"%d" % i, value=b"v%d" % i)
+    assert producer.flush(15) == 0
+    consumer = Consumer({"bootstrap.servers": shared_broker.bootstrap, "group.id": "codec-clients",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["codec-clients"])
+    got = []
+    try:
+        while len(got) < 200:
+            message = consumer.poll(10)
+            assert message is not None and message.error() is None, message and message.error()
+            got.append((message.key(), message.value()))
+    finally:
+        consumer.close()
+    assert got == [(b"%d" % i, b"v%d" % i) for i in range(200)]
+    assert {h.compression for h, _ in stored_batches(conn, "codec-clients")} == {3}

@@ -354,3 +354,37 @@ def test_max_size_counts_every_concatenated_frame() -> None:
         assert compression.decompress(codec, joined, max_size=3000) == part * 3
         with pytest.raises(CompressionError, match="limit"):
             compression.decompress(codec, joined, max_size=2999)
+
+
+# --- recompress_batch: Kafka's broker-side compression.type ---------------------------------
+
+record_lists = st.lists(st.tuples(st.none() | st.binary(max_size=20), st.none() | st.binary(max_size=200),
+                                  st.just([]), st.integers(0, 1 << 40)), min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=record_lists, source=st.sampled_from(CODECS), target=st.sampled_from(CODECS),
+       transactional=st.booleans())
+def test_recompressing_a_batch_keeps_every_field_and_record(records, source, target, transactional) -> None:
+    from pstream import _core
+
+    batch = _core.encode_batch(records, compression=source, producer_id=5, producer_epoch=2, base_sequence=9,
+                               base_offset=3, partition_leader_epoch=4, is_transactional=transactional)
+    out = _core.recompress_batch(batch, target)
+    assert _core.check_batch(out) is None           # sizes and a fresh CRC
+    before, after = _core.peek_batch(batch), _core.peek_batch(out)
+    assert after.compression == target
+    for field in ("base_offset", "last_offset", "record_count", "producer_id", "producer_epoch", "base_sequence",
+                  "is_transactional", "timestamp_type", "max_timestamp"):
+        assert getattr(after, field) == getattr(before, field), field
+    assert _core.decode_batch(out)[1] == _core.decode_batch(batch)[1]
+    if source == target:
+        assert out is batch
+
+
+def test_a_control_batch_is_never_recompressed() -> None:
+    from pstream import _core
+
+    marker = _core.encode_batch([(b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", [], None)], producer_id=1,
+                                producer_epoch=0, is_transactional=True, is_control=True)
+    assert _core.recompress_batch(marker, ZSTD) is marker

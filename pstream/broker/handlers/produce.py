@@ -107,13 +107,13 @@ def _check_magic(header) -> None:
         raise _Refused(ErrorCode.INVALID_RECORD, f"record batches must have magic 2, got {header.magic}")
 
 
-def check_records(config, part, batch: memoryview) -> None:
+def check_records(config, part, batch: memoryview, check_crc: bool = False) -> None:
     """_Refused unless the batch's records are valid (Kafka's LogValidator), nothing stored yet.
 
     A batch over max.message.bytes is left to the shard, which refuses it as too large
-    (MESSAGE_TOO_LARGE, as Kafka checks the size first); the CRC of an uncompressed batch
-    too, since the shard computes it as it appends."""
-    if len(batch) > config.max_message_bytes:
+    (MESSAGE_TOO_LARGE, as Kafka checks the size first); the CRC too, since the shard computes
+    it as it appends, unless the caller is about to recompress the batch (check_crc)."""
+    if len(batch) > config.max_message_bytes and not check_crc:
         return
     before, after = config.message_timestamp_before_max_ms, config.message_timestamp_after_max_ms
     create_time = part.timestamp_type == 0
@@ -121,7 +121,7 @@ def check_records(config, part, batch: memoryview) -> None:
     if before < NO_LIMIT or after < NO_LIMIT:   # Kafka's defaults set no limit: no clock read
         now = int(time.time() * 1000)
         limits = {"min_timestamp": max(now - before, -NO_LIMIT - 1), "max_timestamp": min(now + after, NO_LIMIT)}
-    fault = _core.check_batch(batch, check_crc=False, check_timestamps=True, create_time=create_time,
+    fault = _core.check_batch(batch, check_crc=check_crc, check_timestamps=True, create_time=create_time,
                               max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES, require_key=config.compacted, **limits)
     if fault is not None:
         if fault.keyless:
@@ -149,7 +149,13 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
         if header.compression == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
-        check_records(config, part, batch)
+        codec = config.compression_codec
+        recompress = codec is not None and header.compression != codec
+        check_records(config, part, batch, check_crc=recompress)
+        if recompress:
+            # The topic's compression.type: stored in its codec, as Kafka's broker does.
+            batch = _core.recompress_batch(batch, codec, level=config.compression_level(codec),
+                                           max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
         if header.producer_id >= 0:
             waits.append(_submit_idempotent(broker, part, batch, header.producer_id, header.producer_epoch,
                                             header.base_sequence, header.record_count, leader_only,
