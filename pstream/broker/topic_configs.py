@@ -46,54 +46,48 @@ CLEANUP_POLICY_VALUES = ("compact", "delete")   # Kafka's ValidList.in(compact, 
 
 @dataclass(frozen=True)
 class TopicSetting:
+    """A Kafka topic config pstream keeps a TopicConfig field for. Its type, range, documentation
+    and broker synonym are Kafka's (storage/kafka_configs.json)."""
     kafka_name: str
-    field: str                 # TopicConfig field
-    broker_name: str | None    # Kafka's broker-level synonym
-    broker_field: str | None   # BrokerConfig field behind it
-    type: ConfigType
-    unlimited: bool = False    # -1 means None (no limit)
-    doc: str = ""
-    low: float | None = None   # Kafka's range validator (Range.atLeast / between)
-    high: float | None = None
+    field: str                          # TopicConfig field
+    broker_field: str | None = None     # BrokerConfig field behind its broker synonym
+    unlimited: bool = False             # -1 means None (no limit)
+
+    @property
+    def type(self) -> ConfigType:
+        return ConfigType[TOPIC_CONFIG_DEFS[self.kafka_name].type]
+
+    @property
+    def broker_name(self) -> str | None:
+        synonyms = TOPIC_CONFIG_DEFS[self.kafka_name].synonyms
+        return synonyms[0][0] if synonyms else None
+
+    @property
+    def low(self):
+        validator = TOPIC_CONFIG_DEFS[self.kafka_name].validator or {}
+        return validator.get("min") if validator.get("kind") == "range" else None
+
+    @property
+    def high(self):
+        validator = TOPIC_CONFIG_DEFS[self.kafka_name].validator or {}
+        return validator.get("max") if validator.get("kind") == "range" else None
 
 
 TOPIC_SETTINGS = {s.kafka_name: s for s in (
-    TopicSetting("cleanup.policy", "cleanup_policy", "log.cleanup.policy", "cleanup_policy", ConfigType.LIST,
-                 doc="delete: old segments are removed by retention; compact: the cleaner keeps each key's "
-                     "latest record; compact,delete: both"),
-    TopicSetting("min.cleanable.dirty.ratio", "min_cleanable_dirty_ratio", "log.cleaner.min.cleanable.ratio",
-                 "min_cleanable_dirty_ratio", ConfigType.DOUBLE,
-                 doc="a compacted partition is cleaned once its uncleaned share of the log passes this",
-                 low=0, high=1),
-    TopicSetting("min.compaction.lag.ms", "min_compaction_lag_ms", "log.cleaner.min.compaction.lag.ms",
-                 "min_compaction_lag_ms", ConfigType.LONG, doc="records younger than this are never compacted",
-                 low=0),
-    TopicSetting("max.compaction.lag.ms", "max_compaction_lag_ms", "log.cleaner.max.compaction.lag.ms",
-                 "max_compaction_lag_ms", ConfigType.LONG,
-                 doc="records older than this make a partition due for cleaning whatever its dirty ratio", low=1),
-    TopicSetting("delete.retention.ms", "delete_retention_ms", "log.cleaner.delete.retention.ms",
-                 "delete_retention_ms", ConfigType.LONG,
-                 doc="how long a tombstone (a null value) is kept once its partition was cleaned", low=0),
-    TopicSetting("retention.ms", "retention_ms", "log.retention.ms", "retention_ms", ConfigType.LONG, True,
-                 "how long a segment is kept after its newest record (-1: forever)"),
-    TopicSetting("retention.bytes", "retention_bytes", "log.retention.bytes", "retention_bytes", ConfigType.LONG,
-                 True, "the size a partition is trimmed to by deleting old segments (-1: no limit)"),
-    TopicSetting("segment.bytes", "segment_bytes", "log.segment.bytes", "segment_bytes", ConfigType.INT,
-                 doc="size at which a segment is rolled"),
-    TopicSetting("segment.ms", "segment_ms", "log.roll.ms", "segment_ms", ConfigType.LONG, True,
-                 "age at which a segment is rolled"),
-    TopicSetting("max.message.bytes", "max_message_bytes", "message.max.bytes", "message_max_bytes",
-                 ConfigType.INT, doc="the largest record batch accepted"),
-    TopicSetting("message.timestamp.type", "message_timestamp_type", "log.message.timestamp.type", None,
-                 ConfigType.STRING, doc="CreateTime (the producer's) or LogAppendTime (the broker's clock)"),
-    TopicSetting("message.timestamp.before.max.ms", "message_timestamp_before_max_ms",
-                 "log.message.timestamp.before.max.ms", None, ConfigType.LONG,
-                 doc="how far before the broker's clock a CreateTime timestamp may be"),
-    TopicSetting("message.timestamp.after.max.ms", "message_timestamp_after_max_ms",
-                 "log.message.timestamp.after.max.ms", None, ConfigType.LONG,
-                 doc="how far after the broker's clock a CreateTime timestamp may be"),
-    TopicSetting("index.interval.bytes", "index_interval_bytes", "log.index.interval.bytes", None, ConfigType.INT,
-                 doc="bytes between offset index entries"),
+    TopicSetting("cleanup.policy", "cleanup_policy", "cleanup_policy"),
+    TopicSetting("min.cleanable.dirty.ratio", "min_cleanable_dirty_ratio", "min_cleanable_dirty_ratio"),
+    TopicSetting("min.compaction.lag.ms", "min_compaction_lag_ms", "min_compaction_lag_ms"),
+    TopicSetting("max.compaction.lag.ms", "max_compaction_lag_ms", "max_compaction_lag_ms"),
+    TopicSetting("delete.retention.ms", "delete_retention_ms", "delete_retention_ms"),
+    TopicSetting("retention.ms", "retention_ms", "retention_ms", unlimited=True),
+    TopicSetting("retention.bytes", "retention_bytes", "retention_bytes", unlimited=True),
+    TopicSetting("segment.bytes", "segment_bytes", "segment_bytes"),
+    TopicSetting("segment.ms", "segment_ms", "segment_ms", unlimited=True),
+    TopicSetting("max.message.bytes", "max_message_bytes", "message_max_bytes"),
+    TopicSetting("message.timestamp.type", "message_timestamp_type"),
+    TopicSetting("message.timestamp.before.max.ms", "message_timestamp_before_max_ms"),
+    TopicSetting("message.timestamp.after.max.ms", "message_timestamp_after_max_ms"),
+    TopicSetting("index.interval.bytes", "index_interval_bytes"),
 )}
 _BY_FIELD = {s.field: s for s in TOPIC_SETTINGS.values()}
 

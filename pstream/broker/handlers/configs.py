@@ -32,7 +32,7 @@ from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
 from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
 from pstream.storage.config import TopicConfig
-from pstream.storage.kafka_configs import TOPIC_CONFIG_DEFS, check_value, topic_config_def
+from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, topic_config_def
 
 TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -57,8 +57,9 @@ def _describe_broker(broker, keys, include_synonyms, include_doc):
     for s in TOPIC_SETTINGS.values():
         if s.broker_name and (keys is None or s.broker_name in keys):
             value, source = describe_broker_setting(s, broker.config)
-            entries.append(_entry(s.broker_name, value, source, [(s.broker_name, value, source)], s.type, s.doc,
-                                  include_synonyms, include_doc, read_only=True))
+            entries.append(_entry(s.broker_name, value, source, [(s.broker_name, value, source)], s.type,
+                                  BROKER_CONFIG_DEFS[s.broker_name].doc, include_synonyms, include_doc,
+                                  read_only=True))
     extra = {"broker.id": str(broker.node_id), "node.id": str(broker.node_id),
              "auto.create.topics.enable": str(broker.config.auto_create_topics).lower(),
              "num.partitions": str(broker.config.default_partitions),
