@@ -1128,6 +1128,22 @@ class Log:
             layout.fsync_dir(self.path)
             return doomed
 
+    def set_defaults(self, **topic_defaults) -> None:
+        """New defaults for topics (Kafka's dynamic broker configs): every topic takes them for
+        the settings it does not set itself, at once."""
+        with self._lock:
+            self._check_open()
+            self.defaults = TopicConfig.from_kwargs(**topic_defaults)
+            for topic in list(self._topics.values()):
+                topic.follow_defaults()
+
+    def reconfigure_cleaner(self, *, cleaner: bool, cleaner_threads: int, dedupe_buffer_bytes: int,
+                            cleaner_backoff_ms: int) -> None:
+        """The cleaner's threads and memory changed at run time: a pass in progress finishes,
+        then the threads start again with the new settings."""
+        self._cleaner.reconfigure(threads=cleaner_threads if cleaner else 0, dedupe_buffer_bytes=dedupe_buffer_bytes,
+                                  backoff_ms=cleaner_backoff_ms)
+
     async def run_blocking(self, fn, /, *args, **kwargs):
         """Awaits fn(*args, **kwargs) run on the Log's disk pool: for blocking disk work of
         callers on an event loop (config changes, DeleteRecords) that has no *_async method."""

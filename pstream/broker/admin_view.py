@@ -51,10 +51,10 @@ class BrokerAdminView:
         return internal_topic_error(topic) is not None
 
     def topic_configs(self, topic: str) -> dict:
-        config, t = self._broker.config, self._broker.log.get_topic(topic)
+        t = self._broker.log.get_topic(topic)
         out = {}
         for name in TOPIC_CONFIG_NAMES:
-            value, source, _synonyms = describe_topic_config(name, t, config)
+            value, source, _synonyms = describe_topic_config(name, t, self._broker)
             out[name] = {"value": value, "source": ConfigSource(source).name}
         return out
 

@@ -33,6 +33,7 @@ from pstream.admin.api import AdminApi, admin_url
 from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
 from pstream.broker.admin_view import BrokerAdminView
+from pstream.broker.broker_configs import DynamicBrokerConfigs
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
@@ -62,7 +63,9 @@ class Broker:
     config.data_dir, and leaves it open when it stops."""
 
     def __init__(self, config: BrokerConfig, log: pstream.Log | None = None):
-        self.config = config
+        self.config = config          # the settings in force: the static ones with the dynamic ones over them
+        self.static_config = config   # as started (flags, file, environment)
+        self.dynamic_configs = DynamicBrokerConfigs(os.path.join(config.data_dir, layout.NODE_DIR), config.node_id)
         self.node_id = config.node_id
         self.log: pstream.Log | None = log
         self.owns_log = log is None
@@ -114,6 +117,15 @@ class Broker:
         if meta.get("cluster_id") != self.cluster_id or meta.get("node_id") != self.node_id:
             layout.write_json_atomic(path, {"cluster_id": self.cluster_id, "node_id": self.node_id})
 
+    async def apply_dynamic_configs(self) -> None:
+        """Puts the dynamic broker configs in force without a restart (broker_configs.py)."""
+        old, new = self.config, self.dynamic_configs.apply_to(self.static_config)
+        self.config = new
+        if new.topic_defaults() != old.topic_defaults():
+            await self.log.run_blocking(self.log.set_defaults, **new.topic_defaults())
+        if new.cleaner_options() != old.cleaner_options():
+            await self.log.run_blocking(self.log.reconfigure_cleaner, **new.cleaner_options())
+
     # --- topics and producer state ---------------------------------------------------
 
     def forget_topic(self, topic: str) -> None:
@@ -162,8 +174,8 @@ class Broker:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        cfg = self.config
-        os.makedirs(cfg.data_dir, exist_ok=True)
+        os.makedirs(self.config.data_dir, exist_ok=True)
+        self.config = cfg = self.dynamic_configs.load().apply_to(self.static_config)
         if self.fault_injection and os.environ.get("PSTREAM_FAULTS"):
             armed = pstream._core.arm_faults_from_spec(os.environ["PSTREAM_FAULTS"])
             _log.warning("fault injection: %d fault(s) armed from PSTREAM_FAULTS=%r", armed,

@@ -402,6 +402,19 @@ _SETTINGS = (
 _BY_NAME = {s.name: s for s in _SETTINGS}
 _BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
 _BY_ENV = {ENV_PREFIX + s.name.upper(): s for s in _SETTINGS}
+# Kafka's broker config name -> the BrokerConfig field that holds it (where pstream has one).
+FIELD_OF_KAFKA_NAME = {s.kafka: s.name for s in _SETTINGS if s.kafka}
+
+
+def parse_kafka_value(name: str, text: str) -> Any:
+    """The BrokerConfig value of Kafka broker config `name` given as text (-1: unlimited where
+    the setting allows it); ConfigError with the setting's expectation otherwise."""
+    s = _BY_KEY[name]
+    try:
+        return s.kind.parse_text(text.strip())
+    except (TypeError, ValueError):
+        raise ConfigError(f"Invalid value {text} for configuration {name}: pstream's {s.name} must be "
+                          f"{s.kind.expect}") from None
 _DEFAULTS = {f.name: f.default for f in fields(BrokerConfig)}
 
 

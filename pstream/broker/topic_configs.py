@@ -24,6 +24,8 @@ from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS,
 
 class ConfigSource(enum.IntEnum):
     DYNAMIC_TOPIC_CONFIG = 1
+    DYNAMIC_BROKER_CONFIG = 2
+    DYNAMIC_DEFAULT_BROKER_CONFIG = 3
     STATIC_BROKER_CONFIG = 4
     DEFAULT_CONFIG = 5
 
@@ -202,7 +204,7 @@ def format_value(setting: TopicSetting, value) -> str:
     return str(value)
 
 
-def describe_topic_setting(setting: TopicSetting, topic, broker_config: BrokerConfig):
+def describe_topic_setting(setting: TopicSetting, topic, broker):
     """(value, source, synonyms [(name, value, source)]) of one setting of a topic."""
     value = format_value(setting, getattr(topic.config, setting.field))
     if setting.type == ConfigType.LIST and setting.field in topic.overrides:
@@ -211,22 +213,26 @@ def describe_topic_setting(setting: TopicSetting, topic, broker_config: BrokerCo
     if setting.field in topic.overrides:
         synonyms.append((setting.kafka_name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
     if setting.broker_name:
-        broker_value, broker_source = describe_broker_setting(setting, broker_config)
-        synonyms.append((setting.broker_name, broker_value, broker_source))
+        synonyms += broker_synonyms(setting, broker)
     source = synonyms[0][2] if synonyms else ConfigSource.DEFAULT_CONFIG
     return value, source, synonyms
 
 
-def describe_broker_setting(setting: TopicSetting, broker_config: BrokerConfig):
-    """(value, source) of the broker-level default behind a topic setting."""
+def broker_synonyms(setting: TopicSetting, broker) -> list:
+    """[(name, value, source)] of the broker-level settings behind a topic setting: a dynamic
+    one for this broker, a dynamic cluster default, then the static (or default) one."""
     from pstream.storage.config import TopicConfig
 
+    name, dynamic = setting.broker_name, broker.dynamic_configs
+    out = [(name, scope[name], source) for scope, source in (
+        (dynamic.broker, ConfigSource.DYNAMIC_BROKER_CONFIG), (dynamic.cluster, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
+        if name in scope]
     if setting.broker_field is None:
-        return format_value(setting, getattr(TopicConfig(), setting.field)), ConfigSource.DEFAULT_CONFIG
-    value = getattr(broker_config, setting.broker_field)
+        return out + [(name, format_value(setting, getattr(TopicConfig(), setting.field)), ConfigSource.DEFAULT_CONFIG)]
+    value = getattr(broker.static_config, setting.broker_field)
     default = getattr(BrokerConfig(), setting.broker_field)
     source = ConfigSource.DEFAULT_CONFIG if value == default else ConfigSource.STATIC_BROKER_CONFIG
-    return format_value(setting, value), source
+    return out + [(name, format_value(setting, value), source)]
 
 
 # Every Kafka topic config, in the order DescribeConfigs and CreateTopics list them.
@@ -235,11 +241,11 @@ TOPIC_CONFIG_NAMES = tuple(sorted(TOPIC_CONFIG_DEFS))
 _CONVERT = {"identity": 1, "MINUTES_TO_MILLISECONDS": 60_000, "HOURS_TO_MILLISECONDS": 3_600_000}
 
 
-def describe_topic_config(name: str, topic, broker_config: BrokerConfig):
+def describe_topic_config(name: str, topic, broker):
     """(value, source, synonyms [(name, value, source)]) of any Kafka topic config of a topic."""
     setting = TOPIC_SETTINGS.get(name)
     if setting is not None:
-        return describe_topic_setting(setting, topic, broker_config)
+        return describe_topic_setting(setting, topic, broker)
     d = TOPIC_CONFIG_DEFS[name]
     synonyms = []
     value = topic.config.kafka_configs.get(name, d.default)
@@ -263,24 +269,3 @@ def topic_config_type(name: str) -> ConfigType:
 
 def setting_for_field(field: str) -> TopicSetting | None:
     return _BY_FIELD.get(field)
-
-
-# The cleaner's broker settings that no topic config stands for (DescribeConfigs of the broker).
-CLEANER_BROKER_SETTINGS = (
-    ("log.cleaner.enable", "cleaner_enable", ConfigType.BOOLEAN, "whether the log cleaner runs"),
-    ("log.cleaner.threads", "cleaner_threads", ConfigType.INT, "threads that clean compacted partitions"),
-    ("log.cleaner.dedupe.buffer.size", "cleaner_dedupe_buffer_bytes", ConfigType.LONG,
-     "memory of each cleaner thread's key -> offset map"),
-    ("log.cleaner.backoff.ms", "cleaner_backoff_ms", ConfigType.LONG, "sleep of a cleaner thread with nothing due"),
-)
-
-
-def cleaner_broker_settings(broker_config: BrokerConfig) -> list[tuple[str, str, ConfigSource, ConfigType, str]]:
-    """[(Kafka name, value, source, type, doc)] of the cleaner's own broker settings."""
-    out = []
-    defaults = BrokerConfig()
-    for name, field, config_type, doc in CLEANER_BROKER_SETTINGS:
-        value = getattr(broker_config, field)
-        source = ConfigSource.DEFAULT_CONFIG if value == getattr(defaults, field) else ConfigSource.STATIC_BROKER_CONFIG
-        out.append((name, str(value).lower() if isinstance(value, bool) else str(value), source, config_type, doc))
-    return out

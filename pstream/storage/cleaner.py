@@ -89,6 +89,14 @@ class LogCleaner:
                 thread.join()
         self._threads.clear()
 
+    def reconfigure(self, *, threads: int, dedupe_buffer_bytes: int, backoff_ms: int) -> None:
+        """New settings at run time (Kafka's dynamic log.cleaner.*): the threads stop, a pass in
+        progress finishing first, and start again with them."""
+        self.stop()
+        self.threads, self.dedupe_buffer_bytes, self.backoff_ms = threads, dedupe_buffer_bytes, backoff_ms
+        self._stop = threading.Event()
+        self.start()
+
     def wake(self) -> None:
         """Looks for due partitions now instead of at the end of the backoff."""
         self._wake.set()

@@ -845,9 +845,13 @@ def test_describe_configs_of_the_broker_lists_its_static_settings(broker_factory
     admin = confluent_admin(broker)
     resource = ConfigResource("broker", "0")
     configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert len(configs) == 315   # every broker config of Kafka 3.9 that is not internal
     assert configs["num.partitions"].value == "2" and configs["num.partitions"].is_read_only
-    assert configs["log.retention.ms"].value == "604800000"
+    assert configs["log.retention.ms"].value == "604800000"   # pstream's, which Kafka's 168 hours make too
     assert configs["auto.create.topics.enable"].value == "true"
+    assert configs["advertised.listeners"].value == f"PLAINTEXT://{broker.bootstrap}"
+    assert configs["log.dirs"].value == os.path.abspath(broker.data_dir)
+    assert configs["ssl.keystore.password"].is_sensitive and configs["ssl.keystore.password"].value is None
     req_cls, _ = raw_kafka.codecs("DescribeConfigs")
     with raw(broker) as conn:   # librdkafka would route this to the (absent) node 7 itself
         [result] = conn.call("DescribeConfigs", 4, req_cls(resources=[req_cls.DescribeConfigsResource(

@@ -30,6 +30,13 @@ def hang_watchdog(request: pytest.FixtureRequest):
     faulthandler.cancel_dump_traceback_later()
 
 
+@pytest.fixture(autouse=True)
+def no_fault_left_armed():
+    """A fault test that fails before it disarms must not fail every test after it."""
+    yield
+    pstream._core.disarm_faults()
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

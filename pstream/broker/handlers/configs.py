@@ -1,25 +1,24 @@
-"""DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics (and describing the broker).
+"""DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics and the broker.
 
 Topic configs are stored in the topic's metadata, described with their source
 (DYNAMIC_TOPIC_CONFIG when set for the topic, STATIC_BROKER_CONFIG when the broker's
 setting differs from Kafka's default, else DEFAULT_CONFIG) and applied to the open
-partitions at once. Broker settings are static: set at start, described read-only.
+partitions at once. Broker configs: broker_configs.py (every Kafka broker config described;
+the dynamic ones stored and applied without a restart).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+from pstream.broker.broker_configs import check_change, describe_broker
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_topic, internal_topic_error
 from pstream.broker.topic_configs import (
     TOPIC_CONFIG_NAMES,
     TOPIC_SETTINGS,
-    ConfigType,
     apply_list_operation,
     check_together,
-    cleaner_broker_settings,
-    describe_broker_setting,
     describe_topic_config,
     format_value,
     parse_topic_configs,
@@ -47,35 +46,18 @@ def _entry(name, value, source, synonyms, config_type, doc, include_synonyms, in
 
 
 def _describe_topic(broker, topic, keys, include_synonyms, include_doc):
-    return [_entry(name, *describe_topic_config(name, topic, broker.config), topic_config_type(name),
+    return [_entry(name, *describe_topic_config(name, topic, broker), topic_config_type(name),
                    TOPIC_CONFIG_DEFS[name].doc, include_synonyms, include_doc)
             for name in TOPIC_CONFIG_NAMES if keys is None or name in keys]
 
 
-def _describe_broker(broker, keys, include_synonyms, include_doc):
-    entries = []
-    for s in TOPIC_SETTINGS.values():
-        if s.broker_name and (keys is None or s.broker_name in keys):
-            value, source = describe_broker_setting(s, broker.config)
-            entries.append(_entry(s.broker_name, value, source, [(s.broker_name, value, source)], s.type,
-                                  BROKER_CONFIG_DEFS[s.broker_name].doc, include_synonyms, include_doc,
-                                  read_only=True))
-    extra = {"broker.id": str(broker.node_id), "node.id": str(broker.node_id),
-             "auto.create.topics.enable": str(broker.config.auto_create_topics).lower(),
-             "num.partitions": str(broker.config.default_partitions),
-             "default.replication.factor": "1",
-             "socket.request.max.bytes": str(broker.config.socket_request_max_bytes),
-             "connections.max.idle.ms": str(broker.config.connections_max_idle_ms),
-             "log.dirs": broker.config.data_dir}
-    for name, value in extra.items():
-        if keys is None or name in keys:
-            entries.append(_entry(name, value, 4, [(name, value, 4)], ConfigType.STRING, "", include_synonyms,
-                                  include_doc, read_only=True))
-    for name, value, source, config_type, doc in cleaner_broker_settings(broker.config):
-        if keys is None or name in keys:
-            entries.append(_entry(name, value, source, [(name, value, source)], config_type, doc, include_synonyms,
-                                  include_doc, read_only=True))
-    return entries
+def _describe_broker(broker, resource_name, keys, include_synonyms, include_doc):
+    return [Entry(name=e.name, value=e.value, read_only=e.read_only, is_default=e.source == 5,
+                  config_source=e.source, is_sensitive=e.sensitive, config_type=e.type,
+                  documentation=e.doc if include_doc else None,
+                  synonyms=[Synonym(name=n, value=v, source=src) for n, v, src in e.synonyms]
+                  if include_synonyms else [])
+            for e in describe_broker(broker, resource_name, keys)]
 
 
 @api("DescribeConfigs", 0, 4)
@@ -95,7 +77,8 @@ def handle_describe_configs(ctx, request):
                 result.configs = _describe_topic(broker, topic, keys, request.include_synonyms,
                                                  request.include_documentation)
         elif res.resource_type == BROKER and res.resource_name in ("", str(broker.node_id)):
-            result.configs = _describe_broker(broker, keys, request.include_synonyms, request.include_documentation)
+            result.configs = _describe_broker(broker, res.resource_name, keys, request.include_synonyms,
+                                              request.include_documentation)
         else:
             result.error_code = ErrorCode.INVALID_REQUEST
             result.error_message = f"cannot describe resource type {res.resource_type} {res.resource_name!r}"
@@ -103,11 +86,44 @@ def handle_describe_configs(ctx, request):
     return DescribeConfigsResponse(throttle_time_ms=0, results=results)
 
 
+async def _alter_broker(broker, name, changes, replace_all: bool, validate_only: bool):
+    """(error code, message) of dynamic broker config changes [(config name, value or None to
+    delete)] on resource `name` (this node's id, or "" for the cluster default); replace_all:
+    AlterConfigs, whose configs become the only ones of that resource."""
+    dynamic = broker.dynamic_configs
+    if name not in ("", dynamic.node):
+        return ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {dynamic.node} or empty string, but " \
+                                          f"received {name}"
+    try:
+        checked = [(config, check_change(dynamic, name, config, value)) for config, value in changes]
+    except ConfigError as exc:
+        return exc.kafka_error, str(exc)
+    if validate_only:
+        return ErrorCode.NONE, None
+    scope = dynamic.scope(name)
+    before = dict(scope)
+    if replace_all:
+        scope.clear()
+    for config, value in checked:
+        if value is None:
+            scope.pop(config, None)
+        else:
+            scope[config] = value
+    try:
+        await broker.log.run_blocking(dynamic.save)
+        await broker.apply_dynamic_configs()
+    except Exception as exc:   # not persisted or not applicable: as it was
+        scope.clear()
+        scope.update(before)
+        raise exc
+    return ErrorCode.NONE, None
+
+
 async def _alter(broker, resource_type, name, change, validate_only):
     """(error code, message) of applying change(topic) -> None to a topic: on the Log's disk
     pool unless validate_only, since persisting topic.json fsyncs."""
     if resource_type != TOPIC:
-        return ErrorCode.INVALID_REQUEST, "broker settings are static in pstream: set them when starting it"
+        return ErrorCode.INVALID_REQUEST, f"cannot alter resource type {resource_type} {name!r}"
     topic, error = find_topic(broker, name)
     if topic is None:
         return error, f"topic {name!r} does not exist"
@@ -157,8 +173,14 @@ async def handle_alter_configs(ctx, request):
                 TopicConfig.from_kwargs(ctx.broker.log.defaults, **settings)
             else:
                 topic.replace_config(**settings)
-        code, message = refused.get(id(res)) or await _alter(ctx.broker, res.resource_type, res.resource_name,
-                                                             replace, request.validate_only)
+        if id(res) in refused:
+            code, message = refused[id(res)]
+        elif res.resource_type == BROKER:
+            code, message = await _alter_broker(ctx.broker, res.resource_name, [(c.name, c.value) for c in res.configs],
+                                                True, request.validate_only)
+        else:
+            code, message = await _alter(ctx.broker, res.resource_type, res.resource_name, replace,
+                                         request.validate_only)
         responses.append(AlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
     return AlterConfigsResponse(throttle_time_ms=0, responses=responses)
@@ -214,6 +236,28 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
         topic.replace_config(**overrides)
 
 
+async def _alter_broker_incremental(broker, res, validate_only: bool):
+    """IncrementalAlterConfigs on the broker: SET and DELETE; APPEND and SUBTRACT on LIST configs."""
+    changes = []
+    scope = broker.dynamic_configs.scope(res.resource_name)
+    for c in res.configs:
+        d = BROKER_CONFIG_DEFS.get(c.name)
+        if c.config_operation in (APPEND, SUBTRACT) and d is not None:
+            if d.type != "LIST":
+                return ErrorCode.INVALID_CONFIG, f"Can't {'APPEND' if c.config_operation == APPEND else 'SUBTRACT'} " \
+                                                 f"to key {c.name} because its type is not LIST."
+            items = [i for i in scope.get(c.name, d.default or "").split(",") if i]
+            given = [i.strip() for i in (c.value or "").split(",") if i.strip()]
+            items = items + [i for i in given if i not in items] if c.config_operation == APPEND \
+                else [i for i in items if i not in given]
+            changes.append((c.name, ",".join(items)))
+        elif c.config_operation in (SET, DELETE, APPEND, SUBTRACT):
+            changes.append((c.name, c.value if c.config_operation == SET else None))
+        else:
+            return ErrorCode.INVALID_REQUEST, f"unknown config operation {c.config_operation} for {c.name}"
+    return await _alter_broker(broker, res.resource_name, changes, False, validate_only)
+
+
 @api("IncrementalAlterConfigs", 0, 1)
 async def handle_incremental_alter_configs(ctx, request):
     refused = _shape_errors(request.resources, incremental=True)
@@ -221,8 +265,13 @@ async def handle_incremental_alter_configs(ctx, request):
     for res in request.resources:
         def change(topic, validate_only, res=res):
             _incremental(ctx.broker.log.defaults, topic, res.configs, validate_only)
-        code, message = refused.get(id(res)) or await _alter(ctx.broker, res.resource_type, res.resource_name,
-                                                             change, request.validate_only)
+        if id(res) in refused:
+            code, message = refused[id(res)]
+        elif res.resource_type == BROKER:
+            code, message = await _alter_broker_incremental(ctx.broker, res, request.validate_only)
+        else:
+            code, message = await _alter(ctx.broker, res.resource_type, res.resource_name, change,
+                                         request.validate_only)
         responses.append(IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
             error_code=code, error_message=message, resource_type=res.resource_type, resource_name=res.resource_name))
     return IncrementalAlterConfigsResponse(throttle_time_ms=0, responses=responses)

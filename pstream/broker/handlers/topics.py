@@ -129,7 +129,7 @@ async def _create_one(broker, t, validate_only: bool, version: int):
 
 
 def _created_config(broker, topic, name):
-    value, source, _ = describe_topic_config(name, topic, broker.config)
+    value, source, _ = describe_topic_config(name, topic, broker)
     return CreateTopicsResponse.CreatableTopicConfigs(name=name, value=value, read_only=False,
                                                       config_source=source, is_sensitive=False)
 

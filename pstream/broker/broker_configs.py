@@ -1,0 +1,152 @@
+"""The broker resource of DescribeConfigs, AlterConfigs and IncrementalAlterConfigs.
+
+Every Kafka 3.9 broker config (storage/kafka_configs.json) is described as Kafka describes its
+broker: where pstream has a setting, its value (STATIC_BROKER_CONFIG when set at start to other
+than pstream's default; the listeners, log.dirs, the ids and roles always), otherwise Kafka's
+default; a sensitive config shows no value.
+
+The configs Kafka lets change at run time (per-broker, or cluster-wide) can be set on this broker
+(resource name "<node id>") or as the cluster default (""). They are kept in
+<data>/@node/dynamic-configs.json, a broker setting over a cluster default over the static
+setting, and applied at once: topic defaults (retention, segments, message.max.bytes, the
+cleaner's topic settings) to every topic that does not set its own, the cleaner's threads and
+memory by restarting its threads, max.connections at the next accept. Dynamic configs pstream
+has no setting for are kept and described.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from pstream.broker.config import FIELD_OF_KAFKA_NAME, BrokerConfig, parse_kafka_value
+from pstream.broker.topic_configs import ConfigSource, ConfigType
+from pstream.errors import ConfigError
+from pstream.storage import layout
+from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, check_value, java_double
+
+DYNAMIC_FILE = "dynamic-configs.json"
+
+
+@dataclass
+class BrokerEntry:
+    name: str
+    value: str | None
+    source: ConfigSource
+    synonyms: list   # [(name, value, source)]
+    type: ConfigType
+    doc: str
+    read_only: bool
+    sensitive: bool
+
+
+class DynamicBrokerConfigs:
+    """The dynamic broker configs set through the Kafka API: this broker's and the cluster
+    default, by Kafka name, as described (kafka_configs.check_value)."""
+
+    def __init__(self, node_dir: str, node_id: int):
+        self.path = os.path.join(node_dir, DYNAMIC_FILE)
+        self.node = str(node_id)
+        self.broker: dict[str, str] = {}
+        self.cluster: dict[str, str] = {}
+
+    def load(self) -> "DynamicBrokerConfigs":
+        if os.path.exists(self.path):
+            data = layout.read_json(self.path)
+            self.broker, self.cluster = dict(data.get("broker", {})), dict(data.get("cluster", {}))
+        return self
+
+    def save(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        layout.write_json_atomic(self.path, {"broker": self.broker, "cluster": self.cluster})
+
+    def scope(self, resource_name: str) -> dict:
+        return self.broker if resource_name == self.node else self.cluster
+
+    def apply_to(self, static: BrokerConfig) -> BrokerConfig:
+        """The static settings with the dynamic ones pstream has a setting for laid over them."""
+        changes = {}
+        for name in {**self.cluster, **self.broker}:
+            if name in FIELD_OF_KAFKA_NAME:
+                changes[FIELD_OF_KAFKA_NAME[name]] = parse_kafka_value(name, self.broker.get(name, self.cluster.get(name)))
+        return replace(static, **changes)
+
+
+def check_change(dynamic: DynamicBrokerConfigs, resource_name: str, name: str, value: str | None) -> str | None:
+    """A SET of broker config `name` on resource `resource_name` checked as Kafka checks it: the
+    value as it will be described, or None for a DELETE (value None). ConfigError otherwise."""
+    d = BROKER_CONFIG_DEFS.get(name)
+    if d is None:
+        raise ConfigError(f"Unknown broker config name: {name}")
+    if d.dynamic == "read-only":
+        raise ConfigError(f"Cannot update these configs dynamically: Set({name})")
+    if d.dynamic == "per-broker" and resource_name != dynamic.node:
+        raise ConfigError(f"Cannot update these configs at default cluster level, broker id must be specified: "
+                          f"Set({name})")
+    if value is None:
+        return None
+    described = check_value(d, value)
+    if name in FIELD_OF_KAFKA_NAME:
+        parse_kafka_value(name, described)   # pstream's own bounds (a segment below 4 GiB, say)
+    return described
+
+
+def _text(value) -> str:
+    if value is None:
+        return "-1"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return java_double(value)
+    return str(value)
+
+
+def _pstream_settings(broker) -> dict[str, tuple[str | None, str | None]]:
+    """(value, pstream's default) of each Kafka broker config pstream has a setting for, as Kafka
+    prints them. A default of None: the value is what it is (the listeners, the data directory,
+    the ids), always described as set."""
+    cfg, defaults = broker.static_config, BrokerConfig()
+    listen_port = broker.bound_address[1] if getattr(broker, "bound_address", None) else cfg.listen_port
+    flush_always = BROKER_CONFIG_DEFS["log.flush.interval.messages"].default if cfg.flush != "always" else "1"
+    out = {name: (_text(getattr(cfg, field)), _text(getattr(defaults, field)))
+           for name, field in FIELD_OF_KAFKA_NAME.items() if name in BROKER_CONFIG_DEFS}
+    out.update({"listeners": (f"PLAINTEXT://{cfg.listen_host}:{listen_port}", None),
+                "advertised.listeners": (f"PLAINTEXT://{broker.host}:{broker.port}", None),
+                "log.dirs": (os.path.abspath(cfg.data_dir), None), "broker.id": (str(cfg.node_id), None),
+                "process.roles": ("broker,controller", None),
+                "log.flush.interval.messages": (flush_always, "1"),   # flush="always": every batch
+                "log.flush.interval.ms": (str(cfg.flush_ms) if cfg.flush == "interval" else None,
+                                          BROKER_CONFIG_DEFS["log.flush.interval.ms"].default)})
+    return out
+
+
+def describe_broker(broker, resource_name: str, keys) -> list[BrokerEntry]:
+    """The entries of DescribeConfigs of the broker resource ("": the cluster defaults set)."""
+    dynamic: DynamicBrokerConfigs = broker.dynamic_configs
+    ours = _pstream_settings(broker) if resource_name else {}
+    names = sorted(BROKER_CONFIG_DEFS) if resource_name else sorted(dynamic.cluster)
+    out = []
+    for name in names:
+        if keys is not None and name not in keys:
+            continue
+        d = BROKER_CONFIG_DEFS[name]
+        static, default = ours.get(name, (None, d.default))
+        if static is not None and static == default:
+            static = None    # pstream's default: described as not set
+        if default is None and name in ours:
+            default = d.default
+        synonyms = []
+        if resource_name and name in dynamic.broker:
+            synonyms.append((name, dynamic.broker[name], ConfigSource.DYNAMIC_BROKER_CONFIG))
+        if name in dynamic.cluster:
+            synonyms.append((name, dynamic.cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
+        if static is not None:
+            synonyms.append((name, static, ConfigSource.STATIC_BROKER_CONFIG))
+        if default is not None:
+            synonyms.append((name, default, ConfigSource.DEFAULT_CONFIG))
+        value, source = (synonyms[0][1], synonyms[0][2]) if synonyms else (None, ConfigSource.DEFAULT_CONFIG)
+        if d.sensitive:
+            value, synonyms = None, [(n, None, s) for n, _, s in synonyms if s != ConfigSource.DEFAULT_CONFIG]
+        out.append(BrokerEntry(name, value, source, synonyms, ConfigType[d.type], d.doc,
+                               read_only=d.dynamic == "read-only", sensitive=d.sensitive))
+    return out
