@@ -17,6 +17,7 @@ has no setting for are kept and described.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 
 from pstream.broker.config import FIELD_OF_KAFKA_NAME, BrokerConfig, parse_kafka_value
@@ -72,23 +73,31 @@ class DynamicBrokerConfigs:
         return replace(static, **changes)
 
 
-def check_change(dynamic: DynamicBrokerConfigs, resource_name: str, name: str, value: str | None) -> str | None:
-    """A SET of broker config `name` on resource `resource_name` checked as Kafka checks it: the
-    value as it will be described, or None for a DELETE (value None). ConfigError otherwise."""
-    d = BROKER_CONFIG_DEFS.get(name)
-    if d is None:
-        raise ConfigError(f"Unknown broker config name: {name}")
-    if d.dynamic == "read-only":
-        raise ConfigError(f"Cannot update these configs dynamically: Set({name})")
-    if d.dynamic == "per-broker" and resource_name != dynamic.node:
+def check_changes(dynamic: DynamicBrokerConfigs, resource_name: str, changes) -> list:
+    """[(name, value as described, or None to delete)] of SETs and DELETEs [(name, value or
+    None)] on resource `resource_name`, checked in Kafka's order (ConfigAdminManager): the
+    resource, then the names (all of them), then the values. A name Kafka does not know is kept,
+    as Kafka keeps it; a DELETE is always taken. ConfigError (Kafka answers INVALID_REQUEST)."""
+    if resource_name and not re.fullmatch(r"-?[0-9]+", resource_name):
+        raise ConfigError(f"Node id must be an integer, but it is: {resource_name}")
+    if resource_name not in ("", dynamic.node):
+        raise ConfigError(f"Unexpected broker id, expected {dynamic.node}, but received {resource_name}")
+    sets = [name for name, value in changes if value is not None and name in BROKER_CONFIG_DEFS]
+    static = [name for name in sets if BROKER_CONFIG_DEFS[name].dynamic == "read-only"]
+    if static:
+        raise ConfigError(f"Cannot update these configs dynamically: Set({', '.join(static)})")
+    per_broker = [name for name in sets if BROKER_CONFIG_DEFS[name].dynamic == "per-broker"]
+    if per_broker and not resource_name:
         raise ConfigError(f"Cannot update these configs at default cluster level, broker id must be specified: "
-                          f"Set({name})")
-    if value is None:
-        return None
-    described = check_value(d, value)
-    if name in FIELD_OF_KAFKA_NAME:
-        parse_kafka_value(name, described)   # pstream's own bounds (a segment below 4 GiB, say)
-    return described
+                          f"Set({', '.join(per_broker)})")
+    checked = []
+    for name, value in changes:
+        if value is not None and name in BROKER_CONFIG_DEFS:
+            value = check_value(BROKER_CONFIG_DEFS[name], value)
+            if name in FIELD_OF_KAFKA_NAME:
+                parse_kafka_value(name, value)   # pstream's own bounds (a segment below 4 GiB, say)
+        checked.append((name, value))
+    return checked
 
 
 def _text(value) -> str:
@@ -129,14 +138,25 @@ def describe_broker(broker, resource_name: str, keys) -> list[BrokerEntry]:
     for name in names:
         if keys is not None and name not in keys:
             continue
-        d = BROKER_CONFIG_DEFS[name]
+        d = BROKER_CONFIG_DEFS.get(name)
+        if d is None:   # a name Kafka does not know, kept as Kafka keeps it: described as Kafka does
+            out.append(BrokerEntry(name, None, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
+                                   [(name, None, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)], ConfigType.UNKNOWN, "",
+                                   read_only=True, sensitive=True))
+            continue
+        if not resource_name:
+            value = dynamic.cluster[name]
+            out.append(BrokerEntry(name, None if d.sensitive else value, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
+                                   [(name, None if d.sensitive else value, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)],
+                                   ConfigType[d.type], d.doc, read_only=False, sensitive=d.sensitive))
+            continue
         static, default = ours.get(name, (None, d.default))
         if static is not None and static == default:
             static = None    # pstream's default: described as not set
         if default is None and name in ours:
             default = d.default
         synonyms = []
-        if resource_name and name in dynamic.broker:
+        if name in dynamic.broker:
             synonyms.append((name, dynamic.broker[name], ConfigSource.DYNAMIC_BROKER_CONFIG))
         if name in dynamic.cluster:
             synonyms.append((name, dynamic.cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))

@@ -31,6 +31,7 @@ class ConfigSource(enum.IntEnum):
 
 
 class ConfigType(enum.IntEnum):
+    UNKNOWN = 0
     BOOLEAN = 1
     STRING = 2
     INT = 3

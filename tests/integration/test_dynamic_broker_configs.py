@@ -110,23 +110,30 @@ def test_dynamic_configs_survive_a_restart(broker):
         "log.cleaner.backoff.ms": ("5000", DYNAMIC_DEFAULT)}
 
 
-@pytest.mark.parametrize("resource,ops,error", [
-    ("0", [("log.dirs", SET, "/elsewhere")], (ErrorCode.INVALID_CONFIG,
-                                              "Cannot update these configs dynamically: Set(log.dirs)")),
+# (resource, operations) -> what Kafka 3.9.2 answers (asked of Kafka itself: tools/kafka-configs)
+REFUSED = [
+    ("0", [("log.dirs", SET, "/elsewhere"), ("num.partitions", SET, "0")],
+     (ErrorCode.INVALID_REQUEST, "Cannot update these configs dynamically: Set(log.dirs, num.partitions)")),
     ("", [("advertised.listeners", SET, "PLAINTEXT://127.0.0.1:1")],
-     (ErrorCode.INVALID_CONFIG, "Cannot update these configs at default cluster level, broker id must be "
-                                "specified: Set(advertised.listeners)")),
-    ("0", [("no.such.config", SET, "1")], (ErrorCode.INVALID_CONFIG, "Unknown broker config name: no.such.config")),
+     (ErrorCode.INVALID_REQUEST, "Cannot update these configs at default cluster level, broker id must be "
+                                 "specified: Set(advertised.listeners)")),
     ("0", [("log.retention.ms", SET, "soon")],
-     (ErrorCode.INVALID_CONFIG, "Invalid value soon for configuration log.retention.ms: Not a number of type LONG")),
+     (ErrorCode.INVALID_REQUEST, "Invalid value soon for configuration log.retention.ms: Not a number of type LONG")),
+    ("0", [("log.cleaner.threads", SET, "-1")],
+     (ErrorCode.INVALID_REQUEST, "Invalid value -1 for configuration log.cleaner.threads: Value must be at least 0")),
     ("0", [("log.segment.bytes", SET, "5000000000")],
-     (ErrorCode.INVALID_CONFIG, "Invalid value 5000000000 for configuration log.segment.bytes: Not a number of "
-                                "type INT")),
+     (ErrorCode.INVALID_REQUEST, "Invalid value 5000000000 for configuration log.segment.bytes: Not a number of "
+                                 "type INT")),
     ("7", [("log.retention.ms", SET, "1")],
-     (ErrorCode.INVALID_REQUEST, "Unexpected broker id, expected 0 or empty string, but received 7")),
+     (ErrorCode.INVALID_REQUEST, "Unexpected broker id, expected 0, but received 7")),
+    ("abc", [("log.retention.ms", SET, "1")],
+     (ErrorCode.INVALID_REQUEST, "Node id must be an integer, but it is: abc")),
     ("0", [("log.retention.ms", APPEND, "1")],
-     (ErrorCode.INVALID_CONFIG, "Can't APPEND to key log.retention.ms because its type is not LIST.")),
-])
+     (ErrorCode.INVALID_CONFIG, "Config value append is not allowed for config key: log.retention.ms")),
+]
+
+
+@pytest.mark.parametrize("resource,ops,error", REFUSED)
 def test_what_kafka_refuses_is_refused_and_nothing_changes(conn, resource, ops, error):
     assert alter(conn, resource, *ops) == error
     assert describe(conn, 4, "") == {}
@@ -141,3 +148,12 @@ def test_validate_only_and_legacy_alter_configs(conn):
     view = describe(conn, 4, "0", ["log.retention.ms", "log.retention.bytes"])
     assert (view["log.retention.ms"][:2], view["log.retention.bytes"][:2]) == \
         (("604800000", DEFAULT), ("2000000", DYNAMIC_BROKER))
+
+
+def test_a_name_kafka_does_not_know_is_kept_as_kafka_keeps_it_and_delete_always_succeeds(conn):
+    assert alter(conn, "", ("custom.plugin.setting", SET, "x")) == (0, None)
+    assert describe(conn, 4, "")["custom.plugin.setting"] == (None, DYNAMIC_DEFAULT,
+                                                              [("custom.plugin.setting", None, DYNAMIC_DEFAULT)])
+    assert alter(conn, "0", ("log.dirs", DELETE, None), ("no.such", DELETE, None)) == (0, None)
+    assert alter(conn, "", ("custom.plugin.setting", DELETE, None)) == (0, None)
+    assert describe(conn, 4, "") == {}

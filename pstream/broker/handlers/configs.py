@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pstream.broker.broker_configs import check_change, describe_broker
+from pstream.broker.broker_configs import check_changes, describe_broker
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_topic, internal_topic_error
 from pstream.broker.topic_configs import (
@@ -79,6 +79,10 @@ def handle_describe_configs(ctx, request):
         elif res.resource_type == BROKER and res.resource_name in ("", str(broker.node_id)):
             result.configs = _describe_broker(broker, res.resource_name, keys, request.include_synonyms,
                                               request.include_documentation)
+        elif res.resource_type == BROKER:
+            result.error_code = ErrorCode.INVALID_REQUEST
+            result.error_message = f"Unexpected broker id, expected {broker.node_id} or empty string, but received " \
+                                   f"{res.resource_name}"
         else:
             result.error_code = ErrorCode.INVALID_REQUEST
             result.error_message = f"cannot describe resource type {res.resource_type} {res.resource_name!r}"
@@ -91,13 +95,10 @@ async def _alter_broker(broker, name, changes, replace_all: bool, validate_only:
     delete)] on resource `name` (this node's id, or "" for the cluster default); replace_all:
     AlterConfigs, whose configs become the only ones of that resource."""
     dynamic = broker.dynamic_configs
-    if name not in ("", dynamic.node):
-        return ErrorCode.INVALID_REQUEST, f"Unexpected broker id, expected {dynamic.node} or empty string, but " \
-                                          f"received {name}"
     try:
-        checked = [(config, check_change(dynamic, name, config, value)) for config, value in changes]
+        checked = check_changes(dynamic, name, changes)
     except ConfigError as exc:
-        return exc.kafka_error, str(exc)
+        return ErrorCode.INVALID_REQUEST, str(exc)
     if validate_only:
         return ErrorCode.NONE, None
     scope = dynamic.scope(name)
@@ -112,10 +113,10 @@ async def _alter_broker(broker, name, changes, replace_all: bool, validate_only:
     try:
         await broker.log.run_blocking(dynamic.save)
         await broker.apply_dynamic_configs()
-    except Exception as exc:   # not persisted or not applicable: as it was
+    except BaseException:   # not persisted or not applicable: as it was
         scope.clear()
         scope.update(before)
-        raise exc
+        raise
     return ErrorCode.NONE, None
 
 
@@ -244,8 +245,8 @@ async def _alter_broker_incremental(broker, res, validate_only: bool):
         d = BROKER_CONFIG_DEFS.get(c.name)
         if c.config_operation in (APPEND, SUBTRACT) and d is not None:
             if d.type != "LIST":
-                return ErrorCode.INVALID_CONFIG, f"Can't {'APPEND' if c.config_operation == APPEND else 'SUBTRACT'} " \
-                                                 f"to key {c.name} because its type is not LIST."
+                return ErrorCode.INVALID_CONFIG, f"Config value {'append' if c.config_operation == APPEND else 'subtract'} " \
+                                                 f"is not allowed for config key: {c.name}"
             items = [i for i in scope.get(c.name, d.default or "").split(",") if i]
             given = [i.strip() for i in (c.value or "").split(",") if i.strip()]
             items = items + [i for i in given if i not in items] if c.config_operation == APPEND \
