@@ -32,6 +32,8 @@ APIS = [
     "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
     "AddPartitionsToTxn", "AddOffsetsToTxn", "EndTxn", "WriteTxnMarkers", "TxnOffsetCommit",
     "DescribeTransactions", "ListTransactions",
+    "DescribeTopicPartitions", "ListPartitionReassignments", "AlterPartitionReassignments", "ElectLeaders",
+    "AlterReplicaLogDirs", "DescribeQuorum", "DescribeClientQuotas", "AlterClientQuotas",
 ]
 HEADERS = ["RequestHeader", "ResponseHeader"]
 

@@ -1,0 +1,1 @@
+"""DescribeClientQuotas and AlterClientQuotas (KIP-546): quotas stored and described."""
