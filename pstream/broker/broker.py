@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import logging
 import os
 import resource
@@ -211,11 +212,7 @@ class Broker:
             self.transactions.start()   # finishes the commits and aborts a stop interrupted
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
                 self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}")
-                try:
-                    self.admin_address = await self._admin.start(cfg.admin_listen_host, cfg.admin_listen_port)
-                except OSError as exc:
-                    raise OSError(exc.errno, f"cannot listen on {cfg.admin_listen_host}:{cfg.admin_listen_port} "
-                                             f"(setting admin_listen): {exc.strerror}") from None
+                self.admin_address = await self._start_admin(cfg)
             loop = asyncio.get_running_loop()
             self._server = await loop.create_server(lambda: KafkaConnection(self), cfg.listen_host, cfg.listen_port,
                                                     backlog=1024, reuse_address=True)
@@ -242,6 +239,21 @@ class Broker:
                   self.cluster_id)
         if self.admin_address is not None:
             _log.info("admin API on %s", admin_url(self.admin_address))
+
+    async def _start_admin(self, cfg: BrokerConfig) -> tuple:
+        """Binds the admin API. Where nobody chose its address and the default port is taken (a
+        second broker on this machine, say), it moves to a free port and says so."""
+        try:
+            return await self._admin.start(cfg.admin_listen_host, cfg.admin_listen_port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or cfg.admin_listen_given:
+                raise OSError(exc.errno, f"cannot listen on {cfg.admin_listen_host}:{cfg.admin_listen_port} "
+                                         f"(setting admin_listen): {exc.strerror}") from None
+        address = await self._admin.start(cfg.admin_listen_host, 0)
+        _log.warning("the admin API's default port %s:%d is taken (another broker?): serving it on %s instead; "
+                     "choose one with --admin-listen HOST:PORT (or --admin-listen off)", cfg.admin_listen_host,
+                     cfg.admin_listen_port, admin_url(address))
+        return address
 
     async def _sweep_idle(self) -> None:
         limit = self.config.connections_max_idle_ms / 1000

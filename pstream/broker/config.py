@@ -98,6 +98,7 @@ class BrokerConfig:
     log_level: str = "INFO"
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
+    admin_listen_given: bool = False     # set by a source: a taken port is an error, not a reason to move
     # Free space the data directory's filesystem must keep: below it Produce is refused with
     # KAFKA_STORAGE_ERROR before the disk is full (Redpanda's storage_min_free_bytes). None:
     # min(1 GiB, 5% of the filesystem), so a small test filesystem is not refused from the
@@ -559,7 +560,7 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
         _apply(values, _read_file(path, named_by), path, text=False)
     _apply(values, _read_env(env), "the environment", text=True)
     _apply(values, entries, "the command line" if is_namespace else "the arguments", text=True)
-    config = BrokerConfig(**values)
+    config = BrokerConfig(**values, admin_listen_given="admin_listen_host" in values)
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms:
         raise ConfigError(f"setting group_min_session_timeout_ms ({config.group_min_session_timeout_ms}) is larger "
                           f"than group_max_session_timeout_ms ({config.group_max_session_timeout_ms})")

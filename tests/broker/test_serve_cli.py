@@ -59,3 +59,64 @@ def test_version_names_the_release_and_the_crc_kernel():
     import pstream
     assert result.returncode == 0
     assert result.stdout.startswith(f"pstream {pstream.__version__} (CRC-32C {pstream.crc32c_implementation()}")
+
+
+def _hold_port(port: int):
+    """A socket listening on 127.0.0.1:port, or None where something else holds it already."""
+    import socket
+
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _serve_until_ready(tmp_path, *args):
+    """Starts `pstream serve` and returns (process, its log so far) once it serves, or its exit."""
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "pstream", "serve", "--data-dir", str(tmp_path / "data"),
+                             "--listen", "127.0.0.1:0", *args], stdout=log, stderr=subprocess.STDOUT, env=clean)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = (tmp_path / "serve.log").read_text()
+        if "serving Kafka on" in text:
+            return proc, text
+        time.sleep(0.1)
+    return proc, (tmp_path / "serve.log").read_text()
+
+
+def test_the_default_admin_port_taken_moves_the_admin_api_and_says_so(tmp_path):
+    held = _hold_port(9644)
+    proc, text = _serve_until_ready(tmp_path)
+    try:
+        assert proc.poll() is None, text
+        assert "the admin API's default port 127.0.0.1:9644 is taken" in text and "--admin-listen" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if held is not None:
+            held.close()
+
+
+def test_an_admin_address_given_and_taken_is_an_error_naming_it(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc, text = _serve_until_ready(tmp_path, "--admin-listen", f"127.0.0.1:{port}")
+        try:
+            assert proc.wait(timeout=30) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = (tmp_path / "serve.log").read_text()
+    assert f"cannot listen on 127.0.0.1:{port} (setting admin_listen)" in text
