@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pstream.cli.common import brokers, connect
-from pstream.cli.output import bold, red, table
+from pstream.cli.output import add_format, bold, emit, red, records, table
 from pstream.client import KafkaError
 
 
@@ -14,20 +14,28 @@ def register(sub, common) -> None:
     cmds = cluster.add_subparsers(dest="cluster_command", required=True, metavar="COMMAND")
     p = cmds.add_parser("info", parents=[common], help="cluster id, controller, brokers, topic count")
     p.set_defaults(func=cmd_info)
+    add_format(p)
     p = cmds.add_parser("health", parents=[common],
                         help="reachable brokers and leaderless partitions (exit 1 when unhealthy)")
     p.set_defaults(func=cmd_health)
+    add_format(p)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     with connect(args) as client:
         meta = client.metadata(None)
         version = client.any_connection().versions
-    print(bold("cluster ") + f"{meta.cluster_id}  controller {meta.controller_id}  brokers {len(meta.brokers)}  "
-          f"topics {sum(1 for t in meta.topics.values() if not t.internal)}  APIs {len(version)}")
-    print()
-    table(["ID", "HOST", "PORT", "RACK"], [[b.node_id, b.host, b.port, b.rack] for b in
-                                          sorted(meta.brokers.values(), key=lambda b: b.node_id)])
+    headers = ["ID", "HOST", "PORT", "RACK"]
+    rows = [[b.node_id, b.host, b.port, b.rack] for b in sorted(meta.brokers.values(), key=lambda b: b.node_id)]
+    topics = sum(1 for t in meta.topics.values() if not t.internal)
+
+    def text():
+        print(bold("cluster ") + f"{meta.cluster_id}  controller {meta.controller_id}  brokers {len(meta.brokers)}  "
+              f"topics {topics}  APIs {len(version)}")
+        print()
+        table(headers, rows)
+    emit(args, {"cluster_id": meta.cluster_id, "controller": meta.controller_id, "topics": topics,
+                "apis": len(version), "brokers": records(headers, rows)}, text)
     return 0
 
 
@@ -48,17 +56,23 @@ def cmd_health(args: argparse.Namespace) -> int:
             under = [f"{t.name}-{p.partition}" for t in meta.topics.values() for p in t.partitions
                      if len(p.isr) < len(p.replicas)]
     except KafkaError as exc:
-        print(f"healthy: {red('false')}\nreason: {exc} (brokers {brokers(args)})")
+        reason = f"{exc} (brokers {brokers(args)})"
+        emit(args, {"healthy": False, "reason": reason}, lambda: print(f"healthy: {red('false')}\nreason: {reason}"))
         return 1
     if leaderless:
         problems.append(f"{len(leaderless)} leaderless partition(s): {', '.join(leaderless[:10])}")
     healthy = not problems
-    print(f"healthy: {'true' if healthy else red('false')}")
-    print(f"controller: {meta.controller_id}")
-    print(f"brokers: {', '.join(str(b) for b in sorted(meta.brokers))}")
-    print(f"brokers down: {', '.join(map(str, down)) or 'none'}")
-    print(f"leaderless partitions: {len(leaderless)}")
-    print(f"under-replicated partitions: {len(under)}")
-    for p in problems:
-        print(f"problem: {p}")
+
+    def text():
+        print(f"healthy: {'true' if healthy else red('false')}")
+        print(f"controller: {meta.controller_id}")
+        print(f"brokers: {', '.join(str(b) for b in sorted(meta.brokers))}")
+        print(f"brokers down: {', '.join(map(str, down)) or 'none'}")
+        print(f"leaderless partitions: {len(leaderless)}")
+        print(f"under-replicated partitions: {len(under)}")
+        for p in problems:
+            print(f"problem: {p}")
+    emit(args, {"healthy": healthy, "controller": meta.controller_id, "brokers": sorted(meta.brokers),
+                "brokers_down": down, "leaderless_partitions": leaderless, "under_replicated_partitions": under,
+                "problems": problems}, text)
     return 0 if healthy else 1

@@ -6,7 +6,7 @@ import argparse
 
 from pstream.cli.common import connect
 from pstream.cli.consume import resolve_offsets
-from pstream.cli.output import CliError, bold, table
+from pstream.cli.output import CliError, add_format, bold, emit, records, table
 from pstream.client import LATEST, KafkaClient
 from pstream.protocol.consumer_protocol import decode_assignment
 
@@ -17,11 +17,13 @@ def register(sub, common) -> None:
 
     p = cmds.add_parser("list", parents=[common], help="list groups and their states")
     p.set_defaults(func=cmd_list)
+    add_format(p)
 
     p = cmds.add_parser("describe", parents=[common],
                         help="members, assignments, committed offsets and lag per partition")
     p.add_argument("names", nargs="+", metavar="GROUP")
     p.set_defaults(func=cmd_describe)
+    add_format(p)
 
     p = cmds.add_parser("delete", parents=[common], help="delete empty groups and their committed offsets")
     p.add_argument("names", nargs="+", metavar="GROUP")
@@ -48,7 +50,9 @@ def register(sub, common) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
         groups = client.list_groups()
-    table(["GROUP", "STATE", "PROTOCOL-TYPE"], [[g, state or "-", ptype or "-"] for g, ptype, state in groups])
+    emit(args, [{"group": g, "state": state, "protocol_type": ptype} for g, ptype, state in groups],
+         lambda: table(["GROUP", "STATE", "PROTOCOL-TYPE"],
+                       [[g, state or "-", ptype or "-"] for g, ptype, state in groups]))
     return 0
 
 
@@ -69,9 +73,14 @@ def lag_rows(client: KafkaClient, group: str, owners: dict[tuple[str, int], str]
     return rows
 
 
+MEMBER_HEADERS = ["MEMBER", "INSTANCE", "CLIENT-ID", "HOST", "ASSIGNMENT"]
+LAG_HEADERS = ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"]
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
+    described = []
     with connect(args) as client:
-        for i, name in enumerate(args.names):
+        for name in args.names:
             g = client.describe_group(name)
             if g.state == "Dead":
                 raise CliError(f"group {name!r} does not exist")
@@ -85,15 +94,22 @@ def cmd_describe(args: argparse.Namespace) -> int:
                 members.append([m.member_id, m.instance_id, m.client_id, m.client_host,
                                 " ".join(f"{t}:{','.join(map(str, ps))}" for t, ps in sorted(assigned.items()))])
             rows = lag_rows(client, name, owners)
+            described.append({"group": name, "state": g.state, "protocol_type": g.protocol_type,
+                              "protocol": g.protocol, "total_lag": sum(r[4] or 0 for r in rows),
+                              "members": records(MEMBER_HEADERS, members), "offsets": records(LAG_HEADERS, rows)})
+
+    def text():
+        for i, g in enumerate(described):
             if i:
                 print()
-            print(bold(f"group {name}") + f"  state {g.state}  protocol {g.protocol_type or '-'}/{g.protocol or '-'}"
-                  f"  members {len(g.members)}  total lag {sum(r[4] or 0 for r in rows)}")
-            if members:
+            print(bold(f"group {g['group']}") + f"  state {g['state']}  protocol {g['protocol_type'] or '-'}/"
+                  f"{g['protocol'] or '-'}  members {len(g['members'])}  total lag {g['total_lag']}")
+            if g["members"]:
                 print()
-                table(["MEMBER", "INSTANCE", "CLIENT-ID", "HOST", "ASSIGNMENT"], members)
+                table(MEMBER_HEADERS, [list(m.values()) for m in g["members"]])
             print()
-            table(["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], rows)
+            table(LAG_HEADERS, [list(r.values()) for r in g["offsets"]])
+    emit(args, described, text)
     return 0
 
 

@@ -6,6 +6,7 @@ on; main turns it into `pstream: <message>` on stderr and exit code 1.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -37,6 +38,26 @@ def table(headers: list[str], rows: list[list[object]], out=None) -> None:
                          for h, w, n in zip(headers, widths, numeric)).rstrip()), file=out)
     for r in cells:
         print("  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(r, widths, numeric)).rstrip(), file=out)
+
+
+def add_format(parser) -> None:
+    """--format for a command that lists or describes: aligned text, or one JSON document."""
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text (aligned tables, the default) or json (one document, for scripts)")
+
+
+def records(headers: list[str], rows: list[list[object]]) -> list[dict]:
+    """Table rows as JSON objects keyed by the headers in snake case (LOG-START: log_start)."""
+    keys = [h.lower().replace("-", "_") for h in headers]
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def emit(args, document, text) -> None:
+    """With --format json prints `document`, else runs text() (its tables and lines)."""
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(document, indent=2, default=str))
+    else:
+        text()
 
 
 def _is_number(text: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pstream.cli.common import connect
-from pstream.cli.output import CliError, bold, human_bytes, key_values, table
+from pstream.cli.output import CliError, add_format, bold, emit, human_bytes, key_values, records, table
 from pstream.client import EARLIEST, LATEST, KafkaError
 
 
@@ -26,11 +26,13 @@ def register(sub, common) -> None:
     p = cmds.add_parser("list", parents=[common], help="list topics")
     p.add_argument("-i", "--internal", action="store_true", help="include internal topics (__consumer_offsets)")
     p.set_defaults(func=cmd_list)
+    add_format(p)
 
     p = cmds.add_parser("describe", parents=[common],
                         help="partitions (log start, high watermark, size) and configs with their sources")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(func=cmd_describe)
+    add_format(p)
 
     p = cmds.add_parser("delete", parents=[common], help="delete topics and their data")
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -72,15 +74,21 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
         topics = client.metadata(None).topics
-    rows = [[t.name, len(t.partitions), "yes" if t.internal else "no"]
-            for t in sorted(topics.values(), key=lambda t: t.name) if args.internal or not t.internal]
-    table(["NAME", "PARTITIONS", "INTERNAL"], rows)
+    shown = [t for t in sorted(topics.values(), key=lambda t: t.name) if args.internal or not t.internal]
+    emit(args, [{"name": t.name, "partitions": len(t.partitions), "internal": t.internal} for t in shown],
+         lambda: table(["NAME", "PARTITIONS", "INTERNAL"],
+                       [[t.name, len(t.partitions), "yes" if t.internal else "no"] for t in shown]))
     return 0
 
 
+PARTITION_HEADERS = ["PARTITION", "LEADER", "REPLICAS", "LOG-START", "HIGH-WATERMARK", "RECORDS", "SIZE"]
+CONFIG_HEADERS = ["CONFIG", "VALUE", "SOURCE"]
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
+    described = []
     with connect(args) as client:
-        for i, name in enumerate(args.names):
+        for name in args.names:
             info = client.topic(name)
             numbers = [p.partition for p in info.partitions]
             starts = client.list_offsets(name, numbers, EARLIEST)
@@ -89,21 +97,29 @@ def cmd_describe(args: argparse.Namespace) -> int:
                 sizes = client.partition_sizes(name)
             except KafkaError:   # a broker without DescribeLogDirs: sizes are unknown, the rest stands
                 sizes = {}
-            configs = client.describe_configs(name)
+            partitions = [[p.partition, p.leader, ",".join(map(str, p.replicas)), starts[p.partition][0],
+                           ends[p.partition][0], ends[p.partition][0] - starts[p.partition][0],
+                           sizes.get(p.partition)] for p in info.partitions]
+            configs = [[c.name, None if c.sensitive else c.value, c.source]
+                       for c in sorted(client.describe_configs(name), key=lambda c: c.name)]
+            described.append({"name": name, "topic_id": str(info.topic_id),
+                              "records": sum(row[5] for row in partitions),
+                              "size_bytes": sum(sizes.values()) if sizes else None,
+                              "partitions": records(PARTITION_HEADERS, partitions),
+                              "configs": records(CONFIG_HEADERS, configs)})
+
+    def text():
+        for i, topic in enumerate(described):
             if i:
                 print()
-            print(bold(f"topic {name}") + f"  id {info.topic_id}  partitions {len(info.partitions)}"
-                  f"  records {sum(ends[p][0] - starts[p][0] for p in numbers)}"
-                  f"  size {human_bytes(sum(sizes.values())) if sizes else '-'}")
+            print(bold(f"topic {topic['name']}") + f"  id {topic['topic_id']}  partitions {len(topic['partitions'])}"
+                  f"  records {topic['records']}  size {human_bytes(topic['size_bytes'])}")
             print()
-            table(["PARTITION", "LEADER", "REPLICAS", "LOG-START", "HIGH-WATERMARK", "RECORDS", "SIZE"],
-                  [[p.partition, p.leader, ",".join(map(str, p.replicas)), starts[p.partition][0],
-                    ends[p.partition][0], ends[p.partition][0] - starts[p.partition][0],
-                    sizes.get(p.partition)] for p in info.partitions])
+            table(PARTITION_HEADERS, [list(row.values()) for row in topic["partitions"]])
             print()
-            table(["CONFIG", "VALUE", "SOURCE"],
-                  [[c.name, "(sensitive)" if c.sensitive else c.value, c.source] for c in sorted(
-                      configs, key=lambda c: c.name)])
+            table(CONFIG_HEADERS, [[c["config"], "(sensitive)" if c["value"] is None else c["value"], c["source"]]
+                                   for c in topic["configs"]])
+    emit(args, described, text)
     return 0
 
 

@@ -465,3 +465,26 @@ def test_group_offset_delete_forgets_a_topics_committed_offsets(broker):
         assert client.committed_offsets("g") == {("b", 0): 5}
     missing = run(broker, "group", "offset-delete", "g", "--topic", "a", check=False)
     assert missing.returncode == 1 and "no committed offsets on topic a" in missing.stderr
+
+
+def test_every_list_and_describe_prints_one_json_document_with_format_json(broker):
+    run(broker, "topic", "create", "js", "-p", "2", "-c", "retention.ms=60000")
+    run(broker, "produce", "js", "-p", "0", stdin=b"a\nb\n")
+    run(broker, "consume", "js", "-g", "js-group", "-n", "2", "-o", "start")
+
+    def doc(*args):
+        return json.loads(run(broker, *args, "--format", "json").stdout)
+
+    listed = doc("topic", "list")
+    assert {"name": "js", "partitions": 2, "internal": False} in listed
+    [topic] = doc("topic", "describe", "js")
+    assert (topic["name"], topic["records"], len(topic["partitions"])) == ("js", 2, 2)
+    assert topic["partitions"][0]["high_watermark"] == 2
+    assert {"config": "retention.ms", "value": "60000", "source": "dynamic topic"} in topic["configs"]
+    assert any(g["group"] == "js-group" for g in doc("group", "list"))
+    [group] = doc("group", "describe", "js-group")
+    assert group["total_lag"] == 0 and {o["partition"] for o in group["offsets"]} == {0}
+    assert doc("txn", "list") == []
+    info = doc("cluster", "info")
+    assert info["brokers"][0]["port"] == int(broker.bootstrap.rsplit(":", 1)[1])
+    assert doc("cluster", "health")["healthy"] is True
