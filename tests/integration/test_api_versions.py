@@ -54,6 +54,12 @@ KAFKA_3_9 = {
     "DescribeProducers": (61, 0, 0),
     "DescribeTransactions": (65, 0, 0),
     "ListTransactions": (66, 0, 1),
+    "AlterReplicaLogDirs": (34, 0, 2),
+    "ElectLeaders": (43, 0, 2),
+    "AlterPartitionReassignments": (45, 0, 0),
+    "ListPartitionReassignments": (46, 0, 0),
+    "DescribeQuorum": (55, 0, 2),
+    "DescribeTopicPartitions": (75, 0, 0),
 }
 EXPECTED_RANGES = {key: (low, high) for key, low, high in KAFKA_3_9.values()}
 API_VERSIONS = 18
@@ -599,7 +605,102 @@ def _check_list_transactions(conn, version, resp):
     assert (resp.error_code, resp.unknown_state_filters, resp.transaction_states) == (0, ["Bogus"], [])
 
 
+# --- partition administration: one node leads every partition, nothing moves -----------------------
+
+ELECTION_NOT_NEEDED, NO_REASSIGNMENT_IN_PROGRESS = 84, 85
+
+
+def _describe_topic_partitions(conn, version):
+    create(conn, partitions=3)
+    req_cls, _ = codecs("DescribeTopicPartitions")
+    return req_cls(topics=[req_cls.TopicRequest(name=TOPIC)], response_partition_limit=2)
+
+
+def _check_describe_topic_partitions(conn, version, resp):
+    [topic] = resp.topics
+    assert (topic.name, topic.error_code, [(p.partition_index, p.leader_id, p.replica_nodes) for p in topic.partitions]) \
+        == (TOPIC, 0, [(0, 0, [0]), (1, 0, [0])])
+    assert topic.topic_id != ZERO_UUID
+    assert (resp.next_cursor.topic_name, resp.next_cursor.partition_index) == (TOPIC, 2)
+
+
+def _list_partition_reassignments(conn, version):
+    create(conn)
+    request = codecs("ListPartitionReassignments")[0](timeout_ms=1000)
+    request.topics = None   # every partition
+    return request
+
+
+def _check_list_partition_reassignments(conn, version, resp):
+    assert (resp.error_code, resp.topics) == (0, [])
+
+
+def _alter_partition_reassignments(conn, version):
+    create(conn, partitions=2)
+    req_cls, _ = codecs("AlterPartitionReassignments")
+    return req_cls(timeout_ms=1000, topics=[req_cls.ReassignableTopic(name=TOPIC, partitions=[
+        req_cls.ReassignablePartition(partition_index=0, replicas=[0]),
+        req_cls.ReassignablePartition(partition_index=1, replicas=None)])])
+
+
+def _check_alter_partition_reassignments(conn, version, resp):
+    assert resp.error_code == 0
+    assert [(p.partition_index, p.error_code) for t in resp.responses for p in t.partitions] == \
+        [(0, 0), (1, NO_REASSIGNMENT_IN_PROGRESS)]
+
+
+def _elect_leaders(conn, version):
+    create(conn)
+    req_cls, _ = codecs("ElectLeaders")
+    return req_cls(election_type=0, timeout_ms=1000, topic_partitions=[req_cls.TopicPartitions(topic=TOPIC,
+                                                                                               partitions=[0, 3])])
+
+
+def _check_elect_leaders(conn, version, resp):
+    assert resp.error_code == 0
+    assert [(p.partition_id, p.error_code) for r in resp.replica_election_results for p in r.partition_result] == \
+        [(0, ELECTION_NOT_NEEDED), (3, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+
+
+def _alter_replica_log_dirs(conn, version):
+    create(conn, partitions=2)
+    request = codecs("DescribeLogDirs")[0]()
+    request.topics = None
+    here = conn.call("DescribeLogDirs", 4, request).results[0].log_dir
+    req_cls, _ = codecs("AlterReplicaLogDirs")
+    return req_cls(dirs=[req_cls.AlterReplicaLogDir(path=path, topics=[req_cls.AlterReplicaLogDirTopic(
+        name=TOPIC, partitions=[index])]) for path, index in ((here, 0), ("/elsewhere", 1))])
+
+
+def _check_alter_replica_log_dirs(conn, version, resp):
+    assert [(t.topic_name, p.partition_index, p.error_code) for t in resp.results for p in t.partitions] == \
+        [(TOPIC, 0, 0), (TOPIC, 1, ErrorCode.LOG_DIR_NOT_FOUND)]
+
+
+def _describe_quorum(conn, version):
+    req_cls, _ = codecs("DescribeQuorum")
+    return req_cls(topics=[req_cls.TopicData(topic_name="__cluster_metadata",
+                                             partitions=[req_cls.PartitionData(partition_index=0)])])
+
+
+def _check_describe_quorum(conn, version, resp):
+    [p] = resp.topics[0].partitions
+    assert (resp.error_code, p.error_code, p.leader_id, p.leader_epoch) == (0, 0, 0, 1)
+    assert [v.replica_id for v in p.current_voters] == [0]
+    if version >= 1:
+        assert p.current_voters[0].last_caught_up_timestamp > 0
+    if version >= 2:
+        assert [(n.node_id, [(x.host, x.port) for x in n.listeners]) for n in resp.nodes] == \
+            [(0, [("127.0.0.1", conn.port)])]
+
+
 CASES = {
+    "DescribeTopicPartitions": (_describe_topic_partitions, _check_describe_topic_partitions),
+    "ListPartitionReassignments": (_list_partition_reassignments, _check_list_partition_reassignments),
+    "AlterPartitionReassignments": (_alter_partition_reassignments, _check_alter_partition_reassignments),
+    "ElectLeaders": (_elect_leaders, _check_elect_leaders),
+    "AlterReplicaLogDirs": (_alter_replica_log_dirs, _check_alter_replica_log_dirs),
+    "DescribeQuorum": (_describe_quorum, _check_describe_quorum),
     "AddPartitionsToTxn": (_add_partitions_to_txn, _check_add_partitions_to_txn),
     "AddOffsetsToTxn": (_add_offsets_to_txn, _check_unknown_producer_mapping),
     "EndTxn": (_end_txn, _check_unknown_producer_mapping),
