@@ -26,9 +26,6 @@ from pstream.protocol.messages.elect_leaders import ElectLeadersResponse
 from pstream.protocol.messages.list_partition_reassignments import ListPartitionReassignmentsResponse
 from pstream.protocol.primitives import ZERO_UUID
 
-# Kafka's codes for these APIs; not yet in pstream.protocol.error_codes.
-ELECTION_NOT_NEEDED, NO_REASSIGNMENT_IN_PROGRESS = 84, 85
-
 # What Kafka without an authorizer grants on a topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
 # DESCRIBE_CONFIGS, ALTER_CONFIGS (bits 3-8, 10, 11). DescribeTopicPartitions has no flag to ask for
 # them: Kafka always fills them in.
@@ -112,7 +109,7 @@ def _reassignment_error(broker, topic, name: str, index: int, replicas) -> tuple
     if not 0 <= index < topic.partitions:
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {name}:{index}."
     if replicas is None:
-        return NO_REASSIGNMENT_IN_PROGRESS, None
+        return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None
     if not replicas:
         return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
     previous = None
@@ -179,7 +176,7 @@ def handle_elect_leaders(ctx, request):
             elif not 0 <= p < topic.partitions:
                 error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"No such partition as {t.topic}-{p}"
             else:
-                error, message = ELECTION_NOT_NEEDED, NOT_NEEDED
+                error, message = ErrorCode.ELECTION_NOT_NEEDED, NOT_NEEDED
             out.append(E.PartitionResult(partition_id=p, error_code=error, error_message=message))
         results.append(E.ReplicaElectionResult(topic=t.topic, partition_result=out))
     return E(throttle_time_ms=0, error_code=0, replica_election_results=results)
