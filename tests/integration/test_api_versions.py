@@ -60,6 +60,8 @@ KAFKA_3_9 = {
     "ListPartitionReassignments": (46, 0, 0),
     "DescribeQuorum": (55, 0, 2),
     "DescribeTopicPartitions": (75, 0, 0),
+    "DescribeClientQuotas": (48, 0, 1),
+    "AlterClientQuotas": (49, 0, 1),
 }
 EXPECTED_RANGES = {key: (low, high) for key, low, high in KAFKA_3_9.values()}
 API_VERSIONS = 18
@@ -694,6 +696,41 @@ def _check_describe_quorum(conn, version, resp):
             [(0, [("127.0.0.1", conn.port)])]
 
 
+def _describe_client_quotas(conn, version):
+    req_cls, _ = codecs("AlterClientQuotas")
+    conn.call("AlterClientQuotas", 1, req_cls(entries=[req_cls.EntryData(
+        entity=[req_cls.EntityData(entity_type="user", entity_name="alice")],
+        ops=[req_cls.OpData(key="producer_byte_rate", value=1024.0)])]))
+    req_cls, _ = codecs("DescribeClientQuotas")
+    return req_cls(components=[req_cls.ComponentData(entity_type="user", match_type=0, match="alice")], strict=True)
+
+
+def _check_describe_client_quotas(conn, version, resp):
+    assert (resp.error_code, resp.error_message) == (0, "")
+    [entry] = resp.entries
+    assert [(e.entity_type, e.entity_name) for e in entry.entity] == [("user", "alice")]
+    assert [(v.key, v.value) for v in entry.values] == [("producer_byte_rate", 1024.0)]
+
+
+def _alter_client_quotas(conn, version):
+    req_cls, _ = codecs("AlterClientQuotas")
+    return req_cls(entries=[req_cls.EntryData(
+        entity=[req_cls.EntityData(entity_type="user", entity_name="alice"),
+                req_cls.EntityData(entity_type="client-id", entity_name=None)],
+        ops=[req_cls.OpData(key="consumer_byte_rate", value=2048.0)])])
+
+
+def _check_alter_client_quotas(conn, version, resp):
+    [entry] = resp.entries
+    assert (entry.error_code, entry.error_message) == (0, None)
+    assert [(e.entity_type, e.entity_name) for e in entry.entity] == [("client-id", None), ("user", "alice")]
+    req_cls, _ = codecs("DescribeClientQuotas")
+    described = conn.call("DescribeClientQuotas", 1, req_cls(components=[
+        req_cls.ComponentData(entity_type="user", match_type=0, match="alice"),
+        req_cls.ComponentData(entity_type="client-id", match_type=1, match=None)], strict=True))
+    assert [[(v.key, v.value) for v in e.values] for e in described.entries] == [[("consumer_byte_rate", 2048.0)]]
+
+
 CASES = {
     "DescribeTopicPartitions": (_describe_topic_partitions, _check_describe_topic_partitions),
     "ListPartitionReassignments": (_list_partition_reassignments, _check_list_partition_reassignments),
@@ -736,6 +773,8 @@ CASES = {
     "IncrementalAlterConfigs": (_incremental_alter_configs, _check_incremental_alter_configs),
     "DescribeCluster": (_describe_cluster, _check_describe_cluster),
     "DescribeProducers": (_describe_producers, _check_describe_producers),
+    "DescribeClientQuotas": (_describe_client_quotas, _check_describe_client_quotas),
+    "AlterClientQuotas": (_alter_client_quotas, _check_alter_client_quotas),
 }
 
 
