@@ -4,7 +4,9 @@
                              {"status": "degraded", "storage": {...}} while Produce is refused for
                              lack of free space or a partition's writes failed (fetches go on, so
                              the broker stays in service; pstream_storage_degraded alerts)
-    GET /v1/brokers          this node: id, cluster, address, version, uptime, shards, data dir, disk
+    GET /v1/brokers          this node: id, cluster, address, version, uptime, shards, data dir, disk,
+                             and Redpanda's Broker fields (num_cores, membership_status, is_alive, ...)
+    GET /v1/brokers/ID       the same object alone (404 for another id)
     GET /v1/topics           every topic: partitions, records, bytes, segments
     GET /v1/topics/NAME      one topic's partitions (offsets, sizes, segments) and configs (404 if unknown)
     GET /v1/groups           consumer groups: state, members, committed offsets and lag per partition
@@ -13,6 +15,9 @@
     GET /v1/debug/memory     RSS, write buffers per shard, tracemalloc's top sites (?top=N);
     POST /v1/debug/memory    ?start=1 / ?stop=1 switch tracemalloc (a GET never changes state)
     GET /metrics             Prometheus text exposition (see pstream.admin.metrics)
+    GET /public_metrics      the same (where Redpanda serves its public metrics)
+
+and the parts of Redpanda's admin API that rpk calls (pstream.admin.redpanda).
 
 Handlers run on the broker's event loop and read the node through a narrow interface
 (`pstream.admin.view.NodeView`), never the Broker object; the only blocking work (walking
@@ -30,6 +35,7 @@ import pstream
 from pstream.admin import memory
 from pstream.admin.http import HttpError, Request, Response, Router
 from pstream.admin.metrics import CONTENT_TYPE
+from pstream.admin.redpanda import RedpandaApi, broker_fields
 from pstream.admin.view import NodeView
 from pstream.protocol.consumer_protocol import decode_assignment
 
@@ -69,6 +75,7 @@ class AdminApi:
         r = Router()
         r.get("/v1/status/ready", self.ready)
         r.get("/v1/brokers", self.brokers)
+        r.get("/v1/brokers/{node_id}", self.broker)
         r.get("/v1/topics", self.topics)
         r.get("/v1/topics/{name}", self.topic)
         r.get("/v1/groups", self.groups)
@@ -77,6 +84,8 @@ class AdminApi:
         r.get("/v1/debug/memory", self.memory)
         r.post("/v1/debug/memory", self.memory)   # ?start=1 / ?stop=1 switch tracemalloc
         r.get("/metrics", self.metrics)
+        r.get("/public_metrics", self.metrics)
+        RedpandaApi(self.node).add_routes(r)
         return r
 
     def _need_log(self):
@@ -96,13 +105,22 @@ class AdminApi:
         return Response.json({"status": "ready"})
 
     async def brokers(self, request: Request) -> Response:
+        return Response.json([await self._this_broker()])
+
+    async def broker(self, request: Request, node_id: str) -> Response:
+        if node_id != str(self.node.node_id):
+            raise HttpError(404, f"no such broker: {node_id} (this is node {self.node.node_id})")
+        return Response.json(await self._this_broker())
+
+    async def _this_broker(self) -> dict:
+        """pstream's description of this node with rpadmin.Broker's fields (which rpk reads) added."""
         b = self.node
         log = self._need_log()
         data_dir = os.path.abspath(b.data_dir)
         used = await asyncio.get_running_loop().run_in_executor(None, directory_bytes, data_dir)
         disk = shutil.disk_usage(data_dir)
         admin = b.admin_address
-        return Response.json([{
+        return {
             "node_id": b.node_id, "cluster_id": b.cluster_id, "host": b.host, "port": b.port,
             "admin_url": admin_url(admin) if admin else None,
             "version": pstream.__version__, "state": b.state,
@@ -111,7 +129,8 @@ class AdminApi:
             "disk": {"data_bytes": used, "free_bytes": disk.free, "total_bytes": disk.total},
             "storage": b.storage_status(),
             "connections": b.connection_count, "topics": len(log.topics()),
-        }])
+            **broker_fields(b, log.shards, data_dir, disk.free, disk.total),
+        }
 
     @staticmethod
     def _partition(part) -> dict:

@@ -85,12 +85,14 @@ Handler = Callable[..., "Response | Awaitable[Response]"]
 
 
 class Router:
-    """Paths -> handlers. A path ending in "/{name}" matches one more segment, passed to the
-    handler as the keyword `name` (percent-decoded). Handlers take (request, **params)."""
+    """Paths -> handlers. A "{name}" segment of a path matches any one segment, passed to the
+    handler as the keyword `name` (percent-decoded): "/v1/partitions/{ns}/{topic}/{partition}".
+    Handlers take (request, **params). Exact paths win over patterns; patterns are tried in the
+    order they were added."""
 
     def __init__(self):
-        self._exact: dict[str, dict[str, Handler]] = {}                 # path -> method -> handler
-        self._prefixed: dict[str, tuple[str, dict[str, Handler]]] = {}  # prefix -> (param, routes)
+        self._exact: dict[str, dict[str, Handler]] = {}                     # path -> method -> handler
+        self._patterns: list[tuple[str, re.Pattern, dict[str, Handler]]] = []   # (path, regex, routes)
 
     def get(self, path: str, handler: Handler) -> None:
         """A read-only route (HEAD too)."""
@@ -101,9 +103,15 @@ class Router:
         self._add(path, ("POST",), handler)
 
     def _add(self, path: str, methods: tuple[str, ...], handler: Handler) -> None:
-        m = re.fullmatch(r"(.*/)\{(\w+)\}", path)
-        if m:
-            routes = self._prefixed.setdefault(m.group(1), (m.group(2), {}))[1]
+        if "{" in path:
+            for known, _regex, routes in self._patterns:
+                if known == path:
+                    break
+            else:
+                regex = re.compile("".join(f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part)
+                                           for part in re.split(r"(\{\w+\})", path)))
+                routes = {}
+                self._patterns.append((path, regex, routes))
         else:
             routes = self._exact.setdefault(path, {})
         for method in methods:
@@ -114,10 +122,11 @@ class Router:
             path = path.rstrip("/") or "/"
         routes, params = self._exact.get(path), {}
         if routes is None:
-            head, _, last = path.rpartition("/")
-            entry = self._prefixed.get(head + "/")
-            if entry is not None and last:
-                routes, params = entry[1], {entry[0]: last}
+            for _known, regex, candidate in self._patterns:
+                m = regex.fullmatch(path)
+                if m:
+                    routes, params = candidate, m.groupdict()
+                    break
         if routes is None:
             raise HttpError(404, f"no such path: {path}")
         if method not in routes:

@@ -77,4 +77,11 @@ class NodeView(MetricsView, Protocol):
 
     def settings(self) -> dict: ...              # the effective settings, as a TOML file would give them
 
+    def settings_schema(self) -> dict[str, dict[str, Any]]: ...
+    # per setting name (as in settings()): "type" (boolean, integer, number, string), "description",
+    # "default" (as settings() gives it), "kafka" (Kafka's broker name or None), "dynamic" (changes
+    # at run time through Kafka's AlterConfigs), "unlimited" (-1 allowed), "enum" (the choices or None)
+
+    def partition_core(self, topic: str, partition: int) -> int: ...   # the shard that owns the partition
+
     def metrics_text(self) -> bytes: ...         # the Prometheus exposition
