@@ -5,37 +5,10 @@ what they need without importing the broker or holding it."""
 from __future__ import annotations
 
 from pstream.admin.view import MemoryBudgetUse
-from pstream.broker.config import _SETTINGS, BrokerConfig, settings_of
+from pstream.broker.config import settings_of, settings_schema
 from pstream.broker.handlers.common import internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, ConfigSource, describe_topic_config
 from pstream.log import shard_for
-from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS
-
-_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
-
-
-def _settings_schema() -> dict[str, dict]:
-    """NodeView.settings_schema, from the settings' table (pstream.broker.config) and Kafka's
-    broker config definitions (which of them change at run time)."""
-    defaults = settings_of(BrokerConfig())
-    out = {}
-    for s in _SETTINGS:
-        default = defaults[s.name]
-        kind = type(s.kind).__name__
-        if kind in ("_Int", "_Float", "_Bool"):
-            json_type = {"_Int": "integer", "_Float": "number", "_Bool": "boolean"}[kind]
-        else:
-            json_type = next((t for py, t in _JSON_TYPES if isinstance(default, py)), "string")
-        d = BROKER_CONFIG_DEFS.get(s.kafka) if s.kafka else None
-        out[s.name] = {"type": json_type, "description": s.help.replace("%%", "%"), "default": default,
-                       "kafka": s.kafka, "dynamic": d is not None and d.dynamic != "read-only",
-                       "unlimited": bool(getattr(s.kind, "unlimited", False)),
-                       "enum": list(getattr(s.kind, "choices", ())) or None}
-    return out
-
-
-_SCHEMA = _settings_schema()
-
 
 class BrokerAdminView:
     """Reads through to one Broker; every attribute is read when asked (never cached)."""
@@ -89,7 +62,7 @@ class BrokerAdminView:
         return settings_of(self._broker.config)
 
     def settings_schema(self) -> dict:
-        return _SCHEMA
+        return settings_schema()
 
     def partition_core(self, topic: str, partition: int) -> int:
         return shard_for(topic, partition, self._broker.log.shards)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import os
 import re
 import sys
@@ -446,6 +447,29 @@ def settings_of(config: BrokerConfig) -> dict[str, Any]:
         else:
             value = getattr(config, s.name)
             out[s.name] = -1 if value is None and getattr(s.kind, "unlimited", False) else value
+    return out
+
+
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+
+
+@functools.lru_cache(maxsize=1)
+def settings_schema() -> dict[str, dict]:
+    """Each setting's JSON type, description, default, Kafka name, whether Kafka changes it at
+    run time, and its choices: what the admin API's config schema serves."""
+    from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS
+
+    defaults = settings_of(BrokerConfig())
+    out = {}
+    for s in _SETTINGS:
+        default = defaults[s.name]
+        kinds = {_Int: "integer", _Float: "number", _Bool: "boolean"}
+        json_type = kinds.get(type(s.kind)) or next((t for py, t in _JSON_TYPES if isinstance(default, py)), "string")
+        d = BROKER_CONFIG_DEFS.get(s.kafka) if s.kafka else None
+        out[s.name] = {"type": json_type, "description": s.help.replace("%%", "%"), "default": default,
+                       "kafka": s.kafka, "dynamic": d is not None and d.dynamic != "read-only",
+                       "unlimited": bool(getattr(s.kind, "unlimited", False)),
+                       "enum": list(getattr(s.kind, "choices", ())) or None}
     return out
 
 
