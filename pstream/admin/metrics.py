@@ -209,9 +209,23 @@ class BrokerCollector:
         connections = GaugeMetricFamily("pstream_connections", "Kafka client connections open")
         connections.add_metric([], node.connection_count)
         yield connections
+        yield from self._fetch_sessions()
         uptime = GaugeMetricFamily("pstream_uptime_seconds", "seconds since the broker started")
         uptime.add_metric([], time.time() - node.started_at)
         yield uptime
+
+    def _fetch_sessions(self):
+        stats = self.node.fetch_session_stats
+        open_ = GaugeMetricFamily("pstream_fetch_sessions", "incremental fetch sessions cached (KIP-227)")
+        open_.add_metric([], stats["open"])
+        yield open_
+        for key, help_text in (("created", "fetch sessions opened"),
+                               ("incremental_fetches", "fetches that continued a session (sent only what changed)"),
+                               ("evicted", "fetch sessions dropped to make room or for being idle"),
+                               ("not_found", "incremental fetches whose session was gone (FETCH_SESSION_ID_NOT_FOUND)")):
+            family = CounterMetricFamily(f"pstream_fetch_sessions_{key}", help_text)
+            family.add_metric([], stats[key])
+            yield family
 
     def _requests(self):
         requests = CounterMetricFamily("pstream_requests", "Kafka requests answered or refused, by API",

@@ -32,6 +32,8 @@ class BrokerAdminView:
     groups = property(lambda self: self._broker.groups)
     transactions = property(lambda self: self._broker.transactions)
     connection_count = property(lambda self: len(self._broker.connections))
+    fetch_session_stats = property(lambda self: {"open": len(self._broker.fetch_sessions.sessions),
+                                                 **self._broker.fetch_sessions.counters})
     muted_connection_count = property(lambda self: sum(1 for c in self._broker.connections if c.muted))
 
     def memory_budget(self) -> MemoryBudgetUse:

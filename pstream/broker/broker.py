@@ -38,6 +38,7 @@ from pstream.broker.broker_configs import DynamicBrokerConfigs
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
+from pstream.broker.fetch_sessions import FetchSessionCache
 from pstream.broker.frames import FramePool, MemoryBudget
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
@@ -73,6 +74,7 @@ class Broker:
         self.cluster_id = ""
         self.connections: set[KafkaConnection] = set()
         self.frame_pool = FramePool()
+        self.fetch_sessions = FetchSessionCache()
         self.memory = MemoryBudget(config.queued_max_request_bytes)
         self.producer_ids: ProducerIds | None = None
         self.groups: GroupCoordinator | None = None

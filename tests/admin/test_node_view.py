@@ -49,6 +49,7 @@ class MetricsOnlyView:
         self.transactions = None
         self.connection_count = 3
         self.muted_connection_count = 1
+        self.fetch_session_stats = {"open": 2, "created": 5, "incremental_fetches": 40, "evicted": 1, "not_found": 0}
 
     def memory_budget(self) -> MemoryBudgetUse:
         return MemoryBudgetUse(limit=1000, used=200, waits=7, waiting=2)
@@ -75,6 +76,8 @@ def test_the_metrics_need_nothing_beyond_the_metrics_view(tmp_path) -> None:
                for family in text_string_to_metric_families(text) for s in family.samples}
     assert samples[("pstream_connections", ())] == 3
     assert samples[("pstream_connections_muted", ())] == 1
+    assert samples[("pstream_fetch_sessions", ())] == 2
+    assert samples[("pstream_fetch_sessions_incremental_fetches_total", ())] == 40
     assert samples[("pstream_memory_budget_used_bytes", ())] == 200
     assert samples[("pstream_memory_budget_waiting", ())] == 2
     assert samples[("pstream_memory_bytes", (("owner", "frames"),))] == 4096

@@ -11,8 +11,8 @@ consumer far behind is read on a reader thread, not the event loop. Sizes follow
 Kafka's ReplicaManager applies it: the records of the response total at most max_bytes, and
 each partition's at most its partition_max_bytes, except that the first batch of the first partition with data is sent
 whole even when it is larger than either (so a consumer always progresses); no later
-partition gets more than fits. No fetch sessions: session_id 0 tells clients to send full
-requests.
+partition gets more than fits. Fetch sessions (KIP-227, v7+): broker/fetch_sessions.py; an
+incremental answer carries only the partitions with something new.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pstream import _core
 from pstream.broker.connection import charged_read
 from pstream.broker.dispatch import api
+from pstream.broker.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.fetch import FetchResponse
@@ -53,21 +54,25 @@ class _PartitionFetch:
         self.records = 0                      # records in response.records
 
 
-def _plan(ctx, request) -> list[_PartitionFetch]:
+def _wanted(request) -> list:
+    """[(topic, topic_id, FetchPartition)] that a sessionless or full fetch names."""
+    return [(t.topic, t.topic_id, p) for t in request.topics for p in t.partitions]
+
+
+def _plan(ctx, request, wanted) -> list[_PartitionFetch]:
     plan = []
     use_ids = ctx.version >= 13
-    for t in request.topics:
-        for p in t.partitions:
-            part, error = find_partition(ctx.broker, None if use_ids else t.topic,
-                                         p.partition, t.topic_id if use_ids else None)
-            response = PartitionData(partition_index=p.partition, error_code=error, high_watermark=-1,
-                                     last_stable_offset=-1, log_start_offset=-1, preferred_read_replica=-1,
-                                     aborted_transactions=[] if request.isolation_level == READ_COMMITTED else None,
-                                     records=None)
-            if part is not None:
-                response.error_code = leader_epoch_error(part, p.current_leader_epoch)
-            plan.append(_PartitionFetch(t.topic, t.topic_id, p, part if not response.error_code else None, response,
-                                        request.isolation_level == READ_COMMITTED))
+    for topic, topic_id, p in wanted:
+        part, error = find_partition(ctx.broker, None if use_ids else topic,
+                                     p.partition, topic_id if use_ids else None)
+        response = PartitionData(partition_index=p.partition, error_code=error, high_watermark=-1,
+                                 last_stable_offset=-1, log_start_offset=-1, preferred_read_replica=-1,
+                                 aborted_transactions=[] if request.isolation_level == READ_COMMITTED else None,
+                                 records=None)
+        if part is not None:
+            response.error_code = leader_epoch_error(part, p.current_leader_epoch)
+        plan.append(_PartitionFetch(topic, topic_id, p, part if not response.error_code else None, response,
+                                    request.isolation_level == READ_COMMITTED))
     return plan
 
 
@@ -175,9 +180,34 @@ async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
                 w.exception()
 
 
+def _session(ctx, request):
+    """(session or None, whether this fetch is incremental, error) of a fetch's session fields
+    (Kafka's FetchManager.newContext). v0-6 have no sessions; epoch -1 closes one (or asks for
+    none), epoch 0 opens one, a later epoch continues one."""
+    if ctx.version < 7:
+        return None, False, ErrorCode.NONE
+    cache = ctx.broker.fetch_sessions
+    if request.session_epoch == FINAL_EPOCH:
+        cache.close(request.session_id)
+        return None, False, ErrorCode.NONE
+    if request.session_epoch == INITIAL_EPOCH:
+        cache.close(request.session_id)
+        session = cache.open()
+        session.update(request, ctx.version >= 13)
+        return session, False, ErrorCode.NONE
+    session, error = cache.find(request.session_id, request.session_epoch)
+    if session is not None:
+        session.update(request, ctx.version >= 13)
+        session.epoch += 1
+    return session, True, error
+
+
 @api("Fetch", 0, 17)
 async def handle_fetch(ctx, request):
-    plan = _plan(ctx, request)
+    session, incremental, error = _session(ctx, request)
+    if error:
+        return FetchResponse(throttle_time_ms=0, error_code=error, session_id=0, responses=[])
+    plan = _plan(ctx, request, list(session.partitions.values()) if session is not None else _wanted(request))
     max_bytes = request.max_bytes if ctx.version >= 3 else 0x7FFFFFFF
     deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
     total = await _read_all(plan, max_bytes)
@@ -189,7 +219,11 @@ async def handle_fetch(ctx, request):
         total = await _read_all(plan, max_bytes)
     responses: dict[tuple, TopicResponse] = {}
     metrics = ctx.broker.metrics
+    use_ids = ctx.version >= 13
     for item in plan:
+        key = (item.topic_id if use_ids else item.topic, item.wanted.partition)
+        if session is not None and not session.changed(key, item.response) and incremental:
+            continue   # nothing new for this partition: an incremental answer leaves it out
         if item.response.error_code:
             ctx.failed = True   # counted in pstream_request_errors_total
         elif item.response.records:
@@ -209,4 +243,5 @@ async def handle_fetch(ctx, request):
             # so a consumer would never see the error (OFFSET_OUT_OF_RANGE: no reset, a spin).
             item.response.records = b""
         topic.partitions.append(item.response)
-    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=list(responses.values()))
+    return FetchResponse(throttle_time_ms=0, error_code=0, session_id=session.id if session is not None else 0,
+                         responses=list(responses.values()))
