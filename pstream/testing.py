@@ -108,6 +108,10 @@ class InProcessBroker(_Topics):
         self.log.close()
 
 
+class _PortTaken(RuntimeError):
+    """The broker could not bind a port free_port() had found free."""
+
+
 class BrokerProcess(_Topics):
     """`python -m pstream serve` as a subprocess: restartable on the same data directory and
     ports (Kafka, and the admin HTTP API at `admin_url`); `kill()` is a crash (SIGKILL)."""
@@ -121,6 +125,7 @@ class BrokerProcess(_Topics):
         self.extra = list(extra) + [arg for name, value in settings.items() for arg in _flag(name, value)]
         self.env = env
         self.proc: subprocess.Popen | None = None
+        self.served = False   # listened once: its ports are the ones clients know
         self.log_path = os.path.join(os.path.dirname(data_dir), f"broker-{self.port}.log")
 
     @property
@@ -132,6 +137,19 @@ class BrokerProcess(_Topics):
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, timeout: float = 30.0) -> BrokerProcess:
+        """Starts the broker. free_port() cannot reserve a port: if another process took one
+        before the broker bound it, a first start tries again on new ports (a restart keeps
+        its ports, which clients know)."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except _PortTaken:
+                if self.served or attempt == 2:
+                    raise
+                self.port, self.admin_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> BrokerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
         env.update(self.env or {})
         out = open(self.log_path, "ab")
@@ -143,9 +161,11 @@ class BrokerProcess(_Topics):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the broker exited with {self.proc.returncode}:\n{self.output()}")
+                error = _PortTaken if "address already in use" in self.output(2000) else RuntimeError
+                raise error(f"the broker exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                self.served = True
                 return self
             except OSError:
                 time.sleep(0.02)
