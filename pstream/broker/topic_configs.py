@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from pstream.broker.config import BrokerConfig
 from pstream.errors import ConfigError
-from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, java_double, topic_config_def
+from pstream.storage.kafka_configs import (BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, java_double,
+                                           merge_list, topic_config_def)
 
 
 class ConfigSource(enum.IntEnum):
@@ -178,15 +179,7 @@ def apply_list_operation(setting: TopicSetting, current: str, append: bool, valu
     if setting.type != ConfigType.LIST:
         raise ConfigError(f"Can't {'APPEND' if append else 'SUBTRACT'} to key {setting.kafka_name} because its type "
                           f"is not LIST.")
-    items = [item for item in current.split(",") if item]
-    given = [item.strip() for item in (value or "").split(",") if item.strip()]
-    if append:
-        for item in given:
-            parse_list(setting, item)   # refuses an item Kafka does not allow, with Kafka's message
-        items += [item for item in given if item not in items]
-    else:
-        items = [item for item in items if item not in given]
-    return parse_list(setting, ",".join(items))
+    return parse_list(setting, merge_list(current, value, append))   # refuses an item Kafka does not allow
 
 
 def check_together(settings: dict) -> None:

@@ -139,6 +139,16 @@ def _validate(d: KafkaConfigDef, given, out: str, number) -> None:
                                          "[partitionId]:[brokerId],[partitionId]:[brokerId],...")
 
 
+def merge_list(current: str, given: str | None, append: bool) -> str:
+    """IncrementalAlterConfigs APPEND or SUBTRACT on a LIST value (KRaft's
+    ConfigurationControlManager): the items given are added at the end where missing, or removed."""
+    items = [item for item in current.split(",") if item]
+    wanted = [item.strip() for item in (given or "").split(",") if item.strip()]
+    items = items + [item for item in wanted if item not in items] if append else \
+        [item for item in items if item not in wanted]
+    return ",".join(items)
+
+
 def topic_config_def(name: str) -> KafkaConfigDef:
     """The definition of a Kafka topic config; ConfigError (INVALID_CONFIG) with Kafka's message
     for a name Kafka does not know."""

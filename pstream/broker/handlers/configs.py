@@ -31,7 +31,7 @@ from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
 from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
 from pstream.storage.config import TopicConfig
-from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, topic_config_def
+from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, merge_list, topic_config_def
 
 TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -198,13 +198,8 @@ def _incremental_kafka(kafka: dict, topic, c) -> None:
         if d.type != "LIST":
             raise ConfigError(f"Can't {'APPEND' if c.config_operation == APPEND else 'SUBTRACT'} to key {c.name} "
                               f"because its type is not LIST.")
-        items = [i for i in kafka.get(c.name, topic.config.kafka_configs.get(c.name, d.default or "")).split(",") if i]
-        given = [i.strip() for i in (c.value or "").split(",") if i.strip()]
-        if c.config_operation == APPEND:
-            items += [i for i in given if i not in items]
-        else:
-            items = [i for i in items if i not in given]
-        kafka[c.name] = check_value(d, ",".join(items))
+        current = kafka.get(c.name, topic.config.kafka_configs.get(c.name, d.default or ""))
+        kafka[c.name] = check_value(d, merge_list(current, c.value, c.config_operation == APPEND))
     else:
         raise ConfigError(f"unknown config operation {c.config_operation} for {c.name}")
 
@@ -247,11 +242,8 @@ async def _alter_broker_incremental(broker, res, validate_only: bool):
             if d.type != "LIST":
                 return ErrorCode.INVALID_CONFIG, f"Config value {'append' if c.config_operation == APPEND else 'subtract'} " \
                                                  f"is not allowed for config key: {c.name}"
-            items = [i for i in scope.get(c.name, d.default or "").split(",") if i]
-            given = [i.strip() for i in (c.value or "").split(",") if i.strip()]
-            items = items + [i for i in given if i not in items] if c.config_operation == APPEND \
-                else [i for i in items if i not in given]
-            changes.append((c.name, ",".join(items)))
+            changes.append((c.name, merge_list(scope.get(c.name, d.default or ""), c.value,
+                                               c.config_operation == APPEND)))
         elif c.config_operation in (SET, DELETE, APPEND, SUBTRACT):
             changes.append((c.name, c.value if c.config_operation == SET else None))
         else:
