@@ -12,6 +12,7 @@ really sent the codec it was asked for (a client may silently send a batch uncom
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import shutil
@@ -453,8 +454,20 @@ def test_client_round_trips_keys_headers_timestamps_with_codec(broker, client, c
     assert_same_messages(msgs, got, exact_timestamps=not kcat, window=(before - 1000, after + 1000))
     batches = stored_batches(broker.bootstrap, "rt")
     assert sum(h.record_count for h, _ in batches) == len(msgs)
-    assert {h.compression for h, _ in batches} == {CODEC_ID[codec]}, f"{client} did not send {codec} batches"
+    assert_compressed_with(batches, codec, client)
     assert high_watermarks(broker.bootstrap, "rt") == [len(msgs)]
+
+
+def assert_compressed_with(batches: list, codec: str, client: str) -> None:
+    """Every stored batch carries the client's codec, except that librdkafka (confluent, kcat)
+    sends a batch uncompressed when the codec did not make it smaller (rdkafka_msgset_writer.c),
+    which happens to a batch that lingered with only an incompressible value or two."""
+    by_codec = collections.Counter()
+    for header, _ in batches:
+        by_codec[header.compression] += header.record_count
+    allowed = {CODEC_ID[codec]} | ({CODEC_ID["none"]} if client in ("confluent", "kcat") else set())
+    assert set(by_codec) <= allowed, f"{client} sent {dict(by_codec)} records by codec id, wanted {codec}"
+    assert by_codec[CODEC_ID[codec]] >= 0.9 * sum(by_codec.values()), f"{client} did not send {codec} batches"
 
 
 MIXED = [
