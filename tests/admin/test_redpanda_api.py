@@ -4,6 +4,8 @@ decodes it into, and the values checked against the broker's own."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 
 import kafka_wire
@@ -138,3 +140,146 @@ def test_public_metrics_is_the_prometheus_exposition(rp):
     assert reply.status == 200
     assert reply.headers["content-type"] == request(rp.admin_url + "/metrics").headers["content-type"]
     assert b"pstream_partition_high_watermark" in reply.body
+
+
+def test_controller_partition_names_this_node_as_leader(rp):
+    # rpadmin's GetLeaderID (sendToLeader with several admin hosts): /v1/partitions/redpanda/controller/0
+    c = get_json(rp.admin_url + "/v1/partitions/redpanda/controller/0")
+    assert fields(c, "ns", "topic", "partition_id", "leader_id") == {
+        "ns": "redpanda", "topic": "controller", "partition_id": 0, "leader_id": NODE_ID}
+    assert request(rp.admin_url + "/v1/partitions/redpanda/controller/1").status == 404
+
+
+# --- PUT /v1/cluster_config (rpk cluster config set / import / edit) ---------------------------
+# The handler, on pstream's real settings and dynamic broker configs, behind a node that alters
+# them as IncrementalAlterConfigs on the cluster-default broker resource does (check_changes,
+# then the dynamic configs laid over the static settings).
+
+class ConfigNode:
+    node_id, cluster_id, state, log_readable = NODE_ID, "c" * 22, "serving", True
+
+    def __init__(self, tmp_path, **static):
+        from pstream.broker.broker_configs import DynamicBrokerConfigs
+        from pstream.broker.config import BrokerConfig
+        self.static = BrokerConfig(**static)
+        self.dynamic = DynamicBrokerConfigs(str(tmp_path), NODE_ID)
+        self.calls = []
+
+    def settings(self):
+        from pstream.broker.config import settings_of
+        return settings_of(self.dynamic.apply_to(self.static))
+
+    def settings_schema(self):
+        from pstream.broker.config import settings_schema
+        return settings_schema()
+
+    async def alter_cluster_configs(self, changes, validate_only=False):
+        from pstream.broker.broker_configs import check_changes
+        self.calls.append((changes, validate_only))
+        checked = check_changes(self.dynamic, "", changes)   # ConfigError (a ValueError) names the config
+        if not validate_only:
+            for name, value in checked:
+                if value is None:
+                    self.dynamic.cluster.pop(name, None)
+                else:
+                    self.dynamic.cluster[name] = value
+
+
+class Put:
+    def __init__(self, body):
+        self.method, self.path, self.query, self.headers = "PUT", "/v1/cluster_config", {}, {}
+        self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    from pstream.admin.redpanda import RedpandaApi
+    node = ConfigNode(tmp_path, retention_bytes=5000000)
+    return node, RedpandaApi(node)
+
+
+def put(api, body) -> tuple[int, dict]:
+    from pstream.admin.http import HttpError
+    try:
+        response = asyncio.run(api.patch_cluster_config(Put(body)))
+    except HttpError as exc:   # what the server answers with
+        response = exc.response()
+    return response.status, json.loads(response.body)
+
+
+def current(api) -> dict:
+    return json.loads(api.cluster_config(Put({})).body)
+
+
+def test_put_cluster_config_sets_dynamic_configs_as_rpk_set_sends_them(cfg):
+    node, api = cfg
+    # rpk cluster config set log_retention_ms 3600000: the value goes as a string
+    assert put(api, {"upsert": {"log_retention_ms": "3600000"}, "remove": []}) == (200, {"config_version": 1})
+    assert node.dynamic.cluster == {"log.retention.ms": "3600000"}
+    assert current(api)["log_retention_ms"] == 3600000
+    # rpk cluster config import: values as YAML read them; aliases are pstream's and Kafka's names
+    status, result = put(api, {"upsert": {"log_cleanup_policy": "compact", "min_cleanable_dirty_ratio": 0.25,
+                                          "cleaner_threads": 2, "segment_bytes": 1 << 20}, "remove": None})
+    assert (status, result) == (200, {"config_version": 2})
+    cfg_now = current(api)
+    assert (cfg_now["log_cleanup_policy"], cfg_now["min_cleanable_dirty_ratio"], cfg_now["log_segment_size"]) == (
+        "compact", 0.25, 1 << 20)
+    status = json.loads(api.cluster_config_status(Put({})).body)
+    assert status == [{"node_id": NODE_ID, "restart": False, "config_version": 2, "invalid": [], "unknown": []}]
+    # rpk cluster config set retention_bytes "": remove -> back to the static setting, not the default
+    node.dynamic.cluster["log.retention.bytes"] = "1"
+    assert put(api, {"upsert": {}, "remove": ["retention_bytes", "log_retention_ms"]}) == (200, {"config_version": 3})
+    assert current(api)["retention_bytes"] == 5000000 and current(api)["log_retention_ms"] == 604800000
+    # null on an unlimited setting: -1
+    assert put(api, {"upsert": {"retention_bytes": None}})[0] == 200
+    assert node.dynamic.cluster["log.retention.bytes"] == "-1"
+
+
+def test_put_cluster_config_takes_long_max_back_from_a_float64_round_trip(cfg):
+    # export writes max_compaction_lag_ms (2**63 - 1) as a float64 reader has it, 2**63; import sends that
+    node, api = cfg
+    assert put(api, {"upsert": {"max_compaction_lag_ms": 1 << 63}})[0] == 200
+    assert node.dynamic.cluster["log.cleaner.max.compaction.lag.ms"] == str((1 << 63) - 1)
+
+
+def test_put_cluster_config_refuses_as_rpk_prints_validation_errors(cfg):
+    node, api = cfg
+    before = dict(node.dynamic.cluster)
+    status, errors = put(api, {"upsert": {"no_such_property": 1, "kafka_request_max_bytes": "1000",
+                                          "cluster_id": "x", "log_segment_size": "big",
+                                          "cleaner_enable": "maybe", "log_retention_ms": True},
+                               "remove": ["flush"]})
+    assert status == 400
+    # a flat {property: reason}: what rpk's formatValidationError decodes (map[string]string)
+    assert all(isinstance(v, str) for v in errors.values())
+    assert set(errors) == {"no_such_property", "kafka_request_max_bytes", "cluster_id", "log_segment_size",
+                           "cleaner_enable", "log_retention_ms", "flush"}
+    assert errors["no_such_property"] == "Unknown property"
+    assert "restart" in errors["kafka_request_max_bytes"] and "--kafka-request-max-bytes" not in errors[
+        "kafka_request_max_bytes"]   # named by pstream's setting, socket_request_max_bytes
+    assert "--socket-request-max-bytes" in errors["kafka_request_max_bytes"]
+    assert "integer" in errors["log_segment_size"] and "integer" in errors["log_retention_ms"]
+    assert "restart" in errors["cleaner_enable"] and "restart" in errors["flush"]
+    assert node.calls == [] and node.dynamic.cluster == before and api.config_version == 0
+    # a value the broker's own checks refuse: Kafka's message, on the property at fault
+    status, errors = put(api, {"upsert": {"log_retention_ms": "60000", "log_segment_size": "10"}})
+    assert status == 400 and set(errors) == {"log_segment_size"}, errors
+    assert "log.segment.bytes" in errors["log_segment_size"]
+    assert node.dynamic.cluster == before and api.config_version == 0
+    assert put(api, b"not json")[0] == 400 and put(api, ["upsert"])[0] == 400
+    assert put(api, {"upsert": [1]})[0] == 400
+
+
+def test_put_cluster_config_is_routed_where_the_server_routes_put(tmp_path):
+    from pstream.admin.http import Router
+    from pstream.admin.redpanda import RedpandaApi
+
+    class PutRouter(Router):
+        def put(self, path, handler):
+            self._add(path, ("PUT",), handler)
+
+    r = PutRouter()
+    RedpandaApi(ConfigNode(tmp_path)).add_routes(r)
+    handler, _ = r.resolve("PUT", "/v1/cluster_config")
+    assert handler.__name__ == "patch_cluster_config"
+    r.resolve("GET", "/v1/cluster_config")
