@@ -1,6 +1,7 @@
 """pstream as Apache Kafka's own Java client (kafka-clients 4.1.1) sees it: the Admin client creating topics
 the way Kafka Connect does and describing configs with synonyms and documentation, the consumer's fetch
-sessions (KIP-227), and consumer groups with the classic protocol and with KIP-848's (group.protocol=consumer).
+sessions (KIP-227), and consumer groups with the classic protocol and with KIP-848's
+(group.protocol=consumer).
 
 The client is tests/java (a small Maven project, built once per session by the `java_client` fixture, or
 beforehand by .ci/install-java-clients); each test runs one scenario of it in one JVM and asserts on the
@@ -80,12 +81,13 @@ class JavaClient:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=JAVA_DIR)
         except subprocess.TimeoutExpired as e:
-            pytest.fail(f"the Java client's {subcommand} ran over {timeout}s; stdout:\n{e.stdout}\nstderr:\n{e.stderr}")
+            pytest.fail(f"the Java client's {subcommand} ran over {timeout}s; "
+                        f"stdout:\n{e.stdout}\nstderr:\n{e.stderr}")
         events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
         return JavaRun(subcommand, done.returncode, events, done.stderr)
 
     def admin(self, broker, *ops: dict) -> list[dict]:
-        """Runs the Admin operations in one JVM; returns each one's result, failing on any operation's error."""
+        """Runs the Admin operations in one JVM; returns each one's result; any operation's error fails."""
         run = self.run("admin", {"bootstrap": broker.bootstrap, "ops": list(ops)}).check()
         assert len(run.events) == len(ops), run.describe_failure()
         for op, event in zip(ops, run.events):
@@ -108,7 +110,7 @@ def java_client() -> JavaClient:
 
 
 def fetch_session_metrics(broker) -> dict[str, float]:
-    """The broker's pstream_fetch_sessions* metrics (what test_fetch_sessions.py checks), from its admin API."""
+    """The broker's pstream_fetch_sessions* metrics (as test_fetch_sessions.py checks), from its admin API."""
     text = urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10).read().decode()
     return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
             if line.startswith("pstream_fetch_sessions")}
@@ -125,7 +127,8 @@ CONNECT_TOPICS = [
                  "compression.type": "zstd"}},
     {"name": "connect-offsets", "partitions": 25, "replicationFactor": 1,
      "configs": {"cleanup.policy": "compact", "min.insync.replicas": "1", "compression.type": "lz4",
-                 "segment.bytes": "52428800", "min.compaction.lag.ms": "0", "delete.retention.ms": "86400000"}},
+                 "segment.bytes": "52428800", "min.compaction.lag.ms": "0",
+                 "delete.retention.ms": "86400000"}},
     {"name": "connect-status", "partitions": 5, "replicationFactor": 1,
      "configs": {"cleanup.policy": "compact", "min.insync.replicas": "1", "retention.ms": "604800000",
                  "unclean.leader.election.enable": "false", "compression.type": "producer"}},
@@ -135,7 +138,8 @@ CONNECT_TOPICS = [
 OTHER_TOPICS = [
     {"name": "dbserver1.inventory.customers", "partitions": 3, "replicationFactor": 1,
      "configs": {"cleanup.policy": "compact,delete", "compression.type": "lz4", "retention.ms": "1209600000",
-                 "retention.bytes": "1073741824", "min.compaction.lag.ms": "60000", "max.message.bytes": "2097152",
+                 "retention.bytes": "1073741824", "min.compaction.lag.ms": "60000",
+                 "max.message.bytes": "2097152",
                  "message.timestamp.type": "LogAppendTime", "segment.ms": "3600000"}},
     {"name": "schema-changes.inventory", "partitions": None, "replicationFactor": None,
      "configs": {"cleanup.policy": "delete", "retention.ms": "9223372036854775807", "retention.bytes": "-1"}},
@@ -143,7 +147,8 @@ OTHER_TOPICS = [
 ]
 
 
-def test_kafka_connect_style_topics_are_created_found_and_described_with_their_configs(java_client, shared_broker):
+def test_kafka_connect_style_topics_are_created_found_and_described_with_their_configs(java_client,
+                                                                                       shared_broker):
     connect_names = [t["name"] for t in CONNECT_TOPICS]
     all_topics = CONNECT_TOPICS + OTHER_TOPICS
     names = [t["name"] for t in all_topics]
@@ -158,7 +163,7 @@ def test_kafka_connect_style_topics_are_created_found_and_described_with_their_c
 
     assert sorted(first["created"]) == sorted(connect_names) and first["existing"] == []
     assert again["created"] == [] and sorted(again["existing"]) == sorted(connect_names)
-    assert policies == [["compact"]] * 3          # what Connect's verifyTopicCleanupPolicyOnlyCompact requires
+    assert policies == [["compact"]] * 3      # what Connect's verifyTopicCleanupPolicyOnlyCompact requires
 
     # CreateTopics' answer (v5+) carries the partitions, replication factor and configs the topic got
     for topic in OTHER_TOPICS:
@@ -180,7 +185,8 @@ def test_kafka_connect_style_topics_are_created_found_and_described_with_their_c
                 assert entry["source"] == "DEFAULT_CONFIG", (topic["name"], name, entry)
         partitions = topics[topic["name"]]
         assert [p["partition"] for p in partitions] == list(range(topic["partitions"] or 1))
-        assert all(p["leader"] == 0 and p["replicas"] == [0] and p["isr"] == [0] for p in partitions), partitions
+        assert all(p["leader"] == 0 and p["replicas"] == [0] and p["isr"] == [0] for p in partitions), \
+            partitions
 
 
 # -- 2. DescribeConfigs with synonyms and documentation; dynamic broker configs -------------------------
@@ -207,7 +213,8 @@ def fields(entry: dict) -> tuple:
     return entry["value"], entry["source"], entry["readOnly"], entry["sensitive"], entry["type"]
 
 
-def test_describe_configs_with_synonyms_and_documentation_and_dynamic_broker_configs(java_client, broker_factory):
+def test_describe_configs_with_synonyms_and_documentation_and_dynamic_broker_configs(java_client,
+                                                                                     broker_factory):
     broker = broker_factory()       # its own: the test changes broker configs
     everything = {"op": "describeConfigs", "synonyms": True, "documentation": True}
     before, _, _, after, cluster_default, plain = java_client.admin(
@@ -225,7 +232,8 @@ def test_describe_configs_with_synonyms_and_documentation_and_dynamic_broker_con
         {**everything, "resources": [{"type": "TOPIC", "name": "syn"}, {"type": "TOPIC", "name": "plain"},
                                      {"type": "BROKER", "name": "0"}]},
         {**everything, "resources": [{"type": "BROKER", "name": ""}]},
-        {"op": "describeConfigs", "resources": [{"type": "TOPIC", "name": "plain"}, {"type": "BROKER", "name": "0"}]},
+        {"op": "describeConfigs",
+         "resources": [{"type": "TOPIC", "name": "plain"}, {"type": "BROKER", "name": "0"}]},
     )[1:]
     for described in (before, after, cluster_default):
         for resource, configs in described.items():
@@ -260,18 +268,22 @@ def test_describe_configs_with_synonyms_and_documentation_and_dynamic_broker_con
     retention_defaults = {"log.retention.ms", "log.retention.minutes", "log.retention.hours"}
     dynamic = [["log.retention.ms", "5400000", "DYNAMIC_BROKER_CONFIG"],
                ["log.retention.ms", "7200000", "DYNAMIC_DEFAULT_BROKER_CONFIG"]]
-    for resource, name, first in [("TOPIC:syn", "retention.ms", [["retention.ms", "3600000", "DYNAMIC_TOPIC_CONFIG"]]),
+    override = [["retention.ms", "3600000", "DYNAMIC_TOPIC_CONFIG"]]
+    for resource, name, first in [("TOPIC:syn", "retention.ms", override),
                                   ("TOPIC:plain", "retention.ms", []), ("BROKER:0", "log.retention.ms", [])]:
         synonyms = after[resource][name]["synonyms"]
         assert synonyms[:len(first) + 2] == first + dynamic, (resource, synonyms)
-        assert all(s[0] in retention_defaults and s[2] == "DEFAULT_CONFIG" for s in synonyms[len(first) + 2:]), \
+        rest = synonyms[len(first) + 2:]
+        assert all(s[0] in retention_defaults and s[2] == "DEFAULT_CONFIG" for s in rest), \
             (resource, synonyms)
     assert fields(after["TOPIC:syn"]["retention.ms"])[:2] == ("3600000", "DYNAMIC_TOPIC_CONFIG")
-    assert fields(after["TOPIC:plain"]["retention.ms"]) == ("5400000", "DYNAMIC_BROKER_CONFIG", False, False, "LONG")
-    assert fields(after["BROKER:0"]["log.retention.ms"]) == ("5400000", "DYNAMIC_BROKER_CONFIG", False, False, "LONG")
+    broker_value = ("5400000", "DYNAMIC_BROKER_CONFIG", False, False, "LONG")
+    assert fields(after["TOPIC:plain"]["retention.ms"]) == broker_value
+    assert fields(after["BROKER:0"]["log.retention.ms"]) == broker_value
     bytes_synonyms = [["log.retention.bytes", "1000000000", "DYNAMIC_DEFAULT_BROKER_CONFIG"],
                       ["log.retention.bytes", "-1", "DEFAULT_CONFIG"]]
-    assert fields(after["TOPIC:plain"]["retention.bytes"])[:2] == ("1000000000", "DYNAMIC_DEFAULT_BROKER_CONFIG")
+    assert fields(after["TOPIC:plain"]["retention.bytes"])[:2] == \
+        ("1000000000", "DYNAMIC_DEFAULT_BROKER_CONFIG")
     assert after["TOPIC:plain"]["retention.bytes"]["synonyms"] == bytes_synonyms
     assert after["BROKER:0"]["log.retention.bytes"]["synonyms"] == bytes_synonyms
     # the cluster default resource lists only what was set there
@@ -315,12 +327,14 @@ def test_a_consumer_group_shares_partitions_between_members_that_join_and_leave(
     """group.protocol=consumer is KIP-848 (ConsumerGroupHeartbeat): the broker assigns the partitions."""
     partitions, records, more = 4, 40, 20
     topic = kafka_topic_factory(partitions)
-    run = java_client.run("group", {"bootstrap": shared_broker.bootstrap, "topic": topic, "group": kafka_group_id,
-                                    "protocol": protocol, "partitions": partitions, "records": records,
-                                    "more": more, "timeoutMs": 20000}, timeout=120).check()
+    run = java_client.run("group", {"bootstrap": shared_broker.bootstrap, "topic": topic,
+                                    "group": kafka_group_id, "protocol": protocol, "partitions": partitions,
+                                    "records": records, "more": more, "timeoutMs": 20000},
+                          timeout=120).check()
     everything = set(range(partitions))
     assert run["consumed"]["values"] == list(range(records))
-    assert run["committed"]["offsets"] == {str(p): len(range(p, records, partitions)) for p in range(partitions)}
+    assert run["committed"]["offsets"] == \
+        {str(p): len(range(p, records, partitions)) for p in range(partitions)}
     split = run["split"]
     assert split["a"] and split["b"] and not set(split["a"]) & set(split["b"]), split
     assert set(split["a"]) | set(split["b"]) == everything, split
@@ -328,7 +342,8 @@ def test_a_consumer_group_shares_partitions_between_members_that_join_and_leave(
     for member in ("a", "b"):      # each member got the new records of its own partitions only
         assert {int(p) for p in after[member]} <= set(after[f"assignment{member.upper()}"]), after
         for p, values in after[member].items():
-            assert values == [i for i in range(records, records + more) if i % partitions == int(p)], (member, p)
+            assert values == [i for i in range(records, records + more) if i % partitions == int(p)], \
+                (member, p)
     assert sorted(v for member in ("a", "b") for vs in after[member].values() for v in vs) == \
         list(range(records, records + more))
     assert set(run["afterLeave"]["a"]) == everything and run["afterLeave"]["bClosed"]

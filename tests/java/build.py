@@ -40,7 +40,7 @@ def classpath() -> str:
 
 
 def ensure_built(mvn: str | None = None) -> str:
-    """Builds the client if it is missing or stale; returns its classpath. Raises RuntimeError if Maven fails."""
+    """Builds the client if it is missing or stale; returns its classpath. RuntimeError if Maven fails."""
     digest = sources_digest()
     try:
         with open(STAMP) as f:
