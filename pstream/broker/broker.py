@@ -198,7 +198,10 @@ class Broker:
                 self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
                 min_session_timeout_ms=cfg.group_min_session_timeout_ms,
                 max_session_timeout_ms=cfg.group_max_session_timeout_ms,
-                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000)
+                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
+                consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
+                consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
+                consumer_max_size=cfg.group_consumer_max_size)
             # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
             await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
             self.groups.start()

@@ -91,6 +91,9 @@ class BrokerConfig:
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000
     group_max_session_timeout_ms: int = 1800000
+    group_consumer_session_timeout_ms: int = 45000
+    group_consumer_heartbeat_interval_ms: int = 5000
+    group_consumer_max_size: int = INT32_MAX
     offsets_retention_minutes: int = 10080
     transaction_max_timeout_ms: int = 900000
     transaction_abort_timed_out_transaction_cleanup_interval_ms: int = 10000
@@ -353,6 +356,14 @@ _SETTINGS = (
              "shortest session timeout a group member may ask for", "group.min.session.timeout.ms"),
     _Setting("group_max_session_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
              "longest session timeout a group member may ask for", "group.max.session.timeout.ms"),
+    _Setting("group_consumer_session_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "a member of a consumer-protocol group (KIP-848) is fenced after this long without a heartbeat",
+             "group.consumer.session.timeout.ms"),
+    _Setting("group_consumer_heartbeat_interval_ms", _Int(1, INT32_MAX, metavar="MS"),
+             "how often members of a consumer-protocol group are told to heartbeat",
+             "group.consumer.heartbeat.interval.ms"),
+    _Setting("group_consumer_max_size", _Int(1, INT32_MAX),
+             "most members a consumer-protocol group may have", "group.consumer.max.size"),
     _Setting("offsets_retention_minutes", _Int(1, INT32_MAX, metavar="MINUTES"),
              "keep an empty group's committed offsets this long", "offsets.retention.minutes"),
     _Setting("transaction_max_timeout_ms", _Int(1, INT32_MAX, metavar="MS"),
@@ -585,6 +596,10 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
     _apply(values, _read_env(env), "the environment", text=True)
     _apply(values, entries, "the command line" if is_namespace else "the arguments", text=True)
     config = BrokerConfig(**values, admin_listen_given="admin_listen_host" in values)
+    if config.group_consumer_heartbeat_interval_ms >= config.group_consumer_session_timeout_ms:
+        raise ConfigError(f"group_consumer_heartbeat_interval_ms ({config.group_consumer_heartbeat_interval_ms}) "
+                          f"must be less than group_consumer_session_timeout_ms "
+                          f"({config.group_consumer_session_timeout_ms})")
     if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms:
         raise ConfigError(f"setting group_min_session_timeout_ms ({config.group_min_session_timeout_ms}) is larger "
                           f"than group_max_session_timeout_ms ({config.group_max_session_timeout_ms})")

@@ -50,9 +50,9 @@ def register(sub, common) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     with connect(args) as client:
         groups = client.list_groups()
-    emit(args, [{"group": g, "state": state, "protocol_type": ptype} for g, ptype, state in groups],
-         lambda: table(["GROUP", "STATE", "PROTOCOL-TYPE"],
-                       [[g, state or "-", ptype or "-"] for g, ptype, state in groups]))
+    emit(args, [{"group": g, "state": state, "protocol_type": ptype, "type": kind} for g, ptype, state, kind in groups],
+         lambda: table(["GROUP", "STATE", "PROTOCOL-TYPE", "TYPE"],
+                       [[g, state or "-", ptype or "-", kind] for g, ptype, state, kind in groups]))
     return 0
 
 
@@ -87,7 +87,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
             owners = {}
             members = []
             for m in g.members:
-                assigned = decode_assignment(m.assignment) if g.protocol_type == "consumer" else {}
+                if m.assigned is not None:
+                    assigned = m.assigned
+                else:
+                    assigned = decode_assignment(m.assignment) if g.protocol_type == "consumer" else {}
                 for topic, parts in assigned.items():
                     for p in parts:
                         owners[(topic, p)] = m.member_id

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pstream import _core
 from pstream.client.connection import BrokerConnection, KafkaError, check
-from pstream.client.wire import codec_classes
+from pstream.client.wire import api_key, codec_classes
 from pstream.protocol.error_codes import ErrorCode
 
 LATEST, EARLIEST = -1, -2
@@ -89,6 +89,7 @@ class GroupMember:
     client_host: str
     metadata: bytes
     assignment: bytes
+    assigned: dict[str, list[int]] | None = None   # a consumer-protocol (KIP-848) member's partitions
 
 
 @dataclass
@@ -394,18 +395,28 @@ class KafkaClient:
                                       t.transaction_timeout_ms, t.transaction_start_time_ms,
                                       sorted((topic.topic, p) for topic in t.topics for p in topic.partitions))
 
-    def list_groups(self) -> list[tuple[str, str, str]]:
-        """(group id, protocol type, state) of every group."""
+    def list_groups(self) -> list[tuple[str, str, str, str]]:
+        """(group id, protocol type, state, type: "classic" or "consumer") of every group."""
         req_cls, _ = codec_classes("ListGroups")
-        resp = self._call_any("ListGroups", 4, req_cls(states_filter=[]))
+        resp = self._call_any("ListGroups", 5, req_cls(states_filter=[], types_filter=[]))
         check(resp.error_code, "ListGroups")
-        return sorted((g.group_id, g.protocol_type, g.group_state) for g in resp.groups)
+        return sorted((g.group_id, g.protocol_type, g.group_state, g.group_type or "classic") for g in resp.groups)
 
     def describe_group(self, group: str) -> GroupDescription:
+        """A classic group through DescribeGroups; a consumer-protocol group (which DescribeGroups
+        reports as Dead) through ConsumerGroupDescribe, as Kafka's admin client does."""
         req_cls, _ = codec_classes("DescribeGroups")
         conn = self.coordinator(group)
         g = conn.call("DescribeGroups", conn.version("DescribeGroups", 5), req_cls(groups=[group])).groups[0]
         check(g.error_code, f"describe group {group!r}")
+        if g.group_state == "Dead" and api_key("ConsumerGroupDescribe") in conn.versions:
+            c = conn.call("ConsumerGroupDescribe", 0, codec_classes("ConsumerGroupDescribe")[0](group_ids=[group]))
+            found = c.groups[0]
+            if found.error_code == 0:
+                return GroupDescription(found.group_id, found.group_state, "consumer", found.assignor_name, [
+                    GroupMember(m.member_id, m.instance_id, m.client_id, m.client_host, b"", b"",
+                                {t.topic_name: sorted(t.partitions) for t in m.assignment.topic_partitions})
+                    for m in found.members])
         members = [GroupMember(m.member_id, m.group_instance_id, m.client_id, m.client_host,
                                bytes(m.member_metadata), bytes(m.member_assignment)) for m in g.members]
         return GroupDescription(g.group_id, g.group_state, g.protocol_type, g.protocol_data, members)

@@ -26,6 +26,7 @@ import enum
 import logging
 import uuid
 
+from pstream.coordinator.consumer_groups import ConsumerGroup, ConsumerProtocol
 from pstream.coordinator.offsets import (
     CommittedOffset,
     OffsetStore,
@@ -260,7 +261,8 @@ class GroupCoordinator:
                  retention_check_interval_s: float = RETENTION_CHECK_INTERVAL_S,
                  metadata_max_bytes: int = OFFSET_METADATA_MAX_BYTES,
                  new_member_join_timeout_ms: int = NEW_MEMBER_JOIN_TIMEOUT_MS,
-                 store: OffsetStore | None = None):
+                 store: OffsetStore | None = None, consumer_session_timeout_ms: int = 45000,
+                 consumer_heartbeat_interval_ms: int = 5000, consumer_max_size: int = 2**31 - 1):
         self.log = log
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self.min_session_timeout_ms = min_session_timeout_ms
@@ -271,7 +273,10 @@ class GroupCoordinator:
         self.metadata_max_bytes = metadata_max_bytes
         self.new_member_join_timeout_ms = new_member_join_timeout_ms
         self.store = store or OffsetStore(log)
-        self.groups: dict[str, Group] = {}
+        self.groups: dict[str, Group | ConsumerGroup] = {}
+        self.consumer = ConsumerProtocol(self, session_timeout_ms=consumer_session_timeout_ms,
+                                         heartbeat_interval_ms=consumer_heartbeat_interval_ms,
+                                         max_size=consumer_max_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future] = set()
         self._expirer: asyncio.Task | None = None
@@ -328,7 +333,8 @@ class GroupCoordinator:
         for task in [self._expirer, *self._tasks]:
             if task is not None:
                 task.cancel()
-        for group in self.groups.values():
+        self.consumer.stop()
+        for group in self.classic_groups():
             for member in group.members.values():
                 _resolve(member.join_future, JoinResult(ErrorCode.NOT_COORDINATOR, member.member_id))
                 _resolve(member.sync_future, SyncResult(ErrorCode.NOT_COORDINATOR))
@@ -338,6 +344,15 @@ class GroupCoordinator:
             for handle in [group.join_timer, group.sync_timer, *group.pending_members.values()]:
                 if handle is not None:
                     handle.cancel()
+
+    def classic_groups(self) -> list[Group]:
+        return [g for g in self.groups.values() if isinstance(g, Group)]
+
+    def _classic(self, group_id: str) -> Group | None:
+        """The classic group of that id; None also when the id is a consumer group's, which has no
+        classic members (so a classic request for it gets UNKNOWN_MEMBER_ID, as from Kafka)."""
+        group = self.groups.get(group_id)
+        return group if isinstance(group, Group) else None
 
     def _spawn(self, coro) -> asyncio.Future:
         task = asyncio.ensure_future(coro)
@@ -405,6 +420,11 @@ class GroupCoordinator:
         if error is not None:
             return JoinResult(error, member_id)
         group = self.groups.get(group_id)
+        if isinstance(group, ConsumerGroup):
+            if not group.is_(GroupState.EMPTY, GroupState.DEAD):
+                return JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id)
+            _log.info("converting the empty consumer group %s to a classic group", group_id)
+            group = self.groups[group_id] = Group(group_id)
         unknown = member_id == ""
         if group is None:
             if not unknown:
@@ -745,7 +765,7 @@ class GroupCoordinator:
         error = self._group_error(group_id)
         if error is not None:
             return SyncResult(error)
-        group = self.groups.get(group_id)
+        group = self._classic(group_id)
         if group is None:
             return SyncResult(ErrorCode.UNKNOWN_MEMBER_ID)
         if group.is_(GroupState.DEAD):
@@ -801,7 +821,7 @@ class GroupCoordinator:
         error = self._group_error(group_id)
         if error is not None:
             return error
-        group = self.groups.get(group_id)
+        group = self._classic(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
         if group.is_(GroupState.DEAD):
@@ -823,6 +843,8 @@ class GroupCoordinator:
         if error is not None:
             return error, []
         group = self.groups.get(group_id)
+        if isinstance(group, ConsumerGroup):
+            return ErrorCode.NONE, [self.consumer.remove(group, m, i) for m, i in members]
         if group is None:
             return ErrorCode.NONE, [ErrorCode.UNKNOWN_MEMBER_ID] * len(members)
         if group.is_(GroupState.DEAD):
@@ -856,9 +878,10 @@ class GroupCoordinator:
 
     async def commit(self, group_id: str, generation: int, member_id: str, instance_id: str | None,
                      offsets: dict[TopicPartition, CommittedOffset],
-                     producer: tuple[int, int] | None = None) -> dict[TopicPartition, int]:
+                     producer: tuple[int, int] | None = None, api_version: int = 9) -> dict[TopicPartition, int]:
         """Stores offsets once they are durable; returns an error code per partition. With a
-        producer (id, epoch): inside its transaction (TxnOffsetCommit), counted once it commits."""
+        producer (id, epoch): inside its transaction (TxnOffsetCommit), counted once it commits.
+        api_version: the OffsetCommit's (a consumer group's members must use v9+)."""
         error = self._group_error(group_id, allow_empty=True)
         group = self.groups.get(group_id) if error is None else None
         if error is None and group is None:
@@ -867,7 +890,10 @@ class GroupCoordinator:
             else:
                 _log.info("creating simple consumer group %s through a manual offset commit", group_id)
                 group = self.groups[group_id] = Group(group_id)
-        if error is None:
+        if error is None and isinstance(group, ConsumerGroup):
+            error = self._consumer_commit_error(group, generation, member_id, instance_id, producer is not None,
+                                                api_version)
+        elif error is None:
             error = self._commit_error(group, generation, member_id, instance_id)
         if error is not None:
             return {tp: error for tp in offsets}
@@ -909,6 +935,20 @@ class GroupCoordinator:
             self._schedule_expiry(group, member, member.session_timeout_ms)
         return None
 
+    def _consumer_commit_error(self, group: ConsumerGroup, epoch: int, member_id: str, instance_id: str | None,
+                               transactional: bool, api_version: int) -> int | None:
+        """Kafka's ConsumerGroup.validateOffsetCommit: the member's current epoch, or nobody's in an
+        empty group; a transactional commit may name no member at all."""
+        if group.is_(GroupState.DEAD):
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        if epoch < 0 and not group.members:
+            return None
+        if transactional and epoch < 0 and not member_id and instance_id is None:
+            return None
+        if member_id in group.members and not transactional and api_version < 9:
+            return ErrorCode.UNSUPPORTED_VERSION
+        return self.consumer.member_error(group, member_id, epoch, classic_error=transactional)
+
     async def _write(self, records, producer: tuple[int, int] | None = None) -> int:
         """Appends and awaits durability; Kafka's error mapping for a failed offsets append."""
         try:
@@ -924,9 +964,14 @@ class GroupCoordinator:
     async def _store_group(self, group: Group, assignment: dict[str, bytes] | None = None) -> int:
         return await self._write([(group_key(group.group_id), group_value(_group_record(group, assignment)))])
 
-    def fetch_offsets(self, group_id: str, partitions: list[TopicPartition] | None, require_stable: bool = False):
-        """(group error, {tp: (CommittedOffset or None, error)}); partitions None: every committed one."""
+    def fetch_offsets(self, group_id: str, partitions: list[TopicPartition] | None, require_stable: bool = False,
+                      member_id: str | None = None, member_epoch: int = -1):
+        """(group error, {tp: (CommittedOffset or None, error)}); partitions None: every committed one.
+        A member of a consumer group that names itself (OffsetFetch v9) must be at its current epoch."""
         error = self._group_error(group_id, allow_empty=True)
+        group = self.groups.get(group_id)
+        if error is None and isinstance(group, ConsumerGroup) and (member_id is not None or member_epoch >= 0):
+            error = self.consumer.member_error(group, member_id or "", member_epoch, classic_error=False)
         if error is not None:
             return error, {}
         committed = self.store.state.offsets.get(group_id, {})
@@ -955,7 +1000,9 @@ class GroupCoordinator:
         if error is not None:
             return GroupSummary(error, group_id, "", "", "", [])
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or isinstance(group, ConsumerGroup):
+            # Kafka (DescribeGroups v0-v5) describes a consumer group as it does a missing one:
+            # clients describe those with ConsumerGroupDescribe.
             return GroupSummary(ErrorCode.NONE, group_id, GroupState.DEAD.value, "", "", [])
         return group.summary()
 
@@ -965,11 +1012,13 @@ class GroupCoordinator:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
         wanted_states = {s.lower() for s in states or ()}
         wanted_types = {t.lower() for t in types or ()}
-        if wanted_types and "classic" not in wanted_types:
-            return ErrorCode.NONE, []
-        return ErrorCode.NONE, [(g.group_id, g.protocol_type or "", g.state.value, "classic")
-                                for g in self.groups.values()
-                                if not wanted_states or g.state.value.lower() in wanted_states]
+        out = []
+        for g in self.groups.values():
+            kind = "consumer" if isinstance(g, ConsumerGroup) else "classic"
+            if (not wanted_types or kind in wanted_types) and \
+                    (not wanted_states or g.state.value.lower() in wanted_states):
+                out.append((g.group_id, g.protocol_type or "", g.state.value, kind))
+        return ErrorCode.NONE, out
 
     async def delete_groups(self, group_ids: list[str]) -> dict[str, int]:
         results, doomed = {}, []
@@ -1059,7 +1108,7 @@ class GroupCoordinator:
         if group.protocol_type is not None and group.is_(GroupState.EMPTY):
             base, keep = (lambda c: group.state_ms), set()   # retention counts from when it became empty
         elif group.protocol_type == CONSUMER_PROTOCOL and group.subscribed is not None and \
-                group.is_(GroupState.STABLE):
+                (group.is_(GroupState.STABLE) or isinstance(group, ConsumerGroup)):
             base, keep = (lambda c: c.commit_ms), group.subscribed   # only topics it no longer reads
         elif group.protocol_type is None:
             base, keep = (lambda c: c.commit_ms), set()   # a stand-alone group: from each commit

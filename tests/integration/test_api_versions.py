@@ -6,15 +6,13 @@ per partition, and every API answers well-formed at its lowest and highest versi
 
 from __future__ import annotations
 
-
 import pytest
+import raw_kafka
 
 import pstream
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.primitives import ZERO_UUID, ProtocolError
 
-
-import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
 codecs = raw_kafka.codecs
 
 # What Apache Kafka 3.9 advertises for each API pstream implements: (key, min, max).
@@ -63,7 +61,14 @@ KAFKA_3_9 = {
     "DescribeClientQuotas": (48, 0, 1),
     "AlterClientQuotas": (49, 0, 1),
 }
-EXPECTED_RANGES = {key: (low, high) for key, low, high in KAFKA_3_9.values()}
+# KIP-848's consumer group APIs at Kafka 4.0's ranges (3.9 serves ConsumerGroupHeartbeat v0 only, and
+# only when the new protocol is switched on): v1 adds regex subscriptions, which librdkafka and the
+# Java client 4.x use.
+KAFKA_4_0 = {
+    "ConsumerGroupHeartbeat": (68, 0, 1),
+    "ConsumerGroupDescribe": (69, 0, 0),
+}
+EXPECTED_RANGES = {key: (low, high) for key, low, high in (*KAFKA_3_9.values(), *KAFKA_4_0.values())}
 API_VERSIONS = 18
 TOPIC = "av"
 
@@ -731,7 +736,43 @@ def _check_alter_client_quotas(conn, version, resp):
     assert [[(v.key, v.value) for v in e.values] for e in described.entries] == [[("consumer_byte_rate", 2048.0)]]
 
 
+def _consumer_group_heartbeat(conn, version):
+    seeded(conn)
+    req_cls, _ = codecs("ConsumerGroupHeartbeat")
+    return req_cls(group_id=GROUP, member_id="m-" + "x" * 20, member_epoch=0, rebalance_timeout_ms=30000,
+                   subscribed_topic_names=[TOPIC], topic_partitions=[])
+
+
+def _check_consumer_group_heartbeat(conn, version, resp):
+    assert (resp.error_code, resp.error_message, resp.member_id, resp.member_epoch) == (0, None, "m-" + "x" * 20, 1)
+    assert resp.heartbeat_interval_ms == 5000
+    [assigned] = resp.assignment.topic_partitions
+    assert assigned.partitions == [0]
+    topic_id = conn.call("Metadata", 12, codecs("Metadata")[0](topics=None)).topics[0].topic_id
+    assert assigned.topic_id == topic_id
+
+
+def _consumer_group_describe(conn, version):
+    conn.call("ConsumerGroupHeartbeat", 0, _consumer_group_heartbeat(conn, 0))
+    return codecs("ConsumerGroupDescribe")[0](group_ids=[GROUP, "nobody"], include_authorized_operations=True)
+
+
+def _check_consumer_group_describe(conn, version, resp):
+    g, missing = resp.groups
+    assert (g.error_code, g.group_state, g.group_epoch, g.assignment_epoch, g.assignor_name) == \
+        (0, "Stable", 1, 1, "uniform")
+    [m] = g.members
+    assert (m.member_id, m.member_epoch, m.subscribed_topic_names, m.client_host) == \
+        ("m-" + "x" * 20, 1, [TOPIC], "/127.0.0.1")
+    assert [(t.topic_name, t.partitions) for t in m.assignment.topic_partitions] == [(TOPIC, [0])]
+    assert [(t.topic_name, t.partitions) for t in m.target_assignment.topic_partitions] == [(TOPIC, [0])]
+    assert (missing.group_id, missing.error_code, missing.error_message) == \
+        ("nobody", 69, "Group nobody not found.")
+
+
 CASES = {
+    "ConsumerGroupHeartbeat": (_consumer_group_heartbeat, _check_consumer_group_heartbeat),
+    "ConsumerGroupDescribe": (_consumer_group_describe, _check_consumer_group_describe),
     "DescribeTopicPartitions": (_describe_topic_partitions, _check_describe_topic_partitions),
     "ListPartitionReassignments": (_list_partition_reassignments, _check_list_partition_reassignments),
     "AlterPartitionReassignments": (_alter_partition_reassignments, _check_alter_partition_reassignments),
@@ -779,12 +820,12 @@ CASES = {
 
 
 def test_every_advertised_api_has_a_case_here():
-    assert set(CASES) == set(KAFKA_3_9)
+    assert set(CASES) == set(KAFKA_3_9) | set(KAFKA_4_0)
 
 
-@pytest.mark.parametrize("api", sorted(KAFKA_3_9))
+@pytest.mark.parametrize("api", sorted({**KAFKA_3_9, **KAFKA_4_0}))
 def test_api_answers_well_formed_at_its_lowest_and_highest_version(broker_factory, api):
-    _, low, high = KAFKA_3_9[api]
+    _, low, high = {**KAFKA_3_9, **KAFKA_4_0}[api]
     build, check = CASES[api]
     for version in sorted({low, high}):
         # A fresh broker per version: each case starts from an empty log.

@@ -1,4 +1,18 @@
 """One module per Kafka API family; importing this package registers every handler."""
 
-from pstream.broker.handlers import (api_versions, cluster, configs, fetch, groups, list_offsets,  # noqa: F401
-                                     metadata, partitions_admin, produce, producers, quotas, topics, transactions)
+from pstream.broker.handlers import (  # noqa: F401
+                                     api_versions,
+                                     cluster,
+                                     configs,
+                                     consumer_groups,
+                                     fetch,
+                                     groups,
+                                     list_offsets,
+                                     metadata,
+                                     partitions_admin,
+                                     produce,
+                                     producers,
+                                     quotas,
+                                     topics,
+                                     transactions,
+)

@@ -142,7 +142,7 @@ async def handle_offset_commit(ctx, request):
                 commit_ms=p.commit_timestamp if v == 1 and p.commit_timestamp != -1 else now,
                 expire_ms=now + retention if retention != -1 else None)
     results = await ctx.broker.groups.commit(request.group_id, request.generation_id_or_member_epoch,
-                                             request.member_id, request.group_instance_id, offsets)
+                                             request.member_id, request.group_instance_id, offsets, api_version=v)
     return OffsetCommitResponse(throttle_time_ms=0, topics=[
         OffsetCommitResponse.OffsetCommitResponseTopic(name=t.name, partitions=[
             OffsetCommitResponse.OffsetCommitResponsePartition(partition_index=p.partition_index,
@@ -151,10 +151,11 @@ async def handle_offset_commit(ctx, request):
         for t in request.topics])
 
 
-def _fetched_partitions(coordinator, group_id, topics, require_stable, partition_cls):
-    """(group error, [(topic, partition response)]) for OffsetFetch; topics None: every committed one."""
+def _fetched_partitions(coordinator, group_id, topics, require_stable, partition_cls, member=(None, -1)):
+    """(group error, [(topic, partition response)]) for OffsetFetch; topics None: every committed one.
+    member: the (member id, epoch) an OffsetFetch v9 names, checked in a consumer group."""
     wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    error, found = coordinator.fetch_offsets(group_id, wanted, require_stable)
+    error, found = coordinator.fetch_offsets(group_id, wanted, require_stable, *member)
     if error != ErrorCode.NONE:
         # Versions without a group error code carry it in every partition.
         return error, [(t, partition_cls(partition_index=p, committed_offset=-1, committed_leader_epoch=-1,
@@ -176,7 +177,8 @@ def handle_offset_fetch(ctx, request):
         groups = []
         for g in request.groups:
             error, rows = _fetched_partitions(coordinator, g.group_id, g.topics, require_stable,
-                                              OffsetFetchResponse.OffsetFetchResponsePartitions)
+                                              OffsetFetchResponse.OffsetFetchResponsePartitions,
+                                              (g.member_id, g.member_epoch))
             groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
                 group_id=g.group_id, error_code=error,
                 topics=[] if error else [OffsetFetchResponse.OffsetFetchResponseTopics(name=t, partitions=ps)
