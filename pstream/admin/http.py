@@ -2,8 +2,8 @@
 
 It runs on the broker's event loop, so handlers read broker state directly, without threads
 or locks. Each route says its methods: GET (which also answers HEAD) never changes state,
-POST does (a body, if any, is read and ignored); a known path asked with another method gets
-405 with an Allow header. Keep-alive and pipelined requests; JSON errors `{"error": ..., "code": ...}`.
+POST and PUT do (a body of up to MAX_BODY bytes is read into Request.body; a larger one gets 413);
+a known path asked with another method gets 405 with an Allow header. Keep-alive and pipelined requests; JSON errors `{"error": ..., "code": ...}`.
 
 What a client cannot do to the broker: a request head (request line and headers) is bounded
 (MAX_HEAD_BYTES, MAX_HEADERS); bytes that cannot begin an HTTP request get 400 as soon as
@@ -30,7 +30,7 @@ _log = logging.getLogger("pstream.admin")
 
 MAX_HEAD_BYTES = 16 * 1024
 MAX_HEADERS = 100
-MAX_DISCARDED_BODY = 64 * 1024   # a larger request body is not read: the connection closes after the answer
+MAX_BODY = 64 * 1024   # a larger request body is not read: 413, and the connection closes after the answer
 HEAD_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 60.0
 WRITE_TIMEOUT_S = 30.0
@@ -54,6 +54,7 @@ class Request:
     query: dict[str, str]                      # the last value of each name
     headers: dict[str, str]                    # names in lower case
     version: tuple[int, int] = (1, 1)
+    body: bytes = b""
 
 
 @dataclass
@@ -101,6 +102,10 @@ class Router:
     def post(self, path: str, handler: Handler) -> None:
         """A route that changes state."""
         self._add(path, ("POST",), handler)
+
+    def put(self, path: str, handler: Handler) -> None:
+        """A route that sets state from the request body."""
+        self._add(path, ("PUT",), handler)
 
     def _add(self, path: str, methods: tuple[str, ...], handler: Handler) -> None:
         if "{" in path:
@@ -241,10 +246,12 @@ class HttpServer:
             if not length.isdigit():
                 await self._send(writer, HttpError(400, "malformed Content-Length").response(), False, False)
                 return
-            if int(length) > MAX_DISCARDED_BODY:
-                keep = False   # answered without reading the body
-            elif int(length):
-                await self._discard(reader, buf, int(length))
+            if int(length) > MAX_BODY:
+                await self._send(writer, HttpError(413, f"request body larger than {MAX_BODY} bytes").response(),
+                                 request.method == "HEAD", False)
+                return
+            if int(length):
+                request.body = await self._read_body(reader, buf, int(length))
             response = await self._answer(request)
             await self._send(writer, response, request.method == "HEAD", keep)
             if not keep:
@@ -275,15 +282,15 @@ class HttpServer:
             buf += chunk
 
     @staticmethod
-    async def _discard(reader: asyncio.StreamReader, buf: bytearray, length: int) -> None:
-        take = min(length, len(buf))
-        del buf[:take]
-        length -= take
-        while length:
-            chunk = await asyncio.wait_for(reader.read(min(length, 65536)), HEAD_TIMEOUT_S)
+    async def _read_body(reader: asyncio.StreamReader, buf: bytearray, length: int) -> bytes:
+        body = bytearray(buf[:length])
+        del buf[:len(body)]
+        while len(body) < length:
+            chunk = await asyncio.wait_for(reader.read(length - len(body)), HEAD_TIMEOUT_S)
             if not chunk:
                 raise _Close()
-            length -= len(chunk)
+            body += chunk
+        return bytes(body)
 
     async def _answer(self, request: Request) -> Response:
         try:

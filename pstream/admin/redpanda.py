@@ -168,11 +168,7 @@ class RedpandaApi:
     def add_routes(self, r: Router) -> None:
         r.get("/v1/cluster/health_overview", self.health_overview)
         r.get("/v1/cluster_config", self.cluster_config)
-        # The write path needs a server that routes PUT and hands handlers the request body
-        # (Router.put, Request.body) and a node that alters its dynamic configs
-        # (NodeView.alter_cluster_configs); without them PUT answers 405.
-        if hasattr(r, "put") and hasattr(self.node, "alter_cluster_configs"):
-            r.put("/v1/cluster_config", self.patch_cluster_config)
+        r.put("/v1/cluster_config", self.patch_cluster_config)
         r.get("/v1/cluster_config/schema", self.cluster_config_schema)
         r.get("/v1/cluster_config/status", self.cluster_config_status)
         r.get("/v1/node_config", self.node_config)

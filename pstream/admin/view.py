@@ -87,4 +87,7 @@ class NodeView(MetricsView, Protocol):
 
     def partition_core(self, topic: str, partition: int) -> int: ...   # the shard that owns the partition
 
-    def metrics_text(self) -> bytes: ...         # the Prometheus exposition
+    def metrics_text(self) -> bytes: ...
+
+    async def alter_cluster_configs(self, changes: list[tuple[str, str | None]],
+                                    validate_only: bool = False) -> None: ...   # ConfigError names a bad one         # the Prometheus exposition

@@ -69,5 +69,9 @@ class BrokerAdminView:
     def partition_core(self, topic: str, partition: int) -> int:
         return shard_for(topic, partition, self._broker.log.shards)
 
+    async def alter_cluster_configs(self, changes: list[tuple[str, str | None]], validate_only: bool = False) -> None:
+        """rpk's cluster config set/import: cluster-wide dynamic broker configs, by Kafka name."""
+        await self._broker.alter_dynamic_configs("", changes, validate_only=validate_only)
+
     def metrics_text(self) -> bytes:
         return self._broker.metrics.exposition()

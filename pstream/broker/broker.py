@@ -34,7 +34,7 @@ from pstream.admin.api import AdminApi, admin_url
 from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
 from pstream.broker.admin_view import BrokerAdminView
-from pstream.broker.broker_configs import DynamicBrokerConfigs
+from pstream.broker.broker_configs import DynamicBrokerConfigs, check_changes
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
@@ -119,6 +119,33 @@ class Broker:
         self.cluster_id = stored or wanted or new_cluster_id()
         if meta.get("cluster_id") != self.cluster_id or meta.get("node_id") != self.node_id:
             layout.write_json_atomic(path, {"cluster_id": self.cluster_id, "node_id": self.node_id})
+
+    async def alter_dynamic_configs(self, name: str, changes: list[tuple[str, str | None]],
+                                    replace_all: bool = False, validate_only: bool = False) -> None:
+        """Changes the dynamic broker configs of resource `name` (this node's id, or "" for the
+        cluster default): [(Kafka config name, value, or None to delete)]; replace_all (AlterConfigs):
+        they become the resource's only ones. Persisted, then in force; ConfigError names a bad
+        change, and nothing changes then."""
+        dynamic = self.dynamic_configs
+        checked = check_changes(dynamic, name, changes)
+        if validate_only:
+            return
+        scope = dynamic.scope(name)
+        before = dict(scope)
+        if replace_all:
+            scope.clear()
+        for config, value in checked:
+            if value is None:
+                scope.pop(config, None)
+            else:
+                scope[config] = value
+        try:
+            await self.log.run_blocking(dynamic.save)
+            await self.apply_dynamic_configs()
+        except BaseException:   # not persisted or not applicable: as it was
+            scope.clear()
+            scope.update(before)
+            raise
 
     async def apply_dynamic_configs(self) -> None:
         """Puts the dynamic broker configs in force without a restart (broker_configs.py)."""

@@ -12,8 +12,10 @@ import time
 
 import kafka_wire
 import pytest
+import raw_kafka
 from admin_http import get_json, raw_exchange, request
 from confluent_kafka import Consumer, TopicPartition
+from test_dynamic_broker_configs import DYNAMIC_DEFAULT, describe
 
 import pstream
 from pstream import _core
@@ -247,3 +249,25 @@ def test_debug_memory_reports_buffers_and_traces_allocations_on_demand(broker):
     assert get_json(url)["tracemalloc"]["tracing"] is False
     bad = request(url + "?top=lots")
     assert bad.status == 400 and bad.json()["code"] == 400
+
+
+def test_put_cluster_config_changes_a_dynamic_broker_config_as_kafka_clients_see_it(broker):
+    """rpk cluster config set: PUT /v1/cluster_config, then the Kafka API describes the new cluster default."""
+    url = broker.admin_url + "/v1/cluster_config"
+    reply = request(url, method="PUT", data=json.dumps({"upsert": {"log_retention_ms": "3600000"},
+                                                        "remove": []}).encode())
+    assert reply.status == 200 and reply.json()["config_version"] >= 1
+    assert get_json(url)["log_retention_ms"] == 3600000
+    with raw_kafka.RawConnection(broker.bootstrap) as conn:
+        described = describe(conn, 4, "0", ["log.retention.ms"])
+    assert described["log.retention.ms"][:2] == ("3600000", DYNAMIC_DEFAULT)
+    refused = request(url, method="PUT", data=json.dumps({"upsert": {"log_segment_bytes": "10"}}).encode())
+    assert refused.status == 400 and "log_segment_bytes" in refused.json()
+    reset = request(url, method="PUT", data=json.dumps({"upsert": {}, "remove": ["log_retention_ms"]}).encode())
+    assert reset.status == 200 and get_json(url)["log_retention_ms"] == 604800000
+
+
+def test_a_request_body_over_the_limit_gets_413_and_the_broker_keeps_serving(broker):
+    out = raw_exchange(broker.admin_port, b"PUT /v1/cluster_config HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n{")
+    assert out.startswith(b"HTTP/1.1 413 ")
+    assert request(broker.admin_url + "/v1/status/ready").status == 200

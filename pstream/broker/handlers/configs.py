@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pstream.broker.broker_configs import check_changes, describe_broker
+from pstream.broker.broker_configs import describe_broker
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_topic, internal_topic_error
 from pstream.broker.topic_configs import (
@@ -31,7 +31,13 @@ from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
 from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
 from pstream.storage.config import TopicConfig
-from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, merge_list, topic_config_def
+from pstream.storage.kafka_configs import (
+    BROKER_CONFIG_DEFS,
+    TOPIC_CONFIG_DEFS,
+    check_value,
+    merge_list,
+    topic_config_def,
+)
 
 TOPIC, BROKER = 2, 4
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
@@ -94,29 +100,10 @@ async def _alter_broker(broker, name, changes, replace_all: bool, validate_only:
     """(error code, message) of dynamic broker config changes [(config name, value or None to
     delete)] on resource `name` (this node's id, or "" for the cluster default); replace_all:
     AlterConfigs, whose configs become the only ones of that resource."""
-    dynamic = broker.dynamic_configs
     try:
-        checked = check_changes(dynamic, name, changes)
+        await broker.alter_dynamic_configs(name, changes, replace_all, validate_only)
     except ConfigError as exc:
         return ErrorCode.INVALID_REQUEST, str(exc)
-    if validate_only:
-        return ErrorCode.NONE, None
-    scope = dynamic.scope(name)
-    before = dict(scope)
-    if replace_all:
-        scope.clear()
-    for config, value in checked:
-        if value is None:
-            scope.pop(config, None)
-        else:
-            scope[config] = value
-    try:
-        await broker.log.run_blocking(dynamic.save)
-        await broker.apply_dynamic_configs()
-    except BaseException:   # not persisted or not applicable: as it was
-        scope.clear()
-        scope.update(before)
-        raise
     return ErrorCode.NONE, None
 
 

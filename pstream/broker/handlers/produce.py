@@ -30,9 +30,9 @@ import time
 from pstream import _core
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, internal_topic_error
-from pstream.storage.producer_state import SequenceCheck
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.produce import ProduceResponse
+from pstream.storage.producer_state import SequenceCheck
 
 PartitionResponse = ProduceResponse.PartitionProduceResponse
 TopicResponse = ProduceResponse.TopicProduceResponse
