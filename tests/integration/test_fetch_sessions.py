@@ -1,6 +1,8 @@
 """Fetch sessions (KIP-227): a full fetch at epoch 0 opens a session, incremental fetches send
 and receive only what changed, forgotten partitions leave it, epoch -1 closes it; a lost session
-or a wrong epoch gets Kafka's error; kafka-python's consumer uses them (seen in the metrics)."""
+or a wrong epoch gets Kafka's error; kafka-python's consumer uses them (seen in the metrics), and
+librdkafka, which does not implement KIP-227, fetches sessionless and opens none. (The Java
+client's sessions: tests/integration/test_java_clients.py.)"""
 
 from __future__ import annotations
 
@@ -84,6 +86,40 @@ def test_sessionless_and_old_fetches_get_no_session(conn):
     assert fetch(conn, 0, 0, {0: 0}, version=6).session_id == 0
 
 
+def session_metrics(broker) -> dict[str, float]:
+    metrics = urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10).read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+            if line.startswith("pstream_fetch_sessions")}
+
+
+def test_librdkafka_fetches_sessionless_and_opens_no_session(broker_factory):
+    from confluent_kafka import Consumer, Producer
+
+    broker = broker_factory()
+    broker.create_topic(TOPIC, partitions=3)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(30):
+        producer.produce(TOPIC, value=b"%d" % i, partition=i % 3)
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "rdkafka-sessions",
+                         "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50})
+    consumer.subscribe([TOPIC])
+    got = []
+    for _ in range(200):
+        m = consumer.poll(0.1)
+        if m is not None and m.error() is None:
+            got.append(int(m.value()))
+        if len(got) == 30:
+            break
+    for _ in range(5):   # keep fetching once caught up: every one of them full, sessionless
+        consumer.poll(0.1)
+    consumer.close()
+    assert sorted(got) == list(range(30))
+    values = session_metrics(broker)
+    assert values["pstream_fetch_sessions_created_total"] == 0
+    assert values["pstream_fetch_sessions_incremental_fetches_total"] == 0
+
+
 def test_kafka_python_consumes_through_incremental_fetch_sessions(broker_factory):
     from kafka import KafkaConsumer, KafkaProducer
 
@@ -101,8 +137,6 @@ def test_kafka_python_consumes_through_incremental_fetch_sessions(broker_factory
     got = sorted(int(m.value) for m in consumer)
     consumer.close()
     assert got == list(range(30))
-    metrics = urllib.request.urlopen(f"{broker.admin_url}/metrics", timeout=10).read().decode()
-    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-              if line.startswith("pstream_fetch_sessions")}
+    values = session_metrics(broker)
     assert values["pstream_fetch_sessions_created_total"] >= 1
     assert values["pstream_fetch_sessions_incremental_fetches_total"] > 0
