@@ -24,7 +24,7 @@ from pstream.broker.config import FIELD_OF_KAFKA_NAME, BrokerConfig, parse_kafka
 from pstream.broker.topic_configs import ConfigSource, ConfigType
 from pstream.errors import ConfigError
 from pstream.storage import layout
-from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, check_value, java_double
+from pstream.storage.kafka_configs import BROKER_CONFIG_DEFS, BROKER_SYNONYM_GROUPS, UNIT_MS, check_value, java_double
 
 DYNAMIC_FILE = "dynamic-configs.json"
 
@@ -122,11 +122,51 @@ def _pstream_settings(broker) -> dict[str, tuple[str | None, str | None]]:
     out.update({"listeners": (f"PLAINTEXT://{cfg.listen_host}:{listen_port}", None),
                 "advertised.listeners": (f"PLAINTEXT://{broker.host}:{broker.port}", None),
                 "log.dirs": (os.path.abspath(cfg.data_dir), None), "broker.id": (str(cfg.node_id), None),
+                "node.id": (str(cfg.node_id), None),
                 "process.roles": ("broker,controller", None),
                 "log.flush.interval.messages": (flush_always, "1"),   # flush="always": every batch
                 "log.flush.interval.ms": (str(cfg.flush_ms) if cfg.flush == "interval" else None,
                                           BROKER_CONFIG_DEFS["log.flush.interval.ms"].default)})
     return out
+
+
+def _static_and_default(name: str, ours: dict) -> tuple[str | None, str | None]:
+    """(value set at start or None, default) of a broker config, as Kafka would describe them:
+    pstream's value counts as set only where it differs from pstream's default, and pstream's
+    default is described as Kafka's where the two mean the same (log.retention.ms: none, since
+    log.retention.hours' 168 says it)."""
+    d = BROKER_CONFIG_DEFS[name]
+    static, default = ours.get(name, (None, d.default))
+    if static is not None and static == default:
+        static = None    # pstream's default: described as not set
+    if default is None and name in ours:
+        default = d.default
+    group = BROKER_SYNONYM_GROUPS.get(name, ())
+    if name in ours and d.default is None and default is not None and (name, "identity") in group:
+        kafka_ms = next((int(BROKER_CONFIG_DEFS[n].default) * UNIT_MS[unit] for n, unit in group
+                         if BROKER_CONFIG_DEFS[n].default is not None), None)
+        if kafka_ms is not None and str(kafka_ms) == default:
+            default = None
+    return static, default
+
+
+def synonyms_of(broker, name: str, ours: dict) -> list:
+    """[(name, value, source)]: Kafka's ConfigHelper.configSynonyms for broker config `name`:
+    every member of its synonym group set dynamically for this broker, then as the cluster
+    default, then statically, then by default, dropping what comes before `name` itself (so
+    log.retention.ms set nowhere has no synonyms, not log.retention.hours' default)."""
+    group = [n for n, _ in BROKER_SYNONYM_GROUPS.get(name, ((name, "identity"),))]
+    dynamic = broker.dynamic_configs
+    entries = []
+    for scope, source in ((dynamic.broker, ConfigSource.DYNAMIC_BROKER_CONFIG),
+                          (dynamic.cluster, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)):
+        entries += [(n, scope[n], source) for n in group if n in scope]
+    values = {n: _static_and_default(n, ours) for n in group}
+    entries += [(n, values[n][0], ConfigSource.STATIC_BROKER_CONFIG) for n in group if values[n][0] is not None]
+    entries += [(n, values[n][1], ConfigSource.DEFAULT_CONFIG) for n in group if values[n][1] is not None]
+    while entries and entries[0][0] != name:
+        entries.pop(0)
+    return entries
 
 
 def describe_broker(broker, resource_name: str, keys) -> list[BrokerEntry]:
@@ -150,20 +190,7 @@ def describe_broker(broker, resource_name: str, keys) -> list[BrokerEntry]:
                                    [(name, None if d.sensitive else value, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG)],
                                    ConfigType[d.type], d.doc, read_only=False, sensitive=d.sensitive))
             continue
-        static, default = ours.get(name, (None, d.default))
-        if static is not None and static == default:
-            static = None    # pstream's default: described as not set
-        if default is None and name in ours:
-            default = d.default
-        synonyms = []
-        if name in dynamic.broker:
-            synonyms.append((name, dynamic.broker[name], ConfigSource.DYNAMIC_BROKER_CONFIG))
-        if name in dynamic.cluster:
-            synonyms.append((name, dynamic.cluster[name], ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
-        if static is not None:
-            synonyms.append((name, static, ConfigSource.STATIC_BROKER_CONFIG))
-        if default is not None:
-            synonyms.append((name, default, ConfigSource.DEFAULT_CONFIG))
+        synonyms = synonyms_of(broker, name, ours)
         value, source = (synonyms[0][1], synonyms[0][2]) if synonyms else (None, ConfigSource.DEFAULT_CONFIG)
         if d.sensitive:
             value, synonyms = None, [(n, None, s) for n, _, s in synonyms if s != ConfigSource.DEFAULT_CONFIG]

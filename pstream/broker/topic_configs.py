@@ -206,34 +206,26 @@ def describe_topic_setting(setting: TopicSetting, topic, broker):
     synonyms = []
     if setting.field in topic.overrides:
         synonyms.append((setting.kafka_name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
-    if setting.broker_name:
-        synonyms += broker_synonyms(setting, broker)
+    synonyms += broker_synonyms(setting.kafka_name, broker)
     source = synonyms[0][2] if synonyms else ConfigSource.DEFAULT_CONFIG
     return value, source, synonyms
 
 
-def broker_synonyms(setting: TopicSetting, broker) -> list:
-    """[(name, value, source)] of the broker-level settings behind a topic setting: a dynamic
-    one for this broker, a dynamic cluster default, then the static (or default) one."""
-    from pstream.storage.config import TopicConfig
+def broker_synonyms(topic_config: str, broker) -> list:
+    """[(name, value, source)] of the broker configs behind a topic config, as Kafka's
+    ConfigHelper lists them (broker_configs.synonyms_of its first broker synonym). The broker
+    settings pstream has count for its own topic settings; the others' defaults are Kafka's, as
+    their topic values are."""
+    from pstream.broker.broker_configs import _pstream_settings, synonyms_of
 
-    name, dynamic = setting.broker_name, broker.dynamic_configs
-    out = [(name, scope[name], source) for scope, source in (
-        (dynamic.broker, ConfigSource.DYNAMIC_BROKER_CONFIG), (dynamic.cluster, ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG))
-        if name in scope]
-    if setting.broker_field is None:
-        return out + [(name, format_value(setting, getattr(TopicConfig(), setting.field)), ConfigSource.DEFAULT_CONFIG)]
-    value = getattr(broker.static_config, setting.broker_field)
-    default = getattr(BrokerConfig(), setting.broker_field)
-    source = ConfigSource.DEFAULT_CONFIG if value == default else ConfigSource.STATIC_BROKER_CONFIG
-    return out + [(name, format_value(setting, value), source)]
+    group = TOPIC_CONFIG_DEFS[topic_config].synonyms
+    if not group:
+        return []
+    return synonyms_of(broker, group[0][0], _pstream_settings(broker) if topic_config in TOPIC_SETTINGS else {})
 
 
 # Every Kafka topic config, in the order DescribeConfigs and CreateTopics list them.
 TOPIC_CONFIG_NAMES = tuple(sorted(TOPIC_CONFIG_DEFS))
-
-_CONVERT = {"identity": 1, "MINUTES_TO_MILLISECONDS": 60_000, "HOURS_TO_MILLISECONDS": 3_600_000}
-
 
 def describe_topic_config(name: str, topic, broker):
     """(value, source, synonyms [(name, value, source)]) of any Kafka topic config of a topic."""
@@ -245,13 +237,7 @@ def describe_topic_config(name: str, topic, broker):
     value = topic.config.kafka_configs.get(name, d.default)
     if name in topic.overrides.get("kafka_configs", {}) or name.replace(".", "_") in topic.overrides:
         synonyms.append((name, value, ConfigSource.DYNAMIC_TOPIC_CONFIG))
-    for broker_name, conversion in d.synonyms:
-        default = BROKER_CONFIG_DEFS[broker_name].default if broker_name in BROKER_CONFIG_DEFS else None
-        if default is None:
-            break   # as Kafka: a synonym without a default ends the list (and an empty first one empties it)
-        if _CONVERT[conversion] != 1:
-            default = str(int(default) * _CONVERT[conversion])
-        synonyms.append((broker_name, default, ConfigSource.DEFAULT_CONFIG))
+    synonyms += broker_synonyms(name, broker)
     source = ConfigSource.DYNAMIC_TOPIC_CONFIG if synonyms and synonyms[0][2] == ConfigSource.DYNAMIC_TOPIC_CONFIG \
         else ConfigSource.DEFAULT_CONFIG
     return value, source, synonyms

@@ -51,6 +51,11 @@ def _load() -> tuple[dict, dict]:
 
 TOPIC_CONFIG_DEFS, BROKER_CONFIG_DEFS = _load()
 
+# Broker configs that name one setting in several units, in Kafka's order of precedence
+# (log.retention.ms, .minutes, .hours): each member -> ((name, unit conversion), ...) of its group.
+BROKER_SYNONYM_GROUPS = {name: d.synonyms for d in TOPIC_CONFIG_DEFS.values() for name, _ in d.synonyms}
+UNIT_MS = {"identity": 1, "MINUTES_TO_MILLISECONDS": 60_000, "HOURS_TO_MILLISECONDS": 3_600_000}
+
 
 def java_double(value) -> str:
     """A double as Java's Double.toString writes it: 0.5, 1.0, 1.0E-5, 2.5E7."""

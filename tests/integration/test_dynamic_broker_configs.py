@@ -72,7 +72,7 @@ def test_a_broker_config_and_a_cluster_default_apply_at_once_to_topics_without_t
     broker_view = describe(conn, 4, "0", ["log.retention.ms", "message.max.bytes"])
     assert broker_view["log.retention.ms"] == ("3600000", DYNAMIC_BROKER, [
         ("log.retention.ms", "3600000", DYNAMIC_BROKER), ("log.retention.ms", "7200000", DYNAMIC_DEFAULT),
-        ("log.retention.ms", "604800000", DEFAULT)])
+        ("log.retention.hours", "168", DEFAULT)])   # Kafka's: the group's default, after what is set
     assert broker_view["message.max.bytes"][:2] == ("2000000", DYNAMIC_DEFAULT)
     assert describe(conn, 4, "")["log.retention.ms"][:2] == ("7200000", DYNAMIC_DEFAULT)
     plain = describe(conn, 2, "plain", ["retention.ms", "max.message.bytes"])
@@ -141,13 +141,13 @@ def test_what_kafka_refuses_is_refused_and_nothing_changes(conn, resource, ops, 
 
 def test_validate_only_and_legacy_alter_configs(conn):
     assert alter(conn, "0", ("log.retention.ms", SET, "3600000"), validate_only=True) == (0, None)
-    assert describe(conn, 4, "0", ["log.retention.ms"])["log.retention.ms"][:2] == ("604800000", DEFAULT)
+    assert describe(conn, 4, "0", ["log.retention.ms"])["log.retention.ms"] == (None, DEFAULT, [])   # as Kafka
     assert alter(conn, "0", ("log.retention.ms", SET, "3600000"), ("log.retention.bytes", SET, "1000000")) == (0, None)
     # AlterConfigs replaces the resource's dynamic configs with the ones given.
     assert alter_legacy(conn, "0", {"log.retention.bytes": "2000000"}) == (0, None)
     view = describe(conn, 4, "0", ["log.retention.ms", "log.retention.bytes"])
     assert (view["log.retention.ms"][:2], view["log.retention.bytes"][:2]) == \
-        (("604800000", DEFAULT), ("2000000", DYNAMIC_BROKER))
+        ((None, DEFAULT), ("2000000", DYNAMIC_BROKER))
 
 
 def test_a_name_kafka_does_not_know_is_kept_as_kafka_keeps_it_and_delete_always_succeeds(conn):
