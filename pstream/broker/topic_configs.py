@@ -17,9 +17,8 @@ import enum
 import math
 from dataclasses import dataclass
 
-from pstream.broker.config import BrokerConfig
 from pstream.errors import ConfigError
-from pstream.storage.kafka_configs import (BROKER_CONFIG_DEFS, TOPIC_CONFIG_DEFS, check_value, java_double,
+from pstream.storage.kafka_configs import (TOPIC_CONFIG_DEFS, check_value, java_double,
                                            merge_list, topic_config_def)
 
 
