@@ -227,3 +227,28 @@ def test_describe_and_list_show_the_group_as_a_consumer_group(broker):
                                        check=True, timeout=60).stdout)
     assert {"group": group, "state": "Stable", "protocol_type": "consumer", "type": "consumer"} in listed
     c.close()
+
+
+def test_members_rejoin_after_the_broker_restarts_and_resume_from_their_commits(tmp_path):
+    """Membership is not persisted: after a restart a member's heartbeat gets UNKNOWN_MEMBER_ID,
+    it rejoins at epoch 0 and goes on from the group's committed offsets."""
+    b = BrokerProcess(str(tmp_path / "data"), group_consumer_heartbeat_interval_ms=200).start()
+    try:
+        topic, group = unique("restart"), unique("g")
+        b.create_topic(topic, partitions=2)
+        produce(b, topic, 20, 2)
+        c = consumer(b, group, [topic], **{"reconnect.backoff.max.ms": 200})
+        seen: list = []
+        poll_until([c], lambda: len(seen) >= 20, "the first 20 records", seen)
+        commit(c)
+        b.kill()   # crash: nothing of the group but its committed offsets survives
+        b.start()
+        produce(b, topic, 20, 2)
+        poll_until([c], lambda: len(set(seen)) >= 40, "the next 20 records after the restart", seen)
+        assert set(seen) == {(topic, p, o) for p in range(2) for o in range(20)}
+        assert len(seen) == 40   # nothing read twice: it resumed from its commit
+        g = describe(b, group)
+        assert (g.group_state, len(g.members)) == ("Stable", 1)
+        c.close()
+    finally:
+        stop_broker(b)
