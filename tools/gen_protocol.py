@@ -34,6 +34,8 @@ APIS = [
     "DescribeTransactions", "ListTransactions",
     "DescribeTopicPartitions", "ListPartitionReassignments", "AlterPartitionReassignments", "ElectLeaders",
     "AlterReplicaLogDirs", "DescribeQuorum", "DescribeClientQuotas", "AlterClientQuotas",
+    "SaslAuthenticate", "DescribeUserScramCredentials", "AlterUserScramCredentials",
+    "DescribeAcls", "CreateAcls", "DeleteAcls",
 ]
 HEADERS = ["RequestHeader", "ResponseHeader"]
 
