@@ -339,8 +339,9 @@ def _kafka_python_old_classes() -> dict:
 
 
 KP_OLD = _kafka_python_old_classes()
-# kafka-python's old DescribeLogDirsRequest_v0 declares Partitions as int32, not []int32.
-KP_OLD_WRONG = {("DescribeLogDirsRequest", 0)}
+# kafka-python's old DescribeLogDirsRequest_v0 declares Partitions as int32, not []int32; its
+# DescribeAcls v2 is not flexible, which Kafka's schema makes it ("flexibleVersions": "2+").
+KP_OLD_WRONG = {("DescribeLogDirsRequest", 0), ("DescribeAclsRequest", 2), ("DescribeAclsResponse", 2)}
 KP_OLD_PAIRS = [p for p in PAIRS if p in KP_OLD and p not in KP_OLD_WRONG]
 
 
