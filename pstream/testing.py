@@ -118,10 +118,13 @@ class BrokerProcess(_Topics):
 
     mode = "subprocess"
 
-    def __init__(self, data_dir: str, *extra: str, env: dict | None = None, **settings) -> None:
+    def __init__(self, data_dir: str, *extra: str, env: dict | None = None, listeners: str | None = None,
+                 **settings) -> None:
+        """listeners: "NAME,NAME,..." (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL): one listener each on a
+        port of its own (`listener_ports`), the first the one `bootstrap` names; else one PLAINTEXT."""
         self.data_dir = data_dir
-        self.port = free_port()
-        self.admin_port = free_port()
+        self.listener_names = [n.strip() for n in listeners.split(",")] if listeners else []
+        self._pick_ports()
         self.extra = list(extra) + [arg for name, value in settings.items() for arg in _flag(name, value)]
         self.env = env
         self.proc: subprocess.Popen | None = None
@@ -146,15 +149,27 @@ class BrokerProcess(_Topics):
             except _PortTaken:
                 if self.served or attempt == 2:
                     raise
-                self.port, self.admin_port = free_port(), free_port()
+                self._pick_ports()
         raise AssertionError("unreachable")
+
+    def _pick_ports(self) -> None:
+        self.listener_ports = {name: free_port() for name in self.listener_names}
+        self.port = next(iter(self.listener_ports.values()), None) or free_port()
+        self.admin_port = free_port()
+
+    def address(self, listener: str) -> str:
+        return f"127.0.0.1:{self.listener_ports[listener]}"
 
     def _start(self, timeout: float) -> BrokerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
         env.update(self.env or {})
         out = open(self.log_path, "ab")
+        if self.listener_ports:
+            where = ["--listeners", ",".join(f"{n}://127.0.0.1:{p}" for n, p in self.listener_ports.items())]
+        else:
+            where = ["--listen", self.bootstrap]
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "pstream", "serve", "--listen", self.bootstrap, "--data-dir", self.data_dir,
+            [sys.executable, "-P", "-m", "pstream", "serve", *where, "--data-dir", self.data_dir,
              "--admin-listen", f"127.0.0.1:{self.admin_port}", *self.extra],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=os.path.dirname(self.data_dir))
         out.close()

@@ -45,7 +45,8 @@ Metric names (all pstream_ ones have the labels shown):
   pstream_cleaner_partition_last_clean_timestamp_seconds.
   memory bounds against misbehaving clients (pstream.broker.connection): pstream_memory_budget_bytes,
   pstream_memory_budget_used_bytes, pstream_memory_budget_waits_total, pstream_memory_budget_waiting,
-  pstream_connections_closed_total{reason}, pstream_connections_muted,
+  pstream_connections_closed_total{reason}, pstream_sasl_authentications_total{mechanism,outcome},
+  pstream_connections_muted,
   pstream_connection_mutes_total.
   memory by owner and descriptors, from counters (pstream/admin/memory.py): pstream_memory_bytes{owner}
   (write_pool, indexes, frames, requests; python while tracemalloc runs), pstream_write_pool_bytes{shard},
@@ -152,6 +153,7 @@ class BrokerMetrics:
         self.topics: dict[str, TopicTraffic] = {}
         self.connections_closed: dict[str, int] = {}   # by reason (pstream.broker.connection CLOSE_*)
         self.connections_muted = 0                     # times a connection stopped being read for unsent output
+        self.authentications: dict[tuple[str, str], int] = {}   # (mechanism, "success"/"failure") -> count
         self.registry = CollectorRegistry()
         self.registry.register(BrokerCollector(node, self))
         ProcessCollector(registry=self.registry)
@@ -261,7 +263,7 @@ class BrokerCollector:
         waiting.add_metric([], budget.waiting)
         closed = CounterMetricFamily("pstream_connections_closed", "client connections the broker closed, by rule: "
                                      "receive_timeout, oversize, idle, bad_request, handler_error, max_connections, "
-                                     "eof_mid_frame", labels=["reason"])
+                                     "eof_mid_frame, unauthenticated, authentication_failed", labels=["reason"])
         for reason, count in sorted(self.metrics.connections_closed.items()):
             closed.add_metric([reason], count)
         muted = GaugeMetricFamily("pstream_connections_muted", "connections not read now because their unsent "
@@ -270,7 +272,11 @@ class BrokerCollector:
         muted_total = CounterMetricFamily("pstream_connection_mutes", "times a connection stopped being read "
                                           "because of its unsent responses")
         muted_total.add_metric([], self.metrics.connections_muted)
-        yield from (limit, used, waits, waiting, closed, muted, muted_total)
+        auth = CounterMetricFamily("pstream_sasl_authentications", "SASL authentications by mechanism and outcome "
+                                   "(success, failure)", labels=["mechanism", "outcome"])
+        for (mechanism, outcome), count in sorted(self.metrics.authentications.items()):
+            auth.add_metric([mechanism, outcome], count)
+        yield from (limit, used, waits, waiting, closed, muted, muted_total, auth)
 
     def _memory_owners(self):
         node = self.node

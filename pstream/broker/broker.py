@@ -44,14 +44,17 @@ from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
 from pstream.coordinator.offsets import OFFSETS_TOPIC
 from pstream.coordinator.transactions import TransactionCoordinator
-from pstream.storage.producer_state import ProducerIds
 from pstream.errors import ConfigError
+from pstream.security.credentials import CredentialStore
+from pstream.security.listeners import PrincipalMapper, TlsContext
 from pstream.storage import layout
+from pstream.storage.producer_state import ProducerIds
 
 _log = logging.getLogger("pstream.broker")
 
 BROKER_META = "broker.json"
 PRODUCER_SNAPSHOT_INTERVAL_S = 60
+CERTIFICATE_CHECK_INTERVAL_S = 10.0
 PRODUCER_ID_EXPIRATION_MS = 24 * 3600 * 1000   # Kafka's producer.id.expiration.ms default
 
 
@@ -81,7 +84,12 @@ class Broker:
         self.transactions: TransactionCoordinator | None = None
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.base_events.Server | None = None   # the first listener's
+        self._servers: list = []                                  # every listener's
+        self.listeners = config.listener_list()   # bound ports filled in at start
+        self.credentials = CredentialStore(os.path.join(config.data_dir, layout.NODE_DIR))
+        self.tls: TlsContext | None = None
+        self.principal_mapper = PrincipalMapper(config.ssl_principal_mapping_rules)
         self._admin: HttpServer | None = None
         self.admin_address: tuple[str, int] | None = None    # as bound
         self.bound_address: tuple[str, int] | None = None    # the Kafka listener, as bound
@@ -89,12 +97,13 @@ class Broker:
         self._sweeper: asyncio.Task | None = None
         self._snapshotter: asyncio.Task | None = None
         self._storage_watch: asyncio.Task | None = None
+        self._cert_watch: asyncio.Task | None = None
         self.storage = StorageHealth(config.data_dir, config.storage_min_free_bytes, self._on_partition_revived)
         self.fault_injection = os.environ.get("PSTREAM_ENABLE_FAULT_INJECTION") == "1"
         self.exit_code = 0
         self._stopped = asyncio.Event()
         self.started_at = time.time()
-        self.host, self.port = config.advertised
+        self.host, self.port = self.listeners[0].advertised
         self.admin_view = BrokerAdminView(self)   # all the admin package sees of the broker
         api_names = {key: entry.name for key, entry in load_handlers().items()}
         self.metrics = BrokerMetrics(self.admin_view, api_names)
@@ -193,6 +202,12 @@ class Broker:
         """Why Produce is refused broker-wide (free space below storage_min_free_bytes), or None."""
         return self.storage.refusal
 
+    async def _watch_certificates(self) -> None:
+        """A renewed certificate (its files replaced) is used by new connections without a restart."""
+        while True:
+            await asyncio.sleep(CERTIFICATE_CHECK_INTERVAL_S)
+            self.tls.reload_if_changed()
+
     async def _watch_storage(self) -> None:
         while True:
             await asyncio.sleep(CHECK_INTERVAL_S)
@@ -245,10 +260,16 @@ class Broker:
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
                 self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}")
                 self.admin_address = await self._start_admin(cfg)
-            loop = asyncio.get_running_loop()
-            self._server = await loop.create_server(lambda: KafkaConnection(self), cfg.listen_host, cfg.listen_port,
-                                                    backlog=1024, reuse_address=True)
+            self.credentials.load()
+            if cfg.bootstrap_user and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
+                _log.info("created the bootstrap user %s", cfg.bootstrap_user.partition(":")[0])
+            if any(lis.tls for lis in self.listeners):
+                self.tls = TlsContext(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_key_password, cfg.ssl_cafile,
+                                      cfg.ssl_client_auth)
+            await self._listen()
         except BaseException:
+            for server in self._servers:
+                server.close()
             if self._admin is not None:
                 await self._admin.close()
             if self.groups is not None:
@@ -261,16 +282,30 @@ class Broker:
         sock = self._server.sockets[0].getsockname()
         self.bound_address = (sock[0], sock[1])
         self.state = "serving"
-        if cfg.advertise_port is None:   # listening on port 0: tell clients the port the OS chose
-            self.port = sock[1]
+        self.host, self.port = self.listeners[0].advertised
         self._sweeper = asyncio.ensure_future(self._sweep_idle())
         self._snapshotter = asyncio.ensure_future(self._snapshot_periodically())
         self._storage_watch = asyncio.ensure_future(self._watch_storage())
+        self._cert_watch = asyncio.ensure_future(self._watch_certificates()) if self.tls else None
         _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
                   pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
                   self.cluster_id)
+        for lis in self.listeners[1:] if cfg.listeners else ():
+            _log.info("listener %s (%s) on %s:%d, advertised as %s", lis.name, lis.protocol, lis.host, lis.port,
+                      lis.url())
         if self.admin_address is not None:
             _log.info("admin API on %s", admin_url(self.admin_address))
+
+    async def _listen(self) -> None:
+        """One server per listener; a listener on port 0 learns its port here."""
+        loop = asyncio.get_running_loop()
+        for lis in self.listeners:
+            server = await loop.create_server(lambda lis=lis: KafkaConnection(self, lis), lis.host, lis.port,
+                                              backlog=1024, reuse_address=True,
+                                              ssl=self.tls.context if lis.tls else None)
+            self._servers.append(server)
+            lis.port = server.sockets[0].getsockname()[1]
+        self._server = self._servers[0]
 
     async def _start_admin(self, cfg: BrokerConfig) -> tuple:
         """Binds the admin API. Where nobody chose its address and the default port is taken (a
@@ -343,8 +378,9 @@ class Broker:
             self.log.end_serving()
 
     async def _drain(self, server) -> None:
-        server.close()
-        for task in (self._sweeper, self._snapshotter, self._storage_watch):
+        for each in self._servers:
+            each.close()
+        for task in (self._sweeper, self._snapshotter, self._storage_watch, self._cert_watch):
             if task is not None:
                 task.cancel()
         self.groups.stop()   # JoinGroup/SyncGroup requests waiting on a rebalance are answered now

@@ -100,6 +100,18 @@ class BrokerConfig:
     transactional_id_expiration_ms: int = 604800000
     transaction_remove_expired_transaction_cleanup_interval_ms: int = 3600000
     log_level: str = "INFO"
+    listeners: str | None = None              # "NAME://HOST:PORT,...": several listeners (else one PLAINTEXT on listen)
+    advertised_listeners: str | None = None
+    listener_security_protocol_map: str = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_key_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_client_auth: str = "none"
+    ssl_principal_mapping_rules: str = "DEFAULT"
+    sasl_enabled_mechanisms: str = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
+    connection_failed_authentication_delay_ms: int = 100
+    bootstrap_user: str | None = None
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
     admin_listen_given: bool = False     # set by a source: a taken port is an error, not a reason to move
@@ -136,6 +148,19 @@ class BrokerConfig:
         if host is None:
             host = LOOPBACK_OF_WILDCARD.get(self.listen_host, self.listen_host)
         return host, self.listen_port if self.advertise_port is None else self.advertise_port
+
+    def listener_list(self) -> list:
+        """The listeners (pstream.security.listeners.Listener), the first one the default: those of
+        `listeners`, else one PLAINTEXT listener on listen, advertised as `advertised`."""
+        from pstream.security.listeners import Listener, resolve_listeners
+
+        if self.listeners is None:
+            host, port = self.advertised
+            return [Listener("PLAINTEXT", "PLAINTEXT", self.listen_host, self.listen_port, host, port or None)]
+        return resolve_listeners(self.listeners, self.advertised_listeners, self.listener_security_protocol_map)
+
+    def sasl_mechanisms(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.sasl_enabled_mechanisms.split(",") if m.strip())
 
     def topic_defaults(self) -> dict:
         """Keyword arguments for pstream.Log(...): the defaults of topics created without settings."""
@@ -377,6 +402,30 @@ _SETTINGS = (
              "how often idle transactional ids are looked for and forgotten",
              "transaction.remove.expired.transaction.cleanup.interval.ms"),
     _Setting("log_level", _Choice(LOG_LEVELS, str.upper), "level of the broker's log messages"),
+    _Setting("listeners", _Text(r"\S+", "NAME://HOST:PORT[,NAME://HOST:PORT...]", "LISTENERS"),
+             "several listeners, each with a security protocol (Kafka's form; instead of listen)", "listeners"),
+    _Setting("advertised_listeners", _Text(r"\S+", "NAME://HOST:PORT[,...]", "LISTENERS"),
+             "the address clients are told for each listener (default: its own)", "advertised.listeners"),
+    _Setting("listener_security_protocol_map", _Text(r"\S+", "NAME:PROTOCOL[,...]", "MAP"),
+             "each listener's protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+             "listener.security.protocol.map"),
+    _Setting("ssl_certfile", _Text(r".+", "a path", "PEM"),
+             "the server's certificate chain (PEM) for SSL and SASL_SSL listeners"),
+    _Setting("ssl_keyfile", _Text(r".+", "a path", "PEM"), "the server's private key (PEM; default: in ssl_certfile)"),
+    _Setting("ssl_key_password", _Text(r".*", "text", "PASSWORD"), "the private key's password", "ssl.key.password"),
+    _Setting("ssl_cafile", _Text(r".+", "a path", "PEM"), "the CA certificates client certificates must chain to"),
+    _Setting("ssl_client_auth", _Choice(("none", "requested", "required")),
+             "ask TLS clients for a certificate (mTLS); its subject is then their principal", "ssl.client.auth"),
+    _Setting("ssl_principal_mapping_rules", _Text(r".+", "RULE:pattern/replacement/[LU],...,DEFAULT", "RULES"),
+             "how a client certificate's subject becomes a principal", "ssl.principal.mapping.rules"),
+    _Setting("sasl_enabled_mechanisms", _Text(r"[A-Z0-9,-]+", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (comma list)",
+                                              "MECHANISMS"),
+             "the SASL mechanisms SASL listeners offer", "sasl.enabled.mechanisms"),
+    _Setting("connection_failed_authentication_delay_ms", _Int(0, INT32_MAX, metavar="MS"),
+             "how long a failed authentication waits before its answer (and the connection closes)",
+             "connection.failed.authentication.delay.ms"),
+    _Setting("bootstrap_user", _Text(r"[^:]+:.+", "NAME:PASSWORD[:MECHANISM]", "USER"),
+             "a SCRAM user created at start if it does not exist (the first administrator)"),
     _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
              "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "
              "space than this (0: never; default: 1 GiB or 5%% of the filesystem, whichever is smaller)"),
@@ -417,6 +466,7 @@ _BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
 _BY_ENV = {ENV_PREFIX + s.name.upper(): s for s in _SETTINGS}
 # Kafka's broker config name -> the BrokerConfig field that holds it (where pstream has one).
 FIELD_OF_KAFKA_NAME = {s.kafka: s.name for s in _SETTINGS if s.kafka}
+SECRET_SETTINGS = frozenset({"ssl_key_password", "bootstrap_user"})   # never shown (admin API, logs)
 
 
 def parse_kafka_value(name: str, text: str) -> Any:
@@ -458,6 +508,8 @@ def settings_of(config: BrokerConfig) -> dict[str, Any]:
         else:
             value = getattr(config, s.name)
             out[s.name] = -1 if value is None and getattr(s.kind, "unlimited", False) else value
+            if s.name in SECRET_SETTINGS and value is not None:
+                out[s.name] = "[hidden]"
     return out
 
 
@@ -566,6 +618,26 @@ def _read_env(env: Mapping[str, str]) -> list[tuple[_Setting, str, Any]]:
     return entries
 
 
+def _check_security(config: BrokerConfig, values: dict) -> None:
+    from pstream.security.sasl import MECHANISM_NAMES
+
+    if config.listeners is not None and ("listen_host" in values or "advertise_host" in values):
+        raise ConfigError("give either listeners (with advertised_listeners) or listen (with advertise), not both")
+    if config.advertised_listeners is not None and config.listeners is None:
+        raise ConfigError("advertised_listeners needs listeners")
+    listeners = config.listener_list()
+    unknown = [m for m in config.sasl_mechanisms() if m not in MECHANISM_NAMES]
+    if unknown or not config.sasl_mechanisms():
+        raise ConfigError(f"sasl_enabled_mechanisms: {', '.join(unknown) or 'none given'}: pstream offers "
+                          f"{', '.join(MECHANISM_NAMES)}")
+    tls = [lis.name for lis in listeners if lis.tls]
+    if tls and not config.ssl_certfile:
+        raise ConfigError(f"listener {tls[0]} uses TLS: set ssl_certfile (and ssl_keyfile) to the server's "
+                          f"certificate and key")
+    if config.ssl_client_auth != "none" and not config.ssl_cafile:
+        raise ConfigError(f"ssl_client_auth={config.ssl_client_auth} needs ssl_cafile")
+
+
 def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
                 env: Mapping[str, str] | None = None) -> BrokerConfig:
     """Builds the settings from defaults < TOML file < environment < `args` (see the module doc).
@@ -606,6 +678,7 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
     if config.min_compaction_lag_ms > config.max_compaction_lag_ms:
         raise ConfigError(f"setting min_compaction_lag_ms ({config.min_compaction_lag_ms}) is larger than "
                           f"max_compaction_lag_ms ({config.max_compaction_lag_ms})")
+    _check_security(config, values)
     if config.queued_max_request_bytes < config.socket_request_max_bytes:
         raise ConfigError(f"setting queued_max_request_bytes ({config.queued_max_request_bytes}) is smaller than "
                           f"socket_request_max_bytes ({config.socket_request_max_bytes}): the largest request "

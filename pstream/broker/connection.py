@@ -46,6 +46,8 @@ from pstream.broker.frames import FramePool
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, write_response_header
 from pstream.protocol.primitives import ProtocolError, Reader, Writer
+from pstream.security.listeners import ANONYMOUS, distinguished_name
+from pstream.security.sasl import PRE_AUTH_APIS, SaslSession
 
 _log = logging.getLogger("pstream.broker")
 _len = struct.Struct(">i")
@@ -64,6 +66,8 @@ CLOSE_HANDLER_ERROR = "handler_error"
 CLOSE_MAX_CONNECTIONS = "max_connections"
 CLOSE_IDLE = "idle"
 CLOSE_EOF_MID_FRAME = "eof_mid_frame"
+CLOSE_UNAUTHENTICATED = "unauthenticated"           # a request other than SASL's before authentication
+CLOSE_AUTHENTICATION_FAILED = "authentication_failed"
 
 # The request a handler is running for (set around its call; tasks copy it): charged_read
 # charges fetch data to that request.
@@ -124,8 +128,14 @@ class _Slot:
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, broker):
+    def __init__(self, broker, listener):
         self.broker = broker
+        self.listener = listener
+        # Who the client is: User:ANONYMOUS on PLAINTEXT, its certificate's subject on SSL (mTLS),
+        # the SASL user once authenticated (until then the connection may only authenticate).
+        self.principal = ANONYMOUS
+        self.sasl = SaslSession(broker.config.sasl_mechanisms(), broker.credentials) if listener.sasl else None
+        self.close_after_flush = False   # a failed authentication: answer, then close
         config = broker.config
         self.budget = broker.memory
         self.max_unsent = config.connections_max_unsent_bytes
@@ -162,6 +172,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self.listener.tls and self.sasl is None:
+            cert = transport.get_extra_info("peercert")
+            if cert:
+                try:
+                    self.principal = self.broker.principal_mapper.principal(distinguished_name(cert))
+                except ValueError as exc:   # no mapping rule fits: refused, as Kafka does
+                    self.abort(f"client certificate refused: {exc}", CLOSE_UNAUTHENTICATED)
+                    return
         if len(self.broker.connections) >= self.broker.config.max_connections:
             self.abort(f"{len(self.broker.connections)} connections open, the limit (max.connections)",
                        CLOSE_MAX_CONNECTIONS)
@@ -383,6 +401,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.abort(f"unknown API key {header.api_key} (correlation id {header.correlation_id})",
                        CLOSE_BAD_REQUEST)
             return
+        if self.sasl is not None and not self.sasl.complete and header.api_key not in PRE_AUTH_APIS:
+            self._drop(pooled, charge)
+            self._refused(api.key)
+            self.abort(f"{api.name} request before SASL authentication (only ApiVersions, SaslHandshake and "
+                       f"SaslAuthenticate are allowed until then)", CLOSE_UNAUTHENTICATED)
+            return
         if not api.min_version <= header.api_version <= api.max_version:
             if header.api_key == API_VERSIONS_KEY:
                 # A v0 body with UNSUPPORTED_VERSION and our ranges: the client retries with one we have.
@@ -508,6 +532,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if self._unsent:
                 self._set_unsent(self.transport.get_write_buffer_size())
         self.budget.release(sent)
+        if self.close_after_flush and not slots:
+            self.drain()
+            self.broker.metrics.connections_closed[CLOSE_AUTHENTICATION_FAILED] = \
+                self.broker.metrics.connections_closed.get(CLOSE_AUTHENTICATION_FAILED, 0) + 1
+            self.transport.close()   # after what was written is sent
+            return
         self._update_reading()
 
     def _set_unsent(self, nbytes: int) -> None:

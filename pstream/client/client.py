@@ -12,13 +12,15 @@ batches groups, Fetch v13 names topics by id): the cap is in each call.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
 from pstream import _core
-from pstream.client.connection import BrokerConnection, KafkaError, check
+from pstream.client.connection import BrokerConnection, KafkaError, Security, check
 from pstream.client.wire import api_key, codec_classes
 from pstream.protocol.error_codes import ErrorCode
+from pstream.security import scram
 
 LATEST, EARLIEST = -1, -2
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
@@ -116,12 +118,14 @@ GROUP_KEY, TRANSACTION_KEY = 0, 1   # FindCoordinator key types
 
 
 class KafkaClient:
-    def __init__(self, bootstrap: str, client_id: str = "pstream-cli", timeout: float = 30.0):
+    def __init__(self, bootstrap: str, client_id: str = "pstream-cli", timeout: float = 30.0,
+                 security: Security | None = None):
         self.bootstrap = [_split_address(a) for a in bootstrap.split(",") if a.strip()]
         if not self.bootstrap:
             raise KafkaError("no broker address given")
         self.client_id = client_id
         self.timeout = timeout
+        self.security = security
         self._bootstrap_conn: BrokerConnection | None = None
         self._conns: dict[int, BrokerConnection] = {}
         self._brokers: dict[int, BrokerInfo] = {}
@@ -146,7 +150,7 @@ class KafkaClient:
             errors = []
             for host, port in self.bootstrap:
                 try:
-                    self._bootstrap_conn = BrokerConnection(host, port, self.client_id, self.timeout)
+                    self._bootstrap_conn = BrokerConnection(host, port, self.client_id, self.timeout, self.security)
                     break
                 except KafkaError as exc:
                     errors.append(str(exc))
@@ -166,7 +170,7 @@ class KafkaClient:
             if boot.address == f"{info.host}:{info.port}":
                 conn = boot
             else:
-                conn = BrokerConnection(info.host, info.port, self.client_id, self.timeout)
+                conn = BrokerConnection(info.host, info.port, self.client_id, self.timeout, self.security)
             self._conns[node_id] = conn
         return conn
 
@@ -461,6 +465,41 @@ class KafkaClient:
         for t in conn.call("OffsetCommit", conn.version("OffsetCommit", 8), req).topics:
             for p in t.partitions:
                 check(p.error_code, f"commit group {group!r} offset on {t.name}-{p.partition_index}")
+
+    # --- SCRAM users ------------------------------------------------------------------
+
+    def scram_users(self) -> dict[str, dict[str, int]]:
+        """{user: {mechanism: iterations}} of every SCRAM user."""
+        req_cls, _ = codec_classes("DescribeUserScramCredentials")
+        conn = self.any_connection()
+        resp = conn.call("DescribeUserScramCredentials", 0, req_cls(users=None))
+        check(resp.error_code, "describe the SCRAM users", resp.error_message)
+        names = {1: "SCRAM-SHA-256", 2: "SCRAM-SHA-512"}
+        out = {}
+        for r in resp.results:
+            check(r.error_code, f"describe SCRAM user {r.user!r}", r.error_message)
+            out[r.user] = {names.get(c.mechanism, str(c.mechanism)): c.iterations for c in r.credential_infos}
+        return out
+
+    def alter_scram_user(self, user: str, mechanism: str, password: str | None,
+                         iterations: int = scram.MIN_ITERATIONS) -> None:
+        """Sets the user's credential for `mechanism` (salted here: the password never leaves this
+        process), or deletes it when password is None."""
+        req_cls, _ = codec_classes("AlterUserScramCredentials")
+        ids = {"SCRAM-SHA-256": 1, "SCRAM-SHA-512": 2}
+        if mechanism not in ids:
+            raise KafkaError(f"unknown SCRAM mechanism {mechanism!r} (SCRAM-SHA-256 or SCRAM-SHA-512)")
+        if password is None:
+            req = req_cls(deletions=[req_cls.ScramCredentialDeletion(name=user, mechanism=ids[mechanism])],
+                          upsertions=[])
+        else:
+            salt = os.urandom(32)
+            req = req_cls(deletions=[], upsertions=[req_cls.ScramCredentialUpsertion(
+                name=user, mechanism=ids[mechanism], iterations=iterations, salt=salt,
+                salted_password=scram.salted_password(mechanism, password.encode(), salt, iterations))])
+        [result] = self.any_connection().call("AlterUserScramCredentials", 0, req).results
+        check(result.error_code, f"{'delete' if password is None else 'set'} the {mechanism} credential of "
+                                 f"{user!r}", result.error_message)
 
     def delete_records(self, topic: str, before: dict[int, int]) -> dict[int, int]:
         """DeleteRecords: drops the records of each partition below its offset (-1: the high

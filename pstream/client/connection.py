@@ -8,7 +8,9 @@ id and `receive` its answer, keeping answers to other requests read meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+import ssl
 import struct
 import time
 
@@ -21,6 +23,7 @@ from pstream.client.wire import (
     encode_request,
 )
 from pstream.protocol.error_codes import ErrorCode
+from pstream.security.scram import AuthenticationError, ScramClient
 
 _i32 = struct.Struct(">i")
 MAX_RESPONSE_BYTES = 1 << 30
@@ -47,26 +50,82 @@ def check(code: int, what: str, detail: str | None = None) -> None:
         raise KafkaError.from_code(code, what, detail)
 
 
+@dataclasses.dataclass(frozen=True)
+class Security:
+    """How to reach a secured listener: Kafka's security.protocol, and for SASL the mechanism and
+    credentials; for TLS the CA to trust (None: the system's) and a client certificate (mTLS)."""
+
+    protocol: str = "PLAINTEXT"           # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    mechanism: str = "SCRAM-SHA-512"      # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    user: str | None = None
+    password: str | None = None
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.cafile)
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
 class BrokerConnection:
     """Not thread-safe: one caller at a time."""
 
-    def __init__(self, host: str, port: int, client_id: str = "pstream-cli", timeout: float = 30.0):
+    def __init__(self, host: str, port: int, client_id: str = "pstream-cli", timeout: float = 30.0,
+                 security: Security | None = None):
         self.address = f"{host}:{port}"
         self.client_id = client_id
         self.timeout = timeout
+        self.security = security or Security()
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            raise KafkaError(f"cannot connect to {self.address}: {exc.strerror or exc}") from None
+            if self.security.protocol in ("SSL", "SASL_SSL"):
+                self.sock = self.security.ssl_context().wrap_socket(self.sock, server_hostname=host)
+        except (OSError, ssl.SSLError) as exc:
+            self.close_quietly()
+            raise KafkaError(f"cannot connect to {self.address}: {getattr(exc, 'strerror', None) or exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._next_id = 1
         self._sent: dict[int, tuple[int, int]] = {}
         self._early: dict[int, object] = {}
         self.versions: dict[int, tuple[int, int]] = {}
         self._negotiate()
+        if self.security.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            self._authenticate()
 
     def close(self) -> None:
         self.sock.close()
+
+    def close_quietly(self) -> None:
+        if getattr(self, "sock", None) is not None:
+            self.sock.close()
+
+    def _authenticate(self) -> None:
+        """SaslHandshake v1, then SaslAuthenticate tokens: PLAIN in one, SCRAM in two."""
+        s = self.security
+        if not s.user or s.password is None:
+            raise KafkaError(f"{self.address} is a {s.protocol} listener: give a user and a password")
+        req_cls, _ = codec_classes("SaslHandshake")
+        resp = self.call("SaslHandshake", 1, req_cls(mechanism=s.mechanism))
+        check(resp.error_code, f"SASL handshake with {self.address}",
+              f"the broker offers {', '.join(resp.mechanisms)}" if resp.mechanisms else None)
+        if s.mechanism == "PLAIN":
+            self._sasl_token(f"\0{s.user}\0{s.password}".encode())
+            return
+        try:
+            scram = ScramClient(s.mechanism, s.user, s.password)
+            server_first = self._sasl_token(scram.first())
+            scram.verify(self._sasl_token(scram.final(server_first)))
+        except AuthenticationError as exc:
+            raise KafkaError(f"SASL {s.mechanism} with {self.address}: {exc}") from None
+
+    def _sasl_token(self, token: bytes) -> bytes:
+        req_cls, _ = codec_classes("SaslAuthenticate")
+        resp = self.call("SaslAuthenticate", 1, req_cls(auth_bytes=token))
+        check(resp.error_code, f"SASL authentication with {self.address}", resp.error_message)
+        return bytes(resp.auth_bytes)
 
     def _negotiate(self) -> None:
         req_cls, _ = codec_classes("ApiVersions")

@@ -60,6 +60,10 @@ KAFKA_3_9 = {
     "DescribeTopicPartitions": (75, 0, 0),
     "DescribeClientQuotas": (48, 0, 1),
     "AlterClientQuotas": (49, 0, 1),
+    "SaslHandshake": (17, 0, 1),
+    "SaslAuthenticate": (36, 0, 2),
+    "DescribeUserScramCredentials": (50, 0, 0),
+    "AlterUserScramCredentials": (51, 0, 0),
 }
 # KIP-848's consumer group APIs at Kafka 4.0's ranges (3.9 serves ConsumerGroupHeartbeat v0 only, and
 # only when the new protocol is switched on): v1 adds regex subscriptions, which librdkafka and the
@@ -770,7 +774,54 @@ def _check_consumer_group_describe(conn, version, resp):
         ("nobody", 69, "Group nobody not found.")
 
 
+def _sasl_handshake(conn, version):
+    return codecs("SaslHandshake")[0](mechanism="PLAIN")
+
+
+def _check_sasl_handshake(conn, version, resp):
+    assert (resp.error_code, resp.mechanisms) == (34, [])   # ILLEGAL_SASL_STATE: a PLAINTEXT listener
+
+
+def _sasl_authenticate(conn, version):
+    return codecs("SaslAuthenticate")[0](auth_bytes=b"\0u\0p")
+
+
+def _check_sasl_authenticate(conn, version, resp):
+    assert (resp.error_code, resp.error_message) == \
+        (34, "SaslAuthenticate request received after successful authentication")
+
+
+def _alter_user_scram_credentials(conn, version):
+    req_cls, _ = codecs("AlterUserScramCredentials")
+    return req_cls(deletions=[req_cls.ScramCredentialDeletion(name="ghost", mechanism=1)], upsertions=[
+        req_cls.ScramCredentialUpsertion(name="alice", mechanism=2, iterations=4096, salt=b"s" * 16,
+                                         salted_password=b"p" * 64)])
+
+
+def _check_alter_user_scram_credentials(conn, version, resp):
+    assert [(r.user, r.error_code, r.error_message) for r in resp.results] == [
+        ("ghost", 91, "Attempt to delete a user credential that does not exist"), ("alice", 0, None)]
+
+
+def _describe_user_scram_credentials(conn, version):
+    conn.call("AlterUserScramCredentials", 0, _alter_user_scram_credentials(conn, 0))
+    req_cls, _ = codecs("DescribeUserScramCredentials")
+    return req_cls(users=[req_cls.UserName(name="alice"), req_cls.UserName(name="bob")])
+
+
+def _check_describe_user_scram_credentials(conn, version, resp):
+    assert resp.error_code == 0
+    alice, bob = resp.results
+    assert (alice.user, alice.error_code, [(c.mechanism, c.iterations) for c in alice.credential_infos]) == \
+        ("alice", 0, [(2, 4096)])
+    assert (bob.error_code, bob.error_message) == (91, "Attempt to describe a user credential that does not exist: bob")
+
+
 CASES = {
+    "SaslHandshake": (_sasl_handshake, _check_sasl_handshake),
+    "SaslAuthenticate": (_sasl_authenticate, _check_sasl_authenticate),
+    "AlterUserScramCredentials": (_alter_user_scram_credentials, _check_alter_user_scram_credentials),
+    "DescribeUserScramCredentials": (_describe_user_scram_credentials, _check_describe_user_scram_credentials),
     "ConsumerGroupHeartbeat": (_consumer_group_heartbeat, _check_consumer_group_heartbeat),
     "ConsumerGroupDescribe": (_consumer_group_describe, _check_consumer_group_describe),
     "DescribeTopicPartitions": (_describe_topic_partitions, _check_describe_topic_partitions),

@@ -8,7 +8,7 @@ import os
 import shutil
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_partition, leader_epoch_error
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised, find_partition, leader_epoch_error
 from pstream.protocol.messages.describe_cluster import DescribeClusterResponse
 from pstream.protocol.messages.describe_log_dirs import DescribeLogDirsResponse
 from pstream.protocol.messages.offset_for_leader_epoch import OffsetForLeaderEpochResponse
@@ -35,8 +35,8 @@ def handle_describe_cluster(ctx, request):
     return DescribeClusterResponse(
         throttle_time_ms=0, error_code=0, endpoint_type=BROKERS_ENDPOINT, cluster_id=broker.cluster_id,
         controller_id=broker.node_id, cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS,
-        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=broker.node_id, host=broker.host,
-                                                               port=broker.port, rack=None)])
+        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=broker.node_id, host=advertised(ctx)[0],
+                                                               port=advertised(ctx)[1], rack=None)])
 
 
 @api("DescribeLogDirs", 0, 4)

@@ -13,6 +13,12 @@ from pstream.storage import layout
 NO_AUTHORIZED_OPERATIONS = -2147483648   # Kafka's "not requested / not computed" marker
 
 
+def advertised(ctx) -> tuple[str, int]:
+    """(host, port) clients are told for this node: the address of the listener the request came in
+    on (Kafka advertises each client the listener it connected through)."""
+    return ctx.connection.listener.advertised
+
+
 def find_topic(broker, name: str | None, topic_id: uuid.UUID | None = None):
     """(topic or None, error code). By id when an id is given (Fetch v13+, Metadata v10+)."""
     log = broker.log

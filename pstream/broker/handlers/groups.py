@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised
 from pstream.coordinator.offsets import CommittedOffset, now_ms
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.delete_groups import DeleteGroupsResponse
@@ -61,7 +61,7 @@ def handle_find_coordinator(ctx, request):
         return ErrorCode.NONE, None
 
     def where(error):
-        return (broker.node_id, broker.host, broker.port) if error == ErrorCode.NONE else (-1, "", -1)
+        return (broker.node_id, *advertised(ctx)) if error == ErrorCode.NONE else (-1, "", -1)
 
     if ctx.version >= 4:
         coordinators = []

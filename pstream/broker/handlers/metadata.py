@@ -8,7 +8,7 @@ Internal topics (`__consumer_offsets`) are listed with is_internal, as Kafka lis
 from __future__ import annotations
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_topic
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised, find_topic
 from pstream.coordinator import INTERNAL_TOPICS
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
@@ -57,9 +57,9 @@ async def handle_metadata(ctx, request):
                                     topic_authorized_operations=NO_AUTHORIZED_OPERATIONS))
             else:
                 topics.append(describe_topic(broker, topic))
+    host, port = advertised(ctx)
     return MetadataResponse(
         throttle_time_ms=0,
-        brokers=[MetadataResponse.MetadataResponseBroker(node_id=broker.node_id, host=broker.host, port=broker.port,
-                                                         rack=None)],
+        brokers=[MetadataResponse.MetadataResponseBroker(node_id=broker.node_id, host=host, port=port, rack=None)],
         cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
         cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS)

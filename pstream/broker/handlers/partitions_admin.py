@@ -251,4 +251,5 @@ def handle_describe_quorum(ctx, request):
                                 current_voters=[voter], observers=[])
     return Q(error_code=0, error_message="", topics=[Q.TopicData(topic_name=METADATA_TOPIC, partitions=[partition])],
              nodes=[Q.Node(node_id=broker.node_id, listeners=[
-                 Q.Listener(name="PLAINTEXT", host=broker.host, port=broker.port)])])
+                 Q.Listener(name=lis.name, host=lis.advertised[0], port=lis.advertised[1])
+                 for lis in broker.listeners])])
