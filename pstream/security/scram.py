@@ -94,7 +94,8 @@ def decode_sasl_name(name: str) -> str:
 
 
 _CLIENT_FIRST = re.compile(r"(?P<gs2>(?P<cb>[ny]|p=[^,]*),(?:a=(?P<authzid>[^,]*))?,)"
-                           r"n=(?P<user>[^,]*),r=(?P<nonce>[\x21-\x2b\x2d-\x7e]+)(?P<ext>(?:,[a-zA-Z]=[^,]*)*)")
+                           r"n=(?P<user>[^,]*),r=(?P<nonce>[\x21-\x2b\x2d-\x7e]+)"
+                           r"(?P<ext>(?:,[a-zA-Z][a-zA-Z0-9]*=[^,]*)*)")
 _CLIENT_FINAL = re.compile(r"c=(?P<binding>[A-Za-z0-9+/=]*),r=(?P<nonce>[^,]+)(?:,[a-zA-Z]=[^,]*)*,p=(?P<proof>[A-Za-z0-9+/=]+)")
 
 
