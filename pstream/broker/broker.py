@@ -45,6 +45,7 @@ from pstream.coordinator.groups import GroupCoordinator
 from pstream.coordinator.offsets import OFFSETS_TOPIC
 from pstream.coordinator.transactions import TransactionCoordinator
 from pstream.errors import ConfigError
+from pstream.security.acls import AclStore, Authorizer
 from pstream.security.credentials import CredentialStore
 from pstream.security.listeners import PrincipalMapper, TlsContext
 from pstream.storage import layout
@@ -90,6 +91,9 @@ class Broker:
         self.credentials = CredentialStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.tls: TlsContext | None = None
         self.principal_mapper = PrincipalMapper(config.ssl_principal_mapping_rules)
+        self.acls = AclStore(os.path.join(config.data_dir, layout.NODE_DIR))
+        self.authorizer = Authorizer(self.acls, config.authorization == "acls", config.super_users,
+                                     config.allow_everyone_if_no_acl_found)
         self._admin: HttpServer | None = None
         self.admin_address: tuple[str, int] | None = None    # as bound
         self.bound_address: tuple[str, int] | None = None    # the Kafka listener, as bound
@@ -261,6 +265,7 @@ class Broker:
                 self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}")
                 self.admin_address = await self._start_admin(cfg)
             self.credentials.load()
+            self.acls.load()
             if cfg.bootstrap_user and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
                 _log.info("created the bootstrap user %s", cfg.bootstrap_user.partition(":")[0])
             if any(lis.tls for lis in self.listeners):

@@ -112,6 +112,9 @@ class BrokerConfig:
     sasl_enabled_mechanisms: str = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
     connection_failed_authentication_delay_ms: int = 100
     bootstrap_user: str | None = None
+    authorization: str = "none"               # "acls": Kafka's StandardAuthorizer rules
+    super_users: str = ""                     # "User:admin;User:ops"
+    allow_everyone_if_no_acl_found: bool = False
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
     admin_listen_given: bool = False     # set by a source: a taken port is an error, not a reason to move
@@ -426,6 +429,12 @@ _SETTINGS = (
              "connection.failed.authentication.delay.ms"),
     _Setting("bootstrap_user", _Text(r"[^:]+:.+", "NAME:PASSWORD[:MECHANISM]", "USER"),
              "a SCRAM user created at start if it does not exist (the first administrator)"),
+    _Setting("authorization", _Choice(("none", "acls")),
+             "none: every client may do everything; acls: only what the ACLs allow (Kafka's StandardAuthorizer)"),
+    _Setting("super_users", _Text(r"[^;]*(;[^;]*)*", "User:NAME;User:NAME...", "PRINCIPALS"),
+             "principals every ACL check allows", "super.users"),
+    _Setting("allow_everyone_if_no_acl_found", _Bool(),
+             "a resource no ACL names is open to everyone (default false)", "allow.everyone.if.no.acl.found"),
     _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
              "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "
              "space than this (0: never; default: 1 GiB or 5%% of the filesystem, whichever is smaller)"),

@@ -46,6 +46,7 @@ from pstream.broker.frames import FramePool
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, write_response_header
 from pstream.protocol.primitives import ProtocolError, Reader, Writer
+from pstream.security.acls import CLUSTER_NAME, ResourceType
 from pstream.security.listeners import ANONYMOUS, distinguished_name
 from pstream.security.sasl import PRE_AUTH_APIS, SaslSession
 
@@ -111,6 +112,15 @@ class RequestContext:
     def version(self) -> int:
         return self.header.api_version
 
+    def allowed(self, operation, resource_type, name: str) -> bool:
+        """Whether this connection's principal may do `operation` on the resource (the broker's
+        authorizer; everything when authorization is off)."""
+        conn = self.connection
+        return self.broker.authorizer.authorize(conn.principal, conn.host, operation, resource_type, name)
+
+    def allowed_on_cluster(self, operation) -> bool:
+        return self.allowed(operation, ResourceType.CLUSTER, CLUSTER_NAME)
+
 
 class _Slot:
     __slots__ = ("charge", "chunks", "ctx", "fetch", "frame_buffer", "ready", "released", "started")
@@ -144,6 +154,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.fetch_headroom = min(config.socket_request_max_bytes, config.queued_max_request_bytes // 2)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.host = "?"
         self._buf = bytearray(SCRATCH_BYTES)
         self._start = 0          # first unparsed byte in _buf
         self._end = 0            # end of received bytes in _buf
@@ -172,6 +183,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.host = peer[0] if peer else "?"
         if self.listener.tls and self.sasl is None:
             cert = transport.get_extra_info("peercert")
             if cert:

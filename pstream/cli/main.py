@@ -12,12 +12,12 @@ import argparse
 import os
 import sys
 
-from pstream.cli import bench, cluster, consume, group, log_repair, log_tool, produce, serve, topic, txn, user
+from pstream.cli import acl, bench, cluster, consume, group, log_repair, log_tool, produce, serve, topic, txn, user
 from pstream.cli.common import common_options
 from pstream.cli.output import CliError
 from pstream.client import KafkaError
 
-COMMANDS = (serve, topic, produce, consume, group, txn, user, cluster, log_tool, log_repair, bench)
+COMMANDS = (serve, topic, produce, consume, group, txn, user, acl, cluster, log_tool, log_repair, bench)
 
 
 def _version() -> str:

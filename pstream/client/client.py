@@ -466,6 +466,44 @@ class KafkaClient:
             for p in t.partitions:
                 check(p.error_code, f"commit group {group!r} offset on {t.name}-{p.partition_index}")
 
+    # --- ACLs -------------------------------------------------------------------------
+
+    def create_acls(self, acls: list) -> None:
+        """acls: pstream.security.acls.Acl bindings to add."""
+        req_cls, _ = codec_classes("CreateAcls")
+        conn = self.any_connection()
+        resp = conn.call("CreateAcls", conn.version("CreateAcls", 3), req_cls(creations=[req_cls.AclCreation(
+            resource_type=a.resource_type, resource_name=a.resource_name, resource_pattern_type=a.pattern_type,
+            principal=a.principal, host=a.host, operation=a.operation, permission_type=a.permission) for a in acls]))
+        for acl, result in zip(acls, resp.results):
+            check(result.error_code, f"create ACL {acl.permission.name} {acl.principal} {acl.operation.name} on "
+                                     f"{acl.resource_type.name} {acl.resource_name}", result.error_message)
+
+    def describe_acls(self, flt) -> list:
+        """The ACLs matching an AclFilter, as Acl bindings."""
+        from pstream.security.acls import Acl, Operation, PatternType, Permission, ResourceType
+        req_cls, _ = codec_classes("DescribeAcls")
+        conn = self.any_connection()
+        resp = conn.call("DescribeAcls", conn.version("DescribeAcls", 3), req_cls(
+            resource_type_filter=flt.resource_type, resource_name_filter=flt.resource_name,
+            pattern_type_filter=flt.pattern_type, principal_filter=flt.principal, host_filter=flt.host,
+            operation=flt.operation, permission_type=flt.permission))
+        check(resp.error_code, "describe ACLs", resp.error_message)
+        return [Acl(ResourceType(r.resource_type), r.resource_name, PatternType(r.pattern_type), a.principal, a.host,
+                    Operation(a.operation), Permission(a.permission_type)) for r in resp.resources for a in r.acls]
+
+    def delete_acls(self, flt) -> int:
+        """Deletes the ACLs matching an AclFilter; returns how many."""
+        req_cls, _ = codec_classes("DeleteAcls")
+        conn = self.any_connection()
+        resp = conn.call("DeleteAcls", conn.version("DeleteAcls", 3), req_cls(filters=[req_cls.DeleteAclsFilter(
+            resource_type_filter=flt.resource_type, resource_name_filter=flt.resource_name,
+            pattern_type_filter=flt.pattern_type, principal_filter=flt.principal, host_filter=flt.host,
+            operation=flt.operation, permission_type=flt.permission)]))
+        [result] = resp.filter_results
+        check(result.error_code, "delete ACLs", result.error_message)
+        return len(result.matching_acls)
+
     # --- SCRAM users ------------------------------------------------------------------
 
     def scram_users(self) -> dict[str, dict[str, int]]:

@@ -1,6 +1,7 @@
 """One module per Kafka API family; importing this package registers every handler."""
 
 from pstream.broker.handlers import (  # noqa: F401
+    acls,
     api_versions,
     cluster,
     configs,

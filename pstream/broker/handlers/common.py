@@ -13,6 +13,13 @@ from pstream.storage import layout
 NO_AUTHORIZED_OPERATIONS = -2147483648   # Kafka's "not requested / not computed" marker
 
 
+def authorized_operations(ctx, resource_type, name: str) -> int:
+    """KIP-430's bit field of what the connection's principal may do on the resource (every
+    operation the resource type has when authorization is off, as Kafka answers)."""
+    conn = ctx.connection
+    return ctx.broker.authorizer.authorized_operations(conn.principal, conn.host, resource_type, name)
+
+
 def advertised(ctx) -> tuple[str, int]:
     """(host, port) clients are told for this node: the address of the listener the request came in
     on (Kafka advertises each client the listener it connected through)."""

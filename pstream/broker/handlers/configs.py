@@ -30,6 +30,7 @@ from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
 from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
+from pstream.security.acls import Operation, ResourceType
 from pstream.storage.config import TopicConfig
 from pstream.storage.kafka_configs import (
     BROKER_CONFIG_DEFS,
@@ -39,7 +40,7 @@ from pstream.storage.kafka_configs import (
     topic_config_def,
 )
 
-TOPIC, BROKER = 2, 4
+TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 Entry = DescribeConfigsResponse.DescribeConfigsResourceResult
 Synonym = DescribeConfigsResponse.DescribeConfigsSynonym
@@ -70,11 +71,14 @@ def _describe_broker(broker, resource_name, keys, include_synonyms, include_doc)
 def handle_describe_configs(ctx, request):
     broker = ctx.broker
     results = []
+    denied = _unauthorized(ctx, request.resources, Operation.DESCRIBE_CONFIGS)
     for res in request.resources:
         keys = None if res.configuration_keys is None else set(res.configuration_keys)
         result = DescribeConfigsResponse.DescribeConfigsResult(error_code=0, resource_type=res.resource_type,
                                                                resource_name=res.resource_name, configs=[])
-        if res.resource_type == TOPIC:
+        if id(res) in denied:
+            result.error_code, result.error_message = denied[id(res)]
+        elif res.resource_type == TOPIC:
             topic, error = find_topic(broker, res.resource_name)
             if topic is None:
                 result.error_code = error
@@ -129,6 +133,18 @@ async def _alter(broker, resource_type, name, change, validate_only):
     return ErrorCode.NONE, None
 
 
+def _unauthorized(ctx, resources, operation: Operation) -> dict:
+    """{id(resource): (error, message)} for the resources the principal may not `operation`:
+    a topic needs it on the topic, the broker (and the cluster default) on the cluster."""
+    out = {}
+    for res in resources:
+        if res.resource_type == TOPIC and not ctx.allowed(operation, ResourceType.TOPIC, res.resource_name):
+            out[id(res)] = (ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
+        elif res.resource_type in (BROKER, BROKER_LOGGER) and not ctx.allowed_on_cluster(operation):
+            out[id(res)] = (ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.")
+    return out
+
+
 def _shape_errors(resources, incremental: bool) -> dict:
     """{id(resource): (error code, message)} for what Kafka refuses before looking at any
     value (ConfigAdminManager.preprocess): a resource named twice (both refused), a key given
@@ -153,6 +169,7 @@ def _shape_errors(resources, incremental: bool) -> dict:
 @api("AlterConfigs", 0, 2)
 async def handle_alter_configs(ctx, request):
     refused = _shape_errors(request.resources, incremental=False)
+    refused.update(_unauthorized(ctx, request.resources, Operation.ALTER_CONFIGS))
     responses = []
     for res in request.resources:
         def replace(topic, validate_only, res=res):
@@ -241,6 +258,7 @@ async def _alter_broker_incremental(broker, res, validate_only: bool):
 @api("IncrementalAlterConfigs", 0, 1)
 async def handle_incremental_alter_configs(ctx, request):
     refused = _shape_errors(request.resources, incremental=True)
+    refused.update(_unauthorized(ctx, request.resources, Operation.ALTER_CONFIGS))
     responses = []
     for res in request.resources:
         def change(topic, validate_only, res=res):

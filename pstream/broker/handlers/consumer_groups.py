@@ -5,18 +5,19 @@ only translate topic ids and the request's nullable fields."""
 from __future__ import annotations
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, authorized_operations
 from pstream.broker.handlers.groups import _client_host
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.consumer_group_describe import ConsumerGroupDescribeResponse as CGD
 from pstream.protocol.messages.consumer_group_heartbeat import ConsumerGroupHeartbeatResponse as CGH
-
-# What Kafka without an authorizer grants on a group: READ, DELETE, DESCRIBE (bits 3, 6, 8).
-ALL_GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+from pstream.security.acls import Operation, ResourceType
 
 
 @api("ConsumerGroupHeartbeat", 0, 1)
 def handle_consumer_group_heartbeat(ctx, request):
+    if not ctx.allowed(Operation.READ, ResourceType.GROUP, request.group_id):
+        return CGH(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED,
+                   error_message="Group authorization failed.")
     owned = None
     if request.topic_partitions is not None:
         owned = [(t.topic_id, list(t.partitions)) for t in request.topic_partitions]
@@ -50,6 +51,8 @@ def handle_consumer_group_describe(ctx, request):
     described = []
     for group_id in request.group_ids:
         error, message, group = consumer.describe(group_id)
+        if not ctx.allowed(Operation.DESCRIBE, ResourceType.GROUP, group_id):
+            error, message, group = ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed.", None
         if group is None:
             described.append(CGD.DescribedGroup(error_code=error, error_message=message, group_id=group_id,
                                                 authorized_operations=NO_AUTHORIZED_OPERATIONS))
@@ -64,6 +67,6 @@ def handle_consumer_group_describe(ctx, request):
         described.append(CGD.DescribedGroup(
             error_code=0, group_id=group_id, group_state=group.state.value, group_epoch=group.epoch,
             assignment_epoch=group.assignment_epoch, assignor_name=group.assignor, members=members,
-            authorized_operations=ALL_GROUP_OPERATIONS if request.include_authorized_operations
-            else NO_AUTHORIZED_OPERATIONS))
+            authorized_operations=authorized_operations(ctx, ResourceType.GROUP, group_id)
+            if request.include_authorized_operations else NO_AUTHORIZED_OPERATIONS))
     return CGD(throttle_time_ms=0, groups=described)

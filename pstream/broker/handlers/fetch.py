@@ -28,6 +28,7 @@ from pstream.broker.handlers.common import find_partition, leader_epoch_error
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.fetch import FetchResponse
 from pstream.protocol.primitives import ZERO_UUID
+from pstream.security.acls import Operation, ResourceType
 
 PartitionData = FetchResponse.PartitionData
 AbortedTransaction = FetchResponse.AbortedTransaction
@@ -65,6 +66,9 @@ def _plan(ctx, request, wanted) -> list[_PartitionFetch]:
     for topic, topic_id, p in wanted:
         part, error = find_partition(ctx.broker, None if use_ids else topic,
                                      p.partition, topic_id if use_ids else None)
+        name = part.topic if part is not None else None if use_ids else topic
+        if name is not None and not ctx.allowed(Operation.READ, ResourceType.TOPIC, name):
+            part, error = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
         response = PartitionData(partition_index=p.partition, error_code=error, high_watermark=-1,
                                  last_stable_offset=-1, log_start_offset=-1, preferred_read_replica=-1,
                                  aborted_transactions=[] if request.isolation_level == READ_COMMITTED else None,

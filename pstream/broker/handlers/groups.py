@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised, authorized_operations
 from pstream.coordinator.offsets import CommittedOffset, now_ms
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.delete_groups import DeleteGroupsResponse
@@ -26,6 +26,7 @@ from pstream.protocol.messages.offset_commit import OffsetCommitResponse
 from pstream.protocol.messages.offset_delete import OffsetDeleteResponse
 from pstream.protocol.messages.offset_fetch import OffsetFetchResponse
 from pstream.protocol.messages.sync_group import SyncGroupResponse
+from pstream.security.acls import Operation, ResourceType
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 
@@ -33,6 +34,14 @@ GROUP_KEY, TRANSACTION_KEY = 0, 1
 def _client_host(ctx) -> str:
     """Kafka's form: the client's address as InetAddress.toString prints it ("/127.0.0.1")."""
     return "/" + ctx.connection.peer.rsplit(":", 1)[0]
+
+
+def _group_denied(ctx, operation: Operation, group_id: str) -> bool:
+    return not ctx.allowed(operation, ResourceType.GROUP, group_id)
+
+
+def _topic_denied(ctx, operation: Operation, topic: str) -> bool:
+    return not ctx.allowed(operation, ResourceType.TOPIC, topic)
 
 
 def _by_topic(rows):
@@ -51,11 +60,15 @@ def handle_find_coordinator(ctx, request):
 
     def answer(key: str):
         if request.key_type == TRANSACTION_KEY:
+            if not ctx.allowed(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+                return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactional Id authorization failed."
             if not broker.transactions.active:
                 return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the transaction coordinator is not running"
             return ErrorCode.NONE, None
         if request.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {request.key_type}"
+        if _group_denied(ctx, Operation.DESCRIBE, key):
+            return ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed."
         if not broker.groups.active:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group coordinator is not running"
         return ErrorCode.NONE, None
@@ -82,6 +95,9 @@ def handle_find_coordinator(ctx, request):
 @api("JoinGroup", 0, 9)
 async def handle_join_group(ctx, request):
     v = ctx.version
+    if _group_denied(ctx, Operation.READ, request.group_id):
+        return JoinGroupResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, generation_id=-1,
+                                 protocol_name=None if v >= 7 else "", leader="", member_id="", members=[])
     result = await ctx.broker.groups.join(
         request.group_id, request.member_id, request.group_instance_id, ctx.header.client_id or "",
         _client_host(ctx), request.session_timeout_ms,
@@ -99,6 +115,8 @@ async def handle_join_group(ctx, request):
 
 @api("SyncGroup", 0, 5)
 async def handle_sync_group(ctx, request):
+    if _group_denied(ctx, Operation.READ, request.group_id):
+        return SyncGroupResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, assignment=b"")
     result = await ctx.broker.groups.sync(
         request.group_id, request.generation_id, request.member_id, request.group_instance_id,
         request.protocol_type, request.protocol_name, {a.member_id: bytes(a.assignment) for a in request.assignments})
@@ -108,6 +126,8 @@ async def handle_sync_group(ctx, request):
 
 @api("Heartbeat", 0, 4)
 def handle_heartbeat(ctx, request):
+    if _group_denied(ctx, Operation.READ, request.group_id):
+        return HeartbeatResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
     error = ctx.broker.groups.heartbeat(request.group_id, request.generation_id, request.member_id,
                                         request.group_instance_id)
     return HeartbeatResponse(throttle_time_ms=0, error_code=error)
@@ -115,6 +135,8 @@ def handle_heartbeat(ctx, request):
 
 @api("LeaveGroup", 0, 5)
 def handle_leave_group(ctx, request):
+    if _group_denied(ctx, Operation.READ, request.group_id):
+        return LeaveGroupResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, members=[])
     if ctx.version < 3:
         group_error, errors = ctx.broker.groups.leave(request.group_id, [(request.member_id, None)])
         # One member, one error: the group's, else the member's (Kafka's LeaveGroupResponse for v0-v2).
@@ -141,8 +163,15 @@ async def handle_offset_commit(ctx, request):
                 metadata=p.committed_metadata or "",
                 commit_ms=p.commit_timestamp if v == 1 and p.commit_timestamp != -1 else now,
                 expire_ms=now + retention if retention != -1 else None)
-    results = await ctx.broker.groups.commit(request.group_id, request.generation_id_or_member_epoch,
-                                             request.member_id, request.group_instance_id, offsets, api_version=v)
+    if _group_denied(ctx, Operation.READ, request.group_id):
+        results = dict.fromkeys(offsets, ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    else:
+        denied = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in offsets if _topic_denied(ctx, Operation.READ, tp[0])}
+        results = await ctx.broker.groups.commit(
+            request.group_id, request.generation_id_or_member_epoch, request.member_id, request.group_instance_id,
+            {tp: o for tp, o in offsets.items() if tp not in denied}, api_version=v) if len(denied) < len(offsets) \
+            else {}
+        results.update(denied)
     return OffsetCommitResponse(throttle_time_ms=0, topics=[
         OffsetCommitResponse.OffsetCommitResponseTopic(name=t.name, partitions=[
             OffsetCommitResponse.OffsetCommitResponsePartition(partition_index=p.partition_index,
@@ -151,17 +180,26 @@ async def handle_offset_commit(ctx, request):
         for t in request.topics])
 
 
-def _fetched_partitions(coordinator, group_id, topics, require_stable, partition_cls, member=(None, -1)):
-    """(group error, [(topic, partition response)]) for OffsetFetch; topics None: every committed one.
-    member: the (member id, epoch) an OffsetFetch v9 names, checked in a consumer group."""
+def _fetched_partitions(ctx, group_id, topics, require_stable, partition_cls, member=(None, -1)):
+    """(group error, [(topic, partition response)]) for OffsetFetch; topics None: every committed one
+    the principal may describe. member: the (member id, epoch) an OffsetFetch v9 names, checked in a
+    consumer group."""
+    coordinator = ctx.broker.groups
     wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    error, found = coordinator.fetch_offsets(group_id, wanted, require_stable, *member)
+    if _group_denied(ctx, Operation.DESCRIBE, group_id):
+        error, found = ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
+    else:
+        error, found = coordinator.fetch_offsets(group_id, wanted, require_stable, *member)
     if error != ErrorCode.NONE:
         # Versions without a group error code carry it in every partition.
         return error, [(t, partition_cls(partition_index=p, committed_offset=-1, committed_leader_epoch=-1,
                                          metadata="", error_code=error)) for t, p in wanted or ()]
     rows = []
     for (topic, p), (committed, code) in found.items():
+        if _topic_denied(ctx, Operation.DESCRIBE, topic):
+            if wanted is None:
+                continue   # not asked for by name: left out
+            committed, code = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
         c = committed or CommittedOffset(-1)
         rows.append((topic, partition_cls(partition_index=p, committed_offset=c.offset,
                                           committed_leader_epoch=c.leader_epoch, metadata=c.metadata,
@@ -171,12 +209,11 @@ def _fetched_partitions(coordinator, group_id, topics, require_stable, partition
 
 @api("OffsetFetch", 0, 9)
 def handle_offset_fetch(ctx, request):
-    coordinator = ctx.broker.groups
     require_stable = ctx.version >= 7 and request.require_stable
     if ctx.version >= 8:
         groups = []
         for g in request.groups:
-            error, rows = _fetched_partitions(coordinator, g.group_id, g.topics, require_stable,
+            error, rows = _fetched_partitions(ctx, g.group_id, g.topics, require_stable,
                                               OffsetFetchResponse.OffsetFetchResponsePartitions,
                                               (g.member_id, g.member_epoch))
             groups.append(OffsetFetchResponse.OffsetFetchResponseGroup(
@@ -184,7 +221,7 @@ def handle_offset_fetch(ctx, request):
                 topics=[] if error else [OffsetFetchResponse.OffsetFetchResponseTopics(name=t, partitions=ps)
                                          for t, ps in _by_topic(rows).items()]))
         return OffsetFetchResponse(throttle_time_ms=0, groups=groups)
-    error, rows = _fetched_partitions(coordinator, request.group_id, request.topics, require_stable,
+    error, rows = _fetched_partitions(ctx, request.group_id, request.topics, require_stable,
                                       OffsetFetchResponse.OffsetFetchResponsePartition)
     if error and ctx.version >= 2:
         rows = []
@@ -195,7 +232,11 @@ def handle_offset_fetch(ctx, request):
 @api("OffsetDelete", 0, 0)
 async def handle_offset_delete(ctx, request):
     wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
-    error, results = await ctx.broker.groups.delete_offsets(request.group_id, wanted)
+    if _group_denied(ctx, Operation.DELETE, request.group_id):
+        return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, throttle_time_ms=0, topics=[])
+    denied = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in wanted if _topic_denied(ctx, Operation.READ, tp[0])}
+    error, results = await ctx.broker.groups.delete_offsets(request.group_id, [tp for tp in wanted if tp not in denied])
+    results.update(denied)
     rows = [(t, OffsetDeleteResponse.OffsetDeleteResponsePartition(partition_index=p, error_code=code))
             for (t, p), code in results.items()]
     return OffsetDeleteResponse(error_code=error, throttle_time_ms=0, topics=[
@@ -208,14 +249,22 @@ async def handle_offset_delete(ctx, request):
 def handle_describe_groups(ctx, request):
     described = []
     for group_id in request.groups:
+        if _group_denied(ctx, Operation.DESCRIBE, group_id):
+            described.append(DescribeGroupsResponse.DescribedGroup(
+                error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id, group_state="", protocol_type="",
+                protocol_data="", authorized_operations=NO_AUTHORIZED_OPERATIONS, members=[]))
+            continue
         s = ctx.broker.groups.describe(group_id)
+        operations = NO_AUTHORIZED_OPERATIONS
+        if ctx.version >= 3 and request.include_authorized_operations:
+            operations = authorized_operations(ctx, ResourceType.GROUP, group_id)
         described.append(DescribeGroupsResponse.DescribedGroup(
             error_code=s.error, group_id=group_id, group_state=s.state, protocol_type=s.protocol_type,
-            protocol_data=s.protocol, authorized_operations=NO_AUTHORIZED_OPERATIONS, members=[
+            protocol_data=s.protocol, members=[
                 DescribeGroupsResponse.DescribedGroupMember(
                     member_id=m.member_id, group_instance_id=m.instance_id, client_id=m.client_id,
                     client_host=m.client_host, member_metadata=m.metadata, member_assignment=m.assignment)
-                for m in s.members]))
+                for m in s.members], authorized_operations=operations))
     return DescribeGroupsResponse(throttle_time_ms=0, groups=described)
 
 
@@ -224,6 +273,8 @@ def handle_list_groups(ctx, request):
     states = request.states_filter if ctx.version >= 4 else None
     types = request.types_filter if ctx.version >= 5 else None
     error, groups = ctx.broker.groups.list_groups(states, types)
+    if not ctx.allowed_on_cluster(Operation.DESCRIBE):   # without it, only the groups it may describe
+        groups = [g for g in groups if not _group_denied(ctx, Operation.DESCRIBE, g[0])]
     return ListGroupsResponse(throttle_time_ms=0, error_code=error, groups=[
         ListGroupsResponse.ListedGroup(group_id=g, protocol_type=p, group_state=s, group_type=t)
         for g, p, s, t in groups])
@@ -232,6 +283,9 @@ def handle_list_groups(ctx, request):
 @api("DeleteGroups", 0, 2)
 async def handle_delete_groups(ctx, request):
     names = list(dict.fromkeys(request.groups_names))
-    results = await ctx.broker.groups.delete_groups(names)
+    denied = {g: ErrorCode.GROUP_AUTHORIZATION_FAILED for g in names if _group_denied(ctx, Operation.DELETE, g)}
+    results = await ctx.broker.groups.delete_groups([g for g in names if g not in denied]) if len(denied) < len(names) \
+        else {}
+    results.update(denied)
     return DeleteGroupsResponse(throttle_time_ms=0, results=[
         DeleteGroupsResponse.DeletableGroupResult(group_id=g, error_code=results[g]) for g in names])

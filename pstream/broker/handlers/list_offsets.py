@@ -16,6 +16,7 @@ from pstream.broker.handlers.common import find_partition, leader_epoch_error
 from pstream.errors import OffsetOutOfRangeError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.list_offsets import ListOffsetsResponse
+from pstream.security.acls import Operation, ResourceType
 
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED = -1, -2, -3, -4, -5
 READ_COMMITTED = 1
@@ -111,6 +112,8 @@ def _answer(ctx, request):
         for p in t.partitions:
             out = PartitionResponse(partition_index=p.partition_index, timestamp=-1, offset=-1, leader_epoch=-1)
             part, error = find_partition(ctx.broker, t.name, p.partition_index)
+            if not ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, t.name):
+                part, error = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
             if part is not None:
                 error = leader_epoch_error(part, p.current_leader_epoch)
             if part is not None and not error:

@@ -8,12 +8,18 @@ Internal topics (`__consumer_offsets`) are listed with is_internal, as Kafka lis
 from __future__ import annotations
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised, find_topic
+from pstream.broker.handlers.common import (
+    NO_AUTHORIZED_OPERATIONS,
+    advertised,
+    authorized_operations,
+    find_topic,
+)
 from pstream.coordinator import INTERNAL_TOPICS
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.metadata import MetadataResponse
 from pstream.protocol.primitives import ZERO_UUID
+from pstream.security.acls import CLUSTER_NAME, Operation, ResourceType
 
 Topic = MetadataResponse.MetadataResponseTopic
 PartitionInfo = MetadataResponse.MetadataResponsePartition
@@ -30,10 +36,10 @@ async def auto_create(broker, name: str):
     return topic, ErrorCode.NONE
 
 
-def describe_topic(broker, topic) -> Topic:
+def describe_topic(broker, topic, operations: int = NO_AUTHORIZED_OPERATIONS) -> Topic:
     node = broker.node_id
     return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id, is_internal=topic.name in INTERNAL_TOPICS,
-                 topic_authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                 topic_authorized_operations=operations,
                  partitions=[PartitionInfo(error_code=0, partition_index=p.number, leader_id=node,
                                            leader_epoch=p.leader_epoch, replica_nodes=[node], isr_nodes=[node],
                                            offline_replicas=[]) for p in topic])
@@ -41,25 +47,43 @@ def describe_topic(broker, topic) -> Topic:
 
 @api("Metadata", 0, 12)
 async def handle_metadata(ctx, request):
+    """Topics the principal may not describe are left out of a listing of all and answered
+    TOPIC_AUTHORIZATION_FAILED when named; auto-creation needs CREATE on the cluster or the topic."""
     broker = ctx.broker
     log = broker.log
+    with_ops = ctx.version >= 8 and request.include_topic_authorized_operations
+
+    def described(topic) -> Topic:
+        ops = authorized_operations(ctx, ResourceType.TOPIC, topic.name) if with_ops else NO_AUTHORIZED_OPERATIONS
+        return describe_topic(broker, topic, ops)
+
     if request.topics is None or (ctx.version == 0 and not request.topics):
-        topics = [describe_topic(broker, log.get_topic(name)) for name in log.topics()]
+        topics = [described(log.get_topic(name)) for name in log.topics()
+                  if ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, name)]
     else:
         allow_create = broker.config.auto_create_topics and (ctx.version < 4 or request.allow_auto_topic_creation)
         topics = []
         for wanted in request.topics:
             topic, error = find_topic(broker, wanted.name, wanted.topic_id)
-            if topic is None and error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and allow_create:
-                topic, error = await auto_create(broker, wanted.name)
+            name = topic.name if topic is not None else wanted.name
+            if name and not ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, name):
+                topic, error = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
+            elif topic is None and error == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and allow_create:
+                if ctx.allowed_on_cluster(Operation.CREATE) or ctx.allowed(Operation.CREATE, ResourceType.TOPIC, name):
+                    topic, error = await auto_create(broker, wanted.name)
+                else:
+                    error = ErrorCode.TOPIC_AUTHORIZATION_FAILED
             if topic is None:
                 topics.append(Topic(error_code=error, name=wanted.name, topic_id=wanted.topic_id or ZERO_UUID,
                                     topic_authorized_operations=NO_AUTHORIZED_OPERATIONS))
             else:
-                topics.append(describe_topic(broker, topic))
+                topics.append(described(topic))
     host, port = advertised(ctx)
+    cluster_ops = NO_AUTHORIZED_OPERATIONS
+    if 8 <= ctx.version <= 10 and request.include_cluster_authorized_operations:
+        cluster_ops = authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
     return MetadataResponse(
         throttle_time_ms=0,
         brokers=[MetadataResponse.MetadataResponseBroker(node_id=broker.node_id, host=host, port=port, rack=None)],
         cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
-        cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS)
+        cluster_authorized_operations=cluster_ops)

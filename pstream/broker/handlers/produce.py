@@ -32,6 +32,7 @@ from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, internal_topic_error
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.produce import ProduceResponse
+from pstream.security.acls import Operation, ResourceType
 from pstream.storage.producer_state import SequenceCheck
 
 PartitionResponse = ProduceResponse.PartitionProduceResponse
@@ -327,7 +328,16 @@ async def handle_produce(ctx, request):
             PartitionResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS, base_offset=-1)
             for p in t.partition_data]) for t in request.topic_data]
         return ProduceResponse(responses=responses)
-    jobs = [(topic.name, _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks))
+    txn = request.transactional_id if ctx.version >= 3 else None
+    if txn is not None and not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, txn):
+        refused = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        denied = {t.name for t in request.topic_data}
+    else:
+        refused = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        denied = {t.name for t in request.topic_data if not ctx.allowed(Operation.WRITE, ResourceType.TOPIC, t.name)}
+    jobs = [(topic.name, PartitionResponse(index=pd.index, error_code=refused, base_offset=-1, log_append_time_ms=-1,
+                                           log_start_offset=-1) if topic.name in denied else
+             _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks))
             for topic in request.topic_data for pd in topic.partition_data]
     by_topic: dict[str, list] = {}
     for name, job in jobs:

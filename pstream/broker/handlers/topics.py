@@ -22,6 +22,7 @@ from pstream.protocol.messages.create_topics import CreateTopicsResponse
 from pstream.protocol.messages.delete_records import DeleteRecordsResponse
 from pstream.protocol.messages.delete_topics import DeleteTopicsResponse
 from pstream.protocol.primitives import ZERO_UUID
+from pstream.security.acls import Operation, ResourceType
 from pstream.storage import layout
 from pstream.storage.config import TopicConfig
 
@@ -138,6 +139,7 @@ def _created_config(broker, topic, name):
 async def handle_create_topics(ctx, request):
     names = Counter(t.name for t in request.topics)
     results, answered = [], set()
+    may_create = ctx.allowed_on_cluster(Operation.CREATE)   # else CREATE on each topic
     for t in request.topics:
         if names[t.name] > 1:
             # As Kafka: a name given twice is refused (once in the answer), and neither is created.
@@ -147,7 +149,15 @@ async def handle_create_topics(ctx, request):
                     name=t.name, error_code=ErrorCode.INVALID_REQUEST, num_partitions=-1, replication_factor=-1,
                     error_message=DUPLICATE_NAME, configs=None))
             continue
-        results.append(await _create_one(ctx.broker, t, request.validate_only, ctx.version))
+        if not (may_create or ctx.allowed(Operation.CREATE, ResourceType.TOPIC, t.name)):
+            results.append(CreateTopicsResponse.CreatableTopicResult(
+                name=t.name, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, num_partitions=-1, replication_factor=-1,
+                error_message="Authorization failed.", configs=None))
+            continue
+        result = await _create_one(ctx.broker, t, request.validate_only, ctx.version)
+        if result.configs and not ctx.allowed(Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, t.name):
+            result.configs, result.topic_config_error_code = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        results.append(result)
     return CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
 
@@ -196,7 +206,11 @@ async def handle_delete_topics(ctx, request):
     for name, topic_id, topic, error in found:
         result = DeleteTopicsResponse.DeletableTopicResult(name=name, topic_id=topic_id or ZERO_UUID,
                                                            error_code=error)
-        if topic is not None and topic_id is None and topic.name in by_id:
+        named = topic.name if topic is not None else name
+        if named is not None and not ctx.allowed(Operation.DELETE, ResourceType.TOPIC, named):
+            result.error_code, result.error_message = ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed."
+            result.name = name
+        elif topic is not None and topic_id is None and topic.name in by_id:
             result.error_code = ErrorCode.INVALID_REQUEST
             result.error_message = "The provided topic name maps to an ID that was already supplied."
         elif topic is not None and internal_topic_error(topic.name):
@@ -227,6 +241,8 @@ async def handle_create_partitions(ctx, request):
                     continue
                 answered.add(t.name)
                 raise _Refused(ErrorCode.INVALID_REQUEST, DUPLICATE_NAME)
+            if not ctx.allowed(Operation.ALTER, ResourceType.TOPIC, t.name):
+                raise _Refused(ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
             topic, error = find_topic(broker, t.name)
             if topic is None:
                 raise _Refused(error, f"topic {t.name!r} does not exist")
@@ -263,6 +279,8 @@ async def handle_delete_records(ctx, request):
             out = DeleteRecordsResponse.DeleteRecordsPartitionResult(partition_index=p.partition_index,
                                                                      low_watermark=-1)
             part, error = find_partition(ctx.broker, t.name, p.partition_index)
+            if not ctx.allowed(Operation.DELETE, ResourceType.TOPIC, t.name):
+                part, error = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
             if part is not None:
                 hw = part.high_watermark
                 offset = hw if p.offset == -1 else p.offset
