@@ -64,6 +64,9 @@ KAFKA_3_9 = {
     "SaslAuthenticate": (36, 0, 2),
     "DescribeUserScramCredentials": (50, 0, 0),
     "AlterUserScramCredentials": (51, 0, 0),
+    "DescribeAcls": (29, 0, 3),
+    "CreateAcls": (30, 0, 3),
+    "DeleteAcls": (31, 0, 3),
 }
 # KIP-848's consumer group APIs at Kafka 4.0's ranges (3.9 serves ConsumerGroupHeartbeat v0 only, and
 # only when the new protocol is switched on): v1 adds regex subscriptions, which librdkafka and the
@@ -817,7 +820,44 @@ def _check_describe_user_scram_credentials(conn, version, resp):
     assert (bob.error_code, bob.error_message) == (91, "Attempt to describe a user credential that does not exist: bob")
 
 
+# Without an authorizer (the default) Kafka answers the ACL APIs SECURITY_DISABLED.
+NO_AUTHORIZER = (54, "No Authorizer is configured on the broker")
+
+
+def _describe_acls(conn, version):
+    return codecs("DescribeAcls")[0](resource_type_filter=1, resource_name_filter=None, pattern_type_filter=1,
+                                     principal_filter=None, host_filter=None, operation=1, permission_type=1)
+
+
+def _check_describe_acls(conn, version, resp):
+    assert (resp.error_code, resp.error_message, resp.resources) == (*NO_AUTHORIZER, [])
+
+
+def _create_acls(conn, version):
+    req_cls, _ = codecs("CreateAcls")
+    return req_cls(creations=[req_cls.AclCreation(resource_type=2, resource_name="t", resource_pattern_type=3,
+                                                  principal="User:a", host="*", operation=3, permission_type=3)])
+
+
+def _check_create_acls(conn, version, resp):
+    assert [(r.error_code, r.error_message) for r in resp.results] == [NO_AUTHORIZER]
+
+
+def _delete_acls(conn, version):
+    req_cls, _ = codecs("DeleteAcls")
+    return req_cls(filters=[req_cls.DeleteAclsFilter(resource_type_filter=1, resource_name_filter=None,
+                                                     pattern_type_filter=1, principal_filter=None, host_filter=None,
+                                                     operation=1, permission_type=1)])
+
+
+def _check_delete_acls(conn, version, resp):
+    assert [(r.error_code, r.error_message, r.matching_acls) for r in resp.filter_results] == [(*NO_AUTHORIZER, [])]
+
+
 CASES = {
+    "DescribeAcls": (_describe_acls, _check_describe_acls),
+    "CreateAcls": (_create_acls, _check_create_acls),
+    "DeleteAcls": (_delete_acls, _check_delete_acls),
     "SaslHandshake": (_sasl_handshake, _check_sasl_handshake),
     "SaslAuthenticate": (_sasl_authenticate, _check_sasl_authenticate),
     "AlterUserScramCredentials": (_alter_user_scram_credentials, _check_alter_user_scram_credentials),
