@@ -58,8 +58,10 @@ def free_port() -> int:
 
 
 def _flag(name: str, value: Any) -> list[str]:
-    return [f"--{name.replace('_', '-').replace('.', '-')}", "none" if value is None else str(value).lower()
-            if isinstance(value, bool) else str(value)]
+    flag = name.replace("_", "-").replace(".", "-")
+    if isinstance(value, bool):   # switches: --name / --no-name
+        return [f"--{flag}" if value else f"--no-{flag}"]
+    return [f"--{flag}", "none" if value is None else str(value)]
 
 
 class _Topics:

@@ -193,14 +193,18 @@ def _keep_alive(request: Request) -> bool:
 class HttpServer:
     """Serves a Router on one address; `start` returns the (host, port) actually bound."""
 
-    def __init__(self, router: Router, server_name: str = "pstream"):
+    def __init__(self, router: Router, server_name: str = "pstream", guard=None, ssl=None):
+        """guard: an async callable(request) that raises HttpError (401, 403) for a request the
+        caller may not make (see pstream/security/http_auth.py); ssl: an ssl.SSLContext (HTTPS)."""
         self.router = router
         self.server_name = server_name
+        self.guard = guard
+        self.ssl = ssl
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True, ssl=self.ssl)
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]
 
@@ -295,6 +299,8 @@ class HttpServer:
     async def _answer(self, request: Request) -> Response:
         try:
             handler, params = self.router.resolve(request.method, request.path)
+            if self.guard is not None:
+                await self.guard(request)
             response = handler(request, **params)
             if asyncio.iscoroutine(response):
                 response = await response

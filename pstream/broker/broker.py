@@ -47,6 +47,7 @@ from pstream.coordinator.transactions import TransactionCoordinator
 from pstream.errors import ConfigError
 from pstream.security.acls import AclStore, Authorizer
 from pstream.security.credentials import CredentialStore
+from pstream.security.http_auth import BasicAuthGuard
 from pstream.security.listeners import PrincipalMapper, TlsContext
 from pstream.storage import layout
 from pstream.storage.producer_state import ProducerIds
@@ -90,6 +91,7 @@ class Broker:
         self.listeners = config.listener_list()   # bound ports filled in at start
         self.credentials = CredentialStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.tls: TlsContext | None = None
+        self.admin_tls: TlsContext | None = None
         self.principal_mapper = PrincipalMapper(config.ssl_principal_mapping_rules)
         self.acls = AclStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.authorizer = Authorizer(self.acls, config.authorization == "acls", config.super_users,
@@ -210,7 +212,9 @@ class Broker:
         """A renewed certificate (its files replaced) is used by new connections without a restart."""
         while True:
             await asyncio.sleep(CERTIFICATE_CHECK_INTERVAL_S)
-            self.tls.reload_if_changed()
+            for tls in (self.tls, self.admin_tls):
+                if tls is not None:
+                    tls.reload_if_changed()
 
     async def _watch_storage(self) -> None:
         while True:
@@ -261,9 +265,6 @@ class Broker:
                 expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms)
             await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
             self.transactions.start()   # finishes the commits and aborts a stop interrupted
-            if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
-                self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}")
-                self.admin_address = await self._start_admin(cfg)
             self.credentials.load()
             self.acls.load()
             if cfg.bootstrap_user and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
@@ -271,6 +272,14 @@ class Broker:
             if any(lis.tls for lis in self.listeners):
                 self.tls = TlsContext(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_key_password, cfg.ssl_cafile,
                                       cfg.ssl_client_auth)
+            if cfg.admin_api_tls:   # its own context: no client certificates asked of HTTP clients
+                self.admin_tls = TlsContext(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_key_password, None, "none")
+            if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
+                guard = BasicAuthGuard(self.credentials, self.authorizer.super_users, self.log.run_blocking) \
+                    if cfg.admin_api_require_auth else None
+                self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}",
+                                         guard=guard, ssl=self.admin_tls.context if self.admin_tls else None)
+                self.admin_address = await self._start_admin(cfg)
             await self._listen()
         except BaseException:
             for server in self._servers:
@@ -291,7 +300,7 @@ class Broker:
         self._sweeper = asyncio.ensure_future(self._sweep_idle())
         self._snapshotter = asyncio.ensure_future(self._snapshot_periodically())
         self._storage_watch = asyncio.ensure_future(self._watch_storage())
-        self._cert_watch = asyncio.ensure_future(self._watch_certificates()) if self.tls else None
+        self._cert_watch = asyncio.ensure_future(self._watch_certificates()) if self.tls or self.admin_tls else None
         _log.info("pstream %s serving Kafka on %s:%d (advertised %s:%d), data in %s, node %d, cluster %s",
                   pstream.__version__, sock[0], sock[1], self.host, self.port, cfg.data_dir, self.node_id,
                   self.cluster_id)

@@ -115,6 +115,8 @@ class BrokerConfig:
     authorization: str = "none"               # "acls": Kafka's StandardAuthorizer rules
     super_users: str = ""                     # "User:admin;User:ops"
     allow_everyone_if_no_acl_found: bool = False
+    admin_api_require_auth: bool = False      # Redpanda's: HTTP Basic against the SCRAM users
+    admin_api_tls: bool = False               # HTTPS with ssl_certfile/ssl_keyfile
     admin_listen_host: str | None = "127.0.0.1"   # None: no admin API
     admin_listen_port: int | None = 9644
     admin_listen_given: bool = False     # set by a source: a taken port is an error, not a reason to move
@@ -435,6 +437,10 @@ _SETTINGS = (
              "principals every ACL check allows", "super.users"),
     _Setting("allow_everyone_if_no_acl_found", _Bool(),
              "a resource no ACL names is open to everyone (default false)", "allow.everyone.if.no.acl.found"),
+    _Setting("admin_api_require_auth", _Bool(),
+             "the admin API asks for HTTP Basic credentials of a SCRAM user (readiness and metrics stay open); "
+             "routes that change state need a super user"),
+    _Setting("admin_api_tls", _Bool(), "serve the admin API over HTTPS with ssl_certfile and ssl_keyfile"),
     _Setting("storage_min_free_bytes", _Int(0, metavar="BYTES"),
              "refuse Produce (KAFKA_STORAGE_ERROR) while the data directory's filesystem has less free "
              "space than this (0: never; default: 1 GiB or 5%% of the filesystem, whichever is smaller)"),
@@ -643,6 +649,8 @@ def _check_security(config: BrokerConfig, values: dict) -> None:
     if tls and not config.ssl_certfile:
         raise ConfigError(f"listener {tls[0]} uses TLS: set ssl_certfile (and ssl_keyfile) to the server's "
                           f"certificate and key")
+    if config.admin_api_tls and not config.ssl_certfile:
+        raise ConfigError("admin_api_tls needs ssl_certfile (and ssl_keyfile): the certificate to serve HTTPS with")
     if config.ssl_client_auth != "none" and not config.ssl_cafile:
         raise ConfigError(f"ssl_client_auth={config.ssl_client_auth} needs ssl_cafile")
 

@@ -336,3 +336,40 @@ def test_a_required_client_certificate_is_enforced(tmp_path, pki):
             assert client.metadata().brokers
     finally:
         stop_broker(b)
+
+
+def test_the_admin_api_asks_for_a_scram_user_over_https_and_changes_need_a_super_user(tmp_path, pki):
+    import base64
+    import urllib.error
+    b = BrokerProcess(str(tmp_path / "data"), admin_api_require_auth=True, admin_api_tls=True,
+                      ssl_certfile=pki["server"], bootstrap_user=f"{ADMIN}:{ADMIN_PASSWORD}",
+                      super_users=f"User:{ADMIN}").start()
+    try:
+        with KafkaClient(b.bootstrap) as client:
+            client.alter_scram_user(ALICE, "SCRAM-SHA-256", ALICE_PASSWORD)
+        context = ssl.create_default_context(cafile=pki["ca"])
+        base = f"https://127.0.0.1:{b.admin_port}"
+
+        def get(path, user=None, password=None, method="GET", data=None):
+            request = urllib.request.Request(base + path, method=method, data=data)
+            if user:
+                request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=10) as reply:
+                    return reply.status, reply.headers, reply.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.headers, exc.read()
+
+        assert get("/v1/status/ready")[0] == 200 and get("/metrics")[0] == 200   # monitors need no user
+        status, headers, body = get("/v1/topics")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        assert get("/v1/topics", ALICE, "wrong")[0] == 401
+        assert get("/v1/topics", ALICE, ALICE_PASSWORD)[0] == 200
+        change = json.dumps({"upsert": {"log_retention_ms": "3600000"}, "remove": []}).encode()
+        status, _, body = get("/v1/cluster_config", ALICE, ALICE_PASSWORD, "PUT", change)
+        assert status == 403 and b"needs a super user" in body
+        assert get("/v1/cluster_config", ADMIN, ADMIN_PASSWORD, "PUT", change)[0] == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError)):   # plain HTTP is not served
+            urllib.request.urlopen(f"http://127.0.0.1:{b.admin_port}/v1/status/ready", timeout=5)
+    finally:
+        stop_broker(b)
