@@ -111,6 +111,7 @@ class BrokerConfig:
     ssl_principal_mapping_rules: str = "DEFAULT"
     sasl_enabled_mechanisms: str = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
     connection_failed_authentication_delay_ms: int = 100
+    connections_max_reauth_ms: int = 0        # KIP-368: 0 = an authentication lasts as long as its connection
     bootstrap_user: str | None = None
     authorization: str = "none"               # "acls": Kafka's StandardAuthorizer rules
     super_users: str = ""                     # "User:admin;User:ops"
@@ -429,6 +430,9 @@ _SETTINGS = (
     _Setting("connection_failed_authentication_delay_ms", _Int(0, INT32_MAX, metavar="MS"),
              "how long a failed authentication waits before its answer (and the connection closes)",
              "connection.failed.authentication.delay.ms"),
+    _Setting("connections_max_reauth_ms", _Int(0, INT32_MAX, metavar="MS"),
+             "how long a SASL authentication lasts before the client must authenticate again on its connection "
+             "(KIP-368; 0: for the connection's life)", "connections.max.reauth.ms"),
     _Setting("bootstrap_user", _Text(r"[^:]+:.+", "NAME:PASSWORD[:MECHANISM]", "USER"),
              "a SCRAM user created at start if it does not exist (the first administrator)"),
     _Setting("authorization", _Choice(("none", "acls")),

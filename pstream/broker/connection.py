@@ -144,7 +144,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         # Who the client is: User:ANONYMOUS on PLAINTEXT, its certificate's subject on SSL (mTLS),
         # the SASL user once authenticated (until then the connection may only authenticate).
         self.principal = ANONYMOUS
-        self.sasl = SaslSession(broker.config.sasl_mechanisms(), broker.credentials) if listener.sasl else None
+        self.sasl = SaslSession(broker.config.sasl_mechanisms(), broker.credentials,
+                                broker.config.connections_max_reauth_ms) if listener.sasl else None
         self.close_after_flush = False   # a failed authentication: answer, then close
         config = broker.config
         self.budget = broker.memory
@@ -413,11 +414,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.abort(f"unknown API key {header.api_key} (correlation id {header.correlation_id})",
                        CLOSE_BAD_REQUEST)
             return
-        if self.sasl is not None and not self.sasl.complete and header.api_key not in PRE_AUTH_APIS:
+        if self.sasl is not None and header.api_key not in PRE_AUTH_APIS and (
+                not self.sasl.complete or self.sasl.expired(time.monotonic())):
             self._drop(pooled, charge)
             self._refused(api.key)
-            self.abort(f"{api.name} request before SASL authentication (only ApiVersions, SaslHandshake and "
-                       f"SaslAuthenticate are allowed until then)", CLOSE_UNAUTHENTICATED)
+            why = "its authentication expired (connections_max_reauth_ms) and was not renewed" \
+                if self.sasl.complete else "before SASL authentication (only ApiVersions, SaslHandshake and " \
+                                           "SaslAuthenticate are allowed until then)"
+            self.abort(f"{api.name} request {why}", CLOSE_UNAUTHENTICATED)
             return
         if not api.min_version <= header.api_version <= api.max_version:
             if header.api_key == API_VERSIONS_KEY:

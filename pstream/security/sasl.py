@@ -9,6 +9,8 @@ and the connection then closes, so passwords cannot be tried at line speed.
 
 from __future__ import annotations
 
+import time
+
 from pstream.protocol.error_codes import ErrorCode
 from pstream.security.scram import MECHANISMS, AuthenticationError, ScramServer, parse_plain, password_matches
 
@@ -21,34 +23,49 @@ class SaslStateError(Exception):
 
 
 class SaslSession:
-    def __init__(self, enabled: tuple[str, ...], store):
+    """With reauth_ms > 0 (KIP-368, connections.max.reauth.ms) an authentication lasts that long:
+    the client authenticates again on the same connection (same mechanism, same principal)
+    before it expires; after that the connection may only re-authenticate."""
+
+    def __init__(self, enabled: tuple[str, ...], store, reauth_ms: int = 0):
         self.enabled = enabled
         self.store = store
+        self.reauth_ms = reauth_ms
         self.mechanism: str | None = None
         self.principal: str | None = None    # "User:<name>" once authenticated
         self.user: str | None = None          # who authenticated, or who tried (for the log)
+        self.expires_at: float | None = None  # monotonic time the authentication ends (reauth_ms > 0)
+        self.reauthentications = 0
+        self._exchanging = False
         self._scram: ScramServer | None = None
 
     @property
     def complete(self) -> bool:
         return self.principal is not None
 
+    @property
+    def exchanging(self) -> bool:
+        """Between a handshake and the end of its exchange."""
+        return self._exchanging
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
     def handshake(self, mechanism: str) -> int:
-        if self.mechanism is not None or self.complete:
+        if self._exchanging or (self.complete and not self.reauth_ms):
             return ErrorCode.ILLEGAL_SASL_STATE
-        if mechanism not in self.enabled:
-            return ErrorCode.UNSUPPORTED_SASL_MECHANISM
+        if mechanism not in self.enabled or (self.complete and mechanism != self.mechanism):
+            return ErrorCode.UNSUPPORTED_SASL_MECHANISM   # Kafka: no change of mechanism when re-authenticating
         self.mechanism = mechanism
+        self._exchanging = True
+        self._scram = None
         return ErrorCode.NONE
 
     async def authenticate(self, token: bytes, run_blocking) -> bytes:
         """The server's token for the client's; sets `principal` when the exchange is done.
         AuthenticationError: the credentials are wrong; SaslStateError: out of order."""
-        if self.mechanism is None:
+        if not self._exchanging:
             raise SaslStateError("SaslAuthenticate before SaslHandshake")
-        if self.complete:
-            raise SaslStateError("SaslAuthenticate after authentication completed (re-authentication "
-                                 "is not supported)")
         if self.mechanism == "PLAIN":
             _, user, password = parse_plain(token)
             self.user = user
@@ -66,6 +83,12 @@ class SaslSession:
         return self._done(self._scram.user, response)
 
     def _done(self, user: str, response: bytes) -> bytes:
-        self.user = user
-        self.principal = f"User:{user}"
+        principal = f"User:{user}"
+        if self.complete and principal != self.principal:
+            raise AuthenticationError(f"Cannot change principals during re-authentication from {self.principal}: "
+                                      f"{principal}")
+        self.reauthentications += self.complete
+        self.user, self.principal, self._exchanging = user, principal, False
+        if self.reauth_ms:
+            self.expires_at = time.monotonic() + self.reauth_ms / 1000
         return response

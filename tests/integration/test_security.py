@@ -373,3 +373,35 @@ def test_the_admin_api_asks_for_a_scram_user_over_https_and_changes_need_a_super
             urllib.request.urlopen(f"http://127.0.0.1:{b.admin_port}/v1/status/ready", timeout=5)
     finally:
         stop_broker(b)
+
+
+def test_clients_reauthenticate_within_connections_max_reauth_ms_and_the_others_are_cut_off(tmp_path, pki):
+    from confluent_kafka import Producer
+    b = BrokerProcess(str(tmp_path / "data"), listeners="SASL_PLAINTEXT", connections_max_reauth_ms=1500,
+                      bootstrap_user=f"{ADMIN}:{ADMIN_PASSWORD}").start()
+    try:
+        with KafkaClient(b.bootstrap, security=Security("SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN,
+                                                        ADMIN_PASSWORD)) as client:
+            client.create_topic("reauth", 1)
+            conn = client.any_connection()
+            time.sleep(1.7)   # past the lifetime, without re-authenticating: the next request closes it
+            with pytest.raises(KafkaError):
+                conn.call("Metadata", 12, raw_kafka.metadata_request(version=12))
+        assert "authentication expired" in b.output()
+        producer = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": ADMIN,
+                             "sasl.password": ADMIN_PASSWORD, "linger.ms": 0})
+        errors = []
+        deadline = time.monotonic() + 5
+        sent = 0
+        while time.monotonic() < deadline:   # librdkafka re-authenticates (KIP-368) and goes on
+            producer.produce("reauth", b"x", on_delivery=lambda err, msg: errors.append(err) if err else None)
+            producer.flush(5)
+            sent += 1
+            time.sleep(0.1)
+        assert not errors and sent > 20
+        success = metrics(b)['pstream_sasl_authentications_total{mechanism="SCRAM-SHA-512",outcome="success"}']
+        assert success >= 4   # the first authentications and at least two renewals
+        del producer
+    finally:
+        stop_broker(b)

@@ -19,6 +19,7 @@ from pstream.protocol.messages.describe_user_scram_credentials import (
 )
 from pstream.protocol.messages.sasl_authenticate import SaslAuthenticateResponse
 from pstream.protocol.messages.sasl_handshake import SaslHandshakeResponse
+from pstream.security.acls import Operation
 from pstream.security.sasl import SaslStateError
 from pstream.security.scram import MAX_ITERATIONS, MIN_ITERATIONS, AuthenticationError, credential_from_salted
 
@@ -37,7 +38,8 @@ def _count(broker, mechanism: str | None, outcome: str) -> None:
 def handle_sasl_handshake(ctx, request):
     conn = ctx.connection
     mechanisms = list(ctx.broker.config.sasl_mechanisms())
-    if conn.sasl is None or conn.sasl.complete:   # as Kafka: a listener without SASL, or authenticated already
+    if conn.sasl is None or (conn.sasl.complete and not conn.sasl.reauth_ms):
+        # as Kafka: a listener without SASL, or authenticated already without re-authentication
         return SaslHandshakeResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, mechanisms=[])
     if ctx.version == 0:
         # v0 sends the tokens as raw frames rather than SaslAuthenticate requests: not served
@@ -57,7 +59,7 @@ def handle_sasl_handshake(ctx, request):
 async def handle_sasl_authenticate(ctx, request):
     conn, broker = ctx.connection, ctx.broker
     session = conn.sasl
-    if session is None or session.complete:   # Kafka's answer on a listener without SASL too
+    if session is None or (session.complete and not session.reauth_ms):   # also Kafka's on a non-SASL listener
         return SaslAuthenticateResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, auth_bytes=b"",
                                         error_message="SaslAuthenticate request received after successful "
                                                       "authentication")
@@ -75,17 +77,30 @@ async def handle_sasl_authenticate(ctx, request):
         await asyncio.sleep(broker.config.connection_failed_authentication_delay_ms / 1000)
         return SaslAuthenticateResponse(error_code=ErrorCode.SASL_AUTHENTICATION_FAILED, error_message=str(exc),
                                         auth_bytes=b"")
-    if session.complete:
+    done = not session.exchanging
+    if done:
         conn.principal = session.principal
         _count(broker, session.mechanism, "success")
         _log.debug("%s: authenticated as %s with %s", conn.peer, session.principal, session.mechanism)
-    return SaslAuthenticateResponse(error_code=0, error_message=None, auth_bytes=token, session_lifetime_ms=0)
+    lifetime = session.reauth_ms if done else 0   # KIP-368: re-authenticate within it
+    return SaslAuthenticateResponse(error_code=0, error_message=None, auth_bytes=token, session_lifetime_ms=lifetime)
 
 
 # --- SCRAM users ---------------------------------------------------------------------------------------
+# Describing needs DESCRIBE on the cluster and altering ALTER, as in Kafka; refused, each answers as
+# Kafka's getErrorResponse does (CLUSTER_AUTHORIZATION_FAILED on every result, and at the top of a
+# description; a description's results name no user, an alteration's its users sorted).
+
+REFUSED = "Cluster authorization failed."
+
 
 @api("DescribeUserScramCredentials", 0, 0)
 def handle_describe_user_scram_credentials(ctx, request):
+    if not ctx.allowed_on_cluster(Operation.DESCRIBE):
+        code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return Desc(throttle_time_ms=0, error_code=code, error_message=REFUSED, results=[
+            Desc.DescribeUserScramCredentialsResult(user="", error_code=code, error_message=REFUSED)
+            for _ in request.users or ()])
     store = ctx.broker.credentials
     names = [u.name for u in request.users] if request.users else sorted(store.users)
     results, seen = [], set()
@@ -127,6 +142,11 @@ def _alteration_error(name: str, mechanism: int, iterations: int | None, twice: 
 @api("AlterUserScramCredentials", 0, 0)
 async def handle_alter_user_scram_credentials(ctx, request):
     broker = ctx.broker
+    if not ctx.allowed_on_cluster(Operation.ALTER):
+        ctx.failed = True
+        users = sorted({d.name for d in request.deletions} | {u.name for u in request.upsertions})
+        return Alter(throttle_time_ms=0, results=[Alter.AlterUserScramCredentialsResult(
+            user=name, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=REFUSED) for name in users])
     store = broker.credentials
     keys = [(d.name, d.mechanism) for d in request.deletions] + [(u.name, u.mechanism) for u in request.upsertions]
     twice = {name for name, mech in keys if keys.count((name, mech)) > 1}
