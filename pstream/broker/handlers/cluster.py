@@ -1,6 +1,10 @@
 """DescribeCluster, DescribeLogDirs and OffsetForLeaderEpoch: this node, its data directory,
 and leader epochs (a single node's partitions stay at their epoch, so every offset in the
-log belongs to it)."""
+log belongs to it).
+
+Authorization is Kafka's: DescribeCluster is open to every client and tells the cluster's authorized
+operations only to a principal that may DESCRIBE the cluster (0 to others); DescribeLogDirs needs
+DESCRIBE on the cluster; OffsetForLeaderEpoch CLUSTER_ACTION (a replica) or DESCRIBE on each topic."""
 
 from __future__ import annotations
 
@@ -8,10 +12,18 @@ import os
 import shutil
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, advertised, find_partition, leader_epoch_error
+from pstream.broker.handlers.common import (
+    NO_AUTHORIZED_OPERATIONS,
+    advertised,
+    authorized_operations,
+    find_partition,
+    leader_epoch_error,
+)
+from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.describe_cluster import DescribeClusterResponse
 from pstream.protocol.messages.describe_log_dirs import DescribeLogDirsResponse
 from pstream.protocol.messages.offset_for_leader_epoch import OffsetForLeaderEpochResponse
+from pstream.security.acls import CLUSTER_NAME, Operation, ResourceType
 
 BROKERS_ENDPOINT, CONTROLLERS_ENDPOINT = 1, 2
 # Kafka's codes for DescribeCluster v1 (KIP-919); not yet in pstream.protocol.error_codes.
@@ -32,15 +44,22 @@ def handle_describe_cluster(ctx, request):
         return DescribeClusterResponse(error_code=code, error_message=message, endpoint_type=BROKERS_ENDPOINT,
                                        cluster_id="", controller_id=-1,
                                        cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS)
+    operations = NO_AUTHORIZED_OPERATIONS
+    if request.include_cluster_authorized_operations:   # Kafka's AuthHelper: 0 without DESCRIBE on the cluster
+        operations = authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME) \
+            if ctx.allowed_on_cluster(Operation.DESCRIBE) else 0
     return DescribeClusterResponse(
         throttle_time_ms=0, error_code=0, endpoint_type=BROKERS_ENDPOINT, cluster_id=broker.cluster_id,
-        controller_id=broker.node_id, cluster_authorized_operations=NO_AUTHORIZED_OPERATIONS,
+        controller_id=broker.node_id, cluster_authorized_operations=operations,
         brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=broker.node_id, host=advertised(ctx)[0],
                                                                port=advertised(ctx)[1], rack=None)])
 
 
 @api("DescribeLogDirs", 0, 4)
 def handle_describe_log_dirs(ctx, request):
+    if not ctx.allowed_on_cluster(Operation.DESCRIBE):   # v0-2 have no error code: just no directory
+        return DescribeLogDirsResponse(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                       results=[])
     log = ctx.broker.log
     wanted = None if request.topics is None else {t.topic: set(t.partitions) for t in request.topics}
     topics = []
@@ -61,8 +80,16 @@ def handle_describe_log_dirs(ctx, request):
 
 @api("OffsetForLeaderEpoch", 0, 4)
 def handle_offset_for_leader_epoch(ctx, request):
-    topics = []
+    """Kafka answers the topics it may describe first, then the others (TOPIC_AUTHORIZATION_FAILED)."""
+    topics, refused = [], []
+    replica = ctx.allowed_on_cluster(Operation.CLUSTER_ACTION)
     for t in request.topics:
+        if not replica and not ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, t.topic):
+            refused.append(OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=[
+                OffsetForLeaderEpochResponse.EpochEndOffset(partition=p.partition, leader_epoch=-1, end_offset=-1,
+                                                            error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+                for p in t.partitions]))
+            continue
         results = []
         for p in t.partitions:
             out = OffsetForLeaderEpochResponse.EpochEndOffset(partition=p.partition, leader_epoch=-1, end_offset=-1)
@@ -76,4 +103,4 @@ def handle_offset_for_leader_epoch(ctx, request):
             out.error_code = error
             results.append(out)
         topics.append(OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic=t.topic, partitions=results))
-    return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics)
+    return OffsetForLeaderEpochResponse(throttle_time_ms=0, topics=topics + refused)

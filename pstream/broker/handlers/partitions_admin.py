@@ -7,6 +7,11 @@ only log directory. Each answer is the one Apache Kafka 3.9.2 gives a client in 
 of a single-node KRaft Kafka), codes, messages and orders included, also where Kafka's answer is
 odd (an empty topic name fails a whole DescribeTopicPartitions), so clients see one behaviour.
 Nothing here changes the log.
+
+Authorization is Kafka's: DescribeTopicPartitions shows only topics the principal may DESCRIBE (one
+named and refused answers TOPIC_AUTHORIZATION_FAILED, after the others); listing reassignments and
+DescribeQuorum need DESCRIBE on the cluster, changing reassignments, leaders or log dirs ALTER
+(CLUSTER_AUTHORIZATION_FAILED at the top where the response has a place, and on every partition).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import time
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, find_topic
+from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, authorized_operations, find_topic
 from pstream.coordinator import INTERNAL_TOPICS
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.alter_partition_reassignments import AlterPartitionReassignmentsResponse
@@ -25,12 +30,10 @@ from pstream.protocol.messages.describe_topic_partitions import DescribeTopicPar
 from pstream.protocol.messages.elect_leaders import ElectLeadersResponse
 from pstream.protocol.messages.list_partition_reassignments import ListPartitionReassignmentsResponse
 from pstream.protocol.primitives import ZERO_UUID
+from pstream.security.acls import Operation, ResourceType
 
-# What Kafka without an authorizer grants on a topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-# DESCRIBE_CONFIGS, ALTER_CONFIGS (bits 3-8, 10, 11). DescribeTopicPartitions has no flag to ask for
-# them: Kafka always fills them in.
-ALL_TOPIC_OPERATIONS = 3576
 MAX_RESPONSE_PARTITIONS = 2000   # Kafka's max.request.partition.size.limit (default)
+REFUSED = "Cluster authorization failed."
 
 # --- DescribeTopicPartitions --------------------------------------------------------------------
 
@@ -50,7 +53,9 @@ def handle_describe_topic_partitions(ctx, request):
     """Topics in name order from the cursor on, at most ResponsePartitionLimit partitions (1 to 2000,
     as Kafka clamps it); NextCursor names the first partition left out. Kafka's paging: a topic that
     fits exactly ends the page with a cursor at the next topic's partition 0, an unknown topic costs
-    nothing, a cursor past a topic's last partition gives it an empty list."""
+    nothing, a cursor past a topic's last partition gives it an empty list. Topics the principal may
+    not DESCRIBE are passed over as Kafka's lazy filter does (only those before the page ends are
+    answered, when named); topic_authorized_operations is always filled in (the request has no flag)."""
     broker = ctx.broker
     node = broker.node_id
     cursor = request.cursor
@@ -66,15 +71,22 @@ def handle_describe_topic_partitions(ctx, request):
     if cursor is not None and cursor.partition_index < 0:
         return _dtp_refused(request, ErrorCode.INVALID_REQUEST)
     remaining = max(1, min(MAX_RESPONSE_PARTITIONS, request.response_partition_limit))
-    topics, next_cursor = [], None
+    topics, next_cursor, refused = [], None, []
     for name in names:
+        if not ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, name):
+            if request.topics:   # named: refused without telling whether it exists
+                refused.append(DTP.DescribeTopicPartitionsResponseTopic(
+                    error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, name=name, topic_id=ZERO_UUID, is_internal=False,
+                    partitions=[], topic_authorized_operations=NO_AUTHORIZED_OPERATIONS))
+            continue
         if remaining == 0:
             next_cursor = DTP.Cursor(topic_name=name, partition_index=0)
             break
         topic, error = find_topic(broker, name)
         out = DTP.DescribeTopicPartitionsResponseTopic(error_code=error, name=name, topic_id=ZERO_UUID,
                                                        is_internal=name in INTERNAL_TOPICS, partitions=[],
-                                                       topic_authorized_operations=ALL_TOPIC_OPERATIONS)
+                                                       topic_authorized_operations=authorized_operations(
+                                                           ctx, ResourceType.TOPIC, name))
         topics.append(out)
         if topic is None:
             continue
@@ -89,7 +101,7 @@ def handle_describe_topic_partitions(ctx, request):
             next_cursor = DTP.Cursor(topic_name=name, partition_index=end)
             break
         remaining -= len(out.partitions)
-    return DTP(throttle_time_ms=0, topics=topics, next_cursor=next_cursor)
+    return DTP(throttle_time_ms=0, topics=topics + refused, next_cursor=next_cursor)
 
 
 # --- reassignments ------------------------------------------------------------------------------
@@ -98,6 +110,9 @@ def handle_describe_topic_partitions(ctx, request):
 def handle_list_partition_reassignments(ctx, request):
     """A reassignment to this node completes when asked, so none is ever in progress. Kafka lists
     only partitions being reassigned: names it does not know are left out, without an error."""
+    if not ctx.allowed_on_cluster(Operation.DESCRIBE):
+        return ListPartitionReassignmentsResponse(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                                  error_message=REFUSED, topics=[])
     return ListPartitionReassignmentsResponse(throttle_time_ms=0, error_code=0, error_message=None, topics=[])
 
 
@@ -128,6 +143,14 @@ def _reassignment_error(broker, topic, name: str, index: int, replicas) -> tuple
 def handle_alter_partition_reassignments(ctx, request):
     broker = ctx.broker
     R = AlterPartitionReassignmentsResponse
+    if not ctx.allowed_on_cluster(Operation.ALTER):
+        ctx.failed = True
+        return R(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=REFUSED,
+                 responses=[R.ReassignableTopicResponse(name=t.name, partitions=[
+                     R.ReassignablePartitionResponse(partition_index=p.partition_index,
+                                                     error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                                     error_message=REFUSED) for p in t.partitions])
+                     for t in request.topics])
     responses = []
     for t in request.topics:
         topic = broker.log.get_topic(t.name) if t.name in broker.log else None
@@ -155,6 +178,12 @@ def handle_elect_leaders(ctx, request):
     log = ctx.broker.log
     E = ElectLeadersResponse
     asked = request.topic_partitions
+    if not ctx.allowed_on_cluster(Operation.ALTER):   # v0 has no top-level error: the partitions carry it
+        ctx.failed = True
+        return E(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, replica_election_results=[
+            E.ReplicaElectionResult(topic=t.topic, partition_result=[
+                E.PartitionResult(partition_id=p, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                  error_message=REFUSED) for p in t.partitions]) for t in asked or ()])
     if asked is not None and not asked:
         return E(throttle_time_ms=0, error_code=0, replica_election_results=[])
     if request.election_type not in (PREFERRED, UNCLEAN):
@@ -204,6 +233,12 @@ def _log_dir_error(log, log_dir: str, name: str, index: int, path: str) -> Error
 @api("AlterReplicaLogDirs", 0, 2)
 def handle_alter_replica_log_dirs(ctx, request):
     """The one log dir is named as DescribeLogDirs names it; moving a replica there is a no-op."""
+    R = AlterReplicaLogDirsResponse
+    if not ctx.allowed_on_cluster(Operation.ALTER):   # Kafka's getErrorResponse: each topic of each dir
+        ctx.failed = True
+        return R(throttle_time_ms=0, results=[R.AlterReplicaLogDirTopicResult(topic_name=t.name, partitions=[
+            R.AlterReplicaLogDirPartitionResult(partition_index=index, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+            for index in t.partitions]) for d in request.dirs for t in d.topics])
     log = ctx.broker.log
     log_dir = os.path.abspath(log.path)
     destination = {}   # (topic, partition) -> path: a partition named twice goes to the last, as in Kafka's map
@@ -211,7 +246,6 @@ def handle_alter_replica_log_dirs(ctx, request):
         for t in d.topics:
             for index in t.partitions:
                 destination[(t.name, index)] = d.path
-    R = AlterReplicaLogDirsResponse
     by_topic: dict[str, list] = {}
     for (name, index), path in destination.items():
         by_topic.setdefault(name, []).append(R.AlterReplicaLogDirPartitionResult(
@@ -236,6 +270,8 @@ def handle_describe_quorum(ctx, request):
     __cluster_metadata-0 alone; any other shape gets UNKNOWN_TOPIC_OR_PARTITION per partition."""
     broker = ctx.broker
     Q = DescribeQuorumResponse
+    if not ctx.allowed_on_cluster(Operation.DESCRIBE):   # Kafka's getErrorResponse: the top-level code alone
+        return Q(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, topics=[], nodes=[])
     asked = [(t.topic_name, p.partition_index) for t in request.topics for p in t.partitions]
     if asked != [(METADATA_TOPIC, METADATA_PARTITION)]:
         return Q(error_code=0, error_message="", nodes=[], topics=[

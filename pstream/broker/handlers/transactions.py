@@ -8,6 +8,10 @@ PRODUCER_FENCED (KIP-588) exists only from the versions that added it; older one
 INVALID_PRODUCER_EPOCH, as Kafka answers them (aiokafka speaks only v0).
 WriteTxnMarkers is Kafka's broker-to-broker API; here it writes the markers it names on this
 node's partitions, as a partition leader does (Kafka's `kafka-transactions.sh abort`).
+
+Authorization is Kafka's (KafkaApis): WRITE on the transactional id for the client APIs, READ on the
+group and the topics for TxnOffsetCommit, WRITE on each topic added (v0-3; the batched v4+ form brokers
+send each other needs CLUSTER_ACTION, as does WriteTxnMarkers), DESCRIBE to see a transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import defaultdict
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition
+from pstream.coordinator import INTERNAL_TOPICS
 from pstream.coordinator.offsets import OFFSETS_TOPIC, CommittedOffset, now_ms
 from pstream.protocol.error_codes import ErrorCode, error_for
 from pstream.protocol.messages.add_offsets_to_txn import AddOffsetsToTxnResponse
@@ -25,6 +30,7 @@ from pstream.protocol.messages.end_txn import EndTxnResponse
 from pstream.protocol.messages.list_transactions import ListTransactionsResponse
 from pstream.protocol.messages.txn_offset_commit import TxnOffsetCommitResponse
 from pstream.protocol.messages.write_txn_markers import WriteTxnMarkersResponse
+from pstream.security.acls import Operation, ResourceType
 
 TopicResult = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
 PartitionResult = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
@@ -46,15 +52,24 @@ def _topic_results(errors: dict[tuple[str, int], ErrorCode]) -> list:
     return [TopicResult(name=name, results_by_partition=parts) for name, parts in by_topic.items()]
 
 
-async def _add_partitions(broker, version: int, transactional_id: str, producer_id: int, epoch: int, topics,
+async def _add_partitions(ctx, version: int, transactional_id: str, producer_id: int, epoch: int, topics,
                           verify_only: bool = False) -> dict[tuple[str, int], ErrorCode]:
-    """Kafka's answer per partition: unknown ones UNKNOWN_TOPIC_OR_PARTITION and the rest
-    OPERATION_NOT_ATTEMPTED; else the coordinator's one answer for all."""
+    """Kafka's answer per partition: a client's request (v0-3) needs WRITE on the transactional id
+    (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED for all) and on each topic, internal ones never
+    (TOPIC_AUTHORIZATION_FAILED); unknown ones UNKNOWN_TOPIC_OR_PARTITION, and when any of these fails
+    the rest OPERATION_NOT_ATTEMPTED; else the coordinator's one answer for all."""
+    broker = ctx.broker
     wanted = [(t.name, p) for t in topics for p in t.partitions]
-    unknown = {tp for tp in wanted if find_partition(broker, *tp)[0] is None}
-    if unknown:
-        return {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown else ErrorCode.OPERATION_NOT_ATTEMPTED
-                for tp in wanted}
+    if version < 4 and not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+        return dict.fromkeys(wanted, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    failed = {}
+    for tp in wanted:
+        if version < 4 and (tp[0] in INTERNAL_TOPICS or not ctx.allowed(Operation.WRITE, ResourceType.TOPIC, tp[0])):
+            failed[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        elif find_partition(broker, *tp)[0] is None:
+            failed[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if failed:
+        return {tp: failed.get(tp, ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
     if verify_only:
         return broker.transactions.verify_partitions(transactional_id, producer_id, epoch, wanted)
     for tp in wanted:   # once per partition ever: its reads now need the LSO (on the disk pool)
@@ -67,16 +82,19 @@ async def _add_partitions(broker, version: int, transactional_id: str, producer_
 
 @api("AddPartitionsToTxn", 0, 5)
 async def handle_add_partitions_to_txn(ctx, request):
-    broker = ctx.broker
     if ctx.version < 4:
-        errors = await _add_partitions(broker, ctx.version, request.v3_and_below_transactional_id,
+        errors = await _add_partitions(ctx, ctx.version, request.v3_and_below_transactional_id,
                                        request.v3_and_below_producer_id, request.v3_and_below_producer_epoch,
                                        request.v3_and_below_topics)
         ctx.failed = any(errors.values())
         return AddPartitionsToTxnResponse(throttle_time_ms=0, results_by_topic_v3_and_below=_topic_results(errors))
+    if not ctx.allowed_on_cluster(Operation.CLUSTER_ACTION):   # only brokers send the batched form
+        ctx.failed = True
+        return AddPartitionsToTxnResponse(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                          results_by_transaction=[])
     results = []
     for txn in request.transactions:   # the batched form brokers send each other (KIP-890)
-        errors = await _add_partitions(broker, ctx.version, txn.transactional_id, txn.producer_id,
+        errors = await _add_partitions(ctx, ctx.version, txn.transactional_id, txn.producer_id,
                                        txn.producer_epoch, txn.topics, txn.verify_only)
         ctx.failed = ctx.failed or any(errors.values())
         results.append(AddPartitionsToTxnResponse.AddPartitionsToTxnResult(
@@ -88,7 +106,11 @@ async def handle_add_partitions_to_txn(ctx, request):
 async def handle_add_offsets_to_txn(ctx, request):
     """The group's offsets partition joins the transaction: its commit marker makes the
     offsets committed in it (TxnOffsetCommit) visible."""
-    if not request.group_id:
+    if not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not ctx.allowed(Operation.READ, ResourceType.GROUP, request.group_id):
+        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif not request.group_id:
         error = ErrorCode.INVALID_GROUP_ID
     else:
         error = await ctx.broker.transactions.add_partitions(
@@ -100,6 +122,9 @@ async def handle_add_offsets_to_txn(ctx, request):
 
 @api("EndTxn", 0, 4)   # v5 (KIP-890 part 2, an epoch bump per transaction) is not in Kafka 3.9
 async def handle_end_txn(ctx, request):
+    if not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        ctx.failed = True
+        return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     error = await ctx.broker.transactions.end_txn(request.transactional_id, request.producer_id,
                                                   request.producer_epoch, request.committed)
     ctx.failed = bool(error)
@@ -116,14 +141,24 @@ async def handle_txn_offset_commit(ctx, request):
     offsets = {(t.name, p.partition_index): CommittedOffset(
         offset=p.committed_offset, leader_epoch=p.committed_leader_epoch if v >= 2 else -1,
         metadata=p.committed_metadata or "", commit_ms=now) for t in request.topics for p in t.partitions}
-    error = broker.transactions.produce_error(request.producer_id, request.producer_epoch, OFFSETS_TOPIC, 0)
+    if not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    elif not ctx.allowed(Operation.READ, ResourceType.GROUP, request.group_id):
+        error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    else:
+        error = broker.transactions.produce_error(request.producer_id, request.producer_epoch, OFFSETS_TOPIC, 0)
+    denied = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in offsets
+              if not ctx.allowed(Operation.READ, ResourceType.TOPIC, tp[0])} if not error else {}
     if error:
         results = dict.fromkeys(offsets, error)
+    elif len(denied) == len(offsets):
+        results = denied
     else:
-        results = await broker.groups.commit(
+        committed = await broker.groups.commit(
             request.group_id, request.generation_id if v >= 3 else -1, request.member_id if v >= 3 else "",
-            request.group_instance_id if v >= 3 else None, offsets,
+            request.group_instance_id if v >= 3 else None, {tp: o for tp, o in offsets.items() if tp not in denied},
             producer=(request.producer_id, request.producer_epoch))
+        results = {tp: denied[tp] if tp in denied else committed[tp] for tp in offsets}
     ctx.failed = any(results.values())
     by_topic = defaultdict(list)
     for (topic, partition), code in results.items():
@@ -136,6 +171,13 @@ async def handle_txn_offset_commit(ctx, request):
 
 @api("WriteTxnMarkers", 0, 1)
 async def handle_write_txn_markers(ctx, request):
+    if not ctx.allowed_on_cluster(Operation.CLUSTER_ACTION):   # Kafka's getErrorResponse: every partition
+        ctx.failed = True
+        return WriteTxnMarkersResponse(markers=[WriteTxnMarkersResponse.WritableTxnMarkerResult(
+            producer_id=marker.producer_id, topics=[WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(
+                name=t.name, partitions=[WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(
+                    partition_index=index, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
+                    for index in t.partition_indexes]) for t in marker.topics]) for marker in request.markers])
     results = []
     for marker in request.markers:
         topics = []
@@ -162,6 +204,10 @@ async def handle_write_txn_markers(ctx, request):
 def handle_describe_transactions(ctx, request):
     states = []
     for transactional_id in request.transactional_ids:
+        if not ctx.allowed(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, transactional_id):
+            states.append(DescribeTransactionsResponse.TransactionState(   # the schema's defaults, as Kafka
+                error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, transactional_id=transactional_id))
+            continue
         meta = ctx.broker.transactions.describe(transactional_id)
         if meta is None:
             states.append(DescribeTransactionsResponse.TransactionState(
@@ -171,7 +217,8 @@ def handle_describe_transactions(ctx, request):
             continue
         by_topic = defaultdict(list)
         for topic, partition in sorted(meta.partitions):
-            by_topic[topic].append(partition)
+            if ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, topic):   # the others left out
+                by_topic[topic].append(partition)
         states.append(DescribeTransactionsResponse.TransactionState(
             error_code=0, transactional_id=transactional_id, transaction_state=meta.state.kafka_name,
             transaction_timeout_ms=meta.timeout_ms, transaction_start_time_ms=meta.start_ms,
@@ -189,4 +236,4 @@ def handle_list_transactions(ctx, request):
         throttle_time_ms=0, error_code=0, unknown_state_filters=unknown,
         transaction_states=[ListTransactionsResponse.TransactionState(
             transactional_id=m.transactional_id, producer_id=m.producer_id, transaction_state=m.state.kafka_name)
-            for m in found])
+            for m in found if ctx.allowed(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id)])
