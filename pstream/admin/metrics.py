@@ -276,7 +276,14 @@ class BrokerCollector:
                                    "(success, failure)", labels=["mechanism", "outcome"])
         for (mechanism, outcome), count in sorted(self.metrics.authentications.items()):
             auth.add_metric([mechanism, outcome], count)
-        yield from (limit, used, waits, waiting, closed, muted, muted_total, auth)
+        rate = GaugeMetricFamily("pstream_quota_rate", "a client quota entity's use: produce and fetch bytes/s, "
+                                 "request time in percent of a thread", labels=["kind", "user", "client_id"])
+        throttled = CounterMetricFamily("pstream_quota_throttle_seconds", "time clients of a quota entity were "
+                                        "told to back off", labels=["kind", "user", "client_id"])
+        for kind, user, client, value, throttle_ms in self.node.quota_usage():
+            rate.add_metric([kind, user, client], value)
+            throttled.add_metric([kind, user, client], throttle_ms / 1000)
+        yield from (limit, used, waits, waiting, closed, muted, muted_total, auth, rate, throttled)
 
     def _memory_owners(self):
         node = self.node

@@ -4,6 +4,8 @@ what they need without importing the broker or holding it."""
 
 from __future__ import annotations
 
+import time
+
 from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of, settings_schema
 from pstream.broker.handlers.common import internal_topic_error
@@ -72,6 +74,10 @@ class BrokerAdminView:
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]], validate_only: bool = False) -> None:
         """rpk's cluster config set/import: cluster-wide dynamic broker configs, by Kafka name."""
         await self._broker.alter_dynamic_configs("", changes, validate_only=validate_only)
+
+    def quota_usage(self) -> list:
+        """[(kind, user, client id, rate, throttled ms in all)] of the quota entities clients used."""
+        return list(self._broker.quota_enforcer.metrics(time.monotonic()))
 
     def metrics_text(self) -> bytes:
         return self._broker.metrics.exposition()

@@ -35,6 +35,8 @@ from pstream.admin.http import HttpServer
 from pstream.admin.metrics import BrokerMetrics
 from pstream.broker.admin_view import BrokerAdminView
 from pstream.broker.broker_configs import DynamicBrokerConfigs, check_changes
+from pstream.broker.client_quotas import _ATTR as CLIENT_QUOTAS_ATTR
+from pstream.broker.client_quotas import ClientQuotas
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
 from pstream.broker.dispatch import load_handlers
@@ -47,6 +49,7 @@ from pstream.coordinator.transactions import TransactionCoordinator
 from pstream.errors import ConfigError
 from pstream.security.acls import AclStore, Authorizer
 from pstream.security.credentials import CredentialStore
+from pstream.security.quotas import QuotaEnforcer
 from pstream.security.http_auth import BasicAuthGuard
 from pstream.security.listeners import PrincipalMapper, TlsContext
 from pstream.storage import layout
@@ -92,6 +95,7 @@ class Broker:
         self.credentials = CredentialStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.tls: TlsContext | None = None
         self.admin_tls: TlsContext | None = None
+        self.quota_enforcer = QuotaEnforcer(ClientQuotas(os.path.join(config.data_dir, layout.NODE_DIR)))
         self.principal_mapper = PrincipalMapper(config.ssl_principal_mapping_rules)
         self.acls = AclStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.authorizer = Authorizer(self.acls, config.authorization == "acls", config.super_users,
@@ -267,6 +271,9 @@ class Broker:
             self.transactions.start()   # finishes the commits and aborts a stop interrupted
             self.credentials.load()
             self.acls.load()
+            quotas = ClientQuotas(os.path.join(cfg.data_dir, layout.NODE_DIR)).load()
+            self.__dict__[CLIENT_QUOTAS_ATTR] = quotas   # what client_quotas(broker) hands the quota APIs
+            self.quota_enforcer = QuotaEnforcer(quotas)
             if cfg.bootstrap_user and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
                 _log.info("created the bootstrap user %s", cfg.bootstrap_user.partition(":")[0])
             if any(lis.tls for lis in self.listeners):

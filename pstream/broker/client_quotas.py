@@ -5,8 +5,7 @@ An entity is a user, a client-id, a user with a client-id, or an ip; each name m
 default of that type. Its quotas are numbers by key: producer_byte_rate and consumer_byte_rate
 (whole numbers), request_percentage and controller_mutation_rate (any) for users and client-ids;
 connection_creation_rate (a whole number, at most 2^31-1) for ips. An entity with no quota left is
-gone. Quotas are stored and described only: nothing enforces them yet (throttling comes with the
-security work, which also brings users to apply them to).
+gone. pstream/security/quotas.py enforces the byte rates and request percentages.
 
 File: <data>/@node/client-quotas.json, replaced whole (layout.write_json_atomic: fsynced, renamed)
 on every change that persists:

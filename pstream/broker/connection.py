@@ -147,6 +147,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.sasl = SaslSession(broker.config.sasl_mechanisms(), broker.credentials,
                                 broker.config.connections_max_reauth_ms) if listener.sasl else None
         self.close_after_flush = False   # a failed authentication: answer, then close
+        self._throttled_until = 0.0      # not read until then: over a client quota (KIP-219)
         config = broker.config
         self.budget = broker.memory
         self.max_unsent = config.connections_max_unsent_bytes
@@ -384,7 +385,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _may_dispatch(self, is_fetch: bool) -> bool:
         return (not self._draining and self._unsent <= self.max_unsent and len(self._slots) < MAX_PIPELINED
-                and not (is_fetch and self._fetches))
+                and not (is_fetch and self._fetches) and not self.throttled)
+
+    @property
+    def throttled(self) -> bool:
+        return self._throttled_until > 0 and time.monotonic() < self._throttled_until
 
     def _parked_is_fetch(self) -> bool:
         frame = self._parked[0]
@@ -489,11 +494,32 @@ class KafkaConnection(asyncio.BufferedProtocol):
         """Counts a request refused before it reached a handler (the connection closes)."""
         self._api_stats[api_key].observe(time.monotonic() - self.last_active, True)
 
+    def _throttle(self, slot: _Slot, api, header, response) -> None:
+        """Records the request against its client's quotas (pstream/security/quotas.py); past them
+        the answer says how long to back off, and this connection is not read for that long."""
+        now = time.monotonic()
+        nbytes = slot.charge
+        if api.key == FETCH_KEY and response is not None:
+            nbytes = sum(len(p.records or b"") for t in response.responses for p in t.partitions)
+        throttle = self.broker.quota_enforcer.record(self.principal, header.client_id or "", api.key, nbytes,
+                                                     now - slot.started, now)
+        if throttle <= 0:
+            return
+        if response is not None and hasattr(response, "throttle_time_ms"):
+            response.throttle_time_ms = max(response.throttle_time_ms or 0, throttle)
+        until = now + throttle / 1000
+        if until > self._throttled_until:
+            self._throttled_until = until
+            asyncio.get_running_loop().call_later(throttle / 1000, self._update_reading)
+            self._update_reading()
+
     def _complete(self, slot: _Slot, api, header, response) -> None:
         ctx = slot.ctx
         if ctx is not None:
             slot.ctx = None
             self._count(slot, api.key, ctx.failed or getattr(response, "error_code", 0))
+            if self.broker.quota_enforcer.quotas.quotas:
+                self._throttle(slot, api, header, response)
         if slot.fetch:
             slot.fetch = False
             self._fetches -= 1
@@ -578,7 +604,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._parse()   # back-pressure eased: the parked request and the frames behind it go on
             return
         want_pause = (self._draining or self._parked is not None or self._budget_wait is not None
-                      or self._unsent > self.max_unsent or len(self._slots) >= MAX_PIPELINED)
+                      or self._unsent > self.max_unsent or len(self._slots) >= MAX_PIPELINED or self.throttled)
         if want_pause == self._paused:
             return
         self._paused = want_pause

@@ -57,6 +57,9 @@ class MetricsOnlyView:
     def frame_pool_stats(self) -> dict:
         return {"pooled_buffers": 1, "pooled_bytes": 4096, "by_class": {"4096": 1}}
 
+    def quota_usage(self) -> list:
+        return [("produce", "alice", "", 1500.0, 250.0)]
+
     def last_storage_check(self) -> dict:
         return {"free_bytes": 10, "total_bytes": 100, "min_free_bytes": 20, "degraded": True,
                 "failed_partitions": [{"topic": "t", "partition": 0, "errno": 28, "error": "", "file": "x"}]}
@@ -87,3 +90,5 @@ def test_the_metrics_need_nothing_beyond_the_metrics_view(tmp_path) -> None:
     assert {labels for name, labels in samples if name == "pstream_write_pool_holders"} \
         == {(("shard", "0"),), (("shard", "1"),)}
     assert samples[("pstream_uptime_seconds", ())] >= 5
+    alice = (("client_id", ""), ("kind", "produce"), ("user", "alice"))
+    assert samples[("pstream_quota_rate", alice)] == 1500 and samples[("pstream_quota_throttle_seconds_total", alice)] == 0.25

@@ -837,10 +837,11 @@ def test_describe_configs_synonyms_name_the_broker_setting_behind_each_topic_con
             resource_type=2, resource_name="syn", configuration_keys=["retention.ms", "segment.bytes"])],
             include_synonyms=True, include_documentation=True))
     configs = {c.name: c for c in resp.results[0].configs}
+    # As Kafka: nothing sets log.retention.ms, so its group's default (log.retention.hours) is not listed.
     assert [(s.name, s.value, s.source) for s in configs["retention.ms"].synonyms] == [
-        ("retention.ms", "1000", DYNAMIC), ("log.retention.ms", "604800000", DEFAULT)]
+        ("retention.ms", "1000", DYNAMIC)]
     assert [(s.name, s.value, s.source) for s in configs["segment.bytes"].synonyms] == [
-        ("log.segment.bytes", "50000000", STATIC_BROKER)]
+        ("log.segment.bytes", "50000000", STATIC_BROKER), ("log.segment.bytes", "1073741824", DEFAULT)]
     assert configs["segment.bytes"].config_source == STATIC_BROKER and configs["segment.bytes"].value == "50000000"
     assert configs["retention.ms"].documentation
 
@@ -852,7 +853,8 @@ def test_describe_configs_of_the_broker_lists_its_static_settings(broker_factory
     configs = admin.describe_configs([resource])[resource].result(timeout=10)
     assert len(configs) == 315   # every broker config of Kafka 3.9 that is not internal
     assert configs["num.partitions"].value == "2" and configs["num.partitions"].is_read_only
-    assert configs["log.retention.ms"].value == "604800000"   # pstream's, which Kafka's 168 hours make too
+    assert configs["log.retention.ms"].value is None   # as Kafka: unset, log.retention.hours' 168 holds
+    assert configs["log.retention.hours"].value == "168"
     assert configs["auto.create.topics.enable"].value == "true"
     assert configs["advertised.listeners"].value == f"PLAINTEXT://{broker.bootstrap}"
     assert configs["log.dirs"].value == os.path.abspath(broker.data_dir)

@@ -339,7 +339,7 @@ def test_a_consumer_under_acls_needs_read_on_the_topic_and_its_group(broker, acl
     consumer = Consumer({**conf, "group.id": "bob-group", "auto.offset.reset": "earliest"})
     consumer.subscribe([TOPIC])
     got, deadline = [], time.monotonic() + 20
-    while not got and time.monotonic() < deadline:
+    while b"bob's" not in got and time.monotonic() < deadline:
         m = consumer.poll(0.2)
         if m is not None and m.error() is None:
             got.append(m.value())

@@ -203,7 +203,7 @@ def test_group_consume_describe_lag_and_seek(broker_factory):
     assert {p: int(r[3]) for p, r in offsets.items()} == {"0": 60, "1": 40}
     assert sum(int(r[4]) for r in offsets.values()) == 30
     assert "total lag 30" in desc
-    assert ["workers", "Empty", "consumer"] in rows(run(broker, "group", "list").stdout)
+    assert ["workers", "Empty", "consumer", "classic"] in rows(run(broker, "group", "list").stdout)
 
     # The next member of the group goes on from the committed offsets: together, all 100 once.
     rest = run(broker, "consume", "work", "-g", "workers", "-e").stdout.split()

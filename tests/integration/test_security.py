@@ -405,3 +405,68 @@ def test_clients_reauthenticate_within_connections_max_reauth_ms_and_the_others_
         del producer
     finally:
         stop_broker(b)
+
+
+def test_byte_rate_quotas_throttle_producers_and_consumers_per_user(tmp_path):
+    """A user over producer_byte_rate / consumer_byte_rate gets throttle_time_ms and a muted
+    connection, so its throughput settles near the quota; another user is not slowed."""
+    from confluent_kafka import Consumer, Producer
+    b = BrokerProcess(str(tmp_path / "data"), listeners="SASL_PLAINTEXT", bootstrap_user=f"{ADMIN}:{ADMIN_PASSWORD}").start()
+    try:
+        admin = Security("SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD)
+        with KafkaClient(b.bootstrap, security=admin) as client:
+            client.alter_scram_user(ALICE, "SCRAM-SHA-512", ALICE_PASSWORD)
+            client.create_topic("quota", 1)
+            req_cls, _ = codecs("AlterClientQuotas")
+            resp = client.any_connection().call("AlterClientQuotas", 1, req_cls(entries=[req_cls.EntryData(
+                entity=[req_cls.EntityData(entity_type="user", entity_name=ALICE)],
+                ops=[req_cls.OpData(key="producer_byte_rate", value=200_000.0),
+                     req_cls.OpData(key="consumer_byte_rate", value=200_000.0)])], validate_only=False))
+            assert resp.entries[0].error_code == 0
+
+        def produce_for(user, password, seconds=4.0) -> float:
+            """Bytes/s acknowledged while producing as fast as a 1 MB client buffer allows."""
+            p = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                          "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user, "sasl.password": password,
+                          "linger.ms": 5, "queue.buffering.max.kbytes": 1024})
+            acked = [0]
+
+            def delivered(err, msg):
+                if err is None:
+                    acked[0] += len(msg.value())
+
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                try:
+                    p.produce("quota", b"x" * 10_000, on_delivery=delivered)
+                except BufferError:
+                    p.poll(0.05)
+                p.poll(0)
+            rate = acked[0] / (time.monotonic() - started)
+            p.flush(60)
+            del p
+            return rate
+
+        fast = produce_for(ADMIN, ADMIN_PASSWORD, 2.0)
+        slow = produce_for(ALICE, ALICE_PASSWORD)
+        # Kafka's rate counts over at least 10 s: the first ~2 MB pass, then the throttles hold alice
+        # to the quota; so in 4 s at most quota * (10 + 4) s, plus what her 1 MB buffer had in flight.
+        assert slow * 4 <= 200_000 * 14 + 1_200_000 and fast > 10 * slow, (slow, fast)
+        values = metrics(b)
+        throttled = values.get('pstream_quota_throttle_seconds_total{client_id="",kind="produce",user="alice"}', 0)
+        assert throttled > 0
+
+        c = Consumer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                      "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": ALICE, "sasl.password": ALICE_PASSWORD,
+                      "group.id": "q", "auto.offset.reset": "earliest"})
+        c.subscribe(["quota"])
+        got, started = 0, time.monotonic()
+        while time.monotonic() - started < 4:
+            m = c.poll(0.1)
+            if m is not None and m.error() is None:
+                got += len(m.value())
+        c.close()
+        assert 0 < got <= 200_000 * 14 + 2 * 1_048_576, got   # plus up to a fetch's worth in flight
+        assert metrics(b).get('pstream_quota_throttle_seconds_total{client_id="",kind="fetch",user="alice"}', 0) > 0
+    finally:
+        stop_broker(b)
