@@ -51,6 +51,7 @@ from pstream.security.acls import AclStore, Authorizer
 from pstream.security.credentials import CredentialStore
 from pstream.security.quotas import QuotaEnforcer
 from pstream.security.http_auth import BasicAuthGuard
+from pstream.security.oauthbearer import JwtValidator
 from pstream.security.listeners import PrincipalMapper, TlsContext
 from pstream.storage import layout
 from pstream.storage.producer_state import ProducerIds
@@ -97,6 +98,10 @@ class Broker:
         self.admin_tls: TlsContext | None = None
         self.quota_enforcer = QuotaEnforcer(ClientQuotas(os.path.join(config.data_dir, layout.NODE_DIR)))
         self.principal_mapper = PrincipalMapper(config.ssl_principal_mapping_rules)
+        self.oauth = JwtValidator(config.sasl_oauthbearer_jwks_file, config.sasl_oauthbearer_expected_audience,
+                                  config.sasl_oauthbearer_expected_issuer, config.sasl_oauthbearer_sub_claim_name,
+                                  config.sasl_oauthbearer_clock_skew_seconds) \
+            if "OAUTHBEARER" in config.sasl_mechanisms() else None
         self.acls = AclStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.authorizer = Authorizer(self.acls, config.authorization == "acls", config.super_users,
                                      config.allow_everyone_if_no_acl_found)

@@ -112,6 +112,11 @@ class BrokerConfig:
     sasl_enabled_mechanisms: str = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
     connection_failed_authentication_delay_ms: int = 100
     connections_max_reauth_ms: int = 0        # KIP-368: 0 = an authentication lasts as long as its connection
+    sasl_oauthbearer_jwks_file: str | None = None
+    sasl_oauthbearer_expected_audience: str | None = None
+    sasl_oauthbearer_expected_issuer: str | None = None
+    sasl_oauthbearer_sub_claim_name: str = "sub"
+    sasl_oauthbearer_clock_skew_seconds: int = 30
     bootstrap_user: str | None = None
     authorization: str = "none"               # "acls": Kafka's StandardAuthorizer rules
     super_users: str = ""                     # "User:admin;User:ops"
@@ -433,6 +438,16 @@ _SETTINGS = (
     _Setting("connections_max_reauth_ms", _Int(0, INT32_MAX, metavar="MS"),
              "how long a SASL authentication lasts before the client must authenticate again on its connection "
              "(KIP-368; 0: for the connection's life)", "connections.max.reauth.ms"),
+    _Setting("sasl_oauthbearer_jwks_file", _Text(r".+", "a path", "JSON"),
+             "the JSON Web Key Set OAUTHBEARER tokens must be signed with (read again when it changes)"),
+    _Setting("sasl_oauthbearer_expected_audience", _Text(r".+", "text", "AUDIENCE"),
+             "the aud claim OAUTHBEARER tokens must carry", "sasl.oauthbearer.expected.audience"),
+    _Setting("sasl_oauthbearer_expected_issuer", _Text(r".+", "text", "ISSUER"),
+             "the iss claim OAUTHBEARER tokens must carry", "sasl.oauthbearer.expected.issuer"),
+    _Setting("sasl_oauthbearer_sub_claim_name", _Text(r".+", "a claim name", "CLAIM"),
+             "the claim that names the principal", "sasl.oauthbearer.sub.claim.name"),
+    _Setting("sasl_oauthbearer_clock_skew_seconds", _Int(0, INT32_MAX, metavar="S"),
+             "how far clocks may disagree on a token's times", "sasl.oauthbearer.clock.skew.seconds"),
     _Setting("bootstrap_user", _Text(r"[^:]+:.+", "NAME:PASSWORD[:MECHANISM]", "USER"),
              "a SCRAM user created at start if it does not exist (the first administrator)"),
     _Setting("authorization", _Choice(("none", "acls")),
@@ -649,6 +664,8 @@ def _check_security(config: BrokerConfig, values: dict) -> None:
     if unknown or not config.sasl_mechanisms():
         raise ConfigError(f"sasl_enabled_mechanisms: {', '.join(unknown) or 'none given'}: pstream offers "
                           f"{', '.join(MECHANISM_NAMES)}")
+    if "OAUTHBEARER" in config.sasl_mechanisms() and not config.sasl_oauthbearer_jwks_file:
+        raise ConfigError("OAUTHBEARER needs sasl_oauthbearer_jwks_file: the keys its tokens are signed with")
     tls = [lis.name for lis in listeners if lis.tls]
     if tls and not config.ssl_certfile:
         raise ConfigError(f"listener {tls[0]} uses TLS: set ssl_certfile (and ssl_keyfile) to the server's "

@@ -145,7 +145,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         # the SASL user once authenticated (until then the connection may only authenticate).
         self.principal = ANONYMOUS
         self.sasl = SaslSession(broker.config.sasl_mechanisms(), broker.credentials,
-                                broker.config.connections_max_reauth_ms) if listener.sasl else None
+                                broker.config.connections_max_reauth_ms, broker.oauth) if listener.sasl else None
         self.close_after_flush = False   # a failed authentication: answer, then close
         self._throttled_until = 0.0      # not read until then: over a client quota (KIP-219)
         config = broker.config

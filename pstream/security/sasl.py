@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 
 from pstream.protocol.error_codes import ErrorCode
+from pstream.security.oauthbearer import parse_message
 from pstream.security.scram import MECHANISMS, AuthenticationError, ScramServer, parse_plain, password_matches
 
 PRE_AUTH_APIS = frozenset({17, 18, 36})   # SaslHandshake, ApiVersions, SaslAuthenticate
-MECHANISM_NAMES = ("PLAIN", *MECHANISMS)
+MECHANISM_NAMES = ("PLAIN", *MECHANISMS, "OAUTHBEARER")
 
 
 class SaslStateError(Exception):
@@ -27,15 +28,17 @@ class SaslSession:
     the client authenticates again on the same connection (same mechanism, same principal)
     before it expires; after that the connection may only re-authenticate."""
 
-    def __init__(self, enabled: tuple[str, ...], store, reauth_ms: int = 0):
+    def __init__(self, enabled: tuple[str, ...], store, reauth_ms: int = 0, oauth=None):
         self.enabled = enabled
         self.store = store
         self.reauth_ms = reauth_ms
+        self.oauth = oauth                    # a JwtValidator when OAUTHBEARER is enabled
         self.mechanism: str | None = None
         self.principal: str | None = None    # "User:<name>" once authenticated
         self.user: str | None = None          # who authenticated, or who tried (for the log)
         self.expires_at: float | None = None  # monotonic time the authentication ends (reauth_ms > 0)
         self.reauthentications = 0
+        self.token_expires_ms = 0
         self._exchanging = False
         self._scram: ScramServer | None = None
 
@@ -66,6 +69,10 @@ class SaslSession:
         AuthenticationError: the credentials are wrong; SaslStateError: out of order."""
         if not self._exchanging:
             raise SaslStateError("SaslAuthenticate before SaslHandshake")
+        if self.mechanism == "OAUTHBEARER":
+            principal, expires = self.oauth.validate(parse_message(token))
+            self.token_expires_ms = int(max(0.0, expires - time.time()) * 1000)
+            return self._done(principal.partition(":")[2], b"")
         if self.mechanism == "PLAIN":
             _, user, password = parse_plain(token)
             self.user = user
@@ -89,6 +96,14 @@ class SaslSession:
                                       f"{principal}")
         self.reauthentications += self.complete
         self.user, self.principal, self._exchanging = user, principal, False
-        if self.reauth_ms:
-            self.expires_at = time.monotonic() + self.reauth_ms / 1000
+        if self.reauth_ms:   # KIP-368: an OAUTHBEARER token's own expiry comes first
+            lifetime = min(self.reauth_ms, self.token_expires_ms) if self.mechanism == "OAUTHBEARER" else self.reauth_ms
+            self.expires_at = time.monotonic() + lifetime / 1000
         return response
+
+    @property
+    def lifetime_ms(self) -> int:
+        """session_lifetime_ms of the answer that completes an exchange (0: no re-authentication)."""
+        if not self.reauth_ms:
+            return 0
+        return min(self.reauth_ms, self.token_expires_ms) if self.mechanism == "OAUTHBEARER" else self.reauth_ms

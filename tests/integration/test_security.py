@@ -470,3 +470,61 @@ def test_byte_rate_quotas_throttle_producers_and_consumers_per_user(tmp_path):
         assert metrics(b).get('pstream_quota_throttle_seconds_total{client_id="",kind="fetch",user="alice"}', 0) > 0
     finally:
         stop_broker(b)
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory):
+    """An identity provider of our own: an RSA key, its JWKS file, and a token maker."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    path = tmp_path_factory.mktemp("idp") / "jwks.json"
+    path.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]}))
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def token(sub="carol", ttl=60, aud="pstream", iss="test-idp", signer=key, kid="k1") -> str:
+        now = int(time.time())
+        return jwt.encode({"sub": sub, "exp": now + ttl, "iat": now, "aud": aud, "iss": iss}, signer,
+                          algorithm="RS256", headers={"kid": kid})
+
+    token.other_key = other
+    return {"jwks": str(path), "token": token}
+
+
+def test_oauthbearer_tokens_are_checked_against_the_jwks(tmp_path, idp):
+    from confluent_kafka import Producer
+    b = BrokerProcess(str(tmp_path / "data"), listeners="SASL_PLAINTEXT",
+                      sasl_enabled_mechanisms="OAUTHBEARER,SCRAM-SHA-512", sasl_oauthbearer_jwks_file=idp["jwks"],
+                      sasl_oauthbearer_expected_audience="pstream", sasl_oauthbearer_expected_issuer="test-idp",
+                      authorization="acls", super_users="User:carol").start()
+    try:
+        make = idp["token"]
+        with raw_kafka.RawConnection(b.bootstrap) as conn:   # a good token: carol, a super user
+            assert handshake(conn, "OAUTHBEARER").error_code == 0
+            resp = authenticate(conn, f"n,,\x01auth=Bearer {make()}\x01\x01".encode())
+            assert (resp.error_code, resp.error_message) == (0, None)
+            conn.call("CreateTopics", 7, raw_kafka.create_topics_request({"oauth": (1, -1, {})}))
+        bad = [(make(ttl=-120), "invalid_token: the token has expired"),
+               (make(aud="elsewhere"), "invalid_token: Audience doesn't match"),
+               (make(iss="evil"), "invalid_token: Invalid issuer"),
+               (make(signer=make.other_key), "invalid_token: Signature verification failed"),
+               (make(kid="k2"), "invalid_token: no key 'k2' in the JWKS"),
+               ("not-a-jwt", "invalid_token: the token is not a JWT")]
+        for token, message in bad:
+            with raw_kafka.RawConnection(b.bootstrap) as conn:
+                assert handshake(conn, "OAUTHBEARER").error_code == 0
+                resp = authenticate(conn, f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+                assert resp.error_code == ErrorCode.SASL_AUTHENTICATION_FAILED
+                assert resp.error_message.startswith(message), resp.error_message
+                assert conn.closed_by_broker()
+        reports = []
+        producer = Producer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanisms": "OAUTHBEARER",
+                             "oauth_cb": lambda _config: (make(), time.time() + 60)})
+        producer.produce("oauth", b"with a token", on_delivery=lambda err, msg: reports.append(err))
+        producer.flush(20)
+        assert reports == [None]
+        del producer
+    finally:
+        stop_broker(b)

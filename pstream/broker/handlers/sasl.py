@@ -82,7 +82,7 @@ async def handle_sasl_authenticate(ctx, request):
         conn.principal = session.principal
         _count(broker, session.mechanism, "success")
         _log.debug("%s: authenticated as %s with %s", conn.peer, session.principal, session.mechanism)
-    lifetime = session.reauth_ms if done else 0   # KIP-368: re-authenticate within it
+    lifetime = session.lifetime_ms if done else 0   # KIP-368: re-authenticate within it
     return SaslAuthenticateResponse(error_code=0, error_message=None, auth_bytes=token, session_lifetime_ms=lifetime)
 
 
