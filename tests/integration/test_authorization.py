@@ -345,3 +345,50 @@ def test_a_consumer_under_acls_needs_read_on_the_topic_and_its_group(broker, acl
             got.append(m.value())
     consumer.close()
     assert b"bob's" in got
+
+
+def test_allow_everyone_if_no_acl_found_opens_only_resources_no_acl_names(tmp_path):
+    b = BrokerProcess(str(tmp_path / "data"), listeners="SASL_PLAINTEXT", authorization="acls",
+                      super_users="User:admin", allow_everyone_if_no_acl_found=True,
+                      bootstrap_user=f"{ADMIN}:{PASSWORDS[ADMIN]}").start()
+    try:
+        with admin_client(b) as client:
+            client.alter_scram_user(ALICE, "SCRAM-SHA-512", PASSWORDS[ALICE])
+            client.create_topic(TOPIC, 2)
+            client.create_topic("guarded", 1)
+            client.create_acls([allow(BOB, Operation.WRITE, name="guarded")])
+        assert partition_error(call(b, ALICE, "Produce", 9, produce_request())) == E.NONE   # no ACL names it
+        guarded = raw_kafka.produce_request("guarded", 0, pstream._core.encode_batch([(None, b"v", [], None)]))
+        assert partition_error(call(b, ALICE, "Produce", 9, guarded)) == E.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        stop_broker(b)
+
+
+def test_a_client_certificate_principal_is_what_acls_name(tmp_path):
+    import trustme
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    for cn in ("app-one", "app-two"):
+        cert = ca.issue_cert(f"{cn}@example.com", common_name=cn, organization_unit_name="payments")
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"{cn}.pem"))
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{cn}.key"))
+    b = BrokerProcess(str(tmp_path / "data"), listeners="SSL,PLAINTEXT", ssl_certfile=str(tmp_path / "server.pem"),
+                      ssl_cafile=str(tmp_path / "ca.pem"), ssl_client_auth="required",
+                      ssl_principal_mapping_rules="RULE:^CN=([^,]+),OU=payments.*$/$1/,DEFAULT",
+                      authorization="acls", super_users="User:ANONYMOUS").start()   # the PLAINTEXT one administers
+    try:
+        with KafkaClient(b.address("PLAINTEXT")) as admin:
+            admin.create_topic(TOPIC, 2)
+            admin.create_acls([allow("app-one", Operation.WRITE)])
+
+        def produce_as(cn):
+            security = Security("SSL", cafile=str(tmp_path / "ca.pem"), certfile=str(tmp_path / f"{cn}.pem"),
+                                keyfile=str(tmp_path / f"{cn}.key"))
+            with KafkaClient(b.bootstrap, security=security) as client:
+                return partition_error(client.any_connection().call("Produce", 9, produce_request()))
+
+        assert produce_as("app-one") == E.NONE
+        assert produce_as("app-two") == E.TOPIC_AUTHORIZATION_FAILED
+    finally:
+        stop_broker(b)
