@@ -115,8 +115,9 @@ class RequestContext:
     def allowed(self, operation, resource_type, name: str) -> bool:
         """Whether this connection's principal may do `operation` on the resource (the broker's
         authorizer; everything when authorization is off)."""
-        conn = self.connection
-        return self.broker.authorizer.authorize(conn.principal, conn.host, operation, resource_type, name)
+        conn = self.connection   # None: a request made in process (the benchmarks), as an anonymous local client
+        principal, host = (conn.principal, conn.host) if conn is not None else (ANONYMOUS, "127.0.0.1")
+        return self.broker.authorizer.authorize(principal, host, operation, resource_type, name)
 
     def allowed_on_cluster(self, operation) -> bool:
         return self.allowed(operation, ResourceType.CLUSTER, CLUSTER_NAME)

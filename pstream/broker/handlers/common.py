@@ -17,12 +17,15 @@ def authorized_operations(ctx, resource_type, name: str) -> int:
     """KIP-430's bit field of what the connection's principal may do on the resource (every
     operation the resource type has when authorization is off, as Kafka answers)."""
     conn = ctx.connection
-    return ctx.broker.authorizer.authorized_operations(conn.principal, conn.host, resource_type, name)
+    principal, host = (conn.principal, conn.host) if conn is not None else ("User:ANONYMOUS", "127.0.0.1")
+    return ctx.broker.authorizer.authorized_operations(principal, host, resource_type, name)
 
 
 def advertised(ctx) -> tuple[str, int]:
     """(host, port) clients are told for this node: the address of the listener the request came in
     on (Kafka advertises each client the listener it connected through)."""
+    if ctx.connection is None:   # a request made in process: the first listener's
+        return ctx.broker.host, ctx.broker.port
     return ctx.connection.listener.advertised
 
 
