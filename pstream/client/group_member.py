@@ -13,6 +13,7 @@ import time
 from pstream.client.client import KafkaClient
 from pstream.client.connection import KafkaError, check
 from pstream.client.wire import codec_classes
+from pstream.coordinator.assignors import split_range
 from pstream.protocol.consumer_protocol import (
     decode_assignment,
     decode_subscription,
@@ -33,13 +34,9 @@ def range_assign(members: dict[str, list[str]], partitions: dict[str, int]) -> d
     for topic in sorted({t for ts in members.values() for t in ts}):
         subscribers = sorted(m for m, ts in members.items() if topic in ts)
         count = partitions.get(topic, 0)
-        share, extra = divmod(count, len(subscribers))
-        start = 0
-        for i, m in enumerate(subscribers):
-            n = share + (1 if i < extra else 0)
-            if n:
-                out[m][topic] = list(range(start, start + n))
-            start += n
+        for m, part in zip(subscribers, split_range(count, len(subscribers))):
+            if part:
+                out[m][topic] = list(part)
     return out
 
 

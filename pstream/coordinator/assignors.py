@@ -94,13 +94,20 @@ def range_(subscriptions: dict[str, set[uuid.UUID]], partitions: dict[uuid.UUID,
         subscribers = [m for m in members if topic in subscriptions[m]]
         if not subscribers:
             continue
-        share, extra = divmod(count, len(subscribers))
-        start = 0
-        for i, member in enumerate(subscribers):
-            size = share + (1 if i < extra else 0)
-            if size:
-                out[member][topic] = set(range(start, start + size))
-            start += size
+        for member, part in zip(subscribers, split_range(count, len(subscribers))):
+            if part:
+                out[member][topic] = set(part)
+    return out
+
+
+def split_range(count: int, ways: int) -> list[range]:
+    """0..count-1 in `ways` consecutive ranges, the first count % ways one longer (Kafka's range rule)."""
+    share, extra = divmod(count, ways)
+    out, start = [], 0
+    for i in range(ways):
+        size = share + (1 if i < extra else 0)
+        out.append(range(start, start + size))
+        start += size
     return out
 
 

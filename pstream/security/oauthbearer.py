@@ -18,7 +18,7 @@ import re
 import time
 
 from pstream.errors import ConfigError
-from pstream.security.scram import AuthenticationError
+from pstream.security.scram import AuthenticationError, decode_text
 
 _MESSAGE = re.compile(r"(?P<gs2>[ny]|p=[^,]*),(?:a=(?P<authzid>[^,]*))?,\x01(?P<kv>.*)\x01\x01", re.S)
 
@@ -83,11 +83,7 @@ class JwtValidator:
 
 def parse_message(message: bytes) -> str:
     """The bearer token of a client's OAUTHBEARER message."""
-    try:
-        text = message.decode()
-    except UnicodeDecodeError:
-        raise AuthenticationError("Invalid OAUTHBEARER client message: not UTF-8") from None
-    m = _MESSAGE.fullmatch(text)
+    m = _MESSAGE.fullmatch(decode_text(message, "OAUTHBEARER client message"))
     if m is None:
         raise AuthenticationError("Invalid OAUTHBEARER client message")
     pairs = dict(kv.split("=", 1) for kv in m["kv"].split("\x01") if "=" in kv)

@@ -86,6 +86,14 @@ def password_matches(credential: ScramCredential, password: bytes) -> bool:
     return hmac.compare_digest(derived.stored_key, credential.stored_key)
 
 
+def decode_text(message: bytes, what: str) -> str:
+    """A client's SASL message as text; AuthenticationError naming `what` when it is not UTF-8."""
+    try:
+        return message.decode()
+    except UnicodeDecodeError:
+        raise AuthenticationError(f"Invalid {what}: not UTF-8") from None
+
+
 def decode_sasl_name(name: str) -> str:
     """RFC 5802 saslname: "=2C" is a comma, "=3D" an equals sign; any other "=" is an error."""
     if re.search(r"=(?!2C|3D)", name):
@@ -114,10 +122,7 @@ class ScramServer:
         self._auth_message = b""
 
     def first(self, message: bytes) -> bytes:
-        try:
-            text = message.decode()
-        except UnicodeDecodeError:
-            raise AuthenticationError("Invalid SCRAM client first message: not UTF-8") from None
+        text = decode_text(message, "SCRAM client first message")
         m = _CLIENT_FIRST.fullmatch(text)
         if m is None:
             raise AuthenticationError("Invalid SCRAM client first message")
@@ -146,10 +151,7 @@ class ScramServer:
         return server_first.encode()
 
     def final(self, message: bytes) -> bytes:
-        try:
-            text = message.decode()
-        except UnicodeDecodeError:
-            raise AuthenticationError("Invalid SCRAM client final message: not UTF-8") from None
+        text = decode_text(message, "SCRAM client final message")
         m = _CLIENT_FINAL.fullmatch(text)
         if m is None:
             raise AuthenticationError("Invalid SCRAM client final message")
