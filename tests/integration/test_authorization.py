@@ -134,6 +134,19 @@ def heartbeat848_request():
                    subscribed_topic_names=[TOPIC], topic_partitions=[])
 
 
+def join_request():
+    req_cls, _ = codecs("JoinGroup")
+    return req_cls(group_id=GROUP, session_timeout_ms=10000, rebalance_timeout_ms=10000, member_id="",
+                   group_instance_id=None, protocol_type="consumer", reason=None,
+                   protocols=[req_cls.JoinGroupRequestProtocol(name="range", metadata=b"")])
+
+
+def offset_delete_request():
+    req_cls, _ = codecs("OffsetDelete")
+    return req_cls(group_id=GROUP, topics=[req_cls.OffsetDeleteRequestTopic(
+        name=TOPIC, partitions=[req_cls.OffsetDeleteRequestPartition(partition_index=0)])])
+
+
 def find_coordinator_request():
     return codecs("FindCoordinator")[0](key_type=0, coordinator_keys=[GROUP])
 
@@ -161,6 +174,16 @@ MATRIX = [
      E.GROUP_AUTHORIZATION_FAILED, [(Operation.DESCRIBE, G, GROUP)]),
     ("ConsumerGroupHeartbeat", 1, heartbeat848_request, lambda r: r.error_code, E.GROUP_AUTHORIZATION_FAILED,
      [(Operation.READ, G, GROUP)]),
+    # allowed, a new member is told MEMBER_ID_REQUIRED (v4+): it got past authorization
+    ("JoinGroup", 9, join_request, lambda r: r.error_code if r.error_code != E.MEMBER_ID_REQUIRED else E.NONE,
+     E.GROUP_AUTHORIZATION_FAILED, [(Operation.READ, G, GROUP)]),
+    ("Heartbeat", 4, lambda: codecs("Heartbeat")[0](group_id=GROUP, generation_id=1, member_id="m"),
+     lambda r: r.error_code if r.error_code != E.UNKNOWN_MEMBER_ID else E.NONE, E.GROUP_AUTHORIZATION_FAILED,
+     [(Operation.READ, G, GROUP)]),
+    ("LeaveGroup", 5, lambda: codecs("LeaveGroup")[0](group_id=GROUP, members=[]), lambda r: r.error_code,
+     E.GROUP_AUTHORIZATION_FAILED, [(Operation.READ, G, GROUP)]),
+    ("OffsetDelete", 0, offset_delete_request, lambda r: r.error_code if r.error_code != E.GROUP_ID_NOT_FOUND
+     else E.NONE, E.GROUP_AUTHORIZATION_FAILED, [(Operation.DELETE, G, GROUP), (Operation.READ, T, TOPIC)]),
     ("DescribeGroups", 5, lambda: codecs("DescribeGroups")[0](groups=[GROUP]), lambda r: r.groups[0].error_code,
      E.GROUP_AUTHORIZATION_FAILED, [(Operation.DESCRIBE, G, GROUP)]),
     ("CreatePartitions", 3, create_partitions_request, lambda r: r.results[0].error_code,
