@@ -309,7 +309,7 @@ def test_acls_survive_a_restart_and_cli_manages_them(tmp_path):
                       super_users="User:admin", bootstrap_user="admin:admin-pw").start()
     try:
         env = {**os.environ, "PSTREAM_PASSWORD": "admin-pw"}
-        cli = [sys.executable, "-m", "pstream", "acl"]
+        cli = [sys.executable, "-P", "-m", "pstream", "acl"]   # -P: the installed pstream, not the checkout
         auth = ["--brokers", b.bootstrap, "--security-protocol", "SASL_PLAINTEXT", "--user", "admin"]
 
         def run(*args):

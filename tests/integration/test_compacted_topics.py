@@ -92,7 +92,8 @@ def test_describe_configs_types_synonyms_and_a_broker_default(broker_factory):
         assert [(s.name, s.value, s.source) for s in configs["delete.retention.ms"].synonyms] == [
             ("delete.retention.ms", "1000", DYNAMIC), ("log.cleaner.delete.retention.ms", "86400000", DEFAULT)]
         assert [(s.name, s.value, s.source) for s in configs["min.cleanable.dirty.ratio"].synonyms] == [
-            ("log.cleaner.min.cleanable.ratio", "0.25", STATIC_BROKER)]
+            ("log.cleaner.min.cleanable.ratio", "0.25", STATIC_BROKER),   # then Kafka's default, as Kafka lists it
+            ("log.cleaner.min.cleanable.ratio", "0.5", DEFAULT)]
 
         brokers = wire.request("DescribeConfigs", 4, DescribeReq(resources=[DescribeReq.DescribeConfigsResource(
             resource_type=4, resource_name="0", configuration_keys=[

@@ -217,7 +217,7 @@ def test_describe_and_list_show_the_group_as_a_consumer_group(broker):
         assert (classic.error_code, classic.group_state) == (0, "Dead")
     [member] = describe(broker, group).members
     assert (member.client_id, member.client_host, member.subscribed_topic_names) == ("shown", "/127.0.0.1", [topic])
-    cli = [sys.executable, "-m", "pstream", "group", "--brokers", broker.bootstrap]
+    cli = [sys.executable, "-P", "-m", "pstream", "group", "--brokers", broker.bootstrap]   # -P: not the checkout
     shown = json.loads(subprocess.run([*cli, "describe", group, "--format", "json"], capture_output=True, text=True,
                                       check=True, timeout=60).stdout)
     [g] = shown

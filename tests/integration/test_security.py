@@ -190,11 +190,11 @@ def test_metadata_advertises_the_listener_a_client_came_through(broker, pki):
 
 def test_pstream_user_manages_scram_users_through_a_sasl_listener(broker, pki):
     env = {**os.environ, "PSTREAM_PASSWORD": ADMIN_PASSWORD, "PSTREAM_NEW_PASSWORD": "bob-secret"}
-    cli = [sys.executable, "-m", "pstream", "user", "--brokers", broker.address("SASL_SSL"), "--security-protocol",
+    cli = [sys.executable, "-P", "-m", "pstream", "user", "--brokers", broker.address("SASL_SSL"), "--security-protocol",
            "SASL_SSL", "--user", ADMIN, "--ca", pki["ca"]]
 
     def run(*args):
-        return subprocess.run([*cli[:4], args[0], *cli[4:], *args[1:]], env=env, capture_output=True, text=True,
+        return subprocess.run([*cli[:5], args[0], *cli[5:], *args[1:]], env=env, capture_output=True, text=True,
                               timeout=60, check=False)
 
     assert run("create", "bob", "--mechanism", "SCRAM-SHA-256").returncode == 0
