@@ -1,7 +1,7 @@
 """One connection's SASL authentication (KIP-152: SaslHandshake, then SaslAuthenticate tokens).
 
-The listener's enabled mechanisms are offered in the handshake; PLAIN takes one token, SCRAM
-two. Until the exchange succeeds the connection may only send ApiVersions, SaslHandshake and
+The listener's enabled mechanisms are offered in the handshake; PLAIN and OAUTHBEARER take one
+token, SCRAM two. Until the exchange succeeds the connection may only send ApiVersions, SaslHandshake and
 SaslAuthenticate (the connection enforces it); a failure is answered with
 SASL_AUTHENTICATION_FAILED after a delay (Kafka's connection.failed.authentication.delay.ms),
 and the connection then closes, so passwords cannot be tried at line speed.
@@ -96,14 +96,14 @@ class SaslSession:
                                       f"{principal}")
         self.reauthentications += self.complete
         self.user, self.principal, self._exchanging = user, principal, False
-        if self.reauth_ms:   # KIP-368: an OAUTHBEARER token's own expiry comes first
-            lifetime = min(self.reauth_ms, self.token_expires_ms) if self.mechanism == "OAUTHBEARER" else self.reauth_ms
-            self.expires_at = time.monotonic() + lifetime / 1000
+        if self.reauth_ms:
+            self.expires_at = time.monotonic() + self.lifetime_ms / 1000
         return response
 
     @property
     def lifetime_ms(self) -> int:
-        """session_lifetime_ms of the answer that completes an exchange (0: no re-authentication)."""
+        """session_lifetime_ms of the answer that completes an exchange (0: no re-authentication);
+        an OAUTHBEARER token's own expiry comes first (KIP-368)."""
         if not self.reauth_ms:
             return 0
         return min(self.reauth_ms, self.token_expires_ms) if self.mechanism == "OAUTHBEARER" else self.reauth_ms
