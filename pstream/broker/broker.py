@@ -287,8 +287,8 @@ class Broker:
             if cfg.admin_api_tls:   # its own context: no client certificates asked of HTTP clients
                 self.admin_tls = TlsContext(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_key_password, None, "none")
             if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
-                guard = BasicAuthGuard(self.credentials, self.authorizer.super_users, self.log.run_blocking) \
-                    if cfg.admin_api_require_auth else None
+                guard = BasicAuthGuard(self.credentials, self.authorizer.super_users, self.log.run_blocking,
+                                       self.oauth) if cfg.admin_api_require_auth else None
                 self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}",
                                          guard=guard, ssl=self.admin_tls.context if self.admin_tls else None)
                 self.admin_address = await self._start_admin(cfg)

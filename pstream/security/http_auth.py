@@ -1,6 +1,7 @@
 """Who may use the admin HTTP API (Redpanda's admin_api_require_auth): HTTP Basic against the
-SCRAM users, the password checked as SASL/PLAIN checks it. Readiness and the metrics stay open
-to monitors; every other route needs a user, and a route that changes state (POST, PUT, DELETE)
+SCRAM users (the password checked as SASL/PLAIN checks it), or a Bearer token checked as
+OAUTHBEARER checks one when OAUTHBEARER is configured. Readiness and the metrics stay open to
+monitors; every other route needs a user, and a route that changes state (POST, PUT, DELETE)
 needs a super user."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import binascii
 import logging
 
 from pstream.admin.http import HttpError
-from pstream.security.scram import password_matches
+from pstream.security.scram import AuthenticationError, password_matches
 
 _log = logging.getLogger("pstream.security")
 
@@ -20,10 +21,11 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="pstream", charset="UTF-8"'}
 
 
 class BasicAuthGuard:
-    def __init__(self, credentials, super_users: set[str], run_blocking):
+    def __init__(self, credentials, super_users: set[str], run_blocking, tokens=None):
         self.credentials = credentials
         self.super_users = super_users
         self.run_blocking = run_blocking
+        self.tokens = tokens   # an oauthbearer.JwtValidator, or None: Basic only
         self.failures = 0
 
     async def __call__(self, request) -> None:
@@ -37,6 +39,14 @@ class BasicAuthGuard:
     async def _user(self, request) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and self.tokens is not None and token:
+            try:
+                principal, _ = self.tokens.validate(token.strip())
+            except AuthenticationError as exc:
+                self.failures += 1
+                _log.warning("admin API: bearer token refused (%s %s): %s", request.method, request.path, exc)
+                raise HttpError(401, str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            return principal.partition(":")[2]
         if scheme.lower() != "basic" or not token:
             raise HttpError(401, "authentication required: HTTP Basic with a SCRAM user", CHALLENGE)
         try:

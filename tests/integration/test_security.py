@@ -528,3 +528,30 @@ def test_oauthbearer_tokens_are_checked_against_the_jwks(tmp_path, idp):
         del producer
     finally:
         stop_broker(b)
+
+
+def test_the_admin_api_takes_bearer_tokens_when_oauthbearer_is_configured(tmp_path, idp):
+    import urllib.error
+    b = BrokerProcess(str(tmp_path / "data"), listeners="SASL_PLAINTEXT", admin_api_require_auth=True,
+                      sasl_enabled_mechanisms="OAUTHBEARER", sasl_oauthbearer_jwks_file=idp["jwks"],
+                      sasl_oauthbearer_expected_audience="pstream", super_users="User:ops").start()
+
+    def get(path, token, method="GET"):
+        request = urllib.request.Request(b.admin_url + path, method=method,
+                                         data=b'{"upsert": {}, "remove": []}' if method == "PUT" else None)
+        request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        make = idp["token"]
+        assert get("/v1/topics", make(sub="carol")) == 200
+        assert get("/v1/topics", make(ttl=-120)) == 401
+        assert get("/v1/topics", make(signer=make.other_key)) == 401
+        assert get("/v1/cluster_config", make(sub="carol"), "PUT") == 403
+        assert get("/v1/cluster_config", make(sub="ops"), "PUT") == 200
+    finally:
+        stop_broker(b)
