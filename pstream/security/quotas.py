@@ -25,7 +25,8 @@ SAMPLES = 11             # Kafka's quota.window.num
 SAMPLE_S = 1.0           # Kafka's quota.window.size.seconds
 MAX_THROTTLE_MS = int(SAMPLES * SAMPLE_S * 1000)
 PRODUCE, FETCH = 0, 1    # api keys
-KINDS = {"producer_byte_rate": "produce", "consumer_byte_rate": "fetch", "request_percentage": "request"}
+KINDS = {"producer_byte_rate": "produce", "consumer_byte_rate": "fetch", "request_percentage": "request",
+         "controller_mutation_rate": "mutation"}
 
 
 class Rate:
@@ -114,6 +115,32 @@ class QuotaEnforcer:
                 usage.throttle_ms[KINDS[key]] += ms
                 throttle = max(throttle, ms)
         return int(throttle)
+
+    def mutation(self, principal: str, client_id: str, partitions: int, strict: bool, now: float) -> tuple[bool, int]:
+        """KIP-599's controller_mutation_rate for a topic creation or deletion, or new partitions:
+        (may it go ahead, throttle ms). Strict (CreateTopics v6+, CreatePartitions v3+, DeleteTopics
+        v5+) refuses it while the rate is over the quota, as Kafka's ControllerMutationQuota does;
+        older versions are let through and throttled."""
+        entity = self._entity(principal, client_id, "controller_mutation_rate") if self.quotas.quotas else None
+        if entity is None:
+            return True, 0
+        quota = self.quotas.quotas[entity]["controller_mutation_rate"]
+        usage = self.usage.setdefault(entity, EntityUsage())
+        rate = usage.rates["mutation"]
+
+        def throttle() -> int:
+            measured = rate.measure(now)
+            if quota <= 0 or measured <= quota:
+                return 0
+            return int(min((measured - quota) / quota * rate.window_s(now) * 1000, MAX_THROTTLE_MS))
+
+        if strict and throttle():
+            usage.throttle_ms["mutation"] += throttle()
+            return False, throttle()
+        rate.record(float(partitions), now)
+        ms = throttle()
+        usage.throttle_ms["mutation"] += ms
+        return True, ms
 
     def metrics(self, now: float):
         """[(kind, entity labels, rate, throttle ms total)] for the Prometheus endpoint."""

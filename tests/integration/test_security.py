@@ -555,3 +555,32 @@ def test_the_admin_api_takes_bearer_tokens_when_oauthbearer_is_configured(tmp_pa
         assert get("/v1/cluster_config", make(sub="ops"), "PUT") == 200
     finally:
         stop_broker(b)
+
+
+def test_controller_mutation_rate_refuses_topic_creation_past_the_quota(broker):
+    """KIP-599: creating and deleting partitions counts against controller_mutation_rate; past it,
+    CreateTopics v6+ and DeleteTopics v5+ answer THROTTLING_QUOTA_EXCEEDED with throttle_time_ms."""
+    req_cls, _ = codecs("AlterClientQuotas")
+    client_id = "mutator"
+    with KafkaClient(broker.bootstrap) as admin:
+        resp = admin.any_connection().call("AlterClientQuotas", 1, req_cls(entries=[req_cls.EntryData(
+            entity=[req_cls.EntityData(entity_type="client-id", entity_name=client_id)],
+            ops=[req_cls.OpData(key="controller_mutation_rate", value=1.0)])], validate_only=False))
+        assert resp.entries[0].error_code == 0
+    create_cls, _ = codecs("CreateTopics")
+
+    def create(name, partitions):
+        with KafkaClient(broker.bootstrap, client_id=client_id) as client:
+            return client.any_connection().call("CreateTopics", 7, create_cls(topics=[create_cls.CreatableTopic(
+                name=name, num_partitions=partitions, replication_factor=1, assignments=[], configs=[])],
+                timeout_ms=5000, validate_only=False))
+
+    first = create("mutation-a", 20)   # 20 partitions at 1/s: over the quota once made
+    assert first.topics[0].error_code == 0 and first.throttle_time_ms > 0
+    second = create("mutation-b", 1)
+    assert (second.topics[0].error_code, second.topics[0].error_message) == \
+        (ErrorCode.THROTTLING_QUOTA_EXCEEDED, "The throttling quota has been exceeded.")
+    assert second.throttle_time_ms > 0
+    with KafkaClient(broker.bootstrap) as other:   # another client id is not held back
+        assert "mutation-b" not in other.metadata().topics
+        other.create_topic("mutation-c", 1)

@@ -10,6 +10,7 @@ requests meanwhile. The checks run on the loop first, in Kafka's order.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from pstream.broker.dispatch import api
@@ -135,10 +136,23 @@ def _created_config(broker, topic, name):
                                                       config_source=source, is_sensitive=False)
 
 
+THROTTLED = "The throttling quota has been exceeded."
+
+
+def _mutation(ctx, partitions: int, strict: bool) -> tuple[bool, int]:
+    """KIP-599: may this many partitions be created or deleted now (controller_mutation_rate), and
+    how long the client should back off."""
+    conn = ctx.connection
+    principal = conn.principal if conn is not None else "User:ANONYMOUS"
+    return ctx.broker.quota_enforcer.mutation(principal, ctx.header.client_id or "", partitions, strict,
+                                              time.monotonic())
+
+
 @api("CreateTopics", 0, 7)
 async def handle_create_topics(ctx, request):
     names = Counter(t.name for t in request.topics)
     results, answered = [], set()
+    throttle = 0
     may_create = ctx.allowed_on_cluster(Operation.CREATE)   # else CREATE on each topic
     for t in request.topics:
         if names[t.name] > 1:
@@ -154,11 +168,21 @@ async def handle_create_topics(ctx, request):
                 name=t.name, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, num_partitions=-1, replication_factor=-1,
                 error_message="Authorization failed.", configs=None))
             continue
+        if not request.validate_only:
+            count = len(t.assignments) if t.assignments else t.num_partitions
+            allowed, wait = _mutation(ctx, count if count > 0 else ctx.broker.config.default_partitions,
+                                      strict=ctx.version >= 6)
+            throttle = max(throttle, wait)
+            if not allowed:
+                results.append(CreateTopicsResponse.CreatableTopicResult(
+                    name=t.name, error_code=ErrorCode.THROTTLING_QUOTA_EXCEEDED, num_partitions=-1,
+                    replication_factor=-1, error_message=THROTTLED, configs=None))
+                continue
         result = await _create_one(ctx.broker, t, request.validate_only, ctx.version)
         if result.configs and not ctx.allowed(Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, t.name):
             result.configs, result.topic_config_error_code = None, ErrorCode.TOPIC_AUTHORIZATION_FAILED
         results.append(result)
-    return CreateTopicsResponse(throttle_time_ms=0, topics=results)
+    return CreateTopicsResponse(throttle_time_ms=throttle, topics=results)
 
 
 def _deletion_targets(version: int, request) -> tuple[list, list]:
@@ -203,6 +227,7 @@ async def handle_delete_topics(ctx, request):
         topic, error = find_topic(broker, name, topic_id)
         found.append((name, topic_id, topic, error))
     by_id = {topic.name for name, topic_id, topic, _ in found if topic is not None and topic_id is not None}
+    throttle = 0
     for name, topic_id, topic, error in found:
         result = DeleteTopicsResponse.DeletableTopicResult(name=name, topic_id=topic_id or ZERO_UUID,
                                                            error_code=error)
@@ -217,6 +242,12 @@ async def handle_delete_topics(ctx, request):
             result.error_code = ErrorCode.INVALID_TOPIC_EXCEPTION
             result.error_message = internal_topic_error(topic.name)
         elif topic is not None:
+            allowed, wait = _mutation(ctx, topic.partitions, strict=ctx.version >= 5)
+            throttle = max(throttle, wait)
+            if not allowed:
+                result.error_code, result.error_message = ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED
+                results.append(result)
+                continue
             result.name, result.topic_id = topic.name, topic.topic_id
             try:
                 await broker.log.delete_topic_async(topic.name)
@@ -225,7 +256,7 @@ async def handle_delete_topics(ctx, request):
             else:
                 broker.forget_topic(topic.name)
         results.append(result)
-    return DeleteTopicsResponse(throttle_time_ms=0, responses=results)
+    return DeleteTopicsResponse(throttle_time_ms=throttle, responses=results)
 
 
 @api("CreatePartitions", 0, 3)
@@ -233,6 +264,7 @@ async def handle_create_partitions(ctx, request):
     broker = ctx.broker
     names = Counter(t.name for t in request.topics)
     results, answered = [], set()
+    throttle = 0
     for t in request.topics:
         result = CreatePartitionsResponse.CreatePartitionsTopicResult(name=t.name, error_code=0)
         try:
@@ -258,6 +290,10 @@ async def handle_create_partitions(ctx, request):
                                    f"{len(t.assignments)} assignments for {t.count - topic.partitions} new partitions")
                 _check_assignments(broker, [a.broker_ids for a in t.assignments])
             if not request.validate_only:
+                allowed, wait = _mutation(ctx, t.count - topic.partitions, strict=ctx.version >= 3)
+                throttle = max(throttle, wait)
+                if not allowed:
+                    raise _Refused(ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED)
                 try:
                     await topic.add_partitions_async(t.count)
                 except UnknownTopicError:   # deleted meanwhile
@@ -267,7 +303,7 @@ async def handle_create_partitions(ctx, request):
         except _Refused as refused:
             result.error_code, result.error_message = refused.code, str(refused)
         results.append(result)
-    return CreatePartitionsResponse(throttle_time_ms=0, results=results)
+    return CreatePartitionsResponse(throttle_time_ms=throttle, results=results)
 
 
 @api("DeleteRecords", 0, 2)
