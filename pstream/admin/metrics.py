@@ -276,13 +276,15 @@ class BrokerCollector:
                                    "(success, failure)", labels=["mechanism", "outcome"])
         for (mechanism, outcome), count in sorted(self.metrics.authentications.items()):
             auth.add_metric([mechanism, outcome], count)
+        labels = ["kind", "user", "client_id", "ip"]
         rate = GaugeMetricFamily("pstream_quota_rate", "a client quota entity's use: produce and fetch bytes/s, "
-                                 "request time in percent of a thread", labels=["kind", "user", "client_id"])
+                                 "request time in percent of a thread, partition mutations/s, connections/s",
+                                 labels=labels)
         throttled = CounterMetricFamily("pstream_quota_throttle_seconds", "time clients of a quota entity were "
-                                        "told to back off", labels=["kind", "user", "client_id"])
-        for kind, user, client, value, throttle_ms in self.node.quota_usage():
-            rate.add_metric([kind, user, client], value)
-            throttled.add_metric([kind, user, client], throttle_ms / 1000)
+                                        "told to back off", labels=labels)
+        for kind, user, client, ip, value, throttle_ms in self.node.quota_usage():
+            rate.add_metric([kind, user, client, ip], value)
+            throttled.add_metric([kind, user, client, ip], throttle_ms / 1000)
         yield from (limit, used, waits, waiting, closed, muted, muted_total, auth, rate, throttled)
 
     def _memory_owners(self):

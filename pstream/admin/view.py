@@ -50,7 +50,7 @@ class MetricsView(Protocol):
     @property
     def fetch_session_stats(self) -> dict: ...
 
-    def quota_usage(self) -> list: ...           # [(kind, user, client id, rate, throttle ms total)]   # open, created, incremental_fetches, evicted, not_found
+    def quota_usage(self) -> list: ...           # [(kind, user, client id, ip, rate, throttle ms total)]   # open, created, incremental_fetches, evicted, not_found
 
     @property
     def muted_connection_count(self) -> int: ...   # not read now: too many unsent response bytes

@@ -76,7 +76,7 @@ class BrokerAdminView:
         await self._broker.alter_dynamic_configs("", changes, validate_only=validate_only)
 
     def quota_usage(self) -> list:
-        """[(kind, user, client id, rate, throttled ms in all)] of the quota entities clients used."""
+        """[(kind, user, client id, ip, rate, throttled ms in all)] of the quota entities clients used."""
         return list(self._broker.quota_enforcer.metrics(time.monotonic()))
 
     def metrics_text(self) -> bytes:

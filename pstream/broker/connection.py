@@ -69,6 +69,7 @@ CLOSE_IDLE = "idle"
 CLOSE_EOF_MID_FRAME = "eof_mid_frame"
 CLOSE_UNAUTHENTICATED = "unauthenticated"           # a request other than SASL's before authentication
 CLOSE_AUTHENTICATION_FAILED = "authentication_failed"
+CLOSE_CONNECTION_RATE = "connection_rate"               # KIP-612: the ip's connection_creation_rate
 
 # The request a handler is running for (set around its call; tasks copy it): charged_read
 # charges fetch data to that request.
@@ -203,6 +204,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         # in the kernel: _unsent is then exact at both ends.
         transport.set_write_buffer_limits(high=0, low=0)
         self.broker.connections.add(self)
+        throttle = self.broker.quota_enforcer.connection(self.host, time.monotonic())
+        if throttle:   # KIP-612: past its ip's connection_creation_rate, held unread, then closed
+            self._throttled_until = time.monotonic() + throttle / 1000
+            self._update_reading()
+            asyncio.get_running_loop().call_later(
+                throttle / 1000, self.abort, f"over the connection_creation_rate of {self.host}", CLOSE_CONNECTION_RATE)
 
     def connection_lost(self, exc) -> None:
         self._close()

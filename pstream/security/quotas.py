@@ -26,7 +26,7 @@ SAMPLE_S = 1.0           # Kafka's quota.window.size.seconds
 MAX_THROTTLE_MS = int(SAMPLES * SAMPLE_S * 1000)
 PRODUCE, FETCH = 0, 1    # api keys
 KINDS = {"producer_byte_rate": "produce", "consumer_byte_rate": "fetch", "request_percentage": "request",
-         "controller_mutation_rate": "mutation"}
+         "controller_mutation_rate": "mutation", "connection_creation_rate": "connections"}
 
 
 class Rate:
@@ -142,11 +142,31 @@ class QuotaEnforcer:
         usage.throttle_ms["mutation"] += ms
         return True, ms
 
+    def connection(self, ip: str, now: float) -> int:
+        """KIP-612's connection_creation_rate of the ip entity (the ip's own, else the default ip's):
+        a new connection past it is not served, and closed after the returned throttle (ms)."""
+        if not self.quotas.quotas:
+            return 0
+        entity = next((e for e in ((("ip", ip),), (("ip", None),))
+                       if "connection_creation_rate" in self.quotas.quotas.get(e, {})), None)
+        if entity is None:
+            return 0
+        quota = self.quotas.quotas[entity]["connection_creation_rate"]
+        usage = self.usage.setdefault(entity, EntityUsage())
+        rate = usage.rates["connections"]
+        rate.record(1.0, now)
+        measured = rate.measure(now)
+        if quota <= 0 or measured <= quota:
+            return 0
+        ms = int(min((measured - quota) / quota * rate.window_s(now) * 1000, MAX_THROTTLE_MS))
+        usage.throttle_ms["connections"] += ms
+        return ms
+
     def metrics(self, now: float):
-        """[(kind, entity labels, rate, throttle ms total)] for the Prometheus endpoint."""
+        """[(kind, user, client id, ip, rate, throttle ms total)] for the Prometheus endpoint."""
         for entity, usage in sorted(self.usage.items(), key=lambda kv: repr(kv[0])):
             labels = {t: ("<default>" if n is None else n) for t, n in entity}
             for kind, rate in usage.rates.items():
                 if rate.samples or usage.throttle_ms[kind]:
-                    yield kind, labels.get("user", ""), labels.get("client-id", ""), rate.measure(now), \
-                        usage.throttle_ms[kind]
+                    yield kind, labels.get("user", ""), labels.get("client-id", ""), labels.get("ip", ""), \
+                        rate.measure(now), usage.throttle_ms[kind]

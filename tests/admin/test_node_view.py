@@ -58,7 +58,7 @@ class MetricsOnlyView:
         return {"pooled_buffers": 1, "pooled_bytes": 4096, "by_class": {"4096": 1}}
 
     def quota_usage(self) -> list:
-        return [("produce", "alice", "", 1500.0, 250.0)]
+        return [("produce", "alice", "", "", 1500.0, 250.0)]
 
     def last_storage_check(self) -> dict:
         return {"free_bytes": 10, "total_bytes": 100, "min_free_bytes": 20, "degraded": True,
@@ -90,5 +90,5 @@ def test_the_metrics_need_nothing_beyond_the_metrics_view(tmp_path) -> None:
     assert {labels for name, labels in samples if name == "pstream_write_pool_holders"} \
         == {(("shard", "0"),), (("shard", "1"),)}
     assert samples[("pstream_uptime_seconds", ())] >= 5
-    alice = (("client_id", ""), ("kind", "produce"), ("user", "alice"))
+    alice = (("client_id", ""), ("ip", ""), ("kind", "produce"), ("user", "alice"))
     assert samples[("pstream_quota_rate", alice)] == 1500 and samples[("pstream_quota_throttle_seconds_total", alice)] == 0.25

@@ -453,7 +453,8 @@ def test_byte_rate_quotas_throttle_producers_and_consumers_per_user(tmp_path):
         # to the quota; so in 4 s at most quota * (10 + 4) s, plus what her 1 MB buffer had in flight.
         assert slow * 4 <= 200_000 * 14 + 1_200_000 and fast > 10 * slow, (slow, fast)
         values = metrics(b)
-        throttled = values.get('pstream_quota_throttle_seconds_total{client_id="",kind="produce",user="alice"}', 0)
+        throttled = values.get('pstream_quota_throttle_seconds_total{client_id="",ip="",kind="produce",user="alice"}',
+                               0)
         assert throttled > 0
 
         c = Consumer({"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT",
@@ -467,7 +468,8 @@ def test_byte_rate_quotas_throttle_producers_and_consumers_per_user(tmp_path):
                 got += len(m.value())
         c.close()
         assert 0 < got <= 200_000 * 14 + 2 * 1_048_576, got   # plus up to a fetch's worth in flight
-        assert metrics(b).get('pstream_quota_throttle_seconds_total{client_id="",kind="fetch",user="alice"}', 0) > 0
+        assert metrics(b).get('pstream_quota_throttle_seconds_total{client_id="",ip="",kind="fetch",user="alice"}',
+                              0) > 0
     finally:
         stop_broker(b)
 
@@ -584,3 +586,28 @@ def test_controller_mutation_rate_refuses_topic_creation_past_the_quota(broker):
     with KafkaClient(broker.bootstrap) as other:   # another client id is not held back
         assert "mutation-b" not in other.metadata().topics
         other.create_topic("mutation-c", 1)
+
+
+def test_connection_creation_rate_holds_and_closes_connections_past_the_ip_quota(tmp_path):
+    """KIP-612: past its ip's connection_creation_rate a new connection is not served, then closed."""
+    b = BrokerProcess(str(tmp_path / "data")).start()
+    try:
+        req_cls, _ = codecs("AlterClientQuotas")
+        with KafkaClient(b.bootstrap) as client:
+            resp = client.any_connection().call("AlterClientQuotas", 1, req_cls(entries=[req_cls.EntryData(
+                entity=[req_cls.EntityData(entity_type="ip", entity_name="127.0.0.1")],
+                ops=[req_cls.OpData(key="connection_creation_rate", value=1.0)])], validate_only=False))
+            assert resp.entries[0].error_code == 0
+        served, held = 0, 0
+        for _ in range(25):   # 25 connections at once: at 1/s over a 10 s window, most are over
+            with raw_kafka.RawConnection(b.bootstrap) as conn:
+                try:
+                    conn.call("ApiVersions", 3, codecs("ApiVersions")[0](client_software_name="t",
+                                                                         client_software_version="1"), timeout=0.5)
+                    served += 1
+                except (TimeoutError, ConnectionError, OSError):
+                    held += 1
+        assert served >= 5 and held >= 10, (served, held)
+        assert metrics(b)['pstream_quota_throttle_seconds_total{client_id="",ip="127.0.0.1",kind="connections",user=""}'] > 0
+    finally:
+        stop_broker(b)
