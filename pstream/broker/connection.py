@@ -48,7 +48,8 @@ from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, writ
 from pstream.protocol.primitives import ProtocolError, Reader, Writer
 from pstream.security.acls import CLUSTER_NAME, ResourceType
 from pstream.security.listeners import ANONYMOUS, distinguished_name
-from pstream.security.sasl import PRE_AUTH_APIS, SaslSession
+from pstream.security.sasl import PRE_AUTH_APIS, SaslSession, SaslStateError
+from pstream.security.scram import AuthenticationError
 
 _log = logging.getLogger("pstream.broker")
 _len = struct.Struct(">i")
@@ -413,6 +414,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return True
 
     def _dispatch(self, frame: memoryview, pooled: bytearray | None, charge: int, is_fetch: bool) -> None:
+        if self.sasl is not None and self.sasl.raw and self.sasl.exchanging:
+            self._dispatch_sasl_token(frame, pooled, charge)
+            return
         r = Reader(frame)
         try:
             header = read_request_header(r)
@@ -476,6 +480,48 @@ class KafkaConnection(asyncio.BufferedProtocol):
             task.add_done_callback(lambda t, s=slot, a=api, h=header: self._finished(t, s, a, h))
         else:
             self._complete(slot, api, header, result)
+
+    def _dispatch_sasl_token(self, frame: memoryview, pooled: bytearray | None, charge: int) -> None:
+        """After a SaslHandshake v0 the client sends its SASL tokens as bare frames, and gets the
+        server's back the same way (Kafka's SaslServerAuthenticator); a failure closes the
+        connection after connection_failed_authentication_delay_ms (v0 has no error answer)."""
+        slot = _Slot(pooled, None, self.last_active, charge)
+        self._slots.append(slot)
+        task = asyncio.ensure_future(self.sasl.authenticate(bytes(frame), self.broker.log.run_blocking))
+        task.add_done_callback(lambda t: self._sasl_token_done(t, slot))
+
+    def _sasl_token_done(self, task: asyncio.Task, slot: _Slot) -> None:
+        if task.cancelled() or slot.released:
+            return
+        exc = task.exception()
+        session, metrics = self.sasl, self.broker.metrics
+        if exc is not None:
+            if not isinstance(exc, (AuthenticationError, SaslStateError)):
+                _log.error("%s: SASL %s failed", self.peer, session.mechanism, exc_info=exc)
+            key = (session.mechanism, "failure")
+            metrics.authentications[key] = metrics.authentications.get(key, 0) + 1
+            _log.warning("%s: SASL %s authentication failed (user %s): %s", self.peer, session.mechanism,
+                         session.user or "?", exc)
+            self.drain()
+            asyncio.get_running_loop().call_later(self.broker.config.connection_failed_authentication_delay_ms / 1000,
+                                                  self.abort, None, CLOSE_AUTHENTICATION_FAILED)
+            return
+        token = task.result()
+        if not session.exchanging:   # done: requests follow as Kafka requests again
+            session.raw = False
+            self.principal = session.principal
+            key = (session.mechanism, "success")
+            metrics.authentications[key] = metrics.authentications.get(key, 0) + 1
+        size = 4 + len(token)
+        self.budget.force(size)
+        self.budget.release(slot.charge)
+        slot.charge = size
+        slot.chunks = [_len.pack(len(token)) + token]
+        if slot.frame_buffer is not None:
+            self.broker.frame_pool.release(slot.frame_buffer)
+            slot.frame_buffer = None
+        slot.ready = True
+        self._flush()
 
     def _drop(self, pooled: bytearray | None, charge: int) -> None:
         """A frame that will not be answered: its memory goes back."""

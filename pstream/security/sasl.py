@@ -39,6 +39,7 @@ class SaslSession:
         self.expires_at: float | None = None  # monotonic time the authentication ends (reauth_ms > 0)
         self.reauthentications = 0
         self.token_expires_ms = 0
+        self.raw = False                      # SaslHandshake v0: the tokens come as bare frames
         self._exchanging = False
         self._scram: ScramServer | None = None
 

@@ -611,3 +611,30 @@ def test_connection_creation_rate_holds_and_closes_connections_past_the_ip_quota
         assert metrics(b)['pstream_quota_throttle_seconds_total{client_id="",ip="127.0.0.1",kind="connections",user=""}'] > 0
     finally:
         stop_broker(b)
+
+
+def test_sasl_handshake_v0_takes_the_tokens_as_bare_frames(broker):
+    """Kafka's first SASL flow (SaslHandshake v0, before KIP-152): the tokens travel as bare
+    length-prefixed frames, and Kafka requests resume once authenticated."""
+    import struct
+
+    from pstream.security.scram import ScramClient
+
+    def bare(conn, token: bytes) -> bytes:
+        conn.send_raw(struct.pack(">i", len(token)) + token)
+        return conn.read_frame(timeout=10)
+
+    with raw_kafka.RawConnection(broker.address("SASL_PLAINTEXT")) as conn:
+        assert handshake(conn, "PLAIN", version=0).error_code == 0
+        assert bare(conn, f"\0{ALICE}\0{ALICE_PASSWORD}".encode()) == b""
+        assert conn.call("Metadata", 12, raw_kafka.metadata_request(version=12)).brokers
+    with raw_kafka.RawConnection(broker.address("SASL_PLAINTEXT")) as conn:
+        assert handshake(conn, "SCRAM-SHA-256", version=0).error_code == 0
+        client = ScramClient("SCRAM-SHA-256", ALICE, ALICE_PASSWORD)
+        client.verify(bare(conn, client.final(bare(conn, client.first()))))
+        assert conn.call("Metadata", 12, raw_kafka.metadata_request(version=12)).brokers
+    with raw_kafka.RawConnection(broker.address("SASL_PLAINTEXT")) as conn:
+        assert handshake(conn, "PLAIN", version=0).error_code == 0
+        wrong = f"\0{ALICE}\0wrong!".encode()
+        conn.send_raw(struct.pack(">i", len(wrong)) + wrong)
+        assert conn.closed_by_broker()   # v0 has no error answer: the connection closes

@@ -41,11 +41,9 @@ def handle_sasl_handshake(ctx, request):
     if conn.sasl is None or (conn.sasl.complete and not conn.sasl.reauth_ms):
         # as Kafka: a listener without SASL, or authenticated already without re-authentication
         return SaslHandshakeResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, mechanisms=[])
-    if ctx.version == 0:
-        # v0 sends the tokens as raw frames rather than SaslAuthenticate requests: not served
-        conn.close_after_flush = True
-        return SaslHandshakeResponse(error_code=ErrorCode.UNSUPPORTED_SASL_MECHANISM, mechanisms=mechanisms)
     error = conn.sasl.handshake(request.mechanism)
+    if error == ErrorCode.NONE and ctx.version == 0:
+        conn.sasl.raw = True   # v0: the tokens follow as bare frames (KafkaConnection._dispatch_sasl_token)
     if error == ErrorCode.UNSUPPORTED_SASL_MECHANISM:
         _log.warning("%s: SASL mechanism %r is not enabled (enabled: %s)", conn.peer, request.mechanism,
                      ", ".join(mechanisms))
