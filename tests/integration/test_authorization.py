@@ -173,7 +173,7 @@ MATRIX = [
     ("FindCoordinator", 4, find_coordinator_request, lambda r: r.coordinators[0].error_code,
      E.GROUP_AUTHORIZATION_FAILED, [(Operation.DESCRIBE, G, GROUP)]),
     ("ConsumerGroupHeartbeat", 1, heartbeat848_request, lambda r: r.error_code, E.GROUP_AUTHORIZATION_FAILED,
-     [(Operation.READ, G, GROUP)]),
+     [(Operation.READ, G, GROUP), (Operation.DESCRIBE, T, TOPIC)]),
     # allowed, a new member is told MEMBER_ID_REQUIRED (v4+): it got past authorization
     ("JoinGroup", 9, join_request, lambda r: r.error_code if r.error_code != E.MEMBER_ID_REQUIRED else E.NONE,
      E.GROUP_AUTHORIZATION_FAILED, [(Operation.READ, G, GROUP)]),
@@ -415,3 +415,9 @@ def test_a_client_certificate_principal_is_what_acls_name(tmp_path):
         assert produce_as("app-two") == E.TOPIC_AUTHORIZATION_FAILED
     finally:
         stop_broker(b)
+
+
+def test_a_kip848_member_may_subscribe_only_to_topics_it_may_describe(broker, acls):
+    acls(allow(ALICE, Operation.READ, G, GROUP))
+    assert call(broker, ALICE, "ConsumerGroupHeartbeat", 1, heartbeat848_request()).error_code == \
+        E.TOPIC_AUTHORIZATION_FAILED

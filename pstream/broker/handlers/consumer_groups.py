@@ -18,6 +18,11 @@ def handle_consumer_group_heartbeat(ctx, request):
     if not ctx.allowed(Operation.READ, ResourceType.GROUP, request.group_id):
         return CGH(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED,
                    error_message="Group authorization failed.")
+    names = request.subscribed_topic_names or ()
+    if any(not ctx.allowed(Operation.DESCRIBE, ResourceType.TOPIC, name) for name in names):
+        # as Kafka's KafkaApis: a member may subscribe only to topics it may describe
+        return CGH(throttle_time_ms=0, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                   error_message="Topic authorization failed.")
     owned = None
     if request.topic_partitions is not None:
         owned = [(t.topic_id, list(t.partitions)) for t in request.topic_partitions]
