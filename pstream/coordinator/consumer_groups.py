@@ -66,7 +66,8 @@ class MemberState(enum.Enum):
 
 
 class ConsumerMember:
-    __slots__ = ("assigned", "client_host", "client_id", "epoch", "instance_id", "member_id", "pending_revocation",
+    __slots__ = ("assigned", "client_host", "client_id", "epoch", "instance_id", "may_describe", "member_id",
+                 "pending_revocation",
                  "previous_epoch", "rack_id", "rebalance_timeout_ms", "rebalance_timer", "server_assignor",
                  "session_timer", "state", "subscribed_names", "subscribed_regex")
 
@@ -87,6 +88,7 @@ class ConsumerMember:
         self.pending_revocation: Assignment = {}
         self.session_timer = None
         self.rebalance_timer = None
+        self.may_describe = None   # (topic name) -> bool: what its regex may select (the authorizer's answer)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -194,7 +196,10 @@ class ConsumerGroup:
 def subscribed_topic_ids(group: ConsumerGroup, member: ConsumerMember, image: dict[str, tuple]) -> set[uuid.UUID]:
     names = set(member.subscribed_names)
     if member.subscribed_regex:
-        names |= group.regexes.get(member.subscribed_regex, set())
+        matched = group.regexes.get(member.subscribed_regex, set())
+        if member.may_describe is not None:   # as Kafka 4: a regex selects only topics the member may describe
+            matched = {n for n in matched if member.may_describe(n)}
+        names |= matched
     return {image[n][0] for n in names if n in image}
 
 
@@ -333,8 +338,10 @@ class ConsumerProtocol:
 
     def heartbeat(self, version: int, group_id: str, member_id: str, epoch: int, instance_id: str | None,
                   rack_id: str | None, rebalance_timeout_ms: int, names: list[str] | None, regex: str | None,
-                  assignor: str | None, owned: list | None, client_id: str, client_host: str) -> HeartbeatResult:
-        """One heartbeat; `owned` is [(topic id, [partitions])] or None (unchanged)."""
+                  assignor: str | None, owned: list | None, client_id: str, client_host: str,
+                  may_describe=None) -> HeartbeatResult:
+        """One heartbeat; `owned` is [(topic id, [partitions])] or None (unchanged); may_describe:
+        (topic name) -> bool, what the member's principal may describe (None: everything)."""
         try:
             if not self.coordinator.active:
                 raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
@@ -343,7 +350,8 @@ class ConsumerProtocol:
             if epoch in (LEAVE_EPOCH, LEAVE_STATIC_EPOCH):
                 return self._leave(group_id, member_id, epoch, instance_id)
             return self._heartbeat(group_id, member_id or str(uuid.uuid4()), epoch, instance_id, rack_id,
-                                   rebalance_timeout_ms, names, regex, assignor, owned, client_id, client_host)
+                                   rebalance_timeout_ms, names, regex, assignor, owned, client_id, client_host,
+                                   may_describe)
         except GroupError as exc:
             return HeartbeatResult(exc.code, exc.message)
 
@@ -419,7 +427,7 @@ class ConsumerProtocol:
         return current
 
     def _heartbeat(self, group_id, member_id, epoch, instance_id, rack_id, rebalance_timeout_ms, names, regex,
-                   assignor, owned_ids, client_id, client_host) -> HeartbeatResult:
+                   assignor, owned_ids, client_id, client_host, may_describe=None) -> HeartbeatResult:
         group = self._group(group_id, create=epoch == 0)
         owned = None if owned_ids is None else [(topic, set(parts)) for topic, parts in owned_ids]
         member = self._member(group, member_id, epoch, instance_id, owned)
@@ -438,7 +446,7 @@ class ConsumerProtocol:
         if regex is not None and (regex or None) != member.subscribed_regex:
             member.subscribed_regex = regex or None
             changed = True
-        member.client_id, member.client_host = client_id, client_host
+        member.client_id, member.client_host, member.may_describe = client_id, client_host, may_describe
         image = self._refresh_metadata(group, force=changed)
         if changed or image is None:
             group.epoch += 1

@@ -421,3 +421,24 @@ def test_a_kip848_member_may_subscribe_only_to_topics_it_may_describe(broker, ac
     acls(allow(ALICE, Operation.READ, G, GROUP))
     assert call(broker, ALICE, "ConsumerGroupHeartbeat", 1, heartbeat848_request()).error_code == \
         E.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_kip848_regex_selects_only_topics_the_member_may_describe(broker, acls):
+    with admin_client(broker) as client:
+        client.create_topic("rx-open", 1)
+        client.create_topic("rx-closed", 1)
+    acls(allow(ALICE, Operation.READ, G, "rx-group"), allow(ALICE, Operation.DESCRIBE, name="rx-open"))
+    req = heartbeat848_request()
+    req.group_id, req.subscribed_topic_names, req.subscribed_topic_regex = "rx-group", None, "rx-.*"
+    with admin_client(broker, ALICE) as client:
+        conn = client.any_connection()
+        resp = conn.call("ConsumerGroupHeartbeat", 1, req)
+        assert resp.error_code == 0, resp
+        ids = {t.topic_id for t in resp.assignment.topic_partitions}
+        topics = {t.name: t.topic_id for t in conn.call("Metadata", 12, raw_kafka.metadata_request(
+            ["rx-open"], version=12)).topics}
+        assert ids == {topics["rx-open"]}
+        leave = heartbeat848_request()
+        leave.group_id, leave.member_epoch, leave.topic_partitions = "rx-group", -1, None
+        leave.rebalance_timeout_ms, leave.subscribed_topic_names = -1, None
+        conn.call("ConsumerGroupHeartbeat", 1, leave)

@@ -30,7 +30,7 @@ def handle_consumer_group_heartbeat(ctx, request):
         ctx.version, request.group_id, request.member_id, request.member_epoch, request.instance_id,
         request.rack_id, request.rebalance_timeout_ms, request.subscribed_topic_names,
         request.subscribed_topic_regex, request.server_assignor, owned, ctx.header.client_id or "",
-        _client_host(ctx))
+        _client_host(ctx), may_describe=_describable(ctx) if ctx.broker.authorizer.enabled else None)
     if result.error != ErrorCode.NONE:
         return CGH(throttle_time_ms=0, error_code=result.error, error_message=result.message)
     assignment = None
@@ -40,6 +40,13 @@ def handle_consumer_group_heartbeat(ctx, request):
             for topic, parts in sorted(result.assignment.items(), key=lambda kv: str(kv[0])) if parts])
     return CGH(throttle_time_ms=0, error_code=0, member_id=result.member_id, member_epoch=result.epoch,
                heartbeat_interval_ms=result.interval_ms, assignment=assignment)
+
+
+def _describable(ctx):
+    """(topic name) -> whether this connection's principal may describe it (bound now, not to ctx)."""
+    conn, authorizer = ctx.connection, ctx.broker.authorizer
+    principal, host = conn.principal, conn.host
+    return lambda name: authorizer.authorize(principal, host, Operation.DESCRIBE, ResourceType.TOPIC, name)
 
 
 def _assignment(assignment: dict, names: dict) -> CGD.Assignment:
