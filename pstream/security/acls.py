@@ -163,9 +163,13 @@ def invalid_reason(acl: Acl) -> str | None:
 
 
 class AclStore:
+    """The ACLs (`acls`), and by resource type (`by_type`) for the checks: whoever changes `acls`
+    calls `changed()`, which builds the index anew (ACLs change rarely; checks are per request)."""
+
     def __init__(self, node_dir: str):
         self.path = os.path.join(node_dir, ACLS_FILE)
         self.acls: set[Acl] = set()
+        self.by_type: dict[ResourceType, tuple[Acl, ...]] = {}
 
     def load(self) -> AclStore:
         if os.path.exists(self.path):
@@ -173,7 +177,14 @@ class AclStore:
                 self.acls = {Acl.from_json(row) for row in layout.read_json(self.path).get("acls", [])}
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"{self.path} is unreadable ({exc!r}): restore it from a backup") from None
+        self.changed()
         return self
+
+    def changed(self) -> None:
+        by_type: dict[ResourceType, list[Acl]] = {}
+        for acl in self.acls:
+            by_type.setdefault(acl.resource_type, []).append(acl)
+        self.by_type = {t: tuple(acls) for t, acls in by_type.items()}   # replaced whole: readers see old or new
 
     def save(self) -> None:
         layout.write_json_atomic(self.path, {"acls": sorted(acl.to_json() for acl in self.acls)})
@@ -197,8 +208,8 @@ class Authorizer:
             return True
         found = False
         allowed = False
-        for acl in tuple(self.store.acls):   # one copy under the GIL: handlers on the disk pool ask too
-            if acl.resource_type != resource_type or not _pattern_matches(acl, name):
+        for acl in self.store.by_type.get(resource_type, ()):   # an immutable tuple: safe from any thread
+            if not _pattern_matches(acl, name):
                 continue
             found = True
             if acl.principal not in (principal, "User:*") or acl.host not in (host, WILDCARD):

@@ -78,10 +78,12 @@ async def handle_create_acls(ctx, request):
             store.acls.add(acl)
         results.append(CreateAclsResponse.AclCreationResult(error_code=0, error_message=None))
     if added:
+        store.changed()
         try:
             await _save(ctx)
         except OSError as exc:
             store.acls.difference_update(added)
+            store.changed()
             message = f"the ACLs could not be stored: {exc}"
             results = [CreateAclsResponse.AclCreationResult(error_code=ErrorCode.UNKNOWN_SERVER_ERROR,
                                                             error_message=message) for _ in request.creations]
@@ -117,10 +119,12 @@ async def handle_delete_acls(ctx, request):
     doomed = {a for acls in matched for a in acls}
     if doomed:
         store.acls.difference_update(doomed)
+        store.changed()
         try:
             await _save(ctx)
         except OSError as exc:
             store.acls.update(doomed)
+            store.changed()
             return DeleteAclsResponse(throttle_time_ms=0, filter_results=[
                 DeleteAclsResponse.DeleteAclsFilterResult(error_code=ErrorCode.UNKNOWN_SERVER_ERROR,
                                                           error_message=f"the ACLs could not be stored: {exc}",

@@ -29,8 +29,8 @@ def _may_write_some_topic(ctx) -> bool:
         return True
     conn = ctx.connection
     deny_literal, deny_prefix, allow = set(), set(), []
-    for acl in tuple(ctx.broker.acls.acls):
-        if (acl.resource_type != ResourceType.TOPIC or acl.principal not in (conn.principal, "User:*")
+    for acl in ctx.broker.acls.by_type.get(ResourceType.TOPIC, ()):
+        if (acl.principal not in (conn.principal, "User:*")
                 or acl.host not in (conn.host, WILDCARD) or acl.operation not in (Operation.WRITE, Operation.ALL)):
             continue
         if acl.permission == Permission.DENY:
