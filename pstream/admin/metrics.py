@@ -159,6 +159,11 @@ class BrokerMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
+    def authenticated(self, mechanism: str | None, outcome: str) -> None:
+        """Counts a SASL authentication ("success" or "failure")."""
+        key = (mechanism or "none", outcome)
+        self.authentications[key] = self.authentications.get(key, 0) + 1
+
     def traffic(self, topic: str) -> TopicTraffic:
         t = self.topics.get(topic)
         if t is None:

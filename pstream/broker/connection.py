@@ -494,12 +494,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if task.cancelled() or slot.released:
             return
         exc = task.exception()
-        session, metrics = self.sasl, self.broker.metrics
+        session = self.sasl
         if exc is not None:
             if not isinstance(exc, (AuthenticationError, SaslStateError)):
                 _log.error("%s: SASL %s failed", self.peer, session.mechanism, exc_info=exc)
-            key = (session.mechanism, "failure")
-            metrics.authentications[key] = metrics.authentications.get(key, 0) + 1
+            self.broker.metrics.authenticated(session.mechanism, "failure")
             _log.warning("%s: SASL %s authentication failed (user %s): %s", self.peer, session.mechanism,
                          session.user or "?", exc)
             self.drain()
@@ -510,8 +509,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if not session.exchanging:   # done: requests follow as Kafka requests again
             session.raw = False
             self.principal = session.principal
-            key = (session.mechanism, "success")
-            metrics.authentications[key] = metrics.authentications.get(key, 0) + 1
+            self.broker.metrics.authenticated(session.mechanism, "success")
         size = 4 + len(token)
         self.budget.force(size)
         self.budget.release(slot.charge)

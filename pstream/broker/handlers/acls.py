@@ -52,8 +52,20 @@ def _filter(f, version: int) -> AclFilter:
                      f.operation, f.permission_type)
 
 
-async def _save(ctx) -> None:
-    await ctx.broker.log.run_blocking(ctx.broker.acls.save)
+async def _change(ctx, add=frozenset(), remove=frozenset()) -> str | None:
+    """Applies and stores a change of the ACLs; on a failed write puts them back and says why."""
+    store = ctx.broker.acls
+    store.acls.difference_update(remove)
+    store.acls.update(add)
+    store.changed()
+    try:
+        await ctx.broker.log.run_blocking(store.save)
+    except OSError as exc:
+        store.acls.difference_update(add)
+        store.acls.update(remove)
+        store.changed()
+        return f"the ACLs could not be stored: {exc}"
+    return None
 
 
 @api("CreateAcls", 0, 3)
@@ -73,22 +85,15 @@ async def handle_create_acls(ctx, request):
             results.append(CreateAclsResponse.AclCreationResult(error_code=ErrorCode.INVALID_REQUEST,
                                                                 error_message=reason))
             continue
-        if acl not in store.acls:
+        if acl not in store.acls and acl not in added:
             added.append(acl)
-            store.acls.add(acl)
         results.append(CreateAclsResponse.AclCreationResult(error_code=0, error_message=None))
-    if added:
-        store.changed()
-        try:
-            await _save(ctx)
-        except OSError as exc:
-            store.acls.difference_update(added)
-            store.changed()
-            message = f"the ACLs could not be stored: {exc}"
-            results = [CreateAclsResponse.AclCreationResult(error_code=ErrorCode.UNKNOWN_SERVER_ERROR,
-                                                            error_message=message) for _ in request.creations]
-        else:
-            _log.info("%s created ACLs: %s", ctx.connection.principal, "; ".join(str(a.to_json()) for a in added))
+    failure = await _change(ctx, add=set(added)) if added else None
+    if failure is not None:
+        results = [CreateAclsResponse.AclCreationResult(error_code=ErrorCode.UNKNOWN_SERVER_ERROR,
+                                                        error_message=failure) for _ in request.creations]
+    elif added:
+        _log.info("%s created ACLs: %s", ctx.connection.principal, "; ".join(str(a.to_json()) for a in added))
     return CreateAclsResponse(throttle_time_ms=0, results=results)
 
 
@@ -118,17 +123,12 @@ async def handle_delete_acls(ctx, request):
     matched = [store.matching(_filter(f, ctx.version)) for f in request.filters]
     doomed = {a for acls in matched for a in acls}
     if doomed:
-        store.acls.difference_update(doomed)
-        store.changed()
-        try:
-            await _save(ctx)
-        except OSError as exc:
-            store.acls.update(doomed)
-            store.changed()
+        failure = await _change(ctx, remove=doomed)
+        if failure is not None:
             return DeleteAclsResponse(throttle_time_ms=0, filter_results=[
                 DeleteAclsResponse.DeleteAclsFilterResult(error_code=ErrorCode.UNKNOWN_SERVER_ERROR,
-                                                          error_message=f"the ACLs could not be stored: {exc}",
-                                                          matching_acls=[]) for _ in request.filters])
+                                                          error_message=failure, matching_acls=[])
+                for _ in request.filters])
         _log.info("%s deleted ACLs: %s", ctx.connection.principal, "; ".join(str(a.to_json()) for a in doomed))
     return DeleteAclsResponse(throttle_time_ms=0, filter_results=[
         DeleteAclsResponse.DeleteAclsFilterResult(error_code=0, error_message=None, matching_acls=[

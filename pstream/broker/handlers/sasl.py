@@ -29,10 +29,6 @@ SCRAM_BY_ID = {1: "SCRAM-SHA-256", 2: "SCRAM-SHA-512"}   # Kafka's ScramMechanis
 SCRAM_ID = {name: key for key, name in SCRAM_BY_ID.items()}
 
 
-def _count(broker, mechanism: str | None, outcome: str) -> None:
-    key = (mechanism or "none", outcome)
-    broker.metrics.authentications[key] = broker.metrics.authentications.get(key, 0) + 1
-
 
 @api("SaslHandshake", 0, 1)
 def handle_sasl_handshake(ctx, request):
@@ -70,7 +66,7 @@ async def handle_sasl_authenticate(ctx, request):
     except AuthenticationError as exc:
         _log.warning("%s: SASL %s authentication failed (user %s): %s", conn.peer, session.mechanism,
                      session.user or "?", exc)
-        _count(broker, session.mechanism, "failure")
+        broker.metrics.authenticated(session.mechanism, "failure")
         conn.close_after_flush = True
         await asyncio.sleep(broker.config.connection_failed_authentication_delay_ms / 1000)
         return SaslAuthenticateResponse(error_code=ErrorCode.SASL_AUTHENTICATION_FAILED, error_message=str(exc),
@@ -78,7 +74,7 @@ async def handle_sasl_authenticate(ctx, request):
     done = not session.exchanging
     if done:
         conn.principal = session.principal
-        _count(broker, session.mechanism, "success")
+        broker.metrics.authenticated(session.mechanism, "success")
         _log.debug("%s: authenticated as %s with %s", conn.peer, session.principal, session.mechanism)
     lifetime = session.lifetime_ms if done else 0   # KIP-368: re-authenticate within it
     return SaslAuthenticateResponse(error_code=0, error_message=None, auth_bytes=token, session_lifetime_ms=lifetime)
