@@ -32,6 +32,7 @@ class Plan:
     phase_seconds: float = 120.0
     workloads: tuple[str, ...] = ("produce", "consume", "latency", "join")
     transaction_records: int = 1000       # the transactions workload: records per transaction
+    request_rates: list[int] = field(default_factory=lambda: [5000, 20000])   # the requests workload
 
     def produce_specs(self) -> list[ProduceSpec]:
         specs = [ProduceSpec(size, parts, codec, min(self.produce_bytes // size, self.max_messages))
@@ -54,6 +55,8 @@ def run_once(broker: BrokerUnderTest, plan: Plan, log=print) -> list[dict]:
         if result.get("cpu_seconds") is not None and result.get("bytes") and result["workload"].startswith(
                 "produce"):
             result["cpu_s_per_gb"] = round(result["cpu_seconds"] / (result["bytes"] / 1e9), 3)
+        if result.get("cpu_seconds") is not None and result.get("requests"):
+            result["cpu_us_per_request"] = round(result["cpu_seconds"] * 1e6 / result["requests"], 1)
         results.append(result)
         log(f"  {describe(result)}")
         return result
@@ -71,6 +74,12 @@ def run_once(broker: BrokerUnderTest, plan: Plan, log=print) -> list[dict]:
                       spec.size, plan.phase_seconds)
     if "latency" in plan.workloads:
         phase(workloads.latency, broker.bootstrap, plan.rate, 1024, plan.latency_seconds)
+    if "requests" in plan.workloads:
+        for rate in plan.request_rates:
+            produced = phase(workloads.small_produce_requests, broker.bootstrap, rate, 1024, plan.latency_seconds)
+            if rate == max(plan.request_rates):
+                phase(workloads.small_fetch_requests, broker.bootstrap, produced["topic"], produced["messages"],
+                      plan.phase_seconds)
     if "join" in plan.workloads:
         phase(workloads.group_join, broker.bootstrap)
     if "transactions" in plan.workloads:
@@ -109,6 +118,10 @@ def describe(r: dict) -> str:
         parts.append(f"cpu {r['cpu_seconds']} s")
     if r.get("cpu_s_per_gb") is not None:
         parts.append(f"({r['cpu_s_per_gb']} s/GB)")
+    if r.get("requests"):
+        parts.append(f"{r['requests']:,} requests")
+    if r.get("cpu_us_per_request") is not None:
+        parts.append(f"({r['cpu_us_per_request']} us cpu/request)")
     if r.get("peak_rss_bytes"):
         parts.append(f"rss {r['peak_rss_bytes'] / 2**20:.0f} MiB")
     if r.get("verified") is False:
@@ -119,7 +132,7 @@ def describe(r: dict) -> str:
 
 
 METRICS = ("mb_per_s", "msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms", "seconds",
-           "cpu_seconds", "cpu_s_per_gb", "peak_rss_bytes")
+           "cpu_seconds", "cpu_s_per_gb", "peak_rss_bytes", "requests", "requests_per_s", "cpu_us_per_request")
 
 
 def medians(runs: list[list[dict]]) -> dict[str, dict]:

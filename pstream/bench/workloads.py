@@ -7,6 +7,7 @@ checksum (the sum of the values' CRC-32s) against the one computed for what was 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import struct
 import threading
@@ -279,3 +280,94 @@ def group_join(bootstrap: str, max_seconds: float = 60.0) -> dict:
     seconds = time.perf_counter() - start
     consumer.close()
     return {"workload": "first group join", "seconds": round(seconds, 3), "complete": assigned.is_set()}
+
+
+def _request_counts(stats_json: str, kind: str) -> int:
+    """Requests of `kind` ("Produce", "Fetch") this librdkafka client sent to the brokers, from
+    its statistics (the `req` counters of every broker connection)."""
+    stats = json.loads(stats_json)
+    return sum(b.get("req", {}).get(kind, 0) for name, b in stats.get("brokers", {}).items()
+               if not name.startswith("GroupCoordinator"))
+
+
+class _LastStats:
+    def __init__(self):
+        self.json = "{}"
+
+    def __call__(self, stats_json: str) -> None:
+        self.json = stats_json
+
+
+def small_produce_requests(bootstrap: str, rate: int = 20_000, size: int = 1024, seconds: float = 10.0,
+                           warmup: float = 1.0) -> dict:
+    """One-record produce requests at a fixed rate (acks=all, linger.ms=0: librdkafka sends each
+    message as it comes unless requests are already in flight). Latency is the producer's:
+    from produce() to the delivery report. `requests` is what librdkafka counted, so the broker's
+    CPU divided by it is the cost of one small request (cpu_us_per_request)."""
+    ck = _confluent()
+    from hdrh.histogram import HdrHistogram
+
+    topic = create_topic(bootstrap, 1, "requests")
+    stats = _LastStats()
+    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                            "statistics.interval.ms": 200, "stats_cb": stats})
+    producer.list_topics(topic, 10)
+    hist = HdrHistogram(1, 60_000_000, 3)
+    warm, total = int(rate * warmup), int(rate * (seconds + warmup))
+    errors = []
+    counted_from = [0]
+
+    def delivered(err, msg, sent: int, index: int) -> None:
+        if err is not None:
+            errors.append(str(err))
+        elif index >= warm:
+            hist.record_value(max((time.perf_counter_ns() - sent) // 1000, 1))
+
+    pad = b"x" * max(size - 16, 0)
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i / rate
+        while (delay := due - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.0005))
+        if i == warm:
+            producer.poll(0.3)   # a fresh stats document: requests are counted from here
+            counted_from[0] = _request_counts(stats.json, "Produce")
+            start += 0.3
+        now = time.perf_counter_ns()
+        producer.produce(topic, pad + struct.pack(">qq", now, i),
+                         on_delivery=lambda err, msg, s=now, n=i: delivered(err, msg, s, n))
+        producer.poll(0)
+    producer.flush(30)
+    time.sleep(0.3)
+    producer.poll(0.1)
+    requests = _request_counts(stats.json, "Produce") - counted_from[0]
+    pct = {f"p{str(q).replace('.0', '')}_ms": round(hist.get_value_at_percentile(q) / 1000, 2)
+           for q in (50.0, 90.0, 99.0, 99.9)}
+    return {"workload": f"small produce requests {rate}/s {size}B", "messages": hist.get_total_count(),
+            "requests": requests, "topic": topic, **pct, "max_ms": round(hist.get_max_value() / 1000, 2),
+            "complete": not errors and hist.get_total_count() == total - warm, "errors": errors[:3]}
+
+
+def small_fetch_requests(bootstrap: str, topic: str, messages: int, max_seconds: float = 60.0) -> dict:
+    """Reads a topic written one record per batch with fetches of one batch each
+    (max.partition.fetch.bytes=1: a fetch returns the first batch, whatever its size), so the
+    broker answers one small Fetch per record; `requests` as librdkafka counted them."""
+    ck = _confluent()
+    stats = _LastStats()
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"requests-{uuid.uuid4().hex[:8]}",
+                            "enable.auto.commit": False, "max.partition.fetch.bytes": 1,
+                            "fetch.wait.max.ms": 100, "statistics.interval.ms": 200, "stats_cb": stats})
+    consumer.assign([ck.TopicPartition(topic, 0, 0)])
+    received, start = 0, time.perf_counter()
+    end = time.monotonic() + max_seconds
+    while received < messages and time.monotonic() < end:
+        batch = consumer.consume(1000, 0.2)
+        received += sum(1 for m in batch if not m.error())
+    seconds = time.perf_counter() - start
+    time.sleep(0.3)
+    consumer.poll(0.1)
+    requests = _request_counts(stats.json, "Fetch")
+    consumer.close()
+    return {"workload": "small fetch requests", "messages": received, "requests": requests,
+            "seconds": round(seconds, 3), "requests_per_s": round(requests / max(seconds, 1e-9)),
+            "complete": received >= messages}

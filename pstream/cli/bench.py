@@ -12,8 +12,8 @@ import argparse
 from pstream.bench.runner import Plan, medians, run_repeated
 from pstream.cli.output import CliError, table
 
-WORKLOADS = ("produce", "consume", "latency", "join", "transactions")
-DEFAULT_WORKLOADS = WORKLOADS[:4]   # transactions: asked for by name
+WORKLOADS = ("produce", "consume", "latency", "join", "requests", "transactions")
+DEFAULT_WORKLOADS = WORKLOADS[:4]   # requests, transactions: asked for by name
 
 
 def register(sub, common) -> None:
@@ -37,7 +37,9 @@ def register(sub, common) -> None:
     p.add_argument("--max-messages", type=int, default=1_000_000, help="cap per produce phase (default 1M)")
     p.add_argument("--producers", type=int, default=0, help="add a phase with this many producers at once")
     p.add_argument("--rate", type=int, default=5000, help="latency: messages per second (default 5000)")
-    p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--request-rates", default="5000,20000",
+                   help="requests workload: one-record produce requests per second (default 5000,20000)")
+    p.add_argument("--latency-seconds", type=float, default=10.0, help="latency and requests: seconds per phase")
     p.add_argument("--phase-seconds", type=float, default=120.0, help="time bound of every phase")
     p.add_argument("--output-dir", default="bench-results", help="one JSON document per run here ('' for none)")
     p.set_defaults(func=cmd_bench)
@@ -51,23 +53,24 @@ def plan_from(args: argparse.Namespace) -> Plan:
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
         partitions = [int(s) for s in args.partitions.split(",")]
+        request_rates = [int(s) for s in args.request_rates.split(",")]
     except ValueError:
-        raise CliError("--sizes and --partitions are comma-separated integers") from None
+        raise CliError("--sizes, --partitions and --request-rates are comma-separated integers") from None
     if min(sizes) < 16 or min(partitions) < 1 or args.repeat < 1:
         raise CliError("sizes are at least 16 bytes, partitions and --repeat at least 1")
     return Plan(sizes=sizes, partitions=partitions, compressions=args.compression.split(","),
                 produce_bytes=args.mb * 1_000_000, max_messages=args.max_messages, producers=args.producers,
                 rate=args.rate, latency_seconds=args.latency_seconds, phase_seconds=args.phase_seconds,
-                workloads=chosen, transaction_records=args.txn_records)
+                workloads=chosen, transaction_records=args.txn_records, request_rates=request_rates)
 
 
 def median_rows(side: dict) -> list[list]:
     return [[w, m.get("mb_per_s"), m.get("msgs_per_s"), m.get("p99_ms"), m.get("p99.9_ms"), m.get("seconds"),
-             m.get("cpu_seconds"), m.get("cpu_s_per_gb"),
+             m.get("cpu_seconds"), m.get("cpu_s_per_gb"), m.get("cpu_us_per_request"),
              None if m.get("peak_rss_bytes") is None else round(m["peak_rss_bytes"] / 2**20)] for w, m in side.items()]
 
 
-MEDIAN_HEADERS = ["WORKLOAD", "MB/S", "MSG/S", "P99-MS", "P99.9-MS", "SECONDS", "CPU-S", "CPU-S/GB", "RSS-MIB"]
+MEDIAN_HEADERS = ["WORKLOAD", "MB/S", "MSG/S", "P99-MS", "P99.9-MS", "SECONDS", "CPU-S", "CPU-S/GB", "CPU-US/REQ", "RSS-MIB"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
