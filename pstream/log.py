@@ -314,6 +314,12 @@ class Partition(_core.Partition):
         Submitting several batches before awaiting any lets their writes and syncs overlap."""
         return await self._log._waiters.wait_pending(pending)
 
+    def when_appended(self, pending: _core.PendingAppend, callback) -> None:
+        """Calls callback(pending, None) on the running loop once a submit_batch(...) result is
+        done (at once if it is), or callback(pending, LogClosedError) if the Log closes first:
+        wait_appended without a coroutine, for the broker's request path."""
+        self._log._waiters.when_done(pending, callback)
+
     async def read_batches_async(self, offset: int, max_bytes: int = 1 << 20) -> bytes:
         """read_batches for asyncio: a consumer far behind the end (its batches come from disk)
         is read on a reader thread, so the event loop never waits on the disk; a consumer near
@@ -697,6 +703,9 @@ class _Waiters:
     async def wait_pending(self, pending: _core.PendingAppend) -> int:
         return await self._here().wait_pending(pending)
 
+    def when_done(self, pending: _core.PendingAppend, callback) -> None:
+        self._here().when_done(pending, callback)
+
     def close(self) -> None:
         with self._lock:
             loops, self._loops = self._loops, {}
@@ -712,28 +721,38 @@ class _LoopWaiters:
         self._loop = loop
         # (partition, durable) -> [(offset, future)]
         self._waiting: dict[tuple[Partition, bool], list[tuple[int, asyncio.Future]]] = {}
-        self._pending: list[tuple[_core.PendingAppend, asyncio.Future]] = []
+        # submitted appends not done yet, each with what to call when it is: callback(pending)
+        self._pending: list[tuple[_core.PendingAppend, object]] = []
         self._fd = pool.open_doorbell()
         loop.add_reader(self._fd, self._wake)
 
     async def wait_pending(self, pending: _core.PendingAppend) -> int:
         if not pending.done:
             fut = self._loop.create_future()
-            self._pending.append((pending, fut))
-            if pending.done:  # completed before the future was listed
-                self._finish_pending()
+            self.when_done(pending, lambda _, error: fut.done() or (fut.set_exception(error) if error is not None
+                                                                     else fut.set_result(None)))
             await fut
         return pending.result()
 
+    def when_done(self, pending: _core.PendingAppend, callback) -> None:
+        if pending.done:
+            callback(pending, None)
+            return
+        self._pending.append((pending, callback))
+        if pending.done:  # completed before it was listed
+            self._finish_pending()
+
     def _finish_pending(self) -> None:
-        still = []
-        for pending, fut in self._pending:
-            if pending.done:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                still.append((pending, fut))
+        still, done = [], []
+        for entry in self._pending:
+            (done if entry[0].done else still).append(entry)
         self._pending = still
+        for pending, callback in done:
+            try:
+                callback(pending, None)
+            except Exception as exc:   # the callback's owner failed: reported, the others still run
+                self._loop.call_exception_handler({"message": "append completion callback failed",
+                                                   "exception": exc})
 
     async def wait(self, part: Partition, offset: int, durable: bool) -> int:
         key = (part, durable)
@@ -808,10 +827,9 @@ class _LoopWaiters:
                 if not fut.done():
                     fut.set_exception(error)
         self._waiting.clear()
-        for _, fut in self._pending:
-            if not fut.done():
-                fut.set_exception(error)
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        for entry, callback in pending:
+            callback(entry, error)
 
 
 def _retention_loop(log_ref: "weakref.ref[Log]", stop: threading.Event, interval_s: float) -> None:

@@ -38,6 +38,10 @@ APIS = [
     "DescribeAcls", "CreateAcls", "DeleteAcls",
 ]
 HEADERS = ["RequestHeader", "ResponseHeader"]
+# The APIs on every client's hot path, compiled too (the request reader and the response writer
+# the broker uses) into pstream/_corelib/codecs.pxi, part of pstream._core.
+COMPILED_APIS = ["Produce", "Fetch"]
+COMPILED_OUT = os.path.join(ROOT, "pstream", "_corelib", "codecs.pxi")
 
 PRIMITIVES = {"int8", "int16", "int32", "int64", "uint16", "uint32", "float64", "bool", "uuid",
               "string", "bytes", "records"}
@@ -126,11 +130,14 @@ class Struct:
 
 
 class Emitter:
-    """Writes one module: classes, then deduplicated read/write functions."""
+    """Writes one module: classes, then deduplicated read/write functions. `cython`: the
+    same functions as cdef functions on WireReader/WireWriter (the compiled back end), with
+    array loops over C ranges."""
 
-    def __init__(self, structs: dict, qual: dict):
+    def __init__(self, structs: dict, qual: dict, cython: bool = False):
         self.structs = structs
         self.qual = qual              # struct name -> qualified class name
+        self.cython = cython
         self.funcs: dict[str, str] = {}   # body -> function name
         self.out: list[str] = []
         self.counter: dict[str, int] = {}
@@ -144,6 +151,8 @@ class Emitter:
         n = self.counter.get(kind + label, 0)
         self.counter[kind + label] = n + 1
         name = f"_{kind}_{label}_{n}"
+        if self.cython:
+            name = "_c" + name
         self.funcs[text] = name
         self.out.append(text.replace("@NAME@", name))
         return name
@@ -163,8 +172,8 @@ class Emitter:
             n = "r.carray_len()" if compact else "r.array_len()"
             item = self.read_scalar(f, version, flexible, compact, False)
             if nullable:
-                return f"(None if (n := {n}) < 0 else [{item} for _ in r.count(n)])"
-            return f"[{item} for _ in r.count({n})]"
+                return f"(None if (n := {n}) < 0 else [{item} for _ in {self.count('n')}])"
+            return f"[{item} for _ in {self.count(n)}]"
         return self.read_scalar(f, version, flexible, compact, nullable)
 
     def read_scalar(self, f: Field, version: int, flexible: bool, compact: bool, nullable: bool) -> str:
@@ -177,8 +186,12 @@ class Emitter:
         kind = "string" if t == "string" else "bytes"
         return f"r.{'n' if nullable else ''}{'c' if compact else ''}{kind}()"
 
+    def count(self, n: str) -> str:
+        return f"range(r.checked_count({n}))" if self.cython else f"r.count({n})"
+
     def reader(self, struct: str, version: int, flexible: bool) -> str:
-        body = ["def @NAME@(r):", f"    o = {self.qual[struct]}()"]
+        head = "cdef object @NAME@(WireReader r):" if self.cython else "def @NAME@(r):"
+        body = [head, f"    o = {self.qual[struct]}()"]
         plain, tagged = self.fields_of(struct, version, flexible)
         for f in plain:
             body.append(f"    o.{f.attr} = {self.read_value(f, version, flexible)}")
@@ -228,7 +241,7 @@ class Emitter:
         return [f"{indent}{w}.{'n' if nullable else ''}{'c' if compact else ''}{t}({expr})"]
 
     def writer(self, struct: str, version: int, flexible: bool) -> str:
-        body = ["def @NAME@(w, o):"]
+        body = ["cdef object @NAME@(WireWriter w, o):" if self.cython else "def @NAME@(w, o):"]
         plain, tagged = self.fields_of(struct, version, flexible)
         for f in plain:
             body += self.write_value(f, f"o.{f.attr}", version, flexible, "    ", "w")
@@ -316,6 +329,61 @@ def generate_module(api: str, schema_dir: str) -> tuple[str, dict]:
     return text, info
 
 
+def _version_dispatch(kind: str, name: str, functions: list[str], lo: int, args: str) -> list[str]:
+    """A def function choosing the compiled function of a version (runs of versions share one)."""
+    sig = "int version, WireReader r" if kind == "read" else "int version, WireWriter w, o"
+    lines = [f"def {kind}_{name}({sig}):"]
+    start = 0
+    for i in range(1, len(functions) + 1):
+        if i == len(functions) or functions[i] != functions[start]:
+            first, last = lo + start, lo + i - 1
+            cond = f"version == {first}" if first == last else f"{first} <= version <= {last}"
+            lines.append(f"    if {cond}:")
+            lines.append(f"        return {functions[start]}({args})")
+            start = i
+    lines.append(f"    raise ValueError(f\"{name} has no version {{version}}\")")
+    return lines
+
+
+def generate_compiled(schema_dir: str) -> str:
+    """The Cython back end: for each of COMPILED_APIS, the request's readers and the response's
+    writers as cdef functions over WireReader/WireWriter, building the same message classes as
+    the Python modules, and one def per message that picks the function for a version."""
+    imports, body, table = [], [], []
+    for api in COMPILED_APIS:
+        imports.append(f"from pstream.protocol.messages.{module_name(api)} import {api}Request, {api}Response")
+        for kind, role in (("Request", "read"), ("Response", "write")):
+            schema = load_schema(os.path.join(schema_dir, f"{api}{kind}.json"))
+            name = schema["name"]
+            structs: dict[str, Struct] = {}
+            for common in schema.get("commonStructs", []):
+                structs[common["name"]] = Struct(common["name"], common["fields"], structs)
+            structs[name] = Struct(name, schema["fields"], structs)
+            qual = {sname: (name if sname == name else f"{name}.{sname}") for sname in structs}
+            valid = Versions(schema["validVersions"])
+            flexible = Versions(schema.get("flexibleVersions"))
+            emitter = Emitter(structs, qual, cython=True)
+            make = emitter.reader if role == "read" else emitter.writer
+            functions = [make(name, v, v in flexible) for v in range(valid.lo, valid.hi + 1)]
+            body += [text + "\n" for text in emitter.out]
+            body += _version_dispatch(role, name, functions, valid.lo, "r" if role == "read" else "w, o") + ["\n"]
+            table.append(f"    {name!r}: {role}_{name},")
+    head = [
+        "# Compiled Kafka codecs of the hot APIs. GENERATED by tools/gen_protocol.py (its Cython back end)",
+        "# from Apache Kafka's message schemas; included by pstream/_core.pyx. Do not edit: rerun the generator.",
+        "# Same functions as pstream/protocol/messages/, as cdef functions over WireReader and WireWriter.",
+        "",
+        *imports,
+        "from pstream.protocol.primitives import UNSET, ZERO_UUID",
+        "",
+        "",
+    ]
+    tail = ["# message name -> read_<Request>(version, reader) or write_<Response>(version, writer, message)",
+            "COMPILED_CODECS = {", *table, "}"]
+    text = "\n".join(head + body + tail).rstrip() + "\n"
+    return re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
+
+
 def module_name(api: str) -> str:
     return snake(api)
 
@@ -351,8 +419,11 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if a != "--check"]
     schema_dir = args[0] if args else default_schema_dir()
     files = generate(schema_dir)
+    compiled = generate_compiled(schema_dir)
     if check:
         stale = []
+        if not os.path.exists(COMPILED_OUT) or open(COMPILED_OUT).read() != compiled:
+            stale.append(os.path.relpath(COMPILED_OUT, ROOT))
         for name, text in files.items():
             path = os.path.join(OUT_DIR, name)
             if not os.path.exists(path) or open(path).read() != text:
@@ -367,7 +438,9 @@ def main(argv: list[str]) -> int:
     for name, text in files.items():
         with open(os.path.join(OUT_DIR, name), "w") as f:
             f.write(text)
-    print(f"wrote {len(files)} modules to {os.path.relpath(OUT_DIR, ROOT)}")
+    with open(COMPILED_OUT, "w") as f:
+        f.write(compiled)
+    print(f"wrote {len(files)} modules to {os.path.relpath(OUT_DIR, ROOT)} and {os.path.relpath(COMPILED_OUT, ROOT)}")
     return 0
 
 

@@ -36,6 +36,7 @@ import time
 
 import pstream
 from pstream import _core
+from pstream._core import WireReader, WireWriter
 from pstream.broker.broker import Broker
 from pstream.broker.config import load_config
 from pstream.broker.connection import RequestContext
@@ -45,7 +46,6 @@ from pstream.client.connection import BrokerConnection
 from pstream.client.wire import api_key, codec_classes, encode_request
 from pstream.log import INLINE_READ_LAG
 from pstream.protocol.headers import read_request_header, write_response_header
-from pstream.protocol.primitives import Reader, Writer
 
 from . import IN_PLACE_ROOT
 from .common import SEED, KiB, MiB, exact_batch, remove, temp_dir
@@ -97,7 +97,7 @@ def decode_produce(frame: memoryview, check_crc: bool = False) -> list[memoryvie
     (connection._request), then per partition the one batch and its header (produce.split_batches,
     _core.peek_batch), its attributes checked and records counted as produce._submit does.
     Returns the batches, views of `frame`."""
-    r = Reader(frame)
+    r = WireReader(frame)
     header = read_request_header(r)
     api = REGISTRY[header.api_key]
     request = api.read(header.api_version, r)
@@ -178,11 +178,11 @@ class InProcessBroker:
     """A real Broker on a loop of this thread, started here: 127.0.0.1 port 0, admin API
     off, one shard, data in a temp dir. The loop runs only while a request is answered."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, **settings):
         self.folder = temp_dir(name)
         self.loop = _new_loop()
         config = load_config({"listen": "127.0.0.1:0", "admin_listen": "off", "data_dir": self.folder,
-                              "shards": 1, "log_level": "WARNING"}, env={})
+                              "shards": 1, "log_level": "WARNING", **settings}, env={})
         self.broker = Broker(config)
         try:
             self.loop.run_until_complete(self.broker.start())
@@ -194,14 +194,12 @@ class InProcessBroker:
     def answer(self, frame: memoryview) -> list:
         """One request frame answered as KafkaConnection does (_request, then _complete): the
         response as the list of buffers the connection would write."""
-        r = Reader(frame)
+        r = WireReader(frame)
         header = read_request_header(r)
         api = REGISTRY[header.api_key]
         request = api.read(header.api_version, r)
-        result = api.handler(RequestContext(self.broker, header, None), request)
-        if asyncio.iscoroutine(result):
-            result = self.loop.run_until_complete(result)
-        w = Writer()
+        result = self.loop.run_until_complete(_handled(api, RequestContext(self.broker, header, None), request))
+        w = WireWriter()
         w.int32(0)
         head = w.buf
         write_response_header(w, api.key, header.api_version, header.correlation_id)
@@ -216,6 +214,12 @@ class InProcessBroker:
         finally:
             self.loop.close()
             remove(self.folder)
+
+
+async def _handled(api, ctx, request):
+    """The handler's answer, awaited if it is a coroutine or a future (on the broker's loop)."""
+    result = api.handler(ctx, request)
+    return await result if asyncio.isfuture(result) or asyncio.iscoroutine(result) else result
 
 
 async def _cancel_the_rest() -> None:

@@ -40,12 +40,13 @@ import struct
 import time
 from collections import deque
 
+from pstream._core import WireReader, WireWriter
 from pstream.admin.metrics import UNKNOWN_API
 from pstream.broker.dispatch import REGISTRY
 from pstream.broker.frames import FramePool
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, write_response_header
-from pstream.protocol.primitives import ProtocolError, Reader, Writer
+from pstream.protocol.primitives import ProtocolError
 from pstream.security.acls import CLUSTER_NAME, ResourceType
 from pstream.security.listeners import ANONYMOUS, distinguished_name
 from pstream.security.sasl import PRE_AUTH_APIS, SaslSession, SaslStateError
@@ -417,7 +418,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self.sasl is not None and self.sasl.raw and self.sasl.exchanging:
             self._dispatch_sasl_token(frame, pooled, charge)
             return
-        r = Reader(frame)
+        r = WireReader(frame)
         try:
             header = read_request_header(r)
         except ProtocolError as exc:
@@ -468,7 +469,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         try:
             result = api.handler(ctx, request)
             if asyncio.iscoroutine(result):
-                task = asyncio.ensure_future(result)   # copies the context: charged_read finds this slot
+                result = asyncio.ensure_future(result)   # copies the context: charged_read finds this slot
         except Exception:
             _log.exception("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version)
             self._count(slot, api.key, True)
@@ -476,8 +477,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         finally:
             _handling.reset(token)
-        if asyncio.iscoroutine(result):
-            task.add_done_callback(lambda t, s=slot, a=api, h=header: self._finished(t, s, a, h))
+        if isinstance(result, asyncio.Future):   # a task, or a future the handler resolves (Produce)
+            result.add_done_callback(lambda t, s=slot, a=api, h=header: self._finished(t, s, a, h))
         else:
             self._complete(slot, api, header, result)
 
@@ -582,7 +583,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         size = 0
         if response is not None:
-            w = Writer()
+            w = WireWriter()
             w.int32(0)  # size, patched below
             head = w.buf
             write_response_header(w, api.key, header.api_version, header.correlation_id)

@@ -90,14 +90,15 @@ def test_no_benchmark_sets_asv_run_settings_out_of_range(name):
                 f"{name}.{cls.__name__}.{attr} = {value!r}: asv reads it as its own setting"
 
 
-BROKER_CASES = [(cls.__name__, params)
-                for cls in _benchmark_classes(_module("broker")) for params in _param_sets(cls)]
+BROKER_MODULES = ("broker", "request_path")   # the broker's request path, in process and over TCP
+BROKER_CASES = [(module, cls.__name__, params) for module in BROKER_MODULES
+                for cls in _benchmark_classes(_module(module)) for params in _param_sets(cls)]
 
 
-@pytest.mark.parametrize(("cls_name", "params"), BROKER_CASES, ids=[f"{c}-{'-'.join(map(str, p)) or 'none'}"
-                                                                    for c, p in BROKER_CASES])
-def test_broker_benchmark_runs_once(cls_name, params):
-    cls = getattr(_module("broker"), cls_name)
+@pytest.mark.parametrize(("module", "cls_name", "params"), BROKER_CASES,
+                         ids=[f"{m}.{c}-{'-'.join(map(str, p)) or 'none'}" for m, c, p in BROKER_CASES])
+def test_broker_benchmark_runs_once(module, cls_name, params):
+    cls = getattr(_module(module), cls_name)
     bench = cls()
     assert not hasattr(bench, "setup_cache"), "a setup_cache would need its result passed here"
     bench.setup(*params)

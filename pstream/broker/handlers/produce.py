@@ -131,10 +131,10 @@ def check_records(config, part, batch: memoryview, check_crc: bool = False) -> N
 
 
 def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int,
-            leader_only: bool) -> tuple[list, int]:
+             leader_only: bool) -> tuple[list, int]:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
-    returns one awaitable per batch, resolving to (base offset, max timestamp as stored), and
-    the batches' record count.
+    returns one wait per batch, each an _Append or an awaitable, resolving to (base offset, max
+    timestamp as stored), and the batches' record count.
 
     Every batch goes through the partition's shard queue, so appends keep request order even
     when acks differ; leader_only (acks=0 and acks=1) completes once appended, acks=all once
@@ -162,13 +162,38 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
                                             header.base_sequence, header.record_count, leader_only,
                                             header.is_transactional))
         else:
-            waits.append(_appended(part, part.submit_batch(batch, wait=not leader_only)))
+            waits.append(_Append(part.submit_batch(batch, wait=not leader_only), _stored))
     return waits, records
 
 
-async def _appended(part, pending) -> tuple[int, int]:
-    offset = await part.wait_appended(pending)
-    return offset, pending.max_timestamp
+class _Append:
+    """A batch handed to its partition's shard, answered without a coroutine: once its
+    PendingAppend is done, finish(pending, error) gives (base offset, max timestamp) or raises."""
+
+    __slots__ = ("finish", "pending")
+
+    def __init__(self, pending, finish):
+        self.pending = pending
+        self.finish = finish
+
+    def future(self, part) -> asyncio.Future:
+        """The outcome as a future, for a request that awaits other things too."""
+        fut = asyncio.get_running_loop().create_future()
+
+        def done(pending, error):
+            try:
+                fut.set_result(self.finish(pending, error))
+            except Exception as exc:
+                fut.set_exception(exc)
+
+        part.when_appended(self.pending, done)
+        return fut
+
+
+def _stored(pending, error) -> tuple[int, int]:
+    if error is not None:
+        raise error
+    return pending.result(), pending.max_timestamp
 
 
 def stored_max_timestamp(part, base_offset: int) -> int:
@@ -210,11 +235,12 @@ def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count,
     state = part.producer_state_ready
     if state is not None:
         return _sequence_and_submit(state, *args)
-    return _after_replay(part.with_producer_state(lambda state: _sequence_and_submit(state, *args)))
+    return _after_replay(part, part.with_producer_state(lambda state: _sequence_and_submit(state, *args)))
 
 
-async def _after_replay(submitted) -> tuple[int, int]:
-    return await (await submitted)
+async def _after_replay(part, submitted) -> tuple[int, int]:
+    wait = await submitted
+    return await (wait.future(part) if isinstance(wait, _Append) else wait)
 
 
 def _sequence_and_submit(state, broker, part, batch, producer_id, epoch, base_seq, count, leader_only,
@@ -239,25 +265,23 @@ def _sequence_and_submit(state, broker, part, batch, producer_id, epoch, base_se
     except BaseException:
         state.abort(token)
         raise
-    waiter = asyncio.get_running_loop().create_future()
+    waiter = asyncio.get_running_loop().create_future()   # what a duplicate sent meanwhile awaits
     broker.inflight_idempotent[token] = waiter
-    return _finish_idempotent(broker, state, token, part, pending, waiter)
 
-
-async def _finish_idempotent(broker, state, token, part, pending, waiter) -> tuple[int, int]:
-    try:
-        result = await _appended(part, pending)
-    except BaseException as exc:
-        state.abort(token)
-        waiter.set_exception(exc)
-        waiter.exception()  # marked retrieved: only duplicates waiting on it care
-        raise
-    finally:
+    def finish(pending, error) -> tuple[int, int]:
         broker.inflight_idempotent.pop(token, None)
-    offset, max_timestamp = result
-    state.complete(token, offset, pending.last_offset, max_timestamp)   # as replay from the log will see it
-    waiter.set_result(result)
-    return result
+        try:
+            result = _stored(pending, error)
+        except BaseException as exc:
+            state.abort(token)
+            waiter.set_exception(exc)
+            waiter.exception()  # marked retrieved: only duplicates waiting on it care
+            raise
+        state.complete(token, result[0], pending.last_offset, result[1])   # as replay from the log will see it
+        waiter.set_result(result)
+        return result
+
+    return _Append(pending, finish)
 
 
 def _refuse(response: PartitionResponse, exc: Exception) -> PartitionResponse:
@@ -279,22 +303,43 @@ def _refuse(response: PartitionResponse, exc: Exception) -> PartitionResponse:
     return response
 
 
-async def _await_partition(broker, part, response: PartitionResponse, waits: list, nbytes: int,
-                           records: int) -> PartitionResponse:
-    try:
-        results = [await w for w in waits]
-    except Exception as exc:
-        return _refuse(response, exc)
-    broker.metrics.produced(part.topic, nbytes, records)
-    response.base_offset, max_timestamp = results[0]
-    response.log_start_offset = part.log_start_offset
-    if part.timestamp_type == 1:
-        response.log_append_time_ms = max_timestamp
-    return response
+class _PartitionJob:
+    """One partition's batches, submitted; its response is filled in once they are stored."""
+
+    __slots__ = ("nbytes", "part", "records", "response", "results", "waits")
+
+    def __init__(self, part, response: PartitionResponse, waits: list, nbytes: int, records: int):
+        self.part = part
+        self.response = response
+        self.waits = waits
+        self.nbytes = nbytes
+        self.records = records
+        self.results = [None] * len(waits)   # (base offset, max timestamp) or the exception, per batch
+
+    def answer(self, broker) -> PartitionResponse:
+        response, part = self.response, self.part
+        for result in self.results:
+            if isinstance(result, BaseException):
+                return _refuse(response, result)
+        broker.metrics.produced(part.topic, self.nbytes, self.records)
+        response.base_offset, max_timestamp = self.results[0]
+        response.log_start_offset = part.log_start_offset
+        if part.timestamp_type == 1:
+            response.log_append_time_ms = max_timestamp
+        return response
+
+    async def wait(self, broker) -> PartitionResponse:
+        for i, w in enumerate(self.waits):
+            try:
+                self.results[i] = await (w.future(self.part) if isinstance(w, _Append) else w)
+            except Exception as exc:
+                self.results[i] = exc
+                break
+        return self.answer(broker)
 
 
 def _produce_partition(broker, topic: str, index: int, records, version: int, acks: int):
-    """The partition's response, or an awaitable of it once its batches are appended."""
+    """The partition's response if refused at once, else its _PartitionJob."""
     response = PartitionResponse(index=index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)
     part, error = find_partition(broker, topic, index)
     try:
@@ -315,13 +360,71 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
                                                          f"insufficient to satisfy the min.isr requirement of "
                                                          f"{min_isr} for partition {topic}-{index}")
         waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1)
-        return _await_partition(broker, part, response, waits, len(records), count)
+        return _PartitionJob(part, response, waits, len(records), count)
     except Exception as exc:
         return _refuse(response, exc)
 
 
+class _ProduceAnswer:
+    """A request whose batches all complete by callback (no coroutine, no task: the common
+    case): its future resolves to the response once the last batch is stored."""
+
+    __slots__ = ("acks", "broker", "ctx", "future", "jobs", "remaining")
+
+    def __init__(self, ctx, acks: int, jobs: list):
+        self.ctx, self.broker, self.acks, self.jobs = ctx, ctx.broker, acks, jobs
+        self.future = asyncio.get_running_loop().create_future()
+        self.remaining = sum(len(job.waits) for _, job in jobs if isinstance(job, _PartitionJob))
+        if not self.remaining:
+            self._respond()
+            return
+        for _, job in jobs:
+            if isinstance(job, _PartitionJob):
+                for i, w in enumerate(job.waits):
+                    job.part.when_appended(w.pending, lambda pending, error, j=job, n=i, f=w.finish:
+                                           self._stored(j, n, f, pending, error))
+
+    def _stored(self, job: _PartitionJob, index: int, finish, pending, error) -> None:
+        try:
+            job.results[index] = finish(pending, error)
+        except Exception as exc:
+            job.results[index] = exc
+        self.remaining -= 1
+        if not self.remaining:
+            self._respond()
+
+    def _respond(self) -> None:
+        if self.future.done():   # cancelled: the connection closed
+            return
+        try:
+            self.future.set_result(_response(self.ctx, self.acks, [(name, job.answer(self.broker)
+                                                                     if isinstance(job, _PartitionJob) else job)
+                                                                    for name, job in self.jobs]))
+        except Exception as exc:
+            self.future.set_exception(exc)
+
+
+async def _answer_awaiting(ctx, acks: int, jobs: list):
+    """A request with a batch that waits for more than its append (a duplicate's original, the
+    producer state's replay): each partition awaited in turn."""
+    answers = [(name, await job.wait(ctx.broker) if isinstance(job, _PartitionJob) else job) for name, job in jobs]
+    return _response(ctx, acks, answers)
+
+
+def _response(ctx, acks: int, answers: list):
+    by_topic: dict[str, list] = {}
+    for name, answer in answers:
+        if answer.error_code:
+            ctx.failed = True   # counted in pstream_request_errors_total
+        by_topic.setdefault(name, []).append(answer)
+    if acks == 0:
+        return None
+    return ProduceResponse(responses=[TopicResponse(name=name, partition_responses=parts)
+                                      for name, parts in by_topic.items()], throttle_time_ms=0)
+
+
 @api("Produce", 0, 11)   # v0-2 are advertised, as Kafka does, and refused per partition
-async def handle_produce(ctx, request):
+def handle_produce(ctx, request):
     broker = ctx.broker
     if request.acks not in (0, 1, -1):
         responses = [TopicResponse(name=t.name, partition_responses=[
@@ -339,13 +442,6 @@ async def handle_produce(ctx, request):
                                            log_start_offset=-1) if topic.name in denied else
              _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks))
             for topic in request.topic_data for pd in topic.partition_data]
-    by_topic: dict[str, list] = {}
-    for name, job in jobs:
-        answer = job if isinstance(job, PartitionResponse) else await job
-        if answer.error_code:
-            ctx.failed = True   # counted in pstream_request_errors_total
-        by_topic.setdefault(name, []).append(answer)
-    if request.acks == 0:
-        return None
-    return ProduceResponse(responses=[TopicResponse(name=name, partition_responses=parts)
-                                      for name, parts in by_topic.items()], throttle_time_ms=0)
+    if all(isinstance(w, _Append) for _, job in jobs if isinstance(job, _PartitionJob) for w in job.waits):
+        return _ProduceAnswer(ctx, request.acks, jobs).future
+    return _answer_awaiting(ctx, request.acks, jobs)
