@@ -325,10 +325,14 @@ class Partition(_core.Partition):
         is read on a reader thread, so the event loop never waits on the disk; a consumer near
         the end, whose reads are small and mostly from memory, is served inline (a hand-off to
         another thread costs more here than such a read)."""
-        if self.log_end_offset - offset <= INLINE_READ_LAG:
+        if self.reads_inline(offset):
             return self.read_batches(offset, max_bytes)
         return await asyncio.get_running_loop().run_in_executor(_cold_readers(), self.read_batches, offset,
                                                                 max_bytes)
+
+    def reads_inline(self, offset: int) -> bool:
+        """Whether read_batches_async reads from `offset` inline (near the end), not on a reader thread."""
+        return self.log_end_offset - offset <= INLINE_READ_LAG
 
     async def wait_durable(self, offset: int) -> int:
         """Returns (the durable offset) once `offset` is fdatasync'ed.

@@ -1,5 +1,6 @@
 """The broker's cost per small request: one Produce of one 1 KiB record (acks=all) or one
-Fetch answering one 1 KiB batch (partition_max_bytes=1: the first batch, KIP-74), taken by a real KafkaConnection of a real Broker from the
+Fetch answering one 1 KiB batch (partition_max_bytes=1: the first batch, KIP-74) to a
+consumer at the end of the partition, taken by a real KafkaConnection of a real Broker from the
 bytes a socket would deliver to the response bytes it would write, in process.
 
 The connection's transport is a stand-in that keeps what is written (no socket), so the
@@ -26,6 +27,8 @@ from .broker import InProcessBroker, _highest
 from .common import SEED, exact_batch
 
 _TOPIC = "requests"
+_FETCH_BATCHES = 4000   # one 1 KiB record each
+_TAIL = 16              # fetches start this close to the end
 _len = struct.Struct(">i")
 
 
@@ -106,7 +109,7 @@ class SmallRequests:
             self.conn = KafkaConnection(broker, broker.listeners[0])
             self.conn.connection_made(self.transport)
             if api == "fetch":
-                for _ in range(4000):
+                for _ in range(_FETCH_BATCHES):
                     self.part.append_batch(self.batch)
                 self.part.flush()
             self.frames = self._frames(api, 200)
@@ -120,7 +123,8 @@ class SmallRequests:
     def _frames(self, api: str, count: int) -> list[bytes]:
         if api == "produce":
             return [produce_frame(i, self.batch) for i in range(count)]
-        return [fetch_frame(i, self.topic, i) for i in range(count)]
+        # A consumer at the end (the last 16 batches, still in the shard's buffers): read inline from memory.
+        return [fetch_frame(i, self.topic, _FETCH_BATCHES - _TAIL + i % _TAIL) for i in range(count)]
 
     def teardown(self, api):
         self.conn.abort(None)
@@ -138,7 +142,7 @@ class SmallRequests:
             buf = conn.get_buffer(len(frame))
             buf[:len(frame)] = frame
             conn.buffer_updated(len(frame))
-            await asyncio.wait_for(transport.answered, 10)
+            await transport.answered
 
     def time_request(self, api):
         """200 requests, one at a time."""

@@ -102,6 +102,28 @@ async def charged_read(room: int, read, *args):
     return data
 
 
+def charged_read_now(room: int, read, *args):
+    """charged_read for a read that does not wait: `read(*args)` once the budget has room for
+    `room` bytes now, else None (nothing read, nothing charged: the caller takes the waiting path)."""
+    handling = _handling.get()
+    if handling is None:
+        return read(*args)
+    conn, slot = handling
+    budget = conn.broker.memory
+    if budget.used + room > budget.limit - conn.fetch_headroom:
+        return None
+    budget.force(room)
+    try:
+        data = read(*args)
+    except BaseException:
+        budget.release(room)
+        raise
+    kept = min(len(data), room)
+    slot.charge += kept
+    budget.release(room - kept)
+    return data
+
+
 class RequestContext:
     __slots__ = ("broker", "connection", "failed", "header")
 

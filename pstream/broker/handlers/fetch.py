@@ -21,7 +21,7 @@ import asyncio
 import time
 
 from pstream import _core
-from pstream.broker.connection import charged_read
+from pstream.broker.connection import charged_read, charged_read_now
 from pstream.broker.dispatch import api
 from pstream.broker.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
@@ -149,15 +149,50 @@ def _prepare(item: _PartitionFetch) -> bool:
 
 
 async def _read_into(item: _PartitionFetch, room: int) -> int:
-    response = item.response
     try:
         data = await charged_read(room, item.part.read_batches_async, item.wanted.fetch_offset, room)
     except Exception as exc:   # out of range (retention moved the start meanwhile), storage failures
-        response.error_code = error_for(exc)
+        item.response.error_code = error_for(exc)
         return 0
+    return _store(item, data)
+
+
+def _store(item: _PartitionFetch, data) -> int:
     data, item.records = cut_at(data, item.end)
-    response.records = data
+    item.response.records = data
     return len(data)
+
+
+def _read_all_now(plan: list[_PartitionFetch], max_bytes: int) -> int | None:
+    """_read_all without waiting, for a fetch that asks only for what is in memory (consumers
+    near the end of their partitions, the common case): the bytes gathered, or None when a
+    partition needs what only _read_all does (a read on a reader thread, the producer state's
+    replay, memory the budget cannot give now), and then nothing is read."""
+    for item in plan:
+        part = item.part
+        if part is None:
+            continue
+        if item.committed and part.producer_state_ready is None and part.has_transactions:
+            return None
+        if not part.reads_inline(item.wanted.fetch_offset):
+            return None
+    total = 0
+    for item in plan:
+        if not _prepare(item):
+            continue
+        room = min(item.wanted.partition_max_bytes, max_bytes - total)
+        if room <= 0:
+            item.response.records = b""
+            continue
+        try:
+            data = charged_read_now(room, item.part.read_batches, item.wanted.fetch_offset, room)
+        except Exception as exc:   # as _read_into
+            item.response.error_code = error_for(exc)
+            continue
+        if data is None:
+            return None
+        total += _store(item, data)
+    return _keep_to_max_bytes(plan, max_bytes)
 
 
 async def _wait_for_data(plan: list[_PartitionFetch], timeout: float) -> None:
@@ -207,20 +242,36 @@ def _session(ctx, request):
 
 
 @api("Fetch", 0, 17)
-async def handle_fetch(ctx, request):
+def handle_fetch(ctx, request):
+    """Answered at once (no coroutine) when the data is in memory and enough of it is there, or
+    nothing is worth waiting for; otherwise by _fetch_waiting, which long-polls."""
     session, incremental, error = _session(ctx, request)
     if error:
         return FetchResponse(throttle_time_ms=0, error_code=error, session_id=0, responses=[])
     plan = _plan(ctx, request, list(session.partitions.values()) if session is not None else _wanted(request))
     max_bytes = request.max_bytes if ctx.version >= 3 else 0x7FFFFFFF
     deadline = time.monotonic() + max(request.max_wait_ms, 0) / 1000
-    total = await _read_all(plan, max_bytes)
+    total = _read_all_now(plan, max_bytes)
+    if total is not None and (total >= max(request.min_bytes, 1) or request.max_wait_ms <= 0
+                              or any(i.response.error_code for i in plan)):
+        return _answer(ctx, plan, session, incremental)
+    return _fetch_waiting(ctx, request, plan, session, incremental, max_bytes, deadline, total)
+
+
+async def _fetch_waiting(ctx, request, plan, session, incremental: bool, max_bytes: int, deadline: float,
+                         total: int | None):
+    if total is None:
+        total = await _read_all(plan, max_bytes)
     while total < max(request.min_bytes, 1) and not any(i.response.error_code for i in plan):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         await _wait_for_data(plan, remaining)
         total = await _read_all(plan, max_bytes)
+    return _answer(ctx, plan, session, incremental)
+
+
+def _answer(ctx, plan: list[_PartitionFetch], session, incremental: bool):
     responses: dict[tuple, TopicResponse] = {}
     metrics = ctx.broker.metrics
     use_ids = ctx.version >= 13
