@@ -55,7 +55,7 @@ def run_once(broker: BrokerUnderTest, plan: Plan, log=print) -> list[dict]:
         if result.get("cpu_seconds") is not None and result.get("bytes") and result["workload"].startswith(
                 "produce"):
             result["cpu_s_per_gb"] = round(result["cpu_seconds"] / (result["bytes"] / 1e9), 3)
-        if result.get("cpu_seconds") is not None and result.get("requests"):
+        if result.get("cpu_seconds") is not None and result.get("requests") and "fetch_requests" not in result:
             result["cpu_us_per_request"] = round(result["cpu_seconds"] * 1e6 / result["requests"], 1)
         results.append(result)
         log(f"  {describe(result)}")
@@ -75,16 +75,32 @@ def run_once(broker: BrokerUnderTest, plan: Plan, log=print) -> list[dict]:
     if "latency" in plan.workloads:
         phase(workloads.latency, broker.bootstrap, plan.rate, 1024, plan.latency_seconds)
     if "requests" in plan.workloads:
-        for rate in plan.request_rates:
-            produced = phase(workloads.small_produce_requests, broker.bootstrap, rate, 1024, plan.latency_seconds)
-            if rate == max(plan.request_rates):
-                phase(workloads.small_fetch_requests, broker.bootstrap, produced["topic"], produced["messages"],
-                      plan.phase_seconds)
+        _small_requests(plan, broker, phase, log)
     if "join" in plan.workloads:
         phase(workloads.group_join, broker.bootstrap)
     if "transactions" in plan.workloads:
         _transactions(plan, broker, phase)
     return results
+
+
+def _small_requests(plan: Plan, broker: BrokerUnderTest, phase, log) -> None:
+    """One-record produce requests at each rate; at the lowest, again with a consumer tailing the
+    topic: the broker CPU it adds, per Fetch it sent, is the cost of a small fetch at the end of a
+    partition (cpu_us_per_fetch_request); then the highest rate's topic read from its start, one
+    batch per Fetch (small fetches far behind)."""
+    per_request = {}
+    for rate in plan.request_rates:
+        result = phase(workloads.small_produce_requests, broker.bootstrap, rate, 1024, plan.latency_seconds)
+        per_request[rate] = result
+    low = min(plan.request_rates)
+    tail = phase(workloads.small_produce_requests, broker.bootstrap, low, 1024, plan.latency_seconds, 1.0, True)
+    alone = per_request[low]
+    if tail.get("cpu_seconds") is not None and alone.get("cpu_us_per_request") and tail.get("fetch_requests"):
+        fetch_cpu = tail["cpu_seconds"] - alone["cpu_us_per_request"] * tail["requests"] / 1e6
+        tail["cpu_us_per_fetch_request"] = round(fetch_cpu * 1e6 / tail["fetch_requests"], 1)
+        log(f"    {tail['fetch_requests']:,} fetches at the tail: {tail['cpu_us_per_fetch_request']} us cpu/fetch")
+    high = per_request[max(plan.request_rates)]
+    phase(workloads.small_fetch_requests, broker.bootstrap, high["topic"], high["messages"], plan.phase_seconds)
 
 
 def _transactions(plan: Plan, broker: BrokerUnderTest, phase) -> None:
@@ -132,7 +148,8 @@ def describe(r: dict) -> str:
 
 
 METRICS = ("mb_per_s", "msgs_per_s", "p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms", "seconds",
-           "cpu_seconds", "cpu_s_per_gb", "peak_rss_bytes", "requests", "requests_per_s", "cpu_us_per_request")
+           "cpu_seconds", "cpu_s_per_gb", "peak_rss_bytes", "requests", "requests_per_s", "cpu_us_per_request",
+           "cpu_us_per_fetch_request")
 
 
 def medians(runs: list[list[dict]]) -> dict[str, dict]:

@@ -299,15 +299,27 @@ class _LastStats:
 
 
 def small_produce_requests(bootstrap: str, rate: int = 20_000, size: int = 1024, seconds: float = 10.0,
-                           warmup: float = 1.0) -> dict:
+                           warmup: float = 1.0, tail: bool = False) -> dict:
     """One-record produce requests at a fixed rate (acks=all, linger.ms=0: librdkafka sends each
     message as it comes unless requests are already in flight). Latency is the producer's:
     from produce() to the delivery report. `requests` is what librdkafka counted, so the broker's
-    CPU divided by it is the cost of one small request (cpu_us_per_request)."""
+    CPU divided by it is the cost of one small request (cpu_us_per_request). With `tail`, a
+    consumer in another process reads the topic as it is written (librdkafka's defaults: each
+    Fetch returns what arrived, typically one batch), and `fetch_requests` is what it sent."""
     ck = _confluent()
     from hdrh.histogram import HdrHistogram
 
     topic = create_topic(bootstrap, 1, "requests")
+    reader = None
+    if tail:
+        spawn = multiprocessing.get_context("spawn")   # no fork of a process running librdkafka threads
+        ready, out = spawn.Event(), spawn.Queue()
+        reader = spawn.Process(target=_tail_consumer, args=(bootstrap, topic, int(rate * (seconds + warmup)),
+                                                            seconds + warmup + 30, ready, out), daemon=True)
+        reader.start()
+        if not ready.wait(60):
+            reader.kill()
+            raise RuntimeError("the tailing consumer did not start within 60 s")
     stats = _LastStats()
     producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
                             "statistics.interval.ms": 200, "stats_cb": stats})
@@ -341,15 +353,47 @@ def small_produce_requests(bootstrap: str, rate: int = 20_000, size: int = 1024,
     time.sleep(0.3)
     producer.poll(0.1)
     requests = _request_counts(stats.json, "Produce") - counted_from[0]
+    fetched = {}
+    if reader is not None:
+        try:
+            received, fetches = out.get(timeout=seconds + warmup + 60)
+        finally:
+            reader.join(5)
+            if reader.is_alive():
+                reader.kill()
+        fetched = {"fetch_requests": fetches, "fetched_messages": received}
+        if received < total:
+            errors.append(f"the tailing consumer got {received} of {total} records")
     pct = {f"p{str(q).replace('.0', '')}_ms": round(hist.get_value_at_percentile(q) / 1000, 2)
            for q in (50.0, 90.0, 99.0, 99.9)}
-    return {"workload": f"small produce requests {rate}/s {size}B", "messages": hist.get_total_count(),
+    label = " with a tailing consumer" if tail else ""
+    return {"workload": f"small produce requests {rate}/s {size}B{label}", "messages": hist.get_total_count(),
             "requests": requests, "topic": topic, **pct, "max_ms": round(hist.get_max_value() / 1000, 2),
-            "complete": not errors and hist.get_total_count() == total - warm, "errors": errors[:3]}
+            **fetched, "complete": not errors and hist.get_total_count() == total - warm, "errors": errors[:3]}
+
+
+def _tail_consumer(bootstrap: str, topic: str, total: int, max_seconds: float, ready, out) -> None:
+    """small_produce_requests' tailing consumer, in a process of its own: (records received,
+    Fetch requests sent) go back through `out`."""
+    ck = _confluent()
+    stats = _LastStats()
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"tail-{uuid.uuid4().hex[:8]}",
+                            "enable.auto.commit": False, "statistics.interval.ms": 200, "stats_cb": stats})
+    consumer.assign([ck.TopicPartition(topic, 0, 0)])
+    consumer.poll(0.5)
+    ready.set()
+    received, end = 0, time.monotonic() + max_seconds
+    while received < total and time.monotonic() < end:
+        received += sum(1 for m in consumer.consume(1000, 0.1) if not m.error())
+    time.sleep(0.3)
+    consumer.poll(0.1)
+    out.put((received, _request_counts(stats.json, "Fetch")))
+    consumer.close()
 
 
 def small_fetch_requests(bootstrap: str, topic: str, messages: int, max_seconds: float = 60.0) -> dict:
-    """Reads a topic written one record per batch with fetches of one batch each
+    """Reads a topic from its start (a consumer far behind: reads from disk, on reader threads),
+    written one record per batch, with fetches of one batch each
     (max.partition.fetch.bytes=1: a fetch returns the first batch, whatever its size), so the
     broker answers one small Fetch per record; `requests` as librdkafka counted them."""
     ck = _confluent()
@@ -368,6 +412,6 @@ def small_fetch_requests(bootstrap: str, topic: str, messages: int, max_seconds:
     consumer.poll(0.1)
     requests = _request_counts(stats.json, "Fetch")
     consumer.close()
-    return {"workload": "small fetch requests", "messages": received, "requests": requests,
+    return {"workload": "small fetch requests from the start", "messages": received, "requests": requests,
             "seconds": round(seconds, 3), "requests_per_s": round(requests / max(seconds, 1e-9)),
             "complete": received >= messages}

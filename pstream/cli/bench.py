@@ -66,11 +66,12 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 def median_rows(side: dict) -> list[list]:
     return [[w, m.get("mb_per_s"), m.get("msgs_per_s"), m.get("p99_ms"), m.get("p99.9_ms"), m.get("seconds"),
-             m.get("cpu_seconds"), m.get("cpu_s_per_gb"), m.get("cpu_us_per_request"),
+             m.get("cpu_seconds"), m.get("cpu_s_per_gb"), m.get("cpu_us_per_request"), m.get("cpu_us_per_fetch_request"),
              None if m.get("peak_rss_bytes") is None else round(m["peak_rss_bytes"] / 2**20)] for w, m in side.items()]
 
 
-MEDIAN_HEADERS = ["WORKLOAD", "MB/S", "MSG/S", "P99-MS", "P99.9-MS", "SECONDS", "CPU-S", "CPU-S/GB", "CPU-US/REQ", "RSS-MIB"]
+MEDIAN_HEADERS = ["WORKLOAD", "MB/S", "MSG/S", "P99-MS", "P99.9-MS", "SECONDS", "CPU-S", "CPU-S/GB", "CPU-US/REQ", "CPU-US/FETCH",
+                  "RSS-MIB"]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
