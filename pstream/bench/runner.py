@@ -32,7 +32,7 @@ class Plan:
     phase_seconds: float = 120.0
     workloads: tuple[str, ...] = ("produce", "consume", "latency", "join")
     transaction_records: int = 1000       # the transactions workload: records per transaction
-    request_rates: list[int] = field(default_factory=lambda: [5000, 20000])   # the requests workload
+    request_rates: list[int] = field(default_factory=lambda: [1000, 5000, 20000])   # the requests workload
 
     def produce_specs(self) -> list[ProduceSpec]:
         specs = [ProduceSpec(size, parts, codec, min(self.produce_bytes // size, self.max_messages))
