@@ -38,7 +38,8 @@ def register(sub, common) -> None:
     p.add_argument("--producers", type=int, default=0, help="add a phase with this many producers at once")
     p.add_argument("--rate", type=int, default=5000, help="latency: messages per second (default 5000)")
     p.add_argument("--request-rates", default="1000,5000,20000",
-                   help="requests workload: one-record produce requests per second; the lowest also with a tailing consumer (default 1000,5000,20000)")
+                   help="requests workload: one-record produce requests per second; the lowest also with a "
+                        "tailing consumer (default 1000,5000,20000)")
     p.add_argument("--latency-seconds", type=float, default=10.0, help="latency and requests: seconds per phase")
     p.add_argument("--phase-seconds", type=float, default=120.0, help="time bound of every phase")
     p.add_argument("--output-dir", default="bench-results", help="one JSON document per run here ('' for none)")
