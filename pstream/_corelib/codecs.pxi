@@ -2,32 +2,32 @@
 # from Apache Kafka's message schemas; included by pstream/_core.pyx. Do not edit: rerun the generator.
 # Same functions as pstream/protocol/messages/, as cdef functions over WireReader and WireWriter.
 
-from pstream.protocol.messages.produce import ProduceRequest, ProduceResponse
-from pstream.protocol.messages.fetch import FetchRequest, FetchResponse
-from pstream.protocol.primitives import UNSET, ZERO_UUID
+from pstream.protocol.messages.produce import ProduceRequest as _ProduceRequest, ProduceResponse as _ProduceResponse
+from pstream.protocol.messages.fetch import FetchRequest as _FetchRequest, FetchResponse as _FetchResponse
+from pstream.protocol.primitives import ZERO_UUID as _ZERO_UUID
 
 
 cdef object _c_read_ProduceRequest_PartitionProduceData_0(WireReader r):
-    o = ProduceRequest.PartitionProduceData()
+    o = _ProduceRequest.PartitionProduceData()
     o.index = r.int32()
     o.records = r.nbytes()
     return o
 
 cdef object _c_read_ProduceRequest_TopicProduceData_0(WireReader r):
-    o = ProduceRequest.TopicProduceData()
+    o = _ProduceRequest.TopicProduceData()
     o.name = r.string()
     o.partition_data = [_c_read_ProduceRequest_PartitionProduceData_0(r) for _ in range(r.checked_count(r.array_len()))]
     return o
 
 cdef object _c_read_ProduceRequest_0(WireReader r):
-    o = ProduceRequest()
+    o = _ProduceRequest()
     o.acks = r.int16()
     o.timeout_ms = r.int32()
     o.topic_data = [_c_read_ProduceRequest_TopicProduceData_0(r) for _ in range(r.checked_count(r.array_len()))]
     return o
 
 cdef object _c_read_ProduceRequest_1(WireReader r):
-    o = ProduceRequest()
+    o = _ProduceRequest()
     o.transactional_id = r.nstring()
     o.acks = r.int16()
     o.timeout_ms = r.int32()
@@ -35,21 +35,21 @@ cdef object _c_read_ProduceRequest_1(WireReader r):
     return o
 
 cdef object _c_read_ProduceRequest_PartitionProduceData_1(WireReader r):
-    o = ProduceRequest.PartitionProduceData()
+    o = _ProduceRequest.PartitionProduceData()
     o.index = r.int32()
     o.records = r.ncbytes()
     r.skip_tags()
     return o
 
 cdef object _c_read_ProduceRequest_TopicProduceData_1(WireReader r):
-    o = ProduceRequest.TopicProduceData()
+    o = _ProduceRequest.TopicProduceData()
     o.name = r.cstring()
     o.partition_data = [_c_read_ProduceRequest_PartitionProduceData_1(r) for _ in range(r.checked_count(r.carray_len()))]
     r.skip_tags()
     return o
 
 cdef object _c_read_ProduceRequest_2(WireReader r):
-    o = ProduceRequest()
+    o = _ProduceRequest()
     o.transactional_id = r.ncstring()
     o.acks = r.int16()
     o.timeout_ms = r.int32()
@@ -57,7 +57,7 @@ cdef object _c_read_ProduceRequest_2(WireReader r):
     r.skip_tags()
     return o
 
-def read_ProduceRequest(int version, WireReader r):
+def _read_ProduceRequest(int version, WireReader r):
     if 0 <= version <= 2:
         return _c_read_ProduceRequest_0(r)
     if 3 <= version <= 8:
@@ -76,17 +76,17 @@ cdef object _c_write_ProduceResponse_TopicProduceResponse_0(WireWriter w, o):
     w.string(o.name)
     w.array_len(len(o.partition_responses))
     for x in o.partition_responses:
-        _c_write_ProduceResponse_PartitionProduceResponse_0(w, ProduceResponse.PartitionProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_PartitionProduceResponse_0(w, _ProduceResponse.PartitionProduceResponse() if x is None else x)
 
 cdef object _c_write_ProduceResponse_0(WireWriter w, o):
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_0(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_0(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
 
 cdef object _c_write_ProduceResponse_1(WireWriter w, o):
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_0(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_0(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
     w.int32(o.throttle_time_ms)
 
 cdef object _c_write_ProduceResponse_PartitionProduceResponse_1(WireWriter w, o):
@@ -99,12 +99,12 @@ cdef object _c_write_ProduceResponse_TopicProduceResponse_1(WireWriter w, o):
     w.string(o.name)
     w.array_len(len(o.partition_responses))
     for x in o.partition_responses:
-        _c_write_ProduceResponse_PartitionProduceResponse_1(w, ProduceResponse.PartitionProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_PartitionProduceResponse_1(w, _ProduceResponse.PartitionProduceResponse() if x is None else x)
 
 cdef object _c_write_ProduceResponse_2(WireWriter w, o):
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_1(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_1(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
     w.int32(o.throttle_time_ms)
 
 cdef object _c_write_ProduceResponse_PartitionProduceResponse_2(WireWriter w, o):
@@ -118,12 +118,12 @@ cdef object _c_write_ProduceResponse_TopicProduceResponse_2(WireWriter w, o):
     w.string(o.name)
     w.array_len(len(o.partition_responses))
     for x in o.partition_responses:
-        _c_write_ProduceResponse_PartitionProduceResponse_2(w, ProduceResponse.PartitionProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_PartitionProduceResponse_2(w, _ProduceResponse.PartitionProduceResponse() if x is None else x)
 
 cdef object _c_write_ProduceResponse_3(WireWriter w, o):
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_2(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_2(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
     w.int32(o.throttle_time_ms)
 
 cdef object _c_write_ProduceResponse_BatchIndexAndErrorMessage_0(WireWriter w, o):
@@ -138,19 +138,19 @@ cdef object _c_write_ProduceResponse_PartitionProduceResponse_3(WireWriter w, o)
     w.int64(o.log_start_offset)
     w.array_len(len(o.record_errors))
     for x in o.record_errors:
-        _c_write_ProduceResponse_BatchIndexAndErrorMessage_0(w, ProduceResponse.BatchIndexAndErrorMessage() if x is None else x)
+        _c_write_ProduceResponse_BatchIndexAndErrorMessage_0(w, _ProduceResponse.BatchIndexAndErrorMessage() if x is None else x)
     w.nstring(o.error_message)
 
 cdef object _c_write_ProduceResponse_TopicProduceResponse_3(WireWriter w, o):
     w.string(o.name)
     w.array_len(len(o.partition_responses))
     for x in o.partition_responses:
-        _c_write_ProduceResponse_PartitionProduceResponse_3(w, ProduceResponse.PartitionProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_PartitionProduceResponse_3(w, _ProduceResponse.PartitionProduceResponse() if x is None else x)
 
 cdef object _c_write_ProduceResponse_4(WireWriter w, o):
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_3(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_3(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
     w.int32(o.throttle_time_ms)
 
 cdef object _c_write_ProduceResponse_BatchIndexAndErrorMessage_1(WireWriter w, o):
@@ -166,7 +166,7 @@ cdef object _c_write_ProduceResponse_PartitionProduceResponse_4(WireWriter w, o)
     w.int64(o.log_start_offset)
     w.carray_len(len(o.record_errors))
     for x in o.record_errors:
-        _c_write_ProduceResponse_BatchIndexAndErrorMessage_1(w, ProduceResponse.BatchIndexAndErrorMessage() if x is None else x)
+        _c_write_ProduceResponse_BatchIndexAndErrorMessage_1(w, _ProduceResponse.BatchIndexAndErrorMessage() if x is None else x)
     w.ncstring(o.error_message)
     w.uvarint(0)
 
@@ -174,13 +174,13 @@ cdef object _c_write_ProduceResponse_TopicProduceResponse_4(WireWriter w, o):
     w.cstring(o.name)
     w.carray_len(len(o.partition_responses))
     for x in o.partition_responses:
-        _c_write_ProduceResponse_PartitionProduceResponse_4(w, ProduceResponse.PartitionProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_PartitionProduceResponse_4(w, _ProduceResponse.PartitionProduceResponse() if x is None else x)
     w.uvarint(0)
 
 cdef object _c_write_ProduceResponse_5(WireWriter w, o):
     w.carray_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_4(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_4(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
     w.int32(o.throttle_time_ms)
     w.uvarint(0)
 
@@ -197,12 +197,12 @@ cdef object _c_write_ProduceResponse_PartitionProduceResponse_5(WireWriter w, o)
     w.int64(o.log_start_offset)
     w.carray_len(len(o.record_errors))
     for x in o.record_errors:
-        _c_write_ProduceResponse_BatchIndexAndErrorMessage_1(w, ProduceResponse.BatchIndexAndErrorMessage() if x is None else x)
+        _c_write_ProduceResponse_BatchIndexAndErrorMessage_1(w, _ProduceResponse.BatchIndexAndErrorMessage() if x is None else x)
     w.ncstring(o.error_message)
     tags = []
     if o.current_leader != None:
         t = w.sub()
-        _c_write_ProduceResponse_LeaderIdAndEpoch_0(t, ProduceResponse.LeaderIdAndEpoch() if o.current_leader is None else o.current_leader)
+        _c_write_ProduceResponse_LeaderIdAndEpoch_0(t, _ProduceResponse.LeaderIdAndEpoch() if o.current_leader is None else o.current_leader)
         tags.append((0, t))
     w.tags(tags)
 
@@ -210,7 +210,7 @@ cdef object _c_write_ProduceResponse_TopicProduceResponse_5(WireWriter w, o):
     w.cstring(o.name)
     w.carray_len(len(o.partition_responses))
     for x in o.partition_responses:
-        _c_write_ProduceResponse_PartitionProduceResponse_5(w, ProduceResponse.PartitionProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_PartitionProduceResponse_5(w, _ProduceResponse.PartitionProduceResponse() if x is None else x)
     w.uvarint(0)
 
 cdef object _c_write_ProduceResponse_NodeEndpoint_0(WireWriter w, o):
@@ -223,18 +223,18 @@ cdef object _c_write_ProduceResponse_NodeEndpoint_0(WireWriter w, o):
 cdef object _c_write_ProduceResponse_6(WireWriter w, o):
     w.carray_len(len(o.responses))
     for x in o.responses:
-        _c_write_ProduceResponse_TopicProduceResponse_5(w, ProduceResponse.TopicProduceResponse() if x is None else x)
+        _c_write_ProduceResponse_TopicProduceResponse_5(w, _ProduceResponse.TopicProduceResponse() if x is None else x)
     w.int32(o.throttle_time_ms)
     tags = []
     if o.node_endpoints != []:
         t = w.sub()
         t.carray_len(len(o.node_endpoints))
         for x in o.node_endpoints:
-            _c_write_ProduceResponse_NodeEndpoint_0(t, ProduceResponse.NodeEndpoint() if x is None else x)
+            _c_write_ProduceResponse_NodeEndpoint_0(t, _ProduceResponse.NodeEndpoint() if x is None else x)
         tags.append((0, t))
     w.tags(tags)
 
-def write_ProduceResponse(int version, WireWriter w, o):
+def _write_ProduceResponse(int version, WireWriter w, o):
     if version == 0:
         return _c_write_ProduceResponse_0(w, o)
     if version == 1:
@@ -253,20 +253,20 @@ def write_ProduceResponse(int version, WireWriter w, o):
 
 
 cdef object _c_read_FetchRequest_FetchPartition_0(WireReader r):
-    o = FetchRequest.FetchPartition()
+    o = _FetchRequest.FetchPartition()
     o.partition = r.int32()
     o.fetch_offset = r.int64()
     o.partition_max_bytes = r.int32()
     return o
 
 cdef object _c_read_FetchRequest_FetchTopic_0(WireReader r):
-    o = FetchRequest.FetchTopic()
+    o = _FetchRequest.FetchTopic()
     o.topic = r.string()
     o.partitions = [_c_read_FetchRequest_FetchPartition_0(r) for _ in range(r.checked_count(r.array_len()))]
     return o
 
 cdef object _c_read_FetchRequest_0(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -274,7 +274,7 @@ cdef object _c_read_FetchRequest_0(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_1(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -283,7 +283,7 @@ cdef object _c_read_FetchRequest_1(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_2(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -293,7 +293,7 @@ cdef object _c_read_FetchRequest_2(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchPartition_1(WireReader r):
-    o = FetchRequest.FetchPartition()
+    o = _FetchRequest.FetchPartition()
     o.partition = r.int32()
     o.fetch_offset = r.int64()
     o.log_start_offset = r.int64()
@@ -301,13 +301,13 @@ cdef object _c_read_FetchRequest_FetchPartition_1(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchTopic_1(WireReader r):
-    o = FetchRequest.FetchTopic()
+    o = _FetchRequest.FetchTopic()
     o.topic = r.string()
     o.partitions = [_c_read_FetchRequest_FetchPartition_1(r) for _ in range(r.checked_count(r.array_len()))]
     return o
 
 cdef object _c_read_FetchRequest_3(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -317,13 +317,13 @@ cdef object _c_read_FetchRequest_3(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_ForgottenTopic_0(WireReader r):
-    o = FetchRequest.ForgottenTopic()
+    o = _FetchRequest.ForgottenTopic()
     o.topic = r.string()
     o.partitions = [r.int32() for _ in range(r.checked_count(r.array_len()))]
     return o
 
 cdef object _c_read_FetchRequest_4(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -336,7 +336,7 @@ cdef object _c_read_FetchRequest_4(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchPartition_2(WireReader r):
-    o = FetchRequest.FetchPartition()
+    o = _FetchRequest.FetchPartition()
     o.partition = r.int32()
     o.current_leader_epoch = r.int32()
     o.fetch_offset = r.int64()
@@ -345,13 +345,13 @@ cdef object _c_read_FetchRequest_FetchPartition_2(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchTopic_2(WireReader r):
-    o = FetchRequest.FetchTopic()
+    o = _FetchRequest.FetchTopic()
     o.topic = r.string()
     o.partitions = [_c_read_FetchRequest_FetchPartition_2(r) for _ in range(r.checked_count(r.array_len()))]
     return o
 
 cdef object _c_read_FetchRequest_5(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -364,7 +364,7 @@ cdef object _c_read_FetchRequest_5(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_6(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -378,7 +378,7 @@ cdef object _c_read_FetchRequest_6(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchPartition_3(WireReader r):
-    o = FetchRequest.FetchPartition()
+    o = _FetchRequest.FetchPartition()
     o.partition = r.int32()
     o.current_leader_epoch = r.int32()
     o.fetch_offset = r.int64()
@@ -389,21 +389,21 @@ cdef object _c_read_FetchRequest_FetchPartition_3(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchTopic_3(WireReader r):
-    o = FetchRequest.FetchTopic()
+    o = _FetchRequest.FetchTopic()
     o.topic = r.cstring()
     o.partitions = [_c_read_FetchRequest_FetchPartition_3(r) for _ in range(r.checked_count(r.carray_len()))]
     r.skip_tags()
     return o
 
 cdef object _c_read_FetchRequest_ForgottenTopic_1(WireReader r):
-    o = FetchRequest.ForgottenTopic()
+    o = _FetchRequest.ForgottenTopic()
     o.topic = r.cstring()
     o.partitions = [r.int32() for _ in range(r.checked_count(r.carray_len()))]
     r.skip_tags()
     return o
 
 cdef object _c_read_FetchRequest_7(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -422,21 +422,21 @@ cdef object _c_read_FetchRequest_7(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchTopic_4(WireReader r):
-    o = FetchRequest.FetchTopic()
+    o = _FetchRequest.FetchTopic()
     o.topic_id = r.uuid()
     o.partitions = [_c_read_FetchRequest_FetchPartition_3(r) for _ in range(r.checked_count(r.carray_len()))]
     r.skip_tags()
     return o
 
 cdef object _c_read_FetchRequest_ForgottenTopic_2(WireReader r):
-    o = FetchRequest.ForgottenTopic()
+    o = _FetchRequest.ForgottenTopic()
     o.topic_id = r.uuid()
     o.partitions = [r.int32() for _ in range(r.checked_count(r.carray_len()))]
     r.skip_tags()
     return o
 
 cdef object _c_read_FetchRequest_8(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.replica_id = r.int32()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
@@ -455,14 +455,14 @@ cdef object _c_read_FetchRequest_8(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_ReplicaState_0(WireReader r):
-    o = FetchRequest.ReplicaState()
+    o = _FetchRequest.ReplicaState()
     o.replica_id = r.int32()
     o.replica_epoch = r.int64()
     r.skip_tags()
     return o
 
 cdef object _c_read_FetchRequest_9(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
     o.max_bytes = r.int32()
@@ -482,7 +482,7 @@ cdef object _c_read_FetchRequest_9(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchPartition_4(WireReader r):
-    o = FetchRequest.FetchPartition()
+    o = _FetchRequest.FetchPartition()
     o.partition = r.int32()
     o.current_leader_epoch = r.int32()
     o.fetch_offset = r.int64()
@@ -497,14 +497,14 @@ cdef object _c_read_FetchRequest_FetchPartition_4(WireReader r):
     return o
 
 cdef object _c_read_FetchRequest_FetchTopic_5(WireReader r):
-    o = FetchRequest.FetchTopic()
+    o = _FetchRequest.FetchTopic()
     o.topic_id = r.uuid()
     o.partitions = [_c_read_FetchRequest_FetchPartition_4(r) for _ in range(r.checked_count(r.carray_len()))]
     r.skip_tags()
     return o
 
 cdef object _c_read_FetchRequest_10(WireReader r):
-    o = FetchRequest()
+    o = _FetchRequest()
     o.max_wait_ms = r.int32()
     o.min_bytes = r.int32()
     o.max_bytes = r.int32()
@@ -523,7 +523,7 @@ cdef object _c_read_FetchRequest_10(WireReader r):
             r.skip(size)
     return o
 
-def read_FetchRequest(int version, WireReader r):
+def _read_FetchRequest(int version, WireReader r):
     if 0 <= version <= 2:
         return _c_read_FetchRequest_0(r)
     if version == 3:
@@ -559,18 +559,18 @@ cdef object _c_write_FetchResponse_FetchableTopicResponse_0(WireWriter w, o):
     w.string(o.topic)
     w.array_len(len(o.partitions))
     for x in o.partitions:
-        _c_write_FetchResponse_PartitionData_0(w, FetchResponse.PartitionData() if x is None else x)
+        _c_write_FetchResponse_PartitionData_0(w, _FetchResponse.PartitionData() if x is None else x)
 
 cdef object _c_write_FetchResponse_0(WireWriter w, o):
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_0(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_0(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
 
 cdef object _c_write_FetchResponse_1(WireWriter w, o):
     w.int32(o.throttle_time_ms)
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_0(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_0(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
 
 cdef object _c_write_FetchResponse_AbortedTransaction_0(WireWriter w, o):
     w.int64(o.producer_id)
@@ -586,20 +586,20 @@ cdef object _c_write_FetchResponse_PartitionData_1(WireWriter w, o):
     else:
         w.array_len(len(o.aborted_transactions))
         for x in o.aborted_transactions:
-            _c_write_FetchResponse_AbortedTransaction_0(w, FetchResponse.AbortedTransaction() if x is None else x)
+            _c_write_FetchResponse_AbortedTransaction_0(w, _FetchResponse.AbortedTransaction() if x is None else x)
     w.nrecords(o.records)
 
 cdef object _c_write_FetchResponse_FetchableTopicResponse_1(WireWriter w, o):
     w.string(o.topic)
     w.array_len(len(o.partitions))
     for x in o.partitions:
-        _c_write_FetchResponse_PartitionData_1(w, FetchResponse.PartitionData() if x is None else x)
+        _c_write_FetchResponse_PartitionData_1(w, _FetchResponse.PartitionData() if x is None else x)
 
 cdef object _c_write_FetchResponse_2(WireWriter w, o):
     w.int32(o.throttle_time_ms)
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_1(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_1(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
 
 cdef object _c_write_FetchResponse_PartitionData_2(WireWriter w, o):
     w.int32(o.partition_index)
@@ -612,20 +612,20 @@ cdef object _c_write_FetchResponse_PartitionData_2(WireWriter w, o):
     else:
         w.array_len(len(o.aborted_transactions))
         for x in o.aborted_transactions:
-            _c_write_FetchResponse_AbortedTransaction_0(w, FetchResponse.AbortedTransaction() if x is None else x)
+            _c_write_FetchResponse_AbortedTransaction_0(w, _FetchResponse.AbortedTransaction() if x is None else x)
     w.nrecords(o.records)
 
 cdef object _c_write_FetchResponse_FetchableTopicResponse_2(WireWriter w, o):
     w.string(o.topic)
     w.array_len(len(o.partitions))
     for x in o.partitions:
-        _c_write_FetchResponse_PartitionData_2(w, FetchResponse.PartitionData() if x is None else x)
+        _c_write_FetchResponse_PartitionData_2(w, _FetchResponse.PartitionData() if x is None else x)
 
 cdef object _c_write_FetchResponse_3(WireWriter w, o):
     w.int32(o.throttle_time_ms)
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_2(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_2(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
 
 cdef object _c_write_FetchResponse_4(WireWriter w, o):
     w.int32(o.throttle_time_ms)
@@ -633,7 +633,7 @@ cdef object _c_write_FetchResponse_4(WireWriter w, o):
     w.int32(o.session_id)
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_2(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_2(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
 
 cdef object _c_write_FetchResponse_PartitionData_3(WireWriter w, o):
     w.int32(o.partition_index)
@@ -646,7 +646,7 @@ cdef object _c_write_FetchResponse_PartitionData_3(WireWriter w, o):
     else:
         w.array_len(len(o.aborted_transactions))
         for x in o.aborted_transactions:
-            _c_write_FetchResponse_AbortedTransaction_0(w, FetchResponse.AbortedTransaction() if x is None else x)
+            _c_write_FetchResponse_AbortedTransaction_0(w, _FetchResponse.AbortedTransaction() if x is None else x)
     w.int32(o.preferred_read_replica)
     w.nrecords(o.records)
 
@@ -654,7 +654,7 @@ cdef object _c_write_FetchResponse_FetchableTopicResponse_3(WireWriter w, o):
     w.string(o.topic)
     w.array_len(len(o.partitions))
     for x in o.partitions:
-        _c_write_FetchResponse_PartitionData_3(w, FetchResponse.PartitionData() if x is None else x)
+        _c_write_FetchResponse_PartitionData_3(w, _FetchResponse.PartitionData() if x is None else x)
 
 cdef object _c_write_FetchResponse_5(WireWriter w, o):
     w.int32(o.throttle_time_ms)
@@ -662,7 +662,7 @@ cdef object _c_write_FetchResponse_5(WireWriter w, o):
     w.int32(o.session_id)
     w.array_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_3(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_3(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
 
 cdef object _c_write_FetchResponse_AbortedTransaction_1(WireWriter w, o):
     w.int64(o.producer_id)
@@ -695,21 +695,21 @@ cdef object _c_write_FetchResponse_PartitionData_4(WireWriter w, o):
     else:
         w.carray_len(len(o.aborted_transactions))
         for x in o.aborted_transactions:
-            _c_write_FetchResponse_AbortedTransaction_1(w, FetchResponse.AbortedTransaction() if x is None else x)
+            _c_write_FetchResponse_AbortedTransaction_1(w, _FetchResponse.AbortedTransaction() if x is None else x)
     w.int32(o.preferred_read_replica)
     w.ncrecords(o.records)
     tags = []
     if o.diverging_epoch != None:
         t = w.sub()
-        _c_write_FetchResponse_EpochEndOffset_0(t, FetchResponse.EpochEndOffset() if o.diverging_epoch is None else o.diverging_epoch)
+        _c_write_FetchResponse_EpochEndOffset_0(t, _FetchResponse.EpochEndOffset() if o.diverging_epoch is None else o.diverging_epoch)
         tags.append((0, t))
     if o.current_leader != None:
         t = w.sub()
-        _c_write_FetchResponse_LeaderIdAndEpoch_0(t, FetchResponse.LeaderIdAndEpoch() if o.current_leader is None else o.current_leader)
+        _c_write_FetchResponse_LeaderIdAndEpoch_0(t, _FetchResponse.LeaderIdAndEpoch() if o.current_leader is None else o.current_leader)
         tags.append((1, t))
     if o.snapshot_id != None:
         t = w.sub()
-        _c_write_FetchResponse_SnapshotId_0(t, FetchResponse.SnapshotId() if o.snapshot_id is None else o.snapshot_id)
+        _c_write_FetchResponse_SnapshotId_0(t, _FetchResponse.SnapshotId() if o.snapshot_id is None else o.snapshot_id)
         tags.append((2, t))
     w.tags(tags)
 
@@ -717,7 +717,7 @@ cdef object _c_write_FetchResponse_FetchableTopicResponse_4(WireWriter w, o):
     w.cstring(o.topic)
     w.carray_len(len(o.partitions))
     for x in o.partitions:
-        _c_write_FetchResponse_PartitionData_4(w, FetchResponse.PartitionData() if x is None else x)
+        _c_write_FetchResponse_PartitionData_4(w, _FetchResponse.PartitionData() if x is None else x)
     w.uvarint(0)
 
 cdef object _c_write_FetchResponse_6(WireWriter w, o):
@@ -726,14 +726,14 @@ cdef object _c_write_FetchResponse_6(WireWriter w, o):
     w.int32(o.session_id)
     w.carray_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_4(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_4(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
     w.uvarint(0)
 
 cdef object _c_write_FetchResponse_FetchableTopicResponse_5(WireWriter w, o):
     w.uuid(o.topic_id)
     w.carray_len(len(o.partitions))
     for x in o.partitions:
-        _c_write_FetchResponse_PartitionData_4(w, FetchResponse.PartitionData() if x is None else x)
+        _c_write_FetchResponse_PartitionData_4(w, _FetchResponse.PartitionData() if x is None else x)
     w.uvarint(0)
 
 cdef object _c_write_FetchResponse_7(WireWriter w, o):
@@ -742,7 +742,7 @@ cdef object _c_write_FetchResponse_7(WireWriter w, o):
     w.int32(o.session_id)
     w.carray_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_5(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_5(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
     w.uvarint(0)
 
 cdef object _c_write_FetchResponse_NodeEndpoint_0(WireWriter w, o):
@@ -758,17 +758,17 @@ cdef object _c_write_FetchResponse_8(WireWriter w, o):
     w.int32(o.session_id)
     w.carray_len(len(o.responses))
     for x in o.responses:
-        _c_write_FetchResponse_FetchableTopicResponse_5(w, FetchResponse.FetchableTopicResponse() if x is None else x)
+        _c_write_FetchResponse_FetchableTopicResponse_5(w, _FetchResponse.FetchableTopicResponse() if x is None else x)
     tags = []
     if o.node_endpoints != []:
         t = w.sub()
         t.carray_len(len(o.node_endpoints))
         for x in o.node_endpoints:
-            _c_write_FetchResponse_NodeEndpoint_0(t, FetchResponse.NodeEndpoint() if x is None else x)
+            _c_write_FetchResponse_NodeEndpoint_0(t, _FetchResponse.NodeEndpoint() if x is None else x)
         tags.append((0, t))
     w.tags(tags)
 
-def write_FetchResponse(int version, WireWriter w, o):
+def _write_FetchResponse(int version, WireWriter w, o):
     if version == 0:
         return _c_write_FetchResponse_0(w, o)
     if 1 <= version <= 3:
@@ -790,10 +790,10 @@ def write_FetchResponse(int version, WireWriter w, o):
     raise ValueError(f"FetchResponse has no version {version}")
 
 
-# message name -> read_<Request>(version, reader) or write_<Response>(version, writer, message)
+# message name -> _read_<Request>(version, reader) or _write_<Response>(version, writer, message)
 COMPILED_CODECS = {
-    'ProduceRequest': read_ProduceRequest,
-    'ProduceResponse': write_ProduceResponse,
-    'FetchRequest': read_FetchRequest,
-    'FetchResponse': write_FetchResponse,
+    'ProduceRequest': _read_ProduceRequest,
+    'ProduceResponse': _write_ProduceResponse,
+    'FetchRequest': _read_FetchRequest,
+    'FetchResponse': _write_FetchResponse,
 }

@@ -632,13 +632,15 @@ cdef class Partition:
             detail = f"the buffer holds {length} bytes, not exactly one batch"
         raise status_error(st, errpos, detail, self.topic, self.number)
 
-    def submit_batch(self, batch, bint wait=True):
+    def submit_batch(self, batch, bint wait=True, bint wake=True):
         """Hands one raw v2 batch to this partition's shard thread; returns a PendingAppend.
 
         The shard validates it (CRC), assigns its offsets and copies it into the log with
         the GIL released; the PendingAppend completes once the flush policy is met (with
         wait=False: once appended, in the same order as every other submission). Wait
         with `.wait()` from a thread, or `await partition.append_batch_async(batch)`.
+        wake=False leaves the shard asleep until `wake_shard()`: a caller submitting several
+        batches in a row wakes it once (waking a sleeping thread is the costly part here).
         """
         cdef PendingAppend pending = PendingAppend(self, batch)
         pending.req.no_wait = not wait
@@ -653,9 +655,16 @@ cdef class Partition:
         self.sh.sub_tail = &pending.req
         self.sh.counters.queued += 1
         pending.queued = True
-        pthread_cond_signal(&self.sh.work)
+        if wake:
+            pthread_cond_signal(&self.sh.work)
         ps_mutex_unlock(&self.sh.mu)
         return pending
+
+    def wake_shard(self):
+        """Wakes this partition's shard for what submit_batch(..., wake=False) queued."""
+        lock_with_gil_released(&self.sh.mu)
+        pthread_cond_signal(&self.sh.work)
+        ps_mutex_unlock(&self.sh.mu)
 
     # --- rolling ------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 
 from pstream import _core
 from pstream.broker.dispatch import api
@@ -162,8 +163,41 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
                                             header.base_sequence, header.record_count, leader_only,
                                             header.is_transactional))
         else:
-            waits.append(_Append(part.submit_batch(batch, wait=not leader_only), _stored))
+            waits.append(_Append(part.submit_batch(batch, wait=not leader_only, wake=False), _stored))
+            wake_later(part)
     return waits, records
+
+
+class _ShardWakes:
+    """Partitions whose shards were handed batches without being woken: each is woken once,
+    when the loop turns, so the requests read together (from one socket or several) share one
+    wake-up of a sleeping shard thread, the costly part of a hand-off on this kind of VM."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.parts: dict = {}
+
+    def add(self, part) -> None:
+        if not self.parts:
+            self.loop.call_soon(self.wake)
+        self.parts[part] = None
+
+    def wake(self) -> None:
+        parts, self.parts = self.parts, {}
+        for part in parts:
+            part.wake_shard()
+
+
+_wakes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ShardWakes]" = weakref.WeakKeyDictionary()
+
+
+def wake_later(part) -> None:
+    """Wakes part's shard when the loop turns (after submit_batch(..., wake=False))."""
+    loop = asyncio.get_running_loop()
+    wakes = _wakes.get(loop)
+    if wakes is None:
+        wakes = _wakes[loop] = _ShardWakes(loop)
+    wakes.add(part)
 
 
 class _Append:
@@ -261,10 +295,11 @@ def _sequence_and_submit(state, broker, part, batch, producer_id, epoch, base_se
     token = state.begin(producer_id, epoch, base_seq, last_seq, transactional=transactional,
                         log_end_offset=part.log_end_offset)
     try:
-        pending = part.submit_batch(batch, wait=not leader_only)
+        pending = part.submit_batch(batch, wait=not leader_only, wake=False)
     except BaseException:
         state.abort(token)
         raise
+    wake_later(part)
     waiter = asyncio.get_running_loop().create_future()   # what a duplicate sent meanwhile awaits
     broker.inflight_idempotent[token] = waiter
 
