@@ -303,6 +303,11 @@ class Partition(_core.Partition):
             await self.wait_for(offset)
         return self.high_watermark
 
+    def visible_future(self, offset: int) -> asyncio.Future:
+        """wait_visible as a future (no coroutine): resolves once consumers may read `offset`;
+        cancelling it stops the watch."""
+        return self._log._waiters.future(self, offset, durable=self.flush_policy == "always")
+
     async def append_batch_async(self, batch) -> int:
         """Appends a raw v2 batch through the shard thread; returns its base offset once the
         flush policy is met. The event loop never blocks: validation, the copy, the write
@@ -710,6 +715,9 @@ class _Waiters:
     def when_done(self, pending: _core.PendingAppend, callback) -> None:
         self._here().when_done(pending, callback)
 
+    def future(self, part: Partition, offset: int, durable: bool) -> asyncio.Future:
+        return self._here().future(part, offset, durable)
+
     def close(self) -> None:
         with self._lock:
             loops, self._loops = self._loops, {}
@@ -759,18 +767,24 @@ class _LoopWaiters:
                                                    "exception": exc})
 
     async def wait(self, part: Partition, offset: int, durable: bool) -> int:
+        return await self.future(part, offset, durable)
+
+    def future(self, part: Partition, offset: int, durable: bool) -> asyncio.Future:
+        """A future of the offset reached once `offset` exists (or is durable), listed until it
+        is done (resolved, failed or cancelled)."""
         key = (part, durable)
         fut = self._loop.create_future()
         self._waiting.setdefault(key, []).append((offset, fut))
+        fut.add_done_callback(lambda f: self._forget(key, f))
         self._arm(key)
-        try:
-            return await fut
-        finally:
-            entries = self._waiting.get(key)
-            if entries is not None:
-                entries[:] = [(o, f) for o, f in entries if f is not fut]
-                if not entries:
-                    del self._waiting[key]
+        return fut
+
+    def _forget(self, key: tuple[Partition, bool], fut: asyncio.Future) -> None:
+        entries = self._waiting.get(key)
+        if entries is not None:
+            entries[:] = [(o, f) for o, f in entries if f is not fut]
+            if not entries:
+                del self._waiting[key]
 
     def _arm(self, key: tuple[Partition, bool]) -> None:
         """Asks the shard to ring at the lowest offset still awaited. Futures already resolved

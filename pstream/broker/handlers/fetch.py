@@ -244,7 +244,8 @@ def _session(ctx, request):
 @api("Fetch", 0, 17)
 def handle_fetch(ctx, request):
     """Answered at once (no coroutine) when the data is in memory and enough of it is there, or
-    nothing is worth waiting for; otherwise by _fetch_waiting, which long-polls."""
+    nothing is worth waiting for; a consumer at the end waits in a _LongPoll (no coroutine
+    either); the rest (reads on reader threads, transactions still open) in _fetch_waiting."""
     session, incremental, error = _session(ctx, request)
     if error:
         return FetchResponse(throttle_time_ms=0, error_code=error, session_id=0, responses=[])
@@ -255,7 +256,80 @@ def handle_fetch(ctx, request):
     if total is not None and (total >= max(request.min_bytes, 1) or request.max_wait_ms <= 0
                               or any(i.response.error_code for i in plan)):
         return _answer(ctx, plan, session, incremental)
+    if total is not None and not any(i.committed and i.end < i.seen_end for i in plan):
+        return _LongPoll(ctx, request, plan, session, incremental, max_bytes, deadline).future
     return _fetch_waiting(ctx, request, plan, session, incremental, max_bytes, deadline, total)
+
+
+class _LongPoll:
+    """A fetch waiting for data at the end of its partitions, without a coroutine: a watch on
+    each partition's next visible offset and a timer; whichever fires first re-reads inline
+    and answers, or watches again. The one future resolves to the response. What cannot be
+    read inline then (the consumer fell behind meanwhile) continues in _fetch_waiting."""
+
+    __slots__ = ("args", "ctx", "deadline", "future", "max_bytes", "min_bytes", "plan", "timer", "watches")
+
+    def __init__(self, ctx, request, plan: list[_PartitionFetch], session, incremental: bool, max_bytes: int,
+                 deadline: float):
+        self.ctx, self.plan, self.max_bytes, self.deadline = ctx, plan, max_bytes, deadline
+        self.min_bytes = max(request.min_bytes, 1)
+        self.args = (request, session, incremental)
+        self.future = asyncio.get_running_loop().create_future()
+        self.timer = None
+        self.watches: list = []
+        self._watch()
+
+    def _watch(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self._answer()
+            return
+        self.watches = [item.part.visible_future(item.seen_end) for item in self.plan
+                        if item.part is not None and not item.response.error_code]
+        for watch in self.watches:
+            watch.add_done_callback(self._woken)
+        self.timer = asyncio.get_running_loop().call_later(remaining, self._woken, None)
+
+    def _woken(self, fired) -> None:
+        if fired is not None and fired.cancelled():
+            return   # cancelled by the one that woke first
+        if self.timer is None or self.future.done():
+            return   # already woken (or the connection cancelled the answer)
+        self.timer.cancel()
+        self.timer = None
+        for watch in self.watches:
+            if watch is not fired and not watch.done():
+                watch.cancel()
+            elif not watch.cancelled():
+                watch.exception()   # a failed storage wait: the re-read reports it
+        try:
+            total = _read_all_now(self.plan, self.max_bytes)
+            if total is None:   # fell behind: reads on a reader thread from here
+                request, session, incremental = self.args
+                task = asyncio.ensure_future(_fetch_waiting(self.ctx, request, self.plan, session, incremental,
+                                                            self.max_bytes, self.deadline, None))
+                task.add_done_callback(self._from_task)
+                return
+            if total >= self.min_bytes or any(i.response.error_code for i in self.plan):
+                self._answer()
+            else:
+                self._watch()
+        except Exception as exc:
+            self.future.set_exception(exc)
+
+    def _answer(self) -> None:
+        request, session, incremental = self.args
+        self.future.set_result(_answer(self.ctx, self.plan, session, incremental))
+
+    def _from_task(self, task: asyncio.Task) -> None:
+        if self.future.done():
+            return
+        if task.cancelled():
+            self.future.cancel()
+        elif task.exception() is not None:
+            self.future.set_exception(task.exception())
+        else:
+            self.future.set_result(task.result())
 
 
 async def _fetch_waiting(ctx, request, plan, session, incremental: bool, max_bytes: int, deadline: float,
