@@ -167,7 +167,8 @@ def _read_all_now(plan: list[_PartitionFetch], max_bytes: int) -> int | None:
     """_read_all without waiting, for a fetch that asks only for what is in memory (consumers
     near the end of their partitions, the common case): the bytes gathered, or None when a
     partition needs what only _read_all does (a read on a reader thread, the producer state's
-    replay, memory the budget cannot give now), and then nothing is read."""
+    replay, memory the budget cannot give now): then _read_all reads again (anything read by
+    then stays charged to the request until it is answered)."""
     for item in plan:
         part = item.part
         if part is None:

@@ -13,7 +13,9 @@ released. A refused batch stores nothing; from v8 the answer names the record at
 compact) every record needs a key: keyless records are refused as Kafka 3.9 refuses them,
 INVALID_RECORD with every keyless record in record_errors and Kafka's messages, found by the
 same check_batch walk (no Python object per record). Every partition of
-the request is submitted before any is awaited, so their writes and fdatasyncs overlap.
+the request is submitted before any is awaited, so their writes and fdatasyncs overlap; the
+shards are woken once per loop turn (wake_later), and completions call the request back
+(_ProduceAnswer: no coroutine or task unless a batch waits for more than its append).
 On a LogAppendTime topic the response carries the time the shard wrote into the batch.
 
 acks=0 gets no response; acks=1 is answered once the batch is in the log (readable, not
@@ -132,7 +134,7 @@ def check_records(config, part, batch: memoryview, check_crc: bool = False) -> N
 
 
 def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int,
-             leader_only: bool) -> tuple[list, int]:
+            leader_only: bool) -> tuple[list, int]:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
     returns one wait per batch, each an _Append or an awaitable, resolving to (base offset, max
     timestamp as stored), and the batches' record count.
@@ -429,7 +431,7 @@ class _ProduceAnswer:
             self._respond()
 
     def _respond(self) -> None:
-        if self.future.done():   # cancelled: the connection closed
+        if self.future.done():   # settled once only
             return
         try:
             self.future.set_result(_response(self.ctx, self.acks, [(name, job.answer(self.broker)
