@@ -13,8 +13,9 @@ request rate where nothing is batched.
 `track_cpu_us_per_request`: process CPU seconds (every thread: the shard's too) per request
 over 2,000 requests, in microseconds; `track_cpu_us_per_pipelined_request` the same with
 PIPELINED requests per socket read, so that wake-ups and hand-offs are shared as on a busy broker:
-the per-core cost that bounds requests/s. The end-to-end figure with sockets comes from
-`pstream bench --workloads requests`.
+the per-core cost that bounds requests/s. `FetchAtEnd`: fetches that wait at the end of the
+partition until an append wakes them (the long poll of a consumer keeping up). The end-to-end
+figure with sockets comes from `pstream bench --workloads requests`.
 """
 
 from __future__ import annotations
@@ -181,42 +182,6 @@ class SmallRequests:
 
     track_cpu_us_per_request.unit = "us"
 
-    def long_polls(self, count: int) -> None:
-        """`count` Fetches that arrive at the end of the partition and wait (max_wait_ms 500) until
-        a batch is appended behind them, as a consumer keeping up with a producer sees it."""
-        self.server.loop.run_until_complete(self._long_polls(count))
-
-    async def _long_polls(self, count: int) -> None:
-        conn, transport = self.conn, self.transport
-        loop = asyncio.get_running_loop()
-        for i in range(count):
-            frame = fetch_frame(i, self.topic, self.part.log_end_offset)
-            transport.answered = loop.create_future()
-            buf = conn.get_buffer(len(frame))
-            buf[:len(frame)] = frame
-            conn.buffer_updated(len(frame))
-            await asyncio.sleep(0)
-            if transport.answered.done():
-                raise RuntimeError("a fetch at the end of the partition was answered before any data came")
-            self.part.submit_batch(self.batch, wait=False)
-            await transport.answered
-
-    def time_fetch_at_end(self, api):
-        """100 fetches that wait at the end of the partition, each woken by an append."""
-        if api == "fetch":
-            self.long_polls(100)
-
-    def track_cpu_us_per_fetch_at_end(self, api):
-        """CPU per fetch that waits at the end and is woken by an append (the append's own cost
-        included: compare with the produce figures)."""
-        if api != "fetch":
-            return 1.0   # asv needs a number for every parameter; only fetch has this figure
-        start = time.process_time()
-        self.long_polls(1000)
-        return (time.process_time() - start) / 1000 * 1e6
-
-    track_cpu_us_per_fetch_at_end.unit = "us"
-
     def track_cpu_us_per_pipelined_request(self, api):
         """CPU per request when PIPELINED arrive per socket read: what a core spends per request
         when busy (hand-offs and wake-ups shared by the burst), which bounds its requests/s."""
@@ -226,3 +191,49 @@ class SmallRequests:
         return (time.process_time() - start) / len(frames) * 1e6
 
     track_cpu_us_per_pipelined_request.unit = "us"
+
+
+class FetchAtEnd:
+    """Fetches that arrive at the end of the partition and wait (max_wait_ms 500) until a batch
+    is appended behind them, as a consumer keeping up with a producer sees it: the long poll."""
+
+    timeout = 120
+
+    def setup(self):
+        self.small = SmallRequests()
+        self.small.setup("fetch")
+
+    def teardown(self):
+        self.small.teardown("fetch")
+
+    def long_polls(self, count: int) -> None:
+        self.small.server.loop.run_until_complete(self._long_polls(count))
+
+    async def _long_polls(self, count: int) -> None:
+        small = self.small
+        conn, transport, part = small.conn, small.transport, small.part
+        loop = asyncio.get_running_loop()
+        for i in range(count):
+            frame = fetch_frame(i, small.topic, part.log_end_offset)
+            transport.answered = loop.create_future()
+            buf = conn.get_buffer(len(frame))
+            buf[:len(frame)] = frame
+            conn.buffer_updated(len(frame))
+            await asyncio.sleep(0)
+            if transport.answered.done():
+                raise RuntimeError("a fetch at the end of the partition was answered before any data came")
+            part.submit_batch(small.batch, wait=False)
+            await transport.answered
+
+    def time_fetch_at_end(self):
+        """100 fetches, each woken by an append."""
+        self.long_polls(100)
+
+    def track_cpu_us_per_fetch_at_end(self):
+        """CPU per fetch woken by an append (the append's own cost included: compare with
+        SmallRequests' produce figures)."""
+        start = time.process_time()
+        self.long_polls(1000)
+        return (time.process_time() - start) / 1000 * 1e6
+
+    track_cpu_us_per_fetch_at_end.unit = "us"
