@@ -198,9 +198,16 @@ cdef class WireReader:
             self._take(size)
 
 
+cdef inline int32_t _int32_length(Py_ssize_t n) except? -1:
+    if n > 2147483647:
+        raise OverflowError(f"{n} bytes do not fit an int32 length")
+    return <int32_t>n
+
+
 cdef class WireWriter:
     """Builds one message as a list of buffers: small fields in a bytearray (`buf`), large
-    byte fields (records) as chunks of their own, never copied."""
+    byte fields (records) as chunks of their own, never copied. A value out of its field's
+    range raises OverflowError (as struct.error from the Python Writer): never truncated."""
 
     cdef public bytearray buf
     cdef public list parts
@@ -227,20 +234,20 @@ cdef class WireWriter:
         PyByteArray_Resize(self.buf, have + n)
         return <unsigned char *>PyByteArray_AS_STRING(self.buf) + have
 
-    cpdef int8(self, int v):
+    cpdef int8(self, int8_t v):
         self._grow(1)[0] = <uint8_t>v
 
-    cpdef int16(self, int v):
+    cpdef int16(self, int16_t v):
         ps_store_be16(self._grow(2), <uint16_t>v)
 
-    cpdef uint16(self, int v):
-        ps_store_be16(self._grow(2), <uint16_t>v)
+    cpdef uint16(self, uint16_t v):
+        ps_store_be16(self._grow(2), v)
 
-    cpdef int32(self, int64_t v):
+    cpdef int32(self, int32_t v):
         ps_store_be32(self._grow(4), <uint32_t>v)
 
-    cpdef uint32(self, int64_t v):
-        ps_store_be32(self._grow(4), <uint32_t>v)
+    cpdef uint32(self, uint32_t v):
+        ps_store_be32(self._grow(4), v)
 
     cpdef int64(self, int64_t v):
         ps_store_be64(self._grow(8), <uint64_t>v)
@@ -277,6 +284,8 @@ cdef class WireWriter:
 
     cpdef string(self, str v):
         data = v.encode()
+        if len(data) > 32767:
+            raise OverflowError(f"a string of {len(data)} bytes does not fit an int16 length")
         self.int16(len(data))
         self._put(data)
 
@@ -309,7 +318,7 @@ cdef class WireWriter:
             self._put(data)
 
     cpdef bytes(self, v):
-        self.int32(len(v))
+        self.int32(_int32_length(len(v)))
         self._raw(v)
 
     cpdef nbytes(self, v):
@@ -344,7 +353,7 @@ cdef class WireWriter:
         if compact:
             self.uvarint(n + 1)
         else:
-            self.int32(n)
+            self.int32(_int32_length(n))
         for p in parts:
             self._raw(p)
 
@@ -360,7 +369,7 @@ cdef class WireWriter:
     cpdef ncrecords(self, v):
         self._records(v, True, True)
 
-    cpdef array_len(self, int64_t n):
+    cpdef array_len(self, int32_t n):
         self.int32(n)
 
     cpdef carray_len(self, int64_t n):

@@ -62,3 +62,14 @@ def test_compiled_produce_reader_refuses_truncation_as_the_python_one_does(versi
         with pytest.raises(ProtocolError) as compiled:
             _core.COMPILED_CODECS["ProduceRequest"](version, _core.WireReader(encoded[:cut]))
         assert str(compiled.value) == str(python.value)
+
+
+@pytest.mark.parametrize(("method", "value"), [("int8", 128), ("int16", -32769), ("uint16", 65536), ("int32", 2**31),
+                                               ("uint32", -1), ("int64", 2**63), ("array_len", -(2**31) - 1)])
+def test_a_value_out_of_its_fields_range_is_refused_by_both_writers_never_truncated(method, value):
+    import struct
+
+    with pytest.raises(struct.error):
+        getattr(Writer(), method)(value)
+    with pytest.raises(OverflowError):
+        getattr(_core.WireWriter(), method)(value)
