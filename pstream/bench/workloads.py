@@ -184,6 +184,14 @@ def consume(bootstrap: str, topic: str, partitions: int, messages: int, size: in
             "missing": missing, "duplicates": duplicates, "foreign": foreign, "checksum_ok": ok_sum}
 
 
+def _sleep_until(due: float, step: float, wait=time.sleep) -> None:
+    """Waits until time.perf_counter() reaches `due`, in steps of at most `step` seconds (a
+    fixed-rate sender keeps its schedule; sleeping the whole delay at once overshoots it).
+    `wait` may be a producer's poll, which serves delivery reports as they come meanwhile."""
+    while (delay := due - time.perf_counter()) > 0:
+        wait(min(delay, step))
+
+
 def _latency_consumer(bootstrap: str, topic: str, total: int, warm: int, max_seconds: float, ready, out) -> None:
     """The latency workload's consumer, in a process of its own: in the producer's process it
     would wait for the GIL (5 ms switch interval) and measure Python, not the broker.
@@ -241,9 +249,7 @@ def latency(bootstrap: str, rate: int = 5000, size: int = 1024, seconds: float =
         pad = b"x" * max(size - 16, 0)
         start = time.perf_counter()
         for i in range(total):
-            due = start + i / rate
-            while (delay := due - time.perf_counter()) > 0:
-                time.sleep(min(delay, 0.001))
+            _sleep_until(start + i / rate, 0.001)
             producer.produce(topic, struct.pack(">qq", time.perf_counter_ns(), i) + pad)
             producer.poll(0)
             if transaction_records and (i + 1) % transaction_records == 0:
@@ -303,7 +309,9 @@ def small_produce_requests(bootstrap: str, rate: int = 20_000, size: int = 1024,
     """One-record produce requests at a fixed rate (acks=all, linger.ms=0: librdkafka sends each
     message as it comes unless requests are already in flight). Latency is the producer's:
     from produce() to the delivery report. `requests` is what librdkafka counted, so the broker's
-    CPU divided by it is the cost of one small request (cpu_us_per_request). With `tail`, a
+    CPU divided by it is the cost of one small request (cpu_us_per_request). Each latency is
+    librdkafka's (Message.latency: produce() to the report's arrival), so the time a report
+    waits for the next poll() is not counted. With `tail`, a
     consumer in another process reads the topic as it is written (librdkafka's defaults: each
     Fetch returns what arrived, typically one batch), and `fetch_requests` is what it sent."""
     ck = _confluent()
@@ -329,25 +337,22 @@ def small_produce_requests(bootstrap: str, rate: int = 20_000, size: int = 1024,
     errors = []
     counted_from = [0]
 
-    def delivered(err, msg, sent: int, index: int) -> None:
+    def delivered(err, msg, index: int) -> None:
         if err is not None:
             errors.append(str(err))
-        elif index >= warm:
-            hist.record_value(max((time.perf_counter_ns() - sent) // 1000, 1))
+        elif index >= warm:   # librdkafka's own produce()-to-report time, not when poll() served it
+            hist.record_value(max(int(msg.latency() * 1e6), 1))
 
     pad = b"x" * max(size - 16, 0)
     start = time.perf_counter()
     for i in range(total):
-        due = start + i / rate
-        while (delay := due - time.perf_counter()) > 0:
-            time.sleep(min(delay, 0.0005))
+        _sleep_until(start + i / rate, 0.0005)
         if i == warm:
-            producer.poll(0.3)   # a fresh stats document: requests are counted from here
-            counted_from[0] = _request_counts(stats.json, "Produce")
-            start += 0.3
-        now = time.perf_counter_ns()
-        producer.produce(topic, pad + struct.pack(">qq", now, i),
-                         on_delivery=lambda err, msg, s=now, n=i: delivered(err, msg, s, n))
+            _sleep_until(time.perf_counter() + 0.3, 0.05, producer.poll)   # a fresh stats document
+            counted_from[0] = _request_counts(stats.json, "Produce")      # requests count from here
+            start = time.perf_counter() - i / rate
+        producer.produce(topic, pad + struct.pack(">qq", time.perf_counter_ns(), i),
+                         on_delivery=lambda err, msg, n=i: delivered(err, msg, n))
         producer.poll(0)
     producer.flush(30)
     time.sleep(0.3)
