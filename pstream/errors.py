@@ -153,6 +153,12 @@ class UnknownPartitionError(PStreamError):
     kafka_error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
 
+class NotLocalPartitionError(PStreamError):
+    """The partition is another core's (`pstream serve --cores N`): its leader is that core's broker."""
+
+    kafka_error = ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
 class InvalidTopicError(PStreamError):
     """The topic name is not a legal Kafka topic name."""
 

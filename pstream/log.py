@@ -42,8 +42,8 @@ import zlib
 from typing import Iterable, Iterator, NamedTuple
 
 from pstream import _core
-from pstream.errors import (CommitFailedError, ConfigError, DirectoryInUseError, LogClosedError,
-                            TransactionError, UnknownPartitionError, UnknownTopicError)
+from pstream.errors import (CommitFailedError, ConfigError, DirectoryInUseError, LogClosedError, NotLocalPartitionError,
+                            PStreamError, TransactionError, UnknownPartitionError, UnknownTopicError)
 from pstream.consumer import Consumer, ConsumerGroups, LocalGroupOffsets, ServedGroupOffsets
 from pstream.follow import Follower, follow_topic
 from pstream.partitioner import StickyPartitioner
@@ -74,10 +74,20 @@ def _cold_readers() -> concurrent.futures.ThreadPoolExecutor:
     return _readers
 
 
-def shard_for(topic: str, partition: int, shards: int) -> int:
+def shard_for(topic: str, partition: int, shards: int, cores: int = 1) -> int:
     """The shard that owns a partition: stable across runs (CRC-32 of the topic, not hash()),
-    and a topic's partitions go round-robin over the shards so they spread evenly."""
-    return (zlib.crc32(topic.encode()) + partition) % shards
+    and a topic's partitions go round-robin over the shards so they spread evenly (over the
+    shards of its core, with several: the round-robin over cores comes first, owner_core)."""
+    return (zlib.crc32(topic.encode()) + partition) // cores % shards
+
+
+def owner_core(topic: str, partition: int, cores: int) -> int:
+    """The core whose broker writes and serves a partition (`pstream serve --cores N`): a topic's
+    partitions round-robin over the cores; internal topics (__consumer_offsets, ...) are core 0's,
+    where the coordinators run."""
+    if cores == 1 or topic.startswith("__"):
+        return 0
+    return (zlib.crc32(topic.encode()) + partition) % cores
 
 
 class DiskPool:
@@ -504,7 +514,7 @@ class Topic:
             for number in range(meta["partitions"]):
                 self._open_partition(number)
         except BaseException:   # out of descriptors, say: release the partitions already open, now
-            for part in self._partitions:
+            for part in self:
                 try:
                     part.close()
                 except Exception:
@@ -513,7 +523,10 @@ class Topic:
 
     def _open_partition(self, number: int) -> None:
         log = self._log
-        part = Partition(log._pool, shard_for(self.name, number, log.shards), self.name, number,
+        if owner_core(self.name, number, log.cores) != log.core:
+            self._partitions.append(None)   # another core's broker writes and serves it
+            return
+        part = Partition(log._pool, shard_for(self.name, number, log.shards, log.cores), self.name, number,
                          layout.partition_dir(log.path, self.name, number),
                          direct_io=log.direct_io, **self.config.partition_kwargs())
         part._log = log
@@ -527,10 +540,20 @@ class Topic:
         if not 0 <= number < len(self._partitions):
             raise UnknownPartitionError(f"partition {number} does not exist (the topic has {len(self._partitions)})",
                                         topic=self.name, partition=number)
-        return self._partitions[number]
+        part = self._partitions[number]
+        if part is None:
+            raise NotLocalPartitionError(
+                f"partition {self.name}-{number} is core {owner_core(self.name, number, self._log.cores)}'s, "
+                f"not this core's ({self._log.core})", topic=self.name, partition=number)
+        return part
+
+    def owns(self, number: int) -> bool:
+        """Whether this Log's core writes and serves partition `number` (always, with one core)."""
+        return 0 <= number < len(self._partitions) and self._partitions[number] is not None
 
     def __iter__(self) -> Iterator[Partition]:
-        return iter(self._partitions)
+        """The partitions this Log's core owns: all of them, unless the Log is one of several cores."""
+        return (part for part in self._partitions if part is not None)
 
     # --- producing -----------------------------------------------------------------
 
@@ -586,7 +609,7 @@ class Topic:
         from offsets[partition] (default: its log start offset), each with the limits."""
         offsets = offsets or {}
         return {part.number: part.read_columns(offsets.get(part.number, part.log_start_offset), max_records,
-                                               max_bytes) for part in self._partitions}
+                                               max_bytes) for part in self}
 
     def _meta(self) -> dict:
         return {"partitions": len(self._partitions), "config": self.config.to_dict(), "topic_id": str(self.topic_id),
@@ -645,11 +668,11 @@ class Topic:
         self.config = config
         self._log._save_topic(self)
         kwargs = config.partition_kwargs()
-        for part in self._partitions:
+        for part in self:
             part.reconfigure(**kwargs)
 
     def apply_retention(self) -> int:
-        return sum(part.apply_retention() for part in self._partitions)
+        return sum(part.apply_retention() for part in self)
 
     def clean(self, now_ms: int | None = None) -> list[dict]:
         """Compacts every partition now (one pass each, whatever its dirty ratio) with the
@@ -658,12 +681,12 @@ class Topic:
         if not self.config.compacted:
             raise ConfigError(f"topic {self.name} has cleanup_policy {self.config.cleanup_policy!r}; only a "
                               f"compacted topic is cleaned", topic=self.name)
-        return [self._log._cleaner.clean_partition(self, part, now_ms) for part in self._partitions]
+        return [self._log._cleaner.clean_partition(self, part, now_ms) for part in self]
 
     def latest(self) -> dict[bytes, bytes]:
         """Every key's latest value over all partitions (see Partition.latest)."""
         out: dict[bytes, bytes] = {}
-        for part in self._partitions:
+        for part in self:
             out.update(part.latest())
         return out
 
@@ -671,7 +694,7 @@ class Topic:
         """Closes the partitions, first writing the producer states recovered (unless the
         topic is being deleted), so a restart replays nothing."""
         errors = []
-        for part in self._partitions:
+        for part in self:
             if snapshot and part._producer_state is not None:
                 try:
                     part._producer_state.snapshot(part.high_watermark)
@@ -902,8 +925,15 @@ class Log:
                  retention_check_ms: int | None = 300_000, disk_threads: int = 2, write_pool_bytes: int = 64 << 20,
                  max_open_files: int = 600, index_cache_bytes: int = 64 << 20, cleaner: bool = True, cleaner_threads: int = 1,
                  dedupe_buffer_bytes: int = DEFAULT_DEDUPE_BUFFER_BYTES,
-                 cleaner_backoff_ms: int = DEFAULT_BACKOFF_MS, **topic_defaults):
+                 cleaner_backoff_ms: int = DEFAULT_BACKOFF_MS, core: int = 0, cores: int = 1, **topic_defaults):
         self.path = os.fspath(path)
+        # One of `cores` Logs over this directory, each in its own process (pstream serve --cores):
+        # it opens only the partitions owner_core gives it. Core 0 alone changes topics; the others
+        # take its changes with refresh_topics().
+        if not isinstance(cores, int) or cores < 1 or not isinstance(core, int) or not 0 <= core < cores:
+            raise ConfigError(f"core must be in 0..cores-1 and cores a positive integer, got core {core!r} of {cores!r}")
+        self.core, self.cores = core, cores
+        self.topic_changes = 0   # topics created, deleted or changed: the other cores refresh when it moves
         self.shards = shards if shards is not None else (os.cpu_count() or 1)
         if not isinstance(self.shards, int) or self.shards < 1:
             raise ConfigError(f"setting shards must be a positive integer, got {shards!r}")
@@ -913,7 +943,8 @@ class Log:
                                    dedupe_buffer_bytes=dedupe_buffer_bytes, backoff_ms=cleaner_backoff_ms)
         os.makedirs(self.path, exist_ok=True)
         # One Log per directory, across processes too (Kafka's .lock): two writers would interleave.
-        self._dir_lock = open(os.path.join(self.path, layout.LOCK_FILE), "a+")
+        lock_name = layout.LOCK_FILE if core == 0 else f"{layout.LOCK_FILE}-core-{core}"
+        self._dir_lock = open(os.path.join(self.path, lock_name), "a+")
         try:
             fcntl.flock(self._dir_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -924,7 +955,7 @@ class Log:
                 f"the data directory {self.path} is in use by another open Log"
                 + (f" (process {holder})" if holder.isdigit() else "")
                 + ": stop it, or give this one another data directory",
-                file=os.path.join(self.path, layout.LOCK_FILE)) from None
+                file=os.path.join(self.path, lock_name)) from None
         self._dir_lock.truncate(0)   # the holder's pid, for the refusal of the next one
         self._dir_lock.write(f"{os.getpid()}\n")
         self._dir_lock.flush()
@@ -942,7 +973,8 @@ class Log:
             raise
         self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
         # Read-only readers in other processes wait on this page's counter (pstream/storage/reader.py).
-        self._pool.publish_readable(os.path.join(self.path, _core.READABLE_SEQ_FILE))
+        if core == 0:
+            self._pool.publish_readable(os.path.join(self.path, _core.READABLE_SEQ_FILE))
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._transactions: EmbeddedTransactions | None = None
@@ -951,7 +983,7 @@ class Log:
         self.served = False    # a broker in this process serves this Log (pstream.serve)
         self._on_close: list = []
         self._closed = False
-        for doomed in layout.deleting_dirs(self.path):   # deletions and creations a crash interrupted
+        for doomed in layout.deleting_dirs(self.path) if core == 0 else ():   # what a crash interrupted
             shutil.rmtree(doomed, ignore_errors=True)
         try:
             for name in layout.list_topics(self.path):
@@ -1080,6 +1112,7 @@ class Log:
 
     def _create(self, name: str, partitions: int | None, settings: dict) -> Topic:
         """Creates the topic (the caller holds self._lock and checked the name is free)."""
+        self._check_topics_changeable(name)
         layout.check_topic_name(name)
         count = 1 if partitions is None else partitions
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
@@ -1096,6 +1129,7 @@ class Log:
             self._discard_topic_dir(name)
             raise
         self._topics[name] = topic
+        self.topic_changes += 1
         return topic
 
     def _create_topic_dir(self, name: str, meta: dict) -> None:
@@ -1156,7 +1190,9 @@ class Log:
         """Closes the topic's partitions and renames its directory away; returns the new path."""
         with self._lock:
             topic = self.get_topic(name)
+            self._check_topics_changeable(name)
             del self._topics[name]
+            self.topic_changes += 1
             topic._close(snapshot=False)
             directory = layout.topic_dir(self.path, name)
             doomed = os.path.join(self.path, f"{layout.DELETING_PREFIX}{uuid.uuid4().hex}")
@@ -1214,7 +1250,49 @@ class Log:
         if self._topics.get(topic.name) is not topic:
             raise UnknownTopicError(f"topic {topic.name!r} does not exist", topic=topic.name)
 
+    def refresh_topics(self) -> None:
+        """On a core other than 0: takes the topic changes core 0 made on disk (topics created,
+        deleted or recreated, partitions added, settings changed), opening and closing the
+        partitions this core owns."""
+        with self._lock:
+            self._check_open()
+            on_disk = {name: read_topic_meta(os.path.join(layout.topic_dir(self.path, name), layout.TOPIC_META))
+                       for name in layout.list_topics(self.path)}
+            for name, topic in list(self._topics.items()):
+                meta = on_disk.get(name)
+                if meta is None or meta["topic_id"] != str(topic.topic_id):
+                    self.forget_topic(name)
+            for name, meta in on_disk.items():
+                topic = self._topics.get(name)
+                if topic is None:
+                    self._topics[name] = Topic(self, name, meta)
+                    continue
+                for number in range(topic.partitions, meta["partitions"]):
+                    topic._open_partition(number)
+                topic.overrides = dict(meta.get("overrides", {}))
+                config = TopicConfig.from_kwargs(**meta["config"])
+                if config != topic.config:
+                    topic.config = config
+                    for part in topic:
+                        part.reconfigure(**config.partition_kwargs())
+
+    def forget_topic(self, name: str) -> None:
+        """On a core other than 0: closes a topic core 0 is deleting, leaving its files to core 0."""
+        with self._lock:
+            topic = self._topics.pop(name, None)
+            if topic is not None:
+                try:
+                    topic._close(snapshot=False)
+                except PStreamError as exc:   # its files went first (core 0 did not wait for this one)
+                    _log.info("closing deleted topic %s: %s", name, exc)
+
+    def _check_topics_changeable(self, name: str) -> None:
+        if self.core != 0:
+            raise ConfigError(f"core {self.core} cannot create, change or delete topic {name}: core 0 does")
+
     def _save_topic(self, topic: Topic) -> None:
+        self._check_topics_changeable(topic.name)
+        self.topic_changes += 1
         layout.write_json_atomic(os.path.join(layout.topic_dir(self.path, topic.name), layout.TOPIC_META),
                                  topic._meta())
 

@@ -70,7 +70,7 @@ def shard_memory(log) -> list[dict]:
     shards = [{"shard": i, "partitions": 0, "write_buffer_bytes": 0, "index_bytes": 0} for i in range(log.shards)]
     for name in log.topics():
         for part in log.get_topic(name):
-            entry = shards[shard_for(name, part.number, log.shards)]
+            entry = shards[shard_for(name, part.number, log.shards, log.cores)]
             _size, _segments, buffers, indexes = part.stats()
             entry["partitions"] += 1
             entry["write_buffer_bytes"] += buffers

@@ -69,7 +69,7 @@ class BrokerAdminView:
         return settings_schema()
 
     def partition_core(self, topic: str, partition: int) -> int:
-        return shard_for(topic, partition, self._broker.log.shards)
+        return shard_for(topic, partition, self._broker.log.shards, self._broker.log.cores)
 
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]], validate_only: bool = False) -> None:
         """rpk's cluster config set/import: cluster-wide dynamic broker configs, by Kafka name."""

@@ -39,6 +39,9 @@ from pstream.broker.client_quotas import _ATTR as CLIENT_QUOTAS_ATTR
 from pstream.broker.client_quotas import ClientQuotas
 from pstream.broker.config import BrokerConfig
 from pstream.broker.connection import CLOSE_IDLE, KafkaConnection
+from pstream.broker.cores import CoreMap
+from pstream.broker.cores.home import CoreSupervisor
+from pstream.broker.cores.member import MemberTransactions
 from pstream.broker.dispatch import load_handlers
 from pstream.broker.fetch_sessions import FetchSessionCache
 from pstream.broker.frames import FramePool, MemoryBudget
@@ -73,11 +76,16 @@ class Broker:
     """With `log`, serves that open Log (an application's: pstream.serve) instead of opening
     config.data_dir, and leaves it open when it stops."""
 
-    def __init__(self, config: BrokerConfig, log: pstream.Log | None = None):
+    def __init__(self, config: BrokerConfig, log: pstream.Log | None = None, core: int = 0,
+                 relay_path: str | None = None):
         self.config = config          # the settings in force: the static ones with the dynamic ones over them
         self.static_config = config   # as started (flags, file, environment)
         self.dynamic_configs = DynamicBrokerConfigs(os.path.join(config.data_dir, layout.NODE_DIR), config.node_id)
-        self.node_id = config.node_id
+        # With --cores N, this process is core `core` of N (pstream/broker/cores): a broker of its own.
+        self.core_map = CoreMap(config.node_id, config.cores, core)
+        self.node_id = self.core_map.node_of(core)
+        self.supervisor: CoreSupervisor | None = None   # core 0 of several: starts and tells the others
+        self.relay_path = relay_path                     # a core > 0: where core 0 takes relayed requests
         self.log: pstream.Log | None = log
         self.owns_log = log is None
         self.cluster_id = ""
@@ -93,6 +101,10 @@ class Broker:
         self._server: asyncio.base_events.Server | None = None   # the first listener's
         self._servers: list = []                                  # every listener's
         self.listeners = config.listener_list()   # bound ports filled in at start
+        for lis in self.listeners if core else ():   # core k: each listener's port + k
+            lis.port += core if lis.port else 0
+            if lis.advertised_port is not None:
+                lis.advertised_port += core
         self.credentials = CredentialStore(os.path.join(config.data_dir, layout.NODE_DIR))
         self.tls: TlsContext | None = None
         self.admin_tls: TlsContext | None = None
@@ -194,8 +206,15 @@ class Broker:
         return producer_id
 
     async def _write_txn_markers(self, producer_id: int, epoch: int, commit: bool, partitions) -> None:
-        """The transaction coordinator's second phase on this node's partitions, all at once;
-        a partition deleted meanwhile needs none."""
+        """The transaction coordinator's second phase on this node's partitions, all at once (on
+        each core's, with --cores); a partition deleted meanwhile needs none."""
+        if self.supervisor is not None:
+            partitions = await self.supervisor.write_markers(producer_id, epoch, commit, partitions)
+        await self.write_local_markers(producer_id, epoch, commit, partitions)
+        if (OFFSETS_TOPIC, 0) in partitions:
+            self.groups.store.end_txn(producer_id, commit)   # its offsets count now, or never
+
+    async def write_local_markers(self, producer_id: int, epoch: int, commit: bool, partitions) -> None:
         writes = []
         for name, index in partitions:
             topic = self.log.get_topic(name) if name in self.log else None
@@ -204,8 +223,21 @@ class Broker:
         for outcome in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
-        if (OFFSETS_TOPIC, 0) in partitions:
-            self.groups.store.end_txn(producer_id, commit)   # its offsets count now, or never
+
+    async def refresh_shared_state(self) -> None:
+        """A core > 0: reads again what core 0 changed (topics, dynamic configs, users, ACLs, quotas)."""
+        await self.log.run_blocking(self.log.refresh_topics)
+        await self.log.run_blocking(self._load_security)
+        old, self.config = self.config, self.dynamic_configs.load().apply_to(self.static_config)
+        if self.config.cleaner_options() != old.cleaner_options():
+            await self.log.run_blocking(self.log.reconfigure_cleaner, **self.config.cleaner_options())
+
+    def _load_security(self) -> None:
+        self.credentials.load()
+        self.acls.load()
+        quotas = ClientQuotas(os.path.join(self.config.data_dir, layout.NODE_DIR)).load()
+        self.__dict__[CLIENT_QUOTAS_ATTR] = quotas   # what client_quotas(broker) hands the quota APIs
+        self.quota_enforcer = QuotaEnforcer(quotas)
 
     def _on_partition_revived(self, part) -> None:
         """The batches whose appends failed are in the log now: the idempotent producers'
@@ -243,57 +275,39 @@ class Broker:
             _log.warning("fault injection: %d fault(s) armed from PSTREAM_FAULTS=%r", armed,
                          os.environ["PSTREAM_FAULTS"])
         self.storage.check_space()
+        core = self.core_map.core
         if self.owns_log:
-            self.log = open_log(cfg)
+            self.log = open_log(cfg, core)
         else:
             self.log.begin_serving()   # group commits and transactions go through this broker now
         try:
-            if self.owns_log:   # Kafka semantics: broker defaults apply to existing topics
-                for name in self.log.topics():
-                    self.log.get_topic(name).follow_defaults()
-            self._load_identity()
-            self.producer_ids = ProducerIds(os.path.join(cfg.data_dir, layout.NODE_DIR))
-            self.groups = GroupCoordinator(
-                self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
-                min_session_timeout_ms=cfg.group_min_session_timeout_ms,
-                max_session_timeout_ms=cfg.group_max_session_timeout_ms,
-                offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
-                consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
-                consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
-                consumer_max_size=cfg.group_consumer_max_size)
-            # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
-            await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
-            self.groups.start()
-            if not self.owns_log:
-                self.log.serve_groups(self.groups, asyncio.get_running_loop())
-            self.transactions = TransactionCoordinator(
-                self.log, self.allocate_producer_id, self._write_txn_markers,
-                max_timeout_ms=cfg.transaction_max_timeout_ms,
-                abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
-                id_expiration_ms=cfg.transactional_id_expiration_ms,
-                expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms)
-            await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
-            self.transactions.start()   # finishes the commits and aborts a stop interrupted
-            self.credentials.load()
-            self.acls.load()
-            quotas = ClientQuotas(os.path.join(cfg.data_dir, layout.NODE_DIR)).load()
-            self.__dict__[CLIENT_QUOTAS_ATTR] = quotas   # what client_quotas(broker) hands the quota APIs
-            self.quota_enforcer = QuotaEnforcer(quotas)
-            if cfg.bootstrap_user and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
+            if core:   # another core: core 0 runs the coordinators and changes topics
+                await self._start_member()
+            else:
+                await self._start_coordinators()
+            self._load_security()
+            if cfg.bootstrap_user and not core and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
                 _log.info("created the bootstrap user %s", cfg.bootstrap_user.partition(":")[0])
             if any(lis.tls for lis in self.listeners):
                 self.tls = TlsContext(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_key_password, cfg.ssl_cafile,
                                       cfg.ssl_client_auth)
             if cfg.admin_api_tls:   # its own context: no client certificates asked of HTTP clients
                 self.admin_tls = TlsContext(cfg.ssl_certfile, cfg.ssl_keyfile, cfg.ssl_key_password, None, "none")
-            if cfg.admin_listen_host is not None:   # bound first: once Kafka clients connect, so can monitors
+            if cfg.admin_listen_host is not None and not core:   # bound first: once Kafka clients connect, so can monitors
                 guard = BasicAuthGuard(self.credentials, self.authorizer.super_users, self.log.run_blocking,
                                        self.oauth) if cfg.admin_api_require_auth else None
                 self._admin = HttpServer(AdminApi(self.admin_view).router(), f"pstream/{pstream.__version__}",
                                          guard=guard, ssl=self.admin_tls.context if self.admin_tls else None)
                 self.admin_address = await self._start_admin(cfg)
             await self._listen()
+            self.core_map.addresses[core] = {lis.name: lis.advertised for lis in self.listeners}
+            if cfg.cores > 1 and not core:
+                self.supervisor = CoreSupervisor(self)
+                self.transactions.on_change = self.supervisor.transaction_changed
+                await self.supervisor.start()
         except BaseException:
+            if self.supervisor is not None:
+                await self.supervisor.stop()
             for server in self._servers:
                 server.close()
             if self._admin is not None:
@@ -305,6 +319,45 @@ class Broker:
             self._release_log()
             self.state = "stopped"
             raise
+        self._started(cfg)
+
+    async def _start_member(self) -> None:
+        """A core > 0: the identity core 0 keeps, and its view of core 0's transactions."""
+        meta = layout.read_json(os.path.join(self.config.data_dir, layout.NODE_DIR, BROKER_META))
+        self.cluster_id = meta["cluster_id"]
+        self.transactions = MemberTransactions()
+
+    async def _start_coordinators(self) -> None:
+        """Core 0 (the only one, usually): identity, producer ids, the group and transaction coordinators."""
+        cfg = self.config
+        if self.owns_log:   # Kafka semantics: broker defaults apply to existing topics
+            for name in self.log.topics():
+                self.log.get_topic(name).follow_defaults()
+        self._load_identity()
+        self.producer_ids = ProducerIds(os.path.join(cfg.data_dir, layout.NODE_DIR))
+        self.groups = GroupCoordinator(
+            self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=cfg.group_min_session_timeout_ms,
+            max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+            offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
+            consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
+            consumer_max_size=cfg.group_consumer_max_size)
+        # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
+        await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
+        self.groups.start()
+        if not self.owns_log:
+            self.log.serve_groups(self.groups, asyncio.get_running_loop())
+        self.transactions = TransactionCoordinator(
+            self.log, self.allocate_producer_id, self._write_txn_markers,
+            max_timeout_ms=cfg.transaction_max_timeout_ms,
+            abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            id_expiration_ms=cfg.transactional_id_expiration_ms,
+            expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms)
+        await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
+        self.transactions.start()   # finishes the commits and aborts a stop interrupted
+
+    def _started(self, cfg: BrokerConfig) -> None:
         sock = self._server.sockets[0].getsockname()
         self.bound_address = (sock[0], sock[1])
         self.state = "serving"
@@ -378,6 +431,8 @@ class Broker:
         server, self._server = self._server, None
         self.state = "stopping"   # readiness answers 503 from now on
         try:
+            if self.supervisor is not None:   # the other cores first: they relay to this one
+                await self.supervisor.stop()
             await self._drain(server)
         except Exception:
             self.exit_code = 1
@@ -409,7 +464,8 @@ class Broker:
         for task in (self._sweeper, self._snapshotter, self._storage_watch, self._cert_watch):
             if task is not None:
                 task.cancel()
-        self.groups.stop()   # JoinGroup/SyncGroup requests waiting on a rebalance are answered now
+        if self.groups is not None:   # core 0's (the others have none)
+            self.groups.stop()   # JoinGroup/SyncGroup requests waiting on a rebalance are answered now
         self.transactions.stop()   # a second phase not finished is finished at the next start
         for conn in self.connections:
             conn.drain()      # read no more requests: the ones in flight finish and are answered
@@ -432,9 +488,11 @@ class Broker:
         await self.stop()
 
 
-def open_log(cfg: BrokerConfig) -> pstream.Log:
-    """The Log of the broker's settings: its data directory, shards, budgets, cleaner and topic defaults."""
-    return pstream.Log(cfg.data_dir, shards=cfg.shards, retention_check_ms=cfg.retention_check_ms,
+def open_log(cfg: BrokerConfig, core: int = 0) -> pstream.Log:
+    """The Log of the broker's settings: its data directory, shards, budgets, cleaner and topic
+    defaults; with --cores N, core `core`'s share of it (and of the CPUs, for its shards)."""
+    shards = cfg.shards if cfg.shards is not None or cfg.cores == 1 else max(1, (os.cpu_count() or 1) // cfg.cores)
+    return pstream.Log(cfg.data_dir, shards=shards, core=core, cores=cfg.cores, retention_check_ms=cfg.retention_check_ms,
                        write_pool_bytes=cfg.write_pool_bytes, max_open_files=cfg.max_open_files,
                        index_cache_bytes=cfg.index_cache_bytes, **cfg.cleaner_options(), **cfg.topic_defaults())
 

@@ -68,6 +68,7 @@ class BrokerConfig:
     advertise_port: int | None = None
     data_dir: str = "./pstream-data"
     shards: int | None = None
+    cores: int = 1
     node_id: int = 0
     cluster_id: str | None = None
     flush: str = "always"
@@ -348,6 +349,8 @@ _SETTINGS = (
              "when listening on 0.0.0.0)"),
     _Setting("data_dir", _Text(r".+", "a non-empty path", "DIR"), "directory of the topics' logs"),
     _Setting("shards", _Int(1), "shard threads that write the logs (default: one per CPU core)"),
+    _Setting("cores", _Int(1, 256), "processes serving Kafka, one per core; core k (a broker with node id "
+                                    "node_id + k, on each listener's port + k) leads its share of the partitions"),
     _Setting("node_id", _Int(0, INT32_MAX), "this broker's id", "node.id"),
     _Setting("cluster_id", _Text(r"[A-Za-z0-9_-]+", "letters, digits, '-' and '_'", "ID"),
              "cluster id (default: generated once and kept in the data directory)"),

@@ -42,6 +42,7 @@ from collections import deque
 
 from pstream._core import WireReader, WireWriter
 from pstream.admin.metrics import UNKNOWN_API
+from pstream.broker.cores import CHANGES_SHARED_STATE
 from pstream.broker.dispatch import REGISTRY
 from pstream.broker.frames import FramePool
 from pstream.protocol.error_codes import ErrorCode
@@ -202,6 +203,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._frame_started = 0.0   # when the first byte of the frame not yet whole arrived
         self._deadline = None       # the timer that checks it
         self.muted = False          # not read because of unsent responses
+        self._relay = None          # to core 0, for requests only it answers (pstream serve --cores)
         self.last_active = time.monotonic()
         self._api_stats = broker.metrics.api
 
@@ -481,6 +483,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._refused(api.key)
             self.abort(f"malformed {api.name} v{header.api_version} request: {exc}", CLOSE_BAD_REQUEST)
             return
+        if self.broker.core_map.core and not self.broker.core_map.answers_here(api.key, request, self.broker.log):
+            self._relay_request(frame, pooled, charge, header)   # only core 0 answers it (cores/relay.py)
+            return
         ctx = RequestContext(self.broker, header, self)
         slot = _Slot(pooled, ctx, self.last_active, charge)
         if is_fetch:
@@ -490,6 +495,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         token = _handling.set((self, slot))
         try:
             result = api.handler(ctx, request)
+            if self.broker.supervisor is not None and api.key in CHANGES_SHARED_STATE:   # --cores: tell the others
+                result = self.broker.supervisor.after_change(api.key, result, self.broker.log.topic_changes)
             if asyncio.iscoroutine(result):
                 result = asyncio.ensure_future(result)   # copies the context: charged_read finds this slot
         except Exception:
@@ -503,6 +510,31 @@ class KafkaConnection(asyncio.BufferedProtocol):
             result.add_done_callback(lambda t, s=slot, a=api, h=header: self._finished(t, s, a, h))
         else:
             self._complete(slot, api, header, result)
+
+    def _relay_request(self, frame: memoryview, pooled: bytearray | None, charge: int, header) -> None:
+        slot = _Slot(pooled, RequestContext(self.broker, header, self), self.last_active, charge)
+        self._slots.append(slot)
+        if self._relay is None:
+            from pstream.broker.cores.relay import Relay
+
+            self._relay = Relay(self, self.broker.relay_path, self.broker.core_map.core)
+        self._relay.send(frame, slot)
+
+    def relayed(self, slot: _Slot, answer: bytes) -> None:
+        """Core 0's answer (a whole response frame) to a request relayed to it, sent as it came."""
+        ctx, slot.ctx = slot.ctx, None
+        self._count(slot, ctx.header.api_key, False)
+        if slot.frame_buffer is not None:
+            self.broker.frame_pool.release(slot.frame_buffer)
+            slot.frame_buffer = None
+        if slot.released:
+            return
+        self.budget.force(len(answer))
+        self.budget.release(slot.charge)
+        slot.charge = len(answer)
+        slot.chunks = [answer]
+        slot.ready = True
+        self._flush()
 
     def _dispatch_sasl_token(self, frame: memoryview, pooled: bytearray | None, charge: int) -> None:
         """After a SaslHandshake v0 the client sends its SASL tokens as bare frames, and gets the
@@ -709,6 +741,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         self._closed = True
         self.broker.connections.discard(self)
+        if self._relay is not None:
+            self._relay.close()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

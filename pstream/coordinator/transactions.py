@@ -68,6 +68,8 @@ class TransactionCoordinator:
         self._timers: list[asyncio.Task] = []
         self.counters = {"committed": 0, "aborted": 0, "timed_out": 0, "fenced": 0}
         self.active = False
+        # Awaited with each state installed (pstream serve --cores: the partitions' cores learn it).
+        self.on_change: Callable[[TxnMetadata], Awaitable[None]] | None = None
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class TransactionCoordinator:
             del self._by_producer[old.producer_id]
         self.txns[meta.transactional_id] = meta
         self._by_producer[meta.producer_id] = meta.transactional_id
+        if self.on_change is not None:   # other cores check transactional batches against it
+            await self.on_change(meta)
 
     # --- InitProducerId ---------------------------------------------------------------------
 

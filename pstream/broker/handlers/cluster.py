@@ -14,7 +14,7 @@ import shutil
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import (
     NO_AUTHORIZED_OPERATIONS,
-    advertised,
+    live_brokers,
     authorized_operations,
     find_partition,
     leader_epoch_error,
@@ -50,9 +50,9 @@ def handle_describe_cluster(ctx, request):
             if ctx.allowed_on_cluster(Operation.DESCRIBE) else 0
     return DescribeClusterResponse(
         throttle_time_ms=0, error_code=0, endpoint_type=BROKERS_ENDPOINT, cluster_id=broker.cluster_id,
-        controller_id=broker.node_id, cluster_authorized_operations=operations,
-        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=broker.node_id, host=advertised(ctx)[0],
-                                                               port=advertised(ctx)[1], rack=None)])
+        controller_id=broker.core_map.controller, cluster_authorized_operations=operations,
+        brokers=[DescribeClusterResponse.DescribeClusterBroker(broker_id=node, host=host, port=port, rack=None)
+                 for node, host, port in live_brokers(ctx)])
 
 
 @api("DescribeLogDirs", 0, 4)

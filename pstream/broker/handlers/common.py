@@ -29,6 +29,16 @@ def advertised(ctx) -> tuple[str, int]:
     return ctx.connection.listener.advertised
 
 
+def live_brokers(ctx) -> list[tuple[int, str, int]]:
+    """(node id, host, port) of every broker of this node a client may reach: this one, or with
+    `--cores N` each live core, at the listener the request came through."""
+    cores = ctx.broker.core_map
+    if cores.count == 1:
+        return [(ctx.broker.node_id, *advertised(ctx))]
+    listener = ctx.connection.listener.name if ctx.connection is not None else ctx.broker.listeners[0].name
+    return cores.brokers(listener)
+
+
 def find_topic(broker, name: str | None, topic_id: uuid.UUID | None = None):
     """(topic or None, error code). By id when an id is given (Fetch v13+, Metadata v10+)."""
     log = broker.log
@@ -56,7 +66,15 @@ def find_partition(broker, name: str | None, index: int, topic_id: uuid.UUID | N
         return None, error
     if not 0 <= index < topic.partitions:
         return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if not topic.owns(index):   # another core leads it (pstream serve --cores)
+        return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
     return topic.partition(index), ErrorCode.NONE
+
+
+def partition_exists(broker, name: str, index: int) -> bool:
+    """Whether the topic has that partition, on whichever core (what coordinators check)."""
+    topic, _ = find_topic(broker, name)
+    return topic is not None and 0 <= index < topic.partitions
 
 
 def leader_epoch_error(part, current_leader_epoch: int) -> ErrorCode:

@@ -86,8 +86,9 @@ def handle_describe_configs(ctx, request):
             else:
                 result.configs = _describe_topic(broker, topic, keys, request.include_synonyms,
                                                  request.include_documentation)
-        elif res.resource_type == BROKER and res.resource_name in ("", str(broker.node_id)):
-            result.configs = _describe_broker(broker, res.resource_name, keys, request.include_synonyms,
+        elif res.resource_type == BROKER and (res.resource_name == "" or res.resource_name in broker.core_map.node_names()):
+            name = res.resource_name and str(broker.core_map.node_id)   # every core has core 0's settings
+            result.configs = _describe_broker(broker, name, keys, request.include_synonyms,
                                               request.include_documentation)
         elif res.resource_type == BROKER:
             result.error_code = ErrorCode.INVALID_REQUEST

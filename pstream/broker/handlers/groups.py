@@ -272,7 +272,8 @@ def handle_describe_groups(ctx, request):
 def handle_list_groups(ctx, request):
     states = request.states_filter if ctx.version >= 4 else None
     types = request.types_filter if ctx.version >= 5 else None
-    error, groups = ctx.broker.groups.list_groups(states, types)
+    coordinator = ctx.broker.groups   # None on a core other than 0, which coordinates no group
+    error, groups = coordinator.list_groups(states, types) if coordinator is not None else (ErrorCode.NONE, [])
     if not ctx.allowed_on_cluster(Operation.DESCRIBE):   # without it, only the groups it may describe
         groups = [g for g in groups if not _group_denied(ctx, Operation.DESCRIBE, g[0])]
     return ListGroupsResponse(throttle_time_ms=0, error_code=error, groups=[

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import (
     NO_AUTHORIZED_OPERATIONS,
-    advertised,
+    live_brokers,
     authorized_operations,
     find_topic,
 )
@@ -37,12 +37,14 @@ async def auto_create(broker, name: str):
 
 
 def describe_topic(broker, topic, operations: int = NO_AUTHORIZED_OPERATIONS) -> Topic:
-    node = broker.node_id
+    partitions = []
+    for number in range(topic.partitions):
+        leader, epoch, replicas, isr, offline = broker.core_map.leadership(topic, number)
+        partitions.append(PartitionInfo(
+            error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE, partition_index=number,
+            leader_id=leader, leader_epoch=epoch, replica_nodes=replicas, isr_nodes=isr, offline_replicas=offline))
     return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id, is_internal=topic.name in INTERNAL_TOPICS,
-                 topic_authorized_operations=operations,
-                 partitions=[PartitionInfo(error_code=0, partition_index=p.number, leader_id=node,
-                                           leader_epoch=p.leader_epoch, replica_nodes=[node], isr_nodes=[node],
-                                           offline_replicas=[]) for p in topic])
+                 topic_authorized_operations=operations, partitions=partitions)
 
 
 @api("Metadata", 0, 12)
@@ -78,12 +80,12 @@ async def handle_metadata(ctx, request):
                                     topic_authorized_operations=NO_AUTHORIZED_OPERATIONS))
             else:
                 topics.append(described(topic))
-    host, port = advertised(ctx)
     cluster_ops = NO_AUTHORIZED_OPERATIONS
     if 8 <= ctx.version <= 10 and request.include_cluster_authorized_operations:
         cluster_ops = authorized_operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME)
     return MetadataResponse(
         throttle_time_ms=0,
-        brokers=[MetadataResponse.MetadataResponseBroker(node_id=broker.node_id, host=host, port=port, rack=None)],
-        cluster_id=broker.cluster_id, controller_id=broker.node_id, topics=topics,
+        brokers=[MetadataResponse.MetadataResponseBroker(node_id=node, host=host, port=port, rack=None)
+                 for node, host, port in live_brokers(ctx)],
+        cluster_id=broker.cluster_id, controller_id=broker.core_map.controller, topics=topics,
         cluster_authorized_operations=cluster_ops)

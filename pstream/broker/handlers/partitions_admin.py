@@ -57,7 +57,6 @@ def handle_describe_topic_partitions(ctx, request):
     not DESCRIBE are passed over as Kafka's lazy filter does (only those before the page ends are
     answered, when named); topic_authorized_operations is always filled in (the request has no flag)."""
     broker = ctx.broker
-    node = broker.node_id
     cursor = request.cursor
     after = cursor.topic_name if cursor is not None else ""
     if request.topics:
@@ -93,10 +92,13 @@ def handle_describe_topic_partitions(ctx, request):
         first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
         end = min(topic.partitions, first + remaining)
         out.topic_id = topic.topic_id
-        out.partitions = [DTP.DescribeTopicPartitionsResponsePartition(
-            error_code=0, partition_index=index, leader_id=node, leader_epoch=topic.partition(index).leader_epoch,
-            replica_nodes=[node], isr_nodes=[node], eligible_leader_replicas=[], last_known_elr=[],
-            offline_replicas=[]) for index in range(first, end)]
+        out.partitions = []
+        for index in range(first, end):
+            leader, epoch, replicas, isr, offline = broker.core_map.leadership(topic, index)
+            out.partitions.append(DTP.DescribeTopicPartitionsResponsePartition(
+                error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE, partition_index=index,
+                leader_id=leader, leader_epoch=epoch, replica_nodes=replicas, isr_nodes=isr,
+                eligible_leader_replicas=[], last_known_elr=[], offline_replicas=offline))
         if end < topic.partitions:
             next_cursor = DTP.Cursor(topic_name=name, partition_index=end)
             break

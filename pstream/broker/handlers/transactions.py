@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from pstream.broker.dispatch import api
-from pstream.broker.handlers.common import find_partition
+from pstream.broker.handlers.common import find_partition, partition_exists
 from pstream.coordinator import INTERNAL_TOPICS
 from pstream.coordinator.offsets import OFFSETS_TOPIC, CommittedOffset, now_ms
 from pstream.protocol.error_codes import ErrorCode, error_for
@@ -66,15 +66,15 @@ async def _add_partitions(ctx, version: int, transactional_id: str, producer_id:
     for tp in wanted:
         if version < 4 and (tp[0] in INTERNAL_TOPICS or not ctx.allowed(Operation.WRITE, ResourceType.TOPIC, tp[0])):
             failed[tp] = ErrorCode.TOPIC_AUTHORIZATION_FAILED
-        elif find_partition(broker, *tp)[0] is None:
+        elif not partition_exists(broker, *tp):
             failed[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if failed:
         return {tp: failed.get(tp, ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
     if verify_only:
         return broker.transactions.verify_partitions(transactional_id, producer_id, epoch, wanted)
     for tp in wanted:   # once per partition ever: its reads now need the LSO (on the disk pool)
-        part = find_partition(broker, *tp)[0]
-        if not part.has_transactions:
+        part = find_partition(broker, *tp)[0]   # None: another core's, which notes it at its first batch
+        if part is not None and not part.has_transactions:
             await broker.log.run_blocking(part.note_transactions)
     error = await broker.transactions.add_partitions(transactional_id, producer_id, epoch, wanted)
     return dict.fromkeys(wanted, fenced_for(version, 2, error))

@@ -1,0 +1,254 @@
+"""`pstream serve --cores 2` with real clients: each core is a broker of its own (node 0 on the
+port, node 1 on the port + 1) leading its share of the partitions; librdkafka routes produce
+and fetch to the leaders; groups, transactions and admin requests reach core 0 from either
+core; a core killed with SIGKILL is restarted and loses nothing acknowledged; stopping core 0
+stops them all, and the data directory opens again with one core.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+
+import pstream
+from pstream.log import owner_core
+from pstream.testing import BrokerProcess, stop_broker
+
+import raw_kafka  # noqa: E402  (tests/integration is on sys.path: see conftest.py)
+
+TIMEOUT = 30.0
+PARTITIONS = 4
+NOT_LEADER_OR_FOLLOWER = 6
+
+
+@pytest.fixture(scope="module")
+def two_cores(tmp_path_factory):
+    broker = BrokerProcess(str(tmp_path_factory.mktemp("cores") / "data"), cores=2,
+                           group_initial_rebalance_delay_ms=0).start()
+    wait_for_cores(broker.bootstrap, 2)
+    yield broker
+    stop_broker(broker)
+
+
+def wait_for_cores(bootstrap: str, count: int) -> dict:
+    """{node id: port} once Metadata lists `count` brokers."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        brokers = {b.id: b.port for b in admin.list_topics(timeout=TIMEOUT).brokers.values()}
+        if len(brokers) == count or time.monotonic() > deadline:
+            return brokers
+        time.sleep(0.1)
+
+
+def new_topic(bootstrap: str, partitions: int = PARTITIONS) -> str:
+    name = f"cores-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(TIMEOUT)
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], **config) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 2, **config})
+    failed = []
+    for i, value in enumerate(values):
+        producer.produce(topic, value, partition=i % PARTITIONS,
+                         on_delivery=lambda err, _msg: failed.append(err) if err else None)
+    assert producer.flush(TIMEOUT) == 0
+    assert not failed, failed[:3]
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, **config) -> list[tuple[int, bytes]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, **config})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got = []
+    deadline = time.monotonic() + TIMEOUT
+    while len(got) < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            got.append((msg.partition(), msg.value()))
+    time.sleep(0.3)   # nothing more than expected arrives
+    while (msg := consumer.poll(0.1)) is not None:
+        if not msg.error():
+            got.append((msg.partition(), msg.value()))
+    consumer.close()
+    return got
+
+
+def test_each_core_is_a_broker_leading_its_partitions(two_cores):
+    brokers = wait_for_cores(two_cores.bootstrap, 2)
+    assert brokers == {0: two_cores.port, 1: two_cores.port + 1}
+    topic = new_topic(two_cores.bootstrap)
+    meta = AdminClient({"bootstrap.servers": two_cores.bootstrap}).list_topics(topic, timeout=TIMEOUT)
+    assert meta.controller_id == 0
+    leaders = {p.id: p.leader for p in meta.topics[topic].partitions.values()}
+    assert leaders == {p: owner_core(topic, p, 2) for p in range(PARTITIONS)}
+    assert set(leaders.values()) == {0, 1}
+    admin = AdminClient({"bootstrap.servers": two_cores.bootstrap})
+    described = admin.describe_topics(TopicCollection([topic]))[topic].result(TIMEOUT)
+    assert {p.id: p.leader.id for p in described.partitions} == leaders
+    cluster = admin.describe_cluster().result(TIMEOUT)
+    assert sorted(node.id for node in cluster.nodes) == [0, 1] and cluster.controller.id == 0
+    with raw_kafka.RawConnection(two_cores.bootstrap) as conn:   # Kafka 3.9's admin describes topics with it
+        req_cls, _ = raw_kafka.codecs("DescribeTopicPartitions")
+        answer = conn.call("DescribeTopicPartitions", 0, req_cls(
+            topics=[req_cls.TopicRequest(name=topic)], response_partition_limit=100, cursor=None))
+    assert {p.partition_index: p.leader_id for p in answer.topics[0].partitions} == leaders
+
+
+def test_records_go_to_each_leader_and_come_back_in_order(two_cores):
+    topic = new_topic(two_cores.bootstrap)
+    values = [b"%d" % i for i in range(400)]
+    produce(two_cores.bootstrap, topic, values)
+    got = consume_all(two_cores.bootstrap, topic, len(values))
+    for p in range(PARTITIONS):
+        assert [v for part, v in got if part == p] == values[p::PARTITIONS]
+    # each core wrote its own partitions' segments
+    for p in range(PARTITIONS):
+        assert os.path.getsize(os.path.join(two_cores.data_dir, topic, str(p), "0" * 20 + ".log")) > 0
+
+
+def test_a_core_refuses_a_partition_it_does_not_lead(two_cores):
+    """A client with a stale view gets NOT_LEADER_OR_FOLLOWER (librdkafka then asks Metadata again)."""
+    topic = new_topic(two_cores.bootstrap)
+    other = next(p for p in range(PARTITIONS) if owner_core(topic, p, 2) == 1)
+    batch = pstream._core.encode_batch([(b"k", b"v", [], None)])
+    with raw_kafka.RawConnection(two_cores.bootstrap) as conn:   # core 0's port
+        produced = conn.call("Produce", 9, raw_kafka.produce_request(topic, other, batch))
+        fetched = conn.call("Fetch", 12, raw_kafka.fetch_request(topic, other, 0))
+        listed = conn.call("ListOffsets", 7, raw_kafka.list_offsets_request(topic, other, -1))
+    assert produced.responses[0].partition_responses[0].error_code == NOT_LEADER_OR_FOLLOWER
+    assert fetched.responses[0].partitions[0].error_code == NOT_LEADER_OR_FOLLOWER
+    assert listed.topics[0].partitions[0].error_code == NOT_LEADER_OR_FOLLOWER
+
+
+def test_group_and_commits_from_either_core(two_cores):
+    topic = new_topic(two_cores.bootstrap)
+    produce(two_cores.bootstrap, topic, [b"v%d" % i for i in range(40)])
+    core1 = f"127.0.0.1:{two_cores.port + 1}"   # bootstrap through core 1: FindCoordinator is relayed
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    consumer = Consumer({"bootstrap.servers": core1, "group.id": group, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + TIMEOUT
+    while seen < 40 and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            seen += 1
+    consumer.commit(asynchronous=False)
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=TIMEOUT)
+    consumer.close()
+    assert seen == 40
+    assert sum(tp.offset for tp in committed) == 40
+    admin = AdminClient({"bootstrap.servers": core1})
+    listed = admin.list_consumer_groups().result(TIMEOUT)
+    assert [g.group_id for g in listed.valid].count(group) == 1   # listed by core 0 only, once
+
+
+def test_transactions_span_cores(two_cores):
+    topic = new_topic(two_cores.bootstrap)
+    producer = Producer({"bootstrap.servers": two_cores.bootstrap, "transactional.id": f"tx-{topic}",
+                         "linger.ms": 2})
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    for i in range(8):
+        producer.produce(topic, b"committed-%d" % i, partition=i % PARTITIONS)
+    producer.commit_transaction(TIMEOUT)
+    producer.begin_transaction()
+    for i in range(8):
+        producer.produce(topic, b"aborted-%d" % i, partition=i % PARTITIONS)
+    assert producer.flush(TIMEOUT) == 0   # written, then aborted (abort_transaction drops what is unsent)
+    producer.abort_transaction(TIMEOUT)
+    got = consume_all(two_cores.bootstrap, topic, 8, **{"isolation.level": "read_committed"})
+    assert sorted(v for _, v in got) == sorted(b"committed-%d" % i for i in range(8))
+    assert len(consume_all(two_cores.bootstrap, topic, 16, **{"isolation.level": "read_uncommitted"})) == 16
+
+
+def test_topic_changes_reach_every_core_before_the_answer(two_cores):
+    """Created, grown, reconfigured and deleted through core 1's port: each core serves the
+    change as soon as the request is answered."""
+    core1 = f"127.0.0.1:{two_cores.port + 1}"
+    admin = AdminClient({"bootstrap.servers": core1})
+    topic = new_topic(core1, partitions=2)
+    admin.create_partitions([NewPartitions(topic, PARTITIONS)])[topic].result(TIMEOUT)
+    produce(core1, topic, [b"a%d" % i for i in range(8)])   # partitions 2 and 3 too, on both cores
+    resource = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("retention.ms", "123456", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([resource])[resource].result(TIMEOUT)
+    described = admin.describe_configs([ConfigResource("topic", topic)])
+    assert next(iter(described.values())).result(TIMEOUT)["retention.ms"].value == "123456"
+    admin.delete_topics([topic])[topic].result(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while topic in admin.list_topics(timeout=TIMEOUT).topics and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert topic not in admin.list_topics(timeout=TIMEOUT).topics
+
+
+def core_pids(broker: BrokerProcess) -> list[int]:
+    """The processes of the cores other than core 0 (its children)."""
+    with open(f"/proc/{broker.proc.pid}/task/{broker.proc.pid}/children") as f:
+        return [int(pid) for pid in f.read().split()]
+
+
+def test_a_killed_core_is_restarted_and_loses_nothing(tmp_path):
+    broker = BrokerProcess(str(tmp_path / "data"), cores=2).start()
+    try:
+        assert wait_for_cores(broker.bootstrap, 2) == {0: broker.port, 1: broker.port + 1}
+        topic = new_topic(broker.bootstrap)
+        before = [b"before-%d" % i for i in range(200)]
+        produce(broker.bootstrap, topic, before)
+        [child] = core_pids(broker)
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + TIMEOUT
+        while core_pids(broker) in ([child], []) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert wait_for_cores(broker.bootstrap, 2) == {0: broker.port, 1: broker.port + 1}
+        after = [b"after-%d" % i for i in range(200)]
+        produce(broker.bootstrap, topic, after)
+        got = consume_all(broker.bootstrap, topic, 400)
+        assert sorted(v for _, v in got) == sorted(before + after)   # every acknowledged record, once
+        assert "exited with code -9; restarting it" in broker.output()
+        children = core_pids(broker)
+    finally:
+        assert broker.stop() == 0, broker.output()
+    assert not any(_cmdline(pid) for pid in children), "a core outlived core 0's clean stop"
+    # the same directory, one core: every partition's records are there
+    single = BrokerProcess(broker.data_dir).start()
+    try:
+        assert len(consume_all(single.bootstrap, topic, 400)) == 400
+    finally:
+        stop_broker(single)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_cores_die_with_core_0(tmp_path):
+    """kill -9 of core 0 takes the others down (PR_SET_PDEATHSIG): no orphan keeps the data."""
+    broker = BrokerProcess(str(tmp_path / "data"), cores=2).start()
+    wait_for_cores(broker.bootstrap, 2)
+    [child] = core_pids(broker)
+    broker.kill()
+    deadline = time.monotonic() + TIMEOUT
+    while os.path.exists(f"/proc/{child}") and _cmdline(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _cmdline(child), "core 1 outlived core 0"
+    broker.start()   # and the directory is free again for a new start
+    try:
+        assert wait_for_cores(broker.bootstrap, 2) == {0: broker.port, 1: broker.port + 1}
+    finally:
+        stop_broker(broker)
