@@ -43,7 +43,8 @@ def tansu_binary() -> str:
 
 
 class ProcessProbe:
-    """CPU seconds and peak RSS of one process, per phase."""
+    """CPU seconds and peak RSS of one process and its children (the cores of `pstream serve
+    --cores N`), per phase."""
 
     def __init__(self, pid: int | None):
         self.pid = pid
@@ -52,17 +53,33 @@ class ProcessProbe:
         self._thread: threading.Thread | None = None
         self._cpu0 = 0.0
 
+    def _pids(self) -> list[int]:
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                return [self.pid, *map(int, f.read().split())]
+        except OSError:
+            return [self.pid]
+
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS   # utime + stime
+        total = 0.0
+        for pid in self._pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:   # a child that just ended
+                continue
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS   # utime + stime
+        return total
 
     def _status(self, key: str) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        total = 0
+        for pid in self._pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next((int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":")), 0)
+            except OSError:
+                continue
+        return total
 
     def _sample(self) -> None:
         while self._sampling:
@@ -75,11 +92,12 @@ class ProcessProbe:
     def start_phase(self) -> None:
         if self.pid is None:
             return
-        try:
-            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
-                f.write("5")   # resets VmHWM to the current RSS
-        except OSError:
-            pass
+        for pid in self._pids():
+            try:
+                with open(f"/proc/{pid}/clear_refs", "w") as f:
+                    f.write("5")   # resets VmHWM to the current RSS
+            except OSError:
+                pass
         self._peak = self._status("VmRSS")
         self._cpu0 = self.cpu_seconds()
         self._sampling = True
@@ -98,9 +116,11 @@ class ProcessProbe:
 class BrokerUnderTest:
     """`kind` is pstream, tansu or external (then `bootstrap` says where, and `pid` may name its process)."""
 
-    def __init__(self, kind: str, bootstrap: str | None = None, pid: int | None = None, extra: list[str] = ()):
+    def __init__(self, kind: str, bootstrap: str | None = None, pid: int | None = None, extra: list[str] = (),
+                 cpus: set[int] | None = None):
         self.kind = kind
         self.extra = list(extra)
+        self.cpus = cpus   # pinned to these CPUs (the processes it starts too)
         self.proc: subprocess.Popen | None = None
         self.data_dir: str | None = None
         self.bootstrap = bootstrap
@@ -132,8 +152,9 @@ class BrokerUnderTest:
         self.bootstrap = f"127.0.0.1:{port}"
         self.log_path = os.path.join(self.data_dir, "broker.log")
         with open(self.log_path, "wb") as log:
+            pin = (lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None
             self.proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=self.data_dir)
+                                         cwd=self.data_dir, preexec_fn=pin)
         self.pid = self.proc.pid
         deadline = time.monotonic() + timeout
         while True:

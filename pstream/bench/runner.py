@@ -33,6 +33,7 @@ class Plan:
     workloads: tuple[str, ...] = ("produce", "consume", "latency", "join")
     transaction_records: int = 1000       # the transactions workload: records per transaction
     request_rates: list[int] = field(default_factory=lambda: [1000, 5000, 20000])   # the requests workload
+    capacity_clients: int = 8             # the capacity workload: closed-loop producers, a partition each
 
     def produce_specs(self) -> list[ProduceSpec]:
         specs = [ProduceSpec(size, parts, codec, min(self.produce_bytes // size, self.max_messages))
@@ -76,6 +77,8 @@ def run_once(broker: BrokerUnderTest, plan: Plan, log=print) -> list[dict]:
         phase(workloads.latency, broker.bootstrap, plan.rate, 1024, plan.latency_seconds)
     if "requests" in plan.workloads:
         _small_requests(plan, broker, phase, log)
+    if "capacity" in plan.workloads:
+        phase(workloads.request_capacity, broker.bootstrap, plan.capacity_clients, plan.latency_seconds)
     if "join" in plan.workloads:
         phase(workloads.group_join, broker.bootstrap)
     if "transactions" in plan.workloads:
@@ -128,6 +131,8 @@ def describe(r: dict) -> str:
     if "p99_ms" in r:
         parts.append(f"p50 {r['p50_ms']} p90 {r['p90_ms']} p99 {r['p99_ms']} p99.9 {r['p99.9_ms']} "
                      f"max {r['max_ms']} ms")
+    if r.get("requests_per_s") and "mb_per_s" not in r:
+        parts.append(f"{r['requests_per_s']:,} requests/s")
     if r["workload"] == "first group join":
         parts.append(f"{r['seconds']} s")
     if r.get("cpu_seconds") is not None:
@@ -181,11 +186,12 @@ def write_document(directory: str | None, doc: dict) -> str | None:
 
 
 def run_repeated(kind: str, plan: Plan, repeat: int, bootstrap: str | None = None, pid: int | None = None,
-                 output_dir: str | None = None, log=print) -> list[list[dict]]:
+                 output_dir: str | None = None, log=print, extra: list[str] = (),
+                 broker_cpus: set[int] | None = None) -> list[list[dict]]:
     runs = []
     for i in range(repeat):
         log(f"{kind} run {i + 1}/{repeat}")
-        with BrokerUnderTest(kind, bootstrap, pid) as broker:
+        with BrokerUnderTest(kind, bootstrap, pid, extra, broker_cpus) as broker:
             results = run_once(broker, plan, log)
         runs.append(results)
         path = write_document(output_dir, run_document(kind, broker.bootstrap, i, results))

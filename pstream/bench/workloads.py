@@ -377,6 +377,72 @@ def small_produce_requests(bootstrap: str, rate: int = 20_000, size: int = 1024,
             **fetched, "complete": not errors and hist.get_total_count() == total - warm, "errors": errors[:3]}
 
 
+def request_capacity(bootstrap: str, clients: int = 8, seconds: float = 10.0, size: int = 1024,
+                     warmup: float = 1.0) -> dict:
+    """How many small requests the broker answers when it is the bottleneck: `clients` producer
+    processes, each on a partition of its own (which spreads them over the cores of a
+    `--cores N` broker), each sending one-record produce requests (1 KiB, acks=all) in a closed
+    loop, the next as soon as the last is acknowledged. `requests` is the acknowledged total;
+    latency is librdkafka's per record."""
+    topic = create_topic(bootstrap, clients, "capacity")
+    spawn = multiprocessing.get_context("spawn")   # no fork of a process running librdkafka threads
+    go, out = spawn.Event(), spawn.Queue()
+    procs = [spawn.Process(target=_closed_loop_producer, args=(bootstrap, topic, k, size, warmup, seconds, go, out),
+                           daemon=True) for k in range(clients)]
+    for proc in procs:
+        proc.start()
+    go.set()
+    done = [out.get(timeout=seconds + warmup + 60) for _ in procs]
+    for proc in procs:
+        proc.join(5)
+    latencies = sorted(lat for _all, _count, lats, _errors in done for lat in lats)
+    measured = sum(count for _all, count, _lats, _errors in done)
+    requests = sum(acked for acked, _count, _lats, _errors in done)   # the broker's CPU covers all of them
+    errors = [e for _a, _c, _l, errs in done for e in errs]
+    pct = {f"p{str(q).replace('.0', '')}_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * q / 100))]
+                                                    * 1000, 2) if latencies else None for q in (50.0, 90.0, 99.0, 99.9)}
+    pct["max_ms"] = round(latencies[-1] * 1000, 2) if latencies else None
+    return {"workload": f"request capacity {clients} clients {size}B", "messages": requests, "requests": requests,
+            "seconds": seconds, "requests_per_s": round(measured / seconds), "msgs_per_s": round(measured / seconds),
+            "topic": topic, **pct,
+            "complete": not errors, "errors": errors[:3]}
+
+
+def _closed_loop_producer(bootstrap: str, topic: str, partition: int, size: int, warmup: float, seconds: float,
+                          go, out) -> None:
+    """request_capacity's client: one request in flight, always; sends (requests acknowledged,
+    of them in the measured `seconds` after `warmup`, their latencies)."""
+    ck = _confluent()
+    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                            "max.in.flight.requests.per.connection": 1})
+    producer.list_topics(topic, 10)
+    go.wait(60)
+    value = b"x" * size
+    latencies, errors, acked = [], [], [0]
+
+    def delivered(err, msg) -> None:
+        if err is not None:
+            errors.append(str(err))
+        else:
+            acked[0] += 1
+            latencies.append(msg.latency())
+
+    start = time.monotonic()
+    measured_from, end = start + warmup, start + warmup + seconds
+    counted = 0
+    while (now := time.monotonic()) < end:
+        before = acked[0]
+        producer.produce(topic, value, partition=partition, on_delivery=delivered)
+        while acked[0] == before and not errors:
+            producer.poll(0.05)
+        if now < measured_from:
+            latencies.clear()
+        else:
+            counted += 1
+    producer.flush(10)
+    out.put((acked[0], counted, latencies, errors[:3]))
+
+
 def _tail_consumer(bootstrap: str, topic: str, total: int, max_seconds: float, ready, out) -> None:
     """small_produce_requests' tailing consumer, in a process of its own: (records received,
     Fetch requests sent) go back through `out`."""

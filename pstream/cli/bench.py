@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from pstream.bench.runner import Plan, medians, run_repeated
 from pstream.cli.output import CliError, table
 
-WORKLOADS = ("produce", "consume", "latency", "join", "requests", "transactions")
-DEFAULT_WORKLOADS = WORKLOADS[:4]   # requests, transactions: asked for by name
+WORKLOADS = ("produce", "consume", "latency", "join", "requests", "transactions", "capacity")
+DEFAULT_WORKLOADS = WORKLOADS[:4]   # requests, transactions, capacity: asked for by name
 
 
 def register(sub, common) -> None:
@@ -40,6 +41,12 @@ def register(sub, common) -> None:
     p.add_argument("--request-rates", default="1000,5000,20000",
                    help="requests workload: one-record produce requests per second; the lowest also with a "
                         "tailing consumer (default 1000,5000,20000)")
+    p.add_argument("--capacity-clients", type=int, default=8,
+                   help="capacity workload: closed-loop producers of one-record requests, a partition each (default 8)")
+    p.add_argument("--cores", type=int, default=1,
+                   help="the pstream broker started here serves on this many cores (pstream serve --cores)")
+    p.add_argument("--broker-cpus", metavar="LIST", help="pin the broker started here to these CPUs (e.g. 1 or 0,1)")
+    p.add_argument("--client-cpus", metavar="LIST", help="pin the load (this process and its children) to these CPUs")
     p.add_argument("--latency-seconds", type=float, default=10.0, help="latency and requests: seconds per phase")
     p.add_argument("--phase-seconds", type=float, default=120.0, help="time bound of every phase")
     p.add_argument("--output-dir", default="bench-results", help="one JSON document per run here ('' for none)")
@@ -62,7 +69,17 @@ def plan_from(args: argparse.Namespace) -> Plan:
     return Plan(sizes=sizes, partitions=partitions, compressions=args.compression.split(","),
                 produce_bytes=args.mb * 1_000_000, max_messages=args.max_messages, producers=args.producers,
                 rate=args.rate, latency_seconds=args.latency_seconds, phase_seconds=args.phase_seconds,
-                workloads=chosen, transaction_records=args.txn_records, request_rates=request_rates)
+                workloads=chosen, transaction_records=args.txn_records, request_rates=request_rates,
+                capacity_clients=args.capacity_clients)
+
+
+def cpu_list(text: str | None) -> set[int] | None:
+    if not text:
+        return None
+    try:
+        return {int(c) for c in text.split(",")}
+    except ValueError:
+        raise CliError(f"a CPU list is comma-separated CPU numbers, got {text!r}") from None
 
 
 def median_rows(side: dict) -> list[list]:
@@ -93,7 +110,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
               [[t, a, b, "-" if ok is None else ("yes" if ok else "NO")] for t, a, b, ok in rows])
         return 0
     kind = "external" if args.bootstrap else args.broker
-    runs = run_repeated(kind, plan, args.repeat, args.bootstrap, args.pid, args.output_dir or None)
+    if args.client_cpus:
+        os.sched_setaffinity(0, cpu_list(args.client_cpus))
+    if args.cores != 1 and kind != "pstream":
+        raise CliError("--cores is for the pstream broker this command starts")
+    extra = ["--cores", str(args.cores)] if args.cores != 1 else []
+    runs = run_repeated(kind, plan, args.repeat, args.bootstrap, args.pid, args.output_dir or None,
+                        extra=extra, broker_cpus=cpu_list(args.broker_cpus))
     print(f"\nmedians of {args.repeat} runs: {kind}")
     table(MEDIAN_HEADERS, median_rows(medians(runs)))
     failed = [r for run in runs for r in run if r.get("verified") is False or r.get("complete") is False]

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -101,6 +102,33 @@ def test_bench_measures_a_running_broker_by_address_and_pid(tmp_path):
     (doc,) = [json.loads(p.read_text()) for p in tmp_path.iterdir()]
     assert doc["broker"] == "external" and doc["bootstrap"] == broker.bootstrap
     assert all(r["cpu_seconds"] is not None for r in doc["results"])
+
+
+def test_capacity_workload_on_two_cores_counts_every_core(tmp_path):
+    """Closed-loop clients on partitions of their own reach both cores; the probe adds the CPU
+    of core 0's children (the other core) to its own."""
+    out = bench("--repeat", "1", "--workloads", "capacity", "--capacity-clients", "2", "--latency-seconds", "1",
+                "--cores", "2", "--client-cpus", "0", "--output-dir", str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    (doc,) = [json.loads(p.read_text()) for p in tmp_path.iterdir()]
+    (result,) = doc["results"]
+    assert result["complete"] and result["requests"] >= result["requests_per_s"] > 0
+    assert 0 < result["p50_ms"] <= result["max_ms"] and result["cpu_us_per_request"] > 0
+    assert result["peak_rss_bytes"] > 2 * (10 << 20)   # two broker processes
+
+
+def test_process_probe_adds_the_children():
+    probe = ProcessProbe(os.getpid())
+    probe.start_phase()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        time.sleep(1.5)   # this process sleeps: the CPU seen is the child's
+        phase = probe.end_phase()
+    finally:
+        child.kill()
+        child.wait()
+    assert phase["cpu_seconds"] >= 0.5
 
 
 def test_bench_refuses_unknown_workloads():
