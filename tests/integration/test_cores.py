@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import uuid
 
@@ -250,5 +251,43 @@ def test_cores_die_with_core_0(tmp_path):
     broker.start()   # and the directory is free again for a new start
     try:
         assert wait_for_cores(broker.bootstrap, 2) == {0: broker.port, 1: broker.port + 1}
+    finally:
+        stop_broker(broker)
+
+
+def test_relayed_requests_keep_the_clients_principal(tmp_path):
+    """Under ACLs: a user made through core 0 can log in at core 1; what core 1 relays to core 0
+    is authorized as that user (neither anonymous nor the relay's), and an ACL granted through
+    core 0 is in force on core 1 before the grant is answered."""
+    from pstream.client import KafkaClient
+    from pstream.client.connection import KafkaError, Security
+    from pstream.security.acls import Acl, Operation, PatternType, Permission, ResourceType
+
+    broker = BrokerProcess(str(tmp_path / "data"), listeners="SASL_PLAINTEXT", cores=2, authorization="acls",
+                           super_users="User:admin", bootstrap_user="admin:admin-pw").start()
+    try:
+        core1 = f"127.0.0.1:{broker.port + 1}"
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:   # core 1 starts after core 0 listens
+            try:
+                socket.create_connection(("127.0.0.1", broker.port + 1), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        def client(address: str, user: str, password: str) -> KafkaClient:
+            return KafkaClient(address, security=Security("SASL_PLAINTEXT", "SCRAM-SHA-512", user, password))
+
+        with client(broker.bootstrap, "admin", "admin-pw") as admin:
+            admin.alter_scram_user("alice", "SCRAM-SHA-512", "alice-pw")
+            admin.create_acls([Acl(ResourceType.TOPIC, "alice-", PatternType.PREFIXED, "User:alice", "*", op,
+                                   Permission.ALLOW) for op in (Operation.CREATE, Operation.WRITE, Operation.DESCRIBE)])
+        with client(core1, "alice", "alice-pw") as alice:   # core 1 knows her password already
+            alice.create_topic("alice-orders", PARTITIONS)    # relayed, and allowed as alice
+            with pytest.raises(KafkaError, match="TOPIC_AUTHORIZATION_FAILED"):
+                alice.create_topic("bob-orders", PARTITIONS)
+        conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice",
+                "sasl.password": "alice-pw"}
+        produce(core1, "alice-orders", [b"%d" % i for i in range(8)], **conf)   # both cores check her WRITE
     finally:
         stop_broker(broker)
