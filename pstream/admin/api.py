@@ -189,7 +189,7 @@ class AdminApi:
             for (topic, partition), c in sorted(committed_all.get(group_id, {}).items()):
                 entry = {"topic": topic, "partition": partition, "committed_offset": c.offset,
                          "high_watermark": None, "lag": None}
-                if topic in log and partition < log.get_topic(topic).partitions:
+                if topic in log and log.get_topic(topic).owns(partition):   # with --cores: core 0's only
                     hw = log.get_topic(topic).partition(partition).high_watermark
                     entry.update(high_watermark=hw, lag=hw - c.offset)
                 offsets.append(entry)

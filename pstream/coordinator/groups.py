@@ -985,10 +985,11 @@ class GroupCoordinator:
         return ErrorCode.NONE, out
 
     def lag(self, group_id: str) -> dict[TopicPartition, int]:
-        """{(topic, partition): end offset consumers may read - committed offset} for the group's commits."""
+        """{(topic, partition): end offset consumers may read - committed offset} for the group's commits
+        (on the partitions of this core: with --cores, other cores' are not known here)."""
         out = {}
         for (topic, partition), committed in self.store.state.offsets.get(group_id, {}).items():
-            if self._partition_exists(topic, partition):
+            if self._partition_exists(topic, partition) and self.log.get_topic(topic).owns(partition):
                 out[(topic, partition)] = self.log.get_topic(topic).partition(partition).high_watermark \
                     - committed.offset
         return out

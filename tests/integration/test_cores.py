@@ -7,10 +7,12 @@ stops them all, and the data directory opens again with one core.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -153,6 +155,24 @@ def test_group_and_commits_from_either_core(two_cores):
     admin = AdminClient({"bootstrap.servers": core1})
     listed = admin.list_consumer_groups().result(TIMEOUT)
     assert [g.group_id for g in listed.valid].count(group) == 1   # listed by core 0 only, once
+
+
+def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_cores):
+    """The admin API and /metrics are core 0's: they answer, with the partitions core 0 holds."""
+    topic = new_topic(two_cores.bootstrap)
+    produce(two_cores.bootstrap, topic, [b"m%d" % i for i in range(8)])
+    consume_all(two_cores.bootstrap, topic, 8)   # a group with commits on both cores' partitions
+    consumer = Consumer({"bootstrap.servers": two_cores.bootstrap, "group.id": f"lag-{topic}"})
+    consumer.commit(offsets=[TopicPartition(topic, p, 1) for p in range(PARTITIONS)], asynchronous=False)
+    consumer.close()
+    for path in ("/metrics", "/v1/groups", f"/v1/topics/{topic}", "/v1/brokers"):
+        with urllib.request.urlopen(two_cores.admin_url + path, timeout=TIMEOUT) as answer:
+            assert answer.status == 200, path
+    with urllib.request.urlopen(f"{two_cores.admin_url}/v1/groups", timeout=TIMEOUT) as answer:
+        groups = {g["group_id"]: g for g in json.load(answer)}
+    offsets = {o["partition"]: o for o in groups[f"lag-{topic}"]["offsets"]}
+    for p in range(PARTITIONS):   # the lag of core 1's partitions is not known to core 0
+        assert (offsets[p]["lag"] is None) == (owner_core(topic, p, 2) == 1)
 
 
 def test_transactions_span_cores(two_cores):
