@@ -520,6 +520,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._relay = Relay(self, self.broker.relay_path, self.broker.core_map.core)
         self._relay.send(frame, slot)
 
+    def relay_closed(self, relay) -> None:
+        if self._relay is relay:
+            self._relay = None
+
     def relayed(self, slot: _Slot, answer: bytes) -> None:
         """Core 0's answer (a whole response frame) to a request relayed to it, sent as it came."""
         ctx, slot.ctx = slot.ctx, None

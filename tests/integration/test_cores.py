@@ -237,7 +237,7 @@ def test_a_killed_core_is_restarted_and_loses_nothing(tmp_path):
         produce(broker.bootstrap, topic, after)
         got = consume_all(broker.bootstrap, topic, 400)
         assert sorted(v for _, v in got) == sorted(before + after)   # every acknowledged record, once
-        assert "exited with code -9; restarting it" in broker.output()
+        assert "exited with code -9 after" in broker.output()
         children = core_pids(broker)
     finally:
         assert broker.stop() == 0, broker.output()
@@ -309,5 +309,29 @@ def test_relayed_requests_keep_the_clients_principal(tmp_path):
         conf = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice",
                 "sasl.password": "alice-pw"}
         produce(core1, "alice-orders", [b"%d" % i for i in range(8)], **conf)   # both cores check her WRITE
+    finally:
+        stop_broker(broker)
+
+
+def test_an_idle_relay_closed_by_core_0_does_not_close_the_client(tmp_path):
+    """Core 0 closes the relay of a busy client connection of core 1 once the relay idles past
+    connections.max.idle.ms: the client connection goes on, and its next relayed request opens
+    another relay."""
+    broker = BrokerProcess(str(tmp_path / "data"), cores=2, connections_max_idle_ms=600).start()
+    try:
+        wait_for_cores(broker.bootstrap, 2)
+        topic = new_topic(broker.bootstrap)
+        mine = next(p for p in range(PARTITIONS) if owner_core(topic, p, 2) == 1)
+        req_cls, _ = raw_kafka.codecs("FindCoordinator")
+        find = req_cls(key="a-group", key_type=0, coordinator_keys=["a-group"])
+        batch = pstream._core.encode_batch([(b"k", b"v", [], None)])
+        with raw_kafka.RawConnection(f"127.0.0.1:{broker.port + 1}") as conn:
+            assert conn.call("FindCoordinator", 4, find).coordinators[0].node_id == 0   # relayed
+            deadline = time.monotonic() + 2.0   # the relay idles; the client connection does not
+            while time.monotonic() < deadline:
+                answer = conn.call("Produce", 9, raw_kafka.produce_request(topic, mine, batch))
+                assert answer.responses[0].partition_responses[0].error_code == 0
+                time.sleep(0.2)
+            assert conn.call("FindCoordinator", 4, find).coordinators[0].node_id == 0
     finally:
         stop_broker(broker)

@@ -33,8 +33,10 @@ from pstream.log import owner_core
 _log = logging.getLogger("pstream.broker")
 
 METADATA_KEY = 3
-CALL_TIMEOUT_S = 10.0      # a core that takes longer to answer is taken as hung, and restarted
-RESTART_BACKOFF_S = 1.0    # between a core's death and its next start
+CALL_TIMEOUT_S = 10.0      # a core that takes longer to answer fails the call (logged; markers are retried)
+RESTART_BACKOFF_S = 1.0    # between a core's death and its next start, doubling while it dies young
+MAX_RESTART_BACKOFF_S = 30.0
+STABLE_AFTER_S = 10.0      # a core that lived this long starts again after the first backoff
 STOP_GRACE_S = 30.0        # for the cores to drain and close their logs on stop
 
 
@@ -48,6 +50,7 @@ class _Member:
         self.addresses: dict[str, tuple[str, int]] | None = None
         self.calls: dict[int, asyncio.Future] = {}
         self.started_at = 0.0
+        self.backoff = RESTART_BACKOFF_S
 
 
 class CoreSupervisor:
@@ -96,15 +99,19 @@ class CoreSupervisor:
             for member in self.members.values():
                 if member.process is None or member.process.poll() is None:
                     continue
-                _log.error("core %d (process %d) exited with code %s; restarting it", member.core,
-                           member.process.pid, member.process.returncode)
+                lived = time.monotonic() - member.started_at
+                member.backoff = RESTART_BACKOFF_S if lived > STABLE_AFTER_S else \
+                    min(member.backoff * 2, MAX_RESTART_BACKOFF_S)
+                _log.error("core %d (process %d) exited with code %s after %.1f s; restarting it in %.0f s",
+                           member.core, member.process.pid, member.process.returncode, lived, member.backoff)
                 member.process = None
                 self._forget(member)
                 self._publish_topology()
-                await asyncio.sleep(RESTART_BACKOFF_S)
-                if self._stopping:
-                    return
-                self._spawn(member)
+                asyncio.get_running_loop().call_later(member.backoff, self._respawn, member)
+
+    def _respawn(self, member: _Member) -> None:
+        if not self._stopping:
+            self._spawn(member)
 
     def _forget(self, member: _Member) -> None:
         member.addresses = None

@@ -113,8 +113,12 @@ class Relay(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.transport = None
-        if not self._closed:
-            self.conn.abort("core 0's relay closed (core 0 stopping or restarting)")
+        if self._closed:
+            return
+        if self._waiting:   # their answers are lost: the client must see the connection fail
+            self.conn.abort("core 0's relay closed (core 0 stopping?) with requests unanswered")
+        else:   # closed idle (connections.max.idle.ms on core 0): the next relayed request opens another
+            self.conn.relay_closed(self)
 
     def close(self) -> None:
         self._closed = True
