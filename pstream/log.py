@@ -973,8 +973,8 @@ class Log:
             raise
         self.write_pool_bytes, self.max_open_files = write_pool_bytes, max_open_files
         # Read-only readers in other processes wait on this page's counter (pstream/storage/reader.py).
-        if core == 0:
-            self._pool.publish_readable(os.path.join(self.path, _core.READABLE_SEQ_FILE))
+        # (Every core's shards bump the same counter: an atomic add and a futex wake on a shared page.)
+        self._pool.publish_readable(os.path.join(self.path, _core.READABLE_SEQ_FILE))
         self._waiters = _Waiters(self._pool)
         self._topics: dict[str, Topic] = {}
         self._transactions: EmbeddedTransactions | None = None
