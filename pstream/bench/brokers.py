@@ -51,7 +51,7 @@ class ProcessProbe:
         self._peak = 0
         self._sampling = False
         self._thread: threading.Thread | None = None
-        self._cpu0 = 0.0
+        self._cpu0: dict[int, float] = {}
 
     def _pids(self) -> list[int]:
         try:
@@ -60,16 +60,20 @@ class ProcessProbe:
         except OSError:
             return [self.pid]
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
+    def cpu_by_process(self) -> dict[int, float]:
+        """{pid: CPU seconds (user + system)} of the process and its children."""
+        out = {}
         for pid in self._pids():
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:   # a child that just ended
                 continue
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS   # utime + stime
-        return total
+            out[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS   # utime + stime
+        return out
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_process().values())
 
     def _status(self, key: str) -> int:
         total = 0
@@ -99,7 +103,7 @@ class ProcessProbe:
             except OSError:
                 pass
         self._peak = self._status("VmRSS")
-        self._cpu0 = self.cpu_seconds()
+        self._cpu0 = self.cpu_by_process()
         self._sampling = True
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -110,7 +114,12 @@ class ProcessProbe:
         self._sampling = False
         self._thread.join()
         peak = max(self._peak, self._status("VmHWM"))
-        return {"cpu_seconds": round(self.cpu_seconds() - self._cpu0, 3), "peak_rss_bytes": peak}
+        now = self.cpu_by_process()
+        each = [round(cpu - self._cpu0.get(pid, 0.0), 3) for pid, cpu in now.items()]
+        out = {"cpu_seconds": round(sum(each), 3), "peak_rss_bytes": peak}
+        if len(each) > 1:   # the broker's processes, in start order (pstream serve --cores: core 0 first)
+            out["cpu_seconds_by_process"] = each
+        return out
 
 
 class BrokerUnderTest:

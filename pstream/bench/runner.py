@@ -137,6 +137,8 @@ def describe(r: dict) -> str:
         parts.append(f"{r['seconds']} s")
     if r.get("cpu_seconds") is not None:
         parts.append(f"cpu {r['cpu_seconds']} s")
+        if r.get("cpu_seconds_by_process"):
+            parts.append(f"({' + '.join(str(c) for c in r['cpu_seconds_by_process'])} by process)")
     if r.get("cpu_s_per_gb") is not None:
         parts.append(f"({r['cpu_s_per_gb']} s/GB)")
     if r.get("requests"):

@@ -115,6 +115,7 @@ def test_capacity_workload_on_two_cores_counts_every_core(tmp_path):
     assert result["complete"] and result["requests"] >= result["requests_per_s"] > 0
     assert 0 < result["p50_ms"] <= result["max_ms"] and result["cpu_us_per_request"] > 0
     assert result["peak_rss_bytes"] > 2 * (10 << 20)   # two broker processes
+    assert len(result["cpu_seconds_by_process"]) == 2 and all(cpu > 0 for cpu in result["cpu_seconds_by_process"])
 
 
 def test_process_probe_adds_the_children():

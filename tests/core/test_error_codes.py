@@ -31,6 +31,7 @@ EXPECTED = {
     errors.OffsetOutOfRangeError: ErrorCode.OFFSET_OUT_OF_RANGE,
     errors.UnknownTopicError: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     errors.UnknownPartitionError: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    errors.NotLocalPartitionError: ErrorCode.NOT_LEADER_OR_FOLLOWER,
     errors.InvalidTopicError: ErrorCode.INVALID_TOPIC_EXCEPTION,
     errors.ConfigError: ErrorCode.INVALID_CONFIG,
     errors.LogClosedError: ErrorCode.NOT_LEADER_OR_FOLLOWER,
