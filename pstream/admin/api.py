@@ -227,5 +227,5 @@ class AdminApi:
     def memory(self, request: Request) -> Response:
         return Response.json(memory.report(self.node, request.query, change=request.method == "POST"))
 
-    def metrics(self, request: Request) -> Response:
-        return Response(200, self.node.metrics_text(), CONTENT_TYPE)
+    async def metrics(self, request: Request) -> Response:
+        return Response(200, await self.node.metrics_text(), CONTENT_TYPE)

@@ -66,7 +66,7 @@ import time
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from pstream.admin import memory
@@ -470,3 +470,25 @@ class BrokerCollector:
             for outcome, count in txns.counters.items():
                 ended.add_metric([outcome], count)
         yield from (states, ended)
+
+
+def merge_by_core(texts: dict[int, bytes | str]) -> bytes:
+    """One exposition of several cores' (pstream serve --cores): every sample gains a `core`
+    label, and each family is written once with the samples of all."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Metric] = {}
+    for core, text in sorted(texts.items()):
+        for family in text_string_to_metric_families(text.decode() if isinstance(text, bytes) else text):
+            merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type,
+                                                              family.unit))
+            merged.samples.extend(sample._replace(labels={**sample.labels, "core": str(core)})
+                                  for sample in family.samples)
+
+    class _Merged:
+        def collect(self):
+            return families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return generate_latest(registry)

@@ -89,7 +89,7 @@ class NodeView(MetricsView, Protocol):
 
     def partition_core(self, topic: str, partition: int) -> int: ...   # the shard that owns the partition
 
-    def metrics_text(self) -> bytes: ...
+    async def metrics_text(self) -> bytes: ...   # with --cores, every core's (a `core` label on each sample)
 
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]],
                                     validate_only: bool = False) -> None: ...   # ConfigError names a bad one         # the Prometheus exposition

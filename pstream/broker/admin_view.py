@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from pstream.admin.metrics import merge_by_core
 from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of, settings_schema
 from pstream.broker.handlers.common import internal_topic_error
@@ -79,5 +80,10 @@ class BrokerAdminView:
         """[(kind, user, client id, ip, rate, throttled ms in all)] of the quota entities clients used."""
         return list(self._broker.quota_enforcer.metrics(time.monotonic()))
 
-    def metrics_text(self) -> bytes:
-        return self._broker.metrics.exposition()
+    async def metrics_text(self) -> bytes:
+        """This broker's exposition; with --cores, every core's, each sample labelled with its core."""
+        own = self._broker.metrics.exposition()
+        supervisor = self._broker.supervisor
+        if supervisor is None:
+            return own
+        return merge_by_core({0: own, **await supervisor.metrics_texts()})

@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from confluent_kafka import Consumer, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
@@ -158,7 +159,8 @@ def test_group_and_commits_from_either_core(two_cores):
 
 
 def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_cores):
-    """The admin API and /metrics are core 0's: they answer, with the partitions core 0 holds."""
+    """The admin API is core 0's and answers with the partitions core 0 holds; /metrics shows
+    every core's, each sample labelled with its core."""
     topic = new_topic(two_cores.bootstrap)
     produce(two_cores.bootstrap, topic, [b"m%d" % i for i in range(8)])
     consume_all(two_cores.bootstrap, topic, 8)   # a group with commits on both cores' partitions
@@ -168,6 +170,12 @@ def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_co
     for path in ("/metrics", "/v1/groups", f"/v1/topics/{topic}", "/v1/brokers"):
         with urllib.request.urlopen(two_cores.admin_url + path, timeout=TIMEOUT) as answer:
             assert answer.status == 200, path
+    with urllib.request.urlopen(f"{two_cores.admin_url}/metrics", timeout=TIMEOUT) as answer:
+        families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
+    watermarks = {(s.labels["partition"], s.labels["core"]): s.value
+                  for s in families["pstream_partition_high_watermark"].samples if s.labels["topic"] == topic}
+    assert watermarks == {(str(p), str(owner_core(topic, p, 2))): 2.0 for p in range(PARTITIONS)}
+    assert {s.labels["core"] for s in families["pstream_requests"].samples} == {"0", "1"}
     with urllib.request.urlopen(f"{two_cores.admin_url}/v1/groups", timeout=TIMEOUT) as answer:
         groups = {g["group_id"]: g for g in json.load(answer)}
     offsets = {o["partition"]: o for o in groups[f"lag-{topic}"]["offsets"]}

@@ -147,7 +147,7 @@ class CoreSupervisor:
                     if answer.get("error"):
                         waiter.set_exception(RuntimeError(f"core {member.core}: {answer['error']}"))
                     else:
-                        waiter.set_result(None)
+                        waiter.set_result(answer.get("result"))
         except (ConnectionError, ValueError, KeyError) as exc:
             _log.warning("core control connection: %s", exc)
         finally:
@@ -159,15 +159,15 @@ class CoreSupervisor:
     def _send(self, member: _Member, message: dict) -> None:
         member.writer.write(json.dumps(message).encode() + b"\n")
 
-    async def _call(self, member: _Member, message: dict) -> None:
-        """Sends a message to a live core and waits for its answer."""
+    async def _call(self, member: _Member, message: dict):
+        """Sends a message to a live core and waits for its answer (what it returned)."""
         self._next_id += 1
         message["id"] = self._next_id
         waiter = asyncio.get_running_loop().create_future()
         member.calls[self._next_id] = waiter
         self._send(member, message)
         try:
-            await asyncio.wait_for(waiter, CALL_TIMEOUT_S)
+            return await asyncio.wait_for(waiter, CALL_TIMEOUT_S)
         except asyncio.TimeoutError:
             member.calls.pop(message["id"], None)
             raise TimeoutError(f"core {member.core} did not answer {message['op']} in {CALL_TIMEOUT_S:.0f} s") \
@@ -201,6 +201,12 @@ class CoreSupervisor:
         if api_key != METADATA_KEY or self.broker.log.topic_changes != topic_changes:
             await self._call_live({"op": "refresh"})
         return result
+
+    async def metrics_texts(self) -> dict[int, str]:
+        """{core: its Prometheus exposition} of the live cores other than 0 (one that fails is left out)."""
+        live = [m for m in self.members.values() if m.writer is not None]
+        texts = await asyncio.gather(*(self._call(m, {"op": "metrics"}) for m in live), return_exceptions=True)
+        return {m.core: text for m, text in zip(live, texts) if isinstance(text, str)}
 
     async def transaction_changed(self, meta) -> None:
         await self._call_live(_txn_message(meta))

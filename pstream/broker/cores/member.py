@@ -28,6 +28,8 @@ class MemberTransactions:
     partitions of its ongoing transaction, to check transactional batches as it would
     (TransactionCoordinator.produce_error)."""
 
+    active = False   # coordinates nothing (what the metrics ask a coordinator)
+
     def __init__(self):
         self.ready = False   # told everything core 0 knows (until then: retry elsewhere)
         self._by_producer: dict[int, tuple[int, frozenset]] = {}
@@ -80,14 +82,14 @@ class MemberLink:
         try:
             while line := await reader.readline():
                 message = json.loads(line)
-                error = None
+                error = result = None
                 try:
-                    await self._carry_out(message)
+                    result = await self._carry_out(message)
                 except Exception as exc:
                     _log.exception("core %d: %s from core 0 failed", broker.core_map.core, message["op"])
                     error = str(exc) or type(exc).__name__
                 if "id" in message:
-                    writer.write(json.dumps({"id": message["id"], "error": error}).encode() + b"\n")
+                    writer.write(json.dumps({"id": message["id"], "error": error, "result": result}).encode() + b"\n")
         except (ConnectionError, ValueError) as exc:
             _log.error("core %d: control connection failed: %s", broker.core_map.core, exc)
         finally:
@@ -96,9 +98,11 @@ class MemberLink:
             _log.error("core %d: core 0 went away; stopping", broker.core_map.core)
             await broker.stop()
 
-    async def _carry_out(self, message: dict) -> None:
+    async def _carry_out(self, message: dict):
         broker = self.broker
         op = message["op"]
+        if op == "metrics":   # core 0's /metrics shows every core's
+            return broker.metrics.exposition().decode()
         if op == "topology":
             broker.core_map.addresses = {int(core): {name: tuple(address) for name, address in by_name.items()}
                                          for core, by_name in message["cores"].items()}
