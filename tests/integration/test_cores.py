@@ -343,3 +343,42 @@ def test_an_idle_relay_closed_by_core_0_does_not_close_the_client(tmp_path):
             assert conn.call("FindCoordinator", 4, find).coordinators[0].node_id == 0
     finally:
         stop_broker(broker)
+
+
+def test_kill_9_of_a_core_under_load_loses_no_acknowledged_record(tmp_path):
+    """An idempotent producer (acks=all) writes to both cores while core 1 is killed with SIGKILL:
+    it retries until core 1 is back, and every partition then holds each acknowledged record
+    exactly once, in the order acknowledged."""
+    broker = BrokerProcess(str(tmp_path / "data"), cores=2).start()
+    try:
+        wait_for_cores(broker.bootstrap, 2)
+        topic = new_topic(broker.bootstrap)
+        acked: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
+        failed = []
+
+        def report(err, msg) -> None:
+            if err is not None:
+                failed.append(err)
+            else:
+                acked[msg.partition()].append(msg.value())
+
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "enable.idempotence": True,
+                             "linger.ms": 1, "message.timeout.ms": 60000})
+        total = 6000
+        for i in range(total):
+            producer.produce(topic, b"%06d" % i, partition=i % PARTITIONS, on_delivery=report)
+            producer.poll(0)
+            if i == total // 3:
+                [child] = core_pids(broker)
+                os.kill(child, signal.SIGKILL)
+            if i % 100 == 0:
+                time.sleep(0.01)   # spread over the kill and the restart
+        assert producer.flush(TIMEOUT * 2) == 0
+        assert not failed, failed[:3]
+        assert sum(map(len, acked.values())) == total
+        got = consume_all(broker.bootstrap, topic, total)
+        for p in range(PARTITIONS):
+            assert [v for part, v in got if part == p] == acked[p]
+        assert "exited with code -9 after" in broker.output()
+    finally:
+        assert broker.stop() == 0, broker.output()
