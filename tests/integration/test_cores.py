@@ -183,6 +183,19 @@ def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_co
         assert (offsets[p]["lag"] is None) == (owner_core(topic, p, 2) == 1)
 
 
+def test_metrics_of_many_partitions_cross_the_control_socket(two_cores):
+    """Core 1's exposition of 500 partitions (hundreds of kilobytes, one control message) reaches
+    core 0's /metrics, and core 1 stays up."""
+    topic = new_topic(two_cores.bootstrap, partitions=1000)
+    with urllib.request.urlopen(f"{two_cores.admin_url}/metrics", timeout=TIMEOUT) as answer:
+        families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
+    cores = [s.labels["core"] for s in families["pstream_partition_high_watermark"].samples if s.labels["topic"] == topic]
+    assert sorted(cores) == sorted(str(owner_core(topic, p, 2)) for p in range(1000))
+    assert "exited with code" not in two_cores.output()
+    admin = AdminClient({"bootstrap.servers": two_cores.bootstrap})
+    admin.delete_topics([topic])[topic].result(TIMEOUT)
+
+
 def test_transactions_span_cores(two_cores):
     topic = new_topic(two_cores.bootstrap)
     producer = Producer({"bootstrap.servers": two_cores.bootstrap, "transactional.id": f"tx-{topic}",

@@ -9,7 +9,8 @@ JSON line each and waits for its answer line:
   changed them, before that request is answered);
 - `txn`: a transaction's producer, epoch and partitions, so the partition's core can check a
   transactional batch as core 0's coordinator would (KIP-890's verification);
-- `markers`: write a transaction's COMMIT or ABORT markers on its partitions there.
+- `markers`: write a transaction's COMMIT or ABORT markers on its partitions there;
+- `metrics`: its Prometheus exposition, which core 0's /metrics merges with its own.
 A core that is down gets no `refresh` or `txn`: it reads everything at its start, and markers
 for its partitions fail until it is back (the coordinator retries them).
 """
@@ -38,6 +39,7 @@ RESTART_BACKOFF_S = 1.0    # between a core's death and its next start, doubling
 MAX_RESTART_BACKOFF_S = 30.0
 STABLE_AFTER_S = 10.0      # a core that lived this long starts again after the first backoff
 STOP_GRACE_S = 30.0        # for the cores to drain and close their logs on stop
+CONTROL_LINE_LIMIT = 1 << 28   # one control message (a core's /metrics with many partitions: megabytes)
 
 
 class _Member:
@@ -70,7 +72,8 @@ class CoreSupervisor:
         from pstream.broker.cores.relay import RelayedConnection
 
         loop = asyncio.get_running_loop()
-        self._servers.append(await asyncio.start_unix_server(self._on_member, self.control_path))
+        self._servers.append(await asyncio.start_unix_server(self._on_member, self.control_path,
+                                                             limit=CONTROL_LINE_LIMIT))
         self._servers.append(await loop.create_unix_server(lambda: RelayedConnection(self.broker), self.relay_path))
         for member in self.members.values():
             self._spawn(member)

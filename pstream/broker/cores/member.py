@@ -72,7 +72,9 @@ class MemberLink:
         self._task: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(self.path)
+        from pstream.broker.cores.home import CONTROL_LINE_LIMIT
+
+        reader, writer = await asyncio.open_unix_connection(self.path, limit=CONTROL_LINE_LIMIT)
         listeners = {lis.name: lis.advertised for lis in self.broker.listeners}
         writer.write(json.dumps({"core": self.broker.core_map.core, "listeners": listeners}).encode() + b"\n")
         self._task = asyncio.ensure_future(self._serve(reader, writer))
