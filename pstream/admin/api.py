@@ -132,32 +132,25 @@ class AdminApi:
             **broker_fields(b, log.shards, data_dir, disk.free, disk.total),
         }
 
-    @staticmethod
-    def _partition(part) -> dict:
-        size, segments, _buffers, _indexes = part.stats()
-        hw = part.high_watermark
-        return {"partition": part.number, "log_start_offset": part.log_start_offset, "high_watermark": hw,
-                "log_end_offset": part.log_end_offset, "records": hw - part.log_start_offset,
-                "size_bytes": size, "segments": segments}
-
-    def topics(self, request: Request) -> Response:
+    async def topics(self, request: Request) -> Response:
         log = self._need_log()
+        stats = await self.node.partition_stats()
         out = []
         for name in log.topics():
-            parts = [self._partition(p) for p in log.get_topic(name)]
+            parts = stats.get(name, [])
             out.append({"name": name, "internal": self.node.is_internal(name),
-                        "partitions": len(parts), "records": sum(p["records"] for p in parts),
+                        "partitions": log.get_topic(name).partitions, "records": sum(p["records"] for p in parts),
                         "size_bytes": sum(p["size_bytes"] for p in parts),
                         "segments": sum(p["segments"] for p in parts)})
         return Response.json(out)
 
-    def topic(self, request: Request, name: str) -> Response:
+    async def topic(self, request: Request, name: str) -> Response:
         log = self._need_log()
         if name not in log:
             raise HttpError(404, f"no such topic: {name}")
         topic = log.get_topic(name)
         configs = self.node.topic_configs(name)
-        parts = [self._partition(p) for p in topic]
+        parts = (await self.node.partition_stats(name)).get(name, [])
         return Response.json({"name": name, "topic_id": str(topic.topic_id),
                               "internal": self.node.is_internal(name),
                               "records": sum(p["records"] for p in parts),
@@ -229,3 +222,18 @@ class AdminApi:
 
     async def metrics(self, request: Request) -> Response:
         return Response(200, await self.node.metrics_text(), CONTENT_TYPE)
+
+
+def partition_stats(log, topic: str | None = None) -> dict[str, list[dict]]:
+    """{topic: [each partition's offsets and size]} of the partitions this Log's core holds (all
+    topics', or one's)."""
+    out = {}
+    for name in [topic] if topic is not None else log.topics():
+        out[name] = []
+        for part in log.get_topic(name) if name in log else ():
+            size, segments, _buffers, _indexes = part.stats()
+            hw = part.high_watermark
+            out[name].append({"partition": part.number, "log_start_offset": part.log_start_offset,
+                              "high_watermark": hw, "log_end_offset": part.log_end_offset,
+                              "records": hw - part.log_start_offset, "size_bytes": size, "segments": segments})
+    return out

@@ -89,6 +89,8 @@ class NodeView(MetricsView, Protocol):
 
     def partition_core(self, topic: str, partition: int) -> int: ...   # the shard that owns the partition
 
+    async def partition_stats(self, topic: str | None = None) -> dict[str, list[dict]]: ...   # every core's
+
     async def metrics_text(self) -> bytes: ...   # with --cores, every core's (a `core` label on each sample)
 
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]],

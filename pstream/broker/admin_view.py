@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from pstream.admin.api import partition_stats
 from pstream.admin.metrics import merge_by_core
 from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of, settings_schema
@@ -80,10 +81,23 @@ class BrokerAdminView:
         """[(kind, user, client id, ip, rate, throttled ms in all)] of the quota entities clients used."""
         return list(self._broker.quota_enforcer.metrics(time.monotonic()))
 
+    async def partition_stats(self, topic: str | None = None) -> dict[str, list[dict]]:
+        """{topic: [partition offsets and size, by partition]}; with --cores, every core's partitions."""
+        own = partition_stats(self._broker.log, topic)
+        supervisor = self._broker.supervisor
+        if supervisor is None:
+            return own
+        for other in (await supervisor.gather_live("partition_stats", topic=topic)).values():
+            for name, parts in other.items():
+                own.setdefault(name, []).extend(parts)
+        for parts in own.values():
+            parts.sort(key=lambda p: p["partition"])
+        return own
+
     async def metrics_text(self) -> bytes:
         """This broker's exposition; with --cores, every core's, each sample labelled with its core."""
         own = self._broker.metrics.exposition()
         supervisor = self._broker.supervisor
         if supervisor is None:
             return own
-        return merge_by_core({0: own, **await supervisor.metrics_texts()})
+        return merge_by_core({0: own, **await supervisor.gather_live("metrics")})

@@ -159,8 +159,8 @@ def test_group_and_commits_from_either_core(two_cores):
 
 
 def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_cores):
-    """The admin API is core 0's and answers with the partitions core 0 holds; /metrics shows
-    every core's, each sample labelled with its core."""
+    """Core 0's admin API shows every core's partitions; /metrics every core's samples, each
+    labelled with its core; group lag is core 0's partitions'."""
     topic = new_topic(two_cores.bootstrap)
     produce(two_cores.bootstrap, topic, [b"m%d" % i for i in range(8)])
     consume_all(two_cores.bootstrap, topic, 8)   # a group with commits on both cores' partitions
@@ -170,6 +170,14 @@ def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_co
     for path in ("/metrics", "/v1/groups", f"/v1/topics/{topic}", "/v1/brokers"):
         with urllib.request.urlopen(two_cores.admin_url + path, timeout=TIMEOUT) as answer:
             assert answer.status == 200, path
+    with urllib.request.urlopen(f"{two_cores.admin_url}/v1/topics/{topic}", timeout=TIMEOUT) as answer:
+        described = json.load(answer)
+    assert [(p["partition"], p["high_watermark"]) for p in described["partitions"]] == \
+        [(p, 2) for p in range(PARTITIONS)]
+    assert described["records"] == 8
+    with urllib.request.urlopen(f"{two_cores.admin_url}/v1/topics", timeout=TIMEOUT) as answer:
+        listed = {t["name"]: t for t in json.load(answer)}
+    assert (listed[topic]["partitions"], listed[topic]["records"]) == (PARTITIONS, 8)
     with urllib.request.urlopen(f"{two_cores.admin_url}/metrics", timeout=TIMEOUT) as answer:
         families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
     watermarks = {(s.labels["partition"], s.labels["core"]): s.value

@@ -10,7 +10,8 @@ JSON line each and waits for its answer line:
 - `txn`: a transaction's producer, epoch and partitions, so the partition's core can check a
   transactional batch as core 0's coordinator would (KIP-890's verification);
 - `markers`: write a transaction's COMMIT or ABORT markers on its partitions there;
-- `metrics`: its Prometheus exposition, which core 0's /metrics merges with its own.
+- `metrics`, `partition_stats`: its Prometheus exposition and its partitions' offsets and sizes,
+  which core 0's /metrics and admin API merge with its own.
 A core that is down gets no `refresh` or `txn`: it reads everything at its start, and markers
 for its partitions fail until it is back (the coordinator retries them).
 """
@@ -205,11 +206,18 @@ class CoreSupervisor:
             await self._call_live({"op": "refresh"})
         return result
 
-    async def metrics_texts(self) -> dict[int, str]:
-        """{core: its Prometheus exposition} of the live cores other than 0 (one that fails is left out)."""
+    async def gather_live(self, op: str, **args) -> dict:
+        """{core: its answer} to `op` from the live cores other than 0 (for the admin API and
+        /metrics; one that fails is logged and left out)."""
         live = [m for m in self.members.values() if m.writer is not None]
-        texts = await asyncio.gather(*(self._call(m, {"op": "metrics"}) for m in live), return_exceptions=True)
-        return {m.core: text for m, text in zip(live, texts) if isinstance(text, str)}
+        answers = await asyncio.gather(*(self._call(m, {"op": op, **args}) for m in live), return_exceptions=True)
+        out = {}
+        for member, answer in zip(live, answers):
+            if isinstance(answer, BaseException):
+                _log.warning("core %d: %s failed: %s", member.core, op, answer)
+            else:
+                out[member.core] = answer
+        return out
 
     async def transaction_changed(self, meta) -> None:
         await self._call_live(_txn_message(meta))

@@ -17,6 +17,7 @@ import pickle
 import signal
 import sys
 
+from pstream.admin.api import partition_stats
 from pstream.protocol.error_codes import ErrorCode
 
 _log = logging.getLogger("pstream.broker")
@@ -105,6 +106,8 @@ class MemberLink:
         op = message["op"]
         if op == "metrics":   # core 0's /metrics shows every core's
             return broker.metrics.exposition().decode()
+        if op == "partition_stats":   # and its admin API every core's partitions
+            return partition_stats(broker.log, message["topic"])
         if op == "topology":
             broker.core_map.addresses = {int(core): {name: tuple(address) for name, address in by_name.items()}
                                          for core, by_name in message["cores"].items()}
