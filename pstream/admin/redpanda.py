@@ -330,11 +330,12 @@ class RedpandaApi:
     # --- partitions ---------------------------------------------------------------------------
 
     def _replicas(self, topic: str, number: int) -> list[dict]:
-        return [{"node_id": self.node.node_id, "core": self.node.partition_core(topic, number)}]
+        return [{"node_id": self.node.partition_replica(topic, number), "core": self.node.partition_core(topic, number)}]
 
     def _cluster_partitions(self, topic) -> list[dict]:
-        return [{"ns": NAMESPACE, "topic": topic.name, "partition_id": p.number, "leader_id": self.node.node_id,
-                 "replicas": self._replicas(topic.name, p.number), "disabled": False} for p in topic]
+        return [{"ns": NAMESPACE, "topic": topic.name, "partition_id": n,
+                 "leader_id": self.node.partition_leader(topic.name, n),
+                 "replicas": self._replicas(topic.name, n), "disabled": False} for n in range(topic.partitions)]
 
     def cluster_partitions(self, request: Request) -> Response:
         log = self._log()
@@ -364,11 +365,11 @@ class RedpandaApi:
     def _partition(self, topic: str, number: int) -> dict:
         # No raft_group_id: pstream has no Raft groups.
         return {"ns": NAMESPACE, "topic": topic, "partition_id": number, "status": "done",
-                "leader_id": self.node.node_id, "replicas": self._replicas(topic, number)}
+                "leader_id": self.node.partition_leader(topic, number), "replicas": self._replicas(topic, number)}
 
     def topic_partitions(self, request: Request, ns: str, topic: str) -> Response:
         t = self._topic(ns, topic)
-        return Response.json([self._partition(topic, p.number) for p in t])
+        return Response.json([self._partition(topic, n) for n in range(t.partitions)])
 
     def partition(self, request: Request, ns: str, topic: str, partition: str) -> Response:
         if (ns, topic, partition) == CONTROLLER:   # one node: it leads the controller

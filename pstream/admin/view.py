@@ -89,6 +89,10 @@ class NodeView(MetricsView, Protocol):
 
     def partition_core(self, topic: str, partition: int) -> int: ...   # the shard that owns the partition
 
+    def partition_leader(self, topic: str, partition: int) -> int: ...   # its broker's node id (-1: down)
+
+    def partition_replica(self, topic: str, partition: int) -> int: ...  # the node id holding it
+
     async def partition_stats(self, topic: str | None = None) -> dict[str, list[dict]]: ...   # every core's
 
     async def metrics_text(self) -> bytes: ...   # with --cores, every core's (a `core` label on each sample)

@@ -12,7 +12,7 @@ from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of, settings_schema
 from pstream.broker.handlers.common import internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, ConfigSource, describe_topic_config
-from pstream.log import shard_for
+from pstream.log import owner_core, shard_for
 
 class BrokerAdminView:
     """Reads through to one Broker; every attribute is read when asked (never cached)."""
@@ -72,6 +72,13 @@ class BrokerAdminView:
 
     def partition_core(self, topic: str, partition: int) -> int:
         return shard_for(topic, partition, self._broker.log.shards, self._broker.log.cores)
+
+    def partition_leader(self, topic: str, partition: int) -> int:
+        return self._broker.core_map.leader(topic, partition)
+
+    def partition_replica(self, topic: str, partition: int) -> int:
+        cores = self._broker.core_map
+        return cores.node_of(owner_core(topic, partition, cores.count))
 
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]], validate_only: bool = False) -> None:
         """rpk's cluster config set/import: cluster-wide dynamic broker configs, by Kafka name."""

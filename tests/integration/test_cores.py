@@ -175,6 +175,11 @@ def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_co
     assert [(p["partition"], p["high_watermark"]) for p in described["partitions"]] == \
         [(p, 2) for p in range(PARTITIONS)]
     assert described["records"] == 8
+    with urllib.request.urlopen(f"{two_cores.admin_url}/v1/cluster/partitions/kafka/{topic}",
+                                timeout=TIMEOUT) as answer:   # Redpanda's admin API
+        redpanda = json.load(answer)
+    assert [(p["partition_id"], p["leader_id"], p["replicas"][0]["node_id"]) for p in redpanda] == \
+        [(p, owner_core(topic, p, 2), owner_core(topic, p, 2)) for p in range(PARTITIONS)]
     with urllib.request.urlopen(f"{two_cores.admin_url}/v1/topics", timeout=TIMEOUT) as answer:
         listed = {t["name"]: t for t in json.load(answer)}
     assert (listed[topic]["partitions"], listed[topic]["records"]) == (PARTITIONS, 8)
