@@ -157,13 +157,14 @@ class AdminApi:
                               "size_bytes": sum(p["size_bytes"] for p in parts),
                               "partitions": parts, "configs": configs})
 
-    def groups(self, request: Request) -> Response:
+    async def groups(self, request: Request) -> Response:
         self._need_log()
         coordinator = self.node.groups
         if coordinator is None or not coordinator.active:
             raise HttpError(503, "the group coordinator is not running")
-        log = self.node.log
         committed_all = coordinator.store.state.offsets
+        watermarks = {(name, p["partition"]): p["high_watermark"]
+                      for name, parts in (await self.node.partition_stats()).items() for p in parts}
         out = []
         for group_id in sorted(set(coordinator.groups) | set(committed_all)):
             group = coordinator.groups.get(group_id)
@@ -182,8 +183,8 @@ class AdminApi:
             for (topic, partition), c in sorted(committed_all.get(group_id, {}).items()):
                 entry = {"topic": topic, "partition": partition, "committed_offset": c.offset,
                          "high_watermark": None, "lag": None}
-                if topic in log and log.get_topic(topic).owns(partition):   # with --cores: core 0's only
-                    hw = log.get_topic(topic).partition(partition).high_watermark
+                hw = watermarks.get((topic, partition))   # every core's, with --cores
+                if hw is not None:
                     entry.update(high_watermark=hw, lag=hw - c.offset)
                 offsets.append(entry)
             out.append({"group_id": group_id, "state": group.state.value if group else "Empty",
