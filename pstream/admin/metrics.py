@@ -154,6 +154,7 @@ class BrokerMetrics:
         self.connections_closed: dict[str, int] = {}   # by reason (pstream.broker.connection CLOSE_*)
         self.connections_muted = 0                     # times a connection stopped being read for unsent output
         self.authentications: dict[tuple[str, str], int] = {}   # (mechanism, "success"/"failure") -> count
+        self.other_watermarks: dict | None = None   # during a scrape with --cores: the other cores' partitions
         self.registry = CollectorRegistry()
         self.registry.register(BrokerCollector(node, self))
         ProcessCollector(registry=self.registry)
@@ -184,9 +185,14 @@ class BrokerMetrics:
         """A deleted topic's series go (a topic created again under its name starts from 0)."""
         self.topics.pop(topic, None)
 
-    def exposition(self) -> bytes:
-        """The Prometheus text exposition of everything (run on the broker's loop)."""
-        return generate_latest(self.registry)
+    def exposition(self, other_watermarks: dict | None = None) -> bytes:
+        """The Prometheus text exposition of everything (run on the broker's loop); with --cores,
+        core 0 gives the other cores' high watermarks, for the lag of groups on their partitions."""
+        self.other_watermarks = other_watermarks
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self.other_watermarks = None
 
 
 class BrokerCollector:
@@ -449,7 +455,7 @@ class BrokerCollector:
         members = GaugeMetricFamily("pstream_group_members", "members of the consumer group", labels=["group"])
         if groups is not None and groups.active:
             for group_id in sorted(groups.store.state.offsets):
-                for (topic, partition), value in sorted(groups.lag(group_id).items()):
+                for (topic, partition), value in sorted(groups.lag(group_id, self.metrics.other_watermarks).items()):
                     lag.add_metric([group_id, topic, str(partition)], value)
             for group_id, group in groups.groups.items():
                 members.add_metric([group_id], len(group.members))

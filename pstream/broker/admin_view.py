@@ -102,9 +102,13 @@ class BrokerAdminView:
         return own
 
     async def metrics_text(self) -> bytes:
-        """This broker's exposition; with --cores, every core's, each sample labelled with its core."""
-        own = self._broker.metrics.exposition()
+        """This broker's exposition; with --cores, every core's, each sample labelled with its core
+        (and the lag of groups on the other cores' partitions in core 0's)."""
         supervisor = self._broker.supervisor
         if supervisor is None:
-            return own
-        return merge_by_core({0: own, **await supervisor.gather_live("metrics")})
+            return self._broker.metrics.exposition()
+        others = await supervisor.gather_live("metrics")
+        watermarks = {(name, p["partition"]): p["high_watermark"]
+                      for stats in (await supervisor.gather_live("partition_stats", topic=None)).values()
+                      for name, parts in stats.items() for p in parts}
+        return merge_by_core({0: self._broker.metrics.exposition(watermarks), **others})

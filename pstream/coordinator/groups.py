@@ -984,14 +984,19 @@ class GroupCoordinator:
                 out[tp] = (committed.get(tp), ErrorCode.NONE)
         return ErrorCode.NONE, out
 
-    def lag(self, group_id: str) -> dict[TopicPartition, int]:
-        """{(topic, partition): end offset consumers may read - committed offset} for the group's commits
-        (on the partitions of this core: with --cores, other cores' are not known here)."""
+    def lag(self, group_id: str, other_watermarks: dict[TopicPartition, int] | None = None) -> dict[TopicPartition, int]:
+        """{(topic, partition): end offset consumers may read - committed offset} for the group's commits,
+        on this core's partitions and (with --cores) those of `other_watermarks` (high watermarks
+        the other cores told)."""
         out = {}
         for (topic, partition), committed in self.store.state.offsets.get(group_id, {}).items():
-            if self._partition_exists(topic, partition) and self.log.get_topic(topic).owns(partition):
+            if not self._partition_exists(topic, partition):
+                continue
+            if self.log.get_topic(topic).owns(partition):
                 out[(topic, partition)] = self.log.get_topic(topic).partition(partition).high_watermark \
                     - committed.offset
+            elif other_watermarks and (topic, partition) in other_watermarks:
+                out[(topic, partition)] = other_watermarks[(topic, partition)] - committed.offset
         return out
 
     # --- admin ----------------------------------------------------------------------------------

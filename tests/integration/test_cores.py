@@ -189,6 +189,9 @@ def test_core_0s_admin_api_and_metrics_answer_with_other_cores_partitions(two_co
                   for s in families["pstream_partition_high_watermark"].samples if s.labels["topic"] == topic}
     assert watermarks == {(str(p), str(owner_core(topic, p, 2))): 2.0 for p in range(PARTITIONS)}
     assert {s.labels["core"] for s in families["pstream_requests"].samples} == {"0", "1"}
+    lags = {s.labels["partition"]: s.value for s in families["pstream_group_lag"].samples
+            if s.labels["group"] == f"lag-{topic}"}
+    assert lags == {str(p): 1.0 for p in range(PARTITIONS)}   # on both cores' partitions
     with urllib.request.urlopen(f"{two_cores.admin_url}/v1/groups", timeout=TIMEOUT) as answer:
         groups = {g["group_id"]: g for g in json.load(answer)}
     offsets = {o["partition"]: o for o in groups[f"lag-{topic}"]["offsets"]}
