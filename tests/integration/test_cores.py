@@ -7,18 +7,22 @@ stops them all, and the data directory opens again with one core.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from confluent_kafka import Consumer, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 import pstream
 from pstream.log import owner_core
@@ -304,11 +308,26 @@ def test_cores_die_with_core_0(tmp_path):
     while os.path.exists(f"/proc/{child}") and _cmdline(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _cmdline(child), "core 1 outlived core 0"
+    dead = broker.proc.pid
+    assert glob.glob(os.path.join(tempfile.gettempdir(), f"pstream-cores-{dead}-*"))   # left behind
     broker.start()   # and the directory is free again for a new start
     try:
         assert wait_for_cores(broker.bootstrap, 2) == {0: broker.port, 1: broker.port + 1}
+        assert not glob.glob(os.path.join(tempfile.gettempdir(), f"pstream-cores-{dead}-*"))   # removed
     finally:
         stop_broker(broker)
+
+
+def test_a_taken_port_of_another_core_stops_the_start(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] - 1   # core 1's port is the taken one
+        out = subprocess.run([sys.executable, "-P", "-m", "pstream", "serve", "--listen", f"127.0.0.1:{port}",
+                              "--data-dir", str(tmp_path / "data"), "--cores", "2", "--admin-listen", "off"],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port + 1} for core 1 (listener PLAINTEXT's port + 1)" in out.stderr
 
 
 def test_relayed_requests_keep_the_clients_principal(tmp_path):

@@ -24,6 +24,7 @@ import logging
 import os
 import pickle
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ MAX_RESTART_BACKOFF_S = 30.0
 STABLE_AFTER_S = 10.0      # a core that lived this long starts again after the first backoff
 STOP_GRACE_S = 30.0        # for the cores to drain and close their logs on stop
 CONTROL_LINE_LIMIT = 1 << 28   # one control message (a core's /metrics with many partitions: megabytes)
+DIR_PREFIX = "pstream-cores-"   # + core 0's pid: the directory of the control and relay sockets
 
 
 class _Member:
@@ -61,7 +63,10 @@ class CoreSupervisor:
         self.broker = broker
         self.count = broker.config.cores
         self.members = {core: _Member(core) for core in range(1, self.count)}
-        self.dir = tempfile.mkdtemp(prefix="pstream-cores-")   # 0700: the relay trusts whoever connects
+        _remove_stale_dirs()
+        # 0700: the relay trusts whoever connects. Named by pid, so a later start removes it if this
+        # process dies without doing so (kill -9).
+        self.dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
         self.control_path = os.path.join(self.dir, "control.sock")
         self.relay_path = os.path.join(self.dir, "relay.sock")
         self._servers: list = []
@@ -72,6 +77,7 @@ class CoreSupervisor:
     async def start(self) -> None:
         from pstream.broker.cores.relay import RelayedConnection
 
+        self._check_ports()
         loop = asyncio.get_running_loop()
         self._servers.append(await asyncio.start_unix_server(self._on_member, self.control_path,
                                                              limit=CONTROL_LINE_LIMIT))
@@ -81,6 +87,23 @@ class CoreSupervisor:
         self._watch = asyncio.ensure_future(self._watch_processes())
 
     # --- processes ---------------------------------------------------------------------------
+
+    def _check_ports(self) -> None:
+        """Each core's ports (each listener's + k) are free now: a taken one stops the start with
+        the address, as core 0's own would, instead of a core that fails and restarts forever."""
+        for core in self.members:
+            for lis in self.broker.listeners:
+                if not lis.port:
+                    continue
+                port = lis.port + core
+                family = socket.AF_INET6 if ":" in lis.host else socket.AF_INET
+                with socket.socket(family, socket.SOCK_STREAM) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        probe.bind((lis.host, port))
+                    except OSError as exc:
+                        raise OSError(exc.errno, f"cannot listen on {lis.host}:{port} for core {core} "
+                                                 f"(listener {lis.name}'s port + {core}): {exc.strerror}") from None
 
     def _spawn(self, member: _Member) -> None:
         # The child imports the pstream this process runs, whatever the working directory.
@@ -265,6 +288,15 @@ class CoreSupervisor:
         for member in self.members.values():
             self._forget(member)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _remove_stale_dirs() -> None:
+    """Socket directories of earlier core 0 processes that died without removing theirs."""
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        pid = name[len(DIR_PREFIX):].split("-", 1)[0] if name.startswith(DIR_PREFIX) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _txn_message(meta) -> dict:
