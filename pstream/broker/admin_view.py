@@ -94,7 +94,7 @@ class BrokerAdminView:
         supervisor = self._broker.supervisor
         if supervisor is None:
             return own
-        for other in (await supervisor.gather_live("partition_stats", topic=topic)).values():
+        for other in (await supervisor.ask_live({"op": "partition_stats", "topic": topic})).values():
             for name, parts in other.items():
                 own.setdefault(name, []).extend(parts)
         for parts in own.values():
@@ -107,8 +107,8 @@ class BrokerAdminView:
         supervisor = self._broker.supervisor
         if supervisor is None:
             return self._broker.metrics.exposition()
-        others = await supervisor.gather_live("metrics")
+        others = await supervisor.ask_live({"op": "metrics"})
         watermarks = {(name, p["partition"]): p["high_watermark"]
-                      for stats in (await supervisor.gather_live("partition_stats", topic=None)).values()
+                      for stats in (await supervisor.ask_live({"op": "partition_stats", "topic": None})).values()
                       for name, parts in stats.items() for p in parts}
         return merge_by_core({0: self._broker.metrics.exposition(watermarks), **others})

@@ -200,15 +200,6 @@ class CoreSupervisor:
             raise TimeoutError(f"core {member.core} did not answer {message['op']} in {CALL_TIMEOUT_S:.0f} s") \
                 from None
 
-    async def _call_live(self, message: dict) -> None:
-        """Sends to every live core and waits; a core that fails to answer is logged (it reads
-        everything again when it restarts)."""
-        live = [m for m in self.members.values() if m.writer is not None]
-        outcomes = await asyncio.gather(*(self._call(m, dict(message)) for m in live), return_exceptions=True)
-        for member, outcome in zip(live, outcomes):
-            if isinstance(outcome, BaseException):
-                _log.warning("core %d: %s failed: %s", member.core, message["op"], outcome)
-
     def _publish_topology(self) -> None:
         addresses = {0: {lis.name: lis.advertised for lis in self.broker.listeners}}
         addresses.update({core: m.addresses for core, m in self.members.items() if m.addresses is not None})
@@ -226,24 +217,24 @@ class CoreSupervisor:
         if asyncio.isfuture(result) or asyncio.iscoroutine(result):
             result = await result
         if api_key != METADATA_KEY or self.broker.log.topic_changes != topic_changes:
-            await self._call_live({"op": "refresh"})
+            await self.ask_live({"op": "refresh"})
         return result
 
-    async def gather_live(self, op: str, **args) -> dict:
-        """{core: its answer} to `op` from the live cores other than 0 (for the admin API and
-        /metrics; one that fails is logged and left out)."""
+    async def ask_live(self, message: dict) -> dict:
+        """{core: its answer} to `message` from every live core other than 0. One that fails is
+        logged and left out: a core down reads everything again when it starts."""
         live = [m for m in self.members.values() if m.writer is not None]
-        answers = await asyncio.gather(*(self._call(m, {"op": op, **args}) for m in live), return_exceptions=True)
+        answers = await asyncio.gather(*(self._call(m, dict(message)) for m in live), return_exceptions=True)
         out = {}
         for member, answer in zip(live, answers):
             if isinstance(answer, BaseException):
-                _log.warning("core %d: %s failed: %s", member.core, op, answer)
+                _log.warning("core %d: %s failed: %s", member.core, message["op"], answer)
             else:
                 out[member.core] = answer
         return out
 
     async def transaction_changed(self, meta) -> None:
-        await self._call_live(_txn_message(meta))
+        await self.ask_live(_txn_message(meta))
 
     async def write_markers(self, producer_id: int, epoch: int, commit: bool, partitions) -> list:
         """Writes the markers of partitions other cores own there; returns the partitions left
