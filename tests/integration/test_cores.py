@@ -1,8 +1,9 @@
 """`pstream serve --cores 2` with real clients: each core is a broker of its own (node 0 on the
 port, node 1 on the port + 1) leading its share of the partitions; librdkafka routes produce
 and fetch to the leaders; groups, transactions and admin requests reach core 0 from either
-core; a core killed with SIGKILL is restarted and loses nothing acknowledged; stopping core 0
-stops them all, and the data directory opens again with one core.
+core, as the client's principal; core 0's admin API and /metrics show every core; a core
+killed with SIGKILL, even under load, is restarted and loses nothing acknowledged; stopping
+core 0 stops them all, and the data directory opens again with one core.
 """
 
 from __future__ import annotations
