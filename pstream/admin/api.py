@@ -163,8 +163,7 @@ class AdminApi:
         if coordinator is None or not coordinator.active:
             raise HttpError(503, "the group coordinator is not running")
         committed_all = coordinator.store.state.offsets
-        watermarks = {(name, p["partition"]): p["high_watermark"]
-                      for name, parts in (await self.node.partition_stats()).items() for p in parts}
+        watermarks = high_watermarks(await self.node.partition_stats())
         out = []
         for group_id in sorted(set(coordinator.groups) | set(committed_all)):
             group = coordinator.groups.get(group_id)
@@ -223,6 +222,11 @@ class AdminApi:
 
     async def metrics(self, request: Request) -> Response:
         return Response(200, await self.node.metrics_text(), CONTENT_TYPE)
+
+
+def high_watermarks(stats: dict[str, list[dict]]) -> dict[tuple[str, int], int]:
+    """{(topic, partition): high watermark} of partition_stats' answer."""
+    return {(name, p["partition"]): p["high_watermark"] for name, parts in stats.items() for p in parts}
 
 
 def partition_stats(log, topic: str | None = None) -> dict[str, list[dict]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 
-from pstream.admin.api import partition_stats
+from pstream.admin.api import high_watermarks, partition_stats
 from pstream.admin.metrics import merge_by_core
 from pstream.admin.view import MemoryBudgetUse
 from pstream.broker.config import settings_of, settings_schema
 from pstream.broker.handlers.common import internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, ConfigSource, describe_topic_config
-from pstream.log import owner_core, shard_for
+from pstream.log import shard_for
 
 class BrokerAdminView:
     """Reads through to one Broker; every attribute is read when asked (never cached)."""
@@ -77,8 +77,7 @@ class BrokerAdminView:
         return self._broker.core_map.leader(topic, partition)
 
     def partition_replica(self, topic: str, partition: int) -> int:
-        cores = self._broker.core_map
-        return cores.node_of(owner_core(topic, partition, cores.count))
+        return self._broker.core_map.replica(topic, partition)
 
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]], validate_only: bool = False) -> None:
         """rpk's cluster config set/import: cluster-wide dynamic broker configs, by Kafka name."""
@@ -108,7 +107,7 @@ class BrokerAdminView:
         if supervisor is None:
             return self._broker.metrics.exposition()
         others = await supervisor.ask_live({"op": "metrics"})
-        watermarks = {(name, p["partition"]): p["high_watermark"]
-                      for stats in (await supervisor.ask_live({"op": "partition_stats", "topic": None})).values()
-                      for name, parts in stats.items() for p in parts}
+        watermarks = {}
+        for stats in (await supervisor.ask_live({"op": "partition_stats", "topic": None})).values():
+            watermarks.update(high_watermarks(stats))
         return merge_by_core({0: self._broker.metrics.exposition(watermarks), **others})

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pstream.log import owner_core
+from pstream.protocol.error_codes import ErrorCode
 
 # What a core other than 0 answers itself; every other API goes to core 0 through the relay.
 # Metadata naming a topic this core does not know goes too (core 0 may create it).
@@ -67,17 +68,21 @@ class CoreMap:
         """Every core's node id, as a broker resource names it."""
         return {str(self.node_of(core)) for core in range(self.count)}
 
-    def leadership(self, topic, number: int) -> tuple[int, int, list[int], list[int], list[int]]:
-        """(leader id or -1, leader epoch, replicas, in-sync replicas, offline replicas) of a
-        partition: this core alone, or with several the partition's core, offline while it is down."""
-        if self.count == 1:
-            node = self.node_of(0)
-            return node, topic.partition(number).leader_epoch, [node], [node], []
-        replica = self.node_of(owner_core(topic.name, number, self.count))
+    def leadership(self, topic, number: int) -> dict:
+        """A partition's fields of Metadata and DescribeTopicPartitions (error code, leader, its
+        epoch, replicas, in-sync and offline ones): this core alone, or with several the
+        partition's core, offline (LEADER_NOT_AVAILABLE) while it is down."""
+        replica = self.replica(topic.name, number)
         leader = self.leader(topic.name, number)
-        if leader < 0:
-            return -1, 0, [replica], [], [replica]
-        return leader, 0, [replica], [replica], []
+        epoch = topic.partition(number).leader_epoch if self.count == 1 else 0
+        up = leader >= 0
+        return {"error_code": ErrorCode.NONE if up else ErrorCode.LEADER_NOT_AVAILABLE, "leader_id": leader,
+                "leader_epoch": epoch, "replica_nodes": [replica], "isr_nodes": [replica] if up else [],
+                "offline_replicas": [] if up else [replica]}
+
+    def replica(self, topic: str, partition: int) -> int:
+        """The node id of the core holding the partition."""
+        return self.node_of(owner_core(topic, partition, self.count))
 
     @property
     def controller(self) -> int:
@@ -86,7 +91,7 @@ class CoreMap:
     def leader(self, topic: str, partition: int) -> int:
         """The node id leading the partition, or -1 while its core is down."""
         core = owner_core(topic, partition, self.count)
-        return self.node_of(core) if core in self.addresses else -1
+        return self.node_of(core) if self.count == 1 or core in self.addresses else -1
 
     def answers_here(self, api_key: int, request, log) -> bool:
         """On a core other than 0: whether it answers this request itself (else core 0 does)."""

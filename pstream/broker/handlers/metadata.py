@@ -37,12 +37,8 @@ async def auto_create(broker, name: str):
 
 
 def describe_topic(broker, topic, operations: int = NO_AUTHORIZED_OPERATIONS) -> Topic:
-    partitions = []
-    for number in range(topic.partitions):
-        leader, epoch, replicas, isr, offline = broker.core_map.leadership(topic, number)
-        partitions.append(PartitionInfo(
-            error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE, partition_index=number,
-            leader_id=leader, leader_epoch=epoch, replica_nodes=replicas, isr_nodes=isr, offline_replicas=offline))
+    partitions = [PartitionInfo(partition_index=number, **broker.core_map.leadership(topic, number))
+                  for number in range(topic.partitions)]
     return Topic(error_code=0, name=topic.name, topic_id=topic.topic_id, is_internal=topic.name in INTERNAL_TOPICS,
                  topic_authorized_operations=operations, partitions=partitions)
 

@@ -92,13 +92,9 @@ def handle_describe_topic_partitions(ctx, request):
         first = cursor.partition_index if cursor is not None and name == cursor.topic_name else 0
         end = min(topic.partitions, first + remaining)
         out.topic_id = topic.topic_id
-        out.partitions = []
-        for index in range(first, end):
-            leader, epoch, replicas, isr, offline = broker.core_map.leadership(topic, index)
-            out.partitions.append(DTP.DescribeTopicPartitionsResponsePartition(
-                error_code=ErrorCode.NONE if leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE, partition_index=index,
-                leader_id=leader, leader_epoch=epoch, replica_nodes=replicas, isr_nodes=isr,
-                eligible_leader_replicas=[], last_known_elr=[], offline_replicas=offline))
+        out.partitions = [DTP.DescribeTopicPartitionsResponsePartition(
+            partition_index=index, eligible_leader_replicas=[], last_known_elr=[],
+            **broker.core_map.leadership(topic, index)) for index in range(first, end)]
         if end < topic.partitions:
             next_cursor = DTP.Cursor(topic_name=name, partition_index=end)
             break
