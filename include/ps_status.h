@@ -21,6 +21,7 @@ typedef enum {
     PS_ERR_NO_MEMORY = 10,
     PS_ERR_TOO_LARGE = 11,        /* batch larger than the configured maximum */
     PS_ERR_CLOSED = 12,           /* the log or shard is closed */
+    PS_ERR_OFFSET_GAP = 13,       /* a replica's batch does not start at the log end offset */
 } ps_status;
 
 #endif

@@ -141,6 +141,13 @@ class OffsetOutOfRangeError(PStreamError):
     kafka_error = ErrorCode.OFFSET_OUT_OF_RANGE
 
 
+class ReplicaOffsetError(PStreamError):
+    """A follower's copy of a leader's batch does not start at the follower's log end offset:
+    the replica must truncate or fetch from its own end (cluster mode)."""
+
+    kafka_error = ErrorCode.OFFSET_OUT_OF_RANGE
+
+
 class UnknownTopicError(PStreamError):
     """The topic does not exist."""
 

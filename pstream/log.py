@@ -134,6 +134,7 @@ class Partition(_core.Partition):
     _producer_state_stale = False                          # reset while replaying: replay again
     _stable_waiters: list | None = None                    # futures woken when a transaction ends
     _has_transactions: bool | None = None                  # read from the marker file once
+    _replication_waiters: list | None = None               # cluster mode: (offset, future) of visible_future
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -315,8 +316,38 @@ class Partition(_core.Partition):
 
     def visible_future(self, offset: int) -> asyncio.Future:
         """wait_visible as a future (no coroutine): resolves once consumers may read `offset`;
-        cancelling it stops the watch."""
+        cancelling it stops the watch. In a cluster, once the in-sync replicas hold it too
+        (the replication layer calls high_watermark_moved)."""
+        if self.replicated_high_watermark < 0:
+            return self.held_future(offset)
+        fut = asyncio.get_running_loop().create_future()
+        if self.high_watermark > offset:
+            fut.set_result(self.high_watermark)
+        else:
+            if self._replication_waiters is None:
+                self._replication_waiters = []
+            self._replication_waiters.append((offset, fut))
+        return fut
+
+    def held_future(self, offset: int) -> asyncio.Future:
+        """A future resolved once this copy holds `offset` under its flush policy (durable with
+        "always", appended otherwise), whatever other replicas hold."""
         return self._log._waiters.future(self, offset, durable=self.flush_policy == "always")
+
+    def high_watermark_moved(self) -> None:
+        """Cluster mode: the replicated high watermark moved; wakes the visible_future waiters it passed."""
+        if not self._replication_waiters:
+            return
+        hw = self.high_watermark
+        keep = []
+        for offset, fut in self._replication_waiters:
+            if fut.done():
+                continue
+            if offset < hw:
+                fut.set_result(hw)
+            else:
+                keep.append((offset, fut))
+        self._replication_waiters = keep
 
     async def append_batch_async(self, batch) -> int:
         """Appends a raw v2 batch through the shard thread; returns its base offset once the
@@ -526,11 +557,41 @@ class Topic:
         if owner_core(self.name, number, log.cores) != log.core:
             self._partitions.append(None)   # another core's broker writes and serves it
             return
+        self._partitions.append(self._new_partition(number))
+
+    def _new_partition(self, number: int) -> Partition:
+        log = self._log
         part = Partition(log._pool, shard_for(self.name, number, log.shards, log.cores), self.name, number,
                          layout.partition_dir(log.path, self.name, number),
                          direct_io=log.direct_io, **self.config.partition_kwargs())
         part._log = log
-        self._partitions.append(part)
+        return part
+
+    def truncate_partition(self, number: int, offset: int) -> Partition:
+        """Drops every record at or after `offset` (a batch boundary) from partition `number` and
+        returns the partition reopened: what a follower does when its log went further than its
+        new leader's (cluster mode). The old Partition object is closed: look it up again. Blocks
+        on the disk: call it on the disk pool (Log.run_blocking)."""
+        from pstream.storage.repair import cut_segments
+
+        old = self.partition(number)
+        if offset >= old.log_end_offset:
+            return old
+        if offset < old.log_start_offset:
+            raise ConfigError(f"cannot truncate {self.name}-{number} to {offset}: the log starts at "
+                              f"{old.log_start_offset}", topic=self.name, partition=number)
+        directory = old.path
+        old.close()
+        try:
+            cut_segments(directory, layout.segment_bases(directory), offset)
+            for name in os.listdir(directory):   # producer states of the cut tail: replayed from the log instead
+                at = layout.parse_segment_file_name(name, ".snapshot")
+                if at is not None and at > offset:
+                    os.unlink(os.path.join(directory, name))
+            txn_index.truncate(directory, offset)
+        finally:
+            self._partitions[number] = part = self._new_partition(number)
+        return part
 
     @property
     def partitions(self) -> int:
@@ -1097,20 +1158,23 @@ class Log:
                 return existing
             return self._create(name, partitions, settings)
 
-    def create_topic(self, name: str, partitions: int | None = None, **settings) -> Topic | None:
-        """Creates the topic `name` as topic() does; None if it exists already (nothing changes)."""
+    def create_topic(self, name: str, partitions: int | None = None, *, topic_id: uuid.UUID | None = None,
+                     **settings) -> Topic | None:
+        """Creates the topic `name` as topic() does; None if it exists already (nothing changes).
+        topic_id: the id to keep (a cluster's replicas share the one its metadata gave), else a new one."""
         self._check_open()
         with self._lock:
             if name in self._topics:
                 return None
-            return self._create(name, partitions, settings)
+            return self._create(name, partitions, settings, topic_id)
 
-    async def create_topic_async(self, name: str, partitions: int | None = None, **settings) -> Topic | None:
+    async def create_topic_async(self, name: str, partitions: int | None = None, *,
+                                 topic_id: uuid.UUID | None = None, **settings) -> Topic | None:
         """create_topic on the disk pool: the event loop keeps serving while the topic's
         directories and files are written and fsynced."""
-        return await self._disk.run(lambda: self.create_topic(name, partitions, **settings))
+        return await self._disk.run(lambda: self.create_topic(name, partitions, topic_id=topic_id, **settings))
 
-    def _create(self, name: str, partitions: int | None, settings: dict) -> Topic:
+    def _create(self, name: str, partitions: int | None, settings: dict, topic_id: uuid.UUID | None = None) -> Topic:
         """Creates the topic (the caller holds self._lock and checked the name is free)."""
         self._check_topics_changeable(name)
         layout.check_topic_name(name)
@@ -1118,7 +1182,7 @@ class Log:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise ConfigError(f"partitions must be a positive integer, got {partitions!r}", topic=name)
         config = TopicConfig.from_kwargs(self.defaults, **settings)
-        meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(uuid.uuid4()),
+        meta = {"partitions": count, "config": config.to_dict(), "topic_id": str(topic_id or uuid.uuid4()),
                 "overrides": TopicConfig.normalize(settings)}
         self._create_topic_dir(name, meta)
         try:

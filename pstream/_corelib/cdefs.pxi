@@ -28,6 +28,7 @@ cdef extern from "ps_status.h" nogil:
         PS_ERR_NO_MEMORY
         PS_ERR_TOO_LARGE
         PS_ERR_CLOSED
+        PS_ERR_OFFSET_GAP
 
 
 cdef extern from "ps_endian.h" nogil:

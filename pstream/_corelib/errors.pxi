@@ -15,6 +15,7 @@ _STATUS_CLASSES = {
     PS_ERR_BAD_RECORD: (_errors.BadRecordError, "record fields are inconsistent with its length"),
     PS_ERR_TOO_LARGE: (_errors.BatchTooLargeError, "batch is larger than the maximum"),
     PS_ERR_CLOSED: (_errors.LogClosedError, "the log is closed"),
+    PS_ERR_OFFSET_GAP: (_errors.ReplicaOffsetError, "a replica's batch must start at the log end offset"),
 }
 
 

@@ -239,15 +239,19 @@ cdef int part_roll_locked(PartState *p) noexcept nogil:
 
 
 cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_header *h, int64_t now_ms,
-                                bint on_shard) noexcept nogil:
+                                bint on_shard, bint replica=False) noexcept nogil:
     """Copies a validated batch in, assigns its offsets (h.base_offset is set to the result).
-    Mutex held; dropped for the copy (and whenever it waits)."""
+    A replica's batch (a follower's copy of its leader's) keeps every field as the leader wrote
+    it and must start at the log end offset. Mutex held; dropped for the copy (and whenever it
+    waits)."""
     cdef int64_t total = <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD
     cdef Placement at
     cdef Segment *a
     cdef int st
     cdef Shard *sh = p.shard
     ps_mutex_assert_held(&p.shard.mu)
+    if replica and h.base_offset != p.next_offset:
+        return PS_ERR_OFFSET_GAP
     while True:
         st = part_reserve(p, total, h.last_offset_delta + 1, now_ms, &at)
         if st == RESERVE_WAKE:
@@ -279,23 +283,33 @@ cdef int part_append_raw_locked(PartState *p, const uint8_t *src, ps_batch_heade
                 sh.pool_waiters -= 1
         else:
             return st
+    if replica and h.base_offset != p.next_offset:   # another append came first while the mutex was dropped
+        return PS_ERR_OFFSET_GAP
     h.base_offset = p.next_offset
     a = part_copy_begin(p)
-    place_raw_batch(&at, src, h, total, ps_load_i32(&p.leader_epoch), ps_load_i32(&p.timestamp_type) != 0, now_ms)
+    if replica:
+        place(&at, 0, src, total)
+    else:
+        place_raw_batch(&at, src, h, total, ps_load_i32(&p.leader_epoch), ps_load_i32(&p.timestamp_type) != 0,
+                        now_ms)
     part_copy_end(p, a)
     part_commit(p, total, h.base_offset + h.last_offset_delta, h.max_timestamp)
     return PS_OK
 
 
 cdef int check_raw_batch(PartState *p, const uint8_t *src, int64_t length, bint validate, ps_batch_header *h,
-                         size_t *errpos) noexcept nogil:
-    """Validation before an append: sizes, magic, CRC, at least one record, the size limit."""
+                         size_t *errpos, bint replica=False) noexcept nogil:
+    """Validation before an append: sizes, magic, CRC, at least one record, the size limit. A
+    replica's batch was checked by its leader: sizes, magic and CRC only (compaction leaves
+    offset gaps in a batch, and the leader's size limit may differ)."""
     cdef int st = ps_batch_validate(src, <size_t>length, validate, h, errpos)
     if st != PS_OK:
         return st
     if <int64_t>h.batch_length + PS_BATCH_LOG_OVERHEAD != length:
         errpos[0] = PS_OFF_LENGTH
         return PS_ERR_LENGTH_MISMATCH
+    if replica:
+        return PS_OK
     if h.record_count == 0 or h.last_offset_delta < 0 or h.last_offset_delta != h.record_count - 1:
         errpos[0] = PS_OFF_RECORD_COUNT
         return PS_ERR_RECORD_COUNT
@@ -321,10 +335,10 @@ cdef void shard_run_submissions(Shard *sh) noexcept nogil:
             req.next = NULL
             req.part.busy += 1
             ps_mutex_unlock(&sh.mu)
-            req.status = check_raw_batch(req.part, req.data, req.length, True, &h, &req.errpos)
+            req.status = check_raw_batch(req.part, req.data, req.length, True, &h, &req.errpos, req.replica)
             ps_mutex_lock(&sh.mu)
             if req.status == PS_OK:
-                req.status = part_append_raw_locked(req.part, req.data, &h, ps_now_ms(), True)
+                req.status = part_append_raw_locked(req.part, req.data, &h, ps_now_ms(), True, req.replica)
             req.part.busy -= 1
             if req.status == PS_OK:
                 req.base_offset = h.base_offset

@@ -97,10 +97,14 @@ def fsync_dir(path: str) -> None:
 
 
 def write_json_atomic(path: str, data: dict) -> None:
-    """Replaces path with data as JSON: a temp file, fsync'ed, renamed over path, then the directory
+    """Replaces path with data as JSON (write_text_atomic)."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Replaces path with text: a temp file, fsync'ed, renamed over path, then the directory
     fsync'ed, so a crash leaves the old file or the new one, never a mix (and the rename survives)."""
     tmp = path + ".tmp"
-    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     try:
         with open(tmp, "w") as f:
             f.write(text)

@@ -23,6 +23,8 @@ cdef struct PartState:
     int64_t log_start_offset    # [atomic] first offset readers may ask for
     int64_t next_offset         # [atomic] log end offset: readable up to here
     int64_t durable_offset      # [atomic] offsets below this are fdatasync'ed
+    int64_t replicated_hw       # [atomic] cluster mode: the high watermark the in-sync replicas hold,
+                                #          set by the replication layer; -1: this copy alone decides
     int64_t *published          # [open] a shared page: [0] durable offset, [1] log start offset, for
                                 #        read-only readers in other processes (part_publish); or NULL
     int flush_mode              # [open]

@@ -137,6 +137,7 @@ cdef class Partition:
         self.p.flush_bytes = flush_bytes
         self.p.watch_offset = -1
         self.p.watch_durable = -1
+        self.p.replicated_hw = -1
         self.p.segment_bytes = segment_bytes
         self.p.segment_ms = -1 if segment_ms is None else segment_ms
         self.p.index_interval = index_interval_bytes
@@ -181,8 +182,21 @@ cdef class Partition:
 
     @property
     def high_watermark(self):
-        """One past the last offset consumers may read (Fetch, ListOffsets latest, lag)."""
-        return ps_load_i64(&self.p.durable_offset if self.p.flush_mode == FLUSH_ALWAYS else &self.p.next_offset)
+        """One past the last offset consumers may read (Fetch, ListOffsets latest, lag). In a
+        cluster, also no further than the in-sync replicas hold (replicated_high_watermark)."""
+        return part_high_watermark(self.p)
+
+    @property
+    def replicated_high_watermark(self):
+        """Cluster mode: the high watermark the in-sync replicas hold, as the partition's leader
+        computes it (pstream/cluster/replication.py); -1 while this copy alone decides."""
+        return ps_load_i64(&self.p.replicated_hw)
+
+    @replicated_high_watermark.setter
+    def replicated_high_watermark(self, int64_t value):
+        if value < -1:
+            raise ValueError(f"replicated_high_watermark must be -1 or an offset, got {value}")
+        ps_store_i64(&self.p.replicated_hw, value)
 
     @property
     def log_start_offset(self):
@@ -632,7 +646,7 @@ cdef class Partition:
             detail = f"the buffer holds {length} bytes, not exactly one batch"
         raise status_error(st, errpos, detail, self.topic, self.number)
 
-    def submit_batch(self, batch, bint wait=True, bint wake=True):
+    def submit_batch(self, batch, bint wait=True, bint wake=True, bint replica=False):
         """Hands one raw v2 batch to this partition's shard thread; returns a PendingAppend.
 
         The shard validates it (CRC), assigns its offsets and copies it into the log with
@@ -641,9 +655,12 @@ cdef class Partition:
         with `.wait()` from a thread, or `await partition.append_batch_async(batch)`.
         wake=False leaves the shard asleep until `wake_shard()`: a caller submitting several
         batches in a row wakes it once (waking a sleeping thread is the costly part here).
+        replica=True: a follower's copy of its leader's batch, stored exactly as it is (offsets,
+        leader epoch, timestamps); it must start at the log end offset (ReplicaOffsetError).
         """
         cdef PendingAppend pending = PendingAppend(self, batch)
         pending.req.no_wait = not wait
+        pending.req.replica = replica
         lock_with_gil_released(&self.sh.mu)
         if self.p.closed or not self.sh.running:
             ps_mutex_unlock(&self.sh.mu)
@@ -1002,7 +1019,9 @@ cdef class PendingAppend:
 # --- following: waiting for the high watermark to move (include/ps_bells.h) ----------------
 
 cdef inline int64_t part_high_watermark(PartState *p) noexcept nogil:
-    return ps_load_i64(&p.durable_offset if p.flush_mode == FLUSH_ALWAYS else &p.next_offset)
+    cdef int64_t own = ps_load_i64(&p.durable_offset if p.flush_mode == FLUSH_ALWAYS else &p.next_offset)
+    cdef int64_t replicated = ps_load_i64(&p.replicated_hw)
+    return replicated if 0 <= replicated < own else own
 
 
 def wait_readable(parts, positions, timeout=None):

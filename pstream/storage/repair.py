@@ -72,33 +72,39 @@ def truncate_partition(partition_dir: str, offset: int) -> TruncateResult:
         except BlockingIOError:
             raise DirectoryInUseError(f"the data directory {data_dir} is in use: stop the broker (or close the "
                                       f"Log) first", file=lock_path) from None
-        holder = max(b for b in bases if b <= offset)
-        path = os.path.join(partition_dir, layout.segment_file_name(holder))
-        position = _cut_position(path, holder, offset)
-        dropped = os.path.getsize(path) - position
-        removed = []
-        for base in bases:
-            if base <= holder:
-                continue
-            later = os.path.join(partition_dir, layout.segment_file_name(base))
-            dropped += os.path.getsize(later)
-            removed.append(later)
-        for later in reversed(removed):   # newest first: a crash meanwhile leaves a log with no gap
-            for suffix in (*layout.INDEX_SUFFIXES, layout.SEGMENT_SUFFIX):
-                try:
-                    os.unlink(layout.sibling_file(later, suffix))
-                except FileNotFoundError:
-                    pass
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, position)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        for suffix in layout.INDEX_SUFFIXES:
+        return cut_segments(partition_dir, bases, offset)
+
+
+def cut_segments(partition_dir: str, bases: list[int], offset: int) -> TruncateResult:
+    """The cut itself, on a partition nobody has open (the caller made sure): also what a
+    follower whose log diverged from its leader's does (Topic.truncate_partition)."""
+    holder = max(b for b in bases if b <= offset)
+    path = os.path.join(partition_dir, layout.segment_file_name(holder))
+    position = _cut_position(path, holder, offset)
+    dropped = os.path.getsize(path) - position
+    removed = []
+    for base in bases:
+        if base <= holder:
+            continue
+        later = os.path.join(partition_dir, layout.segment_file_name(base))
+        dropped += os.path.getsize(later)
+        removed.append(later)
+    for later in reversed(removed):   # newest first: a crash meanwhile leaves a log with no gap
+        for suffix in (*layout.INDEX_SUFFIXES, layout.SEGMENT_SUFFIX):
             try:
-                os.unlink(layout.sibling_file(path, suffix))
+                os.unlink(layout.sibling_file(later, suffix))
             except FileNotFoundError:
                 pass
-        layout.fsync_dir(partition_dir)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, position)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    for suffix in layout.INDEX_SUFFIXES:
+        try:
+            os.unlink(layout.sibling_file(path, suffix))
+        except FileNotFoundError:
+            pass
+    layout.fsync_dir(partition_dir)
     return TruncateResult(offset, path, position, dropped, removed)

@@ -19,6 +19,7 @@ cdef struct AppendRequest:
     int64_t max_timestamp       # [mutex] as stored (LogAppendTime: the shard's clock)
     bint done                   # [mutex] appended and durable per policy, or failed
     bint no_wait                # [open] done once appended, whatever the policy (Kafka's acks=0 and acks=1)
+    bint replica                # [open] a follower's copy of its leader's batch: kept as it is, at the log end
     AppendRequest *next         # [mutex] the shard's submission or durable-wait list
 
 

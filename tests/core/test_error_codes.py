@@ -32,6 +32,7 @@ EXPECTED = {
     errors.UnknownTopicError: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     errors.UnknownPartitionError: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     errors.NotLocalPartitionError: ErrorCode.NOT_LEADER_OR_FOLLOWER,
+    errors.ReplicaOffsetError: ErrorCode.OFFSET_OUT_OF_RANGE,
     errors.InvalidTopicError: ErrorCode.INVALID_TOPIC_EXCEPTION,
     errors.ConfigError: ErrorCode.INVALID_CONFIG,
     errors.LogClosedError: ErrorCode.NOT_LEADER_OR_FOLLOWER,

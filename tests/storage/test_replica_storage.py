@@ -1,0 +1,106 @@
+"""What a cluster's replicas need of storage: a follower stores its leader's batches exactly as
+written (offsets, leader epoch, timestamps) and only at its log end; consumers see no further
+than the replicated high watermark; a diverged follower's log is cut at a batch boundary while
+the Log stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+import pstream
+from pstream import _core
+from pstream.errors import ReplicaOffsetError
+
+
+def batches(data: bytes) -> list[bytes]:
+    out, position = [], 0
+    while position < len(data):
+        size = _core.peek_batch(data, position).size
+        out.append(data[position:position + size])
+        position += size
+    return out
+
+
+@pytest.fixture
+def pair(tmp_path):
+    leader, follower = pstream.Log(str(tmp_path / "leader")), pstream.Log(str(tmp_path / "follower"))
+    yield leader.topic("t"), follower.topic("t")
+    leader.close()
+    follower.close()
+
+
+def test_a_replica_keeps_its_leaders_batches_byte_for_byte(pair):
+    leader, follower = pair
+    source = leader.partition(0)
+    source.leader_epoch = 7
+    for i in range(5):
+        leader.append(b"v%d" % i, partition=0)
+    copy = follower.partition(0)
+    copy.leader_epoch = 1   # its own epoch must not be stamped on a copy
+    for batch in batches(source.read_batches(0)):
+        copy.submit_batch(batch, replica=True).wait()
+    assert copy.read_batches(0) == source.read_batches(0)
+    assert {_core.peek_batch(b).partition_leader_epoch for b in batches(copy.read_batches(0))} == {7}
+    assert copy.log_end_offset == 5
+
+
+def test_a_replica_batch_must_start_at_the_log_end(pair):
+    leader, follower = pair
+    for i in range(3):
+        leader.append(b"v%d" % i, partition=0)
+    first, second, third = batches(leader.partition(0).read_batches(0))
+    copy = follower.partition(0)
+    with pytest.raises(ReplicaOffsetError, match="must start at the log end offset"):
+        copy.submit_batch(second, replica=True).wait()   # a gap
+    copy.submit_batch(first, replica=True).wait()
+    with pytest.raises(ReplicaOffsetError):
+        copy.submit_batch(first, replica=True).wait()    # already there
+    assert copy.log_end_offset == 1
+    with pytest.raises(Exception):
+        copy.submit_batch(third[:-1] + b"\0", replica=True).wait()   # the CRC is still checked
+    assert copy.log_end_offset == 1
+
+
+def test_consumers_see_no_further_than_the_replicated_high_watermark(tmp_path):
+    async def scenario():
+        log = pstream.Log(str(tmp_path / "d"))
+        part = log.topic("t").partition(0)
+        for i in range(4):
+            part.append(b"x")
+        assert part.high_watermark == 4 and part.replicated_high_watermark == -1
+        part.replicated_high_watermark = 2
+        assert part.high_watermark == 2
+        waiting = part.visible_future(2)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        part.replicated_high_watermark = 9   # past its own end: its own end bounds it
+        part.high_watermark_moved()
+        assert await asyncio.wait_for(waiting, 5) == 4
+        with pytest.raises(ValueError):
+            part.replicated_high_watermark = -2
+        log.close()
+    asyncio.run(scenario())
+
+
+def test_a_partition_is_cut_while_the_log_stays_open(tmp_path):
+    log = pstream.Log(str(tmp_path / "d"), segment_bytes=300)   # several segments
+    topic = log.topic("t")
+    for i in range(20):
+        topic.append(b"value-%02d" % i, partition=0)
+    before = topic.partition(0)
+    assert len([n for n in os.listdir(before.path) if n.endswith(".log")]) > 2
+    part = topic.truncate_partition(0, 7)
+    assert part is topic.partition(0) and part is not before
+    assert part.log_end_offset == 7
+    assert [r.value for r in part.read(0)] == [b"value-%02d" % i for i in range(7)]
+    assert topic.append(b"next", partition=0).offset == 7
+    assert topic.truncate_partition(0, 99) is topic.partition(0)   # past the end: nothing to cut
+    with pytest.raises(pstream.errors.PStreamError):
+        topic.truncate_partition(0, -1)
+    log.close()
+    again = pstream.Log(str(tmp_path / "d"))
+    assert [r.value for r in again.get_topic("t").partition(0).read(0)][-2:] == [b"value-06", b"next"]
+    again.close()
