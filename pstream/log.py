@@ -336,18 +336,8 @@ class Partition(_core.Partition):
 
     def high_watermark_moved(self) -> None:
         """Cluster mode: the replicated high watermark moved; wakes the visible_future waiters it passed."""
-        if not self._replication_waiters:
-            return
-        hw = self.high_watermark
-        keep = []
-        for offset, fut in self._replication_waiters:
-            if fut.done():
-                continue
-            if offset < hw:
-                fut.set_result(hw)
-            else:
-                keep.append((offset, fut))
-        self._replication_waiters = keep
+        if self._replication_waiters:
+            self._replication_waiters = resolve_passed(self._replication_waiters, self.high_watermark)
 
     async def append_batch_async(self, batch) -> int:
         """Appends a raw v2 batch through the shard thread; returns its base offset once the
@@ -504,6 +494,20 @@ class Partition(_core.Partition):
         waiter = asyncio.get_running_loop().create_future()
         self._stable_waiters.append(waiter)
         await waiter
+
+
+def resolve_passed(waiters: list, reached: int) -> list:
+    """Resolves (with `reached`) the futures of (offset, future) waiting for an offset below it;
+    returns the ones still waiting (done ones dropped)."""
+    keep = []
+    for offset, fut in waiters:
+        if fut.done():
+            continue
+        if offset < reached:
+            fut.set_result(reached)
+        else:
+            keep.append((offset, fut))
+    return keep
 
 
 def _value_size(value) -> int:

@@ -85,6 +85,7 @@ class Broker:
         self.core_map = CoreMap(config.node_id, config.cores, core)
         self.node_id = self.core_map.node_of(core)
         self.supervisor: CoreSupervisor | None = None   # core 0 of several: starts and tells the others
+        self.cluster = None                              # a ClusterNode with --cluster: this broker's part in the cluster
         self.relay_path = relay_path                     # a core > 0: where core 0 takes relayed requests
         self.log: pstream.Log | None = log
         self.owns_log = log is None
@@ -153,6 +154,12 @@ class Broker:
             raise ConfigError(f"setting cluster_id is {wanted!r} but the data directory {self.config.data_dir} "
                               f"belongs to cluster {stored!r}")
         self.cluster_id = stored or wanted or new_cluster_id()
+        self._identity_chosen = bool(stored or wanted)   # else a fresh directory: a cluster may give it its id
+        self._save_identity()
+
+    def _save_identity(self) -> None:
+        path = os.path.join(self.config.data_dir, layout.NODE_DIR, BROKER_META)
+        meta = layout.read_json(path) if os.path.exists(path) else {}
         if meta.get("cluster_id") != self.cluster_id or meta.get("node_id") != self.node_id:
             layout.write_json_atomic(path, {"cluster_id": self.cluster_id, "node_id": self.node_id})
 
@@ -199,7 +206,9 @@ class Broker:
         self.metrics.forget_topic(topic)
 
     async def allocate_producer_id(self) -> int:
-        """A fresh producer id, without blocking the event loop."""
+        """A fresh producer id, without blocking the event loop (in a cluster: unique in the cluster)."""
+        if self.cluster is not None:
+            return await self.cluster.allocate_producer_id()
         producer_id = self.producer_ids.allocate_reserved()
         if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
             producer_id = await self.log.run_blocking(self.producer_ids.allocate)
@@ -301,6 +310,8 @@ class Broker:
                 self.admin_address = await self._start_admin(cfg)
             await self._listen()
             self.core_map.addresses[core] = {lis.name: lis.advertised for lis in self.listeners}
+            if cfg.cluster:
+                await self._join_cluster()
             if cfg.cores > 1 and not core:
                 self.supervisor = CoreSupervisor(self)
                 self.transactions.on_change = self.supervisor.transaction_changed
@@ -308,6 +319,8 @@ class Broker:
         except BaseException:
             if self.supervisor is not None:
                 await self.supervisor.stop()
+            if self.cluster is not None:
+                await self.cluster.stop()
             for server in self._servers:
                 server.close()
             if self._admin is not None:
@@ -320,6 +333,22 @@ class Broker:
             self.state = "stopped"
             raise
         self._started(cfg)
+
+    async def _join_cluster(self) -> None:
+        """Cluster mode: registers in etcd, takes the cluster's id, and answers for the cluster's
+        brokers and partitions from then on (the ClusterNode stands where the CoreMap was)."""
+        from pstream.cluster.node import ClusterNode   # etcd's client: loaded only in cluster mode
+
+        self.cluster = ClusterNode(self)
+        cluster_id = await self.cluster.start()
+        if cluster_id != self.cluster_id:
+            if self._identity_chosen:   # Kafka's InconsistentClusterIdException
+                raise ConfigError(f"the data directory {self.config.data_dir} belongs to cluster {self.cluster_id!r}, "
+                                  f"but the etcd at {self.config.cluster} holds cluster {cluster_id!r}")
+            _log.info("joined cluster %s", cluster_id)
+            self.cluster_id = cluster_id
+            self._save_identity()
+        self.core_map = self.cluster
 
     async def _start_member(self) -> None:
         """A core > 0: the identity core 0 keeps, and its view of core 0's transactions."""
@@ -433,6 +462,8 @@ class Broker:
         try:
             if self.supervisor is not None:   # the other cores first: they relay to this one
                 await self.supervisor.stop()
+            if self.cluster is not None:   # controlled shutdown: the cluster moves leaderships away first
+                await self.cluster.stop()
             await self._drain(server)
         except Exception:
             self.exit_code = 1

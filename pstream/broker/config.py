@@ -71,6 +71,9 @@ class BrokerConfig:
     cores: int = 1
     node_id: int = 0
     cluster_id: str | None = None
+    cluster: str = ""                     # etcd://HOST:PORT[,...]: cluster mode (pstream/cluster/), "" alone
+    cluster_lease_ms: int = 9000          # a broker silent this long leaves the cluster (KRaft's broker.session.timeout.ms)
+    replica_lag_time_max_ms: int = 30000  # a follower not caught up for this long leaves the ISR
     flush: str = "always"
     flush_ms: int = 10
     flush_bytes: int = 1 << 20
@@ -352,6 +355,16 @@ _SETTINGS = (
     _Setting("cores", _Int(1, 256), "processes serving Kafka, one per core; core k (a broker with node id "
                                     "node_id + k, on each listener's port + k) leads its share of the partitions"),
     _Setting("node_id", _Int(0, INT32_MAX), "this broker's id", "node.id"),
+    _Setting("cluster", _Text(r"(etcd://)?[^,/\s]+:\d+(,[^,/\s]+:\d+)*(/[A-Za-z0-9._-]+)?",
+                              "etcd://HOST:PORT[,HOST:PORT...][/NAME]", "URL"),
+             "join the cluster whose metadata lives in this etcd, under /NAME (default /pstream); "
+             "without it: one node, no cluster"),
+    _Setting("cluster_lease_ms", _Int(1000, metavar="MS"),
+             "cluster mode: a broker that cannot renew its etcd lease for this long loses its leaderships",
+             "broker.session.timeout.ms"),
+    _Setting("replica_lag_time_max_ms", _Int(1, metavar="MS"),
+             "cluster mode: a follower that has not caught up for this long leaves the in-sync replicas",
+             "replica.lag.time.max.ms"),
     _Setting("cluster_id", _Text(r"[A-Za-z0-9_-]+", "letters, digits, '-' and '_'", "ID"),
              "cluster id (default: generated once and kept in the data directory)"),
     _Setting("flush", _Choice(FLUSH_POLICIES), "when appended records are flushed to disk"),
@@ -361,9 +374,9 @@ _SETTINGS = (
              "auto.create.topics.enable"),
     _Setting("default_partitions", _Int(1, INT32_MAX), "partitions of an automatically created topic",
              "num.partitions"),
-    _Setting("default_replication_factor",
-             _Int(1, 1, expect="1 (pstream is a single node: it keeps one copy of each partition)"),
-             "replication factor of automatically created topics", "default.replication.factor"),
+    _Setting("default_replication_factor", _Int(1, INT32_MAX),
+             "replication factor of automatically created topics (more than 1 needs --cluster)",
+             "default.replication.factor"),
     _Setting("message_max_bytes", _Int(0, INT32_MAX, metavar="BYTES"), "largest record batch a topic accepts",
              "message.max.bytes"),
     _Setting("retention_ms", _Int(0, unlimited=True, metavar="MS"), "delete segments older than this",
@@ -720,6 +733,11 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
         raise ConfigError(f"setting min_compaction_lag_ms ({config.min_compaction_lag_ms}) is larger than "
                           f"max_compaction_lag_ms ({config.max_compaction_lag_ms})")
     _check_security(config, values)
+    if config.default_replication_factor > 1 and not config.cluster:
+        raise ConfigError(f"default_replication_factor {config.default_replication_factor} needs cluster mode "
+                          f"(--cluster etcd://HOST:PORT): one node keeps one copy of each partition")
+    if config.cluster and config.cores > 1:
+        raise ConfigError("cluster mode serves on one core per broker for now: --cores must be 1 with --cluster")
     if config.queued_max_request_bytes < config.socket_request_max_bytes:
         raise ConfigError(f"setting queued_max_request_bytes ({config.queued_max_request_bytes}) is smaller than "
                           f"socket_request_max_bytes ({config.socket_request_max_bytes}): the largest request "

@@ -224,11 +224,15 @@ def test_out_of_range_environment_values_are_refused(var, value, expect):
     assert message == f"setting {var} (from the environment) must be {expect}, got {value!r}"
 
 
-def test_replication_factor_other_than_one_is_refused_with_the_reason(toml):
-    message = refused("default.replication.factor", {"config": toml('"default.replication.factor" = 3\n')})
-    assert "must be 1 (pstream is a single node" in message and message.endswith("got 3")
-    assert "--default-replication-factor (from the command line)" in refused(
+def test_replication_factor_other_than_one_needs_a_cluster(toml):
+    message = refused("default_replication_factor", {"config": toml('"default.replication.factor" = 3\n')})
+    assert "needs cluster mode (--cluster etcd://HOST:PORT): one node keeps one copy" in message
+    assert "default_replication_factor 2 needs cluster mode" in refused(
         "replication", parse("--default-replication-factor", "2"))
+    clustered = load_config(parse("--default-replication-factor", "3", "--cluster", "etcd://127.0.0.1:2379"), env={})
+    assert clustered.default_replication_factor == 3 and clustered.cluster == "etcd://127.0.0.1:2379"
+    assert "--cores must be 1 with --cluster" in refused("cores", parse("--cores", "2", "--cluster", "127.0.0.1:2379"))
+    assert "etcd://HOST:PORT" in refused("cluster", parse("--cluster", "http://127.0.0.1:2379"))
 
 
 @pytest.mark.parametrize("flag, value", [

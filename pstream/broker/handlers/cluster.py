@@ -96,7 +96,11 @@ def handle_offset_for_leader_epoch(ctx, request):
             part, error = find_partition(ctx.broker, t.topic, p.partition)
             if part is not None:
                 error = leader_epoch_error(part, p.current_leader_epoch)
-            if part is not None and not error and p.leader_epoch <= part.leader_epoch:
+            if part is not None and not error and ctx.broker.cluster is not None:
+                # The partition's epoch cache: where the asked epoch (or the last one before it) ended.
+                out.leader_epoch, out.end_offset, error = ctx.broker.cluster.replicas.epoch_end(
+                    t.topic, p.partition, p.leader_epoch)
+            elif part is not None and not error and p.leader_epoch <= part.leader_epoch:
                 # Every record is in the current epoch: an older epoch ends where the log starts.
                 out.leader_epoch = p.leader_epoch if p.leader_epoch == part.leader_epoch else part.leader_epoch
                 out.end_offset = part.high_watermark if p.leader_epoch == part.leader_epoch else part.log_start_offset

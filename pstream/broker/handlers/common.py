@@ -32,8 +32,8 @@ def advertised(ctx) -> tuple[str, int]:
 def live_brokers(ctx) -> list[tuple[int, str, int]]:
     """(node id, host, port) of every broker of this node a client may reach: this one, or with
     `--cores N` each live core, at the listener the request came through."""
-    cores = ctx.broker.core_map
-    if cores.count == 1:
+    cores = ctx.broker.core_map   # with --cluster: the ClusterNode, every registered broker
+    if cores.count == 1 and ctx.broker.cluster is None:
         return [(ctx.broker.node_id, *advertised(ctx))]
     listener = ctx.connection.listener.name if ctx.connection is not None else ctx.broker.listeners[0].name
     return cores.brokers(listener)
@@ -68,6 +68,8 @@ def find_partition(broker, name: str | None, index: int, topic_id: uuid.UUID | N
         return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if not topic.owns(index):   # another core leads it (pstream serve --cores)
         return None, ErrorCode.NOT_LEADER_OR_FOLLOWER
+    if broker.cluster is not None and not broker.cluster.replicas.is_leader(topic.name, index):
+        return None, ErrorCode.NOT_LEADER_OR_FOLLOWER   # another broker of the cluster leads it
     return topic.partition(index), ErrorCode.NONE
 
 

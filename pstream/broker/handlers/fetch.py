@@ -26,7 +26,7 @@ from pstream.broker.dispatch import api
 from pstream.broker.fetch_sessions import FINAL_EPOCH, INITIAL_EPOCH
 from pstream.broker.handlers.common import find_partition, leader_epoch_error
 from pstream.protocol.error_codes import ErrorCode, error_for
-from pstream.protocol.messages.fetch import FetchResponse
+from pstream.protocol.messages.fetch import FetchRequest, FetchResponse
 from pstream.protocol.primitives import ZERO_UUID
 from pstream.security.acls import Operation, ResourceType
 
@@ -34,6 +34,7 @@ PartitionData = FetchResponse.PartitionData
 AbortedTransaction = FetchResponse.AbortedTransaction
 TopicResponse = FetchResponse.FetchableTopicResponse
 READ_COMMITTED = 1
+_NO_REPLICA = FetchRequest.ReplicaState()   # v15+ without replica state: a consumer
 
 
 def cut_at(data, end_offset: int, max_bytes: int = 0x7FFFFFFF, first_whole: bool = True):
@@ -246,7 +247,14 @@ def _session(ctx, request):
 def handle_fetch(ctx, request):
     """Answered at once (no coroutine) when the data is in memory and enough of it is there, or
     nothing is worth waiting for; a consumer at the end waits in a _LongPoll (no coroutine
-    either); the rest (reads on reader threads, transactions still open) in _fetch_waiting."""
+    either); the rest (reads on reader threads, transactions still open) in _fetch_waiting.
+    A follower's fetch (replica id set, cluster mode) goes to the replication layer."""
+    replica = request.replica_id if ctx.version < 15 else (request.replica_state or _NO_REPLICA).replica_id
+    if replica >= 0 and ctx.broker.cluster is not None:
+        if not ctx.allowed_on_cluster(Operation.CLUSTER_ACTION):
+            return FetchResponse(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
+                                 session_id=0, responses=[])
+        return ctx.broker.cluster.replicas.serve_replica_fetch(ctx, request)
     session, incremental, error = _session(ctx, request)
     if error:
         return FetchResponse(throttle_time_ms=0, error_code=error, session_id=0, responses=[])

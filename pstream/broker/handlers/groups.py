@@ -74,7 +74,15 @@ def handle_find_coordinator(ctx, request):
         return ErrorCode.NONE, None
 
     def where(error):
-        return (broker.node_id, *advertised(ctx)) if error == ErrorCode.NONE else (-1, "", -1)
+        if error != ErrorCode.NONE:
+            return -1, "", -1
+        if broker.cluster is not None:   # for now the controller coordinates every group and transaction
+            node = broker.cluster.controller
+            record = broker.cluster.view.brokers.get(node)
+            if record is not None:
+                listener = ctx.connection.listener.name if ctx.connection is not None else None
+                return (node, *record.address(listener))
+        return (broker.node_id, *advertised(ctx))
 
     if ctx.version >= 4:
         coordinators = []

@@ -1,4 +1,5 @@
-"""Metadata: this node is every partition's leader and only replica; topics have real ids.
+"""Metadata: this node is every partition's leader and only replica (in cluster mode: every
+registered broker, and each partition's leader, replicas and ISR from etcd); topics have real ids.
 
 A name that does not exist is created when auto-creation is on (broker setting and, from
 v4, the request's allow_auto_topic_creation), as Kafka does, with the default partitions.
@@ -28,11 +29,18 @@ PartitionInfo = MetadataResponse.MetadataResponsePartition
 async def auto_create(broker, name: str):
     """Creates `name` with the broker's defaults, on the Log's disk pool; (topic or None, error code)."""
     try:
-        topic = await broker.log.create_topic_async(name, partitions=broker.config.default_partitions)
+        if broker.cluster is not None:
+            topic = await broker.cluster.create_topic(name, broker.config.default_partitions, -1, {})
+            if topic is None:   # created meanwhile, through another broker perhaps
+                topic = await broker.cluster.local_topic(name)
+        else:
+            topic = await broker.log.create_topic_async(name, partitions=broker.config.default_partitions)
         if topic is None:   # created meanwhile by another request
             topic = broker.log.get_topic(name)
     except PStreamError as exc:
         return None, exc.kafka_error
+    except ValueError:   # cluster mode: fewer brokers registered than the default replication factor
+        return None, ErrorCode.INVALID_REPLICATION_FACTOR
     return topic, ErrorCode.NONE
 
 

@@ -393,9 +393,12 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
             raise _Refused(ErrorCode.KAFKA_STORAGE_ERROR, broker.storage_refusal)
         if acks == -1 and (min_isr := broker.log.get_topic(topic).config.min_insync_replicas) > 1:
             # One node: the ISR is this broker alone (Kafka's message, Partition.appendRecordsToLeader).
-            raise _Refused(ErrorCode.NOT_ENOUGH_REPLICAS, f"The size of the current ISR Set({broker.node_id}) is "
-                                                         f"insufficient to satisfy the min.isr requirement of "
-                                                         f"{min_isr} for partition {topic}-{index}")
+            isr = broker.cluster.replicas.isr(topic, index) if broker.cluster is not None else [broker.node_id]
+            if len(isr) < min_isr:
+                raise _Refused(ErrorCode.NOT_ENOUGH_REPLICAS, f"The size of the current ISR "
+                                                             f"Set({', '.join(map(str, isr))}) is insufficient to "
+                                                             f"satisfy the min.isr requirement of {min_isr} for "
+                                                             f"partition {topic}-{index}")
         waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1)
         return _PartitionJob(part, response, waits, len(records), count)
     except Exception as exc:
@@ -480,5 +483,31 @@ def handle_produce(ctx, request):
              _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks))
             for topic in request.topic_data for pd in topic.partition_data]
     if all(isinstance(w, _Append) for _, job in jobs if isinstance(job, _PartitionJob) for w in job.waits):
-        return _ProduceAnswer(ctx, request.acks, jobs).future
-    return _answer_awaiting(ctx, request.acks, jobs)
+        answer = _ProduceAnswer(ctx, request.acks, jobs).future
+    else:
+        answer = _answer_awaiting(ctx, request.acks, jobs)
+    if broker.cluster is not None:
+        return _replicated(broker.cluster.replicas, answer, request, jobs)
+    return answer
+
+
+async def _replicated(replicas, answer, request, jobs):
+    """Cluster mode: acks=all is answered once the in-sync replicas hold every batch (the high
+    watermark passed it); with acks 0 and 1 the high watermark moves on at once where this
+    broker is the only in-sync replica."""
+    response = await answer
+    appended = [(name, job) for name, job in jobs if isinstance(job, _PartitionJob)
+                and not job.response.error_code and job.response.base_offset >= 0]
+    if request.acks != -1:
+        for name, job in appended:
+            replicas.advance(name, job.response.index)
+        return response
+
+    async def one(name, job):
+        try:
+            await replicas.wait_replicated(name, job.response.index, job.response.base_offset + job.records - 1,
+                                           request.timeout_ms / 1000)
+        except Exception as exc:
+            _refuse(job.response, exc)
+    await asyncio.gather(*(one(name, job) for name, job in appended))
+    return response

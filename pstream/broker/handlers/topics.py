@@ -1,7 +1,9 @@
 """CreateTopics, DeleteTopics, CreatePartitions and DeleteRecords.
 
-pstream is one node: a replication factor other than 1 (or -1, the default) is refused
-with INVALID_REPLICATION_FACTOR, and manual assignments may only name this node.
+One node: a replication factor other than 1 (or -1, the default) is refused with
+INVALID_REPLICATION_FACTOR, and manual assignments may only name this node. In cluster mode
+topics are created and deleted in etcd (pstream/cluster/node.py), with a replication factor up
+to the registered brokers; every broker then creates or deletes its own copy.
 
 Every change to the disk (directories, files, fsyncs, renames, rmtree, the log start
 checkpoint) runs on the Log's disk pool and is awaited: the event loop keeps serving other
@@ -44,11 +46,18 @@ def _check_assignments(broker, assignments) -> None:
                            f"replicas {list(replicas)} must be exactly this node [{broker.node_id}]")
 
 
-def _check_replication(replication_factor: int) -> None:
+def _check_replication(broker, replication_factor: int) -> int:
+    """The replication factor in force: up to the registered brokers (one, without a cluster)."""
+    if broker.cluster is not None:
+        try:
+            return broker.cluster.check_replication_factor(replication_factor)
+        except ValueError as exc:
+            raise _Refused(ErrorCode.INVALID_REPLICATION_FACTOR, str(exc)) from None
     if replication_factor not in (-1, 1):
         raise _Refused(ErrorCode.INVALID_REPLICATION_FACTOR,
                        f"Unable to replicate the partition {replication_factor} time(s): The target replication "
                        f"factor of {replication_factor} cannot be reached because only 1 broker(s) are registered.")
+    return 1
 
 
 def _check_partition_count(count: int) -> None:
@@ -88,7 +97,7 @@ async def _create_one(broker, t, validate_only: bool, version: int):
             # on __consumer_offsets once made committed offsets vanish).
             raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION,
                            f"{t.name} is an internal topic: only the broker creates it, with its own settings")
-        if t.name in broker.log:
+        if t.name in broker.log or (broker.cluster is not None and t.name in broker.cluster.view.topics):
             raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
         _check_collision(broker, t.name)
         try:
@@ -112,16 +121,20 @@ async def _create_one(broker, t, validate_only: bool, version: int):
                                "Replication factor must be larger than 0, or -1 to use the default value.")
             count = broker.config.default_partitions if t.num_partitions == -1 else t.num_partitions
         _check_partition_count(count)
-        _check_replication(t.replication_factor)
+        factor = _check_replication(broker, t.replication_factor)
         topic = None
         if not validate_only:
             try:
-                topic = await broker.log.create_topic_async(t.name, partitions=count, **settings)
+                if broker.cluster is not None:
+                    topic = await broker.cluster.create_topic(t.name, count, factor,
+                                                              {c.name: c.value for c in t.configs})
+                else:
+                    topic = await broker.log.create_topic_async(t.name, partitions=count, **settings)
             except ConfigError as exc:
                 raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
             if topic is None:   # created meanwhile by another request
                 raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
-        result.num_partitions, result.replication_factor = count, 1
+        result.num_partitions, result.replication_factor = count, factor
         if topic is not None:
             result.topic_id = topic.topic_id
             result.configs = [_created_config(broker, topic, name) for name in TOPIC_CONFIG_NAMES]
@@ -250,7 +263,10 @@ async def handle_delete_topics(ctx, request):
                 continue
             result.name, result.topic_id = topic.name, topic.topic_id
             try:
-                await broker.log.delete_topic_async(topic.name)
+                if broker.cluster is not None:   # every broker deletes its copy as etcd tells it
+                    await broker.cluster.delete_topic(topic.name)
+                else:
+                    await broker.log.delete_topic_async(topic.name)
             except UnknownTopicError:   # deleted meanwhile by another request
                 result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:

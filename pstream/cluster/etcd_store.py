@@ -1,0 +1,207 @@
+"""The cluster's metadata in etcd (v3 API, through aetcd: asyncio over etcd's own gRPC API, with
+leases, transactions and watches, which is all a broker needs; the JSON gateway would need
+a streaming HTTP client for watches).
+
+One EtcdMetadata per broker:
+- registers the broker under a lease it keeps alive (a broker that stops renewing, because it
+  died, hung or lost etcd, vanishes from brokers/ after the lease's TTL);
+- campaigns for the controller key under the same lease (the first to create it wins; when it
+  vanishes, every broker campaigns again);
+- loads the whole layout once and then applies etcd's watch events in revision order to its
+  ClusterView, calling `on_change(kind, what)` after each;
+- writes topics and partition records with transactions: a topic is created only if absent, a
+  partition record replaced only if unchanged since it was read (compare-and-swap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from urllib.parse import urlsplit
+
+import aetcd
+
+from pstream.cluster.state import BrokerRecord, ClusterView, PartitionRecord, TopicRecord
+
+_log = logging.getLogger("pstream.cluster")
+
+RETRY_S = 0.5
+
+
+DEFAULT_ROOT = "/pstream"
+
+
+def parse_cluster_url(spec: str) -> tuple[list[tuple[str, int]], str]:
+    """`etcd://HOST:PORT[,HOST:PORT...][/NAME]` (the scheme optional) -> ([(host, port)], key root):
+    several clusters can share one etcd under different names."""
+    rest = spec[len("etcd://"):] if spec.startswith("etcd://") else spec
+    rest, slash, name = rest.partition("/")
+    return parse_endpoints(rest), "/" + name if slash and name else DEFAULT_ROOT
+
+
+def parse_endpoints(spec: str) -> list[tuple[str, int]]:
+    """`HOST:PORT[,HOST:PORT...]` -> [(host, port)]."""
+    rest = spec
+    out = []
+    for item in rest.split(","):
+        if not item.strip():
+            continue
+        parts = urlsplit("//" + item.strip())
+        if not parts.hostname or parts.port is None:
+            raise ValueError(f"cluster endpoint {item!r} must be HOST:PORT (in {spec!r})")
+        out.append((parts.hostname, parts.port))
+    if not out:
+        raise ValueError(f"no etcd endpoint in {spec!r}")
+    return out
+
+
+class EtcdMetadata:
+    def __init__(self, endpoints: list[tuple[str, int]], root: str, node_id: int, lease_seconds: int, on_change):
+        self.endpoints = endpoints
+        self.node_id = node_id
+        self.lease_seconds = lease_seconds
+        self.view = ClusterView(root)
+        self.on_change = on_change
+        self.client: aetcd.Client | None = None
+        self.lease = None
+        self._record: BrokerRecord | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+        self.loaded = asyncio.Event()
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def start(self, record: BrokerRecord, cluster_id: str) -> str:
+        """Connects, agrees on the cluster id (the first broker's), registers, loads and watches.
+        Returns the cluster id in force."""
+        self._record = record
+        host, port = self.endpoints[0]   # aetcd talks to one endpoint
+        self.client = aetcd.Client(host=host, port=port, timeout=10)
+        await self.client.connect()
+        tx = self.client.transactions
+        key = self.view.key("cluster_id")
+        await self.client.transaction(compare=[tx.version(key) == 0], success=[tx.put(key, cluster_id.encode())],
+                                      failure=[])
+        await self._register()
+        await self._load()
+        self._tasks = [asyncio.create_task(self._keep_alive(), name="etcd-lease"),
+                       asyncio.create_task(self._watch(), name="etcd-watch")]
+        await self.campaign()
+        return self.view.cluster_id
+
+    async def stop(self) -> None:
+        """Leaves: revoking the lease removes the broker (and its controller key) at once, so
+        the controller moves its leaderships without waiting for the TTL."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.client is not None:
+            try:
+                if self.lease is not None:
+                    await asyncio.wait_for(self.lease.revoke(), 5)
+            except Exception as exc:   # etcd gone: the lease expires by itself
+                _log.warning("could not revoke the broker's etcd lease: %s", exc)
+            await self.client.close()
+
+    async def _register(self) -> None:
+        self.lease = await self.client.lease(self.lease_seconds)
+        await self.client.put(self.view.broker_key(self.node_id), self._record.encode(), lease=self.lease)
+
+    async def _keep_alive(self) -> None:
+        """Renews the lease every third of its TTL; a lease found expired (etcd unreachable for
+        longer than the TTL) is replaced and the broker registered again."""
+        while True:
+            await asyncio.sleep(max(self.lease_seconds / 3, 0.2))
+            try:
+                answer = await self.lease.refresh()
+                if answer is None or answer.TTL <= 0:
+                    _log.warning("broker %d: its etcd lease expired; registering again", self.node_id)
+                    await self._register()
+                    await self.campaign()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("broker %d: cannot renew its etcd lease: %s", self.node_id, exc)
+
+    async def _load(self) -> None:
+        got = await self.client.get_prefix(self.view.root.encode() + b"/")
+        fresh = ClusterView(self.view.root)
+        for kv in got:
+            fresh.apply(kv.key, kv.value, kv.mod_revision)
+        fresh.revision = got.header.revision
+        self.view.__dict__.update(fresh.__dict__)
+        self.loaded.set()
+        self.on_change("loaded", None)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                watch = await self.client.watch_prefix(self.view.root.encode() + b"/",
+                                                       start_revision=self.view.revision + 1)
+                async for event in watch:
+                    deleted = event.kind == aetcd.rtypes.EventKind.DELETE
+                    changed = self.view.apply(event.kv.key, None if deleted else event.kv.value,
+                                              event.kv.mod_revision)
+                    if changed is not None:
+                        self.on_change(*changed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping:
+                    return
+                _log.warning("broker %d: etcd watch ended (%s); reloading", self.node_id, exc)
+                await asyncio.sleep(RETRY_S)
+                try:
+                    await self._load()
+                except Exception as again:
+                    _log.warning("broker %d: cannot reload the cluster metadata: %s", self.node_id, again)
+
+    # --- controller election ----------------------------------------------------------------
+
+    async def campaign(self) -> bool:
+        """Tries to become the controller (creates the key if absent, under this broker's lease)."""
+        tx = self.client.transactions
+        key = self.view.key("controller")
+        won, _ = await self.client.transaction(
+            compare=[tx.version(key) == 0],
+            success=[tx.put(key, json.dumps({"node_id": self.node_id}).encode(), lease=self.lease)], failure=[])
+        return won
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def create_topic(self, topic: TopicRecord, partitions: list[PartitionRecord]) -> bool:
+        """Creates the topic and its partition records in one transaction; False if it exists."""
+        tx = self.client.transactions
+        key = self.view.topic_key(topic.name)
+        puts = [tx.put(key, topic.encode())]
+        puts += [tx.put(self.view.partition_key(topic.name, i), rec.encode()) for i, rec in enumerate(partitions)]
+        won, _ = await self.client.transaction(compare=[tx.version(key) == 0], success=puts, failure=[])
+        return won
+
+    async def reserve_producer_ids(self, count: int) -> int:
+        """Takes the next `count` producer ids from the cluster's counter (KRaft's AllocateProducerIds):
+        returns the first; no other broker is ever given one of them."""
+        tx = self.client.transactions
+        key = self.view.key("producer_ids")
+        while True:
+            got = await self.client.get(key)
+            first = int(got.value) if got is not None else 1
+            compare = tx.mod(key) == got.mod_revision if got is not None else tx.version(key) == 0
+            won, _ = await self.client.transaction(compare=[compare], success=[tx.put(key, b"%d" % (first + count))],
+                                                   failure=[])
+            if won:
+                return first
+
+    async def delete_topic(self, name: str) -> None:
+        await self.client.delete(self.view.topic_key(name))
+        await self.client.delete_prefix(self.view.key("partitions", name) + b"/")
+
+    async def replace_partition(self, name: str, index: int, old: PartitionRecord, new: PartitionRecord) -> bool:
+        """Compare-and-swap: writes `new` only if the record is still `old` (same revision)."""
+        tx = self.client.transactions
+        key = self.view.partition_key(name, index)
+        won, _ = await self.client.transaction(compare=[tx.mod(key) == old.revision],
+                                               success=[tx.put(key, new.encode())], failure=[])
+        return won

@@ -1,0 +1,243 @@
+"""A broker's membership of a cluster (`pstream serve --cluster etcd://... --node-id N`).
+
+ClusterNode joins the cluster through etcd (etcd_store.py), keeps the broker's local Log in
+step with the cluster's topics, runs the controller's duty while this broker holds the
+controller key (election.py: move leaderships off brokers that left, put returning ISR
+members back in charge), and hands every change to the ReplicaManager (replication.py), which
+makes this broker lead or follow each of its partitions.
+
+It also answers the questions the handlers ask of `broker.core_map` with one node (leaders,
+replicas, ISRs, brokers, the controller) from the cluster's view instead, so Metadata,
+DescribeCluster and DescribeTopicPartitions show the whole cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from pstream.cluster import election, placement
+from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
+from pstream.cluster.replication import ReplicaManager
+from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
+from pstream.broker.topic_configs import parse_topic_configs
+from pstream.errors import PStreamError
+from pstream.protocol.error_codes import ErrorCode
+
+_log = logging.getLogger("pstream.cluster")
+
+TOPIC_WAIT_S = 10.0
+PRODUCER_ID_BLOCK = 1000   # as Kafka's controller hands them to brokers
+
+
+class ClusterNode:
+    def __init__(self, broker):
+        config = broker.config
+        self.broker = broker
+        self.node_id = broker.node_id
+        endpoints, root = parse_cluster_url(config.cluster)
+        self.metadata = EtcdMetadata(endpoints, root, self.node_id, max(1, round(config.cluster_lease_ms / 1000)),
+                                     self._changed)
+        self.view = self.metadata.view
+        self.replicas = ReplicaManager(self)
+        self._reconcile_task: asyncio.Task | None = None
+        self._dirty = False
+        self._controller_dirty = False
+        self._next_producer_id = self._producer_id_limit = 0
+        self._ever_seen: set[int] = set()     # brokers seen registered since this one started
+        self._started_at = 0.0
+        self._grace_check = None
+        self._seen_topics: set[str] = set()   # in the cluster's view once: deleted here when it leaves it
+        self._strays: set[str] = set()        # local topics the cluster does not have (warned about once)
+        self.count = 1      # as CoreMap: one process per broker in cluster mode
+        self.core = 0
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Joins; returns the cluster id (the first broker's, kept in etcd)."""
+        self._started_at = asyncio.get_running_loop().time()
+        listeners = {lis.name: lis.advertised for lis in self.broker.listeners}
+        cluster_id = await self.metadata.start(BrokerRecord(self.node_id, listeners), self.broker.cluster_id)
+        self.replicas.start()
+        self._schedule()
+        return cluster_id
+
+    async def stop(self) -> None:
+        """Controlled shutdown: leave etcd first (the controller moves the leaderships at once),
+        then stop replicating."""
+        await self.metadata.stop()
+        if self._grace_check is not None:
+            self._grace_check.cancel()
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            await asyncio.gather(self._reconcile_task, return_exceptions=True)
+        await self.replicas.stop()
+
+    def _changed(self, kind: str, what) -> None:
+        if kind == "controller" and what == NO_LEADER:
+            asyncio.get_running_loop().create_task(self._campaign())
+        self._schedule()
+
+    async def _campaign(self) -> None:
+        try:
+            await self.metadata.campaign()
+        except Exception as exc:
+            _log.warning("broker %d: controller campaign failed: %s", self.node_id, exc)
+
+    def _schedule(self) -> None:
+        """Coalesces changes: one reconcile pass at a time, run again if more arrived meanwhile."""
+        self._dirty = True
+        if self._reconcile_task is None or self._reconcile_task.done():
+            self._reconcile_task = asyncio.get_running_loop().create_task(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self._materialize_topics()
+                if self.is_controller:
+                    await self._control()
+                self.replicas.apply_view()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("broker %d: applying the cluster metadata failed; retrying", self.node_id)
+                self._dirty = True
+                await asyncio.sleep(0.5)
+
+    async def _materialize_topics(self) -> None:
+        """The local Log holds every topic of the cluster, with the cluster's topic id. A topic is
+        deleted here only once this broker saw it deleted in the cluster: a topic the cluster
+        never had (a directory from before joining) is left alone, with a warning."""
+        log = self.broker.log
+        for name, topic in list(self.view.topics.items()):
+            self._seen_topics.add(name)
+            if name in log and log.get_topic(name).topic_id != topic.topic_id:
+                if name not in self._strays:
+                    self._strays.add(name)
+                    _log.warning("broker %d: topic %s here has id %s, the cluster's has %s: not serving it; "
+                                 "move its directory away to take the cluster's", self.node_id, name,
+                                 log.get_topic(name).topic_id, topic.topic_id)
+            elif name not in log:
+                await log.create_topic_async(name, partitions=topic.partitions, topic_id=topic.topic_id,
+                                             **parse_topic_configs(topic.configs.items()))
+        for name in list(log.topics()):
+            if name in self.view.topics or name.startswith("__"):
+                continue
+            if name in self._seen_topics:
+                self._seen_topics.discard(name)
+                await log.delete_topic_async(name)
+            elif name not in self._strays:
+                self._strays.add(name)
+                _log.warning("broker %d: topic %s is in the data directory but not in the cluster: left alone",
+                             self.node_id, name)
+
+    # --- the controller's duty --------------------------------------------------------------
+
+    @property
+    def is_controller(self) -> bool:
+        return self.view.controller == self.node_id
+
+    async def _control(self) -> None:
+        registered = self.view.live()
+        self._ever_seen |= registered
+        loop = asyncio.get_running_loop()
+        since_start_ms = (loop.time() - self._started_at) * 1000
+        lease_ms = self.broker.config.cluster_lease_ms
+        if since_start_ms < lease_ms and not self._grace_check:   # look again once the grace is over
+            self._grace_check = loop.call_later((lease_ms - since_start_ms) / 1000 + 0.05, self._schedule)
+        for (name, index), record in list(self.view.partitions.items()):
+            live = election.presumed_live(registered, self._ever_seen, record.replicas, since_start_ms, lease_ms)
+            wanted = election.reconcile(record, live)
+            if wanted is not None:
+                if await self.metadata.replace_partition(name, index, record, wanted):
+                    _log.info("controller %d: %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, name, index,
+                              record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
+
+    # --- topics -----------------------------------------------------------------------------
+
+    def check_replication_factor(self, replication_factor: int) -> int:
+        """The factor in force (-1: the default), or ValueError naming the registered brokers."""
+        factor = self.broker.config.default_replication_factor if replication_factor == -1 else replication_factor
+        live = len(self.view.brokers)
+        if factor > live:
+            raise ValueError(f"Unable to replicate the partition {factor} time(s): The target replication factor of "
+                             f"{factor} cannot be reached because only {live} broker(s) are registered.")
+        return factor
+
+    async def create_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]):
+        """Writes the topic to etcd and waits until the local Log has it; the local Topic, or None
+        if the name exists in the cluster already. `configs`: Kafka's names and string values."""
+        factor = self.check_replication_factor(replication_factor)
+        topic = TopicRecord(name, uuid.uuid4(), partitions, dict(configs))
+        records = [PartitionRecord(replicas, replicas[0], 0, replicas)
+                   for replicas in placement.assign_replicas(partitions, factor, sorted(self.view.brokers))]
+        if not await self.metadata.create_topic(topic, records):
+            return None
+        return await self.local_topic(name, topic.topic_id)
+
+    async def local_topic(self, name: str, topic_id: uuid.UUID | None = None):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TOPIC_WAIT_S
+        log = self.broker.log
+        while loop.time() < deadline:
+            if name in log and (topic_id is None or log.get_topic(name).topic_id == topic_id):
+                return log.get_topic(name)
+            await asyncio.sleep(0.01)
+        raise PStreamError(f"topic {name!r} was created in the cluster but not here within {TOPIC_WAIT_S} s")
+
+    async def delete_topic(self, name: str) -> None:
+        await self.metadata.delete_topic(name)
+
+    async def allocate_producer_id(self) -> int:
+        """A producer id no other broker of the cluster hands out: from blocks reserved in etcd."""
+        if self._next_producer_id >= self._producer_id_limit:
+            first = await self.metadata.reserve_producer_ids(PRODUCER_ID_BLOCK)
+            self._next_producer_id, self._producer_id_limit = first, first + PRODUCER_ID_BLOCK
+        self._next_producer_id += 1
+        return self._next_producer_id - 1
+
+    # --- what handlers ask (as CoreMap) ---------------------------------------------------------
+
+    @property
+    def controller(self) -> int:
+        return self.view.controller
+
+    def node_names(self) -> set[str]:
+        return {str(self.node_id)}
+
+    def node_of(self, core: int) -> int:
+        return self.node_id
+
+    def record(self, name: str, index: int) -> PartitionRecord | None:
+        return self.view.partitions.get((name, index))
+
+    def leader(self, name: str, index: int) -> int:
+        record = self.record(name, index)
+        return record.leader if record is not None else NO_LEADER
+
+    def replica(self, name: str, index: int) -> int:
+        return self.node_id
+
+    def leadership(self, topic, number: int) -> dict:
+        record = self.record(topic.name, number)
+        if record is None and topic.name.startswith("__"):
+            # Internal topics stay local to each broker for now (their coordinators too).
+            return {"error_code": ErrorCode.NONE, "leader_id": self.node_id, "leader_epoch": 0,
+                    "replica_nodes": [self.node_id], "isr_nodes": [self.node_id], "offline_replicas": []}
+        if record is None:
+            return {"error_code": ErrorCode.LEADER_NOT_AVAILABLE, "leader_id": NO_LEADER, "leader_epoch": -1,
+                    "replica_nodes": [], "isr_nodes": [], "offline_replicas": []}
+        live = self.view.live()
+        leader = record.leader if record.leader in live else NO_LEADER
+        return {"error_code": ErrorCode.NONE if leader != NO_LEADER else ErrorCode.LEADER_NOT_AVAILABLE,
+                "leader_id": leader, "leader_epoch": record.leader_epoch, "replica_nodes": list(record.replicas),
+                "isr_nodes": list(record.isr), "offline_replicas": [r for r in record.replicas if r not in live]}
+
+    def brokers(self, listener: str) -> list[tuple[int, str, int]]:
+        return [(node, *b.address(listener)) for node, b in sorted(self.view.brokers.items())]
+
+    def answers_here(self, api_key: int, request, log) -> bool:
+        return True

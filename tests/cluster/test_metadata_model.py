@@ -1,0 +1,148 @@
+"""The cluster's pure parts: replica placement, the controller's election rules, the metadata
+view built from etcd events, and the leader-epoch cache (hypothesis where a property says it)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pstream
+from pstream.cluster.election import presumed_live, reconcile
+from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
+from pstream.cluster.etcd_store import parse_cluster_url
+from pstream.cluster.placement import assign_replicas
+from pstream.cluster.state import NO_LEADER, BrokerRecord, ClusterView, PartitionRecord, TopicRecord
+
+
+# --- placement ---------------------------------------------------------------------------------
+
+@given(st.integers(1, 64), st.integers(1, 7), st.lists(st.integers(0, 100), min_size=1, max_size=7, unique=True),
+       st.integers(0, 2**32))
+def test_replicas_are_distinct_live_brokers_and_leaders_spread(partitions, factor, brokers, seed):
+    if factor > len(brokers):
+        with pytest.raises(ValueError, match="live brokers"):
+            assign_replicas(partitions, factor, brokers, rng=random.Random(seed))
+        return
+    out = assign_replicas(partitions, factor, brokers, rng=random.Random(seed))
+    assert len(out) == partitions
+    for replicas in out:
+        assert len(replicas) == factor and len(set(replicas)) == factor and set(replicas) <= set(brokers)
+    leads = [sum(1 for r in out if r[0] == b) for b in brokers]
+    assert max(leads) - min(leads) <= 1   # preferred leaders round-robin
+
+
+# --- election ----------------------------------------------------------------------------------
+
+def record(replicas=(1, 2, 3), leader=1, epoch=0, isr=(1, 2, 3)):
+    return PartitionRecord(tuple(replicas), leader, epoch, tuple(isr))
+
+
+def test_a_live_leader_and_isr_need_nothing():
+    assert reconcile(record(), {1, 2, 3}) is None
+
+
+def test_a_dead_leader_is_replaced_by_the_first_live_isr_member_with_a_new_epoch():
+    new = reconcile(record(epoch=4), {2, 3})
+    assert (new.leader, new.leader_epoch, new.isr, new.partition_epoch) == (2, 5, (2, 3), 1)
+
+
+def test_a_dead_follower_leaves_the_isr_without_a_new_leader_epoch():
+    new = reconcile(record(epoch=4), {1, 3})
+    assert (new.leader, new.leader_epoch, new.isr) == (1, 4, (1, 3))
+
+
+def test_without_a_live_isr_member_there_is_no_leader_and_the_last_member_stays():
+    new = reconcile(record(isr=(1,)), {2, 3})
+    assert (new.leader, new.isr, new.leader_epoch) == (NO_LEADER, (1,), 1)
+    back = reconcile(new, {1, 2})   # it returns: it leads again (it holds every acknowledged record)
+    assert (back.leader, back.leader_epoch) == (1, 2)
+
+
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=5, unique=True), st.data())
+def test_elections_only_pick_isr_members_and_epochs_only_grow(replicas, data):
+    rec = PartitionRecord(tuple(replicas), replicas[0], 0, tuple(replicas))
+    for _ in range(10):
+        live = set(data.draw(st.lists(st.sampled_from(range(1, 6)), max_size=5)))
+        new = reconcile(rec, live)
+        if new is None:
+            continue
+        assert new.isr and set(new.isr) <= set(rec.isr)   # reconcile never adds members: leaders do
+        assert new.leader == NO_LEADER or (new.leader in new.isr and new.leader in live)
+        assert new.leader_epoch >= rec.leader_epoch and new.partition_epoch == rec.partition_epoch + 1
+        assert (new.leader != rec.leader) == (new.leader_epoch != rec.leader_epoch)
+        rec = new
+
+
+# --- the view ------------------------------------------------------------------------------------
+
+def test_the_view_follows_puts_and_deletes():
+    view = ClusterView("/c")
+    broker = BrokerRecord(2, {"PLAINTEXT": ("127.0.0.1", 9093)})
+    topic = TopicRecord("t", uuid.uuid4(), 2, {"cleanup.policy": "compact"})
+    assert view.apply(view.broker_key(2), broker.encode(), 5) == ("broker", 2)
+    assert view.apply(view.key("controller"), b'{"node_id": 2}', 6) == ("controller", 2)
+    assert view.apply(view.topic_key("t"), topic.encode(), 7) == ("topic", "t")
+    assert view.apply(view.partition_key("t", 1), record().encode(), 8) == ("partition", ("t", 1))
+    assert view.brokers[2] == broker and view.topics["t"] == topic and view.controller == 2
+    assert view.partitions[("t", 1)].revision == 8 and view.revision == 8
+    assert view.partitions_of("t") == [(1, view.partitions[("t", 1)])]
+    assert view.apply(view.key("controller"), None, 9) == ("controller", NO_LEADER)
+    assert view.apply(view.broker_key(2), None, 10) == ("broker", 2) and view.live() == set()
+    assert view.apply(b"/other/brokers/1", b"{}", 11) is None
+
+
+def test_cluster_urls():
+    assert parse_cluster_url("etcd://127.0.0.1:2379") == ([("127.0.0.1", 2379)], "/pstream")
+    assert parse_cluster_url("etcd://a:1,b:2/prod") == ([("a", 1), ("b", 2)], "/prod")
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_cluster_url("etcd://nohost")
+
+
+# --- the leader-epoch cache ----------------------------------------------------------------------
+
+def test_epoch_end_offsets_as_kafka_answers_them(tmp_path):
+    cache = LeaderEpochCache(str(tmp_path))
+    cache.assign(0, 0)
+    cache.assign(3, 100)
+    cache.assign(2, 90)      # older than the latest: ignored
+    cache.assign(5, 150)
+    assert cache.entries == [(0, 0), (3, 100), (5, 150)]
+    assert cache.end_offset_for(0, 200) == (0, 100)
+    assert cache.end_offset_for(4, 200) == (3, 150)   # KIP-279: the largest epoch at or below
+    assert cache.end_offset_for(7, 200) == (5, 200)   # the latest epoch ends at the log end
+    cache.truncate_from(120)
+    assert cache.entries == [(0, 0), (3, 100)]
+    again = LeaderEpochCache(str(tmp_path))
+    assert again.end_offset_for(-1, 10) == (UNDEFINED, UNDEFINED)
+    with open(cache.path) as f:
+        assert f.read() == "0\n2\n0 0\n3 100\n"   # Kafka's checkpoint format
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=12))
+def test_an_epoch_cache_is_rebuilt_from_the_batches(tmp_path_factory, epochs):
+    log = pstream.Log(str(tmp_path_factory.mktemp("epochs")))
+    try:
+        part = log.topic("t").partition(0)
+        expected, latest = [], -1
+        for epoch in sorted(epochs):
+            part.leader_epoch = epoch
+            offset = part.append(b"x")
+            if epoch > latest:
+                expected.append((epoch, offset))
+                latest = epoch
+        assert LeaderEpochCache.load(part).entries == expected
+    finally:
+        log.close()
+
+
+def test_a_new_controller_gives_unseen_brokers_one_lease_to_register():
+    # At a cold start, brokers 2 and 3 may not have registered yet: not fenced for one lease.
+    assert presumed_live({1}, {1}, (1, 2, 3), since_start_ms=500, lease_ms=2000) == {1, 2, 3}
+    assert presumed_live({1}, {1}, (1, 2, 3), since_start_ms=2500, lease_ms=2000) == {1}
+    # One seen registered and then gone had its lease expire: gone at once.
+    assert presumed_live({1}, {1, 2}, (1, 2, 3), since_start_ms=500, lease_ms=2000) == {1, 3}

@@ -1,0 +1,232 @@
+"""Three `pstream serve --cluster` brokers and etcd, driven by librdkafka: topics with three
+replicas, acks=all answered once the in-sync replicas hold a batch, every replica's log equal to
+its leader's, min.insync.replicas refusing writes while a replica is gone, and a leader killed
+with SIGKILL under load: another replica leads, nothing acknowledged is lost or doubled, and
+the killed broker comes back, cuts what it alone had and catches up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+import pstream
+from pstream import _core
+from pstream.client.connection import BrokerConnection
+from pstream.client.wire import codec_classes
+
+PARTITIONS = 3
+TIMEOUT = 30.0
+
+
+def new_topic(cluster, partitions: int = PARTITIONS, replicas: int = 3, **configs) -> str:
+    name = f"rep-{uuid.uuid4().hex[:8]}"
+    admin = cluster.admin()   # kept: a collected client cancels its futures
+    admin.create_topics([NewTopic(name, partitions, replicas, config=configs)])[name].result(TIMEOUT)
+    cluster.wait_until(name, lambda ps: len(ps) == partitions and all(p.leader > 0 for p in ps.values()),
+                       "leaders")
+    return name
+
+
+def produce(cluster, topic: str, values, partition: int | None = None, **config) -> list[tuple[int, int, bytes]]:
+    """Sends every value (acks=all, idempotent); returns (partition, offset, value) of the acknowledged."""
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 2, "message.timeout.ms": int(TIMEOUT * 1000), **config})
+    acked, failed = [], []
+
+    def done(err, msg):
+        if err:
+            failed.append(err)
+        else:
+            acked.append((msg.partition(), msg.offset(), msg.value()))
+    for i, value in enumerate(values):
+        producer.produce(topic, value, partition=i % PARTITIONS if partition is None else partition,
+                         on_delivery=done)
+        producer.poll(0)
+    producer.flush(TIMEOUT)
+    assert not failed, failed[:3]
+    return acked
+
+
+def consume(cluster, topic: str, expected: int) -> dict[int, list[tuple[int, bytes]]]:
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got: dict[int, list] = {}
+    deadline = time.monotonic() + TIMEOUT
+    count = 0
+    while count < expected and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            got.setdefault(msg.partition(), []).append((msg.offset(), msg.value()))
+            count += 1
+    consumer.close()
+    return got
+
+
+def replica_contents(broker, topic: str) -> dict[int, list[tuple[int, bytes]]]:
+    """What one broker's data directory holds, read while it runs (a read-only Log)."""
+    log = pstream.Log(broker.data_dir, readonly=True)
+    try:
+        return {p.number: [(r.offset, r.value) for r in p.read(0)] for p in log.get_topic(topic)}
+    finally:
+        log.close()
+
+
+def wait_replicas_equal(cluster, topic: str, nodes, expected: dict) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        contents = {n: replica_contents(cluster.brokers[n], topic) for n in nodes}
+        if all(c == expected for c in contents.values()):
+            return
+        assert time.monotonic() < deadline, {n: {p: len(v) for p, v in c.items()} for n, c in contents.items()}
+        time.sleep(0.2)
+
+
+def by_partition(acked) -> dict[int, list[tuple[int, bytes]]]:
+    out: dict[int, list] = {}
+    for partition, offset, value in sorted(acked):
+        out.setdefault(partition, []).append((offset, value))
+    return out
+
+
+def test_every_broker_holds_every_replica_of_a_topic(cluster):
+    topic = new_topic(cluster)
+    parts = cluster.partitions(topic)
+    assert {p.id: sorted(p.replicas) for p in parts.values()} == {p: [1, 2, 3] for p in range(PARTITIONS)}
+    assert {p.id: sorted(p.isrs) for p in parts.values()} == {p: [1, 2, 3] for p in range(PARTITIONS)}
+    assert sorted(p.leader for p in parts.values()) == [1, 2, 3]   # the preferred leaders spread
+    acked = produce(cluster, topic, [b"v%d" % i for i in range(600)])
+    assert len(acked) == 600
+    expected = by_partition(acked)
+    assert consume(cluster, topic, 600) == expected
+    wait_replicas_equal(cluster, topic, (1, 2, 3), {p: expected.get(p, []) for p in range(PARTITIONS)})
+
+
+def test_metadata_names_every_broker_and_the_controller(cluster):
+    meta = cluster.admin().list_topics(timeout=TIMEOUT)
+    assert sorted(meta.brokers) == [1, 2, 3]
+    assert meta.controller_id in (1, 2, 3)
+    assert {b.port for b in meta.brokers.values()} == {b.port for b in cluster.brokers.values()}
+
+
+def test_a_replication_factor_above_the_brokers_is_refused(cluster):
+    name = f"rep-{uuid.uuid4().hex[:8]}"
+    admin = cluster.admin()
+    with pytest.raises(Exception) as info:
+        admin.create_topics([NewTopic(name, 1, 4)])[name].result(TIMEOUT)
+    assert info.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert "only 3 broker(s) are registered" in info.value.args[0].str()
+
+
+def produce_error(broker, topic: str, partition: int) -> int:
+    """The error code of one Produce (acks=all) sent to this broker, whoever leads the partition."""
+    conn = BrokerConnection("127.0.0.1", broker.port)
+    try:
+        req_cls, _ = codec_classes("Produce")
+        batch = _core.encode_batch([(None, b"direct", None, None)])
+        request = req_cls(transactional_id=None, acks=-1, timeout_ms=int(TIMEOUT * 1000), topic_data=[
+            req_cls.TopicProduceData(name=topic, partition_data=[
+                req_cls.PartitionProduceData(index=partition, records=batch)])])
+        return conn.call("Produce", 9, request).responses[0].partition_responses[0].error_code
+    finally:
+        conn.close()
+
+
+def test_a_produce_to_a_follower_is_told_the_leader_moved(cluster):
+    topic = new_topic(cluster, partitions=1)
+    leader = cluster.partitions(topic)[0].leader
+    follower = next(n for n in cluster.brokers if n != leader)
+    assert produce_error(cluster.brokers[follower], topic, 0) == 6   # NOT_LEADER_OR_FOLLOWER
+    assert produce_error(cluster.brokers[leader], topic, 0) == 0
+
+
+def test_min_insync_replicas_refuses_writes_while_a_replica_is_gone(cluster):
+    topic = new_topic(cluster, partitions=1, **{"min.insync.replicas": "3"})
+    produce(cluster, topic, [b"before"], partition=0)
+    leader = cluster.partitions(topic)[0].leader
+    victim = next(n for n in cluster.brokers if n != leader)
+    cluster.brokers[victim].kill()
+    cluster.wait_until(topic, lambda ps: victim not in ps[0].isrs, f"broker {victim} out of the ISR")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "message.timeout.ms": 3000,
+                         "retries": 0})
+    errors = []
+    producer.produce(topic, b"refused", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(TIMEOUT)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, errors
+    cluster.brokers[victim].start()
+    cluster.wait_until(topic, lambda ps: victim in ps[0].isrs, f"broker {victim} back in the ISR")
+    acked = produce(cluster, topic, [b"after"], partition=0)
+    assert [v for _, _, v in acked] == [b"after"]
+    expected = {0: [(0, b"before"), (1, b"after")]}
+    wait_replicas_equal(cluster, topic, (1, 2, 3), expected)
+
+
+def test_a_leader_killed_under_load_loses_nothing_acknowledged(cluster):
+    topic = new_topic(cluster, partitions=1)
+    leader = cluster.partitions(topic)[0].leader
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 1, "message.timeout.ms": int(TIMEOUT * 1000)})
+    acked, failed = [], []
+
+    def done(err, msg):
+        (failed if err else acked).append(err or (msg.offset(), msg.value()))
+    killed_at = None
+    for i in range(1500):
+        producer.produce(topic, b"m%d" % i, partition=0, on_delivery=done)
+        producer.poll(0.001)
+        if i == 500:
+            cluster.brokers[leader].kill()
+            killed_at = time.monotonic()
+    producer.flush(TIMEOUT)
+    assert not failed, failed[:3]
+    assert len(acked) == 1500
+    parts = cluster.wait_until(topic, lambda ps: ps[0].leader not in (-1, leader), "a new leader")
+    assert leader not in parts[0].isrs
+    assert time.monotonic() - killed_at < TIMEOUT
+    # Every acknowledged record is there once, in the order acknowledged (offsets increase).
+    offsets = [o for o, _ in acked]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    got = consume(cluster, topic, 1500)[0]
+    assert [v for _, v in got] == [b"m%d" % i for i in range(1500)]
+    cluster.brokers[leader].start()   # back as a follower: cuts what only it had, then catches up
+    cluster.wait_until(topic, lambda ps: leader in ps[0].isrs, f"broker {leader} back in the ISR")
+    wait_replicas_equal(cluster, topic, (1, 2, 3), {0: got})
+
+
+def test_a_former_leader_cuts_what_no_other_replica_took(cluster):
+    """acks=1 records the leader alone held (its followers paused) vanish when it dies; back as a
+    follower it asks the new leader where its epoch ended and cuts its log there (KIP-101)."""
+    topic = new_topic(cluster, partitions=1)
+    acked = produce(cluster, topic, [b"replicated"], partition=0)
+    leader = cluster.partitions(topic)[0].leader
+    followers = [n for n in cluster.brokers if n != leader]
+    wait_replicas_equal(cluster, topic, (1, 2, 3), by_partition(acked))
+    for n in followers:   # briefly: well inside the lease, so they stay registered
+        os.kill(cluster.brokers[n].proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.7)   # their fetches waiting at the leader are answered (empty) and none follows
+        producer = Producer({"bootstrap.servers": cluster.brokers[leader].bootstrap, "acks": "1"})
+        for i in range(5):
+            producer.produce(topic, b"leader-only-%d" % i, partition=0)
+        assert producer.flush(TIMEOUT) == 0
+        assert len(replica_contents(cluster.brokers[leader], topic)[0]) == 6
+        cluster.brokers[leader].kill()
+    finally:
+        for n in followers:
+            os.kill(cluster.brokers[n].proc.pid, signal.SIGCONT)
+    cluster.wait_until(topic, lambda ps: ps[0].leader in followers, "a follower to lead")
+    after = produce(cluster, topic, [b"new-leader"], partition=0)
+    cluster.brokers[leader].start()
+    cluster.wait_until(topic, lambda ps: leader in ps[0].isrs, f"broker {leader} back in the ISR")
+    expected = {0: [(0, b"replicated"), (1, b"new-leader")]}
+    assert after == [(0, 1, b"new-leader")], (after, {n: replica_contents(cluster.brokers[n], topic)
+                                                      for n in followers})
+    wait_replicas_equal(cluster, topic, (1, 2, 3), expected)
+    assert "went further than its leader" in cluster.brokers[leader].output()
