@@ -230,3 +230,14 @@ def test_a_former_leader_cuts_what_no_other_replica_took(cluster):
                                                       for n in followers})
     wait_replicas_equal(cluster, topic, (1, 2, 3), expected)
     assert "went further than its leader" in cluster.brokers[leader].output()
+
+
+def test_adding_partitions_is_refused_with_the_reason(cluster):
+    from confluent_kafka.admin import NewPartitions
+    topic = new_topic(cluster, partitions=1)
+    admin = cluster.admin()
+    with pytest.raises(Exception) as info:
+        admin.create_partitions([NewPartitions(topic, 2)])[topic].result(TIMEOUT)
+    assert info.value.args[0].code() == KafkaError.INVALID_REQUEST
+    assert "not supported in cluster mode yet" in info.value.args[0].str()
+    assert len(cluster.partitions(topic)) == 1

@@ -296,6 +296,9 @@ async def handle_create_partitions(ctx, request):
                 raise _Refused(error, f"topic {t.name!r} does not exist")
             if internal_topic_error(t.name):
                 raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(t.name))
+            if broker.cluster is not None:   # its new partitions would need records and replicas in etcd
+                raise _Refused(ErrorCode.INVALID_REQUEST, "adding partitions to a topic is not supported in "
+                                                          "cluster mode yet: create a topic with more partitions")
             if t.count <= topic.partitions:
                 raise _Refused(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {topic.partitions} partitions, "
                                                              f"which is higher than the requested {t.count}.")
