@@ -155,13 +155,17 @@ class Broker:
                               f"belongs to cluster {stored!r}")
         self.cluster_id = stored or wanted or new_cluster_id()
         self._identity_chosen = bool(stored or wanted)   # else a fresh directory: a cluster may give it its id
+        # The data directory's own id (Kafka's directory id, KIP-858): new with the directory, so a
+        # broker back on an empty disk is told apart from one back with its data (cluster mode).
+        self.directory_id = meta.get("directory_id") or uuid.uuid4().hex
         self._save_identity()
 
     def _save_identity(self) -> None:
         path = os.path.join(self.config.data_dir, layout.NODE_DIR, BROKER_META)
         meta = layout.read_json(path) if os.path.exists(path) else {}
-        if meta.get("cluster_id") != self.cluster_id or meta.get("node_id") != self.node_id:
-            layout.write_json_atomic(path, {"cluster_id": self.cluster_id, "node_id": self.node_id})
+        wanted = {"cluster_id": self.cluster_id, "node_id": self.node_id, "directory_id": self.directory_id}
+        if meta != wanted:
+            layout.write_json_atomic(path, wanted)
 
     async def alter_dynamic_configs(self, name: str, changes: list[tuple[str, str | None]],
                                     replace_all: bool = False, validate_only: bool = False) -> None:

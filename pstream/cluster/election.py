@@ -5,6 +5,9 @@ and the live brokers, so the simulator checks the very code the broker runs.
   last member stays, so that only a replica with every acknowledged record can lead again.
 - A partition whose leader is gone (or has none) gets the first live ISR member in replica order,
   and a new leader epoch. No live ISR member: no leader (unclean election is off).
+- An ISR member counts only with the data directory it joined with (its directory id, KIP-858): a
+  broker back on an empty disk leaves the ISR and rejoins by catching up. If it was the last member,
+  the partition stays offline (no leader) rather than serve a log that lost what was acknowledged.
 """
 
 from __future__ import annotations
@@ -22,13 +25,35 @@ def presumed_live(live: set[int], ever_seen: set[int], replicas, since_start_ms:
     return live | {r for r in replicas if r not in ever_seen}
 
 
-def reconcile(record: PartitionRecord, live: set[int]) -> PartitionRecord | None:
-    """The record the controller should write, or None if nothing needs to change."""
-    isr = tuple(r for r in record.isr if r in live) or record.isr[-1:]
+def reconcile(record: PartitionRecord, live: set[int], directories: dict[int, str] | None = None
+              ) -> PartitionRecord | None:
+    """The record the controller should write, or None if nothing needs to change. directories:
+    each registered broker's data directory id (a live broker missing from it, presumed live, is
+    taken as unchanged)."""
+    directories = directories or {}
+
+    def in_sync(r: int) -> bool:
+        return r in live and (r not in directories or record.incarnation_of(r) in ("", directories[r]))
+    isr = tuple(r for r in record.isr if in_sync(r)) or record.isr[-1:]
     leader = record.leader
-    if leader not in live or leader not in isr:
-        leader = next((r for r in record.replicas if r in isr and r in live), NO_LEADER)
+    if not (leader in isr and in_sync(leader)):
+        leader = next((r for r in record.replicas if r in isr and in_sync(r)), NO_LEADER)
     if leader == record.leader and isr == record.isr:
         return None
     epoch = record.leader_epoch + 1 if leader != record.leader else record.leader_epoch
-    return record.changed(leader=leader, leader_epoch=epoch, isr=isr)
+    return record.changed(leader=leader, leader_epoch=epoch, isr=isr,
+                          isr_incarnations=tuple(record.incarnation_of(r) for r in isr))
+
+
+def isr_with(record: PartitionRecord, isr, directories: dict[int, str]) -> PartitionRecord:
+    """A leader's ISR change: members that stay keep their recorded directory id, new ones come in
+    with the one they are registered with now."""
+    members = tuple(r for r in record.replicas if r in isr)
+    return record.changed(isr=members, isr_incarnations=tuple(
+        record.incarnation_of(r) if r in record.isr else directories.get(r, "") for r in members))
+
+
+def may_lead(record: PartitionRecord, node: int, directory: str) -> bool:
+    """Whether `node`, with the data directory it has now, is the record's leader (one back on an
+    empty disk is not, whatever the record says, until the controller has moved it out)."""
+    return record.leader == node and record.incarnation_of(node) in ("", directory)

@@ -59,7 +59,9 @@ class ClusterNode:
         """Joins; returns the cluster id (the first broker's, kept in etcd)."""
         self._started_at = asyncio.get_running_loop().time()
         listeners = {lis.name: lis.advertised for lis in self.broker.listeners}
-        cluster_id = await self.metadata.start(BrokerRecord(self.node_id, listeners), self.broker.cluster_id)
+        cluster_id = await self.metadata.start(BrokerRecord(self.node_id, listeners,
+                                                            directory_id=self.broker.directory_id),
+                                               self.broker.cluster_id)
         self.replicas.start()
         self._schedule()
         return cluster_id
@@ -148,13 +150,18 @@ class ClusterNode:
         lease_ms = self.broker.config.cluster_lease_ms
         if since_start_ms < lease_ms and not self._grace_check:   # look again once the grace is over
             self._grace_check = loop.call_later((lease_ms - since_start_ms) / 1000 + 0.05, self._schedule)
+        directories = self.directories()
         for (name, index), record in list(self.view.partitions.items()):
             live = election.presumed_live(registered, self._ever_seen, record.replicas, since_start_ms, lease_ms)
-            wanted = election.reconcile(record, live)
+            wanted = election.reconcile(record, live, directories)
             if wanted is not None:
                 if await self.metadata.replace_partition(name, index, record, wanted):
                     _log.info("controller %d: %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, name, index,
                               record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
+
+    def directories(self) -> dict[int, str]:
+        """Each registered broker's data directory id."""
+        return {node: b.directory_id for node, b in self.view.brokers.items()}
 
     # --- topics -----------------------------------------------------------------------------
 
@@ -172,8 +179,10 @@ class ClusterNode:
         if the name exists in the cluster already. `configs`: Kafka's names and string values."""
         factor = self.check_replication_factor(replication_factor)
         topic = TopicRecord(name, uuid.uuid4(), partitions, dict(configs))
-        records = [PartitionRecord(replicas, replicas[0], 0, replicas)
-                   for replicas in placement.assign_replicas(partitions, factor, sorted(self.view.brokers))]
+        directories = self.directories()
+        records = [PartitionRecord(replicas, replicas[0], 0, replicas,
+                                   isr_incarnations=tuple(directories[r] for r in replicas))
+                   for replicas in placement.assign_replicas(partitions, factor, sorted(directories))]
         if not await self.metadata.create_topic(topic, records):
             return None
         return await self.local_topic(name, topic.topic_id)

@@ -35,7 +35,7 @@ import time
 
 from pstream import _core
 from pstream.client.wire import decode_response, encode_request
-from pstream.cluster import rules
+from pstream.cluster import election, rules
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
 from pstream.errors import PStreamError, ReplicaOffsetError
 from pstream.log import resolve_passed
@@ -142,9 +142,12 @@ class ReplicaManager:
                 continue   # not created here yet, or a stray of the same name (node.py warns)
             seen.add(key)
             part = topic.partition(index)
-            if record.leader == self.node_id:
+            if election.may_lead(record, self.node_id, self.broker.directory_id):
                 self.following.pop(key, None)
                 self._lead(key, part, record)
+            elif record.leader == self.node_id:   # back on another disk: the controller moves it out first
+                self._let_go(key)
+                self.following.pop(key, None)
             else:
                 self._let_go(key)
                 if self.following.get(key) != (record.leader, record.leader_epoch):
@@ -289,6 +292,7 @@ class ReplicaManager:
         state.follower_end[replica] = fetch_offset
         self._advance(state)
         if (replica not in state.isr and replica in state.replicas and not state.pending_isr
+                and replica in self.node.view.brokers   # registered: the ISR records its directory id
                 and rules.may_join_isr(fetch_offset, state.part.replicated_high_watermark)):
             self._change_isr(state, state.isr | {replica})
 
@@ -319,11 +323,11 @@ class ReplicaManager:
         written = False
         try:
             if record is not None and record.leader == self.node_id and record.leader_epoch == state.epoch:
-                ordered = tuple(r for r in record.replicas if r in isr)
-                written = await self.node.metadata.replace_partition(name, index, record, record.changed(isr=ordered))
+                new = election.isr_with(record, isr, self.node.directories())
+                written = await self.node.metadata.replace_partition(name, index, record, new)
                 if written:
                     _log.info("broker %d: %s-%d isr %s -> %s", self.node_id, name, index, list(record.isr),
-                              list(ordered))
+                              list(new.isr))
         except Exception as exc:
             _log.warning("broker %d: cannot change the isr of %s-%d: %s", self.node_id, name, index, exc)
         finally:

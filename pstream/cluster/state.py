@@ -29,6 +29,7 @@ class BrokerRecord:
     node_id: int
     listeners: dict[str, tuple[str, int]]
     rack: str | None = None
+    directory_id: str = ""   # its data directory's id (KIP-858): new when the directory is, e.g. an empty disk
 
     def address(self, listener: str | None = None) -> tuple[str, int]:
         """The address on the named listener, else the first one."""
@@ -37,12 +38,14 @@ class BrokerRecord:
         return next(iter(self.listeners.values()))
 
     def encode(self) -> bytes:
-        return json.dumps({"listeners": {k: list(v) for k, v in self.listeners.items()}, "rack": self.rack}).encode()
+        return json.dumps({"listeners": {k: list(v) for k, v in self.listeners.items()}, "rack": self.rack,
+                           "directory_id": self.directory_id}).encode()
 
     @classmethod
     def decode(cls, node_id: int, value: bytes) -> BrokerRecord:
         d = json.loads(value)
-        return cls(node_id, {k: (h, int(p)) for k, (h, p) in d["listeners"].items()}, d.get("rack"))
+        return cls(node_id, {k: (h, int(p)) for k, (h, p) in d["listeners"].items()}, d.get("rack"),
+                   d.get("directory_id", ""))
 
 
 @dataclass(frozen=True)
@@ -70,16 +73,27 @@ class PartitionRecord:
     isr: tuple[int, ...]
     partition_epoch: int = 0
     revision: int = 0       # etcd's mod_revision of the record (not stored): the compare of a CAS
+    # The data directory id each ISR member had when it joined: a broker back on another
+    # directory (an empty disk) is not in sync any more, and does not lead.
+    isr_incarnations: tuple[str, ...] = ()
+
+    def incarnation_of(self, node: int) -> str:
+        """The directory id the ISR recorded for `node` ("" if not a member or not recorded)."""
+        for member, incarnation in zip(self.isr, self.isr_incarnations):
+            if member == node:
+                return incarnation
+        return ""
 
     def encode(self) -> bytes:
         return json.dumps({"replicas": list(self.replicas), "leader": self.leader, "leader_epoch": self.leader_epoch,
-                           "isr": list(self.isr), "partition_epoch": self.partition_epoch}).encode()
+                           "isr": list(self.isr), "partition_epoch": self.partition_epoch,
+                           "isr_incarnations": list(self.isr_incarnations)}).encode()
 
     @classmethod
     def decode(cls, value: bytes, revision: int = 0) -> PartitionRecord:
         d = json.loads(value)
         return cls(tuple(d["replicas"]), int(d["leader"]), int(d["leader_epoch"]), tuple(d["isr"]),
-                   int(d.get("partition_epoch", 0)), revision)
+                   int(d.get("partition_epoch", 0)), revision, tuple(d.get("isr_incarnations", ())))
 
     def changed(self, **fields) -> PartitionRecord:
         """The next record: the partition epoch moves with every change, as in KRaft."""

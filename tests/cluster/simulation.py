@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass, field
 
 from pstream.cluster import rules
-from pstream.cluster.election import presumed_live, reconcile
+from pstream.cluster.election import isr_with, may_lead, presumed_live, reconcile
 from pstream.cluster.epochs import LeaderEpochCache
 from pstream.cluster.state import NO_LEADER, PartitionRecord
 
@@ -133,6 +133,7 @@ class Broker:
         self.alive = True
         self.paused_until = 0
         self.incarnation = 0
+        self.disk = 0             # its data directory's id: new when the disk is replaced by an empty one
         self.reset_memory()
 
     def reset_memory(self) -> None:
@@ -179,8 +180,16 @@ class Broker:
                 self.sim.etcd_call(self, lambda etcd: etcd.put_if_absent("controller", self.node, self.lease))
             self.apply()
 
+    def registrations(self) -> dict:
+        """{node: its data directory id} of the registered brokers, as this broker sees them."""
+        return {int(k.split("/")[1]): v for k, (v, _) in self.view.items() if k.startswith("brokers/")}
+
+    @property
+    def registration(self) -> str:
+        return f"disk{self.disk}"
+
     def live(self) -> set:
-        return {int(k.split("/")[1]) for k in self.view if k.startswith("brokers/")}
+        return set(self.registrations())
 
     def apply(self) -> None:
         record = self.record
@@ -191,11 +200,13 @@ class Broker:
             since = self.sim.now - self.started_at
             if since < LEASE_MS:
                 self.sim.later(LEASE_MS - since + 1, self.apply)   # look again once the grace is over
-            wanted = reconcile(record, presumed_live(self.live(), self.ever_seen, record.replicas, since, LEASE_MS))
+            registered = self.registrations()
+            live = presumed_live(set(registered), self.ever_seen, record.replicas, since, LEASE_MS)
+            wanted = reconcile(record, live, registered)
             if wanted is not None:
                 revision = self.view["partition"][1]
                 self.sim.etcd_call(self, lambda etcd: etcd.cas("partition", revision, wanted))
-        if record.leader == self.node:
+        if may_lead(record, self.node, self.registration):
             if self.leading is None or self.leading.epoch != record.leader_epoch:
                 self.fail_waiters()
                 self.leading = LeaderState(record.leader_epoch, set(record.isr), self.sim.now)
@@ -210,7 +221,7 @@ class Broker:
         else:
             self.fail_waiters()
             self.leading = None
-            if record.leader != NO_LEADER and self.following != (record.leader, record.leader_epoch):
+            if record.leader not in (NO_LEADER, self.node) and self.following != (record.leader, record.leader_epoch):
                 self.following = (record.leader, record.leader_epoch)
                 self.to_reconcile = True
             self.fetch()
@@ -310,7 +321,7 @@ class Broker:
         if isr - state.isr:   # Kafka's maximal ISR: counted in the high watermark from now on
             state.expanding |= isr - state.isr
             state.expand_base = max(state.expand_base, revision)
-        new = record.changed(isr=tuple(r for r in record.replicas if r in isr))
+        new = isr_with(record, isr, self.registrations())
 
         def done(ok):
             if ok is False and self.leading is state:
@@ -405,7 +416,7 @@ class Broker:
                     self.sim.later(50, self.start)
                 return
             self.lease = lease
-            self.sim.etcd_call(self, lambda etcd: etcd.put(f"brokers/{self.node}", True, lease))
+            self.sim.etcd_call(self, lambda etcd: etcd.put(f"brokers/{self.node}", self.registration, lease))
             self.sim.etcd_call(self, lambda etcd: etcd.put_if_absent("controller", self.node, lease))
             self.reload()
             self.sim.later(RENEW_MS, lambda: self.renew(incarnation))
@@ -457,6 +468,14 @@ class Broker:
         self.epochs.truncate_from(len(self.log))
         self.reset_memory()
 
+    def wipe(self) -> None:
+        """Its disk is replaced by an empty one (a crash first)."""
+        self.crash()
+        self.log = []
+        self.durable = 0
+        self.epochs = LeaderEpochCache(None)
+        self.disk += 1
+
     def restart(self) -> None:
         self.alive = True
         self.epochs.truncate_from(len(self.log))
@@ -471,7 +490,7 @@ class Broker:
                 self.reload()
             if self.lease and self.loaded_once and f"brokers/{self.node}" not in self.view:
                 lease = self.lease   # its registration was lost (or its lease expired): again
-                self.sim.etcd_call(self, lambda etcd: etcd.put(f"brokers/{self.node}", True, lease))
+                self.sim.etcd_call(self, lambda etcd: etcd.put(f"brokers/{self.node}", self.registration, lease))
             if self.view.get("controller", (None,))[0] == self.node:
                 self.apply()   # a write lost on the way is tried again (the broker retries on errors)
             self.check_lag()
@@ -497,7 +516,8 @@ class Simulation:
         self.violations: list[str] = []
         self.sent = 0
         replicas = tuple(self.brokers)
-        self.etcd.data["partition"] = (PartitionRecord(replicas, replicas[0], 0, replicas), 1, 0)
+        self.etcd.data["partition"] = (PartitionRecord(replicas, replicas[0], 0, replicas,
+                                                       isr_incarnations=tuple("disk0" for _ in replicas)), 1, 0)
         self.etcd.revision = 1
 
     # --- the machinery ---------------------------------------------------------------------
@@ -605,7 +625,7 @@ class Simulation:
         node = self.rng.choice(list(self.brokers))
         broker = self.brokers[node]
         if kind < 0.3 and broker.alive:
-            broker.crash()
+            broker.wipe() if kind < 0.05 else broker.crash()
             self.later(self.rng.randint(100, 3000), broker.restart)
         elif kind < 0.5 and broker.alive:
             # past its lease, sometimes; a pause only ever extends (what waits for it stays in order)
@@ -658,6 +678,9 @@ class Simulation:
                 problems.append(f"epoch {epoch} led by brokers {sorted(nodes)}")
         record = self.etcd.data["partition"][0]
         if record.leader == NO_LEADER:
+            last = record.isr[-1]
+            if record.incarnation_of(last) not in ("", self.brokers[last].registration):
+                return problems   # its last in-sync replica lost its disk: offline is the right answer
             problems.append(f"no leader after healing: {record}")
             return problems
         leader = self.brokers[record.leader]

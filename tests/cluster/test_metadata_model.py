@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pstream
-from pstream.cluster.election import presumed_live, reconcile
+from pstream.cluster.election import isr_with, may_lead, presumed_live, reconcile
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
 from pstream.cluster.etcd_store import parse_cluster_url
 from pstream.cluster.placement import assign_replicas
@@ -138,6 +138,22 @@ def test_an_epoch_cache_is_rebuilt_from_the_batches(tmp_path_factory, epochs):
         assert LeaderEpochCache.load(part).entries == expected
     finally:
         log.close()
+
+
+def test_a_broker_back_on_an_empty_disk_is_not_in_sync():
+    rec = PartitionRecord((1, 2, 3), 1, 4, (1, 2, 3), isr_incarnations=("d1", "d2", "d3"))
+    assert reconcile(rec, {1, 2, 3}, {1: "d1", 2: "d2", 3: "d3"}) is None   # restarted with its data: in sync
+    out = reconcile(rec, {1, 2, 3}, {1: "d1", 2: "new", 3: "d3"})
+    assert (out.leader, out.isr, out.isr_incarnations) == (1, (1, 3), ("d1", "d3"))
+    moved = reconcile(rec, {1, 2, 3}, {1: "new", 2: "d2", 3: "d3"})   # the leader lost its disk
+    assert (moved.leader, moved.leader_epoch, moved.isr) == (2, 5, (2, 3))
+    assert not may_lead(rec, 1, "new") and may_lead(rec, 1, "d1")
+    last = PartitionRecord((1, 2, 3), NO_LEADER, 6, (1,), isr_incarnations=("d1",))
+    assert reconcile(last, {1, 2, 3}, {1: "new", 2: "d2", 3: "d3"}) is None   # stays offline: its data is gone
+    back = reconcile(last, {1, 2, 3}, {1: "d1", 2: "d2", 3: "d3"})
+    assert (back.leader, back.leader_epoch) == (1, 7)
+    grown = isr_with(out, {1, 2, 3}, {1: "d1", 2: "new", 3: "d3"})
+    assert grown.isr == (1, 2, 3) and grown.isr_incarnations == ("d1", "new", "d3")
 
 
 def test_a_new_controller_gives_unseen_brokers_one_lease_to_register():

@@ -8,6 +8,7 @@ the killed broker comes back, cuts what it alone had and catches up.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -20,6 +21,7 @@ import pstream
 from pstream import _core
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
+from pstream.errors import UnknownTopicError
 
 PARTITIONS = 3
 TIMEOUT = 30.0
@@ -75,6 +77,8 @@ def replica_contents(broker, topic: str) -> dict[int, list[tuple[int, bytes]]]:
     log = pstream.Log(broker.data_dir, readonly=True)
     try:
         return {p.number: [(r.offset, r.value) for r in p.read(0)] for p in log.get_topic(topic)}
+    except UnknownTopicError:   # not created there yet
+        return {}
     finally:
         log.close()
 
@@ -241,3 +245,37 @@ def test_adding_partitions_is_refused_with_the_reason(cluster):
     assert info.value.args[0].code() == KafkaError.INVALID_REQUEST
     assert "not supported in cluster mode yet" in info.value.args[0].str()
     assert len(cluster.partitions(topic)) == 1
+
+
+def test_a_follower_back_on_an_empty_disk_catches_up_before_it_counts(cluster):
+    topic = new_topic(cluster, partitions=1)
+    acked = produce(cluster, topic, [b"a%d" % i for i in range(200)], partition=0)
+    leader = cluster.partitions(topic)[0].leader
+    victim = next(n for n in cluster.brokers if n != leader)
+    cluster.brokers[victim].kill()
+    shutil.rmtree(cluster.brokers[victim].data_dir)   # a new, empty disk
+    cluster.brokers[victim].start()
+    wait_replicas_equal(cluster, topic, (1, 2, 3), by_partition(acked))   # it fetched everything again
+    cluster.wait_until(topic, lambda ps: victim in ps[0].isrs, f"broker {victim} back in the ISR")
+
+
+def test_the_last_in_sync_replica_back_on_an_empty_disk_leaves_the_partition_offline(cluster):
+    """Only it held every acknowledged record: electing it with nothing would serve a log that lost
+    them. The partition stays without a leader instead (unclean election is off)."""
+    topic = new_topic(cluster, partitions=1)
+    produce(cluster, topic, [b"precious"], partition=0)
+    leader = cluster.partitions(topic)[0].leader
+    others = [n for n in cluster.brokers if n != leader]
+    for n in others:
+        cluster.brokers[n].kill()
+    cluster.wait_until(topic, lambda ps: list(ps[0].isrs) == [leader], "the leader alone in the ISR")
+    cluster.brokers[leader].kill()
+    shutil.rmtree(cluster.brokers[leader].data_dir)
+    for n in [leader, *others]:
+        cluster.brokers[n].start()
+    cluster.wait_for_brokers(set(cluster.brokers))
+    time.sleep(3 * 2.0)   # leases, a controller's grace and elections have run their course
+    part = cluster.partitions(topic)[0]
+    assert part.leader == -1 and list(part.isrs) == [leader], part
+    assert produce_error(cluster.brokers[leader], topic, 0) == 6   # it does not serve its empty log
+    assert replica_contents(cluster.brokers[leader], topic) == {0: []}
