@@ -2,8 +2,8 @@
 
 ClusterNode joins the cluster through etcd (etcd_store.py), keeps the broker's local Log in
 step with the cluster's topics, runs the controller's duty while this broker holds the
-controller key (election.py: move leaderships off brokers that left, put returning ISR
-members back in charge), and hands every change to the ReplicaManager (replication.py), which
+controller key (election.py: move leaderships off brokers that left or came back on an empty
+disk, elect a returning last ISR member), and hands every change to the ReplicaManager (replication.py), which
 makes this broker lead or follow each of its partitions.
 
 It also answers the questions the handlers ask of `broker.core_map` with one node (leaders,
@@ -17,11 +17,11 @@ import asyncio
 import logging
 import uuid
 
+from pstream.broker.topic_configs import parse_topic_configs
 from pstream.cluster import election, placement
 from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
 from pstream.cluster.replication import ReplicaManager
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
-from pstream.broker.topic_configs import parse_topic_configs
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 
@@ -43,7 +43,6 @@ class ClusterNode:
         self.replicas = ReplicaManager(self)
         self._reconcile_task: asyncio.Task | None = None
         self._dirty = False
-        self._controller_dirty = False
         self._next_producer_id = self._producer_id_limit = 0
         self._ever_seen: set[int] = set()     # brokers seen registered since this one started
         self._started_at = 0.0
