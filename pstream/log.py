@@ -52,7 +52,8 @@ from pstream.storage.cleaner import DEFAULT_BACKOFF_MS, DEFAULT_DEDUPE_BUFFER_BY
 from pstream.storage.config import TopicConfig
 from pstream.storage.metadata import read_topic_meta
 from pstream.storage.markers import encode_marker
-from pstream.storage.producer_state import ProducerStateManager
+from pstream.storage.producer_state import SNAPSHOT_SUFFIX, ProducerStateManager
+from pstream.storage.repair import cut_segments
 from pstream.transaction import DEFAULT_TRANSACTIONAL_ID, EmbeddedTransactions, Transaction
 
 _log = logging.getLogger("pstream.log")
@@ -576,8 +577,6 @@ class Topic:
         returns the partition reopened: what a follower does when its log went further than its
         new leader's (cluster mode). The old Partition object is closed: look it up again. Blocks
         on the disk: call it on the disk pool (Log.run_blocking)."""
-        from pstream.storage.repair import cut_segments
-
         old = self.partition(number)
         if offset >= old.log_end_offset:
             return old
@@ -589,7 +588,7 @@ class Topic:
         try:
             cut_segments(directory, layout.segment_bases(directory), offset)
             for name in os.listdir(directory):   # producer states of the cut tail: replayed from the log instead
-                at = layout.parse_segment_file_name(name, ".snapshot")
+                at = layout.parse_segment_file_name(name, SNAPSHOT_SUFFIX)
                 if at is not None and at > offset:
                     os.unlink(os.path.join(directory, name))
             txn_index.truncate(directory, offset)

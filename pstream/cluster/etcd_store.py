@@ -42,9 +42,8 @@ def parse_cluster_url(spec: str) -> tuple[list[tuple[str, int]], str]:
 
 def parse_endpoints(spec: str) -> list[tuple[str, int]]:
     """`HOST:PORT[,HOST:PORT...]` -> [(host, port)]."""
-    rest = spec
     out = []
-    for item in rest.split(","):
+    for item in spec.split(","):
         if not item.strip():
             continue
         parts = urlsplit("//" + item.strip())

@@ -216,9 +216,6 @@ class ClusterNode:
     def node_names(self) -> set[str]:
         return {str(self.node_id)}
 
-    def node_of(self, core: int) -> int:
-        return self.node_id
-
     def record(self, name: str, index: int) -> PartitionRecord | None:
         return self.view.partitions.get((name, index))
 
@@ -246,6 +243,3 @@ class ClusterNode:
 
     def brokers(self, listener: str) -> list[tuple[int, str, int]]:
         return [(node, *b.address(listener)) for node, b in sorted(self.view.brokers.items())]
-
-    def answers_here(self, api_key: int, request, log) -> bool:
-        return True

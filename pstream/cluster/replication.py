@@ -34,6 +34,7 @@ import struct
 import time
 
 from pstream import _core
+from pstream.broker.handlers.fetch import cut_at
 from pstream.client.wire import decode_response, encode_request
 from pstream.cluster import election, rules
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
@@ -334,10 +335,9 @@ class ReplicaManager:
             if not written:   # lost a race or failed: looked at again with the next record (an earlier
                 state.pending_isr = False   # change may have applied unseen: `expanding` stays until the view says)
 
-    async def serve_replica_fetch(self, ctx, request) -> FetchResponse:
-        """A follower's Fetch: what it holds is noted, and it gets what this leader holds durably
-        past its fetch offset, waiting up to max_wait_ms for some."""
-        replica = request.replica_id if ctx.version < 15 else request.replica_state.replica_id
+    async def serve_replica_fetch(self, request, replica: int) -> FetchResponse:
+        """Broker `replica`'s Fetch: what it holds is noted, and it gets what this leader holds
+        durably past its fetch offset, waiting up to max_wait_ms for some."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0, request.max_wait_ms) / 1000
         first = True
@@ -385,9 +385,8 @@ class ReplicaManager:
             self.note_follower(state, replica, wanted.fetch_offset, end)
         if wanted.fetch_offset >= end:
             return b"", ErrorCode.NONE, part
-        data = part.read_batches(wanted.fetch_offset, max(wanted.partition_max_bytes, 1))
-        cut = _core.cut_batches(data, below_offset=end)
-        return (data if cut.end >= len(data) else bytes(memoryview(data)[:cut.end])), ErrorCode.NONE, part
+        data, _ = cut_at(part.read_batches(wanted.fetch_offset, max(wanted.partition_max_bytes, 1)), end)
+        return data, ErrorCode.NONE, part
 
 
 class Fetcher:
@@ -520,8 +519,8 @@ class Fetcher:
                 if data.error_code != ErrorCode.NONE:
                     backoff = True
                     if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
-                        _log.warning("broker %d: %s-%d is ahead of leader %d (truncation to the leader's log is "
-                                     "not implemented yet)", self.manager.node_id, *key, self.leader)
+                        _log.warning("broker %d: %s-%d is ahead of leader %d at the same leader epoch",
+                                     self.manager.node_id, *key, self.leader)
                     continue
                 records = data.records
                 if records:

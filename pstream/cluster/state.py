@@ -170,9 +170,3 @@ class ClusterView:
 
     def live(self) -> set[int]:
         return set(self.brokers)
-
-    def partitions_of(self, name: str) -> list[tuple[int, PartitionRecord]]:
-        topic = self.topics.get(name)
-        if topic is None:
-            return []
-        return [(i, self.partitions[(name, i)]) for i in range(topic.partitions) if (name, i) in self.partitions]

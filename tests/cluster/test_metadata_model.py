@@ -89,7 +89,6 @@ def test_the_view_follows_puts_and_deletes():
     assert view.apply(view.partition_key("t", 1), record().encode(), 8) == ("partition", ("t", 1))
     assert view.brokers[2] == broker and view.topics["t"] == topic and view.controller == 2
     assert view.partitions[("t", 1)].revision == 8 and view.revision == 8
-    assert view.partitions_of("t") == [(1, view.partitions[("t", 1)])]
     assert view.apply(view.key("controller"), None, 9) == ("controller", NO_LEADER)
     assert view.apply(view.broker_key(2), None, 10) == ("broker", 2) and view.live() == set()
     assert view.apply(b"/other/brokers/1", b"{}", 11) is None

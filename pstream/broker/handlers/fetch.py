@@ -254,7 +254,7 @@ def handle_fetch(ctx, request):
         if not ctx.allowed_on_cluster(Operation.CLUSTER_ACTION):
             return FetchResponse(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
                                  session_id=0, responses=[])
-        return ctx.broker.cluster.replicas.serve_replica_fetch(ctx, request)
+        return ctx.broker.cluster.replicas.serve_replica_fetch(request, replica)
     session, incremental, error = _session(ctx, request)
     if error:
         return FetchResponse(throttle_time_ms=0, error_code=error, session_id=0, responses=[])
