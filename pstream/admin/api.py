@@ -162,8 +162,15 @@ class AdminApi:
         coordinator = self.node.groups
         if coordinator is None or not coordinator.active:
             raise HttpError(503, "the group coordinator is not running")
-        committed_all = coordinator.store.state.offsets
         watermarks = high_watermarks(await self.node.partition_stats())
+        out = []
+        for shard in coordinator.coordinators():   # one alone; in a cluster, one per offsets partition led here
+            out += self._groups_of(shard, watermarks)
+        return Response.json(sorted(out, key=lambda g: g["group_id"]))
+
+    @staticmethod
+    def _groups_of(coordinator, watermarks) -> list[dict]:
+        committed_all = coordinator.store.state.offsets
         out = []
         for group_id in sorted(set(coordinator.groups) | set(committed_all)):
             group = coordinator.groups.get(group_id)
@@ -192,7 +199,7 @@ class AdminApi:
                         "generation": group.generation if group else 0,
                         "members": members, "offsets": offsets,
                         "lag": sum(o["lag"] for o in offsets if o["lag"] is not None)})
-        return Response.json(out)
+        return out
 
     def transactions(self, request: Request) -> Response:
         coordinator = self.node.transactions

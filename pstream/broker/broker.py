@@ -47,7 +47,7 @@ from pstream.broker.fetch_sessions import FetchSessionCache
 from pstream.broker.frames import FramePool, MemoryBudget
 from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
-from pstream.coordinator.offsets import OFFSETS_TOPIC
+from pstream.coordinator.offsets import OFFSETS_TOPIC, OffsetStore
 from pstream.coordinator.transactions import TransactionCoordinator
 from pstream.errors import ConfigError
 from pstream.security.acls import AclStore, Authorizer
@@ -368,19 +368,16 @@ class Broker:
                 self.log.get_topic(name).follow_defaults()
         self._load_identity()
         self.producer_ids = ProducerIds(os.path.join(cfg.data_dir, layout.NODE_DIR))
-        self.groups = GroupCoordinator(
-            self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
-            min_session_timeout_ms=cfg.group_min_session_timeout_ms,
-            max_session_timeout_ms=cfg.group_max_session_timeout_ms,
-            offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
-            consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
-            consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
-            consumer_max_size=cfg.group_consumer_max_size)
-        # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
-        await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
-        self.groups.start()
-        if not self.owns_log:
-            self.log.serve_groups(self.groups, asyncio.get_running_loop())
+        if cfg.cluster:   # one coordinator per __consumer_offsets partition led here, once joined
+            from pstream.cluster.group_shards import GroupShards
+            self.groups = GroupShards(self, self._group_coordinator)
+        else:
+            self.groups = self._group_coordinator()
+            # __consumer_offsets is replayed off the event loop (it can be large after an unclean history)
+            await asyncio.get_running_loop().run_in_executor(None, self.groups.store.open)
+            self.groups.start()
+            if not self.owns_log:
+                self.log.serve_groups(self.groups, asyncio.get_running_loop())
         self.transactions = TransactionCoordinator(
             self.log, self.allocate_producer_id, self._write_txn_markers,
             max_timeout_ms=cfg.transaction_max_timeout_ms,
@@ -389,6 +386,17 @@ class Broker:
             expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms)
         await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
         self.transactions.start()   # finishes the commits and aborts a stop interrupted
+
+    def _group_coordinator(self, store: OffsetStore | None = None) -> GroupCoordinator:
+        cfg = self.config
+        return GroupCoordinator(
+            self.log, initial_rebalance_delay_ms=cfg.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=cfg.group_min_session_timeout_ms,
+            max_session_timeout_ms=cfg.group_max_session_timeout_ms,
+            offsets_retention_ms=cfg.offsets_retention_minutes * 60_000,
+            consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
+            consumer_max_size=cfg.group_consumer_max_size, store=store)
 
     def _started(self, cfg: BrokerConfig) -> None:
         sock = self._server.sockets[0].getsockname()

@@ -74,6 +74,8 @@ class BrokerConfig:
     cluster: str = ""                     # etcd://HOST:PORT[,...]: cluster mode (pstream/cluster/), "" alone
     cluster_lease_ms: int = 9000          # a broker silent this long leaves the cluster (KRaft's broker.session.timeout.ms)
     replica_lag_time_max_ms: int = 30000  # a follower not caught up for this long leaves the ISR
+    offsets_topic_num_partitions: int = 16    # cluster mode: __consumer_offsets partitions (Redpanda's default)
+    offsets_topic_replication_factor: int = 3  # cluster mode: its replicas, at most the brokers registered
     flush: str = "always"
     flush_ms: int = 10
     flush_bytes: int = 1 << 20
@@ -365,6 +367,12 @@ _SETTINGS = (
     _Setting("replica_lag_time_max_ms", _Int(1, metavar="MS"),
              "cluster mode: a follower that has not caught up for this long leaves the in-sync replicas",
              "replica.lag.time.max.ms"),
+    _Setting("offsets_topic_num_partitions", _Int(1, 1000),
+             "cluster mode: partitions of __consumer_offsets, over which the groups' coordinators spread "
+             "(fixed once the topic exists)", "offsets.topic.num.partitions"),
+    _Setting("offsets_topic_replication_factor", _Int(1, 32767),
+             "cluster mode: replicas of each __consumer_offsets partition (fewer if fewer brokers are "
+             "registered when it is created)", "offsets.topic.replication.factor"),
     _Setting("cluster_id", _Text(r"[A-Za-z0-9_-]+", "letters, digits, '-' and '_'", "ID"),
              "cluster id (default: generated once and kept in the data directory)"),
     _Setting("flush", _Choice(FLUSH_POLICIES), "when appended records are flushed to disk"),

@@ -344,7 +344,7 @@ class ConsumerProtocol:
         (topic name) -> bool, what the member's principal may describe (None: everything)."""
         try:
             if not self.coordinator.active:
-                raise GroupError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
+                raise GroupError(self.coordinator.inactive_error, "The coordinator is not available.")
             check_heartbeat(version, group_id, member_id, epoch, instance_id, rack_id, rebalance_timeout_ms,
                             names, regex, assignor, owned)
             if epoch in (LEAVE_EPOCH, LEAVE_STATIC_EPOCH):
@@ -571,16 +571,13 @@ class ConsumerProtocol:
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID, "Group ID can't be empty.", None
         if not self.coordinator.active:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, None, None
+            return self.coordinator.inactive_error, None, None
         group = self.coordinator.groups.get(group_id)
         if group is None or group.state.value == ConsumerGroupState.DEAD.value:
             return ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.", None
         if not isinstance(group, ConsumerGroup):
             return ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.", None
         return ErrorCode.NONE, None, group
-
-    def topic_names(self) -> dict[uuid.UUID, str]:
-        return {self.log.get_topic(n).topic_id: n for n in self.log.topics()}
 
     @staticmethod
     def member_error(group: ConsumerGroup, member_id: str, epoch: int, classic_error: bool) -> int | None:

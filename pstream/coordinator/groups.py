@@ -281,6 +281,9 @@ class GroupCoordinator:
         self._tasks: set[asyncio.Future] = set()
         self._expirer: asyncio.Task | None = None
         self.active = False
+        # What a request gets while this coordinator is not active: cluster mode tells the
+        # groups of a shard still loading, or led elsewhere, to look again (groups_cluster.py).
+        self.inactive_error = ErrorCode.COORDINATOR_NOT_AVAILABLE
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -345,6 +348,14 @@ class GroupCoordinator:
                 if handle is not None:
                     handle.cancel()
 
+    def for_group(self, group_id: str) -> GroupCoordinator:
+        """The coordinator of that group: this one (cluster mode has one per offsets partition)."""
+        return self
+
+    def coordinators(self) -> list[GroupCoordinator]:
+        """Every coordinator active on this broker."""
+        return [self] if self.active else []
+
     def classic_groups(self) -> list[Group]:
         return [g for g in self.groups.values() if isinstance(g, Group)]
 
@@ -405,7 +416,7 @@ class GroupCoordinator:
         if group_id is None or (not group_id and not allow_empty):
             return ErrorCode.INVALID_GROUP_ID
         if not self.active:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+            return self.inactive_error
         return None
 
     # --- JoinGroup ------------------------------------------------------------------------------
@@ -1015,7 +1026,7 @@ class GroupCoordinator:
     def list_groups(self, states: list[str] | None = None, types: list[str] | None = None):
         """[(group id, protocol type, state, type)], filtered by states and types (case-insensitive)."""
         if not self.active:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, []
+            return self.inactive_error, []
         wanted_states = {s.lower() for s in states or ()}
         wanted_types = {t.lower() for t in types or ()}
         out = []

@@ -7,6 +7,10 @@ rebalances: the group coordinator (groups.py) decides what to store and when; th
 appends it, answers once it is durable and rebuilds it at start. It reads and writes the log
 only through the public Partition API.
 
+In cluster mode the topic has offsets.topic.num.partitions replicated partitions, and a broker
+keeps one store for each partition it leads (pstream/cluster/group_shards.py); a write then
+counts once the partition's in-sync replicas hold it (`committed`), not once it is durable here.
+
 Records are Kafka's own (group-coordinator's OffsetCommitKey/Value and GroupMetadataKey/Value,
 the versions Kafka 3.9 writes), so Kafka's tools read this topic as they read Kafka's. A key or
 value is its int16 version, then its fields: big-endian integers, strings as int16 length +
@@ -65,7 +69,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from pstream import _core
 
@@ -398,6 +402,12 @@ def _batches(records: list[Record]) -> Iterable[list[Record]]:
         yield chunk
 
 
+def offsets_topic_settings(segment_bytes: int = SEGMENT_BYTES) -> dict:
+    """The topic's settings (TopicConfig fields), the broker's alone (OffsetStore.internal_settings)."""
+    return dict(flush="always", cleanup_policy="compact", retention_ms=None, retention_bytes=None,
+                segment_bytes=segment_bytes, max_message_bytes=MAX_BATCH_BYTES)
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     last_offset: int
@@ -409,9 +419,15 @@ class OffsetStore:
     from any thread, before the coordinator starts), then `await write(records)` from the event
     loop."""
 
-    def __init__(self, log, *, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, log, *, segment_bytes: int = SEGMENT_BYTES, partition: int = 0,
+                 committed: Callable[[int], Awaitable] | None = None) -> None:
+        """partition: the one of the topic this store keeps (cluster mode: one store per partition
+        this broker leads). committed: cluster mode, awaits until the in-sync replicas hold an
+        offset (raises once this broker no longer leads); a write counts only then."""
         self.log = log
         self.segment_bytes = segment_bytes
+        self.index = partition
+        self.committed = committed
         self.state = OffsetState()
         self.part = None
         self.replayed = None   # {"records", "skipped", "legacy", "seconds"} once open() ran
@@ -426,8 +442,7 @@ class OffsetStore:
         auto-creation, an older version), they are put back at start and at the first write.
         The compaction settings not named here (dirty ratio, lags, delete.retention.ms) follow
         the broker's defaults, as Kafka's offsets topic does."""
-        return dict(flush="always", cleanup_policy="compact", retention_ms=None, retention_bytes=None,
-                    segment_bytes=self.segment_bytes, max_message_bytes=MAX_BATCH_BYTES)
+        return offsets_topic_settings(self.segment_bytes)
 
     def _enforce_settings(self, topic) -> None:
         wanted = self.internal_settings()
@@ -444,7 +459,7 @@ class OffsetStore:
         started = time.monotonic()
         topic = self.log.get_topic(OFFSETS_TOPIC)
         self._enforce_settings(topic)
-        self.part = topic.partition(0)
+        self.part = topic.partition(self.index)
         skipped = records = 0
         # pstream's JSON records of before: replayed apart, under those in Kafka's format (see
         # the module doc); legacy_live: the JSON keys whose latest record is not a tombstone.
@@ -531,7 +546,7 @@ class OffsetStore:
         if self.part is None:
             topic = self.log.topic(OFFSETS_TOPIC, partitions=1, **self.internal_settings())
             self._enforce_settings(topic)   # it existed already: auto-created by a client's Metadata
-            self.part = topic.partition(0)
+            self.part = topic.partition(self.index)
         return self.part
 
     async def durable(self, last_offset: int) -> None:
@@ -539,6 +554,8 @@ class OffsetStore:
         try:
             if last_offset >= 0 and self.part.durable_offset <= last_offset:
                 await self.part.wait_durable(last_offset)   # raises after a failed fdatasync
+            if last_offset >= 0 and self.committed is not None:
+                await self.committed(last_offset)
         finally:
             self._apply_durable()
 
@@ -556,7 +573,7 @@ class OffsetStore:
                 self.state.apply(key, value)
 
     def _apply_durable(self) -> None:
-        durable = self.part.durable_offset
+        durable = self.part.high_watermark if self.committed is not None else self.part.durable_offset
         while self._pending and self._pending[0].last_offset < durable:
             entry = self._pending.popleft()
             for key, value in entry.records:

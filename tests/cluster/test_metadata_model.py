@@ -14,6 +14,7 @@ import pstream
 from pstream.cluster.election import isr_with, may_lead, presumed_live, reconcile
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
 from pstream.cluster.etcd_store import parse_cluster_url
+from pstream.cluster.group_shards import java_hash, partition_for
 from pstream.cluster.placement import assign_replicas
 from pstream.cluster.state import NO_LEADER, BrokerRecord, ClusterView, PartitionRecord, TopicRecord
 
@@ -161,3 +162,17 @@ def test_a_new_controller_gives_unseen_brokers_one_lease_to_register():
     assert presumed_live({1}, {1}, (1, 2, 3), since_start_ms=2500, lease_ms=2000) == {1}
     # One seen registered and then gone had its lease expire: gone at once.
     assert presumed_live({1}, {1, 2}, (1, 2, 3), since_start_ms=500, lease_ms=2000) == {1, 3}
+
+
+def test_groups_map_to_offsets_partitions_as_kafka_maps_them():
+    # Java's String.hashCode, including a code point outside the BMP (two UTF-16 units)
+    assert [java_hash(s) for s in ("", "hello", "console-consumer-1", "é", "\U0001F600")] == \
+        [0, 99162322, 35782224, 233, 1772899]   # what Java answers
+    assert java_hash("polygenelubricants") == -(1 << 31)   # Kafka's Utils.abs makes it 0
+    assert partition_for("polygenelubricants", 50) == 0
+    assert partition_for("hello", 50) == 99162322 % 50
+
+
+@given(st.text(max_size=40), st.integers(1, 1000))
+def test_every_group_has_one_offsets_partition(group, partitions):
+    assert 0 <= partition_for(group, partitions) < partitions

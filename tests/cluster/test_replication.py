@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import time
 import uuid
 
@@ -23,38 +24,11 @@ from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
 from pstream.errors import UnknownTopicError
 
-PARTITIONS = 3
-TIMEOUT = 30.0
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
+    sys.path.insert(0, HERE)
 
-
-def new_topic(cluster, partitions: int = PARTITIONS, replicas: int = 3, **configs) -> str:
-    name = f"rep-{uuid.uuid4().hex[:8]}"
-    admin = cluster.admin()   # kept: a collected client cancels its futures
-    admin.create_topics([NewTopic(name, partitions, replicas, config=configs)])[name].result(TIMEOUT)
-    cluster.wait_until(name, lambda ps: len(ps) == partitions and all(p.leader > 0 for p in ps.values()),
-                       "leaders")
-    return name
-
-
-def produce(cluster, topic: str, values, partition: int | None = None, **config) -> list[tuple[int, int, bytes]]:
-    """Sends every value (acks=all, idempotent); returns (partition, offset, value) of the acknowledged."""
-    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
-                         "linger.ms": 2, "message.timeout.ms": int(TIMEOUT * 1000), **config})
-    acked, failed = [], []
-
-    def done(err, msg):
-        if err:
-            failed.append(err)
-        else:
-            acked.append((msg.partition(), msg.offset(), msg.value()))
-    for i, value in enumerate(values):
-        producer.produce(topic, value, partition=i % PARTITIONS if partition is None else partition,
-                         on_delivery=done)
-        producer.poll(0)
-    producer.flush(TIMEOUT)
-    assert not failed, failed[:3]
-    return acked
-
+from clients import PARTITIONS, TIMEOUT, new_topic, produce  # noqa: E402
 
 def consume(cluster, topic: str, expected: int) -> dict[int, list[tuple[int, bytes]]]:
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",

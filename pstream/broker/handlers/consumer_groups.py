@@ -26,7 +26,7 @@ def handle_consumer_group_heartbeat(ctx, request):
     owned = None
     if request.topic_partitions is not None:
         owned = [(t.topic_id, list(t.partitions)) for t in request.topic_partitions]
-    result = ctx.broker.groups.consumer.heartbeat(
+    result = ctx.broker.groups.for_group(request.group_id).consumer.heartbeat(
         ctx.version, request.group_id, request.member_id, request.member_epoch, request.instance_id,
         request.rack_id, request.rebalance_timeout_ms, request.subscribed_topic_names,
         request.subscribed_topic_regex, request.server_assignor, owned, ctx.header.client_id or "",
@@ -58,11 +58,11 @@ def _assignment(assignment: dict, names: dict) -> CGD.Assignment:
 
 @api("ConsumerGroupDescribe", 0, 0)
 def handle_consumer_group_describe(ctx, request):
-    consumer = ctx.broker.groups.consumer
-    names = consumer.topic_names()
+    log = ctx.broker.log
+    names = {log.get_topic(name).topic_id: name for name in log.topics()}
     described = []
     for group_id in request.group_ids:
-        error, message, group = consumer.describe(group_id)
+        error, message, group = ctx.broker.groups.for_group(group_id).consumer.describe(group_id)
         if not ctx.allowed(Operation.DESCRIBE, ResourceType.GROUP, group_id):
             error, message, group = ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed.", None
         if group is None:

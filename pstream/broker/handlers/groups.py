@@ -59,41 +59,49 @@ def handle_find_coordinator(ctx, request):
     broker = ctx.broker
 
     def answer(key: str):
+        """(error, message, node id of the coordinator)."""
         if request.key_type == TRANSACTION_KEY:
             if not ctx.allowed(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
-                return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactional Id authorization failed."
+                return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactional Id authorization failed.", -1
+            if broker.cluster is not None:
+                return ErrorCode.INVALID_REQUEST, "transactions are not served in cluster mode yet", -1
             if not broker.transactions.active:
-                return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the transaction coordinator is not running"
-            return ErrorCode.NONE, None
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the transaction coordinator is not running", -1
+            return ErrorCode.NONE, None, broker.node_id
         if request.key_type != GROUP_KEY:
-            return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {request.key_type}"
+            return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {request.key_type}", -1
         if _group_denied(ctx, Operation.DESCRIBE, key):
-            return ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed."
+            return ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed.", -1
         if not broker.groups.active:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group coordinator is not running"
-        return ErrorCode.NONE, None
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group coordinator is not running", -1
+        if broker.cluster is not None:   # the leader of the group's partition of __consumer_offsets
+            node = broker.groups.coordinator_node(key)
+            if node < 0:
+                return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group's coordinator is not available yet", -1
+            return ErrorCode.NONE, None, node
+        return ErrorCode.NONE, None, broker.node_id
 
-    def where(error):
-        if error != ErrorCode.NONE:
+    def where(node: int):
+        if node < 0:
             return -1, "", -1
-        if broker.cluster is not None:   # for now the controller coordinates every group and transaction
-            node = broker.cluster.controller
+        if broker.cluster is not None:
             record = broker.cluster.view.brokers.get(node)
-            if record is not None:
-                listener = ctx.connection.listener.name if ctx.connection is not None else None
-                return (node, *record.address(listener))
-        return (broker.node_id, *advertised(ctx))
+            if record is None:
+                return -1, "", -1
+            listener = ctx.connection.listener.name if ctx.connection is not None else None
+            return (node, *record.address(listener))
+        return (node, *advertised(ctx))
 
     if ctx.version >= 4:
         coordinators = []
         for key in request.coordinator_keys:
-            error, message = answer(key)
-            node, host, port = where(error)
+            error, message, node = answer(key)
+            node, host, port = where(node)
             coordinators.append(FindCoordinatorResponse.Coordinator(key=key, node_id=node, host=host, port=port,
                                                                     error_code=error, error_message=message))
         return FindCoordinatorResponse(throttle_time_ms=0, coordinators=coordinators)
-    error, message = answer(request.key)
-    node, host, port = where(error)
+    error, message, node = answer(request.key)
+    node, host, port = where(node)
     return FindCoordinatorResponse(throttle_time_ms=0, error_code=error, error_message=message, node_id=node,
                                    host=host, port=port)
 
@@ -106,7 +114,7 @@ async def handle_join_group(ctx, request):
     if _group_denied(ctx, Operation.READ, request.group_id):
         return JoinGroupResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, generation_id=-1,
                                  protocol_name=None if v >= 7 else "", leader="", member_id="", members=[])
-    result = await ctx.broker.groups.join(
+    result = await ctx.broker.groups.for_group(request.group_id).join(
         request.group_id, request.member_id, request.group_instance_id, ctx.header.client_id or "",
         _client_host(ctx), request.session_timeout_ms,
         request.session_timeout_ms if v == 0 else request.rebalance_timeout_ms,   # v0 has no rebalance timeout
@@ -125,7 +133,7 @@ async def handle_join_group(ctx, request):
 async def handle_sync_group(ctx, request):
     if _group_denied(ctx, Operation.READ, request.group_id):
         return SyncGroupResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, assignment=b"")
-    result = await ctx.broker.groups.sync(
+    result = await ctx.broker.groups.for_group(request.group_id).sync(
         request.group_id, request.generation_id, request.member_id, request.group_instance_id,
         request.protocol_type, request.protocol_name, {a.member_id: bytes(a.assignment) for a in request.assignments})
     return SyncGroupResponse(throttle_time_ms=0, error_code=result.error, protocol_type=result.protocol_type,
@@ -136,8 +144,8 @@ async def handle_sync_group(ctx, request):
 def handle_heartbeat(ctx, request):
     if _group_denied(ctx, Operation.READ, request.group_id):
         return HeartbeatResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED)
-    error = ctx.broker.groups.heartbeat(request.group_id, request.generation_id, request.member_id,
-                                        request.group_instance_id)
+    error = ctx.broker.groups.for_group(request.group_id).heartbeat(
+        request.group_id, request.generation_id, request.member_id, request.group_instance_id)
     return HeartbeatResponse(throttle_time_ms=0, error_code=error)
 
 
@@ -146,11 +154,12 @@ def handle_leave_group(ctx, request):
     if _group_denied(ctx, Operation.READ, request.group_id):
         return LeaveGroupResponse(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, members=[])
     if ctx.version < 3:
-        group_error, errors = ctx.broker.groups.leave(request.group_id, [(request.member_id, None)])
+        group_error, errors = ctx.broker.groups.for_group(request.group_id).leave(request.group_id,
+                                                                                   [(request.member_id, None)])
         # One member, one error: the group's, else the member's (Kafka's LeaveGroupResponse for v0-v2).
         return LeaveGroupResponse(throttle_time_ms=0, error_code=group_error or next(iter(errors), 0))
     identities = [(m.member_id, m.group_instance_id) for m in request.members]
-    group_error, errors = ctx.broker.groups.leave(request.group_id, identities)
+    group_error, errors = ctx.broker.groups.for_group(request.group_id).leave(request.group_id, identities)
     return LeaveGroupResponse(throttle_time_ms=0, error_code=group_error, members=[
         LeaveGroupResponse.MemberResponse(member_id=member_id, group_instance_id=instance_id, error_code=error)
         for (member_id, instance_id), error in zip(identities, errors)])
@@ -175,7 +184,7 @@ async def handle_offset_commit(ctx, request):
         results = dict.fromkeys(offsets, ErrorCode.GROUP_AUTHORIZATION_FAILED)
     else:
         denied = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in offsets if _topic_denied(ctx, Operation.READ, tp[0])}
-        results = await ctx.broker.groups.commit(
+        results = await ctx.broker.groups.for_group(request.group_id).commit(
             request.group_id, request.generation_id_or_member_epoch, request.member_id, request.group_instance_id,
             {tp: o for tp, o in offsets.items() if tp not in denied}, api_version=v) if len(denied) < len(offsets) \
             else {}
@@ -192,7 +201,7 @@ def _fetched_partitions(ctx, group_id, topics, require_stable, partition_cls, me
     """(group error, [(topic, partition response)]) for OffsetFetch; topics None: every committed one
     the principal may describe. member: the (member id, epoch) an OffsetFetch v9 names, checked in a
     consumer group."""
-    coordinator = ctx.broker.groups
+    coordinator = ctx.broker.groups.for_group(group_id)
     wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
     if _group_denied(ctx, Operation.DESCRIBE, group_id):
         error, found = ErrorCode.GROUP_AUTHORIZATION_FAILED, {}
@@ -243,7 +252,8 @@ async def handle_offset_delete(ctx, request):
     if _group_denied(ctx, Operation.DELETE, request.group_id):
         return OffsetDeleteResponse(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, throttle_time_ms=0, topics=[])
     denied = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in wanted if _topic_denied(ctx, Operation.READ, tp[0])}
-    error, results = await ctx.broker.groups.delete_offsets(request.group_id, [tp for tp in wanted if tp not in denied])
+    error, results = await ctx.broker.groups.for_group(request.group_id).delete_offsets(
+        request.group_id, [tp for tp in wanted if tp not in denied])
     results.update(denied)
     rows = [(t, OffsetDeleteResponse.OffsetDeleteResponsePartition(partition_index=p, error_code=code))
             for (t, p), code in results.items()]
@@ -262,7 +272,7 @@ def handle_describe_groups(ctx, request):
                 error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id, group_state="", protocol_type="",
                 protocol_data="", authorized_operations=NO_AUTHORIZED_OPERATIONS, members=[]))
             continue
-        s = ctx.broker.groups.describe(group_id)
+        s = ctx.broker.groups.for_group(group_id).describe(group_id)
         operations = NO_AUTHORIZED_OPERATIONS
         if ctx.version >= 3 and request.include_authorized_operations:
             operations = authorized_operations(ctx, ResourceType.GROUP, group_id)

@@ -15,7 +15,7 @@ from pstream.broker.handlers.common import (
     authorized_operations,
     find_topic,
 )
-from pstream.coordinator import INTERNAL_TOPICS
+from pstream.coordinator import INTERNAL_TOPICS, OFFSETS_TOPIC
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.metadata import MetadataResponse
@@ -28,6 +28,9 @@ PartitionInfo = MetadataResponse.MetadataResponsePartition
 
 async def auto_create(broker, name: str):
     """Creates `name` with the broker's defaults, on the Log's disk pool; (topic or None, error code)."""
+    if broker.cluster is not None and name == OFFSETS_TOPIC:   # with its coordinators' settings, not the defaults
+        broker.groups.ensure_topic()
+        return None, ErrorCode.LEADER_NOT_AVAILABLE
     try:
         if broker.cluster is not None:
             topic = await broker.cluster.create_topic(name, broker.config.default_partitions, -1, {})

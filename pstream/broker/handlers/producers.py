@@ -59,10 +59,13 @@ def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
         if not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
             return _refused(ctx, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        if ctx.broker.cluster is not None:
+            return _refused(ctx, ErrorCode.INVALID_REQUEST)   # as FindCoordinator says: not in cluster mode yet
         return _init_transactional(ctx, request)
     if not ctx.allowed_on_cluster(Operation.IDEMPOTENT_WRITE) and not _may_write_some_topic(ctx):
         return _refused(ctx, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
-    producer_id = ctx.broker.producer_ids.allocate_reserved()
+    # In a cluster, ids come from blocks reserved in etcd: never this broker's own counter.
+    producer_id = ctx.broker.producer_ids.allocate_reserved() if ctx.broker.cluster is None else None
     if producer_id is None:   # one call in ID_BLOCK reserves the next block: its fsync on the disk pool
         return _allocate_on_disk_pool(ctx.broker)
     return InitProducerIdResponse(throttle_time_ms=0, error_code=0, producer_id=producer_id, producer_epoch=0)

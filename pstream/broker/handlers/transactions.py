@@ -154,7 +154,7 @@ async def handle_txn_offset_commit(ctx, request):
     elif len(denied) == len(offsets):
         results = denied
     else:
-        committed = await broker.groups.commit(
+        committed = await broker.groups.for_group(request.group_id).commit(
             request.group_id, request.generation_id if v >= 3 else -1, request.member_id if v >= 3 else "",
             request.group_instance_id if v >= 3 else None, {tp: o for tp, o in offsets.items() if tp not in denied},
             producer=(request.producer_id, request.producer_epoch))
