@@ -216,6 +216,7 @@ class BrokerCollector:
         yield from self._partitions()
         yield from self._shards()
         yield from self._groups()
+        yield from self._cluster()
         yield from self._transactions()
         yield from self._storage()
         yield from self._cleaner()
@@ -453,13 +454,47 @@ class BrokerCollector:
         lag = GaugeMetricFamily("pstream_group_lag", "high watermark minus the group's committed offset",
                                 labels=["group", "topic", "partition"])
         members = GaugeMetricFamily("pstream_group_members", "members of the consumer group", labels=["group"])
-        if groups is not None and groups.active:
-            for group_id in sorted(groups.store.state.offsets):
-                for (topic, partition), value in sorted(groups.lag(group_id, self.metrics.other_watermarks).items()):
+        for coordinator in groups.coordinators() if groups is not None else ():   # a cluster's: several
+            for group_id in sorted(coordinator.store.state.offsets):
+                watermarks = self.metrics.other_watermarks
+                for (topic, partition), value in sorted(coordinator.lag(group_id, watermarks).items()):
                     lag.add_metric([group_id, topic, str(partition)], value)
-            for group_id, group in groups.groups.items():
+            for group_id, group in coordinator.groups.items():
                 members.add_metric([group_id], len(group.members))
         yield from (lag, members)
+
+    def _cluster(self):
+        """Cluster mode only: who is alive, what is under-replicated, how far followers lag."""
+        status = self.node.cluster_status()
+        if status is None:
+            return
+        me = status["node_id"]
+        brokers = GaugeMetricFamily("pstream_cluster_brokers", "brokers of the cluster, alive (registered in "
+                                    "etcd) or down (named as a replica, not registered)", labels=["state"])
+        for state in ("alive", "down"):
+            brokers.add_metric([state], sum(1 for b in status["brokers"] if b["alive"] == (state == "alive")))
+        yield brokers
+        yield GaugeMetricFamily("pstream_cluster_controller", "1 while this broker is the controller",
+                                value=int(status["controller"] == me))
+        yield GaugeMetricFamily("pstream_cluster_leader_partitions", "partitions this broker leads",
+                                value=status["leaders_here"])
+        yield GaugeMetricFamily("pstream_cluster_under_replicated_partitions",
+                                "partitions this broker leads with fewer in-sync replicas than replicas (Kafka's "
+                                "UnderReplicatedPartitions: summed over brokers, the cluster's count)",
+                                value=sum(1 for p in status["under_replicated_partitions"] if p["leader"] == me))
+        yield GaugeMetricFamily("pstream_cluster_leaderless_partitions", "partitions of the cluster without a live "
+                                "leader, as this broker sees them", value=len(status["leaderless_partitions"]))
+        lag = GaugeMetricFamily("pstream_cluster_replica_lag", "offsets a follower has yet to fetch of a partition "
+                                "this broker leads", labels=["topic", "partition", "replica"])
+        for row in status["replica_lag"]:
+            lag.add_metric([row["topic"], str(row["partition"]), str(row["replica"])], row["lag"])
+        yield lag
+        counters = status["counters"]
+        for name, key, doc in (("isr_shrinks", "isr_shrinks", "ISR shrinks of partitions this broker leads"),
+                               ("isr_expands", "isr_expands", "ISR expansions of partitions this broker leads"),
+                               ("leader_elections", "elections", "leaders this broker elected as the controller"),
+                               ("leaderships", "leaderships", "times this broker became a partition's leader")):
+            yield CounterMetricFamily(f"pstream_cluster_{name}", f"{doc}, since start", value=counters[key])
 
     def _transactions(self):
         txns = self.node.transactions

@@ -194,6 +194,18 @@ class RedpandaApi:
     def health_overview(self, request: Request) -> Response:
         node = self.node
         serving = node.state == "serving"
+        cluster = node.cluster_status()
+        if cluster is not None:
+            down = [b["node_id"] for b in cluster["brokers"] if not b["alive"]]
+            leaderless = [f"{NAMESPACE}/{p['topic']}/{p['partition']}" for p in cluster["leaderless_partitions"]]
+            under = [f"{NAMESPACE}/{p['topic']}/{p['partition']}" for p in cluster["under_replicated_partitions"]]
+            reasons = ([] if serving else [f"node {node.state}"]) + (["nodes_down"] if down else []) \
+                + (["leaderless_partitions"] if leaderless else []) + (["under_replicated_partitions"] if under else [])
+            return Response.json({
+                "is_healthy": not reasons, "unhealthy_reasons": reasons, "controller_id": cluster["controller"],
+                "all_nodes": [b["node_id"] for b in cluster["brokers"]], "nodes_down": down,
+                "nodes_in_recovery_mode": [], "leaderless_partitions": leaderless, "leaderless_count": len(leaderless),
+                "under_replicated_partitions": under, "under_replicated_count": len(under)})
         return Response.json({
             "is_healthy": serving, "unhealthy_reasons": [] if serving else [f"node {node.state}"],
             "controller_id": node.node_id, "all_nodes": [node.node_id],

@@ -55,6 +55,8 @@ class MetricsView(Protocol):
     @property
     def muted_connection_count(self) -> int: ...   # not read now: too many unsent response bytes
 
+    def cluster_status(self) -> dict | None: ...   # cluster mode's view (ClusterNode.status); None alone
+
     def memory_budget(self) -> MemoryBudgetUse: ...
 
     def frame_pool_stats(self) -> dict: ...      # receive buffers kept for reuse: count, bytes, by size

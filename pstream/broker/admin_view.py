@@ -40,6 +40,10 @@ class BrokerAdminView:
                                                  **self._broker.fetch_sessions.counters})
     muted_connection_count = property(lambda self: sum(1 for c in self._broker.connections if c.muted))
 
+    def cluster_status(self) -> dict | None:
+        cluster = self._broker.cluster
+        return cluster.status() if cluster is not None else None
+
     def memory_budget(self) -> MemoryBudgetUse:
         budget = self._broker.memory
         return MemoryBudgetUse(budget.limit, budget.used, budget.waits, budget.waiting)

@@ -1,4 +1,5 @@
-"""`pstream cluster info|health`: who is in the cluster, and whether it can serve."""
+"""`pstream cluster info|health|status`: who is in the cluster, whether it can serve, and which
+partitions lack a leader or in-sync replicas."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ def register(sub, common) -> None:
     p = cmds.add_parser("health", parents=[common],
                         help="reachable brokers and leaderless partitions (exit 1 when unhealthy)")
     p.set_defaults(func=cmd_health)
+    add_format(p)
+    p = cmds.add_parser("status", parents=[common],
+                        help="brokers, controller, and every partition without a leader or with replicas "
+                             "out of sync")
+    p.set_defaults(func=cmd_status)
     add_format(p)
 
 
@@ -76,3 +82,34 @@ def cmd_health(args: argparse.Namespace) -> int:
                 "brokers_down": down, "leaderless_partitions": leaderless, "under_replicated_partitions": under,
                 "problems": problems}, text)
     return 0 if healthy else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """What Metadata says of the whole cluster: each broker up or down (named as a replica, not
+    registered), the controller, and the partitions that need attention."""
+    with connect(args) as client:
+        meta = client.metadata(None)
+    registered = set(meta.brokers)
+    partitions = [(t.name, p) for t in sorted(meta.topics.values(), key=lambda t: t.name) for p in t.partitions]
+    named = {r for _, p in partitions for r in p.replicas}
+    down = sorted(named - registered)
+    leaderless = [(name, p) for name, p in partitions if p.leader < 0]
+    under = [(name, p) for name, p in partitions if len(p.isr) < len(p.replicas)]
+    headers = ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR", "OFFLINE"]
+    attention = {(name, p.partition): (name, p) for name, p in leaderless + under}
+    rows = [[name, p.partition, p.leader, ",".join(map(str, p.replicas)), ",".join(map(str, p.isr)),
+             ",".join(map(str, p.offline)) or "-"] for _, (name, p) in sorted(attention.items())]
+
+    def text():
+        print(bold("cluster ") + f"{meta.cluster_id}  controller {meta.controller_id}")
+        print(f"brokers: {', '.join(map(str, sorted(registered)))}  down: {', '.join(map(str, down)) or 'none'}")
+        print(f"partitions: {len(partitions)}  leaderless: {len(leaderless)}  under-replicated: {len(under)}")
+        if rows:
+            print()
+            table(headers, rows)
+    emit(args, {"cluster_id": meta.cluster_id, "controller": meta.controller_id, "brokers": sorted(registered),
+                "brokers_down": down, "partitions": len(partitions),
+                "leaderless_partitions": [f"{n}-{p.partition}" for n, p in leaderless],
+                "under_replicated_partitions": [f"{n}-{p.partition}" for n, p in under],
+                "attention": records(headers, rows)}, text)
+    return 0

@@ -47,6 +47,7 @@ class PartitionInfo:
     replicas: list[int]
     isr: list[int]
     error_code: int = 0
+    offline: list[int] = field(default_factory=list)   # replicas on brokers that are down
 
 
 @dataclass
@@ -194,7 +195,8 @@ class KafkaClient:
         out = {}
         for t in resp.topics:
             parts = sorted((PartitionInfo(p.partition_index, p.leader_id, list(p.replica_nodes), list(p.isr_nodes),
-                                          p.error_code) for p in t.partitions), key=lambda p: p.partition)
+                                          p.error_code, list(p.offline_replicas or ()))
+                            for p in t.partitions), key=lambda p: p.partition)
             out[t.name] = TopicInfo(t.name, t.topic_id, t.is_internal, parts, t.error_code)
             for p in parts:
                 self._leaders[(t.name, p.partition)] = p.leader

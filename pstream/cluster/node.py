@@ -22,6 +22,7 @@ from pstream.cluster import election, placement
 from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
 from pstream.cluster.replication import ReplicaManager
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
+from pstream.coordinator.offsets import OFFSETS_TOPIC, offsets_topic_settings
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 
@@ -49,6 +50,7 @@ class ClusterNode:
         self._grace_check = None
         self._seen_topics: set[str] = set()   # in the cluster's view once: deleted here when it leaves it
         self._strays: set[str] = set()        # local topics the cluster does not have (warned about once)
+        self.elections = 0  # leaders this broker elected as the controller, since start
         self.count = 1      # as CoreMap: one process per broker in cluster mode
         self.core = 0
 
@@ -101,6 +103,7 @@ class ClusterNode:
                 if self.is_controller:
                     await self._control()
                 self.replicas.apply_view()
+                self.broker.groups.apply_view()   # coordinators follow their offsets partitions' leaders
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -122,8 +125,9 @@ class ClusterNode:
                                  "move its directory away to take the cluster's", self.node_id, name,
                                  log.get_topic(name).topic_id, topic.topic_id)
             elif name not in log:
-                await log.create_topic_async(name, partitions=topic.partitions, topic_id=topic.topic_id,
-                                             **parse_topic_configs(topic.configs.items()))
+                settings = offsets_topic_settings() if name == OFFSETS_TOPIC \
+                    else parse_topic_configs(topic.configs.items())
+                await log.create_topic_async(name, partitions=topic.partitions, topic_id=topic.topic_id, **settings)
         for name in list(log.topics()):
             if name in self.view.topics or name.startswith("__"):
                 continue
@@ -155,6 +159,7 @@ class ClusterNode:
             wanted = election.reconcile(record, live, directories)
             if wanted is not None:
                 if await self.metadata.replace_partition(name, index, record, wanted):
+                    self.elections += wanted.leader != record.leader
                     _log.info("controller %d: %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, name, index,
                               record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
 
@@ -206,6 +211,29 @@ class ClusterNode:
             self._next_producer_id, self._producer_id_limit = first, first + PRODUCER_ID_BLOCK
         self._next_producer_id += 1
         return self._next_producer_id - 1
+
+    # --- what operators ask -------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """The cluster as this broker sees it: brokers, controller, partitions without a leader or
+        with replicas out of sync, and this broker's replication counters (admin API, metrics)."""
+        live = self.view.live()
+        known = live | {r for record in self.view.partitions.values() for r in record.replicas}
+        leaderless, under = [], []
+        for (name, index), record in sorted(self.view.partitions.items()):
+            if record.leader not in live:
+                leaderless.append({"topic": name, "partition": index})
+            if len(record.isr) < len(record.replicas):
+                under.append({"topic": name, "partition": index, "leader": record.leader,
+                              "replicas": list(record.replicas), "isr": list(record.isr)})
+        lag = [{"topic": name, "partition": index, "replica": replica, "lag": behind}
+               for (name, index), by_replica in sorted(self.replicas.lag().items())
+               for replica, behind in sorted(by_replica.items())]
+        return {"node_id": self.node_id, "controller": self.view.controller,
+                "brokers": [{"node_id": node, "alive": node in live} for node in sorted(known)],
+                "partitions": len(self.view.partitions), "leaders_here": len(self.replicas.leading),
+                "leaderless_partitions": leaderless, "under_replicated_partitions": under, "replica_lag": lag,
+                "counters": {**self.replicas.counters, "elections": self.elections}}
 
     # --- what handlers ask (as CoreMap) ---------------------------------------------------------
 

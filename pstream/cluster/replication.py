@@ -109,6 +109,8 @@ class ReplicaManager:
         self.to_reconcile: set[tuple[str, int]] = set()   # followed, not yet checked against the leader's log
         self._epochs: dict[str, LeaderEpochCache] = {}      # by partition directory
         self._isr_task: asyncio.Task | None = None
+        # Since start (metrics): ISR changes of the partitions this broker leads, leaderships it took.
+        self.counters = {"isr_shrinks": 0, "isr_expands": 0, "leaderships": 0}
 
     @property
     def broker(self):
@@ -195,9 +197,14 @@ class ReplicaManager:
             part.reset_producer_state()
             if part.replicated_high_watermark < 0:
                 part.replicated_high_watermark = 0
+            self.counters["leaderships"] += 1
             _log.info("broker %d leads %s-%d at epoch %d (isr %s)", self.node_id, *key, record.leader_epoch,
                       list(record.isr))
-        state.isr = set(record.isr)
+        isr = set(record.isr)
+        if record.leader_epoch == state.epoch:   # whoever changed it: this leader, or the controller
+            self.counters["isr_shrinks"] += bool(state.isr - isr)
+            self.counters["isr_expands"] += bool(isr - state.isr)
+        state.isr = isr
         state.replicas = record.replicas
         state.pending_isr = False
         if record.revision > state.expand_base:
@@ -283,6 +290,15 @@ class ReplicaManager:
         except asyncio.TimeoutError:
             raise ReplicationTimeoutError(f"the in-sync replicas {sorted(state.isr)} did not reach offset {offset} "
                                           f"within {timeout_s * 1000:.0f} ms", topic=name, partition=index) from None
+
+    def lag(self) -> dict[tuple[str, int], dict[int, int]]:
+        """Of each partition led here, each other replica's lag: the offsets this leader holds
+        that the replica has not fetched (all of them for a replica not heard from)."""
+        out = {}
+        for key, state in self.leading.items():
+            end = own_end(state.part)
+            out[key] = {r: max(0, end - state.follower_end.get(r, 0)) for r in state.replicas if r != self.node_id}
+        return out
 
     # --- leading: followers' fetches ------------------------------------------------------------
 

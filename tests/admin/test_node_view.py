@@ -51,6 +51,9 @@ class MetricsOnlyView:
         self.muted_connection_count = 1
         self.fetch_session_stats = {"open": 2, "created": 5, "incremental_fetches": 40, "evicted": 1, "not_found": 0}
 
+    def cluster_status(self) -> None:
+        return None   # one broker alone: no cluster metrics
+
     def memory_budget(self) -> MemoryBudgetUse:
         return MemoryBudgetUse(limit=1000, used=200, waits=7, waiting=2)
 

@@ -1,0 +1,85 @@
+"""What an operator sees of a cluster with a broker down, and after it is back: `pstream cluster
+status`, the leader's Prometheus metrics (under-replicated partitions, ISR shrinks and
+expansions, replica lag, brokers down) and Redpanda's health overview on the admin API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
+    sys.path.insert(0, HERE)
+
+from clients import TIMEOUT, new_topic, produce  # noqa: E402
+
+
+def status(cluster) -> dict:
+    out = subprocess.run([sys.executable, "-P", "-m", "pstream", "cluster", "status", "--brokers", cluster.bootstrap,
+                          "--format", "json"], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def get(broker, path: str) -> str:
+    with urllib.request.urlopen(broker.admin_url + path, timeout=TIMEOUT) as answer:
+        return answer.read().decode()
+
+
+def samples(broker) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} of the broker's /metrics, for the cluster's families."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(get(broker, "/metrics"))
+            if family.name.startswith("pstream_cluster_") for s in family.samples}
+
+
+def eventually(check, what: str):
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"waited {TIMEOUT} s for {what}"
+        time.sleep(0.2)
+
+
+def test_a_broker_down_shows_in_status_metrics_and_health(cluster):
+    topic = new_topic(cluster, partitions=1)
+    produce(cluster, topic, [b"x%d" % i for i in range(50)], partition=0)
+    leader = cluster.partitions(topic)[0].leader
+    victim = next(n for n in cluster.brokers if n != leader)
+    healthy = status(cluster)
+    assert healthy["brokers"] == [1, 2, 3] and healthy["brokers_down"] == []
+    assert f"{topic}-0" not in healthy["under_replicated_partitions"]
+
+    cluster.brokers[victim].kill()
+    try:
+        cluster.wait_until(topic, lambda ps: victim not in ps[0].isrs, f"broker {victim} out of the ISR")
+        seen = eventually(lambda: (s := status(cluster))["brokers_down"] == [victim] and s, "the broker down")
+        assert f"{topic}-0" in seen["under_replicated_partitions"]
+        row = next(r for r in seen["attention"] if r["topic"] == topic)
+        assert row["offline"] == str(victim) and str(victim) not in row["isr"].split(",")
+
+        metrics = samples(cluster.brokers[leader])
+        assert metrics[("pstream_cluster_brokers", (("state", "down"),))] == 1
+        assert metrics[("pstream_cluster_under_replicated_partitions", ())] >= 1
+        assert metrics[("pstream_cluster_isr_shrinks_total", ())] >= 1
+        lag_key = ("pstream_cluster_replica_lag", (("partition", "0"), ("replica", str(victim)), ("topic", topic)))
+        assert lag_key in metrics
+
+        health = json.loads(get(cluster.brokers[leader], "/v1/cluster/health_overview"))
+        assert not health["is_healthy"] and health["nodes_down"] == [victim]
+        assert f"kafka/{topic}/0" in health["under_replicated_partitions"]
+    finally:
+        cluster.brokers[victim].start()
+    cluster.wait_until(topic, lambda ps: victim in ps[0].isrs, f"broker {victim} back in the ISR")
+    back = eventually(lambda: (s := status(cluster))["brokers_down"] == [] and s, "every broker back")
+    assert f"{topic}-0" not in back["under_replicated_partitions"]
+    assert samples(cluster.brokers[leader])[("pstream_cluster_isr_expands_total", ())] >= 1
