@@ -136,6 +136,10 @@ class Partition(_core.Partition):
     _stable_waiters: list | None = None                    # futures woken when a transaction ends
     _has_transactions: bool | None = None                  # read from the marker file once
     _replication_waiters: list | None = None               # cluster mode: (offset, future) of visible_future
+    # Cluster mode: a follower's appends come from its leader and skip the producer state, so a
+    # state recovered here is not kept current and is never snapshotted (a stale snapshot would
+    # hide batches from the state a leader recovers, and let a producer's retries in again).
+    follows_leader = False
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -759,7 +763,7 @@ class Topic:
         topic is being deleted), so a restart replays nothing."""
         errors = []
         for part in self:
-            if snapshot and part._producer_state is not None:
+            if snapshot and part._producer_state is not None and not part.follows_leader:
                 try:
                     part._producer_state.snapshot(part.high_watermark)
                 except Exception:   # the next start replays the log instead: log it, close anyway
@@ -1310,7 +1314,7 @@ class Log:
     def producer_states(self) -> list[tuple[Partition, ProducerStateManager]]:
         """(partition, producer state) of every partition whose state is recovered (no disk work)."""
         return [(part, part.producer_state_ready) for topic in list(self._topics.values()) for part in topic
-                if part.producer_state_ready is not None]
+                if part.producer_state_ready is not None and not part.follows_leader]
 
     def _check_live(self, topic: Topic) -> None:
         """Under the lock: the topic was not deleted meanwhile (a change queued before the deletion)."""

@@ -145,7 +145,8 @@ class ReplicaManager:
                 continue   # not created here yet, or a stray of the same name (node.py warns)
             seen.add(key)
             part = topic.partition(index)
-            if election.may_lead(record, self.node_id, self.broker.directory_id):
+            part.follows_leader = not election.may_lead(record, self.node_id, self.broker.directory_id)
+            if not part.follows_leader:
                 self.following.pop(key, None)
                 self._lead(key, part, record)
             elif record.leader == self.node_id:   # back on another disk: the controller moves it out first
@@ -247,6 +248,7 @@ class ReplicaManager:
                          name, index, part.log_end_offset, target)
             hw = part.replicated_high_watermark
             part = await self.broker.log.run_blocking(topic.truncate_partition, index, target)
+            part.follows_leader = True
             part.replicated_high_watermark = min(max(hw, 0), target)
             cache.truncate_from(target)
         self.to_reconcile.discard(key)
