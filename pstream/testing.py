@@ -121,10 +121,14 @@ class BrokerProcess(_Topics):
     mode = "subprocess"
 
     def __init__(self, data_dir: str, *extra: str, env: dict | None = None, listeners: str | None = None,
-                 **settings) -> None:
+                 host: str = "127.0.0.1", prefix: tuple[str, ...] = (), **settings) -> None:
         """listeners: "NAME,NAME,..." (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL): one listener each on a
-        port of its own (`listener_ports`), the first the one `bootstrap` names; else one PLAINTEXT."""
+        port of its own (`listener_ports`), the first the one `bootstrap` names; else one PLAINTEXT.
+        host: the address it listens on; prefix: what runs the command (`ip netns exec NAME`: a
+        network namespace of its own, which then holds the host address)."""
         self.data_dir = data_dir
+        self.host = host
+        self.prefix = list(prefix)
         self.listener_names = [n.strip() for n in listeners.split(",")] if listeners else []
         self._pick_ports()
         self.extra = list(extra) + [arg for name, value in settings.items() for arg in _flag(name, value)]
@@ -135,11 +139,11 @@ class BrokerProcess(_Topics):
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.host}:{self.admin_port}"
 
     def start(self, timeout: float = 30.0) -> BrokerProcess:
         """Starts the broker. free_port() cannot reserve a port: if another process took one
@@ -160,19 +164,19 @@ class BrokerProcess(_Topics):
         self.admin_port = free_port()
 
     def address(self, listener: str) -> str:
-        return f"127.0.0.1:{self.listener_ports[listener]}"
+        return f"{self.host}:{self.listener_ports[listener]}"
 
     def _start(self, timeout: float) -> BrokerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PSTREAM_")}
         env.update(self.env or {})
         out = open(self.log_path, "ab")
         if self.listener_ports:
-            where = ["--listeners", ",".join(f"{n}://127.0.0.1:{p}" for n, p in self.listener_ports.items())]
+            where = ["--listeners", ",".join(f"{n}://{self.host}:{p}" for n, p in self.listener_ports.items())]
         else:
             where = ["--listen", self.bootstrap]
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "pstream", "serve", *where, "--data-dir", self.data_dir,
-             "--admin-listen", f"127.0.0.1:{self.admin_port}", *self.extra],
+            [*self.prefix, sys.executable, "-P", "-m", "pstream", "serve", *where, "--data-dir", self.data_dir,
+             "--admin-listen", f"{self.host}:{self.admin_port}", *self.extra],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=os.path.dirname(self.data_dir))
         out.close()
         deadline = time.monotonic() + timeout
@@ -181,7 +185,7 @@ class BrokerProcess(_Topics):
                 error = _PortTaken if "address already in use" in self.output(2000) else RuntimeError
                 raise error(f"the broker exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
                 self.served = True
                 return self
             except OSError:

