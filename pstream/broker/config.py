@@ -76,6 +76,9 @@ class BrokerConfig:
     replica_lag_time_max_ms: int = 30000  # a follower not caught up for this long leaves the ISR
     offsets_topic_num_partitions: int = 16    # cluster mode: __consumer_offsets partitions (Redpanda's default)
     offsets_topic_replication_factor: int = 3  # cluster mode: its replicas, at most the brokers registered
+    auto_leader_rebalance_enable: bool = True       # cluster mode: preferred replicas take their leaderships back
+    leader_imbalance_check_interval_seconds: int = 300
+    leader_imbalance_per_broker_percentage: int = 10
     flush: str = "always"
     flush_ms: int = 10
     flush_bytes: int = 1 << 20
@@ -373,6 +376,15 @@ _SETTINGS = (
     _Setting("offsets_topic_replication_factor", _Int(1, 32767),
              "cluster mode: replicas of each __consumer_offsets partition (fewer if fewer brokers are "
              "registered when it is created)", "offsets.topic.replication.factor"),
+    _Setting("auto_leader_rebalance_enable", _Bool(),
+             "cluster mode: the controller gives each partition's leadership back to its preferred (first) "
+             "replica once it is in sync again", "auto.leader.rebalance.enable"),
+    _Setting("leader_imbalance_check_interval_seconds", _Int(1, metavar="S"),
+             "cluster mode: how often the controller looks for leaderships to give back",
+             "leader.imbalance.check.interval.seconds"),
+    _Setting("leader_imbalance_per_broker_percentage", _Int(0, 100, metavar="PERCENT"),
+             "cluster mode: a broker gets its leaderships back once more than this share of the partitions "
+             "it prefers are led elsewhere", "leader.imbalance.per.broker.percentage"),
     _Setting("cluster_id", _Text(r"[A-Za-z0-9_-]+", "letters, digits, '-' and '_'", "ID"),
              "cluster id (default: generated once and kept in the data directory)"),
     _Setting("flush", _Choice(FLUSH_POLICIES), "when appended records are flushed to disk"),

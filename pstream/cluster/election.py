@@ -8,11 +8,14 @@ and the live brokers, so the simulator checks the very code the broker runs.
 - An ISR member counts only with the data directory it joined with (its directory id, KIP-858): a
   broker back on an empty disk leaves the ISR and rejoins by catching up. If it was the last member,
   the partition stays offline (no leader) rather than serve a log that lost what was acknowledged.
+- Elections an operator asks for (ElectLeaders) and the controller's automatic leader rebalance:
+  the preferred (first) replica takes the leadership back once it is alive and in sync.
 """
 
 from __future__ import annotations
 
 from pstream.cluster.state import NO_LEADER, PartitionRecord
+from pstream.protocol.error_codes import ErrorCode
 
 
 def presumed_live(live: set[int], ever_seen: set[int], replicas, since_start_ms: float, lease_ms: float) -> set[int]:
@@ -57,3 +60,51 @@ def may_lead(record: PartitionRecord, node: int, directory: str) -> bool:
     """Whether `node`, with the data directory it has now, is the record's leader (one back on an
     empty disk is not, whatever the record says, until the controller has moved it out)."""
     return record.leader == node and record.incarnation_of(node) in ("", directory)
+
+
+def elect_preferred(record: PartitionRecord, live: set[int], directories: dict[int, str]
+                    ) -> tuple[PartitionRecord | None, ErrorCode]:
+    """Kafka's PREFERRED election: the first replica leads, with a new leader epoch, if it is alive
+    and in sync. (record to write, NONE), or (None, why not)."""
+    first = record.replicas[0]
+    if record.leader == first:
+        return None, ErrorCode.ELECTION_NOT_NEEDED
+    if first not in live or first not in record.isr or record.incarnation_of(first) not in ("", directories.get(first, "")):
+        return None, ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    return record.changed(leader=first, leader_epoch=record.leader_epoch + 1), ErrorCode.NONE
+
+
+def elect_unclean(record: PartitionRecord, live: set[int], directories: dict[int, str]
+                  ) -> tuple[PartitionRecord | None, ErrorCode]:
+    """Kafka's UNCLEAN election, for a partition without a live leader: an in-sync replica if one
+    is alive (a clean election), else the first live replica, which becomes the whole ISR and loses
+    whatever it lacks (an operator's explicit choice: unclean.leader.election.enable stays off)."""
+    if record.leader in live and may_lead(record, record.leader, directories.get(record.leader, "")):
+        return None, ErrorCode.ELECTION_NOT_NEEDED
+    clean = reconcile(record, live, directories)
+    if clean is not None and clean.leader != NO_LEADER:
+        return clean, ErrorCode.NONE
+    leader = next((r for r in record.replicas if r in live), NO_LEADER)
+    if leader == NO_LEADER:
+        return None, ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE
+    return record.changed(leader=leader, leader_epoch=record.leader_epoch + 1, isr=(leader,),
+                          isr_incarnations=(directories.get(leader, ""),)), ErrorCode.NONE
+
+
+def imbalanced(records, live: set[int], directories: dict[int, str], percentage: int) -> list:
+    """Kafka's automatic leader rebalance: for each broker whose share of the partitions it is
+    the preferred leader of but does not lead exceeds `percentage`, those partitions whose
+    preferred election can run now. [(key, record to write)]."""
+    preferred: dict[int, list] = {}
+    for key, record in records:
+        if record.replicas:
+            preferred.setdefault(record.replicas[0], []).append((key, record))
+    out = []
+    for node, owned in preferred.items():
+        elsewhere = [(key, record) for key, record in owned if record.leader != node]
+        if node in live and len(elsewhere) * 100 > percentage * len(owned):
+            for key, record in elsewhere:
+                wanted, _ = elect_preferred(record, live, directories)
+                if wanted is not None:
+                    out.append((key, record, wanted))
+    return out

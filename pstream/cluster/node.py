@@ -48,6 +48,7 @@ class ClusterNode:
         self._ever_seen: set[int] = set()     # brokers seen registered since this one started
         self._started_at = 0.0
         self._grace_check = None
+        self._rebalancer: asyncio.Task | None = None
         self._seen_topics: set[str] = set()   # in the cluster's view once: deleted here when it leaves it
         self._strays: set[str] = set()        # local topics the cluster does not have (warned about once)
         self.elections = 0  # leaders this broker elected as the controller, since start
@@ -65,6 +66,8 @@ class ClusterNode:
                                                self.broker.cluster_id)
         self.replicas.start()
         self._schedule()
+        if self.broker.config.auto_leader_rebalance_enable:
+            self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance_periodically())
         return cluster_id
 
     async def stop(self) -> None:
@@ -73,6 +76,8 @@ class ClusterNode:
         await self.metadata.stop()
         if self._grace_check is not None:
             self._grace_check.cancel()
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
             await asyncio.gather(self._reconcile_task, return_exceptions=True)
@@ -162,6 +167,50 @@ class ClusterNode:
                     self.elections += wanted.leader != record.leader
                     _log.info("controller %d: %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, name, index,
                               record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
+
+    async def _rebalance_periodically(self) -> None:
+        """Kafka's auto.leader.rebalance.enable: the controller gives leaderships back to the
+        preferred replicas of brokers past leader.imbalance.per.broker.percentage."""
+        cfg = self.broker.config
+        while True:
+            await asyncio.sleep(cfg.leader_imbalance_check_interval_seconds)
+            if not self.is_controller:
+                continue
+            try:
+                for (name, index), record, wanted in election.imbalanced(
+                        list(self.view.partitions.items()), self.view.live(), self.directories(),
+                        cfg.leader_imbalance_per_broker_percentage):
+                    await self._write_election(name, index, record, wanted, "rebalance")
+            except Exception as exc:   # etcd unreachable: the next round tries again
+                _log.warning("controller %d: leader rebalance failed: %s", self.node_id, exc)
+
+    async def elect(self, name: str, index: int, unclean: bool) -> tuple[ErrorCode, str | None]:
+        """ElectLeaders for one partition (any broker runs it: the write is a CAS)."""
+        record = self.record(name, index)
+        if record is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"No such partition as {name}-{index}"
+        elect = election.elect_unclean if unclean else election.elect_preferred
+        wanted, error = elect(record, self.view.live(), self.directories())
+        if wanted is None:
+            messages = {ErrorCode.ELECTION_NOT_NEEDED: "Leader election not needed for topic partition.",
+                        ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE:
+                            f"The preferred leader {record.replicas[0]} of {name}-{index} is not alive and in sync.",
+                        ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE:
+                            f"No replica of {name}-{index} is alive to lead it."}
+            return error, messages.get(error)
+        if not await self._write_election(name, index, record, wanted, "unclean election" if unclean else "election"):
+            return ErrorCode.REQUEST_TIMED_OUT, f"{name}-{index} changed meanwhile; ask again"
+        return ErrorCode.NONE, None
+
+    async def _write_election(self, name: str, index: int, record: PartitionRecord, wanted: PartitionRecord,
+                              why: str) -> bool:
+        """Writes `wanted` if the partition's record is still `record` (the one it was decided from)."""
+        if not await self.metadata.replace_partition(name, index, record, wanted):
+            return False
+        self.elections += 1
+        _log.info("broker %d (%s): %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, why, name, index,
+                  record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
+        return True
 
     def directories(self) -> dict[int, str]:
         """Each registered broker's data directory id."""

@@ -75,6 +75,7 @@ class Cluster:
     def __init__(self, etcd: str, base, size: int = 3, where=None, **settings):
         """where: node id -> BrokerProcess's host and prefix (a network namespace each); else loopback."""
         self.url = f"etcd://{etcd}/test-{uuid.uuid4().hex[:8]}"
+        settings = {"leader_imbalance_check_interval_seconds": 1, **settings}   # leaderships go back at once
         self.brokers = {n: BrokerProcess(str(base / f"b{n}" / "data"), cluster=self.url, node_id=n,
                                          cluster_lease_ms=LEASE_MS, group_initial_rebalance_delay_ms=0,
                                          **(where(n) if where else {}), **settings)

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pstream
-from pstream.cluster.election import isr_with, may_lead, presumed_live, reconcile
+from pstream.protocol.error_codes import ErrorCode
+from pstream.cluster.election import (elect_preferred, elect_unclean, imbalanced, isr_with, may_lead,
+                                      presumed_live, reconcile)
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
 from pstream.cluster.etcd_store import parse_cluster_url
 from pstream.cluster.group_shards import java_hash, partition_for
@@ -176,3 +178,33 @@ def test_groups_map_to_offsets_partitions_as_kafka_maps_them():
 @given(st.text(max_size=40), st.integers(1, 1000))
 def test_every_group_has_one_offsets_partition(group, partitions):
     assert 0 <= partition_for(group, partitions) < partitions
+
+
+def test_a_preferred_election_needs_the_first_replica_alive_and_in_sync():
+    assert elect_preferred(record(), {1, 2, 3}, {}) == (None, ErrorCode.ELECTION_NOT_NEEDED)
+    moved = record(leader=2, epoch=3)
+    new, error = elect_preferred(moved, {1, 2, 3}, {})
+    assert error == ErrorCode.NONE and (new.leader, new.leader_epoch, new.isr) == (1, 4, (1, 2, 3))
+    assert elect_preferred(record(leader=2, isr=(2, 3)), {1, 2, 3}, {})[1] == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    assert elect_preferred(moved, {2, 3}, {})[1] == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+    on_new_disk = PartitionRecord((1, 2, 3), 2, 3, (1, 2, 3), isr_incarnations=("a", "b", "c"))
+    assert elect_preferred(on_new_disk, {1, 2, 3}, {1: "z"})[1] == ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE
+
+
+def test_an_unclean_election_prefers_an_in_sync_replica_then_any_live_one():
+    assert elect_unclean(record(), {1, 2, 3}, {})[1] == ErrorCode.ELECTION_NOT_NEEDED
+    offline = record(leader=NO_LEADER, isr=(1,), epoch=2)
+    new, error = elect_unclean(offline, {2, 3}, {2: "d2"})
+    assert error == ErrorCode.NONE and (new.leader, new.isr, new.isr_incarnations, new.leader_epoch) == \
+        (2, (2,), ("d2",), 3)
+    clean, _ = elect_unclean(offline, {1, 3}, {})
+    assert (clean.leader, clean.isr) == (1, (1,))
+    assert elect_unclean(offline, set(), {}) == (None, ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE)
+
+
+def test_the_rebalance_moves_leaderships_of_brokers_past_the_imbalance_threshold():
+    records = [(("t", i), record(replicas=(1 + i % 2, 2 - i % 2, 3), leader=2)) for i in range(4)]
+    moves = imbalanced(records, {1, 2, 3}, {}, 10)   # broker 1 prefers partitions 0 and 2, leads neither
+    assert [(key, new.leader) for key, _, new in moves] == [(("t", 0), 1), (("t", 2), 1)]
+    assert imbalanced(records, {1, 2, 3}, {}, 100) == []   # 100%: never imbalanced enough
+    assert imbalanced(records, {2, 3}, {}, 10) == []       # broker 1 is gone

@@ -1,6 +1,8 @@
 """What an operator sees of a cluster with a broker down, and after it is back: `pstream cluster
 status`, the leader's Prometheus metrics (under-replicated partitions, ISR shrinks and
-expansions, replica lag, brokers down) and Redpanda's health overview on the admin API.
+expansions, replica lag, brokers down) and Redpanda's health overview on the admin API; and
+leaderships given back to preferred replicas, by ElectLeaders (here, where the automatic
+rebalance is off) and by the controller (in the other modules' clusters, where it is on).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+from confluent_kafka import ElectionType, KafkaError, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,6 +23,15 @@ if HERE not in sys.path:   # importlib mode: the helpers are this folder's modul
     sys.path.insert(0, HERE)
 
 from clients import TIMEOUT, new_topic, produce  # noqa: E402
+from conftest import Cluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(etcd, tmp_path_factory):
+    """Three brokers that leave leaderships where failovers put them (no automatic rebalance)."""
+    running = Cluster(etcd, tmp_path_factory.mktemp("cluster"), auto_leader_rebalance_enable=False).start()
+    yield running
+    running.stop()
 
 
 def status(cluster) -> dict:
@@ -83,3 +96,22 @@ def test_a_broker_down_shows_in_status_metrics_and_health(cluster):
     back = eventually(lambda: (s := status(cluster))["brokers_down"] == [] and s, "every broker back")
     assert f"{topic}-0" not in back["under_replicated_partitions"]
     assert samples(cluster.brokers[leader])[("pstream_cluster_isr_expands_total", ())] >= 1
+
+
+def test_elect_leaders_gives_a_leadership_back_to_its_preferred_replica(cluster):
+    topic = new_topic(cluster, partitions=1)
+    preferred = cluster.partitions(topic)[0].replicas[0]
+    assert cluster.partitions(topic)[0].leader == preferred
+    admin = cluster.admin()
+    wanted = [TopicPartition(topic, 0)]
+    assert admin.elect_leaders(ElectionType.PREFERRED, wanted).result(TIMEOUT)[wanted[0]].code() == \
+        KafkaError.ELECTION_NOT_NEEDED
+    cluster.brokers[preferred].restart()   # SIGTERM: its leaderships move at once, and stay moved
+    cluster.wait_until(topic, lambda ps: preferred in ps[0].isrs and ps[0].leader != preferred,
+                       f"broker {preferred} back in the ISR, not leading")
+    assert admin.elect_leaders(ElectionType.PREFERRED, wanted).result(TIMEOUT)[wanted[0]] is None
+    cluster.wait_until(topic, lambda ps: ps[0].leader == preferred, f"broker {preferred} leading again")
+    assert [v for _, _, v in produce(cluster, topic, [b"after"], partition=0)] == [b"after"]
+    missing = [TopicPartition(topic, 7)]
+    assert admin.elect_leaders(ElectionType.PREFERRED, missing).result(TIMEOUT)[missing[0]].code() == \
+        KafkaError.UNKNOWN_TOPIC_OR_PART

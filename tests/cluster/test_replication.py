@@ -253,3 +253,13 @@ def test_the_last_in_sync_replica_back_on_an_empty_disk_leaves_the_partition_off
     assert part.leader == -1 and list(part.isrs) == [leader], part
     assert produce_error(cluster.brokers[leader], topic, 0) == 6   # it does not serve its empty log
     assert replica_contents(cluster.brokers[leader], topic) == {0: []}
+
+
+def test_the_controller_gives_leaderships_back_to_preferred_replicas(cluster):
+    topic = new_topic(cluster)
+    preferred = {p.id: p.replicas[0] for p in cluster.partitions(topic).values()}
+    victim = preferred[0]
+    cluster.brokers[victim].restart()   # SIGTERM: its leaderships move to the others at once
+    cluster.wait_until(topic, lambda ps: all(victim in p.isrs for p in ps.values())
+                       and all(p.leader == preferred[p.id] for p in ps.values()),
+                       f"broker {victim} back in sync and leading what it prefers (leader.imbalance.check)")

@@ -170,6 +170,36 @@ NOT_NEEDED = "Leader election not needed for topic partition."
 
 @api("ElectLeaders", 0, 2)
 def handle_elect_leaders(ctx, request):
+    if ctx.broker.cluster is not None and ctx.allowed_on_cluster(Operation.ALTER) \
+            and request.election_type in (PREFERRED, UNCLEAN):
+        return _elect_in_cluster(ctx.broker.cluster, request)
+    return _elect_on_one_node(ctx, request)
+
+
+async def _elect_in_cluster(cluster, request):
+    """Cluster mode: each partition's election written to etcd (election.elect_preferred and
+    elect_unclean); asked for every partition, those needing none are left out, as Kafka does."""
+    E = ElectLeadersResponse
+    unclean = request.election_type == UNCLEAN
+    if request.topic_partitions is None:
+        asked = {}
+        for name, index in sorted(cluster.view.partitions):
+            asked.setdefault(name, []).append(index)
+    else:
+        asked = {t.topic: list(t.partitions) for t in request.topic_partitions}
+    results = []
+    for name, indexes in asked.items():
+        out = []
+        for index in indexes:
+            error, message = await cluster.elect(name, index, unclean)
+            if request.topic_partitions is None and error == ErrorCode.ELECTION_NOT_NEEDED:
+                continue
+            out.append(E.PartitionResult(partition_id=index, error_code=error, error_message=message))
+        results.append(E.ReplicaElectionResult(topic=name, partition_result=out))
+    return E(throttle_time_ms=0, error_code=0, replica_election_results=results)
+
+
+def _elect_on_one_node(ctx, request):
     """This node leads every partition and is its preferred and only replica: a preferred or an
     unclean election is never needed (Kafka answers both so with one replica). For all partitions
     (null topics) Kafka leaves the partitions needing none out: each topic with an empty list."""
