@@ -18,7 +18,7 @@ import logging
 import uuid
 
 from pstream.broker.topic_configs import parse_topic_configs
-from pstream.cluster import election, placement
+from pstream.cluster import election, placement, reassignment
 from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
 from pstream.cluster.replication import ReplicaManager
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
@@ -162,6 +162,7 @@ class ClusterNode:
         for (name, index), record in list(self.view.partitions.items()):
             live = election.presumed_live(registered, self._ever_seen, record.replicas, since_start_ms, lease_ms)
             wanted = election.reconcile(record, live, directories)
+            wanted = reassignment.complete(wanted or record) or wanted   # every joining replica in sync
             if wanted is not None:
                 if await self.metadata.replace_partition(name, index, record, wanted):
                     self.elections += wanted.leader != record.leader
@@ -201,6 +202,33 @@ class ClusterNode:
         if not await self._write_election(name, index, record, wanted, "unclean election" if unclean else "election"):
             return ErrorCode.REQUEST_TIMED_OUT, f"{name}-{index} changed meanwhile; ask again"
         return ErrorCode.NONE, None
+
+    async def reassign(self, name: str, index: int, target: tuple[int, ...] | None) -> tuple[ErrorCode, str | None]:
+        """AlterPartitionReassignments for one partition: start moving to `target`, or cancel (None)."""
+        record = self.record(name, index)
+        if record is None:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {name}:{index}."
+        if target is None:
+            wanted = reassignment.cancel(record)
+            if wanted is None:
+                return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None
+        else:
+            error, message = reassignment.check_target(target, self.view.live())
+            if error:
+                return error, message
+            wanted = reassignment.start(record, tuple(target))
+            if wanted is None:
+                return ErrorCode.NONE, None
+        if not await self.metadata.replace_partition(name, index, record, wanted):
+            return ErrorCode.REQUEST_TIMED_OUT, f"{name}-{index} changed meanwhile; ask again"
+        _log.info("broker %d: %s-%d reassignment %s: replicas %s, adding %s, removing %s", self.node_id, name, index,
+                  "cancelled" if target is None else f"to {list(target)}", list(wanted.replicas), list(wanted.adding),
+                  list(wanted.removing))
+        return ErrorCode.NONE, None
+
+    def reassignments(self) -> dict[tuple[str, int], PartitionRecord]:
+        """The partitions being reassigned."""
+        return {key: r for key, r in self.view.partitions.items() if r.adding or r.removing}
 
     async def _write_election(self, name: str, index: int, record: PartitionRecord, wanted: PartitionRecord,
                               why: str) -> bool:

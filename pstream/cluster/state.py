@@ -9,7 +9,8 @@ that the controller's decisions and the simulator run on the same data. Every va
                                       broker's lease: it vanishes when the broker stops renewing
     <root>/controller                 {"node_id": N}, under the controller's lease (election)
     <root>/topics/<name>              {"topic_id", "partitions", "configs"}
-    <root>/partitions/<name>/<index>  {"replicas", "leader", "leader_epoch", "isr", "partition_epoch"}
+    <root>/partitions/<name>/<index>  {"replicas", "leader", "leader_epoch", "isr", "partition_epoch",
+                                       "isr_incarnations", "adding", "removing"}
 
 A partition's record changes only by compare-and-swap on its etcd revision, so two writers
 (the controller electing, a leader changing its ISR) never overwrite each other unseen.
@@ -76,6 +77,10 @@ class PartitionRecord:
     # The data directory id each ISR member had when it joined: a broker back on another
     # directory (an empty disk) is not in sync any more, and does not lead.
     isr_incarnations: tuple[str, ...] = ()
+    # A reassignment in progress (KIP-455): `replicas` is the target followed by the replicas
+    # leaving; those joining catch up and enter the ISR, then the controller drops the leaving.
+    adding: tuple[int, ...] = ()
+    removing: tuple[int, ...] = ()
 
     def incarnation_of(self, node: int) -> str:
         """The directory id the ISR recorded for `node` ("" if not a member or not recorded)."""
@@ -87,13 +92,15 @@ class PartitionRecord:
     def encode(self) -> bytes:
         return json.dumps({"replicas": list(self.replicas), "leader": self.leader, "leader_epoch": self.leader_epoch,
                            "isr": list(self.isr), "partition_epoch": self.partition_epoch,
-                           "isr_incarnations": list(self.isr_incarnations)}).encode()
+                           "isr_incarnations": list(self.isr_incarnations), "adding": list(self.adding),
+                           "removing": list(self.removing)}).encode()
 
     @classmethod
     def decode(cls, value: bytes, revision: int = 0) -> PartitionRecord:
         d = json.loads(value)
         return cls(tuple(d["replicas"]), int(d["leader"]), int(d["leader_epoch"]), tuple(d["isr"]),
-                   int(d.get("partition_epoch", 0)), revision, tuple(d.get("isr_incarnations", ())))
+                   int(d.get("partition_epoch", 0)), revision, tuple(d.get("isr_incarnations", ())),
+                   tuple(d.get("adding", ())), tuple(d.get("removing", ())))
 
     def changed(self, **fields) -> PartitionRecord:
         """The next record: the partition epoch moves with every change, as in KRaft."""

@@ -1,11 +1,16 @@
-"""What the cluster tests do as clients: create a replicated topic, produce acks=all and idempotent."""
+"""What the cluster tests do as clients: create a replicated topic, produce acks=all and idempotent,
+and read what each broker's data directory holds."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
+
+import pstream
+from pstream.errors import UnknownTopicError
 
 PARTITIONS = 3
 TIMEOUT = 30.0
@@ -38,3 +43,31 @@ def produce(cluster, topic: str, values, partition: int | None = None, **config)
     producer.flush(TIMEOUT)
     assert not failed, failed[:3]
     return acked
+
+
+def replica_contents(broker, topic: str) -> dict[int, list[tuple[int, bytes]]]:
+    """What one broker's data directory holds, read while it runs (a read-only Log)."""
+    log = pstream.Log(broker.data_dir, readonly=True)
+    try:
+        return {p.number: [(r.offset, r.value) for r in p.read(0)] for p in log.get_topic(topic)}
+    except UnknownTopicError:   # not created there yet
+        return {}
+    finally:
+        log.close()
+
+
+def wait_replicas_equal(cluster, topic: str, nodes, expected: dict) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        contents = {n: replica_contents(cluster.brokers[n], topic) for n in nodes}
+        if all(c == expected for c in contents.values()):
+            return
+        assert time.monotonic() < deadline, {n: {p: len(v) for p, v in c.items()} for n, c in contents.items()}
+        time.sleep(0.2)
+
+
+def by_partition(acked) -> dict[int, list[tuple[int, bytes]]]:
+    out: dict[int, list] = {}
+    for partition, offset, value in sorted(acked):
+        out.setdefault(partition, []).append((offset, value))
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from pstream.protocol.error_codes import ErrorCode
 from pstream.cluster.election import (elect_preferred, elect_unclean, imbalanced, isr_with, may_lead,
                                       presumed_live, reconcile)
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
+from pstream.cluster import reassignment
 from pstream.cluster.etcd_store import parse_cluster_url
 from pstream.cluster.group_shards import java_hash, partition_for
 from pstream.cluster.placement import assign_replicas
@@ -208,3 +210,39 @@ def test_the_rebalance_moves_leaderships_of_brokers_past_the_imbalance_threshold
     assert [(key, new.leader) for key, _, new in moves] == [(("t", 0), 1), (("t", 2), 1)]
     assert imbalanced(records, {1, 2, 3}, {}, 100) == []   # 100%: never imbalanced enough
     assert imbalanced(records, {2, 3}, {}, 10) == []       # broker 1 is gone
+
+
+def test_a_reassignment_adds_then_completes_once_the_newcomers_are_in_sync():
+    moving = reassignment.start(record(replicas=(1, 2), isr=(1, 2)), (3, 1))
+    assert (moving.replicas, moving.adding, moving.removing, moving.isr, moving.leader) == ((3, 1, 2), (3,), (2,),
+                                                                                             (1, 2), 1)
+    assert reassignment.complete(moving) is None   # broker 3 not in sync yet
+    caught_up = replace(moving, isr=(1, 2, 3))
+    done = reassignment.complete(caught_up)
+    assert (done.replicas, done.isr, done.leader, done.adding, done.removing) == ((3, 1), (3, 1), 1, (), ())
+    assert reassignment.start(done, (3, 1)) is None
+    assert reassignment.cancel(done) is None
+
+
+def test_a_leaving_leader_hands_over_and_a_cancellation_restores_the_replicas():
+    moving = reassignment.start(record(replicas=(1, 2), leader=2, isr=(1, 2), epoch=5), (3, 1))
+    done = reassignment.complete(replace(moving, isr=(1, 2, 3)))
+    assert (done.leader, done.leader_epoch, done.isr) == (3, 6, (3, 1))   # 2 left: the first in-sync target leads
+    back = reassignment.cancel(moving)
+    assert (back.replicas, back.isr, back.leader, back.adding, back.removing) == ((1, 2), (1, 2), 2, (), ())
+
+
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4, unique=True),
+       st.lists(st.integers(1, 6), min_size=1, max_size=4, unique=True))
+def test_a_reassignment_keeps_the_isr_inside_the_replicas_and_never_empty(before, target):
+    start = record(replicas=tuple(before), leader=before[0], isr=tuple(before))
+    moving = reassignment.start(start, tuple(target))
+    if moving is None:
+        assert tuple(target) == tuple(before)
+        return
+    assert set(moving.replicas) == set(before) | set(target) and moving.isr and set(moving.isr) <= set(moving.replicas)
+    # a new order of the same replicas is done at once; else done once everyone is in sync
+    done = reassignment.complete(replace(moving, isr=moving.replicas)) if moving.adding or moving.removing \
+        else moving
+    assert done.replicas == tuple(target) and set(done.isr) == set(target) and done.leader in target
+    assert reassignment.check_target(tuple(target), set(range(1, 7))) == (ErrorCode.NONE, None)

@@ -18,17 +18,17 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-import pstream
 from pstream import _core
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
-from pstream.errors import UnknownTopicError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
     sys.path.insert(0, HERE)
 
-from clients import PARTITIONS, TIMEOUT, new_topic, produce  # noqa: E402
+from clients import (PARTITIONS, TIMEOUT, by_partition, new_topic, produce, replica_contents,  # noqa: E402
+                     wait_replicas_equal)
+
 
 def consume(cluster, topic: str, expected: int) -> dict[int, list[tuple[int, bytes]]]:
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
@@ -44,34 +44,6 @@ def consume(cluster, topic: str, expected: int) -> dict[int, list[tuple[int, byt
             count += 1
     consumer.close()
     return got
-
-
-def replica_contents(broker, topic: str) -> dict[int, list[tuple[int, bytes]]]:
-    """What one broker's data directory holds, read while it runs (a read-only Log)."""
-    log = pstream.Log(broker.data_dir, readonly=True)
-    try:
-        return {p.number: [(r.offset, r.value) for r in p.read(0)] for p in log.get_topic(topic)}
-    except UnknownTopicError:   # not created there yet
-        return {}
-    finally:
-        log.close()
-
-
-def wait_replicas_equal(cluster, topic: str, nodes, expected: dict) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        contents = {n: replica_contents(cluster.brokers[n], topic) for n in nodes}
-        if all(c == expected for c in contents.values()):
-            return
-        assert time.monotonic() < deadline, {n: {p: len(v) for p, v in c.items()} for n, c in contents.items()}
-        time.sleep(0.2)
-
-
-def by_partition(acked) -> dict[int, list[tuple[int, bytes]]]:
-    out: dict[int, list] = {}
-    for partition, offset, value in sorted(acked):
-        out.setdefault(partition, []).append((offset, value))
-    return out
 
 
 def test_every_broker_holds_every_replica_of_a_topic(cluster):

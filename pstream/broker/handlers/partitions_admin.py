@@ -1,5 +1,7 @@
-"""Partition administration on one node: DescribeTopicPartitions (KIP-966), List/AlterPartitionReassignments,
-ElectLeaders, AlterReplicaLogDirs, DescribeQuorum.
+"""Partition administration: DescribeTopicPartitions (KIP-966), List/AlterPartitionReassignments,
+ElectLeaders, AlterReplicaLogDirs, DescribeQuorum. In cluster mode reassignments and elections
+are the cluster's (pstream/cluster/reassignment.py, election.py, written to etcd); the rest of
+this doc is one node alone.
 
 pstream is one node and its own controller: every partition has this node as its only replica,
 its leader and its preferred leader; nothing is ever being reassigned; the data directory is the
@@ -108,10 +110,23 @@ def handle_describe_topic_partitions(ctx, request):
 def handle_list_partition_reassignments(ctx, request):
     """A reassignment to this node completes when asked, so none is ever in progress. Kafka lists
     only partitions being reassigned: names it does not know are left out, without an error."""
+    L = ListPartitionReassignmentsResponse
     if not ctx.allowed_on_cluster(Operation.DESCRIBE):
-        return ListPartitionReassignmentsResponse(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
-                                                  error_message=REFUSED, topics=[])
-    return ListPartitionReassignmentsResponse(throttle_time_ms=0, error_code=0, error_message=None, topics=[])
+        return L(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message=REFUSED, topics=[])
+    cluster = ctx.broker.cluster
+    if cluster is None:
+        return L(throttle_time_ms=0, error_code=0, error_message=None, topics=[])
+    moving = cluster.reassignments()   # cluster mode: the partitions whose replicas are moving
+    if request.topics is not None:
+        asked = {(t.name, index) for t in request.topics for index in t.partition_indexes}
+        moving = {key: record for key, record in moving.items() if key in asked}
+    by_topic: dict[str, list] = {}
+    for (name, index), record in sorted(moving.items()):
+        by_topic.setdefault(name, []).append(L.OngoingPartitionReassignment(
+            partition_index=index, replicas=list(record.replicas), adding_replicas=list(record.adding),
+            removing_replicas=list(record.removing)))
+    return L(throttle_time_ms=0, error_code=0, error_message=None,
+             topics=[L.OngoingTopicReassignment(name=name, partitions=parts) for name, parts in by_topic.items()])
 
 
 def _reassignment_error(broker, topic, name: str, index: int, replicas) -> tuple[int, str | None]:
@@ -149,6 +164,8 @@ def handle_alter_partition_reassignments(ctx, request):
                                                      error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
                                                      error_message=REFUSED) for p in t.partitions])
                      for t in request.topics])
+    if broker.cluster is not None:
+        return _reassign_in_cluster(broker.cluster, request)
     responses = []
     for t in request.topics:
         topic = broker.log.get_topic(t.name) if t.name in broker.log else None
@@ -159,6 +176,26 @@ def handle_alter_partition_reassignments(ctx, request):
                                                               error_message=message))
         responses.append(R.ReassignableTopicResponse(name=t.name, partitions=partitions))
     # Kafka 3.9 sends an empty message (not null) when the request names no topic.
+    return R(throttle_time_ms=0, error_code=0, error_message=None if request.topics else "", responses=responses)
+
+
+async def _reassign_in_cluster(cluster, request):
+    """Cluster mode: each partition's move (or cancellation) written to etcd (reassignment.py);
+    the replicas joining catch up, then the controller completes it."""
+    R = AlterPartitionReassignmentsResponse
+    responses = []
+    for t in request.topics:
+        topic = cluster.view.topics.get(t.name)
+        partitions = []
+        for p in t.partitions:
+            if topic is None:
+                error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find a topic named {t.name}."
+            else:
+                replicas = tuple(p.replicas) if p.replicas is not None else None
+                error, message = await cluster.reassign(t.name, p.partition_index, replicas)
+            partitions.append(R.ReassignablePartitionResponse(partition_index=p.partition_index, error_code=error,
+                                                              error_message=message))
+        responses.append(R.ReassignableTopicResponse(name=t.name, partitions=partitions))
     return R(throttle_time_ms=0, error_code=0, error_message=None if request.topics else "", responses=responses)
 
 
