@@ -49,6 +49,7 @@ from pstream.broker.storage_health import CHECK_INTERVAL_S, StorageHealth
 from pstream.coordinator.groups import GroupCoordinator
 from pstream.coordinator.offsets import OFFSETS_TOPIC, OffsetStore
 from pstream.coordinator.transactions import TransactionCoordinator
+from pstream.coordinator.txn_log import TransactionLog
 from pstream.errors import ConfigError
 from pstream.security.acls import AclStore, Authorizer
 from pstream.security.credentials import CredentialStore
@@ -95,8 +96,10 @@ class Broker:
         self.fetch_sessions = FetchSessionCache()
         self.memory = MemoryBudget(config.queued_max_request_bytes)
         self.producer_ids: ProducerIds | None = None
+        # Alone: one coordinator each; in a cluster, GroupShards and TxnShards (one per partition led here).
         self.groups: GroupCoordinator | None = None
         self.transactions: TransactionCoordinator | None = None
+        self.txn_markers = None   # cluster mode: markers.TxnMarkers, each partition's leader writes its marker
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None   # the first listener's
@@ -220,7 +223,11 @@ class Broker:
 
     async def _write_txn_markers(self, producer_id: int, epoch: int, commit: bool, partitions) -> None:
         """The transaction coordinator's second phase on this node's partitions, all at once (on
-        each core's, with --cores); a partition deleted meanwhile needs none."""
+        each core's, with --cores; in a cluster, on each partition's leader); a partition deleted
+        meanwhile needs none."""
+        if self.cluster is not None:
+            await self.txn_markers.write(producer_id, epoch, commit, partitions)
+            return
         if self.supervisor is not None:
             partitions = await self.supervisor.write_markers(producer_id, epoch, commit, partitions)
         await self.write_local_markers(producer_id, epoch, commit, partitions)
@@ -378,12 +385,13 @@ class Broker:
             self.groups.start()
             if not self.owns_log:
                 self.log.serve_groups(self.groups, asyncio.get_running_loop())
-        self.transactions = TransactionCoordinator(
-            self.log, self.allocate_producer_id, self._write_txn_markers,
-            max_timeout_ms=cfg.transaction_max_timeout_ms,
-            abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
-            id_expiration_ms=cfg.transactional_id_expiration_ms,
-            expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms)
+        if cfg.cluster:   # one coordinator per __transaction_state partition led here, once joined
+            from pstream.cluster.markers import TxnMarkers
+            from pstream.cluster.txn_shards import TxnShards
+            self.txn_markers = TxnMarkers(self)
+            self.transactions = TxnShards(self, self._txn_coordinator)
+            return
+        self.transactions = self._txn_coordinator()
         await asyncio.get_running_loop().run_in_executor(None, self.transactions.open)
         self.transactions.start()   # finishes the commits and aborts a stop interrupted
 
@@ -397,6 +405,15 @@ class Broker:
             consumer_session_timeout_ms=cfg.group_consumer_session_timeout_ms,
             consumer_heartbeat_interval_ms=cfg.group_consumer_heartbeat_interval_ms,
             consumer_max_size=cfg.group_consumer_max_size, store=store)
+
+    def _txn_coordinator(self, store: TransactionLog | None = None) -> TransactionCoordinator:
+        cfg = self.config
+        return TransactionCoordinator(
+            self.log, self.allocate_producer_id, self._write_txn_markers,
+            max_timeout_ms=cfg.transaction_max_timeout_ms,
+            abort_check_interval_ms=cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            id_expiration_ms=cfg.transactional_id_expiration_ms,
+            expiration_check_interval_ms=cfg.transaction_remove_expired_transaction_cleanup_interval_ms, store=store)
 
     def _started(self, cfg: BrokerConfig) -> None:
         sock = self._server.sockets[0].getsockname()
@@ -476,6 +493,7 @@ class Broker:
                 await self.supervisor.stop()
             if self.cluster is not None:   # controlled shutdown: the cluster moves leaderships away first
                 await self.cluster.stop()
+                self.txn_markers.close()
             await self._drain(server)
         except Exception:
             self.exit_code = 1

@@ -76,6 +76,8 @@ class BrokerConfig:
     replica_lag_time_max_ms: int = 30000  # a follower not caught up for this long leaves the ISR
     offsets_topic_num_partitions: int = 16    # cluster mode: __consumer_offsets partitions (Redpanda's default)
     offsets_topic_replication_factor: int = 3  # cluster mode: its replicas, at most the brokers registered
+    transaction_state_log_num_partitions: int = 16      # cluster mode: __transaction_state partitions
+    transaction_state_log_replication_factor: int = 3   # cluster mode: its replicas, at most the brokers
     auto_leader_rebalance_enable: bool = True       # cluster mode: preferred replicas take their leaderships back
     leader_imbalance_check_interval_seconds: int = 300
     leader_imbalance_per_broker_percentage: int = 10
@@ -376,6 +378,12 @@ _SETTINGS = (
     _Setting("offsets_topic_replication_factor", _Int(1, 32767),
              "cluster mode: replicas of each __consumer_offsets partition (fewer if fewer brokers are "
              "registered when it is created)", "offsets.topic.replication.factor"),
+    _Setting("transaction_state_log_num_partitions", _Int(1, 1000),
+             "cluster mode: partitions of __transaction_state, over which the transaction coordinators "
+             "spread (fixed once the topic exists)", "transaction.state.log.num.partitions"),
+    _Setting("transaction_state_log_replication_factor", _Int(1, 32767),
+             "cluster mode: replicas of each __transaction_state partition (fewer if fewer brokers are "
+             "registered when it is created)", "transaction.state.log.replication.factor"),
     _Setting("auto_leader_rebalance_enable", _Bool(),
              "cluster mode: the controller gives each partition's leadership back to its preferred (first) "
              "replica once it is in sync again", "auto.leader.rebalance.enable"),

@@ -66,6 +66,7 @@ class EtcdMetadata:
         self.lease = None
         self._record: BrokerRecord | None = None
         self._tasks: list[asyncio.Task] = []
+        self._keep_alive_task: asyncio.Task | None = None
         self._stopping = False
         self.loaded = asyncio.Event()
 
@@ -84,24 +85,32 @@ class EtcdMetadata:
                                       failure=[])
         await self._register()
         await self._load()
-        self._tasks = [asyncio.create_task(self._keep_alive(), name="etcd-lease"),
+        self._keep_alive_task = asyncio.create_task(self._keep_alive(), name="etcd-lease")
+        self._tasks = [self._keep_alive_task,
                        asyncio.create_task(self._watch(), name="etcd-watch")]
         await self.campaign()
         return self.view.cluster_id
 
-    async def stop(self) -> None:
-        """Leaves: revoking the lease removes the broker (and its controller key) at once, so
-        the controller moves its leaderships without waiting for the TTL."""
+    async def leave(self) -> None:
+        """Revoking the lease removes the broker (and its controller key) at once, so the
+        controller moves its leaderships without waiting for the TTL; the watch goes on."""
         self._stopping = True
+        if self._keep_alive_task is not None:
+            self._keep_alive_task.cancel()
+            await asyncio.gather(self._keep_alive_task, return_exceptions=True)
+        if self.client is not None and self.lease is not None:
+            lease, self.lease = self.lease, None
+            try:
+                await asyncio.wait_for(lease.revoke(), 5)
+            except Exception as exc:   # etcd gone: the lease expires by itself
+                _log.warning("could not revoke the broker's etcd lease: %s", exc)
+
+    async def stop(self) -> None:
+        await self.leave()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.client is not None:
-            try:
-                if self.lease is not None:
-                    await asyncio.wait_for(self.lease.revoke(), 5)
-            except Exception as exc:   # etcd gone: the lease expires by itself
-                _log.warning("could not revoke the broker's etcd lease: %s", exc)
             await self.client.close()
 
     async def _register(self) -> None:

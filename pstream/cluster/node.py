@@ -23,6 +23,7 @@ from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
 from pstream.cluster.replication import ReplicaManager
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
 from pstream.coordinator.offsets import OFFSETS_TOPIC, offsets_topic_settings
+from pstream.coordinator.txn_log import TXN_TOPIC, txn_topic_settings
 from pstream.errors import PStreamError
 from pstream.protocol.error_codes import ErrorCode
 
@@ -30,6 +31,8 @@ _log = logging.getLogger("pstream.cluster")
 
 TOPIC_WAIT_S = 10.0
 PRODUCER_ID_BLOCK = 1000   # as Kafka's controller hands them to brokers
+# The coordinators' topics get their settings, not the etcd record's (which has none).
+INTERNAL_SETTINGS = {OFFSETS_TOPIC: offsets_topic_settings, TXN_TOPIC: txn_topic_settings}
 
 
 class ClusterNode:
@@ -49,6 +52,7 @@ class ClusterNode:
         self._started_at = 0.0
         self._grace_check = None
         self._rebalancer: asyncio.Task | None = None
+        self._leaving = False   # stopping: no campaign for the controller any more
         self._seen_topics: set[str] = set()   # in the cluster's view once: deleted here when it leaves it
         self._strays: set[str] = set()        # local topics the cluster does not have (warned about once)
         self.elections = 0  # leaders this broker elected as the controller, since start
@@ -71,8 +75,15 @@ class ClusterNode:
         return cluster_id
 
     async def stop(self) -> None:
-        """Controlled shutdown: leave etcd first (the controller moves the leaderships at once),
-        then stop replicating."""
+        """Controlled shutdown: leave etcd first, and wait (a lease at most) until the controller
+        has moved the leaderships another in-sync replica can take; then stop replicating. Until
+        then this broker serves its followers, so they hold everything it acknowledged."""
+        self._leaving = True
+        await self.metadata.leave()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.broker.config.cluster_lease_ms / 1000
+        while self._movable_leaderships() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         await self.metadata.stop()
         if self._grace_check is not None:
             self._grace_check.cancel()
@@ -83,8 +94,14 @@ class ClusterNode:
             await asyncio.gather(self._reconcile_task, return_exceptions=True)
         await self.replicas.stop()
 
+    def _movable_leaderships(self) -> list[tuple[str, int]]:
+        """Partitions this broker still leads where a live in-sync replica could lead instead."""
+        live = self.view.live() - {self.node_id}
+        return [key for key, record in self.view.partitions.items()
+                if record.leader == self.node_id and any(r in live for r in record.isr)]
+
     def _changed(self, kind: str, what) -> None:
-        if kind == "controller" and what == NO_LEADER:
+        if kind == "controller" and what == NO_LEADER and not self._leaving:
             asyncio.get_running_loop().create_task(self._campaign())
         self._schedule()
 
@@ -108,7 +125,8 @@ class ClusterNode:
                 if self.is_controller:
                     await self._control()
                 self.replicas.apply_view()
-                self.broker.groups.apply_view()   # coordinators follow their offsets partitions' leaders
+                self.broker.groups.apply_view()   # coordinators follow their partitions' leaders
+                self.broker.transactions.apply_view()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -130,7 +148,7 @@ class ClusterNode:
                                  "move its directory away to take the cluster's", self.node_id, name,
                                  log.get_topic(name).topic_id, topic.topic_id)
             elif name not in log:
-                settings = offsets_topic_settings() if name == OFFSETS_TOPIC \
+                settings = INTERNAL_SETTINGS[name]() if name in INTERNAL_SETTINGS \
                     else parse_topic_configs(topic.configs.items())
                 await log.create_topic_async(name, partitions=topic.partitions, topic_id=topic.topic_id, **settings)
         for name in list(log.topics()):

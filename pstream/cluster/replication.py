@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
 
 from pstream import _core
 from pstream.broker.handlers.fetch import cut_at
-from pstream.client.wire import decode_response, encode_request
 from pstream.cluster import election, rules
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
+from pstream.cluster.peers import PeerConnection
 from pstream.errors import PStreamError, ReplicaOffsetError
 from pstream.log import resolve_passed
 from pstream.protocol.error_codes import ErrorCode
@@ -53,8 +52,8 @@ REPLICA_FETCH_VERSION = 12          # replica_id in the body (v15 moves it to Re
 REPLICA_FETCH_WAIT_MS = 500         # Kafka's replica.fetch.wait.max.ms
 REPLICA_FETCH_MAX_BYTES = 1 << 20   # per partition (replica.fetch.max.bytes)
 RETRY_S = 0.2
+CALL_TIMEOUT_S = 30.0               # a peer silent this long (past a fetch's wait) is given up on
 ISR_CHECK_S = 0.5
-_i32 = struct.Struct(">i")
 
 PartitionData = FetchResponse.PartitionData
 
@@ -424,8 +423,7 @@ class Fetcher:
         return [(key, epoch) for key, (leader, epoch) in self.manager.following.items() if leader == self.leader]
 
     async def _run(self) -> None:
-        writer = None
-        correlation = 0
+        peer = PeerConnection(self.manager.node, self.leader, f"pstream-replica-{self.manager.node_id}")
         failing = None   # the error of the current failure episode, logged once
         while True:
             try:
@@ -434,19 +432,14 @@ class Fetcher:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                if writer is None:
-                    reader, writer = await self._connect()
                 diverged = [(key, epoch) for key, epoch in wanted if key in self.manager.to_reconcile]
                 if diverged:
-                    correlation += 1
-                    await self._reconcile(reader, writer, correlation, diverged)
+                    await self._reconcile(peer, diverged)
                     wanted = [(key, epoch) for key, epoch in wanted if key not in self.manager.to_reconcile]
                     if not wanted:
                         await asyncio.sleep(RETRY_S)
                         continue
-                correlation += 1
-                response = await self._call(reader, writer, FETCH_KEY, REPLICA_FETCH_VERSION, correlation,
-                                            self._request(wanted))
+                response = await peer.call(FETCH_KEY, REPLICA_FETCH_VERSION, self._request(wanted), CALL_TIMEOUT_S)
                 if response.error_code:
                     raise PStreamError(f"leader {self.leader} refused the replica fetch: error {response.error_code}")
                 if failing is not None:
@@ -456,26 +449,16 @@ class Fetcher:
                 if backoff:
                     await asyncio.sleep(RETRY_S)
             except asyncio.CancelledError:
-                if writer is not None:
-                    writer.close()
+                peer.close()
                 raise
             except Exception as exc:
                 if failing is None or type(exc) is not type(failing):
                     _log.warning("broker %d: fetching from leader %d: %s (retrying every %.1f s)",
                                  self.manager.node_id, self.leader, exc or type(exc).__name__, RETRY_S)
                 failing = exc
-                if writer is not None:
-                    writer.close()
-                    writer = None
                 await asyncio.sleep(RETRY_S)
 
-    async def _call(self, reader, writer, key: int, version: int, correlation: int, request):
-        writer.write(encode_request(key, version, correlation, request, f"pstream-replica-{self.manager.node_id}"))
-        await writer.drain()
-        size = _i32.unpack(await reader.readexactly(4))[0]
-        return decode_response(key, version, await reader.readexactly(size))[1]
-
-    async def _reconcile(self, reader, writer, correlation: int, diverged) -> None:
+    async def _reconcile(self, peer: PeerConnection, diverged) -> None:
         """Asks the leader where this copy's latest epoch ended and cuts the log there if it went
         further; a partition answered with an error stays to reconcile (tried again next round)."""
         log = self.manager.broker.log
@@ -493,21 +476,13 @@ class Fetcher:
         request = OffsetForLeaderEpochRequest(replica_id=self.manager.node_id, topics=[
             OffsetForLeaderEpochRequest.OffsetForLeaderTopic(topic=name, partitions=parts)
             for name, parts in topics.items()])
-        response = await self._call(reader, writer, EPOCH_KEY, EPOCH_VERSION, correlation, request)
+        response = await peer.call(EPOCH_KEY, EPOCH_VERSION, request, CALL_TIMEOUT_S)
         for topic in response.topics:
             for answer in topic.partitions:
                 key = (topic.topic, answer.partition)
                 if answer.error_code != ErrorCode.NONE or key not in self.manager.to_reconcile:
                     continue
                 await self.manager.truncate(key, answer.leader_epoch, answer.end_offset)
-
-    async def _connect(self):
-        node = self.manager.node
-        record = node.view.brokers.get(self.leader)
-        if record is None:
-            raise PStreamError(f"leader {self.leader} is not registered")
-        host, port = record.address(node.broker.listeners[0].name)
-        return await asyncio.wait_for(asyncio.open_connection(host, port), 5)
 
     def _request(self, wanted) -> FetchRequest:
         log = self.manager.broker.log
@@ -556,6 +531,8 @@ class Fetcher:
             if position + head.size > len(records):
                 break
             epochs.assign(head.partition_leader_epoch, head.base_offset)   # a new epoch starts here
+            if head.is_transactional and not part.has_transactions:   # read with its LSO once it leads
+                await self.manager.broker.log.run_blocking(part.note_transactions)
             pending.append(part.submit_batch(records[position:position + head.size], replica=True, wake=False))
             position += head.size
         if pending:

@@ -68,6 +68,9 @@ class TransactionCoordinator:
         self._timers: list[asyncio.Task] = []
         self.counters = {"committed": 0, "aborted": 0, "timed_out": 0, "fenced": 0}
         self.active = False
+        # What a request gets while this coordinator is not active: cluster mode tells the ids
+        # of a shard still loading, or led elsewhere, to look again (cluster/txn_shards.py).
+        self.inactive_error = ErrorCode.COORDINATOR_NOT_AVAILABLE
         # Awaited with each state installed (pstream serve --cores: the partitions' cores learn it).
         self.on_change: Callable[[TxnMetadata], Awaitable[None]] | None = None
 
@@ -90,6 +93,13 @@ class TransactionCoordinator:
         self.active = False
         for task in [*self._timers, *self._tasks]:
             task.cancel()
+
+    def for_txn(self, transactional_id: str) -> TransactionCoordinator:
+        """The coordinator of that id: this one (cluster mode has one per partition of the log)."""
+        return self
+
+    def coordinators(self) -> list[TransactionCoordinator]:
+        return [self] if self.active else []
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -122,6 +132,8 @@ class TransactionCoordinator:
         the id and epoch it had, when it recovers from an abortable error)."""
         if not transactional_id:
             return ErrorCode.INVALID_REQUEST, -1, -1
+        if not self.active:
+            return self.inactive_error, -1, -1
         if not 0 < timeout_ms <= self.max_timeout_ms:
             return ErrorCode.INVALID_TRANSACTION_TIMEOUT, -1, -1
         async with self._lock(transactional_id):
@@ -164,6 +176,8 @@ class TransactionCoordinator:
         """Kafka's checks of a client's request for an id, in Kafka's order."""
         if not transactional_id:
             return ErrorCode.INVALID_REQUEST
+        if not self.active:
+            return self.inactive_error
         meta = self.txns.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
@@ -201,6 +215,10 @@ class TransactionCoordinator:
         meta = self.txns.get(transactional_id)
         return {tp: error or (ErrorCode.NONE if meta.state == TxnState.ONGOING and tp in meta.partitions
                               else ErrorCode.INVALID_TXN_STATE) for tp in partitions}
+
+    def knows_producer(self, producer_id: int) -> bool:
+        """Whether a transactional id of this coordinator has that producer id now."""
+        return producer_id in self._by_producer
 
     def produce_error(self, producer_id: int, producer_epoch: int, topic: str, partition: int) -> ErrorCode:
         """Whether a transactional batch may be appended (KIP-890 part 1, on by default in 3.9):

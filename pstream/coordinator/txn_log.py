@@ -2,7 +2,8 @@
 
 Owns that topic (one partition, flush "always", cleanup.policy=compact, no time or size
 retention; created by the first write) and the records in it: per transactional id, its latest
-metadata. The coordinator (transactions.py) decides what to store; this module writes it,
+metadata. In cluster mode the topic has transaction.state.log.num.partitions replicated
+partitions, and a broker keeps one log for each partition it leads (cluster/txn_shards.py). The coordinator (transactions.py) decides what to store; this module writes it,
 answers once it is durable and rebuilds the state at start.
 
 Records are Kafka's own (TransactionLogKey v0, TransactionLogValue v0, what Kafka 3.9 writes),
@@ -26,6 +27,7 @@ import enum
 import logging
 import struct
 import time
+from collections.abc import Awaitable, Callable
 
 from pstream import _core
 
@@ -156,25 +158,36 @@ def decode_value(transactional_id: str, value: bytes) -> TxnMetadata:
                        r.take(_i64), r.take(_i64))
 
 
+def txn_topic_settings(segment_bytes: int = SEGMENT_BYTES) -> dict:
+    """The topic's settings (TopicConfig fields), the broker's alone."""
+    return dict(flush="always", cleanup_policy="compact", retention_ms=None, retention_bytes=None,
+                segment_bytes=segment_bytes, max_message_bytes=MAX_BATCH_BYTES)
+
+
 class TransactionLog:
     """The durable state behind the transaction coordinator: `open()` once (replays the
     topic; from any thread, before the coordinator starts), then `await write(...)` from
     the event loop."""
 
-    def __init__(self, log, *, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, log, *, segment_bytes: int = SEGMENT_BYTES, partition: int = 0,
+                 committed: Callable[[int], Awaitable] | None = None) -> None:
+        """partition: the one of the topic this log keeps (cluster mode: one per partition this
+        broker leads); committed: cluster mode, awaits until the in-sync replicas hold an offset
+        (raises once this broker no longer leads); a durable write counts only then."""
         self.log = log
         self.segment_bytes = segment_bytes
+        self.index = partition
+        self.committed = committed
         self.part = None
 
     def internal_settings(self) -> dict:
-        return dict(flush="always", cleanup_policy="compact", retention_ms=None, retention_bytes=None,
-                    segment_bytes=self.segment_bytes, max_message_bytes=MAX_BATCH_BYTES)
+        return txn_topic_settings(self.segment_bytes)
 
     def _attach(self, topic) -> None:
         wanted = self.internal_settings()
         if topic.overrides != wanted:
             topic.replace_config(**wanted)
-        self.part = topic.partition(0)
+        self.part = topic.partition(self.index)
 
     def open(self) -> dict[str, TxnMetadata]:
         """Every live transactional id's latest metadata, replayed from the topic."""
@@ -198,4 +211,6 @@ class TransactionLog:
         if self.part is None:   # created by the first write, on the disk pool
             await self.log.create_topic_async(TXN_TOPIC, 1, **self.internal_settings())
             self._attach(self.log.get_topic(TXN_TOPIC))
-        await self.part.wait_appended(self.part.submit_batch(record_batch(meta), wait=durable))
+        offset = await self.part.wait_appended(self.part.submit_batch(record_batch(meta), wait=durable))
+        if durable and self.committed is not None:
+            await self.committed(offset)

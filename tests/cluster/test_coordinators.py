@@ -1,8 +1,10 @@
 """Group coordinators in a cluster: spread over the leaders of __consumer_offsets's partitions,
 committing only what the in-sync replicas hold, and moving with those leaders: a consumer group
 whose coordinator is killed with SIGKILL resumes, on the next leader, from exactly the offsets
-it committed. Producer ids stay unique across brokers; transactions are refused with the reason
-until they are served in cluster mode.
+it committed. Transaction coordinators the same over __transaction_state: transactions commit
+and abort across partitions led by every broker, offsets committed in a transaction count once
+it commits, and a transaction left open when its coordinator is killed is aborted by the next
+one. Producer ids stay unique across brokers.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
-from pstream.cluster.group_shards import partition_for
+from pstream.cluster.coordinator_shards import partition_for
 from pstream.protocol.error_codes import ErrorCode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,16 +41,17 @@ def find_coordinator(broker, key: str, key_type: int = 0):
         conn.close()
 
 
-def coordinator_of(cluster, group: str, not_on: int = -1) -> int:
-    """The group's coordinator, once there is one (and it is not `not_on`)."""
+def coordinator_of(cluster, key: str, key_type: int = 0, not_on: int = -1) -> int:
+    """The coordinator of a group (key type 0) or transactional id (1), once there is one (and it
+    is not `not_on`)."""
     broker = next(b for b in cluster.brokers.values() if b.proc is not None and b.proc.poll() is None)
     deadline = time.monotonic() + TIMEOUT
     while True:
-        error, node = find_coordinator(broker, group)
+        error, node = find_coordinator(broker, key, key_type)
         if error == ErrorCode.NONE and node != not_on:
             return node
         assert error in (ErrorCode.NONE, ErrorCode.COORDINATOR_NOT_AVAILABLE), error   # being created, or moving
-        assert time.monotonic() < deadline, f"no coordinator for {group} within {TIMEOUT} s"
+        assert time.monotonic() < deadline, f"no coordinator for {key} within {TIMEOUT} s"
         time.sleep(0.1)
 
 
@@ -126,6 +129,93 @@ def test_producer_ids_are_unique_across_brokers(cluster):
     assert len(set(seen)) == len(seen), seen
 
 
-def test_transactions_are_refused_with_the_reason(cluster):
-    broker = cluster.brokers[1]
-    assert find_coordinator(broker, "txn-1", key_type=1)[0] == ErrorCode.INVALID_REQUEST
+def txn_producer(cluster, transactional_id: str) -> Producer:
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": transactional_id,
+                         "transaction.timeout.ms": 60000, "message.timeout.ms": int(TIMEOUT * 1000)})
+    producer.init_transactions(TIMEOUT)
+    return producer
+
+
+def read_values(cluster, topic: str, isolation: str, partitions: int = 3) -> list[bytes]:
+    """Every value of the topic as a consumer of that isolation level reads it (to the end)."""
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"read-{uuid.uuid4().hex[:6]}",
+                         "isolation.level": isolation, "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    values, ended = [], set()
+    deadline = time.monotonic() + TIMEOUT
+    while len(ended) < partitions:
+        assert time.monotonic() < deadline, f"read {len(values)} values; ended {ended}"
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error():
+            ended.add(msg.partition())
+        else:
+            values.append(msg.value())
+    consumer.close()
+    return sorted(values)
+
+
+def test_transactions_commit_and_abort_across_partition_leaders(cluster):
+    topic = new_topic(cluster, partitions=3)
+    assert len({p.leader for p in cluster.partitions(topic).values()}) == 3   # markers to every broker
+    producer = txn_producer(cluster, f"txn-{uuid.uuid4().hex[:6]}")
+    for outcome in ("commit", "abort", "commit"):
+        producer.begin_transaction()
+        for i in range(30):
+            producer.produce(topic, b"%s-%d" % (outcome.encode(), i), partition=i % 3)
+        producer.flush(TIMEOUT)   # stored before the end (librdkafka drops what it has not sent at an abort)
+        (producer.commit_transaction if outcome == "commit" else producer.abort_transaction)(TIMEOUT)
+    committed = sorted(b"commit-%d" % i for i in range(30)) * 2
+    assert read_values(cluster, topic, "read_committed") == sorted(committed)
+    assert len(read_values(cluster, topic, "read_uncommitted")) == 90
+
+
+def test_offsets_committed_in_a_transaction_count_once_it_commits(cluster):
+    source, sink = new_topic(cluster, partitions=3), new_topic(cluster, partitions=3)
+    produce(cluster, source, [b"in-%d" % i for i in range(60)])
+    group = f"eos-{uuid.uuid4().hex[:6]}"
+    consumer = group_consumer(cluster, group)
+    consumer.subscribe([source])
+    taken = take(consumer, 60)
+    producer = txn_producer(cluster, f"eos-{uuid.uuid4().hex[:6]}")
+    producer.begin_transaction()
+    for msg in taken:
+        producer.produce(sink, b"out-" + msg.value(), partition=msg.partition())
+    positions = consumer.position(consumer.assignment())
+    producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), TIMEOUT)
+    producer.commit_transaction(TIMEOUT)
+    stored = consumer.committed([TopicPartition(source, p) for p in range(3)], timeout=TIMEOUT)
+    consumer.close()
+    assert sum(tp.offset for tp in stored) == 60
+    assert len(read_values(cluster, sink, "read_committed")) == 60
+
+
+def test_a_transaction_survives_its_coordinator_killed(cluster):
+    topic = new_topic(cluster, partitions=3)
+    transactional_id = f"failover-{uuid.uuid4().hex[:6]}"
+    producer = txn_producer(cluster, transactional_id)
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic, b"kept-%d" % i, partition=i % 3)
+    producer.commit_transaction(TIMEOUT)
+    producer.begin_transaction()   # left open: the next coordinator must abort it
+    for i in range(30):
+        producer.produce(topic, b"open-%d" % i, partition=i % 3)
+    producer.flush(TIMEOUT)
+    coordinator = coordinator_of(cluster, transactional_id, key_type=1)
+    cluster.brokers[coordinator].kill()
+    try:
+        coordinator_of(cluster, transactional_id, key_type=1, not_on=coordinator)
+        again = txn_producer(cluster, transactional_id)   # fences the first, whose transaction is aborted
+        again.begin_transaction()
+        for i in range(30):
+            again.produce(topic, b"after-%d" % i, partition=i % 3)
+        again.commit_transaction(TIMEOUT)
+        values = read_values(cluster, topic, "read_committed")
+        assert values == sorted([b"kept-%d" % i for i in range(30)] + [b"after-%d" % i for i in range(30)])
+    finally:
+        cluster.brokers[coordinator].start()
+    cluster.wait_until(topic, lambda ps: all(coordinator in p.isrs for p in ps.values()),
+                       f"broker {coordinator} back in sync")

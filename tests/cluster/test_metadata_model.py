@@ -18,7 +18,7 @@ from pstream.cluster.election import (elect_preferred, elect_unclean, imbalanced
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
 from pstream.cluster import reassignment
 from pstream.cluster.etcd_store import parse_cluster_url
-from pstream.cluster.group_shards import java_hash, partition_for
+from pstream.cluster.coordinator_shards import java_hash, partition_for
 from pstream.cluster.placement import assign_replicas
 from pstream.cluster.state import NO_LEADER, BrokerRecord, ClusterView, PartitionRecord, TopicRecord
 

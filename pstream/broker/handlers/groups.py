@@ -63,23 +63,26 @@ def handle_find_coordinator(ctx, request):
         if request.key_type == TRANSACTION_KEY:
             if not ctx.allowed(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
                 return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactional Id authorization failed.", -1
-            if broker.cluster is not None:
-                return ErrorCode.INVALID_REQUEST, "transactions are not served in cluster mode yet", -1
             if not broker.transactions.active:
                 return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the transaction coordinator is not running", -1
-            return ErrorCode.NONE, None, broker.node_id
+            return in_cluster(broker.transactions, key, "transaction")
         if request.key_type != GROUP_KEY:
             return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {request.key_type}", -1
         if _group_denied(ctx, Operation.DESCRIBE, key):
             return ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed.", -1
         if not broker.groups.active:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group coordinator is not running", -1
-        if broker.cluster is not None:   # the leader of the group's partition of __consumer_offsets
-            node = broker.groups.coordinator_node(key)
-            if node < 0:
-                return ErrorCode.COORDINATOR_NOT_AVAILABLE, "the group's coordinator is not available yet", -1
-            return ErrorCode.NONE, None, node
-        return ErrorCode.NONE, None, broker.node_id
+        return in_cluster(broker.groups, key, "group")
+
+    def in_cluster(shards, key: str, kind: str):
+        """The node coordinating the key: this one alone; in a cluster the leader of the key's
+        partition of the coordinators' topic."""
+        if broker.cluster is None:
+            return ErrorCode.NONE, None, broker.node_id
+        node = shards.coordinator_node(key)
+        if node < 0:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the {kind}'s coordinator is not available yet", -1
+        return ErrorCode.NONE, None, node
 
     def where(node: int):
         if node < 0:

@@ -28,8 +28,8 @@ PartitionInfo = MetadataResponse.MetadataResponsePartition
 
 async def auto_create(broker, name: str):
     """Creates `name` with the broker's defaults, on the Log's disk pool; (topic or None, error code)."""
-    if broker.cluster is not None and name == OFFSETS_TOPIC:   # with its coordinators' settings, not the defaults
-        broker.groups.ensure_topic()
+    if broker.cluster is not None and name in INTERNAL_TOPICS:   # with its coordinators' settings and size
+        (broker.groups if name == OFFSETS_TOPIC else broker.transactions).ensure_topic()
         return None, ErrorCode.LEADER_NOT_AVAILABLE
     try:
         if broker.cluster is not None:

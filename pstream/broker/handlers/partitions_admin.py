@@ -23,6 +23,7 @@ import time
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import NO_AUTHORIZED_OPERATIONS, authorized_operations, find_topic
+from pstream.cluster.reassignment import check_target
 from pstream.coordinator import INTERNAL_TOPICS
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.alter_partition_reassignments import AlterPartitionReassignmentsResponse
@@ -138,17 +139,9 @@ def _reassignment_error(broker, topic, name: str, index: int, replicas) -> tuple
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {name}:{index}."
     if replicas is None:
         return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None
-    if not replicas:
-        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes an empty replica list."
-    previous = None
-    for broker_id in sorted(replicas):
-        if broker_id != broker.node_id:
-            return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"The manual partition assignment includes broker {broker_id}, but no such broker is registered.")
-        if broker_id == previous:
-            return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                    f"The manual partition assignment includes the broker {broker_id} more than once.")
-        previous = broker_id
+    error, message = check_target(replicas, {broker.node_id})
+    if error:
+        return error, message
     return ErrorCode.NONE, None   # [this node]: the partition's replicas already, nothing to move
 
 

@@ -59,8 +59,6 @@ def handle_init_producer_id(ctx, request):
     if request.transactional_id is not None:
         if not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
             return _refused(ctx, ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-        if ctx.broker.cluster is not None:
-            return _refused(ctx, ErrorCode.INVALID_REQUEST)   # as FindCoordinator says: not in cluster mode yet
         return _init_transactional(ctx, request)
     if not ctx.allowed_on_cluster(Operation.IDEMPOTENT_WRITE) and not _may_write_some_topic(ctx):
         return _refused(ctx, ErrorCode.CLUSTER_AUTHORIZATION_FAILED)
@@ -77,7 +75,7 @@ def _refused(ctx, error: ErrorCode) -> InitProducerIdResponse:
 
 
 async def _init_transactional(ctx, request) -> InitProducerIdResponse:
-    error, producer_id, epoch = await ctx.broker.transactions.init_producer_id(
+    error, producer_id, epoch = await ctx.broker.transactions.for_txn(request.transactional_id).init_producer_id(
         request.transactional_id, request.transaction_timeout_ms,
         request.producer_id if ctx.version >= 3 else -1, request.producer_epoch if ctx.version >= 3 else -1)
     ctx.failed = bool(error)

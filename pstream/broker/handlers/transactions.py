@@ -7,7 +7,8 @@ Each handler turns its request into a call on the broker's TransactionCoordinato
 PRODUCER_FENCED (KIP-588) exists only from the versions that added it; older ones get
 INVALID_PRODUCER_EPOCH, as Kafka answers them (aiokafka speaks only v0).
 WriteTxnMarkers is Kafka's broker-to-broker API; here it writes the markers it names on this
-node's partitions, as a partition leader does (Kafka's `kafka-transactions.sh abort`).
+node's partitions, as a partition leader does (Kafka's `kafka-transactions.sh abort`); in a
+cluster the transaction coordinators send it to each partition's leader (cluster/markers.py).
 
 Authorization is Kafka's (KafkaApis): WRITE on the transactional id for the client APIs, READ on the
 group and the topics for TxnOffsetCommit, WRITE on each topic added (v0-3; the batched v4+ form brokers
@@ -36,6 +37,12 @@ TopicResult = AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult
 PartitionResult = AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult
 STATE_NAMES = {"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort",
                "PrepareEpochFence"}
+
+
+def offsets_partition(broker, group_id: str) -> int:
+    """The group's partition of __consumer_offsets: 0 on a broker alone (one partition)."""
+    index = broker.groups.partition_of(group_id) if broker.cluster is not None else None
+    return index if index is not None else 0
 
 
 def fenced_for(version: int, first_with_fenced: int, error: ErrorCode) -> ErrorCode:
@@ -71,12 +78,14 @@ async def _add_partitions(ctx, version: int, transactional_id: str, producer_id:
     if failed:
         return {tp: failed.get(tp, ErrorCode.OPERATION_NOT_ATTEMPTED) for tp in wanted}
     if verify_only:
-        return broker.transactions.verify_partitions(transactional_id, producer_id, epoch, wanted)
+        return broker.transactions.for_txn(transactional_id).verify_partitions(transactional_id, producer_id, epoch,
+                                                                               wanted)
     for tp in wanted:   # once per partition ever: its reads now need the LSO (on the disk pool)
         part = find_partition(broker, *tp)[0]   # None: another core's, which notes it at its first batch
         if part is not None and not part.has_transactions:
             await broker.log.run_blocking(part.note_transactions)
-    error = await broker.transactions.add_partitions(transactional_id, producer_id, epoch, wanted)
+    error = await broker.transactions.for_txn(transactional_id).add_partitions(transactional_id, producer_id, epoch,
+                                                                               wanted)
     return dict.fromkeys(wanted, fenced_for(version, 2, error))
 
 
@@ -113,9 +122,9 @@ async def handle_add_offsets_to_txn(ctx, request):
     elif not request.group_id:
         error = ErrorCode.INVALID_GROUP_ID
     else:
-        error = await ctx.broker.transactions.add_partitions(
+        error = await ctx.broker.transactions.for_txn(request.transactional_id).add_partitions(
             request.transactional_id, request.producer_id, request.producer_epoch,
-            [(OFFSETS_TOPIC, 0)])   # pstream's offsets topic has one partition
+            [(OFFSETS_TOPIC, offsets_partition(ctx.broker, request.group_id))])
     ctx.failed = bool(error)
     return AddOffsetsToTxnResponse(throttle_time_ms=0, error_code=fenced_for(ctx.version, 2, error))
 
@@ -125,8 +134,8 @@ async def handle_end_txn(ctx, request):
     if not ctx.allowed(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
         ctx.failed = True
         return EndTxnResponse(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-    error = await ctx.broker.transactions.end_txn(request.transactional_id, request.producer_id,
-                                                  request.producer_epoch, request.committed)
+    error = await ctx.broker.transactions.for_txn(request.transactional_id).end_txn(
+        request.transactional_id, request.producer_id, request.producer_epoch, request.committed)
     ctx.failed = bool(error)
     return EndTxnResponse(throttle_time_ms=0, error_code=fenced_for(ctx.version, 2, error))
 
@@ -146,7 +155,8 @@ async def handle_txn_offset_commit(ctx, request):
     elif not ctx.allowed(Operation.READ, ResourceType.GROUP, request.group_id):
         error = ErrorCode.GROUP_AUTHORIZATION_FAILED
     else:
-        error = broker.transactions.produce_error(request.producer_id, request.producer_epoch, OFFSETS_TOPIC, 0)
+        error = broker.transactions.produce_error(request.producer_id, request.producer_epoch, OFFSETS_TOPIC,
+                                                  offsets_partition(broker, request.group_id))
     denied = {tp: ErrorCode.TOPIC_AUTHORIZATION_FAILED for tp in offsets
               if not ctx.allowed(Operation.READ, ResourceType.TOPIC, tp[0])} if not error else {}
     if error:
@@ -180,24 +190,34 @@ async def handle_write_txn_markers(ctx, request):
                     for index in t.partition_indexes]) for t in marker.topics]) for marker in request.markers])
     results = []
     for marker in request.markers:
-        topics = []
-        for t in marker.topics:
-            partitions = []
-            for index in t.partition_indexes:
-                part, error = find_partition(ctx.broker, t.name, index)
-                if part is not None:
-                    try:
-                        await part.write_txn_marker(marker.producer_id, marker.producer_epoch,
-                                                    marker.transaction_result, marker.coordinator_epoch)
-                    except Exception as exc:
-                        error = error_for(exc)
-                ctx.failed = ctx.failed or bool(error)
-                partitions.append(WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(
-                    partition_index=index, error_code=error))
-            topics.append(WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(name=t.name, partitions=partitions))
-        results.append(WriteTxnMarkersResponse.WritableTxnMarkerResult(producer_id=marker.producer_id,
-                                                                       topics=topics))
+        errors = await _write_markers(ctx.broker, marker)
+        ctx.failed = ctx.failed or any(errors.values())
+        results.append(WriteTxnMarkersResponse.WritableTxnMarkerResult(producer_id=marker.producer_id, topics=[
+            WriteTxnMarkersResponse.WritableTxnMarkerTopicResult(name=t.name, partitions=[
+                WriteTxnMarkersResponse.WritableTxnMarkerPartitionResult(partition_index=index,
+                                                                         error_code=errors[(t.name, index)])
+                for index in t.partition_indexes]) for t in marker.topics]))
     return WriteTxnMarkersResponse(markers=results)
+
+
+async def _write_markers(broker, marker) -> dict[tuple[str, int], ErrorCode]:
+    """One marker on each partition it names that this broker leads; the error of each."""
+    wanted = [(t.name, index) for t in marker.topics for index in t.partition_indexes]
+    if broker.cluster is not None:   # counted once the in-sync replicas hold it
+        from pstream.cluster.markers import write_here
+        return await write_here(broker, marker.producer_id, marker.producer_epoch, marker.transaction_result,
+                                marker.coordinator_epoch, wanted)
+    errors = {}
+    for name, index in wanted:
+        part, error = find_partition(broker, name, index)
+        if part is not None:
+            try:
+                await part.write_txn_marker(marker.producer_id, marker.producer_epoch, marker.transaction_result,
+                                            marker.coordinator_epoch)
+            except Exception as exc:
+                error = error_for(exc)
+        errors[(name, index)] = error
+    return errors
 
 
 @api("DescribeTransactions", 0, 0)
@@ -208,7 +228,12 @@ def handle_describe_transactions(ctx, request):
             states.append(DescribeTransactionsResponse.TransactionState(   # the schema's defaults, as Kafka
                 error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, transactional_id=transactional_id))
             continue
-        meta = ctx.broker.transactions.describe(transactional_id)
+        coordinator = ctx.broker.transactions.for_txn(transactional_id)
+        if not coordinator.active:   # a cluster's id coordinated elsewhere, or still loading
+            states.append(DescribeTransactionsResponse.TransactionState(
+                error_code=coordinator.inactive_error, transactional_id=transactional_id))
+            continue
+        meta = coordinator.describe(transactional_id)
         if meta is None:
             states.append(DescribeTransactionsResponse.TransactionState(
                 error_code=ErrorCode.TRANSACTIONAL_ID_NOT_FOUND, transactional_id=transactional_id,
