@@ -198,6 +198,10 @@ class CommitFailedError(PStreamError):
     kafka_error = ErrorCode.UNKNOWN_MEMBER_ID
 
 
+class ClusterUnavailableError(PStreamError):
+    """Cluster mode: the cluster's metadata store (etcd) cannot be reached at start."""
+
+
 class DirectoryInUseError(PStreamError):
     """Another open Log (in this or another process) holds the data directory's lock."""
 

@@ -185,7 +185,11 @@ class BrokerProcess(_Topics):
                 error = _PortTaken if "address already in use" in self.output(2000) else RuntimeError
                 raise error(f"the broker exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                with socket.create_connection((self.host, self.port), timeout=0.2) as probe:
+                    # free_port()'s ports are ephemeral ones: with nothing listening yet, a
+                    # connect can pick the same port as its source and reach itself.
+                    if probe.getsockname() == probe.getpeername():
+                        raise OSError("a TCP self-connect, not the broker")
                 self.served = True
                 return self
             except OSError:

@@ -100,6 +100,8 @@ class Broker:
         self.groups: GroupCoordinator | None = None
         self.transactions: TransactionCoordinator | None = None
         self.txn_markers = None   # cluster mode: markers.TxnMarkers, each partition's leader writes its marker
+        self._signals_handled = False
+        self._signalled = False   # SIGINT/SIGTERM came: stop (at once, or once started)
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None   # the first listener's
@@ -538,15 +540,27 @@ class Broker:
         if self._admin is not None:   # before the Log closes: nothing reads it afterwards
             await self._admin.close()
 
-    async def serve_until_signalled(self) -> None:
+    def handle_signals(self) -> None:
+        """SIGINT and SIGTERM stop the broker cleanly, also when they come while it starts (joining
+        a cluster takes a while): it stops as soon as it has started."""
+        if self._signals_handled:
+            return
+        self._signals_handled = True
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self._on_signal(s)))
+
+    async def serve_until_signalled(self) -> None:
+        self.handle_signals()
+        if self._signalled:
+            await self.stop()
         await self._stopped.wait()
 
     async def _on_signal(self, sig) -> None:
         _log.info("received %s: shutting down", signal.Signals(sig).name)
-        await self.stop()
+        self._signalled = True
+        if self.state == "serving":
+            await self.stop()
 
 
 def open_log(cfg: BrokerConfig, core: int = 0) -> pstream.Log:
@@ -577,6 +591,7 @@ def run(config: BrokerConfig) -> int:
 
     async def main() -> int:
         broker = Broker(config)
+        broker.handle_signals()
         await broker.start()
         await broker.serve_until_signalled()
         return broker.exit_code

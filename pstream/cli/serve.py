@@ -27,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pstream.broker.config import load_config
     from pstream.errors import ConfigError
 
-    from pstream.errors import DirectoryInUseError
+    from pstream.errors import ClusterUnavailableError, DirectoryInUseError
 
     try:
         config = load_config(args)
@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         return run(config)
-    except DirectoryInUseError as exc:   # a refusal, not a crash: one line, no traceback
+    except (DirectoryInUseError, ClusterUnavailableError, ConfigError) as exc:   # a refusal, not a crash
         print(f"pstream serve: {exc.message}", file=sys.stderr)
         return 1
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aetcd
 
 from pstream.cluster.state import BrokerRecord, ClusterView, PartitionRecord, TopicRecord
+from pstream.errors import ClusterUnavailableError
 
 _log = logging.getLogger("pstream.cluster")
 
@@ -78,11 +79,15 @@ class EtcdMetadata:
         self._record = record
         host, port = self.endpoints[0]   # aetcd talks to one endpoint
         self.client = aetcd.Client(host=host, port=port, timeout=10)
-        await self.client.connect()
         tx = self.client.transactions
         key = self.view.key("cluster_id")
-        await self.client.transaction(compare=[tx.version(key) == 0], success=[tx.put(key, cluster_id.encode())],
-                                      failure=[])
+        try:
+            await self.client.connect()
+            await self.client.transaction(compare=[tx.version(key) == 0], success=[tx.put(key, cluster_id.encode())],
+                                          failure=[])
+        except aetcd.exceptions.ClientError as exc:
+            await self.client.close()
+            raise ClusterUnavailableError(f"cannot reach etcd at {host}:{port}: {exc}") from None
         await self._register()
         await self._load()
         self._keep_alive_task = asyncio.create_task(self._keep_alive(), name="etcd-lease")

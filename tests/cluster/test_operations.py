@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
 from pstream.protocol.error_codes import ErrorCode
+from pstream.testing import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
@@ -186,3 +187,13 @@ def test_a_reassignment_waits_for_the_newcomer_and_can_be_cancelled(cluster):
         os.kill(pid, signal.SIGCONT)
     cluster.wait_until(topic, lambda ps: ps[0].replicas == old, f"replicas back to {old}")
     assert ongoing(cluster).get((topic, 0)) is None
+
+
+def test_an_unreachable_etcd_is_a_one_line_refusal(tmp_path):
+    port = free_port()   # nothing listens there
+    out = subprocess.run([sys.executable, "-P", "-m", "pstream", "serve", "--listen", "127.0.0.1:0", "--admin-listen",
+                          "off", "--data-dir", str(tmp_path / "data"), "--cluster", f"etcd://127.0.0.1:{port}",
+                          "--node-id", "1"], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"pstream serve: cannot reach etcd at 127.0.0.1:{port}: "), out.stderr
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr
