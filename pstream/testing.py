@@ -51,10 +51,24 @@ DEFAULT_SETTINGS: dict[str, Any] = {"group_initial_rebalance_delay_ms": 0}
 MODES = ("inprocess", "subprocess")
 
 
-def free_port() -> int:
+def free_port(run: int = 1) -> int:
+    """A port free now on 127.0.0.1; with run > 1, the first of that many consecutive free ports
+    (`pstream serve --cores N` listens on port + k for core k)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + run <= 65536 and all(_bindable(port + k) for k in range(1, run)):
+            return port
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _flag(name: str, value: Any) -> list[str]:
@@ -129,6 +143,7 @@ class BrokerProcess(_Topics):
         self.data_dir = data_dir
         self.host = host
         self.prefix = list(prefix)
+        self.cores = int(settings.get("cores", 1))   # core k listens on each listener's port + k
         self.listener_names = [n.strip() for n in listeners.split(",")] if listeners else []
         self._pick_ports()
         self.extra = list(extra) + [arg for name, value in settings.items() for arg in _flag(name, value)]
@@ -159,8 +174,8 @@ class BrokerProcess(_Topics):
         raise AssertionError("unreachable")
 
     def _pick_ports(self) -> None:
-        self.listener_ports = {name: free_port() for name in self.listener_names}
-        self.port = next(iter(self.listener_ports.values()), None) or free_port()
+        self.listener_ports = {name: free_port(self.cores) for name in self.listener_names}
+        self.port = next(iter(self.listener_ports.values()), None) or free_port(self.cores)
         self.admin_port = free_port()
 
     def address(self, listener: str) -> str:
