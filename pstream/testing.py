@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import re
 import shutil
 import signal
@@ -53,13 +54,26 @@ MODES = ("inprocess", "subprocess")
 
 def free_port(run: int = 1) -> int:
     """A port free now on 127.0.0.1; with run > 1, the first of that many consecutive free ports
-    (`pstream serve --cores N` listens on port + k for core k)."""
-    while True:
+    (`pstream serve --cores N` listens on port + k for core k). A run is taken below the
+    ephemeral range: there, port + 1 of a port bind(0) gave (odd, on Linux) is even, the kind
+    connect() hands to outgoing connections, and a busy test suite took it within seconds."""
+    if run == 1:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + run <= 65536 and all(_bindable(port + k) for k in range(1, run)):
+            return s.getsockname()[1]
+    low = _ephemeral_low()
+    while True:
+        port = random.randrange(10000, low - run)
+        if all(_bindable(port + k) for k in range(run)):
             return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _bindable(port: int) -> bool:
