@@ -85,7 +85,9 @@ class BrokerAdminView:
 
     async def alter_cluster_configs(self, changes: list[tuple[str, str | None]], validate_only: bool = False) -> None:
         """rpk's cluster config set/import: cluster-wide dynamic broker configs, by Kafka name."""
-        await self._broker.alter_dynamic_configs("", changes, validate_only=validate_only)
+        def change():
+            return self._broker.alter_dynamic_configs("", changes, validate_only=validate_only)
+        await (change() if self._broker.cluster is None else self._broker.cluster.shared.serialized(change))
 
     def quota_usage(self) -> list:
         """[(kind, user, client id, ip, rate, throttled ms in all)] of the quota entities clients used."""

@@ -249,12 +249,12 @@ class Broker:
     async def refresh_shared_state(self) -> None:
         """A core > 0: reads again what core 0 changed (topics, dynamic configs, users, ACLs, quotas)."""
         await self.log.run_blocking(self.log.refresh_topics)
-        await self.log.run_blocking(self._load_security)
+        await self.log.run_blocking(self.load_security)
         old, self.config = self.config, self.dynamic_configs.load().apply_to(self.static_config)
         if self.config.cleaner_options() != old.cleaner_options():
             await self.log.run_blocking(self.log.reconfigure_cleaner, **self.config.cleaner_options())
 
-    def _load_security(self) -> None:
+    def load_security(self) -> None:
         self.credentials.load()
         self.acls.load()
         quotas = ClientQuotas(os.path.join(self.config.data_dir, layout.NODE_DIR)).load()
@@ -307,7 +307,7 @@ class Broker:
                 await self._start_member()
             else:
                 await self._start_coordinators()
-            self._load_security()
+            self.load_security()
             if cfg.bootstrap_user and not core and self.credentials.ensure_bootstrap_user(cfg.bootstrap_user):
                 _log.info("created the bootstrap user %s", cfg.bootstrap_user.partition(":")[0])
             if any(lis.tls for lis in self.listeners):
@@ -325,6 +325,8 @@ class Broker:
             self.core_map.addresses[core] = {lis.name: lis.advertised for lis in self.listeners}
             if cfg.cluster:
                 await self._join_cluster()
+                for server in self._servers:
+                    await server.start_serving()
             if cfg.cores > 1 and not core:
                 self.supervisor = CoreSupervisor(self)
                 self.transactions.on_change = self.supervisor.transaction_changed
@@ -362,6 +364,9 @@ class Broker:
             self.cluster_id = cluster_id
             self._save_identity()
         self.core_map = self.cluster
+        if self.config.bootstrap_user:   # the cluster's users may not have it yet
+            await self.cluster.shared.serialized(
+                lambda: self.credentials.ensure_bootstrap_user(self.config.bootstrap_user))
 
     async def _start_member(self) -> None:
         """A core > 0: the identity core 0 keeps, and its view of core 0's transactions."""
@@ -436,12 +441,14 @@ class Broker:
             _log.info("admin API on %s", admin_url(self.admin_address))
 
     async def _listen(self) -> None:
-        """One server per listener; a listener on port 0 learns its port here."""
+        """One server per listener; a listener on port 0 learns its port here. In a cluster, clients
+        wait in the backlog until the broker has joined and taken the cluster's users and ACLs."""
         loop = asyncio.get_running_loop()
         for lis in self.listeners:
             server = await loop.create_server(lambda lis=lis: KafkaConnection(self, lis), lis.host, lis.port,
                                               backlog=1024, reuse_address=True,
-                                              ssl=self.tls.context if lis.tls else None)
+                                              ssl=self.tls.context if lis.tls else None,
+                                              start_serving=not self.config.cluster)
             self._servers.append(server)
             lis.port = server.sockets[0].getsockname()[1]
         self._server = self._servers[0]

@@ -81,6 +81,8 @@ class BrokerConfig:
     auto_leader_rebalance_enable: bool = True       # cluster mode: preferred replicas take their leaderships back
     leader_imbalance_check_interval_seconds: int = 300
     leader_imbalance_per_broker_percentage: int = 10
+    inter_broker_listener_name: str | None = None   # cluster mode: the listener brokers reach each other on (first)
+    inter_broker_user: str | None = None            # "NAME:PASSWORD[:MECHANISM]" on it if SASL (else bootstrap_user)
     flush: str = "always"
     flush_ms: int = 10
     flush_bytes: int = 1 << 20
@@ -180,6 +182,26 @@ class BrokerConfig:
             host, port = self.advertised
             return [Listener("PLAINTEXT", "PLAINTEXT", self.listen_host, self.listen_port, host, port or None)]
         return resolve_listeners(self.listeners, self.advertised_listeners, self.listener_security_protocol_map)
+
+    def inter_broker_listener(self):
+        """The listener brokers of a cluster reach each other on, or None if the name given is no listener's."""
+        listeners = self.listener_list()
+        if self.inter_broker_listener_name is None:
+            return listeners[0]
+        return next((lis for lis in listeners if lis.name == self.inter_broker_listener_name), None)
+
+    def inter_broker_credentials(self) -> tuple[str, str, str] | None:
+        """(user, password, mechanism) brokers log in with on a SASL inter-broker listener: those of
+        inter_broker_user, else bootstrap_user; the mechanism named, else SCRAM-SHA-512 if offered."""
+        spec = self.inter_broker_user or self.bootstrap_user
+        if not spec:
+            return None
+        user, _, rest = spec.partition(":")
+        password, _, mechanism = rest.partition(":")
+        if not mechanism:
+            offered = self.sasl_mechanisms()
+            mechanism = next((m for m in ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN") if m in offered), "SCRAM-SHA-512")
+        return user, password, mechanism
 
     def sasl_mechanisms(self) -> tuple[str, ...]:
         return tuple(m.strip() for m in self.sasl_enabled_mechanisms.split(",") if m.strip())
@@ -393,6 +415,12 @@ _SETTINGS = (
     _Setting("leader_imbalance_per_broker_percentage", _Int(0, 100, metavar="PERCENT"),
              "cluster mode: a broker gets its leaderships back once more than this share of the partitions "
              "it prefers are led elsewhere", "leader.imbalance.per.broker.percentage"),
+    _Setting("inter_broker_listener_name", _Text(r"[A-Za-z0-9_]+", "a listener's name", "NAME"),
+             "cluster mode: the listener brokers replicate and send each other requests through (default: the "
+             "first); its TLS and SASL apply to them too", "inter.broker.listener.name"),
+    _Setting("inter_broker_user", _Text(r"[^:]+:.+", "NAME:PASSWORD[:MECHANISM]", "USER"),
+             "cluster mode: the SCRAM or PLAIN user brokers log in as on a SASL inter-broker listener (default: "
+             "bootstrap_user); it needs CLUSTER_ACTION on the cluster (list it in super_users)"),
     _Setting("cluster_id", _Text(r"[A-Za-z0-9_-]+", "letters, digits, '-' and '_'", "ID"),
              "cluster id (default: generated once and kept in the data directory)"),
     _Setting("flush", _Choice(FLUSH_POLICIES), "when appended records are flushed to disk"),
@@ -544,7 +572,7 @@ _BY_KEY = {**_BY_NAME, **{s.kafka: s for s in _SETTINGS if s.kafka}}
 _BY_ENV = {ENV_PREFIX + s.name.upper(): s for s in _SETTINGS}
 # Kafka's broker config name -> the BrokerConfig field that holds it (where pstream has one).
 FIELD_OF_KAFKA_NAME = {s.kafka: s.name for s in _SETTINGS if s.kafka}
-SECRET_SETTINGS = frozenset({"ssl_key_password", "bootstrap_user"})   # never shown (admin API, logs)
+SECRET_SETTINGS = frozenset({"ssl_key_password", "bootstrap_user", "inter_broker_user"})   # never shown (admin API, logs)
 
 
 def parse_kafka_value(name: str, text: str) -> Any:
@@ -718,6 +746,19 @@ def _check_security(config: BrokerConfig, values: dict) -> None:
         raise ConfigError("admin_api_tls needs ssl_certfile (and ssl_keyfile): the certificate to serve HTTPS with")
     if config.ssl_client_auth != "none" and not config.ssl_cafile:
         raise ConfigError(f"ssl_client_auth={config.ssl_client_auth} needs ssl_cafile")
+    if config.cluster:
+        inter = config.inter_broker_listener()
+        if inter is None:
+            raise ConfigError(f"inter_broker_listener_name {config.inter_broker_listener_name!r} is not one of the "
+                              f"listeners ({', '.join(lis.name for lis in listeners)})")
+        if inter.sasl:
+            user = config.inter_broker_credentials()
+            if user is None:
+                raise ConfigError(f"the inter-broker listener {inter.name} uses SASL: set inter_broker_user (or "
+                                  f"bootstrap_user) to NAME:PASSWORD, the user brokers log in as")
+            if user[2] not in config.sasl_mechanisms() or user[2] == "OAUTHBEARER":
+                raise ConfigError(f"inter_broker_user's mechanism {user[2]} is not one the listeners offer "
+                                  f"(sasl_enabled_mechanisms: {config.sasl_enabled_mechanisms}; PLAIN or SCRAM)")
 
 
 def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,

@@ -43,6 +43,7 @@ from collections import deque
 from pstream._core import WireReader, WireWriter
 from pstream.admin.metrics import UNKNOWN_API
 from pstream.broker.cores import CHANGES_SHARED_STATE
+from pstream.cluster.shared_state import CHANGING_APIS as SHARED_CHANGING_APIS
 from pstream.broker.dispatch import REGISTRY
 from pstream.broker.frames import FramePool
 from pstream.protocol.error_codes import ErrorCode
@@ -494,7 +495,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._slots.append(slot)
         token = _handling.set((self, slot))
         try:
-            result = api.handler(ctx, request)
+            if self.broker.cluster is not None and api.key in SHARED_CHANGING_APIS:   # under the cluster's lock
+                result = self.broker.cluster.shared.serialized(lambda: api.handler(ctx, request))
+            else:
+                result = api.handler(ctx, request)
             if self.broker.supervisor is not None and api.key in CHANGES_SHARED_STATE:   # --cores: tell the others
                 result = self.broker.supervisor.after_change(api.key, result, self.broker.log.topic_changes)
             if asyncio.iscoroutine(result):

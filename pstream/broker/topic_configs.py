@@ -110,6 +110,16 @@ def parse_topic_configs(pairs) -> dict:
     return settings
 
 
+def format_topic_configs(overrides: dict) -> dict[str, str]:
+    """parse_topic_configs undone: a topic's overrides as {Kafka name: string value} (what a
+    cluster keeps in etcd)."""
+    configs = dict(overrides.get("kafka_configs", {}))
+    for name, value in overrides.items():
+        if name != "kafka_configs":
+            configs[_BY_FIELD[name].kafka_name] = format_value(_BY_FIELD[name], value)
+    return configs
+
+
 def _invalid(setting: TopicSetting, value, why: str) -> ConfigError:
     return ConfigError(f"Invalid value {value} for configuration {setting.kafka_name}: {why}")
 

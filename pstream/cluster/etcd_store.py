@@ -25,6 +25,7 @@ import aetcd
 from pstream.cluster.state import BrokerRecord, ClusterView, PartitionRecord, TopicRecord
 from pstream.errors import ClusterUnavailableError
 
+LOCK_POLL_S = 0.02
 _log = logging.getLogger("pstream.cluster")
 
 RETRY_S = 0.5
@@ -210,6 +211,60 @@ class EtcdMetadata:
     async def delete_topic(self, name: str) -> None:
         await self.client.delete(self.view.topic_key(name))
         await self.client.delete_prefix(self.view.key("partitions", name) + b"/")
+
+    async def read_topic(self, name: str) -> TopicRecord | None:
+        """The topic's record as etcd holds it now (the view may lag behind)."""
+        got = await self.client.get(self.view.topic_key(name))
+        return TopicRecord.decode(name, got.value, got.mod_revision) if got is not None else None
+
+    async def replace_topic(self, old: TopicRecord, new: TopicRecord) -> bool:
+        """Compare-and-swap of a topic's record (its configs), as replace_partition."""
+        tx = self.client.transactions
+        key = self.view.topic_key(old.name)
+        won, _ = await self.client.transaction(compare=[tx.mod(key) == old.revision],
+                                               success=[tx.put(key, new.encode())], failure=[])
+        return won
+
+    # --- documents changed under a lock (shared_state.py) -------------------------------------
+
+    async def acquire_lock(self, name: str, timeout_s: float) -> int:
+        """Takes the lock `name` under this broker's lease (freed if the broker dies); returns
+        its revision, which fences the writes made under it."""
+        tx = self.client.transactions
+        key = self.view.key("locks", name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            won, answers = await self.client.transaction(
+                compare=[tx.version(key) == 0],
+                success=[tx.put(key, json.dumps({"node_id": self.node_id}).encode(), lease=self.lease)], failure=[])
+            if won:
+                return answers[0].response_put.header.revision
+            if loop.time() > deadline:
+                holder = await self.client.get(key)
+                raise ClusterUnavailableError(f"the cluster's {name} lock is held ({holder.value.decode() if holder else '?'}) "
+                                              f"for more than {timeout_s:.0f} s")
+            await asyncio.sleep(LOCK_POLL_S)
+
+    async def release_lock(self, name: str, revision: int) -> None:
+        tx = self.client.transactions
+        key = self.view.key("locks", name)
+        await self.client.transaction(compare=[tx.mod(key) == revision], success=[tx.delete(key)], failure=[])
+
+    async def read_shared(self) -> dict[str, tuple[bytes, int]]:
+        """{document: (value, revision)} as etcd holds them now."""
+        prefix = self.view.key("shared") + b"/"
+        return {kv.key[len(prefix):].decode(): (kv.value, kv.mod_revision)
+                for kv in await self.client.get_prefix(prefix)}
+
+    async def write_shared(self, document: str, value: bytes, lock: tuple[str, int] | None) -> int | None:
+        """Writes a document while holding `lock` (name, revision); lock None: only if absent.
+        Returns its new revision, or None if the lock was lost (or the document exists)."""
+        tx = self.client.transactions
+        key = self.view.key("shared", document)
+        compare = [tx.version(key) == 0] if lock is None else [tx.mod(self.view.key("locks", lock[0])) == lock[1]]
+        won, answers = await self.client.transaction(compare=compare, success=[tx.put(key, value)], failure=[])
+        return answers[0].response_put.header.revision if won else None
 
     async def replace_partition(self, name: str, index: int, old: PartitionRecord, new: PartitionRecord) -> bool:
         """Compare-and-swap: writes `new` only if the record is still `old` (same revision)."""

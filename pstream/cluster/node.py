@@ -16,20 +16,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import replace
+from types import SimpleNamespace
 
-from pstream.broker.topic_configs import parse_topic_configs
+from pstream.broker.topic_configs import format_topic_configs, parse_topic_configs
 from pstream.cluster import election, placement, reassignment
 from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
 from pstream.cluster.replication import ReplicaManager
+from pstream.cluster.shared_state import SharedState
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
 from pstream.coordinator.offsets import OFFSETS_TOPIC, offsets_topic_settings
 from pstream.coordinator.txn_log import TXN_TOPIC, txn_topic_settings
-from pstream.errors import PStreamError
+from pstream.errors import ConfigError, PStreamError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
+from pstream.security.acls import Operation, ResourceType
+from pstream.security.listeners import ANONYMOUS
+from pstream.storage.config import TopicConfig
 
 _log = logging.getLogger("pstream.cluster")
 
 TOPIC_WAIT_S = 10.0
+CAS_TRIES = 20   # compare-and-swaps of one record lost to concurrent writers before giving up
 PRODUCER_ID_BLOCK = 1000   # as Kafka's controller hands them to brokers
 # The coordinators' topics get their settings, not the etcd record's (which has none).
 INTERNAL_SETTINGS = {OFFSETS_TOPIC: offsets_topic_settings, TXN_TOPIC: txn_topic_settings}
@@ -45,6 +52,7 @@ class ClusterNode:
                                      self._changed)
         self.view = self.metadata.view
         self.replicas = ReplicaManager(self)
+        self.shared = SharedState(self)
         self._reconcile_task: asyncio.Task | None = None
         self._dirty = False
         self._next_producer_id = self._producer_id_limit = 0
@@ -55,6 +63,7 @@ class ClusterNode:
         self._leaving = False   # stopping: no campaign for the controller any more
         self._seen_topics: set[str] = set()   # in the cluster's view once: deleted here when it leaves it
         self._strays: set[str] = set()        # local topics the cluster does not have (warned about once)
+        self._configs_applied: dict[str, int] = {}   # topic -> revision of the record whose configs it has
         self.elections = 0  # leaders this broker elected as the controller, since start
         self.count = 1      # as CoreMap: one process per broker in cluster mode
         self.core = 0
@@ -68,11 +77,26 @@ class ClusterNode:
         cluster_id = await self.metadata.start(BrokerRecord(self.node_id, listeners,
                                                             directory_id=self.broker.directory_id),
                                                self.broker.cluster_id)
+        await self.shared.start()
+        self._check_inter_broker_principal()
         self.replicas.start()
         self._schedule()
         if self.broker.config.auto_leader_rebalance_enable:
             self._rebalancer = asyncio.get_running_loop().create_task(self._rebalance_periodically())
         return cluster_id
+
+    def _check_inter_broker_principal(self) -> None:
+        """Warns where ACLs would refuse the brokers' own requests (replica fetches, markers)."""
+        config = self.broker.config
+        listener = config.inter_broker_listener()
+        if config.authorization != "acls" or listener.tls and not listener.sasl:
+            return   # a certificate's principal depends on the mapping rules: not guessed here
+        principal = f"User:{config.inter_broker_credentials()[0]}" if listener.sasl else ANONYMOUS
+        if not self.broker.authorizer.authorize(principal, "", Operation.CLUSTER_ACTION, ResourceType.CLUSTER,
+                                                "kafka-cluster"):
+            _log.warning("broker %d: brokers reach each other on listener %s as %s, which may not CLUSTER_ACTION "
+                         "on the cluster: replication will be refused; add it to super_users", self.node_id,
+                         listener.name, principal)
 
     async def stop(self) -> None:
         """Controlled shutdown: leave etcd first, and wait (a lease at most) until the controller
@@ -85,6 +109,7 @@ class ClusterNode:
         while self._movable_leaderships() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         await self.metadata.stop()
+        self.shared.stop()
         if self._grace_check is not None:
             self._grace_check.cancel()
         if self._rebalancer is not None:
@@ -101,6 +126,9 @@ class ClusterNode:
                 if record.leader == self.node_id and any(r in live for r in record.isr)]
 
     def _changed(self, kind: str, what) -> None:
+        if kind == "shared":
+            self.shared.changed()
+            return
         if kind == "controller" and what == NO_LEADER and not self._leaving:
             asyncio.get_running_loop().create_task(self._campaign())
         self._schedule()
@@ -151,6 +179,9 @@ class ClusterNode:
                 settings = INTERNAL_SETTINGS[name]() if name in INTERNAL_SETTINGS \
                     else parse_topic_configs(topic.configs.items())
                 await log.create_topic_async(name, partitions=topic.partitions, topic_id=topic.topic_id, **settings)
+                self._configs_applied[name] = topic.revision
+            elif self._configs_applied.get(name) != topic.revision and name not in INTERNAL_SETTINGS:
+                await self._apply_configs(log.get_topic(name), topic)
         for name in list(log.topics()):
             if name in self.view.topics or name.startswith("__"):
                 continue
@@ -161,6 +192,43 @@ class ClusterNode:
                 self._strays.add(name)
                 _log.warning("broker %d: topic %s is in the data directory but not in the cluster: left alone",
                              self.node_id, name)
+
+    async def _apply_configs(self, local, topic: TopicRecord) -> None:
+        """Gives the local topic the configs of its etcd record (AlterConfigs through any broker)."""
+        try:
+            settings = parse_topic_configs(topic.configs.items())
+            if local.overrides != TopicConfig.normalize(settings):
+                await self.broker.log.run_blocking(local.replace_config, **settings)
+        except ConfigError as exc:   # written by a broker that took them: a newer version's config, say
+            _log.warning("broker %d: topic %s: cannot apply the cluster's configs %s: %s", self.node_id,
+                         topic.name, topic.configs, exc)
+        self._configs_applied[topic.name] = topic.revision
+
+    async def alter_topic_configs(self, name: str, new_overrides) -> None:
+        """A topic's configs changed through this broker: new_overrides(current) gives the new
+        overrides (ConfigError if invalid) from those etcd holds, written back by compare-and-swap
+        (recomputed after a concurrent change); returns once this broker applies them."""
+        for _ in range(CAS_TRIES):
+            record = await self.metadata.read_topic(name)
+            if record is None:
+                raise UnknownTopicError(name)
+            overrides = parse_topic_configs(record.configs.items())
+            current = SimpleNamespace(overrides=overrides,
+                                      config=TopicConfig.from_kwargs(self.broker.log.defaults, **overrides))
+            wanted = replace(record, configs=format_topic_configs(new_overrides(current)))
+            if await self.metadata.replace_topic(record, wanted):
+                break
+        else:
+            raise PStreamError(f"topic {name!r}: configs changed concurrently {CAS_TRIES} times; try again")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TOPIC_WAIT_S
+        while loop.time() < deadline:
+            local = self.broker.log.get_topic(name) if name in self.broker.log else None
+            if local is not None and local.overrides == TopicConfig.normalize(parse_topic_configs(wanted.configs.items())):
+                return
+            await asyncio.sleep(0.01)
+        raise PStreamError(f"topic {name!r}: configs written to the cluster but not applied here within "
+                           f"{TOPIC_WAIT_S} s")
 
     # --- the controller's duty --------------------------------------------------------------
 

@@ -11,6 +11,9 @@ that the controller's decisions and the simulator run on the same data. Every va
     <root>/topics/<name>              {"topic_id", "partitions", "configs"}
     <root>/partitions/<name>/<index>  {"replicas", "leader", "leader_epoch", "isr", "partition_epoch",
                                        "isr_incarnations", "adding", "removing"}
+    <root>/shared/<document>          users, ACLs, client quotas, cluster-wide broker configs
+                                      (shared_state.py), each the JSON its local store keeps
+    <root>/locks/<name>               held by a broker (under its lease) while it changes them
 
 A partition's record changes only by compare-and-swap on its etcd revision, so two writers
 (the controller electing, a leader changing its ISR) never overwrite each other unseen.
@@ -54,16 +57,17 @@ class TopicRecord:
     name: str
     topic_id: uuid.UUID
     partitions: int
-    configs: dict[str, str] = field(default_factory=dict)
+    configs: dict[str, str] = field(default_factory=dict)   # the topic's Kafka configs, as set
+    revision: int = 0       # etcd's mod_revision of the record (not stored): the compare of a CAS
 
     def encode(self) -> bytes:
         return json.dumps({"topic_id": str(self.topic_id), "partitions": self.partitions,
                            "configs": self.configs}).encode()
 
     @classmethod
-    def decode(cls, name: str, value: bytes) -> TopicRecord:
+    def decode(cls, name: str, value: bytes, revision: int = 0) -> TopicRecord:
         d = json.loads(value)
-        return cls(name, uuid.UUID(d["topic_id"]), int(d["partitions"]), dict(d.get("configs") or {}))
+        return cls(name, uuid.UUID(d["topic_id"]), int(d["partitions"]), dict(d.get("configs") or {}), revision)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class ClusterView:
     controller: int = NO_LEADER
     topics: dict[str, TopicRecord] = field(default_factory=dict)
     partitions: dict[tuple[str, int], PartitionRecord] = field(default_factory=dict)
+    shared: dict[str, tuple[bytes, int]] = field(default_factory=dict)   # document -> (value, revision)
     revision: int = 0
 
     # --- keys -------------------------------------------------------------------------------
@@ -137,7 +142,7 @@ class ClusterView:
 
     def apply(self, key: bytes, value: bytes | None, revision: int) -> tuple[str, object] | None:
         """Applies one put (value) or delete (None); returns what changed: ("broker", id),
-        ("controller", id), ("topic", name), ("partition", (name, index)), ("cluster_id", id),
+        ("controller", id), ("topic", name), ("partition", (name, index)), ("cluster_id", id), ("shared", document),
         or None for a key outside the layout."""
         self.revision = max(self.revision, revision)
         path = key.decode()
@@ -162,7 +167,7 @@ class ClusterView:
             if value is None:
                 self.topics.pop(parts[1], None)
             else:
-                self.topics[parts[1]] = TopicRecord.decode(parts[1], value)
+                self.topics[parts[1]] = TopicRecord.decode(parts[1], value, revision)
             return "topic", parts[1]
         if kind == "partitions" and len(parts) == 3:
             tp = (parts[1], int(parts[2]))
@@ -171,6 +176,12 @@ class ClusterView:
             else:
                 self.partitions[tp] = PartitionRecord.decode(value, revision)
             return "partition", tp
+        if kind == "shared" and len(parts) == 2:
+            if value is None:
+                self.shared.pop(parts[1], None)
+            else:
+                self.shared[parts[1]] = (value, revision)
+            return "shared", parts[1]
         return None
 
     # --- questions --------------------------------------------------------------------------

@@ -235,6 +235,23 @@ def test_replication_factor_other_than_one_needs_a_cluster(toml):
     assert "etcd://HOST:PORT" in refused("cluster", parse("--cluster", "http://127.0.0.1:2379"))
 
 
+def test_the_inter_broker_listener_must_exist_and_a_sasl_one_needs_a_user():
+    cluster = ("--cluster", "127.0.0.1:2379")
+    listeners = ("--listeners", "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9093")
+    assert "'INTERNAL' is not one of the listeners (PLAINTEXT, SASL_PLAINTEXT)" in refused(
+        "inter_broker_listener_name", parse(*cluster, *listeners, "--inter-broker-listener-name", "INTERNAL"))
+    assert "uses SASL: set inter_broker_user (or bootstrap_user) to NAME:PASSWORD" in refused(
+        "inter_broker_user", parse(*cluster, *listeners, "--inter-broker-listener-name", "SASL_PLAINTEXT"))
+    assert "mechanism OAUTHBEARER is not one the listeners offer" in refused("mechanism", parse(
+        *cluster, *listeners, "--inter-broker-listener-name", "SASL_PLAINTEXT", "--inter-broker-user",
+        "kafka:secret:OAUTHBEARER"))
+    config = load_config(parse(*cluster, *listeners, "--inter-broker-listener-name", "SASL_PLAINTEXT",
+                               "--bootstrap-user", "kafka:secret", "--sasl-enabled-mechanisms", "PLAIN"), env={})
+    assert config.inter_broker_listener().name == "SASL_PLAINTEXT"
+    assert config.inter_broker_credentials() == ("kafka", "secret", "PLAIN")   # the bootstrap user, a mechanism offered
+    assert load_config(parse(*listeners), env={}).inter_broker_listener().name == "PLAINTEXT"   # the first
+
+
 @pytest.mark.parametrize("flag, value", [
     ("--listen", "localhost"), ("--listen", "localhost:"), ("--listen", ":9092"),
     ("--listen", "localhost:http"), ("--listen", "localhost:65536"), ("--listen", "::1:9092"),

@@ -92,11 +92,14 @@ def test_the_view_follows_puts_and_deletes():
     assert view.apply(view.key("controller"), b'{"node_id": 2}', 6) == ("controller", 2)
     assert view.apply(view.topic_key("t"), topic.encode(), 7) == ("topic", "t")
     assert view.apply(view.partition_key("t", 1), record().encode(), 8) == ("partition", ("t", 1))
-    assert view.brokers[2] == broker and view.topics["t"] == topic and view.controller == 2
+    assert view.brokers[2] == broker and view.topics["t"] == replace(topic, revision=7) and view.controller == 2
     assert view.partitions[("t", 1)].revision == 8 and view.revision == 8
     assert view.apply(view.key("controller"), None, 9) == ("controller", NO_LEADER)
     assert view.apply(view.broker_key(2), None, 10) == ("broker", 2) and view.live() == set()
     assert view.apply(b"/other/brokers/1", b"{}", 11) is None
+    assert view.apply(view.key("shared", "acls"), b'{"acls": []}', 12) == ("shared", "acls")
+    assert view.shared == {"acls": (b'{"acls": []}', 12)}
+    assert view.apply(view.key("locks", "shared"), b'{"node_id": 2}', 13) is None   # held, not metadata
 
 
 def test_cluster_urls():

@@ -112,9 +112,11 @@ async def _alter_broker(broker, name, changes, replace_all: bool, validate_only:
     return ErrorCode.NONE, None
 
 
-async def _alter(broker, resource_type, name, change, validate_only):
-    """(error code, message) of applying change(topic) -> None to a topic: on the Log's disk
-    pool unless validate_only, since persisting topic.json fsyncs."""
+async def _alter(broker, resource_type, name, new_overrides, validate_only):
+    """(error code, message) of giving a topic new_overrides(topic) -> its new overrides
+    (validated; ConfigError names what is wrong). Alone, on the Log's disk pool unless
+    validate_only, since persisting topic.json fsyncs; in a cluster, written to etcd, from
+    where every broker applies them."""
     if resource_type != TOPIC:
         return ErrorCode.INVALID_REQUEST, f"cannot alter resource type {resource_type} {name!r}"
     topic, error = find_topic(broker, name)
@@ -124,9 +126,11 @@ async def _alter(broker, resource_type, name, change, validate_only):
         return ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(name)
     try:
         if validate_only:
-            change(topic, validate_only)
+            new_overrides(topic)
+        elif broker.cluster is not None:
+            await broker.cluster.alter_topic_configs(name, new_overrides)
         else:
-            await broker.log.run_blocking(change, topic, validate_only)
+            await broker.log.run_blocking(lambda: topic.replace_config(**new_overrides(topic)))
     except ConfigError as exc:
         return exc.kafka_error, str(exc)
     except UnknownTopicError:   # deleted while the change waited its turn
@@ -173,12 +177,10 @@ async def handle_alter_configs(ctx, request):
     refused.update(_unauthorized(ctx, request.resources, Operation.ALTER_CONFIGS))
     responses = []
     for res in request.resources:
-        def replace(topic, validate_only, res=res):
+        def replace(topic, res=res):
             settings = parse_topic_configs((c.name, c.value) for c in res.configs)
-            if validate_only:
-                TopicConfig.from_kwargs(ctx.broker.log.defaults, **settings)
-            else:
-                topic.replace_config(**settings)
+            TopicConfig.from_kwargs(ctx.broker.log.defaults, **settings)   # validates them
+            return settings
         if id(res) in refused:
             code, message = refused[id(res)]
         elif res.resource_type == BROKER:
@@ -209,7 +211,8 @@ def _incremental_kafka(kafka: dict, topic, c) -> None:
         raise ConfigError(f"unknown config operation {c.config_operation} for {c.name}")
 
 
-def _incremental(defaults, topic, configs, validate_only: bool) -> None:
+def _incremental(defaults, topic, configs) -> dict:
+    """The topic's overrides after IncrementalAlterConfigs' operations, validated."""
     overrides = dict(topic.overrides)
     kafka = dict(overrides.get("kafka_configs", {}))
     for c in configs:
@@ -233,8 +236,7 @@ def _incremental(defaults, topic, configs, validate_only: bool) -> None:
         del overrides["kafka_configs"]
     check_together(overrides)
     TopicConfig.from_kwargs(defaults, **overrides)   # validates the result
-    if not validate_only:
-        topic.replace_config(**overrides)
+    return overrides
 
 
 async def _alter_broker_incremental(broker, res, validate_only: bool):
@@ -262,8 +264,8 @@ async def handle_incremental_alter_configs(ctx, request):
     refused.update(_unauthorized(ctx, request.resources, Operation.ALTER_CONFIGS))
     responses = []
     for res in request.resources:
-        def change(topic, validate_only, res=res):
-            _incremental(ctx.broker.log.defaults, topic, res.configs, validate_only)
+        def change(topic, res=res):
+            return _incremental(ctx.broker.log.defaults, topic, res.configs)
         if id(res) in refused:
             code, message = refused[id(res)]
         elif res.resource_type == BROKER:
