@@ -108,7 +108,6 @@ class ReplicaManager:
         self.to_reconcile: set[tuple[str, int]] = set()   # followed, not yet checked against the leader's log
         self._epochs: dict[str, LeaderEpochCache] = {}      # by partition directory
         self._isr_task: asyncio.Task | None = None
-        self._dropping: set[tuple[str, int]] = set()        # copies of partitions no longer replicated here
         # Since start (metrics): ISR changes of the partitions this broker leads, leaderships it took.
         self.counters = {"isr_shrinks": 0, "isr_expands": 0, "leaderships": 0}
 
@@ -138,18 +137,13 @@ class ReplicaManager:
         topics = self.node.view.topics
         for key, record in list(self.node.view.partitions.items()):
             name, index = key
-            if name not in log or name not in topics:
+            if self.node_id not in record.replicas or name not in log or name not in topics:
                 continue
             topic = log.get_topic(name)
             if index >= topic.partitions or topic.topic_id != topics[name].topic_id:
                 continue   # not created here yet, or a stray of the same name (node.py warns)
-            part = topic.partition(index)
-            if self.node_id not in record.replicas:
-                if part.log_end_offset > part.log_start_offset and key not in self._dropping:
-                    self._dropping.add(key)   # moved away (a reassignment): Kafka's StopReplica(delete)
-                    asyncio.get_running_loop().create_task(self._drop_copy(key, part))
-                continue
             seen.add(key)
+            part = topic.partition(index)
             part.follows_leader = not election.may_lead(record, self.node_id, self.broker.directory_id)
             if not part.follows_leader:
                 self.following.pop(key, None)
@@ -172,23 +166,6 @@ class ReplicaManager:
                 del self.following[key]
                 self.to_reconcile.discard(key)
         self._update_fetchers()
-
-    async def _drop_copy(self, key, part) -> None:
-        """Deletes the records of a partition this broker no longer replicates; its offsets stay
-        (the log starts at its old end), so a later reassignment back catches up from there."""
-        def drop() -> int:
-            part.roll()    # the active segment too: retention deletes only closed, durable ones
-            part.flush()
-            return part.delete_records(-1)
-        try:
-            end = await self.broker.log.run_blocking(drop)
-            _log.info("broker %d: %s-%d is no longer replicated here: its records below %d deleted",
-                      self.node_id, *key, end)
-        except Exception as exc:   # the topic deleted meanwhile, a disk error: tried again at the next change
-            _log.warning("broker %d: cannot delete the records of %s-%d, no longer replicated here: %s",
-                         self.node_id, *key, exc)
-        finally:
-            self._dropping.discard(key)
 
     def epochs(self, part) -> LeaderEpochCache:
         cache = self._epochs.get(part.path)
