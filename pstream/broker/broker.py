@@ -441,8 +441,8 @@ class Broker:
             _log.info("admin API on %s", admin_url(self.admin_address))
 
     async def _listen(self) -> None:
-        """One server per listener; a listener on port 0 learns its port here. In a cluster, clients
-        wait in the backlog until the broker has joined and taken the cluster's users and ACLs."""
+        """One server per listener; a listener on port 0 learns its port here. In a cluster, connections
+        are refused until the broker has joined and taken the cluster's users and ACLs."""
         loop = asyncio.get_running_loop()
         for lis in self.listeners:
             server = await loop.create_server(lambda lis=lis: KafkaConnection(self, lis), lis.host, lis.port,

@@ -235,6 +235,8 @@ class EtcdMetadata:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
+            if self.lease is None:   # leaving: a lock without a lease would outlive this broker
+                raise ClusterUnavailableError(f"broker {self.node_id} is leaving the cluster")
             won, answers = await self.client.transaction(
                 compare=[tx.version(key) == 0],
                 success=[tx.put(key, json.dumps({"node_id": self.node_id}).encode(), lease=self.lease)], failure=[])

@@ -126,9 +126,10 @@ class ClusterNode:
                 if record.leader == self.node_id and any(r in live for r in record.isr)]
 
     def _changed(self, kind: str, what) -> None:
-        if kind == "shared":
+        if kind in ("shared", "loaded"):   # "loaded": the watch restarted, documents may have changed meanwhile
             self.shared.changed()
-            return
+            if kind == "shared":
+                return
         if kind == "controller" and what == NO_LEADER and not self._leaving:
             asyncio.get_running_loop().create_task(self._campaign())
         self._schedule()
@@ -198,6 +199,10 @@ class ClusterNode:
         try:
             settings = parse_topic_configs(topic.configs.items())
             if local.overrides != TopicConfig.normalize(settings):
+                if topic.name not in self._configs_applied:   # set here alone (before configs were in etcd)
+                    _log.warning("broker %d: topic %s: configs here %s differ from the cluster's %s: taking the "
+                                 "cluster's", self.node_id, topic.name, format_topic_configs(local.overrides),
+                                 topic.configs)
                 await self.broker.log.run_blocking(local.replace_config, **settings)
         except ConfigError as exc:   # written by a broker that took them: a newer version's config, say
             _log.warning("broker %d: topic %s: cannot apply the cluster's configs %s: %s", self.node_id,

@@ -49,6 +49,9 @@ class SharedState:
         self._applied: dict[str, int] = {}   # document -> revision in force here
         self._catch_up: asyncio.Task | None = None
         self._dirty = False
+        # One apply or change at a time on this broker: an older document never lands after a
+        # newer one, and this broker's requests queue here rather than poll etcd's lock.
+        self._local = asyncio.Lock()
 
     # --- the documents as this broker keeps them ------------------------------------------------
 
@@ -87,6 +90,10 @@ class SharedState:
 
     async def start(self) -> None:
         """Takes the cluster's documents; one the cluster lacks is seeded from this broker's."""
+        async with self._local:
+            await self._seed()
+
+    async def _seed(self) -> None:
         held = await self.metadata.read_shared()
         await self._apply(held)
         for document in [*FILES, CLUSTER_CONFIGS]:
@@ -110,7 +117,8 @@ class SharedState:
         while self._dirty:
             self._dirty = False
             try:
-                await self._apply(dict(self.node.view.shared))
+                async with self._local:
+                    await self._apply(dict(self.node.view.shared))
             except Exception:
                 _log.exception("broker %d: applying the cluster's users, ACLs, quotas or configs failed",
                                self.node.node_id)
@@ -123,24 +131,40 @@ class SharedState:
 
     async def serialized(self, run):
         """run() (a value, or an awaitable of one) under the cluster's lock, on the documents etcd
-        holds; what it changed is published before its result is returned."""
-        lock = await self.metadata.acquire_lock(LOCK, self.broker.config.cluster_lease_ms / 1000 * 2)
-        try:
-            await self._apply(await self.metadata.read_shared())
-            before = {d: self._export(d) for d in [*FILES, CLUSTER_CONFIGS]}
-            result = run()
-            if asyncio.isfuture(result) or asyncio.iscoroutine(result):
-                result = await result
-            for document, old in before.items():
-                value = self._export(document)
-                if value is None or value == old:
-                    continue
-                revision = await self.metadata.write_shared(document, value, (LOCK, lock))
-                if revision is None:   # paused past the lease: another broker may hold the lock now
-                    self._applied.clear()
-                    await self._apply(await self.metadata.read_shared())   # undone here
-                    raise ClusterUnavailableError(f"lost the cluster's {LOCK} lock before publishing {document}")
-                self._applied[document] = revision
-            return result
-        finally:
-            await self.metadata.release_lock(LOCK, lock)
+        holds; what it changed is published before its result is returned. If publishing fails
+        (etcd unreachable, the lock lost in a pause past the lease), this broker takes etcd's
+        documents again, undoing the change here, and the error is raised."""
+        async with self._local:
+            lock = await self.metadata.acquire_lock(LOCK, self.broker.config.cluster_lease_ms / 1000 * 2)
+            try:
+                return await self._change(run, lock)
+            except BaseException:
+                self._applied.clear()
+                try:
+                    await self._apply(await self.metadata.read_shared())
+                except Exception as exc:
+                    _log.warning("broker %d: cannot take the cluster's users, ACLs, quotas and configs again "
+                                 "after a failed change: %s", self.node.node_id, exc)
+                raise
+            finally:
+                try:
+                    await self.metadata.release_lock(LOCK, lock)
+                except Exception as exc:   # held under this broker's lease: it goes with it at the latest
+                    _log.warning("broker %d: cannot release the cluster's %s lock: %s", self.node.node_id, LOCK,
+                                 exc)
+
+    async def _change(self, run, lock: int):
+        await self._apply(await self.metadata.read_shared())
+        before = {d: self._export(d) for d in [*FILES, CLUSTER_CONFIGS]}
+        result = run()
+        if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+            result = await result
+        for document, old in before.items():
+            value = self._export(document)
+            if value is None or value == old:
+                continue
+            revision = await self.metadata.write_shared(document, value, (LOCK, lock))
+            if revision is None:   # paused past the lease: another broker may hold the lock now
+                raise ClusterUnavailableError(f"lost the cluster's {LOCK} lock before publishing {document}")
+            self._applied[document] = revision
+        return result

@@ -25,7 +25,7 @@ from pstream.broker.topic_configs import (
     parse_value,
     topic_config_type,
 )
-from pstream.errors import ConfigError, UnknownTopicError
+from pstream.errors import ConfigError, PStreamError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.alter_configs import AlterConfigsResponse
 from pstream.protocol.messages.describe_configs import DescribeConfigsResponse
@@ -135,6 +135,8 @@ async def _alter(broker, resource_type, name, new_overrides, validate_only):
         return exc.kafka_error, str(exc)
     except UnknownTopicError:   # deleted while the change waited its turn
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {name!r} does not exist"
+    except PStreamError as exc:   # a cluster's etcd unreachable or too busy: Kafka's controller timeout
+        return ErrorCode.REQUEST_TIMED_OUT, str(exc)
     return ErrorCode.NONE, None
 
 
