@@ -56,6 +56,11 @@ from pstream.storage.producer_state import SNAPSHOT_SUFFIX, ProducerStateManager
 from pstream.storage.repair import cut_segments
 from pstream.transaction import DEFAULT_TRANSACTIONAL_ID, EmbeddedTransactions, Transaction
 
+LOG_START_FILE = "log-start-offset"
+# What a partition's directory holds besides its segment-named files (<offset>.log, .index,
+# .timeindex, .snapshot, .txnindex) that reset_partition removes: the leader epochs and the
+# cleaner's progress. Kept: the log start offset (rewritten) and readable-offsets (republished).
+RESET_FILES = ("leader-epoch-checkpoint", _core.CLEANER_CHECKPOINT)
 _log = logging.getLogger("pstream.log")
 
 
@@ -596,6 +601,27 @@ class Topic:
                 if at is not None and at > offset:
                     os.unlink(os.path.join(directory, name))
             txn_index.truncate(directory, offset)
+        finally:
+            self._partitions[number] = part = self._new_partition(number)
+        return part
+
+    def reset_partition(self, number: int, start_offset: int) -> Partition:
+        """Empties partition `number` and starts it at `start_offset` (Kafka's
+        truncateFullyAndStartAt): what a follower does when its leader's log starts past its end,
+        or a broker that stops replicating a partition. Its offsets go with its records, as
+        when Kafka deletes a replica's log. The old Partition object is closed: look it up again.
+        Blocks on the disk: call it on the disk pool (Log.run_blocking)."""
+        old = self.partition(number)
+        directory = old.path
+        old.close()
+        try:
+            # The new start first: a crash half way through opens as an empty log at it, every
+            # segment left below it deleted (recovery, retention).
+            layout.write_text_atomic(os.path.join(directory, LOG_START_FILE), f"{start_offset}\n")
+            for name in os.listdir(directory):
+                if name[:1].isdigit() or name in RESET_FILES or name.endswith(".tmp"):
+                    os.unlink(os.path.join(directory, name))
+            layout.fsync_dir(directory)
         finally:
             self._partitions[number] = part = self._new_partition(number)
         return part

@@ -108,6 +108,7 @@ class ReplicaManager:
         self.to_reconcile: set[tuple[str, int]] = set()   # followed, not yet checked against the leader's log
         self._epochs: dict[str, LeaderEpochCache] = {}      # by partition directory
         self._isr_task: asyncio.Task | None = None
+        self._drops: dict[tuple[str, int], asyncio.Task] = {}   # copies of partitions no longer replicated here
         # Since start (metrics): ISR changes of the partitions this broker leads, leaderships it took.
         self.counters = {"isr_shrinks": 0, "isr_expands": 0, "leaderships": 0}
 
@@ -119,7 +120,8 @@ class ReplicaManager:
         self._isr_task = asyncio.get_running_loop().create_task(self._watch_isr())
 
     async def stop(self) -> None:
-        tasks = [f.task for f in self.fetchers.values()] + ([self._isr_task] if self._isr_task else [])
+        tasks = [f.task for f in self.fetchers.values()] + ([self._isr_task] if self._isr_task else []) + \
+            list(self._drops.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -135,15 +137,20 @@ class ReplicaManager:
         log = self.broker.log
         seen = set()
         topics = self.node.view.topics
+        dropped = []
         for key, record in list(self.node.view.partitions.items()):
             name, index = key
-            if self.node_id not in record.replicas or name not in log or name not in topics:
+            if name not in log or name not in topics:
                 continue
             topic = log.get_topic(name)
             if index >= topic.partitions or topic.topic_id != topics[name].topic_id:
                 continue   # not created here yet, or a stray of the same name (node.py warns)
-            seen.add(key)
             part = topic.partition(index)
+            if self.node_id not in record.replicas:
+                if part.log_end_offset > 0:
+                    dropped.append(key)
+                continue
+            seen.add(key)
             part.follows_leader = not election.may_lead(record, self.node_id, self.broker.directory_id)
             if not part.follows_leader:
                 self.following.pop(key, None)
@@ -166,6 +173,8 @@ class ReplicaManager:
                 del self.following[key]
                 self.to_reconcile.discard(key)
         self._update_fetchers()
+        for key in dropped:   # neither led nor followed any more
+            self._drop_copy(key)
 
     def epochs(self, part) -> LeaderEpochCache:
         cache = self._epochs.get(part.path)
@@ -251,6 +260,43 @@ class ReplicaManager:
             part.replicated_high_watermark = min(max(hw, 0), target)
             cache.truncate_from(target)
         self.to_reconcile.discard(key)
+
+    async def restart_at(self, key, offset: int):
+        """A follower whose leader's log starts past its end (back on an empty disk after
+        retention moved on, or added again after its copy was dropped): its copy is emptied and
+        starts at the leader's log start, from where it fetches."""
+        name, index = key
+        topic = self.broker.log.get_topic(name)
+        old = topic.partition(index)
+        _log.warning("broker %d: %s-%d (ending at %d) starts afresh at %d, where its leader's log begins",
+                     self.node_id, name, index, old.log_end_offset, offset)
+        part = await self.broker.log.run_blocking(topic.reset_partition, index, offset)
+        self._epochs.pop(old.path, None)
+        part.follows_leader = True
+        part.replicated_high_watermark = offset
+        self.to_reconcile.discard(key)
+        return part
+
+    def _drop_copy(self, key) -> None:
+        """A partition this broker no longer replicates (a reassignment moved it away): its
+        copy is deleted, offsets too, as Kafka deletes the replica's log; if it comes back here
+        it fetches from its leader's log start."""
+        if key in self._drops:
+            return
+
+        async def drop():
+            name, index = key
+            try:
+                topic = self.broker.log.get_topic(name)
+                part = await self.broker.log.run_blocking(topic.reset_partition, index, 0)
+                self._epochs.pop(part.path, None)
+                _log.info("broker %d: %s-%d is no longer replicated here: its copy deleted", self.node_id, *key)
+            except Exception as exc:   # the topic deleted meanwhile, a disk error: tried again at the next change
+                _log.warning("broker %d: cannot delete the copy of %s-%d, no longer replicated here: %s",
+                             self.node_id, *key, exc)
+            finally:
+                del self._drops[key]
+        self._drops[key] = asyncio.get_running_loop().create_task(drop())
 
     # --- leading: the high watermark ----------------------------------------------------------
 
@@ -396,8 +442,8 @@ class ReplicaManager:
                          else ErrorCode.UNKNOWN_LEADER_EPOCH), state.part
         part = state.part
         end = own_end(part)
-        if wanted.fetch_offset > part.log_end_offset:
-            return b"", ErrorCode.OFFSET_OUT_OF_RANGE, part
+        if not part.log_start_offset <= wanted.fetch_offset <= part.log_end_offset:
+            return b"", ErrorCode.OFFSET_OUT_OF_RANGE, part   # the answer has the log start: a follower behind starts there
         if note:
             self.note_follower(state, replica, wanted.fetch_offset, end)
         if wanted.fetch_offset >= end:
@@ -509,12 +555,18 @@ class Fetcher:
                 if key not in self.manager.following:
                     continue
                 part = log.get_topic(topic.topic).partition(data.partition_index)
+                if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and own_end(part) < data.log_start_offset:
+                    await self.manager.restart_at(key, data.log_start_offset)
+                    continue
                 if data.error_code != ErrorCode.NONE:
                     backoff = True
-                    if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
-                        _log.warning("broker %d: %s-%d is ahead of leader %d at the same leader epoch",
+                    if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:   # ahead: its epoch's end says where to cut
+                        _log.warning("broker %d: %s-%d is ahead of leader %d at the same leader epoch: reconciling",
                                      self.manager.node_id, *key, self.leader)
+                        self.manager.to_reconcile.add(key)
                     continue
+                if part.log_start_offset < data.log_start_offset <= own_end(part):   # retention, DeleteRecords
+                    await self.manager.broker.log.run_blocking(part.delete_records, data.log_start_offset)
                 records = data.records
                 if records:
                     await self._append(part, memoryview(records))
@@ -523,6 +575,12 @@ class Fetcher:
         return backoff
 
     async def _append(self, part, records: memoryview) -> None:
+        if len(records) >= _core.BATCH_HEADER_SIZE and part.log_end_offset == part.log_start_offset:
+            head = _core.peek_batch(records, 0)
+            if head.base_offset < part.log_end_offset <= head.base_offset + head.last_offset_delta:
+                # The leader's log start falls inside its first batch (DeleteRecords): an empty
+                # copy starts at that batch instead, as Kafka's follower does.
+                part = await self.manager.restart_at((part.topic, part.number), head.base_offset)
         pending = []
         position = 0
         epochs = self.manager.epochs(part)

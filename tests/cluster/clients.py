@@ -49,7 +49,7 @@ def replica_contents(broker, topic: str) -> dict[int, list[tuple[int, bytes]]]:
     """What one broker's data directory holds, read while it runs (a read-only Log)."""
     log = pstream.Log(broker.data_dir, readonly=True)
     try:
-        return {p.number: [(r.offset, r.value) for r in p.read(0)] for p in log.get_topic(topic)}
+        return {p.number: [(r.offset, r.value) for r in p.read(p.log_start_offset)] for p in log.get_topic(topic)}
     except UnknownTopicError:   # not created there yet
         return {}
     finally:

@@ -167,6 +167,10 @@ def test_a_partition_moves_to_another_broker_after_it_catches_up(cluster):
     acked += produce(cluster, topic, [b"after-%d" % i for i in range(100)], partition=0)
     wait_replicas_equal(cluster, topic, target, by_partition(acked))
     assert reassign(cluster, topic, None)[0] == ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
+    wait_replicas_equal(cluster, topic, [old[1]], {0: []})   # the broker that left deleted its copy
+    assert reassign(cluster, topic, [*target, old[1]]) == (ErrorCode.NONE, None)   # and back: all of it again
+    cluster.wait_until(topic, lambda ps: sorted(ps[0].isrs) == [1, 2, 3], "all three in sync")
+    wait_replicas_equal(cluster, topic, [1, 2, 3], by_partition(acked))
 
 
 def test_a_reassignment_waits_for_the_newcomer_and_can_be_cancelled(cluster):

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from pstream import _core
+from pstream.client.client import KafkaClient
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
 
@@ -202,6 +203,26 @@ def test_a_follower_back_on_an_empty_disk_catches_up_before_it_counts(cluster):
     shutil.rmtree(cluster.brokers[victim].data_dir)   # a new, empty disk
     cluster.brokers[victim].start()
     wait_replicas_equal(cluster, topic, (1, 2, 3), by_partition(acked))   # it fetched everything again
+    cluster.wait_until(topic, lambda ps: victim in ps[0].isrs, f"broker {victim} back in the ISR")
+
+
+def test_a_follower_behind_its_leaders_log_start_starts_there(cluster):
+    """DeleteRecords moved the leader's log start (the followers follow it); a follower back on
+    an empty disk is told OFFSET_OUT_OF_RANGE at offset 0 and starts afresh at that log start."""
+    topic = new_topic(cluster, partitions=1)
+    acked = produce(cluster, topic, [b"a%d" % i for i in range(200)], partition=0)
+    with KafkaClient(cluster.bootstrap) as client:
+        assert client.delete_records(topic, {0: 150}) == {0: 150}
+    kept = {0: [(offset, value) for offset, value in by_partition(acked)[0] if offset >= 150]}
+    wait_replicas_equal(cluster, topic, (1, 2, 3), kept)   # every replica's log starts at 150 now
+    leader = cluster.partitions(topic)[0].leader
+    victim = next(n for n in cluster.brokers if n != leader)
+    cluster.brokers[victim].kill()
+    shutil.rmtree(cluster.brokers[victim].data_dir)
+    cluster.brokers[victim].start()
+    acked += produce(cluster, topic, [b"b%d" % i for i in range(20)], partition=0)
+    kept[0] += [(offset, value) for _, offset, value in acked[200:]]
+    wait_replicas_equal(cluster, topic, (1, 2, 3), kept)
     cluster.wait_until(topic, lambda ps: victim in ps[0].isrs, f"broker {victim} back in the ISR")
 
 

@@ -107,6 +107,43 @@ def test_a_partition_is_cut_while_the_log_stays_open(tmp_path):
     again.close()
 
 
+def test_a_partition_is_emptied_to_start_at_a_leaders_log_start(tmp_path):
+    """A follower behind its leader's log start (or a broker that stops replicating) drops its
+    whole copy and starts where it is told; the start survives a reopen, and so does a crash
+    between the new start and the deletions (segments below the start then open as deleted)."""
+    log = pstream.Log(str(tmp_path / "d"), segment_bytes=200)
+    topic = log.topic("t")
+    for i in range(10):
+        topic.append(b"value-%02d" % i, partition=0)
+    before = topic.partition(0)
+    part = topic.reset_partition(0, 42)
+    assert part is topic.partition(0) and part is not before
+    assert (part.log_start_offset, part.log_end_offset) == (42, 42)
+    assert sorted(os.listdir(part.path)) == sorted(n for n in os.listdir(part.path)
+                                                   if n in ("log-start-offset", _core.PUBLISHED_FILE)
+                                                   or n.startswith("%020d" % 42))
+    batch = _core.encode_batch([(None, b"from-the-leader", None, None)], base_offset=42)
+    part.submit_batch(batch, replica=True).wait()
+    assert [(r.offset, r.value) for r in part.read(42)] == [(42, b"from-the-leader")]
+    log.close()
+    again = pstream.Log(str(tmp_path / "d"))
+    part = again.get_topic("t").partition(0)
+    assert (part.log_start_offset, part.log_end_offset) == (42, 43)
+    assert again.get_topic("t").reset_partition(0, 0).log_end_offset == 0   # a dropped copy starts over
+    again.close()
+    crashed = pstream.Log(str(tmp_path / "crashed"), segment_bytes=200)
+    for i in range(10):
+        crashed.topic("t").append(b"value-%02d" % i, partition=0)
+    path = crashed.get_topic("t").partition(0).path
+    crashed.close()
+    with open(os.path.join(path, "log-start-offset"), "w") as f:   # reset_partition's first step, then a crash
+        f.write("42\n")
+    reopened = pstream.Log(str(tmp_path / "crashed"))
+    part = reopened.get_topic("t").partition(0)
+    assert (part.log_start_offset, part.log_end_offset) == (42, 42)
+    reopened.close()
+
+
 def test_a_followers_producer_state_is_never_snapshotted_stale(tmp_path):
     """A follower's replica appends skip the producer state: a state recovered while it led
     goes stale, and a snapshot of it stamped at the high watermark would hide the batches it
