@@ -145,6 +145,9 @@ class Partition(_core.Partition):
     # state recovered here is not kept current and is never snapshotted (a stale snapshot would
     # hide batches from the state a leader recovers, and let a producer's retries in again).
     follows_leader = False
+    # Cluster mode, KIP-890: producers whose ongoing transaction its coordinator (on another
+    # broker) confirmed holds this partition; one leaves when its marker is written here.
+    _txn_verified: set[int] | None = None
 
     @property
     def producer_state(self) -> ProducerStateManager:
@@ -402,6 +405,14 @@ class Partition(_core.Partition):
             self._has_transactions = os.path.exists(os.path.join(self.path, HAS_TRANSACTIONS))
         return self._has_transactions
 
+    def txn_verified(self, producer_id: int) -> bool:
+        return self._txn_verified is not None and producer_id in self._txn_verified
+
+    def note_txn_verified(self, producer_id: int) -> None:
+        if self._txn_verified is None:
+            self._txn_verified = set()
+        self._txn_verified.add(producer_id)
+
     def note_transactions(self) -> None:
         """Records, durably, that transactional batches come (before the first is appended)."""
         if not self.has_transactions:
@@ -457,6 +468,8 @@ class Partition(_core.Partition):
         its offset once the flush policy is met and the transaction counts as ended (an abort
         is in the aborted-transaction index)."""
         state = self.producer_state_ready or await self.load_producer_state()
+        if self._txn_verified:   # its next transaction here is verified anew
+            self._txn_verified.discard(producer_id)
         token, batch, now = self._begin_marker(state, producer_id, producer_epoch, commit, coordinator_epoch)
         try:
             offset = await self.append_batch_async(batch)

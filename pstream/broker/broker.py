@@ -104,6 +104,9 @@ class Broker:
         self._signalled = False   # SIGINT/SIGTERM came: stop (at once, or once started)
         # Idempotent appends in flight: state token -> future of (base offset, max timestamp).
         self.inflight_idempotent: dict[object, asyncio.Future] = {}
+        # (topic, partition, producer id) -> the turn of its last transactional batch held for
+        # its coordinator's verification (cluster mode): those behind it keep their order.
+        self.txn_gates: dict[tuple[str, int, int], asyncio.Future] = {}
         self._server: asyncio.base_events.Server | None = None   # the first listener's
         self._servers: list = []                                  # every listener's
         self.listeners = config.listener_list()   # bound ports filled in at start

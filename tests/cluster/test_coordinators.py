@@ -16,6 +16,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from pstream import _core
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
 from pstream.cluster.coordinator_shards import partition_for
@@ -219,3 +220,55 @@ def test_a_transaction_survives_its_coordinator_killed(cluster):
         cluster.brokers[coordinator].start()
     cluster.wait_until(topic, lambda ps: all(coordinator in p.isrs for p in ps.values()),
                        f"broker {coordinator} back in sync")
+
+
+def call(broker, api: str, version: int, **fields):
+    conn = BrokerConnection("127.0.0.1", broker.port)
+    try:
+        return conn.call(api, version, codec_classes(api)[0](**fields))
+    finally:
+        conn.close()
+
+
+def produce_transactional(broker, txn: str, topic: str, partition: int, pid: int, epoch: int, sequence: int):
+    """One transactional batch (raw Produce v9, acks=all) to the partition's leader: its error code."""
+    req_cls = codec_classes("Produce")[0]
+    batch = _core.encode_batch([(None, b"s%d" % sequence, None, None)], producer_id=pid, producer_epoch=epoch,
+                               base_sequence=sequence, is_transactional=True)
+    answer = call(broker, "Produce", 9, transactional_id=txn, acks=-1, timeout_ms=30000, topic_data=[
+        req_cls.TopicProduceData(name=topic, partition_data=[req_cls.PartitionProduceData(index=partition,
+                                                                                          records=batch)])])
+    return answer.responses[0].partition_responses[0].error_code
+
+
+def test_a_leader_verifies_a_transactional_batch_with_its_coordinator_on_another_broker(cluster):
+    """KIP-890 part 1 across brokers: the first batch of a transaction on a partition is checked
+    with the coordinator (AddPartitionsToTxn v4 verify_only); a batch of a transaction that ended
+    (a zombie's, a late retry) or into a partition never added is refused, not taken into a
+    transaction nobody would end."""
+    topic = new_topic(cluster)
+    leaders = {p.id: p.leader for p in cluster.partitions(topic).values()}
+    txn = next(t for t in (f"verify-{uuid.uuid4().hex[:6]}" for _ in range(100))
+               if len(set(leaders.values()) - {coordinator_of(cluster, t, 1)}) >= 2)
+    coordinator = cluster.brokers[coordinator_of(cluster, txn, 1)]
+    added, never_added = [p for p, leader in leaders.items() if leader != coordinator_of(cluster, txn, 1)][:2]
+    leader, other = cluster.brokers[leaders[added]], cluster.brokers[leaders[never_added]]
+    init = call(coordinator, "InitProducerId", 4, transactional_id=txn, transaction_timeout_ms=60000)
+    assert init.error_code == ErrorCode.NONE
+    pid, epoch = init.producer_id, init.producer_epoch
+    req_cls = codec_classes("AddPartitionsToTxn")[0]
+    answer = call(coordinator, "AddPartitionsToTxn", 3, v3_and_below_transactional_id=txn,
+                  v3_and_below_producer_id=pid, v3_and_below_producer_epoch=epoch,
+                  v3_and_below_topics=[req_cls.AddPartitionsToTxnTopic(name=topic, partitions=[added])])
+    assert answer.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code == 0
+    assert produce_transactional(leader, txn, topic, added, pid, epoch, 0) == ErrorCode.NONE
+    assert produce_transactional(leader, txn, topic, added, pid, epoch, 1) == ErrorCode.NONE   # verified once
+    assert produce_transactional(other, txn, topic, never_added, pid, epoch, 0) == ErrorCode.INVALID_TXN_STATE
+    ended = call(coordinator, "EndTxn", 3, transactional_id=txn, producer_id=pid, producer_epoch=epoch, committed=True)
+    assert ended.error_code == ErrorCode.NONE
+    deadline = time.monotonic() + TIMEOUT
+    while call(coordinator, "DescribeTransactions", 0, transactional_ids=[txn]).transaction_states[0]. \
+            transaction_state != "CompleteCommit":   # the markers are written
+        assert time.monotonic() < deadline, "the transaction did not complete"
+        time.sleep(0.05)
+    assert produce_transactional(leader, txn, topic, added, pid, epoch, 2) == ErrorCode.INVALID_TXN_STATE

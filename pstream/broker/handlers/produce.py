@@ -27,6 +27,7 @@ Versions 0-2 (message formats v0/v1) are advertised, as Kafka does, but refused.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import weakref
 
@@ -134,7 +135,7 @@ def check_records(config, part, batch: memoryview, check_crc: bool = False) -> N
 
 
 def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int,
-            leader_only: bool) -> tuple[list, int]:
+            leader_only: bool, txn: str | None = None) -> tuple[list, int]:
     """Checks and submits every batch now, in order (so pipelined requests keep their order);
     returns one wait per batch, each an _Append or an awaitable, resolving to (base offset, max
     timestamp as stored), and the batches' record count.
@@ -148,8 +149,7 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
         records += header.record_count
         if header.is_control:
             raise _Refused(ErrorCode.INVALID_RECORD, "Clients are not allowed to write control records")
-        if header.is_transactional:
-            _check_transactional(broker, part, header)
+        verdict = _check_transactional(broker, part, header, txn) if header.is_transactional else None
         if header.compression == ZSTD and version < MIN_ZSTD_VERSION:
             raise _Refused(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, f"zstd batches need Produce v{MIN_ZSTD_VERSION} "
                                                                    f"or later (KIP-110), got v{version}")
@@ -161,9 +161,10 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
             batch = _core.recompress_batch(batch, codec, level=config.compression_level(codec),
                                            max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
         if header.producer_id >= 0:
-            waits.append(_submit_idempotent(broker, part, batch, header.producer_id, header.producer_epoch,
-                                            header.base_sequence, header.record_count, leader_only,
-                                            header.is_transactional))
+            submit = functools.partial(_submit_idempotent, broker, part, batch, header.producer_id,
+                                       header.producer_epoch, header.base_sequence, header.record_count, leader_only,
+                                       header.is_transactional)
+            waits.append(_in_turn(broker, part, header, txn, verdict, submit) if header.is_transactional else submit())
         else:
             waits.append(_Append(part.submit_batch(batch, wait=not leader_only, wake=False), _stored))
             wake_later(part)
@@ -250,17 +251,66 @@ async def _duplicate(part, original: int) -> tuple[int, int]:
     return original, stored_max_timestamp(part, original) if part.timestamp_type == 1 else -1
 
 
-def _check_transactional(broker, part, header) -> None:
+def _check_transactional(broker, part, header, txn: str | None):
     """A transactional batch needs its producer's ongoing transaction to hold the partition
-    (Kafka 3.9 verifies it: transaction.partition.verification.enable)."""
+    (Kafka 3.9 verifies it: transaction.partition.verification.enable). None if it does, or
+    (in a cluster, its coordinator elsewhere) a task giving the coordinator's answer."""
     if header.producer_id < 0:
         raise _Refused(ErrorCode.INVALID_RECORD, "a transactional batch needs a producer id")
-    error = broker.transactions.produce_error(header.producer_id, header.producer_epoch, part.topic, part.number)
+    if broker.cluster is None:
+        verdict = broker.transactions.produce_error(header.producer_id, header.producer_epoch, part.topic,
+                                                    part.number)
+    else:
+        verdict = broker.transactions.verify(txn, header.producer_id, header.producer_epoch, part)
+        if asyncio.isfuture(verdict):
+            return verdict
+    _raise_txn_error(verdict)
+    part.note_transactions()   # done by AddPartitionsToTxn already: a no-op
+    return None
+
+
+def _raise_txn_error(error: ErrorCode) -> None:
     if error == ErrorCode.INVALID_TXN_STATE:
         raise _Refused(error, "Partition was not added to the transaction")
     if error:
         raise _Refused(error)
-    part.note_transactions()   # done by AddPartitionsToTxn already: a no-op
+
+
+def _in_turn(broker, part, header, txn, verdict, submit):
+    """A producer's transactional batches go into a partition in the order they came, also when
+    one waits for its coordinator's verification: those behind it wait their turn (a gate per
+    partition and producer), then are checked again and submitted."""
+    key = (part.topic, part.number, header.producer_id)
+    gate = broker.txn_gates.get(key)
+    if verdict is None and gate is None:
+        return submit()
+    turn = asyncio.get_running_loop().create_future()
+    broker.txn_gates[key] = turn
+
+    async def when_due():
+        nonlocal verdict
+        try:
+            if gate is not None:
+                await gate
+                verdict = _check_transactional(broker, part, header, txn)   # the batch before may have verified it
+            if verdict is not None:
+                _raise_txn_error(await verdict)
+                if not part.has_transactions:   # its AddPartitionsToTxn went to the coordinator's broker
+                    await broker.log.run_blocking(part.note_transactions)
+            wait = submit()
+        finally:
+            turn.set_result(None)
+            if broker.txn_gates.get(key) is turn:
+                del broker.txn_gates[key]
+        return await (wait.future(part) if isinstance(wait, _Append) else wait)
+    task = asyncio.ensure_future(when_due())
+    task.add_done_callback(_retrieved)   # answered through the request, which may stop at an earlier refusal
+    return task
+
+
+def _retrieved(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _submit_idempotent(broker, part, batch, producer_id, epoch, base_seq, count, leader_only, transactional):
@@ -375,7 +425,7 @@ class _PartitionJob:
         return self.answer(broker)
 
 
-def _produce_partition(broker, topic: str, index: int, records, version: int, acks: int):
+def _produce_partition(broker, topic: str, index: int, records, version: int, acks: int, txn: str | None):
     """The partition's response if refused at once, else its _PartitionJob."""
     response = PartitionResponse(index=index, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)
     part, error = find_partition(broker, topic, index)
@@ -399,7 +449,8 @@ def _produce_partition(broker, topic: str, index: int, records, version: int, ac
                                                              f"Set({', '.join(map(str, isr))}) is insufficient to "
                                                              f"satisfy the min.isr requirement of {min_isr} for "
                                                              f"partition {topic}-{index}")
-        waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1)
+        waits, count = _submit(broker, part, split_batches(records, version), version, leader_only=acks != -1,
+                               txn=txn)
         return _PartitionJob(part, response, waits, len(records), count)
     except Exception as exc:
         return _refuse(response, exc)
@@ -480,7 +531,7 @@ def handle_produce(ctx, request):
         denied = {t.name for t in request.topic_data if not ctx.allowed(Operation.WRITE, ResourceType.TOPIC, t.name)}
     jobs = [(topic.name, PartitionResponse(index=pd.index, error_code=refused, base_offset=-1, log_append_time_ms=-1,
                                            log_start_offset=-1) if topic.name in denied else
-             _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks))
+             _produce_partition(broker, topic.name, pd.index, pd.records, ctx.version, request.acks, txn))
             for topic in request.topic_data for pd in topic.partition_data]
     if all(isinstance(w, _Append) for _, job in jobs if isinstance(job, _PartitionJob) for w in job.waits):
         answer = _ProduceAnswer(ctx, request.acks, jobs).future
