@@ -199,7 +199,10 @@ class CommitFailedError(PStreamError):
 
 
 class ClusterUnavailableError(PStreamError):
-    """Cluster mode: the cluster's metadata store (etcd) cannot be reached at start."""
+    """Cluster mode: the cluster's metadata store (etcd) cannot be reached, or refused a change;
+    a request that needed it times out, as one waiting for Kafka's controller does."""
+
+    kafka_error = ErrorCode.REQUEST_TIMED_OUT
 
 
 class DirectoryInUseError(PStreamError):

@@ -43,9 +43,10 @@ from collections import deque
 from pstream._core import WireReader, WireWriter
 from pstream.admin.metrics import UNKNOWN_API
 from pstream.broker.cores import CHANGES_SHARED_STATE
-from pstream.cluster.shared_state import CHANGING_APIS as SHARED_CHANGING_APIS
 from pstream.broker.dispatch import REGISTRY
 from pstream.broker.frames import FramePool
+from pstream.cluster.shared_state import CHANGING_APIS as SHARED_CHANGING_APIS
+from pstream.errors import ClusterUnavailableError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.headers import API_VERSIONS_KEY, read_request_header, write_response_header
 from pstream.protocol.primitives import ProtocolError
@@ -595,8 +596,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
             return
         exc = task.exception()
         if exc is not None:
-            _log.error("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version,
-                       exc_info=exc)
+            if isinstance(exc, ClusterUnavailableError):   # the client reconnects and retries
+                _log.warning("%s: %s: %s; closing", self.peer, api.name, exc)
+            else:
+                _log.error("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version,
+                           exc_info=exc)
             self._count(slot, api.key, True)
             self.abort(None, CLOSE_HANDLER_ERROR)
             return

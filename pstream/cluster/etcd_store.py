@@ -16,6 +16,7 @@ One EtcdMetadata per broker:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from pstream.cluster.state import BrokerRecord, ClusterView, PartitionRecord, To
 from pstream.errors import ClusterUnavailableError
 
 LOCK_POLL_S = 0.02
+TXN_OPS = 100   # operations per etcd transaction, below etcd's default --max-txn-ops (128)
 _log = logging.getLogger("pstream.cluster")
 
 RETRY_S = 0.5
@@ -55,6 +57,19 @@ def parse_endpoints(spec: str) -> list[tuple[str, int]]:
     if not out:
         raise ValueError(f"no etcd endpoint in {spec!r}")
     return out
+
+
+def _unavailable_on_error(method):
+    """An etcd failure in a request's write becomes ClusterUnavailableError, which handlers
+    answer with REQUEST_TIMED_OUT and the reason."""
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except aetcd.exceptions.ClientError as exc:
+            raise ClusterUnavailableError(f"etcd at {self.endpoints[0][0]}:{self.endpoints[0][1]}: "
+                                          f"{type(exc).__name__}: {exc}") from None
+    return wrapper
 
 
 class EtcdMetadata:
@@ -185,15 +200,24 @@ class EtcdMetadata:
 
     # --- writes -----------------------------------------------------------------------------
 
+    @_unavailable_on_error
     async def create_topic(self, topic: TopicRecord, partitions: list[PartitionRecord]) -> bool:
-        """Creates the topic and its partition records in one transaction; False if it exists."""
+        """Creates the partition records, then the topic's, which makes brokers take it; False if
+        the topic exists. etcd takes so many operations per transaction (--max-txn-ops, 128 by
+        default): the records go in chunks, each only while the topic does not exist yet."""
         tx = self.client.transactions
         key = self.view.topic_key(topic.name)
-        puts = [tx.put(key, topic.encode())]
-        puts += [tx.put(self.view.partition_key(topic.name, i), rec.encode()) for i, rec in enumerate(partitions)]
-        won, _ = await self.client.transaction(compare=[tx.version(key) == 0], success=puts, failure=[])
+        records = [(self.view.partition_key(topic.name, i), rec.encode()) for i, rec in enumerate(partitions)]
+        for start in range(0, len(records), TXN_OPS):
+            won, _ = await self.client.transaction(compare=[tx.version(key) == 0], failure=[], success=[
+                tx.put(k, v) for k, v in records[start:start + TXN_OPS]])
+            if not won:
+                return False
+        won, _ = await self.client.transaction(compare=[tx.version(key) == 0], success=[tx.put(key, topic.encode())],
+                                               failure=[])
         return won
 
+    @_unavailable_on_error
     async def reserve_producer_ids(self, count: int) -> int:
         """Takes the next `count` producer ids from the cluster's counter (KRaft's AllocateProducerIds):
         returns the first; no other broker is ever given one of them."""
@@ -208,15 +232,18 @@ class EtcdMetadata:
             if won:
                 return first
 
+    @_unavailable_on_error
     async def delete_topic(self, name: str) -> None:
         await self.client.delete(self.view.topic_key(name))
         await self.client.delete_prefix(self.view.key("partitions", name) + b"/")
 
+    @_unavailable_on_error
     async def read_topic(self, name: str) -> TopicRecord | None:
         """The topic's record as etcd holds it now (the view may lag behind)."""
         got = await self.client.get(self.view.topic_key(name))
         return TopicRecord.decode(name, got.value, got.mod_revision) if got is not None else None
 
+    @_unavailable_on_error
     async def replace_topic(self, old: TopicRecord, new: TopicRecord) -> bool:
         """Compare-and-swap of a topic's record (its configs), as replace_partition."""
         tx = self.client.transactions
@@ -227,6 +254,7 @@ class EtcdMetadata:
 
     # --- documents changed under a lock (shared_state.py) -------------------------------------
 
+    @_unavailable_on_error
     async def acquire_lock(self, name: str, timeout_s: float) -> int:
         """Takes the lock `name` under this broker's lease (freed if the broker dies); returns
         its revision, which fences the writes made under it."""
@@ -253,12 +281,14 @@ class EtcdMetadata:
         key = self.view.key("locks", name)
         await self.client.transaction(compare=[tx.mod(key) == revision], success=[tx.delete(key)], failure=[])
 
+    @_unavailable_on_error
     async def read_shared(self) -> dict[str, tuple[bytes, int]]:
         """{document: (value, revision)} as etcd holds them now."""
         prefix = self.view.key("shared") + b"/"
         return {kv.key[len(prefix):].decode(): (kv.value, kv.mod_revision)
                 for kv in await self.client.get_prefix(prefix)}
 
+    @_unavailable_on_error
     async def write_shared(self, document: str, value: bytes, lock: tuple[str, int] | None) -> int | None:
         """Writes a document while holding `lock` (name, revision); lock None: only if absent.
         Returns its new revision, or None if the lock was lost (or the document exists)."""
@@ -268,6 +298,18 @@ class EtcdMetadata:
         won, answers = await self.client.transaction(compare=compare, success=[tx.put(key, value)], failure=[])
         return answers[0].response_put.header.revision if won else None
 
+    @_unavailable_on_error
+    async def replace_partitions(self, changes: list[tuple[str, int, PartitionRecord, PartitionRecord]]) -> bool:
+        """replace_partition of several records [(topic, index, old, new)] in one transaction
+        (at most TXN_OPS): all written, or none if any changed meanwhile."""
+        tx = self.client.transactions
+        keys = [self.view.partition_key(name, index) for name, index, _, _ in changes]
+        won, _ = await self.client.transaction(
+            compare=[tx.mod(key) == old.revision for key, (_, _, old, _) in zip(keys, changes)],
+            success=[tx.put(key, new.encode()) for key, (_, _, _, new) in zip(keys, changes)], failure=[])
+        return won
+
+    @_unavailable_on_error
     async def replace_partition(self, name: str, index: int, old: PartitionRecord, new: PartitionRecord) -> bool:
         """Compare-and-swap: writes `new` only if the record is still `old` (same revision)."""
         tx = self.client.transactions

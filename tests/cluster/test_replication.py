@@ -194,6 +194,15 @@ def test_adding_partitions_is_refused_with_the_reason(cluster):
     assert len(cluster.partitions(topic)) == 1
 
 
+def test_a_topic_with_more_partitions_than_an_etcd_transaction_takes(cluster):
+    """etcd refuses transactions of more than 128 operations (--max-txn-ops): the partition
+    records go in chunks, the topic's last."""
+    topic = new_topic(cluster, partitions=200)
+    assert sorted(cluster.partitions(topic)) == list(range(200))
+    admin = cluster.admin()   # kept: a collected client cancels its futures
+    admin.delete_topics([topic])[topic].result(TIMEOUT)
+
+
 def test_a_follower_back_on_an_empty_disk_catches_up_before_it_counts(cluster):
     topic = new_topic(cluster, partitions=1)
     acked = produce(cluster, topic, [b"a%d" % i for i in range(200)], partition=0)

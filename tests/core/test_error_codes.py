@@ -37,7 +37,7 @@ EXPECTED = {
     errors.ConfigError: ErrorCode.INVALID_CONFIG,
     errors.LogClosedError: ErrorCode.NOT_LEADER_OR_FOLLOWER,
     errors.DirectoryInUseError: ErrorCode.KAFKA_STORAGE_ERROR,
-    errors.ClusterUnavailableError: ErrorCode.UNKNOWN_SERVER_ERROR,   # at start only: never a client's answer
+    errors.ClusterUnavailableError: ErrorCode.REQUEST_TIMED_OUT,   # etcd down: as a request waiting for a controller
     errors.TransactionError: ErrorCode.INVALID_TXN_STATE,
     errors.CommitFailedError: ErrorCode.UNKNOWN_MEMBER_ID,
     errors.StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,

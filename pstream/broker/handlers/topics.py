@@ -18,7 +18,7 @@ from collections import Counter
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, describe_topic_config, parse_topic_configs
-from pstream.errors import ConfigError, InvalidTopicError, UnknownTopicError
+from pstream.errors import ClusterUnavailableError, ConfigError, InvalidTopicError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
 from pstream.protocol.messages.create_topics import CreateTopicsResponse
@@ -132,6 +132,8 @@ async def _create_one(broker, t, validate_only: bool, version: int):
                     topic = await broker.log.create_topic_async(t.name, partitions=count, **settings)
             except ConfigError as exc:
                 raise _Refused(ErrorCode.INVALID_CONFIG, str(exc)) from None
+            except ClusterUnavailableError as exc:
+                raise _Refused(exc.kafka_error, str(exc)) from None
             if topic is None:   # created meanwhile by another request
                 raise _Refused(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{t.name}' already exists.")
         result.num_partitions, result.replication_factor = count, factor
@@ -269,6 +271,8 @@ async def handle_delete_topics(ctx, request):
                     await broker.log.delete_topic_async(topic.name)
             except UnknownTopicError:   # deleted meanwhile by another request
                 result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            except ClusterUnavailableError as exc:
+                result.error_code, result.error_message = exc.kafka_error, str(exc)
             else:
                 broker.forget_topic(topic.name)
         results.append(result)
