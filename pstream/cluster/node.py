@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from pstream.broker.topic_configs import format_topic_configs, parse_topic_configs
 from pstream.cluster import election, placement, reassignment
-from pstream.cluster.etcd_store import EtcdMetadata, parse_cluster_url
+from pstream.cluster.etcd_store import TXN_OPS, EtcdMetadata, parse_cluster_url
 from pstream.cluster.replication import ReplicaManager
 from pstream.cluster.shared_state import SharedState
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
@@ -250,15 +250,25 @@ class ClusterNode:
         if since_start_ms < lease_ms and not self._grace_check:   # look again once the grace is over
             self._grace_check = loop.call_later((lease_ms - since_start_ms) / 1000 + 0.05, self._schedule)
         directories = self.directories()
+        changes = []
         for (name, index), record in list(self.view.partitions.items()):
             live = election.presumed_live(registered, self._ever_seen, record.replicas, since_start_ms, lease_ms)
             wanted = election.reconcile(record, live, directories)
             wanted = reassignment.complete(wanted or record) or wanted   # every joining replica in sync
             if wanted is not None:
-                if await self.metadata.replace_partition(name, index, record, wanted):
-                    self.elections += wanted.leader != record.leader
-                    _log.info("controller %d: %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, name, index,
-                              record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
+                changes.append((name, index, record, wanted))
+        # A broker's partitions move together: one etcd transaction per TXN_OPS of them, each
+        # alone again if one of them changed meanwhile (a leader shrank its ISR, say).
+        for start in range(0, len(changes), TXN_OPS):
+            chunk = changes[start:start + TXN_OPS]
+            if len(chunk) > 1 and await self.metadata.replace_partitions(chunk):
+                written = chunk
+            else:
+                written = [c for c in chunk if await self.metadata.replace_partition(*c)]
+            for name, index, record, wanted in written:
+                self.elections += wanted.leader != record.leader
+                _log.info("controller %d: %s-%d leader %d -> %d (epoch %d), isr %s", self.node_id, name, index,
+                          record.leader, wanted.leader, wanted.leader_epoch, list(wanted.isr))
 
     async def _rebalance_periodically(self) -> None:
         """Kafka's auto.leader.rebalance.enable: the controller gives leaderships back to the
