@@ -309,6 +309,9 @@ class ClusterNode:
         record = self.record(name, index)
         if record is None:
             return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {name}:{index}."
+        refusal = reassignment.revert_refusal(record, name, index)
+        if refusal is not None:
+            return ErrorCode.INVALID_REPLICA_ASSIGNMENT, refusal
         if target is None:
             wanted = reassignment.cancel(record)
             if wanted is None:

@@ -46,6 +46,17 @@ def _narrowed(record: PartitionRecord, keep: tuple[int, ...], **fields) -> Parti
                           leader=leader, leader_epoch=epoch, **fields)
 
 
+def revert_refusal(record: PartitionRecord, name: str, index: int) -> str | None:
+    """Why a reassignment in progress cannot be cancelled or given another target (which goes
+    back to the original replicas first), as Kafka refuses it: no original replica is in sync, so
+    the joining replicas alone hold what was acknowledged, and going back would need an unclean
+    election (and would leave the ISR outside the replicas). None if it can."""
+    if (record.adding or record.removing) and not any(r in record.isr for r in original(record)):
+        return (f"Unable to revert partition assignment for {name}:{index} because it would require an unclean "
+                f"leader election.")
+    return None
+
+
 def start(record: PartitionRecord, target: tuple[int, ...]) -> PartitionRecord | None:
     """The record that starts moving to `target` (checked already); None if it holds it already
     and nothing is in progress. A new target replaces one in progress, from the original list."""

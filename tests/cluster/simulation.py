@@ -12,7 +12,11 @@ network and a simulated etcd, in virtual time, from one random seed.
   durable prefix (and the epoch cache, as its checkpoint file survives) and loses every other
   piece of state; a pause (SIGSTOP) freezes a broker while time and leases run on;
 - clients: producers with acks=all that send each value once to whoever they believe leads, and
-  consumers that read from the leader up to its high watermark.
+  consumers that read from the leader up to its high watermark;
+- administrators (operations=True, with more brokers than replicas): preferred-leader elections
+  and reassignments to random targets, started and cancelled through any broker's view, which
+  the controller completes once the joining replicas are in sync; a broker that stops being a
+  replica deletes its copy, and fetches it all again if it comes back.
 
 The checks (Simulation.check): no acknowledged record lost, no two brokers leading one epoch, no
 record a consumer read vanishes or changes, no offset acknowledged twice.
@@ -24,8 +28,8 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from pstream.cluster import rules
-from pstream.cluster.election import isr_with, may_lead, presumed_live, reconcile
+from pstream.cluster import reassignment, rules
+from pstream.cluster.election import elect_preferred, isr_with, may_lead, presumed_live, reconcile
 from pstream.cluster.epochs import LeaderEpochCache
 from pstream.cluster.state import NO_LEADER, PartitionRecord
 
@@ -36,6 +40,7 @@ LAG_MAX_MS = 400
 FSYNC_MS = (1, 8)
 NET_MS = (1, 15)
 FAULT_RATE = 0.03   # per client event (one every ~22 ms): a fault every ~0.7 s
+OPERATION_RATE = 0.01   # with operations: an administrator's request every ~2 s
 
 
 @dataclass
@@ -203,6 +208,10 @@ class Broker:
             registered = self.registrations()
             live = presumed_live(set(registered), self.ever_seen, record.replicas, since, LEASE_MS)
             wanted = reconcile(record, live, registered)
+            completed = reassignment.complete(wanted or record)   # as ClusterNode._control
+            if completed is not None:
+                self.sim.operated["completed"] = self.sim.operated.get("completed", 0) + 1
+            wanted = completed or wanted
             if wanted is not None:
                 revision = self.view["partition"][1]
                 self.sim.etcd_call(self, lambda etcd: etcd.cas("partition", revision, wanted))
@@ -218,6 +227,13 @@ class Broker:
                 self.leading.expanding = set()   # the view is past that change: its outcome is in it
             self.following = None
             self.advance()
+        elif self.node not in record.replicas:   # moved away: its copy goes (ReplicaManager._drop_copy)
+            self.fail_waiters()
+            self.leading = None
+            self.following = None
+            if self.log:
+                self.log, self.durable, self.hw = [], 0, 0
+                self.epochs = LeaderEpochCache(None)
         else:
             self.fail_waiters()
             self.leading = None
@@ -294,7 +310,7 @@ class Broker:
 
     def serve_fetch(self, replica: int, epoch: int, offset: int):
         state = self.leading
-        if state is None or epoch != state.epoch or offset > len(self.log):
+        if state is None or epoch != state.epoch or offset > len(self.log) or replica not in self.record.replicas:
             return None
         if rules.caught_up(offset, self.durable, state.fetched_end.get(replica)):
             state.caught_up[replica] = self.sim.now
@@ -499,8 +515,11 @@ class Broker:
 
 
 class Simulation:
-    def __init__(self, seed: int, brokers: int = 3, faults: bool = True):
+    def __init__(self, seed: int, brokers: int = 3, faults: bool = True, replicas: int | None = None,
+                 operations: bool = False):
         self.rng = random.Random(seed)
+        self.operations = operations
+        self.operated: dict[str, int] = {}   # what the administrators' requests did, by kind
         self.seed = seed
         self.now = 0
         self.queue: list = []
@@ -515,7 +534,7 @@ class Simulation:
         self.epoch_writers: dict[int, set] = {}   # epoch -> brokers that appended in it
         self.violations: list[str] = []
         self.sent = 0
-        replicas = tuple(self.brokers)
+        replicas = tuple(self.brokers)[:replicas or brokers]
         self.etcd.data["partition"] = (PartitionRecord(replicas, replicas[0], 0, replicas,
                                                        isr_incarnations=tuple("disk0" for _ in replicas)), 1, 0)
         self.etcd.revision = 1
@@ -634,6 +653,30 @@ class Simulation:
             other = self.rng.choice([n for n in self.brokers if n != node] + ["etcd"])
             self.cuts[frozenset((node, other))] = self.now + self.rng.randint(100, 3000)
 
+    def operate(self) -> None:
+        """An administrator's request through some broker, decided on its view and written by
+        compare-and-swap on the revision it saw (ElectLeaders, AlterPartitionReassignments)."""
+        if not self.faults:
+            return   # settling: the last requests complete or are cancelled by nobody
+        broker = self.brokers[self.rng.choice(list(self.brokers))]
+        got = broker.view.get("partition") if broker.running else None
+        if got is None:
+            return
+        record, revision = got
+        if reassignment.revert_refusal(record, "p", 0):
+            return   # refused, as AlterPartitionReassignments refuses it
+        choice = self.rng.random()
+        if choice < 0.3:
+            kind, (wanted, _) = "preferred", elect_preferred(record, broker.live(), broker.registrations())
+        elif choice < 0.65:
+            target = tuple(self.rng.sample(list(self.brokers), len(reassignment.original(record))))
+            kind, wanted = "reassign", reassignment.start(record, target)
+        else:
+            kind, wanted = "cancel", reassignment.cancel(record)
+        if wanted is not None:
+            self.operated[kind] = self.operated.get(kind, 0) + 1
+            self.etcd_call(broker, lambda etcd: etcd.cas("partition", revision, wanted))
+
     # --- running -------------------------------------------------------------------------------
 
     def expire_leases(self) -> None:
@@ -653,6 +696,8 @@ class Simulation:
                 self.later(t, self.consume)
             if self.faults and self.rng.random() < FAULT_RATE:
                 self.later(t, self.fault)
+            if self.operations and self.rng.random() < OPERATION_RATE:
+                self.later(t, self.operate)
         end = ms + settle_ms
         self.later(ms, self.heal)
         while self.queue and self.queue[0][0] <= end:
@@ -677,6 +722,10 @@ class Simulation:
             if len(nodes) > 1:
                 problems.append(f"epoch {epoch} led by brokers {sorted(nodes)}")
         record = self.etcd.data["partition"][0]
+        if not record.isr or not set(record.isr) <= set(record.replicas):
+            problems.append(f"the ISR is empty or not inside the replicas: {record}")
+        if record.leader not in (NO_LEADER, *record.replicas):
+            problems.append(f"the leader is not a replica: {record}")
         if record.leader == NO_LEADER:
             last = record.isr[-1]
             if record.incarnation_of(last) not in ("", self.brokers[last].registration):

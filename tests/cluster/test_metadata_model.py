@@ -249,3 +249,23 @@ def test_a_reassignment_keeps_the_isr_inside_the_replicas_and_never_empty(before
         else moving
     assert done.replicas == tuple(target) and set(done.isr) == set(target) and done.leader in target
     assert reassignment.check_target(tuple(target), set(range(1, 7))) == (ErrorCode.NONE, None)
+
+
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4, unique=True),
+       st.lists(st.integers(1, 6), min_size=1, max_size=4, unique=True),
+       st.lists(st.integers(1, 6), min_size=1, max_size=4, unique=True), st.data())
+def test_a_reassignment_goes_back_only_while_an_original_replica_is_in_sync(before, target, again, data):
+    """A cancellation, or another target over one in progress, returns to the original replicas:
+    with none of them in sync (the joining replicas alone hold the acknowledged records) Kafka
+    refuses it; otherwise the ISR stays inside the replicas and the leader in the ISR."""
+    moving = reassignment.start(record(replicas=tuple(before), leader=before[0], isr=tuple(before)), tuple(target))
+    if moving is None or not moving.adding:
+        return
+    isr = tuple(data.draw(st.lists(st.sampled_from(moving.replicas), min_size=1, unique=True)))
+    moving = replace(moving, isr=isr, leader=isr[0])
+    refusal = reassignment.revert_refusal(moving, "t", 0)
+    assert (refusal is not None) == (not set(isr) & set(before))
+    if refusal is None:
+        for wanted in (reassignment.cancel(moving), reassignment.start(moving, tuple(again))):
+            if wanted is not None:
+                assert wanted.isr and set(wanted.isr) <= set(wanted.replicas) and wanted.leader in wanted.isr
