@@ -38,6 +38,7 @@ class PeerConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
         self._lock = asyncio.Lock()
+        self._renew_at: float | None = None   # a SASL session's lifetime (KIP-368): reconnect before it ends
         self.listener = node.broker.config.inter_broker_listener()
 
     async def call(self, key: int, version: int, request, timeout_s: float):
@@ -45,6 +46,8 @@ class PeerConnection:
         (the next call opens a new one) and raises."""
         async with self._lock:
             try:
+                if self._renew_at is not None and asyncio.get_running_loop().time() >= self._renew_at:
+                    self.close()   # the peer would close it at the end of its session
                 if self._writer is None:
                     await self._connect(timeout_s)
                 return await self._exchange(key, version, request, timeout_s)
@@ -85,6 +88,8 @@ class PeerConnection:
             if answer.error_code:
                 raise PStreamError(f"broker {self.peer} at {where} refused inter_broker_user {user!r} "
                                    f"({ErrorCode(answer.error_code).name}: {answer.error_message})")
+            if answer.session_lifetime_ms > 0:
+                self._renew_at = asyncio.get_running_loop().time() + answer.session_lifetime_ms / 1000 * 0.8
             return bytes(answer.auth_bytes)
         if mechanism == "PLAIN":
             await token(f"\0{user}\0{password}".encode())
@@ -99,3 +104,4 @@ class PeerConnection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+        self._renew_at = None

@@ -26,6 +26,7 @@ from clients import TIMEOUT, wait_replicas_equal  # noqa: E402
 from conftest import Cluster  # noqa: E402
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
+REAUTH_MS = 3000   # KIP-368 sessions: brokers reconnect to each other before theirs end
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def pki(tmp_path_factory):
 def cluster(etcd, tmp_path_factory, pki):
     running = Cluster(etcd, tmp_path_factory.mktemp("secure-cluster"), listeners="PLAINTEXT,SASL_SSL",
                       inter_broker_listener_name="SASL_SSL", ssl_certfile=pki["server"], ssl_cafile=pki["ca"],
-                      authorization="acls", super_users=f"User:{ADMIN}",
+                      authorization="acls", super_users=f"User:{ADMIN}", connections_max_reauth_ms=REAUTH_MS,
                       bootstrap_user=f"{ADMIN}:{ADMIN_PASSWORD}").start()
     yield running
     running.stop()
@@ -88,6 +89,9 @@ def test_brokers_replicate_through_a_sasl_ssl_listener_under_acls(cluster, pki):
         expected.setdefault(partition, []).append((offset, value))
     assert sum(len(v) for v in expected.values()) == 60
     wait_replicas_equal(cluster, "secured", [1, 2, 3], expected)   # acks=all needed every replica: fetched over SASL_SSL
+    time.sleep(REAUTH_MS / 1000 + 1)   # past a session's lifetime: the brokers' connections were renewed in time
+    assert not [line for b in cluster.brokers.values() for line in b.output().splitlines()
+                if "authentication expired" in line]
 
 
 def test_users_and_acls_made_through_one_broker_hold_on_every_broker(cluster, pki):
