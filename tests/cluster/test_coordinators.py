@@ -247,6 +247,9 @@ def test_a_leader_verifies_a_transactional_batch_with_its_coordinator_on_another
     (a zombie's, a late retry) or into a partition never added is refused, not taken into a
     transaction nobody would end."""
     topic = new_topic(cluster)
+    for settling in (topic, "__transaction_state"):   # no leadership moves back meanwhile (the rebalance)
+        cluster.wait_until(settling, lambda ps: all(p.leader == p.replicas[0] and len(p.isrs) == len(p.replicas)
+                                                    for p in ps.values()), f"{settling} led by preferred replicas")
     leaders = {p.id: p.leader for p in cluster.partitions(topic).values()}
     txn = next(t for t in (f"verify-{uuid.uuid4().hex[:6]}" for _ in range(100))
                if len(set(leaders.values()) - {coordinator_of(cluster, t, 1)}) >= 2)
