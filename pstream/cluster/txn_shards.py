@@ -71,14 +71,6 @@ class TxnShards(CoordinatorShards):
 
     # --- what the partitions' leaders and the admin ask -----------------------------------------
 
-    def produce_error(self, producer_id: int, producer_epoch: int, topic: str, partition: int) -> ErrorCode:
-        """KIP-890's check where this broker coordinates the producer's transaction, else none
-        (TxnOffsetCommit, which a group's coordinator checks; batches go through verify)."""
-        for coordinator in self.coordinators():
-            if coordinator.knows_producer(producer_id):
-                return coordinator.produce_error(producer_id, producer_epoch, topic, partition)
-        return ErrorCode.NONE
-
     def verify(self, transactional_id: str | None, producer_id: int, producer_epoch: int, part):
         """Whether a transactional batch may go into `part` (see the module doc): an ErrorCode
         now, or a task that gives one once the coordinator answered."""

@@ -241,11 +241,23 @@ def produce_transactional(broker, txn: str, topic: str, partition: int, pid: int
     return answer.responses[0].partition_responses[0].error_code
 
 
+def commit_in_transaction(cluster, txn: str, group: str, topic: str, pid: int, epoch: int) -> int:
+    """TxnOffsetCommit v3 of offset 1 of partition 0 to the group's coordinator: its error code."""
+    req_cls = codec_classes("TxnOffsetCommit")[0]
+    answer = call(cluster.brokers[coordinator_of(cluster, group)], "TxnOffsetCommit", 3, transactional_id=txn,
+                  group_id=group, producer_id=pid, producer_epoch=epoch, generation_id=-1, member_id="",
+                  group_instance_id=None, topics=[req_cls.TxnOffsetCommitRequestTopic(name=topic, partitions=[
+                      req_cls.TxnOffsetCommitRequestPartition(partition_index=0, committed_offset=1,
+                                                              committed_leader_epoch=-1, committed_metadata="")])])
+    return answer.topics[0].partitions[0].error_code
+
+
 def test_a_leader_verifies_a_transactional_batch_with_its_coordinator_on_another_broker(cluster):
     """KIP-890 part 1 across brokers: the first batch of a transaction on a partition is checked
     with the coordinator (AddPartitionsToTxn v4 verify_only); a batch of a transaction that ended
     (a zombie's, a late retry) or into a partition never added is refused, not taken into a
-    transaction nobody would end."""
+    transaction nobody would end; and so are offsets committed in it for a group whose offsets
+    partition it does not hold (TxnOffsetCommit before AddOffsetsToTxn)."""
     topic = new_topic(cluster)
     for settling in (topic, "__transaction_state"):   # no leadership moves back meanwhile (the rebalance)
         cluster.wait_until(settling, lambda ps: all(p.leader == p.replicas[0] and len(p.isrs) == len(p.replicas)
@@ -267,6 +279,12 @@ def test_a_leader_verifies_a_transactional_batch_with_its_coordinator_on_another
     assert produce_transactional(leader, txn, topic, added, pid, epoch, 0) == ErrorCode.NONE
     assert produce_transactional(leader, txn, topic, added, pid, epoch, 1) == ErrorCode.NONE   # verified once
     assert produce_transactional(other, txn, topic, never_added, pid, epoch, 0) == ErrorCode.INVALID_TXN_STATE
+    group = next(g for g in (f"verify-{uuid.uuid4().hex[:6]}" for _ in range(100))
+                 if coordinator_of(cluster, g) != coordinator_of(cluster, txn, 1))
+    assert commit_in_transaction(cluster, txn, group, topic, pid, epoch) == ErrorCode.INVALID_TXN_STATE   # not added
+    assert call(coordinator, "AddOffsetsToTxn", 3, transactional_id=txn, producer_id=pid, producer_epoch=epoch,
+                group_id=group).error_code == ErrorCode.NONE
+    assert commit_in_transaction(cluster, txn, group, topic, pid, epoch) == ErrorCode.NONE
     ended = call(coordinator, "EndTxn", 3, transactional_id=txn, producer_id=pid, producer_epoch=epoch, committed=True)
     assert ended.error_code == ErrorCode.NONE
     deadline = time.monotonic() + TIMEOUT

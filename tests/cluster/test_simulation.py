@@ -24,7 +24,7 @@ from pstream.cluster import reassignment, rules  # noqa: E402
 SEEDS = 1000          # about a minute and a half on one core
 SLOW_SEEDS = 10_000   # with PSTREAM_TEST_SLOW=1 or -m slow
 OPERATED = dict(brokers=4, replicas=3, operations=True)   # reassignments and preferred elections too
-OPERATED_SEEDS = 500
+OPERATED_SEEDS = 250
 
 
 def failures(seeds, **settings) -> dict[int, list[str]]:

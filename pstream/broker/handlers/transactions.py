@@ -17,6 +17,7 @@ send each other needs CLUSTER_ACTION, as does WriteTxnMarkers), DESCRIBE to see 
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 
 from pstream.broker.dispatch import api
@@ -154,6 +155,8 @@ async def handle_txn_offset_commit(ctx, request):
         error = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED
     elif not ctx.allowed(Operation.READ, ResourceType.GROUP, request.group_id):
         error = ErrorCode.GROUP_AUTHORIZATION_FAILED
+    elif broker.cluster is not None:
+        error = await _verify_offsets_partition(broker, request)
     else:
         error = broker.transactions.produce_error(request.producer_id, request.producer_epoch, OFFSETS_TOPIC,
                                                   offsets_partition(broker, request.group_id))
@@ -177,6 +180,19 @@ async def handle_txn_offset_commit(ctx, request):
     return TxnOffsetCommitResponse(throttle_time_ms=0, topics=[
         TxnOffsetCommitResponse.TxnOffsetCommitResponseTopic(name=name, partitions=parts)
         for name, parts in by_topic.items()])
+
+
+async def _verify_offsets_partition(broker, request) -> ErrorCode:
+    """KIP-890 for offsets in a transaction, in a cluster: the group's offsets partition must be
+    in the transaction, asked of its coordinator wherever it is (as a partition's leader asks
+    for a batch); a coordinator that cannot be asked is COORDINATOR_NOT_AVAILABLE here, as
+    Kafka's group coordinator maps NOT_ENOUGH_REPLICAS."""
+    part = find_partition(broker, OFFSETS_TOPIC, offsets_partition(broker, request.group_id))[0]
+    if part is None:   # not led here: nor is the group coordinated here
+        return ErrorCode.NOT_COORDINATOR
+    verdict = broker.transactions.verify(request.transactional_id, request.producer_id, request.producer_epoch, part)
+    error = await verdict if asyncio.isfuture(verdict) else verdict
+    return ErrorCode.COORDINATOR_NOT_AVAILABLE if error == ErrorCode.NOT_ENOUGH_REPLICAS else error
 
 
 @api("WriteTxnMarkers", 0, 1)
