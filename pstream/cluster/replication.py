@@ -76,8 +76,8 @@ def own_end(part) -> int:
 
 
 class LeaderState:
-    __slots__ = ("caught_up", "epoch", "expand_base", "expanding", "fetched_end", "follower_end", "isr", "key",
-                 "part", "pending_isr", "replicas", "since", "waiters")
+    __slots__ = ("caught_up", "epoch", "expand_base", "expanding", "fetched_end", "follower_end", "follower_start",
+                 "isr", "key", "part", "pending_isr", "replicas", "since", "start_waiters", "waiters")
 
     def __init__(self, key, part, record):
         self.key = key
@@ -90,6 +90,8 @@ class LeaderState:
         self.since = time.monotonic()
         self.caught_up: dict[int, float] = {}
         self.waiters: list[tuple[int, asyncio.Future]] = []
+        self.follower_start: dict[int, int] = {}   # each follower's log start, as its fetches tell it
+        self.start_waiters: list[tuple[int, asyncio.Future]] = []   # DeleteRecords: (offset, future)
         self.pending_isr = False
         # Kafka's maximal ISR: replicas an ISR change adds count in the high watermark from the
         # moment it is sent until the view shows a record past the one it compared against
@@ -218,6 +220,7 @@ class ReplicaManager:
         state.pending_isr = False
         if record.revision > state.expand_base:
             state.expanding = set()
+        self._wake_start_waiters(state)
         self._advance(state)
 
     def _let_go(self, key) -> None:
@@ -226,11 +229,12 @@ class ReplicaManager:
             self._fail_waiters(state)
 
     def _fail_waiters(self, state: LeaderState) -> None:
-        for _, fut in state.waiters:
+        for _, fut in state.waiters + state.start_waiters:
             if not fut.done():
                 fut.set_exception(NotLeaderError("leadership moved while waiting for the in-sync replicas",
                                                  topic=state.key[0], partition=state.key[1]))
         state.waiters.clear()
+        state.start_waiters.clear()
 
     def _update_fetchers(self) -> None:
         leaders = {leader for leader, _ in self.following.values() if leader >= 0 and leader != self.node_id}
@@ -338,6 +342,37 @@ class ReplicaManager:
             raise ReplicationTimeoutError(f"the in-sync replicas {sorted(state.isr)} did not reach offset {offset} "
                                           f"within {timeout_s * 1000:.0f} ms", topic=name, partition=index) from None
 
+    async def wait_log_start(self, name: str, index: int, offset: int, timeout_s: float) -> None:
+        """DeleteRecords in a cluster (Kafka's DelayedDeleteRecords): returns once every in-sync
+        follower's log starts at `offset` or later, so no new leader serves the records again."""
+        state = self.leading.get((name, index))
+        if state is None:
+            raise NotLeaderError("not the leader", topic=name, partition=index)
+        if self._log_start_reached(state, offset):
+            return
+        fut = asyncio.get_running_loop().create_future()
+        state.start_waiters.append((offset, fut))
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except asyncio.TimeoutError:
+            raise ReplicationTimeoutError(f"the in-sync replicas {sorted(state.isr)} did not delete the records "
+                                          f"below {offset} within {timeout_s * 1000:.0f} ms", topic=name,
+                                          partition=index) from None
+
+    def _log_start_reached(self, state: LeaderState, offset: int) -> bool:
+        return all(state.follower_start.get(r, -1) >= offset for r in state.isr if r != self.node_id)
+
+    def _wake_start_waiters(self, state: LeaderState) -> None:
+        """After a follower's fetch, or an ISR change (one that left no longer holds it up)."""
+        waiting, state.start_waiters = state.start_waiters, []
+        for offset, fut in waiting:
+            if fut.done():
+                continue
+            if self._log_start_reached(state, offset):
+                fut.set_result(None)
+            else:
+                state.start_waiters.append((offset, fut))
+
     def lag(self) -> dict[tuple[str, int], dict[int, int]]:
         """Of each partition led here, each other replica's lag: the offsets this leader holds
         that the replica has not fetched (all of them for a replica not heard from)."""
@@ -349,11 +384,14 @@ class ReplicaManager:
 
     # --- leading: followers' fetches ------------------------------------------------------------
 
-    def note_follower(self, state: LeaderState, replica: int, fetch_offset: int, leader_end: int) -> None:
+    def note_follower(self, state: LeaderState, replica: int, fetch_offset: int, leader_end: int,
+                      log_start: int = -1) -> None:
         if rules.caught_up(fetch_offset, leader_end, state.fetched_end.get(replica)):
             state.caught_up[replica] = time.monotonic()
         state.fetched_end[replica] = leader_end
         state.follower_end[replica] = fetch_offset
+        state.follower_start[replica] = log_start
+        self._wake_start_waiters(state)
         self._advance(state)
         if (replica not in state.isr and replica in state.replicas and not state.pending_isr
                 and replica in self.node.view.brokers   # registered: the ISR records its directory id
@@ -445,7 +483,7 @@ class ReplicaManager:
         if not part.log_start_offset <= wanted.fetch_offset <= part.log_end_offset:
             return b"", ErrorCode.OFFSET_OUT_OF_RANGE, part   # the answer has the log start: a follower behind starts there
         if note:
-            self.note_follower(state, replica, wanted.fetch_offset, end)
+            self.note_follower(state, replica, wanted.fetch_offset, end, wanted.log_start_offset)
         if wanted.fetch_offset >= end:
             return b"", ErrorCode.NONE, part
         data, _ = cut_at(part.read_batches(wanted.fetch_offset, max(wanted.partition_max_bytes, 1)), end)

@@ -12,13 +12,14 @@ requests meanwhile. The checks run on the loop first, in Kafka's order.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, describe_topic_config, parse_topic_configs
-from pstream.errors import ClusterUnavailableError, ConfigError, InvalidTopicError, UnknownTopicError
+from pstream.errors import ClusterUnavailableError, ConfigError, InvalidTopicError, PStreamError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
 from pstream.protocol.messages.create_topics import CreateTopicsResponse
@@ -331,7 +332,7 @@ async def handle_create_partitions(ctx, request):
 
 @api("DeleteRecords", 0, 2)
 async def handle_delete_records(ctx, request):
-    topics = []
+    topics, followed = [], []
     for t in request.topics:
         results = []
         for p in t.partitions:
@@ -345,12 +346,23 @@ async def handle_delete_records(ctx, request):
                 offset = hw if p.offset == -1 else p.offset
                 if not 0 <= offset <= hw:
                     error = ErrorCode.OFFSET_OUT_OF_RANGE
-                elif offset > part.log_start_offset:
-                    # The checkpoint's fsync and the segments' removal run on the disk pool.
-                    out.low_watermark = await ctx.broker.log.run_blocking(part.delete_records, offset)
                 else:
-                    out.low_watermark = part.log_start_offset
+                    if offset > part.log_start_offset:
+                        # The checkpoint's fsync and the segments' removal run on the disk pool.
+                        out.low_watermark = await ctx.broker.log.run_blocking(part.delete_records, offset)
+                    else:
+                        out.low_watermark = part.log_start_offset
+                    if ctx.broker.cluster is not None:
+                        followed.append((out, t.name, p.partition_index))
             out.error_code = error
             results.append(out)
         topics.append(DeleteRecordsResponse.DeleteRecordsTopicResult(name=t.name, partitions=results))
+
+    async def deleted_everywhere(out, name: str, index: int) -> None:
+        """A cluster answers once the in-sync followers deleted them too (Kafka's DelayedDeleteRecords)."""
+        try:
+            await ctx.broker.cluster.replicas.wait_log_start(name, index, out.low_watermark, request.timeout_ms / 1000)
+        except PStreamError as exc:
+            out.error_code = exc.kafka_error
+    await asyncio.gather(*(deleted_everywhere(*f) for f in followed))
     return DeleteRecordsResponse(throttle_time_ms=0, topics=topics)
