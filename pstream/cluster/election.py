@@ -50,10 +50,11 @@ def reconcile(record: PartitionRecord, live: set[int], directories: dict[int, st
 
 def isr_with(record: PartitionRecord, isr, directories: dict[int, str]) -> PartitionRecord:
     """A leader's ISR change: members that stay keep their recorded directory id, new ones come in
-    with the one they are registered with now."""
-    members = tuple(r for r in record.replicas if r in isr)
+    with the one they are registered with now; one not registered (its lease lapsed) does not
+    come in, since an unrecorded id would let it lead even back on an empty disk."""
+    members = tuple(r for r in record.replicas if r in isr and (r in record.isr or directories.get(r)))
     return record.changed(isr=members, isr_incarnations=tuple(
-        record.incarnation_of(r) if r in record.isr else directories.get(r, "") for r in members))
+        record.incarnation_of(r) if r in record.isr else directories[r] for r in members))
 
 
 def may_lead(record: PartitionRecord, node: int, directory: str) -> bool:
