@@ -272,8 +272,9 @@ class EtcdMetadata:
                 return answers[0].response_put.header.revision
             if loop.time() > deadline:
                 holder = await self.client.get(key)
-                raise ClusterUnavailableError(f"the cluster's {name} lock is held ({holder.value.decode() if holder else '?'}) "
-                                              f"for more than {timeout_s:.0f} s")
+                raise ClusterUnavailableError(f"the cluster's {name} lock is held "
+                                              f"({holder.value.decode() if holder else '?'}) for more than "
+                                              f"{timeout_s:.0f} s")
             await asyncio.sleep(LOCK_POLL_S)
 
     async def release_lock(self, name: str, revision: int) -> None:

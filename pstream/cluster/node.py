@@ -225,11 +225,12 @@ class ClusterNode:
                 break
         else:
             raise PStreamError(f"topic {name!r}: configs changed concurrently {CAS_TRIES} times; try again")
+        applied = TopicConfig.normalize(parse_topic_configs(wanted.configs.items()))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TOPIC_WAIT_S
         while loop.time() < deadline:
             local = self.broker.log.get_topic(name) if name in self.broker.log else None
-            if local is not None and local.overrides == TopicConfig.normalize(parse_topic_configs(wanted.configs.items())):
+            if local is not None and local.overrides == applied:
                 return
             await asyncio.sleep(0.01)
         raise PStreamError(f"topic {name!r}: configs written to the cluster but not applied here within "

@@ -481,7 +481,7 @@ class ReplicaManager:
         part = state.part
         end = own_end(part)
         if not part.log_start_offset <= wanted.fetch_offset <= part.log_end_offset:
-            return b"", ErrorCode.OFFSET_OUT_OF_RANGE, part   # the answer has the log start: a follower behind starts there
+            return b"", ErrorCode.OFFSET_OUT_OF_RANGE, part   # with the log start: a follower behind starts there
         if note:
             self.note_follower(state, replica, wanted.fetch_offset, end, wanted.log_start_offset)
         if wanted.fetch_offset >= end:
