@@ -36,6 +36,7 @@ from pstream.storage.config import TopicConfig
 _log = logging.getLogger("pstream.cluster")
 
 TOPIC_WAIT_S = 10.0
+STOP_STEP_S = 5.0   # each step of a controlled shutdown, at most
 CAS_TRIES = 20   # compare-and-swaps of one record lost to concurrent writers before giving up
 PRODUCER_ID_BLOCK = 1000   # as Kafka's controller hands them to brokers
 # The coordinators' topics get their settings, not the etcd record's (which has none).
@@ -103,12 +104,12 @@ class ClusterNode:
         has moved the leaderships another in-sync replica can take; then stop replicating. Until
         then this broker serves its followers, so they hold everything it acknowledged."""
         self._leaving = True
-        await self.metadata.leave()
+        await self._bounded("leaving etcd", self.metadata.leave())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.broker.config.cluster_lease_ms / 1000
         while self._movable_leaderships() and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        await self.metadata.stop()
+        await self._bounded("closing the etcd client", self.metadata.stop())
         self.shared.stop()
         if self._grace_check is not None:
             self._grace_check.cancel()
@@ -116,8 +117,17 @@ class ClusterNode:
             self._rebalancer.cancel()
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
-            await asyncio.gather(self._reconcile_task, return_exceptions=True)
-        await self.replicas.stop()
+            await self._bounded("the metadata pass", asyncio.gather(self._reconcile_task, return_exceptions=True))
+        await self._bounded("stopping replication", self.replicas.stop())
+
+    async def _bounded(self, what: str, step) -> None:
+        """One step of the shutdown, given STOP_STEP_S at most: a SIGTERM always ends the process
+        (a step that hangs is logged, and the data is synced at close all the same)."""
+        try:
+            await asyncio.wait_for(step, STOP_STEP_S)
+        except asyncio.TimeoutError:
+            _log.warning("broker %d: %s took more than %.0f s at shutdown; going on", self.node_id, what,
+                         STOP_STEP_S)
 
     def _movable_leaderships(self) -> list[tuple[str, int]]:
         """Partitions this broker still leads where a live in-sync replica could lead instead."""
