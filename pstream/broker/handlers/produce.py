@@ -160,11 +160,13 @@ def _submit(broker, part, batches: list[tuple[memoryview, object]], version: int
             # The topic's compression.type: stored in its codec, as Kafka's broker does.
             batch = _core.recompress_batch(batch, codec, level=config.compression_level(codec),
                                            max_decompressed=MAX_DECOMPRESSED_BATCH_BYTES)
-        if header.producer_id >= 0:
-            submit = functools.partial(_submit_idempotent, broker, part, batch, header.producer_id,
-                                       header.producer_epoch, header.base_sequence, header.record_count, leader_only,
-                                       header.is_transactional)
-            waits.append(_in_turn(broker, part, header, txn, verdict, submit) if header.is_transactional else submit())
+        if header.is_transactional:   # may wait for its coordinator's verification
+            waits.append(_in_turn(broker, part, header, txn, verdict, functools.partial(
+                _submit_idempotent, broker, part, batch, header.producer_id, header.producer_epoch,
+                header.base_sequence, header.record_count, leader_only, True)))
+        elif header.producer_id >= 0:   # no closure on the idempotent produce path
+            waits.append(_submit_idempotent(broker, part, batch, header.producer_id, header.producer_epoch,
+                                            header.base_sequence, header.record_count, leader_only, False))
         else:
             waits.append(_Append(part.submit_batch(batch, wait=not leader_only, wake=False), _stored))
             wake_later(part)
