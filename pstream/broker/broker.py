@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import faulthandler
+import io
 import logging
 import os
 import resource
@@ -66,6 +68,7 @@ BROKER_META = "broker.json"
 PRODUCER_SNAPSHOT_INTERVAL_S = 60
 CERTIFICATE_CHECK_INTERVAL_S = 10.0
 PRODUCER_ID_EXPIRATION_MS = 24 * 3600 * 1000   # Kafka's producer.id.expiration.ms default
+STOP_REPORT_S = 15.0   # a stop still going after this long logs where it waits
 
 
 def new_cluster_id() -> str:
@@ -500,6 +503,7 @@ class Broker:
             return
         server, self._server = self._server, None
         self.state = "stopping"   # readiness answers 503 from now on
+        report = self._report_stop_if_stuck()
         try:
             if self.supervisor is not None:   # the other cores first: they relay to this one
                 await self.supervisor.stop()
@@ -519,10 +523,29 @@ class Broker:
                 _log.error("closing the log failed: %s; what was acknowledged is on disk, what was not "
                            "may be lost", exc)
             self._stopped.set()
+            report.cancel()
+            faulthandler.cancel_dump_traceback_later()
         if self.exit_code == 0:
             _log.info("pstream stopped; data synced and indexes written")
         else:
             _log.error("pstream stopped after a storage error (exit code %d)", self.exit_code)
+
+    def _report_stop_if_stuck(self) -> asyncio.TimerHandle:
+        """A stop still going after STOP_REPORT_S says where it waits: the stacks of the asyncio
+        tasks (logged from the loop) and of every thread (written by faulthandler's own thread,
+        also when the loop itself is blocked)."""
+        faulthandler.dump_traceback_later(STOP_REPORT_S, exit=False)
+        return asyncio.get_running_loop().call_later(STOP_REPORT_S, self._log_task_stacks)
+
+    @staticmethod
+    def _log_task_stacks() -> None:
+        stacks = []
+        for task in asyncio.all_tasks():
+            out = io.StringIO()
+            task.print_stack(limit=12, file=out)
+            stacks.append(out.getvalue())
+        _log.warning("still stopping after %.0f s; the tasks and where they wait:\n%s", STOP_REPORT_S,
+                     "\n".join(stacks))
 
     def _release_log(self) -> None:
         """Closes the Log this broker opened; hands a served one back to its application."""
