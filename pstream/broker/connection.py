@@ -502,7 +502,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 result = api.handler(ctx, request)
             if self.broker.supervisor is not None and api.key in CHANGES_SHARED_STATE:   # --cores: tell the others
                 result = self.broker.supervisor.after_change(api.key, result, self.broker.log.topic_changes)
-            if asyncio.iscoroutine(result):
+            if not isinstance(result, asyncio.Future) and asyncio.iscoroutine(result):   # a Future: no ABC check
                 result = asyncio.ensure_future(result)   # copies the context: charged_read finds this slot
         except Exception:
             _log.exception("%s: %s v%d handler failed; closing", self.peer, api.name, header.api_version)
