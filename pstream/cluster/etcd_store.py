@@ -19,6 +19,7 @@ import asyncio
 import functools
 import json
 import logging
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import aetcd
@@ -214,6 +215,28 @@ class EtcdMetadata:
             if not won:
                 return False
         won, _ = await self.client.transaction(compare=[tx.version(key) == 0], success=[tx.put(key, topic.encode())],
+                                               failure=[])
+        return won
+
+    @_unavailable_on_error
+    async def add_partitions(self, topic: TopicRecord, partitions: list[PartitionRecord]) -> bool:
+        """Adds partitions after the topic's last (CreatePartitions): their records, then the
+        topic's record with the new count, each write only while the topic's record is still
+        `topic` (compare-and-swap on its revision); False if it changed meanwhile. A partition
+        record beyond the topic's count is ignored until the count covers it, so records a
+        failed attempt left are harmless, and the next attempt writes them again."""
+        tx = self.client.transactions
+        key = self.view.topic_key(topic.name)
+        unchanged = tx.mod(key) == topic.revision
+        records = [(self.view.partition_key(topic.name, topic.partitions + i), rec.encode())
+                   for i, rec in enumerate(partitions)]
+        for start in range(0, len(records), TXN_OPS):
+            won, _ = await self.client.transaction(compare=[unchanged], failure=[], success=[
+                tx.put(k, v) for k, v in records[start:start + TXN_OPS]])
+            if not won:
+                return False
+        grown = replace(topic, partitions=topic.partitions + len(partitions))
+        won, _ = await self.client.transaction(compare=[unchanged], success=[tx.put(key, grown.encode())],
                                                failure=[])
         return won
 

@@ -27,7 +27,7 @@ from pstream.cluster.shared_state import SharedState
 from pstream.cluster.state import NO_LEADER, BrokerRecord, PartitionRecord, TopicRecord
 from pstream.coordinator.offsets import OFFSETS_TOPIC, offsets_topic_settings
 from pstream.coordinator.txn_log import TXN_TOPIC, txn_topic_settings
-from pstream.errors import ConfigError, PStreamError, UnknownTopicError
+from pstream.errors import ClusterUnavailableError, ConfigError, PStreamError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.security.acls import Operation, ResourceType
 from pstream.security.listeners import ANONYMOUS
@@ -191,8 +191,12 @@ class ClusterNode:
                     else parse_topic_configs(topic.configs.items())
                 await log.create_topic_async(name, partitions=topic.partitions, topic_id=topic.topic_id, **settings)
                 self._configs_applied[name] = topic.revision
-            elif self._configs_applied.get(name) != topic.revision and name not in INTERNAL_SETTINGS:
-                await self._apply_configs(log.get_topic(name), topic)
+            else:
+                local = log.get_topic(name)
+                if local.partitions < topic.partitions:   # CreatePartitions through any broker
+                    await local.add_partitions_async(topic.partitions)
+                if self._configs_applied.get(name) != topic.revision and name not in INTERNAL_SETTINGS:
+                    await self._apply_configs(local, topic)
         for name in list(log.topics()):
             if name in self.view.topics or name.startswith("__"):
                 continue
@@ -370,18 +374,63 @@ class ClusterNode:
                              f"{factor} cannot be reached because only {live} broker(s) are registered.")
         return factor
 
-    async def create_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]):
+    async def create_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str],
+                           assignments: list[tuple[int, ...]] | None = None):
         """Writes the topic to etcd and waits until the local Log has it; the local Topic, or None
-        if the name exists in the cluster already. `configs`: Kafka's names and string values."""
-        factor = self.check_replication_factor(replication_factor)
-        topic = TopicRecord(name, uuid.uuid4(), partitions, dict(configs))
-        directories = self.directories()
-        records = [PartitionRecord(replicas, replicas[0], 0, replicas,
-                                   isr_incarnations=tuple(directories[r] for r in replicas))
-                   for replicas in placement.assign_replicas(partitions, factor, sorted(directories))]
-        if not await self.metadata.create_topic(topic, records):
+        if the name exists in the cluster already. `configs`: Kafka's names and string values;
+        `assignments`: each partition's replicas (checked by the caller), else placed here."""
+        if assignments is None:
+            factor = self.check_replication_factor(replication_factor)
+            assignments = placement.assign_replicas(partitions, factor, sorted(self.view.live()))
+        topic = TopicRecord(name, uuid.uuid4(), len(assignments), dict(configs))
+        if not await self.metadata.create_topic(topic, self._new_partitions(assignments)):
             return None
         return await self.local_topic(name, topic.topic_id)
+
+    async def create_partitions(self, name: str, count: int, assignments: list[tuple[int, ...]] | None = None):
+        """Grows the topic to `count` partitions (CreatePartitions) by compare-and-swap on its etcd
+        record, and waits until the local Log has them. The new partitions get the replication
+        factor of the topic's first (without its reassignment's newcomers), placed as a new
+        topic's are unless `assignments` (checked by the caller) gives their replicas.
+        UnknownTopicError; ConfigError if the topic has `count` partitions or more."""
+        for _ in range(CAS_TRIES):
+            record = await self.metadata.read_topic(name)
+            if record is None:
+                raise UnknownTopicError(name)
+            if count <= record.partitions:
+                raise ConfigError(f"Topic currently has {record.partitions} partitions, which is higher than the "
+                                  f"requested {count}.")
+            wanted = assignments
+            if wanted is None:
+                first = self.view.partitions.get((name, 0))
+                factor = len(reassignment.original(first)) if first is not None else 1
+                wanted = placement.assign_replicas(count - record.partitions, factor, sorted(self.view.live()),
+                                                   first_partition=record.partitions)
+            if await self.metadata.add_partitions(record, self._new_partitions(wanted)):
+                break
+        else:
+            raise PStreamError(f"topic {name!r} changed concurrently {CAS_TRIES} times; try again")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TOPIC_WAIT_S
+        while loop.time() < deadline:
+            if name in self.broker.log and self.broker.log.get_topic(name).partitions >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise PStreamError(f"topic {name!r} was given {count} partitions in the cluster but not here within "
+                           f"{TOPIC_WAIT_S} s")
+
+    def _new_partitions(self, assignments) -> list[PartitionRecord]:
+        """Records of new partitions at epoch 0: every registered replica in sync (none holds a
+        record yet), with the directory it has now; the first of them leads."""
+        directories = self.directories()
+        records = []
+        for replicas in assignments:
+            isr = tuple(r for r in replicas if r in directories)
+            if not isr:   # checked by the caller, gone since
+                raise ClusterUnavailableError(f"no broker of the assignment {list(replicas)} is registered")
+            records.append(PartitionRecord(tuple(replicas), isr[0], 0, isr,
+                                           isr_incarnations=tuple(directories[r] for r in isr)))
+        return records
 
     async def local_topic(self, name: str, topic_id: uuid.UUID | None = None):
         loop = asyncio.get_running_loop()

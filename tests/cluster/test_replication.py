@@ -22,6 +22,7 @@ from pstream import _core
 from pstream.client.client import KafkaClient
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
+from pstream.protocol.error_codes import ErrorCode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
@@ -186,15 +187,83 @@ def test_a_former_leader_cuts_what_no_other_replica_took(cluster):
     assert "went further than its leader" in cluster.brokers[leader].output()
 
 
-def test_adding_partitions_is_refused_with_the_reason(cluster):
+def raw_call(cluster, api: str, version: int, via: int = 1, **fields):
+    conn = BrokerConnection("127.0.0.1", cluster.brokers[via].port)
+    try:
+        return conn.call(api, version, codec_classes(api)[0](**fields))
+    finally:
+        conn.close()
+
+
+def test_adding_partitions_grows_the_topic_on_every_broker(cluster):
     from confluent_kafka.admin import NewPartitions
     topic = new_topic(cluster, partitions=1)
     admin = cluster.admin()
-    with pytest.raises(Exception) as info:
-        admin.create_partitions([NewPartitions(topic, 2)])[topic].result(TIMEOUT)
-    assert info.value.args[0].code() == KafkaError.INVALID_REQUEST
-    assert "not supported in cluster mode yet" in info.value.args[0].str()
-    assert len(cluster.partitions(topic)) == 1
+    admin.create_partitions([NewPartitions(topic, 3)])[topic].result(TIMEOUT)
+    parts = cluster.wait_until(topic, lambda ps: len(ps) == 3 and all(p.leader > 0 for p in ps.values()), "3 leaders")
+    assert all(sorted(p.replicas) == [1, 2, 3] and sorted(p.isrs) == [1, 2, 3] for p in parts.values())
+    req = codec_classes("CreatePartitions")[0]
+    manual = req.CreatePartitionsTopic(name=topic, count=4, assignments=[req.CreatePartitionsAssignment(
+        broker_ids=[3, 1, 2])])
+    answer = raw_call(cluster, "CreatePartitions", 3, via=2, timeout_ms=30000, validate_only=False, topics=[manual])
+    assert (answer.results[0].error_code, answer.results[0].error_message) == (0, None)
+    parts = cluster.wait_until(topic, lambda ps: len(ps) == 4 and ps[3].leader == 3, "partition 3 led by broker 3")
+    assert parts[3].replicas == [3, 1, 2]
+    acked = [a for p in range(4) for a in produce(cluster, topic, [b"p%d" % p] * 20, partition=p)]
+    expected = {p: [(i, b"p%d" % p) for i in range(20)] for p in range(4)}
+    assert by_partition(acked) == expected
+    wait_replicas_equal(cluster, topic, (1, 2, 3), expected)
+
+    refusals = {
+        "fewer": req.CreatePartitionsTopic(name=topic, count=2, assignments=None),
+        "unregistered": req.CreatePartitionsTopic(name=topic, count=5, assignments=[
+            req.CreatePartitionsAssignment(broker_ids=[1, 2, 9])]),
+        "two replicas": req.CreatePartitionsTopic(name=topic, count=5, assignments=[
+            req.CreatePartitionsAssignment(broker_ids=[1, 2])]),
+        "miscounted": req.CreatePartitionsTopic(name=topic, count=6, assignments=[
+            req.CreatePartitionsAssignment(broker_ids=[1, 2, 3])]),
+    }
+    got = {}
+    for why, wanted in refusals.items():
+        result = raw_call(cluster, "CreatePartitions", 3, timeout_ms=30000, validate_only=False,
+                          topics=[wanted]).results[0]
+        got[why] = (result.error_code, result.error_message)
+    assert got == {
+        "fewer": (ErrorCode.INVALID_PARTITIONS, "Topic currently has 4 partitions, which is higher than the "
+                                                "requested 2."),
+        "unregistered": (ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes broker 9, "
+                                                               "but no such broker is registered."),
+        "two replicas": (ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes a partition "
+                                                               "with 2 replica(s), but this is not consistent with "
+                                                               "previous partitions, which have 3 replica(s)."),
+        "miscounted": (ErrorCode.INVALID_REPLICA_ASSIGNMENT, "Attempted to add 2 additional partition(s), but only 1 "
+                                                             "assignment(s) were specified."),
+    }
+    assert len(cluster.partitions(topic)) == 4
+
+
+def test_a_topic_created_with_replica_assignments_keeps_them(cluster):
+    req = codec_classes("CreateTopics")[0]
+
+    def topic(name, lists, indexes=None):
+        return req.CreatableTopic(name=name, num_partitions=-1, replication_factor=-1, configs=[], assignments=[
+            req.CreatableReplicaAssignment(partition_index=i, broker_ids=r)
+            for i, r in zip(indexes or range(len(lists)), lists)])
+
+    name = f"assigned-{uuid.uuid4().hex[:8]}"
+    answer = raw_call(cluster, "CreateTopics", 7, timeout_ms=30000, validate_only=False, topics=[
+        topic(name, [[2, 3], [3, 1], [1, 2]]), topic("uneven", [[1, 2], [3]]),
+        topic("gap", [[1], [2]], indexes=[0, 2])])
+    got = {t.name: (t.error_code, t.error_message) for t in answer.topics}
+    assert got == {
+        name: (0, ""),
+        "uneven": (ErrorCode.INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes a partition with "
+                                                         "1 replica(s), but this is not consistent with previous "
+                                                         "partitions, which have 2 replica(s)."),
+        "gap": (ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence"),
+    }
+    parts = cluster.wait_until(name, lambda ps: len(ps) == 3 and all(p.leader > 0 for p in ps.values()), "leaders")
+    assert [(parts[p].replicas, parts[p].leader) for p in range(3)] == [([2, 3], 2), ([3, 1], 3), ([1, 2], 1)]
 
 
 def test_a_topic_with_more_partitions_than_an_etcd_transaction_takes(cluster):

@@ -762,6 +762,11 @@ def test_create_partitions_checks_assignments_and_duplicates(broker):
         got = sorted((r.name, r.error_code) for r in response.results)
         assert got == [("elsewhere", ErrorCode.INVALID_REPLICA_ASSIGNMENT), ("fine", 0),
                        ("miscounted", ErrorCode.INVALID_REPLICA_ASSIGNMENT), ("twice", ErrorCode.INVALID_REQUEST)]
+        messages = {r.name: r.error_message for r in response.results}
+        assert messages["elsewhere"] == "The manual partition assignment includes broker 7, but no such broker " \
+                                        "is registered."
+        assert messages["miscounted"] == "Attempted to add 3 additional partition(s), but only 1 assignment(s) " \
+                                         "were specified."
         counts = {t.name: len(t.partitions) for t in raw_metadata(conn).topics}
         assert counts == {"fine": 3, "elsewhere": 1, "miscounted": 1, "twice": 1}
 

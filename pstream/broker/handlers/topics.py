@@ -2,8 +2,9 @@
 
 One node: a replication factor other than 1 (or -1, the default) is refused with
 INVALID_REPLICATION_FACTOR, and manual assignments may only name this node. In cluster mode
-topics are created and deleted in etcd (pstream/cluster/node.py), with a replication factor up
-to the registered brokers; every broker then creates or deletes its own copy.
+topics are created, grown and deleted in etcd (pstream/cluster/node.py), with a replication
+factor up to the registered brokers and manual assignments of registered brokers; every broker
+then creates, grows or deletes its own copy.
 
 Every change to the disk (directories, files, fsyncs, renames, rmtree, the log start
 checkpoint) runs on the Log's disk pool and is awaited: the event loop keeps serving other
@@ -19,6 +20,7 @@ from collections import Counter
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, describe_topic_config, parse_topic_configs
+from pstream.cluster.reassignment import check_target, original
 from pstream.errors import ClusterUnavailableError, ConfigError, InvalidTopicError, PStreamError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
@@ -40,11 +42,31 @@ class _Refused(Exception):
         self.code = code
 
 
-def _check_assignments(broker, assignments) -> None:
+def _replica_lists(broker, assignments, factor: int | None = None) -> list[tuple[int, ...]]:
+    """Manual assignments as Kafka checks them (ReplicationControlManager): each list not empty,
+    of registered brokers named once, all as long as the first (or as `factor`, the topic's)."""
+    registered = broker.cluster.view.live() if broker.cluster is not None else {broker.node_id}
+    lists = []
     for replicas in assignments:
-        if list(replicas) != [broker.node_id]:
+        code, message = check_target(replicas, registered)
+        if code:
+            raise _Refused(code, message)
+        if factor is not None and len(replicas) != factor:
             raise _Refused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                           f"replicas {list(replicas)} must be exactly this node [{broker.node_id}]")
+                           f"The manual partition assignment includes a partition with {len(replicas)} replica(s), "
+                           f"but this is not consistent with previous partitions, which have {factor} replica(s).")
+        factor = len(replicas)
+        lists.append(tuple(replicas))
+    return lists
+
+
+def _replication_of(broker, name: str) -> int:
+    """The replication factor of an existing topic: its first partition's replicas, without
+    those a reassignment is adding (1 without a cluster)."""
+    if broker.cluster is None:
+        return 1
+    record = broker.cluster.view.partitions.get((name, 0))
+    return len(original(record)) if record is not None else 1
 
 
 def _check_replication(broker, replication_factor: int) -> int:
@@ -111,7 +133,11 @@ async def _create_one(broker, t, validate_only: bool, version: int):
                 raise _Refused(ErrorCode.INVALID_REQUEST, "Both numPartitions or replicationFactor and "
                                                           "replicasAssignments were set. Both cannot be used "
                                                           "at the same time.")
-            _check_assignments(broker, [a.broker_ids for a in sorted(t.assignments, key=lambda a: a.partition_index)])
+            ordered = sorted(t.assignments, key=lambda a: a.partition_index)
+            if [a.partition_index for a in ordered] != list(range(len(ordered))):
+                raise _Refused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                               "partitions should be a consecutive 0-based integer sequence")
+            assignments = _replica_lists(broker, [a.broker_ids for a in ordered])
             count = len(t.assignments)
         else:
             if t.num_partitions == 0 or t.num_partitions < -1:
@@ -121,14 +147,15 @@ async def _create_one(broker, t, validate_only: bool, version: int):
                 raise _Refused(ErrorCode.INVALID_REPLICATION_FACTOR,
                                "Replication factor must be larger than 0, or -1 to use the default value.")
             count = broker.config.default_partitions if t.num_partitions == -1 else t.num_partitions
+            assignments = None
         _check_partition_count(count)
-        factor = _check_replication(broker, t.replication_factor)
+        factor = len(assignments[0]) if assignments else _check_replication(broker, t.replication_factor)
         topic = None
         if not validate_only:
             try:
                 if broker.cluster is not None:
                     topic = await broker.cluster.create_topic(t.name, count, factor,
-                                                              {c.name: c.value for c in t.configs})
+                                                              {c.name: c.value for c in t.configs}, assignments)
                 else:
                     topic = await broker.log.create_topic_async(t.name, partitions=count, **settings)
             except ConfigError as exc:
@@ -301,29 +328,34 @@ async def handle_create_partitions(ctx, request):
                 raise _Refused(error, f"topic {t.name!r} does not exist")
             if internal_topic_error(t.name):
                 raise _Refused(ErrorCode.INVALID_TOPIC_EXCEPTION, internal_topic_error(t.name))
-            if broker.cluster is not None:   # its new partitions would need records and replicas in etcd
-                raise _Refused(ErrorCode.INVALID_REQUEST, "adding partitions to a topic is not supported in "
-                                                          "cluster mode yet: create a topic with more partitions")
             if t.count <= topic.partitions:
                 raise _Refused(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {topic.partitions} partitions, "
                                                              f"which is higher than the requested {t.count}.")
             _check_partition_count(t.count)
+            assignments = None
             if t.assignments is not None:
                 if len(t.assignments) != t.count - topic.partitions:
                     raise _Refused(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                   f"{len(t.assignments)} assignments for {t.count - topic.partitions} new partitions")
-                _check_assignments(broker, [a.broker_ids for a in t.assignments])
+                                   f"Attempted to add {t.count - topic.partitions} additional partition(s), but only "
+                                   f"{len(t.assignments)} assignment(s) were specified.")
+                assignments = _replica_lists(broker, [a.broker_ids for a in t.assignments],
+                                             _replication_of(broker, t.name))
             if not request.validate_only:
                 allowed, wait = _mutation(ctx, t.count - topic.partitions, strict=ctx.version >= 3)
                 throttle = max(throttle, wait)
                 if not allowed:
                     raise _Refused(ErrorCode.THROTTLING_QUOTA_EXCEEDED, THROTTLED)
                 try:
-                    await topic.add_partitions_async(t.count)
+                    if broker.cluster is not None:   # every broker adds them as etcd tells it
+                        await broker.cluster.create_partitions(t.name, t.count, assignments)
+                    else:
+                        await topic.add_partitions_async(t.count)
                 except UnknownTopicError:   # deleted meanwhile
                     raise _Refused(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"topic {t.name!r} does not exist") from None
                 except ConfigError as exc:   # grown meanwhile past the count asked for
                     raise _Refused(ErrorCode.INVALID_PARTITIONS, str(exc)) from None
+                except ClusterUnavailableError as exc:
+                    raise _Refused(exc.kafka_error, str(exc)) from None
         except _Refused as refused:
             result.error_code, result.error_message = refused.code, str(refused)
         results.append(result)
