@@ -47,6 +47,7 @@ import os
 
 from pstream.admin.http import HttpError, Request, Response, Router
 from pstream.admin.view import NodeView
+from pstream.errors import ClusterUnavailableError
 
 NAMESPACE = "kafka"
 
@@ -311,6 +312,8 @@ class RedpandaApi:
             await self.node.alter_cluster_configs(kafka_changes)
         except ValueError as exc:   # ConfigError: Kafka's validation names the config, not the property
             return Response.json(await self._blame(changes, str(exc)), 400)
+        except ClusterUnavailableError as exc:   # etcd unreachable, or its lock held too long: try again
+            raise HttpError(503, str(exc)) from None
         self.config_version += 1
         return Response.json({"config_version": self.config_version})
 

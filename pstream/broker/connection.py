@@ -497,7 +497,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         token = _handling.set((self, slot))
         try:
             if self.broker.cluster is not None and api.key in SHARED_CHANGING_APIS:   # under the cluster's lock
-                result = self.broker.cluster.shared.serialized(lambda: api.handler(ctx, request))
+                result = self.broker.cluster.shared.answer(ctx, request, lambda: api.handler(ctx, request))
             else:
                 result = api.handler(ctx, request)
             if self.broker.supervisor is not None and api.key in CHANGES_SHARED_STATE:   # --cores: tell the others

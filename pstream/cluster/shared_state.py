@@ -20,6 +20,12 @@ import os
 
 from pstream.broker.client_quotas import QUOTAS_FILE
 from pstream.errors import ClusterUnavailableError
+from pstream.protocol.messages.alter_client_quotas import AlterClientQuotasResponse
+from pstream.protocol.messages.alter_configs import AlterConfigsResponse
+from pstream.protocol.messages.alter_user_scram_credentials import AlterUserScramCredentialsResponse
+from pstream.protocol.messages.create_acls import CreateAclsResponse
+from pstream.protocol.messages.delete_acls import DeleteAclsResponse
+from pstream.protocol.messages.incremental_alter_configs import IncrementalAlterConfigsResponse
 from pstream.security.acls import ACLS_FILE
 from pstream.security.credentials import CREDENTIALS_FILE
 from pstream.storage import layout
@@ -129,6 +135,17 @@ class SharedState:
 
     # --- changes ------------------------------------------------------------------------------
 
+    async def answer(self, ctx, request, run):
+        """serialized(run), or, where the cluster cannot take a change now (etcd unreachable, the
+        lock held past its wait or lost), the request answered with every resource refused and
+        the reason (REQUEST_TIMED_OUT, as Kafka's forwarding to an unreachable controller)."""
+        try:
+            return await self.serialized(run)
+        except ClusterUnavailableError as exc:
+            _log.warning("broker %d: %s refused: %s", self.node.node_id, type(request).__name__, exc)
+            ctx.failed = True
+            return refusal(ctx.header.api_key, request, exc.kafka_error, str(exc))
+
     async def serialized(self, run):
         """run() (a value, or an awaitable of one) under the cluster's lock, on the documents etcd
         holds; what it changed is published before its result is returned. If publishing fails
@@ -168,3 +185,29 @@ class SharedState:
                 raise ClusterUnavailableError(f"lost the cluster's {LOCK} lock before publishing {document}")
             self._applied[document] = revision
         return result
+
+
+def refusal(api_key: int, request, code: int, message: str):
+    """The response of a CHANGING_APIS request that refuses each of its resources with `code`."""
+    if api_key == 30:
+        return CreateAclsResponse(results=[CreateAclsResponse.AclCreationResult(error_code=code, error_message=message)
+                                           for _ in request.creations])
+    if api_key == 31:
+        return DeleteAclsResponse(filter_results=[DeleteAclsResponse.DeleteAclsFilterResult(
+            error_code=code, error_message=message, matching_acls=[]) for _ in request.filters])
+    if api_key in (33, 44):
+        response = AlterConfigsResponse if api_key == 33 else IncrementalAlterConfigsResponse
+        return response(responses=[response.AlterConfigsResourceResponse(
+            error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name)
+            for r in request.resources])
+    if api_key == 49:
+        return AlterClientQuotasResponse(entries=[AlterClientQuotasResponse.EntryData(
+            error_code=code, error_message=message, entity=[AlterClientQuotasResponse.EntityData(
+                entity_type=e.entity_type, entity_name=e.entity_name) for e in entry.entity])
+            for entry in request.entries])
+    if api_key == 51:
+        result = AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult
+        users = dict.fromkeys(c.name for c in [*request.deletions, *request.upsertions])
+        return AlterUserScramCredentialsResponse(results=[result(user=user, error_code=code, error_message=message)
+                                                          for user in users])
+    raise ValueError(f"API {api_key} changes no shared document")

@@ -6,6 +6,7 @@ changed through one broker hold on every broker, including one that was down mea
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -160,3 +161,34 @@ def test_changes_made_while_a_broker_was_down_reach_it_when_it_returns(cluster, 
             entries = {e.name: e for e in admin.describe_configs(str(node), resource_type=4)}
         assert (entries["message.max.bytes"].value, entries["message.max.bytes"].source) == \
             ("2000000", "dynamic default broker")
+
+
+def etcdctl(etcd: str, *args: str) -> None:
+    from conftest import etcd_binary
+    subprocess.run([etcd_binary() + "ctl", "--endpoints", f"http://{etcd}", *args], check=True, capture_output=True,
+                   timeout=TIMEOUT)
+
+
+def test_a_change_the_cluster_cannot_take_now_is_refused_with_the_reason(cluster, pki, etcd):
+    """The cluster's lock held elsewhere (here by a key the test wrote) past the wait: each ACL
+    and user of the request is answered REQUEST_TIMED_OUT with the reason (before, the broker
+    closed the connection); once the lock is free the same changes go through. A client per
+    change: the wait outlasts this cluster's short SASL sessions, which our client does not renew."""
+    lock = f"/{cluster.url.rsplit('/', 1)[1]}/locks/shared"
+    grant = Acl(ResourceType.TOPIC, "held", PatternType.LITERAL, "User:bob", "*", Operation.READ, Permission.ALLOW)
+    changes = (lambda admin: admin.create_acls([grant]),
+               lambda admin: admin.alter_scram_user("bob", "SCRAM-SHA-512", "bob-secret"))
+    etcdctl(etcd, "put", lock, '{"node_id": 99}')
+    try:
+        for change in changes:
+            with client(cluster, pki, 2) as admin:
+                with pytest.raises(KafkaError) as info:
+                    change(admin)
+                assert info.value.code == ErrorCode.REQUEST_TIMED_OUT
+                assert 'lock is held ({"node_id": 99})' in str(info.value)   # answered, not closed
+    finally:
+        etcdctl(etcd, "del", lock)
+    with client(cluster, pki, 2) as admin:
+        for change in changes:
+            change(admin)
+        assert admin.describe_acls(AclFilter(principal="User:bob"))
