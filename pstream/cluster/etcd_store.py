@@ -19,6 +19,7 @@ import asyncio
 import functools
 import json
 import logging
+import socket
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -60,6 +61,37 @@ def parse_endpoints(spec: str) -> list[tuple[str, int]]:
     return out
 
 
+# Every endpoint given is a subchannel; requests go round-robin over those that answer, so the
+# cluster goes on while any member of etcd's quorum is reachable (as etcd's own clientv3 does).
+GRPC_OPTIONS = {"grpc.lb_policy_name": "round_robin"}
+
+
+def grpc_target(endpoints: list[tuple[str, int]]) -> tuple[str, int]:
+    """(host, port) for aetcd, which connects to "host:port": with several endpoints, a gRPC
+    target listing their addresses ("ipv4:A:P,B:P"; names resolved here, to IPv4 where every
+    endpoint has it, else IPv6); one endpoint as it is."""
+    if len(endpoints) == 1:
+        return endpoints[0]
+    resolved = []
+    for host, port in endpoints:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ClusterUnavailableError(f"cannot resolve the etcd endpoint {host}:{port}: {exc}") from None
+        resolved.append(({family: sockaddr[0] for family, *_, sockaddr in reversed(infos)}, port))
+    for family, scheme, bracket in ((socket.AF_INET, "ipv4:", "{}"), (socket.AF_INET6, "ipv6:", "[{}]")):
+        if all(family in ips for ips, _ in resolved):
+            hosts = [bracket.format(ips[family]) for ips, _ in resolved]
+            ports = [port for _, port in resolved]
+            # aetcd appends ":port" to the host: the last address's port goes there
+            return scheme + ",".join([*(f"{h}:{p}" for h, p in zip(hosts[:-1], ports)), hosts[-1]]), ports[-1]
+    raise ClusterUnavailableError(f"etcd endpoints {format_endpoints(endpoints)} share no address family")
+
+
+def format_endpoints(endpoints: list[tuple[str, int]]) -> str:
+    return ",".join(f"{host}:{port}" for host, port in endpoints)
+
+
 def _unavailable_on_error(method):
     """An etcd failure in a request's write becomes ClusterUnavailableError, which handlers
     answer with REQUEST_TIMED_OUT and the reason."""
@@ -68,7 +100,7 @@ def _unavailable_on_error(method):
         try:
             return await method(self, *args, **kwargs)
         except aetcd.exceptions.ClientError as exc:
-            raise ClusterUnavailableError(f"etcd at {self.endpoints[0][0]}:{self.endpoints[0][1]}: "
+            raise ClusterUnavailableError(f"etcd at {format_endpoints(self.endpoints)}: "
                                           f"{type(exc).__name__}: {exc}") from None
     return wrapper
 
@@ -94,8 +126,8 @@ class EtcdMetadata:
         """Connects, agrees on the cluster id (the first broker's), registers, loads and watches.
         Returns the cluster id in force."""
         self._record = record
-        host, port = self.endpoints[0]   # aetcd talks to one endpoint
-        self.client = aetcd.Client(host=host, port=port, timeout=10)
+        host, port = grpc_target(self.endpoints)
+        self.client = aetcd.Client(host=host, port=port, timeout=10, options=GRPC_OPTIONS)
         tx = self.client.transactions
         key = self.view.key("cluster_id")
         try:
@@ -104,7 +136,7 @@ class EtcdMetadata:
                                           failure=[])
         except aetcd.exceptions.ClientError as exc:
             await self.client.close()
-            raise ClusterUnavailableError(f"cannot reach etcd at {host}:{port}: {exc}") from None
+            raise ClusterUnavailableError(f"cannot reach etcd at {format_endpoints(self.endpoints)}: {exc}") from None
         await self._register()
         await self._load()
         self._keep_alive_task = asyncio.create_task(self._keep_alive(), name="etcd-lease")

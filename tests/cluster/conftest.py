@@ -31,25 +31,43 @@ def etcd_binary() -> str:
 
 def start_etcd(directory, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """An etcd serving on host (free ports), its data and log in directory; (process, HOST:PORT)."""
-    client, peer = free_port(), free_port()
-    url, peer_url = f"http://{host}:{client}", f"http://{host}:{peer}"
-    with open(directory / "etcd.log", "wb") as out:
-        proc = subprocess.Popen([*prefix, etcd_binary(), "--name", "test", "--data-dir", str(directory / "data"),
-                                 "--listen-client-urls", url, "--advertise-client-urls", url,
-                                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                                 "--initial-cluster", f"test={peer_url}"], stdout=out, stderr=subprocess.STDOUT)
+    [member] = start_etcd_members(directory, 1, host, prefix)
+    return member
+
+
+def start_etcd_members(directory, count: int, host: str = "127.0.0.1",
+                       prefix: tuple[str, ...] = ()) -> list[tuple[subprocess.Popen, str]]:
+    """An etcd cluster of `count` members on host (free ports), each with its data and log in
+    a directory of its own; [(process, HOST:PORT)] once every member is healthy."""
+    ports = [(free_port(), free_port()) for _ in range(count)]
+    names = ["test"] if count == 1 else [f"m{i}" for i in range(count)]
+    initial = ",".join(f"{name}=http://{host}:{peer}" for name, (_, peer) in zip(names, ports))
+    members = []
+    for name, (client, peer) in zip(names, ports):
+        url, peer_url = f"http://{host}:{client}", f"http://{host}:{peer}"
+        where = directory if count == 1 else directory / name
+        where.mkdir(parents=True, exist_ok=True)
+        with open(where / "etcd.log", "wb") as out:
+            members.append((subprocess.Popen([*prefix, etcd_binary(), "--name", name, "--data-dir", str(where / "data"),
+                                              "--listen-client-urls", url, "--advertise-client-urls", url,
+                                              "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                                              "--initial-cluster", initial], stdout=out, stderr=subprocess.STDOUT),
+                            f"{host}:{client}", where))
     deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
-                if b'"true"' in answer.read():
-                    return proc, f"{host}:{client}"
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"etcd did not start:\n{(directory / 'etcd.log').read_text()[-2000:]}")
-        time.sleep(0.1)
+    for proc, address, where in members:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{address}/health", timeout=1) as answer:
+                    if b'"true"' in answer.read():
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                for other, _, _ in members:
+                    other.kill()
+                pytest.fail(f"etcd did not start:\n{(where / 'etcd.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+    return [(proc, address) for proc, address, _ in members]
 
 
 def stop_etcd(proc: subprocess.Popen) -> None:
