@@ -191,6 +191,13 @@ class TransactionError(PStreamError):
     kafka_error = ErrorCode.INVALID_TXN_STATE
 
 
+class CoordinatorFencedError(TransactionError):
+    """A transaction marker from a coordinator older than the one that last wrote this
+    producer's marker here (Kafka's TransactionCoordinatorFencedException): a zombie's."""
+
+    kafka_error = ErrorCode.TRANSACTION_COORDINATOR_FENCED
+
+
 class CommitFailedError(PStreamError):
     """The group coordinator refused an embedded consumer's offset commit (the group has Kafka
     members, say); the message names each partition's error."""

@@ -493,7 +493,7 @@ class Partition(_core.Partition):
     @staticmethod
     def _begin_marker(state, producer_id, producer_epoch, commit, coordinator_epoch):
         now = int(time.time() * 1000)
-        return (state.begin_marker(producer_id, producer_epoch),
+        return (state.begin_marker(producer_id, producer_epoch, coordinator_epoch),
                 encode_marker(producer_id, producer_epoch, commit, coordinator_epoch, now), now)
 
     def _end_marker(self, state, token, offset: int, commit: bool, coordinator_epoch: int, now: int) -> int:

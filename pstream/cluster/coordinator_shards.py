@@ -74,6 +74,10 @@ class CoordinatorShards:
     def _store(self, index: int | None):
         raise NotImplementedError
 
+    def _current(self, index: int, coordinator) -> bool:
+        """Whether a loaded shard still stands for this broker's leadership of its partition."""
+        return True
+
     def _open(self, coordinator) -> None:
         """Replays the coordinator's partition (on a disk thread)."""
         raise NotImplementedError
@@ -133,6 +137,8 @@ class CoordinatorShards:
     def apply_view(self) -> None:
         """Loads a shard for each partition this broker leads; stops those it no longer does."""
         led = {index for name, index in self.broker.cluster.replicas.leading if name == self.topic}
+        for index in [i for i, shard in self.shards.items() if i in led and not self._current(i, shard)]:
+            self._unload(index)   # led again at a newer epoch since it loaded: loads anew
         for index in led - set(self.shards):
             coordinator = self.shards[index] = self._make(index)
             coordinator.inactive_error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS

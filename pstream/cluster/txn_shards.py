@@ -20,6 +20,7 @@ producers retry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 
@@ -57,6 +58,23 @@ class TxnShards(CoordinatorShards):
 
     def _open(self, coordinator: TransactionCoordinator) -> None:
         coordinator.open()
+
+    def _make(self, index: int | None) -> TransactionCoordinator:
+        """A shard's markers carry its coordinator epoch, the leader epoch it leads the partition
+        at, so that a leader refuses those of a deposed coordinator (TRANSACTION_COORDINATOR_FENCED)."""
+        coordinator = super()._make(index)
+        coordinator.coordinator_epoch = self._leader_epoch(index)
+        if index is not None:
+            coordinator.write_markers = functools.partial(self.broker.txn_markers.write,
+                                                          coordinator_epoch=coordinator.coordinator_epoch)
+        return coordinator
+
+    def _leader_epoch(self, index: int | None) -> int:
+        record = self.broker.cluster.view.partitions.get((TXN_TOPIC, index)) if index is not None else None
+        return record.leader_epoch if record is not None else 0
+
+    def _current(self, index: int, coordinator: TransactionCoordinator) -> bool:
+        return coordinator.coordinator_epoch == self._leader_epoch(index)
 
     def for_txn(self, transactional_id: str) -> TransactionCoordinator:
         return self.for_key(transactional_id)

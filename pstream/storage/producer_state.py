@@ -49,7 +49,7 @@ import zlib
 from typing import TYPE_CHECKING, NamedTuple
 
 from pstream import _core
-from pstream.errors import OffsetOutOfRangeError, PStreamError
+from pstream.errors import CoordinatorFencedError, OffsetOutOfRangeError, PStreamError
 from pstream.storage import layout, txn_index
 from pstream.storage.markers import decode_marker
 from pstream.storage.txn_index import AbortedTxn
@@ -275,9 +275,14 @@ class ProducerStateManager:
 
     # --- transactions ----------------------------------------------------------------------
 
-    def begin_marker(self, producer_id: int, epoch: int) -> PendingBatch:
+    def begin_marker(self, producer_id: int, epoch: int, coordinator_epoch: int = 0) -> PendingBatch:
         """A transaction marker about to be appended: pending like a batch, so that no snapshot
-        covers it before complete_txn() has applied it."""
+        covers it before complete_txn() has applied it. CoordinatorFencedError if a newer
+        coordinator (a higher epoch) wrote this producer's last marker here."""
+        entry = self._entries.get(producer_id)
+        if entry is not None and entry.coordinator_epoch > coordinator_epoch:
+            raise CoordinatorFencedError(f"Invalid coordinator epoch for producerId {producer_id}: "
+                                         f"{coordinator_epoch} (zombie), {entry.coordinator_epoch} (current)")
         self._serial += 1
         token = PendingBatch(producer_id, epoch, -1, -1, self._serial)
         self._pending.setdefault(producer_id, []).append(token)

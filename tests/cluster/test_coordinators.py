@@ -16,11 +16,13 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import pstream
 from pstream import _core
 from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
 from pstream.cluster.coordinator_shards import partition_for
 from pstream.protocol.error_codes import ErrorCode
+from pstream.storage.markers import decode_marker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
@@ -216,10 +218,41 @@ def test_a_transaction_survives_its_coordinator_killed(cluster):
         again.commit_transaction(TIMEOUT)
         values = read_values(cluster, topic, "read_committed")
         assert values == sorted([b"kept-%d" % i for i in range(30)] + [b"after-%d" % i for i in range(30)])
+        # The new coordinator's markers carry its epoch (the leader epoch it leads the id's
+        # partition at, above the dead one's); a marker from an older coordinator is fenced.
+        epoch = txn_partition_epoch(cluster, transactional_id, not_on=coordinator)
+        leader = cluster.brokers[cluster.partitions(topic)[0].leader]
+        last = markers_in(leader, topic, 0)[-1]
+        assert (last.commit, last.coordinator_epoch) == (True, epoch) and epoch > 0
+        req = codec_classes("WriteTxnMarkers")[0]
+        answer = call(leader, "WriteTxnMarkers", 1, markers=[req.WritableTxnMarker(
+            producer_id=last.producer_id, producer_epoch=last.producer_epoch, transaction_result=False,
+            coordinator_epoch=epoch - 1, topics=[req.WritableTxnMarkerTopic(name=topic, partition_indexes=[0])])])
+        assert answer.markers[0].topics[0].partitions[0].error_code == ErrorCode.TRANSACTION_COORDINATOR_FENCED
     finally:
         cluster.brokers[coordinator].start()
     cluster.wait_until(topic, lambda ps: all(coordinator in p.isrs for p in ps.values()),
                        f"broker {coordinator} back in sync")
+
+
+def txn_partition_epoch(cluster, transactional_id: str, not_on: int) -> int:
+    """The leader epoch of the __transaction_state partition that coordinates the id."""
+    answer = call(cluster.brokers[next(n for n in cluster.brokers if n != not_on)], "Metadata", 12,
+                  topics=[codec_classes("Metadata")[0].MetadataRequestTopic(name="__transaction_state")],
+                  allow_auto_topic_creation=False, include_topic_authorized_operations=False)
+    partitions = answer.topics[0].partitions
+    index = partition_for(transactional_id, len(partitions))
+    return next(p.leader_epoch for p in partitions if p.partition_index == index)
+
+
+def markers_in(broker, topic: str, partition: int) -> list:
+    """The transaction markers of a partition, as the broker holds them (a read-only Log)."""
+    log = pstream.Log(broker.data_dir, readonly=True)
+    try:
+        data = log.get_topic(topic).partition(partition).read_batches(0, 1 << 24)
+    finally:
+        log.close()
+    return [m for start, end in _core.cut_batches(data) if (m := decode_marker(data[start:end])) is not None]
 
 
 def call(broker, api: str, version: int, **fields):

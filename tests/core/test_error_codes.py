@@ -39,6 +39,7 @@ EXPECTED = {
     errors.DirectoryInUseError: ErrorCode.KAFKA_STORAGE_ERROR,
     errors.ClusterUnavailableError: ErrorCode.REQUEST_TIMED_OUT,   # etcd down: as a request waiting for a controller
     errors.TransactionError: ErrorCode.INVALID_TXN_STATE,
+    errors.CoordinatorFencedError: ErrorCode.TRANSACTION_COORDINATOR_FENCED,
     errors.CommitFailedError: ErrorCode.UNKNOWN_MEMBER_ID,
     errors.StorageIOError: ErrorCode.KAFKA_STORAGE_ERROR,
 }

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import pstream
 from pstream import _core
+from pstream.errors import CoordinatorFencedError
 from pstream.storage import txn_index
 from pstream.storage.markers import decode_marker, encode_marker
 from pstream.storage.producer_state import ProducerStateManager
@@ -42,6 +43,20 @@ def test_marker_bytes_are_kafkas():
     assert batch[61:] == bytes.fromhex("20 00 00 00 08 00000001 0c 000000000005 00".replace(" ", ""))
     assert decode_marker(batch) == (PID, 3, True, 5, 1234)
     assert decode_marker(encode_marker(PID, 0, commit=False)).commit is False
+
+
+def test_a_marker_from_an_older_coordinator_is_fenced(tmp_path):
+    """Kafka's checkCoordinatorEpoch: once a coordinator at epoch 3 wrote a producer's marker,
+    one at epoch 2 (deposed, a zombie) is refused; the same or a newer one is not."""
+    m = ProducerStateManager(str(tmp_path))
+    txn_batch(m, PID, 0, 0)
+    assert m.complete_txn(m.begin_marker(PID, 0, 3), 1, True, 3, 2000) is None
+    txn_batch(m, PID, 1, 2)
+    with pytest.raises(CoordinatorFencedError, match=r"producerId 7: 2 \(zombie\), 3 \(current\)"):
+        m.begin_marker(PID, 0, 2)
+    assert m.open_txns == {PID: 2}   # still open: the current coordinator ends it
+    assert m.complete_txn(m.begin_marker(PID, 0, 3), 3, False, 3, 2000) is not None
+    m.begin_marker(OTHER, 0, 0)   # a producer no coordinator wrote for here yet
 
 
 def test_open_transaction_holds_the_stable_offset(tmp_path):
