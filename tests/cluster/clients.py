@@ -1,5 +1,5 @@
 """What the cluster tests do as clients: create a replicated topic, produce acks=all and idempotent,
-and read what each broker's data directory holds."""
+send one raw request to a broker, and read what each broker's data directory holds."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 import pstream
+from pstream.client.connection import BrokerConnection
+from pstream.client.wire import codec_classes
 from pstream.errors import UnknownTopicError
 
 PARTITIONS = 3
@@ -71,3 +73,12 @@ def by_partition(acked) -> dict[int, list[tuple[int, bytes]]]:
     for partition, offset, value in sorted(acked):
         out.setdefault(partition, []).append((offset, value))
     return out
+
+
+def admin_call(cluster, api: str, version: int, via: int = 1, **fields):
+    """One request (its codec's fields) to broker `via`, on a connection of its own: the answer."""
+    conn = BrokerConnection("127.0.0.1", cluster.brokers[via].port)
+    try:
+        return conn.call(api, version, codec_classes(api)[0](**fields))
+    finally:
+        conn.close()

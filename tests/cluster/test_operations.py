@@ -19,7 +19,6 @@ import pytest
 from confluent_kafka import ElectionType, KafkaError, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from pstream.client.connection import BrokerConnection
 from pstream.client.wire import codec_classes
 from pstream.protocol.error_codes import ErrorCode
 from pstream.testing import free_port
@@ -28,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
     sys.path.insert(0, HERE)
 
-from clients import (TIMEOUT, by_partition, new_topic, produce, wait_replicas_equal)  # noqa: E402
+from clients import (TIMEOUT, admin_call, by_partition, new_topic, produce, wait_replicas_equal)  # noqa: E402
 from conftest import Cluster  # noqa: E402
 
 
@@ -121,14 +120,6 @@ def test_elect_leaders_gives_a_leadership_back_to_its_preferred_replica(cluster)
     missing = [TopicPartition(topic, 7)]
     assert admin.elect_leaders(ElectionType.PREFERRED, missing).result(TIMEOUT)[missing[0]].code() == \
         KafkaError.UNKNOWN_TOPIC_OR_PART
-
-
-def admin_call(cluster, api: str, version: int, via: int = 1, **fields):
-    conn = BrokerConnection("127.0.0.1", cluster.brokers[via].port)
-    try:
-        return conn.call(api, version, codec_classes(api)[0](**fields))
-    finally:
-        conn.close()
 
 
 def reassign(cluster, topic: str, replicas, via: int = 1) -> tuple[int, str | None]:

@@ -28,8 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:   # importlib mode: the helpers are this folder's module
     sys.path.insert(0, HERE)
 
-from clients import (PARTITIONS, TIMEOUT, by_partition, new_topic, produce, replica_contents,  # noqa: E402
-                     wait_replicas_equal)
+from clients import (PARTITIONS, TIMEOUT, admin_call, by_partition, new_topic, produce,  # noqa: E402
+                     replica_contents, wait_replicas_equal)
 
 
 def consume(cluster, topic: str, expected: int) -> dict[int, list[tuple[int, bytes]]]:
@@ -187,14 +187,6 @@ def test_a_former_leader_cuts_what_no_other_replica_took(cluster):
     assert "went further than its leader" in cluster.brokers[leader].output()
 
 
-def raw_call(cluster, api: str, version: int, via: int = 1, **fields):
-    conn = BrokerConnection("127.0.0.1", cluster.brokers[via].port)
-    try:
-        return conn.call(api, version, codec_classes(api)[0](**fields))
-    finally:
-        conn.close()
-
-
 def test_adding_partitions_grows_the_topic_on_every_broker(cluster):
     from confluent_kafka.admin import NewPartitions
     topic = new_topic(cluster, partitions=1)
@@ -205,7 +197,7 @@ def test_adding_partitions_grows_the_topic_on_every_broker(cluster):
     req = codec_classes("CreatePartitions")[0]
     manual = req.CreatePartitionsTopic(name=topic, count=4, assignments=[req.CreatePartitionsAssignment(
         broker_ids=[3, 1, 2])])
-    answer = raw_call(cluster, "CreatePartitions", 3, via=2, timeout_ms=30000, validate_only=False, topics=[manual])
+    answer = admin_call(cluster, "CreatePartitions", 3, via=2, timeout_ms=30000, validate_only=False, topics=[manual])
     assert (answer.results[0].error_code, answer.results[0].error_message) == (0, None)
     parts = cluster.wait_until(topic, lambda ps: len(ps) == 4 and ps[3].leader == 3, "partition 3 led by broker 3")
     assert parts[3].replicas == [3, 1, 2]
@@ -225,7 +217,7 @@ def test_adding_partitions_grows_the_topic_on_every_broker(cluster):
     }
     got = {}
     for why, wanted in refusals.items():
-        result = raw_call(cluster, "CreatePartitions", 3, timeout_ms=30000, validate_only=False,
+        result = admin_call(cluster, "CreatePartitions", 3, timeout_ms=30000, validate_only=False,
                           topics=[wanted]).results[0]
         got[why] = (result.error_code, result.error_message)
     assert got == {
@@ -251,7 +243,7 @@ def test_a_topic_created_with_replica_assignments_keeps_them(cluster):
             for i, r in zip(indexes or range(len(lists)), lists)])
 
     name = f"assigned-{uuid.uuid4().hex[:8]}"
-    answer = raw_call(cluster, "CreateTopics", 7, timeout_ms=30000, validate_only=False, topics=[
+    answer = admin_call(cluster, "CreateTopics", 7, timeout_ms=30000, validate_only=False, topics=[
         topic(name, [[2, 3], [3, 1], [1, 2]]), topic("uneven", [[1, 2], [3]]),
         topic("gap", [[1], [2]], indexes=[0, 2])])
     got = {t.name: (t.error_code, t.error_message) for t in answer.topics}
