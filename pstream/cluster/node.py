@@ -240,15 +240,8 @@ class ClusterNode:
         else:
             raise PStreamError(f"topic {name!r}: configs changed concurrently {CAS_TRIES} times; try again")
         applied = TopicConfig.normalize(parse_topic_configs(wanted.configs.items()))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TOPIC_WAIT_S
-        while loop.time() < deadline:
-            local = self.broker.log.get_topic(name) if name in self.broker.log else None
-            if local is not None and local.overrides == applied:
-                return
-            await asyncio.sleep(0.01)
-        raise PStreamError(f"topic {name!r}: configs written to the cluster but not applied here within "
-                           f"{TOPIC_WAIT_S} s")
+        await self._local_topic_where(name, lambda local: local.overrides == applied,
+                                      "its configs were written to the cluster but not applied here")
 
     # --- the controller's duty --------------------------------------------------------------
 
@@ -410,14 +403,8 @@ class ClusterNode:
                 break
         else:
             raise PStreamError(f"topic {name!r} changed concurrently {CAS_TRIES} times; try again")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TOPIC_WAIT_S
-        while loop.time() < deadline:
-            if name in self.broker.log and self.broker.log.get_topic(name).partitions >= count:
-                return
-            await asyncio.sleep(0.01)
-        raise PStreamError(f"topic {name!r} was given {count} partitions in the cluster but not here within "
-                           f"{TOPIC_WAIT_S} s")
+        await self._local_topic_where(name, lambda local: local.partitions >= count,
+                                      f"it has {count} partitions in the cluster but not here")
 
     def _new_partitions(self, assignments) -> list[PartitionRecord]:
         """Records of new partitions at epoch 0: every registered replica in sync (none holds a
@@ -433,14 +420,21 @@ class ClusterNode:
         return records
 
     async def local_topic(self, name: str, topic_id: uuid.UUID | None = None):
+        return await self._local_topic_where(name, lambda local: topic_id is None or local.topic_id == topic_id,
+                                             "it was created in the cluster but not here")
+
+    async def _local_topic_where(self, name: str, done, what: str):
+        """The local Topic once done(it) holds (this broker's watch applied a change made in
+        etcd), within TOPIC_WAIT_S; else PStreamError saying `what`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + TOPIC_WAIT_S
         log = self.broker.log
         while loop.time() < deadline:
-            if name in log and (topic_id is None or log.get_topic(name).topic_id == topic_id):
-                return log.get_topic(name)
+            local = log.get_topic(name) if name in log else None
+            if local is not None and done(local):
+                return local
             await asyncio.sleep(0.01)
-        raise PStreamError(f"topic {name!r} was created in the cluster but not here within {TOPIC_WAIT_S} s")
+        raise PStreamError(f"topic {name!r}: {what} within {TOPIC_WAIT_S} s")
 
     async def delete_topic(self, name: str) -> None:
         await self.metadata.delete_topic(name)

@@ -37,9 +37,13 @@ def check_target(target, registered: set[int]) -> tuple[ErrorCode, str | None]:
 
 
 def _narrowed(record: PartitionRecord, keep: tuple[int, ...], **fields) -> PartitionRecord:
-    """The record with its replicas and ISR limited to `keep` (in keep's order; the ISR never
-    empties) and a leader outside them replaced by the first in-sync one, with a new epoch."""
-    isr = tuple(r for r in keep if r in record.isr) or record.isr[-1:]
+    """The record with its replicas and ISR limited to `keep` (in keep's order) and a leader
+    outside them replaced by the first in-sync one, with a new epoch. The callers check first
+    that one of `keep` is in sync (revert_refusal, complete): an ISR that would empty, or hold a
+    broker outside the replicas, is a bug, refused here rather than written."""
+    isr = tuple(r for r in keep if r in record.isr)
+    if not isr:
+        raise ValueError(f"no replica of {list(keep)} is in sync (ISR {list(record.isr)})")
     leader = record.leader if record.leader in isr else next(iter(isr), NO_LEADER)
     epoch = record.leader_epoch + 1 if leader != record.leader else record.leader_epoch
     return record.changed(replicas=keep, isr=isr, isr_incarnations=tuple(record.incarnation_of(r) for r in isr),
