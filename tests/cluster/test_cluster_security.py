@@ -24,7 +24,7 @@ if HERE not in sys.path:   # importlib mode: the helpers are this folder's modul
     sys.path.insert(0, HERE)
 
 from clients import TIMEOUT, wait_replicas_equal  # noqa: E402
-from conftest import Cluster  # noqa: E402
+from conftest import Cluster, etcd_binary  # noqa: E402
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 REAUTH_MS = 3000   # KIP-368 sessions: brokers reconnect to each other before theirs end
@@ -164,7 +164,6 @@ def test_changes_made_while_a_broker_was_down_reach_it_when_it_returns(cluster, 
 
 
 def etcdctl(etcd: str, *args: str) -> None:
-    from conftest import etcd_binary
     subprocess.run([etcd_binary() + "ctl", "--endpoints", f"http://{etcd}", *args], check=True, capture_output=True,
                    timeout=TIMEOUT)
 
