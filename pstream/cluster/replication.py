@@ -3,7 +3,8 @@ each follower holds and advance the high watermark to what the in-sync replicas 
 
 Leading a partition (LeaderState):
 - the leader epoch from the cluster's record is stamped into every batch it appends;
-- a follower's Fetch (replica id set) says how far it holds the log: its fetch offset. Followers
+- a follower's Fetch (v15: its id in ReplicaState, topics by id; a v12 one's replica id set, topics
+  by name, is served too) says how far it holds the log: its fetch offset. Followers
   fetch only after their previous copy is durable under their flush policy, so the fetch offset
   is what the follower would keep through kill -9;
 - the high watermark is the least of those offsets over the ISR, with the leader's own durable
@@ -42,13 +43,14 @@ from pstream.log import resolve_passed
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.fetch import FetchRequest, FetchResponse
 from pstream.protocol.messages.offset_for_leader_epoch import OffsetForLeaderEpochRequest
+from pstream.protocol.primitives import ZERO_UUID
 
 _log = logging.getLogger("pstream.cluster")
 
 FETCH_KEY = 1
 EPOCH_KEY = 23                      # OffsetForLeaderEpoch
 EPOCH_VERSION = 4
-REPLICA_FETCH_VERSION = 12          # replica_id in the body (v15 moves it to ReplicaState)
+REPLICA_FETCH_VERSION = 15          # the follower in ReplicaState (KIP-903), topics by id (v13+)
 REPLICA_FETCH_WAIT_MS = 500         # Kafka's replica.fetch.wait.max.ms
 REPLICA_FETCH_MAX_BYTES = 1 << 20   # per partition (replica.fetch.max.bytes)
 RETRY_S = 0.2
@@ -441,13 +443,18 @@ class ReplicaManager:
         durably past its fetch offset, waiting up to max_wait_ms for some."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0, request.max_wait_ms) / 1000
+        names = {t.topic_id: name for name, t in self.node.view.topics.items()}   # v13+ names topics by id
         first = True
         while True:
             responses, waits, any_data = [], [], False
             for topic in request.topics:
                 parts = []
+                name = topic.topic if topic.topic_id == ZERO_UUID else names.get(topic.topic_id)
                 for wanted in topic.partitions:
-                    data, error, part = self._replica_read(topic.topic, wanted, replica, first)
+                    if name is None:
+                        data, error, part = b"", ErrorCode.UNKNOWN_TOPIC_ID, None
+                    else:
+                        data, error, part = self._replica_read(name, wanted, replica, first)
                     any_data = any_data or bool(data) or error != ErrorCode.NONE
                     hw = part.replicated_high_watermark if part is not None else -1
                     parts.append(PartitionData(partition_index=wanted.partition, error_code=error, high_watermark=hw,
@@ -456,7 +463,7 @@ class ReplicaManager:
                                                records=data or None))
                     if part is not None and error == ErrorCode.NONE and not data:
                         waits.append(part.held_future(wanted.fetch_offset))
-                responses.append(FetchResponse.FetchableTopicResponse(topic=topic.topic, topic_id=topic.topic_id,
+                responses.append(FetchResponse.FetchableTopicResponse(topic=name or "", topic_id=topic.topic_id,
                                                                       partitions=parts))
             first = False
             remaining = deadline - loop.time()
@@ -576,23 +583,29 @@ class Fetcher:
             topics.setdefault(name, []).append(FetchRequest.FetchPartition(
                 partition=index, current_leader_epoch=epoch, fetch_offset=own_end(part), last_fetched_epoch=-1,
                 log_start_offset=part.log_start_offset, partition_max_bytes=REPLICA_FETCH_MAX_BYTES))
-        return FetchRequest(replica_id=self.manager.node_id, max_wait_ms=REPLICA_FETCH_WAIT_MS, min_bytes=1,
-                            max_bytes=8 * REPLICA_FETCH_MAX_BYTES, isolation_level=0, session_id=0, session_epoch=-1,
-                            topics=[FetchRequest.FetchTopic(topic=name, partitions=parts)
-                                    for name, parts in topics.items()])
+        # replica_epoch -1: unknown. Kafka's broker epoch (KIP-903) fences a follower back from a
+        # restart that lost unflushed data; here a copy is durable before it is fetched past, and
+        # one back on an empty disk is fenced by its directory id instead.
+        return FetchRequest(replica_state=FetchRequest.ReplicaState(replica_id=self.manager.node_id, replica_epoch=-1),
+                            max_wait_ms=REPLICA_FETCH_WAIT_MS, min_bytes=1, max_bytes=8 * REPLICA_FETCH_MAX_BYTES,
+                            isolation_level=0, session_id=0, session_epoch=-1,
+                            topics=[FetchRequest.FetchTopic(topic=name, topic_id=log.get_topic(name).topic_id,
+                                                            partitions=parts) for name, parts in topics.items()])
 
     async def _store(self, response) -> bool:
         """Appends what came, as it is; True if some partition needs a pause (an error)."""
         log = self.manager.broker.log
         backoff = False
+        names = {log.get_topic(name).topic_id: name for name, _ in self.manager.following if name in log}
         for topic in response.responses:
-            if topic.topic not in log:
+            name = names.get(topic.topic_id)   # v13+ answers by topic id
+            if name is None:
                 continue
             for data in topic.partitions:
-                key = (topic.topic, data.partition_index)
+                key = (name, data.partition_index)
                 if key not in self.manager.following:
                     continue
-                part = log.get_topic(topic.topic).partition(data.partition_index)
+                part = log.get_topic(name).partition(data.partition_index)
                 if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and own_end(part) < data.log_start_offset:
                     await self.manager.restart_at(key, data.log_start_offset)
                     continue

@@ -258,6 +258,36 @@ def test_a_topic_created_with_replica_assignments_keeps_them(cluster):
     assert [(parts[p].replicas, parts[p].leader) for p in range(3)] == [([2, 3], 2), ([3, 1], 3), ([1, 2], 1)]
 
 
+def test_a_follower_fetch_carries_its_replica_state_and_names_topics_by_id(cluster):
+    """Fetch v15 as followers send it (KIP-903's ReplicaState, topics by id): the leader serves
+    its data to a replica, answers an unknown topic id UNKNOWN_TOPIC_ID, and still serves a v12
+    follower fetch (replica id in the body, topics by name)."""
+    topic = new_topic(cluster, partitions=1)
+    produce(cluster, topic, [b"replicated"], partition=0)
+    leader = cluster.partitions(topic)[0].leader
+    follower = next(n for n in cluster.brokers if n != leader)
+    metadata = codec_classes("Metadata")[0]
+    topic_id = admin_call(cluster, "Metadata", 12, via=leader, topics=[metadata.MetadataRequestTopic(name=topic)],
+                          allow_auto_topic_creation=False, include_topic_authorized_operations=False).topics[0].topic_id
+    req = codec_classes("Fetch")[0]
+
+    def fetch(version: int, **fields):
+        part = req.FetchPartition(partition=0, current_leader_epoch=-1, fetch_offset=0, last_fetched_epoch=-1,
+                                  log_start_offset=0, partition_max_bytes=1 << 20)
+        topics = [req.FetchTopic(topic=fields.pop("name", ""), topic_id=fields.pop("topic_id", uuid.UUID(int=0)),
+                                 partitions=[part])]
+        answer = admin_call(cluster, "Fetch", version, via=leader, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20,
+                            isolation_level=0, session_id=0, session_epoch=-1, topics=topics, **fields)
+        data = answer.responses[0].partitions[0]
+        values = [r.value for r in _core.decode_batch(data.records)[1]] if data.records else []
+        return data.error_code, values
+
+    state = req.ReplicaState(replica_id=follower, replica_epoch=-1)
+    assert fetch(15, replica_state=state, topic_id=topic_id) == (ErrorCode.NONE, [b"replicated"])
+    assert fetch(15, replica_state=state, topic_id=uuid.uuid4()) == (ErrorCode.UNKNOWN_TOPIC_ID, [])
+    assert fetch(12, replica_id=follower, name=topic) == (ErrorCode.NONE, [b"replicated"])
+
+
 def test_a_topic_with_more_partitions_than_an_etcd_transaction_takes(cluster):
     """etcd refuses transactions of more than 128 operations (--max-txn-ops): the partition
     records go in chunks, the topic's last."""
