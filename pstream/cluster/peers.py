@@ -43,13 +43,20 @@ class PeerConnection:
 
     async def call(self, key: int, version: int, request, timeout_s: float):
         """Sends one request and returns its decoded response; any failure closes the connection
-        (the next call opens a new one) and raises."""
+        (the next call opens a new one) and raises. A connection kept from an earlier call that
+        turns out closed (the peer restarted meanwhile) is replaced once and the request sent
+        again: every request between brokers may be (a fetch, a verification, a marker, which
+        ends nothing twice)."""
         async with self._lock:
             try:
                 if self._renew_at is not None and asyncio.get_running_loop().time() >= self._renew_at:
                     self.close()   # the peer would close it at the end of its session
-                if self._writer is None:
-                    await self._connect(timeout_s)
+                if self._writer is not None:
+                    try:
+                        return await self._exchange(key, version, request, timeout_s)
+                    except (ConnectionError, asyncio.IncompleteReadError):
+                        self.close()
+                await self._connect(timeout_s)
                 return await self._exchange(key, version, request, timeout_s)
             except BaseException:
                 self.close()
