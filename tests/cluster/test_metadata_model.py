@@ -12,12 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pstream
+from pstream.errors import ClusterUnavailableError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.cluster.election import (elect_preferred, elect_unclean, imbalanced, isr_with, may_lead,
                                       presumed_live, reconcile)
 from pstream.cluster.epochs import UNDEFINED, LeaderEpochCache
 from pstream.cluster import reassignment
-from pstream.cluster.etcd_store import parse_cluster_url
+from pstream.cluster.etcd_store import grpc_target, parse_cluster_url
 from pstream.cluster.coordinator_shards import java_hash, partition_for
 from pstream.cluster.placement import assign_replicas
 from pstream.cluster.state import NO_LEADER, BrokerRecord, ClusterView, PartitionRecord, TopicRecord
@@ -107,6 +108,17 @@ def test_cluster_urls():
     assert parse_cluster_url("etcd://a:1,b:2/prod") == ([("a", 1), ("b", 2)], "/prod")
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_cluster_url("etcd://nohost")
+
+
+def test_every_etcd_endpoint_is_in_the_grpc_target():
+    """aetcd connects to f"{host}:{port}": several endpoints become one gRPC target listing
+    their addresses, the last one's port given apart; names are resolved, one endpoint is kept."""
+    assert grpc_target([("etcd.example", 2379)]) == ("etcd.example", 2379)
+    assert grpc_target([("127.0.0.1", 2379), ("127.0.0.2", 2380), ("localhost", 2381)]) == \
+        ("ipv4:127.0.0.1:2379,127.0.0.2:2380,127.0.0.1", 2381)
+    assert grpc_target([("::1", 2379), ("::1", 2380)]) == ("ipv6:[::1]:2379,[::1]", 2380)
+    with pytest.raises(ClusterUnavailableError, match="share no address family"):
+        grpc_target([("127.0.0.1", 2379), ("::1", 2380)])
 
 
 # --- the leader-epoch cache ----------------------------------------------------------------------
