@@ -127,7 +127,8 @@ class EtcdMetadata:
         Returns the cluster id in force."""
         self._record = record
         host, port = grpc_target(self.endpoints)
-        self.client = aetcd.Client(host=host, port=port, timeout=10, options=GRPC_OPTIONS)
+        options = GRPC_OPTIONS if len(self.endpoints) > 1 else None   # one endpoint: gRPC's default, as before
+        self.client = aetcd.Client(host=host, port=port, timeout=10, options=options)
         tx = self.client.transactions
         key = self.view.key("cluster_id")
         try:
