@@ -336,13 +336,7 @@ class ReplicaManager:
         self._advance(state)
         if state.part.replicated_high_watermark > offset:
             return state.part.replicated_high_watermark
-        fut = asyncio.get_running_loop().create_future()
-        state.waiters.append((offset, fut))
-        try:
-            return await asyncio.wait_for(fut, timeout_s)
-        except asyncio.TimeoutError:
-            raise ReplicationTimeoutError(f"the in-sync replicas {sorted(state.isr)} did not reach offset {offset} "
-                                          f"within {timeout_s * 1000:.0f} ms", topic=name, partition=index) from None
+        return await self._wait(state, state.waiters, offset, timeout_s, f"reach offset {offset}")
 
     async def wait_log_start(self, name: str, index: int, offset: int, timeout_s: float) -> None:
         """DeleteRecords in a cluster (Kafka's DelayedDeleteRecords): returns once every in-sync
@@ -352,14 +346,20 @@ class ReplicaManager:
             raise NotLeaderError("not the leader", topic=name, partition=index)
         if self._log_start_reached(state, offset):
             return
+        await self._wait(state, state.start_waiters, offset, timeout_s, f"delete the records below {offset}")
+
+    @staticmethod
+    async def _wait(state: LeaderState, waiters: list, offset: int, timeout_s: float, what: str):
+        """Waits (timeout_s at most) for the future listed with `offset` in `waiters` to be
+        resolved; ReplicationTimeoutError saying what the in-sync replicas did not do."""
         fut = asyncio.get_running_loop().create_future()
-        state.start_waiters.append((offset, fut))
+        waiters.append((offset, fut))
         try:
-            await asyncio.wait_for(fut, timeout_s)
+            return await asyncio.wait_for(fut, timeout_s)
         except asyncio.TimeoutError:
-            raise ReplicationTimeoutError(f"the in-sync replicas {sorted(state.isr)} did not delete the records "
-                                          f"below {offset} within {timeout_s * 1000:.0f} ms", topic=name,
-                                          partition=index) from None
+            raise ReplicationTimeoutError(f"the in-sync replicas {sorted(state.isr)} did not {what} within "
+                                          f"{timeout_s * 1000:.0f} ms", topic=state.key[0],
+                                          partition=state.key[1]) from None
 
     def _log_start_reached(self, state: LeaderState, offset: int) -> bool:
         return all(state.follower_start.get(r, -1) >= offset for r in state.isr if r != self.node_id)
@@ -443,13 +443,12 @@ class ReplicaManager:
         durably past its fetch offset, waiting up to max_wait_ms for some."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0, request.max_wait_ms) / 1000
-        names = {t.topic_id: name for name, t in self.node.view.topics.items()}   # v13+ names topics by id
         first = True
         while True:
             responses, waits, any_data = [], [], False
             for topic in request.topics:
                 parts = []
-                name = topic.topic if topic.topic_id == ZERO_UUID else names.get(topic.topic_id)
+                name = topic.topic if topic.topic_id == ZERO_UUID else self.node.view.topic_names.get(topic.topic_id)
                 for wanted in topic.partitions:
                     if name is None:
                         data, error, part = b"", ErrorCode.UNKNOWN_TOPIC_ID, None
@@ -596,10 +595,9 @@ class Fetcher:
         """Appends what came, as it is; True if some partition needs a pause (an error)."""
         log = self.manager.broker.log
         backoff = False
-        names = {log.get_topic(name).topic_id: name for name, _ in self.manager.following if name in log}
         for topic in response.responses:
-            name = names.get(topic.topic_id)   # v13+ answers by topic id
-            if name is None:
+            name = self.manager.node.view.topic_names.get(topic.topic_id)   # v13+ answers by topic id
+            if name is None or name not in log:
                 continue
             for data in topic.partitions:
                 key = (name, data.partition_index)

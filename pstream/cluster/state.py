@@ -120,6 +120,7 @@ class ClusterView:
     brokers: dict[int, BrokerRecord] = field(default_factory=dict)
     controller: int = NO_LEADER
     topics: dict[str, TopicRecord] = field(default_factory=dict)
+    topic_names: dict[uuid.UUID, str] = field(default_factory=dict)   # by topic id (Fetch v13+ names them so)
     partitions: dict[tuple[str, int], PartitionRecord] = field(default_factory=dict)
     shared: dict[str, tuple[bytes, int]] = field(default_factory=dict)   # document -> (value, revision)
     revision: int = 0
@@ -164,10 +165,12 @@ class ClusterView:
                 self.brokers[node_id] = BrokerRecord.decode(node_id, value)
             return "broker", node_id
         if kind == "topics" and len(parts) == 2:
-            if value is None:
-                self.topics.pop(parts[1], None)
-            else:
-                self.topics[parts[1]] = TopicRecord.decode(parts[1], value, revision)
+            gone = self.topics.pop(parts[1], None)
+            if gone is not None:
+                self.topic_names.pop(gone.topic_id, None)
+            if value is not None:
+                record = self.topics[parts[1]] = TopicRecord.decode(parts[1], value, revision)
+                self.topic_names[record.topic_id] = parts[1]
             return "topic", parts[1]
         if kind == "partitions" and len(parts) == 3:
             tp = (parts[1], int(parts[2]))
