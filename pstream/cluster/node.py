@@ -367,6 +367,11 @@ class ClusterNode:
                              f"{factor} cannot be reached because only {live} broker(s) are registered.")
         return factor
 
+    def replication_factor(self, name: str) -> int:
+        """An existing topic's: its first partition's replicas, without those a reassignment adds."""
+        first = self.view.partitions.get((name, 0))
+        return len(reassignment.original(first)) if first is not None else 1
+
     async def create_topic(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str],
                            assignments: list[tuple[int, ...]] | None = None):
         """Writes the topic to etcd and waits until the local Log has it; the local Topic, or None
@@ -395,10 +400,8 @@ class ClusterNode:
                                   f"requested {count}.")
             wanted = assignments
             if wanted is None:
-                first = self.view.partitions.get((name, 0))
-                factor = len(reassignment.original(first)) if first is not None else 1
-                wanted = placement.assign_replicas(count - record.partitions, factor, sorted(self.view.live()),
-                                                   first_partition=record.partitions)
+                wanted = placement.assign_replicas(count - record.partitions, self.replication_factor(name),
+                                                   sorted(self.view.live()), first_partition=record.partitions)
             if await self.metadata.add_partitions(record, self._new_partitions(wanted)):
                 break
         else:

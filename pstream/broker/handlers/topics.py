@@ -20,7 +20,7 @@ from collections import Counter
 from pstream.broker.dispatch import api
 from pstream.broker.handlers.common import find_partition, find_topic, internal_topic_error
 from pstream.broker.topic_configs import TOPIC_CONFIG_NAMES, describe_topic_config, parse_topic_configs
-from pstream.cluster.reassignment import check_target, original
+from pstream.cluster.reassignment import check_target
 from pstream.errors import ClusterUnavailableError, ConfigError, InvalidTopicError, PStreamError, UnknownTopicError
 from pstream.protocol.error_codes import ErrorCode
 from pstream.protocol.messages.create_partitions import CreatePartitionsResponse
@@ -58,15 +58,6 @@ def _replica_lists(broker, assignments, factor: int | None = None) -> list[tuple
         factor = len(replicas)
         lists.append(tuple(replicas))
     return lists
-
-
-def _replication_of(broker, name: str) -> int:
-    """The replication factor of an existing topic: its first partition's replicas, without
-    those a reassignment is adding (1 without a cluster)."""
-    if broker.cluster is None:
-        return 1
-    record = broker.cluster.view.partitions.get((name, 0))
-    return len(original(record)) if record is not None else 1
 
 
 def _check_replication(broker, replication_factor: int) -> int:
@@ -339,7 +330,7 @@ async def handle_create_partitions(ctx, request):
                                    f"Attempted to add {t.count - topic.partitions} additional partition(s), but only "
                                    f"{len(t.assignments)} assignment(s) were specified.")
                 assignments = _replica_lists(broker, [a.broker_ids for a in t.assignments],
-                                             _replication_of(broker, t.name))
+                                             broker.cluster.replication_factor(t.name) if broker.cluster else 1)
             if not request.validate_only:
                 allowed, wait = _mutation(ctx, t.count - topic.partitions, strict=ctx.version >= 3)
                 throttle = max(throttle, wait)
